@@ -1,0 +1,35 @@
+/*  sam_log.h — one structured line per event on stderr.
+
+    Line shape:  2026-11-25T10:00:00.123Z INFO registry event.applied type=… seq=42 req=7
+    The first word after the service is the event's name; the rest are key=value pairs.
+    Values that may hold spaces are quoted by the caller with %s inside "…".
+    Formatting costs nothing when the level is below the threshold: the macros test it first.
+*/
+#ifndef SAM_LOG_H
+#define SAM_LOG_H
+
+typedef enum { SAM_LOG_DEBUG = 0, SAM_LOG_INFO, SAM_LOG_WARN, SAM_LOG_ERROR } sam_log_level_t;
+
+/* The process-wide threshold: the one piece of global state, like stderr itself. */
+extern sam_log_level_t sam_log_threshold;
+
+/* Names the process in every line ("broker", "registry", …) and sets the threshold. */
+void sam_log_init(const char *service, sam_log_level_t threshold);
+
+/* Parses "debug", "info", "warn" or "error"; returns -1 for anything else. */
+int sam_log_level_parse(const char *name);
+
+/* Writes one line; use the macros below instead. */
+void sam_log_write(sam_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define sam_log(level, ...)                                                                        \
+    do {                                                                                           \
+        if ((level) >= sam_log_threshold) sam_log_write((level), __VA_ARGS__);                     \
+    } while (0)
+#define sam_debug(...) sam_log(SAM_LOG_DEBUG, __VA_ARGS__)
+#define sam_info(...) sam_log(SAM_LOG_INFO, __VA_ARGS__)
+#define sam_warn(...) sam_log(SAM_LOG_WARN, __VA_ARGS__)
+#define sam_error(...) sam_log(SAM_LOG_ERROR, __VA_ARGS__)
+
+#endif
