@@ -1,0 +1,61 @@
+/*  sam_client.h — the C client of samordna (libsamordna): 7/MDP client over a DEALER socket
+    to one or more brokers, samordna.v1.Request/Reply envelopes, synchronous calls and
+    pipelined ones (many requests in flight, matched by id).
+
+    Retries: sam_client_call() resends on timeout only when the caller says the request is
+    idempotent (every query, and every events.publish — the service answers a duplicate
+    (source, id) with the original result). A retry reuses the request id.
+*/
+#ifndef SAM_CLIENT_H
+#define SAM_CLIENT_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct sam_client_t sam_client_t;
+
+typedef struct {
+    const char *curve_dir;     /* reserved for CURVE: folder with the client certificate */
+    const char *client_cert;   /* CURVE: path to this client's secret certificate */
+    const char *server_key;    /* CURVE: the broker's public key (Z85) */
+    size_t max_pending;        /* pipelining window for sam_client_send; 0 → 1000 */
+} sam_client_opts_t;
+
+/* The outcome of one call. sam_result_clear() frees body. */
+typedef struct {
+    uint64_t id;
+    uint32_t code;       /* samordna.v1.Status code; SAM_TIMEOUT when no reply came */
+    char message[512];
+    uint8_t *body;       /* packed reply message, malloc'd, or NULL */
+    size_t body_len;
+} sam_result_t;
+
+void sam_result_clear(sam_result_t *r);
+
+/*  Connects to the brokers (endpoints borrowed for the call). Returns NULL with a message
+    in err when an endpoint or certificate is unusable. opts may be NULL (insecure). */
+sam_client_t *sam_client_new(const char *const *brokers, size_t n, const sam_client_opts_t *opts,
+                             char *err, size_t errlen);
+void sam_client_destroy(sam_client_t **self_p);
+
+/*  Sends one request and waits for its reply. `req` may be NULL (empty body). On status 200
+    and reply_desc non-NULL, *reply_out is the unpacked reply (free with
+    protobuf_c_message_free_unpacked). Resends up to `retries` times on timeout when
+    idempotent. Returns the status code; result->message says why on errors. */
+uint32_t sam_client_call(sam_client_t *self, const char *service, const char *method,
+                         const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+                         ProtobufCMessage **reply_out, int timeout_ms, bool idempotent,
+                         sam_result_t *result);
+
+/*  Pipelined: sends a request with a packed body and returns its id (never 0), or 0 when
+    the message could not be sent. */
+uint64_t sam_client_send(sam_client_t *self, const char *service, const char *method,
+                         const uint8_t *body, size_t len);
+
+/*  Receives the next reply (any id) within timeout_ms. Returns 0 with *out filled, or -1 on
+    timeout (out->code = SAM_TIMEOUT). */
+int sam_client_recv(sam_client_t *self, int timeout_ms, sam_result_t *out);
+
+#endif

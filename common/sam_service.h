@@ -1,0 +1,178 @@
+/*  sam_service.h — the runtime every samordna service is built on.
+
+    A service is a context struct plus a loop. The service declares, in one definition:
+      - its queries: method name → handler, answered from a read transaction;
+      - its event types: CloudEvents type → apply function, run inside the write path;
+      - its tables, schema version and migration;
+    and calls sam_service_main() from main(). The runtime does everything else: options and
+    configuration, logging, the LMDB store, 7/MDP worker connections to one or more brokers
+    with heartbeats and reconnection, the samordna extension (credit and caller identity),
+    decoding and size checks, role checks, and the built-in methods:
+
+      ping            → samordna.v1.PingReply
+      events.publish  (samordna.v1.PublishRequest → PublishReply)   the write path
+      events.read     (samordna.v1.ReadRequest → ReadReply)         outbox long poll
+
+    The write path (ARCHITECTURE.md, "Writes are events"): the runtime takes every request the
+    broker has in flight for it (up to its credit), and applies all publishes of the batch in
+    ONE LMDB write transaction: per event, in a nested transaction, it
+      1. answers a duplicate (source, id) with the original sequence number;
+      2. finds the type's apply function (unknown type → 501) and checks the caller's role and
+         that a publisher's event `source` is the publisher's own agency (403);
+      3. calls apply(); a refusal (-1) aborts only that event's nested transaction;
+      4. appends the event to the outbox under the next sequence number and records (source,id);
+    then commits once (synced unless --nosync), and only then replies to every request of the
+    batch. A failed commit answers every event of the batch 500; nothing is acknowledged that
+    is not durable.
+
+    Two instances may share one environment: the next sequence number is read from the outbox
+    inside each write transaction, never cached.
+*/
+#ifndef SAM_SERVICE_H
+#define SAM_SERVICE_H
+
+#include "sam_config.h"
+#include "sam_log.h"
+#include "sam_status.h"
+#include "sam_store.h"
+
+#include "io/cloudevents/v1/cloudevents.pb-c.h"
+#include "samordna/v1/envelope.pb-c.h"
+#include "samordna/v1/events.pb-c.h"
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct sam_service_t sam_service_t;
+typedef struct sam_client_t sam_client_t;
+
+/* Roles, as named in a certificate's metadata. A handler's `roles` is a mask of these. */
+enum {
+    SAM_ROLE_ADMIN = 1u << 0,
+    SAM_ROLE_PUBLISHER = 1u << 1,
+    SAM_ROLE_READER = 1u << 2,
+    SAM_ROLE_SERVICE = 1u << 3,
+};
+#define SAM_ROLES_ANY (SAM_ROLE_ADMIN | SAM_ROLE_PUBLISHER | SAM_ROLE_READER | SAM_ROLE_SERVICE)
+#define SAM_ROLES_WRITE (SAM_ROLE_ADMIN | SAM_ROLE_PUBLISHER | SAM_ROLE_SERVICE)
+
+/* The role bit of a role name, 0 when unknown. */
+unsigned sam_role_bit(const char *role);
+
+/* One request as a handler sees it. Everything is borrowed for the handler call only. */
+typedef struct {
+    uint64_t id;                         /* the client's correlation id */
+    const char *method;                  /* "registry.agencies.list" */
+    const uint8_t *body;                 /* the packed request message */
+    size_t body_len;
+    const Samordna__V1__Caller *caller;  /* never NULL */
+} sam_call_t;
+
+/* What a handler answers. The runtime owns `body` and frees it after sending. */
+typedef struct {
+    uint32_t code;      /* SAM_OK unless set otherwise */
+    char message[512];  /* human reason; names the field on refusals */
+    uint8_t *body;      /* packed reply message (malloc'd), or NULL */
+    size_t body_len;
+} sam_reply_t;
+
+/* Sets an error status and message. Returns -1, so a handler can `return sam_reply_error(…)`. */
+int sam_reply_error(sam_reply_t *reply, uint32_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Packs msg as the reply body with status 200. Returns 0, or -1 (500) when out of memory. */
+int sam_reply_message(sam_reply_t *reply, const ProtobufCMessage *msg);
+
+/* Unpacks a request body as `desc`; on failure sets 400 "undecodable <Message>" and returns
+   NULL. Free the result with protobuf_c_message_free_unpacked(msg, NULL). */
+ProtobufCMessage *sam_call_unpack(const sam_call_t *call, const ProtobufCMessageDescriptor *desc,
+                                  sam_reply_t *reply);
+
+/* A query: answered from a read transaction; must not write. Returns 0 or -1 (reply set). */
+typedef int (*sam_query_fn)(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                            sam_reply_t *reply);
+
+typedef struct {
+    const char *method;
+    sam_query_fn fn;
+    unsigned roles; /* who may call it */
+} sam_query_def_t;
+
+/* An event on its way into the store. Borrowed for the apply call only. */
+typedef struct {
+    const Io__Cloudevents__V1__CloudEvent *ce;
+    const uint8_t *data; /* the payload: binary_data, or proto_data's value */
+    size_t data_len;
+    const Samordna__V1__Caller *caller;
+    uint64_t seq;   /* the sequence number it will be stored under */
+    int64_t now_ms; /* wall clock of the batch, ms since the epoch */
+} sam_event_t;
+
+/* Validates the event against the current state and applies it to the service's tables in
+   `txn` (a nested write transaction). Returns 0, or -1 with the refusal in `reply`; on -1
+   the runtime aborts txn, so a refusal never leaves a partial write. */
+typedef int (*sam_apply_fn)(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                            sam_reply_t *reply);
+
+/* Optional check before the write transaction opens, where a service may ask another
+   service over the broker (e.g. "does this pilot exist?"). Returns 0 or -1 (reply set). */
+typedef int (*sam_prepare_fn)(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply);
+
+typedef struct {
+    const char *type;     /* exact CloudEvents type, "no.samordna.registry.agency.registered" */
+    sam_apply_fn apply;
+    sam_prepare_fn prepare; /* may be NULL */
+    unsigned roles;         /* who may publish it */
+} sam_event_def_t;
+
+typedef struct {
+    const char *name;    /* service name on the broker and folder under --data-dir */
+    const char *summary; /* one line for --help */
+    const sam_query_def_t *queries;
+    size_t n_queries;
+    const sam_event_def_t *events;
+    size_t n_events;
+    const char *const *tables; /* the service's own named tables, NULL-terminated */
+    uint32_t schema_version;   /* what this build writes */
+    /* Brings a store from `from` (0: new) to schema_version inside txn; NULL when there is
+       nothing to migrate. Returns 0 or an error code. */
+    int (*migrate)(sam_service_t *svc, MDB_txn *txn, uint32_t from);
+    const sam_option_t *options; /* extra options, NULL-name terminated; may be NULL */
+    /* Called after the store is open and before the loop; returns 0 or -1 (exit 1). */
+    int (*start)(sam_service_t *svc);
+    /* Called every tick_ms while the loop runs (0: never): catch-up work, timers. */
+    void (*tick)(sam_service_t *svc);
+    int tick_ms;
+    /* Called once after the loop ends, before the store closes. */
+    void (*stop)(sam_service_t *svc);
+} sam_service_def_t;
+
+/*  Runs the service: parses argv (standard options: --broker (repeatable), --data-dir,
+    --credit, --insecure, --nosync, --map-size-mb, --instance, --config, --log-level,
+    --help, --version, plus def->options), opens the store, migrates, connects to the
+    brokers, loops until SIGTERM/SIGINT, shuts down cleanly. `ctx` is the service's own
+    context, reachable from handlers with sam_service_ctx(). Returns the process exit code. */
+int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **argv);
+
+void *sam_service_ctx(sam_service_t *svc);
+sam_store_t *sam_service_store(sam_service_t *svc);
+sam_config_t *sam_service_config(sam_service_t *svc);
+MDB_dbi sam_service_dbi(sam_service_t *svc, const char *table);
+
+/*  A client connected to the same brokers with the service's own identity, for calls to
+    other services (created on first use, owned by the runtime). NULL if it cannot connect. */
+sam_client_t *sam_service_client(sam_service_t *svc);
+
+/*  The outbox head (highest stored sequence number) as seen by `txn`. */
+uint64_t sam_service_last_seq(sam_service_t *svc, MDB_txn *txn);
+
+/*  The payload of a CloudEvent (binary_data, or the value of proto_data), unpacked as
+    `desc`; NULL with 400 in reply when missing or undecodable. */
+ProtobufCMessage *sam_event_unpack(const sam_event_t *ev, const ProtobufCMessageDescriptor *desc,
+                                   sam_reply_t *reply);
+
+/*  A string attribute of the event ("subject", "time", "datacontenttype"), or NULL. */
+const char *sam_event_attr(const Io__Cloudevents__V1__CloudEvent *ce, const char *name);
+
+#endif

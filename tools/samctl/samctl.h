@@ -1,0 +1,48 @@
+/*  samctl.h — what every samctl command shares: the connection, output mode, and the
+    command table.
+
+    A command is one line in commands.def — X(name, function, summary) — plus its function
+    in the file of its area (cmd_registry.c, cmd_status.c, …). samctl.c parses the global
+    options before the command word, connects, and calls the function with the rest of argv
+    (argv[0] is the command word). A command prints readable tables by default and JSON with
+    --json; it returns the process exit code: 0 ok, 1 the service refused or failed, 2 usage.
+*/
+#ifndef SAMCTL_H
+#define SAMCTL_H
+
+#include "sam_client.h"
+#include "sam_config.h"
+#include "sam_status.h"
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct {
+    sam_config_t *config;  /* global options */
+    sam_client_t *client;  /* connected to --broker (created on first samctl_client call) */
+    bool json;             /* --json: machine output */
+    int timeout_ms;        /* --timeout-ms for each call */
+    const char *source;    /* --source: agency id used as CloudEvent source (default fmov) */
+} samctl_t;
+
+typedef int (*samctl_cmd_fn)(samctl_t *ctl, int argc, char **argv);
+
+/* The client, connecting on first use; NULL (message printed) when it cannot connect. */
+sam_client_t *samctl_client(samctl_t *ctl);
+
+/* Calls service.method with req and unpacks the reply as reply_desc. On any status but 200
+   prints "samctl: <service> <method>: <code> <message>" to stderr and returns NULL. Reads
+   and publishes are idempotent and retried once on timeout. */
+ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *method,
+                              const ProtobufCMessage *req,
+                              const ProtobufCMessageDescriptor *reply_desc);
+
+/* Prints "samctl <cmd>: <message>" and the command's usage line to stderr; returns 2. */
+int samctl_usage(const char *cmd, const char *usage, const char *message);
+
+/* Declarations of every command function. */
+#define X(name, fn, summary) int fn(samctl_t *ctl, int argc, char **argv);
+#include "commands.def"
+#undef X
+
+#endif
