@@ -1,0 +1,185 @@
+/*  samordna-bench — see bench.h. */
+#include "bench.h"
+#include "sam_client.h"
+#include "sam_status.h"
+
+#include "samordna/v1/envelope.pb-c.h"
+
+#include <czmq.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+typedef struct {
+    const char *name;
+    bench_fn fn;
+    const char *summary;
+} s_family_t;
+
+static const s_family_t s_families[] = {
+#define X(name, fn, summary) {name, fn, summary},
+#include "benches.def"
+#undef X
+    {NULL, NULL, NULL},
+};
+
+int bench_spawn(bench_t *b, bench_proc_t *p, const char *log, const char *prog, ...)
+{
+    char *argv[64];
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", b->bin_dir, prog);
+    argv[0] = path;
+    int n = 1;
+    va_list ap;
+    va_start(ap, prog);
+    const char *a;
+    while (n < 63 && (a = va_arg(ap, const char *)))
+        argv[n++] = (char *)a;
+    va_end(ap);
+    argv[n] = NULL;
+    char logpath[1024];
+    snprintf(logpath, sizeof logpath, "%s/%s", b->work_dir, log);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        FILE *f = freopen(logpath, "a", stderr);
+        (void)f;
+        execv(path, argv);
+        _exit(127);
+    }
+    p->pid = pid;
+    return 0;
+}
+
+void bench_stop(bench_proc_t *p)
+{
+    if (p->pid <= 0) return;
+    kill(p->pid, SIGTERM);
+    int status;
+    waitpid(p->pid, &status, 0);
+    p->pid = 0;
+}
+
+void bench_endpoint(char *out, size_t len)
+{
+    /* Bind an ephemeral port, read it back, close: free a moment ago, like the tests do. */
+    zsock_t *s = zsock_new(ZMQ_ROUTER);
+    int port = zsock_bind(s, "tcp://127.0.0.1:*");
+    zsock_destroy(&s);
+    snprintf(out, len, "tcp://127.0.0.1:%d", port);
+}
+
+int bench_wait_service(const char *broker, const char *service, int timeout_ms)
+{
+    const char *eps[] = {broker};
+    char err[256];
+    sam_client_t *c = sam_client_new(eps, 1, NULL, err, sizeof err);
+    if (!c) return -1;
+    int64_t end = zclock_mono() + timeout_ms;
+    int rc = -1;
+    while (rc != 0 && zclock_mono() < end) {
+        sam_result_t res = {0};
+        if (sam_client_call(c, service, "ping", NULL, NULL, NULL, 300, false, &res) == SAM_OK)
+            rc = 0;
+        else
+            zclock_sleep(20);
+        sam_result_clear(&res);
+    }
+    sam_client_destroy(&c);
+    return rc;
+}
+
+static int s_cmp64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+double bench_percentile(int64_t *lat_us, size_t n, double p)
+{
+    if (n == 0) return 0;
+    qsort(lat_us, n, sizeof *lat_us, s_cmp64);
+    size_t i = (size_t)((p / 100.0) * (double)(n - 1) + 0.5);
+    return (double)lat_us[i];
+}
+
+void bench_figure(const char *name, double value, const char *unit)
+{
+    printf("%-44s %14.1f %s\n", name, value, unit);
+    fflush(stdout);
+}
+
+static void s_usage(void)
+{
+    printf("Usage: samordna-bench [--scale X] [--bin-dir DIR] [--work-dir DIR] FAMILY|all\n\n"
+           "Runs benchmarks on loopback and prints one line per figure.\n\nFamilies:\n");
+    for (const s_family_t *f = s_families; f->name; f++)
+        printf("  %-12s %s\n", f->name, f->summary);
+}
+
+int main(int argc, char **argv)
+{
+    bench_t b = {.bin_dir = NULL, .work_dir = "bench-data", .scale = 1.0};
+    const char *family = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--scale") == 0 && i + 1 < argc)
+            b.scale = atof(argv[++i]);
+        else if (strcmp(argv[i], "--bin-dir") == 0 && i + 1 < argc)
+            b.bin_dir = argv[++i];
+        else if (strcmp(argv[i], "--work-dir") == 0 && i + 1 < argc)
+            b.work_dir = argv[++i];
+        else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            s_usage();
+            return 0;
+        } else if (strcmp(argv[i], "--version") == 0) {
+            printf("samordna-bench %s\n", SAMORDNA_VERSION);
+            return 0;
+        } else if (argv[i][0] != '-' && !family)
+            family = argv[i];
+        else {
+            fprintf(stderr, "samordna-bench: unexpected argument '%s' (try --help)\n", argv[i]);
+            return 2;
+        }
+    }
+    if (!family || b.scale <= 0) {
+        s_usage();
+        return 2;
+    }
+    /* By default the services are the ones built beside this program. */
+    static char self_dir[1024];
+    if (!b.bin_dir) {
+        ssize_t n = readlink("/proc/self/exe", self_dir, sizeof self_dir - 1);
+        if (n <= 0) return 1;
+        self_dir[n] = '\0';
+        char *slash = strrchr(self_dir, '/');
+        if (slash) *slash = '\0';
+        b.bin_dir = self_dir;
+    }
+    zsys_init();
+    zsys_set_linger(0);
+    zsys_handler_set(NULL);
+    zsys_dir_create("%s", b.work_dir);
+    int rc = 0, ran = 0;
+    for (const s_family_t *f = s_families; f->name; f++) {
+        if (strcmp(family, "all") != 0 && strcmp(family, f->name) != 0) continue;
+        printf("== %s: %s\n", f->name, f->summary);
+        fflush(stdout);
+        char dir[1024];
+        snprintf(dir, sizeof dir, "%s/%s", b.work_dir, f->name);
+        zsys_dir_delete("%s", dir);
+        bench_t fb = b;
+        fb.work_dir = dir;
+        zsys_dir_create("%s", dir);
+        if (f->fn(&fb) != 0) rc = 1;
+        ran++;
+    }
+    if (!ran) {
+        fprintf(stderr, "samordna-bench: no family '%s' (try --help)\n", family);
+        return 2;
+    }
+    return rc;
+}
