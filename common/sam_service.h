@@ -36,7 +36,7 @@
 #include "sam_status.h"
 #include "sam_store.h"
 
-#include "io/cloudevents/v1/cloudevents.pb-c.h"
+#include "cloudevents/v1/cloudevents.pb-c.h"
 #include "samordna/v1/envelope.pb-c.h"
 #include "samordna/v1/events.pb-c.h"
 

@@ -52,10 +52,13 @@ def scratch(name):
 class Proc:
     """A real process of ours; its stderr goes to a log file that failures print."""
 
+    count = 0
+
     def __init__(self, name, args, logdir=None, env=None):
         self.name = name
         self.args = [os.path.join(BIN, args[0])] + list(args[1:])
-        self.logpath = os.path.join(logdir or TESTDATA, name + ".log")
+        Proc.count += 1
+        self.logpath = os.path.join(logdir or TESTDATA, f"{name}-{os.getpid()}-{Proc.count}.log")
         os.makedirs(os.path.dirname(self.logpath), exist_ok=True)
         self.log = open(self.logpath, "ab")
         full_env = dict(os.environ)

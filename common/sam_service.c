@@ -1,0 +1,998 @@
+/*  sam_service.c — the service runtime: worker side of 7/MDP, dispatch, the write path.
+
+    The loop, in one thread:
+      1. wait on every broker socket (and on the nearest timer: heartbeat, tick, long poll);
+      2. drain what has arrived, up to the credit, into one batch;
+      3. answer the batch: pings and queries at once from one read transaction; every
+         events.publish of the batch in ONE write transaction (nested per event so a refusal
+         never leaves a partial write), committed and synced once; then all replies;
+      4. answer long polls whose events have arrived, expire the rest;
+      5. heartbeat the brokers, reconnect the silent ones with backoff.
+    Because the broker keeps up to `credit` requests in flight to us, a burst of publishes
+    arrives as a batch and costs one fsync instead of one per event: that is group commit.
+
+    Nothing read from the store is cached across iterations (the outbox head is read inside
+    each write transaction), so several instances can share one environment on one host.
+*/
+#include "sam_service.h"
+#include "sam_client.h"
+#include "sam_mdp.h"
+
+#include <czmq.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_MAX_BROKERS 8
+#define S_READ_MAX_BYTES (512 * 1024) /* an events.read reply stays well under the broker cap */
+
+/* One broker connection. */
+typedef struct {
+    char *endpoint;        /* owned copy */
+    zsock_t *sock;         /* DEALER, NULL while waiting to reconnect */
+    unsigned generation;   /* bumped on every reconnect; parked requests remember theirs */
+    bool ext_credit;       /* the broker accepted our credit */
+    bool ext_identity;     /* the broker sends a Caller frame with each request */
+    int64_t heard_at;      /* last time anything arrived from it (monotonic ms) */
+    int64_t hb_due;        /* when our next heartbeat is due */
+    int64_t reconnect_at;  /* when to reconnect, while sock is NULL */
+    int backoff_ms;        /* next reconnect delay */
+} s_broker_t;
+
+/* One request of a batch, or a parked long poll. */
+typedef struct s_request_t {
+    int broker;               /* index into brokers */
+    unsigned generation;      /* the broker connection it came on */
+    zframe_t *client;         /* the client's address, owned */
+    Samordna__V1__Request *req;          /* unpacked envelope, owned */
+    Samordna__V1__Caller *caller;        /* unpacked or NULL (then s_anonymous/s_insecure) */
+    sam_reply_t reply;
+    /* events.publish */
+    Samordna__V1__PublishRequest *pub;   /* owned */
+    const sam_event_def_t *edef;
+    sam_event_t ev;
+    bool done;                /* reply decided before the write transaction */
+    uint64_t seq;
+    bool duplicate;
+    /* events.read long poll */
+    uint64_t after_seq;
+    uint32_t max;
+    int64_t deadline;
+    struct s_request_t *next; /* in the waiter list */
+} s_request_t;
+
+struct sam_service_t {
+    const sam_service_def_t *def;
+    void *ctx;
+    sam_option_t *options; /* standard + the service's own, owned */
+    sam_config_t *config;
+    sam_store_t *store;
+    sam_client_t *client;
+    char instance[96];
+    bool insecure;
+    int credit;
+    size_t max_event_bytes;
+    int heartbeat_ms;
+    int liveness;
+    s_broker_t brokers[S_MAX_BROKERS];
+    size_t nbrokers;
+    s_request_t *waiters; /* parked events.read long polls */
+    int64_t tick_due;
+    MDB_dbi outbox, dedup;
+    /* counters, logged at shutdown */
+    uint64_t n_requests, n_applied, n_refused, n_duplicates, n_batches, n_bad;
+};
+
+static const Samordna__V1__Caller s_anonymous = {
+    PROTOBUF_C_MESSAGE_INIT(&samordna__v1__caller__descriptor), "", "", "", 0};
+static const Samordna__V1__Caller s_insecure = {
+    PROTOBUF_C_MESSAGE_INIT(&samordna__v1__caller__descriptor), "", "admin", "", 1};
+
+static const sam_option_t s_std_options[] = {
+    {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "broker to serve through", true},
+    {"data-dir", "DIR", "var", "folder of the stores; this service uses DIR/<service>", false},
+    {"credit", "N", "256", "requests the broker may keep in flight to this instance", false},
+    {"insecure", NULL, NULL, "accept callers without authentication (loopback runs, tests)",
+     false},
+    {"nosync", NULL, NULL,
+     "opt-in weaker durability: do not fsync each commit (survives a process crash, not a "
+     "power loss)",
+     false},
+    {"map-size-mb", "MB", "16384", "largest size the store may grow to", false},
+    {"instance", "NAME", NULL, "name of this instance in logs and ping (default host-pid)",
+     false},
+    {"max-event-bytes", "N", "262144", "largest CloudEvent accepted", false},
+    {"heartbeat-ms", "MS", "2500", "heartbeat interval towards the brokers", false},
+    {"liveness", "N", "3", "missed heartbeats before a broker counts as gone", false},
+};
+
+unsigned sam_role_bit(const char *role)
+{
+    if (!role) return 0;
+    if (strcmp(role, "admin") == 0) return SAM_ROLE_ADMIN;
+    if (strcmp(role, "publisher") == 0) return SAM_ROLE_PUBLISHER;
+    if (strcmp(role, "reader") == 0) return SAM_ROLE_READER;
+    if (strcmp(role, "service") == 0) return SAM_ROLE_SERVICE;
+    return 0;
+}
+
+int sam_reply_error(sam_reply_t *reply, uint32_t code, const char *fmt, ...)
+{
+    reply->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reply->message, sizeof reply->message, fmt, ap);
+    va_end(ap);
+    free(reply->body);
+    reply->body = NULL;
+    reply->body_len = 0;
+    return -1;
+}
+
+int sam_reply_message(sam_reply_t *reply, const ProtobufCMessage *msg)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *body = malloc(len ? len : 1);
+    if (!body) return sam_reply_error(reply, SAM_INTERNAL, "out of memory");
+    protobuf_c_message_pack(msg, body);
+    free(reply->body);
+    reply->body = body;
+    reply->body_len = len;
+    reply->code = SAM_OK;
+    return 0;
+}
+
+ProtobufCMessage *sam_call_unpack(const sam_call_t *call, const ProtobufCMessageDescriptor *desc,
+                                  sam_reply_t *reply)
+{
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, call->body_len, call->body);
+    if (!m) sam_reply_error(reply, SAM_BAD_REQUEST, "undecodable %s for %s", desc->name,
+                            call->method);
+    return m;
+}
+
+ProtobufCMessage *sam_event_unpack(const sam_event_t *ev, const ProtobufCMessageDescriptor *desc,
+                                   sam_reply_t *reply)
+{
+    ProtobufCMessage *m = NULL;
+    if (ev->data) m = protobuf_c_message_unpack(desc, NULL, ev->data_len, ev->data);
+    if (!m)
+        sam_reply_error(reply, SAM_BAD_REQUEST, "event %s: data is %s, expected a packed %s",
+                        ev->ce->type, ev->data ? "undecodable" : "missing", desc->name);
+    return m;
+}
+
+const char *sam_event_attr(const Io__Cloudevents__V1__CloudEvent *ce, const char *name)
+{
+    for (size_t i = 0; i < ce->n_attributes; i++) {
+        const Io__Cloudevents__V1__CloudEvent__AttributesEntry *a = ce->attributes[i];
+        if (!a->key || strcmp(a->key, name) != 0 || !a->value) continue;
+        switch (a->value->attr_case) {
+        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING:
+            return a->value->ce_string;
+        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI:
+            return a->value->ce_uri;
+        case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF:
+            return a->value->ce_uri_ref;
+        default: return NULL;
+        }
+    }
+    return NULL;
+}
+
+void *sam_service_ctx(sam_service_t *svc)
+{
+    return svc->ctx;
+}
+
+sam_store_t *sam_service_store(sam_service_t *svc)
+{
+    return svc->store;
+}
+
+sam_config_t *sam_service_config(sam_service_t *svc)
+{
+    return svc->config;
+}
+
+MDB_dbi sam_service_dbi(sam_service_t *svc, const char *table)
+{
+    return sam_store_dbi(svc->store, table);
+}
+
+sam_client_t *sam_service_client(sam_service_t *svc)
+{
+    if (svc->client) return svc->client;
+    const char *eps[S_MAX_BROKERS];
+    for (size_t i = 0; i < svc->nbrokers; i++)
+        eps[i] = svc->brokers[i].endpoint;
+    char err[256] = "";
+    svc->client = sam_client_new(eps, svc->nbrokers, NULL, err, sizeof err);
+    if (!svc->client) sam_error("client.failed reason=\"%s\"", err);
+    return svc->client;
+}
+
+uint64_t sam_service_last_seq(sam_service_t *svc, MDB_txn *txn)
+{
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, svc->outbox, &cur) != 0) return 0;
+    MDB_val k, v;
+    uint64_t seq = 0;
+    if (mdb_cursor_get(cur, &k, &v, MDB_LAST) == 0 && k.mv_size == 8) seq = sam_be64_get(k.mv_data);
+    mdb_cursor_close(cur);
+    return seq;
+}
+
+/* ---- broker connections ------------------------------------------------------------------ */
+
+static void s_broker_send(s_broker_t *b, int command, zmsg_t **tail_p)
+{
+    if (!b->sock) {
+        zmsg_destroy(tail_p);
+        return;
+    }
+    zmsg_t *msg = tail_p && *tail_p ? *tail_p : zmsg_new();
+    if (tail_p) *tail_p = NULL;
+    uint8_t cmd = (uint8_t)command;
+    zmsg_pushmem(msg, &cmd, 1);
+    zmsg_pushstr(msg, SAM_MDPW);
+    zmsg_pushmem(msg, "", 0);
+    if (zmsg_send(&msg, b->sock) != 0) zmsg_destroy(&msg);
+}
+
+static void s_broker_connect(sam_service_t *svc, s_broker_t *b, int64_t now)
+{
+    zsock_destroy(&b->sock);
+    b->generation++;
+    b->ext_credit = b->ext_identity = false;
+    b->sock = zsock_new(ZMQ_DEALER);
+    if (!b->sock || zsock_connect(b->sock, "%s", b->endpoint) != 0) {
+        sam_error("broker.connect_failed endpoint=%s", b->endpoint);
+        zsock_destroy(&b->sock);
+        b->reconnect_at = now + b->backoff_ms;
+        return;
+    }
+    zsock_set_linger(b->sock, 0);
+    zsock_set_sndhwm(b->sock, 0);
+    zsock_set_rcvhwm(b->sock, 0);
+    zmsg_t *ready = zmsg_new();
+    zmsg_addstr(ready, svc->def->name);
+    zmsg_addstrf(ready, "%s credit=%d identity", SAM_MDP_EXT_PREFIX, svc->credit);
+    s_broker_send(b, SAM_MDPW_READY, &ready);
+    b->heard_at = now;
+    b->hb_due = now + svc->heartbeat_ms;
+    sam_info("broker.connected endpoint=%s credit=%d", b->endpoint, svc->credit);
+}
+
+/* The broker's answering HEARTBEAT may carry the accepted extension set. */
+static void s_broker_extensions(s_broker_t *b, const char *ext)
+{
+    if (strncmp(ext, SAM_MDP_EXT_PREFIX, strlen(SAM_MDP_EXT_PREFIX)) != 0) return;
+    b->ext_credit = strstr(ext, "credit=") != NULL;
+    b->ext_identity = strstr(ext, "identity") != NULL;
+    sam_info("broker.extensions endpoint=%s accepted=\"%s\"", b->endpoint, ext);
+}
+
+/* ---- replies ------------------------------------------------------------------------------ */
+
+static void s_request_destroy(s_request_t **r_p)
+{
+    if (!r_p || !*r_p) return;
+    s_request_t *r = *r_p;
+    zframe_destroy(&r->client);
+    if (r->req) samordna__v1__request__free_unpacked(r->req, NULL);
+    if (r->caller) samordna__v1__caller__free_unpacked(r->caller, NULL);
+    if (r->pub) samordna__v1__publish_request__free_unpacked(r->pub, NULL);
+    free(r->reply.body);
+    free(r);
+    *r_p = NULL;
+}
+
+/* REPLY: "" "MDPW01" 0x03 client "" Reply */
+static void s_send_reply(sam_service_t *svc, s_request_t *r)
+{
+    s_broker_t *b = &svc->brokers[r->broker];
+    if (!b->sock || b->generation != r->generation) return; /* broker gone: it told the client */
+    Samordna__V1__Status status = SAMORDNA__V1__STATUS__INIT;
+    status.code = r->reply.code ? r->reply.code : SAM_OK;
+    status.message = r->reply.message;
+    Samordna__V1__Reply rep = SAMORDNA__V1__REPLY__INIT;
+    rep.id = r->req ? r->req->id : 0;
+    rep.status = &status;
+    rep.body.data = r->reply.body;
+    rep.body.len = r->reply.body_len;
+    zframe_t *frame = zframe_new(NULL, samordna__v1__reply__get_packed_size(&rep));
+    samordna__v1__reply__pack(&rep, zframe_data(frame));
+    zmsg_t *msg = zmsg_new();
+    zframe_t *client = zframe_dup(r->client);
+    zmsg_append(msg, &client);
+    zmsg_addmem(msg, "", 0);
+    zmsg_append(msg, &frame);
+    s_broker_send(b, SAM_MDPW_REPLY, &msg);
+    if (status.code != SAM_OK)
+        sam_info("request.refused req=%" PRIu64 " method=%s code=%u reason=\"%s\"", rep.id,
+                 r->req ? r->req->method : "?", status.code, status.message);
+}
+
+static const Samordna__V1__Caller *s_caller(sam_service_t *svc, const s_request_t *r)
+{
+    if (r->caller) return r->caller;
+    return svc->insecure ? &s_insecure : &s_anonymous;
+}
+
+static bool s_role_ok(sam_service_t *svc, const Samordna__V1__Caller *c, unsigned roles)
+{
+    if (c->insecure || (svc->insecure && !c->role[0])) return true;
+    return (sam_role_bit(c->role) & roles) != 0;
+}
+
+/* ---- events.read -------------------------------------------------------------------------- */
+
+static size_t s_varint(uint8_t *out, uint64_t v)
+{
+    size_t n = 0;
+    do {
+        out[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return n;
+}
+
+/*  Builds a ReadReply straight from the stored bytes: each outbox value already is a packed
+    StoredEvent, so the reply is field 1 (length-delimited) per event plus field 2, last_seq,
+    with no unpacking. Returns the number of events put in. */
+static size_t s_read_reply(sam_service_t *svc, MDB_txn *txn, s_request_t *r)
+{
+    uint64_t last = sam_service_last_seq(svc, txn);
+    size_t cap = 4096, len = 0, count = 0;
+    uint8_t *buf = malloc(cap);
+    MDB_cursor *cur = NULL;
+    if (!buf || mdb_cursor_open(txn, svc->outbox, &cur) != 0) {
+        free(buf);
+        sam_reply_error(&r->reply, SAM_INTERNAL, "cannot read the outbox");
+        return 0;
+    }
+    uint8_t key[8];
+    sam_be64_put(key, r->after_seq + 1);
+    MDB_val k = {8, key}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && count < r->max && len < S_READ_MAX_BYTES) {
+        size_t need = len + v.mv_size + 16;
+        if (need > cap) {
+            while (cap < need)
+                cap *= 2;
+            uint8_t *nb = realloc(buf, cap);
+            if (!nb) break;
+            buf = nb;
+        }
+        buf[len++] = 0x0a;
+        len += s_varint(buf + len, v.mv_size);
+        memcpy(buf + len, v.mv_data, v.mv_size);
+        len += v.mv_size;
+        count++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (len + 11 > cap) {
+        uint8_t *nb = realloc(buf, len + 11);
+        if (!nb) {
+            free(buf);
+            sam_reply_error(&r->reply, SAM_INTERNAL, "out of memory");
+            return 0;
+        }
+        buf = nb;
+    }
+    buf[len++] = 0x10;
+    len += s_varint(buf + len, last);
+    free(r->reply.body);
+    r->reply.body = buf;
+    r->reply.body_len = len;
+    r->reply.code = SAM_OK;
+    return count;
+}
+
+/* Answers the parked long polls that have news or whose wait is over. */
+static void s_serve_waiters(sam_service_t *svc, int64_t now)
+{
+    if (!svc->waiters) return;
+    MDB_txn *txn;
+    if (sam_store_begin(svc->store, NULL, false, &txn) != 0) return;
+    uint64_t last = sam_service_last_seq(svc, txn);
+    s_request_t **link = &svc->waiters;
+    while (*link) {
+        s_request_t *w = *link;
+        if (last > w->after_seq || now >= w->deadline) {
+            *link = w->next;
+            s_read_reply(svc, txn, w);
+            s_send_reply(svc, w);
+            s_request_destroy(&w);
+        } else {
+            link = &w->next;
+        }
+    }
+    mdb_txn_abort(txn);
+}
+
+/* events.read: answer now when there is something, else park until there is or wait_ms. */
+static bool s_events_read(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn, int64_t now)
+{
+    Samordna__V1__ReadRequest *rr =
+        samordna__v1__read_request__unpack(NULL, r->req->body.len, r->req->body.data);
+    if (!rr) {
+        sam_reply_error(&r->reply, SAM_BAD_REQUEST, "undecodable samordna.v1.ReadRequest");
+        return false;
+    }
+    r->after_seq = rr->after_seq;
+    r->max = rr->max == 0 ? 100 : rr->max > 1000 ? 1000 : rr->max;
+    uint32_t wait = rr->wait_ms > 30000 ? 30000 : rr->wait_ms;
+    samordna__v1__read_request__free_unpacked(rr, NULL);
+    size_t n = s_read_reply(svc, rtxn, r);
+    if (n > 0 || wait == 0 || r->reply.code != SAM_OK) return false;
+    r->deadline = now + wait;
+    r->next = svc->waiters;
+    svc->waiters = r;
+    return true; /* parked: the caller must not free it */
+}
+
+/* ---- the write path ----------------------------------------------------------------------- */
+
+static const sam_event_def_t *s_event_def(sam_service_t *svc, const char *type)
+{
+    for (size_t i = 0; i < svc->def->n_events; i++)
+        if (strcmp(svc->def->events[i].type, type) == 0) return &svc->def->events[i];
+    return NULL;
+}
+
+/* Checks an events.publish before the transaction: shape, size, type, role, source. */
+static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t now)
+{
+    sam_reply_t *rep = &r->reply;
+    r->done = true;
+    if (r->req->body.len > svc->max_event_bytes + 64) {
+        sam_reply_error(rep, SAM_TOO_LARGE, "event of %zu bytes is over the limit of %zu",
+                        r->req->body.len, svc->max_event_bytes);
+        return;
+    }
+    r->pub = samordna__v1__publish_request__unpack(NULL, r->req->body.len, r->req->body.data);
+    if (!r->pub || !r->pub->event) {
+        sam_reply_error(rep, SAM_BAD_REQUEST,
+                        "undecodable samordna.v1.PublishRequest (no CloudEvent in field 1)");
+        return;
+    }
+    const Io__Cloudevents__V1__CloudEvent *ce = r->pub->event;
+    if (!ce->id[0] || strlen(ce->id) > 256)
+        sam_reply_error(rep, SAM_BAD_REQUEST, "event.id: required, at most 256 characters");
+    else if (!ce->source[0] || strlen(ce->source) > 256)
+        sam_reply_error(rep, SAM_BAD_REQUEST, "event.source: required, at most 256 characters");
+    else if (strcmp(ce->spec_version, "1.0") != 0)
+        sam_reply_error(rep, SAM_BAD_REQUEST, "event.spec_version: must be \"1.0\", not \"%s\"",
+                        ce->spec_version);
+    else if (!(r->edef = s_event_def(svc, ce->type)))
+        sam_reply_error(rep, SAM_NOT_IMPLEMENTED, "event.type: '%s' is not a %s event type",
+                        ce->type, svc->def->name);
+    else {
+        const Samordna__V1__Caller *c = s_caller(svc, r);
+        if (!s_role_ok(svc, c, r->edef->roles))
+            sam_reply_error(rep, SAM_FORBIDDEN, "role '%s' may not publish %s",
+                            c->role[0] ? c->role : "(none)", ce->type);
+        else if (!c->insecure && sam_role_bit(c->role) == SAM_ROLE_PUBLISHER &&
+                 strcmp(c->agency, ce->source) != 0)
+            sam_reply_error(rep, SAM_FORBIDDEN,
+                            "event.source: agency '%s' may publish only as itself, not as '%s'",
+                            c->agency, ce->source);
+        else
+            r->done = false;
+    }
+    if (r->done) return;
+    r->ev.ce = ce;
+    r->ev.caller = s_caller(svc, r);
+    r->ev.now_ms = now;
+    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
+        r->ev.data = ce->binary_data.data;
+        r->ev.data_len = ce->binary_data.len;
+    } else if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA &&
+               ce->proto_data) {
+        r->ev.data = ce->proto_data->value.data;
+        r->ev.data_len = ce->proto_data->value.len;
+    }
+}
+
+/* Dedup key: source \0 id. */
+static size_t s_dedup_key(const Io__Cloudevents__V1__CloudEvent *ce, uint8_t *key, size_t cap)
+{
+    size_t s = strlen(ce->source), i = strlen(ce->id);
+    if (s + 1 + i > cap) return 0;
+    memcpy(key, ce->source, s);
+    key[s] = 0;
+    memcpy(key + s + 1, ce->id, i);
+    return s + 1 + i;
+}
+
+/*  Applies one checked event inside the batch transaction. Returns 0 when applied or a
+    duplicate, -1 when refused (reply set), or an LMDB error that dooms the whole batch. */
+static int s_apply_one(sam_service_t *svc, MDB_txn *txn, s_request_t *r, uint64_t *last)
+{
+    const Io__Cloudevents__V1__CloudEvent *ce = r->ev.ce;
+    uint8_t key[520];
+    size_t klen = s_dedup_key(ce, key, sizeof key);
+    Samordna__V1__DedupRecord *dup = NULL;
+    int rc = sam_store_get_msg(txn, svc->dedup, key, klen, &samordna__v1__dedup_record__descriptor,
+                               (ProtobufCMessage **)&dup);
+    if (rc == 0) {
+        r->seq = dup->seq;
+        r->duplicate = true;
+        samordna__v1__dedup_record__free_unpacked(dup, NULL);
+        svc->n_duplicates++;
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND) return rc;
+    MDB_txn *child;
+    if ((rc = sam_store_begin(svc->store, txn, true, &child))) return rc;
+    r->ev.seq = *last + 1;
+    if (r->edef->apply(svc, child, &r->ev, &r->reply) != 0) {
+        mdb_txn_abort(child);
+        if (r->reply.code == SAM_OK || r->reply.code == 0)
+            sam_reply_error(&r->reply, SAM_UNPROCESSABLE, "refused by %s", svc->def->name);
+        svc->n_refused++;
+        return -1;
+    }
+    /* The handler's reply body is not sent for events: the answer is the PublishReply. */
+    Samordna__V1__StoredEvent stored = SAMORDNA__V1__STORED_EVENT__INIT;
+    stored.seq = r->ev.seq;
+    stored.event = (Io__Cloudevents__V1__CloudEvent *)ce;
+    stored.caller = (Samordna__V1__Caller *)r->ev.caller;
+    stored.recorded_ms = r->ev.now_ms;
+    uint8_t seqkey[8];
+    sam_be64_put(seqkey, r->ev.seq);
+    Samordna__V1__DedupRecord rec = SAMORDNA__V1__DEDUP_RECORD__INIT;
+    rec.seq = r->ev.seq;
+    if ((rc = sam_store_put_msg(child, svc->outbox, seqkey, 8, &stored.base, MDB_APPEND)) ||
+        (rc = sam_store_put_msg(child, svc->dedup, key, klen, &rec.base, 0))) {
+        mdb_txn_abort(child);
+        return rc;
+    }
+    if ((rc = mdb_txn_commit(child))) return rc; /* commit frees the child even on failure */
+    *last = r->ev.seq;
+    r->seq = r->ev.seq;
+    svc->n_applied++;
+    sam_debug("event.applied type=%s source=%s id=%s seq=%" PRIu64, ce->type, ce->source, ce->id,
+              r->seq);
+    return 0;
+}
+
+/* All publishes of a batch: one write transaction, one sync, then the replies. */
+static void s_write_batch(sam_service_t *svc, s_request_t **pubs, size_t n)
+{
+    /* Cross-service checks happen before the transaction: nothing slow holds the writer. */
+    for (size_t i = 0; i < n; i++)
+        if (!pubs[i]->done && pubs[i]->edef->prepare &&
+            pubs[i]->edef->prepare(svc, &pubs[i]->ev, &pubs[i]->reply) != 0) {
+            pubs[i]->done = true;
+            if (pubs[i]->reply.code == SAM_OK || pubs[i]->reply.code == 0)
+                sam_reply_error(&pubs[i]->reply, SAM_UNPROCESSABLE, "refused by %s",
+                                svc->def->name);
+        }
+    MDB_txn *txn = NULL;
+    int rc = sam_store_begin(svc->store, NULL, true, &txn);
+    uint64_t last = rc ? 0 : sam_service_last_seq(svc, txn);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (pubs[i]->done) continue;
+        int r = s_apply_one(svc, txn, pubs[i], &last);
+        if (r > 0 || r < -1) rc = r; /* a store error: the batch fails whole */
+    }
+    if (rc == 0) rc = mdb_txn_commit(txn);
+    else if (txn)
+        mdb_txn_abort(txn);
+    svc->n_batches++;
+    for (size_t i = 0; i < n; i++) {
+        s_request_t *r = pubs[i];
+        if (rc != 0 && !r->done) {
+            sam_reply_error(&r->reply, SAM_INTERNAL, "store write failed, nothing stored: %s",
+                            sam_store_strerror(rc));
+        } else if (!r->done && r->reply.code != SAM_OK && r->reply.code != 0) {
+            /* refused in apply: reply already set */
+        } else if (!r->done) {
+            Samordna__V1__PublishReply pr = SAMORDNA__V1__PUBLISH_REPLY__INIT;
+            pr.seq = r->seq;
+            pr.duplicate = r->duplicate;
+            sam_reply_message(&r->reply, &pr.base);
+        }
+        s_send_reply(svc, r);
+    }
+    if (rc != 0) sam_error("batch.failed events=%zu reason=\"%s\"", n, sam_store_strerror(rc));
+}
+
+/* ---- dispatch ----------------------------------------------------------------------------- */
+
+static const sam_query_def_t *s_query_def(sam_service_t *svc, const char *method)
+{
+    for (size_t i = 0; i < svc->def->n_queries; i++)
+        if (strcmp(svc->def->queries[i].method, method) == 0) return &svc->def->queries[i];
+    return NULL;
+}
+
+static void s_ping(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn)
+{
+    Samordna__V1__PingReply pr = SAMORDNA__V1__PING_REPLY__INIT;
+    pr.service = (char *)svc->def->name;
+    pr.instance = svc->instance;
+    pr.version = SAMORDNA_VERSION;
+    pr.last_seq = sam_service_last_seq(svc, rtxn);
+    sam_reply_message(&r->reply, &pr.base);
+}
+
+/*  Parses one REQUEST from a broker into a request, or NULL (logged) when malformed.
+    Frames after the command: client "" [caller] body */
+static s_request_t *s_parse_request(sam_service_t *svc, int bi, zmsg_t *msg)
+{
+    s_broker_t *b = &svc->brokers[bi];
+    zframe_t *client = zmsg_pop(msg);
+    zframe_t *empty = zmsg_pop(msg);
+    zframe_t *caller = b->ext_identity ? zmsg_pop(msg) : NULL;
+    zframe_t *body = zmsg_pop(msg);
+    s_request_t *r = NULL;
+    if (!client || !empty || zframe_size(empty) != 0 || !body || (b->ext_identity && !caller)) {
+        sam_warn("request.malformed broker=%s reason=\"missing frames\"", b->endpoint);
+        svc->n_bad++;
+        goto done;
+    }
+    r = calloc(1, sizeof *r);
+    if (!r) goto done;
+    r->broker = bi;
+    r->generation = b->generation;
+    r->client = client;
+    client = NULL;
+    r->req = samordna__v1__request__unpack(NULL, zframe_size(body), zframe_data(body));
+    if (caller)
+        r->caller = samordna__v1__caller__unpack(NULL, zframe_size(caller), zframe_data(caller));
+    if (!r->req) {
+        sam_warn("request.malformed broker=%s reason=\"undecodable samordna.v1.Request\"",
+                 b->endpoint);
+        svc->n_bad++;
+        sam_reply_error(&r->reply, SAM_BAD_REQUEST, "undecodable samordna.v1.Request envelope");
+        s_send_reply(svc, r);
+        s_request_destroy(&r);
+    } else if (caller && !r->caller) {
+        sam_reply_error(&r->reply, SAM_BAD_REQUEST, "undecodable caller identity");
+        s_send_reply(svc, r);
+        s_request_destroy(&r);
+    }
+done:
+    zframe_destroy(&client);
+    zframe_destroy(&empty);
+    zframe_destroy(&caller);
+    zframe_destroy(&body);
+    return r;
+}
+
+static void s_handle_batch(sam_service_t *svc, s_request_t **batch, size_t n, int64_t now)
+{
+    s_request_t *pubs[SAM_MDP_MAX_CREDIT];
+    size_t npubs = 0;
+    MDB_txn *rtxn = NULL;
+    if (sam_store_begin(svc->store, NULL, false, &rtxn) != 0) rtxn = NULL;
+    for (size_t i = 0; i < n; i++) {
+        s_request_t *r = batch[i];
+        const char *method = r->req->method;
+        svc->n_requests++;
+        if (!rtxn) {
+            sam_reply_error(&r->reply, SAM_INTERNAL, "cannot open a read transaction");
+        } else if (strcmp(method, "events.publish") == 0) {
+            s_publish_check(svc, r, now);
+            pubs[npubs++] = r;
+            batch[i] = NULL; /* answered by the write batch */
+            continue;
+        } else if (strcmp(method, "ping") == 0) {
+            s_ping(svc, r, rtxn);
+        } else if (strcmp(method, "events.read") == 0) {
+            if (!s_role_ok(svc, s_caller(svc, r), SAM_ROLES_ANY))
+                sam_reply_error(&r->reply, SAM_FORBIDDEN, "no role to read events");
+            else if (s_events_read(svc, r, rtxn, now)) {
+                batch[i] = NULL; /* parked */
+                continue;
+            }
+        } else {
+            const sam_query_def_t *q = s_query_def(svc, method);
+            const Samordna__V1__Caller *c = s_caller(svc, r);
+            if (!q)
+                sam_reply_error(&r->reply, SAM_NOT_IMPLEMENTED, "%s has no method '%s'",
+                                svc->def->name, method);
+            else if (!s_role_ok(svc, c, q->roles))
+                sam_reply_error(&r->reply, SAM_FORBIDDEN, "role '%s' may not call %s",
+                                c->role[0] ? c->role : "(none)", method);
+            else {
+                sam_call_t call = {r->req->id, method, r->req->body.data, r->req->body.len, c};
+                r->reply.code = SAM_OK;
+                if (q->fn(svc, rtxn, &call, &r->reply) != 0 && r->reply.code == SAM_OK)
+                    sam_reply_error(&r->reply, SAM_INTERNAL, "%s failed", method);
+            }
+        }
+        s_send_reply(svc, r);
+    }
+    if (rtxn) mdb_txn_abort(rtxn);
+    if (npubs) s_write_batch(svc, pubs, npubs);
+    for (size_t i = 0; i < npubs; i++)
+        s_request_destroy(&pubs[i]);
+    for (size_t i = 0; i < n; i++)
+        s_request_destroy(&batch[i]);
+    if (npubs) s_serve_waiters(svc, now);
+}
+
+/*  Reads one message from broker bi. Returns a request to batch, or NULL when the message
+    was a heartbeat, a disconnect or malformed (all handled here). */
+static s_request_t *s_receive(sam_service_t *svc, int bi, int64_t now)
+{
+    s_broker_t *b = &svc->brokers[bi];
+    zmsg_t *msg = zmsg_recv_nowait(b->sock);
+    if (!msg) return NULL;
+    b->heard_at = now;
+    zframe_t *empty = zmsg_pop(msg);
+    char *header = zmsg_popstr(msg);
+    zframe_t *command = zmsg_pop(msg);
+    s_request_t *r = NULL;
+    if (!empty || zframe_size(empty) != 0 || !header || strcmp(header, SAM_MDPW) != 0 ||
+        !command || zframe_size(command) != 1) {
+        sam_warn("broker.malformed endpoint=%s", b->endpoint);
+        svc->n_bad++;
+    } else {
+        switch (zframe_data(command)[0]) {
+        case SAM_MDPW_REQUEST: r = s_parse_request(svc, bi, msg); break;
+        case SAM_MDPW_HEARTBEAT: {
+            char *ext = zmsg_popstr(msg);
+            if (ext) s_broker_extensions(b, ext);
+            zstr_free(&ext);
+            break;
+        }
+        case SAM_MDPW_DISCONNECT:
+            sam_warn("broker.disconnect endpoint=%s (re-registering)", b->endpoint);
+            s_broker_connect(svc, b, now);
+            break;
+        default:
+            sam_warn("broker.unknown_command endpoint=%s command=%d", b->endpoint,
+                     zframe_data(command)[0]);
+            svc->n_bad++;
+        }
+    }
+    zframe_destroy(&empty);
+    zstr_free(&header);
+    zframe_destroy(&command);
+    zmsg_destroy(&msg);
+    return r;
+}
+
+/* Heartbeats out, silent brokers reconnected with backoff. */
+static void s_heartbeat(sam_service_t *svc, int64_t now)
+{
+    for (size_t i = 0; i < svc->nbrokers; i++) {
+        s_broker_t *b = &svc->brokers[i];
+        if (!b->sock) {
+            if (now >= b->reconnect_at) s_broker_connect(svc, b, now);
+            continue;
+        }
+        if (now - b->heard_at > (int64_t)svc->heartbeat_ms * svc->liveness) {
+            sam_warn("broker.silent endpoint=%s after_ms=%" PRId64 " (reconnecting in %d ms)",
+                     b->endpoint, now - b->heard_at, b->backoff_ms);
+            zsock_destroy(&b->sock);
+            b->generation++;
+            b->reconnect_at = now + b->backoff_ms;
+            b->backoff_ms = b->backoff_ms * 2 > 5000 ? 5000 : b->backoff_ms * 2;
+            continue;
+        }
+        if (now - b->heard_at < svc->heartbeat_ms) b->backoff_ms = 100;
+        if (now >= b->hb_due) {
+            s_broker_send(b, SAM_MDPW_HEARTBEAT, NULL);
+            b->hb_due = now + svc->heartbeat_ms;
+        }
+    }
+}
+
+static void s_loop(sam_service_t *svc)
+{
+    s_request_t *batch[SAM_MDP_MAX_CREDIT];
+    while (!zsys_interrupted) {
+        int64_t now = zclock_mono();
+        int64_t due = now + 1000;
+        for (size_t i = 0; i < svc->nbrokers; i++) {
+            s_broker_t *b = &svc->brokers[i];
+            int64_t t = b->sock ? b->hb_due : b->reconnect_at;
+            if (t < due) due = t;
+        }
+        if (svc->def->tick && svc->tick_due < due) due = svc->tick_due;
+        if (svc->waiters && now + 20 < due) due = now + 20; /* another instance may commit */
+        zmq_pollitem_t items[S_MAX_BROKERS];
+        int map[S_MAX_BROKERS], nitems = 0;
+        for (size_t i = 0; i < svc->nbrokers; i++)
+            if (svc->brokers[i].sock) {
+                items[nitems] = (zmq_pollitem_t){zsock_resolve(svc->brokers[i].sock), 0,
+                                                 ZMQ_POLLIN, 0};
+                map[nitems++] = (int)i;
+            }
+        long timeout = due > now ? (long)(due - now) : 0;
+        int rc = zmq_poll(items, nitems, timeout);
+        if (rc < 0 && errno != EINTR) break;
+        now = zclock_mono();
+        /* Drain everything that is there, up to the credit, into one batch. */
+        size_t n = 0;
+        bool more = rc > 0;
+        while (more && n < (size_t)svc->credit) {
+            more = false;
+            for (int k = 0; k < nitems && n < (size_t)svc->credit; k++) {
+                int bi = map[k];
+                if (!svc->brokers[bi].sock) continue;
+                if (!(zsock_events(svc->brokers[bi].sock) & ZMQ_POLLIN)) continue;
+                more = true;
+                s_request_t *r = s_receive(svc, bi, now);
+                if (r) batch[n++] = r;
+            }
+        }
+        if (n) s_handle_batch(svc, batch, n, now);
+        s_serve_waiters(svc, now);
+        s_heartbeat(svc, now);
+        if (svc->def->tick && now >= svc->tick_due) {
+            svc->def->tick(svc);
+            svc->tick_due = zclock_mono() + svc->def->tick_ms;
+        }
+    }
+}
+
+/* ---- set-up and tear-down ----------------------------------------------------------------- */
+
+static void s_destroy(sam_service_t *svc)
+{
+    while (svc->waiters) {
+        s_request_t *w = svc->waiters;
+        svc->waiters = w->next;
+        s_request_destroy(&w);
+    }
+    for (size_t i = 0; i < svc->nbrokers; i++) {
+        s_broker_t *b = &svc->brokers[i];
+        if (b->sock) s_broker_send(b, SAM_MDPW_DISCONNECT, NULL);
+        zsock_destroy(&b->sock);
+        free(b->endpoint);
+    }
+    sam_client_destroy(&svc->client);
+    sam_store_destroy(&svc->store);
+    sam_config_destroy(&svc->config);
+    free(svc->options);
+}
+
+static int s_open_store(sam_service_t *svc)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/%s", sam_config_get(svc->config, "data-dir"), svc->def->name);
+    bool ok = true;
+    sam_store_opts_t so = {0};
+    so.map_size_mb = (size_t)sam_config_int(svc->config, "map-size-mb", 16, 1 << 24, &ok);
+    so.nosync = sam_config_flag(svc->config, "nosync");
+    if (!ok) return -1;
+    char err[512];
+    svc->store = sam_store_open(dir, svc->def->tables, &so, err, sizeof err);
+    if (!svc->store) {
+        sam_error("store.open_failed reason=\"%s\"", err);
+        return -1;
+    }
+    svc->outbox = sam_store_dbi(svc->store, "outbox");
+    svc->dedup = sam_store_dbi(svc->store, "dedup");
+    MDB_txn *txn;
+    int rc = sam_store_begin(svc->store, NULL, true, &txn);
+    if (rc) {
+        sam_error("store.open_failed reason=\"%s\"", sam_store_strerror(rc));
+        return -1;
+    }
+    uint32_t have = sam_store_schema(svc->store, txn);
+    if (have > svc->def->schema_version) {
+        mdb_txn_abort(txn);
+        sam_error("store.too_new dir=%s schema=%u understood=%u", dir, have,
+                  svc->def->schema_version);
+        return -1;
+    }
+    if (have < svc->def->schema_version) {
+        if (svc->def->migrate) rc = svc->def->migrate(svc, txn, have);
+        if (!rc) rc = sam_store_set_schema(svc->store, txn, svc->def->schema_version);
+        if (!rc) sam_info("store.migrated dir=%s from=%u to=%u", dir, have, svc->def->schema_version);
+    }
+    if (!rc) rc = mdb_txn_commit(txn);
+    else
+        mdb_txn_abort(txn);
+    if (rc) {
+        sam_error("store.migration_failed dir=%s reason=\"%s\"", dir, sam_store_strerror(rc));
+        return -1;
+    }
+    sam_info("store.open dir=%s schema=%u nosync=%s", dir, svc->def->schema_version,
+             so.nosync ? "yes" : "no");
+    return 0;
+}
+
+/* --insecure on anything but loopback would open the service to anyone. */
+static bool s_loopback(const char *ep)
+{
+    return strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0 ||
+           strncmp(ep, "tcp://127.", 10) == 0 || strncmp(ep, "tcp://localhost:", 16) == 0 ||
+           strncmp(ep, "tcp://[::1]:", 12) == 0;
+}
+
+int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **argv)
+{
+    sam_service_t svc_s, *svc = &svc_s;
+    memset(svc, 0, sizeof *svc);
+    svc->def = def;
+    svc->ctx = ctx;
+    size_t nstd = sizeof s_std_options / sizeof s_std_options[0], nown = 0;
+    while (def->options && def->options[nown].name)
+        nown++;
+    svc->options = calloc(nstd + nown + 1, sizeof *svc->options);
+    if (!svc->options) return 1;
+    memcpy(svc->options, s_std_options, sizeof s_std_options);
+    if (nown) memcpy(svc->options + nstd, def->options, nown * sizeof *def->options);
+    char program[64];
+    snprintf(program, sizeof program, "samordna-%s", def->name);
+    svc->config = sam_config_new(program, "[options]", def->summary, svc->options);
+    int rc = svc->config ? sam_config_parse(svc->config, argc, argv) : -1;
+    if (rc != 0) {
+        s_destroy(svc);
+        return rc == 1 ? 0 : 2;
+    }
+    bool ok = true;
+    sam_log_init(def->name, (sam_log_level_t)sam_log_level_parse(
+                                sam_config_get(svc->config, "log-level")));
+    svc->insecure = sam_config_flag(svc->config, "insecure");
+    svc->credit = (int)sam_config_int(svc->config, "credit", 1, SAM_MDP_MAX_CREDIT, &ok);
+    svc->max_event_bytes =
+        (size_t)sam_config_int(svc->config, "max-event-bytes", 1024, 16 << 20, &ok);
+    svc->heartbeat_ms = (int)sam_config_int(svc->config, "heartbeat-ms", 10, 600000, &ok);
+    svc->liveness = (int)sam_config_int(svc->config, "liveness", 1, 100, &ok);
+    svc->nbrokers = sam_config_count(svc->config, "broker");
+    if (svc->nbrokers > S_MAX_BROKERS) {
+        fprintf(stderr, "%s: at most %d brokers\n", program, S_MAX_BROKERS);
+        ok = false;
+    }
+    for (size_t i = 0; ok && i < svc->nbrokers; i++) {
+        const char *ep = sam_config_nth(svc->config, "broker", i);
+        if (svc->insecure && !s_loopback(ep)) {
+            fprintf(stderr, "%s: --insecure is refused for the non-loopback broker %s\n",
+                    program, ep);
+            ok = false;
+        }
+        svc->brokers[i].endpoint = strdup(ep);
+        svc->brokers[i].backoff_ms = 100;
+    }
+    if (ok && !svc->insecure) {
+        fprintf(stderr, "%s: CURVE is not configured: pass --insecure for a loopback-only run\n",
+                program);
+        ok = false;
+    }
+    const char *inst = sam_config_get(svc->config, "instance");
+    char host[64] = "host";
+    gethostname(host, sizeof host - 1);
+    if (inst)
+        snprintf(svc->instance, sizeof svc->instance, "%s", inst);
+    else
+        snprintf(svc->instance, sizeof svc->instance, "%s-%d", host, (int)getpid());
+    if (!ok) {
+        s_destroy(svc);
+        return 2;
+    }
+    zsys_init();
+    zsys_set_linger(0);
+    rc = 1;
+    if (s_open_store(svc) == 0 && (!def->start || def->start(svc) == 0)) {
+        int64_t now = zclock_mono();
+        for (size_t i = 0; i < svc->nbrokers; i++)
+            s_broker_connect(svc, &svc->brokers[i], now);
+        svc->tick_due = now;
+        sam_info("service.started instance=%s brokers=%zu credit=%d", svc->instance,
+                 svc->nbrokers, svc->credit);
+        s_loop(svc);
+        if (def->stop) def->stop(svc);
+        sam_info("service.stopped requests=%" PRIu64 " applied=%" PRIu64 " refused=%" PRIu64
+                 " duplicates=%" PRIu64 " batches=%" PRIu64 " malformed=%" PRIu64,
+                 svc->n_requests, svc->n_applied, svc->n_refused, svc->n_duplicates,
+                 svc->n_batches, svc->n_bad);
+        rc = 0;
+    }
+    s_destroy(svc);
+    return rc;
+}

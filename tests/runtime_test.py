@@ -1,0 +1,367 @@
+"""The service runtime (common/sam_service.c) on the wire, with this test playing the broker.
+
+A raw ROUTER socket stands in for the broker so every frame the runtime sends and accepts is
+checked exactly: READY with the samordna extension, heartbeats, REQUEST with and without the
+Caller frame, REPLY envelopes, the write path (outbox, duplicates, refusals, group commit),
+events.read long polls, malformed frames, reconnection, and durability across kill -9.
+The service under test is samordna-echo, which has no domain tables.
+"""
+import os
+import time
+
+import samtest
+from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT
+import zmq
+from samordna.v1 import envelope_pb2, events_pb2
+from cloudevents.v1 import cloudevents_pb2
+
+
+class FakeBroker:
+    def __init__(self, port=None):
+        self.port = port or samtest.free_port()
+        self.ep = f"tcp://127.0.0.1:{self.port}"
+        self.sock = CTX.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.bind(self.ep)
+        self.worker = None
+        self.identity = False
+
+    def close(self):
+        self.sock.close(0)
+
+    def recv(self, timeout=5.0):
+        assert self.sock.poll(int(timeout * 1000)), "nothing from the worker"
+        return self.sock.recv_multipart()
+
+    def recv_cmd(self, cmd, timeout=5.0, skip=(HEARTBEAT,)):
+        """Next frame set with the given command, skipping heartbeats (and `skip`)."""
+        end = time.time() + timeout
+        while time.time() < end:
+            f = self.recv(max(0.01, end - time.time()))
+            assert f[1] == b"" and f[2] == MDPW, f"bad worker frames {f[:3]}"
+            if f[3] == cmd:
+                return f
+            assert f[3] in skip, f"unexpected command {f[3]!r}"
+        raise AssertionError(f"no command {cmd!r}")
+
+    def accept(self, identity=True, credit=None):
+        """Waits for READY, answers the extension like samordna-broker does."""
+        # Replies of a killed predecessor may still be queued: they are not the new worker's.
+        f = self.recv_cmd(READY, skip=(HEARTBEAT, REPLY))
+        self.worker = f[0]
+        assert f[4] == b"echo", f[4]
+        ext = f[5].decode()
+        assert ext.startswith("x-samordna/1") and "credit=" in ext and "identity" in ext, ext
+        self.identity = identity
+        accepted = "x-samordna/1 credit=%s" % (credit or ext.split("credit=")[1].split()[0])
+        if identity:
+            accepted += " identity"
+        self.sock.send_multipart([self.worker, b"", MDPW, HEARTBEAT, accepted.encode()])
+        return ext
+
+    def request(self, method, body=b"", rid=1, client=b"C1", caller=None):
+        req = envelope_pb2.Request(id=rid, method=method, body=body if isinstance(body, bytes)
+                                   else body.SerializeToString())
+        frames = [self.worker, b"", MDPW, REQUEST, client, b""]
+        if self.identity:
+            c = caller or envelope_pb2.Caller(role="admin", insecure=True)
+            frames.append(c.SerializeToString())
+        frames.append(req.SerializeToString())
+        self.sock.send_multipart(frames)
+
+    def reply(self, timeout=5.0):
+        f = self.recv_cmd(REPLY, timeout)
+        rep = envelope_pb2.Reply()
+        rep.ParseFromString(f[6])
+        return f[4], rep
+
+
+def event(eid, data=b"x", source="fmov", etype="no.samordna.echo.recorded"):
+    ce = cloudevents_pb2.CloudEvent(id=eid, source=source, spec_version="1.0", type=etype,
+                                    binary_data=data)
+    return events_pb2.PublishRequest(event=ce)
+
+
+def start_echo(fb, data, *extra):
+    return samtest.Proc("echo", ["samordna-echo", "--broker", fb.ep, "--data-dir", data,
+                                 "--insecure", "--heartbeat-ms", "200"] + list(extra))
+
+
+def test_ready_ping_echo_and_unknown_method():
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-ping"))
+    try:
+        ext = fb.accept()
+        assert "credit=256" in ext
+        fb.request("ping", rid=7)
+        client, rep = fb.reply()
+        assert client == b"C1" and rep.id == 7 and rep.status.code == 200, rep
+        pr = envelope_pb2.PingReply()
+        pr.ParseFromString(rep.body)
+        assert pr.service == "echo" and pr.last_seq == 0
+        fb.request("echo", body=b"\x01\x02hello", rid=8)
+        _, rep = fb.reply()
+        assert rep.body == b"\x01\x02hello"
+        fb.request("no.such.method", rid=9)
+        _, rep = fb.reply()
+        assert rep.status.code == 501 and "no.such.method" in rep.status.message
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_plain_broker_gets_plain_requests():
+    """A broker that never answers the extension sends no Caller frame; the runtime copes."""
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-plain"))
+    try:
+        f = fb.recv_cmd(READY)
+        fb.worker = f[0]
+        fb.identity = False
+        fb.request("echo", body=b"plain", rid=3)
+        _, rep = fb.reply()
+        assert rep.status.code == 200 and rep.body == b"plain"
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_publish_duplicate_refusal_and_read():
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-pub"))
+    try:
+        fb.accept()
+        fb.request("events.publish", event("e1", b"one"), rid=1)
+        _, rep = fb.reply()
+        assert rep.status.code == 200, rep.status
+        pr = events_pb2.PublishReply()
+        pr.ParseFromString(rep.body)
+        assert pr.seq == 1 and not pr.duplicate
+        fb.request("events.publish", event("e1", b"one"), rid=2)
+        _, rep = fb.reply()
+        pr.ParseFromString(rep.body)
+        assert pr.seq == 1 and pr.duplicate, "a duplicate is answered with the original seq"
+        fb.request("events.publish", event("e2", b""), rid=3)
+        _, rep = fb.reply()
+        assert rep.status.code == 400 and "event.data" in rep.status.message
+        fb.request("events.publish", event("e3", etype="no.samordna.echo.unknown"), rid=4)
+        _, rep = fb.reply()
+        assert rep.status.code == 501 and "no.samordna.echo.unknown" in rep.status.message
+        fb.request("events.publish", b"\xff\xff\xff", rid=5)
+        _, rep = fb.reply()
+        assert rep.status.code == 400 and "undecodable" in rep.status.message
+        bad = event("e4")
+        bad.event.spec_version = "0.3"
+        fb.request("events.publish", bad, rid=6)
+        _, rep = fb.reply()
+        assert rep.status.code == 400 and "spec_version" in rep.status.message
+        fb.request("events.publish", event("e5", b"five"), rid=7)
+        _, rep = fb.reply()
+        pr.ParseFromString(rep.body)
+        assert pr.seq == 2, "refusals take no sequence number"
+        fb.request("events.read", events_pb2.ReadRequest(after_seq=0), rid=8)
+        _, rep = fb.reply()
+        rr = events_pb2.ReadReply()
+        rr.ParseFromString(rep.body)
+        assert [e.seq for e in rr.events] == [1, 2] and rr.last_seq == 2
+        assert rr.events[0].event.id == "e1" and rr.events[1].event.binary_data == b"five"
+        assert rr.events[0].caller.role == "admin" and rr.events[0].recorded_ms > 0
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_publisher_may_publish_only_as_itself_and_reader_not_at_all():
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-auth"))
+    try:
+        fb.accept()
+        nav = envelope_pb2.Caller(agency="nav-ost-viken", role="publisher")
+        fb.request("events.publish", event("a1", source="fmov"), rid=1, caller=nav)
+        _, rep = fb.reply()
+        assert rep.status.code == 403 and "nav-ost-viken" in rep.status.message
+        fb.request("events.publish", event("a2", source="nav-ost-viken"), rid=2, caller=nav)
+        _, rep = fb.reply()
+        assert rep.status.code == 200
+        reader = envelope_pb2.Caller(agency="hiof", role="reader")
+        fb.request("events.publish", event("a3", source="hiof"), rid=3, caller=reader)
+        _, rep = fb.reply()
+        assert rep.status.code == 403 and "reader" in rep.status.message
+        fb.request("events.read", events_pb2.ReadRequest(), rid=4, caller=reader)
+        _, rep = fb.reply()
+        rr = events_pb2.ReadReply()
+        rr.ParseFromString(rep.body)
+        assert len(rr.events) == 1 and rr.events[0].caller.agency == "nav-ost-viken"
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_group_commit_applies_a_burst_in_few_transactions():
+    fb = FakeBroker()
+    data = samtest.scratch("rt-burst")
+    p = start_echo(fb, data)
+    try:
+        fb.accept()
+        n = 500
+        for i in range(n):
+            fb.request("events.publish", event(f"b{i}", b"payload"), rid=i + 1,
+                       client=b"C%d" % (i % 3))
+        seqs = set()
+        for _ in range(n):
+            _, rep = fb.reply()
+            assert rep.status.code == 200
+            pr = events_pb2.PublishReply()
+            pr.ParseFromString(rep.body)
+            seqs.add(pr.seq)
+        assert seqs == set(range(1, n + 1))
+        assert p.stop() == 0
+        log = p.logtext()
+        batches = int(log.split("batches=")[1].split()[0])
+        assert batches < n / 4, f"{n} events took {batches} write transactions"
+    finally:
+        fb.close()
+
+
+def test_long_poll_waits_then_answers_on_commit_and_expires():
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-poll"))
+    try:
+        fb.accept()
+        t0 = time.time()
+        fb.request("events.read", events_pb2.ReadRequest(after_seq=0, wait_ms=300), rid=1)
+        _, rep = fb.reply()
+        waited = time.time() - t0
+        rr = events_pb2.ReadReply()
+        rr.ParseFromString(rep.body)
+        assert len(rr.events) == 0 and waited >= 0.25, waited
+        fb.request("events.read", events_pb2.ReadRequest(after_seq=0, wait_ms=10000), rid=2,
+                   client=b"POLL")
+        time.sleep(0.2)
+        fb.request("events.publish", event("p1"), rid=3, client=b"PUB")
+        got = {}
+        for _ in range(2):
+            client, rep = fb.reply()
+            got[client] = rep
+        assert got[b"PUB"].status.code == 200
+        rr.ParseFromString(got[b"POLL"].body)
+        assert [e.event.id for e in rr.events] == ["p1"]
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_malformed_frames_are_survived():
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-bad"))
+    try:
+        fb.accept()
+        w = fb.worker
+        for frames in ([w, b"", b"XXXX01", REQUEST], [w, b"", MDPW], [w, b"", MDPW, b"\x09"],
+                       [w, b"", MDPW, REQUEST, b"C"], [w, b"junk"],
+                       [w, b"", MDPW, REQUEST, b"C", b"", b"\xff\x00", b"\x0a"]):
+            fb.sock.send_multipart(frames)
+        fb.sock.send_multipart([w, b"", MDPW, REQUEST, b"C", b"", b"\xff\xff",
+                                b"\xff\xff\xff"])
+        fb.request("ping", rid=42)
+        codes = []
+        while True:
+            _, rep = fb.reply()
+            if rep.id == 42:
+                break
+            codes.append(rep.status.code)
+        assert rep.status.code == 200
+        assert codes == [400, 400], codes  # the two undecodable envelopes are answered
+        assert p.alive()
+        assert "malformed" in p.logtext()
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_reconnects_after_disconnect_and_silence():
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-reconnect"), "--liveness", "2")
+    try:
+        fb.accept()
+        fb.sock.send_multipart([fb.worker, b"", MDPW, DISCONNECT])
+        fb.accept()  # a DISCONNECT makes it register again
+        port = fb.port
+        fb.close()
+        time.sleep(1.0)  # silent broker: longer than liveness x heartbeat
+        fb = FakeBroker(port)
+        fb.accept()
+        fb.request("ping", rid=1)
+        _, rep = fb.reply()
+        assert rep.status.code == 200
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_acknowledged_events_survive_kill9():
+    fb = FakeBroker()
+    data = samtest.scratch("rt-kill")
+    p = start_echo(fb, data)
+    try:
+        fb.accept()
+        n = 300
+        for i in range(n):
+            fb.request("events.publish", event(f"k{i}"), rid=i + 1)
+        acked = set()
+        for _ in range(n // 2):
+            _, rep = fb.reply()
+            assert rep.status.code == 200
+            acked.add(rep.id)
+        p.kill9()
+        p = start_echo(fb, data)
+        fb.accept()
+        fb.request("events.read", events_pb2.ReadRequest(after_seq=0, max=1000), rid=99999)
+        _, rep = fb.reply()
+        rr = events_pb2.ReadReply()
+        rr.ParseFromString(rep.body)
+        stored = {int(e.event.id[1:]) + 1 for e in rr.events}
+        assert acked <= stored, f"lost acknowledged events: {sorted(acked - stored)[:5]}"
+        assert [e.seq for e in rr.events] == list(range(1, len(rr.events) + 1))
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_store_schema_newer_than_program_is_refused():
+    data = samtest.scratch("rt-schema")
+    fb = FakeBroker()
+    p = start_echo(fb, data)
+    fb.accept()
+    assert p.stop() == 0
+    fb.close()
+    # Raise the stored schema version with LMDB's own tools: the program must refuse.
+    import subprocess
+    dump = subprocess.run(["mdb_dump", "-s", "meta", os.path.join(data, "echo")],
+                          capture_output=True, check=True).stdout.decode()
+    assert "736368656d61" in dump and "00000001" in dump, dump  # "schema" → 1
+    patched = dump.replace("00000001", "00000063")
+    subprocess.run(["mdb_load", "-s", "meta", os.path.join(data, "echo")], input=patched.encode(),
+                   check=True)
+    p = samtest.Proc("echo2", ["samordna-echo", "--data-dir", data, "--insecure"])
+    assert p.p.wait(10) != 0
+    assert "store.too_new" in p.logtext()
+
+
+def test_help_version_and_bad_options():
+    import subprocess
+    out = subprocess.run([os.path.join(samtest.BIN, "samordna-echo"), "--help"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and "--broker ENDPOINT" in out.stdout and "--credit" in out.stdout
+    out = subprocess.run([os.path.join(samtest.BIN, "samordna-echo"), "--version"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("samordna-echo ")
+    out = subprocess.run([os.path.join(samtest.BIN, "samordna-echo"), "--credit", "0",
+                          "--insecure"], capture_output=True, text=True)
+    assert out.returncode == 2 and "--credit" in out.stderr
+    out = subprocess.run([os.path.join(samtest.BIN, "samordna-echo"), "--insecure", "--broker",
+                          "tcp://10.1.2.3:5555"], capture_output=True, text=True)
+    assert out.returncode == 2 and "non-loopback" in out.stderr
+
+
+samtest.main()
