@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages samordna needs to build, run and test, when any is missing.
+# Used by tools/run.sh and tools/test.sh; safe to run again (it installs nothing when all
+# are there). Needs root or sudo only when something is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
+  liblmdb-dev lmdb-utils libjansson-dev libcurl4-openssl-dev libsodium-dev
+  python3 python3-zmq python3-protobuf
+  clang libclang-rt-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "samordna: installing missing Debian packages: ${missing[*]}" >&2
+as_root=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "samordna: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+  as_root=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+"${as_root[@]}" apt-get update -qq
+"${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
