@@ -174,6 +174,83 @@ class Client:
         return self.sock.recv_multipart()
 
 
+class Worker:
+    """A raw 7/MDP worker over a DEALER socket: the wire as a worker in any language sees it.
+
+    `extension` is the optional READY extension frame ("x-samordna/1 credit=4 identity").
+    Nothing is automatic: the test decides when to heartbeat, reply or disconnect.
+    """
+
+    def __init__(self, endpoint, service, extension=None, ready=True):
+        self.endpoint = endpoint
+        self.service = service
+        self.extension = extension
+        self.sock = None
+        self.connect(ready)
+
+    def connect(self, ready=True):
+        """(Re)opens the socket, as a worker does after DISCONNECT, and sends READY."""
+        if self.sock is not None:
+            self.sock.close(0)
+        self.sock = CTX.socket(zmq.DEALER)
+        self.sock.linger = 0
+        self.sock.connect(self.endpoint)
+        if ready:
+            self.ready()
+
+    def ready(self):
+        frames = [b"", MDPW, READY, self.service.encode()]
+        if self.extension is not None:
+            frames.append(self.extension.encode())
+        self.sock.send_multipart(frames)
+
+    def send(self, command, *frames):
+        self.sock.send_multipart([b"", MDPW, command] + list(frames))
+
+    def heartbeat(self):
+        self.send(HEARTBEAT)
+
+    def disconnect(self):
+        self.send(DISCONNECT)
+
+    def reply(self, client, *body):
+        self.send(REPLY, client, b"", *body)
+
+    def recv(self, timeout=5.0, skip_heartbeats=True):
+        """The next broker command as (command, [frames after it]); raises on timeout or on
+        frames that are not "" "MDPW01" command …"""
+        end = time.time() + timeout
+        while True:
+            left = end - time.time()
+            if left <= 0 or not self.sock.poll(int(left * 1000)):
+                raise AssertionError(f"worker {self.service}: nothing from the broker "
+                                     f"within {timeout}s")
+            frames = self.sock.recv_multipart()
+            assert len(frames) >= 3 and frames[0] == b"" and frames[1] == MDPW, \
+                f"bad worker frames {frames[:3]}"
+            if skip_heartbeats and frames[2] == HEARTBEAT and len(frames) == 3:
+                continue
+            return frames[2], frames[3:]
+
+    def recv_request(self, timeout=5.0):
+        """The next REQUEST as (client, [frames after the empty delimiter])."""
+        command, frames = self.recv(timeout)
+        assert command == REQUEST, f"expected REQUEST, got {command!r} {frames}"
+        assert len(frames) >= 3 and frames[1] == b"", f"bad REQUEST frames {frames}"
+        return frames[0], frames[2:]
+
+    def quiet(self, timeout):
+        """True when no REQUEST arrives within `timeout` seconds (heartbeats are ignored)."""
+        try:
+            command, frames = self.recv(timeout)
+        except AssertionError:
+            return True
+        raise AssertionError(f"unexpected {command!r} {frames}")
+
+    def close(self):
+        self.sock.close(0)
+
+
 def wait_service(endpoint, service, timeout=10):
     """Waits until `service` answers ping through the broker."""
     c = Client(endpoint)

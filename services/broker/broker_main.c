@@ -1,0 +1,73 @@
+/*  broker_main.c — samordna-broker: reads the options, builds the broker, runs it until
+    SIGINT or SIGTERM, destroys it. Everything else is in sam_broker.c. */
+#include "sam_broker.h"
+#include "sam_config.h"
+#include "sam_log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const sam_option_t s_options[] = {
+    {"bind", "ENDPOINT", "tcp://127.0.0.1:5555", "endpoint for clients and workers", true},
+    {"insecure", NULL, NULL,
+     "run without authentication; only loopback endpoints are accepted (CURVE is not "
+     "configured yet, so this is required)",
+     false},
+    {"heartbeat-ms", "MS", "2500", "interval of heartbeats to workers", false},
+    {"liveness", "N", "3", "missed heartbeats before a silent worker is purged", false},
+    {"request-timeout-ms", "MS", "5000",
+     "how long a request waits while its service has no worker, then gets 503", false},
+    {"queue-max", "N", "10000", "queued requests per service; more are refused with 429", false},
+    {"max-msg", "BYTES", "1048576", "largest message; larger ones are refused with 413", false},
+    {NULL, NULL, NULL, NULL, false},
+};
+
+int main(int argc, char **argv)
+{
+    sam_config_t *config = sam_config_new(
+        "samordna-broker", "[options]",
+        "Routes 7/MDP requests from clients to the workers of each service, with 8/MMI, "
+        "heartbeats and samordna's credit and identity extensions.",
+        s_options);
+    if (!config) return 1;
+    int rc = sam_config_parse(config, argc, argv);
+    if (rc != 0) {
+        sam_config_destroy(&config);
+        return rc > 0 ? 0 : 2;
+    }
+    sam_log_init("broker", (sam_log_level_t)sam_log_level_parse(sam_config_get(config, "log-level")));
+
+    bool ok = true;
+    sam_broker_config_t cfg = SAM_BROKER_CONFIG_DEFAULTS;
+    cfg.insecure = sam_config_flag(config, "insecure");
+    cfg.heartbeat_ms = (int)sam_config_int(config, "heartbeat-ms", 10, 3600000, &ok);
+    cfg.liveness = (int)sam_config_int(config, "liveness", 1, 1000, &ok);
+    cfg.request_timeout_ms = (int)sam_config_int(config, "request-timeout-ms", 0, 86400000, &ok);
+    cfg.queue_max = (size_t)sam_config_int(config, "queue-max", 1, 10000000, &ok);
+    cfg.max_msg = (size_t)sam_config_int(config, "max-msg", 1024, 256L * 1024 * 1024, &ok);
+    if (sam_config_npos(config) > 0) {
+        fprintf(stderr, "samordna-broker: unexpected argument '%s' (try --help)\n",
+                sam_config_pos(config, 0));
+        ok = false;
+    }
+    cfg.nbinds = sam_config_count(config, "bind");
+    const char **binds = calloc(cfg.nbinds ? cfg.nbinds : 1, sizeof *binds);
+    if (!ok || !binds) {
+        free(binds);
+        sam_config_destroy(&config);
+        return 2;
+    }
+    for (size_t i = 0; i < cfg.nbinds; i++)
+        binds[i] = sam_config_nth(config, "bind", i);
+    cfg.binds = binds;
+
+    sam_broker_t *broker = sam_broker_new(&cfg);
+    free(binds);
+    rc = 1;
+    if (broker) {
+        rc = sam_broker_run(broker) == 0 ? 0 : 1;
+        sam_broker_destroy(&broker);
+    }
+    sam_config_destroy(&config);
+    return rc;
+}

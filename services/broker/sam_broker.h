@@ -1,0 +1,66 @@
+/*  sam_broker.h — the samordna broker: ZeroMQ RFC 7/MDP 0.1 with 8/MMI and samordna's
+    negotiated worker extensions (credit, caller identity). docs/protocol.md describes the
+    wire; sam_broker.c explains the design.
+
+    Usage (what broker_main.c does):
+        sam_broker_config_t cfg = SAM_BROKER_CONFIG_DEFAULTS;
+        cfg.binds = endpoints; cfg.nbinds = n; cfg.insecure = true;
+        sam_broker_t *broker = sam_broker_new(&cfg);
+        if (broker) rc = sam_broker_run(broker);   // until SIGINT/SIGTERM
+        sam_broker_destroy(&broker);
+*/
+#ifndef SAM_BROKER_H
+#define SAM_BROKER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *const *binds; /* endpoints to bind, borrowed for the call to sam_broker_new */
+    size_t nbinds;
+    bool insecure;             /* no authentication; only loopback endpoints are accepted */
+    int heartbeat_ms;          /* interval of HEARTBEAT to workers */
+    int liveness;              /* missed heartbeats before a silent worker is purged */
+    int request_timeout_ms;    /* how long a request waits while its service has no worker */
+    size_t queue_max;          /* queued requests per service; more are refused with 429 */
+    size_t max_msg;            /* largest message (sum of frames) in bytes; more gets 413 */
+} sam_broker_config_t;
+
+#define SAM_BROKER_CONFIG_DEFAULTS                                                                 \
+    {NULL, 0, false, 2500, 3, 5000, 10000, 1048576}
+
+typedef struct sam_broker_t sam_broker_t;
+
+/*  Checks the configuration, creates the ROUTER socket and binds every endpoint. Returns
+    NULL with an error line on stderr when the configuration is refused (no --insecure,
+    --insecure on a non-loopback endpoint, bad numbers) or an endpoint cannot be bound. */
+sam_broker_t *sam_broker_new(const sam_broker_config_t *config);
+
+/*  Sends DISCONNECT to every known worker, logs the counters, closes the socket and frees
+    everything. Accepts NULL; sets *self_p to NULL. */
+void sam_broker_destroy(sam_broker_t **self_p);
+
+/*  Routes messages until SIGINT or SIGTERM (CZMQ's zsys_interrupted). Returns 0 on a clean
+    stop, -1 when the socket failed. */
+int sam_broker_run(sam_broker_t *self);
+
+/*  True when `endpoint` can only be reached from this host: tcp:// on 127.0.0.0/8, [::1] or
+    localhost, and every ipc:// and inproc:// endpoint. */
+bool sam_broker_endpoint_is_loopback(const char *endpoint);
+
+/*  Parses a READY extension frame ("x-samordna/1 credit=N identity", tokens in any order,
+    unknown ones ignored). Returns false when the frame is not a samordna extension; else
+    sets *credit (clamped to 1..SAM_MDP_MAX_CREDIT, 1 when absent) and *identity. */
+bool sam_broker_parse_extension(const uint8_t *data, size_t size, uint32_t *credit,
+                                bool *identity);
+
+/*  Field 1 (a varint) of a packed protobuf message, found by walking its top-level fields
+    without decoding anything else: the `id` of a samordna.v1.Request or Reply. Returns 0
+    when the field is absent or the bytes are not a well-formed protobuf message. */
+uint64_t sam_broker_peek_id(const uint8_t *data, size_t size);
+
+/*  Runs the class's self-test; returns 0 when all checks pass. */
+int sam_broker_selftest(bool verbose);
+
+#endif

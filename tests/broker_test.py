@@ -1,0 +1,508 @@
+"""broker_test — samordna-broker on the wire: 7/MDP for clients and workers, 8/MMI, the
+samordna extension (credit, Caller frame), heartbeats, limits, broken input, shutdown.
+
+Every test talks to a real broker process over raw pyzmq sockets and ends by stopping it
+with SIGTERM and checking exit code 0, so a crash, a hang or (under the sanitizers) a leak
+anywhere in the test fails it.
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import samtest  # noqa: E402
+from samtest import (CTX, DISCONNECT, HEARTBEAT, MDPC, MDPW, READY, REPLY, REQUEST,  # noqa: E402
+                     Client, Worker, zmq)
+from samordna.v1 import envelope_pb2  # noqa: E402
+
+BROKER = os.path.join(samtest.BIN, "samordna-broker")
+
+
+def stop_clean(proc):
+    """SIGTERM, exit code 0 and the closing counters line."""
+    rc = proc.stop()
+    assert rc == 0, f"broker exited with {rc}"
+    assert "broker.stopped" in proc.logtext()
+
+
+def echo_reply(worker, client, frames):
+    """Answers a request with a Reply carrying the request's id and the worker's name."""
+    req = envelope_pb2.Request()
+    req.ParseFromString(frames[-1])
+    rep = envelope_pb2.Reply(id=req.id, status=envelope_pb2.Status(code=200),
+                             body=worker.service.encode() + b":" + req.method.encode())
+    worker.reply(client, rep.SerializeToString())
+    return req
+
+
+def serve(workers, until, timeout=5.0):
+    """Answers requests on all `workers` until until() is true; returns per-worker counts."""
+    poller = zmq.Poller()
+    for w in workers:
+        poller.register(w.sock, zmq.POLLIN)
+    counts = {id(w): 0 for w in workers}
+    end = time.time() + timeout
+    while not until():
+        assert time.time() < end, "serve timed out"
+        for sock, _ in poller.poll(50):
+            w = next(x for x in workers if x.sock is sock)
+            frames = sock.recv_multipart()
+            if frames[2] == REQUEST:
+                echo_reply(w, frames[3], frames[5:])
+                counts[id(w)] += 1
+    return [counts[id(w)] for w in workers]
+
+
+def expect_error(client, rid, code, timeout=5.0):
+    rep = client.recv(timeout)
+    assert rep.id == rid, f"error reply for id {rep.id}, expected {rid}"
+    assert rep.status.code == code, f"status {rep.status.code} {rep.status.message!r}"
+    return rep
+
+
+def run_broker_cli(*args, timeout=10):
+    return subprocess.run([BROKER] + list(args), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+# ---- options -------------------------------------------------------------------------------
+
+def test_help_and_version():
+    r = run_broker_cli("--help")
+    assert r.returncode == 0, r.stderr
+    for opt in ("--bind", "--insecure", "--heartbeat-ms", "--liveness", "--request-timeout-ms",
+                "--queue-max", "--max-msg", "--log-level", "--version"):
+        assert opt in r.stdout, f"{opt} missing from --help"
+    r = run_broker_cli("--version")
+    assert r.returncode == 0 and r.stdout.startswith("samordna-broker "), r.stdout
+    r = run_broker_cli("--queue-max", "many", "--insecure")
+    assert r.returncode == 2 and "--queue-max" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_refuses_to_start_without_insecure():
+    port = samtest.free_port()
+    r = run_broker_cli("--bind", f"tcp://127.0.0.1:{port}")
+    assert r.returncode != 0
+    assert "CURVE is not configured: pass --insecure for a loopback-only run" in r.stderr, r.stderr
+
+
+def test_insecure_refused_off_loopback():
+    port = samtest.free_port()
+    for ep in (f"tcp://0.0.0.0:{port}", f"tcp://*:{port}"):
+        r = run_broker_cli("--insecure", "--bind", f"tcp://127.0.0.1:{port}", "--bind", ep)
+        assert r.returncode != 0, ep
+        assert "only allowed on loopback" in r.stderr and ep in r.stderr, r.stderr
+    # The loopback forms are accepted, and each one really serves.
+    ipc = "ipc://" + os.path.join(samtest.scratch("broker-ipc"), "sock")
+    local = f"tcp://localhost:{samtest.free_port()}"
+    extra = ["--bind", local, "--bind", ipc]
+    v6 = None
+    if socket.has_ipv6:
+        try:
+            with socket.socket(socket.AF_INET6) as s:
+                s.bind(("::1", 0))
+            v6 = f"tcp://[::1]:{samtest.free_port()}"
+            extra += ["--bind", v6]
+        except OSError:
+            pass  # no IPv6 loopback on this host
+    proc, _ = samtest.broker(*extra)
+    for ep in [local.replace("localhost", "127.0.0.1"), ipc] + ([v6] if v6 else []):
+        d = CTX.socket(zmq.DEALER)
+        d.linger = 0
+        d.ipv6 = True
+        d.connect(ep)
+        d.send_multipart([b"", MDPC, b"mmi.service", b"x"])
+        assert d.poll(5000), f"no answer on {ep}"
+        assert d.recv_multipart()[3] == b"404", ep
+        d.close(0)
+    stop_clean(proc)
+
+
+# ---- routing ------------------------------------------------------------------------------
+
+def test_mmi_service():
+    proc, ep = samtest.broker()
+    c = Client(ep)
+    assert c.mmi("mmi.service", b"echo") == [b"", MDPC, b"mmi.service", b"404"]
+    w = Worker(ep, "echo")
+    samtest.wait_for(lambda: c.mmi("mmi.service", b"echo")[3] == b"200", 5, "echo in MMI")
+    assert c.mmi("mmi.service", b"other") == [b"", MDPC, b"mmi.service", b"404"]
+    assert c.mmi("mmi.nosuch", b"echo") == [b"", MDPC, b"mmi.nosuch", b"501"]
+    assert c.mmi("mmi.x-samordna.stats", b"") == [b"", MDPC, b"mmi.x-samordna.stats", b"501"]
+    # A REQ client (which always sends an empty delimiter) gets a REQ-shaped answer.
+    req = CTX.socket(zmq.REQ)
+    req.linger = 0
+    req.connect(ep)
+    req.send_multipart([MDPC, b"mmi.service", b"echo"])
+    assert req.poll(5000)
+    assert req.recv_multipart() == [MDPC, b"mmi.service", b"200"]
+    req.close(0)
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_routing_and_balance_over_three_workers():
+    proc, ep = samtest.broker()
+    workers = [Worker(ep, "echo") for _ in range(3)]
+    c = Client(ep)
+    samtest.wait_for(lambda: c.mmi("mmi.service", b"echo")[3] == b"200", 5, "echo")
+    time.sleep(0.2)  # all three READYs are in
+    ids = [c.send("echo", f"m{i}") for i in range(60)]
+    replies = []
+
+    def collect():
+        while c.sock.poll(0):
+            frames = c.sock.recv_multipart()
+            assert frames[:3] == [b"", MDPC, b"echo"], frames[:3]
+            rep = envelope_pb2.Reply()
+            rep.ParseFromString(frames[3])
+            replies.append(rep)
+        return len(replies) == len(ids)
+
+    counts = serve(workers, collect)
+    assert sorted(r.id for r in replies) == ids
+    assert all(r.status.code == 200 for r in replies)
+    assert all(n >= 10 for n in counts), f"unbalanced: {counts}"
+    # Routing is by service name: another service's worker gets nothing.
+    other = Worker(ep, "other")
+    rid = c.send("echo", "after")
+    counts = serve(workers, lambda: c.sock.poll(0))
+    assert c.recv().id == rid and sum(counts) == 1
+    assert other.quiet(0.2)
+    for w in workers + [other]:
+        w.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_client_without_delimiter():
+    """A DEALER client that sends no empty delimiter gets replies without one."""
+    proc, ep = samtest.broker()
+    w = Worker(ep, "echo")
+    d = CTX.socket(zmq.DEALER)
+    d.linger = 0
+    d.connect(ep)
+    samtest.wait_for(lambda: Client(ep).mmi("mmi.service", b"echo")[3] == b"200", 5, "echo")
+    d.send_multipart([MDPC, b"echo", envelope_pb2.Request(id=9, method="m").SerializeToString()])
+    client, frames = w.recv_request()
+    echo_reply(w, client, frames)
+    assert d.poll(5000)
+    got = d.recv_multipart()
+    assert got[:2] == [MDPC, b"echo"] and len(got) == 3, got
+    d.send_multipart([MDPC, b"mmi.service", b"echo"])
+    assert d.poll(5000) and d.recv_multipart() == [MDPC, b"mmi.service", b"200"]
+    d.close(0)
+    w.close()
+    stop_clean(proc)
+
+
+def test_queued_request_waits_for_a_worker():
+    proc, ep = samtest.broker("--request-timeout-ms", "3000")
+    c = Client(ep)
+    rid = c.send("late", "m")
+    time.sleep(0.3)
+    w = Worker(ep, "late")
+    client, frames = w.recv_request()
+    echo_reply(w, client, frames)
+    rep = c.recv()
+    assert rep.id == rid and rep.status.code == 200
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+# ---- the samordna extension ---------------------------------------------------------------
+
+def test_credit_keeps_requests_in_flight():
+    proc, ep = samtest.broker()
+    w = Worker(ep, "batch", extension="x-samordna/1 credit=4")
+    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=4"])
+    c = Client(ep)
+    ids = [c.send("batch", f"m{i}") for i in range(6)]
+    got = [w.recv_request() for _ in range(4)]  # four before any reply
+    assert w.quiet(0.3), "a fifth request arrived beyond the credit"
+    for client, frames in got:
+        assert len(frames) == 1, "a Caller frame without the identity extension"
+        echo_reply(w, client, frames)
+    got = [w.recv_request() for _ in range(2)]
+    for client, frames in got:
+        echo_reply(w, client, frames)
+    assert sorted(c.recv().id for _ in ids) == ids
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_plain_worker_gets_one_at_a_time_and_no_extension():
+    proc, ep = samtest.broker("--heartbeat-ms", "100")
+    w = Worker(ep, "plain")
+    c = Client(ep)
+    ids = [c.send("plain", f"m{i}") for i in range(3)]
+    for _ in ids:
+        command, frames = w.recv(skip_heartbeats=False)
+        while command == HEARTBEAT:
+            assert frames == [], "a plain worker got an extension frame"
+            command, frames = w.recv(skip_heartbeats=False)
+        assert command == REQUEST and len(frames) == 3 and frames[1] == b"", frames
+        assert w.quiet(0.25), "a second request arrived to a plain worker"
+        echo_reply(w, frames[0], frames[2:])
+    assert sorted(c.recv().id for _ in ids) == ids
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_identity_worker_gets_caller_frame():
+    proc, ep = samtest.broker()
+    w = Worker(ep, "ident", extension="x-samordna/1 identity credit=99999 shiny-new-token")
+    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=1024 identity"])
+    c = Client(ep)
+    body = envelope_pb2.Request(id=77, method="m").SerializeToString()
+    c.sock.send_multipart([b"", MDPC, b"ident", body])
+    client, frames = w.recv_request()
+    assert len(frames) == 2 and frames[1] == body, frames
+    caller = envelope_pb2.Caller()
+    caller.ParseFromString(frames[0])
+    assert caller.insecure and caller.role == "admin" and caller.agency == "", caller
+    w.reply(client, envelope_pb2.Reply(id=77).SerializeToString())
+    assert c.recv().id == 77
+    # A frame that is not ours leaves the worker plain: no answer, no Caller frame.
+    w2 = Worker(ep, "other", extension="x-someone-else/3 credit=8")
+    c.sock.send_multipart([b"", MDPC, b"other", body])
+    client, frames = w2.recv_request()
+    assert frames == [body]
+    w.close()
+    w2.close()
+    c.close()
+    stop_clean(proc)
+
+
+# ---- heartbeats and lost workers -----------------------------------------------------------
+
+def test_heartbeat_purges_silent_worker():
+    proc, ep = samtest.broker("--heartbeat-ms", "100", "--liveness", "3")
+    c = Client(ep)
+    silent = Worker(ep, "silent")
+    alive = Worker(ep, "alive")
+    samtest.wait_for(lambda: c.mmi("mmi.service", b"silent")[3] == b"200", 5, "silent ready")
+    # The broker heartbeats the worker.
+    assert silent.recv(skip_heartbeats=False) == (HEARTBEAT, [])
+    end = time.time() + 1.0
+    while time.time() < end:
+        alive.heartbeat()
+        time.sleep(0.05)
+    assert c.mmi("mmi.service", b"silent")[3] == b"404", "silent worker not purged"
+    assert c.mmi("mmi.service", b"alive")[3] == b"200", "heartbeating worker purged"
+    # A purged worker that speaks up is told to disconnect.
+    silent.heartbeat()
+    assert silent.recv(skip_heartbeats=True) == (DISCONNECT, [])
+    for x in (silent, alive):
+        x.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_worker_killed_mid_request():
+    proc, ep = samtest.broker("--heartbeat-ms", "100", "--liveness", "3")
+    w = Worker(ep, "fragile")
+    c = Client(ep)
+    rid = c.send("fragile", "m")
+    w.recv_request()
+    w.close()  # the process is gone: no reply, no DISCONNECT, no heartbeats
+    rep = expect_error(c, rid, 503, timeout=3)
+    assert "lost while handling the request" in rep.status.message, rep.status.message
+    # A worker that disconnects with requests in flight: its clients hear at once.
+    w = Worker(ep, "fragile", extension="x-samordna/1 credit=2")
+    w.recv()
+    ids = [c.send("fragile", "m"), c.send("fragile", "m")]
+    w.recv_request()
+    w.recv_request()
+    w.disconnect()
+    reps = [c.recv(1.0) for _ in ids]
+    assert sorted(r.id for r in reps) == ids and all(r.status.code == 503 for r in reps), reps
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_broker_restart_and_worker_reregisters():
+    port = samtest.free_port()
+    proc, ep = samtest.broker("--heartbeat-ms", "100", port=port)
+    w = Worker(ep, "phoenix")
+    c = Client(ep)
+    samtest.wait_for(lambda: c.mmi("mmi.service", b"phoenix")[3] == b"200", 5, "ready")
+    stop_clean(proc)
+    assert w.recv() == (DISCONNECT, []), "no DISCONNECT at broker shutdown"
+    c.close()
+    proc, ep = samtest.broker("--heartbeat-ms", "100", port=port)
+    # The worker's socket reconnects by itself; the new broker does not know it.
+    w.heartbeat()
+    assert w.recv() == (DISCONNECT, [])
+    w.connect()  # what an MDP worker does on DISCONNECT
+    c = Client(ep)
+    rid = c.send("phoenix", "m")
+    client, frames = w.recv_request()
+    echo_reply(w, client, frames)
+    assert c.recv().id == rid
+    # Killed hard, too: the same socket re-registers with a READY.
+    proc.kill9()
+    proc, ep = samtest.broker("--heartbeat-ms", "100", port=port)
+    w.ready()
+    rid = c.send("phoenix", "again")
+    client, frames = w.recv_request()
+    echo_reply(w, client, frames)
+    assert c.recv().id == rid
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+# ---- limits --------------------------------------------------------------------------------
+
+def test_queue_cap_answers_429():
+    proc, ep = samtest.broker("--queue-max", "3", "--request-timeout-ms", "20000")
+    c = Client(ep)
+    for _ in range(3):
+        c.send("busy", "m")
+    rid = c.send("busy", "m")
+    rep = expect_error(c, rid, 429, timeout=2)
+    assert "busy" in rep.status.message and "full" in rep.status.message
+    # The queued three are still there and go to a worker that arrives.
+    w = Worker(ep, "busy", extension="x-samordna/1 credit=8")
+    w.recv()
+    for _ in range(3):
+        echo_reply(w, *w.recv_request())
+    assert sorted(c.recv().id for _ in range(3)) == [1, 2, 3]
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_unknown_service_expires_with_503():
+    proc, ep = samtest.broker("--request-timeout-ms", "300")
+    c = Client(ep)
+    start = time.time()
+    rid = c.send("nobody", "m")
+    rep = expect_error(c, rid, 503, timeout=3)
+    took = time.time() - start
+    assert 0.25 <= took < 2.0, took
+    assert rep.status.message == "no worker for service 'nobody' within 300 ms", rep.status
+    # A body that is not a Request gets the error with id 0.
+    c.sock.send_multipart([b"", MDPC, b"nobody", b"\xff\xfe not protobuf"])
+    frames = c.sock.recv_multipart() if c.sock.poll(3000) else None
+    assert frames and frames[:3] == [b"", MDPC, b"nobody"]
+    rep = envelope_pb2.Reply()
+    rep.ParseFromString(frames[3])
+    assert rep.id == 0 and rep.status.code == 503
+    c.close()
+    stop_clean(proc)
+
+
+def test_oversized_message_answers_413():
+    proc, ep = samtest.broker("--max-msg", "4096")
+    w = Worker(ep, "echo")
+    c = Client(ep)
+    rid = c.send("echo", "big", b"x" * 5000)
+    rep = expect_error(c, rid, 413)
+    assert "4096" in rep.status.message, rep.status.message
+    assert w.quiet(0.2)
+    assert "request.too_large" in proc.logtext()
+    # Far over the hard cap: the connection is dropped, the broker lives on.
+    hog = CTX.socket(zmq.DEALER)
+    hog.linger = 0
+    hog.connect(ep)
+    hog.send_multipart([b"", MDPC, b"echo", b"y" * (4096 + 70000)])
+    time.sleep(0.3)
+    hog.close(0)
+    # Normal traffic still flows.
+    rid = c.send("echo", "small", b"x" * 100)
+    echo_reply(w, *w.recv_request())
+    assert c.recv().id == rid
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+# ---- broken input --------------------------------------------------------------------------
+
+def test_malformed_input_is_survived():
+    proc, ep = samtest.broker()
+    w = Worker(ep, "echo")
+    c = Client(ep)
+    samtest.wait_for(lambda: c.mmi("mmi.service", b"echo")[3] == b"200", 5, "echo")
+    raw = CTX.socket(zmq.DEALER)
+    raw.linger = 0
+    raw.connect(ep)
+    bad = [
+        [b""],                                   # empty message
+        [b"garbage \x00\xff"],                   # one frame of garbage
+        [b"", b"MDPX99", b"echo", b"x"],         # unknown header
+        [b"", MDPC],                             # no service
+        [b"", MDPC, b"echo"],                    # no body
+        [b"", MDPC, b"", b"x"],                  # empty service name
+        [b"", MDPC, b"ec\x00ho", b"x"],          # NUL in the service name
+        [b"", MDPC, b"s" * 300, b"x"],           # service name too long
+        [b"", MDPW],                             # no command
+        [b"", MDPW, b"\x01\x02"],                # two-byte command
+        [b"", MDPW, READY],                      # READY without a service
+        [b"", MDPW, READY, b"mmi.service"],      # READY for a reserved name
+    ]
+    for frames in bad:
+        raw.send_multipart(frames)
+    # An unknown worker sending anything but READY is told to disconnect.
+    for command in (HEARTBEAT, REPLY, REQUEST, b"\x09"):
+        raw.send_multipart([b"", MDPW, command, b"x", b"", b"y"])
+        assert raw.poll(2000), f"no DISCONNECT for {command!r}"
+        assert raw.recv_multipart() == [b"", MDPW, DISCONNECT]
+    # A registered worker's broken messages.
+    w.send(b"\x09")                              # unknown command
+    w.reply(b"\x00nobody", b"x")                 # REPLY for an unknown client
+    w.send(REPLY)                                # REPLY without frames
+    w.send(REPLY, b"")                           # REPLY with an empty client address
+    # A REPLY missing its body still frees the request and answers the client.
+    rid = c.send("echo", "m")
+    client, frames = w.recv_request()
+    w.send(REPLY, client, b"")
+    rep = expect_error(c, rid, 500)
+    assert "malformed" in rep.status.message
+    # READY twice drops the worker with DISCONNECT.
+    w.ready()
+    assert w.recv() == (DISCONNECT, [])
+    assert proc.alive()
+    # The broker still routes.
+    w.connect()
+    rid = c.send("echo", "m")
+    echo_reply(w, *w.recv_request())
+    assert c.recv().id == rid
+    log = proc.logtext()
+    assert log.count("message.malformed") >= len(bad) + 4, log
+    assert "reply.unknown_client" in log
+    raw.close(0)
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_sigterm_is_clean_and_tells_everyone():
+    proc, ep = samtest.broker("--request-timeout-ms", "10000")
+    w = Worker(ep, "echo", extension="x-samordna/1 credit=2")
+    w.recv()
+    c = Client(ep)
+    inflight = c.send("echo", "m")
+    w.recv_request()
+    queued = c.send("nobody", "m")
+    time.sleep(0.1)
+    stop_clean(proc)
+    assert w.recv() == (DISCONNECT, [])
+    reps = [c.recv() for _ in range(2)]
+    assert {r.id for r in reps} == {inflight, queued}
+    assert all(r.status.code == 503 for r in reps), reps
+    w.close()
+    c.close()
+
+
+if __name__ == "__main__":
+    samtest.main()
