@@ -1,0 +1,384 @@
+/*  registry_queries.c — the registry's queries: get by id and paged, filtered lists.
+
+    Every query runs on a read transaction the runtime opens. Requests are GetRequest or
+    ListRequest (registry.proto). A list answers at most page_size records (default 100, at
+    most 1000) in id order; its next_page_token is the last key of the page when more match.
+    A filter that does not apply to the table is refused (400 naming it), so a misspelt
+    call never silently answers the whole table.
+*/
+#include "registry.h"
+#include "registry_check.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define FREE_MSG(m)                                                                                \
+    do {                                                                                           \
+        if (m) protobuf_c_message_free_unpacked(&(m)->base, NULL);                                 \
+        (m) = NULL;                                                                                \
+    } while (0)
+
+#define PAGE_DEFAULT 100
+#define PAGE_MAX 1000
+
+static registry_t *s_reg(sam_service_t *svc)
+{
+    return (registry_t *)sam_service_ctx(svc);
+}
+
+static int s_store_failed(sam_reply_t *reply, int rc)
+{
+    sam_error("store.failed what=query error=\"%s\"", sam_store_strerror(rc));
+    return sam_reply_error(reply, SAM_INTERNAL, "store failed: %s", sam_store_strerror(rc));
+}
+
+/* ---- get ------------------------------------------------------------------------------------ */
+
+/* GetRequest{id} → the record of `dbi` as `desc`, 404 naming the id when there is none. */
+static int s_get(MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply, MDB_dbi dbi,
+                 const ProtobufCMessageDescriptor *desc, const char *noun)
+{
+    Samordna__V1__GetRequest *req = (Samordna__V1__GetRequest *)sam_call_unpack(
+        call, &samordna__v1__get_request__descriptor, reply);
+    if (!req) return -1;
+    int rc = -1;
+    ProtobufCMessage *rec = NULL;
+    if (req->number[0]) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "number: applies to municipalities only");
+        goto done;
+    }
+    if (registry_check_id(reply, "id", req->id, true)) goto done;
+    int grc = registry_get(txn, dbi, req->id, desc, &rec);
+    if (grc == MDB_NOTFOUND) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown %s '%s'", noun, req->id);
+        goto done;
+    }
+    if (grc) {
+        s_store_failed(reply, grc);
+        goto done;
+    }
+    if (desc == &samordna__v1__person__descriptor)
+        ((Samordna__V1__Person *)rec)->n_event_seqs = 0; /* internal bookkeeping */
+    rc = sam_reply_message(reply, rec);
+done:
+    if (rec) protobuf_c_message_free_unpacked(rec, NULL);
+    FREE_MSG(req);
+    return rc;
+}
+
+int registry_query_agencies_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                                sam_reply_t *reply)
+{
+    return s_get(txn, call, reply, s_reg(svc)->store.agencies, &samordna__v1__agency__descriptor,
+                 "agency");
+}
+
+int registry_query_programmes_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                                  sam_reply_t *reply)
+{
+    return s_get(txn, call, reply, s_reg(svc)->store.programmes,
+                 &samordna__v1__programme__descriptor, "programme");
+}
+
+int registry_query_pilots_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                              sam_reply_t *reply)
+{
+    return s_get(txn, call, reply, s_reg(svc)->store.pilots, &samordna__v1__pilot__descriptor,
+                 "pilot");
+}
+
+int registry_query_people_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                              sam_reply_t *reply)
+{
+    return s_get(txn, call, reply, s_reg(svc)->store.people, &samordna__v1__person__descriptor,
+                 "person");
+}
+
+int registry_query_reports_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                               sam_reply_t *reply)
+{
+    return s_get(txn, call, reply, s_reg(svc)->store.reports, &samordna__v1__report__descriptor,
+                 "report");
+}
+
+/* The id of the municipality that held `number` (any period), or NULL. Returns a copy in out. */
+static bool s_find_number(registry_t *reg, MDB_txn *txn, const char *number, char *out,
+                          size_t len)
+{
+    registry_page_t page;
+    const char *after = "";
+    char token[REGISTRY_KEY_MAX + 1] = "";
+    bool found = false;
+    do {
+        if (registry_page(txn, reg->store.municipalities, &samordna__v1__municipality__descriptor,
+                          after, PAGE_MAX, NULL, NULL, &page))
+            return false;
+        for (size_t i = 0; i < page.n && !found; i++) {
+            Samordna__V1__Municipality *m = (Samordna__V1__Municipality *)page.items[i];
+            for (size_t j = 0; j < m->n_numbers && !found; j++)
+                if (strcmp(m->numbers[j]->number, number) == 0) {
+                    snprintf(out, len, "%s", m->id);
+                    found = true;
+                }
+        }
+        snprintf(token, sizeof token, "%s", page.next);
+        after = token;
+        registry_page_clear(&page);
+    } while (!found && token[0]);
+    return found;
+}
+
+/* registry.municipalities.get: GetRequest{id | number} → MunicipalityLookup. An id that was
+   merged resolves to its registered successor and says so. */
+int registry_query_municipalities_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                                      sam_reply_t *reply)
+{
+    registry_t *reg = s_reg(svc);
+    Samordna__V1__GetRequest *req = (Samordna__V1__GetRequest *)sam_call_unpack(
+        call, &samordna__v1__get_request__descriptor, reply);
+    if (!req) return -1;
+    Samordna__V1__Municipality *m = NULL, *from = NULL;
+    int rc = -1;
+    char id[REGISTRY_KEY_MAX + 1];
+    if (req->id[0] && req->number[0]) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "number: give an id or a number, not both");
+        goto done;
+    }
+    if (req->number[0]) {
+        if (registry_check_number(reply, "number", req->number)) goto done;
+        if (!s_find_number(reg, txn, req->number, id, sizeof id)) {
+            sam_reply_error(reply, SAM_NOT_FOUND, "number: no municipality had number %s",
+                            req->number);
+            goto done;
+        }
+    } else {
+        if (registry_check_id(reply, "id", req->id, true)) goto done;
+        snprintf(id, sizeof id, "%s", req->id);
+    }
+    int grc = registry_resolve_municipality(reg, txn, id, &m, &from);
+    if (grc == MDB_NOTFOUND) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown municipality '%s'", id);
+        goto done;
+    }
+    if (grc) {
+        s_store_failed(reply, grc);
+        goto done;
+    }
+    Samordna__V1__MunicipalityLookup out = SAMORDNA__V1__MUNICIPALITY_LOOKUP__INIT;
+    char msg[512] = "";
+    out.municipality = m;
+    if (from) {
+        out.resolved_from = id;
+        snprintf(msg, sizeof msg, "%s was merged into %s on %s", id, m->id,
+                 from->successor->from);
+    } else if (m->successor) {
+        const Samordna__V1__Successor *s = m->successor;
+        snprintf(msg, sizeof msg, "%s became %s%s%s%s on %s", m->id, s->name,
+                 s->number[0] ? " (" : "", s->number, s->number[0] ? ")" : "", s->from);
+    }
+    out.message = msg;
+    rc = sam_reply_message(reply, &out.base);
+done:
+    FREE_MSG(m);
+    FREE_MSG(from);
+    FREE_MSG(req);
+    return rc;
+}
+
+/* ---- lists ---------------------------------------------------------------------------------- */
+
+/* Which ListRequest filters a table takes. */
+enum {
+    F_AGENCY = 1 << 0,
+    F_MUNICIPALITY = 1 << 1,
+    F_PROGRAMME = 1 << 2,
+    F_KIND = 1 << 3,
+    F_ROLE = 1 << 4,
+    F_ANSWER = 1 << 5,
+};
+
+/* A ListRequest with its word filters turned into enum values. */
+typedef struct {
+    const Samordna__V1__ListRequest *req;
+    int kind;   /* AgencyKind, 0 = any */
+    int role;   /* AgencyRole, 0 = any */
+    int answer; /* Answer, -1 = any (0 = not answered) */
+} s_filter_t;
+
+/* Unpacks and checks a ListRequest against the filters the table takes. Returns the request
+   (free it) or NULL with the refusal in reply. */
+static Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, sam_reply_t *reply,
+                                                 unsigned allowed, const char *table,
+                                                 s_filter_t *f, size_t *page_size)
+{
+    Samordna__V1__ListRequest *req = (Samordna__V1__ListRequest *)sam_call_unpack(
+        call, &samordna__v1__list_request__descriptor, reply);
+    if (!req) return NULL;
+    struct {
+        unsigned bit;
+        const char *name;
+        const char *value;
+    } given[] = {
+        {F_AGENCY, "agency", req->agency},       {F_MUNICIPALITY, "municipality", req->municipality},
+        {F_PROGRAMME, "programme", req->programme}, {F_KIND, "kind", req->kind},
+        {F_ROLE, "role", req->role},             {F_ANSWER, "answer", req->answer},
+    };
+    *f = (s_filter_t){.req = req, .kind = 0, .role = 0, .answer = -1};
+    for (size_t i = 0; i < sizeof given / sizeof given[0]; i++) {
+        if (!given[i].value[0]) continue;
+        if (!(allowed & given[i].bit)) {
+            sam_reply_error(reply, SAM_BAD_REQUEST, "%s: not a filter of %s", given[i].name,
+                            table);
+            goto fail;
+        }
+        if ((given[i].bit & (F_AGENCY | F_MUNICIPALITY | F_PROGRAMME)) &&
+            registry_check_id(reply, given[i].name, given[i].value, true))
+            goto fail;
+    }
+    if (req->kind[0] &&
+        (f->kind = registry_enum_value(&samordna__v1__agency_kind__descriptor, req->kind)) < 0) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "kind: unknown agency kind '%.64s'", req->kind);
+        goto fail;
+    }
+    if (req->role[0] &&
+        (f->role = registry_enum_value(&samordna__v1__agency_role__descriptor, req->role)) < 0) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "role: unknown agency role '%.64s'", req->role);
+        goto fail;
+    }
+    if (req->answer[0]) {
+        if (strcmp(req->answer, "none") == 0)
+            f->answer = 0;
+        else if ((f->answer = registry_enum_value(&samordna__v1__answer__descriptor,
+                                                  req->answer)) < 0) {
+            sam_reply_error(reply, SAM_BAD_REQUEST, "answer: '%.64s' is not yes, no or none",
+                            req->answer);
+            goto fail;
+        }
+    }
+    if (req->page_size > PAGE_MAX) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "page_size: at most %d", PAGE_MAX);
+        goto fail;
+    }
+    if (strlen(req->page_token) > REGISTRY_KEY_MAX) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "page_token: not a token of %s", table);
+        goto fail;
+    }
+    *page_size = req->page_size ? req->page_size : PAGE_DEFAULT;
+    return req;
+fail:
+    FREE_MSG(req);
+    return NULL;
+}
+
+static bool s_match_agency(const ProtobufCMessage *rec, const void *arg)
+{
+    const Samordna__V1__Agency *a = (const Samordna__V1__Agency *)rec;
+    const s_filter_t *f = arg;
+    if (f->kind && (int)a->kind != f->kind) return false;
+    if (f->role) {
+        bool has = false;
+        for (size_t i = 0; i < a->n_roles && !has; i++)
+            has = (int)a->roles[i] == f->role;
+        if (!has) return false;
+    }
+    return true;
+}
+
+static bool s_match_pilot(const ProtobufCMessage *rec, const void *arg)
+{
+    const Samordna__V1__Pilot *p = (const Samordna__V1__Pilot *)rec;
+    const Samordna__V1__ListRequest *q = ((const s_filter_t *)arg)->req;
+    if (q->municipality[0] && strcmp(p->municipality, q->municipality)) return false;
+    if (q->programme[0] && strcmp(p->programme, q->programme)) return false;
+    if (q->agency[0]) {
+        bool in = strcmp(p->investment_leader, q->agency) == 0;
+        for (size_t i = 0; i < p->n_investment_team && !in; i++)
+            in = strcmp(p->investment_team[i], q->agency) == 0;
+        if (!in) return false;
+    }
+    return true;
+}
+
+static bool s_match_invitation(const ProtobufCMessage *rec, const void *arg)
+{
+    const Samordna__V1__Invitation *inv = (const Samordna__V1__Invitation *)rec;
+    const s_filter_t *f = arg;
+    if (f->req->municipality[0] && strcmp(inv->municipality, f->req->municipality)) return false;
+    if (f->req->programme[0] && strcmp(inv->programme, f->req->programme)) return false;
+    if (f->answer >= 0 && (int)inv->answer != f->answer) return false;
+    return true;
+}
+
+static bool s_match_person(const ProtobufCMessage *rec, const void *arg)
+{
+    const Samordna__V1__Person *p = (const Samordna__V1__Person *)rec;
+    const Samordna__V1__ListRequest *q = ((const s_filter_t *)arg)->req;
+    return !q->agency[0] || strcmp(p->agency, q->agency) == 0;
+}
+
+static bool s_match_report(const ProtobufCMessage *rec, const void *arg)
+{
+    const Samordna__V1__Report *r = (const Samordna__V1__Report *)rec;
+    const Samordna__V1__ListRequest *q = ((const s_filter_t *)arg)->req;
+    return !q->agency[0] || strcmp(r->by, q->agency) == 0;
+}
+
+/* One list query: ListRequest → <Type>List of records of `dbi` that `match` keeps. Every list
+   reply message has the same shape (items, next_page_token), which the macro fills in. */
+#define S_LIST(fn, dbi_field, Rec, rec_desc, List, LIST_INIT, allowed, match, table)             \
+    int fn(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)          \
+    {                                                                                              \
+        s_filter_t f;                                                                              \
+        size_t page_size;                                                                          \
+        Samordna__V1__ListRequest *req =                                                           \
+            s_list_request(call, reply, (allowed), table, &f, &page_size);                         \
+        if (!req) return -1;                                                                       \
+        registry_page_t page;                                                                      \
+        int prc = registry_page(txn, s_reg(svc)->store.dbi_field, (rec_desc), req->page_token,   \
+                                page_size, (match), &f, &page);                                    \
+        int rc;                                                                                    \
+        if (prc) {                                                                                 \
+            rc = s_store_failed(reply, prc);                                                       \
+        } else {                                                                                   \
+            List out = LIST_INIT;                                                                  \
+            out.n_items = page.n;                                                                  \
+            out.items = (Rec **)page.items;                                                        \
+            out.next_page_token = page.next;                                                       \
+            s_strip(page.items, page.n);                                                           \
+            rc = sam_reply_message(reply, &out.base);                                              \
+            registry_page_clear(&page);                                                            \
+        }                                                                                          \
+        FREE_MSG(req);                                                                             \
+        return rc;                                                                                 \
+    }
+
+/* Removes internal bookkeeping from records before they are answered. */
+static void s_strip(ProtobufCMessage **items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (items[i]->descriptor == &samordna__v1__person__descriptor)
+            ((Samordna__V1__Person *)items[i])->n_event_seqs = 0;
+}
+
+S_LIST(registry_query_agencies_list, agencies, Samordna__V1__Agency,
+       &samordna__v1__agency__descriptor, Samordna__V1__AgencyList,
+       SAMORDNA__V1__AGENCY_LIST__INIT, F_KIND | F_ROLE, s_match_agency, "agencies")
+S_LIST(registry_query_municipalities_list, municipalities, Samordna__V1__Municipality,
+       &samordna__v1__municipality__descriptor, Samordna__V1__MunicipalityList,
+       SAMORDNA__V1__MUNICIPALITY_LIST__INIT, 0, NULL, "municipalities")
+S_LIST(registry_query_programmes_list, programmes, Samordna__V1__Programme,
+       &samordna__v1__programme__descriptor, Samordna__V1__ProgrammeList,
+       SAMORDNA__V1__PROGRAMME_LIST__INIT, 0, NULL, "programmes")
+S_LIST(registry_query_invitations_list, invitations, Samordna__V1__Invitation,
+       &samordna__v1__invitation__descriptor, Samordna__V1__InvitationList,
+       SAMORDNA__V1__INVITATION_LIST__INIT, F_MUNICIPALITY | F_PROGRAMME | F_ANSWER,
+       s_match_invitation, "invitations")
+S_LIST(registry_query_pilots_list, pilots, Samordna__V1__Pilot, &samordna__v1__pilot__descriptor,
+       Samordna__V1__PilotList, SAMORDNA__V1__PILOT_LIST__INIT,
+       F_AGENCY | F_MUNICIPALITY | F_PROGRAMME, s_match_pilot, "pilots")
+S_LIST(registry_query_people_list, people, Samordna__V1__Person,
+       &samordna__v1__person__descriptor, Samordna__V1__PersonList,
+       SAMORDNA__V1__PERSON_LIST__INIT, F_AGENCY, s_match_person, "people")
+S_LIST(registry_query_reports_list, reports, Samordna__V1__Report,
+       &samordna__v1__report__descriptor, Samordna__V1__ReportList,
+       SAMORDNA__V1__REPORT_LIST__INIT, F_AGENCY, s_match_report, "reports")
