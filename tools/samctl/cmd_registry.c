@@ -1,0 +1,746 @@
+/*  cmd_registry.c — samctl's registry commands: agencies, municipalities, people,
+    programmes, pilots (and `pilot show ID`), invitations, reports.
+
+    Each command either lists (every page of registry.<table>.list, with the command's
+    filters) or shows one record (`show ID`, registry.<table>.get). Lists print a table,
+    one record a line; `show` prints one field a line; --json prints a JSON array (lists)
+    or object (show) with the proto field names and enum values as lower-case words.
+*/
+#include "samctl.h"
+
+#include "samordna/v1/registry.pb-c.h"
+
+#include <ctype.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- output helpers -------------------------------------------------------------------------- */
+
+/* The file word of an enum value: AGENCY_KIND_COUNTY_GOVERNOR → "county_governor". */
+static const char *s_word(const ProtobufCEnumDescriptor *d, int value, char *out, size_t len)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
+    if (!v || value == 0) {
+        snprintf(out, len, "%s", value == 0 ? "" : "?");
+        return out;
+    }
+    size_t skip = 1;
+    for (const char *p = d->short_name; *p; p++)
+        skip += (p != d->short_name && isupper((unsigned char)*p)) ? 2 : 1;
+    size_t i = 0;
+    for (const char *p = v->name + skip; *p && i + 1 < len; p++)
+        out[i++] = (char)tolower((unsigned char)*p);
+    out[i] = '\0';
+    return out;
+}
+
+/* Prints s in a column `width` characters wide (UTF-8 aware), cut with "…" when longer. */
+static void s_cell(const char *s, size_t width)
+{
+    size_t chars = 0, i = 0;
+    for (; s[i]; i++) {
+        if (((unsigned char)s[i] & 0xC0) == 0x80) continue;
+        if (chars == width - 1 && strlen(s + i) > 0) {
+            size_t rest = 0;
+            for (size_t j = i; s[j]; j++)
+                rest += ((unsigned char)s[j] & 0xC0) != 0x80;
+            if (rest > 1) {
+                fwrite(s, 1, i, stdout);
+                fputs("… ", stdout);
+                return;
+            }
+        }
+        chars++;
+    }
+    fputs(s, stdout);
+    for (; chars <= width; chars++)
+        putchar(' ');
+}
+
+/* "a, b, c" into out. */
+static const char *s_join(char **items, size_t n, char *out, size_t len)
+{
+    out[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        size_t at = strlen(out);
+        snprintf(out + at, len - at, "%s%s", i ? ", " : "", items[i]);
+    }
+    return out;
+}
+
+static json_t *s_strings_json(char **items, size_t n)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(a, json_string(items[i]));
+    return a;
+}
+
+static void s_put_str(json_t *o, const char *key, const char *v)
+{
+    if (v && v[0]) json_object_set_new(o, key, json_string(v));
+}
+
+static void s_print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    printf("%s\n", s ? s : "null");
+    free(s);
+    json_decref(j);
+}
+
+/* ---- records as JSON ------------------------------------------------------------------------- */
+
+static json_t *s_agency_json(const Samordna__V1__Agency *a)
+{
+    char w[64];
+    json_t *o = json_object();
+    s_put_str(o, "id", a->id);
+    s_put_str(o, "name", a->name);
+    if (a->n_former_names)
+        json_object_set_new(o, "former_names", s_strings_json(a->former_names, a->n_former_names));
+    s_put_str(o, "kind", s_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w));
+    json_t *roles = json_array();
+    for (size_t i = 0; i < a->n_roles; i++)
+        json_array_append_new(roles, json_string(s_word(&samordna__v1__agency_role__descriptor,
+                                                        a->roles[i], w, sizeof w)));
+    json_object_set_new(o, "roles", roles);
+    s_put_str(o, "unit", a->unit);
+    return o;
+}
+
+static json_t *s_municipality_json(const Samordna__V1__Municipality *m)
+{
+    json_t *o = json_object();
+    s_put_str(o, "id", m->id);
+    s_put_str(o, "name", m->name);
+    json_object_set_new(o, "population", json_integer(m->population));
+    json_t *nums = json_array();
+    for (size_t i = 0; i < m->n_numbers; i++) {
+        json_t *n = json_object();
+        s_put_str(n, "number", m->numbers[i]->number);
+        s_put_str(n, "from", m->numbers[i]->from);
+        s_put_str(n, "until", m->numbers[i]->until);
+        json_array_append_new(nums, n);
+    }
+    json_object_set_new(o, "numbers", nums);
+    if (m->n_constituents) {
+        json_t *cons = json_array();
+        for (size_t i = 0; i < m->n_constituents; i++) {
+            json_t *c = json_object();
+            s_put_str(c, "name", m->constituents[i]->name);
+            s_put_str(c, "number", m->constituents[i]->number);
+            json_array_append_new(cons, c);
+        }
+        json_object_set_new(o, "constituents", cons);
+    }
+    if (m->successor) {
+        json_t *s = json_object();
+        s_put_str(s, "municipality", m->successor->municipality);
+        s_put_str(s, "name", m->successor->name);
+        s_put_str(s, "number", m->successor->number);
+        s_put_str(s, "from", m->successor->from);
+        json_object_set_new(o, "successor", s);
+    }
+    if (m->n_predecessors)
+        json_object_set_new(o, "predecessors", s_strings_json(m->predecessors, m->n_predecessors));
+    s_put_str(o, "note", m->note);
+    return o;
+}
+
+static json_t *s_programme_json(const Samordna__V1__Programme *p)
+{
+    json_t *o = json_object();
+    s_put_str(o, "id", p->id);
+    s_put_str(o, "name", p->name);
+    s_put_str(o, "motto", p->motto);
+    s_put_str(o, "owner", p->owner);
+    s_put_str(o, "leadership", p->leadership);
+    s_put_str(o, "steering_group", p->steering_group);
+    json_object_set_new(o, "briefing_interval_months", json_integer(p->briefing_interval_months));
+    if (p->period) {
+        json_t *per = json_object();
+        s_put_str(per, "from", p->period->from);
+        s_put_str(per, "to", p->period->to);
+        json_object_set_new(o, "period", per);
+    }
+    json_object_set_new(o, "themes", s_strings_json(p->themes, p->n_themes));
+    json_object_set_new(o, "goals", s_strings_json(p->goals, p->n_goals));
+    return o;
+}
+
+static json_t *s_pilot_json(const Samordna__V1__Pilot *p)
+{
+    json_t *o = json_object();
+    s_put_str(o, "id", p->id);
+    s_put_str(o, "programme", p->programme);
+    s_put_str(o, "municipality", p->municipality);
+    s_put_str(o, "challenge", p->challenge);
+    s_put_str(o, "investment_leader", p->investment_leader);
+    json_object_set_new(o, "investment_team",
+                        s_strings_json(p->investment_team, p->n_investment_team));
+    s_put_str(o, "contact_person", p->contact_person);
+    s_put_str(o, "municipal_steering_group", p->municipal_steering_group);
+    json_object_set_new(o, "aims", s_strings_json(p->aims, p->n_aims));
+    return o;
+}
+
+static json_t *s_invitation_json(const Samordna__V1__Invitation *inv)
+{
+    char w[32];
+    json_t *o = json_object();
+    s_put_str(o, "programme", inv->programme);
+    s_put_str(o, "municipality", inv->municipality);
+    s_put_str(o, "sent", inv->sent);
+    s_put_str(o, "answer", s_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w));
+    s_put_str(o, "channel", s_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w));
+    s_put_str(o, "answered", inv->answered);
+    s_put_str(o, "note", inv->note);
+    return o;
+}
+
+static json_t *s_person_json(const Samordna__V1__Person *p)
+{
+    json_t *o = json_object();
+    s_put_str(o, "id", p->id);
+    s_put_str(o, "name", p->name);
+    s_put_str(o, "email", p->email);
+    s_put_str(o, "phone", p->phone);
+    s_put_str(o, "agency", p->agency);
+    json_t *roles = json_array();
+    for (size_t i = 0; i < p->n_roles; i++) {
+        const Samordna__V1__RoleHeld *r = p->roles[i];
+        json_t *ro = json_object();
+        s_put_str(ro, "role", r->role);
+        s_put_str(ro, "agency", r->agency);
+        s_put_str(ro, "pilot", r->pilot);
+        s_put_str(ro, "programme", r->programme);
+        s_put_str(ro, "from", r->from);
+        s_put_str(ro, "until", r->until);
+        json_array_append_new(roles, ro);
+    }
+    json_object_set_new(o, "roles", roles);
+    if (p->erased) {
+        json_object_set_new(o, "erased", json_true());
+        s_put_str(o, "erased_on", p->erased_on);
+    }
+    return o;
+}
+
+static json_t *s_report_json(const Samordna__V1__Report *r)
+{
+    json_t *o = json_object();
+    s_put_str(o, "id", r->id);
+    s_put_str(o, "by", r->by);
+    s_put_str(o, "title", r->title);
+    s_put_str(o, "series", r->series);
+    s_put_str(o, "published", r->published);
+    s_put_str(o, "url", r->url);
+    return o;
+}
+
+/* ---- arguments ------------------------------------------------------------------------------- */
+
+/* A command's parsed arguments: `show ID` and filters. */
+typedef struct {
+    const char *show;
+    Samordna__V1__ListRequest req;
+    const char *number;
+} s_args_t;
+
+/* Parses [show ID] and the --flags the command takes (space-separated names). Returns 0 or
+   the usage exit code. */
+static int s_args(int argc, char **argv, const char *flags, const char *usage, s_args_t *a)
+{
+    samordna__v1__list_request__init(&a->req);
+    a->show = NULL;
+    a->number = NULL;
+    const char *cmd = argv[0];
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "show") == 0 && i + 1 < argc && !a->show) {
+            a->show = argv[++i];
+            continue;
+        }
+        if (strncmp(argv[i], "--", 2) != 0 || i + 1 >= argc || !strstr(flags, argv[i] + 2))
+            return samctl_usage(cmd, usage, "unexpected argument");
+        const char *name = argv[i] + 2, *v = argv[++i];
+        if (strcmp(name, "kind") == 0)
+            a->req.kind = (char *)v;
+        else if (strcmp(name, "role") == 0)
+            a->req.role = (char *)v;
+        else if (strcmp(name, "agency") == 0)
+            a->req.agency = (char *)v;
+        else if (strcmp(name, "municipality") == 0)
+            a->req.municipality = (char *)v;
+        else if (strcmp(name, "programme") == 0)
+            a->req.programme = (char *)v;
+        else if (strcmp(name, "answer") == 0)
+            a->req.answer = (char *)v;
+        else if (strcmp(name, "number") == 0)
+            a->number = v;
+        else
+            return samctl_usage(cmd, usage, "unexpected argument");
+    }
+    return 0;
+}
+
+/* Fetches one record with registry.<table>.get; NULL after printing the refusal. */
+static ProtobufCMessage *s_get(samctl_t *ctl, const char *method, const char *id,
+                               const char *number, const ProtobufCMessageDescriptor *desc)
+{
+    Samordna__V1__GetRequest g = SAMORDNA__V1__GET_REQUEST__INIT;
+    g.id = (char *)(id ? id : "");
+    g.number = (char *)(number ? number : "");
+    return samctl_call(ctl, "registry", method, &g.base, desc);
+}
+
+/* Calls `fn` for every record of every page of a list; returns 0 or 1 (refused). The items
+   and next_page_token of every *List message sit at the same place, which the generic
+   reader below relies on through the descriptor. */
+typedef void (*s_row_fn)(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out);
+
+static int s_list(samctl_t *ctl, const char *method, Samordna__V1__ListRequest *req,
+                  const ProtobufCMessageDescriptor *list_desc, s_row_fn row, void (*header)(void))
+{
+    json_t *out = ctl->json ? json_array() : NULL;
+    char token[256] = "";
+    int rc = 0;
+    bool first = true;
+    size_t total = 0;
+    do {
+        req->page_token = token;
+        req->page_size = 500;
+        ProtobufCMessage *page = samctl_call(ctl, "registry", method, &req->base, list_desc);
+        if (!page) {
+            rc = 1;
+            break;
+        }
+        /* Every *List message is {repeated items = 1; string next_page_token = 2;}. */
+        const ProtobufCFieldDescriptor *fi = protobuf_c_message_descriptor_get_field(list_desc, 1);
+        const ProtobufCFieldDescriptor *ft = protobuf_c_message_descriptor_get_field(list_desc, 2);
+        size_t n = *(const size_t *)((const char *)page + fi->quantifier_offset);
+        ProtobufCMessage *const *items =
+            *(ProtobufCMessage *const *const *)((const char *)page + fi->offset);
+        const char *next = *(const char *const *)((const char *)page + ft->offset);
+        if (first && !ctl->json && header) header();
+        first = false;
+        for (size_t i = 0; i < n; i++)
+            row(ctl, items[i], out);
+        total += n;
+        snprintf(token, sizeof token, "%s", next ? next : "");
+        protobuf_c_message_free_unpacked(page, NULL);
+    } while (token[0]);
+    if (ctl->json)
+        s_print_json(out);
+    else if (rc == 0)
+        printf("(%zu)\n", total);
+    return rc;
+}
+
+/* ---- agencies ---------------------------------------------------------------------------------- */
+
+static void s_agency_header(void)
+{
+    printf("%-16s%-32s%-21s%s\n", "ID", "NAME", "KIND", "ROLES");
+}
+
+static void s_agency_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+{
+    const Samordna__V1__Agency *a = (const Samordna__V1__Agency *)rec;
+    if (ctl->json) {
+        json_array_append_new(out, s_agency_json(a));
+        return;
+    }
+    char w[64], roles[512] = "";
+    for (size_t i = 0; i < a->n_roles; i++) {
+        size_t at = strlen(roles);
+        snprintf(roles + at, sizeof roles - at, "%s%s", i ? ", " : "",
+                 s_word(&samordna__v1__agency_role__descriptor, a->roles[i], w, sizeof w));
+    }
+    s_cell(a->id, 15);
+    s_cell(a->name, 31);
+    s_cell(s_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w), 20);
+    printf("%s\n", roles);
+}
+
+/* agencies [show ID] [--kind K] [--role R] */
+int samctl_cmd_agencies(samctl_t *ctl, int argc, char **argv)
+{
+    const char *usage = "agencies [show ID] [--kind KIND] [--role ROLE]";
+    s_args_t a;
+    int rc = s_args(argc, argv, "kind role", usage, &a);
+    if (rc) return rc;
+    if (!a.show)
+        return s_list(ctl, "registry.agencies.list", &a.req,
+                      &samordna__v1__agency_list__descriptor, s_agency_row, s_agency_header);
+    Samordna__V1__Agency *ag = (Samordna__V1__Agency *)s_get(
+        ctl, "registry.agencies.get", a.show, NULL, &samordna__v1__agency__descriptor);
+    if (!ag) return 1;
+    if (ctl->json) {
+        s_print_json(s_agency_json(ag));
+    } else {
+        char w[64], buf[2048];
+        printf("id            %s\nname          %s\n", ag->id, ag->name);
+        if (ag->n_former_names)
+            printf("former names  %s\n",
+                   s_join(ag->former_names, ag->n_former_names, buf, sizeof buf));
+        printf("kind          %s\n",
+               s_word(&samordna__v1__agency_kind__descriptor, ag->kind, w, sizeof w));
+        if (ag->unit[0]) printf("unit          %s\n", ag->unit);
+        printf("roles         ");
+        for (size_t i = 0; i < ag->n_roles; i++)
+            printf("%s%s", i ? ", " : "",
+                   s_word(&samordna__v1__agency_role__descriptor, ag->roles[i], w, sizeof w));
+        printf("\n");
+    }
+    protobuf_c_message_free_unpacked(&ag->base, NULL);
+    return 0;
+}
+
+/* ---- municipalities --------------------------------------------------------------------------- */
+
+static void s_municipality_header(void)
+{
+    printf("%-16s%-18s%11s  %-22s%s\n", "ID", "NAME", "POPULATION", "NUMBERS", "SUCCESSOR");
+}
+
+static void s_municipality_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+{
+    const Samordna__V1__Municipality *m = (const Samordna__V1__Municipality *)rec;
+    if (ctl->json) {
+        json_array_append_new(out, s_municipality_json(m));
+        return;
+    }
+    char nums[256] = "", succ[256] = "";
+    for (size_t i = 0; i < m->n_numbers; i++) {
+        size_t at = strlen(nums);
+        snprintf(nums + at, sizeof nums - at, "%s%s", i ? ", " : "", m->numbers[i]->number);
+    }
+    if (!m->n_numbers && m->n_constituents) snprintf(nums, sizeof nums, "(%zu constituents)",
+                                                     m->n_constituents);
+    if (m->successor)
+        snprintf(succ, sizeof succ, "%s%s%s from %s",
+                 m->successor->municipality[0] ? m->successor->municipality : m->successor->name,
+                 m->successor->number[0] ? " " : "", m->successor->number, m->successor->from);
+    s_cell(m->id, 15);
+    s_cell(m->name, 17);
+    printf("%11lld  ", (long long)m->population);
+    s_cell(nums, 21);
+    printf("%s\n", succ);
+}
+
+/* municipalities [show ID | --number N] */
+int samctl_cmd_municipalities(samctl_t *ctl, int argc, char **argv)
+{
+    const char *usage = "municipalities [show ID | --number NUMBER]";
+    s_args_t a;
+    int rc = s_args(argc, argv, "number", usage, &a);
+    if (rc) return rc;
+    if (!a.show && !a.number)
+        return s_list(ctl, "registry.municipalities.list", &a.req,
+                      &samordna__v1__municipality_list__descriptor, s_municipality_row,
+                      s_municipality_header);
+    Samordna__V1__MunicipalityLookup *l = (Samordna__V1__MunicipalityLookup *)s_get(
+        ctl, "registry.municipalities.get", a.show, a.number,
+        &samordna__v1__municipality_lookup__descriptor);
+    if (!l) return 1;
+    const Samordna__V1__Municipality *m = l->municipality;
+    if (!m) {
+        fprintf(stderr, "samctl municipalities: the answer holds no municipality\n");
+        protobuf_c_message_free_unpacked(&l->base, NULL);
+        return 1;
+    }
+    if (ctl->json) {
+        json_t *o = s_municipality_json(m);
+        s_put_str(o, "resolved_from", l->resolved_from);
+        s_put_str(o, "message", l->message);
+        s_print_json(o);
+    } else {
+        if (l->message[0]) printf("note          %s\n", l->message);
+        printf("id            %s\nname          %s\npopulation    %lld\n", m->id, m->name,
+               (long long)m->population);
+        for (size_t i = 0; i < m->n_numbers; i++)
+            printf("number        %s%s%s%s%s\n", m->numbers[i]->number,
+                   m->numbers[i]->from[0] ? " from " : "", m->numbers[i]->from,
+                   m->numbers[i]->until[0] ? " until " : "", m->numbers[i]->until);
+        for (size_t i = 0; i < m->n_constituents; i++)
+            printf("constituent   %s (%s)\n", m->constituents[i]->name,
+                   m->constituents[i]->number);
+        if (m->successor)
+            printf("successor     %s%s%s%s%s from %s\n", m->successor->name,
+                   m->successor->number[0] ? " " : "", m->successor->number,
+                   m->successor->municipality[0] ? " = " : "", m->successor->municipality,
+                   m->successor->from);
+        for (size_t i = 0; i < m->n_predecessors; i++)
+            printf("predecessor   %s\n", m->predecessors[i]);
+        if (m->note[0]) printf("about         %s\n", m->note);
+    }
+    protobuf_c_message_free_unpacked(&l->base, NULL);
+    return 0;
+}
+
+/* ---- programmes ----------------------------------------------------------------------------- */
+
+static void s_programme_header(void)
+{
+    printf("%-18s%-32s%-10s%-12s%s\n", "ID", "NAME", "OWNER", "BRIEFING", "PERIOD");
+}
+
+static void s_programme_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+{
+    const Samordna__V1__Programme *p = (const Samordna__V1__Programme *)rec;
+    if (ctl->json) {
+        json_array_append_new(out, s_programme_json(p));
+        return;
+    }
+    char brief[32];
+    snprintf(brief, sizeof brief, "%u months", p->briefing_interval_months);
+    s_cell(p->id, 17);
+    s_cell(p->name, 31);
+    s_cell(p->owner, 9);
+    s_cell(brief, 11);
+    if (p->period) printf("%s – %s", p->period->from, p->period->to);
+    printf("\n");
+}
+
+/* programmes [show ID] */
+int samctl_cmd_programmes(samctl_t *ctl, int argc, char **argv)
+{
+    const char *usage = "programmes [show ID]";
+    s_args_t a;
+    int rc = s_args(argc, argv, "", usage, &a);
+    if (rc) return rc;
+    if (!a.show)
+        return s_list(ctl, "registry.programmes.list", &a.req,
+                      &samordna__v1__programme_list__descriptor, s_programme_row,
+                      s_programme_header);
+    Samordna__V1__Programme *p = (Samordna__V1__Programme *)s_get(
+        ctl, "registry.programmes.get", a.show, NULL, &samordna__v1__programme__descriptor);
+    if (!p) return 1;
+    if (ctl->json) {
+        s_print_json(s_programme_json(p));
+    } else {
+        printf("id              %s\nname            %s\n", p->id, p->name);
+        if (p->motto[0]) printf("motto           %s\n", p->motto);
+        printf("owner           %s\n", p->owner);
+        if (p->leadership[0]) printf("leadership      %s\n", p->leadership);
+        if (p->steering_group[0]) printf("steering group  %s\n", p->steering_group);
+        printf("briefing        every %u months\n", p->briefing_interval_months);
+        if (p->period) printf("period          %s – %s\n", p->period->from, p->period->to);
+        for (size_t i = 0; i < p->n_themes; i++)
+            printf("theme           %s\n", p->themes[i]);
+        for (size_t i = 0; i < p->n_goals; i++)
+            printf("goal            %s\n", p->goals[i]);
+    }
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    return 0;
+}
+
+/* ---- pilots ------------------------------------------------------------------------------------ */
+
+static void s_pilot_header(void)
+{
+    printf("%-16s%-16s%-16s%s\n", "ID", "MUNICIPALITY", "LEADER", "CHALLENGE");
+}
+
+static void s_pilot_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+{
+    const Samordna__V1__Pilot *p = (const Samordna__V1__Pilot *)rec;
+    if (ctl->json) {
+        json_array_append_new(out, s_pilot_json(p));
+        return;
+    }
+    s_cell(p->id, 15);
+    s_cell(p->municipality, 15);
+    s_cell(p->investment_leader, 15);
+    s_cell(p->challenge, 60);
+    printf("\n");
+}
+
+/* pilots [show ID] [--agency A] [--municipality M] [--programme P]; pilot show ID */
+int samctl_cmd_pilots(samctl_t *ctl, int argc, char **argv)
+{
+    const char *usage =
+        "pilots [show ID] [--agency A] [--municipality M] [--programme P] | pilot show ID";
+    s_args_t a;
+    int rc = s_args(argc, argv, "agency municipality programme", usage, &a);
+    if (rc) return rc;
+    if (!a.show) {
+        if (strcmp(argv[0], "pilot") == 0)
+            return samctl_usage(argv[0], usage, "name the pilot: pilot show ID");
+        return s_list(ctl, "registry.pilots.list", &a.req, &samordna__v1__pilot_list__descriptor,
+                      s_pilot_row, s_pilot_header);
+    }
+    Samordna__V1__Pilot *p = (Samordna__V1__Pilot *)s_get(ctl, "registry.pilots.get", a.show,
+                                                          NULL, &samordna__v1__pilot__descriptor);
+    if (!p) return 1;
+    if (ctl->json) {
+        s_print_json(s_pilot_json(p));
+    } else {
+        char buf[2048];
+        printf("pilot                     %s\nprogramme                 %s\n", p->id,
+               p->programme);
+        printf("municipality              %s\nchallenge                 %s\n", p->municipality,
+               p->challenge);
+        printf("investment leader         %s\n", p->investment_leader);
+        if (p->n_investment_team)
+            printf("investment team           %s\n",
+                   s_join(p->investment_team, p->n_investment_team, buf, sizeof buf));
+        if (p->contact_person[0]) printf("contact person            %s\n", p->contact_person);
+        if (p->municipal_steering_group[0])
+            printf("municipal steering group  %s\n", p->municipal_steering_group);
+        for (size_t i = 0; i < p->n_aims; i++)
+            printf("aim                       %s\n", p->aims[i]);
+    }
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    return 0;
+}
+
+/* ---- invitations ----------------------------------------------------------------------------- */
+
+static void s_invitation_header(void)
+{
+    printf("%-18s%-16s%-8s%-9s%-12s%s\n", "PROGRAMME", "MUNICIPALITY", "ANSWER", "CHANNEL",
+           "ANSWERED", "NOTE");
+}
+
+static void s_invitation_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+{
+    const Samordna__V1__Invitation *inv = (const Samordna__V1__Invitation *)rec;
+    if (ctl->json) {
+        json_array_append_new(out, s_invitation_json(inv));
+        return;
+    }
+    char w[32];
+    s_cell(inv->programme, 17);
+    s_cell(inv->municipality, 15);
+    s_cell(inv->answer ? s_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w)
+                       : "-",
+           7);
+    s_cell(s_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w), 8);
+    s_cell(inv->answered, 11);
+    printf("%s\n", inv->note);
+}
+
+/* invitations [--programme P] [--municipality M] [--answer yes|no|none] */
+int samctl_cmd_invitations(samctl_t *ctl, int argc, char **argv)
+{
+    const char *usage = "invitations [--programme P] [--municipality M] [--answer yes|no|none]";
+    s_args_t a;
+    int rc = s_args(argc, argv, "programme municipality answer", usage, &a);
+    if (rc) return rc;
+    if (a.show) return samctl_usage(argv[0], usage, "invitations are listed, not shown");
+    return s_list(ctl, "registry.invitations.list", &a.req,
+                  &samordna__v1__invitation_list__descriptor, s_invitation_row,
+                  s_invitation_header);
+}
+
+/* ---- people ------------------------------------------------------------------------------------ */
+
+static void s_person_header(void)
+{
+    printf("%-16s%-28s%-16s%s\n", "ID", "NAME", "AGENCY", "ROLES");
+}
+
+static void s_person_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+{
+    const Samordna__V1__Person *p = (const Samordna__V1__Person *)rec;
+    if (ctl->json) {
+        json_array_append_new(out, s_person_json(p));
+        return;
+    }
+    char roles[512] = "";
+    for (size_t i = 0; i < p->n_roles; i++) {
+        const Samordna__V1__RoleHeld *r = p->roles[i];
+        const char *where = r->pilot[0] ? r->pilot : r->agency[0] ? r->agency : r->programme;
+        size_t at = strlen(roles);
+        snprintf(roles + at, sizeof roles - at, "%s%s%s%s", i ? ", " : "", r->role,
+                 where[0] ? " @ " : "", where);
+    }
+    s_cell(p->id, 15);
+    s_cell(p->erased ? "(erased)" : p->name, 27);
+    s_cell(p->agency, 15);
+    printf("%s\n", roles);
+}
+
+/* people [show ID] [--agency A] */
+int samctl_cmd_people(samctl_t *ctl, int argc, char **argv)
+{
+    const char *usage = "people [show ID] [--agency A]";
+    s_args_t a;
+    int rc = s_args(argc, argv, "agency", usage, &a);
+    if (rc) return rc;
+    if (!a.show)
+        return s_list(ctl, "registry.people.list", &a.req, &samordna__v1__person_list__descriptor,
+                      s_person_row, s_person_header);
+    Samordna__V1__Person *p = (Samordna__V1__Person *)s_get(ctl, "registry.people.get", a.show,
+                                                            NULL, &samordna__v1__person__descriptor);
+    if (!p) return 1;
+    if (ctl->json) {
+        s_print_json(s_person_json(p));
+    } else {
+        printf("id        %s\n", p->id);
+        if (p->erased)
+            printf("erased    on %s (name and contact details removed)\n", p->erased_on);
+        else
+            printf("name      %s\n", p->name);
+        if (p->email[0]) printf("email     %s\n", p->email);
+        if (p->phone[0]) printf("phone     %s\n", p->phone);
+        if (p->agency[0]) printf("agency    %s\n", p->agency);
+        for (size_t i = 0; i < p->n_roles; i++) {
+            const Samordna__V1__RoleHeld *r = p->roles[i];
+            const char *where = r->pilot[0] ? r->pilot : r->agency[0] ? r->agency : r->programme;
+            printf("role      %s%s%s%s%s%s%s\n", r->role, where[0] ? " @ " : "", where,
+                   r->from[0] ? " from " : "", r->from, r->until[0] ? " until " : "", r->until);
+        }
+    }
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    return 0;
+}
+
+/* ---- reports ----------------------------------------------------------------------------------- */
+
+static void s_report_header(void)
+{
+    printf("%-16s%-10s%-26s%s\n", "ID", "BY", "SERIES", "TITLE");
+}
+
+static void s_report_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+{
+    const Samordna__V1__Report *r = (const Samordna__V1__Report *)rec;
+    if (ctl->json) {
+        json_array_append_new(out, s_report_json(r));
+        return;
+    }
+    s_cell(r->id, 15);
+    s_cell(r->by, 9);
+    s_cell(r->series, 25);
+    printf("%s\n", r->title);
+}
+
+/* reports [show ID] [--agency A] */
+int samctl_cmd_reports(samctl_t *ctl, int argc, char **argv)
+{
+    const char *usage = "reports [show ID] [--agency A]";
+    s_args_t a;
+    int rc = s_args(argc, argv, "agency", usage, &a);
+    if (rc) return rc;
+    if (!a.show)
+        return s_list(ctl, "registry.reports.list", &a.req, &samordna__v1__report_list__descriptor,
+                      s_report_row, s_report_header);
+    Samordna__V1__Report *r = (Samordna__V1__Report *)s_get(ctl, "registry.reports.get", a.show,
+                                                            NULL, &samordna__v1__report__descriptor);
+    if (!r) return 1;
+    if (ctl->json) {
+        s_print_json(s_report_json(r));
+    } else {
+        printf("id        %s\nby        %s\ntitle     %s\n", r->id, r->by, r->title);
+        if (r->series[0]) printf("series    %s\n", r->series);
+        if (r->published[0]) printf("published %s\n", r->published);
+        if (r->url[0]) printf("url       %s\n", r->url);
+    }
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return 0;
+}

@@ -1,0 +1,692 @@
+/*  import.c — the core of `samctl import` (see import.h): reading the file, running the
+    sections, checking references across the file, publishing the plan pipelined, and the
+    summary.
+
+    Why a plan first: a wrong file must leave nothing half-applied. Every section checks its
+    part completely before anything is sent, so the only refusals left at publish time are
+    those that depend on the services' state (a record registered differently before).
+    Why barriers: the events of one batch are applied in order by one service instance, but
+    a pilot sent while its municipality is still in flight could reach another instance
+    first; waiting for the acknowledgements at a barrier makes the order hold everywhere.
+*/
+#include "import.h"
+#include "samctl.h"
+
+#include "samordna/v1/events.pb-c.h"
+#include "samordna/v1/registry.pb-c.h"
+
+#include <czmq.h>
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define S_FORMAT "samordna-fixture/1"
+#define S_WINDOW 256        /* events in flight */
+#define S_ERRORS_SHOWN 20   /* problems printed before "and N more" */
+
+/* One event of the plan. */
+typedef struct {
+    const char *service;
+    const char *type;
+    const char *key;
+    uint8_t *body; /* packed PublishRequest */
+    size_t len;
+    bool barrier;  /* wait for every earlier event before sending this one */
+} s_item_t;
+
+/* A required reference. */
+typedef struct {
+    const char *kind, *id, *path;
+} s_ref_t;
+
+/* A kind's owner, for references not in the file. */
+typedef struct {
+    const char *kind, *service, *method;
+} s_kind_t;
+
+/* The outcome per service and type. */
+typedef struct {
+    const char *service, *type;
+    size_t fresh, dup, refused, unanswered;
+} s_tally_t;
+
+struct import_t {
+    const char *source;   /* CloudEvent source: the importing agency */
+    zlist_t *arena;       /* every import_alloc'd block */
+    s_item_t *items;
+    size_t n_items, cap_items;
+    bool barrier_next;    /* the next event added gets a barrier */
+    zhashx_t *defined;    /* "kind\x1fid" → path */
+    s_ref_t *refs;
+    size_t n_refs, cap_refs;
+    s_kind_t kinds[16];
+    size_t n_kinds;
+    size_t errors;
+};
+
+/* ---- building the plan ---------------------------------------------------------------- */
+
+void *import_alloc(import_t *imp, size_t size)
+{
+    void *p = calloc(1, size ? size : 1);
+    if (!p || zlist_append(imp->arena, p) != 0) {
+        free(p);
+        import_error(imp, "$", "out of memory");
+        return NULL;
+    }
+    return p;
+}
+
+static char *s_strdup(import_t *imp, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *d = import_alloc(imp, n);
+    if (d) memcpy(d, s, n);
+    return d;
+}
+
+const char *import_path(import_t *imp, const char *fmt, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    const char *p = s_strdup(imp, buf);
+    return p ? p : "$";
+}
+
+int import_error(import_t *imp, const char *path, const char *fmt, ...)
+{
+    if (imp->errors < S_ERRORS_SHOWN) {
+        char msg[512];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, "samctl import: %s: %s\n", path, msg);
+    }
+    imp->errors++;
+    return -1;
+}
+
+int import_event(import_t *imp, const char *service, const char *type, const char *key,
+                 const ProtobufCMessage *payload)
+{
+    char id[300];
+    if ((size_t)snprintf(id, sizeof id, "%s:%s:%s", S_FORMAT, type, key) >= 256)
+        return import_error(imp, "$", "event key '%.64s…' is too long", key);
+    if (imp->n_items == imp->cap_items) {
+        size_t cap = imp->cap_items ? imp->cap_items * 2 : 64;
+        s_item_t *items = realloc(imp->items, cap * sizeof *items);
+        if (!items) return import_error(imp, "$", "out of memory");
+        imp->items = items;
+        imp->cap_items = cap;
+    }
+    size_t plen = protobuf_c_message_get_packed_size(payload);
+    uint8_t *pbuf = malloc(plen ? plen : 1);
+    if (!pbuf) return import_error(imp, "$", "out of memory");
+    protobuf_c_message_pack(payload, pbuf);
+
+    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue vsub =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
+    vsub.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+    vsub.ce_string = (char *)key;
+    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue vct =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
+    vct.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+    vct.ce_string = "application/protobuf";
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry esub =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__ATTRIBUTES_ENTRY__INIT;
+    esub.key = "subject";
+    esub.value = &vsub;
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry ect =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__ATTRIBUTES_ENTRY__INIT;
+    ect.key = "datacontenttype";
+    ect.value = &vct;
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry *attrs[] = {&ect, &esub};
+
+    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
+    ce.id = id;
+    ce.source = (char *)imp->source;
+    ce.spec_version = "1.0";
+    ce.type = (char *)type;
+    ce.n_attributes = 2;
+    ce.attributes = attrs;
+    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    ce.binary_data.data = pbuf;
+    ce.binary_data.len = plen;
+    Samordna__V1__PublishRequest pr = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
+    pr.event = &ce;
+    size_t len = protobuf_c_message_get_packed_size(&pr.base);
+    uint8_t *body = import_alloc(imp, len);
+    if (!body) {
+        free(pbuf);
+        return -1;
+    }
+    protobuf_c_message_pack(&pr.base, body);
+    free(pbuf);
+    s_item_t *it = &imp->items[imp->n_items++];
+    it->service = s_strdup(imp, service);
+    it->type = s_strdup(imp, type);
+    it->key = s_strdup(imp, key);
+    it->body = body;
+    it->len = len;
+    it->barrier = imp->barrier_next;
+    imp->barrier_next = false;
+    return it->service && it->type && it->key ? 0 : -1;
+}
+
+void import_barrier(import_t *imp)
+{
+    if (imp->n_items) imp->barrier_next = true;
+}
+
+static char *s_def_key(import_t *imp, const char *kind, const char *id)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s\x1f%s", kind, id);
+    return s_strdup(imp, buf);
+}
+
+void import_define(import_t *imp, const char *kind, const char *id, const char *path)
+{
+    char *k = s_def_key(imp, kind, id);
+    if (!k) return;
+    const char *before = zhashx_lookup(imp->defined, k);
+    if (before) {
+        import_error(imp, path, "%s '%s' is already defined at %s", kind, id, before);
+        return;
+    }
+    zhashx_insert(imp->defined, k, (void *)path);
+}
+
+void import_require(import_t *imp, const char *kind, const char *id, const char *path)
+{
+    if (imp->n_refs == imp->cap_refs) {
+        size_t cap = imp->cap_refs ? imp->cap_refs * 2 : 64;
+        s_ref_t *refs = realloc(imp->refs, cap * sizeof *refs);
+        if (!refs) {
+            import_error(imp, path, "out of memory");
+            return;
+        }
+        imp->refs = refs;
+        imp->cap_refs = cap;
+    }
+    imp->refs[imp->n_refs++] = (s_ref_t){kind, id, path};
+}
+
+void import_kind(import_t *imp, const char *kind, const char *service, const char *method)
+{
+    for (size_t i = 0; i < imp->n_kinds; i++)
+        if (strcmp(imp->kinds[i].kind, kind) == 0) return;
+    if (imp->n_kinds < sizeof imp->kinds / sizeof imp->kinds[0])
+        imp->kinds[imp->n_kinds++] = (s_kind_t){kind, service, method};
+}
+
+/* ---- reading JSON ----------------------------------------------------------------------- */
+
+static bool s_is_id(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return false;
+    return true;
+}
+
+static bool s_is_date(const char *s)
+{
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !isdigit((unsigned char)s[i])) return false;
+    int y = atoi(s), m = atoi(s + 5), d = atoi(s + 8);
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    return y >= 1800 && m >= 1 && m <= 12 && d >= 1 && d <= days[m - 1] + (m == 2 && leap);
+}
+
+const char *import_str(import_t *imp, json_t *obj, const char *path, const char *name,
+                       unsigned flags)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!v || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0)) {
+        if (flags & IMPORT_REQUIRED) {
+            import_error(imp, import_path(imp, "%s.%s", path, name), "required");
+            return NULL;
+        }
+        return "";
+    }
+    if (!json_is_string(v)) {
+        import_error(imp, import_path(imp, "%s.%s", path, name), "must be a string");
+        return NULL;
+    }
+    const char *s = json_string_value(v);
+    if (strlen(s) != json_string_length(v)) {
+        import_error(imp, import_path(imp, "%s.%s", path, name), "holds a NUL character");
+        return NULL;
+    }
+    if ((flags & IMPORT_ID) && !s_is_id(s)) {
+        import_error(imp, import_path(imp, "%s.%s", path, name),
+                     "'%.80s' is not an id (1 to 64 of a-z, 0-9 and '-')", s);
+        return NULL;
+    }
+    if ((flags & IMPORT_DATE) && !s_is_date(s)) {
+        import_error(imp, import_path(imp, "%s.%s", path, name),
+                     "'%.40s' is not a date YYYY-MM-DD", s);
+        return NULL;
+    }
+    if ((flags & IMPORT_NUMBER) &&
+        !(strlen(s) == 4 && strspn(s, "0123456789") == 4)) {
+        import_error(imp, import_path(imp, "%s.%s", path, name),
+                     "'%.40s' is not a municipality number (four digits)", s);
+        return NULL;
+    }
+    return s;
+}
+
+bool import_int(import_t *imp, json_t *obj, const char *path, const char *name, bool required,
+                int64_t min, int64_t max, int64_t *out)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!v || json_is_null(v)) {
+        if (required) return import_error(imp, import_path(imp, "%s.%s", path, name), "required"), false;
+        return true;
+    }
+    if (!json_is_integer(v))
+        return import_error(imp, import_path(imp, "%s.%s", path, name),
+                            "must be a whole number"),
+               false;
+    json_int_t i = json_integer_value(v);
+    if (i < min || i > max)
+        return import_error(imp, import_path(imp, "%s.%s", path, name),
+                            "%lld is not in %lld..%lld", (long long)i, (long long)min,
+                            (long long)max),
+               false;
+    *out = (int64_t)i;
+    return true;
+}
+
+json_t *import_array(import_t *imp, json_t *obj, const char *path, const char *name,
+                     bool required)
+{
+    json_t *v = json_object_get(obj, name);
+    if (!v || json_is_null(v)) {
+        if (required) import_error(imp, import_path(imp, "%s.%s", path, name), "required");
+        return NULL;
+    }
+    if (!json_is_array(v)) {
+        import_error(imp, import_path(imp, "%s.%s", path, name), "must be an array");
+        return NULL;
+    }
+    return v;
+}
+
+bool import_strings(import_t *imp, json_t *obj, const char *path, const char *name,
+                    char ***out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    size_t before = imp->errors;
+    json_t *arr = import_array(imp, obj, path, name, false);
+    if (!arr) return imp->errors == before;
+    size_t len = json_array_size(arr);
+    char **list = import_alloc(imp, (len ? len : 1) * sizeof *list);
+    if (!list) return false;
+    for (size_t i = 0; i < len; i++) {
+        json_t *v = json_array_get(arr, i);
+        if (!json_is_string(v) || json_string_length(v) == 0) {
+            import_error(imp, import_path(imp, "%s.%s[%zu]", path, name, i),
+                         "must be a non-empty string");
+            return false;
+        }
+        list[i] = (char *)json_string_value(v);
+    }
+    *out = list;
+    *n = len;
+    return true;
+}
+
+bool import_object(import_t *imp, json_t *obj, const char *path, const char *known)
+{
+    if (!json_is_object(obj)) return import_error(imp, path, "must be an object"), false;
+    const char *key;
+    json_t *v;
+    json_object_foreach(obj, key, v)
+    {
+        size_t kl = strlen(key);
+        bool found = false;
+        for (const char *p = known; *p && !found;) {
+            size_t wl = strcspn(p, " ");
+            found = wl == kl && strncmp(p, key, kl) == 0;
+            p += wl;
+            p += strspn(p, " ");
+        }
+        if (!found)
+            return import_error(imp, import_path(imp, "%s.%s", path, key),
+                                "unknown member (known: %s)", known),
+                   false;
+    }
+    return true;
+}
+
+int import_enum(import_t *imp, const ProtobufCEnumDescriptor *d, const char *word,
+                const char *path)
+{
+    char name[128], prefix[64];
+    size_t n = 0;
+    for (const char *p = d->short_name; *p && n + 2 < sizeof prefix; p++) {
+        if (p != d->short_name && isupper((unsigned char)*p)) prefix[n++] = '_';
+        prefix[n++] = (char)toupper((unsigned char)*p);
+    }
+    prefix[n++] = '_';
+    prefix[n] = '\0';
+    snprintf(name, sizeof name, "%s", prefix);
+    for (size_t i = 0; word[i] && n + 1 < sizeof name; i++)
+        name[n++] = (char)toupper((unsigned char)word[i]);
+    name[n] = '\0';
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value_by_name(d, name);
+    if (v && v->value != 0 && strlen(word) < 60) return v->value;
+    char words[512] = "";
+    for (unsigned i = 0; i < d->n_values; i++) {
+        if (d->values[i].value == 0) continue;
+        size_t at = strlen(words);
+        snprintf(words + at, sizeof words - at, "%s", at ? ", " : "");
+        at = strlen(words);
+        for (const char *p = d->values[i].name + strlen(prefix); *p && at + 1 < sizeof words; p++)
+            words[at++] = (char)tolower((unsigned char)*p);
+        words[at] = '\0';
+    }
+    import_error(imp, path, "'%.60s' is not one of: %s", word, words);
+    return -1;
+}
+
+/* ---- references ------------------------------------------------------------------------- */
+
+/* Checks every required reference: in the file, or asked of its owner once per id. */
+static void s_check_refs(import_t *imp, samctl_t *ctl)
+{
+    zhashx_t *asked = zhashx_new(); /* key → "y" exists, "n" does not */
+    for (size_t i = 0; i < imp->n_refs; i++) {
+        const s_ref_t *r = &imp->refs[i];
+        char *k = s_def_key(imp, r->kind, r->id);
+        if (!k || zhashx_lookup(imp->defined, k)) continue;
+        const s_kind_t *owner = NULL;
+        for (size_t j = 0; j < imp->n_kinds; j++)
+            if (strcmp(imp->kinds[j].kind, r->kind) == 0) owner = &imp->kinds[j];
+        if (!owner) {
+            import_error(imp, r->path, "unknown %s '%s' (not in the file)", r->kind, r->id);
+            continue;
+        }
+        const char *known = zhashx_lookup(asked, k);
+        if (!known) {
+            sam_client_t *client = samctl_client(ctl);
+            sam_result_t res = {0};
+            Samordna__V1__GetRequest req = SAMORDNA__V1__GET_REQUEST__INIT;
+            req.id = (char *)r->id;
+            uint32_t code = client ? sam_client_call(client, owner->service, owner->method,
+                                                     &req.base, NULL, NULL, ctl->timeout_ms, true,
+                                                     &res)
+                                   : SAM_UNAVAILABLE;
+            if (code == SAM_OK || code == SAM_NOT_FOUND) {
+                known = code == SAM_OK ? "y" : "n";
+                zhashx_insert(asked, k, (void *)known);
+            } else {
+                import_error(imp, r->path,
+                             "%s '%s' is not in the file and %s could not be asked: %u %s",
+                             r->kind, r->id, owner->service, code,
+                             res.message[0] ? res.message : sam_status_name(code));
+            }
+            sam_result_clear(&res);
+            if (!known) continue;
+        }
+        if (strcmp(known, "n") == 0)
+            import_error(imp, r->path, "unknown %s '%s' (neither in the file nor in the %s)",
+                         r->kind, r->id, owner->service);
+    }
+    zhashx_destroy(&asked);
+}
+
+/* ---- publishing ------------------------------------------------------------------------- */
+
+static s_tally_t *s_tally(s_tally_t *t, size_t *n, const s_item_t *it)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (t[i].type == it->type || (strcmp(t[i].type, it->type) == 0 &&
+                                      strcmp(t[i].service, it->service) == 0))
+            return &t[i];
+    t[*n] = (s_tally_t){.service = it->service, .type = it->type};
+    return &t[(*n)++];
+}
+
+static void s_progress(size_t done, size_t total, bool tty, bool final)
+{
+    static size_t shown_step = (size_t)-1;
+    if (tty) {
+        if (final || done % 16 == 0)
+            fprintf(stderr, "\rimport: %zu/%zu events acknowledged%s", done, total,
+                    final ? "\n" : "");
+        return;
+    }
+    size_t step = total ? done * 4 / total : 4;
+    if (final || step != shown_step) {
+        fprintf(stderr, "import: %zu/%zu events acknowledged\n", done, total);
+        shown_step = step;
+    }
+}
+
+/* Publishes the plan; fills the tallies. Returns 0 when every event was answered. */
+static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_tally)
+{
+    sam_client_t *client = samctl_client(ctl);
+    if (!client) return -1;
+    struct {
+        uint64_t rid;
+        size_t item;
+    } flight[S_WINDOW];
+    size_t inflight = 0, next = 0, answered = 0;
+    bool tty = isatty(STDERR_FILENO);
+    int rc = 0;
+    for (size_t i = 0; i < imp->n_items; i++)
+        s_tally(tally, n_tally, &imp->items[i]);
+    s_progress(0, imp->n_items, tty, false);
+    while (answered < imp->n_items) {
+        while (next < imp->n_items && inflight < S_WINDOW &&
+               !(imp->items[next].barrier && inflight > 0)) {
+            const s_item_t *it = &imp->items[next];
+            uint64_t rid =
+                sam_client_send(client, it->service, "events.publish", it->body, it->len);
+            if (!rid) {
+                fprintf(stderr, "samctl import: could not send %s %s\n", it->type, it->key);
+                rc = -1;
+                goto out;
+            }
+            flight[inflight].rid = rid;
+            flight[inflight].item = next++;
+            inflight++;
+        }
+        sam_result_t res = {0};
+        if (sam_client_recv(client, ctl->timeout_ms, &res) != 0) {
+            fprintf(stderr, "%ssamctl import: no answer within %d ms for %zu events in flight\n",
+                    tty ? "\n" : "", ctl->timeout_ms, inflight);
+            sam_result_clear(&res);
+            rc = -1;
+            goto out;
+        }
+        size_t slot = inflight;
+        for (size_t i = 0; i < inflight; i++)
+            if (flight[i].rid == res.id) slot = i;
+        if (slot == inflight) { /* a late answer to something not ours any more */
+            sam_result_clear(&res);
+            continue;
+        }
+        const s_item_t *it = &imp->items[flight[slot].item];
+        flight[slot] = flight[--inflight];
+        s_tally_t *t = s_tally(tally, n_tally, it);
+        if (res.code == SAM_OK) {
+            Samordna__V1__PublishReply *pr =
+                samordna__v1__publish_reply__unpack(NULL, res.body_len, res.body);
+            if (pr && pr->duplicate)
+                t->dup++;
+            else
+                t->fresh++;
+            if (pr) protobuf_c_message_free_unpacked(&pr->base, NULL);
+        } else {
+            t->refused++;
+            fprintf(stderr, "%ssamctl import: refused %s %s: %u %s: %s\n", tty ? "\n" : "",
+                    it->type, it->key, res.code, sam_status_name(res.code), res.message);
+        }
+        sam_result_clear(&res);
+        answered++;
+        s_progress(answered, imp->n_items, tty, answered == imp->n_items);
+    }
+out:
+    /* What was never answered. */
+    for (size_t i = 0; i < inflight; i++)
+        s_tally(tally, n_tally, &imp->items[flight[i].item])->unanswered++;
+    for (size_t i = next; i < imp->n_items; i++)
+        s_tally(tally, n_tally, &imp->items[i])->unanswered++;
+    return rc;
+}
+
+static void s_summary(samctl_t *ctl, const char *file, const s_tally_t *t, size_t n, bool sent)
+{
+    size_t fresh = 0, dup = 0, refused = 0, unanswered = 0, events = 0;
+    for (size_t i = 0; i < n; i++) {
+        fresh += t[i].fresh;
+        dup += t[i].dup;
+        refused += t[i].refused;
+        unanswered += t[i].unanswered;
+    }
+    events = fresh + dup + refused + unanswered;
+    if (ctl->json) {
+        json_t *root = json_object(), *types = json_array();
+        json_object_set_new(root, "file", json_string(file));
+        json_object_set_new(root, "sent", json_boolean(sent));
+        json_object_set_new(root, "events", json_integer((json_int_t)events));
+        json_object_set_new(root, "new", json_integer((json_int_t)fresh));
+        json_object_set_new(root, "already", json_integer((json_int_t)dup));
+        json_object_set_new(root, "refused", json_integer((json_int_t)refused));
+        json_object_set_new(root, "unanswered", json_integer((json_int_t)unanswered));
+        for (size_t i = 0; i < n; i++) {
+            json_t *o = json_object();
+            json_object_set_new(o, "service", json_string(t[i].service));
+            json_object_set_new(o, "type", json_string(t[i].type));
+            json_object_set_new(o, "new", json_integer((json_int_t)t[i].fresh));
+            json_object_set_new(o, "already", json_integer((json_int_t)t[i].dup));
+            json_object_set_new(o, "refused", json_integer((json_int_t)t[i].refused));
+            json_object_set_new(o, "unanswered", json_integer((json_int_t)t[i].unanswered));
+            json_array_append_new(types, o);
+        }
+        json_object_set_new(root, "types", types);
+        char *s = json_dumps(root, JSON_COMPACT);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+        json_decref(root);
+        return;
+    }
+    if (!sent) {
+        printf("%-10s %-46s %8s\n", "service", "type", "planned");
+        for (size_t i = 0; i < n; i++)
+            printf("%-10s %-46s %8zu\n", t[i].service, t[i].type, t[i].unanswered);
+        printf("%s: checked, %zu events planned, nothing sent (--dry-run)\n", file, events);
+        return;
+    }
+    printf("%-10s %-46s %6s %8s %8s\n", "service", "type", "new", "already", "refused");
+    for (size_t i = 0; i < n; i++)
+        printf("%-10s %-46s %6zu %8zu %8zu%s\n", t[i].service, t[i].type, t[i].fresh, t[i].dup,
+               t[i].refused, t[i].unanswered ? "  (unanswered)" : "");
+    printf("%-10s %-46s %6zu %8zu %8zu\n", "total", "", fresh, dup, refused);
+    if (unanswered)
+        printf("%s: %zu events were not answered; run the import again to finish it\n", file,
+               unanswered);
+}
+
+/* ---- the command -------------------------------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int (*fn)(import_t *, json_t *);
+} s_sections[] = {
+#define X(name, fn) {name, fn},
+#include "import_sections.def"
+#undef X
+};
+
+/* import [--dry-run] FILE → checks the fixture file, publishes its events, prints a summary. */
+int samctl_cmd_import(samctl_t *ctl, int argc, char **argv)
+{
+    const char *usage = "import [--dry-run] FILE";
+    const char *file = NULL;
+    bool dry = false;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--dry-run") == 0)
+            dry = true;
+        else if (argv[i][0] != '-' && !file)
+            file = argv[i];
+        else
+            return samctl_usage("import", usage, "unexpected argument");
+    }
+    if (!file) return samctl_usage("import", usage, "name the fixture file");
+
+    json_error_t jerr;
+    json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        fprintf(stderr, "samctl import: %s:%d:%d: %s\n", file, jerr.line, jerr.column, jerr.text);
+        return 1;
+    }
+    import_t imp = {.source = ctl->source && ctl->source[0] ? ctl->source : "fmov"};
+    imp.arena = zlist_new();
+    imp.defined = zhashx_new();
+    int rc = 1;
+    if (!json_is_object(root)) {
+        import_error(&imp, "$", "must be an object");
+        goto done;
+    }
+    json_t *fmt = json_object_get(root, "format");
+    if (!json_is_string(fmt) || strcmp(json_string_value(fmt), S_FORMAT) != 0) {
+        import_error(&imp, "$.format", "must be \"%s\"", S_FORMAT);
+        goto done;
+    }
+    for (size_t i = 0; i < sizeof s_sections / sizeof s_sections[0]; i++) {
+        s_sections[i].fn(&imp, root);
+        import_barrier(&imp);
+    }
+    if (imp.errors == 0) s_check_refs(&imp, ctl);
+    if (imp.errors) {
+        if (imp.errors > S_ERRORS_SHOWN)
+            fprintf(stderr, "samctl import: and %zu more problems\n",
+                    imp.errors - S_ERRORS_SHOWN);
+        fprintf(stderr, "samctl import: %s refused, nothing was sent (%zu problem%s)\n", file,
+                imp.errors, imp.errors == 1 ? "" : "s");
+        goto done;
+    }
+    s_tally_t *tally = calloc(imp.n_items + 1, sizeof *tally);
+    size_t n_tally = 0;
+    if (!tally) goto done;
+    int prc = 0;
+    if (dry) {
+        for (size_t i = 0; i < imp.n_items; i++)
+            s_tally(tally, &n_tally, &imp.items[i])->unanswered++;
+    } else {
+        prc = s_publish(&imp, ctl, tally, &n_tally);
+    }
+    s_summary(ctl, file, tally, n_tally, !dry);
+    rc = prc != 0 ? 1 : 0;
+    for (size_t i = 0; i < n_tally; i++)
+        if (tally[i].refused || (!dry && tally[i].unanswered)) rc = 1;
+    free(tally);
+done:
+    free(imp.items);
+    free(imp.refs);
+    zhashx_destroy(&imp.defined);
+    for (void *p = zlist_first(imp.arena); p; p = zlist_next(imp.arena))
+        free(p);
+    zlist_destroy(&imp.arena);
+    json_decref(root);
+    return rc;
+}
