@@ -116,7 +116,7 @@ static json_t *s_municipality_json(const Samordna__V1__Municipality *m)
     json_t *o = json_object();
     s_put_str(o, "id", m->id);
     s_put_str(o, "name", m->name);
-    json_object_set_new(o, "population", json_integer(m->population));
+    if (m->population) json_object_set_new(o, "population", json_integer(m->population));
     json_t *nums = json_array();
     for (size_t i = 0; i < m->n_numbers; i++) {
         json_t *n = json_object();
@@ -426,7 +426,10 @@ static void s_municipality_row(samctl_t *ctl, const ProtobufCMessage *rec, json_
                  m->successor->number[0] ? " " : "", m->successor->number, m->successor->from);
     s_cell(m->id, 15);
     s_cell(m->name, 17);
-    printf("%11lld  ", (long long)m->population);
+    if (m->population)
+        printf("%11lld  ", (long long)m->population);
+    else
+        printf("%11s  ", "-");
     s_cell(nums, 21);
     printf("%s\n", succ);
 }
@@ -459,8 +462,8 @@ int samctl_cmd_municipalities(samctl_t *ctl, int argc, char **argv)
         s_print_json(o);
     } else {
         if (l->message[0]) printf("note          %s\n", l->message);
-        printf("id            %s\nname          %s\npopulation    %lld\n", m->id, m->name,
-               (long long)m->population);
+        printf("id            %s\nname          %s\n", m->id, m->name);
+        if (m->population) printf("population    %lld\n", (long long)m->population);
         for (size_t i = 0; i < m->n_numbers; i++)
             printf("number        %s%s%s%s%s\n", m->numbers[i]->number,
                    m->numbers[i]->from[0] ? " from " : "", m->numbers[i]->from,
