@@ -1,0 +1,688 @@
+/*  grants_events.c — the apply function of every no.samordna.grants.* event.
+
+    Each function runs inside the event's nested write transaction (sam_service.h): it
+    unpacks the payload, validates every field against the current state, refuses with the
+    field and the reason (the runtime then aborts the nested transaction, so a refusal never
+    leaves a partial write), and otherwise writes its tables and posts ONE balanced journal
+    entry (grants_ledger.h). Money checks read the ledger's balances, so two agencies racing
+    for the last kroner of a frame are decided by LMDB's single writer: the second award sees
+    the first one's commitment and is refused with what is left.
+
+    Ownership: a scheme's owner creates it and awards from it; the owner or any funder of an
+    award pays, cancels or takes repayments on it; an agency registers only its own
+    instruments; a municipality records only its own needs. Admins and insecure (test)
+    callers may act for anyone. The runtime has already checked that a publisher's event
+    source is its own agency.
+*/
+#include "grants_handlers.h"
+#include "grants_ledger.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static bool s_admin(const sam_event_t *ev)
+{
+    return ev->caller->insecure || strcmp(ev->caller->role, "admin") == 0;
+}
+
+static const char *s_money(int64_t ore, char *buf, size_t len)
+{
+    char f[48];
+    snprintf(buf, len, "NOK %s", grants_fmt_ore(ore, f, sizeof f));
+    return buf;
+}
+
+/* 422 unless the currency is NOK (or empty, meaning NOK). */
+static int s_check_currency(const char *currency, sam_reply_t *reply)
+{
+    if (currency[0] == 0 || strcmp(currency, "NOK") == 0) return 0;
+    return sam_reply_error(reply, SAM_UNPROCESSABLE,
+                           "currency: only NOK is accepted, got '%.16s'", currency);
+}
+
+static int s_check_id(const char *field, const char *id, sam_reply_t *reply)
+{
+    if (grants_valid_id(id)) return 0;
+    return sam_reply_error(reply, SAM_BAD_REQUEST,
+                           "%s: '%.80s' is not an id (lowercase a-z, 0-9 and '-', 1 to 64)",
+                           field, id);
+}
+
+static int s_check_text(const char *field, const char *s, size_t max, bool required,
+                        sam_reply_t *reply)
+{
+    size_t n = strlen(s);
+    if (required && n == 0) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
+    if (n > max)
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: %zu bytes, at most %zu allowed",
+                               field, n, max);
+    return 0;
+}
+
+static int s_check_date(const char *field, const char *s, sam_reply_t *reply)
+{
+    if (s[0] == 0 || grants_valid_date(s)) return 0;
+    return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.20s' is not a date (YYYY-MM-DD)",
+                           field, s);
+}
+
+static int s_check_year(const char *field, uint32_t year, sam_reply_t *reply)
+{
+    if (year >= 2000 && year <= 2100) return 0;
+    return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: %u is not a year in 2000..2100", field,
+                           year);
+}
+
+static int s_check_agency(grants_t *g, MDB_txn *txn, const char *field, const char *id,
+                          sam_reply_t *reply)
+{
+    if (s_check_id(field, id, reply)) return -1;
+    if (grants_ref_known(g, txn, 'a', id)) return 0;
+    return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown agency '%s'", field, id);
+}
+
+static int s_check_municipality(grants_t *g, MDB_txn *txn, const char *field, const char *id,
+                                sam_reply_t *reply)
+{
+    if (s_check_id(field, id, reply)) return -1;
+    if (grants_ref_known(g, txn, 'm', id)) return 0;
+    return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown municipality '%s'", field, id);
+}
+
+static int s_check_pilot(grants_t *g, MDB_txn *txn, const char *field, const char *id,
+                         sam_reply_t *reply)
+{
+    if (id[0] == 0) return 0;
+    if (s_check_id(field, id, reply)) return -1;
+    if (grants_ref_known(g, txn, 'p', id)) return 0;
+    return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown pilot '%s'", field, id);
+}
+
+static int s_store_failed(sam_reply_t *reply, const char *what, int rc)
+{
+    return sam_reply_error(reply, SAM_INTERNAL, "store: %s: %s", what, sam_store_strerror(rc));
+}
+
+static int s_post(grants_t *g, MDB_txn *txn, const sam_event_t *ev, const grants_entry_t *e,
+                  sam_reply_t *reply)
+{
+    char err[400];
+    if (grants_ledger_post(g, txn, ev, e, err, sizeof err) == 0) return 0;
+    return sam_reply_error(reply, SAM_UNPROCESSABLE, "%s", err);
+}
+
+static int s_put_scheme(grants_t *g, MDB_txn *txn, const Samordna__V1__Scheme *s,
+                        sam_reply_t *reply)
+{
+    grants_key_t k = {0};
+    grants_key_raw(&k, s->id);
+    int rc = grants_put(g, txn, GRANTS_T_SCHEMES, &k, &s->base);
+    return rc ? s_store_failed(reply, "schemes", rc) : 0;
+}
+
+static int s_put_award(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a,
+                       sam_reply_t *reply)
+{
+    grants_key_t k = {0};
+    grants_key_raw(&k, a->id);
+    int rc = grants_put(g, txn, GRANTS_T_AWARDS, &k, &a->base);
+    return rc ? s_store_failed(reply, "awards", rc) : 0;
+}
+
+/* ---- no.samordna.grants.scheme.created ---------------------------------------------------- */
+
+int grants_apply_scheme_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                sam_reply_t *reply)
+{
+    grants_t *g = sam_service_ctx(svc);
+    Samordna__V1__Scheme *s =
+        (Samordna__V1__Scheme *)sam_event_unpack(ev, &samordna__v1__scheme__descriptor, reply);
+    if (!s) return -1;
+    char *const currency_in = s->currency; /* replaced by "NOK" below, restored to free */
+    int rc = -1;
+    char m1[64];
+    if (s_check_id("scheme.id", s->id, reply) ||
+        s_check_text("scheme.name", s->name, GRANTS_MAX_NAME, true, reply) ||
+        s_check_text("scheme.chapter", s->chapter, 32, false, reply) ||
+        s_check_text("scheme.item", s->item, 32, false, reply) ||
+        s_check_text("scheme.note", s->note, GRANTS_MAX_TEXT, false, reply) ||
+        s_check_year("scheme.year", s->year, reply) || s_check_currency(s->currency, reply) ||
+        s_check_agency(g, txn, "scheme.owner", s->owner, reply))
+        goto done;
+    if (s->has_frame && s->frame_ore <= 0) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "scheme.frame_ore: %lld øre (%s) — a frame must be more than zero",
+                        (long long)s->frame_ore, s_money(s->frame_ore, m1, sizeof m1));
+        goto done;
+    }
+    if (!s->has_frame && s->frame_ore != 0) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "scheme.frame_ore: set without has_frame; say has_frame to give a frame");
+        goto done;
+    }
+    if (!s_admin(ev) && strcmp(ev->ce->source, s->owner) != 0) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "scheme.owner: '%s' may not create a scheme owned by '%s'",
+                        ev->ce->source, s->owner);
+        goto done;
+    }
+    grants_key_t k = {0};
+    grants_key_raw(&k, s->id);
+    if (grants_has(g, txn, GRANTS_T_SCHEMES, &k)) {
+        sam_reply_error(reply, SAM_CONFLICT, "scheme.id: scheme '%s' exists already", s->id);
+        goto done;
+    }
+    s->committed_ore = 0;
+    s->paid_ore = 0;
+    s->currency = "NOK";
+    grants_entry_t e = {0};
+    if (s->has_frame) {
+        char budget[GRANTS_ACCOUNT_LEN], approp[GRANTS_ACCOUNT_LEN];
+        grants_account_budget(budget, s->id);
+        grants_account_appropriation(approp, s->id);
+        grants_entry_move(&e, budget, approp, s->frame_ore);
+    }
+    if (s_post(g, txn, ev, &e, reply) || s_put_scheme(g, txn, s, reply)) goto done;
+    rc = 0;
+done:
+    s->currency = currency_in;
+    protobuf_c_message_free_unpacked(&s->base, NULL);
+    return rc;
+}
+
+/* ---- no.samordna.grants.award.granted ----------------------------------------------------- */
+
+static int s_award_indexes(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a,
+                           sam_reply_t *reply)
+{
+    for (size_t i = 0; i < a->n_funders; i++) {
+        const char *f = a->funders[i]->agency;
+        grants_key_t k1 = {0}, k2 = {0};
+        grants_key_str(&k1, a->recipient);
+        grants_key_be32(&k1, a->year);
+        grants_key_str(&k1, f);
+        grants_key_raw(&k1, a->id);
+        grants_key_be32(&k2, a->year);
+        grants_key_str(&k2, a->recipient);
+        grants_key_str(&k2, f);
+        grants_key_raw(&k2, a->id);
+        int rc = grants_put_empty(g, txn, GRANTS_T_BY_RECIPIENT, &k1);
+        if (!rc) rc = grants_put_empty(g, txn, GRANTS_T_BY_YEAR, &k2);
+        if (rc) return s_store_failed(reply, "award indexes", rc);
+    }
+    if (a->report_due[0]) {
+        grants_key_t k = {0};
+        grants_key_str(&k, a->report_due);
+        grants_key_raw(&k, a->id);
+        int rc = grants_put_empty(g, txn, GRANTS_T_DEADLINES, &k);
+        if (rc) return s_store_failed(reply, "deadlines", rc);
+    }
+    return 0;
+}
+
+int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                               sam_reply_t *reply)
+{
+    grants_t *g = sam_service_ctx(svc);
+    Samordna__V1__Award *a =
+        (Samordna__V1__Award *)sam_event_unpack(ev, &samordna__v1__award__descriptor, reply);
+    if (!a) return -1;
+    /* Fields replaced below with literals; restored before freeing. */
+    char *const currency_in = a->currency, *const kind_in = a->recipient_kind;
+    Samordna__V1__Scheme *s = NULL;
+    int rc = -1;
+    char m1[64], m2[64];
+    if (s_check_id("award.id", a->id, reply) || s_check_id("award.scheme", a->scheme, reply) ||
+        s_check_text("award.purpose", a->purpose, GRANTS_MAX_TEXT, true, reply) ||
+        s_check_date("award.report_due", a->report_due, reply) ||
+        s_check_date("award.decided", a->decided, reply) ||
+        s_check_currency(a->currency, reply))
+        goto done;
+    if (a->amount_ore <= 0) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "award.amount_ore: %lld øre — an award must be more than zero",
+                        (long long)a->amount_ore);
+        goto done;
+    }
+    s = grants_scheme_get(g, txn, a->scheme);
+    if (!s) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "award.scheme: unknown scheme '%s'", a->scheme);
+        goto done;
+    }
+    if (!s_admin(ev) && strcmp(ev->ce->source, s->owner) != 0) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "award.scheme: '%s' may not award from scheme '%s' owned by '%s'",
+                        ev->ce->source, s->id, s->owner);
+        goto done;
+    }
+    if (s_check_id("award.recipient", a->recipient, reply)) goto done;
+    if (grants_ref_known(g, txn, 'm', a->recipient))
+        a->recipient_kind = "municipality";
+    else if (grants_ref_known(g, txn, 'a', a->recipient))
+        a->recipient_kind = "agency";
+    else {
+        a->recipient_kind = NULL;
+        sam_reply_error(reply, SAM_NOT_FOUND,
+                        "award.recipient: unknown recipient '%s' (neither a municipality nor an "
+                        "agency)", a->recipient);
+        goto done;
+    }
+    if (s_check_pilot(g, txn, "award.pilot", a->pilot, reply)) goto done;
+    if (a->n_funders == 0 || a->n_funders > GRANTS_MAX_FUNDERS) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "award.funders: %zu funders, 1 to %d allowed",
+                        a->n_funders, GRANTS_MAX_FUNDERS);
+        goto done;
+    }
+    int64_t sum = 0;
+    for (size_t i = 0; i < a->n_funders; i++) {
+        Samordna__V1__FunderShare *f = a->funders[i];
+        char field[64];
+        snprintf(field, sizeof field, "award.funders[%zu].agency", i);
+        if (s_check_agency(g, txn, field, f->agency, reply)) goto done;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(a->funders[j]->agency, f->agency) == 0) {
+                sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%s' is named twice", field,
+                                f->agency);
+                goto done;
+            }
+        if (f->amount_ore <= 0) {
+            sam_reply_error(reply, SAM_BAD_REQUEST,
+                            "award.funders[%zu].amount_ore: %lld øre — a share must be more "
+                            "than zero", i, (long long)f->amount_ore);
+            goto done;
+        }
+        if (__builtin_add_overflow(sum, f->amount_ore, &sum)) {
+            sam_reply_error(reply, SAM_BAD_REQUEST, "award.funders: the shares overflow");
+            goto done;
+        }
+        f->paid_ore = f->cancelled_ore = f->repaid_ore = 0;
+    }
+    if (sum != a->amount_ore) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE,
+                        "award.funders: the shares sum to %s, the award is %s",
+                        s_money(sum, m1, sizeof m1), s_money(a->amount_ore, m2, sizeof m2));
+        goto done;
+    }
+    grants_key_t k = {0};
+    grants_key_raw(&k, a->id);
+    if (grants_has(g, txn, GRANTS_T_AWARDS, &k)) {
+        sam_reply_error(reply, SAM_CONFLICT, "award.id: award '%s' exists already", a->id);
+        goto done;
+    }
+    char budget[GRANTS_ACCOUNT_LEN], approp[GRANTS_ACCOUNT_LEN], acc[GRANTS_ACCOUNT_LEN];
+    grants_account_budget(budget, s->id);
+    grants_account_appropriation(approp, s->id);
+    int64_t left = grants_balance(g, txn, budget);
+    grants_entry_t e = {0};
+    if (a->amount_ore > left) {
+        if (s->has_frame) {
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "award.amount_ore: %s exceeds the frame of scheme '%s': %s left",
+                            s_money(a->amount_ore, m1, sizeof m1), s->id,
+                            s_money(left, m2, sizeof m2));
+            goto done;
+        }
+        /* No frame: the scheme draws what the award needs from its appropriation. */
+        grants_entry_move(&e, budget, approp, a->amount_ore - left);
+    }
+    for (size_t i = 0; i < a->n_funders; i++) {
+        grants_account_committed(acc, a->id, a->funders[i]->agency);
+        grants_entry_move(&e, acc, budget, a->funders[i]->amount_ore);
+    }
+    a->status = SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN;
+    a->year = s->year;
+    a->currency = "NOK";
+    if (__builtin_add_overflow(s->committed_ore, a->amount_ore, &s->committed_ore)) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE, "award.amount_ore: scheme total overflows");
+        goto done;
+    }
+    if (s_post(g, txn, ev, &e, reply) || s_put_award(g, txn, a, reply) ||
+        s_award_indexes(g, txn, a, reply) || s_put_scheme(g, txn, s, reply))
+        goto done;
+    rc = 0;
+done:
+    a->currency = currency_in;
+    a->recipient_kind = kind_in;
+    protobuf_c_message_free_unpacked(&a->base, NULL);
+    if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
+    return rc;
+}
+
+/* ---- payments: disbursement, repayment, cancellation -------------------------------------- */
+
+/*  Spreads `amount` over n funders in proportion to cap[i] (amount ≤ Σcap), in whole øre:
+    the floor of each proportional part, then the remaining øre one funder at a time in
+    order, never above a funder's cap. */
+static void s_split(int64_t amount, const int64_t *cap, size_t n, int64_t *out)
+{
+    __int128 total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += cap[i];
+    int64_t given = 0;
+    for (size_t i = 0; i < n; i++) {
+        out[i] = total ? (int64_t)((__int128)amount * cap[i] / total) : 0;
+        given += out[i];
+    }
+    int64_t rest = amount - given;
+    for (size_t i = 0; i < n && rest > 0; i++) {
+        int64_t room = cap[i] - out[i];
+        int64_t add = room < rest ? room : rest;
+        out[i] += add;
+        rest -= add;
+    }
+}
+
+static int64_t s_unpaid(const Samordna__V1__FunderShare *f)
+{
+    return f->amount_ore - f->paid_ore - f->cancelled_ore;
+}
+
+static const char *s_kind_name(Samordna__V1__PaymentKind kind)
+{
+    switch (kind) {
+    case SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT: return "disbursement";
+    case SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT: return "repayment";
+    default: return "cancellation";
+    }
+}
+
+static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                           sam_reply_t *reply, Samordna__V1__PaymentKind kind)
+{
+    grants_t *g = sam_service_ctx(svc);
+    Samordna__V1__Payment *p =
+        (Samordna__V1__Payment *)sam_event_unpack(ev, &samordna__v1__payment__descriptor, reply);
+    if (!p) return -1;
+    /* Fields replaced below with this frame's memory or literals; restored before freeing. */
+    char *const currency_in = p->currency;
+    size_t const n_split_in = p->n_split;
+    Samordna__V1__FunderAmount **const split_in = p->split;
+    const char *what = s_kind_name(kind);
+    Samordna__V1__Award *a = NULL;
+    Samordna__V1__Scheme *s = NULL;
+    Samordna__V1__FunderAmount split[GRANTS_MAX_FUNDERS], *splitp[GRANTS_MAX_FUNDERS];
+    int rc = -1;
+    char f_id[48], f_award[48], f_amount[48], m1[64], m2[64];
+    snprintf(f_id, sizeof f_id, "%s.id", what);
+    snprintf(f_award, sizeof f_award, "%s.award", what);
+    snprintf(f_amount, sizeof f_amount, "%s.amount_ore", what);
+    if (s_check_id(f_id, p->id, reply) || s_check_id(f_award, p->award, reply) ||
+        s_check_date("date", p->date, reply) ||
+        s_check_text("note", p->note, GRANTS_MAX_TEXT, false, reply) ||
+        s_check_currency(p->currency, reply))
+        goto done;
+    bool cancel_all = kind == SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_CANCELLATION &&
+                      p->amount_ore == 0;
+    if (p->amount_ore < 0 || (p->amount_ore == 0 && !cancel_all)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "%s: %lld øre — a %s must be more than zero", f_amount,
+                        (long long)p->amount_ore, what);
+        goto done;
+    }
+    if (p->final && kind != SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "final: only a disbursement can be final");
+        goto done;
+    }
+    a = grants_award_get(g, txn, p->award);
+    if (!a) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown award '%s'", f_award, p->award);
+        goto done;
+    }
+    s = grants_scheme_get(g, txn, a->scheme);
+    if (!s) {
+        sam_reply_error(reply, SAM_INTERNAL, "award '%s' names scheme '%s' which is missing",
+                        a->id, a->scheme);
+        goto done;
+    }
+    bool allowed = s_admin(ev) || strcmp(ev->ce->source, s->owner) == 0;
+    for (size_t i = 0; !allowed && i < a->n_funders; i++)
+        allowed = strcmp(ev->ce->source, a->funders[i]->agency) == 0;
+    if (!allowed) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "%s: '%s' is neither the owner of scheme '%s' nor a funder of award "
+                        "'%s'", f_award, ev->ce->source, s->id, a->id);
+        goto done;
+    }
+    grants_key_t pk = {0};
+    grants_key_str(&pk, a->id);
+    grants_key_raw(&pk, p->id);
+    if (grants_has(g, txn, GRANTS_T_PAYMENTS, &pk)) {
+        sam_reply_error(reply, SAM_CONFLICT, "%s: '%s' exists already on award '%s'", f_id,
+                        p->id, a->id);
+        goto done;
+    }
+    size_t n = a->n_funders;
+    int64_t cap[GRANTS_MAX_FUNDERS], part[GRANTS_MAX_FUNDERS], room = 0;
+    if (n == 0 || n > GRANTS_MAX_FUNDERS) {
+        sam_reply_error(reply, SAM_INTERNAL, "award '%s' has %zu funders", a->id, n);
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Samordna__V1__FunderShare *f = a->funders[i];
+        cap[i] = kind == SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT
+                     ? f->paid_ore - f->repaid_ore
+                     : s_unpaid(f);
+        room += cap[i];
+    }
+    if (kind != SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT &&
+        a->status != SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN) {
+        sam_reply_error(reply, SAM_CONFLICT, "%s: award '%s' is %s; nothing more is paid or "
+                        "cancelled", f_award, a->id,
+                        a->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED
+                            ? "cancelled"
+                            : "completed");
+        goto done;
+    }
+    if (cancel_all) p->amount_ore = room;
+    if (p->amount_ore > room || room == 0) {
+        if (kind == SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT)
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "%s: %s is more than what was paid on award '%s' and not repaid "
+                            "(%s)", f_amount, s_money(p->amount_ore, m1, sizeof m1), a->id,
+                            s_money(room, m2, sizeof m2));
+        else
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "%s: %s is more than what is awarded on '%s' and not yet paid (%s)",
+                            f_amount, s_money(p->amount_ore, m1, sizeof m1), a->id,
+                            s_money(room, m2, sizeof m2));
+        goto done;
+    }
+    s_split(p->amount_ore, cap, n, part);
+
+    char budget[GRANTS_ACCOUNT_LEN], committed[GRANTS_ACCOUNT_LEN], paid[GRANTS_ACCOUNT_LEN];
+    grants_account_budget(budget, s->id);
+    grants_entry_t e = {0};
+    int64_t released = 0; /* what goes back to the scheme's budget (committed total falls) */
+    int64_t paid_delta = 0;
+    for (size_t i = 0; i < n; i++) {
+        Samordna__V1__FunderShare *f = a->funders[i];
+        grants_account_committed(committed, a->id, f->agency);
+        grants_account_paid(paid, a->id, f->agency);
+        switch (kind) {
+        case SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT:
+            grants_entry_move(&e, paid, committed, part[i]);
+            f->paid_ore += part[i];
+            paid_delta += part[i];
+            if (p->final) {
+                int64_t rest = s_unpaid(f);
+                grants_entry_move(&e, budget, committed, rest);
+                f->cancelled_ore += rest;
+                released += rest;
+            }
+            break;
+        case SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT:
+            grants_entry_move(&e, budget, paid, part[i]);
+            f->repaid_ore += part[i];
+            released += part[i];
+            paid_delta -= part[i];
+            break;
+        default:
+            grants_entry_move(&e, budget, committed, part[i]);
+            f->cancelled_ore += part[i];
+            released += part[i];
+            break;
+        }
+        samordna__v1__funder_amount__init(&split[i]);
+        split[i].agency = f->agency;
+        split[i].amount_ore = part[i];
+        splitp[i] = &split[i];
+    }
+    int64_t unpaid_left = 0;
+    for (size_t i = 0; i < n; i++)
+        unpaid_left += s_unpaid(a->funders[i]);
+    if (kind != SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT && unpaid_left == 0)
+        a->status = kind == SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_CANCELLATION
+                        ? SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED
+                        : SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_COMPLETED;
+    s->committed_ore -= released;
+    if (__builtin_add_overflow(s->paid_ore, paid_delta, &s->paid_ore)) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE, "%s: scheme total overflows", f_amount);
+        goto done;
+    }
+    p->kind = kind;
+    p->n_split = n;
+    p->split = splitp;
+    p->currency = "NOK";
+    int src = 0;
+    if (s_post(g, txn, ev, &e, reply)) goto done;
+    if ((src = grants_put(g, txn, GRANTS_T_PAYMENTS, &pk, &p->base)) != 0) {
+        s_store_failed(reply, "payments", src);
+        goto done;
+    }
+    if (s_put_award(g, txn, a, reply) || s_put_scheme(g, txn, s, reply)) goto done;
+    rc = 0;
+done:
+    if (p) {
+        p->n_split = n_split_in;
+        p->split = split_in;
+        p->currency = currency_in;
+        protobuf_c_message_free_unpacked(&p->base, NULL);
+    }
+    if (a) protobuf_c_message_free_unpacked(&a->base, NULL);
+    if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
+    return rc;
+}
+
+int grants_apply_disbursement(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                              sam_reply_t *reply)
+{
+    return s_apply_payment(svc, txn, ev, reply,
+                           SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT);
+}
+
+int grants_apply_repayment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                           sam_reply_t *reply)
+{
+    return s_apply_payment(svc, txn, ev, reply, SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT);
+}
+
+int grants_apply_cancellation(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                              sam_reply_t *reply)
+{
+    return s_apply_payment(svc, txn, ev, reply,
+                           SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_CANCELLATION);
+}
+
+/* ---- no.samordna.grants.instrument.registered --------------------------------------------- */
+
+int grants_apply_instrument(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                            sam_reply_t *reply)
+{
+    grants_t *g = sam_service_ctx(svc);
+    Samordna__V1__Instrument *in = (Samordna__V1__Instrument *)sam_event_unpack(
+        ev, &samordna__v1__instrument__descriptor, reply);
+    if (!in) return -1;
+    int rc = -1;
+    if (s_check_id("instrument.id", in->id, reply) ||
+        s_check_text("instrument.title", in->title, GRANTS_MAX_NAME, true, reply) ||
+        s_check_text("instrument.description", in->description, GRANTS_MAX_TEXT, false, reply) ||
+        s_check_year("instrument.year", in->year, reply) ||
+        s_check_agency(g, txn, "instrument.agency", in->agency, reply) ||
+        s_check_municipality(g, txn, "instrument.municipality", in->municipality, reply) ||
+        s_check_pilot(g, txn, "instrument.pilot", in->pilot, reply))
+        goto done;
+    if (in->kind < SAMORDNA__V1__INSTRUMENT_KIND__INSTRUMENT_KIND_PROJECT ||
+        in->kind > SAMORDNA__V1__INSTRUMENT_KIND__INSTRUMENT_KIND_OTHER) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "instrument.kind: %d is not project, programme, advice, position or "
+                        "other", (int)in->kind);
+        goto done;
+    }
+    if (in->value_ore < 0) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "instrument.value_ore: %lld øre is negative",
+                        (long long)in->value_ore);
+        goto done;
+    }
+    if (!s_admin(ev) && strcmp(ev->ce->source, in->agency) != 0) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "instrument.agency: '%s' may not register an instrument of '%s'",
+                        ev->ce->source, in->agency);
+        goto done;
+    }
+    grants_key_t k = {0};
+    grants_key_raw(&k, in->id);
+    if (grants_has(g, txn, GRANTS_T_INSTRUMENTS, &k)) {
+        sam_reply_error(reply, SAM_CONFLICT, "instrument.id: instrument '%s' exists already",
+                        in->id);
+        goto done;
+    }
+    grants_key_t ik = {0};
+    grants_key_str(&ik, in->municipality);
+    grants_key_be32(&ik, in->year);
+    grants_key_str(&ik, in->agency);
+    grants_key_raw(&ik, in->id);
+    int src = grants_put(g, txn, GRANTS_T_INSTRUMENTS, &k, &in->base);
+    if (!src) src = grants_put_empty(g, txn, GRANTS_T_INSTR_BY_MUNI, &ik);
+    if (src) {
+        s_store_failed(reply, "instruments", src);
+        goto done;
+    }
+    rc = 0;
+done:
+    protobuf_c_message_free_unpacked(&in->base, NULL);
+    return rc;
+}
+
+/* ---- no.samordna.grants.need.recorded ----------------------------------------------------- */
+
+int grants_apply_need(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                      sam_reply_t *reply)
+{
+    grants_t *g = sam_service_ctx(svc);
+    Samordna__V1__Need *nd =
+        (Samordna__V1__Need *)sam_event_unpack(ev, &samordna__v1__need__descriptor, reply);
+    if (!nd) return -1;
+    int rc = -1;
+    if (s_check_id("need.id", nd->id, reply) ||
+        s_check_text("need.title", nd->title, GRANTS_MAX_NAME, true, reply) ||
+        s_check_text("need.description", nd->description, GRANTS_MAX_TEXT, false, reply) ||
+        s_check_year("need.year", nd->year, reply) ||
+        s_check_municipality(g, txn, "need.municipality", nd->municipality, reply) ||
+        s_check_pilot(g, txn, "need.pilot", nd->pilot, reply))
+        goto done;
+    if (!s_admin(ev) && strcmp(ev->ce->source, nd->municipality) != 0) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "need.municipality: '%s' may not record needs for '%s'", ev->ce->source,
+                        nd->municipality);
+        goto done;
+    }
+    grants_key_t k = {0};
+    grants_key_str(&k, nd->municipality);
+    grants_key_be32(&k, nd->year);
+    grants_key_raw(&k, nd->id);
+    if (grants_has(g, txn, GRANTS_T_NEEDS, &k)) {
+        sam_reply_error(reply, SAM_CONFLICT, "need.id: need '%s' exists already for %s %u",
+                        nd->id, nd->municipality, nd->year);
+        goto done;
+    }
+    int src = grants_put(g, txn, GRANTS_T_NEEDS, &k, &nd->base);
+    if (src) {
+        s_store_failed(reply, "needs", src);
+        goto done;
+    }
+    rc = 0;
+done:
+    protobuf_c_message_free_unpacked(&nd->base, NULL);
+    return rc;
+}

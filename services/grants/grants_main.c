@@ -1,0 +1,80 @@
+/*  samordna-grants — grant accounting for the welfare pilot: schemes, awards funded by one
+    agency or jointly by several, disbursements, repayments and cancellations in whole øre
+    on a double-entry ledger, the other instruments agencies give municipalities and what
+    the municipalities miss, and one overview per municipality.
+
+    This file is the service's definition table, built from the lists in grants_handlers.h
+    and grants_store.h, and main(). The runtime (sam_service.h) does the rest.
+*/
+#include "grants_handlers.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static const sam_query_def_t s_queries[] = {
+#define X(method, fn, roles) {method, fn, roles},
+    GRANTS_QUERIES(X)
+#undef X
+};
+
+static const sam_event_def_t s_events[] = {
+#define X(type, fn, roles) {type, fn, grants_prepare_refs, roles},
+    GRANTS_EVENTS(X)
+#undef X
+};
+
+static const sam_option_t s_options[] = {
+    {"registry", "SERVICE", "registry", "service name of the registry whose facts grants follows",
+     false},
+    {"registry-wait-ms", "MS", "5000", "long-poll wait of each events.read on the registry",
+     false},
+    {NULL, NULL, NULL, NULL, false},
+};
+
+static grants_t s_ctx_of_main; /* lives as long as main */
+
+static int s_start(sam_service_t *svc)
+{
+    grants_t *g = sam_service_ctx(svc);
+    g->svc = svc;
+    for (int i = 0; i < GRANTS_T_COUNT; i++)
+        g->dbi[i] = sam_service_dbi(svc, grants_table_names[i]);
+    sam_config_t *cfg = sam_service_config(svc);
+    bool ok = true;
+    g->registry = sam_config_get(cfg, "registry");
+    g->follow_wait_ms = (int)sam_config_int(cfg, "registry-wait-ms", 0, 30000, &ok);
+    if (!ok || !g->registry || !g->registry[0]) return -1;
+    return 0;
+}
+
+static void s_tick(sam_service_t *svc)
+{
+    grants_refs_tick(sam_service_ctx(svc));
+}
+
+static void s_stop(sam_service_t *svc)
+{
+    grants_refs_stop(sam_service_ctx(svc));
+}
+
+int main(int argc, char **argv)
+{
+    sam_service_def_t def = {
+        .name = "grants",
+        .summary = "Grant schemes, joint awards, disbursements and a balanced ledger in øre; "
+                   "instruments and the overview per municipality.",
+        .queries = s_queries,
+        .n_queries = sizeof s_queries / sizeof s_queries[0],
+        .events = s_events,
+        .n_events = sizeof s_events / sizeof s_events[0],
+        .tables = grants_table_names,
+        .schema_version = GRANTS_SCHEMA_VERSION,
+        .migrate = NULL,
+        .options = s_options,
+        .start = s_start,
+        .tick = s_tick,
+        .tick_ms = 50,
+        .stop = s_stop,
+    };
+    return sam_service_main(&def, &s_ctx_of_main, argc, argv);
+}

@@ -1,0 +1,197 @@
+/*  grants_store.c — keys and typed access to the grants tables (layout in grants_store.h).
+
+    Everything here runs inside a transaction the caller owns; values read from LMDB are
+    unpacked (copied) before the call returns, so nothing points into the map afterwards.
+*/
+#include "grants_store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *const grants_table_names[GRANTS_T_COUNT + 1] = {
+#define X(tag, name) name,
+    GRANTS_TABLES(X)
+#undef X
+        NULL,
+};
+
+static void s_key_bytes(grants_key_t *k, const void *p, size_t n)
+{
+    if (k->overflow || n > sizeof k->b - k->n) {
+        k->overflow = true;
+        return;
+    }
+    memcpy(k->b + k->n, p, n);
+    k->n += n;
+}
+
+void grants_key_str(grants_key_t *k, const char *s)
+{
+    s_key_bytes(k, s, strlen(s) + 1);
+}
+
+void grants_key_raw(grants_key_t *k, const char *s)
+{
+    s_key_bytes(k, s, strlen(s));
+}
+
+void grants_key_be32(grants_key_t *k, uint32_t v)
+{
+    uint8_t b[4];
+    sam_be32_put(b, v);
+    s_key_bytes(k, b, 4);
+}
+
+void grants_key_be64(grants_key_t *k, uint64_t v)
+{
+    uint8_t b[8];
+    sam_be64_put(b, v);
+    s_key_bytes(k, b, 8);
+}
+
+int grants_get(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_key_t *k,
+               const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
+{
+    *out = NULL;
+    if (k->overflow || k->n == 0) return MDB_NOTFOUND;
+    return sam_store_get_msg(txn, g->dbi[table], k->b, k->n, desc, out);
+}
+
+int grants_put(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_key_t *k,
+               const ProtobufCMessage *msg)
+{
+    if (k->overflow || k->n == 0) return MDB_BAD_VALSIZE;
+    return sam_store_put_msg(txn, g->dbi[table], k->b, k->n, msg, 0);
+}
+
+int grants_put_empty(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_key_t *k)
+{
+    if (k->overflow || k->n == 0) return MDB_BAD_VALSIZE;
+    MDB_val key = {k->n, (void *)k->b}, val = {0, (void *)""};
+    return mdb_put(txn, g->dbi[table], &key, &val, 0);
+}
+
+bool grants_has(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_key_t *k)
+{
+    if (k->overflow || k->n == 0) return false;
+    return sam_store_has(txn, g->dbi[table], k->b, k->n);
+}
+
+Samordna__V1__Scheme *grants_scheme_get(grants_t *g, MDB_txn *txn, const char *id)
+{
+    grants_key_t k = {0};
+    grants_key_raw(&k, id);
+    ProtobufCMessage *m = NULL;
+    if (grants_get(g, txn, GRANTS_T_SCHEMES, &k, &samordna__v1__scheme__descriptor, &m) != 0)
+        return NULL;
+    return (Samordna__V1__Scheme *)m;
+}
+
+Samordna__V1__Award *grants_award_get(grants_t *g, MDB_txn *txn, const char *id)
+{
+    grants_key_t k = {0};
+    grants_key_raw(&k, id);
+    ProtobufCMessage *m = NULL;
+    if (grants_get(g, txn, GRANTS_T_AWARDS, &k, &samordna__v1__award__descriptor, &m) != 0)
+        return NULL;
+    return (Samordna__V1__Award *)m;
+}
+
+int64_t grants_balance(grants_t *g, MDB_txn *txn, const char *account)
+{
+    grants_key_t k = {0};
+    grants_key_raw(&k, account);
+    ProtobufCMessage *m = NULL;
+    if (grants_get(g, txn, GRANTS_T_BALANCES, &k, &samordna__v1__account_balance__descriptor,
+                   &m) != 0)
+        return 0;
+    int64_t v = ((Samordna__V1__AccountBalance *)m)->balance_ore;
+    protobuf_c_message_free_unpacked(m, NULL);
+    return v;
+}
+
+static void s_ref_key(grants_key_t *k, char kind, const char *id)
+{
+    char c[2] = {kind, 0};
+    grants_key_raw(k, c);
+    grants_key_raw(k, id);
+}
+
+bool grants_ref_known(grants_t *g, MDB_txn *txn, char kind, const char *id)
+{
+    grants_key_t k = {0};
+    s_ref_key(&k, kind, id);
+    return grants_has(g, txn, GRANTS_T_REFS, &k);
+}
+
+int grants_ref_put(grants_t *g, MDB_txn *txn, char kind, const char *id, const char *name)
+{
+    grants_key_t k = {0};
+    s_ref_key(&k, kind, id);
+    Samordna__V1__RegistryRef ref = SAMORDNA__V1__REGISTRY_REF__INIT;
+    ref.kind = kind == 'a' ? "agency" : kind == 'm' ? "municipality" : "pilot";
+    ref.id = (char *)id;
+    ref.name = (char *)(name ? name : "");
+    return grants_put(g, txn, GRANTS_T_REFS, &k, &ref.base);
+}
+
+uint64_t grants_ref_cursor(grants_t *g, MDB_txn *txn)
+{
+    MDB_val key = {7, (void *)"#cursor"}, val;
+    if (mdb_get(txn, g->dbi[GRANTS_T_REFS], &key, &val) != 0 || val.mv_size != 8) return 0;
+    return sam_be64_get(val.mv_data);
+}
+
+int grants_ref_set_cursor(grants_t *g, MDB_txn *txn, uint64_t seq)
+{
+    uint8_t b[8];
+    sam_be64_put(b, seq);
+    MDB_val key = {7, (void *)"#cursor"}, val = {8, b};
+    return mdb_put(txn, g->dbi[GRANTS_T_REFS], &key, &val, 0);
+}
+
+bool grants_valid_id(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        char c = s[n];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+        if (n >= 64) return false;
+    }
+    return n >= 1;
+}
+
+bool grants_valid_date(const char *s)
+{
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return false;
+    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
+    int m = (s[5] - '0') * 10 + (s[6] - '0');
+    int d = (s[8] - '0') * 10 + (s[9] - '0');
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (y < 1900 || m < 1 || m > 12 || d < 1) return false;
+    int max = days[m - 1];
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) max = 29;
+    return d <= max;
+}
+
+const char *grants_fmt_ore(int64_t ore, char *out, size_t len)
+{
+    /* Digits grouped by three with a space, decimal comma only when there are øre. */
+    uint64_t v = ore < 0 ? (uint64_t)0 - (uint64_t)ore : (uint64_t)ore;
+    uint64_t kr = v / 100, o = v % 100;
+    char digits[32], grouped[48];
+    int nd = snprintf(digits, sizeof digits, "%llu", (unsigned long long)kr);
+    size_t gi = 0;
+    for (int i = 0; i < nd; i++) {
+        if (i > 0 && (nd - i) % 3 == 0) grouped[gi++] = ' ';
+        grouped[gi++] = digits[i];
+    }
+    grouped[gi] = 0;
+    if (o)
+        snprintf(out, len, "%s%s,%02llu", ore < 0 ? "-" : "", grouped, (unsigned long long)o);
+    else
+        snprintf(out, len, "%s%s", ore < 0 ? "-" : "", grouped);
+    return out;
+}
