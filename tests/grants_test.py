@@ -1,0 +1,432 @@
+"""Integration tests of samordna-grants: real broker, registry and grants processes on
+loopback, events published over the wire, every outcome read back through the broker.
+
+Covers the fixture's money (the overview per municipality and per year), joint awards and
+their payments on the ledger, every refusal with nothing stored, two publishers racing for
+the last kroner of a frame, reporting deadlines, instruments and needs, the registry
+projection, kill -9 during a burst, and samctl's commands.
+"""
+import os
+import subprocess
+import time
+
+import samtest
+from samtest import Client
+from samordna.v1 import events_pb2, grants_pb2, registry_pb2
+from cloudevents.v1 import cloudevents_pb2
+
+G = grants_pb2
+NOK = 100  # øre
+
+AGENCIES = ["fmov", "nav-ost-viken", "ofk", "bufetat-ost", "imdi-ost", "husbanken-ost", "hiof",
+            "politi-ost"]
+MUNICIPALITIES = ["halden", "sarpsborg", "fredrikstad", "moss-rygge", "indre-ostfold"]
+
+_ids = [0]
+
+
+def event(etype, payload, source="fmov", eid=None):
+    _ids[0] += 1
+    ce = cloudevents_pb2.CloudEvent(id=eid or f"t-{os.getpid()}-{_ids[0]}", source=source,
+                                    spec_version="1.0", type=etype)
+    ce.binary_data = payload if isinstance(payload, bytes) else payload.SerializeToString()
+    ce.attributes["datacontenttype"].ce_string = "application/protobuf"
+    return events_pb2.PublishRequest(event=ce)
+
+
+def publish(c, service, etype, payload, source="fmov", eid=None):
+    """Publishes one event; returns (status code, message, PublishReply or None)."""
+    rep, pr = c.call(service, "events.publish", event(etype, payload, source, eid),
+                     events_pb2.PublishReply)
+    return rep.status.code, rep.status.message, pr
+
+
+def ok(c, etype, payload, source="fmov"):
+    code, msg, pr = publish(c, "grants", etype, payload, source)
+    assert code == 200, f"{etype}: {code} {msg}"
+    return pr
+
+
+def refused(c, etype, payload, code, *words, source="fmov"):
+    got, msg, _ = publish(c, "grants", etype, payload, source)
+    assert got == code, f"expected {code}, got {got}: {msg}"
+    for w in words:
+        assert w in msg, f"'{w}' not in refusal '{msg}'"
+    return msg
+
+
+def query(c, method, req, reply_type, code=200):
+    rep, msg = c.call("grants", method, req, reply_type)
+    assert rep.status.code == code, f"{method}: {rep.status.code} {rep.status.message}"
+    return msg if code == 200 else rep.status.message
+
+
+def verify(c):
+    r = query(c, "grants.ledger.verify", b"", G.LedgerReport)
+    assert r.balanced, f"ledger does not balance: {list(r.problems)}"
+    return r
+
+
+class World:
+    """A broker, a registry with the fixture's agencies and municipalities, and grants."""
+
+    def __init__(self, name, grants_args=()):
+        self.dir = samtest.scratch(name)
+        self.broker, self.ep = samtest.broker()
+        self.registry = samtest.service("registry", self.ep, os.path.join(self.dir, "reg"))
+        self.c = Client(self.ep)
+        for a in AGENCIES:
+            code, msg, _ = publish(self.c, "registry", "no.samordna.registry.agency.registered",
+                                   registry_pb2.Agency(id=a, name=a.upper(), kind=2), source=a)
+            assert code == 200, msg
+        for m in MUNICIPALITIES:
+            code, msg, _ = publish(self.c, "registry",
+                                   "no.samordna.registry.municipality.registered",
+                                   registry_pb2.Municipality(id=m, name=m.title()))
+            assert code == 200, msg
+        self.grants_args = list(grants_args)
+        self.start_grants()
+
+    def start_grants(self):
+        self.grants = samtest.service("grants", self.ep, os.path.join(self.dir, "grants"),
+                                      *self.grants_args)
+
+    def scheme(self, sid, frame_nok=None, owner="fmov", year=2019):
+        s = G.Scheme(id=sid, name=f"Scheme {sid}", owner=owner, year=year, currency="NOK")
+        if frame_nok is not None:
+            s.has_frame = True
+            s.frame_ore = frame_nok * NOK
+        return ok(self.c, "no.samordna.grants.scheme.created", s, source=owner)
+
+    def award(self, aid, scheme, recipient, nok, funders=None, source="fmov", **kw):
+        a = self.award_msg(aid, scheme, recipient, nok, funders, **kw)
+        return ok(self.c, "no.samordna.grants.award.granted", a, source=source)
+
+    @staticmethod
+    def award_msg(aid, scheme, recipient, nok, funders=None, **kw):
+        funders = funders or [("fmov", nok)]
+        a = G.Award(id=aid, scheme=scheme, recipient=recipient, amount_ore=nok * NOK,
+                    purpose=kw.pop("purpose", "Koordinering av velferdspiloten"), currency="NOK",
+                    **kw)
+        for ag, share in funders:
+            a.funders.add(agency=ag, amount_ore=share * NOK)
+        return a
+
+
+def test_fixture_awards_and_overview():
+    w = World("fixture")
+    w.scheme("prosjektskjonn-2019")  # the fixture's scheme has no frame
+    for rid, nok in [("halden", 200000), ("sarpsborg", 200000), ("fredrikstad", 200000),
+                     ("indre-ostfold", 500000), ("hiof", 400000)]:
+        w.award(f"ps19-{rid}", "prosjektskjonn-2019", rid, nok)
+    o = query(w.c, "grants.overview", G.OverviewRequest(recipient="halden", year=2019), G.Overview)
+    assert o.committed_ore == 200000 * NOK and o.paid_ore == 0
+    assert [(g.key, g.committed_ore, g.awards) for g in o.groups] == [("fmov", 20000000, 1)]
+    assert [l.award for l in o.lines] == ["ps19-halden"]
+    allr = query(w.c, "grants.overview", G.OverviewRequest(year=2019), G.Overview)
+    assert allr.committed_ore == 1500000 * NOK, allr.committed_ore
+    assert {g.key: g.committed_ore // NOK for g in allr.groups} == {
+        "halden": 200000, "sarpsborg": 200000, "fredrikstad": 200000, "indre-ostfold": 500000,
+        "hiof": 400000}
+    a = query(w.c, "grants.awards.get", G.GrantsGetRequest(id="ps19-hiof"), G.AwardDetail)
+    assert a.award.recipient_kind == "agency" and a.award.year == 2019
+    # Another year holds nothing; the scheme knows its total.
+    o = query(w.c, "grants.overview", G.OverviewRequest(recipient="halden", year=2020), G.Overview)
+    assert o.committed_ore == 0 and len(o.lines) == 0
+    s = query(w.c, "grants.schemes.get", G.GrantsGetRequest(id="prosjektskjonn-2019"), G.Scheme)
+    assert s.committed_ore == 1500000 * NOK and not s.has_frame
+    r = verify(w.c)
+    assert r.entries == 5 and r.debits_ore == r.credits_ore
+
+
+def test_joint_award_payments_and_ledger():
+    w = World("joint")
+    w.scheme("felles-2019", frame_nok=1000000)
+    w.award("joint-1", "felles-2019", "halden", 600000,
+            funders=[("fmov", 400000), ("nav-ost-viken", 200000)], report_due="2020-03-01")
+    d = G.Payment(award="joint-1", id="d1", amount_ore=300000 * NOK, date="2019-06-01")
+    ok(w.c, "no.samordna.grants.disbursement.made", d, source="nav-ost-viken")
+    a = query(w.c, "grants.awards.get", G.GrantsGetRequest(id="joint-1"), G.AwardDetail)
+    paid = {f.agency: f.paid_ore // NOK for f in a.award.funders}
+    assert paid == {"fmov": 200000, "nav-ost-viken": 100000}, paid
+    assert [(p.id, [(s.agency, s.amount_ore // NOK) for s in p.split]) for p in a.payments] == [
+        ("d1", [("fmov", 200000), ("nav-ost-viken", 100000)])]
+    # An odd øre is split whole: nothing is lost.
+    ok(w.c, "no.samordna.grants.disbursement.made",
+       G.Payment(award="joint-1", id="d2", amount_ore=1))
+    ok(w.c, "no.samordna.grants.repayment.received",
+       G.Payment(award="joint-1", id="r1", amount_ore=30000 * NOK))
+    ok(w.c, "no.samordna.grants.award.cancelled", G.Payment(award="joint-1", id="c1"))
+    a = query(w.c, "grants.awards.get", G.GrantsGetRequest(id="joint-1"), G.AwardDetail)
+    assert a.award.status == G.AWARD_STATUS_CANCELLED
+    tot_paid = sum(f.paid_ore - f.repaid_ore for f in a.award.funders)
+    assert tot_paid == 270000 * NOK + 1, tot_paid
+    assert sum(f.cancelled_ore for f in a.award.funders) == 300000 * NOK - 1
+    refused(w.c, "no.samordna.grants.disbursement.made",
+            G.Payment(award="joint-1", id="d3", amount_ore=NOK), 409, "cancelled")
+    # The frame got back what was cancelled and repaid.
+    s = query(w.c, "grants.schemes.get", G.GrantsGetRequest(id="felles-2019"), G.Scheme)
+    assert s.committed_ore == 270000 * NOK + 1 and s.paid_ore == 270000 * NOK + 1
+    accts = query(w.c, "grants.ledger.accounts", G.AccountsRequest(prefix="budget/"),
+                  G.AccountList)
+    assert [(x.account, x.balance_ore) for x in accts.accounts] == [
+        ("budget/felles-2019", (1000000 - 270000) * NOK - 1)]
+    o = query(w.c, "grants.overview", G.OverviewRequest(recipient="halden", group_by="agency"),
+              G.Overview)
+    assert {g.key for g in o.groups} == {"fmov", "nav-ost-viken"}
+    assert all(l.joint for l in o.lines)
+    assert o.paid_ore == 270000 * NOK + 1
+    # A final disbursement closes an award and releases the rest.
+    w.award("single-1", "felles-2019", "sarpsborg", 100000)
+    ok(w.c, "no.samordna.grants.disbursement.made",
+       G.Payment(award="single-1", id="d1", amount_ore=40000 * NOK, final=True))
+    a = query(w.c, "grants.awards.get", G.GrantsGetRequest(id="single-1"), G.AwardDetail)
+    assert a.award.status == G.AWARD_STATUS_COMPLETED
+    assert a.award.funders[0].cancelled_ore == 60000 * NOK
+    refused(w.c, "no.samordna.grants.disbursement.made",
+            G.Payment(award="single-1", id="d2", amount_ore=NOK), 409, "completed")
+    verify(w.c)
+
+
+def test_refusals_store_nothing():
+    w = World("refusals")
+    w.scheme("ramme-2019", frame_nok=1000)
+    w.award("a1", "ramme-2019", "halden", 600)
+    before = verify(w.c)
+    T_AW = "no.samordna.grants.award.granted"
+    T_DI = "no.samordna.grants.disbursement.made"
+    W = World.award_msg
+    refused(w.c, T_AW, W("z0", "ramme-2019", "halden", 0), 400, "amount_ore", "more than zero")
+    neg = W("neg", "ramme-2019", "halden", 10)
+    neg.amount_ore = -1000
+    refused(w.c, T_AW, neg, 400, "award.amount_ore")
+    refused(w.c, T_AW, W("sh", "ramme-2019", "halden", 300, funders=[("fmov", 100),
+                                                                     ("ofk", 100)]),
+            422, "award.funders", "NOK 200", "NOK 300")
+    refused(w.c, T_AW, W("ur", "ramme-2019", "oslo", 10), 404, "award.recipient", "'oslo'")
+    refused(w.c, T_AW, W("uf", "ramme-2019", "halden", 10, funders=[("nobody", 10)]), 404,
+            "award.funders[0].agency", "unknown agency 'nobody'")
+    refused(w.c, T_AW, W("us", "no-such-scheme", "halden", 10), 404, "award.scheme")
+    refused(w.c, T_AW, W("os", "ramme-2019", "halden", 500), 422, "award.amount_ore",
+            "NOK 500", "NOK 400 left")
+    sek = W("sek", "ramme-2019", "halden", 10)
+    sek.currency = "SEK"
+    refused(w.c, T_AW, sek, 422, "currency", "SEK")
+    refused(w.c, T_AW, W("a1", "ramme-2019", "halden", 10), 409, "exists already")
+    refused(w.c, T_AW, W("Bad Id", "ramme-2019", "halden", 10), 400, "award.id")
+    refused(w.c, T_AW, W("bd", "ramme-2019", "halden", 10, report_due="2019-02-30"), 400,
+            "award.report_due")
+    refused(w.c, T_AW, W("long", "ramme-2019", "halden", 10, purpose="x" * 5000), 400,
+            "award.purpose")
+    refused(w.c, T_AW, b"\xff\xff\xff", 400, "undecodable")
+    refused(w.c, "no.samordna.grants.award.invented", W("x", "ramme-2019", "halden", 1), 501)
+    refused(w.c, T_DI, G.Payment(award="a1", id="d1", amount_ore=700 * NOK), 422,
+            "disbursement.amount_ore", "NOK 700", "NOK 600")
+    refused(w.c, T_DI, G.Payment(award="a1", id="d1", amount_ore=0), 400, "more than zero")
+    refused(w.c, T_DI, G.Payment(award="nope", id="d1", amount_ore=NOK), 404, "unknown award")
+    refused(w.c, "no.samordna.grants.repayment.received",
+            G.Payment(award="a1", id="r1", amount_ore=NOK), 422, "repayment.amount_ore")
+    refused(w.c, "no.samordna.grants.scheme.created",
+            G.Scheme(id="s2", name="x", owner="fmov", year=2019, has_frame=True, frame_ore=-5),
+            400, "scheme.frame_ore")
+    refused(w.c, "no.samordna.grants.scheme.created",
+            G.Scheme(id="s2", name="x", owner="ghost", year=2019), 404, "scheme.owner")
+    # Nothing of the above was stored.
+    after = verify(w.c)
+    assert (after.entries, after.postings) == (before.entries, before.postings)
+    lst = query(w.c, "grants.awards.list", G.ListAwardsRequest(), G.AwardList)
+    assert [a.id for a in lst.awards] == ["a1"]
+    a = query(w.c, "grants.awards.get", G.GrantsGetRequest(id="a1"), G.AwardDetail)
+    assert len(a.payments) == 0
+    query(w.c, "grants.awards.get", G.GrantsGetRequest(id="sh"), G.AwardDetail, code=404)
+    query(w.c, "grants.overview", G.OverviewRequest(group_by="color", recipient="halden"),
+          G.Overview, code=400)
+    query(w.c, "grants.deadlines", G.DeadlinesRequest(before="soon"), G.DeadlineList, code=400)
+    rep, _ = w.c.call("grants", "grants.overview", b"\x0a\xff")
+    assert rep.status.code == 400
+
+
+def test_two_publishers_race_for_the_last_kroner():
+    w = World("race")
+    w.scheme("knapp-2019", frame_nok=1000)
+    c2 = Client(w.ep)
+    # Both send before either reads a reply: one LMDB writer decides.
+    r1 = w.c.send("grants", "events.publish",
+                  event("no.samordna.grants.award.granted",
+                        World.award_msg("r-1", "knapp-2019", "halden", 600)))
+    r2 = c2.send("grants", "events.publish",
+                 event("no.samordna.grants.award.granted",
+                       World.award_msg("r-2", "knapp-2019", "sarpsborg", 600)))
+    a, b = w.c.recv(), c2.recv()
+    assert a.id == r1 and b.id == r2
+    codes = sorted([a.status.code, b.status.code])
+    assert codes == [200, 422], codes
+    loser = a if a.status.code == 422 else b
+    assert "NOK 400 left" in loser.status.message, loser.status.message
+    s = query(w.c, "grants.schemes.get", G.GrantsGetRequest(id="knapp-2019"), G.Scheme)
+    assert s.committed_ore == 600 * NOK
+    verify(w.c)
+    c2.close()
+
+
+def test_deadlines_instruments_and_needs():
+    w = World("deadlines")
+    w.scheme("frist-2019")
+    w.award("f1", "frist-2019", "halden", 10, report_due="2020-01-15")
+    w.award("f2", "frist-2019", "sarpsborg", 10, report_due="2019-12-01")
+    w.award("f3", "frist-2019", "fredrikstad", 10, report_due="2020-06-30")
+    w.award("f4", "frist-2019", "hiof", 10)
+    d = query(w.c, "grants.deadlines", G.DeadlinesRequest(before="2020-02-01"), G.DeadlineList)
+    assert [(x.award, x.report_due) for x in d.deadlines] == [("f2", "2019-12-01"),
+                                                              ("f1", "2020-01-15")]
+    assert list(d.deadlines[0].funders) == ["fmov"]
+    d = query(w.c, "grants.deadlines",
+              G.DeadlinesRequest(before="2021-01-01", page_size=1, **{"from": "2020-01-01"}),
+              G.DeadlineList)
+    assert [x.award for x in d.deadlines] == ["f1"] and d.next_page_token
+    d = query(w.c, "grants.deadlines",
+              G.DeadlinesRequest(before="2021-01-01", page_token=d.next_page_token),
+              G.DeadlineList)
+    assert [x.award for x in d.deadlines] == ["f3"]
+    ok(w.c, "no.samordna.grants.instrument.registered",
+       G.Instrument(id="bolig-prog", agency="husbanken-ost", municipality="halden", year=2019,
+                    kind=G.INSTRUMENT_KIND_PROGRAMME, title="Bolig for velferd"),
+       source="husbanken-ost")
+    ok(w.c, "no.samordna.grants.instrument.registered",
+       G.Instrument(id="nav-veileder", agency="nav-ost-viken", municipality="halden", year=2019,
+                    kind=G.INSTRUMENT_KIND_POSITION, title="Veileder 50 %"),
+       source="nav-ost-viken")
+    refused(w.c, "no.samordna.grants.instrument.registered",
+            G.Instrument(id="x", agency="ofk", municipality="halden", year=2019, kind=9,
+                         title="t"), 400, "instrument.kind")
+    refused(w.c, "no.samordna.grants.instrument.registered",
+            G.Instrument(id="x", agency="ofk", municipality="hiof", year=2019,
+                         kind=G.INSTRUMENT_KIND_ADVICE, title="t"), 404,
+            "instrument.municipality")
+    ok(w.c, "no.samordna.grants.need.recorded",
+       G.Need(id="lavterskel", municipality="halden", year=2019,
+              title="Lavterskeltilbud for ungdom"), source="halden")
+    o = query(w.c, "grants.overview", G.OverviewRequest(recipient="halden", year=2019), G.Overview)
+    assert {(g.key, g.awards, g.instruments) for g in o.groups} == {
+        ("fmov", 1, 0), ("husbanken-ost", 0, 1), ("nav-ost-viken", 0, 1)}
+    assert [n.id for n in o.needs] == ["lavterskel"]
+    il = query(w.c, "grants.instruments.list", G.ListInstrumentsRequest(municipality="halden"),
+               G.InstrumentList)
+    assert sorted(i.id for i in il.instruments) == ["bolig-prog", "nav-veileder"]
+
+
+def test_registry_projection_follows_and_asks():
+    w = World("projection")
+    w.scheme("proj-2019")
+    # Registered a moment ago: the prepare hook asks the registry, never a false 404.
+    code, msg, _ = publish(w.c, "registry", "no.samordna.registry.municipality.registered",
+                           registry_pb2.Municipality(id="rakkestad", name="Rakkestad"))
+    assert code == 200, msg
+    w.award("rk-1", "proj-2019", "rakkestad", 1000)
+    # The follower applies the registry's outbox into its own store: after a restart of grants
+    # with the registry gone, what it had read is still known.
+    code, msg, _ = publish(w.c, "registry", "no.samordna.registry.agency.registered",
+                           registry_pb2.Agency(id="kirkens-bymisjon", name="Kirkens Bymisjon",
+                                               kind=7), source="kirkens-bymisjon")
+    assert code == 200, msg
+    acc = None
+    end = time.time() + 10
+    while time.time() < end:
+        code, msg, _ = publish(w.c, "grants", "no.samordna.grants.scheme.created",
+                               G.Scheme(id="probe", name="p", owner="kirkens-bymisjon",
+                                        year=2019), source="kirkens-bymisjon")
+        acc = code
+        if code == 200:
+            break
+        time.sleep(0.1)
+    assert acc == 200
+    w.grants.stop()
+    w.registry.stop()
+    w.start_grants()
+    w.award("rk-2", "probe", "rakkestad", 5, funders=[("kirkens-bymisjon", 5)],
+            source="kirkens-bymisjon")
+    verify(w.c)
+
+
+def test_kill9_during_burst_keeps_acknowledged_events():
+    w = World("kill9")
+    w.scheme("burst-2019", frame_nok=10 ** 9)
+    sent = {}
+    n = 1500
+    for i in range(n):
+        if i % 3 == 2:
+            msg = G.Payment(award=f"b-{i - 1}", id="p", amount_ore=50 * NOK)
+            t = "no.samordna.grants.disbursement.made"
+        else:
+            msg = World.award_msg(f"b-{i}", "burst-2019", MUNICIPALITIES[i % 5], 100)
+            t = "no.samordna.grants.award.granted"
+        rid = w.c.send("grants", "events.publish", event(t, msg))
+        sent[rid] = (t, msg)
+    acked = []
+    end = time.time() + 20
+    while time.time() < end and len(acked) < n:
+        try:
+            rep = w.c.recv(timeout=2)
+        except AssertionError:
+            break
+        if rep.status.code == 200:
+            acked.append(rep.id)
+        if len(acked) == n // 3:
+            w.grants.kill9()
+            break
+    assert 0 < len(acked) < n, len(acked)
+    # Replies already in flight when the process died may still arrive: they were durable.
+    while True:
+        try:
+            rep = w.c.recv(timeout=0.5)
+        except AssertionError:
+            break
+        if rep.status.code == 200:
+            acked.append(rep.id)
+    w.c.close()
+    w.c = Client(w.ep)
+    w.start_grants()
+    verify(w.c)
+    for rid in acked:
+        t, msg = sent[rid]
+        if t.endswith("award.granted"):
+            query(w.c, "grants.awards.get", G.GrantsGetRequest(id=msg.id), G.AwardDetail)
+        else:
+            a = query(w.c, "grants.awards.get", G.GrantsGetRequest(id=msg.award), G.AwardDetail)
+            assert [p.id for p in a.payments] == ["p"], msg.award
+
+
+def samctl(ep, *args, check=True):
+    p = subprocess.run([os.path.join(samtest.BIN, "samctl"), "--broker", ep, *args],
+                       capture_output=True, text=True, timeout=30)
+    if check:
+        assert p.returncode == 0, f"samctl {args}: {p.returncode} {p.stderr}"
+    return p
+
+
+def test_samctl_grants_commands():
+    w = World("samctl")
+    samctl(w.ep, "grants", "add-scheme", "prosjektskjonn-2019", "--name", "Prosjektskjønn",
+           "--owner", "fmov", "--year", "2019")
+    samctl(w.ep, "grants", "add-award", "ps19-halden", "--scheme", "prosjektskjonn-2019",
+           "--recipient", "halden", "--amount", "200 000", "--purpose", "Koordinering")
+    samctl(w.ep, "grants", "add-award", "joint", "--scheme", "prosjektskjonn-2019",
+           "--recipient", "halden", "--amount", "1500,50", "--purpose", "Felles",
+           "--funder", "fmov=1000", "--funder", "imdi-ost=500,50")
+    samctl(w.ep, "grants", "disburse", "ps19-halden", "d1", "--amount", "50000")
+    out = samctl(w.ep, "grants", "overview", "halden", "--year", "2019").stdout
+    assert "201 000" in out and "200 000" in out and "50 000" in out and "imdi-ost" in out, out
+    assert "500,50" in out, out
+    js = samctl(w.ep, "--json", "grants", "overview", "halden", "--year", "2019").stdout
+    assert '"committed_ore":20150050' in js, js
+    out = samctl(w.ep, "grants", "ledger", "verify").stdout
+    assert out.startswith("the books balance"), out
+    bad = samctl(w.ep, "grants", "disburse", "ps19-halden", "d2", "--amount", "999999",
+                 check=False)
+    assert bad.returncode == 1 and "NOK 150 000" in bad.stderr, bad.stderr
+    bad = samctl(w.ep, "grants", "add-award", "x", "--amount", "-5", check=False)
+    assert bad.returncode == 2
+
+
+if __name__ == "__main__":
+    samtest.main()
