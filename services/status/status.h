@@ -1,0 +1,105 @@
+/*  status.h — what the files of the status service share: its context, its one table of
+    queries and event types (X-macros expanded by status_main.c into the runtime's tables
+    and here into declarations), validation helpers and the registry projection.
+
+    The service tracks each pilot's milestones (reached and taken back, with dates, actors and
+    evidence), meetings, work-plan steps and barriers, and answers the status board, also as
+    it stood on a given day. References to registry facts (pilots, agencies, municipalities)
+    are checked against a projection of the registry kept in this service's own store.
+*/
+#ifndef STATUS_H
+#define STATUS_H
+
+#include "sam_client.h"
+#include "sam_service.h"
+#include "status_store.h"
+
+#include <stdbool.h>
+
+#define STATUS_ROLES_ADMIN (SAM_ROLE_ADMIN | SAM_ROLE_SERVICE)
+
+/* method, handler, roles */
+#define STATUS_QUERIES(X)                                                                          \
+    X("status.kinds.list", status_q_kinds, SAM_ROLES_ANY)                                          \
+    X("status.board", status_q_board, SAM_ROLES_ANY)                                               \
+    X("status.milestones.history", status_q_history, SAM_ROLES_ANY)                                \
+    X("status.meetings.list", status_q_meetings, SAM_ROLES_ANY)                                    \
+    X("status.meetings.get", status_q_meeting_get, SAM_ROLES_ANY)                                  \
+    X("status.steps.list", status_q_steps, SAM_ROLES_ANY)                                          \
+    X("status.barriers.list", status_q_barriers, SAM_ROLES_ANY)                                    \
+    X("status.barriers.get", status_q_barrier_get, SAM_ROLES_ANY)                                  \
+    X("status.report", status_q_report, SAM_ROLES_ANY)
+
+/* CloudEvents type, apply, prepare, roles */
+#define STATUS_EVENTS(X)                                                                           \
+    X("no.samordna.status.milestone_kind.defined", status_ev_kind_defined, NULL,                   \
+      STATUS_ROLES_ADMIN)                                                                          \
+    X("no.samordna.status.milestone.reached", status_ev_reached, status_prepare_refs,              \
+      SAM_ROLES_WRITE)                                                                             \
+    X("no.samordna.status.milestone.reverted", status_ev_reverted, status_prepare_refs,            \
+      SAM_ROLES_WRITE)                                                                             \
+    X("no.samordna.status.meeting.logged", status_ev_meeting, status_prepare_refs,                 \
+      SAM_ROLES_WRITE)                                                                             \
+    X("no.samordna.status.step.added", status_ev_step_added, status_prepare_refs, SAM_ROLES_WRITE) \
+    X("no.samordna.status.step.updated", status_ev_step_updated, status_prepare_refs,              \
+      SAM_ROLES_WRITE)                                                                             \
+    X("no.samordna.status.barrier.registered", status_ev_barrier_registered, status_prepare_refs,  \
+      SAM_ROLES_WRITE)                                                                             \
+    X("no.samordna.status.barrier.moved", status_ev_barrier_moved, status_prepare_refs,            \
+      SAM_ROLES_WRITE)
+
+#define X(method, fn, roles) int fn(sam_service_t *, MDB_txn *, const sam_call_t *, sam_reply_t *);
+STATUS_QUERIES(X)
+#undef X
+#define X(type, apply, prepare, roles)                                                             \
+    int apply(sam_service_t *, MDB_txn *, const sam_event_t *, sam_reply_t *);
+STATUS_EVENTS(X)
+#undef X
+
+int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply);
+
+/* Registry facts fetched in prepare, kept until apply writes them into the projection. */
+#define STATUS_FACT_CACHE 64
+
+typedef struct {
+    Samordna__V1__StatusFact *cache[STATUS_FACT_CACHE]; /* owned; ring */
+    size_t cache_next;                                    /* next slot to replace */
+    int64_t registry_retry_at;   /* ms clock: do not poll the registry before this */
+} status_ctx_t;
+
+/* ---- validation (status_check.c) ----------------------------------------------------------- */
+
+/* A calendar date "YYYY-MM-DD" (years 1900..2999). */
+bool status_date_ok(const char *s);
+/* An id: [a-z0-9-]{1,64}; a token (kinds of things) also allows '_'. */
+bool status_id_ok(const char *s);
+bool status_token_ok(const char *s);
+/* Today's date (UTC) into out[11]. */
+void status_today(char out[11]);
+
+/* True for identified, raised_regionally and raised_nationally (status_events.c). */
+bool status_barrier_open(const char *state);
+
+/* True when the caller may change anything (insecure, admin or service role). */
+bool status_caller_admin(const Samordna__V1__Caller *caller);
+
+/* ---- registry projection (status_registry.c) ------------------------------------------------ */
+
+/*  The fact of `kind` ("pilot", "agency", "municipality") with `id`: from the projection, else
+    from what prepare fetched (then written into the projection when `txn` is a write txn,
+    `write` true). Returns the fact (caller frees with protobuf_c_message_free_unpacked) or
+    NULL when unknown. */
+Samordna__V1__StatusFact *status_fact_find(sam_service_t *svc, MDB_txn *txn, bool write,
+                                             const char *kind, const char *id);
+
+/*  Requires a known fact for a field of an event: sets 422 "<field>: unknown <kind> '<id>'"
+    and returns NULL when missing. */
+Samordna__V1__StatusFact *status_fact_require(sam_service_t *svc, MDB_txn *txn,
+                                                const char *kind, const char *id,
+                                                const char *field, sam_reply_t *reply);
+
+/* Follows the registry's outbox into the projection (called from the tick). */
+void status_registry_tick(sam_service_t *svc);
+void status_ctx_clear(status_ctx_t *ctx);
+
+#endif

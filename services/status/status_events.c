@@ -1,0 +1,854 @@
+/*  status_events.c — the apply functions of every no.samordna.status.* event.
+
+    Each runs inside the runtime's nested write transaction: it unpacks the payload, checks
+    every field (shape → 400, unknown reference → 422, unknown target → 404, wrong state or
+    illegal transition → 409, not the publisher's to change → 403), and only then writes.
+    A refusal returns -1 with the reason naming the field; the runtime aborts the nested
+    transaction, so nothing of a refused event is stored.
+
+    History is never overwritten: a milestone taken back is a new record in the pilot's
+    history, a barrier keeps every step it took, and every change lands in the timeline that
+    status.report reads. A milestone change may not be dated before the last change of the
+    same milestone, so date order and publication order agree, and the state as of any day is
+    a fold of the history up to that day.
+*/
+#include "status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TITLE_MAX 200
+#define TEXT_MAX 4000
+#define PARTICIPANTS_MAX 100
+#define SERIES_MAX 240
+
+#define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
+
+/* ---- small shared checks ------------------------------------------------------------------- */
+
+static int s_text(sam_reply_t *reply, const char *field, const char *s, size_t max, bool required)
+{
+    if (required && (!s || !*s))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
+    if (s && strlen(s) > max)
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: longer than %zu bytes", field, max);
+    return 0;
+}
+
+static int s_date(sam_reply_t *reply, const char *field, const char *s)
+{
+    if (!s || !*s) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
+    if (!status_date_ok(s))
+        return sam_reply_error(reply, SAM_BAD_REQUEST,
+                               "%s: '%.40s' is not a date (YYYY-MM-DD)", field, s);
+    return 0;
+}
+
+static int s_id(sam_reply_t *reply, const char *field, const char *s)
+{
+    if (!s || !*s) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
+    if (!status_id_ok(s))
+        return sam_reply_error(reply, SAM_BAD_REQUEST,
+                               "%s: '%.70s' is not an id ([a-z0-9-], at most 64)", field, s);
+    return 0;
+}
+
+static int s_token(sam_reply_t *reply, const char *field, const char *s)
+{
+    if (!s || !*s) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
+    if (!status_token_ok(s))
+        return sam_reply_error(reply, SAM_BAD_REQUEST,
+                               "%s: '%.70s' is not a name ([a-z0-9_-], at most 64)", field, s);
+    return 0;
+}
+
+static bool s_member(const Samordna__V1__StatusFact *pilot, const char *agency)
+{
+    if (!agency || !*agency) return false;
+    if (strcmp(pilot->investment_leader, agency) == 0) return true;
+    for (size_t i = 0; i < pilot->n_team; i++)
+        if (strcmp(pilot->team[i], agency) == 0) return true;
+    return false;
+}
+
+/* A publisher acts for a pilot only when it leads it or sits on its investment team. */
+static int s_may_act_for(const sam_event_t *ev, const Samordna__V1__StatusFact *pilot,
+                         const char *extra_owner, sam_reply_t *reply)
+{
+    if (status_caller_admin(ev->caller) || s_member(pilot, ev->caller->agency)) return 0;
+    if (extra_owner && *extra_owner && strcmp(extra_owner, ev->caller->agency) == 0) return 0;
+    return sam_reply_error(reply, SAM_FORBIDDEN,
+                           "pilot: agency '%s' is not on the investment team of pilot '%s'",
+                           ev->caller->agency, pilot->id);
+}
+
+/* The acting agency: the field when given, else the event's source. */
+static const char *s_actor(const sam_event_t *ev, const char *given)
+{
+    return given && *given ? given : ev->ce->source;
+}
+
+static void s_today_of(const sam_event_t *ev, char out[11])
+{
+    time_t t = (time_t)(ev->now_ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 11, "%Y-%m-%d", &tm);
+}
+
+static int s_store_error(sam_reply_t *reply, int rc)
+{
+    return sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(rc));
+}
+
+/* Appends one entry to the timeline (n tells apart several entries of one event). */
+static int s_timeline(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, uint16_t n,
+                      Samordna__V1__StatusChange *c, sam_reply_t *reply)
+{
+    c->seq = ev->seq;
+    status_key_t k;
+    status_key_timeline(&k, c->date, ev->seq, n);
+    int rc = status_put(svc, txn, "timeline", &k, &c->base);
+    return rc ? s_store_error(reply, rc) : 0;
+}
+
+/* ---- milestone kinds --------------------------------------------------------------------- */
+
+/* MilestoneKind {id, label, order}: defines or redefines a kind; orders stay unique. */
+int status_ev_kind_defined(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                           sam_reply_t *reply)
+{
+    Samordna__V1__MilestoneKind *m = (Samordna__V1__MilestoneKind *)sam_event_unpack(
+        ev, &samordna__v1__milestone_kind__descriptor, reply);
+    if (!m) return -1;
+    int rc = -1;
+    if (s_token(reply, "id", m->id) || s_text(reply, "label", m->label, 64, true)) goto done;
+    if (m->order < 1 || m->order > 1000) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "order: must be 1..1000");
+        goto done;
+    }
+    MDB_cursor *cur;
+    if ((rc = mdb_cursor_open(txn, sam_service_dbi(svc, "kinds"), &cur))) {
+        rc = s_store_error(reply, rc);
+        goto done;
+    }
+    MDB_val k, v;
+    int g = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    rc = 0;
+    while (g == 0 && rc == 0) {
+        Samordna__V1__MilestoneKind *o =
+            samordna__v1__milestone_kind__unpack(NULL, v.mv_size, v.mv_data);
+        if (o && o->order == m->order && strcmp(o->id, m->id) != 0)
+            rc = sam_reply_error(reply, SAM_CONFLICT, "order: %u is taken by kind '%s'",
+                                 m->order, o->id);
+        if (o) FREE(o);
+        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc) goto done;
+    status_key_t key;
+    status_key_id(&key, m->id);
+    int prc = status_put(svc, txn, "kinds", &key, &m->base);
+    rc = prc ? s_store_error(reply, prc) : 0;
+done:
+    FREE(m);
+    return rc;
+}
+
+static Samordna__V1__MilestoneKind *s_kind(sam_service_t *svc, MDB_txn *txn, const char *id)
+{
+    ProtobufCMessage *out = NULL;
+    int rc = sam_store_get_msg(txn, sam_service_dbi(svc, "kinds"), id, strlen(id),
+                               &samordna__v1__milestone_kind__descriptor, &out);
+    return rc == 0 ? (Samordna__V1__MilestoneKind *)out : NULL;
+}
+
+/* ---- milestones -------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *kind;
+    bool found;
+    bool reached;
+    char date[11];
+} s_last_t;
+
+static int s_last_cb(const MDB_val *v, void *arg)
+{
+    s_last_t *l = arg;
+    Samordna__V1__MilestoneChange *c =
+        samordna__v1__milestone_change__unpack(NULL, v->mv_size, v->mv_data);
+    if (!c) return 0;
+    if (strcmp(c->kind, l->kind) == 0) {
+        l->found = true;
+        l->reached = c->reached;
+        snprintf(l->date, sizeof l->date, "%s", c->date);
+    }
+    FREE(c);
+    return 0;
+}
+
+/* The checks reached and reverted share; on success *pilot_out is the pilot's fact. */
+static int s_milestone_common(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                              const char *pilot, const char *kind, const char *date,
+                              const char *actor, s_last_t *last, sam_reply_t *reply,
+                              Samordna__V1__StatusFact **pilot_out)
+{
+    if (s_id(reply, "pilot", pilot) || s_token(reply, "kind", kind) ||
+        s_date(reply, "date", date) || s_id(reply, "actor", actor))
+        return -1;
+    Samordna__V1__StatusFact *p = status_fact_require(svc, txn, "pilot", pilot, "pilot", reply);
+    if (!p) return -1;
+    Samordna__V1__MilestoneKind *k = s_kind(svc, txn, kind);
+    if (!k) {
+        FREE(p);
+        return sam_reply_error(reply, SAM_UNPROCESSABLE, "kind: unknown milestone kind '%s'",
+                               kind);
+    }
+    FREE(k);
+    Samordna__V1__StatusFact *a = status_fact_require(svc, txn, "agency", actor, "actor", reply);
+    if (!a || s_may_act_for(ev, p, NULL, reply)) {
+        if (a) FREE(a);
+        FREE(p);
+        return -1;
+    }
+    FREE(a);
+    last->kind = kind;
+    int rc = status_hist_each(svc, txn, "mshist", pilot, NULL, s_last_cb, last);
+    if (rc) {
+        FREE(p);
+        return s_store_error(reply, rc);
+    }
+    if (last->found && strcmp(date, last->date) < 0) {
+        FREE(p);
+        return sam_reply_error(reply, SAM_CONFLICT,
+                               "date: %s is before the last change of milestone '%s' (%s)",
+                               date, kind, last->date);
+    }
+    *pilot_out = p;
+    return 0;
+}
+
+static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                             Samordna__V1__MilestoneChange *c,
+                             const Samordna__V1__StatusFact *p, sam_reply_t *reply)
+{
+    c->seq = ev->seq;
+    status_key_t k;
+    status_key_hist(&k, c->pilot, c->date, ev->seq);
+    int rc = status_put(svc, txn, "mshist", &k, &c->base);
+    if (rc) return s_store_error(reply, rc);
+    char summary[512];
+    if (c->reached)
+        snprintf(summary, sizeof summary, "%s reached %s%s%s", c->pilot, c->kind,
+                 *c->evidence ? ": " : "", c->evidence);
+    else
+        snprintf(summary, sizeof summary, "%s took back %s: %s", c->pilot, c->kind, c->reason);
+    Samordna__V1__StatusChange ch = SAMORDNA__V1__STATUS_CHANGE__INIT;
+    ch.date = c->date;
+    ch.what = c->reached ? "milestone.reached" : "milestone.reverted";
+    ch.pilot = c->pilot;
+    ch.municipality = p->municipality;
+    ch.subject = c->kind;
+    ch.summary = summary;
+    ch.by = c->actor;
+    return s_timeline(svc, txn, ev, 0, &ch, reply);
+}
+
+/* MilestoneReached {pilot, kind, date, actor, evidence} */
+int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                      sam_reply_t *reply)
+{
+    Samordna__V1__MilestoneReached *m = (Samordna__V1__MilestoneReached *)sam_event_unpack(
+        ev, &samordna__v1__milestone_reached__descriptor, reply);
+    if (!m) return -1;
+    Samordna__V1__StatusFact *p = NULL;
+    s_last_t last = {0};
+    const char *actor = s_actor(ev, m->actor);
+    int rc = -1;
+    if (s_text(reply, "evidence", m->evidence, TEXT_MAX, false) ||
+        s_milestone_common(svc, txn, ev, m->pilot, m->kind, m->date, actor, &last, reply, &p))
+        goto done;
+    if (last.found && last.reached) {
+        sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' reached '%s' already on %s",
+                        m->pilot, m->kind, last.date);
+        goto done;
+    }
+    Samordna__V1__MilestoneChange c = SAMORDNA__V1__MILESTONE_CHANGE__INIT;
+    c.pilot = m->pilot;
+    c.kind = m->kind;
+    c.date = m->date;
+    c.reached = true;
+    c.actor = (char *)actor;
+    c.evidence = m->evidence;
+    rc = s_milestone_store(svc, txn, ev, &c, p, reply);
+done:
+    if (p) FREE(p);
+    FREE(m);
+    return rc;
+}
+
+/* MilestoneReverted {pilot, kind, date, actor, reason} — the reason is required. */
+int status_ev_reverted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                       sam_reply_t *reply)
+{
+    Samordna__V1__MilestoneReverted *m = (Samordna__V1__MilestoneReverted *)sam_event_unpack(
+        ev, &samordna__v1__milestone_reverted__descriptor, reply);
+    if (!m) return -1;
+    Samordna__V1__StatusFact *p = NULL;
+    s_last_t last = {0};
+    const char *actor = s_actor(ev, m->actor);
+    int rc = -1;
+    if (s_text(reply, "reason", m->reason, TEXT_MAX, true) ||
+        s_milestone_common(svc, txn, ev, m->pilot, m->kind, m->date, actor, &last, reply, &p))
+        goto done;
+    if (!last.found || !last.reached) {
+        sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' has not reached '%s'", m->pilot,
+                        m->kind);
+        goto done;
+    }
+    Samordna__V1__MilestoneChange c = SAMORDNA__V1__MILESTONE_CHANGE__INIT;
+    c.pilot = m->pilot;
+    c.kind = m->kind;
+    c.date = m->date;
+    c.reached = false;
+    c.actor = (char *)actor;
+    c.reason = m->reason;
+    rc = s_milestone_store(svc, txn, ev, &c, p, reply);
+done:
+    if (p) FREE(p);
+    FREE(m);
+    return rc;
+}
+
+/* ---- meetings ---------------------------------------------------------------------------- */
+
+/* The same day `months` months later, clamped to the month's last day. */
+static void s_add_months(const char *date, int months, char out[11])
+{
+    int y = atoi(date), m = atoi(date + 5), d = atoi(date + 8);
+    int idx = (y * 12 + (m - 1)) + months;
+    y = idx / 12;
+    m = idx % 12 + 1;
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int max = days[m - 1];
+    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) max = 29;
+    if (d > max) d = max;
+    snprintf(out, 11, "%04d-%02d-%02d", y % 10000, m % 100, d % 100);
+}
+
+static int s_meeting_put(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, uint16_t n,
+                         Samordna__V1__Meeting *mt, sam_reply_t *reply)
+{
+    status_key_t k;
+    status_key_id(&k, mt->id);
+    if (sam_store_has(txn, sam_service_dbi(svc, "meetings"), k.b, k.len))
+        return sam_reply_error(reply, SAM_CONFLICT, "id: meeting '%s' exists already", mt->id);
+    int rc = status_put(svc, txn, "meetings", &k, &mt->base);
+    char scope[80];
+    MDB_val empty = {0, ""};
+    const char *scopes[3] = {"*", NULL, NULL};
+    char pscope[80], mscope[80];
+    if (*mt->pilot) {
+        snprintf(pscope, sizeof pscope, "p:%s", mt->pilot);
+        scopes[1] = pscope;
+    }
+    if (*mt->municipality) {
+        snprintf(mscope, sizeof mscope, "m:%s", mt->municipality);
+        scopes[2] = mscope;
+    }
+    if (!*mt->pilot && !*mt->municipality) scopes[1] = "programme";
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        if (!scopes[i]) continue;
+        snprintf(scope, sizeof scope, "%s", scopes[i]);
+        status_key_meetidx(&k, scope, mt->date, mt->id);
+        MDB_val key = {k.len, k.b};
+        rc = mdb_put(txn, sam_service_dbi(svc, "meetidx"), &key, &empty, 0);
+    }
+    if (rc) return s_store_error(reply, rc);
+    char summary[512];
+    snprintf(summary, sizeof summary, "%s meeting%s%s", mt->kind, *mt->title ? ": " : "",
+             mt->title);
+    Samordna__V1__StatusChange ch = SAMORDNA__V1__STATUS_CHANGE__INIT;
+    ch.date = mt->date;
+    ch.what = "meeting.logged";
+    ch.pilot = mt->pilot;
+    ch.municipality = mt->municipality;
+    ch.subject = mt->id;
+    ch.summary = summary;
+    ch.by = mt->recorded_by;
+    return s_timeline(svc, txn, ev, n, &ch, reply);
+}
+
+/* MeetingLogged {id, kind, date, pilot | municipality | neither (the programme), title,
+   participants, notes, monthly_until} */
+int status_ev_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
+{
+    Samordna__V1__MeetingLogged *m = (Samordna__V1__MeetingLogged *)sam_event_unpack(
+        ev, &samordna__v1__meeting_logged__descriptor, reply);
+    if (!m) return -1;
+    Samordna__V1__StatusFact *p = NULL, *mu = NULL;
+    int rc = -1;
+    if (s_id(reply, "id", m->id) || s_token(reply, "kind", m->kind) ||
+        s_date(reply, "date", m->date) || s_text(reply, "title", m->title, TITLE_MAX, false) ||
+        s_text(reply, "notes", m->notes, TEXT_MAX, false))
+        goto done;
+    if (m->n_participants > PARTICIPANTS_MAX) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "participants: more than %d",
+                        PARTICIPANTS_MAX);
+        goto done;
+    }
+    for (size_t i = 0; i < m->n_participants; i++)
+        if (s_text(reply, "participants", m->participants[i], 128, true)) goto done;
+    const char *municipality = m->municipality;
+    if (*m->pilot) {
+        if (s_id(reply, "pilot", m->pilot)) goto done;
+        if (!(p = status_fact_require(svc, txn, "pilot", m->pilot, "pilot", reply))) goto done;
+        if (s_may_act_for(ev, p, NULL, reply)) goto done;
+        if (!*municipality) municipality = p->municipality;
+        if (*p->municipality && strcmp(municipality, p->municipality) != 0) {
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "municipality: pilot '%s' belongs to '%s', not '%s'", m->pilot,
+                            p->municipality, municipality);
+            goto done;
+        }
+    }
+    if (*municipality) {
+        if (s_id(reply, "municipality", municipality)) goto done;
+        if (!(mu = status_fact_require(svc, txn, "municipality", municipality, "municipality",
+                                       reply)))
+            goto done;
+    }
+    int count = 1;
+    if (*m->monthly_until) {
+        if (s_date(reply, "monthly_until", m->monthly_until)) goto done;
+        if (strcmp(m->monthly_until, m->date) < 0) {
+            sam_reply_error(reply, SAM_BAD_REQUEST, "monthly_until: before date %s", m->date);
+            goto done;
+        }
+        int months = (atoi(m->monthly_until) - atoi(m->date)) * 12 +
+                     (atoi(m->monthly_until + 5) - atoi(m->date + 5));
+        if (months >= SERIES_MAX) {
+            sam_reply_error(reply, SAM_BAD_REQUEST,
+                            "monthly_until: a series holds at most %d meetings", SERIES_MAX);
+            goto done;
+        }
+        count = months + 1;
+        if (strlen(m->id) > 56) {
+            sam_reply_error(reply, SAM_BAD_REQUEST,
+                            "id: a series id is at most 56 characters (the month is added)");
+            goto done;
+        }
+    }
+    Samordna__V1__Meeting mt = SAMORDNA__V1__MEETING__INIT;
+    mt.kind = m->kind;
+    mt.pilot = m->pilot;
+    mt.municipality = (char *)municipality;
+    mt.title = m->title;
+    mt.n_participants = m->n_participants;
+    mt.participants = m->participants;
+    mt.notes = m->notes;
+    mt.recorded_by = ev->ce->source;
+    rc = 0;
+    for (int i = 0; i < count && rc == 0; i++) {
+        char date[11], id[72];
+        if (count == 1) {
+            snprintf(date, sizeof date, "%s", m->date);
+            snprintf(id, sizeof id, "%s", m->id);
+        } else {
+            s_add_months(m->date, i, date);
+            if (strcmp(date, m->monthly_until) > 0) break;
+            snprintf(id, sizeof id, "%s-%.7s", m->id, date);
+            mt.series = m->id;
+        }
+        mt.id = id;
+        mt.date = date;
+        rc = s_meeting_put(svc, txn, ev, (uint16_t)i, &mt, reply);
+    }
+done:
+    if (p) FREE(p);
+    if (mu) FREE(mu);
+    FREE(m);
+    return rc;
+}
+
+/* ---- work-plan steps --------------------------------------------------------------------- */
+
+static bool s_step_state_ok(const char *s)
+{
+    return strcmp(s, "planned") == 0 || strcmp(s, "in_progress") == 0 ||
+           strcmp(s, "done") == 0 || strcmp(s, "dropped") == 0;
+}
+
+static int s_step_change(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                         const Samordna__V1__PlanStep *st, const char *what, const char *date,
+                         const char *note, const char *municipality, sam_reply_t *reply)
+{
+    status_key_t k;
+    status_key_pair(&k, st->pilot, st->id);
+    int rc = status_put(svc, txn, "steps", &k, &st->base);
+    if (rc) return s_store_error(reply, rc);
+    char summary[512];
+    snprintf(summary, sizeof summary, "step '%s' (%s, %s)%s%s", st->title, st->owner, st->state,
+             note && *note ? ": " : "", note ? note : "");
+    Samordna__V1__StatusChange ch = SAMORDNA__V1__STATUS_CHANGE__INIT;
+    ch.date = (char *)date;
+    ch.what = (char *)what;
+    ch.pilot = st->pilot;
+    ch.municipality = (char *)municipality;
+    ch.subject = st->id;
+    ch.summary = summary;
+    ch.by = ev->ce->source;
+    return s_timeline(svc, txn, ev, 0, &ch, reply);
+}
+
+/* StepAdded {pilot, id, title, owner, due, state, date} */
+int status_ev_step_added(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                         sam_reply_t *reply)
+{
+    Samordna__V1__PlanStepAdded *m = (Samordna__V1__PlanStepAdded *)sam_event_unpack(
+        ev, &samordna__v1__plan_step_added__descriptor, reply);
+    if (!m) return -1;
+    Samordna__V1__StatusFact *p = NULL, *o = NULL;
+    int rc = -1;
+    char today[11];
+    s_today_of(ev, today);
+    const char *state = *m->state ? m->state : "planned";
+    const char *date = *m->date ? m->date : today;
+    if (s_id(reply, "pilot", m->pilot) || s_id(reply, "id", m->id) ||
+        s_text(reply, "title", m->title, TITLE_MAX, true) || s_id(reply, "owner", m->owner) ||
+        s_date(reply, "date", date))
+        goto done;
+    if (*m->due && s_date(reply, "due", m->due)) goto done;
+    if (!s_step_state_ok(state)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "state: unknown step state '%.40s' (planned, in_progress, done, dropped)",
+                        state);
+        goto done;
+    }
+    if (!(p = status_fact_require(svc, txn, "pilot", m->pilot, "pilot", reply)) ||
+        !(o = status_fact_require(svc, txn, "agency", m->owner, "owner", reply)) ||
+        s_may_act_for(ev, p, m->owner, reply))
+        goto done;
+    status_key_t k;
+    status_key_pair(&k, m->pilot, m->id);
+    if (sam_store_has(txn, sam_service_dbi(svc, "steps"), k.b, k.len)) {
+        sam_reply_error(reply, SAM_CONFLICT, "id: pilot '%s' has a step '%s' already", m->pilot,
+                        m->id);
+        goto done;
+    }
+    Samordna__V1__PlanStep st = SAMORDNA__V1__PLAN_STEP__INIT;
+    st.pilot = m->pilot;
+    st.id = m->id;
+    st.title = m->title;
+    st.owner = m->owner;
+    st.due = m->due;
+    st.state = (char *)state;
+    st.added = (char *)date;
+    st.changed = (char *)date;
+    rc = s_step_change(svc, txn, ev, &st, "step.added", date, NULL, p->municipality, reply);
+done:
+    if (p) FREE(p);
+    if (o) FREE(o);
+    FREE(m);
+    return rc;
+}
+
+/* StepUpdated {pilot, id, title?, owner?, due?, state?, date, note} */
+int status_ev_step_updated(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                           sam_reply_t *reply)
+{
+    Samordna__V1__PlanStepUpdated *m = (Samordna__V1__PlanStepUpdated *)sam_event_unpack(
+        ev, &samordna__v1__plan_step_updated__descriptor, reply);
+    if (!m) return -1;
+    Samordna__V1__StatusFact *p = NULL, *o = NULL;
+    Samordna__V1__PlanStep *st = NULL;
+    int rc = -1;
+    if (s_id(reply, "pilot", m->pilot) || s_id(reply, "id", m->id) ||
+        s_date(reply, "date", m->date) || s_text(reply, "title", m->title, TITLE_MAX, false) ||
+        s_text(reply, "note", m->note, TEXT_MAX, false))
+        goto done;
+    if (*m->due && s_date(reply, "due", m->due)) goto done;
+    if (*m->owner && s_id(reply, "owner", m->owner)) goto done;
+    if (*m->state && !s_step_state_ok(m->state)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "state: unknown step state '%.40s' (planned, in_progress, done, dropped)",
+                        m->state);
+        goto done;
+    }
+    if (!(p = status_fact_require(svc, txn, "pilot", m->pilot, "pilot", reply))) goto done;
+    status_key_t k;
+    status_key_pair(&k, m->pilot, m->id);
+    ProtobufCMessage *got = NULL;
+    int g = status_get(svc, txn, "steps", &k, &samordna__v1__plan_step__descriptor, &got);
+    if (g == MDB_NOTFOUND) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "id: pilot '%s' has no step '%s'", m->pilot,
+                        m->id);
+        goto done;
+    }
+    if (g) {
+        s_store_error(reply, g);
+        goto done;
+    }
+    st = (Samordna__V1__PlanStep *)got;
+    if (s_may_act_for(ev, p, st->owner, reply)) goto done;
+    if (*m->owner && !(o = status_fact_require(svc, txn, "agency", m->owner, "owner", reply)))
+        goto done;
+    if (strcmp(m->date, st->changed) < 0) {
+        sam_reply_error(reply, SAM_CONFLICT, "date: %s is before the step's last change (%s)",
+                        m->date, st->changed);
+        goto done;
+    }
+    /* The unpacked step owns its strings; point the changed fields at the event's, which
+       outlive this call, and restore before freeing. */
+    Samordna__V1__PlanStep upd = *st;
+    if (*m->title) upd.title = m->title;
+    if (*m->owner) upd.owner = m->owner;
+    if (*m->due) upd.due = m->due;
+    if (*m->state) upd.state = m->state;
+    upd.changed = m->date;
+    rc = s_step_change(svc, txn, ev, &upd, "step.updated", m->date, m->note, p->municipality,
+                       reply);
+done:
+    if (st) FREE(st);
+    if (p) FREE(p);
+    if (o) FREE(o);
+    FREE(m);
+    return rc;
+}
+
+/* ---- barriers ---------------------------------------------------------------------------- */
+
+/* identified → raised_regionally → raised_nationally → changed | rejected | withdrawn.
+   A barrier moves forward only; it may skip steps; the last three are final. */
+static int s_barrier_rank(const char *s)
+{
+    if (strcmp(s, "identified") == 0) return 0;
+    if (strcmp(s, "raised_regionally") == 0) return 1;
+    if (strcmp(s, "raised_nationally") == 0) return 2;
+    if (strcmp(s, "changed") == 0 || strcmp(s, "rejected") == 0 || strcmp(s, "withdrawn") == 0)
+        return 3;
+    return -1;
+}
+
+bool status_barrier_open(const char *state)
+{
+    int r = s_barrier_rank(state);
+    return r >= 0 && r < 3;
+}
+
+static int s_barrier_hist(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                          const Samordna__V1__Barrier *b, const Samordna__V1__BarrierStep *step,
+                          const char *what, sam_reply_t *reply)
+{
+    Samordna__V1__StatusChange ch = SAMORDNA__V1__STATUS_CHANGE__INIT;
+    char summary[512];
+    snprintf(summary, sizeof summary, "barrier '%s' %s%s%s", b->title, step->state,
+             *step->note ? ": " : "", step->note);
+    ch.date = step->date;
+    ch.what = (char *)what;
+    ch.pilot = b->pilot;
+    ch.municipality = b->municipality;
+    ch.subject = b->id;
+    ch.summary = summary;
+    ch.by = step->by;
+    if (*b->pilot) {
+        /* the pilot's barrier history: summary holds the new state, for the board */
+        Samordna__V1__StatusChange h = ch;
+        h.summary = step->state;
+        h.seq = ev->seq;
+        status_key_t k;
+        status_key_hist(&k, b->pilot, step->date, ev->seq);
+        int rc = status_put(svc, txn, "barhist", &k, &h.base);
+        if (rc) return s_store_error(reply, rc);
+    }
+    return s_timeline(svc, txn, ev, 0, &ch, reply);
+}
+
+static bool s_concerns_ok(const char *s)
+{
+    return strcmp(s, "rule") == 0 || strcmp(s, "practice") == 0 ||
+           strcmp(s, "allocation_letter") == 0;
+}
+
+/* BarrierRegistered {id, title, description, pilot | municipality, raised_by, concerns,
+   reference, concerns_agency, date} */
+int status_ev_barrier_registered(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                 sam_reply_t *reply)
+{
+    Samordna__V1__BarrierRegistered *m = (Samordna__V1__BarrierRegistered *)sam_event_unpack(
+        ev, &samordna__v1__barrier_registered__descriptor, reply);
+    if (!m) return -1;
+    Samordna__V1__StatusFact *facts[4] = {NULL, NULL, NULL, NULL};
+    int rc = -1;
+    const char *raised_by = s_actor(ev, m->raised_by);
+    const char *municipality = m->municipality;
+    if (s_id(reply, "id", m->id) || s_text(reply, "title", m->title, TITLE_MAX, true) ||
+        s_text(reply, "description", m->description, TEXT_MAX, false) ||
+        s_text(reply, "reference", m->reference, TITLE_MAX, false) ||
+        s_id(reply, "raised_by", raised_by) || s_date(reply, "date", m->date))
+        goto done;
+    if (!s_concerns_ok(m->concerns)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "concerns: '%.40s' is not rule, practice or allocation_letter",
+                        m->concerns);
+        goto done;
+    }
+    if (!*m->pilot && !*municipality) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "pilot: a barrier is found in a pilot or a municipality; name one");
+        goto done;
+    }
+    if (!status_caller_admin(ev->caller) && strcmp(raised_by, ev->caller->agency) != 0) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "raised_by: agency '%s' may register barriers only as itself",
+                        ev->caller->agency);
+        goto done;
+    }
+    if (*m->pilot) {
+        if (s_id(reply, "pilot", m->pilot) ||
+            !(facts[0] = status_fact_require(svc, txn, "pilot", m->pilot, "pilot", reply)))
+            goto done;
+        if (!*municipality) municipality = facts[0]->municipality;
+    }
+    if (*municipality &&
+        (s_id(reply, "municipality", municipality) ||
+         !(facts[1] = status_fact_require(svc, txn, "municipality", municipality,
+                                          "municipality", reply))))
+        goto done;
+    if (!(facts[2] = status_fact_require(svc, txn, "agency", raised_by, "raised_by", reply)))
+        goto done;
+    if (*m->concerns_agency &&
+        (s_id(reply, "concerns_agency", m->concerns_agency) ||
+         !(facts[3] = status_fact_require(svc, txn, "agency", m->concerns_agency,
+                                          "concerns_agency", reply))))
+        goto done;
+    status_key_t k;
+    status_key_id(&k, m->id);
+    if (sam_store_has(txn, sam_service_dbi(svc, "barriers"), k.b, k.len)) {
+        sam_reply_error(reply, SAM_CONFLICT, "id: barrier '%s' exists already", m->id);
+        goto done;
+    }
+    Samordna__V1__BarrierStep step = SAMORDNA__V1__BARRIER_STEP__INIT;
+    step.state = "identified";
+    step.date = m->date;
+    step.by = (char *)raised_by;
+    Samordna__V1__BarrierStep *steps[1] = {&step};
+    Samordna__V1__Barrier b = SAMORDNA__V1__BARRIER__INIT;
+    b.id = m->id;
+    b.title = m->title;
+    b.description = m->description;
+    b.pilot = m->pilot;
+    b.municipality = (char *)municipality;
+    b.raised_by = (char *)raised_by;
+    b.concerns = m->concerns;
+    b.reference = m->reference;
+    b.concerns_agency = m->concerns_agency;
+    b.state = "identified";
+    b.n_history = 1;
+    b.history = steps;
+    int prc = status_put(svc, txn, "barriers", &k, &b.base);
+    if (prc) {
+        s_store_error(reply, prc);
+        goto done;
+    }
+    rc = s_barrier_hist(svc, txn, ev, &b, &step, "barrier.registered", reply);
+done:
+    for (int i = 0; i < 4; i++)
+        if (facts[i]) FREE(facts[i]);
+    FREE(m);
+    return rc;
+}
+
+/* BarrierMoved {id, state, date, by, note} */
+int status_ev_barrier_moved(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                            sam_reply_t *reply)
+{
+    Samordna__V1__BarrierMoved *m = (Samordna__V1__BarrierMoved *)sam_event_unpack(
+        ev, &samordna__v1__barrier_moved__descriptor, reply);
+    if (!m) return -1;
+    Samordna__V1__Barrier *b = NULL;
+    Samordna__V1__StatusFact *by_fact = NULL, *p = NULL;
+    Samordna__V1__BarrierStep **hist = NULL;
+    int rc = -1;
+    const char *by = s_actor(ev, m->by);
+    if (s_id(reply, "id", m->id) || s_date(reply, "date", m->date) || s_id(reply, "by", by) ||
+        s_text(reply, "note", m->note, TEXT_MAX, false))
+        goto done;
+    int to = s_barrier_rank(m->state);
+    if (to < 0) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "state: unknown barrier state '%.40s' (identified, raised_regionally, "
+                        "raised_nationally, changed, rejected, withdrawn)",
+                        m->state);
+        goto done;
+    }
+    status_key_t k;
+    status_key_id(&k, m->id);
+    ProtobufCMessage *got = NULL;
+    int g = status_get(svc, txn, "barriers", &k, &samordna__v1__barrier__descriptor, &got);
+    if (g == MDB_NOTFOUND) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown barrier '%s'", m->id);
+        goto done;
+    }
+    if (g) {
+        s_store_error(reply, g);
+        goto done;
+    }
+    b = (Samordna__V1__Barrier *)got;
+    int from = s_barrier_rank(b->state);
+    if (from == 3 || to <= from) {
+        sam_reply_error(reply, SAM_CONFLICT, "state: barrier '%s' cannot move from %s to %s%s",
+                        m->id, b->state, m->state,
+                        from == 3 ? " (it is closed)" : " (a barrier only moves forward)");
+        goto done;
+    }
+    const char *last = b->n_history ? b->history[b->n_history - 1]->date : "";
+    if (strcmp(m->date, last) < 0) {
+        sam_reply_error(reply, SAM_CONFLICT, "date: %s is before the barrier's last step (%s)",
+                        m->date, last);
+        goto done;
+    }
+    if (!(by_fact = status_fact_require(svc, txn, "agency", by, "by", reply))) goto done;
+    if (!status_caller_admin(ev->caller) && strcmp(b->raised_by, ev->caller->agency) != 0) {
+        bool leader = false;
+        if (*b->pilot && (p = status_fact_find(svc, txn, true, "pilot", b->pilot)))
+            leader = strcmp(p->investment_leader, ev->caller->agency) == 0;
+        if (!leader) {
+            sam_reply_error(reply, SAM_FORBIDDEN,
+                            "id: barrier '%s' was raised by '%s'; agency '%s' may not move it",
+                            m->id, b->raised_by, ev->caller->agency);
+            goto done;
+        }
+    }
+    Samordna__V1__BarrierStep step = SAMORDNA__V1__BARRIER_STEP__INIT;
+    step.state = m->state;
+    step.date = m->date;
+    step.by = (char *)by;
+    step.note = m->note;
+    hist = malloc((b->n_history + 1) * sizeof *hist);
+    if (!hist) {
+        sam_reply_error(reply, SAM_INTERNAL, "out of memory");
+        goto done;
+    }
+    memcpy(hist, b->history, b->n_history * sizeof *hist);
+    hist[b->n_history] = &step;
+    Samordna__V1__Barrier upd = *b;
+    upd.state = m->state;
+    upd.history = hist;
+    upd.n_history = b->n_history + 1;
+    int prc = status_put(svc, txn, "barriers", &k, &upd.base);
+    if (prc) {
+        s_store_error(reply, prc);
+        goto done;
+    }
+    rc = s_barrier_hist(svc, txn, ev, &upd, &step, "barrier.moved", reply);
+done:
+    free(hist);
+    if (b) FREE(b);
+    if (p) FREE(p);
+    if (by_fact) FREE(by_fact);
+    FREE(m);
+    return rc;
+}

@@ -1,0 +1,716 @@
+/*  status_queries.c — the status.* queries, each answered from one read transaction.
+
+    The board is computed, not stored: per pilot it folds the pilot's own milestone and
+    barrier history up to the day asked for, and finds the last meeting with one backwards
+    step in the meeting index. So `--as-of` costs what the current board costs — a scan of
+    each pilot's own history — and no snapshot can drift from the history it summarises.
+*/
+#include "status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
+#define PAGE_DEFAULT 100
+#define PAGE_MAX 1000
+#define REPORT_MAX 10000
+
+static uint32_t s_page_size(uint32_t asked)
+{
+    return asked == 0 ? PAGE_DEFAULT : asked > PAGE_MAX ? PAGE_MAX : asked;
+}
+
+static int s_store_error(sam_reply_t *reply, int rc)
+{
+    return sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(rc));
+}
+
+/* A growing array of unpacked messages, freed together. */
+typedef struct {
+    ProtobufCMessage **v;
+    size_t n, cap;
+} s_list_t;
+
+static int s_list_push(s_list_t *l, ProtobufCMessage *m)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        ProtobufCMessage **v = realloc(l->v, cap * sizeof *v);
+        if (!v) return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = m;
+    return 0;
+}
+
+static void s_list_free(s_list_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        protobuf_c_message_free_unpacked(l->v[i], NULL);
+    free(l->v);
+    *l = (s_list_t){0};
+}
+
+/* ---- milestone kinds --------------------------------------------------------------------- */
+
+static int s_kind_cmp(const void *a, const void *b)
+{
+    const Samordna__V1__MilestoneKind *x = *(Samordna__V1__MilestoneKind *const *)a;
+    const Samordna__V1__MilestoneKind *y = *(Samordna__V1__MilestoneKind *const *)b;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* Every kind, in canonical order. */
+static int s_load_kinds(sam_service_t *svc, MDB_txn *txn, s_list_t *out)
+{
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, sam_service_dbi(svc, "kinds"), &cur);
+    if (rc) return rc;
+    MDB_val k, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        ProtobufCMessage *m = protobuf_c_message_unpack(&samordna__v1__milestone_kind__descriptor,
+                                                        NULL, v.mv_size, v.mv_data);
+        if (!m) {
+            rc = SAM_STORE_CORRUPT;
+            break;
+        }
+        if (s_list_push(out, m)) {
+            FREE((Samordna__V1__MilestoneKind *)m);
+            rc = SAM_STORE_NOMEM;
+            break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    if (rc != MDB_NOTFOUND) return rc;
+    qsort(out->v, out->n, sizeof *out->v, s_kind_cmp);
+    return 0;
+}
+
+/* status.kinds.list: empty request → KindsReply */
+int status_q_kinds(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
+{
+    s_list_t kinds = {0};
+    int rc = s_load_kinds(svc, txn, &kinds);
+    if (rc) {
+        s_list_free(&kinds);
+        return s_store_error(reply, rc);
+    }
+    Samordna__V1__MilestoneKindsReply r = SAMORDNA__V1__MILESTONE_KINDS_REPLY__INIT;
+    r.n_kinds = kinds.n;
+    r.kinds = (Samordna__V1__MilestoneKind **)kinds.v;
+    rc = sam_reply_message(reply, &r.base);
+    s_list_free(&kinds);
+    return rc;
+}
+
+/* ---- the board --------------------------------------------------------------------------- */
+
+typedef struct {
+    s_list_t *kinds;
+    char (*dates)[11]; /* per kind: date reached, "" when not (standing) */
+} s_fold_ms_t;
+
+static int s_fold_ms(const MDB_val *v, void *arg)
+{
+    s_fold_ms_t *f = arg;
+    Samordna__V1__MilestoneChange *c =
+        samordna__v1__milestone_change__unpack(NULL, v->mv_size, v->mv_data);
+    if (!c) return 0;
+    for (size_t i = 0; i < f->kinds->n; i++) {
+        Samordna__V1__MilestoneKind *k = (Samordna__V1__MilestoneKind *)f->kinds->v[i];
+        if (strcmp(k->id, c->kind) == 0) {
+            snprintf(f->dates[i], 11, "%s", c->reached ? c->date : "");
+            break;
+        }
+    }
+    FREE(c);
+    return 0;
+}
+
+typedef struct {
+    char ids[256][65]; /* barriers seen in the pilot's history, and whether open */
+    bool open[256];
+    size_t n;
+    uint32_t extra_open; /* beyond the table: counted without tracking */
+} s_fold_bar_t;
+
+static int s_fold_bar(const MDB_val *v, void *arg)
+{
+    s_fold_bar_t *f = arg;
+    Samordna__V1__StatusChange *c = samordna__v1__status_change__unpack(NULL, v->mv_size, v->mv_data);
+    if (!c) return 0;
+    bool open = status_barrier_open(c->summary);
+    size_t i = 0;
+    while (i < f->n && strcmp(f->ids[i], c->subject) != 0)
+        i++;
+    if (i < f->n)
+        f->open[i] = open;
+    else if (f->n < 256) {
+        snprintf(f->ids[f->n], 65, "%s", c->subject);
+        f->open[f->n++] = open;
+    } else if (open)
+        f->extra_open++;
+    FREE(c);
+    return 0;
+}
+
+/* The last meeting of a pilot on or before as_of: one seek, one step back. */
+static Samordna__V1__Meeting *s_last_meeting(sam_service_t *svc, MDB_txn *txn, const char *pilot,
+                                             const char *as_of)
+{
+    char scope[80];
+    snprintf(scope, sizeof scope, "p:%s", pilot);
+    status_key_t prefix, end;
+    status_key_pair(&prefix, scope, "");
+    status_key_hist_end(&end, scope, as_of);
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, sam_service_dbi(svc, "meetidx"), &cur)) return NULL;
+    MDB_val k = {end.len, end.b}, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    rc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV) : mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    Samordna__V1__Meeting *m = NULL;
+    if (rc == 0 && k.mv_size > prefix.len + 10 && memcmp(k.mv_data, prefix.b, prefix.len) == 0) {
+        const uint8_t *id = (const uint8_t *)k.mv_data + prefix.len + 10;
+        ProtobufCMessage *out = NULL;
+        if (sam_store_get_msg(txn, sam_service_dbi(svc, "meetings"), id,
+                              k.mv_size - prefix.len - 10, &samordna__v1__meeting__descriptor,
+                              &out) == 0)
+            m = (Samordna__V1__Meeting *)out;
+    }
+    mdb_cursor_close(cur);
+    return m;
+}
+
+/* One row: fold the pilot's histories up to as_of. */
+static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__StatusFact *p,
+                       s_list_t *kinds, const char *as_of, Samordna__V1__BoardRow *row,
+                       s_fold_bar_t *bar)
+{
+    char(*dates)[11] = calloc(kinds->n ? kinds->n : 1, sizeof *dates);
+    if (!dates) return SAM_STORE_NOMEM;
+    s_fold_ms_t fm = {kinds, dates};
+    int rc = status_hist_each(svc, txn, "mshist", p->id, as_of, s_fold_ms, &fm);
+    memset(bar, 0, sizeof *bar);
+    if (!rc) rc = status_hist_each(svc, txn, "barhist", p->id, as_of, s_fold_bar, bar);
+    if (rc) {
+        free(dates);
+        return rc;
+    }
+    samordna__v1__board_row__init(row);
+    row->pilot = strdup(p->id);
+    row->municipality = strdup(p->municipality);
+    row->challenge = strdup(p->challenge);
+    row->investment_leader = strdup(p->investment_leader);
+    Samordna__V1__StatusFact *mu = status_fact_find(svc, txn, false, "municipality",
+                                                      p->municipality);
+    row->municipality_name = strdup(mu && *mu->name ? mu->name : p->municipality);
+    if (mu) FREE(mu);
+    row->n_cells = kinds->n;
+    row->cells = calloc(kinds->n ? kinds->n : 1, sizeof *row->cells);
+    row->phase = strdup("");
+    row->phase_label = strdup("");
+    for (size_t i = 0; row->cells && i < kinds->n; i++) {
+        Samordna__V1__MilestoneKind *k = (Samordna__V1__MilestoneKind *)kinds->v[i];
+        row->cells[i] = malloc(sizeof *row->cells[i]);
+        if (!row->cells[i]) continue;
+        samordna__v1__board_cell__init(row->cells[i]);
+        row->cells[i]->kind = strdup(k->id);
+        row->cells[i]->date = strdup(dates[i]);
+        if (*dates[i]) { /* kinds are in canonical order: the last reached is the phase */
+            free(row->phase);
+            free(row->phase_label);
+            row->phase = strdup(k->id);
+            row->phase_label = strdup(k->label);
+        }
+    }
+    free(dates);
+    uint32_t open = bar->extra_open;
+    for (size_t i = 0; i < bar->n; i++)
+        open += bar->open[i];
+    row->open_barriers = open;
+    Samordna__V1__Meeting *m = s_last_meeting(svc, txn, p->id, as_of);
+    row->last_meeting_date = strdup(m ? m->date : "");
+    row->last_meeting_kind = strdup(m ? m->kind : "");
+    row->last_meeting_title = strdup(m ? m->title : "");
+    if (m) FREE(m);
+    return 0;
+}
+
+/* Frees what s_board_row allocated (the row struct itself is the caller's). */
+static void s_row_free(Samordna__V1__BoardRow *row)
+{
+    free(row->pilot);
+    free(row->municipality);
+    free(row->municipality_name);
+    free(row->challenge);
+    free(row->investment_leader);
+    for (size_t i = 0; row->cells && i < row->n_cells; i++) {
+        if (!row->cells[i]) continue;
+        free(row->cells[i]->kind);
+        free(row->cells[i]->date);
+        free(row->cells[i]);
+    }
+    free(row->cells);
+    free(row->phase);
+    free(row->phase_label);
+    free(row->last_meeting_date);
+    free(row->last_meeting_kind);
+    free(row->last_meeting_title);
+}
+
+static bool s_row_complete(const Samordna__V1__BoardRow *r)
+{
+    if (!r->pilot || !r->municipality || !r->municipality_name || !r->challenge ||
+        !r->investment_leader || !r->cells || !r->phase || !r->phase_label ||
+        !r->last_meeting_date || !r->last_meeting_kind || !r->last_meeting_title)
+        return false;
+    for (size_t i = 0; i < r->n_cells; i++)
+        if (!r->cells[i] || !r->cells[i]->kind || !r->cells[i]->date) return false;
+    return true;
+}
+
+/* status.board: BoardRequest {as_of, pilot} → BoardReply, one row per pilot the registry
+   knows, in pilot id order. */
+int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
+{
+    Samordna__V1__BoardRequest *req = (Samordna__V1__BoardRequest *)sam_call_unpack(
+        call, &samordna__v1__board_request__descriptor, reply);
+    if (!req) return -1;
+    char as_of[11];
+    if (*req->as_of) {
+        if (!status_date_ok(req->as_of)) {
+            sam_reply_error(reply, SAM_BAD_REQUEST, "as_of: '%.40s' is not a date (YYYY-MM-DD)",
+                            req->as_of);
+            FREE(req);
+            return -1;
+        }
+        snprintf(as_of, sizeof as_of, "%s", req->as_of);
+    } else
+        status_today(as_of);
+
+    s_list_t kinds = {0};
+    Samordna__V1__BoardRow **rows = NULL;
+    size_t n_rows = 0, cap = 0;
+    s_fold_bar_t *bar = malloc(sizeof *bar);
+    MDB_cursor *cur = NULL;
+    int rc = bar ? s_load_kinds(svc, txn, &kinds) : SAM_STORE_NOMEM;
+    if (!rc) rc = mdb_cursor_open(txn, sam_service_dbi(svc, "registry"), &cur);
+    status_key_t prefix;
+    if (*req->pilot)
+        status_key_fact(&prefix, "pilot", req->pilot);
+    else
+        status_key_fact(&prefix, "pilot", "");
+    MDB_val k = {prefix.len, prefix.b}, v;
+    int g = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (!rc && g == 0) {
+        if (k.mv_size < prefix.len || memcmp(k.mv_data, prefix.b, prefix.len) != 0) break;
+        if (*req->pilot && k.mv_size != prefix.len) break;
+        Samordna__V1__StatusFact *p =
+            samordna__v1__status_fact__unpack(NULL, v.mv_size, v.mv_data);
+        if (!p) {
+            rc = SAM_STORE_CORRUPT;
+            break;
+        }
+        if (n_rows == cap) {
+            cap = cap ? cap * 2 : 64;
+            Samordna__V1__BoardRow **nr = realloc(rows, cap * sizeof *nr);
+            if (!nr) rc = SAM_STORE_NOMEM;
+            else rows = nr;
+        }
+        Samordna__V1__BoardRow *row = rc ? NULL : calloc(1, sizeof *row);
+        if (!rc && !row) rc = SAM_STORE_NOMEM;
+        if (!rc) {
+            rows[n_rows++] = row;
+            rc = s_board_row(svc, txn, p, &kinds, as_of, row, bar);
+            if (!rc && !s_row_complete(row)) rc = SAM_STORE_NOMEM;
+        }
+        FREE(p);
+        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur) mdb_cursor_close(cur);
+    if (!rc && g != 0 && g != MDB_NOTFOUND) rc = g;
+    if (!rc && *req->pilot && n_rows == 0)
+        rc = sam_reply_error(reply, SAM_NOT_FOUND, "pilot: unknown pilot '%s'", req->pilot);
+    else if (rc)
+        rc = s_store_error(reply, rc);
+    else {
+        Samordna__V1__BoardReply r = SAMORDNA__V1__BOARD_REPLY__INIT;
+        r.as_of = as_of;
+        r.n_kinds = kinds.n;
+        r.kinds = (Samordna__V1__MilestoneKind **)kinds.v;
+        r.n_rows = n_rows;
+        r.rows = rows;
+        rc = sam_reply_message(reply, &r.base);
+    }
+    for (size_t i = 0; i < n_rows; i++) {
+        s_row_free(rows[i]);
+        free(rows[i]);
+    }
+    free(rows);
+    free(bar);
+    s_list_free(&kinds);
+    FREE(req);
+    return rc;
+}
+
+/* ---- milestone history ------------------------------------------------------------------- */
+
+static int s_collect(const MDB_val *v, void *arg)
+{
+    ProtobufCMessage *m = protobuf_c_message_unpack(&samordna__v1__milestone_change__descriptor,
+                                                    NULL, v->mv_size, v->mv_data);
+    if (m && s_list_push(arg, m)) protobuf_c_message_free_unpacked(m, NULL);
+    return 0;
+}
+
+/* status.milestones.history: HistoryRequest {pilot} → HistoryReply (date order) */
+int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                     sam_reply_t *reply)
+{
+    Samordna__V1__MilestoneHistoryRequest *req = (Samordna__V1__MilestoneHistoryRequest *)sam_call_unpack(
+        call, &samordna__v1__milestone_history_request__descriptor, reply);
+    if (!req) return -1;
+    int rc;
+    s_list_t l = {0};
+    Samordna__V1__StatusFact *p = NULL;
+    if (!status_id_ok(req->pilot))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
+    else if (!(p = status_fact_find(svc, txn, false, "pilot", req->pilot)))
+        rc = sam_reply_error(reply, SAM_NOT_FOUND, "pilot: unknown pilot '%s'", req->pilot);
+    else if ((rc = status_hist_each(svc, txn, "mshist", req->pilot, NULL, s_collect, &l)))
+        rc = s_store_error(reply, rc);
+    else {
+        Samordna__V1__MilestoneHistoryReply r = SAMORDNA__V1__MILESTONE_HISTORY_REPLY__INIT;
+        r.n_changes = l.n;
+        r.changes = (Samordna__V1__MilestoneChange **)l.v;
+        rc = sam_reply_message(reply, &r.base);
+    }
+    if (p) FREE(p);
+    s_list_free(&l);
+    FREE(req);
+    return rc;
+}
+
+/* ---- meetings ---------------------------------------------------------------------------- */
+
+/* status.meetings.list: MeetingsRequest {pilot | municipality, from, to, kind, page} →
+   MeetingsReply in date order. */
+int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                      sam_reply_t *reply)
+{
+    Samordna__V1__MeetingsRequest *req = (Samordna__V1__MeetingsRequest *)sam_call_unpack(
+        call, &samordna__v1__meetings_request__descriptor, reply);
+    if (!req) return -1;
+    int rc = 0;
+    char scope[80] = "*";
+    if (*req->pilot && !status_id_ok(req->pilot))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
+    else if (*req->municipality && !status_id_ok(req->municipality))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "municipality: '%.70s' is not an id",
+                             req->municipality);
+    else if (*req->from && !status_date_ok(req->from))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "from: '%.40s' is not a date", req->from);
+    else if (*req->to && !status_date_ok(req->to))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "to: '%.40s' is not a date", req->to);
+    if (rc) {
+        FREE(req);
+        return rc;
+    }
+    if (*req->pilot)
+        snprintf(scope, sizeof scope, "p:%s", req->pilot);
+    else if (*req->municipality)
+        snprintf(scope, sizeof scope, "m:%s", req->municipality);
+    status_key_t prefix, start, end;
+    status_key_pair(&prefix, scope, "");
+    status_key_pair(&start, scope, req->from);
+    status_key_hist_end(&end, scope, *req->to ? req->to : "9999-99-99");
+    bool skip_equal = false;
+    if (*req->page_token) {
+        if (status_token_decode(req->page_token, &start) || start.len < prefix.len ||
+            memcmp(start.b, prefix.b, prefix.len) != 0) {
+            sam_reply_error(reply, SAM_BAD_REQUEST, "page_token: not a token of this listing");
+            FREE(req);
+            return -1;
+        }
+        skip_equal = true;
+    }
+    uint32_t want = s_page_size(req->page_size);
+    s_list_t l = {0};
+    MDB_cursor *cur;
+    rc = mdb_cursor_open(txn, sam_service_dbi(svc, "meetidx"), &cur);
+    MDB_val k = {start.len, start.b}, v;
+    int g = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (g == 0 && skip_equal && k.mv_size == start.len && memcmp(k.mv_data, start.b, start.len) == 0)
+        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    status_key_t last = {.len = 0};
+    bool more = false;
+    while (!rc && g == 0) {
+        if (k.mv_size < prefix.len + 10 || memcmp(k.mv_data, prefix.b, prefix.len) != 0) break;
+        size_t n = k.mv_size < end.len ? k.mv_size : end.len;
+        if (memcmp(k.mv_data, end.b, n) > 0) break;
+        if (l.n == want) {
+            more = true;
+            break;
+        }
+        const uint8_t *id = (const uint8_t *)k.mv_data + prefix.len + 10;
+        ProtobufCMessage *m = NULL;
+        int gr = sam_store_get_msg(txn, sam_service_dbi(svc, "meetings"), id,
+                                   k.mv_size - prefix.len - 10,
+                                   &samordna__v1__meeting__descriptor, &m);
+        if (gr == 0) {
+            Samordna__V1__Meeting *mt = (Samordna__V1__Meeting *)m;
+            if (*req->kind && strcmp(mt->kind, req->kind) != 0)
+                FREE(mt);
+            else if (s_list_push(&l, m))
+                FREE(mt);
+        }
+        last.len = k.mv_size <= STATUS_KEY_MAX ? k.mv_size : STATUS_KEY_MAX;
+        memcpy(last.b, k.mv_data, last.len);
+        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (!rc) mdb_cursor_close(cur);
+    if (rc)
+        rc = s_store_error(reply, rc);
+    else {
+        char token[2 * STATUS_KEY_MAX + 1] = "";
+        if (more) status_token_encode(&last, token, sizeof token);
+        Samordna__V1__MeetingsReply r = SAMORDNA__V1__MEETINGS_REPLY__INIT;
+        r.n_meetings = l.n;
+        r.meetings = (Samordna__V1__Meeting **)l.v;
+        r.next_page_token = token;
+        rc = sam_reply_message(reply, &r.base);
+    }
+    s_list_free(&l);
+    FREE(req);
+    return rc;
+}
+
+static int s_get_by_id(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                       sam_reply_t *reply, const char *table, const char *what,
+                       const ProtobufCMessageDescriptor *desc)
+{
+    Samordna__V1__StatusGetRequest *req = (Samordna__V1__StatusGetRequest *)sam_call_unpack(
+        call, &samordna__v1__status_get_request__descriptor, reply);
+    if (!req) return -1;
+    int rc;
+    ProtobufCMessage *m = NULL;
+    status_key_t k;
+    if (!status_id_ok(req->id))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.70s' is not an id", req->id);
+    else {
+        status_key_id(&k, req->id);
+        int g = status_get(svc, txn, table, &k, desc, &m);
+        if (g == MDB_NOTFOUND)
+            rc = sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown %s '%s'", what, req->id);
+        else if (g)
+            rc = s_store_error(reply, g);
+        else
+            rc = sam_reply_message(reply, m);
+    }
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
+    FREE(req);
+    return rc;
+}
+
+/* status.meetings.get: GetRequest {id} → Meeting */
+int status_q_meeting_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                         sam_reply_t *reply)
+{
+    return s_get_by_id(svc, txn, call, reply, "meetings", "meeting",
+                       &samordna__v1__meeting__descriptor);
+}
+
+/* status.barriers.get: GetRequest {id} → Barrier with its history */
+int status_q_barrier_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                         sam_reply_t *reply)
+{
+    return s_get_by_id(svc, txn, call, reply, "barriers", "barrier",
+                       &samordna__v1__barrier__descriptor);
+}
+
+/* ---- steps ------------------------------------------------------------------------------- */
+
+/* status.steps.list: StepsRequest {pilot, state} → StepsReply (pilot, then step id order) */
+int status_q_steps(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
+{
+    Samordna__V1__PlanStepsRequest *req = (Samordna__V1__PlanStepsRequest *)sam_call_unpack(
+        call, &samordna__v1__plan_steps_request__descriptor, reply);
+    if (!req) return -1;
+    if (*req->pilot && !status_id_ok(req->pilot)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
+        FREE(req);
+        return -1;
+    }
+    status_key_t prefix = {.len = 0};
+    if (*req->pilot) status_key_pair(&prefix, req->pilot, "");
+    s_list_t l = {0};
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, sam_service_dbi(svc, "steps"), &cur);
+    MDB_val k = {prefix.len, prefix.b}, v;
+    int g = rc ? rc
+               : mdb_cursor_get(cur, &k, &v, prefix.len ? MDB_SET_RANGE : MDB_FIRST);
+    while (!rc && g == 0 && l.n < PAGE_MAX * 10) {
+        if (prefix.len && (k.mv_size < prefix.len || memcmp(k.mv_data, prefix.b, prefix.len)))
+            break;
+        ProtobufCMessage *m = protobuf_c_message_unpack(&samordna__v1__plan_step__descriptor, NULL,
+                                                        v.mv_size, v.mv_data);
+        if (m) {
+            Samordna__V1__PlanStep *st = (Samordna__V1__PlanStep *)m;
+            if ((*req->state && strcmp(st->state, req->state) != 0) || s_list_push(&l, m))
+                FREE(st);
+        }
+        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (!rc) mdb_cursor_close(cur);
+    if (rc)
+        rc = s_store_error(reply, rc);
+    else {
+        Samordna__V1__PlanStepsReply r = SAMORDNA__V1__PLAN_STEPS_REPLY__INIT;
+        r.n_steps = l.n;
+        r.steps = (Samordna__V1__PlanStep **)l.v;
+        rc = sam_reply_message(reply, &r.base);
+    }
+    s_list_free(&l);
+    FREE(req);
+    return rc;
+}
+
+/* ---- barriers ---------------------------------------------------------------------------- */
+
+static bool s_barrier_match(const Samordna__V1__BarriersRequest *q, const Samordna__V1__Barrier *b)
+{
+    if (*q->state && strcmp(q->state, b->state) != 0) return false;
+    if (*q->pilot && strcmp(q->pilot, b->pilot) != 0) return false;
+    if (*q->municipality && strcmp(q->municipality, b->municipality) != 0) return false;
+    if (*q->raised_by && strcmp(q->raised_by, b->raised_by) != 0) return false;
+    if (*q->concerns && strcmp(q->concerns, b->concerns) != 0) return false;
+    if (q->open_only && !status_barrier_open(b->state)) return false;
+    return true;
+}
+
+/* status.barriers.list: BarriersRequest {filters, page} → BarriersReply in id order */
+int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                      sam_reply_t *reply)
+{
+    Samordna__V1__BarriersRequest *req = (Samordna__V1__BarriersRequest *)sam_call_unpack(
+        call, &samordna__v1__barriers_request__descriptor, reply);
+    if (!req) return -1;
+    static const char *const states[] = {"identified", "raised_regionally", "raised_nationally",
+                                         "changed",    "rejected",          "withdrawn"};
+    bool state_ok = !*req->state;
+    for (size_t i = 0; i < 6; i++)
+        state_ok |= strcmp(req->state, states[i]) == 0;
+    status_key_t start = {.len = 0};
+    if (!state_ok) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "state: unknown barrier state '%.40s'",
+                        req->state);
+        FREE(req);
+        return -1;
+    }
+    if (*req->page_token && status_token_decode(req->page_token, &start)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "page_token: not a token of this listing");
+        FREE(req);
+        return -1;
+    }
+    uint32_t want = s_page_size(req->page_size);
+    s_list_t l = {0};
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, sam_service_dbi(svc, "barriers"), &cur);
+    MDB_val k = {start.len, start.b}, v;
+    int g = rc ? rc : mdb_cursor_get(cur, &k, &v, start.len ? MDB_SET_RANGE : MDB_FIRST);
+    if (g == 0 && start.len && k.mv_size == start.len && !memcmp(k.mv_data, start.b, start.len))
+        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    status_key_t last = {.len = 0};
+    bool more = false;
+    while (!rc && g == 0) {
+        ProtobufCMessage *m = protobuf_c_message_unpack(&samordna__v1__barrier__descriptor, NULL,
+                                                        v.mv_size, v.mv_data);
+        if (m && s_barrier_match(req, (Samordna__V1__Barrier *)m)) {
+            if (l.n == want) {
+                more = true;
+                protobuf_c_message_free_unpacked(m, NULL);
+                break;
+            }
+            if (s_list_push(&l, m)) protobuf_c_message_free_unpacked(m, NULL);
+            last.len = k.mv_size <= STATUS_KEY_MAX ? k.mv_size : STATUS_KEY_MAX;
+            memcpy(last.b, k.mv_data, last.len);
+        } else if (m)
+            protobuf_c_message_free_unpacked(m, NULL);
+        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (!rc) mdb_cursor_close(cur);
+    if (rc)
+        rc = s_store_error(reply, rc);
+    else {
+        char token[2 * STATUS_KEY_MAX + 1] = "";
+        if (more) status_token_encode(&last, token, sizeof token);
+        Samordna__V1__BarriersReply r = SAMORDNA__V1__BARRIERS_REPLY__INIT;
+        r.n_barriers = l.n;
+        r.barriers = (Samordna__V1__Barrier **)l.v;
+        r.next_page_token = token;
+        rc = sam_reply_message(reply, &r.base);
+    }
+    s_list_free(&l);
+    FREE(req);
+    return rc;
+}
+
+/* ---- report ------------------------------------------------------------------------------ */
+
+/* status.report: ReportRequest {from, to} → ReportReply: every change dated in [from, to] */
+int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
+{
+    Samordna__V1__StatusReportRequest *req = (Samordna__V1__StatusReportRequest *)sam_call_unpack(
+        call, &samordna__v1__status_report_request__descriptor, reply);
+    if (!req) return -1;
+    int rc = 0;
+    if (!status_date_ok(req->from))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "from: '%.40s' is not a date (YYYY-MM-DD)",
+                             req->from);
+    else if (!status_date_ok(req->to))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "to: '%.40s' is not a date (YYYY-MM-DD)",
+                             req->to);
+    else if (strcmp(req->from, req->to) > 0)
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "to: %s is before from %s", req->to,
+                             req->from);
+    if (rc) {
+        FREE(req);
+        return rc;
+    }
+    s_list_t l = {0};
+    bool truncated = false;
+    MDB_cursor *cur;
+    rc = mdb_cursor_open(txn, sam_service_dbi(svc, "timeline"), &cur);
+    MDB_val k = {10, req->from}, v;
+    int g = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (!rc && g == 0) {
+        if (k.mv_size < 10 || memcmp(k.mv_data, req->to, 10) > 0) break;
+        if (l.n == REPORT_MAX) {
+            truncated = true;
+            break;
+        }
+        ProtobufCMessage *m = protobuf_c_message_unpack(&samordna__v1__status_change__descriptor, NULL,
+                                                        v.mv_size, v.mv_data);
+        if (m && s_list_push(&l, m)) protobuf_c_message_free_unpacked(m, NULL);
+        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (!rc) mdb_cursor_close(cur);
+    if (rc)
+        rc = s_store_error(reply, rc);
+    else {
+        Samordna__V1__StatusReportReply r = SAMORDNA__V1__STATUS_REPORT_REPLY__INIT;
+        r.from = req->from;
+        r.to = req->to;
+        r.n_changes = l.n;
+        r.changes = (Samordna__V1__StatusChange **)l.v;
+        r.truncated = truncated;
+        rc = sam_reply_message(reply, &r.base);
+    }
+    s_list_free(&l);
+    FREE(req);
+    return rc;
+}
