@@ -64,7 +64,9 @@ int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
 typedef struct {
     Samordna__V1__StatusFact *cache[STATUS_FACT_CACHE]; /* owned; ring */
     size_t cache_next;                                    /* next slot to replace */
-    int64_t registry_retry_at;   /* ms clock: do not poll the registry before this */
+    int64_t registry_retry_at; /* monotonic ms: do not poll the registry before this */
+    uint64_t feed_pending;     /* request id of the events.read in flight, 0 when none */
+    int64_t feed_sent_at;      /* monotonic ms it was sent */
 } status_ctx_t;
 
 /* ---- validation (status_check.c) ----------------------------------------------------------- */

@@ -325,7 +325,7 @@ done:
 /* ---- meetings ---------------------------------------------------------------------------- */
 
 /* The same day `months` months later, clamped to the month's last day. */
-static void s_add_months(const char *date, int months, char out[11])
+static void s_add_months(const char *date, int months, char out[16])
 {
     int y = atoi(date), m = atoi(date + 5), d = atoi(date + 8);
     int idx = (y * 12 + (m - 1)) + months;
@@ -335,7 +335,7 @@ static void s_add_months(const char *date, int months, char out[11])
     int max = days[m - 1];
     if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) max = 29;
     if (d > max) d = max;
-    snprintf(out, 11, "%04d-%02d-%02d", y % 10000, m % 100, d % 100);
+    snprintf(out, 16, "%04d-%02d-%02d", y % 10000, m, d);
 }
 
 static int s_meeting_put(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, uint16_t n,
@@ -452,7 +452,7 @@ int status_ev_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
     mt.recorded_by = ev->ce->source;
     rc = 0;
     for (int i = 0; i < count && rc == 0; i++) {
-        char date[11], id[72];
+        char date[16], id[72];
         if (count == 1) {
             snprintf(date, sizeof date, "%s", m->date);
             snprintf(id, sizeof id, "%s", m->id);

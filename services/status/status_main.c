@@ -1,0 +1,54 @@
+/*  samordna-status — the status service: what each pilot has reached, when the actors met,
+    the work plan's steps and the barriers found on the way, and the status board that sums
+    them up, also as it stood on any past day.
+
+    Every change arrives as a no.samordna.status.* CloudEvent through the runtime's shared
+    write path (status_events.c); queries read the store (status_queries.c); references to
+    the registry's pilots, agencies and municipalities are checked against a projection fed
+    from the registry's outbox (status_registry.c). The tables are described in
+    status_store.h; the one list of methods and event types is in status.h.
+*/
+#include "status.h"
+
+static const sam_query_def_t s_queries[] = {
+#define X(method, fn, roles) {method, fn, roles},
+    STATUS_QUERIES(X)
+#undef X
+};
+
+static const sam_event_def_t s_events[] = {
+#define X(type, apply, prepare, roles) {type, apply, prepare, roles},
+    STATUS_EVENTS(X)
+#undef X
+};
+
+static void s_tick(sam_service_t *svc)
+{
+    status_registry_tick(svc);
+}
+
+static void s_stop(sam_service_t *svc)
+{
+    status_ctx_clear(sam_service_ctx(svc));
+}
+
+int main(int argc, char **argv)
+{
+    status_ctx_t ctx = {0};
+    sam_service_def_t def = {
+        .name = "status",
+        .summary = "Milestones, meetings, work plans, barriers and the pilot status board.",
+        .queries = s_queries,
+        .n_queries = sizeof s_queries / sizeof s_queries[0],
+        .events = s_events,
+        .n_events = sizeof s_events / sizeof s_events[0],
+        .tables = status_tables,
+        .schema_version = STATUS_SCHEMA_VERSION,
+        .tick = s_tick,
+        .tick_ms = 50,
+        .stop = s_stop,
+    };
+    int rc = sam_service_main(&def, &ctx, argc, argv);
+    status_ctx_clear(&ctx);
+    return rc;
+}
