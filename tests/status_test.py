@@ -1,0 +1,744 @@
+"""samordna-status through a real broker: milestones, the board (also as of a past day),
+meetings and monthly series, work-plan steps, barriers and their escalation, the period
+report, every refusal, and a kill -9 in the middle of a stream of events.
+
+The registry is played by this test: a plain 7/MDP worker named "registry" that answers
+registry.<table>.get and long-polls events.read from an outbox the test fills. So the test
+decides exactly which registry facts exist and when the status service may learn them —
+through its outbox feed, or only by asking in its prepare step.
+"""
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+
+import samtest
+from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT
+import zmq
+from samordna.v1 import envelope_pb2, events_pb2, status_pb2
+from cloudevents.v1 import cloudevents_pb2
+
+KINDS = [
+    ("defined_challenge", "Definert utfordring"),
+    ("anchored", "Forankret"),
+    ("knowledge_base", "Kunnskapsgrunnlag"),
+    ("defined_need", "Definert behov"),
+    ("organised", "Organisert"),
+    ("operative", "Operativ"),
+    ("sustainable_structures", "Bærekraftige strukturer"),
+]
+AGENCIES = ["fmov", "imdi-ost", "ofk", "husbanken-ost", "nav-ost-viken", "hiof"]
+MUNICIPALITIES = [("halden", "Halden"), ("sarpsborg", "Sarpsborg"),
+                  ("fredrikstad", "Fredrikstad"), ("indre-ostfold", "Indre Østfold"),
+                  ("moss-rygge", "Moss/Rygge")]
+PILOTS = [("halden", "halden", "Barnefattigdom / folkehelse", "fmov"),
+          ("sarpsborg", "sarpsborg", "Barnefattigdom og utenforskap", "ofk"),
+          ("fredrikstad", "fredrikstad", "Barnefattigdom, levekår", "husbanken-ost")]
+
+
+class FakeRegistry:
+    """A 7/MDP worker offering "registry": get by id, and an outbox served by events.read."""
+
+    def __init__(self, endpoint):
+        self.endpoint = endpoint
+        self.lock = threading.Lock()
+        self.outbox = []          # StoredEvent
+        self.records = {}         # (table, id) -> packed record, for registry.<table>.get
+        self.asked = []           # (method, id) of every get
+        self.stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def publish(self, etype, payload, table, rid):
+        """Adds an event to the registry's outbox (and its record to what get answers)."""
+        with self.lock:
+            seq = len(self.outbox) + 1
+            ce = cloudevents_pb2.CloudEvent(id=f"reg-{seq}", source="fmov", spec_version="1.0",
+                                            type=etype, binary_data=payload.SerializeToString())
+            self.outbox.append(events_pb2.StoredEvent(seq=seq, event=ce))
+            self.records[(table, rid)] = payload.SerializeToString()
+
+    def know(self, table, rid, payload):
+        """A record get answers, without an outbox event (the feed has not caught up)."""
+        with self.lock:
+            self.records[(table, rid)] = payload.SerializeToString()
+
+    def close(self):
+        self.stop = True
+        self.thread.join(5)
+
+    def _run(self):
+        sock = CTX.socket(zmq.DEALER)
+        sock.linger = 0
+        sock.connect(self.endpoint)
+        # credit, as the real registry declares: a get is not queued behind a long poll
+        sock.send_multipart([b"", MDPW, READY, b"registry", b"x-samordna/1 credit=8"])
+        polls = []  # (deadline, client, rid, after_seq, max)
+        last_hb = time.time()
+        while not self.stop:
+            if sock.poll(20):
+                f = sock.recv_multipart()
+                cmd = f[2]
+                if cmd == REQUEST:
+                    client, body = f[3], f[5]
+                    req = envelope_pb2.Request()
+                    req.ParseFromString(body)
+                    if req.method == "events.read":
+                        rr = events_pb2.ReadRequest()
+                        rr.ParseFromString(req.body)
+                        polls.append((time.time() + rr.wait_ms / 1000.0, client, req.id,
+                                      rr.after_seq, rr.max or 100))
+                    else:
+                        sock.send_multipart([b"", MDPW, REPLY, client, b"",
+                                             self._get(req).SerializeToString()])
+                elif cmd == DISCONNECT:
+                    sock.send_multipart([b"", MDPW, READY, b"registry",
+                                         b"x-samordna/1 credit=8"])
+            now = time.time()
+            keep = []
+            for deadline, client, rid, after, mx in polls:
+                with self.lock:
+                    evs = [e for e in self.outbox if e.seq > after][:mx]
+                    head = len(self.outbox)
+                if evs or now >= deadline:
+                    rep = envelope_pb2.Reply(id=rid, status=envelope_pb2.Status(code=200))
+                    rep.body = events_pb2.ReadReply(events=evs, last_seq=head).SerializeToString()
+                    sock.send_multipart([b"", MDPW, REPLY, client, b"", rep.SerializeToString()])
+                else:
+                    keep.append((deadline, client, rid, after, mx))
+            polls = keep
+            if now - last_hb > 1.0:
+                sock.send_multipart([b"", MDPW, HEARTBEAT])
+                last_hb = now
+        sock.close(0)
+
+    def _get(self, req):
+        table = req.method.split(".")[1]
+        g = status_pb2.RegistryGetView()
+        g.ParseFromString(req.body)
+        with self.lock:
+            self.asked.append((req.method, g.id))
+            body = self.records.get((table, g.id))
+        rep = envelope_pb2.Reply(id=req.id)
+        if body is None:
+            rep.status.code = 404
+            rep.status.message = f"id: unknown {table} '{g.id}'"
+        else:
+            rep.status.code = 200
+            if table == "municipalities":  # MunicipalityLookup {municipality = 1}
+                v = status_pb2.RegistryNamedView()
+                v.ParseFromString(body)
+                body = status_pb2.RegistryLookupView(municipality=v).SerializeToString()
+            rep.body = body
+        return rep
+
+
+def pilot_view(pid, muni, challenge, leader, team=()):
+    return status_pb2.RegistryPilotView(id=pid, municipality=muni, challenge=challenge,
+                                        investment_leader=leader, investment_team=list(team))
+
+
+def seed_registry(reg):
+    for a in AGENCIES:
+        reg.publish("no.samordna.registry.agency.registered",
+                    status_pb2.RegistryNamedView(id=a, name=a.upper()), "agencies", a)
+    for mid, name in MUNICIPALITIES:
+        reg.publish("no.samordna.registry.municipality.registered",
+                    status_pb2.RegistryNamedView(id=mid, name=name), "municipalities", mid)
+    for pid, muni, challenge, leader in PILOTS:
+        reg.publish("no.samordna.registry.pilot.registered",
+                    pilot_view(pid, muni, challenge, leader, ["nav-ost-viken"]), "pilots", pid)
+
+
+class Env:
+    """A broker, the fake registry and samordna-status, with a client."""
+
+    def __init__(self, name, seed=True):
+        self.data = samtest.scratch(name)
+        self.broker, self.ep = samtest.broker()
+        self.reg = FakeRegistry(self.ep)
+        if seed:
+            seed_registry(self.reg)
+        self.svc = samtest.service("status", self.ep, self.data)
+        self.c = samtest.Client(self.ep)
+
+    def restart(self, kill=False):
+        if kill:
+            self.svc.kill9()
+        else:
+            assert self.svc.stop() == 0
+        self.svc = samtest.service("status", self.ep, self.data)
+
+    def close(self):
+        self.c.close()
+        self.reg.close()
+
+    def publish(self, etype, payload, eid=None, source="fmov"):
+        rep, msg = self.c.call("status", "events.publish", publish_req(etype, payload, eid, source),
+                               events_pb2.PublishReply)
+        return rep.status.code, rep.status.message, msg
+
+    def ok(self, etype, payload, eid=None):
+        code, message, msg = self.publish(etype, payload, eid)
+        assert code == 200, f"{etype}: {code} {message}"
+        return msg.seq
+
+    def query(self, method, req, reply_type):
+        rep, msg = self.c.call("status", method, req, reply_type)
+        assert rep.status.code == 200, f"{method}: {rep.status.code} {rep.status.message}"
+        return msg
+
+    def last_seq(self):
+        rep, msg = self.c.call("status", "ping", b"", envelope_pb2.PingReply)
+        return msg.last_seq
+
+    def wait_projected(self, pilot):
+        """Until the board lists `pilot` (the registry feed reached it)."""
+        samtest.wait_for(lambda: any(r.pilot == pilot for r in self.board().rows), 10,
+                         f"pilot {pilot} in the projection")
+
+    def board(self, as_of=""):
+        return self.query("status.board", status_pb2.BoardRequest(as_of=as_of),
+                          status_pb2.BoardReply)
+
+    def define_kinds(self):
+        for i, (kid, label) in enumerate(KINDS):
+            self.ok("no.samordna.status.milestone_kind.defined",
+                    status_pb2.MilestoneKind(id=kid, label=label, order=i + 1))
+
+
+def publish_req(etype, payload, eid=None, source="fmov"):
+    data = payload if isinstance(payload, bytes) else payload.SerializeToString()
+    ce = cloudevents_pb2.CloudEvent(id=eid or uuid.uuid4().hex, source=source,
+                                    spec_version="1.0", type=etype, binary_data=data)
+    return events_pb2.PublishRequest(event=ce)
+
+
+def reach(env, pilot, kind, date, evidence="", eid=None):
+    return env.ok("no.samordna.status.milestone.reached",
+                  status_pb2.MilestoneReached(pilot=pilot, kind=kind, date=date,
+                                              evidence=evidence), eid)
+
+
+def row(board, pilot):
+    return next(r for r in board.rows if r.pilot == pilot)
+
+
+def cells(r):
+    return {c.kind: c.date for c in r.cells}
+
+
+# ---- tests ----------------------------------------------------------------------------------
+
+def test_board_milestones_and_as_of():
+    env = Env("status-board")
+    try:
+        env.define_kinds()
+        env.wait_projected("fredrikstad")
+        for kind in ["defined_challenge", "knowledge_base", "defined_need", "anchored",
+                     "organised", "operative"]:
+            reach(env, "sarpsborg", kind, "2019-11-11", "status slide 2019-11-11")
+        reach(env, "halden", "defined_challenge", "2018-09-19")
+        reach(env, "halden", "anchored", "2019-01-18")
+        reach(env, "fredrikstad", "anchored", "2019-03-04")  # out of canonical order
+        b = env.board()
+        assert [k.id for k in b.kinds] == [k for k, _ in KINDS]
+        assert [r.pilot for r in b.rows] == ["fredrikstad", "halden", "sarpsborg"]
+        s = row(b, "sarpsborg")
+        assert s.phase == "operative" and s.phase_label == "Operativ", s
+        assert s.municipality_name == "Sarpsborg" and s.investment_leader == "ofk"
+        assert cells(s)["operative"] == "2019-11-11" and cells(s)["sustainable_structures"] == ""
+        f = row(b, "fredrikstad")
+        assert f.phase == "anchored" and cells(f)["defined_challenge"] == "", f
+        h = row(b, "halden")
+        assert h.phase == "anchored"
+        # as it stood: before Halden's anchoring, after its challenge was defined
+        past = env.board("2018-12-31")
+        assert past.as_of == "2018-12-31"
+        assert row(past, "halden").phase == "defined_challenge"
+        assert row(past, "sarpsborg").phase == "" and row(past, "fredrikstad").phase == ""
+        assert all(c.date == "" for c in row(past, "sarpsborg").cells)
+        # one pilot only
+        one = env.query("status.board", status_pb2.BoardRequest(pilot="halden"),
+                        status_pb2.BoardReply)
+        assert [r.pilot for r in one.rows] == ["halden"]
+        rep, _ = env.c.call("status", "status.board", status_pb2.BoardRequest(pilot="nowhere"))
+        assert rep.status.code == 404 and "pilot" in rep.status.message
+    finally:
+        env.close()
+
+
+def test_revert_keeps_history():
+    env = Env("status-revert")
+    try:
+        env.define_kinds()
+        env.wait_projected("halden")
+        reach(env, "halden", "defined_challenge", "2018-09-01")
+        reach(env, "halden", "anchored", "2018-10-01")
+        code, msg, _ = env.publish("no.samordna.status.milestone.reverted",
+                                   status_pb2.MilestoneReverted(pilot="halden", kind="anchored",
+                                                                date="2019-02-01", reason=""))
+        assert code == 400 and msg.startswith("reason:"), (code, msg)
+        env.ok("no.samordna.status.milestone.reverted",
+               status_pb2.MilestoneReverted(pilot="halden", kind="anchored", date="2019-02-01",
+                                            reason="the leaders' group was replaced"))
+        assert row(env.board(), "halden").phase == "defined_challenge"
+        assert row(env.board("2019-01-15"), "halden").phase == "anchored"
+        # reverting again: it is not reached
+        code, msg, _ = env.publish("no.samordna.status.milestone.reverted",
+                                   status_pb2.MilestoneReverted(pilot="halden", kind="anchored",
+                                                                date="2019-03-01", reason="x"))
+        assert code == 409 and "has not reached" in msg, (code, msg)
+        # reaching it twice
+        code, msg, _ = env.publish("no.samordna.status.milestone.reached",
+                                   status_pb2.MilestoneReached(pilot="halden",
+                                                               kind="defined_challenge",
+                                                               date="2019-03-01"))
+        assert code == 409 and "already" in msg, (code, msg)
+        # dated before the last change of the same milestone
+        code, msg, _ = env.publish("no.samordna.status.milestone.reached",
+                                   status_pb2.MilestoneReached(pilot="halden", kind="anchored",
+                                                               date="2019-01-01"))
+        assert code == 409 and msg.startswith("date:"), (code, msg)
+        reach(env, "halden", "anchored", "2019-04-01", "new anchoring meeting")
+        hist = env.query("status.milestones.history",
+                         status_pb2.MilestoneHistoryRequest(pilot="halden"),
+                         status_pb2.MilestoneHistoryReply)
+        assert [(c.kind, c.reached, c.date) for c in hist.changes] == [
+            ("defined_challenge", True, "2018-09-01"), ("anchored", True, "2018-10-01"),
+            ("anchored", False, "2019-02-01"), ("anchored", True, "2019-04-01")]
+        assert hist.changes[2].reason == "the leaders' group was replaced"
+        assert hist.changes[2].actor == "fmov"
+    finally:
+        env.close()
+
+
+def test_refusals_store_nothing():
+    env = Env("status-refusals")
+    try:
+        env.define_kinds()
+        env.wait_projected("halden")
+        reach(env, "halden", "defined_challenge", "2018-09-01")
+        env.ok("no.samordna.status.barrier.registered",
+               status_pb2.BarrierRegistered(id="b1", title="Tilskudd krever søknad hvert år",
+                                            pilot="halden", raised_by="fmov", concerns="rule",
+                                            date="2019-01-01"))
+        env.ok("no.samordna.status.barrier.moved",
+               status_pb2.BarrierMoved(id="b1", state="changed", date="2019-06-01"))
+        before = env.last_seq()
+        board_before = env.board().SerializeToString()
+        M = status_pb2
+        cases = [
+            ("no.samordna.status.milestone.reached",
+             M.MilestoneReached(pilot="nowhere", kind="anchored", date="2019-01-01"),
+             422, "pilot: unknown pilot 'nowhere'"),
+            ("no.samordna.status.milestone.reached",
+             M.MilestoneReached(pilot="halden", kind="flying", date="2019-01-01"),
+             422, "kind: unknown milestone kind 'flying'"),
+            ("no.samordna.status.milestone.reached",
+             M.MilestoneReached(pilot="halden", kind="anchored", date="2019-13-01"),
+             400, "date: '2019-13-01' is not a date"),
+            ("no.samordna.status.milestone.reached",
+             M.MilestoneReached(pilot="halden", kind="anchored", date="1.1.2019"),
+             400, "date: '1.1.2019' is not a date"),
+            ("no.samordna.status.milestone.reached",
+             M.MilestoneReached(pilot="halden", kind="anchored", date="2019-01-01",
+                                actor="nobody"),
+             422, "actor: unknown agency 'nobody'"),
+            ("no.samordna.status.milestone.reached",
+             M.MilestoneReached(pilot="Halden!", kind="anchored", date="2019-01-01"),
+             400, "pilot: 'Halden!' is not an id"),
+            ("no.samordna.status.milestone.reverted",
+             M.MilestoneReverted(pilot="halden", kind="defined_challenge", date="2019-01-01"),
+             400, "reason: required"),
+            ("no.samordna.status.barrier.moved",
+             M.BarrierMoved(id="b1", state="identified", date="2019-07-01"),
+             409, "state: barrier 'b1' cannot move from changed to identified"),
+            ("no.samordna.status.barrier.moved",
+             M.BarrierMoved(id="b1", state="escalated", date="2019-07-01"),
+             400, "state: unknown barrier state 'escalated'"),
+            ("no.samordna.status.barrier.moved",
+             M.BarrierMoved(id="b9", state="changed", date="2019-07-01"),
+             404, "id: unknown barrier 'b9'"),
+            ("no.samordna.status.barrier.registered",
+             M.BarrierRegistered(id="b2", title="x" * 201, pilot="halden", concerns="rule",
+                                 date="2019-01-01"),
+             400, "title: longer than 200 bytes"),
+            ("no.samordna.status.barrier.registered",
+             M.BarrierRegistered(id="b2", title="t", pilot="halden", concerns="mood",
+                                 date="2019-01-01"),
+             400, "concerns: 'mood' is not rule, practice or allocation_letter"),
+            ("no.samordna.status.barrier.registered",
+             M.BarrierRegistered(id="b2", title="t", concerns="rule", date="2019-01-01"),
+             400, "pilot: a barrier is found in a pilot or a municipality"),
+            ("no.samordna.status.meeting.logged",
+             M.MeetingLogged(id="m1", kind="working", date="2019-02-30", pilot="halden"),
+             400, "date: '2019-02-30' is not a date"),
+            ("no.samordna.status.meeting.logged",
+             M.MeetingLogged(id="m1", kind="working", date="2019-02-01", municipality="oslo"),
+             422, "municipality: unknown municipality 'oslo'"),
+            ("no.samordna.status.meeting.logged",
+             M.MeetingLogged(id="m1", kind="working", date="2019-02-01", pilot="halden",
+                             municipality="sarpsborg"),
+             422, "municipality: pilot 'halden' belongs to 'halden', not 'sarpsborg'"),
+            ("no.samordna.status.step.added",
+             M.PlanStepAdded(pilot="halden", id="s1", title="Kunnskapsgrunnlag", owner="fmov",
+                             state="someday", date="2019-01-01"),
+             400, "state: unknown step state 'someday'"),
+            ("no.samordna.status.step.updated",
+             M.PlanStepUpdated(pilot="halden", id="s9", state="done", date="2019-01-01"),
+             404, "id: pilot 'halden' has no step 's9'"),
+            ("no.samordna.status.milestone_kind.defined",
+             M.MilestoneKind(id="extra", label="Ekstra", order=3),
+             409, "order: 3 is taken by kind 'knowledge_base'"),
+            ("no.samordna.status.milestone.reached", b"\xff\xff\xff", 400,
+             "event no.samordna.status.milestone.reached: data is undecodable"),
+            ("no.samordna.status.pilot.exploded", M.MilestoneKind(id="x"), 501, ""),
+        ]
+        for etype, payload, code, prefix in cases:
+            got, msg, _ = env.publish(etype, payload)
+            assert got == code and msg.startswith(prefix) if prefix else got == code, \
+                (etype, got, msg, code, prefix)
+        assert env.last_seq() == before, "a refused event reached the outbox"
+        assert env.board().SerializeToString() == board_before
+        b = env.query("status.barriers.get", status_pb2.StatusGetRequest(id="b1"),
+                      status_pb2.Barrier)
+        assert [s.state for s in b.history] == ["identified", "changed"]
+    finally:
+        env.close()
+
+
+def test_unprojected_pilot_is_asked_for():
+    """A pilot the feed has not delivered yet is asked of the registry once, then kept."""
+    env = Env("status-ask")
+    try:
+        env.define_kinds()
+        env.wait_projected("halden")
+        env.reg.know("pilots", "moss", pilot_view("moss", "moss-rygge", "Oppstart", "fmov"))
+        reach(env, "moss", "defined_challenge", "2020-02-01")
+        asked = [a for a in env.reg.asked if a == ("registry.pilots.get", "moss")]
+        assert len(asked) == 1, env.reg.asked
+        reach(env, "moss", "anchored", "2020-03-01")
+        assert len([a for a in env.reg.asked if a[1] == "moss"]) == 1, env.reg.asked
+        assert row(env.board(), "moss").phase == "anchored"
+        # a pilot the registry does not know either: one question, then the refusal
+        code, msg, _ = env.publish("no.samordna.status.milestone.reached",
+                                   status_pb2.MilestoneReached(pilot="ghost", kind="anchored",
+                                                               date="2020-03-01"))
+        assert code == 422 and msg == "pilot: unknown pilot 'ghost'", (code, msg)
+        assert ("registry.pilots.get", "ghost") in env.reg.asked
+    finally:
+        env.close()
+
+
+def test_meetings_series_and_paging():
+    env = Env("status-meetings")
+    try:
+        env.wait_projected("halden")
+        env.ok("no.samordna.status.meeting.logged",
+               status_pb2.MeetingLogged(id="halden-anchoring", kind="anchoring",
+                                        date="2018-09-19", pilot="halden",
+                                        title="Forankringsmøte / oppstartmøte Halden",
+                                        participants=["fmov", "nav-ost-viken"]))
+        env.ok("no.samordna.status.meeting.logged",
+               status_pb2.MeetingLogged(id="halden-internal", kind="internal", date="2018-11-30",
+                                        pilot="halden", monthly_until="2019-04-30",
+                                        title="Internt månedsmøte"))
+        env.ok("no.samordna.status.meeting.logged",
+               status_pb2.MeetingLogged(id="moss-startup", kind="startup", date="2018-11-18",
+                                        municipality="moss-rygge", title="Oppstartmøte"))
+        env.ok("no.samordna.status.meeting.logged",
+               status_pb2.MeetingLogged(id="briefing-2019-11", kind="briefing",
+                                        date="2019-11-14", title="Velferdspiloten – status"))
+        code, msg, _ = env.publish("no.samordna.status.meeting.logged",
+                                   status_pb2.MeetingLogged(id="halden-anchoring", kind="x",
+                                                            date="2019-01-01"))
+        assert code == 409 and msg.startswith("id:"), (code, msg)
+        got = env.query("status.meetings.list", status_pb2.MeetingsRequest(pilot="halden"),
+                        status_pb2.MeetingsReply)
+        ids = [m.id for m in got.meetings]
+        assert ids == ["halden-anchoring", "halden-internal-2018-11", "halden-internal-2018-12",
+                       "halden-internal-2019-01", "halden-internal-2019-02",
+                       "halden-internal-2019-03", "halden-internal-2019-04"], ids
+        # the 30th, clamped to February's last day
+        assert got.meetings[4].date == "2019-02-28" and got.meetings[4].series == "halden-internal"
+        assert got.meetings[0].municipality == "halden"  # taken from the pilot
+        # pages of 3 over every meeting
+        seen, token = [], ""
+        while True:
+            page = env.query("status.meetings.list",
+                             status_pb2.MeetingsRequest(page_size=3, page_token=token),
+                             status_pb2.MeetingsReply)
+            seen += [m.id for m in page.meetings]
+            token = page.next_page_token
+            if not token:
+                break
+        assert len(seen) == 9 and len(set(seen)) == 9, seen
+        dates = [env.query("status.meetings.get", status_pb2.StatusGetRequest(id=i),
+                           status_pb2.Meeting).date for i in seen]
+        assert dates == sorted(dates)
+        period = env.query("status.meetings.list", _period_req("2018-11-01", "2018-12-31"),
+                           status_pb2.MeetingsReply)
+        assert [m.id for m in period.meetings] == ["moss-startup", "halden-internal-2018-11",
+                                                   "halden-internal-2018-12"]
+        assert row(env.board(), "halden").last_meeting_date == "2019-04-30"
+        h = row(env.board("2019-01-15"), "halden")
+        assert h.last_meeting_date == "2018-12-30" and h.last_meeting_kind == "internal"
+        assert row(env.board("2018-09-01"), "halden").last_meeting_date == ""
+        rep, _ = env.c.call("status", "status.meetings.list",
+                            status_pb2.MeetingsRequest(page_token="zz"))
+        assert rep.status.code == 400 and rep.status.message.startswith("page_token")
+    finally:
+        env.close()
+
+
+def _period_req(frm, to):
+    req = status_pb2.MeetingsRequest(to=to)
+    setattr(req, "from", frm)
+    return req
+
+
+def test_steps():
+    env = Env("status-steps")
+    try:
+        env.wait_projected("halden")
+        env.ok("no.samordna.status.step.added",
+               status_pb2.PlanStepAdded(pilot="halden", id="step-1",
+                                        title="Bygge kunnskapsgrunnlag", owner="hiof",
+                                        due="2019-03-01", date="2018-11-16"))
+        env.ok("no.samordna.status.step.added",
+               status_pb2.PlanStepAdded(pilot="halden", id="step-2",
+                                        title="Sette mål for arbeidet", owner="fmov",
+                                        date="2018-11-16"))
+        code, msg, _ = env.publish("no.samordna.status.step.added",
+                                   status_pb2.PlanStepAdded(pilot="halden", id="step-3",
+                                                            title="t", owner="nobody",
+                                                            date="2018-11-16"))
+        assert code == 422 and msg == "owner: unknown agency 'nobody'", (code, msg)
+        env.ok("no.samordna.status.step.updated",
+               status_pb2.PlanStepUpdated(pilot="halden", id="step-1", state="done",
+                                          date="2019-02-20", note="rapport levert"))
+        steps = env.query("status.steps.list", status_pb2.PlanStepsRequest(pilot="halden"),
+                          status_pb2.PlanStepsReply)
+        assert [(s.id, s.state, s.owner) for s in steps.steps] == [
+            ("step-1", "done", "hiof"), ("step-2", "planned", "fmov")]
+        assert steps.steps[0].changed == "2019-02-20" and steps.steps[0].due == "2019-03-01"
+        done = env.query("status.steps.list", status_pb2.PlanStepsRequest(state="done"),
+                         status_pb2.PlanStepsReply)
+        assert [s.id for s in done.steps] == ["step-1"]
+    finally:
+        env.close()
+
+
+def test_barriers_escalation_and_filters():
+    env = Env("status-barriers")
+    try:
+        env.wait_projected("sarpsborg")
+        B = status_pb2
+        env.ok("no.samordna.status.barrier.registered",
+               B.BarrierRegistered(id="tb-imdi-2019", title="Tilskudd kan ikke ses i sammenheng",
+                                   pilot="halden", raised_by="imdi-ost",
+                                   concerns="allocation_letter",
+                                   reference="Tildelingsbrev IMDi 2019, pkt. 3",
+                                   concerns_agency="imdi-ost", date="2019-02-01"))
+        env.ok("no.samordna.status.barrier.registered",
+               B.BarrierRegistered(id="praksis-nav", title="Ulik praksis for oppfølging",
+                                   municipality="sarpsborg", raised_by="nav-ost-viken",
+                                   concerns="practice", date="2019-03-01"))
+        env.ok("no.samordna.status.barrier.moved",
+               B.BarrierMoved(id="tb-imdi-2019", state="raised_regionally", date="2019-04-01",
+                              by="fmov", note="tatt opp i styringsgruppen"))
+        env.ok("no.samordna.status.barrier.moved",
+               B.BarrierMoved(id="tb-imdi-2019", state="raised_nationally", date="2019-09-01",
+                              by="fmov"))
+        code, msg, _ = env.publish("no.samordna.status.barrier.moved",
+                                   B.BarrierMoved(id="tb-imdi-2019", state="raised_regionally",
+                                                  date="2019-10-01"))
+        assert code == 409 and "only moves forward" in msg, (code, msg)
+        code, msg, _ = env.publish("no.samordna.status.barrier.moved",
+                                   B.BarrierMoved(id="tb-imdi-2019", state="changed",
+                                                  date="2019-08-01"))
+        assert code == 409 and msg.startswith("date:"), (code, msg)
+        assert row(env.board(), "halden").open_barriers == 1
+        env.ok("no.samordna.status.barrier.moved",
+               B.BarrierMoved(id="tb-imdi-2019", state="changed", date="2019-11-01",
+                              note="nytt tildelingsbrev"))
+        b = env.query("status.barriers.get", B.StatusGetRequest(id="tb-imdi-2019"), B.Barrier)
+        assert [(s.state, s.date, s.by) for s in b.history] == [
+            ("identified", "2019-02-01", "imdi-ost"), ("raised_regionally", "2019-04-01", "fmov"),
+            ("raised_nationally", "2019-09-01", "fmov"), ("changed", "2019-11-01", "fmov")]
+        assert b.municipality == "halden"
+        assert row(env.board(), "halden").open_barriers == 0
+        assert row(env.board("2019-10-01"), "halden").open_barriers == 1
+        assert row(env.board("2019-01-01"), "halden").open_barriers == 0
+        lst = lambda **kw: [x.id for x in env.query("status.barriers.list",
+                                                    B.BarriersRequest(**kw),
+                                                    B.BarriersReply).barriers]
+        assert lst() == ["praksis-nav", "tb-imdi-2019"]
+        assert lst(open_only=True) == ["praksis-nav"]
+        assert lst(state="changed") == ["tb-imdi-2019"]
+        assert lst(municipality="sarpsborg") == ["praksis-nav"]
+        assert lst(raised_by="imdi-ost") == ["tb-imdi-2019"]
+        assert lst(concerns="practice") == ["praksis-nav"]
+        first = env.query("status.barriers.list", B.BarriersRequest(page_size=1),
+                          B.BarriersReply)
+        assert [x.id for x in first.barriers] == ["praksis-nav"] and first.next_page_token
+        second = env.query("status.barriers.list",
+                           B.BarriersRequest(page_size=1, page_token=first.next_page_token),
+                           B.BarriersReply)
+        assert [x.id for x in second.barriers] == ["tb-imdi-2019"]
+        assert not second.next_page_token
+        rep, _ = env.c.call("status", "status.barriers.list", B.BarriersRequest(state="lost"))
+        assert rep.status.code == 400 and rep.status.message.startswith("state:")
+    finally:
+        env.close()
+
+
+def test_report_of_a_period():
+    env = Env("status-report")
+    try:
+        env.define_kinds()
+        env.wait_projected("halden")
+        reach(env, "halden", "defined_challenge", "2019-01-10")
+        env.ok("no.samordna.status.meeting.logged",
+               status_pb2.MeetingLogged(id="m-1", kind="working", date="2019-03-01",
+                                        pilot="halden"))
+        env.ok("no.samordna.status.barrier.registered",
+               status_pb2.BarrierRegistered(id="b-1", title="Regel", pilot="halden",
+                                            concerns="rule", date="2019-05-01"))
+        env.ok("no.samordna.status.step.added",
+               status_pb2.PlanStepAdded(pilot="halden", id="s-1", title="Mål", owner="fmov",
+                                        date="2019-08-01"))
+        reach(env, "halden", "anchored", "2019-09-01")
+        req = status_pb2.StatusReportRequest(to="2019-06-30")
+        setattr(req, "from", "2019-01-01")
+        r = env.query("status.report", req, status_pb2.StatusReportReply)
+        assert [(c.date, c.what, c.subject) for c in r.changes] == [
+            ("2019-01-10", "milestone.reached", "defined_challenge"),
+            ("2019-03-01", "meeting.logged", "m-1"),
+            ("2019-05-01", "barrier.registered", "b-1")], r
+        setattr(req, "from", "2019-07-01")
+        req.to = "2019-12-31"
+        r = env.query("status.report", req, status_pb2.StatusReportReply)
+        assert [c.what for c in r.changes] == ["step.added", "milestone.reached"]
+        req.to = "2019-01-01"
+        rep, _ = env.c.call("status", "status.report", req)
+        assert rep.status.code == 400 and rep.status.message.startswith("to:")
+    finally:
+        env.close()
+
+
+def test_restart_mid_stream():
+    """kill -9 while a pipelined stream is being applied; resending everything after the
+    restart stores each event exactly once, and the projection survives without a feed."""
+    env = Env("status-restart")
+    try:
+        env.define_kinds()
+        env.wait_projected("fredrikstad")
+        reqs = []
+        for i in range(300):
+            reqs.append(publish_req("no.samordna.status.meeting.logged",
+                                    status_pb2.MeetingLogged(id=f"m-{i:04d}", kind="working",
+                                                             date="2019-01-01", pilot="halden"),
+                                    eid=f"stream-{i}"))
+        for r in reqs[:150]:
+            env.c.send("status", "events.publish", r)
+        acked = 0
+        while acked < 20:
+            if env.c.recv(5).status.code == 200:
+                acked += 1
+        env.restart(kill=True)
+        env.reg.stop = True  # no registry from here on: the projection must be on disk
+        env.reg.thread.join(5)
+        c2 = samtest.Client(env.ep)
+        try:
+            dup = fresh = 0
+            for r in reqs:
+                rep, msg = c2.call("status", "events.publish", r, events_pb2.PublishReply,
+                                   timeout=10)
+                assert rep.status.code == 200, rep.status
+                dup += msg.duplicate
+                fresh += not msg.duplicate
+            assert dup >= 20 and dup + fresh == 300, (dup, fresh)
+            seen, token = [], ""
+            while True:
+                rep, page = c2.call("status", "status.meetings.list",
+                                    status_pb2.MeetingsRequest(pilot="halden", page_size=1000,
+                                                               page_token=token),
+                                    status_pb2.MeetingsReply)
+                seen += [m.id for m in page.meetings]
+                token = page.next_page_token
+                if not token:
+                    break
+            assert len(seen) == 300 and len(set(seen)) == 300
+            rep, b = c2.call("status", "status.board", status_pb2.BoardRequest(),
+                             status_pb2.BoardReply)
+            assert [r.pilot for r in b.rows] == ["fredrikstad", "halden", "sarpsborg"]
+        finally:
+            c2.close()
+        assert env.svc.stop() == 0
+    finally:
+        env.close()
+
+
+def samctl(ep, *args):
+    p = subprocess.run([os.path.join(samtest.BIN, "samctl"), "--broker", ep] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    return p.returncode, p.stdout, p.stderr
+
+
+def test_samctl_board_and_commands():
+    env = Env("status-samctl")
+    try:
+        env.wait_projected("halden")
+        for kid, label in KINDS:
+            rc, out, err = samctl(env.ep, "kinds", "define", kid, "--label", label, "--order",
+                                  str(KINDS.index((kid, label)) + 1))
+            assert rc == 0, err
+        rc, out, err = samctl(env.ep, "milestone", "reach", "halden", "defined_challenge",
+                              "--date", "2018-09-19", "--evidence", "forankringsmøte")
+        assert rc == 0 and "seq" in out, (rc, out, err)
+        rc, out, err = samctl(env.ep, "milestone", "reach", "halden", "anchored", "--date",
+                              "19.09.2018")
+        assert rc == 1 and "400" in err and "date:" in err, (rc, err)
+        rc, out, err = samctl(env.ep, "milestone", "revert", "halden", "defined_challenge",
+                              "--date", "2019-01-01")
+        assert rc == 1 and "reason: required" in err, err
+        rc, out, err = samctl(env.ep, "meeting", "log", "h-1", "--kind", "working", "--date",
+                              "2018-10-18", "--pilot", "halden", "--participant", "fmov",
+                              "--participant", "nav-ost-viken")
+        assert rc == 0, err
+        rc, out, err = samctl(env.ep, "barrier", "register", "b-1", "--title", "Regel",
+                              "--concerns", "rule", "--pilot", "halden", "--date", "2019-01-01")
+        assert rc == 0, err
+        rc, out, err = samctl(env.ep, "barrier", "move", "b-1", "raised_regionally", "--date",
+                              "2019-02-01")
+        assert rc == 0, err
+        rc, out, err = samctl(env.ep, "board")
+        assert rc == 0, err
+        lines = out.splitlines()
+        assert "Definert" in lines[2] and "utfordring" in lines[3] and "Bærekraf" in lines[2]
+        hl = next(l for l in lines if l.startswith("halden"))
+        assert "2018-09-19" in hl and "Definert utfordring" in hl and "2018-10-18" in hl
+        assert hl.rstrip().endswith("1")
+        rc, out, err = samctl(env.ep, "--json", "board", "--as-of", "2018-09-30")
+        assert rc == 0, err
+        b = json.loads(out)
+        assert b["as_of"] == "2018-09-30"
+        h = next(r for r in b["rows"] if r["pilot"] == "halden")
+        assert h["phase"] == "defined_challenge" and h["last_meeting_date"] == ""
+        rc, out, err = samctl(env.ep, "barriers", "--open")
+        assert rc == 0 and out.startswith("b-1") and "raised_regionally" in out, out
+        rc, out, err = samctl(env.ep, "--json", "report", "--from", "2018-01-01", "--to",
+                              "2019-12-31")
+        assert rc == 0 and len(json.loads(out)["changes"]) == 4, out
+        rc, out, err = samctl(env.ep, "board", "--as-of")
+        assert rc == 2
+    finally:
+        env.close()
+
+
+if __name__ == "__main__":
+    samtest.main()
