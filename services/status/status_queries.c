@@ -86,7 +86,7 @@ static int s_load_kinds(sam_service_t *svc, MDB_txn *txn, s_list_t *out)
     }
     mdb_cursor_close(cur);
     if (rc != MDB_NOTFOUND) return rc;
-    qsort(out->v, out->n, sizeof *out->v, s_kind_cmp);
+    if (out->n > 1) qsort(out->v, out->n, sizeof *out->v, s_kind_cmp);
     return 0;
 }
 
