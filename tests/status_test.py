@@ -17,7 +17,7 @@ import uuid
 import samtest
 from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT
 import zmq
-from samordna.v1 import envelope_pb2, events_pb2, status_pb2
+from samordna.v1 import envelope_pb2, events_pb2, registry_pb2, status_pb2
 from cloudevents.v1 import cloudevents_pb2
 
 KINDS = [
@@ -116,7 +116,7 @@ class FakeRegistry:
 
     def _get(self, req):
         table = req.method.split(".")[1]
-        g = status_pb2.RegistryGetView()
+        g = registry_pb2.GetRequest()
         g.ParseFromString(req.body)
         with self.lock:
             self.asked.append((req.method, g.id))
@@ -127,26 +127,30 @@ class FakeRegistry:
             rep.status.message = f"id: unknown {table} '{g.id}'"
         else:
             rep.status.code = 200
-            if table == "municipalities":  # MunicipalityLookup {municipality = 1}
-                v = status_pb2.RegistryNamedView()
-                v.ParseFromString(body)
-                body = status_pb2.RegistryLookupView(municipality=v).SerializeToString()
+            if table == "municipalities":
+                m = registry_pb2.Municipality()
+                m.ParseFromString(body)
+                body = registry_pb2.MunicipalityLookup(municipality=m).SerializeToString()
             rep.body = body
         return rep
 
 
 def pilot_view(pid, muni, challenge, leader, team=()):
-    return status_pb2.RegistryPilotView(id=pid, municipality=muni, challenge=challenge,
-                                        investment_leader=leader, investment_team=list(team))
+    return registry_pb2.Pilot(id=pid, programme="velferdspiloten", municipality=muni,
+                              challenge=challenge, investment_leader=leader,
+                              investment_team=list(team))
 
 
 def seed_registry(reg):
     for a in AGENCIES:
         reg.publish("no.samordna.registry.agency.registered",
-                    status_pb2.RegistryNamedView(id=a, name=a.upper()), "agencies", a)
+                    registry_pb2.Agency(id=a, name=a.upper(),
+                                        kind=registry_pb2.AGENCY_KIND_STATE_REGIONAL),
+                    "agencies", a)
     for mid, name in MUNICIPALITIES:
         reg.publish("no.samordna.registry.municipality.registered",
-                    status_pb2.RegistryNamedView(id=mid, name=name), "municipalities", mid)
+                    registry_pb2.Municipality(id=mid, name=name, population=1000),
+                    "municipalities", mid)
     for pid, muni, challenge, leader in PILOTS:
         reg.publish("no.samordna.registry.pilot.registered",
                     pilot_view(pid, muni, challenge, leader, ["nav-ost-viken"]), "pilots", pid)
