@@ -26,6 +26,7 @@
 #define S_FORMAT "samordna-fixture/1"
 #define S_WINDOW 256        /* events in flight */
 #define S_ERRORS_SHOWN 20   /* problems printed before "and N more" */
+#define S_RESENDS 3         /* times the events in flight are sent again after a timeout */
 
 /* One event of the plan. */
 typedef struct {
@@ -489,6 +490,7 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
         size_t item;
     } flight[S_WINDOW];
     size_t inflight = 0, next = 0, answered = 0;
+    int resends = 0; /* in a row, without any answer between */
     bool tty = isatty(STDERR_FILENO);
     int rc = 0;
     for (size_t i = 0; i < imp->n_items; i++)
@@ -511,12 +513,32 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
         }
         sam_result_t res = {0};
         if (sam_client_recv(client, ctl->timeout_ms, &res) != 0) {
-            fprintf(stderr, "%ssamctl import: no answer within %d ms for %zu events in flight\n",
-                    tty ? "\n" : "", ctl->timeout_ms, inflight);
             sam_result_clear(&res);
-            rc = -1;
-            goto out;
+            /* A service restarted, or the broker lost a worker with our requests: send what
+               is in flight again. Publishes are idempotent, a repeat is a duplicate. */
+            if (resends == S_RESENDS) {
+                fprintf(stderr,
+                        "%ssamctl import: no answer within %d ms for %zu events in flight\n",
+                        tty ? "\n" : "", ctl->timeout_ms, inflight);
+                rc = -1;
+                goto out;
+            }
+            resends++;
+            fprintf(stderr, "%ssamctl import: no answer within %d ms, sending %zu events again\n",
+                    tty ? "\n" : "", ctl->timeout_ms, inflight);
+            for (size_t i = 0; i < inflight; i++) {
+                const s_item_t *it = &imp->items[flight[i].item];
+                flight[i].rid =
+                    sam_client_send(client, it->service, "events.publish", it->body, it->len);
+                if (!flight[i].rid) {
+                    fprintf(stderr, "samctl import: could not send %s %s\n", it->type, it->key);
+                    rc = -1;
+                    goto out;
+                }
+            }
+            continue;
         }
+        resends = 0;
         size_t slot = inflight;
         for (size_t i = 0; i < inflight; i++)
             if (flight[i].rid == res.id) slot = i;

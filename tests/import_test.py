@@ -1,0 +1,214 @@
+"""`samctl import` of the real Østfold fixture into a real broker and registry: the counts,
+a rerun that changes nothing, wrong files refused with the JSON path of the problem and
+nothing stored, references resolved against the registry, and kill -9 of the registry in
+the middle of an import followed by a restart and a second import: complete, no duplicates.
+"""
+import copy
+import json
+import os
+import subprocess
+import time
+
+import samtest
+from samordna.v1 import envelope_pb2
+
+FIXTURE = os.path.join(samtest.SRC, "..", "shared", "fixtures", "ostfold-2019.json")
+SAMCTL = os.path.join(samtest.BIN, "samctl")
+# What the fixture holds for the registry: 8 agencies, 1 programme, 5 municipalities and the
+# merged Moss, 5 invitations each sent and answered, 4 pilots, 1 report.
+EXPECTED = {
+    "no.samordna.registry.agency.registered": 8,
+    "no.samordna.registry.programme.registered": 1,
+    "no.samordna.registry.municipality.registered": 6,
+    "no.samordna.registry.invitation.sent": 5,
+    "no.samordna.registry.invitation.answered": 5,
+    "no.samordna.registry.pilot.registered": 4,
+    "no.samordna.registry.report.published": 1,
+}
+TOTAL = sum(EXPECTED.values())
+
+
+def samctl(ep, *args, timeout=60):
+    p = subprocess.run([SAMCTL, "--broker", ep] + list(args), capture_output=True, text=True,
+                       timeout=timeout)
+    return p.returncode, p.stdout, p.stderr
+
+
+def load_fixture():
+    assert os.path.exists(FIXTURE), f"the fixture is missing: {FIXTURE}"
+    with open(FIXTURE, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def write(name, doc):
+    path = os.path.join(samtest.scratch(name), "fixture.json")
+    with open(path, "w", encoding="utf-8") as f:
+        if isinstance(doc, str):
+            f.write(doc)
+        else:
+            json.dump(doc, f, ensure_ascii=False, indent=1)
+    return path
+
+
+def last_seq(ep):
+    c = samtest.Client(ep)
+    try:
+        _, pr = c.call("registry", "ping", b"", envelope_pb2.PingReply)
+        return pr.last_seq
+    finally:
+        c.close()
+
+
+def start(name):
+    broker, ep = samtest.broker()
+    data = samtest.scratch(name)
+    reg = samtest.service("registry", ep, data)
+    return broker, ep, data, reg
+
+
+def count(ep, command):
+    rc, out, err = samctl(ep, "--json", command)
+    assert rc == 0, err
+    return len(json.loads(out))
+
+
+def test_import_the_pilot_then_rerun_changes_nothing():
+    broker, ep, _, reg = start("imp-pilot")
+    rc, out, err = samctl(ep, "--json", "import", FIXTURE)
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["new"] == TOTAL and summary["refused"] == 0 and summary["already"] == 0, out
+    assert {t["type"]: t["new"] for t in summary["types"]} == EXPECTED, out
+    assert f"{TOTAL}/{TOTAL} events acknowledged" in err, err
+    assert last_seq(ep) == TOTAL
+    assert count(ep, "agencies") == 8
+    assert count(ep, "municipalities") == 6
+    assert count(ep, "pilots") == 4
+    assert count(ep, "invitations") == 5
+    assert count(ep, "programmes") == 1
+    assert count(ep, "reports") == 1
+    rc, out, err = samctl(ep, "pilot", "show", "halden")
+    assert rc == 0 and "investment leader         fmov" in out, out + err
+    rc, out, _ = samctl(ep, "--json", "municipalities", "show", "moss-rygge")
+    m = json.loads(out)
+    assert m["id"] == "moss" and m["resolved_from"] == "moss-rygge", m
+    assert m["numbers"][0]["number"] == "3002"
+    rc, out, _ = samctl(ep, "--json", "invitations", "--answer", "no")
+    inv = json.loads(out)
+    assert [i["municipality"] for i in inv] == ["moss-rygge"] and inv[0]["channel"] == "oral"
+    rc, out, _ = samctl(ep, "agencies")
+    assert rc == 0 and "Fylkesmannen i Oslo og Viken" in out and "(8)" in out, out
+
+    # Again: every event is a duplicate, nothing changes.
+    rc, out, err = samctl(ep, "--json", "import", FIXTURE)
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["new"] == 0 and summary["already"] == TOTAL, out
+    assert last_seq(ep) == TOTAL
+    # A file that only refers to what the registry already holds is accepted.
+    doc = {"format": "samordna-fixture/1",
+           "pilots": [{"id": "halden-2", "municipality": "halden", "programme": "velferdspiloten",
+                       "challenge": "Bolig", "investment_leader": "husbanken-ost"}]}
+    rc, out, err = samctl(ep, "import", write("imp-pilot-ref", doc))
+    assert rc == 0, err
+    assert last_seq(ep) == TOTAL + 1
+    reg.stop()
+    broker.stop()
+
+
+def refused(ep, doc, name):
+    before = last_seq(ep)
+    rc, out, err = samctl(ep, "import", write(name, doc))
+    assert rc != 0, out + err
+    assert "nothing was sent" in err or "samctl import:" in err, err
+    assert last_seq(ep) == before, "a refused file stores nothing"
+    return err
+
+
+def test_wrong_files_are_refused_with_the_json_path():
+    broker, ep, _, reg = start("imp-wrong")
+    good = load_fixture()
+
+    doc = copy.deepcopy(good)
+    doc["pilots"][2]["investment_leader"] = "nobody"
+    err = refused(ep, doc, "imp-w1")
+    assert "$.pilots[2].investment_leader: unknown agency 'nobody'" in err, err
+
+    doc = copy.deepcopy(good)
+    doc["agencies"][1]["kind"] = "spaceship"
+    err = refused(ep, doc, "imp-w2")
+    assert "$.agencies[1].kind: 'spaceship' is not one of" in err, err
+
+    doc = copy.deepcopy(good)
+    doc["municipalities"][0]["numbers"][1]["from"] = "2020-13-01"
+    err = refused(ep, doc, "imp-w3")
+    assert "$.municipalities[0].numbers[1].from" in err, err
+
+    doc = copy.deepcopy(good)
+    doc["pilots"][0]["investmnet_leader"] = doc["pilots"][0].pop("investment_leader")
+    err = refused(ep, doc, "imp-w4")
+    assert "$.pilots[0].investmnet_leader: unknown member" in err, err
+
+    doc = copy.deepcopy(good)
+    doc["invitations"][3]["answer"] = "maybe"
+    err = refused(ep, doc, "imp-w5")
+    assert "$.invitations[3].answer" in err, err
+
+    doc = copy.deepcopy(good)
+    doc["format"] = "something-else/2"
+    err = refused(ep, doc, "imp-w6")
+    assert "$.format" in err, err
+
+    doc = copy.deepcopy(good)
+    doc["agencies"].append(dict(doc["agencies"][0]))
+    err = refused(ep, doc, "imp-w7")
+    assert "$.agencies[8]: agency 'fmov' is already defined at $.agencies[0]" in err, err
+
+    text = json.dumps(good, ensure_ascii=False, indent=1)
+    err = refused(ep, text[: len(text) // 2], "imp-w8")
+    assert "fixture.json:" in err and "samctl import" in err, err
+
+    assert last_seq(ep) == 0
+    # The right file goes in after all that, whole.
+    rc, out, err = samctl(ep, "import", FIXTURE)
+    assert rc == 0, err
+    assert last_seq(ep) == TOTAL
+    reg.stop()
+    broker.stop()
+
+
+def test_kill9_during_import_then_restart_and_import_again():
+    broker, ep, data, reg = start("imp-kill")
+    doc = load_fixture()
+    people = 4000
+    doc["people"] = [{"id": f"p-{i:05d}", "name": f"Person {i}", "agency": "fmov",
+                      "roles": [{"role": "member of the working group", "pilot": "halden"}]}
+                     for i in range(people)]
+    path = write("imp-kill-file", doc)
+    total = TOTAL + 2 * people  # person.registered and role.assigned each
+
+    first = subprocess.Popen([SAMCTL, "--broker", ep, "--timeout-ms", "1000", "import", path],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    samtest.wait_for(lambda: last_seq(ep) >= 500, 30, "the import under way")
+    reg.kill9()
+    at_kill = None
+    out, err = first.communicate(timeout=60)
+    # Restart on the same store: what was acknowledged is there, and the rest comes in.
+    reg = samtest.service("registry", ep, data)
+    at_kill = last_seq(ep)
+    assert 500 <= at_kill < total, (at_kill, out, err)
+    rc, out, err = samctl(ep, "--json", "--timeout-ms", "5000", "import", path, timeout=120)
+    assert rc == 0, err
+    summary = json.loads(out)
+    assert summary["new"] + summary["already"] == total and summary["refused"] == 0, out
+    assert summary["new"] == total - at_kill, (summary, at_kill)
+    assert last_seq(ep) == total, "every event stored exactly once"
+    assert count(ep, "people") == people
+    rc, out, err = samctl(ep, "--json", "people", "show", "p-03999")
+    assert rc == 0 and json.loads(out)["roles"][0]["pilot"] == "halden", out + err
+    reg.stop()
+    broker.stop()
+
+
+if __name__ == "__main__":
+    samtest.main()

@@ -1,0 +1,484 @@
+"""The registry service through the real broker: every event type, the queries, and every
+kind of bad input — malformed payload, unknown type, missing reference, oversized event,
+wrong syntax, conflicts — each answered with a status naming the field and nothing stored.
+Ownership (403) is checked with the test playing the broker, so it can present an
+authenticated publisher's identity the way samordna-broker does.
+"""
+import time
+
+import samtest
+from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT
+import zmq
+from samordna.v1 import envelope_pb2, events_pb2, registry_pb2 as R
+from cloudevents.v1 import cloudevents_pb2
+
+T = "no.samordna.registry."
+_ids = iter(range(1, 10**9))
+
+
+def ce(etype, payload, eid=None, source="fmov"):
+    """A PublishRequest carrying one CloudEvent with a packed protobuf payload."""
+    data = payload if isinstance(payload, bytes) else payload.SerializeToString()
+    ev = cloudevents_pb2.CloudEvent(id=eid or f"test-{next(_ids)}", source=source,
+                                    spec_version="1.0", type=T + etype, binary_data=data)
+    return events_pb2.PublishRequest(event=ev)
+
+
+class Registry:
+    """A broker and a registry on loopback, with a client."""
+
+    def __init__(self, name, *extra):
+        self.broker, self.ep = samtest.broker()
+        self.data = samtest.scratch(name)
+        self.proc = samtest.service("registry", self.ep, self.data, *extra)
+        self.c = samtest.Client(self.ep)
+
+    def publish(self, etype, payload, eid=None, source="fmov"):
+        """(status code, message, PublishReply or None)."""
+        rep, pr = self.c.call("registry", "events.publish", ce(etype, payload, eid, source),
+                              events_pb2.PublishReply)
+        return rep.status.code, rep.status.message, pr
+
+    def ok(self, etype, payload, eid=None):
+        code, msg, pr = self.publish(etype, payload, eid)
+        assert code == 200, f"{etype}: {code} {msg}"
+        return pr.seq
+
+    def query(self, method, req, reply_type):
+        rep, msg = self.c.call("registry", "registry." + method, req, reply_type)
+        return rep.status.code, rep.status.message, msg
+
+    def last_seq(self):
+        rep, pr = self.c.call("registry", "ping", b"", envelope_pb2.PingReply)
+        return pr.last_seq
+
+    def close(self):
+        self.c.close()
+        assert self.proc.stop() == 0
+        self.broker.stop()
+
+
+def municipality(mid, name, **kw):
+    m = R.Municipality(id=mid, name=name, population=kw.pop("population", 1000))
+    for number, frm, until in kw.pop("numbers", []):
+        n = m.numbers.add(number=number)
+        setattr(n, "from", frm)
+        n.until = until
+    return m
+
+
+def seed(r):
+    """Two agencies, a programme, two municipalities: what pilots and invitations need."""
+    r.ok("agency.registered", R.Agency(id="fmov", name="Fylkesmannen i Oslo og Viken",
+                                       former_names=["Fylkesmannen i Østfold"],
+                                       kind=R.AGENCY_KIND_COUNTY_GOVERNOR,
+                                       roles=[R.AGENCY_ROLE_PILOT_OWNER]))
+    r.ok("agency.registered", R.Agency(id="imdi-ost", name="IMDi Øst",
+                                       kind=R.AGENCY_KIND_STATE_REGIONAL,
+                                       roles=[R.AGENCY_ROLE_INVESTMENT_TEAM]))
+    r.ok("agency.registered", R.Agency(id="nav-ost-viken", name="NAV Øst-Viken",
+                                       kind=R.AGENCY_KIND_STATE_REGIONAL,
+                                       roles=[R.AGENCY_ROLE_INVESTMENT_TEAM]))
+    r.ok("programme.registered", R.Programme(id="velferdspiloten", name="Velferdspiloten",
+                                             owner="fmov", briefing_interval_months=6))
+    r.ok("municipality.registered", municipality("halden", "Halden",
+                                                 numbers=[("0101", "", "2019-12-31"),
+                                                          ("3001", "2020-01-01", "")]))
+    r.ok("municipality.registered", municipality("sarpsborg", "Sarpsborg"))
+
+
+def test_register_get_list_and_paginate():
+    r = Registry("reg-basic")
+    try:
+        seed(r)
+        code, msg, a = r.query("agencies.get", R.GetRequest(id="fmov"), R.Agency)
+        assert code == 200 and a.name == "Fylkesmannen i Oslo og Viken", (code, msg)
+        assert list(a.former_names) == ["Fylkesmannen i Østfold"]
+        code, msg, _ = r.query("agencies.get", R.GetRequest(id="nobody"), R.Agency)
+        assert code == 404 and "nobody" in msg
+        code, _, lst = r.query("agencies.list", R.ListRequest(kind="state_regional"),
+                               R.AgencyList)
+        assert code == 200 and [x.id for x in lst.items] == ["imdi-ost", "nav-ost-viken"]
+        # Pagination: one per page, the token is the last key.
+        seen, token = [], ""
+        while True:
+            code, msg, lst = r.query("agencies.list", R.ListRequest(page_size=1, page_token=token),
+                                     R.AgencyList)
+            assert code == 200, msg
+            seen += [x.id for x in lst.items]
+            token = lst.next_page_token
+            if not token:
+                break
+        assert seen == ["fmov", "imdi-ost", "nav-ost-viken"], seen
+        code, msg, _ = r.query("agencies.list", R.ListRequest(municipality="halden"),
+                               R.AgencyList)
+        assert code == 400 and "municipality" in msg, "a filter that does not apply is refused"
+        code, msg, _ = r.query("agencies.list", R.ListRequest(kind="spaceship"), R.AgencyList)
+        assert code == 400 and "kind" in msg
+        code, _, m = r.query("municipalities.get", R.GetRequest(number="3001"),
+                             R.MunicipalityLookup)
+        assert code == 200 and m.municipality.id == "halden"
+        # Pilot, invitation and answer.
+        r.ok("pilot.registered", R.Pilot(id="halden", programme="velferdspiloten",
+                                         municipality="halden", challenge="Barnefattigdom",
+                                         investment_leader="fmov", investment_team=["imdi-ost"]))
+        r.ok("invitation.sent", R.Invitation(programme="velferdspiloten", municipality="halden"))
+        r.ok("invitation.answered", R.InvitationAnswer(programme="velferdspiloten",
+                                                       municipality="halden", answer=R.ANSWER_YES,
+                                                       channel=R.CHANNEL_WRITTEN))
+        code, msg, _ = r.publish("invitation.answered",
+                                 R.InvitationAnswer(programme="velferdspiloten",
+                                                    municipality="halden", answer=R.ANSWER_NO,
+                                                    channel=R.CHANNEL_ORAL))
+        assert code == 409 and "already answered" in msg, (code, msg)
+        code, _, lst = r.query("invitations.list", R.ListRequest(answer="yes"), R.InvitationList)
+        assert code == 200 and len(lst.items) == 1 and lst.items[0].channel == R.CHANNEL_WRITTEN
+        code, _, lst = r.query("pilots.list", R.ListRequest(agency="imdi-ost"), R.PilotList)
+        assert code == 200 and [p.id for p in lst.items] == ["halden"]
+        code, _, lst = r.query("pilots.list", R.ListRequest(municipality="sarpsborg"), R.PilotList)
+        assert code == 200 and len(lst.items) == 0
+        # The outbox holds every accepted event, in order.
+        rep, rr = r.c.call("registry", "events.read", events_pb2.ReadRequest(after_seq=0, max=100),
+                           events_pb2.ReadReply)
+        assert rep.status.code == 200 and [e.seq for e in rr.events] == list(range(1, 10))
+        assert rr.events[-1].event.type == T + "invitation.answered"
+    finally:
+        r.close()
+
+
+def test_duplicate_is_answered_with_the_original_seq():
+    r = Registry("reg-dup")
+    try:
+        a = R.Agency(id="fmov", name="Fylkesmannen", kind=R.AGENCY_KIND_COUNTY_GOVERNOR)
+        code, _, first = r.publish("agency.registered", a, eid="same-id")
+        assert code == 200 and not first.duplicate
+        code, _, again = r.publish("agency.registered", a, eid="same-id")
+        assert code == 200 and again.duplicate and again.seq == first.seq
+        code, msg, _ = r.publish("agency.registered", a, eid="another-id")
+        assert code == 409 and "agency.id" in msg and "already registered" in msg, (code, msg)
+        assert r.last_seq() == 1
+    finally:
+        r.close()
+
+
+def test_malformed_payload_is_refused_and_nothing_stored():
+    r = Registry("reg-malformed")
+    try:
+        code, msg, _ = r.publish("agency.registered", b"\x0a\xff\xff\xff\xff\x0f garbage")
+        assert code == 400 and "undecodable" in msg, (code, msg)
+        code, msg, _ = r.publish("agency.registered", b"")
+        assert code == 400, (code, msg)
+        rep, _ = r.c.call("registry", "events.publish", b"\xff\x00\x13")
+        assert rep.status.code == 400
+        assert r.last_seq() == 0
+        assert "undecodable" in r.proc.logtext() or "refused" in r.proc.logtext()
+    finally:
+        r.close()
+
+
+def test_unknown_event_type_is_501():
+    r = Registry("reg-unknown")
+    try:
+        code, msg, _ = r.publish("agency.exploded", R.Agency(id="fmov", name="x"))
+        assert code == 501 and "no.samordna.registry.agency.exploded" in msg, (code, msg)
+        code, msg, _ = r.query("agencies.explode", R.GetRequest(id="x"), R.Agency)
+        assert code == 501
+        assert r.last_seq() == 0
+    finally:
+        r.close()
+
+
+def test_missing_reference_is_422_naming_the_field():
+    r = Registry("reg-ref")
+    try:
+        seed(r)
+        before = r.last_seq()
+        cases = [
+            (R.Pilot(id="moss", programme="velferdspiloten", municipality="moss", challenge="c",
+                     investment_leader="fmov"), "pilot.municipality", "moss"),
+            (R.Pilot(id="halden", programme="velferdspiloten", municipality="halden",
+                     challenge="c", investment_leader="nobody"), "pilot.investment_leader",
+             "nobody"),
+            (R.Pilot(id="halden", programme="velferdspiloten", municipality="halden",
+                     challenge="c", investment_leader="fmov", investment_team=["imdi-ost", "x"]),
+             "pilot.investment_team[1]", "'x'"),
+            (R.Pilot(id="halden", programme="nope", municipality="halden", challenge="c",
+                     investment_leader="fmov"), "pilot.programme", "nope"),
+        ]
+        for payload, field, what in cases:
+            code, msg, _ = r.publish("pilot.registered", payload)
+            assert code == 422 and msg.startswith(field + ":") and what in msg, (code, msg)
+        code, msg, _ = r.publish("invitation.sent", R.Invitation(programme="other",
+                                                                 municipality="halden"))
+        assert code == 422 and msg.startswith("invitation.programme:"), (code, msg)
+        code, msg, _ = r.publish("programme.registered",
+                                 R.Programme(id="p2", name="P2", owner="ghost",
+                                             briefing_interval_months=6))
+        assert code == 422 and msg.startswith("programme.owner:"), (code, msg)
+        assert r.last_seq() == before, "refusals store nothing"
+        code, _, _ = r.query("pilots.get", R.GetRequest(id="moss"), R.Pilot)
+        assert code == 404
+    finally:
+        r.close()
+
+
+def test_oversized_events_are_refused():
+    r = Registry("reg-big")
+    try:
+        # Over the registry's own payload limit (64 KiB), under the runtime's event limit.
+        code, msg, _ = r.publish("agency.registered",
+                                 R.Agency(id="fmov", name="x" * 70000,
+                                          kind=R.AGENCY_KIND_COUNTY_GOVERNOR))
+        assert code == 413 and "data" in msg, (code, msg)
+        # Over the runtime's event limit.
+        code, msg, _ = r.publish("agency.registered",
+                                 R.Agency(id="fmov", name="x" * 300000,
+                                          kind=R.AGENCY_KIND_COUNTY_GOVERNOR))
+        assert code == 413, (code, msg)
+        # A field over its own limit is a 400 naming it.
+        code, msg, _ = r.publish("agency.registered",
+                                 R.Agency(id="fmov", name="x" * 201,
+                                          kind=R.AGENCY_KIND_COUNTY_GOVERNOR))
+        assert code == 400 and msg.startswith("agency.name:"), (code, msg)
+        assert r.last_seq() == 0
+    finally:
+        r.close()
+
+
+def test_syntax_refusals_name_the_field():
+    r = Registry("reg-syntax")
+    try:
+        seed(r)
+        before = r.last_seq()
+        cases = [
+            ("agency.registered", R.Agency(id="Bad_Id", name="x", kind=1), "agency.id"),
+            ("agency.registered", R.Agency(id="ok", name="x"), "agency.kind"),
+            ("agency.registered", R.Agency(id="ok", name="x", kind=1, roles=[99]),
+             "agency.roles[0]"),
+            ("municipality.registered", municipality("m", "M", numbers=[("12", "", "")]),
+             "municipality.numbers[0].number"),
+            ("municipality.registered", municipality("m", "M",
+                                                     numbers=[("0101", "2019-02-30", "")]),
+             "municipality.numbers[0].from"),
+            ("municipality.registered", municipality("m", "M", population=-5),
+             "municipality.population"),
+            ("programme.registered", R.Programme(id="p", name="P", owner="fmov",
+                                                 briefing_interval_months=0),
+             "programme.briefing_interval_months"),
+            ("pilot.registered", R.Pilot(id="x", programme="velferdspiloten",
+                                         municipality="halden", investment_leader="fmov"),
+             "pilot.challenge"),
+            ("person.registered", R.Person(id="p-1", name="Kari", email="not-an-address"),
+             "person.email"),
+            ("invitation.answered", R.InvitationAnswer(programme="velferdspiloten",
+                                                       municipality="halden", answer=1),
+             "invitation.channel"),
+        ]
+        for etype, payload, field in cases:
+            code, msg, _ = r.publish(etype, payload)
+            assert code == 400 and msg.startswith(field + ":"), (etype, code, msg)
+        assert r.last_seq() == before
+    finally:
+        r.close()
+
+
+def test_merged_municipality_resolves_to_its_successor():
+    r = Registry("reg-merge")
+    try:
+        seed(r)
+        r.ok("municipality.registered", municipality("moss-rygge", "Moss/Rygge"))
+        r.ok("municipality.registered", municipality("rygge", "Rygge"))
+        r.ok("municipality.registered", municipality("moss", "Moss",
+                                                     numbers=[("3002", "2020-01-01", "")]))
+        merger = R.MunicipalityMerger(merged=["moss-rygge", "rygge"], into="moss")
+        setattr(merger, "from", "2020-01-01")
+        r.ok("municipality.merged", merger)
+        code, msg, m = r.query("municipalities.get", R.GetRequest(id="moss-rygge"),
+                               R.MunicipalityLookup)
+        assert code == 200 and m.municipality.id == "moss" and m.resolved_from == "moss-rygge"
+        assert "merged into moss on 2020-01-01" in m.message, m.message
+        assert sorted(m.municipality.predecessors) == ["moss-rygge", "rygge"]
+        # The old record keeps its history: it is listed with its successor.
+        code, _, lst = r.query("municipalities.list", R.ListRequest(), R.MunicipalityList)
+        old = [x for x in lst.items if x.id == "moss-rygge"][0]
+        assert old.successor.municipality == "moss" and old.successor.number == "3002"
+        code, msg, _ = r.publish("municipality.merged", merger)
+        assert code == 409 and "already merged" in msg, (code, msg)
+        # A successor named at registration: the new one lists it as predecessor.
+        sm = municipality("spydeberg", "Spydeberg")
+        sm.successor.municipality = "moss"
+        sm.successor.name = "Moss"
+        setattr(sm.successor, "from", "2020-01-01")
+        r.ok("municipality.registered", sm)
+        _, _, m = r.query("municipalities.get", R.GetRequest(id="spydeberg"),
+                          R.MunicipalityLookup)
+        assert m.municipality.id == "moss" and m.resolved_from == "spydeberg"
+    finally:
+        r.close()
+
+
+def test_person_erasure_keeps_the_roles_and_scrubs_the_outbox():
+    r = Registry("reg-erase")
+    try:
+        seed(r)
+        seq = r.ok("person.registered", R.Person(id="p-0001", name="Kari Nordmann",
+                                                 email="kari@example.no", agency="fmov"))
+        role = R.RoleHeld(role="contact person", programme="velferdspiloten")
+        setattr(role, "from", "2018-09-01")
+        r.ok("role.assigned", R.RoleAssignment(person="p-0001", role=role))
+        code, msg, _ = r.publish("role.assigned", R.RoleAssignment(
+            person="p-0001", role=R.RoleHeld(role="x", pilot="nope")))
+        assert code == 422 and msg.startswith("assignment.role.pilot:"), (code, msg)
+        r.ok("person.erased", R.PersonErasure(person="p-0001", requested="2020-03-01"))
+        code, _, p = r.query("people.get", R.GetRequest(id="p-0001"), R.Person)
+        assert code == 200 and p.erased and p.name == "" and p.email == ""
+        assert p.erased_on == "2020-03-01"
+        assert [x.role for x in p.roles] == ["contact person"], "the fact a role was held stays"
+        rep, rr = r.c.call("registry", "events.read", events_pb2.ReadRequest(after_seq=seq - 1,
+                                                                             max=1),
+                           events_pb2.ReadReply)
+        data = rr.events[0].event.binary_data
+        assert b"Kari" not in data and b"kari@" not in data, "the outbox keeps no personal data"
+        code, msg, _ = r.publish("role.assigned", R.RoleAssignment(person="p-0001", role=role))
+        assert code == 409 and "erased" in msg, (code, msg)
+        code, msg, _ = r.publish("person.erased", R.PersonErasure(person="p-0001"))
+        assert code == 409
+    finally:
+        r.close()
+
+
+def test_rename_keeps_former_names_and_reports_need_their_agency():
+    r = Registry("reg-rename")
+    try:
+        seed(r)
+        r.ok("agency.renamed", R.AgencyRename(agency="fmov", name="Statsforvalteren i Oslo og Viken"))
+        _, _, a = r.query("agencies.get", R.GetRequest(id="fmov"), R.Agency)
+        assert a.name == "Statsforvalteren i Oslo og Viken"
+        assert list(a.former_names) == ["Fylkesmannen i Østfold", "Fylkesmannen i Oslo og Viken"]
+        code, msg, _ = r.publish("agency.renamed", R.AgencyRename(agency="ghost", name="x"))
+        assert code == 404 and msg.startswith("agency.agency:"), (code, msg)
+        code, msg, _ = r.publish("report.published", R.Report(id="r1", by="hiof", title="T"))
+        assert code == 422 and msg.startswith("report.by:"), (code, msg)
+        r.ok("report.published", R.Report(id="r1", by="imdi-ost", title="T"))
+        code, _, lst = r.query("reports.list", R.ListRequest(agency="imdi-ost"), R.ReportList)
+        assert [x.id for x in lst.items] == ["r1"]
+    finally:
+        r.close()
+
+
+# ---- ownership, with the test as the broker -------------------------------------------------
+
+class FakeBroker:
+    """A ROUTER that accepts the registry's READY with the identity extension and sends it
+    requests with a chosen Caller, as samordna-broker does for authenticated peers."""
+
+    def __init__(self):
+        self.ep = f"tcp://127.0.0.1:{samtest.free_port()}"
+        self.sock = CTX.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.bind(self.ep)
+        self.worker = None
+        self.next_id = 1
+
+    def accept(self):
+        end = time.time() + 10
+        while time.time() < end:
+            assert self.sock.poll(5000), "no READY from the registry"
+            f = self.sock.recv_multipart()
+            if f[3] == READY:
+                self.worker = f[0]
+                ext = f[5].decode()
+                credit = ext.split("credit=")[1].split()[0]
+                self.sock.send_multipart([self.worker, b"", MDPW, HEARTBEAT,
+                                          f"x-samordna/1 credit={credit} identity".encode()])
+                return
+        raise AssertionError("no READY")
+
+    def call(self, method, body, caller):
+        rid = self.next_id
+        self.next_id += 1
+        req = envelope_pb2.Request(id=rid, method=method, body=body.SerializeToString())
+        self.sock.send_multipart([self.worker, b"", MDPW, REQUEST, b"C1", b"",
+                                  caller.SerializeToString(), req.SerializeToString()])
+        end = time.time() + 10
+        while time.time() < end:
+            assert self.sock.poll(5000), "no REPLY from the registry"
+            f = self.sock.recv_multipart()
+            if f[3] != REPLY:
+                continue
+            rep = envelope_pb2.Reply()
+            rep.ParseFromString(f[6])
+            if rep.id == rid:
+                return rep
+        raise AssertionError("no REPLY")
+
+    def close(self):
+        self.sock.close(0)
+
+
+def test_publishers_change_only_what_they_own():
+    fb = FakeBroker()
+    data = samtest.scratch("reg-owner")
+    p = samtest.Proc("registry-owner", ["samordna-registry", "--broker", fb.ep, "--data-dir",
+                                        data, "--insecure"])
+    try:
+        fb.accept()
+        admin = envelope_pb2.Caller(role="admin", insecure=True)
+        nav = envelope_pb2.Caller(agency="nav-ost-viken", role="publisher")
+        fmov = envelope_pb2.Caller(agency="fmov", role="publisher")
+
+        def pub(etype, payload, caller, source):
+            rep = fb.call("events.publish", ce(etype, payload, source=source), caller)
+            return rep.status.code, rep.status.message
+
+        assert pub("agency.registered", R.Agency(id="fmov", name="FM", kind=1), admin,
+                   "fmov")[0] == 200
+        code, msg = pub("agency.registered", R.Agency(id="imdi-ost", name="IMDi", kind=2), nav,
+                        "nav-ost-viken")
+        assert code == 403 and msg.startswith("agency.id:") and "nav-ost-viken" in msg, msg
+        assert pub("agency.registered", R.Agency(id="nav-ost-viken", name="NAV", kind=2), nav,
+                   "nav-ost-viken")[0] == 200
+        code, msg = pub("agency.renamed", R.AgencyRename(agency="fmov", name="x"), nav,
+                        "nav-ost-viken")
+        assert code == 403, msg
+        code, msg = pub("programme.registered", R.Programme(id="vp", name="VP", owner="fmov",
+                                                            briefing_interval_months=6),
+                        nav, "nav-ost-viken")
+        assert code == 403 and msg.startswith("programme.owner:"), msg
+        assert pub("programme.registered", R.Programme(id="vp", name="VP", owner="fmov",
+                                                       briefing_interval_months=6),
+                   fmov, "fmov")[0] == 200
+        code, msg = pub("municipality.registered", municipality("halden", "Halden"), nav,
+                        "nav-ost-viken")
+        assert code == 403 and "owns no programme" in msg, msg
+        assert pub("municipality.registered", municipality("halden", "Halden"), fmov,
+                   "fmov")[0] == 200
+        pilot = R.Pilot(id="halden", programme="vp", municipality="halden", challenge="c",
+                        investment_leader="nav-ost-viken")
+        code, msg = pub("pilot.registered", pilot, nav, "nav-ost-viken")
+        assert code == 403 and msg.startswith("pilot.programme:"), msg
+        assert pub("pilot.registered", pilot, fmov, "fmov")[0] == 200
+        # The investment leader may update its pilot; another publisher may not.
+        pilot.aims.append("Færre barn i lavinntektsfamilier")
+        assert pub("pilot.updated", pilot, nav, "nav-ost-viken")[0] == 200
+        assert pub("agency.registered", R.Agency(id="ofk", name="OFK", kind=3), admin,
+                   "fmov")[0] == 200
+        ofk = envelope_pb2.Caller(agency="ofk", role="publisher")
+        code, msg = pub("pilot.updated", pilot, ofk, "ofk")
+        assert code == 403 and msg.startswith("pilot.id:"), msg
+        # People: only one's own.
+        code, msg = pub("person.registered", R.Person(id="p-1", name="Ola", agency="fmov"), nav,
+                        "nav-ost-viken")
+        assert code == 403 and msg.startswith("person.agency:"), msg
+        rep = fb.call("registry.pilots.get", R.GetRequest(id="halden"),
+                      envelope_pb2.Caller(agency="hiof", role="reader"))
+        got = R.Pilot()
+        got.ParseFromString(rep.body)
+        assert rep.status.code == 200 and list(got.aims) == ["Færre barn i lavinntektsfamilier"]
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+if __name__ == "__main__":
+    samtest.main()
