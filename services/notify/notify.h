@@ -1,0 +1,132 @@
+/*  notify.h — the notify service's context and the functions its files share.
+
+    notify follows the outbox of every configured service (registry, status, grants) with
+    events.read long polls sent from its tick, matches each event against the subscriptions
+    through an index (notify_store.h), and queues one delivery per (subscription, event) in
+    the same write transaction that advances the service's cursor — so a restart resumes
+    exactly where it stopped, with nothing lost and nothing queued twice.
+
+    Deliveries leave by three channels:
+      inbox    the agency's system reads notify.inbox.read and acknowledges with
+               notify.inbox.ack; what is not acknowledged is read again;
+      webhook  HTTP POST (CloudEvents structured JSON) signed with HMAC-SHA256, after the
+               endpoint has answered a handshake;
+      e-mail   through the SMTP relay of --smtp-url.
+    Webhooks and e-mail go through libcurl's multi interface, driven from the tick, so the
+    service loop never blocks on a receiver. Each subscription has at most one delivery in
+    flight and takes its queue in order; a failure is retried on the --retry-schedule, a 429
+    waits for its Retry-After, a 410 disables the subscription, and after the last retry the
+    delivery moves to the dead-letter table, from where notify.dead.replay puts it back.
+*/
+#ifndef NOTIFY_H
+#define NOTIFY_H
+
+#include "notify_store.h"
+#include "sam_client.h"
+#include "sam_service.h"
+
+#include "samordna/v1/notify.pb-c.h"
+
+#include <czmq.h>
+#include <curl/curl.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#define NOTIFY_MAX_FOLLOW 16
+#define NOTIFY_MAX_SCHEDULE 32
+
+/* One followed outbox. */
+typedef struct {
+    char service[64];
+    uint64_t cursor;      /* last seq queued (mirrors the "cursors" table) */
+    uint64_t req_id;      /* events.read in flight, 0 when none */
+    int64_t sent_ms;      /* when it was sent */
+    int64_t next_try_ms;  /* when to send the next one */
+    bool down;            /* the last attempt failed (logged once until it answers again) */
+} notify_follow_t;
+
+typedef struct notify_flight_t notify_flight_t;
+
+typedef struct {
+    sam_service_t *svc;
+    notify_dbis_t dbi;
+
+    /* options */
+    notify_follow_t follow[NOTIFY_MAX_FOLLOW];
+    size_t n_follow;
+    int follow_wait_ms;             /* wait_ms of each events.read */
+    int64_t schedule_ms[NOTIFY_MAX_SCHEDULE]; /* retry delays; after the last → dead */
+    size_t n_schedule;
+    long http_timeout_ms;
+    long max_in_flight;             /* webhook/e-mail transfers at once */
+    const char *smtp_url;           /* smtp://host:port, NULL: e-mail deliveries retry */
+    const char *mail_from;
+    const char *briefing_dates;     /* "MM-DD,MM-DD" */
+    long reminder_days;
+    long call_timeout_ms;           /* calls to status and grants while composing */
+
+    /* run-time state */
+    sam_client_t *client;           /* the runtime's client, for events.read and calls */
+    CURLM *multi;
+    zhashx_t *flights;              /* subscription id → notify_flight_t (in flight) */
+    int64_t next_schedule_ms;       /* next check of briefing/reminders */
+    int64_t next_deliver_scan_ms;   /* next scan of the queue for due deliveries */
+    int64_t next_handshake_scan_ms; /* next scan of pending webhooks for due handshakes */
+    uint8_t master_key[32];         /* derives each webhook's signing secret */
+} notify_t;
+
+/* Wall clock, ms since the epoch. */
+int64_t notify_now_ms(void);
+
+/* notify_subs.c — subscription events and queries. */
+int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                             sam_reply_t *reply);
+int notify_apply_sub_deleted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                             sam_reply_t *reply);
+int notify_q_sub_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
+int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                      sam_reply_t *reply);
+int notify_q_sub_secret(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                        sam_reply_t *reply);
+/* The webhook signing secret of a subscription, as 64 hex characters and a NUL. */
+void notify_sub_secret(notify_t *n, const Samordna__V1__Subscription *s, char out[65]);
+
+/* notify_inbox.c — inbox, log, dead letters, cursors. */
+int notify_q_inbox_read(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                        sam_reply_t *reply);
+int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                       sam_reply_t *reply);
+int notify_q_log(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
+int notify_q_dead_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                       sam_reply_t *reply);
+int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                         sam_reply_t *reply);
+int notify_q_cursors(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                     sam_reply_t *reply);
+
+/* notify_follow.c — following outboxes and queuing matches. */
+void notify_follow_start(notify_t *n);
+/* Sends due events.read requests and takes in replies for up to wait_ms. */
+void notify_follow_tick(notify_t *n);
+/* Calls service.method synchronously over the runtime's client, while still taking in the
+   follower's replies that arrive meanwhile. Same contract as sam_client_call. */
+uint32_t notify_call(notify_t *n, const char *service, const char *method,
+                     const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+                     ProtobufCMessage **reply_out, int timeout_ms, sam_result_t *result);
+/* Matches ev against every subscription and queues a delivery for each match in txn.
+   Returns the number queued, or -1 on a store error. */
+int notify_enqueue_matches(notify_t *n, MDB_txn *txn, const char *service, uint64_t seq,
+                           const Io__Cloudevents__V1__CloudEvent *ce, int64_t committed_ms,
+                           int64_t now_ms);
+
+/* notify_deliver.c — webhooks and e-mail. */
+int notify_deliver_start(notify_t *n);
+void notify_deliver_tick(notify_t *n);
+void notify_deliver_stop(notify_t *n);
+/* Forgets an in-flight transfer of a subscription that is being deleted. */
+void notify_deliver_forget(notify_t *n, const char *sub_id);
+/* The body of one delivery: CloudEvents structured JSON (malloc'd, NUL-terminated). */
+char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce);
+
+
+#endif

@@ -1,0 +1,734 @@
+/*  notify_deliver.c — webhooks and e-mail through libcurl's multi interface.
+
+    Every tick: curl_multi_perform moves the transfers in flight without blocking; finished
+    ones are recorded in one write transaction (log row, queue row removed or rescheduled,
+    dead letter, subscription state); then, when something may be due, a scan of the queue's
+    heads — one per subscription, found by jumping from one subscription's key range to the
+    next — starts new transfers up to --max-in-flight. A subscription has at most one
+    transfer in flight, so its deliveries arrive in queue order.
+
+    Webhook request (CloudEvents HTTP binding, structured mode):
+        POST <url>
+        Content-Type: application/cloudevents+json; charset=utf-8
+        X-Samordna-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
+        X-Samordna-Delivery: <subscription>/<qseq>
+        <the event as CloudEvents JSON; a protobuf payload as data_base64>
+    The receiver checks the signature with the secret of notify.subscriptions.secret and
+    drops duplicates by the event's (source, id): delivery is at least once.
+
+    Before the first delivery the endpoint must answer a handshake: an event of type
+    no.samordna.notify.webhook.handshake whose data is {"challenge": "<hex>"}, signed the
+    same way; a 2xx answer whose body holds the challenge activates the subscription.
+
+    Outcomes: 2xx delivered; 410 disables the subscription; 429 waits Retry-After (or the
+    next step of the schedule) without counting as a failure; anything else counts an
+    attempt and waits the next step of --retry-schedule; past the last step the delivery is
+    a dead letter.
+*/
+#include "notify.h"
+
+#include <jansson.h>
+#include <sodium.h>
+#include <string.h>
+#include <time.h>
+
+#define S_RESP_MAX 4096
+
+typedef enum { S_DELIVERY, S_HANDSHAKE } s_kind_t;
+
+struct notify_flight_t {
+    CURL *easy;
+    s_kind_t kind;
+    int channel;
+    char sub[NOTIFY_ID_MAX + 1];
+    uint64_t qseq;
+    char event_id[128];
+    char event_type[128];
+    char challenge[65];
+    char *body;               /* request body or mail message */
+    size_t body_len, body_off;
+    struct curl_slist *headers;
+    struct curl_slist *rcpt;
+    char resp[S_RESP_MAX + 1]; /* start of the answer's body */
+    size_t resp_len;
+    int64_t start_us;
+};
+
+static void s_flight_free(notify_flight_t **fp)
+{
+    notify_flight_t *f = *fp;
+    if (!f) return;
+    free(f->body);
+    curl_slist_free_all(f->headers);
+    curl_slist_free_all(f->rcpt);
+    free(f);
+    *fp = NULL;
+}
+
+static size_t s_on_write(char *data, size_t size, size_t nmemb, void *arg)
+{
+    notify_flight_t *f = arg;
+    size_t len = size * nmemb;
+    size_t room = S_RESP_MAX - f->resp_len;
+    size_t take = len < room ? len : room;
+    memcpy(f->resp + f->resp_len, data, take);
+    f->resp_len += take;
+    f->resp[f->resp_len] = 0;
+    return len;
+}
+
+static size_t s_on_read(char *buf, size_t size, size_t nmemb, void *arg)
+{
+    notify_flight_t *f = arg;
+    size_t room = size * nmemb, left = f->body_len - f->body_off;
+    size_t take = left < room ? left : room;
+    memcpy(buf, f->body + f->body_off, take);
+    f->body_off += take;
+    return take;
+}
+
+/* ---- the event as CloudEvents JSON -------------------------------------------------------- */
+
+static json_t *s_attr_json(const Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue *v)
+{
+    switch (v->attr_case) {
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BOOLEAN:
+        return json_boolean(v->ce_boolean);
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_INTEGER:
+        return json_integer(v->ce_integer);
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING:
+        return json_string(v->ce_string);
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI:
+        return json_string(v->ce_uri);
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF:
+        return json_string(v->ce_uri_ref);
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_BYTES: {
+        size_t cap = sodium_base64_ENCODED_LEN(v->ce_bytes.len, sodium_base64_VARIANT_ORIGINAL);
+        char *b = malloc(cap);
+        if (!b) return NULL;
+        sodium_bin2base64(b, cap, v->ce_bytes.data, v->ce_bytes.len,
+                          sodium_base64_VARIANT_ORIGINAL);
+        json_t *j = json_string(b);
+        free(b);
+        return j;
+    }
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_TIMESTAMP: {
+        if (!v->ce_timestamp) return NULL;
+        time_t t = (time_t)v->ce_timestamp->seconds;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        char buf[64];
+        snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%09dZ", tm.tm_year + 1900,
+                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                 v->ce_timestamp->nanos);
+        return json_string(buf);
+    }
+    default:
+        return NULL;
+    }
+}
+
+char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce)
+{
+    json_t *o = json_object();
+    if (!o) return NULL;
+    json_object_set_new(o, "specversion", json_string(*ce->spec_version ? ce->spec_version
+                                                                         : "1.0"));
+    json_object_set_new(o, "id", json_string(ce->id));
+    json_object_set_new(o, "source", json_string(ce->source));
+    json_object_set_new(o, "type", json_string(ce->type));
+    for (size_t i = 0; i < ce->n_attributes; i++) {
+        const char *name = ce->attributes[i]->key;
+        if (!name || !ce->attributes[i]->value) continue;
+        /* context attribute names are [a-z0-9]; anything else is not forwarded */
+        bool ok = *name && strlen(name) <= 20;
+        for (const char *p = name; ok && *p; p++)
+            ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9');
+        if (!ok || strcmp(name, "data") == 0 || strcmp(name, "data_base64") == 0) continue;
+        json_t *v = s_attr_json(ce->attributes[i]->value);
+        if (v) json_object_set_new(o, name, v);
+    }
+    switch (ce->data_case) {
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA: {
+        size_t cap =
+            sodium_base64_ENCODED_LEN(ce->binary_data.len, sodium_base64_VARIANT_ORIGINAL);
+        char *b = malloc(cap);
+        if (b) {
+            sodium_bin2base64(b, cap, ce->binary_data.data, ce->binary_data.len,
+                              sodium_base64_VARIANT_ORIGINAL);
+            json_object_set_new(o, "data_base64", json_string(b));
+            free(b);
+        }
+        if (!json_object_get(o, "datacontenttype"))
+            json_object_set_new(o, "datacontenttype", json_string("application/protobuf"));
+        break;
+    }
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA: {
+        json_t *dct = json_object_get(o, "datacontenttype");
+        const char *ct = json_is_string(dct) ? json_string_value(dct) : "";
+        json_t *parsed = NULL;
+        if (strstr(ct, "json")) parsed = json_loads(ce->text_data, 0, NULL);
+        json_object_set_new(o, "data", parsed ? parsed : json_string(ce->text_data));
+        break;
+    }
+    default:
+        break;
+    }
+    char *s = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return s;
+}
+
+/* ---- starting transfers ------------------------------------------------------------------- */
+
+/* "t=<unix>,v1=<hex>" over "<t>.<body>". */
+static void s_sign(notify_t *n, const Samordna__V1__Subscription *s, const char *body,
+                   size_t len, char *out, size_t cap)
+{
+    char secret[65];
+    notify_sub_secret(n, s, secret);
+    char t[24];
+    int tl = snprintf(t, sizeof t, "%lld", (long long)time(NULL));
+    crypto_auth_hmacsha256_state st;
+    uint8_t mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_init(&st, (const uint8_t *)secret, 64);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)t, (unsigned long long)tl);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)body, len);
+    crypto_auth_hmacsha256_final(&st, mac);
+    char hex[2 * sizeof mac + 1];
+    sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
+    snprintf(out, cap, "X-Samordna-Signature: t=%s,v1=%s", t, hex);
+    sodium_memzero(secret, sizeof secret);
+}
+
+static int s_start(notify_t *n, notify_flight_t *f, const char *url)
+{
+    CURL *e = curl_easy_init();
+    if (!e) return -1;
+    f->easy = e;
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, f);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, n->http_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, n->http_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, s_on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, f);
+    f->start_us = zclock_usecs();
+    if (curl_multi_add_handle(n->multi, e) != CURLM_OK) {
+        curl_easy_cleanup(e);
+        f->easy = NULL;
+        return -1;
+    }
+    zhashx_insert(n->flights, f->sub, f);
+    return 0;
+}
+
+static int s_start_webhook(notify_t *n, const Samordna__V1__Subscription *s, notify_flight_t *f)
+{
+    char sig[160];
+    s_sign(n, s, f->body, f->body_len, sig, sizeof sig);
+    char dl[NOTIFY_ID_MAX + 48];
+    snprintf(dl, sizeof dl, "X-Samordna-Delivery: %s/%llu", s->id, (unsigned long long)f->qseq);
+    f->headers = curl_slist_append(f->headers,
+                                   "Content-Type: application/cloudevents+json; charset=utf-8");
+    f->headers = curl_slist_append(f->headers, sig);
+    f->headers = curl_slist_append(f->headers, dl);
+    f->headers = curl_slist_append(f->headers, "Expect:");
+    if (!f->headers) return -1;
+    int rc = s_start(n, f, s->url);
+    if (rc) return rc;
+    curl_easy_setopt(f->easy, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->headers);
+    curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS, f->body);
+    curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE, (long)f->body_len);
+    return 0;
+}
+
+/* A header value with CR, LF and other controls replaced by spaces, RFC 2047-encoded when it
+   is not ASCII. */
+static void s_mail_header(const char *in, char *out, size_t cap)
+{
+    char clean[512];
+    size_t j = 0;
+    bool ascii = true;
+    for (size_t i = 0; in[i] && j + 1 < sizeof clean; i++) {
+        unsigned char c = (unsigned char)in[i];
+        clean[j++] = c < 0x20 || c == 0x7f ? ' ' : (char)c;
+        if (c >= 0x80) ascii = false;
+    }
+    clean[j] = 0;
+    if (ascii) {
+        snprintf(out, cap, "%s", clean);
+        return;
+    }
+    char b64[sodium_base64_ENCODED_LEN(512, sodium_base64_VARIANT_ORIGINAL)];
+    sodium_bin2base64(b64, sizeof b64, (const uint8_t *)clean, j,
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(out, cap, "=?UTF-8?B?%s?=", b64);
+}
+
+/* The mail text of an event: the composed text of a briefing or reminder, else its JSON. */
+static char *s_mail_text(const Io__Cloudevents__V1__CloudEvent *ce, const char *json)
+{
+    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
+        if (strcmp(ce->type, "no.samordna.notify.briefing.issued") == 0) {
+            Samordna__V1__Briefing *b = samordna__v1__briefing__unpack(
+                NULL, ce->binary_data.len, ce->binary_data.data);
+            if (b) {
+                char *t = strdup(b->text);
+                protobuf_c_message_free_unpacked(&b->base, NULL);
+                return t;
+            }
+        } else if (strcmp(ce->type, "no.samordna.notify.reminder.due") == 0) {
+            Samordna__V1__Reminder *r = samordna__v1__reminder__unpack(
+                NULL, ce->binary_data.len, ce->binary_data.data);
+            if (r) {
+                char *t = strdup(r->text);
+                protobuf_c_message_free_unpacked(&r->base, NULL);
+                return t;
+            }
+        }
+    }
+    return strdup(json);
+}
+
+static int s_start_email(notify_t *n, const Samordna__V1__Subscription *s, notify_flight_t *f,
+                         const Io__Cloudevents__V1__CloudEvent *ce)
+{
+    const char *subject = sam_event_attr(ce, "subject");
+    char subj[700], raw[600];
+    snprintf(raw, sizeof raw, "[samordna] %s%s%s", ce->type, subject ? " " : "",
+             subject ? subject : "");
+    s_mail_header(raw, subj, sizeof subj);
+    char *text = s_mail_text(ce, f->body);
+    if (!text) return -1;
+    char date[64];
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
+    char eid[200];
+    s_mail_header(ce->id, eid, sizeof eid);
+    size_t cap = strlen(text) + 2048;
+    char *msg = malloc(cap);
+    if (!msg) {
+        free(text);
+        return -1;
+    }
+    int len = snprintf(msg, cap,
+                       "Date: %s\r\nFrom: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n"
+                       "Message-ID: <%s.%llu@samordna.invalid>\r\nX-Samordna-Event-Id: %s\r\n"
+                       "X-Samordna-Delivery: %s/%llu\r\nMIME-Version: 1.0\r\n"
+                       "Content-Type: text/plain; charset=utf-8\r\n"
+                       "Content-Transfer-Encoding: 8bit\r\n\r\n",
+                       date, n->mail_from, s->email, subj, s->id, (unsigned long long)f->qseq, eid,
+                       s->id, (unsigned long long)f->qseq);
+    /* the body with bare LF made CRLF, as SMTP wants */
+    for (const char *p = text; *p && (size_t)len + 4 < cap; p++) {
+        if (*p == '\n' && (p == text || p[-1] != '\r')) msg[len++] = '\r';
+        msg[len++] = *p;
+    }
+    msg[len++] = '\r';
+    msg[len++] = '\n';
+    free(text);
+    free(f->body);
+    f->body = msg;
+    f->body_len = (size_t)len;
+    char rcpt[300];
+    snprintf(rcpt, sizeof rcpt, "<%s>", s->email);
+    f->rcpt = curl_slist_append(NULL, rcpt);
+    if (!f->rcpt) return -1;
+    int rc = s_start(n, f, n->smtp_url);
+    if (rc) return rc;
+    char from[300];
+    snprintf(from, sizeof from, "<%s>", n->mail_from);
+    curl_easy_setopt(f->easy, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
+    curl_easy_setopt(f->easy, CURLOPT_MAIL_FROM, from);
+    curl_easy_setopt(f->easy, CURLOPT_MAIL_RCPT, f->rcpt);
+    curl_easy_setopt(f->easy, CURLOPT_READFUNCTION, s_on_read);
+    curl_easy_setopt(f->easy, CURLOPT_READDATA, f);
+    curl_easy_setopt(f->easy, CURLOPT_UPLOAD, 1L);
+    curl_easy_setopt(f->easy, CURLOPT_INFILESIZE, (long)f->body_len);
+    return 0;
+}
+
+/* Starts the delivery of the queue head d to s. */
+static void s_start_delivery(notify_t *n, const Samordna__V1__Subscription *s,
+                             const Samordna__V1__Delivery *d)
+{
+    notify_flight_t *f = calloc(1, sizeof *f);
+    if (!f) return;
+    f->kind = S_DELIVERY;
+    f->channel = s->channel;
+    snprintf(f->sub, sizeof f->sub, "%s", s->id);
+    f->qseq = d->qseq;
+    snprintf(f->event_id, sizeof f->event_id, "%s", d->event->id);
+    snprintf(f->event_type, sizeof f->event_type, "%s", d->event->type);
+    f->body = notify_event_json(d->event);
+    f->body_len = f->body ? strlen(f->body) : 0;
+    int rc = f->body ? 0 : -1;
+    if (!rc && s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK)
+        rc = s_start_webhook(n, s, f);
+    else if (!rc)
+        rc = s_start_email(n, s, f, d->event);
+    if (rc) {
+        sam_error("deliver.start_failed subscription=%s qseq=%llu", s->id,
+                  (unsigned long long)d->qseq);
+        if (f->easy) {
+            zhashx_delete(n->flights, f->sub);
+            curl_multi_remove_handle(n->multi, f->easy);
+            curl_easy_cleanup(f->easy);
+        }
+        s_flight_free(&f);
+    }
+}
+
+static void s_start_handshake(notify_t *n, const Samordna__V1__Subscription *s)
+{
+    notify_flight_t *f = calloc(1, sizeof *f);
+    if (!f) return;
+    f->kind = S_HANDSHAKE;
+    f->channel = s->channel;
+    snprintf(f->sub, sizeof f->sub, "%s", s->id);
+    uint8_t rnd[16];
+    randombytes_buf(rnd, sizeof rnd);
+    sodium_bin2hex(f->challenge, sizeof f->challenge, rnd, sizeof rnd);
+    snprintf(f->event_id, sizeof f->event_id, "handshake-%s", f->challenge);
+    snprintf(f->event_type, sizeof f->event_type, "no.samordna.notify.webhook.handshake");
+    json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s}}", "specversion", "1.0", "id",
+                          f->event_id, "source", "notify", "type", f->event_type, "subject", s->id,
+                          "datacontenttype", "application/json", "data", "challenge",
+                          f->challenge);
+    f->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    f->body_len = f->body ? strlen(f->body) : 0;
+    if (!f->body || s_start_webhook(n, s, f)) {
+        if (f->easy) {
+            zhashx_delete(n->flights, f->sub);
+            curl_multi_remove_handle(n->multi, f->easy);
+            curl_easy_cleanup(f->easy);
+        }
+        s_flight_free(&f);
+    }
+}
+
+/* ---- outcomes ----------------------------------------------------------------------------- */
+
+static int64_t s_backoff(notify_t *n, uint32_t attempts)
+{
+    size_t i = attempts ? attempts - 1 : 0;
+    if (i >= n->n_schedule) i = n->n_schedule - 1;
+    return n->schedule_ms[i];
+}
+
+static void s_log(notify_t *n, MDB_txn *w, const notify_flight_t *f, long status, int64_t now,
+                  int64_t latency_us, const char *outcome, const char *error)
+{
+    Samordna__V1__Attempt a = SAMORDNA__V1__ATTEMPT__INIT;
+    a.subscription = (char *)f->sub;
+    a.qseq = f->qseq;
+    a.event_id = (char *)f->event_id;
+    a.event_type = (char *)f->event_type;
+    a.at_ms = now;
+    a.status = (uint32_t)status;
+    a.latency_us = latency_us;
+    a.outcome = (char *)outcome;
+    a.error = (char *)(error ? error : "");
+    notify_log_append(w, &n->dbi, &a);
+}
+
+/* Records a finished handshake. */
+static int s_handshake_done(notify_t *n, MDB_txn *w, notify_flight_t *f,
+                            const Samordna__V1__Subscription *s, long status, const char *err,
+                            int64_t now, int64_t lat)
+{
+    notify_state_t st;
+    notify_state_get(w, &n->dbi, s, &st);
+    if (st.state != SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING) return 0;
+    bool ok = status >= 200 && status < 300 && strstr(f->resp, f->challenge);
+    st.changed_ms = now;
+    if (ok) {
+        st.state = SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE;
+        st.reason[0] = 0;
+        st.next_handshake_ms = 0;
+        sam_info("webhook.validated subscription=%s status=%ld", s->id, status);
+    } else if (status == 410) {
+        st.state = SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED;
+        snprintf(st.reason, sizeof st.reason, "the endpoint answered the handshake 410 Gone");
+        sam_warn("webhook.gone subscription=%s", s->id);
+    } else {
+        st.handshake_attempts++;
+        st.next_handshake_ms = now + s_backoff(n, st.handshake_attempts);
+        if (err && *err)
+            snprintf(st.reason, sizeof st.reason, "handshake failed: %s", err);
+        else if (status >= 200 && status < 300)
+            snprintf(st.reason, sizeof st.reason,
+                     "handshake failed: the answer did not echo the challenge");
+        else
+            snprintf(st.reason, sizeof st.reason, "handshake failed: HTTP %ld", status);
+        sam_info("webhook.handshake_failed subscription=%s status=%ld attempts=%u", s->id,
+                 status, st.handshake_attempts);
+    }
+    s_log(n, w, f, status, now, lat, ok ? "handshake" : "handshake-failed",
+          ok ? NULL : st.reason);
+    return notify_state_put(w, &n->dbi, s->id, &st);
+}
+
+/* Records a finished delivery. */
+static int s_delivery_done(notify_t *n, MDB_txn *w, notify_flight_t *f,
+                           const Samordna__V1__Subscription *s, long status, bool transfer_ok,
+                           const char *err, long retry_after_s, int64_t now, int64_t lat)
+{
+    uint8_t key[NOTIFY_QKEY_MAX];
+    size_t kl = notify_qkey(key, s->id, f->qseq);
+    Samordna__V1__Delivery *d = NULL;
+    int rc = sam_store_get_msg(w, n->dbi.queue, key, kl, &samordna__v1__delivery__descriptor,
+                               (ProtobufCMessage **)&d);
+    if (rc) return rc == MDB_NOTFOUND ? 0 : rc; /* gone meanwhile (deleted subscription) */
+    MDB_val k = {kl, key};
+    bool email = f->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL;
+    bool ok = email ? transfer_ok : transfer_ok && status >= 200 && status < 300;
+    char why[300] = "";
+    if (ok) {
+        s_log(n, w, f, status, now, lat, "delivered", NULL);
+        rc = mdb_del(w, n->dbi.queue, &k, NULL);
+    } else if (!email && status == 410) {
+        notify_state_t st;
+        notify_state_get(w, &n->dbi, s, &st);
+        st.state = SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED;
+        st.changed_ms = now;
+        snprintf(st.reason, sizeof st.reason, "the endpoint answered 410 Gone");
+        s_log(n, w, f, status, now, lat, "gone", st.reason);
+        rc = notify_state_put(w, &n->dbi, s->id, &st);
+        sam_warn("webhook.gone subscription=%s qseq=%llu", s->id, (unsigned long long)f->qseq);
+    } else if (!email && status == 429) {
+        int64_t wait = retry_after_s > 0 ? retry_after_s * 1000 : s_backoff(n, d->attempts + 1);
+        if (wait > 86400000) wait = 86400000;
+        d->next_attempt_ms = now + wait;
+        snprintf(why, sizeof why, "HTTP 429, retry after %lld ms", (long long)wait);
+        d->last_error = why;
+        s_log(n, w, f, status, now, lat, "throttled", why);
+        rc = sam_store_put_msg(w, n->dbi.queue, key, kl, &d->base, 0);
+    } else {
+        d->attempts++;
+        if (err && *err)
+            snprintf(why, sizeof why, "%s", err);
+        else
+            snprintf(why, sizeof why, "%s %ld", email ? "SMTP" : "HTTP", status);
+        d->last_error = why;
+        if (d->attempts > n->n_schedule) {
+            d->dead_ms = now;
+            s_log(n, w, f, status, now, lat, "dead", why);
+            rc = sam_store_put_msg(w, n->dbi.dead, key, kl, &d->base, 0);
+            if (!rc) rc = mdb_del(w, n->dbi.queue, &k, NULL);
+            sam_warn("deliver.dead subscription=%s qseq=%llu attempts=%u error=\"%s\"", s->id,
+                     (unsigned long long)f->qseq, d->attempts, why);
+        } else {
+            d->next_attempt_ms = now + s_backoff(n, d->attempts);
+            s_log(n, w, f, status, now, lat, "retry", why);
+            rc = sam_store_put_msg(w, n->dbi.queue, key, kl, &d->base, 0);
+        }
+    }
+    d->last_error = NULL;
+    protobuf_c_message_free_unpacked(&d->base, NULL);
+    return rc;
+}
+
+/* Takes every finished transfer and records them all in one transaction. */
+static void s_collect(notify_t *n)
+{
+    int left;
+    CURLMsg *msg;
+    MDB_txn *w = NULL;
+    int64_t now = notify_now_ms();
+    while ((msg = curl_multi_info_read(n->multi, &left))) {
+        if (msg->msg != CURLMSG_DONE) continue;
+        CURL *e = msg->easy_handle;
+        CURLcode res = msg->data.result;
+        notify_flight_t *f = NULL;
+        curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&f);
+        long status = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        curl_off_t ra = -1;
+        curl_easy_getinfo(e, CURLINFO_RETRY_AFTER, &ra);
+        curl_multi_remove_handle(n->multi, e);
+        curl_easy_cleanup(e);
+        if (!f) continue;
+        zhashx_delete(n->flights, f->sub);
+        int64_t lat = zclock_usecs() - f->start_us;
+        const char *err = res == CURLE_OK ? NULL : curl_easy_strerror(res);
+        if (!w && sam_store_begin(sam_service_store(n->svc), NULL, true, &w)) {
+            w = NULL;
+            sam_error("deliver.store subscription=%s", f->sub);
+            s_flight_free(&f);
+            continue;
+        }
+        Samordna__V1__Subscription *s = NULL;
+        if (sam_store_get_msg(w, n->dbi.subs, f->sub, strlen(f->sub),
+                              &samordna__v1__subscription__descriptor,
+                              (ProtobufCMessage **)&s) == 0) {
+            int rc = f->kind == S_HANDSHAKE
+                         ? s_handshake_done(n, w, f, s, status, err, now, lat)
+                         : s_delivery_done(n, w, f, s, status, res == CURLE_OK, err, (long)ra,
+                                           now, lat);
+            if (rc) sam_error("deliver.record subscription=%s error=\"%s\"", f->sub,
+                              sam_store_strerror(rc));
+            protobuf_c_message_free_unpacked(&s->base, NULL);
+        }
+        s_flight_free(&f);
+    }
+    if (w) {
+        int rc = mdb_txn_commit(w);
+        if (rc) sam_error("deliver.commit error=\"%s\"", sam_store_strerror(rc));
+        n->next_deliver_scan_ms = 0;
+    }
+}
+
+/* ---- scans -------------------------------------------------------------------------------- */
+
+/* Starts the transfers that are due: the head of each push queue. */
+static void s_scan_queue(notify_t *n, int64_t now)
+{
+    MDB_txn *txn;
+    if (sam_store_begin(sam_service_store(n->svc), NULL, false, &txn)) return;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, n->dbi.queue, &cur)) {
+        mdb_txn_abort(txn);
+        return;
+    }
+    int64_t next = now + 1000;
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && (long)zhashx_size(n->flights) < n->max_in_flight) {
+        char id[NOTIFY_ID_MAX + 1];
+        uint64_t qseq;
+        if (!notify_qkey_split(&k, id, &qseq)) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        if (!zhashx_lookup(n->flights, id)) {
+            Samordna__V1__Delivery *d = samordna__v1__delivery__unpack(NULL, v.mv_size, v.mv_data);
+            Samordna__V1__Subscription *s = NULL;
+            if (d && d->event && d->next_attempt_ms <= now &&
+                sam_store_get_msg(txn, n->dbi.subs, id, strlen(id),
+                                  &samordna__v1__subscription__descriptor,
+                                  (ProtobufCMessage **)&s) == 0) {
+                notify_state_t st;
+                notify_state_get(txn, &n->dbi, s, &st);
+                bool email = s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL;
+                if (st.state == SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE &&
+                    (!email || n->smtp_url))
+                    s_start_delivery(n, s, d);
+            } else if (d && d->next_attempt_ms > now && d->next_attempt_ms < next) {
+                next = d->next_attempt_ms;
+            }
+            if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
+            if (d) protobuf_c_message_free_unpacked(&d->base, NULL);
+        }
+        /* jump to the next subscription's range: "<id>\x01" sorts after every "<id>\0…" */
+        uint8_t skip[NOTIFY_ID_MAX + 1];
+        size_t il = strlen(id);
+        memcpy(skip, id, il);
+        skip[il] = 1;
+        k.mv_size = il + 1;
+        k.mv_data = skip;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    n->next_deliver_scan_ms = next;
+}
+
+/* Starts the handshakes that are due. */
+static void s_scan_handshakes(notify_t *n, int64_t now)
+{
+    MDB_txn *txn;
+    if (sam_store_begin(sam_service_store(n->svc), NULL, false, &txn)) return;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, n->dbi.state, &cur)) {
+        mdb_txn_abort(txn);
+        return;
+    }
+    int64_t next = now + 60000;
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        Samordna__V1__SubscriptionState *st =
+            samordna__v1__subscription_state__unpack(NULL, v.mv_size, v.mv_data);
+        if (!st) continue;
+        if (st->state == SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING) {
+            char id[NOTIFY_ID_MAX + 1];
+            size_t il = k.mv_size < NOTIFY_ID_MAX ? k.mv_size : NOTIFY_ID_MAX;
+            memcpy(id, k.mv_data, il);
+            id[il] = 0;
+            if (st->next_handshake_ms > now) {
+                if (st->next_handshake_ms < next) next = st->next_handshake_ms;
+            } else if (!zhashx_lookup(n->flights, id) &&
+                       (long)zhashx_size(n->flights) < n->max_in_flight) {
+                Samordna__V1__Subscription *s = NULL;
+                if (sam_store_get_msg(txn, n->dbi.subs, id, il,
+                                      &samordna__v1__subscription__descriptor,
+                                      (ProtobufCMessage **)&s) == 0) {
+                    s_start_handshake(n, s);
+                    protobuf_c_message_free_unpacked(&s->base, NULL);
+                }
+            } else {
+                next = now + 100;
+            }
+        }
+        protobuf_c_message_free_unpacked(&st->base, NULL);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    n->next_handshake_scan_ms = next;
+}
+
+/* ---- lifecycle ---------------------------------------------------------------------------- */
+
+int notify_deliver_start(notify_t *n)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return -1;
+    n->multi = curl_multi_init();
+    n->flights = zhashx_new();
+    if (!n->multi || !n->flights) return -1;
+    curl_multi_setopt(n->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n->max_in_flight);
+    return 0;
+}
+
+void notify_deliver_tick(notify_t *n)
+{
+    int running = 0;
+    curl_multi_perform(n->multi, &running);
+    s_collect(n);
+    int64_t now = notify_now_ms();
+    if (now >= n->next_handshake_scan_ms) s_scan_handshakes(n, now);
+    if (now >= n->next_deliver_scan_ms) s_scan_queue(n, now);
+    if (zhashx_size(n->flights)) curl_multi_perform(n->multi, &running);
+}
+
+void notify_deliver_forget(notify_t *n, const char *sub_id)
+{
+    notify_flight_t *f = zhashx_lookup(n->flights, sub_id);
+    if (!f) return;
+    zhashx_delete(n->flights, sub_id);
+    curl_multi_remove_handle(n->multi, f->easy);
+    curl_easy_cleanup(f->easy);
+    s_flight_free(&f);
+}
+
+void notify_deliver_stop(notify_t *n)
+{
+    if (n->flights) {
+        /* transfers in flight are simply dropped: their queue rows are still there and are
+           delivered again after a restart (at least once) */
+        zlistx_t *keys = zhashx_keys(n->flights);
+        for (char *k = zlistx_first(keys); k; k = zlistx_next(keys))
+            notify_deliver_forget(n, k);
+        zlistx_destroy(&keys);
+        zhashx_destroy(&n->flights);
+    }
+    if (n->multi) curl_multi_cleanup(n->multi);
+    n->multi = NULL;
+    curl_global_cleanup();
+}

@@ -1,0 +1,217 @@
+/*  samordna-notify — subscriptions and lossless delivery of every service's events to agency
+    systems (a durable inbox over ZeroMQ), webhooks and e-mail; the steering group's
+    half-yearly briefing and the reminders before award reporting deadlines.
+
+    The design is in notify.h; the tables in notify_store.h. This file holds the definition
+    (one list of queries and events), the options, and the start/tick/stop hooks.
+*/
+#include "notify.h"
+
+#include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The service's methods and events: X(kind, name, function, roles). */
+#define NOTIFY_QUERIES(X)                                                                          \
+    X("notify.subscriptions.get", notify_q_sub_get, SAM_ROLES_ANY)                                \
+    X("notify.subscriptions.list", notify_q_sub_list, SAM_ROLES_ANY)                              \
+    X("notify.subscriptions.secret", notify_q_sub_secret, SAM_ROLES_ANY)                          \
+    X("notify.inbox.read", notify_q_inbox_read, SAM_ROLES_ANY)                                    \
+    X("notify.inbox.ack", notify_q_inbox_ack, SAM_ROLES_ANY)                                      \
+    X("notify.log", notify_q_log, SAM_ROLES_ANY)                                                  \
+    X("notify.dead.list", notify_q_dead_list, SAM_ROLES_ANY)                                      \
+    X("notify.dead.replay", notify_q_dead_replay, SAM_ROLES_WRITE)                                \
+    X("notify.cursors", notify_q_cursors, SAM_ROLES_ANY)
+
+#define NOTIFY_EVENTS(X)                                                                           \
+    X("no.samordna.notify.subscription.created", notify_apply_sub_created, SAM_ROLES_WRITE)       \
+    X("no.samordna.notify.subscription.deleted", notify_apply_sub_deleted, SAM_ROLES_WRITE)
+
+static const sam_query_def_t s_queries[] = {
+#define X(name, fn, roles) {name, fn, roles},
+    NOTIFY_QUERIES(X)
+#undef X
+};
+
+static const sam_event_def_t s_events[] = {
+#define X(type, fn, roles) {type, fn, NULL, roles},
+    NOTIFY_EVENTS(X)
+#undef X
+};
+
+static const sam_option_t s_options[] = {
+    {"follow", "SERVICES", "registry,status,grants",
+     "comma-separated services whose outboxes are followed", false},
+    {"follow-wait-ms", "MS", "5000", "how long each events.read long poll waits", false},
+    {"retry-schedule", "LIST", "10s,30s,2m,10m,30m,1h,2h,4h,8h,12h,24h,48h",
+     "delays between delivery attempts (ms, s, m, h); after the last, a dead letter", false},
+    {"http-timeout-ms", "MS", "10000", "timeout of one webhook or SMTP transfer", false},
+    {"max-in-flight", "N", "64", "webhook and e-mail transfers at once", false},
+    {"smtp-url", "URL", NULL, "SMTP relay for e-mail subscriptions (smtp://host:port)", false},
+    {"mail-from", "ADDRESS", "samordna@localhost", "sender address of e-mail", false},
+    {NULL, NULL, NULL, NULL, false},
+};
+
+/* Parses "250ms", "10s", "2m", "1h" or a bare number of ms; -1 when malformed. */
+static int64_t s_duration_ms(const char *s, size_t len)
+{
+    char buf[32];
+    if (len == 0 || len >= sizeof buf) return -1;
+    memcpy(buf, s, len);
+    buf[len] = 0;
+    char *end;
+    long long v = strtoll(buf, &end, 10);
+    if (end == buf || v < 0) return -1;
+    int64_t mult = 1;
+    if (strcmp(end, "ms") == 0 || *end == 0)
+        mult = 1;
+    else if (strcmp(end, "s") == 0)
+        mult = 1000;
+    else if (strcmp(end, "m") == 0)
+        mult = 60000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000;
+    else
+        return -1;
+    if (v > 30LL * 86400000 / mult) return -1;
+    return v * mult;
+}
+
+static int s_parse_options(notify_t *n, sam_config_t *cfg)
+{
+    const char *follow = sam_config_get(cfg, "follow");
+    for (const char *p = follow; p && *p;) {
+        size_t len = strcspn(p, ",");
+        if (len > 0 && len < sizeof n->follow[0].service) {
+            if (n->n_follow == NOTIFY_MAX_FOLLOW) {
+                sam_error("options.invalid follow=\"%s\" reason=\"more than %d services\"",
+                          follow, NOTIFY_MAX_FOLLOW);
+                return -1;
+            }
+            memcpy(n->follow[n->n_follow].service, p, len);
+            n->follow[n->n_follow].service[len] = 0;
+            n->n_follow++;
+        }
+        p += len;
+        if (*p == ',') p++;
+    }
+    const char *sched = sam_config_get(cfg, "retry-schedule");
+    for (const char *p = sched; p && *p;) {
+        size_t len = strcspn(p, ",");
+        int64_t ms = s_duration_ms(p, len);
+        if (ms < 0 || n->n_schedule == NOTIFY_MAX_SCHEDULE) {
+            sam_error("options.invalid retry-schedule=\"%s\" reason=\"durations like 10s,5m,2h, "
+                      "at most %d\"",
+                      sched, NOTIFY_MAX_SCHEDULE);
+            return -1;
+        }
+        n->schedule_ms[n->n_schedule++] = ms;
+        p += len;
+        if (*p == ',') p++;
+    }
+    if (n->n_schedule == 0) {
+        sam_error("options.invalid retry-schedule=\"\" reason=\"at least one delay\"");
+        return -1;
+    }
+    bool ok = true;
+    n->follow_wait_ms = (int)sam_config_int(cfg, "follow-wait-ms", 0, 30000, &ok);
+    n->http_timeout_ms = sam_config_int(cfg, "http-timeout-ms", 100, 600000, &ok);
+    n->max_in_flight = sam_config_int(cfg, "max-in-flight", 1, 10000, &ok);
+    n->smtp_url = sam_config_get(cfg, "smtp-url");
+    n->mail_from = sam_config_get(cfg, "mail-from");
+    return ok ? 0 : -1;
+}
+
+/* The random key the webhook secrets are derived from: made once, kept in the store. */
+static int s_master_key(notify_t *n)
+{
+    MDB_txn *w;
+    int rc = sam_store_begin(sam_service_store(n->svc), NULL, true, &w);
+    if (rc) return rc;
+    MDB_val k = {3, "key"}, v;
+    rc = mdb_get(w, n->dbi.meta, &k, &v);
+    if (rc == 0 && v.mv_size == sizeof n->master_key) {
+        memcpy(n->master_key, v.mv_data, sizeof n->master_key);
+        mdb_txn_abort(w);
+        return 0;
+    }
+    randombytes_buf(n->master_key, sizeof n->master_key);
+    v.mv_size = sizeof n->master_key;
+    v.mv_data = n->master_key;
+    rc = mdb_put(w, n->dbi.meta, &k, &v, 0);
+    if (!rc) return mdb_txn_commit(w);
+    mdb_txn_abort(w);
+    return rc;
+}
+
+static int s_start(sam_service_t *svc)
+{
+    notify_t *n = sam_service_ctx(svc);
+    n->svc = svc;
+    if (sodium_init() < 0) return -1;
+    if (s_parse_options(n, sam_service_config(svc))) return -1;
+    n->dbi.subs = sam_service_dbi(svc, "subs");
+    n->dbi.state = sam_service_dbi(svc, "state");
+    n->dbi.match = sam_service_dbi(svc, "match");
+    n->dbi.queue = sam_service_dbi(svc, "queue");
+    n->dbi.inbox = sam_service_dbi(svc, "inbox");
+    n->dbi.dead = sam_service_dbi(svc, "dead");
+    n->dbi.log = sam_service_dbi(svc, "log");
+    n->dbi.cursors = sam_service_dbi(svc, "cursors");
+    n->dbi.sent = sam_service_dbi(svc, "sent");
+    n->dbi.meta = sam_service_dbi(svc, "nmeta");
+    int rc = s_master_key(n);
+    if (rc) {
+        sam_error("start.failed reason=\"signing key: %s\"", sam_store_strerror(rc));
+        return -1;
+    }
+    if (notify_deliver_start(n)) {
+        sam_error("start.failed reason=\"libcurl could not start\"");
+        return -1;
+    }
+    notify_follow_start(n);
+    sam_info("notify.started follow=%zu retries=%zu max_in_flight=%ld smtp=%s", n->n_follow,
+             n->n_schedule, n->max_in_flight, n->smtp_url ? n->smtp_url : "(none)");
+    return 0;
+}
+
+static void s_tick(sam_service_t *svc)
+{
+    notify_t *n = sam_service_ctx(svc);
+    notify_follow_tick(n);
+    notify_deliver_tick(n);
+}
+
+static void s_stop(sam_service_t *svc)
+{
+    notify_t *n = sam_service_ctx(svc);
+    notify_deliver_stop(n);
+}
+
+static int s_migrate(sam_service_t *svc, MDB_txn *txn, uint32_t from)
+{
+    /* version 1 is the first: a new store needs nothing beyond its (empty) tables */
+    return from <= NOTIFY_SCHEMA ? 0 : SAM_STORE_VERSION;
+}
+
+int main(int argc, char **argv)
+{
+    notify_t ctx = {0};
+    sam_service_def_t def = {
+        .name = "notify",
+        .summary = "Subscriptions and delivery of samordna's events: inbox, webhooks, e-mail.",
+        .queries = s_queries,
+        .n_queries = sizeof s_queries / sizeof s_queries[0],
+        .events = s_events,
+        .n_events = sizeof s_events / sizeof s_events[0],
+        .tables = notify_tables,
+        .schema_version = NOTIFY_SCHEMA,
+        .migrate = s_migrate,
+        .options = s_options,
+        .start = s_start,
+        .tick = s_tick,
+        .tick_ms = 5,
+        .stop = s_stop,
+    };
+    return sam_service_main(&def, &ctx, argc, argv);
+}

@@ -1,0 +1,254 @@
+/*  notify_store.c — the notify tables: keys, the matching index, counters, state, cursors.
+    The layout is documented in notify_store.h.
+*/
+#include "notify_store.h"
+
+#include <stdio.h>
+#include <string.h>
+
+const char *const notify_tables[] = {"subs", "state",   "match", "queue", "inbox", "dead",
+                                     "log",  "cursors", "sent",  "nmeta", NULL};
+
+size_t notify_qkey(uint8_t *out, const char *id, uint64_t n)
+{
+    size_t len = strnlen(id, NOTIFY_ID_MAX);
+    memcpy(out, id, len);
+    out[len] = 0;
+    sam_be64_put(out + len + 1, n);
+    return len + 9;
+}
+
+bool notify_qkey_split(const MDB_val *key, char *id_out, uint64_t *n)
+{
+    const uint8_t *k = key->mv_data;
+    if (key->mv_size < 10 || key->mv_size > NOTIFY_QKEY_MAX) return false;
+    size_t len = key->mv_size - 9;
+    if (k[len] != 0) return false;
+    memcpy(id_out, k, len);
+    id_out[len] = 0;
+    *n = sam_be64_get(k + len + 1);
+    return true;
+}
+
+uint64_t notify_counter_next(MDB_txn *txn, const notify_dbis_t *d, const char *name)
+{
+    MDB_val k = {strlen(name), (void *)name}, v;
+    uint64_t cur = 0;
+    int rc = mdb_get(txn, d->meta, &k, &v);
+    if (rc == 0 && v.mv_size == 8)
+        cur = sam_be64_get(v.mv_data);
+    else if (rc != MDB_NOTFOUND && rc != 0)
+        return 0;
+    uint8_t buf[8];
+    sam_be64_put(buf, cur + 1);
+    v.mv_size = 8;
+    v.mv_data = buf;
+    if (mdb_put(txn, d->meta, &k, &v, 0) != 0) return 0;
+    return cur + 1;
+}
+
+/* The index key of a subscription: its kind, pattern and id. Returns the length, 0 when
+   it does not fit. */
+static size_t s_index_key(uint8_t *out, size_t cap, const Samordna__V1__Subscription *s)
+{
+    const char *type = s->type ? s->type : "";
+    const char *source = s->source ? s->source : "";
+    char kind;
+    char pattern[300];
+    size_t tl = strlen(type);
+    if (tl == 0 || strcmp(type, "*") == 0) {
+        if (*source) {
+            kind = 'S';
+            snprintf(pattern, sizeof pattern, "%s", source);
+        } else {
+            kind = 'A';
+            pattern[0] = 0;
+        }
+    } else if (tl >= 2 && strcmp(type + tl - 2, ".*") == 0) {
+        kind = 'P';
+        snprintf(pattern, sizeof pattern, "%.*s", (int)(tl - 1), type);
+    } else {
+        kind = 'T';
+        snprintf(pattern, sizeof pattern, "%s", type);
+    }
+    size_t pl = strlen(pattern), il = strlen(s->id);
+    if (2 + pl + 1 + il > cap) return 0;
+    out[0] = (uint8_t)kind;
+    out[1] = 0;
+    memcpy(out + 2, pattern, pl);
+    out[2 + pl] = 0;
+    memcpy(out + 3 + pl, s->id, il);
+    return 3 + pl + il;
+}
+
+int notify_index_put(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s)
+{
+    uint8_t key[400];
+    size_t len = s_index_key(key, sizeof key, s);
+    if (!len) return MDB_BAD_VALSIZE;
+    MDB_val k = {len, key}, v = {0, ""};
+    return mdb_put(txn, d->match, &k, &v, 0);
+}
+
+int notify_index_del(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s)
+{
+    uint8_t key[400];
+    size_t len = s_index_key(key, sizeof key, s);
+    if (!len) return MDB_BAD_VALSIZE;
+    MDB_val k = {len, key};
+    int rc = mdb_del(txn, d->match, &k, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+int notify_index_scan(MDB_txn *txn, const notify_dbis_t *d, char kind, const char *pattern,
+                      notify_match_fn fn, void *arg)
+{
+    uint8_t prefix[400];
+    size_t pl = strlen(pattern);
+    if (pl + 3 > sizeof prefix) return 0;
+    prefix[0] = (uint8_t)kind;
+    prefix[1] = 0;
+    memcpy(prefix + 2, pattern, pl);
+    prefix[2 + pl] = 0;
+    size_t plen = pl + 3;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, d->match, &cur);
+    if (rc) return rc;
+    MDB_val k = {plen, prefix}, v;
+    rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size > plen && memcmp(k.mv_data, prefix, plen) == 0) {
+        char id[NOTIFY_ID_MAX + 1];
+        size_t il = k.mv_size - plen;
+        if (il <= NOTIFY_ID_MAX) {
+            memcpy(id, (const uint8_t *)k.mv_data + plen, il);
+            id[il] = 0;
+            if (fn(arg, id)) break;
+        }
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
+}
+
+long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
+{
+    uint8_t prefix[NOTIFY_ID_MAX + 1];
+    size_t plen = strnlen(id, NOTIFY_ID_MAX);
+    memcpy(prefix, id, plen);
+    prefix[plen++] = 0;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, dbi, &cur)) return -1;
+    MDB_val k = {plen, prefix}, v;
+    long n = 0;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
+        if (mdb_cursor_del(cur, 0)) {
+            n = -1;
+            break;
+        }
+        n++;
+        /* after a delete, MDB_NEXT yields the row that took the deleted one's place */
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return n;
+}
+
+uint64_t notify_count_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
+{
+    uint8_t prefix[NOTIFY_ID_MAX + 1];
+    size_t plen = strnlen(id, NOTIFY_ID_MAX);
+    memcpy(prefix, id, plen);
+    prefix[plen++] = 0;
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, dbi, &cur)) return 0;
+    MDB_val k = {plen, prefix}, v;
+    uint64_t n = 0;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
+        n++;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(cur);
+    return n;
+}
+
+void notify_state_get(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s,
+                      notify_state_t *out)
+{
+    memset(out, 0, sizeof *out);
+    Samordna__V1__SubscriptionState *st = NULL;
+    int rc = sam_store_get_msg(txn, d->state, s->id, strlen(s->id),
+                               &samordna__v1__subscription_state__descriptor,
+                               (ProtobufCMessage **)&st);
+    if (rc == 0) {
+        out->state = st->state;
+        snprintf(out->reason, sizeof out->reason, "%s", st->reason ? st->reason : "");
+        out->handshake_attempts = st->handshake_attempts;
+        out->next_handshake_ms = st->next_handshake_ms;
+        out->changed_ms = st->changed_ms;
+        protobuf_c_message_free_unpacked(&st->base, NULL);
+        return;
+    }
+    if (s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK) {
+        out->state = SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING;
+        snprintf(out->reason, sizeof out->reason, "waiting for the endpoint's handshake");
+    } else {
+        out->state = SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE;
+    }
+    out->changed_ms = s->created_ms;
+}
+
+int notify_state_put(MDB_txn *txn, const notify_dbis_t *d, const char *id,
+                     const notify_state_t *st)
+{
+    Samordna__V1__SubscriptionState m = SAMORDNA__V1__SUBSCRIPTION_STATE__INIT;
+    m.state = st->state;
+    m.reason = (char *)st->reason;
+    m.handshake_attempts = st->handshake_attempts;
+    m.next_handshake_ms = st->next_handshake_ms;
+    m.changed_ms = st->changed_ms;
+    return sam_store_put_msg(txn, d->state, id, strlen(id), &m.base, 0);
+}
+
+int notify_log_append(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Attempt *a)
+{
+    uint64_t n = notify_counter_next(txn, d, "logn");
+    if (!n) return SAM_STORE_CORRUPT;
+    uint8_t key[NOTIFY_QKEY_MAX];
+    size_t kl = notify_qkey(key, a->subscription, n);
+    return sam_store_put_msg(txn, d->log, key, kl, &a->base, 0);
+}
+
+uint64_t notify_cursor_get(MDB_txn *txn, const notify_dbis_t *d, const char *service)
+{
+    Samordna__V1__Cursor *c = NULL;
+    if (sam_store_get_msg(txn, d->cursors, service, strlen(service),
+                          &samordna__v1__cursor__descriptor, (ProtobufCMessage **)&c) != 0)
+        return 0;
+    uint64_t seq = c->seq;
+    protobuf_c_message_free_unpacked(&c->base, NULL);
+    return seq;
+}
+
+int notify_cursor_put(MDB_txn *txn, const notify_dbis_t *d, const char *service, uint64_t seq,
+                      int64_t now_ms)
+{
+    Samordna__V1__Cursor c = SAMORDNA__V1__CURSOR__INIT;
+    c.service = (char *)service;
+    c.seq = seq;
+    c.updated_ms = now_ms;
+    return sam_store_put_msg(txn, d->cursors, service, strlen(service), &c.base, 0);
+}
+
+bool notify_valid_id(const char *id)
+{
+    if (!id) return false;
+    size_t n = strlen(id);
+    if (n < 1 || n > NOTIFY_ID_MAX) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = id[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
+    }
+    return true;
+}

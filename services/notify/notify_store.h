@@ -1,0 +1,101 @@
+/*  notify_store.h — the notify service's tables.
+
+    On-disk layout (in <data_dir>/notify/, beside the runtime's meta/outbox/dedup):
+      subs     "<id>"                        → samordna.v1.Subscription
+      state    "<id>"                        → samordna.v1.SubscriptionState
+      match    "<k>\0<pattern>\0<id>"        → empty; the matching index, k one of
+                   T  exact type           pattern = the type
+                   P  type prefix          pattern = the prefix with its final '.'
+                                           ("no.samordna.grants.*" → "no.samordna.grants.")
+                   S  any type, one source pattern = the source
+                   A  any type, any source pattern = ""
+               An event of type t from source s is matched by one exact lookup (T t), one
+               lookup per dot-prefix of t (P …), one for its source (S s) and one for A:
+               never a scan of all subscriptions. Source and subject filters of the
+               candidates are then checked on the subscription itself.
+      queue    "<id>\0" be64 qseq            → samordna.v1.Delivery   (webhook and e-mail
+                                                    deliveries waiting, in order)
+      inbox    "<id>\0" be64 qseq            → samordna.v1.Delivery   (inbox deliveries not yet
+                                                    acknowledged; apart, so the delivery scan
+                                                    never walks inboxes)
+      dead     "<id>\0" be64 qseq            → samordna.v1.Delivery   (dead letters)
+      log      "<id>\0" be64 n               → samordna.v1.Attempt    (every attempt)
+      cursors  "<service>"                   → samordna.v1.Cursor     (outbox followed)
+      sent     "<message id>"                → be64 ms   (briefings, reminders issued)
+      nmeta    "qseq" → be64, "logn" → be64 (counters); "key" → 32 random bytes from which
+               each webhook's signing secret is derived.
+    Schema version 1.
+*/
+#ifndef NOTIFY_STORE_H
+#define NOTIFY_STORE_H
+
+#include "sam_store.h"
+
+#include "samordna/v1/notify.pb-c.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define NOTIFY_SCHEMA 1
+#define NOTIFY_ID_MAX 64
+/* A queue/dead/log key: id, NUL, 8 bytes. */
+#define NOTIFY_QKEY_MAX (NOTIFY_ID_MAX + 1 + 8)
+
+extern const char *const notify_tables[];
+
+typedef struct {
+    MDB_dbi subs, state, match, queue, inbox, dead, log, cursors, sent, meta;
+} notify_dbis_t;
+
+/* Builds "<id>\0" be64 n into out (NOTIFY_QKEY_MAX bytes); returns its length. */
+size_t notify_qkey(uint8_t *out, const char *id, uint64_t n);
+/* Splits such a key; false when it is not one. id_out holds NOTIFY_ID_MAX + 1 bytes. */
+bool notify_qkey_split(const MDB_val *key, char *id_out, uint64_t *n);
+
+/* Next value of the counter `name` in nmeta (1, 2, …), or 0 on a store error. */
+uint64_t notify_counter_next(MDB_txn *txn, const notify_dbis_t *d, const char *name);
+
+/* Index entries of a subscription: add (on created) or remove (on deleted). */
+int notify_index_put(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s);
+int notify_index_del(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s);
+
+/* Calls fn for every subscription id the index holds for (kind, pattern); stops early when
+   fn returns non-zero. Returns 0 or an LMDB error. */
+typedef int (*notify_match_fn)(void *arg, const char *sub_id);
+int notify_index_scan(MDB_txn *txn, const notify_dbis_t *d, char kind, const char *pattern,
+                      notify_match_fn fn, void *arg);
+
+/* Deletes every row of table dbi whose key starts with "<id>\0"; returns how many or -1. */
+long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id);
+/* Counts rows whose key starts with "<id>\0". */
+uint64_t notify_count_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id);
+
+/* The subscription's delivery state, as a plain struct (SubscriptionState on disk). */
+typedef struct {
+    int state;                 /* SAMORDNA__V1__NOTIFY_SUB_STATE__* */
+    char reason[256];
+    uint32_t handshake_attempts;
+    int64_t next_handshake_ms;
+    int64_t changed_ms;
+} notify_state_t;
+
+/* Reads the state; when none is stored, the default: pending for a webhook (it must answer
+   its handshake first), active otherwise. */
+void notify_state_get(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s,
+                      notify_state_t *out);
+int notify_state_put(MDB_txn *txn, const notify_dbis_t *d, const char *id,
+                     const notify_state_t *st);
+
+/* Appends one attempt to the subscription's log. */
+int notify_log_append(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Attempt *a);
+
+/* Cursor of a followed service (0 when none). */
+uint64_t notify_cursor_get(MDB_txn *txn, const notify_dbis_t *d, const char *service);
+int notify_cursor_put(MDB_txn *txn, const notify_dbis_t *d, const char *service, uint64_t seq,
+                      int64_t now_ms);
+
+/* True when a lowercase id of [a-z0-9-]{1,64}. */
+bool notify_valid_id(const char *id);
+
+#endif

@@ -1,0 +1,427 @@
+/*  notify_subs.c — subscriptions: the events that create and delete them, and the queries
+    that show them.
+
+    A subscription is created by the event no.samordna.notify.subscription.created through
+    the shared write path, so it applies in the same transaction that acknowledges it: the
+    next event that matches is queued for it. Its owner is the publishing agency (the event's
+    source, which the runtime has checked against the caller). Only the owner, an admin or a
+    service may delete it.
+
+    A webhook's signing secret is never in an event (the outbox is readable by followers):
+    it is derived from the store's own random key, the subscription id and the seq of its
+    created event, and handed to the owner by notify.subscriptions.secret.
+*/
+#include "notify.h"
+
+#include <sodium.h>
+#include <string.h>
+
+#define S_TYPE_MAX 256
+#define S_SUBJECT_MAX 256
+#define S_URL_MAX 2048
+#define S_EMAIL_MAX 254
+#define S_DESC_MAX 1000
+
+static notify_t *s_ctx(sam_service_t *svc)
+{
+    return sam_service_ctx(svc);
+}
+
+static bool s_is_admin(const Samordna__V1__Caller *c)
+{
+    return c->insecure || (c->role && (strcmp(c->role, "admin") == 0 ||
+                                       strcmp(c->role, "service") == 0));
+}
+
+/* Type filter: empty, "*", an exact type, or a prefix ending in ".*". */
+static const char *s_check_type(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || strcmp(t, "*") == 0) return NULL;
+    if (n > S_TYPE_MAX) return "longer than 256 characters";
+    for (size_t i = 0; i < n; i++) {
+        char c = t[i];
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '-' || c == '_';
+        if (c == '*' && i == n - 1 && n >= 3 && t[n - 2] == '.') ok = true;
+        if (!ok) return "must be an event type, a prefix ending in \".*\", or \"*\"";
+    }
+    if (t[0] == '.' || strstr(t, "..")) return "has an empty segment";
+    return NULL;
+}
+
+static bool s_printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f) return false;
+    return true;
+}
+
+static const char *s_check_url(const char *u)
+{
+    size_t n = strlen(u);
+    if (n == 0) return "required for a webhook";
+    if (n > S_URL_MAX) return "longer than 2048 characters";
+    if (strncmp(u, "http://", 7) != 0 && strncmp(u, "https://", 8) != 0)
+        return "must be an http:// or https:// URL";
+    const char *host = strstr(u, "://") + 3;
+    if (!*host || *host == '/') return "has no host";
+    for (const char *p = u; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == 0x7f) return "has a space or control character";
+    return NULL;
+}
+
+static const char *s_check_email(const char *e)
+{
+    size_t n = strlen(e);
+    if (n == 0) return "required for an e-mail subscription";
+    if (n > S_EMAIL_MAX) return "longer than 254 characters";
+    const char *at = strchr(e, '@');
+    if (!at || at == e || !at[1] || strchr(at + 1, '@')) return "is not an e-mail address";
+    for (const char *p = e; *p; p++)
+        if ((unsigned char)*p <= 0x20 || *p == '<' || *p == '>' || *p == ',' || *p == 0x7f)
+            return "is not an e-mail address";
+    return NULL;
+}
+
+/* The secret names the subscription's incarnation (id and created seq), so a subscription
+   deleted and created again under the same id gets a new secret. */
+void notify_sub_secret(notify_t *n, const Samordna__V1__Subscription *s, char out[65])
+{
+    char msg[128];
+    int len = snprintf(msg, sizeof msg, "webhook-secret\n%s\n%llu", s->id,
+                       (unsigned long long)s->created_seq);
+    uint8_t mac[crypto_auth_hmacsha256_BYTES];
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, n->master_key, sizeof n->master_key);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)msg, (unsigned long long)len);
+    crypto_auth_hmacsha256_final(&st, mac);
+    sodium_bin2hex(out, 65, mac, sizeof mac);
+}
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+/* no.samordna.notify.subscription.created  { subscription } */
+int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                             sam_reply_t *reply)
+{
+    notify_t *n = s_ctx(svc);
+    Samordna__V1__SubscriptionCreated *m = (Samordna__V1__SubscriptionCreated *)sam_event_unpack(
+        ev, &samordna__v1__subscription_created__descriptor, reply);
+    if (!m) return -1;
+    int rc = -1;
+    Samordna__V1__Subscription *s = m->subscription;
+    const char *why;
+    if (!s) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "subscription: missing");
+        goto done;
+    }
+    if (!notify_valid_id(s->id)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "subscription.id: '%.80s' is not a lowercase id of [a-z0-9-]{1,64}",
+                        s->id);
+        goto done;
+    }
+    if (s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX &&
+        s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK &&
+        s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "subscription.channel: must be inbox, webhook or email");
+        goto done;
+    }
+    if ((why = s_check_type(s->type))) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.type: '%.80s' %s", s->type, why);
+        goto done;
+    }
+    if (*s->source && !notify_valid_id(s->source)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.source: '%.80s' is not an agency id",
+                        s->source);
+        goto done;
+    }
+    if (strlen(s->subject) > S_SUBJECT_MAX || !s_printable(s->subject)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "subscription.subject: longer than 256 characters or not printable");
+        goto done;
+    }
+    if (strlen(s->description) > S_DESC_MAX) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "subscription.description: longer than 1000 characters");
+        goto done;
+    }
+    if (s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK) {
+        if ((why = s_check_url(s->url))) {
+            sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.url: %s", why);
+            goto done;
+        }
+    } else if (*s->url) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.url: only for a webhook");
+        goto done;
+    }
+    if (s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL) {
+        if ((why = s_check_email(s->email))) {
+            sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.email: '%.80s' %s", s->email,
+                            why);
+            goto done;
+        }
+    } else if (*s->email) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.email: only for e-mail");
+        goto done;
+    }
+    if (sam_store_has(txn, n->dbi.subs, s->id, strlen(s->id))) {
+        sam_reply_error(reply, SAM_CONFLICT, "subscription.id: '%s' exists already", s->id);
+        goto done;
+    }
+    s->agency = ev->ce->source; /* borrowed for the put below */
+    s->created_ms = ev->now_ms;
+    s->created_seq = ev->seq;
+    int src = sam_store_put_msg(txn, n->dbi.subs, s->id, strlen(s->id), &s->base, 0);
+    if (!src) src = notify_index_put(txn, &n->dbi, s);
+    if (!src && s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK) {
+        /* the handshake scan walks the state table: a webhook starts there, pending */
+        notify_state_t st = {.state = SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING,
+                             .changed_ms = ev->now_ms};
+        snprintf(st.reason, sizeof st.reason, "waiting for the endpoint's handshake");
+        src = notify_state_put(txn, &n->dbi, s->id, &st);
+        n->next_handshake_scan_ms = 0;
+    }
+    s->agency = NULL;
+    if (src) {
+        sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(src));
+        goto done;
+    }
+    rc = 0;
+done:
+    if (s && s->agency == ev->ce->source) s->agency = NULL;
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    return rc;
+}
+
+/* no.samordna.notify.subscription.deleted  { id, reason } */
+int notify_apply_sub_deleted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                             sam_reply_t *reply)
+{
+    notify_t *n = s_ctx(svc);
+    Samordna__V1__SubscriptionDeleted *m = (Samordna__V1__SubscriptionDeleted *)sam_event_unpack(
+        ev, &samordna__v1__subscription_deleted__descriptor, reply);
+    if (!m) return -1;
+    int rc = -1;
+    Samordna__V1__Subscription *s = NULL;
+    if (!notify_valid_id(m->id)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.80s' is not a subscription id", m->id);
+        goto done;
+    }
+    int grc = sam_store_get_msg(txn, n->dbi.subs, m->id, strlen(m->id),
+                                &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
+    if (grc == MDB_NOTFOUND) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown subscription '%s'", m->id);
+        goto done;
+    }
+    if (grc) {
+        sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(grc));
+        goto done;
+    }
+    if (!s_is_admin(ev->caller) && strcmp(s->agency, ev->ce->source) != 0) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "id: subscription '%s' belongs to agency '%s', not '%s'", s->id,
+                        s->agency, ev->ce->source);
+        goto done;
+    }
+    MDB_val k = {strlen(s->id), s->id};
+    int drc = mdb_del(txn, n->dbi.subs, &k, NULL);
+    if (!drc) {
+        drc = mdb_del(txn, n->dbi.state, &k, NULL);
+        if (drc == MDB_NOTFOUND) drc = 0;
+    }
+    if (!drc) drc = notify_index_del(txn, &n->dbi, s);
+    if (!drc && (notify_drop_prefix(txn, n->dbi.queue, s->id) < 0 ||
+                 notify_drop_prefix(txn, n->dbi.inbox, s->id) < 0 ||
+                 notify_drop_prefix(txn, n->dbi.dead, s->id) < 0))
+        drc = SAM_STORE_CORRUPT;
+    if (drc) {
+        sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(drc));
+        goto done;
+    }
+    rc = 0;
+done:
+    if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
+    protobuf_c_message_free_unpacked(&m->base, NULL);
+    return rc;
+}
+
+/* ---- queries ----------------------------------------------------------------------------- */
+
+/* Fills info (which borrows s) with the state and counts. */
+static void s_info(notify_t *n, MDB_txn *txn, Samordna__V1__Subscription *s,
+                   Samordna__V1__SubscriptionInfo *info, Samordna__V1__SubscriptionState *st,
+                   notify_state_t *raw)
+{
+    notify_state_get(txn, &n->dbi, s, raw);
+    samordna__v1__subscription_state__init(st);
+    st->state = raw->state;
+    st->reason = raw->reason;
+    st->handshake_attempts = raw->handshake_attempts;
+    st->next_handshake_ms = raw->next_handshake_ms;
+    st->changed_ms = raw->changed_ms;
+    samordna__v1__subscription_info__init(info);
+    info->subscription = s;
+    info->state = st;
+    info->queued = notify_count_prefix(txn, n->dbi.queue, s->id) +
+                   notify_count_prefix(txn, n->dbi.inbox, s->id);
+    info->dead = notify_count_prefix(txn, n->dbi.dead, s->id);
+}
+
+/* notify.subscriptions.get  SubscriptionGetRequest → SubscriptionInfo */
+int notify_q_sub_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
+{
+    notify_t *n = s_ctx(svc);
+    Samordna__V1__SubscriptionGetRequest *req =
+        (Samordna__V1__SubscriptionGetRequest *)sam_call_unpack(
+            call, &samordna__v1__subscription_get_request__descriptor, reply);
+    if (!req) return -1;
+    int rc = -1;
+    Samordna__V1__Subscription *s = NULL;
+    if (!notify_valid_id(req->id)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.80s' is not a subscription id", req->id);
+        goto done;
+    }
+    int grc = sam_store_get_msg(txn, n->dbi.subs, req->id, strlen(req->id),
+                                &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
+    if (grc) {
+        sam_reply_error(reply, grc == MDB_NOTFOUND ? SAM_NOT_FOUND : SAM_INTERNAL,
+                        "id: %s subscription '%s'", grc == MDB_NOTFOUND ? "unknown" : "unreadable",
+                        req->id);
+        goto done;
+    }
+    Samordna__V1__SubscriptionInfo info;
+    Samordna__V1__SubscriptionState st;
+    notify_state_t raw;
+    s_info(n, txn, s, &info, &st, &raw);
+    rc = sam_reply_message(reply, &info.base);
+done:
+    if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    return rc;
+}
+
+/* notify.subscriptions.list  SubscriptionListRequest → SubscriptionListReply (by id) */
+int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                      sam_reply_t *reply)
+{
+    notify_t *n = s_ctx(svc);
+    Samordna__V1__SubscriptionListRequest *req =
+        (Samordna__V1__SubscriptionListRequest *)sam_call_unpack(
+            call, &samordna__v1__subscription_list_request__descriptor, reply);
+    if (!req) return -1;
+    size_t page = req->page_size ? req->page_size : 100;
+    if (page > 1000) page = 1000;
+    Samordna__V1__SubscriptionListReply out = SAMORDNA__V1__SUBSCRIPTION_LIST_REPLY__INIT;
+    Samordna__V1__SubscriptionInfo **infos = calloc(page, sizeof *infos);
+    Samordna__V1__SubscriptionInfo *info_store = calloc(page, sizeof *info_store);
+    Samordna__V1__SubscriptionState *st_store = calloc(page, sizeof *st_store);
+    notify_state_t *raw = calloc(page, sizeof *raw);
+    Samordna__V1__Subscription **subs = calloc(page, sizeof *subs);
+    char next[NOTIFY_ID_MAX + 1] = "";
+    int rc = -1;
+    if (!infos || !info_store || !st_store || !raw || !subs) {
+        sam_reply_error(reply, SAM_INTERNAL, "out of memory");
+        goto done;
+    }
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, n->dbi.subs, &cur)) {
+        sam_reply_error(reply, SAM_INTERNAL, "store: cannot open cursor");
+        goto done;
+    }
+    MDB_val k, v;
+    int crc;
+    if (*req->page_token) {
+        k.mv_size = strlen(req->page_token);
+        k.mv_data = req->page_token;
+        crc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        if (crc == 0 && k.mv_size == strlen(req->page_token) &&
+            memcmp(k.mv_data, req->page_token, k.mv_size) == 0)
+            crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    } else {
+        crc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    }
+    size_t count = 0;
+    bool more = false;
+    for (; crc == 0; crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        Samordna__V1__Subscription *s = samordna__v1__subscription__unpack(NULL, v.mv_size,
+                                                                          v.mv_data);
+        if (!s) continue;
+        bool keep = (!*req->agency || strcmp(req->agency, s->agency) == 0) &&
+                    (!req->channel || (int)req->channel == (int)s->channel);
+        if (!keep) {
+            protobuf_c_message_free_unpacked(&s->base, NULL);
+            continue;
+        }
+        if (count == page) {
+            more = true;
+            protobuf_c_message_free_unpacked(&s->base, NULL);
+            break;
+        }
+        subs[count] = s;
+        s_info(n, txn, s, &info_store[count], &st_store[count], &raw[count]);
+        infos[count] = &info_store[count];
+        count++;
+    }
+    mdb_cursor_close(cur);
+    if (more && count) snprintf(next, sizeof next, "%s", subs[count - 1]->id);
+    out.n_subscriptions = count;
+    out.subscriptions = infos;
+    out.next_page_token = next;
+    rc = sam_reply_message(reply, &out.base);
+done:
+    if (subs)
+        for (size_t i = 0; i < page; i++)
+            if (subs[i]) protobuf_c_message_free_unpacked(&subs[i]->base, NULL);
+    free(subs);
+    free(raw);
+    free(st_store);
+    free(info_store);
+    free(infos);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    return rc;
+}
+
+/* notify.subscriptions.secret  SubscriptionSecretRequest → SubscriptionSecretReply */
+int notify_q_sub_secret(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                        sam_reply_t *reply)
+{
+    notify_t *n = s_ctx(svc);
+    Samordna__V1__SubscriptionSecretRequest *req =
+        (Samordna__V1__SubscriptionSecretRequest *)sam_call_unpack(
+            call, &samordna__v1__subscription_secret_request__descriptor, reply);
+    if (!req) return -1;
+    int rc = -1;
+    Samordna__V1__Subscription *s = NULL;
+    if (!notify_valid_id(req->id)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.80s' is not a subscription id", req->id);
+        goto done;
+    }
+    if (sam_store_get_msg(txn, n->dbi.subs, req->id, strlen(req->id),
+                          &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s)) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown subscription '%s'", req->id);
+        goto done;
+    }
+    if (!s_is_admin(call->caller) && strcmp(call->caller->agency, s->agency) != 0) {
+        sam_reply_error(reply, SAM_FORBIDDEN, "id: subscription '%s' belongs to agency '%s'",
+                        s->id, s->agency);
+        goto done;
+    }
+    if (s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE, "id: subscription '%s' is not a webhook",
+                        s->id);
+        goto done;
+    }
+    char hex[65];
+    notify_sub_secret(n, s, hex);
+    Samordna__V1__SubscriptionSecretReply out = SAMORDNA__V1__SUBSCRIPTION_SECRET_REPLY__INIT;
+    out.secret = hex;
+    rc = sam_reply_message(reply, &out.base);
+    sodium_memzero(hex, sizeof hex);
+done:
+    if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
+    protobuf_c_message_free_unpacked(&req->base, NULL);
+    return rc;
+}

@@ -1,0 +1,528 @@
+"""Integration tests of samordna-notify: the real broker, a real upstream service with an outbox
+(samordna-echo, whose events stand for any service's), the real notify, and receivers on
+loopback (tests/notify_receivers.py).
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+
+import samtest  # noqa: E402
+from samtest import Client  # noqa: E402
+from samordna.v1 import events_pb2, notify_pb2  # noqa: E402
+from cloudevents.v1 import cloudevents_pb2  # noqa: E402
+from notify_receivers import SmtpRecorder, WebhookReceiver, sign, verify  # noqa: E402
+
+ECHO = "no.samordna.echo.recorded"
+FAST = ["--retry-schedule", "100ms,200ms,300ms", "--follow-wait-ms", "1000"]
+INBOX = notify_pb2.NOTIFY_CHANNEL_INBOX
+WEBHOOK = notify_pb2.NOTIFY_CHANNEL_WEBHOOK
+EMAIL = notify_pb2.NOTIFY_CHANNEL_EMAIL
+
+
+def cloud_event(eid, etype=ECHO, source="fmov", data=b"x", subject=None):
+    ev = cloudevents_pb2.CloudEvent(id=eid, source=source, spec_version="1.0", type=etype,
+                                    binary_data=data)
+    if subject is not None:
+        ev.attributes["subject"].ce_string = subject
+    return ev
+
+
+def publish(c, service, ev, timeout=5.0):
+    rep, msg = c.call(service, "events.publish", events_pb2.PublishRequest(event=ev),
+                      events_pb2.PublishReply, timeout=timeout)
+    return rep, msg
+
+
+_n = [0]
+
+
+def subscribe(c, sid, channel=INBOX, source="fmov", **fields):
+    _n[0] += 1
+    sub = notify_pb2.Subscription(id=sid, channel=channel, **fields)
+    ev = cloud_event(f"sub-{sid}-{_n[0]}", "no.samordna.notify.subscription.created",
+                     source=source,
+                     data=notify_pb2.SubscriptionCreated(subscription=sub).SerializeToString())
+    return publish(c, "notify", ev)[0]
+
+
+def unsubscribe(c, sid, source="fmov"):
+    _n[0] += 1
+    ev = cloud_event(f"unsub-{sid}-{_n[0]}", "no.samordna.notify.subscription.deleted",
+                     source=source,
+                     data=notify_pb2.SubscriptionDeleted(id=sid).SerializeToString())
+    return publish(c, "notify", ev)[0]
+
+
+class Stack:
+    """broker + echo (the followed service) + notify, in one scratch folder."""
+
+    def __init__(self, name, *notify_args, echo=True):
+        self.data = samtest.scratch(name)
+        self.broker, self.ep = samtest.broker()
+        self.echo = samtest.service("echo", self.ep, self.data) if echo else None
+        self.notify_args = ["--follow", "echo"] + FAST + list(notify_args)
+        self.notify = samtest.service("notify", self.ep, self.data, *self.notify_args)
+        self.c = Client(self.ep)
+
+    def restart_notify(self):
+        self.notify = samtest.service("notify", self.ep, self.data, *self.notify_args)
+
+    def close(self):
+        self.c.close()
+
+
+def inbox_read(c, sid, max=1000):
+    rep, msg = c.call("notify", "notify.inbox.read",
+                      notify_pb2.InboxReadRequest(subscription=sid, max=max),
+                      notify_pb2.InboxReadReply)
+    assert rep.status.code == 200, rep.status
+    return list(msg.items)
+
+
+def inbox_ack(c, sid, upto):
+    rep, msg = c.call("notify", "notify.inbox.ack",
+                      notify_pb2.InboxAckRequest(subscription=sid, upto=upto),
+                      notify_pb2.InboxAckReply)
+    assert rep.status.code == 200, rep.status
+    return msg.acked
+
+
+def wait_inbox(c, sid, count, timeout=20):
+    items = []
+    end = time.time() + timeout
+    while time.time() < end:
+        items = inbox_read(c, sid)
+        if len(items) >= count:
+            return items
+        time.sleep(0.05)
+    raise AssertionError(f"inbox {sid}: {len(items)} of {count} within {timeout}s")
+
+
+def publish_many(c, service, events, window=300):
+    """Pipelined publishes; every one must be acknowledged."""
+    pending = {}
+    it = iter(events)
+    done = False
+    while pending or not done:
+        while not done and len(pending) < window:
+            try:
+                ev = next(it)
+            except StopIteration:
+                done = True
+                break
+            rid = c.send(service, "events.publish", events_pb2.PublishRequest(event=ev))
+            pending[rid] = ev
+        if pending:
+            rep = c.recv(10)
+            assert rep.status.code == 200, rep.status
+            pending.pop(rep.id, None)
+
+
+def sub_info(c, sid):
+    rep, msg = c.call("notify", "notify.subscriptions.get",
+                      notify_pb2.SubscriptionGetRequest(id=sid), notify_pb2.SubscriptionInfo)
+    assert rep.status.code == 200, rep.status
+    return msg
+
+
+def secret_of(c, sid):
+    rep, msg = c.call("notify", "notify.subscriptions.secret",
+                      notify_pb2.SubscriptionSecretRequest(id=sid),
+                      notify_pb2.SubscriptionSecretReply)
+    assert rep.status.code == 200, rep.status
+    return msg.secret
+
+
+def wait_for(cond, timeout, what):
+    samtest.wait_for(cond, timeout, what)
+
+
+# ---- subscriptions ------------------------------------------------------------------------
+
+
+def test_subscriptions_apply_at_once_and_bad_ones_are_refused():
+    s = Stack("notify-subs")
+    c = s.c
+    assert subscribe(c, "halden-all", type="no.samordna.*").status.code == 200
+    info = sub_info(c, "halden-all")
+    assert info.subscription.agency == "fmov"
+    assert info.state.state == notify_pb2.NOTIFY_SUB_STATE_ACTIVE
+    rep, lst = c.call("notify", "notify.subscriptions.list", notify_pb2.SubscriptionListRequest(),
+                      notify_pb2.SubscriptionListReply)
+    assert [i.subscription.id for i in lst.subscriptions] == ["halden-all"]
+
+    cases = [
+        (dict(sid="Bad_Id"), "subscription.id"),
+        (dict(sid="x", channel=0), "subscription.channel"),
+        (dict(sid="x", type="no.samordna.*.x"), "subscription.type"),
+        (dict(sid="x", type="no samordna"), "subscription.type"),
+        (dict(sid="x", channel=WEBHOOK), "subscription.url"),
+        (dict(sid="x", channel=WEBHOOK, url="ftp://example.org/x"), "subscription.url"),
+        (dict(sid="x", channel=EMAIL, email="not-an-address"), "subscription.email"),
+        (dict(sid="x", channel=INBOX, url="http://127.0.0.1:1/"), "subscription.url"),
+        (dict(sid="x", source_filter="Not An Agency"), "subscription.source"),
+        (dict(sid="x", description="d" * 1001), "subscription.description"),
+        (dict(sid="halden-all"), "exists already"),
+    ]
+    for kw, words in cases:
+        sid = kw.pop("sid")
+        if "source_filter" in kw:
+            kw["source"] = kw.pop("source_filter")
+            sub = notify_pb2.Subscription(id=sid, channel=INBOX, **kw)
+            ev = cloud_event(f"raw-{sid}-{words}", "no.samordna.notify.subscription.created",
+                             data=notify_pb2.SubscriptionCreated(
+                                 subscription=sub).SerializeToString())
+            rep = publish(c, "notify", ev)[0]
+        else:
+            rep = subscribe(c, sid, **kw)
+        assert rep.status.code in (400, 409), (kw, rep.status)
+        assert words in rep.status.message, (words, rep.status.message)
+    # undecodable payload, missing subscription
+    rep = publish(c, "notify", cloud_event("garbage-1", "no.samordna.notify.subscription.created",
+                                           data=b"\xff\xff\xff"))[0]
+    assert rep.status.code == 400, rep.status
+    rep = publish(c, "notify", cloud_event("empty-1", "no.samordna.notify.subscription.created",
+                                           data=b""))[0]
+    assert rep.status.code == 400, rep.status
+    # unknown type of notify's
+    rep = publish(c, "notify", cloud_event("x-1", "no.samordna.notify.subscription.renamed"))[0]
+    assert rep.status.code == 501, rep.status
+    # nothing of the refused ones was stored
+    rep, lst = c.call("notify", "notify.subscriptions.list", notify_pb2.SubscriptionListRequest(),
+                      notify_pb2.SubscriptionListReply)
+    assert [i.subscription.id for i in lst.subscriptions] == ["halden-all"]
+    # delete: unknown, then the real one
+    assert unsubscribe(c, "nobody").status.code == 404
+    assert unsubscribe(c, "halden-all").status.code == 200
+    rep, _ = c.call("notify", "notify.subscriptions.get", notify_pb2.SubscriptionGetRequest(
+        id="halden-all"))
+    assert rep.status.code == 404
+    s.close()
+
+
+def test_list_pages_and_filters():
+    s = Stack("notify-list")
+    c = s.c
+    for i in range(7):
+        assert subscribe(c, f"s{i}", source="fmov" if i % 2 else "ofk").status.code == 200
+    seen, token = [], ""
+    while True:
+        rep, lst = c.call("notify", "notify.subscriptions.list",
+                          notify_pb2.SubscriptionListRequest(page_size=3, page_token=token),
+                          notify_pb2.SubscriptionListReply)
+        seen += [i.subscription.id for i in lst.subscriptions]
+        token = lst.next_page_token
+        if not token:
+            break
+    assert seen == [f"s{i}" for i in range(7)]
+    rep, lst = c.call("notify", "notify.subscriptions.list",
+                      notify_pb2.SubscriptionListRequest(agency="ofk"),
+                      notify_pb2.SubscriptionListReply)
+    assert [i.subscription.id for i in lst.subscriptions] == ["s0", "s2", "s4", "s6"]
+    s.close()
+
+
+# ---- matching and the inbox ---------------------------------------------------------------
+
+
+def test_matching_by_exact_type_prefix_source_and_subject():
+    s = Stack("notify-match")
+    c = s.c
+    assert subscribe(c, "exact", type=ECHO).status.code == 200
+    assert subscribe(c, "prefix", type="no.samordna.echo.*").status.code == 200
+    assert subscribe(c, "other-prefix", type="no.samordna.grants.*").status.code == 200
+    assert subscribe(c, "from-ofk", source="ofk").status.code == 200  # filter on source
+    sub = notify_pb2.Subscription(id="ofk-only", channel=INBOX, source="ofk")
+    assert publish(c, "notify", cloud_event("so", "no.samordna.notify.subscription.created",
+                   data=notify_pb2.SubscriptionCreated(subscription=sub).SerializeToString())
+                   )[0].status.code == 200
+    assert subscribe(c, "halden", type=ECHO, subject="halden").status.code == 200
+    assert subscribe(c, "everything").status.code == 200
+    publish(c, "echo", cloud_event("e1", subject="halden"))
+    publish(c, "echo", cloud_event("e2", source="ofk", subject="sarpsborg"))
+    publish(c, "echo", cloud_event("e3"))
+    want = {"exact": ["e1", "e2", "e3"], "prefix": ["e1", "e2", "e3"], "other-prefix": [],
+            "from-ofk": ["e1", "e2", "e3"], "ofk-only": ["e2"], "halden": ["e1"],
+            "everything": ["e1", "e2", "e3"]}
+    wait_inbox(c, "everything", 3)
+    for sid, ids in want.items():
+        got = [i.event.id for i in inbox_read(c, sid)]
+        assert got == ids, (sid, got, ids)
+    items = inbox_read(c, "exact")
+    assert items[0].service == "echo" and items[0].seq >= 1 and items[0].committed_ms > 0
+    s.close()
+
+
+def test_inbox_keeps_what_is_not_acknowledged():
+    s = Stack("notify-inbox")
+    c = s.c
+    assert subscribe(c, "sys", type=ECHO).status.code == 200
+    publish_many(c, "echo", (cloud_event(f"i{k}") for k in range(30)))
+    items = wait_inbox(c, "sys", 30)
+    assert [i.event.id for i in items] == [f"i{k}" for k in range(30)]
+    # read again without ack: the same, in the same order
+    assert [i.qseq for i in inbox_read(c, "sys")] == [i.qseq for i in items]
+    assert inbox_ack(c, "sys", items[9].qseq) == 10
+    assert inbox_ack(c, "sys", items[9].qseq) == 0  # idempotent
+    rest = inbox_read(c, "sys", max=5)
+    assert [i.event.id for i in rest] == [f"i{k}" for k in range(10, 15)]
+    # the log shows each acknowledgement with its latency
+    rep, log = c.call("notify", "notify.log", notify_pb2.LogRequest(subscription="sys"),
+                      notify_pb2.LogReply)
+    assert [e.attempt.outcome for e in log.entries] == ["acked"] * 10
+    assert all(e.attempt.latency_us >= 0 for e in log.entries)
+    # ack refusals
+    rep, _ = c.call("notify", "notify.inbox.ack", notify_pb2.InboxAckRequest(subscription="sys"))
+    assert rep.status.code == 400 and "upto" in rep.status.message
+    rep, _ = c.call("notify", "notify.inbox.read", notify_pb2.InboxReadRequest(subscription="zz"))
+    assert rep.status.code == 404
+    rep, _ = c.call("notify", "notify.inbox.read", b"\xff\xff")
+    assert rep.status.code == 400
+    s.close()
+
+
+def test_kill9_while_10000_events_flow_loses_none_and_keeps_order():
+    s = Stack("notify-kill")
+    c = s.c
+    assert subscribe(c, "a", type=ECHO).status.code == 200
+    assert subscribe(c, "b", type="no.samordna.*").status.code == 200
+    total = 10000
+    killed = False
+    sent = 0
+
+    def events():
+        nonlocal sent, killed
+        for k in range(total):
+            sent = k
+            if k == 4000 and not killed:
+                s.notify.kill9()
+                killed = True
+            if k == 7000:
+                s.restart_notify()
+            yield cloud_event(f"k{k:05d}")
+
+    publish_many(c, "echo", events())
+    assert killed
+    for sid in ("a", "b"):
+        got, end = [], time.time() + 60
+        while time.time() < end:
+            got = inbox_read(c, sid, max=1000)
+            if len(got) == 1000 or sid == "b":
+                break
+            time.sleep(0.1)
+        ids = []
+        while True:
+            items = inbox_read(c, sid, max=1000)
+            if not items:
+                if len(ids) == total or time.time() > end:
+                    break
+                time.sleep(0.05)
+                continue
+            ids += [i.event.id for i in items]
+            inbox_ack(c, sid, items[-1].qseq)
+        assert ids == [f"k{k:05d}" for k in range(total)], (sid, len(ids))
+    s.close()
+
+
+def test_a_followed_service_that_is_down_is_caught_up_when_it_comes():
+    s = Stack("notify-down", echo=False)
+    c = s.c
+    assert subscribe(c, "late", type=ECHO).status.code == 200
+    time.sleep(1.5)
+    echo = samtest.service("echo", s.ep, s.data)
+    publish_many(c, "echo", (cloud_event(f"d{k}") for k in range(20)))
+    items = wait_inbox(c, "late", 20)
+    assert [i.event.id for i in items] == [f"d{k}" for k in range(20)]
+    # stop it again: notify keeps going; events published after it comes back arrive
+    echo.stop()
+    time.sleep(1.0)
+    samtest.service("echo", s.ep, s.data)
+    publish(c, "echo", cloud_event("d20"))
+    items = wait_inbox(c, "late", 21)
+    assert items[-1].event.id == "d20"
+    log = s.notify.logtext()
+    assert log.count("follow.unavailable service=echo") <= 3, log
+    rep, cur = c.call("notify", "notify.cursors", b"", notify_pb2.CursorsReply)
+    assert [(x.service, x.seq) for x in cur.cursors] == [("echo", 21)]
+    s.close()
+
+
+# ---- webhooks -----------------------------------------------------------------------------
+
+
+def webhook_stack(name, *extra):
+    s = Stack(name, *extra)
+    recv = WebhookReceiver()
+    assert subscribe(s.c, "hook", channel=WEBHOOK, url=recv.url, type=ECHO).status.code == 200
+    recv.secret = secret_of(s.c, "hook")
+    wait_for(lambda: sub_info(s.c, "hook").state.state == notify_pb2.NOTIFY_SUB_STATE_ACTIVE,
+             10, "the webhook handshake")
+    return s, recv
+
+
+def test_webhook_handshake_signature_and_order():
+    s, recv = webhook_stack("notify-hook")
+    c = s.c
+    assert recv.handshakes >= 1
+    publish_many(c, "echo", (cloud_event(f"w{k}", subject="halden") for k in range(200)))
+    wait_for(lambda: len(recv.events) >= 200, 20, "200 webhook deliveries")
+    assert recv.ids() == [f"w{k}" for k in range(200)]
+    ev = recv.events[0]
+    assert ev["specversion"] == "1.0" and ev["type"] == ECHO and ev["source"] == "fmov"
+    assert ev["subject"] == "halden" and ev["data_base64"] == "eA=="
+    assert ev["datacontenttype"] == "application/protobuf"
+    rep, log = c.call("notify", "notify.log",
+                      notify_pb2.LogRequest(subscription="hook", page_size=1000),
+                      notify_pb2.LogReply)
+    delivered = [e for e in log.entries if e.attempt.outcome == "delivered"]
+    assert len(delivered) == 200 and all(e.attempt.status == 204 for e in delivered)
+    s.close()
+    recv.close()
+
+
+def test_forged_secret_is_detected_by_the_receiver():
+    s, recv = webhook_stack("notify-forged")
+    real = recv.secret
+    forged = "0" * 64
+    assert real != forged
+    body = b'{"id":"x"}'
+    assert verify(real, sign(real, body), body)
+    assert not verify(real, sign(forged, body), body)
+    assert not verify(real, sign(real, body), body + b" ")
+    # a receiver holding a forged secret refuses what notify signs: nothing is accepted
+    recv.secret = forged
+    publish(s.c, "echo", cloud_event("f1"))
+    wait_for(lambda: recv.bad_signatures >= 2, 10, "refused deliveries")
+    assert recv.events == []
+    # with the real secret again, the retried delivery gets through
+    recv.secret = real
+    wait_for(lambda: recv.ids() == ["f1"], 10, "delivery after the secret was fixed")
+    s.close()
+    recv.close()
+
+
+def test_failures_retry_then_dead_letter_and_replay():
+    s, recv = webhook_stack("notify-dead")
+    c = s.c
+    recv.mode = "fail"
+    publish(c, "echo", cloud_event("x1"))
+    publish(c, "echo", cloud_event("x2"))
+    # 4 attempts each (the first and 3 retries), then dead
+    wait_for(lambda: sub_info(c, "hook").dead == 2, 20, "two dead letters")
+    rep, dead = c.call("notify", "notify.dead.list", notify_pb2.DeadListRequest(),
+                       notify_pb2.DeadListReply)
+    assert [d.event.id for d in dead.deliveries] == ["x1", "x2"]
+    assert all(d.attempts == 4 and "500" in d.last_error for d in dead.deliveries)
+    rep, log = c.call("notify", "notify.log", notify_pb2.LogRequest(subscription="hook"),
+                      notify_pb2.LogReply)
+    outcomes = [e.attempt.outcome for e in log.entries if e.attempt.event_id == "x1"]
+    assert outcomes == ["retry", "retry", "retry", "dead"], outcomes
+    # replay one by id, then the rest with all
+    recv.mode = "ok"
+    first = dead.deliveries[0]
+    rep, rr = c.call("notify", "notify.dead.replay",
+                     notify_pb2.DeadReplayRequest(id=f"hook/{first.qseq}"),
+                     notify_pb2.DeadReplayReply)
+    assert rep.status.code == 200 and rr.replayed == 1
+    wait_for(lambda: recv.ids() == ["x1"], 10, "the replayed delivery")
+    rep, rr = c.call("notify", "notify.dead.replay", notify_pb2.DeadReplayRequest(all=True),
+                     notify_pb2.DeadReplayReply)
+    assert rr.replayed == 1
+    wait_for(lambda: recv.ids() == ["x1", "x2"], 10, "every replayed delivery")
+    rep, _ = c.call("notify", "notify.dead.replay", notify_pb2.DeadReplayRequest(id="hook/999"))
+    assert rep.status.code == 404
+    rep, _ = c.call("notify", "notify.dead.replay", notify_pb2.DeadReplayRequest(id="bad"))
+    assert rep.status.code == 400
+    rep, _ = c.call("notify", "notify.dead.replay", notify_pb2.DeadReplayRequest())
+    assert rep.status.code == 400
+    s.close()
+    recv.close()
+
+
+def test_429_waits_retry_after_and_410_disables():
+    s, recv = webhook_stack("notify-429", "--retry-schedule", "5s,5s")
+    c = s.c
+    recv.script = [429]
+    recv.retry_after = "1"
+    t0 = time.time()
+    publish(c, "echo", cloud_event("t1"))
+    wait_for(lambda: recv.ids() == ["t1"], 10, "delivery after Retry-After")
+    took = time.time() - t0
+    assert 0.9 <= took < 4.5, took  # Retry-After (1 s), not the 5 s schedule
+
+    def outcomes():
+        rep, log = c.call("notify", "notify.log", notify_pb2.LogRequest(subscription="hook"),
+                          notify_pb2.LogReply)
+        return [e.attempt.outcome for e in log.entries]
+    wait_for(lambda: outcomes()[-2:] == ["throttled", "delivered"], 5, "the log of the 429")
+    recv.mode = "410"
+    publish(c, "echo", cloud_event("t2"))
+    wait_for(lambda: sub_info(c, "hook").state.state == notify_pb2.NOTIFY_SUB_STATE_DISABLED, 10,
+             "the subscription disabled by 410")
+    assert "410" in sub_info(c, "hook").state.reason
+    s.close()
+    recv.close()
+
+
+def test_receiver_down_for_a_while_gets_its_backlog():
+    s, recv = webhook_stack("notify-backlog", "--retry-schedule", "200ms,200ms,200ms,200ms,"
+                            "200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,200ms,"
+                            "200ms,200ms,200ms,200ms,200ms,200ms")
+    c = s.c
+    port, secret = recv.port, recv.secret
+    recv.close()
+    publish_many(c, "echo", (cloud_event(f"b{k}") for k in range(50)))
+    time.sleep(1.0)
+    # the receiver comes back on the same port
+    recv2 = WebhookReceiver(secret, port=port)
+    wait_for(lambda: len(recv2.events) >= 50, 20, "the backlog")
+    assert recv2.ids() == [f"b{k}" for k in range(50)]
+    assert sub_info(c, "hook").dead == 0
+    s.close()
+    recv2.close()
+
+
+# ---- e-mail -------------------------------------------------------------------------------
+
+
+def test_email_through_the_smtp_relay():
+    smtp = SmtpRecorder()
+    s = Stack("notify-mail", "--smtp-url", smtp.url, "--mail-from", "varsel@samordna.test")
+    c = s.c
+    assert subscribe(c, "post", channel=EMAIL, email="styringsgruppe@fmov.test",
+                     type=ECHO).status.code == 200
+    publish(c, "echo", cloud_event("m1", subject="Indre Østfold"))
+    publish(c, "echo", cloud_event("m2"))
+    wait_for(lambda: len(smtp.messages) >= 2, 10, "two mails")
+    m = smtp.messages[0]
+    assert m["from"] == "<varsel@samordna.test>" and m["to"] == ["<styringsgruppe@fmov.test>"]
+    assert "X-Samordna-Event-Id: m1" in m["data"]
+    assert "Subject: =?UTF-8?B?" in m["data"]  # the non-ASCII subject, encoded
+    body = m["data"].split("\r\n\r\n", 1)[1]
+    assert json.loads(body)["id"] == "m1"
+    assert "X-Samordna-Event-Id: m2" in smtp.messages[1]["data"]
+    s.close()
+    smtp.close()
+
+
+def test_email_relay_down_retries_then_dead():
+    s = Stack("notify-mail-down", "--smtp-url", f"smtp://127.0.0.1:{samtest.free_port()}")
+    c = s.c
+    assert subscribe(c, "post", channel=EMAIL, email="a@b.test", type=ECHO).status.code == 200
+    publish(c, "echo", cloud_event("md1"))
+    wait_for(lambda: sub_info(c, "post").dead == 1, 15, "a dead letter")
+    s.close()
+
+
+def test_stop_is_clean():
+    s = Stack("notify-stop")
+    assert s.notify.stop() == 0
+    s.close()
+
+
+if __name__ == "__main__":
+    samtest.main()
