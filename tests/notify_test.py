@@ -518,6 +518,44 @@ def test_email_relay_down_retries_then_dead():
     s.close()
 
 
+def samctl(ep, *args):
+    import subprocess
+    r = subprocess.run([os.path.join(samtest.BIN, "samctl"), "--broker", ep, "--insecure"]
+                       + list(args), capture_output=True, text=True, timeout=20)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_samctl_notify_commands():
+    s = Stack("notify-samctl")
+    rc, out, err = samctl(s.ep, "notify", "subscribe", "ops", "--inbox", "--type", ECHO)
+    assert rc == 0, err
+    rc, out, err = samctl(s.ep, "notify", "subscribe", "Bad", "--inbox")
+    assert rc == 1 and "subscription.id" in err, err
+    rc, out, err = samctl(s.ep, "notify", "subscribe", "ops2")
+    assert rc == 2, err
+    publish(s.c, "echo", cloud_event("c1", subject="halden"))
+    wait_inbox(s.c, "ops", 1)
+    rc, out, err = samctl(s.ep, "notify", "subscriptions")
+    assert rc == 0 and "ops" in out and "inbox" in out and "active" in out, out
+    rc, out, err = samctl(s.ep, "--json", "notify", "subscriptions")
+    assert json.loads(out.splitlines()[0])["queued"] == 1, out
+    rc, out, err = samctl(s.ep, "notify", "inbox", "ops", "--ack")
+    assert rc == 0 and "c1" in out and "subject=halden" in out and "acknowledged 1" in out, out
+    rc, out, err = samctl(s.ep, "--json", "notify", "log", "ops")
+    assert rc == 0 and json.loads(out.splitlines()[0])["outcome"] == "acked", out
+    rc, out, err = samctl(s.ep, "notify", "dead")
+    assert rc == 0 and len(out.splitlines()) == 1, out
+    rc, out, err = samctl(s.ep, "notify", "replay", "--all")
+    assert rc == 0 and "replayed 0" in out, out
+    rc, out, err = samctl(s.ep, "notify", "cursors")
+    assert rc == 0 and "echo" in out, out
+    rc, out, err = samctl(s.ep, "notify", "unsubscribe", "ops")
+    assert rc == 0, err
+    rc, out, err = samctl(s.ep, "notify", "unsubscribe", "ops")
+    assert rc == 1 and "404" in err, err
+    s.close()
+
+
 def test_stop_is_clean():
     s = Stack("notify-stop")
     assert s.notify.stop() == 0

@@ -574,6 +574,7 @@ static void s_collect(notify_t *n)
                                            now, lat);
             if (rc) sam_error("deliver.record subscription=%s error=\"%s\"", f->sub,
                               sam_store_strerror(rc));
+            if (f->kind == S_HANDSHAKE) n->next_handshake_scan_ms = 0; /* its retry is due */
             protobuf_c_message_free_unpacked(&s->base, NULL);
         }
         s_flight_free(&f);
