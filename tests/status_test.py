@@ -744,5 +744,62 @@ def test_samctl_board_and_commands():
         env.close()
 
 
+FIXTURE = os.path.join(samtest.SRC, "..", "shared", "fixtures", "ostfold-2019.json")
+
+
+def test_import_fixture_with_the_real_registry():
+    """`samctl import` of the Østfold fixture into the real registry and status: the board
+    of the status slide, and a rerun that changes nothing."""
+    assert os.path.exists(FIXTURE), f"the fixture is missing: {FIXTURE}"
+    data = samtest.scratch("status-import")
+    broker, ep = samtest.broker()
+    samtest.service("registry", ep, data)
+    svc = samtest.service("status", ep, data)
+    rc, out, err = samctl(ep, "--json", "import", FIXTURE)
+    assert rc == 0, err
+    types = {t["type"]: t["new"] for t in json.loads(out)["types"]}
+    assert types["no.samordna.status.milestone_kind.defined"] == 7, types
+    assert types["no.samordna.status.milestone.reached"] == 20, types
+    assert types["no.samordna.status.meeting.logged"] == 14, types
+    def board_json():
+        rc, out, err = samctl(ep, "--json", "board", "--as-of", "2019-11-11")
+        assert rc == 0, err
+        return json.loads(out)
+    # the municipalities' names come with the registry feed, a moment after the import
+    samtest.wait_for(lambda: all(r["municipality_name"] != r["municipality"]
+                                 for r in board_json()["rows"]), 10, "the registry feed")
+    b = board_json()
+    assert [k["label"] for k in b["kinds"]] == [label for _, label in KINDS]
+    rows = {r["pilot"]: r for r in b["rows"]}
+    assert sorted(rows) == ["fredrikstad", "halden", "indre-ostfold", "sarpsborg"]
+    for p in ["halden", "indre-ostfold", "sarpsborg"]:
+        reached = [c["kind"] for c in rows[p]["cells"] if c["date"]]
+        assert reached == [k for k, _ in KINDS[:6]], (p, reached)
+        assert rows[p]["phase_label"] == "Operativ"
+    assert [c["kind"] for c in rows["fredrikstad"]["cells"] if c["date"]] == [
+        "defined_challenge", "anchored"]
+    assert rows["fredrikstad"]["phase_label"] == "Forankret"
+    assert rows["halden"]["investment_leader"] == "fmov"
+    assert rows["indre-ostfold"]["municipality_name"] == "Indre Østfold"
+    assert rows["sarpsborg"]["last_meeting_date"] == "2019-03-01"
+    assert rows["halden"]["last_meeting_date"] == "2019-01-18"
+    rc, out, err = samctl(ep, "board", "--as-of", "2019-11-11")
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert "Definert" in lines[2] and "Forankret" in lines[2] and "Operativ" in lines[2], out
+    fr = next(l for l in lines if l.startswith("fredrikstad"))
+    assert "Fredrikstad" in fr and "husbanken-ost" in fr and "Forankret" in fr, fr
+    # before the status slide nothing was recorded as reached
+    rc, out, err = samctl(ep, "--json", "board", "--as-of", "2019-06-01")
+    assert all(not r["phase"] for r in json.loads(out)["rows"]), out
+    rc, out, err = samctl(ep, "--json", "meetings", "--municipality", "moss-rygge")
+    assert [m["id"] for m in json.loads(out)["meetings"]] == ["moss-rygge-2018-11-18-startup"]
+    # again: every status event is a duplicate
+    rc, out, err = samctl(ep, "--json", "import", FIXTURE)
+    assert rc == 0 and json.loads(out)["new"] == 0, out + err
+    assert svc.stop() == 0
+    broker.stop()
+
+
 if __name__ == "__main__":
     samtest.main()

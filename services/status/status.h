@@ -21,6 +21,7 @@
 /* method, handler, roles */
 #define STATUS_QUERIES(X)                                                                          \
     X("status.kinds.list", status_q_kinds, SAM_ROLES_ANY)                                          \
+    X("status.kinds.get", status_q_kind_get, SAM_ROLES_ANY)                                        \
     X("status.board", status_q_board, SAM_ROLES_ANY)                                               \
     X("status.milestones.history", status_q_history, SAM_ROLES_ANY)                                \
     X("status.meetings.list", status_q_meetings, SAM_ROLES_ANY)                                    \

@@ -414,7 +414,8 @@ int status_ev_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
             goto done;
         }
     }
-    if (*municipality) {
+    /* a municipality named by the event is checked; the pilot's own is the registry's word */
+    if (*m->municipality) {
         if (s_id(reply, "municipality", municipality)) goto done;
         if (!(mu = status_fact_require(svc, txn, "municipality", municipality, "municipality",
                                        reply)))
@@ -712,7 +713,7 @@ int status_ev_barrier_registered(sam_service_t *svc, MDB_txn *txn, const sam_eve
             goto done;
         if (!*municipality) municipality = facts[0]->municipality;
     }
-    if (*municipality &&
+    if (*m->municipality &&
         (s_id(reply, "municipality", municipality) ||
          !(facts[1] = status_fact_require(svc, txn, "municipality", municipality,
                                           "municipality", reply))))

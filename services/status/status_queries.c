@@ -524,6 +524,34 @@ int status_q_meeting_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
                        &samordna__v1__meeting__descriptor);
 }
 
+/* status.kinds.get: StatusGetRequest {id} → MilestoneKind */
+int status_q_kind_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                      sam_reply_t *reply)
+{
+    Samordna__V1__StatusGetRequest *req = (Samordna__V1__StatusGetRequest *)sam_call_unpack(
+        call, &samordna__v1__status_get_request__descriptor, reply);
+    if (!req) return -1;
+    int rc;
+    ProtobufCMessage *m = NULL;
+    status_key_t k;
+    if (!status_token_ok(req->id))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.70s' is not a kind id", req->id);
+    else {
+        status_key_id(&k, req->id);
+        int g = status_get(svc, txn, "kinds", &k, &samordna__v1__milestone_kind__descriptor, &m);
+        if (g == MDB_NOTFOUND)
+            rc = sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown milestone kind '%s'",
+                                 req->id);
+        else if (g)
+            rc = s_store_error(reply, g);
+        else
+            rc = sam_reply_message(reply, m);
+    }
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
+    FREE(req);
+    return rc;
+}
+
 /* status.barriers.get: GetRequest {id} → Barrier with its history */
 int status_q_barrier_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                          sam_reply_t *reply)

@@ -279,30 +279,35 @@ static void s_board_text(const Samordna__V1__BoardReply *b)
     printf("Statustavle per %s\n\n", b->as_of);
     for (int line = 0; line < 2; line++) {
         s_cell(line ? "" : "Pilot", 14);
-        s_cell(line ? "" : "Kommune", 14);
-        s_cell(line ? "" : "Utfordring", 24);
-        s_cell(line ? "" : "Ledes av", 14);
+        s_cell(line ? "" : "Kommune", 15);
+        s_cell(line ? "" : "Utfordring", 25);
+        s_cell(line ? "" : "Ledes av", 15);
         for (size_t k = 0; k < b->n_kinds; k++) {
             s_head_word(b->kinds[k]->label, line, W);
             putchar(' ');
         }
-        s_cell(line ? "" : "Fase", 20);
-        s_cell(line ? "" : "Siste møte", 11);
+        s_cell(line ? "" : "Fase", 21);
+        s_cell(line ? "" : "Siste møte", 12);
         printf("%s\n", line ? "" : "Hindre");
     }
     for (size_t r = 0; r < b->n_rows; r++) {
         const Samordna__V1__BoardRow *row = b->rows[r];
-        s_cell(row->pilot, 14);
+        s_cell(row->pilot, 13);
+        putchar(' ');
         s_cell(row->municipality_name, 14);
+        putchar(' ');
         s_cell(row->challenge, 24);
+        putchar(' ');
         s_cell(row->investment_leader, 14);
+        putchar(' ');
         for (size_t k = 0; k < row->n_cells; k++) {
             s_cell(*row->cells[k]->date ? row->cells[k]->date : "-", W);
             putchar(' ');
         }
         s_cell(*row->phase_label ? row->phase_label : "-", 20);
+        putchar(' ');
         s_cell(*row->last_meeting_date ? row->last_meeting_date : "-", 11);
-        printf("%u\n", row->open_barriers);
+        printf(" %u\n", row->open_barriers);
     }
     if (b->n_rows == 0) printf("(no pilots)\n");
 }
