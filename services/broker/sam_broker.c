@@ -53,6 +53,7 @@
 #define S_HWM 100000                   /* per-peer message queue limit of the socket */
 #define S_MAXMSG_SLACK 65536           /* ZMQ_MAXMSGSIZE is this much above --max-msg */
 #define S_LINGER_MS 500                /* time to flush DISCONNECTs at shutdown */
+#define S_PARTS_MAX 64                 /* frames in one message; more is malformed */
 
 typedef struct s_worker_t s_worker_t;
 typedef struct s_service_t s_service_t;
@@ -66,18 +67,29 @@ typedef struct {
     uint64_t id; /* field 1 of the request body (0 when absent) */
 } s_slot_t;
 
-/* One request waiting for a worker. */
+/* A message as received: its frames, owned here until moved out or closed. */
 typedef struct {
-    zmsg_t *msg;      /* the client's routing id, then the body frames */
-    int64_t enqueued; /* monotonic ms */
-    bool delim;
-} s_queued_t;
+    zmq_msg_t part[S_PARTS_MAX];
+    int count;      /* frames received, the routing id included */
+    size_t bytes;   /* sum of the frame sizes after the routing id */
+    bool truncated; /* more than S_PARTS_MAX frames arrived; the rest were dropped */
+} s_msg_t;
+
+/* A request on its way to a worker, waiting in a queue or being refused. */
+typedef struct {
+    zmq_msg_t client;   /* the client's routing id frame, as received (with its metadata) */
+    zmq_msg_t body;     /* the body when it is one frame */
+    zmq_msg_t *bodies;  /* all body frames when there are several (owned), else NULL */
+    uint16_t nbody;     /* body frames */
+    bool delim;         /* the client sent an empty delimiter */
+    int64_t enqueued;   /* when it arrived (monotonic ms) */
+} s_request_t;
 
 struct s_service_t {
     char *name;                      /* owned; the same string is the key in services */
     size_t nworkers;                 /* workers that offer this service */
     s_worker_t *free_head, *free_tail; /* workers with spare credit, least recently used first */
-    s_queued_t *queue;               /* ring of queued requests, owned */
+    s_request_t *queue;              /* ring of queued requests, owned */
     size_t qcap, qhead, qlen;
     int64_t orphaned_at; /* when the service last had no worker (monotonic ms) */
 };
@@ -117,6 +129,7 @@ struct sam_broker_t {
     uint64_t errors;     /* error replies the broker made itself */
     uint64_t malformed;  /* messages dropped as malformed */
     uint64_t purged;     /* workers purged or lost */
+    s_msg_t in;          /* the message being handled, reused */
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -132,24 +145,6 @@ static char *s_hex(const uint8_t *data, size_t size, char *out)
     }
     out[2 * size] = '\0';
     return out;
-}
-
-static bool s_frame_is(zframe_t *frame, const char *text)
-{
-    size_t n = strlen(text);
-    return frame && zframe_size(frame) == n && memcmp(zframe_data(frame), text, n) == 0;
-}
-
-/* Copies a frame that must be a printable name (1..S_SERVICE_MAX bytes, no NUL) into `out`
-   (S_SERVICE_MAX + 1 bytes). Returns false when it is not one. */
-static bool s_frame_name(zframe_t *frame, char *out)
-{
-    if (!frame) return false;
-    size_t n = zframe_size(frame);
-    if (n == 0 || n > S_SERVICE_MAX || memchr(zframe_data(frame), '\0', n)) return false;
-    memcpy(out, zframe_data(frame), n);
-    out[n] = '\0';
-    return true;
 }
 
 static bool s_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *out)
@@ -242,46 +237,158 @@ bool sam_broker_endpoint_is_loopback(const char *endpoint)
     return (ntohl(addr.s_addr) >> 24) == 127;
 }
 
-/* Sends and, on failure, destroys the message and logs why. `peer` names the peer. */
-static int s_send(sam_broker_t *self, zmsg_t **msg_p, const char *role, const uint8_t *addr,
-                  size_t addr_size)
+/* ---- frames ---------------------------------------------------------------------------- */
+
+static void s_msg_close(s_msg_t *msg)
 {
-    if (zmsg_send(msg_p, self->router) == 0) return 0;
+    for (int i = 0; i < msg->count; i++)
+        zmq_msg_close(&msg->part[i]);
+    msg->count = 0;
+}
+
+/*  Receives one whole message without waiting. Returns 0, or -1 when nothing is there.
+    A message of more than S_PARTS_MAX frames is read to its end and marked truncated. */
+static int s_msg_recv(sam_broker_t *self, s_msg_t *msg)
+{
+    msg->count = 0;
+    msg->bytes = 0;
+    msg->truncated = false;
+    zmq_msg_init(&msg->part[0]);
+    if (zmq_msg_recv(&msg->part[0], self->handle, ZMQ_DONTWAIT) == -1) {
+        zmq_msg_close(&msg->part[0]);
+        return -1;
+    }
+    msg->count = 1;
+    while (zmq_msg_more(&msg->part[msg->count - 1])) {
+        if (msg->count == S_PARTS_MAX) {
+            zmq_msg_t rest;
+            zmq_msg_init(&rest);
+            while (zmq_msg_recv(&rest, self->handle, 0) != -1 && zmq_msg_more(&rest))
+                ;
+            zmq_msg_close(&rest);
+            msg->truncated = true;
+            break;
+        }
+        zmq_msg_t *part = &msg->part[msg->count];
+        zmq_msg_init(part);
+        if (zmq_msg_recv(part, self->handle, 0) == -1) { /* not after the first frame */
+            zmq_msg_close(part);
+            msg->truncated = true;
+            break;
+        }
+        msg->bytes += zmq_msg_size(part);
+        msg->count++;
+    }
+    return 0;
+}
+
+static bool s_part_is(zmq_msg_t *part, const char *text)
+{
+    size_t n = strlen(text);
+    return zmq_msg_size(part) == n && memcmp(zmq_msg_data(part), text, n) == 0;
+}
+
+/* Copies a frame that must be a name (1..S_SERVICE_MAX bytes, no NUL) into `out`
+   (S_SERVICE_MAX + 1 bytes). Returns false when it is not one. */
+static bool s_part_name(zmq_msg_t *part, char *out)
+{
+    size_t n = zmq_msg_size(part);
+    if (n == 0 || n > S_SERVICE_MAX || memchr(zmq_msg_data(part), '\0', n)) return false;
+    memcpy(out, zmq_msg_data(part), n);
+    out[n] = '\0';
+    return true;
+}
+
+/* Sends one frame of a message; the last one without `more`. */
+static inline void s_put(sam_broker_t *self, const void *data, size_t size, bool more)
+{
+    zmq_send(self->handle, data, size, more ? ZMQ_SNDMORE : 0);
+}
+
+/* Sends (and so empties) a received frame. */
+static inline void s_put_part(sam_broker_t *self, zmq_msg_t *part, bool more)
+{
+    zmq_msg_send(part, self->handle, more ? ZMQ_SNDMORE : 0);
+}
+
+/*  Starts a message to a peer with its routing id. On failure nothing was sent: the peer is
+    gone (EHOSTUNREACH) or not reading (EAGAIN); that is logged and -1 returned. Once the
+    routing id is accepted the rest of the message cannot fail. */
+static int s_route(sam_broker_t *self, const uint8_t *addr, size_t size, const char *role)
+{
+    if (zmq_send(self->handle, addr, size, ZMQ_SNDMORE) >= 0) return 0;
     int err = zmq_errno();
-    zmsg_destroy(msg_p);
     char hex[S_HEX_MAX];
-    sam_warn("send.failed to=%s peer=%s reason=\"%s\"", role, s_hex(addr, addr_size, hex),
+    sam_warn("send.failed to=%s peer=%s reason=\"%s\"", role, s_hex(addr, size, hex),
              err == EHOSTUNREACH ? "peer is gone"
              : err == EAGAIN    ? "peer is not reading (queue full)"
                                 : zmq_strerror(err));
     return -1;
 }
 
-static void s_malformed(sam_broker_t *self, zframe_t *addr, const char *reason)
+static void s_malformed(sam_broker_t *self, zmq_msg_t *addr, const char *reason)
 {
     char hex[S_HEX_MAX];
     self->malformed++;
     sam_warn("message.malformed peer=%s reason=\"%s\"",
-             addr ? s_hex(zframe_data(addr), zframe_size(addr), hex) : "-", reason);
+             s_hex(zmq_msg_data(addr), zmq_msg_size(addr), hex), reason);
+}
+
+/* ---- requests -------------------------------------------------------------------------- */
+
+static zmq_msg_t *s_request_body(s_request_t *request, uint16_t i)
+{
+    return request->nbody > 1 ? &request->bodies[i] : &request->body;
+}
+
+/* Closes the request's frames and leaves it empty, so closing it again is harmless. */
+static void s_request_close(s_request_t *request)
+{
+    zmq_msg_close(&request->client);
+    zmq_msg_init(&request->client);
+    zmq_msg_close(&request->body);
+    zmq_msg_init(&request->body);
+    if (request->bodies)
+        for (uint16_t i = 0; i < request->nbody; i++)
+            zmq_msg_close(&request->bodies[i]);
+    free(request->bodies);
+    request->bodies = NULL;
+    request->nbody = 0;
+}
+
+/* Moves a request (its frames and body array) from `src` to the uninitialised `dst`. */
+static void s_request_move(s_request_t *dst, s_request_t *src)
+{
+    zmq_msg_init(&dst->client);
+    zmq_msg_move(&dst->client, &src->client);
+    zmq_msg_init(&dst->body);
+    zmq_msg_move(&dst->body, &src->body);
+    dst->bodies = src->bodies;
+    dst->nbody = src->nbody;
+    dst->delim = src->delim;
+    dst->enqueued = src->enqueued;
+    src->bodies = NULL;
+    src->nbody = 0;
 }
 
 /* ---- identity -------------------------------------------------------------------------- */
 
-/*  The packed samordna.v1.Caller for a request, as a new frame the caller owns; NULL when
-    out of memory. `client` is the request's first frame as received, so it still carries
-    the connection's metadata: this is the one place to read the ZAP User-Id and the
-    certificate's "agency" and "role" properties (zframe_meta) once CURVE is configured.
+/*  The packed samordna.v1.Caller for a request; sets *data (valid until the next call) and
+    returns its size. `client` is the request's first frame as received, so it still
+    carries the connection's metadata: this is the one place to read the ZAP User-Id and the
+    certificate's "agency" and "role" properties (zmq_msg_gets) once CURVE is configured.
     Without CURVE the broker only runs --insecure and says so: Caller{insecure, role=admin}. */
-static zframe_t *s_caller_frame(sam_broker_t *self, zframe_t *client)
+static size_t s_caller(sam_broker_t *self, zmq_msg_t *client, const uint8_t **data)
 {
     (void)client;
-    return zframe_new(self->caller, self->caller_size);
+    *data = self->caller;
+    return self->caller_size;
 }
 
 /* ---- error replies --------------------------------------------------------------------- */
 
-/*  Sends the broker's own error to a client: "" "MDPC01" service Reply{id, status}.
-    Reply shape:  [client] [""] "MDPC01" service reply */
+/*  Sends the broker's own error to a client.
+    Error reply:  [client] [""] "MDPC01" service Reply{id, status{code, message}} */
 static void s_send_error(sam_broker_t *self, const uint8_t *addr, size_t addr_size, bool delim,
                          const char *service, uint64_t id, uint32_t code, const char *text)
 {
@@ -291,55 +398,45 @@ static void s_send_error(sam_broker_t *self, const uint8_t *addr, size_t addr_si
     Samordna__V1__Reply reply = SAMORDNA__V1__REPLY__INIT;
     reply.id = id;
     reply.status = &status;
-    zframe_t *body = zframe_new(NULL, samordna__v1__reply__get_packed_size(&reply));
-    zmsg_t *msg = zmsg_new();
-    if (!body || !msg) {
-        zframe_destroy(&body);
-        zmsg_destroy(&msg);
-        return;
-    }
-    samordna__v1__reply__pack(&reply, zframe_data(body));
-    zmsg_addmem(msg, addr, addr_size);
-    if (delim) zmsg_addmem(msg, "", 0);
-    zmsg_addstr(msg, SAM_MDPC);
-    zmsg_addstr(msg, service);
-    zmsg_append(msg, &body);
+    uint8_t packed[2048];
+    size_t size = samordna__v1__reply__get_packed_size(&reply);
     self->errors++;
-    s_send(self, &msg, "client", addr, addr_size);
+    if (size > sizeof packed || s_route(self, addr, addr_size, "client") != 0) return;
+    samordna__v1__reply__pack(&reply, packed);
+    if (delim) s_put(self, "", 0, true);
+    s_put(self, SAM_MDPC, strlen(SAM_MDPC), true);
+    s_put(self, service, strlen(service), true);
+    s_put(self, packed, size, false);
 }
 
-/*  The id of a client's request body, for an error reply: decoded with protobuf-c when the
-    body is one frame that is a samordna.v1.Request, else 0. Only on error paths. */
-static uint64_t s_request_id(zmsg_t *body)
+/*  The id of a client's request for an error reply: decoded with protobuf-c when the body
+    is one frame that is a samordna.v1.Request, else 0. Only on error paths. */
+static uint64_t s_request_id(s_request_t *request)
 {
-    if (zmsg_size(body) != 1) return 0;
-    zframe_t *frame = zmsg_first(body);
-    Samordna__V1__Request *request =
-        samordna__v1__request__unpack(NULL, zframe_size(frame), zframe_data(frame));
-    if (!request) return 0;
-    uint64_t id = request->id;
-    samordna__v1__request__free_unpacked(request, NULL);
+    if (request->nbody != 1) return 0;
+    Samordna__V1__Request *decoded =
+        samordna__v1__request__unpack(NULL, zmq_msg_size(&request->body),
+                                      zmq_msg_data(&request->body));
+    if (!decoded) return 0;
+    uint64_t id = decoded->id;
+    samordna__v1__request__free_unpacked(decoded, NULL);
     return id;
 }
 
-/*  Answers a request that the broker will not route and destroys it. `*msg_p` holds the
-    client's routing id, then the body frames. */
-static void s_refuse(sam_broker_t *self, zmsg_t **msg_p, bool delim, const char *service,
-                     uint32_t code, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
-static void s_refuse(sam_broker_t *self, zmsg_t **msg_p, bool delim, const char *service,
+/* Answers a request that the broker will not route with an error, and closes it. */
+static void s_refuse(sam_broker_t *self, s_request_t *request, const char *service,
+                     uint32_t code, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void s_refuse(sam_broker_t *self, s_request_t *request, const char *service,
                      uint32_t code, const char *fmt, ...)
 {
-    char text[512];
+    char text[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
-    zframe_t *client = zmsg_pop(*msg_p);
-    if (client)
-        s_send_error(self, zframe_data(client), zframe_size(client), delim, service,
-                     s_request_id(*msg_p), code, text);
-    zframe_destroy(&client);
-    zmsg_destroy(msg_p);
+    s_send_error(self, zmq_msg_data(&request->client), zmq_msg_size(&request->client),
+                 request->delim, service, s_request_id(request), code, text);
+    s_request_close(request);
 }
 
 /* ---- services -------------------------------------------------------------------------- */
@@ -348,7 +445,7 @@ static void s_service_destroy(void **item)
 {
     s_service_t *service = *item;
     for (size_t i = 0; i < service->qlen; i++)
-        zmsg_destroy(&service->queue[(service->qhead + i) % service->qcap].msg);
+        s_request_close(&service->queue[(service->qhead + i) % service->qcap]);
     free(service->queue);
     free(service->name);
     free(service);
@@ -370,33 +467,36 @@ static s_service_t *s_service_require(sam_broker_t *self, const char *name)
     return service;
 }
 
-/* Appends a request to the service's queue; the caller checked queue_max. Takes the msg. */
-static int s_queue_push(s_service_t *service, zmsg_t **msg_p, bool delim, int64_t now)
+/* Moves a request to the tail of the service's queue; the caller checked queue_max. */
+static int s_queue_push(s_service_t *service, s_request_t *request)
 {
     if (service->qlen == service->qcap) {
         size_t cap = service->qcap ? service->qcap * 2 : 16;
-        s_queued_t *queue = malloc(cap * sizeof *queue);
+        s_request_t *queue = malloc(cap * sizeof *queue);
         if (!queue) return -1;
         for (size_t i = 0; i < service->qlen; i++)
-            queue[i] = service->queue[(service->qhead + i) % service->qcap];
+            s_request_move(&queue[i], &service->queue[(service->qhead + i) % service->qcap]);
         free(service->queue);
         service->queue = queue;
         service->qcap = cap;
         service->qhead = 0;
     }
-    s_queued_t *entry = &service->queue[(service->qhead + service->qlen) % service->qcap];
-    *entry = (s_queued_t){*msg_p, now, delim};
-    *msg_p = NULL;
+    s_request_move(&service->queue[(service->qhead + service->qlen) % service->qcap], request);
     service->qlen++;
     return 0;
 }
 
-static s_queued_t s_queue_pop(s_service_t *service)
+/* The oldest queued request, still in the queue; s_queue_drop forgets it once handled. */
+static s_request_t *s_queue_head(s_service_t *service)
 {
-    s_queued_t entry = service->queue[service->qhead];
+    return &service->queue[service->qhead];
+}
+
+static void s_queue_drop(s_service_t *service)
+{
+    s_request_close(&service->queue[service->qhead]);
     service->qhead = (service->qhead + 1) % service->qcap;
     service->qlen--;
-    return entry;
 }
 
 /* The service's list of workers with spare credit: an intrusive FIFO. */
@@ -437,31 +537,15 @@ static void s_worker_destroy(void **item)
     *item = NULL;
 }
 
-/* Sends a bare command to a worker: [worker] "" "MDPW01" command [extension] */
-static void s_worker_command(sam_broker_t *self, s_worker_t *worker, uint8_t command,
-                             const char *extension)
+/* Sends a bare command to a peer: [peer] "" "MDPW01" command [extension] */
+static void s_command(sam_broker_t *self, const uint8_t *addr, size_t addr_size, uint8_t command,
+                      const char *extension)
 {
-    zmsg_t *msg = zmsg_new();
-    if (!msg) return;
-    zmsg_addmem(msg, worker->addr, worker->addr_size);
-    zmsg_addmem(msg, "", 0);
-    zmsg_addstr(msg, SAM_MDPW);
-    zmsg_addmem(msg, &command, 1);
-    if (extension) zmsg_addstr(msg, extension);
-    s_send(self, &msg, "worker", worker->addr, worker->addr_size);
-}
-
-/* Tells a peer that is not a registered worker to go away: "" "MDPW01" 0x05 */
-static void s_disconnect_peer(sam_broker_t *self, zframe_t *addr)
-{
-    uint8_t command = SAM_MDPW_DISCONNECT;
-    zmsg_t *msg = zmsg_new();
-    if (!msg) return;
-    zmsg_addmem(msg, zframe_data(addr), zframe_size(addr));
-    zmsg_addmem(msg, "", 0);
-    zmsg_addstr(msg, SAM_MDPW);
-    zmsg_addmem(msg, &command, 1);
-    s_send(self, &msg, "worker", zframe_data(addr), zframe_size(addr));
+    if (s_route(self, addr, addr_size, "worker") != 0) return;
+    s_put(self, "", 0, true);
+    s_put(self, SAM_MDPW, strlen(SAM_MDPW), true);
+    s_put(self, &command, 1, extension != NULL);
+    if (extension) s_put(self, extension, strlen(extension), false);
 }
 
 /*  Removes a worker: every client with a request in flight to it gets 503, the worker gets
@@ -481,7 +565,7 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
         s_send_error(self, slot->addr, slot->addr_size, slot->delim, service->name, slot->id,
                      SAM_UNAVAILABLE, text);
     }
-    if (disconnect) s_worker_command(self, worker, SAM_MDPW_DISCONNECT, NULL);
+    if (disconnect) s_command(self, worker->addr, worker->addr_size, SAM_MDPW_DISCONNECT, NULL);
     s_free_unlink(service, worker);
     if (--service->nworkers == 0) service->orphaned_at = self->now;
     self->purged++;
@@ -490,56 +574,63 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
     zhashx_delete(self->workers, worker->key);
 }
 
-/*  Sends one request to a worker with spare credit and takes `*msg_p` (client routing id,
-    then body frames). Request shape:
+/*  Sends one request to a worker with spare credit.
         [worker] "" "MDPW01" 0x02 client "" [caller] body…
-    The Caller frame only goes to a worker that negotiated "identity". */
-static void s_worker_send_request(sam_broker_t *self, s_worker_t *worker, zmsg_t **msg_p,
-                                  bool delim)
+    The Caller frame only goes to a worker that negotiated "identity". Returns 0 when the
+    request was sent (its frames are consumed), -1 when the worker cannot be reached (the
+    request is untouched; the caller removes the worker). */
+static int s_worker_send_request(sam_broker_t *self, s_worker_t *worker, s_request_t *request)
 {
-    zmsg_t *msg = *msg_p;
-    *msg_p = NULL;
+    if (s_route(self, worker->addr, worker->addr_size, "worker") != 0) return -1;
     s_service_t *service = worker->service;
-    zframe_t *client = zmsg_pop(msg);
-    zframe_t *body = zmsg_first(msg);
 
     size_t index = (worker->head + worker->inflight) % worker->credit;
     while (worker->slots[index].busy)
         index = (index + 1) % worker->credit;
     s_slot_t *slot = &worker->slots[index];
     slot->busy = true;
-    slot->delim = delim;
-    slot->addr_size = (uint8_t)zframe_size(client);
-    memcpy(slot->addr, zframe_data(client), slot->addr_size);
-    slot->id = body ? sam_broker_peek_id(zframe_data(body), zframe_size(body)) : 0;
+    slot->delim = request->delim;
+    slot->addr_size = (uint8_t)zmq_msg_size(&request->client);
+    memcpy(slot->addr, zmq_msg_data(&request->client), slot->addr_size);
+    slot->id = sam_broker_peek_id(zmq_msg_data(&request->body), zmq_msg_size(&request->body));
+    if (request->nbody > 1)
+        slot->id = sam_broker_peek_id(zmq_msg_data(&request->bodies[0]),
+                                      zmq_msg_size(&request->bodies[0]));
     if (worker->inflight++ == 0) worker->head = index;
 
     uint8_t command = SAM_MDPW_REQUEST;
+    s_put(self, "", 0, true);
+    s_put(self, SAM_MDPW, strlen(SAM_MDPW), true);
+    s_put(self, &command, 1, true);
     if (worker->identity) {
-        zframe_t *caller = s_caller_frame(self, client);
-        if (caller) zmsg_prepend(msg, &caller);
+        const uint8_t *caller = NULL;
+        size_t size = s_caller(self, &request->client, &caller);
+        s_put_part(self, &request->client, true);
+        s_put(self, "", 0, true);
+        s_put(self, caller, size, true);
+    } else {
+        s_put_part(self, &request->client, true);
+        s_put(self, "", 0, true);
     }
-    zmsg_pushmem(msg, "", 0);
-    zmsg_prepend(msg, &client);
-    zmsg_pushmem(msg, &command, 1);
-    zmsg_pushstr(msg, SAM_MDPW);
-    zmsg_pushmem(msg, "", 0);
-    zmsg_pushmem(msg, worker->addr, worker->addr_size);
+    for (uint16_t i = 0; i < request->nbody; i++)
+        s_put_part(self, s_request_body(request, i), i + 1 < request->nbody);
+    s_request_close(request);
 
     /* Least recently used first: a worker that still has credit goes to the back. */
     s_free_unlink(service, worker);
     if (worker->inflight < worker->credit) s_free_append(service, worker);
-
-    if (s_send(self, &msg, "worker", worker->addr, worker->addr_size) != 0)
-        s_worker_delete(self, worker, false, "cannot send to the worker");
+    return 0;
 }
 
 /* Hands queued requests to workers with spare credit, oldest request first. */
 static void s_service_dispatch(sam_broker_t *self, s_service_t *service)
 {
     while (service->qlen && service->free_head) {
-        s_queued_t entry = s_queue_pop(service);
-        s_worker_send_request(self, service->free_head, &entry.msg, entry.delim);
+        s_worker_t *worker = service->free_head;
+        if (s_worker_send_request(self, worker, s_queue_head(service)) == 0)
+            s_queue_drop(service);
+        else
+            s_worker_delete(self, worker, false, "cannot send to the worker");
     }
 }
 
@@ -547,24 +638,25 @@ static void s_service_dispatch(sam_broker_t *self, s_service_t *service)
     A samordna extension frame is answered at once with
         [worker] "" "MDPW01" 0x04 "x-samordna/1 credit=N[ identity]"
     listing what was accepted, before any request goes to the worker. */
-static void s_worker_ready(sam_broker_t *self, zframe_t *addr, const char *key, zmsg_t *msg)
+static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char *key)
 {
+    zmq_msg_t *addr = &msg->part[0];
     char name[S_SERVICE_MAX + 1];
-    if (!s_frame_name(zmsg_first(msg), name)) {
+    if (at >= msg->count || !s_part_name(&msg->part[at], name)) {
         s_malformed(self, addr, "READY without a valid service name");
-        s_disconnect_peer(self, addr);
+        s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);
         return;
     }
     if (strncmp(name, "mmi.", 4) == 0) {
         s_malformed(self, addr, "READY for a reserved mmi.* service");
-        s_disconnect_peer(self, addr);
+        s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);
         return;
     }
     uint32_t credit = 1;
     bool identity = false, extended = false;
-    zframe_t *extension = zmsg_next(msg);
-    if (extension) {
-        extended = sam_broker_parse_extension(zframe_data(extension), zframe_size(extension),
+    if (at + 1 < msg->count) {
+        zmq_msg_t *extension = &msg->part[at + 1];
+        extended = sam_broker_parse_extension(zmq_msg_data(extension), zmq_msg_size(extension),
                                               &credit, &identity);
         if (!extended)
             sam_warn("worker.extension_ignored worker=%s reason=\"not %s\"", key,
@@ -577,12 +669,12 @@ static void s_worker_ready(sam_broker_t *self, zframe_t *addr, const char *key, 
         free(worker);
         free(slots);
         sam_error("worker.refused worker=%s reason=\"out of memory\"", key);
-        s_disconnect_peer(self, addr);
+        s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);
         return;
     }
     snprintf(worker->key, sizeof worker->key, "%s", key);
-    worker->addr_size = (uint8_t)zframe_size(addr);
-    memcpy(worker->addr, zframe_data(addr), worker->addr_size);
+    worker->addr_size = (uint8_t)zmq_msg_size(addr);
+    memcpy(worker->addr, zmq_msg_data(addr), worker->addr_size);
     worker->service = service;
     worker->credit = credit;
     worker->identity = identity;
@@ -597,39 +689,36 @@ static void s_worker_ready(sam_broker_t *self, zframe_t *addr, const char *key, 
         char accepted[64];
         snprintf(accepted, sizeof accepted, "%s credit=%u%s", SAM_MDP_EXT_PREFIX, credit,
                  identity ? " identity" : "");
-        s_worker_command(self, worker, SAM_MDPW_HEARTBEAT, accepted);
+        s_command(self, worker->addr, worker->addr_size, SAM_MDPW_HEARTBEAT, accepted);
     }
     s_service_dispatch(self, service);
 }
 
 /*  REPLY: [worker] "" "MDPW01" 0x03 client "" body…
-    goes to the client as [client] [""] "MDPC01" service body… */
-static void s_worker_reply(sam_broker_t *self, s_worker_t *worker, zframe_t *addr, zmsg_t **msg_p,
-                           size_t total)
+    goes to the client as [client] [""] "MDPC01" service body…
+    `at` is the index of the client frame. */
+static void s_worker_reply(sam_broker_t *self, s_worker_t *worker, s_msg_t *msg, int at)
 {
-    zmsg_t *msg = *msg_p;
+    zmq_msg_t *addr = &msg->part[0];
     s_service_t *service = worker->service;
-    zframe_t *client = zmsg_pop(msg);
-    zframe_t *empty = zmsg_pop(msg);
-    bool well_formed = client && zframe_size(client) > 0 && zframe_size(client) <= S_ADDR_MAX &&
-                       empty && zframe_size(empty) == 0 && zmsg_size(msg) > 0;
-    zframe_destroy(&empty);
-    if (!client || zframe_size(client) == 0 || zframe_size(client) > S_ADDR_MAX) {
+    if (at >= msg->count || zmq_msg_size(&msg->part[at]) == 0 ||
+        zmq_msg_size(&msg->part[at]) > S_ADDR_MAX) {
         s_malformed(self, addr, "REPLY without a client address");
-        zframe_destroy(&client);
         return;
     }
-    zframe_t *body = zmsg_first(msg);
-    uint64_t id = body ? sam_broker_peek_id(zframe_data(body), zframe_size(body)) : 0;
+    zmq_msg_t *client = &msg->part[at];
+    const uint8_t *caddr = zmq_msg_data(client);
+    size_t csize = zmq_msg_size(client);
+    bool well_formed = at + 2 < msg->count && zmq_msg_size(&msg->part[at + 1]) == 0;
+    zmq_msg_t *body = well_formed ? &msg->part[at + 2] : NULL;
+    uint64_t id = body ? sam_broker_peek_id(zmq_msg_data(body), zmq_msg_size(body)) : 0;
 
     /* The slot of this request: same client and id, else the oldest of the same client. */
     s_slot_t *slot = NULL;
     for (uint32_t n = 0, i = (uint32_t)worker->head; n < worker->credit;
          n++, i = (i + 1) % worker->credit) {
         s_slot_t *s = &worker->slots[i];
-        if (!s->busy || s->addr_size != zframe_size(client) ||
-            memcmp(s->addr, zframe_data(client), s->addr_size) != 0)
-            continue;
+        if (!s->busy || s->addr_size != csize || memcmp(s->addr, caddr, csize) != 0) continue;
         if (s->id == id) {
             slot = s;
             break;
@@ -641,8 +730,7 @@ static void s_worker_reply(sam_broker_t *self, s_worker_t *worker, zframe_t *add
         self->malformed++;
         sam_warn("reply.unknown_client worker=%s client=%s reason=\"no request of that client "
                  "is in flight to this worker\"",
-                 worker->key, s_hex(zframe_data(client), zframe_size(client), hex));
-        zframe_destroy(&client);
+                 worker->key, s_hex(caddr, csize, hex));
         return;
     }
     bool delim = slot->delim;
@@ -652,68 +740,63 @@ static void s_worker_reply(sam_broker_t *self, s_worker_t *worker, zframe_t *add
     while (worker->inflight && !worker->slots[worker->head].busy)
         worker->head = (worker->head + 1) % worker->credit;
 
-    if (!well_formed) {
-        s_malformed(self, addr, "REPLY without an empty delimiter or body");
-        s_send_error(self, zframe_data(client), zframe_size(client), delim, service->name,
-                     slot_id, SAM_INTERNAL, "the worker sent a malformed reply");
-    } else if (total > self->max_msg) {
+    if (!well_formed || msg->truncated) {
+        s_malformed(self, addr, "REPLY without an empty delimiter and a body");
+        s_send_error(self, caddr, csize, delim, service->name, slot_id, SAM_INTERNAL,
+                     "the worker sent a malformed reply");
+    } else if (msg->bytes > self->max_msg) {
         char text[160];
         snprintf(text, sizeof text, "reply of %zu bytes is over the broker's limit of %zu bytes",
-                 total, self->max_msg);
+                 msg->bytes, self->max_msg);
         sam_warn("reply.too_large worker=%s service=%s size=%zu max=%zu", worker->key,
-                 service->name, total, self->max_msg);
-        s_send_error(self, zframe_data(client), zframe_size(client), delim, service->name,
-                     slot_id, SAM_TOO_LARGE, text);
-    } else {
-        zmsg_pushstr(msg, service->name);
-        zmsg_pushstr(msg, SAM_MDPC);
-        if (delim) zmsg_pushmem(msg, "", 0);
-        const uint8_t *caddr = slot->addr; /* the slot keeps a copy while we send */
-        zmsg_prepend(msg, &client);
+                 service->name, msg->bytes, self->max_msg);
+        s_send_error(self, caddr, csize, delim, service->name, slot_id, SAM_TOO_LARGE, text);
+    } else if (s_route(self, caddr, csize, "client") == 0) {
+        if (delim) s_put(self, "", 0, true);
+        s_put(self, SAM_MDPC, strlen(SAM_MDPC), true);
+        s_put(self, service->name, strlen(service->name), true);
+        for (int i = at + 2; i < msg->count; i++)
+            s_put_part(self, &msg->part[i], i + 1 < msg->count);
         self->replies++;
-        s_send(self, msg_p, "client", caddr, slot->addr_size);
     }
-    zframe_destroy(&client);
 
     if (!worker->listed && worker->inflight < worker->credit) s_free_append(service, worker);
     s_service_dispatch(self, service);
 }
 
-/*  Everything a worker sends: [worker] "" "MDPW01" command … ; `*msg_p` starts at the
+/*  Everything a worker sends: [worker] "" "MDPW01" command … ; `at` is the index of the
     command frame. */
-static void s_worker_message(sam_broker_t *self, zframe_t *addr, zmsg_t **msg_p, size_t total)
+static void s_worker_message(sam_broker_t *self, s_msg_t *msg, int at)
 {
+    zmq_msg_t *addr = &msg->part[0];
     char key[S_HEX_MAX];
-    s_hex(zframe_data(addr), zframe_size(addr), key);
-    zframe_t *command = zmsg_pop(*msg_p);
-    s_worker_t *worker = zhashx_lookup(self->workers, key);
-    if (!command || zframe_size(command) != 1) {
+    s_hex(zmq_msg_data(addr), zmq_msg_size(addr), key);
+    if (at >= msg->count || zmq_msg_size(&msg->part[at]) != 1) {
         s_malformed(self, addr, "worker message without a one-byte command");
-        zframe_destroy(&command);
         return;
     }
-    uint8_t code = zframe_data(command)[0];
-    zframe_destroy(&command);
+    uint8_t code = ((uint8_t *)zmq_msg_data(&msg->part[at]))[0];
+    s_worker_t *worker = zhashx_lookup(self->workers, key);
 
     if (!worker) {
         if (code == SAM_MDPW_READY) {
-            if (total > 2 * S_SERVICE_MAX + 64)
+            if (msg->truncated || msg->bytes > 2 * S_SERVICE_MAX + 64)
                 s_malformed(self, addr, "READY is too large");
             else
-                s_worker_ready(self, addr, key, *msg_p);
+                s_worker_ready(self, msg, at + 1, key);
         } else if (code != SAM_MDPW_DISCONNECT) {
             char reason[80];
             snprintf(reason, sizeof reason, "command 0x%02x from a worker that is not registered",
                      code);
             s_malformed(self, addr, reason);
-            s_disconnect_peer(self, addr);
+            s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);
         }
         return;
     }
     worker->expiry = self->now + (int64_t)self->heartbeat_ms * self->liveness;
     switch (code) {
     case SAM_MDPW_REPLY:
-        s_worker_reply(self, worker, addr, msg_p, total);
+        s_worker_reply(self, worker, msg, at + 1);
         break;
     case SAM_MDPW_HEARTBEAT:
         break;
@@ -736,110 +819,122 @@ static void s_worker_message(sam_broker_t *self, zframe_t *addr, zmsg_t **msg_p,
 
 /*  8/MMI: "mmi.service" with a service name answers "200" when a worker offers it, else
     "404"; any other mmi.* answers "501". Reply: [client] [""] "MDPC01" mmi.name answer */
-static void s_mmi_request(sam_broker_t *self, zframe_t *addr, bool delim, const char *name,
-                          zmsg_t *body)
+static void s_mmi_request(sam_broker_t *self, s_msg_t *msg, bool delim, const char *name, int at)
 {
     const char *answer = "501";
     if (strcmp(name, "mmi.service") == 0) {
         char wanted[S_SERVICE_MAX + 1];
-        s_service_t *service =
-            s_frame_name(zmsg_first(body), wanted) ? zhashx_lookup(self->services, wanted) : NULL;
+        s_service_t *service = s_part_name(&msg->part[at], wanted)
+                                   ? zhashx_lookup(self->services, wanted)
+                                   : NULL;
         answer = service && service->nworkers ? "200" : "404";
     }
-    zmsg_t *msg = zmsg_new();
-    if (!msg) return;
-    zmsg_addmem(msg, zframe_data(addr), zframe_size(addr));
-    if (delim) zmsg_addmem(msg, "", 0);
-    zmsg_addstr(msg, SAM_MDPC);
-    zmsg_addstr(msg, name);
-    zmsg_addstr(msg, answer);
-    s_send(self, &msg, "client", zframe_data(addr), zframe_size(addr));
+    zmq_msg_t *addr = &msg->part[0];
+    if (s_route(self, zmq_msg_data(addr), zmq_msg_size(addr), "client") != 0) return;
+    if (delim) s_put(self, "", 0, true);
+    s_put(self, SAM_MDPC, strlen(SAM_MDPC), true);
+    s_put(self, name, strlen(name), true);
+    s_put(self, answer, strlen(answer), false);
 }
 
-/*  A client request: [client] [""] "MDPC01" service body… ; `*msg_p` starts at the service
-    frame. It goes to a worker now, waits in the service's queue, or is refused at once
-    (413 too large, 429 queue full). */
-static void s_client_request(sam_broker_t *self, zframe_t **addr_p, bool delim, zmsg_t **msg_p,
-                             size_t total)
+/*  A client request: [client] [""] "MDPC01" service body… ; `at` is the index of the
+    service frame. It goes to a worker now, waits in the service's queue, or is refused at
+    once (413 too large, 429 queue full). */
+static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int at)
 {
+    zmq_msg_t *addr = &msg->part[0];
     char name[S_SERVICE_MAX + 1];
-    zframe_t *service_frame = zmsg_pop(*msg_p);
-    bool named = s_frame_name(service_frame, name);
-    zframe_destroy(&service_frame);
-    if (!named) {
-        s_malformed(self, *addr_p, "client request without a valid service name");
+    if (at >= msg->count || !s_part_name(&msg->part[at], name)) {
+        s_malformed(self, addr, "client request without a valid service name");
         return;
     }
-    if (zmsg_size(*msg_p) == 0) {
-        s_malformed(self, *addr_p, "client request without a body");
+    if (at + 1 >= msg->count) {
+        s_malformed(self, addr, "client request without a body");
+        return;
+    }
+    if (msg->truncated) {
+        s_malformed(self, addr, "client request of too many frames");
         return;
     }
     if (strncmp(name, "mmi.", 4) == 0) {
-        s_mmi_request(self, *addr_p, delim, name, *msg_p);
+        s_mmi_request(self, msg, delim, name, at + 1);
         return;
     }
     self->requests++;
-    zmsg_prepend(*msg_p, addr_p);
-    if (total > self->max_msg) {
+
+    s_request_t request = {.delim = delim, .enqueued = self->now};
+    zmq_msg_init(&request.client);
+    zmq_msg_move(&request.client, addr);
+    zmq_msg_init(&request.body);
+    request.nbody = (uint16_t)(msg->count - at - 1);
+    if (request.nbody == 1) {
+        zmq_msg_move(&request.body, &msg->part[at + 1]);
+    } else if ((request.bodies = malloc(request.nbody * sizeof *request.bodies))) {
+        for (uint16_t i = 0; i < request.nbody; i++) {
+            zmq_msg_init(&request.bodies[i]);
+            zmq_msg_move(&request.bodies[i], &msg->part[at + 1 + i]);
+        }
+    } else {
+        request.nbody = 0;
+        s_refuse(self, &request, name, SAM_INTERNAL, "broker out of memory");
+        return;
+    }
+
+    if (msg->bytes > self->max_msg) {
         char hex[S_HEX_MAX];
-        zframe_t *client = zmsg_first(*msg_p);
         sam_warn("request.too_large client=%s service=%s size=%zu max=%zu",
-                 s_hex(zframe_data(client), zframe_size(client), hex), name, total,
-                 self->max_msg);
-        s_refuse(self, msg_p, delim, name, SAM_TOO_LARGE,
-                 "message of %zu bytes is over the broker's limit of %zu bytes", total,
+                 s_hex(zmq_msg_data(&request.client), zmq_msg_size(&request.client), hex), name,
+                 msg->bytes, self->max_msg);
+        s_refuse(self, &request, name, SAM_TOO_LARGE,
+                 "message of %zu bytes is over the broker's limit of %zu bytes", msg->bytes,
                  self->max_msg);
         return;
     }
     s_service_t *service = s_service_require(self, name);
     if (!service) {
-        s_refuse(self, msg_p, delim, name, SAM_INTERNAL, "broker out of memory");
+        s_refuse(self, &request, name, SAM_INTERNAL, "broker out of memory");
         return;
     }
-    if (service->qlen == 0 && service->free_head) {
-        s_worker_send_request(self, service->free_head, msg_p, delim);
-        return;
+    while (service->qlen == 0 && service->free_head) {
+        s_worker_t *worker = service->free_head;
+        if (s_worker_send_request(self, worker, &request) == 0) return;
+        s_worker_delete(self, worker, false, "cannot send to the worker");
     }
     if (service->qlen >= self->queue_max) {
         sam_warn("request.refused service=%s reason=\"queue full\" queued=%zu", name,
                  service->qlen);
-        s_refuse(self, msg_p, delim, name, SAM_BUSY,
+        s_refuse(self, &request, name, SAM_BUSY,
                  "the queue for service '%s' is full (%zu requests waiting)", name,
                  service->qlen);
         return;
     }
-    if (s_queue_push(service, msg_p, delim, self->now) != 0)
-        s_refuse(self, msg_p, delim, name, SAM_INTERNAL, "broker out of memory");
+    if (s_queue_push(service, &request) != 0)
+        s_refuse(self, &request, name, SAM_INTERNAL, "broker out of memory");
 }
 
 /*  Every message on the socket: [peer] [""] header … ; the header decides who speaks. */
-static void s_on_message(sam_broker_t *self, zmsg_t **msg_p)
+static void s_on_message(sam_broker_t *self, s_msg_t *msg)
 {
-    zmsg_t *msg = *msg_p;
-    size_t total = zmsg_content_size(msg);
-    zframe_t *addr = zmsg_pop(msg);
-    if (!addr || zframe_size(addr) == 0 || zframe_size(addr) > S_ADDR_MAX) {
-        s_malformed(self, NULL, "message without a routing id");
-        goto done;
+    zmq_msg_t *addr = &msg->part[0];
+    if (zmq_msg_size(addr) == 0 || zmq_msg_size(addr) > S_ADDR_MAX) {
+        self->malformed++;
+        sam_warn("message.malformed peer=- reason=\"message without a routing id\"");
+        return;
     }
-    total -= zframe_size(addr);
-    zframe_t *header = zmsg_pop(msg);
+    int at = 1;
     bool delim = false;
-    if (header && zframe_size(header) == 0) {
+    if (at < msg->count && zmq_msg_size(&msg->part[at]) == 0) {
         delim = true;
-        zframe_destroy(&header);
-        header = zmsg_pop(msg);
+        at++;
     }
-    if (s_frame_is(header, SAM_MDPC))
-        s_client_request(self, &addr, delim, msg_p, total);
-    else if (s_frame_is(header, SAM_MDPW))
-        s_worker_message(self, addr, msg_p, total);
+    if (at >= msg->count)
+        s_malformed(self, addr, "empty message");
+    else if (s_part_is(&msg->part[at], SAM_MDPC))
+        s_client_request(self, msg, delim, at + 1);
+    else if (s_part_is(&msg->part[at], SAM_MDPW))
+        s_worker_message(self, msg, at + 1);
     else
-        s_malformed(self, addr, header ? "unknown protocol header" : "empty message");
-    zframe_destroy(&header);
-done:
-    zframe_destroy(&addr);
-    zmsg_destroy(msg_p);
+        s_malformed(self, addr, "unknown protocol header");
 }
 
 /* ---- timers ---------------------------------------------------------------------------- */
@@ -864,16 +959,16 @@ static void s_expire_queues(sam_broker_t *self)
          service = zhashx_next(self->services)) {
         if (service->nworkers) continue;
         while (service->qlen) {
-            s_queued_t *head = &service->queue[service->qhead];
+            s_request_t *head = s_queue_head(service);
             int64_t since = head->enqueued > service->orphaned_at ? head->enqueued
                                                                   : service->orphaned_at;
             if (self->now < since + self->request_timeout_ms) break;
-            s_queued_t entry = s_queue_pop(service);
             sam_warn("request.expired service=%s waited_ms=%" PRId64, service->name,
-                     self->now - entry.enqueued);
-            s_refuse(self, &entry.msg, entry.delim, service->name, SAM_UNAVAILABLE,
+                     self->now - head->enqueued);
+            s_refuse(self, head, service->name, SAM_UNAVAILABLE,
                      "no worker for service '%s' within %d ms", service->name,
                      self->request_timeout_ms);
+            s_queue_drop(service);
         }
         if (service->qlen == 0) {
             if (!idle) idle = zlist_new();
@@ -896,7 +991,7 @@ static void s_heartbeat(sam_broker_t *self)
             if (!expired) expired = zlist_new();
             if (expired) zlist_append(expired, worker);
         } else {
-            s_worker_command(self, worker, SAM_MDPW_HEARTBEAT, NULL);
+            s_command(self, worker->addr, worker->addr_size, SAM_MDPW_HEARTBEAT, NULL);
         }
     }
     if (!expired) return;
@@ -1024,9 +1119,9 @@ void sam_broker_destroy(sam_broker_t **self_p)
         for (s_service_t *service = zhashx_first(self->services); service;
              service = zhashx_next(self->services))
             while (service->qlen) {
-                s_queued_t entry = s_queue_pop(service);
-                s_refuse(self, &entry.msg, entry.delim, service->name, SAM_UNAVAILABLE,
+                s_refuse(self, s_queue_head(service), service->name, SAM_UNAVAILABLE,
                          "the broker is shutting down");
+                s_queue_drop(service);
             }
         s_log_stats(self, "broker.stopped");
     }
@@ -1052,9 +1147,9 @@ int sam_broker_run(sam_broker_t *self)
         }
         self->now = zclock_mono();
         for (int i = 0; rc > 0 && i < S_DRAIN_MAX; i++) {
-            zmsg_t *msg = zmsg_recv(self->router);
-            if (!msg) break;
-            s_on_message(self, &msg);
+            if (s_msg_recv(self, &self->in) != 0) break;
+            s_on_message(self, &self->in);
+            s_msg_close(&self->in);
             if ((i & 127) == 127) self->now = zclock_mono();
         }
         if (self->now >= self->next_tick) s_tick(self);
