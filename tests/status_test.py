@@ -226,6 +226,15 @@ def reach(env, pilot, kind, date, evidence="", eid=None):
                                               evidence=evidence), eid)
 
 
+def assert_now_is_history(env):
+    """The board of today (kept up to date on every write) equals the history folded to the
+    end of time: the two ways of computing it never drift apart."""
+    now, folded = env.board(), env.board("2999-12-31")
+    key = lambda b: [(r.pilot, [(c.kind, c.date) for c in r.cells], r.phase, r.open_barriers,
+                      r.last_meeting_date) for r in b.rows]
+    assert key(now) == key(folded), (now, folded)
+
+
 def row(board, pilot):
     return next(r for r in board.rows if r.pilot == pilot)
 
@@ -268,6 +277,7 @@ def test_board_milestones_and_as_of():
         one = env.query("status.board", status_pb2.BoardRequest(pilot="halden"),
                         status_pb2.BoardReply)
         assert [r.pilot for r in one.rows] == ["halden"]
+        assert_now_is_history(env)
         rep, _ = env.c.call("status", "status.board", status_pb2.BoardRequest(pilot="nowhere"))
         assert rep.status.code == 404 and "pilot" in rep.status.message
     finally:
@@ -315,6 +325,7 @@ def test_revert_keeps_history():
             ("anchored", False, "2019-02-01"), ("anchored", True, "2019-04-01")]
         assert hist.changes[2].reason == "the leaders' group was replaced"
         assert hist.changes[2].actor == "fmov"
+        assert_now_is_history(env)
     finally:
         env.close()
 
@@ -580,6 +591,7 @@ def test_barriers_escalation_and_filters():
         lst = lambda **kw: [x.id for x in env.query("status.barriers.list",
                                                     B.BarriersRequest(**kw),
                                                     B.BarriersReply).barriers]
+        assert_now_is_history(env)
         assert lst() == ["praksis-nav", "tb-imdi-2019"]
         assert lst(open_only=True) == ["praksis-nav"]
         assert lst(state="changed") == ["tb-imdi-2019"]

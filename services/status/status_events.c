@@ -114,6 +114,44 @@ static int s_timeline(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, u
     return rc ? s_store_error(reply, rc) : 0;
 }
 
+/* Brings a pilot's current standing up to date: `kind` reached on `date` (date NULL: taken
+   back), and/or the open barrier count moved by `barrier_delta`. */
+static int s_state_update(sam_service_t *svc, MDB_txn *txn, const char *pilot, const char *kind,
+                          const char *date, int barrier_delta, sam_reply_t *reply)
+{
+    status_key_t k;
+    status_key_id(&k, pilot);
+    ProtobufCMessage *got = NULL;
+    int g = status_get(svc, txn, "pilotstate", &k, &samordna__v1__pilot_state__descriptor, &got);
+    if (g && g != MDB_NOTFOUND) return s_store_error(reply, g);
+    Samordna__V1__PilotState *old = (Samordna__V1__PilotState *)got;
+    size_t n_old = old ? old->n_reached : 0;
+    Samordna__V1__BoardCell **cells = calloc(n_old + 1, sizeof *cells);
+    Samordna__V1__BoardCell added = SAMORDNA__V1__BOARD_CELL__INIT;
+    if (!cells) {
+        if (old) FREE(old);
+        return sam_reply_error(reply, SAM_INTERNAL, "out of memory");
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < n_old; i++)
+        if (!kind || strcmp(old->reached[i]->kind, kind) != 0) cells[n++] = old->reached[i];
+    if (kind && date) {
+        added.kind = (char *)kind;
+        added.date = (char *)date;
+        cells[n++] = &added;
+    }
+    Samordna__V1__PilotState st = SAMORDNA__V1__PILOT_STATE__INIT;
+    st.pilot = (char *)pilot;
+    st.n_reached = n;
+    st.reached = cells;
+    int64_t open = (old ? (int64_t)old->open_barriers : 0) + barrier_delta;
+    st.open_barriers = open > 0 ? (uint32_t)open : 0;
+    int rc = status_put(svc, txn, "pilotstate", &k, &st.base);
+    free(cells);
+    if (old) FREE(old);
+    return rc ? s_store_error(reply, rc) : 0;
+}
+
 /* ---- milestone kinds --------------------------------------------------------------------- */
 
 /* MilestoneKind {id, label, order}: defines or redefines a kind; orders stay unique. */
@@ -239,6 +277,8 @@ static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     status_key_hist(&k, c->pilot, c->date, ev->seq);
     int rc = status_put(svc, txn, "mshist", &k, &c->base);
     if (rc) return s_store_error(reply, rc);
+    if (s_state_update(svc, txn, c->pilot, c->kind, c->reached ? c->date : NULL, 0, reply))
+        return -1;
     char summary[512];
     if (c->reached)
         snprintf(summary, sizeof summary, "%s reached %s%s%s", c->pilot, c->kind,
@@ -641,7 +681,7 @@ bool status_barrier_open(const char *state)
 
 static int s_barrier_hist(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                           const Samordna__V1__Barrier *b, const Samordna__V1__BarrierStep *step,
-                          const char *what, sam_reply_t *reply)
+                          const char *what, int open_delta, sam_reply_t *reply)
 {
     Samordna__V1__StatusChange ch = SAMORDNA__V1__STATUS_CHANGE__INIT;
     char summary[512];
@@ -655,14 +695,16 @@ static int s_barrier_hist(sam_service_t *svc, MDB_txn *txn, const sam_event_t *e
     ch.summary = summary;
     ch.by = step->by;
     if (*b->pilot) {
-        /* the pilot's barrier history: summary holds the new state, for the board */
-        Samordna__V1__StatusChange h = ch;
-        h.summary = step->state;
-        h.seq = ev->seq;
+        /* the pilot's barrier history, for the board as of a day, and its standing now */
+        Samordna__V1__BarrierMark mark = SAMORDNA__V1__BARRIER_MARK__INIT;
+        mark.barrier = b->id;
+        mark.state = step->state;
         status_key_t k;
         status_key_hist(&k, b->pilot, step->date, ev->seq);
-        int rc = status_put(svc, txn, "barhist", &k, &h.base);
+        int rc = status_put(svc, txn, "barhist", &k, &mark.base);
         if (rc) return s_store_error(reply, rc);
+        if (open_delta && s_state_update(svc, txn, b->pilot, NULL, NULL, open_delta, reply))
+            return -1;
     }
     return s_timeline(svc, txn, ev, 0, &ch, reply);
 }
@@ -754,7 +796,7 @@ int status_ev_barrier_registered(sam_service_t *svc, MDB_txn *txn, const sam_eve
         s_store_error(reply, prc);
         goto done;
     }
-    rc = s_barrier_hist(svc, txn, ev, &b, &step, "barrier.registered", reply);
+    rc = s_barrier_hist(svc, txn, ev, &b, &step, "barrier.registered", 1, reply);
 done:
     for (int i = 0; i < 4; i++)
         if (facts[i]) FREE(facts[i]);
@@ -844,7 +886,8 @@ int status_ev_barrier_moved(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
         s_store_error(reply, prc);
         goto done;
     }
-    rc = s_barrier_hist(svc, txn, ev, &upd, &step, "barrier.moved", reply);
+    rc = s_barrier_hist(svc, txn, ev, &upd, &step, "barrier.moved",
+                        status_barrier_open(m->state) ? 0 : -1, reply);
 done:
     free(hist);
     if (b) FREE(b);

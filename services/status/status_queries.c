@@ -1,9 +1,11 @@
 /*  status_queries.c — the status.* queries, each answered from one read transaction.
 
-    The board is computed, not stored: per pilot it folds the pilot's own milestone and
-    barrier history up to the day asked for, and finds the last meeting with one backwards
-    step in the meeting index. So `--as-of` costs what the current board costs — a scan of
-    each pilot's own history — and no snapshot can drift from the history it summarises.
+    The board of today reads each pilot's standing (pilotstate: the milestones standing and
+    the open barrier count, kept up to date by every milestone and barrier event in the same
+    transaction). The board as of a day folds the pilot's own milestone and barrier history up
+    to that day instead — a scan of that pilot's history and nothing else. Both find the last
+    meeting with one backwards step in the per-pilot meeting index. The tests check that the
+    two ways agree.
 */
 #include "status.h"
 
@@ -141,16 +143,16 @@ typedef struct {
 static int s_fold_bar(const MDB_val *v, void *arg)
 {
     s_fold_bar_t *f = arg;
-    Samordna__V1__StatusChange *c = samordna__v1__status_change__unpack(NULL, v->mv_size, v->mv_data);
+    Samordna__V1__BarrierMark *c = samordna__v1__barrier_mark__unpack(NULL, v->mv_size, v->mv_data);
     if (!c) return 0;
-    bool open = status_barrier_open(c->summary);
+    bool open = status_barrier_open(c->state);
     size_t i = 0;
-    while (i < f->n && strcmp(f->ids[i], c->subject) != 0)
+    while (i < f->n && strcmp(f->ids[i], c->barrier) != 0)
         i++;
     if (i < f->n)
         f->open[i] = open;
     else if (f->n < 256) {
-        snprintf(f->ids[f->n], 65, "%s", c->subject);
+        snprintf(f->ids[f->n], 65, "%s", c->barrier);
         f->open[f->n++] = open;
     } else if (open)
         f->extra_open++;
@@ -185,17 +187,36 @@ static Samordna__V1__Meeting *s_last_meeting(sam_service_t *svc, MDB_txn *txn, c
     return m;
 }
 
-/* One row: fold the pilot's histories up to as_of. */
+/* One row: the pilot's standing now (as_of NULL), or its histories folded up to as_of. */
 static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__StatusFact *p,
                        s_list_t *kinds, const char *as_of, Samordna__V1__BoardRow *row,
                        s_fold_bar_t *bar)
 {
     char(*dates)[11] = calloc(kinds->n ? kinds->n : 1, sizeof *dates);
     if (!dates) return SAM_STORE_NOMEM;
-    s_fold_ms_t fm = {kinds, dates};
-    int rc = status_hist_each(svc, txn, "mshist", p->id, as_of, s_fold_ms, &fm);
     memset(bar, 0, sizeof *bar);
-    if (!rc) rc = status_hist_each(svc, txn, "barhist", p->id, as_of, s_fold_bar, bar);
+    int rc = 0;
+    if (as_of) { /* as it stood: fold the pilot's own history up to the day */
+        s_fold_ms_t fm = {kinds, dates};
+        rc = status_hist_each(svc, txn, "mshist", p->id, as_of, s_fold_ms, &fm);
+        if (!rc) rc = status_hist_each(svc, txn, "barhist", p->id, as_of, s_fold_bar, bar);
+    } else { /* now: the pilot's standing, one record */
+        status_key_t k;
+        status_key_id(&k, p->id);
+        ProtobufCMessage *got = NULL;
+        rc = status_get(svc, txn, "pilotstate", &k, &samordna__v1__pilot_state__descriptor, &got);
+        if (rc == 0) {
+            Samordna__V1__PilotState *st = (Samordna__V1__PilotState *)got;
+            for (size_t i = 0; i < st->n_reached; i++)
+                for (size_t j = 0; j < kinds->n; j++)
+                    if (strcmp(((Samordna__V1__MilestoneKind *)kinds->v[j])->id,
+                               st->reached[i]->kind) == 0)
+                        snprintf(dates[j], 11, "%s", st->reached[i]->date);
+            bar->extra_open = st->open_barriers;
+            FREE(st);
+        } else if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
     if (rc) {
         free(dates);
         return rc;
@@ -232,7 +253,7 @@ static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Sta
     for (size_t i = 0; i < bar->n; i++)
         open += bar->open[i];
     row->open_barriers = open;
-    Samordna__V1__Meeting *m = s_last_meeting(svc, txn, p->id, as_of);
+    Samordna__V1__Meeting *m = s_last_meeting(svc, txn, p->id, as_of ? as_of : "9999-12-31");
     row->last_meeting_date = strdup(m ? m->date : "");
     row->last_meeting_kind = strdup(m ? m->kind : "");
     row->last_meeting_title = strdup(m ? m->title : "");
@@ -290,7 +311,8 @@ int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
         }
         snprintf(as_of, sizeof as_of, "%s", req->as_of);
     } else
-        status_today(as_of);
+        status_today(as_of); /* for the reply; the rows are everything recorded */
+    const char *fold_to = *req->as_of ? as_of : NULL;
 
     s_list_t kinds = {0};
     Samordna__V1__BoardRow **rows = NULL;
@@ -325,7 +347,7 @@ int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
         if (!rc && !row) rc = SAM_STORE_NOMEM;
         if (!rc) {
             rows[n_rows++] = row;
-            rc = s_board_row(svc, txn, p, &kinds, as_of, row, bar);
+            rc = s_board_row(svc, txn, p, &kinds, fold_to, row, bar);
             if (!rc && !s_row_complete(row)) rc = SAM_STORE_NOMEM;
         }
         FREE(p);

@@ -10,7 +10,7 @@
 
 const char *const status_tables[] = {"kinds",    "mshist",   "meetings", "meetidx",
                                      "steps",    "barriers", "barhist",  "timeline",
-                                     "registry", "cursor",   NULL};
+                                     "registry", "cursor",   "pilotstate", NULL};
 
 static void s_add(status_key_t *k, const void *p, size_t n)
 {

@@ -1,0 +1,336 @@
+/*  bench_status.c — the status board through the broker, for 400 pilots with 20 years of
+    history each.
+
+    Starts a broker, the registry and the status service; registers 400 pilots (with their
+    municipalities) in the registry and waits until the status service's projection holds them
+    all; then loads twenty years (2000–2019) of history per pilot: a monthly meeting series
+    (240 meetings), a milestone reached or taken back every year, and a barrier a year moved
+    twice. Everything goes through events.publish, pipelined, as agencies would send it.
+
+    Figures: the board now (one standing record per pilot), as of the history's last day (a
+    fold of every pilot's whole history) and as of a day in its middle (p50/p99 over many
+    calls), the board of one pilot as of that day, and a ping through the same broker as the
+    floor. The issue's target: the board of 400 pilots answers in under 50 ms. --scale
+    multiplies the number of pilots.
+*/
+#include "bench.h"
+#include "sam_client.h"
+#include "sam_status.h"
+
+#include "cloudevents/v1/cloudevents.pb-c.h"
+#include "samordna/v1/events.pb-c.h"
+#include "samordna/v1/registry.pb-c.h"
+#include "samordna/v1/status.pb-c.h"
+
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WINDOW 256
+#define YEARS 20
+
+typedef struct {
+    sam_client_t *c;
+    size_t in_flight;
+    size_t sent, refused;
+    uint64_t next_id; /* CloudEvent ids, unique per run */
+} s_pub_t;
+
+static int s_drain(s_pub_t *p, size_t down_to)
+{
+    while (p->in_flight > down_to) {
+        sam_result_t r;
+        if (sam_client_recv(p->c, 30000, &r) != 0) {
+            fprintf(stderr, "bench status: no reply within 30 s\n");
+            return -1;
+        }
+        if (r.code != SAM_OK) {
+            if (p->refused++ < 3) fprintf(stderr, "bench status: refused: %u %s\n", r.code, r.message);
+        }
+        sam_result_clear(&r);
+        p->in_flight--;
+    }
+    return 0;
+}
+
+/* Publishes one event (pipelined; at most WINDOW in flight). */
+static int s_publish(s_pub_t *p, const char *service, const char *type,
+                     const ProtobufCMessage *payload)
+{
+    size_t n = protobuf_c_message_get_packed_size(payload);
+    uint8_t *data = malloc(n ? n : 1);
+    if (!data) return -1;
+    protobuf_c_message_pack(payload, data);
+    char id[32];
+    snprintf(id, sizeof id, "bench-%" PRIu64, ++p->next_id);
+    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
+    ce.id = id;
+    ce.source = "fmov";
+    ce.spec_version = "1.0";
+    ce.type = (char *)type;
+    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    ce.binary_data.data = data;
+    ce.binary_data.len = n;
+    Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
+    req.event = &ce;
+    size_t len = samordna__v1__publish_request__get_packed_size(&req);
+    uint8_t *body = malloc(len ? len : 1);
+    if (!body) {
+        free(data);
+        return -1;
+    }
+    samordna__v1__publish_request__pack(&req, body);
+    uint64_t rid = sam_client_send(p->c, service, "events.publish", body, len);
+    free(body);
+    free(data);
+    if (!rid) return -1;
+    p->in_flight++;
+    p->sent++;
+    return s_drain(p, WINDOW - 1);
+}
+
+static int s_registry(s_pub_t *p, int pilots)
+{
+    Samordna__V1__Agency a = SAMORDNA__V1__AGENCY__INIT;
+    a.id = "fmov";
+    a.name = "Fylkesmannen i Oslo og Viken";
+    a.kind = SAMORDNA__V1__AGENCY_KIND__AGENCY_KIND_COUNTY_GOVERNOR;
+    if (s_publish(p, "registry", "no.samordna.registry.agency.registered", &a.base)) return -1;
+    if (s_drain(p, 0)) return -1;
+    Samordna__V1__Programme pr = SAMORDNA__V1__PROGRAMME__INIT;
+    pr.id = "velferdspiloten";
+    pr.name = "Velferdspiloten";
+    pr.owner = "fmov";
+    pr.briefing_interval_months = 6;
+    if (s_publish(p, "registry", "no.samordna.registry.programme.registered", &pr.base))
+        return -1;
+    char id[32], name[32];
+    for (int i = 0; i < pilots; i++) {
+        Samordna__V1__Municipality m = SAMORDNA__V1__MUNICIPALITY__INIT;
+        snprintf(id, sizeof id, "kommune-%04d", i);
+        snprintf(name, sizeof name, "Kommune %d", i);
+        m.id = id;
+        m.name = name;
+        m.population = 10000 + i;
+        if (s_publish(p, "registry", "no.samordna.registry.municipality.registered", &m.base))
+            return -1;
+    }
+    if (s_drain(p, 0)) return -1;
+    for (int i = 0; i < pilots; i++) {
+        Samordna__V1__Pilot pi = SAMORDNA__V1__PILOT__INIT;
+        char pid[32], mid[32];
+        snprintf(pid, sizeof pid, "pilot-%04d", i);
+        snprintf(mid, sizeof mid, "kommune-%04d", i);
+        pi.id = pid;
+        pi.programme = "velferdspiloten";
+        pi.municipality = mid;
+        pi.challenge = "Barnefattigdom og utenforskap";
+        pi.investment_leader = "fmov";
+        if (s_publish(p, "registry", "no.samordna.registry.pilot.registered", &pi.base))
+            return -1;
+    }
+    return s_drain(p, 0);
+}
+
+static const char *const s_kinds[7][2] = {
+    {"defined_challenge", "Definert utfordring"}, {"anchored", "Forankret"},
+    {"knowledge_base", "Kunnskapsgrunnlag"},      {"defined_need", "Definert behov"},
+    {"organised", "Organisert"},                  {"operative", "Operativ"},
+    {"sustainable_structures", "Bærekraftige strukturer"},
+};
+
+static int s_history(s_pub_t *p, int pilots)
+{
+    for (int k = 0; k < 7; k++) {
+        Samordna__V1__MilestoneKind mk = SAMORDNA__V1__MILESTONE_KIND__INIT;
+        mk.id = (char *)s_kinds[k][0];
+        mk.label = (char *)s_kinds[k][1];
+        mk.order = (uint32_t)k + 1;
+        if (s_publish(p, "status", "no.samordna.status.milestone_kind.defined", &mk.base))
+            return -1;
+    }
+    if (s_drain(p, 0)) return -1;
+    char pid[32], id[64], date[16], date2[16], date3[16];
+    for (int i = 0; i < pilots; i++) {
+        snprintf(pid, sizeof pid, "pilot-%04d", i);
+        Samordna__V1__MeetingLogged m = SAMORDNA__V1__MEETING_LOGGED__INIT;
+        snprintf(id, sizeof id, "%s-monthly", pid);
+        m.id = id;
+        m.kind = "working";
+        m.date = "2000-01-15";
+        m.monthly_until = "2019-12-15";
+        m.pilot = pid;
+        m.title = "Arbeidsmøte";
+        if (s_publish(p, "status", "no.samordna.status.meeting.logged", &m.base)) return -1;
+        bool reached[7] = {false};
+        for (int y = 0; y < YEARS; y++) {
+            int year = 2000 + y;
+            int k = (y * 3 + i) % 7;
+            snprintf(date, sizeof date, "%04d-03-01", year);
+            if (!reached[k]) {
+                Samordna__V1__MilestoneReached r = SAMORDNA__V1__MILESTONE_REACHED__INIT;
+                r.pilot = pid;
+                r.kind = (char *)s_kinds[k][0];
+                r.date = date;
+                r.evidence = "årsrapport";
+                if (s_publish(p, "status", "no.samordna.status.milestone.reached", &r.base))
+                    return -1;
+            } else {
+                Samordna__V1__MilestoneReverted r = SAMORDNA__V1__MILESTONE_REVERTED__INIT;
+                r.pilot = pid;
+                r.kind = (char *)s_kinds[k][0];
+                r.date = date;
+                r.reason = "ikke lenger oppfylt";
+                if (s_publish(p, "status", "no.samordna.status.milestone.reverted", &r.base))
+                    return -1;
+            }
+            reached[k] = !reached[k];
+            Samordna__V1__BarrierRegistered b = SAMORDNA__V1__BARRIER_REGISTERED__INIT;
+            snprintf(id, sizeof id, "%s-%04d", pid, year);
+            b.id = id;
+            b.title = "Regel i veien";
+            b.pilot = pid;
+            b.concerns = "rule";
+            snprintf(date, sizeof date, "%04d-02-01", year);
+            b.date = date;
+            if (s_publish(p, "status", "no.samordna.status.barrier.registered", &b.base))
+                return -1;
+            Samordna__V1__BarrierMoved mv = SAMORDNA__V1__BARRIER_MOVED__INIT;
+            mv.id = id;
+            mv.state = "raised_regionally";
+            snprintf(date2, sizeof date2, "%04d-06-01", year);
+            mv.date = date2;
+            if (s_publish(p, "status", "no.samordna.status.barrier.moved", &mv.base)) return -1;
+            mv.state = y % 2 ? "changed" : "rejected";
+            snprintf(date3, sizeof date3, "%04d-11-01", year + 1);
+            mv.date = date3;
+            if (s_publish(p, "status", "no.samordna.status.barrier.moved", &mv.base)) return -1;
+        }
+    }
+    return s_drain(p, 0);
+}
+
+/* Calls status.board `n` times; p50 and p99 in ms; -1 when a call failed or rows differ. */
+static int s_board_lat(sam_client_t *c, const char *as_of, const char *pilot, int n,
+                       size_t want_rows, double *p50, double *p99)
+{
+    int64_t *lat = calloc((size_t)n, sizeof *lat);
+    if (!lat) return -1;
+    int rc = 0;
+    Samordna__V1__BoardRequest req = SAMORDNA__V1__BOARD_REQUEST__INIT;
+    req.as_of = (char *)as_of;
+    req.pilot = (char *)pilot;
+    for (int i = 0; i < n && rc == 0; i++) {
+        sam_result_t res = {0};
+        ProtobufCMessage *out = NULL;
+        int64_t t0 = zclock_usecs();
+        uint32_t code = sam_client_call(c, "status", "status.board", &req.base,
+                                        &samordna__v1__board_reply__descriptor, &out, 10000, true,
+                                        &res);
+        lat[i] = zclock_usecs() - t0;
+        if (code != SAM_OK || ((Samordna__V1__BoardReply *)out)->n_rows != want_rows) {
+            fprintf(stderr, "bench status: board: %u %s\n", code, res.message);
+            rc = -1;
+        }
+        if (out) protobuf_c_message_free_unpacked(out, NULL);
+        sam_result_clear(&res);
+    }
+    *p50 = bench_percentile(lat, (size_t)n, 50) / 1000.0;
+    *p99 = bench_percentile(lat, (size_t)n, 99) / 1000.0;
+    free(lat);
+    return rc;
+}
+
+static size_t s_rows(sam_client_t *c)
+{
+    Samordna__V1__BoardRequest req = SAMORDNA__V1__BOARD_REQUEST__INIT;
+    sam_result_t res = {0};
+    ProtobufCMessage *out = NULL;
+    size_t rows = 0;
+    if (sam_client_call(c, "status", "status.board", &req.base,
+                        &samordna__v1__board_reply__descriptor, &out, 10000, true,
+                        &res) == SAM_OK)
+        rows = ((Samordna__V1__BoardReply *)out)->n_rows;
+    if (out) protobuf_c_message_free_unpacked(out, NULL);
+    sam_result_clear(&res);
+    return rows;
+}
+
+int bench_status(bench_t *b)
+{
+    int pilots = (int)(400 * b->scale);
+    if (pilots < 1) pilots = 1;
+    char ep[64];
+    bench_endpoint(ep, sizeof ep);
+    bench_proc_t broker = {0}, reg = {0}, st = {0};
+    int rc = -1;
+    sam_client_t *c = NULL;
+    if (bench_spawn(b, &broker, "broker.log", "samordna-broker", "--bind", ep, "--insecure",
+                    "--log-level", "warn", NULL) ||
+        bench_spawn(b, &reg, "registry.log", "samordna-registry", "--broker", ep, "--data-dir",
+                    b->work_dir, "--insecure", "--log-level", "warn", NULL) ||
+        bench_spawn(b, &st, "status.log", "samordna-status", "--broker", ep, "--data-dir",
+                    b->work_dir, "--insecure", "--log-level", "warn", NULL))
+        goto done;
+    if (bench_wait_service(ep, "registry", 10000) || bench_wait_service(ep, "status", 10000))
+        goto done;
+    const char *eps[] = {ep};
+    char err[256];
+    if (!(c = sam_client_new(eps, 1, NULL, err, sizeof err))) goto done;
+    s_pub_t p = {.c = c};
+    int64_t t0 = zclock_mono();
+    if (s_registry(&p, pilots)) goto done;
+    /* the status service learns the pilots from the registry's outbox */
+    int64_t until = zclock_mono() + 60000;
+    while (s_rows(c) < (size_t)pilots && zclock_mono() < until)
+        zclock_sleep(50);
+    if (s_rows(c) < (size_t)pilots) {
+        fprintf(stderr, "bench status: the projection did not reach %d pilots\n", pilots);
+        goto done;
+    }
+    size_t before = p.sent;
+    int64_t t1 = zclock_mono();
+    if (s_history(&p, pilots)) goto done;
+    int64_t t2 = zclock_mono();
+    if (p.refused) {
+        fprintf(stderr, "bench status: %zu events refused\n", p.refused);
+        goto done;
+    }
+    bench_figure("status.load.registry_and_projection", (double)(t1 - t0), "ms");
+    bench_figure("status.load.events", (double)(p.sent - before), "events");
+    bench_figure("status.load.rate", (double)(p.sent - before) * 1000.0 / (double)(t2 - t1 + 1),
+                 "events/s");
+    int n = 200;
+    double p50, p99;
+    /* the floor: a ping through the same broker */
+    int64_t *lat = calloc((size_t)n, sizeof *lat);
+    if (!lat) goto done;
+    for (int i = 0; i < n; i++) {
+        sam_result_t res = {0};
+        int64_t s = zclock_usecs();
+        sam_client_call(c, "status", "ping", NULL, NULL, NULL, 5000, true, &res);
+        lat[i] = zclock_usecs() - s;
+        sam_result_clear(&res);
+    }
+    bench_figure("status.ping.p50", bench_percentile(lat, (size_t)n, 50) / 1000.0, "ms");
+    free(lat);
+    if (s_board_lat(c, "", "", n, (size_t)pilots, &p50, &p99)) goto done;
+    bench_figure("status.board.now.p50", p50, "ms");
+    bench_figure("status.board.now.p99", p99, "ms");
+    if (s_board_lat(c, "2019-12-31", "", n, (size_t)pilots, &p50, &p99)) goto done;
+    bench_figure("status.board.as_of_2019_whole_history.p50", p50, "ms");
+    bench_figure("status.board.as_of_2019_whole_history.p99", p99, "ms");
+    if (s_board_lat(c, "2010-06-01", "", n, (size_t)pilots, &p50, &p99)) goto done;
+    bench_figure("status.board.as_of_2010.p50", p50, "ms");
+    bench_figure("status.board.as_of_2010.p99", p99, "ms");
+    if (s_board_lat(c, "2010-06-01", "pilot-0007", n, 1, &p50, &p99)) goto done;
+    bench_figure("status.board.one_pilot_as_of.p50", p50, "ms");
+    rc = 0;
+done:
+    sam_client_destroy(&c);
+    bench_stop(&st);
+    bench_stop(&reg);
+    bench_stop(&broker);
+    return rc;
+}
