@@ -219,7 +219,7 @@ int registry_apply_agency_renamed(sam_service_t *svc, MDB_txn *txn, const sam_ev
         sam_reply_error(reply, SAM_INTERNAL, "agency: out of memory");
         goto done;
     }
-    memcpy(names, a->former_names, a->n_former_names * sizeof *names);
+    if (a->n_former_names) memcpy(names, a->former_names, a->n_former_names * sizeof *names);
     names[a->n_former_names] = a->name;
     Samordna__V1__Agency nu = *a;
     nu.former_names = names;
@@ -300,7 +300,7 @@ static int s_add_predecessor(registry_t *reg, MDB_txn *txn, const char *into, co
         FREE_MSG(m);
         return sam_reply_error(reply, SAM_INTERNAL, "municipality: out of memory");
     }
-    memcpy(ids, m->predecessors, m->n_predecessors * sizeof *ids);
+    if (m->n_predecessors) memcpy(ids, m->predecessors, m->n_predecessors * sizeof *ids);
     ids[m->n_predecessors] = (char *)id;
     Samordna__V1__Municipality nu = *m;
     nu.predecessors = ids;
@@ -877,7 +877,7 @@ int registry_apply_role_assigned(sam_service_t *svc, MDB_txn *txn, const sam_eve
         sam_reply_error(reply, SAM_INTERNAL, "assignment: out of memory");
         goto done;
     }
-    memcpy(roles, p->roles, p->n_roles * sizeof *roles);
+    if (p->n_roles) memcpy(roles, p->roles, p->n_roles * sizeof *roles);
     roles[p->n_roles] = (Samordna__V1__RoleHeld *)r;
     Samordna__V1__Person nu = *p;
     nu.roles = roles;
