@@ -23,8 +23,10 @@ typedef struct {
     registry_store_t store; /* table handles, bound at start */
 } registry_t;
 
-#define E(type, fn) int fn(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply);
-#define Q(method, fn) int fn(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
+#define E(type, fn)                                                                                \
+    int fn(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply);
+#define Q(method, fn)                                                                              \
+    int fn(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
 #include "registry.def"
 #undef E
 #undef Q

@@ -11,8 +11,7 @@ int registry_check_id(sam_reply_t *reply, const char *field, const char *id, boo
     if (n == 0)
         return required ? sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field) : 0;
     if (n > 64)
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: id longer than 64 characters",
-                               field);
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: id longer than 64 characters", field);
     for (size_t i = 0; i < n; i++) {
         char c = id[i];
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
@@ -91,8 +90,7 @@ int registry_check_date(sam_reply_t *reply, const char *field, const char *s, bo
     static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
     if (y < 1800 || m < 1 || m > 12 || d < 1 || d > days[m - 1] + (m == 2 && leap))
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%s' is not a calendar date", field,
-                               s);
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%s' is not a calendar date", field, s);
     return 0;
 }
 
@@ -120,15 +118,13 @@ int registry_check_count(sam_reply_t *reply, const char *field, size_t n, bool r
 int registry_check_enum(sam_reply_t *reply, const char *field, const ProtobufCEnumDescriptor *d,
                         int value)
 {
-    if (value == 0)
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
+    if (value == 0) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
     if (!protobuf_c_enum_descriptor_get_value(d, value))
         return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: unknown value %d", field, value);
     return 0;
 }
 
-const char *registry_enum_word(const ProtobufCEnumDescriptor *d, int value, char *out,
-                               size_t len)
+const char *registry_enum_word(const ProtobufCEnumDescriptor *d, int value, char *out, size_t len)
 {
     const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
     if (!v || len == 0) {

@@ -42,8 +42,7 @@ int registry_check_enum(sam_reply_t *reply, const char *field, const ProtobufCEn
 
 /* The file name of an enum value: "AGENCY_KIND_COUNTY_GOVERNOR" → "county_governor", written
    into out; "?" when the value is unknown. Returns out. */
-const char *registry_enum_word(const ProtobufCEnumDescriptor *d, int value, char *out,
-                               size_t len);
+const char *registry_enum_word(const ProtobufCEnumDescriptor *d, int value, char *out, size_t len);
 
 /* The enum value of a file word ("county_governor" → AGENCY_KIND_COUNTY_GOVERNOR), or -1
    when the enum has no such value. */

@@ -85,8 +85,8 @@ static int s_store_failed(sam_reply_t *reply, const char *what, int rc)
 }
 
 /* A reference to a record of `table` that must exist: 422 naming the field otherwise. */
-static int s_ref(sam_reply_t *reply, MDB_txn *txn, MDB_dbi dbi, const char *field,
-                 const char *noun, const char *id)
+static int s_ref(sam_reply_t *reply, MDB_txn *txn, MDB_dbi dbi, const char *field, const char *noun,
+                 const char *id)
 {
     if (registry_has(txn, dbi, id)) return 0;
     return sam_reply_error(reply, SAM_UNPROCESSABLE, "%s: unknown %s '%s'", field, noun, id);
@@ -262,8 +262,7 @@ static int s_check_municipality(sam_reply_t *r, const Samordna__V1__Municipality
     }
     for (size_t i = 0; i < m->n_constituents; i++) {
         snprintf(f, sizeof f, "municipality.constituents[%zu].name", i);
-        if (registry_check_text(r, f, m->constituents[i]->name, REGISTRY_NAME_MAX, true))
-            return -1;
+        if (registry_check_text(r, f, m->constituents[i]->name, REGISTRY_NAME_MAX, true)) return -1;
         snprintf(f, sizeof f, "municipality.constituents[%zu].number", i);
         if (registry_check_number(r, f, m->constituents[i]->number)) return -1;
     }
@@ -272,7 +271,8 @@ static int s_check_municipality(sam_reply_t *r, const Samordna__V1__Municipality
         if (registry_check_id(r, "municipality.successor.municipality", s->municipality, false) ||
             registry_check_text(r, "municipality.successor.name", s->name, REGISTRY_NAME_MAX,
                                 true) ||
-            (s->number[0] && registry_check_number(r, "municipality.successor.number", s->number)) ||
+            (s->number[0] &&
+             registry_check_number(r, "municipality.successor.number", s->number)) ||
             registry_check_date(r, "municipality.successor.from", s->from, true))
             return -1;
         if (strcmp(s->municipality, m->id) == 0)
@@ -313,12 +313,11 @@ static int s_add_predecessor(registry_t *reg, MDB_txn *txn, const char *into, co
 
 /* municipality.registered: Municipality → a new municipality; when its successor names a
    registered municipality, that one lists it among its predecessors. */
-int registry_apply_municipality_registered(sam_service_t *svc, MDB_txn *txn,
-                                           const sam_event_t *ev, sam_reply_t *reply)
+int registry_apply_municipality_registered(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                           sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__Municipality *m =
-        s_payload(ev, &samordna__v1__municipality__descriptor, reply);
+    Samordna__V1__Municipality *m = s_payload(ev, &samordna__v1__municipality__descriptor, reply);
     if (!m) return -1;
     int rc = -1;
     if (s_check_municipality(reply, m)) goto done;
@@ -327,8 +326,7 @@ int registry_apply_municipality_registered(sam_service_t *svc, MDB_txn *txn,
         goto done;
     }
     if (registry_has(txn, reg->store.municipalities, m->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "municipality.id: '%s' is already registered",
-                        m->id);
+        sam_reply_error(reply, SAM_CONFLICT, "municipality.id: '%s' is already registered", m->id);
         goto done;
     }
     const char *succ = m->successor ? m->successor->municipality : "";
@@ -421,8 +419,8 @@ int registry_apply_municipality_merged(sam_service_t *svc, MDB_txn *txn, const s
             goto done;
         }
         if (old->successor && old->successor->municipality[0]) {
-            sam_reply_error(reply, SAM_CONFLICT, "%s: '%s' was already merged into '%s' on %s",
-                            f, old->id, old->successor->municipality, old->successor->from);
+            sam_reply_error(reply, SAM_CONFLICT, "%s: '%s' was already merged into '%s' on %s", f,
+                            old->id, old->successor->municipality, old->successor->from);
             goto done;
         }
         Samordna__V1__Successor s = SAMORDNA__V1__SUCCESSOR__INIT;
@@ -499,9 +497,8 @@ static int s_check_programme(sam_reply_t *r, const Samordna__V1__Programme *p)
             registry_check_date(r, "programme.period.to", p->period->to, false))
             return -1;
         if (p->period->to[0] && strcmp(p->period->from, p->period->to) > 0)
-            return sam_reply_error(r, SAM_BAD_REQUEST,
-                                   "programme.period.to: %s is before from %s", p->period->to,
-                                   p->period->from);
+            return sam_reply_error(r, SAM_BAD_REQUEST, "programme.period.to: %s is before from %s",
+                                   p->period->to, p->period->from);
     }
     for (size_t i = 0; i < p->n_themes; i++) {
         snprintf(f, sizeof f, "programme.themes[%zu]", i);
@@ -639,7 +636,8 @@ done:
     return rc;
 }
 
-/* ---- pilots ----------------------------------------------------------------------------------- */
+/* ---- pilots -----------------------------------------------------------------------------------
+ */
 
 /* Syntax and references of a pilot (the same for registered and updated). */
 static int s_check_pilot(registry_t *reg, MDB_txn *txn, sam_reply_t *r,
@@ -747,7 +745,8 @@ done:
     return rc;
 }
 
-/* ---- people ----------------------------------------------------------------------------------- */
+/* ---- people -----------------------------------------------------------------------------------
+ */
 
 /* person.registered: Person (id, name, contact, agency) → a new person. The registry records
    which outbox record holds the person's data, so an erasure can scrub it. */
@@ -783,7 +782,8 @@ int registry_apply_person_registered(sam_service_t *svc, MDB_txn *txn, const sam
         sam_reply_error(reply, SAM_CONFLICT, "person.id: '%s' is already registered", p->id);
         goto done;
     }
-    if (p->agency[0] && s_ref(reply, txn, reg->store.agencies, "person.agency", "agency", p->agency))
+    if (p->agency[0] &&
+        s_ref(reply, txn, reg->store.agencies, "person.agency", "agency", p->agency))
         goto done;
     uint64_t seq = ev->seq;
     Samordna__V1__Person nu = *p;
@@ -959,7 +959,8 @@ done:
     return rc;
 }
 
-/* ---- reports ----------------------------------------------------------------------------------- */
+/* ---- reports -----------------------------------------------------------------------------------
+ */
 
 /* report.published: Report → a publication of an agency (e.g. the evaluation report). */
 int registry_apply_report_published(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,

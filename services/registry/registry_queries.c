@@ -102,8 +102,7 @@ int registry_query_reports_get(sam_service_t *svc, MDB_txn *txn, const sam_call_
 }
 
 /* The id of the municipality that held `number` (any period), or NULL. Returns a copy in out. */
-static bool s_find_number(registry_t *reg, MDB_txn *txn, const char *number, char *out,
-                          size_t len)
+static bool s_find_number(registry_t *reg, MDB_txn *txn, const char *number, char *out, size_t len)
 {
     registry_page_t page;
     const char *after = "";
@@ -169,8 +168,7 @@ int registry_query_municipalities_get(sam_service_t *svc, MDB_txn *txn, const sa
     out.municipality = m;
     if (from) {
         out.resolved_from = id;
-        snprintf(msg, sizeof msg, "%s was merged into %s on %s", id, m->id,
-                 from->successor->from);
+        snprintf(msg, sizeof msg, "%s was merged into %s on %s", id, m->id, from->successor->from);
     } else if (m->successor) {
         const Samordna__V1__Successor *s = m->successor;
         snprintf(msg, sizeof msg, "%s became %s%s%s%s on %s", m->id, s->name,
@@ -208,8 +206,8 @@ typedef struct {
 /* Unpacks and checks a ListRequest against the filters the table takes. Returns the request
    (free it) or NULL with the refusal in reply. */
 static Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, sam_reply_t *reply,
-                                                 unsigned allowed, const char *table,
-                                                 s_filter_t *f, size_t *page_size)
+                                                 unsigned allowed, const char *table, s_filter_t *f,
+                                                 size_t *page_size)
 {
     Samordna__V1__ListRequest *req = (Samordna__V1__ListRequest *)sam_call_unpack(
         call, &samordna__v1__list_request__descriptor, reply);
@@ -219,16 +217,18 @@ static Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, sam_rep
         const char *name;
         const char *value;
     } given[] = {
-        {F_AGENCY, "agency", req->agency},       {F_MUNICIPALITY, "municipality", req->municipality},
-        {F_PROGRAMME, "programme", req->programme}, {F_KIND, "kind", req->kind},
-        {F_ROLE, "role", req->role},             {F_ANSWER, "answer", req->answer},
+        {F_AGENCY, "agency", req->agency},
+        {F_MUNICIPALITY, "municipality", req->municipality},
+        {F_PROGRAMME, "programme", req->programme},
+        {F_KIND, "kind", req->kind},
+        {F_ROLE, "role", req->role},
+        {F_ANSWER, "answer", req->answer},
     };
     *f = (s_filter_t){.req = req, .kind = 0, .role = 0, .answer = -1};
     for (size_t i = 0; i < sizeof given / sizeof given[0]; i++) {
         if (!given[i].value[0]) continue;
         if (!(allowed & given[i].bit)) {
-            sam_reply_error(reply, SAM_BAD_REQUEST, "%s: not a filter of %s", given[i].name,
-                            table);
+            sam_reply_error(reply, SAM_BAD_REQUEST, "%s: not a filter of %s", given[i].name, table);
             goto fail;
         }
         if ((given[i].bit & (F_AGENCY | F_MUNICIPALITY | F_PROGRAMME)) &&
@@ -248,8 +248,8 @@ static Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, sam_rep
     if (req->answer[0]) {
         if (strcmp(req->answer, "none") == 0)
             f->answer = 0;
-        else if ((f->answer = registry_enum_value(&samordna__v1__answer__descriptor,
-                                                  req->answer)) < 0) {
+        else if ((f->answer = registry_enum_value(&samordna__v1__answer__descriptor, req->answer)) <
+                 0) {
             sam_reply_error(reply, SAM_BAD_REQUEST, "answer: '%.64s' is not yes, no or none",
                             req->answer);
             goto fail;
@@ -325,8 +325,8 @@ static bool s_match_report(const ProtobufCMessage *rec, const void *arg)
 
 /* One list query: ListRequest → <Type>List of records of `dbi` that `match` keeps. Every list
    reply message has the same shape (items, next_page_token), which the macro fills in. */
-#define S_LIST(fn, dbi_field, Rec, rec_desc, List, LIST_INIT, allowed, match, table)             \
-    int fn(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)          \
+#define S_LIST(fn, dbi_field, Rec, rec_desc, List, LIST_INIT, allowed, match, table)               \
+    int fn(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)           \
     {                                                                                              \
         s_filter_t f;                                                                              \
         size_t page_size;                                                                          \
@@ -334,7 +334,7 @@ static bool s_match_report(const ProtobufCMessage *rec, const void *arg)
             s_list_request(call, reply, (allowed), table, &f, &page_size);                         \
         if (!req) return -1;                                                                       \
         registry_page_t page;                                                                      \
-        int prc = registry_page(txn, s_reg(svc)->store.dbi_field, (rec_desc), req->page_token,   \
+        int prc = registry_page(txn, s_reg(svc)->store.dbi_field, (rec_desc), req->page_token,     \
                                 page_size, (match), &f, &page);                                    \
         int rc;                                                                                    \
         if (prc) {                                                                                 \
@@ -361,8 +361,8 @@ static void s_strip(ProtobufCMessage **items, size_t n)
 }
 
 S_LIST(registry_query_agencies_list, agencies, Samordna__V1__Agency,
-       &samordna__v1__agency__descriptor, Samordna__V1__AgencyList,
-       SAMORDNA__V1__AGENCY_LIST__INIT, F_KIND | F_ROLE, s_match_agency, "agencies")
+       &samordna__v1__agency__descriptor, Samordna__V1__AgencyList, SAMORDNA__V1__AGENCY_LIST__INIT,
+       F_KIND | F_ROLE, s_match_agency, "agencies")
 S_LIST(registry_query_municipalities_list, municipalities, Samordna__V1__Municipality,
        &samordna__v1__municipality__descriptor, Samordna__V1__MunicipalityList,
        SAMORDNA__V1__MUNICIPALITY_LIST__INIT, 0, NULL, "municipalities")
@@ -376,9 +376,9 @@ S_LIST(registry_query_invitations_list, invitations, Samordna__V1__Invitation,
 S_LIST(registry_query_pilots_list, pilots, Samordna__V1__Pilot, &samordna__v1__pilot__descriptor,
        Samordna__V1__PilotList, SAMORDNA__V1__PILOT_LIST__INIT,
        F_AGENCY | F_MUNICIPALITY | F_PROGRAMME, s_match_pilot, "pilots")
-S_LIST(registry_query_people_list, people, Samordna__V1__Person,
-       &samordna__v1__person__descriptor, Samordna__V1__PersonList,
-       SAMORDNA__V1__PERSON_LIST__INIT, F_AGENCY, s_match_person, "people")
+S_LIST(registry_query_people_list, people, Samordna__V1__Person, &samordna__v1__person__descriptor,
+       Samordna__V1__PersonList, SAMORDNA__V1__PERSON_LIST__INIT, F_AGENCY, s_match_person,
+       "people")
 S_LIST(registry_query_reports_list, reports, Samordna__V1__Report,
-       &samordna__v1__report__descriptor, Samordna__V1__ReportList,
-       SAMORDNA__V1__REPORT_LIST__INIT, F_AGENCY, s_match_report, "reports")
+       &samordna__v1__report__descriptor, Samordna__V1__ReportList, SAMORDNA__V1__REPORT_LIST__INIT,
+       F_AGENCY, s_match_report, "reports")

@@ -29,8 +29,8 @@ int registry_migrate(sam_service_t *svc, MDB_txn *txn, uint32_t from)
     return 0;
 }
 
-int registry_get(MDB_txn *txn, MDB_dbi dbi, const char *key,
-                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out)
+int registry_get(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessageDescriptor *desc,
+                 ProtobufCMessage **out)
 {
     return sam_store_get_msg(txn, dbi, key, strlen(key), desc, out);
 }

@@ -68,8 +68,8 @@ int registry_migrate(sam_service_t *svc, MDB_txn *txn, uint32_t from);
 
 /* The record at `key`, unpacked as desc. Returns 0 with *out set (free with
    protobuf_c_message_free_unpacked), MDB_NOTFOUND, SAM_STORE_CORRUPT or an LMDB error. */
-int registry_get(MDB_txn *txn, MDB_dbi dbi, const char *key,
-                 const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out);
+int registry_get(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessageDescriptor *desc,
+                 ProtobufCMessage **out);
 
 /* Stores msg at key, replacing what was there. Returns 0 or an error code. */
 int registry_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessage *msg);

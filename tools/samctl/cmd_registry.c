@@ -339,7 +339,8 @@ static int s_list(samctl_t *ctl, const char *method, Samordna__V1__ListRequest *
     return rc;
 }
 
-/* ---- agencies ---------------------------------------------------------------------------------- */
+/* ---- agencies ----------------------------------------------------------------------------------
+ */
 
 static void s_agency_header(void)
 {
@@ -373,8 +374,8 @@ int samctl_cmd_agencies(samctl_t *ctl, int argc, char **argv)
     int rc = s_args(argc, argv, "kind role", usage, &a);
     if (rc) return rc;
     if (!a.show)
-        return s_list(ctl, "registry.agencies.list", &a.req,
-                      &samordna__v1__agency_list__descriptor, s_agency_row, s_agency_header);
+        return s_list(ctl, "registry.agencies.list", &a.req, &samordna__v1__agency_list__descriptor,
+                      s_agency_row, s_agency_header);
     Samordna__V1__Agency *ag = (Samordna__V1__Agency *)s_get(
         ctl, "registry.agencies.get", a.show, NULL, &samordna__v1__agency__descriptor);
     if (!ag) return 1;
@@ -399,7 +400,8 @@ int samctl_cmd_agencies(samctl_t *ctl, int argc, char **argv)
     return 0;
 }
 
-/* ---- municipalities --------------------------------------------------------------------------- */
+/* ---- municipalities ---------------------------------------------------------------------------
+ */
 
 static void s_municipality_header(void)
 {
@@ -418,8 +420,8 @@ static void s_municipality_row(samctl_t *ctl, const ProtobufCMessage *rec, json_
         size_t at = strlen(nums);
         snprintf(nums + at, sizeof nums - at, "%s%s", i ? ", " : "", m->numbers[i]->number);
     }
-    if (!m->n_numbers && m->n_constituents) snprintf(nums, sizeof nums, "(%zu constituents)",
-                                                     m->n_constituents);
+    if (!m->n_numbers && m->n_constituents)
+        snprintf(nums, sizeof nums, "(%zu constituents)", m->n_constituents);
     if (m->successor)
         snprintf(succ, sizeof succ, "%s%s%s from %s",
                  m->successor->municipality[0] ? m->successor->municipality : m->successor->name,
@@ -469,8 +471,7 @@ int samctl_cmd_municipalities(samctl_t *ctl, int argc, char **argv)
                    m->numbers[i]->from[0] ? " from " : "", m->numbers[i]->from,
                    m->numbers[i]->until[0] ? " until " : "", m->numbers[i]->until);
         for (size_t i = 0; i < m->n_constituents; i++)
-            printf("constituent   %s (%s)\n", m->constituents[i]->name,
-                   m->constituents[i]->number);
+            printf("constituent   %s (%s)\n", m->constituents[i]->name, m->constituents[i]->number);
         if (m->successor)
             printf("successor     %s%s%s%s%s from %s\n", m->successor->name,
                    m->successor->number[0] ? " " : "", m->successor->number,
@@ -541,7 +542,8 @@ int samctl_cmd_programmes(samctl_t *ctl, int argc, char **argv)
     return 0;
 }
 
-/* ---- pilots ------------------------------------------------------------------------------------ */
+/* ---- pilots ------------------------------------------------------------------------------------
+ */
 
 static void s_pilot_header(void)
 {
@@ -576,15 +578,14 @@ int samctl_cmd_pilots(samctl_t *ctl, int argc, char **argv)
         return s_list(ctl, "registry.pilots.list", &a.req, &samordna__v1__pilot_list__descriptor,
                       s_pilot_row, s_pilot_header);
     }
-    Samordna__V1__Pilot *p = (Samordna__V1__Pilot *)s_get(ctl, "registry.pilots.get", a.show,
-                                                          NULL, &samordna__v1__pilot__descriptor);
+    Samordna__V1__Pilot *p = (Samordna__V1__Pilot *)s_get(ctl, "registry.pilots.get", a.show, NULL,
+                                                          &samordna__v1__pilot__descriptor);
     if (!p) return 1;
     if (ctl->json) {
         s_print_json(s_pilot_json(p));
     } else {
         char buf[2048];
-        printf("pilot                     %s\nprogramme                 %s\n", p->id,
-               p->programme);
+        printf("pilot                     %s\nprogramme                 %s\n", p->id, p->programme);
         printf("municipality              %s\nchallenge                 %s\n", p->municipality,
                p->challenge);
         printf("investment leader         %s\n", p->investment_leader);
@@ -619,8 +620,7 @@ static void s_invitation_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t 
     char w[32];
     s_cell(inv->programme, 17);
     s_cell(inv->municipality, 15);
-    s_cell(inv->answer ? s_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w)
-                       : "-",
+    s_cell(inv->answer ? s_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w) : "-",
            7);
     s_cell(s_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w), 8);
     s_cell(inv->answered, 11);
@@ -640,7 +640,8 @@ int samctl_cmd_invitations(samctl_t *ctl, int argc, char **argv)
                   s_invitation_header);
 }
 
-/* ---- people ------------------------------------------------------------------------------------ */
+/* ---- people ------------------------------------------------------------------------------------
+ */
 
 static void s_person_header(void)
 {
@@ -678,8 +679,8 @@ int samctl_cmd_people(samctl_t *ctl, int argc, char **argv)
     if (!a.show)
         return s_list(ctl, "registry.people.list", &a.req, &samordna__v1__person_list__descriptor,
                       s_person_row, s_person_header);
-    Samordna__V1__Person *p = (Samordna__V1__Person *)s_get(ctl, "registry.people.get", a.show,
-                                                            NULL, &samordna__v1__person__descriptor);
+    Samordna__V1__Person *p = (Samordna__V1__Person *)s_get(
+        ctl, "registry.people.get", a.show, NULL, &samordna__v1__person__descriptor);
     if (!p) return 1;
     if (ctl->json) {
         s_print_json(s_person_json(p));
@@ -703,7 +704,8 @@ int samctl_cmd_people(samctl_t *ctl, int argc, char **argv)
     return 0;
 }
 
-/* ---- reports ----------------------------------------------------------------------------------- */
+/* ---- reports -----------------------------------------------------------------------------------
+ */
 
 static void s_report_header(void)
 {
@@ -733,8 +735,8 @@ int samctl_cmd_reports(samctl_t *ctl, int argc, char **argv)
     if (!a.show)
         return s_list(ctl, "registry.reports.list", &a.req, &samordna__v1__report_list__descriptor,
                       s_report_row, s_report_header);
-    Samordna__V1__Report *r = (Samordna__V1__Report *)s_get(ctl, "registry.reports.get", a.show,
-                                                            NULL, &samordna__v1__report__descriptor);
+    Samordna__V1__Report *r = (Samordna__V1__Report *)s_get(
+        ctl, "registry.reports.get", a.show, NULL, &samordna__v1__report__descriptor);
     if (!r) return 1;
     if (ctl->json) {
         s_print_json(s_report_json(r));

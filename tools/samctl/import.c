@@ -24,9 +24,9 @@
 #include <unistd.h>
 
 #define S_FORMAT "samordna-fixture/1"
-#define S_WINDOW 256        /* events in flight */
-#define S_ERRORS_SHOWN 20   /* problems printed before "and N more" */
-#define S_RESENDS 3         /* times the events in flight are sent again after a timeout */
+#define S_WINDOW 256      /* events in flight */
+#define S_ERRORS_SHOWN 20 /* problems printed before "and N more" */
+#define S_RESENDS 3       /* times the events in flight are sent again after a timeout */
 
 /* One event of the plan. */
 typedef struct {
@@ -35,7 +35,7 @@ typedef struct {
     const char *key;
     uint8_t *body; /* packed PublishRequest */
     size_t len;
-    bool barrier;  /* wait for every earlier event before sending this one */
+    bool barrier; /* wait for every earlier event before sending this one */
 } s_item_t;
 
 /* A required reference. */
@@ -55,12 +55,12 @@ typedef struct {
 } s_tally_t;
 
 struct import_t {
-    const char *source;   /* CloudEvent source: the importing agency */
-    zlist_t *arena;       /* every import_alloc'd block */
+    const char *source; /* CloudEvent source: the importing agency */
+    zlist_t *arena;     /* every import_alloc'd block */
     s_item_t *items;
     size_t n_items, cap_items;
-    bool barrier_next;    /* the next event added gets a barrier */
-    zhashx_t *defined;    /* "kind\x1fid" → path */
+    bool barrier_next; /* the next event added gets a barrier */
+    zhashx_t *defined; /* "kind\x1fid" → path */
     s_ref_t *refs;
     size_t n_refs, cap_refs;
     s_kind_t kinds[16];
@@ -277,12 +277,11 @@ const char *import_str(import_t *imp, json_t *obj, const char *path, const char 
         return NULL;
     }
     if ((flags & IMPORT_DATE) && !s_is_date(s)) {
-        import_error(imp, import_path(imp, "%s.%s", path, name),
-                     "'%.40s' is not a date YYYY-MM-DD", s);
+        import_error(imp, import_path(imp, "%s.%s", path, name), "'%.40s' is not a date YYYY-MM-DD",
+                     s);
         return NULL;
     }
-    if ((flags & IMPORT_NUMBER) &&
-        !(strlen(s) == 4 && strspn(s, "0123456789") == 4)) {
+    if ((flags & IMPORT_NUMBER) && !(strlen(s) == 4 && strspn(s, "0123456789") == 4)) {
         import_error(imp, import_path(imp, "%s.%s", path, name),
                      "'%.40s' is not a municipality number (four digits)", s);
         return NULL;
@@ -295,25 +294,23 @@ bool import_int(import_t *imp, json_t *obj, const char *path, const char *name, 
 {
     json_t *v = json_object_get(obj, name);
     if (!v || json_is_null(v)) {
-        if (required) return import_error(imp, import_path(imp, "%s.%s", path, name), "required"), false;
+        if (required)
+            return import_error(imp, import_path(imp, "%s.%s", path, name), "required"), false;
         return true;
     }
     if (!json_is_integer(v))
-        return import_error(imp, import_path(imp, "%s.%s", path, name),
-                            "must be a whole number"),
+        return import_error(imp, import_path(imp, "%s.%s", path, name), "must be a whole number"),
                false;
     json_int_t i = json_integer_value(v);
     if (i < min || i > max)
-        return import_error(imp, import_path(imp, "%s.%s", path, name),
-                            "%lld is not in %lld..%lld", (long long)i, (long long)min,
-                            (long long)max),
+        return import_error(imp, import_path(imp, "%s.%s", path, name), "%lld is not in %lld..%lld",
+                            (long long)i, (long long)min, (long long)max),
                false;
     *out = (int64_t)i;
     return true;
 }
 
-json_t *import_array(import_t *imp, json_t *obj, const char *path, const char *name,
-                     bool required)
+json_t *import_array(import_t *imp, json_t *obj, const char *path, const char *name, bool required)
 {
     json_t *v = json_object_get(obj, name);
     if (!v || json_is_null(v)) {
@@ -327,8 +324,8 @@ json_t *import_array(import_t *imp, json_t *obj, const char *path, const char *n
     return v;
 }
 
-bool import_strings(import_t *imp, json_t *obj, const char *path, const char *name,
-                    char ***out, size_t *n)
+bool import_strings(import_t *imp, json_t *obj, const char *path, const char *name, char ***out,
+                    size_t *n)
 {
     *out = NULL;
     *n = 0;
@@ -375,8 +372,7 @@ bool import_object(import_t *imp, json_t *obj, const char *path, const char *kno
     return true;
 }
 
-int import_enum(import_t *imp, const ProtobufCEnumDescriptor *d, const char *word,
-                const char *path)
+int import_enum(import_t *imp, const ProtobufCEnumDescriptor *d, const char *word, const char *path)
 {
     char name[128], prefix[64];
     size_t n = 0;
@@ -429,17 +425,17 @@ static void s_check_refs(import_t *imp, samctl_t *ctl)
             sam_result_t res = {0};
             Samordna__V1__GetRequest req = SAMORDNA__V1__GET_REQUEST__INIT;
             req.id = (char *)r->id;
-            uint32_t code = client ? sam_client_call(client, owner->service, owner->method,
-                                                     &req.base, NULL, NULL, ctl->timeout_ms, true,
-                                                     &res)
-                                   : SAM_UNAVAILABLE;
+            uint32_t code = client
+                                ? sam_client_call(client, owner->service, owner->method, &req.base,
+                                                  NULL, NULL, ctl->timeout_ms, true, &res)
+                                : SAM_UNAVAILABLE;
             if (code == SAM_OK || code == SAM_NOT_FOUND) {
                 known = code == SAM_OK ? "y" : "n";
                 zhashx_insert(asked, k, (void *)known);
             } else {
                 import_error(imp, r->path,
-                             "%s '%s' is not in the file and %s could not be asked: %u %s",
-                             r->kind, r->id, owner->service, code,
+                             "%s '%s' is not in the file and %s could not be asked: %u %s", r->kind,
+                             r->id, owner->service, code,
                              res.message[0] ? res.message : sam_status_name(code));
             }
             sam_result_clear(&res);
@@ -457,8 +453,8 @@ static void s_check_refs(import_t *imp, samctl_t *ctl)
 static s_tally_t *s_tally(s_tally_t *t, size_t *n, const s_item_t *it)
 {
     for (size_t i = 0; i < *n; i++)
-        if (t[i].type == it->type || (strcmp(t[i].type, it->type) == 0 &&
-                                      strcmp(t[i].service, it->service) == 0))
+        if (t[i].type == it->type ||
+            (strcmp(t[i].type, it->type) == 0 && strcmp(t[i].service, it->service) == 0))
             return &t[i];
     t[*n] = (s_tally_t){.service = it->service, .type = it->type};
     return &t[(*n)++];
@@ -681,8 +677,7 @@ int samctl_cmd_import(samctl_t *ctl, int argc, char **argv)
     if (imp.errors == 0) s_check_refs(&imp, ctl);
     if (imp.errors) {
         if (imp.errors > S_ERRORS_SHOWN)
-            fprintf(stderr, "samctl import: and %zu more problems\n",
-                    imp.errors - S_ERRORS_SHOWN);
+            fprintf(stderr, "samctl import: and %zu more problems\n", imp.errors - S_ERRORS_SHOWN);
         fprintf(stderr, "samctl import: %s refused, nothing was sent (%zu problem%s)\n", file,
                 imp.errors, imp.errors == 1 ? "" : "s");
         goto done;

@@ -90,13 +90,12 @@ bool import_int(import_t *imp, json_t *obj, const char *path, const char *name, 
                 int64_t min, int64_t max, int64_t *out);
 
 /*  The array member `name`, or NULL when absent (an error when required or not an array). */
-json_t *import_array(import_t *imp, json_t *obj, const char *path, const char *name,
-                     bool required);
+json_t *import_array(import_t *imp, json_t *obj, const char *path, const char *name, bool required);
 
 /*  The array of strings `name` as a NULL-free array allocated with the import; *n is its
     length. Returns false after recording an error. Absent gives 0 items. */
-bool import_strings(import_t *imp, json_t *obj, const char *path, const char *name,
-                    char ***out, size_t *n);
+bool import_strings(import_t *imp, json_t *obj, const char *path, const char *name, char ***out,
+                    size_t *n);
 
 /*  Checks that `obj` is an object whose members are all in `known` (space-separated names);
     returns false after recording an error naming the first stranger. */

@@ -62,7 +62,8 @@ static const char *s_programme(import_t *imp, json_t *root)
     if (per) {
         const char *pp = "$.programme.period";
         if (!import_object(imp, per, pp, "from to") ||
-            !(period.from = (char *)import_str(imp, per, pp, "from", IMPORT_REQUIRED | IMPORT_DATE)) ||
+            !(period.from =
+                  (char *)import_str(imp, per, pp, "from", IMPORT_REQUIRED | IMPORT_DATE)) ||
             !(period.to = (char *)import_str(imp, per, pp, "to", IMPORT_DATE)))
             return NULL;
         if (period.to[0] && strcmp(period.from, period.to) > 0) {
@@ -121,7 +122,8 @@ static void s_agencies(import_t *imp, json_t *root)
     }
 }
 
-/* ---- people ------------------------------------------------------------------------------------ */
+/* ---- people ------------------------------------------------------------------------------------
+ */
 
 /* person.registered for each person (their roles are assigned once the pilots exist). */
 static void s_people(import_t *imp, json_t *root)
@@ -145,7 +147,8 @@ static void s_people(import_t *imp, json_t *root)
                          p.email);
             continue;
         }
-        if (p.agency[0]) import_require(imp, "agency", p.agency, import_path(imp, "%s.agency", path));
+        if (p.agency[0])
+            import_require(imp, "agency", p.agency, import_path(imp, "%s.agency", path));
         import_define(imp, "person", p.id, path);
         import_event(imp, SVC, T("person.registered"), p.id, &p.base);
     }
@@ -180,10 +183,13 @@ static void s_roles(import_t *imp, json_t *root)
                 import_error(imp, path, "name at most one of agency, pilot and programme");
                 continue;
             }
-            if (h.agency[0]) import_require(imp, "agency", h.agency, import_path(imp, "%s.agency", path));
-            if (h.pilot[0]) import_require(imp, "pilot", h.pilot, import_path(imp, "%s.pilot", path));
+            if (h.agency[0])
+                import_require(imp, "agency", h.agency, import_path(imp, "%s.agency", path));
+            if (h.pilot[0])
+                import_require(imp, "pilot", h.pilot, import_path(imp, "%s.pilot", path));
             if (h.programme[0])
-                import_require(imp, "programme", h.programme, import_path(imp, "%s.programme", path));
+                import_require(imp, "programme", h.programme,
+                               import_path(imp, "%s.programme", path));
             Samordna__V1__RoleAssignment a = SAMORDNA__V1__ROLE_ASSIGNMENT__INIT;
             a.person = (char *)person;
             a.role = &h;
@@ -193,15 +199,16 @@ static void s_roles(import_t *imp, json_t *root)
     }
 }
 
-/* ---- municipalities ------------------------------------------------------------------------------ */
+/* ---- municipalities
+ * ------------------------------------------------------------------------------ */
 
 /* The id a successor gets from its name: "Indre Østfold" → "indre-ostfold". */
 static void s_slug(const char *name, char *out, size_t len)
 {
     static const struct {
         const char *utf8, *ascii;
-    } fold[] = {{"æ", "ae"}, {"Æ", "ae"}, {"ø", "o"}, {"Ø", "o"}, {"å", "a"}, {"Å", "a"},
-                {"é", "e"},  {"ü", "u"},  {"ö", "o"}, {"ä", "a"}};
+    } fold[] = {{"æ", "ae"}, {"Æ", "ae"}, {"ø", "o"}, {"Ø", "o"}, {"å", "a"},
+                {"Å", "a"},  {"é", "e"},  {"ü", "u"}, {"ö", "o"}, {"ä", "a"}};
     size_t n = 0;
     bool dash = false;
     for (const char *p = name; *p && n + 3 < len;) {
@@ -225,7 +232,8 @@ static void s_slug(const char *name, char *out, size_t len)
                 out[n++] = (char)(c >= 'A' && c <= 'Z' ? c - 'A' + 'a' : c);
         } else {
             dash = true;
-            while ((p[adv] & 0xC0) == 0x80) adv++; /* a letter we do not fold: skip it whole */
+            while ((p[adv] & 0xC0) == 0x80)
+                adv++; /* a letter we do not fold: skip it whole */
         }
         p += adv;
     }
@@ -247,8 +255,7 @@ static bool s_read_municipality(import_t *imp, json_t *o, const char *path, s_mu
     mu->succ = (Samordna__V1__Successor)SAMORDNA__V1__SUCCESSOR__INIT;
     mu->path = path;
     int64_t pop = 0;
-    if (!import_object(imp, o, path,
-                       "id name population numbers constituents successor note") ||
+    if (!import_object(imp, o, path, "id name population numbers constituents successor note") ||
         !(m->id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
         !(m->name = (char *)import_str(imp, o, path, "name", IMPORT_REQUIRED)) ||
         !(m->note = (char *)import_str(imp, o, path, "note", 0)) ||
@@ -266,7 +273,8 @@ static bool s_read_municipality(import_t *imp, json_t *o, const char *path, s_mu
         if (!n) return false;
         samordna__v1__municipality_number__init(n);
         if (!import_object(imp, no, np, "number from until") ||
-            !(n->number = (char *)import_str(imp, no, np, "number", IMPORT_REQUIRED | IMPORT_NUMBER)) ||
+            !(n->number =
+                  (char *)import_str(imp, no, np, "number", IMPORT_REQUIRED | IMPORT_NUMBER)) ||
             !(n->from = (char *)import_str(imp, no, np, "from", IMPORT_DATE)) ||
             !(n->until = (char *)import_str(imp, no, np, "until", IMPORT_DATE)))
             return false;
@@ -288,7 +296,8 @@ static bool s_read_municipality(import_t *imp, json_t *o, const char *path, s_mu
         samordna__v1__constituent__init(c);
         if (!import_object(imp, co, cp, "name number") ||
             !(c->name = (char *)import_str(imp, co, cp, "name", IMPORT_REQUIRED)) ||
-            !(c->number = (char *)import_str(imp, co, cp, "number", IMPORT_REQUIRED | IMPORT_NUMBER)))
+            !(c->number =
+                  (char *)import_str(imp, co, cp, "number", IMPORT_REQUIRED | IMPORT_NUMBER)))
             return false;
         m->constituents[i] = c;
     }
@@ -457,7 +466,8 @@ static void s_invitations(import_t *imp, json_t *root, s_answers_t *answers)
     }
 }
 
-/* ---- pilots ------------------------------------------------------------------------------------ */
+/* ---- pilots ------------------------------------------------------------------------------------
+ */
 
 static void s_pilots(import_t *imp, json_t *root, const char *programme)
 {
@@ -511,7 +521,8 @@ static void s_pilots(import_t *imp, json_t *root, const char *programme)
     }
 }
 
-/* ---- reports ------------------------------------------------------------------------------------ */
+/* ---- reports ------------------------------------------------------------------------------------
+ */
 
 static void s_reports(import_t *imp, json_t *root)
 {
