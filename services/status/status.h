@@ -64,7 +64,7 @@ int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
 
 typedef struct {
     Samordna__V1__StatusFact *cache[STATUS_FACT_CACHE]; /* owned; ring */
-    size_t cache_next;                                    /* next slot to replace */
+    size_t cache_next;                                  /* next slot to replace */
     int64_t registry_retry_at; /* monotonic ms: do not poll the registry before this */
     uint64_t feed_pending;     /* request id of the events.read in flight, 0 when none */
     int64_t feed_sent_at;      /* monotonic ms it was sent */
@@ -93,13 +93,13 @@ bool status_caller_admin(const Samordna__V1__Caller *caller);
     `write` true). Returns the fact (caller frees with protobuf_c_message_free_unpacked) or
     NULL when unknown. */
 Samordna__V1__StatusFact *status_fact_find(sam_service_t *svc, MDB_txn *txn, bool write,
-                                             const char *kind, const char *id);
+                                           const char *kind, const char *id);
 
 /*  Requires a known fact for a field of an event: sets 422 "<field>: unknown <kind> '<id>'"
     and returns NULL when missing. */
-Samordna__V1__StatusFact *status_fact_require(sam_service_t *svc, MDB_txn *txn,
-                                                const char *kind, const char *id,
-                                                const char *field, sam_reply_t *reply);
+Samordna__V1__StatusFact *status_fact_require(sam_service_t *svc, MDB_txn *txn, const char *kind,
+                                              const char *id, const char *field,
+                                              sam_reply_t *reply);
 
 /* Follows the registry's outbox into the projection (called from the tick). */
 void status_registry_tick(sam_service_t *svc);

@@ -41,8 +41,8 @@ static int s_date(sam_reply_t *reply, const char *field, const char *s)
 {
     if (!s || !*s) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
     if (!status_date_ok(s))
-        return sam_reply_error(reply, SAM_BAD_REQUEST,
-                               "%s: '%.40s' is not a date (YYYY-MM-DD)", field, s);
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.40s' is not a date (YYYY-MM-DD)",
+                               field, s);
     return 0;
 }
 
@@ -179,8 +179,8 @@ int status_ev_kind_defined(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
         Samordna__V1__MilestoneKind *o =
             samordna__v1__milestone_kind__unpack(NULL, v.mv_size, v.mv_data);
         if (o && o->order == m->order && strcmp(o->id, m->id) != 0)
-            rc = sam_reply_error(reply, SAM_CONFLICT, "order: %u is taken by kind '%s'",
-                                 m->order, o->id);
+            rc = sam_reply_error(reply, SAM_CONFLICT, "order: %u is taken by kind '%s'", m->order,
+                                 o->id);
         if (o) FREE(o);
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
@@ -241,8 +241,7 @@ static int s_milestone_common(sam_service_t *svc, MDB_txn *txn, const sam_event_
     Samordna__V1__MilestoneKind *k = s_kind(svc, txn, kind);
     if (!k) {
         FREE(p);
-        return sam_reply_error(reply, SAM_UNPROCESSABLE, "kind: unknown milestone kind '%s'",
-                               kind);
+        return sam_reply_error(reply, SAM_UNPROCESSABLE, "kind: unknown milestone kind '%s'", kind);
     }
     FREE(k);
     Samordna__V1__StatusFact *a = status_fact_require(svc, txn, "agency", actor, "actor", reply);
@@ -261,16 +260,16 @@ static int s_milestone_common(sam_service_t *svc, MDB_txn *txn, const sam_event_
     if (last->found && strcmp(date, last->date) < 0) {
         FREE(p);
         return sam_reply_error(reply, SAM_CONFLICT,
-                               "date: %s is before the last change of milestone '%s' (%s)",
-                               date, kind, last->date);
+                               "date: %s is before the last change of milestone '%s' (%s)", date,
+                               kind, last->date);
     }
     *pilot_out = p;
     return 0;
 }
 
 static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
-                             Samordna__V1__MilestoneChange *c,
-                             const Samordna__V1__StatusFact *p, sam_reply_t *reply)
+                             Samordna__V1__MilestoneChange *c, const Samordna__V1__StatusFact *p,
+                             sam_reply_t *reply)
 {
     c->seq = ev->seq;
     status_key_t k;
@@ -297,8 +296,7 @@ static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t
 }
 
 /* MilestoneReached {pilot, kind, date, actor, evidence} */
-int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
-                      sam_reply_t *reply)
+int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
     Samordna__V1__MilestoneReached *m = (Samordna__V1__MilestoneReached *)sam_event_unpack(
         ev, &samordna__v1__milestone_reached__descriptor, reply);
@@ -330,8 +328,7 @@ done:
 }
 
 /* MilestoneReverted {pilot, kind, date, actor, reason} — the reason is required. */
-int status_ev_reverted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
-                       sam_reply_t *reply)
+int status_ev_reverted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
     Samordna__V1__MilestoneReverted *m = (Samordna__V1__MilestoneReverted *)sam_event_unpack(
         ev, &samordna__v1__milestone_reverted__descriptor, reply);
@@ -435,8 +432,7 @@ int status_ev_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
         s_text(reply, "notes", m->notes, TEXT_MAX, false))
         goto done;
     if (m->n_participants > PARTICIPANTS_MAX) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "participants: more than %d",
-                        PARTICIPANTS_MAX);
+        sam_reply_error(reply, SAM_BAD_REQUEST, "participants: more than %d", PARTICIPANTS_MAX);
         goto done;
     }
     for (size_t i = 0; i < m->n_participants; i++)
@@ -518,8 +514,8 @@ done:
 
 static bool s_step_state_ok(const char *s)
 {
-    return strcmp(s, "planned") == 0 || strcmp(s, "in_progress") == 0 ||
-           strcmp(s, "done") == 0 || strcmp(s, "dropped") == 0;
+    return strcmp(s, "planned") == 0 || strcmp(s, "in_progress") == 0 || strcmp(s, "done") == 0 ||
+           strcmp(s, "dropped") == 0;
 }
 
 static int s_step_change(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
@@ -624,8 +620,7 @@ int status_ev_step_updated(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
     ProtobufCMessage *got = NULL;
     int g = status_get(svc, txn, "steps", &k, &samordna__v1__plan_step__descriptor, &got);
     if (g == MDB_NOTFOUND) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "id: pilot '%s' has no step '%s'", m->pilot,
-                        m->id);
+        sam_reply_error(reply, SAM_NOT_FOUND, "id: pilot '%s' has no step '%s'", m->pilot, m->id);
         goto done;
     }
     if (g) {
@@ -649,8 +644,8 @@ int status_ev_step_updated(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
     if (*m->due) upd.due = m->due;
     if (*m->state) upd.state = m->state;
     upd.changed = m->date;
-    rc = s_step_change(svc, txn, ev, &upd, "step.updated", m->date, m->note, p->municipality,
-                       reply);
+    rc =
+        s_step_change(svc, txn, ev, &upd, "step.updated", m->date, m->note, p->municipality, reply);
 done:
     if (st) FREE(st);
     if (p) FREE(p);
@@ -755,17 +750,16 @@ int status_ev_barrier_registered(sam_service_t *svc, MDB_txn *txn, const sam_eve
             goto done;
         if (!*municipality) municipality = facts[0]->municipality;
     }
-    if (*m->municipality &&
-        (s_id(reply, "municipality", municipality) ||
-         !(facts[1] = status_fact_require(svc, txn, "municipality", municipality,
-                                          "municipality", reply))))
+    if (*m->municipality && (s_id(reply, "municipality", municipality) ||
+                             !(facts[1] = status_fact_require(
+                                   svc, txn, "municipality", municipality, "municipality", reply))))
         goto done;
     if (!(facts[2] = status_fact_require(svc, txn, "agency", raised_by, "raised_by", reply)))
         goto done;
     if (*m->concerns_agency &&
         (s_id(reply, "concerns_agency", m->concerns_agency) ||
-         !(facts[3] = status_fact_require(svc, txn, "agency", m->concerns_agency,
-                                          "concerns_agency", reply))))
+         !(facts[3] = status_fact_require(svc, txn, "agency", m->concerns_agency, "concerns_agency",
+                                          reply))))
         goto done;
     status_key_t k;
     status_key_id(&k, m->id);

@@ -226,8 +226,8 @@ static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Sta
     row->municipality = strdup(p->municipality);
     row->challenge = strdup(p->challenge);
     row->investment_leader = strdup(p->investment_leader);
-    Samordna__V1__StatusFact *mu = status_fact_find(svc, txn, false, "municipality",
-                                                      p->municipality);
+    Samordna__V1__StatusFact *mu =
+        status_fact_find(svc, txn, false, "municipality", p->municipality);
     row->municipality_name = strdup(mu && *mu->name ? mu->name : p->municipality);
     if (mu) FREE(mu);
     row->n_cells = kinds->n;
@@ -331,8 +331,7 @@ int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
     while (!rc && g == 0) {
         if (k.mv_size < prefix.len || memcmp(k.mv_data, prefix.b, prefix.len) != 0) break;
         if (*req->pilot && k.mv_size != prefix.len) break;
-        Samordna__V1__StatusFact *p =
-            samordna__v1__status_fact__unpack(NULL, v.mv_size, v.mv_data);
+        Samordna__V1__StatusFact *p = samordna__v1__status_fact__unpack(NULL, v.mv_size, v.mv_data);
         if (!p) {
             rc = SAM_STORE_CORRUPT;
             break;
@@ -340,8 +339,10 @@ int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
         if (n_rows == cap) {
             cap = cap ? cap * 2 : 64;
             Samordna__V1__BoardRow **nr = realloc(rows, cap * sizeof *nr);
-            if (!nr) rc = SAM_STORE_NOMEM;
-            else rows = nr;
+            if (!nr)
+                rc = SAM_STORE_NOMEM;
+            else
+                rows = nr;
         }
         Samordna__V1__BoardRow *row = rc ? NULL : calloc(1, sizeof *row);
         if (!rc && !row) rc = SAM_STORE_NOMEM;
@@ -390,11 +391,11 @@ static int s_collect(const MDB_val *v, void *arg)
 }
 
 /* status.milestones.history: HistoryRequest {pilot} → HistoryReply (date order) */
-int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                     sam_reply_t *reply)
+int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
-    Samordna__V1__MilestoneHistoryRequest *req = (Samordna__V1__MilestoneHistoryRequest *)sam_call_unpack(
-        call, &samordna__v1__milestone_history_request__descriptor, reply);
+    Samordna__V1__MilestoneHistoryRequest *req =
+        (Samordna__V1__MilestoneHistoryRequest *)sam_call_unpack(
+            call, &samordna__v1__milestone_history_request__descriptor, reply);
     if (!req) return -1;
     int rc;
     s_list_t l = {0};
@@ -421,8 +422,7 @@ int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
 
 /* status.meetings.list: MeetingsRequest {pilot | municipality, from, to, kind, page} →
    MeetingsReply in date order. */
-int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                      sam_reply_t *reply)
+int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     Samordna__V1__MeetingsRequest *req = (Samordna__V1__MeetingsRequest *)sam_call_unpack(
         call, &samordna__v1__meetings_request__descriptor, reply);
@@ -466,7 +466,8 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     rc = mdb_cursor_open(txn, sam_service_dbi(svc, "meetidx"), &cur);
     MDB_val k = {start.len, start.b}, v;
     int g = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (g == 0 && skip_equal && k.mv_size == start.len && memcmp(k.mv_data, start.b, start.len) == 0)
+    if (g == 0 && skip_equal && k.mv_size == start.len &&
+        memcmp(k.mv_data, start.b, start.len) == 0)
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     status_key_t last = {.len = 0};
     bool more = false;
@@ -480,9 +481,9 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         }
         const uint8_t *id = (const uint8_t *)k.mv_data + prefix.len + 10;
         ProtobufCMessage *m = NULL;
-        int gr = sam_store_get_msg(txn, sam_service_dbi(svc, "meetings"), id,
-                                   k.mv_size - prefix.len - 10,
-                                   &samordna__v1__meeting__descriptor, &m);
+        int gr =
+            sam_store_get_msg(txn, sam_service_dbi(svc, "meetings"), id,
+                              k.mv_size - prefix.len - 10, &samordna__v1__meeting__descriptor, &m);
         if (gr == 0) {
             Samordna__V1__Meeting *mt = (Samordna__V1__Meeting *)m;
             if (*req->kind && strcmp(mt->kind, req->kind) != 0)
@@ -511,9 +512,8 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     return rc;
 }
 
-static int s_get_by_id(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                       sam_reply_t *reply, const char *table, const char *what,
-                       const ProtobufCMessageDescriptor *desc)
+static int s_get_by_id(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply,
+                       const char *table, const char *what, const ProtobufCMessageDescriptor *desc)
 {
     Samordna__V1__StatusGetRequest *req = (Samordna__V1__StatusGetRequest *)sam_call_unpack(
         call, &samordna__v1__status_get_request__descriptor, reply);
@@ -547,8 +547,7 @@ int status_q_meeting_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
 }
 
 /* status.kinds.get: StatusGetRequest {id} → MilestoneKind */
-int status_q_kind_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                      sam_reply_t *reply)
+int status_q_kind_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     Samordna__V1__StatusGetRequest *req = (Samordna__V1__StatusGetRequest *)sam_call_unpack(
         call, &samordna__v1__status_get_request__descriptor, reply);
@@ -562,8 +561,7 @@ int status_q_kind_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         status_key_id(&k, req->id);
         int g = status_get(svc, txn, "kinds", &k, &samordna__v1__milestone_kind__descriptor, &m);
         if (g == MDB_NOTFOUND)
-            rc = sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown milestone kind '%s'",
-                                 req->id);
+            rc = sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown milestone kind '%s'", req->id);
         else if (g)
             rc = s_store_error(reply, g);
         else
@@ -601,8 +599,7 @@ int status_q_steps(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, sam_service_dbi(svc, "steps"), &cur);
     MDB_val k = {prefix.len, prefix.b}, v;
-    int g = rc ? rc
-               : mdb_cursor_get(cur, &k, &v, prefix.len ? MDB_SET_RANGE : MDB_FIRST);
+    int g = rc ? rc : mdb_cursor_get(cur, &k, &v, prefix.len ? MDB_SET_RANGE : MDB_FIRST);
     while (!rc && g == 0 && l.n < PAGE_MAX * 10) {
         if (prefix.len && (k.mv_size < prefix.len || memcmp(k.mv_data, prefix.b, prefix.len)))
             break;
@@ -610,8 +607,7 @@ int status_q_steps(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
                                                         v.mv_size, v.mv_data);
         if (m) {
             Samordna__V1__PlanStep *st = (Samordna__V1__PlanStep *)m;
-            if ((*req->state && strcmp(st->state, req->state) != 0) || s_list_push(&l, m))
-                FREE(st);
+            if ((*req->state && strcmp(st->state, req->state) != 0) || s_list_push(&l, m)) FREE(st);
         }
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
@@ -643,8 +639,7 @@ static bool s_barrier_match(const Samordna__V1__BarriersRequest *q, const Samord
 }
 
 /* status.barriers.list: BarriersRequest {filters, page} → BarriersReply in id order */
-int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                      sam_reply_t *reply)
+int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     Samordna__V1__BarriersRequest *req = (Samordna__V1__BarriersRequest *)sam_call_unpack(
         call, &samordna__v1__barriers_request__descriptor, reply);
@@ -656,8 +651,7 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         state_ok |= strcmp(req->state, states[i]) == 0;
     status_key_t start = {.len = 0};
     if (!state_ok) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "state: unknown barrier state '%.40s'",
-                        req->state);
+        sam_reply_error(reply, SAM_BAD_REQUEST, "state: unknown barrier state '%.40s'", req->state);
         FREE(req);
         return -1;
     }
@@ -725,8 +719,8 @@ int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sa
         rc = sam_reply_error(reply, SAM_BAD_REQUEST, "to: '%.40s' is not a date (YYYY-MM-DD)",
                              req->to);
     else if (strcmp(req->from, req->to) > 0)
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "to: %s is before from %s", req->to,
-                             req->from);
+        rc =
+            sam_reply_error(reply, SAM_BAD_REQUEST, "to: %s is before from %s", req->to, req->from);
     if (rc) {
         FREE(req);
         return rc;
@@ -743,8 +737,8 @@ int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sa
             truncated = true;
             break;
         }
-        ProtobufCMessage *m = protobuf_c_message_unpack(&samordna__v1__status_change__descriptor, NULL,
-                                                        v.mv_size, v.mv_data);
+        ProtobufCMessage *m = protobuf_c_message_unpack(&samordna__v1__status_change__descriptor,
+                                                        NULL, v.mv_size, v.mv_data);
         if (m && s_list_push(&l, m)) protobuf_c_message_free_unpacked(m, NULL);
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }

@@ -44,8 +44,7 @@ static Samordna__V1__StatusFact *s_copy(const Samordna__V1__StatusFact *f)
     return c;
 }
 
-static Samordna__V1__StatusFact *s_cache_find(status_ctx_t *ctx, const char *kind,
-                                              const char *id)
+static Samordna__V1__StatusFact *s_cache_find(status_ctx_t *ctx, const char *kind, const char *id)
 {
     for (size_t i = 0; i < STATUS_FACT_CACHE; i++) {
         Samordna__V1__StatusFact *f = ctx->cache[i];
@@ -100,12 +99,10 @@ Samordna__V1__StatusFact *status_fact_find(sam_service_t *svc, MDB_txn *txn, boo
 }
 
 Samordna__V1__StatusFact *status_fact_require(sam_service_t *svc, MDB_txn *txn, const char *kind,
-                                              const char *id, const char *field,
-                                              sam_reply_t *reply)
+                                              const char *id, const char *field, sam_reply_t *reply)
 {
     Samordna__V1__StatusFact *f = status_fact_find(svc, txn, true, kind, id);
-    if (!f)
-        sam_reply_error(reply, SAM_UNPROCESSABLE, "%s: unknown %s '%s'", field, kind, id);
+    if (!f) sam_reply_error(reply, SAM_UNPROCESSABLE, "%s: unknown %s '%s'", field, kind, id);
     return f;
 }
 
@@ -162,7 +159,7 @@ static Samordna__V1__StatusFact *s_fact_from_pilot(const Samordna__V1__RegistryP
 
 static const char *s_table_of(const char *kind)
 {
-    return strcmp(kind, "pilot") == 0 ? "pilots"
+    return strcmp(kind, "pilot") == 0    ? "pilots"
            : strcmp(kind, "agency") == 0 ? "agencies"
                                          : "municipalities";
 }
@@ -228,16 +225,18 @@ int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
     } while (0)
 #define ACTOR(v) REF("agency", (v) && *(v) ? (v) : src)
     if (strstr(type, ".milestone.reached")) {
-        Samordna__V1__MilestoneReached *m = (Samordna__V1__MilestoneReached *)protobuf_c_message_unpack(
-            &samordna__v1__milestone_reached__descriptor, NULL, ev->data_len, ev->data);
+        Samordna__V1__MilestoneReached *m =
+            (Samordna__V1__MilestoneReached *)protobuf_c_message_unpack(
+                &samordna__v1__milestone_reached__descriptor, NULL, ev->data_len, ev->data);
         if (m) {
             REF("pilot", m->pilot);
             ACTOR(m->actor);
             FREE(m);
         }
     } else if (strstr(type, ".milestone.reverted")) {
-        Samordna__V1__MilestoneReverted *m = (Samordna__V1__MilestoneReverted *)protobuf_c_message_unpack(
-            &samordna__v1__milestone_reverted__descriptor, NULL, ev->data_len, ev->data);
+        Samordna__V1__MilestoneReverted *m =
+            (Samordna__V1__MilestoneReverted *)protobuf_c_message_unpack(
+                &samordna__v1__milestone_reverted__descriptor, NULL, ev->data_len, ev->data);
         if (m) {
             REF("pilot", m->pilot);
             ACTOR(m->actor);
@@ -260,16 +259,18 @@ int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
             FREE(m);
         }
     } else if (strstr(type, ".step.updated")) {
-        Samordna__V1__PlanStepUpdated *m = (Samordna__V1__PlanStepUpdated *)protobuf_c_message_unpack(
-            &samordna__v1__plan_step_updated__descriptor, NULL, ev->data_len, ev->data);
+        Samordna__V1__PlanStepUpdated *m =
+            (Samordna__V1__PlanStepUpdated *)protobuf_c_message_unpack(
+                &samordna__v1__plan_step_updated__descriptor, NULL, ev->data_len, ev->data);
         if (m) {
             REF("pilot", m->pilot);
             REF("agency", m->owner);
             FREE(m);
         }
     } else if (strstr(type, ".barrier.registered")) {
-        Samordna__V1__BarrierRegistered *m = (Samordna__V1__BarrierRegistered *)protobuf_c_message_unpack(
-            &samordna__v1__barrier_registered__descriptor, NULL, ev->data_len, ev->data);
+        Samordna__V1__BarrierRegistered *m =
+            (Samordna__V1__BarrierRegistered *)protobuf_c_message_unpack(
+                &samordna__v1__barrier_registered__descriptor, NULL, ev->data_len, ev->data);
         if (m) {
             REF("pilot", m->pilot);
             REF("municipality", m->municipality);
@@ -347,8 +348,7 @@ static void s_feed_reply(sam_service_t *svc, status_ctx_t *ctx, sam_result_t *re
         ctx->registry_retry_at = zclock_mono() + RETRY_MS;
         return;
     }
-    Samordna__V1__ReadReply *rr =
-        samordna__v1__read_reply__unpack(NULL, res->body_len, res->body);
+    Samordna__V1__ReadReply *rr = samordna__v1__read_reply__unpack(NULL, res->body_len, res->body);
     if (!rr) {
         sam_warn("registry.feed reason=\"undecodable ReadReply\"");
         ctx->registry_retry_at = zclock_mono() + RETRY_MS;

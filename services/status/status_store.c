@@ -8,8 +8,8 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const status_tables[] = {"kinds",    "mshist",   "meetings", "meetidx",
-                                     "steps",    "barriers", "barhist",  "timeline",
+const char *const status_tables[] = {"kinds",    "mshist",   "meetings",   "meetidx",
+                                     "steps",    "barriers", "barhist",    "timeline",
                                      "registry", "cursor",   "pilotstate", NULL};
 
 static void s_add(status_key_t *k, const void *p, size_t n)
@@ -140,8 +140,7 @@ int status_put(sam_service_t *svc, MDB_txn *txn, const char *table, const status
 uint64_t status_cursor_get(sam_service_t *svc, MDB_txn *txn)
 {
     MDB_val key = {8, "registry"}, val;
-    if (mdb_get(txn, sam_service_dbi(svc, "cursor"), &key, &val) != 0 || val.mv_size != 8)
-        return 0;
+    if (mdb_get(txn, sam_service_dbi(svc, "cursor"), &key, &val) != 0 || val.mv_size != 8) return 0;
     return sam_be64_get(val.mv_data);
 }
 

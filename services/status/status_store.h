@@ -19,7 +19,8 @@
     registry   <kind> ":" <id>                             RegistryFact (projection)
     cursor     "registry"                                  <seq:8> last registry event applied
 
-    Scans: the board of today reads one pilotstate record per pilot; the board as of a day reads, per pilot, mshist and barhist from "<pilot>\0" up to
+    Scans: the board of today reads one pilotstate record per pilot; the board as of a day reads,
+   per pilot, mshist and barhist from "<pilot>\0" up to
     "<pilot>\0<as_of>\xff" — the pilot's own history and nothing else — and finds the last
     meeting with one backwards step from "p:<pilot>\0<as_of>\xff" in meetidx. The report scans
     timeline from <from> to <to>.

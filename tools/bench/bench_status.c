@@ -46,7 +46,8 @@ static int s_drain(s_pub_t *p, size_t down_to)
             return -1;
         }
         if (r.code != SAM_OK) {
-            if (p->refused++ < 3) fprintf(stderr, "bench status: refused: %u %s\n", r.code, r.message);
+            if (p->refused++ < 3)
+                fprintf(stderr, "bench status: refused: %u %s\n", r.code, r.message);
         }
         sam_result_clear(&r);
         p->in_flight--;
@@ -103,8 +104,7 @@ static int s_registry(s_pub_t *p, int pilots)
     pr.name = "Velferdspiloten";
     pr.owner = "fmov";
     pr.briefing_interval_months = 6;
-    if (s_publish(p, "registry", "no.samordna.registry.programme.registered", &pr.base))
-        return -1;
+    if (s_publish(p, "registry", "no.samordna.registry.programme.registered", &pr.base)) return -1;
     char id[32], name[32];
     for (int i = 0; i < pilots; i++) {
         Samordna__V1__Municipality m = SAMORDNA__V1__MUNICIPALITY__INIT;
@@ -127,16 +127,18 @@ static int s_registry(s_pub_t *p, int pilots)
         pi.municipality = mid;
         pi.challenge = "Barnefattigdom og utenforskap";
         pi.investment_leader = "fmov";
-        if (s_publish(p, "registry", "no.samordna.registry.pilot.registered", &pi.base))
-            return -1;
+        if (s_publish(p, "registry", "no.samordna.registry.pilot.registered", &pi.base)) return -1;
     }
     return s_drain(p, 0);
 }
 
 static const char *const s_kinds[7][2] = {
-    {"defined_challenge", "Definert utfordring"}, {"anchored", "Forankret"},
-    {"knowledge_base", "Kunnskapsgrunnlag"},      {"defined_need", "Definert behov"},
-    {"organised", "Organisert"},                  {"operative", "Operativ"},
+    {"defined_challenge", "Definert utfordring"},
+    {"anchored", "Forankret"},
+    {"knowledge_base", "Kunnskapsgrunnlag"},
+    {"defined_need", "Definert behov"},
+    {"organised", "Organisert"},
+    {"operative", "Operativ"},
     {"sustainable_structures", "Bærekraftige strukturer"},
 };
 
@@ -194,8 +196,7 @@ static int s_history(s_pub_t *p, int pilots)
             b.concerns = "rule";
             snprintf(date, sizeof date, "%04d-02-01", year);
             b.date = date;
-            if (s_publish(p, "status", "no.samordna.status.barrier.registered", &b.base))
-                return -1;
+            if (s_publish(p, "status", "no.samordna.status.barrier.registered", &b.base)) return -1;
             Samordna__V1__BarrierMoved mv = SAMORDNA__V1__BARRIER_MOVED__INIT;
             mv.id = id;
             mv.state = "raised_regionally";
@@ -225,9 +226,9 @@ static int s_board_lat(sam_client_t *c, const char *as_of, const char *pilot, in
         sam_result_t res = {0};
         ProtobufCMessage *out = NULL;
         int64_t t0 = zclock_usecs();
-        uint32_t code = sam_client_call(c, "status", "status.board", &req.base,
-                                        &samordna__v1__board_reply__descriptor, &out, 10000, true,
-                                        &res);
+        uint32_t code =
+            sam_client_call(c, "status", "status.board", &req.base,
+                            &samordna__v1__board_reply__descriptor, &out, 10000, true, &res);
         lat[i] = zclock_usecs() - t0;
         if (code != SAM_OK || ((Samordna__V1__BoardReply *)out)->n_rows != want_rows) {
             fprintf(stderr, "bench status: board: %u %s\n", code, res.message);
@@ -249,8 +250,7 @@ static size_t s_rows(sam_client_t *c)
     ProtobufCMessage *out = NULL;
     size_t rows = 0;
     if (sam_client_call(c, "status", "status.board", &req.base,
-                        &samordna__v1__board_reply__descriptor, &out, 10000, true,
-                        &res) == SAM_OK)
+                        &samordna__v1__board_reply__descriptor, &out, 10000, true, &res) == SAM_OK)
         rows = ((Samordna__V1__BoardReply *)out)->n_rows;
     if (out) protobuf_c_message_free_unpacked(out, NULL);
     sam_result_clear(&res);

@@ -37,7 +37,7 @@ typedef struct {
     size_t npos;
     const char *multi[64]; /* every value of the repeatable option */
     size_t nmulti;
-    bool flags[4];         /* boolean flags, by their index in the flag list */
+    bool flags[4]; /* boolean flags, by their index in the flag list */
 } s_args_t;
 
 /* Parses argv[from..] with `opts` (space-separated option names taking a value), `flags`
@@ -232,7 +232,8 @@ static int s_publish(samctl_t *ctl, const char *type, const char *subject,
     for (int i = 0; i < 2; i++) {
         io__cloudevents__v1__cloud_event__attributes_entry__init(&attr[i]);
         io__cloudevents__v1__cloud_event__cloud_event_attribute_value__init(&val[i]);
-        val[i].attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+        val[i].attr_case =
+            IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
         val[i].ce_string = (char *)vals[i];
         attr[i].key = (char *)names[i];
         attr[i].value = &val[i];
@@ -458,8 +459,8 @@ int samctl_cmd_meetings(samctl_t *ctl, int argc, char **argv)
                         "[--page-size N] [--page-token T]";
     s_args_t a;
     char err[128];
-    if (s_parse(argc, argv, 1, "pilot municipality from to kind page-size page-token", NULL,
-                NULL, &a, err, sizeof err) ||
+    if (s_parse(argc, argv, 1, "pilot municipality from to kind page-size page-token", NULL, NULL,
+                &a, err, sizeof err) ||
         a.npos)
         return samctl_usage("meetings", usage, a.npos ? "unexpected argument" : err);
     Samordna__V1__MeetingsRequest req = SAMORDNA__V1__MEETINGS_REQUEST__INIT;
@@ -470,9 +471,9 @@ int samctl_cmd_meetings(samctl_t *ctl, int argc, char **argv)
     req.kind = (char *)s_opt(&a, "kind");
     req.page_size = (uint32_t)strtoul(s_opt(&a, "page-size"), NULL, 10);
     req.page_token = (char *)s_opt(&a, "page-token");
-    Samordna__V1__MeetingsReply *r = (Samordna__V1__MeetingsReply *)samctl_call(
-        ctl, "status", "status.meetings.list", &req.base,
-        &samordna__v1__meetings_reply__descriptor);
+    Samordna__V1__MeetingsReply *r =
+        (Samordna__V1__MeetingsReply *)samctl_call(ctl, "status", "status.meetings.list", &req.base,
+                                                   &samordna__v1__meetings_reply__descriptor);
     if (!r) return 1;
     if (ctl->json)
         s_print_json(&r->base);
@@ -481,8 +482,7 @@ int samctl_cmd_meetings(samctl_t *ctl, int argc, char **argv)
             Samordna__V1__Meeting *m = r->meetings[i];
             printf("%s  ", m->date);
             s_cell(m->kind, 15);
-            s_cell(*m->pilot ? m->pilot : *m->municipality ? m->municipality : "(programmet)",
-                   16);
+            s_cell(*m->pilot ? m->pilot : *m->municipality ? m->municipality : "(programmet)", 16);
             printf("%s\n", m->title);
         }
         if (*r->next_page_token) printf("(more: --page-token %s)\n", r->next_page_token);
@@ -503,8 +503,7 @@ int samctl_cmd_step(samctl_t *ctl, int argc, char **argv)
                         "[--due D] [--state S] [--note N]";
     s_args_t a;
     char err[128];
-    if (s_parse(argc, argv, 1, "title owner due state date note", NULL, NULL, &a, err,
-                sizeof err))
+    if (s_parse(argc, argv, 1, "title owner due state date note", NULL, NULL, &a, err, sizeof err))
         return samctl_usage("step", usage, err);
     if (a.npos != 3) return samctl_usage("step", usage, "add or update, a pilot and a step id");
     char subject[160];
@@ -649,9 +648,8 @@ int samctl_cmd_barriers(samctl_t *ctl, int argc, char **argv)
                         "[--concerns C] [--open] [--page-size N] [--page-token T]";
     s_args_t a;
     char err[128];
-    if (s_parse(argc, argv, 1,
-                "state pilot municipality raised-by concerns page-size page-token", "open", NULL,
-                &a, err, sizeof err) ||
+    if (s_parse(argc, argv, 1, "state pilot municipality raised-by concerns page-size page-token",
+                "open", NULL, &a, err, sizeof err) ||
         a.npos)
         return samctl_usage("barriers", usage, a.npos ? "unexpected argument" : err);
     Samordna__V1__BarriersRequest req = SAMORDNA__V1__BARRIERS_REQUEST__INIT;
@@ -663,9 +661,9 @@ int samctl_cmd_barriers(samctl_t *ctl, int argc, char **argv)
     req.open_only = a.flags[0];
     req.page_size = (uint32_t)strtoul(s_opt(&a, "page-size"), NULL, 10);
     req.page_token = (char *)s_opt(&a, "page-token");
-    Samordna__V1__BarriersReply *r = (Samordna__V1__BarriersReply *)samctl_call(
-        ctl, "status", "status.barriers.list", &req.base,
-        &samordna__v1__barriers_reply__descriptor);
+    Samordna__V1__BarriersReply *r =
+        (Samordna__V1__BarriersReply *)samctl_call(ctl, "status", "status.barriers.list", &req.base,
+                                                   &samordna__v1__barriers_reply__descriptor);
     if (!r) return 1;
     if (ctl->json)
         s_print_json(&r->base);
@@ -711,8 +709,7 @@ int samctl_cmd_report(samctl_t *ctl, int argc, char **argv)
             Samordna__V1__StatusChange *c = r->changes[i];
             printf("%s  ", c->date);
             s_cell(c->what, 19);
-            s_cell(*c->pilot ? c->pilot : *c->municipality ? c->municipality : "(programmet)",
-                   14);
+            s_cell(*c->pilot ? c->pilot : *c->municipality ? c->municipality : "(programmet)", 14);
             printf("%s\n", c->summary);
         }
         if (r->truncated) printf("(cut at %zu changes: narrow the period)\n", r->n_changes);

@@ -176,8 +176,7 @@ static void s_steps(import_t *imp, json_t *root)
             continue;
         import_require(imp, "pilot", s.pilot, import_path(imp, "%s.pilot", path));
         import_require(imp, "agency", s.owner, import_path(imp, "%s.owner", path));
-        import_event(imp, SVC, T("step.added"), import_path(imp, "%s/%s", s.pilot, s.id),
-                     &s.base);
+        import_event(imp, SVC, T("step.added"), import_path(imp, "%s/%s", s.pilot, s.id), &s.base);
     }
 }
 
@@ -202,8 +201,7 @@ static void s_barriers(import_t *imp, json_t *root)
             !(b.raised_by = (char *)import_str(imp, o, path, "raised_by", IMPORT_ID)) ||
             !(b.concerns = (char *)import_str(imp, o, path, "concerns", IMPORT_REQUIRED)) ||
             !(b.reference = (char *)import_str(imp, o, path, "reference", 0)) ||
-            !(b.concerns_agency =
-                  (char *)import_str(imp, o, path, "concerns_agency", IMPORT_ID)) ||
+            !(b.concerns_agency = (char *)import_str(imp, o, path, "concerns_agency", IMPORT_ID)) ||
             !(b.date = (char *)import_str(imp, o, path, "date", IMPORT_REQUIRED | IMPORT_DATE)))
             continue;
         import_define(imp, "barrier", b.id, path);
@@ -224,7 +222,8 @@ static void s_barriers(import_t *imp, json_t *root)
             Samordna__V1__BarrierMoved mv = SAMORDNA__V1__BARRIER_MOVED__INIT;
             mv.id = b.id;
             if (!(mv.state = (char *)import_str(imp, so, sp, "state", IMPORT_REQUIRED)) ||
-                !(mv.date = (char *)import_str(imp, so, sp, "date", IMPORT_REQUIRED | IMPORT_DATE)) ||
+                !(mv.date =
+                      (char *)import_str(imp, so, sp, "date", IMPORT_REQUIRED | IMPORT_DATE)) ||
                 !(mv.by = (char *)import_str(imp, so, sp, "by", IMPORT_ID)) ||
                 !(mv.note = (char *)import_str(imp, so, sp, "note", 0)))
                 continue;
