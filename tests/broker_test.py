@@ -174,6 +174,19 @@ def test_routing_and_balance_over_three_workers():
     assert other.quiet(0.2)
     for w in workers + [other]:
         w.close()
+    # Workers with credit share too: requests rotate over them, not fill one up first.
+    workers = [Worker(ep, "wide", extension="x-samordna/1 credit=100") for _ in range(3)]
+    for w in workers:
+        w.recv()
+    ids = [c.send("wide", f"m{i}") for i in range(30)]
+    held = [[w.recv_request() for _ in range(10)] for w in workers]
+    assert all(w.quiet(0.1) for w in workers)
+    for w, reqs in zip(workers, held):
+        for client, frames in reqs:
+            echo_reply(w, client, frames)
+    assert sorted(c.recv().id for _ in ids) == ids
+    for w in workers:
+        w.close()
     c.close()
     stop_clean(proc)
 
@@ -231,6 +244,20 @@ def test_credit_keeps_requests_in_flight():
     for client, frames in got:
         echo_reply(w, client, frames)
     assert sorted(c.recv().id for _ in ids) == ids
+    w.close()
+    # A larger credit, answered in reverse order: each reply reaches its own request.
+    w = Worker(ep, "wide", extension="x-samordna/1 credit=20")
+    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=20"])
+    ids = [c.send("wide", f"m{i}") for i in range(25)]
+    got = [w.recv_request() for _ in range(20)]
+    assert w.quiet(0.3), "more than 20 requests in flight"
+    for client, frames in reversed(got):
+        echo_reply(w, client, frames)
+    for client, frames in [w.recv_request() for _ in range(5)]:
+        echo_reply(w, client, frames)
+    reps = [c.recv() for _ in ids]
+    assert sorted(r.id for r in reps) == ids
+    assert all(r.body == b"wide:m%d" % (r.id - ids[0]) for r in reps), reps
     w.close()
     c.close()
     stop_clean(proc)
