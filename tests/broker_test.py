@@ -6,6 +6,7 @@ with SIGTERM and checking exit code 0, so a crash, a hang or (under the sanitize
 anywhere in the test fails it.
 """
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -496,6 +497,14 @@ def test_malformed_input_is_survived():
     w.send(REPLY, client, b"")
     rep = expect_error(c, rid, 500)
     assert "malformed" in rep.status.message
+    # A reply for a client that has gone away is dropped and logged.
+    gone = Client(ep)
+    gone.send("echo", "m")
+    client, frames = w.recv_request()
+    gone.close()
+    time.sleep(0.2)
+    echo_reply(w, client, frames)
+    samtest.wait_for(lambda: "peer is gone" in proc.logtext(), 5, "the gone client logged")
     # READY twice drops the worker with DISCONNECT.
     w.ready()
     assert w.recv() == (DISCONNECT, [])
@@ -530,6 +539,17 @@ def test_sigterm_is_clean_and_tells_everyone():
     assert all(r.status.code == 503 for r in reps), reps
     w.close()
     c.close()
+
+
+def test_sigint_is_clean_too():
+    proc, ep = samtest.broker()
+    w = Worker(ep, "echo")
+    samtest.wait_for(lambda: Client(ep).mmi("mmi.service", b"echo")[3] == b"200", 5, "echo")
+    proc.p.send_signal(signal.SIGINT)
+    assert proc.p.wait(10) == 0
+    assert w.recv() == (DISCONNECT, [])
+    assert "broker.stopped" in proc.logtext()
+    w.close()
 
 
 def test_pipelined_throughput():
