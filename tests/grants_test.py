@@ -495,5 +495,26 @@ def test_samctl_import_of_the_fixture_money():
     c.close()
 
 
+def test_import_of_the_ostfold_fixture():
+    """The fixture's money after `samctl import`: Halden, Sarpsborg and Fredrikstad
+    NOK 200 000 each, Indre Østfold 500 000, Høgskolen i Østfold 400 000, 1 500 000 in all."""
+    import json
+    fixture = os.path.join(samtest.SRC, "..", "shared", "fixtures", "ostfold-2019.json")
+    assert os.path.exists(fixture), f"the fixture is missing: {fixture}"
+    d = samtest.scratch("import-fixture")
+    broker, ep = samtest.broker()
+    for name in ["registry", "status", "grants"]:
+        samtest.service(name, ep, d)
+    samctl(ep, "import", fixture)
+    js = json.loads(samctl(ep, "--json", "grants", "overview", "--year", "2019").stdout)
+    assert {g["key"]: g["committed_ore"] for g in js["groups"]} == {
+        "halden": 20000000, "sarpsborg": 20000000, "fredrikstad": 20000000,
+        "indre-ostfold": 50000000, "hiof": 40000000}, js
+    assert js["committed_ore"] == 150000000
+    out = samctl(ep, "grants", "overview", "halden", "--year", "2019").stdout
+    assert "fmov" in out and "200 000" in out and "ps19-halden" in out, out
+    assert samctl(ep, "grants", "ledger", "verify").stdout.startswith("the books balance")
+
+
 if __name__ == "__main__":
     samtest.main()

@@ -32,6 +32,11 @@ EXPECTED.update({
     "no.samordna.status.milestone.reached": 20,
     "no.samordna.status.meeting.logged": 14,
 })
+# And for grants: the scheme of project discretionary funds and its five awards.
+EXPECTED.update({
+    "no.samordna.grants.scheme.created": 1,
+    "no.samordna.grants.award.granted": 5,
+})
 TOTAL = sum(EXPECTED.values())
 
 
@@ -71,6 +76,7 @@ def start(name):
     data = samtest.scratch(name)
     reg = samtest.service("registry", ep, data)
     samtest.service("status", ep, data)  # the fixture's milestones and meetings go there
+    samtest.service("grants", ep, data)  # and its schemes and awards here
     return broker, ep, data, reg
 
 

@@ -938,6 +938,7 @@ def test_import_fixture_with_the_real_registry():
     broker, ep = samtest.broker()
     samtest.service("registry", ep, data)
     svc = samtest.service("status", ep, data)
+    samtest.service("grants", ep, data)  # the fixture's schemes and awards import there
     rc, out, err = samctl(ep, "--json", "import", FIXTURE)
     assert rc == 0, err
     types = {t["type"]: t["new"] for t in json.loads(out)["types"]}
