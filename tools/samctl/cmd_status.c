@@ -676,7 +676,7 @@ int samctl_cmd_barriers(samctl_t *ctl, int argc, char **argv)
             printf("%s  ", since);
             s_cell(*b->pilot ? b->pilot : b->municipality, 14);
             s_cell(b->raised_by, 14);
-            s_cell(b->concerns, 17);
+            s_cell(b->concerns, 18);
             printf("%s\n", b->title);
         }
         if (*r->next_page_token) printf("(more: --page-token %s)\n", r->next_page_token);
