@@ -85,9 +85,9 @@ static const sam_option_t s_options[] = {
 
 int main(int argc, char **argv)
 {
-    sam_config_t *config = sam_config_new("sam_broker_bench", "[options]",
-                                          "Pipelined request throughput through a broker.",
-                                          s_options);
+    sam_config_t *config =
+        sam_config_new("sam_broker_bench", "[options]",
+                       "Pipelined request throughput through a broker.", s_options);
     int rc = config ? sam_config_parse(config, argc, argv) : -1;
     if (rc != 0) {
         sam_config_destroy(&config);

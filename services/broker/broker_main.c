@@ -35,7 +35,8 @@ int main(int argc, char **argv)
         sam_config_destroy(&config);
         return rc > 0 ? 0 : 2;
     }
-    sam_log_init("broker", (sam_log_level_t)sam_log_level_parse(sam_config_get(config, "log-level")));
+    sam_log_init("broker",
+                 (sam_log_level_t)sam_log_level_parse(sam_config_get(config, "log-level")));
 
     bool ok = true;
     sam_broker_config_t cfg = SAM_BROKER_CONFIG_DEFAULTS;

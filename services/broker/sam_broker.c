@@ -84,25 +84,25 @@ typedef struct {
 
 /* A request on its way to a worker, waiting in a queue or being refused. */
 typedef struct {
-    zmq_msg_t client;   /* the client's routing id frame, as received (with its metadata) */
-    zmq_msg_t body;     /* the body when it is one frame */
-    zmq_msg_t *bodies;  /* all body frames when there are several (owned), else NULL */
-    uint16_t nbody;     /* body frames */
-    bool delim;         /* the client sent an empty delimiter */
-    int64_t enqueued;   /* when it arrived (monotonic ms) */
+    zmq_msg_t client;  /* the client's routing id frame, as received (with its metadata) */
+    zmq_msg_t body;    /* the body when it is one frame */
+    zmq_msg_t *bodies; /* all body frames when there are several (owned), else NULL */
+    uint16_t nbody;    /* body frames */
+    bool delim;        /* the client sent an empty delimiter */
+    int64_t enqueued;  /* when it arrived (monotonic ms) */
 } s_request_t;
 
 struct s_service_t {
-    char *name;                      /* owned; the same string is the key in services */
-    size_t nworkers;                 /* workers that offer this service */
+    char *name;                        /* owned; the same string is the key in services */
+    size_t nworkers;                   /* workers that offer this service */
     s_worker_t *free_head, *free_tail; /* workers with spare credit, least recently used first */
-    s_request_t *queue;              /* ring of queued requests, owned */
+    s_request_t *queue;                /* ring of queued requests, owned */
     size_t qcap, qhead, qlen;
     int64_t orphaned_at; /* when the service last had no worker (monotonic ms) */
 };
 
 struct s_worker_t {
-    char key[S_HEX_MAX];     /* hex of the routing id; the key in workers */
+    char key[S_HEX_MAX];      /* hex of the routing id; the key in workers */
     uint8_t addr[S_ADDR_MAX]; /* routing id */
     uint8_t addr_size;
     s_service_t *service;    /* borrowed; a service outlives its workers */
@@ -118,26 +118,26 @@ struct s_worker_t {
 };
 
 struct sam_broker_t {
-    zsock_t *router;     /* the one socket, clients and workers */
-    void *handle;        /* its libzmq handle, for zmq_poll */
-    zhashx_t *services;  /* name -> s_service_t, owned */
-    zhashx_t *workers;   /* hex routing id -> s_worker_t, owned */
+    zsock_t *router;    /* the one socket, clients and workers */
+    void *handle;       /* its libzmq handle, for zmq_poll */
+    zhashx_t *services; /* name -> s_service_t, owned */
+    zhashx_t *workers;  /* hex routing id -> s_worker_t, owned */
     int heartbeat_ms;
     int liveness;
     int request_timeout_ms;
     size_t queue_max;
     size_t max_msg;
     bool insecure;
-    uint8_t *caller;     /* packed Caller sent to identity workers in insecure mode, owned */
+    uint8_t *caller; /* packed Caller sent to identity workers in insecure mode, owned */
     size_t caller_size;
-    int64_t now;         /* monotonic ms, refreshed around every poll */
+    int64_t now; /* monotonic ms, refreshed around every poll */
     int64_t next_tick, next_heartbeat, next_stats;
-    uint64_t requests;   /* client requests received (MMI excluded) */
-    uint64_t replies;    /* worker replies forwarded to clients */
-    uint64_t errors;     /* error replies the broker made itself */
-    uint64_t malformed;  /* messages dropped as malformed */
-    uint64_t purged;     /* workers purged or lost */
-    s_msg_t in;          /* the message being handled, reused */
+    uint64_t requests;  /* client requests received (MMI excluded) */
+    uint64_t replies;   /* worker replies forwarded to clients */
+    uint64_t errors;    /* error replies the broker made itself */
+    uint64_t malformed; /* messages dropped as malformed */
+    uint64_t purged;    /* workers purged or lost */
+    s_msg_t in;         /* the message being handled, reused */
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -199,8 +199,7 @@ uint64_t sam_broker_peek_id(const uint8_t *data, size_t size)
     return id;
 }
 
-bool sam_broker_parse_extension(const uint8_t *data, size_t size, uint32_t *credit,
-                                bool *identity)
+bool sam_broker_parse_extension(const uint8_t *data, size_t size, uint32_t *credit, bool *identity)
 {
     char text[256];
     if (!data || size >= sizeof text || memchr(data, '\0', size)) return false;
@@ -227,8 +226,7 @@ bool sam_broker_parse_extension(const uint8_t *data, size_t size, uint32_t *cred
 bool sam_broker_endpoint_is_loopback(const char *endpoint)
 {
     if (!endpoint) return false;
-    if (strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0)
-        return true;
+    if (strncmp(endpoint, "ipc://", 6) == 0 || strncmp(endpoint, "inproc://", 9) == 0) return true;
     if (strncmp(endpoint, "tcp://", 6) != 0) return false;
     const char *host = endpoint + 6;
     const char *colon = strrchr(host, ':');
@@ -329,8 +327,8 @@ static int s_route(sam_broker_t *self, const uint8_t *addr, size_t size, const c
     char hex[S_HEX_MAX];
     sam_warn("send.failed to=%s peer=%s reason=\"%s\"", role, s_hex(addr, size, hex),
              err == EHOSTUNREACH ? "peer is gone"
-             : err == EAGAIN    ? "peer is not reading (queue full)"
-                                : zmq_strerror(err));
+             : err == EAGAIN     ? "peer is not reading (queue full)"
+                                 : zmq_strerror(err));
     return -1;
 }
 
@@ -422,9 +420,8 @@ static void s_send_error(sam_broker_t *self, const uint8_t *addr, size_t addr_si
 static uint64_t s_request_id(s_request_t *request)
 {
     if (request->nbody != 1) return 0;
-    Samordna__V1__Request *decoded =
-        samordna__v1__request__unpack(NULL, zmq_msg_size(&request->body),
-                                      zmq_msg_data(&request->body));
+    Samordna__V1__Request *decoded = samordna__v1__request__unpack(
+        NULL, zmq_msg_size(&request->body), zmq_msg_data(&request->body));
     if (!decoded) return 0;
     uint64_t id = decoded->id;
     samordna__v1__request__free_unpacked(decoded, NULL);
@@ -432,10 +429,10 @@ static uint64_t s_request_id(s_request_t *request)
 }
 
 /* Answers a request that the broker will not route with an error, and closes it. */
-static void s_refuse(sam_broker_t *self, s_request_t *request, const char *service,
-                     uint32_t code, const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void s_refuse(sam_broker_t *self, s_request_t *request, const char *service,
-                     uint32_t code, const char *fmt, ...)
+static void s_refuse(sam_broker_t *self, s_request_t *request, const char *service, uint32_t code,
+                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+static void s_refuse(sam_broker_t *self, s_request_t *request, const char *service, uint32_t code,
+                     const char *fmt, ...)
 {
     char text[1024];
     va_list ap;
@@ -848,9 +845,8 @@ static void s_mmi_request(sam_broker_t *self, s_msg_t *msg, bool delim, const ch
     const char *answer = "501";
     if (strcmp(name, "mmi.service") == 0) {
         char wanted[S_SERVICE_MAX + 1];
-        s_service_t *service = s_part_name(&msg->part[at], wanted)
-                                   ? zhashx_lookup(self->services, wanted)
-                                   : NULL;
+        s_service_t *service =
+            s_part_name(&msg->part[at], wanted) ? zhashx_lookup(self->services, wanted) : NULL;
         answer = service && service->nworkers ? "200" : "404";
     }
     zmq_msg_t *addr = &msg->part[0];
@@ -928,8 +924,7 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         sam_warn("request.refused service=%s reason=\"queue full\" queued=%zu", name,
                  service->qlen);
         s_refuse(self, &request, name, SAM_BUSY,
-                 "the queue for service '%s' is full (%zu requests waiting)", name,
-                 service->qlen);
+                 "the queue for service '%s' is full (%zu requests waiting)", name, service->qlen);
         return;
     }
     if (s_queue_push(service, &request) != 0)
@@ -984,8 +979,8 @@ static void s_expire_queues(sam_broker_t *self)
         if (service->nworkers) continue;
         while (service->qlen) {
             s_request_t *head = s_queue_head(service);
-            int64_t since = head->enqueued > service->orphaned_at ? head->enqueued
-                                                                  : service->orphaned_at;
+            int64_t since =
+                head->enqueued > service->orphaned_at ? head->enqueued : service->orphaned_at;
             if (self->now < since + self->request_timeout_ms) break;
             sam_warn("request.expired service=%s waited_ms=%" PRId64, service->name,
                      self->now - head->enqueued);
@@ -1184,13 +1179,13 @@ int sam_broker_run(sam_broker_t *self)
 
 /* ---- self-test ------------------------------------------------------------------------- */
 
-#define S_CHECK(cond)                                                                          \
-    do {                                                                                       \
-        if (!(cond)) {                                                                         \
-            fprintf(stderr, "sam_broker_selftest: %s:%d: check failed: %s\n", __FILE__,        \
-                    __LINE__, #cond);                                                          \
-            failed++;                                                                          \
-        }                                                                                      \
+#define S_CHECK(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "sam_broker_selftest: %s:%d: check failed: %s\n", __FILE__, __LINE__,  \
+                    #cond);                                                                        \
+            failed++;                                                                              \
+        }                                                                                          \
     } while (0)
 
 int sam_broker_selftest(bool verbose)
@@ -1234,8 +1229,7 @@ int sam_broker_selftest(bool verbose)
     S_CHECK(credit == 1);
     ext = "x-other/2 credit=5";
     S_CHECK(!sam_broker_parse_extension((const uint8_t *)ext, strlen(ext), &credit, &identity));
-    S_CHECK(!sam_broker_parse_extension((const uint8_t *)"x-samordna/1\0", 13, &credit,
-                                        &identity));
+    S_CHECK(!sam_broker_parse_extension((const uint8_t *)"x-samordna/1\0", 13, &credit, &identity));
 
     /* Peeking at the id of packed messages, and refusing broken ones. */
     Samordna__V1__Request request = SAMORDNA__V1__REQUEST__INIT;

@@ -19,16 +19,18 @@
 typedef struct {
     const char *const *binds; /* endpoints to bind, borrowed for the call to sam_broker_new */
     size_t nbinds;
-    bool insecure;             /* no authentication; only loopback endpoints are accepted */
-    int heartbeat_ms;          /* interval of HEARTBEAT to workers */
-    int liveness;              /* missed heartbeats before a silent worker is purged */
-    int request_timeout_ms;    /* how long a request waits while its service has no worker */
-    size_t queue_max;          /* queued requests per service; more are refused with 429 */
-    size_t max_msg;            /* largest message (sum of frames) in bytes; more gets 413 */
+    bool insecure;          /* no authentication; only loopback endpoints are accepted */
+    int heartbeat_ms;       /* interval of HEARTBEAT to workers */
+    int liveness;           /* missed heartbeats before a silent worker is purged */
+    int request_timeout_ms; /* how long a request waits while its service has no worker */
+    size_t queue_max;       /* queued requests per service; more are refused with 429 */
+    size_t max_msg;         /* largest message (sum of frames) in bytes; more gets 413 */
 } sam_broker_config_t;
 
 #define SAM_BROKER_CONFIG_DEFAULTS                                                                 \
-    {NULL, 0, false, 2500, 3, 5000, 10000, 1048576}
+    {                                                                                              \
+        NULL, 0, false, 2500, 3, 5000, 10000, 1048576                                              \
+    }
 
 typedef struct sam_broker_t sam_broker_t;
 
@@ -52,8 +54,7 @@ bool sam_broker_endpoint_is_loopback(const char *endpoint);
 /*  Parses a READY extension frame ("x-samordna/1 credit=N identity", tokens in any order,
     unknown ones ignored). Returns false when the frame is not a samordna extension; else
     sets *credit (clamped to 1..SAM_MDP_MAX_CREDIT, 1 when absent) and *identity. */
-bool sam_broker_parse_extension(const uint8_t *data, size_t size, uint32_t *credit,
-                                bool *identity);
+bool sam_broker_parse_extension(const uint8_t *data, size_t size, uint32_t *credit, bool *identity);
 
 /*  Field 1 (a varint) of a packed protobuf message, found by walking its top-level fields
     without decoding anything else: the `id` of a samordna.v1.Request or Reply. Returns 0
