@@ -398,6 +398,9 @@ def test_queue_cap_answers_429():
     rid = c.send("busy", "m")
     rep = expect_error(c, rid, 429, timeout=2)
     assert "busy" in rep.status.message and "full" in rep.status.message
+    for _ in range(50):  # a flood is refused request by request but logged once a second
+        expect_error(c, c.send("busy", "m"), 429, timeout=2)
+    assert proc.logtext().count("request.refused service=busy") == 1, proc.logtext()
     # The queued three are still there and go to a worker that arrives.
     w = Worker(ep, "busy", extension="x-samordna/1 credit=8")
     w.recv()

@@ -56,7 +56,7 @@
 #define S_DRAIN_MAX 1000               /* messages handled per poll before timers run */
 #define S_TICK_MS 50                   /* how often queue expiry is checked */
 #define S_STATS_MS 60000               /* how often counters are logged */
-#define S_HWM 100000                   /* per-peer message queue limit of the socket */
+#define S_HWM 10000                    /* per-peer message queue limit of the socket */
 #define S_MAXMSG_SLACK 65536           /* ZMQ_MAXMSGSIZE is this much above --max-msg */
 #define S_LINGER_MS 500                /* time to flush DISCONNECTs at shutdown */
 #define S_PARTS_MAX 64                 /* frames in one message; more is malformed */
@@ -98,7 +98,9 @@ struct s_service_t {
     s_worker_t *free_head, *free_tail; /* workers with spare credit, least recently used first */
     s_request_t *queue;                /* ring of queued requests, owned */
     size_t qcap, qhead, qlen;
-    int64_t orphaned_at; /* when the service last had no worker (monotonic ms) */
+    int64_t orphaned_at;   /* when the service last had no worker (monotonic ms) */
+    int64_t busy_logged;   /* when a full queue was last logged (monotonic ms) */
+    uint64_t busy_refused; /* requests refused with 429 since then */
 };
 
 struct s_worker_t {
@@ -921,8 +923,15 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         s_worker_delete(self, worker, false, "cannot send to the worker");
     }
     if (service->qlen >= self->queue_max) {
-        sam_warn("request.refused service=%s reason=\"queue full\" queued=%zu", name,
-                 service->qlen);
+        /* At most one line a second per service: a full queue means a flood. */
+        service->busy_refused++;
+        if (self->now >= service->busy_logged + 1000) {
+            sam_warn("request.refused service=%s reason=\"queue full\" queued=%zu "
+                     "refused=%" PRIu64,
+                     name, service->qlen, service->busy_refused);
+            service->busy_logged = self->now;
+            service->busy_refused = 0;
+        }
         s_refuse(self, &request, name, SAM_BUSY,
                  "the queue for service '%s' is full (%zu requests waiting)", name, service->qlen);
         return;
@@ -977,18 +986,21 @@ static void s_expire_queues(sam_broker_t *self)
     for (s_service_t *service = zhashx_first(self->services); service;
          service = zhashx_next(self->services)) {
         if (service->nworkers) continue;
+        size_t expired = 0;
         while (service->qlen) {
             s_request_t *head = s_queue_head(service);
             int64_t since =
                 head->enqueued > service->orphaned_at ? head->enqueued : service->orphaned_at;
             if (self->now < since + self->request_timeout_ms) break;
-            sam_warn("request.expired service=%s waited_ms=%" PRId64, service->name,
-                     self->now - head->enqueued);
             s_refuse(self, head, service->name, SAM_UNAVAILABLE,
                      "no worker for service '%s' within %d ms", service->name,
                      self->request_timeout_ms);
             s_queue_drop(service);
+            expired++;
         }
+        if (expired) /* one line per service and tick, not one per request */
+            sam_warn("request.expired service=%s count=%zu timeout_ms=%d", service->name, expired,
+                     self->request_timeout_ms);
         if (service->qlen == 0) {
             if (!idle) idle = zlist_new();
             if (idle) zlist_append(idle, service->name);
