@@ -37,16 +37,16 @@ static const char *s_money(int64_t ore, char *buf, size_t len)
 static int s_check_currency(const char *currency, sam_reply_t *reply)
 {
     if (currency[0] == 0 || strcmp(currency, "NOK") == 0) return 0;
-    return sam_reply_error(reply, SAM_UNPROCESSABLE,
-                           "currency: only NOK is accepted, got '%.16s'", currency);
+    return sam_reply_error(reply, SAM_UNPROCESSABLE, "currency: only NOK is accepted, got '%.16s'",
+                           currency);
 }
 
 static int s_check_id(const char *field, const char *id, sam_reply_t *reply)
 {
     if (grants_valid_id(id)) return 0;
     return sam_reply_error(reply, SAM_BAD_REQUEST,
-                           "%s: '%.80s' is not an id (lowercase a-z, 0-9 and '-', 1 to 64)",
-                           field, id);
+                           "%s: '%.80s' is not an id (lowercase a-z, 0-9 and '-', 1 to 64)", field,
+                           id);
 }
 
 static int s_check_text(const char *field, const char *s, size_t max, bool required,
@@ -55,16 +55,16 @@ static int s_check_text(const char *field, const char *s, size_t max, bool requi
     size_t n = strlen(s);
     if (required && n == 0) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
     if (n > max)
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: %zu bytes, at most %zu allowed",
-                               field, n, max);
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: %zu bytes, at most %zu allowed", field,
+                               n, max);
     return 0;
 }
 
 static int s_check_date(const char *field, const char *s, sam_reply_t *reply)
 {
     if (s[0] == 0 || grants_valid_date(s)) return 0;
-    return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.20s' is not a date (YYYY-MM-DD)",
-                           field, s);
+    return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.20s' is not a date (YYYY-MM-DD)", field,
+                           s);
 }
 
 static int s_check_year(const char *field, uint32_t year, sam_reply_t *reply)
@@ -121,8 +121,7 @@ static int s_put_scheme(grants_t *g, MDB_txn *txn, const Samordna__V1__Scheme *s
     return rc ? s_store_failed(reply, "schemes", rc) : 0;
 }
 
-static int s_put_award(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a,
-                       sam_reply_t *reply)
+static int s_put_award(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a, sam_reply_t *reply)
 {
     grants_key_t k = {0};
     grants_key_raw(&k, a->id);
@@ -163,8 +162,8 @@ int grants_apply_scheme_created(sam_service_t *svc, MDB_txn *txn, const sam_even
     }
     if (!s_admin(ev) && strcmp(ev->ce->source, s->owner) != 0) {
         sam_reply_error(reply, SAM_FORBIDDEN,
-                        "scheme.owner: '%s' may not create a scheme owned by '%s'",
-                        ev->ce->source, s->owner);
+                        "scheme.owner: '%s' may not create a scheme owned by '%s'", ev->ce->source,
+                        s->owner);
         goto done;
     }
     grants_key_t k = {0};
@@ -236,8 +235,7 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
     if (s_check_id("award.id", a->id, reply) || s_check_id("award.scheme", a->scheme, reply) ||
         s_check_text("award.purpose", a->purpose, GRANTS_MAX_TEXT, true, reply) ||
         s_check_date("award.report_due", a->report_due, reply) ||
-        s_check_date("award.decided", a->decided, reply) ||
-        s_check_currency(a->currency, reply))
+        s_check_date("award.decided", a->decided, reply) || s_check_currency(a->currency, reply))
         goto done;
     if (a->amount_ore <= 0) {
         sam_reply_error(reply, SAM_BAD_REQUEST,
@@ -265,7 +263,8 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
         a->recipient_kind = NULL;
         sam_reply_error(reply, SAM_NOT_FOUND,
                         "award.recipient: unknown recipient '%s' (neither a municipality nor an "
-                        "agency)", a->recipient);
+                        "agency)",
+                        a->recipient);
         goto done;
     }
     if (s_check_pilot(g, txn, "award.pilot", a->pilot, reply)) goto done;
@@ -289,7 +288,8 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
         if (f->amount_ore <= 0) {
             sam_reply_error(reply, SAM_BAD_REQUEST,
                             "award.funders[%zu].amount_ore: %lld øre — a share must be more "
-                            "than zero", i, (long long)f->amount_ore);
+                            "than zero",
+                            i, (long long)f->amount_ore);
             goto done;
         }
         if (__builtin_add_overflow(sum, f->amount_ore, &sum)) {
@@ -381,9 +381,12 @@ static int64_t s_unpaid(const Samordna__V1__FunderShare *f)
 static const char *s_kind_name(Samordna__V1__PaymentKind kind)
 {
     switch (kind) {
-    case SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT: return "disbursement";
-    case SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT: return "repayment";
-    default: return "cancellation";
+    case SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT:
+        return "disbursement";
+    case SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT:
+        return "repayment";
+    default:
+        return "cancellation";
     }
 }
 
@@ -412,12 +415,11 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
         s_check_text("note", p->note, GRANTS_MAX_TEXT, false, reply) ||
         s_check_currency(p->currency, reply))
         goto done;
-    bool cancel_all = kind == SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_CANCELLATION &&
-                      p->amount_ore == 0;
+    bool cancel_all =
+        kind == SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_CANCELLATION && p->amount_ore == 0;
     if (p->amount_ore < 0 || (p->amount_ore == 0 && !cancel_all)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST,
-                        "%s: %lld øre — a %s must be more than zero", f_amount,
-                        (long long)p->amount_ore, what);
+        sam_reply_error(reply, SAM_BAD_REQUEST, "%s: %lld øre — a %s must be more than zero",
+                        f_amount, (long long)p->amount_ore, what);
         goto done;
     }
     if (p->final && kind != SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT) {
@@ -431,8 +433,8 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
     }
     s = grants_scheme_get(g, txn, a->scheme);
     if (!s) {
-        sam_reply_error(reply, SAM_INTERNAL, "award '%s' names scheme '%s' which is missing",
-                        a->id, a->scheme);
+        sam_reply_error(reply, SAM_INTERNAL, "award '%s' names scheme '%s' which is missing", a->id,
+                        a->scheme);
         goto done;
     }
     bool allowed = s_admin(ev) || strcmp(ev->ce->source, s->owner) == 0;
@@ -441,15 +443,16 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
     if (!allowed) {
         sam_reply_error(reply, SAM_FORBIDDEN,
                         "%s: '%s' is neither the owner of scheme '%s' nor a funder of award "
-                        "'%s'", f_award, ev->ce->source, s->id, a->id);
+                        "'%s'",
+                        f_award, ev->ce->source, s->id, a->id);
         goto done;
     }
     grants_key_t pk = {0};
     grants_key_str(&pk, a->id);
     grants_key_raw(&pk, p->id);
     if (grants_has(g, txn, GRANTS_T_PAYMENTS, &pk)) {
-        sam_reply_error(reply, SAM_CONFLICT, "%s: '%s' exists already on award '%s'", f_id,
-                        p->id, a->id);
+        sam_reply_error(reply, SAM_CONFLICT, "%s: '%s' exists already on award '%s'", f_id, p->id,
+                        a->id);
         goto done;
     }
     size_t n = a->n_funders;
@@ -467,8 +470,10 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
     }
     if (kind != SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT &&
         a->status != SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN) {
-        sam_reply_error(reply, SAM_CONFLICT, "%s: award '%s' is %s; nothing more is paid or "
-                        "cancelled", f_award, a->id,
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "%s: award '%s' is %s; nothing more is paid or "
+                        "cancelled",
+                        f_award, a->id,
                         a->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED
                             ? "cancelled"
                             : "completed");
@@ -479,7 +484,8 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
         if (kind == SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT)
             sam_reply_error(reply, SAM_UNPROCESSABLE,
                             "%s: %s is more than what was paid on award '%s' and not repaid "
-                            "(%s)", f_amount, s_money(p->amount_ore, m1, sizeof m1), a->id,
+                            "(%s)",
+                            f_amount, s_money(p->amount_ore, m1, sizeof m1), a->id,
                             s_money(room, m2, sizeof m2));
         else
             sam_reply_error(reply, SAM_UNPROCESSABLE,
@@ -606,7 +612,8 @@ int grants_apply_instrument(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
         in->kind > SAMORDNA__V1__INSTRUMENT_KIND__INSTRUMENT_KIND_OTHER) {
         sam_reply_error(reply, SAM_BAD_REQUEST,
                         "instrument.kind: %d is not project, programme, advice, position or "
-                        "other", (int)in->kind);
+                        "other",
+                        (int)in->kind);
         goto done;
     }
     if (in->value_ore < 0) {
@@ -646,8 +653,7 @@ done:
 
 /* ---- no.samordna.grants.need.recorded ----------------------------------------------------- */
 
-int grants_apply_need(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
-                      sam_reply_t *reply)
+int grants_apply_need(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
     Samordna__V1__Need *nd =
@@ -672,8 +678,8 @@ int grants_apply_need(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
     grants_key_be32(&k, nd->year);
     grants_key_raw(&k, nd->id);
     if (grants_has(g, txn, GRANTS_T_NEEDS, &k)) {
-        sam_reply_error(reply, SAM_CONFLICT, "need.id: need '%s' exists already for %s %u",
-                        nd->id, nd->municipality, nd->year);
+        sam_reply_error(reply, SAM_CONFLICT, "need.id: need '%s' exists already for %s %u", nd->id,
+                        nd->municipality, nd->year);
         goto done;
     }
     int src = grants_put(g, txn, GRANTS_T_NEEDS, &k, &nd->base);

@@ -325,8 +325,10 @@ static int s_verify_awards(grants_t *g, MDB_txn *txn, zhashx_t *sums, s_problems
         if (s->has_frame && appropriated != s->frame_ore)
             s_problem(p, "scheme %s: appropriation differs from its frame", s->id);
         if (left + s->committed_ore != appropriated)
-            s_problem(p, "scheme %s: budget left and committed do not add up to what was "
-                         "appropriated", s->id);
+            s_problem(p,
+                      "scheme %s: budget left and committed do not add up to what was "
+                      "appropriated",
+                      s->id);
         samordna__v1__scheme__free_unpacked(s, NULL);
     }
     mdb_cursor_close(cur);

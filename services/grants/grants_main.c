@@ -26,8 +26,7 @@ static const sam_event_def_t s_events[] = {
 static const sam_option_t s_options[] = {
     {"registry", "SERVICE", "registry", "service name of the registry whose facts grants follows",
      false},
-    {"registry-wait-ms", "MS", "5000", "long-poll wait of each events.read on the registry",
-     false},
+    {"registry-wait-ms", "MS", "5000", "long-poll wait of each events.read on the registry", false},
     {NULL, NULL, NULL, NULL, false},
 };
 

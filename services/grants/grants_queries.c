@@ -142,8 +142,7 @@ int grants_q_schemes_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *ca
 
 /* ---- awards ------------------------------------------------------------------------------- */
 
-int grants_q_award_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                       sam_reply_t *reply)
+int grants_q_award_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
     Samordna__V1__GrantsGetRequest *req = (Samordna__V1__GrantsGetRequest *)sam_call_unpack(
@@ -316,9 +315,8 @@ int grants_q_awards_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
 /* Appends the instruments and needs of a municipality (and year, when not 0) to the lists;
    the messages are kept in keep. */
 static void s_collect_instruments(grants_t *g, MDB_txn *txn, const char *municipality,
-                                  uint32_t year, s_keep_t *keep,
-                                  Samordna__V1__Instrument ***instr, size_t *n_instr,
-                                  Samordna__V1__Need ***needs, size_t *n_needs)
+                                  uint32_t year, s_keep_t *keep, Samordna__V1__Instrument ***instr,
+                                  size_t *n_instr, Samordna__V1__Need ***needs, size_t *n_needs)
 {
     size_t icap = 0, ncap = 0;
     grants_key_t prefix = {0};
@@ -343,8 +341,8 @@ static void s_collect_instruments(grants_t *g, MDB_txn *txn, const char *municip
             id[idl] = 0;
             grants_key_raw(&ik, id);
             ProtobufCMessage *m = NULL;
-            if (grants_get(g, txn, GRANTS_T_INSTRUMENTS, &ik,
-                           &samordna__v1__instrument__descriptor, &m) != 0)
+            if (grants_get(g, txn, GRANTS_T_INSTRUMENTS, &ik, &samordna__v1__instrument__descriptor,
+                           &m) != 0)
                 continue;
             void **slot = s_push((void ***)instr, n_instr, &icap);
             if (!slot || !s_keep(keep, m)) {
@@ -381,8 +379,8 @@ int grants_q_instruments_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t
             call, &samordna__v1__list_instruments_request__descriptor, reply);
     if (!req) return -1;
     if (!grants_valid_id(req->municipality)) {
-        int rc = sam_reply_error(reply, SAM_BAD_REQUEST,
-                                 "municipality: '%.80s' is not an id", req->municipality);
+        int rc = sam_reply_error(reply, SAM_BAD_REQUEST, "municipality: '%.80s' is not an id",
+                                 req->municipality);
         protobuf_c_message_free_unpacked(&req->base, NULL);
         return rc;
     }
@@ -458,8 +456,7 @@ static bool s_parse_index(const MDB_val *k, bool by_year, char *buf, size_t bufl
     return true;
 }
 
-int grants_q_overview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                      sam_reply_t *reply)
+int grants_q_overview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
     Samordna__V1__OverviewRequest *req = (Samordna__V1__OverviewRequest *)sam_call_unpack(
@@ -528,7 +525,7 @@ int grants_q_overview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         if (!f) continue;
         int64_t committed = f->amount_ore - f->cancelled_ore - f->repaid_ore;
         int64_t paid = f->paid_ore - f->repaid_ore;
-        const char *gkey = all ? a->recipient
+        const char *gkey = all                               ? a->recipient
                            : strcmp(group_by, "agency") == 0 ? f->agency
                            : strcmp(group_by, "scheme") == 0 ? a->scheme
                                                              : a->pilot;
@@ -567,7 +564,7 @@ int grants_q_overview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                               &out.n_instruments, &out.needs, &out.n_needs);
     for (size_t i = 0; i < out.n_instruments; i++) {
         const Samordna__V1__Instrument *in = out.instruments[i];
-        const char *gkey = strcmp(group_by, "agency") == 0   ? in->agency
+        const char *gkey = strcmp(group_by, "agency") == 0  ? in->agency
                            : strcmp(group_by, "pilot") == 0 ? in->pilot
                                                             : "";
         Samordna__V1__OverviewGroup *gr = s_group(&groups, gkey);
@@ -605,8 +602,7 @@ done:
 
 /* ---- deadlines ---------------------------------------------------------------------------- */
 
-int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                       sam_reply_t *reply)
+int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
     Samordna__V1__DeadlinesRequest *req = (Samordna__V1__DeadlinesRequest *)sam_call_unpack(

@@ -37,7 +37,8 @@ static bool s_ref_of_event(const Io__Cloudevents__V1__CloudEvent *ce, char *kind
     if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
         data = ce->binary_data.data;
         len = ce->binary_data.len;
-    } else if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA && ce->proto_data) {
+    } else if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA &&
+               ce->proto_data) {
         data = ce->proto_data->value.data;
         len = ce->proto_data->value.len;
     }
@@ -87,7 +88,8 @@ static size_t s_apply_page(grants_t *g, const Samordna__V1__ReadReply *rr)
         cursor = se->seq;
     }
     if (rc == 0) rc = grants_ref_set_cursor(g, txn, cursor);
-    if (rc == 0) rc = mdb_txn_commit(txn);
+    if (rc == 0)
+        rc = mdb_txn_commit(txn);
     else
         mdb_txn_abort(txn);
     if (rc) {
@@ -155,8 +157,7 @@ void grants_refs_tick(grants_t *g)
             sam_result_clear(&res);
         }
         /* A reply that never comes (registry restarted mid-poll): ask again. */
-        if (g->follow_req && now - g->follow_sent_ms > g->follow_wait_ms + 10000)
-            g->follow_req = 0;
+        if (g->follow_req && now - g->follow_sent_ms > g->follow_wait_ms + 10000) g->follow_req = 0;
         if (g->follow_req) return;
     }
     if (now < g->follow_backoff_ms) return;
@@ -231,11 +232,14 @@ static bool s_ask_registry(grants_t *g, char kind, const char *id)
     if (!c) return false;
     char method[64];
     snprintf(method, sizeof method, "%s.%s.get", g->registry,
-             kind == 'a' ? "agencies" : kind == 'm' ? "municipalities" : "pilots");
+             kind == 'a'   ? "agencies"
+             : kind == 'm' ? "municipalities"
+                           : "pilots");
     Samordna__V1__GetRequest req = SAMORDNA__V1__GET_REQUEST__INIT;
     req.id = (char *)id;
     sam_result_t res = {0};
-    uint32_t code = sam_client_call(c, g->registry, method, &req.base, NULL, NULL, 2000, true, &res);
+    uint32_t code =
+        sam_client_call(c, g->registry, method, &req.base, NULL, NULL, 2000, true, &res);
     sam_result_clear(&res);
     sam_debug("refs.asked kind=%c id=%s code=%u", kind, id, code);
     return code == SAM_OK;
@@ -252,10 +256,9 @@ int grants_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
     s_ref_t missing[GRANTS_MAX_FUNDERS + 4];
     size_t nm = 0;
     for (size_t i = 0; i < n; i++) {
-        bool known = refs[i].kind == 'r'
-                         ? grants_ref_known(g, txn, 'm', refs[i].id) ||
-                               grants_ref_known(g, txn, 'a', refs[i].id)
-                         : grants_ref_known(g, txn, refs[i].kind, refs[i].id);
+        bool known = refs[i].kind == 'r' ? grants_ref_known(g, txn, 'm', refs[i].id) ||
+                                               grants_ref_known(g, txn, 'a', refs[i].id)
+                                         : grants_ref_known(g, txn, refs[i].kind, refs[i].id);
         if (!known) missing[nm++] = refs[i];
     }
     mdb_txn_abort(txn);

@@ -102,8 +102,8 @@ int64_t grants_balance(grants_t *g, MDB_txn *txn, const char *account)
     grants_key_t k = {0};
     grants_key_raw(&k, account);
     ProtobufCMessage *m = NULL;
-    if (grants_get(g, txn, GRANTS_T_BALANCES, &k, &samordna__v1__account_balance__descriptor,
-                   &m) != 0)
+    if (grants_get(g, txn, GRANTS_T_BALANCES, &k, &samordna__v1__account_balance__descriptor, &m) !=
+        0)
         return 0;
     int64_t v = ((Samordna__V1__AccountBalance *)m)->balance_ore;
     protobuf_c_message_free_unpacked(m, NULL);

@@ -62,19 +62,19 @@ extern const char *const grants_table_names[GRANTS_T_COUNT + 1];
 
 /* Limits on what one event may carry. */
 #define GRANTS_MAX_FUNDERS 32
-#define GRANTS_MAX_TEXT 2000  /* purpose, description, note */
-#define GRANTS_MAX_NAME 200   /* name, title */
+#define GRANTS_MAX_TEXT 2000 /* purpose, description, note */
+#define GRANTS_MAX_NAME 200  /* name, title */
 
 /* The service context: table handles and the registry follower's state. */
 typedef struct {
     sam_service_t *svc;
     MDB_dbi dbi[GRANTS_T_COUNT];
-    const char *registry;        /* service name of the registry ("registry") */
-    sam_client_t *follower;      /* own client for the registry outbox long poll */
-    uint64_t follow_req;         /* id of the events.read in flight, 0 when none */
-    int64_t follow_sent_ms;      /* when it was sent */
-    int64_t follow_backoff_ms;   /* do not send before this time */
-    int follow_wait_ms;          /* long-poll wait asked of the registry */
+    const char *registry;      /* service name of the registry ("registry") */
+    sam_client_t *follower;    /* own client for the registry outbox long poll */
+    uint64_t follow_req;       /* id of the events.read in flight, 0 when none */
+    int64_t follow_sent_ms;    /* when it was sent */
+    int64_t follow_backoff_ms; /* do not send before this time */
+    int follow_wait_ms;        /* long-poll wait asked of the registry */
 } grants_t;
 
 /* A key under construction: strings with their terminating zero, big-endian integers. */
@@ -84,8 +84,8 @@ typedef struct {
     bool overflow; /* a part did not fit; the key must not be used */
 } grants_key_t;
 
-void grants_key_str(grants_key_t *k, const char *s);      /* s and a zero byte */
-void grants_key_raw(grants_key_t *k, const char *s);      /* s without the zero byte */
+void grants_key_str(grants_key_t *k, const char *s); /* s and a zero byte */
+void grants_key_raw(grants_key_t *k, const char *s); /* s without the zero byte */
 void grants_key_be32(grants_key_t *k, uint32_t v);
 void grants_key_be64(grants_key_t *k, uint64_t v);
 
@@ -118,8 +118,8 @@ uint64_t grants_ref_cursor(grants_t *g, MDB_txn *txn);
 int grants_ref_set_cursor(grants_t *g, MDB_txn *txn, uint64_t seq);
 
 /* Validators shared by apply and query code. */
-bool grants_valid_id(const char *s);                 /* [a-z0-9-]{1,64} */
-bool grants_valid_date(const char *s);               /* YYYY-MM-DD, a real calendar day */
+bool grants_valid_id(const char *s);   /* [a-z0-9-]{1,64} */
+bool grants_valid_date(const char *s); /* YYYY-MM-DD, a real calendar day */
 
 /* Formats øre as Norwegian kroner ("200 000,00"); returns out. */
 const char *grants_fmt_ore(int64_t ore, char *out, size_t len);

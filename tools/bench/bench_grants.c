@@ -172,8 +172,7 @@ static int s_awards(s_pipe_t *p, int n_munis)
                 aw.currency = "NOK";
                 aw.funders = shares;
                 aw.n_funders = 1;
-                if (s_send(p, "grants", "no.samordna.grants.award.granted", eid, agency,
-                           &aw.base))
+                if (s_send(p, "grants", "no.samordna.grants.award.granted", eid, agency, &aw.base))
                     return -1;
                 if (y == S_YEARS - 1) {
                     Samordna__V1__Payment pay = SAMORDNA__V1__PAYMENT__INIT;
@@ -202,8 +201,8 @@ int bench_grants(bench_t *b)
     sam_client_t *c = NULL;
     if (bench_spawn(b, &broker, "broker.log", "samordna-broker", "--bind", ep, "--insecure",
                     "--queue-max", "100000", NULL) != 0 ||
-        bench_spawn(b, &registry, "registry.log", "samordna-registry", "--broker", ep,
-                    "--data-dir", reg_dir, "--insecure", NULL) != 0 ||
+        bench_spawn(b, &registry, "registry.log", "samordna-registry", "--broker", ep, "--data-dir",
+                    reg_dir, "--insecure", NULL) != 0 ||
         bench_spawn(b, &grants, "grants.log", "samordna-grants", "--broker", ep, "--data-dir",
                     grants_dir, "--insecure", NULL) != 0)
         goto done;
@@ -277,7 +276,8 @@ int bench_grants(bench_t *b)
         sam_result_clear(&r);
     }
     printf("store: %d municipalities x %d agencies x %d years = %d awards; one overview year "
-           "has %d lines\n", n_munis, S_AGENCIES, S_YEARS, n_munis * S_AGENCIES * S_YEARS, lines);
+           "has %d lines\n",
+           n_munis, S_AGENCIES, S_YEARS, n_munis * S_AGENCIES * S_YEARS, lines);
     double ping50 = bench_percentile(lat_ping, (size_t)n, 50) / 1000.0;
     bench_figure("grants.ping p50 (baseline)", ping50, "ms");
     double p50 = bench_percentile(lat, (size_t)n, 50) / 1000.0;
@@ -296,9 +296,9 @@ int bench_grants(bench_t *b)
         sam_result_t r = {0};
         ProtobufCMessage *out = NULL;
         int64_t s0 = zclock_usecs();
-        uint32_t code = sam_client_call(c, "grants", "grants.ledger.verify", NULL,
-                                        &samordna__v1__ledger_report__descriptor, &out, 600000,
-                                        false, &r);
+        uint32_t code =
+            sam_client_call(c, "grants", "grants.ledger.verify", NULL,
+                            &samordna__v1__ledger_report__descriptor, &out, 600000, false, &r);
         double ms = (double)(zclock_usecs() - s0) / 1000.0;
         if (code == SAM_OK) {
             Samordna__V1__LedgerReport *lr = (Samordna__V1__LedgerReport *)out;

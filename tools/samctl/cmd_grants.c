@@ -28,11 +28,13 @@ static const char *s_usage =
     "       samctl grants add-scheme ID --name N --owner A --year Y [--frame NOK] [--chapter C]\n"
     "                                   [--item I] [--note T]\n"
     "       samctl grants add-award ID --scheme S --recipient R --amount NOK --purpose P\n"
-    "                       [--funder AGENCY=NOK]… [--pilot P] [--report-due DATE] [--decided DATE]\n"
+    "                       [--funder AGENCY=NOK]… [--pilot P] [--report-due DATE] [--decided "
+    "DATE]\n"
     "       samctl grants disburse AWARD ID --amount NOK [--final] [--date DATE]\n"
     "       samctl grants repay AWARD ID --amount NOK [--date DATE]\n"
     "       samctl grants cancel AWARD ID [--amount NOK] [--date DATE]\n"
-    "       samctl grants add-instrument ID --agency A --municipality M --year Y --kind K --title T\n"
+    "       samctl grants add-instrument ID --agency A --municipality M --year Y --kind K --title "
+    "T\n"
     "                       [--description D] [--pilot P] [--value NOK]\n"
     "       samctl grants add-need ID --municipality M --year Y --title T [--description D]\n"
     "                       [--pilot P]";
@@ -238,26 +240,30 @@ static void s_json_print(json_t *j)
 static const char *s_status_name(Samordna__V1__AwardStatus s)
 {
     switch (s) {
-    case SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN: return "open";
-    case SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_COMPLETED: return "completed";
-    case SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED: return "cancelled";
-    default: return "unknown";
+    case SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN:
+        return "open";
+    case SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_COMPLETED:
+        return "completed";
+    case SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED:
+        return "cancelled";
+    default:
+        return "unknown";
     }
 }
 
-static const char *const s_instrument_kinds[] = {"", "project", "programme", "advice",
-                                                 "position", "other"};
+static const char *const s_instrument_kinds[] = {"",       "project",  "programme",
+                                                 "advice", "position", "other"};
 
 static json_t *s_award_json(const Samordna__V1__Award *a)
 {
     json_t *funders = json_array();
     for (size_t i = 0; i < a->n_funders; i++) {
         const Samordna__V1__FunderShare *f = a->funders[i];
-        json_array_append_new(
-            funders, json_pack("{s:s,s:I,s:I,s:I,s:I}", "agency", f->agency, "amount_ore",
-                               (json_int_t)f->amount_ore, "paid_ore", (json_int_t)f->paid_ore,
-                               "cancelled_ore", (json_int_t)f->cancelled_ore, "repaid_ore",
-                               (json_int_t)f->repaid_ore));
+        json_array_append_new(funders, json_pack("{s:s,s:I,s:I,s:I,s:I}", "agency", f->agency,
+                                                 "amount_ore", (json_int_t)f->amount_ore,
+                                                 "paid_ore", (json_int_t)f->paid_ore,
+                                                 "cancelled_ore", (json_int_t)f->cancelled_ore,
+                                                 "repaid_ore", (json_int_t)f->repaid_ore));
     }
     return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:i,s:o}", "id", a->id, "scheme",
                      a->scheme, "recipient", a->recipient, "recipient_kind", a->recipient_kind,
@@ -294,40 +300,39 @@ static int s_overview(samctl_t *ctl, const s_args_t *a)
         json_t *groups = json_array(), *lines = json_array(), *instr = json_array(),
                *needs = json_array();
         for (size_t i = 0; i < o->n_groups; i++)
-            json_array_append_new(
-                groups, json_pack("{s:s,s:I,s:I,s:i,s:i}", "key", o->groups[i]->key,
-                                  "committed_ore", (json_int_t)o->groups[i]->committed_ore,
-                                  "paid_ore", (json_int_t)o->groups[i]->paid_ore, "awards",
-                                  (int)o->groups[i]->awards, "instruments",
-                                  (int)o->groups[i]->instruments));
+            json_array_append_new(groups, json_pack("{s:s,s:I,s:I,s:i,s:i}", "key",
+                                                    o->groups[i]->key, "committed_ore",
+                                                    (json_int_t)o->groups[i]->committed_ore,
+                                                    "paid_ore", (json_int_t)o->groups[i]->paid_ore,
+                                                    "awards", (int)o->groups[i]->awards,
+                                                    "instruments", (int)o->groups[i]->instruments));
         for (size_t i = 0; i < o->n_lines; i++) {
             const Samordna__V1__OverviewLine *l = o->lines[i];
             json_array_append_new(
                 lines, json_pack("{s:s,s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:s,s:b}", "award", l->award,
                                  "scheme", l->scheme, "pilot", l->pilot, "agency", l->agency,
                                  "year", (int)l->year, "purpose", l->purpose, "committed_ore",
-                                 (json_int_t)l->committed_ore, "paid_ore",
-                                 (json_int_t)l->paid_ore, "status", s_status_name(l->status),
-                                 "joint", l->joint));
+                                 (json_int_t)l->committed_ore, "paid_ore", (json_int_t)l->paid_ore,
+                                 "status", s_status_name(l->status), "joint", l->joint));
         }
         for (size_t i = 0; i < o->n_instruments; i++) {
             const Samordna__V1__Instrument *in = o->instruments[i];
             json_array_append_new(
-                instr, json_pack("{s:s,s:s,s:i,s:s,s:s,s:I}", "id", in->id, "agency", in->agency,
-                                 "year", (int)in->year, "kind",
-                                 in->kind <= 5 ? s_instrument_kinds[in->kind] : "", "title",
-                                 in->title, "value_ore", (json_int_t)in->value_ore));
+                instr,
+                json_pack("{s:s,s:s,s:i,s:s,s:s,s:I}", "id", in->id, "agency", in->agency, "year",
+                          (int)in->year, "kind", in->kind <= 5 ? s_instrument_kinds[in->kind] : "",
+                          "title", in->title, "value_ore", (json_int_t)in->value_ore));
         }
         for (size_t i = 0; i < o->n_needs; i++)
-            json_array_append_new(needs, json_pack("{s:s,s:i,s:s,s:s}", "id", o->needs[i]->id,
-                                                   "year", (int)o->needs[i]->year, "title",
-                                                   o->needs[i]->title, "description",
-                                                   o->needs[i]->description));
+            json_array_append_new(needs,
+                                  json_pack("{s:s,s:i,s:s,s:s}", "id", o->needs[i]->id, "year",
+                                            (int)o->needs[i]->year, "title", o->needs[i]->title,
+                                            "description", o->needs[i]->description));
         s_json_print(json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient", o->recipient,
                                "year", (int)o->year, "group_by", o->group_by, "committed_ore",
-                               (json_int_t)o->committed_ore, "paid_ore",
-                               (json_int_t)o->paid_ore, "groups", groups, "lines", lines,
-                               "instruments", instr, "needs", needs));
+                               (json_int_t)o->committed_ore, "paid_ore", (json_int_t)o->paid_ore,
+                               "groups", groups, "lines", lines, "instruments", instr, "needs",
+                               needs));
         protobuf_c_message_free_unpacked(&o->base, NULL);
         return 0;
     }
@@ -336,10 +341,11 @@ static int s_overview(samctl_t *ctl, const s_args_t *a)
                o->year, o->group_by);
     else
         printf("Awards in %u, by recipient (NOK)\n\n", o->year);
-    printf("%-28s %15s %15s %7s %6s\n", strcmp(o->group_by, "recipient") == 0 ? "RECIPIENT"
-                                        : strcmp(o->group_by, "scheme") == 0  ? "SCHEME"
-                                        : strcmp(o->group_by, "pilot") == 0   ? "PILOT"
-                                                                              : "AGENCY",
+    printf("%-28s %15s %15s %7s %6s\n",
+           strcmp(o->group_by, "recipient") == 0 ? "RECIPIENT"
+           : strcmp(o->group_by, "scheme") == 0  ? "SCHEME"
+           : strcmp(o->group_by, "pilot") == 0   ? "PILOT"
+                                                 : "AGENCY",
            "COMMITTED", "PAID", "AWARDS", "INSTR");
     for (size_t i = 0; i < o->n_groups; i++) {
         const Samordna__V1__OverviewGroup *g = o->groups[i];
@@ -353,10 +359,9 @@ static int s_overview(samctl_t *ctl, const s_args_t *a)
                                                                   : l->agency;
             if (strcmp(key, g->key) != 0) continue;
             printf("  award %-20s %15s %15s  %s%s%s\n", l->award,
-                   s_nok(l->committed_ore, c, sizeof c), s_nok(l->paid_ore, p, sizeof p),
-                   l->scheme, l->joint ? " (joint)" : "",
-                   l->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN ? ""
-                                                                               : " [closed]");
+                   s_nok(l->committed_ore, c, sizeof c), s_nok(l->paid_ore, p, sizeof p), l->scheme,
+                   l->joint ? " (joint)" : "",
+                   l->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN ? "" : " [closed]");
         }
         for (size_t j = 0; j < o->n_instruments; j++) {
             const Samordna__V1__Instrument *in = o->instruments[j];
@@ -364,8 +369,8 @@ static int s_overview(samctl_t *ctl, const s_args_t *a)
                               : strcmp(o->group_by, "agency") == 0 ? in->agency
                                                                    : "";
             if (strcmp(key, g->key) != 0) continue;
-            printf("  %-10s %-20s %s\n", in->kind <= 5 ? s_instrument_kinds[in->kind] : "?",
-                   in->id, in->title);
+            printf("  %-10s %-20s %s\n", in->kind <= 5 ? s_instrument_kinds[in->kind] : "?", in->id,
+                   in->title);
         }
     }
     printf("%-28s %15s %15s\n", "TOTAL", s_nok(o->committed_ore, c, sizeof c),
@@ -460,8 +465,9 @@ static int s_schemes(samctl_t *ctl, const s_args_t *a)
                "PAID");
     for (;;) {
         req.page_token = token;
-        Samordna__V1__SchemeList *l = (Samordna__V1__SchemeList *)samctl_call(
-            ctl, "grants", "grants.schemes.list", &req.base, &samordna__v1__scheme_list__descriptor);
+        Samordna__V1__SchemeList *l =
+            (Samordna__V1__SchemeList *)samctl_call(ctl, "grants", "grants.schemes.list", &req.base,
+                                                    &samordna__v1__scheme_list__descriptor);
         if (!l) {
             json_decref(arr);
             return 1;
@@ -581,8 +587,8 @@ static int s_award_show(samctl_t *ctl, const s_args_t *a)
         if (aw->report_due[0]) printf("  report due %s\n", aw->report_due);
         for (size_t i = 0; i < aw->n_funders; i++) {
             const Samordna__V1__FunderShare *f = aw->funders[i];
-            printf("  funder %-16s share %12s  paid %12s  cancelled %12s  repaid %12s\n",
-                   f->agency, s_nok(f->amount_ore, m, sizeof m), s_nok(f->paid_ore, x, sizeof x),
+            printf("  funder %-16s share %12s  paid %12s  cancelled %12s  repaid %12s\n", f->agency,
+                   s_nok(f->amount_ore, m, sizeof m), s_nok(f->paid_ore, x, sizeof x),
                    s_nok(f->cancelled_ore, y, sizeof y), s_nok(f->repaid_ore, z, sizeof z));
         }
         for (size_t i = 0; i < d->n_payments; i++) {
@@ -646,18 +652,17 @@ static int s_instruments(samctl_t *ctl, const s_args_t *a)
     if (ctl->json) {
         json_t *in = json_array(), *nd = json_array();
         for (size_t i = 0; i < l->n_instruments; i++)
-            json_array_append_new(in, json_pack("{s:s,s:s,s:i,s:s,s:s}", "id",
-                                                l->instruments[i]->id, "agency",
-                                                l->instruments[i]->agency, "year",
-                                                (int)l->instruments[i]->year, "kind",
-                                                l->instruments[i]->kind <= 5
-                                                    ? s_instrument_kinds[l->instruments[i]->kind]
-                                                    : "",
-                                                "title", l->instruments[i]->title));
+            json_array_append_new(
+                in,
+                json_pack("{s:s,s:s,s:i,s:s,s:s}", "id", l->instruments[i]->id, "agency",
+                          l->instruments[i]->agency, "year", (int)l->instruments[i]->year, "kind",
+                          l->instruments[i]->kind <= 5 ? s_instrument_kinds[l->instruments[i]->kind]
+                                                       : "",
+                          "title", l->instruments[i]->title));
         for (size_t i = 0; i < l->n_needs; i++)
-            json_array_append_new(nd, json_pack("{s:s,s:i,s:s}", "id", l->needs[i]->id, "year",
-                                                (int)l->needs[i]->year, "title",
-                                                l->needs[i]->title));
+            json_array_append_new(nd,
+                                  json_pack("{s:s,s:i,s:s}", "id", l->needs[i]->id, "year",
+                                            (int)l->needs[i]->year, "title", l->needs[i]->title));
         s_json_print(json_pack("{s:o,s:o}", "instruments", in, "needs", nd));
     } else {
         for (size_t i = 0; i < l->n_instruments; i++) {
@@ -677,8 +682,8 @@ static int s_instruments(samctl_t *ctl, const s_args_t *a)
 
 static int s_add_scheme(samctl_t *ctl, const s_args_t *a)
 {
-    static const char *const known[] = {"name", "owner", "year", "frame", "chapter",
-                                        "item", "note", NULL};
+    static const char *const known[] = {"name",    "owner", "year", "frame",
+                                        "chapter", "item",  "note", NULL};
     Samordna__V1__Scheme s = SAMORDNA__V1__SCHEME__INIT;
     if (!s_only(a, known) || a->npos != 2 || s_year(a, &s.year) != 0 ||
         s_amount(a, "frame", &s.frame_ore) != 0)
@@ -698,8 +703,8 @@ static int s_add_scheme(samctl_t *ctl, const s_args_t *a)
 
 static int s_award_add(samctl_t *ctl, const s_args_t *a)
 {
-    static const char *const known[] = {"scheme", "recipient", "amount", "purpose", "funder",
-                                        "pilot", "report-due", "decided", NULL};
+    static const char *const known[] = {"scheme", "recipient",  "amount",  "purpose", "funder",
+                                        "pilot",  "report-due", "decided", NULL};
     Samordna__V1__Award aw = SAMORDNA__V1__AWARD__INIT;
     if (!s_only(a, known) || a->npos != 2 || s_amount(a, "amount", &aw.amount_ore) != 0)
         return samctl_usage("grants", s_usage, "add-award ID --scheme S --recipient R …");
@@ -761,8 +766,8 @@ static int s_payment(samctl_t *ctl, const s_args_t *a, const char *type, const c
 
 static int s_add_instrument(samctl_t *ctl, const s_args_t *a)
 {
-    static const char *const known[] = {"agency", "municipality", "year", "kind", "title",
-                                        "description", "pilot", "value", NULL};
+    static const char *const known[] = {"agency",      "municipality", "year",  "kind", "title",
+                                        "description", "pilot",        "value", NULL};
     Samordna__V1__Instrument in = SAMORDNA__V1__INSTRUMENT__INIT;
     if (!s_only(a, known) || a->npos != 2 || s_year(a, &in.year) != 0 ||
         s_amount(a, "value", &in.value_ore) != 0)
@@ -786,8 +791,8 @@ static int s_add_instrument(samctl_t *ctl, const s_args_t *a)
 
 static int s_add_need(samctl_t *ctl, const s_args_t *a)
 {
-    static const char *const known[] = {"municipality", "year", "title", "description", "pilot",
-                                        NULL};
+    static const char *const known[] = {"municipality", "year",  "title",
+                                        "description",  "pilot", NULL};
     Samordna__V1__Need nd = SAMORDNA__V1__NEED__INIT;
     if (!s_only(a, known) || a->npos != 2 || s_year(a, &nd.year) != 0)
         return samctl_usage("grants", s_usage, "add-need ID --municipality M --year Y --title T");

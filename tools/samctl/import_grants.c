@@ -164,7 +164,8 @@ static void s_instruments(import_t *imp, json_t *root)
         int64_t year = 0, value = 0;
         const char *kind;
         if (!(in.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(in.agency = (char *)import_str(imp, o, path, "agency", IMPORT_REQUIRED | IMPORT_ID)) ||
+            !(in.agency =
+                  (char *)import_str(imp, o, path, "agency", IMPORT_REQUIRED | IMPORT_ID)) ||
             !(in.municipality =
                   (char *)import_str(imp, o, path, "municipality", IMPORT_REQUIRED | IMPORT_ID)) ||
             !(in.title = (char *)import_str(imp, o, path, "title", IMPORT_REQUIRED)) ||
@@ -177,8 +178,7 @@ static void s_instruments(import_t *imp, json_t *root)
         int k = import_enum(imp, &samordna__v1__instrument_kind__descriptor, kind,
                             import_path(imp, "%s.kind", path));
         if (k <= 0) {
-            if (k == 0)
-                import_error(imp, import_path(imp, "%s.kind", path), "a kind is required");
+            if (k == 0) import_error(imp, import_path(imp, "%s.kind", path), "a kind is required");
             continue;
         }
         in.kind = (Samordna__V1__InstrumentKind)k;
@@ -187,8 +187,7 @@ static void s_instruments(import_t *imp, json_t *root)
         import_require(imp, "agency", in.agency, import_path(imp, "%s.agency", path));
         import_require(imp, "municipality", in.municipality,
                        import_path(imp, "%s.municipality", path));
-        if (in.pilot[0])
-            import_require(imp, "pilot", in.pilot, import_path(imp, "%s.pilot", path));
+        if (in.pilot[0]) import_require(imp, "pilot", in.pilot, import_path(imp, "%s.pilot", path));
         import_define(imp, "instrument", in.id, path);
         import_event(imp, SVC, T("instrument.registered"), in.id, &in.base);
     }
@@ -202,8 +201,7 @@ static void s_needs(import_t *imp, json_t *root)
     json_array_foreach(arr, i, o)
     {
         const char *path = import_path(imp, "$.needs[%zu]", i);
-        if (!import_object(imp, o, path, "id municipality year title description pilot"))
-            continue;
+        if (!import_object(imp, o, path, "id municipality year title description pilot")) continue;
         Samordna__V1__Need nd = SAMORDNA__V1__NEED__INIT;
         int64_t year = 0;
         if (!(nd.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
