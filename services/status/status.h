@@ -80,7 +80,10 @@ bool status_token_ok(const char *s);
 /* Today's date (UTC) into out[11]. */
 void status_today(char out[11]);
 
-/* True for identified, raised_regionally and raised_nationally (status_events.c). */
+/* A barrier state's rank: identified 0, raised_regionally 1, raised_nationally 2, the final
+   changed / rejected / withdrawn 3; -1 for anything else. */
+int status_barrier_rank(const char *state);
+/* True for identified, raised_regionally and raised_nationally. */
 bool status_barrier_open(const char *state);
 
 /* True when the caller may change anything (insecure, admin or service role). */

@@ -56,3 +56,21 @@ bool status_caller_admin(const Samordna__V1__Caller *caller)
     unsigned bit = sam_role_bit(caller->role);
     return (bit & STATUS_ROLES_ADMIN) != 0;
 }
+
+/* identified → raised_regionally → raised_nationally → changed | rejected | withdrawn.
+   A barrier moves forward only; it may skip steps; the last three are final. */
+int status_barrier_rank(const char *s)
+{
+    if (strcmp(s, "identified") == 0) return 0;
+    if (strcmp(s, "raised_regionally") == 0) return 1;
+    if (strcmp(s, "raised_nationally") == 0) return 2;
+    if (strcmp(s, "changed") == 0 || strcmp(s, "rejected") == 0 || strcmp(s, "withdrawn") == 0)
+        return 3;
+    return -1;
+}
+
+bool status_barrier_open(const char *state)
+{
+    int r = status_barrier_rank(state);
+    return r >= 0 && r < 3;
+}

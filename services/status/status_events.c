@@ -656,24 +656,6 @@ done:
 
 /* ---- barriers ---------------------------------------------------------------------------- */
 
-/* identified → raised_regionally → raised_nationally → changed | rejected | withdrawn.
-   A barrier moves forward only; it may skip steps; the last three are final. */
-static int s_barrier_rank(const char *s)
-{
-    if (strcmp(s, "identified") == 0) return 0;
-    if (strcmp(s, "raised_regionally") == 0) return 1;
-    if (strcmp(s, "raised_nationally") == 0) return 2;
-    if (strcmp(s, "changed") == 0 || strcmp(s, "rejected") == 0 || strcmp(s, "withdrawn") == 0)
-        return 3;
-    return -1;
-}
-
-bool status_barrier_open(const char *state)
-{
-    int r = s_barrier_rank(state);
-    return r >= 0 && r < 3;
-}
-
 static int s_barrier_hist(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                           const Samordna__V1__Barrier *b, const Samordna__V1__BarrierStep *step,
                           const char *what, int open_delta, sam_reply_t *reply)
@@ -813,7 +795,7 @@ int status_ev_barrier_moved(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
     if (s_id(reply, "id", m->id) || s_date(reply, "date", m->date) || s_id(reply, "by", by) ||
         s_text(reply, "note", m->note, TEXT_MAX, false))
         goto done;
-    int to = s_barrier_rank(m->state);
+    int to = status_barrier_rank(m->state);
     if (to < 0) {
         sam_reply_error(reply, SAM_BAD_REQUEST,
                         "state: unknown barrier state '%.40s' (identified, raised_regionally, "
@@ -834,7 +816,7 @@ int status_ev_barrier_moved(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
         goto done;
     }
     b = (Samordna__V1__Barrier *)got;
-    int from = s_barrier_rank(b->state);
+    int from = status_barrier_rank(b->state);
     if (from == 3 || to <= from) {
         sam_reply_error(reply, SAM_CONFLICT, "state: barrier '%s' cannot move from %s to %s%s",
                         m->id, b->state, m->state,
