@@ -1,0 +1,167 @@
+/*  bench_broker.c — request/reply through samordna-broker to samordna-echo, against a raw
+    ZeroMQ DEALER↔ROUTER echo measured in the same run.
+
+    Both paths carry 200-byte bodies. "Pipelined" keeps a window of requests in flight from
+    one client and reports replies per second; "sequential" sends one request, waits for its
+    reply, and reports the round trip's p50 and p99. The raw echo runs in a thread of this
+    process; the broker path crosses two extra processes (broker and worker) and the samordna
+    envelope, so the ratio of the two is what the broker and runtime cost.
+*/
+#include "bench.h"
+#include "sam_client.h"
+#include "sam_status.h"
+
+#include <czmq.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_BODY 200
+#define S_WINDOW 1000
+
+/* The raw baseline's echo: a ROUTER that sends every message back as it came. It binds an
+   ephemeral loopback port itself and sends the port number up the pipe (0: bind failed). */
+static void s_raw_echo(zsock_t *pipe, void *unused)
+{
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    zsock_set_sndhwm(router, 0);
+    zsock_set_rcvhwm(router, 0);
+    int port = zsock_bind(router, "tcp://127.0.0.1:*");
+    zsock_signal(pipe, 0);
+    zsock_send(pipe, "i", port > 0 ? port : 0);
+    zpoller_t *poller = zpoller_new(pipe, router, NULL);
+    while (true) {
+        void *which = zpoller_wait(poller, -1);
+        if (which != router) break;
+        zmsg_t *msg = zmsg_recv(router);
+        if (msg) zmsg_send(&msg, router);
+    }
+    zpoller_destroy(&poller);
+    zsock_destroy(&router);
+}
+
+typedef struct {
+    double per_s;
+    double p50_us, p99_us;
+} s_result_t;
+
+static void s_raw(const char *ep, size_t pipelined, size_t sequential, s_result_t *out)
+{
+    zsock_t *dealer = zsock_new(ZMQ_DEALER);
+    zsock_set_sndhwm(dealer, 0);
+    zsock_set_rcvhwm(dealer, 0);
+    zsock_connect(dealer, "%s", ep);
+    uint8_t body[S_BODY];
+    memset(body, 'x', sizeof body);
+    size_t sent = 0, got = 0;
+    int64_t t0 = zclock_usecs();
+    while (got < pipelined) {
+        while (sent < pipelined && sent - got < S_WINDOW) {
+            zframe_t *f = zframe_new(body, sizeof body);
+            zframe_send(&f, dealer, 0);
+            sent++;
+        }
+        zframe_t *f = zframe_recv(dealer);
+        zframe_destroy(&f);
+        got++;
+    }
+    out->per_s = (double)pipelined / ((double)(zclock_usecs() - t0) / 1e6);
+    int64_t *lat = calloc(sequential, sizeof *lat);
+    for (size_t i = 0; i < sequential; i++) {
+        int64_t s = zclock_usecs();
+        zframe_t *f = zframe_new(body, sizeof body);
+        zframe_send(&f, dealer, 0);
+        f = zframe_recv(dealer);
+        zframe_destroy(&f);
+        lat[i] = zclock_usecs() - s;
+    }
+    out->p50_us = bench_percentile(lat, sequential, 50);
+    out->p99_us = bench_percentile(lat, sequential, 99);
+    free(lat);
+    zsock_destroy(&dealer);
+}
+
+static int s_brokered(const char *ep, size_t pipelined, size_t sequential, s_result_t *out)
+{
+    const char *eps[] = {ep};
+    char err[256];
+    sam_client_t *c = sam_client_new(eps, 1, NULL, err, sizeof err);
+    if (!c) return -1;
+    uint8_t body[S_BODY];
+    memset(body, 'x', sizeof body);
+    size_t sent = 0, got = 0, bad = 0;
+    int64_t t0 = zclock_usecs();
+    while (got < pipelined) {
+        while (sent < pipelined && sent - got < S_WINDOW) {
+            if (!sam_client_send(c, "echo", "echo", body, sizeof body)) break;
+            sent++;
+        }
+        sam_result_t r;
+        if (sam_client_recv(c, 5000, &r) != 0) {
+            fprintf(stderr, "bench: no reply within 5 s after %zu of %zu\n", got, pipelined);
+            sam_client_destroy(&c);
+            return -1;
+        }
+        if (r.code != SAM_OK || r.body_len != S_BODY) bad++;
+        sam_result_clear(&r);
+        got++;
+    }
+    out->per_s = (double)pipelined / ((double)(zclock_usecs() - t0) / 1e6);
+    int64_t *lat = calloc(sequential, sizeof *lat);
+    for (size_t i = 0; i < sequential; i++) {
+        int64_t s = zclock_usecs();
+        sam_client_send(c, "echo", "echo", body, sizeof body);
+        sam_result_t r;
+        if (sam_client_recv(c, 5000, &r) != 0 || r.code != SAM_OK) bad++;
+        sam_result_clear(&r);
+        lat[i] = zclock_usecs() - s;
+    }
+    out->p50_us = bench_percentile(lat, sequential, 50);
+    out->p99_us = bench_percentile(lat, sequential, 99);
+    free(lat);
+    sam_client_destroy(&c);
+    if (bad) fprintf(stderr, "bench: %zu replies were errors or the wrong size\n", bad);
+    return bad ? -1 : 0;
+}
+
+int bench_broker(bench_t *b)
+{
+    size_t pipelined = (size_t)(200000 * b->scale), sequential = (size_t)(20000 * b->scale);
+    char raw_ep[64], broker_ep[64];
+    zactor_t *echo = zactor_new(s_raw_echo, NULL);
+    int port = 0;
+    zsock_recv(echo, "i", &port);
+    if (port <= 0) {
+        fprintf(stderr, "bench broker: cannot bind the raw echo\n");
+        zactor_destroy(&echo);
+        return 1;
+    }
+    snprintf(raw_ep, sizeof raw_ep, "tcp://127.0.0.1:%d", port);
+    s_result_t raw, brk;
+    s_raw(raw_ep, pipelined, sequential, &raw);
+    zactor_destroy(&echo);
+
+    bench_endpoint(broker_ep, sizeof broker_ep);
+    bench_proc_t broker = {0}, worker = {0};
+    bench_spawn(b, &broker, "broker.log", "samordna-broker", "--bind", broker_ep, "--insecure",
+                NULL);
+    bench_spawn(b, &worker, "echo.log", "samordna-echo", "--broker", broker_ep, "--data-dir",
+                b->work_dir, "--insecure", "--credit", "256", NULL);
+    int rc = bench_wait_service(broker_ep, "echo", 10000);
+    if (rc == 0) rc = s_brokered(broker_ep, pipelined, sequential, &brk);
+    bench_stop(&worker);
+    bench_stop(&broker);
+    if (rc != 0) {
+        fprintf(stderr, "bench broker: the broker path failed (logs in %s)\n", b->work_dir);
+        return 1;
+    }
+    bench_figure("raw dealer-router pipelined", raw.per_s, "req/s");
+    bench_figure("broker+echo pipelined", brk.per_s, "req/s");
+    bench_figure("pipelined ratio broker/raw", brk.per_s / raw.per_s, "x");
+    bench_figure("raw sequential p50", raw.p50_us, "us");
+    bench_figure("raw sequential p99", raw.p99_us, "us");
+    bench_figure("broker+echo sequential p50", brk.p50_us, "us");
+    bench_figure("broker+echo sequential p99", brk.p99_us, "us");
+    bench_figure("sequential p50 ratio broker/raw", brk.p50_us / raw.p50_us, "x");
+    return 0;
+}
