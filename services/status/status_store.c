@@ -14,7 +14,8 @@ const char *const status_tables[] = {"kinds",    "mshist",   "meetings",   "meet
 
 static void s_add(status_key_t *k, const void *p, size_t n)
 {
-    if (k->len + n > STATUS_KEY_MAX) n = STATUS_KEY_MAX - k->len;
+    if (k->len >= STATUS_KEY_MAX) return;
+    if (n > STATUS_KEY_MAX - k->len) n = STATUS_KEY_MAX - k->len;
     memcpy(k->b + k->len, p, n);
     k->len += n;
 }

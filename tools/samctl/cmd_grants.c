@@ -79,12 +79,10 @@ static const char *s_nok(int64_t ore, char *out, size_t len)
         grouped[gi++] = digits[i];
     }
     grouped[gi] = 0;
-    if (v % 100)
-        snprintf(out, len, "%s%s,%02llu", ore < 0 ? "-" : "", grouped,
-                 (unsigned long long)(v % 100));
-    else
-        snprintf(out, len, "%s%s", ore < 0 ? "-" : "", grouped);
-    return out;
+    int n = v % 100 ? snprintf(out, len, "%s%s,%02llu", ore < 0 ? "-" : "", grouped,
+                               (unsigned long long)(v % 100))
+                    : snprintf(out, len, "%s%s", ore < 0 ? "-" : "", grouped);
+    return n >= 0 && (size_t)n < len ? out : "(too wide)";
 }
 
 /* ---- arguments ----------------------------------------------------------------------------- */
