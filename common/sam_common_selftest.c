@@ -105,6 +105,10 @@ static void s_store_test(const char *dir)
     CHECK(sam_be32_get(b) == 0xdeadbeef);
 
     char path[1024], err[256];
+    snprintf(path, sizeof path, "%s/store/data.mdb", dir);
+    remove(path); /* a store left by an earlier run would not be new */
+    snprintf(path, sizeof path, "%s/store/lock.mdb", dir);
+    remove(path);
     snprintf(path, sizeof path, "%s/store", dir);
     const char *const tables[] = {"things", NULL};
     sam_store_t *st = sam_store_open(path, tables, NULL, err, sizeof err);
