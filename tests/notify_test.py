@@ -12,7 +12,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 
 import samtest  # noqa: E402
 from samtest import Client  # noqa: E402
-from samordna.v1 import events_pb2, notify_pb2  # noqa: E402
+from samordna.v1 import events_pb2, grants_pb2, notify_pb2, registry_pb2, status_pb2  # noqa
+import datetime  # noqa: E402
 from cloudevents.v1 import cloudevents_pb2  # noqa: E402
 from notify_receivers import SmtpRecorder, WebhookReceiver, sign, verify  # noqa: E402
 
@@ -554,6 +555,133 @@ def test_samctl_notify_commands():
     rc, out, err = samctl(s.ep, "notify", "unsubscribe", "ops")
     assert rc == 1 and "404" in err, err
     s.close()
+
+
+# ---- the briefing and the reminders -------------------------------------------------------
+
+
+def test_briefing_preview_notes_what_is_unavailable():
+    s = Stack("notify-brief-alone", "--call-timeout-ms", "500")
+    rep, b = s.c.call("notify", "notify.briefing.preview",
+                      notify_pb2.BriefingPreviewRequest(date="2019-11-11"), notify_pb2.Briefing,
+                      timeout=10)
+    assert rep.status.code == 200, rep.status
+    assert b.id == "briefing-2019-12-01" and b.period_from == "2019-06-01"
+    assert b.period_to == "2019-11-30"
+    assert "not available" in b.text and "Notes" in b.text
+    assert any(n.startswith("status.report") for n in b.notes), list(b.notes)
+    assert any(n.startswith("grants.overview 2019") for n in b.notes), list(b.notes)
+    assert any(n.startswith("status.barriers.list") for n in b.notes), list(b.notes)
+    rep, _ = s.c.call("notify", "notify.briefing.preview",
+                      notify_pb2.BriefingPreviewRequest(date="2019-02-30"))
+    assert rep.status.code == 400 and "date" in rep.status.message
+    rc, out, err = samctl(s.ep, "notify", "briefing", "--preview", "--date", "2019-05-01")
+    assert rc == 0 and "Due 2019-06-01. Period 2018-12-01 to 2019-05-31." in out, out
+    s.close()
+
+
+def _pub(c, service, etype, msg, source="fmov"):
+    _n[0] += 1
+    rep = publish(c, service, cloud_event(f"w-{_n[0]}", etype, source=source,
+                                          data=msg.SerializeToString()))[0]
+    assert rep.status.code == 200, (etype, rep.status)
+
+
+def test_briefing_and_reminders_from_the_real_services():
+    data = samtest.scratch("notify-brief")
+    _, ep = samtest.broker()
+    samtest.service("registry", ep, os.path.join(data, "reg"))
+    samtest.service("status", ep, os.path.join(data, "status"))
+    samtest.service("grants", ep, os.path.join(data, "grants"))
+    c = Client(ep)
+    for a in ("fmov", "ofk"):
+        _pub(c, "registry", "no.samordna.registry.agency.registered",
+             registry_pb2.Agency(id=a, name=a.upper(), kind=2), source=a)
+    _pub(c, "registry", "no.samordna.registry.municipality.registered",
+         registry_pb2.Municipality(id="halden", name="Halden"))
+    today = datetime.date.today()
+    soon, late = today + datetime.timedelta(days=30), today + datetime.timedelta(days=90)
+    _pub(c, "grants", "no.samordna.grants.scheme.created",
+         grants_pb2.Scheme(id="ps", name="Prosjektskjønn", owner="fmov", year=today.year,
+                           currency="NOK"))
+    for aid, due in (("a-soon", soon), ("a-late", late)):
+        a = grants_pb2.Award(id=aid, scheme="ps", recipient="halden", amount_ore=20000000,
+                             purpose="Koordinering", currency="NOK", report_due=due.isoformat())
+        a.funders.add(agency="fmov", amount_ore=20000000)
+        ok = False
+        for _ in range(50):  # grants learns of halden from the registry's outbox
+            _n[0] += 1
+            rep = publish(c, "grants", cloud_event(f"aw-{_n[0]}", "no.samordna.grants.award.granted",
+                                                   data=a.SerializeToString()))[0]
+            if rep.status.code == 200:
+                ok = True
+                break
+            time.sleep(0.1)
+        assert ok, rep.status
+    for _ in range(50):
+        _n[0] += 1
+        rep = publish(c, "status", cloud_event(
+            f"b-{_n[0]}", "no.samordna.status.barrier.registered",
+            data=status_pb2.BarrierRegistered(
+                id="b-arsbevilgning", title="Tilskudd må søkes hvert år", municipality="halden",
+                raised_by="fmov", concerns="rule",
+                date=(today - datetime.timedelta(days=10)).isoformat()).SerializeToString()))[0]
+        if rep.status.code == 200:
+            break
+        time.sleep(0.1)
+    assert rep.status.code == 200, rep.status
+    smtp = SmtpRecorder()
+    tomorrow = (today + datetime.timedelta(days=1)).strftime("%m-%d")
+    args = ["--follow", "registry,status,grants", "--smtp-url", smtp.url,
+            "--schedule-interval-ms", "300"]
+    notify = samtest.service("notify", ep, os.path.join(data, "notify"),
+                             "--briefing-dates", tomorrow, "--reminder-days", "0", *args)
+    assert subscribe(c, "styringsgruppen", type="no.samordna.notify.briefing.issued"
+                     ).status.code == 200
+    assert subscribe(c, "styringsgruppen-post", channel=EMAIL, email="sg@fmov.test",
+                     type="no.samordna.notify.briefing.issued").status.code == 200
+    assert subscribe(c, "frister", type="no.samordna.notify.reminder.due",
+                     subject="halden").status.code == 200
+    assert subscribe(c, "grants-feed", type="no.samordna.grants.*").status.code == 200
+    time.sleep(0.5)
+    assert inbox_read(c, "styringsgruppen") == [] and inbox_read(c, "frister") == []
+    notify.stop()
+    # the same store, and today is a briefing day: it is issued once, and the reminder of
+    # the deadline within 60 days (not the one in 90)
+    notify = samtest.service("notify", ep, os.path.join(data, "notify"),
+                             "--briefing-dates", today.strftime("%m-%d"), *args)
+    items = wait_inbox(c, "styringsgruppen", 1)
+    b = notify_pb2.Briefing()
+    b.ParseFromString(items[0].event.binary_data)
+    assert items[0].event.type == "no.samordna.notify.briefing.issued"
+    assert items[0].event.source == "fmov" and items[0].event.id == f"briefing-{today}"
+    assert b.date == today.isoformat() and list(b.notes) == [], list(b.notes)
+    assert "b-arsbevilgning" in b.text and "barrier.registered" in b.text, b.text
+    assert "halden" in b.text and "400 000" in b.text, b.text
+    rem = wait_inbox(c, "frister", 1)
+    assert [i.event.id for i in rem] == [f"reminder-a-soon-{soon}"]
+    r = notify_pb2.Reminder()
+    r.ParseFromString(rem[0].event.binary_data)
+    assert r.award == "a-soon" and "in 30 days" in r.text, r.text
+    wait_for(lambda: len(smtp.messages) >= 1, 10, "the briefing by e-mail")
+    assert "Half-yearly briefing" in smtp.messages[0]["data"]
+    # the grants events themselves are followed too (those after the subscription)
+    a = grants_pb2.Award(id="a-new", scheme="ps", recipient="halden", amount_ore=100,
+                         purpose="Koordinering", currency="NOK")
+    a.funders.add(agency="fmov", amount_ore=100)
+    _pub(c, "grants", "no.samordna.grants.award.granted", a)
+    feed = wait_inbox(c, "grants-feed", 1)
+    assert [(i.service, i.event.type) for i in feed] == [
+        ("grants", "no.samordna.grants.award.granted")]
+    # issued once: a restart and more checks send nothing again
+    notify.stop()
+    notify = samtest.service("notify", ep, os.path.join(data, "notify"),
+                             "--briefing-dates", today.strftime("%m-%d"), *args)
+    time.sleep(1.0)
+    assert len(inbox_read(c, "styringsgruppen")) == 1 and len(inbox_read(c, "frister")) == 1
+    assert len(smtp.messages) == 1
+    c.close()
+    smtp.close()
 
 
 def test_stop_is_clean():

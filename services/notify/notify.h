@@ -62,8 +62,12 @@ typedef struct {
     const char *smtp_url;           /* smtp://host:port, NULL: e-mail deliveries retry */
     const char *mail_from;
     const char *briefing_dates;     /* "MM-DD,MM-DD" */
-    long reminder_days;
+    const char *briefing_from;      /* source of briefings and reminders (the pilot owner) */
+    long reminder_days;             /* before a reporting deadline; 0: no reminders */
     long call_timeout_ms;           /* calls to status and grants while composing */
+    long schedule_interval_ms;      /* how often briefings and deadlines are checked */
+    char since[11];                 /* first day the store ran: no briefing before it */
+    bool grants_down;               /* grants.deadlines failed last time (logged once) */
 
     /* run-time state */
     sam_client_t *client;           /* the runtime's client, for events.read and calls */
@@ -128,5 +132,11 @@ void notify_deliver_forget(notify_t *n, const char *sub_id);
 /* The body of one delivery: CloudEvents structured JSON (malloc'd, NUL-terminated). */
 char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce);
 
+
+/* notify_briefing.c — the half-yearly briefing and the reminders. */
+int notify_schedule_start(notify_t *n);
+void notify_schedule_tick(notify_t *n);
+int notify_q_briefing_preview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                              sam_reply_t *reply);
 
 #endif

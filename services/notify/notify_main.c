@@ -21,7 +21,8 @@
     X("notify.log", notify_q_log, SAM_ROLES_ANY)                                                  \
     X("notify.dead.list", notify_q_dead_list, SAM_ROLES_ANY)                                      \
     X("notify.dead.replay", notify_q_dead_replay, SAM_ROLES_WRITE)                                \
-    X("notify.cursors", notify_q_cursors, SAM_ROLES_ANY)
+    X("notify.cursors", notify_q_cursors, SAM_ROLES_ANY)                                          \
+    X("notify.briefing.preview", notify_q_briefing_preview, SAM_ROLES_ANY)
 
 #define NOTIFY_EVENTS(X)                                                                           \
     X("no.samordna.notify.subscription.created", notify_apply_sub_created, SAM_ROLES_WRITE)       \
@@ -49,6 +50,15 @@ static const sam_option_t s_options[] = {
     {"max-in-flight", "N", "64", "webhook and e-mail transfers at once", false},
     {"smtp-url", "URL", NULL, "SMTP relay for e-mail subscriptions (smtp://host:port)", false},
     {"mail-from", "ADDRESS", "samordna@localhost", "sender address of e-mail", false},
+    {"briefing-dates", "MM-DD,…", "06-01,12-01",
+     "when the steering group's briefing is due, every year (the programme's half year)", false},
+    {"briefing-from", "AGENCY", "fmov", "source of briefings and reminders: the pilot owner",
+     false},
+    {"reminder-days", "N", "60", "days before an award's reporting deadline to remind (0: off)",
+     false},
+    {"schedule-interval-ms", "MS", "60000", "how often due briefings and deadlines are checked",
+     false},
+    {"call-timeout-ms", "MS", "3000", "timeout of each call to status and grants", false},
     {NULL, NULL, NULL, NULL, false},
 };
 
@@ -119,6 +129,16 @@ static int s_parse_options(notify_t *n, sam_config_t *cfg)
     n->max_in_flight = sam_config_int(cfg, "max-in-flight", 1, 10000, &ok);
     n->smtp_url = sam_config_get(cfg, "smtp-url");
     n->mail_from = sam_config_get(cfg, "mail-from");
+    n->briefing_dates = sam_config_get(cfg, "briefing-dates");
+    n->briefing_from = sam_config_get(cfg, "briefing-from");
+    n->reminder_days = sam_config_int(cfg, "reminder-days", 0, 3650, &ok);
+    n->schedule_interval_ms = sam_config_int(cfg, "schedule-interval-ms", 100, 86400000, &ok);
+    n->call_timeout_ms = sam_config_int(cfg, "call-timeout-ms", 100, 60000, &ok);
+    if (!notify_valid_id(n->briefing_from)) {
+        sam_error("options.invalid briefing-from=\"%s\" reason=\"not an agency id\"",
+                  n->briefing_from);
+        return -1;
+    }
     return ok ? 0 : -1;
 }
 
@@ -169,6 +189,7 @@ static int s_start(sam_service_t *svc)
         sam_error("start.failed reason=\"libcurl could not start\"");
         return -1;
     }
+    if (notify_schedule_start(n)) return -1;
     notify_follow_start(n);
     sam_info("notify.started follow=%zu retries=%zu max_in_flight=%ld smtp=%s", n->n_follow,
              n->n_schedule, n->max_in_flight, n->smtp_url ? n->smtp_url : "(none)");
@@ -180,6 +201,7 @@ static void s_tick(sam_service_t *svc)
     notify_t *n = sam_service_ctx(svc);
     notify_follow_tick(n);
     notify_deliver_tick(n);
+    notify_schedule_tick(n);
 }
 
 static void s_stop(sam_service_t *svc)

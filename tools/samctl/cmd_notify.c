@@ -10,6 +10,7 @@
     samctl notify replay (SUBSCRIPTION/QSEQ | --all [--subscription S])
     samctl notify inbox SUBSCRIPTION [--max N] [--ack]
     samctl notify cursors
+    samctl notify briefing --preview [--date YYYY-MM-DD]
 */
 #include "samctl.h"
 #include "sam_service.h"
@@ -27,7 +28,7 @@ static const char *s_usage =
     "notify subscriptions [--agency A] | subscribe ID (--inbox|--webhook URL|--email ADDR) "
     "[--type T] [--from AGENCY] [--subject S] [--description D] | unsubscribe ID | secret ID | "
     "log SUB | dead [SUB] | replay (SUB/QSEQ | --all [--subscription SUB]) | "
-    "inbox SUB [--max N] [--ack] | cursors";
+    "inbox SUB [--max N] [--ack] | cursors | briefing --preview [--date D]";
 
 static const char *s_channel(int c)
 {
@@ -378,6 +379,39 @@ static int s_cursors(samctl_t *ctl, int argc, char **argv)
     return 0;
 }
 
+/* The next briefing, composed now from the status and grants services. */
+static int s_briefing(samctl_t *ctl, int argc, char **argv)
+{
+    Samordna__V1__BriefingPreviewRequest req = SAMORDNA__V1__BRIEFING_PREVIEW_REQUEST__INIT;
+    bool preview = false;
+    for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--preview") == 0)
+            preview = true;
+        else if (strcmp(argv[i], "--date") == 0 && i + 1 < argc)
+            req.date = argv[++i];
+        else
+            return samctl_usage("notify", s_usage, "briefing: unexpected argument");
+    }
+    if (!preview)
+        return samctl_usage("notify", s_usage,
+                            "briefing: --preview shows the next one (briefings are issued on "
+                            "their dates by the service)");
+    Samordna__V1__Briefing *b = (Samordna__V1__Briefing *)samctl_call(
+        ctl, "notify", "notify.briefing.preview", &req.base, &samordna__v1__briefing__descriptor);
+    if (!b) return 1;
+    if (ctl->json) {
+        json_t *notes = json_array();
+        for (size_t i = 0; i < b->n_notes; i++) json_array_append_new(notes, json_string(b->notes[i]));
+        s_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", b->id, "date", b->date,
+                               "period_from", b->period_from, "period_to", b->period_to, "text",
+                               b->text, "notes", notes));
+    } else {
+        fputs(b->text, stdout);
+    }
+    protobuf_c_message_free_unpacked(&b->base, NULL);
+    return 0;
+}
+
 int samctl_cmd_notify(samctl_t *ctl, int argc, char **argv)
 {
     static const struct {
@@ -387,6 +421,7 @@ int samctl_cmd_notify(samctl_t *ctl, int argc, char **argv)
         {"subscriptions", s_subscriptions}, {"subscribe", s_subscribe}, {"unsubscribe", s_unsubscribe},
         {"secret", s_secret},               {"log", s_log},             {"dead", s_dead},
         {"replay", s_replay},               {"inbox", s_inbox},         {"cursors", s_cursors},
+        {"briefing", s_briefing},
     };
     if (argc < 2) return samctl_usage("notify", s_usage, "name a subcommand");
     for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
