@@ -123,6 +123,12 @@ int notify_enqueue_matches(notify_t *n, MDB_txn *txn, const char *service, uint6
                            const Io__Cloudevents__V1__CloudEvent *ce, int64_t committed_ms,
                            int64_t now_ms);
 
+/* Commits a transaction that records delivery outcomes (delivered, retry, acked…) without
+   waiting for the disk: after a power loss such a record may be missing, and the delivery
+   is simply made again — at least once, as promised. Queued deliveries and cursors are
+   always committed synced. Returns mdb_txn_commit's code. */
+int notify_commit_relaxed(notify_t *n, MDB_txn *txn);
+
 /* notify_deliver.c — webhooks and e-mail. */
 int notify_deliver_start(notify_t *n);
 void notify_deliver_tick(notify_t *n);

@@ -580,7 +580,7 @@ static void s_collect(notify_t *n)
         s_flight_free(&f);
     }
     if (w) {
-        int rc = mdb_txn_commit(w);
+        int rc = notify_commit_relaxed(n, w);
         if (rc) sam_error("deliver.commit error=\"%s\"", sam_store_strerror(rc));
         n->next_deliver_scan_ms = 0;
     }
@@ -685,6 +685,18 @@ static void s_scan_handshakes(notify_t *n, int64_t now)
     n->next_handshake_scan_ms = next;
 }
 
+int notify_commit_relaxed(notify_t *n, MDB_txn *txn)
+{
+    MDB_env *env = sam_store_env(sam_service_store(n->svc));
+    unsigned flags = 0;
+    mdb_env_get_flags(env, &flags);
+    if (flags & MDB_NOSYNC) return mdb_txn_commit(txn); /* --nosync: nothing to relax */
+    mdb_env_set_flags(env, MDB_NOSYNC, 1);
+    int rc = mdb_txn_commit(txn);
+    mdb_env_set_flags(env, MDB_NOSYNC, 0);
+    return rc;
+}
+
 /* ---- lifecycle ---------------------------------------------------------------------------- */
 
 int notify_deliver_start(notify_t *n)
@@ -699,13 +711,20 @@ int notify_deliver_start(notify_t *n)
 
 void notify_deliver_tick(notify_t *n)
 {
-    int running = 0;
-    curl_multi_perform(n->multi, &running);
-    s_collect(n);
-    int64_t now = notify_now_ms();
-    if (now >= n->next_handshake_scan_ms) s_scan_handshakes(n, now);
-    if (now >= n->next_deliver_scan_ms) s_scan_queue(n, now);
-    if (zhashx_size(n->flights)) curl_multi_perform(n->multi, &running);
+    /* A few rounds, each waiting at most 1 ms for the receivers: a loopback answer is taken
+       in this tick rather than the next, and the service loop is never held for long. */
+    int64_t until = zclock_mono() + 3;
+    do {
+        int running = 0, fds = 0;
+        curl_multi_perform(n->multi, &running);
+        s_collect(n);
+        int64_t now = notify_now_ms();
+        if (now >= n->next_handshake_scan_ms) s_scan_handshakes(n, now);
+        if (now >= n->next_deliver_scan_ms) s_scan_queue(n, now);
+        if (!zhashx_size(n->flights)) break;
+        curl_multi_perform(n->multi, &running);
+        curl_multi_wait(n->multi, NULL, 0, 1, &fds);
+    } while (zclock_mono() < until);
 }
 
 void notify_deliver_forget(notify_t *n, const char *sub_id)

@@ -53,50 +53,58 @@ typedef struct {
     int err;
 } s_match_t;
 
-static int s_candidate(void *arg, const char *sub_id)
+static int s_candidate(void *arg, const char *sub_id, int channel)
 {
     s_match_t *m = arg;
     notify_t *n = m->n;
-    Samordna__V1__Subscription *s = NULL;
-    int rc = sam_store_get_msg(m->txn, n->dbi.subs, sub_id, strlen(sub_id),
-                               &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
-    if (rc == MDB_NOTFOUND) return 0; /* an index entry never outlives its subscription, but a
-                                         stale one must not stop matching */
+    /* only webhooks and disabled subscriptions have a state row; none means active */
+    Samordna__V1__SubscriptionState *st = NULL;
+    int rc = sam_store_get_msg(m->txn, n->dbi.state, sub_id, strlen(sub_id),
+                               &samordna__v1__subscription_state__descriptor,
+                               (ProtobufCMessage **)&st);
+    if (rc == 0) {
+        bool disabled = st->state == SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED;
+        protobuf_c_message_free_unpacked(&st->base, NULL);
+        if (disabled) return 0;
+    } else if (rc != MDB_NOTFOUND) {
+        m->err = rc;
+        return 1;
+    }
+    uint64_t qseq = notify_counter_next(m->txn, &n->dbi, "qseq");
+    Samordna__V1__Delivery d = SAMORDNA__V1__DELIVERY__INIT;
+    d.subscription = (char *)sub_id;
+    d.qseq = qseq;
+    d.service = (char *)m->service;
+    d.seq = m->seq;
+    d.event = (Io__Cloudevents__V1__CloudEvent *)m->ce;
+    d.enqueued_ms = m->now_ms;
+    d.committed_ms = m->committed_ms;
+    uint8_t key[NOTIFY_QKEY_MAX];
+    size_t kl = notify_qkey(key, sub_id, qseq);
+    MDB_dbi q = channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX ? n->dbi.inbox
+                                                                             : n->dbi.queue;
+    rc = qseq ? sam_store_put_msg(m->txn, q, key, kl, &d.base, 0) : SAM_STORE_CORRUPT;
     if (rc) {
         m->err = rc;
         return 1;
     }
-    bool match = (!*s->source || strcmp(s->source, m->ce->source) == 0) &&
-                 (!*s->subject || (m->subject && strcmp(s->subject, m->subject) == 0));
-    if (match) {
-        notify_state_t st;
-        notify_state_get(m->txn, &n->dbi, s, &st);
-        if (st.state == SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED) match = false;
-    }
-    if (match) {
-        uint64_t qseq = notify_counter_next(m->txn, &n->dbi, "qseq");
-        Samordna__V1__Delivery d = SAMORDNA__V1__DELIVERY__INIT;
-        d.subscription = s->id;
-        d.qseq = qseq;
-        d.service = (char *)m->service;
-        d.seq = m->seq;
-        d.event = (Io__Cloudevents__V1__CloudEvent *)m->ce;
-        d.enqueued_ms = m->now_ms;
-        d.committed_ms = m->committed_ms;
-        uint8_t key[NOTIFY_QKEY_MAX];
-        size_t kl = notify_qkey(key, s->id, qseq);
-        MDB_dbi q = s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX
-                        ? n->dbi.inbox
-                        : n->dbi.queue;
-        rc = qseq ? sam_store_put_msg(m->txn, q, key, kl, &d.base, 0) : SAM_STORE_CORRUPT;
-        if (rc) {
-            m->err = rc;
-            protobuf_c_message_free_unpacked(&s->base, NULL);
-            return 1;
+    m->queued++;
+    return 0;
+}
+
+/* Every (source, subject) filter combination an event satisfies, for one (kind, pattern). */
+static int s_scan4(s_match_t *m, char kind, const char *pattern)
+{
+    const char *src = m->ce->source ? m->ce->source : "";
+    const char *subj = m->subject ? m->subject : "";
+    const char *srcs[2] = {"", src}, *subjs[2] = {"", subj};
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++) {
+            if ((i && !*src) || (j && !*subj)) continue; /* same as the empty filter */
+            int rc = notify_index_scan(m->txn, &m->n->dbi, kind, pattern, srcs[i], subjs[j],
+                                       s_candidate, m);
+            if (rc || m->err) return rc ? rc : m->err;
         }
-        m->queued++;
-    }
-    protobuf_c_message_free_unpacked(&s->base, NULL);
     return 0;
 }
 
@@ -113,22 +121,19 @@ int notify_enqueue_matches(notify_t *n, MDB_txn *txn, const char *service, uint6
                    .committed_ms = committed_ms,
                    .now_ms = now_ms};
     const char *type = ce->type ? ce->type : "";
-    int rc = notify_index_scan(txn, &n->dbi, 'T', type, s_candidate, &m);
+    int rc = s_scan4(&m, 'T', type);
     /* every dot-prefix of the type: "no.", "no.samordna.", "no.samordna.grants.", … */
     char prefix[300];
     size_t tl = strlen(type);
-    for (size_t i = 0; !rc && !m.err && i < tl && i + 1 < sizeof prefix; i++) {
+    for (size_t i = 0; !rc && i < tl && i + 1 < sizeof prefix; i++) {
         if (type[i] != '.') continue;
         memcpy(prefix, type, i + 1);
         prefix[i + 1] = 0;
-        rc = notify_index_scan(txn, &n->dbi, 'P', prefix, s_candidate, &m);
+        rc = s_scan4(&m, 'P', prefix);
     }
-    if (!rc && !m.err && ce->source && *ce->source)
-        rc = notify_index_scan(txn, &n->dbi, 'S', ce->source, s_candidate, &m);
-    if (!rc && !m.err) rc = notify_index_scan(txn, &n->dbi, 'A', "", s_candidate, &m);
-    if (rc || m.err) {
-        sam_error("match.failed type=%s error=\"%s\"", type,
-                  sam_store_strerror(rc ? rc : m.err));
+    if (!rc) rc = s_scan4(&m, 'A', "");
+    if (rc) {
+        sam_error("match.failed type=%s error=\"%s\"", type, sam_store_strerror(rc));
         return -1;
     }
     return m.queued;

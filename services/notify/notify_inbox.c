@@ -190,7 +190,7 @@ int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         if ((src = s_ack_one(n, w, cur, &v, now))) break;
         acked++;
     }
-    if (!src) src = mdb_txn_commit(w);
+    if (!src) src = notify_commit_relaxed(n, w);
     else
         mdb_txn_abort(w);
     w = NULL;

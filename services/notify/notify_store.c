@@ -47,23 +47,40 @@ uint64_t notify_counter_next(MDB_txn *txn, const notify_dbis_t *d, const char *n
     return cur + 1;
 }
 
-/* The index key of a subscription: its kind, pattern and id. Returns the length, 0 when
-   it does not fit. */
+#define S_INDEX_KEY_MAX 511 /* LMDB's default key size limit */
+
+/* "<k>\0<pattern>\0<source>\0<subject>\0" into out; its length, 0 when it does not fit. */
+static size_t s_index_prefix(uint8_t *out, size_t cap, char kind, const char *pattern,
+                             const char *source, const char *subject)
+{
+    size_t pl = strlen(pattern), sl = strlen(source), jl = strlen(subject);
+    size_t len = 2 + pl + 1 + sl + 1 + jl + 1;
+    if (len > cap) return 0;
+    uint8_t *p = out;
+    *p++ = (uint8_t)kind;
+    *p++ = 0;
+    memcpy(p, pattern, pl);
+    p += pl;
+    *p++ = 0;
+    memcpy(p, source, sl);
+    p += sl;
+    *p++ = 0;
+    memcpy(p, subject, jl);
+    p += jl;
+    *p++ = 0;
+    return len;
+}
+
+/* The index key of a subscription; its length, 0 when it does not fit. */
 static size_t s_index_key(uint8_t *out, size_t cap, const Samordna__V1__Subscription *s)
 {
     const char *type = s->type ? s->type : "";
-    const char *source = s->source ? s->source : "";
     char kind;
     char pattern[300];
     size_t tl = strlen(type);
     if (tl == 0 || strcmp(type, "*") == 0) {
-        if (*source) {
-            kind = 'S';
-            snprintf(pattern, sizeof pattern, "%s", source);
-        } else {
-            kind = 'A';
-            pattern[0] = 0;
-        }
+        kind = 'A';
+        pattern[0] = 0;
     } else if (tl >= 2 && strcmp(type + tl - 2, ".*") == 0) {
         kind = 'P';
         snprintf(pattern, sizeof pattern, "%.*s", (int)(tl - 1), type);
@@ -71,28 +88,27 @@ static size_t s_index_key(uint8_t *out, size_t cap, const Samordna__V1__Subscrip
         kind = 'T';
         snprintf(pattern, sizeof pattern, "%s", type);
     }
-    size_t pl = strlen(pattern), il = strlen(s->id);
-    if (2 + pl + 1 + il > cap) return 0;
-    out[0] = (uint8_t)kind;
-    out[1] = 0;
-    memcpy(out + 2, pattern, pl);
-    out[2 + pl] = 0;
-    memcpy(out + 3 + pl, s->id, il);
-    return 3 + pl + il;
+    size_t len = s_index_prefix(out, cap, kind, pattern, s->source ? s->source : "",
+                                s->subject ? s->subject : "");
+    size_t il = strlen(s->id);
+    if (!len || len + il > cap) return 0;
+    memcpy(out + len, s->id, il);
+    return len + il;
 }
 
 int notify_index_put(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s)
 {
-    uint8_t key[400];
+    uint8_t key[S_INDEX_KEY_MAX];
     size_t len = s_index_key(key, sizeof key, s);
     if (!len) return MDB_BAD_VALSIZE;
-    MDB_val k = {len, key}, v = {0, ""};
+    uint8_t channel = (uint8_t)s->channel;
+    MDB_val k = {len, key}, v = {1, &channel};
     return mdb_put(txn, d->match, &k, &v, 0);
 }
 
 int notify_index_del(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s)
 {
-    uint8_t key[400];
+    uint8_t key[S_INDEX_KEY_MAX];
     size_t len = s_index_key(key, sizeof key, s);
     if (!len) return MDB_BAD_VALSIZE;
     MDB_val k = {len, key};
@@ -101,16 +117,11 @@ int notify_index_del(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__S
 }
 
 int notify_index_scan(MDB_txn *txn, const notify_dbis_t *d, char kind, const char *pattern,
-                      notify_match_fn fn, void *arg)
+                      const char *source, const char *subject, notify_match_fn fn, void *arg)
 {
-    uint8_t prefix[400];
-    size_t pl = strlen(pattern);
-    if (pl + 3 > sizeof prefix) return 0;
-    prefix[0] = (uint8_t)kind;
-    prefix[1] = 0;
-    memcpy(prefix + 2, pattern, pl);
-    prefix[2 + pl] = 0;
-    size_t plen = pl + 3;
+    uint8_t prefix[S_INDEX_KEY_MAX];
+    size_t plen = s_index_prefix(prefix, sizeof prefix, kind, pattern, source, subject);
+    if (!plen) return 0; /* longer than any stored key can be */
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, d->match, &cur);
     if (rc) return rc;
@@ -119,10 +130,10 @@ int notify_index_scan(MDB_txn *txn, const notify_dbis_t *d, char kind, const cha
     while (rc == 0 && k.mv_size > plen && memcmp(k.mv_data, prefix, plen) == 0) {
         char id[NOTIFY_ID_MAX + 1];
         size_t il = k.mv_size - plen;
-        if (il <= NOTIFY_ID_MAX) {
+        if (il <= NOTIFY_ID_MAX && v.mv_size == 1) {
             memcpy(id, (const uint8_t *)k.mv_data + plen, il);
             id[il] = 0;
-            if (fn(arg, id)) break;
+            if (fn(arg, id, *(const uint8_t *)v.mv_data)) break;
         }
         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }

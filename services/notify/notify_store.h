@@ -3,16 +3,17 @@
     On-disk layout (in <data_dir>/notify/, beside the runtime's meta/outbox/dedup):
       subs     "<id>"                        → samordna.v1.Subscription
       state    "<id>"                        → samordna.v1.SubscriptionState
-      match    "<k>\0<pattern>\0<id>"        → empty; the matching index, k one of
+      match    "<k>\0<pattern>\0<source>\0<subject>\0<id>" → 1 byte: the channel;
+               the matching index, k one of
                    T  exact type           pattern = the type
                    P  type prefix          pattern = the prefix with its final '.'
                                            ("no.samordna.grants.*" → "no.samordna.grants.")
-                   S  any type, one source pattern = the source
-                   A  any type, any source pattern = ""
-               An event of type t from source s is matched by one exact lookup (T t), one
-               lookup per dot-prefix of t (P …), one for its source (S s) and one for A:
-               never a scan of all subscriptions. Source and subject filters of the
-               candidates are then checked on the subscription itself.
+                   A  any type             pattern = ""
+               and source/subject the subscription's filters ("" when it has none).
+               An event of type t, source s, subject j is matched by seeking, for each of
+               (T t), (P p) for every dot-prefix p of t, and (A), the four prefixes
+               (s or "") × (j or ""): a handful of seeks whatever the number of
+               subscriptions, and every entry found is a match — never a scan.
       queue    "<id>\0" be64 qseq            → samordna.v1.Delivery   (webhook and e-mail
                                                     deliveries waiting, in order)
       inbox    "<id>\0" be64 qseq            → samordna.v1.Delivery   (inbox deliveries not yet
@@ -60,11 +61,12 @@ uint64_t notify_counter_next(MDB_txn *txn, const notify_dbis_t *d, const char *n
 int notify_index_put(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s);
 int notify_index_del(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s);
 
-/* Calls fn for every subscription id the index holds for (kind, pattern); stops early when
-   fn returns non-zero. Returns 0 or an LMDB error. */
-typedef int (*notify_match_fn)(void *arg, const char *sub_id);
+/* Calls fn for every subscription the index holds for exactly (kind, pattern, source,
+   subject), with its channel; stops early when fn returns non-zero. Returns 0 or an LMDB
+   error. */
+typedef int (*notify_match_fn)(void *arg, const char *sub_id, int channel);
 int notify_index_scan(MDB_txn *txn, const notify_dbis_t *d, char kind, const char *pattern,
-                      notify_match_fn fn, void *arg);
+                      const char *source, const char *subject, notify_match_fn fn, void *arg);
 
 /* Deletes every row of table dbi whose key starts with "<id>\0"; returns how many or -1. */
 long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id);

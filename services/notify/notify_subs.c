@@ -167,6 +167,12 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
         sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.email: only for e-mail");
         goto done;
     }
+    if (strlen(s->type) + strlen(s->source) + strlen(s->subject) + strlen(s->id) > 500) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "subscription.subject: id, type, source and subject together are longer "
+                        "than 500 bytes");
+        goto done;
+    }
     if (sam_store_has(txn, n->dbi.subs, s->id, strlen(s->id))) {
         sam_reply_error(reply, SAM_CONFLICT, "subscription.id: '%s' exists already", s->id);
         goto done;

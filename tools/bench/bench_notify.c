@@ -1,0 +1,532 @@
+/*  bench_notify.c — the notify service's figures.
+
+      notify-match-events-per-s      events followed and matched per second against 10 000
+                                     subscriptions (exact types, prefixes, sources, subjects;
+                                     a few match), from a backlog in a service's outbox;
+                                     compared to the same backlog with no subscriptions
+      notify-webhook-deliveries-per-s  signed webhook POSTs per second to a local receiver
+                                     (8 subscriptions, each in order)
+      notify-lag-p50-ms / -p99-ms    from publishing an event to a service to its webhook
+                                     delivery, one event at a time (includes the service's
+                                     commit and fsync)
+
+    The followed service is samordna-echo (a real service with an outbox); the receiver is a
+    small keep-alive HTTP/1.1 server in this file, one thread per connection.
+*/
+#include "bench.h"
+#include "sam_client.h"
+#include "sam_status.h"
+#include "sam_store.h"
+
+#include "cloudevents/v1/cloudevents.pb-c.h"
+#include "samordna/v1/events.pb-c.h"
+#include "samordna/v1/notify.pb-c.h"
+
+#include <arpa/inet.h>
+#include <czmq.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define S_MAX_IDS 200000
+
+/* ---- the receiver ------------------------------------------------------------------------- */
+
+typedef struct {
+    int listen_fd;
+    int port;
+    pthread_mutex_t lock;
+    long deliveries;          /* accepted non-handshake requests */
+    int64_t *arrival_us;      /* by event number, for ids "<prefix>-<n>" */
+    volatile int stop;
+} s_receiver_t;
+
+typedef struct {
+    s_receiver_t *r;
+    int fd;
+} s_conn_t;
+
+/* Reads until "\r\n\r\n" plus Content-Length bytes; returns the body length or -1. */
+static long s_read_request(int fd, char *buf, size_t cap, char **body)
+{
+    size_t len = 0;
+    char *end = NULL;
+    while (!end) {
+        if (len + 1 >= cap) return -1;
+        ssize_t got = read(fd, buf + len, cap - 1 - len);
+        if (got <= 0) return -1;
+        len += (size_t)got;
+        buf[len] = 0;
+        end = strstr(buf, "\r\n\r\n");
+    }
+    long clen = 0;
+    const char *cl = strstr(buf, "Content-Length:"); /* as libcurl writes it */
+    if (!cl) cl = strstr(buf, "content-length:");
+    if (cl) clen = atol(cl + 15);
+    size_t head = (size_t)(end + 4 - buf);
+    if (head + (size_t)clen + 1 > cap) return -1;
+    while (len < head + (size_t)clen) {
+        ssize_t got = read(fd, buf + len, head + (size_t)clen - len);
+        if (got <= 0) return -1;
+        len += (size_t)got;
+    }
+    buf[head + (size_t)clen] = 0;
+    *body = buf + head;
+    return clen;
+}
+
+static void *s_conn_run(void *arg)
+{
+    s_conn_t *c = arg;
+    s_receiver_t *r = c->r;
+    char *buf = malloc(1 << 20);
+    while (buf && !r->stop) {
+        char *body;
+        if (s_read_request(c->fd, buf, 1 << 20, &body) < 0) break;
+        char out[512];
+        int n;
+        const char *ch = strstr(body, "\"challenge\":\"");
+        if (strstr(body, "no.samordna.notify.webhook.handshake") && ch) {
+            char hex[65] = "";
+            sscanf(ch + 13, "%64[0-9a-f]", hex);
+            char json[128];
+            int jl = snprintf(json, sizeof json, "{\"challenge\":\"%s\"}", hex);
+            n = snprintf(out, sizeof out,
+                         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         "Content-Length: %d\r\n\r\n%s",
+                         jl, json);
+        } else {
+            int64_t now = zclock_usecs();
+            const char *id = strstr(body, "\"id\":\"");
+            long num = -1;
+            if (id) {
+                const char *dash = strchr(id + 6, '-');
+                if (dash) num = atol(dash + 1);
+            }
+            pthread_mutex_lock(&r->lock);
+            r->deliveries++;
+            if (num >= 0 && num < S_MAX_IDS && !r->arrival_us[num]) r->arrival_us[num] = now;
+            pthread_mutex_unlock(&r->lock);
+            n = snprintf(out, sizeof out, "HTTP/1.1 204 No Content\r\n\r\n");
+        }
+        if (write(c->fd, out, (size_t)n) != n) break;
+    }
+    free(buf);
+    close(c->fd);
+    free(c);
+    return NULL;
+}
+
+static void *s_accept_run(void *arg)
+{
+    s_receiver_t *r = arg;
+    while (!r->stop) {
+        int fd = accept(r->listen_fd, NULL, NULL);
+        if (fd < 0) continue;
+        s_conn_t *c = calloc(1, sizeof *c);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        c->r = r;
+        c->fd = fd;
+        pthread_t t;
+        if (pthread_create(&t, NULL, s_conn_run, c) != 0) {
+            close(fd);
+            free(c);
+            continue;
+        }
+        pthread_detach(t);
+    }
+    return NULL;
+}
+
+static int s_receiver_start(s_receiver_t *r, pthread_t *t)
+{
+    memset(r, 0, sizeof *r);
+    pthread_mutex_init(&r->lock, NULL);
+    r->arrival_us = calloc(S_MAX_IDS, sizeof *r->arrival_us);
+    r->listen_fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (!r->arrival_us || r->listen_fd < 0 || bind(r->listen_fd, (void *)&a, sizeof a) != 0 ||
+        listen(r->listen_fd, 128) != 0 || getsockname(r->listen_fd, (void *)&a, &al) != 0)
+        return -1;
+    r->port = ntohs(a.sin_port);
+    return pthread_create(t, NULL, s_accept_run, r);
+}
+
+static void s_receiver_reset(s_receiver_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->deliveries = 0;
+    memset(r->arrival_us, 0, S_MAX_IDS * sizeof *r->arrival_us);
+    pthread_mutex_unlock(&r->lock);
+}
+
+static long s_receiver_count(s_receiver_t *r)
+{
+    pthread_mutex_lock(&r->lock);
+    long n = r->deliveries;
+    pthread_mutex_unlock(&r->lock);
+    return n;
+}
+
+/* ---- publishing --------------------------------------------------------------------------- */
+
+/* Packs a PublishRequest of one event; *len set; malloc'd. */
+static uint8_t *s_event(const char *id, const char *type, const char *source, const char *subject,
+                        const ProtobufCMessage *payload, size_t *len)
+{
+    uint8_t data[1024];
+    size_t dlen = payload ? protobuf_c_message_pack(payload, data) : 1;
+    if (!payload) data[0] = 'x';
+    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry a =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__ATTRIBUTES_ENTRY__INIT;
+    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue v =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry *attrs[] = {&a};
+    if (subject) {
+        v.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+        v.ce_string = (char *)subject;
+        a.key = "subject";
+        a.value = &v;
+        ce.n_attributes = 1;
+        ce.attributes = attrs;
+    }
+    ce.id = (char *)id;
+    ce.source = (char *)source;
+    ce.spec_version = "1.0";
+    ce.type = (char *)type;
+    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    ce.binary_data.data = data;
+    ce.binary_data.len = dlen;
+    Samordna__V1__PublishRequest pr = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
+    pr.event = &ce;
+    *len = samordna__v1__publish_request__get_packed_size(&pr);
+    uint8_t *buf = malloc(*len);
+    if (buf) samordna__v1__publish_request__pack(&pr, buf);
+    return buf;
+}
+
+/* Pipelined publishes of n events made by make(i); 0 when all were acknowledged. */
+typedef uint8_t *(*s_make_fn)(long i, size_t *len, void *arg);
+
+static int s_publish_many(sam_client_t *c, const char *service, long n, s_make_fn make, void *arg)
+{
+    long sent = 0, done = 0, window = 500;
+    while (done < n) {
+        while (sent < n && sent - done < window) {
+            size_t len;
+            uint8_t *body = make(sent, &len, arg);
+            if (!body || !sam_client_send(c, service, "events.publish", body, len)) {
+                free(body);
+                return -1;
+            }
+            free(body);
+            sent++;
+        }
+        sam_result_t res = {0};
+        if (sam_client_recv(c, 10000, &res) != 0) return -1;
+        if (res.code != SAM_OK) {
+            fprintf(stderr, "bench notify: %s publish: %u %s\n", service, res.code, res.message);
+            sam_result_clear(&res);
+            return -1;
+        }
+        sam_result_clear(&res);
+        done++;
+    }
+    return 0;
+}
+
+static uint8_t *s_make_sub(long i, size_t *len, void *arg)
+{
+    /* a quarter each: exact types that never occur, prefixes of other families, sources
+       that never publish, subjects that never occur; every 1000th matches everything */
+    char id[32], type[64], source[32], subject[32];
+    snprintf(id, sizeof id, "s%ld", i);
+    Samordna__V1__Subscription s = SAMORDNA__V1__SUBSCRIPTION__INIT;
+    s.id = id;
+    s.channel = SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX;
+    switch (i % 4) {
+    case 0:
+        snprintf(type, sizeof type, "no.samordna.bench.kind%ld.made", i);
+        s.type = type;
+        break;
+    case 1:
+        snprintf(type, sizeof type, "no.samordna.family%ld.*", i);
+        s.type = type;
+        break;
+    case 2:
+        snprintf(source, sizeof source, "agency-%ld", i);
+        s.source = source;
+        break;
+    default:
+        snprintf(subject, sizeof subject, "municipality-%ld", i);
+        s.type = "no.samordna.echo.recorded";
+        s.subject = subject;
+    }
+    if (i % 1000 == 999) {
+        s.type = "no.samordna.echo.*";
+        s.source = "";
+        s.subject = "";
+    }
+    Samordna__V1__SubscriptionCreated ev = SAMORDNA__V1__SUBSCRIPTION_CREATED__INIT;
+    ev.subscription = &s;
+    char eid[40];
+    snprintf(eid, sizeof eid, "bench-sub-%ld", i);
+    return s_event(eid, "no.samordna.notify.subscription.created", "fmov", NULL, &ev.base, len);
+}
+
+static uint8_t *s_make_echo(long i, size_t *len, void *arg)
+{
+    char id[48];
+    snprintf(id, sizeof id, "%s-%ld", (const char *)arg, i);
+    return s_event(id, "no.samordna.echo.recorded", "fmov", "halden", NULL, len);
+}
+
+/* Waits until notify's cursor on `service` reaches seq; returns 0 or -1 after timeout_ms. */
+static int s_wait_cursor(sam_client_t *c, const char *service, uint64_t seq, int timeout_ms)
+{
+    int64_t end = zclock_mono() + timeout_ms;
+    while (zclock_mono() < end) {
+        sam_result_t res = {0};
+        Samordna__V1__CursorsReply *rep = NULL;
+        sam_client_call(c, "notify", "notify.cursors", NULL, &samordna__v1__cursors_reply__descriptor,
+                        (ProtobufCMessage **)&rep, 2000, true, &res);
+        sam_result_clear(&res);
+        bool there = false;
+        for (size_t i = 0; rep && i < rep->n_cursors; i++)
+            if (strcmp(rep->cursors[i]->service, service) == 0 && rep->cursors[i]->seq >= seq)
+                there = true;
+        if (rep) protobuf_c_message_free_unpacked(&rep->base, NULL);
+        if (there) return 0;
+        zclock_sleep(5);
+    }
+    return -1;
+}
+
+static uint64_t s_last_seq(sam_client_t *c, const char *service)
+{
+    sam_result_t res = {0};
+    Samordna__V1__PingReply *p = NULL;
+    sam_client_call(c, service, "ping", NULL, &samordna__v1__ping_reply__descriptor,
+                    (ProtobufCMessage **)&p, 2000, true, &res);
+    sam_result_clear(&res);
+    uint64_t seq = p ? p->last_seq : 0;
+    if (p) protobuf_c_message_free_unpacked(&p->base, NULL);
+    return seq;
+}
+
+/* ---- the figures -------------------------------------------------------------------------- */
+
+typedef struct {
+    bench_t *b;
+    char ep[64];
+    char dir[1024];
+    bench_proc_t broker, echo, notify;
+    sam_client_t *c;
+} s_env_t;
+
+static int s_start_notify(s_env_t *e, const char *follow)
+{
+    if (bench_spawn(e->b, &e->notify, "notify.log", "samordna-notify", "--broker", e->ep,
+                    "--data-dir", e->dir, "--insecure", "--follow", follow,
+                    "--follow-wait-ms", "1000", "--max-in-flight", "64", "--reminder-days", "0",
+                    NULL))
+        return -1;
+    return bench_wait_service(e->ep, "notify", 10000);
+}
+
+/* Events matched per second from a backlog of n events, with the subscriptions there are. */
+static double s_match_rate(s_env_t *e, long n, const char *tag)
+{
+    bench_stop(&e->notify);
+    uint64_t before = s_last_seq(e->c, "echo");
+    if (s_publish_many(e->c, "echo", n, s_make_echo, (void *)tag)) return -1;
+    uint64_t last = s_last_seq(e->c, "echo");
+    if (last < before + (uint64_t)n) {
+        fprintf(stderr, "bench notify: echo's outbox is at %llu, not %llu\n",
+                (unsigned long long)last, (unsigned long long)(before + (uint64_t)n));
+        return -1;
+    }
+    int64_t t0 = zclock_usecs();
+    if (s_start_notify(e, "echo")) {
+        fprintf(stderr, "bench notify: notify did not start\n");
+        return -1;
+    }
+    if (s_wait_cursor(e->c, "echo", last, 120000)) {
+        fprintf(stderr, "bench notify: notify did not reach seq %llu of echo\n",
+                (unsigned long long)last);
+        return -1;
+    }
+    double s = (double)(zclock_usecs() - t0) / 1e6;
+    return (double)n / s;
+}
+
+int bench_notify(bench_t *b)
+{
+    s_env_t e = {.b = b};
+    bench_endpoint(e.ep, sizeof e.ep);
+    snprintf(e.dir, sizeof e.dir, "%s", b->work_dir);
+    /* stores of an earlier run would change what is measured: start empty */
+    zdir_t *old = zdir_new(e.dir, NULL);
+    if (old) zdir_remove(old, true);
+    zdir_destroy(&old);
+    zsys_dir_create("%s", e.dir);
+    int rc = 1;
+    s_receiver_t recv;
+    pthread_t recv_thread;
+    if (s_receiver_start(&recv, &recv_thread)) {
+        fprintf(stderr, "bench notify: cannot start the receiver\n");
+        return 1;
+    }
+    if (bench_spawn(b, &e.broker, "broker.log", "samordna-broker", "--bind", e.ep, "--insecure",
+                    NULL) ||
+        bench_spawn(b, &e.echo, "echo.log", "samordna-echo", "--broker", e.ep, "--data-dir", e.dir,
+                    "--insecure", NULL) ||
+        bench_wait_service(e.ep, "echo", 10000) || s_start_notify(&e, "echo")) {
+        fprintf(stderr, "bench notify: services did not start\n");
+        goto done;
+    }
+    const char *eps[] = {e.ep};
+    char err[256];
+    e.c = sam_client_new(eps, 1, NULL, err, sizeof err);
+    if (!e.c) goto done;
+
+    long n_events = (long)(20000 * b->scale);
+    if (n_events < 1000) n_events = 1000;
+    double base = s_match_rate(&e, n_events, "base");
+    if (s_publish_many(e.c, "notify", 10000, s_make_sub, NULL)) {
+        fprintf(stderr, "bench notify: subscriptions refused\n");
+        goto done;
+    }
+    double rate = s_match_rate(&e, n_events, "match");
+    if (base <= 0 || rate <= 0) {
+        fprintf(stderr, "bench notify: matching did not finish\n");
+        goto done;
+    }
+    printf("notify-match-events-per-s  %.0f events/s  [compared-to no-subscriptions: %.2f]\n",
+           rate, rate / base);
+    fflush(stdout);
+
+    /* webhooks: 8 subscriptions to the receiver; each event is delivered 8 times */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/hook", recv.port);
+    for (int i = 0; i < 8; i++) {
+        char id[32], eid[32];
+        snprintf(id, sizeof id, "hook%d", i);
+        snprintf(eid, sizeof eid, "bench-hook-%d", i);
+        Samordna__V1__Subscription s = SAMORDNA__V1__SUBSCRIPTION__INIT;
+        s.id = id;
+        s.channel = SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK;
+        s.url = url;
+        s.type = "no.samordna.echo.recorded";
+        s.subject = "webhook";
+        Samordna__V1__SubscriptionCreated ev = SAMORDNA__V1__SUBSCRIPTION_CREATED__INIT;
+        ev.subscription = &s;
+        size_t len;
+        uint8_t *body =
+            s_event(eid, "no.samordna.notify.subscription.created", "fmov", NULL, &ev.base, &len);
+        sam_result_t res = {0};
+        uint64_t id_sent = body ? sam_client_send(e.c, "notify", "events.publish", body, len) : 0;
+        free(body);
+        if (!id_sent || sam_client_recv(e.c, 5000, &res) != 0 || res.code != SAM_OK) {
+            sam_result_clear(&res);
+            goto done;
+        }
+        sam_result_clear(&res);
+    }
+    zclock_sleep(500); /* the handshakes */
+    long n_hook = (long)(2000 * b->scale);
+    if (n_hook < 200) n_hook = 200;
+    s_receiver_reset(&recv);
+    int64_t t0 = zclock_usecs();
+    for (long i = 0; i < n_hook; i++) {
+        char id[48];
+        snprintf(id, sizeof id, "w-%ld", i);
+        size_t len;
+        uint8_t *body = s_event(id, "no.samordna.echo.recorded", "fmov", "webhook", NULL, &len);
+        if (!body || !sam_client_send(e.c, "echo", "events.publish", body, len)) {
+            free(body);
+            goto done;
+        }
+        free(body);
+    }
+    for (long i = 0; i < n_hook; i++) {
+        sam_result_t res = {0};
+        if (sam_client_recv(e.c, 10000, &res) != 0) goto done;
+        sam_result_clear(&res);
+    }
+    int64_t end = zclock_mono() + 120000;
+    while (s_receiver_count(&recv) < n_hook * 8 && zclock_mono() < end) zclock_sleep(2);
+    long got = s_receiver_count(&recv);
+    double secs = (double)(zclock_usecs() - t0) / 1e6;
+    if (got < n_hook * 8) {
+        fprintf(stderr, "bench notify: %ld of %ld webhook deliveries\n", got, n_hook * 8);
+        goto done;
+    }
+    bench_figure("notify-webhook-deliveries-per-s", (double)got / secs, "deliveries/s");
+    fflush(stdout);
+
+    /* lag: one event at a time, publish → first webhook delivery */
+    long n_lag = (long)(300 * b->scale);
+    if (n_lag < 50) n_lag = 50;
+    if (n_lag > S_MAX_IDS) n_lag = S_MAX_IDS;
+    int64_t *lat = calloc((size_t)n_lag, sizeof *lat);
+    if (!lat) goto done;
+    s_receiver_reset(&recv);
+    size_t nl = 0;
+    for (long i = 0; i < n_lag; i++) {
+        char id[48];
+        snprintf(id, sizeof id, "l-%ld", i);
+        size_t len;
+        uint8_t *body = s_event(id, "no.samordna.echo.recorded", "fmov", "webhook", NULL, &len);
+        int64_t sent = zclock_usecs();
+        sam_result_t res = {0};
+        if (!body || !sam_client_send(e.c, "echo", "events.publish", body, len) ||
+            sam_client_recv(e.c, 5000, &res) != 0) {
+            free(body);
+            sam_result_clear(&res);
+            break;
+        }
+        free(body);
+        sam_result_clear(&res);
+        int64_t until = zclock_mono() + 5000;
+        int64_t arrived = 0;
+        while (zclock_mono() < until) {
+            pthread_mutex_lock(&recv.lock);
+            arrived = recv.arrival_us[i];
+            pthread_mutex_unlock(&recv.lock);
+            if (arrived) break;
+            zclock_sleep(0);
+        }
+        if (!arrived) break;
+        lat[nl++] = arrived - sent;
+    }
+    if (nl < (size_t)n_lag) {
+        fprintf(stderr, "bench notify: %zu of %ld lag samples\n", nl, n_lag);
+        free(lat);
+        goto done;
+    }
+    printf("notify-lag-p50-ms  %.2f ms\n", bench_percentile(lat, nl, 50) / 1000.0);
+    printf("notify-lag-p99-ms  %.2f ms\n", bench_percentile(lat, nl, 99) / 1000.0);
+    free(lat);
+    rc = 0;
+done:
+    sam_client_destroy(&e.c);
+    bench_stop(&e.notify);
+    bench_stop(&e.echo);
+    bench_stop(&e.broker);
+    recv.stop = 1;
+    shutdown(recv.listen_fd, SHUT_RDWR);
+    close(recv.listen_fd);
+    pthread_join(recv_thread, NULL);
+    return rc;
+}
