@@ -184,7 +184,7 @@ static void s_nok(int64_t ore, char *out, size_t cap)
     bool neg = ore < 0;
     uint64_t v = neg ? (uint64_t)(-(ore + 1)) + 1 : (uint64_t)ore;
     uint64_t kr = v / 100, o = v % 100;
-    char digits[32], grouped[48];
+    char digits[24], grouped[32]; /* 20 digits and 6 spaces at most */
     int nd = snprintf(digits, sizeof digits, "%llu", (unsigned long long)kr);
     int g = 0;
     for (int i = 0; i < nd; i++) {
