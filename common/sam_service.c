@@ -721,12 +721,14 @@ static void s_handle_batch(sam_service_t *svc, s_request_t **batch, size_t n, in
     if (npubs) s_serve_waiters(svc, now);
 }
 
-/*  Reads one message from broker bi. Returns a request to batch, or NULL when the message
-    was a heartbeat, a disconnect or malformed (all handled here). */
-static s_request_t *s_receive(sam_service_t *svc, int bi, int64_t now)
+/*  Reads one message from broker bi. Returns a request to batch, or NULL when nothing was
+    waiting (*got false) or the message was a heartbeat, a disconnect or malformed (all
+    handled here). */
+static s_request_t *s_receive(sam_service_t *svc, int bi, int64_t now, bool *got)
 {
     s_broker_t *b = &svc->brokers[bi];
     zmsg_t *msg = zmsg_recv_nowait(b->sock);
+    *got = msg != NULL;
     if (!msg) return NULL;
     b->heard_at = now;
     zframe_t *empty = zmsg_pop(msg);
@@ -822,9 +824,12 @@ static void s_loop(sam_service_t *svc)
             for (int k = 0; k < nitems && n < (size_t)svc->credit; k++) {
                 int bi = map[k];
                 if (!svc->brokers[bi].sock) continue;
-                if (!(zsock_events(svc->brokers[bi].sock) & ZMQ_POLLIN)) continue;
+                /* A non-blocking receive says whether anything is waiting: asking
+                   zsock_events first would cost a second trip into libzmq per message. */
+                bool got;
+                s_request_t *r = s_receive(svc, bi, now, &got);
+                if (!got) continue;
                 more = true;
-                s_request_t *r = s_receive(svc, bi, now);
                 if (r) batch[n++] = r;
             }
         }
