@@ -210,10 +210,10 @@ def test_refusals_store_nothing():
     refused(w.c, T_AW, W("sh", "ramme-2019", "halden", 300, funders=[("fmov", 100),
                                                                      ("ofk", 100)]),
             422, "award.funders", "NOK 200", "NOK 300")
-    refused(w.c, T_AW, W("ur", "ramme-2019", "oslo", 10), 404, "award.recipient", "'oslo'")
-    refused(w.c, T_AW, W("uf", "ramme-2019", "halden", 10, funders=[("nobody", 10)]), 404,
+    refused(w.c, T_AW, W("ur", "ramme-2019", "oslo", 10), 422, "award.recipient", "'oslo'")
+    refused(w.c, T_AW, W("uf", "ramme-2019", "halden", 10, funders=[("nobody", 10)]), 422,
             "award.funders[0].agency", "unknown agency 'nobody'")
-    refused(w.c, T_AW, W("us", "no-such-scheme", "halden", 10), 404, "award.scheme")
+    refused(w.c, T_AW, W("us", "no-such-scheme", "halden", 10), 422, "award.scheme")
     refused(w.c, T_AW, W("os", "ramme-2019", "halden", 500), 422, "award.amount_ore",
             "NOK 500", "NOK 400 left")
     sek = W("sek", "ramme-2019", "halden", 10)
@@ -237,7 +237,7 @@ def test_refusals_store_nothing():
             G.Scheme(id="s2", name="x", owner="fmov", year=2019, has_frame=True, frame_ore=-5),
             400, "scheme.frame_ore")
     refused(w.c, "no.samordna.grants.scheme.created",
-            G.Scheme(id="s2", name="x", owner="ghost", year=2019), 404, "scheme.owner")
+            G.Scheme(id="s2", name="x", owner="ghost", year=2019), 422, "scheme.owner")
     # Nothing of the above was stored.
     after = verify(w.c)
     assert (after.entries, after.postings) == (before.entries, before.postings)
@@ -309,7 +309,7 @@ def test_deadlines_instruments_and_needs():
                          title="t"), 400, "instrument.kind")
     refused(w.c, "no.samordna.grants.instrument.registered",
             G.Instrument(id="x", agency="ofk", municipality="hiof", year=2019,
-                         kind=G.INSTRUMENT_KIND_ADVICE, title="t"), 404,
+                         kind=G.INSTRUMENT_KIND_ADVICE, title="t"), 422,
             "instrument.municipality")
     ok(w.c, "no.samordna.grants.need.recorded",
        G.Need(id="lavterskel", municipality="halden", year=2019,

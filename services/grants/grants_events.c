@@ -79,7 +79,7 @@ static int s_check_agency(grants_t *g, MDB_txn *txn, const char *field, const ch
 {
     if (s_check_id(field, id, reply)) return -1;
     if (grants_ref_known(g, txn, 'a', id)) return 0;
-    return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown agency '%s'", field, id);
+    return sam_reply_error(reply, SAM_UNPROCESSABLE, "%s: unknown agency '%s'", field, id);
 }
 
 static int s_check_municipality(grants_t *g, MDB_txn *txn, const char *field, const char *id,
@@ -87,7 +87,7 @@ static int s_check_municipality(grants_t *g, MDB_txn *txn, const char *field, co
 {
     if (s_check_id(field, id, reply)) return -1;
     if (grants_ref_known(g, txn, 'm', id)) return 0;
-    return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown municipality '%s'", field, id);
+    return sam_reply_error(reply, SAM_UNPROCESSABLE, "%s: unknown municipality '%s'", field, id);
 }
 
 static int s_check_pilot(grants_t *g, MDB_txn *txn, const char *field, const char *id,
@@ -96,7 +96,7 @@ static int s_check_pilot(grants_t *g, MDB_txn *txn, const char *field, const cha
     if (id[0] == 0) return 0;
     if (s_check_id(field, id, reply)) return -1;
     if (grants_ref_known(g, txn, 'p', id)) return 0;
-    return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown pilot '%s'", field, id);
+    return sam_reply_error(reply, SAM_UNPROCESSABLE, "%s: unknown pilot '%s'", field, id);
 }
 
 static int s_store_failed(sam_reply_t *reply, const char *what, int rc)
@@ -245,7 +245,7 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
     }
     s = grants_scheme_get(g, txn, a->scheme);
     if (!s) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "award.scheme: unknown scheme '%s'", a->scheme);
+        sam_reply_error(reply, SAM_UNPROCESSABLE, "award.scheme: unknown scheme '%s'", a->scheme);
         goto done;
     }
     if (!s_admin(ev) && strcmp(ev->ce->source, s->owner) != 0) {
@@ -261,7 +261,7 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
         a->recipient_kind = "agency";
     else {
         a->recipient_kind = NULL;
-        sam_reply_error(reply, SAM_NOT_FOUND,
+        sam_reply_error(reply, SAM_UNPROCESSABLE,
                         "award.recipient: unknown recipient '%s' (neither a municipality nor an "
                         "agency)",
                         a->recipient);
