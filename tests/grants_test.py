@@ -354,6 +354,13 @@ def test_registry_projection_follows_and_asks():
     w.start_grants()
     w.award("rk-2", "probe", "rakkestad", 5, funders=[("kirkens-bymisjon", 5)],
             source="kirkens-bymisjon")
+    # With the registry gone, a name grants has never seen is refused after one bounded ask.
+    t0 = time.time()
+    refused(w.c, "no.samordna.grants.award.granted",
+            World.award_msg("rk-3", "proj-2019", "aremark", 5), 422, "award.recipient",
+            "'aremark'")
+    assert time.time() - t0 < 4.5, time.time() - t0
+    assert "refs.registry_unavailable" in w.grants.logtext()
     verify(w.c)
 
 

@@ -225,11 +225,13 @@ static size_t s_refs_of(const sam_event_t *ev, s_ref_t *refs, size_t cap)
     return n;
 }
 
-/* Asks the registry whether it holds id of kind; true when it answered 200. */
-static bool s_ask_registry(grants_t *g, char kind, const char *id)
+/* Asks the registry whether it holds id of kind: 1 yes, 0 no (it answered 404), -1 it did
+   not answer (down, or the broker has no worker for it). One attempt, bounded: the loop of
+   the service waits meanwhile. */
+static int s_ask_registry(grants_t *g, char kind, const char *id)
 {
     sam_client_t *c = sam_service_client(g->svc);
-    if (!c) return false;
+    if (!c) return -1;
     char method[64];
     snprintf(method, sizeof method, "%s.%s.get", g->registry,
              kind == 'a'   ? "agencies"
@@ -239,10 +241,10 @@ static bool s_ask_registry(grants_t *g, char kind, const char *id)
     req.id = (char *)id;
     sam_result_t res = {0};
     uint32_t code =
-        sam_client_call(c, g->registry, method, &req.base, NULL, NULL, 2000, true, &res);
+        sam_client_call(c, g->registry, method, &req.base, NULL, NULL, 1500, false, &res);
     sam_result_clear(&res);
     sam_debug("refs.asked kind=%c id=%s code=%u", kind, id, code);
-    return code == SAM_OK;
+    return code == SAM_OK ? 1 : code == SAM_NOT_FOUND ? 0 : -1;
 }
 
 int grants_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply)
@@ -267,14 +269,22 @@ int grants_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
        transaction is open yet: the runtime calls prepare before it begins the batch). */
     s_ref_t found[GRANTS_MAX_FUNDERS + 4];
     size_t nf = 0;
+    /* Once the registry does not answer, the rest is not asked: apply refuses what is
+       still unknown, and the caller may send again when the registry is back. */
     for (size_t i = 0; i < nm; i++) {
+        int known = 0;
         if (missing[i].kind == 'r') {
-            if (s_ask_registry(g, 'm', missing[i].id))
+            known = s_ask_registry(g, 'm', missing[i].id);
+            if (known == 1)
                 found[nf] = missing[i], found[nf++].kind = 'm';
-            else if (s_ask_registry(g, 'a', missing[i].id))
+            else if (known == 0 && (known = s_ask_registry(g, 'a', missing[i].id)) == 1)
                 found[nf] = missing[i], found[nf++].kind = 'a';
-        } else if (s_ask_registry(g, missing[i].kind, missing[i].id)) {
+        } else if ((known = s_ask_registry(g, missing[i].kind, missing[i].id)) == 1) {
             found[nf++] = missing[i];
+        }
+        if (known < 0) {
+            sam_warn("refs.registry_unavailable asked=%s", missing[i].id);
+            break;
         }
     }
     if (nf == 0) return 0;
