@@ -150,12 +150,21 @@ int bench_registry(bench_t *b)
 {
     char ep[64];
     bench_endpoint(ep, sizeof ep);
+    /* Every run starts from empty stores: a store left by an earlier run would answer every
+       publish as a duplicate and measure something else. */
+    const char *stores[] = {"registry/data.mdb", "registry/lock.mdb", "raw-lmdb/data.mdb",
+                            "raw-lmdb/lock.mdb"};
+    for (size_t i = 0; i < sizeof stores / sizeof stores[0]; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", b->work_dir, stores[i]);
+        zsys_file_delete(path);
+    }
     bench_proc_t broker = {0}, reg = {0};
     int rc = 1;
     if (bench_spawn(b, &broker, "broker.log", "samordna-broker", "--bind", ep, "--insecure",
                     NULL) ||
         bench_spawn(b, &reg, "registry.log", "samordna-registry", "--broker", ep, "--data-dir",
-                    b->work_dir, "--insecure", "--credit", "1024", "--log-level", "warn", NULL))
+                    b->work_dir, "--insecure", "--credit", "1024", NULL))
         goto done;
     if (bench_wait_service(ep, "registry", 10000) != 0) {
         fprintf(stderr, "bench registry: the registry did not answer\n");
