@@ -111,17 +111,50 @@ int status_q_kinds(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
 
 /* ---- the board --------------------------------------------------------------------------- */
 
+/*  The board as of a day unpacks every record of every pilot's history: an arena gives
+    protobuf-c its memory for one record at a time (reset after each), so the fold costs no
+    malloc per record. A record larger than the arena (none is, given the field limits)
+    falls back to malloc and is freed as usual. */
+typedef struct {
+    uint8_t *buf;
+    size_t cap, used;
+} s_arena_t;
+
+static void *s_arena_alloc(void *data, size_t size)
+{
+    s_arena_t *a = data;
+    size = (size + 15) & ~(size_t)15;
+    if (size <= a->cap - a->used) {
+        void *p = a->buf + a->used;
+        a->used += size;
+        return p;
+    }
+    return malloc(size);
+}
+
+static void s_arena_free(void *data, void *p)
+{
+    s_arena_t *a = data;
+    uint8_t *b = p;
+    if (b && (b < a->buf || b >= a->buf + a->cap)) free(p);
+}
+
 typedef struct {
     s_list_t *kinds;
     char (*dates)[11]; /* per kind: date reached, "" when not (standing) */
+    ProtobufCAllocator *alloc;
+    s_arena_t *arena;
 } s_fold_ms_t;
 
 static int s_fold_ms(const MDB_val *v, void *arg)
 {
     s_fold_ms_t *f = arg;
     Samordna__V1__MilestoneChange *c =
-        samordna__v1__milestone_change__unpack(NULL, v->mv_size, v->mv_data);
-    if (!c) return 0;
+        samordna__v1__milestone_change__unpack(f->alloc, v->mv_size, v->mv_data);
+    if (!c) {
+        f->arena->used = 0;
+        return 0;
+    }
     for (size_t i = 0; i < f->kinds->n; i++) {
         Samordna__V1__MilestoneKind *k = (Samordna__V1__MilestoneKind *)f->kinds->v[i];
         if (strcmp(k->id, c->kind) == 0) {
@@ -129,34 +162,56 @@ static int s_fold_ms(const MDB_val *v, void *arg)
             break;
         }
     }
-    FREE(c);
+    samordna__v1__milestone_change__free_unpacked(c, f->alloc);
+    f->arena->used = 0;
     return 0;
 }
 
+/* Barriers seen in one pilot's history and whether each is open at the end of the fold. */
 typedef struct {
-    char ids[256][65]; /* barriers seen in the pilot's history, and whether open */
-    bool open[256];
-    size_t n;
-    uint32_t extra_open; /* beyond the table: counted without tracking */
+    char id[65];
+    bool open;
+} s_bar_seen_t;
+
+typedef struct {
+    s_bar_seen_t *seen;
+    size_t n, cap;
+    bool nomem;
+    ProtobufCAllocator *alloc;
+    s_arena_t *arena;
 } s_fold_bar_t;
 
 static int s_fold_bar(const MDB_val *v, void *arg)
 {
     s_fold_bar_t *f = arg;
-    Samordna__V1__BarrierMark *c = samordna__v1__barrier_mark__unpack(NULL, v->mv_size, v->mv_data);
-    if (!c) return 0;
+    Samordna__V1__BarrierMark *c =
+        samordna__v1__barrier_mark__unpack(f->alloc, v->mv_size, v->mv_data);
+    if (!c) {
+        f->arena->used = 0;
+        return 0;
+    }
     bool open = status_barrier_open(c->state);
     size_t i = 0;
-    while (i < f->n && strcmp(f->ids[i], c->barrier) != 0)
+    while (i < f->n && strcmp(f->seen[i].id, c->barrier) != 0)
         i++;
-    if (i < f->n)
-        f->open[i] = open;
-    else if (f->n < 256) {
-        snprintf(f->ids[f->n], 65, "%s", c->barrier);
-        f->open[f->n++] = open;
-    } else if (open)
-        f->extra_open++;
-    FREE(c);
+    if (i == f->n) {
+        if (f->n == f->cap) {
+            size_t cap = f->cap ? f->cap * 2 : 32;
+            s_bar_seen_t *seen = realloc(f->seen, cap * sizeof *seen);
+            if (!seen) {
+                f->nomem = true;
+                samordna__v1__barrier_mark__free_unpacked(c, f->alloc);
+                return 1;
+            }
+            f->seen = seen;
+            f->cap = cap;
+        }
+        snprintf(f->seen[f->n].id, sizeof f->seen[f->n].id, "%s", c->barrier);
+        f->n++;
+    }
+    f->seen[i].open = open;
+    samordna__v1__barrier_mark__free_unpacked(c, f->alloc);
+    f->arena->used = 0;
     return 0;
 }
 
@@ -194,12 +249,17 @@ static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Sta
 {
     char(*dates)[11] = calloc(kinds->n ? kinds->n : 1, sizeof *dates);
     if (!dates) return SAM_STORE_NOMEM;
-    memset(bar, 0, sizeof *bar);
+    bar->n = 0;
+    bar->nomem = false;
+    uint32_t open_now = 0;
     int rc = 0;
     if (as_of) { /* as it stood: fold the pilot's own history up to the day */
-        s_fold_ms_t fm = {kinds, dates};
+        s_fold_ms_t fm = {kinds, dates, bar->alloc, bar->arena};
         rc = status_hist_each(svc, txn, "mshist", p->id, as_of, s_fold_ms, &fm);
         if (!rc) rc = status_hist_each(svc, txn, "barhist", p->id, as_of, s_fold_bar, bar);
+        if (!rc && bar->nomem) rc = SAM_STORE_NOMEM;
+        for (size_t i = 0; i < bar->n; i++)
+            open_now += bar->seen[i].open;
     } else { /* now: the pilot's standing, one record */
         status_key_t k;
         status_key_id(&k, p->id);
@@ -212,7 +272,7 @@ static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Sta
                     if (strcmp(((Samordna__V1__MilestoneKind *)kinds->v[j])->id,
                                st->reached[i]->kind) == 0)
                         snprintf(dates[j], 11, "%s", st->reached[i]->date);
-            bar->extra_open = st->open_barriers;
+            open_now = st->open_barriers;
             FREE(st);
         } else if (rc == MDB_NOTFOUND)
             rc = 0;
@@ -249,10 +309,7 @@ static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Sta
         }
     }
     free(dates);
-    uint32_t open = bar->extra_open;
-    for (size_t i = 0; i < bar->n; i++)
-        open += bar->open[i];
-    row->open_barriers = open;
+    row->open_barriers = open_now;
     Samordna__V1__Meeting *m = s_last_meeting(svc, txn, p->id, as_of ? as_of : "9999-12-31");
     row->last_meeting_date = strdup(m ? m->date : "");
     row->last_meeting_kind = strdup(m ? m->kind : "");
@@ -317,7 +374,11 @@ int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
     s_list_t kinds = {0};
     Samordna__V1__BoardRow **rows = NULL;
     size_t n_rows = 0, cap = 0;
-    s_fold_bar_t *bar = malloc(sizeof *bar);
+    /* fold state shared by every row: the barrier table and the record arena */
+    s_arena_t arena = {malloc(65536), 65536, 0};
+    ProtobufCAllocator alloc = {s_arena_alloc, s_arena_free, &arena};
+    s_fold_bar_t fold = {.alloc = &alloc, .arena = &arena};
+    s_fold_bar_t *bar = arena.buf ? &fold : NULL;
     MDB_cursor *cur = NULL;
     int rc = bar ? s_load_kinds(svc, txn, &kinds) : SAM_STORE_NOMEM;
     if (!rc) rc = mdb_cursor_open(txn, sam_service_dbi(svc, "registry"), &cur);
@@ -374,7 +435,8 @@ int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
         free(rows[i]);
     }
     free(rows);
-    free(bar);
+    free(fold.seen);
+    free(arena.buf);
     s_list_free(&kinds);
     FREE(req);
     return rc;
