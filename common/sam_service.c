@@ -57,10 +57,11 @@ typedef struct s_request_t {
     bool done;                /* reply decided before the write transaction */
     uint64_t seq;
     bool duplicate;
-    /* events.read long poll */
+    /* events.read long poll, or a query's (sam_reply_t.wait_ms) */
     uint64_t after_seq;
     uint32_t max;
     int64_t deadline;
+    const sam_query_def_t *query; /* a parked query: called again until it answers */
     struct s_request_t *next; /* in the waiter list */
 } s_request_t;
 
@@ -394,6 +395,25 @@ static size_t s_read_reply(sam_service_t *svc, MDB_txn *txn, s_request_t *r)
     return count;
 }
 
+/* Calls a query's handler; true when it asks to wait (wait_ms, no body, no error). */
+static bool s_query_call(sam_service_t *svc, s_request_t *r, MDB_txn *txn)
+{
+    sam_call_t call = {r->req->id, r->req->method, r->req->body.data, r->req->body.len,
+                       s_caller(svc, r)};
+    free(r->reply.body);
+    memset(&r->reply, 0, sizeof r->reply);
+    r->reply.code = SAM_OK;
+    if (r->query->fn(svc, txn, &call, &r->reply) != 0 && r->reply.code == SAM_OK)
+        sam_reply_error(&r->reply, SAM_INTERNAL, "%s failed", r->req->method);
+    return r->reply.code == SAM_OK && !r->reply.body && r->reply.wait_ms > 0;
+}
+
+/* A parked query: true while it still waits. */
+static bool s_query_again(sam_service_t *svc, s_request_t *r, MDB_txn *txn, int64_t now)
+{
+    return s_query_call(svc, r, txn) && now < r->deadline;
+}
+
 /* Answers the parked long polls that have news or whose wait is over. */
 static void s_serve_waiters(sam_service_t *svc, int64_t now)
 {
@@ -404,7 +424,15 @@ static void s_serve_waiters(sam_service_t *svc, int64_t now)
     s_request_t **link = &svc->waiters;
     while (*link) {
         s_request_t *w = *link;
-        if (last > w->after_seq || now >= w->deadline) {
+        if (w->query) {
+            if (s_query_again(svc, w, txn, now)) {
+                link = &w->next;
+                continue;
+            }
+            *link = w->next;
+            s_send_reply(svc, w);
+            s_request_destroy(&w);
+        } else if (last > w->after_seq || now >= w->deadline) {
             *link = w->next;
             s_read_reply(svc, txn, w);
             s_send_reply(svc, w);
@@ -704,10 +732,15 @@ static void s_handle_batch(sam_service_t *svc, s_request_t **batch, size_t n, in
                 sam_reply_error(&r->reply, SAM_FORBIDDEN, "role '%s' may not call %s",
                                 c->role[0] ? c->role : "(none)", method);
             else {
-                sam_call_t call = {r->req->id, method, r->req->body.data, r->req->body.len, c};
-                r->reply.code = SAM_OK;
-                if (q->fn(svc, rtxn, &call, &r->reply) != 0 && r->reply.code == SAM_OK)
-                    sam_reply_error(&r->reply, SAM_INTERNAL, "%s failed", method);
+                r->query = q;
+                if (s_query_call(svc, r, rtxn)) { /* a long poll: park it */
+                    uint32_t wait = r->reply.wait_ms > 30000 ? 30000 : r->reply.wait_ms;
+                    r->deadline = now + wait;
+                    r->next = svc->waiters;
+                    svc->waiters = r;
+                    batch[i] = NULL;
+                    continue;
+                }
             }
         }
         s_send_reply(svc, r);

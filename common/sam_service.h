@@ -75,6 +75,12 @@ typedef struct {
     char message[512];  /* human reason; names the field on refusals */
     uint8_t *body;      /* packed reply message (malloc'd), or NULL */
     size_t body_len;
+    /* A query's long poll: a handler that has nothing to answer yet may set wait_ms (at most
+       30000) and return 0 with no body; the runtime then parks the request and calls the
+       handler again, on a fresh read transaction, whenever the service may have news (after
+       each write batch and loop turn, at least every 20 ms) until it answers with a body or
+       an error, or the wait is over — then the last answer goes out as it is. */
+    uint32_t wait_ms;
 } sam_reply_t;
 
 /* Sets an error status and message. Returns -1, so a handler can `return sam_reply_error(…)`. */

@@ -294,6 +294,41 @@ def test_inbox_keeps_what_is_not_acknowledged():
     s.close()
 
 
+def test_inbox_read_waits_as_a_long_poll():
+    s = Stack("notify-longpoll")
+    c = s.c
+    assert subscribe(c, "sys", type=ECHO).status.code == 200
+    # an empty inbox with a wait: answered empty once the wait is over
+    t0 = time.time()
+    rep, msg = c.call("notify", "notify.inbox.read",
+                      notify_pb2.InboxReadRequest(subscription="sys", wait_ms=400),
+                      notify_pb2.InboxReadReply)
+    took = time.time() - t0
+    assert rep.status.code == 200 and list(msg.items) == [] and 0.35 <= took < 3, took
+    # parked while an event is published: answered as soon as it is queued, and notify
+    # answers other requests meanwhile
+    other = Client(s.ep)
+    t0 = time.time()
+    rid = c.send("notify", "notify.inbox.read",
+                 notify_pb2.InboxReadRequest(subscription="sys", wait_ms=10000))
+    rep, _ = other.call("notify", "ping")
+    assert rep.status.code == 200
+    time.sleep(0.3)
+    publish(other, "echo", cloud_event("lp1"))
+    rep = c.recv(10)
+    took = time.time() - t0
+    assert rep.id == rid and rep.status.code == 200
+    got = notify_pb2.InboxReadReply()
+    got.ParseFromString(rep.body)
+    assert [i.event.id for i in got.items] == ["lp1"] and took < 5, took
+    # refusals still come at once
+    rep, _ = c.call("notify", "notify.inbox.read",
+                    notify_pb2.InboxReadRequest(subscription="nobody", wait_ms=10000), timeout=2)
+    assert rep.status.code == 404
+    other.close()
+    s.close()
+
+
 def test_kill9_while_10000_events_flow_loses_none_and_keeps_order():
     s = Stack("notify-kill")
     c = s.c

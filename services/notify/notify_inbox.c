@@ -1,7 +1,8 @@
 /*  notify_inbox.c — the inbox channel, the delivery log, dead letters and cursors.
 
     An inbox subscription's queue is the inbox: notify.inbox.read returns its oldest
-    deliveries, and they stay until notify.inbox.ack removes them, so whatever a reader did
+    deliveries — or, when there are none and the reader gives wait_ms, waits for them as a
+    long poll (sam_reply_t.wait_ms) — and they stay until notify.inbox.ack removes them, so whatever a reader did
     not acknowledge (it crashed, the reply was lost) is read again. Receivers drop
     duplicates by the CloudEvent id.
 
@@ -104,6 +105,12 @@ int notify_q_inbox_read(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
         crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     mdb_cursor_close(cur);
+    if (count == 0 && req->wait_ms) {
+        /* a long poll: the runtime calls again as deliveries may have been queued */
+        reply->wait_ms = req->wait_ms > 30000 ? 30000 : req->wait_ms;
+        rc = 0;
+        goto done;
+    }
     Samordna__V1__InboxReadReply out = SAMORDNA__V1__INBOX_READ_REPLY__INIT;
     out.n_items = count;
     out.items = ptrs;

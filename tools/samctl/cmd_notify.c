@@ -8,7 +8,7 @@
     samctl notify log SUBSCRIPTION [--page-size N]
     samctl notify dead [SUBSCRIPTION]
     samctl notify replay (SUBSCRIPTION/QSEQ | --all [--subscription S])
-    samctl notify inbox SUBSCRIPTION [--max N] [--ack]
+    samctl notify inbox SUBSCRIPTION [--max N] [--wait-ms MS] [--ack]
     samctl notify cursors
     samctl notify briefing --preview [--date YYYY-MM-DD]
 */
@@ -28,7 +28,7 @@ static const char *s_usage =
     "notify subscriptions [--agency A] | subscribe ID (--inbox|--webhook URL|--email ADDR) "
     "[--type T] [--from AGENCY] [--subject S] [--description D] | unsubscribe ID | secret ID | "
     "log SUB | dead [SUB] | replay (SUB/QSEQ | --all [--subscription SUB]) | "
-    "inbox SUB [--max N] [--ack] | cursors | briefing --preview [--date D]";
+    "inbox SUB [--max N] [--wait-ms MS] [--ack] | cursors | briefing --preview [--date D]";
 
 static const char *s_channel(int c)
 {
@@ -317,6 +317,8 @@ static int s_inbox(samctl_t *ctl, int argc, char **argv)
     for (int i = 2; i < argc; i++) {
         if (strcmp(argv[i], "--max") == 0 && i + 1 < argc)
             req.max = (uint32_t)atoi(argv[++i]);
+        else if (strcmp(argv[i], "--wait-ms") == 0 && i + 1 < argc)
+            req.wait_ms = (uint32_t)atoi(argv[++i]);
         else if (strcmp(argv[i], "--ack") == 0)
             ack = true;
         else if (argv[i][0] != '-' && !*req.subscription)
