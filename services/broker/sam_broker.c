@@ -139,6 +139,8 @@ struct sam_broker_t {
     uint64_t errors;    /* error replies the broker made itself */
     uint64_t malformed; /* messages dropped as malformed */
     uint64_t purged;    /* workers purged or lost */
+    char gone_peer[S_HEX_MAX]; /* the last peer a send found gone, so a burst logs once */
+    uint64_t gone_repeats;     /* further sends to it that failed, not logged one by one */
     s_msg_t in;         /* the message being handled, reused */
 };
 
@@ -327,7 +329,19 @@ static int s_route(sam_broker_t *self, const uint8_t *addr, size_t size, const c
     if (zmq_send(self->handle, addr, size, ZMQ_SNDMORE) >= 0) return 0;
     int err = zmq_errno();
     char hex[S_HEX_MAX];
-    sam_warn("send.failed to=%s peer=%s reason=\"%s\"", role, s_hex(addr, size, hex),
+    s_hex(addr, size, hex);
+    /* A client that left with many requests queued makes every one of their replies fail:
+       one line for the peer, and a count when the next peer fails. */
+    if (err == EHOSTUNREACH && strcmp(hex, self->gone_peer) == 0) {
+        self->gone_repeats++;
+        return -1;
+    }
+    if (self->gone_repeats)
+        sam_warn("send.failed to=%s peer=%s reason=\"peer is gone\" repeats=%" PRIu64, role,
+                 self->gone_peer, self->gone_repeats);
+    self->gone_repeats = 0;
+    snprintf(self->gone_peer, sizeof self->gone_peer, "%s", err == EHOSTUNREACH ? hex : "");
+    sam_warn("send.failed to=%s peer=%s reason=\"%s\"", role, hex,
              err == EHOSTUNREACH ? "peer is gone"
              : err == EAGAIN     ? "peer is not reading (queue full)"
                                  : zmq_strerror(err));
