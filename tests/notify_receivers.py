@@ -129,6 +129,12 @@ class SmtpRecorder:
                 self.wfile.flush()
 
             def handle(self):
+                try:
+                    self.session()
+                except (ConnectionError, OSError):
+                    pass  # the client went away mid-session: nothing to record
+
+            def session(self):
                 self.reply("220 recorder ready")
                 mail_from, rcpt = None, []
                 while True:

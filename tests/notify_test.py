@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 
 import samtest  # noqa: E402
 from samtest import Client  # noqa: E402
-from samordna.v1 import events_pb2, grants_pb2, notify_pb2, registry_pb2, status_pb2  # noqa
+from samordna.v1 import envelope_pb2, events_pb2, grants_pb2, notify_pb2, registry_pb2, status_pb2  # noqa
 import datetime  # noqa: E402
 from cloudevents.v1 import cloudevents_pb2  # noqa: E402
 from notify_receivers import SmtpRecorder, WebhookReceiver, sign, verify  # noqa: E402
@@ -572,6 +572,118 @@ def samctl(ep, *args):
     r = subprocess.run([os.path.join(samtest.BIN, "samctl"), "--broker", ep, "--insecure"]
                        + list(args), capture_output=True, text=True, timeout=20)
     return r.returncode, r.stdout, r.stderr
+
+
+class AuthBroker:
+    """The test as the broker, so requests carry an authenticated caller (agency, role) the
+    way samordna-broker passes them to workers that negotiated the identity extension."""
+
+    def __init__(self):
+        import zmq
+        self.ep = f"tcp://127.0.0.1:{samtest.free_port()}"
+        self.sock = samtest.CTX.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        self.sock.bind(self.ep)
+        self.rid = 0
+        self.worker = None
+
+    def accept(self):
+        """Waits for notify's READY and grants the identity extension."""
+        end = time.time() + 10
+        while True:
+            f = self._recv(end - time.time())
+            if f[3] == samtest.READY:
+                assert f[4] == b"notify", f
+                self.worker = f[0]
+                self.sock.send_multipart([self.worker, b"", samtest.MDPW, samtest.HEARTBEAT,
+                                          b"x-samordna/1 credit=16 identity"])
+                return
+
+    def _recv(self, timeout):
+        assert self.sock.poll(int(max(timeout, 0.01) * 1000)), "nothing from notify"
+        return self.sock.recv_multipart()
+
+    def call(self, method, body, caller, reply_type=None):
+        self.rid += 1
+        req = envelope_pb2.Request(id=self.rid, method=method, body=body.SerializeToString())
+        self.sock.send_multipart([self.worker, b"", samtest.MDPW, samtest.REQUEST, b"C1", b"",
+                                  caller.SerializeToString(), req.SerializeToString()])
+        end = time.time() + 5
+        while True:
+            f = self._recv(end - time.time())
+            if f[3] != samtest.REPLY:
+                continue
+            rep = envelope_pb2.Reply()
+            rep.ParseFromString(f[6])
+            if rep.id == self.rid:
+                break
+        msg = None
+        if reply_type is not None and rep.status.code == 200:
+            msg = reply_type()
+            msg.ParseFromString(rep.body)
+        return rep, msg
+
+    def publish(self, etype, payload, caller, source):
+        self.rid += 1
+        ev = cloud_event(f"auth-{self.rid}", etype, source=source,
+                         data=payload.SerializeToString())
+        return self.call("events.publish", events_pb2.PublishRequest(event=ev), caller)[0]
+
+    def close(self):
+        self.sock.close(0)
+
+
+def test_only_the_owner_changes_or_reads_a_subscription():
+    data = samtest.scratch("notify-auth")
+    fb = AuthBroker()
+    tomorrow = (datetime.date.today() + datetime.timedelta(days=1)).strftime("%m-%d")
+    samtest.Proc("notify-auth", ["samordna-notify", "--broker", fb.ep, "--data-dir", data,
+                                 "--insecure", "--follow", "", "--reminder-days", "0",
+                                 "--briefing-dates", tomorrow])
+    fb.accept()
+    fmov = envelope_pb2.Caller(agency="fmov", role="publisher")
+    ofk = envelope_pb2.Caller(agency="ofk", role="publisher")
+    hiof = envelope_pb2.Caller(agency="hiof", role="reader")
+    created = "no.samordna.notify.subscription.created"
+    sub = lambda sid, **kw: notify_pb2.SubscriptionCreated(  # noqa: E731
+        subscription=notify_pb2.Subscription(id=sid, **kw))
+    rep = fb.publish(created, sub("fmov-box", channel=INBOX), fmov, "fmov")
+    assert rep.status.code == 200, rep.status
+    rep = fb.publish(created, sub("fmov-hook", channel=WEBHOOK, url="http://127.0.0.1:9/h"),
+                     fmov, "fmov")
+    assert rep.status.code == 200, rep.status
+    # a reader may not subscribe; a publisher only as itself (the runtime's checks)
+    assert fb.publish(created, sub("x", channel=INBOX), hiof, "hiof").status.code == 403
+    assert fb.publish(created, sub("x", channel=INBOX), ofk, "fmov").status.code == 403
+    # another agency may not delete, read, ack, see the secret, or replay
+    rep = fb.publish("no.samordna.notify.subscription.deleted",
+                     notify_pb2.SubscriptionDeleted(id="fmov-box"), ofk, "ofk")
+    assert rep.status.code == 403 and "belongs to agency 'fmov'" in rep.status.message, rep.status
+    for method, body in [
+            ("notify.inbox.read", notify_pb2.InboxReadRequest(subscription="fmov-box")),
+            ("notify.inbox.ack", notify_pb2.InboxAckRequest(subscription="fmov-box", upto=1)),
+            ("notify.subscriptions.secret", notify_pb2.SubscriptionSecretRequest(id="fmov-hook")),
+            ("notify.dead.replay", notify_pb2.DeadReplayRequest(all=True,
+                                                                 subscription="fmov-box")),
+            ("notify.dead.replay", notify_pb2.DeadReplayRequest(all=True))]:
+        rep, _ = fb.call(method, body, ofk)
+        assert rep.status.code == 403, (method, rep.status)
+    # the owner may
+    rep, sec = fb.call("notify.subscriptions.secret",
+                       notify_pb2.SubscriptionSecretRequest(id="fmov-hook"), fmov,
+                       notify_pb2.SubscriptionSecretReply)
+    assert rep.status.code == 200 and len(sec.secret) == 64
+    rep, _ = fb.call("notify.inbox.read", notify_pb2.InboxReadRequest(subscription="fmov-box"),
+                     fmov)
+    assert rep.status.code == 200
+    rep = fb.publish("no.samordna.notify.subscription.deleted",
+                     notify_pb2.SubscriptionDeleted(id="fmov-box"), fmov, "fmov")
+    assert rep.status.code == 200, rep.status
+    # everyone may list
+    rep, lst = fb.call("notify.subscriptions.list", notify_pb2.SubscriptionListRequest(), hiof,
+                       notify_pb2.SubscriptionListReply)
+    assert [i.subscription.id for i in lst.subscriptions] == ["fmov-hook"]
+    fb.close()
 
 
 def test_samctl_notify_commands():
