@@ -68,6 +68,10 @@ typedef struct {
     long schedule_interval_ms;      /* how often briefings and deadlines are checked */
     char since[11];                 /* first day the store ran: no briefing before it */
     bool grants_down;               /* grants.deadlines failed last time (logged once) */
+    uint64_t rem_req;               /* grants.deadlines in flight, 0 when none */
+    int64_t rem_sent_ms;
+    char rem_from[11], rem_before[11]; /* the reminder window being asked about */
+    char rem_token[128];            /* the page being asked for */
 
     /* run-time state */
     sam_client_t *client;           /* the runtime's client, for events.read and calls */
@@ -142,6 +146,8 @@ char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce);
 /* notify_briefing.c — the half-yearly briefing and the reminders. */
 int notify_schedule_start(notify_t *n);
 void notify_schedule_tick(notify_t *n);
+/* Takes the reply of grants.deadlines (sent without waiting) and issues the reminders due. */
+void notify_reminders_reply(notify_t *n, const sam_result_t *res);
 int notify_q_briefing_preview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                               sam_reply_t *reply);
 

@@ -455,58 +455,78 @@ static void s_check_briefing(notify_t *n, s_date_t today)
     s_briefing_free(b);
 }
 
+/* Asks grants for the next page of deadlines in the reminder window, without waiting: the
+   reply comes through the follower's receive loop to notify_reminders_reply. */
+static void s_ask_deadlines(notify_t *n)
+{
+    sam_client_t *c = sam_service_client(n->svc);
+    if (!c) return;
+    Samordna__V1__DeadlinesRequest rq = SAMORDNA__V1__DEADLINES_REQUEST__INIT;
+    rq.from = n->rem_from;
+    rq.before = n->rem_before;
+    rq.page_size = 500;
+    rq.page_token = n->rem_token;
+    uint8_t buf[512];
+    if (samordna__v1__deadlines_request__get_packed_size(&rq) > sizeof buf) return;
+    size_t len = samordna__v1__deadlines_request__pack(&rq, buf);
+    n->rem_req = sam_client_send(c, "grants", "grants.deadlines", buf, len);
+    n->rem_sent_ms = notify_now_ms();
+}
+
+void notify_reminders_reply(notify_t *n, const sam_result_t *res)
+{
+    n->rem_req = 0;
+    Samordna__V1__DeadlineList *dl =
+        res->code == SAM_OK
+            ? samordna__v1__deadline_list__unpack(NULL, res->body_len, res->body)
+            : NULL;
+    if (!dl) {
+        if (!n->grants_down)
+            sam_warn("schedule.deadlines_unavailable code=%u reason=\"%s\"", res->code,
+                     res->code == SAM_OK ? "undecodable samordna.v1.DeadlineList" : res->message);
+        n->grants_down = true;
+        return;
+    }
+    if (n->grants_down) sam_info("schedule.deadlines_available");
+    n->grants_down = false;
+    s_date_t today;
+    if (!s_date_parse(n->rem_from, &today)) today = s_today();
+    for (size_t i = 0; i < dl->n_deadlines; i++) {
+        Samordna__V1__Deadline *d = dl->deadlines[i];
+        s_date_t due;
+        if (!s_date_parse(d->report_due, &due)) continue;
+        char id[160];
+        snprintf(id, sizeof id, "reminder-%s-%s", d->award, d->report_due);
+        int days = (int)((s_date_time(due) - s_date_time(today)) / 86400);
+        s_text_t t = {0};
+        s_add(&t, "Påminnelse om rapporteringsfrist / Reporting deadline reminder\n\n");
+        s_add(&t, "The report on award %s to %s is due %s, in %d days.\n", d->award,
+              d->recipient, d->report_due, days);
+        s_add(&t, "Scheme: %s\nPurpose: %s\nFunded by:", d->scheme, d->purpose);
+        for (size_t f = 0; f < d->n_funders; f++) s_add(&t, " %s", d->funders[f]);
+        s_add(&t, "\n");
+        Samordna__V1__Reminder r = SAMORDNA__V1__REMINDER__INIT;
+        r.id = id;
+        r.award = d->award;
+        r.deadline = d->report_due;
+        r.recipient = d->recipient;
+        r.text = t.buf ? t.buf : "";
+        s_issue(n, id, "no.samordna.notify.reminder.due", d->recipient, &r.base);
+        free(t.buf);
+    }
+    snprintf(n->rem_token, sizeof n->rem_token, "%s", dl->next_page_token);
+    protobuf_c_message_free_unpacked(&dl->base, NULL);
+    if (*n->rem_token) s_ask_deadlines(n); /* the next page at once */
+}
+
 static void s_check_reminders(notify_t *n, s_date_t today)
 {
-    char from[11], before[11], token[128] = "";
-    s_date_str(today, from);
-    s_date_str(s_add_days(today, (int)n->reminder_days + 1), before);
-    do {
-        Samordna__V1__DeadlinesRequest rq = SAMORDNA__V1__DEADLINES_REQUEST__INIT;
-        rq.from = from;
-        rq.before = before;
-        rq.page_size = 500;
-        rq.page_token = token;
-        Samordna__V1__DeadlineList *dl = NULL;
-        sam_result_t res;
-        uint32_t code = notify_call(n, "grants", "grants.deadlines", &rq.base,
-                                    &samordna__v1__deadline_list__descriptor,
-                                    (ProtobufCMessage **)&dl, (int)n->call_timeout_ms, &res);
-        if (code != SAM_OK) {
-            if (!n->grants_down)
-                sam_warn("schedule.deadlines_unavailable code=%u reason=\"%s\"", code,
-                         res.message);
-            n->grants_down = true;
-            sam_result_clear(&res);
-            return;
-        }
-        sam_result_clear(&res);
-        n->grants_down = false;
-        for (size_t i = 0; i < dl->n_deadlines; i++) {
-            Samordna__V1__Deadline *d = dl->deadlines[i];
-            s_date_t due;
-            if (!s_date_parse(d->report_due, &due)) continue;
-            char id[160];
-            snprintf(id, sizeof id, "reminder-%s-%s", d->award, d->report_due);
-            int days = (int)((s_date_time(due) - s_date_time(today)) / 86400);
-            s_text_t t = {0};
-            s_add(&t, "Påminnelse om rapporteringsfrist / Reporting deadline reminder\n\n");
-            s_add(&t, "The report on award %s to %s is due %s, in %d days.\n", d->award,
-                  d->recipient, d->report_due, days);
-            s_add(&t, "Scheme: %s\nPurpose: %s\nFunded by:", d->scheme, d->purpose);
-            for (size_t f = 0; f < d->n_funders; f++) s_add(&t, " %s", d->funders[f]);
-            s_add(&t, "\n");
-            Samordna__V1__Reminder r = SAMORDNA__V1__REMINDER__INIT;
-            r.id = id;
-            r.award = d->award;
-            r.deadline = d->report_due;
-            r.recipient = d->recipient;
-            r.text = t.buf ? t.buf : "";
-            s_issue(n, id, "no.samordna.notify.reminder.due", d->recipient, &r.base);
-            free(t.buf);
-        }
-        snprintf(token, sizeof token, "%s", dl->next_page_token);
-        protobuf_c_message_free_unpacked(&dl->base, NULL);
-    } while (*token);
+    int64_t now = notify_now_ms();
+    if (n->rem_req && now - n->rem_sent_ms < n->call_timeout_ms + 5000) return; /* in flight */
+    s_date_str(today, n->rem_from);
+    s_date_str(s_add_days(today, (int)n->reminder_days + 1), n->rem_before);
+    n->rem_token[0] = 0;
+    s_ask_deadlines(n);
 }
 
 void notify_schedule_tick(notify_t *n)

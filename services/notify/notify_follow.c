@@ -11,8 +11,8 @@
     logs that once, waits, and asks again; it logs again when the service answers.
 
     The runtime's client drops replies nobody waits for, so every call notify makes on it —
-    the long polls and the synchronous calls of the briefing — goes through one receive loop
-    here that hands each reply to whoever sent it.
+    the long polls, the reminders' grants.deadlines and the synchronous calls of the briefing —
+    goes through one receive loop here that hands each reply to whoever sent it.
 */
 #include "notify.h"
 
@@ -190,6 +190,10 @@ static void s_take_events(notify_t *n, notify_follow_t *f, const Samordna__V1__R
 /* Hands one reply to the follower that sent it; false when it belongs to nobody here. */
 static bool s_dispatch(notify_t *n, sam_result_t *res)
 {
+    if (n->rem_req && res->id == n->rem_req) {
+        notify_reminders_reply(n, res);
+        return true;
+    }
     for (size_t i = 0; i < n->n_follow; i++) {
         notify_follow_t *f = &n->follow[i];
         if (!f->req_id || f->req_id != res->id) continue;
