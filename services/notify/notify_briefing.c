@@ -128,8 +128,13 @@ static size_t s_briefing_days(const char *list, int md[][2], size_t cap)
 static void s_briefing_around(const int md[][2], size_t n, s_date_t day, bool next,
                               s_date_t *due, s_date_t *prev)
 {
+    if (n == 0) { /* no dates: the start refuses such options; a year back, to be defined */
+        *due = day;
+        *prev = (s_date_t){day.y - 1, day.m, day.d};
+        return;
+    }
     /* candidates over three years around `day`, in order */
-    s_date_t all[3 * 16];
+    s_date_t all[3 * 16] = {{0, 0, 0}};
     size_t k = 0;
     for (int y = day.y - 1; y <= day.y + 1; y++)
         for (size_t i = 0; i < n && k < sizeof all / sizeof all[0]; i++)
