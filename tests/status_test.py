@@ -281,6 +281,12 @@ def test_board_milestones_and_as_of():
                         status_pb2.BoardReply)
         assert [r.pilot for r in one.rows] == ["halden"]
         assert_now_is_history(env)
+        # the registry changes a pilot's investment leader: the board follows its outbox
+        env.reg.publish("no.samordna.registry.pilot.updated",
+                        pilot_view("fredrikstad", "fredrikstad", "Barnefattigdom, levekår",
+                                   "imdi-ost"), "pilots", "fredrikstad")
+        samtest.wait_for(lambda: row(env.board(), "fredrikstad").investment_leader == "imdi-ost",
+                         10, "pilot.updated in the projection")
         rep, _ = env.c.call("status", "status.board", status_pb2.BoardRequest(pilot="nowhere"))
         assert rep.status.code == 404 and "pilot" in rep.status.message
     finally:
@@ -927,6 +933,31 @@ def test_publishers_change_only_what_they_own():
         assert proc.stop() == 0
     finally:
         ob.close()
+
+
+def test_registry_down_refuses_without_stalling():
+    """No registry at all: an unknown pilot is refused after one unanswered question, and
+    the events after it are refused at once instead of each waiting for the registry."""
+    data = samtest.scratch("status-noreg")
+    broker, ep = samtest.broker()
+    svc = samtest.service("status", ep, data)
+    c = samtest.Client(ep)
+    try:
+        def reach_unknown(i):
+            req = publish_req("no.samordna.status.milestone.reached",
+                              status_pb2.MilestoneReached(pilot=f"p-{i}", kind="anchored",
+                                                          date="2019-01-01"))
+            t0 = time.time()
+            rep, _ = c.call("status", "events.publish", req, timeout=10)
+            return rep.status, time.time() - t0
+        st, _ = reach_unknown(0)
+        assert st.code == 422 and st.message == "pilot: unknown pilot 'p-0'", st
+        for i in range(1, 6):
+            st, took = reach_unknown(i)
+            assert st.code == 422 and took < 1.0, (st, took)
+        assert svc.stop() == 0
+    finally:
+        c.close()
 
 
 FIXTURE = os.path.join(samtest.SRC, "..", "shared", "fixtures", "ostfold-2019.json")

@@ -68,6 +68,7 @@ typedef struct {
     int64_t registry_retry_at; /* monotonic ms: do not poll the registry before this */
     uint64_t feed_pending;     /* request id of the events.read in flight, 0 when none */
     int64_t feed_sent_at;      /* monotonic ms it was sent */
+    int64_t ask_blocked_until; /* monotonic ms: the registry did not answer; do not ask */
 } status_ctx_t;
 
 /* ---- validation (status_check.c) ----------------------------------------------------------- */

@@ -26,6 +26,7 @@
 
 #define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
 #define ASK_TIMEOUT_MS 2000
+#define ASK_BLOCK_MS 5000 /* after the registry did not answer, refuse without asking */
 #define READ_WAIT_MS 2000
 #define READ_MAX 500
 #define READ_LOST_MS 35000 /* a long poll with no answer after this is sent again */
@@ -175,6 +176,9 @@ static void s_ask(sam_service_t *svc, const char *kind, const char *id)
     bool known = sam_store_has(txn, sam_service_dbi(svc, "registry"), k.b, k.len);
     mdb_txn_abort(txn);
     if (known) return;
+    /* an unreachable registry is not asked again for a while: a batch of events naming
+       unknown pilots must not stall the service one timeout per event */
+    if (zclock_mono() < ctx->ask_blocked_until) return;
     sam_client_t *client = sam_service_client(svc);
     if (!client) return;
     char method[64];
@@ -192,6 +196,8 @@ static void s_ask(sam_service_t *svc, const char *kind, const char *id)
     /* The synchronous call drops replies it does not wait for: forget the feed's poll. */
     ctx->feed_pending = 0;
     if (code != SAM_OK || !out) {
+        if (code == SAM_TIMEOUT || code == SAM_UNAVAILABLE || code == SAM_BUSY)
+            ctx->ask_blocked_until = zclock_mono() + ASK_BLOCK_MS;
         sam_info("registry.ask kind=%s id=%s code=%u", kind, id, code);
         sam_result_clear(&res);
         return;
