@@ -89,6 +89,9 @@ int grants_ledger_post(grants_t *g, MDB_txn *txn, const sam_event_t *ev, const g
         snprintf(err, errlen, "ledger: entry does not balance (off by %lld øre)", (long long)sum);
         return -1;
     }
+    /* Each line reads its account's balance as the earlier lines left it (LMDB shows the
+       transaction its own writes); after[i] is the balance line i leaves behind. */
+    int64_t after[GRANTS_MAX_POSTINGS];
     for (size_t i = 0; i < e->n; i++) {
         const grants_line_t *l = &e->lines[i];
         int64_t v = grants_balance(g, txn, l->account);
@@ -101,11 +104,17 @@ int grants_ledger_post(grants_t *g, MDB_txn *txn, const sam_event_t *ev, const g
             snprintf(err, errlen, "ledger: %s", sam_store_strerror(rc));
             return -1;
         }
+        after[i] = v;
     }
-    /* Invariants after the whole entry: lines on one account may pass through zero. */
+    /* Invariants on each account's balance after the whole entry (the last line touching
+       it): lines on one account may pass through zero on the way. */
     for (size_t i = 0; i < e->n; i++) {
         const grants_line_t *l = &e->lines[i];
-        int64_t v = grants_balance(g, txn, l->account);
+        bool last = true;
+        for (size_t j = i + 1; j < e->n && last; j++)
+            last = strcmp(e->lines[j].account, l->account) != 0;
+        if (!last) continue;
+        int64_t v = after[i];
         if ((s_account_sign(l->account) > 0 && v < 0) ||
             (s_account_sign(l->account) < 0 && v > 0)) {
             char f[48];

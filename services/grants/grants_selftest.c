@@ -2,7 +2,7 @@
     without a broker: money formatting, id and date checks, posting balanced and unbalanced
     entries, the sign invariants, overflow, and verification catching a tampered balance.
 
-    Usage: grants_selftest [SCRATCH_DIR]   (default: a folder under /tmp)
+    Usage: grants_selftest [SCRATCH_DIR]   (default: grants-selftest in the current folder)
 */
 #include "grants_ledger.h"
 
@@ -146,7 +146,7 @@ static void s_test_ledger(const char *dir)
 int main(int argc, char **argv)
 {
     char dir[512];
-    snprintf(dir, sizeof dir, "%s", argc > 1 ? argv[1] : "/tmp/grants-selftest");
+    snprintf(dir, sizeof dir, "%s", argc > 1 ? argv[1] : "grants-selftest");
     zsys_dir_delete("%s", dir);
     zsys_dir_create("%s", dir);
     s_test_formats();
