@@ -25,5 +25,6 @@ run_suite build/test -DCMAKE_BUILD_TYPE=RelWithDebInfo
 if [ "${SAMORDNA_NO_ASAN:-0}" != 1 ]; then
   echo "== build and test under AddressSanitizer and UndefinedBehaviorSanitizer"
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+  export SAMORDNA_TIMEOUT_SCALE=${SAMORDNA_TIMEOUT_SCALE:-4}  # waits only, never assertions
   run_suite build/asan -DCMAKE_BUILD_TYPE=Debug -DSAMORDNA_SANITIZE=ON
 fi

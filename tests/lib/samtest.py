@@ -23,6 +23,9 @@ TESTDATA = os.environ.get("SAMORDNA_TESTDATA", os.path.join(os.getcwd(), "testda
 SRC = os.environ.get("SAMORDNA_SRC", os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 sys.path.insert(0, PYGEN)
+# Sanitizer builds run several times slower: every upper bound on a wait (never a lower
+# bound, never an assertion on a figure) is multiplied by this (tools/test.sh sets it).
+SLOW = float(os.environ.get("SAMORDNA_TIMEOUT_SCALE", "1"))
 
 import zmq  # noqa: E402
 from samordna.v1 import envelope_pb2  # noqa: E402,F401
@@ -74,7 +77,7 @@ class Proc:
         if self.alive():
             self.p.send_signal(signal.SIGTERM)
         try:
-            return self.p.wait(timeout)
+            return self.p.wait(timeout * SLOW)
         except subprocess.TimeoutExpired:
             self.p.kill()
             self.p.wait()
@@ -113,7 +116,7 @@ def _port_open(port):
 
 
 def wait_for(cond, timeout, what):
-    end = time.time() + timeout
+    end = time.time() + timeout * SLOW
     while time.time() < end:
         if cond():
             return
@@ -146,7 +149,7 @@ class Client:
 
     def recv(self, timeout=5.0):
         """One reply as an envelope_pb2.Reply, or raises on timeout."""
-        if not self.sock.poll(int(timeout * 1000)):
+        if not self.sock.poll(int(timeout * SLOW * 1000)):
             raise AssertionError(f"no reply within {timeout}s")
         frames = self.sock.recv_multipart()
         assert frames[0] == b"" and frames[1] == MDPC, f"bad reply frames {frames[:2]}"
@@ -169,7 +172,7 @@ class Client:
 
     def mmi(self, name, body, timeout=5.0):
         self.sock.send_multipart([b"", MDPC, name.encode(), body])
-        if not self.sock.poll(int(timeout * 1000)):
+        if not self.sock.poll(int(timeout * SLOW * 1000)):
             raise AssertionError("no MMI reply")
         return self.sock.recv_multipart()
 
@@ -255,7 +258,7 @@ def wait_service(endpoint, service, timeout=10):
     """Waits until `service` answers ping through the broker."""
     c = Client(endpoint)
     try:
-        end = time.time() + timeout
+        end = time.time() + timeout * SLOW
         while time.time() < end:
             try:
                 rep, _ = c.call(service, "ping", timeout=0.5)
