@@ -6,6 +6,7 @@
     any more (it timed out earlier) is dropped.
 */
 #include "sam_client.h"
+#include "sam_keys.h"
 #include "sam_mdp.h"
 #include "sam_status.h"
 
@@ -47,15 +48,22 @@ sam_client_t *sam_client_new(const char *const *brokers, size_t n, const sam_cli
     zsock_set_linger(self->sock, 0);
     zsock_set_sndhwm(self->sock, 100000);
     zsock_set_rcvhwm(self->sock, 100000);
-    if (opts && opts->client_cert && opts->server_key) {
-        zcert_t *cert = zcert_load(opts->client_cert);
-        if (!cert) {
+    if (opts && (opts->client_cert || opts->server_key)) {
+        char server_key[SAM_KEY_Z85_LEN + 1];
+        zcert_t *cert = NULL;
+        if (!opts->client_cert || !opts->server_key) {
+            snprintf(err, errlen, "CURVE needs both a client certificate and the broker's key");
+        } else if (sam_keys_check_secret(opts->client_cert, err, errlen) == 0 &&
+                   sam_keys_server_key(opts->server_key, server_key, err, errlen) == 0 &&
+                   !(cert = zcert_load(opts->client_cert))) {
             snprintf(err, errlen, "cannot read certificate %s", opts->client_cert);
+        }
+        if (!cert) {
             sam_client_destroy(&self);
             return NULL;
         }
         zcert_apply(cert, self->sock);
-        zsock_set_curve_serverkey(self->sock, opts->server_key);
+        zsock_set_curve_serverkey(self->sock, server_key);
         zcert_destroy(&cert);
     }
     for (size_t i = 0; i < n; i++) {
@@ -167,9 +175,17 @@ uint32_t sam_client_call(sam_client_t *self, const char *service, const char *me
     memset(result, 0, sizeof *result);
     result->code = SAM_TIMEOUT;
     for (int a = 0; a < attempts && result->code == SAM_TIMEOUT; a++) {
-        if (s_send(self, service, id, method, body, len) != 0) {
+        /* A DEALER blocks on send while it has no connection (a broker that is down, or
+           one that refused our handshake): never longer than the call may take. */
+        zsock_set_sndtimeo(self->sock, timeout_ms);
+        int sent = s_send(self, service, id, method, body, len);
+        zsock_set_sndtimeo(self->sock, -1);
+        if (sent != 0) {
             result->code = SAM_UNAVAILABLE;
-            snprintf(result->message, sizeof result->message, "cannot send to the broker");
+            snprintf(result->message, sizeof result->message,
+                     "cannot send to the broker within %d ms (is it running, and does it accept "
+                     "this certificate?)",
+                     timeout_ms);
             break;
         }
         int64_t deadline = zclock_mono() + timeout_ms;

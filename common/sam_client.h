@@ -17,9 +17,9 @@
 typedef struct sam_client_t sam_client_t;
 
 typedef struct {
-    const char *curve_dir;     /* reserved for CURVE: folder with the client certificate */
+    const char *curve_dir;     /* unused; kept so existing initialisers stay valid */
     const char *client_cert;   /* CURVE: path to this client's secret certificate */
-    const char *server_key;    /* CURVE: the broker's public key (Z85) */
+    const char *server_key;    /* CURVE: the broker's public key (Z85) or a certificate file */
     size_t max_pending;        /* pipelining window for sam_client_send; 0 → 1000 */
 } sam_client_opts_t;
 
@@ -35,7 +35,8 @@ typedef struct {
 void sam_result_clear(sam_result_t *r);
 
 /*  Connects to the brokers (endpoints borrowed for the call). Returns NULL with a message
-    in err when an endpoint or certificate is unusable. opts may be NULL (insecure). */
+    in err when an endpoint or certificate is unusable. opts may be NULL, or have neither
+    client_cert nor server_key: no CURVE (an --insecure broker). Both set: CURVE. */
 sam_client_t *sam_client_new(const char *const *brokers, size_t n, const sam_client_opts_t *opts,
                              char *err, size_t errlen);
 void sam_client_destroy(sam_client_t **self_p);

@@ -1,8 +1,9 @@
-/*  sam_common_selftest — unit selftests of the shared modules: config, store, status.
+/*  sam_common_selftest — unit selftests of the shared modules: config, store, status, keys.
     Each check prints nothing when it holds; the program prints one line per failed check
     and a closing 'N passed, N failed' line, and exits non-zero when any failed. It writes
     only under the folder given as its first argument. */
 #include "sam_config.h"
+#include "sam_keys.h"
 #include "sam_status.h"
 #include "sam_store.h"
 
@@ -11,6 +12,7 @@
 #include <czmq.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static int s_passed, s_failed;
 #define CHECK(cond)                                                                               \
@@ -163,6 +165,9 @@ int main(int argc, char **argv)
     CHECK(strcmp(sam_status_name(999), "error") == 0);
     s_config_test(dir);
     s_store_test(dir);
+    char keys[1024];
+    snprintf(keys, sizeof keys, "%s/keys-%d", dir, (int)getpid());
+    CHECK(sam_keys_selftest(keys, false) == 0);
     printf("%d passed, %d failed\n", s_passed, s_failed);
     return s_failed ? 1 : 0;
 }

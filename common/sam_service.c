@@ -18,6 +18,8 @@
 #include "sam_client.h"
 #include "sam_mdp.h"
 
+#include "sam_keys.h"
+
 #include <czmq.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -74,6 +76,8 @@ struct sam_service_t {
     sam_client_t *client;
     char instance[96];
     bool insecure;
+    const char *cert;                          /* --cert: our secret certificate (CURVE) */
+    char server_key[SAM_KEY_Z85_LEN + 1];      /* --server-key: the brokers' public key */
     int credit;
     size_t max_event_bytes;
     int heartbeat_ms;
@@ -98,6 +102,10 @@ static const sam_option_t s_std_options[] = {
     {"credit", "N", "256", "requests the broker may keep in flight to this instance", false},
     {"insecure", NULL, NULL, "accept callers without authentication (loopback runs, tests)",
      false},
+    {"cert", "FILE", NULL,
+     "this service's secret CURVE certificate (samctl keys new --role service)", false},
+    {"server-key", "KEY|FILE", NULL,
+     "the broker's public key: Z85 text or its certificate file", false},
     {"nosync", NULL, NULL,
      "opt-in weaker durability: do not fsync each commit (survives a process crash, not a "
      "power loss)",
@@ -206,14 +214,24 @@ MDB_dbi sam_service_dbi(sam_service_t *svc, const char *table)
 
 sam_client_t *sam_service_client(sam_service_t *svc)
 {
-    if (svc->client) return svc->client;
+    if (!svc->client) svc->client = sam_service_client_new(svc);
+    return svc->client;
+}
+
+sam_client_t *sam_service_client_new(sam_service_t *svc)
+{
     const char *eps[S_MAX_BROKERS];
     for (size_t i = 0; i < svc->nbrokers; i++)
         eps[i] = svc->brokers[i].endpoint;
     char err[256] = "";
-    svc->client = sam_client_new(eps, svc->nbrokers, NULL, err, sizeof err);
-    if (!svc->client) sam_error("client.failed reason=\"%s\"", err);
-    return svc->client;
+    sam_client_opts_t opts = {0};
+    if (!svc->insecure) {
+        opts.client_cert = svc->cert;
+        opts.server_key = svc->server_key;
+    }
+    sam_client_t *client = sam_client_new(eps, svc->nbrokers, &opts, err, sizeof err);
+    if (!client) sam_error("client.failed reason=\"%s\"", err);
+    return client;
 }
 
 uint64_t sam_service_last_seq(sam_service_t *svc, MDB_txn *txn)
@@ -250,6 +268,18 @@ static void s_broker_connect(sam_service_t *svc, s_broker_t *b, int64_t now)
     b->generation++;
     b->ext_credit = b->ext_identity = false;
     b->sock = zsock_new(ZMQ_DEALER);
+    if (b->sock && !svc->insecure) {
+        zcert_t *cert = zcert_load(svc->cert);
+        if (cert) {
+            zcert_apply(cert, b->sock);
+            zsock_set_curve_serverkey(b->sock, svc->server_key);
+            zcert_destroy(&cert);
+        } else {
+            sam_error("broker.connect_failed endpoint=%s reason=\"cannot read %s\"",
+                      b->endpoint, svc->cert);
+            zsock_destroy(&b->sock);
+        }
+    }
     if (!b->sock || zsock_connect(b->sock, "%s", b->endpoint) != 0) {
         sam_error("broker.connect_failed endpoint=%s", b->endpoint);
         zsock_destroy(&b->sock);
@@ -324,9 +354,12 @@ static const Samordna__V1__Caller *s_caller(sam_service_t *svc, const s_request_
     return svc->insecure ? &s_insecure : &s_anonymous;
 }
 
+/*  A service that runs with CURVE trusts only identities its brokers authenticated: a
+    Caller that says "insecure" (or a request without a Caller) has no role here. */
 static bool s_role_ok(sam_service_t *svc, const Samordna__V1__Caller *c, unsigned roles)
 {
-    if (c->insecure || (svc->insecure && !c->role[0])) return true;
+    if (!svc->insecure) return !c->insecure && (sam_role_bit(c->role) & roles) != 0;
+    if (c->insecure || !c->role[0]) return true;
     return (sam_role_bit(c->role) & roles) != 0;
 }
 
@@ -506,7 +539,7 @@ static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t now)
         if (!s_role_ok(svc, c, r->edef->roles))
             sam_reply_error(rep, SAM_FORBIDDEN, "role '%s' may not publish %s",
                             c->role[0] ? c->role : "(none)", ce->type);
-        else if (!c->insecure && sam_role_bit(c->role) == SAM_ROLE_PUBLISHER &&
+        else if ((!c->insecure || !svc->insecure) && sam_role_bit(c->role) == SAM_ROLE_PUBLISHER &&
                  strcmp(c->agency, ce->source) != 0)
             sam_reply_error(rep, SAM_FORBIDDEN,
                             "event.source: agency '%s' may publish only as itself, not as '%s'",
@@ -997,10 +1030,25 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         svc->brokers[i].endpoint = strdup(ep);
         svc->brokers[i].backoff_ms = 100;
     }
-    if (ok && !svc->insecure) {
-        fprintf(stderr, "%s: CURVE is not configured: pass --insecure for a loopback-only run\n",
-                program);
+    svc->cert = sam_config_get(svc->config, "cert");
+    const char *server_key = sam_config_get(svc->config, "server-key");
+    if (ok && svc->insecure && (svc->cert || server_key)) {
+        fprintf(stderr, "%s: --insecure and --cert/--server-key exclude each other\n", program);
         ok = false;
+    } else if (ok && !svc->insecure) {
+        char err[512];
+        if (!svc->cert || !server_key) {
+            fprintf(stderr,
+                    "%s: CURVE needs --cert (this service's secret certificate) and "
+                    "--server-key (the broker's public key); --insecure runs without, on "
+                    "loopback only\n",
+                    program);
+            ok = false;
+        } else if (sam_keys_check_secret(svc->cert, err, sizeof err) != 0 ||
+                   sam_keys_server_key(server_key, svc->server_key, err, sizeof err) != 0) {
+            fprintf(stderr, "%s: %s\n", program, err);
+            ok = false;
+        }
     }
     const char *inst = sam_config_get(svc->config, "instance");
     char host[64] = "host";

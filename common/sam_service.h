@@ -170,6 +170,12 @@ MDB_dbi sam_service_dbi(sam_service_t *svc, const char *table);
     other services (created on first use, owned by the runtime). NULL if it cannot connect. */
 sam_client_t *sam_service_client(sam_service_t *svc);
 
+/*  A new client of the service's own, connected like sam_service_client() (same brokers,
+    same certificate when CURVE is on), for a service that needs a second connection (a long
+    poll beside its other calls). The caller owns it (sam_client_destroy). NULL (logged) if
+    it cannot connect. */
+sam_client_t *sam_service_client_new(sam_service_t *svc);
+
 /*  The outbox head (highest stored sequence number) as seen by `txn`. */
 uint64_t sam_service_last_seq(sam_service_t *svc, MDB_txn *txn);
 

@@ -9,9 +9,14 @@
 
 static const sam_option_t s_options[] = {
     {"bind", "ENDPOINT", "tcp://127.0.0.1:5555", "endpoint for clients and workers", true},
+    {"curve-dir", "DIR", NULL,
+     "folder of trusted public certificates (samctl keys new); removing one revokes its key "
+     "within about a second",
+     false},
+    {"cert", "FILE", NULL, "the broker's own secret certificate (samctl keys new --role broker)",
+     false},
     {"insecure", NULL, NULL,
-     "run without authentication; only loopback endpoints are accepted (CURVE is not "
-     "configured yet, so this is required)",
+     "run without authentication (tests, local runs); only loopback endpoints are accepted",
      false},
     {"heartbeat-ms", "MS", "2500", "interval of heartbeats to workers", false},
     {"liveness", "N", "3", "missed heartbeats before a silent worker is purged", false},
@@ -41,6 +46,12 @@ int main(int argc, char **argv)
     bool ok = true;
     sam_broker_config_t cfg = SAM_BROKER_CONFIG_DEFAULTS;
     cfg.insecure = sam_config_flag(config, "insecure");
+    cfg.curve_dir = sam_config_get(config, "curve-dir");
+    cfg.cert = sam_config_get(config, "cert");
+    if (cfg.insecure && (cfg.curve_dir || cfg.cert)) {
+        fprintf(stderr, "samordna-broker: --insecure and --curve-dir/--cert exclude each other\n");
+        ok = false;
+    }
     cfg.heartbeat_ms = (int)sam_config_int(config, "heartbeat-ms", 10, 3600000, &ok);
     cfg.liveness = (int)sam_config_int(config, "liveness", 1, 1000, &ok);
     cfg.request_timeout_ms = (int)sam_config_int(config, "request-timeout-ms", 0, 86400000, &ok);

@@ -32,10 +32,21 @@
     the hash tables and the signal handling. This keeps the broker at a few microseconds of
     CPU per request; a zmsg_t per message costs several allocations per frame.
 
+    Authentication is CURVE with a ZAP handler (CZMQ's zauth) over a directory of trusted
+    public certificates (--curve-dir): a peer whose key is not there never completes the
+    handshake, and a NULL or PLAIN peer cannot talk to a CURVE server socket at all. The
+    broker also keeps its own table of that directory (sam_keyring_t), reloaded every
+    second when the directory changed: every request is checked against it, so removing a
+    certificate revokes its key for connections that are already open too, and workers
+    whose key was removed are disconnected. The caller's identity (agency and role from the
+    certificate's metadata, its public key from the connection's ZAP User-Id) travels to
+    workers that negotiated it; only certificates of role "service" may register as workers.
+
     Nothing that arrives from the network is trusted: every frame count and size is checked
     before use; bad traffic is counted, logged at warn with the peer's id and dropped.
 */
 #include "sam_broker.h"
+#include "sam_keys.h"
 #include "sam_log.h"
 #include "sam_mdp.h"
 #include "sam_status.h"
@@ -61,6 +72,11 @@
 #define S_LINGER_MS 500                /* time to flush DISCONNECTs at shutdown */
 #define S_PARTS_MAX 64                 /* frames in one message; more is malformed */
 #define S_SLOTS_FIRST 8                /* in-flight slots a worker starts with */
+#define S_KEYS_MS 1000                 /* how often the certificate directory is checked */
+#define S_KEYS_FULL_MS 30000           /* and reloaded even when it looks unchanged */
+#define S_KEYS_RETRY_MS 100            /* an unknown key re-reads the folder this often at most */
+#define S_CALLER_MAX 512               /* largest packed Caller frame */
+#define S_ZAP_DOMAIN "samordna"
 
 typedef struct s_worker_t s_worker_t;
 typedef struct s_service_t s_service_t;
@@ -112,6 +128,7 @@ struct s_worker_t {
     uint32_t credit;         /* requests it takes at once (1 for a plain worker) */
     uint32_t inflight;       /* requests sent and not yet answered */
     bool identity;           /* wants a Caller frame with every request */
+    char pubkey[SAM_KEY_Z85_LEN + 1]; /* its CURVE key ("" when insecure) */
     s_slot_t *slots;         /* slots for requests in flight, owned; grows up to credit */
     uint32_t nslots;         /* slots allocated */
     size_t head;             /* slot of the oldest request in flight, a search hint */
@@ -132,6 +149,12 @@ struct sam_broker_t {
     bool insecure;
     uint8_t *caller; /* packed Caller sent to identity workers in insecure mode, owned */
     size_t caller_size;
+    zactor_t *auth;          /* zauth, the ZAP handler (CURVE only) */
+    sam_keyring_t *keyring;  /* the trusted certificates (CURVE only) */
+    int64_t next_keys, next_keys_full, keys_retry_at;
+    bool keys_removed; /* a lookup's reload removed keys; workers still to be checked */
+    uint8_t caller_buf[S_CALLER_MAX]; /* the packed Caller of the request being sent */
+    uint64_t refused;        /* requests refused for an untrusted or revoked key */
     int64_t now; /* monotonic ms, refreshed around every poll */
     int64_t next_tick, next_heartbeat, next_stats;
     uint64_t requests;  /* client requests received (MMI excluded) */
@@ -395,16 +418,64 @@ static void s_request_move(s_request_t *dst, s_request_t *src)
 
 /* ---- identity -------------------------------------------------------------------------- */
 
-/*  The packed samordna.v1.Caller for a request; sets *data (valid until the next call) and
-    returns its size. `client` is the request's first frame as received, so it still
-    carries the connection's metadata: this is the one place to read the ZAP User-Id and the
-    certificate's "agency" and "role" properties (zmq_msg_gets) once CURVE is configured.
-    Without CURVE the broker only runs --insecure and says so: Caller{insecure, role=admin}. */
-static size_t s_caller(sam_broker_t *self, zmq_msg_t *client, const uint8_t **data)
+/*  The trusted certificate of `key`. A key the table does not know may be one that was
+    added a moment ago (ZAP let it in: zauth reads the folder at every handshake), so the
+    folder is checked again at once, at most every S_KEYS_RETRY_MS. */
+static const sam_key_info_t *s_lookup(sam_broker_t *self, const char *key)
 {
-    (void)client;
-    *data = self->caller;
-    return self->caller_size;
+    if (!key) return NULL;
+    const sam_key_info_t *info = sam_keyring_lookup(self->keyring, key);
+    if (!info && self->now >= self->keys_retry_at) {
+        self->keys_retry_at = self->now + S_KEYS_RETRY_MS;
+        if (sam_keyring_refresh(self->keyring, false) > 0)
+            self->keys_removed = true; /* the next tick disconnects workers whose key went */
+        info = sam_keyring_lookup(self->keyring, key);
+    }
+    return info;
+}
+
+/*  The CURVE key of the peer that sent `frame`: the ZAP User-Id, which zauth sets to the
+    Z85 public key. NULL when the connection has none (insecure). `frame` must be one that
+    came over the wire: the routing id frame a ROUTER makes up itself does not always carry
+    the connection's metadata (not when zmq_poll had the message prefetched). */
+static const char *s_peer_key(zmq_msg_t *frame)
+{
+    const char *key = zmq_msg_gets(frame, "User-Id");
+    return key && strlen(key) == SAM_KEY_Z85_LEN ? key : NULL;
+}
+
+/*  The trusted certificate behind the connection that sent `msg` (its second frame is the
+    first one from the wire), or NULL when its key is unknown or was removed from the
+    certificate directory since the connection was made. */
+static const sam_key_info_t *s_peer_info(sam_broker_t *self, s_msg_t *msg)
+{
+    return msg->count > 1 ? s_lookup(self, s_peer_key(&msg->part[1])) : NULL;
+}
+
+/*  The packed samordna.v1.Caller for a request; sets *data (valid until the next call) and
+    returns its size, or 0 when the caller is not (or no longer) trusted. `client` is the
+    request's first body frame, which still carries the connection's metadata.
+    Agency and role come from the broker's current table of the certificate directory, not
+    from the metadata ZAP attached at the handshake, so a certificate that was replaced or
+    removed takes effect on open connections too. Insecure: Caller{insecure, role=admin}. */
+static size_t s_caller(sam_broker_t *self, zmq_msg_t *body, const uint8_t **data)
+{
+    if (self->insecure) {
+        *data = self->caller;
+        return self->caller_size;
+    }
+    const char *key = s_peer_key(body);
+    const sam_key_info_t *info = s_lookup(self, key);
+    if (!info) return 0;
+    Samordna__V1__Caller caller = SAMORDNA__V1__CALLER__INIT;
+    caller.agency = (char *)info->agency;
+    caller.role = (char *)info->role;
+    caller.key = (char *)key;
+    size_t size = samordna__v1__caller__get_packed_size(&caller);
+    if (size > sizeof self->caller_buf) return 0;
+    samordna__v1__caller__pack(&caller, self->caller_buf);
+    *data = self->caller_buf;
+    return size;
 }
 
 /* ---- error replies --------------------------------------------------------------------- */
@@ -615,6 +686,17 @@ static int s_worker_grow(s_worker_t *worker)
     request is untouched; the caller removes the worker). */
 static int s_worker_send_request(sam_broker_t *self, s_worker_t *worker, s_request_t *request)
 {
+    const uint8_t *caller = NULL;
+    size_t caller_size = 0;
+    if (worker->identity || !self->insecure) {
+        caller_size = s_caller(self, s_request_body(request, 0), &caller);
+        if (caller_size == 0) { /* revoked while it waited */
+            self->refused++;
+            s_refuse(self, request, worker->service->name, SAM_UNAUTHORIZED,
+                     "the caller's key is not trusted by the broker (unknown or revoked)");
+            return 0;
+        }
+    }
     if (worker->inflight == worker->nslots && s_worker_grow(worker) != 0) return -1;
     if (s_route(self, worker->addr, worker->addr_size, "worker") != 0) return -1;
     s_service_t *service = worker->service;
@@ -638,11 +720,9 @@ static int s_worker_send_request(sam_broker_t *self, s_worker_t *worker, s_reque
     s_put(self, SAM_MDPW, strlen(SAM_MDPW), true);
     s_put(self, &command, 1, true);
     if (worker->identity) {
-        const uint8_t *caller = NULL;
-        size_t size = s_caller(self, &request->client, &caller);
         s_put_part(self, &request->client, true);
         s_put(self, "", 0, true);
-        s_put(self, caller, size, true);
+        s_put(self, caller, caller_size, true);
     } else {
         s_put_part(self, &request->client, true);
         s_put(self, "", 0, true);
@@ -687,6 +767,19 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
         s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);
         return;
     }
+    const sam_key_info_t *info = NULL;
+    if (!self->insecure) {
+        info = s_peer_info(self, msg);
+        if (!info || strcmp(info->role, "service") != 0) {
+            self->refused++;
+            sam_warn("worker.refused worker=%s service=%s agency=%s role=%s reason=\"%s\"", key,
+                     name, info ? info->agency : "-", info && info->role[0] ? info->role : "-",
+                     info ? "only a certificate of role service may register as a worker"
+                          : "key not trusted (unknown or revoked)");
+            s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);
+            return;
+        }
+    }
     uint32_t credit = 1;
     bool identity = false, extended = false;
     if (at + 1 < msg->count) {
@@ -714,6 +807,7 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
     worker->service = service;
     worker->credit = credit;
     worker->identity = identity;
+    if (info) snprintf(worker->pubkey, sizeof worker->pubkey, "%s", s_peer_key(&msg->part[1]));
     worker->slots = slots;
     worker->nslots = nslots;
     worker->expiry = self->now + (int64_t)self->heartbeat_ms * self->liveness;
@@ -892,6 +986,21 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         s_malformed(self, addr, "client request of too many frames");
         return;
     }
+    if (!self->insecure && !s_peer_info(self, msg)) {
+        char hex[S_HEX_MAX];
+        self->refused++;
+        const char *key = s_peer_key(&msg->part[1]);
+        sam_warn("request.refused client=%s service=%s key=%s reason=\"key not trusted "
+                 "(unknown or revoked)\"",
+                 s_hex(zmq_msg_data(addr), zmq_msg_size(addr), hex), name, key ? key : "-");
+        uint64_t id = at + 1 < msg->count ? sam_broker_peek_id(zmq_msg_data(&msg->part[at + 1]),
+                                                               zmq_msg_size(&msg->part[at + 1]))
+                                          : 0;
+        s_send_error(self, zmq_msg_data(addr), zmq_msg_size(addr), delim, name, id,
+                     SAM_UNAUTHORIZED,
+                     "the caller's key is not trusted by the broker (unknown or revoked)");
+        return;
+    }
     if (strncmp(name, "mmi.", 4) == 0) {
         s_mmi_request(self, msg, delim, name, at + 1);
         return;
@@ -987,8 +1096,8 @@ static void s_log_stats(sam_broker_t *self, const char *event)
     for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
         queued += s->qlen;
     sam_info("%s requests=%" PRIu64 " replies=%" PRIu64 " errors=%" PRIu64 " malformed=%" PRIu64
-             " workers=%zu services=%zu queued=%zu lost_workers=%" PRIu64,
-             event, self->requests, self->replies, self->errors, self->malformed,
+             " untrusted=%" PRIu64 " workers=%zu services=%zu queued=%zu lost_workers=%" PRIu64,
+             event, self->requests, self->replies, self->errors, self->malformed, self->refused,
              zhashx_size(self->workers), zhashx_size(self->services), queued, self->purged);
 }
 
@@ -1045,8 +1154,33 @@ static void s_heartbeat(sam_broker_t *self)
     zlist_destroy(&expired);
 }
 
+/*  Reloads the certificate directory when it changed; workers whose key is gone are
+    disconnected at once (clients with a revoked key are refused request by request). */
+static void s_refresh_keys(sam_broker_t *self)
+{
+    bool full = self->now >= self->next_keys_full;
+    int removed = sam_keyring_refresh(self->keyring, full);
+    self->next_keys = self->now + S_KEYS_MS;
+    if (full) self->next_keys_full = self->now + S_KEYS_FULL_MS;
+    if (removed < 0)
+        sam_error("keys.unreadable reason=\"the certificate directory cannot be read; no key "
+                  "is trusted until it can\"");
+    if (removed == 0 && !self->keys_removed) return;
+    self->keys_removed = false;
+    sam_info("keys.reloaded trusted=%zu removed=%d", sam_keyring_size(self->keyring),
+             removed > 0 ? removed : 0);
+    zlist_t *revoked = zlist_new();
+    for (s_worker_t *worker = zhashx_first(self->workers); worker && revoked;
+         worker = zhashx_next(self->workers))
+        if (!sam_keyring_lookup(self->keyring, worker->pubkey)) zlist_append(revoked, worker);
+    for (s_worker_t *worker = zlist_first(revoked); worker; worker = zlist_next(revoked))
+        s_worker_delete(self, worker, true, "its key was revoked");
+    zlist_destroy(&revoked);
+}
+
 static void s_tick(sam_broker_t *self)
 {
+    if (self->keyring && self->now >= self->next_keys) s_refresh_keys(self);
     if (self->now >= self->next_heartbeat) {
         s_heartbeat(self);
         self->next_heartbeat = self->now + self->heartbeat_ms;
@@ -1062,18 +1196,55 @@ static void s_tick(sam_broker_t *self)
 
 /* ---- lifecycle ------------------------------------------------------------------------- */
 
+/*  CURVE on the router: the broker's own certificate, the ZAP handler over the trusted
+    directory, and the broker's own table of it. Before any bind. Returns 0 or -1 (logged). */
+static int s_curve_setup(sam_broker_t *self, const sam_broker_config_t *config)
+{
+    char err[512];
+    if (sam_keys_check_secret(config->cert, err, sizeof err) != 0) {
+        sam_error("broker.refused reason=\"--cert: %s\"", err);
+        return -1;
+    }
+    self->keyring = sam_keyring_new(config->curve_dir);
+    if (!self->keyring) {
+        sam_error("broker.refused reason=\"--curve-dir: cannot read folder %s\"",
+                  config->curve_dir);
+        return -1;
+    }
+    self->auth = zactor_new(zauth, NULL);
+    if (!self->auth) {
+        sam_error("broker.refused reason=\"cannot start the ZAP handler\"");
+        return -1;
+    }
+    zstr_sendx(self->auth, "CURVE", config->curve_dir, NULL);
+    zsock_wait(self->auth);
+    zcert_t *cert = zcert_load(config->cert);
+    if (!cert) {
+        sam_error("broker.refused reason=\"--cert: cannot read %s\"", config->cert);
+        return -1;
+    }
+    zcert_apply(cert, self->router);
+    sam_info("broker.curve public_key=%s curve_dir=%s trusted_keys=%zu", zcert_public_txt(cert),
+             config->curve_dir, sam_keyring_size(self->keyring));
+    zcert_destroy(&cert);
+    zsock_set_curve_server(self->router, 1);
+    zsock_set_zap_domain(self->router, S_ZAP_DOMAIN);
+    return 0;
+}
+
 sam_broker_t *sam_broker_new(const sam_broker_config_t *config)
 {
-    if (!config->insecure) {
-        sam_error("broker.refused reason=\"CURVE is not configured: pass --insecure for a "
-                  "loopback-only run\"");
+    if (!config->insecure && (!config->curve_dir || !config->cert)) {
+        sam_error("broker.refused reason=\"CURVE needs --curve-dir (trusted certificates) and "
+                  "--cert (the broker's secret certificate); --insecure runs without, on "
+                  "loopback only\"");
         return NULL;
     }
     if (config->nbinds == 0) {
         sam_error("broker.refused reason=\"no endpoint to bind\"");
         return NULL;
     }
-    for (size_t i = 0; i < config->nbinds; i++)
+    for (size_t i = 0; config->insecure && i < config->nbinds; i++)
         if (!sam_broker_endpoint_is_loopback(config->binds[i])) {
             sam_error("broker.refused endpoint=%s reason=\"--insecure is only allowed on "
                       "loopback endpoints (127.0.0.0/8, [::1], localhost, ipc://, inproc://); "
@@ -1112,6 +1283,10 @@ sam_broker_t *sam_broker_new(const sam_broker_config_t *config)
     samordna__v1__caller__pack(&caller, self->caller);
     zhashx_set_destructor(self->services, s_service_destroy);
     zhashx_set_destructor(self->workers, s_worker_destroy);
+    if (!self->insecure && s_curve_setup(self, config) != 0) {
+        sam_broker_destroy(&self);
+        return NULL;
+    }
 
     self->handle = zsock_resolve(self->router);
     zsock_set_router_mandatory(self->router, 1);
@@ -1144,9 +1319,11 @@ sam_broker_t *sam_broker_new(const sam_broker_config_t *config)
     self->next_heartbeat = self->now + self->heartbeat_ms;
     self->next_stats = self->now + S_STATS_MS;
     self->next_tick = self->now + S_TICK_MS;
-    sam_info("broker.started insecure=yes heartbeat_ms=%d liveness=%d request_timeout_ms=%d "
+    self->next_keys = self->now + S_KEYS_MS;
+    self->next_keys_full = self->now + S_KEYS_FULL_MS;
+    sam_info("broker.started insecure=%s trusted_keys=%zu heartbeat_ms=%d liveness=%d request_timeout_ms=%d "
              "queue_max=%zu max_msg=%zu",
-             self->heartbeat_ms, self->liveness, self->request_timeout_ms, self->queue_max,
+             self->insecure ? "yes" : "no", sam_keyring_size(self->keyring), self->heartbeat_ms, self->liveness, self->request_timeout_ms, self->queue_max,
              self->max_msg);
     return self;
 }
@@ -1173,6 +1350,8 @@ void sam_broker_destroy(sam_broker_t **self_p)
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->services);
     zsock_destroy(&self->router);
+    zactor_destroy(&self->auth);
+    sam_keyring_destroy(&self->keyring);
     free(self->caller);
     free(self);
     *self_p = NULL;
@@ -1275,7 +1454,8 @@ int sam_broker_selftest(bool verbose)
     const uint8_t wrong_type[] = {0x0a, 0x01, 0x00}; /* field 1 as bytes */
     S_CHECK(sam_broker_peek_id(wrong_type, sizeof wrong_type) == 0);
 
-    /* A broker refuses to start without --insecure (no CURVE yet) and off loopback. */
+    /* A broker refuses to start with neither CURVE nor --insecure, and --insecure off
+       loopback. */
     const char *binds[] = {"tcp://10.1.2.3:5555"};
     sam_broker_config_t config = SAM_BROKER_CONFIG_DEFAULTS;
     config.binds = binds;

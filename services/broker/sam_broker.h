@@ -20,6 +20,8 @@ typedef struct {
     const char *const *binds; /* endpoints to bind, borrowed for the call to sam_broker_new */
     size_t nbinds;
     bool insecure;          /* no authentication; only loopback endpoints are accepted */
+    const char *curve_dir;  /* CURVE: folder of trusted public certificates (borrowed) */
+    const char *cert;       /* CURVE: the broker's own secret certificate file (borrowed) */
     int heartbeat_ms;       /* interval of HEARTBEAT to workers */
     int liveness;           /* missed heartbeats before a silent worker is purged */
     int request_timeout_ms; /* how long a request waits while its service has no worker */
@@ -29,14 +31,16 @@ typedef struct {
 
 #define SAM_BROKER_CONFIG_DEFAULTS                                                                 \
     {                                                                                              \
-        NULL, 0, false, 2500, 3, 5000, 10000, 1048576                                              \
+        NULL, 0, false, NULL, NULL, 2500, 3, 5000, 10000, 1048576                                  \
     }
 
 typedef struct sam_broker_t sam_broker_t;
 
 /*  Checks the configuration, creates the ROUTER socket and binds every endpoint. Returns
-    NULL with an error line on stderr when the configuration is refused (no --insecure,
-    --insecure on a non-loopback endpoint, bad numbers) or an endpoint cannot be bound. */
+    NULL with an error line on stderr when the configuration is refused (neither --insecure
+    nor a usable --curve-dir and --cert, --insecure on a non-loopback endpoint, bad numbers)
+    or an endpoint cannot be bound. With CURVE the broker starts CZMQ's zauth over curve_dir
+    and checks every request against that folder, reloaded within about a second. */
 sam_broker_t *sam_broker_new(const sam_broker_config_t *config);
 
 /*  Sends DISCONNECT to every known worker, logs the counters, closes the socket and frees

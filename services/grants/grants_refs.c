@@ -119,18 +119,8 @@ static void s_follow_send(grants_t *g)
 void grants_refs_tick(grants_t *g)
 {
     if (!g->follower) {
-        sam_config_t *cfg = sam_service_config(g->svc);
-        size_t n = sam_config_count(cfg, "broker");
-        const char *eps[16];
-        if (n > 16) n = 16;
-        for (size_t i = 0; i < n; i++)
-            eps[i] = sam_config_nth(cfg, "broker", i);
-        char err[256] = "";
-        g->follower = sam_client_new(eps, n, NULL, err, sizeof err);
-        if (!g->follower) {
-            sam_error("refs.client_failed reason=\"%s\"", err);
-            return;
-        }
+        g->follower = sam_service_client_new(g->svc); /* with the service's certificate */
+        if (!g->follower) return;
     }
     int64_t now = zclock_mono();
     if (g->follow_req) {

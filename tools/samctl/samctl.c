@@ -33,6 +33,10 @@ static const sam_option_t s_options[] = {
     {"source", "AGENCY", "fmov", "agency id to publish events as", false},
     {"insecure", NULL, NULL, "connect without CURVE (loopback brokers run with --insecure)",
      false},
+    {"cert", "FILE", NULL, "connect with CURVE as this secret certificate (samctl keys new)",
+     false},
+    {"server-key", "KEY|FILE", NULL, "the broker's public key (Z85 text or its certificate file)",
+     false},
     {NULL, NULL, NULL, NULL, false},
 };
 
@@ -45,7 +49,12 @@ sam_client_t *samctl_client(samctl_t *ctl)
     for (size_t i = 0; i < n; i++)
         eps[i] = sam_config_nth(ctl->config, "broker", i);
     char err[256] = "";
-    ctl->client = sam_client_new(eps, n, NULL, err, sizeof err);
+    sam_client_opts_t opts = {0};
+    if (!sam_config_flag(ctl->config, "insecure")) {
+        opts.client_cert = sam_config_get(ctl->config, "cert");
+        opts.server_key = sam_config_get(ctl->config, "server-key");
+    }
+    ctl->client = sam_client_new(eps, n, &opts, err, sizeof err);
     if (!ctl->client) fprintf(stderr, "samctl: cannot connect: %s\n", err);
     return ctl->client;
 }
@@ -133,7 +142,8 @@ int main(int argc, char **argv)
         const char *o = argv[i] + 2;
         if (!strchr(o, '=') && (strcmp(o, "broker") == 0 || strcmp(o, "timeout-ms") == 0 ||
                                 strcmp(o, "source") == 0 || strcmp(o, "config") == 0 ||
-                                strcmp(o, "log-level") == 0))
+                                strcmp(o, "log-level") == 0 ||
+                                strcmp(o, "cert") == 0 || strcmp(o, "server-key") == 0))
             i++;
     }
     samctl_t ctl = {0};

@@ -1,0 +1,430 @@
+"""Security across the suite: a CURVE broker with a certificate directory, the registry
+serving through it with a service certificate, and callers holding admin, publisher, reader
+and service certificates made with `samctl keys new`.
+
+Checked: rightful callers work and their identity is recorded with each event; an unknown
+key, a NULL-mechanism peer and a revoked key are refused (the revoked one on a connection that
+was open before the removal too); a publisher may publish only as its own agency and change
+only what it owns; a reader may not write; only a service certificate may register as a
+worker; the broker and services refuse unsafe configurations.
+"""
+import os
+import re
+import shutil
+import subprocess
+import time
+
+import samtest
+from samtest import CTX, MDPW, READY, DISCONNECT
+import zmq
+from samordna.v1 import envelope_pb2, events_pb2, registry_pb2 as R
+from cloudevents.v1 import cloudevents_pb2
+
+_ids = iter(range(1, 10**9))
+
+
+def samctl(*args):
+    return subprocess.run([os.path.join(samtest.BIN, "samctl")] + list(args),
+                          capture_output=True, text=True, timeout=30)
+
+
+class Cert:
+    """A certificate pair written by `samctl keys new`."""
+
+    def __init__(self, folder, agency, role, name=None):
+        args = ["keys", "new", "--agency", agency, "--role", role, "--out", folder]
+        if name:
+            args += ["--name", name]
+        r = samctl(*args)
+        assert r.returncode == 0, r.stderr
+        self.name = name or (f"{agency}-{role}" if role != "broker" else "broker")
+        self.public = os.path.join(folder, self.name + ".cert")
+        self.secret = self.public + "_secret"
+        text = open(self.secret).read()
+        self.public_key = re.search(r'public-key = "(.{40})"', text).group(1)
+        self.secret_key = re.search(r'secret-key = "(.{40})"', text).group(1)
+        self.agency, self.role = agency, role
+
+
+class Suite:
+    """A CURVE broker over a trusted folder, a registry with a service certificate."""
+
+    def __init__(self, name, registry=True):
+        self.dir = samtest.scratch(name)
+        self.keys = os.path.join(self.dir, "keys")
+        self.trusted = os.path.join(self.dir, "trusted")
+        os.makedirs(self.trusted)
+        self.broker_cert = Cert(self.keys, "broker", "broker")
+        self.certs = {}
+        for agency, role in [("fmov", "admin"), ("nav-ost-viken", "publisher"),
+                             ("imdi-ost", "publisher"), ("hiof", "reader"),
+                             ("fmov", "service")]:
+            self.certs[role if role != "publisher" else agency] = self.trust(
+                Cert(self.keys, agency, role))
+        self.broker, self.ep = samtest.broker("--curve-dir", self.trusted,
+                                              "--cert", self.broker_cert.secret, insecure=False)
+        self.registry = None
+        if registry:
+            self.registry = samtest.Proc(
+                f"registry-{name}",
+                ["samordna-registry", "--broker", self.ep, "--data-dir",
+                 os.path.join(self.dir, "data"), "--cert", self.certs["service"].secret,
+                 "--server-key", self.broker_cert.public])
+            admin = self.client("admin")
+            try:
+                samtest.wait_for(lambda: self._pings(admin), 10, "registry through CURVE")
+            finally:
+                admin.close()
+
+    def trust(self, cert):
+        shutil.copy(cert.public, os.path.join(self.trusted, cert.name + ".cert"))
+        return cert
+
+    def revoke(self, cert):
+        os.unlink(os.path.join(self.trusted, cert.name + ".cert"))
+
+    def curve(self, cert):
+        def setup(sock):
+            sock.curve_publickey = cert.public_key.encode()
+            sock.curve_secretkey = cert.secret_key.encode()
+            sock.curve_serverkey = self.broker_cert.public_key.encode()
+        return setup
+
+    def client(self, who):
+        cert = who if isinstance(who, Cert) else self.certs[who]
+        return samtest.Client(self.ep, curve=self.curve(cert))
+
+    def worker(self, cert, service="echo", extension=None):
+        w = samtest.Worker(self.ep, service, extension=extension, ready=False)
+        w.sock.close(0)
+        w.sock = CTX.socket(zmq.DEALER)
+        w.sock.linger = 0
+        if cert is not None:
+            self.curve(cert)(w.sock)
+        w.sock.connect(self.ep)
+        return w
+
+    @staticmethod
+    def _pings(c):
+        try:
+            rep, _ = c.call("registry", "ping", timeout=0.5)
+            return rep.status.code == 200
+        except AssertionError:
+            return False
+
+    def close(self):
+        if self.registry:
+            assert self.registry.stop() == 0
+        assert self.broker.stop() == 0
+
+
+def ce(etype, payload, source):
+    ev = cloudevents_pb2.CloudEvent(id=f"sec-{next(_ids)}", source=source, spec_version="1.0",
+                                    type="no.samordna.registry." + etype,
+                                    binary_data=payload.SerializeToString())
+    return events_pb2.PublishRequest(event=ev)
+
+
+def publish(c, etype, payload, source):
+    rep, pr = c.call("registry", "events.publish", ce(etype, payload, source),
+                     events_pb2.PublishReply)
+    return rep.status.code, rep.status.message, pr
+
+
+def agency(aid, name):
+    return R.Agency(id=aid, name=name, kind=R.AGENCY_KIND_STATE_REGIONAL)
+
+
+def no_reply(c, service="registry", method="ping", timeout=1.0):
+    """True when a call gets no answer at all (the handshake never completed)."""
+    try:
+        c.call(service, method, timeout=timeout)
+    except AssertionError:
+        return True
+    return False
+
+
+class suite:
+    """A fresh Suite for one test (the harness stops every process after each test)."""
+
+    def __init__(self, registry=True):
+        self.registry = registry
+
+    def __enter__(self):
+        self.s = Suite("security", self.registry)
+        return self.s
+
+    def __exit__(self, *exc):
+        if exc[0] is None:
+            self.s.close()
+
+
+def test_keys_new_writes_a_pair_with_metadata():
+    folder = samtest.scratch("keys-new")
+    c = Cert(folder, "nav-ost-viken", "publisher")
+    assert oct(os.stat(c.secret).st_mode & 0o777) == "0o600"
+    text = open(c.public).read()
+    assert 'agency = "nav-ost-viken"' in text and 'role = "publisher"' in text
+    assert "secret-key" not in text
+    r = samctl("--json", "keys", "show", c.public)
+    assert r.returncode == 0 and c.public_key in r.stdout and '"role":"publisher"' in r.stdout
+    r = samctl("keys", "new", "--agency", "nav-ost-viken", "--role", "publisher", "--out", folder)
+    assert r.returncode == 1 and "exists already" in r.stderr, r.stderr
+    r = samctl("keys", "new", "--agency", "NAV", "--role", "publisher", "--out", folder)
+    assert r.returncode == 1 and "agency" in r.stderr
+    r = samctl("keys", "new", "--agency", "nav", "--role", "root", "--out", folder)
+    assert r.returncode == 1 and "role" in r.stderr
+    r = samctl("keys", "new", "--agency", "nav", "--out", folder)
+    assert r.returncode == 2
+
+
+def test_rightful_callers_work_and_identity_is_recorded():
+    with suite() as s:
+        admin, nav, reader = s.client("admin"), s.client("nav-ost-viken"), s.client("reader")
+        try:
+            code, msg, pr = publish(admin, "agency.registered", agency("fmov", "Fylkesmannen"),
+                                    "fmov")
+            assert code == 200, msg
+            code, msg, pr2 = publish(nav, "agency.registered", agency("nav-ost-viken", "NAV Øst-Viken"),
+                                     "nav-ost-viken")
+            assert code == 200, msg
+            rep, a = reader.call("registry", "registry.agencies.get", R.GetRequest(id="nav-ost-viken"),
+                                 R.Agency)
+            assert rep.status.code == 200 and a.name == "NAV Øst-Viken", rep.status
+            rep, rr = reader.call("registry", "events.read", events_pb2.ReadRequest(after_seq=0),
+                                  events_pb2.ReadReply)
+            assert rep.status.code == 200, rep.status
+            by_seq = {e.seq: e for e in rr.events}
+            c1, c2 = by_seq[pr.seq].caller, by_seq[pr2.seq].caller
+            assert (c1.agency, c1.role, c1.key, c1.insecure) == \
+                ("fmov", "admin", s.certs["admin"].public_key, False), c1
+            assert (c2.agency, c2.role, c2.key) == \
+                ("nav-ost-viken", "publisher", s.certs["nav-ost-viken"].public_key), c2
+        finally:
+            for c in (admin, nav, reader):
+                c.close()
+
+
+def test_unknown_key_is_refused():
+    with suite() as s:
+        stranger = Cert(s.keys, "stranger", "admin")  # made, never trusted
+        c = s.client(stranger)
+        try:
+            assert no_reply(c)
+        finally:
+            c.close()
+
+
+def test_null_mechanism_peer_is_refused():
+    with suite() as s:
+        plain = samtest.Client(s.ep)  # no CURVE at all
+        try:
+            assert no_reply(plain)
+        finally:
+            plain.close()
+        w = s.worker(None, "registry")
+        try:
+            w.ready()
+            assert w.quiet(1.0)  # never registered, never given work
+        finally:
+            w.close()
+        admin = s.client("admin")
+        try:
+            assert admin.mmi("mmi.service", b"echo-null")[3] == b"404"
+            rep, _ = admin.call("registry", "ping")
+            assert rep.status.code == 200  # the rightful worker still serves
+        finally:
+            admin.close()
+
+
+def test_publisher_may_publish_only_as_itself():
+    with suite() as s:
+        nav = s.client("nav-ost-viken")
+        try:
+            code, msg, _ = publish(nav, "agency.registered", agency("imdi-ost", "IMDi Øst"),
+                                   "imdi-ost")
+            assert code == 403 and "event.source" in msg and "nav-ost-viken" in msg, (code, msg)
+            # Its own source, but someone else's agency: the registry refuses the change.
+            code, msg, _ = publish(nav, "agency.registered", agency("imdi-ost", "IMDi Øst"),
+                                   "nav-ost-viken")
+            assert code == 403 and "agency.id" in msg, (code, msg)
+            rep, _ = nav.call("registry", "registry.agencies.get", R.GetRequest(id="imdi-ost"),
+                              R.Agency)
+            assert rep.status.code == 404, rep.status
+        finally:
+            nav.close()
+
+
+def test_reader_may_not_write():
+    with suite() as s:
+        reader = s.client("reader")
+        try:
+            code, msg, _ = publish(reader, "agency.registered", agency("hiof", "Høgskolen i Østfold"),
+                                   "hiof")
+            assert code == 403 and "reader" in msg, (code, msg)
+            rep, _ = reader.call("registry", "registry.agencies.get", R.GetRequest(id="hiof"),
+                                 R.Agency)
+            assert rep.status.code == 404
+        finally:
+            reader.close()
+
+
+def test_client_certificate_may_not_register_as_worker():
+    with suite() as s:
+        for who in ("nav-ost-viken", "admin", "reader"):
+            w = s.worker(s.certs[who], "registry", extension="x-samordna/1 credit=4 identity")
+            try:
+                w.ready()
+                command, _ = w.recv(5.0)
+                assert command == DISCONNECT, command
+            finally:
+                w.close()
+        assert "only a certificate of role service may register" in \
+            open(s.broker.logpath, errors="replace").read()
+        # A service certificate may.
+        w = s.worker(s.certs["service"], "echo-sec")
+        admin = s.client("admin")
+        try:
+            w.ready()
+            samtest.wait_for(lambda: admin.mmi("mmi.service", b"echo-sec")[3] == b"200", 5,
+                             "echo-sec registered")
+            rid = admin.send("echo-sec", "ping")
+            client, body = w.recv_request()
+            w.reply(client, envelope_pb2.Reply(id=rid, status=envelope_pb2.Status(code=200))
+                    .SerializeToString())
+            assert admin.recv().status.code == 200
+        finally:
+            w.disconnect()
+            w.close()
+            admin.close()
+
+
+def test_revoked_key_is_refused_within_seconds():
+    with suite() as s:
+        gone = s.trust(Cert(s.keys, "bufetat", "reader"))
+        c = s.client(gone)
+        try:
+            samtest.wait_for(lambda: not no_reply(c, timeout=0.5), 5, "the new key trusted")
+            rep, _ = c.call("registry", "ping")
+            assert rep.status.code == 200
+            s.revoke(gone)
+            t0 = time.time()
+            while True:  # the connection stays open, its requests do not get through
+                rep, _ = c.call("registry", "ping", timeout=2.0)
+                if rep.status.code != 200:
+                    break
+                assert time.time() - t0 < 5, "revoked key still served after 5 s"
+                time.sleep(0.1)
+            assert rep.status.code == 401 and "revoked" in rep.status.message, rep.status
+        finally:
+            c.close()
+        fresh = s.client(gone)  # and a new connection does not complete its handshake
+        try:
+            assert no_reply(fresh)
+        finally:
+            fresh.close()
+
+
+def test_revoked_worker_is_disconnected():
+    with suite() as s:
+        cert = s.trust(Cert(s.keys, "fmov", "service", name="echo-worker"))
+        w = s.worker(cert, "echo-rev")
+        admin = s.client("admin")
+        try:
+            w.ready()
+            samtest.wait_for(lambda: admin.mmi("mmi.service", b"echo-rev")[3] == b"200", 5,
+                             "echo-rev registered")
+            s.revoke(cert)
+            command, _ = w.recv(5.0)
+            assert command == DISCONNECT, command
+            assert admin.mmi("mmi.service", b"echo-rev")[3] == b"404"
+        finally:
+            w.close()
+            admin.close()
+
+
+def test_secure_service_refuses_insecure_identities():
+    """A registry with CURVE behind a broker that says 'insecure' grants it nothing."""
+    data = samtest.scratch("secure-service-fake-broker")
+    keys = os.path.join(data, "keys")
+    svc_cert = Cert(keys, "fmov", "service")
+    broker_cert = Cert(keys, "broker", "broker")
+    router = CTX.socket(zmq.ROUTER)
+    router.linger = 0
+    router.curve_server = True
+    router.curve_secretkey = broker_cert.secret_key.encode()
+    router.curve_publickey = broker_cert.public_key.encode()
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    p = samtest.Proc("registry-fake-broker",
+                     ["samordna-registry", "--broker", f"tcp://127.0.0.1:{port}", "--data-dir",
+                      data, "--cert", svc_cert.secret, "--server-key", broker_cert.public])
+    try:
+        assert router.poll(10000)
+        frames = router.recv_multipart()
+        wid = frames[0]
+        assert frames[2:4] == [MDPW, READY], frames
+        router.send_multipart([wid, b"", MDPW, b"\x04", b"x-samordna/1 credit=4 identity"])
+        caller = envelope_pb2.Caller(insecure=True, role="admin").SerializeToString()
+        body = events_pb2.PublishRequest(event=cloudevents_pb2.CloudEvent(
+            id="x1", source="fmov", spec_version="1.0",
+            type="no.samordna.registry.agency.registered",
+            binary_data=agency("fmov", "F").SerializeToString())).SerializeToString()
+        req = envelope_pb2.Request(id=7, method="events.publish", body=body).SerializeToString()
+        router.send_multipart([wid, b"", MDPW, b"\x02", b"client", b"", caller, req])
+        end = time.time() + 10
+        while time.time() < end:
+            assert router.poll(int((end - time.time()) * 1000) + 1)
+            frames = router.recv_multipart()
+            if frames[3] == b"\x03":
+                break
+        rep = envelope_pb2.Reply()
+        rep.ParseFromString(frames[-1])
+        assert rep.id == 7 and rep.status.code == 403, rep
+    finally:
+        assert p.stop() == 0
+        router.close(0)
+
+
+def test_unsafe_configurations_are_refused():
+    with suite() as s:
+        bin_ = samtest.BIN
+
+        def run(*args):
+            return subprocess.run([os.path.join(bin_, args[0])] + list(args[1:]),
+                                  capture_output=True, text=True, timeout=20)
+        port = samtest.free_port()
+        r = run("samordna-broker", "--bind", f"tcp://127.0.0.1:{port}")
+        assert r.returncode == 1 and "--curve-dir" in r.stderr, r.stderr
+        r = run("samordna-broker", "--bind", f"tcp://0.0.0.0:{port}", "--insecure")
+        assert r.returncode == 1 and "loopback" in r.stderr, r.stderr
+        public_only = os.path.join(s.dir, "public-only.cert")
+        shutil.copy(s.broker_cert.public, public_only)
+        r = run("samordna-broker", "--bind", f"tcp://127.0.0.1:{port}", "--curve-dir", s.trusted,
+                "--cert", public_only)  # the public half has no secret key
+        assert r.returncode == 1 and "no secret key" in r.stderr, r.stderr
+        data = samtest.scratch("unsafe-config")
+        r = run("samordna-registry", "--broker", "tcp://10.9.8.7:5555", "--data-dir", data,
+                "--insecure")
+        assert r.returncode == 2 and "non-loopback" in r.stderr, r.stderr
+        r = run("samordna-registry", "--broker", s.ep, "--data-dir", data)
+        assert r.returncode == 2 and "--server-key" in r.stderr, r.stderr
+        r = run("samordna-registry", "--broker", s.ep, "--data-dir", data, "--cert",
+                s.certs["service"].secret, "--server-key", "not-a-key")
+        assert r.returncode == 2 and "server key" in r.stderr, r.stderr
+
+
+def test_samctl_with_a_certificate():
+    with suite() as s:
+        base = ["--broker", s.ep, "--timeout-ms", "3000"]
+        r = samctl(*base, "--cert", s.certs["admin"].secret, "--server-key",
+                   s.broker_cert.public, "ping", "registry")
+        assert r.returncode == 0 and "registry" in r.stdout, r.stderr
+        r = samctl(*base, "--cert", s.certs["reader"].secret, "--server-key",
+                   s.broker_cert.public_key, "--json", "agencies")
+        assert r.returncode == 0 and r.stdout.startswith(("[", "{")), (r.stdout, r.stderr)
+        r = samctl("--broker", s.ep, "--timeout-ms", "800", "ping", "registry")  # no certificate
+        assert r.returncode == 1 and ("504" in r.stderr or "503" in r.stderr), r.stderr
+
+
+if __name__ == "__main__":
+    samtest.main()
