@@ -67,6 +67,8 @@ typedef struct {
     long call_timeout_ms;           /* calls to status and grants while composing */
     long schedule_interval_ms;      /* how often briefings and deadlines are checked */
     char since[11];                 /* first day the store ran: no briefing before it */
+    long log_keep_days;             /* the delivery log forgets attempts older than this */
+    int64_t next_prune_ms;          /* next pruning of the log */
     bool grants_down;               /* grants.deadlines failed last time (logged once) */
     uint64_t rem_req;               /* grants.deadlines in flight, 0 when none */
     int64_t rem_sent_ms;

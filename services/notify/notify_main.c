@@ -59,6 +59,7 @@ static const sam_option_t s_options[] = {
     {"schedule-interval-ms", "MS", "60000", "how often due briefings and deadlines are checked",
      false},
     {"call-timeout-ms", "MS", "3000", "timeout of each call to status and grants", false},
+    {"log-keep-days", "DAYS", "90", "how long the delivery log keeps each attempt", false},
     {NULL, NULL, NULL, NULL, false},
 };
 
@@ -134,6 +135,7 @@ static int s_parse_options(notify_t *n, sam_config_t *cfg)
     n->reminder_days = sam_config_int(cfg, "reminder-days", 0, 3650, &ok);
     n->schedule_interval_ms = sam_config_int(cfg, "schedule-interval-ms", 100, 86400000, &ok);
     n->call_timeout_ms = sam_config_int(cfg, "call-timeout-ms", 100, 60000, &ok);
+    n->log_keep_days = sam_config_int(cfg, "log-keep-days", 1, 36500, &ok);
     if (!notify_valid_id(n->briefing_from)) {
         sam_error("options.invalid briefing-from=\"%s\" reason=\"not an agency id\"",
                   n->briefing_from);
@@ -196,12 +198,30 @@ static int s_start(sam_service_t *svc)
     return 0;
 }
 
+/* The delivery log keeps --log-keep-days of attempts; pruned hourly. */
+static void s_prune(notify_t *n)
+{
+    int64_t now = notify_now_ms();
+    if (now < n->next_prune_ms) return;
+    n->next_prune_ms = now + 3600000;
+    MDB_txn *w;
+    if (sam_store_begin(sam_service_store(n->svc), NULL, true, &w)) return;
+    long gone = notify_log_prune(w, &n->dbi, now - n->log_keep_days * 86400000L);
+    int rc = gone < 0 ? SAM_STORE_CORRUPT : notify_commit_relaxed(n, w);
+    if (gone < 0) mdb_txn_abort(w);
+    if (rc)
+        sam_error("log.prune_failed error=\"%s\"", sam_store_strerror(rc));
+    else if (gone)
+        sam_info("log.pruned attempts=%ld keep_days=%ld", gone, n->log_keep_days);
+}
+
 static void s_tick(sam_service_t *svc)
 {
     notify_t *n = sam_service_ctx(svc);
     notify_follow_tick(n);
     notify_deliver_tick(n);
     notify_schedule_tick(n);
+    s_prune(n);
 }
 
 static void s_stop(sam_service_t *svc)

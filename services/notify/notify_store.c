@@ -231,6 +231,45 @@ int notify_log_append(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__
     return sam_store_put_msg(txn, d->log, key, kl, &a->base, 0);
 }
 
+long notify_log_prune(MDB_txn *txn, const notify_dbis_t *d, int64_t before_ms)
+{
+    MDB_cursor *cur;
+    if (mdb_cursor_open(txn, d->log, &cur)) return -1;
+    long deleted = 0;
+    MDB_val k, v;
+    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0) {
+        char id[NOTIFY_ID_MAX + 1];
+        uint64_t n;
+        Samordna__V1__Attempt *a = samordna__v1__attempt__unpack(NULL, v.mv_size, v.mv_data);
+        bool old = !a || a->at_ms < before_ms;
+        if (a) protobuf_c_message_free_unpacked(&a->base, NULL);
+        if (old) {
+            if (mdb_cursor_del(cur, 0)) {
+                deleted = -1;
+                break;
+            }
+            deleted++;
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        if (!notify_qkey_split(&k, id, &n)) {
+            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        /* the rest of this subscription's log is newer: on to the next subscription */
+        uint8_t skip[NOTIFY_ID_MAX + 1];
+        size_t il = strlen(id);
+        memcpy(skip, id, il);
+        skip[il] = 1;
+        k.mv_size = il + 1;
+        k.mv_data = skip;
+        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    mdb_cursor_close(cur);
+    return deleted;
+}
+
 uint64_t notify_cursor_get(MDB_txn *txn, const notify_dbis_t *d, const char *service)
 {
     Samordna__V1__Cursor *c = NULL;

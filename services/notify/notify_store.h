@@ -92,6 +92,11 @@ int notify_state_put(MDB_txn *txn, const notify_dbis_t *d, const char *id,
 /* Appends one attempt to the subscription's log. */
 int notify_log_append(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Attempt *a);
 
+/* Deletes the log entries older than before_ms. Each subscription's entries are in time
+   order, so this reads only what it deletes plus one entry per subscription. Returns how
+   many were deleted, or -1 on a store error. */
+long notify_log_prune(MDB_txn *txn, const notify_dbis_t *d, int64_t before_ms);
+
 /* Cursor of a followed service (0 when none). */
 uint64_t notify_cursor_get(MDB_txn *txn, const notify_dbis_t *d, const char *service);
 int notify_cursor_put(MDB_txn *txn, const notify_dbis_t *d, const char *service, uint64_t seq,
