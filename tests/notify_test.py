@@ -679,10 +679,14 @@ def test_only_the_owner_changes_or_reads_a_subscription():
     rep = fb.publish("no.samordna.notify.subscription.deleted",
                      notify_pb2.SubscriptionDeleted(id="fmov-box"), fmov, "fmov")
     assert rep.status.code == 200, rep.status
-    # everyone may list
+    # everyone may list, but only the owner sees where a webhook or e-mail goes
     rep, lst = fb.call("notify.subscriptions.list", notify_pb2.SubscriptionListRequest(), hiof,
                        notify_pb2.SubscriptionListReply)
     assert [i.subscription.id for i in lst.subscriptions] == ["fmov-hook"]
+    assert lst.subscriptions[0].subscription.url == ""
+    rep, info = fb.call("notify.subscriptions.get", notify_pb2.SubscriptionGetRequest(
+        id="fmov-hook"), fmov, notify_pb2.SubscriptionInfo)
+    assert info.subscription.url == "http://127.0.0.1:9/h"
     fb.close()
 
 

@@ -256,6 +256,16 @@ done:
 
 /* ---- queries ----------------------------------------------------------------------------- */
 
+/* What only the owner (or an admin) sees of a subscription: the webhook URL may carry a
+   token of the receiver, and an e-mail address is a person's. Cleared in place. */
+static void s_hide_private(const Samordna__V1__Caller *c, Samordna__V1__Subscription *s)
+{
+    if (s_is_admin(c) || strcmp(c->agency, s->agency) == 0) return;
+    /* an empty field is protobuf-c's shared read-only "": only a real value is cleared */
+    if (s->url && *s->url) s->url[0] = 0;
+    if (s->email && *s->email) s->email[0] = 0;
+}
+
 /* Fills info (which borrows s) with the state and counts. */
 static void s_info(notify_t *n, MDB_txn *txn, Samordna__V1__Subscription *s,
                    Samordna__V1__SubscriptionInfo *info, Samordna__V1__SubscriptionState *st,
@@ -302,6 +312,7 @@ int notify_q_sub_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
     Samordna__V1__SubscriptionState st;
     notify_state_t raw;
     s_info(n, txn, s, &info, &st, &raw);
+    s_hide_private(call->caller, s);
     rc = sam_reply_message(reply, &info.base);
 done:
     if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
@@ -368,6 +379,7 @@ int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         }
         subs[count] = s;
         s_info(n, txn, s, &info_store[count], &st_store[count], &raw[count]);
+        s_hide_private(call->caller, s);
         infos[count] = &info_store[count];
         count++;
     }
