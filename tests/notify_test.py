@@ -798,7 +798,7 @@ def test_briefing_and_reminders_from_the_real_services():
     smtp = SmtpRecorder()
     tomorrow = (today + datetime.timedelta(days=1)).strftime("%m-%d")
     args = ["--follow", "registry,status,grants", "--smtp-url", smtp.url,
-            "--schedule-interval-ms", "300"]
+            "--schedule-interval-ms", "300", "--call-timeout-ms", str(int(5000 * SLOW))]
     notify = samtest.service("notify", ep, os.path.join(data, "notify"),
                              "--briefing-dates", tomorrow, "--reminder-days", "0", *args)
     assert subscribe(c, "styringsgruppen", type="no.samordna.notify.briefing.issued"

@@ -58,7 +58,7 @@ static const sam_option_t s_options[] = {
      false},
     {"schedule-interval-ms", "MS", "60000", "how often due briefings and deadlines are checked",
      false},
-    {"call-timeout-ms", "MS", "3000", "timeout of each call to status and grants", false},
+    {"call-timeout-ms", "MS", "1000", "timeout of each call to status and grants", false},
     {"log-keep-days", "DAYS", "90", "how long the delivery log keeps each attempt", false},
     {NULL, NULL, NULL, NULL, false},
 };
