@@ -6,6 +6,7 @@ the middle of an import followed by a restart and a second import: complete, no 
 import copy
 import json
 import os
+import re
 import subprocess
 import time
 
@@ -65,7 +66,7 @@ def write(name, doc):
 def last_seq(ep):
     c = samtest.Client(ep)
     try:
-        _, pr = c.call("registry", "ping", b"", envelope_pb2.PingReply)
+        _, pr = c.call("registry", "ping", b"", envelope_pb2.PingReply, timeout=30)
         return pr.last_seq
     finally:
         c.close()
@@ -202,15 +203,31 @@ def test_kill9_during_import_then_restart_and_import_again():
     total = TOTAL + 2 * people  # person.registered and role.assigned each
     registry_total = REGISTRY_TOTAL + 2 * people
 
-    first = subprocess.Popen([SAMCTL, "--broker", ep, "--timeout-ms", "1000", "import", path],
+    first = subprocess.Popen([SAMCTL, "--broker", ep, "--timeout-ms", "4000", "import", path],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    samtest.wait_for(lambda: last_seq(ep) >= 500, 30, "the import under way")
+    # samctl's progress lines say how far it got; a ping would queue behind the publishes.
+    end = time.time() + 60
+    said = []
+    while True:
+        assert time.time() < end, "the import did not get under way"
+        line = first.stderr.readline()
+        said.append(line)
+        assert line, "samctl ended before the registry was killed: " + "".join(said)
+        m = re.match(r"import: (\d+)/(\d+) events acknowledged", line)
+        if m and 500 <= int(m.group(1)) < int(m.group(2)):
+            break
     reg.kill9()
-    at_kill = None
-    out, err = first.communicate(timeout=60)
-    # Restart on the same store: what was acknowledged is there, and the rest comes in.
+    out, err = first.communicate(timeout=90)
+    # Restart on the same store: what was acknowledged is there, and the rest comes in. The
+    # broker may still hold publishes of the first import for the registry and deliver them
+    # now; wait until the outbox head stops moving before counting.
     reg = samtest.service("registry", ep, data)
-    at_kill = last_seq(ep)
+    at_kill, stable_since = last_seq(ep), time.time()
+    while time.time() - stable_since < 1.5:
+        time.sleep(0.25)
+        now = last_seq(ep)
+        if now != at_kill:
+            at_kill, stable_since = now, time.time()
     assert 500 <= at_kill < registry_total, (at_kill, out, err)
     rc, out, err = samctl(ep, "--json", "--timeout-ms", "5000", "import", path, timeout=120)
     assert rc == 0, err

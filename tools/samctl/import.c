@@ -492,8 +492,9 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
     for (size_t i = 0; i < imp->n_items; i++)
         s_tally(tally, n_tally, &imp->items[i]);
     s_progress(0, imp->n_items, tty, false);
-    while (answered < imp->n_items) {
-        while (next < imp->n_items && inflight < S_WINDOW &&
+    bool stop = false; /* a service is unavailable: send nothing more */
+    while (answered < imp->n_items && !(stop && inflight == 0)) {
+        while (!stop && next < imp->n_items && inflight < S_WINDOW &&
                !(imp->items[next].barrier && inflight > 0)) {
             const s_item_t *it = &imp->items[next];
             uint64_t rid =
@@ -554,6 +555,13 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
                 t->fresh++;
             if (pr) protobuf_c_message_free_unpacked(&pr->base, NULL);
         } else {
+            if (res.code == SAM_UNAVAILABLE && !stop) {
+                stop = true;
+                fprintf(stderr,
+                        "%ssamctl import: %s is unavailable; sending nothing more (run the "
+                        "import again to finish it)\n",
+                        tty ? "\n" : "", it->service);
+            }
             t->refused++;
             fprintf(stderr, "%ssamctl import: refused %s %s: %u %s: %s\n", tty ? "\n" : "",
                     it->type, it->key, res.code, sam_status_name(res.code), res.message);
@@ -562,6 +570,7 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
         answered++;
         s_progress(answered, imp->n_items, tty, answered == imp->n_items);
     }
+    if (stop) rc = -1;
 out:
     /* What was never answered. */
     for (size_t i = 0; i < inflight; i++)
