@@ -513,7 +513,7 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
             sam_result_clear(&res);
             /* A service restarted, or the broker lost a worker with our requests: send what
                is in flight again. Publishes are idempotent, a repeat is a duplicate. */
-            if (resends == S_RESENDS) {
+            if (resends == S_RESENDS || stop) {
                 fprintf(stderr,
                         "%ssamctl import: no answer within %d ms for %zu events in flight\n",
                         tty ? "\n" : "", ctl->timeout_ms, inflight);
@@ -535,14 +535,23 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
             }
             continue;
         }
-        resends = 0;
         size_t slot = inflight;
         for (size_t i = 0; i < inflight; i++)
             if (flight[i].rid == res.id) slot = i;
-        if (slot == inflight) { /* a late answer to something not ours any more */
+        if (slot == inflight) {
+            /* A late answer to an attempt that was sent again since: it says nothing about
+               the event, but a 503 still says the service is gone. */
+            if (res.code == SAM_UNAVAILABLE && !stop) {
+                stop = true;
+                fprintf(stderr,
+                        "%ssamctl import: unavailable (%s); sending nothing more (run the "
+                        "import again to finish it)\n",
+                        tty ? "\n" : "", res.message);
+            }
             sam_result_clear(&res);
             continue;
         }
+        resends = 0;
         const s_item_t *it = &imp->items[flight[slot].item];
         flight[slot] = flight[--inflight];
         s_tally_t *t = s_tally(tally, n_tally, it);
