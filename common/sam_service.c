@@ -572,9 +572,12 @@ static size_t s_dedup_key(const Io__Cloudevents__V1__CloudEvent *ce, uint8_t *ke
     return s + 1 + i;
 }
 
-/*  Applies one checked event inside the batch transaction. Returns 0 when applied or a
-    duplicate, -1 when refused (reply set), or an LMDB error that dooms the whole batch. */
-static int s_apply_one(sam_service_t *svc, MDB_txn *txn, s_request_t *r, uint64_t *last)
+/*  Applies one checked event inside the batch transaction `txn`, directly or (nested) in a
+    child transaction of its own. Returns 0 when applied or a duplicate, -1 when refused
+    (reply set; with `nested` nothing of it remains, without it the caller must abort txn),
+    or an LMDB error that dooms the whole batch. */
+static int s_apply_one(sam_service_t *svc, MDB_txn *txn, s_request_t *r, uint64_t *last,
+                       bool nested)
 {
     const Io__Cloudevents__V1__CloudEvent *ce = r->ev.ce;
     uint8_t key[520];
@@ -586,18 +589,16 @@ static int s_apply_one(sam_service_t *svc, MDB_txn *txn, s_request_t *r, uint64_
         r->seq = dup->seq;
         r->duplicate = true;
         samordna__v1__dedup_record__free_unpacked(dup, NULL);
-        svc->n_duplicates++;
         return 0;
     }
     if (rc != MDB_NOTFOUND) return rc;
-    MDB_txn *child;
-    if ((rc = sam_store_begin(svc->store, txn, true, &child))) return rc;
+    MDB_txn *work = txn;
+    if (nested && (rc = sam_store_begin(svc->store, txn, true, &work))) return rc;
     r->ev.seq = *last + 1;
-    if (r->edef->apply(svc, child, &r->ev, &r->reply) != 0) {
-        mdb_txn_abort(child);
+    if (r->edef->apply(svc, work, &r->ev, &r->reply) != 0) {
+        if (nested) mdb_txn_abort(work);
         if (r->reply.code == SAM_OK || r->reply.code == 0)
             sam_reply_error(&r->reply, SAM_UNPROCESSABLE, "refused by %s", svc->def->name);
-        svc->n_refused++;
         return -1;
     }
     /* The handler's reply body is not sent for events: the answer is the PublishReply. */
@@ -610,21 +611,51 @@ static int s_apply_one(sam_service_t *svc, MDB_txn *txn, s_request_t *r, uint64_
     sam_be64_put(seqkey, r->ev.seq);
     Samordna__V1__DedupRecord rec = SAMORDNA__V1__DEDUP_RECORD__INIT;
     rec.seq = r->ev.seq;
-    if ((rc = sam_store_put_msg(child, svc->outbox, seqkey, 8, &stored.base, MDB_APPEND)) ||
-        (rc = sam_store_put_msg(child, svc->dedup, key, klen, &rec.base, 0))) {
-        mdb_txn_abort(child);
+    if ((rc = sam_store_put_msg(work, svc->outbox, seqkey, 8, &stored.base, MDB_APPEND)) ||
+        (rc = sam_store_put_msg(work, svc->dedup, key, klen, &rec.base, 0))) {
+        if (nested) mdb_txn_abort(work);
         return rc;
     }
-    if ((rc = mdb_txn_commit(child))) return rc; /* commit frees the child even on failure */
+    if (nested && (rc = mdb_txn_commit(work))) return rc; /* commit frees it even on failure */
     *last = r->ev.seq;
     r->seq = r->ev.seq;
-    svc->n_applied++;
     sam_debug("event.applied type=%s source=%s id=%s seq=%" PRIu64, ce->type, ce->source, ce->id,
               r->seq);
     return 0;
 }
 
-/* All publishes of a batch: one write transaction, one sync, then the replies. */
+/*  One pass over the batch in one write transaction. Returns 0 (committed), 1 when a
+    refusal in a pass without nesting means the batch must be run again nested, or an
+    LMDB error (nothing committed). */
+static int s_write_pass(sam_service_t *svc, s_request_t **pubs, size_t n, bool nested)
+{
+    MDB_txn *txn = NULL;
+    int rc = sam_store_begin(svc->store, NULL, true, &txn);
+    if (rc) return rc;
+    uint64_t last = sam_service_last_seq(svc, txn);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        s_request_t *r = pubs[i];
+        if (r->done) continue;
+        r->seq = 0;
+        r->duplicate = false;
+        int a = s_apply_one(svc, txn, r, &last, nested);
+        if (a == -1 && !nested) rc = 1; /* undo the whole pass, then go event by event */
+        else if (a != 0 && a != -1)
+            rc = a; /* a store error: the batch fails whole */
+    }
+    if (rc == 0) return mdb_txn_commit(txn);
+    mdb_txn_abort(txn);
+    if (rc == 1)
+        for (size_t i = 0; i < n; i++) /* the refusal is found again in the nested pass */
+            if (!pubs[i]->done) pubs[i]->reply.code = 0;
+    return rc;
+}
+
+/*  All publishes of a batch: one write transaction, one sync, then the replies.
+    The first pass applies every event straight into the batch transaction: a child
+    transaction per event costs LMDB a dirty-page list each, and almost every event is
+    accepted. When one is refused, the pass is undone whole and the batch runs again with a
+    child transaction per event, so the refusal leaves nothing behind and the rest commit. */
 static void s_write_batch(sam_service_t *svc, s_request_t **pubs, size_t n)
 {
     /* Cross-service checks happen before the transaction: nothing slow holds the writer. */
@@ -636,17 +667,8 @@ static void s_write_batch(sam_service_t *svc, s_request_t **pubs, size_t n)
                 sam_reply_error(&pubs[i]->reply, SAM_UNPROCESSABLE, "refused by %s",
                                 svc->def->name);
         }
-    MDB_txn *txn = NULL;
-    int rc = sam_store_begin(svc->store, NULL, true, &txn);
-    uint64_t last = rc ? 0 : sam_service_last_seq(svc, txn);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        if (pubs[i]->done) continue;
-        int r = s_apply_one(svc, txn, pubs[i], &last);
-        if (r > 0 || r < -1) rc = r; /* a store error: the batch fails whole */
-    }
-    if (rc == 0) rc = mdb_txn_commit(txn);
-    else if (txn)
-        mdb_txn_abort(txn);
+    int rc = s_write_pass(svc, pubs, n, false);
+    if (rc == 1) rc = s_write_pass(svc, pubs, n, true);
     svc->n_batches++;
     for (size_t i = 0; i < n; i++) {
         s_request_t *r = pubs[i];
@@ -654,11 +676,15 @@ static void s_write_batch(sam_service_t *svc, s_request_t **pubs, size_t n)
             sam_reply_error(&r->reply, SAM_INTERNAL, "store write failed, nothing stored: %s",
                             sam_store_strerror(rc));
         } else if (!r->done && r->reply.code != SAM_OK && r->reply.code != 0) {
-            /* refused in apply: reply already set */
+            svc->n_refused++; /* refused in apply: reply already set */
         } else if (!r->done) {
             Samordna__V1__PublishReply pr = SAMORDNA__V1__PUBLISH_REPLY__INIT;
             pr.seq = r->seq;
             pr.duplicate = r->duplicate;
+            if (r->duplicate)
+                svc->n_duplicates++;
+            else
+                svc->n_applied++;
             sam_reply_message(&r->reply, &pr.base);
         }
         s_send_reply(svc, r);

@@ -19,7 +19,8 @@
       1. answers a duplicate (source, id) with the original sequence number;
       2. finds the type's apply function (unknown type → 501) and checks the caller's role and
          that a publisher's event `source` is the publisher's own agency (403);
-      3. calls apply(); a refusal (-1) aborts only that event's nested transaction;
+      3. calls apply(); a refusal (-1) undoes that event's writes and nothing else (the batch
+         is retried with a nested transaction per event, see sam_apply_fn);
       4. appends the event to the outbox under the next sequence number and records (source,id);
     then commits once (synced unless --nosync), and only then replies to every request of the
     batch. A failed commit answers every event of the batch 500; nothing is acknowledged that
@@ -116,8 +117,11 @@ typedef struct {
 } sam_event_t;
 
 /* Validates the event against the current state and applies it to the service's tables in
-   `txn` (a nested write transaction). Returns 0, or -1 with the refusal in `reply`; on -1
-   the runtime aborts txn, so a refusal never leaves a partial write. */
+   `txn`. Returns 0, or -1 with the refusal in `reply`; on -1 the runtime undoes everything
+   the call wrote, so a refusal never leaves a partial write. The runtime first applies a
+   batch straight into one transaction and, when an event is refused, undoes the batch and
+   applies it again with a nested transaction per event: so apply may run more than once for
+   one event and must change nothing outside txn. */
 typedef int (*sam_apply_fn)(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                             sam_reply_t *reply);
 

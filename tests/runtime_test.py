@@ -223,6 +223,42 @@ def test_group_commit_applies_a_burst_in_few_transactions():
         fb.close()
 
 
+def test_refusals_inside_a_burst_leave_nothing_and_spare_the_rest():
+    """One refused event in a group-committed batch undoes only itself."""
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-mixed"))
+    try:
+        fb.accept()
+        n = 300
+        for i in range(n):
+            fb.request("events.publish", event(f"m{i}", b"" if i % 10 == 3 else b"ok"),
+                       rid=i + 1)
+        codes = {}
+        seqs = []
+        for _ in range(n):
+            _, rep = fb.reply()
+            codes[rep.id] = rep.status.code
+            if rep.status.code == 200:
+                pr = events_pb2.PublishReply()
+                pr.ParseFromString(rep.body)
+                seqs.append(pr.seq)
+        refused = {rid for rid, c in codes.items() if c != 200}
+        assert refused == {i + 1 for i in range(n) if i % 10 == 3}, sorted(refused)[:5]
+        assert all(codes[r] == 400 for r in refused)
+        assert sorted(seqs) == list(range(1, n - len(refused) + 1)), "seqs are contiguous"
+        fb.request("events.read", events_pb2.ReadRequest(after_seq=0, max=1000), rid=9999)
+        _, rep = fb.reply()
+        rr = events_pb2.ReadReply()
+        rr.ParseFromString(rep.body)
+        ids = [e.event.id for e in rr.events]
+        assert len(ids) == n - len(refused) and not any(int(i[1:]) % 10 == 3 for i in ids)
+        assert p.stop() == 0
+        log = p.logtext()
+        assert f"applied={n - len(refused)} refused={len(refused)}" in log, log[-300:]
+    finally:
+        fb.close()
+
+
 def test_long_poll_waits_then_answers_on_commit_and_expires():
     fb = FakeBroker()
     p = start_echo(fb, samtest.scratch("rt-poll"))
