@@ -83,8 +83,10 @@ def event(eid, data=b"x", source="fmov", etype="no.samordna.echo.recorded"):
 
 
 def start_echo(fb, data, *extra):
+    # The test sends no heartbeats of its own: the worker's liveness (3 x 2 s) must outlast
+    # the slowest burst under the sanitizers. The reconnect test shortens it itself.
     return samtest.Proc("echo", ["samordna-echo", "--broker", fb.ep, "--data-dir", data,
-                                 "--insecure", "--heartbeat-ms", "200"] + list(extra))
+                                 "--insecure", "--heartbeat-ms", "2000"] + list(extra))
 
 
 def test_ready_ping_echo_and_unknown_method():
@@ -317,7 +319,7 @@ def test_malformed_frames_are_survived():
 
 def test_reconnects_after_disconnect_and_silence():
     fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-reconnect"), "--liveness", "2")
+    p = start_echo(fb, samtest.scratch("rt-reconnect"), "--heartbeat-ms", "200", "--liveness", "2")
     try:
         fb.accept()
         fb.sock.send_multipart([fb.worker, b"", MDPW, DISCONNECT])
