@@ -87,6 +87,8 @@ struct sam_service_t {
     s_request_t *waiters; /* parked events.read long polls */
     int64_t tick_due;
     MDB_dbi outbox, dedup;
+    bool harness;       /* driven by sam_service_feed() instead of brokers */
+    uint32_t last_code; /* status of the last reply made (read by sam_service_feed) */
     /* counters, logged at shutdown */
     uint64_t n_requests, n_applied, n_refused, n_duplicates, n_batches, n_bad;
 };
@@ -117,6 +119,17 @@ static const sam_option_t s_std_options[] = {
     {"heartbeat-ms", "MS", "2500", "heartbeat interval towards the brokers", false},
     {"liveness", "N", "3", "missed heartbeats before a broker counts as gone", false},
 };
+
+/*  The harness (fuzzers): set once before sam_service_main(), read by it. The one piece of
+    process-wide state in the runtime, because a fuzzer's driver owns main(). */
+static sam_service_harness_fn s_harness;
+static void *s_harness_arg;
+
+void sam_service_set_harness(sam_service_harness_fn fn, void *arg)
+{
+    s_harness = fn;
+    s_harness_arg = arg;
+}
 
 unsigned sam_role_bit(const char *role)
 {
@@ -220,6 +233,7 @@ sam_client_t *sam_service_client(sam_service_t *svc)
 
 sam_client_t *sam_service_client_new(sam_service_t *svc)
 {
+    if (svc->harness) return NULL; /* no brokers to ask */
     const char *eps[S_MAX_BROKERS];
     for (size_t i = 0; i < svc->nbrokers; i++)
         eps[i] = svc->brokers[i].endpoint;
@@ -264,6 +278,7 @@ static void s_broker_send(s_broker_t *b, int command, zmsg_t **tail_p)
 
 static void s_broker_connect(sam_service_t *svc, s_broker_t *b, int64_t now)
 {
+    if (svc->harness) return; /* driven by a harness: no network */
     zsock_destroy(&b->sock);
     b->generation++;
     b->ext_credit = b->ext_identity = false;
@@ -326,6 +341,7 @@ static void s_request_destroy(s_request_t **r_p)
 static void s_send_reply(sam_service_t *svc, s_request_t *r)
 {
     s_broker_t *b = &svc->brokers[r->broker];
+    svc->last_code = r->reply.code ? r->reply.code : SAM_OK;
     if (!b->sock || b->generation != r->generation) return; /* broker gone: it told the client */
     Samordna__V1__Status status = SAMORDNA__V1__STATUS__INIT;
     status.code = r->reply.code ? r->reply.code : SAM_OK;
@@ -816,6 +832,8 @@ static void s_handle_batch(sam_service_t *svc, s_request_t **batch, size_t n, in
 /*  Reads one message from broker bi. Returns a request to batch, or NULL when nothing was
     waiting (*got false) or the message was a heartbeat, a disconnect or malformed (all
     handled here). */
+static s_request_t *s_on_message(sam_service_t *svc, int bi, zmsg_t *msg, int64_t now);
+
 static s_request_t *s_receive(sam_service_t *svc, int bi, int64_t now, bool *got)
 {
     s_broker_t *b = &svc->brokers[bi];
@@ -823,6 +841,14 @@ static s_request_t *s_receive(sam_service_t *svc, int bi, int64_t now, bool *got
     *got = msg != NULL;
     if (!msg) return NULL;
     b->heard_at = now;
+    return s_on_message(svc, bi, msg, now);
+}
+
+/*  Everything a broker sends: "" "MDPW01" command … ; destroys msg. Returns a request to
+    batch, or NULL when the message was a heartbeat, a disconnect or malformed. */
+static s_request_t *s_on_message(sam_service_t *svc, int bi, zmsg_t *msg, int64_t now)
+{
+    s_broker_t *b = &svc->brokers[bi];
     zframe_t *empty = zmsg_pop(msg);
     char *header = zmsg_popstr(msg);
     zframe_t *command = zmsg_pop(msg);
@@ -1011,6 +1037,23 @@ static bool s_loopback(const char *ep)
            strncmp(ep, "tcp://[::1]:", 12) == 0;
 }
 
+const sam_service_def_t *sam_service_def(sam_service_t *svc)
+{
+    return svc->def;
+}
+
+uint32_t sam_service_feed(sam_service_t *svc, zmsg_t **msg_p)
+{
+    svc->last_code = 0;
+    if (!svc->harness || !msg_p || !*msg_p) return 0;
+    int64_t now = zclock_mono();
+    s_request_t *r = s_on_message(svc, 0, *msg_p, now);
+    *msg_p = NULL;
+    if (r) s_handle_batch(svc, &r, 1, now);
+    s_serve_waiters(svc, now + 60000); /* a parked long poll is answered, not kept */
+    return svc->last_code;
+}
+
 int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **argv)
 {
     sam_service_t svc_s, *svc = &svc_s;
@@ -1090,7 +1133,15 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
     zsys_init();
     zsys_set_linger(0);
     rc = 1;
-    if (s_open_store(svc) == 0 && (!def->start || def->start(svc) == 0)) {
+    svc->harness = s_harness != NULL;
+    if (svc->harness && svc->nbrokers == 0) svc->nbrokers = 1;
+    bool up = s_open_store(svc) == 0 && (!def->start || def->start(svc) == 0);
+    if (up && svc->harness) {
+        svc->brokers[0].generation = 1;
+        svc->brokers[0].ext_identity = true;
+        rc = s_harness(svc, s_harness_arg);
+        if (def->stop) def->stop(svc);
+    } else if (up) {
         int64_t now = zclock_mono();
         for (size_t i = 0; i < svc->nbrokers; i++)
             s_broker_connect(svc, &svc->brokers[i], now);

@@ -180,6 +180,23 @@ sam_client_t *sam_service_client(sam_service_t *svc);
     it cannot connect. */
 sam_client_t *sam_service_client_new(sam_service_t *svc);
 
+/*  Driving a service without a broker (fuzzers, see fuzz/). When a harness is set,
+    sam_service_main() parses its options, opens the store and runs start() as usual, then
+    calls harness(svc, arg) instead of connecting to brokers, and returns its result after
+    stop(). sam_service_client() answers NULL in that mode: nothing leaves the process. */
+typedef int (*sam_service_harness_fn)(sam_service_t *svc, void *arg);
+void sam_service_set_harness(sam_service_harness_fn fn, void *arg);
+
+/* The definition the service runs with (for a harness choosing methods and event types). */
+const sam_service_def_t *sam_service_def(sam_service_t *svc);
+
+/*  Inside a harness: handles one message exactly as if the broker had sent it on an
+    identity connection: "" "MDPW01" command [client "" caller body] (msg is consumed).
+    Returns the status code of the reply the service made, or 0 when it made none (a
+    heartbeat, a malformed message, or no harness). */
+typedef struct _zmsg_t zmsg_t;
+uint32_t sam_service_feed(sam_service_t *svc, zmsg_t **msg_p);
+
 /*  The outbox head (highest stored sequence number) as seen by `txn`. */
 uint64_t sam_service_last_seq(sam_service_t *svc, MDB_txn *txn);
 

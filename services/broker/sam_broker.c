@@ -1382,6 +1382,30 @@ int sam_broker_run(sam_broker_t *self)
     return 0;
 }
 
+void sam_broker_feed(sam_broker_t *self, const uint8_t *const *frames, const size_t *sizes,
+                     int count)
+{
+    s_msg_t *msg = &self->in;
+    msg->count = 0;
+    msg->bytes = 0;
+    msg->truncated = false;
+    for (int i = 0; i < count; i++) {
+        if (msg->count == S_PARTS_MAX) {
+            msg->truncated = true;
+            break;
+        }
+        zmq_msg_t *part = &msg->part[msg->count];
+        if (zmq_msg_init_size(part, sizes[i]) != 0) break;
+        if (sizes[i]) memcpy(zmq_msg_data(part), frames[i], sizes[i]);
+        if (msg->count) msg->bytes += sizes[i];
+        msg->count++;
+    }
+    self->now = zclock_mono();
+    if (msg->count) s_on_message(self, msg);
+    s_msg_close(msg);
+    if (self->now >= self->next_tick) s_tick(self);
+}
+
 /* ---- self-test ------------------------------------------------------------------------- */
 
 #define S_CHECK(cond)                                                                              \

@@ -65,6 +65,13 @@ bool sam_broker_parse_extension(const uint8_t *data, size_t size, uint32_t *cred
     when the field is absent or the bytes are not a well-formed protobuf message. */
 uint64_t sam_broker_peek_id(const uint8_t *data, size_t size);
 
+/*  Handles one message as if it had arrived on the socket (fuzzers, see fuzz/): frames[0]
+    is the peer's routing id, the rest what the peer sent. The frames are copied; they carry
+    no connection metadata, so with CURVE every such peer is untrusted. Replies go to the
+    socket as usual (to peers that do not exist, they are dropped). Runs the timers when due. */
+void sam_broker_feed(sam_broker_t *self, const uint8_t *const *frames, const size_t *sizes,
+                     int count);
+
 /*  Runs the class's self-test; returns 0 when all checks pass. */
 int sam_broker_selftest(bool verbose);
 
