@@ -46,6 +46,7 @@ sam_client_t *sam_client_new(const char *const *brokers, size_t n, const sam_cli
         return NULL;
     }
     zsock_set_linger(self->sock, 0);
+    zsock_set_maxmsgsize(self->sock, 256 << 20); /* the broker's largest --max-msg */
     zsock_set_sndhwm(self->sock, 100000);
     zsock_set_rcvhwm(self->sock, 100000);
     if (opts && (opts->client_cert || opts->server_key)) {

@@ -302,6 +302,9 @@ static void s_broker_connect(sam_service_t *svc, s_broker_t *b, int64_t now)
         return;
     }
     zsock_set_linger(b->sock, 0);
+    /* No frame from a broker may make us allocate without bound: a request is at most an
+       event (or a query) plus the broker's framing. */
+    zsock_set_maxmsgsize(b->sock, (int)(svc->max_event_bytes + (16 << 20)));
     zsock_set_sndhwm(b->sock, 0);
     zsock_set_rcvhwm(b->sock, 0);
     zmsg_t *ready = zmsg_new();

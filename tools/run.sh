@@ -3,6 +3,11 @@
 # the broker and every service on loopback with their stores under ./var, loads the Østfold
 # pilot fixture, and stays in the foreground until Ctrl-C (which stops everything cleanly).
 #
+# It runs with CURVE, like a deployment: on first run it makes the certificates under
+# ./var/keys (the broker's pair; one service certificate per service; an admin certificate
+# for the pilot owner, fmov) and trusts the public halves in ./var/keys/trusted. samctl finds
+# its broker, certificate and the broker's key in ./var/samctl.cfg.
+#
 # Environment: SAMORDNA_DATA (store folder, default ./var), SAMORDNA_PORT (broker port,
 # default 5555), SAMORDNA_FIXTURE (default ../shared/fixtures/ostfold-2019.json).
 set -euo pipefail
@@ -20,6 +25,25 @@ fixture=${SAMORDNA_FIXTURE:-../shared/fixtures/ostfold-2019.json}
 endpoint="tcp://127.0.0.1:$port"
 mkdir -p "$data/log"
 
+# Certificates, made once and kept with the data (docs/security.md).
+keys=$data/keys
+trusted=$keys/trusted
+mkdir -p "$trusted"
+newkey() { # name agency role
+  [ -f "$keys/$1.cert_secret" ] && return 0
+  "$bin/samctl" keys new --agency "$2" --role "$3" --name "$1" --out "$keys" >/dev/null
+  [ "$3" = broker ] || cp "$keys/$1.cert" "$trusted/$1.cert"
+}
+newkey broker broker broker
+newkey admin fmov admin
+for svc in registry status grants notify; do newkey "$svc" fmov service; done
+cat >"$data/samctl.cfg" <<CFG
+broker = "$endpoint"
+cert = "$keys/admin.cert_secret"
+server-key = "$keys/broker.cert"
+CFG
+ctl=("$bin/samctl" --config "$data/samctl.cfg")
+
 pids=()
 stop_all() {
   trap - INT TERM EXIT
@@ -29,35 +53,40 @@ stop_all() {
 }
 trap stop_all INT TERM EXIT
 
-"$bin/samordna-broker" --bind "$endpoint" --insecure 2>>"$data/log/broker.log" &
+"$bin/samordna-broker" --bind "$endpoint" --curve-dir "$trusted" \
+  --cert "$keys/broker.cert_secret" 2>>"$data/log/broker.log" &
 pids+=($!)
 services=()
 for svc in registry status grants notify; do
   [ -x "$bin/samordna-$svc" ] || continue
-  "$bin/samordna-$svc" --broker "$endpoint" --data-dir "$data" --insecure \
+  "$bin/samordna-$svc" --broker "$endpoint" --data-dir "$data" \
+    --cert "$keys/$svc.cert_secret" --server-key "$keys/broker.cert" \
     2>>"$data/log/$svc.log" &
   pids+=($!)
   services+=("$svc")
 done
 for svc in "${services[@]}"; do
   for _ in $(seq 100); do
-    "$bin/samctl" --broker "$endpoint" --timeout-ms 200 ping "$svc" >/dev/null 2>&1 && break
+    "${ctl[@]}" --timeout-ms 200 ping "$svc" >/dev/null 2>&1 && break
     sleep 0.1
   done
-  "$bin/samctl" --broker "$endpoint" ping "$svc"
+  "${ctl[@]}" ping "$svc"
 done
 
 if [ ! -f "$fixture" ]; then
   echo "samordna: fixture $fixture not found (set SAMORDNA_FIXTURE)" >&2
   exit 1
 fi
-"$bin/samctl" --broker "$endpoint" import "$fixture"
+"${ctl[@]}" import "$fixture"
 
 cat <<TXT
 
-samordna runs on $endpoint with its stores under $data/ (logs in $data/log/).
-Try:  $build/bin/samctl --broker $endpoint pilots
-      $build/bin/samctl --broker $endpoint --help
+samordna runs on $endpoint with CURVE, its stores under $data/ (logs in $data/log/,
+certificates in $keys/, trusted public halves in $trusted/).
+Try:  $build/bin/samctl --config $data/samctl.cfg pilots
+      $build/bin/samctl --config $data/samctl.cfg --help
+      $build/bin/samctl keys new --agency nav-ost-viken --role publisher --out $keys
+        (then copy its .cert into $trusted/ to let it in; remove it to revoke)
 Ctrl-C stops it.
 TXT
 wait
