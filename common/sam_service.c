@@ -41,6 +41,7 @@ typedef struct {
     int64_t heard_at;      /* last time anything arrived from it (monotonic ms) */
     int64_t hb_due;        /* when our next heartbeat is due */
     int64_t reconnect_at;  /* when to reconnect, while sock is NULL */
+    int64_t connected_at;  /* when the current connection was made */
     int backoff_ms;        /* next reconnect delay */
 } s_broker_t;
 
@@ -312,6 +313,7 @@ static void s_broker_connect(sam_service_t *svc, s_broker_t *b, int64_t now)
     zmsg_addstrf(ready, "%s credit=%d identity", SAM_MDP_EXT_PREFIX, svc->credit);
     s_broker_send(b, SAM_MDPW_READY, &ready);
     b->heard_at = now;
+    b->connected_at = now;
     b->hb_due = now + svc->heartbeat_ms;
     sam_info("broker.connected endpoint=%s credit=%d", b->endpoint, svc->credit);
 }
@@ -870,8 +872,20 @@ static s_request_t *s_on_message(sam_service_t *svc, int bi, zmsg_t *msg, int64_
             break;
         }
         case SAM_MDPW_DISCONNECT:
-            sam_warn("broker.disconnect endpoint=%s (re-registering)", b->endpoint);
-            s_broker_connect(svc, b, now);
+            if (now - b->connected_at < 1000) {
+                /* Sent away right after READY: the broker refuses us (our certificate is
+                   not a service's, or was revoked). Ask again, but less and less often. */
+                sam_warn("broker.refused endpoint=%s (retrying in %d ms; is this service's "
+                         "certificate trusted with role service?)",
+                         b->endpoint, b->backoff_ms);
+                zsock_destroy(&b->sock);
+                b->generation++;
+                b->reconnect_at = now + b->backoff_ms;
+                b->backoff_ms = b->backoff_ms * 2 > 5000 ? 5000 : b->backoff_ms * 2;
+            } else {
+                sam_warn("broker.disconnect endpoint=%s (re-registering)", b->endpoint);
+                s_broker_connect(svc, b, now);
+            }
             break;
         default:
             sam_warn("broker.unknown_command endpoint=%s command=%d", b->endpoint,
@@ -904,7 +918,8 @@ static void s_heartbeat(sam_service_t *svc, int64_t now)
             b->backoff_ms = b->backoff_ms * 2 > 5000 ? 5000 : b->backoff_ms * 2;
             continue;
         }
-        if (now - b->heard_at < svc->heartbeat_ms) b->backoff_ms = 100;
+        if (now - b->heard_at < svc->heartbeat_ms && now - b->connected_at > 1000)
+            b->backoff_ms = 100;
         if (now >= b->hb_due) {
             s_broker_send(b, SAM_MDPW_HEARTBEAT, NULL);
             b->hb_due = now + svc->heartbeat_ms;
