@@ -39,7 +39,9 @@ for t in "${targets[@]}"; do
   corpus=$build/corpus/$t artifacts=$build/artifacts/$t
   mkdir -p "$corpus" "$artifacts" "$SAMORDNA_TESTDATA"
   seeds=()
-  for d in tests/fuzz-corpus/$a tests/fuzz-regressions/$a tests/fuzz-regressions/$t; do
+  extra=()
+  [ "$a" = import ] && extra=(../shared/fixtures) # the real fixture files, when beside us
+  for d in tests/fuzz-corpus/$a tests/fuzz-regressions/$a tests/fuzz-regressions/$t "${extra[@]}"; do
     [ -d "$d" ] && seeds+=("$d")
   done
   echo "== $t: ${seconds}s"
