@@ -17,7 +17,7 @@ import time
 import samtest
 from samtest import CTX, MDPW, READY, DISCONNECT
 import zmq
-from samordna.v1 import envelope_pb2, events_pb2, registry_pb2 as R
+from samordna.v1 import envelope_pb2, events_pb2, notify_pb2 as N, registry_pb2 as R
 from cloudevents.v1 import cloudevents_pb2
 
 _ids = iter(range(1, 10**9))
@@ -76,6 +76,20 @@ class Suite:
             finally:
                 admin.close()
 
+    def start(self, name):
+        """Another service behind the same broker, with the service certificate."""
+        proc = samtest.Proc(f"{name}-{os.path.basename(self.dir)}",
+                            [f"samordna-{name}", "--broker", self.ep, "--data-dir",
+                             os.path.join(self.dir, "data"), "--cert",
+                             self.certs["service"].secret, "--server-key",
+                             self.broker_cert.public])
+        admin = self.client("admin")
+        try:
+            samtest.wait_for(lambda: self._pings(admin, name), 10, f"{name} through CURVE")
+        finally:
+            admin.close()
+        return proc
+
     def trust(self, cert):
         shutil.copy(cert.public, os.path.join(self.trusted, cert.name + ".cert"))
         return cert
@@ -105,9 +119,9 @@ class Suite:
         return w
 
     @staticmethod
-    def _pings(c):
+    def _pings(c, name="registry"):
         try:
-            rep, _ = c.call("registry", "ping", timeout=0.5)
+            rep, _ = c.call(name, "ping", timeout=0.5)
             return rep.status.code == 200
         except AssertionError:
             return False
@@ -253,6 +267,40 @@ def test_publisher_may_publish_only_as_itself():
             assert rep.status.code == 404, rep.status
         finally:
             nav.close()
+
+
+def test_publisher_changes_only_what_it_owns_in_notify():
+    with suite() as s:
+        notify = s.start("notify")
+        nav, imdi = s.client("nav-ost-viken"), s.client("imdi-ost")
+
+        def publish_notify(c, etype, msg, source):
+            ev = cloudevents_pb2.CloudEvent(id=f"sec-{next(_ids)}", source=source,
+                                            spec_version="1.0",
+                                            type="no.samordna.notify." + etype,
+                                            binary_data=msg.SerializeToString())
+            rep, _ = c.call("notify", "events.publish", events_pb2.PublishRequest(event=ev),
+                            events_pb2.PublishReply)
+            return rep.status.code, rep.status.message
+        try:
+            sub = N.Subscription(id="nav-inbox", channel=N.NOTIFY_CHANNEL_INBOX,
+                                 type="no.samordna.grants.*")
+            code, msg = publish_notify(nav, "subscription.created",
+                                       N.SubscriptionCreated(subscription=sub), "nav-ost-viken")
+            assert code == 200, (code, msg)
+            code, msg = publish_notify(imdi, "subscription.deleted",
+                                       N.SubscriptionDeleted(id="nav-inbox"), "imdi-ost")
+            assert code == 403 and "nav-ost-viken" in msg, (code, msg)
+            code, msg = publish_notify(imdi, "subscription.deleted",
+                                       N.SubscriptionDeleted(id="nav-inbox"), "nav-ost-viken")
+            assert code == 403 and "event.source" in msg, (code, msg)
+            code, msg = publish_notify(nav, "subscription.deleted",
+                                       N.SubscriptionDeleted(id="nav-inbox"), "nav-ost-viken")
+            assert code == 200, (code, msg)
+        finally:
+            nav.close()
+            imdi.close()
+            assert notify.stop() == 0
 
 
 def test_reader_may_not_write():
