@@ -9,13 +9,13 @@
 #   SAMORDNA_FUZZ_SECONDS=3600 tools/fuzz.sh fuzz_service_grants    a long run
 #
 # Each target starts from tests/fuzz-corpus/ and tests/fuzz-regressions/ and keeps what it
-# learns in build/fuzz/corpus/<target>/. A crash, leak or timeout stops that target, leaves
-# its input in build/fuzz/artifacts/<target>/ and makes the script exit 1: fix the bug, then
+# learns in build/fuzzing/corpus/<target>/. A crash, leak or timeout stops that target, leaves
+# its input in build/fuzzing/artifacts/<target>/ and makes the script exit 1: fix the bug, then
 # copy the input into tests/fuzz-regressions/<area>/ so every test run replays it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${SAMORDNA_FUZZ_SECONDS:-20}
-build=build/fuzz
+build=build/fuzzing # not build/fuzz: that is the fuzz/ folder of a build in build/
 CC=clang cmake -S . -B "$build" -DSAMORDNA_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build "$build" -j"$(nproc 2>/dev/null || echo 2)" >/dev/null
 
