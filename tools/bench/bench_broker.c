@@ -30,11 +30,18 @@ static void s_raw_echo(zsock_t *pipe, void *unused)
     zsock_signal(pipe, 0);
     zsock_send(pipe, "i", port > 0 ? port : 0);
     zpoller_t *poller = zpoller_new(pipe, router, NULL);
+    void *handle = zsock_resolve(router);
     while (true) {
         void *which = zpoller_wait(poller, -1);
         if (which != router) break;
-        zmsg_t *msg = zmsg_recv(router);
-        if (msg) zmsg_send(&msg, router);
+        /* Drain everything waiting, frame by frame, without a poll per message. */
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        while (zmq_msg_recv(&part, handle, ZMQ_DONTWAIT) >= 0) {
+            int more = zmq_msg_more(&part);
+            zmq_msg_send(&part, handle, more ? ZMQ_SNDMORE : 0);
+        }
+        zmq_msg_close(&part);
     }
     zpoller_destroy(&poller);
     zsock_destroy(&router);
