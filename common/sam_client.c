@@ -13,6 +13,7 @@
 #include "samordna/v1/envelope.pb-c.h"
 
 #include <czmq.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -96,15 +97,20 @@ static int s_send(sam_client_t *self, const char *service, uint64_t id, const ch
     req.body.data = (uint8_t *)body;
     req.body.len = len;
     size_t size = samordna__v1__request__get_packed_size(&req);
-    zmsg_t *msg = zmsg_new();
-    zmsg_addmem(msg, "", 0);
-    zmsg_addstr(msg, SAM_MDPC);
-    zmsg_addstr(msg, service);
-    zframe_t *frame = zframe_new(NULL, size);
-    samordna__v1__request__pack(&req, zframe_data(frame));
-    zmsg_append(msg, &frame);
-    int rc = zmsg_send(&msg, self->sock);
-    zmsg_destroy(&msg); /* zmsg_send keeps ownership with us on failure */
+    uint8_t stack[2048];
+    uint8_t *packed = size <= sizeof stack ? stack : malloc(size);
+    if (!packed) return -1;
+    samordna__v1__request__pack(&req, packed);
+    /* "" "MDPC01" service Request, straight onto the socket. Once the first frame is
+       accepted the rest of a multipart message cannot fail. */
+    void *h = zsock_resolve(self->sock);
+    int rc = zmq_send(h, "", 0, ZMQ_SNDMORE) < 0 ? -1 : 0;
+    if (rc == 0) {
+        zmq_send(h, SAM_MDPC, strlen(SAM_MDPC), ZMQ_SNDMORE);
+        zmq_send(h, service, strlen(service), ZMQ_SNDMORE);
+        zmq_send(h, packed, size, 0);
+    }
+    if (packed != stack) free(packed);
     return rc;
 }
 
@@ -118,27 +124,49 @@ uint64_t sam_client_send(sam_client_t *self, const char *service, const char *me
 int sam_client_recv(sam_client_t *self, int timeout_ms, sam_result_t *out)
 {
     memset(out, 0, sizeof *out);
+    void *h = zsock_resolve(self->sock);
+    int64_t deadline = zclock_mono() + timeout_ms;
     for (;;) {
-        zsock_set_rcvtimeo(self->sock, timeout_ms);
-        zmsg_t *msg = zmsg_recv(self->sock);
-        if (!msg) {
+        zmq_pollitem_t item = {h, 0, ZMQ_POLLIN, 0};
+        int64_t left = deadline - zclock_mono();
+        if (left < 0) left = 0;
+        /* Poll only when nothing is queued already: a pipelined reader mostly finds one. */
+        zmq_msg_t part[4];
+        int n = 0;
+        zmq_msg_init(&part[0]);
+        int got = zmq_msg_recv(&part[0], h, ZMQ_DONTWAIT);
+        if (got < 0 && (zmq_poll(&item, 1, (long)left) <= 0 ||
+                        (got = zmq_msg_recv(&part[0], h, ZMQ_DONTWAIT)) < 0)) {
+            zmq_msg_close(&part[0]);
+            if (zclock_mono() < deadline && zmq_errno() == EINTR) continue;
             out->code = SAM_TIMEOUT;
             snprintf(out->message, sizeof out->message, "no reply within %d ms", timeout_ms);
             return -1;
         }
-        /* "" "MDPC01" service body */
-        zframe_t *empty = zmsg_pop(msg);
-        char *header = zmsg_popstr(msg);
-        char *service = zmsg_popstr(msg);
-        zframe_t *body = zmsg_pop(msg);
+        n = 1;
+        bool more = zmq_msg_more(&part[0]);
+        while (more) { /* "" "MDPC01" service body; anything longer is not a samordna reply */
+            zmq_msg_t extra;
+            zmq_msg_t *into = n < 4 ? &part[n] : &extra;
+            zmq_msg_init(into);
+            if (zmq_msg_recv(into, h, 0) < 0) {
+                zmq_msg_close(into);
+                break;
+            }
+            more = zmq_msg_more(into);
+            if (into == &extra) {
+                zmq_msg_close(&extra);
+                n = 5;
+            } else
+                n++;
+        }
         Samordna__V1__Reply *rep = NULL;
-        if (empty && header && strcmp(header, SAM_MDPC) == 0 && service && body)
-            rep = samordna__v1__reply__unpack(NULL, zframe_size(body), zframe_data(body));
-        zframe_destroy(&empty);
-        zstr_free(&header);
-        zstr_free(&service);
-        zframe_destroy(&body);
-        zmsg_destroy(&msg);
+        if (n == 4 && zmq_msg_size(&part[0]) == 0 && zmq_msg_size(&part[1]) == strlen(SAM_MDPC) &&
+            memcmp(zmq_msg_data(&part[1]), SAM_MDPC, strlen(SAM_MDPC)) == 0)
+            rep = samordna__v1__reply__unpack(NULL, zmq_msg_size(&part[3]),
+                                              zmq_msg_data(&part[3]));
+        for (int i = 0; i < n && i < 4; i++)
+            zmq_msg_close(&part[i]);
         if (!rep) continue; /* not a samordna reply (MMI, garbage): not ours to report */
         out->id = rep->id;
         out->code = rep->status ? rep->status->code : SAM_INTERNAL;

@@ -49,7 +49,8 @@ typedef struct {
 typedef struct s_request_t {
     int broker;               /* index into brokers */
     unsigned generation;      /* the broker connection it came on */
-    zframe_t *client;         /* the client's address, owned */
+    uint8_t client[256];      /* the client's address (a ZeroMQ routing id, ≤ 255 bytes) */
+    size_t client_len;
     Samordna__V1__Request *req;          /* unpacked envelope, owned */
     Samordna__V1__Caller *caller;        /* unpacked or NULL (then s_anonymous/s_insecure) */
     sam_reply_t reply;
@@ -333,7 +334,6 @@ static void s_request_destroy(s_request_t **r_p)
 {
     if (!r_p || !*r_p) return;
     s_request_t *r = *r_p;
-    zframe_destroy(&r->client);
     if (r->req) samordna__v1__request__free_unpacked(r->req, NULL);
     if (r->caller) samordna__v1__caller__free_unpacked(r->caller, NULL);
     if (r->pub) samordna__v1__publish_request__free_unpacked(r->pub, NULL);
@@ -356,14 +356,22 @@ static void s_send_reply(sam_service_t *svc, s_request_t *r)
     rep.status = &status;
     rep.body.data = r->reply.body;
     rep.body.len = r->reply.body_len;
-    zframe_t *frame = zframe_new(NULL, samordna__v1__reply__get_packed_size(&rep));
-    samordna__v1__reply__pack(&rep, zframe_data(frame));
-    zmsg_t *msg = zmsg_new();
-    zframe_t *client = zframe_dup(r->client);
-    zmsg_append(msg, &client);
-    zmsg_addmem(msg, "", 0);
-    zmsg_append(msg, &frame);
-    s_broker_send(b, SAM_MDPW_REPLY, &msg);
+    /* Straight onto the socket, frame by frame: no message object per reply. */
+    uint8_t stack[2048];
+    size_t size = samordna__v1__reply__get_packed_size(&rep);
+    uint8_t *packed = size <= sizeof stack ? stack : malloc(size);
+    if (packed) {
+        samordna__v1__reply__pack(&rep, packed);
+        void *h = zsock_resolve(b->sock);
+        uint8_t cmd = SAM_MDPW_REPLY;
+        zmq_send(h, "", 0, ZMQ_SNDMORE);
+        zmq_send(h, SAM_MDPW, strlen(SAM_MDPW), ZMQ_SNDMORE);
+        zmq_send(h, &cmd, 1, ZMQ_SNDMORE);
+        zmq_send(h, r->client, r->client_len, ZMQ_SNDMORE);
+        zmq_send(h, "", 0, ZMQ_SNDMORE);
+        zmq_send(h, packed, size, 0);
+        if (packed != stack) free(packed);
+    }
     if (status.code != SAM_OK)
         sam_info("request.refused req=%" PRIu64 " method=%s code=%u reason=\"%s\"", rep.id,
                  r->req ? r->req->method : "?", status.code, status.message);
@@ -733,29 +741,31 @@ static void s_ping(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn)
 }
 
 /*  Parses one REQUEST from a broker into a request, or NULL (logged) when malformed.
-    Frames after the command: client "" [caller] body */
-static s_request_t *s_parse_request(sam_service_t *svc, int bi, zmsg_t *msg)
+    `part` holds the frames after the command: client "" [caller] body. */
+static s_request_t *s_parse_request(sam_service_t *svc, int bi, zmq_msg_t *part, int nparts)
 {
     s_broker_t *b = &svc->brokers[bi];
-    zframe_t *client = zmsg_pop(msg);
-    zframe_t *empty = zmsg_pop(msg);
-    zframe_t *caller = b->ext_identity ? zmsg_pop(msg) : NULL;
-    zframe_t *body = zmsg_pop(msg);
-    s_request_t *r = NULL;
-    if (!client || !empty || zframe_size(empty) != 0 || !body || (b->ext_identity && !caller)) {
-        sam_warn("request.malformed broker=%s reason=\"missing frames\"", b->endpoint);
+    int want = b->ext_identity ? 4 : 3;
+    if (nparts != want || zmq_msg_size(&part[1]) != 0 || zmq_msg_size(&part[0]) == 0 ||
+        zmq_msg_size(&part[0]) > sizeof((s_request_t *)0)->client) {
+        sam_warn("request.malformed broker=%s reason=\"%d frames after the command, %d "
+                 "expected\"",
+                 b->endpoint, nparts, want);
         svc->n_bad++;
-        goto done;
+        return NULL;
     }
-    r = calloc(1, sizeof *r);
-    if (!r) goto done;
+    zmq_msg_t *caller = b->ext_identity ? &part[2] : NULL;
+    zmq_msg_t *body = &part[want - 1];
+    s_request_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
     r->broker = bi;
     r->generation = b->generation;
-    r->client = client;
-    client = NULL;
-    r->req = samordna__v1__request__unpack(NULL, zframe_size(body), zframe_data(body));
+    r->client_len = zmq_msg_size(&part[0]);
+    memcpy(r->client, zmq_msg_data(&part[0]), r->client_len);
+    r->req = samordna__v1__request__unpack(NULL, zmq_msg_size(body), zmq_msg_data(body));
     if (caller)
-        r->caller = samordna__v1__caller__unpack(NULL, zframe_size(caller), zframe_data(caller));
+        r->caller =
+            samordna__v1__caller__unpack(NULL, zmq_msg_size(caller), zmq_msg_data(caller));
     if (!r->req) {
         sam_warn("request.malformed broker=%s reason=\"undecodable samordna.v1.Request\"",
                  b->endpoint);
@@ -768,11 +778,6 @@ static s_request_t *s_parse_request(sam_service_t *svc, int bi, zmsg_t *msg)
         s_send_reply(svc, r);
         s_request_destroy(&r);
     }
-done:
-    zframe_destroy(&client);
-    zframe_destroy(&empty);
-    zframe_destroy(&caller);
-    zframe_destroy(&body);
     return r;
 }
 
@@ -834,69 +839,96 @@ static void s_handle_batch(sam_service_t *svc, s_request_t **batch, size_t n, in
     if (npubs) s_serve_waiters(svc, now);
 }
 
-/*  Reads one message from broker bi. Returns a request to batch, or NULL when nothing was
-    waiting (*got false) or the message was a heartbeat, a disconnect or malformed (all
-    handled here). */
-static s_request_t *s_on_message(sam_service_t *svc, int bi, zmsg_t *msg, int64_t now);
+#define S_MAX_PARTS 8 /* more frames than any 7/MDP command has: the rest are dropped */
 
+/*  Everything a broker sends: part[0..n) = "" "MDPW01" command … (too_many: the message had
+    more frames than were kept). Returns a request to batch, or NULL when the message was a
+    heartbeat, a disconnect or malformed (all handled here). The caller closes the parts. */
+static s_request_t *s_on_parts(sam_service_t *svc, int bi, zmq_msg_t *part, int n,
+                               bool too_many, int64_t now)
+{
+    s_broker_t *b = &svc->brokers[bi];
+    if (too_many || n < 3 || zmq_msg_size(&part[0]) != 0 ||
+        zmq_msg_size(&part[1]) != strlen(SAM_MDPW) ||
+        memcmp(zmq_msg_data(&part[1]), SAM_MDPW, strlen(SAM_MDPW)) != 0 ||
+        zmq_msg_size(&part[2]) != 1) {
+        sam_warn("broker.malformed endpoint=%s frames=%d", b->endpoint, n);
+        svc->n_bad++;
+        return NULL;
+    }
+    uint8_t command = *(uint8_t *)zmq_msg_data(&part[2]);
+    switch (command) {
+    case SAM_MDPW_REQUEST: return s_parse_request(svc, bi, part + 3, n - 3);
+    case SAM_MDPW_HEARTBEAT:
+        if (n > 3) {
+            char ext[256];
+            size_t len = zmq_msg_size(&part[3]);
+            if (len >= sizeof ext) len = sizeof ext - 1;
+            memcpy(ext, zmq_msg_data(&part[3]), len);
+            ext[len] = '\0';
+            s_broker_extensions(b, ext);
+        }
+        return NULL;
+    case SAM_MDPW_DISCONNECT: /* the parts stay valid below: they own their bytes */
+        if (now - b->connected_at < 1000) {
+            /* Sent away right after READY: the broker refuses us (our certificate is
+               not a service's, or was revoked). Ask again, but less and less often. */
+            sam_warn("broker.refused endpoint=%s (retrying in %d ms; is this service's "
+                     "certificate trusted with role service?)",
+                     b->endpoint, b->backoff_ms);
+            zsock_destroy(&b->sock);
+            b->generation++;
+            b->reconnect_at = now + b->backoff_ms;
+            b->backoff_ms = b->backoff_ms * 2 > 5000 ? 5000 : b->backoff_ms * 2;
+        } else {
+            sam_warn("broker.disconnect endpoint=%s (re-registering)", b->endpoint);
+            s_broker_connect(svc, b, now);
+        }
+        return NULL;
+    default:
+        sam_warn("broker.unknown_command endpoint=%s command=%d", b->endpoint, command);
+        svc->n_bad++;
+        return NULL;
+    }
+}
+
+/*  Reads one message from broker bi into zmq_msg_t parts on the stack (no allocation per
+    frame on the hot path) and handles it. *got says whether anything was waiting. */
 static s_request_t *s_receive(sam_service_t *svc, int bi, int64_t now, bool *got)
 {
     s_broker_t *b = &svc->brokers[bi];
-    zmsg_t *msg = zmsg_recv_nowait(b->sock);
-    *got = msg != NULL;
-    if (!msg) return NULL;
-    b->heard_at = now;
-    return s_on_message(svc, bi, msg, now);
-}
-
-/*  Everything a broker sends: "" "MDPW01" command … ; destroys msg. Returns a request to
-    batch, or NULL when the message was a heartbeat, a disconnect or malformed. */
-static s_request_t *s_on_message(sam_service_t *svc, int bi, zmsg_t *msg, int64_t now)
-{
-    s_broker_t *b = &svc->brokers[bi];
-    zframe_t *empty = zmsg_pop(msg);
-    char *header = zmsg_popstr(msg);
-    zframe_t *command = zmsg_pop(msg);
-    s_request_t *r = NULL;
-    if (!empty || zframe_size(empty) != 0 || !header || strcmp(header, SAM_MDPW) != 0 ||
-        !command || zframe_size(command) != 1) {
-        sam_warn("broker.malformed endpoint=%s", b->endpoint);
-        svc->n_bad++;
-    } else {
-        switch (zframe_data(command)[0]) {
-        case SAM_MDPW_REQUEST: r = s_parse_request(svc, bi, msg); break;
-        case SAM_MDPW_HEARTBEAT: {
-            char *ext = zmsg_popstr(msg);
-            if (ext) s_broker_extensions(b, ext);
-            zstr_free(&ext);
-            break;
-        }
-        case SAM_MDPW_DISCONNECT:
-            if (now - b->connected_at < 1000) {
-                /* Sent away right after READY: the broker refuses us (our certificate is
-                   not a service's, or was revoked). Ask again, but less and less often. */
-                sam_warn("broker.refused endpoint=%s (retrying in %d ms; is this service's "
-                         "certificate trusted with role service?)",
-                         b->endpoint, b->backoff_ms);
-                zsock_destroy(&b->sock);
-                b->generation++;
-                b->reconnect_at = now + b->backoff_ms;
-                b->backoff_ms = b->backoff_ms * 2 > 5000 ? 5000 : b->backoff_ms * 2;
-            } else {
-                sam_warn("broker.disconnect endpoint=%s (re-registering)", b->endpoint);
-                s_broker_connect(svc, b, now);
-            }
-            break;
-        default:
-            sam_warn("broker.unknown_command endpoint=%s command=%d", b->endpoint,
-                     zframe_data(command)[0]);
-            svc->n_bad++;
-        }
+    void *h = zsock_resolve(b->sock);
+    zmq_msg_t part[S_MAX_PARTS];
+    int n = 0;
+    bool too_many = false;
+    zmq_msg_init(&part[0]);
+    if (zmq_msg_recv(&part[0], h, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&part[0]);
+        *got = false;
+        return NULL;
     }
-    zframe_destroy(&empty);
-    zstr_free(&header);
-    zframe_destroy(&command);
-    zmsg_destroy(&msg);
+    *got = true;
+    n = 1;
+    bool more = zmq_msg_more(&part[0]);
+    while (more) {
+        zmq_msg_t extra;
+        zmq_msg_t *into = n < S_MAX_PARTS ? &part[n] : &extra;
+        zmq_msg_init(into);
+        if (zmq_msg_recv(into, h, 0) < 0) {
+            zmq_msg_close(into);
+            break;
+        }
+        more = zmq_msg_more(into);
+        if (into == &extra) { /* read to the end of the message, keep nothing more */
+            too_many = true;
+            zmq_msg_close(&extra);
+        } else
+            n++;
+    }
+    b->heard_at = now;
+    s_request_t *r = s_on_parts(svc, bi, part, n, too_many, now);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&part[i]);
     return r;
 }
 
@@ -1065,8 +1097,23 @@ uint32_t sam_service_feed(sam_service_t *svc, zmsg_t **msg_p)
     svc->last_code = 0;
     if (!svc->harness || !msg_p || !*msg_p) return 0;
     int64_t now = zclock_mono();
-    s_request_t *r = s_on_message(svc, 0, *msg_p, now);
-    *msg_p = NULL;
+    zmq_msg_t part[S_MAX_PARTS];
+    int n = 0;
+    bool too_many = false;
+    zframe_t *f;
+    while ((f = zmsg_pop(*msg_p))) {
+        if (n == S_MAX_PARTS)
+            too_many = true;
+        else if (zmq_msg_init_size(&part[n], zframe_size(f)) == 0) {
+            if (zframe_size(f)) memcpy(zmq_msg_data(&part[n]), zframe_data(f), zframe_size(f));
+            n++;
+        }
+        zframe_destroy(&f);
+    }
+    zmsg_destroy(msg_p);
+    s_request_t *r = s_on_parts(svc, 0, part, n, too_many, now);
+    for (int i = 0; i < n; i++)
+        zmq_msg_close(&part[i]);
     if (r) s_handle_batch(svc, &r, 1, now);
     s_serve_waiters(svc, now + 60000); /* a parked long poll is answered, not kept */
     return svc->last_code;
