@@ -60,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define S_ADDR_MAX 255                 /* a ZeroMQ routing id is 1..255 bytes */
 #define S_HEX_MAX (2 * S_ADDR_MAX + 1) /* its hex form with the terminating NUL */
@@ -1498,6 +1499,41 @@ int sam_broker_selftest(bool verbose)
     sam_broker_destroy(&broker);
     S_CHECK(broker == NULL);
     sam_broker_destroy(&broker); /* accepts NULL */
+
+    /* CURVE: refused without a readable folder or a secret certificate; starts with both.
+       The scratch folder is relative: tests run in the build tree. */
+    char dir[256], trusted[300], secret[320], pub[320], err[256];
+    snprintf(dir, sizeof dir, "broker-selftest-%d", (int)getpid());
+    snprintf(trusted, sizeof trusted, "%s/trusted", dir);
+    snprintf(secret, sizeof secret, "%s/broker.cert_secret", dir);
+    snprintf(pub, sizeof pub, "%s/public.cert", trusted);
+    S_CHECK(sam_keys_new(dir, "broker", "broker", "broker", NULL, err, sizeof err) == 0);
+    S_CHECK(sam_keys_new(trusted, "public", "fmov", "admin", NULL, err, sizeof err) == 0);
+    const char *loop[] = {"tcp://127.0.0.1:*"};
+    config = (sam_broker_config_t)SAM_BROKER_CONFIG_DEFAULTS;
+    config.binds = loop;
+    config.nbinds = 1;
+    config.curve_dir = trusted;
+    config.cert = pub; /* its _secret sits beside it, so CZMQ finds a secret key: */
+    broker = sam_broker_new(&config);
+    S_CHECK(broker != NULL);
+    sam_broker_destroy(&broker);
+    config.cert = "/nonexistent/broker.cert_secret";
+    S_CHECK(sam_broker_new(&config) == NULL);
+    config.cert = secret;
+    config.curve_dir = "/nonexistent/trusted";
+    S_CHECK(sam_broker_new(&config) == NULL);
+    config.curve_dir = trusted;
+    broker = sam_broker_new(&config);
+    S_CHECK(broker != NULL && sam_keyring_size(broker->keyring) == 1);
+    sam_broker_destroy(&broker);
+    const char *files[] = {"trusted/public.cert", "trusted/public.cert_secret", "trusted",
+                           "broker.cert", "broker.cert_secret", ""};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        char path[400];
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        S_CHECK(remove(path) == 0);
+    }
 
     if (verbose) printf("sam_broker_selftest: %s\n", failed ? "FAILED" : "OK");
     return failed ? -1 : 0;
