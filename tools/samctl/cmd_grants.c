@@ -227,14 +227,6 @@ static int s_publish(samctl_t *ctl, const char *type, const char *event_id, cons
 
 /* ---- JSON output ------------------------------------------------------------------------- */
 
-static void s_json_print(json_t *j)
-{
-    char *s = json_dumps(j, JSON_COMPACT);
-    if (s) puts(s);
-    free(s);
-    json_decref(j);
-}
-
 static const char *s_status_name(Samordna__V1__AwardStatus s)
 {
     switch (s) {
@@ -326,7 +318,7 @@ static int s_overview(samctl_t *ctl, const s_args_t *a)
                                   json_pack("{s:s,s:i,s:s,s:s}", "id", o->needs[i]->id, "year",
                                             (int)o->needs[i]->year, "title", o->needs[i]->title,
                                             "description", o->needs[i]->description));
-        s_json_print(json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient", o->recipient,
+        samctl_print_json(json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient", o->recipient,
                                "year", (int)o->year, "group_by", o->group_by, "committed_ore",
                                (json_int_t)o->committed_ore, "paid_ore", (json_int_t)o->paid_ore,
                                "groups", groups, "lines", lines, "instruments", instr, "needs",
@@ -393,7 +385,7 @@ static int s_ledger(samctl_t *ctl, const s_args_t *a)
             json_t *pr = json_array();
             for (size_t i = 0; i < r->n_problems; i++)
                 json_array_append_new(pr, json_string(r->problems[i]));
-            s_json_print(json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o}", "balanced", r->balanced,
+            samctl_print_json(json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o}", "balanced", r->balanced,
                                    "entries", (json_int_t)r->entries, "postings",
                                    (json_int_t)r->postings, "accounts", (json_int_t)r->accounts,
                                    "debits_ore", (json_int_t)r->debits_ore, "credits_ore",
@@ -442,7 +434,7 @@ static int s_ledger(samctl_t *ctl, const s_args_t *a)
             if (!more) break;
             req.page_token = token;
         }
-        if (arr) s_json_print(arr);
+        if (arr) samctl_print_json(arr);
         return 0;
     }
     return samctl_usage("grants", s_usage, "ledger verify | ledger accounts [PREFIX]");
@@ -485,7 +477,7 @@ static int s_schemes(samctl_t *ctl, const s_args_t *a)
         protobuf_c_message_free_unpacked(&l->base, NULL);
         if (!more) break;
     }
-    if (arr) s_json_print(arr);
+    if (arr) samctl_print_json(arr);
     return 0;
 }
 
@@ -499,7 +491,7 @@ static int s_scheme_show(samctl_t *ctl, const s_args_t *a)
     if (!s) return 1;
     char f[48], c[48], p[48];
     if (ctl->json)
-        s_json_print(s_scheme_json(s));
+        samctl_print_json(s_scheme_json(s));
     else
         printf("%s — %s\n  owner %s, year %u, chapter %s item %s\n  frame %s, committed NOK %s, "
                "paid NOK %s\n",
@@ -552,7 +544,7 @@ static int s_awards(samctl_t *ctl, const s_args_t *a)
         protobuf_c_message_free_unpacked(&l->base, NULL);
         if (!more) break;
     }
-    if (arr) s_json_print(arr);
+    if (arr) samctl_print_json(arr);
     return 0;
 }
 
@@ -576,7 +568,7 @@ static int s_award_show(samctl_t *ctl, const s_args_t *a)
                                                   "final", p->final));
         }
         json_object_set_new(j, "payments", pays);
-        s_json_print(j);
+        samctl_print_json(j);
     } else if (aw) {
         char m[48], x[48], y[48], z[48];
         printf("%s: NOK %s from %s to %s (%s), %s\n  purpose: %s\n", aw->id,
@@ -632,7 +624,7 @@ static int s_deadlines(samctl_t *ctl, const s_args_t *a)
         protobuf_c_message_free_unpacked(&l->base, NULL);
         if (!more) break;
     }
-    if (arr) s_json_print(arr);
+    if (arr) samctl_print_json(arr);
     return 0;
 }
 
@@ -661,7 +653,7 @@ static int s_instruments(samctl_t *ctl, const s_args_t *a)
             json_array_append_new(nd,
                                   json_pack("{s:s,s:i,s:s}", "id", l->needs[i]->id, "year",
                                             (int)l->needs[i]->year, "title", l->needs[i]->title));
-        s_json_print(json_pack("{s:o,s:o}", "instruments", in, "needs", nd));
+        samctl_print_json(json_pack("{s:o,s:o}", "instruments", in, "needs", nd));
     } else {
         for (size_t i = 0; i < l->n_instruments; i++) {
             const Samordna__V1__Instrument *x = l->instruments[i];

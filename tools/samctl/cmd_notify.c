@@ -62,14 +62,6 @@ static void s_time(int64_t ms, char *out, size_t cap)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static void s_print_json(json_t *j)
-{
-    char *s = json_dumps(j, JSON_COMPACT);
-    if (s) printf("%s\n", s);
-    free(s);
-    json_decref(j);
-}
-
 /* Publishes one notify event (type, packed payload) as ctl->source. */
 static int s_publish(samctl_t *ctl, const char *type, const ProtobufCMessage *payload)
 {
@@ -130,7 +122,7 @@ static int s_subscriptions(samctl_t *ctl, int argc, char **argv)
             int st = in->state ? in->state->state : 0;
             const char *target = *s->url ? s->url : *s->email ? s->email : "";
             if (ctl->json) {
-                s_print_json(json_pack(
+                samctl_print_json(json_pack(
                     "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", s->id,
                     "agency", s->agency, "channel", s_channel(s->channel), "state", s_state(st),
                     "reason", in->state ? in->state->reason : "", "type", s->type, "source",
@@ -202,7 +194,7 @@ static int s_secret(samctl_t *ctl, int argc, char **argv)
                     &samordna__v1__subscription_secret_reply__descriptor);
     if (!rep) return 1;
     if (ctl->json)
-        s_print_json(json_pack("{s:s}", "secret", rep->secret));
+        samctl_print_json(json_pack("{s:s}", "secret", rep->secret));
     else
         printf("%s\n", rep->secret);
     protobuf_c_message_free_unpacked(&rep->base, NULL);
@@ -233,7 +225,7 @@ static int s_log(samctl_t *ctl, int argc, char **argv)
             char at[32];
             s_time(a->at_ms, at, sizeof at);
             if (ctl->json)
-                s_print_json(json_pack("{s:I, s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:s}", "n",
+                samctl_print_json(json_pack("{s:I, s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:s}", "n",
                                        (json_int_t)rep->entries[i]->n, "at", at, "outcome",
                                        a->outcome, "status", (int)a->status, "latency_us",
                                        (json_int_t)a->latency_us, "event_id", a->event_id,
@@ -271,7 +263,7 @@ static int s_dead(samctl_t *ctl, int argc, char **argv)
             const char *eid = d->event ? d->event->id : "";
             const char *type = d->event ? d->event->type : "";
             if (ctl->json)
-                s_print_json(json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "id", id, "service",
+                samctl_print_json(json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "id", id, "service",
                                        d->service, "event_id", eid, "event_type", type,
                                        "attempts", (int)d->attempts, "last_error",
                                        d->last_error));
@@ -335,7 +327,7 @@ static int s_inbox(samctl_t *ctl, int argc, char **argv)
         Samordna__V1__InboxItem *it = rep->items[i];
         const char *subject = it->event ? sam_event_attr(it->event, "subject") : NULL;
         if (ctl->json)
-            s_print_json(json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s}", "qseq",
+            samctl_print_json(json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s}", "qseq",
                                    (json_int_t)it->qseq, "service", it->service, "seq",
                                    (json_int_t)it->seq, "id", it->event ? it->event->id : "",
                                    "type", it->event ? it->event->type : "", "source",
@@ -372,7 +364,7 @@ static int s_cursors(samctl_t *ctl, int argc, char **argv)
         char at[32];
         s_time(c->updated_ms, at, sizeof at);
         if (ctl->json)
-            s_print_json(json_pack("{s:s, s:I, s:s}", "service", c->service, "seq",
+            samctl_print_json(json_pack("{s:s, s:I, s:s}", "service", c->service, "seq",
                                    (json_int_t)c->seq, "updated", at));
         else
             printf("%-12s %10llu  %s\n", c->service, (unsigned long long)c->seq, at);
@@ -404,7 +396,7 @@ static int s_briefing(samctl_t *ctl, int argc, char **argv)
     if (ctl->json) {
         json_t *notes = json_array();
         for (size_t i = 0; i < b->n_notes; i++) json_array_append_new(notes, json_string(b->notes[i]));
-        s_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", b->id, "date", b->date,
+        samctl_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", b->id, "date", b->date,
                                "period_from", b->period_from, "period_to", b->period_to, "text",
                                b->text, "notes", notes));
     } else {

@@ -83,14 +83,6 @@ static void s_put_str(json_t *o, const char *key, const char *v)
     if (v && v[0]) json_object_set_new(o, key, json_string(v));
 }
 
-static void s_print_json(json_t *j)
-{
-    char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-    printf("%s\n", s ? s : "null");
-    free(s);
-    json_decref(j);
-}
-
 /* ---- records as JSON ------------------------------------------------------------------------- */
 
 static json_t *s_agency_json(const Samordna__V1__Agency *a)
@@ -333,7 +325,7 @@ static int s_list(samctl_t *ctl, const char *method, Samordna__V1__ListRequest *
         protobuf_c_message_free_unpacked(page, NULL);
     } while (token[0]);
     if (ctl->json)
-        s_print_json(out);
+        samctl_print_json(out);
     else if (rc == 0)
         printf("(%zu)\n", total);
     return rc;
@@ -380,7 +372,7 @@ int samctl_cmd_agencies(samctl_t *ctl, int argc, char **argv)
         ctl, "registry.agencies.get", a.show, NULL, &samordna__v1__agency__descriptor);
     if (!ag) return 1;
     if (ctl->json) {
-        s_print_json(s_agency_json(ag));
+        samctl_print_json(s_agency_json(ag));
     } else {
         char w[64], buf[2048];
         printf("id            %s\nname          %s\n", ag->id, ag->name);
@@ -461,7 +453,7 @@ int samctl_cmd_municipalities(samctl_t *ctl, int argc, char **argv)
         json_t *o = s_municipality_json(m);
         s_put_str(o, "resolved_from", l->resolved_from);
         s_put_str(o, "message", l->message);
-        s_print_json(o);
+        samctl_print_json(o);
     } else {
         if (l->message[0]) printf("note          %s\n", l->message);
         printf("id            %s\nname          %s\n", m->id, m->name);
@@ -524,7 +516,7 @@ int samctl_cmd_programmes(samctl_t *ctl, int argc, char **argv)
         ctl, "registry.programmes.get", a.show, NULL, &samordna__v1__programme__descriptor);
     if (!p) return 1;
     if (ctl->json) {
-        s_print_json(s_programme_json(p));
+        samctl_print_json(s_programme_json(p));
     } else {
         printf("id              %s\nname            %s\n", p->id, p->name);
         if (p->motto[0]) printf("motto           %s\n", p->motto);
@@ -582,7 +574,7 @@ int samctl_cmd_pilots(samctl_t *ctl, int argc, char **argv)
                                                           &samordna__v1__pilot__descriptor);
     if (!p) return 1;
     if (ctl->json) {
-        s_print_json(s_pilot_json(p));
+        samctl_print_json(s_pilot_json(p));
     } else {
         char buf[2048];
         printf("pilot                     %s\nprogramme                 %s\n", p->id, p->programme);
@@ -683,7 +675,7 @@ int samctl_cmd_people(samctl_t *ctl, int argc, char **argv)
         ctl, "registry.people.get", a.show, NULL, &samordna__v1__person__descriptor);
     if (!p) return 1;
     if (ctl->json) {
-        s_print_json(s_person_json(p));
+        samctl_print_json(s_person_json(p));
     } else {
         printf("id        %s\n", p->id);
         if (p->erased)
@@ -739,7 +731,7 @@ int samctl_cmd_reports(samctl_t *ctl, int argc, char **argv)
         ctl, "registry.reports.get", a.show, NULL, &samordna__v1__report__descriptor);
     if (!r) return 1;
     if (ctl->json) {
-        s_print_json(s_report_json(r));
+        samctl_print_json(s_report_json(r));
     } else {
         printf("id        %s\nby        %s\ntitle     %s\n", r->id, r->by, r->title);
         if (r->series[0]) printf("series    %s\n", r->series);

@@ -166,11 +166,7 @@ static json_t *s_json_msg(const ProtobufCMessage *m)
 
 static void s_print_json(const ProtobufCMessage *m)
 {
-    json_t *j = s_json_msg(m);
-    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (s) puts(s);
-    free(s);
-    json_decref(j);
+    samctl_print_json(s_json_msg(m));
 }
 
 /* ---- text columns (UTF-8 aware: Norwegian labels hold æ, ø, å) ------------------------------ */

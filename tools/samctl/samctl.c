@@ -78,6 +78,14 @@ ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *me
     return out;
 }
 
+void samctl_print_json(json_t *j)
+{
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    printf("%s\n", s ? s : "null");
+    free(s);
+    json_decref(j);
+}
+
 int samctl_usage(const char *cmd, const char *usage, const char *message)
 {
     if (message) fprintf(stderr, "samctl %s: %s\n", cmd, message);

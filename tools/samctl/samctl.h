@@ -14,6 +14,7 @@
 #include "sam_config.h"
 #include "sam_status.h"
 
+#include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
 
@@ -36,6 +37,10 @@ sam_client_t *samctl_client(samctl_t *ctl);
 ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *method,
                               const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *reply_desc);
+
+/* Prints one JSON document (compact, keys in insertion order) on its own line to stdout and
+   releases j; the --json output of every command. */
+void samctl_print_json(json_t *j);
 
 /* Prints "samctl <cmd>: <message>" and the command's usage line to stderr; returns 2. */
 int samctl_usage(const char *cmd, const char *usage, const char *message);
