@@ -123,6 +123,7 @@ static void s_usage(void)
 
 int main(int argc, char **argv)
 {
+    if (argc == 3 && strcmp(argv[1], "--raw-echo") == 0) return bench_raw_echo_process(argv[2]);
     bench_t b = {.bin_dir = NULL, .work_dir = "bench-data", .scale = 1.0};
     const char *family = NULL;
     for (int i = 1; i < argc; i++) {

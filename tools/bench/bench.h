@@ -38,6 +38,10 @@ void bench_endpoint(char *out, size_t len);
 /* Waits until `service` answers ping through the broker; 0 or -1 after timeout_ms. */
 int bench_wait_service(const char *broker, const char *service, int timeout_ms);
 
+/* The raw baseline's echo as a process of its own (samordna-bench --raw-echo ENDPOINT):
+   a ROUTER that sends every message back until SIGTERM. Returns the exit code. */
+int bench_raw_echo_process(const char *endpoint);
+
 /* Sorts n latencies (µs) and returns the p-th percentile (0..100). */
 double bench_percentile(int64_t *lat_us, size_t n, double p);
 /* Prints one figure line. */

@@ -4,8 +4,9 @@
     Both paths carry 200-byte bodies. "Pipelined" keeps a window of requests in flight from
     one client and reports replies per second; "sequential" sends one request, waits for its
     reply, and reports the round trip's p50 and p99. The raw echo runs in a thread of this
-    process; the broker path crosses two extra processes (broker and worker) and the samordna
-    envelope, so the ratio of the two is what the broker and runtime cost.
+    process, and again as a process of its own: the broker path crosses processes (client,
+    broker, worker), so the raw echo in another process is the like-for-like baseline that
+    the ratios are taken against, and the in-process figure shows the best raw ZeroMQ does.
 */
 #include "bench.h"
 #include "sam_client.h"
@@ -47,6 +48,33 @@ static void s_raw_echo(zsock_t *pipe, void *unused)
     zsock_destroy(&router);
 }
 
+int bench_raw_echo_process(const char *endpoint)
+{
+    zsys_init(); /* keeps CZMQ's SIGTERM handler: zsys_interrupted ends the loop */
+    zsock_t *router = zsock_new(ZMQ_ROUTER);
+    zsock_set_sndhwm(router, 0);
+    zsock_set_rcvhwm(router, 0);
+    if (!router || zsock_bind(router, "%s", endpoint) < 0) {
+        fprintf(stderr, "samordna-bench --raw-echo: cannot bind %s\n", endpoint);
+        zsock_destroy(&router);
+        return 1;
+    }
+    void *handle = zsock_resolve(router);
+    while (!zsys_interrupted) {
+        zmq_pollitem_t item = {handle, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, 500) <= 0) continue;
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        while (zmq_msg_recv(&part, handle, ZMQ_DONTWAIT) >= 0) {
+            int more = zmq_msg_more(&part);
+            zmq_msg_send(&part, handle, more ? ZMQ_SNDMORE : 0);
+        }
+        zmq_msg_close(&part);
+    }
+    zsock_destroy(&router);
+    return 0;
+}
+
 typedef struct {
     double per_s;
     double p50_us, p99_us;
@@ -60,6 +88,10 @@ static void s_raw(const char *ep, size_t pipelined, size_t sequential, s_result_
     zsock_connect(dealer, "%s", ep);
     uint8_t body[S_BODY];
     memset(body, 'x', sizeof body);
+    zframe_t *warm = zframe_new(body, sizeof body); /* the connection is made before timing */
+    zframe_send(&warm, dealer, 0);
+    warm = zframe_recv(dealer);
+    zframe_destroy(&warm);
     size_t sent = 0, got = 0;
     int64_t t0 = zclock_usecs();
     while (got < pipelined) {
@@ -144,9 +176,18 @@ int bench_broker(bench_t *b)
         return 1;
     }
     snprintf(raw_ep, sizeof raw_ep, "tcp://127.0.0.1:%d", port);
-    s_result_t raw, brk;
-    s_raw(raw_ep, pipelined, sequential, &raw);
+    s_result_t thread, raw, brk;
+    s_raw(raw_ep, pipelined, sequential, &thread);
     zactor_destroy(&echo);
+
+    bench_proc_t echo_proc = {0};
+    bench_endpoint(raw_ep, sizeof raw_ep);
+    if (bench_spawn(b, &echo_proc, "raw-echo.log", "samordna-bench", "--raw-echo", raw_ep, NULL)) {
+        fprintf(stderr, "bench broker: cannot start the raw echo process\n");
+        return 1;
+    }
+    s_raw(raw_ep, pipelined, sequential, &raw);
+    bench_stop(&echo_proc);
 
     bench_endpoint(broker_ep, sizeof broker_ep);
     bench_proc_t broker = {0}, worker = {0};
@@ -162,6 +203,8 @@ int bench_broker(bench_t *b)
         fprintf(stderr, "bench broker: the broker path failed (logs in %s)\n", b->work_dir);
         return 1;
     }
+    bench_figure("raw in-process pipelined", thread.per_s, "req/s");
+    bench_figure("raw in-process sequential p50", thread.p50_us, "us");
     bench_figure("raw dealer-router pipelined", raw.per_s, "req/s");
     bench_figure("broker+echo pipelined", brk.per_s, "req/s");
     bench_figure("pipelined ratio broker/raw", brk.per_s / raw.per_s, "x");
