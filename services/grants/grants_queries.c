@@ -52,6 +52,23 @@ static bool s_keep(s_keep_t *k, void *msg)
     return true;
 }
 
+/*  Appends msg to a reply's list and keeps it for freeing after the reply is packed. Returns
+    false (msg freed, the list as it was) when out of memory. */
+static bool s_take(void ***arr, size_t *n, size_t *cap, s_keep_t *keep, void *msg)
+{
+    void **slot = s_push(arr, n, cap);
+    if (!slot) {
+        protobuf_c_message_free_unpacked(msg, NULL);
+        return false;
+    }
+    if (!s_keep(keep, msg)) { /* freed it; the slot must not stay counted */
+        (*n)--;
+        return false;
+    }
+    *slot = msg;
+    return true;
+}
+
 static void s_keep_free(s_keep_t *k)
 {
     for (size_t i = 0; i < k->n; i++)
@@ -124,12 +141,7 @@ int grants_q_schemes_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *ca
             protobuf_c_message_free_unpacked(&s->base, NULL);
             break;
         }
-        void **slot = s_push((void ***)&out.schemes, &out.n_schemes, &cap);
-        if (!slot || !s_keep(&keep, s)) {
-            if (!slot) protobuf_c_message_free_unpacked(&s->base, NULL);
-            break;
-        }
-        *slot = s;
+        if (!s_take((void ***)&out.schemes, &out.n_schemes, &cap, &keep, s)) break;
     }
     mdb_cursor_close(cur);
     if (more && out.n_schemes) out.next_page_token = out.schemes[out.n_schemes - 1]->id;
@@ -168,12 +180,7 @@ int grants_q_award_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
              rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             Samordna__V1__Payment *p = samordna__v1__payment__unpack(NULL, v.mv_size, v.mv_data);
             if (!p) continue;
-            void **slot = s_push((void ***)&out.payments, &out.n_payments, &cap);
-            if (!slot || !s_keep(&keep, p)) {
-                if (!slot) protobuf_c_message_free_unpacked(&p->base, NULL);
-                break;
-            }
-            *slot = p;
+            if (!s_take((void ***)&out.payments, &out.n_payments, &cap, &keep, p)) break;
         }
         mdb_cursor_close(cur);
     }
@@ -261,12 +268,7 @@ int grants_q_awards_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
                 protobuf_c_message_free_unpacked(&a->base, NULL);
                 break;
             }
-            void **slot = s_push((void ***)&out.awards, &out.n_awards, &cap);
-            if (!slot || !s_keep(&keep, a)) {
-                if (!slot) protobuf_c_message_free_unpacked(&a->base, NULL);
-                break;
-            }
-            *slot = a;
+            if (!s_take((void ***)&out.awards, &out.n_awards, &cap, &keep, a)) break;
         }
         for (size_t i = 0; i < n; i++)
             free(ids[i]);
@@ -292,12 +294,7 @@ int grants_q_awards_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
                     protobuf_c_message_free_unpacked(&a->base, NULL);
                     break;
                 }
-                void **slot = s_push((void ***)&out.awards, &out.n_awards, &cap);
-                if (!slot || !s_keep(&keep, a)) {
-                    if (!slot) protobuf_c_message_free_unpacked(&a->base, NULL);
-                    break;
-                }
-                *slot = a;
+                if (!s_take((void ***)&out.awards, &out.n_awards, &cap, &keep, a)) break;
             }
             mdb_cursor_close(cur);
         }
@@ -344,12 +341,7 @@ static void s_collect_instruments(grants_t *g, MDB_txn *txn, const char *municip
             if (grants_get(g, txn, GRANTS_T_INSTRUMENTS, &ik, &samordna__v1__instrument__descriptor,
                            &m) != 0)
                 continue;
-            void **slot = s_push((void ***)instr, n_instr, &icap);
-            if (!slot || !s_keep(keep, m)) {
-                if (!slot) protobuf_c_message_free_unpacked(m, NULL);
-                break;
-            }
-            *slot = m;
+            if (!s_take((void ***)instr, n_instr, &icap, keep, m)) break;
         }
         mdb_cursor_close(cur);
     }
@@ -359,12 +351,7 @@ static void s_collect_instruments(grants_t *g, MDB_txn *txn, const char *municip
              rc == 0 && s_has_prefix(&k, &prefix); rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
             Samordna__V1__Need *nd = samordna__v1__need__unpack(NULL, v.mv_size, v.mv_data);
             if (!nd) continue;
-            void **slot = s_push((void ***)needs, n_needs, &ncap);
-            if (!slot || !s_keep(keep, nd)) {
-                if (!slot) protobuf_c_message_free_unpacked(&nd->base, NULL);
-                break;
-            }
-            *slot = nd;
+            if (!s_take((void ***)needs, n_needs, &ncap, keep, nd)) break;
         }
         mdb_cursor_close(cur);
     }
@@ -763,12 +750,7 @@ int grants_q_ledger_accounts(sam_service_t *svc, MDB_txn *txn, const sam_call_t 
             Samordna__V1__AccountBalance *b =
                 samordna__v1__account_balance__unpack(NULL, v.mv_size, v.mv_data);
             if (!b) continue;
-            void **slot = s_push((void ***)&out.accounts, &out.n_accounts, &cap);
-            if (!slot || !s_keep(&keep, b)) {
-                if (!slot) protobuf_c_message_free_unpacked(&b->base, NULL);
-                break;
-            }
-            *slot = b;
+            if (!s_take((void ***)&out.accounts, &out.n_accounts, &cap, &keep, b)) break;
         }
         mdb_cursor_close(cur);
     }
