@@ -15,6 +15,7 @@
     each write transaction), so several instances can share one environment on one host.
 */
 #include "sam_service.h"
+#include "sam_batch.h"
 #include "sam_client.h"
 #include "sam_mdp.h"
 
@@ -30,6 +31,7 @@
 
 #define S_MAX_BROKERS 8
 #define S_READ_MAX_BYTES (512 * 1024) /* an events.read reply stays well under the broker cap */
+#define S_BATCH_BYTES (32 * 1024)     /* a Batch of replies is sent once it holds this much */
 
 /* One broker connection. */
 typedef struct {
@@ -38,6 +40,8 @@ typedef struct {
     unsigned generation;   /* bumped on every reconnect; parked requests remember theirs */
     bool ext_credit;       /* the broker accepted our credit */
     bool ext_identity;     /* the broker sends a Caller frame with each request */
+    bool ext_batch;        /* requests and replies travel as Batch frames (sam_batch.h) */
+    sam_batch_t out;       /* replies gathered for it, sent at the end of the iteration */
     int64_t heard_at;      /* last time anything arrived from it (monotonic ms) */
     int64_t hb_due;        /* when our next heartbeat is due */
     int64_t reconnect_at;  /* when to reconnect, while sock is NULL */
@@ -283,7 +287,8 @@ static void s_broker_connect(sam_service_t *svc, s_broker_t *b, int64_t now)
     if (svc->harness) return; /* driven by a harness: no network */
     zsock_destroy(&b->sock);
     b->generation++;
-    b->ext_credit = b->ext_identity = false;
+    b->ext_credit = b->ext_identity = b->ext_batch = false;
+    sam_batch_reset(&b->out);
     b->sock = zsock_new(ZMQ_DEALER);
     if (b->sock && !svc->insecure) {
         zcert_t *cert = zcert_load(svc->cert);
@@ -311,7 +316,7 @@ static void s_broker_connect(sam_service_t *svc, s_broker_t *b, int64_t now)
     zsock_set_rcvhwm(b->sock, 0);
     zmsg_t *ready = zmsg_new();
     zmsg_addstr(ready, svc->def->name);
-    zmsg_addstrf(ready, "%s credit=%d identity", SAM_MDP_EXT_PREFIX, svc->credit);
+    zmsg_addstrf(ready, "%s credit=%d identity batch", SAM_MDP_EXT_PREFIX, svc->credit);
     s_broker_send(b, SAM_MDPW_READY, &ready);
     b->heard_at = now;
     b->connected_at = now;
@@ -319,12 +324,25 @@ static void s_broker_connect(sam_service_t *svc, s_broker_t *b, int64_t now)
     sam_info("broker.connected endpoint=%s credit=%d", b->endpoint, svc->credit);
 }
 
+/* Whether the space-separated `text` has the token `token` (or, with a '=', one that starts
+   with it). */
+static bool s_has_token(const char *text, const char *token)
+{
+    size_t n = strlen(token);
+    bool prefix = n && token[n - 1] == '=';
+    for (const char *at = text; (at = strstr(at, token)); at += n)
+        if ((at == text || at[-1] == ' ') && (prefix || at[n] == ' ' || at[n] == '\0'))
+            return true;
+    return false;
+}
+
 /* The broker's answering HEARTBEAT may carry the accepted extension set. */
 static void s_broker_extensions(s_broker_t *b, const char *ext)
 {
     if (strncmp(ext, SAM_MDP_EXT_PREFIX, strlen(SAM_MDP_EXT_PREFIX)) != 0) return;
-    b->ext_credit = strstr(ext, "credit=") != NULL;
-    b->ext_identity = strstr(ext, "identity") != NULL;
+    b->ext_credit = s_has_token(ext, "credit=");
+    b->ext_identity = s_has_token(ext, "identity");
+    b->ext_batch = s_has_token(ext, "batch");
     sam_info("broker.extensions endpoint=%s accepted=\"%s\"", b->endpoint, ext);
 }
 
@@ -342,7 +360,21 @@ static void s_request_destroy(s_request_t **r_p)
     *r_p = NULL;
 }
 
-/* REPLY: "" "MDPW01" 0x03 client "" Reply */
+/* Sends the replies gathered for a batch broker: "" "MDPW01" 0x03 Batch. */
+static void s_flush_replies(s_broker_t *b)
+{
+    if (b->out.count && b->sock) {
+        void *h = zsock_resolve(b->sock);
+        uint8_t cmd = SAM_MDPW_REPLY;
+        zmq_send(h, "", 0, ZMQ_SNDMORE);
+        zmq_send(h, SAM_MDPW, strlen(SAM_MDPW), ZMQ_SNDMORE);
+        zmq_send(h, &cmd, 1, ZMQ_SNDMORE);
+        zmq_send(h, b->out.data, b->out.len, 0);
+    }
+    sam_batch_reset(&b->out);
+}
+
+/* REPLY: "" "MDPW01" 0x03 client "" Reply, or one item of a Batch */
 static void s_send_reply(sam_service_t *svc, s_request_t *r)
 {
     s_broker_t *b = &svc->brokers[r->broker];
@@ -356,11 +388,20 @@ static void s_send_reply(sam_service_t *svc, s_request_t *r)
     rep.status = &status;
     rep.body.data = r->reply.body;
     rep.body.len = r->reply.body_len;
-    /* Straight onto the socket, frame by frame: no message object per reply. */
+    /* Straight onto the socket, frame by frame, or into the broker's Batch: no message
+       object per reply. */
     uint8_t stack[2048];
     size_t size = samordna__v1__reply__get_packed_size(&rep);
     uint8_t *packed = size <= sizeof stack ? stack : malloc(size);
-    if (packed) {
+    if (packed && b->ext_batch) {
+        samordna__v1__reply__pack(&rep, packed);
+        ProtobufCBinaryData body = {size, packed};
+        size_t need = sam_batch_delivery_size(r->client_len, 0, &body, 1);
+        if (b->out.len && b->out.len + need > S_BATCH_BYTES) s_flush_replies(b);
+        if (sam_batch_add(&b->out, r->client, r->client_len, NULL, 0, &body, 1) != 0)
+            sam_error("reply.lost req=%" PRIu64 " reason=\"out of memory\"", rep.id);
+        if (packed != stack) free(packed);
+    } else if (packed) {
         samordna__v1__reply__pack(&rep, packed);
         void *h = zsock_resolve(b->sock);
         uint8_t cmd = SAM_MDPW_REPLY;
@@ -742,6 +783,38 @@ static void s_ping(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn)
 
 /*  Parses one REQUEST from a broker into a request, or NULL (logged) when malformed.
     `part` holds the frames after the command: client "" [caller] body. */
+/*  A request from its parts: the client's routing id, the packed Caller (NULL when the
+    broker sends none) and the body, a samordna.v1.Request. Undecodable ones are answered
+    here and NULL returned. */
+static s_request_t *s_request_new(sam_service_t *svc, int bi, const uint8_t *client,
+                                  size_t client_len, const uint8_t *caller, size_t caller_len,
+                                  const uint8_t *body, size_t body_len)
+{
+    s_broker_t *b = &svc->brokers[bi];
+    s_request_t *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    r->broker = bi;
+    r->generation = b->generation;
+    r->client_len = client_len;
+    memcpy(r->client, client, client_len);
+    r->req = samordna__v1__request__unpack(NULL, body_len, body);
+    if (caller) r->caller = samordna__v1__caller__unpack(NULL, caller_len, caller);
+    if (!r->req) {
+        sam_warn("request.malformed broker=%s reason=\"undecodable samordna.v1.Request\"",
+                 b->endpoint);
+        svc->n_bad++;
+        sam_reply_error(&r->reply, SAM_BAD_REQUEST, "undecodable samordna.v1.Request envelope");
+    } else if (caller && !r->caller) {
+        sam_reply_error(&r->reply, SAM_BAD_REQUEST, "undecodable caller identity");
+    } else {
+        return r;
+    }
+    s_send_reply(svc, r);
+    s_request_destroy(&r);
+    return NULL;
+}
+
+/* REQUEST after the command: client "" [caller] body */
 static s_request_t *s_parse_request(sam_service_t *svc, int bi, zmq_msg_t *part, int nparts)
 {
     s_broker_t *b = &svc->brokers[bi];
@@ -756,29 +829,69 @@ static s_request_t *s_parse_request(sam_service_t *svc, int bi, zmq_msg_t *part,
     }
     zmq_msg_t *caller = b->ext_identity ? &part[2] : NULL;
     zmq_msg_t *body = &part[want - 1];
-    s_request_t *r = calloc(1, sizeof *r);
-    if (!r) return NULL;
-    r->broker = bi;
-    r->generation = b->generation;
-    r->client_len = zmq_msg_size(&part[0]);
-    memcpy(r->client, zmq_msg_data(&part[0]), r->client_len);
-    r->req = samordna__v1__request__unpack(NULL, zmq_msg_size(body), zmq_msg_data(body));
-    if (caller)
-        r->caller =
-            samordna__v1__caller__unpack(NULL, zmq_msg_size(caller), zmq_msg_data(caller));
-    if (!r->req) {
-        sam_warn("request.malformed broker=%s reason=\"undecodable samordna.v1.Request\"",
-                 b->endpoint);
+    return s_request_new(svc, bi, zmq_msg_data(&part[0]), zmq_msg_size(&part[0]),
+                         caller ? zmq_msg_data(caller) : NULL, caller ? zmq_msg_size(caller) : 0,
+                         zmq_msg_data(body), zmq_msg_size(body));
+}
+
+/*  REQUEST from a batch broker: one Batch frame after the command. Its requests go into
+    out[0..room); returns how many. Items that do not fit (a broker over our credit) are
+    answered 503 at once. */
+static size_t s_parse_batch(sam_service_t *svc, int bi, zmq_msg_t *part, int nparts,
+                            s_request_t **out, size_t room)
+{
+    s_broker_t *b = &svc->brokers[bi];
+    if (nparts != 1) {
+        sam_warn("request.malformed broker=%s reason=\"%d frames after the command, one Batch "
+                 "expected\"",
+                 b->endpoint, nparts);
         svc->n_bad++;
-        sam_reply_error(&r->reply, SAM_BAD_REQUEST, "undecodable samordna.v1.Request envelope");
-        s_send_reply(svc, r);
-        s_request_destroy(&r);
-    } else if (caller && !r->caller) {
-        sam_reply_error(&r->reply, SAM_BAD_REQUEST, "undecodable caller identity");
+        return 0;
+    }
+    static const uint8_t none[1];
+    sam_batch_reader_t reader;
+    sam_batch_reader_init(&reader, zmq_msg_data(&part[0]), zmq_msg_size(&part[0]));
+    sam_delivery_t item;
+    size_t n = 0, over = 0;
+    int rc;
+    while ((rc = sam_batch_next(&reader, &item)) == 1) {
+        if (item.client_len == 0 || item.client_len > sizeof((s_request_t *)0)->client) {
+            sam_warn("request.malformed broker=%s reason=\"batch item without a client\"",
+                     b->endpoint);
+            svc->n_bad++;
+            continue;
+        }
+        /* With identity every item has a Caller; an empty one decodes as no role at all. */
+        const uint8_t *caller = b->ext_identity ? (item.caller ? item.caller : none) : NULL;
+        s_request_t *r = s_request_new(svc, bi, item.client, item.client_len, caller,
+                                       item.caller_len, item.nbody ? item.body[0].data : none,
+                                       item.nbody ? item.body[0].len : 0);
+        if (!r) continue;
+        if (item.nbody != 1)
+            sam_reply_error(&r->reply, SAM_BAD_REQUEST, "%zu body frames, one expected",
+                            item.nbody);
+        else if (n == room)
+            sam_reply_error(&r->reply, SAM_UNAVAILABLE,
+                            "the broker sent more requests than this worker's credit");
+        else {
+            out[n++] = r;
+            continue;
+        }
+        over += item.nbody == 1;
+        svc->n_bad++;
         s_send_reply(svc, r);
         s_request_destroy(&r);
     }
-    return r;
+    if (rc < 0) {
+        sam_warn("request.malformed broker=%s reason=\"REQUEST batch that is not a "
+                 "samordna.v1.Batch\"",
+                 b->endpoint);
+        svc->n_bad++;
+    }
+    if (over)
+        sam_warn("request.refused broker=%s count=%zu reason=\"over the credit\"", b->endpoint,
+                 over);
+    return n;
 }
 
 static void s_handle_batch(sam_service_t *svc, s_request_t **batch, size_t n, int64_t now)
@@ -842,10 +955,11 @@ static void s_handle_batch(sam_service_t *svc, s_request_t **batch, size_t n, in
 #define S_MAX_PARTS 8 /* more frames than any 7/MDP command has: the rest are dropped */
 
 /*  Everything a broker sends: part[0..n) = "" "MDPW01" command … (too_many: the message had
-    more frames than were kept). Returns a request to batch, or NULL when the message was a
-    heartbeat, a disconnect or malformed (all handled here). The caller closes the parts. */
-static s_request_t *s_on_parts(sam_service_t *svc, int bi, zmq_msg_t *part, int n,
-                               bool too_many, int64_t now)
+    more frames than were kept). Requests go into out[0..room); returns how many (none for a
+    heartbeat, a disconnect or a malformed message, all handled here). The caller closes
+    the parts. */
+static size_t s_on_parts(sam_service_t *svc, int bi, zmq_msg_t *part, int n, bool too_many,
+                         int64_t now, s_request_t **out, size_t room)
 {
     s_broker_t *b = &svc->brokers[bi];
     if (too_many || n < 3 || zmq_msg_size(&part[0]) != 0 ||
@@ -854,11 +968,14 @@ static s_request_t *s_on_parts(sam_service_t *svc, int bi, zmq_msg_t *part, int 
         zmq_msg_size(&part[2]) != 1) {
         sam_warn("broker.malformed endpoint=%s frames=%d", b->endpoint, n);
         svc->n_bad++;
-        return NULL;
+        return 0;
     }
     uint8_t command = *(uint8_t *)zmq_msg_data(&part[2]);
     switch (command) {
-    case SAM_MDPW_REQUEST: return s_parse_request(svc, bi, part + 3, n - 3);
+    case SAM_MDPW_REQUEST:
+        if (b->ext_batch) return s_parse_batch(svc, bi, part + 3, n - 3, out, room);
+        if (room == 0) return 0; /* cannot happen: the loop keeps room for one */
+        return (out[0] = s_parse_request(svc, bi, part + 3, n - 3)) ? 1 : 0;
     case SAM_MDPW_HEARTBEAT:
         if (n > 3) {
             char ext[256];
@@ -868,7 +985,7 @@ static s_request_t *s_on_parts(sam_service_t *svc, int bi, zmq_msg_t *part, int 
             ext[len] = '\0';
             s_broker_extensions(b, ext);
         }
-        return NULL;
+        return 0;
     case SAM_MDPW_DISCONNECT: /* the parts stay valid below: they own their bytes */
         if (now - b->connected_at < 1000) {
             /* Sent away right after READY: the broker refuses us (our certificate is
@@ -884,17 +1001,19 @@ static s_request_t *s_on_parts(sam_service_t *svc, int bi, zmq_msg_t *part, int 
             sam_warn("broker.disconnect endpoint=%s (re-registering)", b->endpoint);
             s_broker_connect(svc, b, now);
         }
-        return NULL;
+        return 0;
     default:
         sam_warn("broker.unknown_command endpoint=%s command=%d", b->endpoint, command);
         svc->n_bad++;
-        return NULL;
+        return 0;
     }
 }
 
 /*  Reads one message from broker bi into zmq_msg_t parts on the stack (no allocation per
-    frame on the hot path) and handles it. *got says whether anything was waiting. */
-static s_request_t *s_receive(sam_service_t *svc, int bi, int64_t now, bool *got)
+    frame on the hot path) and handles it; its requests go into out[0..room) and their
+    number is returned. *got says whether anything was waiting. */
+static size_t s_receive(sam_service_t *svc, int bi, int64_t now, bool *got, s_request_t **out,
+                        size_t room)
 {
     s_broker_t *b = &svc->brokers[bi];
     void *h = zsock_resolve(b->sock);
@@ -905,7 +1024,7 @@ static s_request_t *s_receive(sam_service_t *svc, int bi, int64_t now, bool *got
     if (zmq_msg_recv(&part[0], h, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(&part[0]);
         *got = false;
-        return NULL;
+        return 0;
     }
     *got = true;
     n = 1;
@@ -926,10 +1045,10 @@ static s_request_t *s_receive(sam_service_t *svc, int bi, int64_t now, bool *got
             n++;
     }
     b->heard_at = now;
-    s_request_t *r = s_on_parts(svc, bi, part, n, too_many, now);
+    size_t got_n = s_on_parts(svc, bi, part, n, too_many, now, out, room);
     for (int i = 0; i < n; i++)
         zmq_msg_close(&part[i]);
-    return r;
+    return got_n;
 }
 
 /* Heartbeats out, silent brokers reconnected with backoff. */
@@ -995,10 +1114,8 @@ static void s_loop(sam_service_t *svc)
                 /* A non-blocking receive says whether anything is waiting: asking
                    zsock_events first would cost a second trip into libzmq per message. */
                 bool got;
-                s_request_t *r = s_receive(svc, bi, now, &got);
-                if (!got) continue;
-                more = true;
-                if (r) batch[n++] = r;
+                n += s_receive(svc, bi, now, &got, batch + n, SAM_MDP_MAX_CREDIT - n);
+                if (got) more = true;
             }
         }
         if (n) s_handle_batch(svc, batch, n, now);
@@ -1008,6 +1125,8 @@ static void s_loop(sam_service_t *svc)
             svc->def->tick(svc);
             svc->tick_due = zclock_mono() + svc->def->tick_ms;
         }
+        for (size_t i = 0; i < svc->nbrokers; i++)
+            s_flush_replies(&svc->brokers[i]);
     }
 }
 
@@ -1022,6 +1141,8 @@ static void s_destroy(sam_service_t *svc)
     }
     for (size_t i = 0; i < svc->nbrokers; i++) {
         s_broker_t *b = &svc->brokers[i];
+        s_flush_replies(b);
+        sam_batch_free(&b->out);
         if (b->sock) s_broker_send(b, SAM_MDPW_DISCONNECT, NULL);
         zsock_destroy(&b->sock);
         free(b->endpoint);
@@ -1111,10 +1232,11 @@ uint32_t sam_service_feed(sam_service_t *svc, zmsg_t **msg_p)
         zframe_destroy(&f);
     }
     zmsg_destroy(msg_p);
-    s_request_t *r = s_on_parts(svc, 0, part, n, too_many, now);
+    s_request_t *r = NULL;
+    size_t got = s_on_parts(svc, 0, part, n, too_many, now, &r, 1);
     for (int i = 0; i < n; i++)
         zmq_msg_close(&part[i]);
-    if (r) s_handle_batch(svc, &r, 1, now);
+    if (got) s_handle_batch(svc, &r, 1, now);
     s_serve_waiters(svc, now + 60000); /* a parked long poll is answered, not kept */
     return svc->last_code;
 }

@@ -50,9 +50,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    uint32_t credit;
-    bool identity;
-    sam_broker_parse_extension(data, size, &credit, &identity);
+    sam_broker_ext_t ext;
+    sam_broker_parse_extension(data, size, &ext);
     sam_broker_peek_id(data, size);
 
     if (++s_inputs % 256 == 0) s_new_broker();

@@ -18,6 +18,10 @@
 
     Credit is samordna's negotiated extension to 7/MDP (see sam_mdp.h): a worker may declare
     in READY how many requests it takes at once and whether it wants the caller's identity.
+    A worker that also asks for `batch` gets its requests, and sends its replies, as one
+    Batch frame holding many (sam_batch.h): requests dispatched during one pass over the
+    socket are gathered per worker and sent when the pass ends, so a busy worker costs a
+    few frames per pass instead of seven per request.
     A worker that says nothing is a plain 7/MDP worker: credit 1, no extra frames. Every
     dispatch goes to the head of the service's list of workers with spare credit and then
     moves that worker to the tail, so work spreads over all of them.
@@ -46,6 +50,7 @@
     before use; bad traffic is counted, logged at warn with the peer's id and dropped.
 */
 #include "sam_broker.h"
+#include "sam_batch.h"
 #include "sam_keys.h"
 #include "sam_log.h"
 #include "sam_mdp.h"
@@ -77,6 +82,7 @@
 #define S_KEYS_FULL_MS 30000           /* and reloaded even when it looks unchanged */
 #define S_KEYS_RETRY_MS 100            /* an unknown key re-reads the folder this often at most */
 #define S_CALLER_MAX 512               /* largest packed Caller frame */
+#define S_BATCH_BYTES (32 * 1024)      /* a Batch to a worker is sent once it holds this much */
 #define S_ZAP_DOMAIN "samordna"
 
 typedef struct s_worker_t s_worker_t;
@@ -129,6 +135,10 @@ struct s_worker_t {
     uint32_t credit;         /* requests it takes at once (1 for a plain worker) */
     uint32_t inflight;       /* requests sent and not yet answered */
     bool identity;           /* wants a Caller frame with every request */
+    bool batch;              /* takes requests as Batch frames (sam_batch.h) */
+    sam_batch_t out;         /* requests gathered for it, sent at the end of the pass */
+    s_worker_t *pending;     /* next in the broker's list of workers with gathered requests */
+    bool gathered;           /* is in that list */
     char pubkey[SAM_KEY_Z85_LEN + 1]; /* its CURVE key ("" when insecure) */
     s_slot_t *slots;         /* slots for requests in flight, owned; grows up to credit */
     uint32_t nslots;         /* slots allocated */
@@ -166,6 +176,7 @@ struct sam_broker_t {
     char gone_peer[S_HEX_MAX]; /* the last peer a send found gone, so a burst logs once */
     uint64_t gone_repeats;     /* further sends to it that failed, not logged one by one */
     s_msg_t in;         /* the message being handled, reused */
+    s_worker_t *gathered; /* workers whose Batch waits for the end of the pass */
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -183,29 +194,15 @@ static char *s_hex(const uint8_t *data, size_t size, char *out)
     return out;
 }
 
-static bool s_varint(const uint8_t *p, size_t n, size_t *i, uint64_t *out)
-{
-    uint64_t v = 0;
-    for (int shift = 0; shift < 64 && *i < n; shift += 7) {
-        uint8_t b = p[(*i)++];
-        v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) {
-            *out = v;
-            return true;
-        }
-    }
-    return false;
-}
-
 uint64_t sam_broker_peek_id(const uint8_t *data, size_t size)
 {
     uint64_t id = 0, key = 0, v = 0;
     size_t i = 0;
     while (i < size) {
-        if (!s_varint(data, size, &i, &key) || (key >> 3) == 0) return 0;
+        if (!sam_batch_varint(data, size, &i, &key) || (key >> 3) == 0) return 0;
         switch (key & 7) {
         case 0:
-            if (!s_varint(data, size, &i, &v)) return 0;
+            if (!sam_batch_varint(data, size, &i, &v)) return 0;
             if ((key >> 3) == 1) id = v;
             break;
         case 1:
@@ -213,7 +210,7 @@ uint64_t sam_broker_peek_id(const uint8_t *data, size_t size)
             i += 8;
             break;
         case 2:
-            if (!s_varint(data, size, &i, &v) || v > size - i || (key >> 3) == 1) return 0;
+            if (!sam_batch_varint(data, size, &i, &v) || v > size - i || (key >> 3) == 1) return 0;
             i += (size_t)v;
             break;
         case 5:
@@ -227,7 +224,7 @@ uint64_t sam_broker_peek_id(const uint8_t *data, size_t size)
     return id;
 }
 
-bool sam_broker_parse_extension(const uint8_t *data, size_t size, uint32_t *credit, bool *identity)
+bool sam_broker_parse_extension(const uint8_t *data, size_t size, sam_broker_ext_t *ext)
 {
     char text[256];
     if (!data || size >= sizeof text || memchr(data, '\0', size)) return false;
@@ -236,16 +233,17 @@ bool sam_broker_parse_extension(const uint8_t *data, size_t size, uint32_t *cred
     char *save = NULL;
     char *token = strtok_r(text, " \t", &save);
     if (!token || strcmp(token, SAM_MDP_EXT_PREFIX) != 0) return false;
-    *credit = 1;
-    *identity = false;
+    *ext = (sam_broker_ext_t){.credit = 1};
     while ((token = strtok_r(NULL, " \t", &save))) {
         if (strncmp(token, "credit=", 7) == 0) {
             char *end = NULL;
             long long n = strtoll(token + 7, &end, 10);
             if (end == token + 7 || *end) continue; /* not a number: keep the default */
-            *credit = n < 1 ? 1 : n > SAM_MDP_MAX_CREDIT ? SAM_MDP_MAX_CREDIT : (uint32_t)n;
+            ext->credit = n < 1 ? 1 : n > SAM_MDP_MAX_CREDIT ? SAM_MDP_MAX_CREDIT : (uint32_t)n;
         } else if (strcmp(token, "identity") == 0) {
-            *identity = true;
+            ext->identity = true;
+        } else if (strcmp(token, "batch") == 0) {
+            ext->batch = true;
         }
     }
     return true;
@@ -625,6 +623,7 @@ static void s_free_unlink(s_service_t *service, s_worker_t *worker)
 static void s_worker_destroy(void **item)
 {
     s_worker_t *worker = *item;
+    sam_batch_free(&worker->out);
     free(worker->slots);
     free(worker);
     *item = NULL;
@@ -660,6 +659,14 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
     }
     if (disconnect) s_command(self, worker->addr, worker->addr_size, SAM_MDPW_DISCONNECT, NULL);
     s_free_unlink(service, worker);
+    s_worker_t **at = &self->gathered;
+    while (worker->gathered && *at) {
+        if (*at == worker) {
+            *at = worker->pending;
+            worker->gathered = false;
+        } else
+            at = &(*at)->pending;
+    }
     if (--service->nworkers == 0) service->orphaned_at = self->now;
     self->purged++;
     sam_info("worker.removed worker=%s service=%s reason=\"%s\"", worker->key, service->name,
@@ -680,9 +687,66 @@ static int s_worker_grow(s_worker_t *worker)
     return 0;
 }
 
+/*  Sends a worker's gathered requests: [worker] "" "MDPW01" 0x02 Batch. Returns 0, or -1
+    when the worker cannot be reached (the caller removes it, which answers the requests). */
+static int s_batch_send(sam_broker_t *self, s_worker_t *worker)
+{
+    if (worker->out.count == 0) return 0;
+    int rc = s_route(self, worker->addr, worker->addr_size, "worker");
+    if (rc == 0) {
+        uint8_t command = SAM_MDPW_REQUEST;
+        s_put(self, "", 0, true);
+        s_put(self, SAM_MDPW, strlen(SAM_MDPW), true);
+        s_put(self, &command, 1, true);
+        s_put(self, worker->out.data, worker->out.len, false);
+    }
+    sam_batch_reset(&worker->out);
+    return rc;
+}
+
+/* Sends every Batch gathered during this pass over the socket. */
+static void s_batch_flush(sam_broker_t *self)
+{
+    while (self->gathered) {
+        s_worker_t *worker = self->gathered;
+        self->gathered = worker->pending;
+        worker->gathered = false;
+        if (s_batch_send(self, worker) != 0)
+            s_worker_delete(self, worker, false, "cannot send to the worker");
+    }
+}
+
+/*  Adds a request to a batch worker's gathered Batch (sent first when it is full). Returns
+    0, or -1 when the worker cannot be reached or memory ran out. */
+static int s_batch_add(sam_broker_t *self, s_worker_t *worker, s_request_t *request,
+                       const uint8_t *caller, size_t caller_size)
+{
+    ProtobufCBinaryData body[SAM_BATCH_MAX_BODY];
+    size_t nbody = request->nbody < SAM_BATCH_MAX_BODY ? request->nbody : SAM_BATCH_MAX_BODY;
+    for (size_t i = 0; i < nbody; i++) {
+        zmq_msg_t *part = s_request_body(request, (uint16_t)i);
+        body[i] = (ProtobufCBinaryData){zmq_msg_size(part), zmq_msg_data(part)};
+    }
+    size_t csize = zmq_msg_size(&request->client);
+    size_t need = sam_batch_delivery_size(csize, caller_size, body, nbody);
+    if (worker->out.len && worker->out.len + need > S_BATCH_BYTES &&
+        s_batch_send(self, worker) != 0)
+        return -1;
+    if (sam_batch_add(&worker->out, zmq_msg_data(&request->client), csize, caller, caller_size,
+                      body, nbody) != 0)
+        return -1;
+    if (!worker->gathered) {
+        worker->pending = self->gathered;
+        self->gathered = worker;
+        worker->gathered = true;
+    }
+    return 0;
+}
+
 /*  Sends one request to a worker with spare credit.
         [worker] "" "MDPW01" 0x02 client "" [caller] body…
-    The Caller frame only goes to a worker that negotiated "identity". Returns 0 when the
+    The Caller frame only goes to a worker that negotiated "identity"; a worker that
+    negotiated "batch" gets the request in its next Batch instead. Returns 0 when the
     request was sent (its frames are consumed), -1 when the worker cannot be reached (the
     request is untouched; the caller removes the worker). */
 static int s_worker_send_request(sam_broker_t *self, s_worker_t *worker, s_request_t *request)
@@ -699,7 +763,13 @@ static int s_worker_send_request(sam_broker_t *self, s_worker_t *worker, s_reque
         }
     }
     if (worker->inflight == worker->nslots && s_worker_grow(worker) != 0) return -1;
-    if (s_route(self, worker->addr, worker->addr_size, "worker") != 0) return -1;
+    if (worker->batch) {
+        if (s_batch_add(self, worker, request, worker->identity ? caller : NULL,
+                        worker->identity ? caller_size : 0) != 0)
+            return -1;
+    } else if (s_route(self, worker->addr, worker->addr_size, "worker") != 0) {
+        return -1;
+    }
     s_service_t *service = worker->service;
 
     size_t index = (worker->head + worker->inflight) % worker->nslots;
@@ -710,26 +780,21 @@ static int s_worker_send_request(sam_broker_t *self, s_worker_t *worker, s_reque
     slot->delim = request->delim;
     slot->addr_size = (uint8_t)zmq_msg_size(&request->client);
     memcpy(slot->addr, zmq_msg_data(&request->client), slot->addr_size);
-    slot->id = sam_broker_peek_id(zmq_msg_data(&request->body), zmq_msg_size(&request->body));
-    if (request->nbody > 1)
-        slot->id = sam_broker_peek_id(zmq_msg_data(&request->bodies[0]),
-                                      zmq_msg_size(&request->bodies[0]));
+    zmq_msg_t *first = s_request_body(request, 0);
+    slot->id = sam_broker_peek_id(zmq_msg_data(first), zmq_msg_size(first));
     if (worker->inflight++ == 0) worker->head = index;
 
-    uint8_t command = SAM_MDPW_REQUEST;
-    s_put(self, "", 0, true);
-    s_put(self, SAM_MDPW, strlen(SAM_MDPW), true);
-    s_put(self, &command, 1, true);
-    if (worker->identity) {
+    if (!worker->batch) {
+        uint8_t command = SAM_MDPW_REQUEST;
+        s_put(self, "", 0, true);
+        s_put(self, SAM_MDPW, strlen(SAM_MDPW), true);
+        s_put(self, &command, 1, true);
         s_put_part(self, &request->client, true);
         s_put(self, "", 0, true);
-        s_put(self, caller, caller_size, true);
-    } else {
-        s_put_part(self, &request->client, true);
-        s_put(self, "", 0, true);
+        if (worker->identity) s_put(self, caller, caller_size, true);
+        for (uint16_t i = 0; i < request->nbody; i++)
+            s_put_part(self, s_request_body(request, i), i + 1 < request->nbody);
     }
-    for (uint16_t i = 0; i < request->nbody; i++)
-        s_put_part(self, s_request_body(request, i), i + 1 < request->nbody);
     s_request_close(request);
 
     /* Least recently used first: a worker that still has credit goes to the back. */
@@ -781,19 +846,19 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
             return;
         }
     }
-    uint32_t credit = 1;
-    bool identity = false, extended = false;
+    sam_broker_ext_t ext = {.credit = 1};
+    bool extended = false;
     if (at + 1 < msg->count) {
         zmq_msg_t *extension = &msg->part[at + 1];
         extended = sam_broker_parse_extension(zmq_msg_data(extension), zmq_msg_size(extension),
-                                              &credit, &identity);
+                                              &ext);
         if (!extended)
             sam_warn("worker.extension_ignored worker=%s reason=\"not %s\"", key,
                      SAM_MDP_EXT_PREFIX);
     }
     s_service_t *service = s_service_require(self, name);
     s_worker_t *worker = calloc(1, sizeof *worker);
-    uint32_t nslots = credit < S_SLOTS_FIRST ? credit : S_SLOTS_FIRST;
+    uint32_t nslots = ext.credit < S_SLOTS_FIRST ? ext.credit : S_SLOTS_FIRST;
     s_slot_t *slots = calloc(nslots, sizeof *slots);
     if (!service || !worker || !slots) {
         free(worker);
@@ -806,8 +871,9 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
     worker->addr_size = (uint8_t)zmq_msg_size(addr);
     memcpy(worker->addr, zmq_msg_data(addr), worker->addr_size);
     worker->service = service;
-    worker->credit = credit;
-    worker->identity = identity;
+    worker->credit = ext.credit;
+    worker->identity = ext.identity;
+    worker->batch = ext.batch;
     if (info) snprintf(worker->pubkey, sizeof worker->pubkey, "%s", s_peer_key(&msg->part[1]));
     worker->slots = slots;
     worker->nslots = nslots;
@@ -815,37 +881,23 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
     zhashx_insert(self->workers, worker->key, worker);
     service->nworkers++;
     s_free_append(service, worker);
-    sam_info("worker.ready worker=%s service=%s credit=%u identity=%s", key, name, credit,
-             identity ? "yes" : "no");
+    sam_info("worker.ready worker=%s service=%s credit=%u identity=%s batch=%s", key, name,
+             ext.credit, ext.identity ? "yes" : "no", ext.batch ? "yes" : "no");
     if (extended) {
         char accepted[64];
-        snprintf(accepted, sizeof accepted, "%s credit=%u%s", SAM_MDP_EXT_PREFIX, credit,
-                 identity ? " identity" : "");
+        snprintf(accepted, sizeof accepted, "%s credit=%u%s%s", SAM_MDP_EXT_PREFIX, ext.credit,
+                 ext.identity ? " identity" : "", ext.batch ? " batch" : "");
         s_command(self, worker->addr, worker->addr_size, SAM_MDPW_HEARTBEAT, accepted);
     }
     s_service_dispatch(self, service);
 }
 
-/*  REPLY: [worker] "" "MDPW01" 0x03 client "" body…
-    goes to the client as [client] [""] "MDPC01" service body…
-    `at` is the index of the client frame. */
-static void s_worker_reply(sam_broker_t *self, s_worker_t *worker, s_msg_t *msg, int at)
+/*  Frees the slot of the request a reply answers: the same client and id, else the oldest
+    request of that client. Sets *delim and *id from the slot. False (logged) when the
+    client has no request in flight to this worker. */
+static bool s_slot_take(sam_broker_t *self, s_worker_t *worker, const uint8_t *caddr,
+                        size_t csize, uint64_t id, bool *delim, uint64_t *slot_id)
 {
-    zmq_msg_t *addr = &msg->part[0];
-    s_service_t *service = worker->service;
-    if (at >= msg->count || zmq_msg_size(&msg->part[at]) == 0 ||
-        zmq_msg_size(&msg->part[at]) > S_ADDR_MAX) {
-        s_malformed(self, addr, "REPLY without a client address");
-        return;
-    }
-    zmq_msg_t *client = &msg->part[at];
-    const uint8_t *caddr = zmq_msg_data(client);
-    size_t csize = zmq_msg_size(client);
-    bool well_formed = at + 2 < msg->count && zmq_msg_size(&msg->part[at + 1]) == 0;
-    zmq_msg_t *body = well_formed ? &msg->part[at + 2] : NULL;
-    uint64_t id = body ? sam_broker_peek_id(zmq_msg_data(body), zmq_msg_size(body)) : 0;
-
-    /* The slot of this request: same client and id, else the oldest of the same client. */
     s_slot_t *slot = NULL;
     for (uint32_t n = 0, i = (uint32_t)worker->head; n < worker->nslots;
          n++, i = (i + 1) % worker->nslots) {
@@ -863,37 +915,104 @@ static void s_worker_reply(sam_broker_t *self, s_worker_t *worker, s_msg_t *msg,
         sam_warn("reply.unknown_client worker=%s client=%s reason=\"no request of that client "
                  "is in flight to this worker\"",
                  worker->key, s_hex(caddr, csize, hex));
-        return;
+        return false;
     }
-    bool delim = slot->delim;
-    uint64_t slot_id = slot->id;
+    *delim = slot->delim;
+    *slot_id = slot->id;
     slot->busy = false;
     worker->inflight--;
     while (worker->inflight && !worker->slots[worker->head].busy)
         worker->head = (worker->head + 1) % worker->nslots;
+    return true;
+}
 
-    if (!well_formed || msg->truncated) {
+/*  Starts passing a worker's reply to its client, [client] [""] "MDPC01" service, after the
+    checks every reply goes through: one that is malformed or over --max-msg becomes the
+    broker's own error reply. True when the caller is to send the body frames. */
+static bool s_reply_start(sam_broker_t *self, s_worker_t *worker, zmq_msg_t *addr,
+                          const uint8_t *caddr, size_t csize, uint64_t id, bool well_formed,
+                          size_t bytes)
+{
+    s_service_t *service = worker->service;
+    bool delim;
+    uint64_t slot_id;
+    if (!s_slot_take(self, worker, caddr, csize, id, &delim, &slot_id)) return false;
+    if (!well_formed) {
         s_malformed(self, addr, "REPLY without an empty delimiter and a body");
         s_send_error(self, caddr, csize, delim, service->name, slot_id, SAM_INTERNAL,
                      "the worker sent a malformed reply");
-    } else if (msg->bytes > self->max_msg) {
+        return false;
+    }
+    if (bytes > self->max_msg) {
         char text[160];
         snprintf(text, sizeof text, "reply of %zu bytes is over the broker's limit of %zu bytes",
-                 msg->bytes, self->max_msg);
+                 bytes, self->max_msg);
         sam_warn("reply.too_large worker=%s service=%s size=%zu max=%zu", worker->key,
-                 service->name, msg->bytes, self->max_msg);
+                 service->name, bytes, self->max_msg);
         s_send_error(self, caddr, csize, delim, service->name, slot_id, SAM_TOO_LARGE, text);
-    } else if (s_route(self, caddr, csize, "client") == 0) {
-        if (delim) s_put(self, "", 0, true);
-        s_put(self, SAM_MDPC, strlen(SAM_MDPC), true);
-        s_put(self, service->name, strlen(service->name), true);
+        return false;
+    }
+    if (s_route(self, caddr, csize, "client") != 0) return false;
+    if (delim) s_put(self, "", 0, true);
+    s_put(self, SAM_MDPC, strlen(SAM_MDPC), true);
+    s_put(self, service->name, strlen(service->name), true);
+    self->replies++;
+    return true;
+}
+
+/* After replies freed credit: the worker takes queued requests again. */
+static void s_worker_freed(sam_broker_t *self, s_worker_t *worker)
+{
+    if (!worker->listed && worker->inflight < worker->credit)
+        s_free_append(worker->service, worker);
+    s_service_dispatch(self, worker->service);
+}
+
+/*  REPLY: [worker] "" "MDPW01" 0x03 client "" body…
+    goes to the client as [client] [""] "MDPC01" service body…
+    `at` is the index of the client frame. */
+static void s_worker_reply(sam_broker_t *self, s_worker_t *worker, s_msg_t *msg, int at)
+{
+    zmq_msg_t *addr = &msg->part[0];
+    if (at >= msg->count || zmq_msg_size(&msg->part[at]) == 0 ||
+        zmq_msg_size(&msg->part[at]) > S_ADDR_MAX) {
+        s_malformed(self, addr, "REPLY without a client address");
+        return;
+    }
+    zmq_msg_t *client = &msg->part[at];
+    bool well_formed = at + 2 < msg->count && zmq_msg_size(&msg->part[at + 1]) == 0;
+    zmq_msg_t *body = well_formed ? &msg->part[at + 2] : NULL;
+    uint64_t id = body ? sam_broker_peek_id(zmq_msg_data(body), zmq_msg_size(body)) : 0;
+    if (s_reply_start(self, worker, addr, zmq_msg_data(client), zmq_msg_size(client), id,
+                      well_formed && !msg->truncated, msg->bytes))
         for (int i = at + 2; i < msg->count; i++)
             s_put_part(self, &msg->part[i], i + 1 < msg->count);
-        self->replies++;
-    }
+    s_worker_freed(self, worker);
+}
 
-    if (!worker->listed && worker->inflight < worker->credit) s_free_append(service, worker);
-    s_service_dispatch(self, service);
+/*  REPLY from a batch worker: [worker] "" "MDPW01" 0x03 Batch; each item goes to its client
+    as a REPLY would. Items before a malformed part of the frame are delivered. */
+static void s_worker_batch_reply(sam_broker_t *self, s_worker_t *worker, s_msg_t *msg, int at)
+{
+    zmq_msg_t *addr = &msg->part[0];
+    sam_batch_reader_t reader;
+    sam_batch_reader_init(&reader, zmq_msg_data(&msg->part[at]), zmq_msg_size(&msg->part[at]));
+    sam_delivery_t item;
+    int rc;
+    while ((rc = sam_batch_next(&reader, &item)) == 1) {
+        if (item.client_len == 0 || item.client_len > S_ADDR_MAX) {
+            s_malformed(self, addr, "REPLY batch item without a client address");
+            continue;
+        }
+        uint64_t id =
+            item.nbody ? sam_broker_peek_id(item.body[0].data, item.body[0].len) : 0;
+        if (s_reply_start(self, worker, addr, item.client, item.client_len, id, item.nbody > 0,
+                          item.bytes))
+            for (size_t i = 0; i < item.nbody; i++)
+                s_put(self, item.body[i].data, item.body[i].len, i + 1 < item.nbody);
+    }
+    if (rc < 0) s_malformed(self, addr, "REPLY batch that is not a samordna.v1.Batch");
+    s_worker_freed(self, worker);
 }
 
 /*  Everything a worker sends: [worker] "" "MDPW01" command … ; `at` is the index of the
@@ -928,7 +1047,10 @@ static void s_worker_message(sam_broker_t *self, s_msg_t *msg, int at)
     worker->expiry = self->now + (int64_t)self->heartbeat_ms * self->liveness;
     switch (code) {
     case SAM_MDPW_REPLY:
-        s_worker_reply(self, worker, msg, at + 1);
+        if (worker->batch && at + 2 == msg->count && !msg->truncated)
+            s_worker_batch_reply(self, worker, msg, at + 1);
+        else
+            s_worker_reply(self, worker, msg, at + 1);
         break;
     case SAM_MDPW_HEARTBEAT:
         break;
@@ -1378,6 +1500,7 @@ int sam_broker_run(sam_broker_t *self)
             if ((i & 127) == 127) self->now = zclock_mono();
         }
         if (self->now >= self->next_tick) s_tick(self);
+        s_batch_flush(self);
     }
     sam_info("broker.stopping reason=signal");
     return 0;
@@ -1405,6 +1528,7 @@ void sam_broker_feed(sam_broker_t *self, const uint8_t *const *frames, const siz
     if (msg->count) s_on_message(self, msg);
     s_msg_close(msg);
     if (self->now >= self->next_tick) s_tick(self);
+    s_batch_flush(self);
 }
 
 /* ---- self-test ------------------------------------------------------------------------- */
@@ -1440,26 +1564,19 @@ int sam_broker_selftest(bool verbose)
     S_CHECK(!sam_broker_endpoint_is_loopback(NULL));
 
     /* The READY extension frame. */
-    uint32_t credit = 0;
-    bool identity = true;
-    const char *ext = "x-samordna/1 identity credit=64 future-token";
-    S_CHECK(sam_broker_parse_extension((const uint8_t *)ext, strlen(ext), &credit, &identity));
-    S_CHECK(credit == 64 && identity);
-    ext = "x-samordna/1";
-    S_CHECK(sam_broker_parse_extension((const uint8_t *)ext, strlen(ext), &credit, &identity));
-    S_CHECK(credit == 1 && !identity);
-    ext = "x-samordna/1 credit=0";
-    S_CHECK(sam_broker_parse_extension((const uint8_t *)ext, strlen(ext), &credit, &identity));
-    S_CHECK(credit == 1);
-    ext = "x-samordna/1 credit=99999999999999999999999";
-    S_CHECK(sam_broker_parse_extension((const uint8_t *)ext, strlen(ext), &credit, &identity));
-    S_CHECK(credit == SAM_MDP_MAX_CREDIT);
-    ext = "x-samordna/1 credit=12abc";
-    S_CHECK(sam_broker_parse_extension((const uint8_t *)ext, strlen(ext), &credit, &identity));
-    S_CHECK(credit == 1);
-    ext = "x-other/2 credit=5";
-    S_CHECK(!sam_broker_parse_extension((const uint8_t *)ext, strlen(ext), &credit, &identity));
-    S_CHECK(!sam_broker_parse_extension((const uint8_t *)"x-samordna/1\0", 13, &credit, &identity));
+    sam_broker_ext_t ext;
+#define S_EXT(text) sam_broker_parse_extension((const uint8_t *)(text), strlen(text), &ext)
+    S_CHECK(S_EXT("x-samordna/1 identity credit=64 future-token batch"));
+    S_CHECK(ext.credit == 64 && ext.identity && ext.batch);
+    S_CHECK(S_EXT("x-samordna/1"));
+    S_CHECK(ext.credit == 1 && !ext.identity && !ext.batch);
+    S_CHECK(S_EXT("x-samordna/1 credit=0") && ext.credit == 1);
+    S_CHECK(S_EXT("x-samordna/1 credit=99999999999999999999999"));
+    S_CHECK(ext.credit == SAM_MDP_MAX_CREDIT);
+    S_CHECK(S_EXT("x-samordna/1 credit=12abc batched") && ext.credit == 1 && !ext.batch);
+    S_CHECK(!S_EXT("x-other/2 credit=5"));
+#undef S_EXT
+    S_CHECK(!sam_broker_parse_extension((const uint8_t *)"x-samordna/1\0", 13, &ext));
 
     /* Peeking at the id of packed messages, and refusing broken ones. */
     Samordna__V1__Request request = SAMORDNA__V1__REQUEST__INIT;

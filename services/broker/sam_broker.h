@@ -55,10 +55,17 @@ int sam_broker_run(sam_broker_t *self);
     localhost, and every ipc:// and inproc:// endpoint. */
 bool sam_broker_endpoint_is_loopback(const char *endpoint);
 
-/*  Parses a READY extension frame ("x-samordna/1 credit=N identity", tokens in any order,
-    unknown ones ignored). Returns false when the frame is not a samordna extension; else
-    sets *credit (clamped to 1..SAM_MDP_MAX_CREDIT, 1 when absent) and *identity. */
-bool sam_broker_parse_extension(const uint8_t *data, size_t size, uint32_t *credit, bool *identity);
+/* What a worker asked for in its READY extension frame. */
+typedef struct {
+    uint32_t credit; /* requests in flight at once, 1..SAM_MDP_MAX_CREDIT */
+    bool identity;   /* a Caller with every request */
+    bool batch;      /* requests and replies as one Batch frame */
+} sam_broker_ext_t;
+
+/*  Parses a READY extension frame ("x-samordna/1 credit=N identity batch", tokens in any
+    order, unknown ones ignored). Returns false when the frame is not a samordna extension;
+    else fills *ext (credit clamped to 1..SAM_MDP_MAX_CREDIT, 1 when absent). */
+bool sam_broker_parse_extension(const uint8_t *data, size_t size, sam_broker_ext_t *ext);
 
 /*  Field 1 (a varint) of a packed protobuf message, found by walking its top-level fields
     without decoding anything else: the `id` of a samordna.v1.Request or Reply. Returns 0
