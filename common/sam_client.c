@@ -127,16 +127,16 @@ int sam_client_recv(sam_client_t *self, int timeout_ms, sam_result_t *out)
     void *h = zsock_resolve(self->sock);
     int64_t deadline = zclock_mono() + timeout_ms;
     for (;;) {
-        zmq_pollitem_t item = {h, 0, ZMQ_POLLIN, 0};
-        int64_t left = deadline - zclock_mono();
+        int left = (int)(deadline - zclock_mono());
         if (left < 0) left = 0;
-        /* Poll only when nothing is queued already: a pipelined reader mostly finds one. */
+        /* libzmq's blocking receive, bounded by the deadline: it takes a waiting message
+           without a system call and sleeps on the socket's mailbox with fewer of them than
+           zmq_poll would. */
+        zmq_setsockopt(h, ZMQ_RCVTIMEO, &left, sizeof left);
         zmq_msg_t part[4];
         int n = 0;
         zmq_msg_init(&part[0]);
-        int got = zmq_msg_recv(&part[0], h, ZMQ_DONTWAIT);
-        if (got < 0 && (zmq_poll(&item, 1, (long)left) <= 0 ||
-                        (got = zmq_msg_recv(&part[0], h, ZMQ_DONTWAIT)) < 0)) {
+        if (zmq_msg_recv(&part[0], h, 0) < 0) {
             zmq_msg_close(&part[0]);
             if (zclock_mono() < deadline && zmq_errno() == EINTR) continue;
             out->code = SAM_TIMEOUT;
