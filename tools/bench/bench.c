@@ -109,7 +109,8 @@ double bench_percentile(int64_t *lat_us, size_t n, double p)
 
 void bench_figure(const char *name, double value, const char *unit)
 {
-    printf("%-44s %14.1f %s\n", name, value, unit);
+    /* Ratios are read against floors such as 2.0x, so they get one more digit. */
+    printf(strcmp(unit, "x") == 0 ? "%-44s %14.2f %s\n" : "%-44s %14.1f %s\n", name, value, unit);
     fflush(stdout);
 }
 
@@ -124,6 +125,8 @@ static void s_usage(void)
 int main(int argc, char **argv)
 {
     if (argc == 3 && strcmp(argv[1], "--raw-echo") == 0) return bench_raw_echo_process(argv[2]);
+    if (argc == 4 && strcmp(argv[1], "--raw-relay") == 0)
+        return bench_raw_relay_process(argv[2], argv[3]);
     bench_t b = {.bin_dir = NULL, .work_dir = "bench-data", .scale = 1.0};
     const char *family = NULL;
     for (int i = 1; i < argc; i++) {

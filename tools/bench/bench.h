@@ -41,6 +41,9 @@ int bench_wait_service(const char *broker, const char *service, int timeout_ms);
 /* The raw baseline's echo as a process of its own (samordna-bench --raw-echo ENDPOINT):
    a ROUTER that sends every message back until SIGTERM. Returns the exit code. */
 int bench_raw_echo_process(const char *endpoint);
+/* A bare relay as a process of its own (samordna-bench --raw-relay FRONT BACK): zmq_proxy
+   from a ROUTER bound at FRONT to a DEALER connected to BACK, until SIGTERM. */
+int bench_raw_relay_process(const char *front, const char *back);
 
 /* Sorts n latencies (µs) and returns the p-th percentile (0..100). */
 double bench_percentile(int64_t *lat_us, size_t n, double p);

@@ -7,6 +7,11 @@
     process, and again as a process of its own: the broker path crosses processes (client,
     broker, worker), so the raw echo in another process is the like-for-like baseline that
     the ratios are taken against, and the in-process figure shows the best raw ZeroMQ does.
+
+    The relay figures put a bare zmq_proxy process (ROUTER in, DEALER out, no protocol at
+    all) between the raw client and the raw echo: the same four ZeroMQ hops per round trip
+    as client → broker → worker → broker → client, so they show what the hops themselves
+    cost on this machine, apart from anything the broker and the runtime do.
 */
 #include "bench.h"
 #include "sam_client.h"
@@ -72,6 +77,29 @@ int bench_raw_echo_process(const char *endpoint)
         zmq_msg_close(&part);
     }
     zsock_destroy(&router);
+    return 0;
+}
+
+int bench_raw_relay_process(const char *front, const char *back)
+{
+    zsys_init(); /* SIGTERM interrupts zmq_proxy */
+    zsock_t *in = zsock_new(ZMQ_ROUTER), *out = zsock_new(ZMQ_DEALER);
+    if (in && out) { /* before bind and connect: they apply to the pipes made then */
+        zsock_set_sndhwm(in, 0);
+        zsock_set_rcvhwm(in, 0);
+        zsock_set_sndhwm(out, 0);
+        zsock_set_rcvhwm(out, 0);
+    }
+    if (!in || !out || zsock_bind(in, "%s", front) < 0 || zsock_connect(out, "%s", back) != 0) {
+        fprintf(stderr, "samordna-bench --raw-relay: cannot bind %s or connect %s\n", front,
+                back);
+        zsock_destroy(&in);
+        zsock_destroy(&out);
+        return 1;
+    }
+    zmq_proxy(zsock_resolve(in), zsock_resolve(out), NULL);
+    zsock_destroy(&in);
+    zsock_destroy(&out);
     return 0;
 }
 
@@ -187,6 +215,19 @@ int bench_broker(bench_t *b)
         return 1;
     }
     s_raw(raw_ep, pipelined, sequential, &raw);
+
+    s_result_t relay;
+    char relay_ep[64];
+    bench_endpoint(relay_ep, sizeof relay_ep);
+    bench_proc_t relay_proc = {0};
+    if (bench_spawn(b, &relay_proc, "raw-relay.log", "samordna-bench", "--raw-relay", relay_ep,
+                    raw_ep, NULL)) {
+        fprintf(stderr, "bench broker: cannot start the relay process\n");
+        bench_stop(&echo_proc);
+        return 1;
+    }
+    s_raw(relay_ep, pipelined, sequential, &relay);
+    bench_stop(&relay_proc);
     bench_stop(&echo_proc);
 
     bench_endpoint(broker_ep, sizeof broker_ep);
@@ -213,5 +254,8 @@ int bench_broker(bench_t *b)
     bench_figure("broker+echo sequential p50", brk.p50_us, "us");
     bench_figure("broker+echo sequential p99", brk.p99_us, "us");
     bench_figure("sequential p50 ratio broker/raw", brk.p50_us / raw.p50_us, "x");
+    bench_figure("relay+raw pipelined", relay.per_s, "req/s");
+    bench_figure("relay+raw sequential p50", relay.p50_us, "us");
+    bench_figure("sequential p50 ratio relay/raw (the hops)", relay.p50_us / raw.p50_us, "x");
     return 0;
 }
