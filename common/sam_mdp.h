@@ -6,12 +6,15 @@
     Worker ↔ broker:  ""   "MDPW01" command ...
 
     Extension (samordna, optional): a worker appends one frame to READY:
-        "x-samordna/1 credit=N identity"
+        "x-samordna/1 credit=N identity batch"
     and our broker answers with a HEARTBEAT carrying the accepted set in the same form,
     before it sends any REQUEST. Until that answer arrives a worker must assume a plain
     7/MDP broker. With "identity" accepted, each REQUEST carries one extra frame, a packed
     samordna.v1.Caller, between the empty delimiter and the body:
         "" "MDPW01" 0x02 client "" caller body
+    With "batch" accepted, REQUEST and REPLY carry one samordna.v1.Batch frame of one or
+    more items instead (sam_batch.h):
+        "" "MDPW01" 0x02 Batch      "" "MDPW01" 0x03 Batch
 */
 #ifndef SAM_MDP_H
 #define SAM_MDP_H
