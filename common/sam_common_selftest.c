@@ -1,7 +1,9 @@
-/*  sam_common_selftest — unit selftests of the shared modules: config, store, status, keys.
+/*  sam_common_selftest — unit selftests of the shared modules: config, store, status, keys,
+    the batch frame.
     Each check prints nothing when it holds; the program prints one line per failed check
     and a closing 'N passed, N failed' line, and exits non-zero when any failed. It writes
     only under the folder given as its first argument. */
+#include "sam_batch.h"
 #include "sam_config.h"
 #include "sam_keys.h"
 #include "sam_status.h"
@@ -11,6 +13,7 @@
 
 #include <czmq.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -157,6 +160,238 @@ static void s_store_test(const char *dir)
     CHECK(st == NULL && strlen(err) > 0);
 }
 
+/* The reader's verdict on raw bytes: the items it returned before the end, or -1 when it
+   refused the rest. After a refusal it must stay at the end. */
+static int s_batch_read(const void *data, size_t size, sam_delivery_t *last)
+{
+    sam_batch_reader_t reader;
+    sam_batch_reader_init(&reader, data, size);
+    int n = 0, rc;
+    while ((rc = sam_batch_next(&reader, last)) == 1)
+        n++;
+    if (rc < 0) {
+        CHECK(sam_batch_next(&reader, last) == 0); /* stays at its end */
+        return -1;
+    }
+    return n;
+}
+
+#define S_RAW(text) (const uint8_t *)(text), sizeof(text) - 1
+
+static bool s_bytes_are(const uint8_t *data, size_t len, const char *text)
+{
+    return len == strlen(text) && (len == 0 || memcmp(data, text, len) == 0);
+}
+
+static void s_batch_test(void)
+{
+    /* Written with protobuf-c, read back in place: with and without caller, 0, 1, 3 bodies. */
+    ProtobufCBinaryData three[3] = {{3, (uint8_t *)"one"}, {0, (uint8_t *)""},
+                                    {5, (uint8_t *)"three"}};
+    ProtobufCBinaryData one[1] = {{4, (uint8_t *)"solo"}};
+    sam_batch_t batch = {0};
+    size_t before = batch.len;
+    size_t want = sam_batch_delivery_size(2, 6, three, 3);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"C1", 2, (const uint8_t *)"caller", 6, three,
+                        3) == 0);
+    CHECK(batch.len - before == want && batch.count == 1);
+    before = batch.len;
+    want = sam_batch_delivery_size(3, 0, one, 1);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"C22", 3, NULL, 0, one, 1) == 0);
+    CHECK(batch.len - before == want);
+    before = batch.len;
+    want = sam_batch_delivery_size(1, 0, NULL, 0);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"\x00", 1, NULL, 0, NULL, 0) == 0);
+    CHECK(batch.len - before == want && batch.count == 3);
+    /* A large body: its length takes a varint of several bytes. */
+    static uint8_t big[70000];
+    memset(big, 'b', sizeof big);
+    ProtobufCBinaryData large[1] = {{sizeof big, big}};
+    before = batch.len;
+    want = sam_batch_delivery_size(255, 300, large, 1);
+    static uint8_t long_id[255], long_caller[300];
+    memset(long_id, 'i', sizeof long_id);
+    memset(long_caller, 'c', sizeof long_caller);
+    CHECK(sam_batch_add(&batch, long_id, sizeof long_id, long_caller, sizeof long_caller, large,
+                        1) == 0);
+    CHECK(batch.len - before == want && batch.count == 4);
+
+    sam_batch_reader_t reader;
+    sam_delivery_t d;
+    sam_batch_reader_init(&reader, batch.data, batch.len);
+    CHECK(sam_batch_next(&reader, &d) == 1);
+    CHECK(s_bytes_are(d.client, d.client_len, "C1"));
+    CHECK(d.caller && s_bytes_are(d.caller, d.caller_len, "caller"));
+    CHECK(d.nbody == 3 && d.bytes == 8);
+    CHECK(s_bytes_are(d.body[0].data, d.body[0].len, "one") && d.body[1].len == 0 &&
+          s_bytes_are(d.body[2].data, d.body[2].len, "three"));
+    CHECK(sam_batch_next(&reader, &d) == 1);
+    CHECK(s_bytes_are(d.client, d.client_len, "C22") && d.caller == NULL && d.caller_len == 0);
+    CHECK(d.nbody == 1 && s_bytes_are(d.body[0].data, d.body[0].len, "solo") && d.bytes == 4);
+    CHECK(sam_batch_next(&reader, &d) == 1);
+    CHECK(d.client_len == 1 && d.client[0] == 0 && d.caller == NULL && d.nbody == 0 &&
+          d.bytes == 0);
+    CHECK(sam_batch_next(&reader, &d) == 1);
+    CHECK(d.client_len == 255 && memcmp(d.client, long_id, 255) == 0);
+    CHECK(d.caller_len == 300 && memcmp(d.caller, long_caller, 300) == 0);
+    CHECK(d.nbody == 1 && d.bytes == sizeof big && memcmp(d.body[0].data, big, sizeof big) == 0);
+    CHECK(sam_batch_next(&reader, &d) == 0);
+    CHECK(sam_batch_next(&reader, &d) == 0); /* and stays at the end */
+
+    /* protobuf-c reads the same frame the same way. */
+    Samordna__V1__Batch *unpacked = samordna__v1__batch__unpack(NULL, batch.len, batch.data);
+    CHECK(unpacked && unpacked->n_item == 4);
+    if (unpacked && unpacked->n_item == 4) {
+        Samordna__V1__Batch__Item **it = unpacked->item;
+        CHECK(s_bytes_are(it[0]->client.data, it[0]->client.len, "C1"));
+        CHECK(s_bytes_are(it[0]->caller.data, it[0]->caller.len, "caller"));
+        CHECK(it[0]->n_body == 3 && it[0]->body[1].len == 0 &&
+              s_bytes_are(it[0]->body[2].data, it[0]->body[2].len, "three"));
+        CHECK(it[1]->caller.len == 0 && it[1]->n_body == 1);
+        CHECK(it[2]->client.len == 1 && it[2]->n_body == 0);
+        CHECK(it[3]->client.len == 255 && it[3]->caller.len == 300 && it[3]->n_body == 1 &&
+              it[3]->body[0].len == sizeof big);
+    }
+    samordna__v1__batch__free_unpacked(unpacked, NULL);
+
+    /* And what protobuf-c packs, the reader reads. */
+    Samordna__V1__Batch__Item item = SAMORDNA__V1__BATCH__ITEM__INIT;
+    Samordna__V1__Batch__Item *items[] = {&item};
+    item.client = (ProtobufCBinaryData){2, (uint8_t *)"PB"};
+    item.n_body = 3;
+    item.body = three;
+    Samordna__V1__Batch pb = SAMORDNA__V1__BATCH__INIT;
+    pb.n_item = 1;
+    pb.item = items;
+    uint8_t packed[256];
+    size_t npacked = samordna__v1__batch__pack(&pb, packed);
+    CHECK(s_batch_read(packed, npacked, &d) == 1);
+    CHECK(s_bytes_are(d.client, d.client_len, "PB") && d.caller == NULL && d.nbody == 3 &&
+          s_bytes_are(d.body[2].data, d.body[2].len, "three"));
+
+    /* Reset empties it for the next frame; a buffer past 1 MiB is given back. */
+    sam_batch_reset(&batch);
+    CHECK(batch.len == 0 && batch.count == 0 && batch.data != NULL);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"C3", 2, NULL, 0, one, 1) == 0);
+    CHECK(batch.count == 1 && s_batch_read(batch.data, batch.len, &d) == 1 &&
+          s_bytes_are(d.client, d.client_len, "C3"));
+    for (int i = 0; i < 20; i++)
+        CHECK(sam_batch_add(&batch, (const uint8_t *)"C4", 2, NULL, 0, large, 1) == 0);
+    CHECK(batch.cap > (1u << 20) && s_batch_read(batch.data, batch.len, &d) == 21);
+    sam_batch_reset(&batch);
+    CHECK(batch.len == 0 && batch.count == 0 && batch.data == NULL && batch.cap == 0);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"C5", 2, NULL, 0, one, 1) == 0);
+    CHECK(batch.count == 1 && s_batch_read(batch.data, batch.len, &d) == 1);
+    sam_batch_free(&batch);
+    CHECK(batch.data == NULL && batch.len == 0 && batch.count == 0);
+    sam_batch_free(&batch); /* twice is harmless */
+
+    /* Empty frames and exactly SAM_BATCH_MAX_BODY bodies are fine, one more is not. */
+    CHECK(s_batch_read("", 0, &d) == 0);
+    CHECK(s_batch_read(S_RAW("\x0a\x00"), &d) == 1 && d.client == NULL && d.nbody == 0);
+    ProtobufCBinaryData many[SAM_BATCH_MAX_BODY + 1];
+    for (int i = 0; i <= SAM_BATCH_MAX_BODY; i++)
+        many[i] = (ProtobufCBinaryData){1, (uint8_t *)"m"};
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"C6", 2, NULL, 0, many, SAM_BATCH_MAX_BODY) == 0);
+    CHECK(s_batch_read(batch.data, batch.len, &d) == 1 && d.nbody == SAM_BATCH_MAX_BODY &&
+          d.bytes == SAM_BATCH_MAX_BODY);
+    sam_batch_reset(&batch);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"C7", 2, NULL, 0, many,
+                        SAM_BATCH_MAX_BODY + 1) == 0);
+    CHECK(s_batch_read(batch.data, batch.len, &d) == -1);
+    /* A good item first, then the one with too many bodies: the first still comes out. */
+    sam_batch_reset(&batch);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"ok", 2, NULL, 0, one, 1) == 0);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"C7", 2, NULL, 0, many,
+                        SAM_BATCH_MAX_BODY + 1) == 0);
+    sam_batch_reader_init(&reader, batch.data, batch.len);
+    CHECK(sam_batch_next(&reader, &d) == 1 && s_bytes_are(d.client, d.client_len, "ok"));
+    CHECK(sam_batch_next(&reader, &d) == -1);
+    CHECK(sam_batch_next(&reader, &d) == 0);
+    sam_batch_free(&batch);
+
+    /* Broken frames: -1, never a read past the end. Each is a copy of its own size so the
+       sanitizers see any overrun. */
+    static const struct {
+        const uint8_t *bytes;
+        size_t size;
+    } bad[] = {
+        {S_RAW("\x80")},                         /* truncated key varint */
+        {S_RAW("\x0a")},                         /* item without its length */
+        {S_RAW("\x0a\x80")},                     /* truncated length varint */
+        {S_RAW("\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")}, /* varint over 64 bits */
+        {S_RAW("\x0a\x05\x0a\x01x")},            /* item length past the end */
+        {S_RAW("\x0a\x03\x0a\x05x")},            /* client length past the item's end */
+        {S_RAW("\x0a\x02\x0a\x80")},             /* truncated varint inside the item */
+        {S_RAW("\x0a\x81\x80\x80\x80\x80\x80\x80\x80\x80\x01")}, /* a length near 2^64 */
+        {S_RAW("\x08\x01")},                     /* Batch.item as a varint */
+        {S_RAW("\x0d\x01\x02\x03\x04")},         /* Batch.item as fixed32 */
+        {S_RAW("\x0a\x02\x08\x01")},             /* Item.client as a varint */
+        {S_RAW("\x0a\x02\x10\x01")},             /* Item.caller as a varint */
+        {S_RAW("\x0a\x02\x18\x01")},             /* Item.body as a varint */
+        {S_RAW("\x0a\x09\x19\x01\x02\x03\x04\x05\x06\x07\x08")}, /* Item.body as fixed64 */
+        {S_RAW("\x0b\x0c")},                     /* a group (wire type 3) */
+        {S_RAW("\x0a\x02\x1b\x1c")},             /* a group inside the item */
+        {S_RAW("\x0e")},                         /* wire type 6 */
+        {S_RAW("\x02\x00")},                     /* field number 0 */
+        {S_RAW("\x0a\x02\x02\x00")},             /* field number 0 inside the item */
+        {S_RAW("\x39\x01\x02\x03\x04\x05\x06\x07")}, /* an unknown fixed64 a byte short */
+        {S_RAW("\x0a\x04\x3d\x01\x02\x03")},     /* an unknown fixed32 a byte short, in the item */
+        {S_RAW("\x0a\x08\x41\x01\x02\x03\x04\x05\x06\x07")}, /* and an unknown fixed64 */
+        {S_RAW("\x0a\x03\x4a\x02z")},            /* an unknown length a byte past the item */
+        {S_RAW("\x0a\x03\x1a\x02z\x0a\x00")},    /* a body a byte past the item */
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint8_t *copy = malloc(bad[i].size);
+        memcpy(copy, bad[i].bytes, bad[i].size);
+        int got = s_batch_read(copy, bad[i].size, &d);
+        if (got != -1) printf("     bad frame %zu read as %d items\n", i, got);
+        CHECK(got == -1);
+        free(copy);
+    }
+
+    /* Fields a later version may add are skipped, in the Batch and in the Item: varint,
+       fixed64, length-delimited and fixed32. */
+    static const uint8_t later[] = {
+        0x38, 0x05,                                           /* Batch field 7, varint */
+        0x0a, 0x1e,                                           /* item, 30 bytes: */
+        0x38, 0x96, 0x01,                                     /*   field 7, varint 150 */
+        0x0a, 0x02, 'C', '9',                                 /*   client */
+        0x41, 1, 2, 3, 4, 5, 6, 7, 8,                         /*   field 8, fixed64 */
+        0x1a, 0x01, 'b',                                      /*   body */
+        0x4a, 0x02, 'z', 'z',                                 /*   field 9, bytes */
+        0x55, 1, 2, 3, 4,                                     /*   field 10, fixed32 */
+        0x62, 0x00,                                           /* ...field 12, empty bytes */
+        0x12, 0x03, 'x', 'y', 'z',                            /* Batch field 2, bytes */
+        0x0a, 0x03, 0x0a, 0x01, 'D',                          /* item: client only */
+        0x79, 1, 2, 3, 4, 5, 6, 7, 8,                         /* Batch field 15, fixed64 */
+    };
+    sam_batch_reader_init(&reader, later, sizeof later);
+    CHECK(sam_batch_next(&reader, &d) == 1);
+    CHECK(s_bytes_are(d.client, d.client_len, "C9") && d.caller == NULL && d.nbody == 1 &&
+          s_bytes_are(d.body[0].data, d.body[0].len, "b"));
+    CHECK(sam_batch_next(&reader, &d) == 1);
+    CHECK(s_bytes_are(d.client, d.client_len, "D") && d.nbody == 0);
+    CHECK(sam_batch_next(&reader, &d) == 0);
+    unpacked = samordna__v1__batch__unpack(NULL, sizeof later, later);
+    CHECK(unpacked && unpacked->n_item == 2);
+    samordna__v1__batch__free_unpacked(unpacked, NULL);
+
+    /* The varint helper on its own. */
+    size_t at = 0;
+    uint64_t v = 0;
+    CHECK(sam_batch_varint((const uint8_t *)"\xac\x02", 2, &at, &v) && v == 300 && at == 2);
+    at = 0;
+    CHECK(!sam_batch_varint((const uint8_t *)"\xac", 1, &at, &v));
+    at = 0;
+    CHECK(sam_batch_varint((const uint8_t *)"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 10,
+                           &at, &v) &&
+          v == UINT64_MAX && at == 10);
+    at = 0; /* eleven bytes are more than a varint has */
+    CHECK(!sam_batch_varint((const uint8_t *)"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 11,
+                            &at, &v));
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "selftest-data";
@@ -165,6 +400,7 @@ int main(int argc, char **argv)
     CHECK(strcmp(sam_status_name(999), "error") == 0);
     s_config_test(dir);
     s_store_test(dir);
+    s_batch_test();
     char keys[1024];
     snprintf(keys, sizeof keys, "%s/keys-%d", dir, (int)getpid());
     CHECK(sam_keys_selftest(keys, false) == 0);

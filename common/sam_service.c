@@ -1129,7 +1129,11 @@ static void s_loop(sam_service_t *svc)
                 /* A non-blocking receive says whether anything is waiting: asking
                    zsock_events first would cost a second trip into libzmq per message. */
                 bool got;
-                n += s_receive(svc, bi, &now, flags, &got, batch + n, SAM_MDP_MAX_CREDIT - n);
+                /* A broker never has more than our credit in flight, so one Batch holds no
+                   more: the items past it are answered 503 (s_parse_batch). */
+                size_t room = SAM_MDP_MAX_CREDIT - n;
+                if (room > (size_t)svc->credit) room = (size_t)svc->credit;
+                n += s_receive(svc, bi, &now, flags, &got, batch + n, room);
                 flags = ZMQ_DONTWAIT;
                 if (got) more = true;
             }

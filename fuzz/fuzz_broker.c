@@ -4,9 +4,10 @@
     that many frames (fuzz_input.h); the first frame of each is the peer's routing id.
     Messages of one input go to one broker in order, so READY, requests and replies can
     meet; a fresh broker every 256 inputs keeps its tables from growing without end. The
-    READY extension parser and the id peek get the raw input too.
+    READY extension parser, the id peek and the Batch reader get the raw input too.
 */
 #include "fuzz_input.h"
+#include "sam_batch.h"
 #include "sam_broker.h"
 #include "sam_log.h"
 
@@ -53,6 +54,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sam_broker_ext_t ext;
     sam_broker_parse_extension(data, size, &ext);
     sam_broker_peek_id(data, size);
+    sam_batch_reader_t reader;
+    sam_delivery_t item;
+    sam_batch_reader_init(&reader, data, size);
+    while (sam_batch_next(&reader, &item) > 0)
+        if (item.bytes > size || item.client_len > size || item.caller_len > size) abort();
 
     if (++s_inputs % 256 == 0) s_new_broker();
     fuzz_input_t in = {data, size, 0};

@@ -1,5 +1,6 @@
 """broker_test — samordna-broker on the wire: 7/MDP for clients and workers, 8/MMI, the
-samordna extension (credit, Caller frame), heartbeats, limits, broken input, shutdown.
+samordna extension (credit, Caller frame, Batch frames), heartbeats, limits, broken input,
+shutdown.
 
 Every test talks to a real broker process over raw pyzmq sockets and ends by stopping it
 with SIGTERM and checking exit code 0, so a crash, a hang or (under the sanitizers) a leak
@@ -304,6 +305,276 @@ def test_identity_worker_gets_caller_frame():
     assert frames == [body]
     w.close()
     w2.close()
+    c.close()
+    stop_clean(proc)
+
+
+# ---- the batch extension -------------------------------------------------------------------
+
+Item = envelope_pb2.Batch.Item
+
+
+def batch_of(frames):
+    """The Batch of a REQUEST to a batch worker: exactly one frame after the command."""
+    assert len(frames) == 1, f"REQUEST to a batch worker with {len(frames)} frames after the " \
+                             f"command: {frames[:3]}"
+    batch = envelope_pb2.Batch()
+    batch.ParseFromString(frames[0])
+    assert batch.item, "an empty Batch"
+    return batch
+
+
+def recv_items(worker, n, timeout=5.0):
+    """REQUEST Batches until they hold n items; returns (items, the size of each frame)."""
+    items, sizes = [], []
+    while len(items) < n:
+        command, frames = worker.recv(timeout)
+        assert command == REQUEST, f"expected REQUEST, got {command!r} {frames}"
+        items += batch_of(frames).item
+        sizes.append(len(frames[0]))
+    assert len(items) == n, f"{len(items)} requests in flight, expected {n}"
+    return items, sizes
+
+
+def request_of(item):
+    assert len(item.body) == 1, f"{len(item.body)} body frames"
+    req = envelope_pb2.Request()
+    req.ParseFromString(item.body[0])
+    return req
+
+
+def answer(item, code=200):
+    """A reply item for a request item: its id, and its method as the body."""
+    req = request_of(item)
+    rep = envelope_pb2.Reply(id=req.id, status=envelope_pb2.Status(code=code),
+                             body=b"re:" + req.method.encode())
+    return Item(client=item.client, body=[rep.SerializeToString()])
+
+
+def send_batch(worker, *items, tail=b""):
+    """A Batch REPLY: "" "MDPW01" 0x03 Batch (and `tail`, raw bytes after the items)."""
+    worker.send(REPLY, envelope_pb2.Batch(item=list(items)).SerializeToString() + tail)
+
+
+def client_frames(client, timeout=5.0):
+    assert client.sock.poll(int(timeout * samtest.SLOW * 1000)), f"no reply within {timeout}s"
+    return client.sock.recv_multipart()
+
+
+def test_batch_worker_takes_and_answers_batches():
+    """A worker that negotiates `batch` gets its requests, and answers them, as one Batch frame
+    holding many; its credit still bounds the requests in flight."""
+    proc, ep = samtest.broker("--request-timeout-ms", "30000")
+    clients = [Client(ep) for _ in range(4)]
+    sent = {}  # method -> (client, request id)
+    for i in range(20):
+        c = clients[i % 4]
+        sent[f"m{i}"] = (c, c.send("batched", f"m{i}"))
+    for c in clients:  # a connection's MMI answer comes after its requests are queued
+        assert c.mmi("mmi.service", b"batched")[3] == b"404"
+    w = Worker(ep, "batched", extension="x-samordna/1 credit=8 identity batch")
+    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=8 identity batch"])
+    owner = {}  # routing id -> client
+
+    def check(items):
+        for item in items:
+            req = request_of(item)
+            c, rid = sent.pop(req.method)
+            assert req.id == rid, (req, rid)
+            assert owner.setdefault(item.client, c) is c, "two clients with one routing id"
+            caller = envelope_pb2.Caller()
+            caller.ParseFromString(item.caller)
+            assert caller.insecure and caller.role == "admin" and caller.agency == "", caller
+
+    # The queued requests, up to the credit, travel in one REQUEST of four frames.
+    command, frames = w.recv()
+    assert command == REQUEST
+    first = batch_of(frames).item
+    assert len(first) == 8, f"{len(first)} requests in the first Batch, credit is 8"
+    assert w.quiet(0.3), "a request beyond the credit"
+    check(first)
+    # One Batch REPLY answers all eight, in reverse order; that frees the credit at once.
+    send_batch(w, *[answer(item) for item in reversed(first)])
+    second, _ = recv_items(w, 8)
+    assert w.quiet(0.3), "a request beyond the credit"
+    check(second)
+    send_batch(w, *[answer(item) for item in second])
+    third, _ = recv_items(w, 4)
+    check(third)
+    assert not sent and len(owner) == 4, (sent, len(owner))
+    # A batch worker may still answer with plain REPLYs, alone or beside a Batch.
+    for item in third[:2]:
+        w.reply(item.client, answer(item).body[0])
+    send_batch(w, *[answer(item) for item in third[2:]])
+    for k, c in enumerate(clients):
+        got = {}
+        for _ in range(5):
+            frames = client_frames(c)
+            assert frames[:3] == [b"", MDPC, b"batched"] and len(frames) == 4, frames
+            rep = envelope_pb2.Reply()
+            rep.ParseFromString(frames[3])
+            assert rep.status.code == 200, rep
+            got[rep.id] = rep.body
+        assert got == {i // 4 + 1: b"re:m%d" % i for i in range(k, 20, 4)}, got
+    # Every reply, plain or batched, gave its credit back: eight at once again.
+    ids = [clients[0].send("batched", "again") for _ in range(9)]
+    items, _ = recv_items(w, 8)
+    assert w.quiet(0.3), "a request beyond the credit"
+    send_batch(w, *[answer(item) for item in items])
+    send_batch(w, *[answer(item) for item in recv_items(w, 1)[0]])
+    assert sorted(clients[0].recv().id for _ in ids) == ids
+    w.close()
+    for c in clients:
+        c.close()
+    stop_clean(proc)
+
+
+def test_batch_worker_without_identity_gets_no_caller():
+    proc, ep = samtest.broker()
+    w = Worker(ep, "anon", extension="x-samordna/1 batch credit=2")
+    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=2 batch"])
+    c = Client(ep)
+    rid = c.send("anon", "m", b"payload")
+    command, frames = w.recv()
+    assert command == REQUEST
+    items = batch_of(frames).item
+    assert len(items) == 1 and [f.name for f, _ in items[0].ListFields()] == ["client", "body"], \
+        items
+    req = request_of(items[0])
+    assert req.id == rid and req.body == b"payload", req
+    send_batch(w, answer(items[0]))
+    rep = c.recv()
+    assert rep.id == rid and rep.body == b"re:m", rep
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_batch_carries_multi_frame_bodies_both_ways():
+    """A client's body frames are the item's `body` entries, in order, and a reply item's
+    entries reach the client as that many frames."""
+    proc, ep = samtest.broker()
+    w = Worker(ep, "multi", extension="x-samordna/1 credit=4 batch")
+    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=4 batch"])
+    c = Client(ep)
+    req = envelope_pb2.Request(id=5, method="m").SerializeToString()
+    c.sock.send_multipart([b"", MDPC, b"multi", req, b"second", b"", b"\x00fourth"])
+    plain = c.send("multi", "one")
+    items, _ = recv_items(w, 2)
+    many = next(i for i in items if len(i.body) > 1)
+    assert list(many.body) == [req, b"second", b"", b"\x00fourth"], many.body
+    one = next(i for i in items if i is not many)
+    rep = envelope_pb2.Reply(id=5, status=envelope_pb2.Status(code=200)).SerializeToString()
+    send_batch(w, Item(client=many.client, body=[rep, b"", b"more", b"x" * 1000]),
+               answer(one))
+    got = [client_frames(c), client_frames(c)]
+    got.sort(key=len)
+    assert got[0][:3] == [b"", MDPC, b"multi"] and len(got[0]) == 4, got[0]
+    one_rep = envelope_pb2.Reply()
+    one_rep.ParseFromString(got[0][3])
+    assert one_rep.id == plain and one_rep.body == b"re:one"
+    assert got[1] == [b"", MDPC, b"multi", rep, b"", b"more", b"x" * 1000], got[1][:6]
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_batch_is_sent_early_when_it_reaches_32k():
+    """Requests gathered for a worker go out in more frames once a Batch holds 32 KiB."""
+    proc, ep = samtest.broker("--request-timeout-ms", "30000")
+    c = Client(ep)
+    ids = [c.send("bulky", f"b{i}", bytes([65 + i]) * 10000) for i in range(8)]
+    assert c.mmi("mmi.service", b"bulky")[3] == b"404"  # all eight are queued
+    w = Worker(ep, "bulky", extension="x-samordna/1 credit=8 batch")
+    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=8 batch"])
+    items, sizes = recv_items(w, 8)
+    assert len(sizes) >= 3 and all(s <= 32 * 1024 for s in sizes), sizes
+    assert sorted(request_of(i).id for i in items) == ids
+    assert all(request_of(i).body == bytes([64 + request_of(i).id]) * 10000 for i in items)
+    send_batch(w, *[answer(i) for i in items])
+    assert sorted(c.recv().id for _ in ids) == ids
+    w.close()
+    c.close()
+    stop_clean(proc)
+
+
+def test_batch_reply_malformed_is_survived():
+    """A broken Batch REPLY is logged and dropped; the items before the break are delivered,
+    a broken item's client gets an error where the broker can tell who it is, requests whose
+    answers were lost stay in flight until the worker leaves, and the broker serves on."""
+    proc, ep = samtest.broker("--max-msg", "4096")
+    w = Worker(ep, "sturdy", extension="x-samordna/1 credit=16 batch")
+    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=16 batch"])
+    clients = [Client(ep) for _ in range(7)]
+    for k, c in enumerate(clients):
+        c.send("sturdy", f"c{k}")
+    items, _ = recv_items(w, 7)
+    it = {request_of(i).method: i for i in items}
+    w.send(REPLY, b"\xff\xfe not a batch")                     # garbage
+    w.send(REPLY, b"\x0a\x7f\x0a\x02C0")                       # an item longer than the frame
+    send_batch(w, Item(body=answer(it["c0"]).body))            # an item without a client
+    send_batch(w, Item(client=b"\x00nobody", body=answer(it["c0"]).body))  # unknown client
+    send_batch(w, Item(client=it["c1"].client))                # no body: 500
+    big = answer(it["c2"])
+    big.body.append(b"x" * 5000)
+    send_batch(w, big)                                         # over --max-msg: 413
+    send_batch(w, answer(it["c3"]), answer(it["c4"]), tail=b"\x0a\x09\x0a")  # then garbage
+    rep = expect_error(clients[1], 1, 500)
+    assert "malformed" in rep.status.message, rep.status.message
+    rep = expect_error(clients[2], 1, 413)
+    assert "4096" in rep.status.message, rep.status.message
+    for k in (3, 4):
+        rep = clients[k].recv()
+        assert rep.id == 1 and rep.status.code == 200 and rep.body == b"re:c%d" % k, rep
+    # Still serving the same worker.
+    send_batch(w, answer(it["c5"]))
+    rep = clients[5].recv()
+    assert rep.status.code == 200 and rep.body == b"re:c5", rep
+    # c0's answers were unreadable or misaddressed, c6 was never answered: both are still in
+    # flight to the worker, and hear 503 when it leaves.
+    assert not clients[0].sock.poll(0), "a reply reached c0"
+    w.disconnect()
+    for k in (0, 6):
+        rep = expect_error(clients[k], 1, 503)
+        assert "lost while handling" in rep.status.message, rep.status.message
+    log = proc.logtext()
+    assert log.count("REPLY batch that is not a samordna.v1.Batch") == 3, log
+    assert log.count("REPLY batch item without a client address") == 1, log
+    assert "reply.unknown_client" in log and "client=006e6f626f6479" in log, log
+    assert log.count("reply.too_large worker=") == 1, log
+    # A new batch worker is served as if nothing had happened.
+    w.connect()
+    w.recv()
+    clients[0].send("sturdy", "after")
+    (item,), _ = recv_items(w, 1)
+    send_batch(w, answer(item))
+    rep = clients[0].recv()
+    assert rep.id == 2 and rep.body == b"re:after", rep
+    assert proc.alive()
+    w.close()
+    for c in clients:
+        c.close()
+    stop_clean(proc)
+
+
+def test_worker_without_batch_gets_plain_frames():
+    """Without the `batch` token (a look-alike does not count) requests and replies stay
+    7/MDP frames, and a one-frame REPLY is not read as a Batch."""
+    proc, ep = samtest.broker()
+    c = Client(ep)
+    for ext, ack in (("x-samordna/1 credit=2 identity", b"x-samordna/1 credit=2 identity"),
+                     ("x-samordna/1 credit=2 batched nobatch", b"x-samordna/1 credit=2")):
+        w = Worker(ep, "plainly", extension=ext)
+        assert w.recv() == (HEARTBEAT, [ack])
+        rid = c.send("plainly", "m")
+        client, frames = w.recv_request()
+        assert len(frames) == (2 if "identity" in ext else 1), frames
+        send_batch(w, answer(Item(client=client, body=frames[-1:])))
+        assert not c.sock.poll(300), "a Batch from a plain worker was delivered"
+        echo_reply(w, client, frames)
+        assert c.recv().id == rid
+        w.close()
+    assert "reply.unknown_client" in proc.logtext()
     c.close()
     stop_clean(proc)
 

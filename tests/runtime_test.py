@@ -2,8 +2,9 @@
 
 A raw ROUTER socket stands in for the broker so every frame the runtime sends and accepts is
 checked exactly: READY with the samordna extension, heartbeats, REQUEST with and without the
-Caller frame, REPLY envelopes, the write path (outbox, duplicates, refusals, group commit),
-events.read long polls, malformed frames, reconnection, and durability across kill -9.
+Caller frame, REPLY envelopes, the batch extension (Batch frames both ways), the write path
+(outbox, duplicates, refusals, group commit), events.read long polls, malformed frames,
+reconnection, and durability across kill -9.
 The service under test is samordna-echo, which has no domain tables.
 """
 import os
@@ -44,18 +45,23 @@ class FakeBroker:
             assert f[3] in skip, f"unexpected command {f[3]!r}"
         raise AssertionError(f"no command {cmd!r}")
 
-    def accept(self, identity=True, credit=None):
-        """Waits for READY, answers the extension like samordna-broker does."""
+    def accept(self, identity=True, credit=None, batch=False, extra=""):
+        """Waits for READY, answers the extension like samordna-broker does (`extra`: more
+        tokens in the answer)."""
         # Replies of a killed predecessor may still be queued: they are not the new worker's.
         f = self.recv_cmd(READY, skip=(HEARTBEAT, REPLY))
         self.worker = f[0]
         assert f[4] == b"echo", f[4]
         ext = f[5].decode()
         assert ext.startswith("x-samordna/1") and "credit=" in ext and "identity" in ext, ext
+        assert "batch" in ext.split(), ext
         self.identity = identity
         accepted = "x-samordna/1 credit=%s" % (credit or ext.split("credit=")[1].split()[0])
         if identity:
             accepted += " identity"
+        if batch:
+            accepted += " batch"
+        accepted += extra
         self.sock.send_multipart([self.worker, b"", MDPW, HEARTBEAT, accepted.encode()])
         return ext
 
@@ -71,9 +77,42 @@ class FakeBroker:
 
     def reply(self, timeout=5.0):
         f = self.recv_cmd(REPLY, timeout)
+        assert len(f) == 7 and f[5] == b"", f"not a plain REPLY: {f[3:]}"
         rep = envelope_pb2.Reply()
         rep.ParseFromString(f[6])
         return f[4], rep
+
+    def item(self, method, body=b"", rid=1, client=b"C1", caller=None):
+        """One request as a Batch item, with a Caller when identity was accepted."""
+        req = envelope_pb2.Request(id=rid, method=method, body=body)
+        item = envelope_pb2.Batch.Item(client=client, body=[req.SerializeToString()])
+        if self.identity:
+            c = caller or envelope_pb2.Caller(role="admin", insecure=True)
+            item.caller = c.SerializeToString()
+        return item
+
+    def batch(self, *items, raw=None):
+        """A REQUEST to a batch worker: "" "MDPW01" 0x02 Batch (or `raw` bytes as the Batch)."""
+        frame = raw if raw is not None else envelope_pb2.Batch(item=list(items)).SerializeToString()
+        self.sock.send_multipart([self.worker, b"", MDPW, REQUEST, frame])
+
+    def batch_replies(self, n, timeout=5.0):
+        """Batch REPLYs until they hold n replies: ([(client, Reply)], size of each frame)."""
+        got, sizes = [], []
+        while len(got) < n:
+            f = self.recv_cmd(REPLY, timeout)
+            assert len(f) == 5, f"a REPLY to a batch broker with {len(f) - 4} frames"
+            batch = envelope_pb2.Batch()
+            batch.ParseFromString(f[4])
+            assert batch.item, "an empty Batch"
+            sizes.append(len(f[4]))
+            for item in batch.item:
+                assert len(item.body) == 1 and not item.caller, item
+                rep = envelope_pb2.Reply()
+                rep.ParseFromString(item.body[0])
+                got.append((item.client, rep))
+        assert len(got) == n, f"{len(got)} replies, expected {n}"
+        return got, sizes
 
 
 def event(eid, data=b"x", source="fmov", etype="no.samordna.echo.recorded"):
@@ -123,6 +162,141 @@ def test_plain_broker_gets_plain_requests():
         fb.request("echo", body=b"plain", rid=3)
         _, rep = fb.reply()
         assert rep.status.code == 200 and rep.body == b"plain"
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_batch_broker_gets_replies_in_batches():
+    """Requests in one Batch are all answered, in Batch REPLYs of at most 32 KiB each."""
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-batch"))
+    try:
+        fb.accept(batch=True)
+        items = [fb.item("echo", b"body%d" % i, rid=100 + i, client=b"C%d" % (i % 3))
+                 for i in range(10)]
+        fb.batch(*items, fb.item("ping", rid=7, client=b"P"))
+        got, _ = fb.batch_replies(11)
+        want = {100 + i: (b"C%d" % (i % 3), b"body%d" % i) for i in range(10)}
+        for client, rep in got:
+            assert rep.status.code == 200, rep
+            if rep.id == 7:
+                assert client == b"P"
+                continue
+            assert want.pop(rep.id) == (client, rep.body), (client, rep)
+        assert not want and [r.id for _, r in got].count(7) == 1, want
+        # Replies larger than one Batch frame holds are split over several.
+        big = [fb.item("echo", bytes([65 + i]) * 10000, rid=i + 1, client=b"B%d" % i)
+               for i in range(8)]
+        fb.batch(*big)
+        got, sizes = fb.batch_replies(8)
+        assert len(sizes) >= 3 and all(s <= 32 * 1024 for s in sizes), sizes
+        assert sorted((c, r.id, r.body) for c, r in got) == \
+            [(b"B%d" % i, i + 1, bytes([65 + i]) * 10000) for i in range(8)]
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_batch_with_malformed_items_spares_the_rest():
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-batch-bad"))
+    try:
+        fb.accept(batch=True)
+        two = fb.item("echo", b"two", rid=3, client=b"TWO")
+        two.body.append(b"extra")
+        bad_caller = fb.item("echo", b"who", rid=6, client=b"WHO")
+        bad_caller.caller = b"\xff\xff\xff"
+        nobody = fb.item("echo", b"lost", rid=4, client=b"")
+        empty = envelope_pb2.Batch.Item(client=b"EMPTY",
+                                        caller=fb.item("x").caller)  # no body at all
+        garbage = fb.item("echo", client=b"GARBAGE")
+        garbage.body[0] = b"\xff\xff\xff"
+        fb.batch(fb.item("echo", b"first", rid=1, client=b"A"), garbage, two, nobody, empty,
+                 bad_caller, fb.item("echo", b"last", rid=7, client=b"G"))
+        got, _ = fb.batch_replies(6)
+        reps = {client: rep for client, rep in got}
+        assert sorted(reps) == [b"A", b"EMPTY", b"G", b"GARBAGE", b"TWO", b"WHO"], sorted(reps)
+        assert reps[b"A"].status.code == 200 and reps[b"A"].body == b"first"
+        assert reps[b"G"].status.code == 200 and reps[b"G"].body == b"last"
+        assert reps[b"GARBAGE"].status.code == 400 and reps[b"GARBAGE"].id == 0
+        assert "undecodable" in reps[b"GARBAGE"].status.message
+        assert reps[b"TWO"].status.code == 400 and reps[b"TWO"].id == 3
+        assert "2 body frames" in reps[b"TWO"].status.message, reps[b"TWO"].status
+        assert reps[b"EMPTY"].status.code == 400 and "0 body frames" in \
+            reps[b"EMPTY"].status.message, reps[b"EMPTY"].status
+        assert reps[b"WHO"].status.code == 400 and "caller" in reps[b"WHO"].status.message
+        # The item without a client was dropped and logged, not answered.
+        fb.batch(fb.item("ping", rid=42))
+        got, _ = fb.batch_replies(1)
+        assert got[0][1].id == 42 and got[0][1].status.code == 200, got
+        assert "batch item without a client" in p.logtext()
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_garbage_instead_of_a_batch_is_survived():
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-batch-garbage"))
+    try:
+        fb.accept(batch=True)
+        fb.batch(raw=b"\xff\xfe not a batch")
+        # Readable items before the break are served.
+        good = envelope_pb2.Batch(item=[fb.item("echo", b"before", rid=5, client=b"V")])
+        fb.batch(raw=good.SerializeToString() + b"\x0a\x09\x0a")
+        # A plain REQUEST is not what a batch broker sends: logged, not answered.
+        req = envelope_pb2.Request(id=6, method="ping").SerializeToString()
+        caller = envelope_pb2.Caller(role="admin", insecure=True).SerializeToString()
+        fb.sock.send_multipart([fb.worker, b"", MDPW, REQUEST, b"PLAIN", b"", caller, req])
+        fb.batch(fb.item("ping", rid=42))
+        got, _ = fb.batch_replies(2)
+        assert [(c, r.id, r.status.code) for c, r in got] == \
+            [(b"V", 5, 200), (b"C1", 42, 200)], got
+        assert got[0][1].body == b"before"
+        assert p.alive()
+        log = p.logtext()
+        assert log.count("REQUEST batch that is not a samordna.v1.Batch") == 2, log
+        assert "one Batch expected" in log, log
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_batch_over_the_credit_is_refused_503():
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-batch-credit"), "--credit", "4")
+    try:
+        assert "credit=4" in fb.accept(batch=True)
+        fb.batch(*[fb.item("echo", b"e%d" % i, rid=i + 1, client=b"K%d" % i) for i in range(6)])
+        got, _ = fb.batch_replies(6)
+        codes = {rep.id: (client, rep.status.code) for client, rep in got}
+        assert codes == {i + 1: (b"K%d" % i, 200 if i < 4 else 503) for i in range(6)}, codes
+        assert all("credit" in rep.status.message for _, rep in got if rep.status.code == 503)
+        assert "reason=\"over the credit\"" in p.logtext()
+        # Within the credit again: all served.
+        fb.batch(*[fb.item("echo", b"f%d" % i, rid=10 + i, client=b"K%d" % i) for i in range(4)])
+        got, _ = fb.batch_replies(4)
+        assert all(rep.status.code == 200 for _, rep in got), got
+        assert p.stop() == 0
+    finally:
+        fb.close()
+
+
+def test_broker_without_batch_gets_plain_replies():
+    """A broker whose answer lacks `batch` (a look-alike token does not count) gets plain
+    REPLY frames, and a Batch-shaped REQUEST from it is malformed, not a Batch."""
+    fb = FakeBroker()
+    p = start_echo(fb, samtest.scratch("rt-nobatch"))
+    try:
+        fb.accept(extra=" batched nobatch")
+        fb.request("echo", body=b"plain", rid=3, client=b"C9")
+        client, rep = fb.reply()
+        assert client == b"C9" and rep.status.code == 200 and rep.body == b"plain"
+        fb.batch(fb.item("echo", b"batched", rid=4))
+        fb.request("ping", rid=5)
+        client, rep = fb.reply()
+        assert rep.id == 5, "a Batch REQUEST was served by a worker that is not batching"
         assert p.stop() == 0
     finally:
         fb.close()
