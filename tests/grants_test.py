@@ -324,6 +324,48 @@ def test_deadlines_instruments_and_needs():
     assert w.grants.stop() == 0
 
 
+def test_cancelled_awards_have_no_deadline():
+    """A cancelled award is not reported on: grants.deadlines (and so notify's reminders)
+    leaves it out, while a partly cancelled or a completed award keeps its deadline. A store
+    whose deadlines index still names a cancelled award (written before cancelling removed
+    the entry) answers the same."""
+    w = World("cancelled-deadlines")
+    w.scheme("avlyst-2019")
+    w.award("k1", "avlyst-2019", "halden", 10, report_due="2020-01-15")
+    w.award("k2", "avlyst-2019", "sarpsborg", 10, report_due="2019-12-01")
+    w.award("k3", "avlyst-2019", "fredrikstad", 10, report_due="2020-02-01")
+
+    def due():
+        d = query(w.c, "grants.deadlines", G.DeadlinesRequest(before="2020-03-01"),
+                  G.DeadlineList)
+        return [x.award for x in d.deadlines]
+
+    assert due() == ["k2", "k1", "k3"]
+    env = os.path.join(w.dir, "grants", "grants")
+    stale = subprocess.run(["mdb_dump", "-p", "-s", "deadlines", env], check=True,
+                           capture_output=True).stdout
+    ok(w.c, "no.samordna.grants.award.cancelled",
+       G.Payment(award="k1", id="c1", amount_ore=4 * NOK))
+    ok(w.c, "no.samordna.grants.award.cancelled", G.Payment(award="k2", id="c1"))
+    ok(w.c, "no.samordna.grants.disbursement.made",
+       G.Payment(award="k3", id="d1", amount_ore=5 * NOK, final=True))
+    assert due() == ["k1", "k3"]
+    ok(w.c, "no.samordna.grants.award.cancelled", G.Payment(award="k1", id="c2"))
+    a = query(w.c, "grants.awards.get", G.GrantsGetRequest(id="k1"), G.AwardDetail)
+    assert a.award.status == G.AWARD_STATUS_CANCELLED
+    assert due() == ["k3"]
+    index = subprocess.run(["mdb_dump", "-p", "-s", "deadlines", env], check=True,
+                           capture_output=True).stdout
+    assert b"k1" not in index and b"k2" not in index and b"k3" in index, index
+    # The index as a store written before the fix holds it: every award still listed there.
+    assert w.grants.stop() == 0
+    subprocess.run(["mdb_load", "-s", "deadlines", env], input=stale, check=True)
+    w.start_grants()
+    assert due() == ["k3"]
+    verify(w.c)
+    assert w.grants.stop() == 0
+
+
 def test_registry_projection_follows_and_asks():
     w = World("projection")
     w.scheme("proj-2019")

@@ -390,6 +390,20 @@ static const char *s_kind_name(Samordna__V1__PaymentKind kind)
     }
 }
 
+/*  A cancelled award has no report due any more: its entry leaves the deadlines index, so
+    grants.deadlines (and notify's reminders) stop naming it. A completed award keeps its
+    deadline: the money was paid and is reported on. */
+static int s_drop_deadline(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a,
+                           sam_reply_t *reply)
+{
+    if (!a->report_due[0]) return 0;
+    grants_key_t k = {0};
+    grants_key_str(&k, a->report_due);
+    grants_key_raw(&k, a->id);
+    int rc = grants_del(g, txn, GRANTS_T_DEADLINES, &k);
+    return rc ? s_store_failed(reply, "deadlines", rc) : 0;
+}
+
 static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                            sam_reply_t *reply, Samordna__V1__PaymentKind kind)
 {
@@ -557,6 +571,9 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
         goto done;
     }
     if (s_put_award(g, txn, a, reply) || s_put_scheme(g, txn, s, reply)) goto done;
+    if (a->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED &&
+        s_drop_deadline(g, txn, a, reply))
+        goto done;
     rc = 0;
 done:
     if (p) {

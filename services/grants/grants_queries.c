@@ -589,6 +589,11 @@ done:
 
 /* ---- deadlines ---------------------------------------------------------------------------- */
 
+static bool s_cancelled(const Samordna__V1__Award *a)
+{
+    return a->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED;
+}
+
 int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
@@ -651,6 +656,10 @@ int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         memcpy(id, (const char *)k.mv_data + 11, idl);
         id[idl] = 0;
         Samordna__V1__Award *a = grants_award_get(g, txn, id);
+        if (a && s_cancelled(a)) { /* stores from before cancelling removed the entry keep it */
+            protobuf_c_message_free_unpacked(&a->base, NULL);
+            continue;
+        }
         if (!a || !s_keep(&keep, a)) continue;
         if (out.n_deadlines == cap) {
             size_t nc = cap ? cap * 2 : 32;

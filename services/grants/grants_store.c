@@ -71,6 +71,14 @@ int grants_put_empty(grants_t *g, MDB_txn *txn, grants_table_t table, const gran
     return mdb_put(txn, g->dbi[table], &key, &val, 0);
 }
 
+int grants_del(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_key_t *k)
+{
+    if (k->overflow || k->n == 0) return MDB_BAD_VALSIZE;
+    MDB_val key = {k->n, (void *)k->b};
+    int rc = mdb_del(txn, g->dbi[table], &key, NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
 bool grants_has(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_key_t *k)
 {
     if (k->overflow || k->n == 0) return false;

@@ -11,7 +11,8 @@
                                                                           recipient: prefix scan
       by_year        be32(year) recipient \0 funder \0 award   → (empty)   every recipient's
                                                                           totals for a year
-      deadlines      YYYY-MM-DD \0 award                  → (empty)       report deadlines
+      deadlines      YYYY-MM-DD \0 award                  → (empty)       report deadlines of
+                                                                          awards not cancelled
       instruments    id                                   → Instrument
       instr_by_muni  municipality \0 be32(year) agency \0 id → (empty)
       needs          municipality \0 be32(year) id        → Need
@@ -99,6 +100,8 @@ int grants_put(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_key
 /* Stores an empty value at key (index entries). 0 or an error code. */
 int grants_put_empty(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_key_t *k);
 bool grants_has(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_key_t *k);
+/* Removes the value at key; a key that is not there counts as removed. 0 or an error code. */
+int grants_del(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_key_t *k);
 
 /* Typed getters by id; NULL when absent or unreadable. Free with
    protobuf_c_message_free_unpacked. */
