@@ -781,8 +781,6 @@ static void s_ping(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn)
     sam_reply_message(&r->reply, &pr.base);
 }
 
-/*  Parses one REQUEST from a broker into a request, or NULL (logged) when malformed.
-    `part` holds the frames after the command: client "" [caller] body. */
 /*  A request from its parts: the client's routing id, the packed Caller (NULL when the
     broker sends none) and the body, a samordna.v1.Request. Undecodable ones are answered
     here and NULL returned. */
@@ -814,7 +812,8 @@ static s_request_t *s_request_new(sam_service_t *svc, int bi, const uint8_t *cli
     return NULL;
 }
 
-/* REQUEST after the command: client "" [caller] body */
+/*  Parses one plain REQUEST into a request, or NULL (logged, or answered) when malformed.
+    `part` holds the frames after the command: client "" [caller] body. */
 static s_request_t *s_parse_request(sam_service_t *svc, int bi, zmq_msg_t *part, int nparts)
 {
     s_broker_t *b = &svc->brokers[bi];
