@@ -118,7 +118,8 @@ static bool s_field(const uint8_t *p, size_t n, size_t *i, uint64_t *number, int
     *number = key >> 3;
     *type = (int)(key & 7);
     switch (*type) {
-    case 0: return sam_batch_varint(p, n, i, &v);
+    case 0:
+        return sam_batch_varint(p, n, i, &v);
     case 1:
         if (n - *i < 8) return false;
         *i += 8;
@@ -133,7 +134,8 @@ static bool s_field(const uint8_t *p, size_t n, size_t *i, uint64_t *number, int
         if (n - *i < 4) return false;
         *i += 4;
         return true;
-    default: return false;
+    default:
+        return false;
     }
 }
 
@@ -168,8 +170,7 @@ int sam_batch_next(sam_batch_reader_t *reader, sam_delivery_t *out)
         while (j < len) {
             const uint8_t *field = NULL;
             size_t flen = 0;
-            if (!s_field(value, len, &j, &number, &type, &field, &flen))
-                return s_malformed(reader);
+            if (!s_field(value, len, &j, &number, &type, &field, &flen)) return s_malformed(reader);
             if (number > 3) continue;
             if (type != 2) return s_malformed(reader);
             if (number == 1) {

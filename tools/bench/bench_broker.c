@@ -89,8 +89,7 @@ int bench_raw_relay_process(const char *front, const char *back)
         zsock_set_rcvhwm(out, 0);
     }
     if (!in || !out || zsock_bind(in, "%s", front) < 0 || zsock_connect(out, "%s", back) != 0) {
-        fprintf(stderr, "samordna-bench --raw-relay: cannot bind %s or connect %s\n", front,
-                back);
+        fprintf(stderr, "samordna-bench --raw-relay: cannot bind %s or connect %s\n", front, back);
         zsock_destroy(&in);
         zsock_destroy(&out);
         return 1;
