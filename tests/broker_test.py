@@ -562,11 +562,14 @@ def test_worker_without_batch_gets_plain_frames():
     7/MDP frames, and a one-frame REPLY is not read as a Batch."""
     proc, ep = samtest.broker()
     c = Client(ep)
-    for ext, ack in (("x-samordna/1 credit=2 identity", b"x-samordna/1 credit=2 identity"),
-                     ("x-samordna/1 credit=2 batched nobatch", b"x-samordna/1 credit=2")):
-        w = Worker(ep, "plainly", extension=ext)
+    # One service per worker: a closed worker stays registered until its heartbeats stop,
+    # and a request routed to it would be lost.
+    for name, ext, ack in (
+            ("plainly", "x-samordna/1 credit=2 identity", b"x-samordna/1 credit=2 identity"),
+            ("lookalike", "x-samordna/1 credit=2 batched nobatch", b"x-samordna/1 credit=2")):
+        w = Worker(ep, name, extension=ext)
         assert w.recv() == (HEARTBEAT, [ack])
-        rid = c.send("plainly", "m")
+        rid = c.send(name, "m")
         client, frames = w.recv_request()
         assert len(frames) == (2 if "identity" in ext else 1), frames
         send_batch(w, answer(Item(client=client, body=frames[-1:])))
