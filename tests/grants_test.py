@@ -328,9 +328,10 @@ def test_cancelled_awards_have_no_deadline():
     """A cancelled award is not reported on: grants.deadlines (and so notify's reminders)
     leaves it out, while a partly cancelled or a completed award keeps its deadline. A store
     whose deadlines index still names a cancelled award (written before cancelling removed
-    the entry) answers the same."""
+    the entry) answers the same, and a page followed only by such awards is the last."""
     w = World("cancelled-deadlines")
     w.scheme("avlyst-2019")
+    w.award("k0", "avlyst-2019", "halden", 10, report_due="2019-11-01")
     w.award("k1", "avlyst-2019", "halden", 10, report_due="2020-01-15")
     w.award("k2", "avlyst-2019", "sarpsborg", 10, report_due="2019-12-01")
     w.award("k3", "avlyst-2019", "fredrikstad", 10, report_due="2020-02-01")
@@ -340,7 +341,7 @@ def test_cancelled_awards_have_no_deadline():
                   G.DeadlineList)
         return [x.award for x in d.deadlines]
 
-    assert due() == ["k2", "k1", "k3"]
+    assert due() == ["k0", "k2", "k1", "k3"]
     env = os.path.join(w.dir, "grants", "grants")
     stale = subprocess.run(["mdb_dump", "-p", "-s", "deadlines", env], check=True,
                            capture_output=True).stdout
@@ -349,11 +350,11 @@ def test_cancelled_awards_have_no_deadline():
     ok(w.c, "no.samordna.grants.award.cancelled", G.Payment(award="k2", id="c1"))
     ok(w.c, "no.samordna.grants.disbursement.made",
        G.Payment(award="k3", id="d1", amount_ore=5 * NOK, final=True))
-    assert due() == ["k1", "k3"]
+    assert due() == ["k0", "k1", "k3"]
     ok(w.c, "no.samordna.grants.award.cancelled", G.Payment(award="k1", id="c2"))
     a = query(w.c, "grants.awards.get", G.GrantsGetRequest(id="k1"), G.AwardDetail)
     assert a.award.status == G.AWARD_STATUS_CANCELLED
-    assert due() == ["k3"]
+    assert due() == ["k0", "k3"]
     index = subprocess.run(["mdb_dump", "-p", "-s", "deadlines", env], check=True,
                            capture_output=True).stdout
     assert b"k1" not in index and b"k2" not in index and b"k3" in index, index
@@ -361,7 +362,12 @@ def test_cancelled_awards_have_no_deadline():
     assert w.grants.stop() == 0
     subprocess.run(["mdb_load", "-s", "deadlines", env], input=stale, check=True)
     w.start_grants()
-    assert due() == ["k3"]
+    assert due() == ["k0", "k3"]
+    # k0 fills a page of one; after it, up to k3's date, the index holds only cancelled
+    # awards, so there is no next page to offer.
+    d = query(w.c, "grants.deadlines",
+              G.DeadlinesRequest(before="2020-02-01", page_size=1), G.DeadlineList)
+    assert [x.award for x in d.deadlines] == ["k0"] and not d.next_page_token, d
     verify(w.c)
     assert w.grants.stop() == 0
 

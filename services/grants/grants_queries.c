@@ -646,21 +646,19 @@ int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         memcpy(date, k.mv_data, 10);
         date[10] = 0;
         if (strcmp(date, req->before) >= 0) break;
-        if (out.n_deadlines == page) {
-            more = true;
-            break;
-        }
         char id[80];
         size_t idl = k.mv_size - 11;
         if (idl >= sizeof id) continue;
         memcpy(id, (const char *)k.mv_data + 11, idl);
         id[idl] = 0;
         Samordna__V1__Award *a = grants_award_get(g, txn, id);
-        if (a && s_cancelled(a)) { /* stores from before cancelling removed the entry keep it */
-            protobuf_c_message_free_unpacked(&a->base, NULL);
-            continue;
-        }
-        if (!a || !s_keep(&keep, a)) continue;
+        /* Stores from before cancelling removed the entry still hold cancelled awards. */
+        bool listed = a && !s_cancelled(a);
+        if (listed && out.n_deadlines == page) /* a next page only when it has an entry */
+            more = true;
+        if (a && (!listed || more)) protobuf_c_message_free_unpacked(&a->base, NULL);
+        if (more) break;
+        if (!listed || !s_keep(&keep, a)) continue;
         if (out.n_deadlines == cap) {
             size_t nc = cap ? cap * 2 : 32;
             Samordna__V1__Deadline *ni = realloc(items, nc * sizeof *ni);
