@@ -574,8 +574,11 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     return rc;
 }
 
+/*  A get-by-id query: StatusGetRequest {id} → the record of `table`, called `what` in
+    errors. `id_ok` says what a well-formed id of the table is, `id_shape` names it. */
 static int s_get_by_id(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply,
-                       const char *table, const char *what, const ProtobufCMessageDescriptor *desc)
+                       const char *table, const char *what, bool (*id_ok)(const char *),
+                       const char *id_shape, const ProtobufCMessageDescriptor *desc)
 {
     Samordna__V1__StatusGetRequest *req = (Samordna__V1__StatusGetRequest *)sam_call_unpack(
         call, &samordna__v1__status_get_request__descriptor, reply);
@@ -583,8 +586,8 @@ static int s_get_by_id(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     int rc;
     ProtobufCMessage *m = NULL;
     status_key_t k;
-    if (!status_id_ok(req->id))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.70s' is not an id", req->id);
+    if (!id_ok(req->id))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.70s' is not %s", req->id, id_shape);
     else {
         status_key_id(&k, req->id);
         int g = status_get(svc, txn, table, &k, desc, &m);
@@ -604,41 +607,22 @@ static int s_get_by_id(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
 int status_q_meeting_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                          sam_reply_t *reply)
 {
-    return s_get_by_id(svc, txn, call, reply, "meetings", "meeting",
+    return s_get_by_id(svc, txn, call, reply, "meetings", "meeting", status_id_ok, "an id",
                        &samordna__v1__meeting__descriptor);
 }
 
 /* status.kinds.get: StatusGetRequest {id} → MilestoneKind */
 int status_q_kind_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
-    Samordna__V1__StatusGetRequest *req = (Samordna__V1__StatusGetRequest *)sam_call_unpack(
-        call, &samordna__v1__status_get_request__descriptor, reply);
-    if (!req) return -1;
-    int rc;
-    ProtobufCMessage *m = NULL;
-    status_key_t k;
-    if (!status_token_ok(req->id))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.70s' is not a kind id", req->id);
-    else {
-        status_key_id(&k, req->id);
-        int g = status_get(svc, txn, "kinds", &k, &samordna__v1__milestone_kind__descriptor, &m);
-        if (g == MDB_NOTFOUND)
-            rc = sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown milestone kind '%s'", req->id);
-        else if (g)
-            rc = s_store_error(reply, g);
-        else
-            rc = sam_reply_message(reply, m);
-    }
-    if (m) protobuf_c_message_free_unpacked(m, NULL);
-    FREE(req);
-    return rc;
+    return s_get_by_id(svc, txn, call, reply, "kinds", "milestone kind", status_token_ok,
+                       "a kind id", &samordna__v1__milestone_kind__descriptor);
 }
 
 /* status.barriers.get: GetRequest {id} → Barrier with its history */
 int status_q_barrier_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                          sam_reply_t *reply)
 {
-    return s_get_by_id(svc, txn, call, reply, "barriers", "barrier",
+    return s_get_by_id(svc, txn, call, reply, "barriers", "barrier", status_id_ok, "an id",
                        &samordna__v1__barrier__descriptor);
 }
 
