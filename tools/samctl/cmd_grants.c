@@ -181,39 +181,13 @@ static int s_amount(const s_args_t *a, const char *name, int64_t *ore)
 static int s_publish(samctl_t *ctl, const char *type, const char *event_id, const char *subject,
                      const ProtobufCMessage *payload)
 {
-    size_t len = protobuf_c_message_get_packed_size(payload);
-    uint8_t *data = malloc(len ? len : 1);
-    if (!data) return 1;
-    protobuf_c_message_pack(payload, data);
-    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
-    ce.id = (char *)event_id;
-    ce.source = (char *)ctl->source;
-    ce.spec_version = "1.0";
-    ce.type = (char *)type;
-    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
-    ce.binary_data.data = data;
-    ce.binary_data.len = len;
-    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue v_ct =
-        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
-    v_ct.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
-    v_ct.ce_string = "application/protobuf";
-    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue v_sub = v_ct;
-    v_sub.ce_string = (char *)subject;
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry e_ct =
-        IO__CLOUDEVENTS__V1__CLOUD_EVENT__ATTRIBUTES_ENTRY__INIT;
-    e_ct.key = "datacontenttype";
-    e_ct.value = &v_ct;
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry e_sub = e_ct;
-    e_sub.key = "subject";
-    e_sub.value = &v_sub;
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry *attrs[] = {&e_ct, &e_sub};
-    ce.attributes = attrs;
-    ce.n_attributes = 2;
+    samctl_event_t ev;
+    if (samctl_event_init(&ev, event_id, ctl->source, type, subject, payload) != 0) return 1;
     Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ce;
+    req.event = &ev.ce;
     Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
         ctl, "grants", "events.publish", &req.base, &samordna__v1__publish_reply__descriptor);
-    free(data);
+    samctl_event_clear(&ev);
     if (!rep) return 1;
     if (ctl->json)
         printf("{\"type\":\"%s\",\"id\":\"%s\",\"seq\":%llu,\"duplicate\":%s}\n", type, event_id,

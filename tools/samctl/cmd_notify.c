@@ -65,21 +65,15 @@ static void s_time(int64_t ms, char *out, size_t cap)
 /* Publishes one notify event (type, packed payload) as ctl->source. */
 static int s_publish(samctl_t *ctl, const char *type, const ProtobufCMessage *payload)
 {
-    size_t len = protobuf_c_message_get_packed_size(payload);
-    uint8_t *data = malloc(len ? len : 1);
-    if (!data) return 1;
-    protobuf_c_message_pack(payload, data);
     zuuid_t *uuid = zuuid_new();
-    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
-    ce.id = (char *)zuuid_str_canonical(uuid);
-    ce.source = (char *)ctl->source;
-    ce.spec_version = "1.0";
-    ce.type = (char *)type;
-    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
-    ce.binary_data.data = data;
-    ce.binary_data.len = len;
+    samctl_event_t ev; /* no subject, no attributes */
+    if (!uuid ||
+        samctl_event_init(&ev, zuuid_str_canonical(uuid), ctl->source, type, NULL, payload) != 0) {
+        zuuid_destroy(&uuid);
+        return 1;
+    }
     Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ce;
+    req.event = &ev.ce;
     Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
         ctl, "notify", "events.publish", &req.base, &samordna__v1__publish_reply__descriptor);
     int rc = rep ? 0 : 1;
@@ -92,7 +86,7 @@ static int s_publish(samctl_t *ctl, const char *type, const ProtobufCMessage *pa
         protobuf_c_message_free_unpacked(&rep->base, NULL);
     }
     zuuid_destroy(&uuid);
-    free(data);
+    samctl_event_clear(&ev);
     return rc;
 }
 

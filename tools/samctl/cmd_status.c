@@ -207,41 +207,19 @@ static void s_cell(const char *s, int width)
 static int s_publish(samctl_t *ctl, const char *type, const char *subject,
                      const ProtobufCMessage *payload)
 {
-    size_t n = protobuf_c_message_get_packed_size(payload);
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) return 1;
-    protobuf_c_message_pack(payload, buf);
     zuuid_t *uuid = zuuid_new();
-    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
-    ce.id = (char *)zuuid_str_canonical(uuid);
-    ce.source = (char *)ctl->source;
-    ce.spec_version = "1.0";
-    ce.type = (char *)type;
-    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
-    ce.binary_data.data = buf;
-    ce.binary_data.len = n;
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry attr[2];
-    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue val[2];
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry *attrs[2] = {&attr[0], &attr[1]};
-    const char *names[2] = {"datacontenttype", "subject"};
-    const char *vals[2] = {"application/protobuf", subject};
-    for (int i = 0; i < 2; i++) {
-        io__cloudevents__v1__cloud_event__attributes_entry__init(&attr[i]);
-        io__cloudevents__v1__cloud_event__cloud_event_attribute_value__init(&val[i]);
-        val[i].attr_case =
-            IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
-        val[i].ce_string = (char *)vals[i];
-        attr[i].key = (char *)names[i];
-        attr[i].value = &val[i];
+    samctl_event_t ev;
+    if (!uuid || samctl_event_init(&ev, zuuid_str_canonical(uuid), ctl->source, type, subject,
+                                   payload) != 0) {
+        zuuid_destroy(&uuid);
+        return 1;
     }
-    ce.n_attributes = 2;
-    ce.attributes = attrs;
     Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ce;
+    req.event = &ev.ce;
     Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
         ctl, "status", "events.publish", &req.base, &samordna__v1__publish_reply__descriptor);
     zuuid_destroy(&uuid);
-    free(buf);
+    samctl_event_clear(&ev);
     if (!rep) return 1;
     if (ctl->json)
         printf("{\"type\":\"%s\",\"seq\":%" PRIu64 ",\"duplicate\":%s}\n", type, rep->seq,

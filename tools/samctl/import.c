@@ -127,49 +127,16 @@ int import_event(import_t *imp, const char *service, const char *type, const cha
         imp->items = items;
         imp->cap_items = cap;
     }
-    size_t plen = protobuf_c_message_get_packed_size(payload);
-    uint8_t *pbuf = malloc(plen ? plen : 1);
-    if (!pbuf) return import_error(imp, "$", "out of memory");
-    protobuf_c_message_pack(payload, pbuf);
-
-    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue vsub =
-        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
-    vsub.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
-    vsub.ce_string = (char *)key;
-    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue vct =
-        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
-    vct.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
-    vct.ce_string = "application/protobuf";
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry esub =
-        IO__CLOUDEVENTS__V1__CLOUD_EVENT__ATTRIBUTES_ENTRY__INIT;
-    esub.key = "subject";
-    esub.value = &vsub;
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry ect =
-        IO__CLOUDEVENTS__V1__CLOUD_EVENT__ATTRIBUTES_ENTRY__INIT;
-    ect.key = "datacontenttype";
-    ect.value = &vct;
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry *attrs[] = {&ect, &esub};
-
-    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
-    ce.id = id;
-    ce.source = (char *)imp->source;
-    ce.spec_version = "1.0";
-    ce.type = (char *)type;
-    ce.n_attributes = 2;
-    ce.attributes = attrs;
-    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
-    ce.binary_data.data = pbuf;
-    ce.binary_data.len = plen;
+    samctl_event_t ev;
+    if (samctl_event_init(&ev, id, imp->source, type, key, payload) != 0)
+        return import_error(imp, "$", "out of memory");
     Samordna__V1__PublishRequest pr = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    pr.event = &ce;
+    pr.event = &ev.ce;
     size_t len = protobuf_c_message_get_packed_size(&pr.base);
     uint8_t *body = import_alloc(imp, len);
-    if (!body) {
-        free(pbuf);
-        return -1;
-    }
-    protobuf_c_message_pack(&pr.base, body);
-    free(pbuf);
+    if (body) protobuf_c_message_pack(&pr.base, body);
+    samctl_event_clear(&ev);
+    if (!body) return -1;
     s_item_t *it = &imp->items[imp->n_items++];
     it->service = s_strdup(imp, service);
     it->type = s_strdup(imp, type);

@@ -59,6 +59,45 @@ sam_client_t *samctl_client(samctl_t *ctl)
     return ctl->client;
 }
 
+int samctl_event_init(samctl_event_t *e, const char *id, const char *source, const char *type,
+                      const char *subject, const ProtobufCMessage *payload)
+{
+    memset(e, 0, sizeof *e);
+    size_t len = protobuf_c_message_get_packed_size(payload);
+    if (!(e->data = malloc(len ? len : 1))) return -1;
+    protobuf_c_message_pack(payload, e->data);
+    io__cloudevents__v1__cloud_event__init(&e->ce);
+    e->ce.id = (char *)id;
+    e->ce.source = (char *)source;
+    e->ce.spec_version = "1.0";
+    e->ce.type = (char *)type;
+    e->ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    e->ce.binary_data.data = e->data;
+    e->ce.binary_data.len = len;
+    if (!subject) return 0;
+    static const char *const keys[2] = {"datacontenttype", "subject"};
+    const char *values[2] = {"application/protobuf", subject};
+    for (int i = 0; i < 2; i++) {
+        io__cloudevents__v1__cloud_event__cloud_event_attribute_value__init(&e->value[i]);
+        e->value[i].attr_case =
+            IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+        e->value[i].ce_string = (char *)values[i];
+        io__cloudevents__v1__cloud_event__attributes_entry__init(&e->entry[i]);
+        e->entry[i].key = (char *)keys[i];
+        e->entry[i].value = &e->value[i];
+        e->entries[i] = &e->entry[i];
+    }
+    e->ce.n_attributes = 2;
+    e->ce.attributes = e->entries;
+    return 0;
+}
+
+void samctl_event_clear(samctl_event_t *e)
+{
+    free(e->data);
+    e->data = NULL;
+}
+
 ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *method,
                               const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *reply_desc)

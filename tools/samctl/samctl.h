@@ -14,6 +14,8 @@
 #include "sam_config.h"
 #include "sam_status.h"
 
+#include "cloudevents/v1/cloudevents.pb-c.h"
+
 #include <jansson.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,6 +43,23 @@ ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *me
 /* Prints one JSON document (compact, keys in insertion order) on its own line to stdout and
    releases j; the --json output of every command. */
 void samctl_print_json(json_t *j);
+
+/*  A CloudEvent around a packed payload, with the storage it points into. It points into
+    itself, so it stays where samctl_event_init() filled it; samctl_event_clear() frees. */
+typedef struct {
+    Io__Cloudevents__V1__CloudEvent ce;
+    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue value[2];
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry entry[2];
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry *entries[2];
+    uint8_t *data; /* the packed payload, owned */
+} samctl_event_t;
+
+/*  Fills e->ce: id, source, spec 1.0, type and the packed payload as binary data; with a
+    subject also the attributes datacontenttype (application/protobuf) and subject. The
+    strings are borrowed. Returns 0, or -1 when out of memory. */
+int samctl_event_init(samctl_event_t *e, const char *id, const char *source, const char *type,
+                      const char *subject, const ProtobufCMessage *payload);
+void samctl_event_clear(samctl_event_t *e);
 
 /* Prints "samctl <cmd>: <message>" and the command's usage line to stderr; returns 2. */
 int samctl_usage(const char *cmd, const char *usage, const char *message);
