@@ -627,14 +627,7 @@ static void s_scan_queue(notify_t *n, int64_t now)
             if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
             if (d) protobuf_c_message_free_unpacked(&d->base, NULL);
         }
-        /* jump to the next subscription's range: "<id>\x01" sorts after every "<id>\0…" */
-        uint8_t skip[NOTIFY_ID_MAX + 1];
-        size_t il = strlen(id);
-        memcpy(skip, id, il);
-        skip[il] = 1;
-        k.mv_size = il + 1;
-        k.mv_data = skip;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        rc = notify_qkey_skip(cur, id, &k, &v); /* on to the next subscription's range */
     }
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);

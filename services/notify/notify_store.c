@@ -30,6 +30,18 @@ bool notify_qkey_split(const MDB_val *key, char *id_out, uint64_t *n)
     return true;
 }
 
+int notify_qkey_skip(MDB_cursor *cur, const char *id, MDB_val *k, MDB_val *v)
+{
+    /* "<id>\x01" sorts after every "<id>\0…" and before any longer id. */
+    uint8_t skip[NOTIFY_ID_MAX + 1];
+    size_t il = strlen(id);
+    memcpy(skip, id, il);
+    skip[il] = 1;
+    k->mv_size = il + 1;
+    k->mv_data = skip;
+    return mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+}
+
 uint64_t notify_counter_next(MDB_txn *txn, const notify_dbis_t *d, const char *name)
 {
     MDB_val k = {strlen(name), (void *)name}, v;
@@ -258,13 +270,7 @@ long notify_log_prune(MDB_txn *txn, const notify_dbis_t *d, int64_t before_ms)
             continue;
         }
         /* the rest of this subscription's log is newer: on to the next subscription */
-        uint8_t skip[NOTIFY_ID_MAX + 1];
-        size_t il = strlen(id);
-        memcpy(skip, id, il);
-        skip[il] = 1;
-        k.mv_size = il + 1;
-        k.mv_data = skip;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        rc = notify_qkey_skip(cur, id, &k, &v);
     }
     mdb_cursor_close(cur);
     return deleted;

@@ -53,6 +53,9 @@ typedef struct {
 size_t notify_qkey(uint8_t *out, const char *id, uint64_t n);
 /* Splits such a key; false when it is not one. id_out holds NOTIFY_ID_MAX + 1 bytes. */
 bool notify_qkey_split(const MDB_val *key, char *id_out, uint64_t *n);
+/* Moves `cur` past every "<id>\0…" key to the first key of a later subscription, as
+   mdb_cursor_get with MDB_SET_RANGE does (k and v set, MDB_NOTFOUND at the end). */
+int notify_qkey_skip(MDB_cursor *cur, const char *id, MDB_val *k, MDB_val *v);
 
 /* Next value of the counter `name` in nmeta (1, 2, …), or 0 on a store error. */
 uint64_t notify_counter_next(MDB_txn *txn, const notify_dbis_t *d, const char *name);
