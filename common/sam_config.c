@@ -5,6 +5,7 @@
     file second: a value from the file is only used when the flag was not given at all.
 */
 #include "sam_config.h"
+#include "sam_clock.h"
 #include "sam_log.h"
 
 #include <czmq.h>
@@ -35,10 +36,17 @@ struct sam_config_t {
 static const sam_option_t s_builtin[] = {
     {"config", "FILE", NULL, "read options from a ZPL configuration file", false},
     {"log-level", "LEVEL", "info", "debug, info, warn or error", false},
+    {"time-zone", "ZONE", SAM_CLOCK_DEFAULT_ZONE,
+     "the programme's time zone: the one \"today\" is reckoned in (an IANA name)", false},
+    {"now", "TIME", NULL,
+     "run as if it were TIME now (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] in --time-zone, or epoch "
+     "ms); the clock runs on from there. For tests and replays; default: the real clock",
+     false},
     {"help", NULL, NULL, "print this help and exit", false},
     {"version", NULL, NULL, "print the version and exit", false},
     {NULL, NULL, NULL, NULL, false},
 };
+#define S_NBUILTIN (sizeof s_builtin / sizeof s_builtin[0] - 1)
 
 sam_config_t *sam_config_new(const char *program, const char *usage, const char *summary,
                              const sam_option_t *opts)
@@ -48,7 +56,7 @@ sam_config_t *sam_config_new(const char *program, const char *usage, const char 
     self->program = program;
     self->usage = usage ? usage : "[options]";
     self->summary = summary ? summary : "";
-    self->opts = opts ? opts : s_builtin + 4;
+    self->opts = opts ? opts : s_builtin + S_NBUILTIN;
     while (self->opts[self->nopts].name)
         self->nopts++;
     return self;
@@ -229,6 +237,19 @@ int sam_config_parse(sam_config_t *self, int argc, char **argv)
     if (file && s_read_file(self, file) != 0) return -1;
     if (sam_log_level_parse(sam_config_get(self, "log-level")) < 0) {
         fprintf(stderr, "%s: --log-level must be debug, info, warn or error\n", self->program);
+        return -1;
+    }
+    const char *zone = sam_config_get(self, "time-zone");
+    if (sam_clock_zone_set(zone) != 0) {
+        fprintf(stderr, "%s: --time-zone: '%s' is not a known time zone (e.g. Europe/Oslo)\n",
+                self->program, zone);
+        return -1;
+    }
+    const char *now = sam_config_get(self, "now");
+    if (now && sam_clock_set(now) != 0) {
+        fprintf(stderr,
+                "%s: --now: '%s' is not a time (YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] or epoch ms)\n",
+                self->program, now);
         return -1;
     }
     return 0;

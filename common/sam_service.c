@@ -578,7 +578,7 @@ static const sam_event_def_t *s_event_def(sam_service_t *svc, const char *type)
 }
 
 /* Checks an events.publish before the transaction: shape, size, type, role, source. */
-static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t now)
+static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t wall_ms)
 {
     sam_reply_t *rep = &r->reply;
     r->done = true;
@@ -620,7 +620,7 @@ static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t now)
     if (r->done) return;
     r->ev.ce = ce;
     r->ev.caller = s_caller(svc, r);
-    r->ev.now_ms = now;
+    r->ev.now_ms = wall_ms;
     if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
         r->ev.data = ce->binary_data.data;
         r->ev.data_len = ce->binary_data.len;
@@ -897,6 +897,7 @@ static void s_handle_batch(sam_service_t *svc, s_request_t **batch, size_t n, in
 {
     s_request_t *pubs[SAM_MDP_MAX_CREDIT];
     size_t npubs = 0;
+    int64_t wall_ms = sam_clock_now_ms(); /* the batch's time, stored with its events */
     MDB_txn *rtxn = NULL;
     if (sam_store_begin(svc->store, NULL, false, &rtxn) != 0) rtxn = NULL;
     for (size_t i = 0; i < n; i++) {
@@ -906,7 +907,7 @@ static void s_handle_batch(sam_service_t *svc, s_request_t **batch, size_t n, in
         if (!rtxn) {
             sam_reply_error(&r->reply, SAM_INTERNAL, "cannot open a read transaction");
         } else if (strcmp(method, "events.publish") == 0) {
-            s_publish_check(svc, r, now);
+            s_publish_check(svc, r, wall_ms);
             pubs[npubs++] = r;
             batch[i] = NULL; /* answered by the write batch */
             continue;

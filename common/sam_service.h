@@ -32,6 +32,7 @@
 #ifndef SAM_SERVICE_H
 #define SAM_SERVICE_H
 
+#include "sam_clock.h"
 #include "sam_config.h"
 #include "sam_log.h"
 #include "sam_status.h"

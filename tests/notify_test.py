@@ -640,7 +640,7 @@ class AuthBroker:
 def test_only_the_owner_changes_or_reads_a_subscription():
     data = samtest.scratch("notify-auth")
     fb = AuthBroker()
-    tomorrow = (datetime.date.today() + datetime.timedelta(days=1)).strftime("%m-%d")
+    tomorrow = (samtest.today() + datetime.timedelta(days=1)).strftime("%m-%d")
     samtest.Proc("notify-auth", ["samordna-notify", "--broker", fb.ep, "--data-dir", data,
                                  "--insecure", "--follow", "", "--reminder-days", "0",
                                  "--briefing-dates", tomorrow])
@@ -767,7 +767,7 @@ def test_briefing_and_reminders_from_the_real_services():
              registry_pb2.Agency(id=a, name=a.upper(), kind=2), source=a)
     _pub(c, "registry", "no.samordna.registry.municipality.registered",
          registry_pb2.Municipality(id="halden", name="Halden"))
-    today = datetime.date.today()
+    today = samtest.today()
     soon, late = today + datetime.timedelta(days=30), today + datetime.timedelta(days=90)
     _pub(c, "grants", "no.samordna.grants.scheme.created",
          grants_pb2.Scheme(id="ps", name="Prosjektskjønn", owner="fmov", year=today.year,

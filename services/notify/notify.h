@@ -43,7 +43,21 @@ typedef struct {
     int64_t sent_ms;      /* when it was sent */
     int64_t next_try_ms;  /* when to send the next one */
     bool down;            /* the last attempt failed (logged once until it answers again) */
+    uint64_t head;        /* the outbox head the service last reported */
+    int64_t head_mono;    /* when it did (monotonic clock; 0: never) */
 } notify_follow_t;
+
+/* A subscription replaying one followed outbox's history (SubscriptionStart.replaying). */
+typedef struct {
+    char sub[NOTIFY_ID_MAX + 1];
+    char service[64];
+    uint64_t pos;         /* events up to here are considered */
+    uint64_t req_id;      /* events.read in flight, 0 when none */
+    int64_t sent_ms;
+    int64_t next_try_ms;
+} notify_replay_t;
+
+#define NOTIFY_MAX_REPLAY 32
 
 typedef struct notify_flight_t notify_flight_t;
 
@@ -76,6 +90,9 @@ typedef struct {
     char rem_token[128];            /* the page being asked for */
 
     /* run-time state */
+    notify_replay_t replay[NOTIFY_MAX_REPLAY]; /* history replays under way */
+    size_t n_replay;
+    bool replay_scan;               /* the starts table may hold replays not in replay[] */
     sam_client_t *client;           /* the runtime's client, for events.read and calls */
     CURLM *multi;
     zhashx_t *flights;              /* subscription id → notify_flight_t (in flight) */
@@ -116,6 +133,14 @@ int notify_q_cursors(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
 
 /* notify_follow.c — following outboxes and queuing matches. */
 void notify_follow_start(notify_t *n);
+/* The prepare hook of subscription.created: learns the head of every followed outbox the
+   subscription's type can match, so that apply starts it exactly there. Never refuses: an
+   outbox whose head cannot be learnt is started by time instead (docs/notify.md). */
+int notify_prepare_sub(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply);
+/* Writes the subscription's start in every followed outbox, in the transaction that applies
+   it (history per s->from and s->since). Returns 0, -1 with reply set, or an LMDB error. */
+int notify_starts_put(notify_t *n, MDB_txn *txn, const Samordna__V1__Subscription *s,
+                      int64_t now_ms, sam_reply_t *reply);
 /* Sends due events.read requests and takes in replies for up to wait_ms. */
 void notify_follow_tick(notify_t *n);
 /* Calls service.method synchronously over the runtime's client, while still taking in the

@@ -88,9 +88,14 @@ static int s_cmp(s_date_t a, s_date_t b)
     return a.y != b.y ? a.y - b.y : a.m != b.m ? a.m - b.m : a.d - b.d;
 }
 
+/* Today in the programme's time zone. */
 static s_date_t s_today(void)
 {
-    return s_date_of(time(NULL));
+    char d[11];
+    s_date_t t = {0, 0, 0};
+    sam_clock_today(d);
+    sscanf(d, "%4d-%2d-%2d", &t.y, &t.m, &t.d);
+    return t;
 }
 
 /* The briefing dates (month, day) of --briefing-dates, sorted; how many (0 when malformed). */

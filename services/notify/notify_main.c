@@ -11,7 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The service's methods and events: X(kind, name, function, roles). */
+/* The service's methods and events: X(name, function, roles) and
+   X(type, apply, prepare, roles). */
 #define NOTIFY_QUERIES(X)                                                                          \
     X("notify.subscriptions.get", notify_q_sub_get, SAM_ROLES_ANY)                                \
     X("notify.subscriptions.list", notify_q_sub_list, SAM_ROLES_ANY)                              \
@@ -25,8 +26,9 @@
     X("notify.briefing.preview", notify_q_briefing_preview, SAM_ROLES_ANY)
 
 #define NOTIFY_EVENTS(X)                                                                           \
-    X("no.samordna.notify.subscription.created", notify_apply_sub_created, SAM_ROLES_WRITE)       \
-    X("no.samordna.notify.subscription.deleted", notify_apply_sub_deleted, SAM_ROLES_WRITE)
+    X("no.samordna.notify.subscription.created", notify_apply_sub_created, notify_prepare_sub,    \
+      SAM_ROLES_WRITE)                                                                             \
+    X("no.samordna.notify.subscription.deleted", notify_apply_sub_deleted, NULL, SAM_ROLES_WRITE)
 
 static const sam_query_def_t s_queries[] = {
 #define X(name, fn, roles) {name, fn, roles},
@@ -35,7 +37,7 @@ static const sam_query_def_t s_queries[] = {
 };
 
 static const sam_event_def_t s_events[] = {
-#define X(type, fn, roles) {type, fn, NULL, roles},
+#define X(type, fn, prepare, roles) {type, fn, prepare, roles},
     NOTIFY_EVENTS(X)
 #undef X
 };
@@ -182,6 +184,8 @@ static int s_start(sam_service_t *svc)
     n->dbi.cursors = sam_service_dbi(svc, "cursors");
     n->dbi.sent = sam_service_dbi(svc, "sent");
     n->dbi.meta = sam_service_dbi(svc, "nmeta");
+    n->dbi.starts = sam_service_dbi(svc, "starts");
+    n->replay_scan = true;
     int rc = s_master_key(n);
     if (rc) {
         sam_error("start.failed reason=\"signing key: %s\"", sam_store_strerror(rc));

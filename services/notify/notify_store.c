@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const notify_tables[] = {"subs", "state",   "match", "queue", "inbox", "dead",
-                                     "log",  "cursors", "sent",  "nmeta", NULL};
+const char *const notify_tables[] = {"subs",    "state", "match", "queue",  "inbox", "dead",
+                                     "log",     "cursors", "sent", "nmeta", "starts", NULL};
 
 size_t notify_qkey(uint8_t *out, const char *id, uint64_t n)
 {
@@ -307,4 +307,34 @@ bool notify_valid_id(const char *id)
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
     }
     return true;
+}
+
+static size_t s_start_key(uint8_t *out, size_t cap, const char *id, const char *service)
+{
+    size_t il = strlen(id), sl = strlen(service);
+    if (il + 1 + sl > cap) return 0;
+    memcpy(out, id, il);
+    out[il] = 0;
+    memcpy(out + il + 1, service, sl);
+    return il + 1 + sl;
+}
+
+int notify_start_get(MDB_txn *txn, const notify_dbis_t *d, const char *id, const char *service,
+                     Samordna__V1__SubscriptionStart **out)
+{
+    uint8_t key[NOTIFY_ID_MAX + 1 + 64];
+    size_t kl = s_start_key(key, sizeof key, id, service);
+    if (!kl) return MDB_NOTFOUND;
+    return sam_store_get_msg(txn, d->starts, key, kl,
+                             &samordna__v1__subscription_start__descriptor,
+                             (ProtobufCMessage **)out);
+}
+
+int notify_start_put(MDB_txn *txn, const notify_dbis_t *d, const char *id, const char *service,
+                     const Samordna__V1__SubscriptionStart *st)
+{
+    uint8_t key[NOTIFY_ID_MAX + 1 + 64];
+    size_t kl = s_start_key(key, sizeof key, id, service);
+    if (!kl) return MDB_BAD_VALSIZE;
+    return sam_store_put_msg(txn, d->starts, key, kl, &st->base, 0);
 }

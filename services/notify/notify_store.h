@@ -22,10 +22,13 @@
       dead     "<id>\0" be64 qseq            → samordna.v1.Delivery   (dead letters)
       log      "<id>\0" be64 n               → samordna.v1.Attempt    (every attempt)
       cursors  "<service>"                   → samordna.v1.Cursor     (outbox followed)
+      starts   "<id>\0<service>"             → samordna.v1.SubscriptionStart: where the
+               subscription starts in that outbox (none: it matches every event, as
+               subscriptions made before schema 2 did)
       sent     "<message id>"                → be64 ms   (briefings, reminders issued)
       nmeta    "qseq" → be64, "logn" → be64 (counters); "key" → 32 random bytes from which
                each webhook's signing secret is derived.
-    Schema version 1.
+    Schema version 2 (2 added "starts"; a version-1 store needs nothing else).
 */
 #ifndef NOTIFY_STORE_H
 #define NOTIFY_STORE_H
@@ -38,7 +41,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NOTIFY_SCHEMA 1
+#define NOTIFY_SCHEMA 2
 #define NOTIFY_ID_MAX 64
 /* A queue/dead/log key: id, NUL, 8 bytes. */
 #define NOTIFY_QKEY_MAX (NOTIFY_ID_MAX + 1 + 8)
@@ -46,7 +49,7 @@
 extern const char *const notify_tables[];
 
 typedef struct {
-    MDB_dbi subs, state, match, queue, inbox, dead, log, cursors, sent, meta;
+    MDB_dbi subs, state, match, queue, inbox, dead, log, cursors, sent, meta, starts;
 } notify_dbis_t;
 
 /* Builds "<id>\0" be64 n into out (NOTIFY_QKEY_MAX bytes); returns its length. */
@@ -104,6 +107,14 @@ long notify_log_prune(MDB_txn *txn, const notify_dbis_t *d, int64_t before_ms);
 uint64_t notify_cursor_get(MDB_txn *txn, const notify_dbis_t *d, const char *service);
 int notify_cursor_put(MDB_txn *txn, const notify_dbis_t *d, const char *service, uint64_t seq,
                       int64_t now_ms);
+
+/* Where subscription `id` starts in `service`'s outbox. Returns 0, MDB_NOTFOUND (no row: the
+   subscription matches everything) or an LMDB error; out is set on 0 (free it with
+   protobuf_c_message_free_unpacked). */
+int notify_start_get(MDB_txn *txn, const notify_dbis_t *d, const char *id, const char *service,
+                     Samordna__V1__SubscriptionStart **out);
+int notify_start_put(MDB_txn *txn, const notify_dbis_t *d, const char *id, const char *service,
+                     const Samordna__V1__SubscriptionStart *st);
 
 /* True when a lowercase id of [a-z0-9-]{1,64}. */
 bool notify_valid_id(const char *id);

@@ -182,6 +182,10 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     s->created_seq = ev->seq;
     int src = sam_store_put_msg(txn, n->dbi.subs, s->id, strlen(s->id), &s->base, 0);
     if (!src) src = notify_index_put(txn, &n->dbi, s);
+    if (!src && (src = notify_starts_put(n, txn, s, ev->now_ms, reply)) < 0) {
+        s->agency = NULL;
+        goto done; /* refused: the reply names the field */
+    }
     if (!src && s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK) {
         /* the handshake scan walks the state table: a webhook starts there, pending */
         notify_state_t st = {.state = SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING,
@@ -240,6 +244,7 @@ int notify_apply_sub_deleted(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     }
     if (!drc) drc = notify_index_del(txn, &n->dbi, s);
     if (!drc && (notify_drop_prefix(txn, n->dbi.queue, s->id) < 0 ||
+                 notify_drop_prefix(txn, n->dbi.starts, s->id) < 0 ||
                  notify_drop_prefix(txn, n->dbi.inbox, s->id) < 0 ||
                  notify_drop_prefix(txn, n->dbi.dead, s->id) < 0))
         drc = SAM_STORE_CORRUPT;

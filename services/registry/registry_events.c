@@ -938,11 +938,8 @@ int registry_apply_person_erased(sam_service_t *svc, MDB_txn *txn, const sam_eve
         goto done;
     p = s_person_for_change(reg, txn, ev, "erasure.person", e->person, reply);
     if (!p) goto done;
-    char today[16];
-    time_t t = (time_t)(ev->now_ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(today, sizeof today, "%Y-%m-%d", &tm);
+    char today[11];
+    sam_clock_date_of(ev->now_ms, today);
     Samordna__V1__Person left = SAMORDNA__V1__PERSON__INIT;
     left.id = p->id;
     left.agency = p->agency;

@@ -44,10 +44,7 @@ bool status_token_ok(const char *s)
 
 void status_today(char out[11])
 {
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 11, "%Y-%m-%d", &tm);
+    sam_clock_today(out);
 }
 
 bool status_caller_admin(const Samordna__V1__Caller *caller)

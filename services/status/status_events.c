@@ -90,12 +90,10 @@ static const char *s_actor(const sam_event_t *ev, const char *given)
     return given && *given ? given : ev->ce->source;
 }
 
+/* The day the event is recorded on, in the programme's time zone. */
 static void s_today_of(const sam_event_t *ev, char out[11])
 {
-    time_t t = (time_t)(ev->now_ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(out, 11, "%Y-%m-%d", &tm);
+    sam_clock_date_of(ev->now_ms, out);
 }
 
 static int s_store_error(sam_reply_t *reply, int rc)

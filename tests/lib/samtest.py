@@ -7,7 +7,15 @@ closing 'N passed, N failed' line, and exits non-zero when any failed.
 
 Environment (set by CTest, see tests/CMakeLists.txt): SAMORDNA_BIN (executables),
 SAMORDNA_PYGEN (generated *_pb2.py), SAMORDNA_TESTDATA (scratch folder), SAMORDNA_SRC.
+
+The clock: no test reads the host's date. `today()` is the programme's date (Europe/Oslo),
+and SAMORDNA_TEST_NOW ("YYYY-MM-DDTHH:MM", Oslo time) sets it: the test's clock then starts
+at that moment and runs on, and every process a test starts is given `--now` on that same
+clock, so the test and its services agree on the day (tests/list/dates.txt runs the
+date-sensitive tests on 1 and 31 December, 29 February and just after midnight in Oslo,
+when UTC still reads the day before).
 """
+import datetime
 import os
 import shutil
 import signal
@@ -26,6 +34,63 @@ sys.path.insert(0, PYGEN)
 # Sanitizer builds run several times slower: every upper bound on a wait (never a lower
 # bound, never an assertion on a figure) is multiplied by this (tools/test.sh sets it).
 SLOW = float(os.environ.get("SAMORDNA_TIMEOUT_SCALE", "1"))
+
+OSLO = None
+try:
+    import zoneinfo  # noqa: E402
+    OSLO = zoneinfo.ZoneInfo("Europe/Oslo")
+except Exception:  # no tz database: the rule Europe/Oslo follows, as sam_clock.c has it
+    pass
+
+_T0 = time.time()
+_TEST_NOW = os.environ.get("SAMORDNA_TEST_NOW", "")
+
+
+def _oslo(ts):
+    """The moment ts (epoch seconds) as an aware datetime in Oslo."""
+    if OSLO:
+        return datetime.datetime.fromtimestamp(ts, OSLO)
+    utc = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    y = utc.year
+
+    def last_sunday(month):
+        d = datetime.datetime(y, month, 31 if month in (3, 10) else 30, 1,
+                              tzinfo=datetime.timezone.utc)
+        return d - datetime.timedelta(days=(d.weekday() + 1) % 7)
+    summer = last_sunday(3) <= utc < last_sunday(10)
+    return utc.astimezone(datetime.timezone(datetime.timedelta(hours=2 if summer else 1)))
+
+
+def _base():
+    if not _TEST_NOW:
+        return None
+    naive = datetime.datetime.fromisoformat(_TEST_NOW)
+    if OSLO:
+        return naive.replace(tzinfo=OSLO).timestamp()
+    for h in (1, 2):  # the offset that reads back as the same local time
+        ts = naive.replace(tzinfo=datetime.timezone(datetime.timedelta(hours=h))).timestamp()
+        if _oslo(ts).replace(tzinfo=None) == naive:
+            return ts
+    return naive.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+_BASE = _base()
+
+
+def now():
+    """The test's wall clock, epoch seconds: the real one, or SAMORDNA_TEST_NOW's running on."""
+    return time.time() if _BASE is None else _BASE + (time.time() - _T0)
+
+
+def today():
+    """The programme's date now (Europe/Oslo), as the services reckon it."""
+    return _oslo(now()).date()
+
+
+def now_args():
+    """`--now` for a process of ours started now, on the test's clock ([] on the real one)."""
+    return [] if _BASE is None else ["--now", str(int(now() * 1000))]
+
 
 import zmq  # noqa: E402
 from samordna.v1 import envelope_pb2  # noqa: E402,F401
@@ -59,7 +124,7 @@ class Proc:
 
     def __init__(self, name, args, logdir=None, env=None):
         self.name = name
-        self.args = [os.path.join(BIN, args[0])] + list(args[1:])
+        self.args = [os.path.join(BIN, args[0])] + list(args[1:]) + now_args()
         Proc.count += 1
         self.logpath = os.path.join(logdir or TESTDATA, f"{name}-{os.getpid()}-{Proc.count}.log")
         os.makedirs(os.path.dirname(self.logpath), exist_ok=True)

@@ -3,6 +3,7 @@
     samctl notify subscriptions [--agency A]
     samctl notify subscribe ID (--inbox | --webhook URL | --email ADDRESS)
                             [--type TYPE] [--from AGENCY] [--subject S] [--description D]
+                            [--from-seq [SERVICE:]N]... [--since DATE]
     samctl notify unsubscribe ID
     samctl notify secret ID
     samctl notify log SUBSCRIPTION [--page-size N]
@@ -26,7 +27,8 @@
 
 static const char *s_usage =
     "notify subscriptions [--agency A] | subscribe ID (--inbox|--webhook URL|--email ADDR) "
-    "[--type T] [--from AGENCY] [--subject S] [--description D] | unsubscribe ID | secret ID | "
+    "[--type T] [--from AGENCY] [--subject S] [--description D] [--from-seq [SERVICE:]N] "
+    "[--since YYYY-MM-DD] | unsubscribe ID | secret ID | "
     "log SUB | dead [SUB] | replay (SUB/QSEQ | --all [--subscription SUB]) | "
     "inbox SUB [--max N] [--wait-ms MS] [--ack] | cursors | briefing --preview [--date D]";
 
@@ -136,9 +138,52 @@ static int s_subscriptions(samctl_t *ctl, int argc, char **argv)
     return 0;
 }
 
+/* The service whose types a filter names (no.samordna.<service>.…), into out; false if none. */
+static bool s_service_of_type(const char *type, char *out, size_t cap)
+{
+    const char *ns = "no.samordna.";
+    if (strncmp(type, ns, strlen(ns)) != 0) return false;
+    const char *svc = type + strlen(ns), *dot = strchr(svc, '.');
+    size_t len = dot ? (size_t)(dot - svc) : 0;
+    if (!len || len >= cap || svc[0] == '*') return false;
+    memcpy(out, svc, len);
+    out[len] = 0;
+    return true;
+}
+
+#define S_MAX_FROM 8
+
+/* --from-seq [SERVICE:]N: history from after N in SERVICE's outbox (the type's service when
+   not named). Returns 0, or a usage error. */
+static int s_from_seq(const char *arg, const char *type, Samordna__V1__HistoryFrom *h,
+                      char *svc, size_t cap)
+{
+    const char *colon = strchr(arg, ':');
+    const char *num = colon ? colon + 1 : arg;
+    if (colon) {
+        size_t len = (size_t)(colon - arg);
+        if (!len || len >= cap) return -1;
+        memcpy(svc, arg, len);
+        svc[len] = 0;
+    } else if (!s_service_of_type(type, svc, cap)) {
+        fprintf(stderr, "samctl: --from-seq %s: name the service (e.g. --from-seq grants:%s): "
+                        "the type filter names none\n",
+                arg, arg);
+        return -2;
+    }
+    char *end;
+    unsigned long long n = strtoull(num, &end, 10);
+    if (!*num || *end || *num == '-') return -1;
+    h->service = svc;
+    h->after_seq = n;
+    return 0;
+}
+
 static int s_subscribe(samctl_t *ctl, int argc, char **argv)
 {
     Samordna__V1__Subscription s = SAMORDNA__V1__SUBSCRIPTION__INIT;
+    const char *from_args[S_MAX_FROM];
+    size_t nfrom = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -158,6 +203,10 @@ static int s_subscribe(samctl_t *ctl, int argc, char **argv)
             s.subject = argv[++i];
         else if (strcmp(a, "--description") == 0 && has)
             s.description = argv[++i];
+        else if (strcmp(a, "--from-seq") == 0 && has && nfrom < S_MAX_FROM)
+            from_args[nfrom++] = argv[++i];
+        else if (strcmp(a, "--since") == 0 && has)
+            s.since = argv[++i];
         else if (a[0] != '-' && !*s.id)
             s.id = (char *)a;
         else
@@ -165,6 +214,17 @@ static int s_subscribe(samctl_t *ctl, int argc, char **argv)
     }
     if (!*s.id || !s.channel)
         return samctl_usage("notify", s_usage, "subscribe: name an id and a channel");
+    Samordna__V1__HistoryFrom from[S_MAX_FROM], *fromp[S_MAX_FROM];
+    char services[S_MAX_FROM][64];
+    for (size_t i = 0; i < nfrom; i++) {
+        samordna__v1__history_from__init(&from[i]);
+        int rc = s_from_seq(from_args[i], s.type, &from[i], services[i], sizeof services[i]);
+        if (rc == -2) return 2;
+        if (rc) return samctl_usage("notify", s_usage, "--from-seq: [SERVICE:]N, N a number");
+        fromp[i] = &from[i];
+    }
+    s.n_from = nfrom;
+    s.from = fromp;
     Samordna__V1__SubscriptionCreated ev = SAMORDNA__V1__SUBSCRIPTION_CREATED__INIT;
     ev.subscription = &s;
     return s_publish(ctl, "no.samordna.notify.subscription.created", &ev.base);
