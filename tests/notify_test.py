@@ -4,6 +4,7 @@ loopback (tests/notify_receivers.py).
 """
 import json
 import os
+import subprocess
 import sys
 import time
 
@@ -102,6 +103,24 @@ def wait_inbox(c, sid, count, timeout=20):
             return items
         time.sleep(0.05)
     raise AssertionError(f"inbox {sid}: {len(items)} of {count} within {timeout}s")
+
+
+def drain_inbox(c, sid, count, timeout=30):
+    """Reads and acknowledges the inbox page by page until `count` items came; returns them
+    (and fails on more, after a short look for extras)."""
+    got = []
+    end = time.time() + timeout * SLOW
+    while len(got) < count and time.time() < end:
+        items = inbox_read(c, sid)
+        if not items:
+            time.sleep(0.05)
+            continue
+        got += items
+        inbox_ack(c, sid, items[-1].qseq)
+    assert len(got) >= count, f"inbox {sid}: {len(got)} of {count} within {timeout}s"
+    time.sleep(0.2)
+    got += inbox_read(c, sid)
+    return got
 
 
 def publish_many(c, service, events, window=300):
@@ -398,6 +417,107 @@ def test_a_followed_service_that_is_down_is_caught_up_when_it_comes():
     assert log.count("follow.unavailable service=echo") <= 3, log
     rep, cur = c.call("notify", "notify.cursors", b"", notify_pb2.CursorsReply)
     assert [(x.service, x.seq) for x in cur.cursors] == [("echo", 21)]
+    s.close()
+
+
+def test_a_subscription_gets_only_what_is_committed_after_it_however_far_behind_notify_is():
+    """The rule is a position, not a moment: notify restarted behind 20 000 events is still
+    catching up when the subscription is applied, and the subscription gets none of them."""
+    s = Stack("notify-after")
+    c = s.c
+    s.notify.stop()
+    publish_many(c, "echo", (cloud_event(f"old{k}") for k in range(20000)))
+    s.restart_notify()  # its follower starts 20 000 events behind
+    assert subscribe(c, "after", type=ECHO).status.code == 200
+    rep, cur = c.call("notify", "notify.cursors", b"", notify_pb2.CursorsReply)
+    behind = 20000 - sum(x.seq for x in cur.cursors if x.service == "echo")
+    publish_many(c, "echo", (cloud_event(f"new{k}") for k in range(5)))
+    items = wait_inbox(c, "after", 5)
+    wait_for(lambda: sum(x.seq for x in c.call("notify", "notify.cursors", b"",
+                                                notify_pb2.CursorsReply)[1].cursors) == 20005,
+             60, "the follower to catch up")
+    items = inbox_read(c, "after")
+    assert [i.event.id for i in items] == [f"new{k}" for k in range(5)], \
+        ([i.event.id for i in items][:10], behind)
+    print(f"     (the follower was {behind} events behind when the subscription applied)")
+    s.close()
+
+
+def test_a_service_down_at_subscription_time_starts_the_subscription_by_time():
+    """When notify cannot learn an outbox's head, the subscription starts there by time:
+    events recorded before it are not delivered, events after are, and the log says so."""
+    s = Stack("notify-bytime")
+    c = s.c
+    s.notify.stop()
+    publish_many(c, "echo", (cloud_event(f"old{k}") for k in range(50)))
+    s.echo.stop()
+    s.restart_notify()  # behind by 50, and echo is down
+    assert subscribe(c, "bytime", type=ECHO).status.code == 200
+    samtest.service("echo", s.ep, s.data)
+    publish_many(c, "echo", (cloud_event(f"new{k}") for k in range(3)))
+    wait_for(lambda: sum(x.seq for x in c.call("notify", "notify.cursors", b"",
+                                                notify_pb2.CursorsReply)[1].cursors) == 53,
+             30, "the follower to catch up")
+    items = wait_inbox(c, "bytime", 3)
+    assert [i.event.id for i in items] == ["new0", "new1", "new2"]
+    wait_for(lambda: "subscription.started_by_time id=bytime service=echo" in s.notify.logtext(),
+             10, "the log line")
+    s.close()
+
+
+def test_history_on_purpose_from_a_sequence_number_or_a_moment():
+    """--from-seq and --since replay what the follower has passed, in order, then the
+    subscription joins the follower: nothing missed, nothing twice."""
+    s = Stack("notify-history")
+    c = s.c
+    publish_many(c, "echo", (cloud_event(f"h{k}") for k in range(1, 1201)))
+    wait_for(lambda: [(x.service, x.seq) for x in c.call(
+        "notify", "notify.cursors", b"", notify_pb2.CursorsReply)[1].cursors] == [("echo", 1200)],
+        30, "the follower to pass the history")
+    rep, page = c.call("echo", "events.read", events_pb2.ReadRequest(after_seq=899, max=1),
+                       events_pb2.ReadReply)
+    since_ms = page.events[0].recorded_ms  # the moment event 900 was recorded
+    hist = notify_pb2.HistoryFrom(service="echo", after_seq=1000)
+    assert subscribe(c, "from-1000", type=ECHO, **{"from": [hist]}).status.code == 200
+    assert subscribe(c, "since-900", type=ECHO, since=str(since_ms)).status.code == 200
+    assert subscribe(c, "from-0", type=ECHO,
+                     **{"from": [notify_pb2.HistoryFrom(service="echo")]}).status.code == 200
+    publish_many(c, "echo", (cloud_event(f"h{k}") for k in range(1201, 1211)))
+    want = lambda lo: [f"h{k}" for k in range(lo, 1211)]  # noqa: E731
+    for sid, lo in (("from-1000", 1001), ("from-0", 1)):
+        items = drain_inbox(c, sid, len(want(lo)))
+        assert [i.event.id for i in items] == want(lo), (sid, [i.event.id for i in items][:5])
+        assert [i.seq for i in items] == sorted(i.seq for i in items)
+    items = drain_inbox(c, "since-900", 311)
+    ids = [i.event.id for i in items]
+    # a moment, not a position: the events of 900's batch recorded before it come too
+    assert ids[ids.index("h900"):] == want(900) and len(ids) == len(set(ids)), ids[:5]
+    assert all(i.committed_ms >= since_ms for i in items)
+    assert all(i.committed_ms == since_ms for i in items[:ids.index("h900")])
+    wait_for(lambda: "replay.done subscription=from-0 service=echo" in s.notify.logtext(), 10,
+             "the replay to finish")
+    bad = subscribe(c, "from-nowhere", type=ECHO,
+                    **{"from": [notify_pb2.HistoryFrom(service="nowhere", after_seq=1)]})
+    assert bad.status.code == 400 and "from[0].service" in bad.status.message, bad.status
+    bad = subscribe(c, "since-bad", type=ECHO, since="yesterday")
+    assert bad.status.code == 400 and "since" in bad.status.message, bad.status
+    s.close()
+
+
+def test_a_replay_survives_a_restart_of_notify():
+    s = Stack("notify-replay-restart")
+    c = s.c
+    publish_many(c, "echo", (cloud_event(f"r{k}") for k in range(1, 3001)))
+    wait_for(lambda: [x.seq for x in c.call("notify", "notify.cursors", b"",
+                                             notify_pb2.CursorsReply)[1].cursors] == [3000],
+             30, "the follower to pass the history")
+    assert subscribe(c, "replayed", type=ECHO,
+                     **{"from": [notify_pb2.HistoryFrom(service="echo")]}).status.code == 200
+    s.notify.kill9()  # somewhere in the replay, or after it
+    s.restart_notify()
+    publish_many(c, "echo", (cloud_event(f"r{k}") for k in range(3001, 3006)))
+    ids = [i.event.id for i in drain_inbox(c, "replayed", 3005, timeout=60)]
+    assert ids == [f"r{k}" for k in range(1, 3006)], (len(ids), ids[:3])
     s.close()
 
 
@@ -769,8 +889,10 @@ def test_briefing_and_reminders_from_the_real_services():
          registry_pb2.Municipality(id="halden", name="Halden"))
     today = samtest.today()
     soon, late = today + datetime.timedelta(days=30), today + datetime.timedelta(days=90)
+    # the briefing due today covers the period up to yesterday: the grants of that year
+    year = (today - datetime.timedelta(days=1)).year
     _pub(c, "grants", "no.samordna.grants.scheme.created",
-         grants_pb2.Scheme(id="ps", name="Prosjektskjønn", owner="fmov", year=today.year,
+         grants_pb2.Scheme(id="ps", name="Prosjektskjønn", owner="fmov", year=year,
                            currency="NOK"))
     for aid, due in (("a-soon", soon), ("a-late", late)):
         a = grants_pb2.Award(id=aid, scheme="ps", recipient="halden", amount_ore=20000000,
@@ -814,6 +936,16 @@ def test_briefing_and_reminders_from_the_real_services():
     time.sleep(0.5)
     assert inbox_read(c, "styringsgruppen") == [] and inbox_read(c, "frister") == []
     notify.stop()
+    if today.strftime("%m-%d") == "02-29":
+        # no briefing date can be 29 February (it must come every year): refused, clearly
+        bad = subprocess.run([os.path.join(samtest.BIN, "samordna-notify"), "--broker", ep,
+                              "--data-dir", os.path.join(data, "notify"), "--insecure",
+                              "--briefing-dates", "02-29", *samtest.now_args()],
+                             capture_output=True, text=True, timeout=30 * SLOW)
+        assert bad.returncode != 0 and 'briefing-dates="02-29"' in bad.stderr, bad.stderr
+        c.close()
+        smtp.close()
+        return
     # the same store, and today is a briefing day: it is issued once, and the reminder of
     # the deadline within 60 days (not the one in 90)
     notify = samtest.service("notify", ep, os.path.join(data, "notify"),

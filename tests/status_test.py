@@ -552,6 +552,15 @@ def test_steps():
         done = env.query("status.steps.list", status_pb2.PlanStepsRequest(state="done"),
                          status_pb2.PlanStepsReply)
         assert [s.id for s in done.steps] == ["step-1"]
+        # a step added without a date is dated today, in Oslo (not 1970, not UTC's day)
+        today = samtest.today().isoformat()
+        env.ok("no.samordna.status.step.added",
+               status_pb2.PlanStepAdded(pilot="halden", id="step-today", title="I dag",
+                                        owner="fmov"))
+        steps = env.query("status.steps.list", status_pb2.PlanStepsRequest(pilot="halden"),
+                          status_pb2.PlanStepsReply)
+        dated = {s.id: s.changed for s in steps.steps}
+        assert dated["step-today"] == today, (dated, today)
     finally:
         env.close()
 

@@ -20,7 +20,7 @@
     transaction that queues its deliveries. Briefings due before notify's store was first
     opened are not sent after the fact.
 
-    Dates are calendar dates in UTC.
+    Dates are calendar dates in the programme's time zone (--time-zone, Europe/Oslo).
 */
 #include "notify.h"
 
