@@ -16,6 +16,7 @@ date-sensitive tests on 1 and 31 December, 29 February and just after midnight i
 when UTC still reads the day before).
 """
 import datetime
+import faulthandler
 import os
 import shutil
 import signal
@@ -34,6 +35,8 @@ sys.path.insert(0, PYGEN)
 # Sanitizer builds run several times slower: every upper bound on a wait (never a lower
 # bound, never an assertion on a figure) is multiplied by this (tools/test.sh sets it).
 SLOW = float(os.environ.get("SAMORDNA_TIMEOUT_SCALE", "1"))
+# One test running longer than this (times SLOW) prints where every thread is.
+HANG_S = 120
 
 OSLO = None
 try:
@@ -357,6 +360,8 @@ def main():
         if only and name not in only:
             continue
         start = time.time()
+        # a test that hangs shows where: every thread's stack, long before CTest's timeout
+        faulthandler.dump_traceback_later(HANG_S * SLOW, exit=False)
         try:
             fn()
             passed += 1
@@ -370,6 +375,7 @@ def main():
                     print(f"--- last lines of {p.logpath}")
                     print("\n".join(p.logtext().splitlines()[-25:]))
         finally:
+            faulthandler.cancel_dump_traceback_later()
             for p in list(PROCS):
                 if p.alive():
                     p.kill9()
