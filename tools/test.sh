@@ -30,7 +30,8 @@
 # counts the rounds passed and failed, with the failing tests of each round (NAME for the
 # RelWithDebInfo pass, NAME[asan] for the sanitizer pass, fuzz:TARGET for fuzzing); the exit
 # code is 1 when any round failed. The hogs are stopped on every way out, failure and
-# Ctrl-C included. Without any of these three options the script is exactly the one run once.
+# Ctrl-C included. Without any of these three options nothing changes: one run that stops at
+# the first failing pass, as CI calls it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
