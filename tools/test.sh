@@ -77,10 +77,10 @@ run_suite() {
   build_tree "$dir" "$@"
   ctest_in "$dir"
 }
-asan_env() {
-  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
-  export SAMORDNA_TIMEOUT_SCALE=${SAMORDNA_TIMEOUT_SCALE:-4}  # waits only, never assertions
-}
+# The sanitizer pass's environment; the scale stretches waits only, never assertions.
+ASAN_ENV=(ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+  SAMORDNA_TIMEOUT_SCALE="${SAMORDNA_TIMEOUT_SCALE:-4}")
+asan_env() { export "${ASAN_ENV[@]}"; }
 
 if [ -z "$rounds$hogs" ] && [ $ctest_only = 0 ]; then
   echo "== build and test (RelWithDebInfo)"
@@ -119,18 +119,44 @@ logs=build/repeat
 rm -rf "$logs"
 mkdir -p "$logs"
 
-hog_pid=''
+# The hogs and each pass run in a process group of their own (setsid), so that stopping one
+# reaches every process in it: stress-ng's workers, or CTest, the tests and the services they
+# started. Ctrl-C or SIGTERM stops both and ends the script; without this, bash would take a
+# Ctrl-C that CTest caught for a failing round and go on with the next one.
+hog_pid='' pass_pid=''
+stop_group() { # pid: SIGTERM to its process group, then wait for it
+  kill -TERM -- "-$1" 2>/dev/null || kill -TERM "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
 stop_hogs() {
-  [ -n "$hog_pid" ] || return 0
-  kill -TERM "$hog_pid" 2>/dev/null || true
-  wait "$hog_pid" 2>/dev/null || true
+  [ -z "$hog_pid" ] || stop_group "$hog_pid"
   hog_pid=''
 }
+stopped() { # signal exit-code
+  trap - INT TERM
+  echo "== stopped by SIG$1${r:+ in round $r}" >&2
+  [ -z "$pass_pid" ] || stop_group "$pass_pid"
+  pass_pid=''
+  stop_hogs
+  exit "$2"
+}
 trap stop_hogs EXIT
-trap 'stop_hogs; exit 130' INT
-trap 'stop_hogs; exit 143' TERM
+trap 'stopped INT 130' INT
+trap 'stopped TERM 143' TERM
+run_pass() { # log command…: the command in a group of its own, its output to log
+  local log=$1 rc=0
+  shift
+  setsid "$@" >>"$log" 2>&1 &
+  pass_pid=$!
+  wait "$pass_pid" || rc=$?
+  pass_pid=''
+  return $rc
+}
+hog_words="$hogs CPU hogs"
+[ "$hogs" = 1 ] && hog_words="1 CPU hog"
+[ "$hogs" = 0 ] && hog_words="no CPU hogs"
 if [ "$hogs" -gt 0 ]; then
-  stress-ng --cpu "$hogs" --timeout 0 >"$logs/hogs.log" 2>&1 &
+  setsid stress-ng --cpu "$hogs" --timeout 0 >"$logs/hogs.log" 2>&1 &
   hog_pid=$!
   sleep 1
   if ! kill -0 "$hog_pid" 2>/dev/null; then
@@ -138,7 +164,7 @@ if [ "$hogs" -gt 0 ]; then
     hog_pid=''
     exit 1
   fi
-  echo "== $hogs CPU hogs running (stress-ng --cpu $hogs, pid $hog_pid)"
+  echo "== $hog_words running (stress-ng --cpu $hogs, pid $hog_pid)"
 fi
 
 failed_names() { # log first-line pass: the failing tests after that line of the log
@@ -150,7 +176,7 @@ failed_names() { # log first-line pass: the failing tests after that line of the
 }
 
 passed=0 failed=0 summary=() hog_note=''
-[ "$hogs" -gt 0 ] && hog_note=" beside $hogs CPU hogs"
+[ "$hogs" -gt 0 ] && hog_note=" beside $hog_words"
 for ((r = 1; r <= rounds; r++)); do
   log=$logs/round-$r.log
   : >"$log"
@@ -162,9 +188,11 @@ for ((r = 1; r <= rounds; r++)); do
     from=$(($(wc -l <"$log") + 1))
     rc=0
     case $p in
-      test) ctest_in build/test >>"$log" 2>&1 || rc=$? ;;
-      asan) (asan_env && ctest_in build/asan) >>"$log" 2>&1 || rc=$? ;;
-      fuzz) tools/fuzz.sh >>"$log" 2>&1 || rc=$? ;;
+      test) run_pass "$log" ctest --test-dir build/test --output-on-failure --timeout 600 \
+        "${CTEST_ARGS[@]}" || rc=$? ;;
+      asan) run_pass "$log" env "${ASAN_ENV[@]}" ctest --test-dir build/asan --output-on-failure \
+        --timeout 600 "${CTEST_ARGS[@]}" || rc=$? ;;
+      fuzz) run_pass "$log" tools/fuzz.sh || rc=$? ;;
     esac
     if [ $rc -ne 0 ]; then
       mapfile -t these < <(failed_names "$log" "$from" "$p")
@@ -183,6 +211,6 @@ for ((r = 1; r <= rounds; r++)); do
 done
 stop_hogs
 
-echo "== $passed of $rounds rounds passed, $failed failed ($hogs CPU hogs; logs in $logs/)"
+echo "== $passed of $rounds rounds passed, $failed failed ($hog_words; logs in $logs/)"
 for s in "${summary[@]}"; do echo "   $s"; done
 [ $failed -eq 0 ]
