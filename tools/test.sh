@@ -12,7 +12,8 @@
 #                                       target; SAMORDNA_FUZZ_SECONDS changes it)
 #
 # Rounds: the same passes several times in a row, optionally with CPU hogs beside them, to
-# find tests that depend on timing. Every argument that is not one of these goes to CTest.
+# find tests that depend on timing. Every argument that is not one of these goes to CTest
+# (CTest's own --repeat, which repeats each test, is not touched: hence --rounds).
 #
 #   tools/test.sh --rounds N     run the passes N times in a row (default 1)
 #   tools/test.sh --hogs N       with N CPU hogs (stress-ng --cpu N, installed when missing)
@@ -26,8 +27,8 @@
 #
 # Everything is built before the first round (and before the hogs start). A round does not
 # stop at the first failure: every pass of it runs, prints its number and what failed, and
-# keeps its whole output in build/repeat/round-N.log (emptied at the start). The last line
-# counts the rounds passed and failed, with the failing tests of each round (NAME for the
+# keeps its whole output in build/repeat/round-N.log (build/repeat/ is emptied first). The
+# last lines count the rounds passed and failed, with the failing tests of each round (NAME for the
 # RelWithDebInfo pass, NAME[asan] for the sanitizer pass, fuzz:TARGET for fuzzing); the exit
 # code is 1 when any round failed. The hogs are stopped on every way out, failure and
 # Ctrl-C included. Without any of these three options nothing changes: one run that stops at
