@@ -496,7 +496,7 @@ FIXTURE_MONEY = {
     "format": "samordna-fixture/1",
     "agencies": [{"id": a, "name": a.upper(), "kind": "state_regional"} for a in AGENCIES],
     "municipalities": [{"id": m, "name": m.title()} for m in MUNICIPALITIES],
-    # The fixture's schemes and awards (shared/fixtures/ostfold-2019.json), amounts in NOK.
+    # The fixture's schemes and awards (deploy/examples/ostfold-2019.json), amounts in NOK.
     "schemes": [{"id": "prosjektskjonn-2019",
                  "name": "Prosjektskjønnsmidler til fornying og innovasjon 2019",
                  "owner": "fmov", "year": 2019, "budget_nok": None}],
@@ -554,7 +554,7 @@ def test_import_of_the_ostfold_fixture():
     """The fixture's money after `samctl import`: Halden, Sarpsborg and Fredrikstad
     NOK 200 000 each, Indre Østfold 500 000, Høgskolen i Østfold 400 000, 1 500 000 in all."""
     import json
-    fixture = os.path.join(samtest.SRC, "..", "shared", "fixtures", "ostfold-2019.json")
+    fixture = os.path.join(samtest.SRC, "deploy", "examples", "ostfold-2019.json")
     assert os.path.exists(fixture), f"the fixture is missing: {fixture}"
     d = samtest.scratch("import-fixture")
     broker, ep = samtest.broker()

@@ -13,7 +13,7 @@ import time
 import samtest
 from samordna.v1 import envelope_pb2
 
-FIXTURE = os.path.join(samtest.SRC, "..", "shared", "fixtures", "ostfold-2019.json")
+FIXTURE = os.path.join(samtest.SRC, "deploy", "examples", "ostfold-2019.json")
 SAMCTL = os.path.join(samtest.BIN, "samctl")
 # What the fixture holds for the registry: 8 agencies, 1 programme, 5 municipalities and the
 # merged Moss, 5 invitations each sent and answered, 4 pilots, 1 report.

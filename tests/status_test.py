@@ -969,7 +969,7 @@ def test_registry_down_refuses_without_stalling():
         c.close()
 
 
-FIXTURE = os.path.join(samtest.SRC, "..", "shared", "fixtures", "ostfold-2019.json")
+FIXTURE = os.path.join(samtest.SRC, "deploy", "examples", "ostfold-2019.json")
 
 
 def test_import_fixture_with_the_real_registry():

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages samordna needs to build, run and test, when any is missing.
 # Used by tools/run.sh and tools/test.sh; safe to run again (it installs nothing when all
-# are there). Needs root or sudo only when something is missing.
+# are there). Needs root or sudo only when something is missing. Packages named as arguments
+# are wanted too (tools/test.sh --hogs asks for stress-ng this way).
 set -euo pipefail
 
 packages=(
@@ -10,6 +11,7 @@ packages=(
   liblmdb-dev lmdb-utils libjansson-dev libcurl4-openssl-dev libsodium-dev
   python3 python3-zmq python3-protobuf
   clang libclang-rt-dev
+  "$@"
 )
 
 missing=()

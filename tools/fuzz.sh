@@ -40,7 +40,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts" "$SAMORDNA_TESTDATA"
   seeds=()
   extra=()
-  [ "$a" = import ] && extra=(../shared/fixtures) # the real fixture files, when beside us
+  [ "$a" = import ] && extra=(deploy/examples) # the Østfold pilot, the real fixture file
   for d in tests/fuzz-corpus/$a tests/fuzz-regressions/$a tests/fuzz-regressions/$t "${extra[@]}"; do
     [ -d "$d" ] && seeds+=("$d")
   done

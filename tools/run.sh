@@ -9,7 +9,8 @@
 # its broker, certificate and the broker's key in ./var/samctl.cfg.
 #
 # Environment: SAMORDNA_DATA (store folder, default ./var), SAMORDNA_PORT (broker port,
-# default 5555), SAMORDNA_FIXTURE (default ../shared/fixtures/ostfold-2019.json).
+# default 5555), SAMORDNA_FIXTURE (the file to import, default the project's own sample of
+# the Østfold pilot, deploy/examples/ostfold-2019.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/deps.sh
@@ -21,7 +22,7 @@ bin=$PWD/$build/bin
 
 data=${SAMORDNA_DATA:-var}
 port=${SAMORDNA_PORT:-5555}
-fixture=${SAMORDNA_FIXTURE:-../shared/fixtures/ostfold-2019.json}
+fixture=${SAMORDNA_FIXTURE:-deploy/examples/ostfold-2019.json}
 endpoint="tcp://127.0.0.1:$port"
 mkdir -p "$data/log"
 

@@ -1,5 +1,5 @@
 /*  import.h — `samctl import FILE`: loading a fixture file (format "samordna-fixture/1",
-    e.g. shared/fixtures/ostfold-2019.json) into every service that owns a part of it.
+    e.g. deploy/examples/ostfold-2019.json) into every service that owns a part of it.
 
     The import is a plan built in memory, then published:
       1. the file is read with jansson (a syntax error names line and column) and its
