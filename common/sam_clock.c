@@ -80,8 +80,7 @@ int sam_clock_set(const char *when)
                n == 19) {
     } else
         return -1;
-    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
-        s > 60)
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || s > 60)
         return -1;
     tm.tm_year = y - 1900;
     tm.tm_mon = mo - 1;

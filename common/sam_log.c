@@ -1,6 +1,7 @@
 /*  sam_log.c — see sam_log.h. One write(2) per line so lines from several processes sharing
     a terminal or journal never interleave mid-line. */
 #include "sam_log.h"
+#include "sam_check.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +27,45 @@ int sam_log_level_parse(const char *name)
     return -1;
 }
 
+/* Copies msg into out (cap bytes) with every control character and invalid UTF-8 byte
+   escaped; quotes and backslashes stay as the format wrote them. Returns the length. */
+static int s_safe(const char *msg, char *out, size_t cap)
+{
+    size_t o = 0;
+    const unsigned char *s = (const unsigned char *)msg;
+    for (size_t i = 0; s[i] && o + 5 < cap;) {
+        unsigned c = s[i];
+        char one[2] = {(char)c, 0};
+        char esc[16];
+        if (c < 0x80 && c >= 0x20 && c != 0x7f) {
+            out[o++] = (char)c;
+            i++;
+            continue;
+        }
+        /* a run that sam_check_escape leaves as it is (valid UTF-8 outside controls) */
+        size_t l = 1;
+        while (l < 4 && (s[i + l] & 0xc0) == 0x80)
+            l++;
+        char buf[8];
+        memcpy(buf, s + i, l);
+        buf[l] = 0;
+        if (c >= 0x80 && sam_check_text_why(buf, l) == NULL) {
+            memcpy(out + o, buf, l);
+            o += l;
+            i += l;
+            continue;
+        }
+        sam_check_escape(one, 1, esc, sizeof esc); /* \n, \t, \xNN */
+        size_t el = strlen(esc);
+        if (o + el >= cap) break;
+        memcpy(out + o, esc, el);
+        o += el;
+        i++;
+    }
+    out[o] = 0;
+    return (int)o;
+}
+
 void sam_log_write(sam_log_level_t level, const char *fmt, ...)
 {
     static const char *labels[] = {"DEBUG", "INFO", "WARN", "ERROR"};
@@ -37,14 +77,27 @@ void sam_log_write(sam_log_level_t level, const char *fmt, ...)
     int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
     n += snprintf(line + n, sizeof line - (size_t)n, ".%03dZ %s %s ", (int)(tv.tv_usec / 1000),
                   labels[level], s_service);
+    char msg[1536];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (m < 0) m = 0;
-    n += m;
-    if (n > (int)sizeof line - 2) n = (int)sizeof line - 2; /* truncated, still one line */
+    if (m < 0) msg[0] = 0;
+    n += s_safe(msg, line + n, sizeof line - (size_t)n - 1);
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;
+}
+
+const char *sam_logv(const char *value)
+{
+    static __thread char ring[8][420];
+    static __thread unsigned next;
+    char *out = ring[next++ % 8];
+    out[0] = '"';
+    sam_check_escape(value ? value : "", 200, out + 1, sizeof ring[0] - 2);
+    size_t len = strlen(out);
+    out[len] = '"';
+    out[len + 1] = 0;
+    return out;
 }

@@ -1,8 +1,12 @@
 /*  sam_log.h — one structured line per event on stderr.
 
     Line shape:  2026-11-25T10:00:00.123Z INFO registry event.applied type=… seq=42 req=7
-    The first word after the service is the event's name; the rest are key=value pairs.
-    Values that may hold spaces are quoted by the caller with %s inside "…".
+    The first word after the service is the event's name; the rest are key=value pairs
+    (logfmt). A value from outside — an id, a type, a reason quoting one — goes through
+    sam_logv(), which quotes it and escapes `"`, `\` and every control character, so no input
+    can add a field or a line. Whatever slips past that, the line itself is made safe before
+    it is written: a control character or a byte of invalid UTF-8 anywhere in it is written
+    as \xNN (a newline as \n), so one call is always one line.
     Formatting costs nothing when the level is below the threshold: the macros test it first.
 */
 #ifndef SAM_LOG_H
@@ -18,6 +22,11 @@ void sam_log_init(const char *service, sam_log_level_t threshold);
 
 /* Parses "debug", "info", "warn" or "error"; returns -1 for anything else. */
 int sam_log_level_parse(const char *name);
+
+/* value as a logfmt value: in double quotes, `"` and `\` escaped, controls and invalid UTF-8
+   as \t \n \r \xNN, at most 200 bytes of value. The result lives in a small per-thread ring
+   of buffers: good for up to eight values in one log call. */
+const char *sam_logv(const char *value);
 
 /* Writes one line; use the macros below instead. */
 void sam_log_write(sam_log_level_t level, const char *fmt, ...)

@@ -16,6 +16,7 @@
 */
 #include "sam_service.h"
 #include "sam_batch.h"
+#include "sam_check.h"
 #include "sam_client.h"
 #include "sam_mdp.h"
 
@@ -154,6 +155,8 @@ int sam_reply_error(sam_reply_t *reply, uint32_t code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reply->message, sizeof reply->message, fmt, ap);
     va_end(ap);
+    /* a refusal is text a strict client must decode, whatever a handler quoted into it */
+    sam_check_sanitize(reply->message);
     free(reply->body);
     reply->body = NULL;
     reply->body_len = 0;
@@ -176,6 +179,11 @@ int sam_reply_message(sam_reply_t *reply, const ProtobufCMessage *msg)
 ProtobufCMessage *sam_call_unpack(const sam_call_t *call, const ProtobufCMessageDescriptor *desc,
                                   sam_reply_t *reply)
 {
+    char err[300];
+    if (sam_check_wire(desc, call->body, call->body_len, "", err, sizeof err) == -1) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
+        return NULL;
+    }
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, call->body_len, call->body);
     if (!m) sam_reply_error(reply, SAM_BAD_REQUEST, "undecodable %s for %s", desc->name,
                             call->method);
@@ -186,6 +194,11 @@ ProtobufCMessage *sam_event_unpack(const sam_event_t *ev, const ProtobufCMessage
                                    sam_reply_t *reply)
 {
     ProtobufCMessage *m = NULL;
+    char err[300];
+    if (ev->data && sam_check_wire(desc, ev->data, ev->data_len, "data", err, sizeof err) == -1) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
+        return NULL;
+    }
     if (ev->data) m = protobuf_c_message_unpack(desc, NULL, ev->data_len, ev->data);
     if (!m)
         sam_reply_error(reply, SAM_BAD_REQUEST, "event %s: data is %s, expected a packed %s",
@@ -414,8 +427,8 @@ static void s_send_reply(sam_service_t *svc, s_request_t *r)
         if (packed != stack) free(packed);
     }
     if (status.code != SAM_OK)
-        sam_info("request.refused req=%" PRIu64 " method=%s code=%u reason=\"%s\"", rep.id,
-                 r->req ? r->req->method : "?", status.code, status.message);
+        sam_info("request.refused req=%" PRIu64 " method=%s code=%u reason=%s", rep.id,
+                 sam_logv(r->req ? r->req->method : "?"), status.code, sam_logv(status.message));
 }
 
 static const Samordna__V1__Caller *s_caller(sam_service_t *svc, const s_request_t *r)
@@ -587,6 +600,13 @@ static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t wall_ms)
                         r->req->body.len, svc->max_event_bytes);
         return;
     }
+    char err[300];
+    if (sam_check_wire(&samordna__v1__publish_request__descriptor, r->req->body.data,
+                       r->req->body.len, "", err, sizeof err) == -1) {
+        sam_reply_error(rep, SAM_BAD_REQUEST, "%s", err);
+        sam_info("event.refused reason=\"%s\"", err);
+        return;
+    }
     r->pub = samordna__v1__publish_request__unpack(NULL, r->req->body.len, r->req->body.data);
     if (!r->pub || !r->pub->event) {
         sam_reply_error(rep, SAM_BAD_REQUEST,
@@ -594,7 +614,16 @@ static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t wall_ms)
         return;
     }
     const Io__Cloudevents__V1__CloudEvent *ce = r->pub->event;
-    if (!ce->id[0] || strlen(ce->id) > 256)
+    const char *subject = sam_event_attr(ce, "subject"), *why;
+    if ((why = sam_check_line_why(ce->id)))
+        sam_reply_error(rep, SAM_BAD_REQUEST, "event.id: %s", why);
+    else if ((why = sam_check_line_why(ce->source)))
+        sam_reply_error(rep, SAM_BAD_REQUEST, "event.source: %s", why);
+    else if ((why = sam_check_line_why(ce->type)))
+        sam_reply_error(rep, SAM_BAD_REQUEST, "event.type: %s", why);
+    else if (subject && (why = sam_check_line_why(subject)))
+        sam_reply_error(rep, SAM_BAD_REQUEST, "event.subject: %s", why);
+    else if (!ce->id[0] || strlen(ce->id) > 256)
         sam_reply_error(rep, SAM_BAD_REQUEST, "event.id: required, at most 256 characters");
     else if (!ce->source[0] || strlen(ce->source) > 256)
         sam_reply_error(rep, SAM_BAD_REQUEST, "event.source: required, at most 256 characters");
@@ -689,8 +718,8 @@ static int s_apply_one(sam_service_t *svc, MDB_txn *txn, s_request_t *r, uint64_
     if (nested && (rc = mdb_txn_commit(work))) return rc; /* commit frees it even on failure */
     *last = r->ev.seq;
     r->seq = r->ev.seq;
-    sam_debug("event.applied type=%s source=%s id=%s seq=%" PRIu64, ce->type, ce->source, ce->id,
-              r->seq);
+    sam_debug("event.applied type=%s source=%s id=%s seq=%" PRIu64, sam_logv(ce->type),
+              sam_logv(ce->source), sam_logv(ce->id), r->seq);
     return 0;
 }
 

@@ -176,6 +176,55 @@ def test_malformed_payload_is_refused_and_nothing_stored():
         r.close()
 
 
+BAD_TEXT = [  # 8 bytes each, the length of the placeholder they replace on the wire
+    (b"bad\xff\xfeidx", "not valid UTF-8"),
+    (b"nul\x00byte", "NUL"),
+    (b"bel\x07char", "control character"),
+    (b"a\nFORGED", "control character"),  # a newline is fine in notes, not in an id
+    (b"c1\xc2\x85char", "control character"),
+    (b"\xed\xa0\x80surrx", "not valid UTF-8"),  # a UTF-16 surrogate in UTF-8 dress
+]
+
+
+def _with_bytes(packed, placeholder, raw):
+    assert len(placeholder) == len(raw) and packed.count(placeholder) == 1
+    return packed.replace(placeholder, raw)
+
+
+def test_text_that_strict_readers_cannot_read_is_refused_and_nothing_stored():
+    """Valid protobuf carrying strings that are not clean UTF-8 text — in the CloudEvent's id,
+    in an attribute, in the payload — is refused 400 naming the field; the refusal itself is
+    clean text; nothing is stored; no log line is forged."""
+    r = Registry("reg-text")
+    try:
+        for raw, why in BAD_TEXT:
+            req = ce("agency.registered", R.Agency(id="fmov", name="F", kind=2), eid="PLACEHID")
+            body = _with_bytes(req.SerializeToString(), b"PLACEHID", raw[:8])
+            rep, _ = r.c.call("registry", "events.publish", body)
+            assert rep.status.code == 400 and "event.id" in rep.status.message, rep.status
+            assert why in rep.status.message, (raw, rep.status.message)
+            rep.status.message.encode("utf-8")  # it parsed: a strict decoder took it
+            req = ce("agency.registered", R.Agency(id="fmov", name="PLACEHNM", kind=2))
+            body = _with_bytes(req.SerializeToString(), b"PLACEHNM", raw[:8])
+            if b"\n" in raw:
+                continue  # a newline is allowed in text fields (notes, descriptions)
+            rep, _ = r.c.call("registry", "events.publish", body)
+            assert rep.status.code == 400 and "data.name" in rep.status.message, rep.status
+        ev = ce("agency.registered", R.Agency(id="fmov", name="F", kind=2))
+        ev.event.attributes["subject"].ce_string = "PLACEHSB"
+        body = _with_bytes(ev.SerializeToString(), b"PLACEHSB", b"sub\xffject")
+        rep, _ = r.c.call("registry", "events.publish", body)
+        assert rep.status.code == 400 and "event.attributes[0]" in rep.status.message, rep.status
+        assert r.last_seq() == 0, "nothing was stored"
+        rr = r.c.call("registry", "events.read", events_pb2.ReadRequest(after_seq=0),
+                      events_pb2.ReadReply)[1]
+        assert list(rr.events) == []
+        log = r.proc.logtext()
+        assert not any(line.startswith("FORGED") for line in log.splitlines()), log[-2000:]
+    finally:
+        r.close()
+
+
 def test_unknown_event_type_is_501():
     r = Registry("reg-unknown")
     try:

@@ -840,7 +840,8 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
         if (!info || strcmp(info->role, "service") != 0) {
             self->refused++;
             sam_warn("worker.refused worker=%s service=%s agency=%s role=%s reason=\"%s\"", key,
-                     name, info ? info->agency : "-", info && info->role[0] ? info->role : "-",
+                     sam_logv(name), info ? info->agency : "-",
+                     info && info->role[0] ? info->role : "-",
                      info ? "only a certificate of role service may register as a worker"
                           : "key not trusted (unknown or revoked)");
             s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);

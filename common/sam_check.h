@@ -1,0 +1,73 @@
+/*  sam_check.h — the field rules every service applies, in one place.
+
+    Text from outside is hostile (CONVENTIONS.md 14). Before any handler runs, the runtime
+    walks each request body and each event payload on the wire, as the message type its
+    table row names, and applies the text rule to every string field at any depth (nested
+    messages, repeated fields, map keys and values): a strict reader in another language
+    must be able to decode whatever samordna stores and answers. The other rules (ids, dates,
+    amounts) are the services' to call where a field has that meaning.
+
+    Every function that refuses writes "<path>: <reason>" into err (cap bytes, always
+    NUL-terminated) and returns -1; the path is the field's as the client wrote it
+    ("subscription.url", "attributes[2].key"). A reason never quotes the client's bytes raw:
+    sam_check_escape() is for any value a refusal or a log line must show.
+*/
+#ifndef SAM_CHECK_H
+#define SAM_CHECK_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Longest string field the wire check lets through (a row's payload limit bounds it too). */
+#define SAM_CHECK_TEXT_MAX (64 * 1024)
+/* Deepest nesting of messages the wire check follows. */
+#define SAM_CHECK_DEPTH_MAX 32
+/* The one year range of every date in samordna. */
+#define SAM_CHECK_YEAR_MIN 1900
+#define SAM_CHECK_YEAR_MAX 2999
+
+/*  The text rule on len bytes: valid UTF-8 (shortest form, no surrogates, at most U+10FFFF),
+    no NUL, no control character (C0 and C1, DEL) other than tab, line feed and carriage
+    return. Returns NULL when s passes, else the reason (a constant string). */
+const char *sam_check_text_why(const char *s, size_t len);
+
+/*  The text rule, and no tab, line feed or carriage return either: for names that stand on
+    one line (ids, types, sources, subjects). NULL when s (NUL-terminated) passes. */
+const char *sam_check_line_why(const char *s);
+
+/*  Walks data (len bytes) on the wire as a message of type desc and applies the text rule to
+    every string field. prefix (may be "") is put before each path ("data."). Unknown fields
+    are skipped as protobuf says. Returns 0; -1 with err set when a string breaks the rule;
+    -2 with err set when the bytes are not protobuf at all (the caller answers that as
+    undecodable, as protobuf-c's own unpack would). */
+int sam_check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                   const char *prefix, char *err, size_t cap);
+
+/*  An id: [a-z0-9-]{1,64}. Empty passes unless required. Returns 0 or -1 (err set). */
+int sam_check_id(const char *field, const char *id, bool required, char *err, size_t cap);
+
+/*  A calendar date YYYY-MM-DD between SAM_CHECK_YEAR_MIN and _MAX, leap years by the
+    Gregorian rule. Empty passes unless required. Returns 0 or -1 (err set). */
+int sam_check_date(const char *field, const char *date, bool required, char *err, size_t cap);
+
+/*  True when y-m-d is a real calendar day (Gregorian). */
+bool sam_check_day(int y, int m, int d);
+
+/*  An amount in øre: at least min_ore, at most 10^15 (ten thousand billion kroner). Returns 0
+    or -1 (err set). */
+int sam_check_amount(const char *field, int64_t ore, int64_t min_ore, char *err, size_t cap);
+
+/*  Writes s as safe text into out (cap bytes, NUL-terminated): `"` and `\` are escaped with a
+    backslash, tab, newline and carriage return as \t \n \r, every other control character and
+    every byte that is not part of valid UTF-8 as \xNN. At most max_in bytes of s are read
+    (SIZE_MAX: all); a cut never splits a character. Returns out. */
+const char *sam_check_escape(const char *s, size_t max_in, char *out, size_t cap);
+
+/*  Makes buf (NUL-terminated) safe text in place: each invalid UTF-8 byte and each control
+    character other than tab becomes '?'; a newline becomes a space. For whole lines
+    (refusals, log lines) whose values may have come from outside. Returns buf. */
+char *sam_check_sanitize(char *buf);
+
+#endif
