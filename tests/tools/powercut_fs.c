@@ -33,6 +33,11 @@
       them too). BACKING then holds exactly what was synced. Mount it again, a fresh mount
       so that no page cache of the old one can hide a loss, to see what a machine finds when
       the power comes back. The cut prints one line to stderr first: "power cut: dropped …".
+    - Writing "cut-at-sync" instead arms the cut (that write is answered): the next sync of
+      a file that has unsynced changes cuts the power instead of syncing, so the cut falls
+      where it hurts most, in the middle of a commit whose data is written and whose sync
+      was asked for but never answered. A program that acknowledges before its sync returns
+      has then acknowledged something lost.
     - An orderly stop (SIGTERM, SIGINT, SIGHUP, or the mount being unmounted) writes every
       file back first, as unmounting a real file system does, and ends with 0.
 
@@ -110,6 +115,7 @@ typedef struct {
 static struct {
     int root; /* the backing folder */
     s_file_t *files;
+    bool cut_at_sync; /* armed: the next sync of a changed file cuts the power instead */
     uint64_t writes, syncs, pages_synced; /* since the mount, for the closing line */
 } s_fs = {.root = -1};
 
@@ -344,10 +350,32 @@ static int s_file_truncate(s_file_t *f, off_t size)
     return 0;
 }
 
+/* ---- the power cut ---------------------------------------------------------------------- */
+
+static void s_cut(const char *when)
+{
+    size_t pages = 0, files = 0, sizes = 0;
+    for (s_file_t *f = s_fs.files; f; f = f->next) {
+        pages += f->npages;
+        files += s_file_dirty(f);
+        sizes += f->size != f->backing_size || f->durable != f->backing_size;
+    }
+    fprintf(stderr,
+            "powercut_fs: power cut %s: dropped %zu unsynced pages (%zu bytes) and %zu size "
+            "changes of %zu files; since the mount: %llu writes, %llu syncs, %llu pages "
+            "synced\n",
+            when, pages, pages * S_PAGE, sizes, files, (unsigned long long)s_fs.writes,
+            (unsigned long long)s_fs.syncs, (unsigned long long)s_fs.pages_synced);
+    /* Nothing is freed and nothing answered: the process ends as the machine does. The
+       kernel fails every pending and later request on the mount once /dev/fuse closes. */
+    _exit(0);
+}
+
 /* Makes the file's content and size durable in the backing file. */
 static int s_file_sync(s_file_t *f)
 {
     if (!s_file_dirty(f)) return 0;
+    if (s_fs.cut_at_sync) s_cut("at a sync");
     if (f->durable < f->backing_size) { /* a shrink first, so no stale byte survives a growth */
         if (ftruncate(f->fd, f->durable) != 0) return -errno;
         f->backing_size = f->durable;
@@ -370,27 +398,6 @@ static int s_file_sync(s_file_t *f)
     s_pages_drop(f, 0);
     f->durable = f->backing_size = f->size;
     return 0;
-}
-
-/* ---- the power cut ---------------------------------------------------------------------- */
-
-static void s_cut(void)
-{
-    size_t pages = 0, files = 0, sizes = 0;
-    for (s_file_t *f = s_fs.files; f; f = f->next) {
-        pages += f->npages;
-        files += s_file_dirty(f);
-        sizes += f->size != f->backing_size || f->durable != f->backing_size;
-    }
-    fprintf(stderr,
-            "powercut_fs: power cut: dropped %zu unsynced pages (%zu bytes) and %zu size "
-            "changes of %zu files; since the mount: %llu writes, %llu syncs, %llu pages "
-            "synced\n",
-            pages, pages * S_PAGE, sizes, files, (unsigned long long)s_fs.writes,
-            (unsigned long long)s_fs.syncs, (unsigned long long)s_fs.pages_synced);
-    /* Nothing is freed and nothing answered: the process ends as the machine does. The
-       kernel fails every pending and later request on the mount once /dev/fuse closes. */
-    _exit(0);
 }
 
 /* ---- operations ------------------------------------------------------------------------- */
@@ -669,7 +676,13 @@ static int s_write(const char *path, const char *buf, size_t n, off_t off,
 {
     s_handle_t *h = s_handle(fi);
     if (!h->file) {
-        if (n >= 3 && memcmp(buf, "cut", 3) == 0) s_cut();
+        size_t len = n && buf[n - 1] == '\n' ? n - 1 : n; /* echo cut > …/.powercut */
+        if (len == 11 && memcmp(buf, "cut-at-sync", 11) == 0) {
+            s_fs.cut_at_sync = true;
+            fprintf(stderr, "powercut_fs: armed: the next sync of a changed file cuts\n");
+            return (int)n;
+        }
+        if (len == 3 && memcmp(buf, "cut", 3) == 0) s_cut("on demand");
         return -EINVAL;
     }
     int put = s_file_write(h->file, buf, n, off);
@@ -749,6 +762,7 @@ static int s_write_back_all(void)
 {
     int rc = 0;
     uint64_t pages = s_fs.pages_synced;
+    s_fs.cut_at_sync = false; /* an orderly stop is not a power cut */
     while (s_fs.files) {
         int err = s_file_sync(s_fs.files);
         if (err) {
