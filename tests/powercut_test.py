@@ -235,6 +235,29 @@ def test_the_file_system_keeps_only_what_was_synced():
         assert sorted(os.listdir(fs.mnt)) == sorted(
             ["closed", "fsynced", "fdatasynced", "o-dsync", "folder", "mapped-msync", "mapped",
              "overwritten", "shrunk-grown"]), os.listdir(fs.mnt)
+        # Armed, the cut waits for a sync of a changed file: not a clean one, not a write.
+        fs.arm()
+        with open(p("fsynced"), "r+b") as f:
+            os.fsync(f.fileno())
+        write_file(p("armed"), b"a" * 3000)
+        assert fs.proc.alive(), "powercut_fs cut before any sync of a changed file"
+        fd = os.open(p("armed"), os.O_WRONLY)
+        try:
+            os.fsync(fd)
+            raise AssertionError("the sync that was to cut the power was answered")
+        except OSError as e:
+            assert e.errno in (errno.ECONNABORTED, errno.ENOTCONN), e
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the connection is gone
+        report = fs.cut_report()
+        assert report.startswith("at a sync: dropped 1 unsynced pages (4096 bytes)"), report
+        fs.unmount_dead()
+        fs.mount()
+        assert os.path.getsize(p("armed")) == 0, "the write of the sync that cut survived"
+        assert read_file(p("fsynced")) == b"f" * 10000
         # An orderly stop writes everything back, as unmounting a real file system does.
         write_file(p("at-stop"), b"s" * 3000)
         fs.stop()

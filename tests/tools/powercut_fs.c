@@ -103,9 +103,12 @@ typedef struct s_file_t {
     size_t npages, cap;
 } s_file_t;
 
-/* What fi->fh points to, for every open file and folder. */
+/*  What fi->fh points to, for every open file and folder. The kernel sends RELEASE after
+    close() returns, in the background, so an orderly stop can come first: every handle is
+    in a list, to be freed then. */
 typedef enum { S_OPEN_FILE, S_OPEN_CONTROL, S_OPEN_FOLDER } s_kind_t;
-typedef struct {
+typedef struct s_handle_t {
+    struct s_handle_t *prev, *next;
     s_kind_t kind;
     s_file_t *file; /* S_OPEN_FILE */
     bool dsync;     /* S_OPEN_FILE opened O_SYNC or O_DSYNC */
@@ -115,6 +118,7 @@ typedef struct {
 static struct {
     int root; /* the backing folder */
     s_file_t *files;
+    s_handle_t *handles; /* open files and folders but the control file */
     bool cut_at_sync; /* armed: the next sync of a changed file cuts the power instead */
     uint64_t writes, syncs, pages_synced; /* since the mount, for the closing line */
 } s_fs = {.root = -1};
@@ -142,6 +146,31 @@ static s_handle_t *s_handle(const struct fuse_file_info *fi)
 {
     s_handle_t *h = fi ? (s_handle_t *)(uintptr_t)fi->fh : NULL;
     return h && h->kind != S_OPEN_FOLDER ? h : NULL;
+}
+
+static s_handle_t *s_handle_new(s_kind_t kind)
+{
+    s_handle_t *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    h->kind = kind;
+    h->dirfd = -1;
+    h->next = s_fs.handles;
+    if (h->next) h->next->prev = h;
+    s_fs.handles = h;
+    return h;
+}
+
+/* Frees the handle; its file's state is the caller's to release. */
+static void s_handle_free(s_handle_t *h)
+{
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        s_fs.handles = h->next;
+    if (h->next) h->next->prev = h->prev;
+    if (h->dirfd >= 0) close(h->dirfd);
+    if (h->file) h->file->handles--;
+    free(h);
 }
 
 /* ---- pages ---------------------------------------------------------------------------- */
@@ -470,23 +499,21 @@ static int s_readlink(const char *path, char *buf, size_t size)
 
 static int s_opendir(const char *path, struct fuse_file_info *fi)
 {
-    s_handle_t *h = calloc(1, sizeof *h);
-    if (!h) return -ENOMEM;
-    h->kind = S_OPEN_FOLDER;
-    if ((h->dirfd = openat(s_fs.root, s_rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
-        int err = -errno;
-        free(h);
-        return err;
+    int fd = openat(s_fs.root, s_rel(path), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    s_handle_t *h = s_handle_new(S_OPEN_FOLDER);
+    if (!h) {
+        close(fd);
+        return -ENOMEM;
     }
+    h->dirfd = fd;
     fi->fh = (uint64_t)(uintptr_t)h;
     return 0;
 }
 
 static int s_releasedir(const char *path, struct fuse_file_info *fi)
 {
-    s_handle_t *h = (s_handle_t *)(uintptr_t)fi->fh;
-    close(h->dirfd);
-    free(h);
+    s_handle_free((s_handle_t *)(uintptr_t)fi->fh);
     return 0;
 }
 
@@ -627,12 +654,11 @@ static int s_open_handle(int fd, struct fuse_file_info *fi)
     int err = 0;
     s_file_t *f = s_file_adopt(fd, &err);
     if (!f) return err;
-    s_handle_t *h = calloc(1, sizeof *h);
+    s_handle_t *h = s_handle_new(S_OPEN_FILE);
     if (!h) {
         s_file_release(f);
         return -ENOMEM;
     }
-    h->kind = S_OPEN_FILE;
     h->file = f;
     h->dsync = (fi->flags & O_DSYNC) != 0; /* O_SYNC includes O_DSYNC */
     f->handles++;
@@ -709,8 +735,7 @@ static int s_release(const char *path, struct fuse_file_info *fi)
     s_handle_t *h = s_handle(fi);
     if (!h->file) return 0;
     s_file_t *f = h->file;
-    free(h);
-    f->handles--;
+    s_handle_free(h);
     s_file_release(f);
     return 0;
 }
@@ -757,12 +782,14 @@ static const struct fuse_operations s_ops = {
     .fsyncdir = s_fsyncdir,
 };
 
-/* The orderly stop: every file written back, every state freed. */
+/* The orderly stop: every file written back, every handle and state freed. */
 static int s_write_back_all(void)
 {
     int rc = 0;
     uint64_t pages = s_fs.pages_synced;
     s_fs.cut_at_sync = false; /* an orderly stop is not a power cut */
+    while (s_fs.handles) /* closed, and their RELEASE not come yet; or the stop is forced */
+        s_handle_free(s_fs.handles);
     while (s_fs.files) {
         int err = s_file_sync(s_fs.files);
         if (err) {
