@@ -44,8 +44,9 @@
     Not modelled: torn or reordered writes (a cut keeps what was synced and nothing else: the
     worst case for durability, not for integrity); a cut in the middle of a sync (one thread
     serves the requests one at a time, so a cut falls between two); extended attributes;
-    fallocate; locks (the kernel keeps POSIX and flock locks itself, local to the mount). The
-    backing file is not fsynced: the host keeps it across a simulated cut.
+    fallocate; locks (the kernel keeps POSIX and flock locks itself, local to the mount);
+    timestamps (a file's times are the backing file's, which an unsynced write leaves as
+    they were). The backing file is not fsynced: the host keeps it across a simulated cut.
 
     One thread serves every request in order, so the state needs no locking and a cut is
     atomic with respect to every other request. The kernel's writeback cache is off, so
