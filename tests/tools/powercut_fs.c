@@ -95,12 +95,12 @@ typedef struct s_file_t {
     struct s_file_t *next;
     dev_t dev;
     ino_t ino;
-    int fd;              /* the backing file, read-write (read-only if it cannot be written) */
-    int handles;         /* open FUSE handles */
-    off_t size;          /* the size programs see */
-    off_t durable;       /* bytes of the backing file that are still the file's content */
-    off_t backing_size;  /* the backing file's size */
-    s_page_t *pages;     /* sorted by index */
+    int fd;             /* the backing file, read-write (read-only if it cannot be written) */
+    int handles;        /* open FUSE handles */
+    off_t size;         /* the size programs see */
+    off_t durable;      /* bytes of the backing file that are still the file's content */
+    off_t backing_size; /* the backing file's size */
+    s_page_t *pages;    /* sorted by index */
     size_t npages, cap;
 } s_file_t;
 
@@ -120,7 +120,7 @@ static struct {
     int root; /* the backing folder */
     s_file_t *files;
     s_handle_t *handles; /* open files and folders but the control file */
-    bool cut_at_sync; /* armed: the next sync of a changed file cuts the power instead */
+    bool cut_at_sync;    /* armed: the next sync of a changed file cuts the power instead */
     uint64_t writes, syncs, pages_synced; /* since the mount, for the closing line */
 } s_fs = {.root = -1};
 
@@ -436,7 +436,7 @@ static void *s_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
     /* Write-through: every write() reaches us before it returns (no writeback cache). */
     conn->want &= ~(unsigned)FUSE_CAP_WRITEBACK_CACHE;
-    cfg->direct_io = 0;   /* through the page cache, so mmap works */
+    cfg->direct_io = 0; /* through the page cache, so mmap works */
     cfg->kernel_cache = 0;
     cfg->auto_cache = 0;
     cfg->hard_remove = 1; /* unlink unlinks; open handles keep working through fi */
@@ -789,7 +789,8 @@ static int s_write_back_all(void)
     int rc = 0;
     uint64_t pages = s_fs.pages_synced;
     s_fs.cut_at_sync = false; /* an orderly stop is not a power cut */
-    while (s_fs.handles) /* closed, and their RELEASE not come yet; or the stop is forced */
+    /* Handles left: closed, with their RELEASE not come yet, or open when the stop came. */
+    while (s_fs.handles)
         s_handle_free(s_fs.handles);
     while (s_fs.files) {
         int err = s_file_sync(s_fs.files);
@@ -850,8 +851,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (fuse_mount(fuse, mountpoint) != 0) {
-        fprintf(stderr, "powercut_fs: cannot mount %s (FUSE is not available here)\n",
-                mountpoint);
+        fprintf(stderr, "powercut_fs: cannot mount %s (FUSE is not available here)\n", mountpoint);
         fuse_destroy(fuse);
         close(s_fs.root);
         return S_EXIT_NO_MOUNT;
