@@ -3,7 +3,9 @@
 Tests start the real binaries on ephemeral loopback ports, talk to them over real ZeroMQ
 sockets (pyzmq), and assert real outcomes. Each test module defines functions named test_*
 and ends with `samtest.main()`, which runs them in order, prints one line per test and a
-closing 'N passed, N failed' line, and exits non-zero when any failed.
+closing 'N passed, N failed' line, and exits non-zero when any failed. A test that cannot
+run here raises Skip (saying why): it is counted as skipped, never as passed, and a module
+with a skipped test and no failed one exits SKIP_EXIT, which CTest reports as skipped.
 
 Environment (set by CTest, see tests/CMakeLists.txt): SAMORDNA_BIN (executables),
 SAMORDNA_PYGEN (generated *_pb2.py), SAMORDNA_TESTDATA (scratch folder), SAMORDNA_SRC.
@@ -97,6 +99,13 @@ def now_args():
 
 import zmq  # noqa: E402
 from samordna.v1 import envelope_pb2  # noqa: E402,F401
+
+SKIP_EXIT = 77  # tests/CMakeLists.txt: SKIP_RETURN_CODE of the Python tests
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run in this environment; the message says why."""
+
 
 MDPC = b"MDPC01"
 MDPW = b"MDPW01"
@@ -355,7 +364,7 @@ def main():
     only = sys.argv[1:]
     tests = [(n, f) for n, f in vars(mod).items() if n.startswith("test_") and callable(f)]
     tests.sort(key=lambda nf: nf[1].__code__.co_firstlineno)
-    passed = failed = 0
+    passed = failed = skipped = 0
     for name, fn in tests:
         if only and name not in only:
             continue
@@ -366,6 +375,9 @@ def main():
             fn()
             passed += 1
             print(f"ok   {name} ({time.time() - start:.2f}s)", flush=True)
+        except Skip as why:
+            skipped += 1
+            print(f"skip {name}: {why}", flush=True)
         except Exception:  # a failed assert or anything else: report, go on
             failed += 1
             print(f"FAIL {name}", flush=True)
@@ -380,5 +392,6 @@ def main():
                 if p.alive():
                     p.kill9()
                 PROCS.remove(p)
-    print(f"{passed} passed, {failed} failed", flush=True)
-    sys.exit(1 if failed or passed == 0 else 0)
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""),
+          flush=True)
+    sys.exit(1 if failed else SKIP_EXIT if skipped else 1 if passed == 0 else 0)
