@@ -55,7 +55,7 @@ static bool s_exists(const char *path)
 }
 
 int sam_keys_new(const char *dir, const char *name, const char *agency, const char *role,
-                 char *public_key, char *err, size_t errlen)
+                 const char *services, char *public_key, char *err, size_t errlen)
 {
     if (!sam_keys_agency_ok(agency)) {
         snprintf(err, errlen, "agency: '%s' is not an agency id (lowercase [a-z0-9-], 1-64)",
@@ -63,9 +63,19 @@ int sam_keys_new(const char *dir, const char *name, const char *agency, const ch
         return -1;
     }
     if (!sam_keys_role_ok(role)) {
-        snprintf(err, errlen,
-                 "role: '%s' is not one of admin, publisher, reader, service, broker",
+        snprintf(err, errlen, "role: '%s' is not one of admin, publisher, reader, service, broker",
                  role ? role : "");
+        return -1;
+    }
+    bool service = strcmp(role, "service") == 0;
+    if (service && !sam_keys_services_ok(services)) {
+        snprintf(err, errlen,
+                 "services: a service certificate names the services it may offer "
+                 "(--service registry, repeatable), each [a-z0-9.-]{1,64}");
+        return -1;
+    }
+    if (!service && services && *services) {
+        snprintf(err, errlen, "services: only a certificate of role service offers services");
         return -1;
     }
     if (!name || !*name || strchr(name, '/') || name[0] == '.') {
@@ -93,13 +103,16 @@ int sam_keys_new(const char *dir, const char *name, const char *agency, const ch
     }
     zcert_set_meta(cert, "agency", "%s", agency);
     zcert_set_meta(cert, "role", "%s", role);
+    if (service) zcert_set_meta(cert, "services", "%s", services);
     zcert_set_meta(cert, "created", "%" PRId64, (int64_t)(zclock_time() / 1000));
     mode_t old = umask(077);
     int rc = zcert_save(cert, pub);
     umask(old);
     if (rc == 0) chmod(pub, 0644); /* the public half is meant to be copied */
-    if (rc != 0) snprintf(err, errlen, "cannot write %s: %s", pub, strerror(errno));
-    else if (public_key) snprintf(public_key, SAM_KEY_Z85_LEN + 1, "%s", zcert_public_txt(cert));
+    if (rc != 0)
+        snprintf(err, errlen, "cannot write %s: %s", pub, strerror(errno));
+    else if (public_key)
+        snprintf(public_key, SAM_KEY_Z85_LEN + 1, "%s", zcert_public_txt(cert));
     zcert_destroy(&cert);
     return rc == 0 ? 0 : -1;
 }
@@ -145,11 +158,44 @@ int sam_keys_check_secret(const char *path, char *err, size_t errlen)
     return rc;
 }
 
+static bool s_service_name_ok(const char *s, size_t n)
+{
+    if (n == 0 || n > 64 || (n >= 4 && strncmp(s, "mmi.", 4) == 0)) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
+              s[i] == '.'))
+            return false;
+    return true;
+}
+
+bool sam_keys_services_ok(const char *services)
+{
+    if (!services || !*services) return false;
+    for (const char *p = services;;) {
+        size_t n = strcspn(p, ",");
+        if (!s_service_name_ok(p, n)) return false;
+        if (!p[n]) return true;
+        p += n + 1;
+    }
+}
+
+bool sam_keys_may_offer(const char *services, const char *service)
+{
+    size_t want = strlen(service);
+    for (const char *p = services ? services : ""; *p;) {
+        size_t n = strcspn(p, ",");
+        if (n == want && strncmp(p, service, n) == 0) return true;
+        p += n;
+        if (*p == ',') p++;
+    }
+    return false;
+}
+
 /* ---- keyring ----------------------------------------------------------------------------- */
 
 typedef struct {
     sam_key_info_t info;
-    char *agency, *role, *file; /* owned; info points at them */
+    char *agency, *role, *services, *file; /* owned; info points at them */
 } s_key_t;
 
 struct sam_keyring_t {
@@ -167,6 +213,7 @@ static void s_key_destroy(void **item)
     if (!k) return;
     free(k->agency);
     free(k->role);
+    free(k->services);
     free(k->file);
     free(k);
     *item = NULL;
@@ -197,12 +244,15 @@ static zhashx_t *s_load(const char *dir)
         if (k && s_z85_ok(key)) {
             const char *agency = zcert_meta(cert, "agency");
             const char *role = zcert_meta(cert, "role");
+            const char *services = zcert_meta(cert, "services");
             k->agency = strdup(agency ? agency : "");
             k->role = strdup(role ? role : "");
+            k->services = strdup(services ? services : "");
             k->file = strdup(path);
-            if (k->agency && k->role && k->file) {
+            if (k->agency && k->role && k->services && k->file) {
                 k->info.agency = k->agency;
                 k->info.role = k->role;
+                k->info.services = k->services;
                 k->info.file = k->file;
                 if (zhashx_insert(keys, key, k) == 0) k = NULL;
             }
@@ -308,14 +358,30 @@ int sam_keys_selftest(const char *scratch, bool verbose)
     char keys[512], secrets[512];
     snprintf(keys, sizeof keys, "%s/trusted", scratch);
     snprintf(secrets, sizeof secrets, "%s/secrets", scratch);
-    S_CHECK(sam_keys_new(secrets, "a", "nav-ost-viken", "publisher", key, err, sizeof err) == 0);
-    S_CHECK(sam_keys_new(secrets, "a", "nav-ost-viken", "publisher", NULL, err, sizeof err) == -1);
+    S_CHECK(sam_keys_new(secrets, "a", "nav-ost-viken", "publisher", NULL, key, err, sizeof err) ==
+            0);
+    S_CHECK(sam_keys_new(secrets, "a", "nav-ost-viken", "publisher", NULL, NULL, err, sizeof err) ==
+            -1);
     S_CHECK(strstr(err, "exists already") != NULL);
-    S_CHECK(sam_keys_new(secrets, "b", "Bad", "publisher", NULL, err, sizeof err) == -1);
+    S_CHECK(sam_keys_new(secrets, "b", "Bad", "publisher", NULL, NULL, err, sizeof err) == -1);
     S_CHECK(strstr(err, "agency") != NULL);
-    S_CHECK(sam_keys_new(secrets, "b", "fmov", "root", NULL, err, sizeof err) == -1);
-    S_CHECK(sam_keys_new(secrets, "../b", "fmov", "admin", NULL, err, sizeof err) == -1);
-    S_CHECK(sam_keys_new(secrets, "b", "fmov", "admin", key2, err, sizeof err) == 0);
+    S_CHECK(sam_keys_new(secrets, "b", "fmov", "root", NULL, NULL, err, sizeof err) == -1);
+    S_CHECK(sam_keys_new(secrets, "../b", "fmov", "admin", NULL, NULL, err, sizeof err) == -1);
+    S_CHECK(sam_keys_new(secrets, "b", "fmov", "admin", NULL, key2, err, sizeof err) == 0);
+    /* a service certificate names its services; nobody else's may */
+    S_CHECK(sam_keys_new(secrets, "s0", "fmov", "service", NULL, NULL, err, sizeof err) == -1);
+    S_CHECK(sam_keys_new(secrets, "s0", "fmov", "service", "Registry", NULL, err, sizeof err) ==
+            -1);
+    S_CHECK(sam_keys_new(secrets, "s0", "fmov", "reader", "registry", NULL, err, sizeof err) == -1);
+    S_CHECK(sam_keys_new(secrets, "s1", "fmov", "service", "registry,status", NULL, err,
+                         sizeof err) == 0);
+    S_CHECK(sam_keys_may_offer("registry,status", "status"));
+    S_CHECK(sam_keys_may_offer("registry,status", "registry"));
+    S_CHECK(!sam_keys_may_offer("registry,status", "regis"));
+    S_CHECK(!sam_keys_may_offer("registry,status", "grants"));
+    S_CHECK(!sam_keys_may_offer("", "registry"));
+    S_CHECK(!sam_keys_services_ok("registry,"));
+    S_CHECK(!sam_keys_services_ok("mmi.service"));
 
     /* Secret and server keys. */
     snprintf(path, sizeof path, "%s/a.cert_secret", secrets);

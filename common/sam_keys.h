@@ -4,6 +4,9 @@
     and NAME.cert_secret (both keys; stays with its holder). Its metadata names
         agency = <agency id>     lowercase [a-z0-9-]{1,64}
         role   = admin | publisher | reader | service   (broker: the broker's own certificate)
+        services = <name>[,<name>…]   a service certificate only: the services it may offer
+                                      (checked by the broker at READY; a service certificate
+                                      without it offers nothing)
     The broker trusts the public certificates in its --curve-dir; a service, samctl or any
     client presents its secret certificate (--cert) and pins the broker's public key
     (--server-key, the Z85 key itself or a certificate file holding it).
@@ -28,12 +31,20 @@ bool sam_keys_agency_ok(const char *id);
    broker. */
 bool sam_keys_role_ok(const char *role);
 
-/*  Creates a new CURVE key pair with metadata agency/role and writes DIR/NAME.cert and
+/*  Creates a new CURVE key pair with metadata agency/role (and, for role service, the
+    services it may offer: required there, refused elsewhere) and writes DIR/NAME.cert and
     DIR/NAME.cert_secret (mode 0600). Refuses to overwrite either file. Returns 0, or -1
     with the reason in err. On success `public_key` (SAM_KEY_Z85_LEN + 1 bytes, may be NULL)
     receives the Z85 public key. */
 int sam_keys_new(const char *dir, const char *name, const char *agency, const char *role,
-                 char *public_key, char *err, size_t errlen);
+                 const char *services, char *public_key, char *err, size_t errlen);
+
+/*  True when `services` is a comma-separated list of service names ([a-z0-9.-]{1,64} each,
+    not "mmi.*"), at least one. */
+bool sam_keys_services_ok(const char *services);
+
+/*  True when the comma-separated `services` of a certificate names `service`. */
+bool sam_keys_may_offer(const char *services, const char *service);
 
 /*  The broker's public key from `arg`: a Z85 key of 40 characters, or the path of a
     certificate file (public or secret) holding it. Writes it to out (SAM_KEY_Z85_LEN + 1
@@ -48,9 +59,10 @@ typedef struct sam_keyring_t sam_keyring_t;
 
 /* What the keyring knows of one trusted key. Borrowed; valid until the next refresh. */
 typedef struct {
-    const char *agency; /* "" when the certificate names none */
-    const char *role;   /* "" when the certificate names none */
-    const char *file;   /* the certificate file it came from */
+    const char *agency;   /* "" when the certificate names none */
+    const char *role;     /* "" when the certificate names none */
+    const char *services; /* a service certificate's services list; "" when none */
+    const char *file;     /* the certificate file it came from */
 } sam_key_info_t;
 
 /*  Opens a keyring over directory `dir` (loaded at once). Returns NULL when the directory

@@ -32,9 +32,10 @@ def samctl(*args):
     return r.stdout
 
 
-def keys(folder, agency, role, name):
+def keys(folder, agency, role, name, services=()):
     """Writes a certificate pair with `samctl keys new`; returns (public, secret) paths."""
-    samctl("keys", "new", "--agency", agency, "--role", role, "--name", name, "--out", folder)
+    samctl("keys", "new", "--agency", agency, "--role", role, "--name", name, "--out", folder,
+           *[a for s in services for a in ("--service", s)])
     public = os.path.join(folder, name + ".cert")
     return public, public + "_secret"
 
@@ -69,7 +70,7 @@ def test_every_process_starts_from_its_file():
     os.makedirs(trusted)
     broker_public, broker_secret = keys(folder, "broker", "broker", "broker")
     # The services share one service key; the test asks as admin. The broker trusts both.
-    service_public, service_secret = keys(folder, "fmov", "service", "services")
+    service_public, service_secret = keys(folder, "fmov", "service", "services", SERVICES)
     admin_public, admin_secret = keys(folder, "fmov", "admin", "admin")
     for public in [service_public, admin_public]:
         shutil.copy(public, trusted)

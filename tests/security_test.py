@@ -31,10 +31,16 @@ def samctl(*args):
 class Cert:
     """A certificate pair written by `samctl keys new`."""
 
-    def __init__(self, folder, agency, role, name=None):
+    # what the suite's one service certificate may offer, unless a test names its own
+    SERVICES = ("registry", "status", "grants", "notify", "echo", "echo-sec")
+
+    def __init__(self, folder, agency, role, name=None, services=None):
         args = ["keys", "new", "--agency", agency, "--role", role, "--out", folder]
         if name:
             args += ["--name", name]
+        if role == "service":
+            for svc in services or self.SERVICES:
+                args += ["--service", svc]
         r = samctl(*args)
         assert r.returncode == 0, r.stderr
         self.name = name or (f"{agency}-{role}" if role != "broker" else "broker")
@@ -373,9 +379,53 @@ def test_revoked_key_is_refused_within_seconds():
             fresh.close()
 
 
+def test_a_service_certificate_offers_only_the_services_it_names():
+    """A certificate made for status may not register as the registry and take its callers'
+    requests; one made for the registry may."""
+    with suite(registry=False) as s:
+        status_cert = s.trust(Cert(s.keys, "fmov", "service", name="status-only",
+                                   services=["status"]))
+        registry_cert = s.trust(Cert(s.keys, "fmov", "service", name="registry-only",
+                                     services=["registry"]))
+        r = samctl("keys", "show", status_cert.public)
+        assert r.returncode == 0 and "services status" in r.stdout, r.stdout
+        admin = s.client("admin")
+        w = s.worker(status_cert, "registry")
+        try:
+            w.ready()
+            command, _ = w.recv(5.0)
+            assert command == DISCONNECT, command
+        finally:
+            w.close()
+        log = open(s.broker.logpath, errors="replace").read()
+        assert "worker.refused" in log and "may offer only other services" in log, log[-2000:]
+        # the hijacker never held a registry request: the one registered worker is the right one
+        w = s.worker(registry_cert, "registry-bound")
+        try:
+            w.ready()
+            command, _ = w.recv(5.0)
+            assert command == DISCONNECT, "registry-bound is not in its certificate either"
+        finally:
+            w.close()
+        w = s.worker(registry_cert, "registry")
+        try:
+            w.ready()
+            samtest.wait_for(lambda: admin.mmi("mmi.service", b"registry")[3] == b"200", 5,
+                             "registry registered")
+        finally:
+            w.disconnect()
+            admin.close()
+        r = samctl("keys", "new", "--agency", "fmov", "--role", "service", "--out", s.keys,
+                   "--name", "no-services")
+        assert r.returncode != 0 and "--service" in r.stderr, r.stderr
+        r = samctl("keys", "new", "--agency", "fmov", "--role", "reader", "--out", s.keys,
+                   "--name", "reader-services", "--service", "registry")
+        assert r.returncode != 0 and "only a certificate of role service" in r.stderr, r.stderr
+
+
 def test_revoked_worker_is_disconnected():
     with suite() as s:
-        cert = s.trust(Cert(s.keys, "fmov", "service", name="echo-worker"))
+        cert = s.trust(Cert(s.keys, "fmov", "service", name="echo-worker", services=["echo-rev"]))
         w = s.worker(cert, "echo-rev")
         admin = s.client("admin")
         try:

@@ -30,14 +30,20 @@ mkdir -p "$data/log"
 keys=$data/keys
 trusted=$keys/trusted
 mkdir -p "$trusted"
-newkey() { # name agency role
-  [ -f "$keys/$1.cert_secret" ] && return 0
-  "$bin/samctl" keys new --agency "$2" --role "$3" --name "$1" --out "$keys" >/dev/null
+newkey() { # name agency role [service]
+  if [ -f "$keys/$1.cert_secret" ]; then
+    # a service certificate names the services it may offer; one made before that is remade
+    [ "$3" != service ] || grep -q '^ *services = ' "$keys/$1.cert" && return 0
+    echo "samordna: remaking $keys/$1.cert: a service certificate now names its service" >&2
+    rm -f "$keys/$1.cert" "$keys/$1.cert_secret" "$trusted/$1.cert"
+  fi
+  "$bin/samctl" keys new --agency "$2" --role "$3" --name "$1" --out "$keys" \
+    ${4:+--service "$4"} >/dev/null
   [ "$3" = broker ] || cp "$keys/$1.cert" "$trusted/$1.cert"
 }
 newkey broker broker broker
 newkey admin fmov admin
-for svc in registry status grants notify; do newkey "$svc" fmov service; done
+for svc in registry status grants notify; do newkey "$svc" fmov service "$svc"; done
 cat >"$data/samctl.cfg" <<CFG
 broker = "$endpoint"
 cert = "$keys/admin.cert_secret"

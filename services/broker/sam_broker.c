@@ -847,6 +847,17 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
             s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);
             return;
         }
+        if (!sam_keys_may_offer(info->services, name)) {
+            self->refused++;
+            sam_warn("worker.refused worker=%s service=%s agency=%s reason=%s", key,
+                     sam_logv(name), info->agency,
+                     sam_logv(*info->services ? "its certificate may offer only other services"
+                                              : "its certificate names no services (make one "
+                                                "with samctl keys new --role service "
+                                                "--service NAME)"));
+            s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);
+            return;
+        }
     }
     sam_broker_ext_t ext = {.credit = 1};
     bool extended = false;
@@ -1628,8 +1639,8 @@ int sam_broker_selftest(bool verbose)
     snprintf(trusted, sizeof trusted, "%s/trusted", dir);
     snprintf(secret, sizeof secret, "%s/broker.cert_secret", dir);
     snprintf(pub, sizeof pub, "%s/public.cert", trusted);
-    S_CHECK(sam_keys_new(dir, "broker", "broker", "broker", NULL, err, sizeof err) == 0);
-    S_CHECK(sam_keys_new(trusted, "public", "fmov", "admin", NULL, err, sizeof err) == 0);
+    S_CHECK(sam_keys_new(dir, "broker", "broker", "broker", NULL, NULL, err, sizeof err) == 0);
+    S_CHECK(sam_keys_new(trusted, "public", "fmov", "admin", NULL, NULL, err, sizeof err) == 0);
     const char *loop[] = {"tcp://127.0.0.1:*"};
     config = (sam_broker_config_t)SAM_BROKER_CONFIG_DEFAULTS;
     config.binds = loop;

@@ -1,7 +1,8 @@
 /*  cmd_keys.c — samctl's key commands: CURVE certificates for the broker and its callers.
 
-      keys new --agency A --role R [--out DIR] [--name NAME]
-          writes DIR/NAME.cert (public, with agency and role in its metadata) and
+      keys new --agency A --role R [--service S]... [--out DIR] [--name NAME]
+          writes DIR/NAME.cert (public, with agency and role in its metadata, and for a
+          service certificate the services it may offer: --service, at least one) and
           DIR/NAME.cert_secret (both keys, mode 0600); NAME defaults to A-R. The public file
           goes into the broker's --curve-dir; the secret one stays with its holder (--cert).
       keys new --role broker [--agency A] [--out DIR]
@@ -20,12 +21,18 @@
 #include <string.h>
 
 static const char *s_usage = "keys new --agency A --role admin|publisher|reader|service|broker "
-                             "[--out DIR] [--name NAME] | keys show FILE";
+                             "[--service NAME]... [--out DIR] [--name NAME] | keys show FILE";
 
 static int s_keys_new(samctl_t *ctl, int argc, char **argv)
 {
     const char *agency = NULL, *role = NULL, *out = ".", *name = NULL;
+    char services[1024] = "";
     for (int i = 2; i < argc; i++) {
+        if (strcmp(argv[i], "--service") == 0 && i + 1 < argc) {
+            size_t n = strlen(services);
+            snprintf(services + n, sizeof services - n, "%s%s", n ? "," : "", argv[++i]);
+            continue;
+        }
         const char **slot = strcmp(argv[i], "--agency") == 0 ? &agency
                             : strcmp(argv[i], "--role") == 0 ? &role
                             : strcmp(argv[i], "--out") == 0  ? &out
@@ -42,7 +49,7 @@ static int s_keys_new(samctl_t *ctl, int argc, char **argv)
         name = strcmp(role, "broker") == 0 ? "broker" : fallback;
     }
     char err[512], key[SAM_KEY_Z85_LEN + 1];
-    if (sam_keys_new(out, name, agency, role, key, err, sizeof err) != 0) {
+    if (sam_keys_new(out, name, agency, role, services, key, err, sizeof err) != 0) {
         fprintf(stderr, "samctl keys new: %s\n", err);
         return 1;
     }
@@ -64,12 +71,15 @@ static int s_keys_show(samctl_t *ctl, const char *file)
         return 1;
     }
     const char *agency = zcert_meta(cert, "agency"), *role = zcert_meta(cert, "role");
+    const char *services = zcert_meta(cert, "services");
     if (ctl->json)
-        printf("{\"public_key\":\"%s\",\"agency\":\"%s\",\"role\":\"%s\"}\n",
-               zcert_public_txt(cert), agency ? agency : "", role ? role : "");
+        printf("{\"public_key\":\"%s\",\"agency\":\"%s\",\"role\":\"%s\",\"services\":\"%s\"}\n",
+               zcert_public_txt(cert), agency ? agency : "", role ? role : "",
+               services ? services : "");
     else
-        printf("public key %s, agency %s, role %s\n", zcert_public_txt(cert),
-               agency ? agency : "-", role ? role : "-");
+        printf("public key %s, agency %s, role %s%s%s\n", zcert_public_txt(cert),
+               agency ? agency : "-", role ? role : "-", services ? ", services " : "",
+               services ? services : "");
     zcert_destroy(&cert);
     return 0;
 }
