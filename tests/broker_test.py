@@ -7,6 +7,7 @@ with SIGTERM and checking exit code 0, so a crash, a hang or (under the sanitize
 anywhere in the test fails it.
 """
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -20,6 +21,18 @@ from samtest import (CTX, DISCONNECT, HEARTBEAT, MDPC, MDPW, READY, REPLY, REQUE
 from samordna.v1 import envelope_pb2  # noqa: E402
 
 BROKER = os.path.join(samtest.BIN, "samordna-broker")
+
+
+def logged(log, text):
+    """How many times `text` was logged: its lines, plus the counts of the lines that fold
+    its repeats (`….repeated peer=… reason=… count=N`, at the end of each interval and at
+    the broker's stop)."""
+    n = 0
+    for line in log.splitlines():
+        if text in line:
+            m = re.search(r"\.repeated .* count=(\d+)", line)
+            n += int(m.group(1)) if m else 1
+    return n
 
 
 def stop_clean(proc):
@@ -538,8 +551,6 @@ def test_batch_reply_malformed_is_survived():
         rep = expect_error(clients[k], 1, 503)
         assert "lost while handling" in rep.status.message, rep.status.message
     log = proc.logtext()
-    assert log.count("REPLY batch that is not a samordna.v1.Batch") == 3, log
-    assert log.count("REPLY batch item without a client address") == 1, log
     assert "reply.unknown_client" in log and "client=006e6f626f6479" in log, log
     assert log.count("reply.too_large worker=") == 1, log
     # A new batch worker is served as if nothing had happened.
@@ -555,6 +566,10 @@ def test_batch_reply_malformed_is_survived():
     for c in clients:
         c.close()
     stop_clean(proc)
+    log = proc.logtext()  # the repeats of one worker's one reason are folded into one line
+    assert logged(log, "REPLY batch that is not a samordna.v1.Batch") == 3, log
+    assert log.count("REPLY batch that is not a samordna.v1.Batch") <= 2, log
+    assert logged(log, "REPLY batch item without a client address") == 1, log
 
 
 def test_worker_without_batch_gets_plain_frames():
@@ -791,13 +806,13 @@ def test_malformed_input_is_survived():
     rid = c.send("echo", "m")
     echo_reply(w, *w.recv_request())
     assert c.recv().id == rid
-    log = proc.logtext()
-    assert log.count("message.malformed") >= len(bad) + 4, log
-    assert "reply.unknown_client" in log
     raw.close(0)
     w.close()
     c.close()
     stop_clean(proc)
+    log = proc.logtext()
+    assert logged(log, "message.malformed") >= len(bad) + 4, log
+    assert "reply.unknown_client" in log
 
 
 def test_sigterm_is_clean_and_tells_everyone():

@@ -353,7 +353,10 @@ def test_client_certificate_may_not_register_as_worker():
             admin.close()
 
 
-def test_revoked_key_is_refused_within_seconds():
+def test_revoked_key_is_refused_on_its_next_request():
+    """Revocation is at once: the first request sent after the certificate is deleted is
+    refused (the broker watches the folder with inotify), on the connection already open; a
+    revoked key sending on is logged once per interval, not once per request."""
     with suite() as s:
         gone = s.trust(Cert(s.keys, "bufetat", "reader"))
         c = s.client(gone)
@@ -362,14 +365,11 @@ def test_revoked_key_is_refused_within_seconds():
             rep, _ = c.call("registry", "ping")
             assert rep.status.code == 200
             s.revoke(gone)
-            t0 = time.time()
-            while True:  # the connection stays open, its requests do not get through
-                rep, _ = c.call("registry", "ping", timeout=2.0)
-                if rep.status.code != 200:
-                    break
-                assert time.time() - t0 < 5, "revoked key still served after 5 s"
-                time.sleep(0.1)
+            rep, _ = c.call("registry", "ping", timeout=2.0)  # the very next one
             assert rep.status.code == 401 and "revoked" in rep.status.message, rep.status
+            for _ in range(50):
+                rep, _ = c.call("registry", "ping", timeout=2.0)
+                assert rep.status.code == 401, rep.status
         finally:
             c.close()
         fresh = s.client(gone)  # and a new connection does not complete its handshake
@@ -377,6 +377,10 @@ def test_revoked_key_is_refused_within_seconds():
             assert no_reply(fresh)
         finally:
             fresh.close()
+        log = open(s.broker.logpath, errors="replace").read()
+        refused = [line for line in log.splitlines() if "request.refused" in line and
+                   "not trusted" in line]
+        assert 1 <= len(refused) <= 2, refused  # 51 refusals, folded into one line
 
 
 def test_a_service_certificate_offers_only_the_services_it_names():

@@ -51,6 +51,7 @@
 */
 #include "sam_broker.h"
 #include "sam_batch.h"
+#include "sam_check.h"
 #include "sam_keys.h"
 #include "sam_log.h"
 #include "sam_mdp.h"
@@ -65,6 +66,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <unistd.h>
 
 #define S_ADDR_MAX 255                 /* a ZeroMQ routing id is 1..255 bytes */
@@ -84,6 +86,8 @@
 #define S_CALLER_MAX 512               /* largest packed Caller frame */
 #define S_BATCH_BYTES (32 * 1024)      /* a Batch to a worker is sent once it holds this much */
 #define S_ZAP_DOMAIN "samordna"
+#define S_FOLD_MS 10000 /* repeated warnings of one peer: one line per interval */
+#define S_FOLD_MAX 4096 /* peers folded apart; beyond, they share one count */
 
 typedef struct s_worker_t s_worker_t;
 typedef struct s_service_t s_service_t;
@@ -130,21 +134,21 @@ struct s_worker_t {
     char key[S_HEX_MAX];      /* hex of the routing id; the key in workers */
     uint8_t addr[S_ADDR_MAX]; /* routing id */
     uint8_t addr_size;
-    s_service_t *service;    /* borrowed; a service outlives its workers */
-    int64_t expiry;          /* purged when silent past this (monotonic ms) */
-    uint32_t credit;         /* requests it takes at once (1 for a plain worker) */
-    uint32_t inflight;       /* requests sent and not yet answered */
-    bool identity;           /* wants a Caller frame with every request */
-    bool batch;              /* takes requests as Batch frames (sam_batch.h) */
-    sam_batch_t out;         /* requests gathered for it, sent at the end of the pass */
-    s_worker_t *pending;     /* next in the broker's list of workers with gathered requests */
-    bool gathered;           /* is in that list */
+    s_service_t *service; /* borrowed; a service outlives its workers */
+    int64_t expiry;       /* purged when silent past this (monotonic ms) */
+    uint32_t credit;      /* requests it takes at once (1 for a plain worker) */
+    uint32_t inflight;    /* requests sent and not yet answered */
+    bool identity;        /* wants a Caller frame with every request */
+    bool batch;           /* takes requests as Batch frames (sam_batch.h) */
+    sam_batch_t out;      /* requests gathered for it, sent at the end of the pass */
+    s_worker_t *pending;  /* next in the broker's list of workers with gathered requests */
+    bool gathered;        /* is in that list */
     char pubkey[SAM_KEY_Z85_LEN + 1]; /* its CURVE key ("" when insecure) */
-    s_slot_t *slots;         /* slots for requests in flight, owned; grows up to credit */
-    uint32_t nslots;         /* slots allocated */
-    size_t head;             /* slot of the oldest request in flight, a search hint */
-    s_worker_t *prev, *next; /* links in the service's list of workers with spare credit */
-    bool listed;             /* is in that list */
+    s_slot_t *slots;                  /* slots for requests in flight, owned; grows up to credit */
+    uint32_t nslots;                  /* slots allocated */
+    size_t head;                      /* slot of the oldest request in flight, a search hint */
+    s_worker_t *prev, *next;          /* links in the service's list of workers with spare credit */
+    bool listed;                      /* is in that list */
 };
 
 struct sam_broker_t {
@@ -160,23 +164,25 @@ struct sam_broker_t {
     bool insecure;
     uint8_t *caller; /* packed Caller sent to identity workers in insecure mode, owned */
     size_t caller_size;
-    zactor_t *auth;          /* zauth, the ZAP handler (CURVE only) */
-    sam_keyring_t *keyring;  /* the trusted certificates (CURVE only) */
+    zactor_t *auth;         /* zauth, the ZAP handler (CURVE only) */
+    sam_keyring_t *keyring; /* the trusted certificates (CURVE only) */
     int64_t next_keys, next_keys_full, keys_retry_at;
     bool keys_removed; /* a lookup's reload removed keys; workers still to be checked */
+    int keys_watch;    /* inotify on the certificate directory, -1 when none */
+    zhashx_t *folds;   /* "<what> <peer>" → s_fold_t: warnings being folded */
     uint8_t caller_buf[S_CALLER_MAX]; /* the packed Caller of the request being sent */
-    uint64_t refused;        /* requests refused for an untrusted or revoked key */
-    int64_t now; /* monotonic ms, refreshed around every poll */
+    uint64_t refused;                 /* requests refused for an untrusted or revoked key */
+    int64_t now;                      /* monotonic ms, refreshed around every poll */
     int64_t next_tick, next_heartbeat, next_stats;
-    uint64_t requests;  /* client requests received (MMI excluded) */
-    uint64_t replies;   /* worker replies forwarded to clients */
-    uint64_t errors;    /* error replies the broker made itself */
-    uint64_t malformed; /* messages dropped as malformed */
-    uint64_t purged;    /* workers purged or lost */
+    uint64_t requests;         /* client requests received (MMI excluded) */
+    uint64_t replies;          /* worker replies forwarded to clients */
+    uint64_t errors;           /* error replies the broker made itself */
+    uint64_t malformed;        /* messages dropped as malformed */
+    uint64_t purged;           /* workers purged or lost */
     char gone_peer[S_HEX_MAX]; /* the last peer a send found gone, so a burst logs once */
     uint64_t gone_repeats;     /* further sends to it that failed, not logged one by one */
-    s_msg_t in;         /* the message being handled, reused */
-    s_worker_t *gathered; /* workers whose Batch waits for the end of the pass */
+    s_msg_t in;                /* the message being handled, reused */
+    s_worker_t *gathered;      /* workers whose Batch waits for the end of the pass */
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -321,15 +327,16 @@ static bool s_part_is(zmq_msg_t *part, const char *text)
     return zmq_msg_size(part) == n && memcmp(zmq_msg_data(part), text, n) == 0;
 }
 
-/* Copies a frame that must be a name (1..S_SERVICE_MAX bytes, no NUL) into `out`
-   (S_SERVICE_MAX + 1 bytes). Returns false when it is not one. */
+/* Copies a frame that must be a name (1..S_SERVICE_MAX bytes of UTF-8 text on one line: no
+   NUL, no control character) into `out` (S_SERVICE_MAX + 1 bytes). Returns false when it is
+   not one. */
 static bool s_part_name(zmq_msg_t *part, char *out)
 {
     size_t n = zmq_msg_size(part);
     if (n == 0 || n > S_SERVICE_MAX || memchr(zmq_msg_data(part), '\0', n)) return false;
     memcpy(out, zmq_msg_data(part), n);
     out[n] = '\0';
-    return true;
+    return sam_check_line_why(out) == NULL;
 }
 
 /* Sends one frame of a message; the last one without `more`. */
@@ -342,6 +349,63 @@ static inline void s_put(sam_broker_t *self, const void *data, size_t size, bool
 static inline void s_put_part(sam_broker_t *self, zmq_msg_t *part, bool more)
 {
     zmq_msg_send(part, self->handle, more ? ZMQ_SNDMORE : 0);
+}
+
+/*  Folding repeated warnings. A slow consumer makes every send to it fail, a revoked key
+    every request it sends, a broken peer every frame: the first warning of each (what,
+    peer, reason) in an interval is logged as it is, the rest only counted, and when the
+    interval is over — or the broker stops — one line says how many more there were
+    (`<what>.repeated peer=… reason=… count=N`). Returns true when the caller should log
+    this one. */
+typedef struct {
+    uint64_t count; /* folded since the logged one */
+    int64_t since;  /* when the logged one was */
+    char what[32], peer[S_HEX_MAX], reason[128];
+} s_fold_t;
+
+static bool s_fold(sam_broker_t *self, const char *what, const char *peer, const char *reason)
+{
+    if (!self->folds) return true;
+    bool many = zhashx_size(self->folds) >= S_FOLD_MAX;
+    char key[sizeof((s_fold_t *)0)->what + S_HEX_MAX + 128 + 2];
+    snprintf(key, sizeof key, "%s %s %s", what, many ? "(many peers)" : peer, reason);
+    s_fold_t *f = zhashx_lookup(self->folds, key);
+    if (f) {
+        f->count++;
+        return false;
+    }
+    f = calloc(1, sizeof *f);
+    if (!f) return true;
+    f->since = self->now;
+    snprintf(f->what, sizeof f->what, "%s", what);
+    snprintf(f->peer, sizeof f->peer, "%s", many ? "(many peers)" : peer);
+    snprintf(f->reason, sizeof f->reason, "%s", reason);
+    if (zhashx_insert(self->folds, key, f) != 0) free(f);
+    return true;
+}
+
+/* Ends the intervals that are over (all of them when `all`), with one line for each that
+   folded anything. */
+static void s_fold_flush(sam_broker_t *self, bool all)
+{
+    if (!self->folds || zhashx_size(self->folds) == 0) return;
+    zlist_t *done = zlist_new();
+    for (s_fold_t *f = zhashx_first(self->folds); f && done; f = zhashx_next(self->folds)) {
+        if (!all && self->now - f->since < S_FOLD_MS) continue;
+        if (f->count)
+            sam_warn("%s.repeated peer=%s reason=%s count=%" PRIu64 " interval_ms=%d", f->what,
+                     f->peer, sam_logv(f->reason), f->count, S_FOLD_MS);
+        zlist_append(done, (void *)zhashx_cursor(self->folds));
+    }
+    for (const char *key = zlist_first(done); key; key = zlist_next(done))
+        zhashx_delete(self->folds, key);
+    zlist_destroy(&done);
+}
+
+static void s_fold_free(void **item)
+{
+    free(*item);
+    *item = NULL;
 }
 
 /*  Starts a message to a peer with its routing id. On failure nothing was sent: the peer is
@@ -364,10 +428,11 @@ static int s_route(sam_broker_t *self, const uint8_t *addr, size_t size, const c
                  self->gone_peer, self->gone_repeats);
     self->gone_repeats = 0;
     snprintf(self->gone_peer, sizeof self->gone_peer, "%s", err == EHOSTUNREACH ? hex : "");
-    sam_warn("send.failed to=%s peer=%s reason=\"%s\"", role, hex,
-             err == EHOSTUNREACH ? "peer is gone"
-             : err == EAGAIN     ? "peer is not reading (queue full)"
-                                 : zmq_strerror(err));
+    const char *why = err == EHOSTUNREACH ? "peer is gone"
+                      : err == EAGAIN     ? "peer is not reading (queue full)"
+                                          : zmq_strerror(err);
+    if (err == EHOSTUNREACH || s_fold(self, "send.failed", hex, why))
+        sam_warn("send.failed to=%s peer=%s reason=\"%s\"", role, hex, why);
     return -1;
 }
 
@@ -375,8 +440,9 @@ static void s_malformed(sam_broker_t *self, zmq_msg_t *addr, const char *reason)
 {
     char hex[S_HEX_MAX];
     self->malformed++;
-    sam_warn("message.malformed peer=%s reason=\"%s\"",
-             s_hex(zmq_msg_data(addr), zmq_msg_size(addr), hex), reason);
+    s_hex(zmq_msg_data(addr), zmq_msg_size(addr), hex);
+    if (s_fold(self, "message.malformed", hex, reason))
+        sam_warn("message.malformed peer=%s reason=\"%s\"", hex, reason);
 }
 
 /* ---- requests -------------------------------------------------------------------------- */
@@ -849,8 +915,8 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
         }
         if (!sam_keys_may_offer(info->services, name)) {
             self->refused++;
-            sam_warn("worker.refused worker=%s service=%s agency=%s reason=%s", key,
-                     sam_logv(name), info->agency,
+            sam_warn("worker.refused worker=%s service=%s agency=%s reason=%s", key, sam_logv(name),
+                     info->agency,
                      sam_logv(*info->services ? "its certificate may offer only other services"
                                               : "its certificate names no services (make one "
                                                 "with samctl keys new --role service "
@@ -863,8 +929,8 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
     bool extended = false;
     if (at + 1 < msg->count) {
         zmq_msg_t *extension = &msg->part[at + 1];
-        extended = sam_broker_parse_extension(zmq_msg_data(extension), zmq_msg_size(extension),
-                                              &ext);
+        extended =
+            sam_broker_parse_extension(zmq_msg_data(extension), zmq_msg_size(extension), &ext);
         if (!extended)
             sam_warn("worker.extension_ignored worker=%s reason=\"not %s\"", key,
                      SAM_MDP_EXT_PREFIX);
@@ -908,8 +974,8 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
 /*  Frees the slot of the request a reply answers: the same client and id, else the oldest
     request of that client. Sets *delim and *id from the slot. False (logged) when the
     client has no request in flight to this worker. */
-static bool s_slot_take(sam_broker_t *self, s_worker_t *worker, const uint8_t *caddr,
-                        size_t csize, uint64_t id, bool *delim, uint64_t *slot_id)
+static bool s_slot_take(sam_broker_t *self, s_worker_t *worker, const uint8_t *caddr, size_t csize,
+                        uint64_t id, bool *delim, uint64_t *slot_id)
 {
     s_slot_t *slot = NULL;
     for (uint32_t n = 0, i = (uint32_t)worker->head; n < worker->nslots;
@@ -1017,8 +1083,7 @@ static void s_worker_batch_reply(sam_broker_t *self, s_worker_t *worker, s_msg_t
             s_malformed(self, addr, "REPLY batch item without a client address");
             continue;
         }
-        uint64_t id =
-            item.nbody ? sam_broker_peek_id(item.body[0].data, item.body[0].len) : 0;
+        uint64_t id = item.nbody ? sam_broker_peek_id(item.body[0].data, item.body[0].len) : 0;
         if (s_reply_start(self, worker, addr, item.client, item.client_len, id, item.nbody > 0,
                           item.bytes))
             for (size_t i = 0; i < item.nbody; i++)
@@ -1126,9 +1191,11 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         char hex[S_HEX_MAX];
         self->refused++;
         const char *key = s_peer_key(&msg->part[1]);
-        sam_warn("request.refused client=%s service=%s key=%s reason=\"key not trusted "
-                 "(unknown or revoked)\"",
-                 s_hex(zmq_msg_data(addr), zmq_msg_size(addr), hex), name, key ? key : "-");
+        s_hex(zmq_msg_data(addr), zmq_msg_size(addr), hex);
+        if (s_fold(self, "request.refused", key ? key : hex, "key not trusted"))
+            sam_warn("request.refused client=%s service=%s key=%s reason=\"key not trusted "
+                     "(unknown or revoked)\"",
+                     hex, sam_logv(name), key ? key : "-");
         uint64_t id = at + 1 < msg->count ? sam_broker_peek_id(zmq_msg_data(&msg->part[at + 1]),
                                                                zmq_msg_size(&msg->part[at + 1]))
                                           : 0;
@@ -1314,8 +1381,25 @@ static void s_refresh_keys(sam_broker_t *self)
     zlist_destroy(&revoked);
 }
 
+/*  Revocation at once: the kernel queues an inotify event on the certificate directory as
+    the file is removed, so draining that queue before each batch of messages (one read that
+    finds nothing, almost always) reloads the keyring before any request that arrives after
+    the change is handled. The once-a-second check stays, for folders inotify cannot watch. */
+static void s_watch_keys(sam_broker_t *self)
+{
+    if (self->keys_watch < 0) return;
+    char buf[4096];
+    bool changed = false;
+    while (read(self->keys_watch, buf, sizeof buf) > 0)
+        changed = true;
+    if (!changed) return;
+    self->next_keys_full = self->now; /* a full reload: a rewritten file keeps its size */
+    s_refresh_keys(self);
+}
+
 static void s_tick(sam_broker_t *self)
 {
+    s_fold_flush(self, false);
     if (self->keyring && self->now >= self->next_keys) s_refresh_keys(self);
     if (self->now >= self->next_heartbeat) {
         s_heartbeat(self);
@@ -1360,6 +1444,18 @@ static int s_curve_setup(sam_broker_t *self, const sam_broker_config_t *config)
         return -1;
     }
     zcert_apply(cert, self->router);
+    self->keys_watch = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (self->keys_watch >= 0 &&
+        inotify_add_watch(self->keys_watch, config->curve_dir,
+                          IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE |
+                              IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF) < 0) {
+        close(self->keys_watch);
+        self->keys_watch = -1;
+    }
+    if (self->keys_watch < 0)
+        sam_warn("keys.unwatched curve_dir=%s reason=\"inotify: %s; revocation is checked "
+                 "once a second\"",
+                 config->curve_dir, strerror(errno));
     sam_info("broker.curve public_key=%s curve_dir=%s trusted_keys=%zu", zcert_public_txt(cert),
              config->curve_dir, sam_keyring_size(self->keyring));
     zcert_destroy(&cert);
@@ -1397,6 +1493,9 @@ sam_broker_t *sam_broker_new(const sam_broker_config_t *config)
 
     sam_broker_t *self = calloc(1, sizeof *self);
     if (!self) return NULL;
+    self->keys_watch = -1;
+    self->folds = zhashx_new();
+    if (self->folds) zhashx_set_destructor(self->folds, s_fold_free);
     self->heartbeat_ms = config->heartbeat_ms;
     self->liveness = config->liveness;
     self->request_timeout_ms = config->request_timeout_ms;
@@ -1457,10 +1556,11 @@ sam_broker_t *sam_broker_new(const sam_broker_config_t *config)
     self->next_tick = self->now + S_TICK_MS;
     self->next_keys = self->now + S_KEYS_MS;
     self->next_keys_full = self->now + S_KEYS_FULL_MS;
-    sam_info("broker.started insecure=%s trusted_keys=%zu heartbeat_ms=%d liveness=%d request_timeout_ms=%d "
+    sam_info("broker.started insecure=%s trusted_keys=%zu heartbeat_ms=%d liveness=%d "
+             "request_timeout_ms=%d "
              "queue_max=%zu max_msg=%zu",
-             self->insecure ? "yes" : "no", sam_keyring_size(self->keyring), self->heartbeat_ms, self->liveness, self->request_timeout_ms, self->queue_max,
-             self->max_msg);
+             self->insecure ? "yes" : "no", sam_keyring_size(self->keyring), self->heartbeat_ms,
+             self->liveness, self->request_timeout_ms, self->queue_max, self->max_msg);
     return self;
 }
 
@@ -1481,13 +1581,16 @@ void sam_broker_destroy(sam_broker_t **self_p)
                          "the broker is shutting down");
                 s_queue_drop(service);
             }
+        s_fold_flush(self, true);
         s_log_stats(self, "broker.stopped");
     }
+    zhashx_destroy(&self->folds);
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->services);
     zsock_destroy(&self->router);
     zactor_destroy(&self->auth);
     sam_keyring_destroy(&self->keyring);
+    if (self->keys_watch >= 0) close(self->keys_watch);
     free(self->caller);
     free(self);
     *self_p = NULL;
@@ -1508,6 +1611,7 @@ int sam_broker_run(sam_broker_t *self)
             return -1;
         }
         self->now = zclock_mono();
+        if (rc == 0) s_watch_keys(self);
         for (int i = 0; rc == 0 && i < S_DRAIN_MAX; i++) {
             if (i > 0 && s_msg_recv(self, &self->in, ZMQ_DONTWAIT) != 0) break;
             s_on_message(self, &self->in);
@@ -1660,7 +1764,7 @@ int sam_broker_selftest(bool verbose)
     S_CHECK(broker != NULL && sam_keyring_size(broker->keyring) == 1);
     sam_broker_destroy(&broker);
     const char *files[] = {"trusted/public.cert", "trusted/public.cert_secret", "trusted",
-                           "broker.cert", "broker.cert_secret", ""};
+                           "broker.cert",         "broker.cert_secret",         ""};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         char path[400];
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
