@@ -21,6 +21,7 @@
 struct sam_client_t {
     zsock_t *sock;   /* DEALER to every broker */
     uint64_t next_id;
+    int deadline_ms; /* what pipelined requests tell the broker they wait (0: its default) */
 };
 
 void sam_result_clear(sam_result_t *r)
@@ -89,10 +90,11 @@ void sam_client_destroy(sam_client_t **self_p)
 }
 
 static int s_send(sam_client_t *self, const char *service, uint64_t id, const char *method,
-                  const uint8_t *body, size_t len)
+                  const uint8_t *body, size_t len, int timeout_ms)
 {
     Samordna__V1__Request req = SAMORDNA__V1__REQUEST__INIT;
     req.id = id;
+    req.timeout_ms = timeout_ms > 0 ? (uint32_t)timeout_ms : 0; /* the broker's deadline */
     req.method = (char *)method;
     req.body.data = (uint8_t *)body;
     req.body.len = len;
@@ -118,7 +120,7 @@ uint64_t sam_client_send(sam_client_t *self, const char *service, const char *me
                          const uint8_t *body, size_t len)
 {
     uint64_t id = self->next_id++;
-    return s_send(self, service, id, method, body, len) == 0 ? id : 0;
+    return s_send(self, service, id, method, body, len, self->deadline_ms) == 0 ? id : 0;
 }
 
 int sam_client_recv(sam_client_t *self, int timeout_ms, sam_result_t *out)
@@ -207,7 +209,7 @@ uint32_t sam_client_call(sam_client_t *self, const char *service, const char *me
         /* A DEALER blocks on send while it has no connection (a broker that is down, or
            one that refused our handshake): never longer than the call may take. */
         zsock_set_sndtimeo(self->sock, timeout_ms);
-        int sent = s_send(self, service, id, method, body, len);
+        int sent = s_send(self, service, id, method, body, len, timeout_ms);
         zsock_set_sndtimeo(self->sock, -1);
         if (sent != 0) {
             result->code = SAM_UNAVAILABLE;
@@ -240,4 +242,9 @@ uint32_t sam_client_call(sam_client_t *self, const char *service, const char *me
         }
     }
     return result->code;
+}
+
+void sam_client_set_deadline(sam_client_t *self, int timeout_ms)
+{
+    self->deadline_ms = timeout_ms > 0 ? timeout_ms : 0;
 }

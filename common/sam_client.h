@@ -55,6 +55,11 @@ uint32_t sam_client_call(sam_client_t *self, const char *service, const char *me
 uint64_t sam_client_send(sam_client_t *self, const char *service, const char *method,
                          const uint8_t *body, size_t len);
 
+/*  How long pipelined requests (sam_client_send) say their caller waits: the broker drops
+    one still queued after that rather than dispatch work nobody waits for. 0 (the default):
+    the broker's own --request-timeout-ms. sam_client_call always sends its timeout_ms. */
+void sam_client_set_deadline(sam_client_t *self, int timeout_ms);
+
 /*  Receives the next reply (any id) within timeout_ms. Returns 0 with *out filled, or -1 on
     timeout (out->code = SAM_TIMEOUT). */
 int sam_client_recv(sam_client_t *self, int timeout_ms, sam_result_t *out);

@@ -701,6 +701,36 @@ def test_queue_cap_answers_429():
     stop_clean(proc)
 
 
+def test_requests_past_their_callers_deadline_are_dropped_not_dispatched():
+    """A caller that says it waits 200 ms (Request.timeout_ms) and leaves: what is still
+    queued when that is over goes to no worker. Counted, logged once per service and tick;
+    a caller that says nothing gets the broker's default and its requests are served."""
+    proc, ep = samtest.broker("--request-timeout-ms", "20000")
+    w = Worker(ep, "slow", extension="x-samordna/1 credit=1")
+    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=1"])
+    gone = Client(ep)
+    for i in range(200):
+        req = envelope_pb2.Request(id=i + 1, method="m", body=b"", timeout_ms=200)
+        gone.sock.send_multipart([b"", MDPC, b"slow", req.SerializeToString()])
+    client, frames = w.recv_request()  # the first is taken at once
+    gone.close()
+    time.sleep(0.5)  # the other 199 pass their deadline in the queue
+    echo_reply(w, client, frames)
+    samtest.wait_for(lambda: "request.dropped service=slow count=199" in proc.logtext(), 5,
+                     "the drop logged")
+    assert not w.sock.poll(300), "a request past its deadline was dispatched"
+    # without a deadline of its own, a request waits the broker's default and is served
+    c = Client(ep)
+    rids = [c.send("slow", "m") for _ in range(3)]
+    for _ in rids:
+        echo_reply(w, *w.recv_request())
+    assert sorted(c.recv().id for _ in rids) == sorted(rids)
+    c.close()
+    w.close()
+    stop_clean(proc)
+    assert "expired=199" in proc.logtext()
+
+
 def test_unknown_service_expires_with_503():
     proc, ep = samtest.broker("--request-timeout-ms", "300")
     c = Client(ep)

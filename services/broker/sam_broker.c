@@ -86,6 +86,7 @@
 #define S_CALLER_MAX 512               /* largest packed Caller frame */
 #define S_BATCH_BYTES (32 * 1024)      /* a Batch to a worker is sent once it holds this much */
 #define S_ZAP_DOMAIN "samordna"
+#define S_DEADLINE_MAX_MS 600000        /* the longest deadline a caller may ask for */
 #define S_FOLD_MS 10000 /* repeated warnings of one peer: one line per interval */
 #define S_FOLD_MAX 4096 /* peers folded apart; beyond, they share one count */
 
@@ -117,6 +118,7 @@ typedef struct {
     uint16_t nbody;    /* body frames */
     bool delim;        /* the client sent an empty delimiter */
     int64_t enqueued;  /* when it arrived (monotonic ms) */
+    int64_t deadline;  /* when its caller stops waiting (monotonic ms): dropped if still queued */
 } s_request_t;
 
 struct s_service_t {
@@ -128,6 +130,7 @@ struct s_service_t {
     int64_t orphaned_at;   /* when the service last had no worker (monotonic ms) */
     int64_t busy_logged;   /* when a full queue was last logged (monotonic ms) */
     uint64_t busy_refused; /* requests refused with 429 since then */
+    uint64_t expired_now;  /* requests dropped past their deadline since the last tick */
 };
 
 struct s_worker_t {
@@ -172,6 +175,7 @@ struct sam_broker_t {
     zhashx_t *folds;   /* "<what> <peer>" → s_fold_t: warnings being folded */
     uint8_t caller_buf[S_CALLER_MAX]; /* the packed Caller of the request being sent */
     uint64_t refused;                 /* requests refused for an untrusted or revoked key */
+    uint64_t expired; /* requests dropped in the queue: their caller's deadline passed */
     int64_t now;                      /* monotonic ms, refreshed around every poll */
     int64_t next_tick, next_heartbeat, next_stats;
     uint64_t requests;         /* client requests received (MMI excluded) */
@@ -202,7 +206,14 @@ static char *s_hex(const uint8_t *data, size_t size, char *out)
 
 uint64_t sam_broker_peek_id(const uint8_t *data, size_t size)
 {
+    uint32_t timeout_ms;
+    return sam_broker_peek_request(data, size, &timeout_ms);
+}
+
+uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *timeout_ms)
+{
     uint64_t id = 0, key = 0, v = 0;
+    *timeout_ms = 0;
     size_t i = 0;
     while (i < size) {
         if (!sam_batch_varint(data, size, &i, &key) || (key >> 3) == 0) return 0;
@@ -210,6 +221,7 @@ uint64_t sam_broker_peek_id(const uint8_t *data, size_t size)
         case 0:
             if (!sam_batch_varint(data, size, &i, &v)) return 0;
             if ((key >> 3) == 1) id = v;
+            if ((key >> 3) == 4) *timeout_ms = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
             break;
         case 1:
             if (size - i < 8 || (key >> 3) == 1) return 0;
@@ -478,6 +490,7 @@ static void s_request_move(s_request_t *dst, s_request_t *src)
     dst->nbody = src->nbody;
     dst->delim = src->delim;
     dst->enqueued = src->enqueued;
+    dst->deadline = src->deadline;
     src->bodies = NULL;
     src->nbody = 0;
 }
@@ -870,10 +883,27 @@ static int s_worker_send_request(sam_broker_t *self, s_worker_t *worker, s_reque
     return 0;
 }
 
+/*  Drops the request at the head of the queue when its caller has stopped waiting (its
+    deadline passed while it was queued): no worker spends time on it. Answered 504 all the
+    same, for a caller that still listens. Returns true when it dropped one. */
+static bool s_drop_expired(sam_broker_t *self, s_service_t *service)
+{
+    s_request_t *head = s_queue_head(service);
+    if (self->now < head->deadline) return false;
+    s_refuse(self, head, service->name, SAM_TIMEOUT,
+             "the caller's deadline of %" PRId64 " ms passed while the request was queued",
+             head->deadline - head->enqueued);
+    s_queue_drop(service);
+    self->expired++;
+    service->expired_now++;
+    return true;
+}
+
 /* Hands queued requests to workers with spare credit, oldest request first. */
 static void s_service_dispatch(sam_broker_t *self, s_service_t *service)
 {
     while (service->qlen && service->free_head) {
+        if (s_drop_expired(self, service)) continue;
         s_worker_t *worker = service->free_head;
         if (s_worker_send_request(self, worker, s_queue_head(service)) == 0)
             s_queue_drop(service);
@@ -1210,7 +1240,15 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
     }
     self->requests++;
 
-    s_request_t request = {.delim = delim, .enqueued = self->now};
+    uint32_t wait_ms = 0;
+    if (at + 1 < msg->count)
+        sam_broker_peek_request(zmq_msg_data(&msg->part[at + 1]), zmq_msg_size(&msg->part[at + 1]),
+                                &wait_ms);
+    if (wait_ms == 0 || wait_ms > S_DEADLINE_MAX_MS) wait_ms = wait_ms ? S_DEADLINE_MAX_MS : 0;
+    s_request_t request = {.delim = delim,
+                           .enqueued = self->now,
+                           .deadline = self->now + (wait_ms ? (int64_t)wait_ms
+                                                            : (int64_t)self->request_timeout_ms)};
     zmq_msg_init(&request.client);
     zmq_msg_move(&request.client, addr);
     zmq_msg_init(&request.body);
@@ -1299,9 +1337,11 @@ static void s_log_stats(sam_broker_t *self, const char *event)
     for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
         queued += s->qlen;
     sam_info("%s requests=%" PRIu64 " replies=%" PRIu64 " errors=%" PRIu64 " malformed=%" PRIu64
-             " untrusted=%" PRIu64 " workers=%zu services=%zu queued=%zu lost_workers=%" PRIu64,
+             " untrusted=%" PRIu64 " expired=%" PRIu64
+             " workers=%zu services=%zu queued=%zu lost_workers=%" PRIu64,
              event, self->requests, self->replies, self->errors, self->malformed, self->refused,
-             zhashx_size(self->workers), zhashx_size(self->services), queued, self->purged);
+             self->expired, zhashx_size(self->workers), zhashx_size(self->services), queued,
+             self->purged);
 }
 
 /*  Requests for a service that has had no worker for request_timeout_ms get 503; a
@@ -1311,6 +1351,14 @@ static void s_expire_queues(sam_broker_t *self)
     zlist_t *idle = NULL;
     for (s_service_t *service = zhashx_first(self->services); service;
          service = zhashx_next(self->services)) {
+        /* a service without workers answers "no worker" below, after its own wait */
+        while (service->nworkers && service->qlen && s_drop_expired(self, service))
+            ;
+        if (service->expired_now) /* one line per service and tick */
+            sam_warn("request.dropped service=%s count=%" PRIu64
+                     " reason=\"the caller's deadline passed while it was queued\"",
+                     service->name, service->expired_now);
+        service->expired_now = 0;
         if (service->nworkers) continue;
         size_t expired = 0;
         while (service->qlen) {

@@ -72,6 +72,10 @@ bool sam_broker_parse_extension(const uint8_t *data, size_t size, sam_broker_ext
     when the field is absent or the bytes are not a well-formed protobuf message. */
 uint64_t sam_broker_peek_id(const uint8_t *data, size_t size);
 
+/*  The same, and field 4 (`timeout_ms`, how long the caller waits; 0 when absent) into
+    *timeout_ms. */
+uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *timeout_ms);
+
 /*  Handles one message as if it had arrived on the socket (fuzzers, see fuzz/): frames[0]
     is the peer's routing id, the rest what the peer sent. The frames are copied; they carry
     no connection metadata, so with CURVE every such peer is untrusted. Replies go to the
