@@ -175,6 +175,7 @@ static int s_walk(const ProtobufCMessageDescriptor *desc, const uint8_t *data, s
 int sam_check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                    const char *prefix, char *err, size_t cap)
 {
+    if (!data || !len) return 0; /* an empty message: nothing to check */
     char path[256];
     size_t pl = prefix ? strlen(prefix) : 0;
     if (pl >= sizeof path) pl = sizeof path - 1;
