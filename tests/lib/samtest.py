@@ -37,6 +37,9 @@ sys.path.insert(0, PYGEN)
 # Sanitizer builds run several times slower: every upper bound on a wait (never a lower
 # bound, never an assertion on a figure) is multiplied by this (tools/test.sh sets it).
 SLOW = float(os.environ.get("SAMORDNA_TIMEOUT_SCALE", "1"))
+# The sanitizer pass (tools/test.sh sets ASAN_OPTIONS for it): ASan's allocator keeps freed
+# memory in quarantine, so figures of memory are for the plain build only.
+SANITIZED = "ASAN_OPTIONS" in os.environ
 # One test running longer than this (times SLOW) prints where every thread is.
 HANG_S = 120
 
