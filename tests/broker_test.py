@@ -23,6 +23,19 @@ from samordna.v1 import envelope_pb2  # noqa: E402
 BROKER = os.path.join(samtest.BIN, "samordna-broker")
 
 
+def recv_request_alive(w, timeout):
+    """The next REQUEST to worker w, which heartbeats every 50 ms while it waits (a broker
+    with a short liveness purges a silent test worker)."""
+    end = time.time() + timeout * samtest.SLOW
+    while time.time() < end:
+        w.heartbeat()
+        if w.sock.poll(50):
+            command, frames = w.recv(1.0, skip_heartbeats=False)
+            if command == REQUEST:
+                return frames[0], frames[2:]
+    raise AssertionError(f"worker {w.service}: no request within {timeout}s")
+
+
 def logged(log, text):
     """How many times `text` was logged: its lines, plus the counts of the lines that fold
     its repeats (`….repeated peer=… reason=… count=N`, at the end of each interval and at
@@ -544,18 +557,21 @@ def test_batch_reply_malformed_is_survived():
     rep = clients[5].recv()
     assert rep.status.code == 200 and rep.body == b"re:c5", rep
     # c0's answers were unreadable or misaddressed, c6 was never answered: both are still in
-    # flight to the worker, and hear 503 when it leaves.
+    # flight to the worker, and go to the next worker of the service when it leaves.
     assert not clients[0].sock.poll(0), "a reply reached c0"
     w.disconnect()
-    for k in (0, 6):
-        rep = expect_error(clients[k], 1, 503)
-        assert "lost while handling" in rep.status.message, rep.status.message
     log = proc.logtext()
     assert "reply.unknown_client" in log and "client=006e6f626f6479" in log, log
     assert log.count("reply.too_large worker=") == 1, log
-    # A new batch worker is served as if nothing had happened.
+    # A new batch worker is served as if nothing had happened: first what the last one held.
     w.connect()
     w.recv()
+    items, _ = recv_items(w, 2)
+    assert sorted(request_of(i).method for i in items) == ["c0", "c6"], items
+    send_batch(w, *[answer(i) for i in items])
+    for k in (0, 6):
+        rep = clients[k].recv()
+        assert rep.id == 1 and rep.status.code == 200 and rep.body == b"re:c%d" % k, rep
     clients[0].send("sturdy", "after")
     (item,), _ = recv_items(w, 1)
     send_batch(w, answer(item))
@@ -622,27 +638,56 @@ def test_heartbeat_purges_silent_worker():
     stop_clean(proc)
 
 
-def test_worker_killed_mid_request():
+def test_worker_lost_mid_request_hands_its_requests_to_another():
+    """A worker that dies (no reply, no DISCONNECT, no heartbeats) or disconnects with
+    requests in flight: they go to another worker of the service at once, in order, and the
+    client gets the answer, not a 503. A request lost with three workers is answered 503."""
     proc, ep = samtest.broker("--heartbeat-ms", "100", "--liveness", "3")
     w = Worker(ep, "fragile")
     c = Client(ep)
     rid = c.send("fragile", "m")
-    w.recv_request()
-    w.close()  # the process is gone: no reply, no DISCONNECT, no heartbeats
+    _, frames = w.recv_request()
+    first = envelope_pb2.Request()
+    first.ParseFromString(frames[-1])
+    w.close()  # the process is gone: found out at its liveness
+    w2 = Worker(ep, "fragile", extension="x-samordna/1 credit=4")
+    w2.recv()
+    client, frames = recv_request_alive(w2, 3)
+    again = echo_reply(w2, client, frames)
+    assert again.id == first.id == rid
+    rep = c.recv(3)
+    assert rep.id == rid and rep.status.code == 200 and rep.body == b"fragile:m", rep
+    # A worker that disconnects with requests in flight: another takes them at once.
+    w2.disconnect()
+    w2.close()
+    a = Worker(ep, "fragile", extension="x-samordna/1 credit=2")
+    a.recv()
+    ids = [c.send("fragile", "m"), c.send("fragile", "m")]
+    a.recv_request()
+    a.recv_request()
+    b = Worker(ep, "fragile", extension="x-samordna/1 credit=2")
+    b.recv()
+    a.disconnect()
+    got = [echo_reply(b, *b.recv_request(timeout=3)).id for _ in ids]
+    assert got == ids, (got, ids)  # in the order they came
+    reps = [c.recv(3) for _ in ids]
+    assert sorted(r.id for r in reps) == ids and all(r.status.code == 200 for r in reps), reps
+    b.disconnect()
+    a.close()
+    b.close()
+    # A request that loses one worker after another is given up on after the third.
+    rid = c.send("fragile", "poison")
+    for _ in range(3):
+        w_ = Worker(ep, "fragile")
+        w_.recv_request(timeout=3)
+        w_.disconnect()
+        w_.close()
     rep = expect_error(c, rid, 503, timeout=3)
     assert "lost while handling the request" in rep.status.message, rep.status.message
-    # A worker that disconnects with requests in flight: its clients hear at once.
-    w = Worker(ep, "fragile", extension="x-samordna/1 credit=2")
-    w.recv()
-    ids = [c.send("fragile", "m"), c.send("fragile", "m")]
-    w.recv_request()
-    w.recv_request()
-    w.disconnect()
-    reps = [c.recv(1.0) for _ in ids]
-    assert sorted(r.id for r in reps) == ids and all(r.status.code == 503 for r in reps), reps
-    w.close()
     c.close()
     stop_clean(proc)
+    log = proc.logtext()
+    assert "redispatched=" in log and "worker.requests" in log, log[-3000:]
 
 
 def test_broker_restart_and_worker_reregisters():

@@ -89,11 +89,24 @@
 #define S_ZAP_DOMAIN "samordna"
 #define S_DEADLINE_MAX_MS 600000        /* the longest deadline a caller may ask for */
 #define S_TRIM_MS 10000                /* how often freed memory goes back to the system */
+#define S_TRIES_MAX 3                  /* workers one request may be lost with before a 503 */
 #define S_FOLD_MS 10000 /* repeated warnings of one peer: one line per interval */
 #define S_FOLD_MAX 4096 /* peers folded apart; beyond, they share one count */
 
 typedef struct s_worker_t s_worker_t;
 typedef struct s_service_t s_service_t;
+
+/* A request on its way to a worker, waiting in a queue or being refused. */
+typedef struct {
+    zmq_msg_t client;  /* the client's routing id frame, as received (with its metadata) */
+    zmq_msg_t body;    /* the body when it is one frame */
+    zmq_msg_t *bodies; /* all body frames when there are several (owned), else NULL */
+    uint16_t nbody;    /* body frames */
+    bool delim;        /* the client sent an empty delimiter */
+    uint8_t tries;     /* how many workers it was handed to */
+    int64_t enqueued;  /* when it arrived (monotonic ms) */
+    int64_t deadline;  /* when its caller stops waiting (monotonic ms): dropped if still queued */
+} s_request_t;
 
 /* One request in flight to a worker. */
 typedef struct {
@@ -102,6 +115,8 @@ typedef struct {
     bool delim;  /* the client sent an empty delimiter, so the reply carries one */
     bool busy;   /* the slot holds a request */
     uint64_t id; /* field 1 of the request body (0 when absent) */
+    s_request_t req; /* a copy of the request (frames shared, not copied), kept until it is
+                        answered: handed to another worker if this one is lost */
 } s_slot_t;
 
 /* A message as received: its frames, owned here until moved out or closed. */
@@ -112,16 +127,6 @@ typedef struct {
     bool truncated; /* more than S_PARTS_MAX frames arrived; the rest were dropped */
 } s_msg_t;
 
-/* A request on its way to a worker, waiting in a queue or being refused. */
-typedef struct {
-    zmq_msg_t client;  /* the client's routing id frame, as received (with its metadata) */
-    zmq_msg_t body;    /* the body when it is one frame */
-    zmq_msg_t *bodies; /* all body frames when there are several (owned), else NULL */
-    uint16_t nbody;    /* body frames */
-    bool delim;        /* the client sent an empty delimiter */
-    int64_t enqueued;  /* when it arrived (monotonic ms) */
-    int64_t deadline;  /* when its caller stops waiting (monotonic ms): dropped if still queued */
-} s_request_t;
 
 struct s_service_t {
     char *name;                        /* owned; the same string is the key in services */
@@ -178,6 +183,10 @@ struct sam_broker_t {
     uint8_t caller_buf[S_CALLER_MAX]; /* the packed Caller of the request being sent */
     uint64_t refused;                 /* requests refused for an untrusted or revoked key */
     uint64_t expired; /* requests dropped in the queue: their caller's deadline passed */
+    uint64_t redispatched; /* requests of lost workers handed to another worker */
+    bool stopping;         /* the broker is shutting down: nothing is dispatched again */
+    bool dispatching;      /* inside s_service_dispatch (a lost worker's requests wait) */
+    int send_errno;        /* why the last s_route failed */
     int64_t now;                      /* monotonic ms, refreshed around every poll */
     int64_t next_tick, next_heartbeat, next_stats, next_trim;
     uint64_t requests;         /* client requests received (MMI excluded) */
@@ -429,6 +438,7 @@ static int s_route(sam_broker_t *self, const uint8_t *addr, size_t size, const c
 {
     if (zmq_send(self->handle, addr, size, ZMQ_SNDMORE) >= 0) return 0;
     int err = zmq_errno();
+    self->send_errno = err;
     char hex[S_HEX_MAX];
     s_hex(addr, size, hex);
     /* A client that left with many requests queued makes every one of their replies fail:
@@ -493,8 +503,35 @@ static void s_request_move(s_request_t *dst, s_request_t *src)
     dst->delim = src->delim;
     dst->enqueued = src->enqueued;
     dst->deadline = src->deadline;
+    dst->tries = src->tries;
     src->bodies = NULL;
     src->nbody = 0;
+}
+
+/*  Copies a request into the uninitialised `dst`: libzmq shares the frames' data (a copy is
+    a reference), so keeping a copy of each request in flight costs its frame headers only.
+    Returns 0, or -1 when out of memory (dst is then empty and safe to close). */
+static int s_request_copy(s_request_t *dst, s_request_t *src)
+{
+    memset(dst, 0, sizeof *dst);
+    zmq_msg_init(&dst->client);
+    zmq_msg_init(&dst->body);
+    zmq_msg_copy(&dst->client, &src->client);
+    if (src->bodies) {
+        dst->bodies = malloc(src->nbody * sizeof *dst->bodies);
+        if (!dst->bodies) return -1;
+        for (uint16_t i = 0; i < src->nbody; i++) {
+            zmq_msg_init(&dst->bodies[i]);
+            zmq_msg_copy(&dst->bodies[i], &src->bodies[i]);
+        }
+    } else
+        zmq_msg_copy(&dst->body, &src->body);
+    dst->nbody = src->nbody;
+    dst->delim = src->delim;
+    dst->enqueued = src->enqueued;
+    dst->deadline = src->deadline;
+    dst->tries = src->tries;
+    return 0;
 }
 
 /* ---- identity -------------------------------------------------------------------------- */
@@ -659,6 +696,26 @@ static int s_queue_push(s_service_t *service, s_request_t *request)
     return 0;
 }
 
+/* Puts a request back at the head of the queue (a lost worker's): it is served next. */
+static int s_queue_push_front(s_service_t *service, s_request_t *request)
+{
+    if (service->qlen == service->qcap) { /* grow first: s_queue_push knows how */
+        size_t cap = service->qcap ? service->qcap * 2 : 16;
+        s_request_t *queue = malloc(cap * sizeof *queue);
+        if (!queue) return -1;
+        for (size_t i = 0; i < service->qlen; i++)
+            s_request_move(&queue[i + 1], &service->queue[(service->qhead + i) % service->qcap]);
+        free(service->queue);
+        service->queue = queue;
+        service->qcap = cap;
+        service->qhead = 1;
+    }
+    service->qhead = (service->qhead + service->qcap - 1) % service->qcap;
+    s_request_move(&service->queue[service->qhead], request);
+    service->qlen++;
+    return 0;
+}
+
 /* The oldest queued request, still in the queue; s_queue_drop forgets it once handled. */
 static s_request_t *s_queue_head(s_service_t *service)
 {
@@ -706,24 +763,31 @@ static void s_worker_destroy(void **item)
 {
     s_worker_t *worker = *item;
     sam_batch_free(&worker->out);
+    for (uint32_t i = 0; i < worker->nslots; i++)
+        if (worker->slots[i].busy) s_request_close(&worker->slots[i].req);
     free(worker->slots);
     free(worker);
     *item = NULL;
 }
 
 /* Sends a bare command to a peer: [peer] "" "MDPW01" command [extension] */
-static void s_command(sam_broker_t *self, const uint8_t *addr, size_t addr_size, uint8_t command,
-                      const char *extension)
+/* Returns 0, or -1 when the peer is gone or not reading (logged by s_route). */
+static int s_command(sam_broker_t *self, const uint8_t *addr, size_t addr_size, uint8_t command,
+                     const char *extension)
 {
-    if (s_route(self, addr, addr_size, "worker") != 0) return;
+    if (s_route(self, addr, addr_size, "worker") != 0) return -1;
     s_put(self, "", 0, true);
     s_put(self, SAM_MDPW, strlen(SAM_MDPW), true);
     s_put(self, &command, 1, extension != NULL);
     if (extension) s_put(self, extension, strlen(extension), false);
+    return 0;
 }
 
-/*  Removes a worker: every client with a request in flight to it gets 503, the worker gets
-    DISCONNECT when `disconnect` is set, and it leaves its service. */
+/*  Removes a worker: its requests in flight go to another worker of the service (or, past
+    S_TRIES_MAX or their deadline, get 503), the worker gets DISCONNECT when `disconnect` is
+    set, and it leaves its service. */
+static void s_service_dispatch(sam_broker_t *self, s_service_t *service);
+
 static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconnect,
                             const char *reason)
 {
@@ -731,14 +795,30 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
     char text[S_HEX_MAX + S_SERVICE_MAX + 128];
     snprintf(text, sizeof text, "worker %s of service '%s' lost while handling the request (%s)",
              worker->key, service->name, reason);
-    for (uint32_t i = 0; i < worker->nslots && worker->inflight; i++) {
-        s_slot_t *slot = &worker->slots[i];
+    /* Its requests in flight go to another worker at once, in the order they came, ahead of
+       the queue: a service's writes are idempotent by event id, so a request the lost worker
+       had already applied is answered as a duplicate. One that has been lost with
+       S_TRIES_MAX workers, or whose caller has stopped waiting, is answered 503. */
+    size_t again = 0, lost = 0;
+    for (uint32_t n = 0, i = worker->head; n < worker->nslots && worker->inflight; n++) {
+        s_slot_t *slot = &worker->slots[(i + worker->nslots - 1 - n) % worker->nslots];
         if (!slot->busy) continue;
         slot->busy = false;
         worker->inflight--;
+        if (!self->stopping && slot->req.tries < S_TRIES_MAX && self->now < slot->req.deadline &&
+            s_queue_push_front(service, &slot->req) == 0) {
+            again++;
+            continue;
+        }
+        s_request_close(&slot->req);
+        lost++;
         s_send_error(self, slot->addr, slot->addr_size, slot->delim, service->name, slot->id,
                      SAM_UNAVAILABLE, text);
     }
+    if (again || lost)
+        sam_info("worker.requests worker=%s service=%s redispatched=%zu lost=%zu", worker->key,
+                 sam_logv(service->name), again, lost);
+    self->redispatched += again;
     if (disconnect) s_command(self, worker->addr, worker->addr_size, SAM_MDPW_DISCONNECT, NULL);
     s_free_unlink(service, worker);
     s_worker_t **at = &self->gathered;
@@ -754,6 +834,7 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
     sam_info("worker.removed worker=%s service=%s reason=\"%s\"", worker->key, service->name,
              reason);
     zhashx_delete(self->workers, worker->key);
+    if (again && !self->dispatching) s_service_dispatch(self, service);
 }
 
 /*  Doubles a worker's slots, up to its credit: a worker that declares a large credit but
@@ -761,9 +842,18 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
 static int s_worker_grow(s_worker_t *worker)
 {
     uint32_t nslots = worker->nslots * 2 < worker->credit ? worker->nslots * 2 : worker->credit;
-    s_slot_t *slots = realloc(worker->slots, nslots * sizeof *slots);
+    s_slot_t *slots = calloc(nslots, sizeof *slots);
     if (!slots) return -1;
-    memset(slots + worker->nslots, 0, (nslots - worker->nslots) * sizeof *slots);
+    for (uint32_t i = 0; i < worker->nslots; i++) { /* frames are moved, never copied bytewise */
+        s_slot_t *from = &worker->slots[i];
+        memcpy(slots[i].addr, from->addr, from->addr_size);
+        slots[i].addr_size = from->addr_size;
+        slots[i].delim = from->delim;
+        slots[i].busy = from->busy;
+        slots[i].id = from->id;
+        if (from->busy) s_request_move(&slots[i].req, &from->req);
+    }
+    free(worker->slots);
     worker->slots = slots;
     worker->nslots = nslots;
     return 0;
@@ -858,6 +948,11 @@ static int s_worker_send_request(sam_broker_t *self, s_worker_t *worker, s_reque
     while (worker->slots[index].busy)
         index = (index + 1) % worker->nslots;
     s_slot_t *slot = &worker->slots[index];
+    if (s_request_copy(&slot->req, request) != 0) {
+        s_request_close(&slot->req);
+        return -1;
+    }
+    slot->req.tries = (uint8_t)(request->tries < 255 ? request->tries + 1 : 255);
     slot->busy = true;
     slot->delim = request->delim;
     slot->addr_size = (uint8_t)zmq_msg_size(&request->client);
@@ -904,6 +999,8 @@ static bool s_drop_expired(sam_broker_t *self, s_service_t *service)
 /* Hands queued requests to workers with spare credit, oldest request first. */
 static void s_service_dispatch(sam_broker_t *self, s_service_t *service)
 {
+    bool outer = !self->dispatching;
+    self->dispatching = true;
     while (service->qlen && service->free_head) {
         if (s_drop_expired(self, service)) continue;
         s_worker_t *worker = service->free_head;
@@ -912,6 +1009,7 @@ static void s_service_dispatch(sam_broker_t *self, s_service_t *service)
         else
             s_worker_delete(self, worker, false, "cannot send to the worker");
     }
+    if (outer) self->dispatching = false;
 }
 
 /*  READY: [worker] "" "MDPW01" 0x01 service [extension]
@@ -1031,6 +1129,7 @@ static bool s_slot_take(sam_broker_t *self, s_worker_t *worker, const uint8_t *c
     *delim = slot->delim;
     *slot_id = slot->id;
     slot->busy = false;
+    s_request_close(&slot->req);
     worker->inflight--;
     while (worker->inflight && !worker->slots[worker->head].busy)
         worker->head = (worker->head + 1) % worker->nslots;
@@ -1145,6 +1244,15 @@ static void s_worker_message(sam_broker_t *self, s_msg_t *msg, int at)
                 s_malformed(self, addr, "READY is too large");
             else
                 s_worker_ready(self, msg, at + 1, key);
+        } else if (code == SAM_MDPW_HEARTBEAT || code == SAM_MDPW_REPLY) {
+            /* a worker of a broker that restarted, or one purged a moment ago: ordinary
+               traffic, answered as 7/MDP says, so that it registers again */
+            if (s_fold(self, "worker.unknown", key, "not registered here"))
+                sam_info("worker.unknown worker=%s command=0x%02x action=disconnect "
+                         "reason=\"not registered here (a broker restart?); it is asked to "
+                         "register again\"",
+                         key, code);
+            s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);
         } else if (code != SAM_MDPW_DISCONNECT) {
             char reason[80];
             snprintf(reason, sizeof reason, "command 0x%02x from a worker that is not registered",
@@ -1339,10 +1447,11 @@ static void s_log_stats(sam_broker_t *self, const char *event)
     for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
         queued += s->qlen;
     sam_info("%s requests=%" PRIu64 " replies=%" PRIu64 " errors=%" PRIu64 " malformed=%" PRIu64
-             " untrusted=%" PRIu64 " expired=%" PRIu64
+             " untrusted=%" PRIu64 " expired=%" PRIu64 " redispatched=%" PRIu64
              " workers=%zu services=%zu queued=%zu lost_workers=%" PRIu64,
              event, self->requests, self->replies, self->errors, self->malformed, self->refused,
-             self->expired, zhashx_size(self->workers), zhashx_size(self->services), queued,
+             self->expired, self->redispatched, zhashx_size(self->workers),
+             zhashx_size(self->services), queued,
              self->purged);
 }
 
@@ -1394,16 +1503,20 @@ static void s_heartbeat(sam_broker_t *self)
     zlist_t *expired = NULL;
     for (s_worker_t *worker = zhashx_first(self->workers); worker;
          worker = zhashx_next(self->workers)) {
-        if (worker->expiry < self->now) {
+        if (worker->expiry < self->now ||
+            (s_command(self, worker->addr, worker->addr_size, SAM_MDPW_HEARTBEAT, NULL) != 0 &&
+             self->send_errno == EHOSTUNREACH)) {
+            /* silent past its liveness, or its connection is gone (a heartbeat that cannot be
+               sent): either way its requests should not wait for it */
             if (!expired) expired = zlist_new();
             if (expired) zlist_append(expired, worker);
-        } else {
-            s_command(self, worker->addr, worker->addr_size, SAM_MDPW_HEARTBEAT, NULL);
         }
     }
     if (!expired) return;
     for (s_worker_t *worker = zlist_first(expired); worker; worker = zlist_next(expired))
-        s_worker_delete(self, worker, false, "silent past its heartbeat liveness");
+        s_worker_delete(self, worker, false,
+                        worker->expiry < self->now ? "silent past its heartbeat liveness"
+                                                   : "its connection is gone");
     zlist_destroy(&expired);
 }
 
@@ -1633,6 +1746,7 @@ void sam_broker_destroy(sam_broker_t **self_p)
     sam_broker_t *self = *self_p;
     if (self->router && self->workers && self->services) {
         self->now = zclock_mono();
+        self->stopping = true;
         zsock_set_linger(self->router, S_LINGER_MS);
         s_worker_t *worker;
         while ((worker = zhashx_first(self->workers)))
