@@ -908,6 +908,43 @@ def test_sigterm_is_clean_and_tells_everyone():
     c.close()
 
 
+def test_systemd_readiness_and_sighup_reload():
+    """Under systemd (NOTIFY_SOCKET) the broker says READY=1 once it routes and STOPPING=1 as
+    it stops; SIGHUP reloads (the log level from its configuration file, the trusted keys)
+    and logs it, and the broker routes on."""
+    folder = samtest.scratch("broker-sd")
+    path = os.path.join(folder, "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10 * samtest.SLOW)
+    cfg = os.path.join(folder, "broker.cfg")
+    with open(cfg, "w") as f:
+        f.write('log-level = "info"\n')
+    port = samtest.free_port()
+    ep = f"tcp://127.0.0.1:{port}"
+    proc = samtest.Proc("broker-sd", ["samordna-broker", "--bind", ep, "--insecure",
+                                      "--config", cfg], env={"NOTIFY_SOCKET": path})
+    try:
+        assert sock.recv(256) == b"READY=1"
+        with open(cfg, "w") as f:
+            f.write('log-level = "debug"\n')
+        proc.p.send_signal(signal.SIGHUP)
+        samtest.wait_for(lambda: "broker.reloaded" in proc.logtext(), 5, "the reload logged")
+        assert proc.alive(), "SIGHUP must not stop the broker"
+        assert "log_level=0" in proc.logtext()  # debug
+        w = Worker(ep, "after-hup")
+        c = Client(ep)
+        rid = c.send("after-hup", "m")
+        echo_reply(w, *w.recv_request())
+        assert c.recv().id == rid
+        c.close()
+        w.close()
+        stop_clean(proc)
+        assert sock.recv(256) == b"STOPPING=1"
+    finally:
+        sock.close()
+
+
 def test_sigint_is_clean_too():
     proc, ep = samtest.broker()
     w = Worker(ep, "echo")

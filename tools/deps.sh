@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
-  liblmdb-dev lmdb-utils libjansson-dev libcurl4-openssl-dev libsodium-dev
+  liblmdb-dev lmdb-utils libjansson-dev libcurl4-openssl-dev libsodium-dev libsystemd-dev
   python3 python3-zmq python3-protobuf
   clang libclang-rt-dev
   libfuse3-dev fuse3  # powercut_fs, the file system of the power-cut test

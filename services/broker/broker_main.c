@@ -27,8 +27,27 @@ static const sam_option_t s_options[] = {
     {NULL, NULL, NULL, NULL, false},
 };
 
+/* The command line, kept for SIGHUP: the configuration file is read again from it. */
+static int s_argc;
+static char **s_argv;
+
+/* SIGHUP: the log level from the configuration file (a --log-level flag still wins). */
+static void s_reload(void)
+{
+    sam_config_t *again = sam_config_new("samordna-broker", "[options]", "", s_options);
+    if (again && sam_config_parse(again, s_argc, s_argv) == 0) {
+        int level = sam_log_level_parse(sam_config_get(again, "log-level"));
+        if (level >= 0) sam_log_threshold = (sam_log_level_t)level;
+    } else
+        sam_warn("broker.reload_failed reason=\"the configuration no longer reads; the log level "
+                 "stays\"");
+    sam_config_destroy(&again);
+}
+
 int main(int argc, char **argv)
 {
+    s_argc = argc;
+    s_argv = argv;
     sam_config_t *config = sam_config_new(
         "samordna-broker", "[options]",
         "Routes 7/MDP requests from clients to the workers of each service, with 8/MMI, "
@@ -77,7 +96,7 @@ int main(int argc, char **argv)
     free(binds);
     rc = 1;
     if (broker) {
-        rc = sam_broker_run(broker) == 0 ? 0 : 1;
+        rc = sam_broker_run(broker, s_reload) == 0 ? 0 : 1;
         sam_broker_destroy(&broker);
     }
     sam_config_destroy(&config);

@@ -66,6 +66,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <malloc.h>
+#include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <string.h>
 #include <sys/inotify.h>
 #include <unistd.h>
@@ -1773,9 +1775,32 @@ void sam_broker_destroy(sam_broker_t **self_p)
     *self_p = NULL;
 }
 
-int sam_broker_run(sam_broker_t *self)
+static volatile sig_atomic_t s_hup; /* SIGHUP arrived: reload (the handler only sets it) */
+
+static void s_on_hup(int sig)
 {
+    (void)sig;
+    s_hup = 1;
+}
+
+int sam_broker_run(sam_broker_t *self, void (*on_reload)(void))
+{
+    struct sigaction sa = {0};
+    sa.sa_handler = s_on_hup;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    sd_notify(0, "READY=1");
     while (!zsys_interrupted) {
+        if (s_hup) {
+            s_hup = 0;
+            if (on_reload) on_reload();
+            if (self->keyring) {
+                self->next_keys_full = self->now;
+                s_refresh_keys(self);
+            }
+            sam_info("broker.reloaded trusted_keys=%zu log_level=%d", sam_keyring_size(self->keyring),
+                     (int)sam_log_threshold);
+        }
         self->now = zclock_mono();
         /* The wait for the first message is libzmq's own blocking receive, bounded by the
            next timer: it sleeps on the socket's mailbox with fewer system calls per wake-up
@@ -1798,6 +1823,7 @@ int sam_broker_run(sam_broker_t *self)
         if (self->now >= self->next_tick) s_tick(self);
         s_batch_flush(self);
     }
+    sd_notify(0, "STOPPING=1");
     sam_info("broker.stopping reason=signal");
     return 0;
 }

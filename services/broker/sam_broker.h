@@ -6,7 +6,7 @@
         sam_broker_config_t cfg = SAM_BROKER_CONFIG_DEFAULTS;
         cfg.binds = endpoints; cfg.nbinds = n; cfg.insecure = true;
         sam_broker_t *broker = sam_broker_new(&cfg);
-        if (broker) rc = sam_broker_run(broker);   // until SIGINT/SIGTERM
+        if (broker) rc = sam_broker_run(broker, NULL);   // until SIGINT/SIGTERM
         sam_broker_destroy(&broker);
 */
 #ifndef SAM_BROKER_H
@@ -48,8 +48,11 @@ sam_broker_t *sam_broker_new(const sam_broker_config_t *config);
 void sam_broker_destroy(sam_broker_t **self_p);
 
 /*  Routes messages until SIGINT or SIGTERM (CZMQ's zsys_interrupted). Returns 0 on a clean
-    stop, -1 when the socket failed. */
-int sam_broker_run(sam_broker_t *self);
+    stop, -1 when the socket failed. Tells systemd READY=1 once it routes and STOPPING=1 when
+    it stops (sd_notify; nothing when not run by systemd). SIGHUP reloads the trusted keys at
+    once and calls `on_reload` (may be NULL: the program's own settings, e.g. its log level
+    from its configuration file), then logs what it did. */
+int sam_broker_run(sam_broker_t *self, void (*on_reload)(void));
 
 /*  True when `endpoint` can only be reached from this host: tcp:// on 127.0.0.0/8, [::1] or
     localhost, and every ipc:// and inproc:// endpoint. */
