@@ -216,11 +216,11 @@ def registry_types(summary):
 
 
 def test_kill9_during_import_then_restart_and_import_again():
-    """The registry is killed with SIGKILL while `samctl import` streams 4000 people (8000 events) into it:
-    the first import is cut off (not every event acknowledged), what it got acknowledged is
-    in the outbox after the restart, and the second import sends exactly what is missing:
-    what was stored stays at its seq, and the outbox ends with every event of the file once,
-    each person and each role by its own event id."""
+    """The registry is killed with SIGKILL while `samctl import` streams 4000 people (8000
+    events) into it: the first import is cut off (not every event acknowledged), what it got
+    acknowledged is in the outbox after the restart, and the second import sends exactly what
+    is missing: what was stored stays at its seq, and the outbox ends with every event of the
+    file once, each person by its own event id."""
     broker, ep, data, reg = start("imp-kill")
     doc = load_fixture()
     people = 4000
