@@ -230,25 +230,53 @@ def test_unknown_key_is_refused():
 
 
 def test_null_mechanism_peer_is_refused():
+    """Peers without CURVE get nowhere with a CURVE broker: a client's publish is never
+    answered and nothing of it is stored; workers' READYs register nothing: a service only
+    such a worker offers stays unknown, and requests for the registry one of them claims go
+    to the rightful registry, none to it."""
+
+    def sent(send, *args):
+        """False when the message could not even be queued: libzmq drops the connection of a
+        failed handshake, and a DEALER without one has nowhere to put it."""
+        try:
+            send(*args)
+            return True
+        except zmq.Again:
+            return False
+
     with suite() as s:
-        plain = samtest.Client(s.ep)  # no CURVE at all
-        try:
-            assert no_reply(plain)
-        finally:
-            plain.close()
-        w = s.worker(None, "registry")
-        try:
-            w.ready()
-            assert w.quiet(1.0)  # never registered, never given work
-        finally:
-            w.close()
         admin = s.client("admin")
+        plain = samtest.Client(s.ep)  # no CURVE at all
+        lone, claim = s.worker(None, "echo-null"), s.worker(None, "registry")
+        for sock in (plain.sock, lone.sock, claim.sock):
+            sock.sndtimeo = 500
         try:
+            req = ce("agency.registered", agency("null-peer", "Null"), "fmov")
+            if sent(plain.send, "registry", "events.publish", req):
+                try:
+                    rep = plain.recv(1.0)
+                except samtest.Silence:
+                    pass
+                else:
+                    raise AssertionError(f"a NULL-mechanism client got an answer: {rep}")
+            sent(lone.ready)
+            sent(claim.ready)
+            # Were the READYs taken, the broker would hand the claiming worker some of these
+            # pings (least recently used first) and they would go unanswered.
+            for _ in range(20):
+                rep, _ = admin.call("registry", "ping", timeout=5.0)
+                assert rep.status.code == 200, rep.status
             assert admin.mmi("mmi.service", b"echo-null")[3] == b"404"
-            rep, _ = admin.call("registry", "ping")
-            assert rep.status.code == 200  # the rightful worker still serves
+            assert lone.quiet(0.3) and claim.quiet(0.3)
+            rep, _ = admin.call("registry", "registry.agencies.get", R.GetRequest(id="null-peer"))
+            assert rep.status.code == 404, rep.status
+            rep, rr = admin.call("registry", "events.read", events_pb2.ReadRequest(after_seq=0),
+                                 events_pb2.ReadReply)
+            assert rep.status.code == 200, rep.status
+            assert req.event.id not in [e.event.id for e in rr.events], "the publish was stored"
         finally:
-            admin.close()
+            for sock in (plain, lone, claim, admin):
+                sock.close()
 
 
 def test_publisher_may_publish_only_as_itself():
