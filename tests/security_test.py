@@ -500,6 +500,14 @@ def test_samctl_with_a_certificate():
         assert r.returncode == 0 and r.stdout.startswith(("[", "{")), (r.stdout, r.stderr)
         r = samctl("--broker", s.ep, "--timeout-ms", "800", "ping", "registry")  # no certificate
         assert r.returncode == 1 and ("504" in r.stderr or "503" in r.stderr), r.stderr
+        # --insecure with a certificate is refused, as the services refuse it, instead of
+        # dropping the certificate and connecting without CURVE
+        for extra in (["--cert", s.certs["admin"].secret, "--server-key", s.broker_cert.public],
+                      ["--cert", s.certs["admin"].secret], ["--server-key", s.broker_cert.public]):
+            r = samctl(*base, "--insecure", *extra, "--log-level", "debug", "ping", "registry")
+            assert r.returncode == 2 and r.stdout == "", (extra, r.stdout, r.stderr)
+            assert "--insecure and --cert/--server-key exclude each other" in r.stderr, r.stderr
+            assert "client.connect" not in r.stderr, r.stderr  # refused before connecting
 
 
 if __name__ == "__main__":
