@@ -413,6 +413,56 @@ def test_registry_projection_follows_and_asks():
     verify(w.c)
 
 
+def test_registry_option_names_the_service_followed_and_asked():
+    """--registry names the service whose facts grants uses, for both ways it learns them:
+    the follower reads that service's outbox, and the prepare hook asks that service
+    (registry.<table>.get, the registry's own methods). Here the registry serves as
+    "registry-ostfold" and no service called "registry" exists at all."""
+    from fake_registry import FakeRegistry
+    d = samtest.scratch("grants-other-registry")
+    broker, ep = samtest.broker()
+    reg = FakeRegistry(ep, service="registry-ostfold")
+    reg.publish("no.samordna.registry.agency.registered",
+                registry_pb2.Agency(id="fmov", name="FMOV", kind=2), "agencies", "fmov")
+    reg.publish("no.samordna.registry.municipality.registered",
+                registry_pb2.Municipality(id="halden", name="Halden"), "municipalities", "halden")
+    grants = samtest.Proc("grants-other-registry",
+                          ["samordna-grants", "--broker", ep, "--data-dir", d, "--insecure",
+                           "--registry", "registry-ostfold", "--registry-wait-ms", "1000",
+                           "--log-level", "debug"])
+    c = Client(ep)
+    try:
+        samtest.wait_service(ep, "grants")
+        # The follower read registry-ostfold's outbox: both facts, nothing asked.
+        samtest.wait_for(lambda: "refs.applied added=2 cursor=2" in grants.logtext(), 10,
+                         "the projection of registry-ostfold's outbox")
+        code, msg, _ = publish(c, "grants", "no.samordna.grants.scheme.created",
+                               G.Scheme(id="andre-2019", name="Andre", owner="fmov", year=2019))
+        assert code == 200, msg
+        assert reg.asked == [], reg.asked
+        # Known to the registry but not yet in its outbox: the prepare hook asks it.
+        reg.know("municipalities", "rakkestad",
+                 registry_pb2.Municipality(id="rakkestad", name="Rakkestad"))
+        code, msg, _ = publish(c, "grants", "no.samordna.grants.award.granted",
+                               World.award_msg("rk-1", "andre-2019", "rakkestad", 10))
+        assert code == 200, msg
+        assert reg.asked == [("registry.municipalities.get", "rakkestad")], reg.asked
+        assert "refs.asked service=registry-ostfold kind=m id=rakkestad code=200" in \
+            grants.logtext()
+        # Unknown there too: asked as a municipality, then as an agency, and refused.
+        code, msg, _ = publish(c, "grants", "no.samordna.grants.award.granted",
+                               World.award_msg("ar-1", "andre-2019", "aremark", 10))
+        assert code == 422 and "award.recipient" in msg and "'aremark'" in msg, (code, msg)
+        assert reg.asked[1:] == [("registry.municipalities.get", "aremark"),
+                                 ("registry.agencies.get", "aremark")], reg.asked
+        a = query(c, "grants.awards.get", G.GrantsGetRequest(id="rk-1"), G.AwardDetail)
+        assert a.award.recipient == "rakkestad" and a.award.recipient_kind == "municipality"
+        assert grants.stop() == 0
+    finally:
+        c.close()
+        reg.close()
+
+
 def test_kill9_during_burst_keeps_acknowledged_events():
     """grants is killed with SIGKILL while a burst of 1500 publishes is being answered: the
     kill really lands mid-stream (the process dies of the signal, with requests still
