@@ -508,6 +508,14 @@ def test_samctl_with_a_certificate():
             assert r.returncode == 2 and r.stdout == "", (extra, r.stdout, r.stderr)
             assert "--insecure and --cert/--server-key exclude each other" in r.stderr, r.stderr
             assert "client.connect" not in r.stderr, r.stderr  # refused before connecting
+        # without CURVE (with --insecure or no certificate) only a loopback broker is reached,
+        # as the services accept --insecure only there (0.0.0.0 is not loopback to them)
+        port = samtest.free_port()
+        for extra in (["--insecure"], []):
+            r = samctl("--broker", f"tcp://0.0.0.0:{port}", "--timeout-ms", "800", *extra,
+                       "--log-level", "debug", "ping", "registry")
+            assert r.returncode == 1 and "non-loopback broker" in r.stderr, (extra, r.stderr)
+            assert "client.connect" not in r.stderr, r.stderr
 
 
 if __name__ == "__main__":

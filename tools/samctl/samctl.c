@@ -42,6 +42,14 @@ static const sam_option_t s_options[] = {
     {NULL, NULL, NULL, NULL, false},
 };
 
+/* The endpoints the services accept --insecure for (docs/security.md). */
+static bool s_loopback(const char *ep)
+{
+    return strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0 ||
+           strncmp(ep, "tcp://127.", 10) == 0 || strncmp(ep, "tcp://localhost:", 16) == 0 ||
+           strncmp(ep, "tcp://[::1]:", 12) == 0;
+}
+
 sam_client_t *samctl_client(samctl_t *ctl)
 {
     if (ctl->client) return ctl->client;
@@ -56,6 +64,15 @@ sam_client_t *samctl_client(samctl_t *ctl)
         opts.client_cert = sam_config_get(ctl->config, "cert");
         opts.server_key = sam_config_get(ctl->config, "server-key");
     }
+    /* Without a certificate samctl connects without CURVE, which is for loopback only. */
+    for (size_t i = 0; !opts.client_cert && !opts.server_key && i < n; i++)
+        if (!s_loopback(eps[i])) {
+            fprintf(stderr,
+                    "samctl: connecting without CURVE is refused for the non-loopback broker %s "
+                    "(give --cert and --server-key)\n",
+                    eps[i]);
+            return NULL;
+        }
     ctl->client = sam_client_new(eps, n, &opts, err, sizeof err);
     if (!ctl->client)
         fprintf(stderr, "samctl: cannot connect: %s\n", err);
