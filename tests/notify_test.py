@@ -15,7 +15,7 @@ from samtest import Client  # noqa: E402
 from samordna.v1 import envelope_pb2, events_pb2, grants_pb2, notify_pb2, registry_pb2, status_pb2  # noqa
 import datetime  # noqa: E402
 from cloudevents.v1 import cloudevents_pb2  # noqa: E402
-from notify_receivers import SmtpRecorder, WebhookReceiver, sign, verify  # noqa: E402
+from notify_receivers import SmtpRecorder, WebhookReceiver, verify  # noqa: E402
 
 ECHO = "no.samordna.echo.recorded"
 SLOW = samtest.SLOW  # sanitizer builds: upper bounds on waits are multiplied by this
