@@ -139,7 +139,8 @@ static int s_read_file(sam_config_t *self, const char *path)
 {
     zconfig_t *root = s_load(path);
     if (!root) {
-        fprintf(stderr, "%s: cannot read configuration file %s (missing, over 1 MiB or not valid ZPL)\n",
+        fprintf(stderr,
+                "%s: cannot read configuration file %s (missing, over 1 MiB or not valid ZPL)\n",
                 self->program, path);
         return -1;
     }
@@ -156,8 +157,7 @@ static int s_read_file(sam_config_t *self, const char *path)
         zconfig_t *child = zconfig_child(item);
         if (child) {
             if (!s_opt(self, opt)->multi) {
-                fprintf(stderr, "%s: %s: option '%s' takes one value\n", self->program, path,
-                        name);
+                fprintf(stderr, "%s: %s: option '%s' takes one value\n", self->program, path, name);
                 rc = -1;
             }
             for (; child && rc == 0; child = zconfig_next(child))
@@ -321,9 +321,15 @@ const char *sam_config_pos(sam_config_t *self, size_t i)
     return i < self->npos ? self->pos[i] : NULL;
 }
 
-static void s_help_lines(FILE *f, const sam_option_t *o)
+/* The help of the options in `o`, less those `own` declares itself (a program may give a
+   builtin option its own default). */
+static void s_help_lines(FILE *f, const sam_option_t *o, const sam_option_t *own)
 {
     for (; o->name; o++) {
+        bool shadowed = false;
+        for (const sam_option_t *p = own; p && p->name; p++)
+            shadowed |= strcmp(p->name, o->name) == 0;
+        if (shadowed) continue;
         char left[64];
         snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
         fprintf(f, "  %-26s %s", left, o->help);
@@ -339,6 +345,6 @@ void sam_config_help(sam_config_t *self, void *file)
     fprintf(f, "Usage: %s %s\n", self->program, self->usage);
     if (*self->summary) fprintf(f, "\n%s\n", self->summary);
     fprintf(f, "\nOptions:\n");
-    s_help_lines(f, self->opts);
-    s_help_lines(f, s_builtin);
+    s_help_lines(f, self->opts, NULL);
+    s_help_lines(f, s_builtin, self->opts);
 }

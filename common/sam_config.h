@@ -10,7 +10,8 @@
         broker
             1 = "tcp://10.0.0.1:5555"
             2 = "tcp://10.0.0.2:5555"
-    Every program also understands --config FILE, --log-level LEVEL, --help and --version.
+    Every program also understands --config FILE, --log-level LEVEL, --help and --version;
+    a program that declares one of these in its own table (for another default) gets its own.
 */
 #ifndef SAM_CONFIG_H
 #define SAM_CONFIG_H

@@ -1,8 +1,9 @@
 /*  replay_main.c — the fuzz targets without libFuzzer: runs each input file (or every file
     of each folder) given on the command line through the target once. Ordinary builds
     (with gcc, with or without sanitizers) link the targets with this, so the regression
-    inputs under tests/fuzz-regressions/ are replayed by every test run; SAMORDNA_FUZZ
-    builds link libFuzzer instead, which takes the same arguments.
+    inputs under tests/fuzz-regressions/ are replayed by every test run, the sanitizer pass
+    of tools/test.sh included (a leak regression can fail only there); SAMORDNA_FUZZ builds
+    link libFuzzer instead, which takes the same arguments.
 */
 #include <czmq.h>
 #include <stdint.h>
@@ -42,6 +43,9 @@ static int s_file(const char *path, int (*cb)(const uint8_t *, size_t))
     return 0;
 }
 
+/*  Every input named, or found in a folder named, once. A path that cannot be read, a folder
+    that holds no input (a corpus that went missing would otherwise pass for a clean replay)
+    and a command line that names no input at all each make the replay fail. */
 int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*cb)(const uint8_t *, size_t))
 {
     int failed = 0, runs = 0;
@@ -52,16 +56,26 @@ int LLVMFuzzerRunDriver(int *argc, char ***argv, int (*cb)(const uint8_t *, size
         if (stat(arg, &st) == 0 && S_ISDIR(st.st_mode)) {
             zdir_t *dir = zdir_new(arg, "-");
             zfile_t **files = dir ? zdir_flatten(dir) : NULL;
-            for (size_t j = 0; files && files[j]; j++, runs++)
+            int here = 0;
+            for (size_t j = 0; files && files[j]; j++, here++)
                 failed += s_file(zfile_filename(files[j], NULL), cb) != 0;
             zdir_flatten_free(&files);
             zdir_destroy(&dir);
+            if (here == 0) {
+                fprintf(stderr, "replay: folder %s holds no inputs\n", arg);
+                failed++;
+            }
+            runs += here;
         } else {
             failed += s_file(arg, cb) != 0;
             runs++;
         }
     }
-    fprintf(stderr, "replay: %d inputs, %d unreadable\n", runs, failed);
+    if (runs == 0) {
+        fprintf(stderr, "replay: no inputs given\n");
+        return 1;
+    }
+    fprintf(stderr, "replay: %d inputs, %d problems\n", runs, failed);
     return failed ? 1 : 0;
 }
 

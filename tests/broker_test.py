@@ -957,7 +957,9 @@ def test_sigint_is_clean_too():
 
 
 def test_pipelined_throughput():
-    """200 000 pipelined requests through one worker with credit: every reply arrives, intact.
+    """200 000 pipelined requests through one worker with credit: every reply arrives, and
+    each is the body of its own request byte for byte (sam_broker_bench numbers every body;
+    a reply that is altered, another request's or a second one counts as bad).
 
     The floor is low on purpose (the test also runs under the sanitizers on a shared
     machine); it catches a broker that stalls or degrades per request, not a slow host.

@@ -7,11 +7,12 @@ import copy
 import json
 import os
 import re
+import signal
 import subprocess
 import time
 
 import samtest
-from samordna.v1 import envelope_pb2
+from samordna.v1 import envelope_pb2, events_pb2
 
 FIXTURE = os.path.join(samtest.SRC, "deploy", "examples", "ostfold-2019.json")
 SAMCTL = os.path.join(samtest.BIN, "samctl")
@@ -192,7 +193,34 @@ def test_wrong_files_are_refused_with_the_json_path():
     broker.stop()
 
 
+def outbox(ep):
+    """The registry's whole outbox as [(seq, type, event id)], read back with events.read."""
+    c = samtest.Client(ep)
+    try:
+        got, after = [], 0
+        while True:
+            rep, rr = c.call("registry", "events.read",
+                             events_pb2.ReadRequest(after_seq=after, max=1000),
+                             events_pb2.ReadReply, timeout=30)
+            assert rep.status.code == 200, rep.status
+            got += [(e.seq, e.event.type, e.event.id) for e in rr.events]
+            if not rr.events:
+                return got
+            after = rr.events[-1].seq
+    finally:
+        c.close()
+
+
+def registry_types(summary):
+    return {t["type"]: t for t in summary["types"] if t["service"] == "registry"}
+
+
 def test_kill9_during_import_then_restart_and_import_again():
+    """The registry is killed with SIGKILL while `samctl import` streams 4000 people (8000
+    events) into it: the first import is cut off (not every event acknowledged), what it got
+    acknowledged is in the outbox after the restart, and the second import sends exactly what
+    is missing: what was stored stays at its seq, and the outbox ends with every event of the
+    file once, each person by its own event id."""
     broker, ep, data, reg = start("imp-kill")
     doc = load_fixture()
     people = 4000
@@ -203,10 +231,11 @@ def test_kill9_during_import_then_restart_and_import_again():
     total = TOTAL + 2 * people  # person.registered and role.assigned each
     registry_total = REGISTRY_TOTAL + 2 * people
 
-    first = subprocess.Popen([SAMCTL, "--broker", ep, "--timeout-ms", "4000", "import", path],
+    first = subprocess.Popen([SAMCTL, "--broker", ep, "--json", "--timeout-ms", "4000",
+                              "import", path],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # samctl's progress lines say how far it got; a ping would queue behind the publishes.
-    end = time.time() + 60
+    end = time.time() + 60 * samtest.SLOW
     said = []
     while True:
         assert time.time() < end, "the import did not get under way"
@@ -215,12 +244,19 @@ def test_kill9_during_import_then_restart_and_import_again():
         assert line, "samctl ended before the registry was killed: " + "".join(said)
         m = re.match(r"import: (\d+)/(\d+) events acknowledged", line)
         if m and 500 <= int(m.group(1)) < int(m.group(2)):
+            said_acked = int(m.group(1))
             break
     reg.kill9()
-    out, err = first.communicate(timeout=90)
+    assert reg.p.returncode == -signal.SIGKILL, f"the registry exited {reg.p.returncode}"
+    out, err = first.communicate(timeout=90 * samtest.SLOW)
+    assert first.returncode != 0, "the first import finished although the registry was killed"
+    cut = json.loads(out)
+    acked_first = {t: r["new"] + r["already"] for t, r in registry_types(cut).items()}
+    assert cut["new"] + cut["already"] >= said_acked, (cut, said_acked)
+    assert cut["unanswered"] + cut["refused"] > 0, cut
     # Restart on the same store: what was acknowledged is there, and the rest comes in. The
     # broker may still hold publishes of the first import for the registry and deliver them
-    # now; wait until the outbox head stops moving before counting.
+    # now; wait until the outbox head stops moving before reading it.
     reg = samtest.service("registry", ep, data)
     at_kill, stable_since = last_seq(ep), time.time()
     while time.time() - stable_since < 1.5:
@@ -228,13 +264,34 @@ def test_kill9_during_import_then_restart_and_import_again():
         now = last_seq(ep)
         if now != at_kill:
             at_kill, stable_since = now, time.time()
+    before = outbox(ep)
+    assert [s for s, _, _ in before] == list(range(1, at_kill + 1)), "a gap in the outbox"
     assert 500 <= at_kill < registry_total, (at_kill, out, err)
+    ids_before = [i for _, _, i in before]
+    assert len(set(ids_before)) == len(ids_before), "an event stored twice"
+    per_type = {}
+    for _, t, _ in before:
+        per_type[t] = per_type.get(t, 0) + 1
+    for t, n in acked_first.items():  # every acknowledged event survived the kill
+        assert per_type.get(t, 0) >= n, (t, per_type.get(t, 0), n)
     rc, out, err = samctl(ep, "--json", "--timeout-ms", "5000", "import", path, timeout=120)
     assert rc == 0, err
     summary = json.loads(out)
     assert summary["new"] + summary["already"] == total and summary["refused"] == 0, out
     assert summary["new"] == total - at_kill, (summary, at_kill)
-    assert last_seq(ep) == registry_total, "every event stored exactly once"
+    # Exactly what was stored is a duplicate the second time, type by type.
+    assert {t: r["already"] for t, r in registry_types(summary).items()} == \
+        {t: per_type.get(t, 0) for t in registry_types(summary)}, (summary, per_type)
+    after = outbox(ep)
+    assert after[:at_kill] == before, "an event stored before the second import changed"
+    assert len(after) == registry_total, "every event stored exactly once"
+    ids = [i for _, _, i in after]
+    assert len(set(ids)) == registry_total, "an event stored twice"
+    person = "samordna-fixture/1:no.samordna.registry.person.registered:"
+    assert {i[len(person):] for i in ids if i.startswith(person)} == \
+        {f"p-{i:05d}" for i in range(people)}
+    roles = [i for _, t, i in after if t == "no.samordna.registry.role.assigned"]
+    assert len(roles) == len(set(roles)) == people, len(roles)
     assert count(ep, "people") == people
     rc, out, err = samctl(ep, "--json", "people", "show", "p-03999")
     assert rc == 0 and json.loads(out)["roles"][0]["pilot"] == "halden", out + err

@@ -46,6 +46,7 @@ class WebhookReceiver:
         self.handshakes = 0
         self.bad_signatures = 0
         self.requests = 0
+        self.raw = []             # every POST as (X-Samordna-Signature, body), in arrival order
         self.script = []          # statuses to answer next, one per delivery, before accepting
         self.mode = "ok"          # "ok", "fail" (500), "429", "410"
         self.retry_after = "1"
@@ -73,6 +74,7 @@ class WebhookReceiver:
                     return
                 with recv.lock:
                     recv.requests += 1
+                    recv.raw.append((self.headers.get("X-Samordna-Signature", ""), body))
                     secret = recv.secret
                 if secret is None or not verify(secret,
                                                 self.headers.get("X-Samordna-Signature", ""),

@@ -16,7 +16,7 @@ from samtest import Client  # noqa: E402
 from samordna.v1 import envelope_pb2, events_pb2, grants_pb2, notify_pb2, registry_pb2, status_pb2  # noqa
 import datetime  # noqa: E402
 from cloudevents.v1 import cloudevents_pb2  # noqa: E402
-from notify_receivers import SmtpRecorder, WebhookReceiver, sign, verify  # noqa: E402
+from notify_receivers import SmtpRecorder, WebhookReceiver, verify  # noqa: E402
 
 ECHO = "no.samordna.echo.recorded"
 SLOW = samtest.SLOW  # sanitizer builds: upper bounds on waits are multiplied by this
@@ -558,22 +558,41 @@ def test_webhook_handshake_signature_and_order():
 
 
 def test_forged_secret_is_detected_by_the_receiver():
+    """What notify really sends carries an HMAC-SHA256 over "<t>.<body>" with the
+    subscription's secret (docs/notify.md): it verifies under that secret and under no other,
+    and not once the body or the time is changed. A receiver holding another secret refuses
+    every delivery, notify retries, and nothing gets through until the secrets agree."""
+    import re
     s, recv = webhook_stack("notify-forged")
     real = recv.secret
+    publish(s.c, "echo", cloud_event("f0"))
+    wait_for(lambda: recv.ids() == ["f0"], 10, "the first delivery")
+    with recv.lock:
+        header, body = next((h, b) for h, b in recv.raw if json.loads(b).get("id") == "f0")
+    m = re.fullmatch(r"t=(\d+),v1=([0-9a-f]{64})", header)
+    assert m, header
+    t = int(m.group(1))
+    assert abs(time.time() - t) < 60 * SLOW, (t, time.time())
     forged = "0" * 64
     assert real != forged
-    body = b'{"id":"x"}'
-    assert verify(real, sign(real, body), body)
-    assert not verify(real, sign(forged, body), body)
-    assert not verify(real, sign(real, body), body + b" ")
+    assert verify(real, header, body)
+    assert not verify(forged, header, body)
+    assert not verify(real, header, body[:-1] + bytes([body[-1] ^ 1]))
+    assert not verify(real, header.replace(f"t={t},", f"t={t + 1},"), body)
     # a receiver holding a forged secret refuses what notify signs: nothing is accepted
-    recv.secret = forged
+    with recv.lock:
+        recv.secret = forged
+        seen = len(recv.raw)
     publish(s.c, "echo", cloud_event("f1"))
     wait_for(lambda: recv.bad_signatures >= 2, 10, "refused deliveries")
-    assert recv.events == []
+    assert recv.ids() == ["f0"]
+    with recv.lock:
+        refused = recv.raw[seen:]
+    assert all(json.loads(b)["id"] == "f1" for _, b in refused), refused
+    assert all(verify(real, h, b) and not verify(forged, h, b) for h, b in refused)
     # with the real secret again, the retried delivery gets through
     recv.secret = real
-    wait_for(lambda: recv.ids() == ["f1"], 10, "delivery after the secret was fixed")
+    wait_for(lambda: recv.ids() == ["f0", "f1"], 10, "delivery after the secret was fixed")
     s.close()
     recv.close()
 

@@ -529,5 +529,36 @@ def test_publishers_change_only_what_they_own():
         fb.close()
 
 
+def test_samctl_log_level_sets_the_level():
+    """samctl logs on stderr at the level --log-level names (warnings and errors only by
+    default), and refuses a level it does not know."""
+    import os
+    import subprocess
+    r = Registry("samctl-log")
+
+    def samctl(*args):
+        return subprocess.run([os.path.join(samtest.BIN, "samctl"), "--broker", r.ep,
+                               *args, "ping", "registry"],
+                              capture_output=True, text=True, timeout=30)
+
+    def levels(p):
+        assert p.returncode == 0 and p.stdout.startswith("registry ("), (p.stdout, p.stderr)
+        return {line.split()[1] for line in p.stderr.splitlines()}
+
+    quiet = samctl()
+    assert levels(quiet) == set(), quiet.stderr
+    assert levels(samctl("--log-level", "warn")) == set()
+    info = samctl("--log-level", "info")
+    assert levels(info) == {"INFO"}, info.stderr
+    assert "INFO samctl client.connect brokers=1" in info.stderr, info.stderr
+    debug = samctl("--log-level", "debug")
+    assert levels(debug) == {"INFO", "DEBUG"}, debug.stderr
+    assert "DEBUG samctl call.request service=registry method=ping" in debug.stderr
+    assert "DEBUG samctl call.reply service=registry method=ping code=200" in debug.stderr
+    bad = samctl("--log-level", "loud")
+    assert bad.returncode == 2 and "--log-level must be" in bad.stderr, bad.stderr
+    r.close()
+
+
 if __name__ == "__main__":
     samtest.main()

@@ -582,4 +582,29 @@ def test_help_version_and_bad_options():
     assert out.returncode == 2 and "non-loopback" in out.stderr
 
 
+def test_harness_worker_quiet_is_silence_only():
+    """samtest.Worker.quiet(), which the broker and security tests use to prove that a worker
+    was given nothing: plain heartbeats are silence; frames that are not 7/MDP worker frames,
+    and any other command, are not (they fail the test instead of passing for quiet)."""
+    fb = FakeBroker()
+    w = samtest.Worker(fb.ep, "quiet")
+    try:
+        peer = fb.recv_cmd(READY)[0]
+        fb.sock.send_multipart([peer, b"", MDPW, HEARTBEAT])
+        assert w.quiet(0.3)
+        for frames in ([b"garbage"], [b"", b"MDPC01", REQUEST, b"C", b"", b"x"], [b"", MDPW],
+                       [b"", MDPW, REQUEST, b"C", b"", b"body"], [b"", MDPW, DISCONNECT]):
+            fb.sock.send_multipart([peer] + frames)
+            try:
+                w.quiet(2.0)
+            except samtest.Silence:
+                raise AssertionError(f"{frames} was taken for silence")
+            except AssertionError:
+                continue  # as it should: what arrived is not silence
+            raise AssertionError(f"{frames} was taken for silence")
+    finally:
+        w.close()
+        fb.close()
+
+
 samtest.main()

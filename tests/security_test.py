@@ -159,7 +159,7 @@ def no_reply(c, service="registry", method="ping", timeout=1.0):
     """True when a call gets no answer at all (the handshake never completed)."""
     try:
         c.call(service, method, timeout=timeout)
-    except AssertionError:
+    except samtest.Silence:  # a malformed reply is an answer, and fails the test
         return True
     return False
 
@@ -236,25 +236,53 @@ def test_unknown_key_is_refused():
 
 
 def test_null_mechanism_peer_is_refused():
+    """Peers without CURVE get nowhere with a CURVE broker: a client's publish is never
+    answered and nothing of it is stored; workers' READYs register nothing: a service only
+    such a worker offers stays unknown, and requests for the registry one of them claims go
+    to the rightful registry, none to it."""
+
+    def sent(send, *args):
+        """False when the message could not even be queued: libzmq drops the connection of a
+        failed handshake, and a DEALER without one has nowhere to put it."""
+        try:
+            send(*args)
+            return True
+        except zmq.Again:
+            return False
+
     with suite() as s:
-        plain = samtest.Client(s.ep)  # no CURVE at all
-        try:
-            assert no_reply(plain)
-        finally:
-            plain.close()
-        w = s.worker(None, "registry")
-        try:
-            w.ready()
-            assert w.quiet(1.0)  # never registered, never given work
-        finally:
-            w.close()
         admin = s.client("admin")
+        plain = samtest.Client(s.ep)  # no CURVE at all
+        lone, claim = s.worker(None, "echo-null"), s.worker(None, "registry")
+        for sock in (plain.sock, lone.sock, claim.sock):
+            sock.sndtimeo = 500
         try:
+            req = ce("agency.registered", agency("null-peer", "Null"), "fmov")
+            if sent(plain.send, "registry", "events.publish", req):
+                try:
+                    rep = plain.recv(1.0)
+                except samtest.Silence:
+                    pass
+                else:
+                    raise AssertionError(f"a NULL-mechanism client got an answer: {rep}")
+            sent(lone.ready)
+            sent(claim.ready)
+            # Were the READYs taken, the broker would hand the claiming worker some of these
+            # pings (least recently used first) and they would go unanswered.
+            for _ in range(20):
+                rep, _ = admin.call("registry", "ping", timeout=5.0)
+                assert rep.status.code == 200, rep.status
             assert admin.mmi("mmi.service", b"echo-null")[3] == b"404"
-            rep, _ = admin.call("registry", "ping")
-            assert rep.status.code == 200  # the rightful worker still serves
+            assert lone.quiet(0.3) and claim.quiet(0.3)
+            rep, _ = admin.call("registry", "registry.agencies.get", R.GetRequest(id="null-peer"))
+            assert rep.status.code == 404, rep.status
+            rep, rr = admin.call("registry", "events.read", events_pb2.ReadRequest(after_seq=0),
+                                 events_pb2.ReadReply)
+            assert rep.status.code == 200, rep.status
+            assert req.event.id not in [e.event.id for e in rr.events], "the publish was stored"
         finally:
-            admin.close()
+            for sock in (plain, lone, claim, admin):
+                sock.close()
 
 
 def test_publisher_may_publish_only_as_itself():
@@ -568,6 +596,22 @@ def test_samctl_with_a_certificate():
         assert r.returncode == 0 and r.stdout.startswith(("[", "{")), (r.stdout, r.stderr)
         r = samctl("--broker", s.ep, "--timeout-ms", "800", "ping", "registry")  # no certificate
         assert r.returncode == 1 and ("504" in r.stderr or "503" in r.stderr), r.stderr
+        # --insecure with a certificate is refused, as the services refuse it, instead of
+        # dropping the certificate and connecting without CURVE
+        for extra in (["--cert", s.certs["admin"].secret, "--server-key", s.broker_cert.public],
+                      ["--cert", s.certs["admin"].secret], ["--server-key", s.broker_cert.public]):
+            r = samctl(*base, "--insecure", *extra, "--log-level", "debug", "ping", "registry")
+            assert r.returncode == 2 and r.stdout == "", (extra, r.stdout, r.stderr)
+            assert "--insecure and --cert/--server-key exclude each other" in r.stderr, r.stderr
+            assert "client.connect" not in r.stderr, r.stderr  # refused before connecting
+        # without CURVE (with --insecure or no certificate) only a loopback broker is reached,
+        # as the services accept --insecure only there (0.0.0.0 is not loopback to them)
+        port = samtest.free_port()
+        for extra in (["--insecure"], []):
+            r = samctl("--broker", f"tcp://0.0.0.0:{port}", "--timeout-ms", "800", *extra,
+                       "--log-level", "debug", "ping", "registry")
+            assert r.returncode == 1 and "non-loopback broker" in r.stderr, (extra, r.stderr)
+            assert "client.connect" not in r.stderr, r.stderr
 
 
 if __name__ == "__main__":

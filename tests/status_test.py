@@ -2,20 +2,22 @@
 meetings and monthly series, work-plan steps, barriers and their escalation, the period
 report, every refusal, and a kill -9 in the middle of a stream of events.
 
-The registry is played by this test: a plain 7/MDP worker named "registry" that answers
+The registry is played by this test (tests/lib/fake_registry.py): a plain 7/MDP worker
+named "registry" that answers
 registry.<table>.get and long-polls events.read from an outbox the test fills. So the test
 decides exactly which registry facts exist and when the status service may learn them —
 through its outbox feed, or only by asking in its prepare step.
 """
 import json
 import os
+import signal
 import subprocess
-import threading
 import time
 import uuid
 
 import samtest
-from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT
+from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT
+from fake_registry import FakeRegistry
 import zmq
 from samordna.v1 import envelope_pb2, events_pb2, registry_pb2, status_pb2
 from cloudevents.v1 import cloudevents_pb2
@@ -36,103 +38,6 @@ MUNICIPALITIES = [("halden", "Halden"), ("sarpsborg", "Sarpsborg"),
 PILOTS = [("halden", "halden", "Barnefattigdom / folkehelse", "fmov"),
           ("sarpsborg", "sarpsborg", "Barnefattigdom og utenforskap", "ofk"),
           ("fredrikstad", "fredrikstad", "Barnefattigdom, levekår", "husbanken-ost")]
-
-
-class FakeRegistry:
-    """A 7/MDP worker offering "registry": get by id, and an outbox served by events.read."""
-
-    def __init__(self, endpoint):
-        self.endpoint = endpoint
-        self.lock = threading.Lock()
-        self.outbox = []          # StoredEvent
-        self.records = {}         # (table, id) -> packed record, for registry.<table>.get
-        self.asked = []           # (method, id) of every get
-        self.stop = False
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def publish(self, etype, payload, table, rid):
-        """Adds an event to the registry's outbox (and its record to what get answers)."""
-        with self.lock:
-            seq = len(self.outbox) + 1
-            ce = cloudevents_pb2.CloudEvent(id=f"reg-{seq}", source="fmov", spec_version="1.0",
-                                            type=etype, binary_data=payload.SerializeToString())
-            self.outbox.append(events_pb2.StoredEvent(seq=seq, event=ce))
-            self.records[(table, rid)] = payload.SerializeToString()
-
-    def know(self, table, rid, payload):
-        """A record get answers, without an outbox event (the feed has not caught up)."""
-        with self.lock:
-            self.records[(table, rid)] = payload.SerializeToString()
-
-    def close(self):
-        self.stop = True
-        self.thread.join(5)
-
-    def _run(self):
-        sock = CTX.socket(zmq.DEALER)
-        sock.linger = 0
-        sock.connect(self.endpoint)
-        # credit, as the real registry declares: a get is not queued behind a long poll
-        sock.send_multipart([b"", MDPW, READY, b"registry", b"x-samordna/1 credit=8"])
-        polls = []  # (deadline, client, rid, after_seq, max)
-        last_hb = time.time()
-        while not self.stop:
-            if sock.poll(20):
-                f = sock.recv_multipart()
-                cmd = f[2]
-                if cmd == REQUEST:
-                    client, body = f[3], f[5]
-                    req = envelope_pb2.Request()
-                    req.ParseFromString(body)
-                    if req.method == "events.read":
-                        rr = events_pb2.ReadRequest()
-                        rr.ParseFromString(req.body)
-                        polls.append((time.time() + rr.wait_ms / 1000.0, client, req.id,
-                                      rr.after_seq, rr.max or 100))
-                    else:
-                        sock.send_multipart([b"", MDPW, REPLY, client, b"",
-                                             self._get(req).SerializeToString()])
-                elif cmd == DISCONNECT:
-                    sock.send_multipart([b"", MDPW, READY, b"registry",
-                                         b"x-samordna/1 credit=8"])
-            now = time.time()
-            keep = []
-            for deadline, client, rid, after, mx in polls:
-                with self.lock:
-                    evs = [e for e in self.outbox if e.seq > after][:mx]
-                    head = len(self.outbox)
-                if evs or now >= deadline:
-                    rep = envelope_pb2.Reply(id=rid, status=envelope_pb2.Status(code=200))
-                    rep.body = events_pb2.ReadReply(events=evs, last_seq=head).SerializeToString()
-                    sock.send_multipart([b"", MDPW, REPLY, client, b"", rep.SerializeToString()])
-                else:
-                    keep.append((deadline, client, rid, after, mx))
-            polls = keep
-            if now - last_hb > 1.0:
-                sock.send_multipart([b"", MDPW, HEARTBEAT])
-                last_hb = now
-        sock.close(0)
-
-    def _get(self, req):
-        table = req.method.split(".")[1]
-        g = registry_pb2.GetRequest()
-        g.ParseFromString(req.body)
-        with self.lock:
-            self.asked.append((req.method, g.id))
-            body = self.records.get((table, g.id))
-        rep = envelope_pb2.Reply(id=req.id)
-        if body is None:
-            rep.status.code = 404
-            rep.status.message = f"id: unknown {table} '{g.id}'"
-        else:
-            rep.status.code = 200
-            if table == "municipalities":
-                m = registry_pb2.Municipality()
-                m.ParseFromString(body)
-                body = registry_pb2.MunicipalityLookup(municipality=m).SerializeToString()
-            rep.body = body
-        return rep
 
 
 def pilot_view(pid, muni, challenge, leader, team=()):
@@ -665,48 +570,102 @@ def test_report_of_a_period():
 
 
 def test_restart_mid_stream():
-    """kill -9 while a pipelined stream is being applied; resending everything after the
-    restart stores each event exactly once, and the projection survives without a feed."""
+    """kill -9 while a pipelined stream of 1000 publishes is being applied: after 20 replies
+    the process is frozen (SIGSTOP), sent the last 200, and dies of SIGKILL with them
+    unanswered; every publish that was acknowledged (by
+    the old process, or by the new one working off what the broker still held) is in the
+    store, by id, and nothing that was not sent; resending the stream finds exactly what is
+    stored as duplicates and stores the rest once; the projection survives without a feed."""
     env = Env("status-restart")
+    n, tail = 1000, 200
     try:
         env.define_kinds()
         env.wait_projected("fredrikstad")
-        reqs = []
-        for i in range(300):
-            reqs.append(publish_req("no.samordna.status.meeting.logged",
-                                    status_pb2.MeetingLogged(id=f"m-{i:04d}", kind="working",
-                                                             date="2019-01-01", pilot="halden"),
-                                    eid=f"stream-{i}"))
-        for r in reqs[:150]:
-            env.c.send("status", "events.publish", r)
-        acked = 0
-        while acked < 20:
-            if env.c.recv(5).status.code == 200:
-                acked += 1
-        env.restart(kill=True)
+        reqs = [publish_req("no.samordna.status.meeting.logged",
+                            status_pb2.MeetingLogged(id=f"m-{i:04d}", kind="working",
+                                                     date="2019-01-01", pilot="halden"),
+                            eid=f"stream-{i}") for i in range(n)]
+        meeting = {}  # request id → the meeting its event logs
+
+        def send(i):
+            rid = env.c.send("status", "events.publish", reqs[i])
+            meeting[rid] = f"m-{i:04d}"
+            return rid
+
+        for i in range(n - tail):
+            send(i)
+        acked, answered = set(), set()
+        while len(answered) < 20:
+            rep = env.c.recv(5)
+            assert rep.id in meeting and rep.status.code == 200, rep
+            answered.add(rep.id)
+            acked.add(meeting[rep.id])
+        # Frozen wherever it is, sent the rest of the stream, then killed: the kill always
+        # lands with publishes it never answered.
+        os.kill(env.svc.p.pid, signal.SIGSTOP)
+        tail_ids = {send(i) for i in range(n - tail, n)}
+        env.svc.kill9()
+        assert env.svc.p.returncode == -signal.SIGKILL, env.svc.p.returncode
+        # Every publish of the stream is answered once: by the old process before it died,
+        # by the new one from the broker's queue, or 503 when the broker finds the dead
+        # worker gone with requests in flight (those may or may not have been applied).
+        lost = 0
+
+        def answer(rep):
+            nonlocal lost
+            assert rep.id in meeting and rep.id not in answered, rep
+            assert rep.status.code in (200, 503), rep.status
+            answered.add(rep.id)
+            if rep.status.code == 200:
+                acked.add(meeting[rep.id])
+            else:
+                lost += 1
+
+        # Replies the old process sent before it died may still be on their way.
+        while True:
+            try:
+                answer(env.c.recv(0.5))
+            except samtest.Silence:
+                break
+        assert not {meeting[r] for r in tail_ids} & acked, \
+            "the frozen process acknowledged publishes sent to it"
+        env.svc = samtest.service("status", env.ep, env.data)
+        while len(answered) < n:
+            answer(env.c.recv(60))
         env.reg.stop = True  # no registry from here on: the projection must be on disk
         env.reg.thread.join(5)
         c2 = samtest.Client(env.ep)
         try:
-            dup = fresh = 0
-            for r in reqs:
-                rep, msg = c2.call("status", "events.publish", r, events_pb2.PublishReply,
-                                   timeout=10)
+            def stored():
+                seen, token = [], ""
+                while True:
+                    rep, page = c2.call("status", "status.meetings.list",
+                                        status_pb2.MeetingsRequest(pilot="halden",
+                                                                   page_size=1000,
+                                                                   page_token=token),
+                                        status_pb2.MeetingsReply)
+                    assert rep.status.code == 200, rep.status
+                    seen += [m.id for m in page.meetings]
+                    token = page.next_page_token
+                    if not token:
+                        return seen
+            before = stored()
+            print(f"    {len(acked)} acknowledged, {lost} lost with the killed worker, "
+                  f"{len(before)} stored")
+            assert len(before) == len(set(before)), "a meeting stored twice"
+            assert acked <= set(before), f"acknowledged, then lost: {sorted(acked - set(before))}"
+            assert set(before) <= set(meeting.values()), sorted(set(before))
+            again = {c2.send("status", "events.publish", r): f"m-{i:04d}"
+                     for i, r in enumerate(reqs)}
+            dups = set()
+            for _ in range(n):
+                rep = c2.recv(30)
                 assert rep.status.code == 200, rep.status
-                dup += msg.duplicate
-                fresh += not msg.duplicate
-            assert dup >= 20 and dup + fresh == 300, (dup, fresh)
-            seen, token = [], ""
-            while True:
-                rep, page = c2.call("status", "status.meetings.list",
-                                    status_pb2.MeetingsRequest(pilot="halden", page_size=1000,
-                                                               page_token=token),
-                                    status_pb2.MeetingsReply)
-                seen += [m.id for m in page.meetings]
-                token = page.next_page_token
-                if not token:
-                    break
-            assert len(seen) == 300 and len(set(seen)) == 300
+                msg = events_pb2.PublishReply.FromString(rep.body)
+                if msg.duplicate:
+                    dups.add(again[rep.id])
+            assert dups == set(before), sorted(dups ^ set(before))
+            assert sorted(stored()) == [f"m-{i:04d}" for i in range(n)]
             rep, b = c2.call("status", "status.board", status_pb2.BoardRequest(),
                              status_pb2.BoardReply)
             assert [r.pilot for r in b.rows] == ["fredrikstad", "halden", "sarpsborg"]

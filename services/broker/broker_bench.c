@@ -3,8 +3,12 @@
     One client thread keeps --window requests of --size bytes outstanding; --workers worker
     threads declare --credit with the samordna extension and echo every body back. Both
     sides use libzmq directly and move frames without copying, so the figure measures the
-    broker, not the load generator. Prints requests per second and exits non-zero when
-    fewer than --min-rate were reached or a reply was missing or wrong.
+    broker, not the load generator. Each request's body is its own: its number in the first
+    8 bytes, then bytes that follow from the number; each reply must be a client reply of
+    service "bench" whose body is that of a request sent and not yet answered, byte for byte
+    (a reply that is short, altered, another request's, or a second one counts as bad).
+    Prints requests per second and exits non-zero when fewer than --min-rate were reached or
+    a reply was missing or wrong.
 */
 #include "sam_config.h"
 #include "sam_log.h"
@@ -72,11 +76,36 @@ static void *s_worker(void *arg)
     return NULL;
 }
 
+/* The body of request `n`: n (8 bytes, little-endian), then a pattern that depends on n. */
+static void s_body(uint8_t *body, long size, uint64_t n)
+{
+    for (int i = 0; i < 8; i++)
+        body[i] = (uint8_t)(n >> (8 * i));
+    for (long i = 8; i < size; i++)
+        body[i] = (uint8_t)(n * 131 + (uint64_t)i * 7);
+}
+
+/* True when `data` is the body of a request below `sent` that has not been answered yet;
+   marks it answered. */
+static bool s_reply_ok(const uint8_t *data, size_t len, long size, long sent, uint8_t *answered,
+                       uint8_t *expect)
+{
+    if (len != (size_t)size) return false;
+    uint64_t n = 0;
+    for (int i = 0; i < 8; i++)
+        n |= (uint64_t)data[i] << (8 * i);
+    if (n >= (uint64_t)sent || answered[n / 8] & (1u << (n % 8))) return false;
+    s_body(expect, size, n);
+    if (memcmp(data, expect, (size_t)size) != 0) return false;
+    answered[n / 8] |= (uint8_t)(1u << (n % 8));
+    return true;
+}
+
 static const sam_option_t s_options[] = {
     {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "broker to measure", false},
     {"requests", "N", "500000", "requests to send", false},
     {"window", "N", "2000", "requests kept outstanding", false},
-    {"size", "BYTES", "200", "body size", false},
+    {"size", "BYTES", "200", "body size (at least 8)", false},
     {"workers", "N", "1", "worker threads", false},
     {"credit", "N", "200", "credit each worker declares", false},
     {"min-rate", "N", "0", "fail below this many requests per second", false},
@@ -97,11 +126,22 @@ int main(int argc, char **argv)
     const char *endpoint = sam_config_get(config, "broker");
     long requests = sam_config_int(config, "requests", 1, 100000000, &ok);
     long window = sam_config_int(config, "window", 1, 1000000, &ok);
-    long size = sam_config_int(config, "size", 1, 1 << 20, &ok);
+    long size = sam_config_int(config, "size", 8, 1 << 20, &ok);
     long nworkers = sam_config_int(config, "workers", 1, 64, &ok);
     long credit = sam_config_int(config, "credit", 1, SAM_MDP_MAX_CREDIT, &ok);
     long min_rate = sam_config_int(config, "min-rate", 0, 100000000, &ok);
     if (!ok) {
+        sam_config_destroy(&config);
+        return 2;
+    }
+
+    uint8_t *body = malloc((size_t)size), *expect = malloc((size_t)size);
+    uint8_t *answered = calloc((size_t)requests / 8 + 1, 1);
+    if (!body || !expect || !answered) {
+        fprintf(stderr, "sam_broker_bench: out of memory\n");
+        free(body);
+        free(expect);
+        free(answered);
         sam_config_destroy(&config);
         return 2;
     }
@@ -142,18 +182,18 @@ int main(int argc, char **argv)
     }
     zclock_sleep(100); /* the other workers' READYs */
 
-    char *body = malloc((size_t)size);
-    memset(body, 'b', (size_t)size);
     long sent = 0, received = 0, bad = 0;
     int64_t start = zclock_usecs();
     while (received < requests) {
         while (sent < requests && sent - received < window) {
+            s_body(body, size, (uint64_t)sent);
             zmq_send(sock, "", 0, ZMQ_SNDMORE);
             zmq_send(sock, SAM_MDPC, 6, ZMQ_SNDMORE);
             zmq_send(sock, "bench", 5, ZMQ_SNDMORE);
             zmq_send(sock, body, (size_t)size, 0);
             sent++;
         }
+        /* "" "MDPC01" "bench" body */
         zmq_msg_t msg;
         int parts = 0, more = 1, ok_reply = 1;
         while (more) {
@@ -165,7 +205,16 @@ int main(int argc, char **argv)
                 goto done;
             }
             more = zmq_msg_more(&msg);
-            if (parts == 3 && zmq_msg_size(&msg) != (size_t)size) ok_reply = 0;
+            const uint8_t *data = zmq_msg_data(&msg);
+            size_t len = zmq_msg_size(&msg);
+            if (parts == 0)
+                ok_reply &= len == 0;
+            else if (parts == 1)
+                ok_reply &= len == 6 && memcmp(data, SAM_MDPC, 6) == 0;
+            else if (parts == 2)
+                ok_reply &= len == 5 && memcmp(data, "bench", 5) == 0;
+            else if (parts == 3)
+                ok_reply &= s_reply_ok(data, len, size, sent, answered, expect);
             zmq_msg_close(&msg);
             parts++;
         }
@@ -183,6 +232,8 @@ done:;
         pthread_join(threads[i], NULL);
     zmq_close(sock);
     free(body);
+    free(expect);
+    free(answered);
     sam_config_destroy(&config);
     return (received == requests && bad == 0 && rate >= (double)min_rate) ? 0 : 1;
 }

@@ -217,23 +217,22 @@ static size_t s_refs_of(const sam_event_t *ev, s_ref_t *refs, size_t cap)
 
 /* Asks the registry whether it holds id of kind: 1 yes, 0 no (it answered 404), -1 it did
    not answer (down, or the broker has no worker for it). One attempt, bounded: the loop of
-   the service waits meanwhile. */
+   the service waits meanwhile. The request goes to the service --registry names; the
+   method is the registry's own, whatever that name is. */
 static int s_ask_registry(grants_t *g, char kind, const char *id)
 {
     sam_client_t *c = sam_service_client(g->svc);
     if (!c) return -1;
-    char method[64];
-    snprintf(method, sizeof method, "%s.%s.get", g->registry,
-             kind == 'a'   ? "agencies"
-             : kind == 'm' ? "municipalities"
-                           : "pilots");
+    const char *method = kind == 'a'   ? "registry.agencies.get"
+                         : kind == 'm' ? "registry.municipalities.get"
+                                       : "registry.pilots.get";
     Samordna__V1__GetRequest req = SAMORDNA__V1__GET_REQUEST__INIT;
     req.id = (char *)id;
     sam_result_t res = {0};
     uint32_t code =
         sam_client_call(c, g->registry, method, &req.base, NULL, NULL, 1500, false, &res);
     sam_result_clear(&res);
-    sam_debug("refs.asked kind=%c id=%s code=%u", kind, id, code);
+    sam_debug("refs.asked service=%s kind=%c id=%s code=%u", g->registry, kind, id, code);
     return code == SAM_OK ? 1 : code == SAM_NOT_FOUND ? 0 : -1;
 }
 

@@ -195,6 +195,12 @@ def _port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+class Silence(AssertionError):
+    """Nothing arrived within the time given. Raised by Client.recv and Worker.recv on a
+    timeout only, so that a test expecting silence can tell it from a wrong message (a
+    malformed or unexpected one fails with a plain AssertionError instead)."""
+
+
 def wait_for(cond, timeout, what):
     end = time.time() + timeout * SLOW
     while time.time() < end:
@@ -230,7 +236,7 @@ class Client:
     def recv(self, timeout=5.0):
         """One reply as an envelope_pb2.Reply, or raises on timeout."""
         if not self.sock.poll(int(timeout * SLOW * 1000)):
-            raise AssertionError(f"no reply within {timeout}s")
+            raise Silence(f"no reply within {timeout}s")
         frames = self.sock.recv_multipart()
         assert frames[0] == b"" and frames[1] == MDPC, f"bad reply frames {frames[:2]}"
         rep = envelope_pb2.Reply()
@@ -253,7 +259,7 @@ class Client:
     def mmi(self, name, body, timeout=5.0):
         self.sock.send_multipart([b"", MDPC, name.encode(), body])
         if not self.sock.poll(int(timeout * SLOW * 1000)):
-            raise AssertionError("no MMI reply")
+            raise Silence("no MMI reply")
         return self.sock.recv_multipart()
 
 
@@ -306,8 +312,8 @@ class Worker:
         while True:
             left = end - time.time()
             if left <= 0 or not self.sock.poll(int(left * 1000)):
-                raise AssertionError(f"worker {self.service}: nothing from the broker "
-                                     f"within {timeout}s")
+                raise Silence(f"worker {self.service}: nothing from the broker "
+                              f"within {timeout}s")
             frames = self.sock.recv_multipart()
             assert len(frames) >= 3 and frames[0] == b"" and frames[1] == MDPW, \
                 f"bad worker frames {frames[:3]}"
@@ -323,12 +329,15 @@ class Worker:
         return frames[0], frames[2:]
 
     def quiet(self, timeout):
-        """True when no REQUEST arrives within `timeout` seconds (heartbeats are ignored)."""
+        """True when nothing but plain heartbeats arrives within `timeout` seconds. Anything
+        else fails: a REQUEST, any other command, and frames that are not 7/MDP worker
+        frames at all (a malformed message is not silence)."""
         try:
             command, frames = self.recv(timeout)
-        except AssertionError:
+        except Silence:
             return True
-        raise AssertionError(f"unexpected {command!r} {frames}")
+        raise AssertionError(f"worker {self.service}: expected silence, got {command!r} "
+                             f"{frames}")
 
     def close(self):
         self.sock.close(0)

@@ -31,14 +31,24 @@ static const sam_option_t s_options[] = {
     {"json", NULL, NULL, "print JSON instead of tables", false},
     {"timeout-ms", "MS", "5000", "how long to wait for each reply", false},
     {"source", "AGENCY", "fmov", "agency id to publish events as", false},
-    {"insecure", NULL, NULL, "connect without CURVE (loopback brokers run with --insecure)",
-     false},
+    {"insecure", NULL, NULL, "connect without CURVE (loopback brokers run with --insecure)", false},
     {"cert", "FILE", NULL, "connect with CURVE as this secret certificate (samctl keys new)",
      false},
     {"server-key", "KEY|FILE", NULL, "the broker's public key (Z85 text or its certificate file)",
      false},
+    /* samctl's own default for the option every program has: a command's output is its
+       answer, so only warnings and errors are logged unless asked. */
+    {"log-level", "LEVEL", "warn", "debug, info, warn or error (on stderr)", false},
     {NULL, NULL, NULL, NULL, false},
 };
+
+/* The endpoints the services accept --insecure for (docs/security.md). */
+static bool s_loopback(const char *ep)
+{
+    return strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0 ||
+           strncmp(ep, "tcp://127.", 10) == 0 || strncmp(ep, "tcp://localhost:", 16) == 0 ||
+           strncmp(ep, "tcp://[::1]:", 12) == 0;
+}
 
 sam_client_t *samctl_client(samctl_t *ctl)
 {
@@ -54,8 +64,21 @@ sam_client_t *samctl_client(samctl_t *ctl)
         opts.client_cert = sam_config_get(ctl->config, "cert");
         opts.server_key = sam_config_get(ctl->config, "server-key");
     }
+    /* Without a certificate samctl connects without CURVE, which is for loopback only. */
+    for (size_t i = 0; !opts.client_cert && !opts.server_key && i < n; i++)
+        if (!s_loopback(eps[i])) {
+            fprintf(stderr,
+                    "samctl: connecting without CURVE is refused for the non-loopback broker %s "
+                    "(give --cert and --server-key)\n",
+                    eps[i]);
+            return NULL;
+        }
     ctl->client = sam_client_new(eps, n, &opts, err, sizeof err);
-    if (!ctl->client) fprintf(stderr, "samctl: cannot connect: %s\n", err);
+    if (!ctl->client)
+        fprintf(stderr, "samctl: cannot connect: %s\n", err);
+    else
+        sam_info("client.connect brokers=%zu broker=%s curve=%s timeout_ms=%d", n, n ? eps[0] : "",
+                 opts.client_cert ? "yes" : "no", ctl->timeout_ms);
     return ctl->client;
 }
 
@@ -106,11 +129,16 @@ ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *me
     if (!client) return NULL;
     sam_result_t res = {0};
     ProtobufCMessage *out = NULL;
-    uint32_t code = sam_client_call(client, service, method, req, reply_desc, &out,
-                                    ctl->timeout_ms, true, &res);
+    sam_debug("call.request service=%s method=%s bytes=%zu", service, method,
+              req ? protobuf_c_message_get_packed_size(req) : 0);
+    int64_t t0 = zclock_usecs();
+    uint32_t code = sam_client_call(client, service, method, req, reply_desc, &out, ctl->timeout_ms,
+                                    true, &res);
+    sam_debug("call.reply service=%s method=%s code=%u bytes=%zu ms=%.3f", service, method, code,
+              res.body_len, (double)(zclock_usecs() - t0) / 1000.0);
     if (code != SAM_OK) {
-        fprintf(stderr, "samctl: %s %s: %u %s: %s\n", service, method, code,
-                sam_status_name(code), res.message);
+        fprintf(stderr, "samctl: %s %s: %u %s: %s\n", service, method, code, sam_status_name(code),
+                res.message);
         out = NULL;
     }
     sam_result_clear(&res);
@@ -158,12 +186,12 @@ int samctl_cmd_ping(samctl_t *ctl, int argc, char **argv)
         }
         double ms = (double)(zclock_usecs() - t0) / 1000.0;
         if (ctl->json)
-            printf("{\"service\":\"%s\",\"instance\":\"%s\",\"version\":\"%s\",\"last_seq\":%" PRIu64
-                   ",\"ms\":%.3f}\n",
-                   rep->service, rep->instance, rep->version, rep->last_seq, ms);
+            printf(
+                "{\"service\":\"%s\",\"instance\":\"%s\",\"version\":\"%s\",\"last_seq\":%" PRIu64
+                ",\"ms\":%.3f}\n",
+                rep->service, rep->instance, rep->version, rep->last_seq, ms);
         else
-            printf("%s (%s, version %s): %.3f ms\n", rep->service, rep->instance, rep->version,
-                   ms);
+            printf("%s (%s, version %s): %.3f ms\n", rep->service, rep->instance, rep->version, ms);
         protobuf_c_message_free_unpacked(&rep->base, NULL);
     }
     return failed ? 1 : 0;
@@ -187,10 +215,10 @@ int main(int argc, char **argv)
             break;
         }
         const char *o = argv[i] + 2;
-        if (!strchr(o, '=') && (strcmp(o, "broker") == 0 || strcmp(o, "timeout-ms") == 0 ||
-                                strcmp(o, "source") == 0 || strcmp(o, "config") == 0 ||
-                                strcmp(o, "log-level") == 0 ||
-                                strcmp(o, "cert") == 0 || strcmp(o, "server-key") == 0))
+        if (!strchr(o, '=') &&
+            (strcmp(o, "broker") == 0 || strcmp(o, "timeout-ms") == 0 || strcmp(o, "source") == 0 ||
+             strcmp(o, "config") == 0 || strcmp(o, "log-level") == 0 || strcmp(o, "cert") == 0 ||
+             strcmp(o, "server-key") == 0))
             i++;
     }
     samctl_t ctl = {0};
@@ -214,7 +242,14 @@ int main(int argc, char **argv)
     ctl.json = sam_config_flag(ctl.config, "json");
     ctl.timeout_ms = (int)sam_config_int(ctl.config, "timeout-ms", 1, 3600000, &ok);
     ctl.source = sam_config_get(ctl.config, "source");
-    sam_log_init("samctl", SAM_LOG_WARN);
+    sam_log_init("samctl",
+                 (sam_log_level_t)sam_log_level_parse(sam_config_get(ctl.config, "log-level")));
+    /* As the services do: --insecure would silently drop the certificate. */
+    if (ok && sam_config_flag(ctl.config, "insecure") &&
+        (sam_config_get(ctl.config, "cert") || sam_config_get(ctl.config, "server-key"))) {
+        fprintf(stderr, "samctl: --insecure and --cert/--server-key exclude each other\n");
+        ok = false;
+    }
     rc = 2;
     const s_command_t *cmd = NULL;
     for (size_t i = 0; ok && i < sizeof s_commands / sizeof s_commands[0]; i++)
