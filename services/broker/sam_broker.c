@@ -225,33 +225,42 @@ uint64_t sam_broker_peek_id(const uint8_t *data, size_t size)
 
 uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *timeout_ms)
 {
-    uint64_t id = 0, key = 0, v = 0;
-    *timeout_ms = 0;
+    uint64_t id = 0, key = 0, v = 0, wait = 0;
     size_t i = 0;
+    bool request = true; /* only the fields of a samordna.v1.Request, each in its wire type */
+    *timeout_ms = 0;
     while (i < size) {
         if (!sam_batch_varint(data, size, &i, &key) || (key >> 3) == 0) return 0;
+        uint64_t field = key >> 3;
         switch (key & 7) {
         case 0:
             if (!sam_batch_varint(data, size, &i, &v)) return 0;
-            if ((key >> 3) == 1) id = v;
-            if ((key >> 3) == 4) *timeout_ms = v > UINT32_MAX ? UINT32_MAX : (uint32_t)v;
+            if (field == 1) id = v;
+            else if (field == 4) wait = v;
+            else request = false;
             break;
         case 1:
-            if (size - i < 8 || (key >> 3) == 1) return 0;
+            if (size - i < 8 || field == 1) return 0;
             i += 8;
+            request = false;
             break;
         case 2:
-            if (!sam_batch_varint(data, size, &i, &v) || v > size - i || (key >> 3) == 1) return 0;
+            if (!sam_batch_varint(data, size, &i, &v) || v > size - i || field == 1) return 0;
             i += (size_t)v;
+            if (field != 2 && field != 3) request = false;
             break;
         case 5:
-            if (size - i < 4 || (key >> 3) == 1) return 0;
+            if (size - i < 4 || field == 1) return 0;
             i += 4;
+            request = false;
             break;
         default:
             return 0;
         }
     }
+    /* a deadline is read from a body that is a samordna.v1.Request and nothing else, so a
+       plain 7/MDP client's own bytes are never taken for one */
+    if (request && id) *timeout_ms = wait > UINT32_MAX ? UINT32_MAX : (uint32_t)wait;
     return id;
 }
 
@@ -1915,6 +1924,15 @@ int sam_broker_selftest(bool verbose)
     S_CHECK(sam_broker_peek_id(later_id, sizeof later_id) == 7);
     const uint8_t garbage[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     S_CHECK(sam_broker_peek_id(garbage, sizeof garbage) == 0);
+    /* the caller's deadline: from a Request only */
+    uint32_t wait = 99;
+    S_CHECK(sam_broker_peek_request(packed, n, &wait) == 1234567890123ULL && wait == 0);
+    request.timeout_ms = 250;
+    n = samordna__v1__request__pack(&request, packed);
+    S_CHECK(sam_broker_peek_request(packed, n, &wait) == 1234567890123ULL && wait == 250);
+    const uint8_t not_a_request[] = {0x08, 0x07, 0x20, 0x05, 0x28, 0x01}; /* field 5 too */
+    S_CHECK(sam_broker_peek_request(not_a_request, sizeof not_a_request, &wait) == 7 &&
+            wait == 0);
     const uint8_t wrong_type[] = {0x0a, 0x01, 0x00}; /* field 1 as bytes */
     S_CHECK(sam_broker_peek_id(wrong_type, sizeof wrong_type) == 0);
 
