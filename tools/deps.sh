@@ -11,6 +11,7 @@ packages=(
   liblmdb-dev lmdb-utils libjansson-dev libcurl4-openssl-dev libsodium-dev libsystemd-dev
   python3 python3-zmq python3-protobuf
   clang libclang-rt-dev
+  dpkg-dev            # tools/package.sh: dpkg-shlibdeps works out the package's dependencies
   libfuse3-dev fuse3  # powercut_fs, the file system of the power-cut test
   tzdata              # the programme's time zone (sam_clock knows Europe/Oslo without it too)
   "$@"
