@@ -5,12 +5,15 @@
 
 #include "samordna/v1/envelope.pb-c.h"
 
+#include <arpa/inet.h>
 #include <czmq.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -66,10 +69,16 @@ void bench_stop(bench_proc_t *p)
 
 void bench_endpoint(char *out, size_t len)
 {
-    /* Bind an ephemeral port, read it back, close: free a moment ago, like the tests do. */
-    zsock_t *s = zsock_new(ZMQ_ROUTER);
-    int port = zsock_bind(s, "tcp://127.0.0.1:*");
-    zsock_destroy(&s);
+    /* The kernel's choice of a free port (port 0), read back and closed: free a moment ago,
+       like the tests do. Not CZMQ's "*", which takes the lowest free port from 49152 up, so
+       two runs side by side (or a test beside a bench) pick the same one. */
+    int port = 0, fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &alen) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0) close(fd);
     snprintf(out, len, "tcp://127.0.0.1:%d", port);
 }
 
