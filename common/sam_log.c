@@ -4,6 +4,9 @@
 #include "sam_check.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -13,10 +16,25 @@
 sam_log_level_t sam_log_threshold = SAM_LOG_INFO;
 static char s_service[32] = "samordna";
 
+/* stderr is the journal (systemd sets JOURNAL_STREAM to its device:inode): each line then
+   starts with its syslog priority, <3> error to <7> debug, which journald takes as the
+   line's level and strips. */
+static bool s_journal;
+
+static bool s_stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+    return js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+           (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void sam_log_init(const char *service, sam_log_level_t threshold)
 {
     snprintf(s_service, sizeof s_service, "%s", service ? service : "samordna");
     sam_log_threshold = threshold;
+    s_journal = s_stderr_is_journal();
 }
 
 int sam_log_level_parse(const char *name)
@@ -69,12 +87,14 @@ static int s_safe(const char *msg, char *out, size_t cap)
 void sam_log_write(sam_log_level_t level, const char *fmt, ...)
 {
     static const char *labels[] = {"DEBUG", "INFO", "WARN", "ERROR"};
+    static const char *priorities[] = {"<7>", "<6>", "<4>", "<3>"};
     char line[2048];
     struct timeval tv;
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
-    int n = (int)strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+    int n = s_journal ? snprintf(line, sizeof line, "%s", priorities[level]) : 0;
+    n += (int)strftime(line + n, sizeof line - (size_t)n, "%Y-%m-%dT%H:%M:%S", &tm);
     n += snprintf(line + n, sizeof line - (size_t)n, ".%03dZ %s %s ", (int)(tv.tv_usec / 1000),
                   labels[level], s_service);
     char msg[1536];

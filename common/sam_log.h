@@ -7,6 +7,8 @@
     can add a field or a line. Whatever slips past that, the line itself is made safe before
     it is written: a control character or a byte of invalid UTF-8 anywhere in it is written
     as \xNN (a newline as \n), so one call is always one line.
+    Under systemd with stderr going to the journal (JOURNAL_STREAM), every line starts with
+    its syslog priority (<3> error … <7> debug), so journald records each line's level.
     Formatting costs nothing when the level is below the threshold: the macros test it first.
 */
 #ifndef SAM_LOG_H
