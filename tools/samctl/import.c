@@ -26,7 +26,7 @@
 #define S_FORMAT "samordna-fixture/1"
 #define S_WINDOW 256      /* events in flight */
 #define S_ERRORS_SHOWN 20 /* problems printed before "and N more" */
-#define S_RESENDS 3       /* times the events in flight are sent again after a timeout */
+#define S_RESENDS 1       /* times the events in flight are sent again within --timeout-ms */
 
 /* One event of the plan. */
 typedef struct {
@@ -388,14 +388,11 @@ static void s_check_refs(import_t *imp, samctl_t *ctl)
         }
         const char *known = zhashx_lookup(asked, k);
         if (!known) {
-            sam_client_t *client = samctl_client(ctl);
             sam_result_t res = {0};
             Samordna__V1__GetRequest req = SAMORDNA__V1__GET_REQUEST__INIT;
             req.id = (char *)r->id;
-            uint32_t code = client
-                                ? sam_client_call(client, owner->service, owner->method, &req.base,
-                                                  NULL, NULL, ctl->timeout_ms, true, &res)
-                                : SAM_UNAVAILABLE;
+            uint32_t code = samctl_request(ctl, owner->service, owner->method, &req.base, NULL,
+                                           NULL, true, &res);
             if (code == SAM_OK || code == SAM_NOT_FOUND) {
                 known = code == SAM_OK ? "y" : "n";
                 zhashx_insert(asked, k, (void *)known);
@@ -449,9 +446,13 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
     sam_client_t *client = samctl_client(ctl);
     if (!client) return -1;
     struct {
-        uint64_t rid;
+        uint64_t rid[S_RESENDS + 1]; /* the request ids of every attempt: any answer counts */
         size_t item;
     } flight[S_WINDOW];
+    /* --timeout-ms bounds the silence: the events in flight are sent again after each slice of
+       it without any answer, and the import gives up when the whole of it has passed. */
+    int slice = ctl->timeout_ms / (S_RESENDS + 1);
+    if (slice < 1) slice = 1;
     size_t inflight = 0, next = 0, answered = 0;
     int resends = 0; /* in a row, without any answer between */
     bool tty = isatty(STDERR_FILENO);
@@ -471,30 +472,31 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
                 rc = -1;
                 goto out;
             }
-            flight[inflight].rid = rid;
+            memset(flight[inflight].rid, 0, sizeof flight[inflight].rid);
+            flight[inflight].rid[0] = rid;
             flight[inflight].item = next++;
             inflight++;
         }
         sam_result_t res = {0};
-        if (sam_client_recv(client, ctl->timeout_ms, &res) != 0) {
+        if (sam_client_recv(client, slice, &res) != 0) {
             sam_result_clear(&res);
             /* A service restarted, or the broker lost a worker with our requests: send what
                is in flight again. Publishes are idempotent, a repeat is a duplicate. */
             if (resends == S_RESENDS || stop) {
                 fprintf(stderr,
                         "%ssamctl import: no answer within %d ms for %zu events in flight\n",
-                        tty ? "\n" : "", ctl->timeout_ms, inflight);
+                        tty ? "\n" : "", slice * (resends + 1), inflight);
                 rc = -1;
                 goto out;
             }
             resends++;
             fprintf(stderr, "%ssamctl import: no answer within %d ms, sending %zu events again\n",
-                    tty ? "\n" : "", ctl->timeout_ms, inflight);
+                    tty ? "\n" : "", slice * resends, inflight);
             for (size_t i = 0; i < inflight; i++) {
                 const s_item_t *it = &imp->items[flight[i].item];
-                flight[i].rid =
+                flight[i].rid[resends] =
                     sam_client_send(client, it->service, "events.publish", it->body, it->len);
-                if (!flight[i].rid) {
+                if (!flight[i].rid[resends]) {
                     fprintf(stderr, "samctl import: could not send %s %s\n", it->type, it->key);
                     rc = -1;
                     goto out;
@@ -503,11 +505,12 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
             continue;
         }
         size_t slot = inflight;
-        for (size_t i = 0; i < inflight; i++)
-            if (flight[i].rid == res.id) slot = i;
+        for (size_t i = 0; i < inflight && slot == inflight; i++)
+            for (int k = 0; k <= S_RESENDS; k++)
+                if (flight[i].rid[k] && flight[i].rid[k] == res.id) slot = i;
         if (slot == inflight) {
-            /* A late answer to an attempt that was sent again since: it says nothing about
-               the event, but a 503 still says the service is gone. */
+            /* The second answer to an event sent twice (the first one counted): it says
+               nothing more about the event, but a 503 still says the service is gone. */
             if (res.code == SAM_UNAVAILABLE && !stop) {
                 stop = true;
                 fprintf(stderr,

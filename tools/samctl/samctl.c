@@ -31,8 +31,7 @@ static const sam_option_t s_options[] = {
     {"json", NULL, NULL, "print JSON instead of tables", false},
     {"timeout-ms", "MS", "5000", "how long to wait for each reply", false},
     {"source", "AGENCY", "fmov", "agency id to publish events as", false},
-    {"insecure", NULL, NULL, "connect without CURVE (loopback brokers run with --insecure)",
-     false},
+    {"insecure", NULL, NULL, "connect without CURVE (loopback brokers run with --insecure)", false},
     {"cert", "FILE", NULL, "connect with CURVE as this secret certificate (samctl keys new)",
      false},
     {"server-key", "KEY|FILE", NULL, "the broker's public key (Z85 text or its certificate file)",
@@ -98,19 +97,48 @@ void samctl_event_clear(samctl_event_t *e)
     e->data = NULL;
 }
 
+uint32_t samctl_request(samctl_t *ctl, const char *service, const char *method,
+                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+                        ProtobufCMessage **reply_out, bool resend, sam_result_t *res)
+{
+    if (reply_out) *reply_out = NULL;
+    memset(res, 0, sizeof *res);
+    sam_client_t *client = samctl_client(ctl);
+    if (!client) {
+        res->code = SAM_UNAVAILABLE;
+        snprintf(res->message, sizeof res->message, "cannot connect to the broker");
+        return res->code;
+    }
+    /* sam_client_call waits its timeout once per attempt: two halves make one --timeout-ms.
+       The second attempt reuses the request id, so a late answer to the first still counts. */
+    int total = ctl->timeout_ms > 0 ? ctl->timeout_ms : 1;
+    int each = resend && total >= 2 ? total / 2 : total;
+    uint32_t code =
+        sam_client_call(client, service, method, req, reply_desc, reply_out, each, resend, res);
+    if (code == SAM_TIMEOUT) {
+        const char *broker = ctl->config ? sam_config_get(ctl->config, "broker") : NULL;
+        snprintf(res->message, sizeof res->message,
+                 "no reply from '%s' within %d ms (is the broker running at %s, with a '%s' "
+                 "service attached?)",
+                 service, total, broker ? broker : "the --broker endpoint", service);
+    } else if (code == SAM_UNAVAILABLE && strncmp(res->message, "cannot send", 11) == 0)
+        snprintf(res->message, sizeof res->message,
+                 "cannot send to the broker within %d ms (is it running, and does it accept this "
+                 "certificate?)",
+                 total);
+    return code;
+}
+
 ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *method,
                               const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *reply_desc)
 {
-    sam_client_t *client = samctl_client(ctl);
-    if (!client) return NULL;
     sam_result_t res = {0};
     ProtobufCMessage *out = NULL;
-    uint32_t code = sam_client_call(client, service, method, req, reply_desc, &out,
-                                    ctl->timeout_ms, true, &res);
+    uint32_t code = samctl_request(ctl, service, method, req, reply_desc, &out, true, &res);
     if (code != SAM_OK) {
-        fprintf(stderr, "samctl: %s %s: %u %s: %s\n", service, method, code,
-                sam_status_name(code), res.message);
+        fprintf(stderr, "samctl: %s %s: %u %s: %s\n", service, method, code, sam_status_name(code),
+                res.message);
         out = NULL;
     }
     sam_result_clear(&res);
@@ -158,12 +186,12 @@ int samctl_cmd_ping(samctl_t *ctl, int argc, char **argv)
         }
         double ms = (double)(zclock_usecs() - t0) / 1000.0;
         if (ctl->json)
-            printf("{\"service\":\"%s\",\"instance\":\"%s\",\"version\":\"%s\",\"last_seq\":%" PRIu64
-                   ",\"ms\":%.3f}\n",
-                   rep->service, rep->instance, rep->version, rep->last_seq, ms);
+            printf(
+                "{\"service\":\"%s\",\"instance\":\"%s\",\"version\":\"%s\",\"last_seq\":%" PRIu64
+                ",\"ms\":%.3f}\n",
+                rep->service, rep->instance, rep->version, rep->last_seq, ms);
         else
-            printf("%s (%s, version %s): %.3f ms\n", rep->service, rep->instance, rep->version,
-                   ms);
+            printf("%s (%s, version %s): %.3f ms\n", rep->service, rep->instance, rep->version, ms);
         protobuf_c_message_free_unpacked(&rep->base, NULL);
     }
     return failed ? 1 : 0;
@@ -187,10 +215,10 @@ int main(int argc, char **argv)
             break;
         }
         const char *o = argv[i] + 2;
-        if (!strchr(o, '=') && (strcmp(o, "broker") == 0 || strcmp(o, "timeout-ms") == 0 ||
-                                strcmp(o, "source") == 0 || strcmp(o, "config") == 0 ||
-                                strcmp(o, "log-level") == 0 ||
-                                strcmp(o, "cert") == 0 || strcmp(o, "server-key") == 0))
+        if (!strchr(o, '=') &&
+            (strcmp(o, "broker") == 0 || strcmp(o, "timeout-ms") == 0 || strcmp(o, "source") == 0 ||
+             strcmp(o, "config") == 0 || strcmp(o, "log-level") == 0 || strcmp(o, "cert") == 0 ||
+             strcmp(o, "server-key") == 0))
             i++;
     }
     samctl_t ctl = {0};

@@ -21,11 +21,11 @@
 #include <stdio.h>
 
 typedef struct {
-    sam_config_t *config;  /* global options */
-    sam_client_t *client;  /* connected to --broker (created on first samctl_client call) */
-    bool json;             /* --json: machine output */
-    int timeout_ms;        /* --timeout-ms for each call */
-    const char *source;    /* --source: agency id used as CloudEvent source (default fmov) */
+    sam_config_t *config; /* global options */
+    sam_client_t *client; /* connected to --broker (created on first samctl_client call) */
+    bool json;            /* --json: machine output */
+    int timeout_ms;       /* --timeout-ms for each call */
+    const char *source;   /* --source: agency id used as CloudEvent source (default fmov) */
 } samctl_t;
 
 typedef int (*samctl_cmd_fn)(samctl_t *ctl, int argc, char **argv);
@@ -33,9 +33,18 @@ typedef int (*samctl_cmd_fn)(samctl_t *ctl, int argc, char **argv);
 /* The client, connecting on first use; NULL (message printed) when it cannot connect. */
 sam_client_t *samctl_client(samctl_t *ctl);
 
-/* Calls service.method with req and unpacks the reply as reply_desc. On any status but 200
-   prints "samctl: <service> <method>: <code> <message>" to stderr and returns NULL. Reads
-   and publishes are idempotent and retried once on timeout. */
+/*  Calls service.method with req within --timeout-ms, all attempts included: with `resend`
+    (reads and publishes, which are idempotent) the request is sent again, with the same id,
+    when half of it has passed without an answer. Returns the status; on 200 with reply_desc,
+    *reply_out is the unpacked reply (the caller frees it). res->message says why otherwise
+    (res is cleared first; sam_result_clear() it). Prints nothing. */
+uint32_t samctl_request(samctl_t *ctl, const char *service, const char *method,
+                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+                        ProtobufCMessage **reply_out, bool resend, sam_result_t *res);
+
+/*  samctl_request() with resend, for the common case: the unpacked reply (the caller frees
+    it), or NULL after printing "samctl: <service> <method>: <code> <name>: <message>" to
+    stderr. */
 ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *method,
                               const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *reply_desc);
