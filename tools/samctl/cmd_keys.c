@@ -19,23 +19,13 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *s_usage = "keys new --agency A --role admin|publisher|reader|service|broker "
-                             "[--out DIR] [--name NAME] | keys show FILE";
-
-static int s_keys_new(samctl_t *ctl, int argc, char **argv)
+static int s_keys_new(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *agency = NULL, *role = NULL, *out = ".", *name = NULL;
-    for (int i = 2; i < argc; i++) {
-        const char **slot = strcmp(argv[i], "--agency") == 0 ? &agency
-                            : strcmp(argv[i], "--role") == 0 ? &role
-                            : strcmp(argv[i], "--out") == 0  ? &out
-                            : strcmp(argv[i], "--name") == 0 ? &name
-                                                             : NULL;
-        if (!slot || i + 1 >= argc) return samctl_usage("keys", s_usage, "unexpected argument");
-        *slot = argv[++i];
-    }
+    const char *agency = samctl_opt(a, "agency"), *role = samctl_opt(a, "role");
+    const char *out = samctl_opt(a, "out") ? samctl_opt(a, "out") : ".";
+    const char *name = samctl_opt(a, "name");
     if (role && strcmp(role, "broker") == 0 && !agency) agency = "broker";
-    if (!agency || !role) return samctl_usage("keys", s_usage, "--agency and --role are required");
+    if (!agency || !role) return samctl_usage_error(a, "--agency and --role are required");
     char fallback[160];
     if (!name) {
         snprintf(fallback, sizeof fallback, "%s-%s", agency, role);
@@ -56,8 +46,9 @@ static int s_keys_new(samctl_t *ctl, int argc, char **argv)
     return 0;
 }
 
-static int s_keys_show(samctl_t *ctl, const char *file)
+static int s_keys_show(samctl_t *ctl, const samctl_args_t *a)
 {
+    const char *file = a->pos[0];
     zcert_t *cert = zsys_file_exists(file) ? zcert_load(file) : NULL;
     if (!cert) {
         fprintf(stderr, "samctl keys show: cannot read certificate %s\n", file);
@@ -68,15 +59,50 @@ static int s_keys_show(samctl_t *ctl, const char *file)
         printf("{\"public_key\":\"%s\",\"agency\":\"%s\",\"role\":\"%s\"}\n",
                zcert_public_txt(cert), agency ? agency : "", role ? role : "");
     else
-        printf("public key %s, agency %s, role %s\n", zcert_public_txt(cert),
-               agency ? agency : "-", role ? role : "-");
+        printf("public key %s, agency %s, role %s\n", zcert_public_txt(cert), agency ? agency : "-",
+               role ? role : "-");
     zcert_destroy(&cert);
     return 0;
 }
 
+static const samctl_opt_t s_new_opts[] = {
+    {"agency", 0, "AGENCY", SAMCTL_TEXT, 0,
+     "the agency the key speaks for (its id; default for --role broker: broker)"},
+    {"role", 0, "ROLE", SAMCTL_TEXT, SAMCTL_REQUIRED,
+     "admin, publisher, reader, service or broker"},
+    {"out", 0, "DIR", SAMCTL_TEXT, 0, "where the two files go (default: here)"},
+    {"name", 0, "NAME", SAMCTL_TEXT, 0, "the files' name (default AGENCY-ROLE, or broker)"},
+    {NULL},
+};
+
+static const samctl_cmd_t s_keys_subs[] = {
+    {.name = "new",
+     .about =
+         "Makes a certificate pair for an agency and a role.\n"
+         "Writes DIR/NAME.cert (public, with agency and role in its metadata) and\n"
+         "DIR/NAME.cert_secret (both keys, mode 0600). The public file goes into the broker's\n"
+         "--curve-dir; the secret one stays with its holder (--cert). --role broker makes the\n"
+         "broker's own pair, whose public key callers pin with --server-key.",
+     .opts = s_new_opts,
+     .run = s_keys_new},
+    {.name = "show",
+     .args = "FILE",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "The public key, agency and role of a certificate.",
+     .run = s_keys_show},
+    {NULL},
+};
+
+static const samctl_cmd_t s_keys_cmd = {
+    .name = "keys",
+    .about =
+        "CURVE certificates for the broker and its callers. Nothing here talks to the network:\n"
+        "keys are made where they are used and only public halves are copied.",
+    .subs = s_keys_subs,
+};
+
 int samctl_cmd_keys(samctl_t *ctl, int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "new") == 0) return s_keys_new(ctl, argc, argv);
-    if (argc == 3 && strcmp(argv[1], "show") == 0) return s_keys_show(ctl, argv[2]);
-    return samctl_usage("keys", s_usage, "expected new or show");
+    return samctl_run(ctl, &s_keys_cmd, argc, argv);
 }

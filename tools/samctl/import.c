@@ -624,20 +624,10 @@ static const struct {
 };
 
 /* import [--dry-run] FILE → checks the fixture file, publishes its events, prints a summary. */
-int samctl_cmd_import(samctl_t *ctl, int argc, char **argv)
+static int s_import(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "import [--dry-run] FILE";
-    const char *file = NULL;
-    bool dry = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--dry-run") == 0)
-            dry = true;
-        else if (argv[i][0] != '-' && !file)
-            file = argv[i];
-        else
-            return samctl_usage("import", usage, "unexpected argument");
-    }
-    if (!file) return samctl_usage("import", usage, "name the fixture file");
+    const char *file = a->pos[0];
+    bool dry = samctl_flag(a, "dry-run");
 
     json_error_t jerr;
     json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
@@ -694,4 +684,29 @@ done:
     zlist_destroy(&imp.arena);
     json_decref(root);
     return rc;
+}
+
+static const samctl_opt_t s_import_opts[] = {
+    {"dry-run", 0, NULL, SAMCTL_TEXT, 0, "check the file, the references and plan; send nothing"},
+    {NULL},
+};
+
+static const samctl_cmd_t s_import_cmd = {
+    .name = "import",
+    .args = "FILE",
+    .min_args = 1,
+    .max_args = 1,
+    .about =
+        "Loads a fixture file (format samordna-fixture/1, e.g. deploy/examples/ostfold-2019.json)\n"
+        "into every service that owns a part of it. The whole file is checked first, references\n"
+        "across it included, and nothing is sent when anything is wrong. Events are published\n"
+        "in dependency order with deterministic ids, so importing again changes nothing. The\n"
+        "summary says per service and type how many were new, already there, or refused.",
+    .opts = s_import_opts,
+    .run = s_import,
+};
+
+int samctl_cmd_import(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_import_cmd, argc, argv);
 }

@@ -1,11 +1,17 @@
 /*  samctl — the command-line client of samordna.
 
-    samctl [global options] COMMAND [command options and arguments]
+    samctl COMMAND [SUBCOMMAND] [arguments and options], global options anywhere
 
-    Global options come before the command word; everything after it belongs to the command.
-    Commands are listed in commands.def; `samctl --help` prints them.
+    main() takes the global options out of the line wherever they stand (a word that names
+    one is one, up to "--"), hands them to sam_config (which also reads --config files), and
+    calls the command's function with the words left; the command parses those with
+    samctl_run() and its table (samctl_args.c). Commands are listed in commands.def;
+    `samctl --help` prints them, `samctl COMMAND --help` (or `samctl help COMMAND`) each one.
+    The shared pieces every command uses live here: the connection and its bounded calls,
+    the JSON printer, the event builder.
 */
 #include "samctl.h"
+#include "sam_check.h"
 #include "sam_log.h"
 
 #include "samordna/v1/envelope.pb-c.h"
@@ -25,11 +31,15 @@ static const s_command_t s_commands[] = {
 #include "commands.def"
 #undef X
 };
+#define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
-static const sam_option_t s_options[] = {
+const sam_option_t samctl_global_options[] = {
     {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "broker to connect to", true},
-    {"json", NULL, NULL, "print JSON instead of tables", false},
-    {"timeout-ms", "MS", "5000", "how long to wait for each reply", false},
+    {"json", NULL, NULL,
+     "print JSON: a list as {\"items\": [...], \"next\": TOKEN or null}, one record as an object",
+     false},
+    {"timeout-ms", "MS", "5000",
+     "how long to wait for an answer, resends included; then samctl says so and exits 1", false},
     {"source", "AGENCY", "fmov", "agency id to publish events as", false},
     {"insecure", NULL, NULL, "connect without CURVE (loopback brokers run with --insecure)", false},
     {"cert", "FILE", NULL, "connect with CURVE as this secret certificate (samctl keys new)",
@@ -153,6 +163,48 @@ void samctl_print_json(json_t *j)
     json_decref(j);
 }
 
+void samctl_list_begin(samctl_list_t *l, samctl_t *ctl, const char *noun, const char *header)
+{
+    *l = (samctl_list_t){.ctl = ctl, .noun = noun, .header = header};
+    if (ctl->json) l->items = json_array();
+}
+
+bool samctl_list_row(samctl_list_t *l, json_t *item)
+{
+    if (l->ctl->json) {
+        if (item) json_array_append_new(l->items, item);
+        l->count++;
+        return false;
+    }
+    json_decref(item);
+    if (l->count++ == 0 && l->header) printf("%s\n", l->header);
+    return true;
+}
+
+void samctl_list_end(samctl_list_t *l, const char *next)
+{
+    bool more = next && *next;
+    if (l->ctl->json) {
+        json_t *doc = json_object();
+        json_object_set_new(doc, "items", l->items);
+        json_object_set_new(doc, "next", more ? json_string(next) : json_null());
+        l->items = NULL;
+        samctl_print_json(doc);
+        return;
+    }
+    if (l->count == 0)
+        printf("no %s\n", l->noun);
+    else
+        printf("(%zu)\n", l->count);
+    if (more) printf("(more: --page-token %s)\n", next);
+}
+
+void samctl_list_drop(samctl_list_t *l)
+{
+    json_decref(l->items);
+    l->items = NULL;
+}
+
 int samctl_usage(const char *cmd, const char *usage, const char *message)
 {
     if (message) fprintf(stderr, "samctl %s: %s\n", cmd, message);
@@ -160,23 +212,16 @@ int samctl_usage(const char *cmd, const char *usage, const char *message)
     return 2;
 }
 
-/* ping SERVICE [-n COUNT] → one line per reply with the round trip. */
-int samctl_cmd_ping(samctl_t *ctl, int argc, char **argv)
+/* ---- ping, help and main -------------------------------------------------------------------- */
+
+/* ping SERVICE [-n COUNT] → one line (one item) per reply with the round trip. */
+static int s_ping(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "ping SERVICE [-n COUNT]";
-    int count = 1;
-    const char *service = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
-            count = atoi(argv[++i]);
-        else if (argv[i][0] != '-' && !service)
-            service = argv[i];
-        else
-            return samctl_usage("ping", usage, "unexpected argument");
-    }
-    if (!service || count < 1) return samctl_usage("ping", usage, "name a service");
+    const char *service = a->pos[0];
+    uint32_t count = samctl_opt(a, "count") ? samctl_u32(a, "count") : 1;
+    if (count < 1) return samctl_usage_error(a, "-n: at least 1");
     int failed = 0;
-    for (int i = 0; i < count; i++) {
+    for (uint32_t i = 0; i < count; i++) {
         int64_t t0 = zclock_usecs();
         Samordna__V1__PingReply *rep = (Samordna__V1__PingReply *)samctl_call(
             ctl, service, "ping", NULL, &samordna__v1__ping_reply__descriptor);
@@ -197,63 +242,164 @@ int samctl_cmd_ping(samctl_t *ctl, int argc, char **argv)
     return failed ? 1 : 0;
 }
 
-static void s_help(sam_config_t *config)
+static const samctl_opt_t s_ping_opts[] = {
+    {"count", 'n', "COUNT", SAMCTL_COUNT, 0, "how many pings, one after the other (default 1)"},
+    {NULL},
+};
+
+static const samctl_cmd_t s_ping_cmd = {
+    .name = "ping",
+    .args = "SERVICE",
+    .min_args = 1,
+    .max_args = 1,
+    .about = "Checks that SERVICE answers through the broker: its instance, version, the last\n"
+             "sequence number of its outbox, and the round trip.",
+    .opts = s_ping_opts,
+    .run = s_ping,
+};
+
+int samctl_cmd_ping(samctl_t *ctl, int argc, char **argv)
 {
-    sam_config_help(config, stdout);
-    printf("\nCommands:\n");
-    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
-        printf("  %-14s %s\n", s_commands[i].name, s_commands[i].summary);
+    return samctl_run(ctl, &s_ping_cmd, argc, argv);
+}
+
+static const s_command_t *s_command(const char *name)
+{
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        if (strcmp(s_commands[i].name, name) == 0) return &s_commands[i];
+    return NULL;
+}
+
+static void s_commands_list(FILE *f)
+{
+    fprintf(f, "\nCommands:\n");
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        fprintf(f, "  %-15s %s\n", s_commands[i].name, s_commands[i].summary);
+    fprintf(f, "\n`samctl COMMAND --help` (or `samctl help COMMAND`) tells a command's arguments,\n"
+               "options and subcommands.\n");
+}
+
+static void s_unknown_command(const char *word)
+{
+    char shown[64];
+    fprintf(stderr, "samctl: unknown command '%s'; the commands are:\n ",
+            sam_check_escape(word, 40, shown, sizeof shown));
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        fprintf(stderr, " %s", s_commands[i].name);
+    fprintf(stderr, "\n(samctl --help says what each does)\n");
+}
+
+/* help [COMMAND [SUBCOMMAND…]]: the same as `samctl COMMAND SUBCOMMAND… --help`. */
+static int s_help_run(samctl_t *ctl, const samctl_args_t *a)
+{
+    if (a->npos == 0) {
+        sam_config_help(ctl->config, stdout);
+        s_commands_list(stdout);
+        return 0;
+    }
+    const s_command_t *cmd = s_command(a->pos[0]);
+    if (!cmd) {
+        s_unknown_command(a->pos[0]);
+        return 2;
+    }
+    char *words[SAMCTL_MAX_ARGS + 2];
+    int n = 0;
+    for (size_t i = 0; i < a->npos; i++)
+        words[n++] = (char *)a->pos[i];
+    words[n++] = "--help";
+    words[n] = NULL;
+    return cmd->fn(ctl, n, words);
+}
+
+static const samctl_cmd_t s_help_cmd = {
+    .name = "help",
+    .args = "[COMMAND [SUBCOMMAND…]]",
+    .max_args = SAMCTL_MAX_ARGS,
+    .about = "Without a command: the global options and the commands. With one: the same as\n"
+             "`samctl COMMAND SUBCOMMAND… --help`.",
+    .run = s_help_run,
+};
+
+int samctl_cmd_help(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_help_cmd, argc, argv);
 }
 
 int main(int argc, char **argv)
 {
-    /* Global options end at the first word that is not an option or an option's value. */
-    int cmd_at = argc;
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] != '-') {
-            cmd_at = i;
-            break;
-        }
-        const char *o = argv[i] + 2;
-        if (!strchr(o, '=') &&
-            (strcmp(o, "broker") == 0 || strcmp(o, "timeout-ms") == 0 || strcmp(o, "source") == 0 ||
-             strcmp(o, "config") == 0 || strcmp(o, "log-level") == 0 || strcmp(o, "cert") == 0 ||
-             strcmp(o, "server-key") == 0))
-            i++;
-    }
     samctl_t ctl = {0};
-    ctl.config = sam_config_new("samctl", "[options] COMMAND [arguments]",
-                                "The command-line client of samordna.", s_options);
-    if (!ctl.config) return 1;
-    int rc = sam_config_parse(ctl.config, cmd_at, argv);
-    if (rc != 0 || cmd_at == argc) {
-        if (rc == 1 && sam_config_flag(ctl.config, "help")) {
-            printf("\nCommands:\n");
-            for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
-                printf("  %-14s %s\n", s_commands[i].name, s_commands[i].summary);
-        } else if (rc == 0) {
-            s_help(ctl.config);
-            rc = 2;
+    ctl.config = sam_config_new("samctl", "COMMAND [SUBCOMMAND] [arguments and options]",
+                                "The command-line client of samordna. Global options (below) go "
+                                "anywhere on the line,\nbefore or after the command.",
+                                samctl_global_options);
+    char **globals = calloc((size_t)argc + 1, sizeof *globals);
+    char **words = calloc((size_t)argc + 2, sizeof *words);
+    if (!ctl.config || !globals || !words) {
+        fprintf(stderr, "samctl: out of memory\n");
+        return 1;
+    }
+    /* A word that names a global option is one, wherever it stands, up to "--"; its value is
+       the next word unless given with '='. Everything else is the command's, in order. */
+    int nglobals = 0, nwords = 0;
+    bool help = false, ended = false;
+    globals[nglobals++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *w = argv[i];
+        if (!ended && strcmp(w, "--") == 0) {
+            ended = true;
+            if (nwords) words[nwords++] = argv[i]; /* the command's options end here too */
+            continue;
         }
-        sam_config_destroy(&ctl.config);
-        return rc == 1 ? 0 : 2;
+        if (!ended && (strcmp(w, "-h") == 0 || strcmp(w, "--help") == 0)) {
+            help = true; /* the command's help when there is a command, else samctl's */
+            continue;
+        }
+        if (!ended && strncmp(w, "--", 2) == 0) {
+            const char *eq = strchr(w + 2, '=');
+            const sam_option_t *o =
+                sam_config_find(ctl.config, w + 2, eq ? (size_t)(eq - w - 2) : strlen(w + 2));
+            if (o) {
+                globals[nglobals++] = argv[i];
+                if (o->arg && !eq && i + 1 < argc) globals[nglobals++] = argv[++i];
+                continue;
+            }
+        }
+        words[nwords++] = argv[i];
+    }
+    int rc = sam_config_parse(ctl.config, nglobals, globals);
+    if (rc == 0 && nwords == 0) {
+        sam_config_help(ctl.config, help ? stdout : stderr);
+        s_commands_list(help ? stdout : stderr);
+        rc = help ? 1 : -1;
+    }
+    const s_command_t *cmd = NULL;
+    if (rc == 0 && words[0][0] == '-') {
+        char shown[64];
+        fprintf(stderr,
+                "samctl: unknown option '%s' (samctl --help lists the global options; a command's "
+                "own follow its word)\n",
+                sam_check_escape(words[0], 40, shown, sizeof shown));
+        rc = -1;
+    } else if (rc == 0 && !(cmd = s_command(words[0]))) {
+        s_unknown_command(words[0]);
+        rc = -1;
     }
     bool ok = true;
-    ctl.json = sam_config_flag(ctl.config, "json");
-    ctl.timeout_ms = (int)sam_config_int(ctl.config, "timeout-ms", 1, 3600000, &ok);
-    ctl.source = sam_config_get(ctl.config, "source");
-    sam_log_init("samctl", SAM_LOG_WARN);
-    rc = 2;
-    const s_command_t *cmd = NULL;
-    for (size_t i = 0; ok && i < sizeof s_commands / sizeof s_commands[0]; i++)
-        if (strcmp(s_commands[i].name, argv[cmd_at]) == 0) cmd = &s_commands[i];
-    if (!ok)
-        rc = 2;
-    else if (!cmd)
-        fprintf(stderr, "samctl: unknown command '%s' (try samctl --help)\n", argv[cmd_at]);
-    else
-        rc = cmd->fn(&ctl, argc - cmd_at, argv + cmd_at);
+    if (rc == 0) {
+        ctl.json = sam_config_flag(ctl.config, "json");
+        ctl.timeout_ms = (int)sam_config_int(ctl.config, "timeout-ms", 1, 3600000, &ok);
+        ctl.source = sam_config_get(ctl.config, "source");
+        sam_log_init("samctl", SAM_LOG_WARN);
+    }
+    if (rc == 0 && ok) {
+        if (help) words[nwords++] = "--help";
+        rc = cmd->fn(&ctl, nwords, words);
+    } else {
+        rc = rc == 1 ? 0 : 2; /* 1: --help or --version was answered */
+    }
     sam_client_destroy(&ctl.client);
     sam_config_destroy(&ctl.config);
+    free(globals);
+    free(words);
     return rc;
 }
