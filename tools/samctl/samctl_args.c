@@ -73,8 +73,8 @@ static void s_synopsis(FILE *f, const char *lead, const char *path, const samctl
     fputc('\n', f);
 }
 
-/* The usage lines of a command: its own synopsis when it runs by itself, then one line that
-   names its subcommands. */
+/* The usage lines of a command: its own synopsis when it runs by itself, then one short line
+   per subcommand (its arguments; its options are in its own usage). */
 static void s_usage_lines(FILE *f, const char *path, const samctl_cmd_t *c)
 {
     const char *lead = "usage: ";
@@ -82,13 +82,17 @@ static void s_usage_lines(FILE *f, const char *path, const samctl_cmd_t *c)
         s_synopsis(f, lead, path, c, NULL);
         lead = "       ";
     }
-    if (c->subs) {
-        char subs[512] = "";
-        for (const samctl_cmd_t *s = c->subs; s->name; s++) {
-            size_t at = strlen(subs);
-            snprintf(subs + at, sizeof subs - at, "%s%s", at ? "|" : "", s->name);
+    for (const samctl_cmd_t *s = c->subs; s && s->name; s++) {
+        fprintf(f, "%ssamctl %s %s", lead, path, s->name);
+        if (s->subs) {
+            for (const samctl_cmd_t *t = s->subs; t->name; t++)
+                fprintf(f, "%s%s", t == s->subs ? " " : "|", t->name);
+            fputs(" …", f);
         }
-        fprintf(f, "%ssamctl %s %s …\n", lead, path, subs);
+        if (s->args) fprintf(f, " %s", s->args);
+        if (s->opts && s->opts->name) fputs(" [options]", f);
+        fputc('\n', f);
+        lead = "       ";
     }
 }
 
