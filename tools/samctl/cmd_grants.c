@@ -176,29 +176,6 @@ static int s_amount(const s_args_t *a, const char *name, int64_t *ore)
     return 0;
 }
 
-/* ---- publishing ---------------------------------------------------------------------------- */
-
-static int s_publish(samctl_t *ctl, const char *type, const char *event_id, const char *subject,
-                     const ProtobufCMessage *payload)
-{
-    samctl_event_t ev;
-    if (samctl_event_init(&ev, event_id, ctl->source, type, subject, payload) != 0) return 1;
-    Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ev.ce;
-    Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
-        ctl, "grants", "events.publish", &req.base, &samordna__v1__publish_reply__descriptor);
-    samctl_event_clear(&ev);
-    if (!rep) return 1;
-    if (ctl->json)
-        printf("{\"type\":\"%s\",\"id\":\"%s\",\"seq\":%llu,\"duplicate\":%s}\n", type, event_id,
-               (unsigned long long)rep->seq, rep->duplicate ? "true" : "false");
-    else
-        printf("%s %s: seq %llu%s\n", type + strlen("no.samordna.grants."), subject,
-               (unsigned long long)rep->seq, rep->duplicate ? " (already stored)" : "");
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
-    return 0;
-}
-
 /* ---- JSON output ------------------------------------------------------------------------- */
 
 static const char *s_status_name(Samordna__V1__AwardStatus s)
@@ -292,11 +269,11 @@ static int s_overview(samctl_t *ctl, const s_args_t *a)
                                   json_pack("{s:s,s:i,s:s,s:s}", "id", o->needs[i]->id, "year",
                                             (int)o->needs[i]->year, "title", o->needs[i]->title,
                                             "description", o->needs[i]->description));
-        samctl_print_json(json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient", o->recipient,
-                               "year", (int)o->year, "group_by", o->group_by, "committed_ore",
-                               (json_int_t)o->committed_ore, "paid_ore", (json_int_t)o->paid_ore,
-                               "groups", groups, "lines", lines, "instruments", instr, "needs",
-                               needs));
+        samctl_print_json(json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient",
+                                    o->recipient, "year", (int)o->year, "group_by", o->group_by,
+                                    "committed_ore", (json_int_t)o->committed_ore, "paid_ore",
+                                    (json_int_t)o->paid_ore, "groups", groups, "lines", lines,
+                                    "instruments", instr, "needs", needs));
         protobuf_c_message_free_unpacked(&o->base, NULL);
         return 0;
     }
@@ -359,11 +336,11 @@ static int s_ledger(samctl_t *ctl, const s_args_t *a)
             json_t *pr = json_array();
             for (size_t i = 0; i < r->n_problems; i++)
                 json_array_append_new(pr, json_string(r->problems[i]));
-            samctl_print_json(json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o}", "balanced", r->balanced,
-                                   "entries", (json_int_t)r->entries, "postings",
-                                   (json_int_t)r->postings, "accounts", (json_int_t)r->accounts,
-                                   "debits_ore", (json_int_t)r->debits_ore, "credits_ore",
-                                   (json_int_t)r->credits_ore, "problems", pr));
+            samctl_print_json(
+                json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o}", "balanced", r->balanced, "entries",
+                          (json_int_t)r->entries, "postings", (json_int_t)r->postings, "accounts",
+                          (json_int_t)r->accounts, "debits_ore", (json_int_t)r->debits_ore,
+                          "credits_ore", (json_int_t)r->credits_ore, "problems", pr));
         } else {
             printf("%s: %llu journal entries, %llu postings, %llu accounts; debits NOK %s, "
                    "credits NOK %s\n",
@@ -662,7 +639,7 @@ static int s_add_scheme(samctl_t *ctl, const s_args_t *a)
     s.currency = "NOK";
     char eid[128];
     snprintf(eid, sizeof eid, "scheme.created/%s", s.id);
-    return s_publish(ctl, "no.samordna.grants.scheme.created", eid, s.id, &s.base);
+    return samctl_publish(ctl, "grants", "no.samordna.grants.scheme.created", eid, s.id, &s.base);
 }
 
 static int s_award_add(samctl_t *ctl, const s_args_t *a)
@@ -707,7 +684,7 @@ static int s_award_add(samctl_t *ctl, const s_args_t *a)
     aw.n_funders = n;
     char eid[128];
     snprintf(eid, sizeof eid, "award.granted/%s", aw.id);
-    return s_publish(ctl, "no.samordna.grants.award.granted", eid, aw.id, &aw.base);
+    return samctl_publish(ctl, "grants", "no.samordna.grants.award.granted", eid, aw.id, &aw.base);
 }
 
 static int s_payment(samctl_t *ctl, const s_args_t *a, const char *type, const char *what)
@@ -725,7 +702,7 @@ static int s_payment(samctl_t *ctl, const s_args_t *a, const char *type, const c
     char eid[200], subject[160];
     snprintf(eid, sizeof eid, "%s/%s/%s", what, p.award, p.id);
     snprintf(subject, sizeof subject, "%s/%s", p.award, p.id);
-    return s_publish(ctl, type, eid, subject, &p.base);
+    return samctl_publish(ctl, "grants", type, eid, subject, &p.base);
 }
 
 static int s_add_instrument(samctl_t *ctl, const s_args_t *a)
@@ -750,7 +727,8 @@ static int s_add_instrument(samctl_t *ctl, const s_args_t *a)
                             "--kind: project, programme, advice, position or other");
     char eid[128];
     snprintf(eid, sizeof eid, "instrument.registered/%s", in.id);
-    return s_publish(ctl, "no.samordna.grants.instrument.registered", eid, in.id, &in.base);
+    return samctl_publish(ctl, "grants", "no.samordna.grants.instrument.registered", eid, in.id,
+                          &in.base);
 }
 
 static int s_add_need(samctl_t *ctl, const s_args_t *a)
@@ -767,7 +745,7 @@ static int s_add_need(samctl_t *ctl, const s_args_t *a)
     nd.pilot = (char *)s_str(a, "pilot");
     char eid[200];
     snprintf(eid, sizeof eid, "need.recorded/%s/%u/%s", nd.municipality, nd.year, nd.id);
-    return s_publish(ctl, "no.samordna.grants.need.recorded", eid, nd.id, &nd.base);
+    return samctl_publish(ctl, "grants", "no.samordna.grants.need.recorded", eid, nd.id, &nd.base);
 }
 
 /* grants SUBCOMMAND …: see s_usage. */

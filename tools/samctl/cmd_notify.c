@@ -35,20 +35,28 @@ static const char *s_usage =
 static const char *s_channel(int c)
 {
     switch (c) {
-    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX: return "inbox";
-    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK: return "webhook";
-    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL: return "email";
-    default: return "?";
+    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX:
+        return "inbox";
+    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK:
+        return "webhook";
+    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL:
+        return "email";
+    default:
+        return "?";
     }
 }
 
 static const char *s_state(int s)
 {
     switch (s) {
-    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING: return "pending";
-    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE: return "active";
-    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED: return "disabled";
-    default: return "?";
+    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING:
+        return "pending";
+    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE:
+        return "active";
+    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED:
+        return "disabled";
+    default:
+        return "?";
     }
 }
 
@@ -62,34 +70,6 @@ static void s_time(int64_t ms, char *out, size_t cap)
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
-/* Publishes one notify event (type, packed payload) as ctl->source. */
-static int s_publish(samctl_t *ctl, const char *type, const ProtobufCMessage *payload)
-{
-    zuuid_t *uuid = zuuid_new();
-    samctl_event_t ev; /* no subject, no attributes */
-    if (!uuid ||
-        samctl_event_init(&ev, zuuid_str_canonical(uuid), ctl->source, type, NULL, payload) != 0) {
-        zuuid_destroy(&uuid);
-        return 1;
-    }
-    Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ev.ce;
-    Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
-        ctl, "notify", "events.publish", &req.base, &samordna__v1__publish_reply__descriptor);
-    int rc = rep ? 0 : 1;
-    if (rep) {
-        if (ctl->json)
-            printf("{\"seq\":%llu,\"duplicate\":%s}\n", (unsigned long long)rep->seq,
-                   rep->duplicate ? "true" : "false");
-        else
-            printf("ok (seq %llu)\n", (unsigned long long)rep->seq);
-        protobuf_c_message_free_unpacked(&rep->base, NULL);
-    }
-    zuuid_destroy(&uuid);
-    samctl_event_clear(&ev);
-    return rc;
 }
 
 static int s_subscriptions(samctl_t *ctl, int argc, char **argv)
@@ -118,12 +98,12 @@ static int s_subscriptions(samctl_t *ctl, int argc, char **argv)
             int st = in->state ? in->state->state : 0;
             const char *target = *s->url ? s->url : *s->email ? s->email : "";
             if (ctl->json) {
-                samctl_print_json(json_pack(
-                    "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", s->id,
-                    "agency", s->agency, "channel", s_channel(s->channel), "state", s_state(st),
-                    "reason", in->state ? in->state->reason : "", "type", s->type, "source",
-                    s->source, "subject", s->subject, "target", target, "queued",
-                    (json_int_t)in->queued, "dead", (json_int_t)in->dead));
+                samctl_print_json(
+                    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id",
+                              s->id, "agency", s->agency, "channel", s_channel(s->channel), "state",
+                              s_state(st), "reason", in->state ? in->state->reason : "", "type",
+                              s->type, "source", s->source, "subject", s->subject, "target", target,
+                              "queued", (json_int_t)in->queued, "dead", (json_int_t)in->dead));
             } else {
                 printf("%-24s %-14s %-8s %-9s %-32s %7llu %5llu  %s%s%s%s%s\n", s->id, s->agency,
                        s_channel(s->channel), s_state(st), *s->type ? s->type : "*",
@@ -155,8 +135,8 @@ static bool s_service_of_type(const char *type, char *out, size_t cap)
 
 /* --from-seq [SERVICE:]N: history from after N in SERVICE's outbox (the type's service when
    not named). Returns 0, or a usage error. */
-static int s_from_seq(const char *arg, const char *type, Samordna__V1__HistoryFrom *h,
-                      char *svc, size_t cap)
+static int s_from_seq(const char *arg, const char *type, Samordna__V1__HistoryFrom *h, char *svc,
+                      size_t cap)
 {
     const char *colon = strchr(arg, ':');
     const char *num = colon ? colon + 1 : arg;
@@ -166,8 +146,9 @@ static int s_from_seq(const char *arg, const char *type, Samordna__V1__HistoryFr
         memcpy(svc, arg, len);
         svc[len] = 0;
     } else if (!s_service_of_type(type, svc, cap)) {
-        fprintf(stderr, "samctl: --from-seq %s: name the service (e.g. --from-seq grants:%s): "
-                        "the type filter names none\n",
+        fprintf(stderr,
+                "samctl: --from-seq %s: name the service (e.g. --from-seq grants:%s): "
+                "the type filter names none\n",
                 arg, arg);
         return -2;
     }
@@ -227,7 +208,8 @@ static int s_subscribe(samctl_t *ctl, int argc, char **argv)
     s.from = fromp;
     Samordna__V1__SubscriptionCreated ev = SAMORDNA__V1__SUBSCRIPTION_CREATED__INIT;
     ev.subscription = &s;
-    return s_publish(ctl, "no.samordna.notify.subscription.created", &ev.base);
+    return samctl_publish(ctl, "notify", "no.samordna.notify.subscription.created", NULL, NULL,
+                          &ev.base);
 }
 
 static int s_unsubscribe(samctl_t *ctl, int argc, char **argv)
@@ -235,7 +217,8 @@ static int s_unsubscribe(samctl_t *ctl, int argc, char **argv)
     if (argc != 3) return samctl_usage("notify", s_usage, "unsubscribe: name one subscription");
     Samordna__V1__SubscriptionDeleted ev = SAMORDNA__V1__SUBSCRIPTION_DELETED__INIT;
     ev.id = argv[2];
-    return s_publish(ctl, "no.samordna.notify.subscription.deleted", &ev.base);
+    return samctl_publish(ctl, "notify", "no.samordna.notify.subscription.deleted", NULL, NULL,
+                          &ev.base);
 }
 
 static int s_secret(samctl_t *ctl, int argc, char **argv)
@@ -243,9 +226,10 @@ static int s_secret(samctl_t *ctl, int argc, char **argv)
     if (argc != 3) return samctl_usage("notify", s_usage, "secret: name one subscription");
     Samordna__V1__SubscriptionSecretRequest req = SAMORDNA__V1__SUBSCRIPTION_SECRET_REQUEST__INIT;
     req.id = argv[2];
-    Samordna__V1__SubscriptionSecretReply *rep = (Samordna__V1__SubscriptionSecretReply *)
-        samctl_call(ctl, "notify", "notify.subscriptions.secret", &req.base,
-                    &samordna__v1__subscription_secret_reply__descriptor);
+    Samordna__V1__SubscriptionSecretReply *rep =
+        (Samordna__V1__SubscriptionSecretReply *)samctl_call(
+            ctl, "notify", "notify.subscriptions.secret", &req.base,
+            &samordna__v1__subscription_secret_reply__descriptor);
     if (!rep) return 1;
     if (ctl->json)
         samctl_print_json(json_pack("{s:s}", "secret", rep->secret));
@@ -268,8 +252,8 @@ static int s_log(samctl_t *ctl, int argc, char **argv)
     }
     if (!*req.subscription) return samctl_usage("notify", s_usage, "log: name a subscription");
     if (!ctl->json)
-        printf("%-8s %-20s %-17s %6s %10s  %-32s %s\n", "N", "AT", "OUTCOME", "STATUS",
-               "LATENCY", "EVENT", "ERROR");
+        printf("%-8s %-20s %-17s %6s %10s  %-32s %s\n", "N", "AT", "OUTCOME", "STATUS", "LATENCY",
+               "EVENT", "ERROR");
     do {
         Samordna__V1__LogReply *rep = (Samordna__V1__LogReply *)samctl_call(
             ctl, "notify", "notify.log", &req.base, &samordna__v1__log_reply__descriptor);
@@ -280,11 +264,11 @@ static int s_log(samctl_t *ctl, int argc, char **argv)
             s_time(a->at_ms, at, sizeof at);
             if (ctl->json)
                 samctl_print_json(json_pack("{s:I, s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:s}", "n",
-                                       (json_int_t)rep->entries[i]->n, "at", at, "outcome",
-                                       a->outcome, "status", (int)a->status, "latency_us",
-                                       (json_int_t)a->latency_us, "event_id", a->event_id,
-                                       "event_type", a->event_type, "qseq", (json_int_t)a->qseq,
-                                       "error", a->error));
+                                            (json_int_t)rep->entries[i]->n, "at", at, "outcome",
+                                            a->outcome, "status", (int)a->status, "latency_us",
+                                            (json_int_t)a->latency_us, "event_id", a->event_id,
+                                            "event_type", a->event_type, "qseq",
+                                            (json_int_t)a->qseq, "error", a->error));
             else
                 printf("%-8llu %-20s %-17s %6u %8.1fms  %-32s %s\n",
                        (unsigned long long)rep->entries[i]->n, at, a->outcome, a->status,
@@ -306,9 +290,9 @@ static int s_dead(samctl_t *ctl, int argc, char **argv)
     char token[100] = "";
     do {
         req.page_token = token;
-        Samordna__V1__DeadListReply *rep = (Samordna__V1__DeadListReply *)samctl_call(
-            ctl, "notify", "notify.dead.list", &req.base,
-            &samordna__v1__dead_list_reply__descriptor);
+        Samordna__V1__DeadListReply *rep =
+            (Samordna__V1__DeadListReply *)samctl_call(ctl, "notify", "notify.dead.list", &req.base,
+                                                       &samordna__v1__dead_list_reply__descriptor);
         if (!rep) return 1;
         for (size_t i = 0; i < rep->n_deliveries; i++) {
             Samordna__V1__Delivery *d = rep->deliveries[i];
@@ -318,12 +302,11 @@ static int s_dead(samctl_t *ctl, int argc, char **argv)
             const char *type = d->event ? d->event->type : "";
             if (ctl->json)
                 samctl_print_json(json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "id", id, "service",
-                                       d->service, "event_id", eid, "event_type", type,
-                                       "attempts", (int)d->attempts, "last_error",
-                                       d->last_error));
+                                            d->service, "event_id", eid, "event_type", type,
+                                            "attempts", (int)d->attempts, "last_error",
+                                            d->last_error));
             else
-                printf("%-32s %-32s %-36s %8u  %s\n", id, eid, type, d->attempts,
-                       d->last_error);
+                printf("%-32s %-32s %-36s %8u  %s\n", id, eid, type, d->attempts, d->last_error);
         }
         snprintf(token, sizeof token, "%s", rep->next_page_token);
         protobuf_c_message_free_unpacked(&rep->base, NULL);
@@ -344,9 +327,9 @@ static int s_replay(samctl_t *ctl, int argc, char **argv)
         else
             return samctl_usage("notify", s_usage, "replay: unexpected argument");
     }
-    Samordna__V1__DeadReplayReply *rep = (Samordna__V1__DeadReplayReply *)samctl_call(
-        ctl, "notify", "notify.dead.replay", &req.base,
-        &samordna__v1__dead_replay_reply__descriptor);
+    Samordna__V1__DeadReplayReply *rep =
+        (Samordna__V1__DeadReplayReply *)samctl_call(ctl, "notify", "notify.dead.replay", &req.base,
+                                                     &samordna__v1__dead_replay_reply__descriptor);
     if (!rep) return 1;
     if (ctl->json)
         printf("{\"replayed\":%u}\n", rep->replayed);
@@ -381,12 +364,11 @@ static int s_inbox(samctl_t *ctl, int argc, char **argv)
         Samordna__V1__InboxItem *it = rep->items[i];
         const char *subject = it->event ? sam_event_attr(it->event, "subject") : NULL;
         if (ctl->json)
-            samctl_print_json(json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s}", "qseq",
-                                   (json_int_t)it->qseq, "service", it->service, "seq",
-                                   (json_int_t)it->seq, "id", it->event ? it->event->id : "",
-                                   "type", it->event ? it->event->type : "", "source",
-                                   it->event ? it->event->source : "", "subject",
-                                   subject ? subject : ""));
+            samctl_print_json(json_pack(
+                "{s:I, s:s, s:I, s:s, s:s, s:s, s:s}", "qseq", (json_int_t)it->qseq, "service",
+                it->service, "seq", (json_int_t)it->seq, "id", it->event ? it->event->id : "",
+                "type", it->event ? it->event->type : "", "source",
+                it->event ? it->event->source : "", "subject", subject ? subject : ""));
         else
             printf("%-8llu %s/%llu %s %s %s%s%s\n", (unsigned long long)it->qseq, it->service,
                    (unsigned long long)it->seq, it->event ? it->event->type : "",
@@ -419,7 +401,7 @@ static int s_cursors(samctl_t *ctl, int argc, char **argv)
         s_time(c->updated_ms, at, sizeof at);
         if (ctl->json)
             samctl_print_json(json_pack("{s:s, s:I, s:s}", "service", c->service, "seq",
-                                   (json_int_t)c->seq, "updated", at));
+                                        (json_int_t)c->seq, "updated", at));
         else
             printf("%-12s %10llu  %s\n", c->service, (unsigned long long)c->seq, at);
     }
@@ -449,10 +431,11 @@ static int s_briefing(samctl_t *ctl, int argc, char **argv)
     if (!b) return 1;
     if (ctl->json) {
         json_t *notes = json_array();
-        for (size_t i = 0; i < b->n_notes; i++) json_array_append_new(notes, json_string(b->notes[i]));
+        for (size_t i = 0; i < b->n_notes; i++)
+            json_array_append_new(notes, json_string(b->notes[i]));
         samctl_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", b->id, "date", b->date,
-                               "period_from", b->period_from, "period_to", b->period_to, "text",
-                               b->text, "notes", notes));
+                                    "period_from", b->period_from, "period_to", b->period_to,
+                                    "text", b->text, "notes", notes));
     } else {
         fputs(b->text, stdout);
     }
@@ -466,9 +449,15 @@ int samctl_cmd_notify(samctl_t *ctl, int argc, char **argv)
         const char *word;
         int (*fn)(samctl_t *, int, char **);
     } subs[] = {
-        {"subscriptions", s_subscriptions}, {"subscribe", s_subscribe}, {"unsubscribe", s_unsubscribe},
-        {"secret", s_secret},               {"log", s_log},             {"dead", s_dead},
-        {"replay", s_replay},               {"inbox", s_inbox},         {"cursors", s_cursors},
+        {"subscriptions", s_subscriptions},
+        {"subscribe", s_subscribe},
+        {"unsubscribe", s_unsubscribe},
+        {"secret", s_secret},
+        {"log", s_log},
+        {"dead", s_dead},
+        {"replay", s_replay},
+        {"inbox", s_inbox},
+        {"cursors", s_cursors},
         {"briefing", s_briefing},
     };
     if (argc < 2) return samctl_usage("notify", s_usage, "name a subcommand");

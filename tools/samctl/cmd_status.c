@@ -201,36 +201,6 @@ static void s_cell(const char *s, int width)
         putchar(' ');
 }
 
-/* ---- publishing ---------------------------------------------------------------------------- */
-
-/* Publishes `payload` as an event of `type`. Returns 0 (seq printed) or 1 (refusal printed). */
-static int s_publish(samctl_t *ctl, const char *type, const char *subject,
-                     const ProtobufCMessage *payload)
-{
-    zuuid_t *uuid = zuuid_new();
-    samctl_event_t ev;
-    if (!uuid || samctl_event_init(&ev, zuuid_str_canonical(uuid), ctl->source, type, subject,
-                                   payload) != 0) {
-        zuuid_destroy(&uuid);
-        return 1;
-    }
-    Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ev.ce;
-    Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
-        ctl, "status", "events.publish", &req.base, &samordna__v1__publish_reply__descriptor);
-    zuuid_destroy(&uuid);
-    samctl_event_clear(&ev);
-    if (!rep) return 1;
-    if (ctl->json)
-        printf("{\"type\":\"%s\",\"seq\":%" PRIu64 ",\"duplicate\":%s}\n", type, rep->seq,
-               rep->duplicate ? "true" : "false");
-    else
-        printf("%s %s: seq %" PRIu64 "%s\n", type, subject, rep->seq,
-               rep->duplicate ? " (duplicate)" : "");
-    FREE(rep);
-    return 0;
-}
-
 #define EV(name) "no.samordna.status." name
 
 /* ---- board --------------------------------------------------------------------------------- */
@@ -325,7 +295,7 @@ int samctl_cmd_kinds(samctl_t *ctl, int argc, char **argv)
         k.id = (char *)a.pos[1];
         k.label = (char *)s_opt(&a, "label");
         k.order = (uint32_t)strtoul(s_opt(&a, "order"), NULL, 10);
-        return s_publish(ctl, EV("milestone_kind.defined"), k.id, &k.base);
+        return samctl_publish(ctl, "status", EV("milestone_kind.defined"), NULL, k.id, &k.base);
     }
     if (a.npos) return samctl_usage("kinds", usage, "unexpected argument");
     Samordna__V1__MilestoneKindsReply *r = (Samordna__V1__MilestoneKindsReply *)samctl_call(
@@ -385,7 +355,7 @@ int samctl_cmd_milestone(samctl_t *ctl, int argc, char **argv)
         m.date = (char *)s_opt(&a, "date");
         m.actor = (char *)s_opt(&a, "actor");
         m.evidence = (char *)s_opt(&a, "evidence");
-        return s_publish(ctl, EV("milestone.reached"), subject, &m.base);
+        return samctl_publish(ctl, "status", EV("milestone.reached"), NULL, subject, &m.base);
     }
     Samordna__V1__MilestoneReverted m = SAMORDNA__V1__MILESTONE_REVERTED__INIT;
     m.pilot = (char *)a.pos[1];
@@ -393,7 +363,7 @@ int samctl_cmd_milestone(samctl_t *ctl, int argc, char **argv)
     m.date = (char *)s_opt(&a, "date");
     m.actor = (char *)s_opt(&a, "actor");
     m.reason = (char *)s_opt(&a, "reason");
-    return s_publish(ctl, EV("milestone.reverted"), subject, &m.base);
+    return samctl_publish(ctl, "status", EV("milestone.reverted"), NULL, subject, &m.base);
 }
 
 /* ---- meetings ------------------------------------------------------------------------------ */
@@ -422,7 +392,7 @@ int samctl_cmd_meeting(samctl_t *ctl, int argc, char **argv)
     m.monthly_until = (char *)s_opt(&a, "monthly-until");
     m.n_participants = a.nmulti;
     m.participants = (char **)a.multi;
-    return s_publish(ctl, EV("meeting.logged"), m.id, &m.base);
+    return samctl_publish(ctl, "status", EV("meeting.logged"), NULL, m.id, &m.base);
 }
 
 /* meetings [--pilot P | --municipality M] [--from D] [--to D] [--kind K] [--page-size N]
@@ -491,7 +461,7 @@ int samctl_cmd_step(samctl_t *ctl, int argc, char **argv)
         m.due = (char *)s_opt(&a, "due");
         m.state = (char *)s_opt(&a, "state");
         m.date = (char *)s_opt(&a, "date");
-        return s_publish(ctl, EV("step.added"), subject, &m.base);
+        return samctl_publish(ctl, "status", EV("step.added"), NULL, subject, &m.base);
     }
     if (strcmp(a.pos[0], "update") != 0) return samctl_usage("step", usage, "add or update");
     Samordna__V1__PlanStepUpdated m = SAMORDNA__V1__PLAN_STEP_UPDATED__INIT;
@@ -503,7 +473,7 @@ int samctl_cmd_step(samctl_t *ctl, int argc, char **argv)
     m.state = (char *)s_opt(&a, "state");
     m.date = (char *)s_opt(&a, "date");
     m.note = (char *)s_opt(&a, "note");
-    return s_publish(ctl, EV("step.updated"), subject, &m.base);
+    return samctl_publish(ctl, "status", EV("step.updated"), NULL, subject, &m.base);
 }
 
 /* steps [PILOT] [--state S] */
@@ -587,7 +557,7 @@ int samctl_cmd_barrier(samctl_t *ctl, int argc, char **argv)
         m.reference = (char *)s_opt(&a, "reference");
         m.concerns_agency = (char *)s_opt(&a, "concerns-agency");
         m.date = (char *)s_opt(&a, "date");
-        return s_publish(ctl, EV("barrier.registered"), m.id, &m.base);
+        return samctl_publish(ctl, "status", EV("barrier.registered"), NULL, m.id, &m.base);
     }
     if (strcmp(sub, "move") == 0 && a.npos == 3) {
         Samordna__V1__BarrierMoved m = SAMORDNA__V1__BARRIER_MOVED__INIT;
@@ -596,7 +566,7 @@ int samctl_cmd_barrier(samctl_t *ctl, int argc, char **argv)
         m.date = (char *)s_opt(&a, "date");
         m.by = (char *)s_opt(&a, "by");
         m.note = (char *)s_opt(&a, "note");
-        return s_publish(ctl, EV("barrier.moved"), m.id, &m.base);
+        return samctl_publish(ctl, "status", EV("barrier.moved"), NULL, m.id, &m.base);
     }
     if (strcmp(sub, "show") == 0 && a.npos == 2) {
         Samordna__V1__StatusGetRequest req = SAMORDNA__V1__STATUS_GET_REQUEST__INIT;

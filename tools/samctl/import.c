@@ -127,14 +127,12 @@ int import_event(import_t *imp, const char *service, const char *type, const cha
         imp->items = items;
         imp->cap_items = cap;
     }
-    samctl_event_t ev;
+    samctl_event_t ev; /* the same event and request samctl_publish() sends, packed now */
     if (samctl_event_init(&ev, id, imp->source, type, key, payload) != 0)
         return import_error(imp, "$", "out of memory");
-    Samordna__V1__PublishRequest pr = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    pr.event = &ev.ce;
-    size_t len = protobuf_c_message_get_packed_size(&pr.base);
+    size_t len = protobuf_c_message_get_packed_size(&ev.request.base);
     uint8_t *body = import_alloc(imp, len);
-    if (body) protobuf_c_message_pack(&pr.base, body);
+    if (body) protobuf_c_message_pack(&ev.request.base, body);
     samctl_event_clear(&ev);
     if (!body) return -1;
     s_item_t *it = &imp->items[imp->n_items++];
@@ -466,7 +464,7 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
                !(imp->items[next].barrier && inflight > 0)) {
             const s_item_t *it = &imp->items[next];
             uint64_t rid =
-                sam_client_send(client, it->service, "events.publish", it->body, it->len);
+                sam_client_send(client, it->service, SAMCTL_PUBLISH_METHOD, it->body, it->len);
             if (!rid) {
                 fprintf(stderr, "samctl import: could not send %s %s\n", it->type, it->key);
                 rc = -1;
@@ -495,7 +493,7 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
             for (size_t i = 0; i < inflight; i++) {
                 const s_item_t *it = &imp->items[flight[i].item];
                 flight[i].rid[resends] =
-                    sam_client_send(client, it->service, "events.publish", it->body, it->len);
+                    sam_client_send(client, it->service, SAMCTL_PUBLISH_METHOD, it->body, it->len);
                 if (!flight[i].rid[resends]) {
                     fprintf(stderr, "samctl import: could not send %s %s\n", it->type, it->key);
                     rc = -1;

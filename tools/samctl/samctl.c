@@ -72,9 +72,18 @@ int samctl_event_init(samctl_event_t *e, const char *id, const char *source, con
                       const char *subject, const ProtobufCMessage *payload)
 {
     memset(e, 0, sizeof *e);
+    if (!id) {
+        zuuid_t *uuid = zuuid_new();
+        if (!uuid) return -1;
+        snprintf(e->uuid, sizeof e->uuid, "%s", zuuid_str_canonical(uuid));
+        zuuid_destroy(&uuid);
+        id = e->uuid;
+    }
     size_t len = protobuf_c_message_get_packed_size(payload);
     if (!(e->data = malloc(len ? len : 1))) return -1;
     protobuf_c_message_pack(payload, e->data);
+    samordna__v1__publish_request__init(&e->request);
+    e->request.event = &e->ce;
     io__cloudevents__v1__cloud_event__init(&e->ce);
     e->ce.id = (char *)id;
     e->ce.source = (char *)source;
@@ -153,6 +162,38 @@ ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *me
     }
     sam_result_clear(&res);
     return out;
+}
+
+int samctl_publish(samctl_t *ctl, const char *service, const char *type, const char *id,
+                   const char *subject, const ProtobufCMessage *payload)
+{
+    samctl_event_t ev;
+    if (samctl_event_init(&ev, id, ctl->source, type, subject, payload) != 0) {
+        fprintf(stderr, "samctl: out of memory\n");
+        return 1;
+    }
+    Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
+        ctl, service, SAMCTL_PUBLISH_METHOD, &ev.request.base,
+        &samordna__v1__publish_reply__descriptor);
+    int rc = rep ? 0 : 1;
+    if (rep && ctl->json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "service", json_string(service));
+        json_object_set_new(o, "type", json_string(type));
+        json_object_set_new(o, "id", json_string(ev.ce.id));
+        json_object_set_new(o, "subject", subject ? json_string(subject) : json_null());
+        json_object_set_new(o, "seq", json_integer((json_int_t)rep->seq));
+        json_object_set_new(o, "duplicate", json_boolean(rep->duplicate));
+        samctl_print_json(o);
+    } else if (rep) {
+        const char *ns = "no.samordna.";
+        const char *shown = strncmp(type, ns, strlen(ns)) == 0 ? type + strlen(ns) : type;
+        printf("%s%s%s: seq %" PRIu64 "%s\n", shown, subject ? " " : "", subject ? subject : "",
+               rep->seq, rep->duplicate ? " (duplicate: already stored)" : "");
+    }
+    if (rep) protobuf_c_message_free_unpacked(&rep->base, NULL);
+    samctl_event_clear(&ev);
+    return rc;
 }
 
 void samctl_print_json(json_t *j)

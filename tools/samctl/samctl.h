@@ -33,6 +33,7 @@
 #include "sam_status.h"
 
 #include "cloudevents/v1/cloudevents.pb-c.h"
+#include "samordna/v1/events.pb-c.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -101,22 +102,40 @@ void samctl_list_end(samctl_list_t *l, const char *next);
 /*  Frees a list that is not printed (a page failed; the refusal was printed). */
 void samctl_list_drop(samctl_list_t *l);
 
-/*  A CloudEvent around a packed payload, with the storage it points into. It points into
+/* ---- publishing: the one path of every event samctl sends -------------------------------- */
+
+/* The method every service takes events on. */
+#define SAMCTL_PUBLISH_METHOD "events.publish"
+
+/*  An event as samctl publishes it: the samordna.v1.PublishRequest `request` around a
+    CloudEvent around a packed payload, with the storage they point into. It points into
     itself, so it stays where samctl_event_init() filled it; samctl_event_clear() frees. */
 typedef struct {
+    Samordna__V1__PublishRequest request; /* .event = &ce */
     Io__Cloudevents__V1__CloudEvent ce;
     Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue value[2];
     Io__Cloudevents__V1__CloudEvent__AttributesEntry entry[2];
     Io__Cloudevents__V1__CloudEvent__AttributesEntry *entries[2];
     uint8_t *data; /* the packed payload, owned */
+    char uuid[40]; /* the id when samctl_event_init() was given none */
 } samctl_event_t;
 
-/*  Fills e->ce: id, source, spec 1.0, type and the packed payload as binary data; with a
-    subject also the attributes datacontenttype (application/protobuf) and subject. The
-    strings are borrowed. Returns 0, or -1 when out of memory. */
+/*  Fills e: the request around e->ce, and e->ce with id (NULL: a fresh random UUID), source,
+    spec 1.0, type and the packed payload as binary data; with a subject also the attributes
+    datacontenttype (application/protobuf) and subject. The strings are borrowed. Returns 0,
+    or -1 when out of memory (e needs no clearing then). */
 int samctl_event_init(samctl_event_t *e, const char *id, const char *source, const char *type,
                       const char *subject, const ProtobufCMessage *payload);
 void samctl_event_clear(samctl_event_t *e);
+
+/*  Publishes payload to `service` as one event of `type`, from --source, with `id` (NULL: a
+    fresh UUID; give one derived from what the event creates to make the command idempotent)
+    and `subject` (may be NULL), and prints the outcome: text "<type after no.samordna.>
+    <subject>: seq N", with " (duplicate: already stored)" when the service had it already;
+    --json {"service", "type", "id", "subject" (or null), "seq", "duplicate"}. Returns 0, or 1
+    after printing the refusal. */
+int samctl_publish(samctl_t *ctl, const char *service, const char *type, const char *id,
+                   const char *subject, const ProtobufCMessage *payload);
 
 /* Prints "samctl <cmd>: <message>" and the command's usage line to stderr; returns 2. */
 int samctl_usage(const char *cmd, const char *usage, const char *message);
