@@ -20,24 +20,6 @@
 
 /* ---- output helpers -------------------------------------------------------------------------- */
 
-/* The file word of an enum value: AGENCY_KIND_COUNTY_GOVERNOR → "county_governor". */
-static const char *s_word(const ProtobufCEnumDescriptor *d, int value, char *out, size_t len)
-{
-    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
-    if (!v || value == 0) {
-        snprintf(out, len, "%s", value == 0 ? "" : "?");
-        return out;
-    }
-    size_t skip = 1;
-    for (const char *p = d->short_name; *p; p++)
-        skip += (p != d->short_name && isupper((unsigned char)*p)) ? 2 : 1;
-    size_t i = 0;
-    for (const char *p = v->name + skip; *p && i + 1 < len; p++)
-        out[i++] = (char)tolower((unsigned char)*p);
-    out[i] = '\0';
-    return out;
-}
-
 /* Prints s in a column `width` characters wide (UTF-8 aware), cut with "…" when longer. */
 static void s_cell(const char *s, size_t width)
 {
@@ -95,11 +77,13 @@ static json_t *s_agency_json(const Samordna__V1__Agency *a)
     s_put_str(o, "name", a->name);
     if (a->n_former_names)
         json_object_set_new(o, "former_names", s_strings_json(a->former_names, a->n_former_names));
-    s_put_str(o, "kind", s_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w));
+    s_put_str(o, "kind",
+              samctl_enum_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w));
     json_t *roles = json_array();
     for (size_t i = 0; i < a->n_roles; i++)
-        json_array_append_new(roles, json_string(s_word(&samordna__v1__agency_role__descriptor,
-                                                        a->roles[i], w, sizeof w)));
+        json_array_append_new(roles,
+                              json_string(samctl_enum_word(&samordna__v1__agency_role__descriptor,
+                                                           a->roles[i], w, sizeof w)));
     json_object_set_new(o, "roles", roles);
     s_put_str(o, "unit", a->unit);
     return o;
@@ -188,8 +172,10 @@ static json_t *s_invitation_json(const Samordna__V1__Invitation *inv)
     s_put_str(o, "programme", inv->programme);
     s_put_str(o, "municipality", inv->municipality);
     s_put_str(o, "sent", inv->sent);
-    s_put_str(o, "answer", s_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w));
-    s_put_str(o, "channel", s_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w));
+    s_put_str(o, "answer",
+              samctl_enum_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w));
+    s_put_str(o, "channel",
+              samctl_enum_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w));
     s_put_str(o, "answered", inv->answered);
     s_put_str(o, "note", inv->note);
     return o;
@@ -322,12 +308,13 @@ static void s_agency_row(const ProtobufCMessage *rec)
     char w[64], roles[512] = "";
     for (size_t i = 0; i < a->n_roles; i++) {
         size_t at = strlen(roles);
-        snprintf(roles + at, sizeof roles - at, "%s%s", i ? ", " : "",
-                 s_word(&samordna__v1__agency_role__descriptor, a->roles[i], w, sizeof w));
+        snprintf(
+            roles + at, sizeof roles - at, "%s%s", i ? ", " : "",
+            samctl_enum_word(&samordna__v1__agency_role__descriptor, a->roles[i], w, sizeof w));
     }
     s_cell(a->id, 15);
     s_cell(a->name, 31);
-    s_cell(s_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w), 20);
+    s_cell(samctl_enum_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w), 20);
     printf("%s\n", roles);
 }
 
@@ -353,12 +340,13 @@ static int s_agency_show(samctl_t *ctl, const samctl_args_t *a)
             printf("former names  %s\n",
                    s_join(ag->former_names, ag->n_former_names, buf, sizeof buf));
         printf("kind          %s\n",
-               s_word(&samordna__v1__agency_kind__descriptor, ag->kind, w, sizeof w));
+               samctl_enum_word(&samordna__v1__agency_kind__descriptor, ag->kind, w, sizeof w));
         if (ag->unit[0]) printf("unit          %s\n", ag->unit);
         printf("roles         ");
         for (size_t i = 0; i < ag->n_roles; i++)
             printf("%s%s", i ? ", " : "",
-                   s_word(&samordna__v1__agency_role__descriptor, ag->roles[i], w, sizeof w));
+                   samctl_enum_word(&samordna__v1__agency_role__descriptor, ag->roles[i], w,
+                                    sizeof w));
         printf("\n");
     }
     protobuf_c_message_free_unpacked(&ag->base, NULL);
@@ -571,9 +559,11 @@ static void s_invitation_row(const ProtobufCMessage *rec)
     char w[32];
     s_cell(inv->programme, 17);
     s_cell(inv->municipality, 15);
-    s_cell(inv->answer ? s_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w) : "-",
+    s_cell(inv->answer
+               ? samctl_enum_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w)
+               : "-",
            7);
-    s_cell(s_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w), 8);
+    s_cell(samctl_enum_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w), 8);
     s_cell(inv->answered, 11);
     printf("%s\n", inv->note);
 }

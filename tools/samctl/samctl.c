@@ -17,6 +17,7 @@
 #include "samordna/v1/envelope.pb-c.h"
 
 #include <czmq.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -202,6 +203,103 @@ void samctl_print_json(json_t *j)
     printf("%s\n", s ? s : "null");
     free(s);
     json_decref(j);
+}
+
+const char *samctl_enum_word(const ProtobufCEnumDescriptor *d, int value, char *out, size_t len)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
+    if (!v || value == 0) {
+        snprintf(out, len, "%s", value == 0 ? "" : "?");
+        return out;
+    }
+    /* The prefix is the enum's name in upper snake case and '_': AgencyKind → AGENCY_KIND_. */
+    size_t skip = 1;
+    for (const char *p = d->short_name; *p; p++)
+        skip += (p != d->short_name && isupper((unsigned char)*p)) ? 2 : 1;
+    size_t i = 0;
+    for (const char *p = strlen(v->name) > skip ? v->name + skip : v->name; *p && i + 1 < len; p++)
+        out[i++] = (char)tolower((unsigned char)*p);
+    out[i] = '\0';
+    return out;
+}
+
+static json_t *s_json_value(const ProtobufCFieldDescriptor *f, const void *p)
+{
+    char w[128];
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+        return json_string(*(char *const *)p ? *(char *const *)p : "");
+    case PROTOBUF_C_TYPE_BYTES:
+        return json_integer((json_int_t)((const ProtobufCBinaryData *)p)->len); /* its size */
+    case PROTOBUF_C_TYPE_BOOL:
+        return json_boolean(*(const protobuf_c_boolean *)p);
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        return json_integer(*(const uint32_t *)p);
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return json_integer(*(const int32_t *)p);
+    case PROTOBUF_C_TYPE_ENUM:
+        return json_string(samctl_enum_word(f->descriptor, *(const int *)p, w, sizeof w));
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        return json_integer((json_int_t) * (const uint64_t *)p);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return json_integer((json_int_t) * (const int64_t *)p);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return *(ProtobufCMessage *const *)p ? samctl_json_message(*(ProtobufCMessage *const *)p)
+                                             : json_null();
+    default:
+        return json_null();
+    }
+}
+
+static size_t s_elem_size(const ProtobufCFieldDescriptor *f)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return 8;
+    default:
+        return 4;
+    }
+}
+
+json_t *samctl_json_message(const ProtobufCMessage *m)
+{
+    json_t *o = json_object();
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *base = (const char *)m;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            const char *arr = *(char *const *)(base + f->offset);
+            json_t *ja = json_array();
+            for (size_t k = 0; k < n; k++)
+                json_array_append_new(ja, s_json_value(f, arr + k * s_elem_size(f)));
+            json_object_set_new(o, f->name, ja);
+        } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF &&
+                   *(const uint32_t *)(base + f->quantifier_offset) != f->id) {
+            continue; /* another member of its oneof is set */
+        } else {
+            json_object_set_new(o, f->name, s_json_value(f, base + f->offset));
+        }
+    }
+    return o;
 }
 
 void samctl_list_begin(samctl_list_t *l, samctl_t *ctl, const char *noun, const char *header)

@@ -73,6 +73,16 @@ ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *me
    releases j; the --json output of every command: a list (samctl_list_end) or one object. */
 void samctl_print_json(json_t *j);
 
+/*  Any protobuf message as a JSON object: every field under its proto name, repeated ones as
+    arrays, messages as objects (null when absent), enum values as their lower-case word
+    without the enum's prefix (samctl_enum_word). The caller owns the result. */
+json_t *samctl_json_message(const ProtobufCMessage *m);
+
+/*  The word of an enum value, as files and JSON write it: AGENCY_KIND_COUNTY_GOVERNOR →
+    "county_governor"; "" for 0 (unset), "?" for a value the descriptor does not know. Into
+    out (len bytes), which is returned. */
+const char *samctl_enum_word(const ProtobufCEnumDescriptor *d, int value, char *out, size_t len);
+
 /*  A list, the same for every list command.
     Text: a header line before the first row, one row a record (the caller prints it), then
     "(N)"; a list with nothing in it prints only "no <noun>" ("no pilots").
