@@ -106,7 +106,10 @@ static int s_first_line_len(const char *about)
 static void s_help(const char *path, const samctl_cmd_t *c)
 {
     FILE *f = stdout;
-    s_usage_lines(f, path, c);
+    if (c->run)
+        s_usage_lines(f, path, c);
+    else /* the subcommands are listed below, each with its line */
+        fprintf(f, "usage: samctl %s SUBCOMMAND [arguments and options]\n", path);
     if (c->about) fprintf(f, "\n%s\n", c->about);
     if (c->opts && c->opts->name) {
         fprintf(f, "\nOptions:\n");
