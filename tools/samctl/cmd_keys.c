@@ -36,11 +36,13 @@ static int s_keys_new(samctl_t *ctl, const samctl_args_t *a)
         fprintf(stderr, "samctl keys new: %s\n", err);
         return 1;
     }
-    if (ctl->json)
-        printf("{\"public_key\":\"%s\",\"agency\":\"%s\",\"role\":\"%s\",\"public\":\"%s/%s.cert\","
-               "\"secret\":\"%s/%s.cert_secret\"}\n",
-               key, agency, role, out, name, out, name);
-    else
+    if (ctl->json) {
+        char pub[1024], sec[1024];
+        snprintf(pub, sizeof pub, "%s/%s.cert", out, name);
+        snprintf(sec, sizeof sec, "%s/%s.cert_secret", out, name);
+        samctl_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s}", "public_key", key, "agency",
+                                    agency, "role", role, "public", pub, "secret", sec));
+    } else
         printf("%s/%s.cert and %s/%s.cert_secret: agency %s, role %s, public key %s\n", out, name,
                out, name, agency, role, key);
     return 0;
@@ -56,8 +58,8 @@ static int s_keys_show(samctl_t *ctl, const samctl_args_t *a)
     }
     const char *agency = zcert_meta(cert, "agency"), *role = zcert_meta(cert, "role");
     if (ctl->json)
-        printf("{\"public_key\":\"%s\",\"agency\":\"%s\",\"role\":\"%s\"}\n",
-               zcert_public_txt(cert), agency ? agency : "", role ? role : "");
+        samctl_print_json(json_pack("{s:s, s:s, s:s}", "public_key", zcert_public_txt(cert),
+                                    "agency", agency ? agency : "", "role", role ? role : ""));
     else
         printf("public key %s, agency %s, role %s\n", zcert_public_txt(cert), agency ? agency : "-",
                role ? role : "-");

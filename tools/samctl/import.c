@@ -587,10 +587,7 @@ static void s_summary(samctl_t *ctl, const char *file, const s_tally_t *t, size_
             json_array_append_new(types, o);
         }
         json_object_set_new(root, "types", types);
-        char *s = json_dumps(root, JSON_COMPACT);
-        printf("%s\n", s ? s : "{}");
-        free(s);
-        json_decref(root);
+        samctl_print_json(root);
         return;
     }
     if (!sent) {

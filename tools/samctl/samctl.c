@@ -199,7 +199,7 @@ int samctl_publish(samctl_t *ctl, const char *service, const char *type, const c
 
 void samctl_print_json(json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     printf("%s\n", s ? s : "null");
     free(s);
     json_decref(j);
@@ -344,21 +344,19 @@ void samctl_list_drop(samctl_list_t *l)
     l->items = NULL;
 }
 
-int samctl_usage(const char *cmd, const char *usage, const char *message)
-{
-    if (message) fprintf(stderr, "samctl %s: %s\n", cmd, message);
-    fprintf(stderr, "usage: samctl %s\n", usage);
-    return 2;
-}
-
 /* ---- ping, help and main -------------------------------------------------------------------- */
 
-/* ping SERVICE [-n COUNT] → one line (one item) per reply with the round trip. */
+/* ping SERVICE [-n COUNT] → a list of the answers, each with its round trip. */
 static int s_ping(samctl_t *ctl, const samctl_args_t *a)
 {
     const char *service = a->pos[0];
     uint32_t count = samctl_opt(a, "count") ? samctl_u32(a, "count") : 1;
     if (count < 1) return samctl_usage_error(a, "-n: at least 1");
+    samctl_list_t list;
+    char header[128];
+    snprintf(header, sizeof header, "%-12s %-28s %-10s %10s %10s", "SERVICE", "INSTANCE", "VERSION",
+             "LAST SEQ", "MS");
+    samctl_list_begin(&list, ctl, "answers", header);
     int failed = 0;
     for (uint32_t i = 0; i < count; i++) {
         int64_t t0 = zclock_usecs();
@@ -369,15 +367,16 @@ static int s_ping(samctl_t *ctl, const samctl_args_t *a)
             continue;
         }
         double ms = (double)(zclock_usecs() - t0) / 1000.0;
-        if (ctl->json)
-            printf(
-                "{\"service\":\"%s\",\"instance\":\"%s\",\"version\":\"%s\",\"last_seq\":%" PRIu64
-                ",\"ms\":%.3f}\n",
-                rep->service, rep->instance, rep->version, rep->last_seq, ms);
-        else
-            printf("%s (%s, version %s): %.3f ms\n", rep->service, rep->instance, rep->version, ms);
+        json_t *j = ctl->json ? json_pack("{s:s, s:s, s:s, s:I, s:f}", "service", rep->service,
+                                          "instance", rep->instance, "version", rep->version,
+                                          "last_seq", (json_int_t)rep->last_seq, "ms", ms)
+                              : NULL;
+        if (samctl_list_row(&list, j))
+            printf("%-12s %-28s %-10s %10" PRIu64 " %10.3f\n", rep->service, rep->instance,
+                   rep->version, rep->last_seq, ms);
         protobuf_c_message_free_unpacked(&rep->base, NULL);
     }
+    samctl_list_end(&list, NULL);
     return failed ? 1 : 0;
 }
 

@@ -147,9 +147,6 @@ void samctl_event_clear(samctl_event_t *e);
 int samctl_publish(samctl_t *ctl, const char *service, const char *type, const char *id,
                    const char *subject, const ProtobufCMessage *payload);
 
-/* Prints "samctl <cmd>: <message>" and the command's usage line to stderr; returns 2. */
-int samctl_usage(const char *cmd, const char *usage, const char *message);
-
 /* ---- commands, their options, the one parser ---------------------------------------------- */
 
 /* What an option's value must be; samctl_run() checks it before the handler runs. */
