@@ -267,9 +267,10 @@ static int s_parse(const samctl_cmd_t *c, const char *path, int argc, char **arg
             else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
                 value = argv[++i];
             else
-                return s_error(path, c, "--%s needs a value %s%s", o->name, o->arg,
-                               i + 1 < argc ? " (write --name=VALUE for one starting with --)"
-                                            : "");
+                return s_error(path, c,
+                               "--%s needs a value %s (one that starts with \"--\" is written "
+                               "--%s=VALUE)",
+                               o->name, o->arg, o->name);
             char err[256];
             if (s_check_value(o, value, err, sizeof err) != 0) return s_error(path, c, "%s", err);
         } else if (eq) {
@@ -300,7 +301,7 @@ static int s_parse(const samctl_cmd_t *c, const char *path, int argc, char **arg
     if ((int)a->npos > c->max_args) {
         char shown[64];
         sam_check_escape(a->pos[c->max_args], 40, shown, sizeof shown);
-        if (c->subs && c->max_args == 0)
+        if (c->subs && c->max_args == 0 && a->pos[c->max_args][0] != '-')
             return s_error(path, c, "'%s' is not one of its subcommands", shown);
         return s_error(path, c, "unexpected argument '%s'", shown);
     }
