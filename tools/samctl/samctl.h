@@ -24,6 +24,23 @@
     samctl checks what it must turn into numbers (counts, years, amounts) and the dates of
     queries; what goes into an event is the storing service's to judge, and its refusal,
     which names the field and the rule, is printed as it is.
+
+    ## Output, the same for every command
+    Text: a list has a header line, one line a record and its count "(N)"; an empty list
+    prints only "no <things>"; a page that is not the last ends "(more: --page-token T)".
+    --json: exactly one document on one line of stdout —
+      a list:        {"items": [record, …], "next": TOKEN or null}  (samctl_list_t)
+                     next is the --page-token that reads on; null when the list is whole
+                     (commands that read every page always give null);
+      one record:    an object (show ID, grants award ID, board, report, overview, …);
+      a write:       {"service", "type", "id", "subject", "seq", "duplicate"} of the event
+                     it published (samctl_publish).
+    Records carry the proto field names. Errors never go to stdout.
+
+    ## Waiting
+    Every call is bounded by --timeout-ms, its one resend included (samctl_request); the
+    import bounds the silence of its pipeline the same way. A broker that does not answer
+    is reported after --timeout-ms, not after a multiple of it.
 */
 #ifndef SAMCTL_H
 #define SAMCTL_H
