@@ -527,10 +527,23 @@ int main(int argc, char **argv)
         ctl.json = sam_config_flag(ctl.config, "json");
         ctl.timeout_ms = (int)sam_config_int(ctl.config, "timeout-ms", 1, 3600000, &ok);
         ctl.source = sam_config_get(ctl.config, "source");
-        sam_log_init("samctl", SAM_LOG_WARN);
+        /* samctl logs warnings only unless --log-level was given (on the line or in the
+           file): the built-in default, info, is for services. sam_config_get returns the
+           table's own default string when the option was not given. */
+        const char *level = sam_config_get(ctl.config, "log-level");
+        const sam_option_t *lo = sam_config_find(ctl.config, "log-level", strlen("log-level"));
+        sam_log_init("samctl", lo && level != lo->def ? (sam_log_level_t)sam_log_level_parse(level)
+                                                      : SAM_LOG_WARN);
     }
     if (rc == 0 && ok) {
-        if (help) words[nwords++] = "--help";
+        if (help) { /* at the end of the command's options: before its "--", if any */
+            int at = 1;
+            while (at < nwords && strcmp(words[at], "--") != 0)
+                at++;
+            memmove(words + at + 1, words + at, (size_t)(nwords - at) * sizeof *words);
+            words[at] = "--help";
+            nwords++;
+        }
         rc = cmd->fn(&ctl, nwords, words);
     } else {
         rc = rc == 1 ? 0 : 2; /* 1: --help or --version was answered */

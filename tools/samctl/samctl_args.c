@@ -52,19 +52,13 @@ static void s_opt_word(const samctl_opt_t *o, char *out, size_t cap)
              o->arg ? o->arg : "", req ? "" : "]", o->flags & SAMCTL_REPEAT ? "..." : "");
 }
 
-/* One synopsis: "<lead>samctl PATH [SUB] ARGS OPTIONS", wrapped. */
-static void s_synopsis(FILE *f, const char *lead, const char *path, const samctl_cmd_t *c,
-                       const char *sub)
+/* One synopsis: "<lead>samctl PATH ARGS OPTIONS", wrapped under its first argument. */
+static void s_synopsis(FILE *f, const char *lead, const char *path, const samctl_cmd_t *c)
 {
-    size_t col = 0;
     fprintf(f, "%ssamctl %s", lead, path);
-    col = strlen(lead) + strlen("samctl ") + strlen(path);
+    size_t col = strlen(lead) + strlen("samctl ") + strlen(path);
     size_t indent = col + 1;
-    if (sub) s_word(f, sub, indent, &col);
-    if (c->args) {
-        /* The argument synopsis stays whole: "(SUB/QSEQ | --all)" reads as one unit. */
-        s_word(f, c->args, indent, &col);
-    }
+    if (c->args) s_word(f, c->args, indent, &col); /* whole: "[SUBSCRIPTION/QSEQ]" is one unit */
     for (const samctl_opt_t *o = c->opts; o && o->name; o++) {
         char w[128];
         s_opt_word(o, w, sizeof w);
@@ -79,7 +73,7 @@ static void s_usage_lines(FILE *f, const char *path, const samctl_cmd_t *c)
 {
     const char *lead = "usage: ";
     if (c->run) {
-        s_synopsis(f, lead, path, c, NULL);
+        s_synopsis(f, lead, path, c);
         lead = "       ";
     }
     for (const samctl_cmd_t *s = c->subs; s && s->name; s++) {
