@@ -123,6 +123,10 @@ def test_global_options_anywhere_on_the_line():
         f.write(f'broker = "{s.ep}"\njson = "true"\n')
     rc, out, err = samctl("kinds", "--config", cfg)
     assert rc == 0 and len(json.loads(out)["items"]) == 7, (out, err)
+    rc, out, err = samctl("pilots", "--log-level", "warn", "--broker", s.ep, "--json")
+    assert rc == 0 and len(json.loads(out)["items"]) == 4, err
+    rc, out, err = samctl("pilots", "--log-level", "loud", "--broker", s.ep)
+    assert rc == 2 and "--log-level must be" in err, err
     # "--" ends the options: --json after it is an argument, and pilots takes none
     rc, out, err = s.run("pilots", "--", "--json")
     assert rc == 2 and "unexpected argument '--json'" in err, err
@@ -149,6 +153,7 @@ def test_help_on_every_command_and_subcommand():
         # `samctl help PATH` says the same; -h is --help; help wins over a mistake
         assert samctl("help", *path) == (0, out, ""), name
         assert samctl(*path, "-h")[1] == out, name
+        assert samctl("--help", *path)[1] == out, name
         assert samctl(*path, "--no-such-option", "--help")[1] == out, name
     # the options of a leaf with their help text, from the table the parser uses
     rc, out, err = samctl("grants", "add-award", "--help")
