@@ -56,6 +56,10 @@ static void s_config_test(const char *dir)
     CHECK(sam_config_get(cfg, "name") == NULL);
     CHECK(sam_config_npos(cfg) == 2 && strcmp(sam_config_pos(cfg, 1), "--pos2") == 0);
     CHECK(strcmp(sam_config_get(cfg, "log-level"), "info") == 0);
+    CHECK(sam_config_find(cfg, "credit=7", 6)->arg != NULL); /* own, takes a value */
+    CHECK(sam_config_find(cfg, "insecure", 8)->arg == NULL); /* own flag */
+    CHECK(strcmp(sam_config_find(cfg, "config", 6)->name, "config") == 0); /* a built-in */
+    CHECK(sam_config_find(cfg, "cred", 4) == NULL);                       /* no prefixes */
     sam_config_destroy(&cfg);
     CHECK(cfg == NULL);
     sam_config_destroy(&cfg); /* NULL is accepted */

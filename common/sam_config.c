@@ -93,6 +93,12 @@ static const sam_option_t *s_opt(const sam_config_t *self, int idx)
     return (size_t)idx < self->nopts ? &self->opts[idx] : &s_builtin[(size_t)idx - self->nopts];
 }
 
+const sam_option_t *sam_config_find(sam_config_t *self, const char *name, size_t len)
+{
+    int opt = s_find(self, name, len);
+    return opt < 0 ? NULL : s_opt(self, opt);
+}
+
 static int s_add(sam_config_t *self, int opt, const char *value, bool from_file)
 {
     if (self->nvalues == self->capvalues) {

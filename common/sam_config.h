@@ -63,6 +63,10 @@ const char *sam_config_nth(sam_config_t *self, const char *name, size_t i);
 size_t sam_config_npos(sam_config_t *self);
 const char *sam_config_pos(sam_config_t *self, size_t i);
 
+/*  The option called `name` (its first `len` bytes), of the program's table or the built-in
+    ones (--config, --log-level, …), or NULL when there is none. Borrowed from the tables. */
+const sam_option_t *sam_config_find(sam_config_t *self, const char *name, size_t len);
+
 /*  Prints the generated help to the given stream. */
 void sam_config_help(sam_config_t *self, void *file);
 

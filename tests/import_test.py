@@ -85,7 +85,9 @@ def start(name):
 def count(ep, command):
     rc, out, err = samctl(ep, "--json", command)
     assert rc == 0, err
-    return len(json.loads(out))
+    doc = json.loads(out)  # every list: {"items": [...], "next": null when whole}
+    assert sorted(doc) == ["items", "next"] and doc["next"] is None, out
+    return len(doc["items"])
 
 
 def test_import_the_pilot_then_rerun_changes_nothing():
@@ -110,7 +112,7 @@ def test_import_the_pilot_then_rerun_changes_nothing():
     assert m["id"] == "moss" and m["resolved_from"] == "moss-rygge", m
     assert m["numbers"][0]["number"] == "3002"
     rc, out, _ = samctl(ep, "--json", "invitations", "--answer", "no")
-    inv = json.loads(out)
+    inv = json.loads(out)["items"]
     assert [i["municipality"] for i in inv] == ["moss-rygge"] and inv[0]["channel"] == "oral"
     rc, out, _ = samctl(ep, "agencies")
     assert rc == 0 and "Fylkesmannen i Oslo og Viken" in out and "(8)" in out, out

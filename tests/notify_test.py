@@ -846,11 +846,11 @@ def test_samctl_notify_commands():
     rc, out, err = samctl(s.ep, "notify", "subscriptions")
     assert rc == 0 and "ops" in out and "inbox" in out and "active" in out, out
     rc, out, err = samctl(s.ep, "--json", "notify", "subscriptions")
-    assert json.loads(out.splitlines()[0])["queued"] == 1, out
+    assert json.loads(out)["items"][0]["queued"] == 1, out
     rc, out, err = samctl(s.ep, "notify", "inbox", "ops", "--ack")
     assert rc == 0 and "c1" in out and "subject=halden" in out and "acknowledged 1" in out, out
     rc, out, err = samctl(s.ep, "--json", "notify", "log", "ops")
-    assert rc == 0 and json.loads(out.splitlines()[0])["outcome"] == "acked", out
+    assert rc == 0 and json.loads(out)["items"][0]["outcome"] == "acked", out
     rc, out, err = samctl(s.ep, "notify", "dead")
     assert rc == 0 and len(out.splitlines()) == 1, out
     rc, out, err = samctl(s.ep, "notify", "replay", "--all")

@@ -722,7 +722,7 @@ def test_samctl_board_and_commands():
         h = next(r for r in b["rows"] if r["pilot"] == "halden")
         assert h["phase"] == "defined_challenge" and h["last_meeting_date"] == ""
         rc, out, err = samctl(env.ep, "barriers", "--open")
-        assert rc == 0 and out.startswith("b-1") and "raised_regionally" in out, out
+        assert rc == 0 and out.splitlines()[1].startswith("b-1") and "raised_regionally" in out, out
         rc, out, err = samctl(env.ep, "--json", "report", "--from", "2018-01-01", "--to",
                               "2019-12-31")
         assert rc == 0 and len(json.loads(out)["changes"]) == 4, out
@@ -978,7 +978,7 @@ def test_import_fixture_with_the_real_registry():
     rc, out, err = samctl(ep, "--json", "board", "--as-of", "2019-06-01")
     assert all(not r["phase"] for r in json.loads(out)["rows"]), out
     rc, out, err = samctl(ep, "--json", "meetings", "--municipality", "moss-rygge")
-    assert [m["id"] for m in json.loads(out)["meetings"]] == ["moss-rygge-2018-11-18-startup"]
+    assert [m["id"] for m in json.loads(out)["items"]] == ["moss-rygge-2018-11-18-startup"]
     # again: every status event is a duplicate
     rc, out, err = samctl(ep, "--json", "import", FIXTURE)
     assert rc == 0 and json.loads(out)["new"] == 0, out + err

@@ -6,38 +6,21 @@
     ("award.granted/ps19-halden"), so running the same command twice stores it once.
 
     Amounts on the command line are NOK: "200000", "200 000", "1234,50" or "1234.50".
+    Lists print as every samctl list does (samctl.h); `instruments` lists a municipality's
+    instruments and its needs together, a need with kind "need". The subcommands and their
+    options are the table at the bottom.
 */
 #include "samctl.h"
 
 #include "cloudevents/v1/cloudevents.pb-c.h"
 #include "samordna/v1/events.pb-c.h"
 #include "samordna/v1/grants.pb-c.h"
+#include "sam_check.h"
 
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const char *s_usage =
-    "grants overview [RECIPIENT] [--year Y] [--by agency|scheme|pilot]\n"
-    "       samctl grants ledger verify | ledger accounts [PREFIX]\n"
-    "       samctl grants schemes [--owner A] [--year Y] | scheme ID\n"
-    "       samctl grants awards [--recipient R] [--year Y] [--scheme S] [--funder A] | award ID\n"
-    "       samctl grants deadlines --before DATE [--from DATE]\n"
-    "       samctl grants instruments MUNICIPALITY [--year Y]\n"
-    "       samctl grants add-scheme ID --name N --owner A --year Y [--frame NOK] [--chapter C]\n"
-    "                                   [--item I] [--note T]\n"
-    "       samctl grants add-award ID --scheme S --recipient R --amount NOK --purpose P\n"
-    "                       [--funder AGENCY=NOK]… [--pilot P] [--report-due DATE] [--decided "
-    "DATE]\n"
-    "       samctl grants disburse AWARD ID --amount NOK [--final] [--date DATE]\n"
-    "       samctl grants repay AWARD ID --amount NOK [--date DATE]\n"
-    "       samctl grants cancel AWARD ID [--amount NOK] [--date DATE]\n"
-    "       samctl grants add-instrument ID --agency A --municipality M --year Y --kind K --title "
-    "T\n"
-    "                       [--description D] [--pilot P] [--value NOK]\n"
-    "       samctl grants add-need ID --municipality M --year Y --title T [--description D]\n"
-    "                       [--pilot P]";
 
 /* ---- money --------------------------------------------------------------------------------- */
 
@@ -85,118 +68,18 @@ static const char *s_nok(int64_t ore, char *out, size_t len)
     return n >= 0 && (size_t)n < len ? out : "(too wide)";
 }
 
-/* ---- arguments ----------------------------------------------------------------------------- */
-
-typedef struct {
-    const char *pos[4];
-    int npos;
-    const char *opt[24][2]; /* name, value (NULL for flags) */
-    int nopt;
-} s_args_t;
-
-/* Options with no value. */
-static bool s_is_flag(const char *name)
+/* The NOK option `name` in øre into *ore (0 when not given); a usage error (2) when it is not
+   an amount, else 0. */
+static int s_amount(const samctl_args_t *a, const char *name, int64_t *ore)
 {
-    return strcmp(name, "final") == 0;
-}
-
-static int s_args(int argc, char **argv, int from, s_args_t *a)
-{
-    memset(a, 0, sizeof *a);
-    for (int i = from; i < argc; i++) {
-        if (strncmp(argv[i], "--", 2) == 0) {
-            if (a->nopt == 24) return -1;
-            const char *name = argv[i] + 2;
-            const char *val = NULL;
-            if (!s_is_flag(name)) {
-                if (i + 1 >= argc) return -1;
-                val = argv[++i];
-            }
-            a->opt[a->nopt][0] = name;
-            a->opt[a->nopt][1] = val;
-            a->nopt++;
-        } else {
-            if (a->npos == 4) return -1;
-            a->pos[a->npos++] = argv[i];
-        }
-    }
-    return 0;
-}
-
-static const char *s_opt(const s_args_t *a, const char *name)
-{
-    const char *v = NULL;
-    for (int i = 0; i < a->nopt; i++)
-        if (strcmp(a->opt[i][0], name) == 0) v = a->opt[i][1] ? a->opt[i][1] : "true";
-    return v;
-}
-
-static const char *s_str(const s_args_t *a, const char *name)
-{
-    const char *v = s_opt(a, name);
-    return v ? v : "";
-}
-
-/* Rejects options not in the NULL-terminated list; prints the first unknown. */
-static bool s_only(const s_args_t *a, const char *const *known)
-{
-    for (int i = 0; i < a->nopt; i++) {
-        bool ok = false;
-        for (const char *const *k = known; *k && !ok; k++)
-            ok = strcmp(*k, a->opt[i][0]) == 0;
-        if (!ok) {
-            fprintf(stderr, "samctl grants: unknown option --%s\n", a->opt[i][0]);
-            return false;
-        }
-    }
-    return true;
-}
-
-static int s_year(const s_args_t *a, uint32_t *year)
-{
-    const char *v = s_opt(a, "year");
-    *year = 0;
-    if (!v) return 0;
-    char *end;
-    long y = strtol(v, &end, 10);
-    if (*end || y < 1 || y > 9999) return -1;
-    *year = (uint32_t)y;
-    return 0;
-}
-
-static int s_amount(const s_args_t *a, const char *name, int64_t *ore)
-{
-    const char *v = s_opt(a, name);
+    const char *v = samctl_opt(a, name);
     *ore = 0;
-    if (!v) return 0;
-    if (s_parse_nok(v, ore) != 0) {
-        fprintf(stderr, "samctl grants: --%s: '%s' is not an amount in NOK\n", name, v);
-        return -1;
-    }
-    return 0;
-}
-
-/* ---- publishing ---------------------------------------------------------------------------- */
-
-static int s_publish(samctl_t *ctl, const char *type, const char *event_id, const char *subject,
-                     const ProtobufCMessage *payload)
-{
-    samctl_event_t ev;
-    if (samctl_event_init(&ev, event_id, ctl->source, type, subject, payload) != 0) return 1;
-    Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ev.ce;
-    Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
-        ctl, "grants", "events.publish", &req.base, &samordna__v1__publish_reply__descriptor);
-    samctl_event_clear(&ev);
-    if (!rep) return 1;
-    if (ctl->json)
-        printf("{\"type\":\"%s\",\"id\":\"%s\",\"seq\":%llu,\"duplicate\":%s}\n", type, event_id,
-               (unsigned long long)rep->seq, rep->duplicate ? "true" : "false");
-    else
-        printf("%s %s: seq %llu%s\n", type + strlen("no.samordna.grants."), subject,
-               (unsigned long long)rep->seq, rep->duplicate ? " (already stored)" : "");
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
-    return 0;
+    if (!v || s_parse_nok(v, ore) == 0) return 0;
+    char shown[64];
+    return samctl_usage_error(a,
+                              "--%s: '%s' is not an amount in NOK (e.g. 200000, \"200 000\", "
+                              "1234,50 or 1234.50)",
+                              name, sam_check_escape(v, 40, shown, sizeof shown));
 }
 
 /* ---- JSON output ------------------------------------------------------------------------- */
@@ -248,14 +131,12 @@ static json_t *s_scheme_json(const Samordna__V1__Scheme *s)
 
 /* ---- reads ------------------------------------------------------------------------------- */
 
-static int s_overview(samctl_t *ctl, const s_args_t *a)
+static int s_overview(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const char *const known[] = {"year", "by", NULL};
     Samordna__V1__OverviewRequest req = SAMORDNA__V1__OVERVIEW_REQUEST__INIT;
-    if (!s_only(a, known) || s_year(a, &req.year) != 0 || a->npos > 2)
-        return samctl_usage("grants", s_usage, "overview [RECIPIENT] [--year Y] [--by …]");
-    req.recipient = (char *)(a->npos == 2 ? a->pos[1] : "");
-    req.group_by = (char *)s_str(a, "by");
+    req.year = samctl_u32(a, "year");
+    req.recipient = (char *)(a->npos ? a->pos[0] : "");
+    req.group_by = (char *)samctl_str(a, "by");
     Samordna__V1__Overview *o = (Samordna__V1__Overview *)samctl_call(
         ctl, "grants", "grants.overview", &req.base, &samordna__v1__overview__descriptor);
     if (!o) return 1;
@@ -292,11 +173,11 @@ static int s_overview(samctl_t *ctl, const s_args_t *a)
                                   json_pack("{s:s,s:i,s:s,s:s}", "id", o->needs[i]->id, "year",
                                             (int)o->needs[i]->year, "title", o->needs[i]->title,
                                             "description", o->needs[i]->description));
-        samctl_print_json(json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient", o->recipient,
-                               "year", (int)o->year, "group_by", o->group_by, "committed_ore",
-                               (json_int_t)o->committed_ore, "paid_ore", (json_int_t)o->paid_ore,
-                               "groups", groups, "lines", lines, "instruments", instr, "needs",
-                               needs));
+        samctl_print_json(json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient",
+                                    o->recipient, "year", (int)o->year, "group_by", o->group_by,
+                                    "committed_ore", (json_int_t)o->committed_ore, "paid_ore",
+                                    (json_int_t)o->paid_ore, "groups", groups, "lines", lines,
+                                    "instruments", instr, "needs", needs));
         protobuf_c_message_free_unpacked(&o->base, NULL);
         return 0;
     }
@@ -348,190 +229,179 @@ static int s_overview(samctl_t *ctl, const s_args_t *a)
     return 0;
 }
 
-static int s_ledger(samctl_t *ctl, const s_args_t *a)
+static int s_ledger_verify(samctl_t *ctl, const samctl_args_t *a)
 {
-    if (a->npos >= 2 && strcmp(a->pos[1], "verify") == 0 && a->npos == 2) {
-        Samordna__V1__LedgerReport *r = (Samordna__V1__LedgerReport *)samctl_call(
-            ctl, "grants", "grants.ledger.verify", NULL, &samordna__v1__ledger_report__descriptor);
-        if (!r) return 1;
-        char d[48], c[48];
-        if (ctl->json) {
-            json_t *pr = json_array();
-            for (size_t i = 0; i < r->n_problems; i++)
-                json_array_append_new(pr, json_string(r->problems[i]));
-            samctl_print_json(json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o}", "balanced", r->balanced,
-                                   "entries", (json_int_t)r->entries, "postings",
-                                   (json_int_t)r->postings, "accounts", (json_int_t)r->accounts,
-                                   "debits_ore", (json_int_t)r->debits_ore, "credits_ore",
-                                   (json_int_t)r->credits_ore, "problems", pr));
-        } else {
-            printf("%s: %llu journal entries, %llu postings, %llu accounts; debits NOK %s, "
-                   "credits NOK %s\n",
-                   r->balanced ? "the books balance" : "THE BOOKS DO NOT BALANCE",
-                   (unsigned long long)r->entries, (unsigned long long)r->postings,
-                   (unsigned long long)r->accounts, s_nok(r->debits_ore, d, sizeof d),
-                   s_nok(r->credits_ore, c, sizeof c));
-            for (size_t i = 0; i < r->n_problems; i++)
-                printf("  %s\n", r->problems[i]);
-        }
-        int rc = r->balanced ? 0 : 1;
-        protobuf_c_message_free_unpacked(&r->base, NULL);
-        return rc;
+    (void)a;
+    Samordna__V1__LedgerReport *r = (Samordna__V1__LedgerReport *)samctl_call(
+        ctl, "grants", "grants.ledger.verify", NULL, &samordna__v1__ledger_report__descriptor);
+    if (!r) return 1;
+    char d[48], c[48];
+    if (ctl->json) {
+        json_t *pr = json_array();
+        for (size_t i = 0; i < r->n_problems; i++)
+            json_array_append_new(pr, json_string(r->problems[i]));
+        samctl_print_json(json_pack("{s:b,s:I,s:I,s:I,s:I,s:I,s:o}", "balanced", r->balanced,
+                                    "entries", (json_int_t)r->entries, "postings",
+                                    (json_int_t)r->postings, "accounts", (json_int_t)r->accounts,
+                                    "debits_ore", (json_int_t)r->debits_ore, "credits_ore",
+                                    (json_int_t)r->credits_ore, "problems", pr));
+    } else {
+        printf("%s: %llu journal entries, %llu postings, %llu accounts; debits NOK %s, "
+               "credits NOK %s\n",
+               r->balanced ? "the books balance" : "THE BOOKS DO NOT BALANCE",
+               (unsigned long long)r->entries, (unsigned long long)r->postings,
+               (unsigned long long)r->accounts, s_nok(r->debits_ore, d, sizeof d),
+               s_nok(r->credits_ore, c, sizeof c));
+        for (size_t i = 0; i < r->n_problems; i++)
+            printf("  %s\n", r->problems[i]);
     }
-    if (a->npos >= 2 && strcmp(a->pos[1], "accounts") == 0 && a->npos <= 3) {
-        Samordna__V1__AccountsRequest req = SAMORDNA__V1__ACCOUNTS_REQUEST__INIT;
-        req.prefix = (char *)(a->npos == 3 ? a->pos[2] : "");
-        req.page_size = 1000;
-        json_t *arr = ctl->json ? json_array() : NULL;
-        for (;;) {
-            Samordna__V1__AccountList *l = (Samordna__V1__AccountList *)samctl_call(
-                ctl, "grants", "grants.ledger.accounts", &req.base,
-                &samordna__v1__account_list__descriptor);
-            if (!l) {
-                json_decref(arr);
-                return 1;
-            }
-            char b[48];
-            for (size_t i = 0; i < l->n_accounts; i++) {
-                if (arr)
-                    json_array_append_new(arr, json_pack("{s:s,s:I}", "account",
-                                                         l->accounts[i]->account, "balance_ore",
-                                                         (json_int_t)l->accounts[i]->balance_ore));
-                else
-                    printf("%-60s %18s\n", l->accounts[i]->account,
-                           s_nok(l->accounts[i]->balance_ore, b, sizeof b));
-            }
-            static char token[256];
-            bool more = l->next_page_token[0] != 0;
-            snprintf(token, sizeof token, "%s", l->next_page_token);
-            protobuf_c_message_free_unpacked(&l->base, NULL);
-            if (!more) break;
-            req.page_token = token;
-        }
-        if (arr) samctl_print_json(arr);
-        return 0;
-    }
-    return samctl_usage("grants", s_usage, "ledger verify | ledger accounts [PREFIX]");
+    int rc = r->balanced ? 0 : 1;
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
 }
 
-static int s_schemes(samctl_t *ctl, const s_args_t *a)
+static int s_ledger_accounts(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const char *const known[] = {"owner", "year", NULL};
-    Samordna__V1__ListSchemesRequest req = SAMORDNA__V1__LIST_SCHEMES_REQUEST__INIT;
-    if (!s_only(a, known) || s_year(a, &req.year) != 0 || a->npos != 1)
-        return samctl_usage("grants", s_usage, "schemes [--owner A] [--year Y]");
-    req.owner = (char *)s_str(a, "owner");
+    Samordna__V1__AccountsRequest req = SAMORDNA__V1__ACCOUNTS_REQUEST__INIT;
+    req.prefix = (char *)(a->npos ? a->pos[0] : "");
     req.page_size = 1000;
-    json_t *arr = ctl->json ? json_array() : NULL;
-    char token[80] = "";
-    if (!arr)
-        printf("%-28s %-14s %4s %15s %15s %15s\n", "SCHEME", "OWNER", "YEAR", "FRAME", "COMMITTED",
-               "PAID");
-    for (;;) {
+    samctl_list_t list;
+    char header[96], token[256] = "";
+    snprintf(header, sizeof header, "%-60s %18s", "ACCOUNT", "BALANCE (NOK)");
+    samctl_list_begin(&list, ctl, "accounts", header);
+    do {
+        req.page_token = token;
+        Samordna__V1__AccountList *l = (Samordna__V1__AccountList *)samctl_call(
+            ctl, "grants", "grants.ledger.accounts", &req.base,
+            &samordna__v1__account_list__descriptor);
+        if (!l) {
+            samctl_list_drop(&list);
+            return 1;
+        }
+        char b[48];
+        for (size_t i = 0; i < l->n_accounts; i++)
+            if (samctl_list_row(&list, ctl->json
+                                           ? json_pack("{s:s,s:I}", "account",
+                                                       l->accounts[i]->account, "balance_ore",
+                                                       (json_int_t)l->accounts[i]->balance_ore)
+                                           : NULL))
+                printf("%-60s %18s\n", l->accounts[i]->account,
+                       s_nok(l->accounts[i]->balance_ore, b, sizeof b));
+        snprintf(token, sizeof token, "%s", l->next_page_token);
+        protobuf_c_message_free_unpacked(&l->base, NULL);
+    } while (token[0]);
+    samctl_list_end(&list, NULL);
+    return 0;
+}
+
+static int s_schemes(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__ListSchemesRequest req = SAMORDNA__V1__LIST_SCHEMES_REQUEST__INIT;
+    req.year = samctl_u32(a, "year");
+    req.owner = (char *)samctl_str(a, "owner");
+    req.page_size = 1000;
+    samctl_list_t list;
+    char header[128], token[256] = "";
+    snprintf(header, sizeof header, "%-28s %-14s %4s %15s %15s %15s", "SCHEME", "OWNER", "YEAR",
+             "FRAME", "COMMITTED", "PAID");
+    samctl_list_begin(&list, ctl, "schemes", header);
+    do {
         req.page_token = token;
         Samordna__V1__SchemeList *l =
             (Samordna__V1__SchemeList *)samctl_call(ctl, "grants", "grants.schemes.list", &req.base,
                                                     &samordna__v1__scheme_list__descriptor);
         if (!l) {
-            json_decref(arr);
+            samctl_list_drop(&list);
             return 1;
         }
         for (size_t i = 0; i < l->n_schemes; i++) {
-            const Samordna__V1__Scheme *s = l->schemes[i];
+            const Samordna__V1__Scheme *sc = l->schemes[i];
             char f[48], c[48], p[48];
-            if (arr)
-                json_array_append_new(arr, s_scheme_json(s));
-            else
-                printf("%-28s %-14s %4u %15s %15s %15s\n", s->id, s->owner, s->year,
-                       s->has_frame ? s_nok(s->frame_ore, f, sizeof f) : "(no frame)",
-                       s_nok(s->committed_ore, c, sizeof c), s_nok(s->paid_ore, p, sizeof p));
+            if (samctl_list_row(&list, ctl->json ? s_scheme_json(sc) : NULL))
+                printf("%-28s %-14s %4u %15s %15s %15s\n", sc->id, sc->owner, sc->year,
+                       sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "(no frame)",
+                       s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
         }
-        bool more = l->next_page_token[0] != 0;
         snprintf(token, sizeof token, "%s", l->next_page_token);
         protobuf_c_message_free_unpacked(&l->base, NULL);
-        if (!more) break;
-    }
-    if (arr) samctl_print_json(arr);
+    } while (token[0]);
+    samctl_list_end(&list, NULL);
     return 0;
 }
 
-static int s_scheme_show(samctl_t *ctl, const s_args_t *a)
+static int s_scheme_show(samctl_t *ctl, const samctl_args_t *a)
 {
-    if (a->npos != 2 || a->nopt) return samctl_usage("grants", s_usage, "scheme ID");
     Samordna__V1__GrantsGetRequest req = SAMORDNA__V1__GRANTS_GET_REQUEST__INIT;
-    req.id = (char *)a->pos[1];
-    Samordna__V1__Scheme *s = (Samordna__V1__Scheme *)samctl_call(
+    req.id = (char *)a->pos[0];
+    Samordna__V1__Scheme *sc = (Samordna__V1__Scheme *)samctl_call(
         ctl, "grants", "grants.schemes.get", &req.base, &samordna__v1__scheme__descriptor);
-    if (!s) return 1;
+    if (!sc) return 1;
     char f[48], c[48], p[48];
     if (ctl->json)
-        samctl_print_json(s_scheme_json(s));
+        samctl_print_json(s_scheme_json(sc));
     else
         printf("%s — %s\n  owner %s, year %u, chapter %s item %s\n  frame %s, committed NOK %s, "
                "paid NOK %s\n",
-               s->id, s->name, s->owner, s->year, s->chapter[0] ? s->chapter : "-",
-               s->item[0] ? s->item : "-",
-               s->has_frame ? s_nok(s->frame_ore, f, sizeof f) : "none (unbounded)",
-               s_nok(s->committed_ore, c, sizeof c), s_nok(s->paid_ore, p, sizeof p));
-    protobuf_c_message_free_unpacked(&s->base, NULL);
+               sc->id, sc->name, sc->owner, sc->year, sc->chapter[0] ? sc->chapter : "-",
+               sc->item[0] ? sc->item : "-",
+               sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "none (unbounded)",
+               s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
+    protobuf_c_message_free_unpacked(&sc->base, NULL);
     return 0;
 }
 
-static int s_awards(samctl_t *ctl, const s_args_t *a)
+static int s_awards(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const char *const known[] = {"recipient", "year", "scheme", "funder", NULL};
     Samordna__V1__ListAwardsRequest req = SAMORDNA__V1__LIST_AWARDS_REQUEST__INIT;
-    if (!s_only(a, known) || s_year(a, &req.year) != 0 || a->npos != 1)
-        return samctl_usage("grants", s_usage, "awards [--recipient R] [--year Y] …");
-    req.recipient = (char *)s_str(a, "recipient");
-    req.scheme = (char *)s_str(a, "scheme");
-    req.funder = (char *)s_str(a, "funder");
+    req.year = samctl_u32(a, "year");
+    req.recipient = (char *)samctl_str(a, "recipient");
+    req.scheme = (char *)samctl_str(a, "scheme");
+    req.funder = (char *)samctl_str(a, "funder");
     req.page_size = 1000;
-    json_t *arr = ctl->json ? json_array() : NULL;
-    char token[80] = "";
-    if (!arr)
-        printf("%-24s %-22s %-16s %15s %-10s %s\n", "AWARD", "SCHEME", "RECIPIENT", "AMOUNT",
-               "STATUS", "FUNDERS");
-    for (;;) {
+    samctl_list_t list;
+    char header[128], token[256] = "";
+    snprintf(header, sizeof header, "%-24s %-22s %-16s %15s %-10s %s", "AWARD", "SCHEME",
+             "RECIPIENT", "AMOUNT", "STATUS", "FUNDERS");
+    samctl_list_begin(&list, ctl, "awards", header);
+    do {
         req.page_token = token;
         Samordna__V1__AwardList *l = (Samordna__V1__AwardList *)samctl_call(
             ctl, "grants", "grants.awards.list", &req.base, &samordna__v1__award_list__descriptor);
         if (!l) {
-            json_decref(arr);
+            samctl_list_drop(&list);
             return 1;
         }
         for (size_t i = 0; i < l->n_awards; i++) {
             const Samordna__V1__Award *aw = l->awards[i];
             char m[48];
-            if (arr) {
-                json_array_append_new(arr, s_award_json(aw));
-                continue;
-            }
+            if (!samctl_list_row(&list, ctl->json ? s_award_json(aw) : NULL)) continue;
             printf("%-24s %-22s %-16s %15s %-10s", aw->id, aw->scheme, aw->recipient,
                    s_nok(aw->amount_ore, m, sizeof m), s_status_name(aw->status));
             for (size_t j = 0; j < aw->n_funders; j++)
                 printf("%s%s", j ? ", " : " ", aw->funders[j]->agency);
             printf("\n");
         }
-        bool more = l->next_page_token[0] != 0;
         snprintf(token, sizeof token, "%s", l->next_page_token);
         protobuf_c_message_free_unpacked(&l->base, NULL);
-        if (!more) break;
-    }
-    if (arr) samctl_print_json(arr);
+    } while (token[0]);
+    samctl_list_end(&list, NULL);
     return 0;
 }
 
-static int s_award_show(samctl_t *ctl, const s_args_t *a)
+static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
 {
-    if (a->npos != 2 || a->nopt) return samctl_usage("grants", s_usage, "award ID");
     Samordna__V1__GrantsGetRequest req = SAMORDNA__V1__GRANTS_GET_REQUEST__INIT;
-    req.id = (char *)a->pos[1];
+    req.id = (char *)a->pos[0];
     Samordna__V1__AwardDetail *d = (Samordna__V1__AwardDetail *)samctl_call(
         ctl, "grants", "grants.awards.get", &req.base, &samordna__v1__award_detail__descriptor);
     if (!d) return 1;
     static const char *const kinds[] = {"?", "disbursement", "repayment", "cancellation"};
     const Samordna__V1__Award *aw = d->award;
+    if (!aw) {
+        fprintf(stderr, "samctl grants award: the answer holds no award\n");
+        protobuf_c_message_free_unpacked(&d->base, NULL);
+        return 1;
+    }
     if (ctl->json) {
         json_t *j = s_award_json(aw), *pays = json_array();
         for (size_t i = 0; i < d->n_payments; i++) {
@@ -543,7 +413,7 @@ static int s_award_show(samctl_t *ctl, const s_args_t *a)
         }
         json_object_set_new(j, "payments", pays);
         samctl_print_json(j);
-    } else if (aw) {
+    } else {
         char m[48], x[48], y[48], z[48];
         printf("%s: NOK %s from %s to %s (%s), %s\n  purpose: %s\n", aw->id,
                s_nok(aw->amount_ore, m, sizeof m), aw->scheme, aw->recipient, aw->recipient_kind,
@@ -565,135 +435,134 @@ static int s_award_show(samctl_t *ctl, const s_args_t *a)
     return 0;
 }
 
-static int s_deadlines(samctl_t *ctl, const s_args_t *a)
+static int s_deadlines(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const char *const known[] = {"before", "from", NULL};
-    if (!s_only(a, known) || !s_opt(a, "before") || a->npos != 1)
-        return samctl_usage("grants", s_usage, "deadlines --before DATE [--from DATE]");
     Samordna__V1__DeadlinesRequest req = SAMORDNA__V1__DEADLINES_REQUEST__INIT;
-    req.before = (char *)s_str(a, "before");
-    req.from = (char *)s_str(a, "from");
+    req.before = (char *)samctl_str(a, "before");
+    req.from = (char *)samctl_str(a, "from");
     req.page_size = 1000;
-    json_t *arr = ctl->json ? json_array() : NULL;
-    char token[128] = "";
-    for (;;) {
+    samctl_list_t list;
+    char header[128], token[256] = "";
+    snprintf(header, sizeof header, "%-10s  %-24s %-16s %s", "DUE", "AWARD", "RECIPIENT",
+             "PURPOSE");
+    samctl_list_begin(&list, ctl, "reports due", header);
+    do {
         req.page_token = token;
         Samordna__V1__DeadlineList *l = (Samordna__V1__DeadlineList *)samctl_call(
             ctl, "grants", "grants.deadlines", &req.base, &samordna__v1__deadline_list__descriptor);
         if (!l) {
-            json_decref(arr);
+            samctl_list_drop(&list);
             return 1;
         }
         for (size_t i = 0; i < l->n_deadlines; i++) {
             const Samordna__V1__Deadline *d = l->deadlines[i];
-            if (arr)
-                json_array_append_new(arr, json_pack("{s:s,s:s,s:s,s:s}", "award", d->award,
-                                                     "report_due", d->report_due, "recipient",
-                                                     d->recipient, "scheme", d->scheme));
-            else
-                printf("%s  %-24s %-16s %s\n", d->report_due, d->award, d->recipient, d->purpose);
+            if (samctl_list_row(&list, ctl->json ? json_pack("{s:s,s:s,s:s,s:s,s:s}", "award",
+                                                             d->award, "report_due", d->report_due,
+                                                             "recipient", d->recipient, "scheme",
+                                                             d->scheme, "purpose", d->purpose)
+                                                 : NULL))
+                printf("%-10s  %-24s %-16s %s\n", d->report_due, d->award, d->recipient,
+                       d->purpose);
         }
-        bool more = l->next_page_token[0] != 0;
         snprintf(token, sizeof token, "%s", l->next_page_token);
         protobuf_c_message_free_unpacked(&l->base, NULL);
-        if (!more) break;
-    }
-    if (arr) samctl_print_json(arr);
+    } while (token[0]);
+    samctl_list_end(&list, NULL);
     return 0;
 }
 
-static int s_instruments(samctl_t *ctl, const s_args_t *a)
+/* A municipality's instruments and, in the same list as kind "need", what it says is missing. */
+static int s_instruments(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const char *const known[] = {"year", NULL};
     Samordna__V1__ListInstrumentsRequest req = SAMORDNA__V1__LIST_INSTRUMENTS_REQUEST__INIT;
-    if (!s_only(a, known) || s_year(a, &req.year) != 0 || a->npos != 2)
-        return samctl_usage("grants", s_usage, "instruments MUNICIPALITY [--year Y]");
-    req.municipality = (char *)a->pos[1];
+    req.year = samctl_u32(a, "year");
+    req.municipality = (char *)a->pos[0];
     Samordna__V1__InstrumentList *l = (Samordna__V1__InstrumentList *)samctl_call(
         ctl, "grants", "grants.instruments.list", &req.base,
         &samordna__v1__instrument_list__descriptor);
     if (!l) return 1;
-    if (ctl->json) {
-        json_t *in = json_array(), *nd = json_array();
-        for (size_t i = 0; i < l->n_instruments; i++)
-            json_array_append_new(
-                in,
-                json_pack("{s:s,s:s,s:i,s:s,s:s}", "id", l->instruments[i]->id, "agency",
-                          l->instruments[i]->agency, "year", (int)l->instruments[i]->year, "kind",
-                          l->instruments[i]->kind <= 5 ? s_instrument_kinds[l->instruments[i]->kind]
-                                                       : "",
-                          "title", l->instruments[i]->title));
-        for (size_t i = 0; i < l->n_needs; i++)
-            json_array_append_new(nd,
-                                  json_pack("{s:s,s:i,s:s}", "id", l->needs[i]->id, "year",
-                                            (int)l->needs[i]->year, "title", l->needs[i]->title));
-        samctl_print_json(json_pack("{s:o,s:o}", "instruments", in, "needs", nd));
-    } else {
-        for (size_t i = 0; i < l->n_instruments; i++) {
-            const Samordna__V1__Instrument *x = l->instruments[i];
-            printf("%-16s %4u %-10s %-20s %s\n", x->agency, x->year,
-                   x->kind <= 5 ? s_instrument_kinds[x->kind] : "?", x->id, x->title);
-        }
-        for (size_t i = 0; i < l->n_needs; i++)
-            printf("%-16s %4u %-10s %-20s %s\n", "(missing)", l->needs[i]->year, "need",
-                   l->needs[i]->id, l->needs[i]->title);
+    samctl_list_t list;
+    char header[128];
+    snprintf(header, sizeof header, "%-16s %4s %-10s %-20s %s", "AGENCY", "YEAR", "KIND", "ID",
+             "TITLE");
+    samctl_list_begin(&list, ctl, "instruments or needs", header);
+    for (size_t i = 0; i < l->n_instruments; i++) {
+        const Samordna__V1__Instrument *x = l->instruments[i];
+        const char *kind = x->kind <= 5 ? s_instrument_kinds[x->kind] : "?";
+        if (samctl_list_row(&list, ctl->json
+                                       ? json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I}", "id", x->id,
+                                                   "agency", x->agency, "year", (int)x->year,
+                                                   "kind", kind, "title", x->title, "pilot",
+                                                   x->pilot, "value_ore", (json_int_t)x->value_ore)
+                                       : NULL))
+            printf("%-16s %4u %-10s %-20s %s\n", x->agency, x->year, kind, x->id, x->title);
     }
+    for (size_t i = 0; i < l->n_needs; i++) {
+        const Samordna__V1__Need *n = l->needs[i];
+        if (samctl_list_row(&list, ctl->json
+                                       ? json_pack("{s:s,s:n,s:i,s:s,s:s,s:s}", "id", n->id,
+                                                   "agency", "year", (int)n->year, "kind", "need",
+                                                   "title", n->title, "description", n->description)
+                                       : NULL))
+            printf("%-16s %4u %-10s %-20s %s\n", "(missing)", n->year, "need", n->id, n->title);
+    }
+    samctl_list_end(&list, NULL);
     protobuf_c_message_free_unpacked(&l->base, NULL);
     return 0;
 }
 
 /* ---- writes ------------------------------------------------------------------------------ */
 
-static int s_add_scheme(samctl_t *ctl, const s_args_t *a)
+static int s_add_scheme(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const char *const known[] = {"name",    "owner", "year", "frame",
-                                        "chapter", "item",  "note", NULL};
-    Samordna__V1__Scheme s = SAMORDNA__V1__SCHEME__INIT;
-    if (!s_only(a, known) || a->npos != 2 || s_year(a, &s.year) != 0 ||
-        s_amount(a, "frame", &s.frame_ore) != 0)
-        return samctl_usage("grants", s_usage, "add-scheme ID --name N --owner A --year Y …");
-    s.id = (char *)a->pos[1];
-    s.name = (char *)s_str(a, "name");
-    s.owner = (char *)(s_opt(a, "owner") ? s_str(a, "owner") : ctl->source);
-    s.has_frame = s_opt(a, "frame") != NULL;
-    s.chapter = (char *)s_str(a, "chapter");
-    s.item = (char *)s_str(a, "item");
-    s.note = (char *)s_str(a, "note");
-    s.currency = "NOK";
+    Samordna__V1__Scheme sc = SAMORDNA__V1__SCHEME__INIT;
+    int rc = s_amount(a, "frame", &sc.frame_ore);
+    if (rc) return rc;
+    sc.id = (char *)a->pos[0];
+    sc.year = samctl_u32(a, "year");
+    sc.name = (char *)samctl_str(a, "name");
+    sc.owner = (char *)(samctl_opt(a, "owner") ? samctl_opt(a, "owner") : ctl->source);
+    sc.has_frame = samctl_opt(a, "frame") != NULL;
+    sc.chapter = (char *)samctl_str(a, "chapter");
+    sc.item = (char *)samctl_str(a, "item");
+    sc.note = (char *)samctl_str(a, "note");
+    sc.currency = "NOK";
     char eid[128];
-    snprintf(eid, sizeof eid, "scheme.created/%s", s.id);
-    return s_publish(ctl, "no.samordna.grants.scheme.created", eid, s.id, &s.base);
+    snprintf(eid, sizeof eid, "scheme.created/%s", sc.id);
+    return samctl_publish(ctl, "grants", "no.samordna.grants.scheme.created", eid, sc.id, &sc.base);
 }
 
-static int s_award_add(samctl_t *ctl, const s_args_t *a)
+#define S_MAX_FUNDERS 24
+
+static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const char *const known[] = {"scheme", "recipient",  "amount",  "purpose", "funder",
-                                        "pilot",  "report-due", "decided", NULL};
     Samordna__V1__Award aw = SAMORDNA__V1__AWARD__INIT;
-    if (!s_only(a, known) || a->npos != 2 || s_amount(a, "amount", &aw.amount_ore) != 0)
-        return samctl_usage("grants", s_usage, "add-award ID --scheme S --recipient R …");
-    aw.id = (char *)a->pos[1];
-    aw.scheme = (char *)s_str(a, "scheme");
-    aw.recipient = (char *)s_str(a, "recipient");
-    aw.purpose = (char *)s_str(a, "purpose");
-    aw.pilot = (char *)s_str(a, "pilot");
-    aw.report_due = (char *)s_str(a, "report-due");
-    aw.decided = (char *)s_str(a, "decided");
+    int rc = s_amount(a, "amount", &aw.amount_ore);
+    if (rc) return rc;
+    aw.id = (char *)a->pos[0];
+    aw.scheme = (char *)samctl_str(a, "scheme");
+    aw.recipient = (char *)samctl_str(a, "recipient");
+    aw.purpose = (char *)samctl_str(a, "purpose");
+    aw.pilot = (char *)samctl_str(a, "pilot");
+    aw.report_due = (char *)samctl_str(a, "report-due");
+    aw.decided = (char *)samctl_str(a, "decided");
     aw.currency = "NOK";
-    Samordna__V1__FunderShare shares[24], *sp[24];
-    char agencies[24][80];
-    size_t n = 0;
-    for (int i = 0; i < a->nopt; i++) {
-        if (strcmp(a->opt[i][0], "funder") != 0) continue;
-        const char *eq = strchr(a->opt[i][1], '=');
-        samordna__v1__funder_share__init(&shares[n]);
-        if (!eq || (size_t)(eq - a->opt[i][1]) >= sizeof agencies[n] ||
-            s_parse_nok(eq + 1, &shares[n].amount_ore) != 0)
-            return samctl_usage("grants", s_usage, "--funder AGENCY=NOK");
-        snprintf(agencies[n], sizeof agencies[n], "%.*s", (int)(eq - a->opt[i][1]), a->opt[i][1]);
-        shares[n].agency = agencies[n];
-        sp[n] = &shares[n];
-        n++;
+    const char *given[S_MAX_FUNDERS];
+    size_t n = samctl_opt_all(a, "funder", given, S_MAX_FUNDERS);
+    if (n > S_MAX_FUNDERS) return samctl_usage_error(a, "at most %d --funder", S_MAX_FUNDERS);
+    Samordna__V1__FunderShare shares[S_MAX_FUNDERS], *sp[S_MAX_FUNDERS];
+    char agencies[S_MAX_FUNDERS][80];
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(given[i], '=');
+        samordna__v1__funder_share__init(&shares[i]);
+        char shown[64];
+        if (!eq || eq == given[i] || (size_t)(eq - given[i]) >= sizeof agencies[i] ||
+            s_parse_nok(eq + 1, &shares[i].amount_ore) != 0)
+            return samctl_usage_error(a, "--funder '%s': write AGENCY=NOK, e.g. imdi-ost=500000",
+                                      sam_check_escape(given[i], 40, shown, sizeof shown));
+        snprintf(agencies[i], sizeof agencies[i], "%.*s", (int)(eq - given[i]), given[i]);
+        shares[i].agency = agencies[i];
+        sp[i] = &shares[i];
     }
     if (n == 0) {
         /* One funder, the publishing agency, for the whole amount. */
@@ -707,93 +576,287 @@ static int s_award_add(samctl_t *ctl, const s_args_t *a)
     aw.n_funders = n;
     char eid[128];
     snprintf(eid, sizeof eid, "award.granted/%s", aw.id);
-    return s_publish(ctl, "no.samordna.grants.award.granted", eid, aw.id, &aw.base);
+    return samctl_publish(ctl, "grants", "no.samordna.grants.award.granted", eid, aw.id, &aw.base);
 }
 
-static int s_payment(samctl_t *ctl, const s_args_t *a, const char *type, const char *what)
+/* disburse, repay and cancel: one payment of a kind, the event type and id word by command. */
+static int s_payment(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const char *const known[] = {"amount", "final", "date", "note", NULL};
+    static const struct {
+        const char *command, *type, *what;
+    } kinds[] = {
+        {"disburse", "no.samordna.grants.disbursement.made", "disbursement.made"},
+        {"repay", "no.samordna.grants.repayment.received", "repayment.received"},
+        {"cancel", "no.samordna.grants.award.cancelled", "award.cancelled"},
+    };
+    size_t k = 0;
+    while (k + 1 < sizeof kinds / sizeof kinds[0] && strcmp(kinds[k].command, a->cmd->name) != 0)
+        k++;
     Samordna__V1__Payment p = SAMORDNA__V1__PAYMENT__INIT;
-    if (!s_only(a, known) || a->npos != 3 || s_amount(a, "amount", &p.amount_ore) != 0)
-        return samctl_usage("grants", s_usage, "disburse|repay|cancel AWARD ID [--amount NOK]");
-    p.award = (char *)a->pos[1];
-    p.id = (char *)a->pos[2];
-    p.final = s_opt(a, "final") != NULL;
-    p.date = (char *)s_str(a, "date");
-    p.note = (char *)s_str(a, "note");
+    int rc = s_amount(a, "amount", &p.amount_ore);
+    if (rc) return rc;
+    p.award = (char *)a->pos[0];
+    p.id = (char *)a->pos[1];
+    p.final = samctl_flag(a, "final");
+    p.date = (char *)samctl_str(a, "date");
+    p.note = (char *)samctl_str(a, "note");
     p.currency = "NOK";
     char eid[200], subject[160];
-    snprintf(eid, sizeof eid, "%s/%s/%s", what, p.award, p.id);
+    snprintf(eid, sizeof eid, "%s/%s/%s", kinds[k].what, p.award, p.id);
     snprintf(subject, sizeof subject, "%s/%s", p.award, p.id);
-    return s_publish(ctl, type, eid, subject, &p.base);
+    return samctl_publish(ctl, "grants", kinds[k].type, eid, subject, &p.base);
 }
 
-static int s_add_instrument(samctl_t *ctl, const s_args_t *a)
+static int s_add_instrument(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const char *const known[] = {"agency",      "municipality", "year",  "kind", "title",
-                                        "description", "pilot",        "value", NULL};
     Samordna__V1__Instrument in = SAMORDNA__V1__INSTRUMENT__INIT;
-    if (!s_only(a, known) || a->npos != 2 || s_year(a, &in.year) != 0 ||
-        s_amount(a, "value", &in.value_ore) != 0)
-        return samctl_usage("grants", s_usage, "add-instrument ID --agency A --municipality M …");
-    in.id = (char *)a->pos[1];
-    in.agency = (char *)(s_opt(a, "agency") ? s_str(a, "agency") : ctl->source);
-    in.municipality = (char *)s_str(a, "municipality");
-    in.title = (char *)s_str(a, "title");
-    in.description = (char *)s_str(a, "description");
-    in.pilot = (char *)s_str(a, "pilot");
-    const char *kind = s_str(a, "kind");
+    int rc = s_amount(a, "value", &in.value_ore);
+    if (rc) return rc;
+    const char *kind = samctl_str(a, "kind");
     for (int k = 1; k <= 5; k++)
         if (strcmp(kind, s_instrument_kinds[k]) == 0) in.kind = k;
-    if (!in.kind)
-        return samctl_usage("grants", s_usage,
-                            "--kind: project, programme, advice, position or other");
+    if (!in.kind) {
+        char shown[64];
+        return samctl_usage_error(a, "--kind '%s': project, programme, advice, position or other",
+                                  sam_check_escape(kind, 40, shown, sizeof shown));
+    }
+    in.id = (char *)a->pos[0];
+    in.year = samctl_u32(a, "year");
+    in.agency = (char *)(samctl_opt(a, "agency") ? samctl_opt(a, "agency") : ctl->source);
+    in.municipality = (char *)samctl_str(a, "municipality");
+    in.title = (char *)samctl_str(a, "title");
+    in.description = (char *)samctl_str(a, "description");
+    in.pilot = (char *)samctl_str(a, "pilot");
     char eid[128];
     snprintf(eid, sizeof eid, "instrument.registered/%s", in.id);
-    return s_publish(ctl, "no.samordna.grants.instrument.registered", eid, in.id, &in.base);
+    return samctl_publish(ctl, "grants", "no.samordna.grants.instrument.registered", eid, in.id,
+                          &in.base);
 }
 
-static int s_add_need(samctl_t *ctl, const s_args_t *a)
+static int s_add_need(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const char *const known[] = {"municipality", "year",  "title",
-                                        "description",  "pilot", NULL};
     Samordna__V1__Need nd = SAMORDNA__V1__NEED__INIT;
-    if (!s_only(a, known) || a->npos != 2 || s_year(a, &nd.year) != 0)
-        return samctl_usage("grants", s_usage, "add-need ID --municipality M --year Y --title T");
-    nd.id = (char *)a->pos[1];
-    nd.municipality = (char *)(s_opt(a, "municipality") ? s_str(a, "municipality") : ctl->source);
-    nd.title = (char *)s_str(a, "title");
-    nd.description = (char *)s_str(a, "description");
-    nd.pilot = (char *)s_str(a, "pilot");
+    nd.id = (char *)a->pos[0];
+    nd.year = samctl_u32(a, "year");
+    nd.municipality =
+        (char *)(samctl_opt(a, "municipality") ? samctl_opt(a, "municipality") : ctl->source);
+    nd.title = (char *)samctl_str(a, "title");
+    nd.description = (char *)samctl_str(a, "description");
+    nd.pilot = (char *)samctl_str(a, "pilot");
     char eid[200];
     snprintf(eid, sizeof eid, "need.recorded/%s/%u/%s", nd.municipality, nd.year, nd.id);
-    return s_publish(ctl, "no.samordna.grants.need.recorded", eid, nd.id, &nd.base);
+    return samctl_publish(ctl, "grants", "no.samordna.grants.need.recorded", eid, nd.id, &nd.base);
 }
 
-/* grants SUBCOMMAND …: see s_usage. */
+/* ---- the table ----------------------------------------------------------------------------- */
+
+#define S_YEAR(what)                                                                               \
+    {                                                                                              \
+        "year", 0, "YEAR", SAMCTL_YEAR, 0, what                                                    \
+    }
+#define S_DATE(name, what)                                                                         \
+    {                                                                                              \
+        name, 0, "YYYY-MM-DD", SAMCTL_TEXT, 0, what                                                \
+    }
+
+static const samctl_opt_t s_overview_opts[] = {
+    S_YEAR("only awards and instruments of that year (required without RECIPIENT)"),
+    {"by", 0, "agency|scheme|pilot", SAMCTL_TEXT, 0,
+     "how a recipient's lines are grouped (default agency)"},
+    {NULL},
+};
+static const samctl_opt_t s_schemes_opts[] = {
+    {"owner", 0, "AGENCY", SAMCTL_TEXT, 0, "only this agency's schemes"},
+    S_YEAR("only schemes of that year"),
+    {NULL},
+};
+static const samctl_opt_t s_awards_opts[] = {
+    {"recipient", 0, "RECIPIENT", SAMCTL_TEXT, 0, "only awards to this municipality or agency"},
+    S_YEAR("only awards of that year"),
+    {"scheme", 0, "SCHEME", SAMCTL_TEXT, 0, "only awards of this scheme"},
+    {"funder", 0, "AGENCY", SAMCTL_TEXT, 0, "only awards this agency pays a share of"},
+    {NULL},
+};
+static const samctl_opt_t s_deadlines_opts[] = {
+    {"before", 0, "YYYY-MM-DD", SAMCTL_DATE, SAMCTL_REQUIRED, "reports due before that day"},
+    {"from", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "and on that day or later"},
+    {NULL},
+};
+static const samctl_opt_t s_instruments_opts[] = {
+    S_YEAR("only that year's"),
+    {NULL},
+};
+static const samctl_opt_t s_add_scheme_opts[] = {
+    {"name", 0, "NAME", SAMCTL_TEXT, 0, "the scheme's name"},
+    {"owner", 0, "AGENCY", SAMCTL_TEXT, 0, "the agency that runs it (default --source)"},
+    S_YEAR("the budget year"),
+    {"frame", 0, "NOK", SAMCTL_TEXT, 0, "the most it may commit; without: unbounded"},
+    {"chapter", 0, "CHAPTER", SAMCTL_TEXT, 0, "the state budget chapter"},
+    {"item", 0, "ITEM", SAMCTL_TEXT, 0, "the state budget item (post)"},
+    {"note", 0, "TEXT", SAMCTL_TEXT, 0, "anything more"},
+    {NULL},
+};
+static const samctl_opt_t s_add_award_opts[] = {
+    {"scheme", 0, "SCHEME", SAMCTL_TEXT, 0, "the scheme that pays it"},
+    {"recipient", 0, "RECIPIENT", SAMCTL_TEXT, 0, "the municipality or agency that gets it"},
+    {"amount", 0, "NOK", SAMCTL_TEXT, 0, "how much: 200000, \"200 000\", 1234,50"},
+    {"purpose", 0, "TEXT", SAMCTL_TEXT, 0, "what it is for"},
+    {"funder", 0, "AGENCY=NOK", SAMCTL_TEXT, SAMCTL_REPEAT,
+     "an agency's share of a joint award (default: --source pays all)"},
+    {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "the pilot it belongs to"},
+    S_DATE("report-due", "when the recipient's report is due"),
+    S_DATE("decided", "the day of the decision"),
+    {NULL},
+};
+static const samctl_opt_t s_payment_opts[] = {
+    {"amount", 0, "NOK", SAMCTL_TEXT, 0, "how much (cancel: without, the whole rest)"},
+    {"final", 0, NULL, SAMCTL_TEXT, 0, "the last payment: the award is completed"},
+    S_DATE("date", "the day of the payment"),
+    {"note", 0, "TEXT", SAMCTL_TEXT, 0, "anything more"},
+    {NULL},
+};
+static const samctl_opt_t s_add_instrument_opts[] = {
+    {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "the agency that offers it (default --source)"},
+    {"municipality", 0, "MUNICIPALITY", SAMCTL_TEXT, 0, "the municipality it is for"},
+    S_YEAR("the year"),
+    {"kind", 0, "KIND", SAMCTL_TEXT, SAMCTL_REQUIRED,
+     "project, programme, advice, position or other"},
+    {"title", 0, "TEXT", SAMCTL_TEXT, 0, "what it is"},
+    {"description", 0, "TEXT", SAMCTL_TEXT, 0, "more about it"},
+    {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "the pilot it belongs to"},
+    {"value", 0, "NOK", SAMCTL_TEXT, 0, "what it is worth, when money"},
+    {NULL},
+};
+static const samctl_opt_t s_add_need_opts[] = {
+    {"municipality", 0, "MUNICIPALITY", SAMCTL_TEXT, 0,
+     "the municipality that misses it (default --source)"},
+    S_YEAR("the year"),
+    {"title", 0, "TEXT", SAMCTL_TEXT, 0, "what is missing"},
+    {"description", 0, "TEXT", SAMCTL_TEXT, 0, "more about it"},
+    {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "the pilot it belongs to"},
+    {NULL},
+};
+
+static const samctl_cmd_t s_ledger_subs[] = {
+    {.name = "verify",
+     .about = "Recomputes the books from the journal: whether they balance.\n"
+              "Also up to 100 problems; exits 1 when the books do not balance.",
+     .run = s_ledger_verify},
+    {.name = "accounts",
+     .args = "[PREFIX]",
+     .max_args = 1,
+     .about = "The balances of the ledger's accounts (budget/, committed/ps19-halden/, …).",
+     .run = s_ledger_accounts},
+    {NULL},
+};
+
+static const samctl_cmd_t s_grants_subs[] = {
+    {.name = "overview",
+     .args = "[RECIPIENT]",
+     .max_args = 1,
+     .about = "What a recipient received, or every recipient's totals for a year.\n"
+              "RECIPIENT's awards and instruments grouped by agency, scheme or pilot; without\n"
+              "RECIPIENT, every recipient's totals for --year. --json: one object, amounts in øre.",
+     .opts = s_overview_opts,
+     .run = s_overview},
+    {.name = "ledger",
+     .about = "The double-entry ledger behind the awards: verify it, or list account balances.",
+     .subs = s_ledger_subs},
+    {.name = "schemes",
+     .about = "Grant schemes: frame, committed and paid.",
+     .opts = s_schemes_opts,
+     .run = s_schemes},
+    {.name = "scheme",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "One scheme.",
+     .run = s_scheme_show},
+    {.name = "awards",
+     .about = "Awards: scheme, recipient, amount, status and funders.",
+     .opts = s_awards_opts,
+     .run = s_awards},
+    {.name = "award",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "One award: the funders' shares and every payment.",
+     .run = s_award_show},
+    {.name = "deadlines",
+     .about = "Reports due in a period, of awards not cancelled (what reminders go out for).",
+     .opts = s_deadlines_opts,
+     .run = s_deadlines},
+    {.name = "instruments",
+     .args = "MUNICIPALITY",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "What agencies offer a municipality besides money, and what it misses.\n"
+              "The instruments agencies offer MUNICIPALITY, and in the same list, with kind\n"
+              "\"need\", what the municipality says is missing.",
+     .opts = s_instruments_opts,
+     .run = s_instruments},
+    {.name = "add-scheme",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Creates a grant scheme.",
+     .opts = s_add_scheme_opts,
+     .run = s_add_scheme},
+    {.name = "add-award",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Grants an award from a scheme; a joint award names each funder's share.",
+     .opts = s_add_award_opts,
+     .run = s_award_add},
+    {.name = "disburse",
+     .args = "AWARD ID",
+     .min_args = 2,
+     .max_args = 2,
+     .about = "Pays out (part of) an award; ID names the payment.",
+     .opts = s_payment_opts,
+     .run = s_payment},
+    {.name = "repay",
+     .args = "AWARD ID",
+     .min_args = 2,
+     .max_args = 2,
+     .about = "Records money paid back on an award.",
+     .opts = s_payment_opts,
+     .run = s_payment},
+    {.name = "cancel",
+     .args = "AWARD ID",
+     .min_args = 2,
+     .max_args = 2,
+     .about = "Cancels (the rest of, or --amount of) an award.",
+     .opts = s_payment_opts,
+     .run = s_payment},
+    {.name = "add-instrument",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Registers an instrument an agency offers a municipality besides money.",
+     .opts = s_add_instrument_opts,
+     .run = s_add_instrument},
+    {.name = "add-need",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Records what a municipality says is missing.",
+     .opts = s_add_need_opts,
+     .run = s_add_need},
+    {NULL},
+};
+
+static const samctl_cmd_t s_grants_cmd = {
+    .name = "grants",
+    .about = "Grant accounting: schemes and their frames, awards (also joint ones), payments, the\n"
+             "ledger, and what agencies offer besides money. Amounts are NOK on the command line\n"
+             "(\"200 000\", 1234,50) and øre in JSON. Writes publish one event each, with an id\n"
+             "derived from what they create, so the same command twice stores it once.",
+    .subs = s_grants_subs,
+};
+
 int samctl_cmd_grants(samctl_t *ctl, int argc, char **argv)
 {
-    s_args_t a;
-    if (argc < 2 || s_args(argc, argv, 1, &a) != 0 || a.npos == 0)
-        return samctl_usage("grants", s_usage, argc < 2 ? "name a subcommand" : "bad arguments");
-    const char *sub = a.pos[0];
-    if (strcmp(sub, "overview") == 0) return s_overview(ctl, &a);
-    if (strcmp(sub, "ledger") == 0) return s_ledger(ctl, &a);
-    if (strcmp(sub, "schemes") == 0) return s_schemes(ctl, &a);
-    if (strcmp(sub, "scheme") == 0) return s_scheme_show(ctl, &a);
-    if (strcmp(sub, "awards") == 0) return s_awards(ctl, &a);
-    if (strcmp(sub, "award") == 0) return s_award_show(ctl, &a);
-    if (strcmp(sub, "deadlines") == 0) return s_deadlines(ctl, &a);
-    if (strcmp(sub, "instruments") == 0) return s_instruments(ctl, &a);
-    if (strcmp(sub, "add-scheme") == 0) return s_add_scheme(ctl, &a);
-    if (strcmp(sub, "add-award") == 0) return s_award_add(ctl, &a);
-    if (strcmp(sub, "disburse") == 0)
-        return s_payment(ctl, &a, "no.samordna.grants.disbursement.made", "disbursement.made");
-    if (strcmp(sub, "repay") == 0)
-        return s_payment(ctl, &a, "no.samordna.grants.repayment.received", "repayment.received");
-    if (strcmp(sub, "cancel") == 0)
-        return s_payment(ctl, &a, "no.samordna.grants.award.cancelled", "award.cancelled");
-    if (strcmp(sub, "add-instrument") == 0) return s_add_instrument(ctl, &a);
-    if (strcmp(sub, "add-need") == 0) return s_add_need(ctl, &a);
-    return samctl_usage("grants", s_usage, "unknown subcommand");
+    return samctl_run(ctl, &s_grants_cmd, argc, argv);
 }

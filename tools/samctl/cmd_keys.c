@@ -20,51 +20,45 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *s_usage = "keys new --agency A --role admin|publisher|reader|service|broker "
-                             "[--service NAME]... [--out DIR] [--name NAME] | keys show FILE";
-
-static int s_keys_new(samctl_t *ctl, int argc, char **argv)
+static int s_keys_new(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *agency = NULL, *role = NULL, *out = ".", *name = NULL;
-    char services[1024] = "";
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--service") == 0 && i + 1 < argc) {
-            size_t n = strlen(services);
-            snprintf(services + n, sizeof services - n, "%s%s", n ? "," : "", argv[++i]);
-            continue;
-        }
-        const char **slot = strcmp(argv[i], "--agency") == 0 ? &agency
-                            : strcmp(argv[i], "--role") == 0 ? &role
-                            : strcmp(argv[i], "--out") == 0  ? &out
-                            : strcmp(argv[i], "--name") == 0 ? &name
-                                                             : NULL;
-        if (!slot || i + 1 >= argc) return samctl_usage("keys", s_usage, "unexpected argument");
-        *slot = argv[++i];
-    }
+    const char *agency = samctl_opt(a, "agency"), *role = samctl_opt(a, "role");
+    const char *out = samctl_opt(a, "out") ? samctl_opt(a, "out") : ".";
+    const char *name = samctl_opt(a, "name");
     if (role && strcmp(role, "broker") == 0 && !agency) agency = "broker";
-    if (!agency || !role) return samctl_usage("keys", s_usage, "--agency and --role are required");
+    if (!agency || !role) return samctl_usage_error(a, "--agency and --role are required");
     char fallback[160];
     if (!name) {
         snprintf(fallback, sizeof fallback, "%s-%s", agency, role);
         name = strcmp(role, "broker") == 0 ? "broker" : fallback;
+    }
+    char services[1024] = "";
+    const char *named[32];
+    size_t nnamed = samctl_opt_all(a, "service", named, 32);
+    for (size_t i = 0; i < nnamed && i < 32; i++) {
+        size_t n = strlen(services);
+        snprintf(services + n, sizeof services - n, "%s%s", n ? "," : "", named[i]);
     }
     char err[512], key[SAM_KEY_Z85_LEN + 1];
     if (sam_keys_new(out, name, agency, role, services, key, err, sizeof err) != 0) {
         fprintf(stderr, "samctl keys new: %s\n", err);
         return 1;
     }
-    if (ctl->json)
-        printf("{\"public_key\":\"%s\",\"agency\":\"%s\",\"role\":\"%s\",\"public\":\"%s/%s.cert\","
-               "\"secret\":\"%s/%s.cert_secret\"}\n",
-               key, agency, role, out, name, out, name);
-    else
+    if (ctl->json) {
+        char pub[1024], sec[1024];
+        snprintf(pub, sizeof pub, "%s/%s.cert", out, name);
+        snprintf(sec, sizeof sec, "%s/%s.cert_secret", out, name);
+        samctl_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s}", "public_key", key, "agency",
+                                    agency, "role", role, "public", pub, "secret", sec));
+    } else
         printf("%s/%s.cert and %s/%s.cert_secret: agency %s, role %s, public key %s\n", out, name,
                out, name, agency, role, key);
     return 0;
 }
 
-static int s_keys_show(samctl_t *ctl, const char *file)
+static int s_keys_show(samctl_t *ctl, const samctl_args_t *a)
 {
+    const char *file = a->pos[0];
     zcert_t *cert = zsys_file_exists(file) ? zcert_load(file) : NULL;
     if (!cert) {
         fprintf(stderr, "samctl keys show: cannot read certificate %s\n", file);
@@ -73,9 +67,9 @@ static int s_keys_show(samctl_t *ctl, const char *file)
     const char *agency = zcert_meta(cert, "agency"), *role = zcert_meta(cert, "role");
     const char *services = zcert_meta(cert, "services");
     if (ctl->json)
-        printf("{\"public_key\":\"%s\",\"agency\":\"%s\",\"role\":\"%s\",\"services\":\"%s\"}\n",
-               zcert_public_txt(cert), agency ? agency : "", role ? role : "",
-               services ? services : "");
+        samctl_print_json(json_pack("{s:s, s:s, s:s, s:s}", "public_key", zcert_public_txt(cert),
+                                    "agency", agency ? agency : "", "role", role ? role : "",
+                                    "services", services ? services : ""));
     else
         printf("public key %s, agency %s, role %s%s%s\n", zcert_public_txt(cert),
                agency ? agency : "-", role ? role : "-", services ? ", services " : "",
@@ -84,9 +78,47 @@ static int s_keys_show(samctl_t *ctl, const char *file)
     return 0;
 }
 
+static const samctl_opt_t s_new_opts[] = {
+    {"agency", 0, "AGENCY", SAMCTL_TEXT, 0,
+     "the agency the key speaks for (its id; default for --role broker: broker)"},
+    {"role", 0, "ROLE", SAMCTL_TEXT, SAMCTL_REQUIRED,
+     "admin, publisher, reader, service or broker"},
+    {"service", 0, "NAME", SAMCTL_TEXT, SAMCTL_REPEAT,
+     "a service the certificate may offer (role service only, at least one; repeat for more)"},
+    {"out", 0, "DIR", SAMCTL_TEXT, 0, "where the two files go (default: here)"},
+    {"name", 0, "NAME", SAMCTL_TEXT, 0, "the files' name (default AGENCY-ROLE, or broker)"},
+    {NULL},
+};
+
+static const samctl_cmd_t s_keys_subs[] = {
+    {.name = "new",
+     .about =
+         "Makes a certificate pair for an agency and a role (a service certificate also names\n"
+         "the services it may offer: the broker refuses it for any other).\n"
+         "Writes DIR/NAME.cert (public, with agency and role in its metadata) and\n"
+         "DIR/NAME.cert_secret (both keys, mode 0600). The public file goes into the broker's\n"
+         "--curve-dir; the secret one stays with its holder (--cert). --role broker makes the\n"
+         "broker's own pair, whose public key callers pin with --server-key.",
+     .opts = s_new_opts,
+     .run = s_keys_new},
+    {.name = "show",
+     .args = "FILE",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "The public key, agency and role of a certificate.",
+     .run = s_keys_show},
+    {NULL},
+};
+
+static const samctl_cmd_t s_keys_cmd = {
+    .name = "keys",
+    .about =
+        "CURVE certificates for the broker and its callers. Nothing here talks to the network:\n"
+        "keys are made where they are used and only public halves are copied.",
+    .subs = s_keys_subs,
+};
+
 int samctl_cmd_keys(samctl_t *ctl, int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "new") == 0) return s_keys_new(ctl, argc, argv);
-    if (argc == 3 && strcmp(argv[1], "show") == 0) return s_keys_show(ctl, argv[2]);
-    return samctl_usage("keys", s_usage, "expected new or show");
+    return samctl_run(ctl, &s_keys_cmd, argc, argv);
 }

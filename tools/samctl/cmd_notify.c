@@ -1,54 +1,50 @@
-/*  cmd_notify.c — `samctl notify …`: subscriptions, the delivery log, dead letters, inboxes.
+/*  cmd_notify.c — `samctl notify …`: subscriptions, the delivery log, dead letters, inboxes,
+    cursors and the briefing. The subcommands and their options are the table at the bottom
+    (`samctl notify --help`).
 
-    samctl notify subscriptions [--agency A]
-    samctl notify subscribe ID (--inbox | --webhook URL | --email ADDRESS)
-                            [--type TYPE] [--from AGENCY] [--subject S] [--description D]
-                            [--from-seq [SERVICE:]N]... [--since DATE]
-    samctl notify unsubscribe ID
-    samctl notify secret ID
-    samctl notify log SUBSCRIPTION [--page-size N]
-    samctl notify dead [SUBSCRIPTION]
-    samctl notify replay (SUBSCRIPTION/QSEQ | --all [--subscription S])
-    samctl notify inbox SUBSCRIPTION [--max N] [--wait-ms MS] [--ack]
-    samctl notify cursors
-    samctl notify briefing --preview [--date YYYY-MM-DD]
+    Subscribing and unsubscribing publish notify events with samctl_publish(); everything
+    else calls notify.* queries. Lists print as every samctl list does (samctl.h): the
+    subscriptions, the delivery log, dead letters, an inbox read and the cursors.
 */
 #include "samctl.h"
+#include "sam_check.h"
 #include "sam_service.h"
 
 #include "samordna/v1/events.pb-c.h"
 #include "samordna/v1/notify.pb-c.h"
 
-#include <czmq.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static const char *s_usage =
-    "notify subscriptions [--agency A] | subscribe ID (--inbox|--webhook URL|--email ADDR) "
-    "[--type T] [--from AGENCY] [--subject S] [--description D] [--from-seq [SERVICE:]N] "
-    "[--since YYYY-MM-DD] | unsubscribe ID | secret ID | "
-    "log SUB | dead [SUB] | replay (SUB/QSEQ | --all [--subscription SUB]) | "
-    "inbox SUB [--max N] [--wait-ms MS] [--ack] | cursors | briefing --preview [--date D]";
+#define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
 
 static const char *s_channel(int c)
 {
     switch (c) {
-    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX: return "inbox";
-    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK: return "webhook";
-    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL: return "email";
-    default: return "?";
+    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX:
+        return "inbox";
+    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK:
+        return "webhook";
+    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL:
+        return "email";
+    default:
+        return "?";
     }
 }
 
 static const char *s_state(int s)
 {
     switch (s) {
-    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING: return "pending";
-    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE: return "active";
-    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED: return "disabled";
-    default: return "?";
+    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING:
+        return "pending";
+    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE:
+        return "active";
+    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED:
+        return "disabled";
+    default:
+        return "?";
     }
 }
 
@@ -64,77 +60,51 @@ static void s_time(int64_t ms, char *out, size_t cap)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-/* Publishes one notify event (type, packed payload) as ctl->source. */
-static int s_publish(samctl_t *ctl, const char *type, const ProtobufCMessage *payload)
-{
-    zuuid_t *uuid = zuuid_new();
-    samctl_event_t ev; /* no subject, no attributes */
-    if (!uuid ||
-        samctl_event_init(&ev, zuuid_str_canonical(uuid), ctl->source, type, NULL, payload) != 0) {
-        zuuid_destroy(&uuid);
-        return 1;
-    }
-    Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ev.ce;
-    Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
-        ctl, "notify", "events.publish", &req.base, &samordna__v1__publish_reply__descriptor);
-    int rc = rep ? 0 : 1;
-    if (rep) {
-        if (ctl->json)
-            printf("{\"seq\":%llu,\"duplicate\":%s}\n", (unsigned long long)rep->seq,
-                   rep->duplicate ? "true" : "false");
-        else
-            printf("ok (seq %llu)\n", (unsigned long long)rep->seq);
-        protobuf_c_message_free_unpacked(&rep->base, NULL);
-    }
-    zuuid_destroy(&uuid);
-    samctl_event_clear(&ev);
-    return rc;
-}
-
-static int s_subscriptions(samctl_t *ctl, int argc, char **argv)
+static int s_subscriptions(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__SubscriptionListRequest req = SAMORDNA__V1__SUBSCRIPTION_LIST_REQUEST__INIT;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--agency") == 0 && i + 1 < argc)
-            req.agency = argv[++i];
-        else
-            return samctl_usage("notify", s_usage, "subscriptions: unexpected argument");
-    }
-    if (!ctl->json)
-        printf("%-24s %-14s %-8s %-9s %-32s %7s %5s  %s\n", "ID", "AGENCY", "CHANNEL", "STATE",
-               "TYPE", "QUEUED", "DEAD", "TARGET");
-    char token[80] = "";
+    req.agency = (char *)samctl_str(a, "agency");
+    samctl_list_t list;
+    char header[160], token[80] = "";
+    snprintf(header, sizeof header, "%-24s %-14s %-8s %-9s %-32s %7s %5s  %s", "ID", "AGENCY",
+             "CHANNEL", "STATE", "TYPE", "QUEUED", "DEAD", "TARGET");
+    samctl_list_begin(&list, ctl, "subscriptions", header);
     do {
         req.page_token = token;
         Samordna__V1__SubscriptionListReply *rep =
             (Samordna__V1__SubscriptionListReply *)samctl_call(
                 ctl, "notify", "notify.subscriptions.list", &req.base,
                 &samordna__v1__subscription_list_reply__descriptor);
-        if (!rep) return 1;
+        if (!rep) {
+            samctl_list_drop(&list);
+            return 1;
+        }
         for (size_t i = 0; i < rep->n_subscriptions; i++) {
             Samordna__V1__SubscriptionInfo *in = rep->subscriptions[i];
             Samordna__V1__Subscription *s = in->subscription;
+            if (!s) continue;
             int st = in->state ? in->state->state : 0;
             const char *target = *s->url ? s->url : *s->email ? s->email : "";
-            if (ctl->json) {
-                samctl_print_json(json_pack(
-                    "{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", s->id,
-                    "agency", s->agency, "channel", s_channel(s->channel), "state", s_state(st),
-                    "reason", in->state ? in->state->reason : "", "type", s->type, "source",
-                    s->source, "subject", s->subject, "target", target, "queued",
-                    (json_int_t)in->queued, "dead", (json_int_t)in->dead));
-            } else {
+            json_t *j =
+                ctl->json ? json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, "
+                                      "s:I}",
+                                      "id", s->id, "agency", s->agency, "channel",
+                                      s_channel(s->channel), "state", s_state(st), "reason",
+                                      in->state ? in->state->reason : "", "type", s->type, "source",
+                                      s->source, "subject", s->subject, "target", target, "queued",
+                                      (json_int_t)in->queued, "dead", (json_int_t)in->dead)
+                          : NULL;
+            if (samctl_list_row(&list, j))
                 printf("%-24s %-14s %-8s %-9s %-32s %7llu %5llu  %s%s%s%s%s\n", s->id, s->agency,
                        s_channel(s->channel), s_state(st), *s->type ? s->type : "*",
                        (unsigned long long)in->queued, (unsigned long long)in->dead, target,
                        *s->source ? " from=" : "", s->source, *s->subject ? " subject=" : "",
                        s->subject);
-            }
         }
         snprintf(token, sizeof token, "%s", rep->next_page_token);
-        protobuf_c_message_free_unpacked(&rep->base, NULL);
+        FREE(rep);
     } while (*token);
+    samctl_list_end(&list, NULL);
     return 0;
 }
 
@@ -154,325 +124,433 @@ static bool s_service_of_type(const char *type, char *out, size_t cap)
 #define S_MAX_FROM 8
 
 /* --from-seq [SERVICE:]N: history from after N in SERVICE's outbox (the type's service when
-   not named). Returns 0, or a usage error. */
-static int s_from_seq(const char *arg, const char *type, Samordna__V1__HistoryFrom *h,
-                      char *svc, size_t cap)
+   not named). Returns 0, or a usage error (printed). */
+static int s_from_seq(const samctl_args_t *a, const char *arg, const char *type,
+                      Samordna__V1__HistoryFrom *h, char *svc, size_t cap)
 {
+    char shown[64];
+    sam_check_escape(arg, 40, shown, sizeof shown);
     const char *colon = strchr(arg, ':');
     const char *num = colon ? colon + 1 : arg;
     if (colon) {
         size_t len = (size_t)(colon - arg);
-        if (!len || len >= cap) return -1;
+        if (!len || len >= cap)
+            return samctl_usage_error(a, "--from-seq '%s': write [SERVICE:]N", shown);
         memcpy(svc, arg, len);
         svc[len] = 0;
     } else if (!s_service_of_type(type, svc, cap)) {
-        fprintf(stderr, "samctl: --from-seq %s: name the service (e.g. --from-seq grants:%s): "
-                        "the type filter names none\n",
-                arg, arg);
-        return -2;
+        return samctl_usage_error(a,
+                                  "--from-seq %s: name the service (e.g. --from-seq grants:%s): "
+                                  "the type filter names none",
+                                  shown, shown);
     }
     char *end;
     unsigned long long n = strtoull(num, &end, 10);
-    if (!*num || *end || *num == '-') return -1;
+    if (!*num || *end || *num == '-')
+        return samctl_usage_error(a, "--from-seq '%s': N is a sequence number (0 or more)", shown);
     h->service = svc;
     h->after_seq = n;
     return 0;
 }
 
-static int s_subscribe(samctl_t *ctl, int argc, char **argv)
+static int s_subscribe(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__Subscription s = SAMORDNA__V1__SUBSCRIPTION__INIT;
-    const char *from_args[S_MAX_FROM];
-    size_t nfrom = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        if (strcmp(a, "--inbox") == 0)
-            s.channel = SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX;
-        else if (strcmp(a, "--webhook") == 0 && has) {
-            s.channel = SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK;
-            s.url = argv[++i];
-        } else if (strcmp(a, "--email") == 0 && has) {
-            s.channel = SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL;
-            s.email = argv[++i];
-        } else if (strcmp(a, "--type") == 0 && has)
-            s.type = argv[++i];
-        else if (strcmp(a, "--from") == 0 && has)
-            s.source = argv[++i];
-        else if (strcmp(a, "--subject") == 0 && has)
-            s.subject = argv[++i];
-        else if (strcmp(a, "--description") == 0 && has)
-            s.description = argv[++i];
-        else if (strcmp(a, "--from-seq") == 0 && has && nfrom < S_MAX_FROM)
-            from_args[nfrom++] = argv[++i];
-        else if (strcmp(a, "--since") == 0 && has)
-            s.since = argv[++i];
-        else if (a[0] != '-' && !*s.id)
-            s.id = (char *)a;
-        else
-            return samctl_usage("notify", s_usage, "subscribe: unexpected argument");
+    s.id = (char *)a->pos[0];
+    int channels = 0;
+    if (samctl_flag(a, "inbox")) {
+        s.channel = SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX;
+        channels++;
     }
-    if (!*s.id || !s.channel)
-        return samctl_usage("notify", s_usage, "subscribe: name an id and a channel");
+    if (samctl_opt(a, "webhook")) {
+        s.channel = SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK;
+        s.url = (char *)samctl_opt(a, "webhook");
+        channels++;
+    }
+    if (samctl_opt(a, "email")) {
+        s.channel = SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL;
+        s.email = (char *)samctl_opt(a, "email");
+        channels++;
+    }
+    if (channels != 1)
+        return samctl_usage_error(a, "name one channel: --inbox, --webhook URL or --email ADDRESS");
+    s.type = (char *)samctl_str(a, "type");
+    s.source = (char *)samctl_str(a, "from");
+    s.subject = (char *)samctl_str(a, "subject");
+    s.description = (char *)samctl_str(a, "description");
+    s.since = (char *)samctl_str(a, "since");
+    const char *from_args[S_MAX_FROM];
+    size_t nfrom = samctl_opt_all(a, "from-seq", from_args, S_MAX_FROM);
+    if (nfrom > S_MAX_FROM) return samctl_usage_error(a, "at most %d --from-seq", S_MAX_FROM);
     Samordna__V1__HistoryFrom from[S_MAX_FROM], *fromp[S_MAX_FROM];
     char services[S_MAX_FROM][64];
     for (size_t i = 0; i < nfrom; i++) {
         samordna__v1__history_from__init(&from[i]);
-        int rc = s_from_seq(from_args[i], s.type, &from[i], services[i], sizeof services[i]);
-        if (rc == -2) return 2;
-        if (rc) return samctl_usage("notify", s_usage, "--from-seq: [SERVICE:]N, N a number");
+        int rc = s_from_seq(a, from_args[i], s.type, &from[i], services[i], sizeof services[i]);
+        if (rc) return rc;
         fromp[i] = &from[i];
     }
     s.n_from = nfrom;
     s.from = fromp;
     Samordna__V1__SubscriptionCreated ev = SAMORDNA__V1__SUBSCRIPTION_CREATED__INIT;
     ev.subscription = &s;
-    return s_publish(ctl, "no.samordna.notify.subscription.created", &ev.base);
+    return samctl_publish(ctl, "notify", "no.samordna.notify.subscription.created", NULL, NULL,
+                          &ev.base);
 }
 
-static int s_unsubscribe(samctl_t *ctl, int argc, char **argv)
+static int s_unsubscribe(samctl_t *ctl, const samctl_args_t *a)
 {
-    if (argc != 3) return samctl_usage("notify", s_usage, "unsubscribe: name one subscription");
     Samordna__V1__SubscriptionDeleted ev = SAMORDNA__V1__SUBSCRIPTION_DELETED__INIT;
-    ev.id = argv[2];
-    return s_publish(ctl, "no.samordna.notify.subscription.deleted", &ev.base);
+    ev.id = (char *)a->pos[0];
+    return samctl_publish(ctl, "notify", "no.samordna.notify.subscription.deleted", NULL, NULL,
+                          &ev.base);
 }
 
-static int s_secret(samctl_t *ctl, int argc, char **argv)
+static int s_secret(samctl_t *ctl, const samctl_args_t *a)
 {
-    if (argc != 3) return samctl_usage("notify", s_usage, "secret: name one subscription");
     Samordna__V1__SubscriptionSecretRequest req = SAMORDNA__V1__SUBSCRIPTION_SECRET_REQUEST__INIT;
-    req.id = argv[2];
-    Samordna__V1__SubscriptionSecretReply *rep = (Samordna__V1__SubscriptionSecretReply *)
-        samctl_call(ctl, "notify", "notify.subscriptions.secret", &req.base,
-                    &samordna__v1__subscription_secret_reply__descriptor);
+    req.id = (char *)a->pos[0];
+    Samordna__V1__SubscriptionSecretReply *rep =
+        (Samordna__V1__SubscriptionSecretReply *)samctl_call(
+            ctl, "notify", "notify.subscriptions.secret", &req.base,
+            &samordna__v1__subscription_secret_reply__descriptor);
     if (!rep) return 1;
     if (ctl->json)
-        samctl_print_json(json_pack("{s:s}", "secret", rep->secret));
+        samctl_print_json(json_pack("{s:s, s:s}", "id", req.id, "secret", rep->secret));
     else
         printf("%s\n", rep->secret);
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    FREE(rep);
     return 0;
 }
 
-static int s_log(samctl_t *ctl, int argc, char **argv)
+static int s_log(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__LogRequest req = SAMORDNA__V1__LOG_REQUEST__INIT;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--page-size") == 0 && i + 1 < argc)
-            req.page_size = (uint32_t)atoi(argv[++i]);
-        else if (argv[i][0] != '-' && !*req.subscription)
-            req.subscription = argv[i];
-        else
-            return samctl_usage("notify", s_usage, "log: unexpected argument");
-    }
-    if (!*req.subscription) return samctl_usage("notify", s_usage, "log: name a subscription");
-    if (!ctl->json)
-        printf("%-8s %-20s %-17s %6s %10s  %-32s %s\n", "N", "AT", "OUTCOME", "STATUS",
-               "LATENCY", "EVENT", "ERROR");
+    req.subscription = (char *)a->pos[0];
+    req.page_size = samctl_u32(a, "page-size");
+    samctl_list_t list;
+    char header[160];
+    snprintf(header, sizeof header, "%-8s %-20s %-17s %6s %10s  %-32s %s", "N", "AT", "OUTCOME",
+             "STATUS", "LATENCY", "EVENT", "ERROR");
+    samctl_list_begin(&list, ctl, "delivery attempts", header);
     do {
         Samordna__V1__LogReply *rep = (Samordna__V1__LogReply *)samctl_call(
             ctl, "notify", "notify.log", &req.base, &samordna__v1__log_reply__descriptor);
-        if (!rep) return 1;
+        if (!rep) {
+            samctl_list_drop(&list);
+            return 1;
+        }
         for (size_t i = 0; i < rep->n_entries; i++) {
-            Samordna__V1__Attempt *a = rep->entries[i]->attempt;
-            char at[32];
-            s_time(a->at_ms, at, sizeof at);
-            if (ctl->json)
-                samctl_print_json(json_pack("{s:I, s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:s}", "n",
-                                       (json_int_t)rep->entries[i]->n, "at", at, "outcome",
-                                       a->outcome, "status", (int)a->status, "latency_us",
-                                       (json_int_t)a->latency_us, "event_id", a->event_id,
-                                       "event_type", a->event_type, "qseq", (json_int_t)a->qseq,
-                                       "error", a->error));
-            else
+            Samordna__V1__Attempt *at = rep->entries[i]->attempt;
+            if (!at) continue;
+            char when[32];
+            s_time(at->at_ms, when, sizeof when);
+            json_t *j = ctl->json ? json_pack("{s:I, s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:s}", "n",
+                                              (json_int_t)rep->entries[i]->n, "at", when, "outcome",
+                                              at->outcome, "status", (int)at->status, "latency_us",
+                                              (json_int_t)at->latency_us, "event_id", at->event_id,
+                                              "event_type", at->event_type, "qseq",
+                                              (json_int_t)at->qseq, "error", at->error)
+                                  : NULL;
+            if (samctl_list_row(&list, j))
                 printf("%-8llu %-20s %-17s %6u %8.1fms  %-32s %s\n",
-                       (unsigned long long)rep->entries[i]->n, at, a->outcome, a->status,
-                       (double)a->latency_us / 1000.0, a->event_id, a->error);
+                       (unsigned long long)rep->entries[i]->n, when, at->outcome, at->status,
+                       (double)at->latency_us / 1000.0, at->event_id, at->error);
         }
         req.page_token = rep->next_page_token;
-        protobuf_c_message_free_unpacked(&rep->base, NULL);
+        FREE(rep);
     } while (req.page_token);
+    samctl_list_end(&list, NULL);
     return 0;
 }
 
-static int s_dead(samctl_t *ctl, int argc, char **argv)
+static int s_dead(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__DeadListRequest req = SAMORDNA__V1__DEAD_LIST_REQUEST__INIT;
-    if (argc > 3) return samctl_usage("notify", s_usage, "dead: at most one subscription");
-    if (argc == 3) req.subscription = argv[2];
-    if (!ctl->json)
-        printf("%-32s %-32s %-36s %8s  %s\n", "ID", "EVENT", "TYPE", "ATTEMPTS", "LAST ERROR");
-    char token[100] = "";
+    req.subscription = (char *)(a->npos ? a->pos[0] : "");
+    samctl_list_t list;
+    char header[160], token[100] = "";
+    snprintf(header, sizeof header, "%-32s %-32s %-36s %8s  %s", "ID", "EVENT", "TYPE", "ATTEMPTS",
+             "LAST ERROR");
+    samctl_list_begin(&list, ctl, "dead letters", header);
     do {
         req.page_token = token;
-        Samordna__V1__DeadListReply *rep = (Samordna__V1__DeadListReply *)samctl_call(
-            ctl, "notify", "notify.dead.list", &req.base,
-            &samordna__v1__dead_list_reply__descriptor);
-        if (!rep) return 1;
+        Samordna__V1__DeadListReply *rep =
+            (Samordna__V1__DeadListReply *)samctl_call(ctl, "notify", "notify.dead.list", &req.base,
+                                                       &samordna__v1__dead_list_reply__descriptor);
+        if (!rep) {
+            samctl_list_drop(&list);
+            return 1;
+        }
         for (size_t i = 0; i < rep->n_deliveries; i++) {
             Samordna__V1__Delivery *d = rep->deliveries[i];
             char id[100];
             snprintf(id, sizeof id, "%s/%llu", d->subscription, (unsigned long long)d->qseq);
             const char *eid = d->event ? d->event->id : "";
             const char *type = d->event ? d->event->type : "";
-            if (ctl->json)
-                samctl_print_json(json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "id", id, "service",
-                                       d->service, "event_id", eid, "event_type", type,
-                                       "attempts", (int)d->attempts, "last_error",
-                                       d->last_error));
-            else
-                printf("%-32s %-32s %-36s %8u  %s\n", id, eid, type, d->attempts,
-                       d->last_error);
+            json_t *j = ctl->json
+                            ? json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "id", id, "service",
+                                        d->service, "event_id", eid, "event_type", type, "attempts",
+                                        (int)d->attempts, "last_error", d->last_error)
+                            : NULL;
+            if (samctl_list_row(&list, j))
+                printf("%-32s %-32s %-36s %8u  %s\n", id, eid, type, d->attempts, d->last_error);
         }
         snprintf(token, sizeof token, "%s", rep->next_page_token);
-        protobuf_c_message_free_unpacked(&rep->base, NULL);
+        FREE(rep);
     } while (*token);
+    samctl_list_end(&list, NULL);
     return 0;
 }
 
-static int s_replay(samctl_t *ctl, int argc, char **argv)
+static int s_replay(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__DeadReplayRequest req = SAMORDNA__V1__DEAD_REPLAY_REQUEST__INIT;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--all") == 0)
-            req.all = true;
-        else if (strcmp(argv[i], "--subscription") == 0 && i + 1 < argc)
-            req.subscription = argv[++i];
-        else if (argv[i][0] != '-' && !*req.id)
-            req.id = argv[i];
-        else
-            return samctl_usage("notify", s_usage, "replay: unexpected argument");
-    }
-    Samordna__V1__DeadReplayReply *rep = (Samordna__V1__DeadReplayReply *)samctl_call(
-        ctl, "notify", "notify.dead.replay", &req.base,
-        &samordna__v1__dead_replay_reply__descriptor);
+    req.all = samctl_flag(a, "all");
+    req.subscription = (char *)samctl_str(a, "subscription");
+    req.id = (char *)(a->npos ? a->pos[0] : "");
+    if (req.all == (a->npos == 1))
+        return samctl_usage_error(a, "name one dead letter (SUBSCRIPTION/QSEQ) or --all");
+    if (*req.subscription && !req.all) return samctl_usage_error(a, "--subscription narrows --all");
+    Samordna__V1__DeadReplayReply *rep =
+        (Samordna__V1__DeadReplayReply *)samctl_call(ctl, "notify", "notify.dead.replay", &req.base,
+                                                     &samordna__v1__dead_replay_reply__descriptor);
     if (!rep) return 1;
     if (ctl->json)
-        printf("{\"replayed\":%u}\n", rep->replayed);
+        samctl_print_json(json_pack("{s:i}", "replayed", (int)rep->replayed));
     else
         printf("replayed %u\n", rep->replayed);
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    FREE(rep);
     return 0;
 }
 
-static int s_inbox(samctl_t *ctl, int argc, char **argv)
+static int s_inbox(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__InboxReadRequest req = SAMORDNA__V1__INBOX_READ_REQUEST__INIT;
-    bool ack = false;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--max") == 0 && i + 1 < argc)
-            req.max = (uint32_t)atoi(argv[++i]);
-        else if (strcmp(argv[i], "--wait-ms") == 0 && i + 1 < argc)
-            req.wait_ms = (uint32_t)atoi(argv[++i]);
-        else if (strcmp(argv[i], "--ack") == 0)
-            ack = true;
-        else if (argv[i][0] != '-' && !*req.subscription)
-            req.subscription = argv[i];
-        else
-            return samctl_usage("notify", s_usage, "inbox: unexpected argument");
-    }
-    if (!*req.subscription) return samctl_usage("notify", s_usage, "inbox: name a subscription");
-    Samordna__V1__InboxReadReply *rep = (Samordna__V1__InboxReadReply *)samctl_call(
-        ctl, "notify", "notify.inbox.read", &req.base, &samordna__v1__inbox_read_reply__descriptor);
+    req.subscription = (char *)a->pos[0];
+    req.max = samctl_u32(a, "max");
+    req.wait_ms = samctl_u32(a, "wait-ms");
+    /* A read that waits on purpose is not sent again half-way through its wait. */
+    sam_result_t res;
+    ProtobufCMessage *out = NULL;
+    uint32_t code =
+        samctl_request(ctl, "notify", "notify.inbox.read", &req.base,
+                       &samordna__v1__inbox_read_reply__descriptor, &out, req.wait_ms == 0, &res);
+    if (code != SAM_OK)
+        fprintf(stderr, "samctl: notify notify.inbox.read: %u %s: %s\n", code,
+                sam_status_name(code), res.message);
+    sam_result_clear(&res);
+    Samordna__V1__InboxReadReply *rep = (Samordna__V1__InboxReadReply *)out;
     if (!rep) return 1;
+    samctl_list_t list;
+    char header[128];
+    snprintf(header, sizeof header, "%-8s %-24s %-36s %s", "QSEQ", "OUTBOX/SEQ", "TYPE",
+             "SOURCE ID");
+    samctl_list_begin(&list, ctl, "events waiting", header);
     uint64_t last = 0;
     for (size_t i = 0; i < rep->n_items; i++) {
         Samordna__V1__InboxItem *it = rep->items[i];
         const char *subject = it->event ? sam_event_attr(it->event, "subject") : NULL;
-        if (ctl->json)
-            samctl_print_json(json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s}", "qseq",
-                                   (json_int_t)it->qseq, "service", it->service, "seq",
-                                   (json_int_t)it->seq, "id", it->event ? it->event->id : "",
-                                   "type", it->event ? it->event->type : "", "source",
-                                   it->event ? it->event->source : "", "subject",
-                                   subject ? subject : ""));
-        else
-            printf("%-8llu %s/%llu %s %s %s%s%s\n", (unsigned long long)it->qseq, it->service,
-                   (unsigned long long)it->seq, it->event ? it->event->type : "",
-                   it->event ? it->event->source : "", it->event ? it->event->id : "",
-                   subject ? " subject=" : "", subject ? subject : "");
+        json_t *j = ctl->json ? json_pack("{s:I, s:s, s:I, s:s, s:s, s:s, s:s}", "qseq",
+                                          (json_int_t)it->qseq, "service", it->service, "seq",
+                                          (json_int_t)it->seq, "id", it->event ? it->event->id : "",
+                                          "type", it->event ? it->event->type : "", "source",
+                                          it->event ? it->event->source : "", "subject",
+                                          subject ? subject : "")
+                              : NULL;
+        if (samctl_list_row(&list, j)) {
+            char where[96];
+            snprintf(where, sizeof where, "%s/%llu", it->service, (unsigned long long)it->seq);
+            printf("%-8llu %-24s %-36s %s %s%s%s\n", (unsigned long long)it->qseq, where,
+                   it->event ? it->event->type : "", it->event ? it->event->source : "",
+                   it->event ? it->event->id : "", subject ? " subject=" : "",
+                   subject ? subject : "");
+        }
         last = it->qseq;
     }
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
-    if (ack && last) {
-        Samordna__V1__InboxAckRequest a = SAMORDNA__V1__INBOX_ACK_REQUEST__INIT;
-        a.subscription = req.subscription;
-        a.upto = last;
-        Samordna__V1__InboxAckReply *ar = (Samordna__V1__InboxAckReply *)samctl_call(
-            ctl, "notify", "notify.inbox.ack", &a.base, &samordna__v1__inbox_ack_reply__descriptor);
-        if (!ar) return 1;
-        if (!ctl->json) printf("acknowledged %u\n", ar->acked);
-        protobuf_c_message_free_unpacked(&ar->base, NULL);
+    FREE(rep);
+    uint32_t acked = 0;
+    if (samctl_flag(a, "ack") && last) {
+        Samordna__V1__InboxAckRequest ack = SAMORDNA__V1__INBOX_ACK_REQUEST__INIT;
+        ack.subscription = req.subscription;
+        ack.upto = last;
+        Samordna__V1__InboxAckReply *ar =
+            (Samordna__V1__InboxAckReply *)samctl_call(ctl, "notify", "notify.inbox.ack", &ack.base,
+                                                       &samordna__v1__inbox_ack_reply__descriptor);
+        if (!ar) {
+            samctl_list_drop(&list);
+            return 1;
+        }
+        acked = ar->acked;
+        FREE(ar);
     }
+    samctl_list_end(&list, NULL);
+    if (!ctl->json && samctl_flag(a, "ack")) printf("acknowledged %u\n", acked);
     return 0;
 }
 
-static int s_cursors(samctl_t *ctl, int argc, char **argv)
+static int s_cursors(samctl_t *ctl, const samctl_args_t *a)
 {
+    (void)a;
     Samordna__V1__CursorsReply *rep = (Samordna__V1__CursorsReply *)samctl_call(
         ctl, "notify", "notify.cursors", NULL, &samordna__v1__cursors_reply__descriptor);
     if (!rep) return 1;
+    samctl_list_t list;
+    char header[96];
+    snprintf(header, sizeof header, "%-12s %10s  %s", "OUTBOX", "SEQ", "UPDATED");
+    samctl_list_begin(&list, ctl, "outboxes followed", header);
     for (size_t i = 0; i < rep->n_cursors; i++) {
         Samordna__V1__Cursor *c = rep->cursors[i];
         char at[32];
         s_time(c->updated_ms, at, sizeof at);
-        if (ctl->json)
-            samctl_print_json(json_pack("{s:s, s:I, s:s}", "service", c->service, "seq",
-                                   (json_int_t)c->seq, "updated", at));
-        else
+        if (samctl_list_row(&list, ctl->json ? json_pack("{s:s, s:I, s:s}", "service", c->service,
+                                                         "seq", (json_int_t)c->seq, "updated", at)
+                                             : NULL))
             printf("%-12s %10llu  %s\n", c->service, (unsigned long long)c->seq, at);
     }
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
+    samctl_list_end(&list, NULL);
+    FREE(rep);
     return 0;
 }
 
 /* The next briefing, composed now from the status and grants services. */
-static int s_briefing(samctl_t *ctl, int argc, char **argv)
+static int s_briefing(samctl_t *ctl, const samctl_args_t *a)
 {
+    if (!samctl_flag(a, "preview"))
+        return samctl_usage_error(a, "--preview shows the next one (briefings are issued on their "
+                                     "dates by the service)");
     Samordna__V1__BriefingPreviewRequest req = SAMORDNA__V1__BRIEFING_PREVIEW_REQUEST__INIT;
-    bool preview = false;
-    for (int i = 2; i < argc; i++) {
-        if (strcmp(argv[i], "--preview") == 0)
-            preview = true;
-        else if (strcmp(argv[i], "--date") == 0 && i + 1 < argc)
-            req.date = argv[++i];
-        else
-            return samctl_usage("notify", s_usage, "briefing: unexpected argument");
-    }
-    if (!preview)
-        return samctl_usage("notify", s_usage,
-                            "briefing: --preview shows the next one (briefings are issued on "
-                            "their dates by the service)");
+    req.date = (char *)samctl_str(a, "date");
     Samordna__V1__Briefing *b = (Samordna__V1__Briefing *)samctl_call(
         ctl, "notify", "notify.briefing.preview", &req.base, &samordna__v1__briefing__descriptor);
     if (!b) return 1;
     if (ctl->json) {
         json_t *notes = json_array();
-        for (size_t i = 0; i < b->n_notes; i++) json_array_append_new(notes, json_string(b->notes[i]));
+        for (size_t i = 0; i < b->n_notes; i++)
+            json_array_append_new(notes, json_string(b->notes[i]));
         samctl_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", b->id, "date", b->date,
-                               "period_from", b->period_from, "period_to", b->period_to, "text",
-                               b->text, "notes", notes));
+                                    "period_from", b->period_from, "period_to", b->period_to,
+                                    "text", b->text, "notes", notes));
     } else {
         fputs(b->text, stdout);
     }
-    protobuf_c_message_free_unpacked(&b->base, NULL);
+    FREE(b);
     return 0;
 }
 
+/* ---- the table ----------------------------------------------------------------------------- */
+
+static const samctl_opt_t s_subscriptions_opts[] = {
+    {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only this agency's subscriptions"},
+    {NULL},
+};
+static const samctl_opt_t s_subscribe_opts[] = {
+    {"inbox", 0, NULL, SAMCTL_TEXT, 0, "deliver into an inbox read with `notify inbox`"},
+    {"webhook", 0, "URL", SAMCTL_TEXT, 0, "or POST each event to URL, signed (notify secret)"},
+    {"email", 0, "ADDRESS", SAMCTL_TEXT, 0, "or mail each event to ADDRESS"},
+    {"type", 0, "TYPE", SAMCTL_TEXT, 0,
+     "only events of this type, or a prefix ending in .* (no.samordna.grants.*)"},
+    {"from", 0, "AGENCY", SAMCTL_TEXT, 0, "only events this agency published"},
+    {"subject", 0, "SUBJECT", SAMCTL_TEXT, 0, "only events about this subject (a pilot, …)"},
+    {"description", 0, "TEXT", SAMCTL_TEXT, 0, "what it is for"},
+    {"from-seq", 0, "[SERVICE:]N", SAMCTL_TEXT, SAMCTL_REPEAT,
+     "history too: every event after N in SERVICE's outbox (the type's service by default)"},
+    {"since", 0, "DATE", SAMCTL_TEXT, 0,
+     "history too: every event since that day (YYYY-MM-DD, or epoch ms)"},
+    {NULL},
+};
+static const samctl_opt_t s_log_opts[] = {
+    {"page-size", 0, "N", SAMCTL_COUNT, 0, "attempts asked for per call (every page is read)"},
+    {NULL},
+};
+static const samctl_opt_t s_replay_opts[] = {
+    {"all", 0, NULL, SAMCTL_TEXT, 0, "every dead letter"},
+    {"subscription", 0, "SUBSCRIPTION", SAMCTL_TEXT, 0, "with --all: only this subscription's"},
+    {NULL},
+};
+static const samctl_opt_t s_inbox_opts[] = {
+    {"max", 0, "N", SAMCTL_COUNT, 0, "at most N events (the service's default when not given)"},
+    {"wait-ms", 0, "MS", SAMCTL_COUNT, 0,
+     "wait up to MS for an event when none is there (give --timeout-ms longer than that)"},
+    {"ack", 0, NULL, SAMCTL_TEXT, 0, "acknowledge what was read: it is not delivered again"},
+    {NULL},
+};
+static const samctl_opt_t s_briefing_opts[] = {
+    {"preview", 0, NULL, SAMCTL_TEXT, 0, "compose the next briefing now and show it"},
+    {"date", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "as if it were that day (default today)"},
+    {NULL},
+};
+
+static const samctl_cmd_t s_notify_subs[] = {
+    {.name = "subscriptions",
+     .about = "The subscriptions: channel, state, filter, queued and dead deliveries.",
+     .opts = s_subscriptions_opts,
+     .run = s_subscriptions},
+    {.name = "subscribe",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Subscribes to events, delivered by one channel: --inbox, --webhook or --email.\n"
+              "By default only events committed from now on; --from-seq and --since ask for\n"
+              "history on purpose (docs/notify.md says which events a subscription gets).",
+     .opts = s_subscribe_opts,
+     .run = s_subscribe},
+    {.name = "unsubscribe",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Ends a subscription (its owner or an admin).",
+     .run = s_unsubscribe},
+    {.name = "secret",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "The key a webhook receiver verifies the signature with.",
+     .run = s_secret},
+    {.name = "log",
+     .args = "SUBSCRIPTION",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Every delivery attempt: time, outcome, status, latency and error.",
+     .opts = s_log_opts,
+     .run = s_log},
+    {.name = "dead",
+     .args = "[SUBSCRIPTION]",
+     .max_args = 1,
+     .about = "Dead letters: deliveries given up after the last retry.",
+     .run = s_dead},
+    {.name = "replay",
+     .args = "[SUBSCRIPTION/QSEQ]",
+     .max_args = 1,
+     .about = "Delivers a dead letter again, or --all of them.",
+     .opts = s_replay_opts,
+     .run = s_replay},
+    {.name = "inbox",
+     .args = "SUBSCRIPTION",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Reads the events waiting in an inbox subscription, oldest first.",
+     .opts = s_inbox_opts,
+     .run = s_inbox},
+    {.name = "cursors",
+     .about = "How far notify has read each service's outbox.",
+     .run = s_cursors},
+    {.name = "briefing",
+     .about = "The steering group's half-yearly briefing: --preview composes the next one now.",
+     .opts = s_briefing_opts,
+     .run = s_briefing},
+    {NULL},
+};
+
+static const samctl_cmd_t s_notify_cmd = {
+    .name = "notify",
+    .about =
+        "Subscriptions to the services' events and their deliveries (inbox, webhook, e-mail),\n"
+        "the delivery log, dead letters, and the steering group's briefing.",
+    .subs = s_notify_subs,
+};
+
 int samctl_cmd_notify(samctl_t *ctl, int argc, char **argv)
 {
-    static const struct {
-        const char *word;
-        int (*fn)(samctl_t *, int, char **);
-    } subs[] = {
-        {"subscriptions", s_subscriptions}, {"subscribe", s_subscribe}, {"unsubscribe", s_unsubscribe},
-        {"secret", s_secret},               {"log", s_log},             {"dead", s_dead},
-        {"replay", s_replay},               {"inbox", s_inbox},         {"cursors", s_cursors},
-        {"briefing", s_briefing},
-    };
-    if (argc < 2) return samctl_usage("notify", s_usage, "name a subcommand");
-    for (size_t i = 0; i < sizeof subs / sizeof subs[0]; i++)
-        if (strcmp(argv[1], subs[i].word) == 0) return subs[i].fn(ctl, argc, argv);
-    return samctl_usage("notify", s_usage, "unknown subcommand");
+    return samctl_run(ctl, &s_notify_cmd, argc, argv);
 }

@@ -2,39 +2,23 @@
     programmes, pilots (and `pilot show ID`), invitations, reports.
 
     Each command either lists (every page of registry.<table>.list, with the command's
-    filters) or shows one record (`show ID`, registry.<table>.get). Lists print a table,
-    one record a line; `show` prints one field a line; --json prints a JSON array (lists)
-    or object (show) with the proto field names and enum values as lower-case words.
+    filters) or shows one record (`show ID`, registry.<table>.get). Lists print as every
+    samctl list does (samctl.h: a header, one record a line, the count; --json {"items",
+    "next"}); `show` prints one field a line, or one JSON object. Records in JSON have the
+    proto field names, enum values as lower-case words, and leave out empty fields.
 */
 #include "samctl.h"
 
 #include "samordna/v1/registry.pb-c.h"
 
 #include <ctype.h>
+#include <stddef.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- output helpers -------------------------------------------------------------------------- */
-
-/* The file word of an enum value: AGENCY_KIND_COUNTY_GOVERNOR → "county_governor". */
-static const char *s_word(const ProtobufCEnumDescriptor *d, int value, char *out, size_t len)
-{
-    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
-    if (!v || value == 0) {
-        snprintf(out, len, "%s", value == 0 ? "" : "?");
-        return out;
-    }
-    size_t skip = 1;
-    for (const char *p = d->short_name; *p; p++)
-        skip += (p != d->short_name && isupper((unsigned char)*p)) ? 2 : 1;
-    size_t i = 0;
-    for (const char *p = v->name + skip; *p && i + 1 < len; p++)
-        out[i++] = (char)tolower((unsigned char)*p);
-    out[i] = '\0';
-    return out;
-}
 
 /* Prints s in a column `width` characters wide (UTF-8 aware), cut with "…" when longer. */
 static void s_cell(const char *s, size_t width)
@@ -93,11 +77,13 @@ static json_t *s_agency_json(const Samordna__V1__Agency *a)
     s_put_str(o, "name", a->name);
     if (a->n_former_names)
         json_object_set_new(o, "former_names", s_strings_json(a->former_names, a->n_former_names));
-    s_put_str(o, "kind", s_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w));
+    s_put_str(o, "kind",
+              samctl_enum_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w));
     json_t *roles = json_array();
     for (size_t i = 0; i < a->n_roles; i++)
-        json_array_append_new(roles, json_string(s_word(&samordna__v1__agency_role__descriptor,
-                                                        a->roles[i], w, sizeof w)));
+        json_array_append_new(roles,
+                              json_string(samctl_enum_word(&samordna__v1__agency_role__descriptor,
+                                                           a->roles[i], w, sizeof w)));
     json_object_set_new(o, "roles", roles);
     s_put_str(o, "unit", a->unit);
     return o;
@@ -186,8 +172,10 @@ static json_t *s_invitation_json(const Samordna__V1__Invitation *inv)
     s_put_str(o, "programme", inv->programme);
     s_put_str(o, "municipality", inv->municipality);
     s_put_str(o, "sent", inv->sent);
-    s_put_str(o, "answer", s_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w));
-    s_put_str(o, "channel", s_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w));
+    s_put_str(o, "answer",
+              samctl_enum_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w));
+    s_put_str(o, "channel",
+              samctl_enum_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w));
     s_put_str(o, "answered", inv->answered);
     s_put_str(o, "note", inv->note);
     return o;
@@ -233,50 +221,7 @@ static json_t *s_report_json(const Samordna__V1__Report *r)
     return o;
 }
 
-/* ---- arguments ------------------------------------------------------------------------------- */
-
-/* A command's parsed arguments: `show ID` and filters. */
-typedef struct {
-    const char *show;
-    Samordna__V1__ListRequest req;
-    const char *number;
-} s_args_t;
-
-/* Parses [show ID] and the --flags the command takes (space-separated names). Returns 0 or
-   the usage exit code. */
-static int s_args(int argc, char **argv, const char *flags, const char *usage, s_args_t *a)
-{
-    samordna__v1__list_request__init(&a->req);
-    a->show = NULL;
-    a->number = NULL;
-    const char *cmd = argv[0];
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "show") == 0 && i + 1 < argc && !a->show) {
-            a->show = argv[++i];
-            continue;
-        }
-        if (strncmp(argv[i], "--", 2) != 0 || i + 1 >= argc || !strstr(flags, argv[i] + 2))
-            return samctl_usage(cmd, usage, "unexpected argument");
-        const char *name = argv[i] + 2, *v = argv[++i];
-        if (strcmp(name, "kind") == 0)
-            a->req.kind = (char *)v;
-        else if (strcmp(name, "role") == 0)
-            a->req.role = (char *)v;
-        else if (strcmp(name, "agency") == 0)
-            a->req.agency = (char *)v;
-        else if (strcmp(name, "municipality") == 0)
-            a->req.municipality = (char *)v;
-        else if (strcmp(name, "programme") == 0)
-            a->req.programme = (char *)v;
-        else if (strcmp(name, "answer") == 0)
-            a->req.answer = (char *)v;
-        else if (strcmp(name, "number") == 0)
-            a->number = v;
-        else
-            return samctl_usage(cmd, usage, "unexpected argument");
-    }
-    return 0;
-}
+/* ---- reading ------------------------------------------------------------------------------- */
 
 /* Fetches one record with registry.<table>.get; NULL after printing the refusal. */
 static ProtobufCMessage *s_get(samctl_t *ctl, const char *method, const char *id,
@@ -288,26 +233,51 @@ static ProtobufCMessage *s_get(samctl_t *ctl, const char *method, const char *id
     return samctl_call(ctl, "registry", method, &g.base, desc);
 }
 
-/* Calls `fn` for every record of every page of a list; returns 0 or 1 (refused). The items
-   and next_page_token of every *List message sit at the same place, which the generic
-   reader below relies on through the descriptor. */
-typedef void (*s_row_fn)(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out);
-
-static int s_list(samctl_t *ctl, const char *method, Samordna__V1__ListRequest *req,
-                  const ProtobufCMessageDescriptor *list_desc, s_row_fn row, void (*header)(void))
+/* A list command's filters, from the options its table has. */
+static void s_filters(const samctl_args_t *a, Samordna__V1__ListRequest *req)
 {
-    json_t *out = ctl->json ? json_array() : NULL;
+    samordna__v1__list_request__init(req);
+    static const struct {
+        const char *name;
+        size_t offset;
+    } filters[] = {
+        {"kind", offsetof(Samordna__V1__ListRequest, kind)},
+        {"role", offsetof(Samordna__V1__ListRequest, role)},
+        {"agency", offsetof(Samordna__V1__ListRequest, agency)},
+        {"municipality", offsetof(Samordna__V1__ListRequest, municipality)},
+        {"programme", offsetof(Samordna__V1__ListRequest, programme)},
+        {"answer", offsetof(Samordna__V1__ListRequest, answer)},
+    };
+    for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
+        for (const samctl_opt_t *o = a->cmd->opts; o && o->name; o++)
+            if (strcmp(o->name, filters[i].name) == 0 && samctl_opt(a, o->name))
+                *(char **)((char *)req + filters[i].offset) = (char *)samctl_opt(a, o->name);
+}
+
+/* One record of a list: its JSON, or its text row. */
+typedef json_t *(*s_json_fn)(const ProtobufCMessage *rec);
+typedef void (*s_row_fn)(const ProtobufCMessage *rec);
+
+/* A list command: every page of registry.<table>.list with the command's filters, printed
+   as samctl lists are (samctl.h). Returns 0 or 1 (refused). The items and next_page_token
+   of every *List message sit at the same place, which the generic reader below relies on
+   through the descriptor. */
+static int s_list(samctl_t *ctl, const samctl_args_t *a, const char *method, const char *noun,
+                  const char *header, const ProtobufCMessageDescriptor *list_desc, s_json_fn json,
+                  s_row_fn row)
+{
+    Samordna__V1__ListRequest req;
+    s_filters(a, &req);
+    samctl_list_t list;
+    samctl_list_begin(&list, ctl, noun, header);
     char token[256] = "";
-    int rc = 0;
-    bool first = true;
-    size_t total = 0;
     do {
-        req->page_token = token;
-        req->page_size = 500;
-        ProtobufCMessage *page = samctl_call(ctl, "registry", method, &req->base, list_desc);
+        req.page_token = token;
+        req.page_size = 500;
+        ProtobufCMessage *page = samctl_call(ctl, "registry", method, &req.base, list_desc);
         if (!page) {
-            rc = 1;
-            break;
+            samctl_list_drop(&list);
+            return 1;
         }
         /* Every *List message is {repeated items = 1; string next_page_token = 2;}. */
         const ProtobufCFieldDescriptor *fi = protobuf_c_message_descriptor_get_field(list_desc, 1);
@@ -316,60 +286,50 @@ static int s_list(samctl_t *ctl, const char *method, Samordna__V1__ListRequest *
         ProtobufCMessage *const *items =
             *(ProtobufCMessage *const *const *)((const char *)page + fi->offset);
         const char *next = *(const char *const *)((const char *)page + ft->offset);
-        if (first && !ctl->json && header) header();
-        first = false;
         for (size_t i = 0; i < n; i++)
-            row(ctl, items[i], out);
-        total += n;
+            if (samctl_list_row(&list, ctl->json ? json(items[i]) : NULL)) row(items[i]);
         snprintf(token, sizeof token, "%s", next ? next : "");
         protobuf_c_message_free_unpacked(page, NULL);
     } while (token[0]);
-    if (ctl->json)
-        samctl_print_json(out);
-    else if (rc == 0)
-        printf("(%zu)\n", total);
-    return rc;
+    samctl_list_end(&list, NULL);
+    return 0;
 }
 
-/* ---- agencies ----------------------------------------------------------------------------------
- */
+/* ---- agencies ------------------------------------------------------------------------------ */
 
-static void s_agency_header(void)
+static json_t *s_agency_rec_json(const ProtobufCMessage *rec)
 {
-    printf("%-16s%-32s%-21s%s\n", "ID", "NAME", "KIND", "ROLES");
+    return s_agency_json((const Samordna__V1__Agency *)rec);
 }
 
-static void s_agency_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+static void s_agency_row(const ProtobufCMessage *rec)
 {
     const Samordna__V1__Agency *a = (const Samordna__V1__Agency *)rec;
-    if (ctl->json) {
-        json_array_append_new(out, s_agency_json(a));
-        return;
-    }
     char w[64], roles[512] = "";
     for (size_t i = 0; i < a->n_roles; i++) {
         size_t at = strlen(roles);
-        snprintf(roles + at, sizeof roles - at, "%s%s", i ? ", " : "",
-                 s_word(&samordna__v1__agency_role__descriptor, a->roles[i], w, sizeof w));
+        snprintf(
+            roles + at, sizeof roles - at, "%s%s", i ? ", " : "",
+            samctl_enum_word(&samordna__v1__agency_role__descriptor, a->roles[i], w, sizeof w));
     }
     s_cell(a->id, 15);
     s_cell(a->name, 31);
-    s_cell(s_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w), 20);
+    s_cell(samctl_enum_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w), 20);
     printf("%s\n", roles);
 }
 
-/* agencies [show ID] [--kind K] [--role R] */
-int samctl_cmd_agencies(samctl_t *ctl, int argc, char **argv)
+static int s_agencies(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "agencies [show ID] [--kind KIND] [--role ROLE]";
-    s_args_t a;
-    int rc = s_args(argc, argv, "kind role", usage, &a);
-    if (rc) return rc;
-    if (!a.show)
-        return s_list(ctl, "registry.agencies.list", &a.req, &samordna__v1__agency_list__descriptor,
-                      s_agency_row, s_agency_header);
+    char header[128];
+    snprintf(header, sizeof header, "%-16s%-32s%-21s%s", "ID", "NAME", "KIND", "ROLES");
+    return s_list(ctl, a, "registry.agencies.list", "agencies", header,
+                  &samordna__v1__agency_list__descriptor, s_agency_rec_json, s_agency_row);
+}
+
+static int s_agency_show(samctl_t *ctl, const samctl_args_t *a)
+{
     Samordna__V1__Agency *ag = (Samordna__V1__Agency *)s_get(
-        ctl, "registry.agencies.get", a.show, NULL, &samordna__v1__agency__descriptor);
+        ctl, "registry.agencies.get", a->pos[0], NULL, &samordna__v1__agency__descriptor);
     if (!ag) return 1;
     if (ctl->json) {
         samctl_print_json(s_agency_json(ag));
@@ -380,33 +340,29 @@ int samctl_cmd_agencies(samctl_t *ctl, int argc, char **argv)
             printf("former names  %s\n",
                    s_join(ag->former_names, ag->n_former_names, buf, sizeof buf));
         printf("kind          %s\n",
-               s_word(&samordna__v1__agency_kind__descriptor, ag->kind, w, sizeof w));
+               samctl_enum_word(&samordna__v1__agency_kind__descriptor, ag->kind, w, sizeof w));
         if (ag->unit[0]) printf("unit          %s\n", ag->unit);
         printf("roles         ");
         for (size_t i = 0; i < ag->n_roles; i++)
             printf("%s%s", i ? ", " : "",
-                   s_word(&samordna__v1__agency_role__descriptor, ag->roles[i], w, sizeof w));
+                   samctl_enum_word(&samordna__v1__agency_role__descriptor, ag->roles[i], w,
+                                    sizeof w));
         printf("\n");
     }
     protobuf_c_message_free_unpacked(&ag->base, NULL);
     return 0;
 }
 
-/* ---- municipalities ---------------------------------------------------------------------------
- */
+/* ---- municipalities ------------------------------------------------------------------------ */
 
-static void s_municipality_header(void)
+static json_t *s_municipality_rec_json(const ProtobufCMessage *rec)
 {
-    printf("%-16s%-18s%11s  %-22s%s\n", "ID", "NAME", "POPULATION", "NUMBERS", "SUCCESSOR");
+    return s_municipality_json((const Samordna__V1__Municipality *)rec);
 }
 
-static void s_municipality_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+static void s_municipality_row(const ProtobufCMessage *rec)
 {
     const Samordna__V1__Municipality *m = (const Samordna__V1__Municipality *)rec;
-    if (ctl->json) {
-        json_array_append_new(out, s_municipality_json(m));
-        return;
-    }
     char nums[256] = "", succ[256] = "";
     for (size_t i = 0; i < m->n_numbers; i++) {
         size_t at = strlen(nums);
@@ -428,20 +384,12 @@ static void s_municipality_row(samctl_t *ctl, const ProtobufCMessage *rec, json_
     printf("%s\n", succ);
 }
 
-/* municipalities [show ID | --number N] */
-int samctl_cmd_municipalities(samctl_t *ctl, int argc, char **argv)
+/* One municipality by id (show ID) or by number (--number N, whoever held it). */
+static int s_municipality_get(samctl_t *ctl, const char *id, const char *number)
 {
-    const char *usage = "municipalities [show ID | --number NUMBER]";
-    s_args_t a;
-    int rc = s_args(argc, argv, "number", usage, &a);
-    if (rc) return rc;
-    if (!a.show && !a.number)
-        return s_list(ctl, "registry.municipalities.list", &a.req,
-                      &samordna__v1__municipality_list__descriptor, s_municipality_row,
-                      s_municipality_header);
-    Samordna__V1__MunicipalityLookup *l = (Samordna__V1__MunicipalityLookup *)s_get(
-        ctl, "registry.municipalities.get", a.show, a.number,
-        &samordna__v1__municipality_lookup__descriptor);
+    Samordna__V1__MunicipalityLookup *l =
+        (Samordna__V1__MunicipalityLookup *)s_get(ctl, "registry.municipalities.get", id, number,
+                                                  &samordna__v1__municipality_lookup__descriptor);
     if (!l) return 1;
     const Samordna__V1__Municipality *m = l->municipality;
     if (!m) {
@@ -477,20 +425,32 @@ int samctl_cmd_municipalities(samctl_t *ctl, int argc, char **argv)
     return 0;
 }
 
-/* ---- programmes ----------------------------------------------------------------------------- */
-
-static void s_programme_header(void)
+static int s_municipalities(samctl_t *ctl, const samctl_args_t *a)
 {
-    printf("%-18s%-32s%-10s%-12s%s\n", "ID", "NAME", "OWNER", "BRIEFING", "PERIOD");
+    if (samctl_opt(a, "number")) return s_municipality_get(ctl, NULL, samctl_opt(a, "number"));
+    char header[128];
+    snprintf(header, sizeof header, "%-16s%-18s%11s  %-22s%s", "ID", "NAME", "POPULATION",
+             "NUMBERS", "SUCCESSOR");
+    return s_list(ctl, a, "registry.municipalities.list", "municipalities", header,
+                  &samordna__v1__municipality_list__descriptor, s_municipality_rec_json,
+                  s_municipality_row);
 }
 
-static void s_programme_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+static int s_municipality_show(samctl_t *ctl, const samctl_args_t *a)
+{
+    return s_municipality_get(ctl, a->pos[0], NULL);
+}
+
+/* ---- programmes ---------------------------------------------------------------------------- */
+
+static json_t *s_programme_rec_json(const ProtobufCMessage *rec)
+{
+    return s_programme_json((const Samordna__V1__Programme *)rec);
+}
+
+static void s_programme_row(const ProtobufCMessage *rec)
 {
     const Samordna__V1__Programme *p = (const Samordna__V1__Programme *)rec;
-    if (ctl->json) {
-        json_array_append_new(out, s_programme_json(p));
-        return;
-    }
     char brief[32];
     snprintf(brief, sizeof brief, "%u months", p->briefing_interval_months);
     s_cell(p->id, 17);
@@ -501,19 +461,19 @@ static void s_programme_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *
     printf("\n");
 }
 
-/* programmes [show ID] */
-int samctl_cmd_programmes(samctl_t *ctl, int argc, char **argv)
+static int s_programmes(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "programmes [show ID]";
-    s_args_t a;
-    int rc = s_args(argc, argv, "", usage, &a);
-    if (rc) return rc;
-    if (!a.show)
-        return s_list(ctl, "registry.programmes.list", &a.req,
-                      &samordna__v1__programme_list__descriptor, s_programme_row,
-                      s_programme_header);
+    char header[128];
+    snprintf(header, sizeof header, "%-18s%-32s%-10s%-12s%s", "ID", "NAME", "OWNER", "BRIEFING",
+             "PERIOD");
+    return s_list(ctl, a, "registry.programmes.list", "programmes", header,
+                  &samordna__v1__programme_list__descriptor, s_programme_rec_json, s_programme_row);
+}
+
+static int s_programme_show(samctl_t *ctl, const samctl_args_t *a)
+{
     Samordna__V1__Programme *p = (Samordna__V1__Programme *)s_get(
-        ctl, "registry.programmes.get", a.show, NULL, &samordna__v1__programme__descriptor);
+        ctl, "registry.programmes.get", a->pos[0], NULL, &samordna__v1__programme__descriptor);
     if (!p) return 1;
     if (ctl->json) {
         samctl_print_json(s_programme_json(p));
@@ -534,21 +494,16 @@ int samctl_cmd_programmes(samctl_t *ctl, int argc, char **argv)
     return 0;
 }
 
-/* ---- pilots ------------------------------------------------------------------------------------
- */
+/* ---- pilots -------------------------------------------------------------------------------- */
 
-static void s_pilot_header(void)
+static json_t *s_pilot_rec_json(const ProtobufCMessage *rec)
 {
-    printf("%-16s%-16s%-16s%s\n", "ID", "MUNICIPALITY", "LEADER", "CHALLENGE");
+    return s_pilot_json((const Samordna__V1__Pilot *)rec);
 }
 
-static void s_pilot_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+static void s_pilot_row(const ProtobufCMessage *rec)
 {
     const Samordna__V1__Pilot *p = (const Samordna__V1__Pilot *)rec;
-    if (ctl->json) {
-        json_array_append_new(out, s_pilot_json(p));
-        return;
-    }
     s_cell(p->id, 15);
     s_cell(p->municipality, 15);
     s_cell(p->investment_leader, 15);
@@ -556,22 +511,19 @@ static void s_pilot_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
     printf("\n");
 }
 
-/* pilots [show ID] [--agency A] [--municipality M] [--programme P]; pilot show ID */
-int samctl_cmd_pilots(samctl_t *ctl, int argc, char **argv)
+static int s_pilots(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage =
-        "pilots [show ID] [--agency A] [--municipality M] [--programme P] | pilot show ID";
-    s_args_t a;
-    int rc = s_args(argc, argv, "agency municipality programme", usage, &a);
-    if (rc) return rc;
-    if (!a.show) {
-        if (strcmp(argv[0], "pilot") == 0)
-            return samctl_usage(argv[0], usage, "name the pilot: pilot show ID");
-        return s_list(ctl, "registry.pilots.list", &a.req, &samordna__v1__pilot_list__descriptor,
-                      s_pilot_row, s_pilot_header);
-    }
-    Samordna__V1__Pilot *p = (Samordna__V1__Pilot *)s_get(ctl, "registry.pilots.get", a.show, NULL,
-                                                          &samordna__v1__pilot__descriptor);
+    char header[128];
+    snprintf(header, sizeof header, "%-16s%-16s%-16s%s", "ID", "MUNICIPALITY", "LEADER",
+             "CHALLENGE");
+    return s_list(ctl, a, "registry.pilots.list", "pilots", header,
+                  &samordna__v1__pilot_list__descriptor, s_pilot_rec_json, s_pilot_row);
+}
+
+static int s_pilot_show(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__Pilot *p = (Samordna__V1__Pilot *)s_get(ctl, "registry.pilots.get", a->pos[0],
+                                                          NULL, &samordna__v1__pilot__descriptor);
     if (!p) return 1;
     if (ctl->json) {
         samctl_print_json(s_pilot_json(p));
@@ -594,59 +546,48 @@ int samctl_cmd_pilots(samctl_t *ctl, int argc, char **argv)
     return 0;
 }
 
-/* ---- invitations ----------------------------------------------------------------------------- */
+/* ---- invitations --------------------------------------------------------------------------- */
 
-static void s_invitation_header(void)
+static json_t *s_invitation_rec_json(const ProtobufCMessage *rec)
 {
-    printf("%-18s%-16s%-8s%-9s%-12s%s\n", "PROGRAMME", "MUNICIPALITY", "ANSWER", "CHANNEL",
-           "ANSWERED", "NOTE");
+    return s_invitation_json((const Samordna__V1__Invitation *)rec);
 }
 
-static void s_invitation_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+static void s_invitation_row(const ProtobufCMessage *rec)
 {
     const Samordna__V1__Invitation *inv = (const Samordna__V1__Invitation *)rec;
-    if (ctl->json) {
-        json_array_append_new(out, s_invitation_json(inv));
-        return;
-    }
     char w[32];
     s_cell(inv->programme, 17);
     s_cell(inv->municipality, 15);
-    s_cell(inv->answer ? s_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w) : "-",
+    s_cell(inv->answer
+               ? samctl_enum_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w)
+               : "-",
            7);
-    s_cell(s_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w), 8);
+    s_cell(samctl_enum_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w), 8);
     s_cell(inv->answered, 11);
     printf("%s\n", inv->note);
 }
 
-/* invitations [--programme P] [--municipality M] [--answer yes|no|none] */
-int samctl_cmd_invitations(samctl_t *ctl, int argc, char **argv)
+static int s_invitations(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "invitations [--programme P] [--municipality M] [--answer yes|no|none]";
-    s_args_t a;
-    int rc = s_args(argc, argv, "programme municipality answer", usage, &a);
-    if (rc) return rc;
-    if (a.show) return samctl_usage(argv[0], usage, "invitations are listed, not shown");
-    return s_list(ctl, "registry.invitations.list", &a.req,
-                  &samordna__v1__invitation_list__descriptor, s_invitation_row,
-                  s_invitation_header);
+    char header[128];
+    snprintf(header, sizeof header, "%-18s%-16s%-8s%-9s%-12s%s", "PROGRAMME", "MUNICIPALITY",
+             "ANSWER", "CHANNEL", "ANSWERED", "NOTE");
+    return s_list(ctl, a, "registry.invitations.list", "invitations", header,
+                  &samordna__v1__invitation_list__descriptor, s_invitation_rec_json,
+                  s_invitation_row);
 }
 
-/* ---- people ------------------------------------------------------------------------------------
- */
+/* ---- people -------------------------------------------------------------------------------- */
 
-static void s_person_header(void)
+static json_t *s_person_rec_json(const ProtobufCMessage *rec)
 {
-    printf("%-16s%-28s%-16s%s\n", "ID", "NAME", "AGENCY", "ROLES");
+    return s_person_json((const Samordna__V1__Person *)rec);
 }
 
-static void s_person_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+static void s_person_row(const ProtobufCMessage *rec)
 {
     const Samordna__V1__Person *p = (const Samordna__V1__Person *)rec;
-    if (ctl->json) {
-        json_array_append_new(out, s_person_json(p));
-        return;
-    }
     char roles[512] = "";
     for (size_t i = 0; i < p->n_roles; i++) {
         const Samordna__V1__RoleHeld *r = p->roles[i];
@@ -661,18 +602,18 @@ static void s_person_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out
     printf("%s\n", roles);
 }
 
-/* people [show ID] [--agency A] */
-int samctl_cmd_people(samctl_t *ctl, int argc, char **argv)
+static int s_people(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "people [show ID] [--agency A]";
-    s_args_t a;
-    int rc = s_args(argc, argv, "agency", usage, &a);
-    if (rc) return rc;
-    if (!a.show)
-        return s_list(ctl, "registry.people.list", &a.req, &samordna__v1__person_list__descriptor,
-                      s_person_row, s_person_header);
+    char header[128];
+    snprintf(header, sizeof header, "%-16s%-28s%-16s%s", "ID", "NAME", "AGENCY", "ROLES");
+    return s_list(ctl, a, "registry.people.list", "people", header,
+                  &samordna__v1__person_list__descriptor, s_person_rec_json, s_person_row);
+}
+
+static int s_person_show(samctl_t *ctl, const samctl_args_t *a)
+{
     Samordna__V1__Person *p = (Samordna__V1__Person *)s_get(
-        ctl, "registry.people.get", a.show, NULL, &samordna__v1__person__descriptor);
+        ctl, "registry.people.get", a->pos[0], NULL, &samordna__v1__person__descriptor);
     if (!p) return 1;
     if (ctl->json) {
         samctl_print_json(s_person_json(p));
@@ -696,39 +637,34 @@ int samctl_cmd_people(samctl_t *ctl, int argc, char **argv)
     return 0;
 }
 
-/* ---- reports -----------------------------------------------------------------------------------
- */
+/* ---- reports ------------------------------------------------------------------------------- */
 
-static void s_report_header(void)
+static json_t *s_report_rec_json(const ProtobufCMessage *rec)
 {
-    printf("%-16s%-10s%-26s%s\n", "ID", "BY", "SERIES", "TITLE");
+    return s_report_json((const Samordna__V1__Report *)rec);
 }
 
-static void s_report_row(samctl_t *ctl, const ProtobufCMessage *rec, json_t *out)
+static void s_report_row(const ProtobufCMessage *rec)
 {
     const Samordna__V1__Report *r = (const Samordna__V1__Report *)rec;
-    if (ctl->json) {
-        json_array_append_new(out, s_report_json(r));
-        return;
-    }
     s_cell(r->id, 15);
     s_cell(r->by, 9);
     s_cell(r->series, 25);
     printf("%s\n", r->title);
 }
 
-/* reports [show ID] [--agency A] */
-int samctl_cmd_reports(samctl_t *ctl, int argc, char **argv)
+static int s_reports(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "reports [show ID] [--agency A]";
-    s_args_t a;
-    int rc = s_args(argc, argv, "agency", usage, &a);
-    if (rc) return rc;
-    if (!a.show)
-        return s_list(ctl, "registry.reports.list", &a.req, &samordna__v1__report_list__descriptor,
-                      s_report_row, s_report_header);
+    char header[128];
+    snprintf(header, sizeof header, "%-16s%-10s%-26s%s", "ID", "BY", "SERIES", "TITLE");
+    return s_list(ctl, a, "registry.reports.list", "reports", header,
+                  &samordna__v1__report_list__descriptor, s_report_rec_json, s_report_row);
+}
+
+static int s_report_show(samctl_t *ctl, const samctl_args_t *a)
+{
     Samordna__V1__Report *r = (Samordna__V1__Report *)s_get(
-        ctl, "registry.reports.get", a.show, NULL, &samordna__v1__report__descriptor);
+        ctl, "registry.reports.get", a->pos[0], NULL, &samordna__v1__report__descriptor);
     if (!r) return 1;
     if (ctl->json) {
         samctl_print_json(s_report_json(r));
@@ -740,4 +676,155 @@ int samctl_cmd_reports(samctl_t *ctl, int argc, char **argv)
     }
     protobuf_c_message_free_unpacked(&r->base, NULL);
     return 0;
+}
+
+/* ---- the tables ---------------------------------------------------------------------------- */
+
+/* `show ID`: one record, the same for every table. */
+#define S_SHOW(what, fn)                                                                           \
+    ((const samctl_cmd_t[]){                                                                       \
+        {.name = "show", .args = "ID", .min_args = 1, .max_args = 1, .about = what, .run = fn},    \
+        {NULL}})
+
+static const samctl_opt_t s_agencies_opts[] = {
+    {"kind", 0, "KIND", SAMCTL_TEXT, 0,
+     "only agencies of this kind (state_regional, county_governor, municipality, …)"},
+    {"role", 0, "ROLE", SAMCTL_TEXT, 0, "only agencies with this role (investment_team, …)"},
+    {NULL},
+};
+static const samctl_cmd_t s_agencies_cmd = {
+    .name = "agencies",
+    .about = "The agencies: id, name, kind and roles; `agencies show ID` one of them, with its\n"
+             "former names and unit.",
+    .opts = s_agencies_opts,
+    .run = s_agencies,
+    .subs = S_SHOW("One agency, with its former names and unit.", s_agency_show),
+};
+
+static const samctl_opt_t s_municipalities_opts[] = {
+    {"number", 0, "NUMBER", SAMCTL_TEXT, 0,
+     "the municipality that held this number (four digits), with when"},
+    {NULL},
+};
+static const samctl_cmd_t s_municipalities_cmd = {
+    .name = "municipalities",
+    .about = "Municipalities with their numbers, population and successor (a merger never\n"
+             "overwrites: the old record stays and points to the new one).",
+    .opts = s_municipalities_opts,
+    .run = s_municipalities,
+    .subs =
+        S_SHOW("One municipality; a merged one says into which, and when.", s_municipality_show),
+};
+
+static const samctl_opt_t s_people_opts[] = {
+    {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only people of this agency"},
+    {NULL},
+};
+static const samctl_cmd_t s_people_cmd = {
+    .name = "people",
+    .about = "People and the roles they held (erased people keep their roles, not their names).",
+    .opts = s_people_opts,
+    .run = s_people,
+    .subs = S_SHOW("One person: contact details and every role held, with when.", s_person_show),
+};
+
+static const samctl_cmd_t s_programmes_cmd = {
+    .name = "programmes",
+    .about = "The programmes: owner, briefing interval and period.",
+    .run = s_programmes,
+    .subs =
+        S_SHOW("One programme: leadership, steering group, themes and goals.", s_programme_show),
+};
+
+static const samctl_opt_t s_pilots_opts[] = {
+    {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only pilots this agency leads or is part of"},
+    {"municipality", 0, "MUNICIPALITY", SAMCTL_TEXT, 0, "only this municipality's pilots"},
+    {"programme", 0, "PROGRAMME", SAMCTL_TEXT, 0, "only pilots of this programme"},
+    {NULL},
+};
+static const samctl_cmd_t s_pilot_show_subs[] = {
+    {.name = "show",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "One pilot: municipality, challenge, investment leader and team, aims.",
+     .run = s_pilot_show},
+    {NULL},
+};
+static const samctl_cmd_t s_pilots_cmd = {
+    .name = "pilots",
+    .about = "The pilots: municipality, investment leader and challenge.",
+    .opts = s_pilots_opts,
+    .run = s_pilots,
+    .subs = s_pilot_show_subs,
+};
+static const samctl_cmd_t s_pilot_cmd = {
+    .name = "pilot",
+    .about = "One pilot: `pilot show ID` is `pilots show ID`.",
+    .subs = s_pilot_show_subs,
+};
+
+static const samctl_opt_t s_invitations_opts[] = {
+    {"programme", 0, "PROGRAMME", SAMCTL_TEXT, 0, "only invitations to this programme"},
+    {"municipality", 0, "MUNICIPALITY", SAMCTL_TEXT, 0, "only those sent to this municipality"},
+    {"answer", 0, "yes|no|none", SAMCTL_TEXT, 0, "only those answered so (none: not yet)"},
+    {NULL},
+};
+static const samctl_cmd_t s_invitations_cmd = {
+    .name = "invitations",
+    .about = "Invitations to a programme and their answers: yes or no, written or oral, and when.",
+    .opts = s_invitations_opts,
+    .run = s_invitations,
+};
+
+static const samctl_opt_t s_reports_opts[] = {
+    {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only reports this agency published"},
+    {NULL},
+};
+static const samctl_cmd_t s_reports_cmd = {
+    .name = "reports",
+    .about = "Reports published by agencies: who, the series and the title.",
+    .opts = s_reports_opts,
+    .run = s_reports,
+    .subs = S_SHOW("One report, with when it was published and where.", s_report_show),
+};
+
+int samctl_cmd_agencies(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_agencies_cmd, argc, argv);
+}
+
+int samctl_cmd_municipalities(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_municipalities_cmd, argc, argv);
+}
+
+int samctl_cmd_people(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_people_cmd, argc, argv);
+}
+
+int samctl_cmd_programmes(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_programmes_cmd, argc, argv);
+}
+
+int samctl_cmd_pilots(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_pilots_cmd, argc, argv);
+}
+
+int samctl_cmd_pilot(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_pilot_cmd, argc, argv);
+}
+
+int samctl_cmd_invitations(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_invitations_cmd, argc, argv);
+}
+
+int samctl_cmd_reports(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_reports_cmd, argc, argv);
 }

@@ -8,165 +8,26 @@
       barrier   register / move / show; barriers lists them
       report    what changed in a period
 
-    Writes build a CloudEvent (source --source, a fresh random id, the payload packed in
-    binary_data) and publish it with events.publish; reads call status.* queries. Tables by
-    default, --json for machines (each reply message as a JSON object, field names as in
-    status.proto).
+    Writes publish one event each with samctl_publish() (a fresh random id: reaching the
+    same milestone twice is refused by the service, not merged); reads call status.*
+    queries. Lists print as every samctl list does (samctl.h); the board, a barrier and a
+    report are one object each. JSON records are the reply messages as status.proto names
+    their fields (samctl_json_message).
 */
 #include "samctl.h"
 
 #include "samordna/v1/events.pb-c.h"
 #include "samordna/v1/status.pb-c.h"
 
-#include <czmq.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
 
-/* ---- options ------------------------------------------------------------------------------ */
-
-/* Command-line words after the sub-command: --name VALUE options, repeatable ones collected,
-   and positionals. */
-typedef struct {
-    const char *names[16];
-    const char *values[16];
-    size_t n;
-    const char *pos[8];
-    size_t npos;
-    const char *multi[64]; /* every value of the repeatable option */
-    size_t nmulti;
-    bool flags[4]; /* boolean flags, by their index in the flag list */
-} s_args_t;
-
-/* Parses argv[from..] with `opts` (space-separated option names taking a value), `flags`
-   (names without a value), `multi` (the one repeatable option). Returns 0 or -1 with a
-   message in err. */
-static int s_parse(int argc, char **argv, int from, const char *opts, const char *flags,
-                   const char *multi, s_args_t *a, char *err, size_t errlen)
-{
-    memset(a, 0, sizeof *a);
-    for (int i = from; i < argc; i++) {
-        const char *w = argv[i];
-        if (strncmp(w, "--", 2) != 0) {
-            if (a->npos == 8) return snprintf(err, errlen, "too many arguments"), -1;
-            a->pos[a->npos++] = w;
-            continue;
-        }
-        const char *name = w + 2;
-        char pat[64];
-        snprintf(pat, sizeof pat, " %s ", name);
-        char hay[512];
-        snprintf(hay, sizeof hay, " %s ", flags ? flags : "");
-        if (strstr(hay, pat)) {
-            /* index of the flag in the list */
-            int idx = 0;
-            for (const char *p = hay + 1; p < strstr(hay, pat) + 1; p++)
-                if (*p == ' ') idx++;
-            if (idx < 4) a->flags[idx] = true;
-            continue;
-        }
-        snprintf(hay, sizeof hay, " %s ", opts);
-        bool is_multi = multi && strcmp(name, multi) == 0;
-        if (!is_multi && !strstr(hay, pat))
-            return snprintf(err, errlen, "unknown option --%s", name), -1;
-        if (i + 1 >= argc) return snprintf(err, errlen, "--%s needs a value", name), -1;
-        if (is_multi) {
-            if (a->nmulti < 64) a->multi[a->nmulti++] = argv[++i];
-            continue;
-        }
-        if (a->n == 16) return snprintf(err, errlen, "too many options"), -1;
-        a->names[a->n] = name;
-        a->values[a->n++] = argv[++i];
-    }
-    return 0;
-}
-
-/* The value of --name, or "" when not given (proto3 strings: "" is absent). */
-static const char *s_opt(const s_args_t *a, const char *name)
-{
-    for (size_t i = a->n; i-- > 0;)
-        if (strcmp(a->names[i], name) == 0) return a->values[i];
-    return "";
-}
-
-/* ---- JSON from any reply message ---------------------------------------------------------- */
-
-static json_t *s_json_msg(const ProtobufCMessage *m);
-
-static json_t *s_json_value(const ProtobufCFieldDescriptor *f, const void *p)
-{
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING:
-        return json_string(*(char *const *)p ? *(char *const *)p : "");
-    case PROTOBUF_C_TYPE_BOOL:
-        return json_boolean(*(const protobuf_c_boolean *)p);
-    case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32:
-        return json_integer(*(const uint32_t *)p);
-    case PROTOBUF_C_TYPE_INT32:
-    case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32:
-    case PROTOBUF_C_TYPE_ENUM:
-        return json_integer(*(const int32_t *)p);
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-        return json_integer((json_int_t) * (const uint64_t *)p);
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return json_integer((json_int_t) * (const int64_t *)p);
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return *(ProtobufCMessage *const *)p ? s_json_msg(*(ProtobufCMessage *const *)p)
-                                             : json_null();
-    default:
-        return json_null();
-    }
-}
-
-static size_t s_elem_size(const ProtobufCFieldDescriptor *f)
-{
-    switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_MESSAGE:
-        return sizeof(void *);
-    case PROTOBUF_C_TYPE_BOOL:
-        return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_INT64:
-    case PROTOBUF_C_TYPE_SINT64:
-    case PROTOBUF_C_TYPE_FIXED64:
-    case PROTOBUF_C_TYPE_SFIXED64:
-        return 8;
-    default:
-        return 4;
-    }
-}
-
-static json_t *s_json_msg(const ProtobufCMessage *m)
-{
-    json_t *o = json_object();
-    const ProtobufCMessageDescriptor *d = m->descriptor;
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        const char *base = (const char *)m;
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t n = *(const size_t *)(base + f->quantifier_offset);
-            const char *arr = *(char *const *)(base + f->offset);
-            json_t *ja = json_array();
-            for (size_t k = 0; k < n; k++)
-                json_array_append_new(ja, s_json_value(f, arr + k * s_elem_size(f)));
-            json_object_set_new(o, f->name, ja);
-        } else
-            json_object_set_new(o, f->name, s_json_value(f, base + f->offset));
-    }
-    return o;
-}
-
 static void s_print_json(const ProtobufCMessage *m)
 {
-    samctl_print_json(s_json_msg(m));
+    samctl_print_json(samctl_json_message(m));
 }
 
 /* ---- text columns (UTF-8 aware: Norwegian labels hold æ, ø, å) ------------------------------ */
@@ -199,36 +60,6 @@ static void s_cell(const char *s, int width)
     }
     for (; cols < width; cols++)
         putchar(' ');
-}
-
-/* ---- publishing ---------------------------------------------------------------------------- */
-
-/* Publishes `payload` as an event of `type`. Returns 0 (seq printed) or 1 (refusal printed). */
-static int s_publish(samctl_t *ctl, const char *type, const char *subject,
-                     const ProtobufCMessage *payload)
-{
-    zuuid_t *uuid = zuuid_new();
-    samctl_event_t ev;
-    if (!uuid || samctl_event_init(&ev, zuuid_str_canonical(uuid), ctl->source, type, subject,
-                                   payload) != 0) {
-        zuuid_destroy(&uuid);
-        return 1;
-    }
-    Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ev.ce;
-    Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
-        ctl, "status", "events.publish", &req.base, &samordna__v1__publish_reply__descriptor);
-    zuuid_destroy(&uuid);
-    samctl_event_clear(&ev);
-    if (!rep) return 1;
-    if (ctl->json)
-        printf("{\"type\":\"%s\",\"seq\":%" PRIu64 ",\"duplicate\":%s}\n", type, rep->seq,
-               rep->duplicate ? "true" : "false");
-    else
-        printf("%s %s: seq %" PRIu64 "%s\n", type, subject, rep->seq,
-               rep->duplicate ? " (duplicate)" : "");
-    FREE(rep);
-    return 0;
 }
 
 #define EV(name) "no.samordna.status." name
@@ -284,20 +115,17 @@ static void s_board_text(const Samordna__V1__BoardReply *b)
         s_cell(*row->last_meeting_date ? row->last_meeting_date : "-", 11);
         printf(" %u\n", row->open_barriers);
     }
-    if (b->n_rows == 0) printf("(no pilots)\n");
+    if (b->n_rows == 0)
+        printf("no pilots\n");
+    else
+        printf("(%zu)\n", b->n_rows);
 }
 
-/* board [--as-of YYYY-MM-DD] [--pilot ID] */
-int samctl_cmd_board(samctl_t *ctl, int argc, char **argv)
+static int s_board(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "board [--as-of YYYY-MM-DD] [--pilot ID]";
-    s_args_t a;
-    char err[128];
-    if (s_parse(argc, argv, 1, "as-of pilot", NULL, NULL, &a, err, sizeof err) || a.npos)
-        return samctl_usage("board", usage, a.npos ? "unexpected argument" : err);
     Samordna__V1__BoardRequest req = SAMORDNA__V1__BOARD_REQUEST__INIT;
-    req.as_of = (char *)s_opt(&a, "as-of");
-    req.pilot = (char *)s_opt(&a, "pilot");
+    req.as_of = (char *)samctl_str(a, "as-of");
+    req.pilot = (char *)samctl_str(a, "pilot");
     Samordna__V1__BoardReply *b = (Samordna__V1__BoardReply *)samctl_call(
         ctl, "status", "status.board", &req.base, &samordna__v1__board_reply__descriptor);
     if (!b) return 1;
@@ -311,227 +139,231 @@ int samctl_cmd_board(samctl_t *ctl, int argc, char **argv)
 
 /* ---- kinds --------------------------------------------------------------------------------- */
 
-/* kinds | kinds define ID --label LABEL --order N */
-int samctl_cmd_kinds(samctl_t *ctl, int argc, char **argv)
+/* The milestone kinds, or NULL (refusal printed unless quiet). */
+static Samordna__V1__MilestoneKindsReply *s_kinds_get(samctl_t *ctl, bool quiet)
 {
-    const char *usage = "kinds [define ID --label LABEL --order N]";
-    s_args_t a;
-    char err[128];
-    if (s_parse(argc, argv, 1, "label order", NULL, NULL, &a, err, sizeof err))
-        return samctl_usage("kinds", usage, err);
-    if (a.npos >= 1 && strcmp(a.pos[0], "define") == 0) {
-        if (a.npos != 2) return samctl_usage("kinds", usage, "name the kind");
-        Samordna__V1__MilestoneKind k = SAMORDNA__V1__MILESTONE_KIND__INIT;
-        k.id = (char *)a.pos[1];
-        k.label = (char *)s_opt(&a, "label");
-        k.order = (uint32_t)strtoul(s_opt(&a, "order"), NULL, 10);
-        return s_publish(ctl, EV("milestone_kind.defined"), k.id, &k.base);
-    }
-    if (a.npos) return samctl_usage("kinds", usage, "unexpected argument");
-    Samordna__V1__MilestoneKindsReply *r = (Samordna__V1__MilestoneKindsReply *)samctl_call(
-        ctl, "status", "status.kinds.list", NULL, &samordna__v1__milestone_kinds_reply__descriptor);
+    if (!quiet)
+        return (Samordna__V1__MilestoneKindsReply *)samctl_call(
+            ctl, "status", "status.kinds.list", NULL,
+            &samordna__v1__milestone_kinds_reply__descriptor);
+    sam_result_t res;
+    ProtobufCMessage *out = NULL;
+    samctl_request(ctl, "status", "status.kinds.list", NULL,
+                   &samordna__v1__milestone_kinds_reply__descriptor, &out, true, &res);
+    sam_result_clear(&res);
+    return (Samordna__V1__MilestoneKindsReply *)out;
+}
+
+static int s_kinds(samctl_t *ctl, const samctl_args_t *a)
+{
+    (void)a;
+    Samordna__V1__MilestoneKindsReply *r = s_kinds_get(ctl, false);
     if (!r) return 1;
-    if (ctl->json)
-        s_print_json(&r->base);
-    else
-        for (size_t i = 0; i < r->n_kinds; i++)
-            printf("%3u  %-24s %s\n", r->kinds[i]->order, r->kinds[i]->id, r->kinds[i]->label);
+    samctl_list_t l;
+    char header[96];
+    snprintf(header, sizeof header, "%5s  %-24s %s", "ORDER", "KIND", "LABEL");
+    samctl_list_begin(&l, ctl, "milestone kinds", header);
+    for (size_t i = 0; i < r->n_kinds; i++)
+        if (samctl_list_row(&l, ctl->json ? samctl_json_message(&r->kinds[i]->base) : NULL))
+            printf("%5u  %-24s %s\n", r->kinds[i]->order, r->kinds[i]->id, r->kinds[i]->label);
+    samctl_list_end(&l, NULL);
     FREE(r);
     return 0;
 }
 
+static int s_kinds_define(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__MilestoneKind k = SAMORDNA__V1__MILESTONE_KIND__INIT;
+    k.id = (char *)a->pos[0];
+    k.label = (char *)samctl_str(a, "label");
+    k.order = samctl_u32(a, "order");
+    return samctl_publish(ctl, "status", EV("milestone_kind.defined"), NULL, k.id, &k.base);
+}
+
 /* ---- milestones ---------------------------------------------------------------------------- */
 
-/* milestone reach PILOT KIND --date D [--actor A] [--evidence TEXT]
-   milestone revert PILOT KIND --date D --reason TEXT [--actor A]
-   milestone history PILOT */
-int samctl_cmd_milestone(samctl_t *ctl, int argc, char **argv)
+/* After a refusal of a milestone event: when `kind` is not one the service knows, say which
+   ones it knows (asked of the service; nothing more when it cannot be asked). */
+static void s_name_the_kinds(samctl_t *ctl, const samctl_args_t *a, const char *kind)
 {
-    const char *usage = "milestone reach PILOT KIND --date D [--actor AGENCY] [--evidence TEXT]\n"
-                        "       samctl milestone revert PILOT KIND --date D --reason TEXT "
-                        "[--actor AGENCY]\n"
-                        "       samctl milestone history PILOT";
-    s_args_t a;
-    char err[128];
-    if (s_parse(argc, argv, 1, "date actor evidence reason", NULL, NULL, &a, err, sizeof err))
-        return samctl_usage("milestone", usage, err);
-    const char *sub = a.npos ? a.pos[0] : "";
-    if (strcmp(sub, "history") == 0 && a.npos == 2) {
-        Samordna__V1__MilestoneHistoryRequest req = SAMORDNA__V1__MILESTONE_HISTORY_REQUEST__INIT;
-        req.pilot = (char *)a.pos[1];
-        Samordna__V1__MilestoneHistoryReply *r = (Samordna__V1__MilestoneHistoryReply *)samctl_call(
-            ctl, "status", "status.milestones.history", &req.base,
-            &samordna__v1__milestone_history_reply__descriptor);
-        if (!r) return 1;
-        if (ctl->json)
-            s_print_json(&r->base);
-        else
-            for (size_t i = 0; i < r->n_changes; i++) {
-                Samordna__V1__MilestoneChange *c = r->changes[i];
-                printf("%s  %-8s %-24s %-14s %s\n", c->date, c->reached ? "reached" : "reverted",
-                       c->kind, c->actor, c->reached ? c->evidence : c->reason);
-            }
-        FREE(r);
-        return 0;
+    Samordna__V1__MilestoneKindsReply *r = s_kinds_get(ctl, true);
+    if (!r) return;
+    bool known = false;
+    char list[1024] = "";
+    for (size_t i = 0; i < r->n_kinds; i++) {
+        known = known || strcmp(r->kinds[i]->id, kind) == 0;
+        size_t at = strlen(list);
+        snprintf(list + at, sizeof list - at, "%s%s", i ? ", " : "", r->kinds[i]->id);
     }
-    if ((strcmp(sub, "reach") != 0 && strcmp(sub, "revert") != 0) || a.npos != 3)
-        return samctl_usage("milestone", usage, "reach, revert or history, with pilot and kind");
+    if (!known)
+        fprintf(stderr, "samctl %s: the milestone kinds are: %s (samctl kinds)\n", a->path,
+                r->n_kinds ? list : "none defined yet");
+    FREE(r);
+}
+
+static int s_milestone_reach(samctl_t *ctl, const samctl_args_t *a)
+{
     char subject[160];
-    snprintf(subject, sizeof subject, "%s/%s", a.pos[1], a.pos[2]);
-    if (strcmp(sub, "reach") == 0) {
-        Samordna__V1__MilestoneReached m = SAMORDNA__V1__MILESTONE_REACHED__INIT;
-        m.pilot = (char *)a.pos[1];
-        m.kind = (char *)a.pos[2];
-        m.date = (char *)s_opt(&a, "date");
-        m.actor = (char *)s_opt(&a, "actor");
-        m.evidence = (char *)s_opt(&a, "evidence");
-        return s_publish(ctl, EV("milestone.reached"), subject, &m.base);
-    }
+    snprintf(subject, sizeof subject, "%s/%s", a->pos[0], a->pos[1]);
+    Samordna__V1__MilestoneReached m = SAMORDNA__V1__MILESTONE_REACHED__INIT;
+    m.pilot = (char *)a->pos[0];
+    m.kind = (char *)a->pos[1];
+    m.date = (char *)samctl_str(a, "date");
+    m.actor = (char *)samctl_str(a, "actor");
+    m.evidence = (char *)samctl_str(a, "evidence");
+    int rc = samctl_publish(ctl, "status", EV("milestone.reached"), NULL, subject, &m.base);
+    if (rc) s_name_the_kinds(ctl, a, m.kind);
+    return rc;
+}
+
+static int s_milestone_revert(samctl_t *ctl, const samctl_args_t *a)
+{
+    char subject[160];
+    snprintf(subject, sizeof subject, "%s/%s", a->pos[0], a->pos[1]);
     Samordna__V1__MilestoneReverted m = SAMORDNA__V1__MILESTONE_REVERTED__INIT;
-    m.pilot = (char *)a.pos[1];
-    m.kind = (char *)a.pos[2];
-    m.date = (char *)s_opt(&a, "date");
-    m.actor = (char *)s_opt(&a, "actor");
-    m.reason = (char *)s_opt(&a, "reason");
-    return s_publish(ctl, EV("milestone.reverted"), subject, &m.base);
+    m.pilot = (char *)a->pos[0];
+    m.kind = (char *)a->pos[1];
+    m.date = (char *)samctl_str(a, "date");
+    m.actor = (char *)samctl_str(a, "actor");
+    m.reason = (char *)samctl_str(a, "reason");
+    int rc = samctl_publish(ctl, "status", EV("milestone.reverted"), NULL, subject, &m.base);
+    if (rc) s_name_the_kinds(ctl, a, m.kind);
+    return rc;
+}
+
+static int s_milestone_history(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__MilestoneHistoryRequest req = SAMORDNA__V1__MILESTONE_HISTORY_REQUEST__INIT;
+    req.pilot = (char *)a->pos[0];
+    Samordna__V1__MilestoneHistoryReply *r = (Samordna__V1__MilestoneHistoryReply *)samctl_call(
+        ctl, "status", "status.milestones.history", &req.base,
+        &samordna__v1__milestone_history_reply__descriptor);
+    if (!r) return 1;
+    samctl_list_t l;
+    char header[128];
+    snprintf(header, sizeof header, "%-10s  %-8s %-24s %-14s %s", "DATE", "CHANGE", "KIND", "ACTOR",
+             "EVIDENCE OR REASON");
+    samctl_list_begin(&l, ctl, "milestone changes", header);
+    for (size_t i = 0; i < r->n_changes; i++) {
+        Samordna__V1__MilestoneChange *c = r->changes[i];
+        if (samctl_list_row(&l, ctl->json ? samctl_json_message(&c->base) : NULL))
+            printf("%-10s  %-8s %-24s %-14s %s\n", c->date, c->reached ? "reached" : "reverted",
+                   c->kind, c->actor, c->reached ? c->evidence : c->reason);
+    }
+    samctl_list_end(&l, NULL);
+    FREE(r);
+    return 0;
 }
 
 /* ---- meetings ------------------------------------------------------------------------------ */
 
-/* meeting log ID --kind K --date D [--pilot P | --municipality M] [--title T]
-   [--participant A]... [--notes N] [--monthly-until D] */
-int samctl_cmd_meeting(samctl_t *ctl, int argc, char **argv)
+static int s_meeting_log(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "meeting log ID --kind KIND --date D [--pilot P | --municipality M] "
-                        "[--title T] [--participant WHO]... [--notes TEXT] [--monthly-until D]";
-    s_args_t a;
-    char err[128];
-    if (s_parse(argc, argv, 1, "kind date pilot municipality title notes monthly-until", NULL,
-                "participant", &a, err, sizeof err))
-        return samctl_usage("meeting", usage, err);
-    if (a.npos != 2 || strcmp(a.pos[0], "log") != 0)
-        return samctl_usage("meeting", usage, "log and a meeting id");
+    const char *participants[64];
+    size_t n = samctl_opt_all(a, "participant", participants, 64);
+    if (n > 64) return samctl_usage_error(a, "at most 64 --participant");
     Samordna__V1__MeetingLogged m = SAMORDNA__V1__MEETING_LOGGED__INIT;
-    m.id = (char *)a.pos[1];
-    m.kind = (char *)s_opt(&a, "kind");
-    m.date = (char *)s_opt(&a, "date");
-    m.pilot = (char *)s_opt(&a, "pilot");
-    m.municipality = (char *)s_opt(&a, "municipality");
-    m.title = (char *)s_opt(&a, "title");
-    m.notes = (char *)s_opt(&a, "notes");
-    m.monthly_until = (char *)s_opt(&a, "monthly-until");
-    m.n_participants = a.nmulti;
-    m.participants = (char **)a.multi;
-    return s_publish(ctl, EV("meeting.logged"), m.id, &m.base);
+    m.id = (char *)a->pos[0];
+    m.kind = (char *)samctl_str(a, "kind");
+    m.date = (char *)samctl_str(a, "date");
+    m.pilot = (char *)samctl_str(a, "pilot");
+    m.municipality = (char *)samctl_str(a, "municipality");
+    m.title = (char *)samctl_str(a, "title");
+    m.notes = (char *)samctl_str(a, "notes");
+    m.monthly_until = (char *)samctl_str(a, "monthly-until");
+    m.n_participants = n;
+    m.participants = (char **)participants;
+    return samctl_publish(ctl, "status", EV("meeting.logged"), NULL, m.id, &m.base);
 }
 
-/* meetings [--pilot P | --municipality M] [--from D] [--to D] [--kind K] [--page-size N]
-   [--page-token T] */
-int samctl_cmd_meetings(samctl_t *ctl, int argc, char **argv)
+static int s_meetings(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "meetings [--pilot P | --municipality M] [--from D] [--to D] [--kind K] "
-                        "[--page-size N] [--page-token T]";
-    s_args_t a;
-    char err[128];
-    if (s_parse(argc, argv, 1, "pilot municipality from to kind page-size page-token", NULL, NULL,
-                &a, err, sizeof err) ||
-        a.npos)
-        return samctl_usage("meetings", usage, a.npos ? "unexpected argument" : err);
     Samordna__V1__MeetingsRequest req = SAMORDNA__V1__MEETINGS_REQUEST__INIT;
-    req.pilot = (char *)s_opt(&a, "pilot");
-    req.municipality = (char *)s_opt(&a, "municipality");
-    req.from = (char *)s_opt(&a, "from");
-    req.to = (char *)s_opt(&a, "to");
-    req.kind = (char *)s_opt(&a, "kind");
-    req.page_size = (uint32_t)strtoul(s_opt(&a, "page-size"), NULL, 10);
-    req.page_token = (char *)s_opt(&a, "page-token");
+    req.pilot = (char *)samctl_str(a, "pilot");
+    req.municipality = (char *)samctl_str(a, "municipality");
+    req.from = (char *)samctl_str(a, "from");
+    req.to = (char *)samctl_str(a, "to");
+    req.kind = (char *)samctl_str(a, "kind");
+    req.page_size = samctl_u32(a, "page-size");
+    req.page_token = (char *)samctl_str(a, "page-token");
     Samordna__V1__MeetingsReply *r =
         (Samordna__V1__MeetingsReply *)samctl_call(ctl, "status", "status.meetings.list", &req.base,
                                                    &samordna__v1__meetings_reply__descriptor);
     if (!r) return 1;
-    if (ctl->json)
-        s_print_json(&r->base);
-    else {
-        for (size_t i = 0; i < r->n_meetings; i++) {
-            Samordna__V1__Meeting *m = r->meetings[i];
-            printf("%s  ", m->date);
-            s_cell(m->kind, 15);
-            s_cell(*m->pilot ? m->pilot : *m->municipality ? m->municipality : "(programmet)", 16);
-            printf("%s\n", m->title);
-        }
-        if (*r->next_page_token) printf("(more: --page-token %s)\n", r->next_page_token);
+    samctl_list_t l;
+    char header[128];
+    snprintf(header, sizeof header, "%-10s  %-15s%-16s%s", "DATE", "KIND", "WHERE", "TITLE");
+    samctl_list_begin(&l, ctl, "meetings", header);
+    for (size_t i = 0; i < r->n_meetings; i++) {
+        Samordna__V1__Meeting *m = r->meetings[i];
+        if (!samctl_list_row(&l, ctl->json ? samctl_json_message(&m->base) : NULL)) continue;
+        printf("%-10s  ", m->date);
+        s_cell(m->kind, 15);
+        s_cell(*m->pilot ? m->pilot : *m->municipality ? m->municipality : "(programmet)", 16);
+        printf("%s\n", m->title);
     }
+    samctl_list_end(&l, r->next_page_token);
     FREE(r);
     return 0;
 }
 
 /* ---- steps --------------------------------------------------------------------------------- */
 
-/* step add PILOT ID --title T --owner A [--due D] [--state S] [--date D]
-   step update PILOT ID --date D [--title T] [--owner A] [--due D] [--state S] [--note N] */
-int samctl_cmd_step(samctl_t *ctl, int argc, char **argv)
+static int s_step_add(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "step add PILOT ID --title T --owner AGENCY [--due D] [--state S] "
-                        "[--date D]\n"
-                        "       samctl step update PILOT ID --date D [--title T] [--owner A] "
-                        "[--due D] [--state S] [--note N]";
-    s_args_t a;
-    char err[128];
-    if (s_parse(argc, argv, 1, "title owner due state date note", NULL, NULL, &a, err, sizeof err))
-        return samctl_usage("step", usage, err);
-    if (a.npos != 3) return samctl_usage("step", usage, "add or update, a pilot and a step id");
     char subject[160];
-    snprintf(subject, sizeof subject, "%s/%s", a.pos[1], a.pos[2]);
-    if (strcmp(a.pos[0], "add") == 0) {
-        Samordna__V1__PlanStepAdded m = SAMORDNA__V1__PLAN_STEP_ADDED__INIT;
-        m.pilot = (char *)a.pos[1];
-        m.id = (char *)a.pos[2];
-        m.title = (char *)s_opt(&a, "title");
-        m.owner = (char *)s_opt(&a, "owner");
-        m.due = (char *)s_opt(&a, "due");
-        m.state = (char *)s_opt(&a, "state");
-        m.date = (char *)s_opt(&a, "date");
-        return s_publish(ctl, EV("step.added"), subject, &m.base);
-    }
-    if (strcmp(a.pos[0], "update") != 0) return samctl_usage("step", usage, "add or update");
-    Samordna__V1__PlanStepUpdated m = SAMORDNA__V1__PLAN_STEP_UPDATED__INIT;
-    m.pilot = (char *)a.pos[1];
-    m.id = (char *)a.pos[2];
-    m.title = (char *)s_opt(&a, "title");
-    m.owner = (char *)s_opt(&a, "owner");
-    m.due = (char *)s_opt(&a, "due");
-    m.state = (char *)s_opt(&a, "state");
-    m.date = (char *)s_opt(&a, "date");
-    m.note = (char *)s_opt(&a, "note");
-    return s_publish(ctl, EV("step.updated"), subject, &m.base);
+    snprintf(subject, sizeof subject, "%s/%s", a->pos[0], a->pos[1]);
+    Samordna__V1__PlanStepAdded m = SAMORDNA__V1__PLAN_STEP_ADDED__INIT;
+    m.pilot = (char *)a->pos[0];
+    m.id = (char *)a->pos[1];
+    m.title = (char *)samctl_str(a, "title");
+    m.owner = (char *)samctl_str(a, "owner");
+    m.due = (char *)samctl_str(a, "due");
+    m.state = (char *)samctl_str(a, "state");
+    m.date = (char *)samctl_str(a, "date");
+    return samctl_publish(ctl, "status", EV("step.added"), NULL, subject, &m.base);
 }
 
-/* steps [PILOT] [--state S] */
-int samctl_cmd_steps(samctl_t *ctl, int argc, char **argv)
+static int s_step_update(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "steps [PILOT] [--state S]";
-    s_args_t a;
-    char err[128];
-    if (s_parse(argc, argv, 1, "state", NULL, NULL, &a, err, sizeof err) || a.npos > 1)
-        return samctl_usage("steps", usage, a.npos > 1 ? "one pilot at most" : err);
+    char subject[160];
+    snprintf(subject, sizeof subject, "%s/%s", a->pos[0], a->pos[1]);
+    Samordna__V1__PlanStepUpdated m = SAMORDNA__V1__PLAN_STEP_UPDATED__INIT;
+    m.pilot = (char *)a->pos[0];
+    m.id = (char *)a->pos[1];
+    m.title = (char *)samctl_str(a, "title");
+    m.owner = (char *)samctl_str(a, "owner");
+    m.due = (char *)samctl_str(a, "due");
+    m.state = (char *)samctl_str(a, "state");
+    m.date = (char *)samctl_str(a, "date");
+    m.note = (char *)samctl_str(a, "note");
+    return samctl_publish(ctl, "status", EV("step.updated"), NULL, subject, &m.base);
+}
+
+static int s_steps(samctl_t *ctl, const samctl_args_t *a)
+{
     Samordna__V1__PlanStepsRequest req = SAMORDNA__V1__PLAN_STEPS_REQUEST__INIT;
-    req.pilot = (char *)(a.npos ? a.pos[0] : "");
-    req.state = (char *)s_opt(&a, "state");
+    req.pilot = (char *)(a->npos ? a->pos[0] : "");
+    req.state = (char *)samctl_str(a, "state");
     Samordna__V1__PlanStepsReply *r = (Samordna__V1__PlanStepsReply *)samctl_call(
         ctl, "status", "status.steps.list", &req.base, &samordna__v1__plan_steps_reply__descriptor);
     if (!r) return 1;
-    if (ctl->json)
-        s_print_json(&r->base);
-    else
-        for (size_t i = 0; i < r->n_steps; i++) {
-            Samordna__V1__PlanStep *s = r->steps[i];
-            s_cell(s->pilot, 14);
-            s_cell(s->id, 16);
-            s_cell(s->state, 12);
-            s_cell(s->owner, 14);
-            s_cell(*s->due ? s->due : "-", 11);
-            printf("%s\n", s->title);
-        }
+    samctl_list_t l;
+    char header[128];
+    snprintf(header, sizeof header, "%-14s%-16s%-12s%-14s%-11s%s", "PILOT", "STEP", "STATE",
+             "OWNER", "DUE", "TITLE");
+    samctl_list_begin(&l, ctl, "steps", header);
+    for (size_t i = 0; i < r->n_steps; i++) {
+        Samordna__V1__PlanStep *s = r->steps[i];
+        if (!samctl_list_row(&l, ctl->json ? samctl_json_message(&s->base) : NULL)) continue;
+        s_cell(s->pilot, 14);
+        s_cell(s->id, 16);
+        s_cell(s->state, 12);
+        s_cell(s->owner, 14);
+        s_cell(*s->due ? s->due : "-", 11);
+        printf("%s\n", s->title);
+    }
+    samctl_list_end(&l, NULL);
     FREE(r);
     return 0;
 }
@@ -554,124 +386,92 @@ static void s_barrier_text(const Samordna__V1__Barrier *b)
                b->history[i]->by, b->history[i]->note);
 }
 
-/* barrier register ID --title T --concerns rule|practice|allocation_letter --date D
-     [--pilot P] [--municipality M] [--raised-by A] [--reference R] [--concerns-agency A]
-     [--description TEXT]
-   barrier move ID STATE --date D [--by A] [--note N]
-   barrier show ID */
-int samctl_cmd_barrier(samctl_t *ctl, int argc, char **argv)
+static int s_barrier_register(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage =
-        "barrier register ID --title T --concerns rule|practice|allocation_letter --date D "
-        "[--pilot P] [--municipality M] [--raised-by AGENCY] [--reference R] "
-        "[--concerns-agency AGENCY] [--description TEXT]\n"
-        "       samctl barrier move ID STATE --date D [--by AGENCY] [--note TEXT]\n"
-        "       samctl barrier show ID";
-    s_args_t a;
-    char err[128];
-    if (s_parse(argc, argv, 1,
-                "title concerns date pilot municipality raised-by reference concerns-agency "
-                "description by note",
-                NULL, NULL, &a, err, sizeof err))
-        return samctl_usage("barrier", usage, err);
-    const char *sub = a.npos ? a.pos[0] : "";
-    if (strcmp(sub, "register") == 0 && a.npos == 2) {
-        Samordna__V1__BarrierRegistered m = SAMORDNA__V1__BARRIER_REGISTERED__INIT;
-        m.id = (char *)a.pos[1];
-        m.title = (char *)s_opt(&a, "title");
-        m.description = (char *)s_opt(&a, "description");
-        m.pilot = (char *)s_opt(&a, "pilot");
-        m.municipality = (char *)s_opt(&a, "municipality");
-        m.raised_by = (char *)s_opt(&a, "raised-by");
-        m.concerns = (char *)s_opt(&a, "concerns");
-        m.reference = (char *)s_opt(&a, "reference");
-        m.concerns_agency = (char *)s_opt(&a, "concerns-agency");
-        m.date = (char *)s_opt(&a, "date");
-        return s_publish(ctl, EV("barrier.registered"), m.id, &m.base);
-    }
-    if (strcmp(sub, "move") == 0 && a.npos == 3) {
-        Samordna__V1__BarrierMoved m = SAMORDNA__V1__BARRIER_MOVED__INIT;
-        m.id = (char *)a.pos[1];
-        m.state = (char *)a.pos[2];
-        m.date = (char *)s_opt(&a, "date");
-        m.by = (char *)s_opt(&a, "by");
-        m.note = (char *)s_opt(&a, "note");
-        return s_publish(ctl, EV("barrier.moved"), m.id, &m.base);
-    }
-    if (strcmp(sub, "show") == 0 && a.npos == 2) {
-        Samordna__V1__StatusGetRequest req = SAMORDNA__V1__STATUS_GET_REQUEST__INIT;
-        req.id = (char *)a.pos[1];
-        Samordna__V1__Barrier *b = (Samordna__V1__Barrier *)samctl_call(
-            ctl, "status", "status.barriers.get", &req.base, &samordna__v1__barrier__descriptor);
-        if (!b) return 1;
-        if (ctl->json)
-            s_print_json(&b->base);
-        else
-            s_barrier_text(b);
-        FREE(b);
-        return 0;
-    }
-    return samctl_usage("barrier", usage, "register, move or show, with a barrier id");
+    Samordna__V1__BarrierRegistered m = SAMORDNA__V1__BARRIER_REGISTERED__INIT;
+    m.id = (char *)a->pos[0];
+    m.title = (char *)samctl_str(a, "title");
+    m.description = (char *)samctl_str(a, "description");
+    m.pilot = (char *)samctl_str(a, "pilot");
+    m.municipality = (char *)samctl_str(a, "municipality");
+    m.raised_by = (char *)samctl_str(a, "raised-by");
+    m.concerns = (char *)samctl_str(a, "concerns");
+    m.reference = (char *)samctl_str(a, "reference");
+    m.concerns_agency = (char *)samctl_str(a, "concerns-agency");
+    m.date = (char *)samctl_str(a, "date");
+    return samctl_publish(ctl, "status", EV("barrier.registered"), NULL, m.id, &m.base);
 }
 
-/* barriers [--state S] [--pilot P] [--municipality M] [--raised-by A] [--concerns C] [--open]
-   [--page-size N] [--page-token T] */
-int samctl_cmd_barriers(samctl_t *ctl, int argc, char **argv)
+static int s_barrier_move(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "barriers [--state S] [--pilot P] [--municipality M] [--raised-by A] "
-                        "[--concerns C] [--open] [--page-size N] [--page-token T]";
-    s_args_t a;
-    char err[128];
-    if (s_parse(argc, argv, 1, "state pilot municipality raised-by concerns page-size page-token",
-                "open", NULL, &a, err, sizeof err) ||
-        a.npos)
-        return samctl_usage("barriers", usage, a.npos ? "unexpected argument" : err);
+    Samordna__V1__BarrierMoved m = SAMORDNA__V1__BARRIER_MOVED__INIT;
+    m.id = (char *)a->pos[0];
+    m.state = (char *)a->pos[1];
+    m.date = (char *)samctl_str(a, "date");
+    m.by = (char *)samctl_str(a, "by");
+    m.note = (char *)samctl_str(a, "note");
+    return samctl_publish(ctl, "status", EV("barrier.moved"), NULL, m.id, &m.base);
+}
+
+static int s_barrier_show(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__StatusGetRequest req = SAMORDNA__V1__STATUS_GET_REQUEST__INIT;
+    req.id = (char *)a->pos[0];
+    Samordna__V1__Barrier *b = (Samordna__V1__Barrier *)samctl_call(
+        ctl, "status", "status.barriers.get", &req.base, &samordna__v1__barrier__descriptor);
+    if (!b) return 1;
+    if (ctl->json)
+        s_print_json(&b->base);
+    else
+        s_barrier_text(b);
+    FREE(b);
+    return 0;
+}
+
+static int s_barriers(samctl_t *ctl, const samctl_args_t *a)
+{
     Samordna__V1__BarriersRequest req = SAMORDNA__V1__BARRIERS_REQUEST__INIT;
-    req.state = (char *)s_opt(&a, "state");
-    req.pilot = (char *)s_opt(&a, "pilot");
-    req.municipality = (char *)s_opt(&a, "municipality");
-    req.raised_by = (char *)s_opt(&a, "raised-by");
-    req.concerns = (char *)s_opt(&a, "concerns");
-    req.open_only = a.flags[0];
-    req.page_size = (uint32_t)strtoul(s_opt(&a, "page-size"), NULL, 10);
-    req.page_token = (char *)s_opt(&a, "page-token");
+    req.state = (char *)samctl_str(a, "state");
+    req.pilot = (char *)samctl_str(a, "pilot");
+    req.municipality = (char *)samctl_str(a, "municipality");
+    req.raised_by = (char *)samctl_str(a, "raised-by");
+    req.concerns = (char *)samctl_str(a, "concerns");
+    req.open_only = samctl_flag(a, "open");
+    req.page_size = samctl_u32(a, "page-size");
+    req.page_token = (char *)samctl_str(a, "page-token");
     Samordna__V1__BarriersReply *r =
         (Samordna__V1__BarriersReply *)samctl_call(ctl, "status", "status.barriers.list", &req.base,
                                                    &samordna__v1__barriers_reply__descriptor);
     if (!r) return 1;
-    if (ctl->json)
-        s_print_json(&r->base);
-    else {
-        for (size_t i = 0; i < r->n_barriers; i++) {
-            Samordna__V1__Barrier *b = r->barriers[i];
-            const char *since = b->n_history ? b->history[b->n_history - 1]->date : "";
-            s_cell(b->id, 18);
-            s_cell(b->state, 18);
-            printf("%s  ", since);
-            s_cell(*b->pilot ? b->pilot : b->municipality, 14);
-            s_cell(b->raised_by, 14);
-            s_cell(b->concerns, 18);
-            printf("%s\n", b->title);
-        }
-        if (*r->next_page_token) printf("(more: --page-token %s)\n", r->next_page_token);
+    samctl_list_t l;
+    char header[160];
+    snprintf(header, sizeof header, "%-18s%-18s%-12s%-14s%-14s%-18s%s", "BARRIER", "STATE", "SINCE",
+             "WHERE", "RAISED BY", "CONCERNS", "TITLE");
+    samctl_list_begin(&l, ctl, "barriers", header);
+    for (size_t i = 0; i < r->n_barriers; i++) {
+        Samordna__V1__Barrier *b = r->barriers[i];
+        if (!samctl_list_row(&l, ctl->json ? samctl_json_message(&b->base) : NULL)) continue;
+        const char *since = b->n_history ? b->history[b->n_history - 1]->date : "";
+        s_cell(b->id, 18);
+        s_cell(b->state, 18);
+        printf("%-10s  ", since);
+        s_cell(*b->pilot ? b->pilot : b->municipality, 14);
+        s_cell(b->raised_by, 14);
+        s_cell(b->concerns, 18);
+        printf("%s\n", b->title);
     }
+    samctl_list_end(&l, r->next_page_token);
     FREE(r);
     return 0;
 }
 
 /* ---- report -------------------------------------------------------------------------------- */
 
-/* report --from D --to D */
-int samctl_cmd_report(samctl_t *ctl, int argc, char **argv)
+static int s_report(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "report --from YYYY-MM-DD --to YYYY-MM-DD";
-    s_args_t a;
-    char err[128];
-    if (s_parse(argc, argv, 1, "from to", NULL, NULL, &a, err, sizeof err) || a.npos)
-        return samctl_usage("report", usage, a.npos ? "unexpected argument" : err);
     Samordna__V1__StatusReportRequest req = SAMORDNA__V1__STATUS_REPORT_REQUEST__INIT;
-    req.from = (char *)s_opt(&a, "from");
-    req.to = (char *)s_opt(&a, "to");
+    req.from = (char *)samctl_str(a, "from");
+    req.to = (char *)samctl_str(a, "to");
     Samordna__V1__StatusReportReply *r = (Samordna__V1__StatusReportReply *)samctl_call(
         ctl, "status", "status.report", &req.base, &samordna__v1__status_report_reply__descriptor);
     if (!r) return 1;
@@ -679,9 +479,13 @@ int samctl_cmd_report(samctl_t *ctl, int argc, char **argv)
         s_print_json(&r->base);
     else {
         printf("Endringer %s – %s: %zu\n", r->from, r->to, r->n_changes);
+        if (r->n_changes)
+            printf("%-10s  %-19s%-14s%s\n", "DATE", "WHAT", "WHERE", "SUMMARY");
+        else
+            printf("no changes in the period\n");
         for (size_t i = 0; i < r->n_changes; i++) {
             Samordna__V1__StatusChange *c = r->changes[i];
-            printf("%s  ", c->date);
+            printf("%-10s  ", c->date);
             s_cell(c->what, 19);
             s_cell(*c->pilot ? c->pilot : *c->municipality ? c->municipality : "(programmet)", 14);
             printf("%s\n", c->summary);
@@ -690,4 +494,318 @@ int samctl_cmd_report(samctl_t *ctl, int argc, char **argv)
     }
     FREE(r);
     return 0;
+}
+
+/* ---- the tables ---------------------------------------------------------------------------- */
+
+/* The date of an event: the service checks it (YYYY-MM-DD) and says so when it is not one. */
+#define S_EVENT_DATE(what)                                                                         \
+    {                                                                                              \
+        "date", 0, "YYYY-MM-DD", SAMCTL_TEXT, 0, what                                              \
+    }
+
+static const samctl_opt_t s_board_opts[] = {
+    {"as-of", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "as it stood at the end of that day"},
+    {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "only this pilot's row"},
+    {NULL},
+};
+static const samctl_cmd_t s_board_cmd = {
+    .name = "board",
+    .about =
+        "The pilot status board: one row per pilot, one column per milestone kind with the day\n"
+        "it was reached, the phase, the last meeting and the open barriers. --as-of shows it as\n"
+        "it stood that day, folded from each pilot's history. --json: the board as one object.",
+    .opts = s_board_opts,
+    .run = s_board,
+};
+
+static const samctl_opt_t s_define_opts[] = {
+    {"label", 0, "LABEL", SAMCTL_TEXT, 0, "the column's label on the board"},
+    {"order", 0, "N", SAMCTL_COUNT, 0, "its place among the kinds (1 is first)"},
+    {NULL},
+};
+static const samctl_cmd_t s_kinds_subs[] = {
+    {.name = "define",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Adds a milestone kind, or gives an existing one a new label or place.",
+     .opts = s_define_opts,
+     .run = s_kinds_define},
+    {NULL},
+};
+static const samctl_cmd_t s_kinds_cmd = {
+    .name = "kinds",
+    .about = "The milestone kinds, in the board's order: a pilot reaches each of them once.",
+    .run = s_kinds,
+    .subs = s_kinds_subs,
+};
+
+static const samctl_opt_t s_reach_opts[] = {
+    S_EVENT_DATE("the day it was reached"),
+    {"actor", 0, "AGENCY", SAMCTL_TEXT, 0, "who says so"},
+    {"evidence", 0, "TEXT", SAMCTL_TEXT, 0, "what shows it (a document, a meeting)"},
+    {NULL},
+};
+static const samctl_opt_t s_revert_opts[] = {
+    S_EVENT_DATE("the day it no longer held"),
+    {"reason", 0, "TEXT", SAMCTL_TEXT, 0, "why (the service requires one)"},
+    {"actor", 0, "AGENCY", SAMCTL_TEXT, 0, "who says so"},
+    {NULL},
+};
+static const samctl_cmd_t s_milestone_subs[] = {
+    {.name = "reach",
+     .args = "PILOT KIND",
+     .min_args = 2,
+     .max_args = 2,
+     .about = "Records that PILOT reached the milestone KIND (samctl kinds lists them).",
+     .opts = s_reach_opts,
+     .run = s_milestone_reach},
+    {.name = "revert",
+     .args = "PILOT KIND",
+     .min_args = 2,
+     .max_args = 2,
+     .about = "Records that a milestone PILOT reached no longer holds.",
+     .opts = s_revert_opts,
+     .run = s_milestone_revert},
+    {.name = "history",
+     .args = "PILOT",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Every milestone change of PILOT, in date order.",
+     .run = s_milestone_history},
+    {NULL},
+};
+static const samctl_cmd_t s_milestone_cmd = {
+    .name = "milestone",
+    .about = "A pilot's milestones: reach one, revert one, or list its history.",
+    .subs = s_milestone_subs,
+};
+
+static const samctl_opt_t s_log_opts[] = {
+    {"kind", 0, "KIND", SAMCTL_TEXT, 0, "what meeting (working, steering, startup, internal, …)"},
+    S_EVENT_DATE("the day it was held (the first one of a series)"),
+    {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "the pilot it was about"},
+    {"municipality", 0, "MUNICIPALITY", SAMCTL_TEXT, 0, "or the municipality, without a pilot"},
+    {"title", 0, "TEXT", SAMCTL_TEXT, 0, "its title"},
+    {"participant", 0, "WHO", SAMCTL_TEXT, SAMCTL_REPEAT, "an agency or person who took part"},
+    {"notes", 0, "TEXT", SAMCTL_TEXT, 0, "the minutes, or a pointer to them"},
+    {"monthly-until", 0, "YYYY-MM-DD", SAMCTL_TEXT, 0,
+     "a series: the same meeting every month until that day"},
+    {NULL},
+};
+static const samctl_cmd_t s_meeting_subs[] = {
+    {.name = "log",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Logs a meeting (or, with --monthly-until, a monthly series) under ID.",
+     .opts = s_log_opts,
+     .run = s_meeting_log},
+    {NULL},
+};
+static const samctl_cmd_t s_meeting_cmd = {
+    .name = "meeting",
+    .about = "Meetings of the programme, a pilot or a municipality: `meeting log` records one.",
+    .subs = s_meeting_subs,
+};
+
+static const samctl_opt_t s_meetings_opts[] = {
+    {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "only this pilot's"},
+    {"municipality", 0, "MUNICIPALITY", SAMCTL_TEXT, 0, "only this municipality's"},
+    {"from", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "held on that day or later"},
+    {"to", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "held on that day or earlier"},
+    {"kind", 0, "KIND", SAMCTL_TEXT, 0, "only meetings of this kind"},
+    {"page-size", 0, "N", SAMCTL_COUNT, 0, "at most N (the service's default when not given)"},
+    {"page-token", 0, "TOKEN", SAMCTL_TEXT, 0, "go on where the last page ended"},
+    {NULL},
+};
+static const samctl_cmd_t s_meetings_cmd = {
+    .name = "meetings",
+    .about = "Meetings in date order, one page; \"next\" (--json) or the last line names the rest.",
+    .opts = s_meetings_opts,
+    .run = s_meetings,
+};
+
+static const samctl_opt_t s_add_opts[] = {
+    {"title", 0, "TEXT", SAMCTL_TEXT, 0, "what the step is"},
+    {"owner", 0, "AGENCY", SAMCTL_TEXT, 0, "who carries it"},
+    {"due", 0, "YYYY-MM-DD", SAMCTL_TEXT, 0, "when it is due"},
+    {"state", 0, "STATE", SAMCTL_TEXT, 0, "planned, started, done, … (default planned)"},
+    S_EVENT_DATE("the day it was added (default today, in the programme's time zone)"),
+    {NULL},
+};
+static const samctl_opt_t s_update_opts[] = {
+    S_EVENT_DATE("the day of the change"),
+    {"title", 0, "TEXT", SAMCTL_TEXT, 0, "a new title"},
+    {"owner", 0, "AGENCY", SAMCTL_TEXT, 0, "a new owner"},
+    {"due", 0, "YYYY-MM-DD", SAMCTL_TEXT, 0, "a new due date"},
+    {"state", 0, "STATE", SAMCTL_TEXT, 0, "a new state"},
+    {"note", 0, "TEXT", SAMCTL_TEXT, 0, "why"},
+    {NULL},
+};
+static const samctl_cmd_t s_step_subs[] = {
+    {.name = "add",
+     .args = "PILOT ID",
+     .min_args = 2,
+     .max_args = 2,
+     .about = "Adds a step to PILOT's work plan.",
+     .opts = s_add_opts,
+     .run = s_step_add},
+    {.name = "update",
+     .args = "PILOT ID",
+     .min_args = 2,
+     .max_args = 2,
+     .about = "Changes a step: what is given changes, the rest stays.",
+     .opts = s_update_opts,
+     .run = s_step_update},
+    {NULL},
+};
+static const samctl_cmd_t s_step_cmd = {
+    .name = "step",
+    .about = "A pilot's work-plan steps: add one, update one (steps lists them).",
+    .subs = s_step_subs,
+};
+
+static const samctl_opt_t s_steps_opts[] = {
+    {"state", 0, "STATE", SAMCTL_TEXT, 0, "only steps in this state"},
+    {NULL},
+};
+static const samctl_cmd_t s_steps_cmd = {
+    .name = "steps",
+    .args = "[PILOT]",
+    .max_args = 1,
+    .about = "Work-plan steps, of every pilot or of PILOT.",
+    .opts = s_steps_opts,
+    .run = s_steps,
+};
+
+static const samctl_opt_t s_register_opts[] = {
+    {"title", 0, "TEXT", SAMCTL_TEXT, 0, "what gets in the way"},
+    {"concerns", 0, "rule|practice|allocation_letter", SAMCTL_TEXT, 0, "what kind of barrier"},
+    S_EVENT_DATE("the day it was found"),
+    {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "the pilot that found it"},
+    {"municipality", 0, "MUNICIPALITY", SAMCTL_TEXT, 0, "or the municipality"},
+    {"raised-by", 0, "AGENCY", SAMCTL_TEXT, 0, "who raised it"},
+    {"reference", 0, "TEXT", SAMCTL_TEXT, 0, "the rule's name or paragraph"},
+    {"concerns-agency", 0, "AGENCY", SAMCTL_TEXT, 0, "the agency whose rule it is"},
+    {"description", 0, "TEXT", SAMCTL_TEXT, 0, "more about it"},
+    {NULL},
+};
+static const samctl_opt_t s_move_opts[] = {
+    S_EVENT_DATE("the day it moved"),
+    {"by", 0, "AGENCY", SAMCTL_TEXT, 0, "who moved it"},
+    {"note", 0, "TEXT", SAMCTL_TEXT, 0, "why, or what happened"},
+    {NULL},
+};
+static const samctl_cmd_t s_barrier_subs[] = {
+    {.name = "register",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "Registers a barrier: a rule, practice or allocation letter in the way of a pilot.",
+     .opts = s_register_opts,
+     .run = s_barrier_register},
+    {.name = "move",
+     .args = "ID STATE",
+     .min_args = 2,
+     .max_args = 2,
+     .about = "Moves a barrier to STATE (raised_regionally, raised_nationally, resolved, …).",
+     .opts = s_move_opts,
+     .run = s_barrier_move},
+    {.name = "show",
+     .args = "ID",
+     .min_args = 1,
+     .max_args = 1,
+     .about = "One barrier and its history.",
+     .run = s_barrier_show},
+    {NULL},
+};
+static const samctl_cmd_t s_barrier_cmd = {
+    .name = "barrier",
+    .about =
+        "Rules that get in the way: register one, move it along, show it (barriers lists them).",
+    .subs = s_barrier_subs,
+};
+
+static const samctl_opt_t s_barriers_opts[] = {
+    {"state", 0, "STATE", SAMCTL_TEXT, 0, "only barriers in this state"},
+    {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "only this pilot's"},
+    {"municipality", 0, "MUNICIPALITY", SAMCTL_TEXT, 0, "only this municipality's"},
+    {"raised-by", 0, "AGENCY", SAMCTL_TEXT, 0, "only those this agency raised"},
+    {"concerns", 0, "KIND", SAMCTL_TEXT, 0, "rule, practice or allocation_letter"},
+    {"open", 0, NULL, SAMCTL_TEXT, 0, "only those not resolved"},
+    {"page-size", 0, "N", SAMCTL_COUNT, 0, "at most N (the service's default when not given)"},
+    {"page-token", 0, "TOKEN", SAMCTL_TEXT, 0, "go on where the last page ended"},
+    {NULL},
+};
+static const samctl_cmd_t s_barriers_cmd = {
+    .name = "barriers",
+    .about = "Barriers, one page; a municipality's barrier without a pilot is listed here, not on\n"
+             "the board.",
+    .opts = s_barriers_opts,
+    .run = s_barriers,
+};
+
+static const samctl_opt_t s_report_opts[] = {
+    {"from", 0, "YYYY-MM-DD", SAMCTL_DATE, SAMCTL_REQUIRED, "the first day of the period"},
+    {"to", 0, "YYYY-MM-DD", SAMCTL_DATE, SAMCTL_REQUIRED, "the last day of the period"},
+    {NULL},
+};
+static const samctl_cmd_t s_report_cmd = {
+    .name = "report",
+    .about = "What changed in a period: milestones, meetings, steps and barriers, in date order;\n"
+             "the half-yearly briefing's raw material. --json: the report as one object.",
+    .opts = s_report_opts,
+    .run = s_report,
+};
+
+int samctl_cmd_board(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_board_cmd, argc, argv);
+}
+
+int samctl_cmd_kinds(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_kinds_cmd, argc, argv);
+}
+
+int samctl_cmd_milestone(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_milestone_cmd, argc, argv);
+}
+
+int samctl_cmd_meeting(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_meeting_cmd, argc, argv);
+}
+
+int samctl_cmd_meetings(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_meetings_cmd, argc, argv);
+}
+
+int samctl_cmd_step(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_step_cmd, argc, argv);
+}
+
+int samctl_cmd_steps(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_steps_cmd, argc, argv);
+}
+
+int samctl_cmd_barrier(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_barrier_cmd, argc, argv);
+}
+
+int samctl_cmd_barriers(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_barriers_cmd, argc, argv);
+}
+
+int samctl_cmd_report(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_report_cmd, argc, argv);
 }

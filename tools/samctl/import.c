@@ -26,7 +26,7 @@
 #define S_FORMAT "samordna-fixture/1"
 #define S_WINDOW 256      /* events in flight */
 #define S_ERRORS_SHOWN 20 /* problems printed before "and N more" */
-#define S_RESENDS 3       /* times the events in flight are sent again after a timeout */
+#define S_RESENDS 1       /* times the events in flight are sent again within --timeout-ms */
 
 /* One event of the plan. */
 typedef struct {
@@ -127,14 +127,12 @@ int import_event(import_t *imp, const char *service, const char *type, const cha
         imp->items = items;
         imp->cap_items = cap;
     }
-    samctl_event_t ev;
+    samctl_event_t ev; /* the same event and request samctl_publish() sends, packed now */
     if (samctl_event_init(&ev, id, imp->source, type, key, payload) != 0)
         return import_error(imp, "$", "out of memory");
-    Samordna__V1__PublishRequest pr = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    pr.event = &ev.ce;
-    size_t len = protobuf_c_message_get_packed_size(&pr.base);
+    size_t len = protobuf_c_message_get_packed_size(&ev.request.base);
     uint8_t *body = import_alloc(imp, len);
-    if (body) protobuf_c_message_pack(&pr.base, body);
+    if (body) protobuf_c_message_pack(&ev.request.base, body);
     samctl_event_clear(&ev);
     if (!body) return -1;
     s_item_t *it = &imp->items[imp->n_items++];
@@ -388,14 +386,11 @@ static void s_check_refs(import_t *imp, samctl_t *ctl)
         }
         const char *known = zhashx_lookup(asked, k);
         if (!known) {
-            sam_client_t *client = samctl_client(ctl);
             sam_result_t res = {0};
             Samordna__V1__GetRequest req = SAMORDNA__V1__GET_REQUEST__INIT;
             req.id = (char *)r->id;
-            uint32_t code = client
-                                ? sam_client_call(client, owner->service, owner->method, &req.base,
-                                                  NULL, NULL, ctl->timeout_ms, true, &res)
-                                : SAM_UNAVAILABLE;
+            uint32_t code = samctl_request(ctl, owner->service, owner->method, &req.base, NULL,
+                                           NULL, true, &res);
             if (code == SAM_OK || code == SAM_NOT_FOUND) {
                 known = code == SAM_OK ? "y" : "n";
                 zhashx_insert(asked, k, (void *)known);
@@ -449,9 +444,13 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
     sam_client_t *client = samctl_client(ctl);
     if (!client) return -1;
     struct {
-        uint64_t rid;
+        uint64_t rid[S_RESENDS + 1]; /* the request ids of every attempt: any answer counts */
         size_t item;
     } flight[S_WINDOW];
+    /* --timeout-ms bounds the silence: the events in flight are sent again after each slice of
+       it without any answer, and the import gives up when the whole of it has passed. */
+    int slice = ctl->timeout_ms / (S_RESENDS + 1);
+    if (slice < 1) slice = 1;
     size_t inflight = 0, next = 0, answered = 0;
     int resends = 0; /* in a row, without any answer between */
     bool tty = isatty(STDERR_FILENO);
@@ -465,36 +464,37 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
                !(imp->items[next].barrier && inflight > 0)) {
             const s_item_t *it = &imp->items[next];
             uint64_t rid =
-                sam_client_send(client, it->service, "events.publish", it->body, it->len);
+                sam_client_send(client, it->service, SAMCTL_PUBLISH_METHOD, it->body, it->len);
             if (!rid) {
                 fprintf(stderr, "samctl import: could not send %s %s\n", it->type, it->key);
                 rc = -1;
                 goto out;
             }
-            flight[inflight].rid = rid;
+            memset(flight[inflight].rid, 0, sizeof flight[inflight].rid);
+            flight[inflight].rid[0] = rid;
             flight[inflight].item = next++;
             inflight++;
         }
         sam_result_t res = {0};
-        if (sam_client_recv(client, ctl->timeout_ms, &res) != 0) {
+        if (sam_client_recv(client, slice, &res) != 0) {
             sam_result_clear(&res);
             /* A service restarted, or the broker lost a worker with our requests: send what
                is in flight again. Publishes are idempotent, a repeat is a duplicate. */
             if (resends == S_RESENDS || stop) {
                 fprintf(stderr,
                         "%ssamctl import: no answer within %d ms for %zu events in flight\n",
-                        tty ? "\n" : "", ctl->timeout_ms, inflight);
+                        tty ? "\n" : "", slice * (resends + 1), inflight);
                 rc = -1;
                 goto out;
             }
             resends++;
             fprintf(stderr, "%ssamctl import: no answer within %d ms, sending %zu events again\n",
-                    tty ? "\n" : "", ctl->timeout_ms, inflight);
+                    tty ? "\n" : "", slice * resends, inflight);
             for (size_t i = 0; i < inflight; i++) {
                 const s_item_t *it = &imp->items[flight[i].item];
-                flight[i].rid =
-                    sam_client_send(client, it->service, "events.publish", it->body, it->len);
-                if (!flight[i].rid) {
+                flight[i].rid[resends] =
+                    sam_client_send(client, it->service, SAMCTL_PUBLISH_METHOD, it->body, it->len);
+                if (!flight[i].rid[resends]) {
                     fprintf(stderr, "samctl import: could not send %s %s\n", it->type, it->key);
                     rc = -1;
                     goto out;
@@ -503,11 +503,12 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
             continue;
         }
         size_t slot = inflight;
-        for (size_t i = 0; i < inflight; i++)
-            if (flight[i].rid == res.id) slot = i;
+        for (size_t i = 0; i < inflight && slot == inflight; i++)
+            for (int k = 0; k <= S_RESENDS; k++)
+                if (flight[i].rid[k] && flight[i].rid[k] == res.id) slot = i;
         if (slot == inflight) {
-            /* A late answer to an attempt that was sent again since: it says nothing about
-               the event, but a 503 still says the service is gone. */
+            /* The second answer to an event sent twice (the first one counted): it says
+               nothing more about the event, but a 503 still says the service is gone. */
             if (res.code == SAM_UNAVAILABLE && !stop) {
                 stop = true;
                 fprintf(stderr,
@@ -586,10 +587,7 @@ static void s_summary(samctl_t *ctl, const char *file, const s_tally_t *t, size_
             json_array_append_new(types, o);
         }
         json_object_set_new(root, "types", types);
-        char *s = json_dumps(root, JSON_COMPACT);
-        printf("%s\n", s ? s : "{}");
-        free(s);
-        json_decref(root);
+        samctl_print_json(root);
         return;
     }
     if (!sent) {
@@ -621,20 +619,10 @@ static const struct {
 };
 
 /* import [--dry-run] FILE → checks the fixture file, publishes its events, prints a summary. */
-int samctl_cmd_import(samctl_t *ctl, int argc, char **argv)
+static int s_import(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *usage = "import [--dry-run] FILE";
-    const char *file = NULL;
-    bool dry = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--dry-run") == 0)
-            dry = true;
-        else if (argv[i][0] != '-' && !file)
-            file = argv[i];
-        else
-            return samctl_usage("import", usage, "unexpected argument");
-    }
-    if (!file) return samctl_usage("import", usage, "name the fixture file");
+    const char *file = a->pos[0];
+    bool dry = samctl_flag(a, "dry-run");
 
     json_error_t jerr;
     json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
@@ -691,4 +679,29 @@ done:
     zlist_destroy(&imp.arena);
     json_decref(root);
     return rc;
+}
+
+static const samctl_opt_t s_import_opts[] = {
+    {"dry-run", 0, NULL, SAMCTL_TEXT, 0, "check the file, the references and plan; send nothing"},
+    {NULL},
+};
+
+static const samctl_cmd_t s_import_cmd = {
+    .name = "import",
+    .args = "FILE",
+    .min_args = 1,
+    .max_args = 1,
+    .about =
+        "Loads a fixture file (format samordna-fixture/1, e.g. deploy/examples/ostfold-2019.json)\n"
+        "into every service that owns a part of it. The whole file is checked first, references\n"
+        "across it included, and nothing is sent when anything is wrong. Events are published\n"
+        "in dependency order with deterministic ids, so importing again changes nothing. The\n"
+        "summary says per service and type how many were new, already there, or refused.",
+    .opts = s_import_opts,
+    .run = s_import,
+};
+
+int samctl_cmd_import(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_import_cmd, argc, argv);
 }

@@ -1,16 +1,23 @@
 /*  samctl — the command-line client of samordna.
 
-    samctl [global options] COMMAND [command options and arguments]
+    samctl COMMAND [SUBCOMMAND] [arguments and options], global options anywhere
 
-    Global options come before the command word; everything after it belongs to the command.
-    Commands are listed in commands.def; `samctl --help` prints them.
+    main() takes the global options out of the line wherever they stand (a word that names
+    one is one, up to "--"), hands them to sam_config (which also reads --config files), and
+    calls the command's function with the words left; the command parses those with
+    samctl_run() and its table (samctl_args.c). Commands are listed in commands.def;
+    `samctl --help` prints them, `samctl COMMAND --help` (or `samctl help COMMAND`) each one.
+    The shared pieces every command uses live here: the connection and its bounded calls,
+    the JSON printer, the event builder.
 */
 #include "samctl.h"
+#include "sam_check.h"
 #include "sam_log.h"
 
 #include "samordna/v1/envelope.pb-c.h"
 
 #include <czmq.h>
+#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,20 +32,21 @@ static const s_command_t s_commands[] = {
 #include "commands.def"
 #undef X
 };
+#define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
-static const sam_option_t s_options[] = {
+const sam_option_t samctl_global_options[] = {
     {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "broker to connect to", true},
-    {"json", NULL, NULL, "print JSON instead of tables", false},
-    {"timeout-ms", "MS", "5000", "how long to wait for each reply", false},
+    {"json", NULL, NULL,
+     "print JSON: a list as {\"items\": [...], \"next\": TOKEN or null}, one record as an object",
+     false},
+    {"timeout-ms", "MS", "5000",
+     "how long to wait for an answer, resends included; then samctl says so and exits 1", false},
     {"source", "AGENCY", "fmov", "agency id to publish events as", false},
     {"insecure", NULL, NULL, "connect without CURVE (loopback brokers run with --insecure)", false},
     {"cert", "FILE", NULL, "connect with CURVE as this secret certificate (samctl keys new)",
      false},
     {"server-key", "KEY|FILE", NULL, "the broker's public key (Z85 text or its certificate file)",
      false},
-    /* samctl's own default for the option every program has: a command's output is its
-       answer, so only warnings and errors are logged unless asked. */
-    {"log-level", "LEVEL", "warn", "debug, info, warn or error (on stderr)", false},
     {NULL, NULL, NULL, NULL, false},
 };
 
@@ -86,9 +94,18 @@ int samctl_event_init(samctl_event_t *e, const char *id, const char *source, con
                       const char *subject, const ProtobufCMessage *payload)
 {
     memset(e, 0, sizeof *e);
+    if (!id) {
+        zuuid_t *uuid = zuuid_new();
+        if (!uuid) return -1;
+        snprintf(e->uuid, sizeof e->uuid, "%s", zuuid_str_canonical(uuid));
+        zuuid_destroy(&uuid);
+        id = e->uuid;
+    }
     size_t len = protobuf_c_message_get_packed_size(payload);
     if (!(e->data = malloc(len ? len : 1))) return -1;
     protobuf_c_message_pack(payload, e->data);
+    samordna__v1__publish_request__init(&e->request);
+    e->request.event = &e->ce;
     io__cloudevents__v1__cloud_event__init(&e->ce);
     e->ce.id = (char *)id;
     e->ce.source = (char *)source;
@@ -121,21 +138,45 @@ void samctl_event_clear(samctl_event_t *e)
     e->data = NULL;
 }
 
+uint32_t samctl_request(samctl_t *ctl, const char *service, const char *method,
+                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+                        ProtobufCMessage **reply_out, bool resend, sam_result_t *res)
+{
+    if (reply_out) *reply_out = NULL;
+    memset(res, 0, sizeof *res);
+    sam_client_t *client = samctl_client(ctl);
+    if (!client) {
+        res->code = SAM_UNAVAILABLE;
+        snprintf(res->message, sizeof res->message, "cannot connect to the broker");
+        return res->code;
+    }
+    /* sam_client_call waits its timeout once per attempt: two halves make one --timeout-ms.
+       The second attempt reuses the request id, so a late answer to the first still counts. */
+    int total = ctl->timeout_ms > 0 ? ctl->timeout_ms : 1;
+    int each = resend && total >= 2 ? total / 2 : total;
+    uint32_t code =
+        sam_client_call(client, service, method, req, reply_desc, reply_out, each, resend, res);
+    if (code == SAM_TIMEOUT) {
+        const char *broker = ctl->config ? sam_config_get(ctl->config, "broker") : NULL;
+        snprintf(res->message, sizeof res->message,
+                 "no reply from '%s' within %d ms (is the broker running at %s, with a '%s' "
+                 "service attached?)",
+                 service, total, broker ? broker : "the --broker endpoint", service);
+    } else if (code == SAM_UNAVAILABLE && strncmp(res->message, "cannot send", 11) == 0)
+        snprintf(res->message, sizeof res->message,
+                 "cannot send to the broker within %d ms (is it running, and does it accept this "
+                 "certificate?)",
+                 total);
+    return code;
+}
+
 ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *method,
                               const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *reply_desc)
 {
-    sam_client_t *client = samctl_client(ctl);
-    if (!client) return NULL;
     sam_result_t res = {0};
     ProtobufCMessage *out = NULL;
-    sam_debug("call.request service=%s method=%s bytes=%zu", service, method,
-              req ? protobuf_c_message_get_packed_size(req) : 0);
-    int64_t t0 = zclock_usecs();
-    uint32_t code = sam_client_call(client, service, method, req, reply_desc, &out, ctl->timeout_ms,
-                                    true, &res);
-    sam_debug("call.reply service=%s method=%s code=%u bytes=%zu ms=%.3f", service, method, code,
-              res.body_len, (double)(zclock_usecs() - t0) / 1000.0);
+    uint32_t code = samctl_request(ctl, service, method, req, reply_desc, &out, true, &res);
     if (code != SAM_OK) {
         fprintf(stderr, "samctl: %s %s: %u %s: %s\n", service, method, code, sam_status_name(code),
                 res.message);
@@ -145,38 +186,200 @@ ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *me
     return out;
 }
 
+int samctl_publish(samctl_t *ctl, const char *service, const char *type, const char *id,
+                   const char *subject, const ProtobufCMessage *payload)
+{
+    samctl_event_t ev;
+    if (samctl_event_init(&ev, id, ctl->source, type, subject, payload) != 0) {
+        fprintf(stderr, "samctl: out of memory\n");
+        return 1;
+    }
+    Samordna__V1__PublishReply *rep = (Samordna__V1__PublishReply *)samctl_call(
+        ctl, service, SAMCTL_PUBLISH_METHOD, &ev.request.base,
+        &samordna__v1__publish_reply__descriptor);
+    int rc = rep ? 0 : 1;
+    if (rep && ctl->json) {
+        json_t *o = json_object();
+        json_object_set_new(o, "service", json_string(service));
+        json_object_set_new(o, "type", json_string(type));
+        json_object_set_new(o, "id", json_string(ev.ce.id));
+        json_object_set_new(o, "subject", subject ? json_string(subject) : json_null());
+        json_object_set_new(o, "seq", json_integer((json_int_t)rep->seq));
+        json_object_set_new(o, "duplicate", json_boolean(rep->duplicate));
+        samctl_print_json(o);
+    } else if (rep) {
+        const char *ns = "no.samordna.";
+        const char *shown = strncmp(type, ns, strlen(ns)) == 0 ? type + strlen(ns) : type;
+        printf("%s%s%s: seq %" PRIu64 "%s\n", shown, subject ? " " : "", subject ? subject : "",
+               rep->seq, rep->duplicate ? " (duplicate: already stored)" : "");
+    }
+    if (rep) protobuf_c_message_free_unpacked(&rep->base, NULL);
+    samctl_event_clear(&ev);
+    return rc;
+}
+
 void samctl_print_json(json_t *j)
 {
-    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     printf("%s\n", s ? s : "null");
     free(s);
     json_decref(j);
 }
 
-int samctl_usage(const char *cmd, const char *usage, const char *message)
+const char *samctl_enum_word(const ProtobufCEnumDescriptor *d, int value, char *out, size_t len)
 {
-    if (message) fprintf(stderr, "samctl %s: %s\n", cmd, message);
-    fprintf(stderr, "usage: samctl %s\n", usage);
-    return 2;
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, value);
+    if (!v || value == 0) {
+        snprintf(out, len, "%s", value == 0 ? "" : "?");
+        return out;
+    }
+    /* The prefix is the enum's name in upper snake case and '_': AgencyKind → AGENCY_KIND_. */
+    size_t skip = 1;
+    for (const char *p = d->short_name; *p; p++)
+        skip += (p != d->short_name && isupper((unsigned char)*p)) ? 2 : 1;
+    size_t i = 0;
+    for (const char *p = strlen(v->name) > skip ? v->name + skip : v->name; *p && i + 1 < len; p++)
+        out[i++] = (char)tolower((unsigned char)*p);
+    out[i] = '\0';
+    return out;
 }
 
-/* ping SERVICE [-n COUNT] → one line per reply with the round trip. */
-int samctl_cmd_ping(samctl_t *ctl, int argc, char **argv)
+static json_t *s_json_value(const ProtobufCFieldDescriptor *f, const void *p)
 {
-    const char *usage = "ping SERVICE [-n COUNT]";
-    int count = 1;
-    const char *service = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-n") == 0 && i + 1 < argc)
-            count = atoi(argv[++i]);
-        else if (argv[i][0] != '-' && !service)
-            service = argv[i];
-        else
-            return samctl_usage("ping", usage, "unexpected argument");
+    char w[128];
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+        return json_string(*(char *const *)p ? *(char *const *)p : "");
+    case PROTOBUF_C_TYPE_BYTES:
+        return json_integer((json_int_t)((const ProtobufCBinaryData *)p)->len); /* its size */
+    case PROTOBUF_C_TYPE_BOOL:
+        return json_boolean(*(const protobuf_c_boolean *)p);
+    case PROTOBUF_C_TYPE_UINT32:
+    case PROTOBUF_C_TYPE_FIXED32:
+        return json_integer(*(const uint32_t *)p);
+    case PROTOBUF_C_TYPE_INT32:
+    case PROTOBUF_C_TYPE_SINT32:
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return json_integer(*(const int32_t *)p);
+    case PROTOBUF_C_TYPE_ENUM:
+        return json_string(samctl_enum_word(f->descriptor, *(const int *)p, w, sizeof w));
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+        return json_integer((json_int_t) * (const uint64_t *)p);
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return json_integer((json_int_t) * (const int64_t *)p);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return *(ProtobufCMessage *const *)p ? samctl_json_message(*(ProtobufCMessage *const *)p)
+                                             : json_null();
+    default:
+        return json_null();
     }
-    if (!service || count < 1) return samctl_usage("ping", usage, "name a service");
+}
+
+static size_t s_elem_size(const ProtobufCFieldDescriptor *f)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(void *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_UINT64:
+    case PROTOBUF_C_TYPE_INT64:
+    case PROTOBUF_C_TYPE_SINT64:
+    case PROTOBUF_C_TYPE_FIXED64:
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return 8;
+    default:
+        return 4;
+    }
+}
+
+json_t *samctl_json_message(const ProtobufCMessage *m)
+{
+    json_t *o = json_object();
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *base = (const char *)m;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            const char *arr = *(char *const *)(base + f->offset);
+            json_t *ja = json_array();
+            for (size_t k = 0; k < n; k++)
+                json_array_append_new(ja, s_json_value(f, arr + k * s_elem_size(f)));
+            json_object_set_new(o, f->name, ja);
+        } else if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF &&
+                   *(const uint32_t *)(base + f->quantifier_offset) != f->id) {
+            continue; /* another member of its oneof is set */
+        } else {
+            json_object_set_new(o, f->name, s_json_value(f, base + f->offset));
+        }
+    }
+    return o;
+}
+
+void samctl_list_begin(samctl_list_t *l, samctl_t *ctl, const char *noun, const char *header)
+{
+    *l = (samctl_list_t){.ctl = ctl, .noun = noun, .header = header};
+    if (ctl->json) l->items = json_array();
+}
+
+bool samctl_list_row(samctl_list_t *l, json_t *item)
+{
+    if (l->ctl->json) {
+        if (item) json_array_append_new(l->items, item);
+        l->count++;
+        return false;
+    }
+    json_decref(item);
+    if (l->count++ == 0 && l->header) printf("%s\n", l->header);
+    return true;
+}
+
+void samctl_list_end(samctl_list_t *l, const char *next)
+{
+    bool more = next && *next;
+    if (l->ctl->json) {
+        json_t *doc = json_object();
+        json_object_set_new(doc, "items", l->items);
+        json_object_set_new(doc, "next", more ? json_string(next) : json_null());
+        l->items = NULL;
+        samctl_print_json(doc);
+        return;
+    }
+    if (l->count == 0)
+        printf("no %s\n", l->noun);
+    else
+        printf("(%zu)\n", l->count);
+    if (more) printf("(more: --page-token %s)\n", next);
+}
+
+void samctl_list_drop(samctl_list_t *l)
+{
+    json_decref(l->items);
+    l->items = NULL;
+}
+
+/* ---- ping, help and main -------------------------------------------------------------------- */
+
+/* ping SERVICE [-n COUNT] → a list of the answers, each with its round trip. */
+static int s_ping(samctl_t *ctl, const samctl_args_t *a)
+{
+    const char *service = a->pos[0];
+    uint32_t count = samctl_opt(a, "count") ? samctl_u32(a, "count") : 1;
+    if (count < 1) return samctl_usage_error(a, "-n: at least 1");
+    samctl_list_t list;
+    char header[128];
+    snprintf(header, sizeof header, "%-12s %-28s %-10s %10s %10s", "SERVICE", "INSTANCE", "VERSION",
+             "LAST SEQ", "MS");
+    samctl_list_begin(&list, ctl, "answers", header);
     int failed = 0;
-    for (int i = 0; i < count; i++) {
+    for (uint32_t i = 0; i < count; i++) {
         int64_t t0 = zclock_usecs();
         Samordna__V1__PingReply *rep = (Samordna__V1__PingReply *)samctl_call(
             ctl, service, "ping", NULL, &samordna__v1__ping_reply__descriptor);
@@ -185,82 +388,196 @@ int samctl_cmd_ping(samctl_t *ctl, int argc, char **argv)
             continue;
         }
         double ms = (double)(zclock_usecs() - t0) / 1000.0;
-        if (ctl->json)
-            printf(
-                "{\"service\":\"%s\",\"instance\":\"%s\",\"version\":\"%s\",\"last_seq\":%" PRIu64
-                ",\"ms\":%.3f}\n",
-                rep->service, rep->instance, rep->version, rep->last_seq, ms);
-        else
-            printf("%s (%s, version %s): %.3f ms\n", rep->service, rep->instance, rep->version, ms);
+        json_t *j = ctl->json ? json_pack("{s:s, s:s, s:s, s:I, s:f}", "service", rep->service,
+                                          "instance", rep->instance, "version", rep->version,
+                                          "last_seq", (json_int_t)rep->last_seq, "ms", ms)
+                              : NULL;
+        if (samctl_list_row(&list, j))
+            printf("%-12s %-28s %-10s %10" PRIu64 " %10.3f\n", rep->service, rep->instance,
+                   rep->version, rep->last_seq, ms);
         protobuf_c_message_free_unpacked(&rep->base, NULL);
     }
+    samctl_list_end(&list, NULL);
     return failed ? 1 : 0;
 }
 
-static void s_help(sam_config_t *config)
+static const samctl_opt_t s_ping_opts[] = {
+    {"count", 'n', "COUNT", SAMCTL_COUNT, 0, "how many pings, one after the other (default 1)"},
+    {NULL},
+};
+
+static const samctl_cmd_t s_ping_cmd = {
+    .name = "ping",
+    .args = "SERVICE",
+    .min_args = 1,
+    .max_args = 1,
+    .about = "Checks that SERVICE answers through the broker: its instance, version, the last\n"
+             "sequence number of its outbox, and the round trip.",
+    .opts = s_ping_opts,
+    .run = s_ping,
+};
+
+int samctl_cmd_ping(samctl_t *ctl, int argc, char **argv)
 {
-    sam_config_help(config, stdout);
-    printf("\nCommands:\n");
-    for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
-        printf("  %-14s %s\n", s_commands[i].name, s_commands[i].summary);
+    return samctl_run(ctl, &s_ping_cmd, argc, argv);
+}
+
+static const s_command_t *s_command(const char *name)
+{
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        if (strcmp(s_commands[i].name, name) == 0) return &s_commands[i];
+    return NULL;
+}
+
+static void s_commands_list(FILE *f)
+{
+    fprintf(f, "\nCommands:\n");
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        fprintf(f, "  %-15s %s\n", s_commands[i].name, s_commands[i].summary);
+    fprintf(f, "\n`samctl COMMAND --help` (or `samctl help COMMAND`) tells a command's arguments,\n"
+               "options and subcommands.\n");
+}
+
+static void s_unknown_command(const char *word)
+{
+    char shown[64];
+    fprintf(stderr, "samctl: unknown command '%s'; the commands are:\n ",
+            sam_check_escape(word, 40, shown, sizeof shown));
+    for (size_t i = 0; i < S_NCOMMANDS; i++)
+        fprintf(stderr, " %s", s_commands[i].name);
+    fprintf(stderr, "\n(samctl --help says what each does)\n");
+}
+
+/* help [COMMAND [SUBCOMMAND…]]: the same as `samctl COMMAND SUBCOMMAND… --help`. */
+static int s_help_run(samctl_t *ctl, const samctl_args_t *a)
+{
+    if (a->npos == 0) {
+        sam_config_help(ctl->config, stdout);
+        s_commands_list(stdout);
+        return 0;
+    }
+    const s_command_t *cmd = s_command(a->pos[0]);
+    if (!cmd) {
+        s_unknown_command(a->pos[0]);
+        return 2;
+    }
+    char *words[SAMCTL_MAX_ARGS + 2];
+    int n = 0;
+    for (size_t i = 0; i < a->npos; i++)
+        words[n++] = (char *)a->pos[i];
+    words[n++] = "--help";
+    words[n] = NULL;
+    return cmd->fn(ctl, n, words);
+}
+
+static const samctl_cmd_t s_help_cmd = {
+    .name = "help",
+    .args = "[COMMAND [SUBCOMMAND…]]",
+    .max_args = SAMCTL_MAX_ARGS,
+    .about = "Without a command: the global options and the commands. With one: the same as\n"
+             "`samctl COMMAND SUBCOMMAND… --help`.",
+    .run = s_help_run,
+};
+
+int samctl_cmd_help(samctl_t *ctl, int argc, char **argv)
+{
+    return samctl_run(ctl, &s_help_cmd, argc, argv);
 }
 
 int main(int argc, char **argv)
 {
-    /* Global options end at the first word that is not an option or an option's value. */
-    int cmd_at = argc;
-    for (int i = 1; i < argc; i++) {
-        if (argv[i][0] != '-') {
-            cmd_at = i;
-            break;
-        }
-        const char *o = argv[i] + 2;
-        if (!strchr(o, '=') &&
-            (strcmp(o, "broker") == 0 || strcmp(o, "timeout-ms") == 0 || strcmp(o, "source") == 0 ||
-             strcmp(o, "config") == 0 || strcmp(o, "log-level") == 0 || strcmp(o, "cert") == 0 ||
-             strcmp(o, "server-key") == 0))
-            i++;
-    }
     samctl_t ctl = {0};
-    ctl.config = sam_config_new("samctl", "[options] COMMAND [arguments]",
-                                "The command-line client of samordna.", s_options);
-    if (!ctl.config) return 1;
-    int rc = sam_config_parse(ctl.config, cmd_at, argv);
-    if (rc != 0 || cmd_at == argc) {
-        if (rc == 1 && sam_config_flag(ctl.config, "help")) {
-            printf("\nCommands:\n");
-            for (size_t i = 0; i < sizeof s_commands / sizeof s_commands[0]; i++)
-                printf("  %-14s %s\n", s_commands[i].name, s_commands[i].summary);
-        } else if (rc == 0) {
-            s_help(ctl.config);
-            rc = 2;
+    ctl.config = sam_config_new("samctl", "COMMAND [SUBCOMMAND] [arguments and options]",
+                                "The command-line client of samordna. Global options (below) go "
+                                "anywhere on the line,\nbefore or after the command.",
+                                samctl_global_options);
+    char **globals = calloc((size_t)argc + 1, sizeof *globals);
+    char **words = calloc((size_t)argc + 2, sizeof *words);
+    if (!ctl.config || !globals || !words) {
+        fprintf(stderr, "samctl: out of memory\n");
+        return 1;
+    }
+    /* A word that names a global option is one, wherever it stands, up to "--"; its value is
+       the next word unless given with '='. Everything else is the command's, in order. */
+    int nglobals = 0, nwords = 0;
+    bool help = false, ended = false;
+    globals[nglobals++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *w = argv[i];
+        if (!ended && strcmp(w, "--") == 0) {
+            ended = true;
+            if (nwords) words[nwords++] = argv[i]; /* the command's options end here too */
+            continue;
         }
-        sam_config_destroy(&ctl.config);
-        return rc == 1 ? 0 : 2;
+        if (!ended && (strcmp(w, "-h") == 0 || strcmp(w, "--help") == 0)) {
+            help = true; /* the command's help when there is a command, else samctl's */
+            continue;
+        }
+        if (!ended && strncmp(w, "--", 2) == 0) {
+            const char *eq = strchr(w + 2, '=');
+            const sam_option_t *o =
+                sam_config_find(ctl.config, w + 2, eq ? (size_t)(eq - w - 2) : strlen(w + 2));
+            if (o) {
+                globals[nglobals++] = argv[i];
+                if (o->arg && !eq && i + 1 < argc) globals[nglobals++] = argv[++i];
+                continue;
+            }
+        }
+        words[nwords++] = argv[i];
+    }
+    int rc = sam_config_parse(ctl.config, nglobals, globals);
+    if (rc == 0 && nwords == 0) {
+        sam_config_help(ctl.config, help ? stdout : stderr);
+        s_commands_list(help ? stdout : stderr);
+        rc = help ? 1 : -1;
+    }
+    const s_command_t *cmd = NULL;
+    if (rc == 0 && words[0][0] == '-') {
+        char shown[64];
+        fprintf(stderr,
+                "samctl: unknown option '%s' (samctl --help lists the global options; a command's "
+                "own follow its word)\n",
+                sam_check_escape(words[0], 40, shown, sizeof shown));
+        rc = -1;
+    } else if (rc == 0 && !(cmd = s_command(words[0]))) {
+        s_unknown_command(words[0]);
+        rc = -1;
     }
     bool ok = true;
-    ctl.json = sam_config_flag(ctl.config, "json");
-    ctl.timeout_ms = (int)sam_config_int(ctl.config, "timeout-ms", 1, 3600000, &ok);
-    ctl.source = sam_config_get(ctl.config, "source");
-    sam_log_init("samctl",
-                 (sam_log_level_t)sam_log_level_parse(sam_config_get(ctl.config, "log-level")));
-    /* As the services do: --insecure would silently drop the certificate. */
-    if (ok && sam_config_flag(ctl.config, "insecure") &&
-        (sam_config_get(ctl.config, "cert") || sam_config_get(ctl.config, "server-key"))) {
-        fprintf(stderr, "samctl: --insecure and --cert/--server-key exclude each other\n");
-        ok = false;
+    if (rc == 0) {
+        ctl.json = sam_config_flag(ctl.config, "json");
+        ctl.timeout_ms = (int)sam_config_int(ctl.config, "timeout-ms", 1, 3600000, &ok);
+        ctl.source = sam_config_get(ctl.config, "source");
+        /* samctl logs warnings only unless --log-level was given (on the line or in the
+           file): the built-in default, info, is for services. sam_config_get returns the
+           table's own default string when the option was not given. */
+        const char *level = sam_config_get(ctl.config, "log-level");
+        const sam_option_t *lo = sam_config_find(ctl.config, "log-level", strlen("log-level"));
+        sam_log_init("samctl", lo && level != lo->def ? (sam_log_level_t)sam_log_level_parse(level)
+                                                      : SAM_LOG_WARN);
+        /* As the services do: --insecure would silently drop the certificate. */
+        if (sam_config_flag(ctl.config, "insecure") &&
+            (sam_config_get(ctl.config, "cert") || sam_config_get(ctl.config, "server-key"))) {
+            fprintf(stderr, "samctl: --insecure and --cert/--server-key exclude each other\n");
+            ok = false;
+        }
     }
-    rc = 2;
-    const s_command_t *cmd = NULL;
-    for (size_t i = 0; ok && i < sizeof s_commands / sizeof s_commands[0]; i++)
-        if (strcmp(s_commands[i].name, argv[cmd_at]) == 0) cmd = &s_commands[i];
-    if (!ok)
-        rc = 2;
-    else if (!cmd)
-        fprintf(stderr, "samctl: unknown command '%s' (try samctl --help)\n", argv[cmd_at]);
-    else
-        rc = cmd->fn(&ctl, argc - cmd_at, argv + cmd_at);
+    if (rc == 0 && ok) {
+        if (help) { /* at the end of the command's options: before its "--", if any */
+            int at = 1;
+            while (at < nwords && strcmp(words[at], "--") != 0)
+                at++;
+            memmove(words + at + 1, words + at, (size_t)(nwords - at) * sizeof *words);
+            words[at] = "--help";
+            nwords++;
+        }
+        rc = cmd->fn(&ctl, nwords, words);
+    } else {
+        rc = rc == 1 ? 0 : 2; /* 1: --help or --version was answered */
+    }
     sam_client_destroy(&ctl.client);
     sam_config_destroy(&ctl.config);
+    free(globals);
+    free(words);
     return rc;
 }

@@ -1,11 +1,46 @@
-/*  samctl.h — what every samctl command shares: the connection, output mode, and the
-    command table.
+/*  samctl.h — what every samctl command shares: the connection, the one argument parser and
+    its tables, the output.
 
-    A command is one line in commands.def — X(name, function, summary) — plus its function
-    in the file of its area (cmd_registry.c, cmd_status.c, …). samctl.c parses the global
-    options before the command word, connects, and calls the function with the rest of argv
-    (argv[0] is the command word). A command prints readable tables by default and JSON with
-    --json; it returns the process exit code: 0 ok, 1 the service refused or failed, 2 usage.
+    ## A command
+    One line in commands.def — X(name, function, summary) — and the function in the file of
+    its area (cmd_registry.c, cmd_status.c, …). samctl.c takes the global options (--broker,
+    --json, --timeout-ms, --config, … — `samctl --help` lists them) out of the line wherever
+    they stand, before or after the command word, and calls the function with the rest:
+    argv[0] is the command word. The function hands its words to samctl_run() with its table,
+    a samctl_cmd_t: the positional arguments it takes, its options (name, value, type, help
+    text) and its subcommands, each a samctl_cmd_t of its own with a handler. samctl_run()
+    picks the subcommand, parses and checks every option against the table, answers --help
+    from the same table, and only then calls the handler, which does its own work only.
+
+    The rules of the line, for every command alike:
+      --name VALUE, --name=VALUE, and -x VALUE for the few options with a letter;
+      a value that itself starts with "--" is written --name=VALUE (a word starting with
+      "--" is always an option), and "--" ends the options: every word after it is an
+      argument; a global option's name is never a command's;
+      options and arguments in any order; a subcommand right after its command's word;
+      -h or --help anywhere: the usage, the options and their help text, exit 0.
+    Exit codes: 0 done, 1 the service refused or failed (its message on stderr as it came),
+    2 a usage error: "samctl <command>: <what was wrong>" and that command's usage line.
+    samctl checks what it must turn into numbers (counts, years, amounts) and the dates of
+    queries; what goes into an event is the storing service's to judge, and its refusal,
+    which names the field and the rule, is printed as it is.
+
+    ## Output, the same for every command
+    Text: a list has a header line, one line a record and its count "(N)"; an empty list
+    prints only "no <things>"; a page that is not the last ends "(more: --page-token T)".
+    --json: exactly one document on one line of stdout —
+      a list:        {"items": [record, …], "next": TOKEN or null}  (samctl_list_t)
+                     next is the --page-token that reads on; null when the list is whole
+                     (commands that read every page always give null);
+      one record:    an object (show ID, grants award ID, board, report, overview, …);
+      a write:       {"service", "type", "id", "subject", "seq", "duplicate"} of the event
+                     it published (samctl_publish).
+    Records carry the proto field names. Errors never go to stdout.
+
+    ## Waiting
+    Every call is bounded by --timeout-ms, its one resend included (samctl_request); the
+    import bounds the silence of its pipeline the same way. A broker that does not answer
+    is reported after --timeout-ms, not after a multiple of it.
 */
 #ifndef SAMCTL_H
 #define SAMCTL_H
@@ -15,17 +50,19 @@
 #include "sam_status.h"
 
 #include "cloudevents/v1/cloudevents.pb-c.h"
+#include "samordna/v1/events.pb-c.h"
 
 #include <jansson.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 
 typedef struct {
-    sam_config_t *config;  /* global options */
-    sam_client_t *client;  /* connected to --broker (created on first samctl_client call) */
-    bool json;             /* --json: machine output */
-    int timeout_ms;        /* --timeout-ms for each call */
-    const char *source;    /* --source: agency id used as CloudEvent source (default fmov) */
+    sam_config_t *config; /* global options */
+    sam_client_t *client; /* connected to --broker (created on first samctl_client call) */
+    bool json;            /* --json: machine output */
+    int timeout_ms;       /* --timeout-ms for each call */
+    const char *source;   /* --source: agency id used as CloudEvent source (default fmov) */
 } samctl_t;
 
 typedef int (*samctl_cmd_fn)(samctl_t *ctl, int argc, char **argv);
@@ -33,36 +70,185 @@ typedef int (*samctl_cmd_fn)(samctl_t *ctl, int argc, char **argv);
 /* The client, connecting on first use; NULL (message printed) when it cannot connect. */
 sam_client_t *samctl_client(samctl_t *ctl);
 
-/* Calls service.method with req and unpacks the reply as reply_desc. On any status but 200
-   prints "samctl: <service> <method>: <code> <message>" to stderr and returns NULL. Reads
-   and publishes are idempotent and retried once on timeout. */
+/*  Calls service.method with req within --timeout-ms, all attempts included: with `resend`
+    (reads and publishes, which are idempotent) the request is sent again, with the same id,
+    when half of it has passed without an answer. Returns the status; on 200 with reply_desc,
+    *reply_out is the unpacked reply (the caller frees it). res->message says why otherwise
+    (res is cleared first; sam_result_clear() it). Prints nothing. */
+uint32_t samctl_request(samctl_t *ctl, const char *service, const char *method,
+                        const ProtobufCMessage *req, const ProtobufCMessageDescriptor *reply_desc,
+                        ProtobufCMessage **reply_out, bool resend, sam_result_t *res);
+
+/*  samctl_request() with resend, for the common case: the unpacked reply (the caller frees
+    it), or NULL after printing "samctl: <service> <method>: <code> <name>: <message>" to
+    stderr. */
 ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *method,
                               const ProtobufCMessage *req,
                               const ProtobufCMessageDescriptor *reply_desc);
 
 /* Prints one JSON document (compact, keys in insertion order) on its own line to stdout and
-   releases j; the --json output of every command. */
+   releases j; the --json output of every command: a list (samctl_list_end) or one object. */
 void samctl_print_json(json_t *j);
 
-/*  A CloudEvent around a packed payload, with the storage it points into. It points into
+/*  Any protobuf message as a JSON object: every field under its proto name, repeated ones as
+    arrays, messages as objects (null when absent), enum values as their lower-case word
+    without the enum's prefix (samctl_enum_word). The caller owns the result. */
+json_t *samctl_json_message(const ProtobufCMessage *m);
+
+/*  The word of an enum value, as files and JSON write it: AGENCY_KIND_COUNTY_GOVERNOR →
+    "county_governor"; "" for 0 (unset), "?" for a value the descriptor does not know. Into
+    out (len bytes), which is returned. */
+const char *samctl_enum_word(const ProtobufCEnumDescriptor *d, int value, char *out, size_t len);
+
+/*  A list, the same for every list command.
+    Text: a header line before the first row, one row a record (the caller prints it), then
+    "(N)"; a list with nothing in it prints only "no <noun>" ("no pilots").
+    --json: one document, {"items": [record, …], "next": TOKEN}: next is the --page-token that
+    reads on, or null when the list is whole (commands that read every page give null).
+    Usage: samctl_list_begin(); for each record `if (samctl_list_row(&l, ctl->json ? json :
+    NULL)) print the row;` then samctl_list_end(), or samctl_list_drop() after a failure. */
+typedef struct {
+    samctl_t *ctl;
+    const char *noun;   /* plural, for "no …" */
+    const char *header; /* the text header line, without newline */
+    json_t *items;      /* --json: the records so far */
+    size_t count;       /* records so far */
+} samctl_list_t;
+
+void samctl_list_begin(samctl_list_t *l, samctl_t *ctl, const char *noun, const char *header);
+
+/*  One record. With --json takes `item` (NULL is skipped) and returns false; otherwise frees
+    `item` if given, prints the header before the first row, and returns true: the caller
+    prints the row. */
+bool samctl_list_row(samctl_list_t *l, json_t *item);
+
+/*  Prints the end of the list (the count, "no …", or the JSON document). `next` may be NULL
+    or "": the list is whole. */
+void samctl_list_end(samctl_list_t *l, const char *next);
+
+/*  Frees a list that is not printed (a page failed; the refusal was printed). */
+void samctl_list_drop(samctl_list_t *l);
+
+/* ---- publishing: the one path of every event samctl sends -------------------------------- */
+
+/* The method every service takes events on. */
+#define SAMCTL_PUBLISH_METHOD "events.publish"
+
+/*  An event as samctl publishes it: the samordna.v1.PublishRequest `request` around a
+    CloudEvent around a packed payload, with the storage they point into. It points into
     itself, so it stays where samctl_event_init() filled it; samctl_event_clear() frees. */
 typedef struct {
+    Samordna__V1__PublishRequest request; /* .event = &ce */
     Io__Cloudevents__V1__CloudEvent ce;
     Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue value[2];
     Io__Cloudevents__V1__CloudEvent__AttributesEntry entry[2];
     Io__Cloudevents__V1__CloudEvent__AttributesEntry *entries[2];
     uint8_t *data; /* the packed payload, owned */
+    char uuid[40]; /* the id when samctl_event_init() was given none */
 } samctl_event_t;
 
-/*  Fills e->ce: id, source, spec 1.0, type and the packed payload as binary data; with a
-    subject also the attributes datacontenttype (application/protobuf) and subject. The
-    strings are borrowed. Returns 0, or -1 when out of memory. */
+/*  Fills e: the request around e->ce, and e->ce with id (NULL: a fresh random UUID), source,
+    spec 1.0, type and the packed payload as binary data; with a subject also the attributes
+    datacontenttype (application/protobuf) and subject. The strings are borrowed. Returns 0,
+    or -1 when out of memory (e needs no clearing then). */
 int samctl_event_init(samctl_event_t *e, const char *id, const char *source, const char *type,
                       const char *subject, const ProtobufCMessage *payload);
 void samctl_event_clear(samctl_event_t *e);
 
-/* Prints "samctl <cmd>: <message>" and the command's usage line to stderr; returns 2. */
-int samctl_usage(const char *cmd, const char *usage, const char *message);
+/*  Publishes payload to `service` as one event of `type`, from --source, with `id` (NULL: a
+    fresh UUID; give one derived from what the event creates to make the command idempotent)
+    and `subject` (may be NULL), and prints the outcome: text "<type after no.samordna.>
+    <subject>: seq N", with " (duplicate: already stored)" when the service had it already;
+    --json {"service", "type", "id", "subject" (or null), "seq", "duplicate"}. Returns 0, or 1
+    after printing the refusal. */
+int samctl_publish(samctl_t *ctl, const char *service, const char *type, const char *id,
+                   const char *subject, const ProtobufCMessage *payload);
+
+/* ---- commands, their options, the one parser ---------------------------------------------- */
+
+/* What an option's value must be; samctl_run() checks it before the handler runs. */
+typedef enum {
+    SAMCTL_TEXT,  /* anything: the service judges it */
+    SAMCTL_COUNT, /* a whole number from 0 to 4294967295 */
+    SAMCTL_YEAR,  /* a year from 1 to 9999 */
+    SAMCTL_DATE,  /* a calendar date YYYY-MM-DD (sam_check_date) */
+} samctl_type_t;
+
+enum {
+    SAMCTL_REQUIRED = 1 << 0, /* the command does not run without it */
+    SAMCTL_REPEAT = 1 << 1,   /* may be given more than once; every value is kept in order */
+};
+
+/* One option of a command: a row of its table. */
+typedef struct {
+    const char *name;   /* --name; NULL ends a table */
+    char letter;        /* -x as well, or 0 */
+    const char *arg;    /* the value's placeholder in help ("DATE"); NULL: a flag */
+    samctl_type_t type; /* checked before the handler runs */
+    unsigned flags;     /* SAMCTL_REQUIRED, SAMCTL_REPEAT */
+    const char *help;   /* one line: what it does */
+} samctl_opt_t;
+
+typedef struct samctl_args_t samctl_args_t;
+typedef struct samctl_cmd_t samctl_cmd_t;
+
+/* A command or subcommand: its words, options, handler and subcommands. */
+struct samctl_cmd_t {
+    const char *name;         /* the word; NULL ends a table of subcommands */
+    const char *args;         /* the positional arguments in usage ("PILOT KIND"), or NULL */
+    int min_args, max_args;   /* how many positional arguments it takes */
+    const char *about;        /* what it does: first line in lists, all of it in --help */
+    const samctl_opt_t *opts; /* its options, or NULL */
+    int (*run)(samctl_t *ctl, const samctl_args_t *a); /* NULL: a subcommand must be named */
+    const samctl_cmd_t *subs;                          /* its subcommands, or NULL */
+};
+
+#define SAMCTL_MAX_ARGS 16  /* positional arguments of one command */
+#define SAMCTL_MAX_GIVEN 64 /* options given to one command */
+
+/* A parsed command line, as the handler gets it. Strings are borrowed from argv. */
+struct samctl_args_t {
+    const samctl_cmd_t *cmd; /* the (sub)command that runs */
+    char path[96];           /* its words: "grants add-award" */
+    const char *pos[SAMCTL_MAX_ARGS];
+    size_t npos;
+    struct {
+        const samctl_opt_t *opt;
+        const char *value; /* NULL for a flag */
+    } given[SAMCTL_MAX_GIVEN];
+    size_t ngiven;
+};
+
+/*  Runs cmd on argv (argv[0] its word, the global options already taken out): picks the
+    subcommand argv[1] names, parses the rest by the rules above, checks the options' types,
+    the required ones and the number of arguments, answers --help, and calls the handler.
+    Returns the handler's exit code, 0 after --help, or 2 after printing a usage error. */
+int samctl_run(samctl_t *ctl, const samctl_cmd_t *cmd, int argc, char **argv);
+
+/*  The value of option `name` (the last one given), or NULL when not given. The name must be
+    in the command's table (asserted). */
+const char *samctl_opt(const samctl_args_t *a, const char *name);
+
+/*  The same, "" when not given: proto3 strings, where "" is absent. */
+const char *samctl_str(const samctl_args_t *a, const char *name);
+
+/*  True when the flag `name` was given. */
+bool samctl_flag(const samctl_args_t *a, const char *name);
+
+/*  A SAMCTL_COUNT or SAMCTL_YEAR option as its number (checked already); 0 when not given. */
+uint32_t samctl_u32(const samctl_args_t *a, const char *name);
+
+/*  Every value of a SAMCTL_REPEAT option, in order, into out (at most cap); returns how many
+    were given (may be more than cap). */
+size_t samctl_opt_all(const samctl_args_t *a, const char *name, const char **out, size_t cap);
+
+/*  Prints "samctl <path>: <message>" and the usage of a's command to stderr, as
+    samctl_run() does for its own errors; returns 2. */
+int samctl_usage_error(const samctl_args_t *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*  The global options (sam_config table of samctl.c), for help texts. */
+extern const sam_option_t samctl_global_options[];
 
 /* Declarations of every command function. */
 #define X(name, fn, summary) int fn(samctl_t *ctl, int argc, char **argv);

@@ -1,0 +1,373 @@
+/*  samctl_args.c — the one parser of samctl's command lines, and the usage and help texts
+    made from the same tables (see samctl.h for the rules of the line).
+
+    Why one parser: each command used to walk argv with its own strcmp chain, so the same
+    mistake got a different answer in every area (an unknown option ignored here, "bad
+    arguments" there, a value silently taken as 0 elsewhere). Now a command is a table — its
+    arguments, its options with their types and help, its subcommands — and everything that
+    can be known before a request is sent is checked here, once: unknown options, missing
+    values, numbers, query dates, required options, the number of arguments. The handler
+    then only builds its request. Help is printed from the table that parsing uses, so it
+    cannot describe an option the parser does not know, or miss one it does.
+*/
+#include "samctl.h"
+#include "sam_check.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define S_WIDTH 100 /* usage lines are wrapped here */
+
+/* ---- usage and help ----------------------------------------------------------------------- */
+
+/* Appends one word of a synopsis to f, wrapping at S_WIDTH with `indent` spaces. */
+static void s_word(FILE *f, const char *word, size_t indent, size_t *col)
+{
+    size_t len = strlen(word);
+    if (*col > indent && *col + 1 + len > S_WIDTH) {
+        fprintf(f, "\n%*s", (int)indent, "");
+        *col = indent;
+    } else if (*col != indent) { /* not right after a wrap */
+        fputc(' ', f);
+        (*col)++;
+    }
+    fputs(word, f);
+    *col += len;
+}
+
+/* "--name ARG", "[--name ARG]", "[-n COUNT]", "[--name ARG]..." */
+static void s_opt_word(const samctl_opt_t *o, char *out, size_t cap)
+{
+    bool req = o->flags & SAMCTL_REQUIRED;
+    char name[64];
+    if (o->letter)
+        snprintf(name, sizeof name, "-%c", o->letter);
+    else
+        snprintf(name, sizeof name, "--%s", o->name);
+    snprintf(out, cap, "%s%s%s%s%s%s", req ? "" : "[", name, o->arg ? " " : "",
+             o->arg ? o->arg : "", req ? "" : "]", o->flags & SAMCTL_REPEAT ? "..." : "");
+}
+
+/* One synopsis: "<lead>samctl PATH ARGS OPTIONS", wrapped under its first argument. */
+static void s_synopsis(FILE *f, const char *lead, const char *path, const samctl_cmd_t *c)
+{
+    fprintf(f, "%ssamctl %s", lead, path);
+    size_t col = strlen(lead) + strlen("samctl ") + strlen(path);
+    size_t indent = col + 1;
+    if (c->args) s_word(f, c->args, indent, &col); /* whole: "[SUBSCRIPTION/QSEQ]" is one unit */
+    for (const samctl_opt_t *o = c->opts; o && o->name; o++) {
+        char w[128];
+        s_opt_word(o, w, sizeof w);
+        s_word(f, w, indent, &col);
+    }
+    fputc('\n', f);
+}
+
+/* The usage lines of a command: its own synopsis when it runs by itself, then one short line
+   per subcommand (its arguments; its options are in its own usage). */
+static void s_usage_lines(FILE *f, const char *path, const samctl_cmd_t *c)
+{
+    const char *lead = "usage: ";
+    if (c->run) {
+        s_synopsis(f, lead, path, c);
+        lead = "       ";
+    }
+    for (const samctl_cmd_t *s = c->subs; s && s->name; s++) {
+        fprintf(f, "%ssamctl %s %s", lead, path, s->name);
+        if (s->subs) {
+            for (const samctl_cmd_t *t = s->subs; t->name; t++)
+                fprintf(f, "%s%s", t == s->subs ? " " : "|", t->name);
+            fputs(" …", f);
+        }
+        if (s->args) fprintf(f, " %s", s->args);
+        if (s->opts && s->opts->name) fputs(" [options]", f);
+        fputc('\n', f);
+        lead = "       ";
+    }
+}
+
+/* The first line of a text, for lists. */
+static int s_first_line_len(const char *about)
+{
+    const char *nl = about ? strchr(about, '\n') : NULL;
+    return about ? (int)(nl ? (size_t)(nl - about) : strlen(about)) : 0;
+}
+
+static void s_help(const char *path, const samctl_cmd_t *c)
+{
+    FILE *f = stdout;
+    if (c->run)
+        s_usage_lines(f, path, c);
+    else /* the subcommands are listed below, each with its line */
+        fprintf(f, "usage: samctl %s SUBCOMMAND [arguments and options]\n", path);
+    if (c->about) fprintf(f, "\n%s\n", c->about);
+    if (c->opts && c->opts->name) {
+        fprintf(f, "\nOptions:\n");
+        for (const samctl_opt_t *o = c->opts; o->name; o++) {
+            char left[96], letter[8] = "";
+            if (o->letter) snprintf(letter, sizeof letter, "-%c, ", o->letter);
+            snprintf(left, sizeof left, "%s--%s%s%s", letter, o->name, o->arg ? " " : "",
+                     o->arg ? o->arg : "");
+            fprintf(f, "  %-30s %s%s%s\n", left, o->help,
+                    o->flags & SAMCTL_REQUIRED ? " (required)" : "",
+                    o->flags & SAMCTL_REPEAT ? " (repeatable)" : "");
+        }
+    }
+    if (c->subs) {
+        fprintf(f, "\nSubcommands:\n");
+        for (const samctl_cmd_t *s = c->subs; s->name; s++)
+            fprintf(f, "  %-16s %.*s\n", s->name, s_first_line_len(s->about),
+                    s->about ? s->about : "");
+        fprintf(f, "\n`samctl %s SUBCOMMAND --help` tells each one's arguments and options.\n",
+                path);
+    }
+    fprintf(f, "\nGlobal options, anywhere on the line:");
+    size_t col = strlen("Global options, anywhere on the line:");
+    for (const sam_option_t *o = samctl_global_options; o->name; o++) {
+        char w[64];
+        snprintf(w, sizeof w, " --%s%s", o->name, o[1].name ? "," : "");
+        if (col + strlen(w) > S_WIDTH) {
+            fprintf(f, "\n ");
+            col = 1;
+        }
+        fputs(w, f);
+        col += strlen(w);
+    }
+    fprintf(f, "\n(samctl --help says what each does; also --config and --log-level.)\n");
+}
+
+static int s_error_v(const char *path, const samctl_cmd_t *c, const char *fmt, va_list ap)
+{
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    fprintf(stderr, "samctl %s: %s\n", path, sam_check_sanitize(msg));
+    s_usage_lines(stderr, path, c);
+    fprintf(stderr, "(samctl %s --help says more)\n", path);
+    return 2;
+}
+
+static int s_error(const char *path, const samctl_cmd_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int s_error(const char *path, const samctl_cmd_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = s_error_v(path, c, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int samctl_usage_error(const samctl_args_t *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = s_error_v(a->path, a->cmd, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* ---- values ------------------------------------------------------------------------------- */
+
+/* Checks a value against its option's type; 0, or -1 with the reason in err. */
+static int s_check_value(const samctl_opt_t *o, const char *v, char *err, size_t cap)
+{
+    char shown[64];
+    if (o->type == SAMCTL_COUNT || o->type == SAMCTL_YEAR) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long n = isdigit((unsigned char)v[0]) ? strtoull(v, &end, 10) : 0;
+        bool ok = end && !*end && !errno;
+        if (o->type == SAMCTL_COUNT && (!ok || n > UINT32_MAX)) {
+            snprintf(err, cap, "--%s: '%s' is not a whole number from 0 to 4294967295", o->name,
+                     sam_check_escape(v, 40, shown, sizeof shown));
+            return -1;
+        }
+        if (o->type == SAMCTL_YEAR && (!ok || n < 1 || n > 9999)) {
+            snprintf(err, cap, "--%s: '%s' is not a year (four digits, e.g. 2019)", o->name,
+                     sam_check_escape(v, 40, shown, sizeof shown));
+            return -1;
+        }
+    } else if (o->type == SAMCTL_DATE) {
+        char field[64];
+        snprintf(field, sizeof field, "--%s", o->name);
+        if (sam_check_date(field, v, true, err, cap) != 0) return -1;
+    }
+    return 0;
+}
+
+static const samctl_opt_t *s_find(const samctl_cmd_t *c, const char *name, size_t len, char letter)
+{
+    for (const samctl_opt_t *o = c->opts; o && o->name; o++)
+        if (letter ? o->letter == letter
+                   : strlen(o->name) == len && strncmp(o->name, name, len) == 0)
+            return o;
+    return NULL;
+}
+
+/* ---- parsing ------------------------------------------------------------------------------ */
+
+static bool s_is_option(const char *w)
+{
+    /* "-" alone and "-5" are arguments; "-x" and "--x" options. */
+    return w[0] == '-' && w[1] && !isdigit((unsigned char)w[1]);
+}
+
+/* Parses argv[1..] of a command without subcommand choice. Returns -1 to go on, or an exit
+   code (0 after help, 2 after an error). */
+static int s_parse(const samctl_cmd_t *c, const char *path, int argc, char **argv, samctl_args_t *a)
+{
+    /* --help wins over every mistake on the line: whoever asks for help gets it. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+            s_help(path, c);
+            return 0;
+        }
+    bool only_args = false;
+    for (int i = 1; i < argc; i++) {
+        const char *w = argv[i];
+        if (only_args || !s_is_option(w)) {
+            if (a->npos == SAMCTL_MAX_ARGS)
+                return s_error(path, c, "more than %d arguments", SAMCTL_MAX_ARGS);
+            a->pos[a->npos++] = w;
+            continue;
+        }
+        if (strcmp(w, "--") == 0) {
+            only_args = true;
+            continue;
+        }
+        const char *name = w[1] == '-' ? w + 2 : w + 1;
+        const char *eq = w[1] == '-' ? strchr(name, '=') : NULL;
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        const samctl_opt_t *o = NULL;
+        if (w[1] == '-')
+            o = s_find(c, name, len, 0);
+        else if (len == 1)
+            o = s_find(c, NULL, 0, name[0]);
+        if (!o) {
+            char shown[64];
+            sam_check_escape(w, eq ? (size_t)(eq - w) : 60, shown, sizeof shown);
+            if (c->subs && !c->opts)
+                return s_error(path, c, "unknown option '%s' (name a subcommand first)", shown);
+            return s_error(path, c, "unknown option '%s'", shown);
+        }
+        const char *value = NULL;
+        if (o->arg) {
+            if (eq)
+                value = eq + 1;
+            else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
+                value = argv[++i];
+            else
+                return s_error(path, c,
+                               "--%s needs a value %s (one that starts with \"--\" is written "
+                               "--%s=VALUE)",
+                               o->name, o->arg, o->name);
+            char err[256];
+            if (s_check_value(o, value, err, sizeof err) != 0) return s_error(path, c, "%s", err);
+        } else if (eq) {
+            return s_error(path, c, "--%s takes no value", o->name);
+        }
+        if (a->ngiven == SAMCTL_MAX_GIVEN)
+            return s_error(path, c, "more than %d options", SAMCTL_MAX_GIVEN);
+        a->given[a->ngiven].opt = o;
+        a->given[a->ngiven].value = value;
+        a->ngiven++;
+    }
+    if (!c->run) {
+        if (a->npos == 0) return s_error(path, c, "name a subcommand");
+        char shown[64];
+        return s_error(path, c, "unknown subcommand '%s'",
+                       sam_check_escape(a->pos[0], 40, shown, sizeof shown));
+    }
+    for (const samctl_opt_t *o = c->opts; o && o->name; o++) {
+        if (!(o->flags & SAMCTL_REQUIRED)) continue;
+        bool given = false;
+        for (size_t k = 0; k < a->ngiven && !given; k++)
+            given = a->given[k].opt == o;
+        if (!given) return s_error(path, c, "--%s %s is required", o->name, o->arg ? o->arg : "");
+    }
+    if ((int)a->npos < c->min_args)
+        return s_error(path, c, "%s: name %s", a->npos ? "too few arguments" : "no argument",
+                       c->args ? c->args : "the arguments");
+    if ((int)a->npos > c->max_args) {
+        char shown[64];
+        sam_check_escape(a->pos[c->max_args], 40, shown, sizeof shown);
+        if (c->subs && c->max_args == 0 && a->pos[c->max_args][0] != '-')
+            return s_error(path, c, "'%s' is not one of its subcommands", shown);
+        return s_error(path, c, "unexpected argument '%s'", shown);
+    }
+    return -1;
+}
+
+int samctl_run(samctl_t *ctl, const samctl_cmd_t *cmd, int argc, char **argv)
+{
+    samctl_args_t a;
+    memset(&a, 0, sizeof a);
+    snprintf(a.path, sizeof a.path, "%s", cmd->name);
+    /* A subcommand is the word right after its command's. */
+    while (cmd->subs && argc >= 2) {
+        const samctl_cmd_t *sub = NULL;
+        for (const samctl_cmd_t *s = cmd->subs; s->name && !sub; s++)
+            if (strcmp(s->name, argv[1]) == 0) sub = s;
+        if (!sub) break;
+        size_t at = strlen(a.path);
+        snprintf(a.path + at, sizeof a.path - at, " %s", sub->name);
+        cmd = sub;
+        argc--;
+        argv++;
+    }
+    a.cmd = cmd;
+    int rc = s_parse(cmd, a.path, argc, argv, &a);
+    if (rc >= 0) return rc;
+    return cmd->run(ctl, &a);
+}
+
+/* ---- reading the parsed line -------------------------------------------------------------- */
+
+static const samctl_opt_t *s_known(const samctl_args_t *a, const char *name)
+{
+    const samctl_opt_t *o = s_find(a->cmd, name, strlen(name), 0);
+    assert(o && "a handler asks for an option its table does not have");
+    return o;
+}
+
+const char *samctl_opt(const samctl_args_t *a, const char *name)
+{
+    const samctl_opt_t *o = s_known(a, name);
+    for (size_t i = a->ngiven; i-- > 0;)
+        if (a->given[i].opt == o) return a->given[i].value ? a->given[i].value : "";
+    return NULL;
+}
+
+const char *samctl_str(const samctl_args_t *a, const char *name)
+{
+    const char *v = samctl_opt(a, name);
+    return v ? v : "";
+}
+
+bool samctl_flag(const samctl_args_t *a, const char *name)
+{
+    return samctl_opt(a, name) != NULL;
+}
+
+uint32_t samctl_u32(const samctl_args_t *a, const char *name)
+{
+    const char *v = samctl_opt(a, name);
+    assert(s_known(a, name)->type == SAMCTL_COUNT || s_known(a, name)->type == SAMCTL_YEAR);
+    return v ? (uint32_t)strtoul(v, NULL, 10) : 0;
+}
+
+size_t samctl_opt_all(const samctl_args_t *a, const char *name, const char **out, size_t cap)
+{
+    const samctl_opt_t *o = s_known(a, name);
+    size_t n = 0;
+    for (size_t i = 0; i < a->ngiven; i++)
+        if (a->given[i].opt == o) {
+            if (n < cap) out[n] = a->given[i].value;
+            n++;
+        }
+    return n;
+}
