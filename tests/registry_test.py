@@ -542,7 +542,7 @@ def test_samctl_log_level_sets_the_level():
                               capture_output=True, text=True, timeout=30)
 
     def levels(p):
-        assert p.returncode == 0 and p.stdout.startswith("registry ("), (p.stdout, p.stderr)
+        assert p.returncode == 0 and "\nregistry " in p.stdout, (p.stdout, p.stderr)
         return {line.split()[1] for line in p.stderr.splitlines()}
 
     quiet = samctl()

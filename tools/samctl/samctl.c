@@ -154,8 +154,13 @@ uint32_t samctl_request(samctl_t *ctl, const char *service, const char *method,
        The second attempt reuses the request id, so a late answer to the first still counts. */
     int total = ctl->timeout_ms > 0 ? ctl->timeout_ms : 1;
     int each = resend && total >= 2 ? total / 2 : total;
+    sam_debug("call.request service=%s method=%s bytes=%zu", service, method,
+              req ? protobuf_c_message_get_packed_size(req) : 0);
+    int64_t t0 = zclock_usecs();
     uint32_t code =
         sam_client_call(client, service, method, req, reply_desc, reply_out, each, resend, res);
+    sam_debug("call.reply service=%s method=%s code=%u bytes=%zu ms=%.3f", service, method, code,
+              res->body_len, (double)(zclock_usecs() - t0) / 1000.0);
     if (code == SAM_TIMEOUT) {
         const char *broker = ctl->config ? sam_config_get(ctl->config, "broker") : NULL;
         snprintf(res->message, sizeof res->message,
