@@ -23,10 +23,11 @@ typedef struct {
     registry_store_t store; /* table handles, bound at start */
 } registry_t;
 
-#define E(type, fn)                                                                                \
-    int fn(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply);
-#define Q(method, fn)                                                                              \
-    int fn(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
+/* The handlers of registry.def's rows. */
+#define E(type, payload_type, roles, limit, apply, prepare)                                        \
+    int apply(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply);
+#define Q(method, request_type, reply_type, roles, handler)                                        \
+    int handler(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
 #include "registry.def"
 #undef E
 #undef Q
