@@ -3,9 +3,12 @@
     The loop, in one thread:
       1. wait on every broker socket (and on the nearest timer: heartbeat, tick, long poll);
       2. drain what has arrived, up to the credit, into one batch;
-      3. answer the batch: pings and queries at once from one read transaction; every
-         events.publish of the batch in ONE write transaction (nested per event so a refusal
-         never leaves a partial write), committed and synced once; then all replies;
+      3. answer the batch: each request is first admitted against its row of the table
+         (s_admit: row, role, size, decoding — the one reject path), then pings and queries
+         at once from one read transaction; every events.publish of the batch in ONE write
+         transaction (nested per event so a refusal never leaves a partial write), committed
+         and synced once; then all replies. What a handler returns becomes its answer in one
+         place (s_outcome);
       4. answer long polls whose events have arrived, expire the rest;
       5. heartbeat the brokers, reconnect the silent ones with backoff.
     Because the broker keeps up to `credit` requests in flight to us, a burst of publishes
@@ -238,36 +241,6 @@ static int s_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data,
     }
     *out = protobuf_c_message_unpack(desc, NULL, len, data);
     return *out ? 0 : -2;
-}
-
-ProtobufCMessage *sam_call_unpack(const sam_call_t *call, const ProtobufCMessageDescriptor *desc,
-                                  sam_reply_t *reply)
-{
-    char err[300];
-    if (sam_check_wire(desc, call->body, call->body_len, "", err, sizeof err) == -1) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
-        return NULL;
-    }
-    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, call->body_len, call->body);
-    if (!m)
-        sam_reply_error(reply, SAM_BAD_REQUEST, "undecodable %s for %s", desc->name, call->method);
-    return m;
-}
-
-ProtobufCMessage *sam_event_unpack(const sam_event_t *ev, const ProtobufCMessageDescriptor *desc,
-                                   sam_reply_t *reply)
-{
-    ProtobufCMessage *m = NULL;
-    char err[300];
-    if (ev->data && sam_check_wire(desc, ev->data, ev->data_len, "data", err, sizeof err) == -1) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
-        return NULL;
-    }
-    if (ev->data) m = protobuf_c_message_unpack(desc, NULL, ev->data_len, ev->data);
-    if (!m)
-        sam_reply_error(reply, SAM_BAD_REQUEST, "event %s: data is %s, expected a packed %s",
-                        ev->ce->type, ev->data ? "undecodable" : "missing", desc->name);
-    return m;
 }
 
 const char *sam_event_attr(const Io__Cloudevents__V1__CloudEvent *ce, const char *name)
@@ -606,8 +579,8 @@ static bool s_query_call(sam_service_t *svc, s_request_t *r, MDB_txn *txn)
         .id = r->req->id,
         .method = r->req->method,
         .msg = r->msg,
-        .body = r->req->body.data,
-        .body_len = r->req->body.len,
+        .body = r->row->request ? NULL : r->req->body.data,
+        .body_len = r->row->request ? 0 : r->req->body.len,
         .caller = s_caller(svc, r),
     };
     free(r->reply.body);
@@ -733,8 +706,10 @@ static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t wall_ms)
     /* The payload, as the event type's row says: size, message type, text rule. */
     const sam_row_t *row = r->erow;
     size_t limit = row->limit ? row->limit : svc->max_event_bytes;
-    r->ev.data = data;
-    r->ev.data_len = len;
+    if (!row->request) { /* not a message: the handler gets the bytes */
+        r->ev.data = data;
+        r->ev.data_len = len;
+    }
     if (len > limit) {
         sam_reply_error(rep, SAM_TOO_LARGE, "data: %zu bytes, over the limit of %zu for %s", len,
                         limit, row->name);

@@ -1,27 +1,37 @@
 /*  sam_service.h — the runtime every samordna service is built on.
 
-    A service is a context struct plus a loop. The service declares, in one definition:
-      - its queries: method name → handler, answered from a read transaction;
-      - its event types: CloudEvents type → apply function, run inside the write path;
-      - its tables, schema version and migration;
+    A service is a context struct plus a loop, and a table. The service declares, in one
+    definition:
+      - its table (services/<service>/<service>.def, see "The table" below): one row per
+        method and per event type, naming its request and reply message types, who may call
+        it, whether it writes, its size limit and its handler;
+      - its LMDB tables, schema version and migration;
     and calls sam_service_main() from main(). The runtime does everything else: options and
     configuration, logging, the LMDB store, 7/MDP worker connections to one or more brokers
     with heartbeats and reconnection, the samordna extension (credit and caller identity),
-    decoding and size checks, role checks, and the built-in methods:
+    and, for every request, all that its row decides, in one place before the handler runs
+    (unknown method 501, role 403, size 413, decoding into the row's message type and the
+    text rule 400), so a handler gets the decoded message and does domain work only; what
+    it returns becomes the answer in one place too (a store error: 500 with its reason).
+    Its own rows (common/sam_builtin.def) are added to every service's table:
 
-      ping            → samordna.v1.PingReply
-      events.publish  (samordna.v1.PublishRequest → PublishReply)   the write path
-      events.read     (samordna.v1.ReadRequest → ReadReply)         outbox long poll
+      ping              (no body → samordna.v1.PingReply)
+      events.publish    (samordna.v1.PublishRequest → PublishReply)   the write path
+      events.read       (samordna.v1.ReadRequest → ReadReply)         outbox long poll
+      service.describe  (no body → samordna.v1.ServiceDescription)    the table itself
 
     The write path (ARCHITECTURE.md, "Writes are events"): the runtime takes every request the
-    broker has in flight for it (up to its credit), and applies all publishes of the batch in
-    ONE LMDB write transaction: per event, in a nested transaction, it
+    broker has in flight for it (up to its credit). For each events.publish it first finds
+    the event type's row (unknown type → 501), checks the caller's role and that a
+    publisher's event `source` is the publisher's own agency (403), the payload's size and its
+    decoding as the row's payload type (413, 400), and runs the row's prepare hook. Then it
+    applies all publishes of the batch in ONE LMDB write transaction: per event, in a nested
+    transaction, it
       1. answers a duplicate (source, id) with the original sequence number;
-      2. finds the type's apply function (unknown type → 501) and checks the caller's role and
-         that a publisher's event `source` is the publisher's own agency (403);
-      3. calls apply(); a refusal (-1) undoes that event's writes and nothing else (the batch
-         is retried with a nested transaction per event, see sam_apply_fn);
-      4. appends the event to the outbox under the next sequence number and records (source,id);
+      2. calls apply(); a refusal (-1, or a store error) undoes that event's writes and
+         nothing else (the batch is retried with a nested transaction per event, see
+         sam_apply_fn);
+      3. appends the event to the outbox under the next sequence number and records (source,id);
     then commits once (synced unless --nosync), and only then replies to every request of the
     batch. A failed commit answers every event of the batch 500; nothing is acknowledged that
     is not durable.
@@ -113,11 +123,6 @@ int sam_reply_message(sam_reply_t *reply, const ProtobufCMessage *msg);
       other        a store error (an LMDB code or SAM_STORE_*): the runtime logs it and
                    answers 500 "store failed: <sam_store_strerror>"; for an event that is a
                    refusal like -1, and everything the event wrote is undone. */
-
-/* Unpacks a request body as `desc`; on failure sets 400 "undecodable <Message>" and returns
-   NULL. Free the result with protobuf_c_message_free_unpacked(msg, NULL). */
-ProtobufCMessage *sam_call_unpack(const sam_call_t *call, const ProtobufCMessageDescriptor *desc,
-                                  sam_reply_t *reply);
 
 /* A query: answered from a read transaction; must not write into it. */
 typedef int (*sam_query_fn)(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
@@ -307,11 +312,6 @@ uint32_t sam_service_feed(sam_service_t *svc, zmsg_t **msg_p);
 
 /*  The outbox head (highest stored sequence number) as seen by `txn`. */
 uint64_t sam_service_last_seq(sam_service_t *svc, MDB_txn *txn);
-
-/*  The payload of a CloudEvent (binary_data, or the value of proto_data), unpacked as
-    `desc`; NULL with 400 in reply when missing or undecodable. */
-ProtobufCMessage *sam_event_unpack(const sam_event_t *ev, const ProtobufCMessageDescriptor *desc,
-                                   sam_reply_t *reply);
 
 /*  A string attribute of the event ("subject", "time", "datacontenttype"), or NULL. */
 const char *sam_event_attr(const Io__Cloudevents__V1__CloudEvent *ce, const char *name);
