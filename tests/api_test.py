@@ -7,7 +7,8 @@ compares it with docs/api.md both ways: a row the page lacks, a row the page has
 service does not, and a row whose kind, request or reply type, roles or writes differ all
 fail, each named. It also checks the checker on a page with a row missing and a role
 changed, the limits a table reports (the configured --max-event-bytes, the registry's own
-64 KiB), and that `samctl describe` prints the same table.
+64 KiB), that `samctl describe` prints the same table, and that a row naming no message type
+(samordna-echo's) passes its bytes on undecoded.
 """
 import json
 import os
@@ -200,6 +201,32 @@ def test_samctl_describe_prints_the_table():
         assert r.returncode == 2 and "usage" in r.stderr, (r.returncode, r.stderr)
     finally:
         s.close()
+
+
+def test_rows_without_a_message_type_take_bytes():
+    """samordna-echo's rows name no message type: its table says so, and bytes that are no
+    protobuf at all reach the handler unchanged instead of being refused as undecodable."""
+    data = samtest.scratch("api-echo")
+    broker, ep = samtest.broker()
+    echo = samtest.service("echo", ep, data)
+    c = samtest.Client(ep)
+    try:
+        rep, d = c.call("echo", "service.describe", b"", service_pb2.ServiceDescription)
+        assert rep.status.code == 200, rep.status
+        rows = table_rows(d)
+        assert rows["echo"] == ("query", "", "", sorted(ANY_ROLE), False), rows["echo"]
+        assert rows["no.samordna.echo.recorded"] == (
+            "event", "", "", ["admin", "publisher", "service"], True), rows
+        assert set(rows) == {"echo", "no.samordna.echo.recorded", "ping", "events.publish",
+                             "events.read", "service.describe"}, sorted(rows)
+        rep, _ = c.call("echo", "echo", b"\xff\xff\xff not protobuf")
+        assert rep.status.code == 200 and rep.body == b"\xff\xff\xff not protobuf", rep
+        rep, _ = c.call("echo", "no.such.method", b"")
+        assert rep.status.code == 501 and "no.such.method" in rep.status.message, rep.status
+    finally:
+        c.close()
+        assert echo.stop() == 0
+        assert broker.stop() == 0
 
 
 if __name__ == "__main__":
