@@ -175,19 +175,6 @@ const char *sam_role_name(unsigned bit)
     return NULL;
 }
 
-const char *sam_kind_name(sam_kind_t kind)
-{
-    switch (kind) {
-    case SAM_KIND_QUERY:
-        return "query";
-    case SAM_KIND_EVENT:
-        return "event";
-    case SAM_KIND_BUILTIN:
-        return "built-in";
-    }
-    return "?";
-}
-
 unsigned sam_role_bit(const char *role)
 {
     if (!role) return 0;
@@ -893,7 +880,7 @@ static int s_builtin_describe(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn,
 {
     (void)rtxn;
     (void)now;
-    size_t nroles = sizeof s_role_names / sizeof s_role_names[0];
+    size_t nroles = sizeof s_role_names / sizeof s_role_names[0]; /* role names per row, at most */
     Samordna__V1__MethodDescription *m = calloc(svc->n_all ? svc->n_all : 1, sizeof *m);
     Samordna__V1__MethodDescription **mp = calloc(svc->n_all ? svc->n_all : 1, sizeof *mp);
     char **roles = calloc(svc->n_all * nroles + 1, sizeof *roles);
@@ -911,9 +898,9 @@ static int s_builtin_describe(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn,
             m[i].request = (char *)(row->request ? row->request->name : "");
             m[i].reply = (char *)(row->reply ? row->reply->name : "");
             m[i].roles = roles + i * nroles;
-            for (size_t k = 0; k < nroles; k++)
-                if (row->roles & s_role_names[k].bit)
-                    m[i].roles[m[i].n_roles++] = (char *)s_role_names[k].name;
+            for (unsigned bit = 1; bit <= SAM_ROLE_ANYONE; bit <<= 1)
+                if ((row->roles & bit) && sam_role_name(bit))
+                    m[i].roles[m[i].n_roles++] = (char *)sam_role_name(bit);
             m[i].writes = row->writes;
             m[i].limit = s_row_limit(svc, row);
             mp[i] = &m[i];

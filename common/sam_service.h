@@ -248,9 +248,6 @@ typedef struct {
      .apply = (apply_fn),                                                                          \
      .prepare = (prepare_fn)},
 
-/* "query", "event" or "built-in". */
-const char *sam_kind_name(sam_kind_t kind);
-
 typedef struct {
     const char *name;      /* service name on the broker and folder under --data-dir */
     const char *summary;   /* one line for --help */

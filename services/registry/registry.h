@@ -8,7 +8,9 @@
     The apply functions (registry_events.c) validate a payload completely before they write
     anything, and refuse with a status naming the field: 400 malformed, 403 not the
     publisher's to change, 404 the record to change does not exist, 409 already there,
-    413 oversized, 422 a reference to something that does not exist.
+    422 a reference to something that does not exist. An oversized payload (413) or one that
+    does not decode (400) never reaches them: the runtime refuses it by the event's row in
+    registry.def.
 */
 #ifndef REGISTRY_H
 #define REGISTRY_H
