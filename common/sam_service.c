@@ -70,7 +70,8 @@ typedef struct sam_request_t {
     const sam_row_t *erow;
     ProtobufCMessage *payload; /* decoded as erow->request, owned; NULL when none */
     sam_event_t ev;
-    bool done; /* reply decided before the write transaction */
+    sam_reply_t late; /* the payload's refusal by its row, answered after the duplicate check */
+    bool done;        /* reply decided before the write transaction */
     uint64_t seq;
     bool duplicate;
     /* events.read long poll, or a query's (sam_reply_t.wait_ms) */
@@ -690,7 +691,9 @@ static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t wall_ms)
         data = ce->proto_data->value.data;
         len = ce->proto_data->value.len;
     }
-    /* The payload, as the event type's row says: size, message type, text rule. */
+    /* The payload, as the event type's row says: size, message type, text rule. A refusal
+       here waits in r->late for the duplicate check (s_apply_one): a repeated (source, id)
+       is answered with its original sequence number whatever its payload says. */
     const sam_row_t *row = r->erow;
     size_t limit = row->limit ? row->limit : svc->max_event_bytes;
     if (!row->request) { /* not a message: the handler gets the bytes */
@@ -698,16 +701,14 @@ static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t wall_ms)
         r->ev.data_len = len;
     }
     if (len > limit) {
-        sam_reply_error(rep, SAM_TOO_LARGE, "data: %zu bytes, over the limit of %zu for %s", len,
-                        limit, row->name);
-        r->done = true;
+        sam_reply_error(&r->late, SAM_TOO_LARGE, "data: %zu bytes, over the limit of %zu for %s",
+                        len, limit, row->name);
     } else if (row->request) {
-        int d = data ? s_decode(row->request, data, len, "data", &r->payload, rep) : -2;
+        int d = data ? s_decode(row->request, data, len, "data", &r->payload, &r->late) : -2;
         if (d == -2)
-            sam_reply_error(rep, SAM_BAD_REQUEST, "event %s: data is %s, expected a packed %s",
+            sam_reply_error(&r->late, SAM_BAD_REQUEST, "event %s: data is %s, expected a packed %s",
                             ce->type, data ? "undecodable" : "missing", row->request->name);
         r->ev.msg = r->payload;
-        r->done = d != 0;
     }
 }
 
@@ -742,6 +743,8 @@ static int s_apply_one(sam_service_t *svc, MDB_txn *txn, s_request_t *r, uint64_
         return 0;
     }
     if (rc != MDB_NOTFOUND) return rc;
+    if (r->late.code) /* the payload its row refused: a refusal, as if apply had made it */
+        return sam_reply_error(&r->reply, r->late.code, "%s", r->late.message);
     MDB_txn *work = txn;
     if (nested && (rc = sam_store_begin(svc->store, txn, true, &work))) return rc;
     r->ev.seq = *last + 1;
@@ -812,7 +815,8 @@ static void s_write_batch(sam_service_t *svc, s_request_t **pubs, size_t n)
     /* Cross-service checks happen before the transaction: nothing slow holds the writer. */
     for (size_t i = 0; i < n; i++) {
         s_request_t *r = pubs[i];
-        int prc = r->done || !r->erow->prepare ? 0 : r->erow->prepare(svc, &r->ev, &r->reply);
+        bool run = !r->done && !r->late.code && r->erow->prepare;
+        int prc = run ? r->erow->prepare(svc, &r->ev, &r->reply) : 0;
         if (prc != 0) {
             r->done = true;
             s_outcome(svc, r->erow, r->req->id, prc, &r->reply);

@@ -23,14 +23,15 @@
     The write path (ARCHITECTURE.md, "Writes are events"): the runtime takes every request the
     broker has in flight for it (up to its credit). For each events.publish it first finds
     the event type's row (unknown type → 501), checks the caller's role and that a
-    publisher's event `source` is the publisher's own agency (403), the payload's size and its
-    decoding as the row's payload type (413, 400), and runs the row's prepare hook. Then it
-    applies all publishes of the batch in ONE LMDB write transaction: per event, in a nested
-    transaction, it
-      1. answers a duplicate (source, id) with the original sequence number;
-      2. calls apply(); a refusal (-1, or a store error) undoes that event's writes and
-         nothing else (the batch is retried with a nested transaction per event, see
-         sam_apply_fn);
+    publisher's event `source` is the publisher's own agency (403), checks the payload's size
+    and decodes it as the row's payload type (413, 400: answered after step 1 below), and
+    runs the row's prepare hook. Then it applies all publishes of the batch in ONE LMDB write
+    transaction: per event, in a nested transaction, it
+      1. answers a duplicate (source, id) with the original sequence number, whatever its
+         payload says;
+      2. refuses a payload its row refused, or calls apply(); a refusal (-1, or a store error)
+         undoes that event's writes and nothing else (the batch is retried with a nested
+         transaction per event, see sam_apply_fn);
       3. appends the event to the outbox under the next sequence number and records (source,id);
     then commits once (synced unless --nosync), and only then replies to every request of the
     batch. A failed commit answers every event of the batch 500; nothing is acknowledged that

@@ -7,8 +7,9 @@ compares it with docs/api.md both ways: a row the page lacks, a row the page has
 service does not, and a row whose kind, request or reply type, roles or writes differ all
 fail, each named. It also checks the checker on a page with a row missing and a role
 changed, the limits a table reports (the configured --max-event-bytes, the registry's own
-64 KiB), that `samctl describe` prints the same table, and that a row naming no message type
-(samordna-echo's) passes its bytes on undecoded.
+64 KiB), that `samctl describe` prints the same table, that a row naming no message type
+(samordna-echo's) passes its bytes on undecoded, and that a payload its row refuses is judged
+only after the duplicate check.
 """
 import json
 import os
@@ -226,6 +227,43 @@ def test_rows_without_a_message_type_take_bytes():
     finally:
         c.close()
         assert echo.stop() == 0
+        assert broker.stop() == 0
+
+
+def test_a_duplicate_is_answered_before_its_payload_is_judged():
+    """The runtime refuses a payload by its row (size, type) only after the duplicate check,
+    so a repeated (source, id) gets its original sequence number whatever its payload says
+    (docs/events.md, "Duplicates"); the same payloads under a new id are refused."""
+    from cloudevents.v1 import cloudevents_pb2
+    from samordna.v1 import events_pb2, registry_pb2
+    data = samtest.scratch("api-dup")
+    broker, ep = samtest.broker()
+    reg = samtest.service("registry", ep, data)
+    c = samtest.Client(ep)
+
+    def publish(eid, payload):
+        ce = cloudevents_pb2.CloudEvent(id=eid, source="fmov", spec_version="1.0",
+                                        type="no.samordna.registry.agency.registered",
+                                        binary_data=payload)
+        rep, pr = c.call("registry", "events.publish", events_pb2.PublishRequest(event=ce),
+                         events_pb2.PublishReply)
+        return rep.status.code, rep.status.message, pr
+
+    try:
+        agency = registry_pb2.Agency(id="fmov", name="Statsforvalteren i Østfold",
+                                     kind=registry_pb2.AGENCY_KIND_COUNTY_GOVERNOR)
+        code, msg, first = publish("a-1", agency.SerializeToString())
+        assert code == 200 and not first.duplicate, (code, msg)
+        for payload in (b"\xff\xff\xff", b"x" * 70000):
+            code, msg, again = publish("a-1", payload)
+            assert code == 200 and again.duplicate and again.seq == first.seq, (code, msg)
+        code, msg, _ = publish("a-2", b"\xff\xff\xff")
+        assert code == 400 and "undecodable" in msg, (code, msg)
+        code, msg, _ = publish("a-3", b"x" * 70000)
+        assert code == 413 and msg.startswith("data:"), (code, msg)
+    finally:
+        c.close()
+        assert reg.stop() == 0
         assert broker.stop() == 0
 
 
