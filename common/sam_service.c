@@ -3,9 +3,12 @@
     The loop, in one thread:
       1. wait on every broker socket (and on the nearest timer: heartbeat, tick, long poll);
       2. drain what has arrived, up to the credit, into one batch;
-      3. answer the batch: pings and queries at once from one read transaction; every
-         events.publish of the batch in ONE write transaction (nested per event so a refusal
-         never leaves a partial write), committed and synced once; then all replies;
+      3. answer the batch: each request is first admitted against its row of the table
+         (s_admit: row, role, size, decoding — the one reject path), then pings and queries
+         at once from one read transaction; every events.publish of the batch in ONE write
+         transaction (nested per event so a refusal never leaves a partial write), committed
+         and synced once; then all replies. What a handler returns becomes its answer in one
+         place (s_outcome);
       4. answer long polls whose events have arrived, expire the rest;
       5. heartbeat the brokers, reconnect the silent ones with backoff.
     Because the broker keeps up to `credit` requests in flight to us, a burst of publishes
@@ -22,6 +25,8 @@
 
 #include "sam_keys.h"
 
+#include "samordna/v1/service.pb-c.h"
+
 #include <czmq.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -36,42 +41,44 @@
 
 /* One broker connection. */
 typedef struct {
-    char *endpoint;        /* owned copy */
-    zsock_t *sock;         /* DEALER, NULL while waiting to reconnect */
-    unsigned generation;   /* bumped on every reconnect; parked requests remember theirs */
-    bool ext_credit;       /* the broker accepted our credit */
-    bool ext_identity;     /* the broker sends a Caller frame with each request */
-    bool ext_batch;        /* requests and replies travel as Batch frames (sam_batch.h) */
-    sam_batch_t out;       /* replies gathered for it, sent at the end of the iteration */
-    int64_t heard_at;      /* last time anything arrived from it (monotonic ms) */
-    int64_t hb_due;        /* when our next heartbeat is due */
-    int64_t reconnect_at;  /* when to reconnect, while sock is NULL */
-    int64_t connected_at;  /* when the current connection was made */
-    int backoff_ms;        /* next reconnect delay */
+    char *endpoint;       /* owned copy */
+    zsock_t *sock;        /* DEALER, NULL while waiting to reconnect */
+    unsigned generation;  /* bumped on every reconnect; parked requests remember theirs */
+    bool ext_credit;      /* the broker accepted our credit */
+    bool ext_identity;    /* the broker sends a Caller frame with each request */
+    bool ext_batch;       /* requests and replies travel as Batch frames (sam_batch.h) */
+    sam_batch_t out;      /* replies gathered for it, sent at the end of the iteration */
+    int64_t heard_at;     /* last time anything arrived from it (monotonic ms) */
+    int64_t hb_due;       /* when our next heartbeat is due */
+    int64_t reconnect_at; /* when to reconnect, while sock is NULL */
+    int64_t connected_at; /* when the current connection was made */
+    int backoff_ms;       /* next reconnect delay */
 } s_broker_t;
 
 /* One request of a batch, or a parked long poll. */
-typedef struct s_request_t {
-    int broker;               /* index into brokers */
-    unsigned generation;      /* the broker connection it came on */
-    uint8_t client[256];      /* the client's address (a ZeroMQ routing id, ≤ 255 bytes) */
+typedef struct sam_request_t {
+    int broker;          /* index into brokers */
+    unsigned generation; /* the broker connection it came on */
+    uint8_t client[256]; /* the client's address (a ZeroMQ routing id, ≤ 255 bytes) */
     size_t client_len;
-    Samordna__V1__Request *req;          /* unpacked envelope, owned */
-    Samordna__V1__Caller *caller;        /* unpacked or NULL (then s_anonymous/s_insecure) */
+    Samordna__V1__Request *req;   /* unpacked envelope, owned */
+    Samordna__V1__Caller *caller; /* unpacked or NULL (then s_anonymous/s_insecure) */
     sam_reply_t reply;
-    /* events.publish */
-    Samordna__V1__PublishRequest *pub;   /* owned */
-    const sam_event_def_t *edef;
+    const sam_row_t *row;  /* the method's row, once found */
+    ProtobufCMessage *msg; /* the body decoded as row->request, owned; NULL when none */
+    /* events.publish: the event's own row and its payload */
+    const sam_row_t *erow;
+    ProtobufCMessage *payload; /* decoded as erow->request, owned; NULL when none */
     sam_event_t ev;
-    bool done;                /* reply decided before the write transaction */
+    sam_reply_t late; /* the payload's refusal by its row, answered after the duplicate check */
+    bool done;        /* reply decided before the write transaction */
     uint64_t seq;
     bool duplicate;
     /* events.read long poll, or a query's (sam_reply_t.wait_ms) */
     uint64_t after_seq;
     uint32_t max;
     int64_t deadline;
-    const sam_query_def_t *query; /* a parked query: called again until it answers */
-    struct s_request_t *next; /* in the waiter list */
+    struct sam_request_t *next; /* in the waiter list */
 } s_request_t;
 
 struct sam_service_t {
@@ -83,15 +90,25 @@ struct sam_service_t {
     sam_client_t *client;
     char instance[96];
     bool insecure;
-    const char *cert;                          /* --cert: our secret certificate (CURVE) */
-    char server_key[SAM_KEY_Z85_LEN + 1];      /* --server-key: the brokers' public key */
+    const char *cert;                     /* --cert: our secret certificate (CURVE) */
+    char server_key[SAM_KEY_Z85_LEN + 1]; /* --server-key: the brokers' public key */
     int credit;
     size_t max_event_bytes;
     int heartbeat_ms;
     int liveness;
     s_broker_t brokers[S_MAX_BROKERS];
     size_t nbrokers;
-    s_request_t *waiters; /* parked events.read long polls */
+    s_request_t *waiters; /* parked long polls (events.read, queries with wait_ms) */
+    /* The table: the service's rows then the built-ins (all), and the same rows sorted by
+       name for lookup, methods (queries and built-ins) and event types apart. Arrays owned,
+       rows borrowed from the program's static data. */
+    const sam_row_t **all, **methods, **events;
+    size_t n_all, n_methods, n_events;
+    size_t max_body; /* a method body's default limit: an event plus its PublishRequest */
+    /* the batch being handled: its wall-clock time and its publishes, for the write pass */
+    int64_t batch_ms;
+    s_request_t *pubs[SAM_MDP_MAX_CREDIT];
+    size_t npubs;
     int64_t tick_due;
     MDB_dbi outbox, dedup;
     bool harness;       /* driven by sam_service_feed() instead of brokers */
@@ -99,6 +116,13 @@ struct sam_service_t {
     /* counters, logged at shutdown */
     uint64_t n_requests, n_applied, n_refused, n_duplicates, n_batches, n_bad;
 };
+
+/* The built-in rows' functions (common/sam_builtin.def), and the lookup in the table. */
+#define B(name, request, reply, roles, writes, fn)                                                 \
+    static int fn(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn, int64_t now);
+#include "sam_builtin.def"
+#undef B
+static const sam_row_t *s_find(const sam_row_t *const *rows, size_t n, const char *name);
 
 static const Samordna__V1__Caller s_anonymous = {
     PROTOBUF_C_MESSAGE_INIT(&samordna__v1__caller__descriptor), "", "", "", 0};
@@ -109,20 +133,19 @@ static const sam_option_t s_std_options[] = {
     {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "broker to serve through", true},
     {"data-dir", "DIR", "var", "folder of the stores; this service uses DIR/<service>", false},
     {"credit", "N", "256", "requests the broker may keep in flight to this instance", false},
-    {"insecure", NULL, NULL, "accept callers without authentication (loopback runs, tests)",
-     false},
+    {"insecure", NULL, NULL, "accept callers without authentication (loopback runs, tests)", false},
     {"cert", "FILE", NULL,
      "this service's secret CURVE certificate (samctl keys new --role service)", false},
-    {"server-key", "KEY|FILE", NULL,
-     "the broker's public key: Z85 text or its certificate file", false},
+    {"server-key", "KEY|FILE", NULL, "the broker's public key: Z85 text or its certificate file",
+     false},
     {"nosync", NULL, NULL,
      "opt-in weaker durability: do not fsync each commit (survives a process crash, not a "
      "power loss)",
      false},
     {"map-size-mb", "MB", "16384", "largest size the store may grow to", false},
-    {"instance", "NAME", NULL, "name of this instance in logs and ping (default host-pid)",
-     false},
-    {"max-event-bytes", "N", "262144", "largest CloudEvent accepted", false},
+    {"instance", "NAME", NULL, "name of this instance in logs and ping (default host-pid)", false},
+    {"max-event-bytes", "N", "262144",
+     "largest CloudEvent accepted, and the default limit of a row's body or payload", false},
     {"heartbeat-ms", "MS", "2500", "heartbeat interval towards the brokers", false},
     {"liveness", "N", "3", "missed heartbeats before a broker counts as gone", false},
 };
@@ -136,6 +159,21 @@ void sam_service_set_harness(sam_service_harness_fn fn, void *arg)
 {
     s_harness = fn;
     s_harness_arg = arg;
+}
+
+static const struct {
+    unsigned bit;
+    const char *name;
+} s_role_names[] = {
+    {SAM_ROLE_ADMIN, "admin"},     {SAM_ROLE_PUBLISHER, "publisher"}, {SAM_ROLE_READER, "reader"},
+    {SAM_ROLE_SERVICE, "service"}, {SAM_ROLE_ANYONE, "anyone"},
+};
+
+const char *sam_role_name(unsigned bit)
+{
+    for (size_t i = 0; i < sizeof s_role_names / sizeof s_role_names[0]; i++)
+        if (s_role_names[i].bit == bit) return s_role_names[i].name;
+    return NULL;
 }
 
 unsigned sam_role_bit(const char *role)
@@ -176,34 +214,21 @@ int sam_reply_message(sam_reply_t *reply, const ProtobufCMessage *msg)
     return 0;
 }
 
-ProtobufCMessage *sam_call_unpack(const sam_call_t *call, const ProtobufCMessageDescriptor *desc,
-                                  sam_reply_t *reply)
+/*  Decodes len bytes as desc, the text rule first (sam_check_wire, fields' paths after
+    `prefix`). Returns 0 with *out set (the caller frees it), -1 with 400 in reply when a
+    string breaks the rule, or -2 with reply untouched when the bytes are not a packed desc:
+    the caller says what was undecodable. */
+static int s_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+                    const char *prefix, ProtobufCMessage **out, sam_reply_t *reply)
 {
     char err[300];
-    if (sam_check_wire(desc, call->body, call->body_len, "", err, sizeof err) == -1) {
+    *out = NULL;
+    if (sam_check_wire(desc, data, len, prefix, err, sizeof err) == -1) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
-        return NULL;
+        return -1;
     }
-    ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, call->body_len, call->body);
-    if (!m) sam_reply_error(reply, SAM_BAD_REQUEST, "undecodable %s for %s", desc->name,
-                            call->method);
-    return m;
-}
-
-ProtobufCMessage *sam_event_unpack(const sam_event_t *ev, const ProtobufCMessageDescriptor *desc,
-                                   sam_reply_t *reply)
-{
-    ProtobufCMessage *m = NULL;
-    char err[300];
-    if (ev->data && sam_check_wire(desc, ev->data, ev->data_len, "data", err, sizeof err) == -1) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
-        return NULL;
-    }
-    if (ev->data) m = protobuf_c_message_unpack(desc, NULL, ev->data_len, ev->data);
-    if (!m)
-        sam_reply_error(reply, SAM_BAD_REQUEST, "event %s: data is %s, expected a packed %s",
-                        ev->ce->type, ev->data ? "undecodable" : "missing", desc->name);
-    return m;
+    *out = protobuf_c_message_unpack(desc, NULL, len, data);
+    return *out ? 0 : -2;
 }
 
 const char *sam_event_attr(const Io__Cloudevents__V1__CloudEvent *ce, const char *name)
@@ -218,7 +243,8 @@ const char *sam_event_attr(const Io__Cloudevents__V1__CloudEvent *ce, const char
             return a->value->ce_uri;
         case IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_URI_REF:
             return a->value->ce_uri_ref;
-        default: return NULL;
+        default:
+            return NULL;
         }
     }
     return NULL;
@@ -310,8 +336,8 @@ static void s_broker_connect(sam_service_t *svc, s_broker_t *b, int64_t now)
             zsock_set_curve_serverkey(b->sock, svc->server_key);
             zcert_destroy(&cert);
         } else {
-            sam_error("broker.connect_failed endpoint=%s reason=\"cannot read %s\"",
-                      b->endpoint, svc->cert);
+            sam_error("broker.connect_failed endpoint=%s reason=\"cannot read %s\"", b->endpoint,
+                      svc->cert);
             zsock_destroy(&b->sock);
         }
     }
@@ -344,8 +370,7 @@ static bool s_has_token(const char *text, const char *token)
     size_t n = strlen(token);
     bool prefix = n && token[n - 1] == '=';
     for (const char *at = text; (at = strstr(at, token)); at += n)
-        if ((at == text || at[-1] == ' ') && (prefix || at[n] == ' ' || at[n] == '\0'))
-            return true;
+        if ((at == text || at[-1] == ' ') && (prefix || at[n] == ' ' || at[n] == '\0')) return true;
     return false;
 }
 
@@ -367,7 +392,8 @@ static void s_request_destroy(s_request_t **r_p)
     s_request_t *r = *r_p;
     if (r->req) samordna__v1__request__free_unpacked(r->req, NULL);
     if (r->caller) samordna__v1__caller__free_unpacked(r->caller, NULL);
-    if (r->pub) samordna__v1__publish_request__free_unpacked(r->pub, NULL);
+    if (r->msg) protobuf_c_message_free_unpacked(r->msg, NULL);
+    if (r->payload) protobuf_c_message_free_unpacked(r->payload, NULL);
     free(r->reply.body);
     free(r);
     *r_p = NULL;
@@ -441,6 +467,7 @@ static const Samordna__V1__Caller *s_caller(sam_service_t *svc, const s_request_
     Caller that says "insecure" (or a request without a Caller) has no role here. */
 static bool s_role_ok(sam_service_t *svc, const Samordna__V1__Caller *c, unsigned roles)
 {
+    if (roles & SAM_ROLE_ANYONE) return true;
     if (!svc->insecure) return !c->insecure && (sam_role_bit(c->role) & roles) != 0;
     if (c->insecure || !c->role[0]) return true;
     return (sam_role_bit(c->role) & roles) != 0;
@@ -511,16 +538,43 @@ static size_t s_read_reply(sam_service_t *svc, MDB_txn *txn, s_request_t *r)
     return count;
 }
 
+/*  The one translation point (Mosquitto's handle__packet tail): what a handler of `row`
+    returned (sam_service.h) into its reply. A refusal without a code becomes 500 for a
+    query, 422 for an event; a store error is logged and answered 500 with its reason. */
+static void s_outcome(sam_service_t *svc, const sam_row_t *row, uint64_t id, int rc,
+                      sam_reply_t *reply)
+{
+    bool event = row->kind == SAM_KIND_EVENT;
+    if (rc == 0) return;
+    if (rc == -1) {
+        if (reply->code == SAM_OK || reply->code == 0) {
+            if (event)
+                sam_reply_error(reply, SAM_UNPROCESSABLE, "refused by %s", svc->def->name);
+            else
+                sam_reply_error(reply, SAM_INTERNAL, "%s failed", row->name);
+        }
+        return;
+    }
+    sam_error("store.failed req=%" PRIu64 " %s=%s error=\"%s\"", id, event ? "type" : "method",
+              sam_logv(row->name), sam_store_strerror(rc));
+    sam_reply_error(reply, SAM_INTERNAL, "store failed: %s", sam_store_strerror(rc));
+}
+
 /* Calls a query's handler; true when it asks to wait (wait_ms, no body, no error). */
 static bool s_query_call(sam_service_t *svc, s_request_t *r, MDB_txn *txn)
 {
-    sam_call_t call = {r->req->id, r->req->method, r->req->body.data, r->req->body.len,
-                       s_caller(svc, r)};
+    sam_call_t call = {
+        .id = r->req->id,
+        .method = r->req->method,
+        .msg = r->msg,
+        .body = r->row->request ? NULL : r->req->body.data,
+        .body_len = r->row->request ? 0 : r->req->body.len,
+        .caller = s_caller(svc, r),
+    };
     free(r->reply.body);
     memset(&r->reply, 0, sizeof r->reply);
     r->reply.code = SAM_OK;
-    if (r->query->fn(svc, txn, &call, &r->reply) != 0 && r->reply.code == SAM_OK)
-        sam_reply_error(&r->reply, SAM_INTERNAL, "%s failed", r->req->method);
+    s_outcome(svc, r->row, r->req->id, r->row->query(svc, txn, &call, &r->reply), &r->reply);
     return r->reply.code == SAM_OK && !r->reply.body && r->reply.wait_ms > 0;
 }
 
@@ -540,7 +594,7 @@ static void s_serve_waiters(sam_service_t *svc, int64_t now)
     s_request_t **link = &svc->waiters;
     while (*link) {
         s_request_t *w = *link;
-        if (w->query) {
+        if (w->row->kind == SAM_KIND_QUERY) {
             if (s_query_again(svc, w, txn, now)) {
                 link = &w->next;
                 continue;
@@ -561,59 +615,36 @@ static void s_serve_waiters(sam_service_t *svc, int64_t now)
 }
 
 /* events.read: answer now when there is something, else park until there is or wait_ms. */
-static bool s_events_read(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn, int64_t now)
+static int s_builtin_read(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn, int64_t now)
 {
-    Samordna__V1__ReadRequest *rr =
-        samordna__v1__read_request__unpack(NULL, r->req->body.len, r->req->body.data);
-    if (!rr) {
-        sam_reply_error(&r->reply, SAM_BAD_REQUEST, "undecodable samordna.v1.ReadRequest");
-        return false;
-    }
+    const Samordna__V1__ReadRequest *rr = (const Samordna__V1__ReadRequest *)r->msg;
     r->after_seq = rr->after_seq;
     r->max = rr->max == 0 ? 100 : rr->max > 1000 ? 1000 : rr->max;
     uint32_t wait = rr->wait_ms > 30000 ? 30000 : rr->wait_ms;
-    samordna__v1__read_request__free_unpacked(rr, NULL);
     size_t n = s_read_reply(svc, rtxn, r);
-    if (n > 0 || wait == 0 || r->reply.code != SAM_OK) return false;
+    if (n > 0 || wait == 0 || r->reply.code != SAM_OK) return 0;
     r->deadline = now + wait;
     r->next = svc->waiters;
     svc->waiters = r;
-    return true; /* parked: the caller must not free it */
+    return 1; /* parked: the caller must not free it */
 }
 
 /* ---- the write path ----------------------------------------------------------------------- */
 
-static const sam_event_def_t *s_event_def(sam_service_t *svc, const char *type)
-{
-    for (size_t i = 0; i < svc->def->n_events; i++)
-        if (strcmp(svc->def->events[i].type, type) == 0) return &svc->def->events[i];
-    return NULL;
-}
-
-/* Checks an events.publish before the transaction: shape, size, type, role, source. */
+/*  Checks an events.publish before the transaction: the envelope's attributes, the type's
+    row, role and source, then the payload as the row says (size, type, text rule). Its
+    PublishRequest is decoded already (the method's row). */
 static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t wall_ms)
 {
     sam_reply_t *rep = &r->reply;
     r->done = true;
-    if (r->req->body.len > svc->max_event_bytes + 64) {
-        sam_reply_error(rep, SAM_TOO_LARGE, "event of %zu bytes is over the limit of %zu",
-                        r->req->body.len, svc->max_event_bytes);
-        return;
-    }
-    char err[300];
-    if (sam_check_wire(&samordna__v1__publish_request__descriptor, r->req->body.data,
-                       r->req->body.len, "", err, sizeof err) == -1) {
-        sam_reply_error(rep, SAM_BAD_REQUEST, "%s", err);
-        sam_info("event.refused reason=\"%s\"", err);
-        return;
-    }
-    r->pub = samordna__v1__publish_request__unpack(NULL, r->req->body.len, r->req->body.data);
-    if (!r->pub || !r->pub->event) {
+    const Samordna__V1__PublishRequest *pub = (const Samordna__V1__PublishRequest *)r->msg;
+    if (!pub->event) {
         sam_reply_error(rep, SAM_BAD_REQUEST,
                         "undecodable samordna.v1.PublishRequest (no CloudEvent in field 1)");
         return;
     }
-    const Io__Cloudevents__V1__CloudEvent *ce = r->pub->event;
+    const Io__Cloudevents__V1__CloudEvent *ce = pub->event;
     const char *subject = sam_event_attr(ce, "subject"), *why;
     if ((why = sam_check_line_why(ce->id)))
         sam_reply_error(rep, SAM_BAD_REQUEST, "event.id: %s", why);
@@ -630,12 +661,12 @@ static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t wall_ms)
     else if (strcmp(ce->spec_version, "1.0") != 0)
         sam_reply_error(rep, SAM_BAD_REQUEST, "event.spec_version: must be \"1.0\", not \"%s\"",
                         ce->spec_version);
-    else if (!(r->edef = s_event_def(svc, ce->type)))
+    else if (!(r->erow = s_find(svc->events, svc->n_events, ce->type)))
         sam_reply_error(rep, SAM_NOT_IMPLEMENTED, "event.type: '%s' is not a %s event type",
                         ce->type, svc->def->name);
     else {
         const Samordna__V1__Caller *c = s_caller(svc, r);
-        if (!s_role_ok(svc, c, r->edef->roles))
+        if (!s_role_ok(svc, c, r->erow->roles))
             sam_reply_error(rep, SAM_FORBIDDEN, "role '%s' may not publish %s",
                             c->role[0] ? c->role : "(none)", ce->type);
         else if ((!c->insecure || !svc->insecure) && sam_role_bit(c->role) == SAM_ROLE_PUBLISHER &&
@@ -650,13 +681,34 @@ static void s_publish_check(sam_service_t *svc, s_request_t *r, int64_t wall_ms)
     r->ev.ce = ce;
     r->ev.caller = s_caller(svc, r);
     r->ev.now_ms = wall_ms;
+    const uint8_t *data = NULL;
+    size_t len = 0;
     if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
-        r->ev.data = ce->binary_data.data;
-        r->ev.data_len = ce->binary_data.len;
+        data = ce->binary_data.data;
+        len = ce->binary_data.len;
     } else if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA &&
                ce->proto_data) {
-        r->ev.data = ce->proto_data->value.data;
-        r->ev.data_len = ce->proto_data->value.len;
+        data = ce->proto_data->value.data;
+        len = ce->proto_data->value.len;
+    }
+    /* The payload, as the event type's row says: size, message type, text rule. A refusal
+       here waits in r->late for the duplicate check (s_apply_one): a repeated (source, id)
+       is answered with its original sequence number whatever its payload says. */
+    const sam_row_t *row = r->erow;
+    size_t limit = row->limit ? row->limit : svc->max_event_bytes;
+    if (!row->request) { /* not a message: the handler gets the bytes */
+        r->ev.data = data;
+        r->ev.data_len = len;
+    }
+    if (len > limit) {
+        sam_reply_error(&r->late, SAM_TOO_LARGE, "data: %zu bytes, over the limit of %zu for %s",
+                        len, limit, row->name);
+    } else if (row->request) {
+        int d = data ? s_decode(row->request, data, len, "data", &r->payload, &r->late) : -2;
+        if (d == -2)
+            sam_reply_error(&r->late, SAM_BAD_REQUEST, "event %s: data is %s, expected a packed %s",
+                            ce->type, data ? "undecodable" : "missing", row->request->name);
+        r->ev.msg = r->payload;
     }
 }
 
@@ -691,13 +743,15 @@ static int s_apply_one(sam_service_t *svc, MDB_txn *txn, s_request_t *r, uint64_
         return 0;
     }
     if (rc != MDB_NOTFOUND) return rc;
+    if (r->late.code) /* the payload its row refused: a refusal, as if apply had made it */
+        return sam_reply_error(&r->reply, r->late.code, "%s", r->late.message);
     MDB_txn *work = txn;
     if (nested && (rc = sam_store_begin(svc->store, txn, true, &work))) return rc;
     r->ev.seq = *last + 1;
-    if (r->edef->apply(svc, work, &r->ev, &r->reply) != 0) {
+    int arc = r->erow->apply(svc, work, &r->ev, &r->reply);
+    if (arc != 0) {
         if (nested) mdb_txn_abort(work);
-        if (r->reply.code == SAM_OK || r->reply.code == 0)
-            sam_reply_error(&r->reply, SAM_UNPROCESSABLE, "refused by %s", svc->def->name);
+        s_outcome(svc, r->erow, r->req->id, arc, &r->reply);
         return -1;
     }
     /* The handler's reply body is not sent for events: the answer is the PublishReply. */
@@ -738,7 +792,8 @@ static int s_write_pass(sam_service_t *svc, s_request_t **pubs, size_t n, bool n
         r->seq = 0;
         r->duplicate = false;
         int a = s_apply_one(svc, txn, r, &last, nested);
-        if (a == -1 && !nested) rc = 1; /* undo the whole pass, then go event by event */
+        if (a == -1 && !nested)
+            rc = 1; /* undo the whole pass, then go event by event */
         else if (a != 0 && a != -1)
             rc = a; /* a store error: the batch fails whole */
     }
@@ -758,14 +813,15 @@ static int s_write_pass(sam_service_t *svc, s_request_t **pubs, size_t n, bool n
 static void s_write_batch(sam_service_t *svc, s_request_t **pubs, size_t n)
 {
     /* Cross-service checks happen before the transaction: nothing slow holds the writer. */
-    for (size_t i = 0; i < n; i++)
-        if (!pubs[i]->done && pubs[i]->edef->prepare &&
-            pubs[i]->edef->prepare(svc, &pubs[i]->ev, &pubs[i]->reply) != 0) {
-            pubs[i]->done = true;
-            if (pubs[i]->reply.code == SAM_OK || pubs[i]->reply.code == 0)
-                sam_reply_error(&pubs[i]->reply, SAM_UNPROCESSABLE, "refused by %s",
-                                svc->def->name);
+    for (size_t i = 0; i < n; i++) {
+        s_request_t *r = pubs[i];
+        bool run = !r->done && !r->late.code && r->erow->prepare;
+        int prc = run ? r->erow->prepare(svc, &r->ev, &r->reply) : 0;
+        if (prc != 0) {
+            r->done = true;
+            s_outcome(svc, r->erow, r->req->id, prc, &r->reply);
         }
+    }
     int rc = s_write_pass(svc, pubs, n, false);
     if (rc == 1) rc = s_write_pass(svc, pubs, n, true);
     svc->n_batches++;
@@ -793,21 +849,194 @@ static void s_write_batch(sam_service_t *svc, s_request_t **pubs, size_t n)
 
 /* ---- dispatch ----------------------------------------------------------------------------- */
 
-static const sam_query_def_t *s_query_def(sam_service_t *svc, const char *method)
+/* ping: the service, this instance, the version and the outbox head. */
+static int s_builtin_ping(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn, int64_t now)
 {
-    for (size_t i = 0; i < svc->def->n_queries; i++)
-        if (strcmp(svc->def->queries[i].method, method) == 0) return &svc->def->queries[i];
-    return NULL;
-}
-
-static void s_ping(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn)
-{
+    (void)now;
     Samordna__V1__PingReply pr = SAMORDNA__V1__PING_REPLY__INIT;
     pr.service = (char *)svc->def->name;
     pr.instance = svc->instance;
     pr.version = SAMORDNA_VERSION;
     pr.last_seq = sam_service_last_seq(svc, rtxn);
     sam_reply_message(&r->reply, &pr.base);
+    return 0;
+}
+
+/* events.publish: checked now, applied with the batch's other publishes in one write
+   transaction (s_write_batch), which answers it. */
+static int s_builtin_publish(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn, int64_t now)
+{
+    (void)rtxn;
+    (void)now;
+    s_publish_check(svc, r, svc->batch_ms);
+    svc->pubs[svc->npubs++] = r;
+    return 1;
+}
+
+static size_t s_row_limit(const sam_service_t *svc, const sam_row_t *row)
+{
+    if (row->limit) return row->limit;
+    return row->kind == SAM_KIND_EVENT ? svc->max_event_bytes : svc->max_body;
+}
+
+/* service.describe: the table, as the runtime checks against it. */
+static int s_builtin_describe(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn, int64_t now)
+{
+    (void)rtxn;
+    (void)now;
+    size_t nroles = sizeof s_role_names / sizeof s_role_names[0]; /* role names per row, at most */
+    Samordna__V1__MethodDescription *m = calloc(svc->n_all ? svc->n_all : 1, sizeof *m);
+    Samordna__V1__MethodDescription **mp = calloc(svc->n_all ? svc->n_all : 1, sizeof *mp);
+    char **roles = calloc(svc->n_all * nroles + 1, sizeof *roles);
+    if (!m || !mp || !roles) {
+        sam_reply_error(&r->reply, SAM_INTERNAL, "out of memory");
+    } else {
+        for (size_t i = 0; i < svc->n_all; i++) {
+            const sam_row_t *row = svc->all[i];
+            samordna__v1__method_description__init(&m[i]);
+            m[i].name = (char *)row->name;
+            m[i].kind = row->kind == SAM_KIND_QUERY ? SAMORDNA__V1__METHOD_KIND__METHOD_KIND_QUERY
+                        : row->kind == SAM_KIND_EVENT
+                            ? SAMORDNA__V1__METHOD_KIND__METHOD_KIND_EVENT
+                            : SAMORDNA__V1__METHOD_KIND__METHOD_KIND_BUILTIN;
+            m[i].request = (char *)(row->request ? row->request->name : "");
+            m[i].reply = (char *)(row->reply ? row->reply->name : "");
+            m[i].roles = roles + i * nroles;
+            for (unsigned bit = 1; bit <= SAM_ROLE_ANYONE; bit <<= 1)
+                if ((row->roles & bit) && sam_role_name(bit))
+                    m[i].roles[m[i].n_roles++] = (char *)sam_role_name(bit);
+            m[i].writes = row->writes;
+            m[i].limit = s_row_limit(svc, row);
+            mp[i] = &m[i];
+        }
+        Samordna__V1__ServiceDescription d = SAMORDNA__V1__SERVICE_DESCRIPTION__INIT;
+        d.service = (char *)svc->def->name;
+        d.n_methods = svc->n_all;
+        d.methods = mp;
+        sam_reply_message(&r->reply, &d.base);
+    }
+    free(roles);
+    free(mp);
+    free(m);
+    return 0;
+}
+
+/* ---- the table ------------------------------------------------------------------------------ */
+
+static const sam_row_t s_builtins[] = {
+#define B(method, request_type, reply_type, who, changes, fn)                                      \
+    {.name = (method),                                                                             \
+     .kind = SAM_KIND_BUILTIN,                                                                     \
+     .request = (request_type),                                                                    \
+     .reply = (reply_type),                                                                        \
+     .roles = (who),                                                                               \
+     .writes = (changes),                                                                          \
+     .builtin = (fn)},
+#include "sam_builtin.def"
+#undef B
+};
+
+static int s_row_cmp(const void *a, const void *b)
+{
+    return strcmp((*(const sam_row_t *const *)a)->name, (*(const sam_row_t *const *)b)->name);
+}
+
+static int s_name_cmp(const void *key, const void *elem)
+{
+    return strcmp((const char *)key, (*(const sam_row_t *const *)elem)->name);
+}
+
+/* The row named `name` among n rows sorted by name, or NULL. */
+static const sam_row_t *s_find(const sam_row_t *const *rows, size_t n, const char *name)
+{
+    const sam_row_t *const *at = n ? bsearch(name, rows, n, sizeof *rows, s_name_cmp) : NULL;
+    return at ? *at : NULL;
+}
+
+/* Why a row cannot be served, or NULL when it can. */
+static const char *s_row_why(const sam_row_t *row, bool builtin)
+{
+    if (!row->name || !row->name[0]) return "no name";
+    if (!row->roles) return "no roles: name who may call it";
+    switch (row->kind) {
+    case SAM_KIND_QUERY:
+        return builtin ? "a built-in row of a query" : row->query ? NULL : "no handler";
+    case SAM_KIND_EVENT:
+        return builtin ? "a built-in row of an event" : row->apply ? NULL : "no apply";
+    case SAM_KIND_BUILTIN:
+        return !builtin ? "built-in rows are the runtime's" : row->builtin ? NULL : "no function";
+    }
+    return "no kind";
+}
+
+/*  The service's table: its rows then the built-ins, and the sorted lookup arrays. Returns
+    0, or -1 (logged) when a row is malformed or a name is there twice. */
+static int s_table_build(sam_service_t *svc)
+{
+    size_t nb = sizeof s_builtins / sizeof s_builtins[0], n = svc->def->n_rows + nb;
+    svc->all = calloc(n, sizeof *svc->all);
+    svc->methods = calloc(n, sizeof *svc->methods);
+    svc->events = calloc(n, sizeof *svc->events);
+    if (!svc->all || !svc->methods || !svc->events) return -1;
+    for (size_t i = 0; i < n; i++) {
+        bool builtin = i >= svc->def->n_rows;
+        const sam_row_t *row = builtin ? &s_builtins[i - svc->def->n_rows] : &svc->def->rows[i];
+        const char *why = s_row_why(row, builtin);
+        if (why) {
+            sam_error("service.table_invalid row=%zu name=%s reason=\"%s\"", i,
+                      sam_logv(row->name ? row->name : ""), why);
+            return -1;
+        }
+        svc->all[svc->n_all++] = row;
+        if (row->kind == SAM_KIND_EVENT)
+            svc->events[svc->n_events++] = row;
+        else
+            svc->methods[svc->n_methods++] = row;
+    }
+    qsort(svc->methods, svc->n_methods, sizeof *svc->methods, s_row_cmp);
+    qsort(svc->events, svc->n_events, sizeof *svc->events, s_row_cmp);
+    for (int pass = 0; pass < 2; pass++) {
+        const sam_row_t **rows = pass ? svc->events : svc->methods;
+        size_t count = pass ? svc->n_events : svc->n_methods;
+        for (size_t i = 1; i < count; i++)
+            if (strcmp(rows[i - 1]->name, rows[i]->name) == 0) {
+                sam_error("service.table_invalid name=%s reason=\"two rows of that name\"",
+                          sam_logv(rows[i]->name));
+                return -1;
+            }
+    }
+    return 0;
+}
+
+/*  Redis's processCommand: everything the method's row decides, before any handler runs,
+    through one reject path: the row (501), the caller's role (403), the body's size (413),
+    its decoding into the row's request type with the text rule on every string (400).
+    Returns the row with r->msg decoded, or NULL with the refusal in r->reply. */
+static const sam_row_t *s_admit(sam_service_t *svc, s_request_t *r)
+{
+    const char *method = r->req->method;
+    const Samordna__V1__Caller *c = s_caller(svc, r);
+    const sam_row_t *row = s_find(svc->methods, svc->n_methods, method);
+    size_t len = r->req->body.len;
+    if (!row) {
+        sam_reply_error(&r->reply, SAM_NOT_IMPLEMENTED, "%s has no method '%s'", svc->def->name,
+                        method);
+    } else if (!s_role_ok(svc, c, row->roles)) {
+        sam_reply_error(&r->reply, SAM_FORBIDDEN, "role '%s' may not call %s",
+                        c->role[0] ? c->role : "(none)", method);
+    } else if (len > s_row_limit(svc, row)) {
+        sam_reply_error(&r->reply, SAM_TOO_LARGE, "%s: a body of %zu bytes, over the limit of %zu",
+                        method, len, s_row_limit(svc, row));
+    } else if (row->request) {
+        int d = s_decode(row->request, r->req->body.data, len, "", &r->msg, &r->reply);
+        if (d == -2)
+            sam_reply_error(&r->reply, SAM_BAD_REQUEST, "undecodable %s for %s", row->request->name,
+                            method);
+        return d == 0 ? row : NULL;
+    } else {
+        return row;
+    }
+    return NULL;
 }
 
 /*  A request from its parts: the client's routing id, the packed Caller (NULL when the
@@ -891,9 +1120,9 @@ static size_t s_parse_batch(sam_service_t *svc, int bi, zmq_msg_t *part, int npa
         }
         /* With identity every item has a Caller; an empty one decodes as no role at all. */
         const uint8_t *caller = b->ext_identity ? (item.caller ? item.caller : none) : NULL;
-        s_request_t *r = s_request_new(svc, bi, item.client, item.client_len, caller,
-                                       item.caller_len, item.nbody ? item.body[0].data : none,
-                                       item.nbody ? item.body[0].len : 0);
+        s_request_t *r =
+            s_request_new(svc, bi, item.client, item.client_len, caller, item.caller_len,
+                          item.nbody ? item.body[0].data : none, item.nbody ? item.body[0].len : 0);
         if (!r) continue;
         if (item.nbody != 1)
             sam_reply_error(&r->reply, SAM_BAD_REQUEST, "%zu body frames, one expected",
@@ -922,60 +1151,43 @@ static size_t s_parse_batch(sam_service_t *svc, int bi, zmq_msg_t *part, int npa
     return n;
 }
 
+/*  Runs an admitted request's row: a query's handler, or a built-in. Returns true when the
+    request was taken over (parked as a long poll, or queued for the write transaction),
+    false when its reply is ready to send. */
+static bool s_run(sam_service_t *svc, s_request_t *r, MDB_txn *rtxn, int64_t now)
+{
+    if (r->row->kind == SAM_KIND_BUILTIN) return r->row->builtin(svc, r, rtxn, now) == 1;
+    if (!s_query_call(svc, r, rtxn)) return false;
+    uint32_t wait = r->reply.wait_ms > 30000 ? 30000 : r->reply.wait_ms; /* a long poll */
+    r->deadline = now + wait;
+    r->next = svc->waiters;
+    svc->waiters = r;
+    return true;
+}
+
 static void s_handle_batch(sam_service_t *svc, s_request_t **batch, size_t n, int64_t now)
 {
-    s_request_t *pubs[SAM_MDP_MAX_CREDIT];
-    size_t npubs = 0;
-    int64_t wall_ms = sam_clock_now_ms(); /* the batch's time, stored with its events */
+    svc->npubs = 0;
+    svc->batch_ms = sam_clock_now_ms(); /* the batch's time, stored with its events */
     MDB_txn *rtxn = NULL;
     if (sam_store_begin(svc->store, NULL, false, &rtxn) != 0) rtxn = NULL;
     for (size_t i = 0; i < n; i++) {
         s_request_t *r = batch[i];
-        const char *method = r->req->method;
         svc->n_requests++;
-        if (!rtxn) {
+        if (!rtxn)
             sam_reply_error(&r->reply, SAM_INTERNAL, "cannot open a read transaction");
-        } else if (strcmp(method, "events.publish") == 0) {
-            s_publish_check(svc, r, wall_ms);
-            pubs[npubs++] = r;
-            batch[i] = NULL; /* answered by the write batch */
+        else if ((r->row = s_admit(svc, r)) && s_run(svc, r, rtxn, now)) {
+            batch[i] = NULL; /* parked, or answered by the write batch */
             continue;
-        } else if (strcmp(method, "ping") == 0) {
-            s_ping(svc, r, rtxn);
-        } else if (strcmp(method, "events.read") == 0) {
-            if (!s_role_ok(svc, s_caller(svc, r), SAM_ROLES_ANY))
-                sam_reply_error(&r->reply, SAM_FORBIDDEN, "no role to read events");
-            else if (s_events_read(svc, r, rtxn, now)) {
-                batch[i] = NULL; /* parked */
-                continue;
-            }
-        } else {
-            const sam_query_def_t *q = s_query_def(svc, method);
-            const Samordna__V1__Caller *c = s_caller(svc, r);
-            if (!q)
-                sam_reply_error(&r->reply, SAM_NOT_IMPLEMENTED, "%s has no method '%s'",
-                                svc->def->name, method);
-            else if (!s_role_ok(svc, c, q->roles))
-                sam_reply_error(&r->reply, SAM_FORBIDDEN, "role '%s' may not call %s",
-                                c->role[0] ? c->role : "(none)", method);
-            else {
-                r->query = q;
-                if (s_query_call(svc, r, rtxn)) { /* a long poll: park it */
-                    uint32_t wait = r->reply.wait_ms > 30000 ? 30000 : r->reply.wait_ms;
-                    r->deadline = now + wait;
-                    r->next = svc->waiters;
-                    svc->waiters = r;
-                    batch[i] = NULL;
-                    continue;
-                }
-            }
         }
         s_send_reply(svc, r);
     }
     if (rtxn) mdb_txn_abort(rtxn);
-    if (npubs) s_write_batch(svc, pubs, npubs);
+    size_t npubs = svc->npubs;
+    if (npubs) s_write_batch(svc, svc->pubs, npubs);
     for (size_t i = 0; i < npubs; i++)
-        s_request_destroy(&pubs[i]);
+        s_request_destroy(&svc->pubs[i]);
+    svc->npubs = 0;
     for (size_t i = 0; i < n; i++)
         s_request_destroy(&batch[i]);
     if (npubs) s_serve_waiters(svc, now);
@@ -1128,8 +1340,8 @@ static void s_loop(sam_service_t *svc)
         int map[S_MAX_BROKERS], nitems = 0;
         for (size_t i = 0; i < svc->nbrokers; i++)
             if (svc->brokers[i].sock) {
-                items[nitems] = (zmq_pollitem_t){zsock_resolve(svc->brokers[i].sock), 0,
-                                                 ZMQ_POLLIN, 0};
+                items[nitems] =
+                    (zmq_pollitem_t){zsock_resolve(svc->brokers[i].sock), 0, ZMQ_POLLIN, 0};
                 map[nitems++] = (int)i;
             }
         long timeout = due > now ? (long)(due - now) : 0;
@@ -1200,6 +1412,9 @@ static void s_destroy(sam_service_t *svc)
     sam_store_destroy(&svc->store);
     sam_config_destroy(&svc->config);
     free(svc->options);
+    free(svc->all);
+    free(svc->methods);
+    free(svc->events);
 }
 
 static int s_open_store(sam_service_t *svc)
@@ -1235,9 +1450,11 @@ static int s_open_store(sam_service_t *svc)
     if (have < svc->def->schema_version) {
         if (svc->def->migrate) rc = svc->def->migrate(svc, txn, have);
         if (!rc) rc = sam_store_set_schema(svc->store, txn, svc->def->schema_version);
-        if (!rc) sam_info("store.migrated dir=%s from=%u to=%u", dir, have, svc->def->schema_version);
+        if (!rc)
+            sam_info("store.migrated dir=%s from=%u to=%u", dir, have, svc->def->schema_version);
     }
-    if (!rc) rc = mdb_txn_commit(txn);
+    if (!rc)
+        rc = mdb_txn_commit(txn);
     else
         mdb_txn_abort(txn);
     if (rc) {
@@ -1312,12 +1529,13 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         return rc == 1 ? 0 : 2;
     }
     bool ok = true;
-    sam_log_init(def->name, (sam_log_level_t)sam_log_level_parse(
-                                sam_config_get(svc->config, "log-level")));
+    sam_log_init(def->name,
+                 (sam_log_level_t)sam_log_level_parse(sam_config_get(svc->config, "log-level")));
     svc->insecure = sam_config_flag(svc->config, "insecure");
     svc->credit = (int)sam_config_int(svc->config, "credit", 1, SAM_MDP_MAX_CREDIT, &ok);
     svc->max_event_bytes =
         (size_t)sam_config_int(svc->config, "max-event-bytes", 1024, 16 << 20, &ok);
+    svc->max_body = svc->max_event_bytes + 64;
     svc->heartbeat_ms = (int)sam_config_int(svc->config, "heartbeat-ms", 10, 600000, &ok);
     svc->liveness = (int)sam_config_int(svc->config, "liveness", 1, 100, &ok);
     svc->nbrokers = sam_config_count(svc->config, "broker");
@@ -1328,8 +1546,8 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
     for (size_t i = 0; ok && i < svc->nbrokers; i++) {
         const char *ep = sam_config_nth(svc->config, "broker", i);
         if (svc->insecure && !s_loopback(ep)) {
-            fprintf(stderr, "%s: --insecure is refused for the non-loopback broker %s\n",
-                    program, ep);
+            fprintf(stderr, "%s: --insecure is refused for the non-loopback broker %s\n", program,
+                    ep);
             ok = false;
         }
         svc->brokers[i].endpoint = strdup(ep);
@@ -1366,6 +1584,10 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         s_destroy(svc);
         return 2;
     }
+    if (s_table_build(svc) != 0) {
+        s_destroy(svc);
+        return 1;
+    }
     zsys_init();
     zsys_set_linger(0);
     rc = 1;
@@ -1382,14 +1604,14 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         for (size_t i = 0; i < svc->nbrokers; i++)
             s_broker_connect(svc, &svc->brokers[i], now);
         svc->tick_due = now;
-        sam_info("service.started instance=%s brokers=%zu credit=%d", svc->instance,
-                 svc->nbrokers, svc->credit);
+        sam_info("service.started instance=%s brokers=%zu credit=%d", svc->instance, svc->nbrokers,
+                 svc->credit);
         s_loop(svc);
         if (def->stop) def->stop(svc);
         sam_info("service.stopped requests=%" PRIu64 " applied=%" PRIu64 " refused=%" PRIu64
                  " duplicates=%" PRIu64 " batches=%" PRIu64 " malformed=%" PRIu64,
-                 svc->n_requests, svc->n_applied, svc->n_refused, svc->n_duplicates,
-                 svc->n_batches, svc->n_bad);
+                 svc->n_requests, svc->n_applied, svc->n_refused, svc->n_duplicates, svc->n_batches,
+                 svc->n_bad);
         rc = 0;
     }
     s_destroy(svc);

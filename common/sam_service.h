@@ -1,27 +1,38 @@
 /*  sam_service.h — the runtime every samordna service is built on.
 
-    A service is a context struct plus a loop. The service declares, in one definition:
-      - its queries: method name → handler, answered from a read transaction;
-      - its event types: CloudEvents type → apply function, run inside the write path;
-      - its tables, schema version and migration;
+    A service is a context struct plus a loop, and a table. The service declares, in one
+    definition:
+      - its table (services/<service>/<service>.def, see "The table" below): one row per
+        method and per event type, naming its request and reply message types, who may call
+        it, whether it writes, its size limit and its handler;
+      - its LMDB tables, schema version and migration;
     and calls sam_service_main() from main(). The runtime does everything else: options and
     configuration, logging, the LMDB store, 7/MDP worker connections to one or more brokers
     with heartbeats and reconnection, the samordna extension (credit and caller identity),
-    decoding and size checks, role checks, and the built-in methods:
+    and, for every request, all that its row decides, in one place before the handler runs
+    (unknown method 501, role 403, size 413, decoding into the row's message type and the
+    text rule 400), so a handler gets the decoded message and does domain work only; what
+    it returns becomes the answer in one place too (a store error: 500 with its reason).
+    Its own rows (common/sam_builtin.def) are added to every service's table:
 
-      ping            → samordna.v1.PingReply
-      events.publish  (samordna.v1.PublishRequest → PublishReply)   the write path
-      events.read     (samordna.v1.ReadRequest → ReadReply)         outbox long poll
+      ping              (no body → samordna.v1.PingReply)
+      events.publish    (samordna.v1.PublishRequest → PublishReply)   the write path
+      events.read       (samordna.v1.ReadRequest → ReadReply)         outbox long poll
+      service.describe  (no body → samordna.v1.ServiceDescription)    the table itself
 
     The write path (ARCHITECTURE.md, "Writes are events"): the runtime takes every request the
-    broker has in flight for it (up to its credit), and applies all publishes of the batch in
-    ONE LMDB write transaction: per event, in a nested transaction, it
-      1. answers a duplicate (source, id) with the original sequence number;
-      2. finds the type's apply function (unknown type → 501) and checks the caller's role and
-         that a publisher's event `source` is the publisher's own agency (403);
-      3. calls apply(); a refusal (-1) undoes that event's writes and nothing else (the batch
-         is retried with a nested transaction per event, see sam_apply_fn);
-      4. appends the event to the outbox under the next sequence number and records (source,id);
+    broker has in flight for it (up to its credit). For each events.publish it first finds
+    the event type's row (unknown type → 501), checks the caller's role and that a
+    publisher's event `source` is the publisher's own agency (403), checks the payload's size
+    and decodes it as the row's payload type (413, 400: answered after step 1 below), and
+    runs the row's prepare hook. Then it applies all publishes of the batch in ONE LMDB write
+    transaction: per event, in a nested transaction, it
+      1. answers a duplicate (source, id) with the original sequence number, whatever its
+         payload says;
+      2. refuses a payload its row refused, or calls apply(); a refusal (-1, or a store error)
+         undoes that event's writes and nothing else (the batch is retried with a nested
+         transaction per event, see sam_apply_fn);
+      3. appends the event to the outbox under the next sequence number and records (source,id);
     then commits once (synced unless --nosync), and only then replies to every request of the
     batch. A failed commit answers every event of the batch 500; nothing is acknowledged that
     is not durable.
@@ -49,12 +60,15 @@
 typedef struct sam_service_t sam_service_t;
 typedef struct sam_client_t sam_client_t;
 
-/* Roles, as named in a certificate's metadata. A handler's `roles` is a mask of these. */
+/* Roles, as named in a certificate's metadata. A row's `roles` is a mask of these. */
 enum {
     SAM_ROLE_ADMIN = 1u << 0,
     SAM_ROLE_PUBLISHER = 1u << 1,
     SAM_ROLE_READER = 1u << 2,
     SAM_ROLE_SERVICE = 1u << 3,
+    /* Not a role: the row asks for none, so a caller without one passes too (ping, which
+       liveness probes call, and events.publish, whose event rows check their own roles). */
+    SAM_ROLE_ANYONE = 1u << 4,
 };
 #define SAM_ROLES_ANY (SAM_ROLE_ADMIN | SAM_ROLE_PUBLISHER | SAM_ROLE_READER | SAM_ROLE_SERVICE)
 #define SAM_ROLES_WRITE (SAM_ROLE_ADMIN | SAM_ROLE_PUBLISHER | SAM_ROLE_SERVICE)
@@ -62,20 +76,30 @@ enum {
 /* The role bit of a role name, 0 when unknown. */
 unsigned sam_role_bit(const char *role);
 
-/* One request as a handler sees it. Everything is borrowed for the handler call only. */
+/* The name of one role bit ("admin", …, "anyone"), NULL when it is none of them. */
+const char *sam_role_name(unsigned bit);
+
+/*  One request as a handler sees it. Everything is borrowed for the handler call only: the
+    runtime owns it and frees it after the handler has returned (after the last call, for a
+    long poll that is called again). */
 typedef struct {
-    uint64_t id;                         /* the client's correlation id */
-    const char *method;                  /* "registry.agencies.list" */
-    const uint8_t *body;                 /* the packed request message */
+    uint64_t id;        /* the client's correlation id */
+    const char *method; /* "registry.agencies.list" */
+    /* The body decoded as the row's request type, text rule applied (cast it to that type);
+       NULL when the row names no request type. */
+    const ProtobufCMessage *msg;
+    /* The body as it came, only for a row that names no request type (a body that is not a
+       message: echo); NULL and 0 otherwise. */
+    const uint8_t *body;
     size_t body_len;
-    const Samordna__V1__Caller *caller;  /* never NULL */
+    const Samordna__V1__Caller *caller; /* never NULL */
 } sam_call_t;
 
 /* What a handler answers. The runtime owns `body` and frees it after sending. */
 typedef struct {
-    uint32_t code;      /* SAM_OK unless set otherwise */
-    char message[512];  /* human reason; names the field on refusals */
-    uint8_t *body;      /* packed reply message (malloc'd), or NULL */
+    uint32_t code;     /* SAM_OK unless set otherwise */
+    char message[512]; /* human reason; names the field on refusals */
+    uint8_t *body;     /* packed reply message (malloc'd), or NULL */
     size_t body_len;
     /* A query's long poll: a handler that has nothing to answer yet may set wait_ms (at most
        30000) and return 0 with no body; the runtime then parks the request and calls the
@@ -92,58 +116,144 @@ int sam_reply_error(sam_reply_t *reply, uint32_t code, const char *fmt, ...)
 /* Packs msg as the reply body with status 200. Returns 0, or -1 (500) when out of memory. */
 int sam_reply_message(sam_reply_t *reply, const ProtobufCMessage *msg);
 
-/* Unpacks a request body as `desc`; on failure sets 400 "undecodable <Message>" and returns
-   NULL. Free the result with protobuf_c_message_free_unpacked(msg, NULL). */
-ProtobufCMessage *sam_call_unpack(const sam_call_t *call, const ProtobufCMessageDescriptor *desc,
-                                  sam_reply_t *reply);
+/*  What every handler returns, and the one place it becomes an answer (sam_service.c,
+    s_outcome):
+      0            done; the reply is what the handler set (a body, or a long poll's wait)
+      -1           refused; the handler set the code and message (sam_reply_error), else
+                   the runtime answers 500 for a query, 422 for an event
+      other        a store error (an LMDB code or SAM_STORE_*): the runtime logs it and
+                   answers 500 "store failed: <sam_store_strerror>"; for an event that is a
+                   refusal like -1, and everything the event wrote is undone. */
 
-/* A query: answered from a read transaction; must not write. Returns 0 or -1 (reply set). */
+/* A query: answered from a read transaction; must not write into it. */
 typedef int (*sam_query_fn)(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                             sam_reply_t *reply);
 
-typedef struct {
-    const char *method;
-    sam_query_fn fn;
-    unsigned roles; /* who may call it */
-} sam_query_def_t;
-
-/* An event on its way into the store. Borrowed for the apply call only. */
+/* An event on its way into the store. Borrowed for the prepare and apply calls only. */
 typedef struct {
     const Io__Cloudevents__V1__CloudEvent *ce;
-    const uint8_t *data; /* the payload: binary_data, or proto_data's value */
+    /* The payload decoded as the row's payload type, text rule applied (cast it to that
+       type); NULL when the row names no payload type. */
+    const ProtobufCMessage *msg;
+    /* The payload as it came (binary_data, or proto_data's value), only for a row that names
+       no payload type; NULL and 0 otherwise. */
+    const uint8_t *data;
     size_t data_len;
     const Samordna__V1__Caller *caller;
-    uint64_t seq;   /* the sequence number it will be stored under */
+    uint64_t seq;   /* the sequence number it will be stored under (apply only) */
     int64_t now_ms; /* wall clock of the batch, ms since the epoch */
 } sam_event_t;
 
 /* Validates the event against the current state and applies it to the service's tables in
-   `txn`. Returns 0, or -1 with the refusal in `reply`; on -1 the runtime undoes everything
-   the call wrote, so a refusal never leaves a partial write. The runtime first applies a
-   batch straight into one transaction and, when an event is refused, undoes the batch and
-   applies it again with a nested transaction per event: so apply may run more than once for
-   one event and must change nothing outside txn. */
+   `txn`. On a refusal or a store error the runtime undoes everything the call wrote, so a
+   refusal never leaves a partial write. The runtime first applies a batch straight into one
+   transaction and, when an event is refused, undoes the batch and applies it again with a
+   nested transaction per event: so apply may run more than once for one event and must
+   change nothing outside txn. */
 typedef int (*sam_apply_fn)(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                             sam_reply_t *reply);
 
 /* Optional check before the write transaction opens, where a service may ask another
-   service over the broker (e.g. "does this pilot exist?"). Returns 0 or -1 (reply set). */
+   service over the broker (e.g. "does this pilot exist?"). */
 typedef int (*sam_prepare_fn)(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply);
 
-typedef struct {
-    const char *type;     /* exact CloudEvents type, "no.samordna.registry.agency.registered" */
-    sam_apply_fn apply;
-    sam_prepare_fn prepare; /* may be NULL */
-    unsigned roles;         /* who may publish it */
-} sam_event_def_t;
+/*  ---- The table ----------------------------------------------------------------------------
+
+    A service is its table: one row per method and per event type. The rows are written in
+    services/<service>/<service>.def, one line each, and expanded with the SAM_ROW_* macros
+    below; the runtime adds the built-in rows of common/sam_builtin.def (ping, events.publish,
+    events.read, service.describe) to every service's and refuses to start when a name is
+    there twice. Before any handler runs, the runtime does everything a row decides, in this
+    order, through one reject path:
+      no row for the method or the event type                                   501
+      the caller's role is not in `roles`                                       403
+      the body (for an event: its payload) is over `limit`                      413
+      the body is not a packed `request` message                                400
+      a string field at any depth breaks the text rule (sam_check.h)            400
+    and gives the handler the decoded message (sam_call_t.msg, sam_event_t.msg). Afterwards
+    it turns the handler's result into the answer in one place (see above). service.describe
+    answers the table itself.
+
+    Lifetime: rows are static data of the program; the runtime keeps pointers to them and
+    to their descriptors for as long as the service runs. */
+typedef enum {
+    SAM_KIND_QUERY = 1, /* a method answered by `query` from a read transaction */
+    SAM_KIND_EVENT,     /* a CloudEvents type, published with events.publish, run by `apply` */
+    SAM_KIND_BUILTIN,   /* a method of the runtime itself (common/sam_builtin.def) */
+} sam_kind_t;
+
+/*  A request as the runtime holds it (opaque): only the built-in rows' functions see it, in
+    sam_service.c. */
+typedef struct sam_request_t sam_request_t;
+
+/*  A built-in method: answers r now (returns 0, reply set in r), or takes r over (returns 1:
+    parked as a long poll, or queued for the batch's write transaction). */
+typedef int (*sam_builtin_fn)(sam_service_t *svc, sam_request_t *r, MDB_txn *rtxn, int64_t now);
 
 typedef struct {
-    const char *name;    /* service name on the broker and folder under --data-dir */
-    const char *summary; /* one line for --help */
-    const sam_query_def_t *queries;
-    size_t n_queries;
-    const sam_event_def_t *events;
-    size_t n_events;
+    /* the method ("registry.agencies.get"), or the exact CloudEvents type of an event
+       ("no.samordna.registry.agency.registered") */
+    const char *name;
+    sam_kind_t kind;
+    /* The message a query's or built-in's body is decoded as; for an event, its payload's.
+       NULL: the row takes no message (any body is passed as bytes, checked for size only). */
+    const ProtobufCMessageDescriptor *request;
+    /* The message a 200 answers with; NULL for an event (events.publish answers its
+       PublishReply) and for a row whose answer is not a message (echo). */
+    const ProtobufCMessageDescriptor *reply;
+    unsigned roles; /* SAM_ROLE_* mask of who may call it (an event: publish it); not 0 */
+    bool writes;    /* it changes the store: every event, and a query that opens a write
+                       transaction of its own (notify.inbox.ack) */
+    /* The largest body in bytes (for an event: its payload); 0 is the service default,
+       --max-event-bytes (plus the PublishRequest around an event, for a method's body). */
+    size_t limit;
+    sam_query_fn query;     /* SAM_KIND_QUERY: the handler */
+    sam_apply_fn apply;     /* SAM_KIND_EVENT: the handler */
+    sam_prepare_fn prepare; /* SAM_KIND_EVENT: run before the write transaction; may be NULL */
+    sam_builtin_fn builtin; /* SAM_KIND_BUILTIN: the runtime's function */
+} sam_row_t;
+
+/*  The lines of a <service>.def, expanded into rows:
+      Q(method, request, reply, roles, handler)   a query
+      W(method, request, reply, roles, handler)   a query that writes a transaction of its own
+      E(type, payload, roles, limit, apply, prepare)  an event type
+    e.g. in <service>_main.c:
+      static const sam_row_t s_rows[] = {
+      #define Q SAM_ROW_QUERY
+      #define W SAM_ROW_WRITING_QUERY
+      #define E SAM_ROW_EVENT
+      #include "registry.def"
+      };                                                                                   */
+#define SAM_ROW_QUERY(method, request_type, reply_type, who, handler)                              \
+    {.name = (method),                                                                             \
+     .kind = SAM_KIND_QUERY,                                                                       \
+     .request = (request_type),                                                                    \
+     .reply = (reply_type),                                                                        \
+     .roles = (who),                                                                               \
+     .query = (handler)},
+#define SAM_ROW_WRITING_QUERY(method, request_type, reply_type, who, handler)                      \
+    {.name = (method),                                                                             \
+     .kind = SAM_KIND_QUERY,                                                                       \
+     .request = (request_type),                                                                    \
+     .reply = (reply_type),                                                                        \
+     .roles = (who),                                                                               \
+     .writes = true,                                                                               \
+     .query = (handler)},
+#define SAM_ROW_EVENT(type, payload_type, who, max_bytes, apply_fn, prepare_fn)                    \
+    {.name = (type),                                                                               \
+     .kind = SAM_KIND_EVENT,                                                                       \
+     .request = (payload_type),                                                                    \
+     .roles = (who),                                                                               \
+     .writes = true,                                                                               \
+     .limit = (max_bytes),                                                                         \
+     .apply = (apply_fn),                                                                          \
+     .prepare = (prepare_fn)},
+
+typedef struct {
+    const char *name;      /* service name on the broker and folder under --data-dir */
+    const char *summary;   /* one line for --help */
+    const sam_row_t *rows; /* the service's table (without the built-ins) */
+    size_t n_rows;
     const char *const *tables; /* the service's own named tables, NULL-terminated */
     uint32_t schema_version;   /* what this build writes */
     /* Brings a store from `from` (0: new) to schema_version inside txn; NULL when there is
@@ -200,11 +310,6 @@ uint32_t sam_service_feed(sam_service_t *svc, zmsg_t **msg_p);
 
 /*  The outbox head (highest stored sequence number) as seen by `txn`. */
 uint64_t sam_service_last_seq(sam_service_t *svc, MDB_txn *txn);
-
-/*  The payload of a CloudEvent (binary_data, or the value of proto_data), unpacked as
-    `desc`; NULL with 400 in reply when missing or undecodable. */
-ProtobufCMessage *sam_event_unpack(const sam_event_t *ev, const ProtobufCMessageDescriptor *desc,
-                                   sam_reply_t *reply);
 
 /*  A string attribute of the event ("subject", "time", "datacontenttype"), or NULL. */
 const char *sam_event_attr(const Io__Cloudevents__V1__CloudEvent *ce, const char *name);

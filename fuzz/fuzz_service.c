@@ -36,11 +36,8 @@ static const struct {
     const char *agency, *role;
     bool insecure;
 } s_callers[] = {
-    {"", "admin", true},
-    {"fmov", "admin", false},
-    {"nav-ost-viken", "publisher", false},
-    {"hiof", "reader", false},
-    {"fmov", "service", false},
+    {"", "admin", true},       {"fmov", "admin", false},   {"nav-ost-viken", "publisher", false},
+    {"hiof", "reader", false}, {"fmov", "service", false},
 };
 #define S_NCALLERS (sizeof s_callers / sizeof s_callers[0])
 
@@ -49,6 +46,19 @@ static zframe_t *s_packed(const ProtobufCMessage *m)
     zframe_t *f = zframe_new(NULL, protobuf_c_message_get_packed_size(m));
     if (f) protobuf_c_message_pack(m, zframe_data(f));
     return f;
+}
+
+/* The service's row of `kind` numbered pick (modulo their count), NULL when it has none. */
+static const sam_row_t *s_nth_row(const sam_service_def_t *def, sam_kind_t kind, uint8_t pick)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < def->n_rows; i++)
+        n += def->rows[i].kind == kind;
+    if (n == 0) return NULL;
+    size_t want = pick % n;
+    for (size_t i = 0; i < def->n_rows; i++)
+        if (def->rows[i].kind == kind && want-- == 0) return &def->rows[i];
+    return NULL;
 }
 
 /*  The body frame (a packed samordna.v1.Request) for shapes 0..5; NULL for shape 6, where
@@ -70,12 +80,12 @@ static zframe_t *s_build(fuzz_input_t *in, uint8_t shape, const char *agency)
     zframe_t *frame = NULL;
     switch (shape) {
     case 0: /* a well-formed CloudEvent of one of the service's types, payload from input */
-        if (!def->n_events) return NULL;
+        if (!s_nth_row(def, SAM_KIND_EVENT, pick)) return NULL;
         snprintf(id, sizeof id, "fuzz-%" PRIu64, s_seq);
         ce.id = id;
         ce.source = (char *)((own & 1) && agency[0] ? agency : "fmov");
         ce.spec_version = "1.0";
-        ce.type = (char *)def->events[pick % def->n_events].type;
+        ce.type = (char *)s_nth_row(def, SAM_KIND_EVENT, pick)->name;
         ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
         ce.binary_data.data = (uint8_t *)rest;
         ce.binary_data.len = len;
@@ -87,8 +97,8 @@ static zframe_t *s_build(fuzz_input_t *in, uint8_t shape, const char *agency)
         req.body.data = packed;
         break;
     case 1: /* one of the service's queries, request body from input */
-        if (!def->n_queries) return NULL;
-        req.method = (char *)def->queries[pick % def->n_queries].method;
+        if (!s_nth_row(def, SAM_KIND_QUERY, pick)) return NULL;
+        req.method = (char *)s_nth_row(def, SAM_KIND_QUERY, pick)->name;
         break;
     case 2:
         req.method = "events.read";
@@ -189,8 +199,9 @@ int main(int argc, char **argv)
     s_argc = argc;
     s_argv = argv;
     sam_service_set_harness(s_harness, NULL);
-    char *sargv[] = {"fuzz",        "--insecure", "--data-dir", dir, "--nosync", "--log-level",
-                     "error",       "--map-size-mb", "2048", "--max-event-bytes", "65536", NULL};
+    char *sargv[] = {"fuzz",     "--insecure",        "--data-dir", dir,
+                     "--nosync", "--log-level",       "error",      "--map-size-mb",
+                     "2048",     "--max-event-bytes", "65536",      NULL};
     int rc = SAM_FUZZ_SERVICE_MAIN((int)(sizeof sargv / sizeof sargv[0]) - 1, sargv);
     nftw(dir, s_remove, 16, FTW_DEPTH | FTW_PHYS);
     return rc;

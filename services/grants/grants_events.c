@@ -1,10 +1,13 @@
 /*  grants_events.c — the apply function of every no.samordna.grants.* event.
 
-    Each function runs inside the event's nested write transaction (sam_service.h): it
-    unpacks the payload, validates every field against the current state, refuses with the
-    field and the reason (the runtime then aborts the nested transaction, so a refusal never
-    leaves a partial write), and otherwise writes its tables and posts ONE balanced journal
-    entry (grants_ledger.h). Money checks read the ledger's balances, so two agencies racing
+    Each function runs inside the event's nested write transaction (sam_service.h) on the
+    payload the runtime has decoded (ev->msg, as grants.def's row says): it validates every
+    field against the current state, refuses with the field and the reason (the runtime then
+    aborts the nested transaction, so a refusal never leaves a partial write), and otherwise
+    writes its tables and posts ONE balanced journal entry (grants_ledger.h). A store error is
+    returned as its code, which the runtime answers 500. The payload is the runtime's and
+    stays as it came: a function that completes a record (currency, totals, the split) does
+    so on a copy of its top level. Money checks read the ledger's balances, so two agencies racing
     for the last kroner of a frame are decided by LMDB's single writer: the second award sees
     the first one's commitment and is refused with what is left.
 
@@ -99,11 +102,6 @@ static int s_check_pilot(grants_t *g, MDB_txn *txn, const char *field, const cha
     return sam_reply_error(reply, SAM_UNPROCESSABLE, "%s: unknown pilot '%s'", field, id);
 }
 
-static int s_store_failed(sam_reply_t *reply, const char *what, int rc)
-{
-    return sam_reply_error(reply, SAM_INTERNAL, "store: %s: %s", what, sam_store_strerror(rc));
-}
-
 static int s_post(grants_t *g, MDB_txn *txn, const sam_event_t *ev, const grants_entry_t *e,
                   sam_reply_t *reply)
 {
@@ -112,21 +110,19 @@ static int s_post(grants_t *g, MDB_txn *txn, const sam_event_t *ev, const grants
     return sam_reply_error(reply, SAM_UNPROCESSABLE, "%s", err);
 }
 
-static int s_put_scheme(grants_t *g, MDB_txn *txn, const Samordna__V1__Scheme *s,
-                        sam_reply_t *reply)
+/* The scheme and award records: 0 or a store error. */
+static int s_put_scheme(grants_t *g, MDB_txn *txn, const Samordna__V1__Scheme *s)
 {
     grants_key_t k = {0};
     grants_key_raw(&k, s->id);
-    int rc = grants_put(g, txn, GRANTS_T_SCHEMES, &k, &s->base);
-    return rc ? s_store_failed(reply, "schemes", rc) : 0;
+    return grants_put(g, txn, GRANTS_T_SCHEMES, &k, &s->base);
 }
 
-static int s_put_award(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a, sam_reply_t *reply)
+static int s_put_award(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a)
 {
     grants_key_t k = {0};
     grants_key_raw(&k, a->id);
-    int rc = grants_put(g, txn, GRANTS_T_AWARDS, &k, &a->base);
-    return rc ? s_store_failed(reply, "awards", rc) : 0;
+    return grants_put(g, txn, GRANTS_T_AWARDS, &k, &a->base);
 }
 
 /* ---- no.samordna.grants.scheme.created ---------------------------------------------------- */
@@ -135,10 +131,7 @@ int grants_apply_scheme_created(sam_service_t *svc, MDB_txn *txn, const sam_even
                                 sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__Scheme *s =
-        (Samordna__V1__Scheme *)sam_event_unpack(ev, &samordna__v1__scheme__descriptor, reply);
-    if (!s) return -1;
-    char *const currency_in = s->currency; /* replaced by "NOK" below, restored to free */
+    Samordna__V1__Scheme copy = *(const Samordna__V1__Scheme *)ev->msg, *s = &copy;
     int rc = -1;
     char m1[64];
     if (s_check_id("scheme.id", s->id, reply) ||
@@ -182,18 +175,16 @@ int grants_apply_scheme_created(sam_service_t *svc, MDB_txn *txn, const sam_even
         grants_account_appropriation(approp, s->id);
         grants_entry_move(&e, budget, approp, s->frame_ore);
     }
-    if (s_post(g, txn, ev, &e, reply) || s_put_scheme(g, txn, s, reply)) goto done;
-    rc = 0;
+    rc = s_post(g, txn, ev, &e, reply);
+    if (!rc) rc = s_put_scheme(g, txn, s);
 done:
-    s->currency = currency_in;
-    protobuf_c_message_free_unpacked(&s->base, NULL);
     return rc;
 }
 
 /* ---- no.samordna.grants.award.granted ----------------------------------------------------- */
 
-static int s_award_indexes(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a,
-                           sam_reply_t *reply)
+/* The award's index entries: 0 or a store error. */
+static int s_award_indexes(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a)
 {
     for (size_t i = 0; i < a->n_funders; i++) {
         const char *f = a->funders[i]->agency;
@@ -208,14 +199,14 @@ static int s_award_indexes(grants_t *g, MDB_txn *txn, const Samordna__V1__Award 
         grants_key_raw(&k2, a->id);
         int rc = grants_put_empty(g, txn, GRANTS_T_BY_RECIPIENT, &k1);
         if (!rc) rc = grants_put_empty(g, txn, GRANTS_T_BY_YEAR, &k2);
-        if (rc) return s_store_failed(reply, "award indexes", rc);
+        if (rc) return rc;
     }
     if (a->report_due[0]) {
         grants_key_t k = {0};
         grants_key_str(&k, a->report_due);
         grants_key_raw(&k, a->id);
         int rc = grants_put_empty(g, txn, GRANTS_T_DEADLINES, &k);
-        if (rc) return s_store_failed(reply, "deadlines", rc);
+        if (rc) return rc;
     }
     return 0;
 }
@@ -224,11 +215,10 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
                                sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__Award *a =
-        (Samordna__V1__Award *)sam_event_unpack(ev, &samordna__v1__award__descriptor, reply);
-    if (!a) return -1;
-    /* Fields replaced below with literals; restored before freeing. */
-    char *const currency_in = a->currency, *const kind_in = a->recipient_kind;
+    const Samordna__V1__Award *in = (const Samordna__V1__Award *)ev->msg;
+    /* The record stored: the payload's top level and shares, completed below. */
+    Samordna__V1__Award copy = *in, *a = &copy;
+    Samordna__V1__FunderShare shares[GRANTS_MAX_FUNDERS], *sharep[GRANTS_MAX_FUNDERS];
     Samordna__V1__Scheme *s = NULL;
     int rc = -1;
     char m1[64], m2[64];
@@ -260,7 +250,6 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
     else if (grants_ref_known(g, txn, 'a', a->recipient))
         a->recipient_kind = "agency";
     else {
-        a->recipient_kind = NULL;
         sam_reply_error(reply, SAM_UNPROCESSABLE,
                         "award.recipient: unknown recipient '%s' (neither a municipality nor an "
                         "agency)",
@@ -275,7 +264,8 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
     }
     int64_t sum = 0;
     for (size_t i = 0; i < a->n_funders; i++) {
-        Samordna__V1__FunderShare *f = a->funders[i];
+        shares[i] = *in->funders[i];
+        Samordna__V1__FunderShare *f = sharep[i] = &shares[i];
         char field[64];
         snprintf(field, sizeof field, "award.funders[%zu].agency", i);
         if (s_check_agency(g, txn, field, f->agency, reply)) goto done;
@@ -298,6 +288,7 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
         }
         f->paid_ore = f->cancelled_ore = f->repaid_ore = 0;
     }
+    a->funders = sharep;
     if (sum != a->amount_ore) {
         sam_reply_error(reply, SAM_UNPROCESSABLE,
                         "award.funders: the shares sum to %s, the award is %s",
@@ -337,14 +328,11 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
         sam_reply_error(reply, SAM_UNPROCESSABLE, "award.amount_ore: scheme total overflows");
         goto done;
     }
-    if (s_post(g, txn, ev, &e, reply) || s_put_award(g, txn, a, reply) ||
-        s_award_indexes(g, txn, a, reply) || s_put_scheme(g, txn, s, reply))
-        goto done;
-    rc = 0;
+    rc = s_post(g, txn, ev, &e, reply);
+    if (!rc) rc = s_put_award(g, txn, a);
+    if (!rc) rc = s_award_indexes(g, txn, a);
+    if (!rc) rc = s_put_scheme(g, txn, s);
 done:
-    a->currency = currency_in;
-    a->recipient_kind = kind_in;
-    protobuf_c_message_free_unpacked(&a->base, NULL);
     if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
     return rc;
 }
@@ -393,28 +381,21 @@ static const char *s_kind_name(Samordna__V1__PaymentKind kind)
 /*  A cancelled award has no report due any more: its entry leaves the deadlines index, so
     grants.deadlines (and notify's reminders) stop naming it. A completed award keeps its
     deadline: the money was paid and is reported on. */
-static int s_drop_deadline(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a,
-                           sam_reply_t *reply)
+static int s_drop_deadline(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a)
 {
     if (!a->report_due[0]) return 0;
     grants_key_t k = {0};
     grants_key_str(&k, a->report_due);
     grants_key_raw(&k, a->id);
-    int rc = grants_del(g, txn, GRANTS_T_DEADLINES, &k);
-    return rc ? s_store_failed(reply, "deadlines", rc) : 0;
+    return grants_del(g, txn, GRANTS_T_DEADLINES, &k);
 }
 
 static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                            sam_reply_t *reply, Samordna__V1__PaymentKind kind)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__Payment *p =
-        (Samordna__V1__Payment *)sam_event_unpack(ev, &samordna__v1__payment__descriptor, reply);
-    if (!p) return -1;
-    /* Fields replaced below with this frame's memory or literals; restored before freeing. */
-    char *const currency_in = p->currency;
-    size_t const n_split_in = p->n_split;
-    Samordna__V1__FunderAmount **const split_in = p->split;
+    /* The record stored: the payload's top level, completed below with this frame's memory. */
+    Samordna__V1__Payment copy = *(const Samordna__V1__Payment *)ev->msg, *p = &copy;
     const char *what = s_kind_name(kind);
     Samordna__V1__Award *a = NULL;
     Samordna__V1__Scheme *s = NULL;
@@ -564,24 +545,13 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
     p->n_split = n;
     p->split = splitp;
     p->currency = "NOK";
-    int src = 0;
-    if (s_post(g, txn, ev, &e, reply)) goto done;
-    if ((src = grants_put(g, txn, GRANTS_T_PAYMENTS, &pk, &p->base)) != 0) {
-        s_store_failed(reply, "payments", src);
-        goto done;
-    }
-    if (s_put_award(g, txn, a, reply) || s_put_scheme(g, txn, s, reply)) goto done;
-    if (a->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED &&
-        s_drop_deadline(g, txn, a, reply))
-        goto done;
-    rc = 0;
+    rc = s_post(g, txn, ev, &e, reply);
+    if (!rc) rc = grants_put(g, txn, GRANTS_T_PAYMENTS, &pk, &p->base);
+    if (!rc) rc = s_put_award(g, txn, a);
+    if (!rc) rc = s_put_scheme(g, txn, s);
+    if (!rc && a->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED)
+        rc = s_drop_deadline(g, txn, a);
 done:
-    if (p) {
-        p->n_split = n_split_in;
-        p->split = split_in;
-        p->currency = currency_in;
-        protobuf_c_message_free_unpacked(&p->base, NULL);
-    }
     if (a) protobuf_c_message_free_unpacked(&a->base, NULL);
     if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
     return rc;
@@ -613,9 +583,7 @@ int grants_apply_instrument(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
                             sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__Instrument *in = (Samordna__V1__Instrument *)sam_event_unpack(
-        ev, &samordna__v1__instrument__descriptor, reply);
-    if (!in) return -1;
+    const Samordna__V1__Instrument *in = (const Samordna__V1__Instrument *)ev->msg;
     int rc = -1;
     if (s_check_id("instrument.id", in->id, reply) ||
         s_check_text("instrument.title", in->title, GRANTS_MAX_NAME, true, reply) ||
@@ -656,15 +624,9 @@ int grants_apply_instrument(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
     grants_key_be32(&ik, in->year);
     grants_key_str(&ik, in->agency);
     grants_key_raw(&ik, in->id);
-    int src = grants_put(g, txn, GRANTS_T_INSTRUMENTS, &k, &in->base);
-    if (!src) src = grants_put_empty(g, txn, GRANTS_T_INSTR_BY_MUNI, &ik);
-    if (src) {
-        s_store_failed(reply, "instruments", src);
-        goto done;
-    }
-    rc = 0;
+    rc = grants_put(g, txn, GRANTS_T_INSTRUMENTS, &k, &in->base);
+    if (!rc) rc = grants_put_empty(g, txn, GRANTS_T_INSTR_BY_MUNI, &ik);
 done:
-    protobuf_c_message_free_unpacked(&in->base, NULL);
     return rc;
 }
 
@@ -673,9 +635,7 @@ done:
 int grants_apply_need(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__Need *nd =
-        (Samordna__V1__Need *)sam_event_unpack(ev, &samordna__v1__need__descriptor, reply);
-    if (!nd) return -1;
+    const Samordna__V1__Need *nd = (const Samordna__V1__Need *)ev->msg;
     int rc = -1;
     if (s_check_id("need.id", nd->id, reply) ||
         s_check_text("need.title", nd->title, GRANTS_MAX_NAME, true, reply) ||
@@ -699,13 +659,7 @@ int grants_apply_need(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
                         nd->municipality, nd->year);
         goto done;
     }
-    int src = grants_put(g, txn, GRANTS_T_NEEDS, &k, &nd->base);
-    if (src) {
-        s_store_failed(reply, "needs", src);
-        goto done;
-    }
-    rc = 0;
+    rc = grants_put(g, txn, GRANTS_T_NEEDS, &k, &nd->base);
 done:
-    protobuf_c_message_free_unpacked(&nd->base, NULL);
     return rc;
 }

@@ -3,24 +3,21 @@
     on a double-entry ledger, the other instruments agencies give municipalities and what
     the municipalities miss, and one overview per municipality.
 
-    This file is the service's definition table, built from the lists in grants_handlers.h
-    and grants_store.h, and main(). The runtime (sam_service.h) does the rest.
+    This file is the service's definition, its table built from grants.def and its tables'
+    names from grants_store.h, and main(). The runtime (sam_service.h) does the rest.
 */
 #include "grants_handlers.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static const sam_query_def_t s_queries[] = {
-#define X(method, fn, roles) {method, fn, roles},
-    GRANTS_QUERIES(X)
-#undef X
-};
-
-static const sam_event_def_t s_events[] = {
-#define X(type, fn, roles) {type, fn, grants_prepare_refs, roles},
-    GRANTS_EVENTS(X)
-#undef X
+/* The table: grants.def's rows. */
+static const sam_row_t s_rows[] = {
+#define Q SAM_ROW_QUERY
+#define E SAM_ROW_EVENT
+#include "grants.def"
+#undef Q
+#undef E
 };
 
 static const sam_option_t s_options[] = {
@@ -62,10 +59,8 @@ int main(int argc, char **argv)
         .name = "grants",
         .summary = "Grant schemes, joint awards, disbursements and a balanced ledger in øre; "
                    "instruments and the overview per municipality.",
-        .queries = s_queries,
-        .n_queries = sizeof s_queries / sizeof s_queries[0],
-        .events = s_events,
-        .n_events = sizeof s_events / sizeof s_events[0],
+        .rows = s_rows,
+        .n_rows = sizeof s_rows / sizeof s_rows[0],
         .tables = grants_table_names,
         .schema_version = GRANTS_SCHEMA_VERSION,
         .migrate = NULL,

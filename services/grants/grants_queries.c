@@ -89,9 +89,7 @@ int grants_q_scheme_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
                         sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__GrantsGetRequest *req = (Samordna__V1__GrantsGetRequest *)sam_call_unpack(
-        call, &samordna__v1__grants_get_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__GrantsGetRequest *req = (const Samordna__V1__GrantsGetRequest *)call->msg;
     int rc;
     Samordna__V1__Scheme *s = grants_valid_id(req->id) ? grants_scheme_get(g, txn, req->id) : NULL;
     if (!s)
@@ -100,7 +98,6 @@ int grants_q_scheme_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
         rc = sam_reply_message(reply, &s->base);
         protobuf_c_message_free_unpacked(&s->base, NULL);
     }
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -108,19 +105,15 @@ int grants_q_schemes_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *ca
                           sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__ListSchemesRequest *req = (Samordna__V1__ListSchemesRequest *)sam_call_unpack(
-        call, &samordna__v1__list_schemes_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__ListSchemesRequest *req =
+        (const Samordna__V1__ListSchemesRequest *)call->msg;
     size_t page = s_page_size(req->page_size);
     Samordna__V1__SchemeList out = SAMORDNA__V1__SCHEME_LIST__INIT;
     size_t cap = 0;
     s_keep_t keep = {0};
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, g->dbi[GRANTS_T_SCHEMES], &cur);
-    if (rc) {
-        protobuf_c_message_free_unpacked(&req->base, NULL);
-        return sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(rc));
-    }
+    if (rc) return rc;
     MDB_val k = {strlen(req->page_token), req->page_token}, v;
     rc = k.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
                    : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -148,7 +141,6 @@ int grants_q_schemes_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *ca
     rc = sam_reply_message(reply, &out.base);
     free(out.schemes);
     s_keep_free(&keep);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -157,15 +149,9 @@ int grants_q_schemes_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *ca
 int grants_q_award_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__GrantsGetRequest *req = (Samordna__V1__GrantsGetRequest *)sam_call_unpack(
-        call, &samordna__v1__grants_get_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__GrantsGetRequest *req = (const Samordna__V1__GrantsGetRequest *)call->msg;
     Samordna__V1__Award *a = grants_valid_id(req->id) ? grants_award_get(g, txn, req->id) : NULL;
-    if (!a) {
-        int rc = sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown award '%.80s'", req->id);
-        protobuf_c_message_free_unpacked(&req->base, NULL);
-        return rc;
-    }
+    if (!a) return sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown award '%.80s'", req->id);
     Samordna__V1__AwardDetail out = SAMORDNA__V1__AWARD_DETAIL__INIT;
     out.award = a;
     size_t cap = 0;
@@ -188,7 +174,6 @@ int grants_q_award_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     free(out.payments);
     s_keep_free(&keep);
     protobuf_c_message_free_unpacked(&a->base, NULL);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -214,9 +199,7 @@ int grants_q_awards_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
                          sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__ListAwardsRequest *req = (Samordna__V1__ListAwardsRequest *)sam_call_unpack(
-        call, &samordna__v1__list_awards_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__ListAwardsRequest *req = (const Samordna__V1__ListAwardsRequest *)call->msg;
     size_t page = s_page_size(req->page_size);
     Samordna__V1__AwardList out = SAMORDNA__V1__AWARD_LIST__INIT;
     size_t cap = 0;
@@ -303,7 +286,6 @@ int grants_q_awards_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
     rc = sam_reply_message(reply, &out.base);
     free(out.awards);
     s_keep_free(&keep);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -361,16 +343,11 @@ int grants_q_instruments_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t
                               sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__ListInstrumentsRequest *req =
-        (Samordna__V1__ListInstrumentsRequest *)sam_call_unpack(
-            call, &samordna__v1__list_instruments_request__descriptor, reply);
-    if (!req) return -1;
-    if (!grants_valid_id(req->municipality)) {
-        int rc = sam_reply_error(reply, SAM_BAD_REQUEST, "municipality: '%.80s' is not an id",
-                                 req->municipality);
-        protobuf_c_message_free_unpacked(&req->base, NULL);
-        return rc;
-    }
+    const Samordna__V1__ListInstrumentsRequest *req =
+        (const Samordna__V1__ListInstrumentsRequest *)call->msg;
+    if (!grants_valid_id(req->municipality))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "municipality: '%.80s' is not an id",
+                               req->municipality);
     Samordna__V1__InstrumentList out = SAMORDNA__V1__INSTRUMENT_LIST__INIT;
     s_keep_t keep = {0};
     s_collect_instruments(g, txn, req->municipality, req->year, &keep, &out.instruments,
@@ -379,7 +356,6 @@ int grants_q_instruments_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t
     free(out.instruments);
     free(out.needs);
     s_keep_free(&keep);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -446,30 +422,19 @@ static bool s_parse_index(const MDB_val *k, bool by_year, char *buf, size_t bufl
 int grants_q_overview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__OverviewRequest *req = (Samordna__V1__OverviewRequest *)sam_call_unpack(
-        call, &samordna__v1__overview_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__OverviewRequest *req = (const Samordna__V1__OverviewRequest *)call->msg;
     int rc = -1;
     const char *group_by = req->group_by[0] ? req->group_by : "agency";
     bool all = req->recipient[0] == 0;
-    if (strcmp(group_by, "agency") && strcmp(group_by, "scheme") && strcmp(group_by, "pilot")) {
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST,
-                             "group_by: '%.20s' is not agency, scheme or pilot", req->group_by);
-        protobuf_c_message_free_unpacked(&req->base, NULL);
-        return rc;
-    }
-    if (all && !req->year) {
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST,
-                             "year: required when no recipient is named (totals per recipient)");
-        protobuf_c_message_free_unpacked(&req->base, NULL);
-        return rc;
-    }
-    if (!all && !grants_valid_id(req->recipient)) {
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "recipient: '%.80s' is not an id",
-                             req->recipient);
-        protobuf_c_message_free_unpacked(&req->base, NULL);
-        return rc;
-    }
+    if (strcmp(group_by, "agency") && strcmp(group_by, "scheme") && strcmp(group_by, "pilot"))
+        return sam_reply_error(reply, SAM_BAD_REQUEST,
+                               "group_by: '%.20s' is not agency, scheme or pilot", req->group_by);
+    if (all && !req->year)
+        return sam_reply_error(reply, SAM_BAD_REQUEST,
+                               "year: required when no recipient is named (totals per recipient)");
+    if (!all && !grants_valid_id(req->recipient))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "recipient: '%.80s' is not an id",
+                               req->recipient);
     Samordna__V1__Overview out = SAMORDNA__V1__OVERVIEW__INIT;
     out.recipient = req->recipient;
     out.year = req->year;
@@ -488,7 +453,7 @@ int grants_q_overview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     MDB_cursor *cur;
     int mrc = mdb_cursor_open(txn, g->dbi[all ? GRANTS_T_BY_YEAR : GRANTS_T_BY_RECIPIENT], &cur);
     if (mrc) {
-        rc = sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(mrc));
+        rc = mrc;
         goto done;
     }
     Samordna__V1__Award *last = NULL; /* a joint award's funders are usually adjacent */
@@ -583,7 +548,6 @@ done:
     free(out.instruments);
     free(out.needs);
     s_keep_free(&keep);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -597,17 +561,12 @@ static bool s_cancelled(const Samordna__V1__Award *a)
 int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__DeadlinesRequest *req = (Samordna__V1__DeadlinesRequest *)sam_call_unpack(
-        call, &samordna__v1__deadlines_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__DeadlinesRequest *req = (const Samordna__V1__DeadlinesRequest *)call->msg;
     int rc;
-    if (!grants_valid_date(req->before) || (req->from[0] && !grants_valid_date(req->from))) {
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.20s' is not a date (YYYY-MM-DD)",
-                             grants_valid_date(req->before) ? "from" : "before",
-                             grants_valid_date(req->before) ? req->from : req->before);
-        protobuf_c_message_free_unpacked(&req->base, NULL);
-        return rc;
-    }
+    if (!grants_valid_date(req->before) || (req->from[0] && !grants_valid_date(req->from)))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.20s' is not a date (YYYY-MM-DD)",
+                               grants_valid_date(req->before) ? "from" : "before",
+                               grants_valid_date(req->before) ? req->from : req->before);
     size_t page = s_page_size(req->page_size);
     Samordna__V1__DeadlineList out = SAMORDNA__V1__DEADLINE_LIST__INIT;
     Samordna__V1__Deadline *items = NULL;
@@ -630,10 +589,7 @@ int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     }
     MDB_cursor *cur;
     rc = mdb_cursor_open(txn, g->dbi[GRANTS_T_DEADLINES], &cur);
-    if (rc) {
-        protobuf_c_message_free_unpacked(&req->base, NULL);
-        return sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(rc));
-    }
+    if (rc) return rc;
     MDB_val k = {start.n, start.b}, v;
     rc = start.n ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
                  : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -701,7 +657,6 @@ int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     free(dp);
     free(items);
     s_keep_free(&keep);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -715,7 +670,7 @@ int grants_q_ledger_verify(sam_service_t *svc, MDB_txn *txn, const sam_call_t *c
     int mrc = grants_ledger_verify(g, txn, &out);
     int rc;
     if (mrc)
-        rc = sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(mrc));
+        rc = mrc;
     else
         rc = sam_reply_message(reply, &out.base);
     if (!out.balanced || out.n_problems)
@@ -729,9 +684,7 @@ int grants_q_ledger_accounts(sam_service_t *svc, MDB_txn *txn, const sam_call_t 
                              sam_reply_t *reply)
 {
     grants_t *g = sam_service_ctx(svc);
-    Samordna__V1__AccountsRequest *req = (Samordna__V1__AccountsRequest *)sam_call_unpack(
-        call, &samordna__v1__accounts_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__AccountsRequest *req = (const Samordna__V1__AccountsRequest *)call->msg;
     size_t page = s_page_size(req->page_size);
     Samordna__V1__AccountList out = SAMORDNA__V1__ACCOUNT_LIST__INIT;
     size_t cap = 0;
@@ -765,6 +718,5 @@ int grants_q_ledger_accounts(sam_service_t *svc, MDB_txn *txn, const sam_call_t 
     rc = sam_reply_message(reply, &out.base);
     free(out.accounts);
     s_keep_free(&keep);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }

@@ -175,42 +175,29 @@ static void s_add(s_ref_t *refs, size_t *n, size_t cap, char kind, const char *i
     }
 }
 
-/* The references an event names; unpacks its payload (an undecodable one names none: apply
-   will refuse it). */
+/* The references an event names, from its payload as the runtime decoded it (grants.def). */
 static size_t s_refs_of(const sam_event_t *ev, s_ref_t *refs, size_t cap)
 {
     size_t n = 0;
     const char *t = ev->ce->type;
-    const uint8_t *d = ev->data;
-    size_t len = ev->data_len;
     if (strcmp(t, "no.samordna.grants.scheme.created") == 0) {
-        Samordna__V1__Scheme *s = samordna__v1__scheme__unpack(NULL, len, d);
-        if (s) s_add(refs, &n, cap, 'a', s->owner);
-        if (s) samordna__v1__scheme__free_unpacked(s, NULL);
+        const Samordna__V1__Scheme *s = (const Samordna__V1__Scheme *)ev->msg;
+        s_add(refs, &n, cap, 'a', s->owner);
     } else if (strcmp(t, "no.samordna.grants.award.granted") == 0) {
-        Samordna__V1__Award *a = samordna__v1__award__unpack(NULL, len, d);
-        if (a) {
-            s_add(refs, &n, cap, 'r', a->recipient);
-            if (a->pilot[0]) s_add(refs, &n, cap, 'p', a->pilot);
-            for (size_t i = 0; i < a->n_funders; i++)
-                s_add(refs, &n, cap, 'a', a->funders[i]->agency);
-            samordna__v1__award__free_unpacked(a, NULL);
-        }
+        const Samordna__V1__Award *a = (const Samordna__V1__Award *)ev->msg;
+        s_add(refs, &n, cap, 'r', a->recipient);
+        if (a->pilot[0]) s_add(refs, &n, cap, 'p', a->pilot);
+        for (size_t i = 0; i < a->n_funders; i++)
+            s_add(refs, &n, cap, 'a', a->funders[i]->agency);
     } else if (strcmp(t, "no.samordna.grants.instrument.registered") == 0) {
-        Samordna__V1__Instrument *in = samordna__v1__instrument__unpack(NULL, len, d);
-        if (in) {
-            s_add(refs, &n, cap, 'a', in->agency);
-            s_add(refs, &n, cap, 'm', in->municipality);
-            if (in->pilot[0]) s_add(refs, &n, cap, 'p', in->pilot);
-            samordna__v1__instrument__free_unpacked(in, NULL);
-        }
+        const Samordna__V1__Instrument *in = (const Samordna__V1__Instrument *)ev->msg;
+        s_add(refs, &n, cap, 'a', in->agency);
+        s_add(refs, &n, cap, 'm', in->municipality);
+        if (in->pilot[0]) s_add(refs, &n, cap, 'p', in->pilot);
     } else if (strcmp(t, "no.samordna.grants.need.recorded") == 0) {
-        Samordna__V1__Need *nd = samordna__v1__need__unpack(NULL, len, d);
-        if (nd) {
-            s_add(refs, &n, cap, 'm', nd->municipality);
-            if (nd->pilot[0]) s_add(refs, &n, cap, 'p', nd->pilot);
-            samordna__v1__need__free_unpacked(nd, NULL);
-        }
+        const Samordna__V1__Need *nd = (const Samordna__V1__Need *)ev->msg;
+        s_add(refs, &n, cap, 'm', nd->municipality);
+        if (nd->pilot[0]) s_add(refs, &n, cap, 'p', nd->pilot);
     }
     return n;
 }

@@ -38,21 +38,21 @@
 /* One followed outbox. */
 typedef struct {
     char service[64];
-    uint64_t cursor;      /* last seq queued (mirrors the "cursors" table) */
-    uint64_t req_id;      /* events.read in flight, 0 when none */
-    int64_t sent_ms;      /* when it was sent */
-    int64_t next_try_ms;  /* when to send the next one */
-    bool down;            /* the last attempt failed (logged once until it answers again) */
-    uint64_t head;        /* the outbox head the service last reported */
-    int64_t head_mono;    /* when it did (monotonic clock; 0: never) */
+    uint64_t cursor;     /* last seq queued (mirrors the "cursors" table) */
+    uint64_t req_id;     /* events.read in flight, 0 when none */
+    int64_t sent_ms;     /* when it was sent */
+    int64_t next_try_ms; /* when to send the next one */
+    bool down;           /* the last attempt failed (logged once until it answers again) */
+    uint64_t head;       /* the outbox head the service last reported */
+    int64_t head_mono;   /* when it did (monotonic clock; 0: never) */
 } notify_follow_t;
 
 /* A subscription replaying one followed outbox's history (SubscriptionStart.replaying). */
 typedef struct {
     char sub[NOTIFY_ID_MAX + 1];
     char service[64];
-    uint64_t pos;         /* events up to here are considered */
-    uint64_t req_id;      /* events.read in flight, 0 when none */
+    uint64_t pos;    /* events up to here are considered */
+    uint64_t req_id; /* events.read in flight, 0 when none */
     int64_t sent_ms;
     int64_t next_try_ms;
 } notify_replay_t;
@@ -68,32 +68,32 @@ typedef struct {
     /* options */
     notify_follow_t follow[NOTIFY_MAX_FOLLOW];
     size_t n_follow;
-    int follow_wait_ms;             /* wait_ms of each events.read */
+    int follow_wait_ms;                       /* wait_ms of each events.read */
     int64_t schedule_ms[NOTIFY_MAX_SCHEDULE]; /* retry delays; after the last → dead */
     size_t n_schedule;
     long http_timeout_ms;
-    long max_in_flight;             /* webhook/e-mail transfers at once */
-    const char *smtp_url;           /* smtp://host:port, NULL: e-mail deliveries retry */
+    long max_in_flight;   /* webhook/e-mail transfers at once */
+    const char *smtp_url; /* smtp://host:port, NULL: e-mail deliveries retry */
     const char *mail_from;
-    const char *briefing_dates;     /* "MM-DD,MM-DD" */
-    const char *briefing_from;      /* source of briefings and reminders (the pilot owner) */
-    long reminder_days;             /* before a reporting deadline; 0: no reminders */
-    long call_timeout_ms;           /* calls to status and grants while composing */
-    long schedule_interval_ms;      /* how often briefings and deadlines are checked */
-    char since[11];                 /* first day the store ran: no briefing before it */
-    long log_keep_days;             /* the delivery log forgets attempts older than this */
-    int64_t next_prune_ms;          /* next pruning of the log */
-    bool grants_down;               /* grants.deadlines failed last time (logged once) */
-    uint64_t rem_req;               /* grants.deadlines in flight, 0 when none */
+    const char *briefing_dates; /* "MM-DD,MM-DD" */
+    const char *briefing_from;  /* source of briefings and reminders (the pilot owner) */
+    long reminder_days;         /* before a reporting deadline; 0: no reminders */
+    long call_timeout_ms;       /* calls to status and grants while composing */
+    long schedule_interval_ms;  /* how often briefings and deadlines are checked */
+    char since[11];             /* first day the store ran: no briefing before it */
+    long log_keep_days;         /* the delivery log forgets attempts older than this */
+    int64_t next_prune_ms;      /* next pruning of the log */
+    bool grants_down;           /* grants.deadlines failed last time (logged once) */
+    uint64_t rem_req;           /* grants.deadlines in flight, 0 when none */
     int64_t rem_sent_ms;
     char rem_from[11], rem_before[11]; /* the reminder window being asked about */
-    char rem_token[128];            /* the page being asked for */
+    char rem_token[128];               /* the page being asked for */
 
     /* run-time state */
     notify_replay_t replay[NOTIFY_MAX_REPLAY]; /* history replays under way */
     size_t n_replay;
-    bool replay_scan;               /* the starts table may hold replays not in replay[] */
-    sam_client_t *client;           /* the runtime's client, for events.read and calls */
+    bool replay_scan;     /* the starts table may hold replays not in replay[] */
+    sam_client_t *client; /* the runtime's client, for events.read and calls */
     CURLM *multi;
     zhashx_t *flights;              /* subscription id → notify_flight_t (in flight) */
     int64_t next_schedule_ms;       /* next check of briefing/reminders */
@@ -111,8 +111,7 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
 int notify_apply_sub_deleted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                              sam_reply_t *reply);
 int notify_q_sub_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
-int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                      sam_reply_t *reply);
+int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
 int notify_q_sub_secret(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                         sam_reply_t *reply);
 /* The webhook signing secret of a subscription, as 64 hex characters and a NUL. */
@@ -128,8 +127,7 @@ int notify_q_dead_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                        sam_reply_t *reply);
 int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                          sam_reply_t *reply);
-int notify_q_cursors(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                     sam_reply_t *reply);
+int notify_q_cursors(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
 
 /* notify_follow.c — following outboxes and queuing matches. */
 void notify_follow_start(notify_t *n);
@@ -168,7 +166,6 @@ void notify_deliver_stop(notify_t *n);
 void notify_deliver_forget(notify_t *n, const char *sub_id);
 /* The body of one delivery: CloudEvents structured JSON (malloc'd, NUL-terminated). */
 char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce);
-
 
 /* notify_briefing.c — the half-yearly briefing and the reminders. */
 int notify_schedule_start(notify_t *n);

@@ -130,8 +130,8 @@ static size_t s_briefing_days(const char *list, int md[][2], size_t cap)
 
 /* The briefing date at or before `day` (latest) or at or after it (next), and the one before
    that date. */
-static void s_briefing_around(const int md[][2], size_t n, s_date_t day, bool next,
-                              s_date_t *due, s_date_t *prev)
+static void s_briefing_around(const int md[][2], size_t n, s_date_t day, bool next, s_date_t *due,
+                              s_date_t *prev)
 {
     if (n == 0) { /* no dates: the start refuses such options; a year back, to be defined */
         *due = day;
@@ -240,8 +240,9 @@ static void s_section_report(notify_t *n, s_text_t *t, s_notes_t *ns, const char
                                 (ProtobufCMessage **)&rep, (int)n->call_timeout_ms, &res);
     if (code != SAM_OK) {
         s_add(t, "   (not available)\n");
-        s_note(ns, "status.report: %u %s — milestones, meetings, steps and barrier moves of the "
-                   "period are missing",
+        s_note(ns,
+               "status.report: %u %s — milestones, meetings, steps and barrier moves of the "
+               "period are missing",
                code, res.message);
         sam_result_clear(&res);
         return;
@@ -268,8 +269,8 @@ static void s_section_grants(notify_t *n, s_text_t *t, s_notes_t *ns, int y0, in
         Samordna__V1__Overview *ov = NULL;
         sam_result_t res;
         uint32_t code = notify_call(n, "grants", "grants.overview", &rq.base,
-                                    &samordna__v1__overview__descriptor,
-                                    (ProtobufCMessage **)&ov, (int)n->call_timeout_ms, &res);
+                                    &samordna__v1__overview__descriptor, (ProtobufCMessage **)&ov,
+                                    (int)n->call_timeout_ms, &res);
         if (code != SAM_OK) {
             s_add(t, "   %d: (not available)\n", y);
             s_note(ns, "grants.overview %d: %u %s — the grants of %d are missing", y, code,
@@ -342,7 +343,8 @@ static Samordna__V1__Briefing *s_compose(notify_t *n, s_date_t due, s_date_t pre
     s_section_barriers(n, &t, &ns);
     if (ns.n) {
         s_add(&t, "\nNotes: parts of this briefing could not be composed.\n");
-        for (size_t i = 0; i < ns.n; i++) s_add(&t, "   - %s\n", ns.notes[i]);
+        for (size_t i = 0; i < ns.n; i++)
+            s_add(&t, "   - %s\n", ns.notes[i]);
     }
     char id[32];
     snprintf(id, sizeof id, "briefing-%s", ds);
@@ -371,7 +373,8 @@ static void s_briefing_free(Samordna__V1__Briefing *b)
     free(b->period_from);
     free(b->period_to);
     free(b->text);
-    for (size_t i = 0; i < b->n_notes; i++) free(b->notes[i]);
+    for (size_t i = 0; i < b->n_notes; i++)
+        free(b->notes[i]);
     free(b->notes);
     free(b);
 }
@@ -406,7 +409,8 @@ static bool s_issue(notify_t *n, const char *id, const char *type, const char *s
         IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
     Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue v_ct =
         IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
-    v_subj.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+    v_subj.attr_case =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
     v_subj.ce_string = (char *)subject;
     v_ct.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
     v_ct.ce_string = "application/protobuf";
@@ -429,7 +433,8 @@ static bool s_issue(notify_t *n, const char *id, const char *type, const char *s
     sam_be64_put(when, (uint64_t)now);
     MDB_val k = {strlen(id), (void *)id}, v = {8, when};
     int rc = q < 0 ? SAM_STORE_CORRUPT : mdb_put(w, n->dbi.sent, &k, &v, 0);
-    if (!rc) rc = mdb_txn_commit(w);
+    if (!rc)
+        rc = mdb_txn_commit(w);
     else
         mdb_txn_abort(w);
     free(data);
@@ -487,9 +492,8 @@ void notify_reminders_reply(notify_t *n, const sam_result_t *res)
 {
     n->rem_req = 0;
     Samordna__V1__DeadlineList *dl =
-        res->code == SAM_OK
-            ? samordna__v1__deadline_list__unpack(NULL, res->body_len, res->body)
-            : NULL;
+        res->code == SAM_OK ? samordna__v1__deadline_list__unpack(NULL, res->body_len, res->body)
+                            : NULL;
     if (!dl) {
         if (!n->grants_down)
             sam_warn("schedule.deadlines_unavailable code=%u reason=\"%s\"", res->code,
@@ -510,10 +514,11 @@ void notify_reminders_reply(notify_t *n, const sam_result_t *res)
         int days = (int)((s_date_time(due) - s_date_time(today)) / 86400);
         s_text_t t = {0};
         s_add(&t, "Påminnelse om rapporteringsfrist / Reporting deadline reminder\n\n");
-        s_add(&t, "The report on award %s to %s is due %s, in %d days.\n", d->award,
-              d->recipient, d->report_due, days);
+        s_add(&t, "The report on award %s to %s is due %s, in %d days.\n", d->award, d->recipient,
+              d->report_due, days);
         s_add(&t, "Scheme: %s\nPurpose: %s\nFunded by:", d->scheme, d->purpose);
-        for (size_t f = 0; f < d->n_funders; f++) s_add(&t, " %s", d->funders[f]);
+        for (size_t f = 0; f < d->n_funders; f++)
+            s_add(&t, " %s", d->funders[f]);
         s_add(&t, "\n");
         Samordna__V1__Reminder r = SAMORDNA__V1__REMINDER__INIT;
         r.id = id;
@@ -572,7 +577,8 @@ int notify_schedule_start(notify_t *n)
         v.mv_size = 10;
         v.mv_data = n->since;
         rc = mdb_put(w, n->dbi.meta, &k, &v, 0);
-        if (!rc) rc = mdb_txn_commit(w);
+        if (!rc)
+            rc = mdb_txn_commit(w);
         else
             mdb_txn_abort(w);
         if (rc) return -1;
@@ -586,10 +592,8 @@ int notify_q_briefing_preview(sam_service_t *svc, MDB_txn *txn, const sam_call_t
                               sam_reply_t *reply)
 {
     notify_t *n = sam_service_ctx(svc);
-    Samordna__V1__BriefingPreviewRequest *req =
-        (Samordna__V1__BriefingPreviewRequest *)sam_call_unpack(
-            call, &samordna__v1__briefing_preview_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__BriefingPreviewRequest *req =
+        (const Samordna__V1__BriefingPreviewRequest *)call->msg;
     s_date_t day = s_today();
     int rc = -1;
     if (*req->date && !s_date_parse(req->date, &day)) {
@@ -609,6 +613,5 @@ int notify_q_briefing_preview(sam_service_t *svc, MDB_txn *txn, const sam_call_t
     rc = sam_reply_message(reply, &b->base);
     s_briefing_free(b);
 done:
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }

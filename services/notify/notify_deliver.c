@@ -45,7 +45,7 @@ struct notify_flight_t {
     char event_id[128];
     char event_type[128];
     char challenge[65];
-    char *body;               /* request body or mail message */
+    char *body; /* request body or mail message */
     size_t body_len, body_off;
     struct curl_slist *headers;
     struct curl_slist *rcpt;
@@ -132,8 +132,8 @@ char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce)
 {
     json_t *o = json_object();
     if (!o) return NULL;
-    json_object_set_new(o, "specversion", json_string(*ce->spec_version ? ce->spec_version
-                                                                         : "1.0"));
+    json_object_set_new(o, "specversion",
+                        json_string(*ce->spec_version ? ce->spec_version : "1.0"));
     json_object_set_new(o, "id", json_string(ce->id));
     json_object_set_new(o, "source", json_string(ce->source));
     json_object_set_new(o, "type", json_string(ce->type));
@@ -150,8 +150,7 @@ char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce)
     }
     switch (ce->data_case) {
     case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA: {
-        size_t cap =
-            sodium_base64_ENCODED_LEN(ce->binary_data.len, sodium_base64_VARIANT_ORIGINAL);
+        size_t cap = sodium_base64_ENCODED_LEN(ce->binary_data.len, sodium_base64_VARIANT_ORIGINAL);
         char *b = malloc(cap);
         if (b) {
             sodium_bin2base64(b, cap, ce->binary_data.data, ce->binary_data.len,
@@ -182,8 +181,8 @@ char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce)
 /* ---- starting transfers ------------------------------------------------------------------- */
 
 /* "t=<unix>,v1=<hex>" over "<t>.<body>". */
-static void s_sign(notify_t *n, const Samordna__V1__Subscription *s, const char *body,
-                   size_t len, char *out, size_t cap)
+static void s_sign(notify_t *n, const Samordna__V1__Subscription *s, const char *body, size_t len,
+                   char *out, size_t cap)
 {
     char secret[65];
     notify_sub_secret(n, s, secret);
@@ -230,8 +229,8 @@ static int s_start_webhook(notify_t *n, const Samordna__V1__Subscription *s, not
     s_sign(n, s, f->body, f->body_len, sig, sizeof sig);
     char dl[NOTIFY_ID_MAX + 48];
     snprintf(dl, sizeof dl, "X-Samordna-Delivery: %s/%llu", s->id, (unsigned long long)f->qseq);
-    f->headers = curl_slist_append(f->headers,
-                                   "Content-Type: application/cloudevents+json; charset=utf-8");
+    f->headers =
+        curl_slist_append(f->headers, "Content-Type: application/cloudevents+json; charset=utf-8");
     f->headers = curl_slist_append(f->headers, sig);
     f->headers = curl_slist_append(f->headers, dl);
     f->headers = curl_slist_append(f->headers, "Expect:");
@@ -263,8 +262,7 @@ static void s_mail_header(const char *in, char *out, size_t cap)
         return;
     }
     char b64[sodium_base64_ENCODED_LEN(512, sodium_base64_VARIANT_ORIGINAL)];
-    sodium_bin2base64(b64, sizeof b64, (const uint8_t *)clean, j,
-                      sodium_base64_VARIANT_ORIGINAL);
+    sodium_bin2base64(b64, sizeof b64, (const uint8_t *)clean, j, sodium_base64_VARIANT_ORIGINAL);
     snprintf(out, cap, "=?UTF-8?B?%s?=", b64);
 }
 
@@ -273,16 +271,16 @@ static char *s_mail_text(const Io__Cloudevents__V1__CloudEvent *ce, const char *
 {
     if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
         if (strcmp(ce->type, "no.samordna.notify.briefing.issued") == 0) {
-            Samordna__V1__Briefing *b = samordna__v1__briefing__unpack(
-                NULL, ce->binary_data.len, ce->binary_data.data);
+            Samordna__V1__Briefing *b =
+                samordna__v1__briefing__unpack(NULL, ce->binary_data.len, ce->binary_data.data);
             if (b) {
                 char *t = strdup(b->text);
                 protobuf_c_message_free_unpacked(&b->base, NULL);
                 return t;
             }
         } else if (strcmp(ce->type, "no.samordna.notify.reminder.due") == 0) {
-            Samordna__V1__Reminder *r = samordna__v1__reminder__unpack(
-                NULL, ce->binary_data.len, ce->binary_data.data);
+            Samordna__V1__Reminder *r =
+                samordna__v1__reminder__unpack(NULL, ce->binary_data.len, ce->binary_data.data);
             if (r) {
                 char *t = strdup(r->text);
                 protobuf_c_message_free_unpacked(&r->base, NULL);
@@ -398,8 +396,7 @@ static void s_start_handshake(notify_t *n, const Samordna__V1__Subscription *s)
     snprintf(f->event_type, sizeof f->event_type, "no.samordna.notify.webhook.handshake");
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s}}", "specversion", "1.0", "id",
                           f->event_id, "source", "notify", "type", f->event_type, "subject", s->id,
-                          "datacontenttype", "application/json", "data", "challenge",
-                          f->challenge);
+                          "datacontenttype", "application/json", "data", "challenge", f->challenge);
     f->body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     f->body_len = f->body ? strlen(f->body) : 0;
@@ -467,11 +464,10 @@ static int s_handshake_done(notify_t *n, MDB_txn *w, notify_flight_t *f,
                      "handshake failed: the answer did not echo the challenge");
         else
             snprintf(st.reason, sizeof st.reason, "handshake failed: HTTP %ld", status);
-        sam_info("webhook.handshake_failed subscription=%s status=%ld attempts=%u", s->id,
-                 status, st.handshake_attempts);
+        sam_info("webhook.handshake_failed subscription=%s status=%ld attempts=%u", s->id, status,
+                 st.handshake_attempts);
     }
-    s_log(n, w, f, status, now, lat, ok ? "handshake" : "handshake-failed",
-          ok ? NULL : st.reason);
+    s_log(n, w, f, status, now, lat, ok ? "handshake" : "handshake-failed", ok ? NULL : st.reason);
     return notify_state_put(w, &n->dbi, s->id, &st);
 }
 
@@ -568,12 +564,12 @@ static void s_collect(notify_t *n)
         if (sam_store_get_msg(w, n->dbi.subs, f->sub, strlen(f->sub),
                               &samordna__v1__subscription__descriptor,
                               (ProtobufCMessage **)&s) == 0) {
-            int rc = f->kind == S_HANDSHAKE
-                         ? s_handshake_done(n, w, f, s, status, err, now, lat)
-                         : s_delivery_done(n, w, f, s, status, res == CURLE_OK, err, (long)ra,
-                                           now, lat);
-            if (rc) sam_error("deliver.record subscription=%s error=\"%s\"", f->sub,
-                              sam_store_strerror(rc));
+            int rc = f->kind == S_HANDSHAKE ? s_handshake_done(n, w, f, s, status, err, now, lat)
+                                            : s_delivery_done(n, w, f, s, status, res == CURLE_OK,
+                                                              err, (long)ra, now, lat);
+            if (rc)
+                sam_error("deliver.record subscription=%s error=\"%s\"", f->sub,
+                          sam_store_strerror(rc));
             if (f->kind == S_HANDSHAKE) n->next_handshake_scan_ms = 0; /* its retry is due */
             protobuf_c_message_free_unpacked(&s->base, NULL);
         }

@@ -38,9 +38,9 @@
 #include <string.h>
 #include <time.h>
 
-#define S_READ_MAX 500       /* events per events.read */
+#define S_READ_MAX 500        /* events per events.read */
 #define S_LOST_MARGIN_MS 5000 /* a long poll unanswered this long past its wait is resent */
-#define S_RETRY_MS 1000      /* after a failed events.read */
+#define S_RETRY_MS 1000       /* after a failed events.read */
 #define S_HEAD_FRESH_MS 5000  /* a head learnt this recently still starts a subscription */
 
 int64_t notify_now_ms(void)
@@ -81,9 +81,9 @@ static int s_queue_for(s_match_t *m, const char *sub_id, int channel)
     notify_t *n = m->n;
     /* only webhooks and disabled subscriptions have a state row; none means active */
     Samordna__V1__SubscriptionState *st = NULL;
-    int rc = sam_store_get_msg(m->txn, n->dbi.state, sub_id, strlen(sub_id),
-                               &samordna__v1__subscription_state__descriptor,
-                               (ProtobufCMessage **)&st);
+    int rc =
+        sam_store_get_msg(m->txn, n->dbi.state, sub_id, strlen(sub_id),
+                          &samordna__v1__subscription_state__descriptor, (ProtobufCMessage **)&st);
     if (rc == 0) {
         bool disabled = st->state == SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED;
         protobuf_c_message_free_unpacked(&st->base, NULL);
@@ -103,8 +103,8 @@ static int s_queue_for(s_match_t *m, const char *sub_id, int channel)
     d.committed_ms = m->committed_ms;
     uint8_t key[NOTIFY_QKEY_MAX];
     size_t kl = notify_qkey(key, sub_id, qseq);
-    MDB_dbi q = channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX ? n->dbi.inbox
-                                                                             : n->dbi.queue;
+    MDB_dbi q =
+        channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX ? n->dbi.inbox : n->dbi.queue;
     rc = qseq ? sam_store_put_msg(m->txn, q, key, kl, &d.base, 0) : SAM_STORE_CORRUPT;
     if (rc) {
         m->err = rc;
@@ -221,8 +221,8 @@ static void s_take_events(notify_t *n, notify_follow_t *f, const Samordna__V1__R
     for (size_t i = 0; i < rr->n_events; i++) {
         const Samordna__V1__StoredEvent *se = rr->events[i];
         if (!se || !se->event || se->seq <= cursor) continue;
-        int q = notify_enqueue_matches(n, txn, f->service, se->seq, se->event, se->recorded_ms,
-                                       now);
+        int q =
+            notify_enqueue_matches(n, txn, f->service, se->seq, se->event, se->recorded_ms, now);
         if (q < 0) {
             mdb_txn_abort(txn);
             return;
@@ -232,7 +232,8 @@ static void s_take_events(notify_t *n, notify_follow_t *f, const Samordna__V1__R
         taken++;
     }
     if (taken) rc = notify_cursor_put(txn, &n->dbi, f->service, cursor, now);
-    if (!rc) rc = mdb_txn_commit(txn);
+    if (!rc)
+        rc = mdb_txn_commit(txn);
     else
         mdb_txn_abort(txn);
     if (rc) {
@@ -241,8 +242,8 @@ static void s_take_events(notify_t *n, notify_follow_t *f, const Samordna__V1__R
     }
     f->cursor = cursor;
     if (queued) n->next_deliver_scan_ms = 0;
-    sam_debug("follow.took service=%s events=%zu queued=%zu cursor=%llu", f->service, taken,
-              queued, (unsigned long long)cursor);
+    sam_debug("follow.took service=%s events=%zu queued=%zu cursor=%llu", f->service, taken, queued,
+              (unsigned long long)cursor);
 }
 
 static bool s_replay_dispatch(notify_t *n, sam_result_t *res);
@@ -277,8 +278,9 @@ static bool s_dispatch(notify_t *n, sam_result_t *res)
             f->next_try_ms = now + S_RETRY_MS;
             return true;
         }
-        if (f->down) sam_info("follow.resumed service=%s after_seq=%llu", f->service,
-                              (unsigned long long)f->cursor);
+        if (f->down)
+            sam_info("follow.resumed service=%s after_seq=%llu", f->service,
+                     (unsigned long long)f->cursor);
         f->down = false;
         s_learn_head(f, rr->last_seq);
         s_take_events(n, f, rr);
@@ -365,8 +367,7 @@ uint32_t notify_call(notify_t *n, const char *service, const char *method,
         int64_t left = end - zclock_mono();
         if (left <= 0) {
             result->code = SAM_TIMEOUT;
-            snprintf(result->message, sizeof result->message, "no answer within %d ms",
-                     timeout_ms);
+            snprintf(result->message, sizeof result->message, "no answer within %d ms", timeout_ms);
             return result->code;
         }
         sam_result_t res = {0};
@@ -385,8 +386,7 @@ uint32_t notify_call(notify_t *n, const char *service, const char *method,
         *reply_out = protobuf_c_message_unpack(reply_desc, NULL, result->body_len, result->body);
         if (!*reply_out) {
             result->code = SAM_BAD_REQUEST;
-            snprintf(result->message, sizeof result->message, "undecodable %s",
-                     reply_desc->name);
+            snprintf(result->message, sizeof result->message, "undecodable %s", reply_desc->name);
         }
     }
     return result->code;
@@ -422,9 +422,7 @@ static void s_learn_head(notify_follow_t *f, uint64_t head)
 int notify_prepare_sub(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply)
 {
     notify_t *n = sam_service_ctx(svc);
-    Samordna__V1__SubscriptionCreated *m = (Samordna__V1__SubscriptionCreated *)sam_event_unpack(
-        ev, &samordna__v1__subscription_created__descriptor, reply);
-    if (!m) return 0; /* apply refuses it with the reason */
+    const Samordna__V1__SubscriptionCreated *m = (const Samordna__V1__SubscriptionCreated *)ev->msg;
     const char *type = m->subscription && m->subscription->type ? m->subscription->type : "";
     int timeout = n->call_timeout_ms < 1000 ? (int)n->call_timeout_ms : 1000;
     for (size_t i = 0; i < n->n_follow; i++) {
@@ -446,7 +444,6 @@ int notify_prepare_sub(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *r
         if (rr) protobuf_c_message_free_unpacked(&rr->base, NULL);
         sam_result_clear(&res);
     }
-    protobuf_c_message_free_unpacked(&m->base, NULL);
     return 0;
 }
 
@@ -477,8 +474,8 @@ int notify_starts_put(notify_t *n, MDB_txn *txn, const Samordna__V1__Subscriptio
                 snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "",
                          n->follow[j].service);
             return sam_reply_error(reply, SAM_BAD_REQUEST,
-                                   "subscription.from[%zu].service: not a followed service (%s)",
-                                   i, list);
+                                   "subscription.from[%zu].service: not a followed service (%s)", i,
+                                   list);
         }
     }
     int64_t since = 0;
@@ -581,8 +578,7 @@ static bool s_take_replay(notify_t *n, notify_replay_t *r, const Samordna__V1__R
                                &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
     if (rc || !st->replaying) { /* deleted meanwhile, or finished by another instance */
         if (rc && rc != MDB_NOTFOUND)
-            sam_error("replay.store subscription=%s error=\"%s\"", r->sub,
-                      sam_store_strerror(rc));
+            sam_error("replay.store subscription=%s error=\"%s\"", r->sub, sam_store_strerror(rc));
         if (st) protobuf_c_message_free_unpacked(&st->base, NULL);
         mdb_txn_abort(txn);
         return !rc || rc == MDB_NOTFOUND;
@@ -665,8 +661,8 @@ static bool s_replay_dispatch(notify_t *n, sam_result_t *res)
             res->code == SAM_OK ? samordna__v1__read_reply__unpack(NULL, res->body_len, res->body)
                                 : NULL;
         if (!rr) {
-            sam_warn("replay.unavailable subscription=%s service=%s code=%u reason=\"%s\"",
-                     r->sub, r->service, res->code, res->code == SAM_OK ? "undecodable" : res->message);
+            sam_warn("replay.unavailable subscription=%s service=%s code=%u reason=\"%s\"", r->sub,
+                     r->service, res->code, res->code == SAM_OK ? "undecodable" : res->message);
             r->next_try_ms = now + S_RETRY_MS;
             return true;
         }

@@ -2,13 +2,14 @@
 
     An inbox subscription's queue is the inbox: notify.inbox.read returns its oldest
     deliveries — or, when there are none and the reader gives wait_ms, waits for them as a
-    long poll (sam_reply_t.wait_ms) — and they stay until notify.inbox.ack removes them, so whatever a reader did
-    not acknowledge (it crashed, the reply was lost) is read again. Receivers drop
+    long poll (sam_reply_t.wait_ms) — and they stay until notify.inbox.ack removes them, so whatever
+   a reader did not acknowledge (it crashed, the reply was lost) is read again. Receivers drop
     duplicates by the CloudEvent id.
 
     Acknowledging and replaying change only notify's own delivery state, never the facts of
     the system, so they are not events: the handler opens its own write transaction after
-    checking the request on the read transaction it was given. Both are idempotent.
+    checking the request on the read transaction it was given (their rows in notify.def are
+    W, a query that writes). Both are idempotent.
 */
 #include "notify.h"
 
@@ -21,34 +22,33 @@ static notify_t *s_ctx(sam_service_t *svc)
 
 static bool s_is_admin(const Samordna__V1__Caller *c)
 {
-    return c->insecure || (c->role && (strcmp(c->role, "admin") == 0 ||
-                                       strcmp(c->role, "service") == 0));
+    return c->insecure ||
+           (c->role && (strcmp(c->role, "admin") == 0 || strcmp(c->role, "service") == 0));
 }
 
-/* Loads a subscription the caller may operate on; NULL with the refusal in reply. */
-static Samordna__V1__Subscription *s_owned(notify_t *n, MDB_txn *txn, const sam_call_t *call,
-                                           const char *id, const char *field, sam_reply_t *reply)
+/* Loads a subscription the caller may operate on. Returns 0 with *out set (free it), -1 with
+   the refusal in reply, or a store error. */
+static int s_owned(notify_t *n, MDB_txn *txn, const sam_call_t *call, const char *id,
+                   const char *field, Samordna__V1__Subscription **out, sam_reply_t *reply)
 {
-    if (!notify_valid_id(id)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.80s' is not a subscription id", field,
-                        id);
-        return NULL;
-    }
+    *out = NULL;
+    if (!notify_valid_id(id))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.80s' is not a subscription id",
+                               field, id);
     Samordna__V1__Subscription *s = NULL;
     int rc = sam_store_get_msg(txn, n->dbi.subs, id, strlen(id),
                                &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
-    if (rc) {
-        sam_reply_error(reply, rc == MDB_NOTFOUND ? SAM_NOT_FOUND : SAM_INTERNAL,
-                        "%s: unknown subscription '%s'", field, id);
-        return NULL;
-    }
+    if (rc == MDB_NOTFOUND)
+        return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown subscription '%s'", field, id);
+    if (rc) return rc;
     if (!s_is_admin(call->caller) && strcmp(call->caller->agency, s->agency) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN, "%s: subscription '%s' belongs to agency '%s'",
-                        field, id, s->agency);
+        sam_reply_error(reply, SAM_FORBIDDEN, "%s: subscription '%s' belongs to agency '%s'", field,
+                        id, s->agency);
         protobuf_c_message_free_unpacked(&s->base, NULL);
-        return NULL;
+        return -1;
     }
-    return s;
+    *out = s;
+    return 0;
 }
 
 /* notify.inbox.read  InboxReadRequest → InboxReadReply (oldest first) */
@@ -56,20 +56,19 @@ int notify_q_inbox_read(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
                         sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
-    Samordna__V1__InboxReadRequest *req = (Samordna__V1__InboxReadRequest *)sam_call_unpack(
-        call, &samordna__v1__inbox_read_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__InboxReadRequest *req = (const Samordna__V1__InboxReadRequest *)call->msg;
     int rc = -1;
     size_t max = req->max ? req->max : 100;
     if (max > 1000) max = 1000;
     Samordna__V1__InboxItem *items = NULL, **ptrs = NULL;
     Samordna__V1__Delivery **ds = NULL;
     size_t count = 0;
-    Samordna__V1__Subscription *s = s_owned(n, txn, call, req->subscription, "subscription", reply);
-    if (!s) goto done;
+    Samordna__V1__Subscription *s = NULL;
+    if ((rc = s_owned(n, txn, call, req->subscription, "subscription", &s, reply))) goto done;
+    rc = -1;
     if (s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX) {
-        sam_reply_error(reply, SAM_UNPROCESSABLE,
-                        "subscription: '%s' is not an inbox subscription", s->id);
+        sam_reply_error(reply, SAM_UNPROCESSABLE, "subscription: '%s' is not an inbox subscription",
+                        s->id);
         goto done;
     }
     items = calloc(max, sizeof *items);
@@ -83,10 +82,7 @@ int notify_q_inbox_read(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
     size_t kl = notify_qkey(key, s->id, 0);
     size_t plen = kl - 8;
     MDB_cursor *cur;
-    if (mdb_cursor_open(txn, n->dbi.inbox, &cur)) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: cannot open cursor");
-        goto done;
-    }
+    if ((rc = mdb_cursor_open(txn, n->dbi.inbox, &cur))) goto done;
     MDB_val k = {kl, key}, v;
     int crc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (crc == 0 && count < max && k.mv_size == kl && memcmp(k.mv_data, key, plen) == 0) {
@@ -116,12 +112,12 @@ int notify_q_inbox_read(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
     out.items = ptrs;
     rc = sam_reply_message(reply, &out.base);
 done:
-    for (size_t i = 0; ds && i < count; i++) protobuf_c_message_free_unpacked(&ds[i]->base, NULL);
+    for (size_t i = 0; ds && i < count; i++)
+        protobuf_c_message_free_unpacked(&ds[i]->base, NULL);
     free(ds);
     free(ptrs);
     free(items);
     if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -149,17 +145,15 @@ static int s_ack_one(notify_t *n, MDB_txn *w, MDB_cursor *cur, const MDB_val *v,
 }
 
 /* notify.inbox.ack  InboxAckRequest → InboxAckReply */
-int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                       sam_reply_t *reply)
+int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
-    Samordna__V1__InboxAckRequest *req = (Samordna__V1__InboxAckRequest *)sam_call_unpack(
-        call, &samordna__v1__inbox_ack_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__InboxAckRequest *req = (const Samordna__V1__InboxAckRequest *)call->msg;
     int rc = -1;
     MDB_txn *w = NULL;
-    Samordna__V1__Subscription *s = s_owned(n, txn, call, req->subscription, "subscription", reply);
-    if (!s) goto done;
+    Samordna__V1__Subscription *s = NULL;
+    if ((rc = s_owned(n, txn, call, req->subscription, "subscription", &s, reply))) goto done;
+    rc = -1;
     if (!req->upto && !req->n_qseqs) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "upto: give upto or qseqs");
         goto done;
@@ -170,7 +164,7 @@ int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     }
     int src = sam_store_begin(sam_service_store(svc), NULL, true, &w);
     if (src) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(src));
+        rc = src;
         goto done;
     }
     int64_t now = notify_now_ms();
@@ -197,12 +191,13 @@ int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         if ((src = s_ack_one(n, w, cur, &v, now))) break;
         acked++;
     }
-    if (!src) src = notify_commit_relaxed(n, w);
+    if (!src)
+        src = notify_commit_relaxed(n, w);
     else
         mdb_txn_abort(w);
     w = NULL;
     if (src) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(src));
+        rc = src;
         goto done;
     }
     Samordna__V1__InboxAckReply out = SAMORDNA__V1__INBOX_ACK_REPLY__INIT;
@@ -210,7 +205,6 @@ int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     rc = sam_reply_message(reply, &out.base);
 done:
     if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -218,9 +212,7 @@ done:
 int notify_q_log(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
-    Samordna__V1__LogRequest *req = (Samordna__V1__LogRequest *)sam_call_unpack(
-        call, &samordna__v1__log_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__LogRequest *req = (const Samordna__V1__LogRequest *)call->msg;
     int rc = -1;
     size_t page = req->page_size ? req->page_size : 100;
     if (page > 1000) page = 1000;
@@ -241,10 +233,7 @@ int notify_q_log(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_r
     size_t kl = notify_qkey(key, req->subscription, req->page_token + 1);
     size_t plen = kl - 8;
     MDB_cursor *cur;
-    if (mdb_cursor_open(txn, n->dbi.log, &cur)) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: cannot open cursor");
-        goto done;
-    }
+    if ((rc = mdb_cursor_open(txn, n->dbi.log, &cur))) goto done;
     MDB_val k = {kl, key}, v;
     int crc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (crc == 0 && k.mv_size == kl && memcmp(k.mv_data, key, plen) == 0) {
@@ -269,10 +258,10 @@ int notify_q_log(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_r
     out.next_page_token = more && count ? es[count - 1].n : 0;
     rc = sam_reply_message(reply, &out.base);
 done:
-    for (size_t i = 0; i < count; i++) protobuf_c_message_free_unpacked(&es[i].attempt->base, NULL);
+    for (size_t i = 0; i < count; i++)
+        protobuf_c_message_free_unpacked(&es[i].attempt->base, NULL);
     free(ptrs);
     free(es);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -291,13 +280,10 @@ static bool s_parse_dead_id(const char *s, char *id, uint64_t *qseq)
 }
 
 /* notify.dead.list  DeadListRequest → DeadListReply */
-int notify_q_dead_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                       sam_reply_t *reply)
+int notify_q_dead_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
-    Samordna__V1__DeadListRequest *req = (Samordna__V1__DeadListRequest *)sam_call_unpack(
-        call, &samordna__v1__dead_list_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__DeadListRequest *req = (const Samordna__V1__DeadListRequest *)call->msg;
     int rc = -1;
     size_t page = req->page_size ? req->page_size : 100;
     if (page > 1000) page = 1000;
@@ -329,12 +315,10 @@ int notify_q_dead_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     }
     if (*req->subscription) plen = strlen(req->subscription) + 1;
     MDB_cursor *cur;
-    if (mdb_cursor_open(txn, n->dbi.dead, &cur)) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: cannot open cursor");
-        goto done;
-    }
+    if ((rc = mdb_cursor_open(txn, n->dbi.dead, &cur))) goto done;
     MDB_val k = {kl, key}, v;
-    int crc = kl ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    int crc =
+        kl ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     uint8_t prefix[NOTIFY_ID_MAX + 1];
     if (plen) notify_qkey(prefix, req->subscription, 0);
     while (crc == 0 && (!plen || (k.mv_size > plen && memcmp(k.mv_data, prefix, plen) == 0))) {
@@ -356,9 +340,9 @@ int notify_q_dead_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     out.next_page_token = next;
     rc = sam_reply_message(reply, &out.base);
 done:
-    for (size_t i = 0; i < count; i++) protobuf_c_message_free_unpacked(&ds[i]->base, NULL);
+    for (size_t i = 0; i < count; i++)
+        protobuf_c_message_free_unpacked(&ds[i]->base, NULL);
     free(ds);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -388,9 +372,7 @@ int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
                          sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
-    Samordna__V1__DeadReplayRequest *req = (Samordna__V1__DeadReplayRequest *)sam_call_unpack(
-        call, &samordna__v1__dead_replay_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__DeadReplayRequest *req = (const Samordna__V1__DeadReplayRequest *)call->msg;
     int rc = -1;
     char id[NOTIFY_ID_MAX + 1] = "";
     uint64_t qseq = 0;
@@ -412,8 +394,9 @@ int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
         snprintf(id, sizeof id, "%s", req->subscription);
     }
     if (*id) {
-        s = s_owned(n, txn, call, id, *req->id ? "id" : "subscription", reply);
-        if (!s) goto done;
+        if ((rc = s_owned(n, txn, call, id, *req->id ? "id" : "subscription", &s, reply)))
+            goto done;
+        rc = -1;
     } else if (!s_is_admin(call->caller)) {
         sam_reply_error(reply, SAM_FORBIDDEN, "all: replaying every subscription needs admin");
         goto done;
@@ -421,7 +404,7 @@ int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
     MDB_txn *w;
     int src = sam_store_begin(sam_service_store(svc), NULL, true, &w);
     if (src) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(src));
+        rc = src;
         goto done;
     }
     MDB_cursor *cur;
@@ -450,11 +433,12 @@ int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
             crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
     }
-    if (!src) src = mdb_txn_commit(w);
+    if (!src)
+        src = mdb_txn_commit(w);
     else
         mdb_txn_abort(w);
     if (src) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(src));
+        rc = src;
         goto done;
     }
     if (replayed) {
@@ -466,13 +450,11 @@ int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
     rc = sam_reply_message(reply, &out.base);
 done:
     if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
 /* notify.cursors  (empty) → CursorsReply */
-int notify_q_cursors(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                     sam_reply_t *reply)
+int notify_q_cursors(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
     Samordna__V1__Cursor *cs[NOTIFY_MAX_FOLLOW] = {0};

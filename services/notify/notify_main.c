@@ -3,7 +3,7 @@
     half-yearly briefing and the reminders before award reporting deadlines.
 
     The design is in notify.h; the tables in notify_store.h. This file holds the definition
-    (one list of queries and events), the options, and the start/tick/stop hooks.
+    (its table built from notify.def), the options, and the start/tick/stop hooks.
 */
 #include "notify.h"
 
@@ -11,35 +11,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The service's methods and events: X(name, function, roles) and
-   X(type, apply, prepare, roles). */
-#define NOTIFY_QUERIES(X)                                                                          \
-    X("notify.subscriptions.get", notify_q_sub_get, SAM_ROLES_ANY)                                \
-    X("notify.subscriptions.list", notify_q_sub_list, SAM_ROLES_ANY)                              \
-    X("notify.subscriptions.secret", notify_q_sub_secret, SAM_ROLES_ANY)                          \
-    X("notify.inbox.read", notify_q_inbox_read, SAM_ROLES_ANY)                                    \
-    X("notify.inbox.ack", notify_q_inbox_ack, SAM_ROLES_ANY)                                      \
-    X("notify.log", notify_q_log, SAM_ROLES_ANY)                                                  \
-    X("notify.dead.list", notify_q_dead_list, SAM_ROLES_ANY)                                      \
-    X("notify.dead.replay", notify_q_dead_replay, SAM_ROLES_WRITE)                                \
-    X("notify.cursors", notify_q_cursors, SAM_ROLES_ANY)                                          \
-    X("notify.briefing.preview", notify_q_briefing_preview, SAM_ROLES_ANY)
-
-#define NOTIFY_EVENTS(X)                                                                           \
-    X("no.samordna.notify.subscription.created", notify_apply_sub_created, notify_prepare_sub,    \
-      SAM_ROLES_WRITE)                                                                             \
-    X("no.samordna.notify.subscription.deleted", notify_apply_sub_deleted, NULL, SAM_ROLES_WRITE)
-
-static const sam_query_def_t s_queries[] = {
-#define X(name, fn, roles) {name, fn, roles},
-    NOTIFY_QUERIES(X)
-#undef X
-};
-
-static const sam_event_def_t s_events[] = {
-#define X(type, fn, prepare, roles) {type, fn, prepare, roles},
-    NOTIFY_EVENTS(X)
-#undef X
+/* The table: notify.def's rows. */
+static const sam_row_t s_rows[] = {
+#define Q SAM_ROW_QUERY
+#define W SAM_ROW_WRITING_QUERY
+#define E SAM_ROW_EVENT
+#include "notify.def"
+#undef Q
+#undef W
+#undef E
 };
 
 static const sam_option_t s_options[] = {
@@ -97,8 +77,8 @@ static int s_parse_options(notify_t *n, sam_config_t *cfg)
         size_t len = strcspn(p, ",");
         if (len > 0 && len < sizeof n->follow[0].service) {
             if (n->n_follow == NOTIFY_MAX_FOLLOW) {
-                sam_error("options.invalid follow=\"%s\" reason=\"more than %d services\"",
-                          follow, NOTIFY_MAX_FOLLOW);
+                sam_error("options.invalid follow=\"%s\" reason=\"more than %d services\"", follow,
+                          NOTIFY_MAX_FOLLOW);
                 return -1;
             }
             memcpy(n->follow[n->n_follow].service, p, len);
@@ -246,10 +226,8 @@ int main(int argc, char **argv)
     sam_service_def_t def = {
         .name = "notify",
         .summary = "Subscriptions and delivery of samordna's events: inbox, webhooks, e-mail.",
-        .queries = s_queries,
-        .n_queries = sizeof s_queries / sizeof s_queries[0],
-        .events = s_events,
-        .n_events = sizeof s_events / sizeof s_events[0],
+        .rows = s_rows,
+        .n_rows = sizeof s_rows / sizeof s_rows[0],
         .tables = notify_tables,
         .schema_version = NOTIFY_SCHEMA,
         .migrate = s_migrate,

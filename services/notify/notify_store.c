@@ -6,8 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const notify_tables[] = {"subs",    "state", "match", "queue",  "inbox", "dead",
-                                     "log",     "cursors", "sent", "nmeta", "starts", NULL};
+const char *const notify_tables[] = {"subs", "state",   "match", "queue", "inbox",  "dead",
+                                     "log",  "cursors", "sent",  "nmeta", "starts", NULL};
 
 size_t notify_qkey(uint8_t *out, const char *id, uint64_t n)
 {
@@ -201,9 +201,9 @@ void notify_state_get(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__
 {
     memset(out, 0, sizeof *out);
     Samordna__V1__SubscriptionState *st = NULL;
-    int rc = sam_store_get_msg(txn, d->state, s->id, strlen(s->id),
-                               &samordna__v1__subscription_state__descriptor,
-                               (ProtobufCMessage **)&st);
+    int rc =
+        sam_store_get_msg(txn, d->state, s->id, strlen(s->id),
+                          &samordna__v1__subscription_state__descriptor, (ProtobufCMessage **)&st);
     if (rc == 0) {
         out->state = st->state;
         snprintf(out->reason, sizeof out->reason, "%s", st->reason ? st->reason : "");
@@ -222,8 +222,7 @@ void notify_state_get(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__
     out->changed_ms = s->created_ms;
 }
 
-int notify_state_put(MDB_txn *txn, const notify_dbis_t *d, const char *id,
-                     const notify_state_t *st)
+int notify_state_put(MDB_txn *txn, const notify_dbis_t *d, const char *id, const notify_state_t *st)
 {
     Samordna__V1__SubscriptionState m = SAMORDNA__V1__SUBSCRIPTION_STATE__INIT;
     m.state = st->state;
@@ -325,8 +324,7 @@ int notify_start_get(MDB_txn *txn, const notify_dbis_t *d, const char *id, const
     uint8_t key[NOTIFY_ID_MAX + 1 + 64];
     size_t kl = s_start_key(key, sizeof key, id, service);
     if (!kl) return MDB_NOTFOUND;
-    return sam_store_get_msg(txn, d->starts, key, kl,
-                             &samordna__v1__subscription_start__descriptor,
+    return sam_store_get_msg(txn, d->starts, key, kl, &samordna__v1__subscription_start__descriptor,
                              (ProtobufCMessage **)out);
 }
 

@@ -81,7 +81,7 @@ uint64_t notify_count_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id);
 
 /* The subscription's delivery state, as a plain struct (SubscriptionState on disk). */
 typedef struct {
-    int state;                 /* SAMORDNA__V1__NOTIFY_SUB_STATE__* */
+    int state; /* SAMORDNA__V1__NOTIFY_SUB_STATE__* */
     char reason[256];
     uint32_t handshake_attempts;
     int64_t next_handshake_ms;

@@ -13,7 +13,7 @@ static int s_failed = 0;
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                       \
+            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                        \
             s_failed++;                                                                            \
         }                                                                                          \
     } while (0)
@@ -186,8 +186,10 @@ int main(int argc, char **argv)
     CHECK(notify_cursor_get(txn, &d, "registry") == 77);
 
     /* pruning: older attempts go, newer stay, for every subscription */
-    for (int i = 0; i < 10; i++) s_put_attempt(txn, &d, "p1", 1000 + i * 100);
-    for (int i = 0; i < 4; i++) s_put_attempt(txn, &d, "p2", 1000 + i * 600);
+    for (int i = 0; i < 10; i++)
+        s_put_attempt(txn, &d, "p1", 1000 + i * 100);
+    for (int i = 0; i < 4; i++)
+        s_put_attempt(txn, &d, "p2", 1000 + i * 600);
     s_put_attempt(txn, &d, "p3", 5000);
     CHECK(notify_log_prune(txn, &d, 1500) == 5 + 1);
     CHECK(notify_count_prefix(txn, d.log, "p1") == 5);

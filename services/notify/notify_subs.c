@@ -29,8 +29,8 @@ static notify_t *s_ctx(sam_service_t *svc)
 
 static bool s_is_admin(const Samordna__V1__Caller *c)
 {
-    return c->insecure || (c->role && (strcmp(c->role, "admin") == 0 ||
-                                       strcmp(c->role, "service") == 0));
+    return c->insecure ||
+           (c->role && (strcmp(c->role, "admin") == 0 || strcmp(c->role, "service") == 0));
 }
 
 /* Type filter: empty, "*", an exact type, or a prefix ending in ".*". */
@@ -106,20 +106,15 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
                              sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
-    Samordna__V1__SubscriptionCreated *m = (Samordna__V1__SubscriptionCreated *)sam_event_unpack(
-        ev, &samordna__v1__subscription_created__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__SubscriptionCreated *m = (const Samordna__V1__SubscriptionCreated *)ev->msg;
     int rc = -1;
-    Samordna__V1__Subscription *s = m->subscription;
+    if (!m->subscription) return sam_reply_error(reply, SAM_BAD_REQUEST, "subscription: missing");
+    /* The record stored: the subscription as given, with who made it and when. */
+    Samordna__V1__Subscription sub = *m->subscription, *s = &sub;
     const char *why;
-    if (!s) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "subscription: missing");
-        goto done;
-    }
     if (!notify_valid_id(s->id)) {
         sam_reply_error(reply, SAM_BAD_REQUEST,
-                        "subscription.id: '%.80s' is not a lowercase id of [a-z0-9-]{1,64}",
-                        s->id);
+                        "subscription.id: '%.80s' is not a lowercase id of [a-z0-9-]{1,64}", s->id);
         goto done;
     }
     if (s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX &&
@@ -177,15 +172,12 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
         sam_reply_error(reply, SAM_CONFLICT, "subscription.id: '%s' exists already", s->id);
         goto done;
     }
-    s->agency = ev->ce->source; /* borrowed for the put below */
+    s->agency = ev->ce->source;
     s->created_ms = ev->now_ms;
     s->created_seq = ev->seq;
     int src = sam_store_put_msg(txn, n->dbi.subs, s->id, strlen(s->id), &s->base, 0);
     if (!src) src = notify_index_put(txn, &n->dbi, s);
-    if (!src && (src = notify_starts_put(n, txn, s, ev->now_ms, reply)) < 0) {
-        s->agency = NULL;
-        goto done; /* refused: the reply names the field */
-    }
+    if (!src) src = notify_starts_put(n, txn, s, ev->now_ms, reply); /* -1: the reply says why */
     if (!src && s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK) {
         /* the handshake scan walks the state table: a webhook starts there, pending */
         notify_state_t st = {.state = SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING,
@@ -194,15 +186,8 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
         src = notify_state_put(txn, &n->dbi, s->id, &st);
         n->next_handshake_scan_ms = 0;
     }
-    s->agency = NULL;
-    if (src) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(src));
-        goto done;
-    }
-    rc = 0;
+    rc = src;
 done:
-    if (s && s->agency == ev->ce->source) s->agency = NULL;
-    protobuf_c_message_free_unpacked(&m->base, NULL);
     return rc;
 }
 
@@ -211,9 +196,7 @@ int notify_apply_sub_deleted(sam_service_t *svc, MDB_txn *txn, const sam_event_t
                              sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
-    Samordna__V1__SubscriptionDeleted *m = (Samordna__V1__SubscriptionDeleted *)sam_event_unpack(
-        ev, &samordna__v1__subscription_deleted__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__SubscriptionDeleted *m = (const Samordna__V1__SubscriptionDeleted *)ev->msg;
     int rc = -1;
     Samordna__V1__Subscription *s = NULL;
     if (!notify_valid_id(m->id)) {
@@ -227,13 +210,13 @@ int notify_apply_sub_deleted(sam_service_t *svc, MDB_txn *txn, const sam_event_t
         goto done;
     }
     if (grc) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(grc));
+        rc = grc;
         goto done;
     }
     if (!s_is_admin(ev->caller) && strcmp(s->agency, ev->ce->source) != 0) {
         sam_reply_error(reply, SAM_FORBIDDEN,
-                        "id: subscription '%s' belongs to agency '%s', not '%s'", s->id,
-                        s->agency, ev->ce->source);
+                        "id: subscription '%s' belongs to agency '%s', not '%s'", s->id, s->agency,
+                        ev->ce->source);
         goto done;
     }
     MDB_val k = {strlen(s->id), s->id};
@@ -248,14 +231,9 @@ int notify_apply_sub_deleted(sam_service_t *svc, MDB_txn *txn, const sam_event_t
                  notify_drop_prefix(txn, n->dbi.inbox, s->id) < 0 ||
                  notify_drop_prefix(txn, n->dbi.dead, s->id) < 0))
         drc = SAM_STORE_CORRUPT;
-    if (drc) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(drc));
-        goto done;
-    }
-    rc = 0;
+    rc = drc;
 done:
     if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
-    protobuf_c_message_free_unpacked(&m->base, NULL);
     return rc;
 }
 
@@ -295,10 +273,8 @@ static void s_info(notify_t *n, MDB_txn *txn, Samordna__V1__Subscription *s,
 int notify_q_sub_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
-    Samordna__V1__SubscriptionGetRequest *req =
-        (Samordna__V1__SubscriptionGetRequest *)sam_call_unpack(
-            call, &samordna__v1__subscription_get_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__SubscriptionGetRequest *req =
+        (const Samordna__V1__SubscriptionGetRequest *)call->msg;
     int rc = -1;
     Samordna__V1__Subscription *s = NULL;
     if (!notify_valid_id(req->id)) {
@@ -307,10 +283,12 @@ int notify_q_sub_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
     }
     int grc = sam_store_get_msg(txn, n->dbi.subs, req->id, strlen(req->id),
                                 &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
+    if (grc == MDB_NOTFOUND) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown subscription '%s'", req->id);
+        goto done;
+    }
     if (grc) {
-        sam_reply_error(reply, grc == MDB_NOTFOUND ? SAM_NOT_FOUND : SAM_INTERNAL,
-                        "id: %s subscription '%s'", grc == MDB_NOTFOUND ? "unknown" : "unreadable",
-                        req->id);
+        rc = grc;
         goto done;
     }
     Samordna__V1__SubscriptionInfo info;
@@ -321,19 +299,15 @@ int notify_q_sub_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
     rc = sam_reply_message(reply, &info.base);
 done:
     if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
 /* notify.subscriptions.list  SubscriptionListRequest → SubscriptionListReply (by id) */
-int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                      sam_reply_t *reply)
+int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
-    Samordna__V1__SubscriptionListRequest *req =
-        (Samordna__V1__SubscriptionListRequest *)sam_call_unpack(
-            call, &samordna__v1__subscription_list_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__SubscriptionListRequest *req =
+        (const Samordna__V1__SubscriptionListRequest *)call->msg;
     size_t page = req->page_size ? req->page_size : 100;
     if (page > 1000) page = 1000;
     Samordna__V1__SubscriptionListReply out = SAMORDNA__V1__SUBSCRIPTION_LIST_REPLY__INIT;
@@ -349,10 +323,7 @@ int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         goto done;
     }
     MDB_cursor *cur;
-    if (mdb_cursor_open(txn, n->dbi.subs, &cur)) {
-        sam_reply_error(reply, SAM_INTERNAL, "store: cannot open cursor");
-        goto done;
-    }
+    if ((rc = mdb_cursor_open(txn, n->dbi.subs, &cur))) goto done;
     MDB_val k, v;
     int crc;
     if (*req->page_token) {
@@ -368,8 +339,8 @@ int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     size_t count = 0;
     bool more = false;
     for (; crc == 0; crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        Samordna__V1__Subscription *s = samordna__v1__subscription__unpack(NULL, v.mv_size,
-                                                                          v.mv_data);
+        Samordna__V1__Subscription *s =
+            samordna__v1__subscription__unpack(NULL, v.mv_size, v.mv_data);
         if (!s) continue;
         bool keep = (!*req->agency || strcmp(req->agency, s->agency) == 0) &&
                     (!req->channel || (int)req->channel == (int)s->channel);
@@ -403,7 +374,6 @@ done:
     free(st_store);
     free(info_store);
     free(infos);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }
 
@@ -412,10 +382,8 @@ int notify_q_sub_secret(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
                         sam_reply_t *reply)
 {
     notify_t *n = s_ctx(svc);
-    Samordna__V1__SubscriptionSecretRequest *req =
-        (Samordna__V1__SubscriptionSecretRequest *)sam_call_unpack(
-            call, &samordna__v1__subscription_secret_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__SubscriptionSecretRequest *req =
+        (const Samordna__V1__SubscriptionSecretRequest *)call->msg;
     int rc = -1;
     Samordna__V1__Subscription *s = NULL;
     if (!notify_valid_id(req->id)) {
@@ -428,13 +396,12 @@ int notify_q_sub_secret(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
         goto done;
     }
     if (!s_is_admin(call->caller) && strcmp(call->caller->agency, s->agency) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN, "id: subscription '%s' belongs to agency '%s'",
-                        s->id, s->agency);
+        sam_reply_error(reply, SAM_FORBIDDEN, "id: subscription '%s' belongs to agency '%s'", s->id,
+                        s->agency);
         goto done;
     }
     if (s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK) {
-        sam_reply_error(reply, SAM_UNPROCESSABLE, "id: subscription '%s' is not a webhook",
-                        s->id);
+        sam_reply_error(reply, SAM_UNPROCESSABLE, "id: subscription '%s' is not a webhook", s->id);
         goto done;
     }
     char hex[65];
@@ -445,6 +412,5 @@ int notify_q_sub_secret(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
     sodium_memzero(hex, sizeof hex);
 done:
     if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
-    protobuf_c_message_free_unpacked(&req->base, NULL);
     return rc;
 }

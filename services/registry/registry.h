@@ -8,7 +8,9 @@
     The apply functions (registry_events.c) validate a payload completely before they write
     anything, and refuse with a status naming the field: 400 malformed, 403 not the
     publisher's to change, 404 the record to change does not exist, 409 already there,
-    413 oversized, 422 a reference to something that does not exist.
+    422 a reference to something that does not exist. An oversized payload (413) or one that
+    does not decode (400) never reaches them: the runtime refuses it by the event's row in
+    registry.def.
 */
 #ifndef REGISTRY_H
 #define REGISTRY_H
@@ -23,10 +25,11 @@ typedef struct {
     registry_store_t store; /* table handles, bound at start */
 } registry_t;
 
-#define E(type, fn)                                                                                \
-    int fn(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply);
-#define Q(method, fn)                                                                              \
-    int fn(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
+/* The handlers of registry.def's rows. */
+#define E(type, payload_type, roles, limit, apply, prepare)                                        \
+    int apply(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply);
+#define Q(method, request_type, reply_type, roles, handler)                                        \
+    int handler(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
 #include "registry.def"
 #undef E
 #undef Q

@@ -2,16 +2,19 @@
 
     Each one runs inside the runtime's write path, in a nested write transaction of the
     batch (sam_service.h): the runtime has already answered duplicates, checked the
-    publisher's role and that the event's source is the publisher's agency. An apply function
-    then does, in this order, and stops at the first refusal:
-      1. unpack the payload (400 when undecodable, 413 when over REGISTRY_PAYLOAD_MAX);
+    publisher's role and that the event's source is the publisher's agency, and decoded the
+    payload as its row in registry.def says (413 over REGISTRY_PAYLOAD_MAX, 400 undecodable
+    or breaking the text rule). An apply function then does, in this order, and stops at the
+    first refusal:
+      1. take the decoded payload (ev->msg, the runtime's);
       2. check its syntax field by field (400 naming the field);
       3. check the publisher may change this record (403);
       4. check the state: existence (409 when registering what exists, 404 when changing what
          does not), references (422 naming the field and the missing id);
       5. write.
     Nothing is written before step 5, and on refusal the runtime aborts the nested
-    transaction anyway, so a refusal never leaves a partial write.
+    transaction anyway, so a refusal never leaves a partial write. A store error is returned
+    as it is: the runtime answers it 500 with its reason.
 
     Who may change what. Insecure callers and the admin role may do everything. A publisher:
       - registers and renames only its own agency (source = agency id);
@@ -41,18 +44,6 @@ static registry_t *s_reg(sam_service_t *svc)
     return (registry_t *)sam_service_ctx(svc);
 }
 
-/* The payload, unpacked, or NULL with 413/400 in reply. */
-static void *s_payload(const sam_event_t *ev, const ProtobufCMessageDescriptor *d,
-                       sam_reply_t *reply)
-{
-    if (ev->data_len > REGISTRY_PAYLOAD_MAX) {
-        sam_reply_error(reply, SAM_TOO_LARGE, "data: %zu bytes, over the registry's limit of %d",
-                        ev->data_len, REGISTRY_PAYLOAD_MAX);
-        return NULL;
-    }
-    return sam_event_unpack(ev, d, reply);
-}
-
 static bool s_admin(const sam_event_t *ev)
 {
     return ev->caller->insecure || strcmp(ev->caller->role, "admin") == 0;
@@ -75,13 +66,6 @@ static int s_forbidden(sam_reply_t *reply, const char *field, const sam_event_t 
 {
     return sam_reply_error(reply, SAM_FORBIDDEN, "%s: publisher '%s' %s", field, s_publisher(ev),
                            rule);
-}
-
-static int s_store_failed(sam_reply_t *reply, const char *what, int rc)
-{
-    sam_error("store.failed what=%s error=\"%s\"", what, sam_store_strerror(rc));
-    return sam_reply_error(reply, SAM_INTERNAL, "%s: store failed: %s", what,
-                           sam_store_strerror(rc));
 }
 
 /* A reference to a record of `table` that must exist: 422 naming the field otherwise. */
@@ -122,11 +106,10 @@ static bool s_owns_programme(registry_t *reg, MDB_txn *txn, const char *agency, 
     return owns;
 }
 
-static int s_put(sam_reply_t *reply, MDB_txn *txn, MDB_dbi dbi, const char *key,
-                 const ProtobufCMessage *msg)
+/* Writes msg at key: 0 or a store error. */
+static int s_put(MDB_txn *txn, MDB_dbi dbi, const char *key, const ProtobufCMessage *msg)
 {
-    int rc = registry_put(txn, dbi, key, msg);
-    return rc ? s_store_failed(reply, key, rc) : 0;
+    return registry_put(txn, dbi, key, msg);
 }
 
 /* ---- agencies --------------------------------------------------------------------------- */
@@ -158,8 +141,7 @@ int registry_apply_agency_registered(sam_service_t *svc, MDB_txn *txn, const sam
                                      sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__Agency *a = s_payload(ev, &samordna__v1__agency__descriptor, reply);
-    if (!a) return -1;
+    const Samordna__V1__Agency *a = (const Samordna__V1__Agency *)ev->msg;
     int rc = -1;
     if (s_check_agency(reply, a)) goto done;
     if (!s_admin(ev) && !s_is(ev, a->id)) {
@@ -170,9 +152,8 @@ int registry_apply_agency_registered(sam_service_t *svc, MDB_txn *txn, const sam
         sam_reply_error(reply, SAM_CONFLICT, "agency.id: '%s' is already registered", a->id);
         goto done;
     }
-    rc = s_put(reply, txn, reg->store.agencies, a->id, &a->base);
+    rc = s_put(txn, reg->store.agencies, a->id, &a->base);
 done:
-    FREE_MSG(a);
     return rc;
 }
 
@@ -181,8 +162,7 @@ int registry_apply_agency_renamed(sam_service_t *svc, MDB_txn *txn, const sam_ev
                                   sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__AgencyRename *rn = s_payload(ev, &samordna__v1__agency_rename__descriptor, reply);
-    if (!rn) return -1;
+    const Samordna__V1__AgencyRename *rn = (const Samordna__V1__AgencyRename *)ev->msg;
     Samordna__V1__Agency *a = NULL;
     char **names = NULL;
     int rc = -1;
@@ -200,7 +180,7 @@ int registry_apply_agency_renamed(sam_service_t *svc, MDB_txn *txn, const sam_ev
         goto done;
     }
     if (grc) {
-        s_store_failed(reply, rn->agency, grc);
+        rc = grc;
         goto done;
     }
     if (strcmp(a->name, rn->name) == 0) {
@@ -225,11 +205,10 @@ int registry_apply_agency_renamed(sam_service_t *svc, MDB_txn *txn, const sam_ev
     nu.former_names = names;
     nu.n_former_names = a->n_former_names + 1;
     nu.name = rn->name;
-    rc = s_put(reply, txn, reg->store.agencies, a->id, &nu.base);
+    rc = s_put(txn, reg->store.agencies, a->id, &nu.base);
 done:
     free(names);
     FREE_MSG(a);
-    FREE_MSG(rn);
     return rc;
 }
 
@@ -287,14 +266,15 @@ static int s_check_municipality(sam_reply_t *r, const Samordna__V1__Municipality
     return 0;
 }
 
-/* Adds `id` to the predecessors of municipality `into` (which exists). */
+/* Adds `id` to the predecessors of municipality `into` (which exists). Returns 0, -1 (reply
+   set) or a store error. */
 static int s_add_predecessor(registry_t *reg, MDB_txn *txn, const char *into, const char *id,
                              sam_reply_t *reply)
 {
     Samordna__V1__Municipality *m = NULL;
     int rc = registry_get(txn, reg->store.municipalities, into,
                           &samordna__v1__municipality__descriptor, (ProtobufCMessage **)&m);
-    if (rc) return s_store_failed(reply, into, rc);
+    if (rc) return rc;
     char **ids = calloc(m->n_predecessors + 1, sizeof *ids);
     if (!ids) {
         FREE_MSG(m);
@@ -305,7 +285,7 @@ static int s_add_predecessor(registry_t *reg, MDB_txn *txn, const char *into, co
     Samordna__V1__Municipality nu = *m;
     nu.predecessors = ids;
     nu.n_predecessors = m->n_predecessors + 1;
-    rc = s_put(reply, txn, reg->store.municipalities, into, &nu.base);
+    rc = s_put(txn, reg->store.municipalities, into, &nu.base);
     free(ids);
     FREE_MSG(m);
     return rc;
@@ -317,8 +297,7 @@ int registry_apply_municipality_registered(sam_service_t *svc, MDB_txn *txn, con
                                            sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__Municipality *m = s_payload(ev, &samordna__v1__municipality__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__Municipality *m = (const Samordna__V1__Municipality *)ev->msg;
     int rc = -1;
     if (s_check_municipality(reply, m)) goto done;
     if (!s_admin(ev) && !s_owns_a_programme(reg, txn, s_publisher(ev))) {
@@ -333,10 +312,9 @@ int registry_apply_municipality_registered(sam_service_t *svc, MDB_txn *txn, con
     if (succ[0] && s_ref(reply, txn, reg->store.municipalities,
                          "municipality.successor.municipality", "municipality", succ))
         goto done;
-    if (s_put(reply, txn, reg->store.municipalities, m->id, &m->base)) goto done;
-    rc = succ[0] ? s_add_predecessor(reg, txn, succ, m->id, reply) : 0;
+    rc = s_put(txn, reg->store.municipalities, m->id, &m->base);
+    if (rc == 0 && succ[0]) rc = s_add_predecessor(reg, txn, succ, m->id, reply);
 done:
-    FREE_MSG(m);
     return rc;
 }
 
@@ -360,9 +338,7 @@ int registry_apply_municipality_merged(sam_service_t *svc, MDB_txn *txn, const s
                                        sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__MunicipalityMerger *mg =
-        s_payload(ev, &samordna__v1__municipality_merger__descriptor, reply);
-    if (!mg) return -1;
+    const Samordna__V1__MunicipalityMerger *mg = (const Samordna__V1__MunicipalityMerger *)ev->msg;
     Samordna__V1__Municipality *into = NULL, *old = NULL;
     int rc = -1;
     char f[64];
@@ -397,7 +373,7 @@ int registry_apply_municipality_merged(sam_service_t *svc, MDB_txn *txn, const s
         goto done;
     }
     if (grc) {
-        s_store_failed(reply, mg->into, grc);
+        rc = grc;
         goto done;
     }
     if (into->successor && into->successor->municipality[0]) {
@@ -415,7 +391,7 @@ int registry_apply_municipality_merged(sam_service_t *svc, MDB_txn *txn, const s
             goto done;
         }
         if (grc) {
-            s_store_failed(reply, mg->merged[i], grc);
+            rc = grc;
             goto done;
         }
         if (old->successor && old->successor->municipality[0]) {
@@ -430,15 +406,18 @@ int registry_apply_municipality_merged(sam_service_t *svc, MDB_txn *txn, const s
         s.from = mg->from;
         Samordna__V1__Municipality nu = *old;
         nu.successor = &s;
-        if (s_put(reply, txn, reg->store.municipalities, old->id, &nu.base)) goto done;
-        if (s_add_predecessor(reg, txn, mg->into, old->id, reply)) goto done;
+        int wrc = s_put(txn, reg->store.municipalities, old->id, &nu.base);
+        if (wrc == 0) wrc = s_add_predecessor(reg, txn, mg->into, old->id, reply);
+        if (wrc) {
+            rc = wrc;
+            goto done;
+        }
         FREE_MSG(old);
     }
     rc = 0;
 done:
     FREE_MSG(old);
     FREE_MSG(into);
-    FREE_MSG(mg);
     return rc;
 }
 
@@ -516,8 +495,7 @@ int registry_apply_programme_registered(sam_service_t *svc, MDB_txn *txn, const 
                                         sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__Programme *p = s_payload(ev, &samordna__v1__programme__descriptor, reply);
-    if (!p) return -1;
+    const Samordna__V1__Programme *p = (const Samordna__V1__Programme *)ev->msg;
     int rc = -1;
     if (s_check_programme(reply, p)) goto done;
     if (!s_admin(ev) && !s_is(ev, p->owner)) {
@@ -532,9 +510,8 @@ int registry_apply_programme_registered(sam_service_t *svc, MDB_txn *txn, const 
         (p->leadership[0] &&
          s_ref(reply, txn, reg->store.agencies, "programme.leadership", "agency", p->leadership)))
         goto done;
-    rc = s_put(reply, txn, reg->store.programmes, p->id, &p->base);
+    rc = s_put(txn, reg->store.programmes, p->id, &p->base);
 done:
-    FREE_MSG(p);
     return rc;
 }
 
@@ -545,8 +522,7 @@ int registry_apply_invitation_sent(sam_service_t *svc, MDB_txn *txn, const sam_e
                                    sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__Invitation *inv = s_payload(ev, &samordna__v1__invitation__descriptor, reply);
-    if (!inv) return -1;
+    const Samordna__V1__Invitation *inv = (const Samordna__V1__Invitation *)ev->msg;
     int rc = -1;
     char key[REGISTRY_KEY_MAX + 1];
     if (registry_check_id(reply, "invitation.programme", inv->programme, true) ||
@@ -574,9 +550,8 @@ int registry_apply_invitation_sent(sam_service_t *svc, MDB_txn *txn, const sam_e
         s_ref(reply, txn, reg->store.municipalities, "invitation.municipality", "municipality",
               inv->municipality))
         goto done;
-    rc = s_put(reply, txn, reg->store.invitations, key, &inv->base);
+    rc = s_put(txn, reg->store.invitations, key, &inv->base);
 done:
-    FREE_MSG(inv);
     return rc;
 }
 
@@ -585,9 +560,7 @@ int registry_apply_invitation_answered(sam_service_t *svc, MDB_txn *txn, const s
                                        sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__InvitationAnswer *a =
-        s_payload(ev, &samordna__v1__invitation_answer__descriptor, reply);
-    if (!a) return -1;
+    const Samordna__V1__InvitationAnswer *a = (const Samordna__V1__InvitationAnswer *)ev->msg;
     Samordna__V1__Invitation *inv = NULL;
     int rc = -1;
     char key[REGISTRY_KEY_MAX + 1];
@@ -616,7 +589,7 @@ int registry_apply_invitation_answered(sam_service_t *svc, MDB_txn *txn, const s
         goto done;
     }
     if (grc) {
-        s_store_failed(reply, key, grc);
+        rc = grc;
         goto done;
     }
     if (inv->answer) {
@@ -629,10 +602,9 @@ int registry_apply_invitation_answered(sam_service_t *svc, MDB_txn *txn, const s
     nu.channel = a->channel;
     nu.answered = a->answered;
     if (a->note[0]) nu.note = a->note;
-    rc = s_put(reply, txn, reg->store.invitations, key, &nu.base);
+    rc = s_put(txn, reg->store.invitations, key, &nu.base);
 done:
     FREE_MSG(inv);
-    FREE_MSG(a);
     return rc;
 }
 
@@ -683,8 +655,7 @@ int registry_apply_pilot_registered(sam_service_t *svc, MDB_txn *txn, const sam_
                                     sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__Pilot *p = s_payload(ev, &samordna__v1__pilot__descriptor, reply);
-    if (!p) return -1;
+    const Samordna__V1__Pilot *p = (const Samordna__V1__Pilot *)ev->msg;
     int rc = -1;
     if (registry_check_id(reply, "pilot.id", p->id, true) ||
         registry_check_id(reply, "pilot.programme", p->programme, true))
@@ -698,9 +669,8 @@ int registry_apply_pilot_registered(sam_service_t *svc, MDB_txn *txn, const sam_
         goto done;
     }
     if (s_check_pilot(reg, txn, reply, p)) goto done;
-    rc = s_put(reply, txn, reg->store.pilots, p->id, &p->base);
+    rc = s_put(txn, reg->store.pilots, p->id, &p->base);
 done:
-    FREE_MSG(p);
     return rc;
 }
 
@@ -709,8 +679,7 @@ int registry_apply_pilot_updated(sam_service_t *svc, MDB_txn *txn, const sam_eve
                                  sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__Pilot *p = s_payload(ev, &samordna__v1__pilot__descriptor, reply);
-    if (!p) return -1;
+    const Samordna__V1__Pilot *p = (const Samordna__V1__Pilot *)ev->msg;
     Samordna__V1__Pilot *old = NULL;
     int rc = -1;
     if (registry_check_id(reply, "pilot.id", p->id, true)) goto done;
@@ -721,7 +690,7 @@ int registry_apply_pilot_updated(sam_service_t *svc, MDB_txn *txn, const sam_eve
         goto done;
     }
     if (grc) {
-        s_store_failed(reply, p->id, grc);
+        rc = grc;
         goto done;
     }
     if (!s_admin(ev) && !s_is(ev, old->investment_leader) &&
@@ -738,10 +707,9 @@ int registry_apply_pilot_updated(sam_service_t *svc, MDB_txn *txn, const sam_eve
         goto done;
     }
     if (s_check_pilot(reg, txn, reply, p)) goto done;
-    rc = s_put(reply, txn, reg->store.pilots, p->id, &p->base);
+    rc = s_put(txn, reg->store.pilots, p->id, &p->base);
 done:
     FREE_MSG(old);
-    FREE_MSG(p);
     return rc;
 }
 
@@ -754,8 +722,7 @@ int registry_apply_person_registered(sam_service_t *svc, MDB_txn *txn, const sam
                                      sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__Person *p = s_payload(ev, &samordna__v1__person__descriptor, reply);
-    if (!p) return -1;
+    const Samordna__V1__Person *p = (const Samordna__V1__Person *)ev->msg;
     int rc = -1;
     if (registry_check_id(reply, "person.id", p->id, true) ||
         registry_check_text(reply, "person.name", p->name, REGISTRY_NAME_MAX, true) ||
@@ -789,39 +756,35 @@ int registry_apply_person_registered(sam_service_t *svc, MDB_txn *txn, const sam
     Samordna__V1__Person nu = *p;
     nu.event_seqs = &seq;
     nu.n_event_seqs = 1;
-    rc = s_put(reply, txn, reg->store.people, p->id, &nu.base);
+    rc = s_put(txn, reg->store.people, p->id, &nu.base);
 done:
-    FREE_MSG(p);
     return rc;
 }
 
-/* Reads a person who must exist (404 otherwise) and may be changed by the publisher. */
-static Samordna__V1__Person *s_person_for_change(registry_t *reg, MDB_txn *txn,
-                                                 const sam_event_t *ev, const char *field,
-                                                 const char *id, sam_reply_t *reply)
+/* Reads a person who must exist (404 otherwise) and may be changed by the publisher.
+   Returns 0 with *out set (free it), -1 (reply set) or a store error. */
+static int s_person_for_change(registry_t *reg, MDB_txn *txn, const sam_event_t *ev,
+                               const char *field, const char *id, Samordna__V1__Person **out,
+                               sam_reply_t *reply)
 {
     Samordna__V1__Person *p = NULL;
+    *out = NULL;
     int grc = registry_get(txn, reg->store.people, id, &samordna__v1__person__descriptor,
                            (ProtobufCMessage **)&p);
-    if (grc == MDB_NOTFOUND) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown person '%s'", field, id);
-        return NULL;
-    }
-    if (grc) {
-        s_store_failed(reply, id, grc);
-        return NULL;
-    }
+    if (grc == MDB_NOTFOUND)
+        return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown person '%s'", field, id);
+    if (grc) return grc;
     if (!s_admin(ev) && !s_is(ev, p->agency)) {
-        s_forbidden(reply, field, ev, "may change only its own people");
         FREE_MSG(p);
-        return NULL;
+        return s_forbidden(reply, field, ev, "may change only its own people");
     }
     if (p->erased) {
         sam_reply_error(reply, SAM_CONFLICT, "%s: '%s' was erased on %s", field, id, p->erased_on);
         FREE_MSG(p);
-        return NULL;
+        return -1;
     }
-    return p;
+    *out = p;
+    return 0;
 }
 
 /* role.assigned: RoleAssignment → a role the person holds (or held) somewhere. */
@@ -829,9 +792,7 @@ int registry_apply_role_assigned(sam_service_t *svc, MDB_txn *txn, const sam_eve
                                  sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__RoleAssignment *a =
-        s_payload(ev, &samordna__v1__role_assignment__descriptor, reply);
-    if (!a) return -1;
+    const Samordna__V1__RoleAssignment *a = (const Samordna__V1__RoleAssignment *)ev->msg;
     Samordna__V1__Person *p = NULL;
     Samordna__V1__RoleHeld **roles = NULL;
     int rc = -1;
@@ -858,8 +819,9 @@ int registry_apply_role_assigned(sam_service_t *svc, MDB_txn *txn, const sam_eve
                         r->until, r->from);
         goto done;
     }
-    p = s_person_for_change(reg, txn, ev, "assignment.person", a->person, reply);
-    if (!p) goto done;
+    if ((rc = s_person_for_change(reg, txn, ev, "assignment.person", a->person, &p, reply)))
+        goto done;
+    rc = -1;
     if (p->n_roles >= REGISTRY_LIST_MAX) {
         sam_reply_error(reply, SAM_UNPROCESSABLE, "assignment.person: '%s' already holds %d roles",
                         p->id, REGISTRY_LIST_MAX);
@@ -882,16 +844,16 @@ int registry_apply_role_assigned(sam_service_t *svc, MDB_txn *txn, const sam_eve
     Samordna__V1__Person nu = *p;
     nu.roles = roles;
     nu.n_roles = p->n_roles + 1;
-    rc = s_put(reply, txn, reg->store.people, p->id, &nu.base);
+    rc = s_put(txn, reg->store.people, p->id, &nu.base);
 done:
     free(roles);
     FREE_MSG(p);
-    FREE_MSG(a);
     return rc;
 }
 
 /* Replaces the payload of the outbox record `seq` with what is left of the person after
-   erasure. A record that is not there (never, but the outbox is not ours) is skipped. */
+   erasure. A record that is not there (never, but the outbox is not ours) is skipped.
+   Returns 0, -1 (reply set) or a store error. */
 static int s_scrub_outbox(registry_t *reg, MDB_txn *txn, uint64_t seq,
                           const Samordna__V1__Person *left, sam_reply_t *reply)
 {
@@ -901,7 +863,7 @@ static int s_scrub_outbox(registry_t *reg, MDB_txn *txn, uint64_t seq,
     int rc = sam_store_get_msg(txn, reg->store.outbox, key, sizeof key,
                                &samordna__v1__stored_event__descriptor, (ProtobufCMessage **)&se);
     if (rc == MDB_NOTFOUND) return 0;
-    if (rc) return s_store_failed(reply, "outbox", rc);
+    if (rc) return rc;
     size_t len = protobuf_c_message_get_packed_size(&left->base);
     uint8_t *buf = malloc(len ? len : 1);
     if (!buf) {
@@ -918,7 +880,7 @@ static int s_scrub_outbox(registry_t *reg, MDB_txn *txn, uint64_t seq,
     rc = sam_store_put_msg(txn, reg->store.outbox, key, sizeof key, &nu.base, 0);
     free(buf);
     FREE_MSG(se);
-    return rc ? s_store_failed(reply, "outbox", rc) : 0;
+    return rc;
 }
 
 /* person.erased: PersonErasure → name and contact details removed from the registry and from
@@ -928,16 +890,13 @@ int registry_apply_person_erased(sam_service_t *svc, MDB_txn *txn, const sam_eve
                                  sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__PersonErasure *e =
-        s_payload(ev, &samordna__v1__person_erasure__descriptor, reply);
-    if (!e) return -1;
+    const Samordna__V1__PersonErasure *e = (const Samordna__V1__PersonErasure *)ev->msg;
     Samordna__V1__Person *p = NULL;
     int rc = -1;
     if (registry_check_id(reply, "erasure.person", e->person, true) ||
         registry_check_date(reply, "erasure.requested", e->requested, false))
         goto done;
-    p = s_person_for_change(reg, txn, ev, "erasure.person", e->person, reply);
-    if (!p) goto done;
+    if ((rc = s_person_for_change(reg, txn, ev, "erasure.person", e->person, &p, reply))) goto done;
     char today[11];
     sam_clock_date_of(ev->now_ms, today);
     Samordna__V1__Person left = SAMORDNA__V1__PERSON__INIT;
@@ -946,13 +905,12 @@ int registry_apply_person_erased(sam_service_t *svc, MDB_txn *txn, const sam_eve
     left.erased = true;
     left.erased_on = e->requested[0] ? e->requested : today;
     for (size_t i = 0; i < p->n_event_seqs; i++)
-        if (s_scrub_outbox(reg, txn, p->event_seqs[i], &left, reply)) goto done;
+        if ((rc = s_scrub_outbox(reg, txn, p->event_seqs[i], &left, reply))) goto done;
     left.roles = p->roles;
     left.n_roles = p->n_roles;
-    rc = s_put(reply, txn, reg->store.people, p->id, &left.base);
+    rc = s_put(txn, reg->store.people, p->id, &left.base);
 done:
     FREE_MSG(p);
-    FREE_MSG(e);
     return rc;
 }
 
@@ -964,8 +922,7 @@ int registry_apply_report_published(sam_service_t *svc, MDB_txn *txn, const sam_
                                     sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__Report *r = s_payload(ev, &samordna__v1__report__descriptor, reply);
-    if (!r) return -1;
+    const Samordna__V1__Report *r = (const Samordna__V1__Report *)ev->msg;
     int rc = -1;
     if (registry_check_id(reply, "report.id", r->id, true) ||
         registry_check_id(reply, "report.by", r->by, true) ||
@@ -983,8 +940,7 @@ int registry_apply_report_published(sam_service_t *svc, MDB_txn *txn, const sam_
         goto done;
     }
     if (s_ref(reply, txn, reg->store.agencies, "report.by", "agency", r->by)) goto done;
-    rc = s_put(reply, txn, reg->store.reports, r->id, &r->base);
+    rc = s_put(txn, reg->store.reports, r->id, &r->base);
 done:
-    FREE_MSG(r);
     return rc;
 }

@@ -26,21 +26,13 @@ static registry_t *s_reg(sam_service_t *svc)
     return (registry_t *)sam_service_ctx(svc);
 }
 
-static int s_store_failed(sam_reply_t *reply, int rc)
-{
-    sam_error("store.failed what=query error=\"%s\"", sam_store_strerror(rc));
-    return sam_reply_error(reply, SAM_INTERNAL, "store failed: %s", sam_store_strerror(rc));
-}
-
 /* ---- get ------------------------------------------------------------------------------------ */
 
 /* GetRequest{id} → the record of `dbi` as `desc`, 404 naming the id when there is none. */
 static int s_get(MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply, MDB_dbi dbi,
                  const ProtobufCMessageDescriptor *desc, const char *noun)
 {
-    Samordna__V1__GetRequest *req = (Samordna__V1__GetRequest *)sam_call_unpack(
-        call, &samordna__v1__get_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__GetRequest *req = (const Samordna__V1__GetRequest *)call->msg;
     int rc = -1;
     ProtobufCMessage *rec = NULL;
     if (req->number[0]) {
@@ -54,7 +46,7 @@ static int s_get(MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply, MDB_d
         goto done;
     }
     if (grc) {
-        s_store_failed(reply, grc);
+        rc = grc;
         goto done;
     }
     if (desc == &samordna__v1__person__descriptor)
@@ -62,7 +54,6 @@ static int s_get(MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply, MDB_d
     rc = sam_reply_message(reply, rec);
 done:
     if (rec) protobuf_c_message_free_unpacked(rec, NULL);
-    FREE_MSG(req);
     return rc;
 }
 
@@ -133,9 +124,7 @@ int registry_query_municipalities_get(sam_service_t *svc, MDB_txn *txn, const sa
                                       sam_reply_t *reply)
 {
     registry_t *reg = s_reg(svc);
-    Samordna__V1__GetRequest *req = (Samordna__V1__GetRequest *)sam_call_unpack(
-        call, &samordna__v1__get_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__GetRequest *req = (const Samordna__V1__GetRequest *)call->msg;
     Samordna__V1__Municipality *m = NULL, *from = NULL;
     int rc = -1;
     char id[REGISTRY_KEY_MAX + 1];
@@ -160,7 +149,7 @@ int registry_query_municipalities_get(sam_service_t *svc, MDB_txn *txn, const sa
         goto done;
     }
     if (grc) {
-        s_store_failed(reply, grc);
+        rc = grc;
         goto done;
     }
     Samordna__V1__MunicipalityLookup out = SAMORDNA__V1__MUNICIPALITY_LOOKUP__INIT;
@@ -179,7 +168,6 @@ int registry_query_municipalities_get(sam_service_t *svc, MDB_txn *txn, const sa
 done:
     FREE_MSG(m);
     FREE_MSG(from);
-    FREE_MSG(req);
     return rc;
 }
 
@@ -203,15 +191,13 @@ typedef struct {
     int answer; /* Answer, -1 = any (0 = not answered) */
 } s_filter_t;
 
-/* Unpacks and checks a ListRequest against the filters the table takes. Returns the request
-   (free it) or NULL with the refusal in reply. */
-static Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, sam_reply_t *reply,
-                                                 unsigned allowed, const char *table, s_filter_t *f,
-                                                 size_t *page_size)
+/* Checks the call's ListRequest against the filters the table takes. Returns the request
+   (the runtime's) or NULL with the refusal in reply. */
+static const Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, sam_reply_t *reply,
+                                                       unsigned allowed, const char *table,
+                                                       s_filter_t *f, size_t *page_size)
 {
-    Samordna__V1__ListRequest *req = (Samordna__V1__ListRequest *)sam_call_unpack(
-        call, &samordna__v1__list_request__descriptor, reply);
-    if (!req) return NULL;
+    const Samordna__V1__ListRequest *req = (const Samordna__V1__ListRequest *)call->msg;
     struct {
         unsigned bit;
         const char *name;
@@ -229,21 +215,21 @@ static Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, sam_rep
         if (!given[i].value[0]) continue;
         if (!(allowed & given[i].bit)) {
             sam_reply_error(reply, SAM_BAD_REQUEST, "%s: not a filter of %s", given[i].name, table);
-            goto fail;
+            return NULL;
         }
         if ((given[i].bit & (F_AGENCY | F_MUNICIPALITY | F_PROGRAMME)) &&
             registry_check_id(reply, given[i].name, given[i].value, true))
-            goto fail;
+            return NULL;
     }
     if (req->kind[0] &&
         (f->kind = registry_enum_value(&samordna__v1__agency_kind__descriptor, req->kind)) < 0) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "kind: unknown agency kind '%.64s'", req->kind);
-        goto fail;
+        return NULL;
     }
     if (req->role[0] &&
         (f->role = registry_enum_value(&samordna__v1__agency_role__descriptor, req->role)) < 0) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "role: unknown agency role '%.64s'", req->role);
-        goto fail;
+        return NULL;
     }
     if (req->answer[0]) {
         if (strcmp(req->answer, "none") == 0)
@@ -252,22 +238,19 @@ static Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, sam_rep
                  0) {
             sam_reply_error(reply, SAM_BAD_REQUEST, "answer: '%.64s' is not yes, no or none",
                             req->answer);
-            goto fail;
+            return NULL;
         }
     }
     if (req->page_size > PAGE_MAX) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "page_size: at most %d", PAGE_MAX);
-        goto fail;
+        return NULL;
     }
     if (strlen(req->page_token) > REGISTRY_KEY_MAX) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "page_token: not a token of %s", table);
-        goto fail;
+        return NULL;
     }
     *page_size = req->page_size ? req->page_size : PAGE_DEFAULT;
     return req;
-fail:
-    FREE_MSG(req);
-    return NULL;
 }
 
 static bool s_match_agency(const ProtobufCMessage *rec, const void *arg)
@@ -330,7 +313,7 @@ static bool s_match_report(const ProtobufCMessage *rec, const void *arg)
     {                                                                                              \
         s_filter_t f;                                                                              \
         size_t page_size;                                                                          \
-        Samordna__V1__ListRequest *req =                                                           \
+        const Samordna__V1__ListRequest *req =                                                     \
             s_list_request(call, reply, (allowed), table, &f, &page_size);                         \
         if (!req) return -1;                                                                       \
         registry_page_t page;                                                                      \
@@ -338,7 +321,7 @@ static bool s_match_report(const ProtobufCMessage *rec, const void *arg)
                                 page_size, (match), &f, &page);                                    \
         int rc;                                                                                    \
         if (prc) {                                                                                 \
-            rc = s_store_failed(reply, prc);                                                       \
+            rc = prc;                                                                              \
         } else {                                                                                   \
             List out = LIST_INIT;                                                                  \
             out.n_items = page.n;                                                                  \
@@ -348,7 +331,6 @@ static bool s_match_report(const ProtobufCMessage *rec, const void *arg)
             rc = sam_reply_message(reply, &out.base);                                              \
             registry_page_clear(&page);                                                            \
         }                                                                                          \
-        FREE_MSG(req);                                                                             \
         return rc;                                                                                 \
     }
 

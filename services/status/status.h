@@ -1,6 +1,6 @@
-/*  status.h — what the files of the status service share: its context, its one table of
-    queries and event types (X-macros expanded by status_main.c into the runtime's tables
-    and here into declarations), validation helpers and the registry projection.
+/*  status.h — what the files of the status service share: its context, the declarations of
+    its table's handlers (status.def, expanded by status_main.c into the runtime's rows and
+    here into declarations), validation helpers and the registry projection.
 
     The service tracks each pilot's milestones (reached and taken back, with dates, actors and
     evidence), meetings, work-plan steps and barriers, and answers the status board, also as
@@ -18,44 +18,14 @@
 
 #define STATUS_ROLES_ADMIN (SAM_ROLE_ADMIN | SAM_ROLE_SERVICE)
 
-/* method, handler, roles */
-#define STATUS_QUERIES(X)                                                                          \
-    X("status.kinds.list", status_q_kinds, SAM_ROLES_ANY)                                          \
-    X("status.kinds.get", status_q_kind_get, SAM_ROLES_ANY)                                        \
-    X("status.board", status_q_board, SAM_ROLES_ANY)                                               \
-    X("status.milestones.history", status_q_history, SAM_ROLES_ANY)                                \
-    X("status.meetings.list", status_q_meetings, SAM_ROLES_ANY)                                    \
-    X("status.meetings.get", status_q_meeting_get, SAM_ROLES_ANY)                                  \
-    X("status.steps.list", status_q_steps, SAM_ROLES_ANY)                                          \
-    X("status.barriers.list", status_q_barriers, SAM_ROLES_ANY)                                    \
-    X("status.barriers.get", status_q_barrier_get, SAM_ROLES_ANY)                                  \
-    X("status.report", status_q_report, SAM_ROLES_ANY)
-
-/* CloudEvents type, apply, prepare, roles */
-#define STATUS_EVENTS(X)                                                                           \
-    X("no.samordna.status.milestone_kind.defined", status_ev_kind_defined, NULL,                   \
-      STATUS_ROLES_ADMIN)                                                                          \
-    X("no.samordna.status.milestone.reached", status_ev_reached, status_prepare_refs,              \
-      SAM_ROLES_WRITE)                                                                             \
-    X("no.samordna.status.milestone.reverted", status_ev_reverted, status_prepare_refs,            \
-      SAM_ROLES_WRITE)                                                                             \
-    X("no.samordna.status.meeting.logged", status_ev_meeting, status_prepare_refs,                 \
-      SAM_ROLES_WRITE)                                                                             \
-    X("no.samordna.status.step.added", status_ev_step_added, status_prepare_refs, SAM_ROLES_WRITE) \
-    X("no.samordna.status.step.updated", status_ev_step_updated, status_prepare_refs,              \
-      SAM_ROLES_WRITE)                                                                             \
-    X("no.samordna.status.barrier.registered", status_ev_barrier_registered, status_prepare_refs,  \
-      SAM_ROLES_WRITE)                                                                             \
-    X("no.samordna.status.barrier.moved", status_ev_barrier_moved, status_prepare_refs,            \
-      SAM_ROLES_WRITE)
-
-#define X(method, fn, roles) int fn(sam_service_t *, MDB_txn *, const sam_call_t *, sam_reply_t *);
-STATUS_QUERIES(X)
-#undef X
-#define X(type, apply, prepare, roles)                                                             \
+/* The handlers of status.def's rows (the table: one line per method and event type). */
+#define Q(method, request_type, reply_type, roles, handler)                                        \
+    int handler(sam_service_t *, MDB_txn *, const sam_call_t *, sam_reply_t *);
+#define E(type, payload_type, roles, limit, apply, prepare)                                        \
     int apply(sam_service_t *, MDB_txn *, const sam_event_t *, sam_reply_t *);
-STATUS_EVENTS(X)
-#undef X
+#include "status.def"
+#undef Q
+#undef E
 
 int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply);
 

@@ -1,10 +1,11 @@
 /*  status_events.c — the apply functions of every no.samordna.status.* event.
 
-    Each runs inside the runtime's nested write transaction: it unpacks the payload, checks
-    every field (shape → 400, unknown reference → 422, unknown target → 404, wrong state or
-    illegal transition → 409, not the publisher's to change → 403), and only then writes.
-    A refusal returns -1 with the reason naming the field; the runtime aborts the nested
-    transaction, so nothing of a refused event is stored.
+    Each runs inside the runtime's nested write transaction on the payload the runtime has
+    decoded (ev->msg, as status.def's row says), checks every field (shape → 400, unknown reference
+   → 422, unknown target → 404, wrong state or illegal transition → 409, not the publisher's to
+   change → 403), and only then writes. A refusal returns -1 with the reason naming the field, a
+   store error its code (answered 500 by the runtime); either way the runtime aborts the nested
+   transaction, so nothing of a refused event is stored.
 
     History is never overwritten: a milestone taken back is a new record in the pilot's
     history, a barrier keeps every step it took, and every change lands in the timeline that
@@ -96,24 +97,20 @@ static void s_today_of(const sam_event_t *ev, char out[11])
     sam_clock_date_of(ev->now_ms, out);
 }
 
-static int s_store_error(sam_reply_t *reply, int rc)
-{
-    return sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(rc));
-}
-
-/* Appends one entry to the timeline (n tells apart several entries of one event). */
+/* Appends one entry to the timeline (n tells apart several entries of one event). Returns 0
+   or a store error. */
 static int s_timeline(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, uint16_t n,
-                      Samordna__V1__StatusChange *c, sam_reply_t *reply)
+                      Samordna__V1__StatusChange *c)
 {
     c->seq = ev->seq;
     status_key_t k;
     status_key_timeline(&k, c->date, ev->seq, n);
-    int rc = status_put(svc, txn, "timeline", &k, &c->base);
-    return rc ? s_store_error(reply, rc) : 0;
+    return status_put(svc, txn, "timeline", &k, &c->base);
 }
 
 /* Brings a pilot's current standing up to date: `kind` reached on `date` (date NULL: taken
-   back), and/or the open barrier count moved by `barrier_delta`. */
+   back), and/or the open barrier count moved by `barrier_delta`. Returns 0, -1 (reply set)
+   or a store error. */
 static int s_state_update(sam_service_t *svc, MDB_txn *txn, const char *pilot, const char *kind,
                           const char *date, int barrier_delta, sam_reply_t *reply)
 {
@@ -121,7 +118,7 @@ static int s_state_update(sam_service_t *svc, MDB_txn *txn, const char *pilot, c
     status_key_id(&k, pilot);
     ProtobufCMessage *got = NULL;
     int g = status_get(svc, txn, "pilotstate", &k, &samordna__v1__pilot_state__descriptor, &got);
-    if (g && g != MDB_NOTFOUND) return s_store_error(reply, g);
+    if (g && g != MDB_NOTFOUND) return g;
     Samordna__V1__PilotState *old = (Samordna__V1__PilotState *)got;
     size_t n_old = old ? old->n_reached : 0;
     Samordna__V1__BoardCell **cells = calloc(n_old + 1, sizeof *cells);
@@ -147,7 +144,7 @@ static int s_state_update(sam_service_t *svc, MDB_txn *txn, const char *pilot, c
     int rc = status_put(svc, txn, "pilotstate", &k, &st.base);
     free(cells);
     if (old) FREE(old);
-    return rc ? s_store_error(reply, rc) : 0;
+    return rc;
 }
 
 /* ---- milestone kinds --------------------------------------------------------------------- */
@@ -156,9 +153,7 @@ static int s_state_update(sam_service_t *svc, MDB_txn *txn, const char *pilot, c
 int status_ev_kind_defined(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                            sam_reply_t *reply)
 {
-    Samordna__V1__MilestoneKind *m = (Samordna__V1__MilestoneKind *)sam_event_unpack(
-        ev, &samordna__v1__milestone_kind__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__MilestoneKind *m = (const Samordna__V1__MilestoneKind *)ev->msg;
     int rc = -1;
     if (s_token(reply, "id", m->id) || s_text(reply, "label", m->label, 64, true)) goto done;
     if (m->order < 1 || m->order > 1000) {
@@ -166,10 +161,7 @@ int status_ev_kind_defined(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
         goto done;
     }
     MDB_cursor *cur;
-    if ((rc = mdb_cursor_open(txn, sam_service_dbi(svc, "kinds"), &cur))) {
-        rc = s_store_error(reply, rc);
-        goto done;
-    }
+    if ((rc = mdb_cursor_open(txn, sam_service_dbi(svc, "kinds"), &cur))) goto done;
     MDB_val k, v;
     int g = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     rc = 0;
@@ -186,10 +178,8 @@ int status_ev_kind_defined(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
     if (rc) goto done;
     status_key_t key;
     status_key_id(&key, m->id);
-    int prc = status_put(svc, txn, "kinds", &key, &m->base);
-    rc = prc ? s_store_error(reply, prc) : 0;
+    rc = status_put(svc, txn, "kinds", &key, &m->base);
 done:
-    FREE(m);
     return rc;
 }
 
@@ -253,7 +243,7 @@ static int s_milestone_common(sam_service_t *svc, MDB_txn *txn, const sam_event_
     int rc = status_hist_each(svc, txn, "mshist", pilot, NULL, s_last_cb, last);
     if (rc) {
         FREE(p);
-        return s_store_error(reply, rc);
+        return rc;
     }
     if (last->found && strcmp(date, last->date) < 0) {
         FREE(p);
@@ -273,9 +263,9 @@ static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     status_key_t k;
     status_key_hist(&k, c->pilot, c->date, ev->seq);
     int rc = status_put(svc, txn, "mshist", &k, &c->base);
-    if (rc) return s_store_error(reply, rc);
-    if (s_state_update(svc, txn, c->pilot, c->kind, c->reached ? c->date : NULL, 0, reply))
-        return -1;
+    if (!rc)
+        rc = s_state_update(svc, txn, c->pilot, c->kind, c->reached ? c->date : NULL, 0, reply);
+    if (rc) return rc;
     char summary[512];
     if (c->reached)
         snprintf(summary, sizeof summary, "%s reached %s%s%s", c->pilot, c->kind,
@@ -290,22 +280,22 @@ static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     ch.subject = c->kind;
     ch.summary = summary;
     ch.by = c->actor;
-    return s_timeline(svc, txn, ev, 0, &ch, reply);
+    return s_timeline(svc, txn, ev, 0, &ch);
 }
 
 /* MilestoneReached {pilot, kind, date, actor, evidence} */
 int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
-    Samordna__V1__MilestoneReached *m = (Samordna__V1__MilestoneReached *)sam_event_unpack(
-        ev, &samordna__v1__milestone_reached__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__MilestoneReached *m = (const Samordna__V1__MilestoneReached *)ev->msg;
     Samordna__V1__StatusFact *p = NULL;
     s_last_t last = {0};
     const char *actor = s_actor(ev, m->actor);
     int rc = -1;
-    if (s_text(reply, "evidence", m->evidence, TEXT_MAX, false) ||
-        s_milestone_common(svc, txn, ev, m->pilot, m->kind, m->date, actor, &last, reply, &p))
+    if (s_text(reply, "evidence", m->evidence, TEXT_MAX, false)) goto done;
+    if ((rc =
+             s_milestone_common(svc, txn, ev, m->pilot, m->kind, m->date, actor, &last, reply, &p)))
         goto done;
+    rc = -1;
     if (last.found && last.reached) {
         sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' reached '%s' already on %s",
                         m->pilot, m->kind, last.date);
@@ -321,23 +311,22 @@ int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
     rc = s_milestone_store(svc, txn, ev, &c, p, reply);
 done:
     if (p) FREE(p);
-    FREE(m);
     return rc;
 }
 
 /* MilestoneReverted {pilot, kind, date, actor, reason} — the reason is required. */
 int status_ev_reverted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
-    Samordna__V1__MilestoneReverted *m = (Samordna__V1__MilestoneReverted *)sam_event_unpack(
-        ev, &samordna__v1__milestone_reverted__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__MilestoneReverted *m = (const Samordna__V1__MilestoneReverted *)ev->msg;
     Samordna__V1__StatusFact *p = NULL;
     s_last_t last = {0};
     const char *actor = s_actor(ev, m->actor);
     int rc = -1;
-    if (s_text(reply, "reason", m->reason, TEXT_MAX, true) ||
-        s_milestone_common(svc, txn, ev, m->pilot, m->kind, m->date, actor, &last, reply, &p))
+    if (s_text(reply, "reason", m->reason, TEXT_MAX, true)) goto done;
+    if ((rc =
+             s_milestone_common(svc, txn, ev, m->pilot, m->kind, m->date, actor, &last, reply, &p)))
         goto done;
+    rc = -1;
     if (!last.found || !last.reached) {
         sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' has not reached '%s'", m->pilot,
                         m->kind);
@@ -353,7 +342,6 @@ int status_ev_reverted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, 
     rc = s_milestone_store(svc, txn, ev, &c, p, reply);
 done:
     if (p) FREE(p);
-    FREE(m);
     return rc;
 }
 
@@ -401,7 +389,7 @@ static int s_meeting_put(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev
         MDB_val key = {k.len, k.b};
         rc = mdb_put(txn, sam_service_dbi(svc, "meetidx"), &key, &empty, 0);
     }
-    if (rc) return s_store_error(reply, rc);
+    if (rc) return rc;
     char summary[512];
     snprintf(summary, sizeof summary, "%s meeting%s%s", mt->kind, *mt->title ? ": " : "",
              mt->title);
@@ -413,16 +401,14 @@ static int s_meeting_put(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev
     ch.subject = mt->id;
     ch.summary = summary;
     ch.by = mt->recorded_by;
-    return s_timeline(svc, txn, ev, n, &ch, reply);
+    return s_timeline(svc, txn, ev, n, &ch);
 }
 
 /* MeetingLogged {id, kind, date, pilot | municipality | neither (the programme), title,
    participants, notes, monthly_until} */
 int status_ev_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
-    Samordna__V1__MeetingLogged *m = (Samordna__V1__MeetingLogged *)sam_event_unpack(
-        ev, &samordna__v1__meeting_logged__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__MeetingLogged *m = (const Samordna__V1__MeetingLogged *)ev->msg;
     Samordna__V1__StatusFact *p = NULL, *mu = NULL;
     int rc = -1;
     if (s_id(reply, "id", m->id) || s_token(reply, "kind", m->kind) ||
@@ -504,7 +490,6 @@ int status_ev_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
 done:
     if (p) FREE(p);
     if (mu) FREE(mu);
-    FREE(m);
     return rc;
 }
 
@@ -523,7 +508,7 @@ static int s_step_change(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev
     status_key_t k;
     status_key_pair(&k, st->pilot, st->id);
     int rc = status_put(svc, txn, "steps", &k, &st->base);
-    if (rc) return s_store_error(reply, rc);
+    if (rc) return rc;
     char summary[512];
     snprintf(summary, sizeof summary, "step '%s' (%s, %s)%s%s", st->title, st->owner, st->state,
              note && *note ? ": " : "", note ? note : "");
@@ -535,16 +520,14 @@ static int s_step_change(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev
     ch.subject = st->id;
     ch.summary = summary;
     ch.by = ev->ce->source;
-    return s_timeline(svc, txn, ev, 0, &ch, reply);
+    return s_timeline(svc, txn, ev, 0, &ch);
 }
 
 /* StepAdded {pilot, id, title, owner, due, state, date} */
 int status_ev_step_added(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                          sam_reply_t *reply)
 {
-    Samordna__V1__PlanStepAdded *m = (Samordna__V1__PlanStepAdded *)sam_event_unpack(
-        ev, &samordna__v1__plan_step_added__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__PlanStepAdded *m = (const Samordna__V1__PlanStepAdded *)ev->msg;
     Samordna__V1__StatusFact *p = NULL, *o = NULL;
     int rc = -1;
     char today[11];
@@ -586,7 +569,6 @@ int status_ev_step_added(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev
 done:
     if (p) FREE(p);
     if (o) FREE(o);
-    FREE(m);
     return rc;
 }
 
@@ -594,9 +576,7 @@ done:
 int status_ev_step_updated(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                            sam_reply_t *reply)
 {
-    Samordna__V1__PlanStepUpdated *m = (Samordna__V1__PlanStepUpdated *)sam_event_unpack(
-        ev, &samordna__v1__plan_step_updated__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__PlanStepUpdated *m = (const Samordna__V1__PlanStepUpdated *)ev->msg;
     Samordna__V1__StatusFact *p = NULL, *o = NULL;
     Samordna__V1__PlanStep *st = NULL;
     int rc = -1;
@@ -622,7 +602,7 @@ int status_ev_step_updated(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
         goto done;
     }
     if (g) {
-        s_store_error(reply, g);
+        rc = g;
         goto done;
     }
     st = (Samordna__V1__PlanStep *)got;
@@ -648,7 +628,6 @@ done:
     if (st) FREE(st);
     if (p) FREE(p);
     if (o) FREE(o);
-    FREE(m);
     return rc;
 }
 
@@ -677,11 +656,11 @@ static int s_barrier_hist(sam_service_t *svc, MDB_txn *txn, const sam_event_t *e
         status_key_t k;
         status_key_hist(&k, b->pilot, step->date, ev->seq);
         int rc = status_put(svc, txn, "barhist", &k, &mark.base);
-        if (rc) return s_store_error(reply, rc);
-        if (open_delta && s_state_update(svc, txn, b->pilot, NULL, NULL, open_delta, reply))
-            return -1;
+        if (!rc && open_delta)
+            rc = s_state_update(svc, txn, b->pilot, NULL, NULL, open_delta, reply);
+        if (rc) return rc;
     }
-    return s_timeline(svc, txn, ev, 0, &ch, reply);
+    return s_timeline(svc, txn, ev, 0, &ch);
 }
 
 static bool s_concerns_ok(const char *s)
@@ -695,9 +674,7 @@ static bool s_concerns_ok(const char *s)
 int status_ev_barrier_registered(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                                  sam_reply_t *reply)
 {
-    Samordna__V1__BarrierRegistered *m = (Samordna__V1__BarrierRegistered *)sam_event_unpack(
-        ev, &samordna__v1__barrier_registered__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__BarrierRegistered *m = (const Samordna__V1__BarrierRegistered *)ev->msg;
     Samordna__V1__StatusFact *facts[4] = {NULL, NULL, NULL, NULL};
     int rc = -1;
     const char *raised_by = s_actor(ev, m->raised_by);
@@ -767,14 +744,13 @@ int status_ev_barrier_registered(sam_service_t *svc, MDB_txn *txn, const sam_eve
     b.history = steps;
     int prc = status_put(svc, txn, "barriers", &k, &b.base);
     if (prc) {
-        s_store_error(reply, prc);
+        rc = prc;
         goto done;
     }
     rc = s_barrier_hist(svc, txn, ev, &b, &step, "barrier.registered", 1, reply);
 done:
     for (int i = 0; i < 4; i++)
         if (facts[i]) FREE(facts[i]);
-    FREE(m);
     return rc;
 }
 
@@ -782,9 +758,7 @@ done:
 int status_ev_barrier_moved(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                             sam_reply_t *reply)
 {
-    Samordna__V1__BarrierMoved *m = (Samordna__V1__BarrierMoved *)sam_event_unpack(
-        ev, &samordna__v1__barrier_moved__descriptor, reply);
-    if (!m) return -1;
+    const Samordna__V1__BarrierMoved *m = (const Samordna__V1__BarrierMoved *)ev->msg;
     Samordna__V1__Barrier *b = NULL;
     Samordna__V1__StatusFact *by_fact = NULL, *p = NULL;
     Samordna__V1__BarrierStep **hist = NULL;
@@ -810,7 +784,7 @@ int status_ev_barrier_moved(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
         goto done;
     }
     if (g) {
-        s_store_error(reply, g);
+        rc = g;
         goto done;
     }
     b = (Samordna__V1__Barrier *)got;
@@ -857,7 +831,7 @@ int status_ev_barrier_moved(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
     upd.n_history = b->n_history + 1;
     int prc = status_put(svc, txn, "barriers", &k, &upd.base);
     if (prc) {
-        s_store_error(reply, prc);
+        rc = prc;
         goto done;
     }
     rc = s_barrier_hist(svc, txn, ev, &upd, &step, "barrier.moved",
@@ -867,6 +841,5 @@ done:
     if (b) FREE(b);
     if (p) FREE(p);
     if (by_fact) FREE(by_fact);
-    FREE(m);
     return rc;
 }

@@ -6,20 +6,17 @@
     write path (status_events.c); queries read the store (status_queries.c); references to
     the registry's pilots, agencies and municipalities are checked against a projection fed
     from the registry's outbox (status_registry.c). The tables are described in
-    status_store.h; the one list of methods and event types is in status.h.
+    status_store.h; the one list of methods and event types is status.def.
 */
 #include "status.h"
 
-static const sam_query_def_t s_queries[] = {
-#define X(method, fn, roles) {method, fn, roles},
-    STATUS_QUERIES(X)
-#undef X
-};
-
-static const sam_event_def_t s_events[] = {
-#define X(type, apply, prepare, roles) {type, apply, prepare, roles},
-    STATUS_EVENTS(X)
-#undef X
+/* The table: status.def's rows. */
+static const sam_row_t s_rows[] = {
+#define Q SAM_ROW_QUERY
+#define E SAM_ROW_EVENT
+#include "status.def"
+#undef Q
+#undef E
 };
 
 static void s_tick(sam_service_t *svc)
@@ -38,10 +35,8 @@ int main(int argc, char **argv)
     sam_service_def_t def = {
         .name = "status",
         .summary = "Milestones, meetings, work plans, barriers and the pilot status board.",
-        .queries = s_queries,
-        .n_queries = sizeof s_queries / sizeof s_queries[0],
-        .events = s_events,
-        .n_events = sizeof s_events / sizeof s_events[0],
+        .rows = s_rows,
+        .n_rows = sizeof s_rows / sizeof s_rows[0],
         .tables = status_tables,
         .schema_version = STATUS_SCHEMA_VERSION,
         .tick = s_tick,

@@ -23,11 +23,6 @@ static uint32_t s_page_size(uint32_t asked)
     return asked == 0 ? PAGE_DEFAULT : asked > PAGE_MAX ? PAGE_MAX : asked;
 }
 
-static int s_store_error(sam_reply_t *reply, int rc)
-{
-    return sam_reply_error(reply, SAM_INTERNAL, "store: %s", sam_store_strerror(rc));
-}
-
 /* A growing array of unpacked messages, freed together. */
 typedef struct {
     ProtobufCMessage **v;
@@ -99,7 +94,7 @@ int status_q_kinds(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
     int rc = s_load_kinds(svc, txn, &kinds);
     if (rc) {
         s_list_free(&kinds);
-        return s_store_error(reply, rc);
+        return rc;
     }
     Samordna__V1__MilestoneKindsReply r = SAMORDNA__V1__MILESTONE_KINDS_REPLY__INIT;
     r.n_kinds = kinds.n;
@@ -355,15 +350,12 @@ static bool s_row_complete(const Samordna__V1__BoardRow *r)
    knows, in pilot id order. */
 int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
-    Samordna__V1__BoardRequest *req = (Samordna__V1__BoardRequest *)sam_call_unpack(
-        call, &samordna__v1__board_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__BoardRequest *req = (const Samordna__V1__BoardRequest *)call->msg;
     char as_of[11];
     if (*req->as_of) {
         if (!status_date_ok(req->as_of)) {
             sam_reply_error(reply, SAM_BAD_REQUEST, "as_of: '%.40s' is not a date (YYYY-MM-DD)",
                             req->as_of);
-            FREE(req);
             return -1;
         }
         snprintf(as_of, sizeof as_of, "%s", req->as_of);
@@ -419,9 +411,7 @@ int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
     if (!rc && g != 0 && g != MDB_NOTFOUND) rc = g;
     if (!rc && *req->pilot && n_rows == 0)
         rc = sam_reply_error(reply, SAM_NOT_FOUND, "pilot: unknown pilot '%s'", req->pilot);
-    else if (rc)
-        rc = s_store_error(reply, rc);
-    else {
+    else if (!rc) {
         Samordna__V1__BoardReply r = SAMORDNA__V1__BOARD_REPLY__INIT;
         r.as_of = as_of;
         r.n_kinds = kinds.n;
@@ -438,7 +428,6 @@ int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
     free(fold.seen);
     free(arena.buf);
     s_list_free(&kinds);
-    FREE(req);
     return rc;
 }
 
@@ -455,10 +444,8 @@ static int s_collect(const MDB_val *v, void *arg)
 /* status.milestones.history: HistoryRequest {pilot} → HistoryReply (date order) */
 int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
-    Samordna__V1__MilestoneHistoryRequest *req =
-        (Samordna__V1__MilestoneHistoryRequest *)sam_call_unpack(
-            call, &samordna__v1__milestone_history_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__MilestoneHistoryRequest *req =
+        (const Samordna__V1__MilestoneHistoryRequest *)call->msg;
     int rc;
     s_list_t l = {0};
     Samordna__V1__StatusFact *p = NULL;
@@ -466,9 +453,7 @@ int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
         rc = sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
     else if (!(p = status_fact_find(svc, txn, false, "pilot", req->pilot)))
         rc = sam_reply_error(reply, SAM_NOT_FOUND, "pilot: unknown pilot '%s'", req->pilot);
-    else if ((rc = status_hist_each(svc, txn, "mshist", req->pilot, NULL, s_collect, &l)))
-        rc = s_store_error(reply, rc);
-    else {
+    else if (!(rc = status_hist_each(svc, txn, "mshist", req->pilot, NULL, s_collect, &l))) {
         Samordna__V1__MilestoneHistoryReply r = SAMORDNA__V1__MILESTONE_HISTORY_REPLY__INIT;
         r.n_changes = l.n;
         r.changes = (Samordna__V1__MilestoneChange **)l.v;
@@ -476,7 +461,6 @@ int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
     }
     if (p) FREE(p);
     s_list_free(&l);
-    FREE(req);
     return rc;
 }
 
@@ -486,9 +470,7 @@ int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
    MeetingsReply in date order. */
 int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
-    Samordna__V1__MeetingsRequest *req = (Samordna__V1__MeetingsRequest *)sam_call_unpack(
-        call, &samordna__v1__meetings_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__MeetingsRequest *req = (const Samordna__V1__MeetingsRequest *)call->msg;
     int rc = 0;
     char scope[80] = "*";
     if (*req->pilot && !status_id_ok(req->pilot))
@@ -500,10 +482,7 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         rc = sam_reply_error(reply, SAM_BAD_REQUEST, "from: '%.40s' is not a date", req->from);
     else if (*req->to && !status_date_ok(req->to))
         rc = sam_reply_error(reply, SAM_BAD_REQUEST, "to: '%.40s' is not a date", req->to);
-    if (rc) {
-        FREE(req);
-        return rc;
-    }
+    if (rc) return rc;
     if (*req->pilot)
         snprintf(scope, sizeof scope, "p:%s", req->pilot);
     else if (*req->municipality)
@@ -517,7 +496,6 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         if (status_token_decode(req->page_token, &start) || start.len < prefix.len ||
             memcmp(start.b, prefix.b, prefix.len) != 0) {
             sam_reply_error(reply, SAM_BAD_REQUEST, "page_token: not a token of this listing");
-            FREE(req);
             return -1;
         }
         skip_equal = true;
@@ -558,9 +536,7 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
-    if (rc)
-        rc = s_store_error(reply, rc);
-    else {
+    if (!rc) {
         char token[2 * STATUS_KEY_MAX + 1] = "";
         if (more) status_token_encode(&last, token, sizeof token);
         Samordna__V1__MeetingsReply r = SAMORDNA__V1__MEETINGS_REPLY__INIT;
@@ -570,7 +546,6 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         rc = sam_reply_message(reply, &r.base);
     }
     s_list_free(&l);
-    FREE(req);
     return rc;
 }
 
@@ -580,9 +555,7 @@ static int s_get_by_id(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                        const char *table, const char *what, bool (*id_ok)(const char *),
                        const char *id_shape, const ProtobufCMessageDescriptor *desc)
 {
-    Samordna__V1__StatusGetRequest *req = (Samordna__V1__StatusGetRequest *)sam_call_unpack(
-        call, &samordna__v1__status_get_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__StatusGetRequest *req = (const Samordna__V1__StatusGetRequest *)call->msg;
     int rc;
     ProtobufCMessage *m = NULL;
     status_key_t k;
@@ -594,12 +567,11 @@ static int s_get_by_id(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         if (g == MDB_NOTFOUND)
             rc = sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown %s '%s'", what, req->id);
         else if (g)
-            rc = s_store_error(reply, g);
+            rc = g;
         else
             rc = sam_reply_message(reply, m);
     }
     if (m) protobuf_c_message_free_unpacked(m, NULL);
-    FREE(req);
     return rc;
 }
 
@@ -631,12 +603,9 @@ int status_q_barrier_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
 /* status.steps.list: StepsRequest {pilot, state} → StepsReply (pilot, then step id order) */
 int status_q_steps(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
-    Samordna__V1__PlanStepsRequest *req = (Samordna__V1__PlanStepsRequest *)sam_call_unpack(
-        call, &samordna__v1__plan_steps_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__PlanStepsRequest *req = (const Samordna__V1__PlanStepsRequest *)call->msg;
     if (*req->pilot && !status_id_ok(req->pilot)) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
-        FREE(req);
         return -1;
     }
     status_key_t prefix = {.len = 0};
@@ -658,16 +627,13 @@ int status_q_steps(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
-    if (rc)
-        rc = s_store_error(reply, rc);
-    else {
+    if (!rc) {
         Samordna__V1__PlanStepsReply r = SAMORDNA__V1__PLAN_STEPS_REPLY__INIT;
         r.n_steps = l.n;
         r.steps = (Samordna__V1__PlanStep **)l.v;
         rc = sam_reply_message(reply, &r.base);
     }
     s_list_free(&l);
-    FREE(req);
     return rc;
 }
 
@@ -687,9 +653,7 @@ static bool s_barrier_match(const Samordna__V1__BarriersRequest *q, const Samord
 /* status.barriers.list: BarriersRequest {filters, page} → BarriersReply in id order */
 int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
-    Samordna__V1__BarriersRequest *req = (Samordna__V1__BarriersRequest *)sam_call_unpack(
-        call, &samordna__v1__barriers_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__BarriersRequest *req = (const Samordna__V1__BarriersRequest *)call->msg;
     static const char *const states[] = {"identified", "raised_regionally", "raised_nationally",
                                          "changed",    "rejected",          "withdrawn"};
     bool state_ok = !*req->state;
@@ -698,12 +662,10 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     status_key_t start = {.len = 0};
     if (!state_ok) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "state: unknown barrier state '%.40s'", req->state);
-        FREE(req);
         return -1;
     }
     if (*req->page_token && status_token_decode(req->page_token, &start)) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "page_token: not a token of this listing");
-        FREE(req);
         return -1;
     }
     uint32_t want = s_page_size(req->page_size);
@@ -733,9 +695,7 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
-    if (rc)
-        rc = s_store_error(reply, rc);
-    else {
+    if (!rc) {
         char token[2 * STATUS_KEY_MAX + 1] = "";
         if (more) status_token_encode(&last, token, sizeof token);
         Samordna__V1__BarriersReply r = SAMORDNA__V1__BARRIERS_REPLY__INIT;
@@ -745,7 +705,6 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         rc = sam_reply_message(reply, &r.base);
     }
     s_list_free(&l);
-    FREE(req);
     return rc;
 }
 
@@ -754,9 +713,8 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
 /* status.report: ReportRequest {from, to} → ReportReply: every change dated in [from, to] */
 int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
-    Samordna__V1__StatusReportRequest *req = (Samordna__V1__StatusReportRequest *)sam_call_unpack(
-        call, &samordna__v1__status_report_request__descriptor, reply);
-    if (!req) return -1;
+    const Samordna__V1__StatusReportRequest *req =
+        (const Samordna__V1__StatusReportRequest *)call->msg;
     int rc = 0;
     if (!status_date_ok(req->from))
         rc = sam_reply_error(reply, SAM_BAD_REQUEST, "from: '%.40s' is not a date (YYYY-MM-DD)",
@@ -767,10 +725,7 @@ int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sa
     else if (strcmp(req->from, req->to) > 0)
         rc =
             sam_reply_error(reply, SAM_BAD_REQUEST, "to: %s is before from %s", req->to, req->from);
-    if (rc) {
-        FREE(req);
-        return rc;
-    }
+    if (rc) return rc;
     s_list_t l = {0};
     bool truncated = false;
     MDB_cursor *cur;
@@ -789,9 +744,7 @@ int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sa
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
-    if (rc)
-        rc = s_store_error(reply, rc);
-    else {
+    if (!rc) {
         Samordna__V1__StatusReportReply r = SAMORDNA__V1__STATUS_REPORT_REPLY__INIT;
         r.from = req->from;
         r.to = req->to;
@@ -801,6 +754,5 @@ int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sa
         rc = sam_reply_message(reply, &r.base);
     }
     s_list_free(&l);
-    FREE(req);
     return rc;
 }

@@ -220,7 +220,8 @@ static void s_ask(sam_service_t *svc, const char *kind, const char *id)
     if (f) s_cache_put(ctx, f);
 }
 
-/* The references of each status event type, asked for when the projection lacks them. */
+/* The references of each status event type, asked for when the projection lacks them. The
+   payload is the runtime's, decoded as the type's row in status.def says. */
 int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply)
 {
     const char *type = ev->ce->type;
@@ -231,66 +232,34 @@ int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
     } while (0)
 #define ACTOR(v) REF("agency", (v) && *(v) ? (v) : src)
     if (strstr(type, ".milestone.reached")) {
-        Samordna__V1__MilestoneReached *m =
-            (Samordna__V1__MilestoneReached *)protobuf_c_message_unpack(
-                &samordna__v1__milestone_reached__descriptor, NULL, ev->data_len, ev->data);
-        if (m) {
-            REF("pilot", m->pilot);
-            ACTOR(m->actor);
-            FREE(m);
-        }
+        const Samordna__V1__MilestoneReached *m = (const Samordna__V1__MilestoneReached *)ev->msg;
+        REF("pilot", m->pilot);
+        ACTOR(m->actor);
     } else if (strstr(type, ".milestone.reverted")) {
-        Samordna__V1__MilestoneReverted *m =
-            (Samordna__V1__MilestoneReverted *)protobuf_c_message_unpack(
-                &samordna__v1__milestone_reverted__descriptor, NULL, ev->data_len, ev->data);
-        if (m) {
-            REF("pilot", m->pilot);
-            ACTOR(m->actor);
-            FREE(m);
-        }
+        const Samordna__V1__MilestoneReverted *m = (const Samordna__V1__MilestoneReverted *)ev->msg;
+        REF("pilot", m->pilot);
+        ACTOR(m->actor);
     } else if (strstr(type, ".meeting.logged")) {
-        Samordna__V1__MeetingLogged *m = (Samordna__V1__MeetingLogged *)protobuf_c_message_unpack(
-            &samordna__v1__meeting_logged__descriptor, NULL, ev->data_len, ev->data);
-        if (m) {
-            REF("pilot", m->pilot);
-            REF("municipality", m->municipality);
-            FREE(m);
-        }
+        const Samordna__V1__MeetingLogged *m = (const Samordna__V1__MeetingLogged *)ev->msg;
+        REF("pilot", m->pilot);
+        REF("municipality", m->municipality);
     } else if (strstr(type, ".step.added")) {
-        Samordna__V1__PlanStepAdded *m = (Samordna__V1__PlanStepAdded *)protobuf_c_message_unpack(
-            &samordna__v1__plan_step_added__descriptor, NULL, ev->data_len, ev->data);
-        if (m) {
-            REF("pilot", m->pilot);
-            REF("agency", m->owner);
-            FREE(m);
-        }
+        const Samordna__V1__PlanStepAdded *m = (const Samordna__V1__PlanStepAdded *)ev->msg;
+        REF("pilot", m->pilot);
+        REF("agency", m->owner);
     } else if (strstr(type, ".step.updated")) {
-        Samordna__V1__PlanStepUpdated *m =
-            (Samordna__V1__PlanStepUpdated *)protobuf_c_message_unpack(
-                &samordna__v1__plan_step_updated__descriptor, NULL, ev->data_len, ev->data);
-        if (m) {
-            REF("pilot", m->pilot);
-            REF("agency", m->owner);
-            FREE(m);
-        }
+        const Samordna__V1__PlanStepUpdated *m = (const Samordna__V1__PlanStepUpdated *)ev->msg;
+        REF("pilot", m->pilot);
+        REF("agency", m->owner);
     } else if (strstr(type, ".barrier.registered")) {
-        Samordna__V1__BarrierRegistered *m =
-            (Samordna__V1__BarrierRegistered *)protobuf_c_message_unpack(
-                &samordna__v1__barrier_registered__descriptor, NULL, ev->data_len, ev->data);
-        if (m) {
-            REF("pilot", m->pilot);
-            REF("municipality", m->municipality);
-            ACTOR(m->raised_by);
-            REF("agency", m->concerns_agency);
-            FREE(m);
-        }
+        const Samordna__V1__BarrierRegistered *m = (const Samordna__V1__BarrierRegistered *)ev->msg;
+        REF("pilot", m->pilot);
+        REF("municipality", m->municipality);
+        ACTOR(m->raised_by);
+        REF("agency", m->concerns_agency);
     } else if (strstr(type, ".barrier.moved")) {
-        Samordna__V1__BarrierMoved *m = (Samordna__V1__BarrierMoved *)protobuf_c_message_unpack(
-            &samordna__v1__barrier_moved__descriptor, NULL, ev->data_len, ev->data);
-        if (m) {
-            ACTOR(m->by);
-            FREE(m);
-        }
+        const Samordna__V1__BarrierMoved *m = (const Samordna__V1__BarrierMoved *)ev->msg;
+        ACTOR(m->by);
     }
 #undef ACTOR
 #undef REF

@@ -31,13 +31,11 @@ static int s_recorded(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
     return 0;
 }
 
-static const sam_query_def_t s_queries[] = {
-    {"echo", s_echo, SAM_ROLES_ANY},
-};
-
-static const sam_event_def_t s_events[] = {
-    {"no.samordna.echo.recorded", s_recorded, NULL, SAM_ROLES_WRITE},
-};
+/* The table. Neither row names a message type: echo's body and the event's payload are bytes
+   of anything, passed to the handlers as they came (sam_call_t.body, sam_event_t.data). */
+static const sam_row_t s_rows[] = {
+    SAM_ROW_QUERY("echo", NULL, NULL, SAM_ROLES_ANY, s_echo)
+        SAM_ROW_EVENT("no.samordna.echo.recorded", NULL, SAM_ROLES_WRITE, 0, s_recorded, NULL)};
 
 int main(int argc, char **argv)
 {
@@ -45,10 +43,8 @@ int main(int argc, char **argv)
     sam_service_def_t def = {
         .name = "echo",
         .summary = "Answers `echo` with the body it was sent (benchmarks, deployment checks).",
-        .queries = s_queries,
-        .n_queries = 1,
-        .events = s_events,
-        .n_events = 1,
+        .rows = s_rows,
+        .n_rows = sizeof s_rows / sizeof s_rows[0],
         .tables = tables,
         .schema_version = 1,
     };
