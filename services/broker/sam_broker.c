@@ -1556,9 +1556,9 @@ static void s_refresh_keys(sam_broker_t *self)
 }
 
 /*  Revocation at once: the kernel queues an inotify event on the certificate directory as
-    the file is removed, so draining that queue before each batch of messages (one read that
-    finds nothing, almost always) reloads the keyring before any request that arrives after
-    the change is handled. The once-a-second check stays, for folders inotify cannot watch. */
+    the file is removed, so draining that queue before each message (one read that finds
+    nothing, almost always; only with CURVE) reloads the keyring before any request that
+    arrives after the change is handled. The once-a-second check stays, for folders inotify cannot watch. */
 static void s_watch_keys(sam_broker_t *self)
 {
     if (self->keys_watch < 0) return;
@@ -1822,9 +1822,9 @@ int sam_broker_run(sam_broker_t *self, void (*on_reload)(void))
             return -1;
         }
         self->now = zclock_mono();
-        if (rc == 0) s_watch_keys(self);
         for (int i = 0; rc == 0 && i < S_DRAIN_MAX; i++) {
             if (i > 0 && s_msg_recv(self, &self->in, ZMQ_DONTWAIT) != 0) break;
+            s_watch_keys(self); /* before every message: one read, nothing found, almost always */
             s_on_message(self, &self->in);
             s_msg_close(&self->in);
             if ((i & 127) == 127) self->now = zclock_mono();
