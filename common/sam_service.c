@@ -28,6 +28,8 @@
 #include "samordna/v1/service.pb-c.h"
 
 #include <czmq.h>
+#include <signal.h>
+#include <systemd/sd-daemon.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -110,6 +112,9 @@ struct sam_service_t {
     s_request_t *pubs[SAM_MDP_MAX_CREDIT];
     size_t npubs;
     int64_t tick_due;
+    bool sd_ready;         /* READY=1 was told to systemd (the first word from a broker) */
+    int argc;              /* the command line, for SIGHUP's second reading of the file */
+    char **argv;
     MDB_dbi outbox, dedup;
     bool harness;       /* driven by sam_service_feed() instead of brokers */
     uint32_t last_code; /* status of the last reply made (read by sam_service_feed) */
@@ -1290,6 +1295,10 @@ static size_t s_receive(sam_service_t *svc, int bi, int64_t *now_p, int flags, b
             n++;
     }
     b->heard_at = now;
+    if (!svc->sd_ready) { /* the store is open and a broker answers: ready (sd_notify) */
+        svc->sd_ready = true;
+        sd_notify(0, "READY=1");
+    }
     size_t got_n = s_on_parts(svc, bi, part, n, too_many, now, out, room);
     for (int i = 0; i < n; i++)
         zmq_msg_close(&part[i]);
@@ -1323,10 +1332,42 @@ static void s_heartbeat(sam_service_t *svc, int64_t now)
     }
 }
 
+static volatile sig_atomic_t s_hup; /* SIGHUP arrived (the handler only sets it) */
+
+static void s_on_hup(int sig)
+{
+    (void)sig;
+    s_hup = 1;
+}
+
+/*  SIGHUP: what can change without a restart — the log level — is read again from the
+    configuration file (a flag on the command line still wins), and the service's own
+    reload hook runs; what was done is logged. */
+static void s_reload(sam_service_t *svc)
+{
+    s_hup = 0;
+    char program[64];
+    snprintf(program, sizeof program, "samordna-%s", svc->def->name);
+    sam_config_t *again = sam_config_new(program, "[options]", "", svc->options);
+    if (again && sam_config_parse(again, svc->argc, svc->argv) == 0) {
+        int level = sam_log_level_parse(sam_config_get(again, "log-level"));
+        if (level >= 0) sam_log_threshold = (sam_log_level_t)level;
+        sam_info("service.reloaded log_level=%s", sam_config_get(again, "log-level"));
+    } else
+        sam_warn("service.reload_failed reason=\"the configuration no longer reads; nothing "
+                 "changed\"");
+    sam_config_destroy(&again);
+}
+
 static void s_loop(sam_service_t *svc)
 {
     s_request_t *batch[SAM_MDP_MAX_CREDIT];
+    struct sigaction sa = {0};
+    sa.sa_handler = s_on_hup;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
     while (!zsys_interrupted) {
+        if (s_hup) s_reload(svc);
         int64_t now = zclock_mono();
         int64_t due = now + 1000;
         for (size_t i = 0; i < svc->nbrokers; i++) {
@@ -1524,6 +1565,8 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
     snprintf(program, sizeof program, "samordna-%s", def->name);
     svc->config = sam_config_new(program, "[options]", def->summary, svc->options);
     int rc = svc->config ? sam_config_parse(svc->config, argc, argv) : -1;
+    svc->argc = argc;
+    svc->argv = argv;
     if (rc != 0) {
         s_destroy(svc);
         return rc == 1 ? 0 : 2;
@@ -1607,6 +1650,7 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         sam_info("service.started instance=%s brokers=%zu credit=%d", svc->instance, svc->nbrokers,
                  svc->credit);
         s_loop(svc);
+        sd_notify(0, "STOPPING=1");
         if (def->stop) def->stop(svc);
         sam_info("service.stopped requests=%" PRIu64 " applied=%" PRIu64 " refused=%" PRIu64
                  " duplicates=%" PRIu64 " batches=%" PRIu64 " malformed=%" PRIu64,

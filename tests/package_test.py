@@ -112,8 +112,9 @@ def test_the_units_verify_and_are_hardened():
                     "SystemCallFilter=@system-service", "MemoryDenyWriteExecute=yes",
                     "LockPersonality=yes", "User=samordna"):
             assert key in text, (u, key)
-    broker = open(os.path.join(root, "usr/lib/systemd/system/samordna-broker.service")).read()
-    assert "Type=notify" in broker and "ExecReload=/bin/kill -HUP $MAINPID" in broker
+    for u in UNITS:
+        text = open(os.path.join(root, "usr/lib/systemd/system", u)).read()
+        assert "Type=notify" in text and "ExecReload=/bin/kill -HUP $MAINPID" in text, u
 
 
 def test_a_program_builds_against_the_installed_library_with_pkg_config():

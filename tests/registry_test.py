@@ -4,6 +4,7 @@ wrong syntax, conflicts — each answered with a status naming the field and not
 Ownership (403) is checked with the test playing the broker, so it can present an
 authenticated publisher's identity the way samordna-broker does.
 """
+import os
 import time
 
 import samtest
@@ -558,6 +559,43 @@ def test_samctl_log_level_sets_the_level():
     bad = samctl("--log-level", "loud")
     assert bad.returncode == 2 and "--log-level must be" in bad.stderr, bad.stderr
     r.close()
+
+
+def test_systemd_readiness_and_sighup_reload():
+    """Under systemd (NOTIFY_SOCKET) a service says READY=1 once its store is open and a
+    broker answers, STOPPING=1 as it stops; SIGHUP reads the log level again from its
+    configuration file and the service serves on."""
+    import signal
+    import socket
+    broker, ep = samtest.broker()
+    folder = samtest.scratch("reg-sd")
+    path = os.path.join(folder, "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10 * samtest.SLOW)
+    cfg = os.path.join(folder, "registry.cfg")
+    with open(cfg, "w") as f:
+        f.write('log-level = "info"\n')
+    proc = samtest.Proc("registry-sd", ["samordna-registry", "--broker", ep, "--data-dir", folder,
+                                        "--insecure", "--config", cfg],
+                        env={"NOTIFY_SOCKET": path})
+    c = samtest.Client(ep)
+    try:
+        assert sock.recv(256) == b"READY=1"
+        samtest.wait_service(ep, "registry")
+        with open(cfg, "w") as f:
+            f.write('log-level = "debug"\n')
+        proc.p.send_signal(signal.SIGHUP)
+        samtest.wait_for(lambda: "service.reloaded log_level=debug" in proc.logtext(), 5,
+                         "the reload logged")
+        assert proc.alive(), "SIGHUP must not stop the service"
+        rep, _ = c.call("registry", "ping", b"", envelope_pb2.PingReply)
+        assert rep.status.code == 200
+        assert proc.stop() == 0
+        assert sock.recv(256) == b"STOPPING=1"
+    finally:
+        c.close()
+        sock.close()
 
 
 if __name__ == "__main__":
