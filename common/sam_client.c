@@ -19,7 +19,7 @@
 #include <string.h>
 
 struct sam_client_t {
-    zsock_t *sock;   /* DEALER to every broker */
+    zsock_t *sock; /* DEALER to every broker */
     uint64_t next_id;
     int deadline_ms; /* what pipelined requests tell the broker they wait (0: its default) */
 };
@@ -165,8 +165,7 @@ int sam_client_recv(sam_client_t *self, int timeout_ms, sam_result_t *out)
         Samordna__V1__Reply *rep = NULL;
         if (n == 4 && zmq_msg_size(&part[0]) == 0 && zmq_msg_size(&part[1]) == strlen(SAM_MDPC) &&
             memcmp(zmq_msg_data(&part[1]), SAM_MDPC, strlen(SAM_MDPC)) == 0)
-            rep = samordna__v1__reply__unpack(NULL, zmq_msg_size(&part[3]),
-                                              zmq_msg_data(&part[3]));
+            rep = samordna__v1__reply__unpack(NULL, zmq_msg_size(&part[3]), zmq_msg_data(&part[3]));
         for (int i = 0; i < n && i < 4; i++)
             zmq_msg_close(&part[i]);
         if (!rep) continue; /* not a samordna reply (MMI, garbage): not ours to report */

@@ -17,18 +17,18 @@
 typedef struct sam_client_t sam_client_t;
 
 typedef struct {
-    const char *curve_dir;     /* unused; kept so existing initialisers stay valid */
-    const char *client_cert;   /* CURVE: path to this client's secret certificate */
-    const char *server_key;    /* CURVE: the broker's public key (Z85) or a certificate file */
-    size_t max_pending;        /* pipelining window for sam_client_send; 0 → 1000 */
+    const char *curve_dir;   /* unused; kept so existing initialisers stay valid */
+    const char *client_cert; /* CURVE: path to this client's secret certificate */
+    const char *server_key;  /* CURVE: the broker's public key (Z85) or a certificate file */
+    size_t max_pending;      /* pipelining window for sam_client_send; 0 → 1000 */
 } sam_client_opts_t;
 
 /* The outcome of one call. sam_result_clear() frees body. */
 typedef struct {
     uint64_t id;
-    uint32_t code;       /* samordna.v1.Status code; SAM_TIMEOUT when no reply came */
+    uint32_t code; /* samordna.v1.Status code; SAM_TIMEOUT when no reply came */
     char message[512];
-    uint8_t *body;       /* packed reply message, malloc'd, or NULL */
+    uint8_t *body; /* packed reply message, malloc'd, or NULL */
     size_t body_len;
 } sam_result_t;
 

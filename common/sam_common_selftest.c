@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 static int s_passed, s_failed;
-#define CHECK(cond)                                                                               \
+#define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (cond)                                                                                  \
             s_passed++;                                                                            \
@@ -45,8 +45,9 @@ static int s_parse(sam_config_t **cfg, int argc, char **argv)
 static void s_config_test(const char *dir)
 {
     sam_config_t *cfg;
-    char *a1[] = {"x", "--credit", "7", "--broker=tcp://a:1", "--broker", "tcp://b:2", "--insecure",
-                  "pos1", "--", "--pos2"};
+    char *a1[] = {"x",        "--credit",  "7",          "--broker=tcp://a:1",
+                  "--broker", "tcp://b:2", "--insecure", "pos1",
+                  "--",       "--pos2"};
     CHECK(s_parse(&cfg, 10, a1) == 0);
     bool ok = true;
     CHECK(sam_config_int(cfg, "credit", 1, 100, &ok) == 7 && ok);
@@ -56,10 +57,10 @@ static void s_config_test(const char *dir)
     CHECK(sam_config_get(cfg, "name") == NULL);
     CHECK(sam_config_npos(cfg) == 2 && strcmp(sam_config_pos(cfg, 1), "--pos2") == 0);
     CHECK(strcmp(sam_config_get(cfg, "log-level"), "info") == 0);
-    CHECK(sam_config_find(cfg, "credit=7", 6)->arg != NULL); /* own, takes a value */
-    CHECK(sam_config_find(cfg, "insecure", 8)->arg == NULL); /* own flag */
+    CHECK(sam_config_find(cfg, "credit=7", 6)->arg != NULL);               /* own, takes a value */
+    CHECK(sam_config_find(cfg, "insecure", 8)->arg == NULL);               /* own flag */
     CHECK(strcmp(sam_config_find(cfg, "config", 6)->name, "config") == 0); /* a built-in */
-    CHECK(sam_config_find(cfg, "cred", 4) == NULL);                       /* no prefixes */
+    CHECK(sam_config_find(cfg, "cred", 4) == NULL);                        /* no prefixes */
     sam_config_destroy(&cfg);
     CHECK(cfg == NULL);
     sam_config_destroy(&cfg); /* NULL is accepted */
@@ -72,7 +73,9 @@ static void s_config_test(const char *dir)
     CHECK(sam_config_int(cfg, "credit", 300, 400, &ok) == -1 && !ok); /* 256 out of range */
     sam_config_destroy(&cfg);
 
-    char *bad[][3] = {{"x", "--nope", NULL}, {"x", "--credit", NULL}, {"x", "--insecure=1", NULL},
+    char *bad[][3] = {{"x", "--nope", NULL},
+                      {"x", "--credit", NULL},
+                      {"x", "--insecure=1", NULL},
                       {"x", "--log-level", "loud"}};
     int bad_argc[] = {2, 2, 2, 3};
     for (int i = 0; i < 4; i++) {
@@ -190,14 +193,14 @@ static bool s_bytes_are(const uint8_t *data, size_t len, const char *text)
 static void s_batch_test(void)
 {
     /* Written with protobuf-c, read back in place: with and without caller, 0, 1, 3 bodies. */
-    ProtobufCBinaryData three[3] = {{3, (uint8_t *)"one"}, {0, (uint8_t *)""},
-                                    {5, (uint8_t *)"three"}};
+    ProtobufCBinaryData three[3] = {
+        {3, (uint8_t *)"one"}, {0, (uint8_t *)""}, {5, (uint8_t *)"three"}};
     ProtobufCBinaryData one[1] = {{4, (uint8_t *)"solo"}};
     sam_batch_t batch = {0};
     size_t before = batch.len;
     size_t want = sam_batch_delivery_size(2, 6, three, 3);
-    CHECK(sam_batch_add(&batch, (const uint8_t *)"C1", 2, (const uint8_t *)"caller", 6, three,
-                        3) == 0);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"C1", 2, (const uint8_t *)"caller", 6, three, 3) ==
+          0);
     CHECK(batch.len - before == want && batch.count == 1);
     before = batch.len;
     want = sam_batch_delivery_size(3, 0, one, 1);
@@ -300,14 +303,14 @@ static void s_batch_test(void)
     CHECK(s_batch_read(batch.data, batch.len, &d) == 1 && d.nbody == SAM_BATCH_MAX_BODY &&
           d.bytes == SAM_BATCH_MAX_BODY);
     sam_batch_reset(&batch);
-    CHECK(sam_batch_add(&batch, (const uint8_t *)"C7", 2, NULL, 0, many,
-                        SAM_BATCH_MAX_BODY + 1) == 0);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"C7", 2, NULL, 0, many, SAM_BATCH_MAX_BODY + 1) ==
+          0);
     CHECK(s_batch_read(batch.data, batch.len, &d) == -1);
     /* A good item first, then the one with too many bodies: the first still comes out. */
     sam_batch_reset(&batch);
     CHECK(sam_batch_add(&batch, (const uint8_t *)"ok", 2, NULL, 0, one, 1) == 0);
-    CHECK(sam_batch_add(&batch, (const uint8_t *)"C7", 2, NULL, 0, many,
-                        SAM_BATCH_MAX_BODY + 1) == 0);
+    CHECK(sam_batch_add(&batch, (const uint8_t *)"C7", 2, NULL, 0, many, SAM_BATCH_MAX_BODY + 1) ==
+          0);
     sam_batch_reader_init(&reader, batch.data, batch.len);
     CHECK(sam_batch_next(&reader, &d) == 1 && s_bytes_are(d.client, d.client_len, "ok"));
     CHECK(sam_batch_next(&reader, &d) == -1);
@@ -320,30 +323,30 @@ static void s_batch_test(void)
         const uint8_t *bytes;
         size_t size;
     } bad[] = {
-        {S_RAW("\x80")},                         /* truncated key varint */
-        {S_RAW("\x0a")},                         /* item without its length */
-        {S_RAW("\x0a\x80")},                     /* truncated length varint */
+        {S_RAW("\x80")},                                             /* truncated key varint */
+        {S_RAW("\x0a")},                                             /* item without its length */
+        {S_RAW("\x0a\x80")},                                         /* truncated length varint */
         {S_RAW("\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01")}, /* varint over 64 bits */
-        {S_RAW("\x0a\x05\x0a\x01x")},            /* item length past the end */
-        {S_RAW("\x0a\x03\x0a\x05x")},            /* client length past the item's end */
-        {S_RAW("\x0a\x02\x0a\x80")},             /* truncated varint inside the item */
+        {S_RAW("\x0a\x05\x0a\x01x")},                                /* item length past the end */
+        {S_RAW("\x0a\x03\x0a\x05x")}, /* client length past the item's end */
+        {S_RAW("\x0a\x02\x0a\x80")},  /* truncated varint inside the item */
         {S_RAW("\x0a\x81\x80\x80\x80\x80\x80\x80\x80\x80\x01")}, /* a length near 2^64 */
-        {S_RAW("\x08\x01")},                     /* Batch.item as a varint */
-        {S_RAW("\x0d\x01\x02\x03\x04")},         /* Batch.item as fixed32 */
-        {S_RAW("\x0a\x02\x08\x01")},             /* Item.client as a varint */
-        {S_RAW("\x0a\x02\x10\x01")},             /* Item.caller as a varint */
-        {S_RAW("\x0a\x02\x18\x01")},             /* Item.body as a varint */
+        {S_RAW("\x08\x01")},                                     /* Batch.item as a varint */
+        {S_RAW("\x0d\x01\x02\x03\x04")},                         /* Batch.item as fixed32 */
+        {S_RAW("\x0a\x02\x08\x01")},                             /* Item.client as a varint */
+        {S_RAW("\x0a\x02\x10\x01")},                             /* Item.caller as a varint */
+        {S_RAW("\x0a\x02\x18\x01")},                             /* Item.body as a varint */
         {S_RAW("\x0a\x09\x19\x01\x02\x03\x04\x05\x06\x07\x08")}, /* Item.body as fixed64 */
-        {S_RAW("\x0b\x0c")},                     /* a group (wire type 3) */
-        {S_RAW("\x0a\x02\x1b\x1c")},             /* a group inside the item */
-        {S_RAW("\x0e")},                         /* wire type 6 */
-        {S_RAW("\x02\x00")},                     /* field number 0 */
-        {S_RAW("\x0a\x02\x02\x00")},             /* field number 0 inside the item */
+        {S_RAW("\x0b\x0c")},                                     /* a group (wire type 3) */
+        {S_RAW("\x0a\x02\x1b\x1c")},                             /* a group inside the item */
+        {S_RAW("\x0e")},                                         /* wire type 6 */
+        {S_RAW("\x02\x00")},                                     /* field number 0 */
+        {S_RAW("\x0a\x02\x02\x00")},                 /* field number 0 inside the item */
         {S_RAW("\x39\x01\x02\x03\x04\x05\x06\x07")}, /* an unknown fixed64 a byte short */
-        {S_RAW("\x0a\x04\x3d\x01\x02\x03")},     /* an unknown fixed32 a byte short, in the item */
+        {S_RAW("\x0a\x04\x3d\x01\x02\x03")}, /* an unknown fixed32 a byte short, in the item */
         {S_RAW("\x0a\x08\x41\x01\x02\x03\x04\x05\x06\x07")}, /* and an unknown fixed64 */
-        {S_RAW("\x0a\x03\x4a\x02z")},            /* an unknown length a byte past the item */
-        {S_RAW("\x0a\x03\x1a\x02z\x0a\x00")},    /* a body a byte past the item */
+        {S_RAW("\x0a\x03\x4a\x02z")},         /* an unknown length a byte past the item */
+        {S_RAW("\x0a\x03\x1a\x02z\x0a\x00")}, /* a body a byte past the item */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         uint8_t *copy = malloc(bad[i].size);
@@ -357,18 +360,18 @@ static void s_batch_test(void)
     /* Fields a later version may add are skipped, in the Batch and in the Item: varint,
        fixed64, length-delimited and fixed32. */
     static const uint8_t later[] = {
-        0x38, 0x05,                                           /* Batch field 7, varint */
-        0x0a, 0x1e,                                           /* item, 30 bytes: */
-        0x38, 0x96, 0x01,                                     /*   field 7, varint 150 */
-        0x0a, 0x02, 'C', '9',                                 /*   client */
-        0x41, 1, 2, 3, 4, 5, 6, 7, 8,                         /*   field 8, fixed64 */
-        0x1a, 0x01, 'b',                                      /*   body */
-        0x4a, 0x02, 'z', 'z',                                 /*   field 9, bytes */
-        0x55, 1, 2, 3, 4,                                     /*   field 10, fixed32 */
-        0x62, 0x00,                                           /* ...field 12, empty bytes */
-        0x12, 0x03, 'x', 'y', 'z',                            /* Batch field 2, bytes */
-        0x0a, 0x03, 0x0a, 0x01, 'D',                          /* item: client only */
-        0x79, 1, 2, 3, 4, 5, 6, 7, 8,                         /* Batch field 15, fixed64 */
+        0x38, 0x05,                              /* Batch field 7, varint */
+        0x0a, 0x1e,                              /* item, 30 bytes: */
+        0x38, 0x96, 0x01,                        /*   field 7, varint 150 */
+        0x0a, 0x02, 'C',  '9',                   /*   client */
+        0x41, 1,    2,    3,    4,   5, 6, 7, 8, /*   field 8, fixed64 */
+        0x1a, 0x01, 'b',                         /*   body */
+        0x4a, 0x02, 'z',  'z',                   /*   field 9, bytes */
+        0x55, 1,    2,    3,    4,               /*   field 10, fixed32 */
+        0x62, 0x00,                              /* ...field 12, empty bytes */
+        0x12, 0x03, 'x',  'y',  'z',             /* Batch field 2, bytes */
+        0x0a, 0x03, 0x0a, 0x01, 'D',             /* item: client only */
+        0x79, 1,    2,    3,    4,   5, 6, 7, 8, /* Batch field 15, fixed64 */
     };
     sam_batch_reader_init(&reader, later, sizeof later);
     CHECK(sam_batch_next(&reader, &d) == 1);
@@ -388,8 +391,8 @@ static void s_batch_test(void)
     at = 0;
     CHECK(!sam_batch_varint((const uint8_t *)"\xac", 1, &at, &v));
     at = 0;
-    CHECK(sam_batch_varint((const uint8_t *)"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 10,
-                           &at, &v) &&
+    CHECK(sam_batch_varint((const uint8_t *)"\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 10, &at,
+                           &v) &&
           v == UINT64_MAX && at == 10);
     at = 0; /* eleven bytes are more than a varint has */
     CHECK(!sam_batch_varint((const uint8_t *)"\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 11,

@@ -112,8 +112,8 @@ struct sam_service_t {
     s_request_t *pubs[SAM_MDP_MAX_CREDIT];
     size_t npubs;
     int64_t tick_due;
-    bool sd_ready;         /* READY=1 was told to systemd (the first word from a broker) */
-    int argc;              /* the command line, for SIGHUP's second reading of the file */
+    bool sd_ready; /* READY=1 was told to systemd (the first word from a broker) */
+    int argc;      /* the command line, for SIGHUP's second reading of the file */
     char **argv;
     MDB_dbi outbox, dedup;
     bool harness;       /* driven by sam_service_feed() instead of brokers */

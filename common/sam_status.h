@@ -9,18 +9,18 @@
 
 enum {
     SAM_OK = 200,
-    SAM_BAD_REQUEST = 400,   /* undecodable body, missing or malformed field */
-    SAM_UNAUTHORIZED = 401,  /* no identity where one is required */
-    SAM_FORBIDDEN = 403,     /* the caller's role or agency may not do this */
-    SAM_NOT_FOUND = 404,     /* unknown id */
-    SAM_CONFLICT = 409,      /* exists already, or an illegal state transition */
-    SAM_TOO_LARGE = 413,     /* message over the size limit */
-    SAM_UNPROCESSABLE = 422, /* valid shape, refused by the current state (overspending …) */
-    SAM_BUSY = 429,          /* the broker's queue for the service is full */
-    SAM_INTERNAL = 500,      /* the store failed; nothing was written */
+    SAM_BAD_REQUEST = 400,     /* undecodable body, missing or malformed field */
+    SAM_UNAUTHORIZED = 401,    /* no identity where one is required */
+    SAM_FORBIDDEN = 403,       /* the caller's role or agency may not do this */
+    SAM_NOT_FOUND = 404,       /* unknown id */
+    SAM_CONFLICT = 409,        /* exists already, or an illegal state transition */
+    SAM_TOO_LARGE = 413,       /* message over the size limit */
+    SAM_UNPROCESSABLE = 422,   /* valid shape, refused by the current state (overspending …) */
+    SAM_BUSY = 429,            /* the broker's queue for the service is full */
+    SAM_INTERNAL = 500,        /* the store failed; nothing was written */
     SAM_NOT_IMPLEMENTED = 501, /* unknown method or event type */
-    SAM_UNAVAILABLE = 503,   /* no worker for the service within the wait */
-    SAM_TIMEOUT = 504,       /* no answer within the caller's timeout */
+    SAM_UNAVAILABLE = 503,     /* no worker for the service within the wait */
+    SAM_TIMEOUT = 504,         /* no answer within the caller's timeout */
 };
 
 /* A short English name for a status code ("not found"); never NULL. */

@@ -54,10 +54,14 @@ uint32_t sam_be32_get(const uint8_t in[4])
 const char *sam_store_strerror(int rc)
 {
     switch (rc) {
-    case SAM_STORE_CORRUPT: return "stored value does not decode (corrupt store?)";
-    case SAM_STORE_NOMEM: return "out of memory";
-    case SAM_STORE_VERSION: return "store schema is newer than this program";
-    default: return mdb_strerror(rc);
+    case SAM_STORE_CORRUPT:
+        return "stored value does not decode (corrupt store?)";
+    case SAM_STORE_NOMEM:
+        return "out of memory";
+    case SAM_STORE_VERSION:
+        return "store schema is newer than this program";
+    default:
+        return mdb_strerror(rc);
     }
 }
 

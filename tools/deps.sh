@@ -10,7 +10,7 @@ packages=(
   libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   liblmdb-dev lmdb-utils libjansson-dev libcurl4-openssl-dev libsodium-dev libsystemd-dev
   python3 python3-zmq python3-protobuf
-  clang libclang-rt-dev
+  clang libclang-rt-dev clang-format
   dpkg-dev            # tools/package.sh: dpkg-shlibdeps works out the package's dependencies
   libfuse3-dev fuse3  # powercut_fs, the file system of the power-cut test
   tzdata              # the programme's time zone (sam_clock knows Europe/Oslo without it too)

@@ -89,11 +89,11 @@
 #define S_CALLER_MAX 512               /* largest packed Caller frame */
 #define S_BATCH_BYTES (32 * 1024)      /* a Batch to a worker is sent once it holds this much */
 #define S_ZAP_DOMAIN "samordna"
-#define S_DEADLINE_MAX_MS 600000        /* the longest deadline a caller may ask for */
-#define S_TRIM_MS 10000                /* how often freed memory goes back to the system */
-#define S_TRIES_MAX 3                  /* workers one request may be lost with before a 503 */
-#define S_FOLD_MS 10000 /* repeated warnings of one peer: one line per interval */
-#define S_FOLD_MAX 4096 /* peers folded apart; beyond, they share one count */
+#define S_DEADLINE_MAX_MS 600000 /* the longest deadline a caller may ask for */
+#define S_TRIM_MS 10000          /* how often freed memory goes back to the system */
+#define S_TRIES_MAX 3            /* workers one request may be lost with before a 503 */
+#define S_FOLD_MS 10000          /* repeated warnings of one peer: one line per interval */
+#define S_FOLD_MAX 4096          /* peers folded apart; beyond, they share one count */
 
 typedef struct s_worker_t s_worker_t;
 typedef struct s_service_t s_service_t;
@@ -114,9 +114,9 @@ typedef struct {
 typedef struct {
     uint8_t addr[S_ADDR_MAX]; /* the client's routing id */
     uint8_t addr_size;
-    bool delim;  /* the client sent an empty delimiter, so the reply carries one */
-    bool busy;   /* the slot holds a request */
-    uint64_t id; /* field 1 of the request body (0 when absent) */
+    bool delim;      /* the client sent an empty delimiter, so the reply carries one */
+    bool busy;       /* the slot holds a request */
+    uint64_t id;     /* field 1 of the request body (0 when absent) */
     s_request_t req; /* a copy of the request (frames shared, not copied), kept until it is
                         answered: handed to another worker if this one is lost */
 } s_slot_t;
@@ -128,7 +128,6 @@ typedef struct {
     size_t bytes;   /* sum of the frame sizes after the routing id */
     bool truncated; /* more than S_PARTS_MAX frames arrived; the rest were dropped */
 } s_msg_t;
-
 
 struct s_service_t {
     char *name;                        /* owned; the same string is the key in services */
@@ -184,12 +183,12 @@ struct sam_broker_t {
     zhashx_t *folds;   /* "<what> <peer>" → s_fold_t: warnings being folded */
     uint8_t caller_buf[S_CALLER_MAX]; /* the packed Caller of the request being sent */
     uint64_t refused;                 /* requests refused for an untrusted or revoked key */
-    uint64_t expired; /* requests dropped in the queue: their caller's deadline passed */
+    uint64_t expired;      /* requests dropped in the queue: their caller's deadline passed */
     uint64_t redispatched; /* requests of lost workers handed to another worker */
     bool stopping;         /* the broker is shutting down: nothing is dispatched again */
     bool dispatching;      /* inside s_service_dispatch (a lost worker's requests wait) */
     int send_errno;        /* why the last s_route failed */
-    int64_t now;                      /* monotonic ms, refreshed around every poll */
+    int64_t now;           /* monotonic ms, refreshed around every poll */
     int64_t next_tick, next_heartbeat, next_stats, next_trim;
     uint64_t requests;         /* client requests received (MMI excluded) */
     uint64_t replies;          /* worker replies forwarded to clients */
@@ -235,9 +234,12 @@ uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *tim
         switch (key & 7) {
         case 0:
             if (!sam_batch_varint(data, size, &i, &v)) return 0;
-            if (field == 1) id = v;
-            else if (field == 4) wait = v;
-            else request = false;
+            if (field == 1)
+                id = v;
+            else if (field == 4)
+                wait = v;
+            else
+                request = false;
             break;
         case 1:
             if (size - i < 8 || field == 1) return 0;
@@ -1366,10 +1368,10 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         sam_broker_peek_request(zmq_msg_data(&msg->part[at + 1]), zmq_msg_size(&msg->part[at + 1]),
                                 &wait_ms);
     if (wait_ms == 0 || wait_ms > S_DEADLINE_MAX_MS) wait_ms = wait_ms ? S_DEADLINE_MAX_MS : 0;
-    s_request_t request = {.delim = delim,
-                           .enqueued = self->now,
-                           .deadline = self->now + (wait_ms ? (int64_t)wait_ms
-                                                            : (int64_t)self->request_timeout_ms)};
+    s_request_t request = {
+        .delim = delim,
+        .enqueued = self->now,
+        .deadline = self->now + (wait_ms ? (int64_t)wait_ms : (int64_t)self->request_timeout_ms)};
     zmq_msg_init(&request.client);
     zmq_msg_move(&request.client, addr);
     zmq_msg_init(&request.body);
@@ -1462,8 +1464,7 @@ static void s_log_stats(sam_broker_t *self, const char *event)
              " workers=%zu services=%zu queued=%zu lost_workers=%" PRIu64,
              event, self->requests, self->replies, self->errors, self->malformed, self->refused,
              self->expired, self->redispatched, zhashx_size(self->workers),
-             zhashx_size(self->services), queued,
-             self->purged);
+             zhashx_size(self->services), queued, self->purged);
 }
 
 /*  Requests for a service that has had no worker for request_timeout_ms get 503; a
@@ -1558,7 +1559,8 @@ static void s_refresh_keys(sam_broker_t *self)
 /*  Revocation at once: the kernel queues an inotify event on the certificate directory as
     the file is removed, so draining that queue before each message (one read that finds
     nothing, almost always; only with CURVE) reloads the keyring before any request that
-    arrives after the change is handled. The once-a-second check stays, for folders inotify cannot watch. */
+    arrives after the change is handled. The once-a-second check stays, for folders inotify cannot
+   watch. */
 static void s_watch_keys(sam_broker_t *self)
 {
     if (self->keys_watch < 0) return;
@@ -1807,8 +1809,8 @@ int sam_broker_run(sam_broker_t *self, void (*on_reload)(void))
                 self->next_keys_full = self->now;
                 s_refresh_keys(self);
             }
-            sam_info("broker.reloaded trusted_keys=%zu log_level=%d", sam_keyring_size(self->keyring),
-                     (int)sam_log_threshold);
+            sam_info("broker.reloaded trusted_keys=%zu log_level=%d",
+                     sam_keyring_size(self->keyring), (int)sam_log_threshold);
         }
         self->now = zclock_mono();
         /* The wait for the first message is libzmq's own blocking receive, bounded by the
@@ -1931,8 +1933,7 @@ int sam_broker_selftest(bool verbose)
     n = samordna__v1__request__pack(&request, packed);
     S_CHECK(sam_broker_peek_request(packed, n, &wait) == 1234567890123ULL && wait == 250);
     const uint8_t not_a_request[] = {0x08, 0x07, 0x20, 0x05, 0x28, 0x01}; /* field 5 too */
-    S_CHECK(sam_broker_peek_request(not_a_request, sizeof not_a_request, &wait) == 7 &&
-            wait == 0);
+    S_CHECK(sam_broker_peek_request(not_a_request, sizeof not_a_request, &wait) == 7 && wait == 0);
     const uint8_t wrong_type[] = {0x0a, 0x01, 0x00}; /* field 1 as bytes */
     S_CHECK(sam_broker_peek_id(wrong_type, sizeof wrong_type) == 0);
 

@@ -76,7 +76,7 @@ bool sam_broker_parse_extension(const uint8_t *data, size_t size, sam_broker_ext
 uint64_t sam_broker_peek_id(const uint8_t *data, size_t size);
 
 /*  The same, and field 4 (`timeout_ms`, how long the caller waits; 0 when absent) into
-    *timeout_ms. */
+ *timeout_ms. */
 uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *timeout_ms);
 
 /*  Handles one message as if it had arrived on the socket (fuzzers, see fuzz/): frames[0]

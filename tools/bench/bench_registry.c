@@ -78,16 +78,16 @@ static int s_publish(const char *broker, size_t n, int64_t *lat_us, double *secs
     while (acked < n) {
         while (next < n && next - acked < S_WINDOW) {
             sent_at[next] = zclock_usecs();
-            uint64_t rid = sam_client_send(c, "registry", "events.publish", bodies[next],
-                                           lens[next]);
+            uint64_t rid =
+                sam_client_send(c, "registry", "events.publish", bodies[next], lens[next]);
             if (!rid) goto done;
             if (next == 0) first_rid = rid;
             rids[next++] = rid;
         }
         sam_result_t res;
         if (sam_client_recv(c, 10000, &res) != 0) {
-            fprintf(stderr, "bench registry: no acknowledgement within 10 s (%zu of %zu)\n",
-                    acked, n);
+            fprintf(stderr, "bench registry: no acknowledgement within 10 s (%zu of %zu)\n", acked,
+                    n);
             goto done;
         }
         /* Ids are consecutive from the first one: the index is the difference. */
