@@ -913,19 +913,16 @@ def test_systemd_readiness_and_sighup_reload():
     it stops; SIGHUP reloads (the log level from its configuration file, the trusted keys)
     and logs it, and the broker routes on."""
     folder = samtest.scratch("broker-sd")
-    path = os.path.join(folder, "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(10 * samtest.SLOW)
+    sock = samtest.NotifySocket(folder)
     cfg = os.path.join(folder, "broker.cfg")
     with open(cfg, "w") as f:
         f.write('log-level = "info"\n')
     port = samtest.free_port()
     ep = f"tcp://127.0.0.1:{port}"
     proc = samtest.Proc("broker-sd", ["samordna-broker", "--bind", ep, "--insecure",
-                                      "--config", cfg], env={"NOTIFY_SOCKET": path})
+                                      "--config", cfg], env=sock.env)
     try:
-        assert sock.recv(256) == b"READY=1"
+        assert sock.recv() == b"READY=1"
         with open(cfg, "w") as f:
             f.write('log-level = "debug"\n')
         proc.p.send_signal(signal.SIGHUP)
@@ -940,7 +937,7 @@ def test_systemd_readiness_and_sighup_reload():
         c.close()
         w.close()
         stop_clean(proc)
-        assert sock.recv(256) == b"STOPPING=1"
+        assert sock.recv() == b"STOPPING=1"
     finally:
         sock.close()
 

@@ -566,22 +566,18 @@ def test_systemd_readiness_and_sighup_reload():
     broker answers, STOPPING=1 as it stops; SIGHUP reads the log level again from its
     configuration file and the service serves on."""
     import signal
-    import socket
     broker, ep = samtest.broker()
     folder = samtest.scratch("reg-sd")
-    path = os.path.join(folder, "notify.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(10 * samtest.SLOW)
+    sock = samtest.NotifySocket(folder)
     cfg = os.path.join(folder, "registry.cfg")
     with open(cfg, "w") as f:
         f.write('log-level = "info"\n')
     proc = samtest.Proc("registry-sd", ["samordna-registry", "--broker", ep, "--data-dir", folder,
                                         "--insecure", "--config", cfg],
-                        env={"NOTIFY_SOCKET": path})
+                        env=sock.env)
     c = samtest.Client(ep)
     try:
-        assert sock.recv(256) == b"READY=1"
+        assert sock.recv() == b"READY=1"
         samtest.wait_service(ep, "registry")
         with open(cfg, "w") as f:
             f.write('log-level = "debug"\n')
@@ -592,7 +588,7 @@ def test_systemd_readiness_and_sighup_reload():
         rep, _ = c.call("registry", "ping", b"", envelope_pb2.PingReply)
         assert rep.status.code == 200
         assert proc.stop() == 0
-        assert sock.recv(256) == b"STOPPING=1"
+        assert sock.recv() == b"STOPPING=1"
     finally:
         c.close()
         sock.close()

@@ -351,16 +351,21 @@ def test_reader_may_not_write():
             reader.close()
 
 
+def _sent_away(s, cert, service, extension=None):
+    """A worker with `cert` says READY for `service` and is answered DISCONNECT."""
+    w = s.worker(cert, service, extension=extension)
+    try:
+        w.ready()
+        command, _ = w.recv(5.0)
+        assert command == DISCONNECT, command
+    finally:
+        w.close()
+
+
 def test_client_certificate_may_not_register_as_worker():
     with suite() as s:
         for who in ("nav-ost-viken", "admin", "reader"):
-            w = s.worker(s.certs[who], "registry", extension="x-samordna/1 credit=4 identity")
-            try:
-                w.ready()
-                command, _ = w.recv(5.0)
-                assert command == DISCONNECT, command
-            finally:
-                w.close()
+            _sent_away(s, s.certs[who], "registry", "x-samordna/1 credit=4 identity")
         assert "only a certificate of role service may register" in \
             open(s.broker.logpath, errors="replace").read()
         # A service certificate may.
@@ -422,23 +427,11 @@ def test_a_service_certificate_offers_only_the_services_it_names():
         r = samctl("keys", "show", status_cert.public)
         assert r.returncode == 0 and "services status" in r.stdout, r.stdout
         admin = s.client("admin")
-        w = s.worker(status_cert, "registry")
-        try:
-            w.ready()
-            command, _ = w.recv(5.0)
-            assert command == DISCONNECT, command
-        finally:
-            w.close()
+        _sent_away(s, status_cert, "registry")
         log = open(s.broker.logpath, errors="replace").read()
         assert "worker.refused" in log and "may offer only other services" in log, log[-2000:]
         # the hijacker never held a registry request: the one registered worker is the right one
-        w = s.worker(registry_cert, "registry-bound")
-        try:
-            w.ready()
-            command, _ = w.recv(5.0)
-            assert command == DISCONNECT, "registry-bound is not in its certificate either"
-        finally:
-            w.close()
+        _sent_away(s, registry_cert, "registry-bound")  # not in its certificate either
         w = s.worker(registry_cert, "registry")
         try:
             w.ready()

@@ -370,6 +370,25 @@ def service(name, endpoint, data_dir, *extra):
     return proc
 
 
+class NotifySocket:
+    """What systemd's NOTIFY_SOCKET is to a service: a Unix datagram socket in the test's
+    scratch space. `env` is for the process's environment; `recv()` is the next message."""
+
+    def __init__(self, folder):
+        import socket as _socket
+        self.path = os.path.join(folder, "notify.sock")
+        self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(10 * SLOW)
+        self.env = {"NOTIFY_SOCKET": self.path}
+
+    def recv(self):
+        return self.sock.recv(256)
+
+    def close(self):
+        self.sock.close()
+
+
 def main():
     """Runs every test_* function of the calling module, in file order."""
     mod = sys.modules["__main__"]
