@@ -292,7 +292,9 @@ def test_credit_keeps_requests_in_flight():
 
 
 def test_plain_worker_gets_one_at_a_time_and_no_extension():
-    proc, ep = samtest.broker("--heartbeat-ms", "100")
+    # heartbeats every 100 ms to see their frames; the test's worker sends none of its own, so
+    # a long liveness (5 s) keeps a busy machine from purging it mid-test
+    proc, ep = samtest.broker("--heartbeat-ms", "100", "--liveness", "50")
     w = Worker(ep, "plain")
     c = Client(ep)
     ids = [c.send("plain", f"m{i}") for i in range(3)]
@@ -692,14 +694,14 @@ def test_worker_lost_mid_request_hands_its_requests_to_another():
 
 def test_broker_restart_and_worker_reregisters():
     port = samtest.free_port()
-    proc, ep = samtest.broker("--heartbeat-ms", "100", port=port)
+    proc, ep = samtest.broker("--heartbeat-ms", "100", "--liveness", "50", port=port)
     w = Worker(ep, "phoenix")
     c = Client(ep)
     samtest.wait_for(lambda: c.mmi("mmi.service", b"phoenix")[3] == b"200", 5, "ready")
     stop_clean(proc)
     assert w.recv() == (DISCONNECT, []), "no DISCONNECT at broker shutdown"
     c.close()
-    proc, ep = samtest.broker("--heartbeat-ms", "100", port=port)
+    proc, ep = samtest.broker("--heartbeat-ms", "100", "--liveness", "50", port=port)
     # The worker's socket reconnects by itself; the new broker does not know it.
     w.heartbeat()
     assert w.recv() == (DISCONNECT, [])
@@ -711,7 +713,7 @@ def test_broker_restart_and_worker_reregisters():
     assert c.recv().id == rid
     # Killed hard, too: the same socket re-registers with a READY.
     proc.kill9()
-    proc, ep = samtest.broker("--heartbeat-ms", "100", port=port)
+    proc, ep = samtest.broker("--heartbeat-ms", "100", "--liveness", "50", port=port)
     w.ready()
     rid = c.send("phoenix", "again")
     client, frames = w.recv_request()
