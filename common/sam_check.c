@@ -188,25 +188,7 @@ int sam_check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *data, 
 
 /* ---- field rules -------------------------------------------------------------------------- */
 
-int sam_check_id(const char *field, const char *id, bool required, char *err, size_t cap)
-{
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0) {
-        if (!required) return 0;
-        snprintf(err, cap, "%s: required", field);
-        return -1;
-    }
-    bool ok = n <= 64;
-    for (size_t i = 0; ok && i < n; i++)
-        ok = (id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '-';
-    if (ok) return 0;
-    char shown[100];
-    snprintf(err, cap, "%s: \"%s\" is not an id of [a-z0-9-]{1,64}", field,
-             sam_check_escape(id, 80, shown, sizeof shown));
-    return -1;
-}
-
-bool sam_check_day(int y, int m, int d)
+static bool s_day(int y, int m, int d)
 {
     static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     if (m < 1 || m > 12 || d < 1) return false;
@@ -232,7 +214,7 @@ int sam_check_date(const char *field, const char *date, bool required, char *err
         d = (date[8] - '0') * 10 + date[9] - '0';
     }
     char shown[64];
-    if (!shape || !sam_check_day(y, m, d)) {
+    if (!shape || !s_day(y, m, d)) {
         snprintf(err, cap, "%s: \"%s\" is not a date YYYY-MM-DD", field,
                  sam_check_escape(date, 40, shown, sizeof shown));
         return -1;
@@ -243,17 +225,6 @@ int sam_check_date(const char *field, const char *date, bool required, char *err
         return -1;
     }
     return 0;
-}
-
-int sam_check_amount(const char *field, int64_t ore, int64_t min_ore, char *err, size_t cap)
-{
-    const int64_t max = 1000000000000000LL;
-    if (ore >= min_ore && ore <= max) return 0;
-    if (ore < min_ore)
-        snprintf(err, cap, "%s: %" PRId64 " øre is below %" PRId64, field, ore, min_ore);
-    else
-        snprintf(err, cap, "%s: %" PRId64 " øre is more than 10^15", field, ore);
-    return -1;
 }
 
 /* ---- showing values ------------------------------------------------------------------------ */

@@ -4,8 +4,8 @@
     walks each request body and each event payload on the wire, as the message type its
     table row names, and applies the text rule to every string field at any depth (nested
     messages, repeated fields, map keys and values): a strict reader in another language
-    must be able to decode whatever samordna stores and answers. The other rules (ids, dates,
-    amounts) are the services' to call where a field has that meaning.
+    must be able to decode whatever samordna stores and answers. The date rule is the
+    services' to call where a field is a date.
 
     Every function that refuses writes "<path>: <reason>" into err (cap bytes, always
     NUL-terminated) and returns -1; the path is the field's as the client wrote it
@@ -45,19 +45,9 @@ const char *sam_check_line_why(const char *s);
 int sam_check_wire(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
                    const char *prefix, char *err, size_t cap);
 
-/*  An id: [a-z0-9-]{1,64}. Empty passes unless required. Returns 0 or -1 (err set). */
-int sam_check_id(const char *field, const char *id, bool required, char *err, size_t cap);
-
 /*  A calendar date YYYY-MM-DD between SAM_CHECK_YEAR_MIN and _MAX, leap years by the
     Gregorian rule. Empty passes unless required. Returns 0 or -1 (err set). */
 int sam_check_date(const char *field, const char *date, bool required, char *err, size_t cap);
-
-/*  True when y-m-d is a real calendar day (Gregorian). */
-bool sam_check_day(int y, int m, int d);
-
-/*  An amount in øre: at least min_ore, at most 10^15 (ten thousand billion kroner). Returns 0
-    or -1 (err set). */
-int sam_check_amount(const char *field, int64_t ore, int64_t min_ore, char *err, size_t cap);
 
 /*  Writes s as safe text into out (cap bytes, NUL-terminated): `"` and `\` are escaped with a
     backslash, tab, newline and carriage return as \t \n \r, every other control character and

@@ -115,18 +115,3 @@ void sam_clock_today(char out[11])
 {
     sam_clock_date_of(sam_clock_now_ms(), out);
 }
-
-void sam_clock_format(int64_t ms, char out[32])
-{
-    s_zone_default();
-    time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-    struct tm tm;
-    localtime_r(&t, &tm);
-    long off = tm.tm_gmtoff;
-    char sign = off < 0 ? '-' : '+';
-    if (off < 0) off = -off;
-    snprintf(out, 32, "%04u-%02u-%02uT%02u:%02u:%02u%c%02ld:%02ld",
-             (unsigned)(tm.tm_year + 1900) % 10000u, (unsigned)(tm.tm_mon + 1) % 100u,
-             (unsigned)tm.tm_mday % 100u, (unsigned)tm.tm_hour % 100u, (unsigned)tm.tm_min % 100u,
-             (unsigned)tm.tm_sec % 100u, sign, (off / 3600) % 100, (off / 60) % 60);
-}

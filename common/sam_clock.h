@@ -46,7 +46,4 @@ void sam_clock_date_of(int64_t ms, char out[11]);
 /* Today's date (YYYY-MM-DD) in the programme's zone. */
 void sam_clock_today(char out[11]);
 
-/* The moment `ms` as local time in the programme's zone, "YYYY-MM-DDTHH:MM:SS+HH:MM". */
-void sam_clock_format(int64_t ms, char out[32]);
-
 #endif

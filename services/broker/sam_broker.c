@@ -1367,7 +1367,7 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
     if (at + 1 < msg->count)
         sam_broker_peek_request(zmq_msg_data(&msg->part[at + 1]), zmq_msg_size(&msg->part[at + 1]),
                                 &wait_ms);
-    if (wait_ms == 0 || wait_ms > S_DEADLINE_MAX_MS) wait_ms = wait_ms ? S_DEADLINE_MAX_MS : 0;
+    if (wait_ms > S_DEADLINE_MAX_MS) wait_ms = S_DEADLINE_MAX_MS;
     s_request_t request = {
         .delim = delim,
         .enqueued = self->now,
