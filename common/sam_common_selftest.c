@@ -1,10 +1,10 @@
-/*  sam_common_selftest — unit selftests of the shared modules: config, store, status, keys,
-    the batch frame.
-    Each check prints nothing when it holds; the program prints one line per failed check
-    and a closing 'N passed, N failed' line, and exits non-zero when any failed. It writes
-    only under the folder given as its first argument. */
+/*  sam_common_selftest — unit selftests of the shared modules: config, store, status, keys, metrics
+   and the HTTP port, the batch frame. Each check prints nothing when it holds; the program prints
+   one line per failed check and a closing 'N passed, N failed' line, and exits non-zero when any
+   failed. It writes only under the folder given as its first argument. */
 #include "sam_batch.h"
 #include "sam_config.h"
+#include "sam_http.h"
 #include "sam_keys.h"
 #include "sam_status.h"
 #include "sam_store.h"
@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static int s_passed, s_failed;
@@ -399,6 +402,57 @@ static void s_batch_test(void)
                             &at, &v));
 }
 
+/* One GET over loopback; the status line and body land in out. */
+static void s_get(uint16_t port, const char *path, char *out, size_t cap)
+{
+    out[0] = 0;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        if (fd >= 0) close(fd);
+        return;
+    }
+    char req[256];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: x\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) == n) {
+        size_t len = 0;
+        ssize_t got;
+        while (len + 1 < cap && (got = read(fd, out + len, cap - 1 - len)) > 0)
+            len += (size_t)got;
+        out[len] = 0;
+    }
+    close(fd);
+}
+
+static void s_http_test(void)
+{
+    CHECK(sam_metrics_selftest() == 0);
+    char err[256], out[8192];
+    CHECK(sam_http_new("localhost:9100", NULL, err, sizeof err) == NULL &&
+          strstr(err, "HOST:PORT"));
+    CHECK(sam_http_new("127.0.0.1:99999", NULL, err, sizeof err) == NULL);
+    sam_metrics_t *m = sam_metrics_new("selftest_");
+    sam_metric_add(sam_metrics_counter(m, "hits_total", "Hits.", NULL), NULL, 2);
+    sam_http_t *h = sam_http_new("127.0.0.1:0", m, err, sizeof err);
+    CHECK(h && sam_http_port(h) > 0);
+    if (!h) return;
+    s_get(sam_http_port(h), "/metrics", out, sizeof out);
+    CHECK(strstr(out, "HTTP/1.1 200") == out && strstr(out, "\nselftest_hits_total 2\n"));
+    s_get(sam_http_port(h), "/healthz", out, sizeof out);
+    CHECK(strstr(out, " 200 ") && strstr(out, "\r\n\r\nok\n"));
+    s_get(sam_http_port(h), "/readyz", out, sizeof out);
+    CHECK(strstr(out, " 503 ") && strstr(out, "starting"));
+    sam_metrics_ready(m, "store", true, NULL);
+    s_get(sam_http_port(h), "/readyz", out, sizeof out);
+    CHECK(strstr(out, " 200 ") && strstr(out, "store ok"));
+    s_get(sam_http_port(h), "/nosuch", out, sizeof out);
+    CHECK(strstr(out, " 404 "));
+    sam_http_destroy(&h);
+    CHECK(h == NULL);
+    sam_metrics_destroy(&m);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "selftest-data";
@@ -408,6 +462,7 @@ int main(int argc, char **argv)
     s_config_test(dir);
     s_store_test(dir);
     s_batch_test();
+    s_http_test();
     char keys[1024];
     snprintf(keys, sizeof keys, "%s/keys-%d", dir, (int)getpid());
     CHECK(sam_keys_selftest(keys, false) == 0);

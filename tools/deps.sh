@@ -9,6 +9,7 @@ packages=(
   build-essential cmake pkg-config
   libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   liblmdb-dev lmdb-utils libjansson-dev libcurl4-openssl-dev libsodium-dev libsystemd-dev
+  libmicrohttpd-dev   # the operator's HTTP port: /metrics, /healthz, /readyz
   python3 python3-zmq python3-protobuf
   clang libclang-rt-dev clang-format
   dpkg-dev            # tools/package.sh: dpkg-shlibdeps works out the package's dependencies
