@@ -2,6 +2,7 @@
     SIGINT or SIGTERM, destroys it. Everything else is in sam_broker.c. */
 #include "sam_broker.h"
 #include "sam_config.h"
+#include "sam_http.h"
 #include "sam_log.h"
 
 #include <stdio.h>
@@ -23,6 +24,8 @@ static const sam_option_t s_options[] = {
      "how long a request waits while its service has no worker, then gets 503", false},
     {"queue-max", "N", "10000", "queued requests per service; more are refused with 429", false},
     {"max-msg", "BYTES", "1048576", "largest message; larger ones are refused with 413", false},
+    {"metrics", "HOST:PORT", NULL,
+     "serve Prometheus metrics, /healthz and /readyz over HTTP here (e.g. 127.0.0.1:9100)", false},
     {NULL, NULL, NULL, NULL, false},
 };
 
@@ -91,6 +94,24 @@ int main(int argc, char **argv)
         binds[i] = sam_config_nth(config, "bind", i);
     cfg.binds = binds;
 
+    sam_metrics_t *metrics = NULL;
+    sam_http_t *http = NULL;
+    const char *metrics_at = sam_config_get(config, "metrics");
+    if (metrics_at) {
+        char err[256];
+        metrics = sam_metrics_new("samordna_");
+        http = metrics ? sam_http_new(metrics_at, metrics, err, sizeof err) : NULL;
+        if (!http) {
+            fprintf(stderr, "samordna-broker: %s\n", metrics ? err : "out of memory");
+            sam_metrics_destroy(&metrics);
+            free(binds);
+            sam_config_destroy(&config);
+            return 2;
+        }
+        sam_info("metrics.listening endpoint=%s port=%u", sam_logv(metrics_at),
+                 (unsigned)sam_http_port(http));
+    }
+    cfg.metrics = metrics;
     sam_broker_t *broker = sam_broker_new(&cfg);
     free(binds);
     rc = 1;
@@ -98,6 +119,8 @@ int main(int argc, char **argv)
         rc = sam_broker_run(broker, s_reload) == 0 ? 0 : 1;
         sam_broker_destroy(&broker);
     }
+    sam_http_destroy(&http); /* before the registry it reads */
+    sam_metrics_destroy(&metrics);
     sam_config_destroy(&config);
     return rc;
 }

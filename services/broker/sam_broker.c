@@ -139,6 +139,10 @@ struct s_service_t {
     int64_t busy_logged;   /* when a full queue was last logged (monotonic ms) */
     uint64_t busy_refused; /* requests refused with 429 since then */
     uint64_t expired_now;  /* requests dropped past their deadline since the last tick */
+    uint64_t requests;     /* requests that reached its queue or a worker, for the metrics */
+    uint64_t replies;      /* replies forwarded */
+    uint64_t expired;      /* requests dropped past their deadline */
+    uint64_t busy;         /* requests refused with 429 */
 };
 
 struct s_worker_t {
@@ -198,7 +202,10 @@ struct sam_broker_t {
     char gone_peer[S_HEX_MAX]; /* the last peer a send found gone, so a burst logs once */
     uint64_t gone_repeats;     /* further sends to it that failed, not logged one by one */
     s_msg_t in;                /* the message being handled, reused */
-    s_worker_t *gathered;      /* workers whose Batch waits for the end of the pass */
+    sam_metrics_t *metrics;    /* the --metrics registry (borrowed), or NULL */
+    sam_metric_t *m_requests, *m_replies, *m_expired, *m_busy, *m_queue, *m_workers;
+    sam_metric_t *m_errors, *m_malformed, *m_untrusted, *m_redispatched, *m_lost;
+    s_worker_t *gathered; /* workers whose Batch waits for the end of the pass */
 };
 
 /* ---- small helpers --------------------------------------------------------------------- */
@@ -1006,6 +1013,7 @@ static bool s_drop_expired(sam_broker_t *self, s_service_t *service)
     s_queue_drop(service);
     self->expired++;
     service->expired_now++;
+    service->expired++;
     return true;
 }
 
@@ -1180,6 +1188,7 @@ static bool s_reply_start(sam_broker_t *self, s_worker_t *worker, zmq_msg_t *add
     s_put(self, SAM_MDPC, strlen(SAM_MDPC), true);
     s_put(self, service->name, strlen(service->name), true);
     self->replies++;
+    service->replies++;
     return true;
 }
 
@@ -1404,6 +1413,7 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         s_refuse(self, &request, name, SAM_INTERNAL, "broker out of memory");
         return;
     }
+    service->requests++;
     while (service->qlen == 0 && service->free_head) {
         s_worker_t *worker = service->free_head;
         if (s_worker_send_request(self, worker, &request) == 0) return;
@@ -1412,6 +1422,7 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
     if (service->qlen >= self->queue_max) {
         /* At most one line a second per service: a full queue means a flood. */
         service->busy_refused++;
+        service->busy++;
         if (self->now >= service->busy_logged + 1000) {
             sam_warn("request.refused service=%s reason=\"queue full\" queued=%zu "
                      "refused=%" PRIu64,
@@ -1585,6 +1596,56 @@ static void s_trim(sam_broker_t *self)
     malloc_trim(0);
 }
 
+/*  The counters as metrics (--metrics): copied from the broker's own numbers once a tick, so
+    the routing path never takes the registry's lock. */
+static void s_publish_metrics(sam_broker_t *self)
+{
+    if (!self->metrics) return;
+    for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
+        const char *const label[] = {s->name};
+        sam_metric_set(self->m_requests, label, (double)s->requests);
+        sam_metric_set(self->m_replies, label, (double)s->replies);
+        sam_metric_set(self->m_expired, label, (double)s->expired);
+        sam_metric_set(self->m_busy, label, (double)s->busy);
+        sam_metric_set(self->m_queue, label, (double)s->qlen);
+        sam_metric_set(self->m_workers, label, (double)s->nworkers);
+    }
+    sam_metric_set(self->m_errors, NULL, (double)self->errors);
+    sam_metric_set(self->m_malformed, NULL, (double)self->malformed);
+    sam_metric_set(self->m_untrusted, NULL, (double)self->refused);
+    sam_metric_set(self->m_redispatched, NULL, (double)self->redispatched);
+    sam_metric_set(self->m_lost, NULL, (double)self->purged);
+}
+
+static void s_declare_metrics(sam_broker_t *self)
+{
+    sam_metrics_t *m = self->metrics;
+    if (!m) return;
+    self->m_requests = sam_metrics_counter(m, "broker_requests_total",
+                                           "Client requests routed to a service.", "service");
+    self->m_replies = sam_metrics_counter(m, "broker_replies_total",
+                                          "Worker replies forwarded to clients.", "service");
+    self->m_expired =
+        sam_metrics_counter(m, "broker_expired_total",
+                            "Queued requests dropped: their caller's deadline passed.", "service");
+    self->m_busy = sam_metrics_counter(m, "broker_busy_total",
+                                       "Requests refused with 429: the queue was full.", "service");
+    self->m_queue = sam_metrics_gauge(m, "broker_queue_depth",
+                                      "Requests waiting for a worker of the service.", "service");
+    self->m_workers =
+        sam_metrics_gauge(m, "broker_workers", "Workers offering the service.", "service");
+    self->m_errors = sam_metrics_counter(m, "broker_errors_total",
+                                         "Error replies the broker made itself.", NULL);
+    self->m_malformed =
+        sam_metrics_counter(m, "broker_malformed_total", "Messages dropped as malformed.", NULL);
+    self->m_untrusted = sam_metrics_counter(
+        m, "broker_untrusted_total", "Requests refused for an untrusted or revoked key.", NULL);
+    self->m_redispatched = sam_metrics_counter(
+        m, "broker_redispatched_total", "Requests of lost workers handed to another worker.", NULL);
+    self->m_lost = sam_metrics_counter(m, "broker_lost_workers_total",
+                                       "Workers purged for silence or lost.", NULL);
+}
+
 static void s_tick(sam_broker_t *self)
 {
     s_fold_flush(self, false);
@@ -1599,6 +1660,7 @@ static void s_tick(sam_broker_t *self)
         s_log_stats(self, "broker.stats");
         self->next_stats = self->now + S_STATS_MS;
     }
+    s_publish_metrics(self);
     int64_t next = self->now + S_TICK_MS;
     self->next_tick = next < self->next_heartbeat ? next : self->next_heartbeat;
 }
@@ -1691,6 +1753,8 @@ sam_broker_t *sam_broker_new(const sam_broker_config_t *config)
     self->queue_max = config->queue_max;
     self->max_msg = config->max_msg;
     self->insecure = config->insecure;
+    self->metrics = config->metrics;
+    s_declare_metrics(self);
     self->services = zhashx_new();
     self->workers = zhashx_new();
     Samordna__V1__Caller caller = SAMORDNA__V1__CALLER__INIT;
@@ -1801,6 +1865,7 @@ int sam_broker_run(sam_broker_t *self, void (*on_reload)(void))
     sigemptyset(&sa.sa_mask);
     sigaction(SIGHUP, &sa, NULL);
     sd_notify(0, "READY=1");
+    sam_metrics_ready(self->metrics, "router", true, NULL);
     while (!zsys_interrupted) {
         if (s_hup) {
             s_hup = 0;
@@ -1835,6 +1900,7 @@ int sam_broker_run(sam_broker_t *self, void (*on_reload)(void))
         s_batch_flush(self);
     }
     sd_notify(0, "STOPPING=1");
+    sam_metrics_ready(self->metrics, "router", false, "stopping");
     sam_info("broker.stopping reason=signal");
     return 0;
 }

@@ -16,6 +16,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sam_metrics.h"
+
 typedef struct {
     const char *const *binds; /* endpoints to bind, borrowed for the call to sam_broker_new */
     size_t nbinds;
@@ -27,11 +29,12 @@ typedef struct {
     int request_timeout_ms; /* how long a request waits while its service has no worker */
     size_t queue_max;       /* queued requests per service; more are refused with 429 */
     size_t max_msg;         /* largest message (sum of frames) in bytes; more gets 413 */
+    sam_metrics_t *metrics; /* where its counters and gauges go (borrowed), or NULL */
 } sam_broker_config_t;
 
 #define SAM_BROKER_CONFIG_DEFAULTS                                                                 \
     {                                                                                              \
-        NULL, 0, false, NULL, NULL, 2500, 3, 5000, 10000, 1048576                                  \
+        NULL, 0, false, NULL, NULL, 2500, 3, 5000, 10000, 1048576, NULL                            \
     }
 
 typedef struct sam_broker_t sam_broker_t;
