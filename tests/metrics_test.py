@@ -1,0 +1,153 @@
+"""The operator's HTTP port of every process, read by a real Prometheus.
+
+Each process runs with --metrics 127.0.0.1:PORT. The test reads /metrics, /healthz and
+/readyz itself, checks every endpoint's exposition with `promtool check metrics`, then starts
+Debian's Prometheus with a scrape configuration of the suite and asks it, over its HTTP API,
+for what an operator would chart: every target up, requests per service and method, queue
+depth and workers per service at the broker, the outbox head, the followers' lag. Skipped
+(never passed) where prometheus or promtool is not installed.
+"""
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+import samtest
+
+SERVICES = ["registry", "status", "grants", "notify"]
+
+
+def get(port, path):
+    """(status, body) of GET http://127.0.0.1:PORT/PATH."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def sample(text, name, **labels):
+    """The value of the series `name` with exactly these labels in an exposition, or None."""
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    head = f"{name}{{{want}}} " if labels else f"{name} "
+    for line in text.splitlines():
+        if line.startswith(head):
+            return float(line[len(head):])
+    return None
+
+
+def promtool_check(text):
+    r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def need_prometheus():
+    for tool in ("prometheus", "promtool"):
+        if not shutil.which(tool):
+            raise samtest.Skip(f"{tool} is not installed (Debian package prometheus)")
+
+
+def test_broker_port():
+    need_prometheus()
+    mport = samtest.free_port()
+    broker, ep = samtest.broker("--metrics", f"127.0.0.1:{mport}")
+    try:
+        samtest.wait_for(lambda: get(mport, "/readyz")[0] == 200, 10, "broker ready")
+        status, body = get(mport, "/healthz")
+        assert status == 200 and body == "ok\n", (status, body)
+        status, body = get(mport, "/nosuch")
+        assert status == 404, status
+        w = samtest.Worker(ep, "echo")
+        c = samtest.Client(ep)
+        for _ in range(5):
+            c.send("echo", "x")
+            client, _ = w.recv_request()
+            w.reply(client, samtest.envelope_pb2.Reply(id=1).SerializeToString())
+            c.recv()
+
+        def counted():
+            text = get(mport, "/metrics")[1]
+            return (sample(text, "samordna_broker_requests_total", service="echo") == 5
+                    and sample(text, "samordna_broker_replies_total", service="echo") == 5
+                    and sample(text, "samordna_broker_workers", service="echo") == 1)
+        samtest.wait_for(counted, 10, "the broker's counters of five echo requests")
+        promtool_check(get(mport, "/metrics")[1])
+        prom = Prometheus({"broker": [mport]})
+        try:
+            samtest.wait_for(lambda: prom.query('up{job="broker"} == 1'), 60,
+                             "Prometheus scraping the broker")
+            samtest.wait_for(
+                lambda: prom.query('samordna_broker_requests_total{service="echo"} == 5'), 60,
+                "the echo requests in Prometheus")
+        finally:
+            prom.stop()
+        c.close()
+        w.close()
+    finally:
+        broker.stop()
+
+
+class Prometheus:
+    """Debian's Prometheus scraping `targets` ({job: [port, ...]}) every second, on loopback,
+    its store in the test's scratch space; query() asks its HTTP API."""
+
+    def __init__(self, targets):
+        folder = samtest.scratch(f"prometheus-{os.getpid()}")
+        self.port = samtest.free_port()
+        jobs = "".join(
+            f"  - job_name: {job}\n    static_configs:\n      - targets: ["
+            + ", ".join(f"'127.0.0.1:{p}'" for p in ports) + "]\n"
+            for job, ports in targets.items())
+        config = os.path.join(folder, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                    f"scrape_configs:\n{jobs}")
+        r = subprocess.run(["promtool", "check", "config", config], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        self.log = open(os.path.join(folder, "prometheus.log"), "ab")
+        self.p = subprocess.Popen(
+            ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={folder}/data",
+             f"--web.listen-address=127.0.0.1:{self.port}"],
+            stdout=self.log, stderr=self.log)
+        samtest.wait_for(lambda: self._up(), 60, "Prometheus ready")
+
+    def _up(self):
+        try:
+            return get(self.port, "/-/ready")[0] == 200
+        except OSError:
+            return False
+
+    def query(self, expr):
+        """The result vector of an instant query: [(labels, value), ...]."""
+        url = "/api/v1/query?query=" + urllib.request.quote(expr)
+        status, body = get(self.port, url)
+        assert status == 200, (status, body)
+        data = json.loads(body)
+        assert data["status"] == "success", data
+        return [(r["metric"], float(r["value"][1])) for r in data["data"]["result"]]
+
+    def stop(self):
+        self.p.terminate()
+        try:
+            self.p.wait(30)
+        except subprocess.TimeoutExpired:
+            self.p.kill()
+            self.p.wait()
+        self.log.close()
+
+
+def test_bad_metrics_endpoint_is_refused():
+    for bad in ("localhost:9100", "127.0.0.1", "127.0.0.1:70000"):
+        r = subprocess.run([os.path.join(samtest.BIN, "samordna-broker"), "--insecure",
+                            "--bind", f"tcp://127.0.0.1:{samtest.free_port()}", "--metrics", bad],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 2 and "HOST:PORT" in r.stderr, (bad, r.returncode, r.stderr)
+
+
+if __name__ == "__main__":
+    samtest.main()
