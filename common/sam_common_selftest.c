@@ -109,6 +109,38 @@ static void s_config_test(const char *dir)
     char *a5[] = {"x", "--config", "/nonexistent/samordna.cfg"};
     CHECK(s_parse(&cfg, 3, a5) == -1);
     sam_config_destroy(&cfg);
+
+    /* SAMORDNA_*: over the file, under the command line; lists split at commas. */
+    f = fopen(path, "w");
+    fprintf(f, "credit = \"9\"\nname = \"from file\"\n");
+    fclose(f);
+    setenv("SAMORDNA_NAME", "from env", 1);
+    setenv("SAMORDNA_BROKER", "tcp://e:5,tcp://f:6", 1);
+    setenv("SAMORDNA_INSECURE", "yes", 1);
+    setenv("SAMORDNA_LOG_LEVEL", "warn", 1);
+    char *a6[] = {"x", "--config", path, "--broker", "tcp://g:7"};
+    CHECK(s_parse(&cfg, 5, a6) == 0);
+    CHECK(strcmp(sam_config_get(cfg, "name"), "from env") == 0);
+    CHECK(strcmp(sam_config_get(cfg, "credit"), "9") == 0);
+    CHECK(sam_config_count(cfg, "broker") == 1); /* the command line wins */
+    CHECK(sam_config_flag(cfg, "insecure"));
+    CHECK(strcmp(sam_config_get(cfg, "log-level"), "warn") == 0);
+    sam_config_destroy(&cfg);
+    char *a7[] = {"x"};
+    CHECK(s_parse(&cfg, 1, a7) == 0);
+    CHECK(sam_config_count(cfg, "broker") == 2 &&
+          strcmp(sam_config_nth(cfg, "broker", 1), "tcp://f:6") == 0);
+    sam_config_destroy(&cfg);
+    setenv("SAMORDNA_INSECURE", "maybe", 1);
+    CHECK(s_parse(&cfg, 1, a7) == -1);
+    sam_config_destroy(&cfg);
+    setenv("SAMORDNA_INSECURE", "no", 1);
+    CHECK(s_parse(&cfg, 1, a7) == 0 && !sam_config_flag(cfg, "insecure"));
+    sam_config_destroy(&cfg);
+    unsetenv("SAMORDNA_NAME");
+    unsetenv("SAMORDNA_BROKER");
+    unsetenv("SAMORDNA_INSECURE");
+    unsetenv("SAMORDNA_LOG_LEVEL");
 }
 
 static void s_store_test(const char *dir)

@@ -2,7 +2,8 @@
 
     Values are kept as (option index, string) pairs in the order they were given; a lookup
     takes the last one for single options and all of them for repeatable ones. Flags first,
-    file second: a value from the file is only used when the flag was not given at all.
+    the environment second, the file third: a value from the environment is only used when
+    the flag was not given, one from the file only when neither was.
 */
 #include "sam_config.h"
 #include "sam_clock.h"
@@ -176,6 +177,57 @@ static int s_read_file(sam_config_t *self, const char *path)
     return rc;
 }
 
+/* SAMORDNA_DATA_DIR for data-dir: the environment variable of an option. */
+static void s_env_name(const char *option, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "SAMORDNA_");
+    for (const char *p = option; *p && n + 1 < cap; p++)
+        out[n++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+    out[n] = 0;
+}
+
+/*  Options not given on the command line, from SAMORDNA_<NAME> (a repeatable one's values
+    separated by commas; a flag's value 1, true or yes, or 0, false or no). Empty counts as
+    unset. --help and --version are not read from the environment. */
+static int s_read_env(sam_config_t *self)
+{
+    size_t n = self->nopts + S_NBUILTIN;
+    for (size_t opt = 0; opt < n; opt++) {
+        const sam_option_t *o = s_opt(self, (int)opt);
+        if (strcmp(o->name, "help") == 0 || strcmp(o->name, "version") == 0) continue;
+        if (opt >= self->nopts && s_find(self, o->name, strlen(o->name)) != (int)opt)
+            continue; /* a built-in the program's own table replaces */
+        if (s_given(self, (int)opt, false)) continue;
+        char var[96];
+        s_env_name(o->name, var, sizeof var);
+        const char *value = getenv(var);
+        if (!value || !*value) continue;
+        if (!o->arg) {
+            bool yes =
+                strcmp(value, "1") == 0 || strcmp(value, "true") == 0 || strcmp(value, "yes") == 0;
+            bool no =
+                strcmp(value, "0") == 0 || strcmp(value, "false") == 0 || strcmp(value, "no") == 0;
+            if (!yes && !no) {
+                fprintf(stderr, "%s: %s must be 1, true or yes, or 0, false or no\n", self->program,
+                        var);
+                return -1;
+            }
+            if (yes && s_add(self, (int)opt, NULL, false) != 0) return -1;
+            continue;
+        }
+        for (const char *p = value; o->multi && *p;) {
+            size_t len = strcspn(p, ",");
+            char *one = strndup(p, len);
+            int rc = one && *one ? s_add(self, (int)opt, one, false) : 0;
+            free(one);
+            if (rc != 0) return -1;
+            p += len + (p[len] == ',');
+        }
+        if (!o->multi && s_add(self, (int)opt, value, false) != 0) return -1;
+    }
+    return 0;
+}
+
 int sam_config_parse(sam_config_t *self, int argc, char **argv)
 {
     bool only_pos = false;
@@ -239,6 +291,7 @@ int sam_config_parse(sam_config_t *self, int argc, char **argv)
         printf("%s %s\n", self->program, SAMORDNA_VERSION);
         return 1;
     }
+    if (s_read_env(self) != 0) return -1;
     const char *file = sam_config_get(self, "config");
     if (file && s_read_file(self, file) != 0) return -1;
     if (sam_log_level_parse(sam_config_get(self, "log-level")) < 0) {
@@ -353,4 +406,7 @@ void sam_config_help(sam_config_t *self, void *file)
     fprintf(f, "\nOptions:\n");
     s_help_lines(f, self->opts, NULL);
     s_help_lines(f, s_builtin, self->opts);
+    fprintf(f, "\nEvery option can also come from the environment as SAMORDNA_<NAME> (--data-dir:\n"
+               "SAMORDNA_DATA_DIR; lists comma-separated). A flag on the command line wins over\n"
+               "the environment, the environment over the --config file.\n");
 }

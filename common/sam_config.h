@@ -1,6 +1,8 @@
-/*  sam_config.h — options for every samordna binary: command-line flags first, then an
-    optional configuration file in ZeroMQ's ZPL format (read with CZMQ's zconfig), then the
-    built-in default. A program declares its options once, in a table; --help is generated
+/*  sam_config.h — options for every samordna binary: command-line flags first, then the
+    environment (SAMORDNA_DATA_DIR for --data-dir: SAMORDNA_ and the name in capitals with
+    `_` for `-`; a repeatable option's values separated by commas, a flag's value 1/true/yes
+    or 0/false/no, an empty variable unset), then an optional configuration file in ZeroMQ's
+    ZPL format (read with CZMQ's zconfig), then the built-in default. A program declares its options once, in a table; --help is generated
     from that table, so help text and parsing never drift apart.
 
     The configuration file holds the same names as the long options, one per line:
@@ -38,7 +40,7 @@ sam_config_t *sam_config_new(const char *program, const char *usage, const char 
 /*  Frees the config and sets *self_p to NULL; accepts NULL. */
 void sam_config_destroy(sam_config_t **self_p);
 
-/*  Parses argv and then the --config file. Returns 0 to go on, 1 when --help or --version
+/*  Parses argv, then the SAMORDNA_* environment, then the --config file. Returns 0 to go on, 1 when --help or --version
     was answered (the caller exits 0), -1 on a bad option or file (a message was printed to
     stderr; the caller exits 2). Arguments that are not options are kept as positionals. */
 int sam_config_parse(sam_config_t *self, int argc, char **argv);
