@@ -44,6 +44,8 @@ static const sam_option_t s_builtin[] = {
      "ms); the clock runs on from there. For tests and replays; default: the real clock",
      false},
     {"help", NULL, NULL, "print this help and exit", false},
+    {"help-format", "FORMAT", "text",
+     "how --help prints: text, or markdown (the reference in docs/configuration.md)", false},
     {"version", NULL, NULL, "print the version and exit", false},
     {NULL, NULL, NULL, NULL, false},
 };
@@ -177,6 +179,13 @@ static int s_read_file(sam_config_t *self, const char *path)
     return rc;
 }
 
+/* Whether an option is read from the environment: all but those that print and exit. */
+static bool s_from_env(const sam_option_t *o)
+{
+    return strcmp(o->name, "help") != 0 && strcmp(o->name, "version") != 0 &&
+           strcmp(o->name, "help-format") != 0;
+}
+
 /* SAMORDNA_DATA_DIR for data-dir: the environment variable of an option. */
 static void s_env_name(const char *option, char *out, size_t cap)
 {
@@ -188,13 +197,13 @@ static void s_env_name(const char *option, char *out, size_t cap)
 
 /*  Options not given on the command line, from SAMORDNA_<NAME> (a repeatable one's values
     separated by commas; a flag's value 1, true or yes, or 0, false or no). Empty counts as
-    unset. --help and --version are not read from the environment. */
+    unset. --help, --help-format and --version are not read from the environment. */
 static int s_read_env(sam_config_t *self)
 {
     size_t n = self->nopts + S_NBUILTIN;
     for (size_t opt = 0; opt < n; opt++) {
         const sam_option_t *o = s_opt(self, (int)opt);
-        if (strcmp(o->name, "help") == 0 || strcmp(o->name, "version") == 0) continue;
+        if (!s_from_env(o)) continue;
         if (opt >= self->nopts && s_find(self, o->name, strlen(o->name)) != (int)opt)
             continue; /* a built-in the program's own table replaces */
         if (s_given(self, (int)opt, false)) continue;
@@ -282,6 +291,12 @@ int sam_config_parse(sam_config_t *self, int argc, char **argv)
             for (size_t k = 0; k < self->nvalues; k++)
                 if (self->values[k].opt == opt) self->values[k].opt = -1;
         if (s_add(self, opt, value, false) != 0) return -1;
+    }
+    const char *format = sam_config_get(self, "help-format");
+    if (strcmp(format, "text") != 0 && strcmp(format, "markdown") != 0) {
+        fprintf(stderr, "%s: --help-format must be text or markdown, not '%s'\n", self->program,
+                format);
+        return -1;
     }
     if (sam_config_flag(self, "help")) {
         sam_config_help(self, stdout);
@@ -382,13 +397,37 @@ const char *sam_config_pos(sam_config_t *self, size_t i)
 
 /* The help of the options in `o`, less those `own` declares itself (a program may give a
    builtin option its own default). */
-static void s_help_lines(FILE *f, const sam_option_t *o, const sam_option_t *own)
+/* A Markdown table cell: `|` escaped, so option help cannot break the table. */
+static void s_cell(FILE *f, const char *text)
+{
+    for (const char *p = text; p && *p; p++) {
+        if (*p == '|') fputc('\\', f);
+        fputc(*p, f);
+    }
+}
+
+static void s_help_lines(FILE *f, const sam_option_t *o, const sam_option_t *own, bool markdown)
 {
     for (; o->name; o++) {
         bool shadowed = false;
         for (const sam_option_t *p = own; p && p->name; p++)
             shadowed |= strcmp(p->name, o->name) == 0;
         if (shadowed) continue;
+        if (markdown) {
+            char var[96];
+            s_env_name(o->name, var, sizeof var);
+            fprintf(f, "| `--%s%s%s` | %s%s%s | ", o->name, o->arg ? " " : "", o->arg ? o->arg : "",
+                    s_from_env(o) ? "`" : "", s_from_env(o) ? var : "", s_from_env(o) ? "`" : "");
+            if (o->def && o->arg) {
+                fputc('`', f);
+                s_cell(f, o->def);
+                fputc('`', f);
+            }
+            fprintf(f, " | ");
+            s_cell(f, o->help);
+            fprintf(f, "%s |\n", o->multi ? " (repeatable)" : "");
+            continue;
+        }
         char left[64];
         snprintf(left, sizeof left, "--%s%s%s", o->name, o->arg ? " " : "", o->arg ? o->arg : "");
         fprintf(f, "  %-26s %s", left, o->help);
@@ -401,11 +440,21 @@ static void s_help_lines(FILE *f, const sam_option_t *o, const sam_option_t *own
 void sam_config_help(sam_config_t *self, void *file)
 {
     FILE *f = file;
+    const char *format = sam_config_get(self, "help-format");
+    if (format && strcmp(format, "markdown") == 0) {
+        fprintf(f, "### %s\n\n`%s %s`\n\n", self->program, self->program, self->usage);
+        if (*self->summary) fprintf(f, "%s\n\n", self->summary);
+        fprintf(f,
+                "| option | environment | default | what it does |\n| --- | --- | --- | --- |\n");
+        s_help_lines(f, self->opts, NULL, true);
+        s_help_lines(f, s_builtin, self->opts, true);
+        return;
+    }
     fprintf(f, "Usage: %s %s\n", self->program, self->usage);
     if (*self->summary) fprintf(f, "\n%s\n", self->summary);
     fprintf(f, "\nOptions:\n");
-    s_help_lines(f, self->opts, NULL);
-    s_help_lines(f, s_builtin, self->opts);
+    s_help_lines(f, self->opts, NULL, false);
+    s_help_lines(f, s_builtin, self->opts, false);
     fprintf(f, "\nEvery option can also come from the environment as SAMORDNA_<NAME> (--data-dir:\n"
                "SAMORDNA_DATA_DIR; lists comma-separated). A flag on the command line wins over\n"
                "the environment, the environment over the --config file.\n");

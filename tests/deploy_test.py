@@ -18,7 +18,7 @@ CONFIG = os.path.join(samtest.SRC, "deploy", "config")
 SERVICES = ["registry", "status", "grants", "notify"]
 # Not in the files on purpose: weaker security or durability must be asked for by hand,
 # --instance defaults to host-pid, and the rest are not options of a running process.
-LEFT_OUT = {"insecure", "nosync", "instance", "config", "help", "version", "now"}
+LEFT_OUT = {"insecure", "nosync", "instance", "config", "help", "help-format", "version", "now"}
 
 
 def cfg(name):
@@ -133,6 +133,50 @@ def test_a_misspelt_key_is_refused():
                                capture_output=True, text=True, timeout=30 * samtest.SLOW)
             assert r.returncode != 0, f"{name} accepted '{typo}'"
             assert f"unknown option '{typo}'" in r.stderr, r.stderr
+
+
+def test_configuration_reference_is_current():
+    """docs/configuration.md holds each program's option table as its --help prints it."""
+    with open(os.path.join(samtest.SRC, "docs", "configuration.md")) as f:
+        doc = f.read()
+    marker = ("<!-- Below this line: made by tools/config-doc.sh from the option tables. "
+              "Do not edit. -->\n")
+    assert marker in doc, "docs/configuration.md lost its marker line"
+    want = ""
+    for name in ["broker"] + SERVICES:
+        r = subprocess.run([os.path.join(samtest.BIN, "samordna-" + name), "--help",
+                            "--help-format", "markdown"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        want += "\n" + r.stdout
+    assert doc.split(marker, 1)[1] == want, \
+        "docs/configuration.md is not what the option tables say: run tools/config-doc.sh"
+
+
+def test_environment_between_flags_and_file():
+    """SAMORDNA_* wins over the configuration file and loses to the command line."""
+    d = samtest.scratch("deploy-env")
+    _, ep = samtest.broker()
+    from_file, from_env, from_flag = (os.path.join(d, x) for x in ("file", "env", "flag"))
+    conf = os.path.join(d, "registry.cfg")
+    with open(conf, "w") as f:
+        f.write(f'data-dir = "{from_file}"\nlog-level = "debug"\n')
+    env = {"SAMORDNA_BROKER": ep, "SAMORDNA_INSECURE": "1", "SAMORDNA_DATA_DIR": from_env,
+           "SAMORDNA_CONFIG": conf, "SAMORDNA_LOG_LEVEL": "warn"}
+    p = samtest.Proc("registry-env", ["samordna-registry"], env=env)
+    samtest.wait_service(ep, "registry")
+    assert os.path.exists(os.path.join(from_env, "registry")), \
+        "the registry did not open its store under SAMORDNA_DATA_DIR"
+    assert not os.path.exists(from_file), "the file's data-dir won over the environment"
+    assert " INFO " not in p.logtext(), "SAMORDNA_LOG_LEVEL=warn was not applied"
+    assert p.stop() == 0
+    p = samtest.Proc("registry-flag", ["samordna-registry", "--data-dir", from_flag], env=env)
+    samtest.wait_service(ep, "registry")
+    assert os.path.exists(from_flag), "the command line did not win over the environment"
+    assert p.stop() == 0
+    r = subprocess.run([os.path.join(samtest.BIN, "samordna-registry")], capture_output=True,
+                       text=True, timeout=30, env=dict(os.environ, SAMORDNA_INSECURE="maybe"))
+    assert r.returncode == 2 and "SAMORDNA_INSECURE" in r.stderr, (r.returncode, r.stderr)
 
 
 if __name__ == "__main__":
