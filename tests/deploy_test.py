@@ -179,5 +179,37 @@ def test_environment_between_flags_and_file():
     assert r.returncode == 2 and "SAMORDNA_INSECURE" in r.stderr, (r.returncode, r.stderr)
 
 
+def test_outbox_recipe_as_documented():
+    """The mdb_dump | perl | protoc block of docs/operations.md reads a real registry's
+    outbox: run as written, with only its two folders pointed at the test's."""
+    for tool in ("mdb_dump", "perl", "protoc"):
+        if not shutil.which(tool):
+            raise samtest.Skip(f"{tool} is not installed")
+    with open(os.path.join(samtest.SRC, "docs", "operations.md")) as f:
+        doc = f.read()
+    block = re.search(r"<!-- recipe: outbox -->\n```sh\n(.*?)```", doc, re.S)
+    assert block, "docs/operations.md lost its outbox recipe"
+    d = samtest.scratch("deploy-recipe")
+    _, ep = samtest.broker()
+    reg = samtest.service("registry", ep, os.path.join(d, "var"))
+    # the fixture's registry part: the other services are not running, so samctl gives up
+    # on their events after its timeout; what the registry acknowledged is stored
+    subprocess.run([os.path.join(samtest.BIN, "samctl"), "--broker", ep, "--insecure",
+                    "--timeout-ms", "1000", "import",
+                    os.path.join(samtest.SRC, "deploy", "examples", "ostfold-2019.json")],
+                   capture_output=True, timeout=120)
+    assert reg.stop() == 0
+    script = block.group(1)
+    script = re.sub(r"^store=\S+", f"store={os.path.join(d, 'var', 'registry')}", script,
+                    flags=re.M)
+    script = re.sub(r"^proto=\S+", f"proto={os.path.join(samtest.SRC, 'proto')}", script,
+                    flags=re.M)
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "seq: 1" in r.stdout and 'type: "no.samordna.registry.agency.registered"' in r.stdout \
+        and 'subject' in r.stdout and "hiof" in r.stdout, r.stdout
+
+
 if __name__ == "__main__":
     samtest.main()
