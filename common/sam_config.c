@@ -37,6 +37,8 @@ struct sam_config_t {
 static const sam_option_t s_builtin[] = {
     {"config", "FILE", NULL, "read options from a ZPL configuration file", false},
     {"log-level", "LEVEL", "info", "debug, info, warn or error", false},
+    {"log-format", "FORMAT", "logfmt",
+     "logfmt (key=value, quoted and escaped) or json (one object per line)", false},
     {"time-zone", "ZONE", SAM_CLOCK_DEFAULT_ZONE,
      "the programme's time zone: the one \"today\" is reckoned in (an IANA name)", false},
     {"now", "TIME", NULL,
@@ -311,6 +313,10 @@ int sam_config_parse(sam_config_t *self, int argc, char **argv)
     if (file && s_read_file(self, file) != 0) return -1;
     if (sam_log_level_parse(sam_config_get(self, "log-level")) < 0) {
         fprintf(stderr, "%s: --log-level must be debug, info, warn or error\n", self->program);
+        return -1;
+    }
+    if (sam_log_format_set(sam_config_get(self, "log-format")) != 0) {
+        fprintf(stderr, "%s: --log-format must be logfmt or json\n", self->program);
         return -1;
     }
     const char *zone = sam_config_get(self, "time-zone");

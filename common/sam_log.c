@@ -15,6 +15,18 @@
 
 sam_log_level_t sam_log_threshold = SAM_LOG_INFO;
 static char s_service[32] = "samordna";
+static bool s_json; /* --log-format json */
+
+int sam_log_format_set(const char *name)
+{
+    if (name && strcmp(name, "logfmt") == 0)
+        s_json = false;
+    else if (name && strcmp(name, "json") == 0)
+        s_json = true;
+    else
+        return -1;
+    return 0;
+}
 
 /* stderr is the journal (systemd sets JOURNAL_STREAM to its device:inode): each line then
    starts with its syslog priority, <3> error to <7> debug, which journald takes as the
@@ -84,6 +96,89 @@ static int s_safe(const char *msg, char *out, size_t cap)
     return (int)o;
 }
 
+/* Appends text to out as the inside of a JSON string ("" and \\ escaped; s_safe already
+   made every other byte printable). */
+static size_t s_json_str(char *out, size_t o, size_t cap, const char *text, size_t len)
+{
+    for (size_t i = 0; i < len && o + 3 < cap; i++) {
+        if (text[i] == '"' || text[i] == '\\') out[o++] = '\\';
+        out[o++] = text[i];
+    }
+    return o;
+}
+
+/*  The logfmt message `event k=v k="quoted \"v\""` as JSON members after the fixed ones:
+    "event":"event","k":"v",… A quoted value is unquoted (its \" and \\ undone; other escapes
+    such as \n stay as the text shows them); a whole number stays a number; words without
+    `=` are gathered into "msg". */
+static size_t s_json_fields(char *out, size_t o, size_t cap, const char *msg)
+{
+    char words[1024];
+    size_t nw = 0;
+    const char *p = msg;
+    bool first = true;
+    while (*p && o + 8 < cap) {
+        while (*p == ' ')
+            p++;
+        if (!*p) break;
+        const char *k = p;
+        while (*p && *p != ' ' && *p != '=')
+            p++;
+        if (*p != '=' || p == k) { /* a plain word: the event name first, else text */
+            while (*p && *p != ' ')
+                p++;
+            if (first) {
+                o += (size_t)snprintf(out + o, cap - o, ",\"event\":\"");
+                o = s_json_str(out, o, cap, k, (size_t)(p - k));
+                out[o++] = '"';
+            } else if (nw + (size_t)(p - k) + 2 < sizeof words) {
+                if (nw) words[nw++] = ' ';
+                memcpy(words + nw, k, (size_t)(p - k));
+                nw += (size_t)(p - k);
+            }
+            first = false;
+            continue;
+        }
+        first = false;
+        size_t klen = (size_t)(p - k);
+        p++; /* '=' */
+        o += (size_t)snprintf(out + o, cap - o, ",\"");
+        o = s_json_str(out, o, cap, k, klen);
+        o += (size_t)snprintf(out + o, cap - o, "\":");
+        if (*p == '"') {
+            out[o++] = '"';
+            for (p++; *p && *p != '"' && o + 4 < cap; p++) {
+                if (*p == '\\' && (p[1] == '"' || p[1] == '\\')) p++;
+                o = s_json_str(out, o, cap, p, 1);
+            }
+            if (*p == '"') p++;
+            out[o++] = '"';
+            continue;
+        }
+        const char *v = p;
+        while (*p && *p != ' ')
+            p++;
+        size_t vlen = (size_t)(p - v);
+        bool number = vlen > 0 && vlen < 19;
+        for (size_t i = 0; number && i < vlen; i++)
+            number = (v[i] >= '0' && v[i] <= '9') || (i == 0 && v[i] == '-' && vlen > 1);
+        if (number && !(vlen > 1 && v[0] == '0')) {
+            memcpy(out + o, v, vlen);
+            o += vlen;
+        } else {
+            out[o++] = '"';
+            o = s_json_str(out, o, cap, v, vlen);
+            out[o++] = '"';
+        }
+    }
+    if (nw && o + 12 < cap) {
+        o += (size_t)snprintf(out + o, cap - o, ",\"msg\":\"");
+        o = s_json_str(out, o, cap, words, nw);
+        out[o++] = '"';
+    }
+    return o;
+}
+
 void sam_log_write(sam_log_level_t level, const char *fmt, ...)
 {
     static const char *labels[] = {"DEBUG", "INFO", "WARN", "ERROR"};
@@ -93,17 +188,30 @@ void sam_log_write(sam_log_level_t level, const char *fmt, ...)
     gettimeofday(&tv, NULL);
     struct tm tm;
     gmtime_r(&tv.tv_sec, &tm);
+    static const char *lower[] = {"debug", "info", "warn", "error"};
     int n = s_journal ? snprintf(line, sizeof line, "%s", priorities[level]) : 0;
-    n += (int)strftime(line + n, sizeof line - (size_t)n, "%Y-%m-%dT%H:%M:%S", &tm);
-    n += snprintf(line + n, sizeof line - (size_t)n, ".%03dZ %s %s ", (int)(tv.tv_usec / 1000),
-                  labels[level], s_service);
+    char when[40];
+    size_t wl = strftime(when, sizeof when, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + wl, sizeof when - wl, ".%03dZ", (int)(tv.tv_usec / 1000));
     char msg[1536];
     va_list ap;
     va_start(ap, fmt);
     int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (m < 0) msg[0] = 0;
-    n += s_safe(msg, line + n, sizeof line - (size_t)n - 1);
+    if (s_json) {
+        char safe[1536];
+        s_safe(msg, safe, sizeof safe);
+        n += snprintf(line + n, sizeof line - (size_t)n,
+                      "{\"time\":\"%s\",\"level\":\"%s\",\"service\":\"%s\"", when, lower[level],
+                      s_service);
+        n = (int)s_json_fields(line, (size_t)n, sizeof line - 2, safe);
+        line[n++] = '}';
+    } else {
+        n += snprintf(line + n, sizeof line - (size_t)n, "%s %s %s ", when, labels[level],
+                      s_service);
+        n += s_safe(msg, line + n, sizeof line - (size_t)n - 1);
+    }
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;

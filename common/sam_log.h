@@ -1,6 +1,9 @@
 /*  sam_log.h — one structured line per event on stderr.
 
     Line shape:  2026-11-25T10:00:00.123Z INFO registry event.applied type=… seq=42 req=7
+    or, with --log-format json:
+      {"time":"2026-11-25T10:00:00.123Z","level":"info","service":"registry",
+       "event":"event.applied","type":"…","seq":42,"req":7}
     The first word after the service is the event's name; the rest are key=value pairs
     (logfmt). A value from outside — an id, a type, a reason quoting one — goes through
     sam_logv(), which quotes it and escapes `"`, `\` and every control character, so no input
@@ -21,6 +24,12 @@ extern sam_log_level_t sam_log_threshold;
 
 /* Names the process in every line ("broker", "registry", …) and sets the threshold. */
 void sam_log_init(const char *service, sam_log_level_t threshold);
+
+/* The line format: "logfmt" (the default, above) or "json", one object per line with the
+   members time, level, service, event, then the line's key=value pairs (a whole number as a
+   number, anything else as a string) and any other words as msg. Returns -1 for any other
+   name. Set by sam_config_parse from --log-format. */
+int sam_log_format_set(const char *name);
 
 /* Parses "debug", "info", "warn" or "error"; returns -1 for anything else. */
 int sam_log_level_parse(const char *name);
