@@ -164,6 +164,10 @@ struct s_worker_t {
     size_t head;                      /* slot of the oldest request in flight, a search hint */
     s_worker_t *prev, *next;          /* links in the service's list of workers with spare credit */
     bool listed;                      /* is in that list */
+    char instance[64];                /* its instance name, from READY ("" when not said) */
+    char version[32];                 /* its program's version, from READY */
+    char agency[64];                  /* the agency of its certificate ("" when insecure) */
+    int64_t since;                    /* when it registered (wall clock ms) */
 };
 
 struct sam_broker_t {
@@ -273,6 +277,18 @@ uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *tim
     return id;
 }
 
+/* Copies a name token of the READY extension when it is of safe characters only, so the
+   names can go into logs and mmi.workers' JSON unquoted. */
+static void s_ext_word(const char *word, char *out, size_t cap)
+{
+    size_t n = strlen(word);
+    if (n == 0 || n >= cap ||
+        strspn(word, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                     "0123456789._-:+") != n)
+        return;
+    memcpy(out, word, n + 1);
+}
+
 bool sam_broker_parse_extension(const uint8_t *data, size_t size, sam_broker_ext_t *ext)
 {
     char text[256];
@@ -293,6 +309,10 @@ bool sam_broker_parse_extension(const uint8_t *data, size_t size, sam_broker_ext
             ext->identity = true;
         } else if (strcmp(token, "batch") == 0) {
             ext->batch = true;
+        } else if (strncmp(token, "instance=", 9) == 0) {
+            s_ext_word(token + 9, ext->instance, sizeof ext->instance);
+        } else if (strncmp(token, "version=", 8) == 0) {
+            s_ext_word(token + 8, ext->version, sizeof ext->version);
         }
     }
     return true;
@@ -1104,6 +1124,10 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
     worker->credit = ext.credit;
     worker->identity = ext.identity;
     worker->batch = ext.batch;
+    memcpy(worker->instance, ext.instance, sizeof worker->instance);
+    memcpy(worker->version, ext.version, sizeof worker->version);
+    worker->since = zclock_time();
+    if (info) s_ext_word(info->agency, worker->agency, sizeof worker->agency);
     if (info) snprintf(worker->pubkey, sizeof worker->pubkey, "%s", s_peer_key(&msg->part[1]));
     worker->slots = slots;
     worker->nslots = nslots;
@@ -1111,7 +1135,9 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
     zhashx_insert(self->workers, worker->key, worker);
     service->nworkers++;
     s_free_append(service, worker);
-    sam_info("worker.ready worker=%s service=%s credit=%u identity=%s batch=%s", key, name,
+    sam_info("worker.ready worker=%s service=%s instance=%s version=%s credit=%u identity=%s "
+             "batch=%s",
+             key, name, *ext.instance ? ext.instance : "-", *ext.version ? ext.version : "-",
              ext.credit, ext.identity ? "yes" : "no", ext.batch ? "yes" : "no");
     if (extended) {
         char accepted[64];
@@ -1313,21 +1339,82 @@ static void s_worker_message(sam_broker_t *self, s_msg_t *msg, int at)
 
 /*  8/MMI: "mmi.service" with a service name answers "200" when a worker offers it, else
     "404"; any other mmi.* answers "501". Reply: [client] [""] "MDPC01" mmi.name answer */
+/*  mmi.workers: what samctl status shows of this broker, as JSON text (MMI bodies are plain
+    strings): its counters, and per service the queue and every worker. Names in it are of
+    safe characters only (service names by s_part_name, the rest by s_ext_word), so no
+    escaping is needed. Caller frees; NULL on out of
+    memory. */
+static char *s_workers_json(sam_broker_t *self)
+{
+    size_t queued = 0;
+    for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
+        queued += s->qlen;
+    char *out = zsys_sprintf(
+        "{\"version\":\"%s\",\"requests\":%" PRIu64 ",\"replies\":%" PRIu64 ",\"errors\":%" PRIu64
+        ",\"malformed\":%" PRIu64 ",\"untrusted\":%" PRIu64 ",\"expired\":%" PRIu64
+        ",\"redispatched\":%" PRIu64 ",\"lost_workers\":%" PRIu64 ",\"queued\":%zu,\"services\":[",
+        SAMORDNA_VERSION, self->requests, self->replies, self->errors, self->malformed,
+        self->refused, self->expired, self->redispatched, self->purged, queued);
+    bool first = true;
+    for (s_service_t *s = zhashx_first(self->services); s && out; s = zhashx_next(self->services)) {
+        char *more = zsys_sprintf(
+            "%s%s{\"name\":\"%s\",\"queued\":%zu,\"requests\":%" PRIu64 ",\"replies\":%" PRIu64
+            ",\"expired\":%" PRIu64 ",\"busy\":%" PRIu64 ",\"workers\":[",
+            out, first ? "" : ",", s->name, s->qlen, s->requests, s->replies, s->expired, s->busy);
+        zstr_free(&out);
+        out = more;
+        first = false;
+        bool wfirst = true;
+        for (s_worker_t *w = zhashx_first(self->workers); w && out;
+             w = zhashx_next(self->workers)) {
+            if (w->service != s) continue;
+            more = zsys_sprintf("%s%s{\"instance\":\"%s\",\"version\":\"%s\",\"agency\":\"%s\","
+                                "\"credit\":%u,\"inflight\":%u,\"since_ms\":%" PRId64 "}",
+                                out, wfirst ? "" : ",", w->instance, w->version, w->agency,
+                                w->credit, w->inflight, w->since);
+            zstr_free(&out);
+            out = more;
+            wfirst = false;
+        }
+        if (out) {
+            more = zsys_sprintf("%s]}", out);
+            zstr_free(&out);
+            out = more;
+        }
+    }
+    if (out) {
+        char *more = zsys_sprintf("%s]}", out);
+        zstr_free(&out);
+        out = more;
+    }
+    return out;
+}
+
 static void s_mmi_request(sam_broker_t *self, s_msg_t *msg, bool delim, const char *name, int at)
 {
     const char *answer = "501";
+    char *text = NULL;
     if (strcmp(name, "mmi.service") == 0) {
         char wanted[S_SERVICE_MAX + 1];
         s_service_t *service =
             s_part_name(&msg->part[at], wanted) ? zhashx_lookup(self->services, wanted) : NULL;
         answer = service && service->nworkers ? "200" : "404";
+    } else if (strcmp(name, "mmi.workers") == 0) {
+        /* who runs where is for the operators: admins only when keys are checked */
+        const sam_key_info_t *info = self->insecure ? NULL : s_peer_info(self, msg);
+        if (!self->insecure && (!info || strcmp(info->role, "admin") != 0))
+            answer = "403";
+        else
+            answer = (text = s_workers_json(self)) ? text : "500";
     }
     zmq_msg_t *addr = &msg->part[0];
-    if (s_route(self, zmq_msg_data(addr), zmq_msg_size(addr), "client") != 0) return;
-    if (delim) s_put(self, "", 0, true);
-    s_put(self, SAM_MDPC, strlen(SAM_MDPC), true);
-    s_put(self, name, strlen(name), true);
-    s_put(self, answer, strlen(answer), false);
+    if (s_route(self, zmq_msg_data(addr), zmq_msg_size(addr), "client") == 0) {
+        if (delim) s_put(self, "", 0, true);
+        s_put(self, SAM_MDPC, strlen(SAM_MDPC), true);
+        s_put(self, name, strlen(name), true);
+        s_put(self, answer, strlen(answer), false);
+    }
+    zstr_free(&text);
 }
 
 /*  A client request: [client] [""] "MDPC01" service body… ; `at` is the index of the
@@ -1973,6 +2060,10 @@ int sam_broker_selftest(bool verbose)
     S_CHECK(S_EXT("x-samordna/1 credit=99999999999999999999999"));
     S_CHECK(ext.credit == SAM_MDP_MAX_CREDIT);
     S_CHECK(S_EXT("x-samordna/1 credit=12abc batched") && ext.credit == 1 && !ext.batch);
+    S_CHECK(S_EXT("x-samordna/1 instance=vm-12 version=0.3.0") &&
+            strcmp(ext.instance, "vm-12") == 0 && strcmp(ext.version, "0.3.0") == 0);
+    S_CHECK(S_EXT("x-samordna/1 instance=a\"b version=") && ext.instance[0] == 0 &&
+            ext.version[0] == 0);
     S_CHECK(!S_EXT("x-other/2 credit=5"));
 #undef S_EXT
     S_CHECK(!sam_broker_parse_extension((const uint8_t *)"x-samordna/1\0", 13, &ext));

@@ -63,14 +63,18 @@ bool sam_broker_endpoint_is_loopback(const char *endpoint);
 
 /* What a worker asked for in its READY extension frame. */
 typedef struct {
-    uint32_t credit; /* requests in flight at once, 1..SAM_MDP_MAX_CREDIT */
-    bool identity;   /* a Caller with every request */
-    bool batch;      /* requests and replies as one Batch frame */
+    uint32_t credit;   /* requests in flight at once, 1..SAM_MDP_MAX_CREDIT */
+    bool identity;     /* a Caller with every request */
+    bool batch;        /* requests and replies as one Batch frame */
+    char instance[64]; /* instance=NAME: how the worker calls itself ("" when not said) */
+    char version[32];  /* version=V: the program's version ("" when not said) */
 } sam_broker_ext_t;
 
-/*  Parses a READY extension frame ("x-samordna/1 credit=N identity batch", tokens in any
-    order, unknown ones ignored). Returns false when the frame is not a samordna extension;
-    else fills *ext (credit clamped to 1..SAM_MDP_MAX_CREDIT, 1 when absent). */
+/*  Parses a READY extension frame ("x-samordna/1 credit=N identity batch instance=NAME
+    version=V", tokens in any order, unknown ones ignored; a name or version of other
+    characters than letters, digits and . _ - : + is ignored too). Returns false when the frame is
+   not a samordna extension; else fills *ext (credit clamped to 1..SAM_MDP_MAX_CREDIT, 1 when
+   absent). */
 bool sam_broker_parse_extension(const uint8_t *data, size_t size, sam_broker_ext_t *ext);
 
 /*  Field 1 (a varint) of a packed protobuf message, found by walking its top-level fields
