@@ -5,24 +5,17 @@ Ownership (403) is checked with the test playing the broker, so it can present a
 authenticated publisher's identity the way samordna-broker does.
 """
 import os
-import time
 
 import samtest
-from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT
-import zmq
 from samordna.v1 import envelope_pb2, events_pb2, registry_pb2 as R
-from cloudevents.v1 import cloudevents_pb2
 
 T = "no.samordna.registry."
 _ids = iter(range(1, 10**9))
 
 
 def ce(etype, payload, eid=None, source="fmov"):
-    """A PublishRequest carrying one CloudEvent with a packed protobuf payload."""
-    data = payload if isinstance(payload, bytes) else payload.SerializeToString()
-    ev = cloudevents_pb2.CloudEvent(id=eid or f"test-{next(_ids)}", source=source,
-                                    spec_version="1.0", type=T + etype, binary_data=data)
-    return events_pb2.PublishRequest(event=ev)
+    """A PublishRequest carrying one registry event (`etype` after the type prefix)."""
+    return samtest.publish_req(T + etype, payload, eid=eid, source=source)
 
 
 class Registry:
@@ -36,14 +29,11 @@ class Registry:
 
     def publish(self, etype, payload, eid=None, source="fmov"):
         """(status code, message, PublishReply or None)."""
-        rep, pr = self.c.call("registry", "events.publish", ce(etype, payload, eid, source),
-                              events_pb2.PublishReply)
+        rep, pr = samtest.publish(self.c, "registry", ce(etype, payload, eid, source))
         return rep.status.code, rep.status.message, pr
 
     def ok(self, etype, payload, eid=None):
-        code, msg, pr = self.publish(etype, payload, eid)
-        assert code == 200, f"{etype}: {code} {msg}"
-        return pr.seq
+        return samtest.publish_ok(self.c, "registry", ce(etype, payload, eid)).seq
 
     def query(self, method, req, reply_type):
         rep, msg = self.c.call("registry", "registry." + method, req, reply_type)
@@ -418,67 +408,19 @@ def test_rename_keeps_former_names_and_reports_need_their_agency():
 
 # ---- ownership, with the test as the broker -------------------------------------------------
 
-class FakeBroker:
-    """A ROUTER that accepts the registry's READY with the identity extension and sends it
-    requests with a chosen Caller, as samordna-broker does for authenticated peers."""
-
-    def __init__(self):
-        self.ep = f"tcp://127.0.0.1:{samtest.free_port()}"
-        self.sock = CTX.socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind(self.ep)
-        self.worker = None
-        self.next_id = 1
-
-    def accept(self):
-        end = time.time() + 10
-        while time.time() < end:
-            assert self.sock.poll(5000), "no READY from the registry"
-            f = self.sock.recv_multipart()
-            if f[3] == READY:
-                self.worker = f[0]
-                ext = f[5].decode()
-                credit = ext.split("credit=")[1].split()[0]
-                self.sock.send_multipart([self.worker, b"", MDPW, HEARTBEAT,
-                                          f"x-samordna/1 credit={credit} identity".encode()])
-                return
-        raise AssertionError("no READY")
-
-    def call(self, method, body, caller):
-        rid = self.next_id
-        self.next_id += 1
-        req = envelope_pb2.Request(id=rid, method=method, body=body.SerializeToString())
-        self.sock.send_multipart([self.worker, b"", MDPW, REQUEST, b"C1", b"",
-                                  caller.SerializeToString(), req.SerializeToString()])
-        end = time.time() + 10
-        while time.time() < end:
-            assert self.sock.poll(5000), "no REPLY from the registry"
-            f = self.sock.recv_multipart()
-            if f[3] != REPLY:
-                continue
-            rep = envelope_pb2.Reply()
-            rep.ParseFromString(f[6])
-            if rep.id == rid:
-                return rep
-        raise AssertionError("no REPLY")
-
-    def close(self):
-        self.sock.close(0)
-
-
 def test_publishers_change_only_what_they_own():
-    fb = FakeBroker()
+    fb = samtest.FakeBroker()
     data = samtest.scratch("reg-owner")
     p = samtest.Proc("registry-owner", ["samordna-registry", "--broker", fb.ep, "--data-dir",
                                         data, "--insecure"])
     try:
-        fb.accept()
+        fb.accept("registry")
         admin = envelope_pb2.Caller(role="admin", insecure=True)
         nav = envelope_pb2.Caller(agency="nav-ost-viken", role="publisher")
         fmov = envelope_pb2.Caller(agency="fmov", role="publisher")
 
         def pub(etype, payload, caller, source):
-            rep = fb.call("events.publish", ce(etype, payload, source=source), caller)
+            rep, _ = fb.publish(ce(etype, payload, source=source), caller)
             return rep.status.code, rep.status.message
 
         assert pub("agency.registered", R.Agency(id="fmov", name="FM", kind=1), admin,
@@ -520,10 +462,8 @@ def test_publishers_change_only_what_they_own():
         code, msg = pub("person.registered", R.Person(id="p-1", name="Ola", agency="fmov"), nav,
                         "nav-ost-viken")
         assert code == 403 and msg.startswith("person.agency:"), msg
-        rep = fb.call("registry.pilots.get", R.GetRequest(id="halden"),
-                      envelope_pb2.Caller(agency="hiof", role="reader"))
-        got = R.Pilot()
-        got.ParseFromString(rep.body)
+        rep, got = fb.call("registry.pilots.get", R.GetRequest(id="halden"),
+                           envelope_pb2.Caller(agency="hiof", role="reader"), R.Pilot)
         assert rep.status.code == 200 and list(got.aims) == ["Færre barn i lavinntektsfamilier"]
         assert p.stop() == 0
     finally:

@@ -408,6 +408,15 @@ def publish(client, service, ev, timeout=5.0):
                        timeout=timeout)
 
 
+def publish_ok(client, service, ev, timeout=5.0):
+    """publish(), which must be answered 200; returns the PublishReply."""
+    rep, pr = publish(client, service, ev, timeout)
+    etype = getattr(_publish_body(ev), "event", None)
+    assert rep.status.code == 200, \
+        f"{etype and etype.type}: {rep.status.code} {rep.status.message}"
+    return pr
+
+
 def read_reply(outbox, after_seq, max_events=0):
     """What a service's events.read answers at once from `outbox` (StoredEvents by seq)."""
     return events_pb2.ReadReply(events=[e for e in outbox if e.seq > after_seq][:max_events or 100],
