@@ -142,6 +142,16 @@ uint8_t *bench_event(const char *type, const char *id, const char *source, const
     return buf;
 }
 
+uint64_t bench_publish(sam_client_t *c, const char *service, const char *type, const char *id,
+                       const char *source, const char *subject, const ProtobufCMessage *payload)
+{
+    size_t len;
+    uint8_t *body = bench_event(type, id, source, subject, payload, &len);
+    uint64_t rid = body ? sam_client_send(c, service, "events.publish", body, len) : 0;
+    free(body);
+    return rid;
+}
+
 static int s_cmp64(const void *a, const void *b)
 {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;

@@ -57,12 +57,7 @@ static int s_send(s_pipe_t *p, const char *service, const char *type, const char
 {
     while (p->in_flight >= S_WINDOW)
         if (s_recv_one(p) != 0) return -1;
-    size_t blen;
-    uint8_t *body = bench_event(type, id, source, NULL, payload, &blen);
-    if (!body) return -1;
-    uint64_t rid = sam_client_send(p->c, service, "events.publish", body, blen);
-    free(body);
-    if (!rid) return -1;
+    if (!bench_publish(p->c, service, type, id, source, NULL, payload)) return -1;
     p->in_flight++;
     p->sent++;
     return 0;

@@ -558,12 +558,9 @@ int bench_notify(bench_t *b)
         s.subject = "webhook";
         Samordna__V1__SubscriptionCreated ev = SAMORDNA__V1__SUBSCRIPTION_CREATED__INIT;
         ev.subscription = &s;
-        size_t len;
-        uint8_t *body = bench_event("no.samordna.notify.subscription.created", eid, "fmov", NULL,
-                                    &ev.base, &len);
         sam_result_t res = {0};
-        uint64_t id_sent = body ? sam_client_send(e.c, "notify", "events.publish", body, len) : 0;
-        free(body);
+        uint64_t id_sent = bench_publish(e.c, "notify", "no.samordna.notify.subscription.created",
+                                         eid, "fmov", NULL, &ev.base);
         if (!id_sent || sam_client_recv(e.c, 5000, &res) != 0 || res.code != SAM_OK) {
             sam_result_clear(&res);
             goto done;

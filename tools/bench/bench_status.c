@@ -61,12 +61,7 @@ static int s_publish(s_pub_t *p, const char *service, const char *type,
 {
     char id[32];
     snprintf(id, sizeof id, "bench-%" PRIu64, ++p->next_id);
-    size_t len;
-    uint8_t *body = bench_event(type, id, "fmov", NULL, payload, &len);
-    if (!body) return -1;
-    uint64_t rid = sam_client_send(p->c, service, "events.publish", body, len);
-    free(body);
-    if (!rid) return -1;
+    if (!bench_publish(p->c, service, type, id, "fmov", NULL, payload)) return -1;
     p->in_flight++;
     p->sent++;
     return s_drain(p, WINDOW - 1);
