@@ -18,7 +18,7 @@ def ce(etype, payload, eid=None, source="fmov"):
     return samtest.publish_req(T + etype, payload, eid=eid, source=source)
 
 
-class Registry:
+class Registry(samtest.Closing):
     """A broker and a registry on loopback, with a client."""
 
     def __init__(self, name, *extra):
@@ -79,8 +79,7 @@ def seed(r):
 
 
 def test_register_get_list_and_paginate():
-    r = Registry("reg-basic")
-    try:
+    with Registry("reg-basic") as r:
         seed(r)
         code, msg, a = r.query("agencies.get", R.GetRequest(id="fmov"), R.Agency)
         assert code == 200 and a.name == "Fylkesmannen i Oslo og Viken", (code, msg)
@@ -133,13 +132,10 @@ def test_register_get_list_and_paginate():
                            events_pb2.ReadReply)
         assert rep.status.code == 200 and [e.seq for e in rr.events] == list(range(1, 10))
         assert rr.events[-1].event.type == T + "invitation.answered"
-    finally:
-        r.close()
 
 
 def test_duplicate_is_answered_with_the_original_seq():
-    r = Registry("reg-dup")
-    try:
+    with Registry("reg-dup") as r:
         a = R.Agency(id="fmov", name="Fylkesmannen", kind=R.AGENCY_KIND_COUNTY_GOVERNOR)
         code, _, first = r.publish("agency.registered", a, eid="same-id")
         assert code == 200 and not first.duplicate
@@ -148,13 +144,10 @@ def test_duplicate_is_answered_with_the_original_seq():
         code, msg, _ = r.publish("agency.registered", a, eid="another-id")
         assert code == 409 and "agency.id" in msg and "already registered" in msg, (code, msg)
         assert r.last_seq() == 1
-    finally:
-        r.close()
 
 
 def test_malformed_payload_is_refused_and_nothing_stored():
-    r = Registry("reg-malformed")
-    try:
+    with Registry("reg-malformed") as r:
         code, msg, _ = r.publish("agency.registered", b"\x0a\xff\xff\xff\xff\x0f garbage")
         assert code == 400 and "undecodable" in msg, (code, msg)
         code, msg, _ = r.publish("agency.registered", b"")
@@ -163,8 +156,6 @@ def test_malformed_payload_is_refused_and_nothing_stored():
         assert rep.status.code == 400
         assert r.last_seq() == 0
         assert "undecodable" in r.proc.logtext() or "refused" in r.proc.logtext()
-    finally:
-        r.close()
 
 
 BAD_TEXT = [  # 8 bytes each, the length of the placeholder they replace on the wire
@@ -186,8 +177,7 @@ def test_text_that_strict_readers_cannot_read_is_refused_and_nothing_stored():
     """Valid protobuf carrying strings that are not clean UTF-8 text — in the CloudEvent's id,
     in an attribute, in the payload — is refused 400 naming the field; the refusal itself is
     clean text; nothing is stored; no log line is forged."""
-    r = Registry("reg-text")
-    try:
+    with Registry("reg-text") as r:
         for raw, why in BAD_TEXT:
             req = ce("agency.registered", R.Agency(id="fmov", name="F", kind=2), eid="PLACEHID")
             body = _with_bytes(req.SerializeToString(), b"PLACEHID", raw[:8])
@@ -212,25 +202,19 @@ def test_text_that_strict_readers_cannot_read_is_refused_and_nothing_stored():
         assert list(rr.events) == []
         log = r.proc.logtext()
         assert not any(line.startswith("FORGED") for line in log.splitlines()), log[-2000:]
-    finally:
-        r.close()
 
 
 def test_unknown_event_type_is_501():
-    r = Registry("reg-unknown")
-    try:
+    with Registry("reg-unknown") as r:
         code, msg, _ = r.publish("agency.exploded", R.Agency(id="fmov", name="x"))
         assert code == 501 and "no.samordna.registry.agency.exploded" in msg, (code, msg)
         code, msg, _ = r.query("agencies.explode", R.GetRequest(id="x"), R.Agency)
         assert code == 501
         assert r.last_seq() == 0
-    finally:
-        r.close()
 
 
 def test_missing_reference_is_422_naming_the_field():
-    r = Registry("reg-ref")
-    try:
+    with Registry("reg-ref") as r:
         seed(r)
         before = r.last_seq()
         cases = [
@@ -258,13 +242,10 @@ def test_missing_reference_is_422_naming_the_field():
         assert r.last_seq() == before, "refusals store nothing"
         code, _, _ = r.query("pilots.get", R.GetRequest(id="moss"), R.Pilot)
         assert code == 404
-    finally:
-        r.close()
 
 
 def test_oversized_events_are_refused():
-    r = Registry("reg-big")
-    try:
+    with Registry("reg-big") as r:
         # Over the registry's own payload limit (64 KiB), under the runtime's event limit.
         code, msg, _ = r.publish("agency.registered",
                                  R.Agency(id="fmov", name="x" * 70000,
@@ -281,13 +262,10 @@ def test_oversized_events_are_refused():
                                           kind=R.AGENCY_KIND_COUNTY_GOVERNOR))
         assert code == 400 and msg.startswith("agency.name:"), (code, msg)
         assert r.last_seq() == 0
-    finally:
-        r.close()
 
 
 def test_syntax_refusals_name_the_field():
-    r = Registry("reg-syntax")
-    try:
+    with Registry("reg-syntax") as r:
         seed(r)
         before = r.last_seq()
         cases = [
@@ -318,13 +296,10 @@ def test_syntax_refusals_name_the_field():
             code, msg, _ = r.publish(etype, payload)
             assert code == 400 and msg.startswith(field + ":"), (etype, code, msg)
         assert r.last_seq() == before
-    finally:
-        r.close()
 
 
 def test_merged_municipality_resolves_to_its_successor():
-    r = Registry("reg-merge")
-    try:
+    with Registry("reg-merge") as r:
         seed(r)
         r.ok("municipality.registered", municipality("moss-rygge", "Moss/Rygge"))
         r.ok("municipality.registered", municipality("rygge", "Rygge"))
@@ -353,13 +328,10 @@ def test_merged_municipality_resolves_to_its_successor():
         _, _, m = r.query("municipalities.get", R.GetRequest(id="spydeberg"),
                           R.MunicipalityLookup)
         assert m.municipality.id == "moss" and m.resolved_from == "spydeberg"
-    finally:
-        r.close()
 
 
 def test_person_erasure_keeps_the_roles_and_scrubs_the_outbox():
-    r = Registry("reg-erase")
-    try:
+    with Registry("reg-erase") as r:
         seed(r)
         seq = r.ok("person.registered", R.Person(id="p-0001", name="Kari Nordmann",
                                                  email="kari@example.no", agency="fmov"))
@@ -383,13 +355,10 @@ def test_person_erasure_keeps_the_roles_and_scrubs_the_outbox():
         assert code == 409 and "erased" in msg, (code, msg)
         code, msg, _ = r.publish("person.erased", R.PersonErasure(person="p-0001"))
         assert code == 409
-    finally:
-        r.close()
 
 
 def test_rename_keeps_former_names_and_reports_need_their_agency():
-    r = Registry("reg-rename")
-    try:
+    with Registry("reg-rename") as r:
         seed(r)
         r.ok("agency.renamed", R.AgencyRename(agency="fmov", name="Statsforvalteren i Oslo og Viken"))
         _, _, a = r.query("agencies.get", R.GetRequest(id="fmov"), R.Agency)
@@ -402,18 +371,15 @@ def test_rename_keeps_former_names_and_reports_need_their_agency():
         r.ok("report.published", R.Report(id="r1", by="imdi-ost", title="T"))
         code, _, lst = r.query("reports.list", R.ListRequest(agency="imdi-ost"), R.ReportList)
         assert [x.id for x in lst.items] == ["r1"]
-    finally:
-        r.close()
 
 
 # ---- ownership, with the test as the broker -------------------------------------------------
 
 def test_publishers_change_only_what_they_own():
-    fb = samtest.FakeBroker()
-    data = samtest.scratch("reg-owner")
-    p = samtest.Proc("registry-owner", ["samordna-registry", "--broker", fb.ep, "--data-dir",
-                                        data, "--insecure"])
-    try:
+    with samtest.FakeBroker() as fb:
+        data = samtest.scratch("reg-owner")
+        p = samtest.Proc("registry-owner", ["samordna-registry", "--broker", fb.ep, "--data-dir",
+                                            data, "--insecure"])
         fb.accept("registry")
         admin = envelope_pb2.Caller(role="admin", insecure=True)
         nav = envelope_pb2.Caller(agency="nav-ost-viken", role="publisher")
@@ -466,8 +432,6 @@ def test_publishers_change_only_what_they_own():
                            envelope_pb2.Caller(agency="hiof", role="reader"), R.Pilot)
         assert rep.status.code == 200 and list(got.aims) == ["Færre barn i lavinntektsfamilier"]
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_samctl_log_level_sets_the_level():

@@ -27,9 +27,8 @@ def start_echo(fb, data, *extra):
 
 
 def test_ready_ping_echo_and_unknown_method():
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-ping"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-ping"))
         ext = fb.accept("echo")
         assert "credit=256" in ext
         fb.request("ping", rid=7)
@@ -45,15 +44,12 @@ def test_ready_ping_echo_and_unknown_method():
         _, rep = fb.reply()
         assert rep.status.code == 501 and "no.such.method" in rep.status.message
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_plain_broker_gets_plain_requests():
     """A broker that never answers the extension sends no Caller frame; the runtime copes."""
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-plain"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-plain"))
         f = fb.recv_cmd(READY)
         fb.worker = f[0]
         fb.identity = False
@@ -61,15 +57,12 @@ def test_plain_broker_gets_plain_requests():
         _, rep = fb.reply()
         assert rep.status.code == 200 and rep.body == b"plain"
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_batch_broker_gets_replies_in_batches():
     """Requests in one Batch are all answered, in Batch REPLYs of at most 32 KiB each."""
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-batch"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-batch"))
         fb.accept("echo", batch=True)
         items = [fb.item("echo", b"body%d" % i, rid=100 + i, client=b"C%d" % (i % 3))
                  for i in range(10)]
@@ -92,14 +85,11 @@ def test_batch_broker_gets_replies_in_batches():
         assert sorted((c, r.id, r.body) for c, r in got) == \
             [(b"B%d" % i, i + 1, bytes([65 + i]) * 10000) for i in range(8)]
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_batch_with_malformed_items_spares_the_rest():
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-batch-bad"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-batch-bad"))
         fb.accept("echo", batch=True)
         two = fb.item("echo", b"two", rid=3, client=b"TWO")
         two.body.append(b"extra")
@@ -130,14 +120,11 @@ def test_batch_with_malformed_items_spares_the_rest():
         assert got[0][1].id == 42 and got[0][1].status.code == 200, got
         assert "batch item without a client" in p.logtext()
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_garbage_instead_of_a_batch_is_survived():
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-batch-garbage"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-batch-garbage"))
         fb.accept("echo", batch=True)
         fb.batch(raw=b"\xff\xfe not a batch")
         # Readable items before the break are served.
@@ -157,14 +144,11 @@ def test_garbage_instead_of_a_batch_is_survived():
         assert log.count("REQUEST batch that is not a samordna.v1.Batch") == 2, log
         assert "one Batch expected" in log, log
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_batch_over_the_credit_is_refused_503():
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-batch-credit"), "--credit", "4")
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-batch-credit"), "--credit", "4")
         assert "credit=4" in fb.accept("echo", batch=True)
         fb.batch(*[fb.item("echo", b"e%d" % i, rid=i + 1, client=b"K%d" % i) for i in range(6)])
         got, _ = fb.batch_replies(6)
@@ -177,16 +161,13 @@ def test_batch_over_the_credit_is_refused_503():
         got, _ = fb.batch_replies(4)
         assert all(rep.status.code == 200 for _, rep in got), got
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_broker_without_batch_gets_plain_replies():
     """A broker whose answer lacks `batch` (a look-alike token does not count) gets plain
     REPLY frames, and a Batch-shaped REQUEST from it is malformed, not a Batch."""
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-nobatch"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-nobatch"))
         fb.accept("echo", extra=" batched nobatch")
         fb.request("echo", body=b"plain", rid=3, client=b"C9")
         client, rep = fb.reply()
@@ -196,14 +177,11 @@ def test_broker_without_batch_gets_plain_replies():
         client, rep = fb.reply()
         assert rep.id == 5, "a Batch REQUEST was served by a worker that is not batching"
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_publish_duplicate_refusal_and_read():
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-pub"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-pub"))
         fb.accept("echo")
         before_ms = samtest.now() * 1000
         fb.request("events.publish", event("e1", b"one"), rid=1)
@@ -247,14 +225,11 @@ def test_publish_duplicate_refusal_and_read():
             assert before_ms - 1000 <= e.recorded_ms <= after_ms + 1000, \
                 (e.recorded_ms, before_ms, after_ms)
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_publisher_may_publish_only_as_itself_and_reader_not_at_all():
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-auth"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-auth"))
         fb.accept("echo")
         nav = envelope_pb2.Caller(agency="nav-ost-viken", role="publisher")
         fb.request("events.publish", event("a1", source="fmov"), rid=1, caller=nav)
@@ -273,15 +248,12 @@ def test_publisher_may_publish_only_as_itself_and_reader_not_at_all():
         rr.ParseFromString(rep.body)
         assert len(rr.events) == 1 and rr.events[0].caller.agency == "nav-ost-viken"
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_group_commit_applies_a_burst_in_few_transactions():
-    fb = samtest.FakeBroker()
-    data = samtest.scratch("rt-burst")
-    p = start_echo(fb, data)
-    try:
+    with samtest.FakeBroker() as fb:
+        data = samtest.scratch("rt-burst")
+        p = start_echo(fb, data)
         fb.accept("echo")
         n = 500
         for i in range(n):
@@ -299,15 +271,12 @@ def test_group_commit_applies_a_burst_in_few_transactions():
         log = p.logtext()
         batches = int(log.split("batches=")[1].split()[0])
         assert batches < n / 4, f"{n} events took {batches} write transactions"
-    finally:
-        fb.close()
 
 
 def test_refusals_inside_a_burst_leave_nothing_and_spare_the_rest():
     """One refused event in a group-committed batch undoes only itself."""
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-mixed"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-mixed"))
         fb.accept("echo")
         n = 300
         for i in range(n):
@@ -335,14 +304,11 @@ def test_refusals_inside_a_burst_leave_nothing_and_spare_the_rest():
         assert p.stop() == 0
         log = p.logtext()
         assert f"applied={n - len(refused)} refused={len(refused)}" in log, log[-300:]
-    finally:
-        fb.close()
 
 
 def test_long_poll_waits_then_answers_on_commit_and_expires():
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-poll"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-poll"))
         fb.accept("echo")
         t0 = time.time()
         fb.request("events.read", events_pb2.ReadRequest(after_seq=0, wait_ms=300), rid=1)
@@ -363,14 +329,11 @@ def test_long_poll_waits_then_answers_on_commit_and_expires():
         rr.ParseFromString(got[b"POLL"].body)
         assert [e.event.id for e in rr.events] == ["p1"]
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_malformed_frames_are_survived():
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-bad"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-bad"))
         fb.accept("echo")
         w = fb.worker
         for frames in ([w, b"", b"XXXX01", REQUEST], [w, b"", MDPW], [w, b"", MDPW, b"\x09"],
@@ -391,14 +354,12 @@ def test_malformed_frames_are_survived():
         assert p.alive()
         assert "malformed" in p.logtext()
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_reconnects_after_disconnect_and_silence():
-    fb = samtest.FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-reconnect"), "--heartbeat-ms", "200", "--liveness", "2")
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-reconnect"), "--heartbeat-ms", "200",
+                       "--liveness", "2")
         fb.accept("echo")
         fb.sock.send_multipart([fb.worker, b"", MDPW, DISCONNECT])
         fb.accept("echo")  # a DISCONNECT makes it register again
@@ -411,15 +372,12 @@ def test_reconnects_after_disconnect_and_silence():
         _, rep = fb.reply()
         assert rep.status.code == 200
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_acknowledged_events_survive_kill9():
-    fb = samtest.FakeBroker()
-    data = samtest.scratch("rt-kill")
-    p = start_echo(fb, data)
-    try:
+    with samtest.FakeBroker() as fb:
+        data = samtest.scratch("rt-kill")
+        p = start_echo(fb, data)
         fb.accept("echo")
         n = 300
         for i in range(n):
@@ -443,8 +401,6 @@ def test_acknowledged_events_survive_kill9():
         assert acked <= stored, f"lost acknowledged events: {sorted(acked - stored)[:5]}"
         assert [e.seq for e in rr.events] == list(range(1, len(rr.events) + 1))
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_store_schema_newer_than_program_is_refused():

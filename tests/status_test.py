@@ -58,7 +58,7 @@ def seed_registry(reg):
                     pilot_view(pid, muni, challenge, leader, ["nav-ost-viken"]), "pilots", pid)
 
 
-class Env:
+class Env(samtest.Closing):
     """A broker, the fake registry and samordna-status, with a client."""
 
     def __init__(self, name, seed=True):
@@ -142,8 +142,7 @@ def cells(r):
 # ---- tests ----------------------------------------------------------------------------------
 
 def test_board_milestones_and_as_of():
-    env = Env("status-board")
-    try:
+    with Env("status-board") as env:
         env.define_kinds()
         env.wait_projected("fredrikstad")
         for kind in ["defined_challenge", "knowledge_base", "defined_need", "anchored",
@@ -182,13 +181,10 @@ def test_board_milestones_and_as_of():
                          10, "pilot.updated in the projection")
         rep, _ = env.c.call("status", "status.board", status_pb2.BoardRequest(pilot="nowhere"))
         assert rep.status.code == 404 and "pilot" in rep.status.message
-    finally:
-        env.close()
 
 
 def test_revert_keeps_history():
-    env = Env("status-revert")
-    try:
+    with Env("status-revert") as env:
         env.define_kinds()
         env.wait_projected("halden")
         reach(env, "halden", "defined_challenge", "2018-09-01")
@@ -228,13 +224,10 @@ def test_revert_keeps_history():
         assert hist.changes[2].reason == "the leaders' group was replaced"
         assert hist.changes[2].actor == "fmov"
         assert_now_is_history(env)
-    finally:
-        env.close()
 
 
 def test_refusals_store_nothing():
-    env = Env("status-refusals")
-    try:
+    with Env("status-refusals") as env:
         env.define_kinds()
         env.wait_projected("halden")
         reach(env, "halden", "defined_challenge", "2018-09-01")
@@ -323,14 +316,11 @@ def test_refusals_store_nothing():
         b = env.query("status.barriers.get", status_pb2.StatusGetRequest(id="b1"),
                       status_pb2.Barrier)
         assert [s.state for s in b.history] == ["identified", "changed"]
-    finally:
-        env.close()
 
 
 def test_unprojected_pilot_is_asked_for():
     """A pilot the feed has not delivered yet is asked of the registry once, then kept."""
-    env = Env("status-ask")
-    try:
+    with Env("status-ask") as env:
         env.define_kinds()
         env.wait_projected("halden")
         env.reg.know("pilots", "moss", pilot_view("moss", "moss-rygge", "Oppstart", "fmov"))
@@ -346,13 +336,10 @@ def test_unprojected_pilot_is_asked_for():
                                                                date="2020-03-01"))
         assert code == 422 and msg == "pilot: unknown pilot 'ghost'", (code, msg)
         assert ("registry.pilots.get", "ghost") in env.reg.asked
-    finally:
-        env.close()
 
 
 def test_meetings_series_and_paging():
-    env = Env("status-meetings")
-    try:
+    with Env("status-meetings") as env:
         env.wait_projected("halden")
         env.ok("no.samordna.status.meeting.logged",
                status_pb2.MeetingLogged(id="halden-anchoring", kind="anchoring",
@@ -407,8 +394,6 @@ def test_meetings_series_and_paging():
         rep, _ = env.c.call("status", "status.meetings.list",
                             status_pb2.MeetingsRequest(page_token="zz"))
         assert rep.status.code == 400 and rep.status.message.startswith("page_token")
-    finally:
-        env.close()
 
 
 def _period_req(frm, to):
@@ -418,8 +403,7 @@ def _period_req(frm, to):
 
 
 def test_steps():
-    env = Env("status-steps")
-    try:
+    with Env("status-steps") as env:
         env.wait_projected("halden")
         env.ok("no.samordna.status.step.added",
                status_pb2.PlanStepAdded(pilot="halden", id="step-1",
@@ -454,13 +438,10 @@ def test_steps():
                           status_pb2.PlanStepsReply)
         dated = {s.id: s.changed for s in steps.steps}
         assert dated["step-today"] == today, (dated, today)
-    finally:
-        env.close()
 
 
 def test_barriers_escalation_and_filters():
-    env = Env("status-barriers")
-    try:
+    with Env("status-barriers") as env:
         env.wait_projected("sarpsborg")
         B = status_pb2
         env.ok("no.samordna.status.barrier.registered",
@@ -519,13 +500,10 @@ def test_barriers_escalation_and_filters():
         assert not second.next_page_token
         rep, _ = env.c.call("status", "status.barriers.list", B.BarriersRequest(state="lost"))
         assert rep.status.code == 400 and rep.status.message.startswith("state:")
-    finally:
-        env.close()
 
 
 def test_report_of_a_period():
-    env = Env("status-report")
-    try:
+    with Env("status-report") as env:
         env.define_kinds()
         env.wait_projected("halden")
         reach(env, "halden", "defined_challenge", "2019-01-10")
@@ -553,8 +531,6 @@ def test_report_of_a_period():
         req.to = "2019-01-01"
         rep, _ = env.c.call("status", "status.report", req)
         assert rep.status.code == 400 and rep.status.message.startswith("to:")
-    finally:
-        env.close()
 
 
 def test_restart_mid_stream():
@@ -564,9 +540,8 @@ def test_restart_mid_stream():
     the old process, or by the new one working off what the broker still held) is in the
     store, by id, and nothing that was not sent; resending the stream finds exactly what is
     stored as duplicates and stores the rest once; the projection survives without a feed."""
-    env = Env("status-restart")
-    n, tail = 1000, 200
-    try:
+    with Env("status-restart") as env:
+        n, tail = 1000, 200
         env.define_kinds()
         env.wait_projected("fredrikstad")
         reqs = [publish_req("no.samordna.status.meeting.logged",
@@ -659,8 +634,6 @@ def test_restart_mid_stream():
             assert [r.pilot for r in b.rows] == ["fredrikstad", "halden", "sarpsborg"]
         finally:
             c2.close()
-    finally:
-        env.close()
 
 
 def samctl(ep, *args):
@@ -670,8 +643,7 @@ def samctl(ep, *args):
 
 
 def test_samctl_board_and_commands():
-    env = Env("status-samctl")
-    try:
+    with Env("status-samctl") as env:
         env.wait_projected("halden")
         for kid, label in KINDS:
             rc, out, err = samctl(env.ep, "kinds", "define", kid, "--label", label, "--order",
@@ -716,8 +688,6 @@ def test_samctl_board_and_commands():
         assert rc == 0 and len(json.loads(out)["changes"]) == 4, out
         rc, out, err = samctl(env.ep, "board", "--as-of")
         assert rc == 2
-    finally:
-        env.close()
 
 def _caller(agency="", role="admin"):
     """The Caller the test's broker presents: an agency's, or (no agency) an insecure admin."""
@@ -729,19 +699,18 @@ def test_publishers_change_only_what_they_own():
     # The test is the broker, so it can hand the status service authenticated callers (the
     # real broker runs insecure until CURVE is configured), and it answers the service's own
     # client from the registry outbox it stores (404 to every registry get).
-    ob = samtest.FakeBroker(outbox=[])
-    for a in ["fmov", "ofk", "imdi-ost", "husbanken-ost", "nav-ost-viken"]:
-        ob.store("no.samordna.registry.agency.registered", registry_pb2.Agency(id=a, name=a))
-    for m in ["sarpsborg", "fredrikstad"]:
-        ob.store("no.samordna.registry.municipality.registered",
-                 registry_pb2.Municipality(id=m, name=m.title()))
-    ob.store("no.samordna.registry.pilot.registered",
-             pilot_view("sarpsborg", "sarpsborg", "Barnefattigdom", "ofk", ["nav-ost-viken"]))
-    ob.store("no.samordna.registry.pilot.registered",
-             pilot_view("fredrikstad", "fredrikstad", "Levekår", "husbanken-ost"))
-    proc = samtest.Proc("status-own", ["samordna-status", "--broker", ob.ep, "--data-dir",
-                                       samtest.scratch("status-own"), "--insecure"])
-    try:
+    with samtest.FakeBroker(outbox=[]) as ob:
+        for a in ["fmov", "ofk", "imdi-ost", "husbanken-ost", "nav-ost-viken"]:
+            ob.store("no.samordna.registry.agency.registered", registry_pb2.Agency(id=a, name=a))
+        for m in ["sarpsborg", "fredrikstad"]:
+            ob.store("no.samordna.registry.municipality.registered",
+                     registry_pb2.Municipality(id=m, name=m.title()))
+        ob.store("no.samordna.registry.pilot.registered",
+                 pilot_view("sarpsborg", "sarpsborg", "Barnefattigdom", "ofk", ["nav-ost-viken"]))
+        ob.store("no.samordna.registry.pilot.registered",
+                 pilot_view("fredrikstad", "fredrikstad", "Levekår", "husbanken-ost"))
+        proc = samtest.Proc("status-own", ["samordna-status", "--broker", ob.ep, "--data-dir",
+                                           samtest.scratch("status-own"), "--insecure"])
         ob.accept("status", credit=16)
 
         def publish_as(agency, etype, payload, role="publisher"):
@@ -816,8 +785,6 @@ def test_publishers_change_only_what_they_own():
         assert [(h.state, h.by) for h in b.history] == [
             ("identified", "imdi-ost"), ("raised_regionally", "ofk"), ("changed", "imdi-ost")]
         assert proc.stop() == 0
-    finally:
-        ob.close()
 
 
 def test_registry_down_refuses_without_stalling():

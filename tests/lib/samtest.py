@@ -134,6 +134,17 @@ def scratch(name):
     return path
 
 
+class Closing:
+    """For a test's stack of processes and sockets with a close(): `with Stack(...) as s:`
+    closes it however the block ends."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 class Proc:
     """A real process of ours; its stderr goes to a log file that failures print."""
 
@@ -451,6 +462,12 @@ class FakeBroker:
 
     def close(self):
         self.sock.close(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     def store(self, etype, data, source="fmov"):
         """Appends an event to the outbox served to the service's client (ids r1, r2, …)."""
