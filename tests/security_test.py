@@ -221,11 +221,8 @@ def test_rightful_callers_work_and_identity_is_recorded():
 def test_unknown_key_is_refused():
     with suite() as s:
         stranger = Cert(s.keys, "stranger", "admin")  # made, never trusted
-        c = s.client(stranger)
-        try:
+        with s.client(stranger) as c:
             assert no_reply(c)
-        finally:
-            c.close()
 
 
 def test_null_mechanism_peer_is_refused():
@@ -280,8 +277,7 @@ def test_null_mechanism_peer_is_refused():
 
 def test_publisher_may_publish_only_as_itself():
     with suite() as s:
-        nav = s.client("nav-ost-viken")
-        try:
+        with s.client("nav-ost-viken") as nav:
             code, msg, _ = publish(nav, "agency.registered", agency("imdi-ost", "IMDi Øst"),
                                    "imdi-ost")
             assert code == 403 and "event.source" in msg and "nav-ost-viken" in msg, (code, msg)
@@ -292,8 +288,6 @@ def test_publisher_may_publish_only_as_itself():
             rep, _ = nav.call("registry", "registry.agencies.get", R.GetRequest(id="imdi-ost"),
                               R.Agency)
             assert rep.status.code == 404, rep.status
-        finally:
-            nav.close()
 
 
 def test_publisher_changes_only_what_it_owns_in_notify():
@@ -328,16 +322,13 @@ def test_publisher_changes_only_what_it_owns_in_notify():
 
 def test_reader_may_not_write():
     with suite() as s:
-        reader = s.client("reader")
-        try:
+        with s.client("reader") as reader:
             code, msg, _ = publish(reader, "agency.registered", agency("hiof", "Høgskolen i Østfold"),
                                    "hiof")
             assert code == 403 and "reader" in msg, (code, msg)
             rep, _ = reader.call("registry", "registry.agencies.get", R.GetRequest(id="hiof"),
                                  R.Agency)
             assert rep.status.code == 404
-        finally:
-            reader.close()
 
 
 def _sent_away(s, cert, service, extension=None):
@@ -381,8 +372,7 @@ def test_revoked_key_is_refused_on_its_next_request():
     revoked key sending on is logged once per interval, not once per request."""
     with suite() as s:
         gone = s.trust(Cert(s.keys, "bufetat", "reader"))
-        c = s.client(gone)
-        try:
+        with s.client(gone) as c:
             samtest.wait_for(lambda: not no_reply(c, timeout=0.5), 5, "the new key trusted")
             rep, _ = c.call("registry", "ping")
             assert rep.status.code == 200
@@ -392,13 +382,9 @@ def test_revoked_key_is_refused_on_its_next_request():
             for _ in range(50):
                 rep, _ = c.call("registry", "ping", timeout=2.0)
                 assert rep.status.code == 401, rep.status
-        finally:
-            c.close()
-        fresh = s.client(gone)  # and a new connection does not complete its handshake
-        try:
+        # and a new connection does not complete its handshake
+        with s.client(gone) as fresh:
             assert no_reply(fresh)
-        finally:
-            fresh.close()
         log = open(s.broker.logpath, errors="replace").read()
         refused = [line for line in log.splitlines() if "request.refused" in line and
                    "not trusted" in line]

@@ -230,7 +230,7 @@ def _decoded(rep, reply_type):
     return reply_type.FromString(rep.body)
 
 
-class Client:
+class Client(Closing):
     """A samordna client over a raw DEALER socket: 7/MDP client frames, Request/Reply bodies."""
 
     def __init__(self, endpoint, curve=None):
@@ -279,7 +279,7 @@ class Client:
         return self.sock.recv_multipart()
 
 
-class Worker:
+class Worker(Closing):
     """A raw 7/MDP worker over a DEALER socket: the wire as a worker in any language sees it.
 
     `extension` is the optional READY extension frame ("x-samordna/1 credit=4 identity").
