@@ -59,7 +59,8 @@ def municipality(mid, name, **kw):
 
 
 def seed(r):
-    """Two agencies, a programme, two municipalities: what pilots and invitations need."""
+    """Two agencies, a programme, two municipalities: what pilots and invitations need.
+    Returns the registry's last sequence number then."""
     r.ok("agency.registered", R.Agency(id="fmov", name="Fylkesmannen i Oslo og Viken",
                                        former_names=["Fylkesmannen i Østfold"],
                                        kind=R.AGENCY_KIND_COUNTY_GOVERNOR,
@@ -76,6 +77,7 @@ def seed(r):
                                                  numbers=[("0101", "", "2019-12-31"),
                                                           ("3001", "2020-01-01", "")]))
     r.ok("municipality.registered", municipality("sarpsborg", "Sarpsborg"))
+    return r.last_seq()
 
 
 def test_register_get_list_and_paginate():
@@ -215,8 +217,7 @@ def test_unknown_event_type_is_501():
 
 def test_missing_reference_is_422_naming_the_field():
     with Registry("reg-ref") as r:
-        seed(r)
-        before = r.last_seq()
+        before = seed(r)
         cases = [
             (R.Pilot(id="moss", programme="velferdspiloten", municipality="moss", challenge="c",
                      investment_leader="fmov"), "pilot.municipality", "moss"),
@@ -266,8 +267,7 @@ def test_oversized_events_are_refused():
 
 def test_syntax_refusals_name_the_field():
     with Registry("reg-syntax") as r:
-        seed(r)
-        before = r.last_seq()
+        before = seed(r)
         cases = [
             ("agency.registered", R.Agency(id="Bad_Id", name="x", kind=1), "agency.id"),
             ("agency.registered", R.Agency(id="ok", name="x"), "agency.kind"),

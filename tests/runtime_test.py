@@ -19,6 +19,13 @@ def event(eid, data=b"x", source="fmov", etype="no.samordna.echo.recorded"):
     return samtest.publish_req(etype, data, source=source, eid=eid)
 
 
+def burst(fb, prefix, n, data=lambda i: b"x", client=lambda i: b"C1"):
+    """n events.publish requests sent at once: events prefix0 … with data(i), request ids
+    1 … n, from client(i)."""
+    for i in range(n):
+        fb.request("events.publish", event(f"{prefix}{i}", data(i)), rid=i + 1, client=client(i))
+
+
 def start_echo(fb, data, *extra):
     # The test sends no heartbeats of its own: the worker's liveness (3 x 2 s) must outlast
     # the slowest burst under the sanitizers. The reconnect test shortens it itself.
@@ -256,9 +263,7 @@ def test_group_commit_applies_a_burst_in_few_transactions():
         p = start_echo(fb, data)
         fb.accept("echo")
         n = 500
-        for i in range(n):
-            fb.request("events.publish", event(f"b{i}", b"payload"), rid=i + 1,
-                       client=b"C%d" % (i % 3))
+        burst(fb, "b", n, data=lambda i: b"payload", client=lambda i: b"C%d" % (i % 3))
         seqs = set()
         for _ in range(n):
             _, rep = fb.reply()
@@ -279,9 +284,7 @@ def test_refusals_inside_a_burst_leave_nothing_and_spare_the_rest():
         p = start_echo(fb, samtest.scratch("rt-mixed"))
         fb.accept("echo")
         n = 300
-        for i in range(n):
-            fb.request("events.publish", event(f"m{i}", b"" if i % 10 == 3 else b"ok"),
-                       rid=i + 1)
+        burst(fb, "m", n, data=lambda i: b"" if i % 10 == 3 else b"ok")
         codes = {}
         seqs = []
         for _ in range(n):
@@ -380,8 +383,7 @@ def test_acknowledged_events_survive_kill9():
         p = start_echo(fb, data)
         fb.accept("echo")
         n = 300
-        for i in range(n):
-            fb.request("events.publish", event(f"k{i}"), rid=i + 1)
+        burst(fb, "k", n)
         acked = set()
         for _ in range(n // 2):
             _, rep = fb.reply()
