@@ -259,8 +259,7 @@ def test_publisher_may_publish_only_as_itself_and_reader_not_at_all():
 
 def test_group_commit_applies_a_burst_in_few_transactions():
     with samtest.FakeBroker() as fb:
-        data = samtest.scratch("rt-burst")
-        p = start_echo(fb, data)
+        p = start_echo(fb, samtest.scratch("rt-burst"))
         fb.accept("echo")
         n = 500
         burst(fb, "b", n, data=lambda i: b"payload", client=lambda i: b"C%d" % (i % 3))

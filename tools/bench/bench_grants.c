@@ -51,13 +51,19 @@ static int s_recv_one(s_pipe_t *p)
 }
 
 /* Packs payload into a PublishRequest of `type` and sends it to `service`, keeping at most
-   S_WINDOW requests in flight. */
-static int s_send(s_pipe_t *p, const char *service, const char *type, const char *id,
+   S_WINDOW requests in flight. The event's id is "bench-<noun>-<key>", the noun being the
+   type's ("award" of "no.samordna.grants.award.granted"). */
+static int s_send(s_pipe_t *p, const char *service, const char *type, const char *key,
                   const char *source, const ProtobufCMessage *payload)
 {
     while (p->in_flight >= S_WINDOW)
         if (s_recv_one(p) != 0) return -1;
-    if (!bench_publish(p->c, service, type, id, source, NULL, payload)) return -1;
+    const char *verb = strrchr(type, '.'), *noun = verb;
+    while (noun > type && noun[-1] != '.')
+        noun--;
+    char eid[128];
+    snprintf(eid, sizeof eid, "bench-%.*s-%s", (int)(verb - noun), noun, key);
+    if (!bench_publish(p->c, service, type, eid, source, NULL, payload)) return -1;
     p->in_flight++;
     p->sent++;
     return 0;
@@ -82,26 +88,24 @@ static void s_municipality_id(char *out, size_t len, int i)
 
 static int s_register(s_pipe_t *p, int n_munis)
 {
-    char id[32], eid[64], name[64];
+    char id[32], name[64];
     for (int i = 0; i < S_AGENCIES; i++) {
         s_agency_id(id, sizeof id, i);
-        snprintf(eid, sizeof eid, "bench-agency-%d", i);
         snprintf(name, sizeof name, "Etat %d", i);
         Samordna__V1__Agency a = SAMORDNA__V1__AGENCY__INIT;
         a.id = id;
         a.name = name;
         a.kind = SAMORDNA__V1__AGENCY_KIND__AGENCY_KIND_STATE_REGIONAL;
-        if (s_send(p, "registry", "no.samordna.registry.agency.registered", eid, id, &a.base))
+        if (s_send(p, "registry", "no.samordna.registry.agency.registered", id, id, &a.base))
             return -1;
     }
     for (int i = 0; i < n_munis; i++) {
         s_municipality_id(id, sizeof id, i);
-        snprintf(eid, sizeof eid, "bench-municipality-%d", i);
         snprintf(name, sizeof name, "Kommune %d", i);
         Samordna__V1__Municipality m = SAMORDNA__V1__MUNICIPALITY__INIT;
         m.id = id;
         m.name = name;
-        if (s_send(p, "registry", "no.samordna.registry.municipality.registered", eid, "fmov",
+        if (s_send(p, "registry", "no.samordna.registry.municipality.registered", id, "fmov",
                    &m.base))
             return -1;
     }
@@ -110,18 +114,17 @@ static int s_register(s_pipe_t *p, int n_munis)
 
 static int s_schemes(s_pipe_t *p)
 {
-    char id[48], owner[32], eid[64];
+    char id[48], owner[32];
     for (int a = 0; a < S_AGENCIES; a++)
         for (int y = 0; y < S_YEARS; y++) {
             s_agency_id(owner, sizeof owner, a);
             snprintf(id, sizeof id, "ordning-%02d-%d", a, S_FIRST_YEAR + y);
-            snprintf(eid, sizeof eid, "bench-scheme-%s", id);
             Samordna__V1__Scheme s = SAMORDNA__V1__SCHEME__INIT;
             s.id = id;
             s.name = id;
             s.owner = owner;
             s.year = (uint32_t)(S_FIRST_YEAR + y);
-            if (s_send(p, "grants", "no.samordna.grants.scheme.created", eid, owner, &s.base))
+            if (s_send(p, "grants", "no.samordna.grants.scheme.created", id, owner, &s.base))
                 return -1;
         }
     return s_drain(p);
@@ -130,7 +133,7 @@ static int s_schemes(s_pipe_t *p)
 /* One award per municipality × agency × year; a disbursement on each of the last year's. */
 static int s_awards(s_pipe_t *p, int n_munis)
 {
-    char id[64], scheme[48], agency[32], muni[32], eid[96];
+    char id[64], scheme[48], agency[32], muni[32];
     for (int y = 0; y < S_YEARS; y++)
         for (int m = 0; m < n_munis; m++)
             for (int a = 0; a < S_AGENCIES; a++) {
@@ -139,7 +142,6 @@ static int s_awards(s_pipe_t *p, int n_munis)
                 s_municipality_id(muni, sizeof muni, m);
                 snprintf(scheme, sizeof scheme, "ordning-%02d-%d", a, year);
                 snprintf(id, sizeof id, "t-%d-%04d-%02d", year, m, a);
-                snprintf(eid, sizeof eid, "bench-award-%s", id);
                 Samordna__V1__FunderShare share = SAMORDNA__V1__FUNDER_SHARE__INIT;
                 Samordna__V1__FunderShare *shares[] = {&share};
                 share.agency = agency;
@@ -153,15 +155,14 @@ static int s_awards(s_pipe_t *p, int n_munis)
                 aw.currency = "NOK";
                 aw.funders = shares;
                 aw.n_funders = 1;
-                if (s_send(p, "grants", "no.samordna.grants.award.granted", eid, agency, &aw.base))
+                if (s_send(p, "grants", "no.samordna.grants.award.granted", id, agency, &aw.base))
                     return -1;
                 if (y == S_YEARS - 1) {
                     Samordna__V1__Payment pay = SAMORDNA__V1__PAYMENT__INIT;
                     pay.award = id;
                     pay.id = "utbetaling-1";
                     pay.amount_ore = share.amount_ore / 2;
-                    snprintf(eid, sizeof eid, "bench-disbursement-%s", id);
-                    if (s_send(p, "grants", "no.samordna.grants.disbursement.made", eid, agency,
+                    if (s_send(p, "grants", "no.samordna.grants.disbursement.made", id, agency,
                                &pay.base))
                         return -1;
                 }
