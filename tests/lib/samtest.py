@@ -7,6 +7,11 @@ closing 'N passed, N failed' line, and exits non-zero when any failed. A test th
 run here raises Skip (saying why): it is counted as skipped, never as passed, and a module
 with a skipped test and no failed one exits SKIP_EXIT, which CTest reports as skipped.
 
+The vocabulary every test file shares, so that one fix serves them all: Client and Worker
+(a 7/MDP client or worker of any language, frame by frame), FakeBroker (the test in the
+broker's place, to check a service's every frame or hand it authenticated callers), event()
+and publish_req() (the one CloudEvent builder) and publish() (the one way to publish).
+
 Environment (set by CTest, see tests/CMakeLists.txt): SAMORDNA_BIN (executables),
 SAMORDNA_PYGEN (generated *_pb2.py), SAMORDNA_TESTDATA (scratch folder), SAMORDNA_SRC.
 
