@@ -116,8 +116,8 @@ int sam_reply_error(sam_reply_t *reply, uint32_t code, const char *fmt, ...)
 /* Packs msg as the reply body with status 200. Returns 0, or -1 (500) when out of memory. */
 int sam_reply_message(sam_reply_t *reply, const ProtobufCMessage *msg);
 
-/*  What every handler returns, and the one place it becomes an answer (sam_service.c,
-    s_outcome):
+/*  What every handler returns, and the one place it becomes an answer (rt_outcome, in
+    sam_service_table.c):
       0            done; the reply is what the handler set (a body, or a long poll's wait)
       -1           refused; the handler set the code and message (sam_reply_error), else
                    the runtime answers 500 for a query, 422 for an event
@@ -182,8 +182,8 @@ typedef enum {
     SAM_KIND_BUILTIN,   /* a method of the runtime itself (common/sam_builtin.def) */
 } sam_kind_t;
 
-/*  A request as the runtime holds it (opaque): only the built-in rows' functions see it, in
-    sam_service.c. */
+/*  A request as the runtime holds it (opaque): only the built-in rows' functions see it,
+    inside the runtime (common/sam_service_int.h). */
 typedef struct sam_request_t sam_request_t;
 
 /*  A built-in method: answers r now (returns 0, reply set in r), or takes r over (returns 1:
@@ -225,19 +225,17 @@ typedef struct {
       #include "registry.def"
       };                                                                                   */
 #define SAM_ROW_QUERY(method, request_type, reply_type, who, handler)                              \
-    {.name = (method),                                                                             \
-     .kind = SAM_KIND_QUERY,                                                                       \
-     .request = (request_type),                                                                    \
-     .reply = (reply_type),                                                                        \
-     .roles = (who),                                                                               \
-     .query = (handler)},
+    SAM_ROW_METHOD_(method, request_type, reply_type, who, handler, false)
 #define SAM_ROW_WRITING_QUERY(method, request_type, reply_type, who, handler)                      \
+    SAM_ROW_METHOD_(method, request_type, reply_type, who, handler, true)
+/* The two above, apart from whether the query writes (not for .def files). */
+#define SAM_ROW_METHOD_(method, request_type, reply_type, who, handler, writing)                   \
     {.name = (method),                                                                             \
      .kind = SAM_KIND_QUERY,                                                                       \
      .request = (request_type),                                                                    \
      .reply = (reply_type),                                                                        \
      .roles = (who),                                                                               \
-     .writes = true,                                                                               \
+     .writes = (writing),                                                                          \
      .query = (handler)},
 #define SAM_ROW_EVENT(type, payload_type, who, max_bytes, apply_fn, prepare_fn)                    \
     {.name = (type),                                                                               \
