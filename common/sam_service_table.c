@@ -155,13 +155,7 @@ void rt_outcome(sam_service_t *svc, const sam_row_t *row, uint64_t id, int rc, s
 
 static const sam_row_t s_builtins[] = {
 #define B(method, request_type, reply_type, who, changes, fn)                                      \
-    {.name = (method),                                                                             \
-     .kind = SAM_KIND_BUILTIN,                                                                     \
-     .request = (request_type),                                                                    \
-     .reply = (reply_type),                                                                        \
-     .roles = (who),                                                                               \
-     .writes = (changes),                                                                          \
-     .builtin = (fn)},
+    SAM_ROW_METHOD_(method, request_type, reply_type, who, changes, SAM_KIND_BUILTIN, .builtin, fn)
 #include "sam_builtin.def"
 #undef B
 };
