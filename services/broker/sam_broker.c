@@ -56,6 +56,7 @@
 #include "sam_log.h"
 #include "sam_mdp.h"
 #include "sam_status.h"
+#include "sam_testkit.h"
 #include "samordna/v1/envelope.pb-c.h"
 
 #include <arpa/inet.h>
@@ -1866,14 +1867,8 @@ void sam_broker_feed(sam_broker_t *self, const uint8_t *const *frames, const siz
 
 /* ---- self-test ------------------------------------------------------------------------- */
 
-#define S_CHECK(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "sam_broker_selftest: %s:%d: check failed: %s\n", __FILE__, __LINE__,  \
-                    #cond);                                                                        \
-            failed++;                                                                              \
-        }                                                                                          \
-    } while (0)
+/* A check of this selftest (sam_testkit.h); `failed` is this run's count. */
+#define S_CHECK(cond) ((void)(SAM_CHECK(cond) || failed++))
 
 int sam_broker_selftest(bool verbose)
 {
