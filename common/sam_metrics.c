@@ -370,7 +370,7 @@ static void s_put_family(s_buf_t *b, const sam_metric_t *f)
         for (size_t j = 0; j < f->nbounds; j++) {
             cumulative += s->buckets[j];
             char le[32];
-            snprintf(le, sizeof le, "%.17g", f->bounds[j]);
+            snprintf(le, sizeof le, "%.15g", f->bounds[j]);
             s_put_bucket(b, f, s, le, cumulative);
         }
         s_put_bucket(b, f, s, "+Inf", cumulative + s->buckets[f->nbounds]);

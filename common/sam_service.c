@@ -52,6 +52,8 @@ static const sam_option_t s_std_options[] = {
      "largest CloudEvent accepted, and the default limit of a row's body or payload", false},
     {"heartbeat-ms", "MS", "2500", "heartbeat interval towards the brokers", false},
     {"liveness", "N", "3", "missed heartbeats before a broker counts as gone", false},
+    {"metrics", "HOST:PORT", NULL,
+     "serve Prometheus metrics, /healthz and /readyz over HTTP here (e.g. 127.0.0.1:9101)", false},
 };
 
 /*  The harness (fuzzers): set once before sam_service_main(), read by it. The one piece of
@@ -70,6 +72,68 @@ void sam_service_set_harness(sam_service_harness_fn fn, void *arg)
 void *sam_service_ctx(sam_service_t *svc)
 {
     return svc->ctx;
+}
+
+sam_metrics_t *sam_service_metrics(sam_service_t *svc)
+{
+    return svc->metrics;
+}
+
+/* ---- metrics (--metrics) ------------------------------------------------------------------ */
+
+/* Group-commit batch sizes: powers of two up to the largest credit. */
+static const double s_batch_bounds[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+
+void rt_metrics_declare(sam_service_t *svc)
+{
+    sam_metrics_t *m = svc->metrics;
+    svc->m_requests = sam_metrics_counter(
+        m, "requests_total", "Requests answered, by method (or event type) and status code.",
+        "service,method,code");
+    svc->m_latency =
+        sam_metrics_histogram(m, "request_duration_seconds",
+                              "From a request's arrival to its answer, by method (or event type).",
+                              "service,method", NULL, 0);
+    svc->m_batch = sam_metrics_histogram(
+        m, "write_batch_events", "Events written per group commit (one transaction).", "service",
+        s_batch_bounds, sizeof s_batch_bounds / sizeof s_batch_bounds[0]);
+    svc->m_commit =
+        sam_metrics_histogram(m, "write_batch_seconds",
+                              "Time of a group commit, the fsync included.", "service", NULL, 0);
+    svc->m_head =
+        sam_metrics_gauge(m, "outbox_head", "The newest outbox sequence number.", "service");
+    svc->m_brokers = sam_metrics_gauge(
+        m, "brokers_connected", "Brokers that answered on their current connection.", "service");
+    sam_metric_set(svc->m_brokers, (const char *const[]){svc->def->name}, 0);
+    sam_metrics_ready(m, "broker", false, "no broker answers yet");
+}
+
+void rt_metric_reply(sam_service_t *svc, const rt_request_t *r, uint32_t code)
+{
+    if (!svc->metrics) return;
+    /* the row's own name, never the client's: an unknown method must not make a series */
+    const char *method = r->erow ? r->erow->name : r->row ? r->row->name : "(unknown)";
+    char status[12];
+    snprintf(status, sizeof status, "%u", code);
+    sam_metric_add(svc->m_requests, (const char *const[]){svc->def->name, method, status}, 1);
+    if (r->received_us)
+        sam_metric_observe(svc->m_latency, (const char *const[]){svc->def->name, method},
+                           (double)(zclock_usecs() - r->received_us) / 1e6);
+}
+
+void rt_metric_batch(sam_service_t *svc, size_t n, double seconds)
+{
+    if (!svc->metrics) return;
+    const char *const label[] = {svc->def->name};
+    sam_metric_observe(svc->m_batch, label, (double)n);
+    sam_metric_observe(svc->m_commit, label, seconds);
+}
+
+void rt_metric_head(sam_service_t *svc, uint64_t head)
+{
+    if (!svc->metrics || head <= svc->head_shown) return;
+    svc->head_shown = head;
+    sam_metric_set(svc->m_head, (const char *const[]){svc->def->name}, (double)head);
 }
 
 sam_store_t *sam_service_store(sam_service_t *svc)
@@ -302,6 +366,8 @@ static void s_destroy(sam_service_t *svc)
         free(b->endpoint);
     }
     sam_client_destroy(&svc->client);
+    sam_http_destroy(&svc->http); /* before the registry it reads */
+    sam_metrics_destroy(&svc->metrics);
     sam_store_destroy(&svc->store);
     sam_config_destroy(&svc->config);
     free(svc->options);
@@ -478,12 +544,34 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         s_destroy(svc);
         return 1;
     }
+    const char *metrics_at = sam_config_get(svc->config, "metrics");
+    if (metrics_at) {
+        char err[256];
+        svc->metrics = sam_metrics_new("samordna_");
+        svc->http = svc->metrics ? sam_http_new(metrics_at, svc->metrics, err, sizeof err) : NULL;
+        if (!svc->http) {
+            fprintf(stderr, "%s: %s\n", program, svc->metrics ? err : "out of memory");
+            s_destroy(svc);
+            return 2;
+        }
+        rt_metrics_declare(svc);
+        sam_info("metrics.listening endpoint=%s port=%u", sam_logv(metrics_at),
+                 (unsigned)sam_http_port(svc->http));
+    }
     zsys_init();
     zsys_set_linger(0);
     rc = 1;
     svc->harness = s_harness != NULL;
     if (svc->harness && svc->nbrokers == 0) svc->nbrokers = 1;
-    bool up = s_open_store(svc) == 0 && (!def->start || def->start(svc) == 0);
+    bool up = s_open_store(svc) == 0;
+    sam_metrics_ready(svc->metrics, "store", up, "the store did not open");
+    MDB_txn *rtxn = NULL;
+    if (up && svc->metrics &&
+        mdb_txn_begin(sam_store_env(svc->store), NULL, MDB_RDONLY, &rtxn) == 0) {
+        rt_metric_head(svc, sam_service_last_seq(svc, rtxn));
+        mdb_txn_abort(rtxn);
+    }
+    up = up && (!def->start || def->start(svc) == 0);
     if (up && svc->harness) {
         svc->brokers[0].generation = 1;
         svc->brokers[0].ext_identity = true;
@@ -498,6 +586,7 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
                  svc->credit);
         s_loop(svc);
         sd_notify(0, "STOPPING=1");
+        sam_metrics_ready(svc->metrics, "stopping", false, "the service is stopping");
         if (def->stop) def->stop(svc);
         sam_info("service.stopped requests=%" PRIu64 " applied=%" PRIu64 " refused=%" PRIu64
                  " duplicates=%" PRIu64 " batches=%" PRIu64 " malformed=%" PRIu64,

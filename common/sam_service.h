@@ -47,6 +47,7 @@
 #include "sam_config.h"
 #include "sam_log.h"
 #include "sam_status.h"
+#include "sam_metrics.h"
 #include "sam_store.h"
 
 #include "cloudevents/v1/cloudevents.pb-c.h"
@@ -277,6 +278,10 @@ void *sam_service_ctx(sam_service_t *svc);
 sam_store_t *sam_service_store(sam_service_t *svc);
 sam_config_t *sam_service_config(sam_service_t *svc);
 MDB_dbi sam_service_dbi(sam_service_t *svc, const char *table);
+
+/*  The process's metrics registry (--metrics), for a service's own families (declare them
+    in its start hook); NULL without --metrics, which every sam_metric_* call accepts. */
+sam_metrics_t *sam_service_metrics(sam_service_t *svc);
 
 /*  A client connected to the same brokers with the service's own identity, for calls to
     other services (created on first use, owned by the runtime). NULL if it cannot connect. */

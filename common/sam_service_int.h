@@ -26,7 +26,9 @@
 #include "sam_mdp.h"
 #include "sam_service.h"
 
+#include "sam_http.h"
 #include "sam_keys.h"
+#include "sam_metrics.h"
 
 #include <czmq.h>
 
@@ -47,6 +49,7 @@ typedef struct {
     int64_t hb_due;       /* when our next heartbeat is due */
     int64_t reconnect_at; /* when to reconnect, while sock is NULL */
     int64_t connected_at; /* when the current connection was made */
+    bool answered;        /* the broker has sent something on the current connection */
     int backoff_ms;       /* next reconnect delay */
 } rt_broker_t;
 
@@ -65,6 +68,7 @@ struct sam_request_t {
     unsigned generation; /* the broker connection it came on */
     uint8_t client[256]; /* the client's address (a ZeroMQ routing id, ≤ 255 bytes) */
     size_t client_len;
+    int64_t received_us;          /* when it arrived (monotonic µs), for the latency metric */
     Samordna__V1__Request *req;   /* unpacked envelope, owned */
     Samordna__V1__Caller *caller; /* unpacked or NULL (then anonymous, or insecure) */
     sam_reply_t reply;
@@ -124,7 +128,22 @@ struct sam_service_t {
     uint32_t last_code; /* status of the last reply made (read by sam_service_feed) */
     /* counters, logged at shutdown */
     uint64_t n_requests, n_applied, n_refused, n_duplicates, n_batches, n_bad;
+    /* --metrics: the registry, its HTTP port and the runtime's own families (NULL without) */
+    sam_metrics_t *metrics;
+    sam_http_t *http;
+    sam_metric_t *m_requests, *m_latency, *m_batch, *m_commit, *m_head, *m_brokers;
+    uint64_t head_shown; /* the outbox head last set in m_head */
+    size_t brokers_up;   /* brokers that answered since their connection, last told */
 };
+
+/*  The runtime's metrics (sam_service.c): declares its families when --metrics is given.
+    rt_metric_reply counts r's answer and its latency; rt_metric_batch a write batch of n
+    events that took `seconds`; rt_metric_head the outbox head. All do nothing without
+    --metrics. */
+void rt_metrics_declare(sam_service_t *svc);
+void rt_metric_reply(sam_service_t *svc, const rt_request_t *r, uint32_t code);
+void rt_metric_batch(sam_service_t *svc, size_t n, double seconds);
+void rt_metric_head(sam_service_t *svc, uint64_t head);
 
 /* The built-in rows' functions (common/sam_builtin.def), each in the file of its concern. */
 #define B(name, request, reply, roles, writes, fn)                                                 \

@@ -69,10 +69,23 @@ void rt_broker_connect(sam_service_t *svc, rt_broker_t *b, int64_t now)
     zsock_set_rcvhwm(b->sock, 0);
     zmsg_t *ready = zmsg_new();
     zmsg_addstr(ready, svc->def->name);
-    zmsg_addstrf(ready, "%s credit=%d identity batch", SAM_MDP_EXT_PREFIX, svc->credit);
+    /* instance and version are for mmi.workers (samctl status): characters the broker takes */
+    char inst[64];
+    size_t i = 0;
+    for (; svc->instance[i] && i + 1 < sizeof inst; i++) {
+        char c = svc->instance[i];
+        inst[i] = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                          strchr("._-:+", c)
+                      ? c
+                      : '-';
+    }
+    inst[i] = 0;
+    zmsg_addstrf(ready, "%s credit=%d identity batch instance=%s version=%s", SAM_MDP_EXT_PREFIX,
+                 svc->credit, inst, SAMORDNA_VERSION);
     rt_broker_send(b, SAM_MDPW_READY, &ready);
     b->heard_at = now;
     b->connected_at = now;
+    b->answered = false;
     b->hb_due = now + svc->heartbeat_ms;
     sam_info("broker.connected endpoint=%s credit=%d", b->endpoint, svc->credit);
 }
@@ -132,6 +145,7 @@ void rt_send_reply(sam_service_t *svc, rt_request_t *r)
 {
     rt_broker_t *b = &svc->brokers[r->broker];
     svc->last_code = r->reply.code ? r->reply.code : SAM_OK;
+    rt_metric_reply(svc, r, svc->last_code);
     if (!b->sock || b->generation != r->generation) return; /* broker gone: it told the client */
     Samordna__V1__Status status = SAMORDNA__V1__STATUS__INIT;
     status.code = r->reply.code ? r->reply.code : SAM_OK;
@@ -182,6 +196,7 @@ static rt_request_t *s_request_new(sam_service_t *svc, int bi, const uint8_t *cl
     rt_request_t *r = calloc(1, sizeof *r);
     if (!r) return NULL;
     r->broker = bi;
+    r->received_us = zclock_usecs();
     r->generation = b->generation;
     r->client_len = client_len;
     memcpy(r->client, client, client_len);
@@ -378,6 +393,7 @@ size_t rt_receive(sam_service_t *svc, int bi, int64_t *now_p, int flags, bool *g
             n++;
     }
     b->heard_at = now;
+    b->answered = true;
     if (!svc->sd_ready) { /* the store is open and a broker answers: ready (sd_notify) */
         svc->sd_ready = true;
         sd_notify(0, "READY=1");
@@ -388,9 +404,23 @@ size_t rt_receive(sam_service_t *svc, int bi, int64_t *now_p, int flags, bool *g
     return got_n;
 }
 
+/*  /readyz's "broker" check: at least one broker answered since its connection was made.
+    Told to the registry only when the count changes. */
+static void s_ready_brokers(sam_service_t *svc)
+{
+    size_t up = 0;
+    for (size_t i = 0; i < svc->nbrokers; i++)
+        up += svc->brokers[i].sock && svc->brokers[i].answered;
+    if (up == svc->brokers_up) return;
+    svc->brokers_up = up;
+    sam_metric_set(svc->m_brokers, NULL, (double)up);
+    sam_metrics_ready(svc->metrics, "broker", up > 0, "no broker answers");
+}
+
 /* Heartbeats out, silent brokers reconnected with backoff. */
 void rt_heartbeat(sam_service_t *svc, int64_t now)
 {
+    s_ready_brokers(svc);
     for (size_t i = 0; i < svc->nbrokers; i++) {
         rt_broker_t *b = &svc->brokers[i];
         if (!b->sock) {

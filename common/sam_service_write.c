@@ -237,9 +237,17 @@ void rt_write_batch(sam_service_t *svc, rt_request_t **pubs, size_t n)
         }
     }
     int rc = 0;
+    int64_t started = zclock_usecs();
     s_pass_t pass = s_write_pass(svc, pubs, n, false, &rc);
     if (pass == S_PASS_RETRY_NESTED) pass = s_write_pass(svc, pubs, n, true, &rc);
     svc->n_batches++;
+    if (pass == S_PASS_COMMITTED) {
+        rt_metric_batch(svc, n, (double)(zclock_usecs() - started) / 1e6);
+        uint64_t head = 0;
+        for (size_t i = 0; i < n; i++)
+            if (pubs[i]->seq > head) head = pubs[i]->seq;
+        rt_metric_head(svc, head);
+    }
     for (size_t i = 0; i < n; i++) {
         rt_request_t *r = pubs[i];
         if (pass == S_PASS_FAILED && !r->done) {

@@ -76,16 +76,19 @@ def test_every_process_starts_from_its_file():
         shutil.copy(public, trusted)
     port = samtest.free_port()
     ep = f"tcp://127.0.0.1:{port}"
+    # the files' metrics ports are fixed (9100…): a test machine's own may be taken
     broker = samtest.Proc("broker-deploy", ["samordna-broker", "--config", cfg("broker"),
                                             "--bind", ep, "--curve-dir", trusted,
-                                            "--cert", broker_secret])
+                                            "--cert", broker_secret,
+                                            "--metrics", f"127.0.0.1:{samtest.free_port()}"])
     samtest.wait_for(lambda: samtest._port_open(port), 5, f"broker on {ep}")
     procs = []
     for name in SERVICES:
         procs.append(samtest.Proc(f"{name}-deploy",
                                   [f"samordna-{name}", "--config", cfg(name), "--broker", ep,
                                    "--data-dir", os.path.join(d, "data"),
-                                   "--cert", service_secret, "--server-key", broker_public]))
+                                   "--cert", service_secret, "--server-key", broker_public,
+                                   "--metrics", f"127.0.0.1:{samtest.free_port()}"]))
     for name, proc in zip(SERVICES, procs):
         samtest.wait_for(lambda: not proc.alive() or pings(ep, name, admin_secret,
                                                            broker_public), 15,

@@ -141,12 +141,104 @@ class Prometheus:
         self.log.close()
 
 
+def test_suite_scraped_by_prometheus():
+    """The broker and the four services with --metrics, the Østfold fixture imported: each
+    endpoint passes promtool, counts the fixture's requests, shows its outbox head and is
+    ready; Prometheus scrapes all five and answers queries across them."""
+    need_prometheus()
+    d = samtest.scratch("metrics-suite")
+    ports = {"broker": samtest.free_port()}
+    broker, ep = samtest.broker("--metrics", f"127.0.0.1:{ports['broker']}")
+    procs = []
+    try:
+        for svc in SERVICES:
+            ports[svc] = samtest.free_port()
+            procs.append(samtest.service(svc, ep, d, "--metrics", f"127.0.0.1:{ports[svc]}"))
+        fixture = os.path.join(samtest.SRC, "deploy", "examples", "ostfold-2019.json")
+        r = subprocess.run([os.path.join(samtest.BIN, "samctl"), "--broker", ep, "--insecure",
+                            "import", fixture], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        # the fixture holds no notify events: a subscription is one
+        r = subprocess.run([os.path.join(samtest.BIN, "samctl"), "--broker", ep, "--insecure",
+                            "notify", "subscribe", "metrics-inbox", "--inbox", "--type",
+                            "no.samordna.grants.*"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+        for svc in SERVICES:
+            port = ports[svc]
+            samtest.wait_for(lambda: get(port, "/readyz")[0] == 200, 10, f"{svc} ready")
+            status, body = get(port, "/readyz")
+            assert "store ok" in body and "broker ok" in body, body
+            text = get(port, "/metrics")[1]
+            promtool_check(text)
+            types = _published_types(text, svc)
+            assert types, f"{svc} counted no event published:\n{text}"
+            assert sample(text, "samordna_requests_total", service=svc, method=types[0],
+                          code="200") > 0, text
+            assert (sample(text, "samordna_outbox_head", service=svc) or 0) > 0, text
+            assert sample(text, "samordna_write_batch_events_count", service=svc) > 0, text
+        prom = Prometheus({name: [port] for name, port in ports.items()})
+        try:
+            samtest.wait_for(lambda: len(prom.query("up == 1")) == 5, 60,
+                             "Prometheus scraping all five")
+            samtest.wait_for(lambda: prom.query('sum(samordna_outbox_head) > 0'), 60,
+                             "the outbox heads in Prometheus")
+            heads = {r[0]["service"] for r in prom.query("samordna_outbox_head > 0")}
+            assert heads == set(SERVICES), heads
+            queued = prom.query("samordna_broker_workers")
+            assert {r[0]["service"] for r in queued} >= set(SERVICES), queued
+        finally:
+            prom.stop()
+    finally:
+        for p in reversed(procs):
+            assert p.stop() == 0
+        broker.stop()
+
+
+def _published_types(text, svc):
+    """The method labels of a service's answered requests: its event types among them."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith("samordna_requests_total{") and f'service="{svc}"' in line:
+            method = line.split('method="', 1)[1].split('"', 1)[0]
+            if method.startswith("no.samordna."):
+                out.append(method)
+    return out
+
+
+def test_not_ready_without_a_broker():
+    """A service whose broker does not answer is alive but not ready, and says why."""
+    d = samtest.scratch("metrics-unready")
+    port = samtest.free_port()
+    p = samtest.Proc("registry-unready",
+                     ["samordna-registry", "--insecure", "--data-dir", d,
+                      "--broker", f"tcp://127.0.0.1:{samtest.free_port()}",
+                      "--metrics", f"127.0.0.1:{port}"])
+    try:
+        samtest.wait_for(lambda: _answers(port), 10, "the registry's metrics port")
+        assert get(port, "/healthz")[0] == 200
+        status, body = get(port, "/readyz")
+        assert status == 503 and "broker failing" in body and "store ok" in body, (status, body)
+    finally:
+        assert p.stop() == 0
+
+
+def _answers(port):
+    try:
+        return get(port, "/healthz")[0] == 200
+    except OSError:
+        return False
+
+
 def test_bad_metrics_endpoint_is_refused():
+    d = samtest.scratch("metrics-bad")
+    ep = f"tcp://127.0.0.1:{samtest.free_port()}"
+    programs = {"samordna-broker": ["--bind", ep],
+                "samordna-grants": ["--broker", ep, "--data-dir", d]}
     for bad in ("localhost:9100", "127.0.0.1", "127.0.0.1:70000"):
-        r = subprocess.run([os.path.join(samtest.BIN, "samordna-broker"), "--insecure",
-                            "--bind", f"tcp://127.0.0.1:{samtest.free_port()}", "--metrics", bad],
-                           capture_output=True, text=True, timeout=30)
-        assert r.returncode == 2 and "HOST:PORT" in r.stderr, (bad, r.returncode, r.stderr)
+        for program, args in programs.items():
+            r = subprocess.run([os.path.join(samtest.BIN, program), "--insecure", *args,
+                                "--metrics", bad], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 2 and "HOST:PORT" in r.stderr, (program, bad, r.stderr)
 
 
 if __name__ == "__main__":
