@@ -2,8 +2,9 @@
     environment (SAMORDNA_DATA_DIR for --data-dir: SAMORDNA_ and the name in capitals with
     `_` for `-`; a repeatable option's values separated by commas, a flag's value 1/true/yes
     or 0/false/no, an empty variable unset), then an optional configuration file in ZeroMQ's
-    ZPL format (read with CZMQ's zconfig), then the built-in default. A program declares its options once, in a table; --help is generated
-    from that table, so help text and parsing never drift apart.
+    ZPL format (read with CZMQ's zconfig), then the built-in default. A program declares its options
+   once, in a table; --help is generated from that table, so help text and parsing never drift
+   apart.
 
     The configuration file holds the same names as the long options, one per line:
         broker = "tcp://127.0.0.1:5555"
@@ -40,9 +41,10 @@ sam_config_t *sam_config_new(const char *program, const char *usage, const char 
 /*  Frees the config and sets *self_p to NULL; accepts NULL. */
 void sam_config_destroy(sam_config_t **self_p);
 
-/*  Parses argv, then the SAMORDNA_* environment, then the --config file. Returns 0 to go on, 1 when --help or --version
-    was answered (the caller exits 0), -1 on a bad option or file (a message was printed to
-    stderr; the caller exits 2). Arguments that are not options are kept as positionals. */
+/*  Parses argv, then the SAMORDNA_* environment, then the --config file. Returns 0 to go on, 1 when
+   --help or --version was answered (the caller exits 0), -1 on a bad option or file (a message was
+   printed to stderr; the caller exits 2). Arguments that are not options are kept as positionals.
+ */
 int sam_config_parse(sam_config_t *self, int argc, char **argv);
 
 /*  The value of an option (the last one given, for a repeatable one), or its default, or
