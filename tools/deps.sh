@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages samordna needs to build, run and test, when any is missing,
 # and the tests' npm packages (npm ci, tests/package-lock.json). Used by tools/run.sh and
-# tools/test.sh; safe to run again (it installs nothing when all are there). Needs root or sudo only when something is missing. Packages named as arguments
-# are wanted too (tools/test.sh --hogs asks for stress-ng this way).
+# tools/test.sh; safe to run again (it installs nothing when all are there). Needs root or
+# sudo only when something is missing. Packages named as arguments are wanted too
+# (tools/test.sh --hogs asks for stress-ng this way).
 set -euo pipefail
 
 packages=(
