@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages samordna needs to build, run and test, when any is missing.
-# Used by tools/run.sh and tools/test.sh; safe to run again (it installs nothing when all
-# are there). Needs root or sudo only when something is missing. Packages named as arguments
-# are wanted too (tools/test.sh --hogs asks for stress-ng this way).
+# Installs the Debian packages samordna needs to build, run and test, when any is missing,
+# and the tests' npm packages (npm ci, tests/package-lock.json). Used by tools/run.sh and
+# tools/test.sh; safe to run again (it installs nothing when all are there). Needs root or
+# sudo only when something is missing. Packages named as arguments are wanted too
+# (tools/test.sh --hogs asks for stress-ng this way).
 set -euo pipefail
 
 packages=(
@@ -15,8 +16,24 @@ packages=(
   dpkg-dev            # tools/package.sh: dpkg-shlibdeps works out the package's dependencies
   libfuse3-dev fuse3  # powercut_fs, the file system of the power-cut test
   tzdata              # the programme's time zone (sam_clock knows Europe/Oslo without it too)
+  buildah             # container_test.py: the image built from scratch, and run
   "$@"
 )
+
+# node and npm run tests/tools/k8s_validate.js (kubernetes_test.py); Debian's, unless some
+# node is already there (another one's npm must not be replaced by Debian's).
+command -v node >/dev/null && command -v npm >/dev/null || packages+=(nodejs npm)
+
+# The tests' npm packages (tests/package-lock.json), installed before any test runs so that
+# the tests need no network; again whenever the lock file is newer than what is installed.
+npm_tools() {
+  local tests
+  tests="$(dirname "$0")/../tests"
+  [ -f "$tests/node_modules/.package-lock.json" ] &&
+    [ ! "$tests/package-lock.json" -nt "$tests/node_modules/.package-lock.json" ] && return 0
+  echo "samordna: installing the tests' npm packages (npm ci --prefix tests)" >&2
+  npm ci --prefix "$tests" --no-audit --no-fund >/dev/null
+}
 
 missing=()
 for p in "${packages[@]}"; do
@@ -24,7 +41,7 @@ for p in "${packages[@]}"; do
     missing+=("$p")
   fi
 done
-[ ${#missing[@]} -eq 0 ] && exit 0
+[ ${#missing[@]} -eq 0 ] && { npm_tools; exit 0; }
 
 echo "samordna: installing missing Debian packages: ${missing[*]}" >&2
 as_root=()
@@ -35,3 +52,4 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 "${as_root[@]}" apt-get update -qq
 "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+npm_tools
