@@ -17,6 +17,7 @@ packages=(
   libfuse3-dev fuse3  # powercut_fs, the file system of the power-cut test
   tzdata              # the programme's time zone (sam_clock knows Europe/Oslo without it too)
   buildah             # container_test.py: the image built from scratch, and run
+  prometheus          # metrics_test.py: a real Prometheus scrapes the suite; promtool checks it
   "$@"
 )
 
