@@ -15,6 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* /healthz fails when the main loop has not turned for this long: the loop turns at least
+   once a second when idle, and no single step of it takes more than a few seconds. */
+#define S_STALE_MS 30000
+
 struct sam_http_t {
     struct MHD_Daemon *daemon;
     sam_metrics_t *metrics;
@@ -65,7 +69,15 @@ static enum MHD_Result s_request(void *cls, struct MHD_Connection *conn, const c
         if (!text) return s_text(conn, MHD_HTTP_INTERNAL_SERVER_ERROR, "out of memory\n");
         return s_answer(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", text, len);
     }
-    if (strcmp(url, "/healthz") == 0) return s_text(conn, MHD_HTTP_OK, "ok\n");
+    if (strcmp(url, "/healthz") == 0) {
+        int64_t silent = 0;
+        if (sam_metrics_alive(self->metrics, S_STALE_MS, &silent))
+            return s_text(conn, MHD_HTTP_OK, "ok\n");
+        char text[96];
+        snprintf(text, sizeof text, "stuck: the main loop has not turned for %lld ms\n",
+                 (long long)silent);
+        return s_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, text);
+    }
     if (strcmp(url, "/readyz") == 0) {
         char *text = NULL;
         bool ready = sam_metrics_is_ready(self->metrics, &text);

@@ -3,7 +3,8 @@
     Every samordna process started with --metrics HOST:PORT serves, on a thread of
     libmicrohttpd's own:
         GET /metrics   Prometheus text exposition (version 0.0.4) of its sam_metrics_t
-        GET /healthz   200 "ok" while the process runs and serves
+        GET /healthz   200 "ok" while the process runs and its main loop turns (503 "stuck"
+                       when the loop has not turned for 30 s: sam_metrics_beat)
         GET /readyz    200 with one line per readiness check when all hold, else 503
     Anything else is 404, a method other than GET or HEAD 405. The port has no
     authentication: bind it to loopback or to a network only the monitoring reaches

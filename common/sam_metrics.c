@@ -53,7 +53,8 @@ struct sam_metrics_t {
     size_t nfamilies;
     s_check_t *checks;
     size_t nchecks;
-    double start_time; /* seconds since the epoch */
+    double start_time;    /* seconds since the epoch */
+    _Atomic int64_t beat; /* the main loop's last turn (monotonic ms), 0 before the first */
 };
 
 static const double s_default_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
@@ -492,6 +493,19 @@ bool sam_metrics_is_ready(sam_metrics_t *self, char **text)
     return ready;
 }
 
+void sam_metrics_beat(sam_metrics_t *self)
+{
+    if (self) self->beat = zclock_mono();
+}
+
+bool sam_metrics_alive(sam_metrics_t *self, int64_t stale_ms, int64_t *silent_ms)
+{
+    int64_t beat = self->beat;
+    int64_t silent = beat ? zclock_mono() - beat : 0;
+    if (silent_ms) *silent_ms = silent;
+    return silent < stale_ms;
+}
+
 /* ---- selftest -------------------------------------------------------------------------- */
 
 static int s_expect(const char *text, const char *line)
@@ -543,6 +557,12 @@ int sam_metrics_selftest(void)
     free(why);
     sam_metrics_ready(m, "broker", true, NULL);
     failed += !sam_metrics_is_ready(m, NULL);
+    int64_t silent = -1;
+    failed += !sam_metrics_alive(m, 1, &silent) || silent != 0; /* no beat yet: starting */
+    sam_metrics_beat(m);
+    failed += !sam_metrics_alive(m, 60000, NULL);
+    zclock_sleep(5);
+    failed += sam_metrics_alive(m, 2, &silent) || silent < 2;
     sam_metrics_destroy(&m);
     failed += m != NULL;
     return failed;

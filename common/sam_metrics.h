@@ -21,6 +21,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct sam_metrics_t sam_metrics_t;
 typedef struct sam_metric_t sam_metric_t; /* one family; owned by its registry */
@@ -66,6 +67,13 @@ void sam_metrics_ready(sam_metrics_t *self, const char *name, bool ok, const cha
     it receives one line per check ("store ok", "broker failing: no broker answers"),
     malloc'd; caller frees. */
 bool sam_metrics_is_ready(sam_metrics_t *self, char **text);
+
+/*  Liveness: the process's main loop calls sam_metrics_beat on every turn (a store of the
+    monotonic clock, no lock). sam_metrics_alive is false once a loop that beat has not done
+    so for stale_ms, so /healthz fails for a process that runs but no longer serves (stuck
+    in a call); before the first beat (starting up) it is true. */
+void sam_metrics_beat(sam_metrics_t *self);
+bool sam_metrics_alive(sam_metrics_t *self, int64_t stale_ms, int64_t *silent_ms);
 
 /*  Self-test; returns the number of failed checks. */
 int sam_metrics_selftest(void);

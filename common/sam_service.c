@@ -283,6 +283,7 @@ static void s_loop(sam_service_t *svc)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGHUP, &sa, NULL);
     while (!zsys_interrupted) {
+        sam_metrics_beat(svc->metrics);
         if (s_hup) s_reload(svc);
         int64_t now = zclock_mono();
         int64_t due = now + 1000;

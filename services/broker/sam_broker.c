@@ -1955,6 +1955,7 @@ int sam_broker_run(sam_broker_t *self, void (*on_reload)(void))
     sd_notify(0, "READY=1");
     sam_metrics_ready(self->metrics, "router", true, NULL);
     while (!zsys_interrupted) {
+        sam_metrics_beat(self->metrics);
         if (s_hup) {
             s_hup = 0;
             if (on_reload) on_reload();
