@@ -349,6 +349,43 @@ static void s_loop(sam_service_t *svc)
     }
 }
 
+/*  SIGTERM: stop taking new work, finish what was given. The requests the brokers already
+    sent (up to the credit each) are read without waiting and handled like any batch — a
+    write is committed and answered — and the parked long polls are answered with what they
+    have, all within S_DRAIN_MS. Only then does s_destroy tell each broker DISCONNECT, and a
+    broker hands whatever it sent after that to another instance, or keeps it queued: nothing
+    given to this instance is dropped. */
+#define S_DRAIN_MS 5000
+static void s_drain(sam_service_t *svc)
+{
+    rt_request_t *batch[SAM_MDP_MAX_CREDIT];
+    int64_t now = zclock_mono(), end = now + S_DRAIN_MS;
+    size_t answered = 0, parked = 0;
+    for (rt_request_t *w = svc->waiters; w; w = w->next)
+        parked++;
+    sam_info("service.draining parked=%zu within_ms=%d", parked, S_DRAIN_MS);
+    for (bool more = true; more && now < end;) {
+        more = false;
+        size_t n = 0;
+        for (size_t bi = 0; bi < svc->nbrokers && n < (size_t)svc->credit; bi++) {
+            bool got = true;
+            while (svc->brokers[bi].sock && got && n < (size_t)svc->credit) {
+                size_t room = SAM_MDP_MAX_CREDIT - n;
+                if (room > (size_t)svc->credit) room = (size_t)svc->credit;
+                n += rt_receive(svc, (int)bi, &now, ZMQ_DONTWAIT, &got, batch + n, room);
+                more |= got;
+            }
+        }
+        if (n) s_handle_batch(svc, batch, n, now);
+        answered += n;
+        now = zclock_mono();
+    }
+    rt_serve_waiters(svc, end + RT_MAX_WAIT_MS); /* past every deadline: answered now */
+    for (size_t i = 0; i < svc->nbrokers; i++)
+        rt_flush_replies(&svc->brokers[i]);
+    sam_info("service.drained requests=%zu long_polls=%zu", answered, parked);
+}
+
 /* ---- set-up and tear-down ----------------------------------------------------------------- */
 
 static void s_destroy(sam_service_t *svc)
@@ -587,6 +624,7 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
                  svc->credit);
         s_loop(svc);
         sd_notify(0, "STOPPING=1");
+        s_drain(svc);
         sam_metrics_ready(svc->metrics, "stopping", false, "the service is stopping");
         if (def->stop) def->stop(svc);
         sam_info("service.stopped requests=%" PRIu64 " applied=%" PRIu64 " refused=%" PRIu64
