@@ -268,7 +268,11 @@ static void s_reload(sam_service_t *svc)
     if (again && sam_config_parse(again, svc->argc, svc->argv) == 0) {
         int level = sam_log_level_parse(sam_config_get(again, "log-level"));
         if (level >= 0) sam_log_threshold = (sam_log_level_t)level;
-        sam_info("service.reloaded log_level=%s", sam_config_get(again, "log-level"));
+        bool own = !svc->def->reload || svc->def->reload(svc, again) == 0;
+        sam_info("service.reloaded log_level=%s own=%s", sam_config_get(again, "log-level"),
+                 !svc->def->reload ? "none"
+                 : own             ? "applied"
+                                   : "refused");
     } else
         sam_warn("service.reload_failed reason=\"the configuration no longer reads; nothing "
                  "changed\"");

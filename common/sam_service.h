@@ -260,6 +260,10 @@ typedef struct {
     int tick_ms;
     /* Called once after the loop ends, before the store closes. */
     void (*stop)(sam_service_t *svc);
+    /* SIGHUP: the configuration as read again (borrowed for the call); takes what may change
+       while running and logs it. Returns 0, or -1 when a value is refused (logged; the old
+       one stays). NULL: the service reloads nothing of its own. */
+    int (*reload)(sam_service_t *svc, sam_config_t *again);
 } sam_service_def_t;
 
 /* A definition's store, in one line: its tables, the schema version it writes, its migration

@@ -63,6 +63,44 @@ static int64_t s_duration_ms(const char *s, size_t len)
     return v * mult;
 }
 
+/* --retry-schedule into n's schedule; on a refusal (logged) n's schedule is unchanged. */
+static int s_parse_schedule(notify_t *n, sam_config_t *cfg)
+{
+    int64_t ms[NOTIFY_MAX_SCHEDULE];
+    size_t count = 0;
+    const char *sched = sam_config_get(cfg, "retry-schedule");
+    for (const char *p = sched; p && *p;) {
+        size_t len = strcspn(p, ",");
+        int64_t one = s_duration_ms(p, len);
+        if (one < 0 || count == NOTIFY_MAX_SCHEDULE) {
+            sam_error("options.invalid retry-schedule=%s reason=\"durations like 10s,5m,2h, "
+                      "at most %d\"",
+                      sam_logv(sched), NOTIFY_MAX_SCHEDULE);
+            return -1;
+        }
+        ms[count++] = one;
+        p += len;
+        if (*p == ',') p++;
+    }
+    if (count == 0) {
+        sam_error("options.invalid retry-schedule=\"\" reason=\"at least one delay\"");
+        return -1;
+    }
+    memcpy(n->schedule_ms, ms, count * sizeof ms[0]);
+    n->n_schedule = count;
+    return 0;
+}
+
+/* SIGHUP: the retry schedule; deliveries already waiting keep the time they were given. */
+static int s_reload(sam_service_t *svc, sam_config_t *again)
+{
+    notify_t *n = sam_service_ctx(svc);
+    if (s_parse_schedule(n, again) != 0) return -1;
+    sam_info("notify.reloaded retry_schedule=%s attempts=%zu",
+             sam_logv(sam_config_get(again, "retry-schedule")), (size_t)n->n_schedule);
+    return 0;
+}
+
 static int s_parse_options(notify_t *n, sam_config_t *cfg)
 {
     const char *follow = sam_config_get(cfg, "follow");
@@ -81,24 +119,7 @@ static int s_parse_options(notify_t *n, sam_config_t *cfg)
         p += len;
         if (*p == ',') p++;
     }
-    const char *sched = sam_config_get(cfg, "retry-schedule");
-    for (const char *p = sched; p && *p;) {
-        size_t len = strcspn(p, ",");
-        int64_t ms = s_duration_ms(p, len);
-        if (ms < 0 || n->n_schedule == NOTIFY_MAX_SCHEDULE) {
-            sam_error("options.invalid retry-schedule=\"%s\" reason=\"durations like 10s,5m,2h, "
-                      "at most %d\"",
-                      sched, NOTIFY_MAX_SCHEDULE);
-            return -1;
-        }
-        n->schedule_ms[n->n_schedule++] = ms;
-        p += len;
-        if (*p == ',') p++;
-    }
-    if (n->n_schedule == 0) {
-        sam_error("options.invalid retry-schedule=\"\" reason=\"at least one delay\"");
-        return -1;
-    }
+    if (s_parse_schedule(n, cfg) != 0) return -1;
     bool ok = true;
     n->follow_wait_ms = (int)sam_config_int(cfg, "follow-wait-ms", 0, 30000, &ok);
     n->http_timeout_ms = sam_config_int(cfg, "http-timeout-ms", 100, 600000, &ok);
@@ -223,6 +244,7 @@ static const sam_service_def_t s_def = {
     .tick = s_tick,
     .tick_ms = 5,
     .stop = s_stop,
+    .reload = s_reload,
 };
 
 int main(int argc, char **argv)

@@ -1,4 +1,6 @@
-"""SIGTERM drains: nothing given to a stopping service is dropped or answered 503.
+"""Signals as an operator sends them.
+
+SIGTERM drains: nothing given to a stopping service is dropped or answered 503.
 
 A client keeps a few hundred publishes in flight to a registry (through a real broker) and
 a long poll parked on it, then the registry gets SIGTERM. It must finish what it was given:
@@ -6,6 +8,10 @@ answer the long poll, commit and answer the publishes it had read, and tell the 
 leaving, which hands the rest to a second instance on the same store. Every publish is then
 answered 200 exactly once, each event is in the outbox exactly once, and the stopped instance
 exited 0 within its bound.
+
+SIGHUP reloads what may change while running: the log level (every service; registry_test
+checks it), and notify's retry schedule, read again from its configuration file; a schedule
+that does not parse is refused and the old one kept.
 """
 import os
 import time
@@ -74,6 +80,31 @@ def test_sigterm_answers_what_it_was_given():
         poll.close()
         if second:
             assert second.stop() == 0
+        broker.stop()
+
+
+def test_sighup_reloads_the_retry_schedule():
+    d = samtest.scratch("sighup-notify")
+    broker, ep = samtest.broker()
+    conf = os.path.join(d, "notify.cfg")
+    with open(conf, "w") as f:
+        f.write('retry-schedule = "1s,5s"\nfollow = ""\n')
+    n = samtest.service("notify", ep, d, "--config", conf)
+    try:
+        with open(conf, "w") as f:
+            f.write('retry-schedule = "2s,3m,1h"\nfollow = ""\n')
+        n.p.send_signal(1)
+        samtest.wait_for(lambda: 'retry_schedule="2s,3m,1h" attempts=3' in n.logtext(), 10,
+                         "the new schedule taken")
+        assert "own=applied" in n.logtext(), n.logtext()
+        with open(conf, "w") as f:
+            f.write('retry-schedule = "soon"\nfollow = ""\n')
+        n.p.send_signal(1)
+        samtest.wait_for(lambda: "own=refused" in n.logtext(), 10, "the bad schedule refused")
+        assert n.alive(), n.logtext()
+        samtest.wait_service(ep, "notify")  # still serving, with the old schedule
+    finally:
+        assert n.stop() == 0
         broker.stop()
 
 
