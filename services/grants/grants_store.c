@@ -143,21 +143,6 @@ int grants_ref_put(grants_t *g, MDB_txn *txn, char kind, const char *id, const c
     return grants_put(g, txn, GRANTS_T_REFS, &k, &ref.base);
 }
 
-uint64_t grants_ref_cursor(grants_t *g, MDB_txn *txn)
-{
-    MDB_val key = {7, (void *)"#cursor"}, val;
-    if (mdb_get(txn, g->dbi[GRANTS_T_REFS], &key, &val) != 0 || val.mv_size != 8) return 0;
-    return sam_be64_get(val.mv_data);
-}
-
-int grants_ref_set_cursor(grants_t *g, MDB_txn *txn, uint64_t seq)
-{
-    uint8_t b[8];
-    sam_be64_put(b, seq);
-    MDB_val key = {7, (void *)"#cursor"}, val = {8, b};
-    return mdb_put(txn, g->dbi[GRANTS_T_REFS], &key, &val, 0);
-}
-
 bool grants_valid_id(const char *s)
 {
     size_t n = 0;

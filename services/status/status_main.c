@@ -19,6 +19,10 @@ static const sam_row_t s_rows[] = {
 #undef E
 };
 
+static const sam_option_t s_options[] = {
+    SAM_FOLLOW_OPTIONS("registry"){NULL, NULL, NULL, NULL, false},
+};
+
 static void s_tick(sam_service_t *svc)
 {
     status_registry_tick(svc);
@@ -39,6 +43,8 @@ int main(int argc, char **argv)
         .n_rows = sizeof s_rows / sizeof s_rows[0],
         .tables = status_tables,
         .schema_version = STATUS_SCHEMA_VERSION,
+        .options = s_options,
+        .start = status_registry_start,
         .tick = s_tick,
         .tick_ms = 50,
         .stop = s_stop,

@@ -138,21 +138,6 @@ int status_put(sam_service_t *svc, MDB_txn *txn, const char *table, const status
     return sam_store_put_msg(txn, sam_service_dbi(svc, table), k->b, k->len, msg, 0);
 }
 
-uint64_t status_cursor_get(sam_service_t *svc, MDB_txn *txn)
-{
-    MDB_val key = {8, "registry"}, val;
-    if (mdb_get(txn, sam_service_dbi(svc, "cursor"), &key, &val) != 0 || val.mv_size != 8) return 0;
-    return sam_be64_get(val.mv_data);
-}
-
-int status_cursor_put(sam_service_t *svc, MDB_txn *txn, uint64_t seq)
-{
-    uint8_t be[8];
-    sam_be64_put(be, seq);
-    MDB_val key = {8, "registry"}, val = {8, be};
-    return mdb_put(txn, sam_service_dbi(svc, "cursor"), &key, &val, 0);
-}
-
 int status_hist_each(sam_service_t *svc, MDB_txn *txn, const char *table, const char *pilot,
                      const char *as_of, status_hist_fn fn, void *arg)
 {
