@@ -1,10 +1,11 @@
 /*  sam_common_selftest — unit selftests of the shared modules: config, store, status, keys,
-    the batch frame.
+    the batch frame, the outbox follower.
     Each check prints nothing when it holds; the program prints one line per failed check
     and a closing 'N passed, N failed' line, and exits non-zero when any failed. It writes
     only under the folder given as its first argument. */
 #include "sam_batch.h"
 #include "sam_config.h"
+#include "sam_follow.h"
 #include "sam_keys.h"
 #include "sam_status.h"
 #include "sam_store.h"
@@ -411,6 +412,7 @@ int main(int argc, char **argv)
     char keys[1024];
     snprintf(keys, sizeof keys, "%s/keys-%d", dir, (int)getpid());
     CHECK(sam_keys_selftest(keys, false) == 0);
+    CHECK(sam_follow_selftest(dir) == 0);
     printf("%d passed, %d failed\n", s_passed, s_failed);
     return s_failed ? 1 : 0;
 }

@@ -11,7 +11,9 @@
 
 #include <czmq.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 struct sam_follow_t {
     sam_follow_def_t def;   /* borrowed callbacks, store, service */
@@ -285,4 +287,248 @@ const uint8_t *sam_event_data(const Io__Cloudevents__V1__CloudEvent *ce, size_t 
     }
     *len = 0;
     return NULL;
+}
+
+/* ---- selftest ------------------------------------------------------------------------------
+
+    The follower against a ROUTER that plays the broker and the followed service: the poll
+    it sends, a page applied with the cursor in one transaction, a repeated event skipped,
+    a refused page leaving the cursor and backing off, an error status marking the service
+    down, and the options. Also the example of a consumer. */
+
+#define S_CHECK(cond)                                                                              \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "sam_follow_selftest: %s:%d: check failed: %s\n", __FILE__, __LINE__,  \
+                    #cond);                                                                        \
+            failed++;                                                                              \
+        }                                                                                          \
+    } while (0)
+
+typedef struct {
+    size_t pages, events;
+    uint64_t last;
+    int fail; /* the error the next page is refused with, 0: applied */
+} s_test_consumer_t;
+
+static int s_test_apply(void *arg, MDB_txn *txn, Samordna__V1__StoredEvent *const *events, size_t n)
+{
+    s_test_consumer_t *c = arg;
+    (void)txn;
+    if (c->fail) return c->fail;
+    c->pages++;
+    c->events += n;
+    c->last = events[n - 1]->seq;
+    return 0;
+}
+
+/* Receives the poll on the router: its ReadRequest into *rq, its id returned; 0 when none
+   came within timeout_ms. */
+static uint64_t s_test_poll(zsock_t *router, int timeout_ms, zframe_t **who,
+                            Samordna__V1__ReadRequest **rq)
+{
+    *rq = NULL;
+    zsock_set_rcvtimeo(router, timeout_ms);
+    zmsg_t *m = zmsg_recv(router);
+    if (!m) return 0;
+    *who = zmsg_pop(m);
+    zframe_t *body = zmsg_last(m);
+    Samordna__V1__Request *req =
+        body ? samordna__v1__request__unpack(NULL, zframe_size(body), zframe_data(body)) : NULL;
+    uint64_t id = 0;
+    if (req && strcmp(req->method, "events.read") == 0) {
+        *rq = samordna__v1__read_request__unpack(NULL, req->body.len, req->body.data);
+        id = req->id;
+    }
+    if (req) samordna__v1__request__free_unpacked(req, NULL);
+    zmsg_destroy(&m);
+    return id;
+}
+
+/* Answers poll `id` with status `code` and events first..last (none when first > last). */
+static void s_test_answer(zsock_t *router, zframe_t **who, uint64_t id, uint32_t code,
+                          uint64_t first, uint64_t last)
+{
+    Samordna__V1__StoredEvent se[8], *ps[8];
+    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
+    ce.id = "e";
+    ce.source = "s";
+    ce.type = "t";
+    Samordna__V1__ReadReply rr = SAMORDNA__V1__READ_REPLY__INIT;
+    for (uint64_t s = first; s <= last && rr.n_events < 8; s++) {
+        samordna__v1__stored_event__init(&se[rr.n_events]);
+        se[rr.n_events].seq = s;
+        se[rr.n_events].event = &ce;
+        ps[rr.n_events] = &se[rr.n_events];
+        rr.n_events++;
+    }
+    rr.events = ps;
+    rr.last_seq = last;
+    uint8_t body[1024];
+    Samordna__V1__Status st = SAMORDNA__V1__STATUS__INIT;
+    st.code = code;
+    st.message = code == SAM_OK ? "" : "no worker";
+    Samordna__V1__Reply rep = SAMORDNA__V1__REPLY__INIT;
+    rep.id = id;
+    rep.status = &st;
+    if (code == SAM_OK) {
+        rep.body.len = samordna__v1__read_reply__pack(&rr, body);
+        rep.body.data = body;
+    }
+    uint8_t packed[2048];
+    size_t n = samordna__v1__reply__pack(&rep, packed);
+    zmsg_t *m = zmsg_new();
+    zmsg_append(m, who);
+    zmsg_addmem(m, "", 0);
+    zmsg_addstr(m, "MDPC01");
+    zmsg_addstr(m, "registry");
+    zmsg_addmem(m, packed, n);
+    zmsg_send(&m, router);
+}
+
+/* Hands every answer waiting on the client to the follower. */
+static void s_test_take(sam_follow_t *f, sam_client_t *client)
+{
+    sam_result_t res;
+    while (sam_client_recv(client, 2000, &res) == 0) {
+        bool mine = sam_follow_take(f, &res);
+        sam_result_clear(&res);
+        if (mine) return;
+    }
+}
+
+static uint64_t s_test_stored(sam_store_t *store)
+{
+    MDB_txn *txn;
+    if (sam_store_begin(store, NULL, false, &txn)) return UINT64_MAX;
+    MDB_val k = {7, "#cursor"}, v;
+    uint64_t seq = mdb_get(txn, sam_store_dbi(store, "refs"), &k, &v) == 0 && v.mv_size == 8
+                       ? sam_be64_get(v.mv_data)
+                       : 0;
+    mdb_txn_abort(txn);
+    return seq;
+}
+
+int sam_follow_selftest(const char *scratch)
+{
+    int failed = 0;
+    char dir[1024], err[256];
+    snprintf(dir, sizeof dir, "%s/follow-%d", scratch, (int)getpid());
+    zsys_dir_create("%s", dir);
+    const char *tables[] = {"refs", NULL};
+    sam_store_opts_t so = {.map_size_mb = 16, .nosync = true};
+    sam_store_t *store = sam_store_open(dir, tables, &so, err, sizeof err);
+    S_CHECK(store);
+    zsock_t *router = zsock_new_router("tcp://127.0.0.1:*");
+    S_CHECK(router);
+    if (!store || !router) {
+        zsock_destroy(&router);
+        sam_store_destroy(&store);
+        return failed + 1;
+    }
+    const char *ep = zsock_endpoint(router);
+    sam_client_t *client = sam_client_new(&ep, 1, NULL, err, sizeof err);
+    S_CHECK(client);
+
+    s_test_consumer_t c = {0};
+    sam_follow_def_t def = {.service = "registry",
+                            .wait_ms = 1000,
+                            .store = store,
+                            .apply = s_test_apply,
+                            .arg = &c,
+                            .cursor_dbi = sam_store_dbi(store, "refs"),
+                            .cursor_key = "#cursor"};
+    S_CHECK(sam_follow_new(&(sam_follow_def_t){.service = "x", .store = store}) == NULL);
+    sam_follow_t *f = sam_follow_new(&def);
+    S_CHECK(f && strcmp(sam_follow_service(f), "registry") == 0);
+
+    /* the first poll asks from 0 with the wait; its page is applied, the cursor stored */
+    zframe_t *who = NULL;
+    Samordna__V1__ReadRequest *rq;
+    sam_follow_send(f, client);
+    uint64_t id = s_test_poll(router, 5000, &who, &rq);
+    S_CHECK(id && rq && rq->after_seq == 0 && rq->wait_ms == 1000 &&
+            rq->max == SAM_FOLLOW_READ_MAX);
+    if (rq) samordna__v1__read_request__free_unpacked(rq, NULL);
+    sam_result_t other = {.id = id + 1000, .code = SAM_OK};
+    S_CHECK(!sam_follow_take(f, &other)); /* not its poll */
+    s_test_answer(router, &who, id, SAM_OK, 1, 2);
+    s_test_take(f, client);
+    S_CHECK(c.pages == 1 && c.events == 2 && c.last == 2);
+    S_CHECK(s_test_stored(store) == 2 && sam_follow_cursor(f) == 2);
+    S_CHECK(sam_follow_head(f, NULL) == 2);
+
+    /* the next poll goes at once, after the cursor; a repeated event is skipped */
+    sam_follow_send(f, client);
+    id = s_test_poll(router, 5000, &who, &rq);
+    S_CHECK(id && rq && rq->after_seq == 2);
+    if (rq) samordna__v1__read_request__free_unpacked(rq, NULL);
+    s_test_answer(router, &who, id, SAM_OK, 2, 3);
+    s_test_take(f, client);
+    S_CHECK(c.pages == 2 && c.events == 3 && s_test_stored(store) == 3);
+
+    /* a refused page: nothing committed, the cursor stays, and the next poll waits */
+    sam_follow_send(f, client);
+    id = s_test_poll(router, 5000, &who, &rq);
+    if (rq) samordna__v1__read_request__free_unpacked(rq, NULL);
+    c.fail = MDB_MAP_FULL;
+    s_test_answer(router, &who, id, SAM_OK, 4, 5);
+    int64_t failed_at = zclock_mono();
+    s_test_take(f, client);
+    S_CHECK(c.pages == 2 && s_test_stored(store) == 3);
+    sam_follow_send(f, client);
+    uint64_t early = s_test_poll(router, 0, &who, &rq);
+    if (zclock_mono() - failed_at < SAM_FOLLOW_RETRY_MS) S_CHECK(early == 0); /* backing off */
+    if (rq) samordna__v1__read_request__free_unpacked(rq, NULL);
+    zframe_destroy(&who);
+
+    /* an error status: the service counts as down until it answers again */
+    c.fail = 0;
+    sam_follow_destroy(&f);
+    f = sam_follow_new(&def);
+    sam_follow_send(f, client);
+    id = s_test_poll(router, 5000, &who, &rq);
+    S_CHECK(id && rq && rq->after_seq == 3); /* read from the store, not remembered */
+    if (rq) samordna__v1__read_request__free_unpacked(rq, NULL);
+    s_test_answer(router, &who, id, SAM_UNAVAILABLE, 1, 0);
+    s_test_take(f, client);
+    S_CHECK(sam_follow_down(f) && s_test_stored(store) == 3);
+    sam_follow_destroy(&f);
+    sam_follow_destroy(&f); /* NULL is fine */
+
+    /* the options, as status and grants declare them */
+    static const sam_option_t opts[] = {
+        SAM_FOLLOW_OPTIONS("registry"){NULL, NULL, NULL, NULL, false}};
+    sam_config_t *cfg = sam_config_new("selftest", NULL, "selftest", opts);
+    char *argv[] = {"x", "--registry", "registry-b", "--registry-wait-ms", "250"};
+    const char *service = NULL;
+    int wait = -1;
+    S_CHECK(cfg && sam_config_parse(cfg, 5, argv) == 0);
+    S_CHECK(sam_follow_config(cfg, "registry", &service, &wait) == 0);
+    S_CHECK(service && strcmp(service, "registry-b") == 0 && wait == 250);
+    sam_config_destroy(&cfg);
+    cfg = sam_config_new("selftest", NULL, "selftest", opts);
+    S_CHECK(cfg && sam_config_parse(cfg, 1, argv) == 0);
+    S_CHECK(sam_follow_config(cfg, "registry", &service, &wait) == 0);
+    S_CHECK(strcmp(service, "registry") == 0 && wait == SAM_FOLLOW_WAIT_DEFAULT);
+    sam_config_destroy(&cfg);
+
+    /* fields by name, and the payload of an event */
+    Samordna__V1__Status st = SAMORDNA__V1__STATUS__INIT;
+    st.message = "why";
+    S_CHECK(strcmp(sam_follow_field(&st.base, "message"), "why") == 0);
+    S_CHECK(strcmp(sam_follow_field(&st.base, "code"), "") == 0); /* not a string */
+    S_CHECK(strcmp(sam_follow_field(&st.base, "nothing"), "") == 0);
+    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
+    size_t len = 1;
+    S_CHECK(sam_event_data(&ce, &len) == NULL && len == 0);
+    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    ce.binary_data.data = (uint8_t *)"ab";
+    ce.binary_data.len = 2;
+    S_CHECK(sam_event_data(&ce, &len) == ce.binary_data.data && len == 2);
+
+    sam_client_destroy(&client);
+    zsock_destroy(&router);
+    sam_store_destroy(&store);
+    return failed;
 }

@@ -159,4 +159,7 @@ const char *sam_follow_field(const ProtobufCMessage *msg, const char *name);
 /* Whether the last poll failed (the followed service is down, as far as the follower knows). */
 bool sam_follow_down(const sam_follow_t *self);
 
+/* The selftest (common selftest): writes only under `scratch`. Returns the failed checks. */
+int sam_follow_selftest(const char *scratch);
+
 #endif

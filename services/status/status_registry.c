@@ -206,50 +206,34 @@ static void s_ask(sam_service_t *svc, const char *kind, const char *id)
     if (f) s_cache_put(ctx, f);
 }
 
-/* The references of each status event type, asked for when the projection lacks them. The
+/* The fields of status events that name a registry fact, in the order they are asked: the
+   payload types of status.def use these names for nothing else. An actor field left empty
+   names the publishing agency (the event's source). */
+static const struct {
+    const char *field;
+    const char *kind;
+    bool actor;
+} s_ref_fields[] = {
+    {"pilot", "pilot", false},     {"municipality", "municipality", false},
+    {"owner", "agency", false},    {"actor", "agency", true},
+    {"raised_by", "agency", true}, {"concerns_agency", "agency", false},
+    {"by", "agency", true},
+};
+
+/* The references of each status event, asked for when the projection lacks them. The
    payload is the runtime's, decoded as the type's row in status.def says. */
 int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply)
 {
-    const char *type = ev->ce->type;
-    const char *src = ev->ce->source;
-#define REF(kind, v)                                                                               \
-    do {                                                                                           \
-        if ((v) && *(v)) s_ask(svc, kind, v);                                                      \
-    } while (0)
-#define ACTOR(v) REF("agency", (v) && *(v) ? (v) : src)
-    if (strstr(type, ".milestone.reached")) {
-        const Samordna__V1__MilestoneReached *m = (const Samordna__V1__MilestoneReached *)ev->msg;
-        REF("pilot", m->pilot);
-        ACTOR(m->actor);
-    } else if (strstr(type, ".milestone.reverted")) {
-        const Samordna__V1__MilestoneReverted *m = (const Samordna__V1__MilestoneReverted *)ev->msg;
-        REF("pilot", m->pilot);
-        ACTOR(m->actor);
-    } else if (strstr(type, ".meeting.logged")) {
-        const Samordna__V1__MeetingLogged *m = (const Samordna__V1__MeetingLogged *)ev->msg;
-        REF("pilot", m->pilot);
-        REF("municipality", m->municipality);
-    } else if (strstr(type, ".step.added")) {
-        const Samordna__V1__PlanStepAdded *m = (const Samordna__V1__PlanStepAdded *)ev->msg;
-        REF("pilot", m->pilot);
-        REF("agency", m->owner);
-    } else if (strstr(type, ".step.updated")) {
-        const Samordna__V1__PlanStepUpdated *m = (const Samordna__V1__PlanStepUpdated *)ev->msg;
-        REF("pilot", m->pilot);
-        REF("agency", m->owner);
-    } else if (strstr(type, ".barrier.registered")) {
-        const Samordna__V1__BarrierRegistered *m = (const Samordna__V1__BarrierRegistered *)ev->msg;
-        REF("pilot", m->pilot);
-        REF("municipality", m->municipality);
-        ACTOR(m->raised_by);
-        REF("agency", m->concerns_agency);
-    } else if (strstr(type, ".barrier.moved")) {
-        const Samordna__V1__BarrierMoved *m = (const Samordna__V1__BarrierMoved *)ev->msg;
-        ACTOR(m->by);
-    }
-#undef ACTOR
-#undef REF
     (void)reply;
+    if (!ev->msg) return 0;
+    for (size_t i = 0; i < sizeof s_ref_fields / sizeof s_ref_fields[0]; i++) {
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(
+            ev->msg->descriptor, s_ref_fields[i].field);
+        if (!fd) continue;
+        const char *v = sam_follow_field(ev->msg, s_ref_fields[i].field);
+        if (!*v && s_ref_fields[i].actor) v = ev->ce->source;
+        if (v && *v) s_ask(svc, s_ref_fields[i].kind, v);
+    }
     return 0; /* apply decides: a reference still unknown there is refused with its field */
 }
 
