@@ -296,14 +296,13 @@ const uint8_t *sam_event_data(const Io__Cloudevents__V1__CloudEvent *ce, size_t 
     a refused page leaving the cursor and backing off, an error status marking the service
     down, and the options. Also the example of a consumer. */
 
-#define S_CHECK(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "sam_follow_selftest: %s:%d: check failed: %s\n", __FILE__, __LINE__,  \
-                    #cond);                                                                        \
-            failed++;                                                                              \
-        }                                                                                          \
-    } while (0)
+static void s_check(int *failed, bool ok, int line, const char *what)
+{
+    if (ok) return;
+    fprintf(stderr, "sam_follow_selftest: %s:%d: check failed: %s\n", __FILE__, line, what);
+    (*failed)++;
+}
+#define S_CHECK(cond) s_check(&failed, (cond), __LINE__, #cond)
 
 typedef struct {
     size_t pages, events;
