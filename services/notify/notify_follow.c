@@ -10,12 +10,11 @@
     service that is not running is logged once, asked again after the follower's back-off,
     and logged again when it answers.
 
-    What stays notify's own, beside the common follower: several followed services on one
-    client; the receive loop below, which hands every reply on that client to whoever sent it
-    (the followers, the replays, the reminders' grants.deadlines, the briefing's synchronous
-    calls — the runtime's client drops replies nobody waits for); the heads learnt for
-    subscription starts; and the replay readers, whose polls have no wait and stop at the
-    follower's cursor.
+    What stays notify's own, beside the common follower: several followed services on the
+    runtime's one client, with the one receive loop described next (sam_follow_send and
+    sam_follow_take rather than the follower's own client and tick); the matching; the
+    outbox heads for subscription starts (kept by the follower, also learnt by the prepare
+    hook); and the replay readers, whose reads do not wait and stop at the follower's cursor.
 
     The runtime's client drops replies nobody waits for, so every call notify makes on it —
     the long polls, the reminders' grants.deadlines and the synchronous calls of the briefing —
