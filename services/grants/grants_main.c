@@ -8,9 +8,6 @@
 */
 #include "grants_handlers.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 /* The table: grants.def's rows. */
 static const sam_row_t s_rows[] = {
 #define Q SAM_ROW_QUERY

@@ -19,10 +19,6 @@ static const sam_row_t s_rows[] = {
 #undef E
 };
 
-static const sam_option_t s_options[] = {
-    SAM_FOLLOW_OPTIONS("registry"){NULL, NULL, NULL, NULL, false},
-};
-
 static void s_tick(sam_service_t *svc)
 {
     status_registry_tick(svc);
@@ -32,6 +28,11 @@ static void s_stop(sam_service_t *svc)
 {
     status_ctx_clear(sam_service_ctx(svc));
 }
+
+/* The registry follower's options, the same as grants' (common/sam_follow.h). */
+static const sam_option_t s_options[] = {
+    SAM_FOLLOW_OPTIONS("registry"){NULL, NULL, NULL, NULL, false},
+};
 
 int main(int argc, char **argv)
 {
