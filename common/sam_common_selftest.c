@@ -9,6 +9,7 @@
 #include "sam_keys.h"
 #include "sam_status.h"
 #include "sam_store.h"
+#include "sam_testkit.h"
 
 #include "samordna/v1/envelope.pb-c.h"
 
@@ -18,16 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int s_passed, s_failed;
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (cond)                                                                                  \
-            s_passed++;                                                                            \
-        else {                                                                                     \
-            s_failed++;                                                                            \
-            printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                                 \
-        }                                                                                          \
-    } while (0)
+#define CHECK SAM_CHECK /* sam_testkit.h */
 
 static const sam_option_t s_opts[] = {
     {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "broker", true},
@@ -413,6 +405,5 @@ int main(int argc, char **argv)
     snprintf(keys, sizeof keys, "%s/keys-%d", dir, (int)getpid());
     CHECK(sam_keys_selftest(keys, false) == 0);
     CHECK(sam_follow_selftest(dir) == 0);
-    printf("%d passed, %d failed\n", s_passed, s_failed);
-    return s_failed ? 1 : 0;
+    return sam_testkit_done("sam_common_selftest");
 }

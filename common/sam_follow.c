@@ -8,12 +8,12 @@
     the other.
 */
 #include "sam_follow.h"
+#include "sam_testkit.h"
 
 #include <czmq.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 struct sam_follow_t {
     sam_follow_def_t def;   /* borrowed callbacks, store, service */
@@ -296,13 +296,8 @@ const uint8_t *sam_event_data(const Io__Cloudevents__V1__CloudEvent *ce, size_t 
     a refused page leaving the cursor and backing off, an error status marking the service
     down, and the options. Also the example of a consumer. */
 
-static void s_check(int *failed, bool ok, int line, const char *what)
-{
-    if (ok) return;
-    fprintf(stderr, "sam_follow_selftest: %s:%d: check failed: %s\n", __FILE__, line, what);
-    (*failed)++;
-}
-#define S_CHECK(cond) s_check(&failed, (cond), __LINE__, #cond)
+/* A check of this selftest (sam_testkit.h); `failed` is this run's count. */
+#define S_CHECK(cond) ((void)(SAM_CHECK(cond) || failed++))
 
 typedef struct {
     size_t pages, events;
@@ -412,12 +407,9 @@ int sam_follow_selftest(const char *scratch)
 {
     int failed = 0;
     char dir[1024], err[256];
-    snprintf(dir, sizeof dir, "%s/follow-%d", scratch, (int)getpid());
-    zsys_dir_create("%s", dir);
-    const char *tables[] = {"refs", NULL};
-    sam_store_opts_t so = {.map_size_mb = 16, .nosync = true};
-    sam_store_t *store = sam_store_open(dir, tables, &so, err, sizeof err);
-    S_CHECK(store);
+    snprintf(dir, sizeof dir, "%s/follow", scratch);
+    const char *const tables[] = {"refs", NULL};
+    sam_store_t *store = sam_testkit_store(dir, tables); /* counts a failed check itself */
     zsock_t *router = zsock_new_router("tcp://127.0.0.1:*");
     S_CHECK(router);
     if (!store || !router) {

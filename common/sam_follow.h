@@ -159,7 +159,8 @@ const char *sam_follow_field(const ProtobufCMessage *msg, const char *name);
 /* Whether the last poll failed (the followed service is down, as far as the follower knows). */
 bool sam_follow_down(const sam_follow_t *self);
 
-/* The selftest (common selftest): writes only under `scratch`. Returns the failed checks. */
+/* The selftest (run by the common selftest, checks counted by sam_testkit.h): writes only
+   under `scratch`. Returns how many of its checks failed. */
 int sam_follow_selftest(const char *scratch);
 
 #endif

@@ -116,8 +116,8 @@ int sam_reply_error(sam_reply_t *reply, uint32_t code, const char *fmt, ...)
 /* Packs msg as the reply body with status 200. Returns 0, or -1 (500) when out of memory. */
 int sam_reply_message(sam_reply_t *reply, const ProtobufCMessage *msg);
 
-/*  What every handler returns, and the one place it becomes an answer (sam_service.c,
-    s_outcome):
+/*  What every handler returns, and the one place it becomes an answer (rt_outcome, in
+    sam_service_table.c):
       0            done; the reply is what the handler set (a body, or a long poll's wait)
       -1           refused; the handler set the code and message (sam_reply_error), else
                    the runtime answers 500 for a query, 422 for an event
@@ -182,8 +182,8 @@ typedef enum {
     SAM_KIND_BUILTIN,   /* a method of the runtime itself (common/sam_builtin.def) */
 } sam_kind_t;
 
-/*  A request as the runtime holds it (opaque): only the built-in rows' functions see it, in
-    sam_service.c. */
+/*  A request as the runtime holds it (opaque): only the built-in rows' functions see it,
+    inside the runtime (common/sam_service_int.h). */
 typedef struct sam_request_t sam_request_t;
 
 /*  A built-in method: answers r now (returns 0, reply set in r), or takes r over (returns 1:
@@ -213,32 +213,24 @@ typedef struct {
     sam_builtin_fn builtin; /* SAM_KIND_BUILTIN: the runtime's function */
 } sam_row_t;
 
-/*  The lines of a <service>.def, expanded into rows:
+/*  The lines of a <service>.def, expanded into rows (common/sam_service_rows.h does it):
       Q(method, request, reply, roles, handler)   a query
       W(method, request, reply, roles, handler)   a query that writes a transaction of its own
-      E(type, payload, roles, limit, apply, prepare)  an event type
-    e.g. in <service>_main.c:
-      static const sam_row_t s_rows[] = {
-      #define Q SAM_ROW_QUERY
-      #define W SAM_ROW_WRITING_QUERY
-      #define E SAM_ROW_EVENT
-      #include "registry.def"
-      };                                                                                   */
+      E(type, payload, roles, limit, apply, prepare)  an event type                            */
 #define SAM_ROW_QUERY(method, request_type, reply_type, who, handler)                              \
-    {.name = (method),                                                                             \
-     .kind = SAM_KIND_QUERY,                                                                       \
-     .request = (request_type),                                                                    \
-     .reply = (reply_type),                                                                        \
-     .roles = (who),                                                                               \
-     .query = (handler)},
+    SAM_ROW_METHOD_(method, request_type, reply_type, who, false, SAM_KIND_QUERY, .query, handler)
 #define SAM_ROW_WRITING_QUERY(method, request_type, reply_type, who, handler)                      \
+    SAM_ROW_METHOD_(method, request_type, reply_type, who, true, SAM_KIND_QUERY, .query, handler)
+/* A method's row (a query's, or a built-in's with .builtin): the two above and the runtime's
+   own rows (common/sam_builtin.def) are made with it; not for a service's .def. */
+#define SAM_ROW_METHOD_(method, request_type, reply_type, who, writing, row_kind, field, fn)       \
     {.name = (method),                                                                             \
-     .kind = SAM_KIND_QUERY,                                                                       \
+     .kind = (row_kind),                                                                           \
      .request = (request_type),                                                                    \
      .reply = (reply_type),                                                                        \
      .roles = (who),                                                                               \
-     .writes = true,                                                                               \
-     .query = (handler)},
+     .writes = (writing),                                                                          \
+     field = (fn)},
 #define SAM_ROW_EVENT(type, payload_type, who, max_bytes, apply_fn, prepare_fn)                    \
     {.name = (type),                                                                               \
      .kind = SAM_KIND_EVENT,                                                                       \
@@ -268,6 +260,11 @@ typedef struct {
     /* Called once after the loop ends, before the store closes. */
     void (*stop)(sam_service_t *svc);
 } sam_service_def_t;
+
+/* A definition's store, in one line: its tables, the schema version it writes, its migration
+   (NULL when there is nothing to migrate). */
+#define SAM_SERVICE_STORE(table_names, version, migration)                                         \
+    .tables = (table_names), .schema_version = (version), .migrate = (migration)
 
 /*  Runs the service: parses argv (standard options: --broker (repeatable), --data-dir,
     --credit, --insecure, --nosync, --map-size-mb, --instance, --config, --log-level,
@@ -316,8 +313,8 @@ const char *sam_event_attr(const Io__Cloudevents__V1__CloudEvent *ce, const char
 
 /*  The event's payload (binary_data, or proto_data's value) with its length in *len; NULL
     and 0 when it carries neither. Borrowed from ce. (Defined in sam_follow.c, for the
-    followers that read stored events; the write path has its own copy until the runtime's
-    split gives both one home.) */
+    followers that read stored events; the write path, sam_service_write.c, still reads the
+    payload its own way.) */
 const uint8_t *sam_event_data(const Io__Cloudevents__V1__CloudEvent *ce, size_t *len);
 
 #endif

@@ -1,36 +1,30 @@
-/*  sam_status.c — names of the status codes. */
+/*  sam_status.c — names of the status codes, one table. */
 #include "sam_status.h"
+
+#include <stddef.h>
+
+static const struct {
+    uint32_t code;
+    const char *name;
+} s_names[] = {
+    {SAM_OK, "ok"},
+    {SAM_BAD_REQUEST, "bad request"},
+    {SAM_UNAUTHORIZED, "unauthorized"},
+    {SAM_FORBIDDEN, "forbidden"},
+    {SAM_NOT_FOUND, "not found"},
+    {SAM_CONFLICT, "conflict"},
+    {SAM_TOO_LARGE, "too large"},
+    {SAM_UNPROCESSABLE, "refused"},
+    {SAM_BUSY, "busy"},
+    {SAM_INTERNAL, "internal error"},
+    {SAM_NOT_IMPLEMENTED, "not implemented"},
+    {SAM_UNAVAILABLE, "unavailable"},
+    {SAM_TIMEOUT, "timed out"},
+};
 
 const char *sam_status_name(uint32_t code)
 {
-    switch (code) {
-    case SAM_OK:
-        return "ok";
-    case SAM_BAD_REQUEST:
-        return "bad request";
-    case SAM_UNAUTHORIZED:
-        return "unauthorized";
-    case SAM_FORBIDDEN:
-        return "forbidden";
-    case SAM_NOT_FOUND:
-        return "not found";
-    case SAM_CONFLICT:
-        return "conflict";
-    case SAM_TOO_LARGE:
-        return "too large";
-    case SAM_UNPROCESSABLE:
-        return "refused";
-    case SAM_BUSY:
-        return "busy";
-    case SAM_INTERNAL:
-        return "internal error";
-    case SAM_NOT_IMPLEMENTED:
-        return "not implemented";
-    case SAM_UNAVAILABLE:
-        return "unavailable";
-    case SAM_TIMEOUT:
-        return "timed out";
-    default:
-        return "error";
-    }
+    for (size_t i = 0; i < sizeof s_names / sizeof s_names[0]; i++)
+        if (s_names[i].code == code) return s_names[i].name;
+    return "error";
 }

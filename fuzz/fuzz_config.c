@@ -26,10 +26,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
-    /* Scratch files go under the test data folder when a test runs us, else TMPDIR. */
-    const char *tmp = getenv("SAMORDNA_TESTDATA") ? getenv("SAMORDNA_TESTDATA")
-                      : getenv("TMPDIR")          ? getenv("TMPDIR")
-                                                  : "/tmp";
+    const char *tmp = fuzz_scratch_dir();
     zsys_dir_create("%s", tmp);
     snprintf(s_path, sizeof s_path, "%s/samordna-fuzz-config-%d.cfg", tmp, (int)getpid());
     return 0;
@@ -39,11 +36,7 @@ static void s_parse(void *arg);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    FILE *f = fopen(s_path, "wb");
-    if (!f) abort();
-    fwrite(data, 1, size, f);
-    fclose(f);
-    fuzz_quietly(s_parse, NULL);
+    fuzz_file_quietly(s_path, data, size, s_parse, NULL);
     return 0;
 }
 

@@ -20,10 +20,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argv;
     zsys_init();
     zsys_set_linger(0);
-    /* Scratch files go under the test data folder when a test runs us, else TMPDIR. */
-    const char *tmp = getenv("SAMORDNA_TESTDATA") ? getenv("SAMORDNA_TESTDATA")
-                      : getenv("TMPDIR")          ? getenv("TMPDIR")
-                                                  : "/tmp";
+    const char *tmp = fuzz_scratch_dir();
     zsys_dir_create("%s", tmp);
     snprintf(s_path, sizeof s_path, "%s/samordna-fuzz-import-%d.json", tmp, (int)getpid());
     const char *nowhere[] = {"inproc://fuzz-import-nobody"};
@@ -44,10 +41,6 @@ static void s_import(void *arg)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    FILE *f = fopen(s_path, "wb");
-    if (!f) abort();
-    fwrite(data, 1, size, f);
-    fclose(f);
-    fuzz_quietly(s_import, NULL);
+    fuzz_file_quietly(s_path, data, size, s_import, NULL);
     return 0;
 }

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 typedef struct {
     const uint8_t *data;
@@ -62,6 +63,26 @@ static inline void fuzz_quietly(void (*fn)(void *), void *arg)
     dup2(err, 2);
     close(out);
     close(err);
+}
+
+/* Where a target's scratch files go: the test data folder when a test runs us, else TMPDIR,
+   else /tmp. The folder may not exist yet. */
+static inline const char *fuzz_scratch_dir(void)
+{
+    const char *dir = getenv("SAMORDNA_TESTDATA");
+    if (!dir) dir = getenv("TMPDIR");
+    return dir ? dir : "/tmp";
+}
+
+/* For targets that read a file: writes the input to `path`, then runs fn(arg) quietly. */
+static inline void fuzz_file_quietly(const char *path, const uint8_t *data, size_t size,
+                                     void (*fn)(void *), void *arg)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) abort();
+    fwrite(data, 1, size, f);
+    fclose(f);
+    fuzz_quietly(fn, arg);
 }
 
 #endif

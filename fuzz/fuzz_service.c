@@ -185,10 +185,7 @@ static int s_remove(const char *path, const struct stat *st, int flag, struct FT
 
 int main(int argc, char **argv)
 {
-    /* Scratch files go under the test data folder when a test runs us, else TMPDIR. */
-    const char *tmp = getenv("SAMORDNA_TESTDATA") ? getenv("SAMORDNA_TESTDATA")
-                      : getenv("TMPDIR")          ? getenv("TMPDIR")
-                                                  : "/tmp";
+    const char *tmp = fuzz_scratch_dir();
     zsys_dir_create("%s", tmp);
     char dir[512];
     snprintf(dir, sizeof dir, "%s/samordna-fuzz-XXXXXX", tmp);

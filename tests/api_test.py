@@ -234,19 +234,15 @@ def test_a_duplicate_is_answered_before_its_payload_is_judged():
     """The runtime refuses a payload by its row (size, type) only after the duplicate check,
     so a repeated (source, id) gets its original sequence number whatever its payload says
     (docs/events.md, "Duplicates"); the same payloads under a new id are refused."""
-    from cloudevents.v1 import cloudevents_pb2
-    from samordna.v1 import events_pb2, registry_pb2
+    from samordna.v1 import registry_pb2
     data = samtest.scratch("api-dup")
     broker, ep = samtest.broker()
     reg = samtest.service("registry", ep, data)
     c = samtest.Client(ep)
 
     def publish(eid, payload):
-        ce = cloudevents_pb2.CloudEvent(id=eid, source="fmov", spec_version="1.0",
-                                        type="no.samordna.registry.agency.registered",
-                                        binary_data=payload)
-        rep, pr = c.call("registry", "events.publish", events_pb2.PublishRequest(event=ce),
-                         events_pb2.PublishReply)
+        rep, pr = samtest.publish(c, "registry", samtest.event(
+            "no.samordna.registry.agency.registered", payload, eid=eid))
         return rep.status.code, rep.status.message, pr
 
     try:

@@ -55,6 +55,21 @@ def stop_clean(proc):
     assert "broker.stopped" in proc.logtext()
 
 
+def stop_all(proc, *socks):
+    """Closes the test's sockets, then stops the broker cleanly."""
+    for sock in socks:
+        sock.close()
+    stop_clean(proc)
+
+
+def accepted(ep, service, offered, answer):
+    """A worker whose READY offers the extension `offered`, once the broker has answered it
+    with exactly `answer`."""
+    w = Worker(ep, service, extension=offered)
+    assert w.recv() == (HEARTBEAT, [answer.encode()])
+    return w
+
+
 def echo_reply(worker, client, frames):
     """Answers a request with a Reply carrying the request's id and the worker's name."""
     req = envelope_pb2.Request()
@@ -167,9 +182,7 @@ def test_mmi_service():
     assert req.poll(5000)
     assert req.recv_multipart() == [MDPC, b"mmi.service", b"200"]
     req.close(0)
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
 
 
 def test_routing_and_balance_over_three_workers():
@@ -213,10 +226,7 @@ def test_routing_and_balance_over_three_workers():
         for client, frames in reqs:
             echo_reply(w, client, frames)
     assert sorted(c.recv().id for _ in ids) == ids
-    for w in workers:
-        w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, *workers, c)
 
 
 def test_client_without_delimiter():
@@ -250,17 +260,14 @@ def test_queued_request_waits_for_a_worker():
     echo_reply(w, client, frames)
     rep = c.recv()
     assert rep.id == rid and rep.status.code == 200
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
 
 
 # ---- the samordna extension ---------------------------------------------------------------
 
 def test_credit_keeps_requests_in_flight():
     proc, ep = samtest.broker()
-    w = Worker(ep, "batch", extension="x-samordna/1 credit=4")
-    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=4"])
+    w = accepted(ep, "batch", "x-samordna/1 credit=4", "x-samordna/1 credit=4")
     c = Client(ep)
     ids = [c.send("batch", f"m{i}") for i in range(6)]
     got = [w.recv_request() for _ in range(4)]  # four before any reply
@@ -274,8 +281,7 @@ def test_credit_keeps_requests_in_flight():
     assert sorted(c.recv().id for _ in ids) == ids
     w.close()
     # A larger credit, answered in reverse order: each reply reaches its own request.
-    w = Worker(ep, "wide", extension="x-samordna/1 credit=20")
-    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=20"])
+    w = accepted(ep, "wide", "x-samordna/1 credit=20", "x-samordna/1 credit=20")
     ids = [c.send("wide", f"m{i}") for i in range(25)]
     got = [w.recv_request() for _ in range(20)]
     assert w.quiet(0.3), "more than 20 requests in flight"
@@ -286,9 +292,7 @@ def test_credit_keeps_requests_in_flight():
     reps = [c.recv() for _ in ids]
     assert sorted(r.id for r in reps) == ids
     assert all(r.body == b"wide:m%d" % (r.id - ids[0]) for r in reps), reps
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
 
 
 def test_plain_worker_gets_one_at_a_time_and_no_extension():
@@ -307,15 +311,13 @@ def test_plain_worker_gets_one_at_a_time_and_no_extension():
         assert w.quiet(0.25), "a second request arrived to a plain worker"
         echo_reply(w, frames[0], frames[2:])
     assert sorted(c.recv().id for _ in ids) == ids
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
 
 
 def test_identity_worker_gets_caller_frame():
     proc, ep = samtest.broker()
-    w = Worker(ep, "ident", extension="x-samordna/1 identity credit=99999 shiny-new-token")
-    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=1024 identity"])
+    w = accepted(ep, "ident", "x-samordna/1 identity credit=99999 shiny-new-token",
+                 "x-samordna/1 credit=1024 identity")
     c = Client(ep)
     body = envelope_pb2.Request(id=77, method="m").SerializeToString()
     c.sock.send_multipart([b"", MDPC, b"ident", body])
@@ -331,10 +333,7 @@ def test_identity_worker_gets_caller_frame():
     c.sock.send_multipart([b"", MDPC, b"other", body])
     client, frames = w2.recv_request()
     assert frames == [body]
-    w.close()
-    w2.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, w2, c)
 
 
 # ---- the batch extension -------------------------------------------------------------------
@@ -400,8 +399,8 @@ def test_batch_worker_takes_and_answers_batches():
         sent[f"m{i}"] = (c, c.send("batched", f"m{i}"))
     for c in clients:  # a connection's MMI answer comes after its requests are queued
         assert c.mmi("mmi.service", b"batched")[3] == b"404"
-    w = Worker(ep, "batched", extension="x-samordna/1 credit=8 identity batch")
-    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=8 identity batch"])
+    w = accepted(ep, "batched", "x-samordna/1 credit=8 identity batch",
+                 "x-samordna/1 credit=8 identity batch")
     owner = {}  # routing id -> client
 
     def check(items):
@@ -459,8 +458,7 @@ def test_batch_worker_takes_and_answers_batches():
 
 def test_batch_worker_without_identity_gets_no_caller():
     proc, ep = samtest.broker()
-    w = Worker(ep, "anon", extension="x-samordna/1 batch credit=2")
-    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=2 batch"])
+    w = accepted(ep, "anon", "x-samordna/1 batch credit=2", "x-samordna/1 credit=2 batch")
     c = Client(ep)
     rid = c.send("anon", "m", b"payload")
     command, frames = w.recv()
@@ -473,17 +471,14 @@ def test_batch_worker_without_identity_gets_no_caller():
     send_batch(w, answer(items[0]))
     rep = c.recv()
     assert rep.id == rid and rep.body == b"re:m", rep
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
 
 
 def test_batch_carries_multi_frame_bodies_both_ways():
     """A client's body frames are the item's `body` entries, in order, and a reply item's
     entries reach the client as that many frames."""
     proc, ep = samtest.broker()
-    w = Worker(ep, "multi", extension="x-samordna/1 credit=4 batch")
-    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=4 batch"])
+    w = accepted(ep, "multi", "x-samordna/1 credit=4 batch", "x-samordna/1 credit=4 batch")
     c = Client(ep)
     req = envelope_pb2.Request(id=5, method="m").SerializeToString()
     c.sock.send_multipart([b"", MDPC, b"multi", req, b"second", b"", b"\x00fourth"])
@@ -502,9 +497,7 @@ def test_batch_carries_multi_frame_bodies_both_ways():
     one_rep.ParseFromString(got[0][3])
     assert one_rep.id == plain and one_rep.body == b"re:one"
     assert got[1] == [b"", MDPC, b"multi", rep, b"", b"more", b"x" * 1000], got[1][:6]
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
 
 
 def test_batch_is_sent_early_when_it_reaches_32k():
@@ -513,17 +506,14 @@ def test_batch_is_sent_early_when_it_reaches_32k():
     c = Client(ep)
     ids = [c.send("bulky", f"b{i}", bytes([65 + i]) * 10000) for i in range(8)]
     assert c.mmi("mmi.service", b"bulky")[3] == b"404"  # all eight are queued
-    w = Worker(ep, "bulky", extension="x-samordna/1 credit=8 batch")
-    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=8 batch"])
+    w = accepted(ep, "bulky", "x-samordna/1 credit=8 batch", "x-samordna/1 credit=8 batch")
     items, sizes = recv_items(w, 8)
     assert len(sizes) >= 3 and all(s <= 32 * 1024 for s in sizes), sizes
     assert sorted(request_of(i).id for i in items) == ids
     assert all(request_of(i).body == bytes([64 + request_of(i).id]) * 10000 for i in items)
     send_batch(w, *[answer(i) for i in items])
     assert sorted(c.recv().id for _ in ids) == ids
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
 
 
 def test_batch_reply_malformed_is_survived():
@@ -531,8 +521,7 @@ def test_batch_reply_malformed_is_survived():
     a broken item's client gets an error where the broker can tell who it is, requests whose
     answers were lost stay in flight until the worker leaves, and the broker serves on."""
     proc, ep = samtest.broker("--max-msg", "4096")
-    w = Worker(ep, "sturdy", extension="x-samordna/1 credit=16 batch")
-    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=16 batch"])
+    w = accepted(ep, "sturdy", "x-samordna/1 credit=16 batch", "x-samordna/1 credit=16 batch")
     clients = [Client(ep) for _ in range(7)]
     for k, c in enumerate(clients):
         c.send("sturdy", f"c{k}")
@@ -719,9 +708,7 @@ def test_broker_restart_and_worker_reregisters():
     client, frames = w.recv_request()
     echo_reply(w, client, frames)
     assert c.recv().id == rid
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
 
 
 # ---- limits --------------------------------------------------------------------------------
@@ -743,9 +730,7 @@ def test_queue_cap_answers_429():
     for _ in range(3):
         echo_reply(w, *w.recv_request())
     assert sorted(c.recv().id for _ in range(3)) == [1, 2, 3]
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
 
 
 def test_requests_past_their_callers_deadline_are_dropped_not_dispatched():
@@ -753,8 +738,7 @@ def test_requests_past_their_callers_deadline_are_dropped_not_dispatched():
     queued when that is over goes to no worker. Counted, logged once per service and tick;
     a caller that says nothing gets the broker's default and its requests are served."""
     proc, ep = samtest.broker("--request-timeout-ms", "20000")
-    w = Worker(ep, "slow", extension="x-samordna/1 credit=1")
-    assert w.recv() == (HEARTBEAT, [b"x-samordna/1 credit=1"])
+    w = accepted(ep, "slow", "x-samordna/1 credit=1", "x-samordna/1 credit=1")
     gone = Client(ep)
     for i in range(200):
         req = envelope_pb2.Request(id=i + 1, method="m", body=b"", timeout_ms=200)
@@ -818,9 +802,7 @@ def test_oversized_message_answers_413():
     rid = c.send("echo", "small", b"x" * 100)
     echo_reply(w, *w.recv_request())
     assert c.recv().id == rid
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
 
 
 # ---- broken input --------------------------------------------------------------------------
@@ -884,9 +866,7 @@ def test_malformed_input_is_survived():
     echo_reply(w, *w.recv_request())
     assert c.recv().id == rid
     raw.close(0)
-    w.close()
-    c.close()
-    stop_clean(proc)
+    stop_all(proc, w, c)
     log = proc.logtext()
     assert logged(log, "message.malformed") >= len(bad) + 4, log
     assert "reply.unknown_client" in log

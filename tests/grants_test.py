@@ -13,8 +13,7 @@ import time
 
 import samtest
 from samtest import Client
-from samordna.v1 import events_pb2, grants_pb2, registry_pb2
-from cloudevents.v1 import cloudevents_pb2
+from samordna.v1 import envelope_pb2, grants_pb2, registry_pb2
 
 G = grants_pb2
 NOK = 100  # øre
@@ -23,22 +22,15 @@ AGENCIES = ["fmov", "nav-ost-viken", "ofk", "bufetat-ost", "imdi-ost", "husbanke
             "politi-ost"]
 MUNICIPALITIES = ["halden", "sarpsborg", "fredrikstad", "moss-rygge", "indre-ostfold"]
 
-_ids = [0]
-
-
 def event(etype, payload, source="fmov", eid=None):
-    _ids[0] += 1
-    ce = cloudevents_pb2.CloudEvent(id=eid or f"t-{os.getpid()}-{_ids[0]}", source=source,
-                                    spec_version="1.0", type=etype)
-    ce.binary_data = payload if isinstance(payload, bytes) else payload.SerializeToString()
-    ce.attributes["datacontenttype"].ce_string = "application/protobuf"
-    return events_pb2.PublishRequest(event=ce)
+    """The events.publish body of one event, its data marked as protobuf."""
+    return samtest.publish_req(etype, payload, source=source, eid=eid,
+                               content_type="application/protobuf")
 
 
 def publish(c, service, etype, payload, source="fmov", eid=None):
     """Publishes one event; returns (status code, message, PublishReply or None)."""
-    rep, pr = c.call(service, "events.publish", event(etype, payload, source, eid),
-                     events_pb2.PublishReply)
+    rep, pr = samtest.publish(c, service, event(etype, payload, source, eid))
     return rep.status.code, rep.status.message, pr
 
 
@@ -641,118 +633,51 @@ def test_import_of_the_ostfold_fixture():
     assert samctl(ep, "grants", "ledger", "verify").stdout.startswith("the books balance")
 
 
-class BrokerOfOurOwn:
-    """The test in the broker's place, so it can hand grants authenticated callers (the real
-    broker passes identities only once CURVE is configured). It answers the service's own
-    client too: events.read with the registry outbox given, 404 to any registry get."""
-
-    def __init__(self, registry_events):
-        import zmq
-        self.zmq = zmq
-        self.ep = f"tcp://127.0.0.1:{samtest.free_port()}"
-        self.sock = samtest.CTX.socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind(self.ep)
-        self.outbox = registry_events
-        self.worker = None
-        self.next_id = 0
-
-    def close(self):
-        self.sock.close(0)
-
-    def _answer_client(self, frames):
-        from samordna.v1 import envelope_pb2
-        req = envelope_pb2.Request.FromString(frames[4])
-        rep = envelope_pb2.Reply(id=req.id)
-        if req.method == "events.read":
-            after = events_pb2.ReadRequest.FromString(req.body).after_seq
-            rep.status.code = 200
-            rep.body = events_pb2.ReadReply(
-                events=[e for e in self.outbox if e.seq > after],
-                last_seq=len(self.outbox)).SerializeToString()
-        else:
-            rep.status.code = 404
-            rep.status.message = "not here"
-        self.sock.send_multipart([frames[0], b"", samtest.MDPC, frames[3],
-                                  rep.SerializeToString()])
-
-    def serve(self, until_id=None, timeout=5.0):
-        from samordna.v1 import envelope_pb2
-        end = time.time() + timeout
-        while time.time() < end:
-            if not self.sock.poll(50):
-                continue
-            f = self.sock.recv_multipart()
-            if f[2] == samtest.MDPC:
-                self._answer_client(f)
-            elif f[3] == samtest.READY:
-                self.worker = f[0]
-                self.sock.send_multipart([self.worker, b"", samtest.MDPW, samtest.HEARTBEAT,
-                                          b"x-samordna/1 credit=16 identity"])
-            elif f[3] == samtest.REPLY:
-                rep = envelope_pb2.Reply.FromString(f[6])
-                if rep.id == until_id:
-                    return rep
-        assert until_id is None, f"no reply to request {until_id}"
-        return None
-
-    def publish(self, agency, etype, payload, role="publisher"):
-        from samordna.v1 import envelope_pb2
-        self.next_id += 1
-        caller = envelope_pb2.Caller(agency=agency, role=role)
-        req = envelope_pb2.Request(id=self.next_id, method="events.publish",
-                                   body=event(etype, payload, source=agency).SerializeToString())
-        self.sock.send_multipart([self.worker, b"", samtest.MDPW, samtest.REQUEST, b"C1", b"",
-                                  caller.SerializeToString(), req.SerializeToString()])
-        rep = self.serve(self.next_id)
-        return rep.status.code, rep.status.message
-
-
 def test_publishers_change_only_what_they_own():
-    outbox = []
-
-    def registered(etype, msg):
-        ce = cloudevents_pb2.CloudEvent(id=f"r{len(outbox) + 1}", source="fmov",
-                                        spec_version="1.0", type=etype,
-                                        binary_data=msg.SerializeToString())
-        outbox.append(events_pb2.StoredEvent(seq=len(outbox) + 1, event=ce))
-
+    # The test in the broker's place, so it can hand grants authenticated callers (the real
+    # broker passes identities only once CURVE is configured). It answers the service's own
+    # client too: events.read from the registry outbox it stores, 404 to any registry get.
+    ob = samtest.FakeBroker(outbox=[])
     for a in ["fmov", "ofk", "nav-ost-viken", "husbanken-ost"]:
-        registered("no.samordna.registry.agency.registered", registry_pb2.Agency(id=a, name=a))
-    registered("no.samordna.registry.municipality.registered",
-               registry_pb2.Municipality(id="halden", name="Halden"))
-    ob = BrokerOfOurOwn(outbox)
+        ob.store("no.samordna.registry.agency.registered", registry_pb2.Agency(id=a, name=a))
+    ob.store("no.samordna.registry.municipality.registered",
+             registry_pb2.Municipality(id="halden", name="Halden"))
     samtest.Proc("grants-own", ["samordna-grants", "--broker", ob.ep, "--data-dir",
                                 samtest.scratch("grants-own"), "--insecure"])
     try:
-        samtest.wait_for(lambda: ob.serve(timeout=0.1) is None and ob.worker is not None, 10,
-                         "the grants worker")
+        ob.accept("grants", credit=16)
+
+        def publish_as(agency, etype, payload, role="publisher"):
+            rep, _ = ob.publish(event(etype, payload, source=agency),
+                                envelope_pb2.Caller(agency=agency, role=role))
+            return rep.status.code, rep.status.message
+
         T = "no.samordna.grants."
         scheme = G.Scheme(id="eget-2019", name="Eget", owner="fmov", year=2019)
         # The projection catches up from the outbox the test serves.
-        samtest.wait_for(lambda: ob.publish("fmov", T + "scheme.created", scheme)[0] in
+        samtest.wait_for(lambda: publish_as("fmov", T + "scheme.created", scheme)[0] in
                          (200, 409), 10, "the registry projection")
-        code, msg = ob.publish("ofk", T + "scheme.created",
+        code, msg = publish_as("ofk", T + "scheme.created",
                                G.Scheme(id="annet", name="x", owner="fmov", year=2019))
         assert code == 403 and msg.startswith("scheme.owner:"), (code, msg)
         joint = World.award_msg("felles", "eget-2019", "halden", 300,
                                 funders=[("fmov", 200), ("nav-ost-viken", 100)])
-        code, msg = ob.publish("ofk", T + "award.granted", joint)
+        code, msg = publish_as("ofk", T + "award.granted", joint)
         assert code == 403 and "owned by 'fmov'" in msg, (code, msg)
-        assert ob.publish("fmov", T + "award.granted", joint)[0] == 200
+        assert publish_as("fmov", T + "award.granted", joint)[0] == 200
         pay = G.Payment(award="felles", id="d1", amount_ore=30 * NOK)
-        code, msg = ob.publish("husbanken-ost", T + "disbursement.made", pay)
+        code, msg = publish_as("husbanken-ost", T + "disbursement.made", pay)
         assert code == 403 and "neither the owner" in msg, (code, msg)
-        assert ob.publish("nav-ost-viken", T + "disbursement.made", pay)[0] == 200
+        assert publish_as("nav-ost-viken", T + "disbursement.made", pay)[0] == 200
         instr = G.Instrument(id="veileder", agency="nav-ost-viken", municipality="halden",
                              year=2019, kind=G.INSTRUMENT_KIND_ADVICE, title="Veiledning")
-        code, msg = ob.publish("husbanken-ost", T + "instrument.registered", instr)
+        code, msg = publish_as("husbanken-ost", T + "instrument.registered", instr)
         assert code == 403 and msg.startswith("instrument.agency:"), (code, msg)
-        assert ob.publish("nav-ost-viken", T + "instrument.registered", instr)[0] == 200
+        assert publish_as("nav-ost-viken", T + "instrument.registered", instr)[0] == 200
         need = G.Need(id="bolig", municipality="halden", year=2019, title="Boliger")
-        code, msg = ob.publish("ofk", T + "need.recorded", need)
+        code, msg = publish_as("ofk", T + "need.recorded", need)
         assert code == 403 and msg.startswith("need.municipality:"), (code, msg)
-        code, msg = ob.publish("fmov", T + "award.granted",
+        code, msg = publish_as("fmov", T + "award.granted",
                                World.award_msg("lest", "eget-2019", "halden", 1), role="reader")
         assert code == 403, (code, msg)
     finally:

@@ -13,7 +13,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 import samtest  # noqa: E402
 from samordna.v1 import (envelope_pb2, events_pb2, grants_pb2, notify_pb2,  # noqa: E402
                          registry_pb2, status_pb2)
-from cloudevents.v1 import cloudevents_pb2  # noqa: E402
 from google.protobuf.descriptor import FieldDescriptor  # noqa: E402
 
 PLACE = "PLACEHLD"  # 8 bytes, replaced on the wire by each bad value of 8 bytes
@@ -36,17 +35,8 @@ EVENTS = {
     "grants": ("no.samordna.grants.scheme.created", grants_pb2.Scheme),
     "notify": ("no.samordna.notify.subscription.created", notify_pb2.SubscriptionCreated),
 }
-_n = iter(range(1, 10**9))
-
-
-def _publish_raw(c, service, body):
-    rep, _ = c.call(service, "events.publish", body, None)
-    return rep
-
-
-def _event(etype, data=b"", eid=None):
-    return cloudevents_pb2.CloudEvent(id=eid or f"hostile-{next(_n)}", source="fmov",
-                                      spec_version="1.0", type=etype, binary_data=data)
+def _publish(c, service, body):
+    return samtest.publish(c, service, body)[0]
 
 
 def _string_paths(cls, prefix="", depth=0):
@@ -119,23 +109,23 @@ def test_bad_text_in_every_string_field_of_every_service_is_refused_and_nothing_
                 packed = _payload_with(cls, names, repeated)
                 for raw, why in BAD:
                     data = packed.replace(PLACE.encode(), raw)
-                    body = events_pb2.PublishRequest(event=_event(etype, data))
-                    _refused(_publish_raw(s.c, svc, body.SerializeToString()), "data." + path,
+                    body = events_pb2.PublishRequest(event=samtest.event(etype, data))
+                    _refused(_publish(s.c, svc, body.SerializeToString()), "data." + path,
                              why)
                     checked += 1
             # the CloudEvent's own attributes
             for attr in ("id", "source", "type"):
                 for raw, why in BAD + [(FORGE[:8], "control character")]:
-                    ev = _event(etype, _payload_with(cls, *_string_paths(cls)[0][1:]))
+                    ev = samtest.event(etype, _payload_with(cls, *_string_paths(cls)[0][1:]))
                     setattr(ev, attr, PLACE)
                     wire = events_pb2.PublishRequest(event=ev).SerializeToString()
-                    _refused(_publish_raw(s.c, svc, wire.replace(PLACE.encode(), raw)),
+                    _refused(_publish(s.c, svc, wire.replace(PLACE.encode(), raw)),
                              "event." + attr, why)
                     checked += 1
-            ev = _event(etype, b"")
+            ev = samtest.event(etype, b"")
             ev.attributes["subject"].ce_string = PLACE
             wire = events_pb2.PublishRequest(event=ev).SerializeToString()
-            _refused(_publish_raw(s.c, svc, wire.replace(PLACE.encode(), b"sub\xffject")),
+            _refused(_publish(s.c, svc, wire.replace(PLACE.encode(), b"sub\xffject")),
                      "event.attributes[0]", "not valid UTF-8")
         # a query's request: the id asked for
         for svc, method, req in (
@@ -161,7 +151,7 @@ def test_a_newline_in_free_text_is_kept_and_a_forged_line_is_escaped_in_the_log(
     s = Suite()
     try:
         name = "Statsforvalteren\ni Oslo og Viken"
-        rep = _publish_raw(s.c, "registry", events_pb2.PublishRequest(event=_event(
+        rep = _publish(s.c, "registry", events_pb2.PublishRequest(event=samtest.event(
             "no.samordna.registry.agency.registered",
             registry_pb2.Agency(id="fmov", name=name, kind=2).SerializeToString()))
             .SerializeToString())
@@ -169,10 +159,10 @@ def test_a_newline_in_free_text_is_kept_and_a_forged_line_is_escaped_in_the_log(
         rep, agency = s.c.call("registry", "registry.agencies.get",
                                registry_pb2.GetRequest(id="fmov"), registry_pb2.Agency)
         assert rep.status.code == 200 and agency.name == name, (rep.status, agency)
-        ev = _event("no.samordna.registry.agency.registered", b"x")
+        ev = samtest.event("no.samordna.registry.agency.registered", b"x")
         ev.id = "x" + PLACE
         wire = events_pb2.PublishRequest(event=ev).SerializeToString()
-        rep = _publish_raw(s.c, "registry", wire.replace(PLACE.encode(), FORGE))
+        rep = _publish(s.c, "registry", wire.replace(PLACE.encode(), FORGE))
         _refused(rep, "event.id", "control character")
         for svc, log in s.logs().items():
             assert not any(line.startswith("FORGED") for line in log.splitlines()), svc

@@ -147,40 +147,26 @@ def test_wrong_files_are_refused_with_the_json_path():
     broker, ep, _, reg = start("imp-wrong")
     good = load_fixture()
 
-    doc = copy.deepcopy(good)
-    doc["pilots"][2]["investment_leader"] = "nobody"
-    err = refused(ep, doc, "imp-w1")
-    assert "$.pilots[2].investment_leader: unknown agency 'nobody'" in err, err
-
-    doc = copy.deepcopy(good)
-    doc["agencies"][1]["kind"] = "spaceship"
-    err = refused(ep, doc, "imp-w2")
-    assert "$.agencies[1].kind: 'spaceship' is not one of" in err, err
-
-    doc = copy.deepcopy(good)
-    doc["municipalities"][0]["numbers"][1]["from"] = "2020-13-01"
-    err = refused(ep, doc, "imp-w3")
-    assert "$.municipalities[0].numbers[1].from" in err, err
-
-    doc = copy.deepcopy(good)
-    doc["pilots"][0]["investmnet_leader"] = doc["pilots"][0].pop("investment_leader")
-    err = refused(ep, doc, "imp-w4")
-    assert "$.pilots[0].investmnet_leader: unknown member" in err, err
-
-    doc = copy.deepcopy(good)
-    doc["invitations"][3]["answer"] = "maybe"
-    err = refused(ep, doc, "imp-w5")
-    assert "$.invitations[3].answer" in err, err
-
-    doc = copy.deepcopy(good)
-    doc["format"] = "something-else/2"
-    err = refused(ep, doc, "imp-w6")
-    assert "$.format" in err, err
-
-    doc = copy.deepcopy(good)
-    doc["agencies"].append(dict(doc["agencies"][0]))
-    err = refused(ep, doc, "imp-w7")
-    assert "$.agencies[8]: agency 'fmov' is already defined at $.agencies[0]" in err, err
+    # Each a copy of the good file with one change, refused naming the place in the file.
+    changes = [
+        (lambda d: d["pilots"][2].update(investment_leader="nobody"),
+         "$.pilots[2].investment_leader: unknown agency 'nobody'"),
+        (lambda d: d["agencies"][1].update(kind="spaceship"),
+         "$.agencies[1].kind: 'spaceship' is not one of"),
+        (lambda d: d["municipalities"][0]["numbers"][1].update({"from": "2020-13-01"}),
+         "$.municipalities[0].numbers[1].from"),
+        (lambda d: d["pilots"][0].update(investmnet_leader=d["pilots"][0].pop("investment_leader")),
+         "$.pilots[0].investmnet_leader: unknown member"),
+        (lambda d: d["invitations"][3].update(answer="maybe"), "$.invitations[3].answer"),
+        (lambda d: d.update(format="something-else/2"), "$.format"),
+        (lambda d: d["agencies"].append(dict(d["agencies"][0])),
+         "$.agencies[8]: agency 'fmov' is already defined at $.agencies[0]"),
+    ]
+    for i, (change, expected) in enumerate(changes, 1):
+        doc = copy.deepcopy(good)
+        change(doc)
+        err = refused(ep, doc, f"imp-w{i}")
+        assert expected in err, (expected, err)
 
     text = json.dumps(good, ensure_ascii=False, indent=1)
     err = refused(ep, text[: len(text) // 2], "imp-w8")

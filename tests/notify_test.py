@@ -12,10 +12,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
 
 import samtest  # noqa: E402
-from samtest import Client  # noqa: E402
+from samtest import Client, publish  # noqa: E402
 from samordna.v1 import envelope_pb2, events_pb2, grants_pb2, notify_pb2, registry_pb2, status_pb2  # noqa
 import datetime  # noqa: E402
-from cloudevents.v1 import cloudevents_pb2  # noqa: E402
 from notify_receivers import SmtpRecorder, WebhookReceiver, verify  # noqa: E402
 
 ECHO = "no.samordna.echo.recorded"
@@ -26,41 +25,27 @@ WEBHOOK = notify_pb2.NOTIFY_CHANNEL_WEBHOOK
 EMAIL = notify_pb2.NOTIFY_CHANNEL_EMAIL
 
 
-def cloud_event(eid, etype=ECHO, source="fmov", data=b"x", subject=None):
-    ev = cloudevents_pb2.CloudEvent(id=eid, source=source, spec_version="1.0", type=etype,
-                                    binary_data=data)
-    if subject is not None:
-        ev.attributes["subject"].ce_string = subject
-    return ev
-
-
-def publish(c, service, ev, timeout=5.0):
-    rep, msg = c.call(service, "events.publish", events_pb2.PublishRequest(event=ev),
-                      events_pb2.PublishReply, timeout=timeout)
-    return rep, msg
-
-
 _n = [0]
 
 
 def subscribe(c, sid, channel=INBOX, source="fmov", **fields):
     _n[0] += 1
     sub = notify_pb2.Subscription(id=sid, channel=channel, **fields)
-    ev = cloud_event(f"sub-{sid}-{_n[0]}", "no.samordna.notify.subscription.created",
-                     source=source,
-                     data=notify_pb2.SubscriptionCreated(subscription=sub).SerializeToString())
+    ev = samtest.event("no.samordna.notify.subscription.created",
+                       notify_pb2.SubscriptionCreated(subscription=sub),
+                       eid=f"sub-{sid}-{_n[0]}", source=source)
     return publish(c, "notify", ev)[0]
 
 
 def unsubscribe(c, sid, source="fmov"):
     _n[0] += 1
-    ev = cloud_event(f"unsub-{sid}-{_n[0]}", "no.samordna.notify.subscription.deleted",
-                     source=source,
-                     data=notify_pb2.SubscriptionDeleted(id=sid).SerializeToString())
+    ev = samtest.event("no.samordna.notify.subscription.deleted",
+                       notify_pb2.SubscriptionDeleted(id=sid), eid=f"unsub-{sid}-{_n[0]}",
+                       source=source)
     return publish(c, "notify", ev)[0]
 
 
-class Stack:
+class Stack(samtest.Closing):
     """broker + echo (the followed service) + notify, in one scratch folder."""
 
     def __init__(self, name, *notify_args, echo=True):
@@ -174,179 +159,180 @@ def wait_for(cond, timeout, what):
 
 
 def test_subscriptions_apply_at_once_and_bad_ones_are_refused():
-    s = Stack("notify-subs")
-    c = s.c
-    assert subscribe(c, "halden-all", type="no.samordna.*").status.code == 200
-    info = sub_info(c, "halden-all")
-    assert info.subscription.agency == "fmov"
-    assert info.state.state == notify_pb2.NOTIFY_SUB_STATE_ACTIVE
-    rep, lst = c.call("notify", "notify.subscriptions.list", notify_pb2.SubscriptionListRequest(),
-                      notify_pb2.SubscriptionListReply)
-    assert [i.subscription.id for i in lst.subscriptions] == ["halden-all"]
+    with Stack("notify-subs") as s:
+        c = s.c
+        assert subscribe(c, "halden-all", type="no.samordna.*").status.code == 200
+        info = sub_info(c, "halden-all")
+        assert info.subscription.agency == "fmov"
+        assert info.state.state == notify_pb2.NOTIFY_SUB_STATE_ACTIVE
+        rep, lst = c.call("notify", "notify.subscriptions.list",
+                          notify_pb2.SubscriptionListRequest(), notify_pb2.SubscriptionListReply)
+        assert [i.subscription.id for i in lst.subscriptions] == ["halden-all"]
 
-    cases = [
-        (dict(sid="Bad_Id"), "subscription.id"),
-        (dict(sid="x", channel=0), "subscription.channel"),
-        (dict(sid="x", type="no.samordna.*.x"), "subscription.type"),
-        (dict(sid="x", type="no samordna"), "subscription.type"),
-        (dict(sid="x", channel=WEBHOOK), "subscription.url"),
-        (dict(sid="x", channel=WEBHOOK, url="ftp://example.org/x"), "subscription.url"),
-        (dict(sid="x", channel=EMAIL, email="not-an-address"), "subscription.email"),
-        (dict(sid="x", channel=INBOX, url="http://127.0.0.1:1/"), "subscription.url"),
-        (dict(sid="x", source_filter="Not An Agency"), "subscription.source"),
-        (dict(sid="x", description="d" * 1001), "subscription.description"),
-        (dict(sid="halden-all"), "exists already"),
-    ]
-    for kw, words in cases:
-        sid = kw.pop("sid")
-        if "source_filter" in kw:
-            kw["source"] = kw.pop("source_filter")
-            sub = notify_pb2.Subscription(id=sid, channel=INBOX, **kw)
-            ev = cloud_event(f"raw-{sid}-{words}", "no.samordna.notify.subscription.created",
-                             data=notify_pb2.SubscriptionCreated(
-                                 subscription=sub).SerializeToString())
-            rep = publish(c, "notify", ev)[0]
-        else:
-            rep = subscribe(c, sid, **kw)
-        assert rep.status.code in (400, 409), (kw, rep.status)
-        assert words in rep.status.message, (words, rep.status.message)
-    # undecodable payload, missing subscription
-    rep = publish(c, "notify", cloud_event("garbage-1", "no.samordna.notify.subscription.created",
-                                           data=b"\xff\xff\xff"))[0]
-    assert rep.status.code == 400, rep.status
-    rep = publish(c, "notify", cloud_event("empty-1", "no.samordna.notify.subscription.created",
-                                           data=b""))[0]
-    assert rep.status.code == 400, rep.status
-    # unknown type of notify's
-    rep = publish(c, "notify", cloud_event("x-1", "no.samordna.notify.subscription.renamed"))[0]
-    assert rep.status.code == 501, rep.status
-    # nothing of the refused ones was stored
-    rep, lst = c.call("notify", "notify.subscriptions.list", notify_pb2.SubscriptionListRequest(),
-                      notify_pb2.SubscriptionListReply)
-    assert [i.subscription.id for i in lst.subscriptions] == ["halden-all"]
-    # delete: unknown, then the real one
-    assert unsubscribe(c, "nobody").status.code == 404
-    assert unsubscribe(c, "halden-all").status.code == 200
-    rep, _ = c.call("notify", "notify.subscriptions.get", notify_pb2.SubscriptionGetRequest(
-        id="halden-all"))
-    assert rep.status.code == 404
-    s.close()
+        cases = [
+            (dict(sid="Bad_Id"), "subscription.id"),
+            (dict(sid="x", channel=0), "subscription.channel"),
+            (dict(sid="x", type="no.samordna.*.x"), "subscription.type"),
+            (dict(sid="x", type="no samordna"), "subscription.type"),
+            (dict(sid="x", channel=WEBHOOK), "subscription.url"),
+            (dict(sid="x", channel=WEBHOOK, url="ftp://example.org/x"), "subscription.url"),
+            (dict(sid="x", channel=EMAIL, email="not-an-address"), "subscription.email"),
+            (dict(sid="x", channel=INBOX, url="http://127.0.0.1:1/"), "subscription.url"),
+            (dict(sid="x", source_filter="Not An Agency"), "subscription.source"),
+            (dict(sid="x", description="d" * 1001), "subscription.description"),
+            (dict(sid="halden-all"), "exists already"),
+        ]
+        for kw, words in cases:
+            sid = kw.pop("sid")
+            if "source_filter" in kw:
+                kw["source"] = kw.pop("source_filter")
+                sub = notify_pb2.Subscription(id=sid, channel=INBOX, **kw)
+                ev = samtest.event("no.samordna.notify.subscription.created",
+                                   notify_pb2.SubscriptionCreated(subscription=sub),
+                                   eid=f"raw-{sid}-{words}")
+                rep = publish(c, "notify", ev)[0]
+            else:
+                rep = subscribe(c, sid, **kw)
+            assert rep.status.code in (400, 409), (kw, rep.status)
+            assert words in rep.status.message, (words, rep.status.message)
+        # undecodable payload, missing subscription
+        rep = publish(c, "notify", samtest.event("no.samordna.notify.subscription.created",
+                                                 b"\xff\xff\xff",
+                                                 eid="garbage-1"))[0]
+        assert rep.status.code == 400, rep.status
+        rep = publish(c, "notify", samtest.event("no.samordna.notify.subscription.created", b"",
+                                                 eid="empty-1"))[0]
+        assert rep.status.code == 400, rep.status
+        # unknown type of notify's
+        rep = publish(c, "notify", samtest.event("no.samordna.notify.subscription.renamed", b"x",
+                                                 eid="x-1"))[0]
+        assert rep.status.code == 501, rep.status
+        # nothing of the refused ones was stored
+        rep, lst = c.call("notify", "notify.subscriptions.list",
+                          notify_pb2.SubscriptionListRequest(), notify_pb2.SubscriptionListReply)
+        assert [i.subscription.id for i in lst.subscriptions] == ["halden-all"]
+        # delete: unknown, then the real one
+        assert unsubscribe(c, "nobody").status.code == 404
+        assert unsubscribe(c, "halden-all").status.code == 200
+        rep, _ = c.call("notify", "notify.subscriptions.get", notify_pb2.SubscriptionGetRequest(
+            id="halden-all"))
+        assert rep.status.code == 404
 
 
 def test_list_pages_and_filters():
-    s = Stack("notify-list")
-    c = s.c
-    for i in range(7):
-        assert subscribe(c, f"s{i}", source="fmov" if i % 2 else "ofk").status.code == 200
-    seen, token = [], ""
-    while True:
+    with Stack("notify-list") as s:
+        c = s.c
+        for i in range(7):
+            assert subscribe(c, f"s{i}", source="fmov" if i % 2 else "ofk").status.code == 200
+        seen, token = [], ""
+        while True:
+            rep, lst = c.call("notify", "notify.subscriptions.list",
+                              notify_pb2.SubscriptionListRequest(page_size=3, page_token=token),
+                              notify_pb2.SubscriptionListReply)
+            seen += [i.subscription.id for i in lst.subscriptions]
+            token = lst.next_page_token
+            if not token:
+                break
+        assert seen == [f"s{i}" for i in range(7)]
         rep, lst = c.call("notify", "notify.subscriptions.list",
-                          notify_pb2.SubscriptionListRequest(page_size=3, page_token=token),
+                          notify_pb2.SubscriptionListRequest(agency="ofk"),
                           notify_pb2.SubscriptionListReply)
-        seen += [i.subscription.id for i in lst.subscriptions]
-        token = lst.next_page_token
-        if not token:
-            break
-    assert seen == [f"s{i}" for i in range(7)]
-    rep, lst = c.call("notify", "notify.subscriptions.list",
-                      notify_pb2.SubscriptionListRequest(agency="ofk"),
-                      notify_pb2.SubscriptionListReply)
-    assert [i.subscription.id for i in lst.subscriptions] == ["s0", "s2", "s4", "s6"]
-    s.close()
+        assert [i.subscription.id for i in lst.subscriptions] == ["s0", "s2", "s4", "s6"]
 
 
 # ---- matching and the inbox ---------------------------------------------------------------
 
 
 def test_matching_by_exact_type_prefix_source_and_subject():
-    s = Stack("notify-match")
-    c = s.c
-    assert subscribe(c, "exact", type=ECHO).status.code == 200
-    assert subscribe(c, "prefix", type="no.samordna.echo.*").status.code == 200
-    assert subscribe(c, "other-prefix", type="no.samordna.grants.*").status.code == 200
-    assert subscribe(c, "from-ofk", source="ofk").status.code == 200  # filter on source
-    sub = notify_pb2.Subscription(id="ofk-only", channel=INBOX, source="ofk")
-    assert publish(c, "notify", cloud_event("so", "no.samordna.notify.subscription.created",
-                   data=notify_pb2.SubscriptionCreated(subscription=sub).SerializeToString())
-                   )[0].status.code == 200
-    assert subscribe(c, "halden", type=ECHO, subject="halden").status.code == 200
-    assert subscribe(c, "everything").status.code == 200
-    publish(c, "echo", cloud_event("e1", subject="halden"))
-    publish(c, "echo", cloud_event("e2", source="ofk", subject="sarpsborg"))
-    publish(c, "echo", cloud_event("e3"))
-    want = {"exact": ["e1", "e2", "e3"], "prefix": ["e1", "e2", "e3"], "other-prefix": [],
-            "from-ofk": ["e1", "e2", "e3"], "ofk-only": ["e2"], "halden": ["e1"],
-            "everything": ["e1", "e2", "e3"]}
-    wait_inbox(c, "everything", 3)
-    for sid, ids in want.items():
-        got = [i.event.id for i in inbox_read(c, sid)]
-        assert got == ids, (sid, got, ids)
-    items = inbox_read(c, "exact")
-    assert items[0].service == "echo" and items[0].seq >= 1 and items[0].committed_ms > 0
-    s.close()
+    with Stack("notify-match") as s:
+        c = s.c
+        assert subscribe(c, "exact", type=ECHO).status.code == 200
+        assert subscribe(c, "prefix", type="no.samordna.echo.*").status.code == 200
+        assert subscribe(c, "other-prefix", type="no.samordna.grants.*").status.code == 200
+        assert subscribe(c, "from-ofk", source="ofk").status.code == 200  # filter on source
+        sub = notify_pb2.Subscription(id="ofk-only", channel=INBOX, source="ofk")
+        assert publish(c, "notify", samtest.event("no.samordna.notify.subscription.created",
+                                                  notify_pb2.SubscriptionCreated(subscription=sub),
+                                                  eid="so")
+                       )[0].status.code == 200
+        assert subscribe(c, "halden", type=ECHO, subject="halden").status.code == 200
+        assert subscribe(c, "everything").status.code == 200
+        publish(c, "echo", samtest.event(ECHO, b"x", eid="e1", subject="halden"))
+        publish(c, "echo", samtest.event(ECHO, b"x", eid="e2", source="ofk", subject="sarpsborg"))
+        publish(c, "echo", samtest.event(ECHO, b"x", eid="e3"))
+        want = {"exact": ["e1", "e2", "e3"], "prefix": ["e1", "e2", "e3"], "other-prefix": [],
+                "from-ofk": ["e1", "e2", "e3"], "ofk-only": ["e2"], "halden": ["e1"],
+                "everything": ["e1", "e2", "e3"]}
+        wait_inbox(c, "everything", 3)
+        for sid, ids in want.items():
+            got = [i.event.id for i in inbox_read(c, sid)]
+            assert got == ids, (sid, got, ids)
+        items = inbox_read(c, "exact")
+        assert items[0].service == "echo" and items[0].seq >= 1 and items[0].committed_ms > 0
 
 
 def test_inbox_keeps_what_is_not_acknowledged():
-    s = Stack("notify-inbox")
-    c = s.c
-    assert subscribe(c, "sys", type=ECHO).status.code == 200
-    publish_many(c, "echo", (cloud_event(f"i{k}") for k in range(30)))
-    items = wait_inbox(c, "sys", 30)
-    assert [i.event.id for i in items] == [f"i{k}" for k in range(30)]
-    # read again without ack: the same, in the same order
-    assert [i.qseq for i in inbox_read(c, "sys")] == [i.qseq for i in items]
-    assert inbox_ack(c, "sys", items[9].qseq) == 10
-    assert inbox_ack(c, "sys", items[9].qseq) == 0  # idempotent
-    rest = inbox_read(c, "sys", max=5)
-    assert [i.event.id for i in rest] == [f"i{k}" for k in range(10, 15)]
-    # the log shows each acknowledgement with its latency
-    rep, log = c.call("notify", "notify.log", notify_pb2.LogRequest(subscription="sys"),
-                      notify_pb2.LogReply)
-    assert [e.attempt.outcome for e in log.entries] == ["acked"] * 10
-    assert all(e.attempt.latency_us >= 0 for e in log.entries)
-    # ack refusals
-    rep, _ = c.call("notify", "notify.inbox.ack", notify_pb2.InboxAckRequest(subscription="sys"))
-    assert rep.status.code == 400 and "upto" in rep.status.message
-    rep, _ = c.call("notify", "notify.inbox.read", notify_pb2.InboxReadRequest(subscription="zz"))
-    assert rep.status.code == 404
-    rep, _ = c.call("notify", "notify.inbox.read", b"\xff\xff")
-    assert rep.status.code == 400
-    s.close()
+    with Stack("notify-inbox") as s:
+        c = s.c
+        assert subscribe(c, "sys", type=ECHO).status.code == 200
+        publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"i{k}") for k in range(30)))
+        items = wait_inbox(c, "sys", 30)
+        assert [i.event.id for i in items] == [f"i{k}" for k in range(30)]
+        # read again without ack: the same, in the same order
+        assert [i.qseq for i in inbox_read(c, "sys")] == [i.qseq for i in items]
+        assert inbox_ack(c, "sys", items[9].qseq) == 10
+        assert inbox_ack(c, "sys", items[9].qseq) == 0  # idempotent
+        rest = inbox_read(c, "sys", max=5)
+        assert [i.event.id for i in rest] == [f"i{k}" for k in range(10, 15)]
+        # the log shows each acknowledgement with its latency
+        rep, log = c.call("notify", "notify.log", notify_pb2.LogRequest(subscription="sys"),
+                          notify_pb2.LogReply)
+        assert [e.attempt.outcome for e in log.entries] == ["acked"] * 10
+        assert all(e.attempt.latency_us >= 0 for e in log.entries)
+        # ack refusals
+        rep, _ = c.call("notify", "notify.inbox.ack",
+                        notify_pb2.InboxAckRequest(subscription="sys"))
+        assert rep.status.code == 400 and "upto" in rep.status.message
+        rep, _ = c.call("notify", "notify.inbox.read",
+                        notify_pb2.InboxReadRequest(subscription="zz"))
+        assert rep.status.code == 404
+        rep, _ = c.call("notify", "notify.inbox.read", b"\xff\xff")
+        assert rep.status.code == 400
 
 
 def test_inbox_read_waits_as_a_long_poll():
-    s = Stack("notify-longpoll")
-    c = s.c
-    assert subscribe(c, "sys", type=ECHO).status.code == 200
-    # an empty inbox with a wait: answered empty once the wait is over
-    t0 = time.time()
-    rep, msg = c.call("notify", "notify.inbox.read",
-                      notify_pb2.InboxReadRequest(subscription="sys", wait_ms=400),
-                      notify_pb2.InboxReadReply)
-    took = time.time() - t0
-    assert rep.status.code == 200 and list(msg.items) == [] and 0.35 <= took < 3 * SLOW, took
-    # parked while an event is published: answered as soon as it is queued, and notify
-    # answers other requests meanwhile
-    other = Client(s.ep)
-    t0 = time.time()
-    rid = c.send("notify", "notify.inbox.read",
-                 notify_pb2.InboxReadRequest(subscription="sys", wait_ms=10000))
-    rep, _ = other.call("notify", "ping")
-    assert rep.status.code == 200
-    time.sleep(0.3)
-    publish(other, "echo", cloud_event("lp1"))
-    rep = c.recv(10)
-    took = time.time() - t0
-    assert rep.id == rid and rep.status.code == 200
-    got = notify_pb2.InboxReadReply()
-    got.ParseFromString(rep.body)
-    assert [i.event.id for i in got.items] == ["lp1"] and took < 5 * SLOW, took
-    # refusals still come at once
-    rep, _ = c.call("notify", "notify.inbox.read",
-                    notify_pb2.InboxReadRequest(subscription="nobody", wait_ms=10000), timeout=2)
-    assert rep.status.code == 404
-    other.close()
-    s.close()
+    with Stack("notify-longpoll") as s:
+        c = s.c
+        assert subscribe(c, "sys", type=ECHO).status.code == 200
+        # an empty inbox with a wait: answered empty once the wait is over
+        t0 = time.time()
+        rep, msg = c.call("notify", "notify.inbox.read",
+                          notify_pb2.InboxReadRequest(subscription="sys", wait_ms=400),
+                          notify_pb2.InboxReadReply)
+        took = time.time() - t0
+        assert rep.status.code == 200 and list(msg.items) == [] and 0.35 <= took < 3 * SLOW, took
+        # parked while an event is published: answered as soon as it is queued, and notify
+        # answers other requests meanwhile
+        other = Client(s.ep)
+        t0 = time.time()
+        rid = c.send("notify", "notify.inbox.read",
+                     notify_pb2.InboxReadRequest(subscription="sys", wait_ms=10000))
+        rep, _ = other.call("notify", "ping")
+        assert rep.status.code == 200
+        time.sleep(0.3)
+        publish(other, "echo", samtest.event(ECHO, b"x", eid="lp1"))
+        rep = c.recv(10)
+        took = time.time() - t0
+        assert rep.id == rid and rep.status.code == 200
+        got = notify_pb2.InboxReadReply()
+        got.ParseFromString(rep.body)
+        assert [i.event.id for i in got.items] == ["lp1"] and took < 5 * SLOW, took
+        # refusals still come at once
+        rep, _ = c.call("notify", "notify.inbox.read",
+                        notify_pb2.InboxReadRequest(subscription="nobody", wait_ms=10000),
+                        timeout=2)
+        assert rep.status.code == 404
+        other.close()
 
 
 def test_kill9_while_10000_events_flow_loses_none_and_keeps_order():
@@ -368,7 +354,7 @@ def test_kill9_while_10000_events_flow_loses_none_and_keeps_order():
                 killed = True
             if k == 7000:
                 s.restart_notify()
-            yield cloud_event(f"k{k:05d}")
+            yield samtest.event(ECHO, b"x", eid=f"k{k:05d}")
 
     publish_many(c, "echo", events())
     assert killed
@@ -398,127 +384,122 @@ def test_kill9_while_10000_events_flow_loses_none_and_keeps_order():
 
 
 def test_a_followed_service_that_is_down_is_caught_up_when_it_comes():
-    s = Stack("notify-down", echo=False)
-    c = s.c
-    assert subscribe(c, "late", type=ECHO).status.code == 200
-    time.sleep(1.5)
-    echo = samtest.service("echo", s.ep, s.data)
-    publish_many(c, "echo", (cloud_event(f"d{k}") for k in range(20)))
-    items = wait_inbox(c, "late", 20)
-    assert [i.event.id for i in items] == [f"d{k}" for k in range(20)]
-    # stop it again: notify keeps going; events published after it comes back arrive
-    echo.stop()
-    time.sleep(1.0)
-    samtest.service("echo", s.ep, s.data)
-    publish(c, "echo", cloud_event("d20"))
-    items = wait_inbox(c, "late", 21)
-    assert items[-1].event.id == "d20"
-    log = s.notify.logtext()
-    assert log.count("follow.unavailable service=echo") <= 3, log
-    rep, cur = c.call("notify", "notify.cursors", b"", notify_pb2.CursorsReply)
-    assert [(x.service, x.seq) for x in cur.cursors] == [("echo", 21)]
-    s.close()
+    with Stack("notify-down", echo=False) as s:
+        c = s.c
+        assert subscribe(c, "late", type=ECHO).status.code == 200
+        time.sleep(1.5)
+        echo = samtest.service("echo", s.ep, s.data)
+        publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"d{k}") for k in range(20)))
+        items = wait_inbox(c, "late", 20)
+        assert [i.event.id for i in items] == [f"d{k}" for k in range(20)]
+        # stop it again: notify keeps going; events published after it comes back arrive
+        echo.stop()
+        time.sleep(1.0)
+        samtest.service("echo", s.ep, s.data)
+        publish(c, "echo", samtest.event(ECHO, b"x", eid="d20"))
+        items = wait_inbox(c, "late", 21)
+        assert items[-1].event.id == "d20"
+        log = s.notify.logtext()
+        assert log.count("follow.unavailable service=echo") <= 3, log
+        rep, cur = c.call("notify", "notify.cursors", b"", notify_pb2.CursorsReply)
+        assert [(x.service, x.seq) for x in cur.cursors] == [("echo", 21)]
 
 
 def test_a_subscription_gets_only_what_is_committed_after_it_however_far_behind_notify_is():
     """The rule is a position, not a moment: notify restarted behind 20 000 events is still
     catching up when the subscription is applied, and the subscription gets none of them."""
-    s = Stack("notify-after")
-    c = s.c
-    s.notify.stop()
-    publish_many(c, "echo", (cloud_event(f"old{k}") for k in range(20000)))
-    s.restart_notify()  # its follower starts 20 000 events behind
-    assert subscribe(c, "after", type=ECHO).status.code == 200
-    rep, cur = c.call("notify", "notify.cursors", b"", notify_pb2.CursorsReply)
-    behind = 20000 - sum(x.seq for x in cur.cursors if x.service == "echo")
-    publish_many(c, "echo", (cloud_event(f"new{k}") for k in range(5)))
-    items = wait_inbox(c, "after", 5)
-    wait_for(lambda: sum(x.seq for x in c.call("notify", "notify.cursors", b"",
-                                                notify_pb2.CursorsReply)[1].cursors) == 20005,
-             60, "the follower to catch up")
-    items = inbox_read(c, "after")
-    assert [i.event.id for i in items] == [f"new{k}" for k in range(5)], \
-        ([i.event.id for i in items][:10], behind)
-    print(f"     (the follower was {behind} events behind when the subscription applied)")
-    s.close()
+    with Stack("notify-after") as s:
+        c = s.c
+        s.notify.stop()
+        publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"old{k}") for k in range(20000)))
+        s.restart_notify()  # its follower starts 20 000 events behind
+        assert subscribe(c, "after", type=ECHO).status.code == 200
+        rep, cur = c.call("notify", "notify.cursors", b"", notify_pb2.CursorsReply)
+        behind = 20000 - sum(x.seq for x in cur.cursors if x.service == "echo")
+        publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"new{k}") for k in range(5)))
+        items = wait_inbox(c, "after", 5)
+        wait_for(lambda: sum(x.seq for x in c.call("notify", "notify.cursors", b"",
+                                                    notify_pb2.CursorsReply)[1].cursors) == 20005,
+                 60, "the follower to catch up")
+        items = inbox_read(c, "after")
+        assert [i.event.id for i in items] == [f"new{k}" for k in range(5)], \
+            ([i.event.id for i in items][:10], behind)
+        print(f"     (the follower was {behind} events behind when the subscription applied)")
 
 
 def test_a_service_down_at_subscription_time_starts_the_subscription_by_time():
     """When notify cannot learn an outbox's head, the subscription starts there by time:
     events recorded before it are not delivered, events after are, and the log says so."""
-    s = Stack("notify-bytime")
-    c = s.c
-    s.notify.stop()
-    publish_many(c, "echo", (cloud_event(f"old{k}") for k in range(50)))
-    s.echo.stop()
-    s.restart_notify()  # behind by 50, and echo is down
-    assert subscribe(c, "bytime", type=ECHO).status.code == 200
-    samtest.service("echo", s.ep, s.data)
-    publish_many(c, "echo", (cloud_event(f"new{k}") for k in range(3)))
-    wait_for(lambda: sum(x.seq for x in c.call("notify", "notify.cursors", b"",
-                                                notify_pb2.CursorsReply)[1].cursors) == 53,
-             30, "the follower to catch up")
-    items = wait_inbox(c, "bytime", 3)
-    assert [i.event.id for i in items] == ["new0", "new1", "new2"]
-    wait_for(lambda: "subscription.started_by_time id=bytime service=echo" in s.notify.logtext(),
-             10, "the log line")
-    s.close()
+    with Stack("notify-bytime") as s:
+        c = s.c
+        s.notify.stop()
+        publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"old{k}") for k in range(50)))
+        s.echo.stop()
+        s.restart_notify()  # behind by 50, and echo is down
+        assert subscribe(c, "bytime", type=ECHO).status.code == 200
+        samtest.service("echo", s.ep, s.data)
+        publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"new{k}") for k in range(3)))
+        wait_for(lambda: sum(x.seq for x in c.call("notify", "notify.cursors", b"",
+                                                    notify_pb2.CursorsReply)[1].cursors) == 53,
+                 30, "the follower to catch up")
+        items = wait_inbox(c, "bytime", 3)
+        assert [i.event.id for i in items] == ["new0", "new1", "new2"]
+        wait_for(lambda: "subscription.started_by_time id=bytime service=echo"
+                 in s.notify.logtext(), 10, "the log line")
 
 
 def test_history_on_purpose_from_a_sequence_number_or_a_moment():
     """--from-seq and --since replay what the follower has passed, in order, then the
     subscription joins the follower: nothing missed, nothing twice."""
-    s = Stack("notify-history")
-    c = s.c
-    publish_many(c, "echo", (cloud_event(f"h{k}") for k in range(1, 1201)))
-    wait_for(lambda: [(x.service, x.seq) for x in c.call(
-        "notify", "notify.cursors", b"", notify_pb2.CursorsReply)[1].cursors] == [("echo", 1200)],
-        30, "the follower to pass the history")
-    rep, page = c.call("echo", "events.read", events_pb2.ReadRequest(after_seq=899, max=1),
-                       events_pb2.ReadReply)
-    since_ms = page.events[0].recorded_ms  # the moment event 900 was recorded
-    hist = notify_pb2.HistoryFrom(service="echo", after_seq=1000)
-    assert subscribe(c, "from-1000", type=ECHO, **{"from": [hist]}).status.code == 200
-    assert subscribe(c, "since-900", type=ECHO, since=str(since_ms)).status.code == 200
-    assert subscribe(c, "from-0", type=ECHO,
-                     **{"from": [notify_pb2.HistoryFrom(service="echo")]}).status.code == 200
-    publish_many(c, "echo", (cloud_event(f"h{k}") for k in range(1201, 1211)))
-    want = lambda lo: [f"h{k}" for k in range(lo, 1211)]  # noqa: E731
-    for sid, lo in (("from-1000", 1001), ("from-0", 1)):
-        items = drain_inbox(c, sid, len(want(lo)))
-        assert [i.event.id for i in items] == want(lo), (sid, [i.event.id for i in items][:5])
-        assert [i.seq for i in items] == sorted(i.seq for i in items)
-    items = drain_inbox(c, "since-900", 311)
-    ids = [i.event.id for i in items]
-    # a moment, not a position: the events of 900's batch recorded before it come too
-    assert ids[ids.index("h900"):] == want(900) and len(ids) == len(set(ids)), ids[:5]
-    assert all(i.committed_ms >= since_ms for i in items)
-    assert all(i.committed_ms == since_ms for i in items[:ids.index("h900")])
-    wait_for(lambda: "replay.done subscription=from-0 service=echo" in s.notify.logtext(), 10,
-             "the replay to finish")
-    bad = subscribe(c, "from-nowhere", type=ECHO,
-                    **{"from": [notify_pb2.HistoryFrom(service="nowhere", after_seq=1)]})
-    assert bad.status.code == 400 and "from[0].service" in bad.status.message, bad.status
-    bad = subscribe(c, "since-bad", type=ECHO, since="yesterday")
-    assert bad.status.code == 400 and "since" in bad.status.message, bad.status
-    s.close()
+    with Stack("notify-history") as s:
+        c = s.c
+        publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"h{k}") for k in range(1, 1201)))
+        wait_for(lambda: [(x.service, x.seq) for x in c.call(
+            "notify", "notify.cursors", b"", notify_pb2.CursorsReply)[1].cursors]
+            == [("echo", 1200)], 30, "the follower to pass the history")
+        rep, page = c.call("echo", "events.read", events_pb2.ReadRequest(after_seq=899, max=1),
+                           events_pb2.ReadReply)
+        since_ms = page.events[0].recorded_ms  # the moment event 900 was recorded
+        hist = notify_pb2.HistoryFrom(service="echo", after_seq=1000)
+        assert subscribe(c, "from-1000", type=ECHO, **{"from": [hist]}).status.code == 200
+        assert subscribe(c, "since-900", type=ECHO, since=str(since_ms)).status.code == 200
+        assert subscribe(c, "from-0", type=ECHO,
+                         **{"from": [notify_pb2.HistoryFrom(service="echo")]}).status.code == 200
+        publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"h{k}") for k in range(1201, 1211)))
+        want = lambda lo: [f"h{k}" for k in range(lo, 1211)]  # noqa: E731
+        for sid, lo in (("from-1000", 1001), ("from-0", 1)):
+            items = drain_inbox(c, sid, len(want(lo)))
+            assert [i.event.id for i in items] == want(lo), (sid, [i.event.id for i in items][:5])
+            assert [i.seq for i in items] == sorted(i.seq for i in items)
+        items = drain_inbox(c, "since-900", 311)
+        ids = [i.event.id for i in items]
+        # a moment, not a position: the events of 900's batch recorded before it come too
+        assert ids[ids.index("h900"):] == want(900) and len(ids) == len(set(ids)), ids[:5]
+        assert all(i.committed_ms >= since_ms for i in items)
+        assert all(i.committed_ms == since_ms for i in items[:ids.index("h900")])
+        wait_for(lambda: "replay.done subscription=from-0 service=echo" in s.notify.logtext(), 10,
+                 "the replay to finish")
+        bad = subscribe(c, "from-nowhere", type=ECHO,
+                        **{"from": [notify_pb2.HistoryFrom(service="nowhere", after_seq=1)]})
+        assert bad.status.code == 400 and "from[0].service" in bad.status.message, bad.status
+        bad = subscribe(c, "since-bad", type=ECHO, since="yesterday")
+        assert bad.status.code == 400 and "since" in bad.status.message, bad.status
 
 
 def test_a_replay_survives_a_restart_of_notify():
-    s = Stack("notify-replay-restart")
-    c = s.c
-    publish_many(c, "echo", (cloud_event(f"r{k}") for k in range(1, 3001)))
-    wait_for(lambda: [x.seq for x in c.call("notify", "notify.cursors", b"",
-                                             notify_pb2.CursorsReply)[1].cursors] == [3000],
-             30, "the follower to pass the history")
-    assert subscribe(c, "replayed", type=ECHO,
-                     **{"from": [notify_pb2.HistoryFrom(service="echo")]}).status.code == 200
-    s.notify.kill9()  # somewhere in the replay, or after it
-    s.restart_notify()
-    publish_many(c, "echo", (cloud_event(f"r{k}") for k in range(3001, 3006)))
-    ids = [i.event.id for i in drain_inbox(c, "replayed", 3005, timeout=60)]
-    assert ids == [f"r{k}" for k in range(1, 3006)], (len(ids), ids[:3])
-    s.close()
+    with Stack("notify-replay-restart") as s:
+        c = s.c
+        publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"r{k}") for k in range(1, 3001)))
+        wait_for(lambda: [x.seq for x in c.call("notify", "notify.cursors", b"",
+                                                 notify_pb2.CursorsReply)[1].cursors] == [3000],
+                 30, "the follower to pass the history")
+        assert subscribe(c, "replayed", type=ECHO,
+                         **{"from": [notify_pb2.HistoryFrom(service="echo")]}).status.code == 200
+        s.notify.kill9()  # somewhere in the replay, or after it
+        s.restart_notify()
+        publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"r{k}") for k in range(3001, 3006)))
+        ids = [i.event.id for i in drain_inbox(c, "replayed", 3005, timeout=60)]
+        assert ids == [f"r{k}" for k in range(1, 3006)], (len(ids), ids[:3])
 
 
 # ---- webhooks -----------------------------------------------------------------------------
@@ -538,7 +519,8 @@ def test_webhook_handshake_signature_and_order():
     s, recv = webhook_stack("notify-hook")
     c = s.c
     assert recv.handshakes >= 1
-    publish_many(c, "echo", (cloud_event(f"w{k}", subject="halden") for k in range(200)))
+    publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"w{k}", subject="halden")
+                             for k in range(200)))
     wait_for(lambda: len(recv.events) >= 200, 20, "200 webhook deliveries")
     assert recv.ids() == [f"w{k}" for k in range(200)]
     ev = recv.events[0]
@@ -565,7 +547,7 @@ def test_forged_secret_is_detected_by_the_receiver():
     import re
     s, recv = webhook_stack("notify-forged")
     real = recv.secret
-    publish(s.c, "echo", cloud_event("f0"))
+    publish(s.c, "echo", samtest.event(ECHO, b"x", eid="f0"))
     wait_for(lambda: recv.ids() == ["f0"], 10, "the first delivery")
     with recv.lock:
         header, body = next((h, b) for h, b in recv.raw if json.loads(b).get("id") == "f0")
@@ -583,7 +565,7 @@ def test_forged_secret_is_detected_by_the_receiver():
     with recv.lock:
         recv.secret = forged
         seen = len(recv.raw)
-    publish(s.c, "echo", cloud_event("f1"))
+    publish(s.c, "echo", samtest.event(ECHO, b"x", eid="f1"))
     wait_for(lambda: recv.bad_signatures >= 2, 10, "refused deliveries")
     assert recv.ids() == ["f0"]
     with recv.lock:
@@ -601,8 +583,8 @@ def test_failures_retry_then_dead_letter_and_replay():
     s, recv = webhook_stack("notify-dead")
     c = s.c
     recv.mode = "fail"
-    publish(c, "echo", cloud_event("x1"))
-    publish(c, "echo", cloud_event("x2"))
+    publish(c, "echo", samtest.event(ECHO, b"x", eid="x1"))
+    publish(c, "echo", samtest.event(ECHO, b"x", eid="x2"))
     # 4 attempts each (the first and 3 retries), then dead
     wait_for(lambda: sub_info(c, "hook").dead == 2, 20, "two dead letters")
     rep, dead = c.call("notify", "notify.dead.list", notify_pb2.DeadListRequest(),
@@ -641,7 +623,7 @@ def test_429_waits_retry_after_and_410_disables():
     recv.script = [429]
     recv.retry_after = "1"
     t0 = time.time()
-    publish(c, "echo", cloud_event("t1"))
+    publish(c, "echo", samtest.event(ECHO, b"x", eid="t1"))
     wait_for(lambda: recv.ids() == ["t1"], 10, "delivery after Retry-After")
     took = time.time() - t0
     assert 0.9 <= took < 4.5 * SLOW, took  # Retry-After (1 s), not the schedule's 100 ms
@@ -652,7 +634,7 @@ def test_429_waits_retry_after_and_410_disables():
         return [e.attempt.outcome for e in log.entries]
     wait_for(lambda: outcomes()[-2:] == ["throttled", "delivered"], 5, "the log of the 429")
     recv.mode = "410"
-    publish(c, "echo", cloud_event("t2"))
+    publish(c, "echo", samtest.event(ECHO, b"x", eid="t2"))
     wait_for(lambda: sub_info(c, "hook").state.state == notify_pb2.NOTIFY_SUB_STATE_DISABLED, 10,
              "the subscription disabled by 410")
     assert "410" in sub_info(c, "hook").state.reason
@@ -667,7 +649,7 @@ def test_receiver_down_for_a_while_gets_its_backlog():
     c = s.c
     port, secret = recv.port, recv.secret
     recv.close()
-    publish_many(c, "echo", (cloud_event(f"b{k}") for k in range(50)))
+    publish_many(c, "echo", (samtest.event(ECHO, b"x", eid=f"b{k}") for k in range(50)))
     time.sleep(1.0)
     # the receiver comes back on the same port
     recv2 = WebhookReceiver(secret, port=port)
@@ -687,8 +669,8 @@ def test_email_through_the_smtp_relay():
     c = s.c
     assert subscribe(c, "post", channel=EMAIL, email="styringsgruppe@fmov.test",
                      type=ECHO).status.code == 200
-    publish(c, "echo", cloud_event("m1", subject="Indre Østfold"))
-    publish(c, "echo", cloud_event("m2"))
+    publish(c, "echo", samtest.event(ECHO, b"x", eid="m1", subject="Indre Østfold"))
+    publish(c, "echo", samtest.event(ECHO, b"x", eid="m2"))
     wait_for(lambda: len(smtp.messages) >= 2, 10, "two mails")
     m = smtp.messages[0]
     assert m["from"] == "<varsel@samordna.test>" and m["to"] == ["<styringsgruppe@fmov.test>"]
@@ -702,12 +684,11 @@ def test_email_through_the_smtp_relay():
 
 
 def test_email_relay_down_retries_then_dead():
-    s = Stack("notify-mail-down", "--smtp-url", f"smtp://127.0.0.1:{samtest.free_port()}")
-    c = s.c
-    assert subscribe(c, "post", channel=EMAIL, email="a@b.test", type=ECHO).status.code == 200
-    publish(c, "echo", cloud_event("md1"))
-    wait_for(lambda: sub_info(c, "post").dead == 1, 15, "a dead letter")
-    s.close()
+    with Stack("notify-mail-down", "--smtp-url", f"smtp://127.0.0.1:{samtest.free_port()}") as s:
+        c = s.c
+        assert subscribe(c, "post", channel=EMAIL, email="a@b.test", type=ECHO).status.code == 200
+        publish(c, "echo", samtest.event(ECHO, b"x", eid="md1"))
+        wait_for(lambda: sub_info(c, "post").dead == 1, 15, "a dead letter")
 
 
 def samctl(ep, *args):
@@ -717,89 +698,36 @@ def samctl(ep, *args):
     return r.returncode, r.stdout, r.stderr
 
 
-class AuthBroker:
-    """The test as the broker, so requests carry an authenticated caller (agency, role) the
-    way samordna-broker passes them to workers that negotiated the identity extension."""
-
-    def __init__(self):
-        import zmq
-        self.ep = f"tcp://127.0.0.1:{samtest.free_port()}"
-        self.sock = samtest.CTX.socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind(self.ep)
-        self.rid = 0
-        self.worker = None
-
-    def accept(self):
-        """Waits for notify's READY and grants the identity extension."""
-        end = time.time() + 10 * SLOW
-        while True:
-            f = self._recv(end - time.time())
-            if f[3] == samtest.READY:
-                assert f[4] == b"notify", f
-                self.worker = f[0]
-                self.sock.send_multipart([self.worker, b"", samtest.MDPW, samtest.HEARTBEAT,
-                                          b"x-samordna/1 credit=16 identity"])
-                return
-
-    def _recv(self, timeout):
-        assert self.sock.poll(int(max(timeout, 0.01) * 1000)), "nothing from notify"
-        return self.sock.recv_multipart()
-
-    def call(self, method, body, caller, reply_type=None):
-        self.rid += 1
-        req = envelope_pb2.Request(id=self.rid, method=method, body=body.SerializeToString())
-        self.sock.send_multipart([self.worker, b"", samtest.MDPW, samtest.REQUEST, b"C1", b"",
-                                  caller.SerializeToString(), req.SerializeToString()])
-        end = time.time() + 5 * SLOW
-        while True:
-            f = self._recv(end - time.time())
-            if f[3] != samtest.REPLY:
-                continue
-            rep = envelope_pb2.Reply()
-            rep.ParseFromString(f[6])
-            if rep.id == self.rid:
-                break
-        msg = None
-        if reply_type is not None and rep.status.code == 200:
-            msg = reply_type()
-            msg.ParseFromString(rep.body)
-        return rep, msg
-
-    def publish(self, etype, payload, caller, source):
-        self.rid += 1
-        ev = cloud_event(f"auth-{self.rid}", etype, source=source,
-                         data=payload.SerializeToString())
-        return self.call("events.publish", events_pb2.PublishRequest(event=ev), caller)[0]
-
-    def close(self):
-        self.sock.close(0)
-
-
 def test_only_the_owner_changes_or_reads_a_subscription():
     data = samtest.scratch("notify-auth")
-    fb = AuthBroker()
+    # The test as the broker, so requests carry an authenticated caller (agency, role) the
+    # way samordna-broker passes them to workers that negotiated the identity extension.
+    fb = samtest.FakeBroker()
     tomorrow = (samtest.today() + datetime.timedelta(days=1)).strftime("%m-%d")
     samtest.Proc("notify-auth", ["samordna-notify", "--broker", fb.ep, "--data-dir", data,
                                  "--insecure", "--follow", "", "--reminder-days", "0",
                                  "--briefing-dates", tomorrow])
-    fb.accept()
+    fb.accept("notify", credit=16)
+
+    def publish_as(etype, payload, caller, source):
+        return fb.publish(samtest.event(etype, payload, source=source), caller)[0]
+
     fmov = envelope_pb2.Caller(agency="fmov", role="publisher")
     ofk = envelope_pb2.Caller(agency="ofk", role="publisher")
     hiof = envelope_pb2.Caller(agency="hiof", role="reader")
     created = "no.samordna.notify.subscription.created"
     sub = lambda sid, **kw: notify_pb2.SubscriptionCreated(  # noqa: E731
         subscription=notify_pb2.Subscription(id=sid, **kw))
-    rep = fb.publish(created, sub("fmov-box", channel=INBOX), fmov, "fmov")
+    rep = publish_as(created, sub("fmov-box", channel=INBOX), fmov, "fmov")
     assert rep.status.code == 200, rep.status
-    rep = fb.publish(created, sub("fmov-hook", channel=WEBHOOK, url="http://127.0.0.1:9/h"),
+    rep = publish_as(created, sub("fmov-hook", channel=WEBHOOK, url="http://127.0.0.1:9/h"),
                      fmov, "fmov")
     assert rep.status.code == 200, rep.status
     # a reader may not subscribe; a publisher only as itself (the runtime's checks)
-    assert fb.publish(created, sub("x", channel=INBOX), hiof, "hiof").status.code == 403
-    assert fb.publish(created, sub("x", channel=INBOX), ofk, "fmov").status.code == 403
+    assert publish_as(created, sub("x", channel=INBOX), hiof, "hiof").status.code == 403
+    assert publish_as(created, sub("x", channel=INBOX), ofk, "fmov").status.code == 403
     # another agency may not delete, read, ack, see the secret, or replay
-    rep = fb.publish("no.samordna.notify.subscription.deleted",
+    rep = publish_as("no.samordna.notify.subscription.deleted",
                      notify_pb2.SubscriptionDeleted(id="fmov-box"), ofk, "ofk")
     assert rep.status.code == 403 and "belongs to agency 'fmov'" in rep.status.message, rep.status
     for method, body in [
@@ -819,7 +747,7 @@ def test_only_the_owner_changes_or_reads_a_subscription():
     rep, _ = fb.call("notify.inbox.read", notify_pb2.InboxReadRequest(subscription="fmov-box"),
                      fmov)
     assert rep.status.code == 200
-    rep = fb.publish("no.samordna.notify.subscription.deleted",
+    rep = publish_as("no.samordna.notify.subscription.deleted",
                      notify_pb2.SubscriptionDeleted(id="fmov-box"), fmov, "fmov")
     assert rep.status.code == 200, rep.status
     # everyone may list, but only the owner sees where a webhook or e-mail goes
@@ -834,63 +762,60 @@ def test_only_the_owner_changes_or_reads_a_subscription():
 
 
 def test_samctl_notify_commands():
-    s = Stack("notify-samctl")
-    rc, out, err = samctl(s.ep, "notify", "subscribe", "ops", "--inbox", "--type", ECHO)
-    assert rc == 0, err
-    rc, out, err = samctl(s.ep, "notify", "subscribe", "Bad", "--inbox")
-    assert rc == 1 and "subscription.id" in err, err
-    rc, out, err = samctl(s.ep, "notify", "subscribe", "ops2")
-    assert rc == 2, err
-    publish(s.c, "echo", cloud_event("c1", subject="halden"))
-    wait_inbox(s.c, "ops", 1)
-    rc, out, err = samctl(s.ep, "notify", "subscriptions")
-    assert rc == 0 and "ops" in out and "inbox" in out and "active" in out, out
-    rc, out, err = samctl(s.ep, "--json", "notify", "subscriptions")
-    assert json.loads(out)["items"][0]["queued"] == 1, out
-    rc, out, err = samctl(s.ep, "notify", "inbox", "ops", "--ack")
-    assert rc == 0 and "c1" in out and "subject=halden" in out and "acknowledged 1" in out, out
-    rc, out, err = samctl(s.ep, "--json", "notify", "log", "ops")
-    assert rc == 0 and json.loads(out)["items"][0]["outcome"] == "acked", out
-    rc, out, err = samctl(s.ep, "notify", "dead")
-    assert rc == 0 and len(out.splitlines()) == 1, out
-    rc, out, err = samctl(s.ep, "notify", "replay", "--all")
-    assert rc == 0 and "replayed 0" in out, out
-    rc, out, err = samctl(s.ep, "notify", "cursors")
-    assert rc == 0 and "echo" in out, out
-    rc, out, err = samctl(s.ep, "notify", "unsubscribe", "ops")
-    assert rc == 0, err
-    rc, out, err = samctl(s.ep, "notify", "unsubscribe", "ops")
-    assert rc == 1 and "404" in err, err
-    s.close()
+    with Stack("notify-samctl") as s:
+        rc, out, err = samctl(s.ep, "notify", "subscribe", "ops", "--inbox", "--type", ECHO)
+        assert rc == 0, err
+        rc, out, err = samctl(s.ep, "notify", "subscribe", "Bad", "--inbox")
+        assert rc == 1 and "subscription.id" in err, err
+        rc, out, err = samctl(s.ep, "notify", "subscribe", "ops2")
+        assert rc == 2, err
+        publish(s.c, "echo", samtest.event(ECHO, b"x", eid="c1", subject="halden"))
+        wait_inbox(s.c, "ops", 1)
+        rc, out, err = samctl(s.ep, "notify", "subscriptions")
+        assert rc == 0 and "ops" in out and "inbox" in out and "active" in out, out
+        rc, out, err = samctl(s.ep, "--json", "notify", "subscriptions")
+        assert json.loads(out)["items"][0]["queued"] == 1, out
+        rc, out, err = samctl(s.ep, "notify", "inbox", "ops", "--ack")
+        assert rc == 0 and "c1" in out and "subject=halden" in out and "acknowledged 1" in out, out
+        rc, out, err = samctl(s.ep, "--json", "notify", "log", "ops")
+        assert rc == 0 and json.loads(out)["items"][0]["outcome"] == "acked", out
+        rc, out, err = samctl(s.ep, "notify", "dead")
+        assert rc == 0 and len(out.splitlines()) == 1, out
+        rc, out, err = samctl(s.ep, "notify", "replay", "--all")
+        assert rc == 0 and "replayed 0" in out, out
+        rc, out, err = samctl(s.ep, "notify", "cursors")
+        assert rc == 0 and "echo" in out, out
+        rc, out, err = samctl(s.ep, "notify", "unsubscribe", "ops")
+        assert rc == 0, err
+        rc, out, err = samctl(s.ep, "notify", "unsubscribe", "ops")
+        assert rc == 1 and "404" in err, err
 
 
 # ---- the briefing and the reminders -------------------------------------------------------
 
 
 def test_briefing_preview_notes_what_is_unavailable():
-    s = Stack("notify-brief-alone", "--call-timeout-ms", "500")
-    rep, b = s.c.call("notify", "notify.briefing.preview",
-                      notify_pb2.BriefingPreviewRequest(date="2019-11-11"), notify_pb2.Briefing,
-                      timeout=10)
-    assert rep.status.code == 200, rep.status
-    assert b.id == "briefing-2019-12-01" and b.period_from == "2019-06-01"
-    assert b.period_to == "2019-11-30"
-    assert "not available" in b.text and "Notes" in b.text
-    assert any(n.startswith("status.report") for n in b.notes), list(b.notes)
-    assert any(n.startswith("grants.overview 2019") for n in b.notes), list(b.notes)
-    assert any(n.startswith("status.barriers.list") for n in b.notes), list(b.notes)
-    rep, _ = s.c.call("notify", "notify.briefing.preview",
-                      notify_pb2.BriefingPreviewRequest(date="2019-02-30"))
-    assert rep.status.code == 400 and "date" in rep.status.message
-    rc, out, err = samctl(s.ep, "notify", "briefing", "--preview", "--date", "2019-05-01")
-    assert rc == 0 and "Due 2019-06-01. Period 2018-12-01 to 2019-05-31." in out, out
-    s.close()
+    with Stack("notify-brief-alone", "--call-timeout-ms", "500") as s:
+        rep, b = s.c.call("notify", "notify.briefing.preview",
+                          notify_pb2.BriefingPreviewRequest(date="2019-11-11"), notify_pb2.Briefing,
+                          timeout=10)
+        assert rep.status.code == 200, rep.status
+        assert b.id == "briefing-2019-12-01" and b.period_from == "2019-06-01"
+        assert b.period_to == "2019-11-30"
+        assert "not available" in b.text and "Notes" in b.text
+        assert any(n.startswith("status.report") for n in b.notes), list(b.notes)
+        assert any(n.startswith("grants.overview 2019") for n in b.notes), list(b.notes)
+        assert any(n.startswith("status.barriers.list") for n in b.notes), list(b.notes)
+        rep, _ = s.c.call("notify", "notify.briefing.preview",
+                          notify_pb2.BriefingPreviewRequest(date="2019-02-30"))
+        assert rep.status.code == 400 and "date" in rep.status.message
+        rc, out, err = samctl(s.ep, "notify", "briefing", "--preview", "--date", "2019-05-01")
+        assert rc == 0 and "Due 2019-06-01. Period 2018-12-01 to 2019-05-31." in out, out
 
 
 def _pub(c, service, etype, msg, source="fmov"):
     _n[0] += 1
-    rep = publish(c, service, cloud_event(f"w-{_n[0]}", etype, source=source,
-                                          data=msg.SerializeToString()))[0]
+    rep = publish(c, service, samtest.event(etype, msg, eid=f"w-{_n[0]}", source=source))[0]
     assert rep.status.code == 200, (etype, rep.status)
 
 
@@ -920,8 +845,8 @@ def test_briefing_and_reminders_from_the_real_services():
         ok = False
         for _ in range(50):  # grants learns of halden from the registry's outbox
             _n[0] += 1
-            rep = publish(c, "grants", cloud_event(f"aw-{_n[0]}", "no.samordna.grants.award.granted",
-                                                   data=a.SerializeToString()))[0]
+            rep = publish(c, "grants", samtest.event("no.samordna.grants.award.granted", a,
+                                                     eid=f"aw-{_n[0]}"))[0]
             if rep.status.code == 200:
                 ok = True
                 break
@@ -929,12 +854,11 @@ def test_briefing_and_reminders_from_the_real_services():
         assert ok, rep.status
     for _ in range(50):
         _n[0] += 1
-        rep = publish(c, "status", cloud_event(
-            f"b-{_n[0]}", "no.samordna.status.barrier.registered",
-            data=status_pb2.BarrierRegistered(
+        rep = publish(c, "status", samtest.event(
+            "no.samordna.status.barrier.registered", status_pb2.BarrierRegistered(
                 id="b-arsbevilgning", title="Tilskudd må søkes hvert år", municipality="halden",
                 raised_by="fmov", concerns="rule",
-                date=(today - datetime.timedelta(days=10)).isoformat()).SerializeToString()))[0]
+                date=(today - datetime.timedelta(days=10)).isoformat()), eid=f"b-{_n[0]}"))[0]
         if rep.status.code == 200:
             break
         time.sleep(0.1)
@@ -1004,9 +928,8 @@ def test_briefing_and_reminders_from_the_real_services():
 
 
 def test_stop_is_clean():
-    s = Stack("notify-stop")
-    assert s.notify.stop() == 0
-    s.close()
+    with Stack("notify-stop") as s:
+        assert s.notify.stop() == 0
 
 
 if __name__ == "__main__":

@@ -43,7 +43,6 @@ import time
 
 import samtest
 from samordna.v1 import events_pb2, registry_pb2 as R
-from cloudevents.v1 import cloudevents_pb2
 
 FS = os.path.join(samtest.BIN, "powercut_fs")
 FS_NO_MOUNT = 3  # powercut_fs's exit status when the mount itself failed
@@ -273,10 +272,7 @@ def test_the_file_system_keeps_only_what_was_synced():
 
 def person_event(eid):
     person = R.Person(id="p-" + eid, name="Person " + eid)
-    ev = cloudevents_pb2.CloudEvent(id=eid, source="fmov", spec_version="1.0",
-                                    type="no.samordna.registry.person.registered",
-                                    binary_data=person.SerializeToString())
-    return events_pb2.PublishRequest(event=ev)
+    return samtest.publish_req("no.samordna.registry.person.registered", person, eid=eid)
 
 
 class Publisher:

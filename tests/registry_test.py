@@ -5,27 +5,20 @@ Ownership (403) is checked with the test playing the broker, so it can present a
 authenticated publisher's identity the way samordna-broker does.
 """
 import os
-import time
 
 import samtest
-from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT
-import zmq
 from samordna.v1 import envelope_pb2, events_pb2, registry_pb2 as R
-from cloudevents.v1 import cloudevents_pb2
 
 T = "no.samordna.registry."
 _ids = iter(range(1, 10**9))
 
 
 def ce(etype, payload, eid=None, source="fmov"):
-    """A PublishRequest carrying one CloudEvent with a packed protobuf payload."""
-    data = payload if isinstance(payload, bytes) else payload.SerializeToString()
-    ev = cloudevents_pb2.CloudEvent(id=eid or f"test-{next(_ids)}", source=source,
-                                    spec_version="1.0", type=T + etype, binary_data=data)
-    return events_pb2.PublishRequest(event=ev)
+    """A PublishRequest carrying one registry event (`etype` after the type prefix)."""
+    return samtest.publish_req(T + etype, payload, eid=eid, source=source)
 
 
-class Registry:
+class Registry(samtest.Closing):
     """A broker and a registry on loopback, with a client."""
 
     def __init__(self, name, *extra):
@@ -36,14 +29,11 @@ class Registry:
 
     def publish(self, etype, payload, eid=None, source="fmov"):
         """(status code, message, PublishReply or None)."""
-        rep, pr = self.c.call("registry", "events.publish", ce(etype, payload, eid, source),
-                              events_pb2.PublishReply)
+        rep, pr = samtest.publish(self.c, "registry", ce(etype, payload, eid, source))
         return rep.status.code, rep.status.message, pr
 
     def ok(self, etype, payload, eid=None):
-        code, msg, pr = self.publish(etype, payload, eid)
-        assert code == 200, f"{etype}: {code} {msg}"
-        return pr.seq
+        return samtest.publish_ok(self.c, "registry", ce(etype, payload, eid)).seq
 
     def query(self, method, req, reply_type):
         rep, msg = self.c.call("registry", "registry." + method, req, reply_type)
@@ -69,7 +59,8 @@ def municipality(mid, name, **kw):
 
 
 def seed(r):
-    """Two agencies, a programme, two municipalities: what pilots and invitations need."""
+    """Two agencies, a programme, two municipalities: what pilots and invitations need.
+    Returns the registry's last sequence number then."""
     r.ok("agency.registered", R.Agency(id="fmov", name="Fylkesmannen i Oslo og Viken",
                                        former_names=["Fylkesmannen i Østfold"],
                                        kind=R.AGENCY_KIND_COUNTY_GOVERNOR,
@@ -86,11 +77,11 @@ def seed(r):
                                                  numbers=[("0101", "", "2019-12-31"),
                                                           ("3001", "2020-01-01", "")]))
     r.ok("municipality.registered", municipality("sarpsborg", "Sarpsborg"))
+    return r.last_seq()
 
 
 def test_register_get_list_and_paginate():
-    r = Registry("reg-basic")
-    try:
+    with Registry("reg-basic") as r:
         seed(r)
         code, msg, a = r.query("agencies.get", R.GetRequest(id="fmov"), R.Agency)
         assert code == 200 and a.name == "Fylkesmannen i Oslo og Viken", (code, msg)
@@ -143,13 +134,10 @@ def test_register_get_list_and_paginate():
                            events_pb2.ReadReply)
         assert rep.status.code == 200 and [e.seq for e in rr.events] == list(range(1, 10))
         assert rr.events[-1].event.type == T + "invitation.answered"
-    finally:
-        r.close()
 
 
 def test_duplicate_is_answered_with_the_original_seq():
-    r = Registry("reg-dup")
-    try:
+    with Registry("reg-dup") as r:
         a = R.Agency(id="fmov", name="Fylkesmannen", kind=R.AGENCY_KIND_COUNTY_GOVERNOR)
         code, _, first = r.publish("agency.registered", a, eid="same-id")
         assert code == 200 and not first.duplicate
@@ -158,13 +146,10 @@ def test_duplicate_is_answered_with_the_original_seq():
         code, msg, _ = r.publish("agency.registered", a, eid="another-id")
         assert code == 409 and "agency.id" in msg and "already registered" in msg, (code, msg)
         assert r.last_seq() == 1
-    finally:
-        r.close()
 
 
 def test_malformed_payload_is_refused_and_nothing_stored():
-    r = Registry("reg-malformed")
-    try:
+    with Registry("reg-malformed") as r:
         code, msg, _ = r.publish("agency.registered", b"\x0a\xff\xff\xff\xff\x0f garbage")
         assert code == 400 and "undecodable" in msg, (code, msg)
         code, msg, _ = r.publish("agency.registered", b"")
@@ -173,8 +158,6 @@ def test_malformed_payload_is_refused_and_nothing_stored():
         assert rep.status.code == 400
         assert r.last_seq() == 0
         assert "undecodable" in r.proc.logtext() or "refused" in r.proc.logtext()
-    finally:
-        r.close()
 
 
 BAD_TEXT = [  # 8 bytes each, the length of the placeholder they replace on the wire
@@ -196,8 +179,7 @@ def test_text_that_strict_readers_cannot_read_is_refused_and_nothing_stored():
     """Valid protobuf carrying strings that are not clean UTF-8 text — in the CloudEvent's id,
     in an attribute, in the payload — is refused 400 naming the field; the refusal itself is
     clean text; nothing is stored; no log line is forged."""
-    r = Registry("reg-text")
-    try:
+    with Registry("reg-text") as r:
         for raw, why in BAD_TEXT:
             req = ce("agency.registered", R.Agency(id="fmov", name="F", kind=2), eid="PLACEHID")
             body = _with_bytes(req.SerializeToString(), b"PLACEHID", raw[:8])
@@ -222,27 +204,20 @@ def test_text_that_strict_readers_cannot_read_is_refused_and_nothing_stored():
         assert list(rr.events) == []
         log = r.proc.logtext()
         assert not any(line.startswith("FORGED") for line in log.splitlines()), log[-2000:]
-    finally:
-        r.close()
 
 
 def test_unknown_event_type_is_501():
-    r = Registry("reg-unknown")
-    try:
+    with Registry("reg-unknown") as r:
         code, msg, _ = r.publish("agency.exploded", R.Agency(id="fmov", name="x"))
         assert code == 501 and "no.samordna.registry.agency.exploded" in msg, (code, msg)
         code, msg, _ = r.query("agencies.explode", R.GetRequest(id="x"), R.Agency)
         assert code == 501
         assert r.last_seq() == 0
-    finally:
-        r.close()
 
 
 def test_missing_reference_is_422_naming_the_field():
-    r = Registry("reg-ref")
-    try:
-        seed(r)
-        before = r.last_seq()
+    with Registry("reg-ref") as r:
+        before = seed(r)
         cases = [
             (R.Pilot(id="moss", programme="velferdspiloten", municipality="moss", challenge="c",
                      investment_leader="fmov"), "pilot.municipality", "moss"),
@@ -268,13 +243,10 @@ def test_missing_reference_is_422_naming_the_field():
         assert r.last_seq() == before, "refusals store nothing"
         code, _, _ = r.query("pilots.get", R.GetRequest(id="moss"), R.Pilot)
         assert code == 404
-    finally:
-        r.close()
 
 
 def test_oversized_events_are_refused():
-    r = Registry("reg-big")
-    try:
+    with Registry("reg-big") as r:
         # Over the registry's own payload limit (64 KiB), under the runtime's event limit.
         code, msg, _ = r.publish("agency.registered",
                                  R.Agency(id="fmov", name="x" * 70000,
@@ -291,15 +263,11 @@ def test_oversized_events_are_refused():
                                           kind=R.AGENCY_KIND_COUNTY_GOVERNOR))
         assert code == 400 and msg.startswith("agency.name:"), (code, msg)
         assert r.last_seq() == 0
-    finally:
-        r.close()
 
 
 def test_syntax_refusals_name_the_field():
-    r = Registry("reg-syntax")
-    try:
-        seed(r)
-        before = r.last_seq()
+    with Registry("reg-syntax") as r:
+        before = seed(r)
         cases = [
             ("agency.registered", R.Agency(id="Bad_Id", name="x", kind=1), "agency.id"),
             ("agency.registered", R.Agency(id="ok", name="x"), "agency.kind"),
@@ -328,13 +296,10 @@ def test_syntax_refusals_name_the_field():
             code, msg, _ = r.publish(etype, payload)
             assert code == 400 and msg.startswith(field + ":"), (etype, code, msg)
         assert r.last_seq() == before
-    finally:
-        r.close()
 
 
 def test_merged_municipality_resolves_to_its_successor():
-    r = Registry("reg-merge")
-    try:
+    with Registry("reg-merge") as r:
         seed(r)
         r.ok("municipality.registered", municipality("moss-rygge", "Moss/Rygge"))
         r.ok("municipality.registered", municipality("rygge", "Rygge"))
@@ -363,13 +328,10 @@ def test_merged_municipality_resolves_to_its_successor():
         _, _, m = r.query("municipalities.get", R.GetRequest(id="spydeberg"),
                           R.MunicipalityLookup)
         assert m.municipality.id == "moss" and m.resolved_from == "spydeberg"
-    finally:
-        r.close()
 
 
 def test_person_erasure_keeps_the_roles_and_scrubs_the_outbox():
-    r = Registry("reg-erase")
-    try:
+    with Registry("reg-erase") as r:
         seed(r)
         seq = r.ok("person.registered", R.Person(id="p-0001", name="Kari Nordmann",
                                                  email="kari@example.no", agency="fmov"))
@@ -393,13 +355,10 @@ def test_person_erasure_keeps_the_roles_and_scrubs_the_outbox():
         assert code == 409 and "erased" in msg, (code, msg)
         code, msg, _ = r.publish("person.erased", R.PersonErasure(person="p-0001"))
         assert code == 409
-    finally:
-        r.close()
 
 
 def test_rename_keeps_former_names_and_reports_need_their_agency():
-    r = Registry("reg-rename")
-    try:
+    with Registry("reg-rename") as r:
         seed(r)
         r.ok("agency.renamed", R.AgencyRename(agency="fmov", name="Statsforvalteren i Oslo og Viken"))
         _, _, a = r.query("agencies.get", R.GetRequest(id="fmov"), R.Agency)
@@ -412,73 +371,22 @@ def test_rename_keeps_former_names_and_reports_need_their_agency():
         r.ok("report.published", R.Report(id="r1", by="imdi-ost", title="T"))
         code, _, lst = r.query("reports.list", R.ListRequest(agency="imdi-ost"), R.ReportList)
         assert [x.id for x in lst.items] == ["r1"]
-    finally:
-        r.close()
 
 
 # ---- ownership, with the test as the broker -------------------------------------------------
 
-class FakeBroker:
-    """A ROUTER that accepts the registry's READY with the identity extension and sends it
-    requests with a chosen Caller, as samordna-broker does for authenticated peers."""
-
-    def __init__(self):
-        self.ep = f"tcp://127.0.0.1:{samtest.free_port()}"
-        self.sock = CTX.socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind(self.ep)
-        self.worker = None
-        self.next_id = 1
-
-    def accept(self):
-        end = time.time() + 10
-        while time.time() < end:
-            assert self.sock.poll(5000), "no READY from the registry"
-            f = self.sock.recv_multipart()
-            if f[3] == READY:
-                self.worker = f[0]
-                ext = f[5].decode()
-                credit = ext.split("credit=")[1].split()[0]
-                self.sock.send_multipart([self.worker, b"", MDPW, HEARTBEAT,
-                                          f"x-samordna/1 credit={credit} identity".encode()])
-                return
-        raise AssertionError("no READY")
-
-    def call(self, method, body, caller):
-        rid = self.next_id
-        self.next_id += 1
-        req = envelope_pb2.Request(id=rid, method=method, body=body.SerializeToString())
-        self.sock.send_multipart([self.worker, b"", MDPW, REQUEST, b"C1", b"",
-                                  caller.SerializeToString(), req.SerializeToString()])
-        end = time.time() + 10
-        while time.time() < end:
-            assert self.sock.poll(5000), "no REPLY from the registry"
-            f = self.sock.recv_multipart()
-            if f[3] != REPLY:
-                continue
-            rep = envelope_pb2.Reply()
-            rep.ParseFromString(f[6])
-            if rep.id == rid:
-                return rep
-        raise AssertionError("no REPLY")
-
-    def close(self):
-        self.sock.close(0)
-
-
 def test_publishers_change_only_what_they_own():
-    fb = FakeBroker()
-    data = samtest.scratch("reg-owner")
-    p = samtest.Proc("registry-owner", ["samordna-registry", "--broker", fb.ep, "--data-dir",
-                                        data, "--insecure"])
-    try:
-        fb.accept()
+    with samtest.FakeBroker() as fb:
+        data = samtest.scratch("reg-owner")
+        p = samtest.Proc("registry-owner", ["samordna-registry", "--broker", fb.ep, "--data-dir",
+                                            data, "--insecure"])
+        fb.accept("registry")
         admin = envelope_pb2.Caller(role="admin", insecure=True)
         nav = envelope_pb2.Caller(agency="nav-ost-viken", role="publisher")
         fmov = envelope_pb2.Caller(agency="fmov", role="publisher")
 
         def pub(etype, payload, caller, source):
-            rep = fb.call("events.publish", ce(etype, payload, source=source), caller)
+            rep, _ = fb.publish(ce(etype, payload, source=source), caller)
             return rep.status.code, rep.status.message
 
         assert pub("agency.registered", R.Agency(id="fmov", name="FM", kind=1), admin,
@@ -520,14 +428,10 @@ def test_publishers_change_only_what_they_own():
         code, msg = pub("person.registered", R.Person(id="p-1", name="Ola", agency="fmov"), nav,
                         "nav-ost-viken")
         assert code == 403 and msg.startswith("person.agency:"), msg
-        rep = fb.call("registry.pilots.get", R.GetRequest(id="halden"),
-                      envelope_pb2.Caller(agency="hiof", role="reader"))
-        got = R.Pilot()
-        got.ParseFromString(rep.body)
+        rep, got = fb.call("registry.pilots.get", R.GetRequest(id="halden"),
+                           envelope_pb2.Caller(agency="hiof", role="reader"), R.Pilot)
         assert rep.status.code == 200 and list(got.aims) == ["Færre barn i lavinntektsfamilier"]
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_samctl_log_level_sets_the_level():

@@ -11,114 +11,19 @@ import os
 import time
 
 import samtest
-from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT
-import zmq
+from samtest import MDPW, READY, REQUEST, HEARTBEAT, DISCONNECT
 from samordna.v1 import envelope_pb2, events_pb2
-from cloudevents.v1 import cloudevents_pb2
-
-
-class FakeBroker:
-    def __init__(self, port=None):
-        self.port = port or samtest.free_port()
-        self.ep = f"tcp://127.0.0.1:{self.port}"
-        self.sock = CTX.socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind(self.ep)
-        self.worker = None
-        self.identity = False
-
-    def close(self):
-        self.sock.close(0)
-
-    def recv(self, timeout=5.0):
-        assert self.sock.poll(int(timeout * 1000)), "nothing from the worker"
-        return self.sock.recv_multipart()
-
-    def recv_cmd(self, cmd, timeout=5.0, skip=(HEARTBEAT,)):
-        """Next frame set with the given command, skipping heartbeats (and `skip`)."""
-        end = time.time() + timeout
-        while time.time() < end:
-            f = self.recv(max(0.01, end - time.time()))
-            assert f[1] == b"" and f[2] == MDPW, f"bad worker frames {f[:3]}"
-            if f[3] == cmd:
-                return f
-            assert f[3] in skip, f"unexpected command {f[3]!r}"
-        raise AssertionError(f"no command {cmd!r}")
-
-    def accept(self, identity=True, credit=None, batch=False, extra=""):
-        """Waits for READY, answers the extension like samordna-broker does (`extra`: more
-        tokens in the answer)."""
-        # Replies of a killed predecessor may still be queued: they are not the new worker's.
-        f = self.recv_cmd(READY, skip=(HEARTBEAT, REPLY))
-        self.worker = f[0]
-        assert f[4] == b"echo", f[4]
-        ext = f[5].decode()
-        assert ext.startswith("x-samordna/1") and "credit=" in ext and "identity" in ext, ext
-        assert "batch" in ext.split(), ext
-        self.identity = identity
-        accepted = "x-samordna/1 credit=%s" % (credit or ext.split("credit=")[1].split()[0])
-        if identity:
-            accepted += " identity"
-        if batch:
-            accepted += " batch"
-        accepted += extra
-        self.sock.send_multipart([self.worker, b"", MDPW, HEARTBEAT, accepted.encode()])
-        return ext
-
-    def request(self, method, body=b"", rid=1, client=b"C1", caller=None):
-        req = envelope_pb2.Request(id=rid, method=method, body=body if isinstance(body, bytes)
-                                   else body.SerializeToString())
-        frames = [self.worker, b"", MDPW, REQUEST, client, b""]
-        if self.identity:
-            c = caller or envelope_pb2.Caller(role="admin", insecure=True)
-            frames.append(c.SerializeToString())
-        frames.append(req.SerializeToString())
-        self.sock.send_multipart(frames)
-
-    def reply(self, timeout=5.0):
-        f = self.recv_cmd(REPLY, timeout)
-        assert len(f) == 7 and f[5] == b"", f"not a plain REPLY: {f[3:]}"
-        rep = envelope_pb2.Reply()
-        rep.ParseFromString(f[6])
-        return f[4], rep
-
-    def item(self, method, body=b"", rid=1, client=b"C1", caller=None):
-        """One request as a Batch item, with a Caller when identity was accepted."""
-        req = envelope_pb2.Request(id=rid, method=method, body=body)
-        item = envelope_pb2.Batch.Item(client=client, body=[req.SerializeToString()])
-        if self.identity:
-            c = caller or envelope_pb2.Caller(role="admin", insecure=True)
-            item.caller = c.SerializeToString()
-        return item
-
-    def batch(self, *items, raw=None):
-        """A REQUEST to a batch worker: "" "MDPW01" 0x02 Batch (or `raw` bytes as the Batch)."""
-        frame = raw if raw is not None else envelope_pb2.Batch(item=list(items)).SerializeToString()
-        self.sock.send_multipart([self.worker, b"", MDPW, REQUEST, frame])
-
-    def batch_replies(self, n, timeout=5.0):
-        """Batch REPLYs until they hold n replies: ([(client, Reply)], size of each frame)."""
-        got, sizes = [], []
-        while len(got) < n:
-            f = self.recv_cmd(REPLY, timeout)
-            assert len(f) == 5, f"a REPLY to a batch broker with {len(f) - 4} frames"
-            batch = envelope_pb2.Batch()
-            batch.ParseFromString(f[4])
-            assert batch.item, "an empty Batch"
-            sizes.append(len(f[4]))
-            for item in batch.item:
-                assert len(item.body) == 1 and not item.caller, item
-                rep = envelope_pb2.Reply()
-                rep.ParseFromString(item.body[0])
-                got.append((item.client, rep))
-        assert len(got) == n, f"{len(got)} replies, expected {n}"
-        return got, sizes
 
 
 def event(eid, data=b"x", source="fmov", etype="no.samordna.echo.recorded"):
-    ce = cloudevents_pb2.CloudEvent(id=eid, source=source, spec_version="1.0", type=etype,
-                                    binary_data=data)
-    return events_pb2.PublishRequest(event=ce)
+    return samtest.publish_req(etype, data, source=source, eid=eid)
+
+
+def burst(fb, prefix, n, data=lambda i: b"x", client=lambda i: b"C1"):
+    """n events.publish requests sent at once: events prefix0 … with data(i), request ids
+    1 … n, from client(i)."""
+    for i in range(n):
+        fb.request("events.publish", event(f"{prefix}{i}", data(i)), rid=i + 1, client=client(i))
 
 
 def start_echo(fb, data, *extra):
@@ -129,10 +34,9 @@ def start_echo(fb, data, *extra):
 
 
 def test_ready_ping_echo_and_unknown_method():
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-ping"))
-    try:
-        ext = fb.accept()
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-ping"))
+        ext = fb.accept("echo")
         assert "credit=256" in ext
         fb.request("ping", rid=7)
         client, rep = fb.reply()
@@ -147,15 +51,12 @@ def test_ready_ping_echo_and_unknown_method():
         _, rep = fb.reply()
         assert rep.status.code == 501 and "no.such.method" in rep.status.message
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_plain_broker_gets_plain_requests():
     """A broker that never answers the extension sends no Caller frame; the runtime copes."""
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-plain"))
-    try:
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-plain"))
         f = fb.recv_cmd(READY)
         fb.worker = f[0]
         fb.identity = False
@@ -163,16 +64,13 @@ def test_plain_broker_gets_plain_requests():
         _, rep = fb.reply()
         assert rep.status.code == 200 and rep.body == b"plain"
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_batch_broker_gets_replies_in_batches():
     """Requests in one Batch are all answered, in Batch REPLYs of at most 32 KiB each."""
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-batch"))
-    try:
-        fb.accept(batch=True)
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-batch"))
+        fb.accept("echo", batch=True)
         items = [fb.item("echo", b"body%d" % i, rid=100 + i, client=b"C%d" % (i % 3))
                  for i in range(10)]
         fb.batch(*items, fb.item("ping", rid=7, client=b"P"))
@@ -194,15 +92,12 @@ def test_batch_broker_gets_replies_in_batches():
         assert sorted((c, r.id, r.body) for c, r in got) == \
             [(b"B%d" % i, i + 1, bytes([65 + i]) * 10000) for i in range(8)]
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_batch_with_malformed_items_spares_the_rest():
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-batch-bad"))
-    try:
-        fb.accept(batch=True)
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-batch-bad"))
+        fb.accept("echo", batch=True)
         two = fb.item("echo", b"two", rid=3, client=b"TWO")
         two.body.append(b"extra")
         bad_caller = fb.item("echo", b"who", rid=6, client=b"WHO")
@@ -232,15 +127,12 @@ def test_batch_with_malformed_items_spares_the_rest():
         assert got[0][1].id == 42 and got[0][1].status.code == 200, got
         assert "batch item without a client" in p.logtext()
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_garbage_instead_of_a_batch_is_survived():
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-batch-garbage"))
-    try:
-        fb.accept(batch=True)
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-batch-garbage"))
+        fb.accept("echo", batch=True)
         fb.batch(raw=b"\xff\xfe not a batch")
         # Readable items before the break are served.
         good = envelope_pb2.Batch(item=[fb.item("echo", b"before", rid=5, client=b"V")])
@@ -259,15 +151,12 @@ def test_garbage_instead_of_a_batch_is_survived():
         assert log.count("REQUEST batch that is not a samordna.v1.Batch") == 2, log
         assert "one Batch expected" in log, log
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_batch_over_the_credit_is_refused_503():
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-batch-credit"), "--credit", "4")
-    try:
-        assert "credit=4" in fb.accept(batch=True)
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-batch-credit"), "--credit", "4")
+        assert "credit=4" in fb.accept("echo", batch=True)
         fb.batch(*[fb.item("echo", b"e%d" % i, rid=i + 1, client=b"K%d" % i) for i in range(6)])
         got, _ = fb.batch_replies(6)
         codes = {rep.id: (client, rep.status.code) for client, rep in got}
@@ -279,17 +168,14 @@ def test_batch_over_the_credit_is_refused_503():
         got, _ = fb.batch_replies(4)
         assert all(rep.status.code == 200 for _, rep in got), got
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_broker_without_batch_gets_plain_replies():
     """A broker whose answer lacks `batch` (a look-alike token does not count) gets plain
     REPLY frames, and a Batch-shaped REQUEST from it is malformed, not a Batch."""
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-nobatch"))
-    try:
-        fb.accept(extra=" batched nobatch")
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-nobatch"))
+        fb.accept("echo", extra=" batched nobatch")
         fb.request("echo", body=b"plain", rid=3, client=b"C9")
         client, rep = fb.reply()
         assert client == b"C9" and rep.status.code == 200 and rep.body == b"plain"
@@ -298,15 +184,12 @@ def test_broker_without_batch_gets_plain_replies():
         client, rep = fb.reply()
         assert rep.id == 5, "a Batch REQUEST was served by a worker that is not batching"
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_publish_duplicate_refusal_and_read():
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-pub"))
-    try:
-        fb.accept()
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-pub"))
+        fb.accept("echo")
         before_ms = samtest.now() * 1000
         fb.request("events.publish", event("e1", b"one"), rid=1)
         _, rep = fb.reply()
@@ -349,15 +232,12 @@ def test_publish_duplicate_refusal_and_read():
             assert before_ms - 1000 <= e.recorded_ms <= after_ms + 1000, \
                 (e.recorded_ms, before_ms, after_ms)
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_publisher_may_publish_only_as_itself_and_reader_not_at_all():
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-auth"))
-    try:
-        fb.accept()
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-auth"))
+        fb.accept("echo")
         nav = envelope_pb2.Caller(agency="nav-ost-viken", role="publisher")
         fb.request("events.publish", event("a1", source="fmov"), rid=1, caller=nav)
         _, rep = fb.reply()
@@ -375,20 +255,14 @@ def test_publisher_may_publish_only_as_itself_and_reader_not_at_all():
         rr.ParseFromString(rep.body)
         assert len(rr.events) == 1 and rr.events[0].caller.agency == "nav-ost-viken"
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_group_commit_applies_a_burst_in_few_transactions():
-    fb = FakeBroker()
-    data = samtest.scratch("rt-burst")
-    p = start_echo(fb, data)
-    try:
-        fb.accept()
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-burst"))
+        fb.accept("echo")
         n = 500
-        for i in range(n):
-            fb.request("events.publish", event(f"b{i}", b"payload"), rid=i + 1,
-                       client=b"C%d" % (i % 3))
+        burst(fb, "b", n, data=lambda i: b"payload", client=lambda i: b"C%d" % (i % 3))
         seqs = set()
         for _ in range(n):
             _, rep = fb.reply()
@@ -401,20 +275,15 @@ def test_group_commit_applies_a_burst_in_few_transactions():
         log = p.logtext()
         batches = int(log.split("batches=")[1].split()[0])
         assert batches < n / 4, f"{n} events took {batches} write transactions"
-    finally:
-        fb.close()
 
 
 def test_refusals_inside_a_burst_leave_nothing_and_spare_the_rest():
     """One refused event in a group-committed batch undoes only itself."""
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-mixed"))
-    try:
-        fb.accept()
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-mixed"))
+        fb.accept("echo")
         n = 300
-        for i in range(n):
-            fb.request("events.publish", event(f"m{i}", b"" if i % 10 == 3 else b"ok"),
-                       rid=i + 1)
+        burst(fb, "m", n, data=lambda i: b"" if i % 10 == 3 else b"ok")
         codes = {}
         seqs = []
         for _ in range(n):
@@ -437,15 +306,12 @@ def test_refusals_inside_a_burst_leave_nothing_and_spare_the_rest():
         assert p.stop() == 0
         log = p.logtext()
         assert f"applied={n - len(refused)} refused={len(refused)}" in log, log[-300:]
-    finally:
-        fb.close()
 
 
 def test_long_poll_waits_then_answers_on_commit_and_expires():
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-poll"))
-    try:
-        fb.accept()
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-poll"))
+        fb.accept("echo")
         t0 = time.time()
         fb.request("events.read", events_pb2.ReadRequest(after_seq=0, wait_ms=300), rid=1)
         _, rep = fb.reply()
@@ -465,15 +331,12 @@ def test_long_poll_waits_then_answers_on_commit_and_expires():
         rr.ParseFromString(got[b"POLL"].body)
         assert [e.event.id for e in rr.events] == ["p1"]
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_malformed_frames_are_survived():
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-bad"))
-    try:
-        fb.accept()
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-bad"))
+        fb.accept("echo")
         w = fb.worker
         for frames in ([w, b"", b"XXXX01", REQUEST], [w, b"", MDPW], [w, b"", MDPW, b"\x09"],
                        [w, b"", MDPW, REQUEST, b"C"], [w, b"junk"],
@@ -493,39 +356,33 @@ def test_malformed_frames_are_survived():
         assert p.alive()
         assert "malformed" in p.logtext()
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_reconnects_after_disconnect_and_silence():
-    fb = FakeBroker()
-    p = start_echo(fb, samtest.scratch("rt-reconnect"), "--heartbeat-ms", "200", "--liveness", "2")
-    try:
-        fb.accept()
+    with samtest.FakeBroker() as fb:
+        p = start_echo(fb, samtest.scratch("rt-reconnect"), "--heartbeat-ms", "200",
+                       "--liveness", "2")
+        fb.accept("echo")
         fb.sock.send_multipart([fb.worker, b"", MDPW, DISCONNECT])
-        fb.accept()  # a DISCONNECT makes it register again
+        fb.accept("echo")  # a DISCONNECT makes it register again
         port = fb.port
         fb.close()
         time.sleep(1.0)  # silent broker: longer than liveness x heartbeat
-        fb = FakeBroker(port)
-        fb.accept()
+        fb = samtest.FakeBroker(port)
+        fb.accept("echo")
         fb.request("ping", rid=1)
         _, rep = fb.reply()
         assert rep.status.code == 200
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_acknowledged_events_survive_kill9():
-    fb = FakeBroker()
-    data = samtest.scratch("rt-kill")
-    p = start_echo(fb, data)
-    try:
-        fb.accept()
+    with samtest.FakeBroker() as fb:
+        data = samtest.scratch("rt-kill")
+        p = start_echo(fb, data)
+        fb.accept("echo")
         n = 300
-        for i in range(n):
-            fb.request("events.publish", event(f"k{i}"), rid=i + 1)
+        burst(fb, "k", n)
         acked = set()
         for _ in range(n // 2):
             _, rep = fb.reply()
@@ -533,7 +390,7 @@ def test_acknowledged_events_survive_kill9():
             acked.add(rep.id)
         p.kill9()
         p = start_echo(fb, data)
-        fb.accept()
+        fb.accept("echo")
         fb.request("events.read", events_pb2.ReadRequest(after_seq=0, max=1000), rid=99999)
         # the killed worker's last replies may still be on their way: skip them, by id
         rep = None
@@ -545,15 +402,13 @@ def test_acknowledged_events_survive_kill9():
         assert acked <= stored, f"lost acknowledged events: {sorted(acked - stored)[:5]}"
         assert [e.seq for e in rr.events] == list(range(1, len(rr.events) + 1))
         assert p.stop() == 0
-    finally:
-        fb.close()
 
 
 def test_store_schema_newer_than_program_is_refused():
     data = samtest.scratch("rt-schema")
-    fb = FakeBroker()
+    fb = samtest.FakeBroker()
     p = start_echo(fb, data)
-    fb.accept()
+    fb.accept("echo")
     assert p.stop() == 0
     fb.close()
     # Raise the stored schema version with LMDB's own tools: the program must refuse.
@@ -589,7 +444,7 @@ def test_harness_worker_quiet_is_silence_only():
     """samtest.Worker.quiet(), which the broker and security tests use to prove that a worker
     was given nothing: plain heartbeats are silence; frames that are not 7/MDP worker frames,
     and any other command, are not (they fail the test instead of passing for quiet)."""
-    fb = FakeBroker()
+    fb = samtest.FakeBroker()
     w = samtest.Worker(fb.ep, "quiet")
     try:
         peer = fb.recv_cmd(READY)[0]

@@ -12,15 +12,11 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import samtest
-from samtest import CTX, MDPW, READY, DISCONNECT
+from samtest import CTX, DISCONNECT
 import zmq
 from samordna.v1 import envelope_pb2, events_pb2, notify_pb2 as N, registry_pb2 as R
-from cloudevents.v1 import cloudevents_pb2
-
-_ids = iter(range(1, 10**9))
 
 
 def samctl(*args):
@@ -139,15 +135,12 @@ class Suite:
 
 
 def ce(etype, payload, source):
-    ev = cloudevents_pb2.CloudEvent(id=f"sec-{next(_ids)}", source=source, spec_version="1.0",
-                                    type="no.samordna.registry." + etype,
-                                    binary_data=payload.SerializeToString())
-    return events_pb2.PublishRequest(event=ev)
+    """A PublishRequest of one registry event (`etype` after the type prefix)."""
+    return samtest.publish_req("no.samordna.registry." + etype, payload, source=source)
 
 
 def publish(c, etype, payload, source):
-    rep, pr = c.call("registry", "events.publish", ce(etype, payload, source),
-                     events_pb2.PublishReply)
+    rep, pr = samtest.publish(c, "registry", ce(etype, payload, source))
     return rep.status.code, rep.status.message, pr
 
 
@@ -228,11 +221,8 @@ def test_rightful_callers_work_and_identity_is_recorded():
 def test_unknown_key_is_refused():
     with suite() as s:
         stranger = Cert(s.keys, "stranger", "admin")  # made, never trusted
-        c = s.client(stranger)
-        try:
+        with s.client(stranger) as c:
             assert no_reply(c)
-        finally:
-            c.close()
 
 
 def test_null_mechanism_peer_is_refused():
@@ -287,8 +277,7 @@ def test_null_mechanism_peer_is_refused():
 
 def test_publisher_may_publish_only_as_itself():
     with suite() as s:
-        nav = s.client("nav-ost-viken")
-        try:
+        with s.client("nav-ost-viken") as nav:
             code, msg, _ = publish(nav, "agency.registered", agency("imdi-ost", "IMDi Øst"),
                                    "imdi-ost")
             assert code == 403 and "event.source" in msg and "nav-ost-viken" in msg, (code, msg)
@@ -299,8 +288,6 @@ def test_publisher_may_publish_only_as_itself():
             rep, _ = nav.call("registry", "registry.agencies.get", R.GetRequest(id="imdi-ost"),
                               R.Agency)
             assert rep.status.code == 404, rep.status
-        finally:
-            nav.close()
 
 
 def test_publisher_changes_only_what_it_owns_in_notify():
@@ -309,12 +296,8 @@ def test_publisher_changes_only_what_it_owns_in_notify():
         nav, imdi = s.client("nav-ost-viken"), s.client("imdi-ost")
 
         def publish_notify(c, etype, msg, source):
-            ev = cloudevents_pb2.CloudEvent(id=f"sec-{next(_ids)}", source=source,
-                                            spec_version="1.0",
-                                            type="no.samordna.notify." + etype,
-                                            binary_data=msg.SerializeToString())
-            rep, _ = c.call("notify", "events.publish", events_pb2.PublishRequest(event=ev),
-                            events_pb2.PublishReply)
+            rep, _ = samtest.publish(c, "notify", samtest.event("no.samordna.notify." + etype,
+                                                                msg, source=source))
             return rep.status.code, rep.status.message
         try:
             sub = N.Subscription(id="nav-inbox", channel=N.NOTIFY_CHANNEL_INBOX,
@@ -339,16 +322,13 @@ def test_publisher_changes_only_what_it_owns_in_notify():
 
 def test_reader_may_not_write():
     with suite() as s:
-        reader = s.client("reader")
-        try:
+        with s.client("reader") as reader:
             code, msg, _ = publish(reader, "agency.registered", agency("hiof", "Høgskolen i Østfold"),
                                    "hiof")
             assert code == 403 and "reader" in msg, (code, msg)
             rep, _ = reader.call("registry", "registry.agencies.get", R.GetRequest(id="hiof"),
                                  R.Agency)
             assert rep.status.code == 404
-        finally:
-            reader.close()
 
 
 def _sent_away(s, cert, service, extension=None):
@@ -392,8 +372,7 @@ def test_revoked_key_is_refused_on_its_next_request():
     revoked key sending on is logged once per interval, not once per request."""
     with suite() as s:
         gone = s.trust(Cert(s.keys, "bufetat", "reader"))
-        c = s.client(gone)
-        try:
+        with s.client(gone) as c:
             samtest.wait_for(lambda: not no_reply(c, timeout=0.5), 5, "the new key trusted")
             rep, _ = c.call("registry", "ping")
             assert rep.status.code == 200
@@ -403,13 +382,9 @@ def test_revoked_key_is_refused_on_its_next_request():
             for _ in range(50):
                 rep, _ = c.call("registry", "ping", timeout=2.0)
                 assert rep.status.code == 401, rep.status
-        finally:
-            c.close()
-        fresh = s.client(gone)  # and a new connection does not complete its handshake
-        try:
+        # and a new connection does not complete its handshake
+        with s.client(gone) as fresh:
             assert no_reply(fresh)
-        finally:
-            fresh.close()
         log = open(s.broker.logpath, errors="replace").read()
         refused = [line for line in log.splitlines() if "request.refused" in line and
                    "not trusted" in line]
@@ -515,40 +490,24 @@ def test_secure_service_refuses_insecure_identities():
     keys = os.path.join(data, "keys")
     svc_cert = Cert(keys, "fmov", "service")
     broker_cert = Cert(keys, "broker", "broker")
-    router = CTX.socket(zmq.ROUTER)
-    router.linger = 0
-    router.curve_server = True
-    router.curve_secretkey = broker_cert.secret_key.encode()
-    router.curve_publickey = broker_cert.public_key.encode()
-    port = router.bind_to_random_port("tcp://127.0.0.1")
+
+    def curve_server(sock):
+        sock.curve_server = True
+        sock.curve_secretkey = broker_cert.secret_key.encode()
+        sock.curve_publickey = broker_cert.public_key.encode()
+    fb = samtest.FakeBroker(curve=curve_server)
     p = samtest.Proc("registry-fake-broker",
-                     ["samordna-registry", "--broker", f"tcp://127.0.0.1:{port}", "--data-dir",
-                      data, "--cert", svc_cert.secret, "--server-key", broker_cert.public])
+                     ["samordna-registry", "--broker", fb.ep, "--data-dir", data, "--cert",
+                      svc_cert.secret, "--server-key", broker_cert.public])
     try:
-        assert router.poll(10000)
-        frames = router.recv_multipart()
-        wid = frames[0]
-        assert frames[2:4] == [MDPW, READY], frames
-        router.send_multipart([wid, b"", MDPW, b"\x04", b"x-samordna/1 credit=4 identity"])
-        caller = envelope_pb2.Caller(insecure=True, role="admin").SerializeToString()
-        body = events_pb2.PublishRequest(event=cloudevents_pb2.CloudEvent(
-            id="x1", source="fmov", spec_version="1.0",
-            type="no.samordna.registry.agency.registered",
-            binary_data=agency("fmov", "F").SerializeToString())).SerializeToString()
-        req = envelope_pb2.Request(id=7, method="events.publish", body=body).SerializeToString()
-        router.send_multipart([wid, b"", MDPW, b"\x02", b"client", b"", caller, req])
-        end = time.time() + 10
-        while time.time() < end:
-            assert router.poll(int((end - time.time()) * 1000) + 1)
-            frames = router.recv_multipart()
-            if frames[3] == b"\x03":
-                break
-        rep = envelope_pb2.Reply()
-        rep.ParseFromString(frames[-1])
-        assert rep.id == 7 and rep.status.code == 403, rep
+        fb.accept("registry", credit=4)
+        rep, _ = fb.publish(samtest.event("no.samordna.registry.agency.registered",
+                                          agency("fmov", "F"), eid="x1"),
+                            envelope_pb2.Caller(insecure=True, role="admin"))
+        assert rep.status.code == 403, rep
     finally:
         assert p.stop() == 0
-        router.close(0)
+        fb.close()
 
 
 def test_unsafe_configurations_are_refused():

@@ -13,14 +13,11 @@ import os
 import signal
 import subprocess
 import time
-import uuid
 
 import samtest
-from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT
+from samtest import publish_req
 from fake_registry import FakeRegistry
-import zmq
 from samordna.v1 import envelope_pb2, events_pb2, registry_pb2, status_pb2
-from cloudevents.v1 import cloudevents_pb2
 
 KINDS = [
     ("defined_challenge", "Definert utfordring"),
@@ -61,7 +58,7 @@ def seed_registry(reg):
                     pilot_view(pid, muni, challenge, leader, ["nav-ost-viken"]), "pilots", pid)
 
 
-class Env:
+class Env(samtest.Closing):
     """A broker, the fake registry and samordna-status, with a client."""
 
     def __init__(self, name, seed=True):
@@ -88,14 +85,12 @@ class Env:
         assert code == 0, f"samordna-status exited {code}"
 
     def publish(self, etype, payload, eid=None, source="fmov"):
-        rep, msg = self.c.call("status", "events.publish", publish_req(etype, payload, eid, source),
-                               events_pb2.PublishReply)
+        rep, msg = samtest.publish(self.c, "status", publish_req(etype, payload, eid=eid,
+                                                                 source=source))
         return rep.status.code, rep.status.message, msg
 
     def ok(self, etype, payload, eid=None):
-        code, message, msg = self.publish(etype, payload, eid)
-        assert code == 200, f"{etype}: {code} {message}"
-        return msg.seq
+        return samtest.publish_ok(self.c, "status", publish_req(etype, payload, eid=eid)).seq
 
     def query(self, method, req, reply_type):
         rep, msg = self.c.call("status", method, req, reply_type)
@@ -119,13 +114,6 @@ class Env:
         for i, (kid, label) in enumerate(KINDS):
             self.ok("no.samordna.status.milestone_kind.defined",
                     status_pb2.MilestoneKind(id=kid, label=label, order=i + 1))
-
-
-def publish_req(etype, payload, eid=None, source="fmov"):
-    data = payload if isinstance(payload, bytes) else payload.SerializeToString()
-    ce = cloudevents_pb2.CloudEvent(id=eid or uuid.uuid4().hex, source=source,
-                                    spec_version="1.0", type=etype, binary_data=data)
-    return events_pb2.PublishRequest(event=ce)
 
 
 def reach(env, pilot, kind, date, evidence="", eid=None):
@@ -154,8 +142,7 @@ def cells(r):
 # ---- tests ----------------------------------------------------------------------------------
 
 def test_board_milestones_and_as_of():
-    env = Env("status-board")
-    try:
+    with Env("status-board") as env:
         env.define_kinds()
         env.wait_projected("fredrikstad")
         for kind in ["defined_challenge", "knowledge_base", "defined_need", "anchored",
@@ -194,13 +181,10 @@ def test_board_milestones_and_as_of():
                          10, "pilot.updated in the projection")
         rep, _ = env.c.call("status", "status.board", status_pb2.BoardRequest(pilot="nowhere"))
         assert rep.status.code == 404 and "pilot" in rep.status.message
-    finally:
-        env.close()
 
 
 def test_revert_keeps_history():
-    env = Env("status-revert")
-    try:
+    with Env("status-revert") as env:
         env.define_kinds()
         env.wait_projected("halden")
         reach(env, "halden", "defined_challenge", "2018-09-01")
@@ -240,13 +224,10 @@ def test_revert_keeps_history():
         assert hist.changes[2].reason == "the leaders' group was replaced"
         assert hist.changes[2].actor == "fmov"
         assert_now_is_history(env)
-    finally:
-        env.close()
 
 
 def test_refusals_store_nothing():
-    env = Env("status-refusals")
-    try:
+    with Env("status-refusals") as env:
         env.define_kinds()
         env.wait_projected("halden")
         reach(env, "halden", "defined_challenge", "2018-09-01")
@@ -335,14 +316,11 @@ def test_refusals_store_nothing():
         b = env.query("status.barriers.get", status_pb2.StatusGetRequest(id="b1"),
                       status_pb2.Barrier)
         assert [s.state for s in b.history] == ["identified", "changed"]
-    finally:
-        env.close()
 
 
 def test_unprojected_pilot_is_asked_for():
     """A pilot the feed has not delivered yet is asked of the registry once, then kept."""
-    env = Env("status-ask")
-    try:
+    with Env("status-ask") as env:
         env.define_kinds()
         env.wait_projected("halden")
         env.reg.know("pilots", "moss", pilot_view("moss", "moss-rygge", "Oppstart", "fmov"))
@@ -358,13 +336,10 @@ def test_unprojected_pilot_is_asked_for():
                                                                date="2020-03-01"))
         assert code == 422 and msg == "pilot: unknown pilot 'ghost'", (code, msg)
         assert ("registry.pilots.get", "ghost") in env.reg.asked
-    finally:
-        env.close()
 
 
 def test_meetings_series_and_paging():
-    env = Env("status-meetings")
-    try:
+    with Env("status-meetings") as env:
         env.wait_projected("halden")
         env.ok("no.samordna.status.meeting.logged",
                status_pb2.MeetingLogged(id="halden-anchoring", kind="anchoring",
@@ -419,8 +394,6 @@ def test_meetings_series_and_paging():
         rep, _ = env.c.call("status", "status.meetings.list",
                             status_pb2.MeetingsRequest(page_token="zz"))
         assert rep.status.code == 400 and rep.status.message.startswith("page_token")
-    finally:
-        env.close()
 
 
 def _period_req(frm, to):
@@ -430,8 +403,7 @@ def _period_req(frm, to):
 
 
 def test_steps():
-    env = Env("status-steps")
-    try:
+    with Env("status-steps") as env:
         env.wait_projected("halden")
         env.ok("no.samordna.status.step.added",
                status_pb2.PlanStepAdded(pilot="halden", id="step-1",
@@ -466,13 +438,10 @@ def test_steps():
                           status_pb2.PlanStepsReply)
         dated = {s.id: s.changed for s in steps.steps}
         assert dated["step-today"] == today, (dated, today)
-    finally:
-        env.close()
 
 
 def test_barriers_escalation_and_filters():
-    env = Env("status-barriers")
-    try:
+    with Env("status-barriers") as env:
         env.wait_projected("sarpsborg")
         B = status_pb2
         env.ok("no.samordna.status.barrier.registered",
@@ -531,13 +500,10 @@ def test_barriers_escalation_and_filters():
         assert not second.next_page_token
         rep, _ = env.c.call("status", "status.barriers.list", B.BarriersRequest(state="lost"))
         assert rep.status.code == 400 and rep.status.message.startswith("state:")
-    finally:
-        env.close()
 
 
 def test_report_of_a_period():
-    env = Env("status-report")
-    try:
+    with Env("status-report") as env:
         env.define_kinds()
         env.wait_projected("halden")
         reach(env, "halden", "defined_challenge", "2019-01-10")
@@ -565,8 +531,6 @@ def test_report_of_a_period():
         req.to = "2019-01-01"
         rep, _ = env.c.call("status", "status.report", req)
         assert rep.status.code == 400 and rep.status.message.startswith("to:")
-    finally:
-        env.close()
 
 
 def test_restart_mid_stream():
@@ -576,9 +540,8 @@ def test_restart_mid_stream():
     the old process, or by the new one working off what the broker still held) is in the
     store, by id, and nothing that was not sent; resending the stream finds exactly what is
     stored as duplicates and stores the rest once; the projection survives without a feed."""
-    env = Env("status-restart")
-    n, tail = 1000, 200
-    try:
+    with Env("status-restart") as env:
+        n, tail = 1000, 200
         env.define_kinds()
         env.wait_projected("fredrikstad")
         reqs = [publish_req("no.samordna.status.meeting.logged",
@@ -671,8 +634,6 @@ def test_restart_mid_stream():
             assert [r.pilot for r in b.rows] == ["fredrikstad", "halden", "sarpsborg"]
         finally:
             c2.close()
-    finally:
-        env.close()
 
 
 def samctl(ep, *args):
@@ -682,8 +643,7 @@ def samctl(ep, *args):
 
 
 def test_samctl_board_and_commands():
-    env = Env("status-samctl")
-    try:
+    with Env("status-samctl") as env:
         env.wait_projected("halden")
         for kid, label in KINDS:
             rc, out, err = samctl(env.ep, "kinds", "define", kid, "--label", label, "--order",
@@ -728,179 +688,103 @@ def test_samctl_board_and_commands():
         assert rc == 0 and len(json.loads(out)["changes"]) == 4, out
         rc, out, err = samctl(env.ep, "board", "--as-of")
         assert rc == 2
-    finally:
-        env.close()
 
-class OwnBroker:
-    """This test as the broker, so it can hand the status service authenticated callers (the
-    real broker runs insecure until CURVE is configured). It also answers the service's own
-    client: events.read from the registry outbox given, and 404 to every registry get."""
-
-    def __init__(self, registry_events):
-        self.port = samtest.free_port()
-        self.ep = f"tcp://127.0.0.1:{self.port}"
-        self.sock = CTX.socket(zmq.ROUTER)
-        self.sock.linger = 0
-        self.sock.bind(self.ep)
-        self.events = registry_events
-        self.worker = None
-        self.rid = 0
-
-    def close(self):
-        self.sock.close(0)
-
-    def _serve_client(self, f):
-        # [client, "", MDPC01, service, Request]
-        req = envelope_pb2.Request()
-        req.ParseFromString(f[4])
-        rep = envelope_pb2.Reply(id=req.id)
-        if req.method == "events.read":
-            rr = events_pb2.ReadRequest()
-            rr.ParseFromString(req.body)
-            evs = [e for e in self.events if e.seq > rr.after_seq]
-            rep.status.code = 200
-            rep.body = events_pb2.ReadReply(events=evs,
-                                            last_seq=len(self.events)).SerializeToString()
-        else:
-            rep.status.code = 404
-            rep.status.message = "unknown"
-        self.sock.send_multipart([f[0], b"", b"MDPC01", f[3], rep.SerializeToString()])
-
-    def pump(self, want_rid=None, timeout=5.0):
-        """Serves everything until the worker's reply to want_rid (returned) or the timeout."""
-        end = time.time() + timeout
-        while time.time() < end:
-            if not self.sock.poll(50):
-                continue
-            f = self.sock.recv_multipart()
-            if f[2] == b"MDPC01":
-                self._serve_client(f)
-                continue
-            cmd = f[3]
-            if cmd == READY:
-                self.worker = f[0]
-                self.sock.send_multipart([self.worker, b"", MDPW, HEARTBEAT,
-                                          b"x-samordna/1 credit=16 identity"])
-            elif cmd == REPLY:
-                rep = envelope_pb2.Reply()
-                rep.ParseFromString(f[6])
-                if rep.id == want_rid:
-                    return rep
-        if want_rid is not None:
-            raise AssertionError(f"no reply to {want_rid}")
-        return None
-
-    def call(self, method, body, agency="", role="admin"):
-        self.rid += 1
-        caller = envelope_pb2.Caller(agency=agency, role=role, insecure=(role == "admin"
-                                                                           and not agency))
-        req = envelope_pb2.Request(id=self.rid, method=method, body=body.SerializeToString())
-        self.sock.send_multipart([self.worker, b"", MDPW, REQUEST, b"C1", b"",
-                                  caller.SerializeToString(), req.SerializeToString()])
-        return self.pump(self.rid)
-
-    def publish(self, agency, etype, payload, role="publisher"):
-        rep = self.call("events.publish", publish_req(etype, payload, source=agency or "fmov"),
-                        agency=agency, role=role)
-        return rep.status.code, rep.status.message
-
-
-def _stored(seq, etype, payload):
-    ce = cloudevents_pb2.CloudEvent(id=f"r{seq}", source="fmov", spec_version="1.0", type=etype,
-                                    binary_data=payload.SerializeToString())
-    return events_pb2.StoredEvent(seq=seq, event=ce)
+def _caller(agency="", role="admin"):
+    """The Caller the test's broker presents: an agency's, or (no agency) an insecure admin."""
+    return envelope_pb2.Caller(agency=agency, role=role,
+                               insecure=(role == "admin" and not agency))
 
 
 def test_publishers_change_only_what_they_own():
-    evs = []
-    for a in ["fmov", "ofk", "imdi-ost", "husbanken-ost", "nav-ost-viken"]:
-        evs.append(_stored(len(evs) + 1, "no.samordna.registry.agency.registered",
-                           registry_pb2.Agency(id=a, name=a)))
-    for m in ["sarpsborg", "fredrikstad"]:
-        evs.append(_stored(len(evs) + 1, "no.samordna.registry.municipality.registered",
-                           registry_pb2.Municipality(id=m, name=m.title())))
-    evs.append(_stored(len(evs) + 1, "no.samordna.registry.pilot.registered",
-                       pilot_view("sarpsborg", "sarpsborg", "Barnefattigdom", "ofk",
-                                  ["nav-ost-viken"])))
-    evs.append(_stored(len(evs) + 1, "no.samordna.registry.pilot.registered",
-                       pilot_view("fredrikstad", "fredrikstad", "Levekår", "husbanken-ost")))
-    ob = OwnBroker(evs)
-    proc = samtest.Proc("status-own", ["samordna-status", "--broker", ob.ep, "--data-dir",
-                                       samtest.scratch("status-own"), "--insecure"])
-    try:
-        samtest.wait_for(lambda: ob.pump(timeout=0.1) is None and ob.worker is not None, 10,
-                         "the status worker")
-        samtest.wait_for(lambda: len(status_pb2.BoardReply.FromString(
-            ob.call("status.board", status_pb2.BoardRequest()).body).rows) == 2, 10,
-            "the projection")
+    # The test is the broker, so it can hand the status service authenticated callers (the
+    # real broker runs insecure until CURVE is configured), and it answers the service's own
+    # client from the registry outbox it stores (404 to every registry get).
+    with samtest.FakeBroker(outbox=[]) as ob:
+        for a in ["fmov", "ofk", "imdi-ost", "husbanken-ost", "nav-ost-viken"]:
+            ob.store("no.samordna.registry.agency.registered", registry_pb2.Agency(id=a, name=a))
+        for m in ["sarpsborg", "fredrikstad"]:
+            ob.store("no.samordna.registry.municipality.registered",
+                     registry_pb2.Municipality(id=m, name=m.title()))
+        ob.store("no.samordna.registry.pilot.registered",
+                 pilot_view("sarpsborg", "sarpsborg", "Barnefattigdom", "ofk", ["nav-ost-viken"]))
+        ob.store("no.samordna.registry.pilot.registered",
+                 pilot_view("fredrikstad", "fredrikstad", "Levekår", "husbanken-ost"))
+        proc = samtest.Proc("status-own", ["samordna-status", "--broker", ob.ep, "--data-dir",
+                                           samtest.scratch("status-own"), "--insecure"])
+        ob.accept("status", credit=16)
+
+        def publish_as(agency, etype, payload, role="publisher"):
+            rep, _ = ob.publish(publish_req(etype, payload, source=agency or "fmov"),
+                                _caller(agency, role))
+            return rep.status.code, rep.status.message
+        samtest.wait_for(lambda: len(status_pb2.BoardReply.FromString(ob.call(
+            "status.board", status_pb2.BoardRequest())[0].body).rows) == 2, 10, "the projection")
         S = status_pb2
-        assert ob.publish("", "no.samordna.status.milestone_kind.defined",
+        assert publish_as("", "no.samordna.status.milestone_kind.defined",
                           S.MilestoneKind(id="anchored", label="Forankret", order=1),
                           role="admin")[0] == 200
         # defining kinds is for admins
-        code, _ = ob.publish("ofk", "no.samordna.status.milestone_kind.defined",
+        code, _ = publish_as("ofk", "no.samordna.status.milestone_kind.defined",
                              S.MilestoneKind(id="other", label="Annet", order=2))
         assert code == 403, code
         reached = lambda pilot: S.MilestoneReached(pilot=pilot, kind="anchored",
                                                    date="2019-03-01")
-        assert ob.publish("ofk", "no.samordna.status.milestone.reached",
+        assert publish_as("ofk", "no.samordna.status.milestone.reached",
                           reached("sarpsborg")) == (200, "")
-        assert ob.publish("nav-ost-viken", "no.samordna.status.milestone.reverted",
+        assert publish_as("nav-ost-viken", "no.samordna.status.milestone.reverted",
                           S.MilestoneReverted(pilot="sarpsborg", kind="anchored",
                                               date="2019-04-01", reason="ny ledelse"))[0] == 200
-        code, msg = ob.publish("ofk", "no.samordna.status.milestone.reached",
+        code, msg = publish_as("ofk", "no.samordna.status.milestone.reached",
                                reached("fredrikstad"))
         assert code == 403 and msg == ("pilot: agency 'ofk' is not on the investment team of "
                                        "pilot 'fredrikstad'"), (code, msg)
-        code, msg = ob.publish("ofk", "no.samordna.status.meeting.logged",
+        code, msg = publish_as("ofk", "no.samordna.status.meeting.logged",
                                S.MeetingLogged(id="m1", kind="working", date="2019-03-01",
                                                pilot="fredrikstad"))
         assert code == 403, (code, msg)
         # barriers: registered only as oneself, moved by the raiser or the pilot's leader
-        code, msg = ob.publish("imdi-ost", "no.samordna.status.barrier.registered",
+        code, msg = publish_as("imdi-ost", "no.samordna.status.barrier.registered",
                                S.BarrierRegistered(id="b1", title="Regel", pilot="sarpsborg",
                                                    raised_by="fmov", concerns="rule",
                                                    date="2019-01-01"))
         assert code == 403 and msg.startswith("raised_by:"), (code, msg)
-        assert ob.publish("imdi-ost", "no.samordna.status.barrier.registered",
+        assert publish_as("imdi-ost", "no.samordna.status.barrier.registered",
                           S.BarrierRegistered(id="b1", title="Regel", pilot="sarpsborg",
                                               concerns="rule", date="2019-01-01"))[0] == 200
-        code, msg = ob.publish("husbanken-ost", "no.samordna.status.barrier.moved",
+        code, msg = publish_as("husbanken-ost", "no.samordna.status.barrier.moved",
                                S.BarrierMoved(id="b1", state="withdrawn", date="2019-02-01"))
         assert code == 403 and "may not move it" in msg, (code, msg)
-        assert ob.publish("ofk", "no.samordna.status.barrier.moved",
+        assert publish_as("ofk", "no.samordna.status.barrier.moved",
                           S.BarrierMoved(id="b1", state="raised_regionally",
                                          date="2019-02-01"))[0] == 200
-        assert ob.publish("imdi-ost", "no.samordna.status.barrier.moved",
+        assert publish_as("imdi-ost", "no.samordna.status.barrier.moved",
                           S.BarrierMoved(id="b1", state="changed", date="2019-05-01"))[0] == 200
         # steps: the pilot's team adds; the step's owner may update it too, others may not
-        assert ob.publish("ofk", "no.samordna.status.step.added",
+        assert publish_as("ofk", "no.samordna.status.step.added",
                           S.PlanStepAdded(pilot="sarpsborg", id="s1", title="Kartlegging",
                                           owner="imdi-ost", date="2019-01-01"))[0] == 200
-        assert ob.publish("imdi-ost", "no.samordna.status.step.updated",
+        assert publish_as("imdi-ost", "no.samordna.status.step.updated",
                           S.PlanStepUpdated(pilot="sarpsborg", id="s1", state="done",
                                             date="2019-06-01"))[0] == 200
-        code, msg = ob.publish("husbanken-ost", "no.samordna.status.step.updated",
+        code, msg = publish_as("husbanken-ost", "no.samordna.status.step.updated",
                                S.PlanStepUpdated(pilot="sarpsborg", id="s1", state="dropped",
                                                  date="2019-07-01"))
         assert code == 403, (code, msg)
         # a publisher writing under another agency's name is stopped by the runtime
-        rep = ob.call("events.publish", publish_req("no.samordna.status.milestone.reached",
-                                                    reached("sarpsborg"), source="fmov"),
-                      agency="ofk", role="publisher")
+        rep, _ = ob.publish(publish_req("no.samordna.status.milestone.reached",
+                                        reached("sarpsborg"), source="fmov"),
+                            _caller("ofk", "publisher"))
         assert rep.status.code == 403, rep.status
         # readers read, and do not write
-        code, _ = ob.publish("ofk", "no.samordna.status.milestone.reached", reached("sarpsborg"),
+        code, _ = publish_as("ofk", "no.samordna.status.milestone.reached", reached("sarpsborg"),
                              role="reader")
         assert code == 403
-        rep = ob.call("status.barriers.get", S.StatusGetRequest(id="b1"), agency="ofk",
-                      role="reader")
+        rep, _ = ob.call("status.barriers.get", S.StatusGetRequest(id="b1"),
+                         _caller("ofk", "reader"))
         b = S.Barrier.FromString(rep.body)
         assert [(h.state, h.by) for h in b.history] == [
             ("identified", "imdi-ost"), ("raised_regionally", "ofk"), ("changed", "imdi-ost")]
         assert proc.stop() == 0
-    finally:
-        ob.close()
 
 
 def test_registry_down_refuses_without_stalling():

@@ -56,6 +56,7 @@
 #include "sam_log.h"
 #include "sam_mdp.h"
 #include "sam_status.h"
+#include "sam_testkit.h"
 #include "samordna/v1/envelope.pb-c.h"
 
 #include <arpa/inet.h>
@@ -1866,35 +1867,36 @@ void sam_broker_feed(sam_broker_t *self, const uint8_t *const *frames, const siz
 
 /* ---- self-test ------------------------------------------------------------------------- */
 
-#define S_CHECK(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "sam_broker_selftest: %s:%d: check failed: %s\n", __FILE__, __LINE__,  \
-                    #cond);                                                                        \
-            failed++;                                                                              \
-        }                                                                                          \
-    } while (0)
+/* A check of this selftest (sam_testkit.h); `failed` is this run's count. */
+#define S_CHECK(cond) ((void)(SAM_CHECK(cond) || failed++))
 
 int sam_broker_selftest(bool verbose)
 {
     int failed = 0;
 
     /* Endpoints that --insecure accepts, and some it must refuse. */
-    S_CHECK(sam_broker_endpoint_is_loopback("tcp://127.0.0.1:5555"));
-    S_CHECK(sam_broker_endpoint_is_loopback("tcp://127.8.9.10:1"));
-    S_CHECK(sam_broker_endpoint_is_loopback("tcp://[::1]:5555"));
-    S_CHECK(sam_broker_endpoint_is_loopback("tcp://localhost:5555"));
-    S_CHECK(sam_broker_endpoint_is_loopback("ipc:///run/samordna/broker"));
-    S_CHECK(sam_broker_endpoint_is_loopback("inproc://broker"));
-    S_CHECK(!sam_broker_endpoint_is_loopback("tcp://0.0.0.0:5555"));
-    S_CHECK(!sam_broker_endpoint_is_loopback("tcp://*:5555"));
-    S_CHECK(!sam_broker_endpoint_is_loopback("tcp://10.0.0.1:5555"));
-    S_CHECK(!sam_broker_endpoint_is_loopback("tcp://128.0.0.1:5555"));
-    S_CHECK(!sam_broker_endpoint_is_loopback("tcp://[::]:5555"));
-    S_CHECK(!sam_broker_endpoint_is_loopback("tcp://localhost.example.org:5555"));
-    S_CHECK(!sam_broker_endpoint_is_loopback("tcp://127.0.0.1"));
-    S_CHECK(!sam_broker_endpoint_is_loopback("udp://127.0.0.1:5555"));
-    S_CHECK(!sam_broker_endpoint_is_loopback(NULL));
+    static const struct {
+        const char *endpoint;
+        bool loopback;
+    } endpoints[] = {
+        {"tcp://127.0.0.1:5555", true},
+        {"tcp://127.8.9.10:1", true},
+        {"tcp://[::1]:5555", true},
+        {"tcp://localhost:5555", true},
+        {"ipc:///run/samordna/broker", true},
+        {"inproc://broker", true},
+        {"tcp://0.0.0.0:5555", false},
+        {"tcp://*:5555", false},
+        {"tcp://10.0.0.1:5555", false},
+        {"tcp://128.0.0.1:5555", false},
+        {"tcp://[::]:5555", false},
+        {"tcp://localhost.example.org:5555", false},
+        {"tcp://127.0.0.1", false},
+        {"udp://127.0.0.1:5555", false},
+        {NULL, false},
+    };
+    for (size_t i = 0; i < sizeof endpoints / sizeof endpoints[0]; i++)
+        S_CHECK(sam_broker_endpoint_is_loopback(endpoints[i].endpoint) == endpoints[i].loopback);
 
     /* The READY extension frame. */
     sam_broker_ext_t ext;

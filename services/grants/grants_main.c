@@ -8,14 +8,9 @@
 */
 #include "grants_handlers.h"
 
-/* The table: grants.def's rows. */
-static const sam_row_t s_rows[] = {
-#define Q SAM_ROW_QUERY
-#define E SAM_ROW_EVENT
-#include "grants.def"
-#undef Q
-#undef E
-};
+/* The table: grants.def's rows (s_rows, SAM_SERVICE_ROWS). */
+#define SAM_SERVICE_DEF_FILE "grants.def"
+#include "sam_service_rows.h"
 
 static const sam_option_t s_options[] = {
     SAM_FOLLOW_OPTIONS("registry"){NULL, NULL, NULL, NULL, false},
@@ -42,22 +37,20 @@ static void s_stop(sam_service_t *svc)
     grants_refs_stop(sam_service_ctx(svc));
 }
 
+static const sam_service_def_t s_def = {
+    .name = "grants",
+    .summary = "Grant schemes, joint awards, disbursements and a balanced ledger in øre; "
+               "instruments and the overview per municipality.",
+    .options = s_options,
+    SAM_SERVICE_ROWS,
+    SAM_SERVICE_STORE(grants_table_names, GRANTS_SCHEMA_VERSION, NULL),
+    .start = s_start,
+    .tick = s_tick,
+    .tick_ms = 50,
+    .stop = s_stop,
+};
+
 int main(int argc, char **argv)
 {
-    sam_service_def_t def = {
-        .name = "grants",
-        .summary = "Grant schemes, joint awards, disbursements and a balanced ledger in øre; "
-                   "instruments and the overview per municipality.",
-        .rows = s_rows,
-        .n_rows = sizeof s_rows / sizeof s_rows[0],
-        .tables = grants_table_names,
-        .schema_version = GRANTS_SCHEMA_VERSION,
-        .migrate = NULL,
-        .options = s_options,
-        .start = s_start,
-        .tick = s_tick,
-        .tick_ms = 50,
-        .stop = s_stop,
-    };
-    return sam_service_main(&def, &s_ctx_of_main, argc, argv);
+    return sam_service_main(&s_def, &s_ctx_of_main, argc, argv);
 }

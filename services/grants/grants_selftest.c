@@ -5,21 +5,14 @@
     Usage: grants_selftest [SCRATCH_DIR]   (default: grants-selftest in the current folder)
 */
 #include "grants_ledger.h"
+#include "sam_testkit.h"
 
 #include <czmq.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int s_failed;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "grants_selftest: %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
-            s_failed++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#define CHECK SAM_CHECK /* sam_testkit.h */
 
 static void s_test_formats(void)
 {
@@ -35,11 +28,8 @@ static void s_test_formats(void)
     CHECK(!grants_valid_id("Halden"));
     CHECK(!grants_valid_id("a b"));
     char longid[80];
-    memset(longid, 'a', 65);
-    longid[65] = 0;
-    CHECK(!grants_valid_id(longid));
-    longid[64] = 0;
-    CHECK(grants_valid_id(longid));
+    CHECK(!grants_valid_id(sam_testkit_fill(longid, 'a', 65)));
+    CHECK(grants_valid_id(sam_testkit_fill(longid, 'a', 64)));
     CHECK(grants_valid_date("2020-02-29"));
     CHECK(!grants_valid_date("2019-02-29"));
     CHECK(!grants_valid_date("2019-13-01"));
@@ -60,13 +50,8 @@ static int s_post(grants_t *g, MDB_txn *txn, uint64_t seq, const grants_entry_t 
 static void s_test_ledger(const char *dir)
 {
     char err[256] = "";
-    sam_store_opts_t opts = {.map_size_mb = 64, .nosync = true};
-    sam_store_t *store = sam_store_open(dir, grants_table_names, &opts, err, sizeof err);
-    CHECK(store);
-    if (!store) {
-        fprintf(stderr, "grants_selftest: %s\n", err);
-        return;
-    }
+    sam_store_t *store = sam_testkit_store(dir, grants_table_names);
+    if (!store) return;
     grants_t g = {0};
     for (int i = 0; i < GRANTS_T_COUNT; i++)
         g.dbi[i] = sam_store_dbi(store, grants_table_names[i]);
@@ -147,15 +132,8 @@ int main(int argc, char **argv)
 {
     char dir[512];
     snprintf(dir, sizeof dir, "%s", argc > 1 ? argv[1] : "grants-selftest");
-    zsys_dir_delete("%s", dir);
-    zsys_dir_create("%s", dir);
     s_test_formats();
     s_test_ledger(dir);
     zsys_dir_delete("%s", dir);
-    if (s_failed) {
-        fprintf(stderr, "grants_selftest: %d checks failed\n", s_failed);
-        return 1;
-    }
-    printf("grants_selftest: ok\n");
-    return 0;
+    return sam_testkit_done("grants_selftest");
 }

@@ -11,16 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The table: notify.def's rows. */
-static const sam_row_t s_rows[] = {
-#define Q SAM_ROW_QUERY
-#define W SAM_ROW_WRITING_QUERY
-#define E SAM_ROW_EVENT
-#include "notify.def"
-#undef Q
-#undef W
-#undef E
-};
+/* The table: notify.def's rows (s_rows, SAM_SERVICE_ROWS). */
+#define SAM_SERVICE_DEF_FILE "notify.def"
+#include "sam_service_rows.h"
 
 static const sam_option_t s_options[] = {
     {"follow", "SERVICES", "registry,status,grants",
@@ -221,22 +214,20 @@ static int s_migrate(sam_service_t *svc, MDB_txn *txn, uint32_t from)
     return from <= NOTIFY_SCHEMA ? 0 : SAM_STORE_VERSION;
 }
 
+static const sam_service_def_t s_def = {
+    .name = "notify",
+    .summary = "Subscriptions and delivery of samordna's events: inbox, webhooks, e-mail.",
+    .options = s_options,
+    SAM_SERVICE_ROWS,
+    SAM_SERVICE_STORE(notify_tables, NOTIFY_SCHEMA, s_migrate),
+    .start = s_start,
+    .tick = s_tick,
+    .tick_ms = 5,
+    .stop = s_stop,
+};
+
 int main(int argc, char **argv)
 {
     notify_t ctx = {0};
-    sam_service_def_t def = {
-        .name = "notify",
-        .summary = "Subscriptions and delivery of samordna's events: inbox, webhooks, e-mail.",
-        .rows = s_rows,
-        .n_rows = sizeof s_rows / sizeof s_rows[0],
-        .tables = notify_tables,
-        .schema_version = NOTIFY_SCHEMA,
-        .migrate = s_migrate,
-        .options = s_options,
-        .start = s_start,
-        .tick = s_tick,
-        .tick_ms = 5,
-        .stop = s_stop,
-    };
-    return sam_service_main(&def, &ctx, argc, argv);
+    return sam_service_main(&s_def, &ctx, argc, argv);
 }

@@ -3,20 +3,13 @@
     cursors and pruning the delivery log. Usage: notify_store_selftest SCRATCH_DIR
 */
 #include "notify_store.h"
+#include "sam_testkit.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-static int s_failed = 0;
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                        \
-            s_failed++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#define CHECK SAM_CHECK /* sam_testkit.h */
 
 typedef struct {
     char ids[16][NOTIFY_ID_MAX + 1];
@@ -64,20 +57,8 @@ int main(int argc, char **argv)
     }
     char dir[1024];
     snprintf(dir, sizeof dir, "%s/notify-store-selftest", argv[1]);
-    mkdir(argv[1], 0755);
-    mkdir(dir, 0755);
-    char path[1100];
-    snprintf(path, sizeof path, "%s/data.mdb", dir); /* start from an empty store */
-    remove(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    remove(path);
-    char err[256];
-    sam_store_opts_t opts = {.map_size_mb = 64, .nosync = true};
-    sam_store_t *st = sam_store_open(dir, notify_tables, &opts, err, sizeof err);
-    if (!st) {
-        fprintf(stderr, "cannot open the store: %s\n", err);
-        return 1;
-    }
+    sam_store_t *st = sam_testkit_store(dir, notify_tables);
+    if (!st) return sam_testkit_done("notify_store_selftest");
     notify_dbis_t d = {
         .subs = sam_store_dbi(st, "subs"),
         .state = sam_store_dbi(st, "state"),
@@ -201,7 +182,5 @@ int main(int argc, char **argv)
 
     mdb_txn_abort(txn);
     sam_store_destroy(&st);
-    printf("%s\n", s_failed ? "notify_store_selftest: FAILED" : "notify_store_selftest: ok");
-    printf("%d passed, %d failed\n", s_failed ? 0 : 1, s_failed ? 1 : 0);
-    return s_failed ? 1 : 0;
+    return sam_testkit_done("notify_store_selftest");
 }

@@ -7,14 +7,9 @@
 #include "registry.h"
 #include "registry_check.h"
 
-/* The table: registry.def's rows. */
-static const sam_row_t s_rows[] = {
-#define Q SAM_ROW_QUERY
-#define E SAM_ROW_EVENT
-#include "registry.def"
-#undef Q
-#undef E
-};
+/* The table: registry.def's rows (s_rows, SAM_SERVICE_ROWS). */
+#define SAM_SERVICE_DEF_FILE "registry.def"
+#include "sam_service_rows.h"
 
 static int s_start(sam_service_t *svc)
 {
@@ -27,11 +22,8 @@ static const sam_service_def_t s_def = {
     .name = "registry",
     .summary = "The registry of the welfare pilot: agencies, municipalities, people, the "
                "programme, invitations, pilots.",
-    .rows = s_rows,
-    .n_rows = sizeof s_rows / sizeof s_rows[0],
-    .tables = registry_table_names,
-    .schema_version = REGISTRY_SCHEMA_VERSION,
-    .migrate = registry_migrate,
+    SAM_SERVICE_ROWS,
+    SAM_SERVICE_STORE(registry_table_names, REGISTRY_SCHEMA_VERSION, registry_migrate),
     .start = s_start,
 };
 

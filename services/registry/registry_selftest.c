@@ -7,6 +7,7 @@
 */
 #include "registry_check.h"
 #include "registry_store.h"
+#include "sam_testkit.h"
 
 #include "samordna/v1/registry.pb-c.h"
 
@@ -15,15 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int s_failed = 0;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond);               \
-            s_failed++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#define CHECK SAM_CHECK /* sam_testkit.h */
 
 /* A refusal of rc with a message starting with field. */
 static bool s_refused(int rc, const sam_reply_t *r, const char *field)
@@ -40,11 +33,9 @@ static void s_check_rules(void)
     CHECK(s_refused(registry_check_id(&r, "a.id", "Halden", true), &r, "a.id:"));
     CHECK(s_refused(registry_check_id(&r, "a.id", "a b", true), &r, "a.id:"));
     char long_id[70];
-    memset(long_id, 'a', 65);
-    long_id[65] = '\0';
+    sam_testkit_fill(long_id, 'a', 65);
     CHECK(s_refused(registry_check_id(&r, "a.id", long_id, true), &r, "a.id:"));
-    long_id[64] = '\0';
-    CHECK(registry_check_id(&r, "a.id", long_id, true) == 0);
+    CHECK(registry_check_id(&r, "a.id", sam_testkit_fill(long_id, 'a', 64), true) == 0);
 
     CHECK(registry_check_date(&r, "d", "2020-02-29", true) == 0);
     CHECK(s_refused(registry_check_date(&r, "d", "2019-02-29", true), &r, "d:"));
@@ -92,21 +83,10 @@ static bool s_match_state(const ProtobufCMessage *rec, const void *arg)
 static void s_check_pages(void)
 {
     const char *base = getenv("SAMORDNA_TESTDATA") ? getenv("SAMORDNA_TESTDATA") : "testdata";
-    char dir[1024], err[256] = "";
+    char dir[1024];
     snprintf(dir, sizeof dir, "%s/registry-selftest", base);
-    zsys_dir_create("%s", dir);
-    char path[1100];
-    snprintf(path, sizeof path, "%s/data.mdb", dir);
-    zsys_file_delete(path);
-    snprintf(path, sizeof path, "%s/lock.mdb", dir);
-    zsys_file_delete(path);
-    sam_store_opts_t opts = {.map_size_mb = 64, .nosync = true};
-    sam_store_t *store = sam_store_open(dir, registry_table_names, &opts, err, sizeof err);
-    CHECK(store != NULL);
-    if (!store) {
-        fprintf(stderr, "cannot open a scratch store: %s\n", err);
-        return;
-    }
+    sam_store_t *store = sam_testkit_store(dir, registry_table_names);
+    if (!store) return;
     MDB_dbi dbi = sam_store_dbi(store, "agencies");
     MDB_txn *txn;
     CHECK(sam_store_begin(store, NULL, true, &txn) == 0);
@@ -173,6 +153,5 @@ int main(void)
 {
     s_check_rules();
     s_check_pages();
-    printf("registry_selftest: %s\n", s_failed ? "FAILED" : "ok");
-    return s_failed ? 1 : 0;
+    return sam_testkit_done("registry_selftest");
 }

@@ -10,14 +10,9 @@
 */
 #include "status.h"
 
-/* The table: status.def's rows. */
-static const sam_row_t s_rows[] = {
-#define Q SAM_ROW_QUERY
-#define E SAM_ROW_EVENT
-#include "status.def"
-#undef Q
-#undef E
-};
+/* The table: status.def's rows (s_rows, SAM_SERVICE_ROWS). */
+#define SAM_SERVICE_DEF_FILE "status.def"
+#include "sam_service_rows.h"
 
 static void s_tick(sam_service_t *svc)
 {
@@ -34,23 +29,22 @@ static const sam_option_t s_options[] = {
     SAM_FOLLOW_OPTIONS("registry"){NULL, NULL, NULL, NULL, false},
 };
 
+static const sam_service_def_t s_def = {
+    .name = "status",
+    .summary = "Milestones, meetings, work plans, barriers and the pilot status board.",
+    .options = s_options,
+    SAM_SERVICE_ROWS,
+    SAM_SERVICE_STORE(status_tables, STATUS_SCHEMA_VERSION, NULL),
+    .start = status_registry_start,
+    .tick = s_tick,
+    .tick_ms = 50,
+    .stop = s_stop,
+};
+
 int main(int argc, char **argv)
 {
     status_ctx_t ctx = {0};
-    sam_service_def_t def = {
-        .name = "status",
-        .summary = "Milestones, meetings, work plans, barriers and the pilot status board.",
-        .rows = s_rows,
-        .n_rows = sizeof s_rows / sizeof s_rows[0],
-        .tables = status_tables,
-        .schema_version = STATUS_SCHEMA_VERSION,
-        .options = s_options,
-        .start = status_registry_start,
-        .tick = s_tick,
-        .tick_ms = 50,
-        .stop = s_stop,
-    };
-    int rc = sam_service_main(&def, &ctx, argc, argv);
+    int rc = sam_service_main(&s_def, &ctx, argc, argv);
     status_ctx_clear(&ctx);
     return rc;
 }

@@ -2,20 +2,13 @@
     order of history keys (the board as of a day relies on it), the scan bound of a day, and
     page tokens. Exits 0 when every check holds, 1 (with the failed check) otherwise.
 */
+#include "sam_testkit.h"
 #include "status.h"
 
 #include <stdio.h>
 #include <string.h>
 
-static int s_failed = 0;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "status_selftest: %s:%d: %s\n", __FILE__, __LINE__, #cond);            \
-            s_failed++;                                                                            \
-        }                                                                                          \
-    } while (0)
+#define CHECK SAM_CHECK /* sam_testkit.h */
 
 static int s_cmp(const status_key_t *a, const status_key_t *b)
 {
@@ -47,11 +40,8 @@ int main(void)
     CHECK(!status_id_ok("Halden"));
     CHECK(!status_id_ok(""));
     char long_id[66];
-    memset(long_id, 'a', 65);
-    long_id[65] = 0;
-    CHECK(!status_id_ok(long_id));
-    long_id[64] = 0;
-    CHECK(status_id_ok(long_id));
+    CHECK(!status_id_ok(sam_testkit_fill(long_id, 'a', 65)));
+    CHECK(status_id_ok(sam_testkit_fill(long_id, 'a', 64)));
 
     /* history keys: one pilot's records sort by date, then publication order; another
        pilot whose id extends this one's never falls inside its range */
@@ -89,7 +79,5 @@ int main(void)
     CHECK(!status_barrier_open("changed") && !status_barrier_open("withdrawn"));
     CHECK(!status_barrier_open("nonsense"));
 
-    if (s_failed) return 1;
-    printf("status_selftest: ok\n");
-    return 0;
+    return sam_testkit_done("status_selftest");
 }

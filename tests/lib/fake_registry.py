@@ -6,9 +6,9 @@ import threading
 import time
 
 import zmq
+import samtest
 from samtest import CTX, MDPW, READY, REQUEST, REPLY, HEARTBEAT, DISCONNECT
 from samordna.v1 import envelope_pb2, events_pb2, registry_pb2
-from cloudevents.v1 import cloudevents_pb2
 
 
 class FakeRegistry:
@@ -30,9 +30,8 @@ class FakeRegistry:
         """Adds an event to the registry's outbox (and its record to what get answers)."""
         with self.lock:
             seq = len(self.outbox) + 1
-            ce = cloudevents_pb2.CloudEvent(id=f"reg-{seq}", source="fmov", spec_version="1.0",
-                                            type=etype, binary_data=payload.SerializeToString())
-            self.outbox.append(events_pb2.StoredEvent(seq=seq, event=ce))
+            self.outbox.append(events_pb2.StoredEvent(
+                seq=seq, event=samtest.event(etype, payload, eid=f"reg-{seq}")))
             self.records[(table, rid)] = payload.SerializeToString()
 
     def know(self, table, rid, payload):
@@ -75,11 +74,10 @@ class FakeRegistry:
             keep = []
             for deadline, client, rid, after, mx in polls:
                 with self.lock:
-                    evs = [e for e in self.outbox if e.seq > after][:mx]
-                    head = len(self.outbox)
-                if evs or now >= deadline:
+                    rr = samtest.read_reply(self.outbox, after, mx)
+                if rr.events or now >= deadline:
                     rep = envelope_pb2.Reply(id=rid, status=envelope_pb2.Status(code=200))
-                    rep.body = events_pb2.ReadReply(events=evs, last_seq=head).SerializeToString()
+                    rep.body = rr.SerializeToString()
                     sock.send_multipart([b"", MDPW, REPLY, client, b"", rep.SerializeToString()])
                 else:
                     keep.append((deadline, client, rid, after, mx))

@@ -7,6 +7,11 @@ closing 'N passed, N failed' line, and exits non-zero when any failed. A test th
 run here raises Skip (saying why): it is counted as skipped, never as passed, and a module
 with a skipped test and no failed one exits SKIP_EXIT, which CTest reports as skipped.
 
+The vocabulary every test file shares, so that one fix serves them all: Client and Worker
+(a 7/MDP client or worker of any language, frame by frame), FakeBroker (the test in the
+broker's place, to check a service's every frame or hand it authenticated callers), event()
+and publish_req() (the one CloudEvent builder) and publish() (the one way to publish).
+
 Environment (set by CTest, see tests/CMakeLists.txt): SAMORDNA_BIN (executables),
 SAMORDNA_PYGEN (generated *_pb2.py), SAMORDNA_TESTDATA (scratch folder), SAMORDNA_SRC.
 
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import time
 import traceback
+import uuid
 
 BIN = os.environ.get("SAMORDNA_BIN", os.path.join(os.getcwd(), "bin"))
 PYGEN = os.environ.get("SAMORDNA_PYGEN", os.path.join(os.getcwd(), "python"))
@@ -101,7 +107,8 @@ def now_args():
 
 
 import zmq  # noqa: E402
-from samordna.v1 import envelope_pb2  # noqa: E402,F401
+from samordna.v1 import envelope_pb2, events_pb2  # noqa: E402
+from cloudevents.v1 import cloudevents_pb2  # noqa: E402
 
 SKIP_EXIT = 77  # tests/CMakeLists.txt: SKIP_RETURN_CODE of the Python tests
 
@@ -130,6 +137,17 @@ def scratch(name):
     shutil.rmtree(path, ignore_errors=True)
     os.makedirs(path)
     return path
+
+
+class Closing:
+    """For a test's stack of processes and sockets with a close(): `with Stack(...) as s:`
+    closes it however the block ends."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class Proc:
@@ -210,7 +228,14 @@ def wait_for(cond, timeout, what):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-class Client:
+def _decoded(rep, reply_type):
+    """The body of a 200 reply as reply_type (None for any other reply or no type)."""
+    if reply_type is None or rep.status.code != 200:
+        return None
+    return reply_type.FromString(rep.body)
+
+
+class Client(Closing):
     """A samordna client over a raw DEALER socket: 7/MDP client frames, Request/Reply bodies."""
 
     def __init__(self, endpoint, curve=None):
@@ -250,11 +275,7 @@ class Client:
             rep = self.recv(timeout)
             if rep.id == rid:
                 break
-        msg = None
-        if reply_type is not None and rep.status.code == 200:
-            msg = reply_type()
-            msg.ParseFromString(rep.body)
-        return rep, msg
+        return rep, _decoded(rep, reply_type)
 
     def mmi(self, name, body, timeout=5.0):
         self.sock.send_multipart([b"", MDPC, name.encode(), body])
@@ -263,7 +284,7 @@ class Client:
         return self.sock.recv_multipart()
 
 
-class Worker:
+class Worker(Closing):
     """A raw 7/MDP worker over a DEALER socket: the wire as a worker in any language sees it.
 
     `extension` is the optional READY extension frame ("x-samordna/1 credit=4 identity").
@@ -368,6 +389,225 @@ def service(name, endpoint, data_dir, *extra):
                 + list(extra))
     wait_service(endpoint, name)
     return proc
+
+
+# ---- events: the one way a test builds and publishes a CloudEvent ------------------------
+
+def event(etype, data=b"", source="fmov", eid=None, subject=None, content_type=None):
+    """A CloudEvent (spec 1.0, the io.cloudevents.v1 protobuf) of type `etype` whose data is
+    `data`: bytes as they are, a protobuf message packed. A fresh id unless `eid` is given;
+    `subject` and `content_type` become the subject and datacontenttype attributes."""
+    ev = cloudevents_pb2.CloudEvent(
+        id=eid or uuid.uuid4().hex, source=source, spec_version="1.0", type=etype,
+        binary_data=data if isinstance(data, (bytes, bytearray)) else data.SerializeToString())
+    if subject is not None:
+        ev.attributes["subject"].ce_string = subject
+    if content_type is not None:
+        ev.attributes["datacontenttype"].ce_string = content_type
+    return ev
+
+
+def publish_req(etype, data=b"", **kw):
+    """The events.publish body carrying event(etype, data, **kw)."""
+    return events_pb2.PublishRequest(event=event(etype, data, **kw))
+
+
+def _publish_body(ev):
+    return events_pb2.PublishRequest(event=ev) if isinstance(ev, cloudevents_pb2.CloudEvent) \
+        else ev
+
+
+def publish(client, service, ev, timeout=5.0):
+    """Publishes `ev` (a CloudEvent, a PublishRequest, or raw bytes sent as the body) to
+    `service` through the broker; returns (Reply, PublishReply or None), as Client.call."""
+    return client.call(service, "events.publish", _publish_body(ev), events_pb2.PublishReply,
+                       timeout=timeout)
+
+
+def publish_ok(client, service, ev, timeout=5.0):
+    """publish(), which must be answered 200; returns the PublishReply."""
+    rep, pr = publish(client, service, ev, timeout)
+    etype = getattr(_publish_body(ev), "event", None)
+    assert rep.status.code == 200, \
+        f"{etype and etype.type}: {rep.status.code} {rep.status.message}"
+    return pr
+
+
+def read_reply(outbox, after_seq, max_events=0):
+    """What a service's events.read answers at once from `outbox` (StoredEvents by seq)."""
+    return events_pb2.ReadReply(events=[e for e in outbox if e.seq > after_seq][:max_events or 100],
+                                last_seq=len(outbox))
+
+
+class FakeBroker:
+    """The test in samordna-broker's place: a ROUTER on a loopback port that a service of
+    ours connects to as its broker, so the test writes and checks every frame itself (7/MDP
+    worker frames, the x-samordna/1 extension, Caller frames, batches). It is how a test hands
+    a service authenticated callers without CURVE: the real broker passes identities only
+    once CURVE is configured.
+
+    `outbox`, when given (a list of StoredEvent, which the test may grow, or fill through
+    `store`), also answers the service's own client as the followed registry would:
+    events.read at once from that outbox, 404 to anything else. Without it a client frame
+    is not a worker frame and fails the test. `curve` configures the socket before it binds
+    (e.g. as a CURVE server). Waits are upper bounds, scaled by SLOW."""
+
+    def __init__(self, port=None, outbox=None, curve=None):
+        self.port = port or free_port()
+        self.ep = f"tcp://127.0.0.1:{self.port}"
+        self.sock = CTX.socket(zmq.ROUTER)
+        self.sock.linger = 0
+        if curve:
+            curve(self.sock)
+        self.sock.bind(self.ep)
+        self.outbox = outbox
+        self.worker = None      # the routing id of the worker that sent READY
+        self.identity = False   # whether requests carry a Caller frame (accepted extension)
+        self.next_id = 0        # the last request id `call` used
+
+    def close(self):
+        self.sock.close(0)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def store(self, etype, data, source="fmov"):
+        """Appends an event to the outbox served to the service's client (ids r1, r2, …)."""
+        if self.outbox is None:
+            self.outbox = []
+        seq = len(self.outbox) + 1
+        self.outbox.append(events_pb2.StoredEvent(
+            seq=seq, event=event(etype, data, source=source, eid=f"r{seq}")))
+
+    def recv(self, timeout=5.0):
+        """The next frames from any peer, as the ROUTER gives them."""
+        assert self.sock.poll(int(timeout * SLOW * 1000)), "nothing from the worker"
+        return self.sock.recv_multipart()
+
+    def _serve_client(self, f):
+        # [client, "", "MDPC01", service, Request]
+        req = envelope_pb2.Request.FromString(f[4])
+        rep = envelope_pb2.Reply(id=req.id)
+        if req.method == "events.read":
+            rr = events_pb2.ReadRequest.FromString(req.body)
+            rep.status.code = 200
+            rep.body = read_reply(self.outbox, rr.after_seq, rr.max).SerializeToString()
+        else:
+            rep.status.code = 404
+            rep.status.message = "not here"
+        self.sock.send_multipart([f[0], b"", MDPC, f[3], rep.SerializeToString()])
+
+    def recv_cmd(self, cmd, timeout=5.0, skip=(HEARTBEAT,)):
+        """Next frame set with the given command, skipping heartbeats (and `skip`); any other
+        command fails. Client frames are answered on the way when there is an outbox."""
+        end = time.time() + timeout * SLOW
+        while time.time() < end:
+            f = self.recv(max(0.01, end - time.time()) / SLOW)
+            if self.outbox is not None and len(f) == 5 and f[2] == MDPC:
+                self._serve_client(f)
+                continue
+            assert f[1] == b"" and f[2] == MDPW, f"bad worker frames {f[:3]}"
+            if f[3] == cmd:
+                return f
+            assert f[3] in skip, f"unexpected command {f[3]!r}"
+        raise AssertionError(f"no command {cmd!r}")
+
+    def accept(self, service=None, identity=True, credit=None, batch=False, extra="",
+               timeout=10.0):
+        """Waits for READY (from `service`, when given), checks that it offers the samordna
+        extension (credit, identity, batch) and answers it as samordna-broker does: with the
+        worker's credit unless `credit` is given, identity and batch as asked, and `extra`
+        tokens. Returns the extension the worker offered."""
+        # Replies of a killed predecessor may still be queued: they are not the new worker's.
+        f = self.recv_cmd(READY, timeout, skip=(HEARTBEAT, REPLY))
+        self.worker = f[0]
+        if service is not None:
+            assert f[4] == service.encode(), f[4]
+        ext = f[5].decode()
+        assert ext.startswith("x-samordna/1") and "credit=" in ext and "identity" in ext, ext
+        assert "batch" in ext.split(), ext
+        self.identity = identity
+        accepted = "x-samordna/1 credit=%s" % (credit or ext.split("credit=")[1].split()[0])
+        if identity:
+            accepted += " identity"
+        if batch:
+            accepted += " batch"
+        accepted += extra
+        self.sock.send_multipart([self.worker, b"", MDPW, HEARTBEAT, accepted.encode()])
+        return ext
+
+    def request(self, method, body=b"", rid=1, client=b"C1", caller=None):
+        """A plain REQUEST; with a Caller frame (an insecure admin unless `caller` is given)
+        when identity was accepted."""
+        req = envelope_pb2.Request(id=rid, method=method, body=body if isinstance(body, bytes)
+                                   else body.SerializeToString())
+        frames = [self.worker, b"", MDPW, REQUEST, client, b""]
+        if self.identity:
+            c = caller or envelope_pb2.Caller(role="admin", insecure=True)
+            frames.append(c.SerializeToString())
+        frames.append(req.SerializeToString())
+        self.sock.send_multipart(frames)
+
+    def reply(self, timeout=5.0):
+        """The next plain REPLY as (client, Reply)."""
+        f = self.recv_cmd(REPLY, timeout)
+        assert len(f) == 7 and f[5] == b"", f"not a plain REPLY: {f[3:]}"
+        rep = envelope_pb2.Reply()
+        rep.ParseFromString(f[6])
+        return f[4], rep
+
+    def call(self, method, body=b"", caller=None, reply_type=None, timeout=5.0):
+        """One request (the next id) and its reply, replies to other ids passed over; returns
+        (Reply, decoded body or None), as Client.call."""
+        self.next_id += 1
+        rid = self.next_id
+        self.request(method, body, rid=rid, caller=caller)
+        end = time.time() + timeout * SLOW
+        while True:
+            _, rep = self.reply(max(0.01, end - time.time()) / SLOW)
+            if rep.id == rid:
+                break
+        return rep, _decoded(rep, reply_type)
+
+    def publish(self, ev, caller=None, timeout=5.0):
+        """events.publish of `ev` (as samtest.publish takes it) by `caller`."""
+        return self.call("events.publish", _publish_body(ev), caller, events_pb2.PublishReply,
+                         timeout)
+
+    def item(self, method, body=b"", rid=1, client=b"C1", caller=None):
+        """One request as a Batch item, with a Caller when identity was accepted."""
+        req = envelope_pb2.Request(id=rid, method=method, body=body)
+        item = envelope_pb2.Batch.Item(client=client, body=[req.SerializeToString()])
+        if self.identity:
+            c = caller or envelope_pb2.Caller(role="admin", insecure=True)
+            item.caller = c.SerializeToString()
+        return item
+
+    def batch(self, *items, raw=None):
+        """A REQUEST to a batch worker: "" "MDPW01" 0x02 Batch (or `raw` bytes as the Batch)."""
+        frame = raw if raw is not None else envelope_pb2.Batch(item=list(items)).SerializeToString()
+        self.sock.send_multipart([self.worker, b"", MDPW, REQUEST, frame])
+
+    def batch_replies(self, n, timeout=5.0):
+        """Batch REPLYs until they hold n replies: ([(client, Reply)], size of each frame)."""
+        got, sizes = [], []
+        while len(got) < n:
+            f = self.recv_cmd(REPLY, timeout)
+            assert len(f) == 5, f"a REPLY to a batch broker with {len(f) - 4} frames"
+            batch = envelope_pb2.Batch()
+            batch.ParseFromString(f[4])
+            assert batch.item, "an empty Batch"
+            sizes.append(len(f[4]))
+            for item in batch.item:
+                assert len(item.body) == 1 and not item.caller, item
+                rep = envelope_pb2.Reply()
+                rep.ParseFromString(item.body[0])
+                got.append((item.client, rep))
+        assert len(got) == n, f"{len(got)} replies, expected {n}"
+        return got, sizes
 
 
 class NotifySocket:

@@ -322,6 +322,15 @@ static void s_file_release(s_file_t *f)
     if (!s_file_dirty(f) || (fstat(f->fd, &st) == 0 && st.st_nlink == 0)) s_file_free(f);
 }
 
+/* The part of the `left` bytes from `at` that lies in one page: sets the page's index and
+   the offset in it, returns the length. */
+static size_t s_page_span(off_t at, size_t left, uint64_t *index, size_t *in)
+{
+    *index = (uint64_t)at / S_PAGE;
+    *in = (size_t)((uint64_t)at % S_PAGE);
+    return S_PAGE - *in < left ? S_PAGE - *in : left;
+}
+
 static int s_file_read(s_file_t *f, char *buf, size_t n, off_t off)
 {
     if (off >= f->size) return 0;
@@ -329,9 +338,8 @@ static int s_file_read(s_file_t *f, char *buf, size_t n, off_t off)
     size_t done = 0;
     while (done < n) {
         off_t at = off + (off_t)done;
-        uint64_t index = (uint64_t)at / S_PAGE;
-        size_t in = (size_t)((uint64_t)at % S_PAGE);
-        size_t chunk = S_PAGE - in < n - done ? S_PAGE - in : n - done;
+        uint64_t index;
+        size_t in, chunk = s_page_span(at, n - done, &index, &in);
         s_page_t *p = s_page_find(f, index, NULL);
         if (p) {
             memcpy(buf + done, p->data + in, chunk);
@@ -349,9 +357,8 @@ static int s_file_write(s_file_t *f, const char *buf, size_t n, off_t off)
     size_t done = 0;
     while (done < n) {
         off_t at = off + (off_t)done;
-        uint64_t index = (uint64_t)at / S_PAGE;
-        size_t in = (size_t)((uint64_t)at % S_PAGE);
-        size_t chunk = S_PAGE - in < n - done ? S_PAGE - in : n - done;
+        uint64_t index;
+        size_t in, chunk = s_page_span(at, n - done, &index, &in);
         int err = 0;
         uint8_t *page = s_page_get(f, index, &err);
         if (!page) return done ? (int)done : err;

@@ -3,7 +3,9 @@
 #include "sam_client.h"
 #include "sam_status.h"
 
+#include "cloudevents/v1/cloudevents.pb-c.h"
 #include "samordna/v1/envelope.pb-c.h"
+#include "samordna/v1/events.pb-c.h"
 
 #include <arpa/inet.h>
 #include <czmq.h>
@@ -100,6 +102,54 @@ int bench_wait_service(const char *broker, const char *service, int timeout_ms)
     }
     sam_client_destroy(&c);
     return rc;
+}
+
+uint8_t *bench_event(const char *type, const char *id, const char *source, const char *subject,
+                     const ProtobufCMessage *payload, size_t *len)
+{
+    uint8_t x = 'x';
+    size_t dlen = payload ? protobuf_c_message_get_packed_size(payload) : 1;
+    uint8_t *data = payload ? malloc(dlen ? dlen : 1) : &x;
+    if (!data) return NULL;
+    if (payload) protobuf_c_message_pack(payload, data);
+    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry a =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__ATTRIBUTES_ENTRY__INIT;
+    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue v =
+        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
+    Io__Cloudevents__V1__CloudEvent__AttributesEntry *attrs[] = {&a};
+    if (subject) {
+        v.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+        v.ce_string = (char *)subject;
+        a.key = "subject";
+        a.value = &v;
+        ce.n_attributes = 1;
+        ce.attributes = attrs;
+    }
+    ce.id = (char *)id;
+    ce.source = (char *)source;
+    ce.spec_version = "1.0";
+    ce.type = (char *)type;
+    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    ce.binary_data.data = data;
+    ce.binary_data.len = dlen;
+    Samordna__V1__PublishRequest pr = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
+    pr.event = &ce;
+    *len = samordna__v1__publish_request__get_packed_size(&pr);
+    uint8_t *buf = malloc(*len ? *len : 1);
+    if (buf) samordna__v1__publish_request__pack(&pr, buf);
+    if (payload) free(data);
+    return buf;
+}
+
+uint64_t bench_publish(sam_client_t *c, const char *service, const char *type, const char *id,
+                       const char *source, const char *subject, const ProtobufCMessage *payload)
+{
+    size_t len;
+    uint8_t *body = bench_event(type, id, source, subject, payload, &len);
+    uint64_t rid = body ? sam_client_send(c, service, "events.publish", body, len) : 0;
+    free(body);
+    return rid;
 }
 
 static int s_cmp64(const void *a, const void *b)

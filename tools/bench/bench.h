@@ -13,6 +13,9 @@
 #ifndef BENCH_H
 #define BENCH_H
 
+#include "sam_client.h"
+
+#include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -44,6 +47,18 @@ int bench_raw_echo_process(const char *endpoint);
 /* A bare relay as a process of its own (samordna-bench --raw-relay FRONT BACK): zmq_proxy
    from a ROUTER bound at FRONT to a DEALER connected to BACK, until SIGTERM. */
 int bench_raw_relay_process(const char *front, const char *back);
+
+/* The packed events.publish body of one CloudEvent (spec 1.0): `type`, `id`, `source`, the
+   subject attribute when `subject` is not NULL, and `payload` packed as its binary data (one
+   byte "x" when NULL, for events whose data no one reads). Returns a buffer of *len bytes
+   the caller frees, or NULL when out of memory. */
+uint8_t *bench_event(const char *type, const char *id, const char *source, const char *subject,
+                     const ProtobufCMessage *payload, size_t *len);
+
+/* Sends bench_event(type, id, source, subject, payload) to `service` through `c` without
+   waiting for its reply: the request id, or 0 when it could not be built or sent. */
+uint64_t bench_publish(sam_client_t *c, const char *service, const char *type, const char *id,
+                       const char *source, const char *subject, const ProtobufCMessage *payload);
 
 /* Sorts n latencies (µs) and returns the p-th percentile (0..100). */
 double bench_percentile(int64_t *lat_us, size_t n, double p);

@@ -105,6 +105,63 @@ typedef struct {
     double p50_us, p99_us;
 } s_result_t;
 
+/* One way of sending a request and taking its reply — the raw baseline's DEALER or the
+   samordna client — so that the same pipelined and sequential loops measure both. */
+typedef struct {
+    int (*send)(void *ctx, const uint8_t *body, size_t len); /* 0, or -1 when not sent */
+    int (*recv)(void *ctx); /* 0; 1 for a wrong reply (an error, the wrong size); -1 for none */
+    void *ctx;
+} s_wire_t;
+
+/* Throughput with S_WINDOW requests in flight, then the latency of one at a time. 0, or -1
+   when a reply did not come or any was wrong. */
+static int s_measure(const s_wire_t *w, size_t pipelined, size_t sequential, s_result_t *out)
+{
+    uint8_t body[S_BODY];
+    memset(body, 'x', sizeof body);
+    size_t sent = 0, got = 0, bad = 0;
+    int64_t t0 = zclock_usecs();
+    while (got < pipelined) {
+        while (sent < pipelined && sent - got < S_WINDOW) {
+            if (w->send(w->ctx, body, sizeof body) != 0) break;
+            sent++;
+        }
+        int rc = w->recv(w->ctx);
+        if (rc < 0) {
+            fprintf(stderr, "bench: no reply within 5 s after %zu of %zu\n", got, pipelined);
+            return -1;
+        }
+        bad += (size_t)rc;
+        got++;
+    }
+    out->per_s = (double)pipelined / ((double)(zclock_usecs() - t0) / 1e6);
+    int64_t *lat = calloc(sequential ? sequential : 1, sizeof *lat);
+    if (!lat) return -1;
+    for (size_t i = 0; i < sequential; i++) {
+        int64_t s = zclock_usecs();
+        if (w->send(w->ctx, body, sizeof body) != 0 || w->recv(w->ctx) != 0) bad++;
+        lat[i] = zclock_usecs() - s;
+    }
+    out->p50_us = bench_percentile(lat, sequential, 50);
+    out->p99_us = bench_percentile(lat, sequential, 99);
+    free(lat);
+    if (bad) fprintf(stderr, "bench: %zu replies were errors or the wrong size\n", bad);
+    return bad ? -1 : 0;
+}
+
+static int s_raw_send(void *ctx, const uint8_t *body, size_t len)
+{
+    zframe_t *f = zframe_new(body, len);
+    return zframe_send(&f, (zsock_t *)ctx, 0);
+}
+
+static int s_raw_recv(void *ctx)
+{
+    zframe_t *f = zframe_recv((zsock_t *)ctx);
+    zframe_destroy(&f);
+    return 0;
+}
+
 static void s_raw(const char *ep, size_t pipelined, size_t sequential, s_result_t *out)
 {
     zsock_t *dealer = zsock_new(ZMQ_DEALER);
@@ -113,36 +170,25 @@ static void s_raw(const char *ep, size_t pipelined, size_t sequential, s_result_
     zsock_connect(dealer, "%s", ep);
     uint8_t body[S_BODY];
     memset(body, 'x', sizeof body);
-    zframe_t *warm = zframe_new(body, sizeof body); /* the connection is made before timing */
-    zframe_send(&warm, dealer, 0);
-    warm = zframe_recv(dealer);
-    zframe_destroy(&warm);
-    size_t sent = 0, got = 0;
-    int64_t t0 = zclock_usecs();
-    while (got < pipelined) {
-        while (sent < pipelined && sent - got < S_WINDOW) {
-            zframe_t *f = zframe_new(body, sizeof body);
-            zframe_send(&f, dealer, 0);
-            sent++;
-        }
-        zframe_t *f = zframe_recv(dealer);
-        zframe_destroy(&f);
-        got++;
-    }
-    out->per_s = (double)pipelined / ((double)(zclock_usecs() - t0) / 1e6);
-    int64_t *lat = calloc(sequential, sizeof *lat);
-    for (size_t i = 0; i < sequential; i++) {
-        int64_t s = zclock_usecs();
-        zframe_t *f = zframe_new(body, sizeof body);
-        zframe_send(&f, dealer, 0);
-        f = zframe_recv(dealer);
-        zframe_destroy(&f);
-        lat[i] = zclock_usecs() - s;
-    }
-    out->p50_us = bench_percentile(lat, sequential, 50);
-    out->p99_us = bench_percentile(lat, sequential, 99);
-    free(lat);
+    s_raw_send(dealer, body, sizeof body); /* the connection is made before timing */
+    s_raw_recv(dealer);
+    s_wire_t w = {s_raw_send, s_raw_recv, dealer};
+    s_measure(&w, pipelined, sequential, out);
     zsock_destroy(&dealer);
+}
+
+static int s_client_send(void *ctx, const uint8_t *body, size_t len)
+{
+    return sam_client_send((sam_client_t *)ctx, "echo", "echo", body, len) ? 0 : -1;
+}
+
+static int s_client_recv(void *ctx)
+{
+    sam_result_t r;
+    if (sam_client_recv((sam_client_t *)ctx, 5000, &r) != 0) return -1;
+    int wrong = r.code != SAM_OK || r.body_len != S_BODY;
+    sam_result_clear(&r);
+    return wrong;
 }
 
 static int s_brokered(const char *ep, size_t pipelined, size_t sequential, s_result_t *out)
@@ -151,41 +197,10 @@ static int s_brokered(const char *ep, size_t pipelined, size_t sequential, s_res
     char err[256];
     sam_client_t *c = sam_client_new(eps, 1, NULL, err, sizeof err);
     if (!c) return -1;
-    uint8_t body[S_BODY];
-    memset(body, 'x', sizeof body);
-    size_t sent = 0, got = 0, bad = 0;
-    int64_t t0 = zclock_usecs();
-    while (got < pipelined) {
-        while (sent < pipelined && sent - got < S_WINDOW) {
-            if (!sam_client_send(c, "echo", "echo", body, sizeof body)) break;
-            sent++;
-        }
-        sam_result_t r;
-        if (sam_client_recv(c, 5000, &r) != 0) {
-            fprintf(stderr, "bench: no reply within 5 s after %zu of %zu\n", got, pipelined);
-            sam_client_destroy(&c);
-            return -1;
-        }
-        if (r.code != SAM_OK || r.body_len != S_BODY) bad++;
-        sam_result_clear(&r);
-        got++;
-    }
-    out->per_s = (double)pipelined / ((double)(zclock_usecs() - t0) / 1e6);
-    int64_t *lat = calloc(sequential, sizeof *lat);
-    for (size_t i = 0; i < sequential; i++) {
-        int64_t s = zclock_usecs();
-        sam_client_send(c, "echo", "echo", body, sizeof body);
-        sam_result_t r;
-        if (sam_client_recv(c, 5000, &r) != 0 || r.code != SAM_OK) bad++;
-        sam_result_clear(&r);
-        lat[i] = zclock_usecs() - s;
-    }
-    out->p50_us = bench_percentile(lat, sequential, 50);
-    out->p99_us = bench_percentile(lat, sequential, 99);
-    free(lat);
+    s_wire_t w = {s_client_send, s_client_recv, c};
+    int rc = s_measure(&w, pipelined, sequential, out);
     sam_client_destroy(&c);
-    if (bad) fprintf(stderr, "bench: %zu replies were errors or the wrong size\n", bad);
-    return bad ? -1 : 0;
+    return rc;
 }
 
 int bench_broker(bench_t *b)

@@ -14,7 +14,6 @@
 #include "sam_client.h"
 #include "sam_status.h"
 
-#include "cloudevents/v1/cloudevents.pb-c.h"
 #include "samordna/v1/envelope.pb-c.h"
 #include "samordna/v1/events.pb-c.h"
 #include "samordna/v1/grants.pb-c.h"
@@ -36,39 +35,35 @@ typedef struct {
     char first_refusal[600];
 } s_pipe_t;
 
+/* Takes one reply off the pipe, counting it as acknowledged or refused (the first refusal
+   kept for the report). 0, or -1 when none came within 30 s. */
+static int s_recv_one(s_pipe_t *p)
+{
+    sam_result_t r;
+    if (sam_client_recv(p->c, 30000, &r) != 0) return -1;
+    p->in_flight--;
+    if (r.code == SAM_OK)
+        p->acked++;
+    else if (p->refused++ == 0)
+        snprintf(p->first_refusal, sizeof p->first_refusal, "%u %s", r.code, r.message);
+    sam_result_clear(&r);
+    return 0;
+}
+
 /* Packs payload into a PublishRequest of `type` and sends it to `service`, keeping at most
-   S_WINDOW requests in flight. */
-static int s_send(s_pipe_t *p, const char *service, const char *type, const char *id,
+   S_WINDOW requests in flight. The event's id is "bench-<noun>-<key>", the noun being the
+   type's ("award" of "no.samordna.grants.award.granted"). */
+static int s_send(s_pipe_t *p, const char *service, const char *type, const char *key,
                   const char *source, const ProtobufCMessage *payload)
 {
-    uint8_t data[1024], body[2048];
-    size_t len = protobuf_c_message_get_packed_size(payload);
-    if (len > sizeof data) return -1;
-    protobuf_c_message_pack(payload, data);
-    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
-    ce.id = (char *)id;
-    ce.source = (char *)source;
-    ce.spec_version = "1.0";
-    ce.type = (char *)type;
-    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
-    ce.binary_data.data = data;
-    ce.binary_data.len = len;
-    Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ce;
-    size_t blen = samordna__v1__publish_request__get_packed_size(&req);
-    if (blen > sizeof body) return -1;
-    samordna__v1__publish_request__pack(&req, body);
-    while (p->in_flight >= S_WINDOW) {
-        sam_result_t r;
-        if (sam_client_recv(p->c, 30000, &r) != 0) return -1;
-        p->in_flight--;
-        if (r.code == SAM_OK)
-            p->acked++;
-        else if (p->refused++ == 0)
-            snprintf(p->first_refusal, sizeof p->first_refusal, "%u %s", r.code, r.message);
-        sam_result_clear(&r);
-    }
-    if (!sam_client_send(p->c, service, "events.publish", body, blen)) return -1;
+    while (p->in_flight >= S_WINDOW)
+        if (s_recv_one(p) != 0) return -1;
+    const char *verb = strrchr(type, '.'), *noun = verb;
+    while (noun > type && noun[-1] != '.')
+        noun--;
+    char eid[128];
+    snprintf(eid, sizeof eid, "bench-%.*s-%s", (int)(verb - noun), noun, key);
+    if (!bench_publish(p->c, service, type, eid, source, NULL, payload)) return -1;
     p->in_flight++;
     p->sent++;
     return 0;
@@ -76,16 +71,8 @@ static int s_send(s_pipe_t *p, const char *service, const char *type, const char
 
 static int s_drain(s_pipe_t *p)
 {
-    while (p->in_flight > 0) {
-        sam_result_t r;
-        if (sam_client_recv(p->c, 30000, &r) != 0) return -1;
-        p->in_flight--;
-        if (r.code == SAM_OK)
-            p->acked++;
-        else if (p->refused++ == 0)
-            snprintf(p->first_refusal, sizeof p->first_refusal, "%u %s", r.code, r.message);
-        sam_result_clear(&r);
-    }
+    while (p->in_flight > 0)
+        if (s_recv_one(p) != 0) return -1;
     return 0;
 }
 
@@ -101,26 +88,24 @@ static void s_municipality_id(char *out, size_t len, int i)
 
 static int s_register(s_pipe_t *p, int n_munis)
 {
-    char id[32], eid[64], name[64];
+    char id[32], name[64];
     for (int i = 0; i < S_AGENCIES; i++) {
         s_agency_id(id, sizeof id, i);
-        snprintf(eid, sizeof eid, "bench-agency-%d", i);
         snprintf(name, sizeof name, "Etat %d", i);
         Samordna__V1__Agency a = SAMORDNA__V1__AGENCY__INIT;
         a.id = id;
         a.name = name;
         a.kind = SAMORDNA__V1__AGENCY_KIND__AGENCY_KIND_STATE_REGIONAL;
-        if (s_send(p, "registry", "no.samordna.registry.agency.registered", eid, id, &a.base))
+        if (s_send(p, "registry", "no.samordna.registry.agency.registered", id, id, &a.base))
             return -1;
     }
     for (int i = 0; i < n_munis; i++) {
         s_municipality_id(id, sizeof id, i);
-        snprintf(eid, sizeof eid, "bench-municipality-%d", i);
         snprintf(name, sizeof name, "Kommune %d", i);
         Samordna__V1__Municipality m = SAMORDNA__V1__MUNICIPALITY__INIT;
         m.id = id;
         m.name = name;
-        if (s_send(p, "registry", "no.samordna.registry.municipality.registered", eid, "fmov",
+        if (s_send(p, "registry", "no.samordna.registry.municipality.registered", id, "fmov",
                    &m.base))
             return -1;
     }
@@ -129,18 +114,17 @@ static int s_register(s_pipe_t *p, int n_munis)
 
 static int s_schemes(s_pipe_t *p)
 {
-    char id[48], owner[32], eid[64];
+    char id[48], owner[32];
     for (int a = 0; a < S_AGENCIES; a++)
         for (int y = 0; y < S_YEARS; y++) {
             s_agency_id(owner, sizeof owner, a);
             snprintf(id, sizeof id, "ordning-%02d-%d", a, S_FIRST_YEAR + y);
-            snprintf(eid, sizeof eid, "bench-scheme-%s", id);
             Samordna__V1__Scheme s = SAMORDNA__V1__SCHEME__INIT;
             s.id = id;
             s.name = id;
             s.owner = owner;
             s.year = (uint32_t)(S_FIRST_YEAR + y);
-            if (s_send(p, "grants", "no.samordna.grants.scheme.created", eid, owner, &s.base))
+            if (s_send(p, "grants", "no.samordna.grants.scheme.created", id, owner, &s.base))
                 return -1;
         }
     return s_drain(p);
@@ -149,7 +133,7 @@ static int s_schemes(s_pipe_t *p)
 /* One award per municipality × agency × year; a disbursement on each of the last year's. */
 static int s_awards(s_pipe_t *p, int n_munis)
 {
-    char id[64], scheme[48], agency[32], muni[32], eid[96];
+    char id[64], scheme[48], agency[32], muni[32];
     for (int y = 0; y < S_YEARS; y++)
         for (int m = 0; m < n_munis; m++)
             for (int a = 0; a < S_AGENCIES; a++) {
@@ -158,7 +142,6 @@ static int s_awards(s_pipe_t *p, int n_munis)
                 s_municipality_id(muni, sizeof muni, m);
                 snprintf(scheme, sizeof scheme, "ordning-%02d-%d", a, year);
                 snprintf(id, sizeof id, "t-%d-%04d-%02d", year, m, a);
-                snprintf(eid, sizeof eid, "bench-award-%s", id);
                 Samordna__V1__FunderShare share = SAMORDNA__V1__FUNDER_SHARE__INIT;
                 Samordna__V1__FunderShare *shares[] = {&share};
                 share.agency = agency;
@@ -172,15 +155,14 @@ static int s_awards(s_pipe_t *p, int n_munis)
                 aw.currency = "NOK";
                 aw.funders = shares;
                 aw.n_funders = 1;
-                if (s_send(p, "grants", "no.samordna.grants.award.granted", eid, agency, &aw.base))
+                if (s_send(p, "grants", "no.samordna.grants.award.granted", id, agency, &aw.base))
                     return -1;
                 if (y == S_YEARS - 1) {
                     Samordna__V1__Payment pay = SAMORDNA__V1__PAYMENT__INIT;
                     pay.award = id;
                     pay.id = "utbetaling-1";
                     pay.amount_ore = share.amount_ore / 2;
-                    snprintf(eid, sizeof eid, "bench-disbursement-%s", id);
-                    if (s_send(p, "grants", "no.samordna.grants.disbursement.made", eid, agency,
+                    if (s_send(p, "grants", "no.samordna.grants.disbursement.made", id, agency,
                                &pay.base))
                         return -1;
                 }

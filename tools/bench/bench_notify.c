@@ -28,7 +28,6 @@
 #include "sam_status.h"
 #include "sam_store.h"
 
-#include "cloudevents/v1/cloudevents.pb-c.h"
 #include "samordna/v1/events.pb-c.h"
 #include "samordna/v1/notify.pb-c.h"
 
@@ -283,42 +282,6 @@ static long s_receiver_count(s_receiver_t *r)
 
 /* ---- publishing --------------------------------------------------------------------------- */
 
-/* Packs a PublishRequest of one event; *len set; malloc'd. */
-static uint8_t *s_event(const char *id, const char *type, const char *source, const char *subject,
-                        const ProtobufCMessage *payload, size_t *len)
-{
-    uint8_t data[1024];
-    size_t dlen = payload ? protobuf_c_message_pack(payload, data) : 1;
-    if (!payload) data[0] = 'x';
-    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry a =
-        IO__CLOUDEVENTS__V1__CLOUD_EVENT__ATTRIBUTES_ENTRY__INIT;
-    Io__Cloudevents__V1__CloudEvent__CloudEventAttributeValue v =
-        IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__INIT;
-    Io__Cloudevents__V1__CloudEvent__AttributesEntry *attrs[] = {&a};
-    if (subject) {
-        v.attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
-        v.ce_string = (char *)subject;
-        a.key = "subject";
-        a.value = &v;
-        ce.n_attributes = 1;
-        ce.attributes = attrs;
-    }
-    ce.id = (char *)id;
-    ce.source = (char *)source;
-    ce.spec_version = "1.0";
-    ce.type = (char *)type;
-    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
-    ce.binary_data.data = data;
-    ce.binary_data.len = dlen;
-    Samordna__V1__PublishRequest pr = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    pr.event = &ce;
-    *len = samordna__v1__publish_request__get_packed_size(&pr);
-    uint8_t *buf = malloc(*len);
-    if (buf) samordna__v1__publish_request__pack(&pr, buf);
-    return buf;
-}
-
 /* Pipelined publishes of n events made by make(i); 0 when all were acknowledged. */
 typedef uint8_t *(*s_make_fn)(long i, size_t *len, void *arg);
 
@@ -385,14 +348,14 @@ static uint8_t *s_make_sub(long i, size_t *len, void *arg)
     ev.subscription = &s;
     char eid[40];
     snprintf(eid, sizeof eid, "bench-sub-%ld", i);
-    return s_event(eid, "no.samordna.notify.subscription.created", "fmov", NULL, &ev.base, len);
+    return bench_event("no.samordna.notify.subscription.created", eid, "fmov", NULL, &ev.base, len);
 }
 
 static uint8_t *s_make_echo(long i, size_t *len, void *arg)
 {
     char id[48];
     snprintf(id, sizeof id, "%s-%ld", (const char *)arg, i);
-    return s_event(id, "no.samordna.echo.recorded", "fmov", "halden", NULL, len);
+    return bench_event("no.samordna.echo.recorded", id, "fmov", "halden", NULL, len);
 }
 
 /* Waits until notify's cursor on `service` reaches seq; returns 0 or -1 after timeout_ms. */
@@ -493,7 +456,7 @@ static uint8_t *s_make_hook(long i, size_t *len, void *arg)
     (void)arg;
     char id[48];
     snprintf(id, sizeof id, "w-%ld", i);
-    return s_event(id, "no.samordna.echo.recorded", "fmov", "webhook", NULL, len);
+    return bench_event("no.samordna.echo.recorded", id, "fmov", "webhook", NULL, len);
 }
 
 /* The secret of subscription `id` (notify.subscriptions.secret) into out[65]; 0 or -1. */
@@ -595,12 +558,9 @@ int bench_notify(bench_t *b)
         s.subject = "webhook";
         Samordna__V1__SubscriptionCreated ev = SAMORDNA__V1__SUBSCRIPTION_CREATED__INIT;
         ev.subscription = &s;
-        size_t len;
-        uint8_t *body =
-            s_event(eid, "no.samordna.notify.subscription.created", "fmov", NULL, &ev.base, &len);
         sam_result_t res = {0};
-        uint64_t id_sent = body ? sam_client_send(e.c, "notify", "events.publish", body, len) : 0;
-        free(body);
+        uint64_t id_sent = bench_publish(e.c, "notify", "no.samordna.notify.subscription.created",
+                                         eid, "fmov", NULL, &ev.base);
         if (!id_sent || sam_client_recv(e.c, 5000, &res) != 0 || res.code != SAM_OK) {
             sam_result_clear(&res);
             goto done;
@@ -667,7 +627,7 @@ int bench_notify(bench_t *b)
         char id[48];
         snprintf(id, sizeof id, "l-%ld", i);
         size_t len;
-        uint8_t *body = s_event(id, "no.samordna.echo.recorded", "fmov", "webhook", NULL, &len);
+        uint8_t *body = bench_event("no.samordna.echo.recorded", id, "fmov", "webhook", NULL, &len);
         int64_t sent = zclock_usecs();
         sam_result_t res = {0};
         if (!body || !sam_client_send(e.c, "echo", "events.publish", body, len) ||

@@ -12,8 +12,6 @@
 #include "sam_client.h"
 #include "sam_status.h"
 
-#include "cloudevents/v1/cloudevents.pb-c.h"
-#include "samordna/v1/events.pb-c.h"
 #include "samordna/v1/registry.pb-c.h"
 
 #include <czmq.h>
@@ -35,22 +33,7 @@ static uint8_t *s_event(size_t i, size_t *len)
     p.id = id;
     p.name = name;
     p.agency = "";
-    uint8_t payload[128];
-    size_t plen = samordna__v1__person__pack(&p, payload);
-    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
-    ce.id = eid;
-    ce.source = "fmov";
-    ce.spec_version = "1.0";
-    ce.type = "no.samordna.registry.person.registered";
-    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
-    ce.binary_data.data = payload;
-    ce.binary_data.len = plen;
-    Samordna__V1__PublishRequest pr = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    pr.event = &ce;
-    *len = samordna__v1__publish_request__get_packed_size(&pr);
-    uint8_t *buf = malloc(*len);
-    if (buf) samordna__v1__publish_request__pack(&pr, buf);
-    return buf;
+    return bench_event("no.samordna.registry.person.registered", eid, "fmov", NULL, &p.base, len);
 }
 
 /* Publishes n events pipelined; fills lat_us[i]. Returns 0 or -1. */

@@ -17,7 +17,6 @@
 #include "sam_client.h"
 #include "sam_status.h"
 
-#include "cloudevents/v1/cloudevents.pb-c.h"
 #include "samordna/v1/events.pb-c.h"
 #include "samordna/v1/registry.pb-c.h"
 #include "samordna/v1/status.pb-c.h"
@@ -60,33 +59,9 @@ static int s_drain(s_pub_t *p, size_t down_to)
 static int s_publish(s_pub_t *p, const char *service, const char *type,
                      const ProtobufCMessage *payload)
 {
-    size_t n = protobuf_c_message_get_packed_size(payload);
-    uint8_t *data = malloc(n ? n : 1);
-    if (!data) return -1;
-    protobuf_c_message_pack(payload, data);
     char id[32];
     snprintf(id, sizeof id, "bench-%" PRIu64, ++p->next_id);
-    Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
-    ce.id = id;
-    ce.source = "fmov";
-    ce.spec_version = "1.0";
-    ce.type = (char *)type;
-    ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
-    ce.binary_data.data = data;
-    ce.binary_data.len = n;
-    Samordna__V1__PublishRequest req = SAMORDNA__V1__PUBLISH_REQUEST__INIT;
-    req.event = &ce;
-    size_t len = samordna__v1__publish_request__get_packed_size(&req);
-    uint8_t *body = malloc(len ? len : 1);
-    if (!body) {
-        free(data);
-        return -1;
-    }
-    samordna__v1__publish_request__pack(&req, body);
-    uint64_t rid = sam_client_send(p->c, service, "events.publish", body, len);
-    free(body);
-    free(data);
-    if (!rid) return -1;
+    if (!bench_publish(p->c, service, type, id, "fmov", NULL, payload)) return -1;
     p->in_flight++;
     p->sent++;
     return s_drain(p, WINDOW - 1);
@@ -171,23 +146,19 @@ static int s_history(s_pub_t *p, int pilots)
             int year = 2000 + y;
             int k = (y * 3 + i) % 7;
             snprintf(date, sizeof date, "%04d-03-01", year);
-            if (!reached[k]) {
-                Samordna__V1__MilestoneReached r = SAMORDNA__V1__MILESTONE_REACHED__INIT;
-                r.pilot = pid;
-                r.kind = (char *)s_kinds[k][0];
-                r.date = date;
-                r.evidence = "årsrapport";
-                if (s_publish(p, "status", "no.samordna.status.milestone.reached", &r.base))
-                    return -1;
-            } else {
-                Samordna__V1__MilestoneReverted r = SAMORDNA__V1__MILESTONE_REVERTED__INIT;
-                r.pilot = pid;
-                r.kind = (char *)s_kinds[k][0];
-                r.date = date;
-                r.reason = "ikke lenger oppfylt";
-                if (s_publish(p, "status", "no.samordna.status.milestone.reverted", &r.base))
-                    return -1;
-            }
+            /* kind k is reached this year if it was not, reverted if it was */
+            Samordna__V1__MilestoneReached r = SAMORDNA__V1__MILESTONE_REACHED__INIT;
+            Samordna__V1__MilestoneReverted v = SAMORDNA__V1__MILESTONE_REVERTED__INIT;
+            r.pilot = v.pilot = pid;
+            r.kind = v.kind = (char *)s_kinds[k][0];
+            r.date = v.date = date;
+            r.evidence = "årsrapport";
+            v.reason = "ikke lenger oppfylt";
+            if (s_publish(p, "status",
+                          reached[k] ? "no.samordna.status.milestone.reverted"
+                                     : "no.samordna.status.milestone.reached",
+                          reached[k] ? &v.base : &r.base))
+                return -1;
             reached[k] = !reached[k];
             Samordna__V1__BarrierRegistered b = SAMORDNA__V1__BARRIER_REGISTERED__INIT;
             snprintf(id, sizeof id, "%s-%04d", pid, year);

@@ -1,9 +1,10 @@
 /*  samordna-echo — a service that answers `echo` with the body it was sent, and
     records `no.samordna.echo.recorded` events.
 
-    It runs on the same runtime as every real service (sam_service), so measuring it through
-    the broker measures the broker plus the runtime's dispatch, without any domain work. The
-    benchmarks and the broker's tests use it; operators can use it to check a deployment.
+    It runs on the same runtime as every real service (sam_service) and is made like them,
+    one .def plus handlers, so measuring it through the broker measures the broker plus the
+    runtime's dispatch, without any domain work. The benchmarks and the broker's tests use
+    it; operators can use it to check a deployment.
 */
 #include "sam_service.h"
 
@@ -31,22 +32,20 @@ static int s_recorded(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
     return 0;
 }
 
-/* The table. Neither row names a message type: echo's body and the event's payload are bytes
-   of anything, passed to the handlers as they came (sam_call_t.body, sam_event_t.data). */
-static const sam_row_t s_rows[] = {
-    SAM_ROW_QUERY("echo", NULL, NULL, SAM_ROLES_ANY, s_echo)
-        SAM_ROW_EVENT("no.samordna.echo.recorded", NULL, SAM_ROLES_WRITE, 0, s_recorded, NULL)};
+/* The table: echo.def's rows (s_rows, SAM_SERVICE_ROWS). */
+#define SAM_SERVICE_DEF_FILE "echo.def"
+#include "sam_service_rows.h"
+
+static const char *const s_tables[] = {NULL}; /* no tables but the runtime's own */
+
+static const sam_service_def_t s_def = {
+    .name = "echo",
+    .summary = "Answers `echo` with the body it was sent (benchmarks, deployment checks).",
+    SAM_SERVICE_ROWS,
+    SAM_SERVICE_STORE(s_tables, 1, NULL),
+};
 
 int main(int argc, char **argv)
 {
-    static const char *const tables[] = {NULL};
-    sam_service_def_t def = {
-        .name = "echo",
-        .summary = "Answers `echo` with the body it was sent (benchmarks, deployment checks).",
-        .rows = s_rows,
-        .n_rows = sizeof s_rows / sizeof s_rows[0],
-        .tables = tables,
-        .schema_version = 1,
-    };
-    return sam_service_main(&def, NULL, argc, argv);
+    return sam_service_main(&s_def, NULL, argc, argv);
 }

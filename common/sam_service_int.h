@@ -1,0 +1,214 @@
+/*  sam_service_int.h — the inside of the service runtime, shared by its files and by no one
+    else (it is not installed; services see sam_service.h only).
+
+    The runtime is split by concern, one file each:
+      sam_service.c         the loop, dispatch of a batch, options, set-up and tear-down,
+                            the harness (sam_service_main, sam_service_feed)
+      sam_service_table.c   the table and the one check path: building and looking up rows,
+                            admitting a request against its row, turning a handler's result
+                            into its answer, the built-ins ping and service.describe
+      sam_service_wire.c    the worker transport: broker connections, extensions, heartbeats
+                            and reconnection, reading requests (plain and Batch), sending
+                            replies
+      sam_service_write.c   the write path: events.publish's checks, dedup, the write passes
+                            and the batch's one transaction
+      sam_service_outbox.c  the outbox read side: events.read, and the one way every long
+                            poll (events.read and a query's wait_ms) is parked and answered
+
+    Names: what one of these files offers the others starts with `rt_` (types `rt_*_t`),
+    never `sam_`, so a reader tells the runtime's inside from the contract at a glance;
+    what stays in one file starts with `s_`.
+*/
+#ifndef SAM_SERVICE_INT_H
+#define SAM_SERVICE_INT_H
+
+#include "sam_batch.h"
+#include "sam_mdp.h"
+#include "sam_service.h"
+
+#include "sam_keys.h"
+
+#include <czmq.h>
+
+#define RT_MAX_BROKERS 8
+#define RT_MAX_PARTS 8       /* more frames than any 7/MDP command has: the rest are dropped */
+#define RT_MAX_WAIT_MS 30000 /* the longest a long poll is kept parked */
+
+/* One broker connection. */
+typedef struct {
+    char *endpoint;       /* owned copy */
+    zsock_t *sock;        /* DEALER, NULL while waiting to reconnect */
+    unsigned generation;  /* bumped on every reconnect; parked requests remember theirs */
+    bool ext_credit;      /* the broker accepted our credit */
+    bool ext_identity;    /* the broker sends a Caller frame with each request */
+    bool ext_batch;       /* requests and replies travel as Batch frames (sam_batch.h) */
+    sam_batch_t out;      /* replies gathered for it, sent at the end of the iteration */
+    int64_t heard_at;     /* last time anything arrived from it (monotonic ms) */
+    int64_t hb_due;       /* when our next heartbeat is due */
+    int64_t reconnect_at; /* when to reconnect, while sock is NULL */
+    int64_t connected_at; /* when the current connection was made */
+    int backoff_ms;       /* next reconnect delay */
+} rt_broker_t;
+
+typedef struct sam_request_t rt_request_t;
+
+/*  What a parked long poll does whenever the service may have news (rt_serve_waiters):
+    answers r again from `txn`, whose outbox head is `last_seq`. Returns true while r still
+    has nothing to say and its deadline is not reached (it stays parked), false when r's
+    reply is ready to send. */
+typedef bool (*rt_again_fn)(sam_service_t *svc, rt_request_t *r, MDB_txn *txn, uint64_t last_seq,
+                            int64_t now);
+
+/* One request of a batch, or a parked long poll. */
+struct sam_request_t {
+    int broker;          /* index into brokers */
+    unsigned generation; /* the broker connection it came on */
+    uint8_t client[256]; /* the client's address (a ZeroMQ routing id, ≤ 255 bytes) */
+    size_t client_len;
+    Samordna__V1__Request *req;   /* unpacked envelope, owned */
+    Samordna__V1__Caller *caller; /* unpacked or NULL (then anonymous, or insecure) */
+    sam_reply_t reply;
+    const sam_row_t *row;  /* the method's row, once found */
+    ProtobufCMessage *msg; /* the body decoded as row->request, owned; NULL when none */
+    /* events.publish: the event's own row and its payload */
+    const sam_row_t *erow;
+    ProtobufCMessage *payload; /* decoded as erow->request, owned; NULL when none */
+    sam_event_t ev;
+    sam_reply_t late; /* the payload's refusal by its row, answered after the duplicate check */
+    bool done;        /* reply decided before the write transaction */
+    uint64_t seq;
+    bool duplicate;
+    /* events.read: where it reads from and how many */
+    uint64_t after_seq;
+    uint32_t max;
+    /* a parked long poll (rt_park): when its wait is over, how it answers again, the list */
+    int64_t deadline;
+    rt_again_fn again;
+    rt_request_t *next;
+};
+
+struct sam_service_t {
+    const sam_service_def_t *def;
+    void *ctx;
+    sam_option_t *options; /* standard + the service's own, owned */
+    sam_config_t *config;
+    sam_store_t *store;
+    sam_client_t *client;
+    char instance[96];
+    bool insecure;
+    const char *cert;                     /* --cert: our secret certificate (CURVE) */
+    char server_key[SAM_KEY_Z85_LEN + 1]; /* --server-key: the brokers' public key */
+    int credit;
+    size_t max_event_bytes;
+    int heartbeat_ms;
+    int liveness;
+    rt_broker_t brokers[RT_MAX_BROKERS];
+    size_t nbrokers;
+    rt_request_t *waiters; /* parked long polls (events.read, queries with wait_ms): rt_park */
+    /* The table: the service's rows then the built-ins (all), and the same rows sorted by
+       name for lookup, methods (queries and built-ins) and event types apart. Arrays owned,
+       rows borrowed from the program's static data. */
+    const sam_row_t **all, **methods, **events;
+    size_t n_all, n_methods, n_events;
+    size_t max_body; /* a method body's default limit: an event plus its PublishRequest */
+    /* the batch being handled: its wall-clock time and its publishes, for the write pass */
+    int64_t batch_ms;
+    rt_request_t *pubs[SAM_MDP_MAX_CREDIT];
+    size_t npubs;
+    int64_t tick_due;
+    bool sd_ready; /* READY=1 was told to systemd (the first word from a broker) */
+    int argc;      /* the command line, for SIGHUP's second reading of the file */
+    char **argv;
+    MDB_dbi outbox, dedup;
+    bool harness;       /* driven by sam_service_feed() instead of brokers */
+    uint32_t last_code; /* status of the last reply made (read by sam_service_feed) */
+    /* counters, logged at shutdown */
+    uint64_t n_requests, n_applied, n_refused, n_duplicates, n_batches, n_bad;
+};
+
+/* The built-in rows' functions (common/sam_builtin.def), each in the file of its concern. */
+#define B(name, request, reply, roles, writes, fn)                                                 \
+    int fn(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64_t now);
+#include "sam_builtin.def"
+#undef B
+
+/* ---- sam_service_table.c: the table and the one check path ------------------------------- */
+
+/*  Builds the service's table: its rows then the built-ins, and the sorted lookup arrays.
+    Returns 0, or -1 (logged) when a row is malformed or a name is there twice. */
+int rt_table_build(sam_service_t *svc);
+
+/* The row named `name` among n rows sorted by name, or NULL. */
+const sam_row_t *rt_find(const sam_row_t *const *rows, size_t n, const char *name);
+
+/*  Everything the method's row decides, before any handler runs, through one reject path
+    (sam_service.h, "The table"). Returns the row with r->msg decoded, or NULL with the
+    refusal in r->reply. */
+const sam_row_t *rt_admit(sam_service_t *svc, rt_request_t *r);
+
+/*  Decodes len bytes as desc, the text rule first (sam_check_wire, fields' paths after
+    `prefix`). Returns 0 with *out set (the caller frees it), -1 with 400 in reply when a
+    string breaks the rule, or -2 with reply untouched when the bytes are not a packed desc:
+    the caller says what was undecodable. */
+int rt_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *data, size_t len,
+              const char *prefix, ProtobufCMessage **out, sam_reply_t *reply);
+
+/* Who sent r: its Caller, or the anonymous (CURVE) or insecure one. Borrowed. */
+const Samordna__V1__Caller *rt_caller(sam_service_t *svc, const rt_request_t *r);
+
+/* Whether caller c may call a row of these roles. */
+bool rt_role_ok(sam_service_t *svc, const Samordna__V1__Caller *c, unsigned roles);
+
+/*  The one translation point: what a handler of `row` returned (sam_service.h) into its
+    reply. */
+void rt_outcome(sam_service_t *svc, const sam_row_t *row, uint64_t id, int rc, sam_reply_t *reply);
+
+/* ---- sam_service_wire.c: the worker transport -------------------------------------------- */
+
+/* Sends "" "MDPW01" command [tail] to broker b (tail consumed; dropped while b is down). */
+void rt_broker_send(rt_broker_t *b, int command, zmsg_t **tail_p);
+
+/* (Re)connects broker b and sends READY with our extensions; on failure schedules a retry. */
+void rt_broker_connect(sam_service_t *svc, rt_broker_t *b, int64_t now);
+
+/* Heartbeats out, silent brokers reconnected with backoff. */
+void rt_heartbeat(sam_service_t *svc, int64_t now);
+
+/*  Reads one message from broker bi and handles it; its requests go into out[0..room) and
+    their number is returned. `flags` is ZMQ_DONTWAIT, or 0 to wait up to the socket's
+    receive timeout (then *now_p is brought up to date). *got says whether anything came. */
+size_t rt_receive(sam_service_t *svc, int bi, int64_t *now_p, int flags, bool *got,
+                  rt_request_t **out, size_t room);
+
+/*  Everything a broker sends: part[0..n) = "" "MDPW01" command … (too_many: the message had
+    more frames than were kept). Requests go into out[0..room); returns how many. The caller
+    closes the parts. */
+size_t rt_on_parts(sam_service_t *svc, int bi, zmq_msg_t *part, int n, bool too_many, int64_t now,
+                   rt_request_t **out, size_t room);
+
+/* Sends r's reply to its client (or into its broker's Batch); r stays the caller's. */
+void rt_send_reply(sam_service_t *svc, rt_request_t *r);
+
+/* Sends the replies gathered for a batch broker. */
+void rt_flush_replies(rt_broker_t *b);
+
+/* Frees a request and everything it owns; NULL-safe, nulls the pointer. */
+void rt_request_destroy(rt_request_t **r_p);
+
+/* ---- sam_service_write.c: the write path ------------------------------------------------- */
+
+/*  All publishes of a batch (checked by rt_builtin_publish): prepare hooks, one write
+    transaction, one sync, then every reply sent. The requests stay the caller's. */
+void rt_write_batch(sam_service_t *svc, rt_request_t **pubs, size_t n);
+
+/* ---- sam_service_outbox.c: events.read and the long polls -------------------------------- */
+
+/*  Parks r as a long poll, the one way for every kind: it waits up to wait_ms (at most
+    RT_MAX_WAIT_MS) and `again` answers it whenever the service may have news. The runtime
+    owns r from here (rt_serve_waiters sends and frees it). */
+void rt_park(sam_service_t *svc, rt_request_t *r, uint32_t wait_ms, int64_t now, rt_again_fn again);
+
+/* Answers the parked long polls that have news or whose wait is over. */
+void rt_serve_waiters(sam_service_t *svc, int64_t now);
+
+#endif
