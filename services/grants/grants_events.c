@@ -19,6 +19,7 @@
 */
 #include "grants_handlers.h"
 #include "grants_ledger.h"
+#include "sam_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,12 +45,24 @@ static int s_check_currency(const char *currency, sam_reply_t *reply)
                            currency);
 }
 
+/* Ids, dates and amounts follow everyone's rules (sam_check.h): rc is one of those, err its
+   refusal. */
+static int s_refuse(int rc, const char *err, sam_reply_t *reply)
+{
+    return rc ? sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err) : 0;
+}
+
 static int s_check_id(const char *field, const char *id, sam_reply_t *reply)
 {
-    if (grants_valid_id(id)) return 0;
-    return sam_reply_error(reply, SAM_BAD_REQUEST,
-                           "%s: '%.80s' is not an id (lowercase a-z, 0-9 and '-', 1 to 64)", field,
-                           id);
+    char err[200];
+    return s_refuse(sam_check_id(field, id, true, err, sizeof err), err, reply);
+}
+
+/* An amount of at least min_ore (0 or 1) øre. */
+static int s_check_amount(const char *field, int64_t ore, int64_t min_ore, sam_reply_t *reply)
+{
+    char err[200];
+    return s_refuse(sam_check_amount(field, ore, min_ore, err, sizeof err), err, reply);
 }
 
 static int s_check_text(const char *field, const char *s, size_t max, bool required,
@@ -65,9 +78,8 @@ static int s_check_text(const char *field, const char *s, size_t max, bool requi
 
 static int s_check_date(const char *field, const char *s, sam_reply_t *reply)
 {
-    if (s[0] == 0 || grants_valid_date(s)) return 0;
-    return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.20s' is not a date (YYYY-MM-DD)", field,
-                           s);
+    char err[200];
+    return s_refuse(sam_check_date(field, s, false, err, sizeof err), err, reply);
 }
 
 static int s_check_year(const char *field, uint32_t year, sam_reply_t *reply)
@@ -133,7 +145,6 @@ int grants_apply_scheme_created(sam_service_t *svc, MDB_txn *txn, const sam_even
     grants_t *g = sam_service_ctx(svc);
     Samordna__V1__Scheme copy = *(const Samordna__V1__Scheme *)ev->msg, *s = &copy;
     int rc = -1;
-    char m1[64];
     if (s_check_id("scheme.id", s->id, reply) ||
         s_check_text("scheme.name", s->name, GRANTS_MAX_NAME, true, reply) ||
         s_check_text("scheme.chapter", s->chapter, 32, false, reply) ||
@@ -142,12 +153,7 @@ int grants_apply_scheme_created(sam_service_t *svc, MDB_txn *txn, const sam_even
         s_check_year("scheme.year", s->year, reply) || s_check_currency(s->currency, reply) ||
         s_check_agency(g, txn, "scheme.owner", s->owner, reply))
         goto done;
-    if (s->has_frame && s->frame_ore <= 0) {
-        sam_reply_error(reply, SAM_BAD_REQUEST,
-                        "scheme.frame_ore: %lld øre (%s) — a frame must be more than zero",
-                        (long long)s->frame_ore, s_money(s->frame_ore, m1, sizeof m1));
-        goto done;
-    }
+    if (s->has_frame && s_check_amount("scheme.frame_ore", s->frame_ore, 1, reply)) goto done;
     if (!s->has_frame && s->frame_ore != 0) {
         sam_reply_error(reply, SAM_BAD_REQUEST,
                         "scheme.frame_ore: set without has_frame; say has_frame to give a frame");
@@ -227,12 +233,7 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
         s_check_date("award.report_due", a->report_due, reply) ||
         s_check_date("award.decided", a->decided, reply) || s_check_currency(a->currency, reply))
         goto done;
-    if (a->amount_ore <= 0) {
-        sam_reply_error(reply, SAM_BAD_REQUEST,
-                        "award.amount_ore: %lld øre — an award must be more than zero",
-                        (long long)a->amount_ore);
-        goto done;
-    }
+    if (s_check_amount("award.amount_ore", a->amount_ore, 1, reply)) goto done;
     s = grants_scheme_get(g, txn, a->scheme);
     if (!s) {
         sam_reply_error(reply, SAM_UNPROCESSABLE, "award.scheme: unknown scheme '%s'", a->scheme);
@@ -275,13 +276,8 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
                                 f->agency);
                 goto done;
             }
-        if (f->amount_ore <= 0) {
-            sam_reply_error(reply, SAM_BAD_REQUEST,
-                            "award.funders[%zu].amount_ore: %lld øre — a share must be more "
-                            "than zero",
-                            i, (long long)f->amount_ore);
-            goto done;
-        }
+        snprintf(field, sizeof field, "award.funders[%zu].amount_ore", i);
+        if (s_check_amount(field, f->amount_ore, 1, reply)) goto done;
         if (__builtin_add_overflow(sum, f->amount_ore, &sum)) {
             sam_reply_error(reply, SAM_BAD_REQUEST, "award.funders: the shares overflow");
             goto done;
@@ -401,18 +397,19 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
     Samordna__V1__Scheme *s = NULL;
     Samordna__V1__FunderAmount split[GRANTS_MAX_FUNDERS], *splitp[GRANTS_MAX_FUNDERS];
     int rc = -1;
-    char f_id[48], f_award[48], f_amount[48], m1[64], m2[64];
+    char f_id[48], f_award[48], f_amount[48], f_date[48], m1[64], m2[64];
     snprintf(f_id, sizeof f_id, "%s.id", what);
     snprintf(f_award, sizeof f_award, "%s.award", what);
     snprintf(f_amount, sizeof f_amount, "%s.amount_ore", what);
+    snprintf(f_date, sizeof f_date, "%s.date", what);
     if (s_check_id(f_id, p->id, reply) || s_check_id(f_award, p->award, reply) ||
-        s_check_date("date", p->date, reply) ||
+        s_check_date(f_date, p->date, reply) || s_check_amount(f_amount, p->amount_ore, 0, reply) ||
         s_check_text("note", p->note, GRANTS_MAX_TEXT, false, reply) ||
         s_check_currency(p->currency, reply))
         goto done;
     bool cancel_all =
         kind == SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_CANCELLATION && p->amount_ore == 0;
-    if (p->amount_ore < 0 || (p->amount_ore == 0 && !cancel_all)) {
+    if (p->amount_ore == 0 && !cancel_all) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "%s: %lld øre — a %s must be more than zero",
                         f_amount, (long long)p->amount_ore, what);
         goto done;
@@ -601,11 +598,7 @@ int grants_apply_instrument(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
                         (int)in->kind);
         goto done;
     }
-    if (in->value_ore < 0) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "instrument.value_ore: %lld øre is negative",
-                        (long long)in->value_ore);
-        goto done;
-    }
+    if (s_check_amount("instrument.value_ore", in->value_ore, 0, reply)) goto done;
     if (!s_admin(ev) && strcmp(ev->ce->source, in->agency) != 0) {
         sam_reply_error(reply, SAM_FORBIDDEN,
                         "instrument.agency: '%s' may not register an instrument of '%s'",

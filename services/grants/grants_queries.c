@@ -8,6 +8,7 @@
 */
 #include "grants_handlers.h"
 #include "grants_ledger.h"
+#include "sam_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -563,10 +564,10 @@ int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     grants_t *g = sam_service_ctx(svc);
     const Samordna__V1__DeadlinesRequest *req = (const Samordna__V1__DeadlinesRequest *)call->msg;
     int rc;
-    if (!grants_valid_date(req->before) || (req->from[0] && !grants_valid_date(req->from)))
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.20s' is not a date (YYYY-MM-DD)",
-                               grants_valid_date(req->before) ? "from" : "before",
-                               grants_valid_date(req->before) ? req->from : req->before);
+    char err[200];
+    if (sam_check_date("before", req->before, true, err, sizeof err) ||
+        sam_check_date("from", req->from, false, err, sizeof err))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
     size_t page = s_page_size(req->page_size);
     Samordna__V1__DeadlineList out = SAMORDNA__V1__DEADLINE_LIST__INIT;
     Samordna__V1__Deadline *items = NULL;

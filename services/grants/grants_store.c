@@ -5,6 +5,8 @@
 */
 #include "grants_store.h"
 
+#include "sam_check.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -158,30 +160,15 @@ int grants_ref_set_cursor(grants_t *g, MDB_txn *txn, uint64_t seq)
     return mdb_put(txn, g->dbi[GRANTS_T_REFS], &key, &val, 0);
 }
 
+/* Everyone's id and date rules (sam_check.h), under the names grants' callers know. */
 bool grants_valid_id(const char *s)
 {
-    size_t n = 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-        if (n >= 64) return false;
-    }
-    return n >= 1;
+    return sam_check_is_id(s);
 }
 
 bool grants_valid_date(const char *s)
 {
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return false;
-    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
-    int m = (s[5] - '0') * 10 + (s[6] - '0');
-    int d = (s[8] - '0') * 10 + (s[9] - '0');
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (y < 1900 || m < 1 || m > 12 || d < 1) return false;
-    int max = days[m - 1];
-    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) max = 29;
-    return d <= max;
+    return sam_check_is_date(s);
 }
 
 const char *grants_fmt_ore(int64_t ore, char *out, size_t len)

@@ -3,6 +3,8 @@
 */
 #include "notify_store.h"
 
+#include "sam_check.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -296,16 +298,11 @@ int notify_cursor_put(MDB_txn *txn, const notify_dbis_t *d, const char *service,
     return sam_store_put_msg(txn, d->cursors, service, strlen(service), &c.base, 0);
 }
 
+_Static_assert(NOTIFY_ID_MAX == SAM_CHECK_ID_MAX, "a subscription id is an id");
+
 bool notify_valid_id(const char *id)
 {
-    if (!id) return false;
-    size_t n = strlen(id);
-    if (n < 1 || n > NOTIFY_ID_MAX) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-    }
-    return true;
+    return sam_check_is_id(id); /* everyone's id rule; NOTIFY_ID_MAX is its length */
 }
 
 static size_t s_start_key(uint8_t *out, size_t cap, const char *id, const char *service)

@@ -12,6 +12,7 @@
     created event, and handed to the owner by notify.subscriptions.secret.
 */
 #include "notify.h"
+#include "sam_check.h"
 
 #include <sodium.h>
 #include <string.h>
@@ -112,9 +113,10 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     /* The record stored: the subscription as given, with who made it and when. */
     Samordna__V1__Subscription sub = *m->subscription, *s = &sub;
     const char *why;
-    if (!notify_valid_id(s->id)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST,
-                        "subscription.id: '%.80s' is not a lowercase id of [a-z0-9-]{1,64}", s->id);
+    char err[200];
+    if (sam_check_id("subscription.id", s->id, true, err, sizeof err) ||
+        sam_check_id("subscription.source", s->source, false, err, sizeof err)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
         goto done;
     }
     if (s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX &&
@@ -126,11 +128,6 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     }
     if ((why = s_check_type(s->type))) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.type: '%.80s' %s", s->type, why);
-        goto done;
-    }
-    if (*s->source && !notify_valid_id(s->source)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.source: '%.80s' is not an agency id",
-                        s->source);
         goto done;
     }
     if (strlen(s->subject) > S_SUBJECT_MAX || !s_printable(s->subject)) {
@@ -166,6 +163,12 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
         sam_reply_error(reply, SAM_BAD_REQUEST,
                         "subscription.subject: id, type, source and subject together are longer "
                         "than 500 bytes");
+        goto done;
+    }
+    /* since: epoch ms (digits only) or a date by everyone's rule */
+    if (s->since && strspn(s->since, "0123456789") != strlen(s->since) &&
+        sam_check_date("subscription.since", s->since, false, err, sizeof err)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
         goto done;
     }
     if (sam_store_has(txn, n->dbi.subs, s->id, strlen(s->id))) {

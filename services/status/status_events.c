@@ -15,6 +15,8 @@
 */
 #include "status.h"
 
+#include "sam_check.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,22 +40,19 @@ static int s_text(sam_reply_t *reply, const char *field, const char *s, size_t m
     return 0;
 }
 
+/* A date and an id by everyone's rules (sam_check.h), both required here. */
 static int s_date(sam_reply_t *reply, const char *field, const char *s)
 {
-    if (!s || !*s) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
-    if (!status_date_ok(s))
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.40s' is not a date (YYYY-MM-DD)",
-                               field, s);
-    return 0;
+    char err[200];
+    if (!sam_check_date(field, s, true, err, sizeof err)) return 0;
+    return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
 }
 
 static int s_id(sam_reply_t *reply, const char *field, const char *s)
 {
-    if (!s || !*s) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
-    if (!status_id_ok(s))
-        return sam_reply_error(reply, SAM_BAD_REQUEST,
-                               "%s: '%.70s' is not an id ([a-z0-9-], at most 64)", field, s);
-    return 0;
+    char err[200];
+    if (!sam_check_id(field, s, true, err, sizeof err)) return 0;
+    return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
 }
 
 static int s_token(sam_reply_t *reply, const char *field, const char *s)

@@ -9,6 +9,8 @@
 */
 #include "status.h"
 
+#include "sam_check.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -353,11 +355,9 @@ int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
     const Samordna__V1__BoardRequest *req = (const Samordna__V1__BoardRequest *)call->msg;
     char as_of[11];
     if (*req->as_of) {
-        if (!status_date_ok(req->as_of)) {
-            sam_reply_error(reply, SAM_BAD_REQUEST, "as_of: '%.40s' is not a date (YYYY-MM-DD)",
-                            req->as_of);
-            return -1;
-        }
+        char err[200];
+        if (sam_check_date("as_of", req->as_of, true, err, sizeof err))
+            return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
         snprintf(as_of, sizeof as_of, "%s", req->as_of);
     } else
         status_today(as_of); /* for the reply; the rows are everything recorded */
@@ -449,8 +449,9 @@ int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
     int rc;
     s_list_t l = {0};
     Samordna__V1__StatusFact *p = NULL;
-    if (!status_id_ok(req->pilot))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
+    char err[200];
+    if (sam_check_id("pilot", req->pilot, true, err, sizeof err))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
     else if (!(p = status_fact_find(svc, txn, false, "pilot", req->pilot)))
         rc = sam_reply_error(reply, SAM_NOT_FOUND, "pilot: unknown pilot '%s'", req->pilot);
     else if (!(rc = status_hist_each(svc, txn, "mshist", req->pilot, NULL, s_collect, &l))) {
@@ -473,16 +474,12 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     const Samordna__V1__MeetingsRequest *req = (const Samordna__V1__MeetingsRequest *)call->msg;
     int rc = 0;
     char scope[80] = "*";
-    if (*req->pilot && !status_id_ok(req->pilot))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
-    else if (*req->municipality && !status_id_ok(req->municipality))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "municipality: '%.70s' is not an id",
-                             req->municipality);
-    else if (*req->from && !status_date_ok(req->from))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "from: '%.40s' is not a date", req->from);
-    else if (*req->to && !status_date_ok(req->to))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "to: '%.40s' is not a date", req->to);
-    if (rc) return rc;
+    char err[200];
+    if (sam_check_id("pilot", req->pilot, false, err, sizeof err) ||
+        sam_check_id("municipality", req->municipality, false, err, sizeof err) ||
+        sam_check_date("from", req->from, false, err, sizeof err) ||
+        sam_check_date("to", req->to, false, err, sizeof err))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
     if (*req->pilot)
         snprintf(scope, sizeof scope, "p:%s", req->pilot);
     else if (*req->municipality)
@@ -604,10 +601,9 @@ int status_q_barrier_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
 int status_q_steps(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     const Samordna__V1__PlanStepsRequest *req = (const Samordna__V1__PlanStepsRequest *)call->msg;
-    if (*req->pilot && !status_id_ok(req->pilot)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
-        return -1;
-    }
+    char err[200];
+    if (sam_check_id("pilot", req->pilot, false, err, sizeof err))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
     status_key_t prefix = {.len = 0};
     if (*req->pilot) status_key_pair(&prefix, req->pilot, "");
     s_list_t l = {0};
@@ -716,12 +712,10 @@ int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sa
     const Samordna__V1__StatusReportRequest *req =
         (const Samordna__V1__StatusReportRequest *)call->msg;
     int rc = 0;
-    if (!status_date_ok(req->from))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "from: '%.40s' is not a date (YYYY-MM-DD)",
-                             req->from);
-    else if (!status_date_ok(req->to))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "to: '%.40s' is not a date (YYYY-MM-DD)",
-                             req->to);
+    char err[200];
+    if (sam_check_date("from", req->from, true, err, sizeof err) ||
+        sam_check_date("to", req->to, true, err, sizeof err))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
     else if (strcmp(req->from, req->to) > 0)
         rc =
             sam_reply_error(reply, SAM_BAD_REQUEST, "to: %s is before from %s", req->to, req->from);
