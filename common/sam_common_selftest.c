@@ -435,8 +435,8 @@ static void s_rules_test(void)
           strcmp(err, "award.decided: 1850-06-01 is outside the years 1900 to 2999") == 0);
     CHECK(sam_check_date("d", "2027-02-29", true, err, sizeof err) == -1 &&
           strcmp(err, "d: '2027-02-29' is not a date YYYY-MM-DD") == 0);
-    CHECK(sam_check_date("d", "x\x1b[31m", true, err, sizeof err) == -1 &&
-          strstr(err, "\\x1b") && !strchr(err, 0x1b));
+    CHECK(sam_check_date("d", "x\x1b[31m", true, err, sizeof err) == -1 && strstr(err, "\\x1b") &&
+          !strchr(err, 0x1b));
 
     /* amounts: whole øre, a floor the caller names, one ceiling */
     CHECK(sam_check_amount("a", 0, 0, err, sizeof err) == 0);
