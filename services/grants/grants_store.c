@@ -87,24 +87,26 @@ bool grants_has(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_ke
     return sam_store_has(txn, g->dbi[table], k->b, k->n);
 }
 
-Samordna__V1__Scheme *grants_scheme_get(grants_t *g, MDB_txn *txn, const char *id)
+/* The record of `table` keyed by its id alone, or NULL. */
+static ProtobufCMessage *s_get_by_id(grants_t *g, MDB_txn *txn, grants_table_t table,
+                                     const char *id, const ProtobufCMessageDescriptor *desc)
 {
     grants_key_t k = {0};
     grants_key_raw(&k, id);
     ProtobufCMessage *m = NULL;
-    if (grants_get(g, txn, GRANTS_T_SCHEMES, &k, &samordna__v1__scheme__descriptor, &m) != 0)
-        return NULL;
-    return (Samordna__V1__Scheme *)m;
+    return grants_get(g, txn, table, &k, desc, &m) == 0 ? m : NULL;
+}
+
+Samordna__V1__Scheme *grants_scheme_get(grants_t *g, MDB_txn *txn, const char *id)
+{
+    return (Samordna__V1__Scheme *)s_get_by_id(g, txn, GRANTS_T_SCHEMES, id,
+                                               &samordna__v1__scheme__descriptor);
 }
 
 Samordna__V1__Award *grants_award_get(grants_t *g, MDB_txn *txn, const char *id)
 {
-    grants_key_t k = {0};
-    grants_key_raw(&k, id);
-    ProtobufCMessage *m = NULL;
-    if (grants_get(g, txn, GRANTS_T_AWARDS, &k, &samordna__v1__award__descriptor, &m) != 0)
-        return NULL;
-    return (Samordna__V1__Award *)m;
+    return (Samordna__V1__Award *)s_get_by_id(g, txn, GRANTS_T_AWARDS, id,
+                                              &samordna__v1__award__descriptor);
 }
 
 int64_t grants_balance(grants_t *g, MDB_txn *txn, const char *account)
@@ -147,17 +149,12 @@ int grants_ref_put(grants_t *g, MDB_txn *txn, char kind, const char *id, const c
 
 uint64_t grants_ref_cursor(grants_t *g, MDB_txn *txn)
 {
-    MDB_val key = {7, (void *)"#cursor"}, val;
-    if (mdb_get(txn, g->dbi[GRANTS_T_REFS], &key, &val) != 0 || val.mv_size != 8) return 0;
-    return sam_be64_get(val.mv_data);
+    return sam_store_get_u64(txn, g->dbi[GRANTS_T_REFS], "#cursor");
 }
 
 int grants_ref_set_cursor(grants_t *g, MDB_txn *txn, uint64_t seq)
 {
-    uint8_t b[8];
-    sam_be64_put(b, seq);
-    MDB_val key = {7, (void *)"#cursor"}, val = {8, b};
-    return mdb_put(txn, g->dbi[GRANTS_T_REFS], &key, &val, 0);
+    return sam_store_put_u64(txn, g->dbi[GRANTS_T_REFS], "#cursor", seq);
 }
 
 /* Everyone's id and date rules (sam_check.h), under the names grants' callers know. */
