@@ -30,6 +30,16 @@ static bool s_admin(const sam_event_t *ev)
     return ev->caller->insecure || strcmp(ev->caller->role, "admin") == 0;
 }
 
+/* The publisher acts for `owner` (itself, or anyone when an admin): else 403 "<field>: '<source>'
+   may not <doing> '<owner>'". Returns 0 or -1. */
+static int s_acts_for(const sam_event_t *ev, const char *field, const char *doing,
+                      const char *owner, sam_reply_t *reply)
+{
+    if (s_admin(ev) || strcmp(ev->ce->source, owner) == 0) return 0;
+    return sam_reply_error(reply, SAM_FORBIDDEN, "%s: '%s' may not %s '%s'", field, ev->ce->source,
+                           doing, owner);
+}
+
 static const char *s_money(int64_t ore, char *buf, size_t len)
 {
     char f[48];
@@ -159,12 +169,7 @@ int grants_apply_scheme_created(sam_service_t *svc, MDB_txn *txn, const sam_even
                         "scheme.frame_ore: set without has_frame; say has_frame to give a frame");
         goto done;
     }
-    if (!s_admin(ev) && strcmp(ev->ce->source, s->owner) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN,
-                        "scheme.owner: '%s' may not create a scheme owned by '%s'", ev->ce->source,
-                        s->owner);
-        goto done;
-    }
+    if (s_acts_for(ev, "scheme.owner", "create a scheme owned by", s->owner, reply)) goto done;
     grants_key_t k = {0};
     grants_key_raw(&k, s->id);
     if (grants_has(g, txn, GRANTS_T_SCHEMES, &k)) {
@@ -599,12 +604,8 @@ int grants_apply_instrument(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
         goto done;
     }
     if (s_check_amount("instrument.value_ore", in->value_ore, 0, reply)) goto done;
-    if (!s_admin(ev) && strcmp(ev->ce->source, in->agency) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN,
-                        "instrument.agency: '%s' may not register an instrument of '%s'",
-                        ev->ce->source, in->agency);
+    if (s_acts_for(ev, "instrument.agency", "register an instrument of", in->agency, reply))
         goto done;
-    }
     grants_key_t k = {0};
     grants_key_raw(&k, in->id);
     if (grants_has(g, txn, GRANTS_T_INSTRUMENTS, &k)) {
@@ -637,12 +638,7 @@ int grants_apply_need(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
         s_check_municipality(g, txn, "need.municipality", nd->municipality, reply) ||
         s_check_pilot(g, txn, "need.pilot", nd->pilot, reply))
         goto done;
-    if (!s_admin(ev) && strcmp(ev->ce->source, nd->municipality) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN,
-                        "need.municipality: '%s' may not record needs for '%s'", ev->ce->source,
-                        nd->municipality);
-        goto done;
-    }
+    if (s_acts_for(ev, "need.municipality", "record needs for", nd->municipality, reply)) goto done;
     grants_key_t k = {0};
     grants_key_str(&k, nd->municipality);
     grants_key_be32(&k, nd->year);

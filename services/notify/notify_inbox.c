@@ -21,6 +21,18 @@ static notify_t *s_ctx(sam_service_t *svc)
     return sam_service_ctx(svc);
 }
 
+/* Ends the write transaction w of a query that writes: commits it when src is 0 (relaxed:
+   without waiting for the sync, see notify_commit_relaxed), else aborts it. Returns src or
+   the commit's error. */
+static int s_end_write(notify_t *n, MDB_txn *w, int src, bool relaxed)
+{
+    if (src) {
+        mdb_txn_abort(w);
+        return src;
+    }
+    return relaxed ? notify_commit_relaxed(n, w) : mdb_txn_commit(w);
+}
+
 /* notify.inbox.read  InboxReadRequest → InboxReadReply (oldest first) */
 int notify_q_inbox_read(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                         sam_reply_t *reply)
@@ -165,10 +177,7 @@ int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         if ((src = s_ack_one(n, w, cur, &v, now))) break;
         acked++;
     }
-    if (!src)
-        src = notify_commit_relaxed(n, w);
-    else
-        mdb_txn_abort(w);
+    src = s_end_write(n, w, src, true);
     w = NULL;
     if (src) {
         rc = src;
@@ -408,11 +417,7 @@ int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
             crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
     }
-    if (!src)
-        src = mdb_txn_commit(w);
-    else
-        mdb_txn_abort(w);
-    if (src) {
+    if ((src = s_end_write(n, w, src, false))) {
         rc = src;
         goto done;
     }

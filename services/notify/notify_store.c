@@ -155,7 +155,9 @@ int notify_index_scan(MDB_txn *txn, const notify_dbis_t *d, char kind, const cha
     return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
-long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
+/* Counts the rows of dbi under "id\0", deleting each when drop. Returns the count, -1 when
+   the cursor cannot be opened or a delete fails. */
+static long s_prefix_rows(MDB_txn *txn, MDB_dbi dbi, const char *id, bool drop)
 {
     uint8_t prefix[NOTIFY_ID_MAX + 1];
     size_t plen = strnlen(id, NOTIFY_ID_MAX);
@@ -167,7 +169,7 @@ long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
     long n = 0;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
-        if (mdb_cursor_del(cur, 0)) {
+        if (drop && mdb_cursor_del(cur, 0)) {
             n = -1;
             break;
         }
@@ -179,23 +181,15 @@ long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
     return n;
 }
 
+long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
+{
+    return s_prefix_rows(txn, dbi, id, true);
+}
+
 uint64_t notify_count_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
 {
-    uint8_t prefix[NOTIFY_ID_MAX + 1];
-    size_t plen = strnlen(id, NOTIFY_ID_MAX);
-    memcpy(prefix, id, plen);
-    prefix[plen++] = 0;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, dbi, &cur)) return 0;
-    MDB_val k = {plen, prefix}, v;
-    uint64_t n = 0;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
-        n++;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    return n;
+    long n = s_prefix_rows(txn, dbi, id, false);
+    return n < 0 ? 0 : (uint64_t)n;
 }
 
 void notify_state_get(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s,

@@ -282,6 +282,19 @@ static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     return s_timeline(svc, txn, ev, 0, &ch);
 }
 
+/* The change a reached or reverted milestone records (the strings are borrowed). */
+static Samordna__V1__MilestoneChange s_change(char *pilot, char *kind, char *date, bool reached,
+                                              const char *actor)
+{
+    Samordna__V1__MilestoneChange c = SAMORDNA__V1__MILESTONE_CHANGE__INIT;
+    c.pilot = pilot;
+    c.kind = kind;
+    c.date = date;
+    c.reached = reached;
+    c.actor = (char *)actor;
+    return c;
+}
+
 /* MilestoneReached {pilot, kind, date, actor, evidence} */
 int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
@@ -300,12 +313,7 @@ int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
                         m->pilot, m->kind, last.date);
         goto done;
     }
-    Samordna__V1__MilestoneChange c = SAMORDNA__V1__MILESTONE_CHANGE__INIT;
-    c.pilot = m->pilot;
-    c.kind = m->kind;
-    c.date = m->date;
-    c.reached = true;
-    c.actor = (char *)actor;
+    Samordna__V1__MilestoneChange c = s_change(m->pilot, m->kind, m->date, true, actor);
     c.evidence = m->evidence;
     rc = s_milestone_store(svc, txn, ev, &c, p, reply);
 done:
@@ -331,12 +339,7 @@ int status_ev_reverted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, 
                         m->kind);
         goto done;
     }
-    Samordna__V1__MilestoneChange c = SAMORDNA__V1__MILESTONE_CHANGE__INIT;
-    c.pilot = m->pilot;
-    c.kind = m->kind;
-    c.date = m->date;
-    c.reached = false;
-    c.actor = (char *)actor;
+    Samordna__V1__MilestoneChange c = s_change(m->pilot, m->kind, m->date, false, actor);
     c.reason = m->reason;
     rc = s_milestone_store(svc, txn, ev, &c, p, reply);
 done:

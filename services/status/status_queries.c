@@ -467,6 +467,24 @@ int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
 
 /* ---- meetings ---------------------------------------------------------------------------- */
 
+/* Remembers key k as the last of a page, for the next page's token. */
+static void s_last_key(status_key_t *last, const MDB_val *k)
+{
+    last->len = k->mv_size <= STATUS_KEY_MAX ? k->mv_size : STATUS_KEY_MAX;
+    memcpy(last->b, k->mv_data, last->len);
+}
+
+/* Packs the list reply r; its next_page_token (*token) is the token of `last`, "" when NULL
+   (the last page). */
+static int s_reply_page(sam_reply_t *reply, ProtobufCMessage *r, char **token,
+                        const status_key_t *last)
+{
+    char text[2 * STATUS_KEY_MAX + 1] = "";
+    if (last) status_token_encode(last, text, sizeof text);
+    *token = text;
+    return sam_reply_message(reply, r);
+}
+
 /* status.meetings.list: MeetingsRequest {pilot | municipality, from, to, kind, page} →
    MeetingsReply in date order. */
 int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
@@ -488,24 +506,19 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     status_key_pair(&prefix, scope, "");
     status_key_pair(&start, scope, req->from);
     status_key_hist_end(&end, scope, *req->to ? req->to : "9999-99-99");
-    bool skip_equal = false;
     if (*req->page_token) {
         if (status_token_decode(req->page_token, &start) || start.len < prefix.len ||
             memcmp(start.b, prefix.b, prefix.len) != 0) {
             sam_reply_error(reply, SAM_BAD_REQUEST, "page_token: not a token of this listing");
             return -1;
         }
-        skip_equal = true;
     }
     uint32_t want = s_page_size(req->page_size);
     s_list_t l = {0};
     MDB_cursor *cur;
     rc = mdb_cursor_open(txn, sam_service_dbi(svc, "meetidx"), &cur);
-    MDB_val k = {start.len, start.b}, v;
-    int g = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (g == 0 && skip_equal && k.mv_size == start.len &&
-        memcmp(k.mv_data, start.b, start.len) == 0)
-        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    MDB_val k, v; /* no key is start itself: a token is a key, and the keys are longer */
+    int g = rc ? rc : sam_store_cursor_after(cur, start.b, start.len, &k, &v);
     status_key_t last = {.len = 0};
     bool more = false;
     while (!rc && g == 0) {
@@ -528,19 +541,15 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
             else if (s_list_push(&l, m))
                 FREE(mt);
         }
-        last.len = k.mv_size <= STATUS_KEY_MAX ? k.mv_size : STATUS_KEY_MAX;
-        memcpy(last.b, k.mv_data, last.len);
+        s_last_key(&last, &k);
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
     if (!rc) {
-        char token[2 * STATUS_KEY_MAX + 1] = "";
-        if (more) status_token_encode(&last, token, sizeof token);
         Samordna__V1__MeetingsReply r = SAMORDNA__V1__MEETINGS_REPLY__INIT;
         r.n_meetings = l.n;
         r.meetings = (Samordna__V1__Meeting **)l.v;
-        r.next_page_token = token;
-        rc = sam_reply_message(reply, &r.base);
+        rc = s_reply_page(reply, &r.base, &r.next_page_token, more ? &last : NULL);
     }
     s_list_free(&l);
     return rc;
@@ -668,10 +677,8 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     s_list_t l = {0};
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, sam_service_dbi(svc, "barriers"), &cur);
-    MDB_val k = {start.len, start.b}, v;
-    int g = rc ? rc : mdb_cursor_get(cur, &k, &v, start.len ? MDB_SET_RANGE : MDB_FIRST);
-    if (g == 0 && start.len && k.mv_size == start.len && !memcmp(k.mv_data, start.b, start.len))
-        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    MDB_val k, v;
+    int g = rc ? rc : sam_store_cursor_after(cur, start.b, start.len, &k, &v);
     status_key_t last = {.len = 0};
     bool more = false;
     while (!rc && g == 0) {
@@ -684,21 +691,17 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
                 break;
             }
             if (s_list_push(&l, m)) protobuf_c_message_free_unpacked(m, NULL);
-            last.len = k.mv_size <= STATUS_KEY_MAX ? k.mv_size : STATUS_KEY_MAX;
-            memcpy(last.b, k.mv_data, last.len);
+            s_last_key(&last, &k);
         } else if (m)
             protobuf_c_message_free_unpacked(m, NULL);
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
     if (!rc) {
-        char token[2 * STATUS_KEY_MAX + 1] = "";
-        if (more) status_token_encode(&last, token, sizeof token);
         Samordna__V1__BarriersReply r = SAMORDNA__V1__BARRIERS_REPLY__INIT;
         r.n_barriers = l.n;
         r.barriers = (Samordna__V1__Barrier **)l.v;
-        r.next_page_token = token;
-        rc = sam_reply_message(reply, &r.base);
+        rc = s_reply_page(reply, &r.base, &r.next_page_token, more ? &last : NULL);
     }
     s_list_free(&l);
     return rc;
