@@ -313,6 +313,25 @@ const char *sam_check_escape(const char *str, size_t max_in, char *out, size_t c
     return out;
 }
 
+const char *sam_check_format_ore(int64_t ore, char *out, size_t cap)
+{
+    uint64_t v = ore < 0 ? (uint64_t)0 - (uint64_t)ore : (uint64_t)ore;
+    uint64_t kr = v / 100, o = v % 100;
+    char digits[24], grouped[32]; /* 20 digits and 6 spaces at most */
+    int nd = snprintf(digits, sizeof digits, "%" PRIu64, kr);
+    size_t g = 0;
+    for (int i = 0; i < nd; i++) {
+        if (i > 0 && (nd - i) % 3 == 0) grouped[g++] = ' ';
+        grouped[g++] = digits[i];
+    }
+    grouped[g] = 0;
+    if (o)
+        snprintf(out, cap, "%s%s,%02" PRIu64, ore < 0 ? "-" : "", grouped, o);
+    else
+        snprintf(out, cap, "%s%s", ore < 0 ? "-" : "", grouped);
+    return out;
+}
+
 char *sam_check_sanitize(char *buf)
 {
     unsigned char *s = (unsigned char *)buf;

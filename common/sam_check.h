@@ -84,6 +84,11 @@ int sam_check_amount(const char *field, int64_t ore, int64_t min_ore, char *err,
     (SIZE_MAX: all); a cut never splits a character. Returns out. */
 const char *sam_check_escape(const char *s, size_t max_in, char *out, size_t cap);
 
+/*  An amount of øre as Norwegian kroner: whole kroner grouped by three with a space
+    ("1 500 000"), and a decimal comma only when there are øre ("-12,50"). Writes into out
+    (cap bytes; 32 hold any int64_t) and returns out. */
+const char *sam_check_format_ore(int64_t ore, char *out, size_t cap);
+
 /*  Makes buf (NUL-terminated) safe text in place: each invalid UTF-8 byte and each control
     character other than tab becomes '?'; a newline becomes a space. For whole lines
     (refusals, log lines) whose values may have come from outside. Returns buf. */

@@ -447,6 +447,11 @@ static void s_rules_test(void)
           strstr(err, "award.amount_ore: 0 øre") == err && strstr(err, "more than zero"));
     CHECK(sam_check_amount("v", -5, 0, err, sizeof err) == -1 && strstr(err, "is negative"));
     CHECK(sam_check_amount("v", 5, 10, err, sizeof err) == -1 && strstr(err, "below 10"));
+    /* and shown the Norwegian way */
+    CHECK(strcmp(sam_check_format_ore(150000000, err, sizeof err), "1 500 000") == 0);
+    CHECK(strcmp(sam_check_format_ore(-1250, err, sizeof err), "-12,50") == 0);
+    CHECK(strcmp(sam_check_format_ore(INT64_MIN, err, sizeof err), "-92 233 720 368 547 758,08") ==
+          0);
 }
 
 int main(int argc, char **argv)

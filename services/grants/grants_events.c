@@ -43,7 +43,7 @@ static int s_acts_for(const sam_event_t *ev, const char *field, const char *doin
 static const char *s_money(int64_t ore, char *buf, size_t len)
 {
     char f[48];
-    snprintf(buf, len, "NOK %s", grants_fmt_ore(ore, f, sizeof f));
+    snprintf(buf, len, "NOK %s", sam_check_format_ore(ore, f, sizeof f));
     return buf;
 }
 

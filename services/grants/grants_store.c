@@ -170,20 +170,5 @@ bool grants_valid_date(const char *s)
 
 const char *grants_fmt_ore(int64_t ore, char *out, size_t len)
 {
-    /* Digits grouped by three with a space, decimal comma only when there are øre. */
-    uint64_t v = ore < 0 ? (uint64_t)0 - (uint64_t)ore : (uint64_t)ore;
-    uint64_t kr = v / 100, o = v % 100;
-    char digits[32], grouped[48];
-    int nd = snprintf(digits, sizeof digits, "%llu", (unsigned long long)kr);
-    size_t gi = 0;
-    for (int i = 0; i < nd; i++) {
-        if (i > 0 && (nd - i) % 3 == 0) grouped[gi++] = ' ';
-        grouped[gi++] = digits[i];
-    }
-    grouped[gi] = 0;
-    if (o)
-        snprintf(out, len, "%s%s,%02llu", ore < 0 ? "-" : "", grouped, (unsigned long long)o);
-    else
-        snprintf(out, len, "%s%s", ore < 0 ? "-" : "", grouped);
-    return out;
+    return sam_check_format_ore(ore, out, len);
 }

@@ -584,16 +584,21 @@ static void s_collect(notify_t *n)
 
 /* ---- scans -------------------------------------------------------------------------------- */
 
+/* A scan's read transaction and its cursor on dbi. Returns 0, or -1 with nothing open. */
+static int s_scan_begin(notify_t *n, MDB_dbi dbi, MDB_txn **txn, MDB_cursor **cur)
+{
+    if (sam_store_begin(sam_service_store(n->svc), NULL, false, txn)) return -1;
+    if (mdb_cursor_open(*txn, dbi, cur) == 0) return 0;
+    mdb_txn_abort(*txn);
+    return -1;
+}
+
 /* Starts the transfers that are due: the head of each push queue. */
 static void s_scan_queue(notify_t *n, int64_t now)
 {
     MDB_txn *txn;
-    if (sam_store_begin(sam_service_store(n->svc), NULL, false, &txn)) return;
     MDB_cursor *cur;
-    if (mdb_cursor_open(txn, n->dbi.queue, &cur)) {
-        mdb_txn_abort(txn);
-        return;
-    }
+    if (s_scan_begin(n, n->dbi.queue, &txn, &cur)) return;
     int64_t next = now + 1000;
     MDB_val k, v;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -634,12 +639,8 @@ static void s_scan_queue(notify_t *n, int64_t now)
 static void s_scan_handshakes(notify_t *n, int64_t now)
 {
     MDB_txn *txn;
-    if (sam_store_begin(sam_service_store(n->svc), NULL, false, &txn)) return;
     MDB_cursor *cur;
-    if (mdb_cursor_open(txn, n->dbi.state, &cur)) {
-        mdb_txn_abort(txn);
-        return;
-    }
+    if (s_scan_begin(n, n->dbi.state, &txn, &cur)) return;
     int64_t next = now + 60000;
     MDB_val k, v;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
