@@ -68,6 +68,21 @@ static int s_forbidden(sam_reply_t *reply, const char *field, const sam_event_t 
                            rule);
 }
 
+/* The publisher is `agency` itself, or an admin: else 403 with `rule`. Returns 0 or -1. */
+static int s_acts_as(sam_reply_t *reply, const sam_event_t *ev, const char *field,
+                     const char *agency, const char *rule)
+{
+    return s_admin(ev) || s_is(ev, agency) ? 0 : s_forbidden(reply, field, ev, rule);
+}
+
+/* No record has `id` in dbi yet: else 409 "<field>: '<id>' is already registered". */
+static int s_is_new(sam_reply_t *reply, MDB_txn *txn, MDB_dbi dbi, const char *field,
+                    const char *id)
+{
+    if (!registry_has(txn, dbi, id)) return 0;
+    return sam_reply_error(reply, SAM_CONFLICT, "%s: '%s' is already registered", field, id);
+}
+
 /* A reference to a record of `table` that must exist: 422 naming the field otherwise. */
 static int s_ref(sam_reply_t *reply, MDB_txn *txn, MDB_dbi dbi, const char *field, const char *noun,
                  const char *id)
@@ -144,14 +159,8 @@ int registry_apply_agency_registered(sam_service_t *svc, MDB_txn *txn, const sam
     const Samordna__V1__Agency *a = (const Samordna__V1__Agency *)ev->msg;
     int rc = -1;
     if (s_check_agency(reply, a)) goto done;
-    if (!s_admin(ev) && !s_is(ev, a->id)) {
-        s_forbidden(reply, "agency.id", ev, "may register only itself");
-        goto done;
-    }
-    if (registry_has(txn, reg->store.agencies, a->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "agency.id: '%s' is already registered", a->id);
-        goto done;
-    }
+    if (s_acts_as(reply, ev, "agency.id", a->id, "may register only itself")) goto done;
+    if (s_is_new(reply, txn, reg->store.agencies, "agency.id", a->id)) goto done;
     rc = s_put(txn, reg->store.agencies, a->id, &a->base);
 done:
     return rc;
@@ -169,10 +178,7 @@ int registry_apply_agency_renamed(sam_service_t *svc, MDB_txn *txn, const sam_ev
     if (registry_check_id(reply, "agency.agency", rn->agency, true) ||
         registry_check_text(reply, "agency.name", rn->name, REGISTRY_NAME_MAX, true))
         goto done;
-    if (!s_admin(ev) && !s_is(ev, rn->agency)) {
-        s_forbidden(reply, "agency.agency", ev, "may rename only itself");
-        goto done;
-    }
+    if (s_acts_as(reply, ev, "agency.agency", rn->agency, "may rename only itself")) goto done;
     int grc = registry_get(txn, reg->store.agencies, rn->agency, &samordna__v1__agency__descriptor,
                            (ProtobufCMessage **)&a);
     if (grc == MDB_NOTFOUND) {
@@ -304,10 +310,7 @@ int registry_apply_municipality_registered(sam_service_t *svc, MDB_txn *txn, con
         s_forbidden(reply, "municipality.id", ev, "owns no programme");
         goto done;
     }
-    if (registry_has(txn, reg->store.municipalities, m->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "municipality.id: '%s' is already registered", m->id);
-        goto done;
-    }
+    if (s_is_new(reply, txn, reg->store.municipalities, "municipality.id", m->id)) goto done;
     const char *succ = m->successor ? m->successor->municipality : "";
     if (succ[0] && s_ref(reply, txn, reg->store.municipalities,
                          "municipality.successor.municipality", "municipality", succ))
@@ -498,14 +501,9 @@ int registry_apply_programme_registered(sam_service_t *svc, MDB_txn *txn, const 
     const Samordna__V1__Programme *p = (const Samordna__V1__Programme *)ev->msg;
     int rc = -1;
     if (s_check_programme(reply, p)) goto done;
-    if (!s_admin(ev) && !s_is(ev, p->owner)) {
-        s_forbidden(reply, "programme.owner", ev, "may register only programmes it owns");
+    if (s_acts_as(reply, ev, "programme.owner", p->owner, "may register only programmes it owns"))
         goto done;
-    }
-    if (registry_has(txn, reg->store.programmes, p->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "programme.id: '%s' is already registered", p->id);
-        goto done;
-    }
+    if (s_is_new(reply, txn, reg->store.programmes, "programme.id", p->id)) goto done;
     if (s_ref(reply, txn, reg->store.agencies, "programme.owner", "agency", p->owner) ||
         (p->leadership[0] &&
          s_ref(reply, txn, reg->store.agencies, "programme.leadership", "agency", p->leadership)))
@@ -664,10 +662,7 @@ int registry_apply_pilot_registered(sam_service_t *svc, MDB_txn *txn, const sam_
         s_forbidden(reply, "pilot.programme", ev, "does not own the programme");
         goto done;
     }
-    if (registry_has(txn, reg->store.pilots, p->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "pilot.id: '%s' is already registered", p->id);
-        goto done;
-    }
+    if (s_is_new(reply, txn, reg->store.pilots, "pilot.id", p->id)) goto done;
     if (s_check_pilot(reg, txn, reply, p)) goto done;
     rc = s_put(txn, reg->store.pilots, p->id, &p->base);
 done:
@@ -741,14 +736,9 @@ int registry_apply_person_registered(sam_service_t *svc, MDB_txn *txn, const sam
                         "person.erased");
         goto done;
     }
-    if (!s_admin(ev) && !s_is(ev, p->agency)) {
-        s_forbidden(reply, "person.agency", ev, "may register only its own people");
+    if (s_acts_as(reply, ev, "person.agency", p->agency, "may register only its own people"))
         goto done;
-    }
-    if (registry_has(txn, reg->store.people, p->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "person.id: '%s' is already registered", p->id);
-        goto done;
-    }
+    if (s_is_new(reply, txn, reg->store.people, "person.id", p->id)) goto done;
     if (p->agency[0] &&
         s_ref(reply, txn, reg->store.agencies, "person.agency", "agency", p->agency))
         goto done;
@@ -931,14 +921,8 @@ int registry_apply_report_published(sam_service_t *svc, MDB_txn *txn, const sam_
         registry_check_date(reply, "report.published", r->published, false) ||
         registry_check_text(reply, "report.url", r->url, 500, false))
         goto done;
-    if (!s_admin(ev) && !s_is(ev, r->by)) {
-        s_forbidden(reply, "report.by", ev, "may publish only its own reports");
-        goto done;
-    }
-    if (registry_has(txn, reg->store.reports, r->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "report.id: '%s' is already registered", r->id);
-        goto done;
-    }
+    if (s_acts_as(reply, ev, "report.by", r->by, "may publish only its own reports")) goto done;
+    if (s_is_new(reply, txn, reg->store.reports, "report.id", r->id)) goto done;
     if (s_ref(reply, txn, reg->store.agencies, "report.by", "agency", r->by)) goto done;
     rc = s_put(txn, reg->store.reports, r->id, &r->base);
 done:

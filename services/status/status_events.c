@@ -282,69 +282,59 @@ static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     return s_timeline(svc, txn, ev, 0, &ch);
 }
 
-/* The change a reached or reverted milestone records (the strings are borrowed). */
-static Samordna__V1__MilestoneChange s_change(char *pilot, char *kind, char *date, bool reached,
-                                              const char *actor)
+/*  A milestone reached (text is the evidence, optional) or reverted (text is the reason,
+    required): both are checked the same way and record one MilestoneChange. */
+static int s_milestone_event(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, char *pilot,
+                             char *kind, char *date, const char *actor_given, bool reached,
+                             char *text, sam_reply_t *reply)
 {
+    Samordna__V1__StatusFact *p = NULL;
+    s_last_t last = {0};
+    const char *actor = s_actor(ev, actor_given);
+    int rc = -1;
+    if (s_text(reply, reached ? "evidence" : "reason", text, TEXT_MAX, !reached)) goto done;
+    if ((rc = s_milestone_common(svc, txn, ev, pilot, kind, date, actor, &last, reply, &p)))
+        goto done;
+    rc = -1;
+    if (reached && last.found && last.reached) {
+        sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' reached '%s' already on %s", pilot,
+                        kind, last.date);
+        goto done;
+    }
+    if (!reached && (!last.found || !last.reached)) {
+        sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' has not reached '%s'", pilot, kind);
+        goto done;
+    }
     Samordna__V1__MilestoneChange c = SAMORDNA__V1__MILESTONE_CHANGE__INIT;
     c.pilot = pilot;
     c.kind = kind;
     c.date = date;
     c.reached = reached;
     c.actor = (char *)actor;
-    return c;
+    if (reached)
+        c.evidence = text;
+    else
+        c.reason = text;
+    rc = s_milestone_store(svc, txn, ev, &c, p, reply);
+done:
+    if (p) FREE(p);
+    return rc;
 }
 
 /* MilestoneReached {pilot, kind, date, actor, evidence} */
 int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
     const Samordna__V1__MilestoneReached *m = (const Samordna__V1__MilestoneReached *)ev->msg;
-    Samordna__V1__StatusFact *p = NULL;
-    s_last_t last = {0};
-    const char *actor = s_actor(ev, m->actor);
-    int rc = -1;
-    if (s_text(reply, "evidence", m->evidence, TEXT_MAX, false)) goto done;
-    if ((rc =
-             s_milestone_common(svc, txn, ev, m->pilot, m->kind, m->date, actor, &last, reply, &p)))
-        goto done;
-    rc = -1;
-    if (last.found && last.reached) {
-        sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' reached '%s' already on %s",
-                        m->pilot, m->kind, last.date);
-        goto done;
-    }
-    Samordna__V1__MilestoneChange c = s_change(m->pilot, m->kind, m->date, true, actor);
-    c.evidence = m->evidence;
-    rc = s_milestone_store(svc, txn, ev, &c, p, reply);
-done:
-    if (p) FREE(p);
-    return rc;
+    return s_milestone_event(svc, txn, ev, m->pilot, m->kind, m->date, m->actor, true, m->evidence,
+                             reply);
 }
 
 /* MilestoneReverted {pilot, kind, date, actor, reason} — the reason is required. */
 int status_ev_reverted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
     const Samordna__V1__MilestoneReverted *m = (const Samordna__V1__MilestoneReverted *)ev->msg;
-    Samordna__V1__StatusFact *p = NULL;
-    s_last_t last = {0};
-    const char *actor = s_actor(ev, m->actor);
-    int rc = -1;
-    if (s_text(reply, "reason", m->reason, TEXT_MAX, true)) goto done;
-    if ((rc =
-             s_milestone_common(svc, txn, ev, m->pilot, m->kind, m->date, actor, &last, reply, &p)))
-        goto done;
-    rc = -1;
-    if (!last.found || !last.reached) {
-        sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' has not reached '%s'", m->pilot,
-                        m->kind);
-        goto done;
-    }
-    Samordna__V1__MilestoneChange c = s_change(m->pilot, m->kind, m->date, false, actor);
-    c.reason = m->reason;
-    rc = s_milestone_store(svc, txn, ev, &c, p, reply);
-done:
-    if (p) FREE(p);
-    return rc;
+    return s_milestone_event(svc, txn, ev, m->pilot, m->kind, m->date, m->actor, false, m->reason,
+                             reply);
 }
 
 /* ---- meetings ---------------------------------------------------------------------------- */
