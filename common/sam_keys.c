@@ -9,6 +9,7 @@
     rebuild is a few file reads per trusted key; the broker asks once a second.
 */
 #include "sam_keys.h"
+#include "sam_selftest.h"
 
 #include <czmq.h>
 #include <errno.h>
@@ -333,14 +334,7 @@ size_t sam_keyring_size(sam_keyring_t *self)
 
 /* ---- self-test ---------------------------------------------------------------------------- */
 
-#define S_CHECK(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "sam_keys_selftest: %s:%d: check failed: %s\n", __FILE__, __LINE__,    \
-                    #cond);                                                                        \
-            failed++;                                                                              \
-        }                                                                                          \
-    } while (0)
+#define S_CHECK(cond) SAM_SELFTEST_CHECK("sam_keys_selftest", failed, cond)
 
 int sam_keys_selftest(const char *scratch, bool verbose)
 {

@@ -55,6 +55,7 @@
 #include "sam_keys.h"
 #include "sam_log.h"
 #include "sam_mdp.h"
+#include "sam_selftest.h"
 #include "sam_status.h"
 #include "samordna/v1/envelope.pb-c.h"
 
@@ -241,21 +242,19 @@ uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *tim
             else
                 request = false;
             break;
-        case 1:
-            if (size - i < 8 || field == 1) return 0;
-            i += 8;
-            request = false;
-            break;
         case 2:
             if (!sam_batch_varint(data, size, &i, &v) || v > size - i || field == 1) return 0;
             i += (size_t)v;
             if (field != 2 && field != 3) request = false;
             break;
-        case 5:
-            if (size - i < 4 || field == 1) return 0;
-            i += 4;
+        case 1: /* fixed 64 bits */
+        case 5: /* fixed 32 bits */ {
+            size_t width = (key & 7) == 1 ? 8 : 4;
+            if (size - i < width || field == 1) return 0;
+            i += width;
             request = false;
             break;
+        }
         default:
             return 0;
         }
@@ -1866,14 +1865,7 @@ void sam_broker_feed(sam_broker_t *self, const uint8_t *const *frames, const siz
 
 /* ---- self-test ------------------------------------------------------------------------- */
 
-#define S_CHECK(cond)                                                                              \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "sam_broker_selftest: %s:%d: check failed: %s\n", __FILE__, __LINE__,  \
-                    #cond);                                                                        \
-            failed++;                                                                              \
-        }                                                                                          \
-    } while (0)
+#define S_CHECK(cond) SAM_SELFTEST_CHECK("sam_broker_selftest", failed, cond)
 
 int sam_broker_selftest(bool verbose)
 {

@@ -584,24 +584,41 @@ static void s_collect(notify_t *n)
 
 /* ---- scans -------------------------------------------------------------------------------- */
 
-/* A scan's read transaction and its cursor on dbi. Returns 0, or -1 with nothing open. */
-static int s_scan_begin(notify_t *n, MDB_dbi dbi, MDB_txn **txn, MDB_cursor **cur)
+/* A scan: a read transaction and its cursor on one table. */
+typedef struct {
+    MDB_txn *txn;
+    MDB_cursor *cur;
+} s_scan_t;
+
+/* Opens a scan of dbi; *rc is the positioning on its first record (*k, *v). False when no
+   transaction or cursor could be opened (nothing is open then). */
+static bool s_scan_begin(notify_t *n, MDB_dbi dbi, s_scan_t *sc, MDB_val *k, MDB_val *v, int *rc)
 {
-    if (sam_store_begin(sam_service_store(n->svc), NULL, false, txn)) return -1;
-    if (mdb_cursor_open(*txn, dbi, cur) == 0) return 0;
-    mdb_txn_abort(*txn);
-    return -1;
+    if (sam_store_begin(sam_service_store(n->svc), NULL, false, &sc->txn)) return false;
+    if (mdb_cursor_open(sc->txn, dbi, &sc->cur)) {
+        mdb_txn_abort(sc->txn);
+        return false;
+    }
+    *rc = mdb_cursor_get(sc->cur, k, v, MDB_FIRST);
+    return true;
+}
+
+static void s_scan_end(s_scan_t *sc)
+{
+    mdb_cursor_close(sc->cur);
+    mdb_txn_abort(sc->txn);
 }
 
 /* Starts the transfers that are due: the head of each push queue. */
 static void s_scan_queue(notify_t *n, int64_t now)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    if (s_scan_begin(n, n->dbi.queue, &txn, &cur)) return;
-    int64_t next = now + 1000;
+    s_scan_t sc;
     MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    int rc;
+    if (!s_scan_begin(n, n->dbi.queue, &sc, &k, &v, &rc)) return;
+    MDB_txn *txn = sc.txn;
+    MDB_cursor *cur = sc.cur;
+    int64_t next = now + 1000;
     while (rc == 0 && (long)zhashx_size(n->flights) < n->max_in_flight) {
         char id[NOTIFY_ID_MAX + 1];
         uint64_t qseq;
@@ -630,20 +647,20 @@ static void s_scan_queue(notify_t *n, int64_t now)
         }
         rc = notify_qkey_skip(cur, id, &k, &v); /* on to the next subscription's range */
     }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    s_scan_end(&sc);
     n->next_deliver_scan_ms = next;
 }
 
 /* Starts the handshakes that are due. */
 static void s_scan_handshakes(notify_t *n, int64_t now)
 {
-    MDB_txn *txn;
-    MDB_cursor *cur;
-    if (s_scan_begin(n, n->dbi.state, &txn, &cur)) return;
-    int64_t next = now + 60000;
+    s_scan_t sc;
     MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    int rc;
+    if (!s_scan_begin(n, n->dbi.state, &sc, &k, &v, &rc)) return;
+    MDB_txn *txn = sc.txn;
+    MDB_cursor *cur = sc.cur;
+    int64_t next = now + 60000;
     for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         Samordna__V1__SubscriptionState *st =
             samordna__v1__subscription_state__unpack(NULL, v.mv_size, v.mv_data);
@@ -670,8 +687,7 @@ static void s_scan_handshakes(notify_t *n, int64_t now)
         }
         protobuf_c_message_free_unpacked(&st->base, NULL);
     }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    s_scan_end(&sc);
     n->next_handshake_scan_ms = next;
 }
 
