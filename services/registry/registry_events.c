@@ -68,6 +68,18 @@ static int s_forbidden(sam_reply_t *reply, const char *field, const sam_event_t 
                            rule);
 }
 
+/* Loads record `id` of dbi as desc into *out (free it). Returns 0; -1 with `code` and
+   "<field>: unknown <noun> '<id>'" when there is none; or a store error. */
+static int s_load(sam_reply_t *reply, MDB_txn *txn, MDB_dbi dbi, const char *id,
+                  const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, uint32_t code,
+                  const char *field, const char *noun)
+{
+    int rc = registry_get(txn, dbi, id, desc, out);
+    if (rc == MDB_NOTFOUND)
+        return sam_reply_error(reply, code, "%s: unknown %s '%s'", field, noun, id);
+    return rc;
+}
+
 /* The publisher is `agency` itself, or an admin: else 403 with `rule`. Returns 0 or -1. */
 static int s_acts_as(sam_reply_t *reply, const sam_event_t *ev, const char *field,
                      const char *agency, const char *rule)
@@ -179,16 +191,10 @@ int registry_apply_agency_renamed(sam_service_t *svc, MDB_txn *txn, const sam_ev
         registry_check_text(reply, "agency.name", rn->name, REGISTRY_NAME_MAX, true))
         goto done;
     if (s_acts_as(reply, ev, "agency.agency", rn->agency, "may rename only itself")) goto done;
-    int grc = registry_get(txn, reg->store.agencies, rn->agency, &samordna__v1__agency__descriptor,
-                           (ProtobufCMessage **)&a);
-    if (grc == MDB_NOTFOUND) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "agency.agency: unknown agency '%s'", rn->agency);
+    if ((rc = s_load(reply, txn, reg->store.agencies, rn->agency, &samordna__v1__agency__descriptor,
+                     (ProtobufCMessage **)&a, SAM_NOT_FOUND, "agency.agency", "agency")))
         goto done;
-    }
-    if (grc) {
-        rc = grc;
-        goto done;
-    }
+    rc = -1;
     if (strcmp(a->name, rn->name) == 0) {
         sam_reply_error(reply, SAM_CONFLICT, "agency.name: '%s' is already called '%s'", a->id,
                         a->name);
@@ -368,17 +374,11 @@ int registry_apply_municipality_merged(sam_service_t *svc, MDB_txn *txn, const s
         s_forbidden(reply, "merger.into", ev, "owns no programme");
         goto done;
     }
-    int grc = registry_get(txn, reg->store.municipalities, mg->into,
-                           &samordna__v1__municipality__descriptor, (ProtobufCMessage **)&into);
-    if (grc == MDB_NOTFOUND) {
-        sam_reply_error(reply, SAM_UNPROCESSABLE, "merger.into: unknown municipality '%s'",
-                        mg->into);
+    if ((rc = s_load(reply, txn, reg->store.municipalities, mg->into,
+                     &samordna__v1__municipality__descriptor, (ProtobufCMessage **)&into,
+                     SAM_UNPROCESSABLE, "merger.into", "municipality")))
         goto done;
-    }
-    if (grc) {
-        rc = grc;
-        goto done;
-    }
+    rc = -1;
     if (into->successor && into->successor->municipality[0]) {
         sam_reply_error(reply, SAM_CONFLICT, "merger.into: '%s' was itself merged into '%s'",
                         mg->into, into->successor->municipality);
@@ -386,17 +386,11 @@ int registry_apply_municipality_merged(sam_service_t *svc, MDB_txn *txn, const s
     }
     for (size_t i = 0; i < mg->n_merged; i++) {
         snprintf(f, sizeof f, "merger.merged[%zu]", i);
-        grc = registry_get(txn, reg->store.municipalities, mg->merged[i],
-                           &samordna__v1__municipality__descriptor, (ProtobufCMessage **)&old);
-        if (grc == MDB_NOTFOUND) {
-            sam_reply_error(reply, SAM_UNPROCESSABLE, "%s: unknown municipality '%s'", f,
-                            mg->merged[i]);
+        if ((rc = s_load(reply, txn, reg->store.municipalities, mg->merged[i],
+                         &samordna__v1__municipality__descriptor, (ProtobufCMessage **)&old,
+                         SAM_UNPROCESSABLE, f, "municipality")))
             goto done;
-        }
-        if (grc) {
-            rc = grc;
-            goto done;
-        }
+        rc = -1;
         if (old->successor && old->successor->municipality[0]) {
             sam_reply_error(reply, SAM_CONFLICT, "%s: '%s' was already merged into '%s' on %s", f,
                             old->id, old->successor->municipality, old->successor->from);
@@ -678,16 +672,10 @@ int registry_apply_pilot_updated(sam_service_t *svc, MDB_txn *txn, const sam_eve
     Samordna__V1__Pilot *old = NULL;
     int rc = -1;
     if (registry_check_id(reply, "pilot.id", p->id, true)) goto done;
-    int grc = registry_get(txn, reg->store.pilots, p->id, &samordna__v1__pilot__descriptor,
-                           (ProtobufCMessage **)&old);
-    if (grc == MDB_NOTFOUND) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "pilot.id: unknown pilot '%s'", p->id);
+    if ((rc = s_load(reply, txn, reg->store.pilots, p->id, &samordna__v1__pilot__descriptor,
+                     (ProtobufCMessage **)&old, SAM_NOT_FOUND, "pilot.id", "pilot")))
         goto done;
-    }
-    if (grc) {
-        rc = grc;
-        goto done;
-    }
+    rc = -1;
     if (!s_admin(ev) && !s_is(ev, old->investment_leader) &&
         !s_owns_programme(reg, txn, s_publisher(ev), old->programme)) {
         s_forbidden(reply, "pilot.id", ev,
