@@ -559,25 +559,18 @@ done:
     return rc;
 }
 
-int grants_apply_disbursement(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
-                              sam_reply_t *reply)
-{
-    return s_apply_payment(svc, txn, ev, reply,
-                           SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT);
-}
-
-int grants_apply_repayment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
-                           sam_reply_t *reply)
-{
-    return s_apply_payment(svc, txn, ev, reply, SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT);
-}
-
-int grants_apply_cancellation(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
-                              sam_reply_t *reply)
-{
-    return s_apply_payment(svc, txn, ev, reply,
-                           SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_CANCELLATION);
-}
+/* The three payment events are one handler with their kind. */
+#define S_PAYMENT_EVENT(name, kind)                                                                \
+    int grants_apply_##name(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,               \
+                            sam_reply_t *reply)                                                    \
+    {                                                                                              \
+        return s_apply_payment(svc, txn, ev, reply,                                                \
+                               SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_##kind);                   \
+    }
+S_PAYMENT_EVENT(disbursement, DISBURSEMENT)
+S_PAYMENT_EVENT(repayment, REPAYMENT)
+S_PAYMENT_EVENT(cancellation, CANCELLATION)
+#undef S_PAYMENT_EVENT
 
 /* ---- no.samordna.grants.instrument.registered --------------------------------------------- */
 

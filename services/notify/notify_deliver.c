@@ -616,25 +616,23 @@ static void s_scan_queue(notify_t *n, int64_t now)
     MDB_val k, v;
     int rc;
     if (!s_scan_begin(n, n->dbi.queue, &sc, &k, &v, &rc)) return;
-    MDB_txn *txn = sc.txn;
-    MDB_cursor *cur = sc.cur;
     int64_t next = now + 1000;
     while (rc == 0 && (long)zhashx_size(n->flights) < n->max_in_flight) {
         char id[NOTIFY_ID_MAX + 1];
         uint64_t qseq;
         if (!notify_qkey_split(&k, id, &qseq)) {
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            rc = mdb_cursor_get(sc.cur, &k, &v, MDB_NEXT);
             continue;
         }
         if (!zhashx_lookup(n->flights, id)) {
             Samordna__V1__Delivery *d = samordna__v1__delivery__unpack(NULL, v.mv_size, v.mv_data);
             Samordna__V1__Subscription *s = NULL;
             if (d && d->event && d->next_attempt_ms <= now &&
-                sam_store_get_msg(txn, n->dbi.subs, id, strlen(id),
+                sam_store_get_msg(sc.txn, n->dbi.subs, id, strlen(id),
                                   &samordna__v1__subscription__descriptor,
                                   (ProtobufCMessage **)&s) == 0) {
                 notify_state_t st;
-                notify_state_get(txn, &n->dbi, s, &st);
+                notify_state_get(sc.txn, &n->dbi, s, &st);
                 bool email = s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL;
                 if (st.state == SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE &&
                     (!email || n->smtp_url))
@@ -645,7 +643,7 @@ static void s_scan_queue(notify_t *n, int64_t now)
             if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
             if (d) protobuf_c_message_free_unpacked(&d->base, NULL);
         }
-        rc = notify_qkey_skip(cur, id, &k, &v); /* on to the next subscription's range */
+        rc = notify_qkey_skip(sc.cur, id, &k, &v); /* on to the next subscription's range */
     }
     s_scan_end(&sc);
     n->next_deliver_scan_ms = next;
@@ -658,10 +656,8 @@ static void s_scan_handshakes(notify_t *n, int64_t now)
     MDB_val k, v;
     int rc;
     if (!s_scan_begin(n, n->dbi.state, &sc, &k, &v, &rc)) return;
-    MDB_txn *txn = sc.txn;
-    MDB_cursor *cur = sc.cur;
     int64_t next = now + 60000;
-    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (; rc == 0; rc = mdb_cursor_get(sc.cur, &k, &v, MDB_NEXT)) {
         Samordna__V1__SubscriptionState *st =
             samordna__v1__subscription_state__unpack(NULL, v.mv_size, v.mv_data);
         if (!st) continue;
@@ -675,7 +671,7 @@ static void s_scan_handshakes(notify_t *n, int64_t now)
             } else if (!zhashx_lookup(n->flights, id) &&
                        (long)zhashx_size(n->flights) < n->max_in_flight) {
                 Samordna__V1__Subscription *s = NULL;
-                if (sam_store_get_msg(txn, n->dbi.subs, id, il,
+                if (sam_store_get_msg(sc.txn, n->dbi.subs, id, il,
                                       &samordna__v1__subscription__descriptor,
                                       (ProtobufCMessage **)&s) == 0) {
                     s_start_handshake(n, s);

@@ -136,6 +136,21 @@ static void s_arena_free(void *data, void *p)
     if (b && (b < a->buf || b >= a->buf + a->cap)) free(p);
 }
 
+/* A fold unpacks each history record into the arena and empties it after the record. */
+static ProtobufCMessage *s_fold_unpack(const ProtobufCMessageDescriptor *desc, const MDB_val *v,
+                                       ProtobufCAllocator *alloc, s_arena_t *arena)
+{
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, alloc, v->mv_size, v->mv_data);
+    if (!m) arena->used = 0;
+    return m;
+}
+
+static void s_fold_free(ProtobufCMessage *m, ProtobufCAllocator *alloc, s_arena_t *arena)
+{
+    protobuf_c_message_free_unpacked(m, alloc);
+    arena->used = 0;
+}
+
 typedef struct {
     s_list_t *kinds;
     char (*dates)[11]; /* per kind: date reached, "" when not (standing) */
@@ -146,12 +161,9 @@ typedef struct {
 static int s_fold_ms(const MDB_val *v, void *arg)
 {
     s_fold_ms_t *f = arg;
-    Samordna__V1__MilestoneChange *c =
-        samordna__v1__milestone_change__unpack(f->alloc, v->mv_size, v->mv_data);
-    if (!c) {
-        f->arena->used = 0;
-        return 0;
-    }
+    Samordna__V1__MilestoneChange *c = (Samordna__V1__MilestoneChange *)s_fold_unpack(
+        &samordna__v1__milestone_change__descriptor, v, f->alloc, f->arena);
+    if (!c) return 0;
     for (size_t i = 0; i < f->kinds->n; i++) {
         Samordna__V1__MilestoneKind *k = (Samordna__V1__MilestoneKind *)f->kinds->v[i];
         if (strcmp(k->id, c->kind) == 0) {
@@ -159,8 +171,7 @@ static int s_fold_ms(const MDB_val *v, void *arg)
             break;
         }
     }
-    samordna__v1__milestone_change__free_unpacked(c, f->alloc);
-    f->arena->used = 0;
+    s_fold_free(&c->base, f->alloc, f->arena);
     return 0;
 }
 
@@ -181,12 +192,9 @@ typedef struct {
 static int s_fold_bar(const MDB_val *v, void *arg)
 {
     s_fold_bar_t *f = arg;
-    Samordna__V1__BarrierMark *c =
-        samordna__v1__barrier_mark__unpack(f->alloc, v->mv_size, v->mv_data);
-    if (!c) {
-        f->arena->used = 0;
-        return 0;
-    }
+    Samordna__V1__BarrierMark *c = (Samordna__V1__BarrierMark *)s_fold_unpack(
+        &samordna__v1__barrier_mark__descriptor, v, f->alloc, f->arena);
+    if (!c) return 0;
     bool open = status_barrier_open(c->state);
     size_t i = 0;
     while (i < f->n && strcmp(f->seen[i].id, c->barrier) != 0)
@@ -207,8 +215,7 @@ static int s_fold_bar(const MDB_val *v, void *arg)
         f->n++;
     }
     f->seen[i].open = open;
-    samordna__v1__barrier_mark__free_unpacked(c, f->alloc);
-    f->arena->used = 0;
+    s_fold_free(&c->base, f->alloc, f->arena);
     return 0;
 }
 
