@@ -572,6 +572,28 @@ S_PAYMENT_EVENT(repayment, REPAYMENT)
 S_PAYMENT_EVENT(cancellation, CANCELLATION)
 #undef S_PAYMENT_EVENT
 
+/*  The fields an instrument and a need share, as "<what>.<field>": id, title, description,
+    year, the agency (an instrument's; NULL for a need), municipality and pilot. */
+static int s_check_local(grants_t *g, MDB_txn *txn, const char *what, const char *id,
+                         const char *title, const char *description, uint32_t year,
+                         const char *agency, const char *municipality, const char *pilot,
+                         sam_reply_t *reply)
+{
+    char f[7][48];
+    static const char *const names[] = {"id",     "title",        "description", "year",
+                                        "agency", "municipality", "pilot"};
+    for (size_t i = 0; i < 7; i++)
+        snprintf(f[i], sizeof f[i], "%s.%s", what, names[i]);
+    if (s_check_id(f[0], id, reply) || s_check_text(f[1], title, GRANTS_MAX_NAME, true, reply) ||
+        s_check_text(f[2], description, GRANTS_MAX_TEXT, false, reply) ||
+        s_check_year(f[3], year, reply) ||
+        (agency && s_check_agency(g, txn, f[4], agency, reply)) ||
+        s_check_municipality(g, txn, f[5], municipality, reply) ||
+        s_check_pilot(g, txn, f[6], pilot, reply))
+        return -1;
+    return 0;
+}
+
 /* ---- no.samordna.grants.instrument.registered --------------------------------------------- */
 
 int grants_apply_instrument(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
@@ -580,13 +602,8 @@ int grants_apply_instrument(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
     grants_t *g = sam_service_ctx(svc);
     const Samordna__V1__Instrument *in = (const Samordna__V1__Instrument *)ev->msg;
     int rc = -1;
-    if (s_check_id("instrument.id", in->id, reply) ||
-        s_check_text("instrument.title", in->title, GRANTS_MAX_NAME, true, reply) ||
-        s_check_text("instrument.description", in->description, GRANTS_MAX_TEXT, false, reply) ||
-        s_check_year("instrument.year", in->year, reply) ||
-        s_check_agency(g, txn, "instrument.agency", in->agency, reply) ||
-        s_check_municipality(g, txn, "instrument.municipality", in->municipality, reply) ||
-        s_check_pilot(g, txn, "instrument.pilot", in->pilot, reply))
+    if (s_check_local(g, txn, "instrument", in->id, in->title, in->description, in->year,
+                      in->agency, in->municipality, in->pilot, reply))
         goto done;
     if (in->kind < SAMORDNA__V1__INSTRUMENT_KIND__INSTRUMENT_KIND_PROJECT ||
         in->kind > SAMORDNA__V1__INSTRUMENT_KIND__INSTRUMENT_KIND_OTHER) {
@@ -624,12 +641,8 @@ int grants_apply_need(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
     grants_t *g = sam_service_ctx(svc);
     const Samordna__V1__Need *nd = (const Samordna__V1__Need *)ev->msg;
     int rc = -1;
-    if (s_check_id("need.id", nd->id, reply) ||
-        s_check_text("need.title", nd->title, GRANTS_MAX_NAME, true, reply) ||
-        s_check_text("need.description", nd->description, GRANTS_MAX_TEXT, false, reply) ||
-        s_check_year("need.year", nd->year, reply) ||
-        s_check_municipality(g, txn, "need.municipality", nd->municipality, reply) ||
-        s_check_pilot(g, txn, "need.pilot", nd->pilot, reply))
+    if (s_check_local(g, txn, "need", nd->id, nd->title, nd->description, nd->year, NULL,
+                      nd->municipality, nd->pilot, reply))
         goto done;
     if (s_acts_for(ev, "need.municipality", "record needs for", nd->municipality, reply)) goto done;
     grants_key_t k = {0};
