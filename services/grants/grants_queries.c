@@ -8,6 +8,7 @@
 */
 #include "grants_handlers.h"
 #include "grants_ledger.h"
+#include "sam_array.h"
 #include "sam_check.h"
 
 #include <stdio.h>
@@ -26,13 +27,7 @@ static size_t s_page_size(uint32_t asked)
 /* Grows a pointer array by one slot; NULL when out of memory. */
 static void **s_push(void ***arr, size_t *n, size_t *cap)
 {
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        void **na = realloc(*arr, nc * sizeof *na);
-        if (!na) return NULL;
-        *arr = na;
-        *cap = nc;
-    }
+    if (sam_array_grow(arr, cap, *n, sizeof **arr, 16)) return NULL;
     return &(*arr)[(*n)++];
 }
 

@@ -9,6 +9,7 @@
 */
 #include "status.h"
 
+#include "sam_array.h"
 #include "sam_check.h"
 
 #include <stdio.h>
@@ -33,13 +34,7 @@ typedef struct {
 
 static int s_list_push(s_list_t *l, ProtobufCMessage *m)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        ProtobufCMessage **v = realloc(l->v, cap * sizeof *v);
-        if (!v) return -1;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (sam_array_grow(&l->v, &l->cap, l->n, sizeof *l->v, 16)) return -1;
     l->v[l->n++] = m;
     return 0;
 }
@@ -200,16 +195,10 @@ static int s_fold_bar(const MDB_val *v, void *arg)
     while (i < f->n && strcmp(f->seen[i].id, c->barrier) != 0)
         i++;
     if (i == f->n) {
-        if (f->n == f->cap) {
-            size_t cap = f->cap ? f->cap * 2 : 32;
-            s_bar_seen_t *seen = realloc(f->seen, cap * sizeof *seen);
-            if (!seen) {
-                f->nomem = true;
-                samordna__v1__barrier_mark__free_unpacked(c, f->alloc);
-                return 1;
-            }
-            f->seen = seen;
-            f->cap = cap;
+        if (sam_array_grow(&f->seen, &f->cap, f->n, sizeof *f->seen, 32)) {
+            f->nomem = true;
+            samordna__v1__barrier_mark__free_unpacked(c, f->alloc);
+            return 1;
         }
         snprintf(f->seen[f->n].id, sizeof f->seen[f->n].id, "%s", c->barrier);
         f->n++;
