@@ -588,18 +588,20 @@ static void s_collect(notify_t *n)
 typedef struct {
     MDB_txn *txn;
     MDB_cursor *cur;
+    MDB_val k, v; /* the record the cursor is on */
+    int rc;       /* how the cursor got there: 0, MDB_NOTFOUND at the end, or an error */
 } s_scan_t;
 
-/* Opens a scan of dbi; *rc is the positioning on its first record (*k, *v). False when no
-   transaction or cursor could be opened (nothing is open then). */
-static bool s_scan_begin(notify_t *n, MDB_dbi dbi, s_scan_t *sc, MDB_val *k, MDB_val *v, int *rc)
+/* Opens a scan of dbi on its first record. False when no transaction or cursor could be
+   opened (nothing is open then). */
+static bool s_scan_begin(notify_t *n, MDB_dbi dbi, s_scan_t *sc)
 {
     if (sam_store_begin(sam_service_store(n->svc), NULL, false, &sc->txn)) return false;
     if (mdb_cursor_open(sc->txn, dbi, &sc->cur)) {
         mdb_txn_abort(sc->txn);
         return false;
     }
-    *rc = mdb_cursor_get(sc->cur, k, v, MDB_FIRST);
+    sc->rc = mdb_cursor_get(sc->cur, &sc->k, &sc->v, MDB_FIRST);
     return true;
 }
 
@@ -613,19 +615,18 @@ static void s_scan_end(s_scan_t *sc)
 static void s_scan_queue(notify_t *n, int64_t now)
 {
     s_scan_t sc;
-    MDB_val k, v;
-    int rc;
-    if (!s_scan_begin(n, n->dbi.queue, &sc, &k, &v, &rc)) return;
+    if (!s_scan_begin(n, n->dbi.queue, &sc)) return;
     int64_t next = now + 1000;
-    while (rc == 0 && (long)zhashx_size(n->flights) < n->max_in_flight) {
+    while (sc.rc == 0 && (long)zhashx_size(n->flights) < n->max_in_flight) {
         char id[NOTIFY_ID_MAX + 1];
         uint64_t qseq;
-        if (!notify_qkey_split(&k, id, &qseq)) {
-            rc = mdb_cursor_get(sc.cur, &k, &v, MDB_NEXT);
+        if (!notify_qkey_split(&sc.k, id, &qseq)) {
+            sc.rc = mdb_cursor_get(sc.cur, &sc.k, &sc.v, MDB_NEXT);
             continue;
         }
         if (!zhashx_lookup(n->flights, id)) {
-            Samordna__V1__Delivery *d = samordna__v1__delivery__unpack(NULL, v.mv_size, v.mv_data);
+            Samordna__V1__Delivery *d =
+                samordna__v1__delivery__unpack(NULL, sc.v.mv_size, sc.v.mv_data);
             Samordna__V1__Subscription *s = NULL;
             if (d && d->event && d->next_attempt_ms <= now &&
                 sam_store_get_msg(sc.txn, n->dbi.subs, id, strlen(id),
@@ -643,7 +644,8 @@ static void s_scan_queue(notify_t *n, int64_t now)
             if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
             if (d) protobuf_c_message_free_unpacked(&d->base, NULL);
         }
-        rc = notify_qkey_skip(sc.cur, id, &k, &v); /* on to the next subscription's range */
+        sc.rc =
+            notify_qkey_skip(sc.cur, id, &sc.k, &sc.v); /* on to the next subscription's range */
     }
     s_scan_end(&sc);
     n->next_deliver_scan_ms = next;
@@ -653,18 +655,16 @@ static void s_scan_queue(notify_t *n, int64_t now)
 static void s_scan_handshakes(notify_t *n, int64_t now)
 {
     s_scan_t sc;
-    MDB_val k, v;
-    int rc;
-    if (!s_scan_begin(n, n->dbi.state, &sc, &k, &v, &rc)) return;
+    if (!s_scan_begin(n, n->dbi.state, &sc)) return;
     int64_t next = now + 60000;
-    for (; rc == 0; rc = mdb_cursor_get(sc.cur, &k, &v, MDB_NEXT)) {
+    for (; sc.rc == 0; sc.rc = mdb_cursor_get(sc.cur, &sc.k, &sc.v, MDB_NEXT)) {
         Samordna__V1__SubscriptionState *st =
-            samordna__v1__subscription_state__unpack(NULL, v.mv_size, v.mv_data);
+            samordna__v1__subscription_state__unpack(NULL, sc.v.mv_size, sc.v.mv_data);
         if (!st) continue;
         if (st->state == SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING) {
             char id[NOTIFY_ID_MAX + 1];
-            size_t il = k.mv_size < NOTIFY_ID_MAX ? k.mv_size : NOTIFY_ID_MAX;
-            memcpy(id, k.mv_data, il);
+            size_t il = sc.k.mv_size < NOTIFY_ID_MAX ? sc.k.mv_size : NOTIFY_ID_MAX;
+            memcpy(id, sc.k.mv_data, il);
             id[il] = 0;
             if (st->next_handshake_ms > now) {
                 if (st->next_handshake_ms < next) next = st->next_handshake_ms;
