@@ -269,26 +269,27 @@ static void s_mail_header(const char *in, char *out, size_t cap)
 /* The mail text of an event: the composed text of a briefing or reminder, else its JSON. */
 static char *s_mail_text(const Io__Cloudevents__V1__CloudEvent *ce, const char *json)
 {
+    ProtobufCMessage *m = NULL; /* the briefing or reminder whose text is the mail's */
+    const char *text = json;
     if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
+        const ProtobufCBinaryData *d = &ce->binary_data;
         if (strcmp(ce->type, "no.samordna.notify.briefing.issued") == 0) {
-            Samordna__V1__Briefing *b =
-                samordna__v1__briefing__unpack(NULL, ce->binary_data.len, ce->binary_data.data);
+            Samordna__V1__Briefing *b = samordna__v1__briefing__unpack(NULL, d->len, d->data);
             if (b) {
-                char *t = strdup(b->text);
-                protobuf_c_message_free_unpacked(&b->base, NULL);
-                return t;
+                m = &b->base;
+                text = b->text;
             }
         } else if (strcmp(ce->type, "no.samordna.notify.reminder.due") == 0) {
-            Samordna__V1__Reminder *r =
-                samordna__v1__reminder__unpack(NULL, ce->binary_data.len, ce->binary_data.data);
+            Samordna__V1__Reminder *r = samordna__v1__reminder__unpack(NULL, d->len, d->data);
             if (r) {
-                char *t = strdup(r->text);
-                protobuf_c_message_free_unpacked(&r->base, NULL);
-                return t;
+                m = &r->base;
+                text = r->text;
             }
         }
     }
-    return strdup(json);
+    char *t = strdup(text);
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
+    return t;
 }
 
 static int s_start_email(notify_t *n, const Samordna__V1__Subscription *s, notify_flight_t *f,
