@@ -72,18 +72,13 @@ void sam_follow_destroy(sam_follow_t **self_p)
 static uint64_t s_cursor_get(sam_follow_t *self, MDB_txn *txn)
 {
     if (self->def.cursor_get) return self->def.cursor_get(self->def.arg, txn);
-    MDB_val k = {strlen(self->def.cursor_key), (void *)self->def.cursor_key}, v;
-    if (mdb_get(txn, self->def.cursor_dbi, &k, &v) != 0 || v.mv_size != 8) return 0;
-    return sam_be64_get(v.mv_data);
+    return sam_store_get_u64(txn, self->def.cursor_dbi, self->def.cursor_key);
 }
 
 static int s_cursor_put(sam_follow_t *self, MDB_txn *txn, uint64_t seq)
 {
     if (self->def.cursor_put) return self->def.cursor_put(self->def.arg, txn, seq);
-    uint8_t b[8];
-    sam_be64_put(b, seq);
-    MDB_val k = {strlen(self->def.cursor_key), (void *)self->def.cursor_key}, v = {8, b};
-    return mdb_put(txn, self->def.cursor_dbi, &k, &v, 0);
+    return sam_store_put_u64(txn, self->def.cursor_dbi, self->def.cursor_key, seq);
 }
 
 /* ---- polling ------------------------------------------------------------------------------ */
@@ -395,10 +390,7 @@ static uint64_t s_test_stored(sam_store_t *store)
 {
     MDB_txn *txn;
     if (sam_store_begin(store, NULL, false, &txn)) return UINT64_MAX;
-    MDB_val k = {7, "#cursor"}, v;
-    uint64_t seq = mdb_get(txn, sam_store_dbi(store, "refs"), &k, &v) == 0 && v.mv_size == 8
-                       ? sam_be64_get(v.mv_data)
-                       : 0;
+    uint64_t seq = sam_store_get_u64(txn, sam_store_dbi(store, "refs"), "#cursor");
     mdb_txn_abort(txn);
     return seq;
 }

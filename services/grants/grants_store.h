@@ -117,7 +117,7 @@ int grants_ref_put(grants_t *g, MDB_txn *txn, char kind, const char *id, const c
 bool grants_valid_id(const char *s);   /* [a-z0-9-]{1,64} */
 bool grants_valid_date(const char *s); /* YYYY-MM-DD, a real calendar day */
 
-/* Formats øre as Norwegian kroner ("200 000,00"); returns out. */
+/* Formats øre as Norwegian kroner ("200 000,00"): sam_check_format_ore; returns out. */
 const char *grants_fmt_ore(int64_t ore, char *out, size_t len);
 
 #endif

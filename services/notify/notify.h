@@ -113,6 +113,15 @@ int notify_q_sub_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
 int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
 int notify_q_sub_secret(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                         sam_reply_t *reply);
+/* True when the caller acts for every agency (admin, service, or an insecure test). */
+bool notify_caller_admin(const Samordna__V1__Caller *c);
+/* Loads subscription `id` (`field` names it in refusals: 400 not an id, 404 unknown). When
+   caller is not NULL, `agency` (the acting agency) must own it unless the caller is an
+   admin: 403 otherwise. Returns 0 with *out set (the caller frees it), -1 with the refusal
+   in reply, or a store error. */
+int notify_sub_load(notify_t *n, MDB_txn *txn, const char *field, const char *id,
+                    const Samordna__V1__Caller *caller, const char *agency,
+                    Samordna__V1__Subscription **out, sam_reply_t *reply);
 /* The webhook signing secret of a subscription, as 64 hex characters and a NUL. */
 void notify_sub_secret(notify_t *n, const Samordna__V1__Subscription *s, char out[65]);
 

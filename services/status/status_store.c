@@ -37,30 +37,22 @@ static void s_add_seq(status_key_t *k, uint64_t seq)
     s_add(k, be, 8);
 }
 
+/* The keys below are a pair (a\0b) and one part more. */
 void status_key_hist(status_key_t *k, const char *pilot, const char *date, uint64_t seq)
 {
-    k->len = 0;
-    s_add_str(k, pilot);
-    s_add_byte(k, 0);
-    s_add_str(k, date);
+    status_key_pair(k, pilot, date);
     s_add_seq(k, seq);
 }
 
 void status_key_hist_end(status_key_t *k, const char *pilot, const char *as_of)
 {
-    k->len = 0;
-    s_add_str(k, pilot);
-    s_add_byte(k, 0);
-    s_add_str(k, as_of);
+    status_key_pair(k, pilot, as_of);
     s_add_byte(k, 0xff);
 }
 
 void status_key_meetidx(status_key_t *k, const char *scope, const char *date, const char *id)
 {
-    k->len = 0;
-    s_add_str(k, scope);
-    s_add_byte(k, 0);
-    s_add_str(k, date);
+    status_key_pair(k, scope, date);
     s_add_str(k, id);
 }
 
