@@ -176,8 +176,8 @@ def _dated(svc, day):
     if svc == "registry":
         m = registry_pb2.Municipality(id="halden", name="Halden", numbers=[
             registry_pb2.MunicipalityNumber(number="3001", **{"from": day})])
-        return ("event", "municipality.numbers[0].from", _event(
-            "no.samordna.registry.municipality.registered", m.SerializeToString()))
+        return ("event", "municipality.numbers[0].from", samtest.event(
+            "no.samordna.registry.municipality.registered", m))
     if svc == "status":
         return ("query", "from", ("status.report",
                                   status_pb2.StatusReportRequest(to="2999-12-31", **{"from": day})))
@@ -187,11 +187,13 @@ def _dated(svc, day):
 def _events_dated(day):
     """An event of status and of grants whose date field is checked before any reference."""
     return {
-        "status": ("date", _event("no.samordna.status.milestone.reached", status_pb2.MilestoneReached(
-            pilot="p1", kind="k1", date=day, actor="fmov").SerializeToString())),
-        "grants": ("award.decided", _event("no.samordna.grants.award.granted", grants_pb2.Award(
-            id="a1", scheme="s1", recipient="halden", amount_ore=100, purpose="p",
-            decided=day).SerializeToString())),
+        "status": ("date", samtest.event(
+            "no.samordna.status.milestone.reached",
+            status_pb2.MilestoneReached(pilot="p1", kind="k1", date=day, actor="fmov"))),
+        "grants": ("award.decided", samtest.event(
+            "no.samordna.grants.award.granted",
+            grants_pb2.Award(id="a1", scheme="s1", recipient="halden", amount_ore=100,
+                             purpose="p", decided=day))),
     }
 
 
@@ -204,7 +206,7 @@ def test_one_date_rule_in_registry_status_and_grants():
         def ask(svc, day):
             how, field, req = _dated(svc, day)
             if how == "event":
-                return field, _publish_raw(s.c, svc, events_pb2.PublishRequest(
+                return field, _publish(s.c, svc, events_pb2.PublishRequest(
                     event=req).SerializeToString())
             return field, s.c.call(svc, req[0], req[1], None)[0]
 
@@ -220,11 +222,11 @@ def test_one_date_rule_in_registry_status_and_grants():
         for day, why in (("2027-02-29", "is not a date"), ("1899-12-31", "outside the years"),
                          ("3000-01-01", "outside the years")):
             for svc, (field, ev) in _events_dated(day).items():
-                rep = _publish_raw(s.c, svc, events_pb2.PublishRequest(event=ev)
+                rep = _publish(s.c, svc, events_pb2.PublishRequest(event=ev)
                                    .SerializeToString())
                 _refused(rep, field + ":", why)
         for svc, (field, ev) in _events_dated("2028-02-29").items():
-            rep = _publish_raw(s.c, svc, events_pb2.PublishRequest(event=ev).SerializeToString())
+            rep = _publish(s.c, svc, events_pb2.PublishRequest(event=ev).SerializeToString())
             assert rep.status.code != 200 and field + ":" not in rep.status.message, \
                 (svc, rep.status)  # refused for the unknown pilot or scheme, not the date
     finally:
