@@ -196,26 +196,60 @@ static bool s_day(int y, int m, int d)
     return d <= days[m - 1] + (m == 2 && leap);
 }
 
+bool sam_check_is_id(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n < 1 || n > SAM_CHECK_ID_MAX) return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+            return false;
+    return true;
+}
+
+int sam_check_id(const char *field, const char *id, bool required, char *err, size_t cap)
+{
+    if (!id || !*id) {
+        if (!required) return 0;
+        snprintf(err, cap, "%s: required", field);
+        return -1;
+    }
+    if (sam_check_is_id(id)) return 0;
+    char shown[100];
+    snprintf(err, cap, "%s: '%s' is not an id (1 to %d of a-z, 0-9 and '-')", field,
+             sam_check_escape(id, 80, shown, sizeof shown), SAM_CHECK_ID_MAX);
+    return -1;
+}
+
+/* The year of a date-shaped s (YYYY-MM-DD, digits), 0 when s has not that shape or is no
+   calendar day; m and d set. */
+static int s_date_year(const char *s, int *m, int *d)
+{
+    if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-') return 0;
+    for (size_t i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return 0;
+    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + s[3] - '0';
+    *m = (s[5] - '0') * 10 + s[6] - '0';
+    *d = (s[8] - '0') * 10 + s[9] - '0';
+    return y && s_day(y, *m, *d) ? y : 0;
+}
+
+bool sam_check_is_date(const char *s)
+{
+    int m, d, y = s_date_year(s, &m, &d);
+    return y >= SAM_CHECK_YEAR_MIN && y <= SAM_CHECK_YEAR_MAX;
+}
+
 int sam_check_date(const char *field, const char *date, bool required, char *err, size_t cap)
 {
-    size_t n = date ? strlen(date) : 0;
-    if (n == 0) {
+    if (!date || !*date) {
         if (!required) return 0;
         snprintf(err, cap, "%s: required (YYYY-MM-DD)", field);
         return -1;
     }
-    int y = 0, m = 0, d = 0;
-    bool shape = n == 10 && date[4] == '-' && date[7] == '-';
-    for (size_t i = 0; shape && i < 10; i++)
-        if (i != 4 && i != 7) shape = date[i] >= '0' && date[i] <= '9';
-    if (shape) {
-        y = (date[0] - '0') * 1000 + (date[1] - '0') * 100 + (date[2] - '0') * 10 + date[3] - '0';
-        m = (date[5] - '0') * 10 + date[6] - '0';
-        d = (date[8] - '0') * 10 + date[9] - '0';
-    }
-    char shown[64];
-    if (!shape || !s_day(y, m, d)) {
-        snprintf(err, cap, "%s: \"%s\" is not a date YYYY-MM-DD", field,
+    int m, d, y = s_date_year(date, &m, &d);
+    if (!y) {
+        char shown[64];
+        snprintf(err, cap, "%s: '%s' is not a date YYYY-MM-DD", field,
                  sam_check_escape(date, 40, shown, sizeof shown));
         return -1;
     }
@@ -225,6 +259,20 @@ int sam_check_date(const char *field, const char *date, bool required, char *err
         return -1;
     }
     return 0;
+}
+
+int sam_check_amount(const char *field, int64_t ore, int64_t min_ore, char *err, size_t cap)
+{
+    if (ore >= min_ore && ore <= SAM_CHECK_AMOUNT_MAX) return 0;
+    if (ore > SAM_CHECK_AMOUNT_MAX)
+        snprintf(err, cap, "%s: %" PRId64 " øre is more than 10^15 øre", field, ore);
+    else if (min_ore == 1)
+        snprintf(err, cap, "%s: %" PRId64 " øre — must be more than zero", field, ore);
+    else if (min_ore == 0)
+        snprintf(err, cap, "%s: %" PRId64 " øre is negative", field, ore);
+    else
+        snprintf(err, cap, "%s: %" PRId64 " øre is below %" PRId64 " øre", field, ore, min_ore);
+    return -1;
 }
 
 /* ---- showing values ------------------------------------------------------------------------ */
@@ -262,6 +310,25 @@ const char *sam_check_escape(const char *str, size_t max_in, char *out, size_t c
         i += l;
     }
     out[o] = 0;
+    return out;
+}
+
+const char *sam_check_format_ore(int64_t ore, char *out, size_t cap)
+{
+    uint64_t v = ore < 0 ? (uint64_t)0 - (uint64_t)ore : (uint64_t)ore;
+    uint64_t kr = v / 100, o = v % 100;
+    char digits[24], grouped[32]; /* 20 digits and 6 spaces at most */
+    int nd = snprintf(digits, sizeof digits, "%" PRIu64, kr);
+    size_t g = 0;
+    for (int i = 0; i < nd; i++) {
+        if (i > 0 && (nd - i) % 3 == 0) grouped[g++] = ' ';
+        grouped[g++] = digits[i];
+    }
+    grouped[g] = 0;
+    if (o)
+        snprintf(out, cap, "%s%s,%02" PRIu64, ore < 0 ? "-" : "", grouped, o);
+    else
+        snprintf(out, cap, "%s%s", ore < 0 ? "-" : "", grouped);
     return out;
 }
 

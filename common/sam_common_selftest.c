@@ -1,9 +1,12 @@
-/*  sam_common_selftest — unit selftests of the shared modules: config, store, status, keys, metrics
-   and the HTTP port, the batch frame. Each check prints nothing when it holds; the program prints
-   one line per failed check and a closing 'N passed, N failed' line, and exits non-zero when any
-   failed. It writes only under the folder given as its first argument. */
+/*  sam_common_selftest — unit selftests of the shared modules: config, store, status, keys,
+    the batch frame, the outbox follower, the field rules, metrics and the HTTP port.
+    Each check prints nothing when it holds; the program prints one line per failed check
+    and a closing 'N passed, N failed' line, and exits non-zero when any failed. It writes
+    only under the folder given as its first argument. */
 #include "sam_batch.h"
+#include "sam_check.h"
 #include "sam_config.h"
+#include "sam_follow.h"
 #include "sam_http.h"
 #include "sam_keys.h"
 #include "sam_status.h"
@@ -477,6 +480,60 @@ static void s_http_test(void)
     sam_metrics_destroy(&m);
 }
 
+/* The id, date and amount rules (sam_check.h): the one spelling every service answers. */
+static void s_rules_test(void)
+{
+    char err[200];
+    CHECK(sam_check_is_id("indre-ostfold") && sam_check_is_id("a") && !sam_check_is_id(""));
+    CHECK(!sam_check_is_id(NULL) && !sam_check_is_id("Halden") && !sam_check_is_id("a_b"));
+    char id[SAM_CHECK_ID_MAX + 2];
+    memset(id, 'a', sizeof id - 1);
+    id[sizeof id - 1] = 0;
+    CHECK(!sam_check_is_id(id));
+    id[SAM_CHECK_ID_MAX] = 0;
+    CHECK(sam_check_is_id(id));
+    CHECK(sam_check_id("pilot.id", "", false, err, sizeof err) == 0);
+    CHECK(sam_check_id("pilot.id", NULL, true, err, sizeof err) == -1 &&
+          strcmp(err, "pilot.id: required") == 0);
+    /* the refusal names the field and shows the value escaped, never raw */
+    CHECK(sam_check_id("pilot.id", "a\nb\"", true, err, sizeof err) == -1 &&
+          strstr(err, "pilot.id: 'a\\nb\\\"' is not an id") == err);
+
+    /* one leap-year rule: Gregorian */
+    CHECK(sam_check_is_date("2028-02-29") && !sam_check_is_date("2027-02-29"));
+    CHECK(sam_check_is_date("2000-02-29") && !sam_check_is_date("2100-02-29"));
+    CHECK(!sam_check_is_date("2019-04-31") && !sam_check_is_date("2019-13-01"));
+    CHECK(!sam_check_is_date("2019-1-01") && !sam_check_is_date("2019-01-01 "));
+    CHECK(!sam_check_is_date("") && !sam_check_is_date(NULL) && !sam_check_is_date("0000-01-01"));
+    /* one year range */
+    CHECK(sam_check_is_date("1900-01-01") && sam_check_is_date("2999-12-31"));
+    CHECK(!sam_check_is_date("1899-12-31") && !sam_check_is_date("3000-01-01"));
+    CHECK(sam_check_date("from", "", false, err, sizeof err) == 0);
+    CHECK(sam_check_date("from", "", true, err, sizeof err) == -1 &&
+          strncmp(err, "from: required", 14) == 0);
+    CHECK(sam_check_date("award.decided", "1850-06-01", false, err, sizeof err) == -1 &&
+          strcmp(err, "award.decided: 1850-06-01 is outside the years 1900 to 2999") == 0);
+    CHECK(sam_check_date("d", "2027-02-29", true, err, sizeof err) == -1 &&
+          strcmp(err, "d: '2027-02-29' is not a date YYYY-MM-DD") == 0);
+    CHECK(sam_check_date("d", "x\x1b[31m", true, err, sizeof err) == -1 && strstr(err, "\\x1b") &&
+          !strchr(err, 0x1b));
+
+    /* amounts: whole øre, a floor the caller names, one ceiling */
+    CHECK(sam_check_amount("a", 0, 0, err, sizeof err) == 0);
+    CHECK(sam_check_amount("a", SAM_CHECK_AMOUNT_MAX, 1, err, sizeof err) == 0);
+    CHECK(sam_check_amount("a", SAM_CHECK_AMOUNT_MAX + 1, 0, err, sizeof err) == -1 &&
+          strstr(err, "a: ") == err && strstr(err, "10^15"));
+    CHECK(sam_check_amount("award.amount_ore", 0, 1, err, sizeof err) == -1 &&
+          strstr(err, "award.amount_ore: 0 øre") == err && strstr(err, "more than zero"));
+    CHECK(sam_check_amount("v", -5, 0, err, sizeof err) == -1 && strstr(err, "is negative"));
+    CHECK(sam_check_amount("v", 5, 10, err, sizeof err) == -1 && strstr(err, "below 10"));
+    /* and shown the Norwegian way */
+    CHECK(strcmp(sam_check_format_ore(150000000, err, sizeof err), "1 500 000") == 0);
+    CHECK(strcmp(sam_check_format_ore(-1250, err, sizeof err), "-12,50") == 0);
+    CHECK(strcmp(sam_check_format_ore(INT64_MIN, err, sizeof err), "-92 233 720 368 547 758,08") ==
+          0);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "selftest-data";
@@ -487,8 +544,10 @@ int main(int argc, char **argv)
     s_store_test(dir);
     s_batch_test();
     s_http_test();
+    s_rules_test();
     char keys[1024];
     snprintf(keys, sizeof keys, "%s/keys-%d", dir, (int)getpid());
     CHECK(sam_keys_selftest(keys, false) == 0);
+    CHECK(sam_follow_selftest(dir) == 0);
     return sam_testkit_done("sam_common_selftest");
 }

@@ -6,6 +6,7 @@
     the flag was not given, one from the file only when neither was.
 */
 #include "sam_config.h"
+#include "sam_array.h"
 #include "sam_clock.h"
 #include "sam_log.h"
 
@@ -245,13 +246,8 @@ int sam_config_parse(sam_config_t *self, int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (only_pos || a[0] != '-' || a[1] == '\0') {
-            if (self->npos == self->cappos) {
-                size_t cap = self->cappos ? self->cappos * 2 : 8;
-                char **p = realloc(self->pos, cap * sizeof *p);
-                if (!p) return -1;
-                self->pos = p;
-                self->cappos = cap;
-            }
+            if (sam_array_grow(&self->pos, &self->cappos, self->npos, sizeof *self->pos, 8))
+                return -1;
             if (!(self->pos[self->npos] = strdup(a))) return -1;
             self->npos++;
             continue;

@@ -320,4 +320,10 @@ uint64_t sam_service_last_seq(sam_service_t *svc, MDB_txn *txn);
 /*  A string attribute of the event ("subject", "time", "datacontenttype"), or NULL. */
 const char *sam_event_attr(const Io__Cloudevents__V1__CloudEvent *ce, const char *name);
 
+/*  The event's payload (binary_data, or proto_data's value) with its length in *len; NULL
+    and 0 when it carries neither. Borrowed from ce. (Defined in sam_follow.c, for the
+    followers that read stored events; the write path, sam_service_write.c, still reads the
+    payload its own way.) */
+const uint8_t *sam_event_data(const Io__Cloudevents__V1__CloudEvent *ce, size_t *len);
+
 #endif

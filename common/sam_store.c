@@ -197,6 +197,30 @@ bool sam_store_has(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen)
     return mdb_get(txn, dbi, &k, &v) == 0;
 }
 
+uint64_t sam_store_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    if (mdb_get(txn, dbi, &k, &v) != 0 || v.mv_size != 8) return 0;
+    return sam_be64_get(v.mv_data);
+}
+
+int sam_store_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t value)
+{
+    uint8_t buf[8];
+    sam_be64_put(buf, value);
+    MDB_val k = {strlen(key), (void *)key}, v = {8, buf};
+    return mdb_put(txn, dbi, &k, &v, 0);
+}
+
+int sam_store_cursor_after(MDB_cursor *cur, const void *after, size_t klen, MDB_val *k, MDB_val *v)
+{
+    *k = (MDB_val){klen, (void *)after};
+    int rc = mdb_cursor_get(cur, k, v, klen ? MDB_SET_RANGE : MDB_FIRST);
+    if (rc == 0 && klen && k->mv_size == klen && memcmp(k->mv_data, after, klen) == 0)
+        rc = mdb_cursor_get(cur, k, v, MDB_NEXT);
+    return rc;
+}
+
 uint32_t sam_store_schema(sam_store_t *self, MDB_txn *txn)
 {
     MDB_val k = {6, "schema"}, v;

@@ -72,6 +72,16 @@ int sam_store_put_msg(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen,
 /*  True when the key exists. */
 bool sam_store_has(MDB_txn *txn, MDB_dbi dbi, const void *key, size_t klen);
 
+/*  A counter or cursor kept as a big-endian 64-bit value at key: its value (0 when absent or
+    not 8 bytes), and storing it. The put returns 0 or an LMDB error. */
+uint64_t sam_store_get_u64(MDB_txn *txn, MDB_dbi dbi, const char *key);
+int sam_store_put_u64(MDB_txn *txn, MDB_dbi dbi, const char *key, uint64_t v);
+
+/*  Positions cur on the first key after the klen bytes of `after` (a page token: the last
+    key of the previous page, exclusive), or on the first key when klen is 0; *k and *v are
+    that record. Returns 0, MDB_NOTFOUND at the end, or an LMDB error. */
+int sam_store_cursor_after(MDB_cursor *cur, const void *after, size_t klen, MDB_val *k, MDB_val *v);
+
 /*  The schema version stored in "meta" (0 when the store is new), and setting it. */
 uint32_t sam_store_schema(sam_store_t *self, MDB_txn *txn);
 int sam_store_set_schema(sam_store_t *self, MDB_txn *txn, uint32_t version);

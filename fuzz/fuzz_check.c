@@ -7,6 +7,8 @@
     string of the decoded message passes the text rule — so nothing the runtime accepts can
     hold a string a strict reader refuses. The escaping and sanitizing of values for
     refusals and logs are fuzzed on the same bytes: their output must itself be clean text.
+    So are the id, date and amount rules: a refusal is clean text that names the field, and
+    the predicate and the refusing form of a rule agree.
 */
 #include "sam_check.h"
 
@@ -85,6 +87,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char out[512];
     sam_check_escape(text, size, out, sizeof out);
     if (sam_check_text_why(out, strlen(out)) || strpbrk(out, "\n\r\t")) abort();
+    /* the id, date and amount rules on the same bytes */
+    bool is_id = sam_check_is_id(text), is_date = sam_check_is_date(text);
+    if (is_id != (sam_check_id("f.id", text, true, err, sizeof err) == 0)) abort();
+    if (!is_id && (strncmp(err, "f.id: ", 6) || sam_check_text_why(err, strlen(err)))) abort();
+    if (is_date != (sam_check_date("f.date", text, true, err, sizeof err) == 0)) abort();
+    if (!is_date && (strncmp(err, "f.date: ", 8) || sam_check_text_why(err, strlen(err)))) abort();
+    if (is_date && strlen(text) != 10) abort();
+    int64_t ore = 0;
+    memcpy(&ore, data, size < sizeof ore ? size : sizeof ore);
+    int ok = sam_check_amount("f.ore", ore, data[0] & 1, err, sizeof err) == 0;
+    if (ok != (ore >= (data[0] & 1) && ore <= SAM_CHECK_AMOUNT_MAX)) abort();
+    if (!ok && strncmp(err, "f.ore: ", 7)) abort();
     sam_check_sanitize(text);
     if (sam_check_text_why(text, strlen(text)) || strpbrk(text, "\n\r")) abort();
     free(text);

@@ -170,5 +170,68 @@ def test_a_newline_in_free_text_is_kept_and_a_forged_line_is_escaped_in_the_log(
         s.close()
 
 
+def _dated(svc, day):
+    """(how, field path, body) of a request to svc that carries `day` in one date field: an
+    event whose other fields pass, or a query that needs nothing stored."""
+    if svc == "registry":
+        m = registry_pb2.Municipality(id="halden", name="Halden", numbers=[
+            registry_pb2.MunicipalityNumber(number="3001", **{"from": day})])
+        return ("event", "municipality.numbers[0].from", samtest.event(
+            "no.samordna.registry.municipality.registered", m))
+    if svc == "status":
+        return ("query", "from", ("status.report",
+                                  status_pb2.StatusReportRequest(to="2999-12-31", **{"from": day})))
+    return ("query", "before", ("grants.deadlines", grants_pb2.DeadlinesRequest(before=day)))
+
+
+def _events_dated(day):
+    """An event of status and of grants whose date field is checked before any reference."""
+    return {
+        "status": ("date", samtest.event(
+            "no.samordna.status.milestone.reached",
+            status_pb2.MilestoneReached(pilot="p1", kind="k1", date=day, actor="fmov"))),
+        "grants": ("award.decided", samtest.event(
+            "no.samordna.grants.award.granted",
+            grants_pb2.Award(id="a1", scheme="s1", recipient="halden", amount_ore=100,
+                             purpose="p", decided=day))),
+    }
+
+
+def test_one_date_rule_in_registry_status_and_grants():
+    """Every service answers a date by one rule (common/sam_check.h): the years 1900 to 2999,
+    Gregorian leap years, the field's path in the refusal. The registry used to take years from
+    1800 and grants any year from 1900: 1899-12-31 and 3000-01-01 are refused by all."""
+    s = Suite()
+    try:
+        def ask(svc, day):
+            how, field, req = _dated(svc, day)
+            if how == "event":
+                return field, _publish(s.c, svc, events_pb2.PublishRequest(
+                    event=req).SerializeToString())
+            return field, s.c.call(svc, req[0], req[1], None)[0]
+
+        for svc in ("registry", "status", "grants"):
+            field, rep = ask(svc, "2028-02-29")
+            assert rep.status.code == 200, (svc, rep.status)
+            field, rep = ask(svc, "2027-02-29")
+            _refused(rep, field + ": '2027-02-29' is not a date", "YYYY-MM-DD")
+            for day in ("1899-12-31", "3000-01-01"):
+                field, rep = ask(svc, day)
+                _refused(rep, f"{field}: {day}", "is outside the years 1900 to 2999")
+        # in events of status and grants too, before any reference is looked up
+        for day, why in (("2027-02-29", "is not a date"), ("1899-12-31", "outside the years"),
+                         ("3000-01-01", "outside the years")):
+            for svc, (field, ev) in _events_dated(day).items():
+                rep = _publish(s.c, svc, events_pb2.PublishRequest(event=ev)
+                                   .SerializeToString())
+                _refused(rep, field + ":", why)
+        for svc, (field, ev) in _events_dated("2028-02-29").items():
+            rep = _publish(s.c, svc, events_pb2.PublishRequest(event=ev).SerializeToString())
+            assert rep.status.code != 200 and field + ":" not in rep.status.message, \
+                (svc, rep.status)  # refused for the unknown pilot or scheme, not the date
+    finally:
+        s.close()
+
+
 if __name__ == "__main__":
     samtest.main()

@@ -870,5 +870,65 @@ def test_import_fixture_with_the_real_registry():
     broker.stop()
 
 
+def test_status_and_grants_follow_a_late_registry_alike():
+    """status and grants follow the registry with one follower (common/sam_follow.h) and take
+    the same options: both are started with --registry registry-b before any registry runs
+    (no service called "registry" exists at all), both catch up with registry-b's outbox once
+    it appears, and both ask registry-b, once, for a fact its outbox does not hold yet."""
+    from samordna.v1 import grants_pb2
+    d = samtest.scratch("follow-late-registry")
+    broker, ep = samtest.broker()
+    procs = {name: samtest.Proc(f"follow-late-{name}",
+                                [f"samordna-{name}", "--broker", ep, "--data-dir", d,
+                                 "--insecure", "--registry", "registry-b",
+                                 "--registry-wait-ms", "1000", "--log-level", "debug"])
+             for name in ("status", "grants")}
+    c = samtest.Client(ep)
+    reg = None
+    try:
+        for name in procs:
+            samtest.wait_service(ep, name)
+        reg = FakeRegistry(ep, service="registry-b")
+        reg.publish("no.samordna.registry.municipality.registered",
+                    registry_pb2.Municipality(id="halden", name="Halden"), "municipalities",
+                    "halden")
+        reg.publish("no.samordna.registry.pilot.registered",
+                    pilot_view("halden", "halden", "Barnefattigdom", "fmov"), "pilots", "halden")
+        # both catch up with the outbox, without asking
+        samtest.wait_for(lambda: "refs.applied added=2 cursor=2" in procs["grants"].logtext(),
+                         30, "grants' projection of registry-b's outbox")
+
+        def board():
+            rep, b = c.call("status", "status.board", status_pb2.BoardRequest(),
+                            status_pb2.BoardReply)
+            return [r.pilot for r in b.rows] if rep.status.code == 200 else []
+        samtest.wait_for(lambda: board() == ["halden"], 30, "status' projection of registry-b")
+        assert reg.asked == [], reg.asked
+        # known to registry-b but not in its outbox: each asks, once, and accepts
+        reg.know("pilots", "moss", pilot_view("moss", "halden", "Levekår", "fmov"))
+        reg.know("agencies", "fmov", registry_pb2.Agency(id="fmov", name="FMOV", kind=2))
+        for svc, etype, payload in (
+                ("status", "no.samordna.status.meeting.logged",
+                 status_pb2.MeetingLogged(id="m-1", kind="working", date="2019-01-01",
+                                          pilot="moss")),
+                ("grants", "no.samordna.grants.scheme.created",
+                 grants_pb2.Scheme(id="s-2019", name="S", owner="fmov", year=2019))):
+            rep, _ = c.call(svc, "events.publish", publish_req(etype, payload),
+                            events_pb2.PublishReply)
+            assert rep.status.code == 200, (svc, rep.status)
+        assert reg.asked == [("registry.pilots.get", "moss"),
+                             ("registry.agencies.get", "fmov")], reg.asked
+        for name, p in procs.items():
+            assert p.stop() == 0, name
+    finally:
+        c.close()
+        if reg:
+            reg.close()
+        for p in procs.values():
+            if p.alive():
+                p.kill9()
+        broker.stop()
+
+
 if __name__ == "__main__":
     samtest.main()

@@ -253,21 +253,19 @@ uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *tim
             else
                 request = false;
             break;
-        case 1:
-            if (size - i < 8 || field == 1) return 0;
-            i += 8;
-            request = false;
-            break;
         case 2:
             if (!sam_batch_varint(data, size, &i, &v) || v > size - i || field == 1) return 0;
             i += (size_t)v;
             if (field != 2 && field != 3) request = false;
             break;
-        case 5:
-            if (size - i < 4 || field == 1) return 0;
-            i += 4;
+        case 1: /* fixed 64 bits */
+        case 5: /* fixed 32 bits */ {
+            size_t width = (key & 7) == 1 ? 8 : 4;
+            if (size - i < width || field == 1) return 0;
+            i += width;
             request = false;
             break;
+        }
         default:
             return 0;
         }
@@ -532,19 +530,25 @@ static void s_request_close(s_request_t *request)
     request->nbody = 0;
 }
 
+/* What a moved or copied request keeps besides its frames: count, delimiter, times, tries. */
+static void s_request_scalars(s_request_t *dst, const s_request_t *src)
+{
+    dst->nbody = src->nbody;
+    dst->delim = src->delim;
+    dst->tries = src->tries;
+    dst->enqueued = src->enqueued;
+    dst->deadline = src->deadline;
+}
+
 /* Moves a request (its frames and body array) from `src` to the uninitialised `dst`. */
 static void s_request_move(s_request_t *dst, s_request_t *src)
 {
+    s_request_scalars(dst, src);
     zmq_msg_init(&dst->client);
     zmq_msg_move(&dst->client, &src->client);
     zmq_msg_init(&dst->body);
     zmq_msg_move(&dst->body, &src->body);
     dst->bodies = src->bodies;
-    dst->nbody = src->nbody;
-    dst->delim = src->delim;
-    dst->enqueued = src->enqueued;
-    dst->deadline = src->deadline;
-    dst->tries = src->tries;
     src->bodies = NULL;
     src->nbody = 0;
 }
@@ -567,11 +571,7 @@ static int s_request_copy(s_request_t *dst, s_request_t *src)
         }
     } else
         zmq_msg_copy(&dst->body, &src->body);
-    dst->nbody = src->nbody;
-    dst->delim = src->delim;
-    dst->enqueued = src->enqueued;
-    dst->deadline = src->deadline;
-    dst->tries = src->tries;
+    s_request_scalars(dst, src);
     return 0;
 }
 

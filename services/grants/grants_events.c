@@ -19,6 +19,7 @@
 */
 #include "grants_handlers.h"
 #include "grants_ledger.h"
+#include "sam_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,10 +30,20 @@ static bool s_admin(const sam_event_t *ev)
     return ev->caller->insecure || strcmp(ev->caller->role, "admin") == 0;
 }
 
+/* The publisher acts for `owner` (itself, or anyone when an admin): else 403 "<field>: '<source>'
+   may not <doing> '<owner>'". Returns 0 or -1. */
+static int s_acts_for(const sam_event_t *ev, const char *field, const char *doing,
+                      const char *owner, sam_reply_t *reply)
+{
+    if (s_admin(ev) || strcmp(ev->ce->source, owner) == 0) return 0;
+    return sam_reply_error(reply, SAM_FORBIDDEN, "%s: '%s' may not %s '%s'", field, ev->ce->source,
+                           doing, owner);
+}
+
 static const char *s_money(int64_t ore, char *buf, size_t len)
 {
     char f[48];
-    snprintf(buf, len, "NOK %s", grants_fmt_ore(ore, f, sizeof f));
+    snprintf(buf, len, "NOK %s", sam_check_format_ore(ore, f, sizeof f));
     return buf;
 }
 
@@ -44,12 +55,24 @@ static int s_check_currency(const char *currency, sam_reply_t *reply)
                            currency);
 }
 
+/* Ids, dates and amounts follow everyone's rules (sam_check.h): rc is one of those, err its
+   refusal. */
+static int s_refuse(int rc, const char *err, sam_reply_t *reply)
+{
+    return rc ? sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err) : 0;
+}
+
 static int s_check_id(const char *field, const char *id, sam_reply_t *reply)
 {
-    if (grants_valid_id(id)) return 0;
-    return sam_reply_error(reply, SAM_BAD_REQUEST,
-                           "%s: '%.80s' is not an id (lowercase a-z, 0-9 and '-', 1 to 64)", field,
-                           id);
+    char err[200];
+    return s_refuse(sam_check_id(field, id, true, err, sizeof err), err, reply);
+}
+
+/* An amount of at least min_ore (0 or 1) øre. */
+static int s_check_amount(const char *field, int64_t ore, int64_t min_ore, sam_reply_t *reply)
+{
+    char err[200];
+    return s_refuse(sam_check_amount(field, ore, min_ore, err, sizeof err), err, reply);
 }
 
 static int s_check_text(const char *field, const char *s, size_t max, bool required,
@@ -65,9 +88,8 @@ static int s_check_text(const char *field, const char *s, size_t max, bool requi
 
 static int s_check_date(const char *field, const char *s, sam_reply_t *reply)
 {
-    if (s[0] == 0 || grants_valid_date(s)) return 0;
-    return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.20s' is not a date (YYYY-MM-DD)", field,
-                           s);
+    char err[200];
+    return s_refuse(sam_check_date(field, s, false, err, sizeof err), err, reply);
 }
 
 static int s_check_year(const char *field, uint32_t year, sam_reply_t *reply)
@@ -133,7 +155,6 @@ int grants_apply_scheme_created(sam_service_t *svc, MDB_txn *txn, const sam_even
     grants_t *g = sam_service_ctx(svc);
     Samordna__V1__Scheme copy = *(const Samordna__V1__Scheme *)ev->msg, *s = &copy;
     int rc = -1;
-    char m1[64];
     if (s_check_id("scheme.id", s->id, reply) ||
         s_check_text("scheme.name", s->name, GRANTS_MAX_NAME, true, reply) ||
         s_check_text("scheme.chapter", s->chapter, 32, false, reply) ||
@@ -142,23 +163,13 @@ int grants_apply_scheme_created(sam_service_t *svc, MDB_txn *txn, const sam_even
         s_check_year("scheme.year", s->year, reply) || s_check_currency(s->currency, reply) ||
         s_check_agency(g, txn, "scheme.owner", s->owner, reply))
         goto done;
-    if (s->has_frame && s->frame_ore <= 0) {
-        sam_reply_error(reply, SAM_BAD_REQUEST,
-                        "scheme.frame_ore: %lld øre (%s) — a frame must be more than zero",
-                        (long long)s->frame_ore, s_money(s->frame_ore, m1, sizeof m1));
-        goto done;
-    }
+    if (s->has_frame && s_check_amount("scheme.frame_ore", s->frame_ore, 1, reply)) goto done;
     if (!s->has_frame && s->frame_ore != 0) {
         sam_reply_error(reply, SAM_BAD_REQUEST,
                         "scheme.frame_ore: set without has_frame; say has_frame to give a frame");
         goto done;
     }
-    if (!s_admin(ev) && strcmp(ev->ce->source, s->owner) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN,
-                        "scheme.owner: '%s' may not create a scheme owned by '%s'", ev->ce->source,
-                        s->owner);
-        goto done;
-    }
+    if (s_acts_for(ev, "scheme.owner", "create a scheme owned by", s->owner, reply)) goto done;
     grants_key_t k = {0};
     grants_key_raw(&k, s->id);
     if (grants_has(g, txn, GRANTS_T_SCHEMES, &k)) {
@@ -227,12 +238,7 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
         s_check_date("award.report_due", a->report_due, reply) ||
         s_check_date("award.decided", a->decided, reply) || s_check_currency(a->currency, reply))
         goto done;
-    if (a->amount_ore <= 0) {
-        sam_reply_error(reply, SAM_BAD_REQUEST,
-                        "award.amount_ore: %lld øre — an award must be more than zero",
-                        (long long)a->amount_ore);
-        goto done;
-    }
+    if (s_check_amount("award.amount_ore", a->amount_ore, 1, reply)) goto done;
     s = grants_scheme_get(g, txn, a->scheme);
     if (!s) {
         sam_reply_error(reply, SAM_UNPROCESSABLE, "award.scheme: unknown scheme '%s'", a->scheme);
@@ -275,13 +281,8 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
                                 f->agency);
                 goto done;
             }
-        if (f->amount_ore <= 0) {
-            sam_reply_error(reply, SAM_BAD_REQUEST,
-                            "award.funders[%zu].amount_ore: %lld øre — a share must be more "
-                            "than zero",
-                            i, (long long)f->amount_ore);
-            goto done;
-        }
+        snprintf(field, sizeof field, "award.funders[%zu].amount_ore", i);
+        if (s_check_amount(field, f->amount_ore, 1, reply)) goto done;
         if (__builtin_add_overflow(sum, f->amount_ore, &sum)) {
             sam_reply_error(reply, SAM_BAD_REQUEST, "award.funders: the shares overflow");
             goto done;
@@ -401,18 +402,19 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
     Samordna__V1__Scheme *s = NULL;
     Samordna__V1__FunderAmount split[GRANTS_MAX_FUNDERS], *splitp[GRANTS_MAX_FUNDERS];
     int rc = -1;
-    char f_id[48], f_award[48], f_amount[48], m1[64], m2[64];
+    char f_id[48], f_award[48], f_amount[48], f_date[48], m1[64], m2[64];
     snprintf(f_id, sizeof f_id, "%s.id", what);
     snprintf(f_award, sizeof f_award, "%s.award", what);
     snprintf(f_amount, sizeof f_amount, "%s.amount_ore", what);
+    snprintf(f_date, sizeof f_date, "%s.date", what);
     if (s_check_id(f_id, p->id, reply) || s_check_id(f_award, p->award, reply) ||
-        s_check_date("date", p->date, reply) ||
+        s_check_date(f_date, p->date, reply) || s_check_amount(f_amount, p->amount_ore, 0, reply) ||
         s_check_text("note", p->note, GRANTS_MAX_TEXT, false, reply) ||
         s_check_currency(p->currency, reply))
         goto done;
     bool cancel_all =
         kind == SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_CANCELLATION && p->amount_ore == 0;
-    if (p->amount_ore < 0 || (p->amount_ore == 0 && !cancel_all)) {
+    if (p->amount_ore == 0 && !cancel_all) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "%s: %lld øre — a %s must be more than zero",
                         f_amount, (long long)p->amount_ore, what);
         goto done;
@@ -557,24 +559,39 @@ done:
     return rc;
 }
 
-int grants_apply_disbursement(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
-                              sam_reply_t *reply)
-{
-    return s_apply_payment(svc, txn, ev, reply,
-                           SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT);
-}
+/* The three payment events are one handler with their kind. */
+#define S_PAYMENT_EVENT(name, kind)                                                                \
+    int grants_apply_##name(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,               \
+                            sam_reply_t *reply)                                                    \
+    {                                                                                              \
+        return s_apply_payment(svc, txn, ev, reply,                                                \
+                               SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_##kind);                   \
+    }
+S_PAYMENT_EVENT(disbursement, DISBURSEMENT)
+S_PAYMENT_EVENT(repayment, REPAYMENT)
+S_PAYMENT_EVENT(cancellation, CANCELLATION)
+#undef S_PAYMENT_EVENT
 
-int grants_apply_repayment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
-                           sam_reply_t *reply)
+/*  The fields an instrument and a need share, as "<what>.<field>": id, title, description,
+    year, the agency (an instrument's; NULL for a need), municipality and pilot. */
+static int s_check_local(grants_t *g, MDB_txn *txn, const char *what, const char *id,
+                         const char *title, const char *description, uint32_t year,
+                         const char *agency, const char *municipality, const char *pilot,
+                         sam_reply_t *reply)
 {
-    return s_apply_payment(svc, txn, ev, reply, SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_REPAYMENT);
-}
-
-int grants_apply_cancellation(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
-                              sam_reply_t *reply)
-{
-    return s_apply_payment(svc, txn, ev, reply,
-                           SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_CANCELLATION);
+    char f[7][48];
+    static const char *const names[] = {"id",     "title",        "description", "year",
+                                        "agency", "municipality", "pilot"};
+    for (size_t i = 0; i < 7; i++)
+        snprintf(f[i], sizeof f[i], "%s.%s", what, names[i]);
+    if (s_check_id(f[0], id, reply) || s_check_text(f[1], title, GRANTS_MAX_NAME, true, reply) ||
+        s_check_text(f[2], description, GRANTS_MAX_TEXT, false, reply) ||
+        s_check_year(f[3], year, reply) ||
+        (agency && s_check_agency(g, txn, f[4], agency, reply)) ||
+        s_check_municipality(g, txn, f[5], municipality, reply) ||
+        s_check_pilot(g, txn, f[6], pilot, reply))
+        return -1;
+    return 0;
 }
 
 /* ---- no.samordna.grants.instrument.registered --------------------------------------------- */
@@ -585,13 +602,8 @@ int grants_apply_instrument(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
     grants_t *g = sam_service_ctx(svc);
     const Samordna__V1__Instrument *in = (const Samordna__V1__Instrument *)ev->msg;
     int rc = -1;
-    if (s_check_id("instrument.id", in->id, reply) ||
-        s_check_text("instrument.title", in->title, GRANTS_MAX_NAME, true, reply) ||
-        s_check_text("instrument.description", in->description, GRANTS_MAX_TEXT, false, reply) ||
-        s_check_year("instrument.year", in->year, reply) ||
-        s_check_agency(g, txn, "instrument.agency", in->agency, reply) ||
-        s_check_municipality(g, txn, "instrument.municipality", in->municipality, reply) ||
-        s_check_pilot(g, txn, "instrument.pilot", in->pilot, reply))
+    if (s_check_local(g, txn, "instrument", in->id, in->title, in->description, in->year,
+                      in->agency, in->municipality, in->pilot, reply))
         goto done;
     if (in->kind < SAMORDNA__V1__INSTRUMENT_KIND__INSTRUMENT_KIND_PROJECT ||
         in->kind > SAMORDNA__V1__INSTRUMENT_KIND__INSTRUMENT_KIND_OTHER) {
@@ -601,17 +613,9 @@ int grants_apply_instrument(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
                         (int)in->kind);
         goto done;
     }
-    if (in->value_ore < 0) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "instrument.value_ore: %lld øre is negative",
-                        (long long)in->value_ore);
+    if (s_check_amount("instrument.value_ore", in->value_ore, 0, reply)) goto done;
+    if (s_acts_for(ev, "instrument.agency", "register an instrument of", in->agency, reply))
         goto done;
-    }
-    if (!s_admin(ev) && strcmp(ev->ce->source, in->agency) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN,
-                        "instrument.agency: '%s' may not register an instrument of '%s'",
-                        ev->ce->source, in->agency);
-        goto done;
-    }
     grants_key_t k = {0};
     grants_key_raw(&k, in->id);
     if (grants_has(g, txn, GRANTS_T_INSTRUMENTS, &k)) {
@@ -637,19 +641,10 @@ int grants_apply_need(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
     grants_t *g = sam_service_ctx(svc);
     const Samordna__V1__Need *nd = (const Samordna__V1__Need *)ev->msg;
     int rc = -1;
-    if (s_check_id("need.id", nd->id, reply) ||
-        s_check_text("need.title", nd->title, GRANTS_MAX_NAME, true, reply) ||
-        s_check_text("need.description", nd->description, GRANTS_MAX_TEXT, false, reply) ||
-        s_check_year("need.year", nd->year, reply) ||
-        s_check_municipality(g, txn, "need.municipality", nd->municipality, reply) ||
-        s_check_pilot(g, txn, "need.pilot", nd->pilot, reply))
+    if (s_check_local(g, txn, "need", nd->id, nd->title, nd->description, nd->year, NULL,
+                      nd->municipality, nd->pilot, reply))
         goto done;
-    if (!s_admin(ev) && strcmp(ev->ce->source, nd->municipality) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN,
-                        "need.municipality: '%s' may not record needs for '%s'", ev->ce->source,
-                        nd->municipality);
-        goto done;
-    }
+    if (s_acts_for(ev, "need.municipality", "record needs for", nd->municipality, reply)) goto done;
     grants_key_t k = {0};
     grants_key_str(&k, nd->municipality);
     grants_key_be32(&k, nd->year);

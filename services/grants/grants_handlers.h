@@ -35,12 +35,17 @@
    any that are missing. Never refuses on its own; the apply function decides. */
 int grants_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply);
 
+/* Makes the registry's follower (common/sam_follow.h) from --registry and
+   --registry-wait-ms, as status does (the start hook). 0, or -1 (logged when an option is
+   unusable). */
+int grants_refs_start(grants_t *g);
+
 /* The registry follower, called from the service tick: keeps one events.read long poll on
    the registry's outbox in flight and applies what it returns to the "refs" projection,
    committing the cursor in the same transaction. Never blocks the service loop. */
 void grants_refs_tick(grants_t *g);
 
-/* Releases the follower's client. */
+/* Destroys the follower and its client. */
 void grants_refs_stop(grants_t *g);
 
 #endif

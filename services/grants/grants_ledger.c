@@ -283,65 +283,77 @@ static int s_verify_balances(grants_t *g, MDB_txn *txn, zhashx_t *sums, s_proble
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Step 3: every award's funder totals and every scheme's frame against the journal. */
-static int s_verify_awards(grants_t *g, MDB_txn *txn, zhashx_t *sums, s_problems_t *p)
+/* Step 3, per award: its funder totals against the journal. */
+static void s_verify_award(const ProtobufCMessage *m, zhashx_t *sums, s_problems_t *p)
+{
+    const Samordna__V1__Award *a = (const Samordna__V1__Award *)m;
+    char acc[GRANTS_ACCOUNT_LEN];
+    int64_t total = 0;
+    for (size_t i = 0; i < a->n_funders; i++) {
+        const Samordna__V1__FunderShare *f = a->funders[i];
+        total += f->amount_ore;
+        grants_account_committed(acc, a->id, f->agency);
+        int64_t unpaid = f->amount_ore - f->paid_ore - f->cancelled_ore;
+        if (s_sum_of(sums, acc) != unpaid)
+            s_problem(p, "award %s funder %s: journal's committed differs from the award", a->id,
+                      f->agency);
+        grants_account_paid(acc, a->id, f->agency);
+        if (s_sum_of(sums, acc) != f->paid_ore - f->repaid_ore)
+            s_problem(p, "award %s funder %s: journal's paid differs from the award", a->id,
+                      f->agency);
+    }
+    if (total != a->amount_ore)
+        s_problem(p, "award %s: funders' shares do not sum to the award", a->id);
+}
+
+/* Step 3, per scheme: its frame and budget against the journal. */
+static void s_verify_scheme(const ProtobufCMessage *m, zhashx_t *sums, s_problems_t *p)
+{
+    const Samordna__V1__Scheme *s = (const Samordna__V1__Scheme *)m;
+    char acc[GRANTS_ACCOUNT_LEN];
+    grants_account_appropriation(acc, s->id);
+    int64_t appropriated = -s_sum_of(sums, acc);
+    grants_account_budget(acc, s->id);
+    int64_t left = s_sum_of(sums, acc);
+    if (s->has_frame && appropriated != s->frame_ore)
+        s_problem(p, "scheme %s: appropriation differs from its frame", s->id);
+    if (left + s->committed_ore != appropriated)
+        s_problem(p, "scheme %s: budget left and committed do not add up to what was appropriated",
+                  s->id);
+}
+
+/* Runs `check` on every record of table (of type desc; `what` names one in a problem). */
+static int s_verify_each(grants_t *g, MDB_txn *txn, grants_table_t table,
+                         const ProtobufCMessageDescriptor *desc, const char *what,
+                         void (*check)(const ProtobufCMessage *, zhashx_t *, s_problems_t *),
+                         zhashx_t *sums, s_problems_t *p)
 {
     MDB_cursor *cur;
-    int rc = mdb_cursor_open(txn, g->dbi[GRANTS_T_AWARDS], &cur);
+    int rc = mdb_cursor_open(txn, g->dbi[table], &cur);
     if (rc) return rc;
     MDB_val k, v;
-    char acc[GRANTS_ACCOUNT_LEN];
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        Samordna__V1__Award *a = samordna__v1__award__unpack(NULL, v.mv_size, v.mv_data);
-        if (!a) {
-            s_problem(p, "an award does not unpack");
+        ProtobufCMessage *m = protobuf_c_message_unpack(desc, NULL, v.mv_size, v.mv_data);
+        if (!m) {
+            s_problem(p, "%s does not unpack", what);
             continue;
         }
-        int64_t total = 0;
-        for (size_t i = 0; i < a->n_funders; i++) {
-            const Samordna__V1__FunderShare *f = a->funders[i];
-            total += f->amount_ore;
-            grants_account_committed(acc, a->id, f->agency);
-            int64_t unpaid = f->amount_ore - f->paid_ore - f->cancelled_ore;
-            if (s_sum_of(sums, acc) != unpaid)
-                s_problem(p, "award %s funder %s: journal's committed differs from the award",
-                          a->id, f->agency);
-            grants_account_paid(acc, a->id, f->agency);
-            if (s_sum_of(sums, acc) != f->paid_ore - f->repaid_ore)
-                s_problem(p, "award %s funder %s: journal's paid differs from the award", a->id,
-                          f->agency);
-        }
-        if (total != a->amount_ore)
-            s_problem(p, "award %s: funders' shares do not sum to the award", a->id);
-        samordna__v1__award__free_unpacked(a, NULL);
-    }
-    mdb_cursor_close(cur);
-    if (rc != MDB_NOTFOUND) return rc;
-    rc = mdb_cursor_open(txn, g->dbi[GRANTS_T_SCHEMES], &cur);
-    if (rc) return rc;
-    for (rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        Samordna__V1__Scheme *s = samordna__v1__scheme__unpack(NULL, v.mv_size, v.mv_data);
-        if (!s) {
-            s_problem(p, "a scheme does not unpack");
-            continue;
-        }
-        grants_account_appropriation(acc, s->id);
-        int64_t appropriated = -s_sum_of(sums, acc);
-        grants_account_budget(acc, s->id);
-        int64_t left = s_sum_of(sums, acc);
-        if (s->has_frame && appropriated != s->frame_ore)
-            s_problem(p, "scheme %s: appropriation differs from its frame", s->id);
-        if (left + s->committed_ore != appropriated)
-            s_problem(p,
-                      "scheme %s: budget left and committed do not add up to what was "
-                      "appropriated",
-                      s->id);
-        samordna__v1__scheme__free_unpacked(s, NULL);
+        check(m, sums, p);
+        protobuf_c_message_free_unpacked(m, NULL);
     }
     mdb_cursor_close(cur);
     return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Step 3: every award's funder totals and every scheme's frame against the journal. */
+static int s_verify_awards(grants_t *g, MDB_txn *txn, zhashx_t *sums, s_problems_t *p)
+{
+    int rc = s_verify_each(g, txn, GRANTS_T_AWARDS, &samordna__v1__award__descriptor, "an award",
+                           s_verify_award, sums, p);
+    if (rc) return rc;
+    return s_verify_each(g, txn, GRANTS_T_SCHEMES, &samordna__v1__scheme__descriptor, "a scheme",
+                         s_verify_scheme, sums, p);
 }
 
 int grants_ledger_verify(grants_t *g, MDB_txn *txn, Samordna__V1__LedgerReport *report)

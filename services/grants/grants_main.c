@@ -8,18 +8,12 @@
 */
 #include "grants_handlers.h"
 
-#include <stdlib.h>
-#include <string.h>
-
 /* The table: grants.def's rows (s_rows, SAM_SERVICE_ROWS). */
 #define SAM_SERVICE_DEF_FILE "grants.def"
 #include "sam_service_rows.h"
 
 static const sam_option_t s_options[] = {
-    {"registry", "SERVICE", "registry", "service name of the registry whose facts grants follows",
-     false},
-    {"registry-wait-ms", "MS", "5000", "long-poll wait of each events.read on the registry", false},
-    {NULL, NULL, NULL, NULL, false},
+    SAM_FOLLOW_OPTIONS("registry"){NULL, NULL, NULL, NULL, false},
 };
 
 static grants_t s_ctx_of_main; /* lives as long as main */
@@ -30,12 +24,7 @@ static int s_start(sam_service_t *svc)
     g->svc = svc;
     for (int i = 0; i < GRANTS_T_COUNT; i++)
         g->dbi[i] = sam_service_dbi(svc, grants_table_names[i]);
-    sam_config_t *cfg = sam_service_config(svc);
-    bool ok = true;
-    g->registry = sam_config_get(cfg, "registry");
-    g->follow_wait_ms = (int)sam_config_int(cfg, "registry-wait-ms", 0, 30000, &ok);
-    if (!ok || !g->registry || !g->registry[0]) return -1;
-    return 0;
+    return grants_refs_start(g);
 }
 
 static void s_tick(sam_service_t *svc)

@@ -8,6 +8,8 @@
 */
 #include "grants_handlers.h"
 #include "grants_ledger.h"
+#include "sam_array.h"
+#include "sam_check.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,13 +27,7 @@ static size_t s_page_size(uint32_t asked)
 /* Grows a pointer array by one slot; NULL when out of memory. */
 static void **s_push(void ***arr, size_t *n, size_t *cap)
 {
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 16;
-        void **na = realloc(*arr, nc * sizeof *na);
-        if (!na) return NULL;
-        *arr = na;
-        *cap = nc;
-    }
+    if (sam_array_grow(arr, cap, *n, sizeof **arr, 16)) return NULL;
     return &(*arr)[(*n)++];
 }
 
@@ -67,6 +63,20 @@ static bool s_take(void ***arr, size_t *n, size_t *cap, s_keep_t *keep, void *ms
     }
     *slot = msg;
     return true;
+}
+
+/*  One candidate of a filtered page: msg goes on the list when `wanted` and the page has
+    room; otherwise it is freed, and *more set when the page was full. Returns false when the
+    scan should stop (the page is full, or out of memory). */
+static bool s_page_add(void ***arr, size_t *n, size_t *cap, s_keep_t *keep, size_t page, bool *more,
+                       ProtobufCMessage *msg, bool wanted)
+{
+    if (wanted && *n == page) *more = true;
+    if (!wanted || *more) {
+        protobuf_c_message_free_unpacked(msg, NULL);
+        return !*more;
+    }
+    return s_take(arr, n, cap, keep, msg);
 }
 
 static void s_keep_free(s_keep_t *k)
@@ -114,27 +124,16 @@ int grants_q_schemes_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *ca
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, g->dbi[GRANTS_T_SCHEMES], &cur);
     if (rc) return rc;
-    MDB_val k = {strlen(req->page_token), req->page_token}, v;
-    rc = k.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
-                   : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    if (rc == 0 && k.mv_size == strlen(req->page_token) &&
-        memcmp(k.mv_data, req->page_token, k.mv_size) == 0)
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    MDB_val k, v;
     bool more = false;
-    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (rc = sam_store_cursor_after(cur, req->page_token, strlen(req->page_token), &k, &v);
+         rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         Samordna__V1__Scheme *s = samordna__v1__scheme__unpack(NULL, v.mv_size, v.mv_data);
-        if (!s) continue;
-        if ((req->owner[0] && strcmp(req->owner, s->owner) != 0) ||
-            (req->year && req->year != s->year)) {
-            protobuf_c_message_free_unpacked(&s->base, NULL);
-            continue;
-        }
-        if (out.n_schemes == page) {
-            more = true;
-            protobuf_c_message_free_unpacked(&s->base, NULL);
+        bool wanted = s && (!req->owner[0] || strcmp(req->owner, s->owner) == 0) &&
+                      (!req->year || req->year == s->year);
+        if (s && !s_page_add((void ***)&out.schemes, &out.n_schemes, &cap, &keep, page, &more,
+                             &s->base, wanted))
             break;
-        }
-        if (!s_take((void ***)&out.schemes, &out.n_schemes, &cap, &keep, s)) break;
     }
     mdb_cursor_close(cur);
     if (more && out.n_schemes) out.next_page_token = out.schemes[out.n_schemes - 1]->id;
@@ -241,17 +240,9 @@ int grants_q_awards_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
             if (i > 0 && strcmp(ids[i], ids[i - 1]) == 0) continue;
             if (req->page_token[0] && strcmp(ids[i], req->page_token) <= 0) continue;
             Samordna__V1__Award *a = grants_award_get(g, txn, ids[i]);
-            if (!a) continue;
-            if (!s_award_matches(a, req)) {
-                protobuf_c_message_free_unpacked(&a->base, NULL);
-                continue;
-            }
-            if (out.n_awards == page) {
-                more = true;
-                protobuf_c_message_free_unpacked(&a->base, NULL);
+            if (a && !s_page_add((void ***)&out.awards, &out.n_awards, &cap, &keep, page, &more,
+                                 &a->base, s_award_matches(a, req)))
                 break;
-            }
-            if (!s_take((void ***)&out.awards, &out.n_awards, &cap, &keep, a)) break;
         }
         for (size_t i = 0; i < n; i++)
             free(ids[i]);
@@ -259,25 +250,13 @@ int grants_q_awards_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
     } else {
         rc = mdb_cursor_open(txn, g->dbi[GRANTS_T_AWARDS], &cur);
         if (rc == 0) {
-            MDB_val k = {strlen(req->page_token), req->page_token}, v;
-            rc = k.mv_size ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE)
-                           : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-            if (rc == 0 && k.mv_size == strlen(req->page_token) &&
-                memcmp(k.mv_data, req->page_token, k.mv_size) == 0)
-                rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-            for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            MDB_val k, v;
+            for (rc = sam_store_cursor_after(cur, req->page_token, strlen(req->page_token), &k, &v);
+                 rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
                 Samordna__V1__Award *a = samordna__v1__award__unpack(NULL, v.mv_size, v.mv_data);
-                if (!a) continue;
-                if (!s_award_matches(a, req)) {
-                    protobuf_c_message_free_unpacked(&a->base, NULL);
-                    continue;
-                }
-                if (out.n_awards == page) {
-                    more = true;
-                    protobuf_c_message_free_unpacked(&a->base, NULL);
+                if (a && !s_page_add((void ***)&out.awards, &out.n_awards, &cap, &keep, page, &more,
+                                     &a->base, s_award_matches(a, req)))
                     break;
-                }
-                if (!s_take((void ***)&out.awards, &out.n_awards, &cap, &keep, a)) break;
             }
             mdb_cursor_close(cur);
         }
@@ -563,10 +542,10 @@ int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     grants_t *g = sam_service_ctx(svc);
     const Samordna__V1__DeadlinesRequest *req = (const Samordna__V1__DeadlinesRequest *)call->msg;
     int rc;
-    if (!grants_valid_date(req->before) || (req->from[0] && !grants_valid_date(req->from)))
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.20s' is not a date (YYYY-MM-DD)",
-                               grants_valid_date(req->before) ? "from" : "before",
-                               grants_valid_date(req->before) ? req->from : req->before);
+    char err[200];
+    if (sam_check_date("before", req->before, true, err, sizeof err) ||
+        sam_check_date("from", req->from, false, err, sizeof err))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
     size_t page = s_page_size(req->page_size);
     Samordna__V1__DeadlineList out = SAMORDNA__V1__DEADLINE_LIST__INIT;
     Samordna__V1__Deadline *items = NULL;

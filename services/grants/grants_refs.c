@@ -4,14 +4,19 @@
     Why a projection: an award names its recipient and funders, and the apply function must
     refuse an unknown one inside the write transaction, where no call across the broker may
     happen (it would hold LMDB's single writer while waiting on the network). So the
-    service follows the registry's outbox — one events.read long poll kept in flight from the
-    tick, never blocking the loop — and applies what it reads to "refs" with the cursor in
-    the same transaction, so a restart resumes exactly where it stopped.
+    service follows the registry's outbox with the common follower (common/sam_follow.h:
+    one events.read long poll kept in flight from the tick, never blocking the loop; the
+    service named by --registry, --registry-wait-ms its wait, as for status) and applies
+    what it reads to "refs" in the transaction in which the follower moves the cursor, so a
+    restart resumes exactly where it stopped.
 
     The projection may lag the registry by a moment. The prepare hook closes that gap: before
-    the write transaction opens, it looks up every reference the event names, asks the
-    registry (registry.<table>.get) for those not yet known, and records the ones that exist.
-    A caller who has just registered a municipality is never told it does not exist.
+    the write transaction opens, it looks up every reference the event names in the
+    projection first, asks the registry (registry.<table>.get, through sam_follow_ask) only
+    for those not yet known, and records the ones that exist. A caller who has just
+    registered a municipality is never told it does not exist, and a reference the
+    projection holds costs no call. Once the registry goes unanswered the follower stops
+    asking for a while, so a burst of events naming unknown references costs one timeout.
 
     The registry never deletes agencies, municipalities or pilots (a merged municipality keeps
     its record and gains a successor), so the projection only grows.
@@ -24,139 +29,80 @@
 #include <stdio.h>
 #include <string.h>
 
-#define S_READ_MAX 500
-
 /* ---- applying the registry's events ----------------------------------------------------- */
 
-/* The kind letter, id and name a registry event introduces; false when it introduces none. */
-static bool s_ref_of_event(const Io__Cloudevents__V1__CloudEvent *ce, char *kind, char *id,
-                           size_t idlen, char *name, size_t namelen)
+/* The registry's event types that introduce a reference, the record each carries, and the
+   kind letter of the reference. */
+static const struct {
+    const char *type;
+    const ProtobufCMessageDescriptor *record;
+    char kind;
+} s_introducers[] = {
+    {"no.samordna.registry.agency.registered", &samordna__v1__agency__descriptor, 'a'},
+    {"no.samordna.registry.municipality.registered", &samordna__v1__municipality__descriptor, 'm'},
+    {"no.samordna.registry.pilot.registered", &samordna__v1__pilot__descriptor, 'p'},
+};
+
+/* Records the reference one registry event introduces, if any. 0 or an error code. */
+static int s_apply_event(grants_t *g, MDB_txn *txn, const Io__Cloudevents__V1__CloudEvent *ce,
+                         size_t *added)
 {
-    const uint8_t *data = NULL;
-    size_t len = 0;
-    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
-        data = ce->binary_data.data;
-        len = ce->binary_data.len;
-    } else if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA &&
-               ce->proto_data) {
-        data = ce->proto_data->value.data;
-        len = ce->proto_data->value.len;
+    size_t i = 0, n = sizeof s_introducers / sizeof s_introducers[0];
+    while (i < n && strcmp(ce->type, s_introducers[i].type) != 0)
+        i++;
+    size_t len;
+    const uint8_t *data = sam_event_data(ce, &len);
+    ProtobufCMessage *rec = i < n ? protobuf_c_message_unpack(s_introducers[i].record, NULL, len,
+                                                              data ? data : (const uint8_t *)"")
+                                  : NULL;
+    if (!rec) return 0;
+    const char *id = sam_follow_field(rec, "id");
+    int rc = 0;
+    if (grants_valid_id(id)) {
+        /* a pilot's record has no name: it is kept with "" */
+        rc = grants_ref_put(g, txn, s_introducers[i].kind, id, sam_follow_field(rec, "name"));
+        (*added)++;
     }
-    name[0] = 0;
-    if (strcmp(ce->type, "no.samordna.registry.agency.registered") == 0) {
-        Samordna__V1__Agency *a = samordna__v1__agency__unpack(NULL, len, data);
-        if (!a) return false;
-        *kind = 'a';
-        snprintf(id, idlen, "%s", a->id);
-        snprintf(name, namelen, "%s", a->name);
-        samordna__v1__agency__free_unpacked(a, NULL);
-    } else if (strcmp(ce->type, "no.samordna.registry.municipality.registered") == 0) {
-        Samordna__V1__Municipality *m = samordna__v1__municipality__unpack(NULL, len, data);
-        if (!m) return false;
-        *kind = 'm';
-        snprintf(id, idlen, "%s", m->id);
-        snprintf(name, namelen, "%s", m->name);
-        samordna__v1__municipality__free_unpacked(m, NULL);
-    } else if (strcmp(ce->type, "no.samordna.registry.pilot.registered") == 0) {
-        Samordna__V1__Pilot *p = samordna__v1__pilot__unpack(NULL, len, data);
-        if (!p) return false;
-        *kind = 'p';
-        snprintf(id, idlen, "%s", p->id);
-        samordna__v1__pilot__free_unpacked(p, NULL);
-    } else
-        return false;
-    return grants_valid_id(id);
+    protobuf_c_message_free_unpacked(rec, NULL);
+    return rc;
 }
 
-/* Applies a page of the registry's outbox and moves the cursor, in one transaction.
-   Returns how many events it read. */
-static size_t s_apply_page(grants_t *g, const Samordna__V1__ReadReply *rr)
+/* The follower's page, applied in its transaction (sam_follow_apply_fn). */
+static int s_apply_page(void *arg, MDB_txn *txn, Samordna__V1__StoredEvent *const *events, size_t n)
 {
-    MDB_txn *txn;
-    if (sam_store_begin(sam_service_store(g->svc), NULL, true, &txn) != 0) return 0;
-    uint64_t cursor = grants_ref_cursor(g, txn);
     size_t added = 0;
     int rc = 0;
-    for (size_t i = 0; i < rr->n_events && rc == 0; i++) {
-        const Samordna__V1__StoredEvent *se = rr->events[i];
-        if (se->seq <= cursor || !se->event) continue;
-        char kind, id[80], name[256];
-        if (s_ref_of_event(se->event, &kind, id, sizeof id, name, sizeof name)) {
-            rc = grants_ref_put(g, txn, kind, id, name);
-            added++;
-        }
-        cursor = se->seq;
-    }
-    if (rc == 0) rc = grants_ref_set_cursor(g, txn, cursor);
-    if (rc == 0)
-        rc = mdb_txn_commit(txn);
-    else
-        mdb_txn_abort(txn);
-    if (rc) {
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = s_apply_event(arg, txn, events[i]->event, &added);
+    if (rc)
         sam_error("refs.failed reason=\"%s\"", sam_store_strerror(rc));
-        return 0;
-    }
-    if (added) sam_info("refs.applied added=%zu cursor=%" PRIu64, added, cursor);
-    return rr->n_events;
+    else if (added)
+        sam_info("refs.applied added=%zu cursor=%" PRIu64, added, events[n - 1]->seq);
+    return rc;
 }
 
-static void s_follow_send(grants_t *g)
+int grants_refs_start(grants_t *g)
 {
-    MDB_txn *txn;
-    if (sam_store_begin(sam_service_store(g->svc), NULL, false, &txn) != 0) return;
-    uint64_t cursor = grants_ref_cursor(g, txn);
-    mdb_txn_abort(txn);
-    Samordna__V1__ReadRequest req = SAMORDNA__V1__READ_REQUEST__INIT;
-    req.after_seq = cursor;
-    req.max = S_READ_MAX;
-    req.wait_ms = (uint32_t)g->follow_wait_ms;
-    uint8_t buf[64];
-    size_t len = samordna__v1__read_request__pack(&req, buf);
-    g->follow_req = sam_client_send(g->follower, g->registry, "events.read", buf, len);
-    g->follow_sent_ms = zclock_mono();
+    sam_follow_def_t def = {.store = sam_service_store(g->svc),
+                            .svc = g->svc,
+                            .apply = s_apply_page,
+                            .arg = g,
+                            .cursor_dbi = g->dbi[GRANTS_T_REFS],
+                            .cursor_key = "#cursor"};
+    if (sam_follow_config(sam_service_config(g->svc), "registry", &def.service, &def.wait_ms))
+        return -1;
+    g->follow = sam_follow_new(&def);
+    return g->follow ? 0 : -1;
 }
 
 void grants_refs_tick(grants_t *g)
 {
-    if (!g->follower) {
-        g->follower = sam_service_client_new(g->svc); /* with the service's certificate */
-        if (!g->follower) return;
-    }
-    int64_t now = zclock_mono();
-    if (g->follow_req) {
-        sam_result_t res;
-        while (g->follow_req && sam_client_recv(g->follower, 0, &res) == 0) {
-            if (res.id == g->follow_req) {
-                g->follow_req = 0;
-                bool again = false;
-                if (res.code == SAM_OK) {
-                    Samordna__V1__ReadReply *rr =
-                        samordna__v1__read_reply__unpack(NULL, res.body_len, res.body);
-                    if (rr) {
-                        again = s_apply_page(g, rr) == S_READ_MAX;
-                        samordna__v1__read_reply__free_unpacked(rr, NULL);
-                    }
-                } else {
-                    sam_debug("refs.unavailable code=%u reason=\"%s\"", res.code, res.message);
-                }
-                /* A full page: read on at once. Otherwise the long poll returned empty or
-                   failed: wait a little before asking again so a missing registry costs
-                   nothing. */
-                g->follow_backoff_ms = again ? 0 : now + (res.code == SAM_OK ? 0 : 1000);
-            }
-            sam_result_clear(&res);
-        }
-        /* A reply that never comes (registry restarted mid-poll): ask again. */
-        if (g->follow_req && now - g->follow_sent_ms > g->follow_wait_ms + 10000) g->follow_req = 0;
-        if (g->follow_req) return;
-    }
-    if (now < g->follow_backoff_ms) return;
-    s_follow_send(g);
+    if (g->follow) sam_follow_tick(g->follow);
 }
 
 void grants_refs_stop(grants_t *g)
 {
-    sam_client_destroy(&g->follower);
+    sam_follow_destroy(&g->follow);
 }
 
 /* ---- the prepare hook ------------------------------------------------------------------- */
@@ -208,18 +154,15 @@ static size_t s_refs_of(const sam_event_t *ev, s_ref_t *refs, size_t cap)
    method is the registry's own, whatever that name is. */
 static int s_ask_registry(grants_t *g, char kind, const char *id)
 {
-    sam_client_t *c = sam_service_client(g->svc);
-    if (!c) return -1;
+    if (!g->follow) return -1;
     const char *method = kind == 'a'   ? "registry.agencies.get"
                          : kind == 'm' ? "registry.municipalities.get"
                                        : "registry.pilots.get";
     Samordna__V1__GetRequest req = SAMORDNA__V1__GET_REQUEST__INIT;
     req.id = (char *)id;
-    sam_result_t res = {0};
-    uint32_t code =
-        sam_client_call(c, g->registry, method, &req.base, NULL, NULL, 1500, false, &res);
-    sam_result_clear(&res);
-    sam_debug("refs.asked service=%s kind=%c id=%s code=%u", g->registry, kind, id, code);
+    uint32_t code = sam_follow_ask(g->follow, method, &req.base, NULL, NULL);
+    sam_debug("refs.asked service=%s kind=%c id=%s code=%u", sam_follow_service(g->follow), kind,
+              id, code);
     return code == SAM_OK ? 1 : code == SAM_NOT_FOUND ? 0 : -1;
 }
 

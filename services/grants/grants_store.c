@@ -5,6 +5,8 @@
 */
 #include "grants_store.h"
 
+#include "sam_check.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -85,24 +87,26 @@ bool grants_has(grants_t *g, MDB_txn *txn, grants_table_t table, const grants_ke
     return sam_store_has(txn, g->dbi[table], k->b, k->n);
 }
 
-Samordna__V1__Scheme *grants_scheme_get(grants_t *g, MDB_txn *txn, const char *id)
+/* The record of `table` keyed by its id alone, or NULL. */
+static ProtobufCMessage *s_get_by_id(grants_t *g, MDB_txn *txn, grants_table_t table,
+                                     const char *id, const ProtobufCMessageDescriptor *desc)
 {
     grants_key_t k = {0};
     grants_key_raw(&k, id);
     ProtobufCMessage *m = NULL;
-    if (grants_get(g, txn, GRANTS_T_SCHEMES, &k, &samordna__v1__scheme__descriptor, &m) != 0)
-        return NULL;
-    return (Samordna__V1__Scheme *)m;
+    return grants_get(g, txn, table, &k, desc, &m) == 0 ? m : NULL;
+}
+
+Samordna__V1__Scheme *grants_scheme_get(grants_t *g, MDB_txn *txn, const char *id)
+{
+    return (Samordna__V1__Scheme *)s_get_by_id(g, txn, GRANTS_T_SCHEMES, id,
+                                               &samordna__v1__scheme__descriptor);
 }
 
 Samordna__V1__Award *grants_award_get(grants_t *g, MDB_txn *txn, const char *id)
 {
-    grants_key_t k = {0};
-    grants_key_raw(&k, id);
-    ProtobufCMessage *m = NULL;
-    if (grants_get(g, txn, GRANTS_T_AWARDS, &k, &samordna__v1__award__descriptor, &m) != 0)
-        return NULL;
-    return (Samordna__V1__Award *)m;
+    return (Samordna__V1__Award *)s_get_by_id(g, txn, GRANTS_T_AWARDS, id,
+                                              &samordna__v1__award__descriptor);
 }
 
 int64_t grants_balance(grants_t *g, MDB_txn *txn, const char *account)
@@ -143,63 +147,18 @@ int grants_ref_put(grants_t *g, MDB_txn *txn, char kind, const char *id, const c
     return grants_put(g, txn, GRANTS_T_REFS, &k, &ref.base);
 }
 
-uint64_t grants_ref_cursor(grants_t *g, MDB_txn *txn)
-{
-    MDB_val key = {7, (void *)"#cursor"}, val;
-    if (mdb_get(txn, g->dbi[GRANTS_T_REFS], &key, &val) != 0 || val.mv_size != 8) return 0;
-    return sam_be64_get(val.mv_data);
-}
-
-int grants_ref_set_cursor(grants_t *g, MDB_txn *txn, uint64_t seq)
-{
-    uint8_t b[8];
-    sam_be64_put(b, seq);
-    MDB_val key = {7, (void *)"#cursor"}, val = {8, b};
-    return mdb_put(txn, g->dbi[GRANTS_T_REFS], &key, &val, 0);
-}
-
+/* Everyone's id and date rules (sam_check.h), under the names grants' callers know. */
 bool grants_valid_id(const char *s)
 {
-    size_t n = 0;
-    for (; s[n]; n++) {
-        char c = s[n];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-        if (n >= 64) return false;
-    }
-    return n >= 1;
+    return sam_check_is_id(s);
 }
 
 bool grants_valid_date(const char *s)
 {
-    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return false;
-    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
-    int m = (s[5] - '0') * 10 + (s[6] - '0');
-    int d = (s[8] - '0') * 10 + (s[9] - '0');
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    if (y < 1900 || m < 1 || m > 12 || d < 1) return false;
-    int max = days[m - 1];
-    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) max = 29;
-    return d <= max;
+    return sam_check_is_date(s);
 }
 
 const char *grants_fmt_ore(int64_t ore, char *out, size_t len)
 {
-    /* Digits grouped by three with a space, decimal comma only when there are øre. */
-    uint64_t v = ore < 0 ? (uint64_t)0 - (uint64_t)ore : (uint64_t)ore;
-    uint64_t kr = v / 100, o = v % 100;
-    char digits[32], grouped[48];
-    int nd = snprintf(digits, sizeof digits, "%llu", (unsigned long long)kr);
-    size_t gi = 0;
-    for (int i = 0; i < nd; i++) {
-        if (i > 0 && (nd - i) % 3 == 0) grouped[gi++] = ' ';
-        grouped[gi++] = digits[i];
-    }
-    grouped[gi] = 0;
-    if (o)
-        snprintf(out, len, "%s%s,%02llu", ore < 0 ? "-" : "", grouped, (unsigned long long)o);
-    else
-        snprintf(out, len, "%s%s", ore < 0 ? "-" : "", grouped);
-    return out;
+    return sam_check_format_ore(ore, out, len);
 }

@@ -28,6 +28,7 @@
 #ifndef GRANTS_STORE_H
 #define GRANTS_STORE_H
 
+#include "sam_follow.h"
 #include "sam_service.h"
 #include "samordna/v1/grants.pb-c.h"
 
@@ -70,12 +71,7 @@ extern const char *const grants_table_names[GRANTS_T_COUNT + 1];
 typedef struct {
     sam_service_t *svc;
     MDB_dbi dbi[GRANTS_T_COUNT];
-    const char *registry;      /* service name of the registry ("registry") */
-    sam_client_t *follower;    /* own client for the registry outbox long poll */
-    uint64_t follow_req;       /* id of the events.read in flight, 0 when none */
-    int64_t follow_sent_ms;    /* when it was sent */
-    int64_t follow_backoff_ms; /* do not send before this time */
-    int follow_wait_ms;        /* long-poll wait asked of the registry */
+    sam_follow_t *follow; /* the registry's outbox follower (owned), also asked in prepare */
 } grants_t;
 
 /* A key under construction: strings with their terminating zero, big-endian integers. */
@@ -116,15 +112,12 @@ int64_t grants_balance(grants_t *g, MDB_txn *txn, const char *account);
 bool grants_ref_known(grants_t *g, MDB_txn *txn, char kind, const char *id);
 /* Records that the registry holds it. 0 or an error code. */
 int grants_ref_put(grants_t *g, MDB_txn *txn, char kind, const char *id, const char *name);
-/* The registry outbox sequence number the projection has applied, and setting it. */
-uint64_t grants_ref_cursor(grants_t *g, MDB_txn *txn);
-int grants_ref_set_cursor(grants_t *g, MDB_txn *txn, uint64_t seq);
 
 /* Validators shared by apply and query code. */
 bool grants_valid_id(const char *s);   /* [a-z0-9-]{1,64} */
 bool grants_valid_date(const char *s); /* YYYY-MM-DD, a real calendar day */
 
-/* Formats øre as Norwegian kroner ("200 000,00"); returns out. */
+/* Formats øre as Norwegian kroner ("200 000,00"): sam_check_format_ore; returns out. */
 const char *grants_fmt_ore(int64_t ore, char *out, size_t len);
 
 #endif

@@ -23,6 +23,7 @@
 
 #include "notify_store.h"
 #include "sam_client.h"
+#include "sam_follow.h"
 #include "sam_service.h"
 
 #include "samordna/v1/notify.pb-c.h"
@@ -35,16 +36,14 @@
 #define NOTIFY_MAX_FOLLOW 16
 #define NOTIFY_MAX_SCHEDULE 32
 
-/* One followed outbox. */
+typedef struct notify_t notify_t;
+
+/* One followed outbox: the common follower (sam_follow.h) does the polling, the back-off and
+   the cursor; notify matches what it reads (notify_follow.c). */
 typedef struct {
     char service[64];
-    uint64_t cursor;     /* last seq queued (mirrors the "cursors" table) */
-    uint64_t req_id;     /* events.read in flight, 0 when none */
-    int64_t sent_ms;     /* when it was sent */
-    int64_t next_try_ms; /* when to send the next one */
-    bool down;           /* the last attempt failed (logged once until it answers again) */
-    uint64_t head;       /* the outbox head the service last reported */
-    int64_t head_mono;   /* when it did (monotonic clock; 0: never) */
+    sam_follow_t *follower; /* owned; NULL before notify_follow_start */
+    notify_t *n;            /* the context, for the follower's callbacks */
 } notify_follow_t;
 
 /* A subscription replaying one followed outbox's history (SubscriptionStart.replaying). */
@@ -61,7 +60,7 @@ typedef struct {
 
 typedef struct notify_flight_t notify_flight_t;
 
-typedef struct {
+struct notify_t {
     sam_service_t *svc;
     notify_dbis_t dbi;
 
@@ -100,7 +99,7 @@ typedef struct {
     int64_t next_deliver_scan_ms;   /* next scan of the queue for due deliveries */
     int64_t next_handshake_scan_ms; /* next scan of pending webhooks for due handshakes */
     uint8_t master_key[32];         /* derives each webhook's signing secret */
-} notify_t;
+};
 
 /* Wall clock, ms since the epoch. */
 int64_t notify_now_ms(void);
@@ -114,6 +113,15 @@ int notify_q_sub_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
 int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
 int notify_q_sub_secret(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                         sam_reply_t *reply);
+/* True when the caller acts for every agency (admin, service, or an insecure test). */
+bool notify_caller_admin(const Samordna__V1__Caller *c);
+/* Loads subscription `id` (`field` names it in refusals: 400 not an id, 404 unknown). When
+   caller is not NULL, `agency` (the acting agency) must own it unless the caller is an
+   admin: 403 otherwise. Returns 0 with *out set (the caller frees it), -1 with the refusal
+   in reply, or a store error. */
+int notify_sub_load(notify_t *n, MDB_txn *txn, const char *field, const char *id,
+                    const Samordna__V1__Caller *caller, const char *agency,
+                    Samordna__V1__Subscription **out, sam_reply_t *reply);
 /* The webhook signing secret of a subscription, as 64 hex characters and a NUL. */
 void notify_sub_secret(notify_t *n, const Samordna__V1__Subscription *s, char out[65]);
 
@@ -130,7 +138,10 @@ int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
 int notify_q_cursors(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
 
 /* notify_follow.c — following outboxes and queuing matches. */
-void notify_follow_start(notify_t *n);
+/* Makes one follower per --follow service (their cursors read from the store). 0, or -1
+   (logged) when out of memory. notify_follow_stop destroys them. */
+int notify_follow_start(notify_t *n);
+void notify_follow_stop(notify_t *n);
 /* The prepare hook of subscription.created: learns the head of every followed outbox the
    subscription's type can match, so that apply starts it exactly there. Never refuses: an
    outbox whose head cannot be learnt is started by time instead (docs/notify.md). */

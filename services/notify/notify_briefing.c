@@ -23,6 +23,7 @@
     Dates are calendar dates in the programme's time zone (--time-zone, Europe/Oslo).
 */
 #include "notify.h"
+#include "sam_check.h"
 
 #include "samordna/v1/grants.pb-c.h"
 #include "samordna/v1/status.pb-c.h"
@@ -188,26 +189,6 @@ static void s_add(s_text_t *t, const char *fmt, ...)
     t->buf[t->len] = 0;
 }
 
-/* Whole kroner the Norwegian way ("1 500 000"), with ",50" when there are øre. */
-static void s_nok(int64_t ore, char *out, size_t cap)
-{
-    bool neg = ore < 0;
-    uint64_t v = neg ? (uint64_t)(-(ore + 1)) + 1 : (uint64_t)ore;
-    uint64_t kr = v / 100, o = v % 100;
-    char digits[24], grouped[32]; /* 20 digits and 6 spaces at most */
-    int nd = snprintf(digits, sizeof digits, "%llu", (unsigned long long)kr);
-    int g = 0;
-    for (int i = 0; i < nd; i++) {
-        if (i > 0 && (nd - i) % 3 == 0) grouped[g++] = ' ';
-        grouped[g++] = digits[i];
-    }
-    grouped[g] = 0;
-    if (o)
-        snprintf(out, cap, "%s%s,%02llu", neg ? "-" : "", grouped, (unsigned long long)o);
-    else
-        snprintf(out, cap, "%s%s", neg ? "-" : "", grouped);
-}
-
 typedef struct {
     char *notes[8];
     size_t n;
@@ -226,6 +207,24 @@ static void s_note(s_notes_t *ns, const char *fmt, ...)
     if (ns->notes[ns->n]) ns->n++;
 }
 
+/*  Asks status for a section's facts: the reply (free it), or NULL when status did not
+    answer, and then the section says "(not available)" and a note says what is missing. */
+static ProtobufCMessage *s_ask_status(notify_t *n, s_text_t *t, s_notes_t *ns, const char *method,
+                                      const ProtobufCMessage *rq,
+                                      const ProtobufCMessageDescriptor *desc, const char *missing)
+{
+    ProtobufCMessage *rep = NULL;
+    sam_result_t res;
+    uint32_t code = notify_call(n, "status", method, rq, desc, &rep, (int)n->call_timeout_ms, &res);
+    if (code != SAM_OK) {
+        s_add(t, "   (not available)\n");
+        s_note(ns, "%s: %u %s — %s are missing", method, code, res.message, missing);
+        rep = NULL;
+    }
+    sam_result_clear(&res);
+    return rep;
+}
+
 static void s_section_report(notify_t *n, s_text_t *t, s_notes_t *ns, const char *from,
                              const char *to)
 {
@@ -233,21 +232,10 @@ static void s_section_report(notify_t *n, s_text_t *t, s_notes_t *ns, const char
     Samordna__V1__StatusReportRequest rq = SAMORDNA__V1__STATUS_REPORT_REQUEST__INIT;
     rq.from = (char *)from;
     rq.to = (char *)to;
-    Samordna__V1__StatusReportReply *rep = NULL;
-    sam_result_t res;
-    uint32_t code = notify_call(n, "status", "status.report", &rq.base,
-                                &samordna__v1__status_report_reply__descriptor,
-                                (ProtobufCMessage **)&rep, (int)n->call_timeout_ms, &res);
-    if (code != SAM_OK) {
-        s_add(t, "   (not available)\n");
-        s_note(ns,
-               "status.report: %u %s — milestones, meetings, steps and barrier moves of the "
-               "period are missing",
-               code, res.message);
-        sam_result_clear(&res);
-        return;
-    }
-    sam_result_clear(&res);
+    Samordna__V1__StatusReportReply *rep = (Samordna__V1__StatusReportReply *)s_ask_status(
+        n, t, ns, "status.report", &rq.base, &samordna__v1__status_report_reply__descriptor,
+        "milestones, meetings, steps and barrier moves of the period");
+    if (!rep) return;
     if (rep->n_changes == 0) s_add(t, "   Nothing was recorded in the period.\n");
     for (size_t i = 0; i < rep->n_changes && i < S_REPORT_LINES; i++) {
         Samordna__V1__StatusChange *c = rep->changes[i];
@@ -282,12 +270,12 @@ static void s_section_grants(notify_t *n, s_text_t *t, s_notes_t *ns, int y0, in
         char c[48], p[48];
         s_add(t, "   %d\n", y);
         for (size_t i = 0; i < ov->n_groups; i++) {
-            s_nok(ov->groups[i]->committed_ore, c, sizeof c);
-            s_nok(ov->groups[i]->paid_ore, p, sizeof p);
+            sam_check_format_ore(ov->groups[i]->committed_ore, c, sizeof c);
+            sam_check_format_ore(ov->groups[i]->paid_ore, p, sizeof p);
             s_add(t, "     %-24s committed NOK %14s   paid NOK %14s\n", ov->groups[i]->key, c, p);
         }
-        s_nok(ov->committed_ore, c, sizeof c);
-        s_nok(ov->paid_ore, p, sizeof p);
+        sam_check_format_ore(ov->committed_ore, c, sizeof c);
+        sam_check_format_ore(ov->paid_ore, p, sizeof p);
         s_add(t, "     %-24s committed NOK %14s   paid NOK %14s\n", "in all", c, p);
         protobuf_c_message_free_unpacked(&ov->base, NULL);
     }
@@ -299,19 +287,10 @@ static void s_section_barriers(notify_t *n, s_text_t *t, s_notes_t *ns)
     Samordna__V1__BarriersRequest rq = SAMORDNA__V1__BARRIERS_REQUEST__INIT;
     rq.open_only = true;
     rq.page_size = 1000;
-    Samordna__V1__BarriersReply *rep = NULL;
-    sam_result_t res;
-    uint32_t code = notify_call(n, "status", "status.barriers.list", &rq.base,
-                                &samordna__v1__barriers_reply__descriptor,
-                                (ProtobufCMessage **)&rep, (int)n->call_timeout_ms, &res);
-    if (code != SAM_OK) {
-        s_add(t, "   (not available)\n");
-        s_note(ns, "status.barriers.list: %u %s — the open barriers are missing", code,
-               res.message);
-        sam_result_clear(&res);
-        return;
-    }
-    sam_result_clear(&res);
+    Samordna__V1__BarriersReply *rep = (Samordna__V1__BarriersReply *)s_ask_status(
+        n, t, ns, "status.barriers.list", &rq.base, &samordna__v1__barriers_reply__descriptor,
+        "the open barriers");
+    if (!rep) return;
     if (rep->n_barriers == 0) s_add(t, "   None.\n");
     for (size_t i = 0; i < rep->n_barriers; i++) {
         Samordna__V1__Barrier *b = rep->barriers[i];

@@ -269,26 +269,27 @@ static void s_mail_header(const char *in, char *out, size_t cap)
 /* The mail text of an event: the composed text of a briefing or reminder, else its JSON. */
 static char *s_mail_text(const Io__Cloudevents__V1__CloudEvent *ce, const char *json)
 {
+    ProtobufCMessage *m = NULL; /* the briefing or reminder whose text is the mail's */
+    const char *text = json;
     if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
+        const ProtobufCBinaryData *d = &ce->binary_data;
         if (strcmp(ce->type, "no.samordna.notify.briefing.issued") == 0) {
-            Samordna__V1__Briefing *b =
-                samordna__v1__briefing__unpack(NULL, ce->binary_data.len, ce->binary_data.data);
+            Samordna__V1__Briefing *b = samordna__v1__briefing__unpack(NULL, d->len, d->data);
             if (b) {
-                char *t = strdup(b->text);
-                protobuf_c_message_free_unpacked(&b->base, NULL);
-                return t;
+                m = &b->base;
+                text = b->text;
             }
         } else if (strcmp(ce->type, "no.samordna.notify.reminder.due") == 0) {
-            Samordna__V1__Reminder *r =
-                samordna__v1__reminder__unpack(NULL, ce->binary_data.len, ce->binary_data.data);
+            Samordna__V1__Reminder *r = samordna__v1__reminder__unpack(NULL, d->len, d->data);
             if (r) {
-                char *t = strdup(r->text);
-                protobuf_c_message_free_unpacked(&r->base, NULL);
-                return t;
+                m = &r->base;
+                text = r->text;
             }
         }
     }
-    return strdup(json);
+    char *t = strdup(text);
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
+    return t;
 }
 
 static int s_start_email(notify_t *n, const Samordna__V1__Subscription *s, notify_flight_t *f,
@@ -584,35 +585,56 @@ static void s_collect(notify_t *n)
 
 /* ---- scans -------------------------------------------------------------------------------- */
 
+/* A scan: a read transaction and its cursor on one table. */
+typedef struct {
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val k, v; /* the record the cursor is on */
+    int rc;       /* how the cursor got there: 0, MDB_NOTFOUND at the end, or an error */
+} s_scan_t;
+
+/* Opens a scan of dbi on its first record. False when no transaction or cursor could be
+   opened (nothing is open then). */
+static bool s_scan_begin(notify_t *n, MDB_dbi dbi, s_scan_t *sc)
+{
+    if (sam_store_begin(sam_service_store(n->svc), NULL, false, &sc->txn)) return false;
+    if (mdb_cursor_open(sc->txn, dbi, &sc->cur)) {
+        mdb_txn_abort(sc->txn);
+        return false;
+    }
+    sc->rc = mdb_cursor_get(sc->cur, &sc->k, &sc->v, MDB_FIRST);
+    return true;
+}
+
+static void s_scan_end(s_scan_t *sc)
+{
+    mdb_cursor_close(sc->cur);
+    mdb_txn_abort(sc->txn);
+}
+
 /* Starts the transfers that are due: the head of each push queue. */
 static void s_scan_queue(notify_t *n, int64_t now)
 {
-    MDB_txn *txn;
-    if (sam_store_begin(sam_service_store(n->svc), NULL, false, &txn)) return;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, n->dbi.queue, &cur)) {
-        mdb_txn_abort(txn);
-        return;
-    }
+    s_scan_t sc;
+    if (!s_scan_begin(n, n->dbi.queue, &sc)) return;
     int64_t next = now + 1000;
-    MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    while (rc == 0 && (long)zhashx_size(n->flights) < n->max_in_flight) {
+    while (sc.rc == 0 && (long)zhashx_size(n->flights) < n->max_in_flight) {
         char id[NOTIFY_ID_MAX + 1];
         uint64_t qseq;
-        if (!notify_qkey_split(&k, id, &qseq)) {
-            rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        if (!notify_qkey_split(&sc.k, id, &qseq)) {
+            sc.rc = mdb_cursor_get(sc.cur, &sc.k, &sc.v, MDB_NEXT);
             continue;
         }
         if (!zhashx_lookup(n->flights, id)) {
-            Samordna__V1__Delivery *d = samordna__v1__delivery__unpack(NULL, v.mv_size, v.mv_data);
+            Samordna__V1__Delivery *d =
+                samordna__v1__delivery__unpack(NULL, sc.v.mv_size, sc.v.mv_data);
             Samordna__V1__Subscription *s = NULL;
             if (d && d->event && d->next_attempt_ms <= now &&
-                sam_store_get_msg(txn, n->dbi.subs, id, strlen(id),
+                sam_store_get_msg(sc.txn, n->dbi.subs, id, strlen(id),
                                   &samordna__v1__subscription__descriptor,
                                   (ProtobufCMessage **)&s) == 0) {
                 notify_state_t st;
-                notify_state_get(txn, &n->dbi, s, &st);
+                notify_state_get(sc.txn, &n->dbi, s, &st);
                 bool email = s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL;
                 if (st.state == SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE &&
                     (!email || n->smtp_url))
@@ -623,41 +645,34 @@ static void s_scan_queue(notify_t *n, int64_t now)
             if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
             if (d) protobuf_c_message_free_unpacked(&d->base, NULL);
         }
-        rc = notify_qkey_skip(cur, id, &k, &v); /* on to the next subscription's range */
+        sc.rc =
+            notify_qkey_skip(sc.cur, id, &sc.k, &sc.v); /* on to the next subscription's range */
     }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    s_scan_end(&sc);
     n->next_deliver_scan_ms = next;
 }
 
 /* Starts the handshakes that are due. */
 static void s_scan_handshakes(notify_t *n, int64_t now)
 {
-    MDB_txn *txn;
-    if (sam_store_begin(sam_service_store(n->svc), NULL, false, &txn)) return;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, n->dbi.state, &cur)) {
-        mdb_txn_abort(txn);
-        return;
-    }
+    s_scan_t sc;
+    if (!s_scan_begin(n, n->dbi.state, &sc)) return;
     int64_t next = now + 60000;
-    MDB_val k, v;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    for (; rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (; sc.rc == 0; sc.rc = mdb_cursor_get(sc.cur, &sc.k, &sc.v, MDB_NEXT)) {
         Samordna__V1__SubscriptionState *st =
-            samordna__v1__subscription_state__unpack(NULL, v.mv_size, v.mv_data);
+            samordna__v1__subscription_state__unpack(NULL, sc.v.mv_size, sc.v.mv_data);
         if (!st) continue;
         if (st->state == SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING) {
             char id[NOTIFY_ID_MAX + 1];
-            size_t il = k.mv_size < NOTIFY_ID_MAX ? k.mv_size : NOTIFY_ID_MAX;
-            memcpy(id, k.mv_data, il);
+            size_t il = sc.k.mv_size < NOTIFY_ID_MAX ? sc.k.mv_size : NOTIFY_ID_MAX;
+            memcpy(id, sc.k.mv_data, il);
             id[il] = 0;
             if (st->next_handshake_ms > now) {
                 if (st->next_handshake_ms < next) next = st->next_handshake_ms;
             } else if (!zhashx_lookup(n->flights, id) &&
                        (long)zhashx_size(n->flights) < n->max_in_flight) {
                 Samordna__V1__Subscription *s = NULL;
-                if (sam_store_get_msg(txn, n->dbi.subs, id, il,
+                if (sam_store_get_msg(sc.txn, n->dbi.subs, id, il,
                                       &samordna__v1__subscription__descriptor,
                                       (ProtobufCMessage **)&s) == 0) {
                     s_start_handshake(n, s);
@@ -669,8 +684,7 @@ static void s_scan_handshakes(notify_t *n, int64_t now)
         }
         protobuf_c_message_free_unpacked(&st->base, NULL);
     }
-    mdb_cursor_close(cur);
-    mdb_txn_abort(txn);
+    s_scan_end(&sc);
     n->next_handshake_scan_ms = next;
 }
 

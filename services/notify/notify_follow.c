@@ -1,14 +1,20 @@
 /*  notify_follow.c — following the outboxes of the other services.
 
-    For each service of --follow, one events.read long poll is in flight at a time, sent over
-    the runtime's client from the tick and collected without blocking. A reply's events are
-    matched and queued in ONE write transaction that also moves the service's cursor, so
-    after a crash the next events.read starts exactly after the last event whose deliveries
-    are durable. Events at or below the stored cursor are skipped, which makes a late or
-    repeated reply harmless.
+    Each service of --follow has one follower (common/sam_follow.h, the one every consumer
+    uses: status and grants follow the registry with it too). It keeps one events.read long
+    poll in flight, sent over the runtime's client from the tick; its page of events is
+    matched and queued here (s_take_page) in ONE write transaction in which the follower also
+    moves the service's cursor (a samordna.v1.Cursor in "cursors"), so after a crash the next
+    events.read starts exactly after the last event whose deliveries are durable. Events at
+    or below the stored cursor are skipped, which makes a late or repeated reply harmless. A
+    service that is not running is logged once, asked again after the follower's back-off,
+    and logged again when it answers.
 
-    A service that is not running answers nothing or 503 through the broker: its follower
-    logs that once, waits, and asks again; it logs again when the service answers.
+    What stays notify's own, beside the common follower: several followed services on the
+    runtime's one client, with the one receive loop described next (sam_follow_send and
+    sam_follow_take rather than the follower's own client and tick); the matching; the
+    outbox heads for subscription starts (kept by the follower, also learnt by the prepare
+    hook); and the replay readers, whose reads do not wait and stop at the follower's cursor.
 
     The runtime's client drops replies nobody waits for, so every call notify makes on it —
     the long polls, the reminders' grants.deadlines and the synchronous calls of the briefing —
@@ -38,26 +44,62 @@
 #include <string.h>
 #include <time.h>
 
-#define S_READ_MAX 500        /* events per events.read */
-#define S_LOST_MARGIN_MS 5000 /* a long poll unanswered this long past its wait is resent */
-#define S_RETRY_MS 1000       /* after a failed events.read */
-#define S_HEAD_FRESH_MS 5000  /* a head learnt this recently still starts a subscription */
+#define S_REPLAY_LOST_MS 30000 /* a replay's events.read unanswered this long is resent */
+#define S_HEAD_FRESH_MS 5000   /* a head learnt this recently still starts a subscription */
 
 int64_t notify_now_ms(void)
 {
     return sam_clock_now_ms();
 }
 
-void notify_follow_start(notify_t *n)
+static int s_take_page(void *arg, MDB_txn *txn, Samordna__V1__StoredEvent *const *events,
+                       size_t n_events);
+
+static uint64_t s_cursor_get(void *arg, MDB_txn *txn)
+{
+    notify_follow_t *f = arg;
+    return notify_cursor_get(txn, &f->n->dbi, f->service);
+}
+
+static int s_cursor_put(void *arg, MDB_txn *txn, uint64_t seq)
+{
+    notify_follow_t *f = arg;
+    return notify_cursor_put(txn, &f->n->dbi, f->service, seq, notify_now_ms());
+}
+
+int notify_follow_start(notify_t *n)
 {
     MDB_txn *txn;
-    if (sam_store_begin(sam_service_store(n->svc), NULL, false, &txn)) return;
+    bool have = sam_store_begin(sam_service_store(n->svc), NULL, false, &txn) == 0;
     for (size_t i = 0; i < n->n_follow; i++) {
-        n->follow[i].cursor = notify_cursor_get(txn, &n->dbi, n->follow[i].service);
-        sam_info("follow.start service=%s after_seq=%llu", n->follow[i].service,
-                 (unsigned long long)n->follow[i].cursor);
+        notify_follow_t *f = &n->follow[i];
+        f->n = n;
+        sam_follow_def_t def = {.service = f->service,
+                                .wait_ms = n->follow_wait_ms,
+                                .store = sam_service_store(n->svc),
+                                .svc = n->svc,
+                                .apply = s_take_page,
+                                .arg = f,
+                                .cursor_get = s_cursor_get,
+                                .cursor_put = s_cursor_put};
+        f->follower = sam_follow_new(&def);
+        if (!f->follower) {
+            sam_error("start.failed reason=\"out of memory\"");
+            if (have) mdb_txn_abort(txn);
+            notify_follow_stop(n);
+            return -1;
+        }
+        sam_info("follow.start service=%s after_seq=%llu", f->service,
+                 (unsigned long long)(have ? notify_cursor_get(txn, &n->dbi, f->service) : 0));
     }
-    mdb_txn_abort(txn);
+    if (have) mdb_txn_abort(txn);
+    return 0;
+}
+
+void notify_follow_stop(notify_t *n)
+{
+    for (size_t i = 0; i < n->n_follow; i++)
+        sam_follow_destroy(&n->follow[i].follower);
 }
 
 /* ---- matching ---------------------------------------------------------------------------- */
@@ -205,50 +247,30 @@ static sam_client_t *s_client(notify_t *n)
     return n->client;
 }
 
-/* Queues the deliveries of one events.read reply and moves the cursor, in one transaction. */
-static void s_take_events(notify_t *n, notify_follow_t *f, const Samordna__V1__ReadReply *rr)
+/* The follower's page: queues the deliveries of its events in txn, in which the follower
+   then moves the service's cursor (sam_follow_apply_fn). */
+static int s_take_page(void *arg, MDB_txn *txn, Samordna__V1__StoredEvent *const *events,
+                       size_t n_events)
 {
-    if (rr->n_events == 0) return;
-    MDB_txn *txn;
-    int rc = sam_store_begin(sam_service_store(n->svc), NULL, true, &txn);
-    if (rc) {
-        sam_error("follow.store service=%s error=\"%s\"", f->service, sam_store_strerror(rc));
-        return;
-    }
+    notify_follow_t *f = arg;
+    notify_t *n = f->n;
     int64_t now = notify_now_ms();
-    uint64_t cursor = notify_cursor_get(txn, &n->dbi, f->service);
-    size_t taken = 0, queued = 0;
-    for (size_t i = 0; i < rr->n_events; i++) {
-        const Samordna__V1__StoredEvent *se = rr->events[i];
-        if (!se || !se->event || se->seq <= cursor) continue;
+    size_t queued = 0;
+    for (size_t i = 0; i < n_events; i++) {
+        const Samordna__V1__StoredEvent *se = events[i];
         int q =
             notify_enqueue_matches(n, txn, f->service, se->seq, se->event, se->recorded_ms, now);
-        if (q < 0) {
-            mdb_txn_abort(txn);
-            return;
-        }
+        if (q < 0) return SAM_STORE_CORRUPT; /* logged by notify_enqueue_matches */
         queued += (size_t)q;
-        cursor = se->seq;
-        taken++;
     }
-    if (taken) rc = notify_cursor_put(txn, &n->dbi, f->service, cursor, now);
-    if (!rc)
-        rc = mdb_txn_commit(txn);
-    else
-        mdb_txn_abort(txn);
-    if (rc) {
-        sam_error("follow.commit service=%s error=\"%s\"", f->service, sam_store_strerror(rc));
-        return;
-    }
-    f->cursor = cursor;
-    if (queued) n->next_deliver_scan_ms = 0;
-    sam_debug("follow.took service=%s events=%zu queued=%zu cursor=%llu", f->service, taken, queued,
-              (unsigned long long)cursor);
+    if (queued) n->next_deliver_scan_ms = 0; /* at worst an early scan, should commit fail */
+    sam_debug("follow.took service=%s events=%zu queued=%zu cursor=%llu", f->service, n_events,
+              queued, (unsigned long long)events[n_events - 1]->seq);
+    return 0;
 }
 
 static bool s_replay_dispatch(notify_t *n, sam_result_t *res);
 static void s_replay_send(notify_t *n, sam_client_t *c);
-static void s_learn_head(notify_follow_t *f, uint64_t head);
 
 /* Hands one reply to the follower that sent it; false when it belongs to nobody here. */
 static bool s_dispatch(notify_t *n, sam_result_t *res)
@@ -258,65 +280,15 @@ static bool s_dispatch(notify_t *n, sam_result_t *res)
         notify_reminders_reply(n, res);
         return true;
     }
-    for (size_t i = 0; i < n->n_follow; i++) {
-        notify_follow_t *f = &n->follow[i];
-        if (!f->req_id || f->req_id != res->id) continue;
-        int64_t now = notify_now_ms();
-        f->req_id = 0;
-        if (res->code != SAM_OK) {
-            if (!f->down)
-                sam_warn("follow.unavailable service=%s code=%u reason=\"%s\" retry_ms=%d",
-                         f->service, res->code, res->message, S_RETRY_MS);
-            f->down = true;
-            f->next_try_ms = now + S_RETRY_MS;
-            return true;
-        }
-        Samordna__V1__ReadReply *rr =
-            samordna__v1__read_reply__unpack(NULL, res->body_len, res->body);
-        if (!rr) {
-            sam_warn("follow.undecodable service=%s", f->service);
-            f->next_try_ms = now + S_RETRY_MS;
-            return true;
-        }
-        if (f->down)
-            sam_info("follow.resumed service=%s after_seq=%llu", f->service,
-                     (unsigned long long)f->cursor);
-        f->down = false;
-        s_learn_head(f, rr->last_seq);
-        s_take_events(n, f, rr);
-        /* An empty answer long before the wait was up means the service does not hold long
-           polls: ask again a little later rather than spin. */
-        bool early = rr->n_events == 0 && now - f->sent_ms < n->follow_wait_ms / 2;
-        f->next_try_ms = early ? now + 200 : now;
-        protobuf_c_message_free_unpacked(&rr->base, NULL);
-        return true;
-    }
+    for (size_t i = 0; i < n->n_follow; i++)
+        if (sam_follow_take(n->follow[i].follower, res)) return true;
     return false;
 }
 
 static void s_send_reads(notify_t *n, sam_client_t *c)
 {
-    int64_t now = notify_now_ms();
-    for (size_t i = 0; i < n->n_follow; i++) {
-        notify_follow_t *f = &n->follow[i];
-        if (f->req_id && now - f->sent_ms > n->follow_wait_ms + S_LOST_MARGIN_MS) {
-            if (!f->down)
-                sam_warn("follow.unavailable service=%s reason=\"no answer within %d ms\"",
-                         f->service, n->follow_wait_ms + S_LOST_MARGIN_MS);
-            f->down = true;
-            f->req_id = 0;
-        }
-        if (f->req_id || now < f->next_try_ms) continue;
-        Samordna__V1__ReadRequest rq = SAMORDNA__V1__READ_REQUEST__INIT;
-        rq.after_seq = f->cursor;
-        rq.max = S_READ_MAX;
-        rq.wait_ms = (uint32_t)n->follow_wait_ms;
-        uint8_t buf[64];
-        size_t len = samordna__v1__read_request__pack(&rq, buf);
-        f->req_id = sam_client_send(c, f->service, "events.read", buf, len);
-        f->sent_ms = now;
-        if (!f->req_id) f->next_try_ms = now + S_RETRY_MS;
-    }
+    for (size_t i = 0; i < n->n_follow; i++)
+        sam_follow_send(n->follow[i].follower, c);
 }
 
 void notify_follow_tick(notify_t *n)
@@ -413,12 +385,6 @@ static bool s_type_can_match(const char *type, const char *service)
     return !strchr(rest, '.'); /* "no.samordna.*": every service */
 }
 
-static void s_learn_head(notify_follow_t *f, uint64_t head)
-{
-    if (head > f->head) f->head = head;
-    f->head_mono = zclock_mono();
-}
-
 int notify_prepare_sub(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply)
 {
     notify_t *n = sam_service_ctx(svc);
@@ -437,7 +403,7 @@ int notify_prepare_sub(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *r
                         &samordna__v1__read_reply__descriptor, (ProtobufCMessage **)&rr, timeout,
                         &res) == SAM_OK &&
             rr)
-            s_learn_head(f, rr->last_seq);
+            sam_follow_learn_head(f->follower, rr->last_seq);
         else
             sam_warn("subscription.head_unknown service=%s code=%u reason=\"%s\"", f->service,
                      res.code, res.message);
@@ -486,6 +452,8 @@ int notify_starts_put(notify_t *n, MDB_txn *txn, const Samordna__V1__Subscriptio
     for (size_t i = 0; i < n->n_follow; i++) {
         notify_follow_t *f = &n->follow[i];
         uint64_t cursor = notify_cursor_get(txn, &n->dbi, f->service);
+        int64_t head_ms;
+        uint64_t head = sam_follow_head(f->follower, &head_ms);
         Samordna__V1__SubscriptionStart st = SAMORDNA__V1__SUBSCRIPTION_START__INIT;
         bool history = s->since && *s->since;
         uint64_t from = 0;
@@ -502,8 +470,8 @@ int notify_starts_put(notify_t *n, MDB_txn *txn, const Samordna__V1__Subscriptio
                 st.replay_pos = from;
                 n->replay_scan = true;
             }
-        } else if (f->head_mono && mono - f->head_mono < S_HEAD_FRESH_MS) {
-            st.after_seq = f->head > cursor ? f->head : cursor;
+        } else if (head_ms && mono - head_ms < S_HEAD_FRESH_MS) {
+            st.after_seq = head > cursor ? head : cursor;
         } else {
             st.after_seq = cursor;
             st.min_recorded_ms = now_ms;
@@ -636,16 +604,16 @@ static void s_replay_send(notify_t *n, sam_client_t *c)
     int64_t now = notify_now_ms();
     for (size_t i = 0; i < n->n_replay; i++) {
         notify_replay_t *r = &n->replay[i];
-        if (r->req_id && now - r->sent_ms > 30000) r->req_id = 0; /* lost: ask again */
+        if (r->req_id && now - r->sent_ms > S_REPLAY_LOST_MS) r->req_id = 0; /* lost: ask again */
         if (r->req_id || now < r->next_try_ms) continue;
         Samordna__V1__ReadRequest rq = SAMORDNA__V1__READ_REQUEST__INIT;
         rq.after_seq = r->pos;
-        rq.max = S_READ_MAX;
+        rq.max = SAM_FOLLOW_READ_MAX;
         uint8_t buf[64];
         size_t len = samordna__v1__read_request__pack(&rq, buf);
         r->req_id = sam_client_send(c, r->service, "events.read", buf, len);
         r->sent_ms = now;
-        if (!r->req_id) r->next_try_ms = now + S_RETRY_MS;
+        if (!r->req_id) r->next_try_ms = now + SAM_FOLLOW_RETRY_MS;
     }
 }
 
@@ -663,7 +631,7 @@ static bool s_replay_dispatch(notify_t *n, sam_result_t *res)
         if (!rr) {
             sam_warn("replay.unavailable subscription=%s service=%s code=%u reason=\"%s\"", r->sub,
                      r->service, res->code, res->code == SAM_OK ? "undecodable" : res->message);
-            r->next_try_ms = now + S_RETRY_MS;
+            r->next_try_ms = now + SAM_FOLLOW_RETRY_MS;
             return true;
         }
         bool over = s_take_replay(n, r, rr);

@@ -12,6 +12,7 @@
     W, a query that writes). Both are idempotent.
 */
 #include "notify.h"
+#include "sam_check.h"
 
 #include <string.h>
 
@@ -20,35 +21,16 @@ static notify_t *s_ctx(sam_service_t *svc)
     return sam_service_ctx(svc);
 }
 
-static bool s_is_admin(const Samordna__V1__Caller *c)
+/* Ends the write transaction w of a query that writes: commits it when src is 0 (relaxed:
+   without waiting for the sync, see notify_commit_relaxed), else aborts it. Returns src or
+   the commit's error. */
+static int s_end_write(notify_t *n, MDB_txn *w, int src, bool relaxed)
 {
-    return c->insecure ||
-           (c->role && (strcmp(c->role, "admin") == 0 || strcmp(c->role, "service") == 0));
-}
-
-/* Loads a subscription the caller may operate on. Returns 0 with *out set (free it), -1 with
-   the refusal in reply, or a store error. */
-static int s_owned(notify_t *n, MDB_txn *txn, const sam_call_t *call, const char *id,
-                   const char *field, Samordna__V1__Subscription **out, sam_reply_t *reply)
-{
-    *out = NULL;
-    if (!notify_valid_id(id))
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.80s' is not a subscription id",
-                               field, id);
-    Samordna__V1__Subscription *s = NULL;
-    int rc = sam_store_get_msg(txn, n->dbi.subs, id, strlen(id),
-                               &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
-    if (rc == MDB_NOTFOUND)
-        return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown subscription '%s'", field, id);
-    if (rc) return rc;
-    if (!s_is_admin(call->caller) && strcmp(call->caller->agency, s->agency) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN, "%s: subscription '%s' belongs to agency '%s'", field,
-                        id, s->agency);
-        protobuf_c_message_free_unpacked(&s->base, NULL);
-        return -1;
+    if (src) {
+        mdb_txn_abort(w);
+        return src;
     }
-    *out = s;
-    return 0;
+    return relaxed ? notify_commit_relaxed(n, w) : mdb_txn_commit(w);
 }
 
 /* notify.inbox.read  InboxReadRequest → InboxReadReply (oldest first) */
@@ -64,7 +46,9 @@ int notify_q_inbox_read(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
     Samordna__V1__Delivery **ds = NULL;
     size_t count = 0;
     Samordna__V1__Subscription *s = NULL;
-    if ((rc = s_owned(n, txn, call, req->subscription, "subscription", &s, reply))) goto done;
+    if ((rc = notify_sub_load(n, txn, "subscription", req->subscription, call->caller,
+                              call->caller->agency, &s, reply)))
+        goto done;
     rc = -1;
     if (s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX) {
         sam_reply_error(reply, SAM_UNPROCESSABLE, "subscription: '%s' is not an inbox subscription",
@@ -152,7 +136,9 @@ int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
     int rc = -1;
     MDB_txn *w = NULL;
     Samordna__V1__Subscription *s = NULL;
-    if ((rc = s_owned(n, txn, call, req->subscription, "subscription", &s, reply))) goto done;
+    if ((rc = notify_sub_load(n, txn, "subscription", req->subscription, call->caller,
+                              call->caller->agency, &s, reply)))
+        goto done;
     rc = -1;
     if (!req->upto && !req->n_qseqs) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "upto: give upto or qseqs");
@@ -191,10 +177,7 @@ int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         if ((src = s_ack_one(n, w, cur, &v, now))) break;
         acked++;
     }
-    if (!src)
-        src = notify_commit_relaxed(n, w);
-    else
-        mdb_txn_abort(w);
+    src = s_end_write(n, w, src, true);
     w = NULL;
     if (src) {
         rc = src;
@@ -224,9 +207,9 @@ int notify_q_log(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_r
         sam_reply_error(reply, SAM_INTERNAL, "out of memory");
         goto done;
     }
-    if (!notify_valid_id(req->subscription)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "subscription: '%.80s' is not a subscription id",
-                        req->subscription);
+    char err[200];
+    if (sam_check_id("subscription", req->subscription, true, err, sizeof err)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
         goto done;
     }
     uint8_t key[NOTIFY_QKEY_MAX];
@@ -295,9 +278,9 @@ int notify_q_dead_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         sam_reply_error(reply, SAM_INTERNAL, "out of memory");
         goto done;
     }
-    if (*req->subscription && !notify_valid_id(req->subscription)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "subscription: '%.80s' is not a subscription id",
-                        req->subscription);
+    char err[200];
+    if (sam_check_id("subscription", req->subscription, false, err, sizeof err)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
         goto done;
     }
     uint8_t key[NOTIFY_QKEY_MAX];
@@ -394,10 +377,11 @@ int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
         snprintf(id, sizeof id, "%s", req->subscription);
     }
     if (*id) {
-        if ((rc = s_owned(n, txn, call, id, *req->id ? "id" : "subscription", &s, reply)))
+        if ((rc = notify_sub_load(n, txn, *req->id ? "id" : "subscription", id, call->caller,
+                                  call->caller->agency, &s, reply)))
             goto done;
         rc = -1;
-    } else if (!s_is_admin(call->caller)) {
+    } else if (!notify_caller_admin(call->caller)) {
         sam_reply_error(reply, SAM_FORBIDDEN, "all: replaying every subscription needs admin");
         goto done;
     }
@@ -433,11 +417,7 @@ int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
             crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
         }
     }
-    if (!src)
-        src = mdb_txn_commit(w);
-    else
-        mdb_txn_abort(w);
-    if (src) {
+    if ((src = s_end_write(n, w, src, false))) {
         rc = src;
         goto done;
     }

@@ -190,7 +190,7 @@ static int s_start(sam_service_t *svc)
         return -1;
     }
     if (notify_schedule_start(n)) return -1;
-    notify_follow_start(n);
+    if (notify_follow_start(n)) return -1;
     sam_info("notify.started follow=%zu retries=%zu max_in_flight=%ld smtp=%s", n->n_follow,
              n->n_schedule, n->max_in_flight, n->smtp_url ? n->smtp_url : "(none)");
     return 0;
@@ -226,6 +226,7 @@ static void s_stop(sam_service_t *svc)
 {
     notify_t *n = sam_service_ctx(svc);
     notify_deliver_stop(n);
+    notify_follow_stop(n);
 }
 
 static int s_migrate(sam_service_t *svc, MDB_txn *txn, uint32_t from)

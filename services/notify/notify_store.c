@@ -3,6 +3,8 @@
 */
 #include "notify_store.h"
 
+#include "sam_check.h"
+
 #include <stdio.h>
 #include <string.h>
 
@@ -153,7 +155,9 @@ int notify_index_scan(MDB_txn *txn, const notify_dbis_t *d, char kind, const cha
     return rc == MDB_NOTFOUND || rc == 0 ? 0 : rc;
 }
 
-long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
+/* Counts the rows of dbi under "id\0", deleting each when drop. Returns the count, -1 when
+   the cursor cannot be opened or a delete fails. */
+static long s_prefix_rows(MDB_txn *txn, MDB_dbi dbi, const char *id, bool drop)
 {
     uint8_t prefix[NOTIFY_ID_MAX + 1];
     size_t plen = strnlen(id, NOTIFY_ID_MAX);
@@ -165,7 +169,7 @@ long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
     long n = 0;
     int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
-        if (mdb_cursor_del(cur, 0)) {
+        if (drop && mdb_cursor_del(cur, 0)) {
             n = -1;
             break;
         }
@@ -177,23 +181,15 @@ long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
     return n;
 }
 
+long notify_drop_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
+{
+    return s_prefix_rows(txn, dbi, id, true);
+}
+
 uint64_t notify_count_prefix(MDB_txn *txn, MDB_dbi dbi, const char *id)
 {
-    uint8_t prefix[NOTIFY_ID_MAX + 1];
-    size_t plen = strnlen(id, NOTIFY_ID_MAX);
-    memcpy(prefix, id, plen);
-    prefix[plen++] = 0;
-    MDB_cursor *cur;
-    if (mdb_cursor_open(txn, dbi, &cur)) return 0;
-    MDB_val k = {plen, prefix}, v;
-    uint64_t n = 0;
-    int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (rc == 0 && k.mv_size >= plen && memcmp(k.mv_data, prefix, plen) == 0) {
-        n++;
-        rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    }
-    mdb_cursor_close(cur);
-    return n;
+    long n = s_prefix_rows(txn, dbi, id, false);
+    return n < 0 ? 0 : (uint64_t)n;
 }
 
 void notify_state_get(MDB_txn *txn, const notify_dbis_t *d, const Samordna__V1__Subscription *s,
@@ -296,16 +292,11 @@ int notify_cursor_put(MDB_txn *txn, const notify_dbis_t *d, const char *service,
     return sam_store_put_msg(txn, d->cursors, service, strlen(service), &c.base, 0);
 }
 
+_Static_assert(NOTIFY_ID_MAX == SAM_CHECK_ID_MAX, "a subscription id is an id");
+
 bool notify_valid_id(const char *id)
 {
-    if (!id) return false;
-    size_t n = strlen(id);
-    if (n < 1 || n > NOTIFY_ID_MAX) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-')) return false;
-    }
-    return true;
+    return sam_check_is_id(id); /* everyone's id rule; NOTIFY_ID_MAX is its length */
 }
 
 static size_t s_start_key(uint8_t *out, size_t cap, const char *id, const char *service)

@@ -12,6 +12,7 @@
     created event, and handed to the owner by notify.subscriptions.secret.
 */
 #include "notify.h"
+#include "sam_check.h"
 
 #include <sodium.h>
 #include <string.h>
@@ -27,10 +28,35 @@ static notify_t *s_ctx(sam_service_t *svc)
     return sam_service_ctx(svc);
 }
 
-static bool s_is_admin(const Samordna__V1__Caller *c)
+bool notify_caller_admin(const Samordna__V1__Caller *c)
 {
     return c->insecure ||
            (c->role && (strcmp(c->role, "admin") == 0 || strcmp(c->role, "service") == 0));
+}
+
+int notify_sub_load(notify_t *n, MDB_txn *txn, const char *field, const char *id,
+                    const Samordna__V1__Caller *caller, const char *agency,
+                    Samordna__V1__Subscription **out, sam_reply_t *reply)
+{
+    *out = NULL;
+    char err[200];
+    if (sam_check_id(field, id, true, err, sizeof err))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
+    Samordna__V1__Subscription *s = NULL;
+    int rc = sam_store_get_msg(txn, n->dbi.subs, id, strlen(id),
+                               &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
+    if (rc == MDB_NOTFOUND)
+        return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown subscription '%s'", field, id);
+    if (rc) return rc;
+    if (caller && !notify_caller_admin(caller) && strcmp(s->agency, agency) != 0) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "%s: subscription '%s' belongs to agency '%s', not '%s'", field, id,
+                        s->agency, agency);
+        protobuf_c_message_free_unpacked(&s->base, NULL);
+        return -1;
+    }
+    *out = s;
+    return 0;
 }
 
 /* Type filter: empty, "*", an exact type, or a prefix ending in ".*". */
@@ -112,9 +138,10 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     /* The record stored: the subscription as given, with who made it and when. */
     Samordna__V1__Subscription sub = *m->subscription, *s = &sub;
     const char *why;
-    if (!notify_valid_id(s->id)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST,
-                        "subscription.id: '%.80s' is not a lowercase id of [a-z0-9-]{1,64}", s->id);
+    char err[200];
+    if (sam_check_id("subscription.id", s->id, true, err, sizeof err) ||
+        sam_check_id("subscription.source", s->source, false, err, sizeof err)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
         goto done;
     }
     if (s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX &&
@@ -126,11 +153,6 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     }
     if ((why = s_check_type(s->type))) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.type: '%.80s' %s", s->type, why);
-        goto done;
-    }
-    if (*s->source && !notify_valid_id(s->source)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.source: '%.80s' is not an agency id",
-                        s->source);
         goto done;
     }
     if (strlen(s->subject) > S_SUBJECT_MAX || !s_printable(s->subject)) {
@@ -168,6 +190,12 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
                         "than 500 bytes");
         goto done;
     }
+    /* since: epoch ms (digits only) or a date by everyone's rule */
+    if (s->since && strspn(s->since, "0123456789") != strlen(s->since) &&
+        sam_check_date("subscription.since", s->since, false, err, sizeof err)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
+        goto done;
+    }
     if (sam_store_has(txn, n->dbi.subs, s->id, strlen(s->id))) {
         sam_reply_error(reply, SAM_CONFLICT, "subscription.id: '%s' exists already", s->id);
         goto done;
@@ -199,26 +227,9 @@ int notify_apply_sub_deleted(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     const Samordna__V1__SubscriptionDeleted *m = (const Samordna__V1__SubscriptionDeleted *)ev->msg;
     int rc = -1;
     Samordna__V1__Subscription *s = NULL;
-    if (!notify_valid_id(m->id)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.80s' is not a subscription id", m->id);
+    if ((rc = notify_sub_load(n, txn, "id", m->id, ev->caller, ev->ce->source, &s, reply)))
         goto done;
-    }
-    int grc = sam_store_get_msg(txn, n->dbi.subs, m->id, strlen(m->id),
-                                &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
-    if (grc == MDB_NOTFOUND) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown subscription '%s'", m->id);
-        goto done;
-    }
-    if (grc) {
-        rc = grc;
-        goto done;
-    }
-    if (!s_is_admin(ev->caller) && strcmp(s->agency, ev->ce->source) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN,
-                        "id: subscription '%s' belongs to agency '%s', not '%s'", s->id, s->agency,
-                        ev->ce->source);
-        goto done;
-    }
+    rc = -1;
     MDB_val k = {strlen(s->id), s->id};
     int drc = mdb_del(txn, n->dbi.subs, &k, NULL);
     if (!drc) {
@@ -243,7 +254,7 @@ done:
    token of the receiver, and an e-mail address is a person's. Cleared in place. */
 static void s_hide_private(const Samordna__V1__Caller *c, Samordna__V1__Subscription *s)
 {
-    if (s_is_admin(c) || strcmp(c->agency, s->agency) == 0) return;
+    if (notify_caller_admin(c) || strcmp(c->agency, s->agency) == 0) return;
     /* an empty field is protobuf-c's shared read-only "": only a real value is cleared */
     if (s->url && *s->url) s->url[0] = 0;
     if (s->email && *s->email) s->email[0] = 0;
@@ -277,20 +288,7 @@ int notify_q_sub_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
         (const Samordna__V1__SubscriptionGetRequest *)call->msg;
     int rc = -1;
     Samordna__V1__Subscription *s = NULL;
-    if (!notify_valid_id(req->id)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.80s' is not a subscription id", req->id);
-        goto done;
-    }
-    int grc = sam_store_get_msg(txn, n->dbi.subs, req->id, strlen(req->id),
-                                &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
-    if (grc == MDB_NOTFOUND) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown subscription '%s'", req->id);
-        goto done;
-    }
-    if (grc) {
-        rc = grc;
-        goto done;
-    }
+    if ((rc = notify_sub_load(n, txn, "id", req->id, NULL, NULL, &s, reply))) goto done;
     Samordna__V1__SubscriptionInfo info;
     Samordna__V1__SubscriptionState st;
     notify_state_t raw;
@@ -325,17 +323,7 @@ int notify_q_sub_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     MDB_cursor *cur;
     if ((rc = mdb_cursor_open(txn, n->dbi.subs, &cur))) goto done;
     MDB_val k, v;
-    int crc;
-    if (*req->page_token) {
-        k.mv_size = strlen(req->page_token);
-        k.mv_data = req->page_token;
-        crc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        if (crc == 0 && k.mv_size == strlen(req->page_token) &&
-            memcmp(k.mv_data, req->page_token, k.mv_size) == 0)
-            crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
-    } else {
-        crc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-    }
+    int crc = sam_store_cursor_after(cur, req->page_token, strlen(req->page_token), &k, &v);
     size_t count = 0;
     bool more = false;
     for (; crc == 0; crc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
@@ -386,20 +374,10 @@ int notify_q_sub_secret(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
         (const Samordna__V1__SubscriptionSecretRequest *)call->msg;
     int rc = -1;
     Samordna__V1__Subscription *s = NULL;
-    if (!notify_valid_id(req->id)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.80s' is not a subscription id", req->id);
+    if ((rc =
+             notify_sub_load(n, txn, "id", req->id, call->caller, call->caller->agency, &s, reply)))
         goto done;
-    }
-    if (sam_store_get_msg(txn, n->dbi.subs, req->id, strlen(req->id),
-                          &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s)) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown subscription '%s'", req->id);
-        goto done;
-    }
-    if (!s_is_admin(call->caller) && strcmp(call->caller->agency, s->agency) != 0) {
-        sam_reply_error(reply, SAM_FORBIDDEN, "id: subscription '%s' belongs to agency '%s'", s->id,
-                        s->agency);
-        goto done;
-    }
+    rc = -1;
     if (s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK) {
         sam_reply_error(reply, SAM_UNPROCESSABLE, "id: subscription '%s' is not a webhook", s->id);
         goto done;

@@ -1,24 +1,22 @@
 /*  registry_check.c — see registry_check.h. */
 #include "registry_check.h"
 
+#include "sam_check.h"
+
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>
 
+/* The id and date rules are everyone's (sam_check.h); the registry only answers them. */
+static int s_refuse(sam_reply_t *reply, int rc, const char *err)
+{
+    return rc ? sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err) : 0;
+}
+
 int registry_check_id(sam_reply_t *reply, const char *field, const char *id, bool required)
 {
-    size_t n = id ? strlen(id) : 0;
-    if (n == 0)
-        return required ? sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field) : 0;
-    if (n > 64)
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: id longer than 64 characters", field);
-    for (size_t i = 0; i < n; i++) {
-        char c = id[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return sam_reply_error(reply, SAM_BAD_REQUEST,
-                                   "%s: id '%.64s' may hold only a-z, 0-9 and '-'", field, id);
-    }
-    return 0;
+    char err[200];
+    return s_refuse(reply, sam_check_id(field, id, required, err, sizeof err), err);
 }
 
 /* Length of the UTF-8 sequence at s, or 0 when it is not valid UTF-8. */
@@ -75,23 +73,8 @@ int registry_check_text(sam_reply_t *reply, const char *field, const char *s, si
 
 int registry_check_date(sam_reply_t *reply, const char *field, const char *s, bool required)
 {
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0)
-        return required ? sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field) : 0;
-    bool shape = n == 10 && s[4] == '-' && s[7] == '-';
-    for (size_t i = 0; shape && i < 10; i++)
-        if (i != 4 && i != 7 && !isdigit((unsigned char)s[i])) shape = false;
-    if (!shape)
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.40s' is not a date YYYY-MM-DD",
-                               field, s);
-    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
-    int m = (s[5] - '0') * 10 + (s[6] - '0');
-    int d = (s[8] - '0') * 10 + (s[9] - '0');
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    if (y < 1800 || m < 1 || m > 12 || d < 1 || d > days[m - 1] + (m == 2 && leap))
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%s' is not a calendar date", field, s);
-    return 0;
+    char err[200];
+    return s_refuse(reply, sam_check_date(field, s, required, err, sizeof err), err);
 }
 
 int registry_check_number(sam_reply_t *reply, const char *field, const char *s)

@@ -19,7 +19,8 @@
 /* Largest event payload the registry takes; larger ones are refused 413. */
 #define REGISTRY_PAYLOAD_MAX (64 * 1024)
 
-/* An id: [a-z0-9-]{1,64}. Empty is refused when required, accepted otherwise. */
+/* An id by the rule of sam_check_id: [a-z0-9-]{1,64}. Empty is refused when required,
+   accepted otherwise. */
 int registry_check_id(sam_reply_t *reply, const char *field, const char *id, bool required);
 
 /* Text of at most max bytes of valid UTF-8 without control characters other than newline
@@ -27,7 +28,8 @@ int registry_check_id(sam_reply_t *reply, const char *field, const char *id, boo
 int registry_check_text(sam_reply_t *reply, const char *field, const char *s, size_t max,
                         bool required);
 
-/* A calendar date "YYYY-MM-DD"; empty is refused when required. */
+/* A calendar date "YYYY-MM-DD" by the rule of sam_check_date (years 1900 to 2999); empty is
+   refused when required. */
 int registry_check_date(sam_reply_t *reply, const char *field, const char *s, bool required);
 
 /* A municipality number: four digits. */

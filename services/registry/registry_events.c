@@ -68,6 +68,33 @@ static int s_forbidden(sam_reply_t *reply, const char *field, const sam_event_t 
                            rule);
 }
 
+/* Loads record `id` of dbi as desc into *out (free it). Returns 0; -1 with `code` and
+   "<field>: unknown <noun> '<id>'" when there is none; or a store error. */
+static int s_load(sam_reply_t *reply, MDB_txn *txn, MDB_dbi dbi, const char *id,
+                  const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out, uint32_t code,
+                  const char *field, const char *noun)
+{
+    int rc = registry_get(txn, dbi, id, desc, out);
+    if (rc == MDB_NOTFOUND)
+        return sam_reply_error(reply, code, "%s: unknown %s '%s'", field, noun, id);
+    return rc;
+}
+
+/* The publisher is `agency` itself, or an admin: else 403 with `rule`. Returns 0 or -1. */
+static int s_acts_as(sam_reply_t *reply, const sam_event_t *ev, const char *field,
+                     const char *agency, const char *rule)
+{
+    return s_admin(ev) || s_is(ev, agency) ? 0 : s_forbidden(reply, field, ev, rule);
+}
+
+/* No record has `id` in dbi yet: else 409 "<field>: '<id>' is already registered". */
+static int s_is_new(sam_reply_t *reply, MDB_txn *txn, MDB_dbi dbi, const char *field,
+                    const char *id)
+{
+    if (!registry_has(txn, dbi, id)) return 0;
+    return sam_reply_error(reply, SAM_CONFLICT, "%s: '%s' is already registered", field, id);
+}
+
 /* A reference to a record of `table` that must exist: 422 naming the field otherwise. */
 static int s_ref(sam_reply_t *reply, MDB_txn *txn, MDB_dbi dbi, const char *field, const char *noun,
                  const char *id)
@@ -144,14 +171,8 @@ int registry_apply_agency_registered(sam_service_t *svc, MDB_txn *txn, const sam
     const Samordna__V1__Agency *a = (const Samordna__V1__Agency *)ev->msg;
     int rc = -1;
     if (s_check_agency(reply, a)) goto done;
-    if (!s_admin(ev) && !s_is(ev, a->id)) {
-        s_forbidden(reply, "agency.id", ev, "may register only itself");
-        goto done;
-    }
-    if (registry_has(txn, reg->store.agencies, a->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "agency.id: '%s' is already registered", a->id);
-        goto done;
-    }
+    if (s_acts_as(reply, ev, "agency.id", a->id, "may register only itself")) goto done;
+    if (s_is_new(reply, txn, reg->store.agencies, "agency.id", a->id)) goto done;
     rc = s_put(txn, reg->store.agencies, a->id, &a->base);
 done:
     return rc;
@@ -169,20 +190,11 @@ int registry_apply_agency_renamed(sam_service_t *svc, MDB_txn *txn, const sam_ev
     if (registry_check_id(reply, "agency.agency", rn->agency, true) ||
         registry_check_text(reply, "agency.name", rn->name, REGISTRY_NAME_MAX, true))
         goto done;
-    if (!s_admin(ev) && !s_is(ev, rn->agency)) {
-        s_forbidden(reply, "agency.agency", ev, "may rename only itself");
+    if (s_acts_as(reply, ev, "agency.agency", rn->agency, "may rename only itself")) goto done;
+    if ((rc = s_load(reply, txn, reg->store.agencies, rn->agency, &samordna__v1__agency__descriptor,
+                     (ProtobufCMessage **)&a, SAM_NOT_FOUND, "agency.agency", "agency")))
         goto done;
-    }
-    int grc = registry_get(txn, reg->store.agencies, rn->agency, &samordna__v1__agency__descriptor,
-                           (ProtobufCMessage **)&a);
-    if (grc == MDB_NOTFOUND) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "agency.agency: unknown agency '%s'", rn->agency);
-        goto done;
-    }
-    if (grc) {
-        rc = grc;
-        goto done;
-    }
+    rc = -1;
     if (strcmp(a->name, rn->name) == 0) {
         sam_reply_error(reply, SAM_CONFLICT, "agency.name: '%s' is already called '%s'", a->id,
                         a->name);
@@ -304,10 +316,7 @@ int registry_apply_municipality_registered(sam_service_t *svc, MDB_txn *txn, con
         s_forbidden(reply, "municipality.id", ev, "owns no programme");
         goto done;
     }
-    if (registry_has(txn, reg->store.municipalities, m->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "municipality.id: '%s' is already registered", m->id);
-        goto done;
-    }
+    if (s_is_new(reply, txn, reg->store.municipalities, "municipality.id", m->id)) goto done;
     const char *succ = m->successor ? m->successor->municipality : "";
     if (succ[0] && s_ref(reply, txn, reg->store.municipalities,
                          "municipality.successor.municipality", "municipality", succ))
@@ -365,17 +374,11 @@ int registry_apply_municipality_merged(sam_service_t *svc, MDB_txn *txn, const s
         s_forbidden(reply, "merger.into", ev, "owns no programme");
         goto done;
     }
-    int grc = registry_get(txn, reg->store.municipalities, mg->into,
-                           &samordna__v1__municipality__descriptor, (ProtobufCMessage **)&into);
-    if (grc == MDB_NOTFOUND) {
-        sam_reply_error(reply, SAM_UNPROCESSABLE, "merger.into: unknown municipality '%s'",
-                        mg->into);
+    if ((rc = s_load(reply, txn, reg->store.municipalities, mg->into,
+                     &samordna__v1__municipality__descriptor, (ProtobufCMessage **)&into,
+                     SAM_UNPROCESSABLE, "merger.into", "municipality")))
         goto done;
-    }
-    if (grc) {
-        rc = grc;
-        goto done;
-    }
+    rc = -1;
     if (into->successor && into->successor->municipality[0]) {
         sam_reply_error(reply, SAM_CONFLICT, "merger.into: '%s' was itself merged into '%s'",
                         mg->into, into->successor->municipality);
@@ -383,17 +386,11 @@ int registry_apply_municipality_merged(sam_service_t *svc, MDB_txn *txn, const s
     }
     for (size_t i = 0; i < mg->n_merged; i++) {
         snprintf(f, sizeof f, "merger.merged[%zu]", i);
-        grc = registry_get(txn, reg->store.municipalities, mg->merged[i],
-                           &samordna__v1__municipality__descriptor, (ProtobufCMessage **)&old);
-        if (grc == MDB_NOTFOUND) {
-            sam_reply_error(reply, SAM_UNPROCESSABLE, "%s: unknown municipality '%s'", f,
-                            mg->merged[i]);
+        if ((rc = s_load(reply, txn, reg->store.municipalities, mg->merged[i],
+                         &samordna__v1__municipality__descriptor, (ProtobufCMessage **)&old,
+                         SAM_UNPROCESSABLE, f, "municipality")))
             goto done;
-        }
-        if (grc) {
-            rc = grc;
-            goto done;
-        }
+        rc = -1;
         if (old->successor && old->successor->municipality[0]) {
             sam_reply_error(reply, SAM_CONFLICT, "%s: '%s' was already merged into '%s' on %s", f,
                             old->id, old->successor->municipality, old->successor->from);
@@ -498,14 +495,9 @@ int registry_apply_programme_registered(sam_service_t *svc, MDB_txn *txn, const 
     const Samordna__V1__Programme *p = (const Samordna__V1__Programme *)ev->msg;
     int rc = -1;
     if (s_check_programme(reply, p)) goto done;
-    if (!s_admin(ev) && !s_is(ev, p->owner)) {
-        s_forbidden(reply, "programme.owner", ev, "may register only programmes it owns");
+    if (s_acts_as(reply, ev, "programme.owner", p->owner, "may register only programmes it owns"))
         goto done;
-    }
-    if (registry_has(txn, reg->store.programmes, p->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "programme.id: '%s' is already registered", p->id);
-        goto done;
-    }
+    if (s_is_new(reply, txn, reg->store.programmes, "programme.id", p->id)) goto done;
     if (s_ref(reply, txn, reg->store.agencies, "programme.owner", "agency", p->owner) ||
         (p->leadership[0] &&
          s_ref(reply, txn, reg->store.agencies, "programme.leadership", "agency", p->leadership)))
@@ -664,10 +656,7 @@ int registry_apply_pilot_registered(sam_service_t *svc, MDB_txn *txn, const sam_
         s_forbidden(reply, "pilot.programme", ev, "does not own the programme");
         goto done;
     }
-    if (registry_has(txn, reg->store.pilots, p->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "pilot.id: '%s' is already registered", p->id);
-        goto done;
-    }
+    if (s_is_new(reply, txn, reg->store.pilots, "pilot.id", p->id)) goto done;
     if (s_check_pilot(reg, txn, reply, p)) goto done;
     rc = s_put(txn, reg->store.pilots, p->id, &p->base);
 done:
@@ -683,16 +672,10 @@ int registry_apply_pilot_updated(sam_service_t *svc, MDB_txn *txn, const sam_eve
     Samordna__V1__Pilot *old = NULL;
     int rc = -1;
     if (registry_check_id(reply, "pilot.id", p->id, true)) goto done;
-    int grc = registry_get(txn, reg->store.pilots, p->id, &samordna__v1__pilot__descriptor,
-                           (ProtobufCMessage **)&old);
-    if (grc == MDB_NOTFOUND) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "pilot.id: unknown pilot '%s'", p->id);
+    if ((rc = s_load(reply, txn, reg->store.pilots, p->id, &samordna__v1__pilot__descriptor,
+                     (ProtobufCMessage **)&old, SAM_NOT_FOUND, "pilot.id", "pilot")))
         goto done;
-    }
-    if (grc) {
-        rc = grc;
-        goto done;
-    }
+    rc = -1;
     if (!s_admin(ev) && !s_is(ev, old->investment_leader) &&
         !s_owns_programme(reg, txn, s_publisher(ev), old->programme)) {
         s_forbidden(reply, "pilot.id", ev,
@@ -741,14 +724,9 @@ int registry_apply_person_registered(sam_service_t *svc, MDB_txn *txn, const sam
                         "person.erased");
         goto done;
     }
-    if (!s_admin(ev) && !s_is(ev, p->agency)) {
-        s_forbidden(reply, "person.agency", ev, "may register only its own people");
+    if (s_acts_as(reply, ev, "person.agency", p->agency, "may register only its own people"))
         goto done;
-    }
-    if (registry_has(txn, reg->store.people, p->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "person.id: '%s' is already registered", p->id);
-        goto done;
-    }
+    if (s_is_new(reply, txn, reg->store.people, "person.id", p->id)) goto done;
     if (p->agency[0] &&
         s_ref(reply, txn, reg->store.agencies, "person.agency", "agency", p->agency))
         goto done;
@@ -931,14 +909,8 @@ int registry_apply_report_published(sam_service_t *svc, MDB_txn *txn, const sam_
         registry_check_date(reply, "report.published", r->published, false) ||
         registry_check_text(reply, "report.url", r->url, 500, false))
         goto done;
-    if (!s_admin(ev) && !s_is(ev, r->by)) {
-        s_forbidden(reply, "report.by", ev, "may publish only its own reports");
-        goto done;
-    }
-    if (registry_has(txn, reg->store.reports, r->id)) {
-        sam_reply_error(reply, SAM_CONFLICT, "report.id: '%s' is already registered", r->id);
-        goto done;
-    }
+    if (s_acts_as(reply, ev, "report.by", r->by, "may publish only its own reports")) goto done;
+    if (s_is_new(reply, txn, reg->store.reports, "report.id", r->id)) goto done;
     if (s_ref(reply, txn, reg->store.agencies, "report.by", "agency", r->by)) goto done;
     rc = s_put(txn, reg->store.reports, r->id, &r->base);
 done:

@@ -57,40 +57,20 @@ done:
     return rc;
 }
 
-int registry_query_agencies_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                                sam_reply_t *reply)
-{
-    return s_get(txn, call, reply, s_reg(svc)->store.agencies, &samordna__v1__agency__descriptor,
-                 "agency");
-}
-
-int registry_query_programmes_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                                  sam_reply_t *reply)
-{
-    return s_get(txn, call, reply, s_reg(svc)->store.programmes,
-                 &samordna__v1__programme__descriptor, "programme");
-}
-
-int registry_query_pilots_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                              sam_reply_t *reply)
-{
-    return s_get(txn, call, reply, s_reg(svc)->store.pilots, &samordna__v1__pilot__descriptor,
-                 "pilot");
-}
-
-int registry_query_people_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                              sam_reply_t *reply)
-{
-    return s_get(txn, call, reply, s_reg(svc)->store.people, &samordna__v1__person__descriptor,
-                 "person");
-}
-
-int registry_query_reports_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
-                               sam_reply_t *reply)
-{
-    return s_get(txn, call, reply, s_reg(svc)->store.reports, &samordna__v1__report__descriptor,
-                 "report");
-}
+/* The get queries that are s_get on one table: name, table, message type, noun. */
+#define S_GET_QUERY(name, table, type, noun)                                                       \
+    int registry_query_##name##_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,      \
+                                    sam_reply_t *reply)                                            \
+    {                                                                                              \
+        return s_get(txn, call, reply, s_reg(svc)->store.table,                                    \
+                     &samordna__v1__##type##__descriptor, noun);                                   \
+    }
+S_GET_QUERY(agencies, agencies, agency, "agency")
+S_GET_QUERY(programmes, programmes, programme, "programme")
+S_GET_QUERY(pilots, pilots, pilot, "pilot")
+S_GET_QUERY(people, people, person, "person")
+S_GET_QUERY(reports, reports, report, "report")
+#undef S_GET_QUERY
 
 /* The id of the municipality that held `number` (any period), or NULL. Returns a copy in out. */
 static bool s_find_number(registry_t *reg, MDB_txn *txn, const char *number, char *out, size_t len)

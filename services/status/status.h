@@ -11,6 +11,7 @@
 #define STATUS_H
 
 #include "sam_client.h"
+#include "sam_follow.h"
 #include "sam_service.h"
 #include "status_store.h"
 
@@ -35,10 +36,7 @@ int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
 typedef struct {
     Samordna__V1__StatusFact *cache[STATUS_FACT_CACHE]; /* owned; ring */
     size_t cache_next;                                  /* next slot to replace */
-    int64_t registry_retry_at; /* monotonic ms: do not poll the registry before this */
-    uint64_t feed_pending;     /* request id of the events.read in flight, 0 when none */
-    int64_t feed_sent_at;      /* monotonic ms it was sent */
-    int64_t ask_blocked_until; /* monotonic ms: the registry did not answer; do not ask */
+    sam_follow_t *follow; /* the registry's outbox follower (owned), also asked in prepare */
 } status_ctx_t;
 
 /* ---- validation (status_check.c) ----------------------------------------------------------- */
@@ -75,8 +73,12 @@ Samordna__V1__StatusFact *status_fact_require(sam_service_t *svc, MDB_txn *txn, 
                                               const char *id, const char *field,
                                               sam_reply_t *reply);
 
+/* Makes the registry's follower from --registry and --registry-wait-ms (the start hook):
+   0, or -1 (logged when an option is unusable). */
+int status_registry_start(sam_service_t *svc);
 /* Follows the registry's outbox into the projection (called from the tick). */
 void status_registry_tick(sam_service_t *svc);
+/* Frees the fetched facts and the follower (the stop hook, and after the loop). */
 void status_ctx_clear(status_ctx_t *ctx);
 
 #endif

@@ -1,45 +1,33 @@
 /*  status_check.c — the small checks every event and query of the status service uses. */
 #include "status.h"
 
-#include <string.h>
-#include <time.h>
+#include "sam_check.h"
 
+#include <string.h>
+
+/* Ids and dates follow everyone's rules (sam_check.h); these names stay for the callers. */
 bool status_date_ok(const char *s)
 {
-    if (!s || strlen(s) != 10 || s[4] != '-' || s[7] != '-') return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return false;
-    int y = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
-    int m = (s[5] - '0') * 10 + (s[6] - '0');
-    int d = (s[8] - '0') * 10 + (s[9] - '0');
-    if (y < 1900 || y > 2999 || m < 1 || m > 12 || d < 1) return false;
-    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int max = days[m - 1];
-    if (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0)) max = 29;
-    return d <= max;
-}
-
-static bool s_chars_ok(const char *s, bool underscore)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n < 1 || n > 64) return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-              (underscore && c == '_')))
-            return false;
-    }
-    return true;
+    return sam_check_is_date(s);
 }
 
 bool status_id_ok(const char *s)
 {
-    return s_chars_ok(s, false);
+    return sam_check_is_id(s);
 }
 
+/* A token names a kind of thing (a milestone kind, a barrier state): an id that may also
+   hold '_', as the protobuf enum words it mirrors do. */
 bool status_token_ok(const char *s)
 {
-    return s_chars_ok(s, true);
+    size_t n = s ? strlen(s) : 0;
+    if (n < 1 || n > SAM_CHECK_ID_MAX) return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_'))
+            return false;
+    }
+    return true;
 }
 
 void status_today(char out[11])

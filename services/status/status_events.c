@@ -15,6 +15,8 @@
 */
 #include "status.h"
 
+#include "sam_check.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,22 +40,19 @@ static int s_text(sam_reply_t *reply, const char *field, const char *s, size_t m
     return 0;
 }
 
+/* A date and an id by everyone's rules (sam_check.h), both required here. */
 static int s_date(sam_reply_t *reply, const char *field, const char *s)
 {
-    if (!s || !*s) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
-    if (!status_date_ok(s))
-        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.40s' is not a date (YYYY-MM-DD)",
-                               field, s);
-    return 0;
+    char err[200];
+    if (!sam_check_date(field, s, true, err, sizeof err)) return 0;
+    return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
 }
 
 static int s_id(sam_reply_t *reply, const char *field, const char *s)
 {
-    if (!s || !*s) return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: required", field);
-    if (!status_id_ok(s))
-        return sam_reply_error(reply, SAM_BAD_REQUEST,
-                               "%s: '%.70s' is not an id ([a-z0-9-], at most 64)", field, s);
-    return 0;
+    char err[200];
+    if (!sam_check_id(field, s, true, err, sizeof err)) return 0;
+    return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
 }
 
 static int s_token(sam_reply_t *reply, const char *field, const char *s)
@@ -283,66 +282,59 @@ static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     return s_timeline(svc, txn, ev, 0, &ch);
 }
 
-/* MilestoneReached {pilot, kind, date, actor, evidence} */
-int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
+/*  A milestone reached (text is the evidence, optional) or reverted (text is the reason,
+    required): both are checked the same way and record one MilestoneChange. */
+static int s_milestone_event(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, char *pilot,
+                             char *kind, char *date, const char *actor_given, bool reached,
+                             char *text, sam_reply_t *reply)
 {
-    const Samordna__V1__MilestoneReached *m = (const Samordna__V1__MilestoneReached *)ev->msg;
     Samordna__V1__StatusFact *p = NULL;
     s_last_t last = {0};
-    const char *actor = s_actor(ev, m->actor);
+    const char *actor = s_actor(ev, actor_given);
     int rc = -1;
-    if (s_text(reply, "evidence", m->evidence, TEXT_MAX, false)) goto done;
-    if ((rc =
-             s_milestone_common(svc, txn, ev, m->pilot, m->kind, m->date, actor, &last, reply, &p)))
+    if (s_text(reply, reached ? "evidence" : "reason", text, TEXT_MAX, !reached)) goto done;
+    if ((rc = s_milestone_common(svc, txn, ev, pilot, kind, date, actor, &last, reply, &p)))
         goto done;
     rc = -1;
-    if (last.found && last.reached) {
-        sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' reached '%s' already on %s",
-                        m->pilot, m->kind, last.date);
+    if (reached && last.found && last.reached) {
+        sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' reached '%s' already on %s", pilot,
+                        kind, last.date);
+        goto done;
+    }
+    if (!reached && (!last.found || !last.reached)) {
+        sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' has not reached '%s'", pilot, kind);
         goto done;
     }
     Samordna__V1__MilestoneChange c = SAMORDNA__V1__MILESTONE_CHANGE__INIT;
-    c.pilot = m->pilot;
-    c.kind = m->kind;
-    c.date = m->date;
-    c.reached = true;
+    c.pilot = pilot;
+    c.kind = kind;
+    c.date = date;
+    c.reached = reached;
     c.actor = (char *)actor;
-    c.evidence = m->evidence;
+    if (reached)
+        c.evidence = text;
+    else
+        c.reason = text;
     rc = s_milestone_store(svc, txn, ev, &c, p, reply);
 done:
     if (p) FREE(p);
     return rc;
 }
 
+/* MilestoneReached {pilot, kind, date, actor, evidence} */
+int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
+{
+    const Samordna__V1__MilestoneReached *m = (const Samordna__V1__MilestoneReached *)ev->msg;
+    return s_milestone_event(svc, txn, ev, m->pilot, m->kind, m->date, m->actor, true, m->evidence,
+                             reply);
+}
+
 /* MilestoneReverted {pilot, kind, date, actor, reason} — the reason is required. */
 int status_ev_reverted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
     const Samordna__V1__MilestoneReverted *m = (const Samordna__V1__MilestoneReverted *)ev->msg;
-    Samordna__V1__StatusFact *p = NULL;
-    s_last_t last = {0};
-    const char *actor = s_actor(ev, m->actor);
-    int rc = -1;
-    if (s_text(reply, "reason", m->reason, TEXT_MAX, true)) goto done;
-    if ((rc =
-             s_milestone_common(svc, txn, ev, m->pilot, m->kind, m->date, actor, &last, reply, &p)))
-        goto done;
-    rc = -1;
-    if (!last.found || !last.reached) {
-        sam_reply_error(reply, SAM_CONFLICT, "kind: pilot '%s' has not reached '%s'", m->pilot,
-                        m->kind);
-        goto done;
-    }
-    Samordna__V1__MilestoneChange c = SAMORDNA__V1__MILESTONE_CHANGE__INIT;
-    c.pilot = m->pilot;
-    c.kind = m->kind;
-    c.date = m->date;
-    c.reached = false;
-    c.actor = (char *)actor;
-    c.reason = m->reason;
-    rc = s_milestone_store(svc, txn, ev, &c, p, reply);
-done:
-    if (p) FREE(p);
-    return rc;
+    return s_milestone_event(svc, txn, ev, m->pilot, m->kind, m->date, m->actor, false, m->reason,
+                             reply);
 }
 
 /* ---- meetings ---------------------------------------------------------------------------- */

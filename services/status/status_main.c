@@ -24,11 +24,18 @@ static void s_stop(sam_service_t *svc)
     status_ctx_clear(sam_service_ctx(svc));
 }
 
+/* The registry follower's options, the same as grants' (common/sam_follow.h). */
+static const sam_option_t s_options[] = {
+    SAM_FOLLOW_OPTIONS("registry"){NULL, NULL, NULL, NULL, false},
+};
+
 static const sam_service_def_t s_def = {
     .name = "status",
     .summary = "Milestones, meetings, work plans, barriers and the pilot status board.",
+    .options = s_options,
     SAM_SERVICE_ROWS,
     SAM_SERVICE_STORE(status_tables, STATUS_SCHEMA_VERSION, NULL),
+    .start = status_registry_start,
     .tick = s_tick,
     .tick_ms = 50,
     .stop = s_stop,

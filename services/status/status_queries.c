@@ -9,6 +9,9 @@
 */
 #include "status.h"
 
+#include "sam_array.h"
+#include "sam_check.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +34,7 @@ typedef struct {
 
 static int s_list_push(s_list_t *l, ProtobufCMessage *m)
 {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        ProtobufCMessage **v = realloc(l->v, cap * sizeof *v);
-        if (!v) return -1;
-        l->v = v;
-        l->cap = cap;
-    }
+    if (sam_array_grow(&l->v, &l->cap, l->n, sizeof *l->v, 16)) return -1;
     l->v[l->n++] = m;
     return 0;
 }
@@ -134,6 +131,21 @@ static void s_arena_free(void *data, void *p)
     if (b && (b < a->buf || b >= a->buf + a->cap)) free(p);
 }
 
+/* A fold unpacks each history record into the arena and empties it after the record. */
+static ProtobufCMessage *s_fold_unpack(const ProtobufCMessageDescriptor *desc, const MDB_val *v,
+                                       ProtobufCAllocator *alloc, s_arena_t *arena)
+{
+    ProtobufCMessage *m = protobuf_c_message_unpack(desc, alloc, v->mv_size, v->mv_data);
+    if (!m) arena->used = 0;
+    return m;
+}
+
+static void s_fold_free(ProtobufCMessage *m, ProtobufCAllocator *alloc, s_arena_t *arena)
+{
+    protobuf_c_message_free_unpacked(m, alloc);
+    arena->used = 0;
+}
+
 typedef struct {
     s_list_t *kinds;
     char (*dates)[11]; /* per kind: date reached, "" when not (standing) */
@@ -144,12 +156,9 @@ typedef struct {
 static int s_fold_ms(const MDB_val *v, void *arg)
 {
     s_fold_ms_t *f = arg;
-    Samordna__V1__MilestoneChange *c =
-        samordna__v1__milestone_change__unpack(f->alloc, v->mv_size, v->mv_data);
-    if (!c) {
-        f->arena->used = 0;
-        return 0;
-    }
+    Samordna__V1__MilestoneChange *c = (Samordna__V1__MilestoneChange *)s_fold_unpack(
+        &samordna__v1__milestone_change__descriptor, v, f->alloc, f->arena);
+    if (!c) return 0;
     for (size_t i = 0; i < f->kinds->n; i++) {
         Samordna__V1__MilestoneKind *k = (Samordna__V1__MilestoneKind *)f->kinds->v[i];
         if (strcmp(k->id, c->kind) == 0) {
@@ -157,8 +166,7 @@ static int s_fold_ms(const MDB_val *v, void *arg)
             break;
         }
     }
-    samordna__v1__milestone_change__free_unpacked(c, f->alloc);
-    f->arena->used = 0;
+    s_fold_free(&c->base, f->alloc, f->arena);
     return 0;
 }
 
@@ -179,34 +187,24 @@ typedef struct {
 static int s_fold_bar(const MDB_val *v, void *arg)
 {
     s_fold_bar_t *f = arg;
-    Samordna__V1__BarrierMark *c =
-        samordna__v1__barrier_mark__unpack(f->alloc, v->mv_size, v->mv_data);
-    if (!c) {
-        f->arena->used = 0;
-        return 0;
-    }
+    Samordna__V1__BarrierMark *c = (Samordna__V1__BarrierMark *)s_fold_unpack(
+        &samordna__v1__barrier_mark__descriptor, v, f->alloc, f->arena);
+    if (!c) return 0;
     bool open = status_barrier_open(c->state);
     size_t i = 0;
     while (i < f->n && strcmp(f->seen[i].id, c->barrier) != 0)
         i++;
     if (i == f->n) {
-        if (f->n == f->cap) {
-            size_t cap = f->cap ? f->cap * 2 : 32;
-            s_bar_seen_t *seen = realloc(f->seen, cap * sizeof *seen);
-            if (!seen) {
-                f->nomem = true;
-                samordna__v1__barrier_mark__free_unpacked(c, f->alloc);
-                return 1;
-            }
-            f->seen = seen;
-            f->cap = cap;
+        if (sam_array_grow(&f->seen, &f->cap, f->n, sizeof *f->seen, 32)) {
+            f->nomem = true;
+            samordna__v1__barrier_mark__free_unpacked(c, f->alloc);
+            return 1;
         }
         snprintf(f->seen[f->n].id, sizeof f->seen[f->n].id, "%s", c->barrier);
         f->n++;
     }
     f->seen[i].open = open;
-    samordna__v1__barrier_mark__free_unpacked(c, f->alloc);
-    f->arena->used = 0;
+    s_fold_free(&c->base, f->alloc, f->arena);
     return 0;
 }
 
@@ -353,11 +351,9 @@ int status_q_board(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
     const Samordna__V1__BoardRequest *req = (const Samordna__V1__BoardRequest *)call->msg;
     char as_of[11];
     if (*req->as_of) {
-        if (!status_date_ok(req->as_of)) {
-            sam_reply_error(reply, SAM_BAD_REQUEST, "as_of: '%.40s' is not a date (YYYY-MM-DD)",
-                            req->as_of);
-            return -1;
-        }
+        char err[200];
+        if (sam_check_date("as_of", req->as_of, true, err, sizeof err))
+            return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
         snprintf(as_of, sizeof as_of, "%s", req->as_of);
     } else
         status_today(as_of); /* for the reply; the rows are everything recorded */
@@ -449,8 +445,9 @@ int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
     int rc;
     s_list_t l = {0};
     Samordna__V1__StatusFact *p = NULL;
-    if (!status_id_ok(req->pilot))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
+    char err[200];
+    if (sam_check_id("pilot", req->pilot, true, err, sizeof err))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
     else if (!(p = status_fact_find(svc, txn, false, "pilot", req->pilot)))
         rc = sam_reply_error(reply, SAM_NOT_FOUND, "pilot: unknown pilot '%s'", req->pilot);
     else if (!(rc = status_hist_each(svc, txn, "mshist", req->pilot, NULL, s_collect, &l))) {
@@ -466,6 +463,24 @@ int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
 
 /* ---- meetings ---------------------------------------------------------------------------- */
 
+/* Remembers key k as the last of a page, for the next page's token. */
+static void s_last_key(status_key_t *last, const MDB_val *k)
+{
+    last->len = k->mv_size <= STATUS_KEY_MAX ? k->mv_size : STATUS_KEY_MAX;
+    memcpy(last->b, k->mv_data, last->len);
+}
+
+/* Packs the list reply r; its next_page_token (*token) is the token of `last`, "" when NULL
+   (the last page). */
+static int s_reply_page(sam_reply_t *reply, ProtobufCMessage *r, char **token,
+                        const status_key_t *last)
+{
+    char text[2 * STATUS_KEY_MAX + 1] = "";
+    if (last) status_token_encode(last, text, sizeof text);
+    *token = text;
+    return sam_reply_message(reply, r);
+}
+
 /* status.meetings.list: MeetingsRequest {pilot | municipality, from, to, kind, page} →
    MeetingsReply in date order. */
 int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
@@ -473,16 +488,12 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     const Samordna__V1__MeetingsRequest *req = (const Samordna__V1__MeetingsRequest *)call->msg;
     int rc = 0;
     char scope[80] = "*";
-    if (*req->pilot && !status_id_ok(req->pilot))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
-    else if (*req->municipality && !status_id_ok(req->municipality))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "municipality: '%.70s' is not an id",
-                             req->municipality);
-    else if (*req->from && !status_date_ok(req->from))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "from: '%.40s' is not a date", req->from);
-    else if (*req->to && !status_date_ok(req->to))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "to: '%.40s' is not a date", req->to);
-    if (rc) return rc;
+    char err[200];
+    if (sam_check_id("pilot", req->pilot, false, err, sizeof err) ||
+        sam_check_id("municipality", req->municipality, false, err, sizeof err) ||
+        sam_check_date("from", req->from, false, err, sizeof err) ||
+        sam_check_date("to", req->to, false, err, sizeof err))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
     if (*req->pilot)
         snprintf(scope, sizeof scope, "p:%s", req->pilot);
     else if (*req->municipality)
@@ -491,24 +502,19 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     status_key_pair(&prefix, scope, "");
     status_key_pair(&start, scope, req->from);
     status_key_hist_end(&end, scope, *req->to ? req->to : "9999-99-99");
-    bool skip_equal = false;
     if (*req->page_token) {
         if (status_token_decode(req->page_token, &start) || start.len < prefix.len ||
             memcmp(start.b, prefix.b, prefix.len) != 0) {
             sam_reply_error(reply, SAM_BAD_REQUEST, "page_token: not a token of this listing");
             return -1;
         }
-        skip_equal = true;
     }
     uint32_t want = s_page_size(req->page_size);
     s_list_t l = {0};
     MDB_cursor *cur;
     rc = mdb_cursor_open(txn, sam_service_dbi(svc, "meetidx"), &cur);
-    MDB_val k = {start.len, start.b}, v;
-    int g = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    if (g == 0 && skip_equal && k.mv_size == start.len &&
-        memcmp(k.mv_data, start.b, start.len) == 0)
-        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    MDB_val k, v; /* no key is start itself: a token is a key, and the keys are longer */
+    int g = rc ? rc : sam_store_cursor_after(cur, start.b, start.len, &k, &v);
     status_key_t last = {.len = 0};
     bool more = false;
     while (!rc && g == 0) {
@@ -531,19 +537,15 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
             else if (s_list_push(&l, m))
                 FREE(mt);
         }
-        last.len = k.mv_size <= STATUS_KEY_MAX ? k.mv_size : STATUS_KEY_MAX;
-        memcpy(last.b, k.mv_data, last.len);
+        s_last_key(&last, &k);
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
     if (!rc) {
-        char token[2 * STATUS_KEY_MAX + 1] = "";
-        if (more) status_token_encode(&last, token, sizeof token);
         Samordna__V1__MeetingsReply r = SAMORDNA__V1__MEETINGS_REPLY__INIT;
         r.n_meetings = l.n;
         r.meetings = (Samordna__V1__Meeting **)l.v;
-        r.next_page_token = token;
-        rc = sam_reply_message(reply, &r.base);
+        rc = s_reply_page(reply, &r.base, &r.next_page_token, more ? &last : NULL);
     }
     s_list_free(&l);
     return rc;
@@ -604,10 +606,9 @@ int status_q_barrier_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
 int status_q_steps(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     const Samordna__V1__PlanStepsRequest *req = (const Samordna__V1__PlanStepsRequest *)call->msg;
-    if (*req->pilot && !status_id_ok(req->pilot)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "pilot: '%.70s' is not an id", req->pilot);
-        return -1;
-    }
+    char err[200];
+    if (sam_check_id("pilot", req->pilot, false, err, sizeof err))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
     status_key_t prefix = {.len = 0};
     if (*req->pilot) status_key_pair(&prefix, req->pilot, "");
     s_list_t l = {0};
@@ -672,10 +673,8 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     s_list_t l = {0};
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, sam_service_dbi(svc, "barriers"), &cur);
-    MDB_val k = {start.len, start.b}, v;
-    int g = rc ? rc : mdb_cursor_get(cur, &k, &v, start.len ? MDB_SET_RANGE : MDB_FIRST);
-    if (g == 0 && start.len && k.mv_size == start.len && !memcmp(k.mv_data, start.b, start.len))
-        g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    MDB_val k, v;
+    int g = rc ? rc : sam_store_cursor_after(cur, start.b, start.len, &k, &v);
     status_key_t last = {.len = 0};
     bool more = false;
     while (!rc && g == 0) {
@@ -688,21 +687,17 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
                 break;
             }
             if (s_list_push(&l, m)) protobuf_c_message_free_unpacked(m, NULL);
-            last.len = k.mv_size <= STATUS_KEY_MAX ? k.mv_size : STATUS_KEY_MAX;
-            memcpy(last.b, k.mv_data, last.len);
+            s_last_key(&last, &k);
         } else if (m)
             protobuf_c_message_free_unpacked(m, NULL);
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
     if (!rc) {
-        char token[2 * STATUS_KEY_MAX + 1] = "";
-        if (more) status_token_encode(&last, token, sizeof token);
         Samordna__V1__BarriersReply r = SAMORDNA__V1__BARRIERS_REPLY__INIT;
         r.n_barriers = l.n;
         r.barriers = (Samordna__V1__Barrier **)l.v;
-        r.next_page_token = token;
-        rc = sam_reply_message(reply, &r.base);
+        rc = s_reply_page(reply, &r.base, &r.next_page_token, more ? &last : NULL);
     }
     s_list_free(&l);
     return rc;
@@ -716,12 +711,10 @@ int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sa
     const Samordna__V1__StatusReportRequest *req =
         (const Samordna__V1__StatusReportRequest *)call->msg;
     int rc = 0;
-    if (!status_date_ok(req->from))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "from: '%.40s' is not a date (YYYY-MM-DD)",
-                             req->from);
-    else if (!status_date_ok(req->to))
-        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "to: '%.40s' is not a date (YYYY-MM-DD)",
-                             req->to);
+    char err[200];
+    if (sam_check_date("from", req->from, true, err, sizeof err) ||
+        sam_check_date("to", req->to, true, err, sizeof err))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
     else if (strcmp(req->from, req->to) > 0)
         rc =
             sam_reply_error(reply, SAM_BAD_REQUEST, "to: %s is before from %s", req->to, req->from);

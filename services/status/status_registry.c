@@ -5,15 +5,19 @@
     "registry" table, the few facts it needs (a pilot's municipality, challenge, investment
     leader and team; agency and municipality names), fed from the registry's outbox:
 
-      tick:    one events.read long poll in flight at a time, sent and collected without
-               blocking the service loop; the facts of the events it returns and the cursor
-               (the last registry seq applied) are written in ONE transaction, so a restart
-               resumes exactly where the projection stands.
-      prepare: before the write transaction, each reference of an incoming event that the
-               projection lacks is asked of the registry once (registry.<table>.get); the
-               answer is kept in a small ring in the context, and the apply function writes
-               it into the projection when it uses it. So a pilot registered a moment ago is
-               known even when the outbox feed has not caught up.
+      tick:    the common follower (common/sam_follow.h; --registry names the service,
+               --registry-wait-ms its long poll, as for grants) keeps one events.read in
+               flight without blocking the service loop; s_project_page writes the facts of
+               a page in the transaction in which the follower moves the cursor (the last
+               registry seq applied), so a restart resumes exactly where the projection
+               stands.
+      prepare: before the write transaction, each reference of an incoming event is looked
+               up in the projection first; only one it lacks is asked of the registry, once
+               (registry.<table>.get through sam_follow_ask, which stops asking for a while
+               once the registry goes unanswered); the answer is kept in a small ring in the
+               context, and the apply function writes it into the projection when it uses
+               it. So a pilot registered a moment ago is known even when the outbox feed has
+               not caught up, and a fact the projection holds costs no call at all.
 
     Registry payloads are read through the *View messages of status.proto, which repeat the
     field numbers of the registry's records for the fields kept here.
@@ -25,12 +29,6 @@
 #include <string.h>
 
 #define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
-#define ASK_TIMEOUT_MS 2000
-#define ASK_BLOCK_MS 5000 /* after the registry did not answer, refuse without asking */
-#define READ_WAIT_MS 2000
-#define READ_MAX 500
-#define READ_LOST_MS 35000 /* a long poll with no answer after this is sent again */
-#define RETRY_MS 1000
 
 /* ---- facts ------------------------------------------------------------------------------- */
 
@@ -72,6 +70,7 @@ static void s_cache_put(status_ctx_t *ctx, Samordna__V1__StatusFact *f)
 
 void status_ctx_clear(status_ctx_t *ctx)
 {
+    sam_follow_destroy(&ctx->follow);
     for (size_t i = 0; i < STATUS_FACT_CACHE; i++)
         if (ctx->cache[i]) FREE(ctx->cache[i]);
     memset(ctx->cache, 0, sizeof ctx->cache);
@@ -175,12 +174,7 @@ static void s_ask(sam_service_t *svc, const char *kind, const char *id)
     status_key_fact(&k, kind, id);
     bool known = sam_store_has(txn, sam_service_dbi(svc, "registry"), k.b, k.len);
     mdb_txn_abort(txn);
-    if (known) return;
-    /* an unreachable registry is not asked again for a while: a batch of events naming
-       unknown pilots must not stall the service one timeout per event */
-    if (zclock_mono() < ctx->ask_blocked_until) return;
-    sam_client_t *client = sam_service_client(svc);
-    if (!client) return;
+    if (known || !ctx->follow) return;
     char method[64];
     snprintf(method, sizeof method, "registry.%s.get", s_table_of(kind));
     Samordna__V1__RegistryGetView req = SAMORDNA__V1__REGISTRY_GET_VIEW__INIT;
@@ -190,19 +184,11 @@ static void s_ask(sam_service_t *svc, const char *kind, const char *id)
         : strcmp(kind, "municipality") == 0 ? &samordna__v1__registry_lookup_view__descriptor
                                             : &samordna__v1__registry_named_view__descriptor;
     ProtobufCMessage *out = NULL;
-    sam_result_t res = {0};
-    uint32_t code = sam_client_call(client, "registry", method, &req.base, desc, &out,
-                                    ASK_TIMEOUT_MS, true, &res);
-    /* The synchronous call drops replies it does not wait for: forget the feed's poll. */
-    ctx->feed_pending = 0;
+    uint32_t code = sam_follow_ask(ctx->follow, method, &req.base, desc, &out);
     if (code != SAM_OK || !out) {
-        if (code == SAM_TIMEOUT || code == SAM_UNAVAILABLE || code == SAM_BUSY)
-            ctx->ask_blocked_until = zclock_mono() + ASK_BLOCK_MS;
         sam_info("registry.ask kind=%s id=%s code=%u", kind, id, code);
-        sam_result_clear(&res);
         return;
     }
-    sam_result_clear(&res);
     Samordna__V1__StatusFact *f = NULL;
     if (desc == &samordna__v1__registry_pilot_view__descriptor) {
         Samordna__V1__RegistryPilotView *p = (Samordna__V1__RegistryPilotView *)out;
@@ -220,74 +206,44 @@ static void s_ask(sam_service_t *svc, const char *kind, const char *id)
     if (f) s_cache_put(ctx, f);
 }
 
-/* The references of each status event type, asked for when the projection lacks them. The
+/* The fields of status events that name a registry fact, in the order they are asked: the
+   payload types of status.def use these names for nothing else. An actor field left empty
+   names the publishing agency (the event's source). */
+static const struct {
+    const char *field;
+    const char *kind;
+    bool actor;
+} s_ref_fields[] = {
+    {"pilot", "pilot", false},     {"municipality", "municipality", false},
+    {"owner", "agency", false},    {"actor", "agency", true},
+    {"raised_by", "agency", true}, {"concerns_agency", "agency", false},
+    {"by", "agency", true},
+};
+
+/* The references of each status event, asked for when the projection lacks them. The
    payload is the runtime's, decoded as the type's row in status.def says. */
 int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply)
 {
-    const char *type = ev->ce->type;
-    const char *src = ev->ce->source;
-#define REF(kind, v)                                                                               \
-    do {                                                                                           \
-        if ((v) && *(v)) s_ask(svc, kind, v);                                                      \
-    } while (0)
-#define ACTOR(v) REF("agency", (v) && *(v) ? (v) : src)
-    if (strstr(type, ".milestone.reached")) {
-        const Samordna__V1__MilestoneReached *m = (const Samordna__V1__MilestoneReached *)ev->msg;
-        REF("pilot", m->pilot);
-        ACTOR(m->actor);
-    } else if (strstr(type, ".milestone.reverted")) {
-        const Samordna__V1__MilestoneReverted *m = (const Samordna__V1__MilestoneReverted *)ev->msg;
-        REF("pilot", m->pilot);
-        ACTOR(m->actor);
-    } else if (strstr(type, ".meeting.logged")) {
-        const Samordna__V1__MeetingLogged *m = (const Samordna__V1__MeetingLogged *)ev->msg;
-        REF("pilot", m->pilot);
-        REF("municipality", m->municipality);
-    } else if (strstr(type, ".step.added")) {
-        const Samordna__V1__PlanStepAdded *m = (const Samordna__V1__PlanStepAdded *)ev->msg;
-        REF("pilot", m->pilot);
-        REF("agency", m->owner);
-    } else if (strstr(type, ".step.updated")) {
-        const Samordna__V1__PlanStepUpdated *m = (const Samordna__V1__PlanStepUpdated *)ev->msg;
-        REF("pilot", m->pilot);
-        REF("agency", m->owner);
-    } else if (strstr(type, ".barrier.registered")) {
-        const Samordna__V1__BarrierRegistered *m = (const Samordna__V1__BarrierRegistered *)ev->msg;
-        REF("pilot", m->pilot);
-        REF("municipality", m->municipality);
-        ACTOR(m->raised_by);
-        REF("agency", m->concerns_agency);
-    } else if (strstr(type, ".barrier.moved")) {
-        const Samordna__V1__BarrierMoved *m = (const Samordna__V1__BarrierMoved *)ev->msg;
-        ACTOR(m->by);
-    }
-#undef ACTOR
-#undef REF
     (void)reply;
+    if (!ev->msg) return 0;
+    for (size_t i = 0; i < sizeof s_ref_fields / sizeof s_ref_fields[0]; i++) {
+        const ProtobufCFieldDescriptor *fd = protobuf_c_message_descriptor_get_field_by_name(
+            ev->msg->descriptor, s_ref_fields[i].field);
+        if (!fd) continue;
+        const char *v = sam_follow_field(ev->msg, s_ref_fields[i].field);
+        if (!*v && s_ref_fields[i].actor) v = ev->ce->source;
+        if (v && *v) s_ask(svc, s_ref_fields[i].kind, v);
+    }
     return 0; /* apply decides: a reference still unknown there is refused with its field */
 }
 
 /* ---- tick: follow the registry's outbox ---------------------------------------------------- */
 
-static const uint8_t *s_payload(const Io__Cloudevents__V1__CloudEvent *ce, size_t *len)
-{
-    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
-        *len = ce->binary_data.len;
-        return ce->binary_data.data;
-    }
-    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA && ce->proto_data) {
-        *len = ce->proto_data->value.len;
-        return ce->proto_data->value.data;
-    }
-    *len = 0;
-    return NULL;
-}
-
 /* Applies one registry event to the projection. Returns 0 or an LMDB error. */
 static int s_project(sam_service_t *svc, MDB_txn *txn, const Io__Cloudevents__V1__CloudEvent *ce)
 {
     size_t len;
-    const uint8_t *data = s_payload(ce, &len);
+    const uint8_t *data = sam_event_data(ce, &len);
     const char *t = ce->type;
     if (!data) return 0;
     Samordna__V1__StatusFact *f = NULL;
@@ -316,73 +272,34 @@ static int s_project(sam_service_t *svc, MDB_txn *txn, const Io__Cloudevents__V1
     return rc;
 }
 
-static void s_feed_reply(sam_service_t *svc, status_ctx_t *ctx, sam_result_t *res)
+/* The follower's page, projected in its transaction (sam_follow_apply_fn). */
+static int s_project_page(void *arg, MDB_txn *txn, Samordna__V1__StoredEvent *const *events,
+                          size_t n)
 {
-    if (res->code != SAM_OK) {
-        sam_debug("registry.feed code=%u reason=\"%s\"", res->code, res->message);
-        ctx->registry_retry_at = zclock_mono() + RETRY_MS;
-        return;
-    }
-    Samordna__V1__ReadReply *rr = samordna__v1__read_reply__unpack(NULL, res->body_len, res->body);
-    if (!rr) {
-        sam_warn("registry.feed reason=\"undecodable ReadReply\"");
-        ctx->registry_retry_at = zclock_mono() + RETRY_MS;
-        return;
-    }
-    MDB_txn *txn;
-    int rc = sam_store_begin(sam_service_store(svc), NULL, true, &txn);
-    if (rc == 0) {
-        uint64_t cursor = status_cursor_get(svc, txn), first = cursor;
-        for (size_t i = 0; rc == 0 && i < rr->n_events; i++) {
-            Samordna__V1__StoredEvent *se = rr->events[i];
-            if (se->seq <= cursor || !se->event) continue;
-            rc = s_project(svc, txn, se->event);
-            cursor = se->seq;
-        }
-        if (rc == 0 && cursor != first) rc = status_cursor_put(svc, txn, cursor);
-        if (rc == 0)
-            rc = mdb_txn_commit(txn);
-        else
-            mdb_txn_abort(txn);
-        if (rc == 0 && cursor != first)
-            sam_info("registry.projected events=%zu cursor=%" PRIu64, rr->n_events, cursor);
-    }
-    if (rc) {
-        sam_error("registry.feed reason=\"%s\"", sam_store_strerror(rc));
-        ctx->registry_retry_at = zclock_mono() + RETRY_MS;
-    }
-    FREE(rr);
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = s_project(arg, txn, events[i]->event);
+    if (rc == 0) sam_info("registry.projected events=%zu cursor=%" PRIu64, n, events[n - 1]->seq);
+    return rc;
+}
+
+int status_registry_start(sam_service_t *svc)
+{
+    status_ctx_t *ctx = sam_service_ctx(svc);
+    sam_follow_def_t def = {.store = sam_service_store(svc),
+                            .svc = svc,
+                            .apply = s_project_page,
+                            .arg = svc,
+                            .cursor_dbi = sam_service_dbi(svc, "cursor"),
+                            .cursor_key = "registry"};
+    if (sam_follow_config(sam_service_config(svc), "registry", &def.service, &def.wait_ms))
+        return -1;
+    ctx->follow = sam_follow_new(&def);
+    return ctx->follow ? 0 : -1;
 }
 
 void status_registry_tick(sam_service_t *svc)
 {
     status_ctx_t *ctx = sam_service_ctx(svc);
-    sam_client_t *client = sam_service_client(svc);
-    if (!client) return;
-    int64_t now = zclock_mono();
-    sam_result_t res;
-    while (ctx->feed_pending && sam_client_recv(client, 0, &res) == 0) {
-        if (res.id == ctx->feed_pending) {
-            ctx->feed_pending = 0;
-            s_feed_reply(svc, ctx, &res);
-        }
-        sam_result_clear(&res);
-    }
-    if (ctx->feed_pending && now - ctx->feed_sent_at > READ_LOST_MS) ctx->feed_pending = 0;
-    if (ctx->feed_pending || now < ctx->registry_retry_at) return;
-    MDB_txn *txn;
-    if (sam_store_begin(sam_service_store(svc), NULL, false, &txn)) return;
-    uint64_t cursor = status_cursor_get(svc, txn);
-    mdb_txn_abort(txn);
-    Samordna__V1__ReadRequest rq = SAMORDNA__V1__READ_REQUEST__INIT;
-    rq.after_seq = cursor;
-    rq.max = READ_MAX;
-    rq.wait_ms = READ_WAIT_MS;
-    size_t n = samordna__v1__read_request__get_packed_size(&rq);
-    uint8_t buf[64];
-    if (n > sizeof buf) return;
-    samordna__v1__read_request__pack(&rq, buf);
-    ctx->feed_pending = sam_client_send(client, "registry", "events.read", buf, n);
-    ctx->feed_sent_at = now;
-    if (!ctx->feed_pending) ctx->registry_retry_at = now + RETRY_MS;
+    if (ctx->follow) sam_follow_tick(ctx->follow);
 }

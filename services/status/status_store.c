@@ -37,30 +37,22 @@ static void s_add_seq(status_key_t *k, uint64_t seq)
     s_add(k, be, 8);
 }
 
+/* The keys below are a pair (a\0b) and one part more. */
 void status_key_hist(status_key_t *k, const char *pilot, const char *date, uint64_t seq)
 {
-    k->len = 0;
-    s_add_str(k, pilot);
-    s_add_byte(k, 0);
-    s_add_str(k, date);
+    status_key_pair(k, pilot, date);
     s_add_seq(k, seq);
 }
 
 void status_key_hist_end(status_key_t *k, const char *pilot, const char *as_of)
 {
-    k->len = 0;
-    s_add_str(k, pilot);
-    s_add_byte(k, 0);
-    s_add_str(k, as_of);
+    status_key_pair(k, pilot, as_of);
     s_add_byte(k, 0xff);
 }
 
 void status_key_meetidx(status_key_t *k, const char *scope, const char *date, const char *id)
 {
-    k->len = 0;
-    s_add_str(k, scope);
-    s_add_byte(k, 0);
-    s_add_str(k, date);
+    status_key_pair(k, scope, date);
     s_add_str(k, id);
 }
 
@@ -136,21 +128,6 @@ int status_put(sam_service_t *svc, MDB_txn *txn, const char *table, const status
                const ProtobufCMessage *msg)
 {
     return sam_store_put_msg(txn, sam_service_dbi(svc, table), k->b, k->len, msg, 0);
-}
-
-uint64_t status_cursor_get(sam_service_t *svc, MDB_txn *txn)
-{
-    MDB_val key = {8, "registry"}, val;
-    if (mdb_get(txn, sam_service_dbi(svc, "cursor"), &key, &val) != 0 || val.mv_size != 8) return 0;
-    return sam_be64_get(val.mv_data);
-}
-
-int status_cursor_put(sam_service_t *svc, MDB_txn *txn, uint64_t seq)
-{
-    uint8_t be[8];
-    sam_be64_put(be, seq);
-    MDB_val key = {8, "registry"}, val = {8, be};
-    return mdb_put(txn, sam_service_dbi(svc, "cursor"), &key, &val, 0);
 }
 
 int status_hist_each(sam_service_t *svc, MDB_txn *txn, const char *table, const char *pilot,

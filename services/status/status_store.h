@@ -18,6 +18,8 @@
     timeline   <date> <seq:8> <n:2>                        Change
     registry   <kind> ":" <id>                             RegistryFact (projection)
     cursor     "registry"                                  <seq:8> last registry event applied
+                                                             (written by the follower,
+                                                             common/sam_follow.h)
 
     Scans: the board of today reads one pilotstate record per pilot; the board as of a day reads,
    per pilot, mshist and barhist from "<pilot>\0" up to
@@ -79,9 +81,5 @@ int status_put(sam_service_t *svc, MDB_txn *txn, const char *table, const status
 typedef int (*status_hist_fn)(const MDB_val *value, void *arg);
 int status_hist_each(sam_service_t *svc, MDB_txn *txn, const char *table, const char *pilot,
                      const char *as_of, status_hist_fn fn, void *arg);
-
-/* The registry projection's cursor (0 when none yet) and setting it in txn. */
-uint64_t status_cursor_get(sam_service_t *svc, MDB_txn *txn);
-int status_cursor_put(sam_service_t *svc, MDB_txn *txn, uint64_t seq);
 
 #endif
