@@ -83,6 +83,24 @@ static int s_cursor_put(sam_follow_t *self, MDB_txn *txn, uint64_t seq)
 
 /* ---- polling ------------------------------------------------------------------------------ */
 
+/*  What the operator's port shows of this follower (--metrics): its lag behind the followed
+    outbox, and a readiness check "follower.<service>" that fails while polls fail. */
+static void s_observe(sam_follow_t *self)
+{
+    sam_metrics_t *m = self->def.svc ? sam_service_metrics(self->def.svc) : NULL;
+    if (!m) return;
+    const char *consumer = sam_service_def(self->def.svc)->name;
+    sam_metric_t *lag = sam_metrics_gauge(m, "follower_lag_events",
+                                          "Events of the followed outbox not yet applied here.",
+                                          "service,followed");
+    uint64_t behind = self->head > self->cursor ? self->head - self->cursor : 0;
+    sam_metric_set(lag, (const char *const[]){consumer, self->service}, (double)behind);
+    char check[96], why[128];
+    snprintf(check, sizeof check, "follower.%s", self->service);
+    snprintf(why, sizeof why, "%s does not answer events.read", self->service);
+    sam_metrics_ready(m, check, !self->down, why);
+}
+
 static void s_failed(sam_follow_t *self, int64_t now, uint32_t code, const char *reason)
 {
     if (!self->down)
@@ -90,6 +108,7 @@ static void s_failed(sam_follow_t *self, int64_t now, uint32_t code, const char 
                  code, reason, SAM_FOLLOW_RETRY_MS);
     self->down = true;
     self->next_ms = now + SAM_FOLLOW_RETRY_MS;
+    s_observe(self);
 }
 
 void sam_follow_send(sam_follow_t *self, sam_client_t *client)
@@ -180,6 +199,7 @@ bool sam_follow_take(sam_follow_t *self, const sam_result_t *res)
             sam_info("follow.resumed service=%s after_seq=%llu", self->service,
                      (unsigned long long)self->cursor);
         self->down = false;
+        s_observe(self);
         /* An empty answer long before the wait was up: the service does not hold long polls;
            ask again a little later rather than spin. */
         bool early = rr->n_events == 0 && now - self->sent_ms < self->def.wait_ms / 2;

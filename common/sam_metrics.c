@@ -147,8 +147,14 @@ static sam_metric_t *s_declare(sam_metrics_t *self, s_kind_t kind, const char *n
         f->nbounds = nbounds;
     }
     pthread_mutex_lock(&self->lock);
+    sam_metric_t *same = NULL; /* declared before: the same family when of the same kind */
     for (size_t i = 0; ok && i < self->nfamilies; i++)
-        if (strcmp(self->families[i]->name, f->name) == 0) ok = false;
+        if (strcmp(self->families[i]->name, f->name) == 0) {
+            same = self->families[i]->kind == kind && self->families[i]->nlabels == f->nlabels
+                       ? self->families[i]
+                       : NULL;
+            ok = false;
+        }
     if (ok) {
         sam_metric_t **grown =
             realloc(self->families, (self->nfamilies + 1) * sizeof *self->families);
@@ -161,7 +167,7 @@ static sam_metric_t *s_declare(sam_metrics_t *self, s_kind_t kind, const char *n
     pthread_mutex_unlock(&self->lock);
     if (!ok) {
         s_family_free(f);
-        return NULL;
+        return same;
     }
     return f;
 }
@@ -523,7 +529,9 @@ int sam_metrics_selftest(void)
     sam_metric_t *depth = sam_metrics_gauge(m, "queue_depth", "Queued.\nTwo lines", NULL);
     const double bounds[] = {0.001, 0.01};
     sam_metric_t *lat = sam_metrics_histogram(m, "seconds", "Latency.", "method", bounds, 2);
-    failed += sam_metrics_counter(m, "requests_total", "again", NULL) != NULL;
+    failed += sam_metrics_counter(m, "requests_total", "again", NULL) != NULL; /* other labels */
+    failed += sam_metrics_counter(m, "requests_total", "again", "method,code") != req;
+    failed += sam_metrics_gauge(m, "requests_total", "again", "method,code") != NULL;
     sam_metric_add(req, (const char *[]){"a.get", "200"}, 1);
     sam_metric_add(req, (const char *[]){"a.get", "200"}, 2);
     sam_metric_add(req, (const char *[]){"we\"ird\\\n", "404"}, 1);

@@ -35,7 +35,9 @@ void sam_metrics_destroy(sam_metrics_t **self_p);
 /*  Declares a family. `labels` is a comma-separated list of label names ("method,code") or
     NULL for none; `bounds` are a histogram's upper bucket bounds, ascending, without +Inf
     (NULL and 0 give the default latency buckets, 0.5 ms to 10 s). Returns the family (it
-    lives as long as the registry) or NULL on out of memory or a name declared twice. */
+    lives as long as the registry); a name declared again gives the same family when its kind
+    and number of labels match (several followers share one), NULL when they do not or on out
+    of memory. */
 sam_metric_t *sam_metrics_counter(sam_metrics_t *self, const char *name, const char *help,
                                   const char *labels);
 sam_metric_t *sam_metrics_gauge(sam_metrics_t *self, const char *name, const char *help,

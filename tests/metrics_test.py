@@ -176,6 +176,13 @@ def test_suite_scraped_by_prometheus():
                           code="200") > 0, text
             assert (sample(text, "samordna_outbox_head", service=svc) or 0) > 0, text
             assert sample(text, "samordna_write_batch_events_count", service=svc) > 0, text
+        # status and grants follow the registry: caught up once the import is in
+        for svc in ("status", "grants"):
+            port = ports[svc]
+            samtest.wait_for(lambda: sample(get(port, "/metrics")[1], "samordna_follower_lag_events",
+                                            service=svc, followed="registry") == 0, 30,
+                             f"{svc} caught up with the registry")
+            assert "follower.registry ok" in get(port, "/readyz")[1]
         prom = Prometheus({name: [port] for name, port in ports.items()})
         try:
             samtest.wait_for(lambda: len(prom.query("up == 1")) == 5, 60,
