@@ -212,6 +212,34 @@ def _published_types(text, svc):
     return out
 
 
+def test_notify_counts_attempts_per_subscription():
+    """A webhook whose endpoint refuses every request: notify's port counts the failed
+    attempts of that subscription by outcome."""
+    from notify_receivers import WebhookReceiver
+    d = samtest.scratch("metrics-notify")
+    port = samtest.free_port()
+    broker, ep = samtest.broker()
+    recv = WebhookReceiver()  # no secret: every POST is answered 401
+    n = samtest.service("notify", ep, d, "--follow", "", "--retry-schedule", "100ms,100ms,1h",
+                        "--metrics", f"127.0.0.1:{port}")
+    try:
+        r = subprocess.run([os.path.join(samtest.BIN, "samctl"), "--broker", ep, "--insecure",
+                            "notify", "subscribe", "refused-hook", "--webhook", recv.url],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+        def failed():
+            text = get(port, "/metrics")[1]
+            return (sample(text, "samordna_notify_attempts_total", subscription="refused-hook",
+                           outcome="handshake-failed") or 0) >= 2
+        samtest.wait_for(failed, 30, "two failed handshakes counted")
+        promtool_check(get(port, "/metrics")[1])
+    finally:
+        assert n.stop() == 0
+        recv.close()
+        broker.stop()
+
+
 def test_not_ready_without_a_broker():
     """A service whose broker does not answer is alive but not ready, and says why."""
     d = samtest.scratch("metrics-unready")

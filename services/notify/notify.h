@@ -62,6 +62,9 @@ typedef struct notify_flight_t notify_flight_t;
 
 struct notify_t {
     sam_service_t *svc;
+    /* --metrics: every attempt's outcome per subscription (delivered, retry, dead, throttled,
+       gone, handshake…), one family, so deliveries, retries and dead letters are rates */
+    sam_metric_t *m_attempts;
     notify_dbis_t dbi;
 
     /* options */

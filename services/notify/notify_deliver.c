@@ -423,6 +423,7 @@ static int64_t s_backoff(notify_t *n, uint32_t attempts)
 static void s_log(notify_t *n, MDB_txn *w, const notify_flight_t *f, long status, int64_t now,
                   int64_t latency_us, const char *outcome, const char *error)
 {
+    sam_metric_add(n->m_attempts, (const char *const[]){f->sub, outcome}, 1);
     Samordna__V1__Attempt a = SAMORDNA__V1__ATTEMPT__INIT;
     a.subscription = (char *)f->sub;
     a.qseq = f->qseq;

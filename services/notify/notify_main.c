@@ -166,6 +166,11 @@ static int s_start(sam_service_t *svc)
 {
     notify_t *n = sam_service_ctx(svc);
     n->svc = svc;
+    n->m_attempts = sam_metrics_counter(
+        sam_service_metrics(svc), "notify_attempts_total",
+        "Delivery attempts by subscription and outcome (delivered, retry, dead, throttled, gone, "
+        "handshake, handshake-failed).",
+        "subscription,outcome");
     if (sodium_init() < 0) return -1;
     if (s_parse_options(n, sam_service_config(svc))) return -1;
     n->dbi.subs = sam_service_dbi(svc, "subs");
