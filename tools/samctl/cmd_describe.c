@@ -109,18 +109,11 @@ static int s_describe(samctl_t *ctl, const samctl_args_t *a)
     return 0;
 }
 
-static const samctl_cmd_t s_describe_cmd = {
+const samctl_cmd_t samctl_describe_cmd = {
     .name = "describe",
     .args = "SERVICE",
-    .min_args = 1,
-    .max_args = 1,
     .about = "The service's methods and event types, from its own table (service.describe):\n"
              "kind, request and reply message types, who may call it, whether it writes, its\n"
              "size limit. --json gives the full message names.",
     .run = s_describe,
 };
-
-int samctl_cmd_describe(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_describe_cmd, argc, argv);
-}

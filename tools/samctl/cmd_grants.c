@@ -744,7 +744,6 @@ static const samctl_cmd_t s_ledger_subs[] = {
      .run = s_ledger_verify},
     {.name = "accounts",
      .args = "[PREFIX]",
-     .max_args = 1,
      .about = "The balances of the ledger's accounts (budget/, committed/ps19-halden/, …).",
      .run = s_ledger_accounts},
     {NULL},
@@ -753,7 +752,6 @@ static const samctl_cmd_t s_ledger_subs[] = {
 static const samctl_cmd_t s_grants_subs[] = {
     {.name = "overview",
      .args = "[RECIPIENT]",
-     .max_args = 1,
      .about = "What a recipient received, or every recipient's totals for a year.\n"
               "RECIPIENT's awards and instruments grouped by agency, scheme or pilot; without\n"
               "RECIPIENT, every recipient's totals for --year. --json: one object, amounts in øre.",
@@ -766,20 +764,13 @@ static const samctl_cmd_t s_grants_subs[] = {
      .about = "Grant schemes: frame, committed and paid.",
      .opts = s_schemes_opts,
      .run = s_schemes},
-    {.name = "scheme",
-     .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
-     .about = "One scheme.",
-     .run = s_scheme_show},
+    {.name = "scheme", .args = "ID", .about = "One scheme.", .run = s_scheme_show},
     {.name = "awards",
      .about = "Awards: scheme, recipient, amount, status and funders.",
      .opts = s_awards_opts,
      .run = s_awards},
     {.name = "award",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "One award: the funders' shares and every payment.",
      .run = s_award_show},
     {.name = "deadlines",
@@ -788,8 +779,6 @@ static const samctl_cmd_t s_grants_subs[] = {
      .run = s_deadlines},
     {.name = "instruments",
      .args = "MUNICIPALITY",
-     .min_args = 1,
-     .max_args = 1,
      .about = "What agencies offer a municipality besides money, and what it misses.\n"
               "The instruments agencies offer MUNICIPALITY, and in the same list, with kind\n"
               "\"need\", what the municipality says is missing.",
@@ -797,57 +786,43 @@ static const samctl_cmd_t s_grants_subs[] = {
      .run = s_instruments},
     {.name = "add-scheme",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Creates a grant scheme.",
      .opts = s_add_scheme_opts,
      .run = s_add_scheme},
     {.name = "add-award",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Grants an award from a scheme; a joint award names each funder's share.",
      .opts = s_add_award_opts,
      .run = s_award_add},
     {.name = "disburse",
      .args = "AWARD ID",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Pays out (part of) an award; ID names the payment.",
      .opts = s_payment_opts,
      .run = s_payment},
     {.name = "repay",
      .args = "AWARD ID",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Records money paid back on an award.",
      .opts = s_payment_opts,
      .run = s_payment},
     {.name = "cancel",
      .args = "AWARD ID",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Cancels (the rest of, or --amount of) an award.",
      .opts = s_payment_opts,
      .run = s_payment},
     {.name = "add-instrument",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Registers an instrument an agency offers a municipality besides money.",
      .opts = s_add_instrument_opts,
      .run = s_add_instrument},
     {.name = "add-need",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Records what a municipality says is missing.",
      .opts = s_add_need_opts,
      .run = s_add_need},
     {NULL},
 };
 
-static const samctl_cmd_t s_grants_cmd = {
+const samctl_cmd_t samctl_grants_cmd = {
     .name = "grants",
     .about = "Grant accounting: schemes and their frames, awards (also joint ones), payments, the\n"
              "ledger, and what agencies offer besides money. Amounts are NOK on the command line\n"
@@ -855,8 +830,3 @@ static const samctl_cmd_t s_grants_cmd = {
              "derived from what they create, so the same command twice stores it once.",
     .subs = s_grants_subs,
 };
-
-int samctl_cmd_grants(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_grants_cmd, argc, argv);
-}

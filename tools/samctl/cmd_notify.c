@@ -488,8 +488,6 @@ static const samctl_cmd_t s_notify_subs[] = {
      .run = s_subscriptions},
     {.name = "subscribe",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Subscribes to events, delivered by one channel: --inbox, --webhook or --email.\n"
               "By default only events committed from now on; --from-seq and --since ask for\n"
               "history on purpose (docs/notify.md says which events a subscription gets).",
@@ -497,38 +495,28 @@ static const samctl_cmd_t s_notify_subs[] = {
      .run = s_subscribe},
     {.name = "unsubscribe",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Ends a subscription (its owner or an admin).",
      .run = s_unsubscribe},
     {.name = "secret",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "The key a webhook receiver verifies the signature with.",
      .run = s_secret},
     {.name = "log",
      .args = "SUBSCRIPTION",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Every delivery attempt: time, outcome, status, latency and error.",
      .opts = s_log_opts,
      .run = s_log},
     {.name = "dead",
      .args = "[SUBSCRIPTION]",
-     .max_args = 1,
      .about = "Dead letters: deliveries given up after the last retry.",
      .run = s_dead},
     {.name = "replay",
      .args = "[SUBSCRIPTION/QSEQ]",
-     .max_args = 1,
      .about = "Delivers a dead letter again, or --all of them.",
      .opts = s_replay_opts,
      .run = s_replay},
     {.name = "inbox",
      .args = "SUBSCRIPTION",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Reads the events waiting in an inbox subscription, oldest first.",
      .opts = s_inbox_opts,
      .run = s_inbox},
@@ -542,15 +530,10 @@ static const samctl_cmd_t s_notify_subs[] = {
     {NULL},
 };
 
-static const samctl_cmd_t s_notify_cmd = {
+const samctl_cmd_t samctl_notify_cmd = {
     .name = "notify",
     .about =
         "Subscriptions to the services' events and their deliveries (inbox, webhook, e-mail),\n"
         "the delivery log, dead letters, and the steering group's briefing.",
     .subs = s_notify_subs,
 };
-
-int samctl_cmd_notify(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_notify_cmd, argc, argv);
-}

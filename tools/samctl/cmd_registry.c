@@ -682,9 +682,7 @@ static int s_report_show(samctl_t *ctl, const samctl_args_t *a)
 
 /* `show ID`: one record, the same for every table. */
 #define S_SHOW(what, fn)                                                                           \
-    ((const samctl_cmd_t[]){                                                                       \
-        {.name = "show", .args = "ID", .min_args = 1, .max_args = 1, .about = what, .run = fn},    \
-        {NULL}})
+    ((const samctl_cmd_t[]){{.name = "show", .args = "ID", .about = what, .run = fn}, {NULL}})
 
 static const samctl_opt_t s_agencies_opts[] = {
     {"kind", 0, "KIND", SAMCTL_TEXT, 0,
@@ -692,7 +690,7 @@ static const samctl_opt_t s_agencies_opts[] = {
     {"role", 0, "ROLE", SAMCTL_TEXT, 0, "only agencies with this role (investment_team, …)"},
     {NULL},
 };
-static const samctl_cmd_t s_agencies_cmd = {
+const samctl_cmd_t samctl_agencies_cmd = {
     .name = "agencies",
     .about = "The agencies: id, name, kind and roles; `agencies show ID` one of them, with its\n"
              "former names and unit.",
@@ -706,7 +704,7 @@ static const samctl_opt_t s_municipalities_opts[] = {
      "the municipality that held this number (four digits), with when"},
     {NULL},
 };
-static const samctl_cmd_t s_municipalities_cmd = {
+const samctl_cmd_t samctl_municipalities_cmd = {
     .name = "municipalities",
     .about = "Municipalities with their numbers, population and successor (a merger never\n"
              "overwrites: the old record stays and points to the new one).",
@@ -720,7 +718,7 @@ static const samctl_opt_t s_people_opts[] = {
     {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only people of this agency"},
     {NULL},
 };
-static const samctl_cmd_t s_people_cmd = {
+const samctl_cmd_t samctl_people_cmd = {
     .name = "people",
     .about = "People and the roles they held (erased people keep their roles, not their names).",
     .opts = s_people_opts,
@@ -728,7 +726,7 @@ static const samctl_cmd_t s_people_cmd = {
     .subs = S_SHOW("One person: contact details and every role held, with when.", s_person_show),
 };
 
-static const samctl_cmd_t s_programmes_cmd = {
+const samctl_cmd_t samctl_programmes_cmd = {
     .name = "programmes",
     .about = "The programmes: owner, briefing interval and period.",
     .run = s_programmes,
@@ -745,20 +743,18 @@ static const samctl_opt_t s_pilots_opts[] = {
 static const samctl_cmd_t s_pilot_show_subs[] = {
     {.name = "show",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "One pilot: municipality, challenge, investment leader and team, aims.",
      .run = s_pilot_show},
     {NULL},
 };
-static const samctl_cmd_t s_pilots_cmd = {
+const samctl_cmd_t samctl_pilots_cmd = {
     .name = "pilots",
     .about = "The pilots: municipality, investment leader and challenge.",
     .opts = s_pilots_opts,
     .run = s_pilots,
     .subs = s_pilot_show_subs,
 };
-static const samctl_cmd_t s_pilot_cmd = {
+const samctl_cmd_t samctl_pilot_cmd = {
     .name = "pilot",
     .about = "One pilot: `pilot show ID` is `pilots show ID`.",
     .subs = s_pilot_show_subs,
@@ -770,7 +766,7 @@ static const samctl_opt_t s_invitations_opts[] = {
     {"answer", 0, "yes|no|none", SAMCTL_TEXT, 0, "only those answered so (none: not yet)"},
     {NULL},
 };
-static const samctl_cmd_t s_invitations_cmd = {
+const samctl_cmd_t samctl_invitations_cmd = {
     .name = "invitations",
     .about = "Invitations to a programme and their answers: yes or no, written or oral, and when.",
     .opts = s_invitations_opts,
@@ -781,50 +777,10 @@ static const samctl_opt_t s_reports_opts[] = {
     {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only reports this agency published"},
     {NULL},
 };
-static const samctl_cmd_t s_reports_cmd = {
+const samctl_cmd_t samctl_reports_cmd = {
     .name = "reports",
     .about = "Reports published by agencies: who, the series and the title.",
     .opts = s_reports_opts,
     .run = s_reports,
     .subs = S_SHOW("One report, with when it was published and where.", s_report_show),
 };
-
-int samctl_cmd_agencies(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_agencies_cmd, argc, argv);
-}
-
-int samctl_cmd_municipalities(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_municipalities_cmd, argc, argv);
-}
-
-int samctl_cmd_people(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_people_cmd, argc, argv);
-}
-
-int samctl_cmd_programmes(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_programmes_cmd, argc, argv);
-}
-
-int samctl_cmd_pilots(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_pilots_cmd, argc, argv);
-}
-
-int samctl_cmd_pilot(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_pilot_cmd, argc, argv);
-}
-
-int samctl_cmd_invitations(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_invitations_cmd, argc, argv);
-}
-
-int samctl_cmd_reports(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_reports_cmd, argc, argv);
-}

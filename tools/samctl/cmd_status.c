@@ -509,7 +509,7 @@ static const samctl_opt_t s_board_opts[] = {
     {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "only this pilot's row"},
     {NULL},
 };
-static const samctl_cmd_t s_board_cmd = {
+const samctl_cmd_t samctl_board_cmd = {
     .name = "board",
     .about =
         "The pilot status board: one row per pilot, one column per milestone kind with the day\n"
@@ -527,14 +527,12 @@ static const samctl_opt_t s_define_opts[] = {
 static const samctl_cmd_t s_kinds_subs[] = {
     {.name = "define",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Adds a milestone kind, or gives an existing one a new label or place.",
      .opts = s_define_opts,
      .run = s_kinds_define},
     {NULL},
 };
-static const samctl_cmd_t s_kinds_cmd = {
+const samctl_cmd_t samctl_kinds_cmd = {
     .name = "kinds",
     .about = "The milestone kinds, in the board's order: a pilot reaches each of them once.",
     .run = s_kinds,
@@ -556,27 +554,21 @@ static const samctl_opt_t s_revert_opts[] = {
 static const samctl_cmd_t s_milestone_subs[] = {
     {.name = "reach",
      .args = "PILOT KIND",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Records that PILOT reached the milestone KIND (samctl kinds lists them).",
      .opts = s_reach_opts,
      .run = s_milestone_reach},
     {.name = "revert",
      .args = "PILOT KIND",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Records that a milestone PILOT reached no longer holds.",
      .opts = s_revert_opts,
      .run = s_milestone_revert},
     {.name = "history",
      .args = "PILOT",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Every milestone change of PILOT, in date order.",
      .run = s_milestone_history},
     {NULL},
 };
-static const samctl_cmd_t s_milestone_cmd = {
+const samctl_cmd_t samctl_milestone_cmd = {
     .name = "milestone",
     .about = "A pilot's milestones: reach one, revert one, or list its history.",
     .subs = s_milestone_subs,
@@ -597,14 +589,12 @@ static const samctl_opt_t s_log_opts[] = {
 static const samctl_cmd_t s_meeting_subs[] = {
     {.name = "log",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Logs a meeting (or, with --monthly-until, a monthly series) under ID.",
      .opts = s_log_opts,
      .run = s_meeting_log},
     {NULL},
 };
-static const samctl_cmd_t s_meeting_cmd = {
+const samctl_cmd_t samctl_meeting_cmd = {
     .name = "meeting",
     .about = "Meetings of the programme, a pilot or a municipality: `meeting log` records one.",
     .subs = s_meeting_subs,
@@ -620,7 +610,7 @@ static const samctl_opt_t s_meetings_opts[] = {
     {"page-token", 0, "TOKEN", SAMCTL_TEXT, 0, "go on where the last page ended"},
     {NULL},
 };
-static const samctl_cmd_t s_meetings_cmd = {
+const samctl_cmd_t samctl_meetings_cmd = {
     .name = "meetings",
     .about = "Meetings in date order, one page; \"next\" (--json) or the last line names the rest.",
     .opts = s_meetings_opts,
@@ -647,21 +637,17 @@ static const samctl_opt_t s_update_opts[] = {
 static const samctl_cmd_t s_step_subs[] = {
     {.name = "add",
      .args = "PILOT ID",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Adds a step to PILOT's work plan.",
      .opts = s_add_opts,
      .run = s_step_add},
     {.name = "update",
      .args = "PILOT ID",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Changes a step: what is given changes, the rest stays.",
      .opts = s_update_opts,
      .run = s_step_update},
     {NULL},
 };
-static const samctl_cmd_t s_step_cmd = {
+const samctl_cmd_t samctl_step_cmd = {
     .name = "step",
     .about = "A pilot's work-plan steps: add one, update one (steps lists them).",
     .subs = s_step_subs,
@@ -671,10 +657,9 @@ static const samctl_opt_t s_steps_opts[] = {
     {"state", 0, "STATE", SAMCTL_TEXT, 0, "only steps in this state"},
     {NULL},
 };
-static const samctl_cmd_t s_steps_cmd = {
+const samctl_cmd_t samctl_steps_cmd = {
     .name = "steps",
     .args = "[PILOT]",
-    .max_args = 1,
     .about = "Work-plan steps, of every pilot or of PILOT.",
     .opts = s_steps_opts,
     .run = s_steps,
@@ -701,27 +686,18 @@ static const samctl_opt_t s_move_opts[] = {
 static const samctl_cmd_t s_barrier_subs[] = {
     {.name = "register",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Registers a barrier: a rule, practice or allocation letter in the way of a pilot.",
      .opts = s_register_opts,
      .run = s_barrier_register},
     {.name = "move",
      .args = "ID STATE",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Moves a barrier to STATE (raised_regionally, raised_nationally, resolved, …).",
      .opts = s_move_opts,
      .run = s_barrier_move},
-    {.name = "show",
-     .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
-     .about = "One barrier and its history.",
-     .run = s_barrier_show},
+    {.name = "show", .args = "ID", .about = "One barrier and its history.", .run = s_barrier_show},
     {NULL},
 };
-static const samctl_cmd_t s_barrier_cmd = {
+const samctl_cmd_t samctl_barrier_cmd = {
     .name = "barrier",
     .about =
         "Rules that get in the way: register one, move it along, show it (barriers lists them).",
@@ -739,7 +715,7 @@ static const samctl_opt_t s_barriers_opts[] = {
     {"page-token", 0, "TOKEN", SAMCTL_TEXT, 0, "go on where the last page ended"},
     {NULL},
 };
-static const samctl_cmd_t s_barriers_cmd = {
+const samctl_cmd_t samctl_barriers_cmd = {
     .name = "barriers",
     .about = "Barriers, one page; a municipality's barrier without a pilot is listed here, not on\n"
              "the board.",
@@ -752,60 +728,10 @@ static const samctl_opt_t s_report_opts[] = {
     {"to", 0, "YYYY-MM-DD", SAMCTL_DATE, SAMCTL_REQUIRED, "the last day of the period"},
     {NULL},
 };
-static const samctl_cmd_t s_report_cmd = {
+const samctl_cmd_t samctl_report_cmd = {
     .name = "report",
     .about = "What changed in a period: milestones, meetings, steps and barriers, in date order;\n"
              "the half-yearly briefing's raw material. --json: the report as one object.",
     .opts = s_report_opts,
     .run = s_report,
 };
-
-int samctl_cmd_board(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_board_cmd, argc, argv);
-}
-
-int samctl_cmd_kinds(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_kinds_cmd, argc, argv);
-}
-
-int samctl_cmd_milestone(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_milestone_cmd, argc, argv);
-}
-
-int samctl_cmd_meeting(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_meeting_cmd, argc, argv);
-}
-
-int samctl_cmd_meetings(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_meetings_cmd, argc, argv);
-}
-
-int samctl_cmd_step(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_step_cmd, argc, argv);
-}
-
-int samctl_cmd_steps(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_steps_cmd, argc, argv);
-}
-
-int samctl_cmd_barrier(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_barrier_cmd, argc, argv);
-}
-
-int samctl_cmd_barriers(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_barriers_cmd, argc, argv);
-}
-
-int samctl_cmd_report(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_report_cmd, argc, argv);
-}

@@ -686,11 +686,9 @@ static const samctl_opt_t s_import_opts[] = {
     {NULL},
 };
 
-static const samctl_cmd_t s_import_cmd = {
+const samctl_cmd_t samctl_import_cmd = {
     .name = "import",
     .args = "FILE",
-    .min_args = 1,
-    .max_args = 1,
     .about =
         "Loads a fixture file (format samordna-fixture/1, e.g. deploy/examples/ostfold-2019.json)\n"
         "into every service that owns a part of it. The whole file is checked first, references\n"
@@ -700,8 +698,3 @@ static const samctl_cmd_t s_import_cmd = {
     .opts = s_import_opts,
     .run = s_import,
 };
-
-int samctl_cmd_import(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_import_cmd, argc, argv);
-}

@@ -21,14 +21,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    const char *name;
-    samctl_cmd_fn fn;
+/* A command word's table and its line in `samctl --help`. */
+static const struct s_command {
+    const samctl_cmd_t *cmd;
     const char *summary;
-} s_command_t;
-
-static const s_command_t s_commands[] = {
-#define X(name, fn, summary) {name, fn, summary},
+} s_commands[] = {
+#define X(table, summary) {&table, summary},
 #include "commands.def"
 #undef X
 };
@@ -411,26 +409,19 @@ static const samctl_opt_t s_ping_opts[] = {
     {NULL},
 };
 
-static const samctl_cmd_t s_ping_cmd = {
+const samctl_cmd_t samctl_ping_cmd = {
     .name = "ping",
     .args = "SERVICE",
-    .min_args = 1,
-    .max_args = 1,
     .about = "Checks that SERVICE answers through the broker: its instance, version, the last\n"
              "sequence number of its outbox, and the round trip.",
     .opts = s_ping_opts,
     .run = s_ping,
 };
 
-int samctl_cmd_ping(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_ping_cmd, argc, argv);
-}
-
-static const s_command_t *s_command(const char *name)
+static const struct s_command *s_find_command(const char *name)
 {
     for (size_t i = 0; i < S_NCOMMANDS; i++)
-        if (strcmp(s_commands[i].name, name) == 0) return &s_commands[i];
+        if (strcmp(s_commands[i].cmd->name, name) == 0) return &s_commands[i];
     return NULL;
 }
 
@@ -438,7 +429,7 @@ static void s_commands_list(FILE *f)
 {
     fprintf(f, "\nCommands:\n");
     for (size_t i = 0; i < S_NCOMMANDS; i++)
-        fprintf(f, "  %-15s %s\n", s_commands[i].name, s_commands[i].summary);
+        fprintf(f, "  %-15s %s\n", s_commands[i].cmd->name, s_commands[i].summary);
     fprintf(f, "\n`samctl COMMAND --help` (or `samctl help COMMAND`) tells a command's arguments,\n"
                "options and subcommands.\n");
 }
@@ -449,7 +440,7 @@ static void s_unknown_command(const char *word)
     fprintf(stderr, "samctl: unknown command '%s'; the commands are:\n ",
             sam_check_escape(word, 40, shown, sizeof shown));
     for (size_t i = 0; i < S_NCOMMANDS; i++)
-        fprintf(stderr, " %s", s_commands[i].name);
+        fprintf(stderr, " %s", s_commands[i].cmd->name);
     fprintf(stderr, "\n(samctl --help says what each does)\n");
 }
 
@@ -461,7 +452,7 @@ static int s_help_run(samctl_t *ctl, const samctl_args_t *a)
         s_commands_list(stdout);
         return 0;
     }
-    const s_command_t *cmd = s_command(a->pos[0]);
+    const struct s_command *cmd = s_find_command(a->pos[0]);
     if (!cmd) {
         s_unknown_command(a->pos[0]);
         return 2;
@@ -472,22 +463,16 @@ static int s_help_run(samctl_t *ctl, const samctl_args_t *a)
         words[n++] = (char *)a->pos[i];
     words[n++] = "--help";
     words[n] = NULL;
-    return cmd->fn(ctl, n, words);
+    return samctl_run(ctl, cmd->cmd, n, words);
 }
 
-static const samctl_cmd_t s_help_cmd = {
+const samctl_cmd_t samctl_help_cmd = {
     .name = "help",
     .args = "[COMMAND [SUBCOMMAND…]]",
-    .max_args = SAMCTL_MAX_ARGS,
     .about = "Without a command: the global options and the commands. With one: the same as\n"
              "`samctl COMMAND SUBCOMMAND… --help`.",
     .run = s_help_run,
 };
-
-int samctl_cmd_help(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_help_cmd, argc, argv);
-}
 
 int main(int argc, char **argv)
 {
@@ -536,7 +521,7 @@ int main(int argc, char **argv)
         s_commands_list(help ? stdout : stderr);
         rc = help ? 1 : -1;
     }
-    const s_command_t *cmd = NULL;
+    const struct s_command *cmd = NULL;
     if (rc == 0 && words[0][0] == '-') {
         char shown[64];
         fprintf(stderr,
@@ -544,7 +529,7 @@ int main(int argc, char **argv)
                 "own follow its word)\n",
                 sam_check_escape(words[0], 40, shown, sizeof shown));
         rc = -1;
-    } else if (rc == 0 && !(cmd = s_command(words[0]))) {
+    } else if (rc == 0 && !(cmd = s_find_command(words[0]))) {
         s_unknown_command(words[0]);
         rc = -1;
     }
@@ -576,7 +561,7 @@ int main(int argc, char **argv)
             words[at] = "--help";
             nwords++;
         }
-        rc = cmd->fn(&ctl, nwords, words);
+        rc = samctl_run(&ctl, cmd->cmd, nwords, words);
     } else {
         rc = rc == 1 ? 0 : 2; /* 1: --help or --version was answered */
     }

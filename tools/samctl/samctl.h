@@ -2,15 +2,15 @@
     its tables, the output.
 
     ## A command
-    One line in commands.def — X(name, function, summary) — and the function in the file of
-    its area (cmd_registry.c, cmd_status.c, …). samctl.c takes the global options (--broker,
+    One line in commands.def — X(table, summary) — and the table in the file of its area
+    (cmd_registry.c, cmd_status.c, …): a samctl_cmd_t with the positional arguments it
+    takes, its options (name, value, type, help text) and its subcommands, each a
+    samctl_cmd_t of its own with a handler. samctl.c takes the global options (--broker,
     --json, --timeout-ms, --config, … — `samctl --help` lists them) out of the line wherever
-    they stand, before or after the command word, and calls the function with the rest:
-    argv[0] is the command word. The function hands its words to samctl_run() with its table,
-    a samctl_cmd_t: the positional arguments it takes, its options (name, value, type, help
-    text) and its subcommands, each a samctl_cmd_t of its own with a handler. samctl_run()
-    picks the subcommand, parses and checks every option against the table, answers --help
-    from the same table, and only then calls the handler, which does its own work only.
+    they stand, before or after the command word, and hands the rest (argv[0] the command
+    word) to samctl_run() with the command's table. samctl_run() picks the subcommand, parses and
+   checks every option against the table, answers --help from the same table, and only then calls
+   the handler, which does its own work only.
 
     The rules of the line, for every command alike:
       --name VALUE, --name=VALUE, and -x VALUE for the few options with a letter;
@@ -64,8 +64,6 @@ typedef struct {
     int timeout_ms;       /* --timeout-ms for each call */
     const char *source;   /* --source: agency id used as CloudEvent source (default fmov) */
 } samctl_t;
-
-typedef int (*samctl_cmd_fn)(samctl_t *ctl, int argc, char **argv);
 
 /* The client, connecting on first use; NULL (message printed) when it cannot connect. */
 sam_client_t *samctl_client(samctl_t *ctl);
@@ -194,9 +192,10 @@ typedef struct samctl_cmd_t samctl_cmd_t;
 
 /* A command or subcommand: its words, options, handler and subcommands. */
 struct samctl_cmd_t {
-    const char *name;         /* the word; NULL ends a table of subcommands */
-    const char *args;         /* the positional arguments in usage ("PILOT KIND"), or NULL */
-    int min_args, max_args;   /* how many positional arguments it takes */
+    const char *name; /* the word; NULL ends a table of subcommands */
+    /* The positional arguments in usage, or NULL: also how many it takes ("PILOT KIND" two,
+       "[PILOT]" one or none, "[WORD…]" any number; samctl_args.c). */
+    const char *args;
     const char *about;        /* what it does: first line in lists, all of it in --help */
     const samctl_opt_t *opts; /* its options, or NULL */
     int (*run)(samctl_t *ctl, const samctl_args_t *a); /* NULL: a subcommand must be named */
@@ -250,8 +249,8 @@ int samctl_usage_error(const samctl_args_t *a, const char *fmt, ...)
 /*  The global options (sam_config table of samctl.c), for help texts. */
 extern const sam_option_t samctl_global_options[];
 
-/* Declarations of every command function. */
-#define X(name, fn, summary) int fn(samctl_t *ctl, int argc, char **argv);
+/* Every command's table (commands.def). */
+#define X(table, summary) extern const samctl_cmd_t table;
 #include "commands.def"
 #undef X
 

@@ -218,6 +218,32 @@ static bool s_is_option(const char *w)
 
 /* Parses argv[1..] of a command without subcommand choice. Returns -1 to go on, or an exit
    code (0 after help, 2 after an error). */
+/*  How many positional arguments a command takes, read from its usage words, so the usage
+    and the check cannot disagree: a plain word is one that must be given ("PILOT KIND": two),
+    a bracketed group one that may be ("[PILOT]"), and a word or group holding "…" or "..."
+    any number more ("[COMMAND [SUBCOMMAND…]]"). */
+static void s_arity(const char *args, int *min, int *max)
+{
+    *min = *max = 0;
+    int depth = 0;
+    bool in_word = false;
+    for (const char *p = args ? args : ""; *p; p++) {
+        if (strncmp(p, "…", strlen("…")) == 0 || strncmp(p, "...", 3) == 0) *max = SAMCTL_MAX_ARGS;
+        if (*p == ' ' || *p == ']') {
+            depth -= *p == ']';
+            in_word = false;
+            continue;
+        }
+        if (!in_word && depth == 0) {
+            *min += *p != '[';
+            (*max)++;
+        }
+        depth += *p == '[';
+        in_word = true;
+    }
+    if (*max > SAMCTL_MAX_ARGS) *max = SAMCTL_MAX_ARGS;
+}
+
 static int s_parse(const samctl_cmd_t *c, const char *path, int argc, char **argv, samctl_args_t *a)
 {
     /* --help wins over every mistake on the line: whoever asks for help gets it. */
@@ -289,13 +315,15 @@ static int s_parse(const samctl_cmd_t *c, const char *path, int argc, char **arg
             given = a->given[k].opt == o;
         if (!given) return s_error(path, c, "--%s %s is required", o->name, o->arg ? o->arg : "");
     }
-    if ((int)a->npos < c->min_args)
+    int min_args, max_args;
+    s_arity(c->args, &min_args, &max_args);
+    if ((int)a->npos < min_args)
         return s_error(path, c, "%s: name %s", a->npos ? "too few arguments" : "no argument",
                        c->args ? c->args : "the arguments");
-    if ((int)a->npos > c->max_args) {
+    if ((int)a->npos > max_args) {
         char shown[64];
-        sam_check_escape(a->pos[c->max_args], 40, shown, sizeof shown);
-        if (c->subs && c->max_args == 0 && a->pos[c->max_args][0] != '-')
+        sam_check_escape(a->pos[max_args], 40, shown, sizeof shown);
+        if (c->subs && max_args == 0 && a->pos[max_args][0] != '-')
             return s_error(path, c, "'%s' is not one of its subcommands", shown);
         return s_error(path, c, "unexpected argument '%s'", shown);
     }
