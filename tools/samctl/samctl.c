@@ -16,6 +16,7 @@
 
 #include "samordna/v1/envelope.pb-c.h"
 
+#include <assert.h>
 #include <czmq.h>
 #include <ctype.h>
 #include <stdlib.h>
@@ -221,6 +222,35 @@ int samctl_publish(samctl_t *ctl, const char *service, const char *type, const c
     return rc;
 }
 
+int samctl_write(samctl_t *ctl, const samctl_args_t *a, const ProtobufCMessage *payload)
+{
+    const samctl_write_t *w = a->cmd->writes;
+    assert(w && "samctl_write from a command without a .writes row");
+    char subject[512] = "", id[640];
+    for (size_t i = 0; i < (size_t)w->subject_args && i < a->npos; i++) {
+        size_t at = strlen(subject);
+        snprintf(subject + at, sizeof subject - at, "%s%s", i ? "/" : "", a->pos[i]);
+    }
+    if (w->id) snprintf(id, sizeof id, "%s/%s", w->id, subject);
+    return samctl_publish(ctl, w->service, w->type, w->id ? id : NULL,
+                          w->subject_args ? subject : NULL, payload);
+}
+
+int samctl_write_run(samctl_t *ctl, const samctl_args_t *a)
+{
+    const ProtobufCMessageDescriptor *d = a->cmd->writes->payload;
+    ProtobufCMessage *m = calloc(1, d->sizeof_message);
+    if (!m) {
+        fprintf(stderr, "samctl: out of memory\n");
+        return 1;
+    }
+    protobuf_c_message_init(d, m);
+    samctl_fill(a, m);
+    int rc = samctl_write(ctl, a, m);
+    free(m); /* its strings are argv's */
+    return rc;
+}
+
 void samctl_print_json(json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
@@ -366,6 +396,56 @@ void samctl_list_drop(samctl_list_t *l)
 {
     json_decref(l->items);
     l->items = NULL;
+}
+
+const char *samctl_pick(const char *const *words, size_t n, int value, const char *other)
+{
+    return value >= 0 && (size_t)value < n && words[value] ? words[value] : other;
+}
+
+/* The string field `name` of m, or "" (NULL when m has no such field). */
+static const char *s_string_field(const ProtobufCMessage *m, const char *name)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    if (!f || f->type != PROTOBUF_C_TYPE_STRING) return NULL;
+    const char *v = *(const char *const *)((const char *)m + f->offset);
+    return v ? v : "";
+}
+
+int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *req)
+{
+    const ProtobufCFieldDescriptor *items =
+        protobuf_c_message_descriptor_get_field_by_name(q->reply, q->items);
+    assert(items && items->label == PROTOBUF_C_LABEL_REPEATED &&
+           items->type == PROTOBUF_C_TYPE_MESSAGE);
+    const ProtobufCFieldDescriptor *token =
+        req ? protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "page_token") : NULL;
+    assert(!q->every_page || (token && token->type == PROTOBUF_C_TYPE_STRING));
+    samctl_list_t list;
+    samctl_list_begin(&list, ctl, q->noun, q->header);
+    char next[256] = "";
+    do {
+        if (q->every_page) *(char **)((char *)req + token->offset) = next;
+        ProtobufCMessage *page = samctl_call(ctl, q->service, q->method, req, q->reply);
+        if (!page) {
+            samctl_list_drop(&list);
+            return 1;
+        }
+        size_t n = *(const size_t *)((const char *)page + items->quantifier_offset);
+        ProtobufCMessage *const *recs =
+            *(ProtobufCMessage *const *const *)((const char *)page + items->offset);
+        for (size_t i = 0; i < n; i++)
+            if (samctl_list_row(
+                    &list,
+                    ctl->json ? (q->json ? q->json(recs[i]) : samctl_json_message(recs[i])) : NULL))
+                q->row(recs[i]);
+        const char *more = s_string_field(page, "next_page_token");
+        snprintf(next, sizeof next, "%s", more ? more : "");
+        protobuf_c_message_free_unpacked(page, NULL);
+    } while (q->every_page && next[0]);
+    samctl_list_end(&list, next);
+    return 0;
 }
 
 /* ---- ping, help and main -------------------------------------------------------------------- */

@@ -127,6 +127,33 @@ void samctl_list_end(samctl_list_t *l, const char *next);
 /*  Frees a list that is not printed (a page failed; the refusal was printed). */
 void samctl_list_drop(samctl_list_t *l);
 
+/*  A list query, the shape most list commands have: call service.method, print each record
+    of the reply's list as a row of a samctl_list_t. */
+typedef struct {
+    const char *service, *method;
+    const ProtobufCMessageDescriptor *reply; /* the reply's type */
+    const char *items;  /* the reply's repeated message field that holds the records */
+    const char *noun;   /* for "no …" */
+    const char *header; /* the text header line */
+    /* A record in --json; NULL: samctl_json_message. The caller owns the result. */
+    json_t *(*json)(const ProtobufCMessage *rec);
+    void (*row)(const ProtobufCMessage *rec); /* prints a record's text row, newline included */
+    /* Every page: the request's page_token is set from each reply's next_page_token until
+       it is empty, and the list ends with "next" null. Otherwise one page, and its
+       next_page_token is the list's "next". */
+    bool every_page;
+} samctl_query_t;
+
+/*  Runs q with req (its page_token is overwritten with every_page). Returns 0, or 1 after
+    printing the refusal (nothing of the list is printed then). */
+int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *req);
+
+/*  words[value] for an enum value (a table indexed by value, NULL for a value without a
+    word), or `other` when the value has none there. */
+const char *samctl_pick(const char *const *words, size_t n, int value, const char *other);
+#define SAMCTL_PICK(words, value, other)                                                           \
+    samctl_pick(words, sizeof(words) / sizeof((words)[0]), (int)(value), other)
+
 /* ---- publishing: the one path of every event samctl sends -------------------------------- */
 
 /* The method every service takes events on. */
@@ -164,6 +191,28 @@ int samctl_publish(samctl_t *ctl, const char *service, const char *type, const c
 
 /* ---- commands, their options, the one parser ---------------------------------------------- */
 
+typedef struct samctl_args_t samctl_args_t;
+
+/*  What a write command publishes: a row beside its samctl_cmd_t (.writes), so that every
+    write names its service and event type in the table, and derives its subject and event
+    id the same way. */
+typedef struct {
+    const char *service;                       /* the owner of the type */
+    const char *type;                          /* the CloudEvent type */
+    const ProtobufCMessageDescriptor *payload; /* its data, for samctl_write_run() */
+    int subject_args; /* the subject: the first N arguments joined by '/'; 0: no subject */
+    const char *id;   /* the event id "<id>/<subject>" (running it twice stores it once);
+                         NULL: a fresh UUID */
+} samctl_write_t;
+
+/*  Publishes payload (samctl_publish) as the command's .writes row says. Returns 0, or 1
+    after printing the refusal. */
+int samctl_write(samctl_t *ctl, const samctl_args_t *a, const ProtobufCMessage *payload);
+
+/*  The handler of a write whose payload is its command line and nothing more: a .writes
+    payload filled by samctl_fill(), published with samctl_write(). */
+int samctl_write_run(samctl_t *ctl, const samctl_args_t *a);
+
 /* What an option's value must be; samctl_run() checks it before the handler runs. */
 typedef enum {
     SAMCTL_TEXT,  /* anything: the service judges it */
@@ -187,7 +236,6 @@ typedef struct {
     const char *help;   /* one line: what it does */
 } samctl_opt_t;
 
-typedef struct samctl_args_t samctl_args_t;
 typedef struct samctl_cmd_t samctl_cmd_t;
 
 /* A command or subcommand: its words, options, handler and subcommands. */
@@ -200,6 +248,7 @@ struct samctl_cmd_t {
     const samctl_opt_t *opts; /* its options, or NULL */
     int (*run)(samctl_t *ctl, const samctl_args_t *a); /* NULL: a subcommand must be named */
     const samctl_cmd_t *subs;                          /* its subcommands, or NULL */
+    const samctl_write_t *writes; /* what it publishes, for samctl_write(); NULL: a read */
 };
 
 #define SAMCTL_MAX_ARGS 16  /* positional arguments of one command */
@@ -236,6 +285,15 @@ bool samctl_flag(const samctl_args_t *a, const char *name);
 
 /*  A SAMCTL_COUNT or SAMCTL_YEAR option as its number (checked already); 0 when not given. */
 uint32_t samctl_u32(const samctl_args_t *a, const char *name);
+
+/*  Fills the fields of m that the command line names: each positional argument into the
+    field its usage word names ("PILOT KIND": pilot, kind; a word that is not one plain name
+    ends this), and each option given into the field of its name with '_' for '-'
+    ("raised-by": raised_by): a string field takes the text, a uint32 or uint64 field a
+    SAMCTL_COUNT or SAMCTL_YEAR option's number, a bool field a flag's presence. Fields no
+    argument names, and arguments whose field is of another type, are left alone: the handler
+    sets those. The strings are borrowed from argv. */
+void samctl_fill(const samctl_args_t *a, ProtobufCMessage *m);
 
 /*  Every value of a SAMCTL_REPEAT option, in order, into out (at most cap); returns how many
     were given (may be more than cap). */

@@ -399,3 +399,50 @@ size_t samctl_opt_all(const samctl_args_t *a, const char *name, const char **out
         }
     return n;
 }
+
+/* The field of m's type named `name` with '_' for '-' and lower case, or NULL. */
+static const ProtobufCFieldDescriptor *s_field(const ProtobufCMessage *m, const char *name,
+                                               size_t len)
+{
+    char field[64];
+    if (len >= sizeof field) return NULL;
+    for (size_t i = 0; i < len; i++)
+        field[i] = name[i] == '-' ? '_' : (char)tolower((unsigned char)name[i]);
+    field[len] = '\0';
+    return protobuf_c_message_descriptor_get_field_by_name(m->descriptor, field);
+}
+
+/* Sets one field from a word of the command line, when their types fit. */
+static void s_set(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const samctl_opt_t *o,
+                  const char *value)
+{
+    if (!f || f->label == PROTOBUF_C_LABEL_REPEATED || (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+        return;
+    void *at = (char *)m + f->offset;
+    bool number = o && (o->type == SAMCTL_COUNT || o->type == SAMCTL_YEAR);
+    if (f->type == PROTOBUF_C_TYPE_STRING && !number && (!o || o->arg))
+        *(const char **)at = value;
+    else if (f->type == PROTOBUF_C_TYPE_UINT32 && number)
+        *(uint32_t *)at = (uint32_t)strtoul(value, NULL, 10);
+    else if (f->type == PROTOBUF_C_TYPE_UINT64 && number)
+        *(uint64_t *)at = strtoull(value, NULL, 10);
+    else if (f->type == PROTOBUF_C_TYPE_BOOL && o && !o->arg)
+        *(protobuf_c_boolean *)at = 1;
+}
+
+void samctl_fill(const samctl_args_t *a, ProtobufCMessage *m)
+{
+    const char *w = a->cmd->args ? a->cmd->args : "";
+    for (size_t i = 0; i < a->npos; i++) {
+        w += strspn(w, " [");
+        size_t len = strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_");
+        if (!len || (w[len] && !strchr(" ]", w[len]))) break;
+        s_set(m, s_field(m, w, len), NULL, a->pos[i]);
+        w += len + strspn(w + len, "]");
+    }
+    for (size_t k = 0; k < a->ngiven; k++) {
+        const samctl_opt_t *o = a->given[k].opt;
+        s_set(m, s_field(m, o->name, strlen(o->name)), o,
+              a->given[k].value ? a->given[k].value : "");
+    }
+}
