@@ -278,7 +278,7 @@ static int s_ledger_accounts(samctl_t *ctl, const samctl_args_t *a)
                               header,
                               s_account_json,
                               s_account_row,
-                              true};
+                              .every_page = true};
     return samctl_list_query(ctl, &q, &req.base);
 }
 
@@ -312,7 +312,7 @@ static int s_schemes(samctl_t *ctl, const samctl_args_t *a)
                               header,
                               s_scheme_rec_json,
                               s_scheme_row,
-                              true};
+                              .every_page = true};
     return samctl_list_query(ctl, &q, &req.base);
 }
 
@@ -369,7 +369,7 @@ static int s_awards(samctl_t *ctl, const samctl_args_t *a)
                               header,
                               s_award_rec_json,
                               s_award_row,
-                              true};
+                              .every_page = true};
     return samctl_list_query(ctl, &q, &req.base);
 }
 
@@ -443,7 +443,7 @@ static int s_deadlines(samctl_t *ctl, const samctl_args_t *a)
     const samctl_query_t q = {
         "grants",        "grants.deadlines", &samordna__v1__deadline_list__descriptor,
         "deadlines",     "reports due",      header,
-        s_deadline_json, s_deadline_row,     true};
+        s_deadline_json, s_deadline_row,     .every_page = true};
     return samctl_list_query(ctl, &q, &req.base);
 }
 

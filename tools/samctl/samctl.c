@@ -403,14 +403,35 @@ const char *samctl_pick(const char *const *words, size_t n, int value, const cha
     return value >= 0 && (size_t)value < n && words[value] ? words[value] : other;
 }
 
-/* The string field `name` of m, or "" (NULL when m has no such field). */
-static const char *s_string_field(const ProtobufCMessage *m, const char *name)
+/* A page token: a string, or (notify.log) the number of the last record read, 0 for none.
+   The field `name` of m as text into out ("" when there is none), or set from text. */
+static void s_token_get(const ProtobufCMessage *m, const char *name, char *out, size_t cap)
 {
     const ProtobufCFieldDescriptor *f =
         protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
-    if (!f || f->type != PROTOBUF_C_TYPE_STRING) return NULL;
-    const char *v = *(const char *const *)((const char *)m + f->offset);
-    return v ? v : "";
+    const void *at = f ? (const char *)m + f->offset : NULL;
+    out[0] = '\0';
+    if (f && f->type == PROTOBUF_C_TYPE_STRING && *(const char *const *)at)
+        snprintf(out, cap, "%s", *(const char *const *)at);
+    else if (f && f->type == PROTOBUF_C_TYPE_UINT64 && *(const uint64_t *)at)
+        snprintf(out, cap, "%" PRIu64, *(const uint64_t *)at);
+}
+
+static void s_token_set(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, char *token)
+{
+    if (f->type == PROTOBUF_C_TYPE_STRING)
+        *(char **)((char *)m + f->offset) = token;
+    else
+        *(uint64_t *)((char *)m + f->offset) = strtoull(token, NULL, 10);
+}
+
+/* The message field `name` of m, or NULL when it is not set. */
+static const ProtobufCMessage *s_message_field(const ProtobufCMessage *m, const char *name)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    assert(f && f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED);
+    return *(ProtobufCMessage *const *)((const char *)m + f->offset);
 }
 
 int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *req)
@@ -421,12 +442,13 @@ int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *
            items->type == PROTOBUF_C_TYPE_MESSAGE);
     const ProtobufCFieldDescriptor *token =
         req ? protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "page_token") : NULL;
-    assert(!q->every_page || (token && token->type == PROTOBUF_C_TYPE_STRING));
+    assert(!q->every_page || (token && (token->type == PROTOBUF_C_TYPE_STRING ||
+                                        token->type == PROTOBUF_C_TYPE_UINT64)));
     samctl_list_t list;
     samctl_list_begin(&list, ctl, q->noun, q->header);
     char next[256] = "";
     do {
-        if (q->every_page) *(char **)((char *)req + token->offset) = next;
+        if (q->every_page) s_token_set(req, token, next);
         ProtobufCMessage *page = samctl_call(ctl, q->service, q->method, req, q->reply);
         if (!page) {
             samctl_list_drop(&list);
@@ -435,13 +457,14 @@ int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *
         size_t n = *(const size_t *)((const char *)page + items->quantifier_offset);
         ProtobufCMessage *const *recs =
             *(ProtobufCMessage *const *const *)((const char *)page + items->offset);
-        for (size_t i = 0; i < n; i++)
-            if (samctl_list_row(
-                    &list,
-                    ctl->json ? (q->json ? q->json(recs[i]) : samctl_json_message(recs[i])) : NULL))
-                q->row(recs[i]);
-        const char *more = s_string_field(page, "next_page_token");
-        snprintf(next, sizeof next, "%s", more ? more : "");
+        for (size_t i = 0; i < n; i++) {
+            if (q->needs && !s_message_field(recs[i], q->needs)) continue;
+            json_t *j = !ctl->json ? NULL
+                        : q->json  ? q->json(recs[i])
+                                   : samctl_json_message(recs[i]);
+            if (samctl_list_row(&list, j)) q->row(recs[i]);
+        }
+        s_token_get(page, "next_page_token", next, sizeof next);
         protobuf_c_message_free_unpacked(page, NULL);
     } while (q->every_page && next[0]);
     samctl_list_end(&list, next);

@@ -142,6 +142,8 @@ typedef struct {
        it is empty, and the list ends with "next" null. Otherwise one page, and its
        next_page_token is the list's "next". */
     bool every_page;
+    /* A message field of the record without which it is passed over; NULL: none. */
+    const char *needs;
 } samctl_query_t;
 
 /*  Runs q with req (its page_token is overwritten with every_page). Returns 0, or 1 after
