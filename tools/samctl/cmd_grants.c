@@ -263,25 +263,6 @@ static void s_account_row(const ProtobufCMessage *rec)
     printf("%-60s %18s\n", b->account, s_nok(b->balance_ore, n, sizeof n));
 }
 
-static int s_ledger_accounts(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__AccountsRequest req = SAMORDNA__V1__ACCOUNTS_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    req.page_size = 1000;
-    char header[96];
-    snprintf(header, sizeof header, "%-60s %18s", "ACCOUNT", "BALANCE (NOK)");
-    const samctl_query_t q = {"grants",
-                              "grants.ledger.accounts",
-                              &samordna__v1__account_list__descriptor,
-                              "accounts",
-                              "accounts",
-                              header,
-                              s_account_json,
-                              s_account_row,
-                              .every_page = true};
-    return samctl_list_query(ctl, &q, &req.base);
-}
-
 static json_t *s_scheme_rec_json(const ProtobufCMessage *rec)
 {
     return s_scheme_json((const Samordna__V1__Scheme *)rec);
@@ -294,26 +275,6 @@ static void s_scheme_row(const ProtobufCMessage *rec)
     printf("%-28s %-14s %4u %15s %15s %15s\n", sc->id, sc->owner, sc->year,
            sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "(no frame)",
            s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
-}
-
-static int s_schemes(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__ListSchemesRequest req = SAMORDNA__V1__LIST_SCHEMES_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    req.page_size = 1000;
-    char header[128];
-    snprintf(header, sizeof header, "%-28s %-14s %4s %15s %15s %15s", "SCHEME", "OWNER", "YEAR",
-             "FRAME", "COMMITTED", "PAID");
-    const samctl_query_t q = {"grants",
-                              "grants.schemes.list",
-                              &samordna__v1__scheme_list__descriptor,
-                              "schemes",
-                              "schemes",
-                              header,
-                              s_scheme_rec_json,
-                              s_scheme_row,
-                              .every_page = true};
-    return samctl_list_query(ctl, &q, &req.base);
 }
 
 static int s_scheme_show(samctl_t *ctl, const samctl_args_t *a)
@@ -351,26 +312,6 @@ static void s_award_row(const ProtobufCMessage *rec)
     for (size_t j = 0; j < aw->n_funders; j++)
         printf("%s%s", j ? ", " : " ", aw->funders[j]->agency);
     printf("\n");
-}
-
-static int s_awards(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__ListAwardsRequest req = SAMORDNA__V1__LIST_AWARDS_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    req.page_size = 1000;
-    char header[128];
-    snprintf(header, sizeof header, "%-24s %-22s %-16s %15s %-10s %s", "AWARD", "SCHEME",
-             "RECIPIENT", "AMOUNT", "STATUS", "FUNDERS");
-    const samctl_query_t q = {"grants",
-                              "grants.awards.list",
-                              &samordna__v1__award_list__descriptor,
-                              "awards",
-                              "awards",
-                              header,
-                              s_award_rec_json,
-                              s_award_row,
-                              .every_page = true};
-    return samctl_list_query(ctl, &q, &req.base);
 }
 
 static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
@@ -430,21 +371,6 @@ static void s_deadline_row(const ProtobufCMessage *rec)
 {
     const Samordna__V1__Deadline *d = (const Samordna__V1__Deadline *)rec;
     printf("%-10s  %-24s %-16s %s\n", d->report_due, d->award, d->recipient, d->purpose);
-}
-
-static int s_deadlines(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__DeadlinesRequest req = SAMORDNA__V1__DEADLINES_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    req.page_size = 1000;
-    char header[128];
-    snprintf(header, sizeof header, "%-10s  %-24s %-16s %s", "DUE", "AWARD", "RECIPIENT",
-             "PURPOSE");
-    const samctl_query_t q = {
-        "grants",        "grants.deadlines", &samordna__v1__deadline_list__descriptor,
-        "deadlines",     "reports due",      header,
-        s_deadline_json, s_deadline_row,     .every_page = true};
-    return samctl_list_query(ctl, &q, &req.base);
 }
 
 /* A municipality's instruments and, in the same list as kind "need", what it says is missing. */
@@ -583,6 +509,12 @@ static int s_add_need(samctl_t *ctl, const samctl_args_t *a)
 
 /* ---- the table ----------------------------------------------------------------------------- */
 
+/* A list (samctl_list_query): every page of a grants query, 1000 records a page. */
+#define S_LISTS(method, request, reply, items, noun, columns, titles, json, row)                   \
+    (&(const samctl_query_t){"grants", method, &samordna__v1__##request##__descriptor,             \
+                             &samordna__v1__##reply##__descriptor, items, noun, columns, titles,   \
+                             json, row, true, 1000, NULL})
+
 /* What a write publishes (samctl_write): the subject is the first N arguments, the event id
    the type's last words and the subject ("award.granted/ps19-halden"), so the same command
    twice stores the event once. */
@@ -685,7 +617,10 @@ static const samctl_cmd_t s_ledger_subs[] = {
     {.name = "accounts",
      .args = "[PREFIX]",
      .about = "The balances of the ledger's accounts (budget/, committed/ps19-halden/, …).",
-     .run = s_ledger_accounts},
+     .run = samctl_list_run,
+     .lists =
+         S_LISTS("grants.ledger.accounts", accounts_request, account_list, "accounts", "accounts",
+                 "%-60s %18s", "ACCOUNT|BALANCE (NOK)", s_account_json, s_account_row)},
     {NULL},
 };
 
@@ -703,12 +638,19 @@ static const samctl_cmd_t s_grants_subs[] = {
     {.name = "schemes",
      .about = "Grant schemes: frame, committed and paid.",
      .opts = s_schemes_opts,
-     .run = s_schemes},
+     .run = samctl_list_run,
+     .lists = S_LISTS("grants.schemes.list", list_schemes_request, scheme_list, "schemes",
+                      "schemes", "%-28s %-14s %4s %15s %15s %15s",
+                      "SCHEME|OWNER|YEAR|FRAME|COMMITTED|PAID", s_scheme_rec_json, s_scheme_row)},
     {.name = "scheme", .args = "ID", .about = "One scheme.", .run = s_scheme_show},
     {.name = "awards",
      .about = "Awards: scheme, recipient, amount, status and funders.",
      .opts = s_awards_opts,
-     .run = s_awards},
+     .run = samctl_list_run,
+     .lists =
+         S_LISTS("grants.awards.list", list_awards_request, award_list, "awards", "awards",
+                 "%-24s %-22s %-16s %15s %-10s %s", "AWARD|SCHEME|RECIPIENT|AMOUNT|STATUS|FUNDERS",
+                 s_award_rec_json, s_award_row)},
     {.name = "award",
      .args = "ID",
      .about = "One award: the funders' shares and every payment.",
@@ -716,7 +658,10 @@ static const samctl_cmd_t s_grants_subs[] = {
     {.name = "deadlines",
      .about = "Reports due in a period, of awards not cancelled (what reminders go out for).",
      .opts = s_deadlines_opts,
-     .run = s_deadlines},
+     .run = samctl_list_run,
+     .lists = S_LISTS("grants.deadlines", deadlines_request, deadline_list, "deadlines",
+                      "reports due", "%-10s  %-24s %-16s %s", "DUE|AWARD|RECIPIENT|PURPOSE",
+                      s_deadline_json, s_deadline_row)},
     {.name = "instruments",
      .args = "MUNICIPALITY",
      .about = "What agencies offer a municipality besides money, and what it misses.\n"

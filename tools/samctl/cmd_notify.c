@@ -63,26 +63,6 @@ static void s_subscription_row(const ProtobufCMessage *rec)
            s->subject);
 }
 
-static int s_subscriptions(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__SubscriptionListRequest req = SAMORDNA__V1__SUBSCRIPTION_LIST_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    char header[160];
-    snprintf(header, sizeof header, "%-24s %-14s %-8s %-9s %-32s %7s %5s  %s", "ID", "AGENCY",
-             "CHANNEL", "STATE", "TYPE", "QUEUED", "DEAD", "TARGET");
-    const samctl_query_t q = {"notify",
-                              "notify.subscriptions.list",
-                              &samordna__v1__subscription_list_reply__descriptor,
-                              "subscriptions",
-                              "subscriptions",
-                              header,
-                              s_subscription_json,
-                              s_subscription_row,
-                              true,
-                              "subscription"};
-    return samctl_list_query(ctl, &q, &req.base);
-}
-
 /* The service whose types a filter names (no.samordna.<service>.…), into out; false if none. */
 static bool s_service_of_type(const char *type, char *out, size_t cap)
 {
@@ -206,21 +186,6 @@ static void s_entry_row(const ProtobufCMessage *rec)
            at->outcome, at->status, (double)at->latency_us / 1000.0, at->event_id, at->error);
 }
 
-static int s_log(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__LogRequest req = SAMORDNA__V1__LOG_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    char header[160];
-    snprintf(header, sizeof header, "%-8s %-20s %-17s %6s %10s  %-32s %s", "N", "AT", "OUTCOME",
-             "STATUS", "LATENCY", "EVENT", "ERROR");
-    const samctl_query_t q = {
-        "notify",     "notify.log",        &samordna__v1__log_reply__descriptor,
-        "entries",    "delivery attempts", header,
-        s_entry_json, s_entry_row,         true,
-        "attempt"};
-    return samctl_list_query(ctl, &q, &req.base);
-}
-
 /* A dead letter's name: SUBSCRIPTION/QSEQ, what `notify replay` takes. */
 static const char *s_dead_id(const Samordna__V1__Delivery *d, char *out, size_t cap)
 {
@@ -244,20 +209,6 @@ static void s_dead_row(const ProtobufCMessage *rec)
     char id[100];
     printf("%-32s %-32s %-36s %8u  %s\n", s_dead_id(d, id, sizeof id), d->event ? d->event->id : "",
            d->event ? d->event->type : "", d->attempts, d->last_error);
-}
-
-static int s_dead(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__DeadListRequest req = SAMORDNA__V1__DEAD_LIST_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    char header[160];
-    snprintf(header, sizeof header, "%-32s %-32s %-36s %8s  %s", "ID", "EVENT", "TYPE", "ATTEMPTS",
-             "LAST ERROR");
-    const samctl_query_t q = {
-        "notify",     "notify.dead.list", &samordna__v1__dead_list_reply__descriptor,
-        "deliveries", "dead letters",     header,
-        s_dead_json,  s_dead_row,         .every_page = true};
-    return samctl_list_query(ctl, &q, &req.base);
 }
 
 static int s_replay(samctl_t *ctl, const samctl_args_t *a)
@@ -360,18 +311,6 @@ static void s_cursor_row(const ProtobufCMessage *rec)
     printf("%-12s %10llu  %s\n", c->service, (unsigned long long)c->seq, at);
 }
 
-static int s_cursors(samctl_t *ctl, const samctl_args_t *a)
-{
-    (void)a;
-    char header[96];
-    snprintf(header, sizeof header, "%-12s %10s  %s", "OUTBOX", "SEQ", "UPDATED");
-    const samctl_query_t q = {
-        "notify",      "notify.cursors",    &samordna__v1__cursors_reply__descriptor,
-        "cursors",     "outboxes followed", header,
-        s_cursor_json, .row = s_cursor_row};
-    return samctl_list_query(ctl, &q, NULL);
-}
-
 /* The next briefing, composed now from the status and grants services. */
 static int s_briefing(samctl_t *ctl, const samctl_args_t *a)
 {
@@ -398,6 +337,12 @@ static int s_briefing(samctl_t *ctl, const samctl_args_t *a)
 }
 
 /* ---- the table ----------------------------------------------------------------------------- */
+
+/* A list (samctl_list_query) of a notify query: every page or one, records without `needs`
+   (a message field) passed over. */
+#define S_LISTS(method, request, reply, items, noun, columns, titles, json, row, every, needs)     \
+    (&(const samctl_query_t){"notify", method, request, &samordna__v1__##reply##__descriptor,      \
+                             items, noun, columns, titles, json, row, every, 0, needs})
 
 /* What a write publishes (samctl_write): no subject, a fresh event id. */
 #define S_WRITES(what, payload)                                                                    \
@@ -449,7 +394,12 @@ static const samctl_cmd_t s_notify_subs[] = {
     {.name = "subscriptions",
      .about = "The subscriptions: channel, state, filter, queued and dead deliveries.",
      .opts = s_subscriptions_opts,
-     .run = s_subscriptions},
+     .run = samctl_list_run,
+     .lists = S_LISTS("notify.subscriptions.list",
+                      &samordna__v1__subscription_list_request__descriptor, subscription_list_reply,
+                      "subscriptions", "subscriptions", "%-24s %-14s %-8s %-9s %-32s %7s %5s  %s",
+                      "ID|AGENCY|CHANNEL|STATE|TYPE|QUEUED|DEAD|TARGET", s_subscription_json,
+                      s_subscription_row, true, "subscription")},
     {.name = "subscribe",
      .args = "ID",
      .about = "Subscribes to events, delivered by one channel: --inbox, --webhook or --email.\n"
@@ -471,11 +421,18 @@ static const samctl_cmd_t s_notify_subs[] = {
      .args = "SUBSCRIPTION",
      .about = "Every delivery attempt: time, outcome, status, latency and error.",
      .opts = s_log_opts,
-     .run = s_log},
+     .run = samctl_list_run,
+     .lists = S_LISTS("notify.log", &samordna__v1__log_request__descriptor, log_reply, "entries",
+                      "delivery attempts", "%-8s %-20s %-17s %6s %10s  %-32s %s",
+                      "N|AT|OUTCOME|STATUS|LATENCY|EVENT|ERROR", s_entry_json, s_entry_row, true,
+                      "attempt")},
     {.name = "dead",
      .args = "[SUBSCRIPTION]",
      .about = "Dead letters: deliveries given up after the last retry.",
-     .run = s_dead},
+     .run = samctl_list_run,
+     .lists = S_LISTS("notify.dead.list", &samordna__v1__dead_list_request__descriptor,
+                      dead_list_reply, "deliveries", "dead letters", "%-32s %-32s %-36s %8s  %s",
+                      "ID|EVENT|TYPE|ATTEMPTS|LAST ERROR", s_dead_json, s_dead_row, true, NULL)},
     {.name = "replay",
      .args = "[SUBSCRIPTION/QSEQ]",
      .about = "Delivers a dead letter again, or --all of them.",
@@ -488,7 +445,10 @@ static const samctl_cmd_t s_notify_subs[] = {
      .run = s_inbox},
     {.name = "cursors",
      .about = "How far notify has read each service's outbox.",
-     .run = s_cursors},
+     .run = samctl_list_run,
+     .lists =
+         S_LISTS("notify.cursors", NULL, cursors_reply, "cursors", "outboxes followed",
+                 "%-12s %10s  %s", "OUTBOX|SEQ|UPDATED", s_cursor_json, s_cursor_row, false, NULL)},
     {.name = "briefing",
      .about = "The steering group's half-yearly briefing: --preview composes the next one now.",
      .opts = s_briefing_opts,

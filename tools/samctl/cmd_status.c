@@ -155,18 +155,6 @@ static void s_kind_row(const ProtobufCMessage *rec)
     printf("%5u  %-24s %s\n", k->order, k->id, k->label);
 }
 
-static int s_kinds(samctl_t *ctl, const samctl_args_t *a)
-{
-    (void)a;
-    char header[96];
-    snprintf(header, sizeof header, "%5s  %-24s %s", "ORDER", "KIND", "LABEL");
-    const samctl_query_t q = {
-        "status",         "status.kinds.list", &samordna__v1__milestone_kinds_reply__descriptor,
-        "kinds",          "milestone kinds",   header,
-        .row = s_kind_row};
-    return samctl_list_query(ctl, &q, NULL);
-}
-
 /* ---- milestones ---------------------------------------------------------------------------- */
 
 /* After a refusal of a milestone event: when `kind` is not one the service knows, say which
@@ -203,23 +191,6 @@ static void s_change_row(const ProtobufCMessage *rec)
            c->actor, c->reached ? c->evidence : c->reason);
 }
 
-static int s_milestone_history(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__MilestoneHistoryRequest req = SAMORDNA__V1__MILESTONE_HISTORY_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    char header[128];
-    snprintf(header, sizeof header, "%-10s  %-8s %-24s %-14s %s", "DATE", "CHANGE", "KIND", "ACTOR",
-             "EVIDENCE OR REASON");
-    const samctl_query_t q = {"status",
-                              "status.milestones.history",
-                              &samordna__v1__milestone_history_reply__descriptor,
-                              "changes",
-                              "milestone changes",
-                              header,
-                              .row = s_change_row};
-    return samctl_list_query(ctl, &q, &req.base);
-}
-
 /* ---- meetings ------------------------------------------------------------------------------ */
 
 static int s_meeting_log(samctl_t *ctl, const samctl_args_t *a)
@@ -243,22 +214,6 @@ static void s_meeting_row(const ProtobufCMessage *rec)
     printf("%s\n", m->title);
 }
 
-static int s_meetings(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__MeetingsRequest req = SAMORDNA__V1__MEETINGS_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    char header[128];
-    snprintf(header, sizeof header, "%-10s  %-15s%-16s%s", "DATE", "KIND", "WHERE", "TITLE");
-    const samctl_query_t q = {"status",
-                              "status.meetings.list",
-                              &samordna__v1__meetings_reply__descriptor,
-                              "meetings",
-                              "meetings",
-                              header,
-                              .row = s_meeting_row};
-    return samctl_list_query(ctl, &q, &req.base);
-}
-
 /* ---- steps --------------------------------------------------------------------------------- */
 
 static void s_step_row(const ProtobufCMessage *rec)
@@ -270,23 +225,6 @@ static void s_step_row(const ProtobufCMessage *rec)
     s_cell(s->owner, 14);
     s_cell(*s->due ? s->due : "-", 11);
     printf("%s\n", s->title);
-}
-
-static int s_steps(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__PlanStepsRequest req = SAMORDNA__V1__PLAN_STEPS_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    char header[128];
-    snprintf(header, sizeof header, "%-14s%-16s%-12s%-14s%-11s%s", "PILOT", "STEP", "STATE",
-             "OWNER", "DUE", "TITLE");
-    const samctl_query_t q = {"status",
-                              "status.steps.list",
-                              &samordna__v1__plan_steps_reply__descriptor,
-                              "steps",
-                              "steps",
-                              header,
-                              .row = s_step_row};
-    return samctl_list_query(ctl, &q, &req.base);
 }
 
 /* ---- barriers ------------------------------------------------------------------------------ */
@@ -340,17 +278,7 @@ static int s_barriers(samctl_t *ctl, const samctl_args_t *a)
     Samordna__V1__BarriersRequest req = SAMORDNA__V1__BARRIERS_REQUEST__INIT;
     samctl_fill(a, &req.base);
     req.open_only = samctl_flag(a, "open");
-    char header[160];
-    snprintf(header, sizeof header, "%-18s%-18s%-12s%-14s%-14s%-18s%s", "BARRIER", "STATE", "SINCE",
-             "WHERE", "RAISED BY", "CONCERNS", "TITLE");
-    const samctl_query_t q = {"status",
-                              "status.barriers.list",
-                              &samordna__v1__barriers_reply__descriptor,
-                              "barriers",
-                              "barriers",
-                              header,
-                              .row = s_barrier_row};
-    return samctl_list_query(ctl, &q, &req.base);
+    return samctl_list_query(ctl, a->cmd->lists, &req.base);
 }
 
 /* ---- report -------------------------------------------------------------------------------- */
@@ -384,6 +312,11 @@ static int s_report(samctl_t *ctl, const samctl_args_t *a)
 }
 
 /* ---- the tables ---------------------------------------------------------------------------- */
+
+/* A list (samctl_list_query): one page of a status query, its records as the reply has them. */
+#define S_LISTS(method, request, reply, items, noun, columns, titles, row)                         \
+    (&(const samctl_query_t){"status", method, request, &samordna__v1__##reply##__descriptor,      \
+                             items, noun, columns, titles, NULL, row, false, 0, NULL})
 
 /* What a write publishes (samctl_write): the subject is the first N arguments, the ids the
    command names; the event id a fresh UUID (reaching the same milestone twice is refused by
@@ -429,7 +362,9 @@ static const samctl_cmd_t s_kinds_subs[] = {
 const samctl_cmd_t samctl_kinds_cmd = {
     .name = "kinds",
     .about = "The milestone kinds, in the board's order: a pilot reaches each of them once.",
-    .run = s_kinds,
+    .run = samctl_list_run,
+    .lists = S_LISTS("status.kinds.list", NULL, milestone_kinds_reply, "kinds", "milestone kinds",
+                     "%5s  %-24s %s", "ORDER|KIND|LABEL", s_kind_row),
     .subs = s_kinds_subs,
 };
 
@@ -461,7 +396,11 @@ static const samctl_cmd_t s_milestone_subs[] = {
     {.name = "history",
      .args = "PILOT",
      .about = "Every milestone change of PILOT, in date order.",
-     .run = s_milestone_history},
+     .run = samctl_list_run,
+     .lists = S_LISTS("status.milestones.history",
+                      &samordna__v1__milestone_history_request__descriptor, milestone_history_reply,
+                      "changes", "milestone changes", "%-10s  %-8s %-24s %-14s %s",
+                      "DATE|CHANGE|KIND|ACTOR|EVIDENCE OR REASON", s_change_row)},
     {NULL},
 };
 const samctl_cmd_t samctl_milestone_cmd = {
@@ -511,7 +450,10 @@ const samctl_cmd_t samctl_meetings_cmd = {
     .name = "meetings",
     .about = "Meetings in date order, one page; \"next\" (--json) or the last line names the rest.",
     .opts = s_meetings_opts,
-    .run = s_meetings,
+    .run = samctl_list_run,
+    .lists = S_LISTS("status.meetings.list", &samordna__v1__meetings_request__descriptor,
+                     meetings_reply, "meetings", "meetings", "%-10s  %-15s%-16s%s",
+                     "DATE|KIND|WHERE|TITLE", s_meeting_row),
 };
 
 static const samctl_opt_t s_add_opts[] = {
@@ -561,7 +503,10 @@ const samctl_cmd_t samctl_steps_cmd = {
     .args = "[PILOT]",
     .about = "Work-plan steps, of every pilot or of PILOT.",
     .opts = s_steps_opts,
-    .run = s_steps,
+    .run = samctl_list_run,
+    .lists = S_LISTS("status.steps.list", &samordna__v1__plan_steps_request__descriptor,
+                     plan_steps_reply, "steps", "steps", "%-14s%-16s%-12s%-14s%-11s%s",
+                     "PILOT|STEP|STATE|OWNER|DUE|TITLE", s_step_row),
 };
 
 static const samctl_opt_t s_register_opts[] = {
@@ -622,6 +567,9 @@ const samctl_cmd_t samctl_barriers_cmd = {
              "the board.",
     .opts = s_barriers_opts,
     .run = s_barriers,
+    .lists = S_LISTS("status.barriers.list", &samordna__v1__barriers_request__descriptor,
+                     barriers_reply, "barriers", "barriers", "%-18s%-18s%-12s%-14s%-14s%-18s%s",
+                     "BARRIER|STATE|SINCE|WHERE|RAISED BY|CONCERNS|TITLE", s_barrier_row),
 };
 
 static const samctl_opt_t s_report_opts[] = {

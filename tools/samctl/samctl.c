@@ -434,6 +434,40 @@ static const ProtobufCMessage *s_message_field(const ProtobufCMessage *m, const 
     return *(ProtobufCMessage *const *)((const char *)m + f->offset);
 }
 
+/* The header line of a column table: each %s conversion of `columns` (flags and width kept)
+   given the next of the '|'-separated titles. */
+static void s_header(const char *columns, const char *titles, char *out, size_t cap)
+{
+    size_t at = 0;
+    for (const char *p = columns; *p && at + 1 < cap; p++) {
+        if (*p != '%') {
+            out[at++] = *p;
+            continue;
+        }
+        bool left = p[1] == '-';
+        size_t width = (size_t)strtoul(p + 1 + left, NULL, 10);
+        size_t len = strcspn(titles, "|"), pad = width > len ? width - len : 0;
+        for (size_t k = 0; !left && k < pad && at + 1 < cap; k++)
+            out[at++] = ' ';
+        for (size_t k = 0; k < len && at + 1 < cap; k++)
+            out[at++] = titles[k];
+        for (size_t k = 0; left && k < pad && at + 1 < cap; k++)
+            out[at++] = ' ';
+        titles += len + (titles[len] == '|');
+        p += strcspn(p, "s");
+    }
+    out[at] = '\0';
+}
+
+/* Sets the uint32 field `name` of m. */
+static void s_set_u32(ProtobufCMessage *m, const char *name, uint32_t v)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    assert(f && f->type == PROTOBUF_C_TYPE_UINT32);
+    *(uint32_t *)((char *)m + f->offset) = v;
+}
+
 int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *req)
 {
     const ProtobufCFieldDescriptor *items =
@@ -444,8 +478,11 @@ int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *
         req ? protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "page_token") : NULL;
     assert(!q->every_page || (token && (token->type == PROTOBUF_C_TYPE_STRING ||
                                         token->type == PROTOBUF_C_TYPE_UINT64)));
+    if (q->every_page && q->page_size) s_set_u32(req, "page_size", q->page_size);
+    char header[256];
+    s_header(q->columns, q->titles, header, sizeof header);
     samctl_list_t list;
-    samctl_list_begin(&list, ctl, q->noun, q->header);
+    samctl_list_begin(&list, ctl, q->noun, header);
     char next[256] = "";
     do {
         if (q->every_page) s_token_set(req, token, next);
@@ -469,6 +506,23 @@ int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *
     } while (q->every_page && next[0]);
     samctl_list_end(&list, next);
     return 0;
+}
+
+int samctl_list_run(samctl_t *ctl, const samctl_args_t *a)
+{
+    const samctl_query_t *q = a->cmd->lists;
+    ProtobufCMessage *req = q->request ? calloc(1, q->request->sizeof_message) : NULL;
+    if (q->request && !req) {
+        fprintf(stderr, "samctl: out of memory\n");
+        return 1;
+    }
+    if (req) {
+        protobuf_c_message_init(q->request, req);
+        samctl_fill(a, req);
+    }
+    int rc = samctl_list_query(ctl, q, req);
+    free(req); /* its strings are argv's */
+    return rc;
 }
 
 /* ---- ping, help and main -------------------------------------------------------------------- */

@@ -65,6 +65,8 @@ typedef struct {
     const char *source;   /* --source: agency id used as CloudEvent source (default fmov) */
 } samctl_t;
 
+typedef struct samctl_args_t samctl_args_t; /* a parsed command line (below) */
+
 /* The client, connecting on first use; NULL (message printed) when it cannot connect. */
 sam_client_t *samctl_client(samctl_t *ctl);
 
@@ -127,14 +129,18 @@ void samctl_list_end(samctl_list_t *l, const char *next);
 /*  Frees a list that is not printed (a page failed; the refusal was printed). */
 void samctl_list_drop(samctl_list_t *l);
 
-/*  A list query, the shape most list commands have: call service.method, print each record
-    of the reply's list as a row of a samctl_list_t. */
+/*  A list query, the shape of most list commands, as a row beside the command's samctl_cmd_t
+    (.lists): call service.method, print each record of the reply's list as a row of a
+    samctl_list_t under a header made from the column table. */
 typedef struct {
     const char *service, *method;
-    const ProtobufCMessageDescriptor *reply; /* the reply's type */
-    const char *items;  /* the reply's repeated message field that holds the records */
-    const char *noun;   /* for "no …" */
-    const char *header; /* the text header line */
+    const ProtobufCMessageDescriptor *request; /* filled from the line (samctl_list_run); NULL:
+                                                  the method takes none */
+    const ProtobufCMessageDescriptor *reply;   /* the reply's type */
+    const char *items;   /* the reply's repeated message field that holds the records */
+    const char *noun;    /* for "no …" */
+    const char *columns; /* the header's format: a %s conversion per column ("%-10s  %s") */
+    const char *titles;  /* the columns' titles, '|' between them ("DATE|TITLE") */
     /* A record in --json; NULL: samctl_json_message. The caller owns the result. */
     json_t *(*json)(const ProtobufCMessage *rec);
     void (*row)(const ProtobufCMessage *rec); /* prints a record's text row, newline included */
@@ -142,13 +148,18 @@ typedef struct {
        it is empty, and the list ends with "next" null. Otherwise one page, and its
        next_page_token is the list's "next". */
     bool every_page;
+    uint32_t page_size; /* asked for with every_page; 0: the service's default */
     /* A message field of the record without which it is passed over; NULL: none. */
     const char *needs;
 } samctl_query_t;
 
-/*  Runs q with req (its page_token is overwritten with every_page). Returns 0, or 1 after
-    printing the refusal (nothing of the list is printed then). */
+/*  Runs q with req (may be NULL; its page_token is overwritten with every_page). Returns 0,
+    or 1 after printing the refusal (nothing of the list is printed then). */
 int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *req);
+
+/*  The handler of a list whose request is its command line and nothing more: the .lists
+    row's request filled by samctl_fill(), run with samctl_list_query(). */
+int samctl_list_run(samctl_t *ctl, const samctl_args_t *a);
 
 /*  words[value] for an enum value (a table indexed by value, NULL for a value without a
     word), or `other` when the value has none there. */
@@ -192,8 +203,6 @@ int samctl_publish(samctl_t *ctl, const char *service, const char *type, const c
                    const char *subject, const ProtobufCMessage *payload);
 
 /* ---- commands, their options, the one parser ---------------------------------------------- */
-
-typedef struct samctl_args_t samctl_args_t;
 
 /*  What a write command publishes: a row beside its samctl_cmd_t (.writes), so that every
     write names its service and event type in the table, and derives its subject and event
@@ -251,6 +260,7 @@ struct samctl_cmd_t {
     int (*run)(samctl_t *ctl, const samctl_args_t *a); /* NULL: a subcommand must be named */
     const samctl_cmd_t *subs;                          /* its subcommands, or NULL */
     const samctl_write_t *writes; /* what it publishes, for samctl_write(); NULL: a read */
+    const samctl_query_t *lists;  /* what it lists, for samctl_list_query(); or NULL */
 };
 
 #define SAMCTL_MAX_ARGS 16  /* positional arguments of one command */
