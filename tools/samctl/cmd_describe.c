@@ -17,19 +17,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *s_kind(Samordna__V1__MethodKind kind)
-{
-    switch (kind) {
-    case SAMORDNA__V1__METHOD_KIND__METHOD_KIND_QUERY:
-        return "query";
-    case SAMORDNA__V1__METHOD_KIND__METHOD_KIND_EVENT:
-        return "event";
-    case SAMORDNA__V1__METHOD_KIND__METHOD_KIND_BUILTIN:
-        return "built-in";
-    default:
-        return "?";
-    }
-}
+/* The words of MethodKind values, by value (SAMCTL_PICK). */
+static const char *const s_kinds[] = {NULL, "query", "event", "built-in"};
+#define s_kind(kind) SAMCTL_PICK(s_kinds, kind, "?")
 
 /* A message type for the table: without the samordna.v1. package, "-" when there is none. */
 static const char *s_short(const char *type)

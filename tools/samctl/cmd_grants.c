@@ -92,8 +92,9 @@ static const char *const s_payment_kinds[] = {NULL, "disbursement", "repayment",
 static const char *const s_instrument_kinds[] = {"",       "project",  "programme",
                                                  "advice", "position", "other"};
 
-static json_t *s_award_json(const Samordna__V1__Award *a)
+static json_t *s_award_json(const ProtobufCMessage *rec)
 {
+    const Samordna__V1__Award *a = (const Samordna__V1__Award *)rec;
     json_t *funders = json_array();
     for (size_t i = 0; i < a->n_funders; i++) {
         const Samordna__V1__FunderShare *f = a->funders[i];
@@ -110,8 +111,9 @@ static json_t *s_award_json(const Samordna__V1__Award *a)
                      "year", (int)a->year, "funders", funders);
 }
 
-static json_t *s_scheme_json(const Samordna__V1__Scheme *s)
+static json_t *s_scheme_json(const ProtobufCMessage *rec)
 {
+    const Samordna__V1__Scheme *s = (const Samordna__V1__Scheme *)rec;
     json_t *j = json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:I,s:I}", "id", s->id, "name", s->name,
                           "owner", s->owner, "year", (int)s->year, "chapter", s->chapter, "item",
                           s->item, "committed_ore", (json_int_t)s->committed_ore, "paid_ore",
@@ -263,11 +265,6 @@ static void s_account_row(const ProtobufCMessage *rec)
     printf("%-60s %18s\n", b->account, s_nok(b->balance_ore, n, sizeof n));
 }
 
-static json_t *s_scheme_rec_json(const ProtobufCMessage *rec)
-{
-    return s_scheme_json((const Samordna__V1__Scheme *)rec);
-}
-
 static void s_scheme_row(const ProtobufCMessage *rec)
 {
     const Samordna__V1__Scheme *sc = (const Samordna__V1__Scheme *)rec;
@@ -277,30 +274,16 @@ static void s_scheme_row(const ProtobufCMessage *rec)
            s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
 }
 
-static int s_scheme_show(samctl_t *ctl, const samctl_args_t *a)
+static void s_scheme_text(const ProtobufCMessage *rec)
 {
-    Samordna__V1__GrantsGetRequest req = SAMORDNA__V1__GRANTS_GET_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    Samordna__V1__Scheme *sc = (Samordna__V1__Scheme *)samctl_call(
-        ctl, "grants", "grants.schemes.get", &req.base, &samordna__v1__scheme__descriptor);
-    if (!sc) return 1;
+    const Samordna__V1__Scheme *sc = (const Samordna__V1__Scheme *)rec;
     char f[48], c[48], p[48];
-    if (ctl->json)
-        samctl_print_json(s_scheme_json(sc));
-    else
-        printf("%s — %s\n  owner %s, year %u, chapter %s item %s\n  frame %s, committed NOK %s, "
-               "paid NOK %s\n",
-               sc->id, sc->name, sc->owner, sc->year, sc->chapter[0] ? sc->chapter : "-",
-               sc->item[0] ? sc->item : "-",
-               sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "none (unbounded)",
-               s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
-    protobuf_c_message_free_unpacked(&sc->base, NULL);
-    return 0;
-}
-
-static json_t *s_award_rec_json(const ProtobufCMessage *rec)
-{
-    return s_award_json((const Samordna__V1__Award *)rec);
+    printf("%s — %s\n  owner %s, year %u, chapter %s item %s\n  frame %s, committed NOK %s, "
+           "paid NOK %s\n",
+           sc->id, sc->name, sc->owner, sc->year, sc->chapter[0] ? sc->chapter : "-",
+           sc->item[0] ? sc->item : "-",
+           sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "none (unbounded)",
+           s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
 }
 
 static void s_award_row(const ProtobufCMessage *rec)
@@ -328,7 +311,7 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
         return 1;
     }
     if (ctl->json) {
-        json_t *j = s_award_json(aw), *pays = json_array();
+        json_t *j = s_award_json(&aw->base), *pays = json_array();
         for (size_t i = 0; i < d->n_payments; i++) {
             const Samordna__V1__Payment *p = d->payments[i];
             json_array_append_new(pays, json_pack("{s:s,s:s,s:I,s:s,s:b}", "id", p->id, "kind",
@@ -617,8 +600,8 @@ static const samctl_cmd_t s_ledger_subs[] = {
     {.name = "accounts",
      .args = "[PREFIX]",
      .about = "The balances of the ledger's accounts (budget/, committed/ps19-halden/, …).",
-     .run = samctl_list_run,
-     .lists =
+     .run = samctl_query_run,
+     .query =
          S_LISTS("grants.ledger.accounts", accounts_request, account_list, "accounts", "accounts",
                  "%-60s %18s", "ACCOUNT|BALANCE (NOK)", s_account_json, s_account_row)},
     {NULL},
@@ -638,19 +621,25 @@ static const samctl_cmd_t s_grants_subs[] = {
     {.name = "schemes",
      .about = "Grant schemes: frame, committed and paid.",
      .opts = s_schemes_opts,
-     .run = samctl_list_run,
-     .lists = S_LISTS("grants.schemes.list", list_schemes_request, scheme_list, "schemes",
+     .run = samctl_query_run,
+     .query = S_LISTS("grants.schemes.list", list_schemes_request, scheme_list, "schemes",
                       "schemes", "%-28s %-14s %4s %15s %15s %15s",
-                      "SCHEME|OWNER|YEAR|FRAME|COMMITTED|PAID", s_scheme_rec_json, s_scheme_row)},
-    {.name = "scheme", .args = "ID", .about = "One scheme.", .run = s_scheme_show},
+                      "SCHEME|OWNER|YEAR|FRAME|COMMITTED|PAID", s_scheme_json, s_scheme_row)},
+    {.name = "scheme",
+     .args = "ID",
+     .about = "One scheme.",
+     .run = samctl_query_run,
+     .query = &(const samctl_query_t){"grants", "grants.schemes.get",
+                                      &samordna__v1__grants_get_request__descriptor,
+                                      &samordna__v1__scheme__descriptor, NULL, NULL, NULL, NULL,
+                                      s_scheme_json, s_scheme_text, false, 0, NULL}},
     {.name = "awards",
      .about = "Awards: scheme, recipient, amount, status and funders.",
      .opts = s_awards_opts,
-     .run = samctl_list_run,
-     .lists =
-         S_LISTS("grants.awards.list", list_awards_request, award_list, "awards", "awards",
-                 "%-24s %-22s %-16s %15s %-10s %s", "AWARD|SCHEME|RECIPIENT|AMOUNT|STATUS|FUNDERS",
-                 s_award_rec_json, s_award_row)},
+     .run = samctl_query_run,
+     .query = S_LISTS("grants.awards.list", list_awards_request, award_list, "awards", "awards",
+                      "%-24s %-22s %-16s %15s %-10s %s",
+                      "AWARD|SCHEME|RECIPIENT|AMOUNT|STATUS|FUNDERS", s_award_json, s_award_row)},
     {.name = "award",
      .args = "ID",
      .about = "One award: the funders' shares and every payment.",
@@ -658,8 +647,8 @@ static const samctl_cmd_t s_grants_subs[] = {
     {.name = "deadlines",
      .about = "Reports due in a period, of awards not cancelled (what reminders go out for).",
      .opts = s_deadlines_opts,
-     .run = samctl_list_run,
-     .lists = S_LISTS("grants.deadlines", deadlines_request, deadline_list, "deadlines",
+     .run = samctl_query_run,
+     .query = S_LISTS("grants.deadlines", deadlines_request, deadline_list, "deadlines",
                       "reports due", "%-10s  %-24s %-16s %s", "DUE|AWARD|RECIPIENT|PURPOSE",
                       s_deadline_json, s_deadline_row)},
     {.name = "instruments",

@@ -25,11 +25,6 @@
 
 #define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
 
-static void s_print_json(const ProtobufCMessage *m)
-{
-    samctl_print_json(samctl_json_message(m));
-}
-
 /* ---- text columns (UTF-8 aware: Norwegian labels hold æ, ø, å) ------------------------------ */
 
 /* Prints s in exactly `width` columns: cut with '.' when longer, padded when shorter. */
@@ -79,8 +74,9 @@ static void s_head_word(const char *label, int line, int w)
         s_cell(sp ? sp + 1 : "", w);
 }
 
-static void s_board_text(const Samordna__V1__BoardReply *b)
+static void s_board_text(const ProtobufCMessage *rec)
 {
+    const Samordna__V1__BoardReply *b = (const Samordna__V1__BoardReply *)rec;
     const int W = 10;
     printf("Statustavle per %s\n\n", b->as_of);
     for (int line = 0; line < 2; line++) {
@@ -119,21 +115,6 @@ static void s_board_text(const Samordna__V1__BoardReply *b)
         printf("no pilots\n");
     else
         printf("(%zu)\n", b->n_rows);
-}
-
-static int s_board(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__BoardRequest req = SAMORDNA__V1__BOARD_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    Samordna__V1__BoardReply *b = (Samordna__V1__BoardReply *)samctl_call(
-        ctl, "status", "status.board", &req.base, &samordna__v1__board_reply__descriptor);
-    if (!b) return 1;
-    if (ctl->json)
-        s_print_json(&b->base);
-    else
-        s_board_text(b);
-    FREE(b);
-    return 0;
 }
 
 /* ---- kinds --------------------------------------------------------------------------------- */
@@ -229,8 +210,9 @@ static void s_step_row(const ProtobufCMessage *rec)
 
 /* ---- barriers ------------------------------------------------------------------------------ */
 
-static void s_barrier_text(const Samordna__V1__Barrier *b)
+static void s_barrier_text(const ProtobufCMessage *rec)
 {
+    const Samordna__V1__Barrier *b = (const Samordna__V1__Barrier *)rec;
     printf("%s: %s\n", b->id, b->title);
     printf("  state      %s\n", b->state);
     printf("  found in   %s%s%s\n", b->pilot, *b->pilot && *b->municipality ? " / " : "",
@@ -243,21 +225,6 @@ static void s_barrier_text(const Samordna__V1__Barrier *b)
     for (size_t i = 0; i < b->n_history; i++)
         printf("  %s  %-18s %-14s %s\n", b->history[i]->date, b->history[i]->state,
                b->history[i]->by, b->history[i]->note);
-}
-
-static int s_barrier_show(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__StatusGetRequest req = SAMORDNA__V1__STATUS_GET_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    Samordna__V1__Barrier *b = (Samordna__V1__Barrier *)samctl_call(
-        ctl, "status", "status.barriers.get", &req.base, &samordna__v1__barrier__descriptor);
-    if (!b) return 1;
-    if (ctl->json)
-        s_print_json(&b->base);
-    else
-        s_barrier_text(b);
-    FREE(b);
-    return 0;
 }
 
 static void s_barrier_row(const ProtobufCMessage *rec)
@@ -278,41 +245,36 @@ static int s_barriers(samctl_t *ctl, const samctl_args_t *a)
     Samordna__V1__BarriersRequest req = SAMORDNA__V1__BARRIERS_REQUEST__INIT;
     samctl_fill(a, &req.base);
     req.open_only = samctl_flag(a, "open");
-    return samctl_list_query(ctl, a->cmd->lists, &req.base);
+    return samctl_list_query(ctl, a->cmd->query, &req.base);
 }
 
 /* ---- report -------------------------------------------------------------------------------- */
 
-static int s_report(samctl_t *ctl, const samctl_args_t *a)
+static void s_report_text(const ProtobufCMessage *rec)
 {
-    Samordna__V1__StatusReportRequest req = SAMORDNA__V1__STATUS_REPORT_REQUEST__INIT;
-    samctl_fill(a, &req.base);
-    Samordna__V1__StatusReportReply *r = (Samordna__V1__StatusReportReply *)samctl_call(
-        ctl, "status", "status.report", &req.base, &samordna__v1__status_report_reply__descriptor);
-    if (!r) return 1;
-    if (ctl->json)
-        s_print_json(&r->base);
-    else {
-        printf("Endringer %s – %s: %zu\n", r->from, r->to, r->n_changes);
-        if (r->n_changes)
-            printf("%-10s  %-19s%-14s%s\n", "DATE", "WHAT", "WHERE", "SUMMARY");
-        else
-            printf("no changes in the period\n");
-        for (size_t i = 0; i < r->n_changes; i++) {
-            Samordna__V1__StatusChange *c = r->changes[i];
-            printf("%-10s  ", c->date);
-            s_cell(c->what, 19);
-            s_cell(*c->pilot ? c->pilot : *c->municipality ? c->municipality : "(programmet)", 14);
-            printf("%s\n", c->summary);
-        }
-        if (r->truncated) printf("(cut at %zu changes: narrow the period)\n", r->n_changes);
+    const Samordna__V1__StatusReportReply *r = (const Samordna__V1__StatusReportReply *)rec;
+    printf("Endringer %s – %s: %zu\n", r->from, r->to, r->n_changes);
+    if (r->n_changes)
+        printf("%-10s  %-19s%-14s%s\n", "DATE", "WHAT", "WHERE", "SUMMARY");
+    else
+        printf("no changes in the period\n");
+    for (size_t i = 0; i < r->n_changes; i++) {
+        Samordna__V1__StatusChange *c = r->changes[i];
+        printf("%-10s  ", c->date);
+        s_cell(c->what, 19);
+        s_cell(*c->pilot ? c->pilot : *c->municipality ? c->municipality : "(programmet)", 14);
+        printf("%s\n", c->summary);
     }
-    FREE(r);
-    return 0;
+    if (r->truncated) printf("(cut at %zu changes: narrow the period)\n", r->n_changes);
 }
 
 /* ---- the tables ---------------------------------------------------------------------------- */
 
+/* One record (samctl_list_query): the reply, as samctl_json_message or its text. */
+#define S_SHOWS(method, request, reply, text)                                                      \
+    (&(const samctl_query_t){"status", method, &samordna__v1__##request##__descriptor,             \
+                             &samordna__v1__##reply##__descriptor, NULL, NULL, NULL, NULL, NULL,   \
+                             text, false, 0, NULL})
 /* A list (samctl_list_query): one page of a status query, its records as the reply has them. */
 #define S_LISTS(method, request, reply, items, noun, columns, titles, row)                         \
     (&(const samctl_query_t){"status", method, request, &samordna__v1__##reply##__descriptor,      \
@@ -342,7 +304,8 @@ const samctl_cmd_t samctl_board_cmd = {
         "it was reached, the phase, the last meeting and the open barriers. --as-of shows it as\n"
         "it stood that day, folded from each pilot's history. --json: the board as one object.",
     .opts = s_board_opts,
-    .run = s_board,
+    .run = samctl_query_run,
+    .query = S_SHOWS("status.board", board_request, board_reply, s_board_text),
 };
 
 static const samctl_opt_t s_define_opts[] = {
@@ -362,8 +325,8 @@ static const samctl_cmd_t s_kinds_subs[] = {
 const samctl_cmd_t samctl_kinds_cmd = {
     .name = "kinds",
     .about = "The milestone kinds, in the board's order: a pilot reaches each of them once.",
-    .run = samctl_list_run,
-    .lists = S_LISTS("status.kinds.list", NULL, milestone_kinds_reply, "kinds", "milestone kinds",
+    .run = samctl_query_run,
+    .query = S_LISTS("status.kinds.list", NULL, milestone_kinds_reply, "kinds", "milestone kinds",
                      "%5s  %-24s %s", "ORDER|KIND|LABEL", s_kind_row),
     .subs = s_kinds_subs,
 };
@@ -396,8 +359,8 @@ static const samctl_cmd_t s_milestone_subs[] = {
     {.name = "history",
      .args = "PILOT",
      .about = "Every milestone change of PILOT, in date order.",
-     .run = samctl_list_run,
-     .lists = S_LISTS("status.milestones.history",
+     .run = samctl_query_run,
+     .query = S_LISTS("status.milestones.history",
                       &samordna__v1__milestone_history_request__descriptor, milestone_history_reply,
                       "changes", "milestone changes", "%-10s  %-8s %-24s %-14s %s",
                       "DATE|CHANGE|KIND|ACTOR|EVIDENCE OR REASON", s_change_row)},
@@ -450,8 +413,8 @@ const samctl_cmd_t samctl_meetings_cmd = {
     .name = "meetings",
     .about = "Meetings in date order, one page; \"next\" (--json) or the last line names the rest.",
     .opts = s_meetings_opts,
-    .run = samctl_list_run,
-    .lists = S_LISTS("status.meetings.list", &samordna__v1__meetings_request__descriptor,
+    .run = samctl_query_run,
+    .query = S_LISTS("status.meetings.list", &samordna__v1__meetings_request__descriptor,
                      meetings_reply, "meetings", "meetings", "%-10s  %-15s%-16s%s",
                      "DATE|KIND|WHERE|TITLE", s_meeting_row),
 };
@@ -503,8 +466,8 @@ const samctl_cmd_t samctl_steps_cmd = {
     .args = "[PILOT]",
     .about = "Work-plan steps, of every pilot or of PILOT.",
     .opts = s_steps_opts,
-    .run = samctl_list_run,
-    .lists = S_LISTS("status.steps.list", &samordna__v1__plan_steps_request__descriptor,
+    .run = samctl_query_run,
+    .query = S_LISTS("status.steps.list", &samordna__v1__plan_steps_request__descriptor,
                      plan_steps_reply, "steps", "steps", "%-14s%-16s%-12s%-14s%-11s%s",
                      "PILOT|STEP|STATE|OWNER|DUE|TITLE", s_step_row),
 };
@@ -540,7 +503,11 @@ static const samctl_cmd_t s_barrier_subs[] = {
      .opts = s_move_opts,
      .run = samctl_write_run,
      .writes = S_WRITES("barrier.moved", barrier_moved, 1)},
-    {.name = "show", .args = "ID", .about = "One barrier and its history.", .run = s_barrier_show},
+    {.name = "show",
+     .args = "ID",
+     .about = "One barrier and its history.",
+     .run = samctl_query_run,
+     .query = S_SHOWS("status.barriers.get", status_get_request, barrier, s_barrier_text)},
     {NULL},
 };
 const samctl_cmd_t samctl_barrier_cmd = {
@@ -567,7 +534,7 @@ const samctl_cmd_t samctl_barriers_cmd = {
              "the board.",
     .opts = s_barriers_opts,
     .run = s_barriers,
-    .lists = S_LISTS("status.barriers.list", &samordna__v1__barriers_request__descriptor,
+    .query = S_LISTS("status.barriers.list", &samordna__v1__barriers_request__descriptor,
                      barriers_reply, "barriers", "barriers", "%-18s%-18s%-12s%-14s%-14s%-18s%s",
                      "BARRIER|STATE|SINCE|WHERE|RAISED BY|CONCERNS|TITLE", s_barrier_row),
 };
@@ -582,5 +549,6 @@ const samctl_cmd_t samctl_report_cmd = {
     .about = "What changed in a period: milestones, meetings, steps and barriers, in date order;\n"
              "the half-yearly briefing's raw material. --json: the report as one object.",
     .opts = s_report_opts,
-    .run = s_report,
+    .run = samctl_query_run,
+    .query = S_SHOWS("status.report", status_report_request, status_report_reply, s_report_text),
 };

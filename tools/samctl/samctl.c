@@ -468,8 +468,22 @@ static void s_set_u32(ProtobufCMessage *m, const char *name, uint32_t v)
     *(uint32_t *)((char *)m + f->offset) = v;
 }
 
+/* One record: the reply, as JSON or as its text. */
+static int s_show(samctl_t *ctl, const samctl_query_t *q, const ProtobufCMessage *req)
+{
+    ProtobufCMessage *rec = samctl_call(ctl, q->service, q->method, req, q->reply);
+    if (!rec) return 1;
+    if (ctl->json)
+        samctl_print_json(q->json ? q->json(rec) : samctl_json_message(rec));
+    else
+        q->row(rec);
+    protobuf_c_message_free_unpacked(rec, NULL);
+    return 0;
+}
+
 int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *req)
 {
+    if (!q->items) return s_show(ctl, q, req);
     const ProtobufCFieldDescriptor *items =
         protobuf_c_message_descriptor_get_field_by_name(q->reply, q->items);
     assert(items && items->label == PROTOBUF_C_LABEL_REPEATED &&
@@ -508,9 +522,9 @@ int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *
     return 0;
 }
 
-int samctl_list_run(samctl_t *ctl, const samctl_args_t *a)
+int samctl_query_run(samctl_t *ctl, const samctl_args_t *a)
 {
-    const samctl_query_t *q = a->cmd->lists;
+    const samctl_query_t *q = a->cmd->query;
     ProtobufCMessage *req = q->request ? calloc(1, q->request->sizeof_message) : NULL;
     if (q->request && !req) {
         fprintf(stderr, "samctl: out of memory\n");

@@ -129,21 +129,24 @@ void samctl_list_end(samctl_list_t *l, const char *next);
 /*  Frees a list that is not printed (a page failed; the refusal was printed). */
 void samctl_list_drop(samctl_list_t *l);
 
-/*  A list query, the shape of most list commands, as a row beside the command's samctl_cmd_t
-    (.lists): call service.method, print each record of the reply's list as a row of a
-    samctl_list_t under a header made from the column table. */
+/*  A read, as a row beside the command's samctl_cmd_t (.query): call service.method and
+    print what it answers, the same way for every command. A list (items names the
+    records): each record a row of a samctl_list_t, under a header made from the column
+    table. One record (items NULL): the reply itself, as its JSON object or its text. */
 typedef struct {
     const char *service, *method;
-    const ProtobufCMessageDescriptor *request; /* filled from the line (samctl_list_run); NULL:
+    const ProtobufCMessageDescriptor *request; /* filled from the line (samctl_query_run); NULL:
                                                   the method takes none */
     const ProtobufCMessageDescriptor *reply;   /* the reply's type */
-    const char *items;   /* the reply's repeated message field that holds the records */
+    const char *items;   /* the reply's repeated message field that holds the records; NULL:
+                            the reply is the one record */
     const char *noun;    /* for "no …" */
     const char *columns; /* the header's format: a %s conversion per column ("%-10s  %s") */
     const char *titles;  /* the columns' titles, '|' between them ("DATE|TITLE") */
     /* A record in --json; NULL: samctl_json_message. The caller owns the result. */
     json_t *(*json)(const ProtobufCMessage *rec);
-    void (*row)(const ProtobufCMessage *rec); /* prints a record's text row, newline included */
+    /* Prints a record as text: its row, or all of the one record; newline included. */
+    void (*row)(const ProtobufCMessage *rec);
     /* Every page: the request's page_token is set from each reply's next_page_token until
        it is empty, and the list ends with "next" null. Otherwise one page, and its
        next_page_token is the list's "next". */
@@ -157,9 +160,9 @@ typedef struct {
     or 1 after printing the refusal (nothing of the list is printed then). */
 int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *req);
 
-/*  The handler of a list whose request is its command line and nothing more: the .lists
+/*  The handler of a read whose request is its command line and nothing more: the .query
     row's request filled by samctl_fill(), run with samctl_list_query(). */
-int samctl_list_run(samctl_t *ctl, const samctl_args_t *a);
+int samctl_query_run(samctl_t *ctl, const samctl_args_t *a);
 
 /*  words[value] for an enum value (a table indexed by value, NULL for a value without a
     word), or `other` when the value has none there. */
@@ -260,7 +263,7 @@ struct samctl_cmd_t {
     int (*run)(samctl_t *ctl, const samctl_args_t *a); /* NULL: a subcommand must be named */
     const samctl_cmd_t *subs;                          /* its subcommands, or NULL */
     const samctl_write_t *writes; /* what it publishes, for samctl_write(); NULL: a read */
-    const samctl_query_t *lists;  /* what it lists, for samctl_list_query(); or NULL */
+    const samctl_query_t *query;  /* what it reads, for samctl_query_run(); or NULL */
 };
 
 #define SAMCTL_MAX_ARGS 16  /* positional arguments of one command */
