@@ -496,7 +496,7 @@ static int s_add_need(samctl_t *ctl, const samctl_args_t *a)
 #define S_LISTS(method, request, reply, items, noun, columns, titles, json, row)                   \
     (&(const samctl_query_t){"grants", method, &samordna__v1__##request##__descriptor,             \
                              &samordna__v1__##reply##__descriptor, items, noun, columns, titles,   \
-                             json, row, true, 1000, NULL})
+                             json, row, true, 1000, NULL, NULL})
 
 /* What a write publishes (samctl_write): the subject is the first N arguments, the event id
    the type's last words and the subject ("award.granted/ps19-halden"), so the same command
@@ -632,7 +632,7 @@ static const samctl_cmd_t s_grants_subs[] = {
      .query = &(const samctl_query_t){"grants", "grants.schemes.get",
                                       &samordna__v1__grants_get_request__descriptor,
                                       &samordna__v1__scheme__descriptor, NULL, NULL, NULL, NULL,
-                                      s_scheme_json, s_scheme_text, false, 0, NULL}},
+                                      s_scheme_json, s_scheme_text, false, 0, NULL, NULL}},
     {.name = "awards",
      .about = "Awards: scheme, recipient, amount, status and funders.",
      .opts = s_awards_opts,

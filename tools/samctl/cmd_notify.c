@@ -342,7 +342,7 @@ static int s_briefing(samctl_t *ctl, const samctl_args_t *a)
    (a message field) passed over. */
 #define S_LISTS(method, request, reply, items, noun, columns, titles, json, row, every, needs)     \
     (&(const samctl_query_t){"notify", method, request, &samordna__v1__##reply##__descriptor,      \
-                             items, noun, columns, titles, json, row, every, 0, needs})
+                             items, noun, columns, titles, json, row, every, 0, needs, NULL})
 
 /* What a write publishes (samctl_write): no subject, a fresh event id. */
 #define S_WRITES(what, payload)                                                                    \

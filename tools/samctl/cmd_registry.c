@@ -54,14 +54,6 @@ static const char *s_join(char **items, size_t n, char *out, size_t len)
     return out;
 }
 
-static json_t *s_strings_json(char **items, size_t n)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_string(items[i]));
-    return a;
-}
-
 static void s_put_str(json_t *o, const char *key, const char *v)
 {
     if (v && v[0]) json_object_set_new(o, key, json_string(v));
@@ -69,164 +61,20 @@ static void s_put_str(json_t *o, const char *key, const char *v)
 
 /* ---- records as JSON ------------------------------------------------------------------------- */
 
-static json_t *s_agency_json(const ProtobufCMessage *rec)
-{
-    const Samordna__V1__Agency *a = (const Samordna__V1__Agency *)rec;
-    char w[64];
-    json_t *o = json_object();
-    s_put_str(o, "id", a->id);
-    s_put_str(o, "name", a->name);
-    if (a->n_former_names)
-        json_object_set_new(o, "former_names", s_strings_json(a->former_names, a->n_former_names));
-    s_put_str(o, "kind",
-              samctl_enum_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w));
-    json_t *roles = json_array();
-    for (size_t i = 0; i < a->n_roles; i++)
-        json_array_append_new(roles,
-                              json_string(samctl_enum_word(&samordna__v1__agency_role__descriptor,
-                                                           a->roles[i], w, sizeof w)));
-    json_object_set_new(o, "roles", roles);
-    s_put_str(o, "unit", a->unit);
-    return o;
-}
-
-static json_t *s_municipality_json(const ProtobufCMessage *rec)
-{
-    const Samordna__V1__Municipality *m = (const Samordna__V1__Municipality *)rec;
-    json_t *o = json_object();
-    s_put_str(o, "id", m->id);
-    s_put_str(o, "name", m->name);
-    if (m->population) json_object_set_new(o, "population", json_integer(m->population));
-    json_t *nums = json_array();
-    for (size_t i = 0; i < m->n_numbers; i++) {
-        json_t *n = json_object();
-        s_put_str(n, "number", m->numbers[i]->number);
-        s_put_str(n, "from", m->numbers[i]->from);
-        s_put_str(n, "until", m->numbers[i]->until);
-        json_array_append_new(nums, n);
-    }
-    json_object_set_new(o, "numbers", nums);
-    if (m->n_constituents) {
-        json_t *cons = json_array();
-        for (size_t i = 0; i < m->n_constituents; i++) {
-            json_t *c = json_object();
-            s_put_str(c, "name", m->constituents[i]->name);
-            s_put_str(c, "number", m->constituents[i]->number);
-            json_array_append_new(cons, c);
-        }
-        json_object_set_new(o, "constituents", cons);
-    }
-    if (m->successor) {
-        json_t *s = json_object();
-        s_put_str(s, "municipality", m->successor->municipality);
-        s_put_str(s, "name", m->successor->name);
-        s_put_str(s, "number", m->successor->number);
-        s_put_str(s, "from", m->successor->from);
-        json_object_set_new(o, "successor", s);
-    }
-    if (m->n_predecessors)
-        json_object_set_new(o, "predecessors", s_strings_json(m->predecessors, m->n_predecessors));
-    s_put_str(o, "note", m->note);
-    return o;
-}
-
-static json_t *s_programme_json(const ProtobufCMessage *rec)
-{
-    const Samordna__V1__Programme *p = (const Samordna__V1__Programme *)rec;
-    json_t *o = json_object();
-    s_put_str(o, "id", p->id);
-    s_put_str(o, "name", p->name);
-    s_put_str(o, "motto", p->motto);
-    s_put_str(o, "owner", p->owner);
-    s_put_str(o, "leadership", p->leadership);
-    s_put_str(o, "steering_group", p->steering_group);
-    json_object_set_new(o, "briefing_interval_months", json_integer(p->briefing_interval_months));
-    if (p->period) {
-        json_t *per = json_object();
-        s_put_str(per, "from", p->period->from);
-        s_put_str(per, "to", p->period->to);
-        json_object_set_new(o, "period", per);
-    }
-    json_object_set_new(o, "themes", s_strings_json(p->themes, p->n_themes));
-    json_object_set_new(o, "goals", s_strings_json(p->goals, p->n_goals));
-    return o;
-}
-
-static json_t *s_pilot_json(const ProtobufCMessage *rec)
-{
-    const Samordna__V1__Pilot *p = (const Samordna__V1__Pilot *)rec;
-    json_t *o = json_object();
-    s_put_str(o, "id", p->id);
-    s_put_str(o, "programme", p->programme);
-    s_put_str(o, "municipality", p->municipality);
-    s_put_str(o, "challenge", p->challenge);
-    s_put_str(o, "investment_leader", p->investment_leader);
-    json_object_set_new(o, "investment_team",
-                        s_strings_json(p->investment_team, p->n_investment_team));
-    s_put_str(o, "contact_person", p->contact_person);
-    s_put_str(o, "municipal_steering_group", p->municipal_steering_group);
-    json_object_set_new(o, "aims", s_strings_json(p->aims, p->n_aims));
-    return o;
-}
-
-static json_t *s_invitation_json(const ProtobufCMessage *rec)
-{
-    const Samordna__V1__Invitation *inv = (const Samordna__V1__Invitation *)rec;
-    char w[32];
-    json_t *o = json_object();
-    s_put_str(o, "programme", inv->programme);
-    s_put_str(o, "municipality", inv->municipality);
-    s_put_str(o, "sent", inv->sent);
-    s_put_str(o, "answer",
-              samctl_enum_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w));
-    s_put_str(o, "channel",
-              samctl_enum_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w));
-    s_put_str(o, "answered", inv->answered);
-    s_put_str(o, "note", inv->note);
-    return o;
-}
-
-static json_t *s_person_json(const ProtobufCMessage *rec)
-{
-    const Samordna__V1__Person *p = (const Samordna__V1__Person *)rec;
-    json_t *o = json_object();
-    s_put_str(o, "id", p->id);
-    s_put_str(o, "name", p->name);
-    s_put_str(o, "email", p->email);
-    s_put_str(o, "phone", p->phone);
-    s_put_str(o, "agency", p->agency);
-    json_t *roles = json_array();
-    for (size_t i = 0; i < p->n_roles; i++) {
-        const Samordna__V1__RoleHeld *r = p->roles[i];
-        json_t *ro = json_object();
-        s_put_str(ro, "role", r->role);
-        s_put_str(ro, "agency", r->agency);
-        s_put_str(ro, "pilot", r->pilot);
-        s_put_str(ro, "programme", r->programme);
-        s_put_str(ro, "from", r->from);
-        s_put_str(ro, "until", r->until);
-        json_array_append_new(roles, ro);
-    }
-    json_object_set_new(o, "roles", roles);
-    if (p->erased) {
-        json_object_set_new(o, "erased", json_true());
-        s_put_str(o, "erased_on", p->erased_on);
-    }
-    return o;
-}
-
-static json_t *s_report_json(const ProtobufCMessage *rec)
-{
-    const Samordna__V1__Report *r = (const Samordna__V1__Report *)rec;
-    json_t *o = json_object();
-    s_put_str(o, "id", r->id);
-    s_put_str(o, "by", r->by);
-    s_put_str(o, "title", r->title);
-    s_put_str(o, "series", r->series);
-    s_put_str(o, "published", r->published);
-    s_put_str(o, "url", r->url);
-    return o;
-}
+/* The fields of each record in --json (samctl_json_fields): empty ones are left out, except
+   the lists a reader expects even when empty. */
+#define S_AGENCY_FIELDS "id? name? former_names? kind? roles unit?"
+#define S_MUNICIPALITY_FIELDS                                                                      \
+    "id? name? population? numbers constituents? successor? predecessors? note?"
+#define S_PROGRAMME_FIELDS                                                                         \
+    "id? name? motto? owner? leadership? steering_group? briefing_interval_months period? themes " \
+    "goals"
+#define S_PILOT_FIELDS                                                                             \
+    "id? programme? municipality? challenge? investment_leader? investment_team contact_person? "  \
+    "municipal_steering_group? aims"
+#define S_INVITATION_FIELDS "programme? municipality? sent? answer? channel? answered? note?"
+#define S_PERSON_FIELDS "id? name? email? phone? agency? roles erased? erased_on?"
+#define S_REPORT_FIELDS "id? by? title? series? published? url?"
 
 /* ---- reading ------------------------------------------------------------------------------- */
 
@@ -315,7 +163,7 @@ static int s_municipality_get(samctl_t *ctl, const char *id, const char *number)
         return 1;
     }
     if (ctl->json) {
-        json_t *o = s_municipality_json(&m->base);
+        json_t *o = samctl_json_fields(&m->base, S_MUNICIPALITY_FIELDS);
         s_put_str(o, "resolved_from", l->resolved_from);
         s_put_str(o, "message", l->message);
         samctl_print_json(o);
@@ -493,16 +341,16 @@ static void s_report_text(const ProtobufCMessage *rec)
 
 /* A list (samctl_list_query): every page of registry.<table>.list, filtered by the options
    its command has (ListRequest fields of the same names). */
-#define S_LISTS(method, reply, noun, columns, titles, json, row)                                   \
+#define S_LISTS(method, reply, noun, columns, titles, fields, row)                                 \
     (&(const samctl_query_t){"registry", method, &samordna__v1__list_request__descriptor,          \
                              &samordna__v1__##reply##__descriptor, "items", noun, columns, titles, \
-                             json, row, true, 500, NULL})
+                             NULL, row, true, 500, NULL, fields})
 
 /* `show ID`: one record of registry.<table>.get, the same for every table. */
-#define S_GET(method, reply, json, text)                                                           \
+#define S_GET(method, reply, fields, text)                                                         \
     (&(const samctl_query_t){"registry", method, &samordna__v1__get_request__descriptor,           \
-                             &samordna__v1__##reply##__descriptor, NULL, NULL, NULL, NULL, json,   \
-                             text, false, 0, NULL})
+                             &samordna__v1__##reply##__descriptor, NULL, NULL, NULL, NULL, NULL,   \
+                             text, false, 0, NULL, fields})
 #define S_SHOW(what, get)                                                                          \
     ((const samctl_cmd_t[]){                                                                       \
         {.name = "show", .args = "ID", .about = what, .run = samctl_query_run, .query = get},      \
@@ -521,9 +369,9 @@ const samctl_cmd_t samctl_agencies_cmd = {
     .opts = s_agencies_opts,
     .run = samctl_query_run,
     .query = S_LISTS("registry.agencies.list", agency_list, "agencies", "%-16s%-32s%-21s%s",
-                     "ID|NAME|KIND|ROLES", s_agency_json, s_agency_row),
+                     "ID|NAME|KIND|ROLES", S_AGENCY_FIELDS, s_agency_row),
     .subs = S_SHOW("One agency, with its former names and unit.",
-                   S_GET("registry.agencies.get", agency, s_agency_json, s_agency_text)),
+                   S_GET("registry.agencies.get", agency, S_AGENCY_FIELDS, s_agency_text)),
 };
 
 static const samctl_opt_t s_municipalities_opts[] = {
@@ -539,7 +387,7 @@ const samctl_cmd_t samctl_municipalities_cmd = {
     .run = s_municipalities,
     .query = S_LISTS("registry.municipalities.list", municipality_list, "municipalities",
                      "%-16s%-18s%11s  %-22s%s", "ID|NAME|POPULATION|NUMBERS|SUCCESSOR",
-                     s_municipality_json, s_municipality_row),
+                     S_MUNICIPALITY_FIELDS, s_municipality_row),
     .subs = ((const samctl_cmd_t[]){
         {.name = "show",
          .args = "ID",
@@ -558,9 +406,9 @@ const samctl_cmd_t samctl_people_cmd = {
     .opts = s_people_opts,
     .run = samctl_query_run,
     .query = S_LISTS("registry.people.list", person_list, "people", "%-16s%-28s%-16s%s",
-                     "ID|NAME|AGENCY|ROLES", s_person_json, s_person_row),
+                     "ID|NAME|AGENCY|ROLES", S_PERSON_FIELDS, s_person_row),
     .subs = S_SHOW("One person: contact details and every role held, with when.",
-                   S_GET("registry.people.get", person, s_person_json, s_person_text)),
+                   S_GET("registry.people.get", person, S_PERSON_FIELDS, s_person_text)),
 };
 
 const samctl_cmd_t samctl_programmes_cmd = {
@@ -569,9 +417,10 @@ const samctl_cmd_t samctl_programmes_cmd = {
     .run = samctl_query_run,
     .query =
         S_LISTS("registry.programmes.list", programme_list, "programmes", "%-18s%-32s%-10s%-12s%s",
-                "ID|NAME|OWNER|BRIEFING|PERIOD", s_programme_json, s_programme_row),
-    .subs = S_SHOW("One programme: leadership, steering group, themes and goals.",
-                   S_GET("registry.programmes.get", programme, s_programme_json, s_programme_text)),
+                "ID|NAME|OWNER|BRIEFING|PERIOD", S_PROGRAMME_FIELDS, s_programme_row),
+    .subs =
+        S_SHOW("One programme: leadership, steering group, themes and goals.",
+               S_GET("registry.programmes.get", programme, S_PROGRAMME_FIELDS, s_programme_text)),
 };
 
 static const samctl_opt_t s_pilots_opts[] = {
@@ -585,7 +434,7 @@ static const samctl_cmd_t s_pilot_show_subs[] = {
      .args = "ID",
      .about = "One pilot: municipality, challenge, investment leader and team, aims.",
      .run = samctl_query_run,
-     .query = S_GET("registry.pilots.get", pilot, s_pilot_json, s_pilot_text)},
+     .query = S_GET("registry.pilots.get", pilot, S_PILOT_FIELDS, s_pilot_text)},
     {NULL},
 };
 const samctl_cmd_t samctl_pilots_cmd = {
@@ -594,7 +443,7 @@ const samctl_cmd_t samctl_pilots_cmd = {
     .opts = s_pilots_opts,
     .run = samctl_query_run,
     .query = S_LISTS("registry.pilots.list", pilot_list, "pilots", "%-16s%-16s%-16s%s",
-                     "ID|MUNICIPALITY|LEADER|CHALLENGE", s_pilot_json, s_pilot_row),
+                     "ID|MUNICIPALITY|LEADER|CHALLENGE", S_PILOT_FIELDS, s_pilot_row),
     .subs = s_pilot_show_subs,
 };
 const samctl_cmd_t samctl_pilot_cmd = {
@@ -614,9 +463,10 @@ const samctl_cmd_t samctl_invitations_cmd = {
     .about = "Invitations to a programme and their answers: yes or no, written or oral, and when.",
     .opts = s_invitations_opts,
     .run = samctl_query_run,
-    .query = S_LISTS(
-        "registry.invitations.list", invitation_list, "invitations", "%-18s%-16s%-8s%-9s%-12s%s",
-        "PROGRAMME|MUNICIPALITY|ANSWER|CHANNEL|ANSWERED|NOTE", s_invitation_json, s_invitation_row),
+    .query =
+        S_LISTS("registry.invitations.list", invitation_list, "invitations",
+                "%-18s%-16s%-8s%-9s%-12s%s", "PROGRAMME|MUNICIPALITY|ANSWER|CHANNEL|ANSWERED|NOTE",
+                S_INVITATION_FIELDS, s_invitation_row),
 };
 
 static const samctl_opt_t s_reports_opts[] = {
@@ -629,7 +479,7 @@ const samctl_cmd_t samctl_reports_cmd = {
     .opts = s_reports_opts,
     .run = samctl_query_run,
     .query = S_LISTS("registry.reports.list", report_list, "reports", "%-16s%-10s%-26s%s",
-                     "ID|BY|SERIES|TITLE", s_report_json, s_report_row),
+                     "ID|BY|SERIES|TITLE", S_REPORT_FIELDS, s_report_row),
     .subs = S_SHOW("One report, with when it was published and where.",
-                   S_GET("registry.reports.get", report, s_report_json, s_report_text)),
+                   S_GET("registry.reports.get", report, S_REPORT_FIELDS, s_report_text)),
 };

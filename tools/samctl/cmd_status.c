@@ -274,11 +274,11 @@ static void s_report_text(const ProtobufCMessage *rec)
 #define S_SHOWS(method, request, reply, text)                                                      \
     (&(const samctl_query_t){"status", method, &samordna__v1__##request##__descriptor,             \
                              &samordna__v1__##reply##__descriptor, NULL, NULL, NULL, NULL, NULL,   \
-                             text, false, 0, NULL})
+                             text, false, 0, NULL, NULL})
 /* A list (samctl_list_query): one page of a status query, its records as the reply has them. */
 #define S_LISTS(method, request, reply, items, noun, columns, titles, row)                         \
     (&(const samctl_query_t){"status", method, request, &samordna__v1__##reply##__descriptor,      \
-                             items, noun, columns, titles, NULL, row, false, 0, NULL})
+                             items, noun, columns, titles, NULL, row, false, 0, NULL, NULL})
 
 /* What a write publishes (samctl_write): the subject is the first N arguments, the ids the
    command names; the event id a fresh UUID (reaching the same milestone twice is refused by

@@ -356,6 +356,66 @@ json_t *samctl_json_message(const ProtobufCMessage *m)
     return o;
 }
 
+/* Whether a field's value is empty: "", 0, false, an absent message. */
+static bool s_empty(const ProtobufCFieldDescriptor *f, const void *p)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+        return !*(const char *const *)p || !**(const char *const *)p;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return !*(ProtobufCMessage *const *)p;
+    case PROTOBUF_C_TYPE_BYTES:
+        return ((const ProtobufCBinaryData *)p)->len == 0;
+    case PROTOBUF_C_TYPE_BOOL:
+        return !*(const protobuf_c_boolean *)p;
+    default: {
+        static const char zero[8];
+        return memcmp(p, zero, s_elem_size(f)) == 0;
+    }
+    }
+}
+
+/* A value for samctl_json_fields: messages with their non-empty fields only. */
+static json_t *s_sparse_value(const ProtobufCFieldDescriptor *f, const void *p)
+{
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE && *(ProtobufCMessage *const *)p)
+        return samctl_json_fields(*(ProtobufCMessage *const *)p, NULL);
+    return s_json_value(f, p);
+}
+
+json_t *samctl_json_fields(const ProtobufCMessage *m, const char *spec)
+{
+    json_t *o = json_object();
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const char *base = (const char *)m;
+    for (unsigned i = 0; spec ? *spec != '\0' : i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        bool sparse = true;
+        if (spec) {
+            size_t len = strcspn(spec, " ?");
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)len, spec);
+            f = protobuf_c_message_descriptor_get_field_by_name(d, name);
+            assert(f && "a JSON field list names a field the message does not have");
+            sparse = spec[len] == '?';
+            spec += len + sparse;
+            spec += strspn(spec, " ");
+        }
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            const char *arr = *(char *const *)(base + f->offset);
+            if (sparse && n == 0) continue;
+            json_t *ja = json_array();
+            for (size_t k = 0; k < n; k++)
+                json_array_append_new(ja, s_sparse_value(f, arr + k * s_elem_size(f)));
+            json_object_set_new(o, f->name, ja);
+        } else if (!(sparse && s_empty(f, base + f->offset))) {
+            json_object_set_new(o, f->name, s_sparse_value(f, base + f->offset));
+        }
+    }
+    return o;
+}
+
 void samctl_list_begin(samctl_list_t *l, samctl_t *ctl, const char *noun, const char *header)
 {
     *l = (samctl_list_t){.ctl = ctl, .noun = noun, .header = header};
@@ -468,13 +528,21 @@ static void s_set_u32(ProtobufCMessage *m, const char *name, uint32_t v)
     *(uint32_t *)((char *)m + f->offset) = v;
 }
 
+/* A record of a query in --json. */
+static json_t *s_record_json(const samctl_query_t *q, const ProtobufCMessage *rec)
+{
+    return q->fields ? samctl_json_fields(rec, q->fields)
+           : q->json ? q->json(rec)
+                     : samctl_json_message(rec);
+}
+
 /* One record: the reply, as JSON or as its text. */
 static int s_show(samctl_t *ctl, const samctl_query_t *q, const ProtobufCMessage *req)
 {
     ProtobufCMessage *rec = samctl_call(ctl, q->service, q->method, req, q->reply);
     if (!rec) return 1;
     if (ctl->json)
-        samctl_print_json(q->json ? q->json(rec) : samctl_json_message(rec));
+        samctl_print_json(s_record_json(q, rec));
     else
         q->row(rec);
     protobuf_c_message_free_unpacked(rec, NULL);
@@ -510,9 +578,7 @@ int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *
             *(ProtobufCMessage *const *const *)((const char *)page + items->offset);
         for (size_t i = 0; i < n; i++) {
             if (q->needs && !s_message_field(recs[i], q->needs)) continue;
-            json_t *j = !ctl->json ? NULL
-                        : q->json  ? q->json(recs[i])
-                                   : samctl_json_message(recs[i]);
+            json_t *j = ctl->json ? s_record_json(q, recs[i]) : NULL;
             if (samctl_list_row(&list, j)) q->row(recs[i]);
         }
         s_token_get(page, "next_page_token", next, sizeof next);

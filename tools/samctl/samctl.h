@@ -95,6 +95,12 @@ void samctl_print_json(json_t *j);
     without the enum's prefix (samctl_enum_word). The caller owns the result. */
 json_t *samctl_json_message(const ProtobufCMessage *m);
 
+/*  A record as a JSON object of the fields `spec` names, in its order: "id? name roles"; a
+    name with '?' is left out when empty ("", 0, false, no items, an absent message).
+    Messages inside are objects of their non-empty fields; values as samctl_json_message
+    gives them. spec NULL: every field, each with '?'. The caller owns the result. */
+json_t *samctl_json_fields(const ProtobufCMessage *m, const char *spec);
+
 /*  The word of an enum value, as files and JSON write it: AGENCY_KIND_COUNTY_GOVERNOR →
     "county_governor"; "" for 0 (unset), "?" for a value the descriptor does not know. Into
     out (len bytes), which is returned. */
@@ -154,6 +160,7 @@ typedef struct {
     uint32_t page_size; /* asked for with every_page; 0: the service's default */
     /* A message field of the record without which it is passed over; NULL: none. */
     const char *needs;
+    const char *fields; /* the record in --json as samctl_json_fields(rec, fields); NULL: json */
 } samctl_query_t;
 
 /*  Runs q with req (may be NULL; its page_token is overwritten with every_page). Returns 0,
