@@ -63,18 +63,19 @@ static void s_put_str(json_t *o, const char *key, const char *v)
 
 /* The fields of each record in --json (samctl_json_fields): empty ones are left out, except
    the lists a reader expects even when empty. */
-#define S_AGENCY_FIELDS "id? name? former_names? kind? roles unit?"
-#define S_MUNICIPALITY_FIELDS                                                                      \
+static const char s_agency_fields[] = "id? name? former_names? kind? roles unit?";
+#define s_municipality_fields                                                                      \
     "id? name? population? numbers constituents? successor? predecessors? note?"
-#define S_PROGRAMME_FIELDS                                                                         \
+#define s_programme_fields                                                                         \
     "id? name? motto? owner? leadership? steering_group? briefing_interval_months period? themes " \
     "goals"
-#define S_PILOT_FIELDS                                                                             \
+#define s_pilot_fields                                                                             \
     "id? programme? municipality? challenge? investment_leader? investment_team contact_person? "  \
     "municipal_steering_group? aims"
-#define S_INVITATION_FIELDS "programme? municipality? sent? answer? channel? answered? note?"
-#define S_PERSON_FIELDS "id? name? email? phone? agency? roles erased? erased_on?"
-#define S_REPORT_FIELDS "id? by? title? series? published? url?"
+static const char s_invitation_fields[] =
+    "programme? municipality? sent? answer? channel? answered? note?";
+static const char s_person_fields[] = "id? name? email? phone? agency? roles erased? erased_on?";
+static const char s_report_fields[] = "id? by? title? series? published? url?";
 
 /* ---- reading ------------------------------------------------------------------------------- */
 
@@ -163,7 +164,7 @@ static int s_municipality_get(samctl_t *ctl, const char *id, const char *number)
         return 1;
     }
     if (ctl->json) {
-        json_t *o = samctl_json_fields(&m->base, S_MUNICIPALITY_FIELDS);
+        json_t *o = samctl_json_fields(&m->base, s_municipality_fields);
         s_put_str(o, "resolved_from", l->resolved_from);
         s_put_str(o, "message", l->message);
         samctl_print_json(o);
@@ -362,17 +363,38 @@ static const samctl_opt_t s_agencies_opts[] = {
     {"role", 0, "ROLE", SAMCTL_TEXT, 0, "only agencies with this role (investment_team, …)"},
     {NULL},
 };
-const samctl_cmd_t samctl_agencies_cmd = {
-    .name = "agencies",
-    .about = "The agencies: id, name, kind and roles; `agencies show ID` one of them, with its\n"
-             "former names and unit.",
-    .opts = s_agencies_opts,
-    .run = samctl_query_run,
-    .query = S_LISTS("registry.agencies.list", agency_list, "agencies", "%-16s%-32s%-21s%s",
-                     "ID|NAME|KIND|ROLES", S_AGENCY_FIELDS, s_agency_row),
-    .subs = S_SHOW("One agency, with its former names and unit.",
-                   S_GET("registry.agencies.get", agency, S_AGENCY_FIELDS, s_agency_text)),
-};
+/* The registry's plain tables: a list of every record, with its command's filters, and
+   `show ID`. X(word, record, about, options, columns, titles, what show tells) makes
+   samctl_<word>_cmd of registry.<word>.list and .get, with the record's fields in --json
+   (s_<record>_fields) and its text (s_<record>_row, s_<record>_text). */
+#define S_TABLES(X)                                                                                \
+    X(agencies, agency,                                                                            \
+      "The agencies: id, name, kind and roles; `agencies show ID` one of them, with its\n"         \
+      "former names and unit.",                                                                    \
+      s_agencies_opts, "%-16s%-32s%-21s%s", "ID|NAME|KIND|ROLES",                                  \
+      "One agency, with its former names and unit.")                                               \
+    X(people, person,                                                                              \
+      "People and the roles they held (erased people keep their roles, not their names).",         \
+      s_people_opts, "%-16s%-28s%-16s%s", "ID|NAME|AGENCY|ROLES",                                  \
+      "One person: contact details and every role held, with when.")                               \
+    X(programmes, programme, "The programmes: owner, briefing interval and period.", NULL,         \
+      "%-18s%-32s%-10s%-12s%s", "ID|NAME|OWNER|BRIEFING|PERIOD",                                   \
+      "One programme: leadership, steering group, themes and goals.")                              \
+    X(reports, report, "Reports published by agencies: who, the series and the title.",            \
+      s_reports_opts, "%-16s%-10s%-26s%s", "ID|BY|SERIES|TITLE",                                   \
+      "One report, with when it was published and where.")
+
+#define S_TABLE(word, record, about_, opts_, columns, titles, show)                                \
+    const samctl_cmd_t samctl_##word##_cmd = {                                                     \
+        .name = #word,                                                                             \
+        .about = about_,                                                                           \
+        .opts = opts_,                                                                             \
+        .run = samctl_query_run,                                                                   \
+        .query = S_LISTS("registry." #word ".list", record##_list, #word, columns, titles,         \
+                         s_##record##_fields, s_##record##_row),                                   \
+        .subs = S_SHOW(show, S_GET("registry." #word ".get", record, s_##record##_fields,          \
+                                   s_##record##_text)),                                            \
+    };
 
 static const samctl_opt_t s_municipalities_opts[] = {
     {"number", 0, "NUMBER", SAMCTL_TEXT, 0,
@@ -387,7 +409,7 @@ const samctl_cmd_t samctl_municipalities_cmd = {
     .run = s_municipalities,
     .query = S_LISTS("registry.municipalities.list", municipality_list, "municipalities",
                      "%-16s%-18s%11s  %-22s%s", "ID|NAME|POPULATION|NUMBERS|SUCCESSOR",
-                     S_MUNICIPALITY_FIELDS, s_municipality_row),
+                     s_municipality_fields, s_municipality_row),
     .subs = ((const samctl_cmd_t[]){
         {.name = "show",
          .args = "ID",
@@ -399,28 +421,6 @@ const samctl_cmd_t samctl_municipalities_cmd = {
 static const samctl_opt_t s_people_opts[] = {
     {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only people of this agency"},
     {NULL},
-};
-const samctl_cmd_t samctl_people_cmd = {
-    .name = "people",
-    .about = "People and the roles they held (erased people keep their roles, not their names).",
-    .opts = s_people_opts,
-    .run = samctl_query_run,
-    .query = S_LISTS("registry.people.list", person_list, "people", "%-16s%-28s%-16s%s",
-                     "ID|NAME|AGENCY|ROLES", S_PERSON_FIELDS, s_person_row),
-    .subs = S_SHOW("One person: contact details and every role held, with when.",
-                   S_GET("registry.people.get", person, S_PERSON_FIELDS, s_person_text)),
-};
-
-const samctl_cmd_t samctl_programmes_cmd = {
-    .name = "programmes",
-    .about = "The programmes: owner, briefing interval and period.",
-    .run = samctl_query_run,
-    .query =
-        S_LISTS("registry.programmes.list", programme_list, "programmes", "%-18s%-32s%-10s%-12s%s",
-                "ID|NAME|OWNER|BRIEFING|PERIOD", S_PROGRAMME_FIELDS, s_programme_row),
-    .subs =
-        S_SHOW("One programme: leadership, steering group, themes and goals.",
-               S_GET("registry.programmes.get", programme, S_PROGRAMME_FIELDS, s_programme_text)),
 };
 
 static const samctl_opt_t s_pilots_opts[] = {
@@ -434,7 +434,7 @@ static const samctl_cmd_t s_pilot_show_subs[] = {
      .args = "ID",
      .about = "One pilot: municipality, challenge, investment leader and team, aims.",
      .run = samctl_query_run,
-     .query = S_GET("registry.pilots.get", pilot, S_PILOT_FIELDS, s_pilot_text)},
+     .query = S_GET("registry.pilots.get", pilot, s_pilot_fields, s_pilot_text)},
     {NULL},
 };
 const samctl_cmd_t samctl_pilots_cmd = {
@@ -443,7 +443,7 @@ const samctl_cmd_t samctl_pilots_cmd = {
     .opts = s_pilots_opts,
     .run = samctl_query_run,
     .query = S_LISTS("registry.pilots.list", pilot_list, "pilots", "%-16s%-16s%-16s%s",
-                     "ID|MUNICIPALITY|LEADER|CHALLENGE", S_PILOT_FIELDS, s_pilot_row),
+                     "ID|MUNICIPALITY|LEADER|CHALLENGE", s_pilot_fields, s_pilot_row),
     .subs = s_pilot_show_subs,
 };
 const samctl_cmd_t samctl_pilot_cmd = {
@@ -466,20 +466,12 @@ const samctl_cmd_t samctl_invitations_cmd = {
     .query =
         S_LISTS("registry.invitations.list", invitation_list, "invitations",
                 "%-18s%-16s%-8s%-9s%-12s%s", "PROGRAMME|MUNICIPALITY|ANSWER|CHANNEL|ANSWERED|NOTE",
-                S_INVITATION_FIELDS, s_invitation_row),
+                s_invitation_fields, s_invitation_row),
 };
 
 static const samctl_opt_t s_reports_opts[] = {
     {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only reports this agency published"},
     {NULL},
 };
-const samctl_cmd_t samctl_reports_cmd = {
-    .name = "reports",
-    .about = "Reports published by agencies: who, the series and the title.",
-    .opts = s_reports_opts,
-    .run = samctl_query_run,
-    .query = S_LISTS("registry.reports.list", report_list, "reports", "%-16s%-10s%-26s%s",
-                     "ID|BY|SERIES|TITLE", S_REPORT_FIELDS, s_report_row),
-    .subs = S_SHOW("One report, with when it was published and where.",
-                   S_GET("registry.reports.get", report, S_REPORT_FIELDS, s_report_text)),
-};
+
+S_TABLES(S_TABLE)
