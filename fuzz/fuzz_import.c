@@ -36,7 +36,7 @@ static void s_import(void *arg)
 {
     (void)arg;
     char *argv[] = {"import", "--dry-run", s_path, NULL};
-    samctl_cmd_import(&s_ctl, 3, argv);
+    samctl_run(&s_ctl, &samctl_import_cmd, 3, argv);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -17,19 +17,9 @@
 #include <stdio.h>
 #include <string.h>
 
-static const char *s_kind(Samordna__V1__MethodKind kind)
-{
-    switch (kind) {
-    case SAMORDNA__V1__METHOD_KIND__METHOD_KIND_QUERY:
-        return "query";
-    case SAMORDNA__V1__METHOD_KIND__METHOD_KIND_EVENT:
-        return "event";
-    case SAMORDNA__V1__METHOD_KIND__METHOD_KIND_BUILTIN:
-        return "built-in";
-    default:
-        return "?";
-    }
-}
+/* The words of MethodKind values, by value (SAMCTL_PICK). */
+static const char *const s_kinds[] = {NULL, "query", "event", "built-in"};
+#define s_kind(kind) SAMCTL_PICK(s_kinds, kind, "?")
 
 /* A message type for the table: without the samordna.v1. package, "-" when there is none. */
 static const char *s_short(const char *type)
@@ -109,18 +99,11 @@ static int s_describe(samctl_t *ctl, const samctl_args_t *a)
     return 0;
 }
 
-static const samctl_cmd_t s_describe_cmd = {
+const samctl_cmd_t samctl_describe_cmd = {
     .name = "describe",
     .args = "SERVICE",
-    .min_args = 1,
-    .max_args = 1,
     .about = "The service's methods and event types, from its own table (service.describe):\n"
              "kind, request and reply message types, who may call it, whether it writes, its\n"
              "size limit. --json gives the full message names.",
     .run = s_describe,
 };
-
-int samctl_cmd_describe(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_describe_cmd, argc, argv);
-}

@@ -84,25 +84,17 @@ static int s_amount(const samctl_args_t *a, const char *name, int64_t *ore)
 
 /* ---- JSON output ------------------------------------------------------------------------- */
 
-static const char *s_status_name(Samordna__V1__AwardStatus s)
-{
-    switch (s) {
-    case SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN:
-        return "open";
-    case SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_COMPLETED:
-        return "completed";
-    case SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED:
-        return "cancelled";
-    default:
-        return "unknown";
-    }
-}
+/* The words of AwardStatus, PaymentKind and InstrumentKind values, by value (SAMCTL_PICK). */
+static const char *const s_statuses[] = {NULL, "open", "completed", "cancelled"};
+static const char *const s_payment_kinds[] = {NULL, "disbursement", "repayment", "cancellation"};
+#define s_status_name(s) SAMCTL_PICK(s_statuses, s, "unknown")
 
 static const char *const s_instrument_kinds[] = {"",       "project",  "programme",
                                                  "advice", "position", "other"};
 
-static json_t *s_award_json(const Samordna__V1__Award *a)
+static json_t *s_award_json(const ProtobufCMessage *rec)
 {
+    const Samordna__V1__Award *a = (const Samordna__V1__Award *)rec;
     json_t *funders = json_array();
     for (size_t i = 0; i < a->n_funders; i++) {
         const Samordna__V1__FunderShare *f = a->funders[i];
@@ -119,8 +111,9 @@ static json_t *s_award_json(const Samordna__V1__Award *a)
                      "year", (int)a->year, "funders", funders);
 }
 
-static json_t *s_scheme_json(const Samordna__V1__Scheme *s)
+static json_t *s_scheme_json(const ProtobufCMessage *rec)
 {
+    const Samordna__V1__Scheme *s = (const Samordna__V1__Scheme *)rec;
     json_t *j = json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:I,s:I}", "id", s->id, "name", s->name,
                           "owner", s->owner, "year", (int)s->year, "chapter", s->chapter, "item",
                           s->item, "committed_ore", (json_int_t)s->committed_ore, "paid_ore",
@@ -134,8 +127,7 @@ static json_t *s_scheme_json(const Samordna__V1__Scheme *s)
 static int s_overview(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__OverviewRequest req = SAMORDNA__V1__OVERVIEW_REQUEST__INIT;
-    req.year = samctl_u32(a, "year");
-    req.recipient = (char *)(a->npos ? a->pos[0] : "");
+    samctl_fill(a, &req.base);
     req.group_by = (char *)samctl_str(a, "by");
     Samordna__V1__Overview *o = (Samordna__V1__Overview *)samctl_call(
         ctl, "grants", "grants.overview", &req.base, &samordna__v1__overview__descriptor);
@@ -162,11 +154,11 @@ static int s_overview(samctl_t *ctl, const samctl_args_t *a)
         }
         for (size_t i = 0; i < o->n_instruments; i++) {
             const Samordna__V1__Instrument *in = o->instruments[i];
-            json_array_append_new(
-                instr,
-                json_pack("{s:s,s:s,s:i,s:s,s:s,s:I}", "id", in->id, "agency", in->agency, "year",
-                          (int)in->year, "kind", in->kind <= 5 ? s_instrument_kinds[in->kind] : "",
-                          "title", in->title, "value_ore", (json_int_t)in->value_ore));
+            json_array_append_new(instr,
+                                  json_pack("{s:s,s:s,s:i,s:s,s:s,s:I}", "id", in->id, "agency",
+                                            in->agency, "year", (int)in->year, "kind",
+                                            SAMCTL_PICK(s_instrument_kinds, in->kind, ""), "title",
+                                            in->title, "value_ore", (json_int_t)in->value_ore));
         }
         for (size_t i = 0; i < o->n_needs; i++)
             json_array_append_new(needs,
@@ -214,7 +206,7 @@ static int s_overview(samctl_t *ctl, const samctl_args_t *a)
                               : strcmp(o->group_by, "agency") == 0 ? in->agency
                                                                    : "";
             if (strcmp(key, g->key) != 0) continue;
-            printf("  %-10s %-20s %s\n", in->kind <= 5 ? s_instrument_kinds[in->kind] : "?", in->id,
+            printf("  %-10s %-20s %s\n", SAMCTL_PICK(s_instrument_kinds, in->kind, "?"), in->id,
                    in->title);
         }
     }
@@ -260,142 +252,58 @@ static int s_ledger_verify(samctl_t *ctl, const samctl_args_t *a)
     return rc;
 }
 
-static int s_ledger_accounts(samctl_t *ctl, const samctl_args_t *a)
+static json_t *s_account_json(const ProtobufCMessage *rec)
 {
-    Samordna__V1__AccountsRequest req = SAMORDNA__V1__ACCOUNTS_REQUEST__INIT;
-    req.prefix = (char *)(a->npos ? a->pos[0] : "");
-    req.page_size = 1000;
-    samctl_list_t list;
-    char header[96], token[256] = "";
-    snprintf(header, sizeof header, "%-60s %18s", "ACCOUNT", "BALANCE (NOK)");
-    samctl_list_begin(&list, ctl, "accounts", header);
-    do {
-        req.page_token = token;
-        Samordna__V1__AccountList *l = (Samordna__V1__AccountList *)samctl_call(
-            ctl, "grants", "grants.ledger.accounts", &req.base,
-            &samordna__v1__account_list__descriptor);
-        if (!l) {
-            samctl_list_drop(&list);
-            return 1;
-        }
-        char b[48];
-        for (size_t i = 0; i < l->n_accounts; i++)
-            if (samctl_list_row(&list, ctl->json
-                                           ? json_pack("{s:s,s:I}", "account",
-                                                       l->accounts[i]->account, "balance_ore",
-                                                       (json_int_t)l->accounts[i]->balance_ore)
-                                           : NULL))
-                printf("%-60s %18s\n", l->accounts[i]->account,
-                       s_nok(l->accounts[i]->balance_ore, b, sizeof b));
-        snprintf(token, sizeof token, "%s", l->next_page_token);
-        protobuf_c_message_free_unpacked(&l->base, NULL);
-    } while (token[0]);
-    samctl_list_end(&list, NULL);
-    return 0;
+    const Samordna__V1__AccountBalance *b = (const Samordna__V1__AccountBalance *)rec;
+    return json_pack("{s:s,s:I}", "account", b->account, "balance_ore", (json_int_t)b->balance_ore);
 }
 
-static int s_schemes(samctl_t *ctl, const samctl_args_t *a)
+static void s_account_row(const ProtobufCMessage *rec)
 {
-    Samordna__V1__ListSchemesRequest req = SAMORDNA__V1__LIST_SCHEMES_REQUEST__INIT;
-    req.year = samctl_u32(a, "year");
-    req.owner = (char *)samctl_str(a, "owner");
-    req.page_size = 1000;
-    samctl_list_t list;
-    char header[128], token[256] = "";
-    snprintf(header, sizeof header, "%-28s %-14s %4s %15s %15s %15s", "SCHEME", "OWNER", "YEAR",
-             "FRAME", "COMMITTED", "PAID");
-    samctl_list_begin(&list, ctl, "schemes", header);
-    do {
-        req.page_token = token;
-        Samordna__V1__SchemeList *l =
-            (Samordna__V1__SchemeList *)samctl_call(ctl, "grants", "grants.schemes.list", &req.base,
-                                                    &samordna__v1__scheme_list__descriptor);
-        if (!l) {
-            samctl_list_drop(&list);
-            return 1;
-        }
-        for (size_t i = 0; i < l->n_schemes; i++) {
-            const Samordna__V1__Scheme *sc = l->schemes[i];
-            char f[48], c[48], p[48];
-            if (samctl_list_row(&list, ctl->json ? s_scheme_json(sc) : NULL))
-                printf("%-28s %-14s %4u %15s %15s %15s\n", sc->id, sc->owner, sc->year,
-                       sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "(no frame)",
-                       s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
-        }
-        snprintf(token, sizeof token, "%s", l->next_page_token);
-        protobuf_c_message_free_unpacked(&l->base, NULL);
-    } while (token[0]);
-    samctl_list_end(&list, NULL);
-    return 0;
+    const Samordna__V1__AccountBalance *b = (const Samordna__V1__AccountBalance *)rec;
+    char n[48];
+    printf("%-60s %18s\n", b->account, s_nok(b->balance_ore, n, sizeof n));
 }
 
-static int s_scheme_show(samctl_t *ctl, const samctl_args_t *a)
+static void s_scheme_row(const ProtobufCMessage *rec)
 {
-    Samordna__V1__GrantsGetRequest req = SAMORDNA__V1__GRANTS_GET_REQUEST__INIT;
-    req.id = (char *)a->pos[0];
-    Samordna__V1__Scheme *sc = (Samordna__V1__Scheme *)samctl_call(
-        ctl, "grants", "grants.schemes.get", &req.base, &samordna__v1__scheme__descriptor);
-    if (!sc) return 1;
+    const Samordna__V1__Scheme *sc = (const Samordna__V1__Scheme *)rec;
     char f[48], c[48], p[48];
-    if (ctl->json)
-        samctl_print_json(s_scheme_json(sc));
-    else
-        printf("%s — %s\n  owner %s, year %u, chapter %s item %s\n  frame %s, committed NOK %s, "
-               "paid NOK %s\n",
-               sc->id, sc->name, sc->owner, sc->year, sc->chapter[0] ? sc->chapter : "-",
-               sc->item[0] ? sc->item : "-",
-               sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "none (unbounded)",
-               s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
-    protobuf_c_message_free_unpacked(&sc->base, NULL);
-    return 0;
+    printf("%-28s %-14s %4u %15s %15s %15s\n", sc->id, sc->owner, sc->year,
+           sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "(no frame)",
+           s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
 }
 
-static int s_awards(samctl_t *ctl, const samctl_args_t *a)
+static void s_scheme_text(const ProtobufCMessage *rec)
 {
-    Samordna__V1__ListAwardsRequest req = SAMORDNA__V1__LIST_AWARDS_REQUEST__INIT;
-    req.year = samctl_u32(a, "year");
-    req.recipient = (char *)samctl_str(a, "recipient");
-    req.scheme = (char *)samctl_str(a, "scheme");
-    req.funder = (char *)samctl_str(a, "funder");
-    req.page_size = 1000;
-    samctl_list_t list;
-    char header[128], token[256] = "";
-    snprintf(header, sizeof header, "%-24s %-22s %-16s %15s %-10s %s", "AWARD", "SCHEME",
-             "RECIPIENT", "AMOUNT", "STATUS", "FUNDERS");
-    samctl_list_begin(&list, ctl, "awards", header);
-    do {
-        req.page_token = token;
-        Samordna__V1__AwardList *l = (Samordna__V1__AwardList *)samctl_call(
-            ctl, "grants", "grants.awards.list", &req.base, &samordna__v1__award_list__descriptor);
-        if (!l) {
-            samctl_list_drop(&list);
-            return 1;
-        }
-        for (size_t i = 0; i < l->n_awards; i++) {
-            const Samordna__V1__Award *aw = l->awards[i];
-            char m[48];
-            if (!samctl_list_row(&list, ctl->json ? s_award_json(aw) : NULL)) continue;
-            printf("%-24s %-22s %-16s %15s %-10s", aw->id, aw->scheme, aw->recipient,
-                   s_nok(aw->amount_ore, m, sizeof m), s_status_name(aw->status));
-            for (size_t j = 0; j < aw->n_funders; j++)
-                printf("%s%s", j ? ", " : " ", aw->funders[j]->agency);
-            printf("\n");
-        }
-        snprintf(token, sizeof token, "%s", l->next_page_token);
-        protobuf_c_message_free_unpacked(&l->base, NULL);
-    } while (token[0]);
-    samctl_list_end(&list, NULL);
-    return 0;
+    const Samordna__V1__Scheme *sc = (const Samordna__V1__Scheme *)rec;
+    char f[48], c[48], p[48];
+    printf("%s — %s\n  owner %s, year %u, chapter %s item %s\n  frame %s, committed NOK %s, "
+           "paid NOK %s\n",
+           sc->id, sc->name, sc->owner, sc->year, sc->chapter[0] ? sc->chapter : "-",
+           sc->item[0] ? sc->item : "-",
+           sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "none (unbounded)",
+           s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
+}
+
+static void s_award_row(const ProtobufCMessage *rec)
+{
+    const Samordna__V1__Award *aw = (const Samordna__V1__Award *)rec;
+    char m[48];
+    printf("%-24s %-22s %-16s %15s %-10s", aw->id, aw->scheme, aw->recipient,
+           s_nok(aw->amount_ore, m, sizeof m), s_status_name(aw->status));
+    for (size_t j = 0; j < aw->n_funders; j++)
+        printf("%s%s", j ? ", " : " ", aw->funders[j]->agency);
+    printf("\n");
 }
 
 static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__GrantsGetRequest req = SAMORDNA__V1__GRANTS_GET_REQUEST__INIT;
-    req.id = (char *)a->pos[0];
+    samctl_fill(a, &req.base);
     Samordna__V1__AwardDetail *d = (Samordna__V1__AwardDetail *)samctl_call(
         ctl, "grants", "grants.awards.get", &req.base, &samordna__v1__award_detail__descriptor);
     if (!d) return 1;
-    static const char *const kinds[] = {"?", "disbursement", "repayment", "cancellation"};
     const Samordna__V1__Award *aw = d->award;
     if (!aw) {
         fprintf(stderr, "samctl grants award: the answer holds no award\n");
@@ -403,13 +311,13 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
         return 1;
     }
     if (ctl->json) {
-        json_t *j = s_award_json(aw), *pays = json_array();
+        json_t *j = s_award_json(&aw->base), *pays = json_array();
         for (size_t i = 0; i < d->n_payments; i++) {
             const Samordna__V1__Payment *p = d->payments[i];
             json_array_append_new(pays, json_pack("{s:s,s:s,s:I,s:s,s:b}", "id", p->id, "kind",
-                                                  kinds[p->kind <= 3 ? p->kind : 0], "amount_ore",
-                                                  (json_int_t)p->amount_ore, "date", p->date,
-                                                  "final", p->final));
+                                                  SAMCTL_PICK(s_payment_kinds, p->kind, "?"),
+                                                  "amount_ore", (json_int_t)p->amount_ore, "date",
+                                                  p->date, "final", p->final));
         }
         json_object_set_new(j, "payments", pays);
         samctl_print_json(j);
@@ -427,7 +335,7 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
         }
         for (size_t i = 0; i < d->n_payments; i++) {
             const Samordna__V1__Payment *p = d->payments[i];
-            printf("  %-12s %-16s %12s %s%s\n", kinds[p->kind <= 3 ? p->kind : 0], p->id,
+            printf("  %-12s %-16s %12s %s%s\n", SAMCTL_PICK(s_payment_kinds, p->kind, "?"), p->id,
                    s_nok(p->amount_ore, m, sizeof m), p->date, p->final ? " final" : "");
         }
     }
@@ -435,48 +343,24 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
     return 0;
 }
 
-static int s_deadlines(samctl_t *ctl, const samctl_args_t *a)
+static json_t *s_deadline_json(const ProtobufCMessage *rec)
 {
-    Samordna__V1__DeadlinesRequest req = SAMORDNA__V1__DEADLINES_REQUEST__INIT;
-    req.before = (char *)samctl_str(a, "before");
-    req.from = (char *)samctl_str(a, "from");
-    req.page_size = 1000;
-    samctl_list_t list;
-    char header[128], token[256] = "";
-    snprintf(header, sizeof header, "%-10s  %-24s %-16s %s", "DUE", "AWARD", "RECIPIENT",
-             "PURPOSE");
-    samctl_list_begin(&list, ctl, "reports due", header);
-    do {
-        req.page_token = token;
-        Samordna__V1__DeadlineList *l = (Samordna__V1__DeadlineList *)samctl_call(
-            ctl, "grants", "grants.deadlines", &req.base, &samordna__v1__deadline_list__descriptor);
-        if (!l) {
-            samctl_list_drop(&list);
-            return 1;
-        }
-        for (size_t i = 0; i < l->n_deadlines; i++) {
-            const Samordna__V1__Deadline *d = l->deadlines[i];
-            if (samctl_list_row(&list, ctl->json ? json_pack("{s:s,s:s,s:s,s:s,s:s}", "award",
-                                                             d->award, "report_due", d->report_due,
-                                                             "recipient", d->recipient, "scheme",
-                                                             d->scheme, "purpose", d->purpose)
-                                                 : NULL))
-                printf("%-10s  %-24s %-16s %s\n", d->report_due, d->award, d->recipient,
-                       d->purpose);
-        }
-        snprintf(token, sizeof token, "%s", l->next_page_token);
-        protobuf_c_message_free_unpacked(&l->base, NULL);
-    } while (token[0]);
-    samctl_list_end(&list, NULL);
-    return 0;
+    const Samordna__V1__Deadline *d = (const Samordna__V1__Deadline *)rec;
+    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "award", d->award, "report_due", d->report_due,
+                     "recipient", d->recipient, "scheme", d->scheme, "purpose", d->purpose);
+}
+
+static void s_deadline_row(const ProtobufCMessage *rec)
+{
+    const Samordna__V1__Deadline *d = (const Samordna__V1__Deadline *)rec;
+    printf("%-10s  %-24s %-16s %s\n", d->report_due, d->award, d->recipient, d->purpose);
 }
 
 /* A municipality's instruments and, in the same list as kind "need", what it says is missing. */
 static int s_instruments(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__ListInstrumentsRequest req = SAMORDNA__V1__LIST_INSTRUMENTS_REQUEST__INIT;
-    req.year = samctl_u32(a, "year");
-    req.municipality = (char *)a->pos[0];
+    samctl_fill(a, &req.base);
     Samordna__V1__InstrumentList *l = (Samordna__V1__InstrumentList *)samctl_call(
         ctl, "grants", "grants.instruments.list", &req.base,
         &samordna__v1__instrument_list__descriptor);
@@ -488,7 +372,7 @@ static int s_instruments(samctl_t *ctl, const samctl_args_t *a)
     samctl_list_begin(&list, ctl, "instruments or needs", header);
     for (size_t i = 0; i < l->n_instruments; i++) {
         const Samordna__V1__Instrument *x = l->instruments[i];
-        const char *kind = x->kind <= 5 ? s_instrument_kinds[x->kind] : "?";
+        const char *kind = SAMCTL_PICK(s_instrument_kinds, x->kind, "?");
         if (samctl_list_row(&list, ctl->json
                                        ? json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I}", "id", x->id,
                                                    "agency", x->agency, "year", (int)x->year,
@@ -518,18 +402,11 @@ static int s_add_scheme(samctl_t *ctl, const samctl_args_t *a)
     Samordna__V1__Scheme sc = SAMORDNA__V1__SCHEME__INIT;
     int rc = s_amount(a, "frame", &sc.frame_ore);
     if (rc) return rc;
-    sc.id = (char *)a->pos[0];
-    sc.year = samctl_u32(a, "year");
-    sc.name = (char *)samctl_str(a, "name");
-    sc.owner = (char *)(samctl_opt(a, "owner") ? samctl_opt(a, "owner") : ctl->source);
+    sc.owner = (char *)ctl->source; /* unless --owner */
+    samctl_fill(a, &sc.base);
     sc.has_frame = samctl_opt(a, "frame") != NULL;
-    sc.chapter = (char *)samctl_str(a, "chapter");
-    sc.item = (char *)samctl_str(a, "item");
-    sc.note = (char *)samctl_str(a, "note");
     sc.currency = "NOK";
-    char eid[128];
-    snprintf(eid, sizeof eid, "scheme.created/%s", sc.id);
-    return samctl_publish(ctl, "grants", "no.samordna.grants.scheme.created", eid, sc.id, &sc.base);
+    return samctl_write(ctl, a, &sc.base);
 }
 
 #define S_MAX_FUNDERS 24
@@ -539,13 +416,7 @@ static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
     Samordna__V1__Award aw = SAMORDNA__V1__AWARD__INIT;
     int rc = s_amount(a, "amount", &aw.amount_ore);
     if (rc) return rc;
-    aw.id = (char *)a->pos[0];
-    aw.scheme = (char *)samctl_str(a, "scheme");
-    aw.recipient = (char *)samctl_str(a, "recipient");
-    aw.purpose = (char *)samctl_str(a, "purpose");
-    aw.pilot = (char *)samctl_str(a, "pilot");
-    aw.report_due = (char *)samctl_str(a, "report-due");
-    aw.decided = (char *)samctl_str(a, "decided");
+    samctl_fill(a, &aw.base);
     aw.currency = "NOK";
     const char *given[S_MAX_FUNDERS];
     size_t n = samctl_opt_all(a, "funder", given, S_MAX_FUNDERS);
@@ -574,37 +445,19 @@ static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
     }
     aw.funders = sp;
     aw.n_funders = n;
-    char eid[128];
-    snprintf(eid, sizeof eid, "award.granted/%s", aw.id);
-    return samctl_publish(ctl, "grants", "no.samordna.grants.award.granted", eid, aw.id, &aw.base);
+    return samctl_write(ctl, a, &aw.base);
 }
 
 /* disburse, repay and cancel: one payment of a kind, the event type and id word by command. */
+/* disburse, repay and cancel: one payment, of the event type their rows name. */
 static int s_payment(samctl_t *ctl, const samctl_args_t *a)
 {
-    static const struct {
-        const char *command, *type, *what;
-    } kinds[] = {
-        {"disburse", "no.samordna.grants.disbursement.made", "disbursement.made"},
-        {"repay", "no.samordna.grants.repayment.received", "repayment.received"},
-        {"cancel", "no.samordna.grants.award.cancelled", "award.cancelled"},
-    };
-    size_t k = 0;
-    while (k + 1 < sizeof kinds / sizeof kinds[0] && strcmp(kinds[k].command, a->cmd->name) != 0)
-        k++;
     Samordna__V1__Payment p = SAMORDNA__V1__PAYMENT__INIT;
     int rc = s_amount(a, "amount", &p.amount_ore);
     if (rc) return rc;
-    p.award = (char *)a->pos[0];
-    p.id = (char *)a->pos[1];
-    p.final = samctl_flag(a, "final");
-    p.date = (char *)samctl_str(a, "date");
-    p.note = (char *)samctl_str(a, "note");
+    samctl_fill(a, &p.base);
     p.currency = "NOK";
-    char eid[200], subject[160];
-    snprintf(eid, sizeof eid, "%s/%s/%s", kinds[k].what, p.award, p.id);
-    snprintf(subject, sizeof subject, "%s/%s", p.award, p.id);
-    return samctl_publish(ctl, "grants", kinds[k].type, eid, subject, &p.base);
+    return samctl_write(ctl, a, &p.base);
 }
 
 static int s_add_instrument(samctl_t *ctl, const samctl_args_t *a)
@@ -620,35 +473,37 @@ static int s_add_instrument(samctl_t *ctl, const samctl_args_t *a)
         return samctl_usage_error(a, "--kind '%s': project, programme, advice, position or other",
                                   sam_check_escape(kind, 40, shown, sizeof shown));
     }
-    in.id = (char *)a->pos[0];
-    in.year = samctl_u32(a, "year");
-    in.agency = (char *)(samctl_opt(a, "agency") ? samctl_opt(a, "agency") : ctl->source);
-    in.municipality = (char *)samctl_str(a, "municipality");
-    in.title = (char *)samctl_str(a, "title");
-    in.description = (char *)samctl_str(a, "description");
-    in.pilot = (char *)samctl_str(a, "pilot");
-    char eid[128];
-    snprintf(eid, sizeof eid, "instrument.registered/%s", in.id);
-    return samctl_publish(ctl, "grants", "no.samordna.grants.instrument.registered", eid, in.id,
-                          &in.base);
+    in.agency = (char *)ctl->source; /* unless --agency */
+    samctl_fill(a, &in.base);
+    return samctl_write(ctl, a, &in.base);
 }
 
 static int s_add_need(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__Need nd = SAMORDNA__V1__NEED__INIT;
-    nd.id = (char *)a->pos[0];
-    nd.year = samctl_u32(a, "year");
-    nd.municipality =
-        (char *)(samctl_opt(a, "municipality") ? samctl_opt(a, "municipality") : ctl->source);
-    nd.title = (char *)samctl_str(a, "title");
-    nd.description = (char *)samctl_str(a, "description");
-    nd.pilot = (char *)samctl_str(a, "pilot");
+    nd.municipality = (char *)ctl->source; /* unless --municipality */
+    samctl_fill(a, &nd.base);
+    /* A need is one a municipality has in a year: that is in its event id. */
+    const samctl_write_t *w = a->cmd->writes;
     char eid[200];
     snprintf(eid, sizeof eid, "need.recorded/%s/%u/%s", nd.municipality, nd.year, nd.id);
-    return samctl_publish(ctl, "grants", "no.samordna.grants.need.recorded", eid, nd.id, &nd.base);
+    return samctl_publish(ctl, w->service, w->type, eid, nd.id, &nd.base);
 }
 
 /* ---- the table ----------------------------------------------------------------------------- */
+
+/* A list (samctl_list_query): every page of a grants query, 1000 records a page. */
+#define S_LISTS(method, request, reply, items, noun, columns, titles, json, row)                   \
+    (&(const samctl_query_t){"grants", method, &samordna__v1__##request##__descriptor,             \
+                             &samordna__v1__##reply##__descriptor, items, noun, columns, titles,   \
+                             json, row, true, 1000, NULL, NULL})
+
+/* What a write publishes (samctl_write): the subject is the first N arguments, the event id
+   the type's last words and the subject ("award.granted/ps19-halden"), so the same command
+   twice stores the event once. */
+#define S_WRITES(what, payload, n)                                                                 \
+    (&(const samctl_write_t){"grants", "no.samordna.grants." what,                                 \
+                             &samordna__v1__##payload##__descriptor, n, what})
 
 #define S_YEAR(what)                                                                               \
     {                                                                                              \
@@ -744,16 +599,17 @@ static const samctl_cmd_t s_ledger_subs[] = {
      .run = s_ledger_verify},
     {.name = "accounts",
      .args = "[PREFIX]",
-     .max_args = 1,
      .about = "The balances of the ledger's accounts (budget/, committed/ps19-halden/, …).",
-     .run = s_ledger_accounts},
+     .run = samctl_query_run,
+     .query =
+         S_LISTS("grants.ledger.accounts", accounts_request, account_list, "accounts", "accounts",
+                 "%-60s %18s", "ACCOUNT|BALANCE (NOK)", s_account_json, s_account_row)},
     {NULL},
 };
 
 static const samctl_cmd_t s_grants_subs[] = {
     {.name = "overview",
      .args = "[RECIPIENT]",
-     .max_args = 1,
      .about = "What a recipient received, or every recipient's totals for a year.\n"
               "RECIPIENT's awards and instruments grouped by agency, scheme or pilot; without\n"
               "RECIPIENT, every recipient's totals for --year. --json: one object, amounts in øre.",
@@ -765,31 +621,38 @@ static const samctl_cmd_t s_grants_subs[] = {
     {.name = "schemes",
      .about = "Grant schemes: frame, committed and paid.",
      .opts = s_schemes_opts,
-     .run = s_schemes},
+     .run = samctl_query_run,
+     .query = S_LISTS("grants.schemes.list", list_schemes_request, scheme_list, "schemes",
+                      "schemes", "%-28s %-14s %4s %15s %15s %15s",
+                      "SCHEME|OWNER|YEAR|FRAME|COMMITTED|PAID", s_scheme_json, s_scheme_row)},
     {.name = "scheme",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "One scheme.",
-     .run = s_scheme_show},
+     .run = samctl_query_run,
+     .query = &(const samctl_query_t){"grants", "grants.schemes.get",
+                                      &samordna__v1__grants_get_request__descriptor,
+                                      &samordna__v1__scheme__descriptor, NULL, NULL, NULL, NULL,
+                                      s_scheme_json, s_scheme_text, false, 0, NULL, NULL}},
     {.name = "awards",
      .about = "Awards: scheme, recipient, amount, status and funders.",
      .opts = s_awards_opts,
-     .run = s_awards},
+     .run = samctl_query_run,
+     .query = S_LISTS("grants.awards.list", list_awards_request, award_list, "awards", "awards",
+                      "%-24s %-22s %-16s %15s %-10s %s",
+                      "AWARD|SCHEME|RECIPIENT|AMOUNT|STATUS|FUNDERS", s_award_json, s_award_row)},
     {.name = "award",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "One award: the funders' shares and every payment.",
      .run = s_award_show},
     {.name = "deadlines",
      .about = "Reports due in a period, of awards not cancelled (what reminders go out for).",
      .opts = s_deadlines_opts,
-     .run = s_deadlines},
+     .run = samctl_query_run,
+     .query = S_LISTS("grants.deadlines", deadlines_request, deadline_list, "deadlines",
+                      "reports due", "%-10s  %-24s %-16s %s", "DUE|AWARD|RECIPIENT|PURPOSE",
+                      s_deadline_json, s_deadline_row)},
     {.name = "instruments",
      .args = "MUNICIPALITY",
-     .min_args = 1,
-     .max_args = 1,
      .about = "What agencies offer a municipality besides money, and what it misses.\n"
               "The instruments agencies offer MUNICIPALITY, and in the same list, with kind\n"
               "\"need\", what the municipality says is missing.",
@@ -797,57 +660,50 @@ static const samctl_cmd_t s_grants_subs[] = {
      .run = s_instruments},
     {.name = "add-scheme",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Creates a grant scheme.",
      .opts = s_add_scheme_opts,
-     .run = s_add_scheme},
+     .run = s_add_scheme,
+     .writes = S_WRITES("scheme.created", scheme, 1)},
     {.name = "add-award",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Grants an award from a scheme; a joint award names each funder's share.",
      .opts = s_add_award_opts,
-     .run = s_award_add},
+     .run = s_award_add,
+     .writes = S_WRITES("award.granted", award, 1)},
     {.name = "disburse",
      .args = "AWARD ID",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Pays out (part of) an award; ID names the payment.",
      .opts = s_payment_opts,
-     .run = s_payment},
+     .run = s_payment,
+     .writes = S_WRITES("disbursement.made", payment, 2)},
     {.name = "repay",
      .args = "AWARD ID",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Records money paid back on an award.",
      .opts = s_payment_opts,
-     .run = s_payment},
+     .run = s_payment,
+     .writes = S_WRITES("repayment.received", payment, 2)},
     {.name = "cancel",
      .args = "AWARD ID",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Cancels (the rest of, or --amount of) an award.",
      .opts = s_payment_opts,
-     .run = s_payment},
+     .run = s_payment,
+     .writes = S_WRITES("award.cancelled", payment, 2)},
     {.name = "add-instrument",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Registers an instrument an agency offers a municipality besides money.",
      .opts = s_add_instrument_opts,
-     .run = s_add_instrument},
+     .run = s_add_instrument,
+     .writes = S_WRITES("instrument.registered", instrument, 1)},
     {.name = "add-need",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Records what a municipality says is missing.",
      .opts = s_add_need_opts,
-     .run = s_add_need},
+     .run = s_add_need,
+     .writes = S_WRITES("need.recorded", need, 1)},
     {NULL},
 };
 
-static const samctl_cmd_t s_grants_cmd = {
+const samctl_cmd_t samctl_grants_cmd = {
     .name = "grants",
     .about = "Grant accounting: schemes and their frames, awards (also joint ones), payments, the\n"
              "ledger, and what agencies offer besides money. Amounts are NOK on the command line\n"
@@ -855,8 +711,3 @@ static const samctl_cmd_t s_grants_cmd = {
              "derived from what they create, so the same command twice stores it once.",
     .subs = s_grants_subs,
 };
-
-int samctl_cmd_grants(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_grants_cmd, argc, argv);
-}

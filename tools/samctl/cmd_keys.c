@@ -103,22 +103,15 @@ static const samctl_cmd_t s_keys_subs[] = {
      .run = s_keys_new},
     {.name = "show",
      .args = "FILE",
-     .min_args = 1,
-     .max_args = 1,
      .about = "The public key, agency and role of a certificate.",
      .run = s_keys_show},
     {NULL},
 };
 
-static const samctl_cmd_t s_keys_cmd = {
+const samctl_cmd_t samctl_keys_cmd = {
     .name = "keys",
     .about =
         "CURVE certificates for the broker and its callers. Nothing here talks to the network:\n"
         "keys are made where they are used and only public halves are copied.",
     .subs = s_keys_subs,
 };
-
-int samctl_cmd_keys(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_keys_cmd, argc, argv);
-}

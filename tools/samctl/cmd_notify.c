@@ -20,33 +20,11 @@
 
 #define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
 
-static const char *s_channel(int c)
-{
-    switch (c) {
-    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX:
-        return "inbox";
-    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK:
-        return "webhook";
-    case SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL:
-        return "email";
-    default:
-        return "?";
-    }
-}
-
-static const char *s_state(int s)
-{
-    switch (s) {
-    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_PENDING:
-        return "pending";
-    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE:
-        return "active";
-    case SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED:
-        return "disabled";
-    default:
-        return "?";
-    }
-}
+/* The words of NotifyChannel and NotifySubState values, by value (SAMCTL_PICK). */
+static const char *const s_channels[] = {NULL, "inbox", "webhook", "email"};
+static const char *const s_states[] = {NULL, "pending", "active", "disabled"};
+#define s_channel(c) SAMCTL_PICK(s_channels, c, "?")
+#define s_state(s) SAMCTL_PICK(s_states, s, "?")
 
 static void s_time(int64_t ms, char *out, size_t cap)
 {
@@ -60,52 +38,29 @@ static void s_time(int64_t ms, char *out, size_t cap)
     strftime(out, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-static int s_subscriptions(samctl_t *ctl, const samctl_args_t *a)
+static json_t *s_subscription_json(const ProtobufCMessage *rec)
 {
-    Samordna__V1__SubscriptionListRequest req = SAMORDNA__V1__SUBSCRIPTION_LIST_REQUEST__INIT;
-    req.agency = (char *)samctl_str(a, "agency");
-    samctl_list_t list;
-    char header[160], token[80] = "";
-    snprintf(header, sizeof header, "%-24s %-14s %-8s %-9s %-32s %7s %5s  %s", "ID", "AGENCY",
-             "CHANNEL", "STATE", "TYPE", "QUEUED", "DEAD", "TARGET");
-    samctl_list_begin(&list, ctl, "subscriptions", header);
-    do {
-        req.page_token = token;
-        Samordna__V1__SubscriptionListReply *rep =
-            (Samordna__V1__SubscriptionListReply *)samctl_call(
-                ctl, "notify", "notify.subscriptions.list", &req.base,
-                &samordna__v1__subscription_list_reply__descriptor);
-        if (!rep) {
-            samctl_list_drop(&list);
-            return 1;
-        }
-        for (size_t i = 0; i < rep->n_subscriptions; i++) {
-            Samordna__V1__SubscriptionInfo *in = rep->subscriptions[i];
-            Samordna__V1__Subscription *s = in->subscription;
-            if (!s) continue;
-            int st = in->state ? in->state->state : 0;
-            const char *target = *s->url ? s->url : *s->email ? s->email : "";
-            json_t *j =
-                ctl->json ? json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, "
-                                      "s:I}",
-                                      "id", s->id, "agency", s->agency, "channel",
-                                      s_channel(s->channel), "state", s_state(st), "reason",
-                                      in->state ? in->state->reason : "", "type", s->type, "source",
-                                      s->source, "subject", s->subject, "target", target, "queued",
-                                      (json_int_t)in->queued, "dead", (json_int_t)in->dead)
-                          : NULL;
-            if (samctl_list_row(&list, j))
-                printf("%-24s %-14s %-8s %-9s %-32s %7llu %5llu  %s%s%s%s%s\n", s->id, s->agency,
-                       s_channel(s->channel), s_state(st), *s->type ? s->type : "*",
-                       (unsigned long long)in->queued, (unsigned long long)in->dead, target,
-                       *s->source ? " from=" : "", s->source, *s->subject ? " subject=" : "",
-                       s->subject);
-        }
-        snprintf(token, sizeof token, "%s", rep->next_page_token);
-        FREE(rep);
-    } while (*token);
-    samctl_list_end(&list, NULL);
-    return 0;
+    const Samordna__V1__SubscriptionInfo *in = (const Samordna__V1__SubscriptionInfo *)rec;
+    const Samordna__V1__Subscription *s = in->subscription;
+    const char *target = *s->url ? s->url : *s->email ? s->email : "";
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", s->id,
+                     "agency", s->agency, "channel", s_channel(s->channel), "state",
+                     s_state(in->state ? in->state->state : 0), "reason",
+                     in->state ? in->state->reason : "", "type", s->type, "source", s->source,
+                     "subject", s->subject, "target", target, "queued", (json_int_t)in->queued,
+                     "dead", (json_int_t)in->dead);
+}
+
+static void s_subscription_row(const ProtobufCMessage *rec)
+{
+    const Samordna__V1__SubscriptionInfo *in = (const Samordna__V1__SubscriptionInfo *)rec;
+    const Samordna__V1__Subscription *s = in->subscription;
+    const char *target = *s->url ? s->url : *s->email ? s->email : "";
+    printf("%-24s %-14s %-8s %-9s %-32s %7llu %5llu  %s%s%s%s%s\n", s->id, s->agency,
+           s_channel(s->channel), s_state(in->state ? in->state->state : 0),
+           *s->type ? s->type : "*", (unsigned long long)in->queued, (unsigned long long)in->dead,
+           target, *s->source ? " from=" : "", s->source, *s->subject ? " subject=" : "",
+           s->subject);
 }
 
 /* The service whose types a filter names (no.samordna.<service>.…), into out; false if none. */
@@ -156,7 +111,8 @@ static int s_from_seq(const samctl_args_t *a, const char *arg, const char *type,
 static int s_subscribe(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__Subscription s = SAMORDNA__V1__SUBSCRIPTION__INIT;
-    s.id = (char *)a->pos[0];
+    samctl_fill(a, &s.base); /* the channel's --webhook and --email too */
+    s.source = (char *)samctl_str(a, "from");
     int channels = 0;
     if (samctl_flag(a, "inbox")) {
         s.channel = SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_INBOX;
@@ -169,16 +125,10 @@ static int s_subscribe(samctl_t *ctl, const samctl_args_t *a)
     }
     if (samctl_opt(a, "email")) {
         s.channel = SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_EMAIL;
-        s.email = (char *)samctl_opt(a, "email");
         channels++;
     }
     if (channels != 1)
         return samctl_usage_error(a, "name one channel: --inbox, --webhook URL or --email ADDRESS");
-    s.type = (char *)samctl_str(a, "type");
-    s.source = (char *)samctl_str(a, "from");
-    s.subject = (char *)samctl_str(a, "subject");
-    s.description = (char *)samctl_str(a, "description");
-    s.since = (char *)samctl_str(a, "since");
     const char *from_args[S_MAX_FROM];
     size_t nfrom = samctl_opt_all(a, "from-seq", from_args, S_MAX_FROM);
     if (nfrom > S_MAX_FROM) return samctl_usage_error(a, "at most %d --from-seq", S_MAX_FROM);
@@ -194,22 +144,13 @@ static int s_subscribe(samctl_t *ctl, const samctl_args_t *a)
     s.from = fromp;
     Samordna__V1__SubscriptionCreated ev = SAMORDNA__V1__SUBSCRIPTION_CREATED__INIT;
     ev.subscription = &s;
-    return samctl_publish(ctl, "notify", "no.samordna.notify.subscription.created", NULL, NULL,
-                          &ev.base);
-}
-
-static int s_unsubscribe(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__SubscriptionDeleted ev = SAMORDNA__V1__SUBSCRIPTION_DELETED__INIT;
-    ev.id = (char *)a->pos[0];
-    return samctl_publish(ctl, "notify", "no.samordna.notify.subscription.deleted", NULL, NULL,
-                          &ev.base);
+    return samctl_write(ctl, a, &ev.base);
 }
 
 static int s_secret(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__SubscriptionSecretRequest req = SAMORDNA__V1__SUBSCRIPTION_SECRET_REQUEST__INIT;
-    req.id = (char *)a->pos[0];
+    samctl_fill(a, &req.base);
     Samordna__V1__SubscriptionSecretReply *rep =
         (Samordna__V1__SubscriptionSecretReply *)samctl_call(
             ctl, "notify", "notify.subscriptions.secret", &req.base,
@@ -223,91 +164,57 @@ static int s_secret(samctl_t *ctl, const samctl_args_t *a)
     return 0;
 }
 
-static int s_log(samctl_t *ctl, const samctl_args_t *a)
+static json_t *s_entry_json(const ProtobufCMessage *rec)
 {
-    Samordna__V1__LogRequest req = SAMORDNA__V1__LOG_REQUEST__INIT;
-    req.subscription = (char *)a->pos[0];
-    req.page_size = samctl_u32(a, "page-size");
-    samctl_list_t list;
-    char header[160];
-    snprintf(header, sizeof header, "%-8s %-20s %-17s %6s %10s  %-32s %s", "N", "AT", "OUTCOME",
-             "STATUS", "LATENCY", "EVENT", "ERROR");
-    samctl_list_begin(&list, ctl, "delivery attempts", header);
-    do {
-        Samordna__V1__LogReply *rep = (Samordna__V1__LogReply *)samctl_call(
-            ctl, "notify", "notify.log", &req.base, &samordna__v1__log_reply__descriptor);
-        if (!rep) {
-            samctl_list_drop(&list);
-            return 1;
-        }
-        for (size_t i = 0; i < rep->n_entries; i++) {
-            Samordna__V1__Attempt *at = rep->entries[i]->attempt;
-            if (!at) continue;
-            char when[32];
-            s_time(at->at_ms, when, sizeof when);
-            json_t *j = ctl->json ? json_pack("{s:I, s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:s}", "n",
-                                              (json_int_t)rep->entries[i]->n, "at", when, "outcome",
-                                              at->outcome, "status", (int)at->status, "latency_us",
-                                              (json_int_t)at->latency_us, "event_id", at->event_id,
-                                              "event_type", at->event_type, "qseq",
-                                              (json_int_t)at->qseq, "error", at->error)
-                                  : NULL;
-            if (samctl_list_row(&list, j))
-                printf("%-8llu %-20s %-17s %6u %8.1fms  %-32s %s\n",
-                       (unsigned long long)rep->entries[i]->n, when, at->outcome, at->status,
-                       (double)at->latency_us / 1000.0, at->event_id, at->error);
-        }
-        req.page_token = rep->next_page_token;
-        FREE(rep);
-    } while (req.page_token);
-    samctl_list_end(&list, NULL);
-    return 0;
+    const Samordna__V1__LogEntry *e = (const Samordna__V1__LogEntry *)rec;
+    const Samordna__V1__Attempt *at = e->attempt;
+    char when[32];
+    s_time(at->at_ms, when, sizeof when);
+    return json_pack("{s:I, s:s, s:s, s:i, s:I, s:s, s:s, s:I, s:s}", "n", (json_int_t)e->n, "at",
+                     when, "outcome", at->outcome, "status", (int)at->status, "latency_us",
+                     (json_int_t)at->latency_us, "event_id", at->event_id, "event_type",
+                     at->event_type, "qseq", (json_int_t)at->qseq, "error", at->error);
 }
 
-static int s_dead(samctl_t *ctl, const samctl_args_t *a)
+static void s_entry_row(const ProtobufCMessage *rec)
 {
-    Samordna__V1__DeadListRequest req = SAMORDNA__V1__DEAD_LIST_REQUEST__INIT;
-    req.subscription = (char *)(a->npos ? a->pos[0] : "");
-    samctl_list_t list;
-    char header[160], token[100] = "";
-    snprintf(header, sizeof header, "%-32s %-32s %-36s %8s  %s", "ID", "EVENT", "TYPE", "ATTEMPTS",
-             "LAST ERROR");
-    samctl_list_begin(&list, ctl, "dead letters", header);
-    do {
-        req.page_token = token;
-        Samordna__V1__DeadListReply *rep =
-            (Samordna__V1__DeadListReply *)samctl_call(ctl, "notify", "notify.dead.list", &req.base,
-                                                       &samordna__v1__dead_list_reply__descriptor);
-        if (!rep) {
-            samctl_list_drop(&list);
-            return 1;
-        }
-        for (size_t i = 0; i < rep->n_deliveries; i++) {
-            Samordna__V1__Delivery *d = rep->deliveries[i];
-            char id[100];
-            snprintf(id, sizeof id, "%s/%llu", d->subscription, (unsigned long long)d->qseq);
-            const char *eid = d->event ? d->event->id : "";
-            const char *type = d->event ? d->event->type : "";
-            json_t *j = ctl->json
-                            ? json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "id", id, "service",
-                                        d->service, "event_id", eid, "event_type", type, "attempts",
-                                        (int)d->attempts, "last_error", d->last_error)
-                            : NULL;
-            if (samctl_list_row(&list, j))
-                printf("%-32s %-32s %-36s %8u  %s\n", id, eid, type, d->attempts, d->last_error);
-        }
-        snprintf(token, sizeof token, "%s", rep->next_page_token);
-        FREE(rep);
-    } while (*token);
-    samctl_list_end(&list, NULL);
-    return 0;
+    const Samordna__V1__LogEntry *e = (const Samordna__V1__LogEntry *)rec;
+    const Samordna__V1__Attempt *at = e->attempt;
+    char when[32];
+    s_time(at->at_ms, when, sizeof when);
+    printf("%-8llu %-20s %-17s %6u %8.1fms  %-32s %s\n", (unsigned long long)e->n, when,
+           at->outcome, at->status, (double)at->latency_us / 1000.0, at->event_id, at->error);
+}
+
+/* A dead letter's name: SUBSCRIPTION/QSEQ, what `notify replay` takes. */
+static const char *s_dead_id(const Samordna__V1__Delivery *d, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/%llu", d->subscription, (unsigned long long)d->qseq);
+    return out;
+}
+
+static json_t *s_dead_json(const ProtobufCMessage *rec)
+{
+    const Samordna__V1__Delivery *d = (const Samordna__V1__Delivery *)rec;
+    char id[100];
+    return json_pack("{s:s, s:s, s:s, s:s, s:i, s:s}", "id", s_dead_id(d, id, sizeof id), "service",
+                     d->service, "event_id", d->event ? d->event->id : "", "event_type",
+                     d->event ? d->event->type : "", "attempts", (int)d->attempts, "last_error",
+                     d->last_error);
+}
+
+static void s_dead_row(const ProtobufCMessage *rec)
+{
+    const Samordna__V1__Delivery *d = (const Samordna__V1__Delivery *)rec;
+    char id[100];
+    printf("%-32s %-32s %-36s %8u  %s\n", s_dead_id(d, id, sizeof id), d->event ? d->event->id : "",
+           d->event ? d->event->type : "", d->attempts, d->last_error);
 }
 
 static int s_replay(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__DeadReplayRequest req = SAMORDNA__V1__DEAD_REPLAY_REQUEST__INIT;
-    req.all = samctl_flag(a, "all");
-    req.subscription = (char *)samctl_str(a, "subscription");
+    samctl_fill(a, &req.base);
     req.id = (char *)(a->npos ? a->pos[0] : "");
     if (req.all == (a->npos == 1))
         return samctl_usage_error(a, "name one dead letter (SUBSCRIPTION/QSEQ) or --all");
@@ -327,9 +234,7 @@ static int s_replay(samctl_t *ctl, const samctl_args_t *a)
 static int s_inbox(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__InboxReadRequest req = SAMORDNA__V1__INBOX_READ_REQUEST__INIT;
-    req.subscription = (char *)a->pos[0];
-    req.max = samctl_u32(a, "max");
-    req.wait_ms = samctl_u32(a, "wait-ms");
+    samctl_fill(a, &req.base);
     /* A read that waits on purpose is not sent again half-way through its wait. */
     sam_result_t res;
     ProtobufCMessage *out = NULL;
@@ -389,28 +294,21 @@ static int s_inbox(samctl_t *ctl, const samctl_args_t *a)
     return 0;
 }
 
-static int s_cursors(samctl_t *ctl, const samctl_args_t *a)
+static json_t *s_cursor_json(const ProtobufCMessage *rec)
 {
-    (void)a;
-    Samordna__V1__CursorsReply *rep = (Samordna__V1__CursorsReply *)samctl_call(
-        ctl, "notify", "notify.cursors", NULL, &samordna__v1__cursors_reply__descriptor);
-    if (!rep) return 1;
-    samctl_list_t list;
-    char header[96];
-    snprintf(header, sizeof header, "%-12s %10s  %s", "OUTBOX", "SEQ", "UPDATED");
-    samctl_list_begin(&list, ctl, "outboxes followed", header);
-    for (size_t i = 0; i < rep->n_cursors; i++) {
-        Samordna__V1__Cursor *c = rep->cursors[i];
-        char at[32];
-        s_time(c->updated_ms, at, sizeof at);
-        if (samctl_list_row(&list, ctl->json ? json_pack("{s:s, s:I, s:s}", "service", c->service,
-                                                         "seq", (json_int_t)c->seq, "updated", at)
-                                             : NULL))
-            printf("%-12s %10llu  %s\n", c->service, (unsigned long long)c->seq, at);
-    }
-    samctl_list_end(&list, NULL);
-    FREE(rep);
-    return 0;
+    const Samordna__V1__Cursor *c = (const Samordna__V1__Cursor *)rec;
+    char at[32];
+    s_time(c->updated_ms, at, sizeof at);
+    return json_pack("{s:s, s:I, s:s}", "service", c->service, "seq", (json_int_t)c->seq, "updated",
+                     at);
+}
+
+static void s_cursor_row(const ProtobufCMessage *rec)
+{
+    const Samordna__V1__Cursor *c = (const Samordna__V1__Cursor *)rec;
+    char at[32];
+    s_time(c->updated_ms, at, sizeof at);
+    printf("%-12s %10llu  %s\n", c->service, (unsigned long long)c->seq, at);
 }
 
 /* The next briefing, composed now from the status and grants services. */
@@ -420,7 +318,7 @@ static int s_briefing(samctl_t *ctl, const samctl_args_t *a)
         return samctl_usage_error(a, "--preview shows the next one (briefings are issued on their "
                                      "dates by the service)");
     Samordna__V1__BriefingPreviewRequest req = SAMORDNA__V1__BRIEFING_PREVIEW_REQUEST__INIT;
-    req.date = (char *)samctl_str(a, "date");
+    samctl_fill(a, &req.base);
     Samordna__V1__Briefing *b = (Samordna__V1__Briefing *)samctl_call(
         ctl, "notify", "notify.briefing.preview", &req.base, &samordna__v1__briefing__descriptor);
     if (!b) return 1;
@@ -439,6 +337,17 @@ static int s_briefing(samctl_t *ctl, const samctl_args_t *a)
 }
 
 /* ---- the table ----------------------------------------------------------------------------- */
+
+/* A list (samctl_list_query) of a notify query: every page or one, records without `needs`
+   (a message field) passed over. */
+#define S_LISTS(method, request, reply, items, noun, columns, titles, json, row, every, needs)     \
+    (&(const samctl_query_t){"notify", method, request, &samordna__v1__##reply##__descriptor,      \
+                             items, noun, columns, titles, json, row, every, 0, needs, NULL})
+
+/* What a write publishes (samctl_write): no subject, a fresh event id. */
+#define S_WRITES(what, payload)                                                                    \
+    (&(const samctl_write_t){"notify", "no.samordna.notify." what,                                 \
+                             &samordna__v1__##payload##__descriptor, 0, NULL})
 
 static const samctl_opt_t s_subscriptions_opts[] = {
     {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only this agency's subscriptions"},
@@ -485,56 +394,61 @@ static const samctl_cmd_t s_notify_subs[] = {
     {.name = "subscriptions",
      .about = "The subscriptions: channel, state, filter, queued and dead deliveries.",
      .opts = s_subscriptions_opts,
-     .run = s_subscriptions},
+     .run = samctl_query_run,
+     .query = S_LISTS("notify.subscriptions.list",
+                      &samordna__v1__subscription_list_request__descriptor, subscription_list_reply,
+                      "subscriptions", "subscriptions", "%-24s %-14s %-8s %-9s %-32s %7s %5s  %s",
+                      "ID|AGENCY|CHANNEL|STATE|TYPE|QUEUED|DEAD|TARGET", s_subscription_json,
+                      s_subscription_row, true, "subscription")},
     {.name = "subscribe",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Subscribes to events, delivered by one channel: --inbox, --webhook or --email.\n"
               "By default only events committed from now on; --from-seq and --since ask for\n"
               "history on purpose (docs/notify.md says which events a subscription gets).",
      .opts = s_subscribe_opts,
-     .run = s_subscribe},
+     .run = s_subscribe,
+     .writes = S_WRITES("subscription.created", subscription_created)},
     {.name = "unsubscribe",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Ends a subscription (its owner or an admin).",
-     .run = s_unsubscribe},
+     .run = samctl_write_run,
+     .writes = S_WRITES("subscription.deleted", subscription_deleted)},
     {.name = "secret",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "The key a webhook receiver verifies the signature with.",
      .run = s_secret},
     {.name = "log",
      .args = "SUBSCRIPTION",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Every delivery attempt: time, outcome, status, latency and error.",
      .opts = s_log_opts,
-     .run = s_log},
+     .run = samctl_query_run,
+     .query = S_LISTS("notify.log", &samordna__v1__log_request__descriptor, log_reply, "entries",
+                      "delivery attempts", "%-8s %-20s %-17s %6s %10s  %-32s %s",
+                      "N|AT|OUTCOME|STATUS|LATENCY|EVENT|ERROR", s_entry_json, s_entry_row, true,
+                      "attempt")},
     {.name = "dead",
      .args = "[SUBSCRIPTION]",
-     .max_args = 1,
      .about = "Dead letters: deliveries given up after the last retry.",
-     .run = s_dead},
+     .run = samctl_query_run,
+     .query = S_LISTS("notify.dead.list", &samordna__v1__dead_list_request__descriptor,
+                      dead_list_reply, "deliveries", "dead letters", "%-32s %-32s %-36s %8s  %s",
+                      "ID|EVENT|TYPE|ATTEMPTS|LAST ERROR", s_dead_json, s_dead_row, true, NULL)},
     {.name = "replay",
      .args = "[SUBSCRIPTION/QSEQ]",
-     .max_args = 1,
      .about = "Delivers a dead letter again, or --all of them.",
      .opts = s_replay_opts,
      .run = s_replay},
     {.name = "inbox",
      .args = "SUBSCRIPTION",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Reads the events waiting in an inbox subscription, oldest first.",
      .opts = s_inbox_opts,
      .run = s_inbox},
     {.name = "cursors",
      .about = "How far notify has read each service's outbox.",
-     .run = s_cursors},
+     .run = samctl_query_run,
+     .query =
+         S_LISTS("notify.cursors", NULL, cursors_reply, "cursors", "outboxes followed",
+                 "%-12s %10s  %s", "OUTBOX|SEQ|UPDATED", s_cursor_json, s_cursor_row, false, NULL)},
     {.name = "briefing",
      .about = "The steering group's half-yearly briefing: --preview composes the next one now.",
      .opts = s_briefing_opts,
@@ -542,15 +456,10 @@ static const samctl_cmd_t s_notify_subs[] = {
     {NULL},
 };
 
-static const samctl_cmd_t s_notify_cmd = {
+const samctl_cmd_t samctl_notify_cmd = {
     .name = "notify",
     .about =
         "Subscriptions to the services' events and their deliveries (inbox, webhook, e-mail),\n"
         "the delivery log, dead letters, and the steering group's briefing.",
     .subs = s_notify_subs,
 };
-
-int samctl_cmd_notify(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_notify_cmd, argc, argv);
-}

@@ -54,14 +54,6 @@ static const char *s_join(char **items, size_t n, char *out, size_t len)
     return out;
 }
 
-static json_t *s_strings_json(char **items, size_t n)
-{
-    json_t *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_string(items[i]));
-    return a;
-}
-
 static void s_put_str(json_t *o, const char *key, const char *v)
 {
     if (v && v[0]) json_object_set_new(o, key, json_string(v));
@@ -69,157 +61,21 @@ static void s_put_str(json_t *o, const char *key, const char *v)
 
 /* ---- records as JSON ------------------------------------------------------------------------- */
 
-static json_t *s_agency_json(const Samordna__V1__Agency *a)
-{
-    char w[64];
-    json_t *o = json_object();
-    s_put_str(o, "id", a->id);
-    s_put_str(o, "name", a->name);
-    if (a->n_former_names)
-        json_object_set_new(o, "former_names", s_strings_json(a->former_names, a->n_former_names));
-    s_put_str(o, "kind",
-              samctl_enum_word(&samordna__v1__agency_kind__descriptor, a->kind, w, sizeof w));
-    json_t *roles = json_array();
-    for (size_t i = 0; i < a->n_roles; i++)
-        json_array_append_new(roles,
-                              json_string(samctl_enum_word(&samordna__v1__agency_role__descriptor,
-                                                           a->roles[i], w, sizeof w)));
-    json_object_set_new(o, "roles", roles);
-    s_put_str(o, "unit", a->unit);
-    return o;
-}
-
-static json_t *s_municipality_json(const Samordna__V1__Municipality *m)
-{
-    json_t *o = json_object();
-    s_put_str(o, "id", m->id);
-    s_put_str(o, "name", m->name);
-    if (m->population) json_object_set_new(o, "population", json_integer(m->population));
-    json_t *nums = json_array();
-    for (size_t i = 0; i < m->n_numbers; i++) {
-        json_t *n = json_object();
-        s_put_str(n, "number", m->numbers[i]->number);
-        s_put_str(n, "from", m->numbers[i]->from);
-        s_put_str(n, "until", m->numbers[i]->until);
-        json_array_append_new(nums, n);
-    }
-    json_object_set_new(o, "numbers", nums);
-    if (m->n_constituents) {
-        json_t *cons = json_array();
-        for (size_t i = 0; i < m->n_constituents; i++) {
-            json_t *c = json_object();
-            s_put_str(c, "name", m->constituents[i]->name);
-            s_put_str(c, "number", m->constituents[i]->number);
-            json_array_append_new(cons, c);
-        }
-        json_object_set_new(o, "constituents", cons);
-    }
-    if (m->successor) {
-        json_t *s = json_object();
-        s_put_str(s, "municipality", m->successor->municipality);
-        s_put_str(s, "name", m->successor->name);
-        s_put_str(s, "number", m->successor->number);
-        s_put_str(s, "from", m->successor->from);
-        json_object_set_new(o, "successor", s);
-    }
-    if (m->n_predecessors)
-        json_object_set_new(o, "predecessors", s_strings_json(m->predecessors, m->n_predecessors));
-    s_put_str(o, "note", m->note);
-    return o;
-}
-
-static json_t *s_programme_json(const Samordna__V1__Programme *p)
-{
-    json_t *o = json_object();
-    s_put_str(o, "id", p->id);
-    s_put_str(o, "name", p->name);
-    s_put_str(o, "motto", p->motto);
-    s_put_str(o, "owner", p->owner);
-    s_put_str(o, "leadership", p->leadership);
-    s_put_str(o, "steering_group", p->steering_group);
-    json_object_set_new(o, "briefing_interval_months", json_integer(p->briefing_interval_months));
-    if (p->period) {
-        json_t *per = json_object();
-        s_put_str(per, "from", p->period->from);
-        s_put_str(per, "to", p->period->to);
-        json_object_set_new(o, "period", per);
-    }
-    json_object_set_new(o, "themes", s_strings_json(p->themes, p->n_themes));
-    json_object_set_new(o, "goals", s_strings_json(p->goals, p->n_goals));
-    return o;
-}
-
-static json_t *s_pilot_json(const Samordna__V1__Pilot *p)
-{
-    json_t *o = json_object();
-    s_put_str(o, "id", p->id);
-    s_put_str(o, "programme", p->programme);
-    s_put_str(o, "municipality", p->municipality);
-    s_put_str(o, "challenge", p->challenge);
-    s_put_str(o, "investment_leader", p->investment_leader);
-    json_object_set_new(o, "investment_team",
-                        s_strings_json(p->investment_team, p->n_investment_team));
-    s_put_str(o, "contact_person", p->contact_person);
-    s_put_str(o, "municipal_steering_group", p->municipal_steering_group);
-    json_object_set_new(o, "aims", s_strings_json(p->aims, p->n_aims));
-    return o;
-}
-
-static json_t *s_invitation_json(const Samordna__V1__Invitation *inv)
-{
-    char w[32];
-    json_t *o = json_object();
-    s_put_str(o, "programme", inv->programme);
-    s_put_str(o, "municipality", inv->municipality);
-    s_put_str(o, "sent", inv->sent);
-    s_put_str(o, "answer",
-              samctl_enum_word(&samordna__v1__answer__descriptor, inv->answer, w, sizeof w));
-    s_put_str(o, "channel",
-              samctl_enum_word(&samordna__v1__channel__descriptor, inv->channel, w, sizeof w));
-    s_put_str(o, "answered", inv->answered);
-    s_put_str(o, "note", inv->note);
-    return o;
-}
-
-static json_t *s_person_json(const Samordna__V1__Person *p)
-{
-    json_t *o = json_object();
-    s_put_str(o, "id", p->id);
-    s_put_str(o, "name", p->name);
-    s_put_str(o, "email", p->email);
-    s_put_str(o, "phone", p->phone);
-    s_put_str(o, "agency", p->agency);
-    json_t *roles = json_array();
-    for (size_t i = 0; i < p->n_roles; i++) {
-        const Samordna__V1__RoleHeld *r = p->roles[i];
-        json_t *ro = json_object();
-        s_put_str(ro, "role", r->role);
-        s_put_str(ro, "agency", r->agency);
-        s_put_str(ro, "pilot", r->pilot);
-        s_put_str(ro, "programme", r->programme);
-        s_put_str(ro, "from", r->from);
-        s_put_str(ro, "until", r->until);
-        json_array_append_new(roles, ro);
-    }
-    json_object_set_new(o, "roles", roles);
-    if (p->erased) {
-        json_object_set_new(o, "erased", json_true());
-        s_put_str(o, "erased_on", p->erased_on);
-    }
-    return o;
-}
-
-static json_t *s_report_json(const Samordna__V1__Report *r)
-{
-    json_t *o = json_object();
-    s_put_str(o, "id", r->id);
-    s_put_str(o, "by", r->by);
-    s_put_str(o, "title", r->title);
-    s_put_str(o, "series", r->series);
-    s_put_str(o, "published", r->published);
-    s_put_str(o, "url", r->url);
-    return o;
-}
+/* The fields of each record in --json (samctl_json_fields): empty ones are left out, except
+   the lists a reader expects even when empty. */
+static const char s_agency_fields[] = "id? name? former_names? kind? roles unit?";
+#define s_municipality_fields                                                                      \
+    "id? name? population? numbers constituents? successor? predecessors? note?"
+#define s_programme_fields                                                                         \
+    "id? name? motto? owner? leadership? steering_group? briefing_interval_months period? themes " \
+    "goals"
+#define s_pilot_fields                                                                             \
+    "id? programme? municipality? challenge? investment_leader? investment_team contact_person? "  \
+    "municipal_steering_group? aims"
+static const char s_invitation_fields[] =
+    "programme? municipality? sent? answer? channel? answered? note?";
+static const char s_person_fields[] = "id? name? email? phone? agency? roles erased? erased_on?";
+static const char s_report_fields[] = "id? by? title? series? published? url?";
 
 /* ---- reading ------------------------------------------------------------------------------- */
 
@@ -233,74 +89,7 @@ static ProtobufCMessage *s_get(samctl_t *ctl, const char *method, const char *id
     return samctl_call(ctl, "registry", method, &g.base, desc);
 }
 
-/* A list command's filters, from the options its table has. */
-static void s_filters(const samctl_args_t *a, Samordna__V1__ListRequest *req)
-{
-    samordna__v1__list_request__init(req);
-    static const struct {
-        const char *name;
-        size_t offset;
-    } filters[] = {
-        {"kind", offsetof(Samordna__V1__ListRequest, kind)},
-        {"role", offsetof(Samordna__V1__ListRequest, role)},
-        {"agency", offsetof(Samordna__V1__ListRequest, agency)},
-        {"municipality", offsetof(Samordna__V1__ListRequest, municipality)},
-        {"programme", offsetof(Samordna__V1__ListRequest, programme)},
-        {"answer", offsetof(Samordna__V1__ListRequest, answer)},
-    };
-    for (size_t i = 0; i < sizeof filters / sizeof filters[0]; i++)
-        for (const samctl_opt_t *o = a->cmd->opts; o && o->name; o++)
-            if (strcmp(o->name, filters[i].name) == 0 && samctl_opt(a, o->name))
-                *(char **)((char *)req + filters[i].offset) = (char *)samctl_opt(a, o->name);
-}
-
-/* One record of a list: its JSON, or its text row. */
-typedef json_t *(*s_json_fn)(const ProtobufCMessage *rec);
-typedef void (*s_row_fn)(const ProtobufCMessage *rec);
-
-/* A list command: every page of registry.<table>.list with the command's filters, printed
-   as samctl lists are (samctl.h). Returns 0 or 1 (refused). The items and next_page_token
-   of every *List message sit at the same place, which the generic reader below relies on
-   through the descriptor. */
-static int s_list(samctl_t *ctl, const samctl_args_t *a, const char *method, const char *noun,
-                  const char *header, const ProtobufCMessageDescriptor *list_desc, s_json_fn json,
-                  s_row_fn row)
-{
-    Samordna__V1__ListRequest req;
-    s_filters(a, &req);
-    samctl_list_t list;
-    samctl_list_begin(&list, ctl, noun, header);
-    char token[256] = "";
-    do {
-        req.page_token = token;
-        req.page_size = 500;
-        ProtobufCMessage *page = samctl_call(ctl, "registry", method, &req.base, list_desc);
-        if (!page) {
-            samctl_list_drop(&list);
-            return 1;
-        }
-        /* Every *List message is {repeated items = 1; string next_page_token = 2;}. */
-        const ProtobufCFieldDescriptor *fi = protobuf_c_message_descriptor_get_field(list_desc, 1);
-        const ProtobufCFieldDescriptor *ft = protobuf_c_message_descriptor_get_field(list_desc, 2);
-        size_t n = *(const size_t *)((const char *)page + fi->quantifier_offset);
-        ProtobufCMessage *const *items =
-            *(ProtobufCMessage *const *const *)((const char *)page + fi->offset);
-        const char *next = *(const char *const *)((const char *)page + ft->offset);
-        for (size_t i = 0; i < n; i++)
-            if (samctl_list_row(&list, ctl->json ? json(items[i]) : NULL)) row(items[i]);
-        snprintf(token, sizeof token, "%s", next ? next : "");
-        protobuf_c_message_free_unpacked(page, NULL);
-    } while (token[0]);
-    samctl_list_end(&list, NULL);
-    return 0;
-}
-
 /* ---- agencies ------------------------------------------------------------------------------ */
-
-static json_t *s_agency_rec_json(const ProtobufCMessage *rec)
-{
-    return s_agency_json((const Samordna__V1__Agency *)rec);
-}
 
 static void s_agency_row(const ProtobufCMessage *rec)
 {
@@ -318,47 +107,24 @@ static void s_agency_row(const ProtobufCMessage *rec)
     printf("%s\n", roles);
 }
 
-static int s_agencies(samctl_t *ctl, const samctl_args_t *a)
+static void s_agency_text(const ProtobufCMessage *rec)
 {
-    char header[128];
-    snprintf(header, sizeof header, "%-16s%-32s%-21s%s", "ID", "NAME", "KIND", "ROLES");
-    return s_list(ctl, a, "registry.agencies.list", "agencies", header,
-                  &samordna__v1__agency_list__descriptor, s_agency_rec_json, s_agency_row);
-}
-
-static int s_agency_show(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__Agency *ag = (Samordna__V1__Agency *)s_get(
-        ctl, "registry.agencies.get", a->pos[0], NULL, &samordna__v1__agency__descriptor);
-    if (!ag) return 1;
-    if (ctl->json) {
-        samctl_print_json(s_agency_json(ag));
-    } else {
-        char w[64], buf[2048];
-        printf("id            %s\nname          %s\n", ag->id, ag->name);
-        if (ag->n_former_names)
-            printf("former names  %s\n",
-                   s_join(ag->former_names, ag->n_former_names, buf, sizeof buf));
-        printf("kind          %s\n",
-               samctl_enum_word(&samordna__v1__agency_kind__descriptor, ag->kind, w, sizeof w));
-        if (ag->unit[0]) printf("unit          %s\n", ag->unit);
-        printf("roles         ");
-        for (size_t i = 0; i < ag->n_roles; i++)
-            printf("%s%s", i ? ", " : "",
-                   samctl_enum_word(&samordna__v1__agency_role__descriptor, ag->roles[i], w,
-                                    sizeof w));
-        printf("\n");
-    }
-    protobuf_c_message_free_unpacked(&ag->base, NULL);
-    return 0;
+    const Samordna__V1__Agency *ag = (const Samordna__V1__Agency *)rec;
+    char w[64], buf[2048];
+    printf("id            %s\nname          %s\n", ag->id, ag->name);
+    if (ag->n_former_names)
+        printf("former names  %s\n", s_join(ag->former_names, ag->n_former_names, buf, sizeof buf));
+    printf("kind          %s\n",
+           samctl_enum_word(&samordna__v1__agency_kind__descriptor, ag->kind, w, sizeof w));
+    if (ag->unit[0]) printf("unit          %s\n", ag->unit);
+    printf("roles         ");
+    for (size_t i = 0; i < ag->n_roles; i++)
+        printf("%s%s", i ? ", " : "",
+               samctl_enum_word(&samordna__v1__agency_role__descriptor, ag->roles[i], w, sizeof w));
+    printf("\n");
 }
 
 /* ---- municipalities ------------------------------------------------------------------------ */
-
-static json_t *s_municipality_rec_json(const ProtobufCMessage *rec)
-{
-    return s_municipality_json((const Samordna__V1__Municipality *)rec);
-}
 
 static void s_municipality_row(const ProtobufCMessage *rec)
 {
@@ -398,7 +164,7 @@ static int s_municipality_get(samctl_t *ctl, const char *id, const char *number)
         return 1;
     }
     if (ctl->json) {
-        json_t *o = s_municipality_json(m);
+        json_t *o = samctl_json_fields(&m->base, s_municipality_fields);
         s_put_str(o, "resolved_from", l->resolved_from);
         s_put_str(o, "message", l->message);
         samctl_print_json(o);
@@ -428,12 +194,7 @@ static int s_municipality_get(samctl_t *ctl, const char *id, const char *number)
 static int s_municipalities(samctl_t *ctl, const samctl_args_t *a)
 {
     if (samctl_opt(a, "number")) return s_municipality_get(ctl, NULL, samctl_opt(a, "number"));
-    char header[128];
-    snprintf(header, sizeof header, "%-16s%-18s%11s  %-22s%s", "ID", "NAME", "POPULATION",
-             "NUMBERS", "SUCCESSOR");
-    return s_list(ctl, a, "registry.municipalities.list", "municipalities", header,
-                  &samordna__v1__municipality_list__descriptor, s_municipality_rec_json,
-                  s_municipality_row);
+    return samctl_query_run(ctl, a);
 }
 
 static int s_municipality_show(samctl_t *ctl, const samctl_args_t *a)
@@ -442,11 +203,6 @@ static int s_municipality_show(samctl_t *ctl, const samctl_args_t *a)
 }
 
 /* ---- programmes ---------------------------------------------------------------------------- */
-
-static json_t *s_programme_rec_json(const ProtobufCMessage *rec)
-{
-    return s_programme_json((const Samordna__V1__Programme *)rec);
-}
 
 static void s_programme_row(const ProtobufCMessage *rec)
 {
@@ -461,45 +217,23 @@ static void s_programme_row(const ProtobufCMessage *rec)
     printf("\n");
 }
 
-static int s_programmes(samctl_t *ctl, const samctl_args_t *a)
+static void s_programme_text(const ProtobufCMessage *rec)
 {
-    char header[128];
-    snprintf(header, sizeof header, "%-18s%-32s%-10s%-12s%s", "ID", "NAME", "OWNER", "BRIEFING",
-             "PERIOD");
-    return s_list(ctl, a, "registry.programmes.list", "programmes", header,
-                  &samordna__v1__programme_list__descriptor, s_programme_rec_json, s_programme_row);
-}
-
-static int s_programme_show(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__Programme *p = (Samordna__V1__Programme *)s_get(
-        ctl, "registry.programmes.get", a->pos[0], NULL, &samordna__v1__programme__descriptor);
-    if (!p) return 1;
-    if (ctl->json) {
-        samctl_print_json(s_programme_json(p));
-    } else {
-        printf("id              %s\nname            %s\n", p->id, p->name);
-        if (p->motto[0]) printf("motto           %s\n", p->motto);
-        printf("owner           %s\n", p->owner);
-        if (p->leadership[0]) printf("leadership      %s\n", p->leadership);
-        if (p->steering_group[0]) printf("steering group  %s\n", p->steering_group);
-        printf("briefing        every %u months\n", p->briefing_interval_months);
-        if (p->period) printf("period          %s – %s\n", p->period->from, p->period->to);
-        for (size_t i = 0; i < p->n_themes; i++)
-            printf("theme           %s\n", p->themes[i]);
-        for (size_t i = 0; i < p->n_goals; i++)
-            printf("goal            %s\n", p->goals[i]);
-    }
-    protobuf_c_message_free_unpacked(&p->base, NULL);
-    return 0;
+    const Samordna__V1__Programme *p = (const Samordna__V1__Programme *)rec;
+    printf("id              %s\nname            %s\n", p->id, p->name);
+    if (p->motto[0]) printf("motto           %s\n", p->motto);
+    printf("owner           %s\n", p->owner);
+    if (p->leadership[0]) printf("leadership      %s\n", p->leadership);
+    if (p->steering_group[0]) printf("steering group  %s\n", p->steering_group);
+    printf("briefing        every %u months\n", p->briefing_interval_months);
+    if (p->period) printf("period          %s – %s\n", p->period->from, p->period->to);
+    for (size_t i = 0; i < p->n_themes; i++)
+        printf("theme           %s\n", p->themes[i]);
+    for (size_t i = 0; i < p->n_goals; i++)
+        printf("goal            %s\n", p->goals[i]);
 }
 
 /* ---- pilots -------------------------------------------------------------------------------- */
-
-static json_t *s_pilot_rec_json(const ProtobufCMessage *rec)
-{
-    return s_pilot_json((const Samordna__V1__Pilot *)rec);
-}
 
 static void s_pilot_row(const ProtobufCMessage *rec)
 {
@@ -511,47 +245,25 @@ static void s_pilot_row(const ProtobufCMessage *rec)
     printf("\n");
 }
 
-static int s_pilots(samctl_t *ctl, const samctl_args_t *a)
+static void s_pilot_text(const ProtobufCMessage *rec)
 {
-    char header[128];
-    snprintf(header, sizeof header, "%-16s%-16s%-16s%s", "ID", "MUNICIPALITY", "LEADER",
-             "CHALLENGE");
-    return s_list(ctl, a, "registry.pilots.list", "pilots", header,
-                  &samordna__v1__pilot_list__descriptor, s_pilot_rec_json, s_pilot_row);
-}
-
-static int s_pilot_show(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__Pilot *p = (Samordna__V1__Pilot *)s_get(ctl, "registry.pilots.get", a->pos[0],
-                                                          NULL, &samordna__v1__pilot__descriptor);
-    if (!p) return 1;
-    if (ctl->json) {
-        samctl_print_json(s_pilot_json(p));
-    } else {
-        char buf[2048];
-        printf("pilot                     %s\nprogramme                 %s\n", p->id, p->programme);
-        printf("municipality              %s\nchallenge                 %s\n", p->municipality,
-               p->challenge);
-        printf("investment leader         %s\n", p->investment_leader);
-        if (p->n_investment_team)
-            printf("investment team           %s\n",
-                   s_join(p->investment_team, p->n_investment_team, buf, sizeof buf));
-        if (p->contact_person[0]) printf("contact person            %s\n", p->contact_person);
-        if (p->municipal_steering_group[0])
-            printf("municipal steering group  %s\n", p->municipal_steering_group);
-        for (size_t i = 0; i < p->n_aims; i++)
-            printf("aim                       %s\n", p->aims[i]);
-    }
-    protobuf_c_message_free_unpacked(&p->base, NULL);
-    return 0;
+    const Samordna__V1__Pilot *p = (const Samordna__V1__Pilot *)rec;
+    char buf[2048];
+    printf("pilot                     %s\nprogramme                 %s\n", p->id, p->programme);
+    printf("municipality              %s\nchallenge                 %s\n", p->municipality,
+           p->challenge);
+    printf("investment leader         %s\n", p->investment_leader);
+    if (p->n_investment_team)
+        printf("investment team           %s\n",
+               s_join(p->investment_team, p->n_investment_team, buf, sizeof buf));
+    if (p->contact_person[0]) printf("contact person            %s\n", p->contact_person);
+    if (p->municipal_steering_group[0])
+        printf("municipal steering group  %s\n", p->municipal_steering_group);
+    for (size_t i = 0; i < p->n_aims; i++)
+        printf("aim                       %s\n", p->aims[i]);
 }
 
 /* ---- invitations --------------------------------------------------------------------------- */
-
-static json_t *s_invitation_rec_json(const ProtobufCMessage *rec)
-{
-    return s_invitation_json((const Samordna__V1__Invitation *)rec);
-}
 
 static void s_invitation_row(const ProtobufCMessage *rec)
 {
@@ -568,22 +280,7 @@ static void s_invitation_row(const ProtobufCMessage *rec)
     printf("%s\n", inv->note);
 }
 
-static int s_invitations(samctl_t *ctl, const samctl_args_t *a)
-{
-    char header[128];
-    snprintf(header, sizeof header, "%-18s%-16s%-8s%-9s%-12s%s", "PROGRAMME", "MUNICIPALITY",
-             "ANSWER", "CHANNEL", "ANSWERED", "NOTE");
-    return s_list(ctl, a, "registry.invitations.list", "invitations", header,
-                  &samordna__v1__invitation_list__descriptor, s_invitation_rec_json,
-                  s_invitation_row);
-}
-
 /* ---- people -------------------------------------------------------------------------------- */
-
-static json_t *s_person_rec_json(const ProtobufCMessage *rec)
-{
-    return s_person_json((const Samordna__V1__Person *)rec);
-}
 
 static void s_person_row(const ProtobufCMessage *rec)
 {
@@ -602,47 +299,26 @@ static void s_person_row(const ProtobufCMessage *rec)
     printf("%s\n", roles);
 }
 
-static int s_people(samctl_t *ctl, const samctl_args_t *a)
+static void s_person_text(const ProtobufCMessage *rec)
 {
-    char header[128];
-    snprintf(header, sizeof header, "%-16s%-28s%-16s%s", "ID", "NAME", "AGENCY", "ROLES");
-    return s_list(ctl, a, "registry.people.list", "people", header,
-                  &samordna__v1__person_list__descriptor, s_person_rec_json, s_person_row);
-}
-
-static int s_person_show(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__Person *p = (Samordna__V1__Person *)s_get(
-        ctl, "registry.people.get", a->pos[0], NULL, &samordna__v1__person__descriptor);
-    if (!p) return 1;
-    if (ctl->json) {
-        samctl_print_json(s_person_json(p));
-    } else {
-        printf("id        %s\n", p->id);
-        if (p->erased)
-            printf("erased    on %s (name and contact details removed)\n", p->erased_on);
-        else
-            printf("name      %s\n", p->name);
-        if (p->email[0]) printf("email     %s\n", p->email);
-        if (p->phone[0]) printf("phone     %s\n", p->phone);
-        if (p->agency[0]) printf("agency    %s\n", p->agency);
-        for (size_t i = 0; i < p->n_roles; i++) {
-            const Samordna__V1__RoleHeld *r = p->roles[i];
-            const char *where = r->pilot[0] ? r->pilot : r->agency[0] ? r->agency : r->programme;
-            printf("role      %s%s%s%s%s%s%s\n", r->role, where[0] ? " @ " : "", where,
-                   r->from[0] ? " from " : "", r->from, r->until[0] ? " until " : "", r->until);
-        }
+    const Samordna__V1__Person *p = (const Samordna__V1__Person *)rec;
+    printf("id        %s\n", p->id);
+    if (p->erased)
+        printf("erased    on %s (name and contact details removed)\n", p->erased_on);
+    else
+        printf("name      %s\n", p->name);
+    if (p->email[0]) printf("email     %s\n", p->email);
+    if (p->phone[0]) printf("phone     %s\n", p->phone);
+    if (p->agency[0]) printf("agency    %s\n", p->agency);
+    for (size_t i = 0; i < p->n_roles; i++) {
+        const Samordna__V1__RoleHeld *r = p->roles[i];
+        const char *where = r->pilot[0] ? r->pilot : r->agency[0] ? r->agency : r->programme;
+        printf("role      %s%s%s%s%s%s%s\n", r->role, where[0] ? " @ " : "", where,
+               r->from[0] ? " from " : "", r->from, r->until[0] ? " until " : "", r->until);
     }
-    protobuf_c_message_free_unpacked(&p->base, NULL);
-    return 0;
 }
 
 /* ---- reports ------------------------------------------------------------------------------- */
-
-static json_t *s_report_rec_json(const ProtobufCMessage *rec)
-{
-    return s_report_json((const Samordna__V1__Report *)rec);
-}
 
 static void s_report_row(const ProtobufCMessage *rec)
 {
@@ -653,37 +329,32 @@ static void s_report_row(const ProtobufCMessage *rec)
     printf("%s\n", r->title);
 }
 
-static int s_reports(samctl_t *ctl, const samctl_args_t *a)
+static void s_report_text(const ProtobufCMessage *rec)
 {
-    char header[128];
-    snprintf(header, sizeof header, "%-16s%-10s%-26s%s", "ID", "BY", "SERIES", "TITLE");
-    return s_list(ctl, a, "registry.reports.list", "reports", header,
-                  &samordna__v1__report_list__descriptor, s_report_rec_json, s_report_row);
-}
-
-static int s_report_show(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__Report *r = (Samordna__V1__Report *)s_get(
-        ctl, "registry.reports.get", a->pos[0], NULL, &samordna__v1__report__descriptor);
-    if (!r) return 1;
-    if (ctl->json) {
-        samctl_print_json(s_report_json(r));
-    } else {
-        printf("id        %s\nby        %s\ntitle     %s\n", r->id, r->by, r->title);
-        if (r->series[0]) printf("series    %s\n", r->series);
-        if (r->published[0]) printf("published %s\n", r->published);
-        if (r->url[0]) printf("url       %s\n", r->url);
-    }
-    protobuf_c_message_free_unpacked(&r->base, NULL);
-    return 0;
+    const Samordna__V1__Report *r = (const Samordna__V1__Report *)rec;
+    printf("id        %s\nby        %s\ntitle     %s\n", r->id, r->by, r->title);
+    if (r->series[0]) printf("series    %s\n", r->series);
+    if (r->published[0]) printf("published %s\n", r->published);
+    if (r->url[0]) printf("url       %s\n", r->url);
 }
 
 /* ---- the tables ---------------------------------------------------------------------------- */
 
-/* `show ID`: one record, the same for every table. */
-#define S_SHOW(what, fn)                                                                           \
+/* A list (samctl_list_query): every page of registry.<table>.list, filtered by the options
+   its command has (ListRequest fields of the same names). */
+#define S_LISTS(method, reply, noun, columns, titles, fields, row)                                 \
+    (&(const samctl_query_t){"registry", method, &samordna__v1__list_request__descriptor,          \
+                             &samordna__v1__##reply##__descriptor, "items", noun, columns, titles, \
+                             NULL, row, true, 500, NULL, fields})
+
+/* `show ID`: one record of registry.<table>.get, the same for every table. */
+#define S_GET(method, reply, fields, text)                                                         \
+    (&(const samctl_query_t){"registry", method, &samordna__v1__get_request__descriptor,           \
+                             &samordna__v1__##reply##__descriptor, NULL, NULL, NULL, NULL, NULL,   \
+                             text, false, 0, NULL, fields})
+#define S_SHOW(what, get)                                                                          \
     ((const samctl_cmd_t[]){                                                                       \
-        {.name = "show", .args = "ID", .min_args = 1, .max_args = 1, .about = what, .run = fn},    \
+        {.name = "show", .args = "ID", .about = what, .run = samctl_query_run, .query = get},      \
         {NULL}})
 
 static const samctl_opt_t s_agencies_opts[] = {
@@ -692,48 +363,64 @@ static const samctl_opt_t s_agencies_opts[] = {
     {"role", 0, "ROLE", SAMCTL_TEXT, 0, "only agencies with this role (investment_team, …)"},
     {NULL},
 };
-static const samctl_cmd_t s_agencies_cmd = {
-    .name = "agencies",
-    .about = "The agencies: id, name, kind and roles; `agencies show ID` one of them, with its\n"
-             "former names and unit.",
-    .opts = s_agencies_opts,
-    .run = s_agencies,
-    .subs = S_SHOW("One agency, with its former names and unit.", s_agency_show),
-};
+/* The registry's plain tables: a list of every record, with its command's filters, and
+   `show ID`. X(word, record, about, options, columns, titles, what show tells) makes
+   samctl_<word>_cmd of registry.<word>.list and .get, with the record's fields in --json
+   (s_<record>_fields) and its text (s_<record>_row, s_<record>_text). */
+#define S_TABLES(X)                                                                                \
+    X(agencies, agency,                                                                            \
+      "The agencies: id, name, kind and roles; `agencies show ID` one of them, with its\n"         \
+      "former names and unit.",                                                                    \
+      s_agencies_opts, "%-16s%-32s%-21s%s", "ID|NAME|KIND|ROLES",                                  \
+      "One agency, with its former names and unit.")                                               \
+    X(people, person,                                                                              \
+      "People and the roles they held (erased people keep their roles, not their names).",         \
+      s_people_opts, "%-16s%-28s%-16s%s", "ID|NAME|AGENCY|ROLES",                                  \
+      "One person: contact details and every role held, with when.")                               \
+    X(programmes, programme, "The programmes: owner, briefing interval and period.", NULL,         \
+      "%-18s%-32s%-10s%-12s%s", "ID|NAME|OWNER|BRIEFING|PERIOD",                                   \
+      "One programme: leadership, steering group, themes and goals.")                              \
+    X(reports, report, "Reports published by agencies: who, the series and the title.",            \
+      s_reports_opts, "%-16s%-10s%-26s%s", "ID|BY|SERIES|TITLE",                                   \
+      "One report, with when it was published and where.")
+
+#define S_TABLE(word, record, about_, opts_, columns, titles, show)                                \
+    const samctl_cmd_t samctl_##word##_cmd = {                                                     \
+        .name = #word,                                                                             \
+        .about = about_,                                                                           \
+        .opts = opts_,                                                                             \
+        .run = samctl_query_run,                                                                   \
+        .query = S_LISTS("registry." #word ".list", record##_list, #word, columns, titles,         \
+                         s_##record##_fields, s_##record##_row),                                   \
+        .subs = S_SHOW(show, S_GET("registry." #word ".get", record, s_##record##_fields,          \
+                                   s_##record##_text)),                                            \
+    };
 
 static const samctl_opt_t s_municipalities_opts[] = {
     {"number", 0, "NUMBER", SAMCTL_TEXT, 0,
      "the municipality that held this number (four digits), with when"},
     {NULL},
 };
-static const samctl_cmd_t s_municipalities_cmd = {
+const samctl_cmd_t samctl_municipalities_cmd = {
     .name = "municipalities",
     .about = "Municipalities with their numbers, population and successor (a merger never\n"
              "overwrites: the old record stays and points to the new one).",
     .opts = s_municipalities_opts,
     .run = s_municipalities,
-    .subs =
-        S_SHOW("One municipality; a merged one says into which, and when.", s_municipality_show),
+    .query = S_LISTS("registry.municipalities.list", municipality_list, "municipalities",
+                     "%-16s%-18s%11s  %-22s%s", "ID|NAME|POPULATION|NUMBERS|SUCCESSOR",
+                     s_municipality_fields, s_municipality_row),
+    .subs = ((const samctl_cmd_t[]){
+        {.name = "show",
+         .args = "ID",
+         .about = "One municipality; a merged one says into which, and when.",
+         .run = s_municipality_show},
+        {NULL}}),
 };
 
 static const samctl_opt_t s_people_opts[] = {
     {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only people of this agency"},
     {NULL},
-};
-static const samctl_cmd_t s_people_cmd = {
-    .name = "people",
-    .about = "People and the roles they held (erased people keep their roles, not their names).",
-    .opts = s_people_opts,
-    .run = s_people,
-    .subs = S_SHOW("One person: contact details and every role held, with when.", s_person_show),
-};
-
-static const samctl_cmd_t s_programmes_cmd = {
-    .name = "programmes",
-    .about = "The programmes: owner, briefing interval and period.",
-    .run = s_programmes,
-    .subs =
-        S_SHOW("One programme: leadership, steering group, themes and goals.", s_programme_show),
 };
 
 static const samctl_opt_t s_pilots_opts[] = {
@@ -745,20 +432,21 @@ static const samctl_opt_t s_pilots_opts[] = {
 static const samctl_cmd_t s_pilot_show_subs[] = {
     {.name = "show",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "One pilot: municipality, challenge, investment leader and team, aims.",
-     .run = s_pilot_show},
+     .run = samctl_query_run,
+     .query = S_GET("registry.pilots.get", pilot, s_pilot_fields, s_pilot_text)},
     {NULL},
 };
-static const samctl_cmd_t s_pilots_cmd = {
+const samctl_cmd_t samctl_pilots_cmd = {
     .name = "pilots",
     .about = "The pilots: municipality, investment leader and challenge.",
     .opts = s_pilots_opts,
-    .run = s_pilots,
+    .run = samctl_query_run,
+    .query = S_LISTS("registry.pilots.list", pilot_list, "pilots", "%-16s%-16s%-16s%s",
+                     "ID|MUNICIPALITY|LEADER|CHALLENGE", s_pilot_fields, s_pilot_row),
     .subs = s_pilot_show_subs,
 };
-static const samctl_cmd_t s_pilot_cmd = {
+const samctl_cmd_t samctl_pilot_cmd = {
     .name = "pilot",
     .about = "One pilot: `pilot show ID` is `pilots show ID`.",
     .subs = s_pilot_show_subs,
@@ -770,61 +458,20 @@ static const samctl_opt_t s_invitations_opts[] = {
     {"answer", 0, "yes|no|none", SAMCTL_TEXT, 0, "only those answered so (none: not yet)"},
     {NULL},
 };
-static const samctl_cmd_t s_invitations_cmd = {
+const samctl_cmd_t samctl_invitations_cmd = {
     .name = "invitations",
     .about = "Invitations to a programme and their answers: yes or no, written or oral, and when.",
     .opts = s_invitations_opts,
-    .run = s_invitations,
+    .run = samctl_query_run,
+    .query =
+        S_LISTS("registry.invitations.list", invitation_list, "invitations",
+                "%-18s%-16s%-8s%-9s%-12s%s", "PROGRAMME|MUNICIPALITY|ANSWER|CHANNEL|ANSWERED|NOTE",
+                s_invitation_fields, s_invitation_row),
 };
 
 static const samctl_opt_t s_reports_opts[] = {
     {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only reports this agency published"},
     {NULL},
 };
-static const samctl_cmd_t s_reports_cmd = {
-    .name = "reports",
-    .about = "Reports published by agencies: who, the series and the title.",
-    .opts = s_reports_opts,
-    .run = s_reports,
-    .subs = S_SHOW("One report, with when it was published and where.", s_report_show),
-};
 
-int samctl_cmd_agencies(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_agencies_cmd, argc, argv);
-}
-
-int samctl_cmd_municipalities(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_municipalities_cmd, argc, argv);
-}
-
-int samctl_cmd_people(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_people_cmd, argc, argv);
-}
-
-int samctl_cmd_programmes(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_programmes_cmd, argc, argv);
-}
-
-int samctl_cmd_pilots(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_pilots_cmd, argc, argv);
-}
-
-int samctl_cmd_pilot(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_pilot_cmd, argc, argv);
-}
-
-int samctl_cmd_invitations(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_invitations_cmd, argc, argv);
-}
-
-int samctl_cmd_reports(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_reports_cmd, argc, argv);
-}
+S_TABLES(S_TABLE)

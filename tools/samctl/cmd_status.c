@@ -25,11 +25,6 @@
 
 #define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
 
-static void s_print_json(const ProtobufCMessage *m)
-{
-    samctl_print_json(samctl_json_message(m));
-}
-
 /* ---- text columns (UTF-8 aware: Norwegian labels hold æ, ø, å) ------------------------------ */
 
 /* Prints s in exactly `width` columns: cut with '.' when longer, padded when shorter. */
@@ -79,8 +74,9 @@ static void s_head_word(const char *label, int line, int w)
         s_cell(sp ? sp + 1 : "", w);
 }
 
-static void s_board_text(const Samordna__V1__BoardReply *b)
+static void s_board_text(const ProtobufCMessage *rec)
 {
+    const Samordna__V1__BoardReply *b = (const Samordna__V1__BoardReply *)rec;
     const int W = 10;
     printf("Statustavle per %s\n\n", b->as_of);
     for (int line = 0; line < 2; line++) {
@@ -121,31 +117,11 @@ static void s_board_text(const Samordna__V1__BoardReply *b)
         printf("(%zu)\n", b->n_rows);
 }
 
-static int s_board(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__BoardRequest req = SAMORDNA__V1__BOARD_REQUEST__INIT;
-    req.as_of = (char *)samctl_str(a, "as-of");
-    req.pilot = (char *)samctl_str(a, "pilot");
-    Samordna__V1__BoardReply *b = (Samordna__V1__BoardReply *)samctl_call(
-        ctl, "status", "status.board", &req.base, &samordna__v1__board_reply__descriptor);
-    if (!b) return 1;
-    if (ctl->json)
-        s_print_json(&b->base);
-    else
-        s_board_text(b);
-    FREE(b);
-    return 0;
-}
-
 /* ---- kinds --------------------------------------------------------------------------------- */
 
-/* The milestone kinds, or NULL (refusal printed unless quiet). */
-static Samordna__V1__MilestoneKindsReply *s_kinds_get(samctl_t *ctl, bool quiet)
+/* The milestone kinds, or NULL (nothing printed: it only adds to a refusal). */
+static Samordna__V1__MilestoneKindsReply *s_kinds_get(samctl_t *ctl)
 {
-    if (!quiet)
-        return (Samordna__V1__MilestoneKindsReply *)samctl_call(
-            ctl, "status", "status.kinds.list", NULL,
-            &samordna__v1__milestone_kinds_reply__descriptor);
     sam_result_t res;
     ProtobufCMessage *out = NULL;
     samctl_request(ctl, "status", "status.kinds.list", NULL,
@@ -154,30 +130,10 @@ static Samordna__V1__MilestoneKindsReply *s_kinds_get(samctl_t *ctl, bool quiet)
     return (Samordna__V1__MilestoneKindsReply *)out;
 }
 
-static int s_kinds(samctl_t *ctl, const samctl_args_t *a)
+static void s_kind_row(const ProtobufCMessage *rec)
 {
-    (void)a;
-    Samordna__V1__MilestoneKindsReply *r = s_kinds_get(ctl, false);
-    if (!r) return 1;
-    samctl_list_t l;
-    char header[96];
-    snprintf(header, sizeof header, "%5s  %-24s %s", "ORDER", "KIND", "LABEL");
-    samctl_list_begin(&l, ctl, "milestone kinds", header);
-    for (size_t i = 0; i < r->n_kinds; i++)
-        if (samctl_list_row(&l, ctl->json ? samctl_json_message(&r->kinds[i]->base) : NULL))
-            printf("%5u  %-24s %s\n", r->kinds[i]->order, r->kinds[i]->id, r->kinds[i]->label);
-    samctl_list_end(&l, NULL);
-    FREE(r);
-    return 0;
-}
-
-static int s_kinds_define(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__MilestoneKind k = SAMORDNA__V1__MILESTONE_KIND__INIT;
-    k.id = (char *)a->pos[0];
-    k.label = (char *)samctl_str(a, "label");
-    k.order = samctl_u32(a, "order");
-    return samctl_publish(ctl, "status", EV("milestone_kind.defined"), NULL, k.id, &k.base);
+    const Samordna__V1__MilestoneKind *k = (const Samordna__V1__MilestoneKind *)rec;
+    printf("%5u  %-24s %s\n", k->order, k->id, k->label);
 }
 
 /* ---- milestones ---------------------------------------------------------------------------- */
@@ -186,7 +142,7 @@ static int s_kinds_define(samctl_t *ctl, const samctl_args_t *a)
    ones it knows (asked of the service; nothing more when it cannot be asked). */
 static void s_name_the_kinds(samctl_t *ctl, const samctl_args_t *a, const char *kind)
 {
-    Samordna__V1__MilestoneKindsReply *r = s_kinds_get(ctl, true);
+    Samordna__V1__MilestoneKindsReply *r = s_kinds_get(ctl);
     if (!r) return;
     bool known = false;
     char list[1024] = "";
@@ -201,58 +157,19 @@ static void s_name_the_kinds(samctl_t *ctl, const samctl_args_t *a, const char *
     FREE(r);
 }
 
-static int s_milestone_reach(samctl_t *ctl, const samctl_args_t *a)
+/* reach and revert: the event their row names, and the known kinds when it was refused. */
+static int s_milestone_change(samctl_t *ctl, const samctl_args_t *a)
 {
-    char subject[160];
-    snprintf(subject, sizeof subject, "%s/%s", a->pos[0], a->pos[1]);
-    Samordna__V1__MilestoneReached m = SAMORDNA__V1__MILESTONE_REACHED__INIT;
-    m.pilot = (char *)a->pos[0];
-    m.kind = (char *)a->pos[1];
-    m.date = (char *)samctl_str(a, "date");
-    m.actor = (char *)samctl_str(a, "actor");
-    m.evidence = (char *)samctl_str(a, "evidence");
-    int rc = samctl_publish(ctl, "status", EV("milestone.reached"), NULL, subject, &m.base);
-    if (rc) s_name_the_kinds(ctl, a, m.kind);
+    int rc = samctl_write_run(ctl, a);
+    if (rc) s_name_the_kinds(ctl, a, a->pos[1]);
     return rc;
 }
 
-static int s_milestone_revert(samctl_t *ctl, const samctl_args_t *a)
+static void s_change_row(const ProtobufCMessage *rec)
 {
-    char subject[160];
-    snprintf(subject, sizeof subject, "%s/%s", a->pos[0], a->pos[1]);
-    Samordna__V1__MilestoneReverted m = SAMORDNA__V1__MILESTONE_REVERTED__INIT;
-    m.pilot = (char *)a->pos[0];
-    m.kind = (char *)a->pos[1];
-    m.date = (char *)samctl_str(a, "date");
-    m.actor = (char *)samctl_str(a, "actor");
-    m.reason = (char *)samctl_str(a, "reason");
-    int rc = samctl_publish(ctl, "status", EV("milestone.reverted"), NULL, subject, &m.base);
-    if (rc) s_name_the_kinds(ctl, a, m.kind);
-    return rc;
-}
-
-static int s_milestone_history(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__MilestoneHistoryRequest req = SAMORDNA__V1__MILESTONE_HISTORY_REQUEST__INIT;
-    req.pilot = (char *)a->pos[0];
-    Samordna__V1__MilestoneHistoryReply *r = (Samordna__V1__MilestoneHistoryReply *)samctl_call(
-        ctl, "status", "status.milestones.history", &req.base,
-        &samordna__v1__milestone_history_reply__descriptor);
-    if (!r) return 1;
-    samctl_list_t l;
-    char header[128];
-    snprintf(header, sizeof header, "%-10s  %-8s %-24s %-14s %s", "DATE", "CHANGE", "KIND", "ACTOR",
-             "EVIDENCE OR REASON");
-    samctl_list_begin(&l, ctl, "milestone changes", header);
-    for (size_t i = 0; i < r->n_changes; i++) {
-        Samordna__V1__MilestoneChange *c = r->changes[i];
-        if (samctl_list_row(&l, ctl->json ? samctl_json_message(&c->base) : NULL))
-            printf("%-10s  %-8s %-24s %-14s %s\n", c->date, c->reached ? "reached" : "reverted",
-                   c->kind, c->actor, c->reached ? c->evidence : c->reason);
-    }
-    samctl_list_end(&l, NULL);
-    FREE(r);
-    return 0;
+    const Samordna__V1__MilestoneChange *c = (const Samordna__V1__MilestoneChange *)rec;
+    printf("%-10s  %-8s %-24s %-14s %s\n", c->date, c->reached ? "reached" : "reverted", c->kind,
+           c->actor, c->reached ? c->evidence : c->reason);
 }
 
 /* ---- meetings ------------------------------------------------------------------------------ */
@@ -263,115 +180,39 @@ static int s_meeting_log(samctl_t *ctl, const samctl_args_t *a)
     size_t n = samctl_opt_all(a, "participant", participants, 64);
     if (n > 64) return samctl_usage_error(a, "at most 64 --participant");
     Samordna__V1__MeetingLogged m = SAMORDNA__V1__MEETING_LOGGED__INIT;
-    m.id = (char *)a->pos[0];
-    m.kind = (char *)samctl_str(a, "kind");
-    m.date = (char *)samctl_str(a, "date");
-    m.pilot = (char *)samctl_str(a, "pilot");
-    m.municipality = (char *)samctl_str(a, "municipality");
-    m.title = (char *)samctl_str(a, "title");
-    m.notes = (char *)samctl_str(a, "notes");
-    m.monthly_until = (char *)samctl_str(a, "monthly-until");
+    samctl_fill(a, &m.base);
     m.n_participants = n;
     m.participants = (char **)participants;
-    return samctl_publish(ctl, "status", EV("meeting.logged"), NULL, m.id, &m.base);
+    return samctl_write(ctl, a, &m.base);
 }
 
-static int s_meetings(samctl_t *ctl, const samctl_args_t *a)
+static void s_meeting_row(const ProtobufCMessage *rec)
 {
-    Samordna__V1__MeetingsRequest req = SAMORDNA__V1__MEETINGS_REQUEST__INIT;
-    req.pilot = (char *)samctl_str(a, "pilot");
-    req.municipality = (char *)samctl_str(a, "municipality");
-    req.from = (char *)samctl_str(a, "from");
-    req.to = (char *)samctl_str(a, "to");
-    req.kind = (char *)samctl_str(a, "kind");
-    req.page_size = samctl_u32(a, "page-size");
-    req.page_token = (char *)samctl_str(a, "page-token");
-    Samordna__V1__MeetingsReply *r =
-        (Samordna__V1__MeetingsReply *)samctl_call(ctl, "status", "status.meetings.list", &req.base,
-                                                   &samordna__v1__meetings_reply__descriptor);
-    if (!r) return 1;
-    samctl_list_t l;
-    char header[128];
-    snprintf(header, sizeof header, "%-10s  %-15s%-16s%s", "DATE", "KIND", "WHERE", "TITLE");
-    samctl_list_begin(&l, ctl, "meetings", header);
-    for (size_t i = 0; i < r->n_meetings; i++) {
-        Samordna__V1__Meeting *m = r->meetings[i];
-        if (!samctl_list_row(&l, ctl->json ? samctl_json_message(&m->base) : NULL)) continue;
-        printf("%-10s  ", m->date);
-        s_cell(m->kind, 15);
-        s_cell(*m->pilot ? m->pilot : *m->municipality ? m->municipality : "(programmet)", 16);
-        printf("%s\n", m->title);
-    }
-    samctl_list_end(&l, r->next_page_token);
-    FREE(r);
-    return 0;
+    const Samordna__V1__Meeting *m = (const Samordna__V1__Meeting *)rec;
+    printf("%-10s  ", m->date);
+    s_cell(m->kind, 15);
+    s_cell(*m->pilot ? m->pilot : *m->municipality ? m->municipality : "(programmet)", 16);
+    printf("%s\n", m->title);
 }
 
 /* ---- steps --------------------------------------------------------------------------------- */
 
-static int s_step_add(samctl_t *ctl, const samctl_args_t *a)
+static void s_step_row(const ProtobufCMessage *rec)
 {
-    char subject[160];
-    snprintf(subject, sizeof subject, "%s/%s", a->pos[0], a->pos[1]);
-    Samordna__V1__PlanStepAdded m = SAMORDNA__V1__PLAN_STEP_ADDED__INIT;
-    m.pilot = (char *)a->pos[0];
-    m.id = (char *)a->pos[1];
-    m.title = (char *)samctl_str(a, "title");
-    m.owner = (char *)samctl_str(a, "owner");
-    m.due = (char *)samctl_str(a, "due");
-    m.state = (char *)samctl_str(a, "state");
-    m.date = (char *)samctl_str(a, "date");
-    return samctl_publish(ctl, "status", EV("step.added"), NULL, subject, &m.base);
-}
-
-static int s_step_update(samctl_t *ctl, const samctl_args_t *a)
-{
-    char subject[160];
-    snprintf(subject, sizeof subject, "%s/%s", a->pos[0], a->pos[1]);
-    Samordna__V1__PlanStepUpdated m = SAMORDNA__V1__PLAN_STEP_UPDATED__INIT;
-    m.pilot = (char *)a->pos[0];
-    m.id = (char *)a->pos[1];
-    m.title = (char *)samctl_str(a, "title");
-    m.owner = (char *)samctl_str(a, "owner");
-    m.due = (char *)samctl_str(a, "due");
-    m.state = (char *)samctl_str(a, "state");
-    m.date = (char *)samctl_str(a, "date");
-    m.note = (char *)samctl_str(a, "note");
-    return samctl_publish(ctl, "status", EV("step.updated"), NULL, subject, &m.base);
-}
-
-static int s_steps(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__PlanStepsRequest req = SAMORDNA__V1__PLAN_STEPS_REQUEST__INIT;
-    req.pilot = (char *)(a->npos ? a->pos[0] : "");
-    req.state = (char *)samctl_str(a, "state");
-    Samordna__V1__PlanStepsReply *r = (Samordna__V1__PlanStepsReply *)samctl_call(
-        ctl, "status", "status.steps.list", &req.base, &samordna__v1__plan_steps_reply__descriptor);
-    if (!r) return 1;
-    samctl_list_t l;
-    char header[128];
-    snprintf(header, sizeof header, "%-14s%-16s%-12s%-14s%-11s%s", "PILOT", "STEP", "STATE",
-             "OWNER", "DUE", "TITLE");
-    samctl_list_begin(&l, ctl, "steps", header);
-    for (size_t i = 0; i < r->n_steps; i++) {
-        Samordna__V1__PlanStep *s = r->steps[i];
-        if (!samctl_list_row(&l, ctl->json ? samctl_json_message(&s->base) : NULL)) continue;
-        s_cell(s->pilot, 14);
-        s_cell(s->id, 16);
-        s_cell(s->state, 12);
-        s_cell(s->owner, 14);
-        s_cell(*s->due ? s->due : "-", 11);
-        printf("%s\n", s->title);
-    }
-    samctl_list_end(&l, NULL);
-    FREE(r);
-    return 0;
+    const Samordna__V1__PlanStep *s = (const Samordna__V1__PlanStep *)rec;
+    s_cell(s->pilot, 14);
+    s_cell(s->id, 16);
+    s_cell(s->state, 12);
+    s_cell(s->owner, 14);
+    s_cell(*s->due ? s->due : "-", 11);
+    printf("%s\n", s->title);
 }
 
 /* ---- barriers ------------------------------------------------------------------------------ */
 
-static void s_barrier_text(const Samordna__V1__Barrier *b)
+static void s_barrier_text(const ProtobufCMessage *rec)
 {
+    const Samordna__V1__Barrier *b = (const Samordna__V1__Barrier *)rec;
     printf("%s: %s\n", b->id, b->title);
     printf("  state      %s\n", b->state);
     printf("  found in   %s%s%s\n", b->pilot, *b->pilot && *b->municipality ? " / " : "",
@@ -386,117 +227,64 @@ static void s_barrier_text(const Samordna__V1__Barrier *b)
                b->history[i]->by, b->history[i]->note);
 }
 
-static int s_barrier_register(samctl_t *ctl, const samctl_args_t *a)
+static void s_barrier_row(const ProtobufCMessage *rec)
 {
-    Samordna__V1__BarrierRegistered m = SAMORDNA__V1__BARRIER_REGISTERED__INIT;
-    m.id = (char *)a->pos[0];
-    m.title = (char *)samctl_str(a, "title");
-    m.description = (char *)samctl_str(a, "description");
-    m.pilot = (char *)samctl_str(a, "pilot");
-    m.municipality = (char *)samctl_str(a, "municipality");
-    m.raised_by = (char *)samctl_str(a, "raised-by");
-    m.concerns = (char *)samctl_str(a, "concerns");
-    m.reference = (char *)samctl_str(a, "reference");
-    m.concerns_agency = (char *)samctl_str(a, "concerns-agency");
-    m.date = (char *)samctl_str(a, "date");
-    return samctl_publish(ctl, "status", EV("barrier.registered"), NULL, m.id, &m.base);
-}
-
-static int s_barrier_move(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__BarrierMoved m = SAMORDNA__V1__BARRIER_MOVED__INIT;
-    m.id = (char *)a->pos[0];
-    m.state = (char *)a->pos[1];
-    m.date = (char *)samctl_str(a, "date");
-    m.by = (char *)samctl_str(a, "by");
-    m.note = (char *)samctl_str(a, "note");
-    return samctl_publish(ctl, "status", EV("barrier.moved"), NULL, m.id, &m.base);
-}
-
-static int s_barrier_show(samctl_t *ctl, const samctl_args_t *a)
-{
-    Samordna__V1__StatusGetRequest req = SAMORDNA__V1__STATUS_GET_REQUEST__INIT;
-    req.id = (char *)a->pos[0];
-    Samordna__V1__Barrier *b = (Samordna__V1__Barrier *)samctl_call(
-        ctl, "status", "status.barriers.get", &req.base, &samordna__v1__barrier__descriptor);
-    if (!b) return 1;
-    if (ctl->json)
-        s_print_json(&b->base);
-    else
-        s_barrier_text(b);
-    FREE(b);
-    return 0;
+    const Samordna__V1__Barrier *b = (const Samordna__V1__Barrier *)rec;
+    const char *since = b->n_history ? b->history[b->n_history - 1]->date : "";
+    s_cell(b->id, 18);
+    s_cell(b->state, 18);
+    printf("%-10s  ", since);
+    s_cell(*b->pilot ? b->pilot : b->municipality, 14);
+    s_cell(b->raised_by, 14);
+    s_cell(b->concerns, 18);
+    printf("%s\n", b->title);
 }
 
 static int s_barriers(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__BarriersRequest req = SAMORDNA__V1__BARRIERS_REQUEST__INIT;
-    req.state = (char *)samctl_str(a, "state");
-    req.pilot = (char *)samctl_str(a, "pilot");
-    req.municipality = (char *)samctl_str(a, "municipality");
-    req.raised_by = (char *)samctl_str(a, "raised-by");
-    req.concerns = (char *)samctl_str(a, "concerns");
+    samctl_fill(a, &req.base);
     req.open_only = samctl_flag(a, "open");
-    req.page_size = samctl_u32(a, "page-size");
-    req.page_token = (char *)samctl_str(a, "page-token");
-    Samordna__V1__BarriersReply *r =
-        (Samordna__V1__BarriersReply *)samctl_call(ctl, "status", "status.barriers.list", &req.base,
-                                                   &samordna__v1__barriers_reply__descriptor);
-    if (!r) return 1;
-    samctl_list_t l;
-    char header[160];
-    snprintf(header, sizeof header, "%-18s%-18s%-12s%-14s%-14s%-18s%s", "BARRIER", "STATE", "SINCE",
-             "WHERE", "RAISED BY", "CONCERNS", "TITLE");
-    samctl_list_begin(&l, ctl, "barriers", header);
-    for (size_t i = 0; i < r->n_barriers; i++) {
-        Samordna__V1__Barrier *b = r->barriers[i];
-        if (!samctl_list_row(&l, ctl->json ? samctl_json_message(&b->base) : NULL)) continue;
-        const char *since = b->n_history ? b->history[b->n_history - 1]->date : "";
-        s_cell(b->id, 18);
-        s_cell(b->state, 18);
-        printf("%-10s  ", since);
-        s_cell(*b->pilot ? b->pilot : b->municipality, 14);
-        s_cell(b->raised_by, 14);
-        s_cell(b->concerns, 18);
-        printf("%s\n", b->title);
-    }
-    samctl_list_end(&l, r->next_page_token);
-    FREE(r);
-    return 0;
+    return samctl_list_query(ctl, a->cmd->query, &req.base);
 }
 
 /* ---- report -------------------------------------------------------------------------------- */
 
-static int s_report(samctl_t *ctl, const samctl_args_t *a)
+static void s_report_text(const ProtobufCMessage *rec)
 {
-    Samordna__V1__StatusReportRequest req = SAMORDNA__V1__STATUS_REPORT_REQUEST__INIT;
-    req.from = (char *)samctl_str(a, "from");
-    req.to = (char *)samctl_str(a, "to");
-    Samordna__V1__StatusReportReply *r = (Samordna__V1__StatusReportReply *)samctl_call(
-        ctl, "status", "status.report", &req.base, &samordna__v1__status_report_reply__descriptor);
-    if (!r) return 1;
-    if (ctl->json)
-        s_print_json(&r->base);
-    else {
-        printf("Endringer %s – %s: %zu\n", r->from, r->to, r->n_changes);
-        if (r->n_changes)
-            printf("%-10s  %-19s%-14s%s\n", "DATE", "WHAT", "WHERE", "SUMMARY");
-        else
-            printf("no changes in the period\n");
-        for (size_t i = 0; i < r->n_changes; i++) {
-            Samordna__V1__StatusChange *c = r->changes[i];
-            printf("%-10s  ", c->date);
-            s_cell(c->what, 19);
-            s_cell(*c->pilot ? c->pilot : *c->municipality ? c->municipality : "(programmet)", 14);
-            printf("%s\n", c->summary);
-        }
-        if (r->truncated) printf("(cut at %zu changes: narrow the period)\n", r->n_changes);
+    const Samordna__V1__StatusReportReply *r = (const Samordna__V1__StatusReportReply *)rec;
+    printf("Endringer %s – %s: %zu\n", r->from, r->to, r->n_changes);
+    if (r->n_changes)
+        printf("%-10s  %-19s%-14s%s\n", "DATE", "WHAT", "WHERE", "SUMMARY");
+    else
+        printf("no changes in the period\n");
+    for (size_t i = 0; i < r->n_changes; i++) {
+        Samordna__V1__StatusChange *c = r->changes[i];
+        printf("%-10s  ", c->date);
+        s_cell(c->what, 19);
+        s_cell(*c->pilot ? c->pilot : *c->municipality ? c->municipality : "(programmet)", 14);
+        printf("%s\n", c->summary);
     }
-    FREE(r);
-    return 0;
+    if (r->truncated) printf("(cut at %zu changes: narrow the period)\n", r->n_changes);
 }
 
 /* ---- the tables ---------------------------------------------------------------------------- */
+
+/* One record (samctl_list_query): the reply, as samctl_json_message or its text. */
+#define S_SHOWS(method, request, reply, text)                                                      \
+    (&(const samctl_query_t){"status", method, &samordna__v1__##request##__descriptor,             \
+                             &samordna__v1__##reply##__descriptor, NULL, NULL, NULL, NULL, NULL,   \
+                             text, false, 0, NULL, NULL})
+/* A list (samctl_list_query): one page of a status query, its records as the reply has them. */
+#define S_LISTS(method, request, reply, items, noun, columns, titles, row)                         \
+    (&(const samctl_query_t){"status", method, request, &samordna__v1__##reply##__descriptor,      \
+                             items, noun, columns, titles, NULL, row, false, 0, NULL, NULL})
+
+/* What a write publishes (samctl_write): the subject is the first N arguments, the ids the
+   command names; the event id a fresh UUID (reaching the same milestone twice is refused by
+   the service, not merged). */
+#define S_WRITES(type, payload, n)                                                                 \
+    (&(const samctl_write_t){"status", EV(type), &samordna__v1__##payload##__descriptor, n, NULL})
 
 /* The date of an event: the service checks it (YYYY-MM-DD) and says so when it is not one. */
 #define S_EVENT_DATE(what)                                                                         \
@@ -509,14 +297,15 @@ static const samctl_opt_t s_board_opts[] = {
     {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "only this pilot's row"},
     {NULL},
 };
-static const samctl_cmd_t s_board_cmd = {
+const samctl_cmd_t samctl_board_cmd = {
     .name = "board",
     .about =
         "The pilot status board: one row per pilot, one column per milestone kind with the day\n"
         "it was reached, the phase, the last meeting and the open barriers. --as-of shows it as\n"
         "it stood that day, folded from each pilot's history. --json: the board as one object.",
     .opts = s_board_opts,
-    .run = s_board,
+    .run = samctl_query_run,
+    .query = S_SHOWS("status.board", board_request, board_reply, s_board_text),
 };
 
 static const samctl_opt_t s_define_opts[] = {
@@ -527,17 +316,18 @@ static const samctl_opt_t s_define_opts[] = {
 static const samctl_cmd_t s_kinds_subs[] = {
     {.name = "define",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Adds a milestone kind, or gives an existing one a new label or place.",
      .opts = s_define_opts,
-     .run = s_kinds_define},
+     .run = samctl_write_run,
+     .writes = S_WRITES("milestone_kind.defined", milestone_kind, 1)},
     {NULL},
 };
-static const samctl_cmd_t s_kinds_cmd = {
+const samctl_cmd_t samctl_kinds_cmd = {
     .name = "kinds",
     .about = "The milestone kinds, in the board's order: a pilot reaches each of them once.",
-    .run = s_kinds,
+    .run = samctl_query_run,
+    .query = S_LISTS("status.kinds.list", NULL, milestone_kinds_reply, "kinds", "milestone kinds",
+                     "%5s  %-24s %s", "ORDER|KIND|LABEL", s_kind_row),
     .subs = s_kinds_subs,
 };
 
@@ -556,27 +346,27 @@ static const samctl_opt_t s_revert_opts[] = {
 static const samctl_cmd_t s_milestone_subs[] = {
     {.name = "reach",
      .args = "PILOT KIND",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Records that PILOT reached the milestone KIND (samctl kinds lists them).",
      .opts = s_reach_opts,
-     .run = s_milestone_reach},
+     .run = s_milestone_change,
+     .writes = S_WRITES("milestone.reached", milestone_reached, 2)},
     {.name = "revert",
      .args = "PILOT KIND",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Records that a milestone PILOT reached no longer holds.",
      .opts = s_revert_opts,
-     .run = s_milestone_revert},
+     .run = s_milestone_change,
+     .writes = S_WRITES("milestone.reverted", milestone_reverted, 2)},
     {.name = "history",
      .args = "PILOT",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Every milestone change of PILOT, in date order.",
-     .run = s_milestone_history},
+     .run = samctl_query_run,
+     .query = S_LISTS("status.milestones.history",
+                      &samordna__v1__milestone_history_request__descriptor, milestone_history_reply,
+                      "changes", "milestone changes", "%-10s  %-8s %-24s %-14s %s",
+                      "DATE|CHANGE|KIND|ACTOR|EVIDENCE OR REASON", s_change_row)},
     {NULL},
 };
-static const samctl_cmd_t s_milestone_cmd = {
+const samctl_cmd_t samctl_milestone_cmd = {
     .name = "milestone",
     .about = "A pilot's milestones: reach one, revert one, or list its history.",
     .subs = s_milestone_subs,
@@ -597,14 +387,13 @@ static const samctl_opt_t s_log_opts[] = {
 static const samctl_cmd_t s_meeting_subs[] = {
     {.name = "log",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Logs a meeting (or, with --monthly-until, a monthly series) under ID.",
      .opts = s_log_opts,
-     .run = s_meeting_log},
+     .run = s_meeting_log,
+     .writes = S_WRITES("meeting.logged", meeting_logged, 1)},
     {NULL},
 };
-static const samctl_cmd_t s_meeting_cmd = {
+const samctl_cmd_t samctl_meeting_cmd = {
     .name = "meeting",
     .about = "Meetings of the programme, a pilot or a municipality: `meeting log` records one.",
     .subs = s_meeting_subs,
@@ -620,11 +409,14 @@ static const samctl_opt_t s_meetings_opts[] = {
     {"page-token", 0, "TOKEN", SAMCTL_TEXT, 0, "go on where the last page ended"},
     {NULL},
 };
-static const samctl_cmd_t s_meetings_cmd = {
+const samctl_cmd_t samctl_meetings_cmd = {
     .name = "meetings",
     .about = "Meetings in date order, one page; \"next\" (--json) or the last line names the rest.",
     .opts = s_meetings_opts,
-    .run = s_meetings,
+    .run = samctl_query_run,
+    .query = S_LISTS("status.meetings.list", &samordna__v1__meetings_request__descriptor,
+                     meetings_reply, "meetings", "meetings", "%-10s  %-15s%-16s%s",
+                     "DATE|KIND|WHERE|TITLE", s_meeting_row),
 };
 
 static const samctl_opt_t s_add_opts[] = {
@@ -647,21 +439,19 @@ static const samctl_opt_t s_update_opts[] = {
 static const samctl_cmd_t s_step_subs[] = {
     {.name = "add",
      .args = "PILOT ID",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Adds a step to PILOT's work plan.",
      .opts = s_add_opts,
-     .run = s_step_add},
+     .run = samctl_write_run,
+     .writes = S_WRITES("step.added", plan_step_added, 2)},
     {.name = "update",
      .args = "PILOT ID",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Changes a step: what is given changes, the rest stays.",
      .opts = s_update_opts,
-     .run = s_step_update},
+     .run = samctl_write_run,
+     .writes = S_WRITES("step.updated", plan_step_updated, 2)},
     {NULL},
 };
-static const samctl_cmd_t s_step_cmd = {
+const samctl_cmd_t samctl_step_cmd = {
     .name = "step",
     .about = "A pilot's work-plan steps: add one, update one (steps lists them).",
     .subs = s_step_subs,
@@ -671,13 +461,15 @@ static const samctl_opt_t s_steps_opts[] = {
     {"state", 0, "STATE", SAMCTL_TEXT, 0, "only steps in this state"},
     {NULL},
 };
-static const samctl_cmd_t s_steps_cmd = {
+const samctl_cmd_t samctl_steps_cmd = {
     .name = "steps",
     .args = "[PILOT]",
-    .max_args = 1,
     .about = "Work-plan steps, of every pilot or of PILOT.",
     .opts = s_steps_opts,
-    .run = s_steps,
+    .run = samctl_query_run,
+    .query = S_LISTS("status.steps.list", &samordna__v1__plan_steps_request__descriptor,
+                     plan_steps_reply, "steps", "steps", "%-14s%-16s%-12s%-14s%-11s%s",
+                     "PILOT|STEP|STATE|OWNER|DUE|TITLE", s_step_row),
 };
 
 static const samctl_opt_t s_register_opts[] = {
@@ -701,27 +493,24 @@ static const samctl_opt_t s_move_opts[] = {
 static const samctl_cmd_t s_barrier_subs[] = {
     {.name = "register",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "Registers a barrier: a rule, practice or allocation letter in the way of a pilot.",
      .opts = s_register_opts,
-     .run = s_barrier_register},
+     .run = samctl_write_run,
+     .writes = S_WRITES("barrier.registered", barrier_registered, 1)},
     {.name = "move",
      .args = "ID STATE",
-     .min_args = 2,
-     .max_args = 2,
      .about = "Moves a barrier to STATE (raised_regionally, raised_nationally, resolved, …).",
      .opts = s_move_opts,
-     .run = s_barrier_move},
+     .run = samctl_write_run,
+     .writes = S_WRITES("barrier.moved", barrier_moved, 1)},
     {.name = "show",
      .args = "ID",
-     .min_args = 1,
-     .max_args = 1,
      .about = "One barrier and its history.",
-     .run = s_barrier_show},
+     .run = samctl_query_run,
+     .query = S_SHOWS("status.barriers.get", status_get_request, barrier, s_barrier_text)},
     {NULL},
 };
-static const samctl_cmd_t s_barrier_cmd = {
+const samctl_cmd_t samctl_barrier_cmd = {
     .name = "barrier",
     .about =
         "Rules that get in the way: register one, move it along, show it (barriers lists them).",
@@ -739,12 +528,15 @@ static const samctl_opt_t s_barriers_opts[] = {
     {"page-token", 0, "TOKEN", SAMCTL_TEXT, 0, "go on where the last page ended"},
     {NULL},
 };
-static const samctl_cmd_t s_barriers_cmd = {
+const samctl_cmd_t samctl_barriers_cmd = {
     .name = "barriers",
     .about = "Barriers, one page; a municipality's barrier without a pilot is listed here, not on\n"
              "the board.",
     .opts = s_barriers_opts,
     .run = s_barriers,
+    .query = S_LISTS("status.barriers.list", &samordna__v1__barriers_request__descriptor,
+                     barriers_reply, "barriers", "barriers", "%-18s%-18s%-12s%-14s%-14s%-18s%s",
+                     "BARRIER|STATE|SINCE|WHERE|RAISED BY|CONCERNS|TITLE", s_barrier_row),
 };
 
 static const samctl_opt_t s_report_opts[] = {
@@ -752,60 +544,11 @@ static const samctl_opt_t s_report_opts[] = {
     {"to", 0, "YYYY-MM-DD", SAMCTL_DATE, SAMCTL_REQUIRED, "the last day of the period"},
     {NULL},
 };
-static const samctl_cmd_t s_report_cmd = {
+const samctl_cmd_t samctl_report_cmd = {
     .name = "report",
     .about = "What changed in a period: milestones, meetings, steps and barriers, in date order;\n"
              "the half-yearly briefing's raw material. --json: the report as one object.",
     .opts = s_report_opts,
-    .run = s_report,
+    .run = samctl_query_run,
+    .query = S_SHOWS("status.report", status_report_request, status_report_reply, s_report_text),
 };
-
-int samctl_cmd_board(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_board_cmd, argc, argv);
-}
-
-int samctl_cmd_kinds(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_kinds_cmd, argc, argv);
-}
-
-int samctl_cmd_milestone(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_milestone_cmd, argc, argv);
-}
-
-int samctl_cmd_meeting(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_meeting_cmd, argc, argv);
-}
-
-int samctl_cmd_meetings(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_meetings_cmd, argc, argv);
-}
-
-int samctl_cmd_step(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_step_cmd, argc, argv);
-}
-
-int samctl_cmd_steps(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_steps_cmd, argc, argv);
-}
-
-int samctl_cmd_barrier(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_barrier_cmd, argc, argv);
-}
-
-int samctl_cmd_barriers(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_barriers_cmd, argc, argv);
-}
-
-int samctl_cmd_report(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_report_cmd, argc, argv);
-}

@@ -15,6 +15,7 @@
 #include "samordna/v1/events.pb-c.h"
 #include "samordna/v1/registry.pb-c.h"
 
+#include <assert.h>
 #include <czmq.h>
 #include <ctype.h>
 #include <stdarg.h>
@@ -335,6 +336,33 @@ bool import_object(import_t *imp, json_t *obj, const char *path, const char *kno
                    false;
     }
     return true;
+}
+
+bool import_record(import_t *imp, json_t *obj, const char *path, const char *known,
+                   ProtobufCMessage *m, const import_field_t *fields)
+{
+    if (known && !import_object(imp, obj, path, known)) return false;
+    for (const import_field_t *f = fields; f->name; f++) {
+        const ProtobufCFieldDescriptor *d =
+            protobuf_c_message_descriptor_get_field_by_name(m->descriptor, f->name);
+        assert(d && d->type == PROTOBUF_C_TYPE_STRING && "an import table names no string field");
+        char *at = (char *)m + d->offset;
+        if (d->label == PROTOBUF_C_LABEL_REPEATED) {
+            if (!import_strings(imp, obj, path, f->name, (char ***)at,
+                                (size_t *)((char *)m + d->quantifier_offset)))
+                return false;
+        } else if (!(*(const char **)at = import_str(imp, obj, path, f->name, f->flags))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+void import_each(import_t *imp, json_t *root, const char *name, import_item_fn fn, void *arg)
+{
+    json_t *arr = import_array(imp, root, "$", name, false), *o;
+    size_t i;
+    json_array_foreach(arr, i, o) fn(imp, o, import_path(imp, "$.%s[%zu]", name, i), i, arg);
 }
 
 int import_enum(import_t *imp, const ProtobufCEnumDescriptor *d, const char *word, const char *path)
@@ -686,11 +714,9 @@ static const samctl_opt_t s_import_opts[] = {
     {NULL},
 };
 
-static const samctl_cmd_t s_import_cmd = {
+const samctl_cmd_t samctl_import_cmd = {
     .name = "import",
     .args = "FILE",
-    .min_args = 1,
-    .max_args = 1,
     .about =
         "Loads a fixture file (format samordna-fixture/1, e.g. deploy/examples/ostfold-2019.json)\n"
         "into every service that owns a part of it. The whole file is checked first, references\n"
@@ -700,8 +726,3 @@ static const samctl_cmd_t s_import_cmd = {
     .opts = s_import_opts,
     .run = s_import,
 };
-
-int samctl_cmd_import(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_import_cmd, argc, argv);
-}

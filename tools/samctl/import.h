@@ -101,6 +101,25 @@ bool import_strings(import_t *imp, json_t *obj, const char *path, const char *na
     returns false after recording an error naming the first stranger. */
 bool import_object(import_t *imp, json_t *obj, const char *path, const char *known);
 
+/*  A member of a record that goes into the message field of the same name: a string
+    (import_str with `flags`), or an array of strings into a repeated string field
+    (import_strings). Numbers, enums and objects are the caller's to read. */
+typedef struct {
+    const char *name; /* the member and the field; NULL ends a table */
+    unsigned flags;   /* of import_str */
+} import_field_t;
+
+/*  Reads the record `obj` at `path` into m: checks its members against `known`
+    (import_object; NULL: checked already), then reads `fields` in order, stopping at the
+    first problem. Returns false after recording it. */
+bool import_record(import_t *imp, json_t *obj, const char *path, const char *known,
+                   ProtobufCMessage *m, const import_field_t *fields);
+
+/*  Calls fn for each item of the array member `name` of root, with its path "$.name[i]"
+    and `arg`; an absent array has none (an error when it is not an array). */
+typedef void (*import_item_fn)(import_t *imp, json_t *item, const char *path, size_t i, void *arg);
+void import_each(import_t *imp, json_t *root, const char *name, import_item_fn fn, void *arg);
+
 /*  An enum value from its word in the file: "county_governor" for AGENCY_KIND_COUNTY_GOVERNOR
     (the enum's name in upper snake case is the prefix). Returns the value, or -1 after
     recording an error at path listing the accepted words. */

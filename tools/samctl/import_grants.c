@@ -41,194 +41,173 @@ static bool s_in_file(json_t *root, const char *name, const char *id)
     return false;
 }
 
-static void s_schemes(import_t *imp, json_t *root)
+#define S_NAMED (IMPORT_REQUIRED | IMPORT_ID)
+
+static const import_field_t s_scheme_fields[] = {
+    {"id", S_NAMED},
+    {"name", IMPORT_REQUIRED},
+    {"owner", S_NAMED},
+    {"chapter", 0},
+    {"item", 0},
+    {"note", 0},
+    {NULL},
+};
+
+static void s_scheme(import_t *imp, json_t *o, const char *path, size_t i, void *root)
 {
-    json_t *arr = import_array(imp, root, "$", "schemes", false), *o;
-    size_t i;
-    if (!arr) return;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.schemes[%zu]", i);
-        if (!import_object(imp, o, path, "id name owner year budget_nok chapter item note"))
-            continue;
-        Samordna__V1__Scheme s = SAMORDNA__V1__SCHEME__INIT;
-        int64_t year = 0, budget = -1;
-        if (!(s.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(s.name = (char *)import_str(imp, o, path, "name", IMPORT_REQUIRED)) ||
-            !(s.owner = (char *)import_str(imp, o, path, "owner", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(s.chapter = (char *)import_str(imp, o, path, "chapter", 0)) ||
-            !(s.item = (char *)import_str(imp, o, path, "item", 0)) ||
-            !(s.note = (char *)import_str(imp, o, path, "note", 0)) ||
-            !import_int(imp, o, path, "year", true, 2000, 2100, &year) ||
-            !import_int(imp, o, path, "budget_nok", false, 1, S_MAX_NOK, &budget))
-            continue;
-        s.year = (uint32_t)year;
-        s.currency = "NOK";
-        if (budget > 0) {
-            s.has_frame = true;
-            s.frame_ore = budget * 100;
-        }
-        import_define(imp, "scheme", s.id, path);
-        import_require(imp, "agency", s.owner, import_path(imp, "%s.owner", path));
-        import_event(imp, SVC, T("scheme.created"), s.id, &s.base);
+    (void)i, (void)root;
+    Samordna__V1__Scheme s = SAMORDNA__V1__SCHEME__INIT;
+    int64_t year = 0, budget = -1;
+    if (!import_record(imp, o, path, "id name owner year budget_nok chapter item note", &s.base,
+                       s_scheme_fields) ||
+        !import_int(imp, o, path, "year", true, 2000, 2100, &year) ||
+        !import_int(imp, o, path, "budget_nok", false, 1, S_MAX_NOK, &budget))
+        return;
+    s.year = (uint32_t)year;
+    s.currency = "NOK";
+    if (budget > 0) {
+        s.has_frame = true;
+        s.frame_ore = budget * 100;
     }
+    import_define(imp, "scheme", s.id, path);
+    import_require(imp, "agency", s.owner, import_path(imp, "%s.owner", path));
+    import_event(imp, SVC, T("scheme.created"), s.id, &s.base);
 }
 
-static void s_awards(import_t *imp, json_t *root)
+static const import_field_t s_award_fields[] = {
+    {"id", S_NAMED},          {"scheme", S_NAMED},
+    {"recipient", S_NAMED},   {"purpose", IMPORT_REQUIRED},
+    {"pilot", IMPORT_ID},     {"report_due", IMPORT_DATE},
+    {"decided", IMPORT_DATE}, {NULL},
+};
+
+static void s_award(import_t *imp, json_t *o, const char *path, size_t i, void *root)
 {
-    json_t *arr = import_array(imp, root, "$", "awards", false), *o;
-    size_t i;
-    if (!arr) return;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.awards[%zu]", i);
-        if (!import_object(imp, o, path,
-                           "id scheme recipient amount_nok purpose pilot report_due decided "
-                           "funders"))
-            continue;
-        Samordna__V1__Award a = SAMORDNA__V1__AWARD__INIT;
-        int64_t amount = 0;
-        if (!(a.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(a.scheme = (char *)import_str(imp, o, path, "scheme", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(a.recipient =
-                  (char *)import_str(imp, o, path, "recipient", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(a.purpose = (char *)import_str(imp, o, path, "purpose", IMPORT_REQUIRED)) ||
-            !(a.pilot = (char *)import_str(imp, o, path, "pilot", IMPORT_ID)) ||
-            !(a.report_due = (char *)import_str(imp, o, path, "report_due", IMPORT_DATE)) ||
-            !(a.decided = (char *)import_str(imp, o, path, "decided", IMPORT_DATE)) ||
-            !import_int(imp, o, path, "amount_nok", true, 1, S_MAX_NOK, &amount))
-            continue;
-        a.amount_ore = amount * 100;
-        a.currency = "NOK";
-        json_t *funders = import_array(imp, o, path, "funders", true), *f;
-        if (!funders) continue;
-        size_t n = json_array_size(funders), j;
-        if (n == 0) {
-            import_error(imp, import_path(imp, "%s.funders", path), "at least one funder");
-            continue;
-        }
-        a.funders = import_alloc(imp, n * sizeof *a.funders);
-        Samordna__V1__FunderShare *shares = import_alloc(imp, n * sizeof *shares);
-        if (!a.funders || !shares) continue;
-        int64_t sum = 0;
-        bool ok = true;
-        json_array_foreach(funders, j, f)
-        {
-            const char *fp = import_path(imp, "%s.funders[%zu]", path, j);
-            int64_t share = 0;
-            samordna__v1__funder_share__init(&shares[j]);
-            if (!import_object(imp, f, fp, "agency amount_nok") ||
-                !(shares[j].agency =
-                      (char *)import_str(imp, f, fp, "agency", IMPORT_REQUIRED | IMPORT_ID)) ||
-                !import_int(imp, f, fp, "amount_nok", true, 1, S_MAX_NOK, &share)) {
-                ok = false;
-                continue;
-            }
-            shares[j].amount_ore = share * 100;
-            a.funders[j] = &shares[j];
-            if (__builtin_add_overflow(sum, share, &sum)) sum = -1;
-            import_require(imp, "agency", shares[j].agency, import_path(imp, "%s.agency", fp));
-        }
-        if (!ok) continue;
-        a.n_funders = n;
-        if (sum != amount) {
-            import_error(imp, import_path(imp, "%s.funders", path),
-                         "the shares sum to NOK %lld, the award is NOK %lld", (long long)sum,
-                         (long long)amount);
-            continue;
-        }
-        import_require(imp, "scheme", a.scheme, import_path(imp, "%s.scheme", path));
-        const char *rp = import_path(imp, "%s.recipient", path);
-        if (s_in_file(root, "municipalities", a.recipient))
-            import_require(imp, "municipality", a.recipient, rp);
-        else if (s_in_file(root, "agencies", a.recipient))
-            import_require(imp, "agency", a.recipient, rp);
-        if (a.pilot[0]) import_require(imp, "pilot", a.pilot, import_path(imp, "%s.pilot", path));
-        import_define(imp, "award", a.id, path);
-        import_event(imp, SVC, T("award.granted"), a.id, &a.base);
+    (void)i;
+    Samordna__V1__Award a = SAMORDNA__V1__AWARD__INIT;
+    int64_t amount = 0;
+    if (!import_record(imp, o, path,
+                       "id scheme recipient amount_nok purpose pilot report_due decided funders",
+                       &a.base, s_award_fields) ||
+        !import_int(imp, o, path, "amount_nok", true, 1, S_MAX_NOK, &amount))
+        return;
+    a.amount_ore = amount * 100;
+    a.currency = "NOK";
+    json_t *funders = import_array(imp, o, path, "funders", true), *f;
+    if (!funders) return;
+    size_t n = json_array_size(funders), j;
+    if (n == 0) {
+        import_error(imp, import_path(imp, "%s.funders", path), "at least one funder");
+        return;
     }
+    a.funders = import_alloc(imp, n * sizeof *a.funders);
+    Samordna__V1__FunderShare *shares = import_alloc(imp, n * sizeof *shares);
+    if (!a.funders || !shares) return;
+    int64_t sum = 0;
+    bool ok = true;
+    json_array_foreach(funders, j, f)
+    {
+        const char *fp = import_path(imp, "%s.funders[%zu]", path, j);
+        int64_t share = 0;
+        samordna__v1__funder_share__init(&shares[j]);
+        if (!import_object(imp, f, fp, "agency amount_nok") ||
+            !(shares[j].agency = (char *)import_str(imp, f, fp, "agency", S_NAMED)) ||
+            !import_int(imp, f, fp, "amount_nok", true, 1, S_MAX_NOK, &share)) {
+            ok = false;
+            continue;
+        }
+        shares[j].amount_ore = share * 100;
+        a.funders[j] = &shares[j];
+        if (__builtin_add_overflow(sum, share, &sum)) sum = -1;
+        import_require(imp, "agency", shares[j].agency, import_path(imp, "%s.agency", fp));
+    }
+    if (!ok) return;
+    a.n_funders = n;
+    if (sum != amount) {
+        import_error(imp, import_path(imp, "%s.funders", path),
+                     "the shares sum to NOK %lld, the award is NOK %lld", (long long)sum,
+                     (long long)amount);
+        return;
+    }
+    import_require(imp, "scheme", a.scheme, import_path(imp, "%s.scheme", path));
+    const char *rp = import_path(imp, "%s.recipient", path);
+    if (s_in_file(root, "municipalities", a.recipient))
+        import_require(imp, "municipality", a.recipient, rp);
+    else if (s_in_file(root, "agencies", a.recipient))
+        import_require(imp, "agency", a.recipient, rp);
+    if (a.pilot[0]) import_require(imp, "pilot", a.pilot, import_path(imp, "%s.pilot", path));
+    import_define(imp, "award", a.id, path);
+    import_event(imp, SVC, T("award.granted"), a.id, &a.base);
 }
 
-static void s_instruments(import_t *imp, json_t *root)
+static const import_field_t s_instrument_fields[] = {
+    {"id", S_NAMED},
+    {"agency", S_NAMED},
+    {"municipality", S_NAMED},
+    {"title", IMPORT_REQUIRED},
+    {"description", 0},
+    {"pilot", IMPORT_ID},
+    {NULL},
+};
+
+static void s_instrument(import_t *imp, json_t *o, const char *path, size_t i, void *root)
 {
-    json_t *arr = import_array(imp, root, "$", "instruments", false), *o;
-    size_t i;
-    if (!arr) return;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.instruments[%zu]", i);
-        if (!import_object(imp, o, path,
-                           "id agency municipality year kind title description pilot value_nok"))
-            continue;
-        Samordna__V1__Instrument in = SAMORDNA__V1__INSTRUMENT__INIT;
-        int64_t year = 0, value = 0;
-        const char *kind;
-        if (!(in.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(in.agency =
-                  (char *)import_str(imp, o, path, "agency", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(in.municipality =
-                  (char *)import_str(imp, o, path, "municipality", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(in.title = (char *)import_str(imp, o, path, "title", IMPORT_REQUIRED)) ||
-            !(in.description = (char *)import_str(imp, o, path, "description", 0)) ||
-            !(in.pilot = (char *)import_str(imp, o, path, "pilot", IMPORT_ID)) ||
-            !(kind = import_str(imp, o, path, "kind", IMPORT_REQUIRED)) ||
-            !import_int(imp, o, path, "year", true, 2000, 2100, &year) ||
-            !import_int(imp, o, path, "value_nok", false, 0, S_MAX_NOK, &value))
-            continue;
-        int k = import_enum(imp, &samordna__v1__instrument_kind__descriptor, kind,
-                            import_path(imp, "%s.kind", path));
-        if (k <= 0) {
-            if (k == 0) import_error(imp, import_path(imp, "%s.kind", path), "a kind is required");
-            continue;
-        }
-        in.kind = (Samordna__V1__InstrumentKind)k;
-        in.year = (uint32_t)year;
-        in.value_ore = value * 100;
-        import_require(imp, "agency", in.agency, import_path(imp, "%s.agency", path));
-        import_require(imp, "municipality", in.municipality,
-                       import_path(imp, "%s.municipality", path));
-        if (in.pilot[0]) import_require(imp, "pilot", in.pilot, import_path(imp, "%s.pilot", path));
-        import_define(imp, "instrument", in.id, path);
-        import_event(imp, SVC, T("instrument.registered"), in.id, &in.base);
+    (void)i, (void)root;
+    Samordna__V1__Instrument in = SAMORDNA__V1__INSTRUMENT__INIT;
+    int64_t year = 0, value = 0;
+    const char *kind;
+    if (!import_record(imp, o, path,
+                       "id agency municipality year kind title description pilot value_nok",
+                       &in.base, s_instrument_fields) ||
+        !(kind = import_str(imp, o, path, "kind", IMPORT_REQUIRED)) ||
+        !import_int(imp, o, path, "year", true, 2000, 2100, &year) ||
+        !import_int(imp, o, path, "value_nok", false, 0, S_MAX_NOK, &value))
+        return;
+    int k = import_enum(imp, &samordna__v1__instrument_kind__descriptor, kind,
+                        import_path(imp, "%s.kind", path));
+    if (k <= 0) {
+        if (k == 0) import_error(imp, import_path(imp, "%s.kind", path), "a kind is required");
+        return;
     }
+    in.kind = (Samordna__V1__InstrumentKind)k;
+    in.year = (uint32_t)year;
+    in.value_ore = value * 100;
+    import_require(imp, "agency", in.agency, import_path(imp, "%s.agency", path));
+    import_require(imp, "municipality", in.municipality, import_path(imp, "%s.municipality", path));
+    if (in.pilot[0]) import_require(imp, "pilot", in.pilot, import_path(imp, "%s.pilot", path));
+    import_define(imp, "instrument", in.id, path);
+    import_event(imp, SVC, T("instrument.registered"), in.id, &in.base);
 }
 
-static void s_needs(import_t *imp, json_t *root)
+static const import_field_t s_need_fields[] = {
+    {"id", S_NAMED},    {"municipality", S_NAMED}, {"title", IMPORT_REQUIRED},
+    {"description", 0}, {"pilot", IMPORT_ID},      {NULL},
+};
+
+static void s_need(import_t *imp, json_t *o, const char *path, size_t i, void *root)
 {
-    json_t *arr = import_array(imp, root, "$", "needs", false), *o;
-    size_t i;
-    if (!arr) return;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.needs[%zu]", i);
-        if (!import_object(imp, o, path, "id municipality year title description pilot")) continue;
-        Samordna__V1__Need nd = SAMORDNA__V1__NEED__INIT;
-        int64_t year = 0;
-        if (!(nd.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(nd.municipality =
-                  (char *)import_str(imp, o, path, "municipality", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(nd.title = (char *)import_str(imp, o, path, "title", IMPORT_REQUIRED)) ||
-            !(nd.description = (char *)import_str(imp, o, path, "description", 0)) ||
-            !(nd.pilot = (char *)import_str(imp, o, path, "pilot", IMPORT_ID)) ||
-            !import_int(imp, o, path, "year", true, 2000, 2100, &year))
-            continue;
-        nd.year = (uint32_t)year;
-        import_require(imp, "municipality", nd.municipality,
-                       import_path(imp, "%s.municipality", path));
-        char key[160];
-        snprintf(key, sizeof key, "%s/%u/%s", nd.municipality, nd.year, nd.id);
-        import_event(imp, SVC, T("need.recorded"), key, &nd.base);
-    }
+    (void)i, (void)root;
+    Samordna__V1__Need nd = SAMORDNA__V1__NEED__INIT;
+    int64_t year = 0;
+    if (!import_record(imp, o, path, "id municipality year title description pilot", &nd.base,
+                       s_need_fields) ||
+        !import_int(imp, o, path, "year", true, 2000, 2100, &year))
+        return;
+    nd.year = (uint32_t)year;
+    import_require(imp, "municipality", nd.municipality, import_path(imp, "%s.municipality", path));
+    char key[160];
+    snprintf(key, sizeof key, "%s/%u/%s", nd.municipality, nd.year, nd.id);
+    import_event(imp, SVC, T("need.recorded"), key, &nd.base);
 }
 
 int import_grants(import_t *imp, json_t *root)
 {
     import_kind(imp, "scheme", SVC, "grants.schemes.get");
-    s_schemes(imp, root);
+    import_each(imp, root, "schemes", s_scheme, root);
     /* Awards name schemes: those must be stored first. */
     import_barrier(imp);
-    s_awards(imp, root);
-    s_instruments(imp, root);
-    s_needs(imp, root);
+    import_each(imp, root, "awards", s_award, root);
+    import_each(imp, root, "instruments", s_instrument, root);
+    import_each(imp, root, "needs", s_need, root);
     return 0;
 }

@@ -33,7 +33,16 @@
 #define SVC "registry"
 #define T(noun_verb) "no.samordna.registry." noun_verb
 
+#define S_NAMED (IMPORT_REQUIRED | IMPORT_ID)
+
 /* ---- programme ------------------------------------------------------------------------------ */
+
+static const import_field_t s_programme_fields[] = {
+    {"id", S_NAMED},           {"name", IMPORT_REQUIRED}, {"motto", 0}, {"owner", S_NAMED},
+    {"leadership", IMPORT_ID}, {"steering_group", 0},     {NULL}};
+static const import_field_t s_programme_lists[] = {{"themes", 0}, {"goals", 0}, {NULL}};
+static const import_field_t s_period_fields[] = {
+    {"from", IMPORT_REQUIRED | IMPORT_DATE}, {"to", IMPORT_DATE}, {NULL}};
 
 static const char *s_programme(import_t *imp, json_t *root)
 {
@@ -47,25 +56,15 @@ static const char *s_programme(import_t *imp, json_t *root)
     Samordna__V1__Programme p = SAMORDNA__V1__PROGRAMME__INIT;
     Samordna__V1__Period period = SAMORDNA__V1__PERIOD__INIT;
     int64_t months = 0;
-    bool ok = (p.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) &&
-              (p.name = (char *)import_str(imp, o, path, "name", IMPORT_REQUIRED)) &&
-              (p.motto = (char *)import_str(imp, o, path, "motto", 0)) &&
-              (p.owner = (char *)import_str(imp, o, path, "owner", IMPORT_REQUIRED | IMPORT_ID)) &&
-              (p.leadership = (char *)import_str(imp, o, path, "leadership", IMPORT_ID)) &&
-              (p.steering_group = (char *)import_str(imp, o, path, "steering_group", 0)) &&
+    bool ok = import_record(imp, o, path, NULL, &p.base, s_programme_fields) &&
               import_int(imp, o, path, "briefing_interval_months", true, 1, 24, &months) &&
-              import_strings(imp, o, path, "themes", &p.themes, &p.n_themes) &&
-              import_strings(imp, o, path, "goals", &p.goals, &p.n_goals);
+              import_record(imp, o, path, NULL, &p.base, s_programme_lists);
     if (!ok) return NULL;
     p.briefing_interval_months = (uint32_t)months;
     json_t *per = json_object_get(o, "period");
     if (per) {
         const char *pp = "$.programme.period";
-        if (!import_object(imp, per, pp, "from to") ||
-            !(period.from =
-                  (char *)import_str(imp, per, pp, "from", IMPORT_REQUIRED | IMPORT_DATE)) ||
-            !(period.to = (char *)import_str(imp, per, pp, "to", IMPORT_DATE)))
-            return NULL;
+        if (!import_record(imp, per, pp, "from to", &period.base, s_period_fields)) return NULL;
         if (period.to[0] && strcmp(period.from, period.to) > 0) {
             import_error(imp, "$.programme.period.to", "%s is before from %s", period.to,
                          period.from);
@@ -82,77 +81,69 @@ static const char *s_programme(import_t *imp, json_t *root)
 
 /* ---- agencies -------------------------------------------------------------------------------- */
 
-static void s_agencies(import_t *imp, json_t *root)
+static const import_field_t s_agency_fields[] = {
+    {"id", S_NAMED}, {"name", IMPORT_REQUIRED}, {"unit", 0}, {"former_names", 0}, {NULL}};
+
+static void s_agency(import_t *imp, json_t *o, const char *path, size_t i, void *arg)
 {
-    json_t *arr = import_array(imp, root, "$", "agencies", false);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.agencies[%zu]", i);
-        if (!import_object(imp, o, path, "id name former_names kind roles unit")) continue;
-        Samordna__V1__Agency a = SAMORDNA__V1__AGENCY__INIT;
-        const char *kind;
-        if (!(a.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(a.name = (char *)import_str(imp, o, path, "name", IMPORT_REQUIRED)) ||
-            !(a.unit = (char *)import_str(imp, o, path, "unit", 0)) ||
-            !import_strings(imp, o, path, "former_names", &a.former_names, &a.n_former_names) ||
-            !(kind = import_str(imp, o, path, "kind", IMPORT_REQUIRED)))
-            continue;
-        int k = import_enum(imp, &samordna__v1__agency_kind__descriptor, kind,
-                            import_path(imp, "%s.kind", path));
-        if (k < 0) continue;
-        a.kind = (Samordna__V1__AgencyKind)k;
-        char **roles;
-        size_t n_roles;
-        if (!import_strings(imp, o, path, "roles", &roles, &n_roles)) continue;
-        a.roles = import_alloc(imp, (n_roles + 1) * sizeof *a.roles);
-        if (!a.roles) continue;
-        bool ok = true;
-        for (size_t r = 0; r < n_roles && ok; r++) {
-            int v = import_enum(imp, &samordna__v1__agency_role__descriptor, roles[r],
-                                import_path(imp, "%s.roles[%zu]", path, r));
-            ok = v >= 0;
-            a.roles[r] = (Samordna__V1__AgencyRole)v;
-        }
-        if (!ok) continue;
-        a.n_roles = n_roles;
-        import_define(imp, "agency", a.id, path);
-        import_event(imp, SVC, T("agency.registered"), a.id, &a.base);
+    (void)i, (void)arg;
+    Samordna__V1__Agency a = SAMORDNA__V1__AGENCY__INIT;
+    const char *kind;
+    if (!import_record(imp, o, path, "id name former_names kind roles unit", &a.base,
+                       s_agency_fields) ||
+        !(kind = import_str(imp, o, path, "kind", IMPORT_REQUIRED)))
+        return;
+    int k = import_enum(imp, &samordna__v1__agency_kind__descriptor, kind,
+                        import_path(imp, "%s.kind", path));
+    if (k < 0) return;
+    a.kind = (Samordna__V1__AgencyKind)k;
+    char **roles;
+    size_t n_roles;
+    if (!import_strings(imp, o, path, "roles", &roles, &n_roles)) return;
+    a.roles = import_alloc(imp, (n_roles + 1) * sizeof *a.roles);
+    if (!a.roles) return;
+    for (size_t r = 0; r < n_roles; r++) {
+        int v = import_enum(imp, &samordna__v1__agency_role__descriptor, roles[r],
+                            import_path(imp, "%s.roles[%zu]", path, r));
+        if (v < 0) return;
+        a.roles[r] = (Samordna__V1__AgencyRole)v;
     }
+    a.n_roles = n_roles;
+    import_define(imp, "agency", a.id, path);
+    import_event(imp, SVC, T("agency.registered"), a.id, &a.base);
 }
 
 /* ---- people ------------------------------------------------------------------------------------
  */
 
 /* person.registered for each person (their roles are assigned once the pilots exist). */
-static void s_people(import_t *imp, json_t *root)
+static const import_field_t s_person_fields[] = {{"id", S_NAMED},       {"name", IMPORT_REQUIRED},
+                                                 {"email", 0},          {"phone", 0},
+                                                 {"agency", IMPORT_ID}, {NULL}};
+
+static void s_person(import_t *imp, json_t *o, const char *path, size_t i, void *arg)
 {
-    json_t *arr = import_array(imp, root, "$", "people", false);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.people[%zu]", i);
-        if (!import_object(imp, o, path, "id name email phone agency roles")) continue;
-        Samordna__V1__Person p = SAMORDNA__V1__PERSON__INIT;
-        if (!(p.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(p.name = (char *)import_str(imp, o, path, "name", IMPORT_REQUIRED)) ||
-            !(p.email = (char *)import_str(imp, o, path, "email", 0)) ||
-            !(p.phone = (char *)import_str(imp, o, path, "phone", 0)) ||
-            !(p.agency = (char *)import_str(imp, o, path, "agency", IMPORT_ID)))
-            continue;
-        if (p.email[0] && !strchr(p.email, '@')) {
-            import_error(imp, import_path(imp, "%s.email", path), "'%s' is not an e-mail address",
-                         p.email);
-            continue;
-        }
-        if (p.agency[0])
-            import_require(imp, "agency", p.agency, import_path(imp, "%s.agency", path));
-        import_define(imp, "person", p.id, path);
-        import_event(imp, SVC, T("person.registered"), p.id, &p.base);
+    (void)i, (void)arg;
+    Samordna__V1__Person p = SAMORDNA__V1__PERSON__INIT;
+    if (!import_record(imp, o, path, "id name email phone agency roles", &p.base, s_person_fields))
+        return;
+    if (p.email[0] && !strchr(p.email, '@')) {
+        import_error(imp, import_path(imp, "%s.email", path), "'%s' is not an e-mail address",
+                     p.email);
+        return;
     }
+    if (p.agency[0]) import_require(imp, "agency", p.agency, import_path(imp, "%s.agency", path));
+    import_define(imp, "person", p.id, path);
+    import_event(imp, SVC, T("person.registered"), p.id, &p.base);
 }
+
+static const import_field_t s_role_fields[] = {{"role", IMPORT_REQUIRED},
+                                               {"agency", IMPORT_ID},
+                                               {"pilot", IMPORT_ID},
+                                               {"programme", IMPORT_ID},
+                                               {"from", IMPORT_DATE},
+                                               {"until", IMPORT_DATE},
+                                               {NULL}};
 
 /* role.assigned for every role of every person (after pilots exist). */
 static void s_roles(import_t *imp, json_t *root)
@@ -172,13 +163,7 @@ static void s_roles(import_t *imp, json_t *root)
             if (!person || !import_object(imp, ro, path, "role agency pilot programme from until"))
                 continue;
             Samordna__V1__RoleHeld h = SAMORDNA__V1__ROLE_HELD__INIT;
-            if (!(h.role = (char *)import_str(imp, ro, path, "role", IMPORT_REQUIRED)) ||
-                !(h.agency = (char *)import_str(imp, ro, path, "agency", IMPORT_ID)) ||
-                !(h.pilot = (char *)import_str(imp, ro, path, "pilot", IMPORT_ID)) ||
-                !(h.programme = (char *)import_str(imp, ro, path, "programme", IMPORT_ID)) ||
-                !(h.from = (char *)import_str(imp, ro, path, "from", IMPORT_DATE)) ||
-                !(h.until = (char *)import_str(imp, ro, path, "until", IMPORT_DATE)))
-                continue;
+            if (!import_record(imp, ro, path, NULL, &h.base, s_role_fields)) continue;
             if ((h.agency[0] != 0) + (h.pilot[0] != 0) + (h.programme[0] != 0) > 1) {
                 import_error(imp, path, "name at most one of agency, pilot and programme");
                 continue;
@@ -248,6 +233,20 @@ typedef struct {
     bool planned;
 } s_muni_t;
 
+static const import_field_t s_municipality_fields[] = {
+    {"id", S_NAMED}, {"name", IMPORT_REQUIRED}, {"note", 0}, {NULL}};
+static const import_field_t s_number_fields[] = {{"number", IMPORT_REQUIRED | IMPORT_NUMBER},
+                                                 {"from", IMPORT_DATE},
+                                                 {"until", IMPORT_DATE},
+                                                 {NULL}};
+static const import_field_t s_constituent_fields[] = {
+    {"name", IMPORT_REQUIRED}, {"number", IMPORT_REQUIRED | IMPORT_NUMBER}, {NULL}};
+static const import_field_t s_successor_fields[] = {{"municipality", IMPORT_ID},
+                                                    {"name", IMPORT_REQUIRED},
+                                                    {"number", IMPORT_NUMBER},
+                                                    {"from", IMPORT_REQUIRED | IMPORT_DATE},
+                                                    {NULL}};
+
 static bool s_read_municipality(import_t *imp, json_t *o, const char *path, s_muni_t *mu)
 {
     Samordna__V1__Municipality *m = &mu->m;
@@ -255,10 +254,8 @@ static bool s_read_municipality(import_t *imp, json_t *o, const char *path, s_mu
     mu->succ = (Samordna__V1__Successor)SAMORDNA__V1__SUCCESSOR__INIT;
     mu->path = path;
     int64_t pop = 0;
-    if (!import_object(imp, o, path, "id name population numbers constituents successor note") ||
-        !(m->id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-        !(m->name = (char *)import_str(imp, o, path, "name", IMPORT_REQUIRED)) ||
-        !(m->note = (char *)import_str(imp, o, path, "note", 0)) ||
+    if (!import_record(imp, o, path, "id name population numbers constituents successor note",
+                       &m->base, s_municipality_fields) ||
         !import_int(imp, o, path, "population", false, 0, 100000000, &pop))
         return false;
     m->population = pop;
@@ -272,11 +269,7 @@ static bool s_read_municipality(import_t *imp, json_t *o, const char *path, s_mu
         Samordna__V1__MunicipalityNumber *n = import_alloc(imp, sizeof *n);
         if (!n) return false;
         samordna__v1__municipality_number__init(n);
-        if (!import_object(imp, no, np, "number from until") ||
-            !(n->number =
-                  (char *)import_str(imp, no, np, "number", IMPORT_REQUIRED | IMPORT_NUMBER)) ||
-            !(n->from = (char *)import_str(imp, no, np, "from", IMPORT_DATE)) ||
-            !(n->until = (char *)import_str(imp, no, np, "until", IMPORT_DATE)))
+        if (!import_record(imp, no, np, "number from until", &n->base, s_number_fields))
             return false;
         if (n->from[0] && n->until[0] && strcmp(n->from, n->until) > 0)
             return import_error(imp, import_path(imp, "%s.until", np), "%s is before from %s",
@@ -294,10 +287,7 @@ static bool s_read_municipality(import_t *imp, json_t *o, const char *path, s_mu
         Samordna__V1__Constituent *c = import_alloc(imp, sizeof *c);
         if (!c) return false;
         samordna__v1__constituent__init(c);
-        if (!import_object(imp, co, cp, "name number") ||
-            !(c->name = (char *)import_str(imp, co, cp, "name", IMPORT_REQUIRED)) ||
-            !(c->number =
-                  (char *)import_str(imp, co, cp, "number", IMPORT_REQUIRED | IMPORT_NUMBER)))
+        if (!import_record(imp, co, cp, "name number", &c->base, s_constituent_fields))
             return false;
         m->constituents[i] = c;
     }
@@ -305,11 +295,8 @@ static bool s_read_municipality(import_t *imp, json_t *o, const char *path, s_mu
     if (so) {
         const char *sp = import_path(imp, "%s.successor", path);
         Samordna__V1__Successor *s = &mu->succ;
-        if (!import_object(imp, so, sp, "municipality name number from") ||
-            !(s->municipality = (char *)import_str(imp, so, sp, "municipality", IMPORT_ID)) ||
-            !(s->name = (char *)import_str(imp, so, sp, "name", IMPORT_REQUIRED)) ||
-            !(s->number = (char *)import_str(imp, so, sp, "number", IMPORT_NUMBER)) ||
-            !(s->from = (char *)import_str(imp, so, sp, "from", IMPORT_REQUIRED | IMPORT_DATE)))
+        if (!import_record(imp, so, sp, "municipality name number from", &s->base,
+                           s_successor_fields))
             return false;
         m->successor = s;
     }
@@ -469,82 +456,75 @@ static void s_invitations(import_t *imp, json_t *root, s_answers_t *answers)
 /* ---- pilots ------------------------------------------------------------------------------------
  */
 
-static void s_pilots(import_t *imp, json_t *root, const char *programme)
+static const import_field_t s_pilot_fields[] = {
+    {"id", S_NAMED},
+    {"programme", IMPORT_ID},
+    {"municipality", S_NAMED},
+    {"challenge", IMPORT_REQUIRED},
+    {"investment_leader", S_NAMED},
+    {"contact_person", IMPORT_ID},
+    {"municipal_steering_group", 0},
+    {"investment_team", 0},
+    {"aims", 0},
+    {NULL},
+};
+
+/* A pilot; arg is the file's programme ("" when it has none, NULL when it was refused). */
+static void s_pilot(import_t *imp, json_t *o, const char *path, size_t i, void *arg)
 {
-    json_t *arr = import_array(imp, root, "$", "pilots", false);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.pilots[%zu]", i);
-        if (!import_object(imp, o, path,
-                           "id programme municipality challenge investment_leader "
-                           "investment_team contact_person municipal_steering_group aims"))
-            continue;
-        Samordna__V1__Pilot p = SAMORDNA__V1__PILOT__INIT;
-        if (!(p.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(p.programme = (char *)import_str(imp, o, path, "programme", IMPORT_ID)) ||
-            !(p.municipality =
-                  (char *)import_str(imp, o, path, "municipality", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(p.challenge = (char *)import_str(imp, o, path, "challenge", IMPORT_REQUIRED)) ||
-            !(p.investment_leader = (char *)import_str(imp, o, path, "investment_leader",
-                                                       IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(p.contact_person = (char *)import_str(imp, o, path, "contact_person", IMPORT_ID)) ||
-            !(p.municipal_steering_group =
-                  (char *)import_str(imp, o, path, "municipal_steering_group", 0)) ||
-            !import_strings(imp, o, path, "investment_team", &p.investment_team,
-                            &p.n_investment_team) ||
-            !import_strings(imp, o, path, "aims", &p.aims, &p.n_aims))
-            continue;
-        if (!p.programme[0]) {
-            if (!programme) continue; /* the programme itself was refused */
-            if (!programme[0]) {
-                import_error(imp, import_path(imp, "%s.programme", path),
-                             "required when the file has no programme");
-                continue;
-            }
-            p.programme = (char *)programme;
+    (void)i;
+    const char *programme = arg;
+    Samordna__V1__Pilot p = SAMORDNA__V1__PILOT__INIT;
+    if (!import_record(imp, o, path,
+                       "id programme municipality challenge investment_leader investment_team "
+                       "contact_person municipal_steering_group aims",
+                       &p.base, s_pilot_fields))
+        return;
+    if (!p.programme[0]) {
+        if (!programme) return; /* the programme itself was refused */
+        if (!programme[0]) {
+            import_error(imp, import_path(imp, "%s.programme", path),
+                         "required when the file has no programme");
+            return;
         }
-        import_require(imp, "programme", p.programme, import_path(imp, "%s.programme", path));
-        import_require(imp, "municipality", p.municipality,
-                       import_path(imp, "%s.municipality", path));
-        import_require(imp, "agency", p.investment_leader,
-                       import_path(imp, "%s.investment_leader", path));
-        for (size_t t = 0; t < p.n_investment_team; t++)
-            import_require(imp, "agency", p.investment_team[t],
-                           import_path(imp, "%s.investment_team[%zu]", path, t));
-        if (p.contact_person[0])
-            import_require(imp, "person", p.contact_person,
-                           import_path(imp, "%s.contact_person", path));
-        import_define(imp, "pilot", p.id, path);
-        import_event(imp, SVC, T("pilot.registered"), p.id, &p.base);
+        p.programme = (char *)programme;
     }
+    import_require(imp, "programme", p.programme, import_path(imp, "%s.programme", path));
+    import_require(imp, "municipality", p.municipality, import_path(imp, "%s.municipality", path));
+    import_require(imp, "agency", p.investment_leader,
+                   import_path(imp, "%s.investment_leader", path));
+    for (size_t t = 0; t < p.n_investment_team; t++)
+        import_require(imp, "agency", p.investment_team[t],
+                       import_path(imp, "%s.investment_team[%zu]", path, t));
+    if (p.contact_person[0])
+        import_require(imp, "person", p.contact_person,
+                       import_path(imp, "%s.contact_person", path));
+    import_define(imp, "pilot", p.id, path);
+    import_event(imp, SVC, T("pilot.registered"), p.id, &p.base);
 }
 
 /* ---- reports ------------------------------------------------------------------------------------
  */
 
-static void s_reports(import_t *imp, json_t *root)
+static const import_field_t s_report_fields[] = {
+    {"id", S_NAMED},
+    {"by", S_NAMED},
+    {"title", IMPORT_REQUIRED},
+    {"series", 0},
+    {"published", IMPORT_DATE},
+    {"url", 0},
+    {NULL},
+};
+
+static void s_report(import_t *imp, json_t *o, const char *path, size_t i, void *arg)
 {
-    json_t *arr = import_array(imp, root, "$", "reports", false);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.reports[%zu]", i);
-        if (!import_object(imp, o, path, "id by title series published url")) continue;
-        Samordna__V1__Report r = SAMORDNA__V1__REPORT__INIT;
-        if (!(r.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(r.by = (char *)import_str(imp, o, path, "by", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(r.title = (char *)import_str(imp, o, path, "title", IMPORT_REQUIRED)) ||
-            !(r.series = (char *)import_str(imp, o, path, "series", 0)) ||
-            !(r.published = (char *)import_str(imp, o, path, "published", IMPORT_DATE)) ||
-            !(r.url = (char *)import_str(imp, o, path, "url", 0)))
-            continue;
-        import_require(imp, "agency", r.by, import_path(imp, "%s.by", path));
-        import_define(imp, "report", r.id, path);
-        import_event(imp, SVC, T("report.published"), r.id, &r.base);
-    }
+    (void)i, (void)arg;
+    Samordna__V1__Report r = SAMORDNA__V1__REPORT__INIT;
+    if (!import_record(imp, o, path, "id by title series published url", &r.base, s_report_fields))
+        return;
+    import_require(imp, "agency", r.by, import_path(imp, "%s.by", path));
+    import_define(imp, "report", r.id, path);
+    import_event(imp, SVC, T("report.published"), r.id, &r.base);
 }
 
 /* The registry's part of the file, in dependency order with barriers between the layers. */
@@ -556,15 +536,15 @@ int import_registry(import_t *imp, json_t *root)
     import_kind(imp, "person", SVC, "registry.people.get");
     import_kind(imp, "pilot", SVC, "registry.pilots.get");
 
-    s_agencies(imp, root);
+    import_each(imp, root, "agencies", s_agency, NULL);
     import_barrier(imp);
     const char *programme = s_programme(imp, root);
-    s_people(imp, root);
+    import_each(imp, root, "people", s_person, NULL);
     s_municipalities(imp, root); /* ends with a barrier */
     s_answers_t answers;
     s_invitations(imp, root, &answers);
-    s_reports(imp, root);
-    s_pilots(imp, root, programme);
+    import_each(imp, root, "reports", s_report, NULL);
+    import_each(imp, root, "pilots", s_pilot, (void *)programme);
     import_barrier(imp);
     for (size_t i = 0; i < answers.n; i++) {
         Samordna__V1__InvitationAnswer *a = &answers.items[i];

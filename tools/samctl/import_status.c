@@ -43,67 +43,60 @@ static bool s_token(import_t *imp, const char *s, const char *path)
     return ok;
 }
 
-static void s_kinds(import_t *imp, json_t *root)
+#define S_NAMED (IMPORT_REQUIRED | IMPORT_ID)
+#define S_DAY (IMPORT_REQUIRED | IMPORT_DATE)
+
+static const import_field_t s_kind_fields[] = {
+    {"id", IMPORT_REQUIRED}, {"label", IMPORT_REQUIRED}, {NULL}};
+
+static void s_kind(import_t *imp, json_t *o, const char *path, size_t i, void *arg)
 {
-    json_t *arr = import_array(imp, root, "$", "milestone_kinds", false);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.milestone_kinds[%zu]", i);
-        if (!import_object(imp, o, path, "id label order")) continue;
-        Samordna__V1__MilestoneKind *k = import_alloc(imp, sizeof *k);
-        if (!k) return;
-        samordna__v1__milestone_kind__init(k);
-        int64_t order = (int64_t)i + 1;
-        if (!(k->id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED)) ||
-            !(k->label = (char *)import_str(imp, o, path, "label", IMPORT_REQUIRED)) ||
-            !import_int(imp, o, path, "order", false, 1, 1000, &order) ||
-            !s_token(imp, k->id, import_path(imp, "%s.id", path)))
-            continue;
-        k->order = (uint32_t)order;
-        import_define(imp, "milestone_kind", k->id, path);
-        import_event(imp, SVC, T("milestone_kind.defined"), k->id, &k->base);
-    }
+    (void)arg;
+    Samordna__V1__MilestoneKind *k = import_alloc(imp, sizeof *k);
+    if (!k) return;
+    samordna__v1__milestone_kind__init(k);
+    int64_t order = (int64_t)i + 1;
+    if (!import_record(imp, o, path, "id label order", &k->base, s_kind_fields) ||
+        !import_int(imp, o, path, "order", false, 1, 1000, &order) ||
+        !s_token(imp, k->id, import_path(imp, "%s.id", path)))
+        return;
+    k->order = (uint32_t)order;
+    import_define(imp, "milestone_kind", k->id, path);
+    import_event(imp, SVC, T("milestone_kind.defined"), k->id, &k->base);
 }
 
-static void s_milestones(import_t *imp, json_t *root)
+/* One record names the kinds a pilot had reached by a day (as_of): one event per kind. */
+static void s_milestone(import_t *imp, json_t *o, const char *path, size_t i, void *arg)
 {
-    json_t *arr = import_array(imp, root, "$", "milestones", false);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.milestones[%zu]", i);
-        if (!import_object(imp, o, path, "pilot reached as_of evidence actor")) continue;
-        const char *pilot, *as_of, *evidence, *actor;
-        char **kinds;
-        size_t n;
-        if (!(pilot = import_str(imp, o, path, "pilot", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(as_of = import_str(imp, o, path, "as_of", IMPORT_REQUIRED | IMPORT_DATE)) ||
-            !(evidence = import_str(imp, o, path, "evidence", 0)) ||
-            !(actor = import_str(imp, o, path, "actor", IMPORT_ID)) ||
-            !import_strings(imp, o, path, "reached", &kinds, &n))
-            continue;
-        if (n == 0) {
-            import_error(imp, import_path(imp, "%s.reached", path), "required");
-            continue;
-        }
-        import_require(imp, "pilot", pilot, import_path(imp, "%s.pilot", path));
-        if (*actor) import_require(imp, "agency", actor, import_path(imp, "%s.actor", path));
-        for (size_t k = 0; k < n; k++) {
-            const char *kp = import_path(imp, "%s.reached[%zu]", path, k);
-            if (!s_token(imp, kinds[k], kp)) continue;
-            import_require(imp, "milestone_kind", kinds[k], kp);
-            Samordna__V1__MilestoneReached m = SAMORDNA__V1__MILESTONE_REACHED__INIT;
-            m.pilot = (char *)pilot;
-            m.kind = kinds[k];
-            m.date = (char *)as_of;
-            m.actor = (char *)actor;
-            m.evidence = (char *)evidence;
-            import_event(imp, SVC, T("milestone.reached"),
-                         import_path(imp, "%s/%s/%s", pilot, kinds[k], as_of), &m.base);
-        }
+    (void)i, (void)arg;
+    const char *pilot, *as_of, *evidence, *actor;
+    char **kinds;
+    size_t n;
+    if (!import_object(imp, o, path, "pilot reached as_of evidence actor") ||
+        !(pilot = import_str(imp, o, path, "pilot", S_NAMED)) ||
+        !(as_of = import_str(imp, o, path, "as_of", S_DAY)) ||
+        !(evidence = import_str(imp, o, path, "evidence", 0)) ||
+        !(actor = import_str(imp, o, path, "actor", IMPORT_ID)) ||
+        !import_strings(imp, o, path, "reached", &kinds, &n))
+        return;
+    if (n == 0) {
+        import_error(imp, import_path(imp, "%s.reached", path), "required");
+        return;
+    }
+    import_require(imp, "pilot", pilot, import_path(imp, "%s.pilot", path));
+    if (*actor) import_require(imp, "agency", actor, import_path(imp, "%s.actor", path));
+    for (size_t k = 0; k < n; k++) {
+        const char *kp = import_path(imp, "%s.reached[%zu]", path, k);
+        if (!s_token(imp, kinds[k], kp)) continue;
+        import_require(imp, "milestone_kind", kinds[k], kp);
+        Samordna__V1__MilestoneReached m = SAMORDNA__V1__MILESTONE_REACHED__INIT;
+        m.pilot = (char *)pilot;
+        m.kind = kinds[k];
+        m.date = (char *)as_of;
+        m.actor = (char *)actor;
+        m.evidence = (char *)evidence;
+        import_event(imp, SVC, T("milestone.reached"),
+                     import_path(imp, "%s/%s/%s", pilot, kinds[k], as_of), &m.base);
     }
 }
 
@@ -117,120 +110,104 @@ static const char *s_id_part(import_t *imp, const char *s)
     return out;
 }
 
-static void s_meetings(import_t *imp, json_t *root)
+static const import_field_t s_meeting_fields[] = {
+    {"id", IMPORT_ID},
+    {"date", S_DAY},
+    {"kind", IMPORT_REQUIRED},
+    {"title", 0},
+    {"pilot", IMPORT_ID},
+    {"municipality", IMPORT_ID},
+    {"notes", 0},
+    {"monthly_until", IMPORT_DATE},
+    {"participants", 0},
+    {NULL},
+};
+
+static void s_meeting(import_t *imp, json_t *o, const char *path, size_t i, void *arg)
 {
-    json_t *arr = import_array(imp, root, "$", "meetings", false);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.meetings[%zu]", i);
-        if (!import_object(imp, o, path,
-                           "id date kind title pilot municipality participants notes "
-                           "monthly_until"))
-            continue;
-        Samordna__V1__MeetingLogged m = SAMORDNA__V1__MEETING_LOGGED__INIT;
-        if (!(m.id = (char *)import_str(imp, o, path, "id", IMPORT_ID)) ||
-            !(m.date = (char *)import_str(imp, o, path, "date", IMPORT_REQUIRED | IMPORT_DATE)) ||
-            !(m.kind = (char *)import_str(imp, o, path, "kind", IMPORT_REQUIRED)) ||
-            !(m.title = (char *)import_str(imp, o, path, "title", 0)) ||
-            !(m.pilot = (char *)import_str(imp, o, path, "pilot", IMPORT_ID)) ||
-            !(m.municipality = (char *)import_str(imp, o, path, "municipality", IMPORT_ID)) ||
-            !(m.notes = (char *)import_str(imp, o, path, "notes", 0)) ||
-            !(m.monthly_until = (char *)import_str(imp, o, path, "monthly_until", IMPORT_DATE)) ||
-            !import_strings(imp, o, path, "participants", &m.participants, &m.n_participants) ||
-            !s_token(imp, m.kind, import_path(imp, "%s.kind", path)))
-            continue;
-        if (!*m.id)
-            m.id = (char *)import_path(imp, "%s-%s-%s",
-                                       *m.pilot          ? m.pilot
-                                       : *m.municipality ? m.municipality
-                                                         : "programme",
-                                       m.date, s_id_part(imp, m.kind));
-        import_define(imp, "meeting", m.id, path);
-        if (*m.pilot) import_require(imp, "pilot", m.pilot, import_path(imp, "%s.pilot", path));
-        if (*m.municipality)
-            import_require(imp, "municipality", m.municipality,
-                           import_path(imp, "%s.municipality", path));
-        import_event(imp, SVC, T("meeting.logged"), m.id, &m.base);
-    }
+    (void)i, (void)arg;
+    Samordna__V1__MeetingLogged m = SAMORDNA__V1__MEETING_LOGGED__INIT;
+    if (!import_record(imp, o, path,
+                       "id date kind title pilot municipality participants notes monthly_until",
+                       &m.base, s_meeting_fields) ||
+        !s_token(imp, m.kind, import_path(imp, "%s.kind", path)))
+        return;
+    if (!*m.id)
+        m.id = (char *)import_path(imp, "%s-%s-%s",
+                                   *m.pilot          ? m.pilot
+                                   : *m.municipality ? m.municipality
+                                                     : "programme",
+                                   m.date, s_id_part(imp, m.kind));
+    import_define(imp, "meeting", m.id, path);
+    if (*m.pilot) import_require(imp, "pilot", m.pilot, import_path(imp, "%s.pilot", path));
+    if (*m.municipality)
+        import_require(imp, "municipality", m.municipality,
+                       import_path(imp, "%s.municipality", path));
+    import_event(imp, SVC, T("meeting.logged"), m.id, &m.base);
 }
 
-static void s_steps(import_t *imp, json_t *root)
+static const import_field_t s_step_fields[] = {
+    {"pilot", S_NAMED},   {"id", S_NAMED}, {"title", IMPORT_REQUIRED}, {"owner", S_NAMED},
+    {"due", IMPORT_DATE}, {"state", 0},    {"date", IMPORT_DATE},      {NULL},
+};
+
+static void s_step(import_t *imp, json_t *o, const char *path, size_t i, void *arg)
 {
-    json_t *arr = import_array(imp, root, "$", "steps", false);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
-    {
-        const char *path = import_path(imp, "$.steps[%zu]", i);
-        if (!import_object(imp, o, path, "pilot id title owner due state date")) continue;
-        Samordna__V1__PlanStepAdded s = SAMORDNA__V1__PLAN_STEP_ADDED__INIT;
-        if (!(s.pilot = (char *)import_str(imp, o, path, "pilot", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(s.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(s.title = (char *)import_str(imp, o, path, "title", IMPORT_REQUIRED)) ||
-            !(s.owner = (char *)import_str(imp, o, path, "owner", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(s.due = (char *)import_str(imp, o, path, "due", IMPORT_DATE)) ||
-            !(s.state = (char *)import_str(imp, o, path, "state", 0)) ||
-            !(s.date = (char *)import_str(imp, o, path, "date", IMPORT_DATE)))
-            continue;
-        import_require(imp, "pilot", s.pilot, import_path(imp, "%s.pilot", path));
-        import_require(imp, "agency", s.owner, import_path(imp, "%s.owner", path));
-        import_event(imp, SVC, T("step.added"), import_path(imp, "%s/%s", s.pilot, s.id), &s.base);
-    }
+    (void)i, (void)arg;
+    Samordna__V1__PlanStepAdded s = SAMORDNA__V1__PLAN_STEP_ADDED__INIT;
+    if (!import_record(imp, o, path, "pilot id title owner due state date", &s.base, s_step_fields))
+        return;
+    import_require(imp, "pilot", s.pilot, import_path(imp, "%s.pilot", path));
+    import_require(imp, "agency", s.owner, import_path(imp, "%s.owner", path));
+    import_event(imp, SVC, T("step.added"), import_path(imp, "%s/%s", s.pilot, s.id), &s.base);
 }
 
-static void s_barriers(import_t *imp, json_t *root)
+static const import_field_t s_barrier_fields[] = {
+    {"id", S_NAMED},
+    {"title", IMPORT_REQUIRED},
+    {"description", 0},
+    {"pilot", IMPORT_ID},
+    {"municipality", IMPORT_ID},
+    {"raised_by", IMPORT_ID},
+    {"concerns", IMPORT_REQUIRED},
+    {"reference", 0},
+    {"concerns_agency", IMPORT_ID},
+    {"date", S_DAY},
+    {NULL},
+};
+
+static const import_field_t s_move_fields[] = {
+    {"state", IMPORT_REQUIRED}, {"date", S_DAY}, {"by", IMPORT_ID}, {"note", 0}, {NULL}};
+
+static void s_barrier(import_t *imp, json_t *o, const char *path, size_t i, void *arg)
 {
-    json_t *arr = import_array(imp, root, "$", "barriers", false);
-    size_t i;
-    json_t *o;
-    json_array_foreach(arr, i, o)
+    (void)i, (void)arg;
+    Samordna__V1__BarrierRegistered b = SAMORDNA__V1__BARRIER_REGISTERED__INIT;
+    if (!import_record(imp, o, path,
+                       "id title description pilot municipality raised_by concerns reference "
+                       "concerns_agency date steps",
+                       &b.base, s_barrier_fields))
+        return;
+    import_define(imp, "barrier", b.id, path);
+    if (*b.pilot) import_require(imp, "pilot", b.pilot, import_path(imp, "%s.pilot", path));
+    if (*b.municipality)
+        import_require(imp, "municipality", b.municipality,
+                       import_path(imp, "%s.municipality", path));
+    if (*b.raised_by)
+        import_require(imp, "agency", b.raised_by, import_path(imp, "%s.raised_by", path));
+    import_event(imp, SVC, T("barrier.registered"), b.id, &b.base);
+    json_t *steps = import_array(imp, o, path, "steps", false);
+    size_t k;
+    json_t *so;
+    json_array_foreach(steps, k, so)
     {
-        const char *path = import_path(imp, "$.barriers[%zu]", i);
-        if (!import_object(imp, o, path,
-                           "id title description pilot municipality raised_by concerns "
-                           "reference concerns_agency date steps"))
-            continue;
-        Samordna__V1__BarrierRegistered b = SAMORDNA__V1__BARRIER_REGISTERED__INIT;
-        if (!(b.id = (char *)import_str(imp, o, path, "id", IMPORT_REQUIRED | IMPORT_ID)) ||
-            !(b.title = (char *)import_str(imp, o, path, "title", IMPORT_REQUIRED)) ||
-            !(b.description = (char *)import_str(imp, o, path, "description", 0)) ||
-            !(b.pilot = (char *)import_str(imp, o, path, "pilot", IMPORT_ID)) ||
-            !(b.municipality = (char *)import_str(imp, o, path, "municipality", IMPORT_ID)) ||
-            !(b.raised_by = (char *)import_str(imp, o, path, "raised_by", IMPORT_ID)) ||
-            !(b.concerns = (char *)import_str(imp, o, path, "concerns", IMPORT_REQUIRED)) ||
-            !(b.reference = (char *)import_str(imp, o, path, "reference", 0)) ||
-            !(b.concerns_agency = (char *)import_str(imp, o, path, "concerns_agency", IMPORT_ID)) ||
-            !(b.date = (char *)import_str(imp, o, path, "date", IMPORT_REQUIRED | IMPORT_DATE)))
-            continue;
-        import_define(imp, "barrier", b.id, path);
-        if (*b.pilot) import_require(imp, "pilot", b.pilot, import_path(imp, "%s.pilot", path));
-        if (*b.municipality)
-            import_require(imp, "municipality", b.municipality,
-                           import_path(imp, "%s.municipality", path));
-        if (*b.raised_by)
-            import_require(imp, "agency", b.raised_by, import_path(imp, "%s.raised_by", path));
-        import_event(imp, SVC, T("barrier.registered"), b.id, &b.base);
-        json_t *steps = import_array(imp, o, path, "steps", false);
-        size_t k;
-        json_t *so;
-        json_array_foreach(steps, k, so)
-        {
-            const char *sp = import_path(imp, "%s.steps[%zu]", path, k);
-            if (!import_object(imp, so, sp, "state date by note")) continue;
-            Samordna__V1__BarrierMoved mv = SAMORDNA__V1__BARRIER_MOVED__INIT;
-            mv.id = b.id;
-            if (!(mv.state = (char *)import_str(imp, so, sp, "state", IMPORT_REQUIRED)) ||
-                !(mv.date =
-                      (char *)import_str(imp, so, sp, "date", IMPORT_REQUIRED | IMPORT_DATE)) ||
-                !(mv.by = (char *)import_str(imp, so, sp, "by", IMPORT_ID)) ||
-                !(mv.note = (char *)import_str(imp, so, sp, "note", 0)))
-                continue;
-            if (*mv.by) import_require(imp, "agency", mv.by, import_path(imp, "%s.by", sp));
-            import_event(imp, SVC, T("barrier.moved"),
-                         import_path(imp, "%s/%s/%s", b.id, mv.state, mv.date), &mv.base);
-        }
+        const char *sp = import_path(imp, "%s.steps[%zu]", path, k);
+        Samordna__V1__BarrierMoved mv = SAMORDNA__V1__BARRIER_MOVED__INIT;
+        mv.id = b.id;
+        if (!import_record(imp, so, sp, "state date by note", &mv.base, s_move_fields)) continue;
+        if (*mv.by) import_require(imp, "agency", mv.by, import_path(imp, "%s.by", sp));
+        import_event(imp, SVC, T("barrier.moved"),
+                     import_path(imp, "%s/%s/%s", b.id, mv.state, mv.date), &mv.base);
     }
 }
 
@@ -238,11 +215,11 @@ int import_status(import_t *imp, json_t *root)
 {
     import_kind(imp, "milestone_kind", SVC, "status.kinds.get");
     import_barrier(imp); /* the registry's records first */
-    s_kinds(imp, root);
+    import_each(imp, root, "milestone_kinds", s_kind, NULL);
     import_barrier(imp);
-    s_milestones(imp, root);
-    s_meetings(imp, root);
-    s_steps(imp, root);
-    s_barriers(imp, root);
+    import_each(imp, root, "milestones", s_milestone, NULL);
+    import_each(imp, root, "meetings", s_meeting, NULL);
+    import_each(imp, root, "steps", s_step, NULL);
+    import_each(imp, root, "barriers", s_barrier, NULL);
     return 0;
 }

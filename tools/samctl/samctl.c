@@ -16,19 +16,18 @@
 
 #include "samordna/v1/envelope.pb-c.h"
 
+#include <assert.h>
 #include <czmq.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct {
-    const char *name;
-    samctl_cmd_fn fn;
+/* A command word's table and its line in `samctl --help`. */
+static const struct s_command {
+    const samctl_cmd_t *cmd;
     const char *summary;
-} s_command_t;
-
-static const s_command_t s_commands[] = {
-#define X(name, fn, summary) {name, fn, summary},
+} s_commands[] = {
+#define X(table, summary) {&table, summary},
 #include "commands.def"
 #undef X
 };
@@ -223,6 +222,35 @@ int samctl_publish(samctl_t *ctl, const char *service, const char *type, const c
     return rc;
 }
 
+int samctl_write(samctl_t *ctl, const samctl_args_t *a, const ProtobufCMessage *payload)
+{
+    const samctl_write_t *w = a->cmd->writes;
+    assert(w && "samctl_write from a command without a .writes row");
+    char subject[512] = "", id[640];
+    for (size_t i = 0; i < (size_t)w->subject_args && i < a->npos; i++) {
+        size_t at = strlen(subject);
+        snprintf(subject + at, sizeof subject - at, "%s%s", i ? "/" : "", a->pos[i]);
+    }
+    if (w->id) snprintf(id, sizeof id, "%s/%s", w->id, subject);
+    return samctl_publish(ctl, w->service, w->type, w->id ? id : NULL,
+                          w->subject_args ? subject : NULL, payload);
+}
+
+int samctl_write_run(samctl_t *ctl, const samctl_args_t *a)
+{
+    const ProtobufCMessageDescriptor *d = a->cmd->writes->payload;
+    ProtobufCMessage *m = calloc(1, d->sizeof_message);
+    if (!m) {
+        fprintf(stderr, "samctl: out of memory\n");
+        return 1;
+    }
+    protobuf_c_message_init(d, m);
+    samctl_fill(a, m);
+    int rc = samctl_write(ctl, a, m);
+    free(m); /* its strings are argv's */
+    return rc;
+}
+
 void samctl_print_json(json_t *j)
 {
     char *s = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
@@ -328,6 +356,66 @@ json_t *samctl_json_message(const ProtobufCMessage *m)
     return o;
 }
 
+/* Whether a field's value is empty: "", 0, false, an absent message. */
+static bool s_empty(const ProtobufCFieldDescriptor *f, const void *p)
+{
+    switch (f->type) {
+    case PROTOBUF_C_TYPE_STRING:
+        return !*(const char *const *)p || !**(const char *const *)p;
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return !*(ProtobufCMessage *const *)p;
+    case PROTOBUF_C_TYPE_BYTES:
+        return ((const ProtobufCBinaryData *)p)->len == 0;
+    case PROTOBUF_C_TYPE_BOOL:
+        return !*(const protobuf_c_boolean *)p;
+    default: {
+        static const char zero[8];
+        return memcmp(p, zero, s_elem_size(f)) == 0;
+    }
+    }
+}
+
+/* A value for samctl_json_fields: messages with their non-empty fields only. */
+static json_t *s_sparse_value(const ProtobufCFieldDescriptor *f, const void *p)
+{
+    if (f->type == PROTOBUF_C_TYPE_MESSAGE && *(ProtobufCMessage *const *)p)
+        return samctl_json_fields(*(ProtobufCMessage *const *)p, NULL);
+    return s_json_value(f, p);
+}
+
+json_t *samctl_json_fields(const ProtobufCMessage *m, const char *spec)
+{
+    json_t *o = json_object();
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    const char *base = (const char *)m;
+    for (unsigned i = 0; spec ? *spec != '\0' : i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        bool sparse = true;
+        if (spec) {
+            size_t len = strcspn(spec, " ?");
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)len, spec);
+            f = protobuf_c_message_descriptor_get_field_by_name(d, name);
+            assert(f && "a JSON field list names a field the message does not have");
+            sparse = spec[len] == '?';
+            spec += len + sparse;
+            spec += strspn(spec, " ");
+        }
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *)(base + f->quantifier_offset);
+            const char *arr = *(char *const *)(base + f->offset);
+            if (sparse && n == 0) continue;
+            json_t *ja = json_array();
+            for (size_t k = 0; k < n; k++)
+                json_array_append_new(ja, s_sparse_value(f, arr + k * s_elem_size(f)));
+            json_object_set_new(o, f->name, ja);
+        } else if (!(sparse && s_empty(f, base + f->offset))) {
+            json_object_set_new(o, f->name, s_sparse_value(f, base + f->offset));
+        }
+    }
+    return o;
+}
+
 void samctl_list_begin(samctl_list_t *l, samctl_t *ctl, const char *noun, const char *header)
 {
     *l = (samctl_list_t){.ctl = ctl, .noun = noun, .header = header};
@@ -368,6 +456,153 @@ void samctl_list_drop(samctl_list_t *l)
 {
     json_decref(l->items);
     l->items = NULL;
+}
+
+const char *samctl_pick(const char *const *words, size_t n, int value, const char *other)
+{
+    return value >= 0 && (size_t)value < n && words[value] ? words[value] : other;
+}
+
+/* A page token: a string, or (notify.log) the number of the last record read, 0 for none.
+   The field `name` of m as text into out ("" when there is none), or set from text. */
+static void s_token_get(const ProtobufCMessage *m, const char *name, char *out, size_t cap)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    const void *at = f ? (const char *)m + f->offset : NULL;
+    out[0] = '\0';
+    if (f && f->type == PROTOBUF_C_TYPE_STRING && *(const char *const *)at)
+        snprintf(out, cap, "%s", *(const char *const *)at);
+    else if (f && f->type == PROTOBUF_C_TYPE_UINT64 && *(const uint64_t *)at)
+        snprintf(out, cap, "%" PRIu64, *(const uint64_t *)at);
+}
+
+static void s_token_set(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, char *token)
+{
+    if (f->type == PROTOBUF_C_TYPE_STRING)
+        *(char **)((char *)m + f->offset) = token;
+    else
+        *(uint64_t *)((char *)m + f->offset) = strtoull(token, NULL, 10);
+}
+
+/* The message field `name` of m, or NULL when it is not set. */
+static const ProtobufCMessage *s_message_field(const ProtobufCMessage *m, const char *name)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    assert(f && f->type == PROTOBUF_C_TYPE_MESSAGE && f->label != PROTOBUF_C_LABEL_REPEATED);
+    return *(ProtobufCMessage *const *)((const char *)m + f->offset);
+}
+
+/* The header line of a column table: each %s conversion of `columns` (flags and width kept)
+   given the next of the '|'-separated titles. */
+static void s_header(const char *columns, const char *titles, char *out, size_t cap)
+{
+    size_t at = 0;
+    for (const char *p = columns; *p && at + 1 < cap; p++) {
+        if (*p != '%') {
+            out[at++] = *p;
+            continue;
+        }
+        bool left = p[1] == '-';
+        size_t width = (size_t)strtoul(p + 1 + left, NULL, 10);
+        size_t len = strcspn(titles, "|"), pad = width > len ? width - len : 0;
+        for (size_t k = 0; !left && k < pad && at + 1 < cap; k++)
+            out[at++] = ' ';
+        for (size_t k = 0; k < len && at + 1 < cap; k++)
+            out[at++] = titles[k];
+        for (size_t k = 0; left && k < pad && at + 1 < cap; k++)
+            out[at++] = ' ';
+        titles += len + (titles[len] == '|');
+        p += strcspn(p, "s");
+    }
+    out[at] = '\0';
+}
+
+/* Sets the uint32 field `name` of m. */
+static void s_set_u32(ProtobufCMessage *m, const char *name, uint32_t v)
+{
+    const ProtobufCFieldDescriptor *f =
+        protobuf_c_message_descriptor_get_field_by_name(m->descriptor, name);
+    assert(f && f->type == PROTOBUF_C_TYPE_UINT32);
+    *(uint32_t *)((char *)m + f->offset) = v;
+}
+
+/* A record of a query in --json. */
+static json_t *s_record_json(const samctl_query_t *q, const ProtobufCMessage *rec)
+{
+    return q->fields ? samctl_json_fields(rec, q->fields)
+           : q->json ? q->json(rec)
+                     : samctl_json_message(rec);
+}
+
+/* One record: the reply, as JSON or as its text. */
+static int s_show(samctl_t *ctl, const samctl_query_t *q, const ProtobufCMessage *req)
+{
+    ProtobufCMessage *rec = samctl_call(ctl, q->service, q->method, req, q->reply);
+    if (!rec) return 1;
+    if (ctl->json)
+        samctl_print_json(s_record_json(q, rec));
+    else
+        q->row(rec);
+    protobuf_c_message_free_unpacked(rec, NULL);
+    return 0;
+}
+
+int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *req)
+{
+    if (!q->items) return s_show(ctl, q, req);
+    const ProtobufCFieldDescriptor *items =
+        protobuf_c_message_descriptor_get_field_by_name(q->reply, q->items);
+    assert(items && items->label == PROTOBUF_C_LABEL_REPEATED &&
+           items->type == PROTOBUF_C_TYPE_MESSAGE);
+    const ProtobufCFieldDescriptor *token =
+        req ? protobuf_c_message_descriptor_get_field_by_name(req->descriptor, "page_token") : NULL;
+    assert(!q->every_page || (token && (token->type == PROTOBUF_C_TYPE_STRING ||
+                                        token->type == PROTOBUF_C_TYPE_UINT64)));
+    if (q->every_page && q->page_size) s_set_u32(req, "page_size", q->page_size);
+    char header[256];
+    s_header(q->columns, q->titles, header, sizeof header);
+    samctl_list_t list;
+    samctl_list_begin(&list, ctl, q->noun, header);
+    char next[256] = "";
+    do {
+        if (q->every_page) s_token_set(req, token, next);
+        ProtobufCMessage *page = samctl_call(ctl, q->service, q->method, req, q->reply);
+        if (!page) {
+            samctl_list_drop(&list);
+            return 1;
+        }
+        size_t n = *(const size_t *)((const char *)page + items->quantifier_offset);
+        ProtobufCMessage *const *recs =
+            *(ProtobufCMessage *const *const *)((const char *)page + items->offset);
+        for (size_t i = 0; i < n; i++) {
+            if (q->needs && !s_message_field(recs[i], q->needs)) continue;
+            json_t *j = ctl->json ? s_record_json(q, recs[i]) : NULL;
+            if (samctl_list_row(&list, j)) q->row(recs[i]);
+        }
+        s_token_get(page, "next_page_token", next, sizeof next);
+        protobuf_c_message_free_unpacked(page, NULL);
+    } while (q->every_page && next[0]);
+    samctl_list_end(&list, next);
+    return 0;
+}
+
+int samctl_query_run(samctl_t *ctl, const samctl_args_t *a)
+{
+    const samctl_query_t *q = a->cmd->query;
+    ProtobufCMessage *req = q->request ? calloc(1, q->request->sizeof_message) : NULL;
+    if (q->request && !req) {
+        fprintf(stderr, "samctl: out of memory\n");
+        return 1;
+    }
+    if (req) {
+        protobuf_c_message_init(q->request, req);
+        samctl_fill(a, req);
+    }
+    int rc = samctl_list_query(ctl, q, req);
+    free(req); /* its strings are argv's */
+    return rc;
 }
 
 /* ---- ping, help and main -------------------------------------------------------------------- */
@@ -411,26 +646,19 @@ static const samctl_opt_t s_ping_opts[] = {
     {NULL},
 };
 
-static const samctl_cmd_t s_ping_cmd = {
+const samctl_cmd_t samctl_ping_cmd = {
     .name = "ping",
     .args = "SERVICE",
-    .min_args = 1,
-    .max_args = 1,
     .about = "Checks that SERVICE answers through the broker: its instance, version, the last\n"
              "sequence number of its outbox, and the round trip.",
     .opts = s_ping_opts,
     .run = s_ping,
 };
 
-int samctl_cmd_ping(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_ping_cmd, argc, argv);
-}
-
-static const s_command_t *s_command(const char *name)
+static const struct s_command *s_find_command(const char *name)
 {
     for (size_t i = 0; i < S_NCOMMANDS; i++)
-        if (strcmp(s_commands[i].name, name) == 0) return &s_commands[i];
+        if (strcmp(s_commands[i].cmd->name, name) == 0) return &s_commands[i];
     return NULL;
 }
 
@@ -438,7 +666,7 @@ static void s_commands_list(FILE *f)
 {
     fprintf(f, "\nCommands:\n");
     for (size_t i = 0; i < S_NCOMMANDS; i++)
-        fprintf(f, "  %-15s %s\n", s_commands[i].name, s_commands[i].summary);
+        fprintf(f, "  %-15s %s\n", s_commands[i].cmd->name, s_commands[i].summary);
     fprintf(f, "\n`samctl COMMAND --help` (or `samctl help COMMAND`) tells a command's arguments,\n"
                "options and subcommands.\n");
 }
@@ -449,7 +677,7 @@ static void s_unknown_command(const char *word)
     fprintf(stderr, "samctl: unknown command '%s'; the commands are:\n ",
             sam_check_escape(word, 40, shown, sizeof shown));
     for (size_t i = 0; i < S_NCOMMANDS; i++)
-        fprintf(stderr, " %s", s_commands[i].name);
+        fprintf(stderr, " %s", s_commands[i].cmd->name);
     fprintf(stderr, "\n(samctl --help says what each does)\n");
 }
 
@@ -461,7 +689,7 @@ static int s_help_run(samctl_t *ctl, const samctl_args_t *a)
         s_commands_list(stdout);
         return 0;
     }
-    const s_command_t *cmd = s_command(a->pos[0]);
+    const struct s_command *cmd = s_find_command(a->pos[0]);
     if (!cmd) {
         s_unknown_command(a->pos[0]);
         return 2;
@@ -472,22 +700,16 @@ static int s_help_run(samctl_t *ctl, const samctl_args_t *a)
         words[n++] = (char *)a->pos[i];
     words[n++] = "--help";
     words[n] = NULL;
-    return cmd->fn(ctl, n, words);
+    return samctl_run(ctl, cmd->cmd, n, words);
 }
 
-static const samctl_cmd_t s_help_cmd = {
+const samctl_cmd_t samctl_help_cmd = {
     .name = "help",
     .args = "[COMMAND [SUBCOMMAND…]]",
-    .max_args = SAMCTL_MAX_ARGS,
     .about = "Without a command: the global options and the commands. With one: the same as\n"
              "`samctl COMMAND SUBCOMMAND… --help`.",
     .run = s_help_run,
 };
-
-int samctl_cmd_help(samctl_t *ctl, int argc, char **argv)
-{
-    return samctl_run(ctl, &s_help_cmd, argc, argv);
-}
 
 int main(int argc, char **argv)
 {
@@ -536,7 +758,7 @@ int main(int argc, char **argv)
         s_commands_list(help ? stdout : stderr);
         rc = help ? 1 : -1;
     }
-    const s_command_t *cmd = NULL;
+    const struct s_command *cmd = NULL;
     if (rc == 0 && words[0][0] == '-') {
         char shown[64];
         fprintf(stderr,
@@ -544,7 +766,7 @@ int main(int argc, char **argv)
                 "own follow its word)\n",
                 sam_check_escape(words[0], 40, shown, sizeof shown));
         rc = -1;
-    } else if (rc == 0 && !(cmd = s_command(words[0]))) {
+    } else if (rc == 0 && !(cmd = s_find_command(words[0]))) {
         s_unknown_command(words[0]);
         rc = -1;
     }
@@ -576,7 +798,7 @@ int main(int argc, char **argv)
             words[at] = "--help";
             nwords++;
         }
-        rc = cmd->fn(&ctl, nwords, words);
+        rc = samctl_run(&ctl, cmd->cmd, nwords, words);
     } else {
         rc = rc == 1 ? 0 : 2; /* 1: --help or --version was answered */
     }

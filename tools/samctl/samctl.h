@@ -2,15 +2,15 @@
     its tables, the output.
 
     ## A command
-    One line in commands.def — X(name, function, summary) — and the function in the file of
-    its area (cmd_registry.c, cmd_status.c, …). samctl.c takes the global options (--broker,
+    One line in commands.def — X(table, summary) — and the table in the file of its area
+    (cmd_registry.c, cmd_status.c, …): a samctl_cmd_t with the positional arguments it
+    takes, its options (name, value, type, help text) and its subcommands, each a
+    samctl_cmd_t of its own with a handler. samctl.c takes the global options (--broker,
     --json, --timeout-ms, --config, … — `samctl --help` lists them) out of the line wherever
-    they stand, before or after the command word, and calls the function with the rest:
-    argv[0] is the command word. The function hands its words to samctl_run() with its table,
-    a samctl_cmd_t: the positional arguments it takes, its options (name, value, type, help
-    text) and its subcommands, each a samctl_cmd_t of its own with a handler. samctl_run()
-    picks the subcommand, parses and checks every option against the table, answers --help
-    from the same table, and only then calls the handler, which does its own work only.
+    they stand, before or after the command word, and hands the rest (argv[0] the command
+    word) to samctl_run() with the command's table. samctl_run() picks the subcommand, parses and
+   checks every option against the table, answers --help from the same table, and only then calls
+   the handler, which does its own work only.
 
     The rules of the line, for every command alike:
       --name VALUE, --name=VALUE, and -x VALUE for the few options with a letter;
@@ -65,7 +65,7 @@ typedef struct {
     const char *source;   /* --source: agency id used as CloudEvent source (default fmov) */
 } samctl_t;
 
-typedef int (*samctl_cmd_fn)(samctl_t *ctl, int argc, char **argv);
+typedef struct samctl_args_t samctl_args_t; /* a parsed command line (below) */
 
 /* The client, connecting on first use; NULL (message printed) when it cannot connect. */
 sam_client_t *samctl_client(samctl_t *ctl);
@@ -94,6 +94,12 @@ void samctl_print_json(json_t *j);
     arrays, messages as objects (null when absent), enum values as their lower-case word
     without the enum's prefix (samctl_enum_word). The caller owns the result. */
 json_t *samctl_json_message(const ProtobufCMessage *m);
+
+/*  A record as a JSON object of the fields `spec` names, in its order: "id? name roles"; a
+    name with '?' is left out when empty ("", 0, false, no items, an absent message).
+    Messages inside are objects of their non-empty fields; values as samctl_json_message
+    gives them. spec NULL: every field, each with '?'. The caller owns the result. */
+json_t *samctl_json_fields(const ProtobufCMessage *m, const char *spec);
 
 /*  The word of an enum value, as files and JSON write it: AGENCY_KIND_COUNTY_GOVERNOR →
     "county_governor"; "" for 0 (unset), "?" for a value the descriptor does not know. Into
@@ -128,6 +134,48 @@ void samctl_list_end(samctl_list_t *l, const char *next);
 
 /*  Frees a list that is not printed (a page failed; the refusal was printed). */
 void samctl_list_drop(samctl_list_t *l);
+
+/*  A read, as a row beside the command's samctl_cmd_t (.query): call service.method and
+    print what it answers, the same way for every command. A list (items names the
+    records): each record a row of a samctl_list_t, under a header made from the column
+    table. One record (items NULL): the reply itself, as its JSON object or its text. */
+typedef struct {
+    const char *service, *method;
+    const ProtobufCMessageDescriptor *request; /* filled from the line (samctl_query_run); NULL:
+                                                  the method takes none */
+    const ProtobufCMessageDescriptor *reply;   /* the reply's type */
+    const char *items;   /* the reply's repeated message field that holds the records; NULL:
+                            the reply is the one record */
+    const char *noun;    /* for "no …" */
+    const char *columns; /* the header's format: a %s conversion per column ("%-10s  %s") */
+    const char *titles;  /* the columns' titles, '|' between them ("DATE|TITLE") */
+    /* A record in --json; NULL: samctl_json_message. The caller owns the result. */
+    json_t *(*json)(const ProtobufCMessage *rec);
+    /* Prints a record as text: its row, or all of the one record; newline included. */
+    void (*row)(const ProtobufCMessage *rec);
+    /* Every page: the request's page_token is set from each reply's next_page_token until
+       it is empty, and the list ends with "next" null. Otherwise one page, and its
+       next_page_token is the list's "next". */
+    bool every_page;
+    uint32_t page_size; /* asked for with every_page; 0: the service's default */
+    /* A message field of the record without which it is passed over; NULL: none. */
+    const char *needs;
+    const char *fields; /* the record in --json as samctl_json_fields(rec, fields); NULL: json */
+} samctl_query_t;
+
+/*  Runs q with req (may be NULL; its page_token is overwritten with every_page). Returns 0,
+    or 1 after printing the refusal (nothing of the list is printed then). */
+int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *req);
+
+/*  The handler of a read whose request is its command line and nothing more: the .query
+    row's request filled by samctl_fill(), run with samctl_list_query(). */
+int samctl_query_run(samctl_t *ctl, const samctl_args_t *a);
+
+/*  words[value] for an enum value (a table indexed by value, NULL for a value without a
+    word), or `other` when the value has none there. */
+const char *samctl_pick(const char *const *words, size_t n, int value, const char *other);
+#define SAMCTL_PICK(words, value, other)                                                           \
+    samctl_pick(words, sizeof(words) / sizeof((words)[0]), (int)(value), other)
 
 /* ---- publishing: the one path of every event samctl sends -------------------------------- */
 
@@ -166,6 +214,26 @@ int samctl_publish(samctl_t *ctl, const char *service, const char *type, const c
 
 /* ---- commands, their options, the one parser ---------------------------------------------- */
 
+/*  What a write command publishes: a row beside its samctl_cmd_t (.writes), so that every
+    write names its service and event type in the table, and derives its subject and event
+    id the same way. */
+typedef struct {
+    const char *service;                       /* the owner of the type */
+    const char *type;                          /* the CloudEvent type */
+    const ProtobufCMessageDescriptor *payload; /* its data, for samctl_write_run() */
+    int subject_args; /* the subject: the first N arguments joined by '/'; 0: no subject */
+    const char *id;   /* the event id "<id>/<subject>" (running it twice stores it once);
+                         NULL: a fresh UUID */
+} samctl_write_t;
+
+/*  Publishes payload (samctl_publish) as the command's .writes row says. Returns 0, or 1
+    after printing the refusal. */
+int samctl_write(samctl_t *ctl, const samctl_args_t *a, const ProtobufCMessage *payload);
+
+/*  The handler of a write whose payload is its command line and nothing more: a .writes
+    payload filled by samctl_fill(), published with samctl_write(). */
+int samctl_write_run(samctl_t *ctl, const samctl_args_t *a);
+
 /* What an option's value must be; samctl_run() checks it before the handler runs. */
 typedef enum {
     SAMCTL_TEXT,  /* anything: the service judges it */
@@ -189,18 +257,20 @@ typedef struct {
     const char *help;   /* one line: what it does */
 } samctl_opt_t;
 
-typedef struct samctl_args_t samctl_args_t;
 typedef struct samctl_cmd_t samctl_cmd_t;
 
 /* A command or subcommand: its words, options, handler and subcommands. */
 struct samctl_cmd_t {
-    const char *name;         /* the word; NULL ends a table of subcommands */
-    const char *args;         /* the positional arguments in usage ("PILOT KIND"), or NULL */
-    int min_args, max_args;   /* how many positional arguments it takes */
+    const char *name; /* the word; NULL ends a table of subcommands */
+    /* The positional arguments in usage, or NULL: also how many it takes ("PILOT KIND" two,
+       "[PILOT]" one or none, "[WORD…]" any number; samctl_args.c). */
+    const char *args;
     const char *about;        /* what it does: first line in lists, all of it in --help */
     const samctl_opt_t *opts; /* its options, or NULL */
     int (*run)(samctl_t *ctl, const samctl_args_t *a); /* NULL: a subcommand must be named */
     const samctl_cmd_t *subs;                          /* its subcommands, or NULL */
+    const samctl_write_t *writes; /* what it publishes, for samctl_write(); NULL: a read */
+    const samctl_query_t *query;  /* what it reads, for samctl_query_run(); or NULL */
 };
 
 #define SAMCTL_MAX_ARGS 16  /* positional arguments of one command */
@@ -238,6 +308,15 @@ bool samctl_flag(const samctl_args_t *a, const char *name);
 /*  A SAMCTL_COUNT or SAMCTL_YEAR option as its number (checked already); 0 when not given. */
 uint32_t samctl_u32(const samctl_args_t *a, const char *name);
 
+/*  Fills the fields of m that the command line names: each positional argument into the
+    field its usage word names ("PILOT KIND": pilot, kind; a word that is not one plain name
+    ends this), and each option given into the field of its name with '_' for '-'
+    ("raised-by": raised_by): a string field takes the text, a uint32 or uint64 field a
+    SAMCTL_COUNT or SAMCTL_YEAR option's number, a bool field a flag's presence. Fields no
+    argument names, and arguments whose field is of another type, are left alone: the handler
+    sets those. The strings are borrowed from argv. */
+void samctl_fill(const samctl_args_t *a, ProtobufCMessage *m);
+
 /*  Every value of a SAMCTL_REPEAT option, in order, into out (at most cap); returns how many
     were given (may be more than cap). */
 size_t samctl_opt_all(const samctl_args_t *a, const char *name, const char **out, size_t cap);
@@ -250,8 +329,8 @@ int samctl_usage_error(const samctl_args_t *a, const char *fmt, ...)
 /*  The global options (sam_config table of samctl.c), for help texts. */
 extern const sam_option_t samctl_global_options[];
 
-/* Declarations of every command function. */
-#define X(name, fn, summary) int fn(samctl_t *ctl, int argc, char **argv);
+/* Every command's table (commands.def). */
+#define X(table, summary) extern const samctl_cmd_t table;
 #include "commands.def"
 #undef X
 

@@ -218,6 +218,32 @@ static bool s_is_option(const char *w)
 
 /* Parses argv[1..] of a command without subcommand choice. Returns -1 to go on, or an exit
    code (0 after help, 2 after an error). */
+/*  How many positional arguments a command takes, read from its usage words, so the usage
+    and the check cannot disagree: a plain word is one that must be given ("PILOT KIND": two),
+    a bracketed group one that may be ("[PILOT]"), and a word or group holding "…" or "..."
+    any number more ("[COMMAND [SUBCOMMAND…]]"). */
+static void s_arity(const char *args, int *min, int *max)
+{
+    *min = *max = 0;
+    int depth = 0;
+    bool in_word = false;
+    for (const char *p = args ? args : ""; *p; p++) {
+        if (strncmp(p, "…", strlen("…")) == 0 || strncmp(p, "...", 3) == 0) *max = SAMCTL_MAX_ARGS;
+        if (*p == ' ' || *p == ']') {
+            depth -= *p == ']';
+            in_word = false;
+            continue;
+        }
+        if (!in_word && depth == 0) {
+            *min += *p != '[';
+            (*max)++;
+        }
+        depth += *p == '[';
+        in_word = true;
+    }
+    if (*max > SAMCTL_MAX_ARGS) *max = SAMCTL_MAX_ARGS;
+}
+
 static int s_parse(const samctl_cmd_t *c, const char *path, int argc, char **argv, samctl_args_t *a)
 {
     /* --help wins over every mistake on the line: whoever asks for help gets it. */
@@ -289,13 +315,15 @@ static int s_parse(const samctl_cmd_t *c, const char *path, int argc, char **arg
             given = a->given[k].opt == o;
         if (!given) return s_error(path, c, "--%s %s is required", o->name, o->arg ? o->arg : "");
     }
-    if ((int)a->npos < c->min_args)
+    int min_args, max_args;
+    s_arity(c->args, &min_args, &max_args);
+    if ((int)a->npos < min_args)
         return s_error(path, c, "%s: name %s", a->npos ? "too few arguments" : "no argument",
                        c->args ? c->args : "the arguments");
-    if ((int)a->npos > c->max_args) {
+    if ((int)a->npos > max_args) {
         char shown[64];
-        sam_check_escape(a->pos[c->max_args], 40, shown, sizeof shown);
-        if (c->subs && c->max_args == 0 && a->pos[c->max_args][0] != '-')
+        sam_check_escape(a->pos[max_args], 40, shown, sizeof shown);
+        if (c->subs && max_args == 0 && a->pos[max_args][0] != '-')
             return s_error(path, c, "'%s' is not one of its subcommands", shown);
         return s_error(path, c, "unexpected argument '%s'", shown);
     }
@@ -370,4 +398,51 @@ size_t samctl_opt_all(const samctl_args_t *a, const char *name, const char **out
             n++;
         }
     return n;
+}
+
+/* The field of m's type named `name` with '_' for '-' and lower case, or NULL. */
+static const ProtobufCFieldDescriptor *s_field(const ProtobufCMessage *m, const char *name,
+                                               size_t len)
+{
+    char field[64];
+    if (len >= sizeof field) return NULL;
+    for (size_t i = 0; i < len; i++)
+        field[i] = name[i] == '-' ? '_' : (char)tolower((unsigned char)name[i]);
+    field[len] = '\0';
+    return protobuf_c_message_descriptor_get_field_by_name(m->descriptor, field);
+}
+
+/* Sets one field from a word of the command line, when their types fit. */
+static void s_set(ProtobufCMessage *m, const ProtobufCFieldDescriptor *f, const samctl_opt_t *o,
+                  const char *value)
+{
+    if (!f || f->label == PROTOBUF_C_LABEL_REPEATED || (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+        return;
+    void *at = (char *)m + f->offset;
+    bool number = o && (o->type == SAMCTL_COUNT || o->type == SAMCTL_YEAR);
+    if (f->type == PROTOBUF_C_TYPE_STRING && !number && (!o || o->arg))
+        *(const char **)at = value;
+    else if (f->type == PROTOBUF_C_TYPE_UINT32 && number)
+        *(uint32_t *)at = (uint32_t)strtoul(value, NULL, 10);
+    else if (f->type == PROTOBUF_C_TYPE_UINT64 && number)
+        *(uint64_t *)at = strtoull(value, NULL, 10);
+    else if (f->type == PROTOBUF_C_TYPE_BOOL && o && !o->arg)
+        *(protobuf_c_boolean *)at = 1;
+}
+
+void samctl_fill(const samctl_args_t *a, ProtobufCMessage *m)
+{
+    const char *w = a->cmd->args ? a->cmd->args : "";
+    for (size_t i = 0; i < a->npos; i++) {
+        w += strspn(w, " [");
+        size_t len = strspn(w, "ABCDEFGHIJKLMNOPQRSTUVWXYZ_");
+        if (!len || (w[len] && !strchr(" ]", w[len]))) break;
+        s_set(m, s_field(m, w, len), NULL, a->pos[i]);
+        w += len + strspn(w + len, "]");
+    }
+    for (size_t k = 0; k < a->ngiven; k++) {
+        const samctl_opt_t *o = a->given[k].opt;
+        s_set(m, s_field(m, o->name, strlen(o->name)), o,
+              a->given[k].value ? a->given[k].value : "");
+    }
 }
