@@ -12,6 +12,7 @@
                             replies
       sam_service_write.c   the write path: events.publish's checks, dedup, the write passes
                             and the batch's one transaction
+      sam_service_backup.c  store.backup: a hot copy of the store in a thread of its own
       sam_service_outbox.c  the outbox read side: events.read, and the one way every long
                             poll (events.read and a query's wait_ms) is parked and answered
 
@@ -89,6 +90,7 @@ struct sam_request_t {
     int64_t deadline;
     rt_again_fn again;
     rt_request_t *next;
+    void *job; /* store.backup: its copy in progress (sam_service_backup.c), owned */
 };
 
 struct sam_service_t {
@@ -133,6 +135,7 @@ struct sam_service_t {
     sam_http_t *http;
     sam_metric_t *m_requests, *m_latency, *m_batch, *m_commit, *m_head, *m_brokers;
     uint64_t head_shown; /* the outbox head last set in m_head */
+    bool backing_up;     /* a store.backup copy is running (one at a time) */
     size_t brokers_up;   /* brokers that answered since their connection, last told */
 };
 
@@ -219,6 +222,11 @@ void rt_request_destroy(rt_request_t **r_p);
 /*  All publishes of a batch (checked by rt_builtin_publish): prepare hooks, one write
     transaction, one sync, then every reply sent. The requests stay the caller's. */
 void rt_write_batch(sam_service_t *svc, rt_request_t **pubs, size_t n);
+
+/* ---- sam_service_backup.c: store.backup -------------------------------------------------- */
+
+/* Waits for r's copy in progress and frees it (r is being freed unanswered). */
+void rt_backup_abandon(rt_request_t *r);
 
 /* ---- sam_service_outbox.c: events.read and the long polls -------------------------------- */
 
