@@ -123,6 +123,33 @@ uint64_t sam_client_send(sam_client_t *self, const char *service, const char *me
     return s_send(self, service, id, method, body, len, self->deadline_ms) == 0 ? id : 0;
 }
 
+char *sam_client_mmi(sam_client_t *self, const char *name, const char *body, int timeout_ms)
+{
+    if (zsock_send(self->sock, "ssss", "", SAM_MDPC, name, body ? body : "") != 0) return NULL;
+    int64_t deadline = zclock_mono() + timeout_ms;
+    zpoller_t *poller = zpoller_new(self->sock, NULL);
+    char *answer = NULL;
+    for (int left; !answer && poller && (left = (int)(deadline - zclock_mono())) > 0;) {
+        if (!zpoller_wait(poller, left)) {
+            if (zpoller_terminated(poller)) break;
+            continue;
+        }
+        zmsg_t *msg = zmsg_recv(self->sock);
+        if (msg && zmsg_size(msg) == 4) {
+            char *empty = zmsg_popstr(msg), *proto = zmsg_popstr(msg), *what = zmsg_popstr(msg);
+            if (empty && proto && what && !*empty && strcmp(proto, SAM_MDPC) == 0 &&
+                strcmp(what, name) == 0)
+                answer = zmsg_popstr(msg);
+            zstr_free(&empty);
+            zstr_free(&proto);
+            zstr_free(&what);
+        }
+        zmsg_destroy(&msg);
+    }
+    zpoller_destroy(&poller);
+    return answer;
+}
+
 int sam_client_recv(sam_client_t *self, int timeout_ms, sam_result_t *out)
 {
     memset(out, 0, sizeof *out);

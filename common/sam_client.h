@@ -41,6 +41,12 @@ sam_client_t *sam_client_new(const char *const *brokers, size_t n, const sam_cli
                              char *err, size_t errlen);
 void sam_client_destroy(sam_client_t **self_p);
 
+/*  Asks the broker itself (8/MMI; docs/protocol.md): "" "MDPC01" name body, and waits up to
+    timeout_ms for the answer to that name, which is a plain string: returned malloc'd (the
+    caller frees), or NULL on timeout. Meant for a client of one broker (samctl status makes
+    one per broker); replies to other requests that arrive meanwhile are dropped. */
+char *sam_client_mmi(sam_client_t *self, const char *name, const char *body, int timeout_ms);
+
 /*  Sends one request and waits for its reply. `req` may be NULL (empty body). On status 200
     and reply_desc non-NULL, *reply_out is the unpacked reply (free with
     protobuf_c_message_free_unpacked). Resends up to `retries` times on timeout when

@@ -87,7 +87,9 @@ static int s_cursor_put(sam_follow_t *self, MDB_txn *txn, uint64_t seq)
     outbox, and a readiness check "follower.<service>" that fails while polls fail. */
 static void s_observe(sam_follow_t *self)
 {
-    sam_metrics_t *m = self->def.svc ? sam_service_metrics(self->def.svc) : NULL;
+    if (!self->def.svc) return;
+    sam_service_follower(self->def.svc, self->service, self->cursor, self->head, self->down);
+    sam_metrics_t *m = sam_service_metrics(self->def.svc);
     if (!m) return;
     const char *consumer = sam_service_def(self->def.svc)->name;
     sam_metric_t *lag = sam_metrics_gauge(m, "follower_lag_events",

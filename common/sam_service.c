@@ -74,6 +74,22 @@ void *sam_service_ctx(sam_service_t *svc)
     return svc->ctx;
 }
 
+void sam_service_follower(sam_service_t *svc, const char *followed, uint64_t cursor, uint64_t head,
+                          bool down)
+{
+    size_t i = 0;
+    while (i < svc->nfollowers && strcmp(svc->followers[i].service, followed) != 0)
+        i++;
+    if (i == svc->nfollowers) {
+        if (i == sizeof svc->followers / sizeof svc->followers[0]) return;
+        svc->nfollowers++;
+        snprintf(svc->followers[i].service, sizeof svc->followers[i].service, "%s", followed);
+    }
+    svc->followers[i].cursor = cursor;
+    svc->followers[i].head = head;
+    svc->followers[i].down = down;
+}
+
 sam_metrics_t *sam_service_metrics(sam_service_t *svc)
 {
     return svc->metrics;

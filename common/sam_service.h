@@ -283,6 +283,11 @@ sam_store_t *sam_service_store(sam_service_t *svc);
 sam_config_t *sam_service_config(sam_service_t *svc);
 MDB_dbi sam_service_dbi(sam_service_t *svc, const char *table);
 
+/*  A follower of another service's outbox tells where it stands (sam_follow does, on every
+    poll): `ping` shows it, for samctl status. At most 8 followed services are kept. */
+void sam_service_follower(sam_service_t *svc, const char *followed, uint64_t cursor, uint64_t head,
+                          bool down);
+
 /*  The process's metrics registry (--metrics), for a service's own families (declare them
     in its start hook); NULL without --metrics, which every sam_metric_* call accepts. */
 sam_metrics_t *sam_service_metrics(sam_service_t *svc);

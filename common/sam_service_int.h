@@ -136,7 +136,13 @@ struct sam_service_t {
     sam_metric_t *m_requests, *m_latency, *m_batch, *m_commit, *m_head, *m_brokers;
     uint64_t head_shown; /* the outbox head last set in m_head */
     bool backing_up;     /* a store.backup copy is running (one at a time) */
-    size_t brokers_up;   /* brokers that answered since their connection, last told */
+    struct {             /* where the followers of other outboxes stand (ping shows it) */
+        char service[64];
+        uint64_t cursor, head;
+        bool down;
+    } followers[8];
+    size_t nfollowers;
+    size_t brokers_up; /* brokers that answered since their connection, last told */
 };
 
 /*  The runtime's metrics (sam_service.c): declares its families when --metrics is given.

@@ -279,6 +279,17 @@ int rt_builtin_ping(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64_t 
     pr.instance = svc->instance;
     pr.version = SAMORDNA_VERSION;
     pr.last_seq = sam_service_last_seq(svc, rtxn);
+    Samordna__V1__FollowerState fs[8], *fp[8];
+    for (size_t i = 0; i < svc->nfollowers; i++) {
+        samordna__v1__follower_state__init(&fs[i]);
+        fs[i].service = svc->followers[i].service;
+        fs[i].cursor = svc->followers[i].cursor;
+        fs[i].head = svc->followers[i].head;
+        fs[i].down = svc->followers[i].down;
+        fp[i] = &fs[i];
+    }
+    pr.n_followers = svc->nfollowers;
+    pr.followers = fp;
     sam_reply_message(&r->reply, &pr.base);
     return 0;
 }

@@ -240,6 +240,51 @@ def test_notify_counts_attempts_per_subscription():
         broker.stop()
 
 
+def test_samctl_status():
+    """samctl status over two brokers, one of them gone: the live one's counters, every
+    service's instance, version and outbox head, status and grants following the registry
+    with no lag, notify's dead letters; the gone broker named, and exit 1."""
+    d = samtest.scratch("metrics-status")
+    broker, ep = samtest.broker()
+    gone = f"tcp://127.0.0.1:{samtest.free_port()}"
+    procs = [samtest.service(svc, ep, d) for svc in SERVICES]
+    samctl = [os.path.join(samtest.BIN, "samctl"), "--broker", ep, "--insecure"]
+    try:
+        fixture = os.path.join(samtest.SRC, "deploy", "examples", "ostfold-2019.json")
+        r = subprocess.run(samctl + ["import", fixture], capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+
+        def status(*extra):
+            r = subprocess.run(samctl + list(extra) + ["status", "--json"], capture_output=True,
+                               text=True, timeout=60)
+            return r.returncode, json.loads(r.stdout)
+
+        def caught_up():
+            rc, j = status()
+            follows = [f for s in j["services"] for f in s.get("follows", [])]
+            return rc == 0 and follows and all(f["lag"] == 0 for f in follows)
+        samtest.wait_for(caught_up, 30, "every follower caught up")
+        rc, j = status()
+        services = {s["service"]: s for s in j["services"]}
+        assert set(services) == set(SERVICES), j
+        for svc, s in services.items():
+            assert s["instances"] == 1 and s["version"], s
+        assert services["registry"]["outbox_head"] >= 30, services["registry"]
+        assert {f["service"] for f in services["status"]["follows"]} == {"registry"}, services
+        assert services["notify"]["dead_letters"] == 0, services["notify"]
+        assert j["brokers"][0]["requests"] > 0, j["brokers"]
+        rc, j = status("--broker", gone, "--timeout-ms", "500")
+        assert rc == 1, j
+        assert [b for b in j["brokers"] if b["endpoint"] == gone and "error" in b], j["brokers"]
+        r = subprocess.run(samctl + ["status"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "registry  1 instance" in r.stdout, r.stdout + r.stderr
+    finally:
+        for p in reversed(procs):
+            assert p.stop() == 0
+        broker.stop()
+
+
 def test_not_ready_without_a_broker():
     """A service whose broker does not answer is alive but not ready, and says why."""
     d = samtest.scratch("metrics-unready")

@@ -90,7 +90,7 @@ OBJECTS = {
     "agencies show", "municipalities show", "people show", "programmes show", "pilots show",
     "pilot show", "reports show", "board", "barrier show", "report", "grants overview",
     "grants scheme", "grants award", "grants ledger verify", "notify secret", "notify replay",
-    "notify briefing", "import", "keys new", "keys show", "describe", "backup", "restore",
+    "notify briefing", "import", "keys new", "keys show", "describe", "backup", "restore", "status",
 }
 WRITES = {
     "kinds define", "milestone reach", "milestone revert", "meeting log", "step add",

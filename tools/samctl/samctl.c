@@ -65,6 +65,12 @@ sam_client_t *samctl_client(samctl_t *ctl)
     if (n > 16) n = 16;
     for (size_t i = 0; i < n; i++)
         eps[i] = sam_config_nth(ctl->config, "broker", i);
+    ctl->client = samctl_client_of(ctl, eps, n);
+    return ctl->client;
+}
+
+sam_client_t *samctl_client_of(samctl_t *ctl, const char *const *eps, size_t n)
+{
     char err[256] = "";
     sam_client_opts_t opts = {0};
     if (!sam_config_flag(ctl->config, "insecure")) {
@@ -80,13 +86,13 @@ sam_client_t *samctl_client(samctl_t *ctl)
                     eps[i]);
             return NULL;
         }
-    ctl->client = sam_client_new(eps, n, &opts, err, sizeof err);
-    if (!ctl->client)
+    sam_client_t *client = sam_client_new(eps, n, &opts, err, sizeof err);
+    if (!client)
         fprintf(stderr, "samctl: cannot connect: %s\n", err);
     else
         sam_info("client.connect brokers=%zu broker=%s curve=%s timeout_ms=%d", n, n ? eps[0] : "",
                  opts.client_cert ? "yes" : "no", ctl->timeout_ms);
-    return ctl->client;
+    return client;
 }
 
 int samctl_event_init(samctl_event_t *e, const char *id, const char *source, const char *type,

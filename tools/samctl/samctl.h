@@ -70,6 +70,10 @@ typedef struct samctl_args_t samctl_args_t; /* a parsed command line (below) */
 /* The client, connecting on first use; NULL (message printed) when it cannot connect. */
 sam_client_t *samctl_client(samctl_t *ctl);
 
+/* A client of these brokers only (samctl status asks each broker alone), with the global
+   options' keys; the caller destroys it. NULL (message printed) when it cannot connect. */
+sam_client_t *samctl_client_of(samctl_t *ctl, const char *const *eps, size_t n);
+
 /*  Calls service.method with req within --timeout-ms, all attempts included: with `resend`
     (reads and publishes, which are idempotent) the request is sent again, with the same id,
     when half of it has passed without an answer. Returns the status; on 200 with reply_desc,

@@ -1,4 +1,11 @@
-/*  cmd_backup.c — samctl backup and samctl restore: the operator's copies of every store.
+/*  cmd_ops.c — the operator's commands: samctl status, samctl backup, samctl restore.
+
+      status
+          the whole suite at a glance: each broker (asked alone, mmi.workers: its version,
+          counters, and per service its queue and workers), then each service (ping through
+          the brokers: its instances and versions, outbox head, how far it follows the others,
+          notify's dead letters). Exit 1 when a broker or one of the four services does not
+          answer, so a script can act on it.
 
       backup DIR [--service S]… [--wait-ms MS]
           asks each service (registry, status, grants, notify by default) for store.backup
@@ -19,6 +26,8 @@
 #include "samctl.h"
 
 #include "sam_clock.h"
+#include "samordna/v1/envelope.pb-c.h"
+#include "samordna/v1/notify.pb-c.h"
 #include "samordna/v1/service.pb-c.h"
 
 #include <czmq.h>
@@ -262,4 +271,204 @@ const samctl_cmd_t samctl_restore_cmd = {
              "stopped (a store in use is refused); a store that was there is kept aside.",
     .opts = s_restore_opts,
     .run = s_restore,
+};
+
+/* ---- status ------------------------------------------------------------------------------ */
+
+/* Dead letters of notify: the pages of notify.dead.list counted; -1 when it does not answer. */
+static long s_dead_letters(samctl_t *ctl)
+{
+    long count = 0;
+    char token[256] = "";
+    for (int pages = 0; pages < 1000; pages++) {
+        Samordna__V1__DeadListRequest req = SAMORDNA__V1__DEAD_LIST_REQUEST__INIT;
+        req.page_size = 1000;
+        req.page_token = token;
+        sam_result_t res;
+        Samordna__V1__DeadListReply *rep = NULL;
+        uint32_t code = samctl_request(ctl, "notify", "notify.dead.list", &req.base,
+                                       &samordna__v1__dead_list_reply__descriptor,
+                                       (ProtobufCMessage **)&rep, true, &res);
+        sam_result_clear(&res);
+        if (code != 200) return -1;
+        count += (long)rep->n_deliveries;
+        bool more = rep->next_page_token && *rep->next_page_token;
+        if (more) snprintf(token, sizeof token, "%s", rep->next_page_token);
+        protobuf_c_message_free_unpacked(&rep->base, NULL);
+        if (!more) break;
+    }
+    return count;
+}
+
+/* One broker's mmi.workers as JSON, or an object {"endpoint","error"} when it did not answer. */
+static json_t *s_broker(samctl_t *ctl, const char *ep)
+{
+    json_t *b = NULL;
+    const char *why = "no answer";
+    sam_client_t *c = samctl_client_of(ctl, &ep, 1);
+    char *answer = c ? sam_client_mmi(c, "mmi.workers", "", ctl->timeout_ms) : NULL;
+    if (answer && strcmp(answer, "403") == 0)
+        why = "refused: mmi.workers is for admins (--cert of an admin)";
+    else if (answer && strcmp(answer, "501") == 0)
+        why = "a broker without mmi.workers (an older version?)";
+    else if (answer)
+        b = json_loads(answer, 0, NULL);
+    free(answer);
+    sam_client_destroy(&c);
+    if (!b) {
+        b = json_object();
+        char text[160];
+        snprintf(text, sizeof text, "%s within %d ms", why, ctl->timeout_ms);
+        json_object_set_new(b, "error", json_string(answer || !c ? why : text));
+    }
+    json_object_set_new(b, "endpoint", json_string(ep));
+    return b;
+}
+
+/* The instances of a service across the brokers' answers, "vm-1 0.1.0, vm-2 0.1.0", deduplicated
+   (an instance serves through every broker). Returns how many. */
+static size_t s_instances(json_t *brokers, const char *service, char *out, size_t cap)
+{
+    size_t n = 0, at = 0, i, j, k;
+    json_t *b, *svc, *w;
+    out[0] = 0;
+    json_array_foreach(brokers, i, b)
+    {
+        json_array_foreach(json_object_get(b, "services"), j, svc)
+        {
+            if (strcmp(json_string_value(json_object_get(svc, "name")) ?: "", service) != 0)
+                continue;
+            json_array_foreach(json_object_get(svc, "workers"), k, w)
+            {
+                const char *inst = json_string_value(json_object_get(w, "instance")) ?: "";
+                const char *ver = json_string_value(json_object_get(w, "version")) ?: "";
+                char one[128];
+                snprintf(one, sizeof one, "%s %s", *inst ? inst : "?", *ver ? ver : "?");
+                if (*inst && strstr(out, one)) continue; /* seen through another broker */
+                if (at < cap)
+                    at += (size_t)snprintf(out + at, cap - at, "%s%s", n ? ", " : "", one);
+                n++;
+            }
+        }
+    }
+    return n;
+}
+
+static int s_status(samctl_t *ctl, const samctl_args_t *a)
+{
+    (void)a;
+    int rc = 0;
+    json_t *brokers = json_array(), *services = json_array();
+    size_t nb = sam_config_count(ctl->config, "broker");
+    for (size_t i = 0; i < nb; i++) {
+        json_t *b = s_broker(ctl, sam_config_nth(ctl->config, "broker", i));
+        if (json_object_get(b, "error")) rc = 1;
+        json_array_append_new(brokers, b);
+    }
+    for (size_t i = 0; i < S_NSERVICES; i++) {
+        const char *name = s_services[i];
+        json_t *s = json_object();
+        json_object_set_new(s, "service", json_string(name));
+        char inst[1024];
+        size_t n = s_instances(brokers, name, inst, sizeof inst);
+        json_object_set_new(s, "instances", json_integer((json_int_t)n));
+        json_object_set_new(s, "running", json_string(inst));
+        sam_result_t res;
+        Samordna__V1__PingReply *pr = NULL;
+        uint32_t code =
+            samctl_request(ctl, name, "ping", NULL, &samordna__v1__ping_reply__descriptor,
+                           (ProtobufCMessage **)&pr, true, &res);
+        if (code != 200) {
+            rc = 1;
+            json_object_set_new(s, "error", json_string(res.message));
+        } else {
+            json_object_set_new(s, "version", json_string(pr->version));
+            json_object_set_new(s, "outbox_head", json_integer((json_int_t)pr->last_seq));
+            json_t *follows = json_array();
+            for (size_t k = 0; k < pr->n_followers; k++) {
+                const Samordna__V1__FollowerState *f = pr->followers[k];
+                json_t *o = json_object();
+                json_object_set_new(o, "service", json_string(f->service));
+                json_object_set_new(o, "cursor", json_integer((json_int_t)f->cursor));
+                json_object_set_new(o, "head", json_integer((json_int_t)f->head));
+                json_object_set_new(
+                    o, "lag",
+                    json_integer((json_int_t)(f->head > f->cursor ? f->head - f->cursor : 0)));
+                json_object_set_new(o, "down", json_boolean(f->down));
+                json_array_append_new(follows, o);
+            }
+            json_object_set_new(s, "follows", follows);
+            protobuf_c_message_free_unpacked(&pr->base, NULL);
+            if (strcmp(name, "notify") == 0) {
+                long dead = s_dead_letters(ctl);
+                if (dead >= 0) json_object_set_new(s, "dead_letters", json_integer(dead));
+            }
+        }
+        sam_result_clear(&res);
+        json_array_append_new(services, s);
+    }
+    if (ctl->json) {
+        json_t *j = json_object();
+        json_object_set_new(j, "brokers", brokers);
+        json_object_set_new(j, "services", services);
+        samctl_print_json(j);
+        return rc;
+    }
+    size_t i;
+    json_t *b, *s;
+    printf("brokers: %zu\n", json_array_size(brokers));
+    json_array_foreach(brokers, i, b)
+    {
+        const char *ep = json_string_value(json_object_get(b, "endpoint"));
+        if (json_object_get(b, "error")) {
+            printf("  %-28s %s\n", ep, json_string_value(json_object_get(b, "error")));
+            continue;
+        }
+        printf("  %-28s %-8s requests %lld, replies %lld, expired %lld, queued %lld, lost "
+               "workers %lld\n",
+               ep, json_string_value(json_object_get(b, "version")) ?: "?",
+               (long long)json_integer_value(json_object_get(b, "requests")),
+               (long long)json_integer_value(json_object_get(b, "replies")),
+               (long long)json_integer_value(json_object_get(b, "expired")),
+               (long long)json_integer_value(json_object_get(b, "queued")),
+               (long long)json_integer_value(json_object_get(b, "lost_workers")));
+    }
+    printf("services: %zu\n", json_array_size(services));
+    json_array_foreach(services, i, s)
+    {
+        const char *name = json_string_value(json_object_get(s, "service"));
+        long long n = (long long)json_integer_value(json_object_get(s, "instances"));
+        if (json_object_get(s, "error")) {
+            printf("  %-9s not answering: %s\n", name,
+                   json_string_value(json_object_get(s, "error")));
+            continue;
+        }
+        printf("  %-9s %lld instance%s (%s), outbox head %lld", name, n, n == 1 ? "" : "s",
+               json_string_value(json_object_get(s, "running")),
+               (long long)json_integer_value(json_object_get(s, "outbox_head")));
+        size_t k;
+        json_t *f;
+        json_array_foreach(json_object_get(s, "follows"), k, f)
+        {
+            printf(", follows %s: lag %lld%s", json_string_value(json_object_get(f, "service")),
+                   (long long)json_integer_value(json_object_get(f, "lag")),
+                   json_is_true(json_object_get(f, "down")) ? " (not answering)" : "");
+        }
+        if (json_object_get(s, "dead_letters"))
+            printf(", dead letters %lld",
+                   (long long)json_integer_value(json_object_get(s, "dead_letters")));
+        printf("\n");
+    }
+    json_decref(brokers);
+    json_decref(services);
+    return rc;
+}
+
+const samctl_cmd_t samctl_status_cmd = {
+    .name = "status",
+    .about = "The whole suite at a glance: each broker (its counters, asked alone), each\n"
+             "service's instances and versions, outbox head, how far it follows the others and\n"
+             "notify's dead letters. Exit 1 when a broker or a service does not answer. Admins\n"
+             "only with CURVE (the brokers' mmi.workers).",
+    .run = s_status,
 };
