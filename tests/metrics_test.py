@@ -9,6 +9,7 @@ depth and workers per service at the broker, the outbox head, the followers' lag
 """
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -307,6 +308,26 @@ def _answers(port):
         return get(port, "/healthz")[0] == 200
     except OSError:
         return False
+
+
+def test_example_alert_rules_are_valid():
+    need_prometheus()
+    rules = os.path.join(samtest.SRC, "deploy", "prometheus", "alerts.yml")
+    r = subprocess.run(["promtool", "check", "rules", rules], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # every metric an alert names is one the processes serve
+    with open(rules) as f:
+        text = f.read()
+    for name in set(re.findall(r"\b(samordna_[a-z_]+)", text)):
+        base = re.sub(r"_(bucket|sum|count)$", "", name)
+        assert base in SERVED, f"alerts.yml names {name}, which no process serves"
+
+
+SERVED = {"samordna_brokers_connected", "samordna_broker_workers", "samordna_broker_queue_depth",
+          "samordna_broker_expired_total", "samordna_follower_lag_events",
+          "samordna_requests_total", "samordna_write_batch_seconds",
+          "samordna_notify_attempts_total"}
 
 
 def test_bad_metrics_endpoint_is_refused():
