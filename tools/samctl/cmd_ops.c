@@ -44,13 +44,18 @@
 static const char *const s_services[] = {"registry", "status", "grants", "notify"};
 #define S_NSERVICES (sizeof s_services / sizeof s_services[0])
 
-/* The services the command names (--service), or all four. */
+/* The order a backup copies them in: followers before the outboxes they follow (notify
+   follows the three others, status and grants the registry), so in the backup no follower's
+   cursor is past the head of the outbox it follows, and a restored follower only catches up. */
+static const char *const s_backup_order[] = {"notify", "status", "grants", "registry"};
+
+/* The services the command names (--service), or all four in the backup order. */
 static size_t s_which(const samctl_args_t *a, const char **out, size_t cap)
 {
     size_t n = samctl_opt_all(a, "service", out, cap);
     if (n) return n < cap ? n : cap;
     for (size_t i = 0; i < S_NSERVICES && i < cap; i++)
-        out[i] = s_services[i];
+        out[i] = s_backup_order[i];
     return S_NSERVICES < cap ? S_NSERVICES : cap;
 }
 
