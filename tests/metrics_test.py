@@ -270,7 +270,7 @@ def test_samctl_status():
         services = {s["service"]: s for s in j["services"]}
         assert set(services) == set(SERVICES), j
         for svc, s in services.items():
-            assert s["instances"] == 1 and s["version"], s
+            assert s["instances"] == 1 and s["version"] and s["queued"] == 0, s
         assert services["registry"]["outbox_head"] >= 30, services["registry"]
         assert {f["service"] for f in services["status"]["follows"]} == {"registry"}, services
         assert services["notify"]["dead_letters"] == 0, services["notify"]

@@ -359,6 +359,23 @@ static size_t s_instances(json_t *brokers, const char *service, char *out, size_
     return n;
 }
 
+/* Requests waiting for a service, summed over the brokers. */
+static long long s_queued(json_t *brokers, const char *service)
+{
+    long long q = 0;
+    size_t i, j;
+    json_t *b, *svc;
+    json_array_foreach(brokers, i, b)
+    {
+        json_array_foreach(json_object_get(b, "services"), j, svc)
+        {
+            if (strcmp(json_string_value(json_object_get(svc, "name")) ?: "", service) == 0)
+                q += (long long)json_integer_value(json_object_get(svc, "queued"));
+        }
+    }
+    return q;
+}
+
 static int s_status(samctl_t *ctl, const samctl_args_t *a)
 {
     (void)a;
@@ -378,6 +395,7 @@ static int s_status(samctl_t *ctl, const samctl_args_t *a)
         size_t n = s_instances(brokers, name, inst, sizeof inst);
         json_object_set_new(s, "instances", json_integer((json_int_t)n));
         json_object_set_new(s, "running", json_string(inst));
+        json_object_set_new(s, "queued", json_integer((json_int_t)s_queued(brokers, name)));
         sam_result_t res;
         Samordna__V1__PingReply *pr = NULL;
         uint32_t code =
@@ -448,8 +466,9 @@ static int s_status(samctl_t *ctl, const samctl_args_t *a)
                    json_string_value(json_object_get(s, "error")));
             continue;
         }
-        printf("  %-9s %lld instance%s (%s), outbox head %lld", name, n, n == 1 ? "" : "s",
-               json_string_value(json_object_get(s, "running")),
+        printf("  %-9s %lld instance%s (%s), queued %lld, outbox head %lld", name, n,
+               n == 1 ? "" : "s", json_string_value(json_object_get(s, "running")),
+               (long long)json_integer_value(json_object_get(s, "queued")),
                (long long)json_integer_value(json_object_get(s, "outbox_head")));
         size_t k;
         json_t *f;
