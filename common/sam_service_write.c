@@ -185,8 +185,8 @@ static s_event_outcome_t s_apply_one(sam_service_t *svc, MDB_txn *txn, rt_reques
     if (nested && (rc = mdb_txn_commit(work))) goto failed; /* commit frees it even on failure */
     *last = r->ev.seq;
     r->seq = r->ev.seq;
-    sam_debug("event.applied type=%s source=%s id=%s seq=%" PRIu64, sam_logv(ce->type),
-              sam_logv(ce->source), sam_logv(ce->id), r->seq);
+    sam_debug("event.applied req=%" PRIu64 " type=%s source=%s id=%s seq=%" PRIu64, r->req->id,
+              sam_logv(ce->type), sam_logv(ce->source), sam_logv(ce->id), r->seq);
     return S_EVENT_DONE;
 failed:
     *store_rc = rc;
@@ -268,7 +268,7 @@ void rt_write_batch(sam_service_t *svc, rt_request_t **pubs, size_t n)
         rt_send_reply(svc, r);
     }
     if (pass == S_PASS_FAILED)
-        sam_error("batch.failed events=%zu reason=\"%s\"", n, sam_store_strerror(rc));
+        sam_error("batch.failed events=%zu reason=%s", n, sam_logv(sam_store_strerror(rc)));
 }
 
 /* events.publish: checked now, applied with the batch's other publishes in one write
