@@ -37,6 +37,7 @@ static void s_publish_check(sam_service_t *svc, rt_request_t *r, int64_t wall_ms
         return;
     }
     const Io__Cloudevents__V1__CloudEvent *ce = pub->event;
+    r->ev.ce = ce; /* from here on a refusal is logged with the event's id */
     const char *subject = sam_event_attr(ce, "subject"), *why;
     if ((why = sam_check_line_why(ce->id)))
         sam_reply_error(rep, SAM_BAD_REQUEST, "event.id: %s", why);
@@ -70,7 +71,6 @@ static void s_publish_check(sam_service_t *svc, rt_request_t *r, int64_t wall_ms
             r->done = false;
     }
     if (r->done) return;
-    r->ev.ce = ce;
     r->ev.caller = rt_caller(svc, r);
     r->ev.now_ms = wall_ms;
     const uint8_t *data = NULL;

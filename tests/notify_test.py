@@ -477,8 +477,8 @@ def test_history_on_purpose_from_a_sequence_number_or_a_moment():
         assert ids[ids.index("h900"):] == want(900) and len(ids) == len(set(ids)), ids[:5]
         assert all(i.committed_ms >= since_ms for i in items)
         assert all(i.committed_ms == since_ms for i in items[:ids.index("h900")])
-        wait_for(lambda: 'replay.done subscription="from-0" service="echo"' in s.notify.logtext(), 10,
-                 "the replay to finish")
+        wait_for(lambda: 'replay.done subscription="from-0" service="echo"'
+                 in s.notify.logtext(), 10, "the replay to finish")
         bad = subscribe(c, "from-nowhere", type=ECHO,
                         **{"from": [notify_pb2.HistoryFrom(service="nowhere", after_seq=1)]})
         assert bad.status.code == 400 and "from[0].service" in bad.status.message, bad.status
