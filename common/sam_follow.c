@@ -39,7 +39,7 @@ int sam_follow_config(sam_config_t *cfg, const char *role, const char **service,
     if (!ok || !*service || !**service || strlen(*service) >= sizeof((sam_follow_t *)0)->service) {
         sam_error("options.invalid option=%s reason=\"needs a service name (under 64 bytes) "
                   "and a wait of 0..30000 ms\"",
-                  role);
+                  sam_logv(role));
         return -1;
     }
     return 0;
@@ -106,8 +106,8 @@ static void s_observe(sam_follow_t *self)
 static void s_failed(sam_follow_t *self, int64_t now, uint32_t code, const char *reason)
 {
     if (!self->down)
-        sam_warn("follow.unavailable service=%s code=%u reason=\"%s\" retry_ms=%d", self->service,
-                 code, reason, SAM_FOLLOW_RETRY_MS);
+        sam_warn("follow.unavailable service=%s code=%u reason=%s retry_ms=%d",
+                 sam_logv(self->service), code, sam_logv(reason), SAM_FOLLOW_RETRY_MS);
     self->down = true;
     self->next_ms = now + SAM_FOLLOW_RETRY_MS;
     s_observe(self);
@@ -127,7 +127,8 @@ void sam_follow_send(sam_follow_t *self, sam_client_t *client)
     MDB_txn *txn;
     int rc = sam_store_begin(self->def.store, NULL, false, &txn);
     if (rc) {
-        sam_error("follow.store service=%s error=\"%s\"", self->service, sam_store_strerror(rc));
+        sam_error("follow.store service=%s error=%s", sam_logv(self->service),
+                  sam_logv(sam_store_strerror(rc)));
         self->next_ms = now + SAM_FOLLOW_RETRY_MS;
         return;
     }
@@ -194,11 +195,12 @@ bool sam_follow_take(sam_follow_t *self, const sam_result_t *res)
     sam_follow_learn_head(self, rr->last_seq);
     int rc = s_apply(self, rr);
     if (rc) {
-        sam_error("follow.store service=%s error=\"%s\"", self->service, sam_store_strerror(rc));
+        sam_error("follow.store service=%s error=%s", sam_logv(self->service),
+                  sam_logv(sam_store_strerror(rc)));
         self->next_ms = now + SAM_FOLLOW_RETRY_MS;
     } else {
         if (self->down)
-            sam_info("follow.resumed service=%s after_seq=%llu", self->service,
+            sam_info("follow.resumed service=%s after_seq=%llu", sam_logv(self->service),
                      (unsigned long long)self->cursor);
         self->down = false;
         s_observe(self);
@@ -243,8 +245,9 @@ uint32_t sam_follow_ask(sam_follow_t *self, const char *method, const ProtobufCM
                                     SAM_FOLLOW_ASK_MS, false, &res);
     if (code == SAM_TIMEOUT || code == SAM_UNAVAILABLE || code == SAM_BUSY) {
         self->ask_blocked_ms = zclock_mono() + SAM_FOLLOW_ASK_BLOCK_MS;
-        sam_warn("follow.ask_failed service=%s method=%s code=%u reason=\"%s\" blocked_ms=%d",
-                 self->service, method, code, res.message, SAM_FOLLOW_ASK_BLOCK_MS);
+        sam_warn("follow.ask_failed service=%s method=%s code=%u reason=%s blocked_ms=%d",
+                 sam_logv(self->service), sam_logv(method), code, sam_logv(res.message),
+                 SAM_FOLLOW_ASK_BLOCK_MS);
     }
     sam_result_clear(&res);
     return code;

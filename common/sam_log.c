@@ -107,6 +107,17 @@ static size_t s_json_str(char *out, size_t o, size_t cap, const char *text, size
     return o;
 }
 
+/* Whether the key k (klen bytes) names one of the members every JSON line starts with (or
+   msg): such a pair, e.g. follow.start's service=registry, is written as "_service", so that
+   no object has a member twice. */
+static bool s_fixed_member(const char *k, size_t klen)
+{
+    static const char *fixed[] = {"time", "level", "service", "event", "msg"};
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
+        if (strlen(fixed[i]) == klen && memcmp(fixed[i], k, klen) == 0) return true;
+    return false;
+}
+
 /*  The logfmt message `event k=v k="quoted \"v\""` as JSON members after the fixed ones:
     "event":"event","k":"v",… A quoted value is unquoted (its \" and \\ undone; other escapes
     such as \n stay as the text shows them); a whole number stays a number; words without
@@ -142,7 +153,7 @@ static size_t s_json_fields(char *out, size_t o, size_t cap, const char *msg)
         first = false;
         size_t klen = (size_t)(p - k);
         p++; /* '=' */
-        o += (size_t)snprintf(out + o, cap - o, ",\"");
+        o += (size_t)snprintf(out + o, cap - o, ",\"%s", s_fixed_member(k, klen) ? "_" : "");
         o = s_json_str(out, o, cap, k, klen);
         o += (size_t)snprintf(out + o, cap - o, "\":");
         if (*p == '"') {

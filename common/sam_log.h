@@ -27,7 +27,8 @@ void sam_log_init(const char *service, sam_log_level_t threshold);
 
 /* The line format: "logfmt" (the default, above) or "json", one object per line with the
    members time, level, service, event, then the line's key=value pairs (a whole number as a
-   number, anything else as a string) and any other words as msg. Returns -1 for any other
+   number, anything else as a string) and any other words as msg; a pair whose key is one of
+   those members (service=, as in follow.start) becomes "_service". Returns -1 for any other
    name. Set by sam_config_parse from --log-format. */
 int sam_log_format_set(const char *name);
 

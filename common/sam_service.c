@@ -186,7 +186,7 @@ sam_client_t *sam_service_client_new(sam_service_t *svc)
         opts.server_key = svc->server_key;
     }
     sam_client_t *client = sam_client_new(eps, svc->nbrokers, &opts, err, sizeof err);
-    if (!client) sam_error("client.failed reason=\"%s\"", err);
+    if (!client) sam_error("client.failed reason=%s", sam_logv(err));
     return client;
 }
 
@@ -446,7 +446,7 @@ static int s_open_store(sam_service_t *svc)
     char err[512];
     svc->store = sam_store_open(dir, svc->def->tables, &so, err, sizeof err);
     if (!svc->store) {
-        sam_error("store.open_failed reason=\"%s\"", err);
+        sam_error("store.open_failed reason=%s", sam_logv(err));
         return -1;
     }
     svc->outbox = sam_store_dbi(svc->store, "outbox");
@@ -454,13 +454,13 @@ static int s_open_store(sam_service_t *svc)
     MDB_txn *txn;
     int rc = sam_store_begin(svc->store, NULL, true, &txn);
     if (rc) {
-        sam_error("store.open_failed reason=\"%s\"", sam_store_strerror(rc));
+        sam_error("store.open_failed reason=%s", sam_logv(sam_store_strerror(rc)));
         return -1;
     }
     uint32_t have = sam_store_schema(svc->store, txn);
     if (have > svc->def->schema_version) {
         mdb_txn_abort(txn);
-        sam_error("store.too_new dir=%s schema=%u understood=%u", dir, have,
+        sam_error("store.too_new dir=%s schema=%u understood=%u", sam_logv(dir), have,
                   svc->def->schema_version);
         return -1;
     }
@@ -468,17 +468,19 @@ static int s_open_store(sam_service_t *svc)
         if (svc->def->migrate) rc = svc->def->migrate(svc, txn, have);
         if (!rc) rc = sam_store_set_schema(svc->store, txn, svc->def->schema_version);
         if (!rc)
-            sam_info("store.migrated dir=%s from=%u to=%u", dir, have, svc->def->schema_version);
+            sam_info("store.migrated dir=%s from=%u to=%u", sam_logv(dir), have,
+                     svc->def->schema_version);
     }
     if (!rc)
         rc = mdb_txn_commit(txn);
     else
         mdb_txn_abort(txn);
     if (rc) {
-        sam_error("store.migration_failed dir=%s reason=\"%s\"", dir, sam_store_strerror(rc));
+        sam_error("store.migration_failed dir=%s reason=%s", sam_logv(dir),
+                  sam_logv(sam_store_strerror(rc)));
         return -1;
     }
-    sam_info("store.open dir=%s schema=%u nosync=%s", dir, svc->def->schema_version,
+    sam_info("store.open dir=%s schema=%u nosync=%s", sam_logv(dir), svc->def->schema_version,
              so.nosync ? "yes" : "no");
     return 0;
 }
@@ -640,8 +642,8 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         for (size_t i = 0; i < svc->nbrokers; i++)
             rt_broker_connect(svc, &svc->brokers[i], now);
         svc->tick_due = now;
-        sam_info("service.started instance=%s brokers=%zu credit=%d", svc->instance, svc->nbrokers,
-                 svc->credit);
+        sam_info("service.started instance=%s brokers=%zu credit=%d", sam_logv(svc->instance),
+                 svc->nbrokers, svc->credit);
         s_loop(svc);
         sd_notify(0, "STOPPING=1");
         s_drain(svc);

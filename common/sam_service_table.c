@@ -146,8 +146,8 @@ void rt_outcome(sam_service_t *svc, const sam_row_t *row, uint64_t id, int rc, s
         }
         return;
     }
-    sam_error("store.failed req=%" PRIu64 " %s=%s error=\"%s\"", id, event ? "type" : "method",
-              sam_logv(row->name), sam_store_strerror(rc));
+    sam_error("store.failed req=%" PRIu64 " %s=%s error=%s", id, event ? "type" : "method",
+              sam_logv(row->name), sam_logv(sam_store_strerror(rc)));
     sam_reply_error(reply, SAM_INTERNAL, "store failed: %s", sam_store_strerror(rc));
 }
 
@@ -207,8 +207,8 @@ int rt_table_build(sam_service_t *svc)
         const sam_row_t *row = builtin ? &s_builtins[i - svc->def->n_rows] : &svc->def->rows[i];
         const char *why = s_row_why(row, builtin);
         if (why) {
-            sam_error("service.table_invalid row=%zu name=%s reason=\"%s\"", i,
-                      sam_logv(row->name ? row->name : ""), why);
+            sam_error("service.table_invalid row=%zu name=%s reason=%s", i,
+                      sam_logv(row->name ? row->name : ""), sam_logv(why));
             return -1;
         }
         svc->all[svc->n_all++] = row;

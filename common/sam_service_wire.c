@@ -50,13 +50,15 @@ void rt_broker_connect(sam_service_t *svc, rt_broker_t *b, int64_t now)
             zsock_set_curve_serverkey(b->sock, svc->server_key);
             zcert_destroy(&cert);
         } else {
-            sam_error("broker.connect_failed endpoint=%s reason=\"cannot read %s\"", b->endpoint,
-                      svc->cert);
+            char why[300];
+            snprintf(why, sizeof why, "cannot read %.250s", svc->cert);
+            sam_error("broker.connect_failed endpoint=%s reason=%s", sam_logv(b->endpoint),
+                      sam_logv(why));
             zsock_destroy(&b->sock);
         }
     }
     if (!b->sock || zsock_connect(b->sock, "%s", b->endpoint) != 0) {
-        sam_error("broker.connect_failed endpoint=%s", b->endpoint);
+        sam_error("broker.connect_failed endpoint=%s", sam_logv(b->endpoint));
         zsock_destroy(&b->sock);
         b->reconnect_at = now + b->backoff_ms;
         return;
@@ -87,7 +89,7 @@ void rt_broker_connect(sam_service_t *svc, rt_broker_t *b, int64_t now)
     b->connected_at = now;
     b->answered = false;
     b->hb_due = now + svc->heartbeat_ms;
-    sam_info("broker.connected endpoint=%s credit=%d", b->endpoint, svc->credit);
+    sam_info("broker.connected endpoint=%s credit=%d", sam_logv(b->endpoint), svc->credit);
 }
 
 /* Whether the space-separated `text` has the token `token` (or, with a '=', one that starts
@@ -108,7 +110,7 @@ static void s_broker_extensions(rt_broker_t *b, const char *ext)
     b->ext_credit = s_has_token(ext, "credit=");
     b->ext_identity = s_has_token(ext, "identity");
     b->ext_batch = s_has_token(ext, "batch");
-    sam_info("broker.extensions endpoint=%s accepted=\"%s\"", b->endpoint, ext);
+    sam_info("broker.extensions endpoint=%s accepted=%s", sam_logv(b->endpoint), sam_logv(ext));
 }
 
 /* ---- replies ------------------------------------------------------------------------------ */
@@ -181,7 +183,11 @@ void rt_send_reply(sam_service_t *svc, rt_request_t *r)
         zmq_send(h, packed, size, 0);
         if (packed != stack) free(packed);
     }
-    if (status.code != SAM_OK)
+    if (status.code != SAM_OK && r->ev.ce) /* a refused event: its CloudEvent id as well */
+        sam_info("request.refused req=%" PRIu64 " method=%s id=%s code=%u reason=%s", rep.id,
+                 sam_logv(r->req ? r->req->method : "?"), sam_logv(r->ev.ce->id), status.code,
+                 sam_logv(status.message));
+    else if (status.code != SAM_OK)
         sam_info("request.refused req=%" PRIu64 " method=%s code=%u reason=%s", rep.id,
                  sam_logv(r->req ? r->req->method : "?"), status.code, sam_logv(status.message));
 }
@@ -205,7 +211,7 @@ static rt_request_t *s_request_new(sam_service_t *svc, int bi, const uint8_t *cl
     if (caller) r->caller = samordna__v1__caller__unpack(NULL, caller_len, caller);
     if (!r->req) {
         sam_warn("request.malformed broker=%s reason=\"undecodable samordna.v1.Request\"",
-                 b->endpoint);
+                 sam_logv(b->endpoint));
         svc->n_bad++;
         sam_reply_error(&r->reply, SAM_BAD_REQUEST, "undecodable samordna.v1.Request envelope");
     } else if (caller && !r->caller) {
@@ -228,7 +234,7 @@ static rt_request_t *s_parse_request(sam_service_t *svc, int bi, zmq_msg_t *part
         zmq_msg_size(&part[0]) > sizeof((rt_request_t *)0)->client) {
         sam_warn("request.malformed broker=%s reason=\"%d frames after the command, %d "
                  "expected\"",
-                 b->endpoint, nparts, want);
+                 sam_logv(b->endpoint), nparts, want);
         svc->n_bad++;
         return NULL;
     }
@@ -249,7 +255,7 @@ static size_t s_parse_batch(sam_service_t *svc, int bi, zmq_msg_t *part, int npa
     if (nparts != 1) {
         sam_warn("request.malformed broker=%s reason=\"%d frames after the command, one Batch "
                  "expected\"",
-                 b->endpoint, nparts);
+                 sam_logv(b->endpoint), nparts);
         svc->n_bad++;
         return 0;
     }
@@ -262,7 +268,7 @@ static size_t s_parse_batch(sam_service_t *svc, int bi, zmq_msg_t *part, int npa
     while ((rc = sam_batch_next(&reader, &item)) == 1) {
         if (item.client_len == 0 || item.client_len > sizeof((rt_request_t *)0)->client) {
             sam_warn("request.malformed broker=%s reason=\"batch item without a client\"",
-                     b->endpoint);
+                     sam_logv(b->endpoint));
             svc->n_bad++;
             continue;
         }
@@ -290,12 +296,12 @@ static size_t s_parse_batch(sam_service_t *svc, int bi, zmq_msg_t *part, int npa
     if (rc < 0) {
         sam_warn("request.malformed broker=%s reason=\"REQUEST batch that is not a "
                  "samordna.v1.Batch\"",
-                 b->endpoint);
+                 sam_logv(b->endpoint));
         svc->n_bad++;
     }
     if (over)
-        sam_warn("request.refused broker=%s count=%zu reason=\"over the credit\"", b->endpoint,
-                 over);
+        sam_warn("request.refused broker=%s count=%zu reason=\"over the credit\"",
+                 sam_logv(b->endpoint), over);
     return n;
 }
 
@@ -311,7 +317,7 @@ size_t rt_on_parts(sam_service_t *svc, int bi, zmq_msg_t *part, int n, bool too_
         zmq_msg_size(&part[1]) != strlen(SAM_MDPW) ||
         memcmp(zmq_msg_data(&part[1]), SAM_MDPW, strlen(SAM_MDPW)) != 0 ||
         zmq_msg_size(&part[2]) != 1) {
-        sam_warn("broker.malformed endpoint=%s frames=%d", b->endpoint, n);
+        sam_warn("broker.malformed endpoint=%s frames=%d", sam_logv(b->endpoint), n);
         svc->n_bad++;
         return 0;
     }
@@ -335,20 +341,20 @@ size_t rt_on_parts(sam_service_t *svc, int bi, zmq_msg_t *part, int n, bool too_
         if (now - b->connected_at < 1000) {
             /* Sent away right after READY: the broker refuses us (our certificate is
                not a service's, or was revoked). Ask again, but less and less often. */
-            sam_warn("broker.refused endpoint=%s (retrying in %d ms; is this service's "
-                     "certificate trusted with role service?)",
-                     b->endpoint, b->backoff_ms);
+            sam_warn("broker.refused endpoint=%s retry_ms=%d hint=\"is this service's "
+                     "certificate trusted with role service?\"",
+                     sam_logv(b->endpoint), b->backoff_ms);
             zsock_destroy(&b->sock);
             b->generation++;
             b->reconnect_at = now + b->backoff_ms;
             b->backoff_ms = b->backoff_ms * 2 > 5000 ? 5000 : b->backoff_ms * 2;
         } else {
-            sam_warn("broker.disconnect endpoint=%s (re-registering)", b->endpoint);
+            sam_warn("broker.disconnect endpoint=%s action=register", sam_logv(b->endpoint));
             rt_broker_connect(svc, b, now);
         }
         return 0;
     default:
-        sam_warn("broker.unknown_command endpoint=%s command=%d", b->endpoint, command);
+        sam_warn("broker.unknown_command endpoint=%s command=%d", sam_logv(b->endpoint), command);
         svc->n_bad++;
         return 0;
     }
@@ -429,8 +435,8 @@ void rt_heartbeat(sam_service_t *svc, int64_t now)
             continue;
         }
         if (now - b->heard_at > (int64_t)svc->heartbeat_ms * svc->liveness) {
-            sam_warn("broker.silent endpoint=%s after_ms=%" PRId64 " (reconnecting in %d ms)",
-                     b->endpoint, now - b->heard_at, b->backoff_ms);
+            sam_warn("broker.silent endpoint=%s after_ms=%" PRId64 " retry_ms=%d",
+                     sam_logv(b->endpoint), now - b->heard_at, b->backoff_ms);
             zsock_destroy(&b->sock);
             b->generation++;
             b->reconnect_at = now + b->backoff_ms;

@@ -37,6 +37,7 @@ static void s_publish_check(sam_service_t *svc, rt_request_t *r, int64_t wall_ms
         return;
     }
     const Io__Cloudevents__V1__CloudEvent *ce = pub->event;
+    r->ev.ce = ce; /* from here on a refusal is logged with the event's id */
     const char *subject = sam_event_attr(ce, "subject"), *why;
     if ((why = sam_check_line_why(ce->id)))
         sam_reply_error(rep, SAM_BAD_REQUEST, "event.id: %s", why);
@@ -70,7 +71,6 @@ static void s_publish_check(sam_service_t *svc, rt_request_t *r, int64_t wall_ms
             r->done = false;
     }
     if (r->done) return;
-    r->ev.ce = ce;
     r->ev.caller = rt_caller(svc, r);
     r->ev.now_ms = wall_ms;
     const uint8_t *data = NULL;
@@ -185,8 +185,8 @@ static s_event_outcome_t s_apply_one(sam_service_t *svc, MDB_txn *txn, rt_reques
     if (nested && (rc = mdb_txn_commit(work))) goto failed; /* commit frees it even on failure */
     *last = r->ev.seq;
     r->seq = r->ev.seq;
-    sam_debug("event.applied type=%s source=%s id=%s seq=%" PRIu64, sam_logv(ce->type),
-              sam_logv(ce->source), sam_logv(ce->id), r->seq);
+    sam_debug("event.applied req=%" PRIu64 " type=%s source=%s id=%s seq=%" PRIu64, r->req->id,
+              sam_logv(ce->type), sam_logv(ce->source), sam_logv(ce->id), r->seq);
     return S_EVENT_DONE;
 failed:
     *store_rc = rc;
@@ -268,7 +268,7 @@ void rt_write_batch(sam_service_t *svc, rt_request_t **pubs, size_t n)
         rt_send_reply(svc, r);
     }
     if (pass == S_PASS_FAILED)
-        sam_error("batch.failed events=%zu reason=\"%s\"", n, sam_store_strerror(rc));
+        sam_error("batch.failed events=%zu reason=%s", n, sam_logv(sam_store_strerror(rc)));
 }
 
 /* events.publish: checked now, applied with the batch's other publishes in one write

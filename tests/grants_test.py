@@ -439,7 +439,7 @@ def test_registry_option_names_the_service_followed_and_asked():
                                World.award_msg("rk-1", "andre-2019", "rakkestad", 10))
         assert code == 200, msg
         assert reg.asked == [("registry.municipalities.get", "rakkestad")], reg.asked
-        assert "refs.asked service=registry-ostfold kind=m id=rakkestad code=200" in \
+        assert 'refs.asked service="registry-ostfold" kind=m id="rakkestad" code=200' in \
             grants.logtext()
         # Unknown there too: asked as a municipality, then as an agency, and refused.
         code, msg, _ = publish(c, "grants", "no.samordna.grants.award.granted",

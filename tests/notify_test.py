@@ -400,7 +400,7 @@ def test_a_followed_service_that_is_down_is_caught_up_when_it_comes():
         items = wait_inbox(c, "late", 21)
         assert items[-1].event.id == "d20"
         log = s.notify.logtext()
-        assert log.count("follow.unavailable service=echo") <= 3, log
+        assert log.count('follow.unavailable service="echo"') <= 3, log
         rep, cur = c.call("notify", "notify.cursors", b"", notify_pb2.CursorsReply)
         assert [(x.service, x.seq) for x in cur.cursors] == [("echo", 21)]
 
@@ -444,7 +444,7 @@ def test_a_service_down_at_subscription_time_starts_the_subscription_by_time():
                  30, "the follower to catch up")
         items = wait_inbox(c, "bytime", 3)
         assert [i.event.id for i in items] == ["new0", "new1", "new2"]
-        wait_for(lambda: "subscription.started_by_time id=bytime service=echo"
+        wait_for(lambda: 'subscription.started_by_time id="bytime" service="echo"'
                  in s.notify.logtext(), 10, "the log line")
 
 
@@ -477,8 +477,8 @@ def test_history_on_purpose_from_a_sequence_number_or_a_moment():
         assert ids[ids.index("h900"):] == want(900) and len(ids) == len(set(ids)), ids[:5]
         assert all(i.committed_ms >= since_ms for i in items)
         assert all(i.committed_ms == since_ms for i in items[:ids.index("h900")])
-        wait_for(lambda: "replay.done subscription=from-0 service=echo" in s.notify.logtext(), 10,
-                 "the replay to finish")
+        wait_for(lambda: 'replay.done subscription="from-0" service="echo"'
+                 in s.notify.logtext(), 10, "the replay to finish")
         bad = subscribe(c, "from-nowhere", type=ECHO,
                         **{"from": [notify_pb2.HistoryFrom(service="nowhere", after_seq=1)]})
         assert bad.status.code == 400 and "from[0].service" in bad.status.message, bad.status

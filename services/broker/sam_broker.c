@@ -495,7 +495,7 @@ static int s_route(sam_broker_t *self, const uint8_t *addr, size_t size, const c
                       : err == EAGAIN     ? "peer is not reading (queue full)"
                                           : zmq_strerror(err);
     if (err == EHOSTUNREACH || s_fold(self, "send.failed", hex, why))
-        sam_warn("send.failed to=%s peer=%s reason=\"%s\"", role, hex, why);
+        sam_warn("send.failed to=%s peer=%s reason=%s", role, hex, sam_logv(why));
     return -1;
 }
 
@@ -505,7 +505,7 @@ static void s_malformed(sam_broker_t *self, zmq_msg_t *addr, const char *reason)
     self->malformed++;
     s_hex(zmq_msg_data(addr), zmq_msg_size(addr), hex);
     if (s_fold(self, "message.malformed", hex, reason))
-        sam_warn("message.malformed peer=%s reason=\"%s\"", hex, reason);
+        sam_warn("message.malformed peer=%s reason=%s", hex, sam_logv(reason));
 }
 
 /* ---- requests -------------------------------------------------------------------------- */
@@ -872,8 +872,8 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
     }
     if (--service->nworkers == 0) service->orphaned_at = self->now;
     self->purged++;
-    sam_info("worker.removed worker=%s service=%s reason=\"%s\"", worker->key, service->name,
-             reason);
+    sam_info("worker.removed worker=%s service=%s reason=%s", worker->key, sam_logv(service->name),
+             sam_logv(reason));
     zhashx_delete(self->workers, worker->key);
     if (again && !self->dispatching) s_service_dispatch(self, service);
 }
@@ -1077,9 +1077,9 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
         info = s_peer_info(self, msg);
         if (!info || strcmp(info->role, "service") != 0) {
             self->refused++;
-            sam_warn("worker.refused worker=%s service=%s agency=%s role=%s reason=\"%s\"", key,
-                     sam_logv(name), info ? info->agency : "-",
-                     info && info->role[0] ? info->role : "-",
+            sam_warn("worker.refused worker=%s service=%s agency=%s role=%s reason=%s", key,
+                     sam_logv(name), sam_logv(info ? info->agency : "-"),
+                     sam_logv(info && info->role[0] ? info->role : "-"),
                      info ? "only a certificate of role service may register as a worker"
                           : "key not trusted (unknown or revoked)");
             s_command(self, zmq_msg_data(addr), zmq_msg_size(addr), SAM_MDPW_DISCONNECT, NULL);
@@ -1088,7 +1088,7 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
         if (!sam_keys_may_offer(info->services, name)) {
             self->refused++;
             sam_warn("worker.refused worker=%s service=%s agency=%s reason=%s", key, sam_logv(name),
-                     info->agency,
+                     sam_logv(info->agency),
                      sam_logv(*info->services ? "its certificate may offer only other services"
                                               : "its certificate names no services (make one "
                                                 "with samctl keys new --role service "
@@ -1138,8 +1138,9 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
     s_free_append(service, worker);
     sam_info("worker.ready worker=%s service=%s instance=%s version=%s credit=%u identity=%s "
              "batch=%s",
-             key, name, *ext.instance ? ext.instance : "-", *ext.version ? ext.version : "-",
-             ext.credit, ext.identity ? "yes" : "no", ext.batch ? "yes" : "no");
+             key, sam_logv(name), sam_logv(*ext.instance ? ext.instance : "-"),
+             sam_logv(*ext.version ? ext.version : "-"), ext.credit, ext.identity ? "yes" : "no",
+             ext.batch ? "yes" : "no");
     if (extended) {
         char accepted[64];
         snprintf(accepted, sizeof accepted, "%s credit=%u%s%s", SAM_MDP_EXT_PREFIX, ext.credit,
@@ -1206,7 +1207,7 @@ static bool s_reply_start(sam_broker_t *self, s_worker_t *worker, zmq_msg_t *add
         snprintf(text, sizeof text, "reply of %zu bytes is over the broker's limit of %zu bytes",
                  bytes, self->max_msg);
         sam_warn("reply.too_large worker=%s service=%s size=%zu max=%zu", worker->key,
-                 service->name, bytes, self->max_msg);
+                 sam_logv(service->name), bytes, self->max_msg);
         s_send_error(self, caddr, csize, delim, service->name, slot_id, SAM_TOO_LARGE, text);
         return false;
     }
@@ -1445,7 +1446,7 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         if (s_fold(self, "request.refused", key ? key : hex, "key not trusted"))
             sam_warn("request.refused client=%s service=%s key=%s reason=\"key not trusted "
                      "(unknown or revoked)\"",
-                     hex, sam_logv(name), key ? key : "-");
+                     hex, sam_logv(name), sam_logv(key ? key : "-"));
         uint64_t id = at + 1 < msg->count ? sam_broker_peek_id(zmq_msg_data(&msg->part[at + 1]),
                                                                zmq_msg_size(&msg->part[at + 1]))
                                           : 0;
@@ -1489,8 +1490,8 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
     if (msg->bytes > self->max_msg) {
         char hex[S_HEX_MAX];
         sam_warn("request.too_large client=%s service=%s size=%zu max=%zu",
-                 s_hex(zmq_msg_data(&request.client), zmq_msg_size(&request.client), hex), name,
-                 msg->bytes, self->max_msg);
+                 s_hex(zmq_msg_data(&request.client), zmq_msg_size(&request.client), hex),
+                 sam_logv(name), msg->bytes, self->max_msg);
         s_refuse(self, &request, name, SAM_TOO_LARGE,
                  "message of %zu bytes is over the broker's limit of %zu bytes", msg->bytes,
                  self->max_msg);
@@ -1514,7 +1515,7 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         if (self->now >= service->busy_logged + 1000) {
             sam_warn("request.refused service=%s reason=\"queue full\" queued=%zu "
                      "refused=%" PRIu64,
-                     name, service->qlen, service->busy_refused);
+                     sam_logv(name), service->qlen, service->busy_refused);
             service->busy_logged = self->now;
             service->busy_refused = 0;
         }
@@ -1579,7 +1580,7 @@ static void s_expire_queues(sam_broker_t *self)
         if (service->expired_now) /* one line per service and tick */
             sam_warn("request.dropped service=%s count=%" PRIu64
                      " reason=\"the caller's deadline passed while it was queued\"",
-                     service->name, service->expired_now);
+                     sam_logv(service->name), service->expired_now);
         service->expired_now = 0;
         if (service->nworkers) continue;
         size_t expired = 0;
@@ -1595,8 +1596,8 @@ static void s_expire_queues(sam_broker_t *self)
             expired++;
         }
         if (expired) /* one line per service and tick, not one per request */
-            sam_warn("request.expired service=%s count=%zu timeout_ms=%d", service->name, expired,
-                     self->request_timeout_ms);
+            sam_warn("request.expired service=%s count=%zu timeout_ms=%d", sam_logv(service->name),
+                     expired, self->request_timeout_ms);
         if (service->qlen == 0) {
             if (!idle) idle = zlist_new();
             if (idle) zlist_append(idle, service->name);
@@ -1761,13 +1762,16 @@ static int s_curve_setup(sam_broker_t *self, const sam_broker_config_t *config)
 {
     char err[512];
     if (sam_keys_check_secret(config->cert, err, sizeof err) != 0) {
-        sam_error("broker.refused reason=\"--cert: %s\"", err);
+        char why[300];
+        snprintf(why, sizeof why, "--cert: %.250s", err);
+        sam_error("broker.refused reason=%s", sam_logv(why));
         return -1;
     }
     self->keyring = sam_keyring_new(config->curve_dir);
     if (!self->keyring) {
-        sam_error("broker.refused reason=\"--curve-dir: cannot read folder %s\"",
-                  config->curve_dir);
+        char why[300];
+        snprintf(why, sizeof why, "--curve-dir: cannot read folder %.250s", config->curve_dir);
+        sam_error("broker.refused reason=%s", sam_logv(why));
         return -1;
     }
     self->auth = zactor_new(zauth, NULL);
@@ -1779,7 +1783,9 @@ static int s_curve_setup(sam_broker_t *self, const sam_broker_config_t *config)
     zsock_wait(self->auth);
     zcert_t *cert = zcert_load(config->cert);
     if (!cert) {
-        sam_error("broker.refused reason=\"--cert: cannot read %s\"", config->cert);
+        char why[300];
+        snprintf(why, sizeof why, "--cert: cannot read %.250s", config->cert);
+        sam_error("broker.refused reason=%s", sam_logv(why));
         return -1;
     }
     zcert_apply(cert, self->router);
@@ -1791,12 +1797,15 @@ static int s_curve_setup(sam_broker_t *self, const sam_broker_config_t *config)
         close(self->keys_watch);
         self->keys_watch = -1;
     }
-    if (self->keys_watch < 0)
-        sam_warn("keys.unwatched curve_dir=%s reason=\"inotify: %s; revocation is checked "
-                 "once a second\"",
-                 config->curve_dir, strerror(errno));
+    if (self->keys_watch < 0) {
+        char why[200];
+        snprintf(why, sizeof why, "inotify: %s; revocation is checked once a second",
+                 strerror(errno));
+        sam_warn("keys.unwatched curve_dir=%s reason=%s", sam_logv(config->curve_dir),
+                 sam_logv(why));
+    }
     sam_info("broker.curve public_key=%s curve_dir=%s trusted_keys=%zu", zcert_public_txt(cert),
-             config->curve_dir, sam_keyring_size(self->keyring));
+             sam_logv(config->curve_dir), sam_keyring_size(self->keyring));
     zcert_destroy(&cert);
     zsock_set_curve_server(self->router, 1);
     zsock_set_zap_domain(self->router, S_ZAP_DOMAIN);
@@ -1820,7 +1829,7 @@ sam_broker_t *sam_broker_new(const sam_broker_config_t *config)
             sam_error("broker.refused endpoint=%s reason=\"--insecure is only allowed on "
                       "loopback endpoints (127.0.0.0/8, [::1], localhost, ipc://, inproc://); "
                       "CURVE is required for any other\"",
-                      config->binds[i]);
+                      sam_logv(config->binds[i]));
             return NULL;
         }
     if (config->heartbeat_ms < 1 || config->liveness < 1 || config->request_timeout_ms < 0 ||
@@ -1884,12 +1893,14 @@ sam_broker_t *sam_broker_new(const sam_broker_config_t *config)
         }
         if (strncmp(endpoint, "tcp://[", 7) == 0) zsock_set_ipv6(self->router, 1);
         if (zsock_bind(self->router, "%s", endpoint) == -1) {
-            sam_error("broker.refused endpoint=%s reason=\"cannot bind: %s\"", config->binds[i],
-                      zmq_strerror(zmq_errno()));
+            char why[200];
+            snprintf(why, sizeof why, "cannot bind: %s", zmq_strerror(zmq_errno()));
+            sam_error("broker.refused endpoint=%s reason=%s", sam_logv(config->binds[i]),
+                      sam_logv(why));
             sam_broker_destroy(&self);
             return NULL;
         }
-        sam_info("broker.listening endpoint=%s", zsock_endpoint(self->router));
+        sam_info("broker.listening endpoint=%s", sam_logv(zsock_endpoint(self->router)));
     }
     self->now = zclock_mono();
     self->next_heartbeat = self->now + self->heartbeat_ms;
@@ -1974,7 +1985,9 @@ int sam_broker_run(sam_broker_t *self, void (*on_reload)(void))
         zmq_setsockopt(self->handle, ZMQ_RCVTIMEO, &wait, sizeof wait);
         int rc = s_msg_recv(self, &self->in, wait ? 0 : ZMQ_DONTWAIT);
         if (rc == -1 && zmq_errno() != EAGAIN && zmq_errno() != EINTR) {
-            sam_error("broker.failed reason=\"receive: %s\"", zmq_strerror(zmq_errno()));
+            char why[200];
+            snprintf(why, sizeof why, "receive: %s", zmq_strerror(zmq_errno()));
+            sam_error("broker.failed reason=%s", sam_logv(why));
             return -1;
         }
         self->now = zclock_mono();

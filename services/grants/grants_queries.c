@@ -653,8 +653,8 @@ int grants_q_ledger_verify(sam_service_t *svc, MDB_txn *txn, const sam_call_t *c
     else
         rc = sam_reply_message(reply, &out.base);
     if (!out.balanced || out.n_problems)
-        sam_warn("ledger.unbalanced problems=%zu first=\"%s\"", out.n_problems,
-                 out.n_problems ? out.problems[0] : "");
+        sam_warn("ledger.unbalanced problems=%zu first=%s", out.n_problems,
+                 sam_logv(out.n_problems ? out.problems[0] : ""));
     grants_ledger_report_clear(&out);
     return rc;
 }

@@ -75,7 +75,7 @@ static int s_apply_page(void *arg, MDB_txn *txn, Samordna__V1__StoredEvent *cons
     for (size_t i = 0; i < n && rc == 0; i++)
         rc = s_apply_event(arg, txn, events[i]->event, &added);
     if (rc)
-        sam_error("refs.failed reason=\"%s\"", sam_store_strerror(rc));
+        sam_error("refs.failed reason=%s", sam_logv(sam_store_strerror(rc)));
     else if (added)
         sam_info("refs.applied added=%zu cursor=%" PRIu64, added, events[n - 1]->seq);
     return rc;
@@ -161,8 +161,8 @@ static int s_ask_registry(grants_t *g, char kind, const char *id)
     Samordna__V1__GetRequest req = SAMORDNA__V1__GET_REQUEST__INIT;
     req.id = (char *)id;
     uint32_t code = sam_follow_ask(g->follow, method, &req.base, NULL, NULL);
-    sam_debug("refs.asked service=%s kind=%c id=%s code=%u", sam_follow_service(g->follow), kind,
-              id, code);
+    sam_debug("refs.asked service=%s kind=%c id=%s code=%u",
+              sam_logv(sam_follow_service(g->follow)), kind, sam_logv(id), code);
     return code == SAM_OK ? 1 : code == SAM_NOT_FOUND ? 0 : -1;
 }
 
@@ -202,7 +202,7 @@ int grants_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
             found[nf++] = missing[i];
         }
         if (known < 0) {
-            sam_warn("refs.registry_unavailable asked=%s", missing[i].id);
+            sam_warn("refs.registry_unavailable asked=%s", sam_logv(missing[i].id));
             break;
         }
     }
@@ -215,6 +215,6 @@ int grants_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
         rc = mdb_txn_commit(txn);
     else
         mdb_txn_abort(txn);
-    if (rc) sam_warn("refs.record_failed reason=\"%s\"", sam_store_strerror(rc));
+    if (rc) sam_warn("refs.record_failed reason=%s", sam_logv(sam_store_strerror(rc)));
     return 0;
 }

@@ -418,11 +418,12 @@ static bool s_issue(notify_t *n, const char *id, const char *type, const char *s
         mdb_txn_abort(w);
     free(data);
     if (rc) {
-        sam_error("schedule.issue_failed id=%s error=\"%s\"", id, sam_store_strerror(rc));
+        sam_error("schedule.issue_failed id=%s error=%s", sam_logv(id),
+                  sam_logv(sam_store_strerror(rc)));
         return false;
     }
     n->next_deliver_scan_ms = 0;
-    sam_info("schedule.issued id=%s type=%s deliveries=%d", id, type, q);
+    sam_info("schedule.issued id=%s type=%s deliveries=%d", sam_logv(id), sam_logv(type), q);
     return true;
 }
 
@@ -475,8 +476,9 @@ void notify_reminders_reply(notify_t *n, const sam_result_t *res)
                             : NULL;
     if (!dl) {
         if (!n->grants_down)
-            sam_warn("schedule.deadlines_unavailable code=%u reason=\"%s\"", res->code,
-                     res->code == SAM_OK ? "undecodable samordna.v1.DeadlineList" : res->message);
+            sam_warn("schedule.deadlines_unavailable code=%u reason=%s", res->code,
+                     sam_logv(res->code == SAM_OK ? "undecodable samordna.v1.DeadlineList"
+                                                  : res->message));
         n->grants_down = true;
         return;
     }
@@ -537,8 +539,8 @@ int notify_schedule_start(notify_t *n)
 {
     int md[16][2];
     if (!s_briefing_days(n->briefing_dates, md, 16)) {
-        sam_error("options.invalid briefing-dates=\"%s\" reason=\"MM-DD,MM-DD…\"",
-                  n->briefing_dates);
+        sam_error("options.invalid briefing-dates=%s reason=\"MM-DD,MM-DD…\"",
+                  sam_logv(n->briefing_dates));
         return -1;
     }
     /* the first day this store ran: briefings due before it are not sent after the fact */

@@ -372,7 +372,7 @@ static void s_start_delivery(notify_t *n, const Samordna__V1__Subscription *s,
     else if (!rc)
         rc = s_start_email(n, s, f, d->event);
     if (rc) {
-        sam_error("deliver.start_failed subscription=%s qseq=%llu", s->id,
+        sam_error("deliver.start_failed subscription=%s qseq=%llu", sam_logv(s->id),
                   (unsigned long long)d->qseq);
         if (f->easy) {
             zhashx_delete(n->flights, f->sub);
@@ -451,11 +451,11 @@ static int s_handshake_done(notify_t *n, MDB_txn *w, notify_flight_t *f,
         st.state = SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_ACTIVE;
         st.reason[0] = 0;
         st.next_handshake_ms = 0;
-        sam_info("webhook.validated subscription=%s status=%ld", s->id, status);
+        sam_info("webhook.validated subscription=%s status=%ld", sam_logv(s->id), status);
     } else if (status == 410) {
         st.state = SAMORDNA__V1__NOTIFY_SUB_STATE__NOTIFY_SUB_STATE_DISABLED;
         snprintf(st.reason, sizeof st.reason, "the endpoint answered the handshake 410 Gone");
-        sam_warn("webhook.gone subscription=%s", s->id);
+        sam_warn("webhook.gone subscription=%s", sam_logv(s->id));
     } else {
         st.handshake_attempts++;
         st.next_handshake_ms = now + s_backoff(n, st.handshake_attempts);
@@ -466,8 +466,8 @@ static int s_handshake_done(notify_t *n, MDB_txn *w, notify_flight_t *f,
                      "handshake failed: the answer did not echo the challenge");
         else
             snprintf(st.reason, sizeof st.reason, "handshake failed: HTTP %ld", status);
-        sam_info("webhook.handshake_failed subscription=%s status=%ld attempts=%u", s->id, status,
-                 st.handshake_attempts);
+        sam_info("webhook.handshake_failed subscription=%s status=%ld attempts=%u", sam_logv(s->id),
+                 status, st.handshake_attempts);
     }
     s_log(n, w, f, status, now, lat, ok ? "handshake" : "handshake-failed", ok ? NULL : st.reason);
     return notify_state_put(w, &n->dbi, s->id, &st);
@@ -499,7 +499,8 @@ static int s_delivery_done(notify_t *n, MDB_txn *w, notify_flight_t *f,
         snprintf(st.reason, sizeof st.reason, "the endpoint answered 410 Gone");
         s_log(n, w, f, status, now, lat, "gone", st.reason);
         rc = notify_state_put(w, &n->dbi, s->id, &st);
-        sam_warn("webhook.gone subscription=%s qseq=%llu", s->id, (unsigned long long)f->qseq);
+        sam_warn("webhook.gone subscription=%s qseq=%llu", sam_logv(s->id),
+                 (unsigned long long)f->qseq);
     } else if (!email && status == 429) {
         int64_t wait = retry_after_s > 0 ? retry_after_s * 1000 : s_backoff(n, d->attempts + 1);
         if (wait > 86400000) wait = 86400000;
@@ -520,8 +521,8 @@ static int s_delivery_done(notify_t *n, MDB_txn *w, notify_flight_t *f,
             s_log(n, w, f, status, now, lat, "dead", why);
             rc = sam_store_put_msg(w, n->dbi.dead, key, kl, &d->base, 0);
             if (!rc) rc = mdb_del(w, n->dbi.queue, &k, NULL);
-            sam_warn("deliver.dead subscription=%s qseq=%llu attempts=%u error=\"%s\"", s->id,
-                     (unsigned long long)f->qseq, d->attempts, why);
+            sam_warn("deliver.dead subscription=%s qseq=%llu attempts=%u error=%s", sam_logv(s->id),
+                     (unsigned long long)f->qseq, d->attempts, sam_logv(why));
         } else {
             d->next_attempt_ms = now + s_backoff(n, d->attempts);
             s_log(n, w, f, status, now, lat, "retry", why);
@@ -558,7 +559,7 @@ static void s_collect(notify_t *n)
         const char *err = res == CURLE_OK ? NULL : curl_easy_strerror(res);
         if (!w && sam_store_begin(sam_service_store(n->svc), NULL, true, &w)) {
             w = NULL;
-            sam_error("deliver.store subscription=%s", f->sub);
+            sam_error("deliver.store subscription=%s", sam_logv(f->sub));
             s_flight_free(&f);
             continue;
         }
@@ -570,8 +571,8 @@ static void s_collect(notify_t *n)
                                             : s_delivery_done(n, w, f, s, status, res == CURLE_OK,
                                                               err, (long)ra, now, lat);
             if (rc)
-                sam_error("deliver.record subscription=%s error=\"%s\"", f->sub,
-                          sam_store_strerror(rc));
+                sam_error("deliver.record subscription=%s error=%s", sam_logv(f->sub),
+                          sam_logv(sam_store_strerror(rc)));
             if (f->kind == S_HANDSHAKE) n->next_handshake_scan_ms = 0; /* its retry is due */
             protobuf_c_message_free_unpacked(&s->base, NULL);
         }
@@ -579,7 +580,7 @@ static void s_collect(notify_t *n)
     }
     if (w) {
         int rc = notify_commit_relaxed(n, w);
-        if (rc) sam_error("deliver.commit error=\"%s\"", sam_store_strerror(rc));
+        if (rc) sam_error("deliver.commit error=%s", sam_logv(sam_store_strerror(rc)));
         n->next_deliver_scan_ms = 0;
     }
 }

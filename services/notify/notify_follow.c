@@ -89,7 +89,7 @@ int notify_follow_start(notify_t *n)
             notify_follow_stop(n);
             return -1;
         }
-        sam_info("follow.start service=%s after_seq=%llu", f->service,
+        sam_info("follow.start service=%s after_seq=%llu", sam_logv(f->service),
                  (unsigned long long)(have ? notify_cursor_get(txn, &n->dbi, f->service) : 0));
     }
     if (have) mdb_txn_abort(txn);
@@ -233,7 +233,8 @@ int notify_enqueue_matches(notify_t *n, MDB_txn *txn, const char *service, uint6
     }
     if (!rc) rc = s_scan4(&m, 'A', "");
     if (rc) {
-        sam_error("match.failed type=%s error=\"%s\"", type, sam_store_strerror(rc));
+        sam_error("match.failed type=%s error=%s", sam_logv(type),
+                  sam_logv(sam_store_strerror(rc)));
         return -1;
     }
     return m.queued;
@@ -264,8 +265,8 @@ static int s_take_page(void *arg, MDB_txn *txn, Samordna__V1__StoredEvent *const
         queued += (size_t)q;
     }
     if (queued) n->next_deliver_scan_ms = 0; /* at worst an early scan, should commit fail */
-    sam_debug("follow.took service=%s events=%zu queued=%zu cursor=%llu", f->service, n_events,
-              queued, (unsigned long long)events[n_events - 1]->seq);
+    sam_debug("follow.took service=%s events=%zu queued=%zu cursor=%llu", sam_logv(f->service),
+              n_events, queued, (unsigned long long)events[n_events - 1]->seq);
     return 0;
 }
 
@@ -405,8 +406,8 @@ int notify_prepare_sub(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *r
             rr)
             sam_follow_learn_head(f->follower, rr->last_seq);
         else
-            sam_warn("subscription.head_unknown service=%s code=%u reason=\"%s\"", f->service,
-                     res.code, res.message);
+            sam_warn("subscription.head_unknown service=%s code=%u reason=%s", sam_logv(f->service),
+                     res.code, sam_logv(res.message));
         if (rr) protobuf_c_message_free_unpacked(&rr->base, NULL);
         sam_result_clear(&res);
     }
@@ -478,12 +479,13 @@ int notify_starts_put(notify_t *n, MDB_txn *txn, const Samordna__V1__Subscriptio
             if (s_type_can_match(s->type, f->service))
                 sam_warn("subscription.started_by_time id=%s service=%s reason=\"its outbox "
                          "head was not learnt\" after_seq=%llu",
-                         s->id, f->service, (unsigned long long)cursor);
+                         sam_logv(s->id), sam_logv(f->service), (unsigned long long)cursor);
         }
         int rc = notify_start_put(txn, &n->dbi, s->id, f->service, &st);
         if (rc) return rc;
-        sam_debug("subscription.start id=%s service=%s after_seq=%llu replaying=%d", s->id,
-                  f->service, (unsigned long long)st.after_seq, (int)st.replaying);
+        sam_debug("subscription.start id=%s service=%s after_seq=%llu replaying=%d",
+                  sam_logv(s->id), sam_logv(f->service), (unsigned long long)st.after_seq,
+                  (int)st.replaying);
     }
     return 0;
 }
@@ -520,8 +522,8 @@ static void s_replay_scan(notify_t *n)
                     memcpy(r->sub, key, il);
                     memcpy(r->service, key + il + 1, sl);
                     r->pos = st->replay_pos;
-                    sam_info("replay.start subscription=%s service=%s after_seq=%llu", r->sub,
-                             r->service, (unsigned long long)r->pos);
+                    sam_info("replay.start subscription=%s service=%s after_seq=%llu",
+                             sam_logv(r->sub), sam_logv(r->service), (unsigned long long)r->pos);
                 }
             }
             if (st) samordna__v1__subscription_start__free_unpacked(st, NULL);
@@ -546,7 +548,8 @@ static bool s_take_replay(notify_t *n, notify_replay_t *r, const Samordna__V1__R
                                &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&s);
     if (rc || !st->replaying) { /* deleted meanwhile, or finished by another instance */
         if (rc && rc != MDB_NOTFOUND)
-            sam_error("replay.store subscription=%s error=\"%s\"", r->sub, sam_store_strerror(rc));
+            sam_error("replay.store subscription=%s error=%s", sam_logv(r->sub),
+                      sam_logv(sam_store_strerror(rc)));
         if (st) protobuf_c_message_free_unpacked(&st->base, NULL);
         mdb_txn_abort(txn);
         return !rc || rc == MDB_NOTFOUND;
@@ -582,18 +585,20 @@ static bool s_take_replay(notify_t *n, notify_replay_t *r, const Samordna__V1__R
     protobuf_c_message_free_unpacked(&s->base, NULL);
     if (rc) {
         mdb_txn_abort(txn);
-        sam_error("replay.store subscription=%s error=\"%s\"", r->sub, sam_store_strerror(rc));
+        sam_error("replay.store subscription=%s error=%s", sam_logv(r->sub),
+                  sam_logv(sam_store_strerror(rc)));
         return false;
     }
     if ((rc = mdb_txn_commit(txn))) {
-        sam_error("replay.commit subscription=%s error=\"%s\"", r->sub, sam_store_strerror(rc));
+        sam_error("replay.commit subscription=%s error=%s", sam_logv(r->sub),
+                  sam_logv(sam_store_strerror(rc)));
         return false;
     }
     r->pos = pos;
     if (m.queued) n->next_deliver_scan_ms = 0;
     if (over)
-        sam_info("replay.done subscription=%s service=%s after_seq=%llu queued_last=%d", r->sub,
-                 r->service, (unsigned long long)pos, m.queued);
+        sam_info("replay.done subscription=%s service=%s after_seq=%llu queued_last=%d",
+                 sam_logv(r->sub), sam_logv(r->service), (unsigned long long)pos, m.queued);
     return over;
 }
 
@@ -629,8 +634,9 @@ static bool s_replay_dispatch(notify_t *n, sam_result_t *res)
             res->code == SAM_OK ? samordna__v1__read_reply__unpack(NULL, res->body_len, res->body)
                                 : NULL;
         if (!rr) {
-            sam_warn("replay.unavailable subscription=%s service=%s code=%u reason=\"%s\"", r->sub,
-                     r->service, res->code, res->code == SAM_OK ? "undecodable" : res->message);
+            sam_warn("replay.unavailable subscription=%s service=%s code=%u reason=%s",
+                     sam_logv(r->sub), sam_logv(r->service), res->code,
+                     sam_logv(res->code == SAM_OK ? "undecodable" : res->message));
             r->next_try_ms = now + SAM_FOLLOW_RETRY_MS;
             return true;
         }

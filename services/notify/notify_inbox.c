@@ -423,7 +423,7 @@ int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
     }
     if (replayed) {
         n->next_deliver_scan_ms = 0;
-        sam_info("dead.replayed count=%u subscription=%s", replayed, *id ? id : "*");
+        sam_info("dead.replayed count=%u subscription=%s", replayed, sam_logv(*id ? id : "*"));
     }
     Samordna__V1__DeadReplayReply out = SAMORDNA__V1__DEAD_REPLAY_REPLY__INIT;
     out.replayed = replayed;

@@ -108,8 +108,8 @@ static int s_parse_options(notify_t *n, sam_config_t *cfg)
         size_t len = strcspn(p, ",");
         if (len > 0 && len < sizeof n->follow[0].service) {
             if (n->n_follow == NOTIFY_MAX_FOLLOW) {
-                sam_error("options.invalid follow=\"%s\" reason=\"more than %d services\"", follow,
-                          NOTIFY_MAX_FOLLOW);
+                sam_error("options.invalid follow=%s reason=\"more than %d services\"",
+                          sam_logv(follow), NOTIFY_MAX_FOLLOW);
                 return -1;
             }
             memcpy(n->follow[n->n_follow].service, p, len);
@@ -133,8 +133,8 @@ static int s_parse_options(notify_t *n, sam_config_t *cfg)
     n->call_timeout_ms = sam_config_int(cfg, "call-timeout-ms", 100, 60000, &ok);
     n->log_keep_days = sam_config_int(cfg, "log-keep-days", 1, 36500, &ok);
     if (!notify_valid_id(n->briefing_from)) {
-        sam_error("options.invalid briefing-from=\"%s\" reason=\"not an agency id\"",
-                  n->briefing_from);
+        sam_error("options.invalid briefing-from=%s reason=\"not an agency id\"",
+                  sam_logv(n->briefing_from));
         return -1;
     }
     return ok ? 0 : -1;
@@ -187,7 +187,9 @@ static int s_start(sam_service_t *svc)
     n->replay_scan = true;
     int rc = s_master_key(n);
     if (rc) {
-        sam_error("start.failed reason=\"signing key: %s\"", sam_store_strerror(rc));
+        char why[200];
+        snprintf(why, sizeof why, "signing key: %s", sam_store_strerror(rc));
+        sam_error("start.failed reason=%s", sam_logv(why));
         return -1;
     }
     if (notify_deliver_start(n)) {
@@ -197,7 +199,7 @@ static int s_start(sam_service_t *svc)
     if (notify_schedule_start(n)) return -1;
     if (notify_follow_start(n)) return -1;
     sam_info("notify.started follow=%zu retries=%zu max_in_flight=%ld smtp=%s", n->n_follow,
-             n->n_schedule, n->max_in_flight, n->smtp_url ? n->smtp_url : "(none)");
+             n->n_schedule, n->max_in_flight, sam_logv(n->smtp_url ? n->smtp_url : ""));
     return 0;
 }
 
@@ -213,7 +215,7 @@ static void s_prune(notify_t *n)
     int rc = gone < 0 ? SAM_STORE_CORRUPT : notify_commit_relaxed(n, w);
     if (gone < 0) mdb_txn_abort(w);
     if (rc)
-        sam_error("log.prune_failed error=\"%s\"", sam_store_strerror(rc));
+        sam_error("log.prune_failed error=%s", sam_logv(sam_store_strerror(rc)));
     else if (gone)
         sam_info("log.pruned attempts=%ld keep_days=%ld", gone, n->log_keep_days);
 }

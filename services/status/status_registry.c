@@ -186,7 +186,7 @@ static void s_ask(sam_service_t *svc, const char *kind, const char *id)
     ProtobufCMessage *out = NULL;
     uint32_t code = sam_follow_ask(ctx->follow, method, &req.base, desc, &out);
     if (code != SAM_OK || !out) {
-        sam_info("registry.ask kind=%s id=%s code=%u", kind, id, code);
+        sam_info("registry.ask kind=%s id=%s code=%u", kind, sam_logv(id), code);
         return;
     }
     Samordna__V1__StatusFact *f = NULL;
