@@ -126,7 +126,7 @@ static int s_overview(samctl_t *ctl, const samctl_args_t *a)
                                   json_pack("{s:s,s:i,s:s,s:s}", "id", o->needs[i]->id, "year",
                                             (int)o->needs[i]->year, "title", o->needs[i]->title,
                                             "description", o->needs[i]->description));
-        samctl_print_json(json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient",
+        samctl_print(ctl, json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient",
                                     o->recipient, "year", (int)o->year, "group_by", o->group_by,
                                     "committed_ore", (json_int_t)o->committed_ore, "paid_ore",
                                     (json_int_t)o->paid_ore, "groups", groups, "lines", lines,
@@ -392,7 +392,7 @@ static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
                                       "--funder: '%s'%s%s; write AGENCY=NOK, e.g. imdi-ost=500000 "
                                       "or \"imdi-ost=500 000\"",
                                       sam_check_escape(given[i], 40, shown, sizeof shown),
-                                      why[0] ? ": the amount " : "", why);
+                                      why[0] ? ": " : "", why);
         snprintf(agencies[i], sizeof agencies[i], "%.*s", (int)(eq - given[i]), given[i]);
         shares[i].agency = agencies[i];
         sp[i] = &shares[i];

@@ -63,6 +63,8 @@ typedef struct {
     sam_config_t *config; /* global options */
     sam_client_t *client; /* connected to --broker (created on first samctl_client call) */
     bool json;            /* --json: machine output */
+    bool csv;             /* --csv: lists and records as CSV (json is set too: CSV is made
+                             from the JSON records) */
     int timeout_ms;       /* --timeout-ms for each call */
     const char *source;   /* --source: agency id used as CloudEvent source (default fmov) */
 } samctl_t;
@@ -95,6 +97,11 @@ ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *me
 /* Prints one JSON document (compact, keys in insertion order) on its own line to stdout and
    releases j; the --json output of every command: a list (samctl_list_end) or one object. */
 void samctl_print_json(json_t *j);
+
+/*  The --json output of a list or a record, or under --csv the same as CSV for spreadsheets
+    (samctl.c says how: BOM, ';', CRLF, NOK with a decimal comma): a list's items, a
+    record's "rows" or "groups", or else the record as one row. Releases j. */
+void samctl_print(samctl_t *ctl, json_t *j);
 
 /*  Any protobuf message as a JSON object: every field under its proto name, repeated ones as
     arrays, messages as objects (null when absent), enum values as their lower-case word
@@ -254,7 +261,7 @@ typedef enum {
     "200 000,50" or "200000.50" (one decimal mark, at most 2 decimals), "200 000,-", with
     "kr", "kr." or "NOK" before or after. Refuses anything else — "1 5 0" (spaces that do not
     group thousands), "2,5,0", "abc", a sign, a third decimal, more than fits — with the
-    reason in why ("has more than 2 decimals …", cap bytes). Returns 0 or -1. */
+    reason in why ("it has more than 2 decimals", cap bytes). Returns 0 or -1. */
 int samctl_parse_nok(const char *s, int64_t *ore, char *why, size_t cap);
 
 /* What the refusal of an amount adds: what would be right. */

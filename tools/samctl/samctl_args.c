@@ -223,8 +223,7 @@ int samctl_parse_nok(const char *s, int64_t *ore, char *why, size_t cap)
     p = s_skip_spaces(p + n);
     if (*p == '-' || *p == '+') {
         snprintf(why, cap, "%s",
-                 *p == '-' ? "is negative (an amount here is 0 or more)"
-                           : "has a sign; write the amount alone");
+                 *p == '-' ? "it is negative: an amount here is 0 or more" : "it has a sign");
         return -1;
     }
     int64_t kr = 0;
@@ -234,7 +233,7 @@ int samctl_parse_nok(const char *s, int64_t *ore, char *why, size_t cap)
         if (isdigit((unsigned char)*p)) {
             if (__builtin_mul_overflow(kr, 10, &kr) || __builtin_add_overflow(kr, *p - '0', &kr) ||
                 kr > INT64_MAX / 100 - 1) {
-                snprintf(why, cap, "is too large");
+                snprintf(why, cap, "it is too large");
                 return -1;
             }
             digits++;
@@ -252,11 +251,11 @@ int samctl_parse_nok(const char *s, int64_t *ore, char *why, size_t cap)
         p += sp - 1;
     }
     if (grouped && group != 3) {
-        snprintf(why, cap, "has spaces that do not group thousands");
+        snprintf(why, cap, "it has spaces that do not group thousands");
         return -1;
     }
     if (!digits) {
-        snprintf(why, cap, "has no digits");
+        snprintf(why, cap, "it has no digits");
         return -1;
     }
     int64_t cents = 0;
@@ -266,18 +265,18 @@ int samctl_parse_nok(const char *s, int64_t *ore, char *why, size_t cap)
         int decimals = 0;
         for (p++; isdigit((unsigned char)*p); p++) {
             if (++decimals > 2) {
-                snprintf(why, cap, "has more than 2 decimals (øre: at most ,99)");
+                snprintf(why, cap, "it has more than 2 decimals");
                 return -1;
             }
             cents = cents * 10 + (*p - '0');
         }
         if (decimals == 0) {
-            snprintf(why, cap, "has no digits after its decimal mark");
+            snprintf(why, cap, "it has no digits after its decimal mark");
             return -1;
         }
         if (decimals == 1) cents *= 10;
         if (*p == ',' || *p == '.') {
-            snprintf(why, cap, "has more than one decimal mark");
+            snprintf(why, cap, "it has more than one decimal mark");
             return -1;
         }
     }
@@ -285,10 +284,9 @@ int samctl_parse_nok(const char *s, int64_t *ore, char *why, size_t cap)
     if (!prefix && (n = s_currency(p)) > 0) p = s_skip_spaces(p + n);
     if (*p) {
         snprintf(why, cap, "%s",
-                 isdigit((unsigned char)*p) || s_space(p - 1)
-                     ? "has spaces that do not group thousands"
-                 : *p == ',' || *p == '.' ? "has more than one decimal mark"
-                                          : "is not a number");
+                 isdigit((unsigned char)*p) ? "it has spaces that do not group thousands"
+                 : *p == ',' || *p == '.'   ? "it has more than one decimal mark"
+                                            : "it holds more than digits, spaces and kr");
         return -1;
     }
     *ore = kr * 100 + cents;
@@ -324,8 +322,8 @@ static int s_check_value(const samctl_opt_t *o, const char *v, char *err, size_t
         char why[128];
         int64_t ore;
         if (samctl_parse_nok(v, &ore, why, sizeof why) != 0) {
-            snprintf(err, cap, "--%s: '%s' %s; " SAMCTL_AMOUNT_EXAMPLES, o->name,
-                     sam_check_escape(v, 40, shown, sizeof shown), why);
+            snprintf(err, cap, "--%s: '%s' is not an amount in NOK (%s); " SAMCTL_AMOUNT_EXAMPLES,
+                     o->name, sam_check_escape(v, 40, shown, sizeof shown), why);
             return -1;
         }
     }
