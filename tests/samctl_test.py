@@ -3,7 +3,8 @@ anywhere on the line, --help on every command and subcommand (found from samctl'
 one JSON shape for every list ({"items": [...], "next": ...}) and an object for every show,
 a header and a count on text lists and "no …" on empty ones, usage errors that name the
 option and the command, and a broker that does not answer reported after --timeout-ms, not
-twice it; amounts as people paste them, and --csv read back with Python's csv module.
+twice it; amounts as people paste them, --csv read back with Python's csv module, and the
+board within 120 columns.
 """
 import csv
 import io
@@ -12,6 +13,7 @@ import os
 import re
 import subprocess
 import time
+import unicodedata
 
 import samtest
 
@@ -439,6 +441,52 @@ def test_csv_reads_back_as_the_json_says():
     p = subprocess.run([SAMCTL, "people", "--csv", "--broker", s.ep], capture_output=True,
                        timeout=60 * samtest.SLOW)
     assert p.returncode == 0 and p.stdout == b"\xef\xbb\xbf", p
+
+
+def _width(line):
+    """Display columns, as a terminal counts them: wide East Asian characters two, combining
+    marks and zero-width characters none."""
+    w = 0
+    for ch in line:
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+            continue
+        w += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return w
+
+
+def test_the_board_fits_120_columns():
+    s = Stack("samctl-board")
+    # a long challenge and a long pilot id: cut with "…", the columns stay where they are
+    for args in ([], ["--as-of", "2019-11-11"], ["--as-of", "2018-09-30"]):
+        rc, out, err = s.run("board", *args)
+        assert rc == 0, err
+        lines = out.splitlines()
+        assert lines[0].startswith("Statustavle per ") and lines[-1] == "(4)", out
+        for line in lines:
+            assert _width(line) <= 120, (len(line), line)
+        rows = [l for l in lines[4:-1] if not l.startswith(" ")]
+        # every row's phase starts in the header's "Fase" column, whatever came before
+        at = lines[2].index("Fase")
+        assert all(r[at - 1] == " " for r in rows), (at, rows)
+        assert any("…" in l for l in lines), ("a long challenge is cut", out)
+    # more kinds than fit at full width: the dates are cut, the board still fits
+    for k in range(3):
+        rc, out, err = s.run("kinds", "define", f"extra-{k}", "--label", f"Ekstra steg {k}",
+                             "--order", str(8 + k))
+        assert rc == 0, err
+    rc, out, err = s.run("board")
+    assert rc == 0 and all(_width(l) <= 120 for l in out.splitlines()), out
+
+
+def test_a_dead_broker_is_reported_once_after_the_timeout():
+    """Every read and write of samctl gives up after --timeout-ms, its resend included."""
+    dead = f"tcp://127.0.0.1:{samtest.free_port()}"
+    for args in (["board"], ["grants", "overview", "--year", "2019"], ["kinds"],
+                 ["grants", "add-award", "x", "--amount", "200 000"], ["barriers"]):
+        rc, out, err, took = _timed(*args, "--broker", dead, "--timeout-ms", "1000")
+        assert rc == 1 and not out and err.count("\n") == 1, (args, rc, err)
+        assert "within 1000 ms" in err, (args, err)
+        assert took < 3.0 * samtest.SLOW, (args, took)  # twice the timeout would be a bug
 
 
 if __name__ == "__main__":
