@@ -672,9 +672,10 @@ def test_samctl_board_and_commands():
         assert rc == 0, err
         lines = out.splitlines()
         assert "Definert" in lines[2] and "utfordring" in lines[3] and "Bærekraf" in lines[2]
-        hl = next(l for l in lines if l.startswith("halden"))
-        assert "2018-09-19" in hl and "Definert utfordring" in hl and "2018-10-18" in hl
-        assert hl.rstrip().endswith("1")
+        at = next(i for i, l in enumerate(lines) if l.startswith("halden"))
+        hl = lines[at]
+        assert "2018-09-19" in hl and "Definert utfordring" in hl and hl.rstrip().endswith("1")
+        assert "siste møte 2018-10-18" in lines[at + 1], lines[at + 1]  # its second line
         rc, out, err = samctl(env.ep, "--json", "board", "--as-of", "2018-09-30")
         assert rc == 0, err
         b = json.loads(out)
