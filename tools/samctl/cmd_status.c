@@ -317,7 +317,9 @@ const samctl_cmd_t samctl_board_cmd = {
     .about =
         "The pilot status board: one row per pilot, one column per milestone kind with the day\n"
         "it was reached, the phase, the last meeting and the open barriers. --as-of shows it as\n"
-        "it stood that day, folded from each pilot's history. --json: the board as one object.",
+        "it stood that day, folded from each pilot's history. It fits 120 columns: a pilot's\n"
+        "second line tells who and where; a long cell is cut with \"…\". --json: the board as\n"
+        "one object; --csv: a row a pilot, a column a milestone kind, for a spreadsheet.",
     .opts = s_board_opts,
     .run = samctl_query_run,
     .query = S_SHOWS("status.board", board_request, board_reply, s_board_text),

@@ -37,6 +37,9 @@
       one record:    an object (show ID, grants award ID, board, report, overview, …);
       a write:       {"service", "type", "id", "subject", "seq", "duplicate"} of the event
                      it published (samctl_publish).
+    --csv: the same records for a spreadsheet (samctl_print): UTF-8 with BOM, ';', CRLF, a
+      header row, amounts "x_ore" as "x_nok" in NOK with a decimal comma; a list's items,
+      the board's rows, the overview's groups. An empty list is the BOM alone.
     Records carry the proto field names. Errors never go to stdout.
 
     ## Waiting
