@@ -292,6 +292,9 @@ def test_usage_errors_name_the_option_and_the_command():
     assert rc == 2 and "--to YYYY-MM-DD is required" in err, err
     rc, out, err = s.run("grants", "add-award", "x", "--amount", "lots")
     assert rc == 2 and "'lots' is not an amount in NOK" in err, err
+    rc, out, err = s.run("grants", "add-instrument", "i", "--kind", "bogus")
+    assert rc == 2 and err.count("\n") == 1, err  # one line: the word and the valid ones
+    assert "--kind: 'bogus' is not an instrument kind; the kinds are project, programme" in err
     rc, out, err = s.run("grants", "frobnicate")
     assert rc == 2 and "unknown subcommand 'frobnicate'" in err, err
     assert "samctl grants add-award ID" in err, ("the group's subcommands", err)

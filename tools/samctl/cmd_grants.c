@@ -430,7 +430,9 @@ static int s_add_instrument(samctl_t *ctl, const samctl_args_t *a)
         if (strcmp(kind, s_instrument_kinds[k]) == 0) in.kind = k;
     if (!in.kind) {
         char shown[64];
-        return samctl_usage_error(a, "--kind '%s': project, programme, advice, position or other",
+        return samctl_value_error(a,
+                                  "--kind: '%s' is not an instrument kind; the kinds are project, "
+                                  "programme, advice, position and other",
                                   sam_check_escape(kind, 40, shown, sizeof shown));
     }
     in.agency = (char *)ctl->source; /* unless --agency */
