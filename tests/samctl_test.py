@@ -3,13 +3,17 @@ anywhere on the line, --help on every command and subcommand (found from samctl'
 one JSON shape for every list ({"items": [...], "next": ...}) and an object for every show,
 a header and a count on text lists and "no …" on empty ones, usage errors that name the
 option and the command, and a broker that does not answer reported after --timeout-ms, not
-twice it.
+twice it; amounts as people paste them, --csv read back with Python's csv module, and the
+board within 120 columns.
 """
+import csv
+import io
 import json
 import os
 import re
 import subprocess
 import time
+import unicodedata
 
 import samtest
 
@@ -288,6 +292,9 @@ def test_usage_errors_name_the_option_and_the_command():
     assert rc == 2 and "--to YYYY-MM-DD is required" in err, err
     rc, out, err = s.run("grants", "add-award", "x", "--amount", "lots")
     assert rc == 2 and "'lots' is not an amount in NOK" in err, err
+    rc, out, err = s.run("grants", "add-instrument", "i", "--kind", "bogus")
+    assert rc == 2 and err.count("\n") == 1, err  # one line: the word and the valid ones
+    assert "--kind: 'bogus' is not an instrument kind; the kinds are project, programme" in err
     rc, out, err = s.run("grants", "frobnicate")
     assert rc == 2 and "unknown subcommand 'frobnicate'" in err, err
     assert "samctl grants add-award ID" in err, ("the group's subcommands", err)
@@ -334,6 +341,155 @@ def test_no_answer_is_reported_after_the_timeout_given():
     assert rc == 1 and f"no reply from 'grants' within {limit_ms} ms" in err, err
     assert limit_ms / 1000 - 0.05 <= took <= limit_ms / 1000 + slack, took
     broker.stop()
+
+
+# Amounts as people paste them (samctl_parse_nok), and what each is in øre.
+GOOD_AMOUNTS = [
+    ("200000", 20000000), ("200 000", 20000000), ("200\u00a0000", 20000000),
+    ("200\u202f000", 20000000), ("200 000,50", 20000050), ("200000.50", 20000050),
+    ("kr 200 000", 20000000), ("NOK 200 000", 20000000), ("200 000 kr", 20000000),
+    ("Kr. 1 500,5", 150050), ("200 000,-", 20000000), ("1 234 567,89", 123456789),
+]
+BAD_AMOUNTS = [
+    ("1 5 0", "do not group thousands"), ("2,5,0", "more than one decimal mark"),
+    ("abc", "no digits"), ("-5", "negative"), ("1,234", "more than 2 decimals"),
+    ("12 34", "do not group thousands"), ("1234 567", "do not group thousands"),
+    ("", "no digits"), ("kr", "no digits"), ("5 euro", "more than digits"),
+    ("99999999999999999999", "too large"),
+]
+
+
+def test_amounts_as_people_paste_them():
+    s = Stack("samctl-amounts")
+    for i, (text, ore) in enumerate(GOOD_AMOUNTS):
+        rc, out, err = s.run("grants", "add-scheme", f"a-{i}", "--name", "A", "--year", "2019",
+                             "--frame", text)
+        assert rc == 0, (text, err)
+    frames = {x["id"]: x["frame_ore"] for x in s.json("grants", "schemes")["items"]}
+    for i, (text, ore) in enumerate(GOOD_AMOUNTS):
+        assert frames[f"a-{i}"] == ore, (text, frames[f"a-{i}"], ore)
+    for text, why in BAD_AMOUNTS:
+        for opt in (["grants", "add-award", "x", "--amount"],
+                    ["grants", "disburse", "x", "d", "--amount"]):
+            rc, out, err = s.run(*opt, text)
+            assert rc == 2 and not out, (text, rc, out)
+            # one line: the command, the option, the value, why, and what would be right
+            assert err.count("\n") == 1 and "usage:" not in err, (text, err)
+            assert err.startswith(f"samctl {opt[0]} {opt[1]}: --amount: '{text}' is not an amount "
+                                  "in NOK ("), (text, err)
+            assert why in err and 'write NOK as e.g. 200000, "200 000"' in err, (text, err)
+    rc, out, err = s.run("grants", "add-award", "x", "--funder", "imdi-ost=1 5 0")
+    assert rc == 2 and err.count("\n") == 1 and "AGENCY=NOK" in err and "group" in err, err
+
+
+def _csv(s, *args):
+    """samctl ARGS --csv as bytes: checked for BOM and CRLF, read with csv as a spreadsheet
+    would; the rows as dicts."""
+    p = subprocess.run([SAMCTL, *args, "--csv", "--broker", s.ep], capture_output=True,
+                       timeout=60 * samtest.SLOW)
+    assert p.returncode == 0, (args, p.stderr)
+    raw = p.stdout
+    assert raw.startswith(b"\xef\xbb\xbf"), (args, raw[:20])
+    body = raw[3:].decode("utf-8")
+    assert body.endswith("\r\n") and "\n" not in body.replace("\r\n", ""), (args, body)
+    return list(csv.DictReader(io.StringIO(body, newline=""), delimiter=";"))
+
+
+def _nok(cell):
+    """A CSV amount in NOK with decimal comma, as øre."""
+    kr, _, ore = cell.partition(",")
+    assert re.fullmatch(r"-?\d+", kr) and re.fullmatch(r"(\d\d)?", ore), cell
+    sign = -1 if kr.startswith("-") else 1
+    return sign * (abs(int(kr)) * 100 + (int(ore) if ore else 0))
+
+
+def _same(row, rec, what):
+    for k, v in rec.items():
+        if k.endswith("_ore") and isinstance(v, int):
+            assert _nok(row[k[:-4] + "_nok"]) == v, (what, k, row, rec)
+        elif isinstance(v, bool):
+            assert row[k] == ("true" if v else "false"), (what, k, row[k], v)
+        elif isinstance(v, (str, int)):
+            assert row[k] == str(v), (what, k, row[k], v)
+
+
+def test_csv_reads_back_as_the_json_says():
+    s = Stack("samctl-csv")
+    for args in (["agencies"], ["pilots"], ["kinds"], ["meetings"], ["grants", "awards"],
+                 ["grants", "schemes"], ["milestone", "history", "halden"],
+                 ["grants", "ledger", "accounts"], ["invitations"]):
+        rows = _csv(s, *args)
+        items = s.json(*args)["items"]
+        assert len(rows) == len(items) > 0, (args, rows, items)
+        for row, rec in zip(rows, items):
+            _same(row, rec, args)
+    # Norwegian text survives: æ, ø, å
+    names = [r["name"] for r in _csv(s, "municipalities")]
+    assert any(set(n) & set("æøåÆØÅ") for n in names), names
+    # the board: a row per pilot, a column per milestone kind holding the day it was reached
+    board = s.json("board", "--as-of", "2019-11-11")
+    rows = _csv(s, "board", "--as-of", "2019-11-11")
+    assert [r["pilot"] for r in rows] == [r["pilot"] for r in board["rows"]], rows
+    for row, rec in zip(rows, board["rows"]):
+        _same(row, rec, "board")
+        for cell in rec["cells"]:
+            assert row[cell["kind"]] == cell["date"], (row, cell)
+    # the overview: its groups, amounts in NOK with a decimal comma
+    o = s.json("grants", "overview", "--year", "2019")
+    rows = _csv(s, "grants", "overview", "--year", "2019")
+    assert len(rows) == len(o["groups"]) > 0, rows
+    for row, rec in zip(rows, o["groups"]):
+        _same(row, rec, "overview")
+    # an empty list: the byte order mark and nothing else
+    p = subprocess.run([SAMCTL, "people", "--csv", "--broker", s.ep], capture_output=True,
+                       timeout=60 * samtest.SLOW)
+    assert p.returncode == 0 and p.stdout == b"\xef\xbb\xbf", p
+
+
+def _width(line):
+    """Display columns, as a terminal counts them: wide East Asian characters two, combining
+    marks and zero-width characters none."""
+    w = 0
+    for ch in line:
+        if unicodedata.combining(ch) or unicodedata.category(ch) in ("Mn", "Me", "Cf"):
+            continue
+        w += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return w
+
+
+def test_the_board_fits_120_columns():
+    s = Stack("samctl-board")
+    # a long challenge and a long pilot id: cut with "…", the columns stay where they are
+    for args in ([], ["--as-of", "2019-11-11"], ["--as-of", "2018-09-30"]):
+        rc, out, err = s.run("board", *args)
+        assert rc == 0, err
+        lines = out.splitlines()
+        assert lines[0].startswith("Statustavle per ") and lines[-1] == "(4)", out
+        for line in lines:
+            assert _width(line) <= 120, (len(line), line)
+        rows = [l for l in lines[4:-1] if not l.startswith(" ")]
+        # every row's phase starts in the header's "Fase" column, whatever came before
+        at = lines[2].index("Fase")
+        assert all(r[at - 1] == " " for r in rows), (at, rows)
+        assert any("…" in l for l in lines), ("a long challenge is cut", out)
+    # more kinds than fit at full width: the dates are cut, the board still fits
+    for k in range(3):
+        rc, out, err = s.run("kinds", "define", f"extra-{k}", "--label", f"Ekstra steg {k}",
+                             "--order", str(8 + k))
+        assert rc == 0, err
+    rc, out, err = s.run("board")
+    assert rc == 0 and all(_width(l) <= 120 for l in out.splitlines()), out
+
+
+def test_a_dead_broker_is_reported_once_after_the_timeout():
+    """Every read and write of samctl gives up after --timeout-ms, its resend included."""
+    dead = f"tcp://127.0.0.1:{samtest.free_port()}"
+    for args in (["board"], ["grants", "overview", "--year", "2019"], ["kinds"],
+                 ["grants", "add-award", "x", "--amount", "200 000"], ["barriers"]):
+        rc, out, err, took = _timed(*args, "--broker", dead, "--timeout-ms", "1000")
+        assert rc == 1 and not out and err.count("\n") == 1, (args, rc, err)
+        assert "within 1000 ms" in err, (args, err)
+        assert took < 3.0 * samtest.SLOW, (args, took)  # twice the timeout would be a bug
 
 
 if __name__ == "__main__":

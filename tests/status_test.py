@@ -672,9 +672,10 @@ def test_samctl_board_and_commands():
         assert rc == 0, err
         lines = out.splitlines()
         assert "Definert" in lines[2] and "utfordring" in lines[3] and "Bærekraf" in lines[2]
-        hl = next(l for l in lines if l.startswith("halden"))
-        assert "2018-09-19" in hl and "Definert utfordring" in hl and "2018-10-18" in hl
-        assert hl.rstrip().endswith("1")
+        at = next(i for i, l in enumerate(lines) if l.startswith("halden"))
+        hl = lines[at]
+        assert "2018-09-19" in hl and "Definert utfordring" in hl and hl.rstrip().endswith("1")
+        assert "siste møte 2018-10-18" in lines[at + 1], lines[at + 1]  # its second line
         rc, out, err = samctl(env.ep, "--json", "board", "--as-of", "2018-09-30")
         assert rc == 0, err
         b = json.loads(out)
@@ -856,8 +857,9 @@ def test_import_fixture_with_the_real_registry():
     assert rc == 0, err
     lines = out.splitlines()
     assert "Definert" in lines[2] and "Forankret" in lines[2] and "Operativ" in lines[2], out
-    fr = next(l for l in lines if l.startswith("fredrikstad"))
-    assert "Fredrikstad" in fr and "husbanken-ost" in fr and "Forankret" in fr, fr
+    at = next(i for i, l in enumerate(lines) if l.startswith("fredrikstad"))
+    fr, about = lines[at], lines[at + 1]  # a pilot's second line: who and where
+    assert "Forankret" in fr and "Fredrikstad" in about and "husbanken-ost" in about, (fr, about)
     # before the status slide nothing was recorded as reached
     rc, out, err = samctl(ep, "--json", "board", "--as-of", "2019-06-01")
     assert all(not r["phase"] for r in json.loads(out)["rows"]), out

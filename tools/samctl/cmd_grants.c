@@ -5,7 +5,9 @@
     each, as the --source agency, with an event id derived from what it creates
     ("award.granted/ps19-halden"), so running the same command twice stores it once.
 
-    Amounts on the command line are NOK: "200000", "200 000", "1234,50" or "1234.50".
+    Amounts on the command line are NOK as people paste them: "200000", "200 000" (also with
+    a no-break space), "200 000,50", "200000.50", "kr 200 000", "200 000 kr"; the one parser
+    (samctl_parse_nok) refuses the rest in one line that says what would be right.
     Lists print as every samctl list does (samctl.h); `instruments` lists a municipality's
     instruments and its needs together, a need with kind "need". The subcommands and their
     options are the table at the bottom.
@@ -24,33 +26,6 @@
 
 /* ---- money --------------------------------------------------------------------------------- */
 
-/* "200 000", "1234,50" → øre; -1 when not a non-negative amount or it overflows. */
-static int s_parse_nok(const char *s, int64_t *out)
-{
-    int64_t kr = 0, ore = 0;
-    int decimals = -1, digits = 0;
-    for (const char *p = s; *p; p++) {
-        if (*p == ' ' || *p == '_') continue;
-        if ((*p == ',' || *p == '.') && decimals < 0) {
-            decimals = 0;
-            continue;
-        }
-        if (*p < '0' || *p > '9') return -1;
-        if (decimals >= 0) {
-            if (++decimals > 2) return -1;
-            ore = ore * 10 + (*p - '0');
-        } else if (__builtin_mul_overflow(kr, 10, &kr) || __builtin_add_overflow(kr, *p - '0', &kr))
-            return -1;
-        digits++;
-    }
-    if (!digits) return -1;
-    if (decimals == 1) ore *= 10;
-    int64_t v;
-    if (__builtin_mul_overflow(kr, 100, &v) || __builtin_add_overflow(v, ore, &v)) return -1;
-    *out = v;
-    return 0;
-}
-
 static const char *s_nok(int64_t ore, char *out, size_t len)
 {
     uint64_t v = ore < 0 ? (uint64_t)0 - (uint64_t)ore : (uint64_t)ore;
@@ -66,20 +41,6 @@ static const char *s_nok(int64_t ore, char *out, size_t len)
                                (unsigned long long)(v % 100))
                     : snprintf(out, len, "%s%s", ore < 0 ? "-" : "", grouped);
     return n >= 0 && (size_t)n < len ? out : "(too wide)";
-}
-
-/* The NOK option `name` in øre into *ore (0 when not given); a usage error (2) when it is not
-   an amount, else 0. */
-static int s_amount(const samctl_args_t *a, const char *name, int64_t *ore)
-{
-    const char *v = samctl_opt(a, name);
-    *ore = 0;
-    if (!v || s_parse_nok(v, ore) == 0) return 0;
-    char shown[64];
-    return samctl_usage_error(a,
-                              "--%s: '%s' is not an amount in NOK (e.g. 200000, \"200 000\", "
-                              "1234,50 or 1234.50)",
-                              name, sam_check_escape(v, 40, shown, sizeof shown));
 }
 
 /* ---- JSON output ------------------------------------------------------------------------- */
@@ -165,7 +126,7 @@ static int s_overview(samctl_t *ctl, const samctl_args_t *a)
                                   json_pack("{s:s,s:i,s:s,s:s}", "id", o->needs[i]->id, "year",
                                             (int)o->needs[i]->year, "title", o->needs[i]->title,
                                             "description", o->needs[i]->description));
-        samctl_print_json(json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient",
+        samctl_print(ctl, json_pack("{s:s,s:i,s:s,s:I,s:I,s:o,s:o,s:o,s:o}", "recipient",
                                     o->recipient, "year", (int)o->year, "group_by", o->group_by,
                                     "committed_ore", (json_int_t)o->committed_ore, "paid_ore",
                                     (json_int_t)o->paid_ore, "groups", groups, "lines", lines,
@@ -400,8 +361,7 @@ static int s_instruments(samctl_t *ctl, const samctl_args_t *a)
 static int s_add_scheme(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__Scheme sc = SAMORDNA__V1__SCHEME__INIT;
-    int rc = s_amount(a, "frame", &sc.frame_ore);
-    if (rc) return rc;
+    sc.frame_ore = samctl_amount(a, "frame");
     sc.owner = (char *)ctl->source; /* unless --owner */
     samctl_fill(a, &sc.base);
     sc.has_frame = samctl_opt(a, "frame") != NULL;
@@ -414,8 +374,7 @@ static int s_add_scheme(samctl_t *ctl, const samctl_args_t *a)
 static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__Award aw = SAMORDNA__V1__AWARD__INIT;
-    int rc = s_amount(a, "amount", &aw.amount_ore);
-    if (rc) return rc;
+    aw.amount_ore = samctl_amount(a, "amount");
     samctl_fill(a, &aw.base);
     aw.currency = "NOK";
     const char *given[S_MAX_FUNDERS];
@@ -426,11 +385,14 @@ static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
     for (size_t i = 0; i < n; i++) {
         const char *eq = strchr(given[i], '=');
         samordna__v1__funder_share__init(&shares[i]);
-        char shown[64];
+        char shown[64], why[128] = "";
         if (!eq || eq == given[i] || (size_t)(eq - given[i]) >= sizeof agencies[i] ||
-            s_parse_nok(eq + 1, &shares[i].amount_ore) != 0)
-            return samctl_usage_error(a, "--funder '%s': write AGENCY=NOK, e.g. imdi-ost=500000",
-                                      sam_check_escape(given[i], 40, shown, sizeof shown));
+            samctl_parse_nok(eq + 1, &shares[i].amount_ore, why, sizeof why) != 0)
+            return samctl_value_error(a,
+                                      "--funder: '%s'%s%s; write AGENCY=NOK, e.g. imdi-ost=500000 "
+                                      "or \"imdi-ost=500 000\"",
+                                      sam_check_escape(given[i], 40, shown, sizeof shown),
+                                      why[0] ? ": " : "", why);
         snprintf(agencies[i], sizeof agencies[i], "%.*s", (int)(eq - given[i]), given[i]);
         shares[i].agency = agencies[i];
         sp[i] = &shares[i];
@@ -453,8 +415,7 @@ static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
 static int s_payment(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__Payment p = SAMORDNA__V1__PAYMENT__INIT;
-    int rc = s_amount(a, "amount", &p.amount_ore);
-    if (rc) return rc;
+    p.amount_ore = samctl_amount(a, "amount");
     samctl_fill(a, &p.base);
     p.currency = "NOK";
     return samctl_write(ctl, a, &p.base);
@@ -463,14 +424,15 @@ static int s_payment(samctl_t *ctl, const samctl_args_t *a)
 static int s_add_instrument(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__Instrument in = SAMORDNA__V1__INSTRUMENT__INIT;
-    int rc = s_amount(a, "value", &in.value_ore);
-    if (rc) return rc;
+    in.value_ore = samctl_amount(a, "value");
     const char *kind = samctl_str(a, "kind");
     for (int k = 1; k <= 5; k++)
         if (strcmp(kind, s_instrument_kinds[k]) == 0) in.kind = k;
     if (!in.kind) {
         char shown[64];
-        return samctl_usage_error(a, "--kind '%s': project, programme, advice, position or other",
+        return samctl_value_error(a,
+                                  "--kind: '%s' is not an instrument kind; the kinds are project, "
+                                  "programme, advice, position and other",
                                   sam_check_escape(kind, 40, shown, sizeof shown));
     }
     in.agency = (char *)ctl->source; /* unless --agency */
@@ -545,7 +507,7 @@ static const samctl_opt_t s_add_scheme_opts[] = {
     {"name", 0, "NAME", SAMCTL_TEXT, 0, "the scheme's name"},
     {"owner", 0, "AGENCY", SAMCTL_TEXT, 0, "the agency that runs it (default --source)"},
     S_YEAR("the budget year"),
-    {"frame", 0, "NOK", SAMCTL_TEXT, 0, "the most it may commit; without: unbounded"},
+    {"frame", 0, "NOK", SAMCTL_AMOUNT, 0, "the most it may commit; without: unbounded"},
     {"chapter", 0, "CHAPTER", SAMCTL_TEXT, 0, "the state budget chapter"},
     {"item", 0, "ITEM", SAMCTL_TEXT, 0, "the state budget item (post)"},
     {"note", 0, "TEXT", SAMCTL_TEXT, 0, "anything more"},
@@ -554,7 +516,8 @@ static const samctl_opt_t s_add_scheme_opts[] = {
 static const samctl_opt_t s_add_award_opts[] = {
     {"scheme", 0, "SCHEME", SAMCTL_TEXT, 0, "the scheme that pays it"},
     {"recipient", 0, "RECIPIENT", SAMCTL_TEXT, 0, "the municipality or agency that gets it"},
-    {"amount", 0, "NOK", SAMCTL_TEXT, 0, "how much: 200000, \"200 000\", 1234,50"},
+    {"amount", 0, "NOK", SAMCTL_AMOUNT, 0,
+     "how much: 200000, \"200 000\", \"200 000,50\", \"kr 200 000\""},
     {"purpose", 0, "TEXT", SAMCTL_TEXT, 0, "what it is for"},
     {"funder", 0, "AGENCY=NOK", SAMCTL_TEXT, SAMCTL_REPEAT,
      "an agency's share of a joint award (default: --source pays all)"},
@@ -564,7 +527,7 @@ static const samctl_opt_t s_add_award_opts[] = {
     {NULL},
 };
 static const samctl_opt_t s_payment_opts[] = {
-    {"amount", 0, "NOK", SAMCTL_TEXT, 0, "how much (cancel: without, the whole rest)"},
+    {"amount", 0, "NOK", SAMCTL_AMOUNT, 0, "how much (cancel: without, the whole rest)"},
     {"final", 0, NULL, SAMCTL_TEXT, 0, "the last payment: the award is completed"},
     S_DATE("date", "the day of the payment"),
     {"note", 0, "TEXT", SAMCTL_TEXT, 0, "anything more"},
@@ -579,7 +542,7 @@ static const samctl_opt_t s_add_instrument_opts[] = {
     {"title", 0, "TEXT", SAMCTL_TEXT, 0, "what it is"},
     {"description", 0, "TEXT", SAMCTL_TEXT, 0, "more about it"},
     {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "the pilot it belongs to"},
-    {"value", 0, "NOK", SAMCTL_TEXT, 0, "what it is worth, when money"},
+    {"value", 0, "NOK", SAMCTL_AMOUNT, 0, "what it is worth, when money"},
     {NULL},
 };
 static const samctl_opt_t s_add_need_opts[] = {
@@ -610,9 +573,11 @@ static const samctl_cmd_t s_ledger_subs[] = {
 static const samctl_cmd_t s_grants_subs[] = {
     {.name = "overview",
      .args = "[RECIPIENT]",
-     .about = "What a recipient received, or every recipient's totals for a year.\n"
-              "RECIPIENT's awards and instruments grouped by agency, scheme or pilot; without\n"
-              "RECIPIENT, every recipient's totals for --year. --json: one object, amounts in øre.",
+     .about =
+         "What a recipient received, or every recipient's totals for a year.\n"
+         "RECIPIENT's awards and instruments grouped by agency, scheme or pilot; without\n"
+         "RECIPIENT, every recipient's totals for --year. --json: one object, amounts in øre;\n"
+         "--csv: the groups, amounts in NOK with a decimal comma.",
      .opts = s_overview_opts,
      .run = s_overview},
     {.name = "ledger",

@@ -27,31 +27,36 @@
 
 /* ---- text columns (UTF-8 aware: Norwegian labels hold æ, ø, å) ------------------------------ */
 
-/* Prints s in exactly `width` columns: cut with '.' when longer, padded when shorter. */
+/* The board fits a terminal of this many columns. */
+#define S_BOARD_WIDTH 120
+
+/* The display columns of a UTF-8 string: one a character (the board's text is Latin). */
+static int s_columns(const char *s)
+{
+    int n = 0;
+    for (const unsigned char *q = (const unsigned char *)s; *q; q++)
+        n += (*q & 0xC0) != 0x80;
+    return n;
+}
+
+/* Prints s in exactly `width` columns: cut with "…" when longer, padded when shorter, so a
+   long name never shifts the columns after it. */
 static void s_cell(const char *s, int width)
 {
-    int cols = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    const unsigned char *cut = NULL;
-    size_t total = 0;
-    for (const unsigned char *q = p; *q; q++)
-        if ((*q & 0xC0) != 0x80) total++;
-    if ((int)total <= width) {
+    int cols = s_columns(s);
+    if (cols <= width) {
         fputs(s, stdout);
-        cols = (int)total;
-    } else {
-        for (const unsigned char *q = p; *q; q++) {
-            if ((*q & 0xC0) != 0x80) {
-                if (cols == width - 1) {
-                    cut = q;
-                    break;
-                }
-                cols++;
-            }
+    } else if (width > 0) {
+        int kept = 0;
+        const unsigned char *q = (const unsigned char *)s;
+        for (; *q; q++) {
+            if ((*q & 0xC0) != 0x80 && kept++ == width - 1) break;
         }
-        fwrite(p, 1, (size_t)(cut - p), stdout);
-        putchar('.');
+        fwrite(s, 1, (size_t)(q - (const unsigned char *)s), stdout);
+        fputs("…", stdout);
         cols = width;
+    } else {
+        cols = 0;
     }
     for (; cols < width; cols++)
         putchar(' ');
@@ -74,42 +79,52 @@ static void s_head_word(const char *label, int line, int w)
         s_cell(sp ? sp + 1 : "", w);
 }
 
+/*  The board in S_BOARD_WIDTH columns: a pilot's first line holds what is compared down the
+    board — the day each milestone was reached, the phase, the open barriers — and its
+    second, indented, what describes it: the municipality, who leads, the last meeting and
+    the challenge, cut with "…". A date column is as wide as a date while the kinds leave
+    the phase room; with more kinds than fit, the dates are cut too, never the layout. */
 static void s_board_text(const ProtobufCMessage *rec)
 {
     const Samordna__V1__BoardReply *b = (const Samordna__V1__BoardReply *)rec;
-    const int W = 10;
+    const int pilot_w = 13, barriers_w = 6, phase_min = 10;
+    int kinds = (int)b->n_kinds, room = S_BOARD_WIDTH - (pilot_w + 1) - barriers_w;
+    int date_w = 10;
+    if (kinds > 0 && kinds * (date_w + 1) + phase_min + 1 > room)
+        date_w = (room - phase_min - 1) / kinds - 1;
+    if (date_w < 3) date_w = 3;
+    int phase_w = room - kinds * (date_w + 1) - 1;
+    if (phase_w > 20) phase_w = 20;
+    if (phase_w < 1) phase_w = 1;
     printf("Statustavle per %s\n\n", b->as_of);
     for (int line = 0; line < 2; line++) {
-        s_cell(line ? "" : "Pilot", 14);
-        s_cell(line ? "" : "Kommune", 15);
-        s_cell(line ? "" : "Utfordring", 25);
-        s_cell(line ? "" : "Ledes av", 15);
+        s_cell(line ? "" : "Pilot", pilot_w + 1);
         for (size_t k = 0; k < b->n_kinds; k++) {
-            s_head_word(b->kinds[k]->label, line, W);
+            s_head_word(b->kinds[k]->label, line, date_w);
             putchar(' ');
         }
-        s_cell(line ? "" : "Fase", 21);
-        s_cell(line ? "" : "Siste møte", 12);
-        printf("%s\n", line ? "" : "Hindre");
+        s_cell(line ? "" : "Fase", phase_w + 1);
+        printf("%*s\n", barriers_w, line ? "" : "Hindre");
     }
     for (size_t r = 0; r < b->n_rows; r++) {
         const Samordna__V1__BoardRow *row = b->rows[r];
-        s_cell(row->pilot, 13);
-        putchar(' ');
-        s_cell(row->municipality_name, 14);
-        putchar(' ');
-        s_cell(row->challenge, 24);
-        putchar(' ');
-        s_cell(row->investment_leader, 14);
+        s_cell(row->pilot, pilot_w);
         putchar(' ');
         for (size_t k = 0; k < row->n_cells; k++) {
-            s_cell(*row->cells[k]->date ? row->cells[k]->date : "-", W);
+            s_cell(*row->cells[k]->date ? row->cells[k]->date : "-", date_w);
             putchar(' ');
         }
-        s_cell(*row->phase_label ? row->phase_label : "-", 20);
-        putchar(' ');
-        s_cell(*row->last_meeting_date ? row->last_meeting_date : "-", 11);
-        printf(" %u\n", row->open_barriers);
+        s_cell(*row->phase_label ? row->phase_label : "-", phase_w);
+        printf(" %*u\n", barriers_w - 1, row->open_barriers);
+        char about[1024];
+        snprintf(about, sizeof about, "%s · ledes av %s · siste møte %s · %s",
+                 row->municipality_name[0] ? row->municipality_name : row->municipality,
+                 row->investment_leader[0] ? row->investment_leader : "-",
+                 row->last_meeting_date[0] ? row->last_meeting_date : "-", row->challenge);
+        fputs("    ", stdout);
+        int left = S_BOARD_WIDTH - 4;
+        s_cell(about, s_columns(about) < left ? s_columns(about) : left);
+        putchar('\n');
     }
     if (b->n_rows == 0)
         printf("no pilots\n");
@@ -302,7 +317,9 @@ const samctl_cmd_t samctl_board_cmd = {
     .about =
         "The pilot status board: one row per pilot, one column per milestone kind with the day\n"
         "it was reached, the phase, the last meeting and the open barriers. --as-of shows it as\n"
-        "it stood that day, folded from each pilot's history. --json: the board as one object.",
+        "it stood that day, folded from each pilot's history. It fits 120 columns: a pilot's\n"
+        "second line tells who and where; a long cell is cut with \"…\". --json: the board as\n"
+        "one object; --csv: a row a pilot, a column a milestone kind, for a spreadsheet.",
     .opts = s_board_opts,
     .run = samctl_query_run,
     .query = S_SHOWS("status.board", board_request, board_reply, s_board_text),

@@ -38,6 +38,10 @@ const sam_option_t samctl_global_options[] = {
     {"json", NULL, NULL,
      "print JSON: a list as {\"items\": [...], \"next\": TOKEN or null}, one record as an object",
      false},
+    {"csv", NULL, NULL,
+     "print lists, the board and the overview as CSV for spreadsheets: UTF-8 with BOM, ';', "
+     "CRLF, amounts in NOK with decimal comma",
+     false},
     {"timeout-ms", "MS", "5000",
      "how long to wait for an answer, resends included; then samctl says so and exits 1", false},
     {"source", "AGENCY", "fmov", "agency id to publish events as", false},
@@ -448,7 +452,7 @@ void samctl_list_end(samctl_list_t *l, const char *next)
         json_object_set_new(doc, "items", l->items);
         json_object_set_new(doc, "next", more ? json_string(next) : json_null());
         l->items = NULL;
-        samctl_print_json(doc);
+        samctl_print(l->ctl, doc);
         return;
     }
     if (l->count == 0)
@@ -548,7 +552,7 @@ static int s_show(samctl_t *ctl, const samctl_query_t *q, const ProtobufCMessage
     ProtobufCMessage *rec = samctl_call(ctl, q->service, q->method, req, q->reply);
     if (!rec) return 1;
     if (ctl->json)
-        samctl_print_json(s_record_json(q, rec));
+        samctl_print(ctl, s_record_json(q, rec));
     else
         q->row(rec);
     protobuf_c_message_free_unpacked(rec, NULL);
@@ -609,6 +613,189 @@ int samctl_query_run(samctl_t *ctl, const samctl_args_t *a)
     int rc = samctl_list_query(ctl, q, req);
     free(req); /* its strings are argv's */
     return rc;
+}
+
+/* ---- CSV: lists, the board and the overview for spreadsheets ------------------------------ */
+
+/*  --csv is written for the spreadsheet programs people in Norway open it in: UTF-8 with a
+    byte order mark (without one they guess a legacy code page and break æ, ø, å), ';'
+    between fields (the ',' is the decimal comma), CRLF line ends, a header row, and amounts
+    as NOK with a decimal comma ("200000" or "1500,50": no thousands spaces, so the cell is
+    a number). The rows are the JSON records flattened: a member "x_ore" becomes "x_nok";
+    an object's members become columns "x.member"; a list of pairs ({kind, date}, as the
+    board's cells) one column a pair, named by its first value; any other list one cell. */
+
+static void s_csv_field(const char *s)
+{
+    if (!strpbrk(s, ";\"\r\n") && s[0] != ' ') {
+        fputs(s, stdout);
+        return;
+    }
+    putchar('"');
+    for (const char *p = s; *p; p++) {
+        if (*p == '"') putchar('"');
+        putchar(*p);
+    }
+    putchar('"');
+}
+
+/* A scalar as its cell; ore: an amount in øre, written as NOK. The caller frees. */
+static char *s_csv_scalar(const json_t *v, bool ore)
+{
+    char buf[64];
+    if (json_is_string(v)) return strdup(json_string_value(v));
+    if (json_is_integer(v) && ore) {
+        json_int_t n = json_integer_value(v);
+        unsigned long long a = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+        if (a % 100)
+            snprintf(buf, sizeof buf, "%s%llu,%02llu", n < 0 ? "-" : "", a / 100, a % 100);
+        else
+            snprintf(buf, sizeof buf, "%s%llu", n < 0 ? "-" : "", a / 100);
+    } else if (json_is_integer(v)) {
+        snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    } else if (json_is_real(v)) {
+        snprintf(buf, sizeof buf, "%.3f", json_real_value(v));
+        char *dot = strchr(buf, '.');
+        if (dot) *dot = ',';
+    } else if (json_is_boolean(v)) {
+        snprintf(buf, sizeof buf, "%s", json_is_true(v) ? "true" : "false");
+    } else if (json_is_null(v)) {
+        buf[0] = '\0';
+    } else {
+        return json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    }
+    return strdup(buf);
+}
+
+static bool s_ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), t = strlen(tail);
+    return n >= t && strcmp(s + n - t, tail) == 0;
+}
+
+/* Whether every element of a is an object of two members, the first a string. */
+static bool s_pairs(const json_t *a)
+{
+    size_t i;
+    const json_t *e;
+    json_array_foreach(a, i, e) if (!json_is_object(e) || json_object_size(e) != 2 ||
+                                    !json_is_string(json_object_iter_value(
+                                        json_object_iter((json_t *)e)))) return false;
+    return json_array_size(a) > 0;
+}
+
+static void s_csv_put(json_t *cells, const char *name, char *text)
+{
+    json_object_set_new(cells, name, json_string(text ? text : ""));
+    free(text);
+}
+
+/* The cells of one record, flattened into cells (name → text), under prefix. */
+static void s_csv_flatten(json_t *cells, const char *prefix, const json_t *rec)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach((json_t *)rec, key, v)
+    {
+        char name[160];
+        snprintf(name, sizeof name, "%s%s", prefix, key);
+        bool ore = json_is_integer(v) && s_ends_with(name, "_ore");
+        if (ore) memcpy(name + strlen(name) - 3, "nok", 3);
+        if (json_is_object(v)) {
+            char sub[170];
+            snprintf(sub, sizeof sub, "%s.", name);
+            s_csv_flatten(cells, sub, v);
+        } else if (json_is_array(v) && s_pairs(v)) {
+            size_t i;
+            json_t *e;
+            json_array_foreach(v, i, e)
+            {
+                void *it = json_object_iter(e);
+                const char *col = json_string_value(json_object_iter_value(it));
+                it = json_object_iter_next(e, it);
+                s_csv_put(cells, col, s_csv_scalar(json_object_iter_value(it), false));
+            }
+        } else if (json_is_array(v) && json_array_size(v) && json_is_string(json_array_get(v, 0))) {
+            size_t i, at = 0;
+            json_t *e;
+            char joined[1024] = "";
+            json_array_foreach(v, i, e) at +=
+                (size_t)snprintf(joined + at, at < sizeof joined ? sizeof joined - at : 0, "%s%s",
+                                 i ? ", " : "", json_is_string(e) ? json_string_value(e) : "?");
+            s_csv_put(cells, name, strdup(joined));
+        } else {
+            s_csv_put(cells, name, s_csv_scalar(v, ore));
+        }
+    }
+}
+
+/* The records as CSV: BOM, a header of every column any record has, one row each. */
+static void s_csv_rows(const json_t *records)
+{
+    json_t *rows = json_array(), *columns = json_array(), *seen = json_object();
+    size_t i;
+    json_t *rec;
+    json_array_foreach((json_t *)records, i, rec)
+    {
+        json_t *cells = json_object();
+        if (json_is_object(rec))
+            s_csv_flatten(cells, "", rec);
+        else
+            s_csv_put(cells, "value", s_csv_scalar(rec, false));
+        const char *name;
+        json_t *v;
+        json_object_foreach(cells, name, v) if (!json_object_get(seen, name))
+        {
+            json_object_set_new(seen, name, json_true());
+            json_array_append_new(columns, json_string(name));
+        }
+        json_array_append_new(rows, cells);
+    }
+    fputs("\xEF\xBB\xBF", stdout);
+    json_t *col;
+    json_array_foreach(columns, i, col)
+    {
+        if (i) putchar(';');
+        s_csv_field(json_string_value(col));
+    }
+    if (json_array_size(columns)) fputs("\r\n", stdout);
+    json_t *cells;
+    json_array_foreach(rows, i, cells)
+    {
+        size_t k;
+        json_array_foreach(columns, k, col)
+        {
+            if (k) putchar(';');
+            const json_t *v = json_object_get(cells, json_string_value(col));
+            s_csv_field(v ? json_string_value(v) : "");
+        }
+        fputs("\r\n", stdout);
+    }
+    json_decref(rows);
+    json_decref(columns);
+    json_decref(seen);
+}
+
+void samctl_print(samctl_t *ctl, json_t *j)
+{
+    if (!ctl->csv) {
+        samctl_print_json(j);
+        return;
+    }
+    /* A list: its items. One object: its records (the board's rows, the overview's
+       groups), or else the object as one row. */
+    json_t *records = NULL;
+    static const char *const lists[] = {"items", "rows", "groups"};
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0] && !json_is_array(records); i++)
+        records = json_object_get(j, lists[i]);
+    if (json_is_array(records)) {
+        s_csv_rows(records);
+    } else {
+        json_t *one = json_pack("[O]", j);
+        s_csv_rows(one);
+        json_decref(one);
+    }
+    json_decref(j);
 }
 
 /* ---- ping, help and main -------------------------------------------------------------------- */
@@ -778,7 +965,9 @@ int main(int argc, char **argv)
     }
     bool ok = true;
     if (rc == 0) {
-        ctl.json = sam_config_flag(ctl.config, "json");
+        ctl.csv = sam_config_flag(ctl.config, "csv");
+        /* CSV is made from the JSON records: every command builds those under --csv. */
+        ctl.json = ctl.csv || sam_config_flag(ctl.config, "json");
         ctl.timeout_ms = (int)sam_config_int(ctl.config, "timeout-ms", 1, 3600000, &ok);
         ctl.source = sam_config_get(ctl.config, "source");
         /* samctl logs warnings only unless --log-level was given (on the line or in the

@@ -20,7 +20,9 @@
       options and arguments in any order; a subcommand right after its command's word;
       -h or --help anywhere: the usage, the options and their help text, exit 0.
     Exit codes: 0 done, 1 the service refused or failed (its message on stderr as it came),
-    2 a usage error: "samctl <command>: <what was wrong>" and that command's usage line.
+    2 a usage error: "samctl <command>: <what was wrong>" and that command's usage line; a
+      value of the wrong shape (a count, a year, a date, an amount) gets its one line only,
+      naming the option, the value and what would be right.
     samctl checks what it must turn into numbers (counts, years, amounts) and the dates of
     queries; what goes into an event is the storing service's to judge, and its refusal,
     which names the field and the rule, is printed as it is.
@@ -35,6 +37,9 @@
       one record:    an object (show ID, grants award ID, board, report, overview, …);
       a write:       {"service", "type", "id", "subject", "seq", "duplicate"} of the event
                      it published (samctl_publish).
+    --csv: the same records for a spreadsheet (samctl_print): UTF-8 with BOM, ';', CRLF, a
+      header row, amounts "x_ore" as "x_nok" in NOK with a decimal comma; a list's items,
+      the board's rows, the overview's groups. An empty list is the BOM alone.
     Records carry the proto field names. Errors never go to stdout.
 
     ## Waiting
@@ -61,6 +66,8 @@ typedef struct {
     sam_config_t *config; /* global options */
     sam_client_t *client; /* connected to --broker (created on first samctl_client call) */
     bool json;            /* --json: machine output */
+    bool csv;             /* --csv: lists and records as CSV (json is set too: CSV is made
+                             from the JSON records) */
     int timeout_ms;       /* --timeout-ms for each call */
     const char *source;   /* --source: agency id used as CloudEvent source (default fmov) */
 } samctl_t;
@@ -93,6 +100,11 @@ ProtobufCMessage *samctl_call(samctl_t *ctl, const char *service, const char *me
 /* Prints one JSON document (compact, keys in insertion order) on its own line to stdout and
    releases j; the --json output of every command: a list (samctl_list_end) or one object. */
 void samctl_print_json(json_t *j);
+
+/*  The --json output of a list or a record, or under --csv the same as CSV for spreadsheets
+    (samctl.c says how: BOM, ';', CRLF, NOK with a decimal comma): a list's items, a
+    record's "rows" or "groups", or else the record as one row. Releases j. */
+void samctl_print(samctl_t *ctl, json_t *j);
 
 /*  Any protobuf message as a JSON object: every field under its proto name, repeated ones as
     arrays, messages as objects (null when absent), enum values as their lower-case word
@@ -240,11 +252,24 @@ int samctl_write_run(samctl_t *ctl, const samctl_args_t *a);
 
 /* What an option's value must be; samctl_run() checks it before the handler runs. */
 typedef enum {
-    SAMCTL_TEXT,  /* anything: the service judges it */
-    SAMCTL_COUNT, /* a whole number from 0 to 4294967295 */
-    SAMCTL_YEAR,  /* a year from 1 to 9999 */
-    SAMCTL_DATE,  /* a calendar date YYYY-MM-DD (sam_check_date) */
+    SAMCTL_TEXT,   /* anything: the service judges it */
+    SAMCTL_COUNT,  /* a whole number from 0 to 4294967295 */
+    SAMCTL_YEAR,   /* a year from 1 to 9999 */
+    SAMCTL_DATE,   /* a calendar date YYYY-MM-DD (sam_check_date) */
+    SAMCTL_AMOUNT, /* NOK as people paste it (samctl_parse_nok); samctl_amount() gives øre */
 } samctl_type_t;
+
+/*  An amount of NOK as people write and paste it, into øre: "200000", "200 000" (the spaces
+    an ordinary space, U+00A0 no-break or U+202F narrow no-break, grouping thousands),
+    "200 000,50" or "200000.50" (one decimal mark, at most 2 decimals), "200 000,-", with
+    "kr", "kr." or "NOK" before or after. Refuses anything else — "1 5 0" (spaces that do not
+    group thousands), "2,5,0", "abc", a sign, a third decimal, more than fits — with the
+    reason in why ("it has more than 2 decimals", cap bytes). Returns 0 or -1. */
+int samctl_parse_nok(const char *s, int64_t *ore, char *why, size_t cap);
+
+/* What the refusal of an amount adds: what would be right. */
+#define SAMCTL_AMOUNT_EXAMPLES                                                                     \
+    "write NOK as e.g. 200000, \"200 000\", \"200 000,50\", 200000.50 or \"kr 200 000\""
 
 enum {
     SAMCTL_REQUIRED = 1 << 0, /* the command does not run without it */
@@ -309,6 +334,9 @@ const char *samctl_str(const samctl_args_t *a, const char *name);
 /*  True when the flag `name` was given. */
 bool samctl_flag(const samctl_args_t *a, const char *name);
 
+/*  A SAMCTL_AMOUNT option in øre (checked already); 0 when not given. */
+int64_t samctl_amount(const samctl_args_t *a, const char *name);
+
 /*  A SAMCTL_COUNT or SAMCTL_YEAR option as its number (checked already); 0 when not given. */
 uint32_t samctl_u32(const samctl_args_t *a, const char *name);
 
@@ -328,6 +356,11 @@ size_t samctl_opt_all(const samctl_args_t *a, const char *name, const char **out
 /*  Prints "samctl <path>: <message>" and the usage of a's command to stderr, as
     samctl_run() does for its own errors; returns 2. */
 int samctl_usage_error(const samctl_args_t *a, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/*  Prints "samctl <path>: <message>" alone to stderr — for a value that is wrong, where the
+    message names the option, the value and what would be right; returns 2. */
+int samctl_value_error(const samctl_args_t *a, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /*  The global options (sam_config table of samctl.c), for help texts. */

@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #define S_WIDTH 100 /* usage lines are wrapped here */
 
@@ -170,6 +171,128 @@ int samctl_usage_error(const samctl_args_t *a, const char *fmt, ...)
     return rc;
 }
 
+int samctl_value_error(const samctl_args_t *a, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "samctl %s: %s\n", a->path, sam_check_sanitize(msg));
+    return 2;
+}
+
+/* ---- amounts ------------------------------------------------------------------------------ */
+
+/* The length of a space at p as people paste them between digit groups: an ordinary space,
+   U+00A0 no-break space, U+202F narrow no-break space (what word processors and banks'
+   web pages put between thousands), U+2009 thin space; 0 when p is none of them. */
+static size_t s_space(const char *p)
+{
+    if (*p == ' ') return 1;
+    if ((unsigned char)p[0] == 0xC2 && (unsigned char)p[1] == 0xA0) return 2;
+    if ((unsigned char)p[0] == 0xE2 && (unsigned char)p[1] == 0x80 &&
+        ((unsigned char)p[2] == 0xAF || (unsigned char)p[2] == 0x89))
+        return 3;
+    return 0;
+}
+
+static const char *s_skip_spaces(const char *p)
+{
+    for (size_t n; (n = s_space(p)) > 0;)
+        p += n;
+    return p;
+}
+
+/* Whether p starts with the currency word w (any case) not followed by a letter. */
+static size_t s_currency(const char *p)
+{
+    static const char *const words[] = {"NOK", "kr.", "kr"};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        size_t n = strlen(words[i]);
+        if (strncasecmp(p, words[i], n) == 0 && !isalpha((unsigned char)p[n])) return n;
+    }
+    return 0;
+}
+
+int samctl_parse_nok(const char *s, int64_t *ore, char *why, size_t cap)
+{
+    const char *p = s_skip_spaces(s);
+    size_t n = s_currency(p);
+    bool prefix = n > 0;
+    p = s_skip_spaces(p + n);
+    if (*p == '-' || *p == '+') {
+        snprintf(why, cap, "%s",
+                 *p == '-' ? "it is negative: an amount here is 0 or more" : "it has a sign");
+        return -1;
+    }
+    int64_t kr = 0;
+    int digits = 0, group = 0, groups = 0;
+    bool grouped = false;
+    for (;; p++) {
+        if (isdigit((unsigned char)*p)) {
+            if (__builtin_mul_overflow(kr, 10, &kr) || __builtin_add_overflow(kr, *p - '0', &kr) ||
+                kr > INT64_MAX / 100 - 1) {
+                snprintf(why, cap, "it is too large");
+                return -1;
+            }
+            digits++;
+            group++;
+            continue;
+        }
+        size_t sp = s_space(p);
+        if (!sp || !isdigit((unsigned char)p[sp])) break;
+        /* A space between digits groups thousands: the first group 1 to 3 digits, every
+           later one exactly 3, so "1 5 0" is not taken for 150. */
+        if ((groups == 0 && group > 3) || (groups > 0 && group != 3)) break;
+        grouped = true;
+        groups++;
+        group = 0;
+        p += sp - 1;
+    }
+    if (grouped && group != 3) {
+        snprintf(why, cap, "it has spaces that do not group thousands");
+        return -1;
+    }
+    if (!digits) {
+        snprintf(why, cap, "it has no digits");
+        return -1;
+    }
+    int64_t cents = 0;
+    if ((*p == ',' || *p == '.') && p[1] == '-' && !isdigit((unsigned char)p[2])) {
+        p += 2; /* "200 000,-": whole kroner, as price tags write it */
+    } else if (*p == ',' || *p == '.') {
+        int decimals = 0;
+        for (p++; isdigit((unsigned char)*p); p++) {
+            if (++decimals > 2) {
+                snprintf(why, cap, "it has more than 2 decimals");
+                return -1;
+            }
+            cents = cents * 10 + (*p - '0');
+        }
+        if (decimals == 0) {
+            snprintf(why, cap, "it has no digits after its decimal mark");
+            return -1;
+        }
+        if (decimals == 1) cents *= 10;
+        if (*p == ',' || *p == '.') {
+            snprintf(why, cap, "it has more than one decimal mark");
+            return -1;
+        }
+    }
+    p = s_skip_spaces(p);
+    if (!prefix && (n = s_currency(p)) > 0) p = s_skip_spaces(p + n);
+    if (*p) {
+        snprintf(why, cap, "%s",
+                 isdigit((unsigned char)*p) ? "it has spaces that do not group thousands"
+                 : *p == ',' || *p == '.'   ? "it has more than one decimal mark"
+                                            : "it holds more than digits, spaces and kr");
+        return -1;
+    }
+    *ore = kr * 100 + cents;
+    return 0;
+}
+
 /* ---- values ------------------------------------------------------------------------------- */
 
 /* Checks a value against its option's type; 0, or -1 with the reason in err. */
@@ -195,6 +318,14 @@ static int s_check_value(const samctl_opt_t *o, const char *v, char *err, size_t
         char field[64];
         snprintf(field, sizeof field, "--%s", o->name);
         if (sam_check_date(field, v, true, err, cap) != 0) return -1;
+    } else if (o->type == SAMCTL_AMOUNT) {
+        char why[128];
+        int64_t ore;
+        if (samctl_parse_nok(v, &ore, why, sizeof why) != 0) {
+            snprintf(err, cap, "--%s: '%s' is not an amount in NOK (%s); " SAMCTL_AMOUNT_EXAMPLES,
+                     o->name, sam_check_escape(v, 40, shown, sizeof shown), why);
+            return -1;
+        }
     }
     return 0;
 }
@@ -292,7 +423,12 @@ static int s_parse(const samctl_cmd_t *c, const char *path, int argc, char **arg
                                "--%s=VALUE)",
                                o->name, o->arg, o->name);
             char err[256];
-            if (s_check_value(o, value, err, sizeof err) != 0) return s_error(path, c, "%s", err);
+            if (s_check_value(o, value, err, sizeof err) != 0) {
+                /* The option is known and named: one line that says what would be right
+                   serves better than the whole usage after it. */
+                fprintf(stderr, "samctl %s: %s\n", path, sam_check_sanitize(err));
+                return 2;
+            }
         } else if (eq) {
             return s_error(path, c, "--%s takes no value", o->name);
         }
@@ -379,6 +515,16 @@ const char *samctl_str(const samctl_args_t *a, const char *name)
 bool samctl_flag(const samctl_args_t *a, const char *name)
 {
     return samctl_opt(a, name) != NULL;
+}
+
+int64_t samctl_amount(const samctl_args_t *a, const char *name)
+{
+    const char *v = samctl_opt(a, name);
+    assert(s_known(a, name)->type == SAMCTL_AMOUNT);
+    int64_t ore = 0;
+    char why[128];
+    if (v && samctl_parse_nok(v, &ore, why, sizeof why) != 0) ore = 0; /* checked already */
+    return ore;
 }
 
 uint32_t samctl_u32(const samctl_args_t *a, const char *name)
