@@ -182,6 +182,7 @@ static int s_refuse_reuse(sam_service_t *svc, MDB_txn *txn, rt_request_t *r, uin
                                (ProtobufCMessage **)&orig);
     if (rc != 0 && rc != MDB_NOTFOUND && rc != SAM_STORE_CORRUPT) return rc;
     char what[64] = "";
+    size_t n = 0;
     const Io__Cloudevents__V1__CloudEvent *o = orig ? orig->event : NULL;
     if (o) {
         size_t la = 0, lb = 0;
@@ -191,7 +192,6 @@ static int s_refuse_reuse(sam_service_t *svc, MDB_txn *txn, rt_request_t *r, uin
         bool data_same = !da == !db && la == lb && (!la || memcmp(da, db, la) == 0) && ta == tb &&
                          (!ta || s_same_text(ce->text_data, o->text_data));
         const char *parts[3];
-        size_t n = 0;
         if (!s_same_text(ce->type, o->type)) parts[n++] = "type";
         if (!s_same_text(sam_event_attr(ce, "subject"), sam_event_attr(o, "subject")))
             parts[n++] = "subject";
@@ -203,14 +203,15 @@ static int s_refuse_reuse(sam_service_t *svc, MDB_txn *txn, rt_request_t *r, uin
                                   : ", ",
                      parts[i]);
     }
-    if (!what[0]) snprintf(what, sizeof what, "content"); /* original not at hand */
+    if (!n) snprintf(what, sizeof what, "content"); /* the original is not at hand */
     char id[200], source[200];
     sam_reply_error(&r->reply, SAM_CONFLICT,
-                    "event id \"%s\" of source \"%s\" was stored as seq %" PRIu64
-                    " with a different %s; a retry must repeat the event's type, subject and "
-                    "data unchanged, a new event needs a new id",
+                    "event id \"%s\" of source \"%s\" is taken: it was stored as seq %" PRIu64
+                    " and this event's %s differ%s from it (a retry repeats the event's type, "
+                    "subject and data unchanged; a new event needs a new id)",
                     sam_check_escape(ce->id, 160, id, sizeof id),
-                    sam_check_escape(ce->source, 160, source, sizeof source), seq, what);
+                    sam_check_escape(ce->source, 160, source, sizeof source), seq, what,
+                    n > 1 ? "" : "s");
     if (orig) samordna__v1__stored_event__free_unpacked(orig, NULL);
     return 0;
 }
