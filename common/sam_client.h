@@ -3,8 +3,8 @@
     pipelined ones (many requests in flight, matched by id).
 
     Retries: sam_client_call() resends on timeout only when the caller says the request is
-    idempotent (every query, and every events.publish — the service answers a duplicate
-    (source, id) with the original result). A retry reuses the request id.
+    idempotent (every query, and every events.publish — the service answers a retry of
+    a stored (source, id) with the original result). A retry reuses the request id.
 */
 #ifndef SAM_CLIENT_H
 #define SAM_CLIENT_H

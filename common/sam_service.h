@@ -27,8 +27,8 @@
     and decodes it as the row's payload type (413, 400: answered after step 1 below), and
     runs the row's prepare hook. Then it applies all publishes of the batch in ONE LMDB write
     transaction: per event, in a nested transaction, it
-      1. answers a duplicate (source, id) with the original sequence number, whatever its
-         payload says;
+      1. answers a retry of a stored (source, id) — the same type, subject and data — with
+         the original sequence number, and refuses a reuse of it for other content 409;
       2. refuses a payload its row refused, or calls apply(); a refusal (-1, or a store error)
          undoes that event's writes and nothing else (the batch is retried with a nested
          transaction per event, see sam_apply_fn);

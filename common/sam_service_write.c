@@ -8,6 +8,13 @@
     apply, the outbox record and the (source, id) record — commits once, and only then
     replies to each.
 
+    The duplicate check tells a retry from a reuse. The (source, id) record keeps a digest of
+    the event's content (type, subject, data: s_content_digest); a repeat with the same
+    digest is a retry, answered with the original sequence number and `duplicate`, and a
+    repeat with another is a publisher reusing an id for a different event: refused 409
+    naming the original and what differs, since answering it as stored would drop it
+    silently. A record from before the digest (none kept) is taken as a retry.
+
     A write pass (s_write_pass) has one of three outcomes, s_pass_t below. The first pass
     applies every event straight into the batch transaction: a child transaction per event
     costs LMDB a dirty-page list each, and almost every event is accepted. When one is
@@ -19,9 +26,26 @@
 #include "sam_check.h"
 
 #include <inttypes.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/*  The payload bytes a service reads from an event: binary_data, or the value of proto_data
+    (the row, not the type_url, says what they are); NULL when there are none. */
+static const uint8_t *s_event_data(const Io__Cloudevents__V1__CloudEvent *ce, size_t *len)
+{
+    *len = 0;
+    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
+        *len = ce->binary_data.len;
+        return ce->binary_data.data;
+    }
+    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA && ce->proto_data) {
+        *len = ce->proto_data->value.len;
+        return ce->proto_data->value.data;
+    }
+    return NULL;
+}
 
 /*  Checks an events.publish before the transaction: the envelope's attributes, the type's
     row, role and source, then the payload as the row says (size, type, text rule). Its
@@ -73,19 +97,12 @@ static void s_publish_check(sam_service_t *svc, rt_request_t *r, int64_t wall_ms
     if (r->done) return;
     r->ev.caller = rt_caller(svc, r);
     r->ev.now_ms = wall_ms;
-    const uint8_t *data = NULL;
     size_t len = 0;
-    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
-        data = ce->binary_data.data;
-        len = ce->binary_data.len;
-    } else if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA &&
-               ce->proto_data) {
-        data = ce->proto_data->value.data;
-        len = ce->proto_data->value.len;
-    }
+    const uint8_t *data = s_event_data(ce, &len);
     /* The payload, as the event type's row says: size, message type, text rule. A refusal
-       here waits in r->late for the duplicate check (s_apply_one): a repeated (source, id)
-       is answered with its original sequence number whatever its payload says. */
+       here waits in r->late for the duplicate check (s_apply_one): a true retry of a stored
+       event is answered with its original sequence number, and a reuse of its id is refused
+       409, before the payload is judged. */
     const sam_row_t *row = r->erow;
     size_t limit = row->limit ? row->limit : svc->max_event_bytes;
     if (!row->request) { /* not a message: the handler gets the bytes */
@@ -115,9 +132,93 @@ static size_t s_dedup_key(const Io__Cloudevents__V1__CloudEvent *ce, uint8_t *ke
     return s + 1 + i;
 }
 
+/*  One part of the content digest: a tag, the length as 8 big-endian bytes, the bytes; so
+    no two different contents feed the hash the same stream. */
+static void s_digest_part(crypto_hash_sha256_state *st, char tag, const void *p, size_t len)
+{
+    uint8_t head[9];
+    head[0] = (uint8_t)tag;
+    sam_be64_put(head + 1, len);
+    crypto_hash_sha256_update(st, head, sizeof head);
+    if (len) crypto_hash_sha256_update(st, p, len);
+}
+
+/*  The digest kept with the dedup record: SHA-256 over what the event says — its type,
+    subject and data — and nothing of how it travelled (time, datacontenttype, other
+    attributes), so a retry with a fresh `time` is still a retry. The data counts as the
+    bytes the service reads (s_event_data) or, for a text_data event, its text. (SHA-256 in
+    libsodium needs no sodium_init: it has no CPU-dependent variants to pick.) */
+static void s_content_digest(const Io__Cloudevents__V1__CloudEvent *ce,
+                             uint8_t out[crypto_hash_sha256_BYTES])
+{
+    crypto_hash_sha256_state st;
+    crypto_hash_sha256_init(&st);
+    s_digest_part(&st, 'T', ce->type, strlen(ce->type));
+    const char *subject = sam_event_attr(ce, "subject");
+    if (subject) s_digest_part(&st, 'S', subject, strlen(subject));
+    size_t len = 0;
+    const uint8_t *data = s_event_data(ce, &len);
+    if (data) s_digest_part(&st, 'D', data, len);
+    if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA && ce->text_data)
+        s_digest_part(&st, 'X', ce->text_data, strlen(ce->text_data));
+    crypto_hash_sha256_final(&st, out);
+}
+
+static bool s_same_text(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && strcmp(a, b) == 0);
+}
+
+/*  Refuses a reuse of a stored (source, id) for other content: 409 naming the original
+    sequence number and what differs, found by comparing with the original in the outbox
+    (kept for ever: it is the audit trail). Ids and sources are shown escaped. */
+static int s_refuse_reuse(sam_service_t *svc, MDB_txn *txn, rt_request_t *r, uint64_t seq)
+{
+    const Io__Cloudevents__V1__CloudEvent *ce = r->ev.ce;
+    uint8_t seqkey[8];
+    sam_be64_put(seqkey, seq);
+    Samordna__V1__StoredEvent *orig = NULL;
+    int rc = sam_store_get_msg(txn, svc->outbox, seqkey, 8, &samordna__v1__stored_event__descriptor,
+                               (ProtobufCMessage **)&orig);
+    if (rc != 0 && rc != MDB_NOTFOUND && rc != SAM_STORE_CORRUPT) return rc;
+    char what[64] = "";
+    size_t n = 0;
+    const Io__Cloudevents__V1__CloudEvent *o = orig ? orig->event : NULL;
+    if (o) {
+        size_t la = 0, lb = 0;
+        const uint8_t *da = s_event_data(ce, &la), *db = s_event_data(o, &lb);
+        bool ta = ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA;
+        bool tb = o->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_TEXT_DATA;
+        bool data_same = !da == !db && la == lb && (!la || memcmp(da, db, la) == 0) && ta == tb &&
+                         (!ta || s_same_text(ce->text_data, o->text_data));
+        const char *parts[3];
+        if (!s_same_text(ce->type, o->type)) parts[n++] = "type";
+        if (!s_same_text(sam_event_attr(ce, "subject"), sam_event_attr(o, "subject")))
+            parts[n++] = "subject";
+        if (!data_same) parts[n++] = "data";
+        for (size_t i = 0; i < n; i++)
+            snprintf(what + strlen(what), sizeof what - strlen(what), "%s%s",
+                     i == 0       ? ""
+                     : i + 1 == n ? " and "
+                                  : ", ",
+                     parts[i]);
+    }
+    if (!n) snprintf(what, sizeof what, "content"); /* the original is not at hand */
+    char id[200], source[200];
+    sam_reply_error(&r->reply, SAM_CONFLICT,
+                    "event id \"%s\" of source \"%s\" is taken: it was stored as seq %" PRIu64
+                    " and this event's %s differ%s from it (a retry repeats the event's type, "
+                    "subject and data unchanged; a new event needs a new id)",
+                    sam_check_escape(ce->id, 160, id, sizeof id),
+                    sam_check_escape(ce->source, 160, source, sizeof source), seq, what,
+                    n > 1 ? "" : "s");
+    if (orig) samordna__v1__stored_event__free_unpacked(orig, NULL);
+    return 0;
+}
+
 //* What one event's turn in a write pass came to (s_apply_one). */
 typedef enum {
-    S_EVENT_DONE,    /* applied, or a duplicate (answered with its original sequence number) */
+    S_EVENT_DONE,    /* applied, or a retry (answered with its original sequence number) */
     S_EVENT_REFUSED, /* refused, reply set: nested, nothing of it remains; else the pass is void */
     S_EVENT_FAILED,  /* a store error that dooms the whole batch */
 } s_event_outcome_t;
@@ -147,10 +248,23 @@ static s_event_outcome_t s_apply_one(sam_service_t *svc, MDB_txn *txn, rt_reques
     Samordna__V1__DedupRecord *dup = NULL;
     int rc = sam_store_get_msg(txn, svc->dedup, key, klen, &samordna__v1__dedup_record__descriptor,
                                (ProtobufCMessage **)&dup);
+    uint8_t digest[crypto_hash_sha256_BYTES];
+    s_content_digest(ce, digest);
     if (rc == 0) {
-        r->seq = dup->seq;
-        r->duplicate = true;
+        /* A record without a digest predates it (events.proto): taken as a retry. */
+        bool retry = dup->digest.len == 0 || (dup->digest.len == sizeof digest &&
+                                              memcmp(dup->digest.data, digest, sizeof digest) == 0);
+        uint64_t seq = dup->seq;
         samordna__v1__dedup_record__free_unpacked(dup, NULL);
+        if (!retry) {
+            if ((rc = s_refuse_reuse(svc, txn, r, seq))) goto failed;
+            if (nested) /* the pass where it is final (a first pass is done again nested) */
+                sam_info("event.reused type=%s source=%s id=%s seq=%" PRIu64, sam_logv(ce->type),
+                         sam_logv(ce->source), sam_logv(ce->id), seq);
+            return S_EVENT_REFUSED;
+        }
+        r->seq = seq;
+        r->duplicate = true;
         return S_EVENT_DONE;
     }
     if (rc != MDB_NOTFOUND) goto failed;
@@ -177,6 +291,8 @@ static s_event_outcome_t s_apply_one(sam_service_t *svc, MDB_txn *txn, rt_reques
     sam_be64_put(seqkey, r->ev.seq);
     Samordna__V1__DedupRecord rec = SAMORDNA__V1__DEDUP_RECORD__INIT;
     rec.seq = r->ev.seq;
+    rec.digest.data = digest;
+    rec.digest.len = sizeof digest;
     if ((rc = sam_store_put_msg(work, svc->outbox, seqkey, 8, &stored.base, MDB_APPEND)) ||
         (rc = sam_store_put_msg(work, svc->dedup, key, klen, &rec.base, 0))) {
         if (nested) mdb_txn_abort(work);

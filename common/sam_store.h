@@ -6,7 +6,11 @@
       <data_dir>/<service>/data.mdb, lock.mdb     one LMDB environment per service
       table "meta"     key "schema"  → 4-byte big-endian schema version of the service
       table "outbox"   key 8-byte big-endian seq → samordna.v1.StoredEvent (packed)
-      table "dedup"    key "<source>\0<id>"      → samordna.v1.DedupRecord (packed)
+      table "dedup"    key "<source>\0<id>"      → samordna.v1.DedupRecord (packed): the
+                       seq, and the SHA-256 of the event's type, subject and data that tells a
+                       retry from a reuse of the id (sam_service_write.c); empty in records
+                       written before it was kept, which are taken as retries (no migration:
+                       a new field of the same message, so the schema version stays)
     Values are packed protobuf messages, so `mdb_dump -s outbox` piped through
     `protoc --decode samordna.v1.StoredEvent` reads a store with no project code.
 

@@ -232,8 +232,10 @@ def test_rows_without_a_message_type_take_bytes():
 
 def test_a_duplicate_is_answered_before_its_payload_is_judged():
     """The runtime refuses a payload by its row (size, type) only after the duplicate check,
-    so a repeated (source, id) gets its original sequence number whatever its payload says
-    (docs/events.md, "Duplicates"); the same payloads under a new id are refused."""
+    so a true retry of a stored (source, id) gets its original sequence number, and a reuse of
+    the id for another payload is refused 409 as a reuse — even when that payload is one its
+    row would refuse (docs/events.md, "Retries and reused ids"); the same payloads under a new
+    id are refused by the row."""
     from samordna.v1 import registry_pb2
     data = samtest.scratch("api-dup")
     broker, ep = samtest.broker()
@@ -250,9 +252,11 @@ def test_a_duplicate_is_answered_before_its_payload_is_judged():
                                      kind=registry_pb2.AGENCY_KIND_COUNTY_GOVERNOR)
         code, msg, first = publish("a-1", agency.SerializeToString())
         assert code == 200 and not first.duplicate, (code, msg)
+        code, msg, again = publish("a-1", agency.SerializeToString())
+        assert code == 200 and again.duplicate and again.seq == first.seq, (code, msg)
         for payload in (b"\xff\xff\xff", b"x" * 70000):
-            code, msg, again = publish("a-1", payload)
-            assert code == 200 and again.duplicate and again.seq == first.seq, (code, msg)
+            code, msg, _ = publish("a-1", payload)
+            assert code == 409 and f"seq {first.seq}" in msg and "data" in msg, (code, msg)
         code, msg, _ = publish("a-2", b"\xff\xff\xff")
         assert code == 400 and "undecodable" in msg, (code, msg)
         code, msg, _ = publish("a-3", b"x" * 70000)

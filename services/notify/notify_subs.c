@@ -14,6 +14,7 @@
 #include "notify.h"
 #include "sam_check.h"
 
+#include <inttypes.h>
 #include <sodium.h>
 #include <string.h>
 
@@ -196,8 +197,20 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
         sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
         goto done;
     }
-    if (sam_store_has(txn, n->dbi.subs, s->id, strlen(s->id))) {
-        sam_reply_error(reply, SAM_CONFLICT, "subscription.id: '%s' exists already", s->id);
+    Samordna__V1__Subscription *held = NULL;
+    int grc =
+        sam_store_get_msg(txn, n->dbi.subs, s->id, strlen(s->id),
+                          &samordna__v1__subscription__descriptor, (ProtobufCMessage **)&held);
+    if (grc == 0 || grc == SAM_STORE_CORRUPT) {
+        /* subscribing carries a fresh event id: name the one that made it instead */
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "subscription.id: '%s' exists already (created as seq %" PRIu64 ")", s->id,
+                        held ? held->created_seq : 0);
+        if (held) samordna__v1__subscription__free_unpacked(held, NULL);
+        goto done;
+    }
+    if (grc != MDB_NOTFOUND) {
+        rc = grc;
         goto done;
     }
     s->agency = ev->ce->source;

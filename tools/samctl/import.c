@@ -53,6 +53,7 @@ typedef struct {
 typedef struct {
     const char *service, *type;
     size_t fresh, dup, refused, unanswered;
+    size_t conflicts; /* of the refused: 409, the event's id stored with other content */
 } s_tally_t;
 
 struct import_t {
@@ -568,6 +569,7 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
                         tty ? "\n" : "", it->service);
             }
             t->refused++;
+            if (res.code == SAM_CONFLICT) t->conflicts++;
             fprintf(stderr, "%ssamctl import: refused %s %s: %u %s: %s\n", tty ? "\n" : "",
                     it->type, it->key, res.code, sam_status_name(res.code), res.message);
         }
@@ -695,8 +697,19 @@ static int s_import(samctl_t *ctl, const samctl_args_t *a)
     }
     s_summary(ctl, file, tally, n_tally, !dry);
     rc = prc != 0 ? 1 : 0;
-    for (size_t i = 0; i < n_tally; i++)
+    size_t conflicts = 0;
+    for (size_t i = 0; i < n_tally; i++) {
         if (tally[i].refused || (!dry && tally[i].unanswered)) rc = 1;
+        conflicts += tally[i].conflicts;
+    }
+    /* A record of the file stored before with other content is refused (409), never merged
+       or overwritten: say so once, beside the refusals that name each one. */
+    if (conflicts)
+        fprintf(stderr,
+                "samctl import: %zu record%s from what is stored under the same id; "
+                "nothing of %s was changed\n",
+                conflicts, conflicts == 1 ? " differs" : "s differ",
+                conflicts == 1 ? "it" : "them");
     free(tally);
 done:
     free(imp.items);
@@ -722,7 +735,8 @@ const samctl_cmd_t samctl_import_cmd = {
         "into every service that owns a part of it. The whole file is checked first, references\n"
         "across it included, and nothing is sent when anything is wrong. Events are published\n"
         "in dependency order with deterministic ids, so importing again changes nothing. The\n"
-        "summary says per service and type how many were new, already there, or refused.",
+        "summary says per service and type how many were new, already there, or refused; a\n"
+        "record stored before with other content is refused (409) and named, never changed.",
     .opts = s_import_opts,
     .run = s_import,
 };
