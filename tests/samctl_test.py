@@ -261,6 +261,11 @@ def test_text_lists_have_a_header_and_a_count_and_say_when_empty():
         assert rc == 0 and out == empty + "\n", (args, out, err)
         doc = s.json(*args)
         assert doc == {"items": [], "next": None}, (args, doc)
+    # a filter word the service does not know: refused naming the words it knows
+    for args, want in [(["barriers", "--state", "bogus"], "raised_regionally"),
+                       (["agencies", "--kind", "bogus"], "county_governor")]:
+        rc, out, err = s.run(*args)
+        assert rc != 0 and "bogus" in err and want in err, (args, err)
     rc, out, err = s.run("import", FIXTURE)
     assert rc == 0, err
     rc, out, err = s.run("agencies")

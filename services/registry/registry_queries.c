@@ -7,6 +7,7 @@
     call never silently answers the whole table.
 */
 #include "registry.h"
+#include "sam_check.h"
 #include "registry_check.h"
 
 #include <stdio.h>
@@ -203,7 +204,16 @@ static const Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, s
     }
     if (req->kind[0] &&
         (f->kind = registry_enum_value(&samordna__v1__agency_kind__descriptor, req->kind)) < 0) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "kind: unknown agency kind '%.64s'", req->kind);
+        char shown[160], words[512] = "", one[64];
+        sam_check_escape(req->kind, 64, shown, sizeof shown);
+        const ProtobufCEnumDescriptor *d = &samordna__v1__agency_kind__descriptor;
+        for (unsigned i = 0, at = 0; i < d->n_values && at < sizeof words; i++)
+            if (d->values[i].value != 0)
+                at +=
+                    (unsigned)snprintf(words + at, sizeof words - at, "%s%s", at ? ", " : "",
+                                       registry_enum_word(d, d->values[i].value, one, sizeof one));
+        sam_reply_error(reply, SAM_BAD_REQUEST, "kind: unknown agency kind '%s' (one of %s)", shown,
+                        words);
         return NULL;
     }
     if (req->role[0] &&

@@ -662,7 +662,12 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         state_ok |= strcmp(req->state, states[i]) == 0;
     status_key_t start = {.len = 0};
     if (!state_ok) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "state: unknown barrier state '%.40s'", req->state);
+        char shown[128];
+        sam_check_escape(req->state, 40, shown, sizeof shown);
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "state: unknown barrier state '%s' (one of identified, raised_regionally, "
+                        "raised_nationally, changed, rejected, withdrawn)",
+                        shown);
         return -1;
     }
     if (*req->page_token && status_token_decode(req->page_token, &start)) {
