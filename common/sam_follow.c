@@ -27,6 +27,8 @@ struct sam_follow_t {
     int64_t head_ms;        /* monotonic ms it was last learnt, 0: never */
     bool down;              /* the last poll failed (logged once until it answers) */
     int64_t ask_blocked_ms; /* monotonic ms: an ask went unanswered, none before this */
+    sam_metric_t *lag;      /* --metrics: the lag gauge, declared at the first poll */
+    int told;               /* the readiness last told: 1 ok, 0 failing, -1 not yet */
 };
 
 int sam_follow_config(sam_config_t *cfg, const char *role, const char **service, int *wait_ms)
@@ -54,6 +56,7 @@ sam_follow_t *sam_follow_new(const sam_follow_def_t *def)
     sam_follow_t *self = calloc(1, sizeof *self);
     if (!self) return NULL;
     self->def = *def;
+    self->told = -1;
     snprintf(self->service, sizeof self->service, "%s", def->service);
     self->def.service = self->service;
     return self;
@@ -92,11 +95,14 @@ static void s_observe(sam_follow_t *self)
     sam_metrics_t *m = sam_service_metrics(self->def.svc);
     if (!m) return;
     const char *consumer = sam_service_def(self->def.svc)->name;
-    sam_metric_t *lag = sam_metrics_gauge(m, "follower_lag_events",
-                                          "Events of the followed outbox not yet applied here.",
-                                          "service,followed");
+    if (!self->lag)
+        self->lag = sam_metrics_gauge(m, "follower_lag_events",
+                                      "Events of the followed outbox not yet applied here.",
+                                      "service,followed");
     uint64_t behind = self->head > self->cursor ? self->head - self->cursor : 0;
-    sam_metric_set(lag, (const char *const[]){consumer, self->service}, (double)behind);
+    sam_metric_set(self->lag, (const char *const[]){consumer, self->service}, (double)behind);
+    if (self->told == !self->down) return; /* readiness told only when it changes */
+    self->told = !self->down;
     char check[96], why[128];
     snprintf(check, sizeof check, "follower.%s", self->service);
     snprintf(why, sizeof why, "%s does not answer events.read", self->service);

@@ -60,6 +60,7 @@
 #include "samordna/v1/envelope.pb-c.h"
 
 #include <arpa/inet.h>
+#include <jansson.h>
 #include <inttypes.h>
 #include <czmq.h>
 #include <errno.h>
@@ -276,8 +277,8 @@ uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *tim
     return id;
 }
 
-/* Copies a name token of the READY extension when it is of safe characters only, so the
-   names can go into logs and mmi.workers' JSON unquoted. */
+/* Copies a name token of the READY extension when it is of safe characters only: a worker
+   names itself in logs and in mmi.workers, and nothing else may pass for a name there. */
 static void s_ext_word(const char *word, char *out, size_t cap)
 {
     size_t n = strlen(word);
@@ -1342,53 +1343,37 @@ static void s_worker_message(sam_broker_t *self, s_msg_t *msg, int at)
 /*  8/MMI: "mmi.service" with a service name answers "200" when a worker offers it, else
     "404"; any other mmi.* answers "501". Reply: [client] [""] "MDPC01" mmi.name answer */
 /*  mmi.workers: what samctl status shows of this broker, as JSON text (MMI bodies are plain
-    strings): its counters, and per service the queue and every worker. Names in it are of
-    safe characters only (service names by s_part_name, the rest by s_ext_word), so no
-    escaping is needed. Caller frees; NULL on out of
-    memory. */
+    strings): its counters, and per service its queue and every worker. Caller frees; NULL on
+    out of memory. */
 static char *s_workers_json(sam_broker_t *self)
 {
     size_t queued = 0;
-    for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
+    json_t *services = json_array();
+    for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
         queued += s->qlen;
-    char *out = zsys_sprintf(
-        "{\"version\":\"%s\",\"requests\":%" PRIu64 ",\"replies\":%" PRIu64 ",\"errors\":%" PRIu64
-        ",\"malformed\":%" PRIu64 ",\"untrusted\":%" PRIu64 ",\"expired\":%" PRIu64
-        ",\"redispatched\":%" PRIu64 ",\"lost_workers\":%" PRIu64 ",\"queued\":%zu,\"services\":[",
-        SAMORDNA_VERSION, self->requests, self->replies, self->errors, self->malformed,
-        self->refused, self->expired, self->redispatched, self->purged, queued);
-    bool first = true;
-    for (s_service_t *s = zhashx_first(self->services); s && out; s = zhashx_next(self->services)) {
-        char *more = zsys_sprintf(
-            "%s%s{\"name\":\"%s\",\"queued\":%zu,\"requests\":%" PRIu64 ",\"replies\":%" PRIu64
-            ",\"expired\":%" PRIu64 ",\"busy\":%" PRIu64 ",\"workers\":[",
-            out, first ? "" : ",", s->name, s->qlen, s->requests, s->replies, s->expired, s->busy);
-        zstr_free(&out);
-        out = more;
-        first = false;
-        bool wfirst = true;
-        for (s_worker_t *w = zhashx_first(self->workers); w && out;
-             w = zhashx_next(self->workers)) {
-            if (w->service != s) continue;
-            more = zsys_sprintf("%s%s{\"instance\":\"%s\",\"version\":\"%s\",\"agency\":\"%s\","
-                                "\"credit\":%u,\"inflight\":%u,\"since_ms\":%" PRId64 "}",
-                                out, wfirst ? "" : ",", w->instance, w->version, w->agency,
-                                w->credit, w->inflight, w->since);
-            zstr_free(&out);
-            out = more;
-            wfirst = false;
-        }
-        if (out) {
-            more = zsys_sprintf("%s]}", out);
-            zstr_free(&out);
-            out = more;
-        }
+        json_t *workers = json_array();
+        for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
+            if (w->service == s)
+                json_array_append_new(
+                    workers, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "instance", w->instance,
+                                       "version", w->version, "agency", w->agency, "credit",
+                                       (json_int_t)w->credit, "inflight", (json_int_t)w->inflight,
+                                       "since_ms", (json_int_t)w->since));
+        json_array_append_new(
+            services, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "name", s->name, "queued",
+                                (json_int_t)s->qlen, "requests", (json_int_t)s->requests, "replies",
+                                (json_int_t)s->replies, "expired", (json_int_t)s->expired, "busy",
+                                (json_int_t)s->busy, "workers", workers));
     }
-    if (out) {
-        char *more = zsys_sprintf("%s]}", out);
-        zstr_free(&out);
-        out = more;
-    }
+    json_t *j = json_pack(
+        "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "version", SAMORDNA_VERSION,
+        "requests", (json_int_t)self->requests, "replies", (json_int_t)self->replies, "errors",
+        (json_int_t)self->errors, "malformed", (json_int_t)self->malformed, "untrusted",
+        (json_int_t)self->refused, "expired", (json_int_t)self->expired, "redispatched",
+        (json_int_t)self->redispatched, "lost_workers", (json_int_t)self->purged, "queued",
+        (json_int_t)queued, "services", services);
+    char *out = j ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
     return out;
 }
 
@@ -1416,7 +1401,7 @@ static void s_mmi_request(sam_broker_t *self, s_msg_t *msg, bool delim, const ch
         s_put(self, name, strlen(name), true);
         s_put(self, answer, strlen(answer), false);
     }
-    zstr_free(&text);
+    free(text);
 }
 
 /*  A client request: [client] [""] "MDPC01" service body… ; `at` is the index of the

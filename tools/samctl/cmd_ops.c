@@ -330,50 +330,38 @@ static json_t *s_broker(samctl_t *ctl, const char *ep)
     return b;
 }
 
-/* The instances of a service across the brokers' answers, "vm-1 0.1.0, vm-2 0.1.0", deduplicated
-   (an instance serves through every broker). Returns how many. */
-static size_t s_instances(json_t *brokers, const char *service, char *out, size_t cap)
+/* What the brokers' answers say of one service: its instances, "vm-1 0.1.0, vm-2 0.1.0", each
+   once (an instance serves through every broker), into out; their number; and into *queued
+   its requests waiting, summed over the brokers. */
+static size_t s_service_view(json_t *brokers, const char *service, char *out, size_t cap,
+                             long long *queued)
 {
     size_t n = 0, at = 0, i, j, k;
-    json_t *b, *svc, *w;
+    json_t *b, *svc, *w, *seen = json_object();
     out[0] = 0;
+    *queued = 0;
     json_array_foreach(brokers, i, b)
     {
         json_array_foreach(json_object_get(b, "services"), j, svc)
         {
             if (strcmp(json_string_value(json_object_get(svc, "name")) ?: "", service) != 0)
                 continue;
+            *queued += (long long)json_integer_value(json_object_get(svc, "queued"));
             json_array_foreach(json_object_get(svc, "workers"), k, w)
             {
                 const char *inst = json_string_value(json_object_get(w, "instance")) ?: "";
                 const char *ver = json_string_value(json_object_get(w, "version")) ?: "";
-                char one[128];
-                snprintf(one, sizeof one, "%s %s", *inst ? inst : "?", *ver ? ver : "?");
-                if (*inst && strstr(out, one)) continue; /* seen through another broker */
+                if (*inst && json_object_get(seen, inst)) continue; /* through another broker */
+                if (*inst) json_object_set_new(seen, inst, json_true());
                 if (at < cap)
-                    at += (size_t)snprintf(out + at, cap - at, "%s%s", n ? ", " : "", one);
+                    at += (size_t)snprintf(out + at, cap - at, "%s%s %s", n ? ", " : "",
+                                           *inst ? inst : "?", *ver ? ver : "?");
                 n++;
             }
         }
     }
+    json_decref(seen);
     return n;
-}
-
-/* Requests waiting for a service, summed over the brokers. */
-static long long s_queued(json_t *brokers, const char *service)
-{
-    long long q = 0;
-    size_t i, j;
-    json_t *b, *svc;
-    json_array_foreach(brokers, i, b)
-    {
-        json_array_foreach(json_object_get(b, "services"), j, svc)
-        {
-            if (strcmp(json_string_value(json_object_get(svc, "name")) ?: "", service) == 0)
-                q += (long long)json_integer_value(json_object_get(svc, "queued"));
-        }
-    }
-    return q;
 }
 
 static int s_status(samctl_t *ctl, const samctl_args_t *a)
@@ -392,10 +380,11 @@ static int s_status(samctl_t *ctl, const samctl_args_t *a)
         json_t *s = json_object();
         json_object_set_new(s, "service", json_string(name));
         char inst[1024];
-        size_t n = s_instances(brokers, name, inst, sizeof inst);
+        long long queued;
+        size_t n = s_service_view(brokers, name, inst, sizeof inst, &queued);
         json_object_set_new(s, "instances", json_integer((json_int_t)n));
         json_object_set_new(s, "running", json_string(inst));
-        json_object_set_new(s, "queued", json_integer((json_int_t)s_queued(brokers, name)));
+        json_object_set_new(s, "queued", json_integer((json_int_t)queued));
         sam_result_t res;
         Samordna__V1__PingReply *pr = NULL;
         uint32_t code =
