@@ -18,6 +18,11 @@ packages=(
   tzdata              # the programme's time zone (sam_clock knows Europe/Oslo without it too)
   buildah             # container_test.py: the image built from scratch, and run
   prometheus          # metrics_test.py: a real Prometheus scrapes the suite; promtool checks it
+  libssl-dev          # the gateway: JWT signatures (RS256, ES256) checked against a JWKS
+  chromium            # gateway_board_test.py: a real browser loads the web board
+  wrk                 # samordna-bench gateway: HTTP load from a standard tool
+  poppler-utils       # the briefing's PDF read back as text (pdftotext)
+  python3-icalendar   # the meetings calendar parsed by a real iCalendar parser
   "$@"
 )
 
