@@ -15,6 +15,7 @@
 */
 #include "status.h"
 
+#include "sam_calendar.h"
 #include "sam_check.h"
 
 #include <stdio.h>
@@ -470,7 +471,12 @@ int status_ev_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
             snprintf(date, sizeof date, "%s", m->date);
             snprintf(id, sizeof id, "%s", m->id);
         } else {
-            s_add_months(m->date, i, date);
+            char nominal[16];
+            s_add_months(m->date, i, nominal);
+            if (m->any_day)
+                snprintf(date, sizeof date, "%s", nominal);
+            else
+                sam_calendar_working_date(nominal, date);
             if (strcmp(date, m->monthly_until) > 0) break;
             snprintf(id, sizeof id, "%s-%.7s", m->id, date);
             mt.series = m->id;
