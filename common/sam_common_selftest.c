@@ -14,6 +14,7 @@
 #include "sam_status.h"
 #include "sam_store.h"
 #include "sam_testkit.h"
+#include "sam_words.h"
 
 #include "samordna/v1/envelope.pb-c.h"
 
@@ -572,6 +573,37 @@ static void s_calendar_test(void)
     CHECK(strcmp(out, "nonsense") == 0);
 }
 
+/* The readers' words: one language an output, Norwegian unless English is asked for. */
+static void s_words_test(void)
+{
+    sam_lang_t l = SAM_LANG_EN;
+    CHECK(sam_lang_parse("", &l) == 0 && l == SAM_LANG_NB);
+    CHECK(sam_lang_parse("en-GB", &l) == 0 && l == SAM_LANG_EN);
+    CHECK(sam_lang_parse("nb_NO", &l) == 0 && l == SAM_LANG_NB);
+    CHECK(sam_lang_parse("de", &l) == -1 && l == SAM_LANG_NB);
+    char w[64];
+    CHECK(strcmp(sam_word(SAM_LANG_NB, "meeting", "working", w, sizeof w), "arbeidsmøte") == 0);
+    CHECK(strcmp(sam_word_cap(SAM_LANG_NB, "meeting", "working", w, sizeof w), "Arbeidsmøte") == 0);
+    CHECK(strcmp(sam_word(SAM_LANG_EN, "barrier", "raised_nationally", w, sizeof w),
+                 "raised nationally") == 0);
+    CHECK(strcmp(sam_word(SAM_LANG_NB, "barrier", "raised_nationally", w, sizeof w),
+                 "løftet nasjonalt") == 0);
+    CHECK(strcmp(sam_word(SAM_LANG_NB, "meeting", "some_new_kind", w, sizeof w), "some new kind") ==
+          0);
+    CHECK(strcmp(sam_word_cap(SAM_LANG_NB, "x", "øvelse", w, sizeof w), "Øvelse") == 0);
+    CHECK(strcmp(sam_words_date(SAM_LANG_NB, "2019-11-11", w, sizeof w), "11. november 2019") == 0);
+    CHECK(strcmp(sam_words_date(SAM_LANG_EN, "2019-03-01", w, sizeof w), "1 March 2019") == 0);
+    CHECK(strcmp(sam_words_date(SAM_LANG_NB, "not a date", w, sizeof w), "not a date") == 0);
+    CHECK(strcmp(sam_words_nok(SAM_LANG_NB, 150000000, w, sizeof w), "1\xC2\xA0"
+                                                                     "500\xC2\xA0"
+                                                                     "000\xC2\xA0kr") == 0);
+    CHECK(strcmp(sam_words_nok(SAM_LANG_NB, 20000050, w, sizeof w), "200\xC2\xA0"
+                                                                    "000,50\xC2\xA0kr") == 0);
+    CHECK(strcmp(sam_words_nok(SAM_LANG_EN, 150000000, w, sizeof w), "NOK 1,500,000") == 0);
+    CHECK(strcmp(sam_words_nok(SAM_LANG_EN, -5, w, sizeof w), "-NOK 0.05") == 0);
+    CHECK(strcmp(sam_words_nok(SAM_LANG_NB, 99900, w, sizeof w), "999\xC2\xA0kr") == 0);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "selftest-data";
@@ -584,6 +616,7 @@ int main(int argc, char **argv)
     s_http_test();
     s_rules_test();
     s_calendar_test();
+    s_words_test();
     char keys[1024];
     snprintf(keys, sizeof keys, "%s/keys-%d", dir, (int)getpid());
     CHECK(sam_keys_selftest(keys, false) == 0);

@@ -909,7 +909,32 @@ def test_import_fixture_with_the_real_registry():
     assert "Definert" in lines[2] and "Forankret" in lines[2] and "Operativ" in lines[2], out
     at = next(i for i, l in enumerate(lines) if l.startswith("fredrikstad"))
     fr, about = lines[at], lines[at + 1]  # a pilot's second line: who and where
-    assert "Forankret" in fr and "Fredrikstad" in about and "husbanken-ost" in about, (fr, about)
+    assert "Forankret" in fr and "Fredrikstad" in about and "Husbanken Øst" in about, (fr, about)
+    assert "siste møte 2019-03-04 (forankringsmøte)" in about, about
+    rc, out, err = samctl(ep, "--lang", "en", "board", "--as-of", "2019-11-11")
+    assert rc == 0 and out.startswith("Status board as of 11 November 2019"), out
+    assert "Anchored" in out and "led by Husbanken Øst" in out and "anchoring meeting" in out
+    assert "Forankret" not in out and "ledes av" not in out, out
+    # the period report speaks Norwegian with names, not ids or enum words; English on request
+    rc, out, err = samctl(ep, "report", "--from", "2019-01-01", "--to", "2019-12-31")
+    assert rc == 0, err
+    assert out.startswith("Endringer 1. januar 2019 – 31. desember 2019:"), out
+    assert "Halden nådde Kunnskapsgrunnlag" in out, out
+    assert "Forankringsmøte i Fredrikstad" in out, out
+    for word in ("knowledge_base", "reached", "anchoring", "defined_challenge"):
+        assert word not in out, (word, out)
+    rc, out, err = samctl(ep, "--lang", "en", "report", "--from", "2019-01-01", "--to",
+                          "2019-12-31")
+    assert rc == 0 and out.startswith("Changes 1 January 2019 – 31 December 2019:"), out
+    assert "Halden reached Knowledge base" in out and "Anchoring meeting in Fredrikstad" in out
+    assert "nådde" not in out, out
+    rc, out, err = samctl(ep, "--json", "report", "--from", "2019-01-01", "--to", "2019-12-31")
+    changes = json.loads(out)["changes"]  # --json keeps the ids beside the line
+    kb = next(c for c in changes if c["kind"] == "knowledge_base" and c["pilot"] == "halden")
+    assert kb["what"] == "milestone.reached" and kb["summary"].startswith("Halden nådde"), kb
+    rc, out, err = samctl(ep, "--lang", "de", "report", "--from", "2019-01-01", "--to",
+                          "2019-12-31")
+    assert rc == 2 and "--lang must be nb" in err, (rc, err)
     # before the status slide nothing was recorded as reached
     rc, out, err = samctl(ep, "--json", "board", "--as-of", "2019-06-01")
     assert all(not r["phase"] for r in json.loads(out)["rows"]), out

@@ -99,15 +99,23 @@ static void s_board_text(const ProtobufCMessage *rec)
     int phase_w = room - kinds * (date_w + 1) - 1;
     if (phase_w > 20) phase_w = 20;
     if (phase_w < 1) phase_w = 1;
-    printf("Statustavle per %s\n\n", b->as_of);
+    bool en = samctl_lang == SAM_LANG_EN;
+    char day[64];
+    printf("%s %s\n\n", en ? "Status board as of" : "Statustavle per",
+           sam_words_date(samctl_lang, b->as_of, day, sizeof day));
     for (int line = 0; line < 2; line++) {
         s_cell(line ? "" : "Pilot", pilot_w + 1);
         for (size_t k = 0; k < b->n_kinds; k++) {
-            s_head_word(b->kinds[k]->label, line, date_w);
+            char label[128];
+            if (en)
+                sam_word_cap(samctl_lang, "milestone", b->kinds[k]->id, label, sizeof label);
+            else
+                snprintf(label, sizeof label, "%s", b->kinds[k]->label);
+            s_head_word(label, line, date_w);
             putchar(' ');
         }
-        s_cell(line ? "" : "Fase", phase_w + 1);
-        printf("%*s\n", barriers_w, line ? "" : "Hindre");
+        s_cell(line ? "" : en ? "Phase" : "Fase", phase_w + 1);
+        printf("%*s\n", barriers_w, line ? "" : en ? "Barriers" : "Hindre");
     }
     for (size_t r = 0; r < b->n_rows; r++) {
         const Samordna__V1__BoardRow *row = b->rows[r];
@@ -117,20 +125,32 @@ static void s_board_text(const ProtobufCMessage *rec)
             s_cell(*row->cells[k]->date ? row->cells[k]->date : "-", date_w);
             putchar(' ');
         }
-        s_cell(*row->phase_label ? row->phase_label : "-", phase_w);
+        char phase[128] = "-";
+        if (*row->phase && en)
+            sam_word_cap(samctl_lang, "milestone", row->phase, phase, sizeof phase);
+        else if (*row->phase_label)
+            snprintf(phase, sizeof phase, "%s", row->phase_label);
+        s_cell(phase, phase_w);
         printf(" %*u\n", barriers_w - 1, row->open_barriers);
-        char about[1024];
-        snprintf(about, sizeof about, "%s · ledes av %s · siste møte %s · %s",
-                 row->municipality_name[0] ? row->municipality_name : row->municipality,
-                 row->investment_leader[0] ? row->investment_leader : "-",
-                 row->last_meeting_date[0] ? row->last_meeting_date : "-", row->challenge);
+        char about[1024], meeting[256] = "-", kind[96];
+        if (*row->last_meeting_date)
+            snprintf(meeting, sizeof meeting, "%s (%s)", row->last_meeting_date,
+                     sam_word(samctl_lang, "meeting", row->last_meeting_kind, kind, sizeof kind));
+        const char *leader = *row->investment_leader_name ? row->investment_leader_name
+                             : *row->investment_leader    ? row->investment_leader
+                                                          : "-";
+        snprintf(about, sizeof about,
+                 en ? "%s · led by %s · last meeting %s · %s"
+                    : "%s · ledes av %s · siste møte %s · %s",
+                 row->municipality_name[0] ? row->municipality_name : row->municipality, leader,
+                 meeting, row->challenge);
         fputs("    ", stdout);
         int left = S_BOARD_WIDTH - 4;
         s_cell(about, s_columns(about) < left ? s_columns(about) : left);
         putchar('\n');
     }
     if (b->n_rows == 0)
-        printf("no pilots\n");
+        printf(en ? "no pilots\n" : "ingen piloter\n");
     else
         printf("(%zu)\n", b->n_rows);
 }
@@ -384,19 +404,21 @@ static int s_barriers(samctl_t *ctl, const samctl_args_t *a)
 static void s_report_text(const ProtobufCMessage *rec)
 {
     const Samordna__V1__StatusReportReply *r = (const Samordna__V1__StatusReportReply *)rec;
-    printf("Endringer %s – %s: %zu\n", r->from, r->to, r->n_changes);
+    bool en = samctl_lang == SAM_LANG_EN;
+    char from[64], to[64];
+    printf("%s %s – %s: %zu\n", en ? "Changes" : "Endringer",
+           sam_words_date(samctl_lang, r->from, from, sizeof from),
+           sam_words_date(samctl_lang, r->to, to, sizeof to), r->n_changes);
     if (r->n_changes)
-        printf("%-10s  %-19s%-14s%s\n", "DATE", "WHAT", "WHERE", "SUMMARY");
+        printf("%-10s  %s\n", en ? "DATE" : "DATO", en ? "CHANGE" : "ENDRING");
     else
-        printf("no changes in the period\n");
-    for (size_t i = 0; i < r->n_changes; i++) {
-        Samordna__V1__StatusChange *c = r->changes[i];
-        printf("%-10s  ", c->date);
-        s_cell(c->what, 19);
-        s_cell(*c->pilot ? c->pilot : *c->municipality ? c->municipality : "(programmet)", 14);
-        printf("%s\n", c->summary);
-    }
-    if (r->truncated) printf("(cut at %zu changes: narrow the period)\n", r->n_changes);
+        printf(en ? "no changes in the period\n" : "ingen endringer i perioden\n");
+    for (size_t i = 0; i < r->n_changes; i++) /* each summary in --lang, names not ids */
+        printf("%-10s  %s\n", r->changes[i]->date, r->changes[i]->summary);
+    if (r->truncated)
+        printf(en ? "(cut at %zu changes: narrow the period)\n"
+                  : "(avkortet ved %zu endringer: velg en kortere periode)\n",
+               r->n_changes);
 }
 
 /* ---- the tables ---------------------------------------------------------------------------- */
