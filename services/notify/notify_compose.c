@@ -153,6 +153,18 @@ static void s_add(s_buf_t *t, const char *fmt, ...)
     if (n > 0) s_put(t, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
+/* `s` and spaces after it to `width` columns (characters, not bytes: "Indre Østfold" is 13
+   wide), for the text's columns. A longer one is not cut. */
+static void s_pad(s_buf_t *t, const char *s, int width)
+{
+    int cols = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        cols += (*p & 0xC0) != 0x80;
+    s_put(t, s, strlen(s));
+    for (; cols < width; cols++)
+        s_put(t, " ", 1);
+}
+
 /* Text from the store into HTML: & < > " ' escaped. */
 static void s_esc(s_buf_t *h, const char *s)
 {
@@ -264,7 +276,7 @@ static void s_board(s_brief_t *b, const char *as_of)
         }
         s_add(&b->html,
               "<th scope=\"col\">%s</th><th scope=\"col\">%s</th></tr></thead>\n<tbody>\n",
-              b->en ? "Phase" : "Fase", b->en ? "Open barriers" : "Åpne hindre");
+              b->en ? "Phase" : "Fase", b->en ? "Barriers" : "Hindre");
     }
     for (size_t i = 0; i < r->n_rows; i++) {
         const Samordna__V1__BoardRow *row = r->rows[i];
@@ -277,17 +289,23 @@ static void s_board(s_brief_t *b, const char *as_of)
         size_t reached = 0;
         for (size_t k = 0; k < row->n_cells; k++)
             reached += *row->cells[k]->date != 0;
-        s_add(&b->text, "   %-16s %s (%zu %s %zu %s), %u %s\n", where, phase, reached,
-              b->en ? "of" : "av", row->n_cells, b->en ? "milestones" : "milepæler",
-              row->open_barriers,
+        s_add(&b->text, "   ");
+        s_pad(&b->text, where, 16);
+        s_add(&b->text, " %s (%zu %s %zu %s), %u %s\n", phase, reached, b->en ? "of" : "av",
+              row->n_cells, b->en ? "milestones" : "milepæler", row->open_barriers,
               b->en ? (row->open_barriers == 1 ? "open barrier" : "open barriers")
                     : (row->open_barriers == 1 ? "åpent hinder" : "åpne hindre"));
         s_add(&b->html, "<tr><th scope=\"row\">");
         s_esc(&b->html, where);
         s_add(&b->html, "</th>");
         for (size_t k = 0; k < row->n_cells; k++) {
+            /* the grid's dates short, as the Norwegian way writes them in tables: 11.11.2019 */
             char d[64] = "–";
-            if (*row->cells[k]->date) sam_words_date(b->lang, row->cells[k]->date, d, sizeof d);
+            const char *c = row->cells[k]->date;
+            if (*c && strlen(c) == 10 && !b->en)
+                snprintf(d, sizeof d, "%.2s.%.2s.%.4s", c + 8, c + 5, c);
+            else if (*c)
+                snprintf(d, sizeof d, "%s", c);
             s_add(&b->html, "<td%s>", *row->cells[k]->date ? " class=\"reached\"" : "");
             s_esc(&b->html, d);
             s_add(&b->html, "</td>");
@@ -351,8 +369,10 @@ static void s_money_row(s_brief_t *b, const char *who, int64_t committed, int64_
     char c[64], p[64];
     sam_words_nok(b->lang, committed, c, sizeof c);
     sam_words_nok(b->lang, paid, p, sizeof p);
-    s_add(&b->text, "   %*s%-*s %s %18s   %s %18s\n", indent, "", 30 - indent, who,
-          b->en ? "committed" : "tildelt", c, b->en ? "paid" : "utbetalt", p);
+    s_add(&b->text, "   %*s", indent, "");
+    s_pad(&b->text, who, 32 - indent);
+    s_add(&b->text, " %s %18s   %s %18s\n", b->en ? "committed" : "tildelt", c,
+          b->en ? "paid" : "utbetalt", p);
     s_add(&b->html, "<tr%s><th scope=\"row\"%s>", total ? " class=\"total\"" : "",
           indent ? " class=\"funder\"" : "");
     s_esc(&b->html, who);
@@ -508,7 +528,10 @@ static const char s_style[] =
     "white-space:nowrap}td.reached{background:#e3f1e3}tr.total th,tr.total td{font-weight:bold;"
     "border-top:2px solid #999}th.funder{font-weight:normal;padding-left:1.5rem}\n"
     ".missing{color:#a00}time{font-variant-numeric:tabular-nums}\n"
-    "@media print{body{max-width:none}h2{break-after:avoid}}";
+    "td.reached{white-space:nowrap}thead th{hyphens:auto}\n"
+    "@page{size:A4 landscape;margin:1.2cm}@media "
+    "print{body{max-width:none;font-size:10pt}table{font-size:7pt}"
+    "h2{break-after:avoid}}\n";
 
 Samordna__V1__Briefing *notify_compose(notify_t *n, const char *id, const char *due,
                                        const char *from, const char *to, sam_lang_t lang)

@@ -237,6 +237,25 @@ static int s_replay(samctl_t *ctl, const samctl_args_t *a)
     return 0;
 }
 
+/* The text people read in a briefing or a reminder notify issued, or NULL for any other
+   event (the caller frees it). */
+static char *s_event_text(const Io__Cloudevents__V1__CloudEvent *ev)
+{
+    if (!ev || ev->data_case != IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) return NULL;
+    const ProtobufCBinaryData *d = &ev->binary_data;
+    char *text = NULL;
+    if (strcmp(ev->type, "no.samordna.notify.briefing.issued") == 0) {
+        Samordna__V1__Briefing *b = samordna__v1__briefing__unpack(NULL, d->len, d->data);
+        if (b) text = strdup(b->text);
+        if (b) FREE(b);
+    } else if (strcmp(ev->type, "no.samordna.notify.reminder.due") == 0) {
+        Samordna__V1__Reminder *r = samordna__v1__reminder__unpack(NULL, d->len, d->data);
+        if (r) text = strdup(r->text);
+        if (r) FREE(r);
+    }
+    return text;
+}
+
 static int s_inbox(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__InboxReadRequest req = SAMORDNA__V1__INBOX_READ_REQUEST__INIT;
@@ -269,6 +288,8 @@ static int s_inbox(samctl_t *ctl, const samctl_args_t *a)
                                           it->event ? it->event->source : "", "subject",
                                           subject ? subject : "")
                               : NULL;
+        char *text = s_event_text(it->event); /* a briefing's or a reminder's, shown with it */
+        if (j && text) json_object_set_new(j, "text", json_string(text));
         if (samctl_list_row(&list, j)) {
             char where[96];
             snprintf(where, sizeof where, "%s/%llu", it->service, (unsigned long long)it->seq);
@@ -276,7 +297,13 @@ static int s_inbox(samctl_t *ctl, const samctl_args_t *a)
                    it->event ? it->event->type : "", it->event ? it->event->source : "",
                    it->event ? it->event->id : "", subject ? " subject=" : "",
                    subject ? subject : "");
+            for (const char *l = text; l && *l;) { /* indented under its row */
+                size_t len = strcspn(l, "\n");
+                printf("    %.*s\n", (int)len, l);
+                l += len + (l[len] == '\n');
+            }
         }
+        free(text);
         last = it->qseq;
     }
     FREE(rep);
