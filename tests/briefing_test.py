@@ -193,5 +193,32 @@ def test_briefing_life_cycle_on_the_fixture():
     assert notify.stop() == 0
 
 
+def test_notify_started_before_the_import_sends_the_briefing_with_the_data():
+    """notify up on the due day before anything is imported: nothing is issued then (no
+    programme, no data); after the import and a subscription the briefing goes out once,
+    with the imported facts."""
+    data = samtest.scratch("briefing-early")
+    _, ep = samtest.broker()
+    for name in ("registry", "status", "grants"):
+        samtest.service(name, ep, os.path.join(data, name))
+    notify = samtest.service("notify", ep, os.path.join(data, "notify"), "--follow",
+                             "registry,status,grants", "--schedule-interval-ms", "300",
+                             "--call-timeout-ms", str(int(5000 * SLOW)), "--reminder-days", "0",
+                             "--now", str(DUE_MS))
+    import time
+    time.sleep(1.5 * SLOW)
+    assert briefings(ep) == []  # no programme known: no schedule, nothing composed
+    samctl(ep, "import", FIXTURE)
+    samtest.wait_for(lambda: briefings(ep), 20, "the briefing, once the programme is known")
+    samctl(ep, "notify", "subscribe", "sg", "--inbox", "--type",
+           "no.samordna.notify.briefing.issued")
+    samtest.wait_for(lambda: inbox(ep, "sg"), 20, "the briefing delivered")
+    time.sleep(1.0 * SLOW)
+    [item] = inbox(ep, "sg")
+    assert f"1{NBSP}500{NBSP}000{NBSP}kr" in item["text"] and "Indre Østfold" in item["text"]
+    assert "Halden nådde Operativ" in item["text"], item["text"]
+    assert notify.stop() == 0
+
+
 if __name__ == "__main__":
     samtest.main()

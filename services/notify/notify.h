@@ -208,8 +208,9 @@ void notify_schedule_stop(notify_t *n);
 
 /* notify_compose.c — the briefing's text and HTML, and the names they are written with. */
 /* Asks the registry for the names of agencies and municipalities and for the programme
-   (n->names, n->prog_*); what it does not answer stays as it was. */
-void notify_names_refresh(notify_t *n);
+   (n->names, n->prog_*); what it does not answer stays as it was. False when the registry
+   did not answer. */
+bool notify_names_refresh(notify_t *n);
 /* The name of an agency or municipality id, or the id when none is known. */
 const char *notify_name(notify_t *n, const char *id);
 /* Composes briefing `id`, due on `due`, of the period [from, to] as of `to`, in `lang`.

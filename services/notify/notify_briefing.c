@@ -10,11 +10,14 @@
     The life cycle of one briefing, from the check every --schedule-interval-ms:
       due      on its date (or the first check after it) it is composed from the facts of its
                period as of the period's last day (notify_compose.c) and kept in the
-               "briefings" table: later changes to the data do not change it;
+               "briefings" table;
       held     while no subscription takes no.samordna.notify.briefing.issued, it waits
-               (logged once: schedule.held) — it is not lost and not sent to nobody;
-      sent     as soon as one does, its deliveries are queued, once: the record says when and
-               how many. notify.briefings.list and .get show each one;
+               (logged once: schedule.held) — it is not lost and not sent to nobody — and is
+               composed again at each check, so that what is recorded late for its period
+               (an import after the due day) is in it when it goes out;
+      sent     as soon as a subscription takes it, its deliveries are queued, once, in the
+               transaction that keeps it as sent: from then on it stays as it was.
+               notify.briefings.list and .get show each one;
       resent   the event no.samordna.notify.briefing.resent {id} queues it again to every
                subscription as it is now (event id "<id>-resend-N").
     A briefing that could not be composed whole (a service did not answer) is composed
@@ -300,73 +303,53 @@ static int s_record_put(notify_t *n, MDB_txn *w, const Samordna__V1__BriefingRec
                              &r->base, 0);
 }
 
-/* Queues a held briefing's deliveries and marks it sent, in one transaction: its deliveries,
-   or 0 while no subscription takes it (nothing written), or -1 on a store error. */
-static int s_send(notify_t *n, const char *id)
+/*  Keeps briefing b and, when a subscription takes it, queues its deliveries and marks it
+    sent — one transaction. Returns its deliveries, 0 when it is held (kept, nobody takes it
+    yet), or -1 on a store error (logged). A briefing sent already is left as it is (0). */
+static int s_issue_briefing(notify_t *n, Samordna__V1__Briefing *b)
 {
     MDB_txn *w;
     if (sam_store_begin(sam_service_store(n->svc), NULL, true, &w)) return -1;
-    Samordna__V1__BriefingRecord *r = s_record_get(n, w, id);
-    int q = 0, rc = 0;
-    if (r && r->briefing && strcmp(r->state, "held") == 0) {
-        q = s_enqueue(n, w, id, "no.samordna.notify.briefing.issued", "steering-group",
-                      &r->briefing->base);
-        if (q > 0) {
-            char *held = r->state;
-            r->state = "sent";
-            r->sent_ms = notify_now_ms();
-            r->deliveries = (uint32_t)q;
-            rc = s_record_put(n, w, r);
-            uint8_t when[8];
-            sam_be64_put(when, (uint64_t)r->sent_ms);
-            MDB_val k = {strlen(id), (void *)id}, v = {8, when};
-            if (!rc) rc = mdb_put(w, n->dbi.sent, &k, &v, 0);
-            r->state = held; /* the unpacked message's own string, freed with it */
-        }
+    Samordna__V1__BriefingRecord *old = s_record_get(n, w, b->id);
+    bool sent = old && strcmp(old->state, "sent") == 0;
+    if (old) protobuf_c_message_free_unpacked(&old->base, NULL);
+    if (sent) {
+        mdb_txn_abort(w);
+        return 0;
     }
-    if (q > 0 && !rc)
+    int q =
+        s_enqueue(n, w, b->id, "no.samordna.notify.briefing.issued", "steering-group", &b->base);
+    Samordna__V1__BriefingRecord r = SAMORDNA__V1__BRIEFING_RECORD__INIT;
+    r.briefing = b;
+    r.state = q > 0 ? "sent" : "held";
+    r.composed_ms = notify_now_ms();
+    r.sent_ms = q > 0 ? r.composed_ms : 0;
+    r.deliveries = q > 0 ? (uint32_t)q : 0;
+    int rc = q < 0 ? SAM_STORE_CORRUPT : s_record_put(n, w, &r);
+    if (!rc && q > 0) {
+        uint8_t when[8];
+        sam_be64_put(when, (uint64_t)r.sent_ms);
+        MDB_val k = {strlen(b->id), b->id}, v = {8, when};
+        rc = mdb_put(w, n->dbi.sent, &k, &v, 0);
+    }
+    if (!rc)
         rc = mdb_txn_commit(w);
     else
         mdb_txn_abort(w);
-    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
-    if (q < 0 || rc) {
-        sam_error("schedule.issue_failed id=%s error=%s", sam_logv(id),
-                  sam_logv(q < 0 ? "the deliveries could not be queued" : sam_store_strerror(rc)));
+    if (rc) {
+        sam_error("schedule.issue_failed id=%s error=%s", sam_logv(b->id),
+                  sam_logv(sam_store_strerror(rc)));
         return -1;
     }
     if (q > 0) {
         n->next_deliver_scan_ms = 0;
         n->held_logged = false;
-        sam_info("schedule.issued id=%s type=no.samordna.notify.briefing.issued deliveries=%d",
-                 sam_logv(id), q);
+        sam_info("schedule.issued id=%s type=no.samordna.notify.briefing.issued deliveries=%d "
+                 "period_from=%s period_to=%s notes=%zu lang=%s",
+                 sam_logv(b->id), q, sam_logv(b->period_from), sam_logv(b->period_to), b->n_notes,
+                 sam_logv(b->lang));
     }
     return q;
-}
-
-/* Keeps a composed briefing as held (unless it is there already). 0 or an LMDB error. */
-static int s_keep(notify_t *n, Samordna__V1__Briefing *b)
-{
-    MDB_txn *w;
-    int rc = sam_store_begin(sam_service_store(n->svc), NULL, true, &w);
-    if (rc) return rc;
-    if (sam_store_has(w, n->dbi.briefings, b->id, strlen(b->id))) {
-        mdb_txn_abort(w);
-        return 0;
-    }
-    Samordna__V1__BriefingRecord r = SAMORDNA__V1__BRIEFING_RECORD__INIT;
-    r.briefing = b;
-    r.state = "held";
-    r.composed_ms = notify_now_ms();
-    rc = s_record_put(n, w, &r);
-    if (!rc)
-        rc = mdb_txn_commit(w);
-    else
-        mdb_txn_abort(w);
-    if (!rc)
-        sam_info("schedule.composed id=%s period_from=%s period_to=%s notes=%zu lang=%s",
-                 sam_logv(b->id), sam_logv(b->period_from), sam_logv(b->period_to), b->n_notes,
-                 sam_logv(b->lang));
-    return rc;
 }
 
 static void s_check_briefing(notify_t *n, s_date_t today)
@@ -385,33 +368,27 @@ static void s_check_briefing(notify_t *n, s_date_t today)
     /* a briefing issued by an earlier version is in "sent" only */
     bool sent = (r && strcmp(r->state, "sent") == 0) ||
                 (!r && sam_store_has(txn, n->dbi.sent, id, strlen(id)));
-    bool kept = r != NULL;
     mdb_txn_abort(txn);
     if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
     if (sent) return;
-    if (!kept) {
-        Samordna__V1__Briefing *b = notify_compose(n, id, ds, fs, ts, n->briefing_lang);
-        if (!b) return;
+    /* composed at each check until it is sent, from the facts of its period as of its last
+       day: what is recorded late for the period (an import after the due day) is in it */
+    Samordna__V1__Briefing *b = notify_compose(n, id, ds, fs, ts, n->briefing_lang);
+    if (!b) return;
+    if (b->n_notes && s_cmp(today, due) == 0) {
         /* a part missing on the due day itself: composed again at the next check */
-        bool later = b->n_notes && s_cmp(today, due) == 0;
-        if (later)
-            sam_warn("schedule.incomplete id=%s notes=%zu first=%s", sam_logv(id), b->n_notes,
-                     sam_logv(b->notes[0]));
-        int rc = later ? 0 : s_keep(n, b);
+        sam_warn("schedule.incomplete id=%s notes=%zu first=%s", sam_logv(id), b->n_notes,
+                 sam_logv(b->notes[0]));
         notify_briefing_free(b);
-        if (later) return;
-        if (rc) {
-            sam_error("schedule.issue_failed id=%s error=%s", sam_logv(id),
-                      sam_logv(sam_store_strerror(rc)));
-            return;
-        }
+        return;
     }
-    if (s_send(n, id) == 0 && !n->held_logged) {
+    if (s_issue_briefing(n, b) == 0 && !n->held_logged) {
         n->held_logged = true;
         sam_info("schedule.held id=%s reason=%s", sam_logv(id),
                  sam_logv("no subscription takes no.samordna.notify.briefing.issued yet: it is "
                           "sent when one does"));
     }
+    notify_briefing_free(b);
 }
 
 /* ---- reminders ------------------------------------------------------------------------------ */
@@ -520,9 +497,13 @@ void notify_schedule_tick(notify_t *n)
     if (now < n->next_schedule_ms) return;
     n->next_schedule_ms = now + n->schedule_interval_ms;
     if (now >= n->next_names_ms) {
-        notify_names_refresh(n);
-        /* until the programme is known, asked again at every check */
-        n->next_names_ms = now + (n->prog_known || *n->briefing_dates ? S_NAMES_MS : 0);
+        bool answered = notify_names_refresh(n);
+        /* known: asked again in ten minutes; not known yet (no import yet): at the next
+           check; the registry away: in half a minute, so that it costs the loop one
+           --call-timeout-ms that often, not at every check */
+        n->next_names_ms = now + (n->prog_known || *n->briefing_dates ? S_NAMES_MS
+                                  : answered                          ? 0
+                                                                      : 30000);
     }
     s_date_t today = s_today();
     s_check_briefing(n, today);

@@ -75,15 +75,13 @@ static bool s_names_of(notify_t *n, const char *method, bool agencies)
     return true;
 }
 
-void notify_names_refresh(notify_t *n)
+bool notify_names_refresh(notify_t *n)
 {
     if (!n->names) {
         n->names = zhashx_new();
-        if (!n->names) return;
+        if (!n->names) return false;
         zhashx_set_destructor(n->names, s_name_free);
     }
-    s_names_of(n, "registry.agencies.list", true);
-    s_names_of(n, "registry.municipalities.list", false);
     /* the programme: its name, and the dates the briefing is due on */
     Samordna__V1__ListRequest rq = SAMORDNA__V1__LIST_REQUEST__INIT;
     rq.page_size = 1000;
@@ -93,7 +91,7 @@ void notify_names_refresh(notify_t *n)
                                 &samordna__v1__programme_list__descriptor, (ProtobufCMessage **)&l,
                                 (int)n->call_timeout_ms, &res);
     sam_result_clear(&res);
-    if (code != SAM_OK) return; /* what was known stays */
+    if (code != SAM_OK) return false; /* the registry is away: what was known stays */
     const Samordna__V1__Programme *p = NULL;
     for (size_t i = 0; i < l->n_items && !p; i++)
         if (!*n->programme || strcmp(l->items[i]->id, n->programme) == 0) p = l->items[i];
@@ -113,6 +111,9 @@ void notify_names_refresh(notify_t *n)
     }
     n->prog_known = known;
     protobuf_c_message_free_unpacked(&l->base, NULL);
+    s_names_of(n, "registry.agencies.list", true);
+    s_names_of(n, "registry.municipalities.list", false);
+    return true;
 }
 
 const char *notify_name(notify_t *n, const char *id)
