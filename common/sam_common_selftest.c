@@ -1,9 +1,11 @@
 /*  sam_common_selftest — unit selftests of the shared modules: config, store, status, keys,
-    the batch frame, the outbox follower, the field rules, metrics and the HTTP port.
+    the batch frame, the outbox follower, the field rules, the working calendar, metrics and
+    the HTTP port.
     Each check prints nothing when it holds; the program prints one line per failed check
     and a closing 'N passed, N failed' line, and exits non-zero when any failed. It writes
     only under the folder given as its first argument. */
 #include "sam_batch.h"
+#include "sam_calendar.h"
 #include "sam_check.h"
 #include "sam_config.h"
 #include "sam_follow.h"
@@ -12,6 +14,7 @@
 #include "sam_status.h"
 #include "sam_store.h"
 #include "sam_testkit.h"
+#include "sam_words.h"
 
 #include "samordna/v1/envelope.pb-c.h"
 
@@ -534,6 +537,73 @@ static void s_rules_test(void)
           0);
 }
 
+/* The Norwegian working calendar against the almanac: Easter 2019 was 21 April, 2020
+   12 April, 2024 31 March. */
+static void s_calendar_test(void)
+{
+    CHECK(sam_calendar_weekday(2019, 11, 11) == 1); /* a Monday */
+    CHECK(sam_calendar_weekday(2000, 1, 1) == 6);
+    CHECK(sam_calendar_weekday(1970, 1, 1) == 4);
+    CHECK(strcmp(sam_calendar_holiday(2019, 4, 21), "1. påskedag") == 0);
+    CHECK(strcmp(sam_calendar_holiday(2019, 4, 18), "skjærtorsdag") == 0);
+    CHECK(strcmp(sam_calendar_holiday(2019, 4, 19), "langfredag") == 0);
+    CHECK(strcmp(sam_calendar_holiday(2019, 4, 22), "2. påskedag") == 0);
+    CHECK(strcmp(sam_calendar_holiday(2019, 5, 30), "Kristi himmelfartsdag") == 0);
+    CHECK(strcmp(sam_calendar_holiday(2019, 6, 10), "2. pinsedag") == 0);
+    CHECK(strcmp(sam_calendar_holiday(2024, 3, 28), "skjærtorsdag") == 0);
+    CHECK(strcmp(sam_calendar_holiday(2020, 6, 1), "2. pinsedag") == 0);
+    CHECK(strcmp(sam_calendar_holiday(2019, 5, 17), "17. mai") == 0);
+    CHECK(strcmp(sam_calendar_holiday(2019, 12, 26), "2. juledag") == 0);
+    CHECK(sam_calendar_holiday(2019, 4, 17) == NULL);
+    CHECK(sam_calendar_holiday(2019, 12, 24) == NULL); /* julaften is not a public holiday */
+    CHECK(sam_calendar_working_day("2019-11-11"));
+    CHECK(!sam_calendar_working_day("2019-11-10")); /* a Sunday */
+    CHECK(!sam_calendar_working_day("2019-05-17"));
+    CHECK(!sam_calendar_working_day("2019-02-30"));
+    char out[11];
+    sam_calendar_working_date("2019-11-11", out);
+    CHECK(strcmp(out, "2019-11-11") == 0);
+    sam_calendar_working_date("2019-12-25", out); /* 1. and 2. juledag: on to Friday */
+    CHECK(strcmp(out, "2019-12-27") == 0);
+    sam_calendar_working_date("2019-11-30", out); /* the month's last day, a Saturday: back */
+    CHECK(strcmp(out, "2019-11-29") == 0);
+    sam_calendar_working_date("2020-05-31", out); /* Sunday, then 2. pinsedag in June */
+    CHECK(strcmp(out, "2020-05-29") == 0);
+    sam_calendar_working_date("nonsense", out);
+    CHECK(strcmp(out, "nonsense") == 0);
+}
+
+/* The readers' words: one language an output, Norwegian unless English is asked for. */
+static void s_words_test(void)
+{
+    sam_lang_t l = SAM_LANG_EN;
+    CHECK(sam_lang_parse("", &l) == 0 && l == SAM_LANG_NB);
+    CHECK(sam_lang_parse("en-GB", &l) == 0 && l == SAM_LANG_EN);
+    CHECK(sam_lang_parse("nb_NO", &l) == 0 && l == SAM_LANG_NB);
+    CHECK(sam_lang_parse("de", &l) == -1 && l == SAM_LANG_NB);
+    char w[64];
+    CHECK(strcmp(sam_word(SAM_LANG_NB, "meeting", "working", w, sizeof w), "arbeidsmøte") == 0);
+    CHECK(strcmp(sam_word_cap(SAM_LANG_NB, "meeting", "working", w, sizeof w), "Arbeidsmøte") == 0);
+    CHECK(strcmp(sam_word(SAM_LANG_EN, "barrier", "raised_nationally", w, sizeof w),
+                 "raised nationally") == 0);
+    CHECK(strcmp(sam_word(SAM_LANG_NB, "barrier", "raised_nationally", w, sizeof w),
+                 "løftet nasjonalt") == 0);
+    CHECK(strcmp(sam_word(SAM_LANG_NB, "meeting", "some_new_kind", w, sizeof w), "some new kind") ==
+          0);
+    CHECK(strcmp(sam_word_cap(SAM_LANG_NB, "x", "øvelse", w, sizeof w), "Øvelse") == 0);
+    CHECK(strcmp(sam_words_date(SAM_LANG_NB, "2019-11-11", w, sizeof w), "11. november 2019") == 0);
+    CHECK(strcmp(sam_words_date(SAM_LANG_EN, "2019-03-01", w, sizeof w), "1 March 2019") == 0);
+    CHECK(strcmp(sam_words_date(SAM_LANG_NB, "not a date", w, sizeof w), "not a date") == 0);
+    CHECK(strcmp(sam_words_nok(SAM_LANG_NB, 150000000, w, sizeof w), "1\xC2\xA0"
+                                                                     "500\xC2\xA0"
+                                                                     "000\xC2\xA0kr") == 0);
+    CHECK(strcmp(sam_words_nok(SAM_LANG_NB, 20000050, w, sizeof w), "200\xC2\xA0"
+                                                                    "000,50\xC2\xA0kr") == 0);
+    CHECK(strcmp(sam_words_nok(SAM_LANG_EN, 150000000, w, sizeof w), "NOK 1,500,000") == 0);
+    CHECK(strcmp(sam_words_nok(SAM_LANG_EN, -5, w, sizeof w), "-NOK 0.05") == 0);
+    CHECK(strcmp(sam_words_nok(SAM_LANG_NB, 99900, w, sizeof w), "999\xC2\xA0kr") == 0);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = argc > 1 ? argv[1] : "selftest-data";
@@ -545,6 +615,8 @@ int main(int argc, char **argv)
     s_batch_test();
     s_http_test();
     s_rules_test();
+    s_calendar_test();
+    s_words_test();
     char keys[1024];
     snprintf(keys, sizeof keys, "%s/keys-%d", dir, (int)getpid());
     CHECK(sam_keys_selftest(keys, false) == 0);

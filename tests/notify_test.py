@@ -15,6 +15,8 @@ import samtest  # noqa: E402
 from samtest import Client, publish  # noqa: E402
 from samordna.v1 import envelope_pb2, events_pb2, grants_pb2, notify_pb2, registry_pb2, status_pb2  # noqa
 import datetime  # noqa: E402
+import email  # noqa: E402
+import email.policy  # noqa: E402
 from notify_receivers import SmtpRecorder, WebhookReceiver, verify  # noqa: E402
 
 ECHO = "no.samordna.echo.recorded"
@@ -795,22 +797,31 @@ def test_samctl_notify_commands():
 
 
 def test_briefing_preview_notes_what_is_unavailable():
-    with Stack("notify-brief-alone", "--call-timeout-ms", "500") as s:
+    with Stack("notify-brief-alone", "--call-timeout-ms", "500",
+               "--briefing-dates", "06-01,12-01") as s:
         rep, b = s.c.call("notify", "notify.briefing.preview",
                           notify_pb2.BriefingPreviewRequest(date="2019-11-11"), notify_pb2.Briefing,
                           timeout=10)
         assert rep.status.code == 200, rep.status
         assert b.id == "briefing-2019-12-01" and b.period_from == "2019-06-01"
-        assert b.period_to == "2019-11-30"
-        assert "not available" in b.text and "Notes" in b.text
+        assert b.period_to == "2019-11-11"  # as of the day asked about
+        assert "ikke tilgjengelig" in b.text and "Merknader" in b.text, b.text
+        assert "ikke tilgjengelig" in b.html and b.html.startswith("<!DOCTYPE html>")
         assert any(n.startswith("status.report") for n in b.notes), list(b.notes)
         assert any(n.startswith("grants.overview 2019") for n in b.notes), list(b.notes)
         assert any(n.startswith("status.barriers.list") for n in b.notes), list(b.notes)
         rep, _ = s.c.call("notify", "notify.briefing.preview",
                           notify_pb2.BriefingPreviewRequest(date="2019-02-30"))
         assert rep.status.code == 400 and "date" in rep.status.message
-        rc, out, err = samctl(s.ep, "notify", "briefing", "--preview", "--date", "2019-05-01")
-        assert rc == 0 and "Due 2019-06-01. Period 2018-12-01 to 2019-05-31." in out, out
+        rc, out, err = samctl(s.ep, "--timeout-ms", "30000", "notify", "briefing", "--preview",
+                              "--date", "2019-05-01")
+        assert rc == 0, err
+        assert ("Forfaller 1. juni 2019. Perioden 1. desember 2018 – 1. mai 2019; tilstanden per "
+                "1. mai 2019.") in out, out
+        rc, out, err = samctl(s.ep, "--lang", "en", "--timeout-ms", "30000", "notify",
+                              "briefing", "--preview", "--date", "2019-05-31")
+        assert rc == 0 and "Due 1 June 2019. The period 1 December 2018 – 31 May 2019" in out, out
+        assert "(not available)" in out, out
 
 
 def _pub(c, service, etype, msg, source="fmov"):
@@ -899,15 +910,24 @@ def test_briefing_and_reminders_from_the_real_services():
     assert items[0].event.type == "no.samordna.notify.briefing.issued"
     assert items[0].event.source == "fmov" and items[0].event.id == f"briefing-{today}"
     assert b.date == today.isoformat() and list(b.notes) == [], list(b.notes)
-    assert "b-arsbevilgning" in b.text and "barrier.registered" in b.text, b.text
-    assert "halden" in b.text and "400 000" in b.text, b.text
+    # Norwegian, with names: the barrier by its title and where, the money the Norwegian way
+    assert "Nytt hinder i Halden: «Tilskudd må søkes hvert år»" in b.text, b.text
+    assert "Identifisert (1)" in b.text and "meldt av FMOV" in b.text, b.text
+    assert "Halden" in b.text and "400\u00a0000\u00a0kr" in b.text, b.text
+    assert "b-arsbevilgning" not in b.text and "barrier.registered" not in b.text, b.text
     rem = wait_inbox(c, "frister", 1)
     assert [i.event.id for i in rem] == [f"reminder-a-soon-{soon}"]
     r = notify_pb2.Reminder()
     r.ParseFromString(rem[0].event.binary_data)
-    assert r.award == "a-soon" and "in 30 days" in r.text, r.text
+    assert r.award == "a-soon" and "om 30 dager" in r.text, r.text
+    assert "200\u00a0000\u00a0kr til Halden" in r.text and "«Koordinering»" in r.text, r.text
+    assert "Finansiert av: FMOV" in r.text, r.text
     wait_for(lambda: len(smtp.messages) >= 1, 10, "the briefing by e-mail")
-    assert "Half-yearly briefing" in smtp.messages[0]["data"]
+    mail = email.message_from_string(smtp.messages[0]["data"], policy=email.policy.default)
+    assert mail.get_content_type() == "multipart/alternative", mail.get_content_type()
+    parts = {p.get_content_type(): p.get_content() for p in mail.iter_parts()}
+    assert "Orientering til styringsgruppen" in parts["text/plain"], parts
+    assert "<h1>Orientering til styringsgruppen" in parts["text/html"], parts
     # the grants events themselves are followed too (those after the subscription)
     a = grants_pb2.Award(id="a-new", scheme="ps", recipient="halden", amount_ore=100,
                          purpose="Koordinering", currency="NOK")

@@ -368,6 +368,11 @@ def test_meetings_series_and_paging():
                        "halden-internal-2019-03", "halden-internal-2019-04"], ids
         # the 30th, clamped to February's last day
         assert got.meetings[4].date == "2019-02-28" and got.meetings[4].series == "halden-internal"
+        # never on a weekend or a public holiday: 30 December 2018 was a Sunday (on to Monday
+        # the 31st); 30 and 31 March 2019 a Saturday and a Sunday (back to Friday the 29th)
+        assert got.meetings[2].date == "2018-12-31" and got.meetings[5].date == "2019-03-29"
+        assert [m.date for m in got.meetings[1:]] == ["2018-11-30", "2018-12-31", "2019-01-30",
+                                                     "2019-02-28", "2019-03-29", "2019-04-30"]
         assert got.meetings[0].municipality == "halden"  # taken from the pilot
         # pages of 3 over every meeting
         seen, token = [], ""
@@ -389,7 +394,7 @@ def test_meetings_series_and_paging():
                                                    "halden-internal-2018-12"]
         assert row(env.board(), "halden").last_meeting_date == "2019-04-30"
         h = row(env.board("2019-01-15"), "halden")
-        assert h.last_meeting_date == "2018-12-30" and h.last_meeting_kind == "internal"
+        assert h.last_meeting_date == "2018-12-31" and h.last_meeting_kind == "internal"
         assert row(env.board("2018-09-01"), "halden").last_meeting_date == ""
         rep, _ = env.c.call("status", "status.meetings.list",
                             status_pb2.MeetingsRequest(page_token="zz"))
@@ -689,6 +694,51 @@ def test_samctl_board_and_commands():
         assert rc == 0 and len(json.loads(out)["changes"]) == 4, out
         rc, out, err = samctl(env.ep, "board", "--as-of")
         assert rc == 2
+        # a monthly series from Thursday 17 April 2019: skjærtorsdag the 18th is not hit, but
+        # 17 May (Grunnlovsdag) is, and moves to the 20th (the 18th and 19th are a weekend);
+        # with --any-day the series keeps its day
+        rc, out, err = samctl(env.ep, "meeting", "log", "h-month", "--kind", "steering",
+                              "--date", "2019-04-17", "--monthly-until", "2019-06-30",
+                              "--pilot", "halden", "--title", "Styringsgruppe, Halden",
+                              "--participant", "fmov", "--notes", "Sak 1; sak 2, og sak 3")
+        assert rc == 0, err
+        rc, out, err = samctl(env.ep, "meeting", "log", "h-any", "--kind", "internal", "--date",
+                              "2019-05-17", "--monthly-until", "2019-06-17", "--any-day",
+                              "--pilot", "halden")
+        assert rc == 0, err
+        rc, out, err = samctl(env.ep, "--json", "meetings", "--pilot", "halden", "--from",
+                              "2019-04-01")
+        assert rc == 0, err
+        got = {m["id"]: m["date"] for m in json.loads(out)["items"]}
+        assert got == {"h-month-2019-04": "2019-04-17", "h-month-2019-05": "2019-05-20",
+                       "h-month-2019-06": "2019-06-17", "h-any-2019-05": "2019-05-17",
+                       "h-any-2019-06": "2019-06-17"}, got
+        # the calendar, read by a real iCalendar parser (python3-icalendar)
+        p = subprocess.run([os.path.join(samtest.BIN, "samctl"), "--broker", env.ep, "meetings",
+                            "--pilot", "halden", "--ical"], capture_output=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        raw = p.stdout
+        assert raw.endswith(b"END:VCALENDAR\r\n") and b"\n" not in raw.replace(b"\r\n", b"")
+        out = raw.decode()
+        assert all(len(l.encode()) <= 75 for l in out.split("\r\n")), out
+        import icalendar
+        cal = icalendar.Calendar.from_ical(out)
+        assert str(cal["X-WR-TIMEZONE"]) == "Europe/Oslo"
+        assert [str(z["TZID"]) for z in cal.walk("VTIMEZONE")] == ["Europe/Oslo"]
+        events = {str(e["UID"]): e for e in cal.walk("VEVENT")}
+        assert set(events) == {i + "@samordna" for i in
+                               ["h-1", "h-month-2019-04", "h-month-2019-05", "h-month-2019-06",
+                                "h-any-2019-05", "h-any-2019-06"]}, set(events)
+        may = events["h-month-2019-05@samordna"]
+        import datetime
+        assert may.decoded("DTSTART") == datetime.date(2019, 5, 20)
+        assert may.decoded("DTEND") == datetime.date(2019, 5, 21)
+        assert str(may["SUMMARY"]) == "Styringsgruppe, Halden"
+        assert "Deltakere: fmov" in str(may["DESCRIPTION"])
+        assert "Sak 1; sak 2, og sak 3" in str(may["DESCRIPTION"])
+        assert str(events["h-1@samordna"]["DESCRIPTION"]).startswith("Type: working")
+        rc, out, err = samctl(env.ep, "meetings", "--pilot", "nobody-has-this", "--ical")
+        assert rc == 0 and "BEGIN:VCALENDAR" in out and "VEVENT" not in out, out
 
 def _caller(agency="", role="admin"):
     """The Caller the test's broker presents: an agency's, or (no agency) an insecure admin."""
@@ -859,7 +909,32 @@ def test_import_fixture_with_the_real_registry():
     assert "Definert" in lines[2] and "Forankret" in lines[2] and "Operativ" in lines[2], out
     at = next(i for i, l in enumerate(lines) if l.startswith("fredrikstad"))
     fr, about = lines[at], lines[at + 1]  # a pilot's second line: who and where
-    assert "Forankret" in fr and "Fredrikstad" in about and "husbanken-ost" in about, (fr, about)
+    assert "Forankret" in fr and "Fredrikstad" in about and "Husbanken Øst" in about, (fr, about)
+    assert "siste møte 2019-03-04 (forankringsmøte)" in about, about
+    rc, out, err = samctl(ep, "--lang", "en", "board", "--as-of", "2019-11-11")
+    assert rc == 0 and out.startswith("Status board as of 11 November 2019"), out
+    assert "Anchored" in out and "led by Husbanken Øst" in out and "anchoring meeting" in out
+    assert "Forankret" not in out and "ledes av" not in out, out
+    # the period report speaks Norwegian with names, not ids or enum words; English on request
+    rc, out, err = samctl(ep, "report", "--from", "2019-01-01", "--to", "2019-12-31")
+    assert rc == 0, err
+    assert out.startswith("Endringer 1. januar 2019 – 31. desember 2019:"), out
+    assert "Halden nådde Kunnskapsgrunnlag" in out, out
+    assert "Forankringsmøte i Fredrikstad" in out, out
+    for word in ("knowledge_base", "reached", "anchoring", "defined_challenge"):
+        assert word not in out, (word, out)
+    rc, out, err = samctl(ep, "--lang", "en", "report", "--from", "2019-01-01", "--to",
+                          "2019-12-31")
+    assert rc == 0 and out.startswith("Changes 1 January 2019 – 31 December 2019:"), out
+    assert "Halden reached Knowledge base" in out and "Anchoring meeting in Fredrikstad" in out
+    assert "nådde" not in out, out
+    rc, out, err = samctl(ep, "--json", "report", "--from", "2019-01-01", "--to", "2019-12-31")
+    changes = json.loads(out)["changes"]  # --json keeps the ids beside the line
+    kb = next(c for c in changes if c["kind"] == "knowledge_base" and c["pilot"] == "halden")
+    assert kb["what"] == "milestone.reached" and kb["summary"].startswith("Halden nådde"), kb
+    rc, out, err = samctl(ep, "--lang", "de", "report", "--from", "2019-01-01", "--to",
+                          "2019-12-31")
+    assert rc == 2 and "--lang must be nb" in err, (rc, err)
     # before the status slide nothing was recorded as reached
     rc, out, err = samctl(ep, "--json", "board", "--as-of", "2019-06-01")
     assert all(not r["phase"] for r in json.loads(out)["rows"]), out

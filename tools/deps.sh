@@ -21,6 +21,7 @@ packages=(
   libssl-dev          # the gateway: JWT signatures (RS256, ES256) checked against a JWKS
   chromium            # gateway_board_test.py: a real browser loads the web board
   wrk                 # samordna-bench gateway: HTTP load from a standard tool
+  weasyprint          # samctl notify briefing --format pdf: the briefing page as a PDF
   poppler-utils       # the briefing's PDF read back as text (pdftotext)
   python3-icalendar   # the meetings calendar parsed by a real iCalendar parser
   "$@"

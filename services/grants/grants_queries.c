@@ -608,6 +608,7 @@ int grants_q_deadlines(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
         d->recipient = a->recipient;
         d->scheme = a->scheme;
         d->purpose = a->purpose;
+        d->amount_ore = a->amount_ore;
         snprintf(token, sizeof token, "%s/%s", a->report_due, a->id);
     }
     mdb_cursor_close(cur);

@@ -25,6 +25,7 @@
 #include "sam_client.h"
 #include "sam_follow.h"
 #include "sam_service.h"
+#include "sam_words.h"
 
 #include "samordna/v1/notify.pb-c.h"
 
@@ -77,7 +78,9 @@ struct notify_t {
     long max_in_flight;   /* webhook/e-mail transfers at once */
     const char *smtp_url; /* smtp://host:port, NULL: e-mail deliveries retry */
     const char *mail_from;
-    const char *briefing_dates; /* "MM-DD,MM-DD" */
+    const char *briefing_dates; /* "MM-DD,MM-DD", or "": the programme's own (registry) */
+    const char *programme;      /* --programme: the one briefed on ("": the registry's first) */
+    sam_lang_t briefing_lang;   /* --briefing-lang: the language of briefings and reminders */
     const char *briefing_from;  /* source of briefings and reminders (the pilot owner) */
     long reminder_days;         /* before a reporting deadline; 0: no reminders */
     long call_timeout_ms;       /* calls to status and grants while composing */
@@ -102,6 +105,15 @@ struct notify_t {
     int64_t next_deliver_scan_ms;   /* next scan of the queue for due deliveries */
     int64_t next_handshake_scan_ms; /* next scan of pending webhooks for due handshakes */
     uint8_t master_key[32];         /* derives each webhook's signing secret */
+
+    /* what the briefing and the reminders are written with (notify_briefing.c), asked of
+       the registry at each schedule check and kept when it does not answer */
+    zhashx_t *names; /* agency and municipality id → name */
+    bool prog_known; /* the programme below is the registry's */
+    char prog_id[65], prog_name[256], prog_from[11], prog_to[11];
+    uint32_t prog_months;  /* briefing_interval_months */
+    bool held_logged;      /* "schedule.held" said for the briefing held now */
+    int64_t next_names_ms; /* next time the registry is asked for names, programme */
 };
 
 /* Wall clock, ms since the epoch. */
@@ -186,6 +198,26 @@ int notify_schedule_start(notify_t *n);
 void notify_schedule_tick(notify_t *n);
 /* Takes the reply of grants.deadlines (sent without waiting) and issues the reminders due. */
 void notify_reminders_reply(notify_t *n, const sam_result_t *res);
+int notify_q_briefings_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                            sam_reply_t *reply);
+int notify_q_briefings_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                           sam_reply_t *reply);
+int notify_apply_briefing_resent(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                 sam_reply_t *reply);
+void notify_schedule_stop(notify_t *n);
+
+/* notify_compose.c — the briefing's text and HTML, and the names they are written with. */
+/* Asks the registry for the names of agencies and municipalities and for the programme
+   (n->names, n->prog_*); what it does not answer stays as it was. False when the registry
+   did not answer. */
+bool notify_names_refresh(notify_t *n);
+/* The name of an agency or municipality id, or the id when none is known. */
+const char *notify_name(notify_t *n, const char *id);
+/* Composes briefing `id`, due on `due`, of the period [from, to] as of `to`, in `lang`.
+   NULL when out of memory; free with notify_briefing_free. */
+Samordna__V1__Briefing *notify_compose(notify_t *n, const char *id, const char *due,
+                                       const char *from, const char *to, sam_lang_t lang);
+void notify_briefing_free(Samordna__V1__Briefing *b);
 int notify_q_briefing_preview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                               sam_reply_t *reply);
 

@@ -1,40 +1,52 @@
-/*  notify_briefing.c — the half-yearly briefing of the steering group and the reminders
-    before award reporting deadlines.
+/*  notify_briefing.c — the steering group's briefing: its schedule, its life cycle, its
+    resending; and the reminders before award reporting deadlines.
 
-    The pilot owner must brief the steering group every half year. On each date of
-    --briefing-dates (MM-DD, every year; by default 06-01 and 12-01, the programme's six
-    months) notify composes the briefing of the period since the previous date from
-      - status.report(from, to)          what changed: milestones, meetings, steps, barriers
-      - grants.overview(year)            committed and paid per recipient, for each year
-      - status.barriers.list(open_only)  the barriers still open
-    and issues it as the event no.samordna.notify.briefing.issued (payload
-    samordna.v1.Briefing, subject "steering-group"), delivered like any other event to the
-    subscriptions of that type. A service that does not answer leaves a note in the briefing
-    naming what is missing and why; the rest is still composed and sent.
+    The schedule. The pilot owner briefs the steering group every briefing_interval_months
+    of the programme (registry: the programme's period and interval; --programme picks one
+    when there are several): the briefings are due on the period's first day plus one, two, …
+    intervals, up to its last day. --briefing-dates MM-DD,… overrides that with the same days
+    every year.
+
+    The life cycle of one briefing, from the check every --schedule-interval-ms:
+      due      on its date (or the first check after it) it is composed from the facts of its
+               period as of the period's last day (notify_compose.c) and kept in the
+               "briefings" table;
+      held     while no subscription takes no.samordna.notify.briefing.issued, it waits
+               (logged once: schedule.held) — it is not lost and not sent to nobody — and is
+               composed again at each check, so that what is recorded late for its period
+               (an import after the due day) is in it when it goes out;
+      sent     as soon as a subscription takes it, its deliveries are queued, once, in the
+               transaction that keeps it as sent: from then on it stays as it was.
+               notify.briefings.list and .get show each one;
+      resent   the event no.samordna.notify.briefing.resent {id} queues it again to every
+               subscription as it is now (event id "<id>-resend-N").
+    A briefing that could not be composed whole (a service did not answer) is composed
+    again at the next check on its due day, and kept with its notes after that. Briefings
+    due before notify's store was first opened are not sent after the fact.
+
+    notify.briefing.preview composes the briefing due next after a day as of that day:
+    what was recorded up to the day only, the barriers open on it.
 
     --reminder-days (default 60) before each reporting deadline that grants.deadlines lists,
     a no.samordna.notify.reminder.due (payload samordna.v1.Reminder, subject the recipient) is
-    issued the same way.
-
-    Each briefing and reminder is issued once: its id goes into the "sent" table in the same
-    transaction that queues its deliveries. Briefings due before notify's store was first
-    opened are not sent after the fact.
+    issued, once: its id goes into the "sent" table in the transaction that queues its
+    deliveries. Its text says which award, how much, which deadline, to whom, in
+    --briefing-lang.
 
     Dates are calendar dates in the programme's time zone (--time-zone, Europe/Oslo).
 */
+#define _GNU_SOURCE /* asprintf */
 #include "notify.h"
 #include "sam_check.h"
+#include "sam_words.h"
 
 #include "samordna/v1/grants.pb-c.h"
-#include "samordna/v1/status.pb-c.h"
 
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-#define S_REPORT_LINES 200 /* changes listed in full; the rest are counted */
 
 /* ---- dates ------------------------------------------------------------------------------- */
 
@@ -160,223 +172,57 @@ static void s_briefing_around(const int md[][2], size_t n, s_date_t day, bool ne
     *prev = at > 0 ? all[at - 1] : (s_date_t){all[at].y - 1, all[at].m, all[at].d};
 }
 
-/* ---- composing --------------------------------------------------------------------------- */
-
-typedef struct {
-    char *buf;
-    size_t len, cap;
-} s_text_t;
-
-static void s_add(s_text_t *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void s_add(s_text_t *t, const char *fmt, ...)
+/* The day `months` after d, clamped to the month's last day (31 August + 6 → 28 February). */
+static s_date_t s_add_months(s_date_t d, int months)
 {
-    va_list ap;
-    va_start(ap, fmt);
-    char line[1024];
-    int n = vsnprintf(line, sizeof line, fmt, ap);
-    va_end(ap);
-    if (n < 0) return;
-    size_t len = (size_t)n < sizeof line ? (size_t)n : sizeof line - 1;
-    if (t->len + len + 1 > t->cap) {
-        size_t cap = (t->cap + len + 1) * 2;
-        char *nb = realloc(t->buf, cap);
-        if (!nb) return;
-        t->buf = nb;
-        t->cap = cap;
+    int idx = d.y * 12 + (d.m - 1) + months;
+    s_date_t o = {idx / 12, idx % 12 + 1, d.d};
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int max = days[o.m - 1] + (o.m == 2 && ((o.y % 4 == 0 && o.y % 100 != 0) || o.y % 400 == 0));
+    if (o.d > max) o.d = max;
+    return o;
+}
+
+/*  The briefing due at or before `day` (latest) or at or after it (next), and the day its
+    period starts (the previous due date, or the programme's first day). -1 when there is
+    no schedule (no --briefing-dates and no programme known) or no such briefing. */
+static int s_around(notify_t *n, s_date_t day, bool next, s_date_t *due, s_date_t *prev)
+{
+    if (*n->briefing_dates) {
+        int md[16][2];
+        size_t nd = s_briefing_days(n->briefing_dates, md, 16);
+        if (!nd) return -1;
+        s_briefing_around((const int(*)[2])md, nd, day, next, due, prev);
+        return 0;
     }
-    memcpy(t->buf + t->len, line, len);
-    t->len += len;
-    t->buf[t->len] = 0;
-}
-
-typedef struct {
-    char *notes[8];
-    size_t n;
-} s_notes_t;
-
-static void s_note(s_notes_t *ns, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void s_note(s_notes_t *ns, const char *fmt, ...)
-{
-    if (ns->n == sizeof ns->notes / sizeof ns->notes[0]) return;
-    char buf[700];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    ns->notes[ns->n] = strdup(buf);
-    if (ns->notes[ns->n]) ns->n++;
-}
-
-/*  Asks status for a section's facts: the reply (free it), or NULL when status did not
-    answer, and then the section says "(not available)" and a note says what is missing. */
-static ProtobufCMessage *s_ask_status(notify_t *n, s_text_t *t, s_notes_t *ns, const char *method,
-                                      const ProtobufCMessage *rq,
-                                      const ProtobufCMessageDescriptor *desc, const char *missing)
-{
-    ProtobufCMessage *rep = NULL;
-    sam_result_t res;
-    uint32_t code = notify_call(n, "status", method, rq, desc, &rep, (int)n->call_timeout_ms, &res);
-    if (code != SAM_OK) {
-        s_add(t, "   (not available)\n");
-        s_note(ns, "%s: %u %s — %s are missing", method, code, res.message, missing);
-        rep = NULL;
-    }
-    sam_result_clear(&res);
-    return rep;
-}
-
-static void s_section_report(notify_t *n, s_text_t *t, s_notes_t *ns, const char *from,
-                             const char *to)
-{
-    s_add(t, "\n1. What changed (status report)\n");
-    Samordna__V1__StatusReportRequest rq = SAMORDNA__V1__STATUS_REPORT_REQUEST__INIT;
-    rq.from = (char *)from;
-    rq.to = (char *)to;
-    Samordna__V1__StatusReportReply *rep = (Samordna__V1__StatusReportReply *)s_ask_status(
-        n, t, ns, "status.report", &rq.base, &samordna__v1__status_report_reply__descriptor,
-        "milestones, meetings, steps and barrier moves of the period");
-    if (!rep) return;
-    if (rep->n_changes == 0) s_add(t, "   Nothing was recorded in the period.\n");
-    for (size_t i = 0; i < rep->n_changes && i < S_REPORT_LINES; i++) {
-        Samordna__V1__StatusChange *c = rep->changes[i];
-        const char *where = *c->pilot ? c->pilot : *c->municipality ? c->municipality : "programme";
-        s_add(t, "   %s  %-14s %-19s %s\n", c->date, where, c->what, c->summary);
-    }
-    if (rep->n_changes > S_REPORT_LINES)
-        s_add(t, "   … and %zu more changes\n", rep->n_changes - S_REPORT_LINES);
-    if (rep->truncated) s_note(ns, "status.report: more changes than one report holds");
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
-}
-
-static void s_section_grants(notify_t *n, s_text_t *t, s_notes_t *ns, int y0, int y1)
-{
-    s_add(t, "\n2. Grants (committed and paid per recipient)\n");
-    for (int y = y0; y <= y1; y++) {
-        Samordna__V1__OverviewRequest rq = SAMORDNA__V1__OVERVIEW_REQUEST__INIT;
-        rq.year = (uint32_t)y;
-        Samordna__V1__Overview *ov = NULL;
-        sam_result_t res;
-        uint32_t code = notify_call(n, "grants", "grants.overview", &rq.base,
-                                    &samordna__v1__overview__descriptor, (ProtobufCMessage **)&ov,
-                                    (int)n->call_timeout_ms, &res);
-        if (code != SAM_OK) {
-            s_add(t, "   %d: (not available)\n", y);
-            s_note(ns, "grants.overview %d: %u %s — the grants of %d are missing", y, code,
-                   res.message, y);
-            sam_result_clear(&res);
-            continue;
+    s_date_t from, to;
+    if (!n->prog_known || !s_date_parse(n->prog_from, &from) || !s_date_parse(n->prog_to, &to))
+        return -1;
+    s_date_t before = from;
+    for (int k = 1; k <= 1200; k++) {
+        s_date_t d = s_add_months(from, k * (int)n->prog_months);
+        if (s_cmp(d, to) > 0) break;
+        if (next && s_cmp(d, day) >= 0) {
+            *due = d, *prev = before;
+            return 0;
         }
-        sam_result_clear(&res);
-        char c[48], p[48];
-        s_add(t, "   %d\n", y);
-        for (size_t i = 0; i < ov->n_groups; i++) {
-            sam_check_format_ore(ov->groups[i]->committed_ore, c, sizeof c);
-            sam_check_format_ore(ov->groups[i]->paid_ore, p, sizeof p);
-            s_add(t, "     %-24s committed NOK %14s   paid NOK %14s\n", ov->groups[i]->key, c, p);
-        }
-        sam_check_format_ore(ov->committed_ore, c, sizeof c);
-        sam_check_format_ore(ov->paid_ore, p, sizeof p);
-        s_add(t, "     %-24s committed NOK %14s   paid NOK %14s\n", "in all", c, p);
-        protobuf_c_message_free_unpacked(&ov->base, NULL);
+        if (!next && s_cmp(d, day) > 0) break;
+        if (!next) *due = d, *prev = before;
+        before = d;
     }
-}
-
-static void s_section_barriers(notify_t *n, s_text_t *t, s_notes_t *ns)
-{
-    s_add(t, "\n3. Open barriers\n");
-    Samordna__V1__BarriersRequest rq = SAMORDNA__V1__BARRIERS_REQUEST__INIT;
-    rq.open_only = true;
-    rq.page_size = 1000;
-    Samordna__V1__BarriersReply *rep = (Samordna__V1__BarriersReply *)s_ask_status(
-        n, t, ns, "status.barriers.list", &rq.base, &samordna__v1__barriers_reply__descriptor,
-        "the open barriers");
-    if (!rep) return;
-    if (rep->n_barriers == 0) s_add(t, "   None.\n");
-    for (size_t i = 0; i < rep->n_barriers; i++) {
-        Samordna__V1__Barrier *b = rep->barriers[i];
-        const char *where = *b->pilot ? b->pilot : b->municipality;
-        s_add(t, "   %-20s %-18s %-14s %s (raised by %s)\n", b->id, b->state, where, b->title,
-              b->raised_by);
-    }
-    if (*rep->next_page_token) s_note(ns, "status.barriers.list: more than 1000 open barriers");
-    protobuf_c_message_free_unpacked(&rep->base, NULL);
-}
-
-/* Composes the briefing due on `due` for the period [prev, due - 1]. The caller frees it. */
-static Samordna__V1__Briefing *s_compose(notify_t *n, s_date_t due, s_date_t prev)
-{
-    Samordna__V1__Briefing *b = calloc(1, sizeof *b);
-    if (!b) return NULL;
-    samordna__v1__briefing__init(b);
-    char ds[11], fs[11], ts[11];
-    s_date_str(due, ds);
-    s_date_str(prev, fs);
-    s_date_str(s_add_days(due, -1), ts);
-    s_text_t t = {0};
-    s_notes_t ns = {0};
-    s_add(&t, "Halvårlig orientering til styringsgruppen / Half-yearly briefing of the steering "
-              "group\n");
-    s_add(&t, "Due %s. Period %s to %s.\n", ds, fs, ts);
-    s_section_report(n, &t, &ns, fs, ts);
-    s_section_grants(n, &t, &ns, prev.y, s_add_days(due, -1).y);
-    s_section_barriers(n, &t, &ns);
-    if (ns.n) {
-        s_add(&t, "\nNotes: parts of this briefing could not be composed.\n");
-        for (size_t i = 0; i < ns.n; i++)
-            s_add(&t, "   - %s\n", ns.notes[i]);
-    }
-    char id[32];
-    snprintf(id, sizeof id, "briefing-%s", ds);
-    b->id = strdup(id);
-    b->date = strdup(ds);
-    b->period_from = strdup(fs);
-    b->period_to = strdup(ts);
-    b->text = t.buf ? t.buf : strdup("");
-    b->n_notes = ns.n;
-    b->notes = ns.n ? calloc(ns.n, sizeof *b->notes) : NULL;
-    for (size_t i = 0; i < ns.n; i++) {
-        if (b->notes)
-            b->notes[i] = ns.notes[i];
-        else
-            free(ns.notes[i]);
-    }
-    if (!b->notes) b->n_notes = 0;
-    return b;
-}
-
-static void s_briefing_free(Samordna__V1__Briefing *b)
-{
-    if (!b) return;
-    free(b->id);
-    free(b->date);
-    free(b->period_from);
-    free(b->period_to);
-    free(b->text);
-    for (size_t i = 0; i < b->n_notes; i++)
-        free(b->notes[i]);
-    free(b->notes);
-    free(b);
+    return !next && s_cmp(before, from) != 0 ? 0 : -1;
 }
 
 /* ---- issuing ----------------------------------------------------------------------------- */
 
-/* Queues the deliveries of one message of notify's own, once: false when it was issued
-   before (or the store failed). */
-static bool s_issue(notify_t *n, const char *id, const char *type, const char *subject,
-                    const ProtobufCMessage *payload)
+/* Queues the deliveries of one message of notify's own (ce id `id`) in txn w: how many, or -1
+   on a store error. */
+static int s_enqueue(notify_t *n, MDB_txn *w, const char *id, const char *type, const char *subject,
+                     const ProtobufCMessage *payload)
 {
-    MDB_txn *w;
-    if (sam_store_begin(sam_service_store(n->svc), NULL, true, &w)) return false;
-    if (sam_store_has(w, n->dbi.sent, id, strlen(id))) {
-        mdb_txn_abort(w);
-        return false;
-    }
     size_t len = protobuf_c_message_get_packed_size(payload);
     uint8_t *data = malloc(len ? len : 1);
-    if (!data) {
-        mdb_txn_abort(w);
-        return false;
-    }
+    if (!data) return -1;
     protobuf_c_message_pack(payload, data);
     int64_t now = notify_now_ms();
     Io__Cloudevents__V1__CloudEvent ce = IO__CLOUDEVENTS__V1__CLOUD_EVENT__INIT;
@@ -408,15 +254,29 @@ static bool s_issue(notify_t *n, const char *id, const char *type, const char *s
     ce.binary_data.data = data;
     ce.binary_data.len = len;
     int q = notify_enqueue_matches(n, w, "notify", 0, &ce, now, now);
+    free(data);
+    return q;
+}
+
+/* Issues a reminder once: false when it was issued before (or the store failed). */
+static bool s_issue(notify_t *n, const char *id, const char *type, const char *subject,
+                    const ProtobufCMessage *payload)
+{
+    MDB_txn *w;
+    if (sam_store_begin(sam_service_store(n->svc), NULL, true, &w)) return false;
+    if (sam_store_has(w, n->dbi.sent, id, strlen(id))) {
+        mdb_txn_abort(w);
+        return false;
+    }
+    int q = s_enqueue(n, w, id, type, subject, payload);
     uint8_t when[8];
-    sam_be64_put(when, (uint64_t)now);
+    sam_be64_put(when, (uint64_t)notify_now_ms());
     MDB_val k = {strlen(id), (void *)id}, v = {8, when};
     int rc = q < 0 ? SAM_STORE_CORRUPT : mdb_put(w, n->dbi.sent, &k, &v, 0);
     if (!rc)
         rc = mdb_txn_commit(w);
     else
         mdb_txn_abort(w);
-    free(data);
     if (rc) {
         sam_error("schedule.issue_failed id=%s error=%s", sam_logv(id),
                   sam_logv(sam_store_strerror(rc)));
@@ -427,28 +287,111 @@ static bool s_issue(notify_t *n, const char *id, const char *type, const char *s
     return true;
 }
 
+/* ---- the briefings table ------------------------------------------------------------------- */
+
+static Samordna__V1__BriefingRecord *s_record_get(notify_t *n, MDB_txn *txn, const char *id)
+{
+    ProtobufCMessage *m = NULL;
+    int rc = sam_store_get_msg(txn, n->dbi.briefings, id, strlen(id),
+                               &samordna__v1__briefing_record__descriptor, &m);
+    return rc == 0 ? (Samordna__V1__BriefingRecord *)m : NULL;
+}
+
+static int s_record_put(notify_t *n, MDB_txn *w, const Samordna__V1__BriefingRecord *r)
+{
+    return sam_store_put_msg(w, n->dbi.briefings, r->briefing->id, strlen(r->briefing->id),
+                             &r->base, 0);
+}
+
+/*  Keeps briefing b and, when a subscription takes it, queues its deliveries and marks it
+    sent — one transaction. Returns its deliveries, 0 when it is held (kept, nobody takes it
+    yet), or -1 on a store error (logged). A briefing sent already is left as it is (0). */
+static int s_issue_briefing(notify_t *n, Samordna__V1__Briefing *b)
+{
+    MDB_txn *w;
+    if (sam_store_begin(sam_service_store(n->svc), NULL, true, &w)) return -1;
+    Samordna__V1__BriefingRecord *old = s_record_get(n, w, b->id);
+    bool sent = old && strcmp(old->state, "sent") == 0;
+    if (old) protobuf_c_message_free_unpacked(&old->base, NULL);
+    if (sent) {
+        mdb_txn_abort(w);
+        return 0;
+    }
+    int q =
+        s_enqueue(n, w, b->id, "no.samordna.notify.briefing.issued", "steering-group", &b->base);
+    Samordna__V1__BriefingRecord r = SAMORDNA__V1__BRIEFING_RECORD__INIT;
+    r.briefing = b;
+    r.state = q > 0 ? "sent" : "held";
+    r.composed_ms = notify_now_ms();
+    r.sent_ms = q > 0 ? r.composed_ms : 0;
+    r.deliveries = q > 0 ? (uint32_t)q : 0;
+    int rc = q < 0 ? SAM_STORE_CORRUPT : s_record_put(n, w, &r);
+    if (!rc && q > 0) {
+        uint8_t when[8];
+        sam_be64_put(when, (uint64_t)r.sent_ms);
+        MDB_val k = {strlen(b->id), b->id}, v = {8, when};
+        rc = mdb_put(w, n->dbi.sent, &k, &v, 0);
+    }
+    if (!rc)
+        rc = mdb_txn_commit(w);
+    else
+        mdb_txn_abort(w);
+    if (rc) {
+        sam_error("schedule.issue_failed id=%s error=%s", sam_logv(b->id),
+                  sam_logv(sam_store_strerror(rc)));
+        return -1;
+    }
+    if (q > 0) {
+        n->next_deliver_scan_ms = 0;
+        n->held_logged = false;
+        sam_info("schedule.issued id=%s type=no.samordna.notify.briefing.issued deliveries=%d "
+                 "period_from=%s period_to=%s notes=%zu lang=%s",
+                 sam_logv(b->id), q, sam_logv(b->period_from), sam_logv(b->period_to), b->n_notes,
+                 sam_logv(b->lang));
+    }
+    return q;
+}
+
 static void s_check_briefing(notify_t *n, s_date_t today)
 {
-    int md[16][2];
-    size_t nd = s_briefing_days(n->briefing_dates, md, 16);
-    if (!nd) return;
-    s_date_t due, prev;
-    s_briefing_around((const int(*)[2])md, nd, today, false, &due, &prev);
-    s_date_t since;
+    s_date_t due, prev, since;
+    if (s_around(n, today, false, &due, &prev)) return;
     if (!s_date_parse(n->since, &since) || s_cmp(due, since) < 0) return;
-    char id[32], ds[11];
+    char id[32], ds[11], fs[11], ts[11];
     s_date_str(due, ds);
+    s_date_str(prev, fs);
+    s_date_str(s_add_days(due, -1), ts);
     snprintf(id, sizeof id, "briefing-%s", ds);
     MDB_txn *txn;
     if (sam_store_begin(sam_service_store(n->svc), NULL, false, &txn)) return;
-    bool sent = sam_store_has(txn, n->dbi.sent, id, strlen(id));
+    Samordna__V1__BriefingRecord *r = s_record_get(n, txn, id);
+    /* a briefing issued by an earlier version is in "sent" only */
+    bool sent = (r && strcmp(r->state, "sent") == 0) ||
+                (!r && sam_store_has(txn, n->dbi.sent, id, strlen(id)));
     mdb_txn_abort(txn);
+    if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
     if (sent) return;
-    Samordna__V1__Briefing *b = s_compose(n, due, prev);
+    /* composed at each check until it is sent, from the facts of its period as of its last
+       day: what is recorded late for the period (an import after the due day) is in it */
+    Samordna__V1__Briefing *b = notify_compose(n, id, ds, fs, ts, n->briefing_lang);
     if (!b) return;
-    s_issue(n, id, "no.samordna.notify.briefing.issued", "steering-group", &b->base);
-    s_briefing_free(b);
+    if (b->n_notes && s_cmp(today, due) == 0) {
+        /* a part missing on the due day itself: composed again at the next check */
+        sam_warn("schedule.incomplete id=%s notes=%zu first=%s", sam_logv(id), b->n_notes,
+                 sam_logv(b->notes[0]));
+        notify_briefing_free(b);
+        return;
+    }
+    if (s_issue_briefing(n, b) == 0 && !n->held_logged) {
+        n->held_logged = true;
+        sam_info("schedule.held id=%s reason=%s", sam_logv(id),
+                 sam_logv("no subscription takes no.samordna.notify.briefing.issued yet: it is "
+                          "sent when one does"));
+    }
+    notify_briefing_free(b);
 }
+
+/* ---- reminders ------------------------------------------------------------------------------ */
 
 /* Asks grants for the next page of deadlines in the reminder window, without waiting: the
    reply comes through the follower's receive loop to notify_reminders_reply. */
@@ -466,6 +409,32 @@ static void s_ask_deadlines(notify_t *n)
     size_t len = samordna__v1__deadlines_request__pack(&rq, buf);
     n->rem_req = sam_client_send(c, "grants", "grants.deadlines", buf, len);
     n->rem_sent_ms = notify_now_ms();
+}
+
+/* A reminder's text: which award, how much, which deadline, to whom, in --briefing-lang. */
+static char *s_reminder_text(notify_t *n, const Samordna__V1__Deadline *d, int days)
+{
+    bool en = n->briefing_lang == SAM_LANG_EN;
+    char due[64], amount[64], funders[1024] = "";
+    sam_words_date(n->briefing_lang, d->report_due, due, sizeof due);
+    sam_words_nok(n->briefing_lang, d->amount_ore, amount, sizeof amount);
+    size_t at = 0;
+    for (size_t f = 0; f < d->n_funders && at < sizeof funders; f++)
+        at += (size_t)snprintf(funders + at, sizeof funders - at, "%s%s", f ? ", " : "",
+                               notify_name(n, d->funders[f]));
+    const char *to = notify_name(n, d->recipient);
+    char *text = NULL;
+    int len = en ? asprintf(&text,
+                            "Reporting deadline reminder\n\n"
+                            "The report on the award “%s” (%s) of %s to %s is due %s, in %d days.\n"
+                            "Scheme: %s\nFunded by: %s\n",
+                            d->purpose, d->award, amount, to, due, days, d->scheme, funders)
+                 : asprintf(&text,
+                            "Påminnelse om rapporteringsfrist\n\n"
+                            "Rapporten om tilskuddet «%s» (%s) på %s til %s skal leveres innen %s, "
+                            "om %d dager.\nOrdning: %s\nFinansiert av: %s\n",
+                            d->purpose, d->award, amount, to, due, days, d->scheme, funders);
+    return len < 0 ? NULL : text;
 }
 
 void notify_reminders_reply(notify_t *n, const sam_result_t *res)
@@ -493,22 +462,15 @@ void notify_reminders_reply(notify_t *n, const sam_result_t *res)
         char id[160];
         snprintf(id, sizeof id, "reminder-%s-%s", d->award, d->report_due);
         int days = (int)((s_date_time(due) - s_date_time(today)) / 86400);
-        s_text_t t = {0};
-        s_add(&t, "Påminnelse om rapporteringsfrist / Reporting deadline reminder\n\n");
-        s_add(&t, "The report on award %s to %s is due %s, in %d days.\n", d->award, d->recipient,
-              d->report_due, days);
-        s_add(&t, "Scheme: %s\nPurpose: %s\nFunded by:", d->scheme, d->purpose);
-        for (size_t f = 0; f < d->n_funders; f++)
-            s_add(&t, " %s", d->funders[f]);
-        s_add(&t, "\n");
+        char *text = s_reminder_text(n, d, days);
         Samordna__V1__Reminder r = SAMORDNA__V1__REMINDER__INIT;
         r.id = id;
         r.award = d->award;
         r.deadline = d->report_due;
         r.recipient = d->recipient;
-        r.text = t.buf ? t.buf : "";
+        r.text = text ? text : "";
         s_issue(n, id, "no.samordna.notify.reminder.due", d->recipient, &r.base);
-        free(t.buf);
+        free(text);
     }
     snprintf(n->rem_token, sizeof n->rem_token, "%s", dl->next_page_token);
     protobuf_c_message_free_unpacked(&dl->base, NULL);
@@ -525,11 +487,24 @@ static void s_check_reminders(notify_t *n, s_date_t today)
     s_ask_deadlines(n);
 }
 
+/* ---- the schedule ---------------------------------------------------------------------------- */
+
+#define S_NAMES_MS (10 * 60 * 1000) /* the registry's names and programme, asked again */
+
 void notify_schedule_tick(notify_t *n)
 {
     int64_t now = notify_now_ms();
     if (now < n->next_schedule_ms) return;
     n->next_schedule_ms = now + n->schedule_interval_ms;
+    if (now >= n->next_names_ms) {
+        bool answered = notify_names_refresh(n);
+        /* known: asked again in ten minutes; not known yet (no import yet): at the next
+           check; the registry away: in half a minute, so that it costs the loop one
+           --call-timeout-ms that often, not at every check */
+        n->next_names_ms = now + (n->prog_known || *n->briefing_dates ? S_NAMES_MS
+                                  : answered                          ? 0
+                                                                      : 30000);
+    }
     s_date_t today = s_today();
     s_check_briefing(n, today);
     if (n->reminder_days > 0) s_check_reminders(n, today);
@@ -538,7 +513,7 @@ void notify_schedule_tick(notify_t *n)
 int notify_schedule_start(notify_t *n)
 {
     int md[16][2];
-    if (!s_briefing_days(n->briefing_dates, md, 16)) {
+    if (*n->briefing_dates && !s_briefing_days(n->briefing_dates, md, 16)) {
         sam_error("options.invalid briefing-dates=%s reason=\"MM-DD,MM-DD…\"",
                   sam_logv(n->briefing_dates));
         return -1;
@@ -568,31 +543,168 @@ int notify_schedule_start(notify_t *n)
     return 0;
 }
 
-/* notify.briefing.preview  BriefingPreviewRequest → Briefing (the next one, composed now) */
+void notify_schedule_stop(notify_t *n)
+{
+    zhashx_destroy(&n->names);
+}
+
+/* ---- queries and the resend --------------------------------------------------------------------
+ */
+
+/* notify.briefing.preview  BriefingPreviewRequest {date, lang} → Briefing: the one due next
+   after `date` (default today), as of that day */
 int notify_q_briefing_preview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                               sam_reply_t *reply)
 {
+    (void)txn;
     notify_t *n = sam_service_ctx(svc);
     const Samordna__V1__BriefingPreviewRequest *req =
         (const Samordna__V1__BriefingPreviewRequest *)call->msg;
     s_date_t day = s_today();
-    int rc = -1;
-    if (*req->date && !s_date_parse(req->date, &day)) {
-        sam_reply_error(reply, SAM_BAD_REQUEST, "date: '%.40s' is not a date YYYY-MM-DD",
-                        req->date);
-        goto done;
-    }
-    int md[16][2];
-    size_t nd = s_briefing_days(n->briefing_dates, md, 16);
+    if (*req->date && !s_date_parse(req->date, &day))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "date: '%.40s' is not a date YYYY-MM-DD",
+                               req->date);
+    sam_lang_t lang = n->briefing_lang;
+    if (*req->lang && sam_lang_parse(req->lang, &lang))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "lang: '%.16s' is not nb or en", req->lang);
+    if (!n->names || (!n->prog_known && !*n->briefing_dates)) notify_names_refresh(n);
     s_date_t due, prev;
-    s_briefing_around((const int(*)[2])md, nd, day, true, &due, &prev);
-    Samordna__V1__Briefing *b = s_compose(n, due, prev);
-    if (!b) {
-        sam_reply_error(reply, SAM_INTERNAL, "out of memory");
+    if (s_around(n, day, true, &due, &prev))
+        return sam_reply_error(
+            reply, SAM_NOT_FOUND, "%s",
+            *n->briefing_dates || n->prog_known
+                ? "date: no briefing is due after it (the programme's period has ended)"
+                : "no briefing schedule: the registry has no programme with a period and "
+                  "briefing_interval_months (notify --briefing-dates sets days instead)");
+    char id[32], ds[11], fs[11], ts[11];
+    s_date_str(due, ds);
+    s_date_str(prev, fs);
+    /* as of the day asked about; on a due day itself, the period up to the day before */
+    s_date_str(s_cmp(day, due) < 0 ? day : s_add_days(due, -1), ts);
+    snprintf(id, sizeof id, "briefing-%s", ds);
+    Samordna__V1__Briefing *b = notify_compose(n, id, ds, fs, ts, lang);
+    if (!b) return sam_reply_error(reply, SAM_INTERNAL, "out of memory");
+    int rc = sam_reply_message(reply, &b->base);
+    notify_briefing_free(b);
+    return rc;
+}
+
+/* notify.briefings.list  BriefingListRequest {page_size, page_token} → BriefingList, newest
+   first; page_token is the id the last page ended with */
+int notify_q_briefings_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                            sam_reply_t *reply)
+{
+    notify_t *n = sam_service_ctx(svc);
+    const Samordna__V1__BriefingListRequest *req =
+        (const Samordna__V1__BriefingListRequest *)call->msg;
+    size_t page = req->page_size ? req->page_size : 100;
+    if (page > 1000) page = 1000;
+    if (*req->page_token && !notify_valid_id(req->page_token))
+        return sam_reply_error(reply, SAM_BAD_REQUEST,
+                               "page_token: not one this query gave (a briefing id)");
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, n->dbi.briefings, &cur);
+    if (rc) return rc;
+    Samordna__V1__BriefingRecord **items = calloc(page + 1, sizeof *items);
+    size_t got = 0;
+    bool more = false;
+    MDB_val k, v;
+    int g;
+    if (*req->page_token) { /* the last key before the token */
+        k.mv_size = strlen(req->page_token);
+        k.mv_data = (void *)req->page_token;
+        g = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+        g = g == 0 ? mdb_cursor_get(cur, &k, &v, MDB_PREV) : mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    } else
+        g = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    for (; items && g == 0; g = mdb_cursor_get(cur, &k, &v, MDB_PREV)) {
+        if (got == page) {
+            more = true;
+            break;
+        }
+        Samordna__V1__BriefingRecord *r =
+            samordna__v1__briefing_record__unpack(NULL, v.mv_size, v.mv_data);
+        if (r && r->briefing)
+            items[got++] = r;
+        else if (r)
+            protobuf_c_message_free_unpacked(&r->base, NULL);
+    }
+    mdb_cursor_close(cur);
+    if (!items) return sam_reply_error(reply, SAM_INTERNAL, "out of memory");
+    Samordna__V1__BriefingList out = SAMORDNA__V1__BRIEFING_LIST__INIT;
+    out.n_items = got;
+    out.items = items;
+    out.next_page_token = more && got ? items[got - 1]->briefing->id : "";
+    rc = sam_reply_message(reply, &out.base);
+    for (size_t i = 0; i < got; i++)
+        protobuf_c_message_free_unpacked(&items[i]->base, NULL);
+    free(items);
+    return rc;
+}
+
+/* notify.briefings.get  BriefingGetRequest {id} → BriefingRecord */
+int notify_q_briefings_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                           sam_reply_t *reply)
+{
+    notify_t *n = sam_service_ctx(svc);
+    const Samordna__V1__BriefingGetRequest *req =
+        (const Samordna__V1__BriefingGetRequest *)call->msg;
+    if (!notify_valid_id(req->id))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.80s' is not a briefing id", req->id);
+    Samordna__V1__BriefingRecord *r = s_record_get(n, txn, req->id);
+    if (!r)
+        return sam_reply_error(reply, SAM_NOT_FOUND,
+                               "id: no briefing '%s' (notify.briefings.list shows those issued)",
+                               req->id);
+    int rc = sam_reply_message(reply, &r->base);
+    protobuf_c_message_free_unpacked(&r->base, NULL);
+    return rc;
+}
+
+/* no.samordna.notify.briefing.resent  BriefingResend {id, reason}: the briefing's deliveries
+   queued again, to the subscriptions of no.samordna.notify.briefing.issued as they are now */
+int notify_apply_briefing_resent(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                 sam_reply_t *reply)
+{
+    notify_t *n = sam_service_ctx(svc);
+    const Samordna__V1__BriefingResend *m = (const Samordna__V1__BriefingResend *)ev->msg;
+    if (!notify_valid_id(m->id))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "id: '%.80s' is not a briefing id", m->id);
+    Samordna__V1__BriefingRecord *r = s_record_get(n, txn, m->id);
+    if (!r)
+        return sam_reply_error(reply, SAM_NOT_FOUND,
+                               "id: no briefing '%s' (notify.briefings.list shows those issued)",
+                               m->id);
+    int rc = -1;
+    if (strcmp(r->state, "sent") != 0) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "id: briefing '%s' has not been sent yet: it waits for a subscription of "
+                        "no.samordna.notify.briefing.issued and goes out when one is made",
+                        m->id);
         goto done;
     }
-    rc = sam_reply_message(reply, &b->base);
-    s_briefing_free(b);
+    char eid[96];
+    snprintf(eid, sizeof eid, "%s-resend-%u", m->id, r->resends + 1);
+    int q = s_enqueue(n, txn, eid, "no.samordna.notify.briefing.issued", "steering-group",
+                      &r->briefing->base);
+    if (q < 0) {
+        rc = SAM_STORE_CORRUPT;
+        goto done;
+    }
+    if (q == 0) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "id: no subscription takes no.samordna.notify.briefing.issued now");
+        goto done;
+    }
+    r->resends++;
+    r->deliveries += (uint32_t)q;
+    rc = s_record_put(n, txn, r);
+    if (!rc) {
+        n->next_deliver_scan_ms = 0;
+        sam_info("briefing.resent id=%s event=%s deliveries=%d reason=%s", sam_logv(m->id),
+                 sam_logv(eid), q, sam_logv(m->reason));
+    }
 done:
+    protobuf_c_message_free_unpacked(&r->base, NULL);
     return rc;
 }

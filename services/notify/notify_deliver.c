@@ -266,11 +266,13 @@ static void s_mail_header(const char *in, char *out, size_t cap)
     snprintf(out, cap, "=?UTF-8?B?%s?=", b64);
 }
 
-/* The mail text of an event: the composed text of a briefing or reminder, else its JSON. */
-static char *s_mail_text(const Io__Cloudevents__V1__CloudEvent *ce, const char *json)
+/* The mail text of an event: the composed text of a briefing or reminder, else its JSON;
+   and for a briefing its HTML page too (*html, malloc'd, else NULL). */
+static char *s_mail_text(const Io__Cloudevents__V1__CloudEvent *ce, const char *json, char **html)
 {
     ProtobufCMessage *m = NULL; /* the briefing or reminder whose text is the mail's */
     const char *text = json;
+    *html = NULL;
     if (ce->data_case == IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) {
         const ProtobufCBinaryData *d = &ce->binary_data;
         if (strcmp(ce->type, "no.samordna.notify.briefing.issued") == 0) {
@@ -278,6 +280,7 @@ static char *s_mail_text(const Io__Cloudevents__V1__CloudEvent *ce, const char *
             if (b) {
                 m = &b->base;
                 text = b->text;
+                if (*b->html) *html = strdup(b->html);
             }
         } else if (strcmp(ce->type, "no.samordna.notify.reminder.due") == 0) {
             Samordna__V1__Reminder *r = samordna__v1__reminder__unpack(NULL, d->len, d->data);
@@ -292,6 +295,18 @@ static char *s_mail_text(const Io__Cloudevents__V1__CloudEvent *ce, const char *
     return t;
 }
 
+/* Appends text with bare LF made CRLF, as SMTP wants; returns the new length. */
+static int s_crlf(char *msg, int len, size_t cap, const char *text)
+{
+    for (const char *p = text; *p && (size_t)len + 4 < cap; p++) {
+        if (*p == '\n' && (p == text || p[-1] != '\r')) msg[len++] = '\r';
+        msg[len++] = *p;
+    }
+    msg[len++] = '\r';
+    msg[len++] = '\n';
+    return len;
+}
+
 static int s_start_email(notify_t *n, const Samordna__V1__Subscription *s, notify_flight_t *f,
                          const Io__Cloudevents__V1__CloudEvent *ce)
 {
@@ -300,8 +315,12 @@ static int s_start_email(notify_t *n, const Samordna__V1__Subscription *s, notif
     snprintf(raw, sizeof raw, "[samordna] %s%s%s", ce->type, subject ? " " : "",
              subject ? subject : "");
     s_mail_header(raw, subj, sizeof subj);
-    char *text = s_mail_text(ce, f->body);
-    if (!text) return -1;
+    char *html = NULL;
+    char *text = s_mail_text(ce, f->body, &html);
+    if (!text) {
+        free(html);
+        return -1;
+    }
     char date[64];
     time_t now = time(NULL);
     struct tm tm;
@@ -309,28 +328,48 @@ static int s_start_email(notify_t *n, const Samordna__V1__Subscription *s, notif
     strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S +0000", &tm);
     char eid[200];
     s_mail_header(ce->id, eid, sizeof eid);
-    size_t cap = strlen(text) + 2048;
+    /* room for every LF to become CRLF, and the headers */
+    size_t cap = 2 * (strlen(text) + (html ? strlen(html) : 0)) + 4096;
     char *msg = malloc(cap);
     if (!msg) {
         free(text);
+        free(html);
         return -1;
     }
+    /* a briefing: its text and its HTML page as alternatives (RFC 2046), the text first */
+    char boundary[64];
+    snprintf(boundary, sizeof boundary, "samordna-%llu-%s", (unsigned long long)f->qseq,
+             "alternative");
+    char ctype[160];
+    if (html)
+        snprintf(ctype, sizeof ctype, "multipart/alternative; boundary=\"%s\"", boundary);
+    else
+        snprintf(ctype, sizeof ctype, "text/plain; charset=utf-8");
     int len = snprintf(msg, cap,
                        "Date: %s\r\nFrom: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n"
                        "Message-ID: <%s.%llu@samordna.invalid>\r\nX-Samordna-Event-Id: %s\r\n"
                        "X-Samordna-Delivery: %s/%llu\r\nMIME-Version: 1.0\r\n"
-                       "Content-Type: text/plain; charset=utf-8\r\n"
-                       "Content-Transfer-Encoding: 8bit\r\n\r\n",
+                       "Content-Type: %s\r\n"
+                       "%s\r\n",
                        date, n->mail_from, s->email, subj, s->id, (unsigned long long)f->qseq, eid,
-                       s->id, (unsigned long long)f->qseq);
-    /* the body with bare LF made CRLF, as SMTP wants */
-    for (const char *p = text; *p && (size_t)len + 4 < cap; p++) {
-        if (*p == '\n' && (p == text || p[-1] != '\r')) msg[len++] = '\r';
-        msg[len++] = *p;
-    }
-    msg[len++] = '\r';
-    msg[len++] = '\n';
+                       s->id, (unsigned long long)f->qseq, ctype,
+                       html ? "" : "Content-Transfer-Encoding: 8bit\r\n");
+    if (html) {
+        len += snprintf(msg + len, cap - (size_t)len,
+                        "--%s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                        "Content-Transfer-Encoding: 8bit\r\n\r\n",
+                        boundary);
+        len = s_crlf(msg, len, cap, text);
+        len += snprintf(msg + len, cap - (size_t)len,
+                        "--%s\r\nContent-Type: text/html; charset=utf-8\r\n"
+                        "Content-Transfer-Encoding: 8bit\r\n\r\n",
+                        boundary);
+        len = s_crlf(msg, len, cap, html);
+        len += snprintf(msg + len, cap - (size_t)len, "--%s--\r\n", boundary);
+    } else
+        len = s_crlf(msg, len, cap, text);
     free(text);
+    free(html);
     free(f->body);
     f->body = msg;
     f->body_len = (size_t)len;

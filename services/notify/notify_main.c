@@ -25,8 +25,12 @@ static const sam_option_t s_options[] = {
     {"max-in-flight", "N", "64", "webhook and e-mail transfers at once", false},
     {"smtp-url", "URL", NULL, "SMTP relay for e-mail subscriptions (smtp://host:port)", false},
     {"mail-from", "ADDRESS", "samordna@localhost", "sender address of e-mail", false},
-    {"briefing-dates", "MM-DD,…", "06-01,12-01",
-     "when the steering group's briefing is due, every year (the programme's half year)", false},
+    {"briefing-dates", "MM-DD,…", "",
+     "when the steering group's briefing is due, every year; by default the programme's own "
+     "dates: every briefing_interval_months from the start of its period (registry)",
+     false},
+    {"programme", "ID", "", "the programme briefed on (default: the registry's first)", false},
+    {"briefing-lang", "nb|en", "nb", "the language of briefings and reminders", false},
     {"briefing-from", "AGENCY", "fmov", "source of briefings and reminders: the pilot owner",
      false},
     {"reminder-days", "N", "60", "days before an award's reporting deadline to remind (0: off)",
@@ -128,6 +132,12 @@ static int s_parse_options(notify_t *n, sam_config_t *cfg)
     n->mail_from = sam_config_get(cfg, "mail-from");
     n->briefing_dates = sam_config_get(cfg, "briefing-dates");
     n->briefing_from = sam_config_get(cfg, "briefing-from");
+    n->programme = sam_config_get(cfg, "programme");
+    const char *lang = sam_config_get(cfg, "briefing-lang");
+    if (sam_lang_parse(lang, &n->briefing_lang)) {
+        sam_error("options.invalid briefing-lang=%s reason=\"nb or en\"", sam_logv(lang));
+        return -1;
+    }
     n->reminder_days = sam_config_int(cfg, "reminder-days", 0, 3650, &ok);
     n->schedule_interval_ms = sam_config_int(cfg, "schedule-interval-ms", 100, 86400000, &ok);
     n->call_timeout_ms = sam_config_int(cfg, "call-timeout-ms", 100, 60000, &ok);
@@ -184,6 +194,7 @@ static int s_start(sam_service_t *svc)
     n->dbi.sent = sam_service_dbi(svc, "sent");
     n->dbi.meta = sam_service_dbi(svc, "nmeta");
     n->dbi.starts = sam_service_dbi(svc, "starts");
+    n->dbi.briefings = sam_service_dbi(svc, "briefings");
     n->replay_scan = true;
     int rc = s_master_key(n);
     if (rc) {
@@ -234,6 +245,7 @@ static void s_stop(sam_service_t *svc)
     notify_t *n = sam_service_ctx(svc);
     notify_deliver_stop(n);
     notify_follow_stop(n);
+    notify_schedule_stop(n);
 }
 
 static int s_migrate(sam_service_t *svc, MDB_txn *txn, uint32_t from)

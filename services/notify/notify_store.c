@@ -8,8 +8,9 @@
 #include <stdio.h>
 #include <string.h>
 
-const char *const notify_tables[] = {"subs", "state",   "match", "queue", "inbox",  "dead",
-                                     "log",  "cursors", "sent",  "nmeta", "starts", NULL};
+const char *const notify_tables[] = {"subs",   "state",     "match",   "queue", "inbox",
+                                     "dead",   "log",       "cursors", "sent",  "nmeta",
+                                     "starts", "briefings", NULL};
 
 size_t notify_qkey(uint8_t *out, const char *id, uint64_t n)
 {

@@ -26,6 +26,8 @@
                subscription starts in that outbox (none: it matches every event, as
                subscriptions made before schema 2 did)
       sent     "<message id>"                → be64 ms   (briefings, reminders issued)
+      briefings "briefing-YYYY-MM-DD"        → samordna.v1.BriefingRecord: each briefing as
+               composed on its due date, held until a subscription takes it, then sent
       nmeta    "qseq" → be64, "logn" → be64 (counters); "key" → 32 random bytes from which
                each webhook's signing secret is derived.
     Schema version 2 (2 added "starts"; a version-1 store needs nothing else).
@@ -49,7 +51,7 @@
 extern const char *const notify_tables[];
 
 typedef struct {
-    MDB_dbi subs, state, match, queue, inbox, dead, log, cursors, sent, meta, starts;
+    MDB_dbi subs, state, match, queue, inbox, dead, log, cursors, sent, meta, starts, briefings;
 } notify_dbis_t;
 
 /* Builds "<id>\0" be64 n into out (NOTIFY_QKEY_MAX bytes); returns its length. */

@@ -15,6 +15,7 @@
 */
 #include "status.h"
 
+#include "sam_calendar.h"
 #include "sam_check.h"
 
 #include <stdio.h>
@@ -279,6 +280,8 @@ static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     ch.subject = c->kind;
     ch.summary = summary;
     ch.by = c->actor;
+    ch.kind = c->kind;
+    ch.note = c->reached ? c->evidence : c->reason;
     return s_timeline(svc, txn, ev, 0, &ch);
 }
 
@@ -393,6 +396,8 @@ static int s_meeting_put(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev
     ch.subject = mt->id;
     ch.summary = summary;
     ch.by = mt->recorded_by;
+    ch.kind = mt->kind;
+    ch.title = mt->title;
     return s_timeline(svc, txn, ev, n, &ch);
 }
 
@@ -470,7 +475,12 @@ int status_ev_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
             snprintf(date, sizeof date, "%s", m->date);
             snprintf(id, sizeof id, "%s", m->id);
         } else {
-            s_add_months(m->date, i, date);
+            char nominal[16];
+            s_add_months(m->date, i, nominal);
+            if (m->any_day)
+                snprintf(date, sizeof date, "%s", nominal);
+            else
+                sam_calendar_working_date(nominal, date);
             if (strcmp(date, m->monthly_until) > 0) break;
             snprintf(id, sizeof id, "%s-%.7s", m->id, date);
             mt.series = m->id;
@@ -512,6 +522,10 @@ static int s_step_change(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev
     ch.subject = st->id;
     ch.summary = summary;
     ch.by = ev->ce->source;
+    ch.title = st->title;
+    ch.state = st->state;
+    ch.owner = st->owner;
+    ch.note = (char *)(note ? note : "");
     return s_timeline(svc, txn, ev, 0, &ch);
 }
 
@@ -640,6 +654,9 @@ static int s_barrier_hist(sam_service_t *svc, MDB_txn *txn, const sam_event_t *e
     ch.subject = b->id;
     ch.summary = summary;
     ch.by = step->by;
+    ch.title = b->title;
+    ch.state = step->state;
+    ch.note = step->note;
     if (*b->pilot) {
         /* the pilot's barrier history, for the board as of a day, and its standing now */
         Samordna__V1__BarrierMark mark = SAMORDNA__V1__BARRIER_MARK__INIT;

@@ -11,7 +11,9 @@
 
 #include "sam_array.h"
 #include "sam_check.h"
+#include "sam_words.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +285,10 @@ static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Sta
         status_fact_find(svc, txn, false, "municipality", p->municipality);
     row->municipality_name = strdup(mu && *mu->name ? mu->name : p->municipality);
     if (mu) FREE(mu);
+    Samordna__V1__StatusFact *ag =
+        status_fact_find(svc, txn, false, "agency", p->investment_leader);
+    row->investment_leader_name = strdup(ag && *ag->name ? ag->name : p->investment_leader);
+    if (ag) FREE(ag);
     row->n_cells = kinds->n;
     row->cells = calloc(kinds->n ? kinds->n : 1, sizeof *row->cells);
     row->phase = strdup("");
@@ -319,6 +325,7 @@ static void s_row_free(Samordna__V1__BoardRow *row)
     free(row->municipality_name);
     free(row->challenge);
     free(row->investment_leader);
+    free(row->investment_leader_name);
     for (size_t i = 0; row->cells && i < row->n_cells; i++) {
         if (!row->cells[i]) continue;
         free(row->cells[i]->kind);
@@ -336,8 +343,8 @@ static void s_row_free(Samordna__V1__BoardRow *row)
 static bool s_row_complete(const Samordna__V1__BoardRow *r)
 {
     if (!r->pilot || !r->municipality || !r->municipality_name || !r->challenge ||
-        !r->investment_leader || !r->cells || !r->phase || !r->phase_label ||
-        !r->last_meeting_date || !r->last_meeting_kind || !r->last_meeting_title)
+        !r->investment_leader || !r->investment_leader_name || !r->cells || !r->phase ||
+        !r->phase_label || !r->last_meeting_date || !r->last_meeting_kind || !r->last_meeting_title)
         return false;
     for (size_t i = 0; i < r->n_cells; i++)
         if (!r->cells[i] || !r->cells[i]->kind || !r->cells[i]->date) return false;
@@ -710,7 +717,93 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
 
 /* ---- report ------------------------------------------------------------------------------ */
 
-/* status.report: ReportRequest {from, to} → ReportReply: every change dated in [from, to] */
+/* The name people know an agency or a municipality by, or the id when the projection has
+   none. */
+static void s_fact_name(sam_service_t *svc, MDB_txn *txn, const char *kind, const char *id,
+                        char *out, size_t cap)
+{
+    snprintf(out, cap, "%s", id);
+    if (!*id) return;
+    Samordna__V1__StatusFact *f = status_fact_find(svc, txn, false, kind, id);
+    if (f && *f->name) snprintf(out, cap, "%s", f->name);
+    if (f) protobuf_c_message_free_unpacked(&f->base, NULL);
+}
+
+/* Where a change happened, by name: the pilot's municipality, the municipality, or "" for
+   the programme as a whole. */
+static void s_where(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__StatusChange *c,
+                    char *out, size_t cap)
+{
+    const char *muni = c->municipality;
+    Samordna__V1__StatusFact *p =
+        !*muni && *c->pilot ? status_fact_find(svc, txn, false, "pilot", c->pilot) : NULL;
+    if (p) muni = p->municipality;
+    s_fact_name(svc, txn, "municipality", *muni ? muni : c->pilot, out, cap);
+    if (p) protobuf_c_message_free_unpacked(&p->base, NULL);
+}
+
+/* A milestone kind's label: the store's own (Norwegian, from kinds define), else the
+   vocabulary's. */
+static void s_label(sam_service_t *svc, MDB_txn *txn, sam_lang_t lang, const char *kind, char *out,
+                    size_t cap)
+{
+    ProtobufCMessage *m = NULL;
+    if (lang == SAM_LANG_NB &&
+        sam_store_get_msg(txn, sam_service_dbi(svc, "kinds"), kind, strlen(kind),
+                          &samordna__v1__milestone_kind__descriptor, &m) == 0 &&
+        *((Samordna__V1__MilestoneKind *)m)->label)
+        snprintf(out, cap, "%s", ((Samordna__V1__MilestoneKind *)m)->label);
+    else
+        sam_word_cap(lang, "milestone", kind, out, cap);
+    if (m) protobuf_c_message_free_unpacked(m, NULL);
+}
+
+/*  One change as a line for people in `lang`, with names, not ids: "Halden nådde
+    Kunnskapsgrunnlag", "Arbeidsmøte i Halden: Oppfølging". A change stored before its
+    fields were kept (no kind, no title) keeps the line it was stored with. */
+static void s_render(sam_service_t *svc, MDB_txn *txn, sam_lang_t lang,
+                     const Samordna__V1__StatusChange *c, char *out, size_t cap)
+{
+    bool en = lang == SAM_LANG_EN;
+    char where[256], word[128], label[256], owner[256], note[1100] = "";
+    s_where(svc, txn, c, where, sizeof where);
+    if (*c->note) snprintf(note, sizeof note, ": %s", c->note);
+    const char *w = c->what;
+    if (!strncmp(w, "milestone.", 10) && *c->kind) {
+        s_label(svc, txn, lang, c->kind, label, sizeof label);
+        bool reached = !strcmp(w, "milestone.reached");
+        snprintf(out, cap, "%s %s %s%s", where,
+                 reached ? (en ? "reached" : "nådde") : (en ? "took back" : "tok tilbake"), label,
+                 note);
+    } else if (!strcmp(w, "meeting.logged") && *c->kind) {
+        sam_word_cap(lang, "meeting", c->kind, word, sizeof word);
+        snprintf(out, cap, "%s%s%s%s%s", word, *where ? (en ? " in " : " i ") : "", where,
+                 *c->title ? ": " : "", c->title);
+    } else if (!strncmp(w, "step.", 5) && *c->title) {
+        s_fact_name(svc, txn, "agency", c->owner, owner, sizeof owner);
+        sam_word(lang, "step", c->state, word, sizeof word);
+        if (!strcmp(w, "step.added"))
+            snprintf(out, cap,
+                     en ? "New step for %s: “%s” (%s, %s)%s"
+                        : "Nytt tiltak for %s: «%s» (%s, %s)%s",
+                     where, c->title, owner, word, note);
+        else
+            snprintf(out, cap, en ? "Step for %s “%s” (%s): %s%s" : "Tiltak for %s «%s» (%s): %s%s",
+                     where, c->title, owner, word, note);
+    } else if (!strncmp(w, "barrier.", 8) && *c->title) {
+        sam_word(lang, "barrier", c->state, word, sizeof word);
+        if (!strcmp(w, "barrier.registered"))
+            snprintf(out, cap, en ? "New barrier in %s: “%s”" : "Nytt hinder i %s: «%s»", where,
+                     c->title);
+        else
+            snprintf(out, cap, en ? "Barrier in %s “%s”: %s%s" : "Hinder i %s «%s»: %s%s", where,
+                     c->title, word, note);
+    } else
+        snprintf(out, cap, "%s", c->summary);
+}
+
+/* status.report: ReportRequest {from, to, lang} → ReportReply: every change dated in [from,
+   to], each summary a line in the language asked for */
 int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
     const Samordna__V1__StatusReportRequest *req =
@@ -723,6 +816,10 @@ int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sa
     else if (strcmp(req->from, req->to) > 0)
         rc =
             sam_reply_error(reply, SAM_BAD_REQUEST, "to: %s is before from %s", req->to, req->from);
+    sam_lang_t lang = SAM_LANG_NB;
+    if (!rc && sam_lang_parse(req->lang, &lang))
+        rc = sam_reply_error(reply, SAM_BAD_REQUEST, "lang: '%s' is not nb or en",
+                             sam_check_escape(req->lang, 16, err, sizeof err));
     if (rc) return rc;
     s_list_t l = {0};
     bool truncated = false;
@@ -742,6 +839,21 @@ int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sa
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
+    /* each summary rendered into lines[i]; the stored one is put back before the list is
+       freed (it belongs to the unpacked message) */
+    char **lines = !rc && l.n ? calloc(l.n, sizeof *lines) : NULL;
+    char **stored = lines ? calloc(l.n, sizeof *stored) : NULL;
+    if (!rc && l.n && (!lines || !stored)) rc = ENOMEM;
+    for (size_t i = 0; !rc && i < l.n; i++) {
+        Samordna__V1__StatusChange *c = (Samordna__V1__StatusChange *)l.v[i];
+        if (!(lines[i] = malloc(2048))) {
+            rc = ENOMEM;
+            break;
+        }
+        s_render(svc, txn, lang, c, lines[i], 2048);
+        stored[i] = c->summary;
+        c->summary = lines[i];
+    }
     if (!rc) {
         Samordna__V1__StatusReportReply r = SAMORDNA__V1__STATUS_REPORT_REPLY__INIT;
         r.from = req->from;
@@ -751,6 +863,12 @@ int status_q_report(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sa
         r.truncated = truncated;
         rc = sam_reply_message(reply, &r.base);
     }
+    for (size_t i = 0; lines && i < l.n; i++) {
+        if (stored && stored[i]) ((Samordna__V1__StatusChange *)l.v[i])->summary = stored[i];
+        free(lines[i]);
+    }
+    free(lines);
+    free(stored);
     s_list_free(&l);
     return rc;
 }

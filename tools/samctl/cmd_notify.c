@@ -13,10 +13,16 @@
 #include "samordna/v1/events.pb-c.h"
 #include "samordna/v1/notify.pb-c.h"
 
+#include <errno.h>
 #include <jansson.h>
+#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
+
+extern char **environ;
 
 #define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
 
@@ -231,6 +237,25 @@ static int s_replay(samctl_t *ctl, const samctl_args_t *a)
     return 0;
 }
 
+/* The text people read in a briefing or a reminder notify issued, or NULL for any other
+   event (the caller frees it). */
+static char *s_event_text(const Io__Cloudevents__V1__CloudEvent *ev)
+{
+    if (!ev || ev->data_case != IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA) return NULL;
+    const ProtobufCBinaryData *d = &ev->binary_data;
+    char *text = NULL;
+    if (strcmp(ev->type, "no.samordna.notify.briefing.issued") == 0) {
+        Samordna__V1__Briefing *b = samordna__v1__briefing__unpack(NULL, d->len, d->data);
+        if (b) text = strdup(b->text);
+        if (b) FREE(b);
+    } else if (strcmp(ev->type, "no.samordna.notify.reminder.due") == 0) {
+        Samordna__V1__Reminder *r = samordna__v1__reminder__unpack(NULL, d->len, d->data);
+        if (r) text = strdup(r->text);
+        if (r) FREE(r);
+    }
+    return text;
+}
+
 static int s_inbox(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__InboxReadRequest req = SAMORDNA__V1__INBOX_READ_REQUEST__INIT;
@@ -263,6 +288,8 @@ static int s_inbox(samctl_t *ctl, const samctl_args_t *a)
                                           it->event ? it->event->source : "", "subject",
                                           subject ? subject : "")
                               : NULL;
+        char *text = s_event_text(it->event); /* a briefing's or a reminder's, shown with it */
+        if (j && text) json_object_set_new(j, "text", json_string(text));
         if (samctl_list_row(&list, j)) {
             char where[96];
             snprintf(where, sizeof where, "%s/%llu", it->service, (unsigned long long)it->seq);
@@ -270,7 +297,13 @@ static int s_inbox(samctl_t *ctl, const samctl_args_t *a)
                    it->event ? it->event->type : "", it->event ? it->event->source : "",
                    it->event ? it->event->id : "", subject ? " subject=" : "",
                    subject ? subject : "");
+            for (const char *l = text; l && *l;) { /* indented under its row */
+                size_t len = strcspn(l, "\n");
+                printf("    %.*s\n", (int)len, l);
+                l += len + (l[len] == '\n');
+            }
         }
+        free(text);
         last = it->qseq;
     }
     FREE(rep);
@@ -311,29 +344,176 @@ static void s_cursor_row(const ProtobufCMessage *rec)
     printf("%-12s %10llu  %s\n", c->service, (unsigned long long)c->seq, at);
 }
 
-/* The next briefing, composed now from the status and grants services. */
+/* ---- the briefing ---------------------------------------------------------------------------
+
+    A briefing is shown in one of three forms (--format): its text, its HTML page, or a PDF
+    made from that page by weasyprint (Debian's weasyprint package), for printing and for
+    reading on a phone. HTML and PDF go to --out FILE or to stdout. */
+
+static json_t *s_briefing_json(const Samordna__V1__Briefing *b)
+{
+    json_t *notes = json_array();
+    for (size_t i = 0; i < b->n_notes; i++)
+        json_array_append_new(notes, json_string(b->notes[i]));
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "id", b->id, "date", b->date,
+                     "period_from", b->period_from, "period_to", b->period_to, "programme",
+                     b->programme, "lang", b->lang, "text", b->text, "notes", notes);
+}
+
+/* Writes data to `out` ("" or NULL: stdout). 0, or 1 after saying why. */
+static int s_write_out(const char *out, const char *data, size_t len)
+{
+    FILE *f = out && *out ? fopen(out, "wb") : stdout;
+    if (!f) {
+        fprintf(stderr, "samctl: cannot write %s: %s\n", out, strerror(errno));
+        return 1;
+    }
+    bool ok = fwrite(data, 1, len, f) == len;
+    if (f != stdout) ok = fclose(f) == 0 && ok;
+    if (!ok) fprintf(stderr, "samctl: writing %s failed\n", out && *out ? out : "stdout");
+    return ok ? 0 : 1;
+}
+
+/* The page as a PDF, by weasyprint, to `out` (or stdout). 0, or 1 after saying why. */
+static int s_pdf(const char *html, const char *out)
+{
+    if (!(out && *out) && isatty(STDOUT_FILENO)) {
+        fprintf(stderr, "samctl: a PDF is not for a terminal: give --out FILE or send stdout to a "
+                        "file (> orientering.pdf)\n");
+        return 1;
+    }
+    const char *tmpdir = getenv("TMPDIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/samctl-briefing-XXXXXX.html",
+             tmpdir && *tmpdir ? tmpdir : "/tmp");
+    int fd = mkstemps(path, 5);
+    if (fd < 0) {
+        fprintf(stderr, "samctl: cannot make a temporary file in %s: %s\n",
+                tmpdir && *tmpdir ? tmpdir : "/tmp", strerror(errno));
+        return 1;
+    }
+    size_t len = strlen(html);
+    bool ok = write(fd, html, len) == (ssize_t)len;
+    close(fd);
+    int rc = 1;
+    if (ok) {
+        char *argv[] = {"weasyprint", "--quiet", path, (char *)(out && *out ? out : "-"), NULL};
+        pid_t pid;
+        int err = posix_spawnp(&pid, "weasyprint", NULL, NULL, argv, environ);
+        int status = 0;
+        if (err)
+            fprintf(stderr,
+                    "samctl: --format pdf needs weasyprint (Debian package weasyprint): %s\n",
+                    strerror(err));
+        else if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status))
+            fprintf(stderr, "samctl: weasyprint could not make the PDF (exit %d)\n",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+        else
+            rc = 0;
+    } else
+        fprintf(stderr, "samctl: cannot write the temporary file %s\n", path);
+    unlink(path);
+    return rc;
+}
+
+/* A briefing in the form --format asks for. */
+static int s_briefing_show(samctl_t *ctl, const samctl_args_t *a, const Samordna__V1__Briefing *b)
+{
+    const char *format = samctl_opt(a, "format");
+    const char *out = samctl_opt(a, "out");
+    if (!format || strcmp(format, "text") == 0) {
+        if (ctl->json) {
+            samctl_print_json(s_briefing_json(b));
+            return 0;
+        }
+        return s_write_out(out, b->text, strlen(b->text));
+    }
+    if (!*b->html) {
+        fprintf(stderr,
+                "samctl: briefing %s was composed without an HTML page (by an earlier "
+                "version); --format text shows it\n",
+                b->id);
+        return 1;
+    }
+    if (strcmp(format, "html") == 0) return s_write_out(out, b->html, strlen(b->html));
+    return s_pdf(b->html, out);
+}
+
+static int s_format_ok(const samctl_args_t *a)
+{
+    const char *f = samctl_opt(a, "format");
+    if (!f || !strcmp(f, "text") || !strcmp(f, "html") || !strcmp(f, "pdf")) return 0;
+    return samctl_usage_error(a, "--format is text, html or pdf, not '%s'", f);
+}
+
+/* notify briefing --preview: the briefing due next, composed now as of --date. */
 static int s_briefing(samctl_t *ctl, const samctl_args_t *a)
 {
     if (!samctl_flag(a, "preview"))
-        return samctl_usage_error(a, "--preview shows the next one (briefings are issued on their "
-                                     "dates by the service)");
+        return samctl_usage_error(a, "--preview composes the next one; `notify briefings` lists "
+                                     "those issued, `notify briefing show ID` shows one");
+    if (s_format_ok(a)) return 2;
     Samordna__V1__BriefingPreviewRequest req = SAMORDNA__V1__BRIEFING_PREVIEW_REQUEST__INIT;
     samctl_fill(a, &req.base);
+    req.lang = (char *)sam_lang_code(ctl->lang);
     Samordna__V1__Briefing *b = (Samordna__V1__Briefing *)samctl_call(
         ctl, "notify", "notify.briefing.preview", &req.base, &samordna__v1__briefing__descriptor);
     if (!b) return 1;
-    if (ctl->json) {
-        json_t *notes = json_array();
-        for (size_t i = 0; i < b->n_notes; i++)
-            json_array_append_new(notes, json_string(b->notes[i]));
-        samctl_print_json(json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "id", b->id, "date", b->date,
-                                    "period_from", b->period_from, "period_to", b->period_to,
-                                    "text", b->text, "notes", notes));
-    } else {
-        fputs(b->text, stdout);
-    }
+    int rc = s_briefing_show(ctl, a, b);
     FREE(b);
-    return 0;
+    return rc;
+}
+
+/* notify briefing show ID: an issued briefing as it was composed on its date. */
+static int s_briefing_get(samctl_t *ctl, const samctl_args_t *a)
+{
+    if (s_format_ok(a)) return 2;
+    Samordna__V1__BriefingGetRequest req = SAMORDNA__V1__BRIEFING_GET_REQUEST__INIT;
+    req.id = (char *)a->pos[0];
+    Samordna__V1__BriefingRecord *r = (Samordna__V1__BriefingRecord *)samctl_call(
+        ctl, "notify", "notify.briefings.get", &req.base,
+        &samordna__v1__briefing_record__descriptor);
+    if (!r) return 1;
+    int rc = 1;
+    if (r->briefing) {
+        if (ctl->json && !samctl_opt(a, "format")) {
+            json_t *j = s_briefing_json(r->briefing);
+            json_object_set_new(j, "state", json_string(r->state));
+            json_object_set_new(j, "deliveries", json_integer(r->deliveries));
+            json_object_set_new(j, "resends", json_integer(r->resends));
+            samctl_print_json(j);
+            rc = 0;
+        } else
+            rc = s_briefing_show(ctl, a, r->briefing);
+    }
+    FREE(r);
+    return rc;
+}
+
+static json_t *s_record_json(const ProtobufCMessage *rec)
+{
+    const Samordna__V1__BriefingRecord *r = (const Samordna__V1__BriefingRecord *)rec;
+    char composed[32], sent[32] = "";
+    s_time(r->composed_ms, composed, sizeof composed);
+    if (r->sent_ms) s_time(r->sent_ms, sent, sizeof sent);
+    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s?, s:i, s:i, s:i}", "id", r->briefing->id,
+                     "date", r->briefing->date, "period_from", r->briefing->period_from,
+                     "period_to", r->briefing->period_to, "state", r->state, "composed", composed,
+                     "sent", r->sent_ms ? sent : NULL, "deliveries", (int)r->deliveries, "resends",
+                     (int)r->resends, "notes", (int)r->briefing->n_notes);
+}
+
+static void s_record_row(const ProtobufCMessage *rec)
+{
+    const Samordna__V1__BriefingRecord *r = (const Samordna__V1__BriefingRecord *)rec;
+    char period[32];
+    snprintf(period, sizeof period, "%s – %s", r->briefing->period_from, r->briefing->period_to);
+    bool en = samctl_lang == SAM_LANG_EN;
+    const char *state = strcmp(r->state, "sent") == 0   ? (en ? "sent" : "sendt")
+                        : strcmp(r->state, "held") == 0 ? (en ? "held" : "venter")
+                                                        : r->state;
+    printf("%-20s %-10s  %-25s %-8s %10u %7u %5zu\n", r->briefing->id, r->briefing->date, period,
+           state, r->deliveries, r->resends, r->briefing->n_notes);
 }
 
 /* ---- the table ----------------------------------------------------------------------------- */
@@ -384,9 +564,44 @@ static const samctl_opt_t s_inbox_opts[] = {
     {"ack", 0, NULL, SAMCTL_TEXT, 0, "acknowledge what was read: it is not delivered again"},
     {NULL},
 };
+#define S_FORMAT_OPTS                                                                              \
+    {"format",    0, "text|html|pdf",                                                              \
+     SAMCTL_TEXT, 0, "text (default), the HTML page, or a PDF of it (made by weasyprint)"},        \
+    {                                                                                              \
+        "out", 0, "FILE", SAMCTL_TEXT, 0, "write it to FILE instead of stdout"                     \
+    }
 static const samctl_opt_t s_briefing_opts[] = {
-    {"preview", 0, NULL, SAMCTL_TEXT, 0, "compose the next briefing now and show it"},
-    {"date", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "as if it were that day (default today)"},
+    {"preview", 0, NULL, SAMCTL_TEXT, 0, "compose the briefing due next, now, and show it"},
+    {"date", 0, "YYYY-MM-DD", SAMCTL_DATE, 0,
+     "as of that day (default today): what was recorded up to it, the barriers open on it"},
+    S_FORMAT_OPTS,
+    {NULL},
+};
+static const samctl_opt_t s_briefing_show_opts[] = {
+    S_FORMAT_OPTS,
+    {NULL},
+};
+static const samctl_opt_t s_briefing_resend_opts[] = {
+    {"reason", 0, "TEXT", SAMCTL_TEXT, 0, "why it is sent again (kept in notify's log)"},
+    {NULL},
+};
+static const samctl_opt_t s_briefings_opts[] = {
+    {"page-size", 0, "N", SAMCTL_COUNT, 0, "at most N (100 when not given)"},
+    {"page-token", 0, "TOKEN", SAMCTL_TEXT, 0, "go on where the last page ended"},
+    {NULL},
+};
+static const samctl_cmd_t s_briefing_subs[] = {
+    {.name = "show",
+     .args = "ID",
+     .about = "An issued briefing as it was composed on its date (notify briefings lists them).",
+     .opts = s_briefing_show_opts,
+     .run = s_briefing_get},
+    {.name = "resend",
+     .args = "ID",
+     .about = "Sends an issued briefing again, to every subscription of it as they are now.",
+     .opts = s_briefing_resend_opts,
+     .run = samctl_write_run,
+     .writes = S_WRITES("briefing.resent", briefing_resend)},
     {NULL},
 };
 
@@ -449,10 +664,22 @@ static const samctl_cmd_t s_notify_subs[] = {
      .query =
          S_LISTS("notify.cursors", NULL, cursors_reply, "cursors", "outboxes followed",
                  "%-12s %10s  %s", "OUTBOX|SEQ|UPDATED", s_cursor_json, s_cursor_row, false, NULL)},
+    {.name = "briefings",
+     .about = "The briefings issued: due date, period, sent or held (waiting for a\n"
+              "subscription), deliveries, resends, and parts that could not be composed.",
+     .opts = s_briefings_opts,
+     .run = samctl_query_run,
+     .query = S_LISTS("notify.briefings.list", &samordna__v1__briefing_list_request__descriptor,
+                      briefing_list, "items", "briefings", "%-20s %-10s  %-25s %-8s %10s %7s %5s",
+                      "ID|DUE|PERIOD|STATE|DELIVERIES|RESENDS|NOTES", s_record_json, s_record_row,
+                      false, "briefing")},
     {.name = "briefing",
-     .about = "The steering group's half-yearly briefing: --preview composes the next one now.",
+     .about = "The steering group's briefing: --preview composes the one due next, as of\n"
+              "--date; `show ID` an issued one; `resend ID` sends one again. --format html|pdf\n"
+              "gives the page to print or read on a phone.",
      .opts = s_briefing_opts,
-     .run = s_briefing},
+     .run = s_briefing,
+     .subs = s_briefing_subs},
     {NULL},
 };
 

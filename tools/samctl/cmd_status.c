@@ -16,12 +16,15 @@
 */
 #include "samctl.h"
 
+#include "sam_clock.h"
+
 #include "samordna/v1/events.pb-c.h"
 #include "samordna/v1/status.pb-c.h"
 
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define FREE(m) protobuf_c_message_free_unpacked(&(m)->base, NULL)
 
@@ -96,15 +99,23 @@ static void s_board_text(const ProtobufCMessage *rec)
     int phase_w = room - kinds * (date_w + 1) - 1;
     if (phase_w > 20) phase_w = 20;
     if (phase_w < 1) phase_w = 1;
-    printf("Statustavle per %s\n\n", b->as_of);
+    bool en = samctl_lang == SAM_LANG_EN;
+    char day[64];
+    printf("%s %s\n\n", en ? "Status board as of" : "Statustavle per",
+           sam_words_date(samctl_lang, b->as_of, day, sizeof day));
     for (int line = 0; line < 2; line++) {
         s_cell(line ? "" : "Pilot", pilot_w + 1);
         for (size_t k = 0; k < b->n_kinds; k++) {
-            s_head_word(b->kinds[k]->label, line, date_w);
+            char label[128];
+            if (en)
+                sam_word_cap(samctl_lang, "milestone", b->kinds[k]->id, label, sizeof label);
+            else
+                snprintf(label, sizeof label, "%s", b->kinds[k]->label);
+            s_head_word(label, line, date_w);
             putchar(' ');
         }
-        s_cell(line ? "" : "Fase", phase_w + 1);
-        printf("%*s\n", barriers_w, line ? "" : "Hindre");
+        s_cell(line ? "" : en ? "Phase" : "Fase", phase_w + 1);
+        printf("%*s\n", barriers_w, line ? "" : en ? "Barriers" : "Hindre");
     }
     for (size_t r = 0; r < b->n_rows; r++) {
         const Samordna__V1__BoardRow *row = b->rows[r];
@@ -114,20 +125,32 @@ static void s_board_text(const ProtobufCMessage *rec)
             s_cell(*row->cells[k]->date ? row->cells[k]->date : "-", date_w);
             putchar(' ');
         }
-        s_cell(*row->phase_label ? row->phase_label : "-", phase_w);
+        char phase[128] = "-";
+        if (*row->phase && en)
+            sam_word_cap(samctl_lang, "milestone", row->phase, phase, sizeof phase);
+        else if (*row->phase_label)
+            snprintf(phase, sizeof phase, "%s", row->phase_label);
+        s_cell(phase, phase_w);
         printf(" %*u\n", barriers_w - 1, row->open_barriers);
-        char about[1024];
-        snprintf(about, sizeof about, "%s · ledes av %s · siste møte %s · %s",
-                 row->municipality_name[0] ? row->municipality_name : row->municipality,
-                 row->investment_leader[0] ? row->investment_leader : "-",
-                 row->last_meeting_date[0] ? row->last_meeting_date : "-", row->challenge);
+        char about[1024], meeting[256] = "-", kind[96];
+        if (*row->last_meeting_date)
+            snprintf(meeting, sizeof meeting, "%s (%s)", row->last_meeting_date,
+                     sam_word(samctl_lang, "meeting", row->last_meeting_kind, kind, sizeof kind));
+        const char *leader = *row->investment_leader_name ? row->investment_leader_name
+                             : *row->investment_leader    ? row->investment_leader
+                                                          : "-";
+        snprintf(about, sizeof about,
+                 en ? "%s · led by %s · last meeting %s · %s"
+                    : "%s · ledes av %s · siste møte %s · %s",
+                 row->municipality_name[0] ? row->municipality_name : row->municipality, leader,
+                 meeting, row->challenge);
         fputs("    ", stdout);
         int left = S_BOARD_WIDTH - 4;
         s_cell(about, s_columns(about) < left ? s_columns(about) : left);
         putchar('\n');
     }
     if (b->n_rows == 0)
-        printf("no pilots\n");
+        printf(en ? "no pilots\n" : "ingen piloter\n");
     else
         printf("(%zu)\n", b->n_rows);
 }
@@ -210,6 +233,119 @@ static void s_meeting_row(const ProtobufCMessage *rec)
     printf("%s\n", m->title);
 }
 
+/* ---- meetings as a calendar (--ical) --------------------------------------------------------
+
+    RFC 5545: a VCALENDAR of one all-day VEVENT per meeting (samordna records the day a
+    meeting is held, not its hour, so DTSTART is a DATE in the programme's calendar,
+    Europe/Oslo, whose VTIMEZONE names it), CRLF line ends, lines folded at 75 octets without
+    splitting a UTF-8 character, text values escaped. UID is the meeting's id, so a calendar
+    program that imports the file again updates the events instead of doubling them. */
+
+static void s_ical_line(const char *name, const char *value)
+{
+    char line[4096];
+    size_t n = 0;
+    n += (size_t)snprintf(line, sizeof line, "%s:", name);
+    for (const char *p = value; *p && n < sizeof line - 4; p++) {
+        if (*p == '\\' || *p == ';' || *p == ',')
+            line[n++] = '\\', line[n++] = *p;
+        else if (*p == '\n')
+            line[n++] = '\\', line[n++] = 'n';
+        else if (*p != '\r')
+            line[n++] = *p;
+    }
+    size_t col = 0;
+    for (size_t i = 0; i < n; i++) {
+        /* fold before 75 octets, never inside a UTF-8 sequence (continuation bytes 10xxxxxx) */
+        size_t len = 1;
+        while (i + len < n && ((unsigned char)line[i + len] & 0xC0) == 0x80)
+            len++;
+        if (col + len > 75) {
+            fputs("\r\n ", stdout);
+            col = 1;
+        }
+        fwrite(line + i, 1, len, stdout);
+        col += len;
+        i += len - 1;
+    }
+    fputs("\r\n", stdout);
+}
+
+static void s_ical_event(const Samordna__V1__Meeting *m, const char *stamp)
+{
+    char day[16] = "", next[16] = "";
+    int y = atoi(m->date), mo = atoi(m->date + 5), d = atoi(m->date + 8);
+    struct tm t = {.tm_year = y - 1900, .tm_mon = mo - 1, .tm_mday = d + 1, .tm_hour = 12};
+    time_t after = timegm(&t);
+    gmtime_r(&after, &t);
+    snprintf(day, sizeof day, "%04d%02d%02d", y, mo, d);
+    strftime(next, sizeof next, "%Y%m%d", &t);
+    char uid[128], summary[600], text[4096];
+    snprintf(uid, sizeof uid, "%s@samordna", m->id);
+    snprintf(summary, sizeof summary, "%s", *m->title ? m->title : m->kind);
+    size_t n = (size_t)snprintf(text, sizeof text, "Type: %s", m->kind);
+    if (m->n_participants && n < sizeof text) {
+        n += (size_t)snprintf(text + n, sizeof text - n, "\nDeltakere: ");
+        for (size_t i = 0; i < m->n_participants && n < sizeof text; i++)
+            n += (size_t)snprintf(text + n, sizeof text - n, "%s%s", i ? ", " : "",
+                                  m->participants[i]);
+    }
+    if (*m->notes && n < sizeof text)
+        n += (size_t)snprintf(text + n, sizeof text - n, "\n%s", m->notes);
+    fputs("BEGIN:VEVENT\r\n", stdout);
+    s_ical_line("UID", uid);
+    printf("DTSTAMP:%s\r\nDTSTART;VALUE=DATE:%s\r\nDTEND;VALUE=DATE:%s\r\n", stamp, day, next);
+    s_ical_line("SUMMARY", summary);
+    s_ical_line("DESCRIPTION", text);
+    s_ical_line("CATEGORIES", m->kind);
+    if (*m->pilot || *m->municipality)
+        s_ical_line("LOCATION", *m->municipality ? m->municipality : m->pilot);
+    fputs("END:VEVENT\r\n", stdout);
+}
+
+/* Every page of the meetings the line asks for, as one calendar on stdout. */
+static int s_meetings_ical(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__MeetingsRequest req = SAMORDNA__V1__MEETINGS_REQUEST__INIT;
+    samctl_fill(a, &req.base);
+    char token[256] = "", stamp[32];
+    time_t now = (time_t)(sam_clock_now_ms() / 1000);
+    struct tm t;
+    gmtime_r(&now, &t);
+    strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &t);
+    fputs("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//samordna//samctl meetings//NO\r\n"
+          "CALSCALE:GREGORIAN\r\nMETHOD:PUBLISH\r\n",
+          stdout);
+    s_ical_line("X-WR-CALNAME", "Samordna – møter");
+    fputs("X-WR-TIMEZONE:Europe/Oslo\r\n"
+          "BEGIN:VTIMEZONE\r\nTZID:Europe/Oslo\r\n"
+          "BEGIN:DAYLIGHT\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nTZNAME:CEST\r\n"
+          "DTSTART:19810329T020000\r\nRRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT\r\n"
+          "BEGIN:STANDARD\r\nTZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nTZNAME:CET\r\n"
+          "DTSTART:19961027T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\n"
+          "END:VTIMEZONE\r\n",
+          stdout);
+    do {
+        req.page_token = token;
+        Samordna__V1__MeetingsReply *r = (Samordna__V1__MeetingsReply *)samctl_call(
+            ctl, "status", "status.meetings.list", &req.base,
+            &samordna__v1__meetings_reply__descriptor);
+        if (!r) return 1; /* the calendar is cut short: the exit code and stderr say so */
+        for (size_t i = 0; i < r->n_meetings; i++)
+            s_ical_event(r->meetings[i], stamp);
+        snprintf(token, sizeof token, "%s", r->next_page_token);
+        protobuf_c_message_free_unpacked(&r->base, NULL);
+    } while (token[0]);
+    fputs("END:VCALENDAR\r\n", stdout);
+    return 0;
+}
+
+static int s_meetings(samctl_t *ctl, const samctl_args_t *a)
+{
+    if (samctl_flag(a, "ical")) return s_meetings_ical(ctl, a);
+    return samctl_query_run(ctl, a);
+}
+
 /* ---- steps --------------------------------------------------------------------------------- */
 
 static void s_step_row(const ProtobufCMessage *rec)
@@ -268,19 +404,21 @@ static int s_barriers(samctl_t *ctl, const samctl_args_t *a)
 static void s_report_text(const ProtobufCMessage *rec)
 {
     const Samordna__V1__StatusReportReply *r = (const Samordna__V1__StatusReportReply *)rec;
-    printf("Endringer %s – %s: %zu\n", r->from, r->to, r->n_changes);
+    bool en = samctl_lang == SAM_LANG_EN;
+    char from[64], to[64];
+    printf("%s %s – %s: %zu\n", en ? "Changes" : "Endringer",
+           sam_words_date(samctl_lang, r->from, from, sizeof from),
+           sam_words_date(samctl_lang, r->to, to, sizeof to), r->n_changes);
     if (r->n_changes)
-        printf("%-10s  %-19s%-14s%s\n", "DATE", "WHAT", "WHERE", "SUMMARY");
+        printf("%-10s  %s\n", en ? "DATE" : "DATO", en ? "CHANGE" : "ENDRING");
     else
-        printf("no changes in the period\n");
-    for (size_t i = 0; i < r->n_changes; i++) {
-        Samordna__V1__StatusChange *c = r->changes[i];
-        printf("%-10s  ", c->date);
-        s_cell(c->what, 19);
-        s_cell(*c->pilot ? c->pilot : *c->municipality ? c->municipality : "(programmet)", 14);
-        printf("%s\n", c->summary);
-    }
-    if (r->truncated) printf("(cut at %zu changes: narrow the period)\n", r->n_changes);
+        printf(en ? "no changes in the period\n" : "ingen endringer i perioden\n");
+    for (size_t i = 0; i < r->n_changes; i++) /* each summary in --lang, names not ids */
+        printf("%-10s  %s\n", r->changes[i]->date, r->changes[i]->summary);
+    if (r->truncated)
+        printf(en ? "(cut at %zu changes: narrow the period)\n"
+                  : "(avkortet ved %zu endringer: velg en kortere periode)\n",
+               r->n_changes);
 }
 
 /* ---- the tables ---------------------------------------------------------------------------- */
@@ -398,7 +536,9 @@ static const samctl_opt_t s_log_opts[] = {
     {"participant", 0, "WHO", SAMCTL_TEXT, SAMCTL_REPEAT, "an agency or person who took part"},
     {"notes", 0, "TEXT", SAMCTL_TEXT, 0, "the minutes, or a pointer to them"},
     {"monthly-until", 0, "YYYY-MM-DD", SAMCTL_TEXT, 0,
-     "a series: the same meeting every month until that day"},
+     "a series: the same meeting every month until that day, each on a working day (the next\n"
+     "one of its month when the day is a weekend or a public holiday, else the one before)"},
+    {"any-day", 0, NULL, SAMCTL_TEXT, 0, "a series keeps its day on weekends and holidays too"},
     {NULL},
 };
 static const samctl_cmd_t s_meeting_subs[] = {
@@ -424,13 +564,17 @@ static const samctl_opt_t s_meetings_opts[] = {
     {"kind", 0, "KIND", SAMCTL_TEXT, 0, "only meetings of this kind"},
     {"page-size", 0, "N", SAMCTL_COUNT, 0, "at most N (the service's default when not given)"},
     {"page-token", 0, "TOKEN", SAMCTL_TEXT, 0, "go on where the last page ended"},
+    {"ical", 0, NULL, SAMCTL_TEXT, 0,
+     "every page as one iCalendar file (RFC 5545, all-day events, Europe/Oslo) on stdout"},
     {NULL},
 };
 const samctl_cmd_t samctl_meetings_cmd = {
     .name = "meetings",
-    .about = "Meetings in date order, one page; \"next\" (--json) or the last line names the rest.",
+    .about =
+        "Meetings in date order, one page; \"next\" (--json) or the last line names the rest.\n"
+        "--ical: all of them as a calendar to import: samctl meetings --ical > møter.ics",
     .opts = s_meetings_opts,
-    .run = samctl_query_run,
+    .run = s_meetings,
     .query = S_LISTS("status.meetings.list", &samordna__v1__meetings_request__descriptor,
                      meetings_reply, "meetings", "meetings", "%-10s  %-15s%-16s%s",
                      "DATE|KIND|WHERE|TITLE", s_meeting_row),

@@ -33,6 +33,8 @@ static const struct s_command {
 };
 #define S_NCOMMANDS (sizeof s_commands / sizeof s_commands[0])
 
+sam_lang_t samctl_lang = SAM_LANG_NB;
+
 const sam_option_t samctl_global_options[] = {
     {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "broker to connect to", true},
     {"json", NULL, NULL,
@@ -45,6 +47,10 @@ const sam_option_t samctl_global_options[] = {
     {"timeout-ms", "MS", "5000",
      "how long to wait for an answer, resends included; then samctl says so and exits 1", false},
     {"source", "AGENCY", "fmov", "agency id to publish events as", false},
+    {"lang", "nb|en", "nb",
+     "the language of what people read: the board, the report, the lists' texts (--json keeps "
+     "the ids)",
+     false},
     {"insecure", NULL, NULL, "connect without CURVE (loopback brokers run with --insecure)", false},
     {"cert", "FILE", NULL, "connect with CURVE as this secret certificate (samctl keys new)",
      false},
@@ -609,6 +615,13 @@ int samctl_query_run(samctl_t *ctl, const samctl_args_t *a)
     if (req) {
         protobuf_c_message_init(q->request, req);
         samctl_fill(a, req);
+        /* a request that takes a language gets the reader's (--lang) */
+        const ProtobufCFieldDescriptor *lf =
+            protobuf_c_message_descriptor_get_field_by_name(q->request, "lang");
+        if (lf && lf->type == PROTOBUF_C_TYPE_STRING && lf->label != PROTOBUF_C_LABEL_REPEATED) {
+            const char **at = (const char **)(void *)((char *)req + lf->offset);
+            if (!*at || !**at) *at = sam_lang_code(ctl->lang);
+        }
     }
     int rc = samctl_list_query(ctl, q, req);
     free(req); /* its strings are argv's */
@@ -970,6 +983,13 @@ int main(int argc, char **argv)
         ctl.json = ctl.csv || sam_config_flag(ctl.config, "json");
         ctl.timeout_ms = (int)sam_config_int(ctl.config, "timeout-ms", 1, 3600000, &ok);
         ctl.source = sam_config_get(ctl.config, "source");
+        const char *lang = sam_config_get(ctl.config, "lang");
+        if (sam_lang_parse(lang, &ctl.lang)) {
+            fprintf(stderr, "samctl: --lang must be nb (Norwegian) or en (English), not '%s'\n",
+                    lang);
+            ok = false;
+        }
+        samctl_lang = ctl.lang;
         /* samctl logs warnings only unless --log-level was given (on the line or in the
            file): the built-in default, info, is for services. sam_config_get returns the
            table's own default string when the option was not given. */

@@ -53,6 +53,7 @@
 #include "sam_client.h"
 #include "sam_config.h"
 #include "sam_status.h"
+#include "sam_words.h"
 
 #include "cloudevents/v1/cloudevents.pb-c.h"
 #include "samordna/v1/events.pb-c.h"
@@ -70,7 +71,11 @@ typedef struct {
                              from the JSON records) */
     int timeout_ms;       /* --timeout-ms for each call */
     const char *source;   /* --source: agency id used as CloudEvent source (default fmov) */
+    sam_lang_t lang;      /* --lang: the language of the text people read (nb by default) */
 } samctl_t;
+
+/* --lang, for the printers of records (which see only the record): one language an output. */
+extern sam_lang_t samctl_lang;
 
 typedef struct samctl_args_t samctl_args_t; /* a parsed command line (below) */
 
