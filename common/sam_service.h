@@ -281,6 +281,12 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
 void *sam_service_ctx(sam_service_t *svc);
 sam_store_t *sam_service_store(sam_service_t *svc);
 sam_config_t *sam_service_config(sam_service_t *svc);
+/*  This instance's leases on the work it shares with the other instances on its store
+    (sam_lease.h): a service adds the names it competes for (sam_lease_want) in its start
+    hook; the runtime renews them from the loop (every SAM_LEASE_RENEW_MS, --lease-ms ttl)
+    and gives them up at a clean shutdown. Never NULL once start runs. */
+typedef struct sam_lease_t sam_lease_t;
+sam_lease_t *sam_service_lease(sam_service_t *svc);
 MDB_dbi sam_service_dbi(sam_service_t *svc, const char *table);
 
 /*  A follower of another service's outbox tells where it stands (sam_follow does, on every

@@ -29,6 +29,7 @@
 
 #include "sam_http.h"
 #include "sam_keys.h"
+#include "sam_lease.h"
 #include "sam_metrics.h"
 
 #include <czmq.h>
@@ -100,6 +101,7 @@ struct sam_service_t {
     sam_config_t *config;
     sam_store_t *store;
     sam_client_t *client;
+    sam_lease_t *lease; /* this instance's leases on shared work (sam_lease.h) */
     char instance[96];
     bool insecure;
     const char *cert;                     /* --cert: our secret certificate (CURVE) */
