@@ -311,6 +311,15 @@ bool sam_lease_mine(const sam_lease_t *self, const char *name)
     return false;
 }
 
+bool sam_lease_holds(const sam_lease_t *self, const char *name)
+{
+    if (!self) return false;
+    int64_t now = sam_lease_clock_ms();
+    for (size_t i = 0; i < self->n; i++)
+        if (strcmp(self->pool[i].name, name) == 0) return self->pool[i].until > now;
+    return false;
+}
+
 bool sam_lease_check(const sam_lease_t *self, MDB_txn *txn, const char *name)
 {
     if (!self) return false;

@@ -91,6 +91,10 @@ int64_t sam_lease_due_ms(const sam_lease_t *self);
     renewal, and is not draining it. */
 bool sam_lease_mine(const sam_lease_t *self, const char *name);
 
+/*  Whether this instance holds `name` at all (draining or not) and the hold has not run out,
+    as of its last renewal: work under a lease it no longer holds is to be abandoned. */
+bool sam_lease_holds(const sam_lease_t *self, const char *name);
+
 /*  Whether `txn` (of this lease's store, read or write) shows `name` held by this instance
     and not expired. */
 bool sam_lease_check(const sam_lease_t *self, MDB_txn *txn, const char *name);

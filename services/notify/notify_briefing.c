@@ -17,13 +17,16 @@
     issued the same way.
 
     Each briefing and reminder is issued once: its id goes into the "sent" table in the same
-    transaction that queues its deliveries. Briefings due before notify's store was first
+    transaction that queues its deliveries. With several instances on one store only the
+    holder of the lease "notify.schedule" composes and issues (notify_share.c), and that
+    transaction checks the lease too. Briefings due before notify's store was first
     opened are not sent after the fact.
 
     Dates are calendar dates in the programme's time zone (--time-zone, Europe/Oslo).
 */
 #include "notify.h"
 #include "sam_check.h"
+#include "sam_lease.h"
 
 #include "samordna/v1/grants.pb-c.h"
 #include "samordna/v1/status.pb-c.h"
@@ -371,6 +374,11 @@ static bool s_issue(notify_t *n, const char *id, const char *type, const char *s
         mdb_txn_abort(w);
         return false;
     }
+    if (!sam_lease_check(sam_service_lease(n->svc), w, NOTIFY_SCHEDULE_LEASE)) {
+        mdb_txn_abort(w); /* the schedule moved to another instance, which issues it */
+        sam_warn("schedule.not_holder id=%s", sam_logv(id));
+        return false;
+    }
     size_t len = protobuf_c_message_get_packed_size(payload);
     uint8_t *data = malloc(len ? len : 1);
     if (!data) {
@@ -529,6 +537,7 @@ void notify_schedule_tick(notify_t *n)
 {
     int64_t now = notify_now_ms();
     if (now < n->next_schedule_ms) return;
+    if (!sam_lease_mine(sam_service_lease(n->svc), NOTIFY_SCHEDULE_LEASE)) return; /* another's */
     n->next_schedule_ms = now + n->schedule_interval_ms;
     s_date_t today = s_today();
     s_check_briefing(n, today);
