@@ -201,6 +201,31 @@ static int s_commit_relaxed(sam_store_t *store, MDB_txn *txn)
 
 typedef enum { S_FREE, S_MINE, S_OTHER } s_state_t;
 
+/* A list of lease names for one log line: "a,b,c", cut with "+N" when long. */
+typedef struct {
+    char buf[200]; /* sam_logv shows 200 bytes of a value */
+    size_t len, n, cut;
+} s_names_t;
+
+static void s_names_add(s_names_t *l, const char *name)
+{
+    l->n++;
+    size_t need = strlen(name) + (l->len ? 1 : 0);
+    if (l->cut || l->len + need + 8 >= sizeof l->buf) {
+        l->cut++;
+        return;
+    }
+    l->len +=
+        (size_t)snprintf(l->buf + l->len, sizeof l->buf - l->len, "%s%s", l->len ? "," : "", name);
+}
+
+static const char *s_names(s_names_t *l)
+{
+    if (l->cut)
+        snprintf(l->buf + l->len, sizeof l->buf - l->len, "%s+%zu", l->len ? "," : "", l->cut);
+    return l->buf;
+}
+
 int sam_lease_renew(sam_lease_t *self, bool force)
 {
     int64_t mono = s_mono_ms();
@@ -219,6 +244,7 @@ int sam_lease_renew(sam_lease_t *self, bool force)
     uint64_t taken[SAM_LEASE_MAX];
     char prev[SAM_LEASE_MAX][128];
     size_t held = 0;
+    s_names_t lost = {0}, released = {0};
     for (size_t i = 0; i < self->n; i++) {
         int64_t expires = 0;
         prev[i][0] = 0;
@@ -230,11 +256,12 @@ int sam_lease_renew(sam_lease_t *self, bool force)
         bool ours = strcmp(prev[i], self->holder) == 0;
         state[i] = expires <= now ? S_FREE : ours ? S_MINE : S_OTHER;
         if (state[i] == S_FREE && ours) state[i] = S_MINE; /* we stalled, nobody took it */
-        if (state[i] != S_MINE && self->pool[i].until)
-            sam_warn("lease.lost name=%s holder=%s now=%s", sam_logv(self->pool[i].name),
-                     sam_logv(self->holder), sam_logv(prev[i]));
+        if (state[i] != S_MINE && self->pool[i].until) s_names_add(&lost, self->pool[i].name);
         if (state[i] == S_MINE) held++;
     }
+    if (lost.n)
+        sam_warn("lease.lost names=%s count=%zu holder=%s", sam_logv(s_names(&lost)), lost.n,
+                 sam_logv(self->holder));
     size_t share = (self->n + live - 1) / live;
 
     /* the surplus: drained, and given up once idle (from the end of this instance's order) */
@@ -252,9 +279,11 @@ int sam_lease_renew(sam_lease_t *self, bool force)
         if ((rc = s_del(self, txn, 'l', e->name))) goto aborted;
         state[i] = S_OTHER; /* not to be taken again in this round */
         held--;
-        sam_info("lease.released name=%s holder=%s live=%zu share=%zu", sam_logv(e->name),
-                 sam_logv(self->holder), live, share);
+        s_names_add(&released, e->name);
     }
+    if (released.n)
+        sam_info("lease.released names=%s count=%zu holder=%s live=%zu share=%zu",
+                 sam_logv(s_names(&released)), released.n, sam_logv(self->holder), live, share);
     /* renew what is ours, take free ones up to the share */
     for (size_t j = 0; j < self->n; j++) {
         size_t i = (self->offset + j) % self->n;
@@ -264,6 +293,7 @@ int sam_lease_renew(sam_lease_t *self, bool force)
             if ((rc = s_put(self, txn, 'l', self->pool[i].name, until, taken[i] + 1))) goto aborted;
             state[i] = S_MINE;
             held++;
+            /* one line per previous holder, for the operator's "who took what from whom" */
             sam_info("lease.taken name=%s holder=%s from=%s live=%zu share=%zu",
                      sam_logv(self->pool[i].name), sam_logv(self->holder),
                      sam_logv(prev[i][0] ? prev[i] : "-"), live, share);
