@@ -238,6 +238,7 @@ static bool s_query_again(sam_service_t *svc, rt_request_t *r, MDB_txn *txn, uin
 static bool s_run(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64_t now)
 {
     if (r->row->kind == SAM_KIND_BUILTIN) return r->row->builtin(svc, r, rtxn, now) == 1;
+    if (r->row->threaded && !svc->harness) return rt_slow_start(svc, r, now) == 1;
     if (!s_query_call(svc, r, rtxn)) return false;
     rt_park(svc, r, r->reply.wait_ms, now, s_query_again); /* a long poll */
     return true;
@@ -325,6 +326,7 @@ static void s_loop(sam_service_t *svc)
         int64_t lease_in = sam_lease_due_ms(svc->lease);
         if (lease_in >= 0 && now + lease_in < due) due = now + lease_in;
         if (svc->waiters && now + 20 < due) due = now + 20; /* another instance may commit */
+        if (svc->n_slow && now + 2 < due) due = now + 2;    /* a long query's answer, soon */
         zmq_pollitem_t items[RT_MAX_BROKERS];
         int map[RT_MAX_BROKERS], nitems = 0;
         for (size_t i = 0; i < svc->nbrokers; i++)
@@ -437,6 +439,7 @@ static void s_destroy(sam_service_t *svc)
     }
     sam_client_destroy(&svc->client);
     sam_lease_destroy(&svc->lease);
+    rt_slow_wait_all(svc);        /* a long query left running reads the store until it ends */
     sam_http_destroy(&svc->http); /* before the registry it reads */
     sam_metrics_destroy(&svc->metrics);
     sam_store_destroy(&svc->store);

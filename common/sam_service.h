@@ -212,16 +212,30 @@ typedef struct {
     sam_apply_fn apply;     /* SAM_KIND_EVENT: the handler */
     sam_prepare_fn prepare; /* SAM_KIND_EVENT: run before the write transaction; may be NULL */
     sam_builtin_fn builtin; /* SAM_KIND_BUILTIN: the runtime's function */
+    /* A long query (L in a .def): it may read for long (a walk of a whole table), so the
+       runtime runs it in a worker thread on a read transaction of that thread's own, the
+       request parked meanwhile, and heartbeats, writes and other queries go on. Its handler
+       must use nothing but its arguments and the service's context, and only read that. */
+    bool threaded;
 } sam_row_t;
 
 /*  The lines of a <service>.def, expanded into rows (common/sam_service_rows.h does it):
       Q(method, request, reply, roles, handler)   a query
       W(method, request, reply, roles, handler)   a query that writes a transaction of its own
+      L(method, request, reply, roles, handler)   a long query, answered from a worker thread
       E(type, payload, roles, limit, apply, prepare)  an event type                            */
 #define SAM_ROW_QUERY(method, request_type, reply_type, who, handler)                              \
     SAM_ROW_METHOD_(method, request_type, reply_type, who, false, SAM_KIND_QUERY, .query, handler)
 #define SAM_ROW_WRITING_QUERY(method, request_type, reply_type, who, handler)                      \
     SAM_ROW_METHOD_(method, request_type, reply_type, who, true, SAM_KIND_QUERY, .query, handler)
+#define SAM_ROW_LONG_QUERY(method, request_type, reply_type, who, handler)                         \
+    {.name = (method),                                                                             \
+     .kind = SAM_KIND_QUERY,                                                                       \
+     .request = (request_type),                                                                    \
+     .reply = (reply_type),                                                                        \
+     .roles = (who),                                                                               \
+     .query = (handler),                                                                           \
+     .threaded = true},
 /* A method's row (a query's, or a built-in's with .builtin): the two above and the runtime's
    own rows (common/sam_builtin.def) are made with it; not for a service's .def. */
 #define SAM_ROW_METHOD_(method, request_type, reply_type, who, writing, row_kind, field, fn)       \

@@ -47,8 +47,8 @@ enum {
 };
 
 /*  Opens (creating when missing) the environment in `dir` with the given named tables
-    (NULL-terminated) plus "meta", "outbox", "dedup" and "leases". On failure returns NULL and writes
-    a reason to err. */
+    (NULL-terminated) plus "meta", "outbox", "dedup" and "leases". On failure returns NULL and
+   writes a reason to err. */
 sam_store_t *sam_store_open(const char *dir, const char *const *tables,
                             const sam_store_opts_t *opts, char *err, size_t errlen);
 

@@ -12,6 +12,7 @@ What is shared out by leases in the store (common/sam_lease.h) and checked here:
   - the schedule: the briefing issued once by two instances.
 """
 import datetime
+import json
 import os
 import re
 import sys
@@ -22,7 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib
 
 import samtest  # noqa: E402
 from samtest import Client, publish  # noqa: E402
-from samordna.v1 import notify_pb2, registry_pb2  # noqa: E402
+from samordna.v1 import events_pb2, grants_pb2, notify_pb2, registry_pb2  # noqa: E402
 from notify_receivers import WebhookReceiver  # noqa: E402
 
 ECHO = "no.samordna.echo.recorded"
@@ -59,7 +60,6 @@ def active(c, sid):
 def publish_all(c, service, events, window=200, on_ack=None):
     """Pipelined publishes, every one acknowledged; a 503/504 is sent again (idempotent by
     (source, id)). on_ack(k) is called with the number acknowledged so far."""
-    from samordna.v1 import events_pb2
     pending, it, done, acked = {}, iter(events), False, 0
     while pending or not done:
         while not done and len(pending) < window:
@@ -308,6 +308,99 @@ def test_the_briefing_is_issued_once_by_two_instances():
     issued = [len(re.findall(r"schedule\.issued id=", p.logtext())) for p in procs]
     assert sorted(issued) == [0, 1], issued
     print(f"  {got[0].event.id} issued once, by notify-{'ab'[issued.index(1)]} of two")
+    c.close()
+
+
+def _grants_events(lo, hi):
+    """An award and a disbursement on it, for awards lo..hi: six ledger postings each."""
+    for k in range(lo, hi):
+        a = grants_pb2.Award(id=f"a{k}", scheme="ps", recipient="halden", amount_ore=100000,
+                             purpose="Koordinering", currency="NOK")
+        a.funders.add(agency="fmov", amount_ore=100000)
+        yield samtest.event("no.samordna.grants.award.granted", a, eid=f"aw{k}")
+        yield samtest.event("no.samordna.grants.disbursement.made",
+                            grants_pb2.Payment(id="p1", award=f"a{k}", amount_ore=40000,
+                                               currency="NOK"), eid=f"d{k}")
+
+
+def _workers(c):
+    """The broker's mmi.workers: (lost_workers, {service: [(instance, since_ms)]})."""
+    frames = c.mmi("mmi.workers", b"")
+    j = json.loads(frames[-1])
+    return j["lost_workers"], {s["name"]: [(w["instance"], w["since_ms"]) for w in s["workers"]]
+                               for s in j["services"]}
+
+
+def test_ledger_verify_on_a_large_store_leaves_the_loop_serving():
+    """grants.ledger.verify walks every posting: on a large store it takes seconds. It runs in
+    a worker thread on a read transaction of its own (an L row, common/sam_service_slow.c), so
+    while it runs the grants worker keeps its heartbeats — the broker, which purges a worker
+    silent for 4 × 150 ms, keeps it registered — and writes sent after the verify are answered
+    before it. On the loop it would hold both: the worker purged, no write answered first."""
+    data = samtest.scratch("instances-verify")
+    _, ep = samtest.broker("--heartbeat-ms", "150", "--liveness", "4")
+    samtest.service("registry", ep, os.path.join(data, "reg"), "--heartbeat-ms", "150")
+    samtest.service("grants", ep, os.path.join(data, "grants"), "--nosync",
+                    "--heartbeat-ms", "150")
+    c = Client(ep)
+    publish_all(c, "registry", [
+        samtest.event("no.samordna.registry.agency.registered",
+                      registry_pb2.Agency(id="fmov", name="FMOV", kind=2), source="fmov",
+                      eid="ag-fmov"),
+        samtest.event("no.samordna.registry.municipality.registered",
+                      registry_pb2.Municipality(id="halden", name="Halden"), eid="mu-halden")])
+    scheme = samtest.event("no.samordna.grants.scheme.created",
+                           grants_pb2.Scheme(id="ps", name="Prosjektskjønn", owner="fmov",
+                                             year=2026, currency="NOK"), eid="scheme-ps")
+    samtest.wait_for(lambda: publish(c, "grants", scheme)[0].status.code == 200, 20,
+                     "grants knowing the registry's facts")
+
+    def verify(timeout=300):
+        t = time.time()
+        rep, report = c.call("grants", "grants.ledger.verify", b"", grants_pb2.LedgerReport,
+                             timeout=timeout)
+        assert rep.status.code == 200 and report.balanced, (rep.status, report.problems[:3])
+        return time.time() - t, report.postings
+    # a store large enough that one verify takes over a second here (twice the purge time)
+    n, took, postings = 0, 0.0, 0
+    while took < 1.2 and n < 600000:
+        step = 40000 if n else 20000
+        publish_all(c, "grants", _grants_events(n, n + step), window=500)
+        n += step
+        took, postings = verify()
+    assert took >= 1.2, f"verify of {postings} postings took {took:.2f} s: too fast to test"
+    lost0, workers0 = _workers(c)
+    assert len(workers0.get("grants", [])) == 1, workers0
+    # the verify, then writes one by one from a second connection while it runs
+    w = Client(ep)
+    vid = c.send("grants", "grants.ledger.verify", b"")
+    t0, answered, k = time.time(), 0, n
+    got = None
+    while got is None:
+        a = grants_pb2.Award(id=f"a{k}", scheme="ps", recipient="halden", amount_ore=100,
+                             purpose="Under verify", currency="NOK")
+        a.funders.add(agency="fmov", amount_ore=100)
+        rep, _ = publish(w, "grants", samtest.event("no.samordna.grants.award.granted", a,
+                                                    eid=f"aw{k}"), timeout=30)
+        assert rep.status.code == 200, rep.status
+        answered += 1
+        k += 1
+        if c.sock.poll(0):
+            got = c.recv(1)
+        elif time.time() - t0 > 300 * SLOW:
+            raise AssertionError("no verify answer within 300 s")
+    during = time.time() - t0
+    assert got.id == vid and got.status.code == 200, got.status
+    report = grants_pb2.LedgerReport()
+    report.ParseFromString(got.body)
+    assert report.balanced and report.postings >= postings, report.problems[:3]
+    lost1, workers1 = _workers(c)
+    assert lost1 == lost0 and workers1.get("grants") == workers0["grants"], (
+        "the grants worker was lost during the verify", lost0, lost1, workers0, workers1)
+    assert answered >= 3, f"only {answered} writes answered while the verify ran"
+    print(f"  verify of {report.postings} postings ({2 * n} events): {took:.2f} s alone; "
+          f"{answered} writes answered during one of {during:.2f} s, grants kept registered")
+    w.close()
     c.close()
 
 
