@@ -335,10 +335,14 @@ def test_ledger_verify_on_a_large_store_leaves_the_loop_serving():
     """grants.ledger.verify walks every posting: on a large store it takes seconds. It runs in
     a worker thread on a read transaction of its own (an L row, common/sam_service_slow.c), so
     while it runs the grants worker keeps its heartbeats — the broker, which purges a worker
-    silent for 4 × 150 ms, keeps it registered — and writes sent after the verify are answered
-    before it. On the loop it would hold both: the worker purged, no write answered first."""
+    silent for 4 × 150 ms (more under a sanitizer), keeps it registered — and writes sent after
+    the verify are answered before it. The store is made large enough that one verify takes
+    twice that window: on the loop it would hold both, the worker purged and no write answered
+    first."""
     data = samtest.scratch("instances-verify")
-    _, ep = samtest.broker("--heartbeat-ms", "150", "--liveness", "4")
+    liveness = max(4, int(4 * SLOW))  # a sanitizer build's loop is slower: a wider window
+    purge_s = 0.150 * liveness
+    _, ep = samtest.broker("--heartbeat-ms", "150", "--liveness", str(liveness))
     samtest.service("registry", ep, os.path.join(data, "reg"), "--heartbeat-ms", "150")
     samtest.service("grants", ep, os.path.join(data, "grants"), "--nosync",
                     "--heartbeat-ms", "150")
@@ -361,14 +365,14 @@ def test_ledger_verify_on_a_large_store_leaves_the_loop_serving():
                              timeout=timeout)
         assert rep.status.code == 200 and report.balanced, (rep.status, report.problems[:3])
         return time.time() - t, report.postings
-    # a store large enough that one verify takes over a second here (twice the purge time)
+    # a store large enough that one verify takes twice the broker's purge time here
     n, took, postings = 0, 0.0, 0
-    while took < 1.2 and n < 600000:
+    while took < 2 * purge_s and n < 600000:
         step = 40000 if n else 20000
         publish_all(c, "grants", _grants_events(n, n + step), window=500)
         n += step
         took, postings = verify()
-    assert took >= 1.2, f"verify of {postings} postings took {took:.2f} s: too fast to test"
+    assert took >= 2 * purge_s, f"verify of {postings} postings took {took:.2f} s: too fast to test"
     lost0, workers0 = _workers(c)
     assert len(workers0.get("grants", [])) == 1, workers0
     # the verify, then writes one by one from a second connection while it runs

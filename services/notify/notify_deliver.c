@@ -669,7 +669,9 @@ static void s_scan_handshakes(notify_t *n, int64_t now)
 {
     s_scan_t sc;
     if (!s_scan_begin(n, n->dbi.state, &sc)) return;
-    int64_t next = now + 60000;
+    /* beside other instances, a subscription applied by another one may be this one's to
+       validate: look every second */
+    int64_t next = now + (sam_lease_live(sam_service_lease(n->svc)) > 1 ? 1000 : 60000);
     for (; sc.rc == 0; sc.rc = mdb_cursor_get(sc.cur, &sc.k, &sc.v, MDB_NEXT)) {
         Samordna__V1__SubscriptionState *st =
             samordna__v1__subscription_state__unpack(NULL, sc.v.mv_size, sc.v.mv_data);
