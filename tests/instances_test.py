@@ -343,9 +343,9 @@ def test_ledger_verify_on_a_large_store_leaves_the_loop_serving():
     liveness = max(4, int(4 * SLOW))  # a sanitizer build's loop is slower: a wider window
     purge_s = 0.150 * liveness
     _, ep = samtest.broker("--heartbeat-ms", "150", "--liveness", str(liveness))
-    samtest.service("registry", ep, os.path.join(data, "reg"), "--heartbeat-ms", "150")
-    samtest.service("grants", ep, os.path.join(data, "grants"), "--nosync",
-                    "--heartbeat-ms", "150")
+    beat = ["--heartbeat-ms", "150", "--liveness", str(liveness)]  # both ways alike
+    samtest.service("registry", ep, os.path.join(data, "reg"), *beat)
+    samtest.service("grants", ep, os.path.join(data, "grants"), "--nosync", *beat)
     c = Client(ep)
     publish_all(c, "registry", [
         samtest.event("no.samordna.registry.agency.registered",
@@ -363,7 +363,8 @@ def test_ledger_verify_on_a_large_store_leaves_the_loop_serving():
         t = time.time()
         rep, report = c.call("grants", "grants.ledger.verify", b"", grants_pb2.LedgerReport,
                              timeout=timeout)
-        assert rep.status.code == 200 and report.balanced, (rep.status, report.problems[:3])
+        assert rep.status.code == 200, rep.status
+        assert report.balanced, report.problems[:3]
         return time.time() - t, report.postings
     # a store large enough that one verify takes twice the broker's purge time here
     n, took, postings = 0, 0.0, 0
