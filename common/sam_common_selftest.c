@@ -10,6 +10,7 @@
 #include "sam_config.h"
 #include "sam_follow.h"
 #include "sam_http.h"
+#include "sam_lease.h"
 #include "sam_keys.h"
 #include "sam_status.h"
 #include "sam_store.h"
@@ -621,5 +622,6 @@ int main(int argc, char **argv)
     snprintf(keys, sizeof keys, "%s/keys-%d", dir, (int)getpid());
     CHECK(sam_keys_selftest(keys, false) == 0);
     CHECK(sam_follow_selftest(dir) == 0);
+    CHECK(sam_lease_selftest(dir) == 0);
     return sam_testkit_done("sam_common_selftest");
 }

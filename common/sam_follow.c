@@ -8,6 +8,7 @@
     the other.
 */
 #include "sam_follow.h"
+#include "sam_lease.h"
 #include "sam_testkit.h"
 
 #include <czmq.h>
@@ -29,6 +30,9 @@ struct sam_follow_t {
     int64_t ask_blocked_ms; /* monotonic ms: an ask went unanswered, none before this */
     sam_metric_t *lag;      /* --metrics: the lag gauge, declared at the first poll */
     int told;               /* the readiness last told: 1 ok, 0 failing, -1 not yet */
+    sam_lease_t *lease;     /* the service's leases (borrowed), NULL: no sharing */
+    char lease_name[80];    /* "follow.<service>" */
+    bool leased;            /* held the lease at the last poll (logged when it changes) */
 };
 
 int sam_follow_config(sam_config_t *cfg, const char *role, const char **service, int *wait_ms)
@@ -59,6 +63,12 @@ sam_follow_t *sam_follow_new(const sam_follow_def_t *def)
     self->told = -1;
     snprintf(self->service, sizeof self->service, "%s", def->service);
     self->def.service = self->service;
+    self->lease = def->svc ? sam_service_lease(def->svc) : NULL;
+    snprintf(self->lease_name, sizeof self->lease_name, "follow.%s", self->service);
+    if (self->lease && sam_lease_want(self->lease, self->lease_name)) {
+        free(self);
+        return NULL;
+    }
     return self;
 }
 
@@ -130,6 +140,14 @@ void sam_follow_send(sam_follow_t *self, sam_client_t *client)
         self->next_ms = now; /* lost, not refused: ask again at once */
     }
     if (self->req || now < self->next_ms || !client) return;
+    if (self->lease) { /* another instance on the store may be the one following */
+        bool mine = sam_lease_mine(self->lease, self->lease_name);
+        if (mine != self->leased)
+            sam_info("follow.%s service=%s", mine ? "leading" : "standing_by",
+                     sam_logv(self->service));
+        self->leased = mine;
+        if (!mine) return;
+    }
     MDB_txn *txn;
     int rc = sam_store_begin(self->def.store, NULL, false, &txn);
     if (rc) {
@@ -162,6 +180,13 @@ static int s_apply(sam_follow_t *self, const Samordna__V1__ReadReply *rr)
     if (rc) {
         free(page);
         return rc;
+    }
+    if (self->lease && !sam_lease_check(self->lease, txn, self->lease_name)) {
+        /* the lease moved while the poll was out: the page is the new holder's to apply */
+        mdb_txn_abort(txn);
+        free(page);
+        sam_info("follow.not_holder service=%s events=%zu", sam_logv(self->service), rr->n_events);
+        return 0;
     }
     uint64_t cursor = s_cursor_get(self, txn);
     size_t n = 0;

@@ -22,6 +22,14 @@
     A followed service that fails is logged once (follow.unavailable service=…) and again when
     it answers (follow.resumed service=… after_seq=…).
 
+    Instances sharing one store: a follower made with def->svc competes for the lease
+    "follow.<service>" of that service's instances (sam_lease.h, sam_service_lease). Only
+    the holder polls; the page is applied only if the write transaction still shows the
+    lease held, so each followed event is applied by exactly one instance — and the cursor
+    read in that same transaction would skip it anyway. When the holder dies another
+    instance takes the lease within --lease-ms plus a renewal and polls from the stored
+    cursor.
+
     Every broker: the follower's requests go over a sam_client_t, which is connected to every
     broker the service serves through; with several brokers any of them may carry the poll,
     and the answer is matched by its request id, whichever broker brings it.

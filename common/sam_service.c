@@ -52,6 +52,10 @@ static const sam_option_t s_std_options[] = {
      "largest CloudEvent accepted, and the default limit of a row's body or payload", false},
     {"heartbeat-ms", "MS", "2500", "heartbeat interval towards the brokers", false},
     {"liveness", "N", "3", "missed heartbeats before a broker counts as gone", false},
+    {"lease-ms", "MS", "1000",
+     "how long shared work (a follower, a schedule, a delivery shard) stays with an instance "
+     "after its last renewal: the takeover time when it dies",
+     false},
     {"metrics", "HOST:PORT", NULL,
      "serve Prometheus metrics, /healthz and /readyz over HTTP here (e.g. 127.0.0.1:9101)", false},
 };
@@ -157,6 +161,11 @@ sam_store_t *sam_service_store(sam_service_t *svc)
     return svc->store;
 }
 
+sam_lease_t *sam_service_lease(sam_service_t *svc)
+{
+    return svc->lease;
+}
+
 sam_config_t *sam_service_config(sam_service_t *svc)
 {
     return svc->config;
@@ -229,6 +238,7 @@ static bool s_query_again(sam_service_t *svc, rt_request_t *r, MDB_txn *txn, uin
 static bool s_run(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64_t now)
 {
     if (r->row->kind == SAM_KIND_BUILTIN) return r->row->builtin(svc, r, rtxn, now) == 1;
+    if (r->row->threaded && !svc->harness) return rt_slow_start(svc, r, now) == 1;
     if (!s_query_call(svc, r, rtxn)) return false;
     rt_park(svc, r, r->reply.wait_ms, now, s_query_again); /* a long poll */
     return true;
@@ -313,7 +323,10 @@ static void s_loop(sam_service_t *svc)
             if (t < due) due = t;
         }
         if (svc->def->tick && svc->tick_due < due) due = svc->tick_due;
+        int64_t lease_in = sam_lease_due_ms(svc->lease);
+        if (lease_in >= 0 && now + lease_in < due) due = now + lease_in;
         if (svc->waiters && now + 20 < due) due = now + 20; /* another instance may commit */
+        if (svc->n_slow && now + 2 < due) due = now + 2;    /* a long query's answer, soon */
         zmq_pollitem_t items[RT_MAX_BROKERS];
         int map[RT_MAX_BROKERS], nitems = 0;
         for (size_t i = 0; i < svc->nbrokers; i++)
@@ -360,6 +373,7 @@ static void s_loop(sam_service_t *svc)
         if (n) s_handle_batch(svc, batch, n, now);
         rt_serve_waiters(svc, now);
         rt_heartbeat(svc, now);
+        sam_lease_renew(svc->lease, false); /* when due; logs its own failures */
         if (svc->def->tick && now >= svc->tick_due) {
             svc->def->tick(svc);
             svc->tick_due = zclock_mono() + svc->def->tick_ms;
@@ -424,6 +438,8 @@ static void s_destroy(sam_service_t *svc)
         free(b->endpoint);
     }
     sam_client_destroy(&svc->client);
+    sam_lease_destroy(&svc->lease);
+    rt_slow_wait_all(svc);        /* a long query left running reads the store until it ends */
     sam_http_destroy(&svc->http); /* before the registry it reads */
     sam_metrics_destroy(&svc->metrics);
     sam_store_destroy(&svc->store);
@@ -631,6 +647,15 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         rt_metric_head(svc, sam_service_last_seq(svc, rtxn));
         mdb_txn_abort(rtxn);
     }
+    if (up) {
+        bool lok = true;
+        int lease_ms = (int)sam_config_int(svc->config, "lease-ms", 200, 600000, &lok);
+        svc->lease = lok ? sam_lease_new(svc->store, svc->instance, lease_ms) : NULL;
+        if (!svc->lease) {
+            sam_error("options.invalid option=lease-ms reason=\"needs 200..600000 ms\"");
+            up = false;
+        }
+    }
     up = up && (!def->start || def->start(svc) == 0);
     if (up && svc->harness) {
         svc->brokers[0].generation = 1;
@@ -642,6 +667,7 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         for (size_t i = 0; i < svc->nbrokers; i++)
             rt_broker_connect(svc, &svc->brokers[i], now);
         svc->tick_due = now;
+        sam_lease_renew(svc->lease, true); /* this instance's share from the start */
         sam_info("service.started instance=%s brokers=%zu credit=%d", sam_logv(svc->instance),
                  svc->nbrokers, svc->credit);
         s_loop(svc);
@@ -649,6 +675,7 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         s_drain(svc);
         sam_metrics_ready(svc->metrics, "stopping", false, "the service is stopping");
         if (def->stop) def->stop(svc);
+        sam_lease_release_all(svc->lease); /* the others take over at their next renewal */
         sam_info("service.stopped requests=%" PRIu64 " applied=%" PRIu64 " refused=%" PRIu64
                  " duplicates=%" PRIu64 " batches=%" PRIu64 " malformed=%" PRIu64,
                  svc->n_requests, svc->n_applied, svc->n_refused, svc->n_duplicates, svc->n_batches,

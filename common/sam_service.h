@@ -212,16 +212,30 @@ typedef struct {
     sam_apply_fn apply;     /* SAM_KIND_EVENT: the handler */
     sam_prepare_fn prepare; /* SAM_KIND_EVENT: run before the write transaction; may be NULL */
     sam_builtin_fn builtin; /* SAM_KIND_BUILTIN: the runtime's function */
+    /* A long query (L in a .def): it may read for long (a walk of a whole table), so the
+       runtime runs it in a worker thread on a read transaction of that thread's own, the
+       request parked meanwhile, and heartbeats, writes and other queries go on. Its handler
+       must use nothing but its arguments and the service's context, and only read that. */
+    bool threaded;
 } sam_row_t;
 
 /*  The lines of a <service>.def, expanded into rows (common/sam_service_rows.h does it):
       Q(method, request, reply, roles, handler)   a query
       W(method, request, reply, roles, handler)   a query that writes a transaction of its own
+      L(method, request, reply, roles, handler)   a long query, answered from a worker thread
       E(type, payload, roles, limit, apply, prepare)  an event type                            */
 #define SAM_ROW_QUERY(method, request_type, reply_type, who, handler)                              \
     SAM_ROW_METHOD_(method, request_type, reply_type, who, false, SAM_KIND_QUERY, .query, handler)
 #define SAM_ROW_WRITING_QUERY(method, request_type, reply_type, who, handler)                      \
     SAM_ROW_METHOD_(method, request_type, reply_type, who, true, SAM_KIND_QUERY, .query, handler)
+#define SAM_ROW_LONG_QUERY(method, request_type, reply_type, who, handler)                         \
+    {.name = (method),                                                                             \
+     .kind = SAM_KIND_QUERY,                                                                       \
+     .request = (request_type),                                                                    \
+     .reply = (reply_type),                                                                        \
+     .roles = (who),                                                                               \
+     .query = (handler),                                                                           \
+     .threaded = true},
 /* A method's row (a query's, or a built-in's with .builtin): the two above and the runtime's
    own rows (common/sam_builtin.def) are made with it; not for a service's .def. */
 #define SAM_ROW_METHOD_(method, request_type, reply_type, who, writing, row_kind, field, fn)       \
@@ -281,6 +295,12 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
 void *sam_service_ctx(sam_service_t *svc);
 sam_store_t *sam_service_store(sam_service_t *svc);
 sam_config_t *sam_service_config(sam_service_t *svc);
+/*  This instance's leases on the work it shares with the other instances on its store
+    (sam_lease.h): a service adds the names it competes for (sam_lease_want) in its start
+    hook; the runtime renews them from the loop (every SAM_LEASE_RENEW_MS, --lease-ms ttl)
+    and gives them up at a clean shutdown. Never NULL once start runs. */
+typedef struct sam_lease_t sam_lease_t;
+sam_lease_t *sam_service_lease(sam_service_t *svc);
 MDB_dbi sam_service_dbi(sam_service_t *svc, const char *table);
 
 /*  A follower of another service's outbox tells where it stands (sam_follow does, on every

@@ -13,6 +13,7 @@
       sam_service_write.c   the write path: events.publish's checks, dedup, the write passes
                             and the batch's one transaction
       sam_service_backup.c  store.backup: a hot copy of the store in a thread of its own
+      sam_service_slow.c    long queries (L rows) in worker threads, off the loop
       sam_service_outbox.c  the outbox read side: events.read, and the one way every long
                             poll (events.read and a query's wait_ms) is parked and answered
 
@@ -29,13 +30,18 @@
 
 #include "sam_http.h"
 #include "sam_keys.h"
+#include "sam_lease.h"
 #include "sam_metrics.h"
 
 #include <czmq.h>
+#include <stdatomic.h>
 
 #define RT_MAX_BROKERS 8
 #define RT_MAX_PARTS 8       /* more frames than any 7/MDP command has: the rest are dropped */
 #define RT_MAX_WAIT_MS 30000 /* the longest a long poll is kept parked */
+#define RT_MAX_SLOW 4        /* long queries running at once per instance; the rest wait */
+
+typedef struct rt_slow_t rt_slow_t;
 
 /* One broker connection. */
 typedef struct {
@@ -90,7 +96,8 @@ struct sam_request_t {
     int64_t deadline;
     rt_again_fn again;
     rt_request_t *next;
-    void *job; /* store.backup: its copy in progress (sam_service_backup.c), owned */
+    void *job;       /* store.backup: its copy in progress (sam_service_backup.c), owned */
+    rt_slow_t *slow; /* a long query's job (sam_service_slow.c), owned */
 };
 
 struct sam_service_t {
@@ -100,6 +107,7 @@ struct sam_service_t {
     sam_config_t *config;
     sam_store_t *store;
     sam_client_t *client;
+    sam_lease_t *lease; /* this instance's leases on shared work (sam_lease.h) */
     char instance[96];
     bool insecure;
     const char *cert;                     /* --cert: our secret certificate (CURVE) */
@@ -134,9 +142,11 @@ struct sam_service_t {
     sam_metrics_t *metrics;
     sam_http_t *http;
     sam_metric_t *m_requests, *m_latency, *m_batch, *m_commit, *m_head, *m_brokers;
-    uint64_t head_shown; /* the outbox head last set in m_head */
-    bool backing_up;     /* a store.backup copy is running (one at a time) */
-    struct {             /* where the followers of other outboxes stand (ping shows it) */
+    uint64_t head_shown;     /* the outbox head last set in m_head */
+    bool backing_up;         /* a store.backup copy is running (one at a time) */
+    size_t n_slow;           /* long queries' threads started and not yet joined or left */
+    atomic_int slow_threads; /* their threads still running (the store outlives them) */
+    struct {                 /* where the followers of other outboxes stand (ping shows it) */
         char service[64];
         uint64_t cursor, head;
         bool down;
@@ -233,6 +243,19 @@ void rt_write_batch(sam_service_t *svc, rt_request_t **pubs, size_t n);
 
 /* Waits for r's copy in progress and frees it (r is being freed unanswered). */
 void rt_backup_abandon(rt_request_t *r);
+
+/* ---- sam_service_slow.c: long queries off the loop ---------------------------------------- */
+
+/*  Runs r's row (a long query) in a worker thread on a read transaction of its own; r is
+    parked and answered from the loop when the thread is done. Returns 1 (taken over), or 0
+    with a refusal in r->reply. */
+int rt_slow_start(sam_service_t *svc, rt_request_t *r, int64_t now);
+
+/* Leaves r's job to its thread (r is being freed unanswered). */
+void rt_slow_abandon(rt_request_t *r);
+
+/* Waits until no long query's thread runs any more (before the store is closed). */
+void rt_slow_wait_all(sam_service_t *svc);
 
 /* ---- sam_service_outbox.c: events.read and the long polls -------------------------------- */
 

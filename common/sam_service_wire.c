@@ -124,6 +124,7 @@ void rt_request_destroy(rt_request_t **r_p)
     if (r->msg) protobuf_c_message_free_unpacked(r->msg, NULL);
     if (r->payload) protobuf_c_message_free_unpacked(r->payload, NULL);
     if (r->job) rt_backup_abandon(r);
+    if (r->slow) rt_slow_abandon(r);
     free(r->reply.body);
     free(r);
     *r_p = NULL;

@@ -17,7 +17,7 @@
 
 #define S_MAX_TABLES 32
 
-static const char *const s_builtin_tables[] = {"meta", "outbox", "dedup", NULL};
+static const char *const s_builtin_tables[] = {"meta", "outbox", "dedup", "leases", NULL};
 
 struct sam_store_t {
     MDB_env *env;

@@ -11,6 +11,9 @@
                        retry from a reuse of the id (sam_service_write.c); empty in records
                        written before it was kept, which are taken as retries (no migration:
                        a new field of the same message, so the schema version stays)
+      table "leases"   "l/<name>", "i/<holder>" → samordna.v1.Lease: who of the instances on
+                       this store holds which shared work (sam_lease.h); only live state,
+                       safe to drop while every instance is stopped
     Values are packed protobuf messages, so `mdb_dump -s outbox` piped through
     `protoc --decode samordna.v1.StoredEvent` reads a store with no project code.
 
@@ -44,8 +47,8 @@ enum {
 };
 
 /*  Opens (creating when missing) the environment in `dir` with the given named tables
-    (NULL-terminated) plus "meta", "outbox" and "dedup". On failure returns NULL and writes
-    a reason to err. */
+    (NULL-terminated) plus "meta", "outbox", "dedup" and "leases". On failure returns NULL and
+   writes a reason to err. */
 sam_store_t *sam_store_open(const char *dir, const char *const *tables,
                             const sam_store_opts_t *opts, char *err, size_t errlen);
 

@@ -26,8 +26,10 @@
     int handler(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply);
 #define E(type, payload_type, roles, limit, apply, prepare)                                        \
     int apply(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply);
+#define L Q
 #include "grants.def"
 #undef Q
+#undef L
 #undef E
 
 /* The prepare hook of every grants event: makes sure the registry facts the event names

@@ -114,6 +114,7 @@ struct notify_t {
     uint32_t prog_months;  /* briefing_interval_months */
     bool held_logged;      /* "schedule.held" said for the briefing held now */
     int64_t next_names_ms; /* next time the registry is asked for names, programme */
+    size_t shards_seen;    /* leases held at the last delivery tick */
 };
 
 /* Wall clock, ms since the epoch. */
@@ -192,6 +193,20 @@ void notify_deliver_stop(notify_t *n);
 void notify_deliver_forget(notify_t *n, const char *sub_id);
 /* The body of one delivery: CloudEvents structured JSON (malloc'd, NUL-terminated). */
 char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce);
+
+/* notify_share.c — sharing the work among instances on one store (leases, sam_lease.h). */
+#define NOTIFY_SHARDS 32                        /* delivery shards: leases notify.deliver.NN */
+#define NOTIFY_SCHEDULE_LEASE "notify.schedule" /* the briefing and the reminders */
+/* Wants every shard and the schedule's lease; -1 when the pool is full. */
+int notify_share_start(notify_t *n);
+/* The shard of a subscription (FNV-1a of its id, modulo NOTIFY_SHARDS). */
+unsigned notify_shard_of(const char *sub_id);
+/* Whether new work of the subscription may start here (its shard held, not draining). */
+bool notify_sub_mine(notify_t *n, const char *sub_id);
+/* Whether its shard is still held here at all (draining included). */
+bool notify_sub_held(notify_t *n, const char *sub_id);
+/* Whether txn shows its shard held here: the condition of committing an outcome. */
+bool notify_sub_check(notify_t *n, MDB_txn *txn, const char *sub_id);
 
 /* notify_briefing.c — the half-yearly briefing and the reminders. */
 int notify_schedule_start(notify_t *n);

@@ -33,12 +33,17 @@
     deliveries. Its text says which award, how much, which deadline, to whom, in
     --briefing-lang.
 
+    With several instances on one store only the holder of the lease "notify.schedule"
+    composes and issues (notify_share.c), and the transaction that issues checks the lease
+    too.
+
     Dates are calendar dates in the programme's time zone (--time-zone, Europe/Oslo).
 */
 #define _GNU_SOURCE /* asprintf */
 #include "notify.h"
 #include "sam_check.h"
 #include "sam_words.h"
+#include "sam_lease.h"
 
 #include "samordna/v1/grants.pb-c.h"
 
@@ -268,6 +273,11 @@ static bool s_issue(notify_t *n, const char *id, const char *type, const char *s
         mdb_txn_abort(w);
         return false;
     }
+    if (!sam_lease_check(sam_service_lease(n->svc), w, NOTIFY_SCHEDULE_LEASE)) {
+        mdb_txn_abort(w); /* the schedule moved to another instance, which issues it */
+        sam_warn("schedule.not_holder id=%s", sam_logv(id));
+        return false;
+    }
     int q = s_enqueue(n, w, id, type, subject, payload);
     uint8_t when[8];
     sam_be64_put(when, (uint64_t)notify_now_ms());
@@ -316,6 +326,11 @@ static int s_issue_briefing(notify_t *n, Samordna__V1__Briefing *b)
     if (sent) {
         mdb_txn_abort(w);
         return 0;
+    }
+    if (!sam_lease_check(sam_service_lease(n->svc), w, NOTIFY_SCHEDULE_LEASE)) {
+        mdb_txn_abort(w); /* the schedule moved to another instance, which issues it */
+        sam_warn("schedule.not_holder id=%s", sam_logv(b->id));
+        return -1;
     }
     int q =
         s_enqueue(n, w, b->id, "no.samordna.notify.briefing.issued", "steering-group", &b->base);
@@ -495,6 +510,7 @@ void notify_schedule_tick(notify_t *n)
 {
     int64_t now = notify_now_ms();
     if (now < n->next_schedule_ms) return;
+    if (!sam_lease_mine(sam_service_lease(n->svc), NOTIFY_SCHEDULE_LEASE)) return; /* another's */
     n->next_schedule_ms = now + n->schedule_interval_ms;
     if (now >= n->next_names_ms) {
         bool answered = notify_names_refresh(n);

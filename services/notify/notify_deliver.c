@@ -26,6 +26,7 @@
     a dead letter.
 */
 #include "notify.h"
+#include "sam_lease.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -602,6 +603,13 @@ static void s_collect(notify_t *n)
             s_flight_free(&f);
             continue;
         }
+        if (!notify_sub_check(n, w, f->sub)) {
+            /* the shard moved to another instance, which sends this delivery again */
+            sam_warn("deliver.not_holder subscription=%s qseq=%llu status=%ld", sam_logv(f->sub),
+                     (unsigned long long)f->qseq, status);
+            s_flight_free(&f);
+            continue;
+        }
         Samordna__V1__Subscription *s = NULL;
         if (sam_store_get_msg(w, n->dbi.subs, f->sub, strlen(f->sub),
                               &samordna__v1__subscription__descriptor,
@@ -658,7 +666,9 @@ static void s_scan_queue(notify_t *n, int64_t now)
 {
     s_scan_t sc;
     if (!s_scan_begin(n, n->dbi.queue, &sc)) return;
-    int64_t next = now + 1000;
+    /* alone, this instance queues what it delivers and knows when to scan; beside others,
+       whose followers queue for its shards too, it looks more often */
+    int64_t next = now + (sam_lease_live(sam_service_lease(n->svc)) > 1 ? 250 : 1000);
     while (sc.rc == 0 && (long)zhashx_size(n->flights) < n->max_in_flight) {
         char id[NOTIFY_ID_MAX + 1];
         uint64_t qseq;
@@ -666,7 +676,7 @@ static void s_scan_queue(notify_t *n, int64_t now)
             sc.rc = mdb_cursor_get(sc.cur, &sc.k, &sc.v, MDB_NEXT);
             continue;
         }
-        if (!zhashx_lookup(n->flights, id)) {
+        if (!zhashx_lookup(n->flights, id) && notify_sub_mine(n, id)) {
             Samordna__V1__Delivery *d =
                 samordna__v1__delivery__unpack(NULL, sc.v.mv_size, sc.v.mv_data);
             Samordna__V1__Subscription *s = NULL;
@@ -698,7 +708,9 @@ static void s_scan_handshakes(notify_t *n, int64_t now)
 {
     s_scan_t sc;
     if (!s_scan_begin(n, n->dbi.state, &sc)) return;
-    int64_t next = now + 60000;
+    /* beside other instances, a subscription applied by another one may be this one's to
+       validate: look every second */
+    int64_t next = now + (sam_lease_live(sam_service_lease(n->svc)) > 1 ? 1000 : 60000);
     for (; sc.rc == 0; sc.rc = mdb_cursor_get(sc.cur, &sc.k, &sc.v, MDB_NEXT)) {
         Samordna__V1__SubscriptionState *st =
             samordna__v1__subscription_state__unpack(NULL, sc.v.mv_size, sc.v.mv_data);
@@ -710,6 +722,8 @@ static void s_scan_handshakes(notify_t *n, int64_t now)
             id[il] = 0;
             if (st->next_handshake_ms > now) {
                 if (st->next_handshake_ms < next) next = st->next_handshake_ms;
+            } else if (!notify_sub_mine(n, id)) {
+                /* another instance's shard */
             } else if (!zhashx_lookup(n->flights, id) &&
                        (long)zhashx_size(n->flights) < n->max_in_flight) {
                 Samordna__V1__Subscription *s = NULL;
@@ -753,10 +767,34 @@ int notify_deliver_start(notify_t *n)
     return 0;
 }
 
+/*  After a lease renewal: transfers under shards no longer held are abandoned (their
+    outcome could not be recorded), and a change in the shards held brings the next scans
+    forward, so that work taken over starts at once. */
+static void s_leases_follow(notify_t *n)
+{
+    size_t held = sam_lease_held(sam_service_lease(n->svc));
+    if (held != n->shards_seen) {
+        n->shards_seen = held;
+        n->next_deliver_scan_ms = 0;
+        n->next_handshake_scan_ms = 0;
+    }
+    if (!zhashx_size(n->flights)) return;
+    zlistx_t *keys = zhashx_keys(n->flights);
+    for (char *k = keys ? zlistx_first(keys) : NULL; k; k = zlistx_next(keys))
+        if (!notify_sub_held(n, k)) {
+            sam_warn("deliver.abandoned subscription=%s reason=\"its shard moved to another "
+                     "instance\"",
+                     sam_logv(k));
+            notify_deliver_forget(n, k);
+        }
+    zlistx_destroy(&keys);
+}
+
 void notify_deliver_tick(notify_t *n)
 {
     /* A few rounds, each waiting at most 1 ms for the receivers: a loopback answer is taken
        in this tick rather than the next, and the service loop is never held for long. */
+    s_leases_follow(n);
     int64_t until = zclock_mono() + 3;
     do {
         int running = 0, fds = 0;

@@ -39,6 +39,7 @@
     order.
 */
 #include "notify.h"
+#include "sam_lease.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -343,6 +344,10 @@ uint32_t notify_call(notify_t *n, const char *service, const char *method,
             snprintf(result->message, sizeof result->message, "no answer within %d ms", timeout_ms);
             return result->code;
         }
+        /* the instance's leases stay renewed while it waits (a composition makes several
+           calls in a row, longer together than --lease-ms) */
+        sam_lease_renew(sam_service_lease(n->svc), false);
+        if (left > SAM_LEASE_RENEW_MS / 2) left = SAM_LEASE_RENEW_MS / 2;
         sam_result_t res = {0};
         if (sam_client_recv(c, (int)left, &res) != 0) {
             sam_result_clear(&res);

@@ -207,6 +207,10 @@ static int s_start(sam_service_t *svc)
         sam_error("start.failed reason=\"libcurl could not start\"");
         return -1;
     }
+    if (notify_share_start(n)) {
+        sam_error("start.failed reason=\"too many leases for one instance\"");
+        return -1;
+    }
     if (notify_schedule_start(n)) return -1;
     if (notify_follow_start(n)) return -1;
     sam_info("notify.started follow=%zu retries=%zu max_in_flight=%ld smtp=%s", n->n_follow,

@@ -24,8 +24,10 @@
     int handler(sam_service_t *, MDB_txn *, const sam_call_t *, sam_reply_t *);
 #define E(type, payload_type, roles, limit, apply, prepare)                                        \
     int apply(sam_service_t *, MDB_txn *, const sam_event_t *, sam_reply_t *);
+#define L Q
 #include "status.def"
 #undef Q
+#undef L
 #undef E
 
 int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *reply);
