@@ -113,6 +113,7 @@ struct notify_t {
     char prog_id[65], prog_name[256], prog_from[11], prog_to[11];
     uint32_t prog_months;  /* briefing_interval_months */
     bool held_logged;      /* "schedule.held" said for the briefing held now */
+    int incomplete_checks; /* checks the briefing due was composed with a part missing */
     int64_t next_names_ms; /* next time the registry is asked for names, programme */
     size_t shards_seen;    /* leases held at the last delivery tick */
 };

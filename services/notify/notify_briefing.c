@@ -21,7 +21,7 @@
       resent   the event no.samordna.notify.briefing.resent {id} queues it again to every
                subscription as it is now (event id "<id>-resend-N").
     A briefing that could not be composed whole (a service did not answer) is composed
-    again at the next check on its due day, and kept with its notes after that. Briefings
+    again at the next five checks, and sent with its notes after that. Briefings
     due before notify's store was first opened are not sent after the fact.
 
     notify.briefing.preview composes the briefing due next after a day as of that day:
@@ -367,6 +367,8 @@ static int s_issue_briefing(notify_t *n, Samordna__V1__Briefing *b)
     return q;
 }
 
+#define S_INCOMPLETE_CHECKS 5 /* checks a briefing with a part missing is composed again */
+
 static void s_check_briefing(notify_t *n, s_date_t today)
 {
     s_date_t due, prev, since;
@@ -390,13 +392,16 @@ static void s_check_briefing(notify_t *n, s_date_t today)
        day: what is recorded late for the period (an import after the due day) is in it */
     Samordna__V1__Briefing *b = notify_compose(n, id, ds, fs, ts, n->briefing_lang);
     if (!b) return;
-    if (b->n_notes && s_cmp(today, due) == 0) {
-        /* a part missing on the due day itself: composed again at the next check */
-        sam_warn("schedule.incomplete id=%s notes=%zu first=%s", sam_logv(id), b->n_notes,
-                 sam_logv(b->notes[0]));
+    if (b->n_notes && n->incomplete_checks < S_INCOMPLETE_CHECKS) {
+        /* a part missing (a service away for a moment): composed again at the next checks,
+           then, if still missing, sent with its notes */
+        n->incomplete_checks++;
+        sam_warn("schedule.incomplete id=%s notes=%zu first=%s again=%d", sam_logv(id), b->n_notes,
+                 sam_logv(b->notes[0]), S_INCOMPLETE_CHECKS - n->incomplete_checks);
         notify_briefing_free(b);
         return;
     }
+    n->incomplete_checks = 0;
     if (s_issue_briefing(n, b) == 0 && !n->held_logged) {
         n->held_logged = true;
         sam_info("schedule.held id=%s reason=%s", sam_logv(id),
