@@ -33,6 +33,10 @@
 #include <string.h>
 #include <strings.h>
 
+/* libmicrohttpd's memory of one connection: the request line and headers must fit (larger
+   ones are refused 431), and it is cleared for every request, so it is kept small. */
+#define S_CONN_MEMORY 16384
+
 static const gw_route_t s_routes[] = {
 #define GW_ROUTE(method, path, prefix, handler, summary) {method, path, prefix, handler, summary},
 #include "gateway_routes.def"
@@ -632,7 +636,7 @@ gw_t *gw_new(const gw_config_t *config, char *err, size_t errlen)
         (unsigned)(config->max_connections + 64), MHD_OPTION_CONNECTION_TIMEOUT,
         config->idle_timeout_s, MHD_OPTION_THREAD_POOL_SIZE,
         config->threads > 1 ? config->threads : 0, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S_CONN_MEMORY, MHD_OPTION_END);
     if (!gw->daemon) {
         snprintf(err, errlen, "cannot serve HTTP on %s (is the port taken?)", config->listen);
         gw_destroy(&gw);
