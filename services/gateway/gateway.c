@@ -527,9 +527,9 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **state,
     (void)cls;
     (void)conn;
     gw_conn_t *c = *state;
-    if (c && why != MHD_REQUEST_TERMINATED_COMPLETED_OK && c->req.conn)
+    if (c && why != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         sam_info("gateway.dropped rid=%llu path=%s reason=%s", (unsigned long long)c->req.rid,
-                 sam_logv(c->req.path),
+                 c->req.path ? sam_logv(c->req.path) : "\"(headers not complete)\"",
                  why == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED   ? "idle-timeout"
                  : why == MHD_REQUEST_TERMINATED_CLIENT_ABORT    ? "client-closed"
                  : why == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
