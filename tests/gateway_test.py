@@ -290,6 +290,12 @@ def test_bad_input_is_refused_with_a_problem_and_nothing_stored():
             (agency("bad"), "application/protobuf",
              {"ce-specversion": "1.0", "ce-id": "bad%zz", "ce-source": "fmov", "ce-type": AGENCY},
              400, "invalid-event", "ce-id"),
+            (agency("bad"), "application/protobuf",
+             {"ce-specversion": "1.0", "ce-id": "bad%00cut", "ce-source": "fmov",
+              "ce-type": AGENCY}, 400, "invalid-event", "ce-id"),
+            (agency("bad"), "application/protobuf",
+             {"ce-specversion": "1.0", "ce-id": "bad-7", "ce-source": "fmov", "ce-type": AGENCY,
+              "ce-subject": "two%0Alines"}, 400, "invalid-event", "ce-subject"),
         ]
         for body, ctype, extra, code, ptype, pointer in cases:
             s, h, b = g.post(body, ctype, extra)
