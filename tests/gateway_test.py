@@ -235,6 +235,42 @@ def test_events_are_routed_by_the_service_tables():
         assert g.head() == 0
 
 
+def test_a_service_that_never_described_itself():
+    """A configured service that does not answer service.describe: /v1/healthz says so (503),
+    the types of the services that did answer still go through, any other type is 503 (that
+    service may own it), not 400."""
+    with _Unready() as g:
+        s, h, b = g.get("/v1/healthz")
+        assert s == 503 and h["retry-after"] == "1", (s, h, b)
+        assert json.loads(b)["services"] == {"registry": "ok",
+                                             "absent": "no answer to service.describe"}, b
+        s, h, b = g.post({"specversion": "1.0", "id": "u-1", "source": "fmov", "type": AGENCY,
+                          "data": {"id": "u-agency", "name": "U", "kind": 2}},
+                         "application/cloudevents+json")
+        assert s == 201, b
+        s, h, b = g.post({"specversion": "1.0", "id": "u-2", "source": "fmov",
+                          "type": "no.samordna.absent.thing.done"},
+                         "application/cloudevents+json")
+        p = problem(s, h, b, 503, "service-unavailable")
+        assert "service.describe" in p["detail"] and h["retry-after"] == "1", p
+        assert g.head() == 1
+
+
+class _Unready(Gateway):
+    def __init__(self):
+        self.data = samtest.scratch("gw-unready")
+        self.broker, self.ep = samtest.broker()
+        self.services = [samtest.service("registry", self.ep, self.data)]
+        self.port = samtest.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.gw = samtest.Proc(f"gateway-{self.port}", [
+            "samordna-gateway", "--broker", self.ep, "--insecure", "--request-timeout-ms", "300",
+            "--listen", f"127.0.0.1:{self.port}", "--service", "registry", "--service", "absent"])
+        samtest.wait_for(lambda: self.get("/v1/healthz")[0] == 503 and
+                         b'"registry":"ok"' in self.get("/v1/healthz")[2], 10, "registry's table")
+        self.client = samtest.Client(self.ep)
+
+
 # ---- bad input ------------------------------------------------------------------------------
 
 def test_bad_input_is_refused_with_a_problem_and_nothing_stored():

@@ -385,6 +385,15 @@ static enum MHD_Result s_refuse(gw_conn_t *c, unsigned status, const char *type,
     return s_queue(c);
 }
 
+/*  Who asks: the one place a request's caller is decided, before its route runs. Callers
+    are not authenticated yet (gw_auth.c, branch auth, decides here from the bearer token and
+    refuses with 401/403); until then every caller is the admin, as every caller of an
+    insecure broker is, which is why --listen is loopback only (gw_new). */
+static void s_caller(gw_t *gw, gw_request_t *req)
+{
+    req->caller = (gw_caller_t){"", "admin", gw->config.insecure};
+}
+
 static enum MHD_Result s_headers_in(gw_t *gw, gw_conn_t *c)
 {
     gw_request_t *req = &c->req;
@@ -488,7 +497,7 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *conn, const ch
         c->req.conn = conn;
         c->req.method = method;
         c->req.path = url;
-        c->req.caller = (gw_caller_t){"", "admin", gw->config.insecure};
+        s_caller(gw, &c->req);
         return s_headers_in(gw, c);
     }
     if (*upload_len) return s_body_in(gw, c, upload, upload_len);
