@@ -22,6 +22,7 @@ packages=(
   chromium            # gateway_board_test.py: a real browser loads the web board
   wrk                 # samordna-bench gateway: HTTP load from a standard tool
   weasyprint          # samctl notify briefing --format pdf: the briefing page as a PDF
+  curl                # tools/run.sh waits for the gateway; gateway_test.py runs the README curl examples
   poppler-utils       # the briefing's PDF read back as text (pdftotext)
   python3-icalendar   # the meetings calendar parsed by a real iCalendar parser
   "$@"
