@@ -460,7 +460,11 @@ static void s_read_done(gw_request_t *req, void *arg, const sam_result_t *res) {
         char detail[600];
         sam_check_escape(res->message[0] ? res->message : sam_status_name(res->code), SIZE_MAX,
                          detail, sizeof detail);
-        gw_problem(req, status, gw_problem_type(status), sam_status_name(res->code), NULL,
+        /* a service's 400 on a query is about the fields the parameters filled */
+        const char *type = res->code == SAM_BAD_REQUEST ? "invalid-parameter"
+                           : res->code == SAM_NOT_IMPLEMENTED ? "invalid-request"
+                                                              : gw_problem_type(status);
+        gw_problem(req, status, type, sam_status_name(res->code), NULL,
                    "%s %s: %s", q->service, q->method, detail);
         return;
     }
