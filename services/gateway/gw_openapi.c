@@ -291,7 +291,7 @@ static json_t *s_build(void) {
     json_object_set_new(paths, "/v1/events", json_pack("{s:o}", "post", s_post_events(schemas)));
     json_object_set_new(
         paths, "/v1/openapi.json",
-        json_pack("{s:{s:s, s:s, s:{s:{s:s, s:{s:{s:s}}}}}}", "get", "operationId",
+        json_pack("{s:{s:s, s:s, s:{s:{s:s, s:{s:{s:{s:s}}}}}}}", "get", "operationId",
                   "get_v1_openapi", "summary", "this document", "responses", "200",
                   "description", "the OpenAPI 3.1 document", "content", "application/json",
                   "schema", "type", "object"));
