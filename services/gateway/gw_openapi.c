@@ -49,7 +49,8 @@ static const s_event_t s_events[] = {
 #undef E
 #define S_NEVENTS (sizeof s_events / sizeof s_events[0])
 
-static json_t *s_ref(const char *where, const char *name) {
+static json_t *s_ref(const char *where, const char *name)
+{
     char ref[256];
     snprintf(ref, sizeof ref, "#/components/%s/%s", where, name);
     return json_pack("{s:s}", "$ref", ref);
@@ -60,15 +61,19 @@ static json_t *s_ref(const char *where, const char *name) {
 static json_t *s_message(json_t *schemas, const ProtobufCMessageDescriptor *d);
 
 /* The schema of one value of field f (its items, when repeated). */
-static json_t *s_scalar(json_t *schemas, const ProtobufCFieldDescriptor *f) {
+static json_t *s_scalar(json_t *schemas, const ProtobufCFieldDescriptor *f)
+{
     switch (f->type) {
-    case PROTOBUF_C_TYPE_STRING: return json_pack("{s:s}", "type", "string");
+    case PROTOBUF_C_TYPE_STRING:
+        return json_pack("{s:s}", "type", "string");
     case PROTOBUF_C_TYPE_BYTES:
         return json_pack("{s:s, s:s}", "type", "string", "contentEncoding", "base64");
-    case PROTOBUF_C_TYPE_BOOL: return json_pack("{s:s}", "type", "boolean");
+    case PROTOBUF_C_TYPE_BOOL:
+        return json_pack("{s:s}", "type", "boolean");
     case PROTOBUF_C_TYPE_INT32:
     case PROTOBUF_C_TYPE_SINT32:
-    case PROTOBUF_C_TYPE_SFIXED32: return json_pack("{s:s, s:s}", "type", "integer", "format", "int32");
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return json_pack("{s:s, s:s}", "type", "integer", "format", "int32");
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
         return json_pack("{s:s, s:i, s:I}", "type", "integer", "minimum", 0, "maximum",
@@ -82,7 +87,8 @@ static json_t *s_scalar(json_t *schemas, const ProtobufCFieldDescriptor *f) {
     case PROTOBUF_C_TYPE_FIXED64:
         return json_pack("{s:s, s:s, s:s}", "type", "string", "description",
                          "an unsigned 64-bit whole number", "pattern", "^[0-9]+$");
-    case PROTOBUF_C_TYPE_FLOAT: return json_pack("{s:s, s:s}", "type", "number", "format", "float");
+    case PROTOBUF_C_TYPE_FLOAT:
+        return json_pack("{s:s, s:s}", "type", "number", "format", "float");
     case PROTOBUF_C_TYPE_DOUBLE:
         return json_pack("{s:s, s:s}", "type", "number", "format", "double");
     case PROTOBUF_C_TYPE_ENUM: {
@@ -96,13 +102,15 @@ static json_t *s_scalar(json_t *schemas, const ProtobufCFieldDescriptor *f) {
         }
         return s_ref("schemas", e->name);
     }
-    case PROTOBUF_C_TYPE_MESSAGE: return s_message(schemas, f->descriptor);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return s_message(schemas, f->descriptor);
     }
     return json_object();
 }
 
 /* The schema of field f: its value's, an array of them, or a map's object. */
-static json_t *s_field(json_t *schemas, const ProtobufCFieldDescriptor *f) {
+static json_t *s_field(json_t *schemas, const ProtobufCFieldDescriptor *f)
+{
     const ProtobufCFieldDescriptor *v = gw_map_value(f);
     if (v)
         return json_pack("{s:s, s:o}", "type", "object", "additionalProperties",
@@ -115,7 +123,8 @@ static json_t *s_field(json_t *schemas, const ProtobufCFieldDescriptor *f) {
 
 /*  A reference to the schema of message d, which is added to schemas (with every message
     and enum it holds) the first time. The well-known types have their JSON forms inline. */
-static json_t *s_message(json_t *schemas, const ProtobufCMessageDescriptor *d) {
+static json_t *s_message(json_t *schemas, const ProtobufCMessageDescriptor *d)
+{
     if (strcmp(d->name, "google.protobuf.Timestamp") == 0)
         return json_pack("{s:s, s:s}", "type", "string", "format", "date-time");
     if (strcmp(d->name, "google.protobuf.Any") == 0)
@@ -124,8 +133,8 @@ static json_t *s_message(json_t *schemas, const ProtobufCMessageDescriptor *d) {
                          "as binary data)");
     if (!json_object_get(schemas, d->name)) {
         json_t *props = json_object();
-        json_t *schema = json_pack("{s:s, s:s, s:o, s:b}", "type", "object", "title",
-                                   d->short_name, "properties", props, "additionalProperties", 0);
+        json_t *schema = json_pack("{s:s, s:s, s:o, s:b}", "type", "object", "title", d->short_name,
+                                   "properties", props, "additionalProperties", 0);
         json_object_set_new(schemas, d->name, schema); /* before the fields: it may recur */
         for (unsigned i = 0; i < d->n_fields; i++) {
             char json[128];
@@ -139,7 +148,8 @@ static json_t *s_message(json_t *schemas, const ProtobufCMessageDescriptor *d) {
 /* ---- paths --------------------------------------------------------------------------------- */
 
 /* "get_v1_grants_overview_recipient" from a method and path. */
-static json_t *s_operation_id(const char *method, const char *path) {
+static json_t *s_operation_id(const char *method, const char *path)
+{
     char id[256];
     size_t at = (size_t)snprintf(id, sizeof id, "%s", method);
     for (const char *c = path; *c && at + 1 < sizeof id; c++) {
@@ -153,7 +163,8 @@ static json_t *s_operation_id(const char *method, const char *path) {
 }
 
 /* The parameters of a read: the path segment and one query parameter per other field. */
-static json_t *s_parameters(json_t *schemas, const gw_read_query_t *q, const gw_read_route_t *r) {
+static json_t *s_parameters(json_t *schemas, const gw_read_query_t *q, const gw_read_route_t *r)
+{
     json_t *list = json_array();
     for (unsigned i = 0; q->request && i < q->request->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &q->request->fields[i];
@@ -171,9 +182,9 @@ static json_t *s_parameters(json_t *schemas, const gw_read_query_t *q, const gw_
         snprintf(about, sizeof about, "the field %s of %s%s%s", f->name, q->request->name,
                  strcmp(name, f->name) && !in_path ? "; also as " : "",
                  strcmp(name, f->name) && !in_path ? f->name : "");
-        json_t *p = json_pack("{s:s, s:s, s:b, s:s, s:o}", "name", name, "in",
-                              in_path ? "path" : "query", "required", in_path, "description",
-                              about, "schema", s_field(schemas, f));
+        json_t *p =
+            json_pack("{s:s, s:s, s:b, s:s, s:o}", "name", name, "in", in_path ? "path" : "query",
+                      "required", in_path, "description", about, "schema", s_field(schemas, f));
         if (gw_read_is_page_token(f))
             json_object_set_new(p, "description",
                                 json_string("the nextPageToken of the previous page (the Link "
@@ -185,7 +196,8 @@ static json_t *s_parameters(json_t *schemas, const gw_read_query_t *q, const gw_
 
 /* The GET operation of query q at path (route r, or NULL for the generic form). */
 static json_t *s_get(json_t *schemas, const gw_read_query_t *q, const gw_read_route_t *r,
-                     const char *path) {
+                     const char *path)
+{
     char about[512];
     snprintf(about, sizeof about, "%s — %s → %s", q->method,
              q->request ? q->request->name : "no parameters", q->reply->name);
@@ -202,7 +214,8 @@ static json_t *s_get(json_t *schemas, const gw_read_query_t *q, const gw_read_ro
 }
 
 /* POST /v1/events: the three modes of the CloudEvents HTTP binding. */
-static json_t *s_post_events(json_t *schemas) {
+static json_t *s_post_events(json_t *schemas)
+{
     json_t *types = json_array(), *payloads = json_array();
     for (size_t i = 0; i < S_NEVENTS; i++) {
         json_array_append_new(types, json_string(s_events[i].type));
@@ -231,11 +244,10 @@ static json_t *s_post_events(json_t *schemas) {
                   "string", "source", "type", "string", "specversion", "type", "string", "enum",
                   "1.0", "type", "type", "string", "enum", types, "subject", "type", "string",
                   "time", "type", "string", "format", "date-time", "datacontenttype", "type",
-                  "string", "data", s_ref("schemas", "EventData"), "data_base64", "type",
-                  "string", "contentEncoding", "base64"));
+                  "string", "data", s_ref("schemas", "EventData"), "data_base64", "type", "string",
+                  "contentEncoding", "base64"));
     json_t *params = json_array();
-    const char *ce[] = {"ce-id", "ce-source", "ce-specversion", "ce-type", "ce-subject",
-                        "ce-time"};
+    const char *ce[] = {"ce-id", "ce-source", "ce-specversion", "ce-type", "ce-subject", "ce-time"};
     for (size_t i = 0; i < sizeof ce / sizeof ce[0]; i++)
         json_array_append_new(
             params, json_pack("{s:s, s:s, s:b, s:s, s:{s:s}}", "name", ce[i], "in", "header",
@@ -254,27 +266,27 @@ static json_t *s_post_events(json_t *schemas) {
         "application/cloudevents-batch+json", "schema",
         json_pack("{s:s, s:o}", "type", "array", "items", s_ref("schemas", "CloudEvent")),
         "application/json", "schema", s_ref("schemas", "EventData"), "application/protobuf",
-        "schema", "type", "string", "contentMediaType", "application/protobuf", "responses",
-        "201", "description", "stored (binary or structured mode)", "content",
-        "application/json", "schema", result, "200",
-        "description", "a duplicate's original sequence, or the batch's per-event results",
-        "content", "application/json", "schema",
+        "schema", "type", "string", "contentMediaType", "application/protobuf", "responses", "201",
+        "description", "stored (binary or structured mode)", "content", "application/json",
+        "schema", result, "200", "description",
+        "a duplicate's original sequence, or the batch's per-event results", "content",
+        "application/json", "schema",
         json_pack("{s:s}", "description", "a publish result, or an array of results and problems"),
         "409", s_ref("responses", "Problem"), "default", s_ref("responses", "Problem"));
 }
 
-static json_t *s_build(void) {
+static json_t *s_build(void)
+{
     json_t *schemas = json_object(), *paths = json_object();
     json_object_set_new(
         schemas, "Problem",
         json_pack("{s:s, s:s, s:{s:{s:s, s:s}, s:{s:s}, s:{s:s}, s:{s:s}, s:{s:s, s:s}, "
                   "s:{s:s, s:{s:s, s:{s:{s:s}, s:{s:s}}}}}}",
-                  "type", "object", "description", "RFC 9457 problem details", "properties",
-                  "type", "type", "string", "format", "uri", "title", "type", "string",
-                  "status", "type", "integer", "detail", "type", "string", "instance", "type",
-                  "string", "format", "uri-reference", "errors", "type", "array", "items",
-                  "type", "object", "properties", "pointer", "type", "string", "reason", "type",
-                  "string"));
+                  "type", "object", "description", "RFC 9457 problem details", "properties", "type",
+                  "type", "string", "format", "uri", "title", "type", "string", "status", "type",
+                  "integer", "detail", "type", "string", "instance", "type", "string", "format",
+                  "uri-reference", "errors", "type", "array", "items", "type", "object",
+                  "properties", "pointer", "type", "string", "reason", "type", "string"));
     for (size_t i = 0; i < gw_read_n_routes; i++) {
         const gw_read_route_t *r = &gw_read_routes[i];
         const gw_read_query_t *q = gw_read_query_find(NULL, r->method);
@@ -289,18 +301,17 @@ static json_t *s_build(void) {
         json_object_set_new(paths, path, json_pack("{s:o}", "get", s_get(schemas, q, NULL, path)));
     }
     json_object_set_new(paths, "/v1/events", json_pack("{s:o}", "post", s_post_events(schemas)));
-    json_object_set_new(
-        paths, "/v1/openapi.json",
-        json_pack("{s:{s:s, s:s, s:{s:{s:s, s:{s:{s:{s:s}}}}}}}", "get", "operationId",
-                  "get_v1_openapi", "summary", "this document", "responses", "200",
-                  "description", "the OpenAPI 3.1 document", "content", "application/json",
-                  "schema", "type", "object"));
-    json_object_set_new(
-        paths, "/v1/healthz",
-        json_pack("{s:{s:s, s:s, s:{s:{s:s}, s:o}}}", "get", "operationId", "get_v1_healthz",
-                  "summary", "200 while the gateway serves and knows every service's table",
-                  "responses", "200", "description", "healthy", "503",
-                  s_ref("responses", "Problem")));
+    json_object_set_new(paths, "/v1/openapi.json",
+                        json_pack("{s:{s:s, s:s, s:{s:{s:s, s:{s:{s:{s:s}}}}}}}", "get",
+                                  "operationId", "get_v1_openapi", "summary", "this document",
+                                  "responses", "200", "description", "the OpenAPI 3.1 document",
+                                  "content", "application/json", "schema", "type", "object"));
+    json_object_set_new(paths, "/v1/healthz",
+                        json_pack("{s:{s:s, s:s, s:{s:{s:s}, s:o}}}", "get", "operationId",
+                                  "get_v1_healthz", "summary",
+                                  "200 while the gateway serves and knows every service's table",
+                                  "responses", "200", "description", "healthy", "503",
+                                  s_ref("responses", "Problem")));
     return json_pack(
         "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:{s:{s:s, s:{s:{s:o}}}}, s:{s:{s:s, s:{s:s}}}}}",
         "openapi", "3.1.0", "info", "title", "samordna gateway", "version", SAMORDNA_VERSION,
@@ -310,23 +321,26 @@ static json_t *s_build(void) {
         "paths", paths, "components", "schemas", schemas, "responses", "Problem", "description",
         "a refusal or a failure, as RFC 9457 problem details", "content",
         "application/problem+json", "schema", s_ref("schemas", "Problem"), "headers", "Link",
-        "description", "RFC 8288: <the next page>; rel=\"next\", on a page that has one",
-        "schema", "type", "string");
+        "description", "RFC 8288: <the next page>; rel=\"next\", on a page that has one", "schema",
+        "type", "string");
 }
 
 static json_t *s_document;
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
-static void s_make(void) {
+static void s_make(void)
+{
     s_document = s_build();
 }
 
-json_t *gw_openapi_document(void) {
+json_t *gw_openapi_document(void)
+{
     pthread_once(&s_once, s_make);
     return s_document ? json_incref(s_document) : NULL;
 }
 
 /* GET /v1/openapi.json */
-void gw_openapi_get(gw_request_t *req) {
+void gw_openapi_get(gw_request_t *req)
+{
     json_t *doc = gw_openapi_document();
     if (!doc) {
         gw_problem(req, 500, "internal", "Internal error", NULL,

@@ -127,8 +127,8 @@ const gw_read_route_t gw_read_routes[] = {
      "awards; filters recipient, year, scheme, funder"},
     {"/v1/grants/awards/{id}", "grants.awards.get", "id", NULL, NULL,
      "one award with its payments"},
-    {"/v1/grants/instruments/{municipality}", "grants.instruments.list", "municipality", NULL,
-     NULL, "the instruments and needs of one municipality"},
+    {"/v1/grants/instruments/{municipality}", "grants.instruments.list", "municipality", NULL, NULL,
+     "the instruments and needs of one municipality"},
     {"/v1/grants/overview", "grants.overview", NULL, NULL, NULL,
      "every recipient's totals for a year"},
     {"/v1/grants/overview/{recipient}", "grants.overview", "recipient", NULL, NULL,
@@ -147,8 +147,7 @@ const gw_read_route_t gw_read_routes[] = {
      "an inbox subscription's oldest deliveries (not acknowledged by reading)"},
     {"/v1/notify/log/{subscription}", "notify.log", "subscription", NULL, NULL,
      "the delivery attempts of one subscription, oldest first"},
-    {"/v1/notify/dead", "notify.dead.list", NULL, NULL, NULL,
-     "dead letters; filter subscription"},
+    {"/v1/notify/dead", "notify.dead.list", NULL, NULL, NULL, "dead letters; filter subscription"},
     {"/v1/notify/cursors", "notify.cursors", NULL, NULL, NULL,
      "how far notify has followed each service's outbox"},
     {"/v1/notify/briefing", "notify.briefing.preview", NULL, NULL, NULL,
@@ -156,7 +155,8 @@ const gw_read_route_t gw_read_routes[] = {
 };
 const size_t gw_read_n_routes = sizeof gw_read_routes / sizeof gw_read_routes[0];
 
-const gw_read_query_t *gw_read_query_find(const char *service, const char *method) {
+const gw_read_query_t *gw_read_query_find(const char *service, const char *method)
+{
     for (size_t i = 0; i < gw_read_n_queries; i++) {
         const gw_read_query_t *q = &gw_read_queries[i];
         if ((!service || strcmp(q->service, service) == 0) && strcmp(q->method, method) == 0)
@@ -165,11 +165,13 @@ const gw_read_query_t *gw_read_query_find(const char *service, const char *metho
     return NULL;
 }
 
-bool gw_read_is_page_token(const ProtobufCFieldDescriptor *f) {
+bool gw_read_is_page_token(const ProtobufCFieldDescriptor *f)
+{
     return strcmp(f->name, "page_token") == 0 && f->label != PROTOBUF_C_LABEL_REPEATED;
 }
 
-const ProtobufCFieldDescriptor *gw_map_value(const ProtobufCFieldDescriptor *f) {
+const ProtobufCFieldDescriptor *gw_map_value(const ProtobufCFieldDescriptor *f)
+{
     if (f->label != PROTOBUF_C_LABEL_REPEATED || f->type != PROTOBUF_C_TYPE_MESSAGE) return NULL;
     const ProtobufCMessageDescriptor *e = f->descriptor;
     size_t n = strlen(e->name);
@@ -184,7 +186,8 @@ const ProtobufCFieldDescriptor *gw_map_value(const ProtobufCFieldDescriptor *f) 
 
 /*  Matches path against a pattern of literal segments and at most one {name}, which takes
     one whole, non-empty segment (copied into seg). */
-static bool s_match(const char *pattern, const char *path, char *seg, size_t cap) {
+static bool s_match(const char *pattern, const char *path, char *seg, size_t cap)
+{
     const char *open = strchr(pattern, '{');
     if (!open) return strcmp(pattern, path) == 0;
     size_t head = (size_t)(open - pattern);
@@ -201,7 +204,8 @@ static bool s_match(const char *pattern, const char *path, char *seg, size_t cap
 /*  The query of the path: a short route's (with *route and seg set), or the generic
     /v1/<service>/<method>'s (*route NULL). NULL when none. */
 static const gw_read_query_t *s_route(const char *path, const gw_read_route_t **route, char *seg,
-                                      size_t cap) {
+                                      size_t cap)
+{
     for (size_t i = 0; i < gw_read_n_routes; i++) {
         if (s_match(gw_read_routes[i].pattern, path, seg, cap)) {
             *route = &gw_read_routes[i];
@@ -222,13 +226,13 @@ static const gw_read_query_t *s_route(const char *path, const gw_read_route_t **
 
 /* The field named `name` (JSON or .proto name) of d, or NULL. */
 static const ProtobufCFieldDescriptor *s_field(const ProtobufCMessageDescriptor *d,
-                                               const char *name) {
+                                               const char *name)
+{
     if (!d) return NULL;
     for (unsigned i = 0; i < d->n_fields; i++) {
         char json[128];
         const ProtobufCFieldDescriptor *f = &d->fields[i];
-        if (strcmp(f->name, name) == 0 ||
-            strcmp(sam_pbjson_name(f, json, sizeof json), name) == 0)
+        if (strcmp(f->name, name) == 0 || strcmp(sam_pbjson_name(f, json, sizeof json), name) == 0)
             return f;
     }
     return NULL;
@@ -236,7 +240,8 @@ static const ProtobufCFieldDescriptor *s_field(const ProtobufCMessageDescriptor 
 
 /* The parameters a route takes, for a refusal: "asOf, pilot" or "none". */
 static void s_param_names(const gw_read_query_t *q, const gw_read_route_t *route, char *out,
-                          size_t cap) {
+                          size_t cap)
+{
     size_t at = 0;
     out[0] = '\0';
     for (unsigned i = 0; q->request && i < q->request->n_fields; i++) {
@@ -255,7 +260,8 @@ static void s_param_names(const gw_read_query_t *q, const gw_read_route_t *route
 
 /* A whole number in [min, max] written plainly (an optional '-', digits, nothing else). */
 static bool s_whole(const char *v, long long min, unsigned long long max, bool *neg,
-                    unsigned long long *abs) {
+                    unsigned long long *abs)
+{
     *neg = v[0] == '-';
     const char *d = v + *neg;
     if (!*d || strspn(d, "0123456789") != strlen(d)) return false;
@@ -268,8 +274,8 @@ static bool s_whole(const char *v, long long min, unsigned long long max, bool *
 
 /*  value (a parameter's text) as the JSON value of field f, or NULL with why set: what
     would be right, in the words of the type. */
-static json_t *s_value(const ProtobufCFieldDescriptor *f, const char *value, char *why,
-                       size_t cap) {
+static json_t *s_value(const ProtobufCFieldDescriptor *f, const char *value, char *why, size_t cap)
+{
     char shown[96];
     sam_check_escape(value, 64, shown, sizeof shown);
     const char *bad = sam_check_text_why(value, strlen(value));
@@ -281,7 +287,8 @@ static json_t *s_value(const ProtobufCFieldDescriptor *f, const char *value, cha
     unsigned long long n;
     switch (f->type) {
     case PROTOBUF_C_TYPE_STRING:
-    case PROTOBUF_C_TYPE_BYTES: return json_string(value);
+    case PROTOBUF_C_TYPE_BYTES:
+        return json_string(value);
     case PROTOBUF_C_TYPE_BOOL:
         if (strcmp(value, "true") == 0) return json_true();
         if (strcmp(value, "false") == 0) return json_false();
@@ -339,7 +346,8 @@ static json_t *s_value(const ProtobufCFieldDescriptor *f, const char *value, cha
 /*  Sets field f in obj from one parameter (a repeated field gathers every one given). -1
     with *errors grown when the value is wrong or a single field is given twice. */
 static int s_set(json_t *obj, const ProtobufCFieldDescriptor *f, const char *param,
-                 const char *value, json_t **errors) {
+                 const char *value, json_t **errors)
+{
     char json[128], why[512];
     sam_pbjson_name(f, json, sizeof json);
     json_t *v = s_value(f, value, why, sizeof why);
@@ -365,7 +373,8 @@ static int s_set(json_t *obj, const ProtobufCFieldDescriptor *f, const char *par
 /*  The request of q as a JSON object from the route's segment and the query parameters,
     or NULL with *errors holding one entry per parameter that is wrong. */
 static json_t *s_request_json(gw_request_t *req, const gw_read_query_t *q,
-                              const gw_read_route_t *route, const char *seg, json_t **errors) {
+                              const gw_read_route_t *route, const char *seg, json_t **errors)
+{
     json_t *obj = json_object();
     if (route && route->path_field)
         s_set(obj, s_field(q->request, route->path_field), route->path_field, seg, errors);
@@ -380,7 +389,7 @@ static json_t *s_request_json(gw_request_t *req, const gw_read_query_t *q,
         if (!f) {
             char names[512], why[700];
             s_param_names(q, route, names, sizeof names);
-            snprintf(why, sizeof why, "unknown parameter of %s; it takes: %s", q->method, names);
+            snprintf(why, sizeof why, "unknown parameter; %s takes: %s", q->method, names);
             char shown[96];
             gw_error_add(errors, sam_check_escape(p[i].name, 64, shown, sizeof shown), why);
             continue;
@@ -395,7 +404,8 @@ static json_t *s_request_json(gw_request_t *req, const gw_read_query_t *q,
 
 /* Writes s at out percent-encoded (all but RFC 3986's unreserved characters and, when
    keep_slash, '/'); at most 3 bytes per byte of s. Returns the end. */
-static char *s_encode(char *out, const char *s, bool keep_slash) {
+static char *s_encode(char *out, const char *s, bool keep_slash)
+{
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -410,7 +420,8 @@ static char *s_encode(char *out, const char *s, bool keep_slash) {
 
 /*  The Link header value of the next page: this path with its parameters, the page token's
     replaced by `token`. malloc'd, or NULL when out of memory. */
-static char *s_next_link(gw_request_t *req, const gw_read_query_t *q, const char *token) {
+static char *s_next_link(gw_request_t *req, const gw_read_query_t *q, const char *token)
+{
     size_t n, need = strlen(req->path) + strlen(token) + 16;
     const gw_pair_t *p = gw_queries(req, &n);
     for (size_t i = 0; i < n; i++)
@@ -437,7 +448,8 @@ static char *s_next_link(gw_request_t *req, const gw_read_query_t *q, const char
 }
 
 /* The reply's next_page_token as text, "" when there is none (the last page). */
-static void s_next_token(const ProtobufCMessage *m, char *out, size_t cap) {
+static void s_next_token(const ProtobufCMessage *m, char *out, size_t cap)
+{
     out[0] = '\0';
     const ProtobufCFieldDescriptor *f = s_field(m->descriptor, "next_page_token");
     if (!f || f->label == PROTOBUF_C_LABEL_REPEATED) return;
@@ -453,23 +465,25 @@ static void s_next_token(const ProtobufCMessage *m, char *out, size_t cap) {
 
 /* ---- the call ------------------------------------------------------------------------------ */
 
-static void s_read_done(gw_request_t *req, void *arg, const sam_result_t *res) {
+static void s_read_done(gw_request_t *req, void *arg, const sam_result_t *res)
+{
     const gw_read_query_t *q = arg;
     if (res->code != SAM_OK) {
         unsigned status = gw_http_status(res->code);
-        char detail[600];
+        char detail[600], title[64];
         sam_check_escape(res->message[0] ? res->message : sam_status_name(res->code), SIZE_MAX,
                          detail, sizeof detail);
+        snprintf(title, sizeof title, "%s", sam_status_name(res->code));
+        if (title[0] >= 'a' && title[0] <= 'z') title[0] = (char)(title[0] - 'a' + 'A');
         /* a service's 400 on a query is about the fields the parameters filled */
-        const char *type = res->code == SAM_BAD_REQUEST ? "invalid-parameter"
+        const char *type = res->code == SAM_BAD_REQUEST       ? "invalid-parameter"
                            : res->code == SAM_NOT_IMPLEMENTED ? "invalid-request"
                                                               : gw_problem_type(status);
-        gw_problem(req, status, type, sam_status_name(res->code), NULL,
-                   "%s %s: %s", q->service, q->method, detail);
+        gw_problem(req, status, type, title, NULL, "%s: %s", q->method, detail);
         return;
     }
-    ProtobufCMessage *m =
-        protobuf_c_message_unpack(q->reply, NULL, res->body_len, res->body ? res->body : (const uint8_t *)"");
+    ProtobufCMessage *m = protobuf_c_message_unpack(q->reply, NULL, res->body_len,
+                                                    res->body ? res->body : (const uint8_t *)"");
     if (!m) {
         gw_problem(req, 502, "bad-gateway", "Bad gateway", NULL,
                    "%s answered %s with a body that is not a %s", q->service, q->method,
@@ -494,7 +508,8 @@ static void s_read_done(gw_request_t *req, void *arg, const sam_result_t *res) {
 }
 
 /* GET /v1/… (every path gw_read_routes[] or a service table has). */
-void gw_read_get(gw_request_t *req) {
+void gw_read_get(gw_request_t *req)
+{
     const gw_read_route_t *route;
     char seg[256], shown[300];
     const gw_read_query_t *q = s_route(req->path, &route, seg, sizeof seg);
@@ -508,9 +523,13 @@ void gw_read_get(gw_request_t *req) {
     json_t *errors = NULL;
     json_t *obj = s_request_json(req, q, route, seg, &errors);
     if (!obj) {
-        gw_problem(req, 400, "invalid-parameter", "Invalid parameter", errors,
-                   "%s: %s", q->method,
-                   json_string_value(json_object_get(json_array_get(errors, 0), "reason")));
+        json_t *first = json_array_get(errors, 0);
+        size_t more = json_array_size(errors) - 1;
+        char and[64] = "";
+        if (more) snprintf(and, sizeof and, " (and %zu more in errors)", more);
+        gw_problem(req, 400, "invalid-parameter", "Invalid parameter", errors, "%s: %s: %s%s",
+                   q->method, json_string_value(json_object_get(first, "pointer")),
+                   json_string_value(json_object_get(first, "reason")), and);
         return;
     }
     uint8_t *body = NULL;
@@ -531,8 +550,8 @@ void gw_read_get(gw_request_t *req) {
         protobuf_c_message_free_unpacked(m, NULL);
     }
     json_decref(obj);
-    if ((q->request && !body) || gw_call(req, q->service, q->method, body, len, s_read_done,
-                                         (void *)q) != 0) {
+    if ((q->request && !body) ||
+        gw_call(req, q->service, q->method, body, len, s_read_done, (void *)q) != 0) {
         free(body);
         gw_problem(req, 500, "internal", "Internal error", NULL, "out of memory");
         return;
