@@ -13,7 +13,7 @@ import subprocess
 import urllib.parse
 
 import samtest
-from samordna.v1 import service_pb2
+from samordna.v1 import registry_pb2, service_pb2
 
 SAMCTL = os.path.join(samtest.BIN, "samctl")
 FIXTURE = os.path.join(samtest.SRC, "deploy", "examples", "ostfold-2019.json")
@@ -61,6 +61,15 @@ class Stack(samtest.Closing):
             c.close()
         body = json.loads(raw) if raw and "json" in headers.get("content-type", "") else None
         return r.status, headers, body
+
+    def post(self, path, body, headers):
+        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30 * samtest.SLOW)
+        try:
+            c.request("POST", path, body=body, headers=headers)
+            r = c.getresponse()
+            return r.status, json.loads(r.read())
+        finally:
+            c.close()
 
     def ok(self, path):
         status, headers, body = self.get(path)
@@ -315,6 +324,15 @@ def _every_query(s):
     # the Problem answer is what a refusal really looks like
     p = s.problem("/v1/pilots/nowhere", 404)
     assert set(p) <= set(schemas["Problem"]["properties"]), p
+    # and a publish's answer what PublishResult says (binary mode, protobuf data)
+    agency = registry_pb2.Agency(id="nav-halden", name="NAV Halden",
+                                 kind=registry_pb2.AGENCY_KIND_STATE_REGIONAL)
+    status, result = s.post("/v1/events", agency.SerializeToString(), {
+        "Content-Type": "application/protobuf", "ce-id": "gwr-1", "ce-source": "fmov",
+        "ce-specversion": "1.0", "ce-type": "no.samordna.registry.agency.registered"})
+    assert status == 201, (status, result)
+    assert set(result) <= set(schemas["PublishResult"]["properties"]), result
+    assert s.ok("/v1/agencies/nav-halden")["name"] == "NAV Halden"
 
 
 # Every process a test starts is stopped when it ends (samtest.main): one stack per test.

@@ -254,12 +254,21 @@ static json_t *s_post_events(json_t *schemas)
                               "required", 0, "description",
                               "binary mode: the CloudEvents attribute (required in that mode)",
                               "schema", "type", "string"));
-    json_t *result = json_pack("{s:s, s:s}", "type", "object", "description",
-                               "the outcome of the publish: its sequence number in the owning "
-                               "service's outbox, the original one for a retried duplicate");
+    json_object_set_new(
+        schemas, "PublishResult",
+        json_pack("{s:s, s:s, s:{s:{s:s}, s:{s:s}, s:{s:s, s:i}, s:{s:s}}}", "type", "object",
+                  "description",
+                  "one stored event: its sequence number in the owning service's outbox (the "
+                  "original one for a retried duplicate)",
+                  "properties", "id", "type", "string", "status", "type", "integer", "seq", "type",
+                  "integer", "minimum", 1, "duplicate", "type", "boolean"));
+    json_t *batch =
+        json_pack("{s:s, s:s, s:{s:[o, o]}}", "type", "array", "description",
+                  "one result per event of the batch, in order: a PublishResult or a Problem",
+                  "items", "anyOf", s_ref("schemas", "PublishResult"), s_ref("schemas", "Problem"));
     return json_pack(
         "{s:s, s:s, s:[s], s:o, s:{s:b, s:{s:{s:o}, s:{s:o}, s:{s:o}, s:{s:{s:s, s:s}}}}, "
-        "s:{s:{s:s, s:{s:{s:o}}}, s:{s:s, s:{s:{s:o}}}, s:o, s:o}}",
+        "s:{s:{s:s, s:{s:{s:o}}}, s:{s:s, s:{s:{s:{s:[o, o]}}}}, s:o, s:o}}",
         "operationId", "post_v1_events", "summary", "publish CloudEvents", "tags", "events",
         "parameters", params, "requestBody", "required", 1, "content",
         "application/cloudevents+json", "schema", s_ref("schemas", "CloudEvent"),
@@ -268,11 +277,10 @@ static json_t *s_post_events(json_t *schemas)
         "application/json", "schema", s_ref("schemas", "EventData"), "application/protobuf",
         "schema", "type", "string", "contentMediaType", "application/protobuf", "responses", "201",
         "description", "stored (binary or structured mode)", "content", "application/json",
-        "schema", result, "200", "description",
-        "a duplicate's original sequence, or the batch's per-event results", "content",
-        "application/json", "schema",
-        json_pack("{s:s}", "description", "a publish result, or an array of results and problems"),
-        "409", s_ref("responses", "Problem"), "default", s_ref("responses", "Problem"));
+        "schema", s_ref("schemas", "PublishResult"), "200", "description",
+        "a retried duplicate's original sequence, or a batch's per-event results", "content",
+        "application/json", "schema", "anyOf", s_ref("schemas", "PublishResult"), batch, "409",
+        s_ref("responses", "Problem"), "default", s_ref("responses", "Problem"));
 }
 
 static json_t *s_build(void)
