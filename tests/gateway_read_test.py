@@ -9,6 +9,8 @@ path for every query each running service's own service.describe lists.
 import http.client
 import json
 import os
+import re
+import shutil
 import subprocess
 import urllib.parse
 
@@ -387,6 +389,31 @@ def test_the_openapi_document():
     s = Stack("gwr-openapi")
     _openapi_validates(s)
     _every_query(s)
+    s.close()
+
+
+def test_readme_get_examples():
+    """The README's "Reading over HTTP" examples, run as they are written (against this
+    gateway's port instead of 8080), on the fixture."""
+    if not shutil.which("curl"):
+        raise samtest.Skip("curl is not installed")
+    text = open(os.path.join(samtest.SRC, "README.md"), encoding="utf-8").read()
+    section = text.split("## Reading over HTTP", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert len(blocks) == 1 and blocks[0].count("curl ") >= 8, blocks
+    s = Stack("gwr-readme")
+    script = blocks[0].replace("http://127.0.0.1:8080", f"http://127.0.0.1:{s.port}")
+    p = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], capture_output=True,
+                       text=True, timeout=60 * samtest.SLOW)
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    for want in ('"phaseLabel":"Operativ"', '"committedOre":"20000000"',
+                 '"committedOre":"150000000"', 'rel="next"', '"openapi":"3.1.0"',
+                 '"id":"halden-2018-09-19-anchoring"'):
+        assert want in p.stdout, (want, p.stdout[-3000:])
+    # and the refusal quoted beside them
+    status, _, body = s.get("/v1/grants/overview/halden?year=19x")
+    quoted = section[section.index('`{"type":'):]
+    assert status == 400 and body["detail"] in " ".join(quoted.replace("\\", "").split()), body
     s.close()
 
 
