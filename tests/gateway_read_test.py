@@ -240,6 +240,9 @@ def _unknown(s):
     s.problem("/v1/registry/store.backup", 404)
     status, _, _ = s.get("/v1/pilots", method="POST")
     assert status == 405, status
+    # a path another route owns is still that route's, under the reads' /v1/ prefix
+    status, headers, body = s.get("/v1/events")
+    assert status == 405 and headers.get("allow") == "POST", (status, headers, body)
 
 
 def test_paging_by_the_next_link():
