@@ -376,6 +376,7 @@ static json_t *s_request_json(gw_request_t *req, const gw_read_query_t *q,
                               const gw_read_route_t *route, const char *seg, json_t **errors)
 {
     json_t *obj = json_object();
+    if (!obj) return NULL;
     if (route && route->path_field)
         s_set(obj, s_field(q->request, route->path_field), route->path_field, seg, errors);
     size_t n;
@@ -385,7 +386,10 @@ static json_t *s_request_json(gw_request_t *req, const gw_read_query_t *q,
         if (route && route->alias && strcmp(p[i].name, route->alias) == 0)
             field = route->alias_field;
         const ProtobufCFieldDescriptor *f = s_field(q->request, field);
-        if (f && route && route->path_field && strcmp(f->name, route->path_field) == 0) f = NULL;
+        if (f && route && route->path_field && strcmp(f->name, route->path_field) == 0) {
+            gw_error_add(errors, p[i].name, "is the path's segment already; give it once");
+            continue;
+        }
         if (!f) {
             char names[512], why[700];
             s_param_names(q, route, names, sizeof names);
@@ -485,7 +489,7 @@ static void s_read_done(gw_request_t *req, void *arg, const sam_result_t *res)
     ProtobufCMessage *m = protobuf_c_message_unpack(q->reply, NULL, res->body_len,
                                                     res->body ? res->body : (const uint8_t *)"");
     if (!m) {
-        gw_problem(req, 502, "bad-gateway", "Bad gateway", NULL,
+        gw_problem(req, 502, "internal", "Bad reply", NULL,
                    "%s answered %s with a body that is not a %s", q->service, q->method,
                    q->reply->name);
         return;
@@ -551,14 +555,18 @@ void gw_read_get(gw_request_t *req)
     }
     json_t *errors = NULL;
     json_t *obj = s_request_json(req, q, route, seg, &errors);
+    if (!obj && !errors) {
+        gw_problem(req, 500, "internal", "Internal error", NULL, "out of memory");
+        return;
+    }
     if (!obj) {
         json_t *first = json_array_get(errors, 0);
         size_t more = json_array_size(errors) - 1;
-        char and[64] = "";
-        if (more) snprintf(and, sizeof and, " (and %zu more in errors)", more);
+        char rest[64] = "";
+        if (more) snprintf(rest, sizeof rest, " (and %zu more in errors)", more);
         gw_problem(req, 400, "invalid-parameter", "Invalid parameter", errors, "%s: %s: %s%s",
                    q->method, json_string_value(json_object_get(first, "pointer")),
-                   json_string_value(json_object_get(first, "reason")), and);
+                   json_string_value(json_object_get(first, "reason")), rest);
         return;
     }
     uint8_t *body = NULL;
