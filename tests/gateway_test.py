@@ -50,8 +50,11 @@ class Gateway(samtest.Closing):
 
     def close(self):
         self.client.close()
-        for p in [self.gw] + self.services + [self.broker]:
+        code = self.gw.stop()  # a clean exit (and, under the sanitizers, no leak)
+        for p in self.services + [self.broker]:
             p.stop()
+        assert code == 0, f"the gateway exited {code}:\n{self.gw.logtext()[-2000:]}"
+
 
     def request(self, method, path, body=b"", headers=None, timeout=10):
         """(status, headers dict with lower-case names, body bytes) over one connection."""
