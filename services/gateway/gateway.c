@@ -625,7 +625,9 @@ gw_t *gw_new(const gw_config_t *config, char *err, size_t errlen)
     }
     /* No thread of libmicrohttpd's own: the gateway's one loop (gateway_io.c) polls its epoll
        descriptor beside the broker socket and runs it. */
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC |
+    /* MHD_USE_TURBO: read and write a socket before asking epoll whether it is ready,
+       saving a system call whenever it is (it is, under load). */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_TURBO |
                      (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     /* libmicrohttpd's own limit is a little above ours, so that the ones over ours are
        answered 503 instead of being cut off unanswered. */

@@ -196,7 +196,7 @@ static int s_wrk(bench_t *b, const char *script, const char *arg, const char *ur
     char cmd[2048];
     char path[1024] = "";
     if (script) snprintf(path, sizeof path, "%s/%s", b->work_dir, script);
-    snprintf(cmd, sizeof cmd, "wrk -t2 -c%d -d%ds --timeout 10s --latency %s%s %s %s %s 2>&1",
+    snprintf(cmd, sizeof cmd, "wrk -t1 -c%d -d%ds --timeout 10s --latency %s%s %s %s %s 2>&1",
              S_CONNECTIONS, secs, script ? "-s " : "", path, url, arg ? "--" : "", arg ? arg : "");
     double cpu0 = s_cpu_s(s_gw_pid);
     FILE *p = popen(cmd, "r");
