@@ -8,6 +8,7 @@
 #include "sam_config.h"
 #include "sam_follow.h"
 #include "sam_http.h"
+#include "sam_jwt.h"
 #include "sam_keys.h"
 #include "sam_status.h"
 #include "sam_store.h"
@@ -549,5 +550,7 @@ int main(int argc, char **argv)
     snprintf(keys, sizeof keys, "%s/keys-%d", dir, (int)getpid());
     CHECK(sam_keys_selftest(keys, false) == 0);
     CHECK(sam_follow_selftest(dir) == 0);
+    snprintf(keys, sizeof keys, "%s/jwt-%d", dir, (int)getpid());
+    CHECK(sam_jwt_selftest(keys, getenv("SAM_SELFTEST_VERBOSE") != NULL) == 0);
     return sam_testkit_done("sam_common_selftest");
 }
