@@ -3,6 +3,7 @@
     Each check prints nothing when it holds; the program prints one line per failed check
     and a closing 'N passed, N failed' line, and exits non-zero when any failed. It writes
     only under the folder given as its first argument. */
+#include "sam_auth.h"
 #include "sam_batch.h"
 #include "sam_check.h"
 #include "sam_config.h"
@@ -552,5 +553,6 @@ int main(int argc, char **argv)
     CHECK(sam_follow_selftest(dir) == 0);
     snprintf(keys, sizeof keys, "%s/jwt-%d", dir, (int)getpid());
     CHECK(sam_jwt_selftest(keys, getenv("SAM_SELFTEST_VERBOSE") != NULL) == 0);
+    CHECK(sam_auth_selftest(keys, getenv("SAM_SELFTEST_VERBOSE") != NULL) == 0);
     return sam_testkit_done("sam_common_selftest");
 }

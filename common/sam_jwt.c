@@ -159,6 +159,17 @@ static bool s_plain(const char *s, size_t max)
     return true;
 }
 
+/*  True when s is 1..255 printable ASCII bytes without `"` or `\`: configured text that
+    refusals quote, and refusals go into a WWW-Authenticate header as they are. */
+static bool s_header_safe(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 255) return false;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < ' ' || s[i] > '~' || s[i] == '"' || s[i] == '\\') return false;
+    return true;
+}
+
 /* ---- keys --------------------------------------------------------------------------------- */
 
 static EVP_PKEY *s_pkey_fromdata(const char *type, OSSL_PARAM *params)
@@ -337,6 +348,11 @@ sam_jwt_verifier_t *sam_jwt_verifier_new(const sam_jwt_opts_t *opts, char *err, 
     }
     if (!opts->audience || !*opts->audience) {
         snprintf(err, errlen, "--audience: the audience tokens must be made for is required");
+        return NULL;
+    }
+    if (!s_header_safe(opts->issuer) || !s_header_safe(opts->audience)) {
+        snprintf(err, errlen, "--%s: at most 255 printable ASCII characters without \" or \\",
+                 s_header_safe(opts->issuer) ? "audience" : "issuer");
         return NULL;
     }
     if (opts->leeway_s < 0 || opts->leeway_s > SAM_JWT_MAX_LEEWAY_S) {
