@@ -418,6 +418,7 @@ static enum MHD_Result s_headers_in(gw_t *gw, gw_conn_t *c)
                  req->path);
         return s_refuse(c, 404, "not-found", "No such route", detail);
     }
+    if (!gw_auth_caller(req)) return s_queue(c); /* 401, 403 or 400: answered and logged */
     const char *length = gw_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length) {
         char *end = NULL;

@@ -19,8 +19,8 @@ static const sam_option_t s_options[] = {
     {"listen", "HOST:PORT", "127.0.0.1:8080",
      "serve HTTP here: a numeric IPv4 address or [IPv6], port 0 for any free one", false},
     {"insecure", NULL, NULL,
-     "no CURVE to the broker and every caller is admin (tests, local runs); loopback --listen "
-     "only",
+     "no CURVE to the broker, no bearer tokens, and every caller is admin (tests, local runs); "
+     "loopback --listen only",
      false},
     {"cert", "FILE", NULL, "connect with CURVE as this secret certificate (samctl keys new)",
      false},
@@ -45,6 +45,7 @@ static const sam_option_t s_options[] = {
      false},
     {"metrics", "HOST:PORT", NULL,
      "serve Prometheus metrics, /healthz and /readyz over HTTP here (e.g. 127.0.0.1:9104)", false},
+    GW_AUTH_OPTIONS,
     {NULL, NULL, NULL, NULL, false},
 };
 
@@ -104,6 +105,7 @@ int main(int argc, char **argv)
     cfg.body_timeout_ms = (int)sam_config_int(config, "body-timeout-ms", 0, 3600000, &ok);
     cfg.request_timeout_ms = (int)sam_config_int(config, "request-timeout-ms", 10, 600000, &ok);
     cfg.threads = (unsigned)sam_config_int(config, "threads", 1, 64, &ok);
+    if (ok && gw_auth_configure(config, &cfg) != 0) ok = false;
     if (sam_config_npos(config) > 0) {
         fprintf(stderr, "samordna-gateway: unexpected argument '%s' (try --help)\n",
                 sam_config_pos(config, 0));
@@ -115,6 +117,7 @@ int main(int argc, char **argv)
     cfg.nservices = own_services ? sam_config_count(config, "service") : 4;
     const char **services = calloc(cfg.nservices, sizeof *services);
     if (!ok || !brokers || !services) {
+        sam_auth_destroy(&cfg.auth);
         free(brokers);
         free(services);
         sam_config_destroy(&config);
@@ -138,6 +141,7 @@ int main(int argc, char **argv)
         if (!http) {
             fprintf(stderr, "samordna-gateway: %s\n", metrics ? err : "out of memory");
             sam_metrics_destroy(&metrics);
+            sam_auth_destroy(&cfg.auth);
             free(brokers);
             free(services);
             sam_config_destroy(&config);
@@ -156,6 +160,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "samordna-gateway: %s\n", err);
     sam_http_destroy(&http);
     sam_metrics_destroy(&metrics);
+    sam_auth_destroy(&cfg.auth);
     free(brokers);
     free(services);
     sam_config_destroy(&config);
