@@ -191,8 +191,9 @@ unsigned sam_auth_check(sam_auth_t *self, const char *authorization, bool write,
     if (!authorization || !*authorization) {
         if (!write && self->open_reads) return 0; /* the gateway's own reader */
         return s_refuse(out, 401, NULL,
-                        write ? "a bearer token is required to write (Authorization: Bearer <token>)"
-                              : "a bearer token is required (Authorization: Bearer <token>)");
+                        write
+                            ? "a bearer token is required to write (Authorization: Bearer <token>)"
+                            : "a bearer token is required (Authorization: Bearer <token>)");
     }
     if (strncasecmp(authorization, "Bearer ", 7) != 0)
         return s_refuse(out, 400, "invalid_request",
