@@ -632,20 +632,16 @@ static const sam_key_info_t *s_peer_info(sam_broker_t *self, s_msg_t *msg)
     return msg->count > 1 ? s_lookup(self, s_peer_key(&msg->part[1])) : NULL;
 }
 
-/*  The caller a request presents (Request.on_behalf, in `body`, the request's first body
-    frame) when the connection's certificate `info` has role gateway. Returns 0 when the
-    request presents none, 1 with agency and role set (borrowed from *owned, which the
-    caller frees with samordna__v1__on_behalf__free_unpacked) when it presents one it may,
-    or the status code to refuse it with, the reason in *why: 403 from any other role, 400
-    when what it presents is not an agency id and one of admin, publisher, reader. */
-static int s_presented(const sam_key_info_t *info, zmq_msg_t *body, Samordna__V1__OnBehalf **owned,
-                       const char **why)
+/*  The caller a request presents (Request.on_behalf: `data`, `len` bytes, NULL when none)
+    from a connection whose certificate is `info`. Returns 0 when the request presents none,
+    1 with *owned set (the caller frees it with samordna__v1__on_behalf__free_unpacked) when
+    it presents one it may, or the status code to refuse it with, the reason in *why: 403
+    from any role but gateway, 400 when what it presents is not an agency id and one of
+    admin, publisher, reader. */
+static int s_presented(const sam_key_info_t *info, const uint8_t *data, size_t len,
+                       Samordna__V1__OnBehalf **owned, const char **why)
 {
-    uint32_t wait_ms;
-    const uint8_t *data;
-    size_t len;
     *owned = NULL;
-    sam_broker_peek_on_behalf(zmq_msg_data(body), zmq_msg_size(body), &wait_ms, &data, &len);
     if (!data) return 0;
     if (strcmp(info->role, "gateway") != 0) {
         *why = "only a certificate of role gateway may present a caller (Request.on_behalf)";
@@ -686,8 +682,13 @@ static size_t s_caller(sam_broker_t *self, zmq_msg_t *body, const uint8_t **data
     *code = SAM_UNAUTHORIZED;
     *why = "the caller's key is not trusted by the broker (unknown or revoked)";
     if (!info) return 0;
+    uint32_t wait_ms;
+    const uint8_t *behalf;
+    size_t behalf_len;
+    sam_broker_peek_on_behalf(zmq_msg_data(body), zmq_msg_size(body), &wait_ms, &behalf,
+                              &behalf_len);
     Samordna__V1__OnBehalf *presented;
-    int rc = s_presented(info, body, &presented, why);
+    int rc = s_presented(info, behalf, behalf_len, &presented, why);
     if (rc > 1) {
         *code = (uint32_t)rc;
         return 0;
@@ -1480,15 +1481,16 @@ static void s_mmi_request(sam_broker_t *self, s_msg_t *msg, bool delim, const ch
     free(text);
 }
 
-/*  Refuses a request that presents a caller (Request.on_behalf) from a certificate that may
-    not, or presents one that is malformed: 403 or 400 and a log line, at once, so it is
-    never queued. `at` is the index of the first body frame. True when it was refused. */
-static bool s_presents_badly(sam_broker_t *self, s_msg_t *msg, bool delim, const char *name, int at)
+/*  Refuses a request that presents a caller (Request.on_behalf: `data`, `len` bytes) from a
+    certificate (`info`) that may not, or presents one that is malformed: 403 or 400 and a
+    log line, at once, so it is never queued. `at` is the index of the first body frame.
+    True when it was refused. */
+static bool s_presents_badly(sam_broker_t *self, s_msg_t *msg, bool delim, const char *name, int at,
+                             const sam_key_info_t *info, const uint8_t *data, size_t len)
 {
-    const sam_key_info_t *info = s_peer_info(self, msg);
     Samordna__V1__OnBehalf *presented;
     const char *why = NULL;
-    int rc = s_presented(info, &msg->part[at], &presented, &why);
+    int rc = s_presented(info, data, len, &presented, &why);
     if (presented) samordna__v1__on_behalf__free_unpacked(presented, NULL);
     if (rc <= 1) return false;
     zmq_msg_t *addr = &msg->part[0];
@@ -1526,7 +1528,8 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         s_malformed(self, addr, "client request of too many frames");
         return;
     }
-    if (!self->insecure && !s_peer_info(self, msg)) {
+    const sam_key_info_t *info = self->insecure ? NULL : s_peer_info(self, msg);
+    if (!self->insecure && !info) {
         char hex[S_HEX_MAX];
         self->refused++;
         const char *key = s_peer_key(&msg->part[1]);
@@ -1547,13 +1550,16 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         s_mmi_request(self, msg, delim, name, at + 1);
         return;
     }
-    if (!self->insecure && s_presents_badly(self, msg, delim, name, at + 1)) return;
     self->requests++;
 
     uint32_t wait_ms = 0;
-    if (at + 1 < msg->count)
-        sam_broker_peek_request(zmq_msg_data(&msg->part[at + 1]), zmq_msg_size(&msg->part[at + 1]),
-                                &wait_ms);
+    const uint8_t *behalf = NULL;
+    size_t behalf_len = 0;
+    sam_broker_peek_on_behalf(zmq_msg_data(&msg->part[at + 1]), zmq_msg_size(&msg->part[at + 1]),
+                              &wait_ms, &behalf, &behalf_len);
+    if (behalf && !self->insecure &&
+        s_presents_badly(self, msg, delim, name, at + 1, info, behalf, behalf_len))
+        return;
     if (wait_ms > S_DEADLINE_MAX_MS) wait_ms = S_DEADLINE_MAX_MS;
     s_request_t request = {
         .delim = delim,
@@ -2196,6 +2202,28 @@ int sam_broker_selftest(bool verbose)
     S_CHECK(sam_broker_peek_request(packed, n, &wait) == 1234567890123ULL && wait == 250);
     const uint8_t not_a_request[] = {0x08, 0x07, 0x20, 0x05, 0x28, 0x01}; /* field 5 too */
     S_CHECK(sam_broker_peek_request(not_a_request, sizeof not_a_request, &wait) == 7 && wait == 0);
+    /* the caller a gateway presents: found in a Request, never in anything else */
+    const uint8_t *behalf = (const uint8_t *)"x";
+    size_t behalf_len = 9;
+    S_CHECK(sam_broker_peek_on_behalf(packed, n, &wait, &behalf, &behalf_len) == 1234567890123ULL &&
+            behalf == NULL && behalf_len == 0);
+    Samordna__V1__OnBehalf on_behalf = SAMORDNA__V1__ON_BEHALF__INIT;
+    on_behalf.agency = "nav-ost-viken";
+    on_behalf.role = "publisher";
+    request.on_behalf = &on_behalf;
+    n = samordna__v1__request__pack(&request, packed);
+    S_CHECK(sam_broker_peek_on_behalf(packed, n, &wait, &behalf, &behalf_len) == 1234567890123ULL &&
+            wait == 250 && behalf &&
+            behalf_len == samordna__v1__on_behalf__get_packed_size(&on_behalf));
+    Samordna__V1__OnBehalf *back =
+        behalf ? samordna__v1__on_behalf__unpack(NULL, behalf_len, behalf) : NULL;
+    S_CHECK(back && strcmp(back->agency, "nav-ost-viken") == 0 &&
+            strcmp(back->role, "publisher") == 0);
+    if (back) samordna__v1__on_behalf__free_unpacked(back, NULL);
+    const uint8_t behalf_not_request[] = {0x08, 0x07, 0x2a, 0x00, 0x30, 0x01}; /* + field 6 */
+    S_CHECK(sam_broker_peek_on_behalf(behalf_not_request, sizeof behalf_not_request, &wait, &behalf,
+                                      &behalf_len) == 7 &&
+            behalf == NULL);
     const uint8_t wrong_type[] = {0x0a, 0x01, 0x00}; /* field 1 as bytes */
     S_CHECK(sam_broker_peek_id(wrong_type, sizeof wrong_type) == 0);
 
