@@ -21,6 +21,7 @@ import base64
 import http.client
 import json
 import os
+import re
 import subprocess
 
 import samtest
@@ -259,9 +260,9 @@ def gateway_args(s, keys, cert, port):
             "--issuer", ISSUER, "--audience", AUDIENCE, "--now", str(NOW * 1000)]
 
 
-def start_gateway(s, keys, cert):
+def start_gateway(s, keys, cert, *extra):
     port = samtest.free_port()
-    gw = samtest.Proc(f"gateway-{port}", gateway_args(s, keys, cert, port))
+    gw = samtest.Proc(f"gateway-{port}", gateway_args(s, keys, cert, port) + list(extra))
     samtest.wait_for(lambda: http_get(port, "/v1/healthz")[0] == 200, 15,
                      "the gateway's healthz")
     return gw, port
@@ -297,7 +298,9 @@ def post_event(port, payload, source, eid, token=None, authorization=None):
 def test_tokens_at_the_gateway():
     with gateway_suite() as s:
         keys = Keys(s.dir)
-        gw, port = start_gateway(s, keys, s.certs["gateway"])
+        metrics = samtest.free_port()
+        gw, port = start_gateway(s, keys, s.certs["gateway"], "--metrics",
+                                 f"127.0.0.1:{metrics}")
         nav = agency("nav-ost-viken", "NAV Øst-Viken")
         refusals = [
             # (what, Authorization header, status, error, words in the description)
@@ -356,6 +359,15 @@ def test_tokens_at_the_gateway():
         log = gw.logtext()
         assert log.count("gateway.refused") >= len(refusals), log
         assert "status=401" in log and "status=403" in log
+        scraped = http_get(metrics, "/metrics")[1].decode()
+        counts = {(m.group(1), m.group(2)): float(m.group(3)) for m in re.finditer(
+            r'samordna_gateway_auth_refused_total\{status="(\d+)",error="([a-z_]+)"\} (\S+)',
+            scraped)}
+        want = {}
+        for _, _, status, error, _ in refusals:
+            key = (str(status), error or "none")
+            want[key] = want.get(key, 0) + 1
+        assert counts == want, (counts, want)
         with s.client("admin") as admin:
             assert not events(admin), "a refused publish was stored"
 
@@ -394,6 +406,19 @@ def test_a_gateway_with_another_role_cannot_present_its_callers():
             assert not events(admin), "stored"
         samtest.wait_for(lambda: "only a certificate of role gateway" in s.broker.logtext(), 5,
                          "the broker's refusal in its log")
+        assert gw.stop() == 0
+
+
+def test_a_gateway_whose_certificate_is_revoked_answers_503():
+    """The broker's 401 for the gateway's own key is not the client's: 503, Retry-After."""
+    with gateway_suite() as s:
+        keys = Keys(s.dir)
+        gw, port = start_gateway(s, keys, s.certs["gateway"])
+        s.revoke(s.certs["gateway"])
+        code, r, problem = post_event(port, agency("nav-ost-viken", "NAV"), "nav-ost-viken",
+                                      "nav-1", token=keys.token())
+        assert code == 503 and r.getheader("Retry-After"), (code, problem)
+        assert r.getheader("WWW-Authenticate") is None
         assert gw.stop() == 0
 
 

@@ -169,6 +169,8 @@ unsigned gw_http_status(uint32_t code)
         return 503; /* the service is away or busy: try again (Retry-After) */
     case 501:
         return 400; /* a method or type the service does not own: the caller's mistake */
+    case SAM_UNAUTHORIZED:
+        return 503; /* the broker does not trust the gateway's own key: not the client's 401 */
     default:
         return code >= 200 && code < 600 ? code : 502;
     }
