@@ -113,7 +113,9 @@ bool gw_auth_caller(gw_request_t *req)
         sam_info("auth.refused rid=%llu status=%u consumer=%s client_id=%s kid=%s scope=%s",
                  (unsigned long long)req->rid, r.status, sam_logv(r.claims.consumer),
                  sam_logv(r.claims.client_id), sam_logv(r.claims.kid), sam_logv(r.claims.scope));
-    const char *labels[] = {r.status == 401 ? "401" : r.status == 403 ? "403" : "400",
+    const char *labels[] = {r.status == 401   ? "401"
+                            : r.status == 403 ? "403"
+                                              : "400",
                             r.error ? r.error : "none"};
     sam_metric_add(sam_metrics_counter(cfg->metrics, "gateway_auth_refused_total",
                                        "Requests refused for their bearer token, by HTTP status "
