@@ -39,8 +39,8 @@
 /* The gateway's token options, for its sam_option_t table. */
 #define SAM_AUTH_OPTIONS                                                                           \
     {"jwks", "FILE", NULL,                                                                         \
-     "the token issuer's signing keys (JWKS: RSA and EC P-256); bearer tokens are required "       \
-     "unless --insecure",                                                                          \
+     "the token issuer's signing keys (JWKS: RSA and EC P-256); with --auth-map, --issuer and "    \
+     "--audience every /v1 request needs a bearer token",                                          \
      false},                                                                                       \
         {"auth-map", "FILE", NULL,                                                                 \
          "JSON mapping token consumers (organisation numbers) to agencies and scopes to roles "    \

@@ -25,6 +25,7 @@
         gw_board.c     GET / and the board's pages                                  board
         gateway.c      the HTTP server, the route table, answers, problem details, /v1/healthz
         gateway_io.c   the broker I/O thread, the service tables (types → services)
+        gw_messages.c  the compiled descriptors by full name (for JSON ↔ protobuf)
 */
 #ifndef GATEWAY_H
 #define GATEWAY_H
@@ -179,9 +180,10 @@ int gw_call(gw_request_t *req, const char *service, const char *method, const ui
 /* The token options of gateway_main.c's table (sam_auth.h). */
 #define GW_AUTH_OPTIONS SAM_AUTH_OPTIONS
 
-/*  Builds cfg->auth from --jwks, --auth-map, --issuer, --audience and --token-leeway-s:
-    required with CURVE, refused with --insecure (which skips tokens). Returns 0, or -1 after
-    printing why (the program exits 2). The caller destroys cfg->auth (sam_auth_destroy). */
+/*  Builds cfg->auth from --jwks, --auth-map, --issuer, --audience and --token-leeway-s: all
+    four or none (then callers are not authenticated and gw_new allows a loopback --listen
+    only), and none with --insecure (which skips tokens). Returns 0, or -1 after printing why
+    (the program exits 2). The caller destroys cfg->auth (sam_auth_destroy). */
 int gw_auth_configure(sam_config_t *config, gw_config_t *cfg);
 
 /*  Sets req->caller from the request's Authorization header, on the HTTP thread once the
@@ -207,6 +209,11 @@ typedef struct {
     none of the described services does and every configured one has been described, -1 when
     some service has not answered service.describe yet (it may own it: answer 503). */
 int gw_type_find(gw_t *gw, const char *type, gw_type_t *out);
+
+/* The compiled descriptor of a message by its full name ("samordna.v1.Agency", as
+   service.describe names it), from the services' tables (gw_messages.c); NULL when this gateway
+   was built without it. */
+const ProtobufCMessageDescriptor *gw_message(const char *full_name);
 
 /* The process state (opaque outside gateway.c/gateway_io.c). Before gw_new the caller blocks
    SIGINT, SIGTERM and SIGHUP (gw_block_signals), so that every thread of the gateway inherits

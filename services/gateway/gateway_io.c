@@ -151,6 +151,23 @@ static void s_describe_done(gw_request_t *req, void *arg, const sam_result_t *re
     zhashx_destroy(&old);
 }
 
+/* /readyz: ready once every service's table is known (until then some types get 503). */
+static void s_readiness(gw_t *gw)
+{
+    if (!gw->config.metrics) return;
+    char why[256] = "";
+    for (size_t i = 0; i < gw->nservices; i++)
+        if (!gw->services[i].types)
+            snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s", why[0] ? ", " : "",
+                     gw->services[i].name);
+    if (why[0]) {
+        char text[300];
+        snprintf(text, sizeof text, "no service.describe answer from %s", why);
+        sam_metrics_ready(gw->config.metrics, "services", false, text);
+    } else
+        sam_metrics_ready(gw->config.metrics, "services", true, NULL);
+}
+
 int gw_type_find(gw_t *gw, const char *type, gw_type_t *out)
 {
     int found = 0;
@@ -227,13 +244,16 @@ static void s_result(gw_t *gw, gw_call_t *call, const sam_result_t *res)
     pthread_mutex_lock(&gw->lock); /* the gateway's own calls change the tables */
     s_answered(gw, call, res);
     pthread_mutex_unlock(&gw->lock);
+    s_readiness(gw);
 }
 
 static void *s_thread(void *arg)
 {
     gw_t *gw = arg;
     void *sock = sam_client_handle(gw->client);
+    s_readiness(gw);
     for (;;) {
+        if (gw->config.metrics) sam_metrics_beat(gw->config.metrics);
         int64_t now = gw_now();
         s_ask_tables(gw, now);
         long timeout = S_RETRY_MS;
@@ -304,6 +324,7 @@ void gw_io_submit(gw_t *gw, gw_conn_t *conn)
     conn->ncalls = 0;
     atomic_fetch_add(&gw->outstanding, conn->pending);
     pthread_mutex_lock(&gw->lock);
+    bool idle = gw->queue == NULL; /* else the thread was woken already and not yet taken it */
     if (gw->queue_tail)
         gw->queue_tail->next = first;
     else
@@ -311,7 +332,7 @@ void gw_io_submit(gw_t *gw, gw_conn_t *conn)
     gw->queue_tail = last;
     pthread_mutex_unlock(&gw->lock);
     uint64_t one = 1;
-    if (write(gw->wake, &one, sizeof one) < 0)
+    if (idle && write(gw->wake, &one, sizeof one) < 0)
         sam_warn("gateway.wake_failed errno=%d", errno); /* the thread wakes at its timeout */
 }
 

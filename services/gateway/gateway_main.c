@@ -17,10 +17,12 @@ static const sam_option_t s_options[] = {
     {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "a broker to send requests to (repeatable)",
      true},
     {"listen", "HOST:PORT", "127.0.0.1:8080",
-     "serve HTTP here: a numeric IPv4 address or [IPv6], port 0 for any free one", false},
+     "serve HTTP here: a numeric IPv4 address or [IPv6], port 0 for any free one; without "
+     "bearer tokens (--jwks …) callers are not authenticated and it must be a loopback one",
+     false},
     {"insecure", NULL, NULL,
-     "no CURVE to the broker, no bearer tokens, and every caller is admin (tests, local runs); "
-     "loopback --listen only",
+     "no CURVE to the broker (an --insecure broker) and no bearer tokens: every caller is admin "
+     "(tests, local runs); loopback --listen only",
      false},
     {"cert", "FILE", NULL, "connect with CURVE as this secret certificate (samctl keys new)",
      false},

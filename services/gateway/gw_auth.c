@@ -16,8 +16,9 @@
     description of the API itself). A GET or HEAD is a read, any other method a write.
     Other routes (the board at /) read as the gateway's own certificate: a reader.
 
-    --insecure (loopback only) skips tokens altogether: every caller is the admin of an
-    insecure broker, and nothing is presented.
+    Without the token options the gateway authenticates nobody and listens on loopback only
+    (gw_new): every request is the gateway's own certificate, presenting nobody. --insecure
+    (loopback only) skips tokens too: every caller is the admin of an insecure broker.
 */
 #include "gateway.h"
 #include "sam_auth.h"
@@ -37,8 +38,9 @@ int gw_auth_configure(sam_config_t *config, gw_config_t *cfg)
     long leeway = sam_config_int(config, "token-leeway-s", 0, SAM_JWT_MAX_LEEWAY_S, &ok);
     cfg->auth = NULL;
     if (!ok) return -1;
+    int given = !!jwks + !!map + !!issuer + !!audience;
     if (cfg->insecure) {
-        if (jwks || map || issuer || audience) {
+        if (given) {
             fprintf(stderr, "samordna-gateway: --insecure skips tokens (every caller is admin); "
                             "--jwks, --auth-map, --issuer and --audience need CURVE to the "
                             "broker (--cert, --server-key) instead\n");
@@ -46,10 +48,11 @@ int gw_auth_configure(sam_config_t *config, gw_config_t *cfg)
         }
         return 0;
     }
-    if (!jwks || !map || !issuer || !audience) {
+    if (given == 0) return 0; /* callers not authenticated: gw_new allows loopback only */
+    if (given < 4) {
         fprintf(stderr,
-                "samordna-gateway: with CURVE the gateway checks bearer tokens: give --jwks "
-                "FILE, --auth-map FILE, --issuer URL and --audience AUD (missing: %s%s%s%s)\n",
+                "samordna-gateway: bearer tokens need all of --jwks FILE, --auth-map FILE, "
+                "--issuer URL and --audience AUD (missing: %s%s%s%s)\n",
                 jwks ? "" : "--jwks ", map ? "" : "--auth-map ", issuer ? "" : "--issuer ",
                 audience ? "" : "--audience");
         return -1;
@@ -90,8 +93,8 @@ static void s_challenge(gw_request_t *req, const sam_auth_result_t *r)
 bool gw_auth_caller(gw_request_t *req)
 {
     const gw_config_t *cfg = gw_config(req->gw);
-    if (cfg->insecure || !cfg->auth) {
-        req->caller = (gw_caller_t){"", "admin", true};
+    if (cfg->insecure || !cfg->auth) { /* nobody is authenticated: nothing is presented */
+        req->caller = (gw_caller_t){"", "admin", cfg->insecure};
         return true;
     }
     req->caller = (gw_caller_t){"", "reader", false}; /* the gateway's own certificate */

@@ -10,8 +10,11 @@
     them: time a Timestamp, dataschema a URI, the rest strings, an extension's number or
     boolean as itself) and one events.publish to the service whose table (service.describe)
     owns the type; a batch's events are all sent at once, pipelined, and answered together.
-    The data is the type's payload message: `application/protobuf` bytes (the body in binary
-    mode, `data_base64` in JSON).
+    The data is the type's payload message (the row's payload in service.describe, whose
+    compiled descriptor gw_messages.c finds): `application/protobuf` bytes (the body in binary
+    mode, `data_base64` in JSON), or JSON (a body of application/json in binary mode, `data`
+    in JSON) in the proto3 JSON mapping (common/sam_pbjson.h), packed here; the stored event's
+    datacontenttype then says application/protobuf, which is what its data is.
 
     Answers (docs/gateway.md): 201 {"seq", "duplicate": false, …} for a new event, 200 with the
     original seq and "duplicate": true for a retry, the service's refusal mapped to HTTP as a
@@ -22,6 +25,7 @@
 #include "gateway.h"
 #include "sam_check.h"
 #include "sam_log.h"
+#include "sam_pbjson.h"
 #include "sam_status.h"
 
 #include "cloudevents/v1/cloudevents.pb-c.h"
@@ -53,7 +57,14 @@ typedef struct {
     Google__Protobuf__Timestamp time;
     char *texts[S_MAX_ATTRS + 4]; /* decoded header values, freed with the event */
     size_t ntexts;
-    uint8_t *data; /* decoded data (base64), freed with the event */
+    uint8_t *data; /* decoded data (base64, or packed from JSON), freed with the event */
+    /* data as JSON, decoded once the type (and so its payload message) is known: */
+    const json_t *json_data; /* the "data" member (structured, batch), borrowed */
+    const char *json_text;   /* or the body (binary mode), borrowed */
+    size_t json_len;
+    bool json_pending;
+    char json_where[96];     /* the JSON pointer of the data ("/data", "/3/data", "" for a body) */
+    s_value_t *content_type; /* its datacontenttype attribute, rewritten once packed */
 } s_event_t;
 
 static void s_event_init(s_event_t *e)
@@ -292,12 +303,13 @@ static int s_set_data(s_event_t *e, const char *media, const uint8_t *data, size
                       const char *where, s_refusal_t *r)
 {
     char esc[200];
-    if (s_is_json(media)) {
-        s_refuse(r, 415, "unsupported-media-type", where,
-                 "%s: data as JSON is not accepted by this gateway yet; send the payload as "
-                 "application/protobuf (the body in binary mode, data_base64 in JSON)",
-                 where);
-        return -1;
+    if (s_is_json(media)) { /* decoded by s_json_data once the type is known */
+        if (data) {
+            e->json_text = (const char *)data;
+            e->json_len = len;
+        }
+        e->json_pending = true;
+        return 0;
     }
     if (!s_is_protobuf(media)) {
         s_refuse(r, 415, "unsupported-media-type", where,
@@ -385,10 +397,25 @@ static int s_from_headers(gw_request_t *req, s_event_t *e, s_refusal_t *r)
     }
     v->attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
     v->ce_string = s_keep(e, strdup(media));
-    return s_set_data(e, media, req->body, req->body_len, "Content-Type", r);
+    e->content_type = v;
+    return s_set_data(e, media, req->body ? req->body : (const uint8_t *)"", req->body_len,
+                      "Content-Type", r);
 }
 
 /* ---- structured mode (one JSON object) --------------------------------------------------- */
+
+/* prefix "/" name into out (cap bytes): a JSON pointer, made for every attribute of every
+   event of a batch, so without snprintf. */
+static void s_join(char *out, size_t cap, const char *prefix, const char *name)
+{
+    size_t p = strlen(prefix), n = strlen(name);
+    if (p + n + 2 > cap) n = cap > p + 2 ? cap - p - 2 : 0;
+    if (p + 2 > cap) p = 0;
+    memcpy(out, prefix, p);
+    out[p] = '/';
+    memcpy(out + p + 1, name, n);
+    out[p + 1 + n] = '\0';
+}
 
 static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_t *r)
 {
@@ -404,7 +431,7 @@ static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_
     const char *media = NULL;
     json_object_foreach(obj, key, value)
     {
-        snprintf(where, sizeof where, "%s/%s", prefix, key);
+        s_join(where, sizeof where, prefix, key);
         if (strcmp(key, "data") == 0) {
             data = value;
             continue;
@@ -477,14 +504,15 @@ static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_
         v->attr_case =
             IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
         v->ce_string = (char *)media;
+        e->content_type = v;
     }
     if (data && data_b64) {
-        snprintf(where, sizeof where, "%s/data_base64", prefix);
+        s_join(where, sizeof where, prefix, "data_base64");
         s_refuse(r, 400, "invalid-event", where, "an event has data or data_base64, not both");
         return -1;
     }
     if (data_b64) {
-        snprintf(where, sizeof where, "%s/data_base64", prefix);
+        s_join(where, sizeof where, prefix, "data_base64");
         const char *b64 = json_string_value(data_b64);
         size_t blen = b64 ? strlen(b64) : 0, len = 0;
         const char *end = NULL;
@@ -497,44 +525,169 @@ static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_
                      where);
             return -1;
         }
-        snprintf(where, sizeof where, "%s/datacontenttype", prefix);
+        s_join(where, sizeof where, prefix, "datacontenttype");
         return s_set_data(e, media ? mt : "application/protobuf", e->data, len, where, r);
     }
     if (data && !json_is_null(data)) {
-        snprintf(where, sizeof where, "%s/data", prefix);
-        return s_set_data(e, media ? mt : "application/json", NULL, 0, where, r);
+        s_join(where, sizeof where, prefix, "data");
+        snprintf(e->json_where, sizeof e->json_where, "%s", where);
+        if (!s_is_json(media ? mt : "application/json")) {
+            s_refuse(r, 415, "unsupported-media-type", where,
+                     "%s: data given as JSON must have a JSON datacontenttype "
+                     "(application/json), not \"%s\"; protobuf data goes in data_base64",
+                     where, s_esc(mt, esc, sizeof esc));
+            return -1;
+        }
+        e->json_data = data;
+        e->json_pending = true;
+        if (!media) { /* the binding's default for JSON data */
+            s_value_t *v = s_attr(e, "datacontenttype");
+            if (!v) {
+                s_refuse(r, 400, "invalid-event", where, "an event has at most %d attributes",
+                         S_MAX_ATTRS);
+                return -1;
+            }
+            v->attr_case =
+                IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+            e->content_type = v;
+        }
+        return 0;
     }
+    return 0;
+}
+
+/* ---- data as JSON ------------------------------------------------------------------------- */
+
+/* A field path of sam_pbjson ("funders[1].amountOre", "labels[\"x\"]") as a JSON pointer
+   under base ("/data/funders/1/amountOre"). */
+static void s_pointer(char *out, size_t cap, const char *base, const char *path)
+{
+    size_t n = (size_t)snprintf(out, cap, "%s", base);
+    if (n >= cap) n = cap - 1;
+    if (*path && n + 1 < cap) out[n++] = '/';
+    for (const char *p = path; *p && n + 3 < cap; p++) {
+        if (*p == '.' || (*p == '[' && p != path)) {
+            out[n++] = '/';
+            if (*p == '[' && p[1] == '"') p++;
+        } else if (*p == ']' || (*p == '"' && p[1] == ']') || *p == '[')
+            continue;
+        else if (*p == '~' || *p == '/') {
+            out[n++] = '~';
+            out[n++] = *p == '~' ? '0' : '1';
+        } else
+            out[n++] = *p;
+    }
+    out[n] = '\0';
+}
+
+/*  The event's JSON data as its type's payload: decoded by the proto3 JSON mapping
+    (common/sam_pbjson.h: lowerCamelCase or .proto names, enums by name, 64-bit integers as
+    strings, unknown fields refused), packed into binary_data, and datacontenttype made
+    application/protobuf (what the data now is). Returns 0, or -1 with r filled. */
+static int s_json_data(s_event_t *e, const gw_type_t *t, s_refusal_t *r)
+{
+    if (!e->json_pending) return 0;
+    char esc[200], pointer[400];
+    const char *where = e->json_where[0] ? e->json_where : "Content-Type";
+    const ProtobufCMessageDescriptor *d = gw_message(t->payload);
+    if (!d) {
+        s_refuse(r, 415, "unsupported-media-type", where,
+                 "%s: this gateway does not know %s's payload message \"%s\" (a newer "
+                 "service?): send the data as application/protobuf",
+                 where, s_esc(e->ce.type, esc, sizeof esc), t->payload);
+        return -1;
+    }
+    sam_pbjson_error_t err = {{0}, {0}};
+    ProtobufCMessage *m = e->json_data
+                              ? sam_pbjson_decode(d, e->json_data, 0, &err)
+                              : sam_pbjson_decode_text(d, e->json_text, e->json_len, 0, &err);
+    if (!m) {
+        s_pointer(pointer, sizeof pointer, e->json_data ? e->json_where : "", err.path);
+        if (!pointer[0]) snprintf(pointer, sizeof pointer, "%s", e->json_data ? "/data" : "/");
+        s_refuse(r, 400, "invalid-data", pointer,
+                 "%s: %s (the data is a %s in the proto3 "
+                 "JSON mapping)",
+                 pointer, err.reason, d->name);
+        return -1;
+    }
+    size_t len = protobuf_c_message_get_packed_size(m);
+    e->data = malloc(len ? len : 1);
+    if (e->data) protobuf_c_message_pack(m, e->data);
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (!e->data) {
+        s_refuse(r, 500, "internal", where, "out of memory");
+        return -1;
+    }
+    e->ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    e->ce.binary_data.data = e->data;
+    e->ce.binary_data.len = len;
+    if (e->content_type) e->content_type->ce_string = "application/protobuf";
+    e->json_pending = false;
     return 0;
 }
 
 /* ---- publishing ---------------------------------------------------------------------------- */
 
-/* What one event's reply is, as JSON: a new event or a duplicate, or the problem. */
-static json_t *s_result(const s_ce_t *ce, const sam_result_t *res, unsigned *status)
+/* s as the inside of a JSON string into out (cap bytes): the line rule has refused control
+   characters already (sam_check_line_why), so only `"` and `\` need a backslash. */
+static void s_json_inside(char *out, size_t cap, const char *s)
 {
-    (void)ce;
+    size_t n = 0;
+    for (; s && *s && n + 3 < cap; s++) {
+        if (*s == '"' || *s == '\\') out[n++] = '\\';
+        out[n++] = *s;
+    }
+    out[n] = '\0';
+}
+
+/* A problem as text, with the event's id and (in a batch) nothing else added. */
+static char *s_problem_text(json_t *problem, const char *id)
+{
+    if (problem && id) json_object_set_new(problem, "id", json_string(id));
+    char *text = problem ? json_dumps(problem, JSON_COMPACT) : NULL;
+    json_decref(problem);
+    return text;
+}
+
+/*  What one event's reply is, as the text of a JSON object: {"seq", "duplicate"} for a new
+    event (*status 201) or a retry (200), else the problem the service's status maps to. In a
+    batch (id not NULL) the object also has "status" and "id". Caller frees; NULL when out of
+    memory. These are made by hand, not through jansson: a batch of thousands makes one each. */
+static char *s_result(const sam_result_t *res, const char *id, unsigned *status)
+{
     if (res->code == SAM_OK) {
         Samordna__V1__PublishReply *pr =
             samordna__v1__publish_reply__unpack(NULL, res->body_len, res->body);
         if (!pr) {
             *status = 502;
-            return gw_problem_json(502, "internal", "Bad reply", NULL,
-                                   "the service's reply does not decode as a PublishReply");
+            return s_problem_text(
+                gw_problem_json(502, "internal", "Bad reply", NULL,
+                                "the service's reply does not decode as a PublishReply"),
+                id);
         }
         *status = pr->duplicate ? 200 : 201;
-        json_t *ok = json_pack("{s:i, s:I, s:b}", "status", (int)*status, "seq",
-                               (json_int_t)pr->seq, "duplicate", pr->duplicate);
+        char esc[600], *text = malloc(sizeof esc + 96);
+        s_json_inside(esc, sizeof esc, id);
+        if (text && id)
+            snprintf(text, sizeof esc + 96,
+                     "{\"status\":%u,\"id\":\"%s\",\"seq\":%llu,"
+                     "\"duplicate\":%s}",
+                     *status, esc, (unsigned long long)pr->seq, pr->duplicate ? "true" : "false");
+        else if (text)
+            snprintf(text, sizeof esc + 96, "{\"seq\":%llu,\"duplicate\":%s}",
+                     (unsigned long long)pr->seq, pr->duplicate ? "true" : "false");
         samordna__v1__publish_reply__free_unpacked(pr, NULL);
-        return ok;
+        return text;
     }
     *status = gw_http_status(res->code);
     json_t *errors = NULL;
     gw_error_add_service(&errors, res->message);
-    return gw_problem_json(*status, gw_problem_type(*status),
-                           *status == 409   ? "Conflict"
-                           : *status == 503 ? "Service unavailable"
-                                            : "Event refused",
-                           errors, res->message);
+    return s_problem_text(gw_problem_json(*status, gw_problem_type(*status),
+                                          *status == 409   ? "Conflict"
+                                          : *status == 503 ? "Service unavailable"
+                                                           : "Event refused",
+                                          errors, res->message),
+                          id);
 }
 
 /* Where an event goes: fills service, or r (unknown type, or tables not known yet). */
@@ -576,31 +729,30 @@ static void s_single_done(gw_request_t *req, void *arg, const sam_result_t *res)
 {
     (void)arg;
     unsigned status = 0;
-    json_t *result = s_result(NULL, res, &status);
-    if (status >= 400) {
-        const char *detail = json_string_value(json_object_get(result, "detail"));
-        if (status >= 500)
-            sam_warn("gateway.refused rid=%llu path=/v1/events status=%u code=%u detail=%s",
-                     (unsigned long long)req->rid, status, res->code, sam_logv(detail));
-        else
-            sam_info("gateway.refused rid=%llu path=/v1/events status=%u code=%u detail=%s",
-                     (unsigned long long)req->rid, status, res->code, sam_logv(detail));
-        if (status == 503) gw_add_header(req, "Retry-After", "1");
-        char *text = json_dumps(result, JSON_COMPACT);
-        json_decref(result);
-        if (text) gw_respond(req, status, "application/problem+json", text, strlen(text));
-        free(text);
+    char *text = s_result(res, NULL, &status);
+    if (!text) {
+        gw_problem(req, 500, "internal", "Internal error", NULL, "out of memory");
         return;
     }
-    json_object_del(result, "status");
-    gw_respond_json(req, status, result);
+    if (status >= 400) {
+        if (status >= 500)
+            sam_warn("gateway.refused rid=%llu path=/v1/events status=%u code=%u detail=%s",
+                     (unsigned long long)req->rid, status, res->code, sam_logv(res->message));
+        else
+            sam_info("gateway.refused rid=%llu path=/v1/events status=%u code=%u detail=%s",
+                     (unsigned long long)req->rid, status, res->code, sam_logv(res->message));
+        if (status == 503) gw_add_header(req, "Retry-After", "1");
+    }
+    gw_respond(req, status, status >= 400 ? "application/problem+json" : "application/json", text,
+               strlen(text));
+    free(text);
 }
 
 static void s_publish_one(gw_request_t *req, s_event_t *e, const char *pointer)
 {
     s_refusal_t r = {0};
     gw_type_t t;
-    if (s_route(req, &e->ce, pointer, &t, &r) != 0) {
+    if (s_route(req, &e->ce, pointer, &t, &r) != 0 || s_json_data(e, &t, &r) != 0) {
         s_problem_from(req, &r);
         return;
     }
@@ -613,27 +765,34 @@ static void s_publish_one(gw_request_t *req, s_event_t *e, const char *pointer)
 
 /* ---- batch mode ----------------------------------------------------------------------------- */
 
-/* A batch's results, in the order of its events; each slot null until its reply came. */
+/* A batch's results, in the order of its events: each slot the text of its result (NULL until
+   its reply came), and the ids of the events sent (the request's JSON is gone by then). */
 typedef struct {
-    json_t *results;
+    char **texts;
+    char **ids;
+    size_t n;
     size_t refused; /* results with a status of 400 or more */
+    bool failed;    /* out of memory: the batch answers 500 */
 } s_batch_t;
 
 static void s_batch_free(void *user)
 {
     s_batch_t *b = user;
     if (!b) return;
-    json_decref(b->results);
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->texts[i]);
+        free(b->ids[i]);
+    }
+    free(b->texts);
+    free(b->ids);
     free(b);
 }
 
-static void s_batch_slot(s_batch_t *b, size_t i, json_t *result, const char *id, unsigned status)
+static void s_batch_slot(s_batch_t *b, size_t i, char *text, unsigned status)
 {
-    if (id) json_object_set_new(result, "id", json_string(id));
-    if (!json_object_get(result, "status"))
-        json_object_set_new(result, "status", json_integer(status));
+    if (!text) b->failed = true;
     if (status >= 400) b->refused++;
-    json_array_set_new(b->results, i, result);
+    b->texts[i] = text;
 }
 
 static void s_batch_done(gw_request_t *req, void *arg, const sam_result_t *res)
@@ -641,36 +800,53 @@ static void s_batch_done(gw_request_t *req, void *arg, const sam_result_t *res)
     s_batch_t *b = req->user;
     size_t i = (size_t)(uintptr_t)arg;
     unsigned status = 0;
-    json_t *result = s_result(NULL, res, &status);
-    /* the id of the event at i was kept in its slot by s_events_batch */
-    json_t *held = json_array_get(b->results, i);
-    const char *id = json_string_value(json_object_get(held, "id"));
-    char *idcopy = id ? strdup(id) : NULL;
-    s_batch_slot(b, i, result, idcopy, status);
-    free(idcopy);
+    s_batch_slot(b, i, s_result(res, b->ids[i] ? b->ids[i] : "", &status), status);
 }
 
+/* The answer: 200 and the JSON array of every event's result. */
 static void s_batch_answer(gw_request_t *req)
 {
     s_batch_t *b = req->user;
-    size_t n = json_array_size(b->results);
+    size_t len = 2;
+    for (size_t i = 0; i < b->n && !b->failed; i++)
+        len += (b->texts[i] ? strlen(b->texts[i]) : 0) + 1;
+    char *out = b->failed ? NULL : malloc(len + 1);
+    if (!out) {
+        gw_problem(req, 500, "internal", "Internal error", NULL, "out of memory");
+        return;
+    }
+    size_t at = 0;
+    out[at++] = '[';
+    for (size_t i = 0; i < b->n; i++) {
+        if (i) out[at++] = ',';
+        size_t l = strlen(b->texts[i]);
+        memcpy(out + at, b->texts[i], l);
+        at += l;
+    }
+    out[at++] = ']';
     if (b->refused)
-        sam_info("gateway.batch rid=%llu events=%zu refused=%zu", (unsigned long long)req->rid, n,
-                 b->refused);
-    gw_respond_json(req, 200, json_incref(b->results));
+        sam_info("gateway.batch rid=%llu events=%zu refused=%zu", (unsigned long long)req->rid,
+                 b->n, b->refused);
+    gw_respond(req, 200, "application/json", out, at);
+    free(out);
 }
 
 static void s_events_batch(gw_request_t *req, json_t *array)
 {
+    size_t n = json_array_size(array);
     s_batch_t *b = calloc(1, sizeof *b);
-    if (!b || !(b->results = json_array())) {
-        free(b);
+    if (b) {
+        b->texts = calloc(n ? n : 1, sizeof *b->texts);
+        b->ids = calloc(n ? n : 1, sizeof *b->ids);
+        b->n = n;
+    }
+    if (!b || !b->texts || !b->ids) {
+        s_batch_free(b);
         gw_problem(req, 500, "internal", "Internal error", NULL, "out of memory");
         return;
     }
     req->user = b;
     req->user_free = s_batch_free;
-    size_t n = json_array_size(array);
     size_t sent = 0;
     for (size_t i = 0; i < n; i++) {
         char prefix[32];
@@ -679,28 +855,30 @@ static void s_events_batch(gw_request_t *req, json_t *array)
         s_event_init(&e);
         s_refusal_t r = {0};
         gw_type_t t;
-        json_t *elem = json_array_get(array, i);
-        int ok = s_from_json(elem, prefix, &e, &r);
+        int ok = s_from_json(json_array_get(array, i), prefix, &e, &r);
         char pointer[48];
-        snprintf(pointer, sizeof pointer, "%s/type", prefix);
+        s_join(pointer, sizeof pointer, prefix, "type");
         if (ok == 0) ok = s_route(req, &e.ce, pointer, &t, &r);
+        if (ok == 0) ok = s_json_data(&e, &t, &r);
         const char *id = e.ce.id && e.ce.id[0] ? e.ce.id : NULL;
-        if (ok != 0) {
-            json_array_append_new(b->results, json_null());
-            s_batch_slot(b, i, gw_problem_json(r.status, r.type, r.title, r.errors, r.detail), id,
-                         r.status);
-        } else {
+        json_t *problem = NULL;
+        if (ok != 0)
+            problem = gw_problem_json(r.status, r.type, r.title, r.errors, r.detail);
+        else {
             size_t len = 0;
             uint8_t *buf = s_pack(&e.ce, &len);
-            json_array_append_new(b->results, json_pack("{s:s?}", "id", id));
-            if (!buf || gw_call(req, t.service, "events.publish", buf, len, s_batch_done,
-                                (void *)(uintptr_t)i) != 0)
-                s_batch_slot(
-                    b, i, gw_problem_json(500, "internal", "Internal error", NULL, "out of memory"),
-                    id, 500);
-            else
+            if (buf && (b->ids[i] = strdup(id ? id : "")) &&
+                gw_call(req, t.service, "events.publish", buf, len, s_batch_done,
+                        (void *)(uintptr_t)i) == 0)
                 sent++;
+            else
+                problem = gw_problem_json(500, "internal", "Internal error", NULL, "out of memory");
             free(buf);
+        }
+        if (problem) {
+            if (!json_object_get(problem, "status"))
+                json_object_set_new(problem, "status", json_integer(r.status));
+            s_batch_slot(b, i, s_problem_text(problem, id), r.status ? r.status : 500);
         }
         s_event_clear(&e);
     }
