@@ -31,6 +31,7 @@
 
 #define S_REFRESH_MS 30000 /* a described service is asked again this often */
 #define S_RETRY_MS 1000    /* one that did not answer: again after this long */
+#define S_QUIET_MS 3000    /* a start's failures are logged only after this long */
 
 int64_t gw_now(void)
 {
@@ -113,11 +114,13 @@ static void s_describe_done(gw_request_t *req, void *arg, const sam_result_t *re
             : NULL;
     if (!d) {
         svc->next_ask = now + S_RETRY_MS;
-        if (!svc->failing)
+        /* the first seconds: the broker connection (its CURVE handshake) may not be up yet */
+        if (!svc->failing && (svc->types || now - svc->first_ask > S_QUIET_MS)) {
             sam_warn("gateway.describe_failed service=%s code=%u reason=%s", sam_logv(svc->name),
                      res->code,
                      sam_logv(res->code == SAM_OK ? "the reply does not decode" : res->message));
-        svc->failing = true;
+            svc->failing = true;
+        }
         return;
     }
     zhashx_t *types = zhashx_new();
@@ -231,6 +234,7 @@ static void s_ask_tables(gw_t *gw, int64_t now)
         call->arg = svc;
         atomic_fetch_add(&gw->outstanding, 1);
         svc->asking = 1; /* until s_describe_done, which says when to ask again */
+        if (!svc->first_ask) svc->first_ask = now;
         s_send(gw, call, now);
     }
 }
