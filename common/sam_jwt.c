@@ -28,6 +28,7 @@
 #include <sodium.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,8 @@
 #define S_KID_MAX 127       /* longest kid kept */
 #define S_RSA_MIN_BITS 2048 /* shorter RSA keys are refused */
 #define S_JWKS_MAX (1024 * 1024)
+#define S_CACHE_SLOTS 1024 /* verified tokens remembered (direct-mapped) */
+#define S_CACHE_KEY 16     /* bytes of a token's hash */
 
 typedef enum { S_RS256 = 1, S_ES256 = 2 } s_alg_t;
 
@@ -47,9 +50,21 @@ typedef struct {
     EVP_PKEY *pkey;
 } s_key_t;
 
+/* A token that verified, kept so that its next uses cost a hash instead of a signature. */
+typedef struct {
+    uint8_t key[S_CACHE_KEY]; /* keyed BLAKE2b of the whole token */
+    bool used;
+    int64_t exp, nbf, iat; /* its times, checked again at every use */
+    bool has_nbf, has_iat;
+    sam_jwt_claims_t claims;
+} s_cached_t;
+
 struct sam_jwt_verifier_t {
     s_key_t keys[S_KEYS_MAX];
     size_t nkeys;
+    pthread_mutex_t lock; /* guards the cache: handlers of several threads verify at once */
+    uint8_t cache_key[crypto_generichash_KEYBYTES];
+    s_cached_t *cache; /* S_CACHE_SLOTS, direct-mapped by the token's hash */
     char *issuer;
     char *audience;
     unsigned algs; /* S_RS256 | S_ES256 bits */
@@ -366,6 +381,18 @@ sam_jwt_verifier_t *sam_jwt_verifier_new(const sam_jwt_opts_t *opts, char *err, 
         return NULL;
     }
     self->leeway_s = opts->leeway_s;
+    pthread_mutex_init(&self->lock, NULL);
+    if (sodium_init() < 0) {
+        snprintf(err, errlen, "libsodium cannot be initialised");
+        sam_jwt_verifier_destroy(&self);
+        return NULL;
+    }
+    randombytes_buf(self->cache_key, sizeof self->cache_key);
+    if (!(self->cache = calloc(S_CACHE_SLOTS, sizeof *self->cache))) {
+        snprintf(err, errlen, "out of memory");
+        sam_jwt_verifier_destroy(&self);
+        return NULL;
+    }
     const char *algs = opts->algs && *opts->algs ? opts->algs : "RS256,ES256";
     for (const char *p = algs; *p;) {
         size_t n = strcspn(p, ",");
@@ -400,6 +427,8 @@ void sam_jwt_verifier_destroy(sam_jwt_verifier_t **self_p)
         EVP_PKEY_free(self->keys[i].pkey);
     free(self->issuer);
     free(self->audience);
+    free(self->cache);
+    pthread_mutex_destroy(&self->lock);
     free(self);
     *self_p = NULL;
 }
@@ -466,11 +495,32 @@ static bool s_consumer(json_t *consumer, char out[16])
     return true;
 }
 
-/* The claims of a token whose signature verified. */
-static sam_jwt_error_t s_claims(sam_jwt_verifier_t *self, json_t *payload, sam_jwt_claims_t *out,
-                                char *why, size_t whylen)
+/*  The times of a token against the clock now, with the leeway: the checks a remembered
+    token goes through again at every use. */
+static sam_jwt_error_t s_times(const sam_jwt_verifier_t *self, const s_cached_t *t, char *why,
+                               size_t whylen)
 {
-    int64_t now = sam_clock_now_ms() / 1000, leeway = self->leeway_s, exp = 0, nbf = 0, iat = 0;
+    int64_t now = sam_clock_now_ms() / 1000, leeway = self->leeway_s;
+    if (now > t->exp + leeway) {
+        snprintf(why, whylen, "the token expired %" PRId64 " s ago", now - t->exp);
+        return SAM_JWT_EXPIRED;
+    }
+    if (t->has_nbf && t->nbf > now + leeway) {
+        snprintf(why, whylen, "the token is not valid for another %" PRId64 " s", t->nbf - now);
+        return SAM_JWT_NOT_YET;
+    }
+    if (t->has_iat && t->iat > now + leeway) {
+        snprintf(why, whylen, "the token says it was issued %" PRId64 " s from now", t->iat - now);
+        return SAM_JWT_IAT;
+    }
+    return SAM_JWT_OK;
+}
+
+/* The claims of a token whose signature verified, into *t (its times and claims). */
+static sam_jwt_error_t s_claims(sam_jwt_verifier_t *self, json_t *payload, s_cached_t *t, char *why,
+                                size_t whylen)
+{
+    sam_jwt_claims_t *out = &t->claims;
     json_t *iss = json_object_get(payload, "iss");
     if (!json_is_string(iss) || strcmp(json_string_value(iss), self->issuer) != 0) {
         snprintf(why, whylen, "the token is not issued by %s", self->issuer);
@@ -481,36 +531,28 @@ static sam_jwt_error_t s_claims(sam_jwt_verifier_t *self, json_t *payload, sam_j
         snprintf(why, whylen, "the token is not for the audience %s", self->audience);
         return SAM_JWT_AUDIENCE;
     }
-    if (!s_seconds(json_object_get(payload, "exp"), &exp)) {
+    if (!s_seconds(json_object_get(payload, "exp"), &t->exp)) {
         snprintf(why, whylen, "the token has no exp (expiry) as a number");
         return SAM_JWT_EXPIRED;
     }
-    if (now > exp + leeway) {
-        snprintf(why, whylen, "the token expired %" PRId64 " s ago", now - exp);
-        return SAM_JWT_EXPIRED;
-    }
     json_t *claim = json_object_get(payload, "nbf");
-    if (claim && !s_seconds(claim, &nbf)) {
+    t->has_nbf = claim != NULL;
+    if (claim && !s_seconds(claim, &t->nbf)) {
         snprintf(why, whylen, "the token's nbf is not a number");
         return SAM_JWT_MALFORMED;
     }
-    if (claim && nbf > now + leeway) {
-        snprintf(why, whylen, "the token is not valid for another %" PRId64 " s", nbf - now);
-        return SAM_JWT_NOT_YET;
-    }
     claim = json_object_get(payload, "iat");
-    if (claim && !s_seconds(claim, &iat)) {
+    t->has_iat = claim != NULL;
+    if (claim && !s_seconds(claim, &t->iat)) {
         snprintf(why, whylen, "the token's iat is not a number");
         return SAM_JWT_MALFORMED;
     }
-    if (claim && iat > now + leeway) {
-        snprintf(why, whylen, "the token says it was issued %" PRId64 " s from now", iat - now);
-        return SAM_JWT_IAT;
-    }
-    if (claim && iat > exp) {
+    if (t->has_iat && t->iat > t->exp) {
         snprintf(why, whylen, "the token expires before it was issued");
         return SAM_JWT_IAT;
     }
+    sam_jwt_error_t rc = s_times(self, t, why, whylen);
+    if (rc != SAM_JWT_OK) return rc;
     claim = json_object_get(payload, "consumer");
     out->consumer[0] = 0;
     if (claim && !s_consumer(claim, out->consumer)) {
@@ -530,8 +572,35 @@ static sam_jwt_error_t s_claims(sam_jwt_verifier_t *self, json_t *payload, sam_j
     const char *client = json_string_value(json_object_get(payload, "client_id"));
     snprintf(out->client_id, sizeof out->client_id, "%s",
              s_plain(client, sizeof out->client_id - 1) ? client : "");
-    out->exp = exp;
+    out->exp = t->exp;
     return SAM_JWT_OK;
+}
+
+/*  A token verified before: true with *claims filled, or with the time error in *rc, when
+    its hash `key` is remembered. */
+static bool s_remembered(sam_jwt_verifier_t *self, const uint8_t *key, sam_jwt_claims_t *claims,
+                         sam_jwt_error_t *rc, char *why, size_t whylen)
+{
+    s_cached_t *slot = &self->cache[(key[0] | (size_t)key[1] << 8) % S_CACHE_SLOTS];
+    bool hit = false;
+    pthread_mutex_lock(&self->lock);
+    if (slot->used && sodium_memcmp(slot->key, key, S_CACHE_KEY) == 0) {
+        hit = true;
+        *rc = s_times(self, slot, why, whylen);
+        if (*rc == SAM_JWT_OK) *claims = slot->claims;
+    }
+    pthread_mutex_unlock(&self->lock);
+    return hit;
+}
+
+static void s_remember(sam_jwt_verifier_t *self, const uint8_t *key, const s_cached_t *t)
+{
+    s_cached_t *slot = &self->cache[(key[0] | (size_t)key[1] << 8) % S_CACHE_SLOTS];
+    pthread_mutex_lock(&self->lock);
+    *slot = *t;
+    memcpy(slot->key, key, S_CACHE_KEY);
+    slot->used = true;
+    pthread_mutex_unlock(&self->lock);
 }
 
 sam_jwt_error_t sam_jwt_verify(sam_jwt_verifier_t *self, const char *token, size_t len,
@@ -541,6 +610,14 @@ sam_jwt_error_t sam_jwt_verify(sam_jwt_verifier_t *self, const char *token, size
     if (len == 0 || len > SAM_JWT_MAX_TOKEN) {
         snprintf(why, whylen, "the token is empty or longer than %d bytes", SAM_JWT_MAX_TOKEN);
         return SAM_JWT_MALFORMED;
+    }
+    uint8_t hash[S_CACHE_KEY];
+    crypto_generichash(hash, sizeof hash, (const uint8_t *)token, len, self->cache_key,
+                       sizeof self->cache_key);
+    sam_jwt_error_t known;
+    if (s_remembered(self, hash, claims, &known, why, whylen)) {
+        if (known != SAM_JWT_OK) memset(claims, 0, sizeof *claims);
+        return known;
     }
     const char *dot1 = memchr(token, '.', len);
     const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
@@ -601,8 +678,13 @@ sam_jwt_error_t sam_jwt_verify(sam_jwt_verifier_t *self, const char *token, size
         rc = SAM_JWT_SIGNATURE;
         goto done;
     }
-    rc = s_claims(self, payload, claims, why, whylen);
-    if (rc == SAM_JWT_OK) snprintf(claims->kid, sizeof claims->kid, "%s", key->kid);
+    s_cached_t checked = {0};
+    rc = s_claims(self, payload, &checked, why, whylen);
+    if (rc == SAM_JWT_OK) {
+        snprintf(checked.claims.kid, sizeof checked.claims.kid, "%s", key->kid);
+        *claims = checked.claims;
+        s_remember(self, hash, &checked);
+    }
 done:
     free(sig);
     json_decref(payload);
@@ -748,6 +830,13 @@ int sam_jwt_selftest(const char *scratch, bool verbose)
     S_CHECK(strcmp(c.consumer, "889640782") == 0 && strcmp(c.kid, "rsa-1") == 0);
     S_CHECK(strcmp(c.client_id, "nav-system") == 0 && c.exp == now + 110);
     S_CHECK(sam_jwt_has_scope(c.scope, "samordna:write"));
+    /* a token used again is remembered, and its times are checked at every use */
+    sam_jwt_claims_t again;
+    S_CHECK(s_try(v, token, &again, false) == SAM_JWT_OK && memcmp(&again, &c, sizeof c) == 0);
+    sam_clock_set("2026-03-02T10:05");
+    S_CHECK(s_try(v, token, &again, verbose) == SAM_JWT_EXPIRED && again.consumer[0] == 0);
+    sam_clock_set("2026-03-02T10:00");
+    S_CHECK(s_try(v, token, &again, false) == SAM_JWT_OK && strcmp(again.kid, "rsa-1") == 0);
     S_CHECK(sam_jwt_has_scope(c.scope, "samordna:read"));
     S_CHECK(!sam_jwt_has_scope(c.scope, "samordna:admin"));
     S_CHECK(!sam_jwt_has_scope(c.scope, "samordna"));

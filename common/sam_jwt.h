@@ -19,6 +19,12 @@
 
     Every refusal names what was wrong in one line of plain text, never quoting the token
     (safe to put into a WWW-Authenticate header or a problem document as it is).
+
+    A token that verified is remembered (a keyed hash of it, with its claims and times; 1024
+    of them, the newest in each slot): its next uses cost a hash instead of a signature (an
+    RS256 verification is ~17 µs, ES256 ~60 µs, at every request of a busy gateway), and
+    its exp, nbf and iat are checked against the clock again at every use. A verifier may be
+    used by several threads at once.
 */
 #ifndef SAM_JWT_H
 #define SAM_JWT_H
