@@ -326,7 +326,7 @@ static int s_set_data(s_event_t *e, const char *media, const uint8_t *data, size
 /* ---- binary mode ------------------------------------------------------------------------- */
 
 /* A ce-* header value, percent-decoded (the binding's encoding of non-ASCII). NULL when a
-   %XX is malformed or out of memory. */
+   %XX is malformed or %00, or out of memory. */
 static char *s_percent_decode(const char *v)
 {
     size_t n = strlen(v);
@@ -343,7 +343,12 @@ static char *s_percent_decode(const char *v)
             return NULL;
         }
         char hex[3] = {v[i + 1], v[i + 2], 0};
-        *o++ = (char)strtol(hex, NULL, 16);
+        long byte = strtol(hex, NULL, 16);
+        if (byte == 0) { /* %00 would cut the value short: refused, not truncated */
+            free(out);
+            return NULL;
+        }
+        *o++ = (char)byte;
         i += 2;
     }
     *o = '\0';
@@ -373,7 +378,8 @@ static int s_from_headers(gw_request_t *req, s_event_t *e, s_refusal_t *r)
         char *value = s_keep(e, s_percent_decode(h[i].value));
         char *key = s_keep(e, strdup(name));
         if (!value || !key) {
-            s_refuse(r, 400, "invalid-event", where, "%s: malformed %%-encoding", where);
+            s_refuse(r, 400, "invalid-event", where,
+                     "%s: malformed %%-encoding (%%XX with two hex digits, not %%00)", where);
             return -1;
         }
         if (s_set_string(e, key, value, where, r) != 0) return -1;
