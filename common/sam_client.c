@@ -94,9 +94,15 @@ void sam_client_destroy(sam_client_t **self_p)
 }
 
 static int s_send(sam_client_t *self, const char *service, uint64_t id, const char *method,
-                  const uint8_t *body, size_t len, int timeout_ms)
+                  const uint8_t *body, size_t len, int timeout_ms, const sam_caller_as_t *as)
 {
     Samordna__V1__Request req = SAMORDNA__V1__REQUEST__INIT;
+    Samordna__V1__OnBehalf behalf = SAMORDNA__V1__ON_BEHALF__INIT;
+    if (as) {
+        behalf.agency = (char *)(as->agency ? as->agency : "");
+        behalf.role = (char *)(as->role ? as->role : "");
+        req.on_behalf = &behalf;
+    }
     req.id = id;
     req.timeout_ms = timeout_ms > 0 ? (uint32_t)timeout_ms : 0; /* the broker's deadline */
     req.method = (char *)method;
@@ -123,8 +129,14 @@ static int s_send(sam_client_t *self, const char *service, uint64_t id, const ch
 uint64_t sam_client_send(sam_client_t *self, const char *service, const char *method,
                          const uint8_t *body, size_t len)
 {
+    return sam_client_send_as(self, service, method, body, len, NULL);
+}
+
+uint64_t sam_client_send_as(sam_client_t *self, const char *service, const char *method,
+                            const uint8_t *body, size_t len, const sam_caller_as_t *as)
+{
     uint64_t id = self->next_id++;
-    return s_send(self, service, id, method, body, len, self->deadline_ms) == 0 ? id : 0;
+    return s_send(self, service, id, method, body, len, self->deadline_ms, as) == 0 ? id : 0;
 }
 
 char *sam_client_mmi(sam_client_t *self, const char *name, const char *body, int timeout_ms)
@@ -221,6 +233,16 @@ uint32_t sam_client_call(sam_client_t *self, const char *service, const char *me
                          ProtobufCMessage **reply_out, int timeout_ms, bool idempotent,
                          sam_result_t *result)
 {
+    return sam_client_call_as(self, service, method, req, reply_desc, reply_out, timeout_ms,
+                              idempotent, NULL, result);
+}
+
+uint32_t sam_client_call_as(sam_client_t *self, const char *service, const char *method,
+                            const ProtobufCMessage *req,
+                            const ProtobufCMessageDescriptor *reply_desc,
+                            ProtobufCMessage **reply_out, int timeout_ms, bool idempotent,
+                            const sam_caller_as_t *as, sam_result_t *result)
+{
     if (reply_out) *reply_out = NULL;
     uint8_t stack[4096];
     uint8_t *body = stack;
@@ -239,7 +261,7 @@ uint32_t sam_client_call(sam_client_t *self, const char *service, const char *me
         /* A DEALER blocks on send while it has no connection (a broker that is down, or
            one that refused our handshake): never longer than the call may take. */
         zsock_set_sndtimeo(self->sock, timeout_ms);
-        int sent = s_send(self, service, id, method, body, len, timeout_ms);
+        int sent = s_send(self, service, id, method, body, len, timeout_ms, as);
         zsock_set_sndtimeo(self->sock, -1);
         if (sent != 0) {
             result->code = SAM_UNAVAILABLE;

@@ -59,10 +59,30 @@ uint32_t sam_client_call(sam_client_t *self, const char *service, const char *me
                          ProtobufCMessage **reply_out, int timeout_ms, bool idempotent,
                          sam_result_t *result);
 
+/*  Who a gateway speaks for (Request.on_behalf, docs/security.md "The trust chain"): the
+    agency and role it verified. The broker passes them to the service as the Caller (with
+    via "gateway") only from a connection whose certificate has role gateway; from any other
+    it refuses the request 403. Borrowed for the call. */
+typedef struct {
+    const char *agency; /* an agency id */
+    const char *role;   /* admin, publisher or reader */
+} sam_caller_as_t;
+
+/*  sam_client_call on behalf of `as` (NULL: the connection's own identity). */
+uint32_t sam_client_call_as(sam_client_t *self, const char *service, const char *method,
+                            const ProtobufCMessage *req,
+                            const ProtobufCMessageDescriptor *reply_desc,
+                            ProtobufCMessage **reply_out, int timeout_ms, bool idempotent,
+                            const sam_caller_as_t *as, sam_result_t *result);
+
 /*  Pipelined: sends a request with a packed body and returns its id (never 0), or 0 when
     the message could not be sent. */
 uint64_t sam_client_send(sam_client_t *self, const char *service, const char *method,
                          const uint8_t *body, size_t len);
+
+/*  sam_client_send on behalf of `as` (NULL: as sam_client_send). */
+uint64_t sam_client_send_as(sam_client_t *self, const char *service, const char *method,
+                            const uint8_t *body, size_t len, const sam_caller_as_t *as);
 
 /*  How long pipelined requests (sam_client_send) say their caller waits: the broker drops
     one still queued after that rather than dispatch work nobody waits for. 0 (the default):

@@ -4,6 +4,7 @@
     Each check prints nothing when it holds; the program prints one line per failed check
     and a closing 'N passed, N failed' line, and exits non-zero when any failed. It writes
     only under the folder given as its first argument. */
+#include "sam_auth.h"
 #include "sam_batch.h"
 #include "sam_calendar.h"
 #include "sam_check.h"
@@ -11,6 +12,7 @@
 #include "sam_follow.h"
 #include "sam_http.h"
 #include "sam_lease.h"
+#include "sam_jwt.h"
 #include "sam_keys.h"
 #include "sam_status.h"
 #include "sam_store.h"
@@ -623,5 +625,8 @@ int main(int argc, char **argv)
     CHECK(sam_keys_selftest(keys, false) == 0);
     CHECK(sam_follow_selftest(dir) == 0);
     CHECK(sam_lease_selftest(dir) == 0);
+    snprintf(keys, sizeof keys, "%s/jwt-%d", dir, (int)getpid());
+    CHECK(sam_jwt_selftest(keys, getenv("SAM_SELFTEST_VERBOSE") != NULL) == 0);
+    CHECK(sam_auth_selftest(keys, getenv("SAM_SELFTEST_VERBOSE") != NULL) == 0);
     return sam_testkit_done("sam_common_selftest");
 }

@@ -36,7 +36,8 @@ bool sam_keys_agency_ok(const char *id)
 
 bool sam_keys_role_ok(const char *role)
 {
-    static const char *const roles[] = {"admin", "publisher", "reader", "service", "broker"};
+    static const char *const roles[] = {"admin",   "publisher", "reader",
+                                        "service", "gateway",   "broker"};
     for (size_t i = 0; role && i < sizeof roles / sizeof roles[0]; i++)
         if (strcmp(role, roles[i]) == 0) return true;
     return false;
@@ -64,7 +65,9 @@ int sam_keys_new(const char *dir, const char *name, const char *agency, const ch
         return -1;
     }
     if (!sam_keys_role_ok(role)) {
-        snprintf(err, errlen, "role: '%s' is not one of admin, publisher, reader, service, broker",
+        snprintf(err, errlen,
+                 "role: '%s' is not one of admin, publisher, reader, service, gateway, "
+                 "broker",
                  role ? role : "");
         return -1;
     }
@@ -348,6 +351,7 @@ int sam_keys_selftest(const char *scratch, bool verbose)
     S_CHECK(!sam_keys_agency_ok("a b"));
     S_CHECK(!sam_keys_agency_ok(NULL));
     S_CHECK(sam_keys_role_ok("publisher") && sam_keys_role_ok("service"));
+    S_CHECK(sam_keys_role_ok("gateway"));
     S_CHECK(!sam_keys_role_ok("root") && !sam_keys_role_ok(NULL));
 
     char keys[512], secrets[512];

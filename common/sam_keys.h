@@ -3,7 +3,9 @@
     A certificate is a CZMQ zcert pair: NAME.cert (public key and metadata, safe to copy)
     and NAME.cert_secret (both keys; stays with its holder). Its metadata names
         agency = <agency id>     lowercase [a-z0-9-]{1,64}
-        role   = admin | publisher | reader | service   (broker: the broker's own certificate)
+        role   = admin | publisher | reader | service | gateway
+                 (broker: the broker's own certificate; gateway: may present the caller it
+                 verified with each request, Request.on_behalf, docs/security.md)
         services = <name>[,<name>…]   a service certificate only: the services it may offer
                                       (checked by the broker at READY; a service certificate
                                       without it offers nothing)
@@ -28,7 +30,7 @@
 bool sam_keys_agency_ok(const char *id);
 
 /* True when `role` may be written into a certificate: admin, publisher, reader, service,
-   broker. */
+   gateway, broker. */
 bool sam_keys_role_ok(const char *role);
 
 /*  Creates a new CURVE key pair with metadata agency/role (and, for role service, the

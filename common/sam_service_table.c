@@ -21,9 +21,9 @@
 #include <string.h>
 
 static const Samordna__V1__Caller s_anonymous = {
-    PROTOBUF_C_MESSAGE_INIT(&samordna__v1__caller__descriptor), "", "", "", 0};
+    PROTOBUF_C_MESSAGE_INIT(&samordna__v1__caller__descriptor), "", "", "", 0, ""};
 static const Samordna__V1__Caller s_insecure = {
-    PROTOBUF_C_MESSAGE_INIT(&samordna__v1__caller__descriptor), "", "admin", "", 1};
+    PROTOBUF_C_MESSAGE_INIT(&samordna__v1__caller__descriptor), "", "admin", "", 1, ""};
 
 static const struct {
     unsigned bit;

@@ -237,10 +237,22 @@ uint64_t sam_broker_peek_id(const uint8_t *data, size_t size)
 
 uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *timeout_ms)
 {
+    const uint8_t *on_behalf;
+    size_t len;
+    return sam_broker_peek_on_behalf(data, size, timeout_ms, &on_behalf, &len);
+}
+
+uint64_t sam_broker_peek_on_behalf(const uint8_t *data, size_t size, uint32_t *timeout_ms,
+                                   const uint8_t **on_behalf, size_t *len)
+{
     uint64_t id = 0, key = 0, v = 0, wait = 0;
     size_t i = 0;
     bool request = true; /* only the fields of a samordna.v1.Request, each in its wire type */
+    const uint8_t *behalf = NULL;
+    size_t behalf_len = 0;
     *timeout_ms = 0;
+    *on_behalf = NULL;
+    *len = 0;
     while (i < size) {
         if (!sam_batch_varint(data, size, &i, &key) || (key >> 3) == 0) return 0;
         uint64_t field = key >> 3;
@@ -256,8 +268,12 @@ uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *tim
             break;
         case 2:
             if (!sam_batch_varint(data, size, &i, &v) || v > size - i || field == 1) return 0;
+            if (field == 5) {
+                behalf = data + i;
+                behalf_len = (size_t)v;
+            }
             i += (size_t)v;
-            if (field != 2 && field != 3) request = false;
+            if (field != 2 && field != 3 && field != 5) request = false;
             break;
         case 1: /* fixed 64 bits */
         case 5: /* fixed 32 bits */ {
@@ -273,7 +289,11 @@ uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *tim
     }
     /* a deadline is read from a body that is a samordna.v1.Request and nothing else, so a
        plain 7/MDP client's own bytes are never taken for one */
-    if (request && id) *timeout_ms = wait > UINT32_MAX ? UINT32_MAX : (uint32_t)wait;
+    if (request && id) {
+        *timeout_ms = wait > UINT32_MAX ? UINT32_MAX : (uint32_t)wait;
+        *on_behalf = behalf;
+        *len = behalf_len;
+    }
     return id;
 }
 
@@ -612,13 +632,46 @@ static const sam_key_info_t *s_peer_info(sam_broker_t *self, s_msg_t *msg)
     return msg->count > 1 ? s_lookup(self, s_peer_key(&msg->part[1])) : NULL;
 }
 
+/*  The caller a request presents (Request.on_behalf: `data`, `len` bytes, NULL when none)
+    from a connection whose certificate is `info`. Returns 0 when the request presents none,
+    1 with *owned set (the caller frees it with samordna__v1__on_behalf__free_unpacked) when
+    it presents one it may, or the status code to refuse it with, the reason in *why: 403
+    from any role but gateway, 400 when what it presents is not an agency id and one of
+    admin, publisher, reader. */
+static int s_presented(const sam_key_info_t *info, const uint8_t *data, size_t len,
+                       Samordna__V1__OnBehalf **owned, const char **why)
+{
+    *owned = NULL;
+    if (!data) return 0;
+    if (strcmp(info->role, "gateway") != 0) {
+        *why = "only a certificate of role gateway may present a caller (Request.on_behalf)";
+        return SAM_FORBIDDEN;
+    }
+    Samordna__V1__OnBehalf *p = samordna__v1__on_behalf__unpack(NULL, len, data);
+    if (!p || !sam_keys_agency_ok(p->agency) ||
+        (strcmp(p->role, "admin") != 0 && strcmp(p->role, "publisher") != 0 &&
+         strcmp(p->role, "reader") != 0)) {
+        if (p) samordna__v1__on_behalf__free_unpacked(p, NULL);
+        *why = "the presented caller (Request.on_behalf) needs an agency id and a role of "
+               "admin, publisher or reader";
+        return SAM_BAD_REQUEST;
+    }
+    *owned = p;
+    return 1;
+}
+
 /*  The packed samordna.v1.Caller for a request; sets *data (valid until the next call) and
-    returns its size, or 0 when the caller is not (or no longer) trusted. `client` is the
-    request's first body frame, which still carries the connection's metadata.
+    returns its size, or 0 with the status to refuse the request with in *code and the
+    reason in *why: 401 when the caller is not (or no longer) trusted, 403 or 400 for a
+    caller presented by a certificate that may not (s_presented). `body` is the request's
+    first body frame, which still carries the connection's metadata.
     Agency and role come from the broker's current table of the certificate directory, not
     from the metadata ZAP attached at the handshake, so a certificate that was replaced or
-    removed takes effect on open connections too. Insecure: Caller{insecure, role=admin}. */
-static size_t s_caller(sam_broker_t *self, zmq_msg_t *body, const uint8_t **data)
+    removed takes effect on open connections too. A gateway certificate's requests carry the
+    caller it presents, or its own agency as a reader, with via "gateway".
+    Insecure: Caller{insecure, role=admin}, whatever the request presents. */
+static size_t s_caller(sam_broker_t *self, zmq_msg_t *body, const uint8_t **data, uint32_t *code,
+                       const char **why)
 {
     if (self->insecure) {
         *data = self->caller;
@@ -626,14 +679,34 @@ static size_t s_caller(sam_broker_t *self, zmq_msg_t *body, const uint8_t **data
     }
     const char *key = s_peer_key(body);
     const sam_key_info_t *info = s_lookup(self, key);
+    *code = SAM_UNAUTHORIZED;
+    *why = "the caller's key is not trusted by the broker (unknown or revoked)";
     if (!info) return 0;
+    uint32_t wait_ms;
+    const uint8_t *behalf;
+    size_t behalf_len;
+    sam_broker_peek_on_behalf(zmq_msg_data(body), zmq_msg_size(body), &wait_ms, &behalf,
+                              &behalf_len);
+    Samordna__V1__OnBehalf *presented;
+    int rc = s_presented(info, behalf, behalf_len, &presented, why);
+    if (rc > 1) {
+        *code = (uint32_t)rc;
+        return 0;
+    }
+    bool gateway = strcmp(info->role, "gateway") == 0;
     Samordna__V1__Caller caller = SAMORDNA__V1__CALLER__INIT;
-    caller.agency = (char *)info->agency;
-    caller.role = (char *)info->role;
+    caller.agency = (char *)(presented ? presented->agency : info->agency);
+    caller.role = (char *)(presented ? presented->role : gateway ? "reader" : info->role);
     caller.key = (char *)key;
+    caller.via = gateway ? "gateway" : "";
     size_t size = samordna__v1__caller__get_packed_size(&caller);
-    if (size > sizeof self->caller_buf) return 0;
-    samordna__v1__caller__pack(&caller, self->caller_buf);
+    if (size <= sizeof self->caller_buf) samordna__v1__caller__pack(&caller, self->caller_buf);
+    if (presented) samordna__v1__on_behalf__free_unpacked(presented, NULL);
+    if (size > sizeof self->caller_buf) {
+        *code = SAM_INTERNAL;
+        *why = "the caller's identity is too large to pass on";
+        return 0;
+    }
     *data = self->caller_buf;
     return size;
 }
@@ -968,11 +1041,15 @@ static int s_worker_send_request(sam_broker_t *self, s_worker_t *worker, s_reque
     const uint8_t *caller = NULL;
     size_t caller_size = 0;
     if (worker->identity || !self->insecure) {
-        caller_size = s_caller(self, s_request_body(request, 0), &caller);
-        if (caller_size == 0) { /* revoked while it waited */
+        uint32_t code = SAM_INTERNAL;
+        const char *why = "";
+        caller_size = s_caller(self, s_request_body(request, 0), &caller, &code, &why);
+        if (caller_size == 0) { /* revoked (or its certificate replaced) while it waited */
             self->refused++;
-            s_refuse(self, request, worker->service->name, SAM_UNAUTHORIZED,
-                     "the caller's key is not trusted by the broker (unknown or revoked)");
+            if (code != SAM_UNAUTHORIZED)
+                sam_warn("request.refused service=%s code=%u reason=%s",
+                         sam_logv(worker->service->name), code, sam_logv(why));
+            s_refuse(self, request, worker->service->name, code, "%s", why);
             return 0;
         }
     }
@@ -1404,6 +1481,34 @@ static void s_mmi_request(sam_broker_t *self, s_msg_t *msg, bool delim, const ch
     free(text);
 }
 
+/*  Refuses a request that presents a caller (Request.on_behalf: `data`, `len` bytes) from a
+    certificate (`info`) that may not, or presents one that is malformed: 403 or 400 and a
+    log line, at once, so it is never queued. `at` is the index of the first body frame.
+    True when it was refused. */
+static bool s_presents_badly(sam_broker_t *self, s_msg_t *msg, bool delim, const char *name, int at,
+                             const sam_key_info_t *info, const uint8_t *data, size_t len)
+{
+    Samordna__V1__OnBehalf *presented;
+    const char *why = NULL;
+    int rc = s_presented(info, data, len, &presented, &why);
+    if (presented) samordna__v1__on_behalf__free_unpacked(presented, NULL);
+    if (rc <= 1) return false;
+    zmq_msg_t *addr = &msg->part[0];
+    char hex[S_HEX_MAX];
+    const char *key = s_peer_key(&msg->part[1]);
+    self->refused++;
+    s_hex(zmq_msg_data(addr), zmq_msg_size(addr), hex);
+    if (s_fold(self, "request.refused", key ? key : hex, why))
+        sam_warn("request.refused client=%s service=%s key=%s agency=%s role=%s code=%d "
+                 "reason=%s",
+                 hex, sam_logv(name), sam_logv(key ? key : "-"), sam_logv(info->agency),
+                 sam_logv(info->role), rc, sam_logv(why));
+    s_send_error(self, zmq_msg_data(addr), zmq_msg_size(addr), delim, name,
+                 sam_broker_peek_id(zmq_msg_data(&msg->part[at]), zmq_msg_size(&msg->part[at])),
+                 (uint32_t)rc, why);
+    return true;
+}
+
 /*  A client request: [client] [""] "MDPC01" service body… ; `at` is the index of the
     service frame. It goes to a worker now, waits in the service's queue, or is refused at
     once (413 too large, 429 queue full). */
@@ -1423,7 +1528,8 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         s_malformed(self, addr, "client request of too many frames");
         return;
     }
-    if (!self->insecure && !s_peer_info(self, msg)) {
+    const sam_key_info_t *info = self->insecure ? NULL : s_peer_info(self, msg);
+    if (!self->insecure && !info) {
         char hex[S_HEX_MAX];
         self->refused++;
         const char *key = s_peer_key(&msg->part[1]);
@@ -1447,9 +1553,13 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
     self->requests++;
 
     uint32_t wait_ms = 0;
-    if (at + 1 < msg->count)
-        sam_broker_peek_request(zmq_msg_data(&msg->part[at + 1]), zmq_msg_size(&msg->part[at + 1]),
-                                &wait_ms);
+    const uint8_t *behalf = NULL;
+    size_t behalf_len = 0;
+    sam_broker_peek_on_behalf(zmq_msg_data(&msg->part[at + 1]), zmq_msg_size(&msg->part[at + 1]),
+                              &wait_ms, &behalf, &behalf_len);
+    if (behalf && !self->insecure &&
+        s_presents_badly(self, msg, delim, name, at + 1, info, behalf, behalf_len))
+        return;
     if (wait_ms > S_DEADLINE_MAX_MS) wait_ms = S_DEADLINE_MAX_MS;
     s_request_t request = {
         .delim = delim,
@@ -2092,6 +2202,28 @@ int sam_broker_selftest(bool verbose)
     S_CHECK(sam_broker_peek_request(packed, n, &wait) == 1234567890123ULL && wait == 250);
     const uint8_t not_a_request[] = {0x08, 0x07, 0x20, 0x05, 0x28, 0x01}; /* field 5 too */
     S_CHECK(sam_broker_peek_request(not_a_request, sizeof not_a_request, &wait) == 7 && wait == 0);
+    /* the caller a gateway presents: found in a Request, never in anything else */
+    const uint8_t *behalf = (const uint8_t *)"x";
+    size_t behalf_len = 9;
+    S_CHECK(sam_broker_peek_on_behalf(packed, n, &wait, &behalf, &behalf_len) == 1234567890123ULL &&
+            behalf == NULL && behalf_len == 0);
+    Samordna__V1__OnBehalf on_behalf = SAMORDNA__V1__ON_BEHALF__INIT;
+    on_behalf.agency = "nav-ost-viken";
+    on_behalf.role = "publisher";
+    request.on_behalf = &on_behalf;
+    n = samordna__v1__request__pack(&request, packed);
+    S_CHECK(sam_broker_peek_on_behalf(packed, n, &wait, &behalf, &behalf_len) == 1234567890123ULL &&
+            wait == 250 && behalf &&
+            behalf_len == samordna__v1__on_behalf__get_packed_size(&on_behalf));
+    Samordna__V1__OnBehalf *back =
+        behalf ? samordna__v1__on_behalf__unpack(NULL, behalf_len, behalf) : NULL;
+    S_CHECK(back && strcmp(back->agency, "nav-ost-viken") == 0 &&
+            strcmp(back->role, "publisher") == 0);
+    if (back) samordna__v1__on_behalf__free_unpacked(back, NULL);
+    const uint8_t behalf_not_request[] = {0x08, 0x07, 0x2a, 0x00, 0x30, 0x01}; /* + field 6 */
+    S_CHECK(sam_broker_peek_on_behalf(behalf_not_request, sizeof behalf_not_request, &wait, &behalf,
+                                      &behalf_len) == 7 &&
+            behalf == NULL);
     const uint8_t wrong_type[] = {0x0a, 0x01, 0x00}; /* field 1 as bytes */
     S_CHECK(sam_broker_peek_id(wrong_type, sizeof wrong_type) == 0);
 

@@ -86,6 +86,12 @@ uint64_t sam_broker_peek_id(const uint8_t *data, size_t size);
  *timeout_ms. */
 uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *timeout_ms);
 
+/*  The same, and field 5 (`on_behalf`, the caller a gateway presents): *on_behalf points at
+    its bytes inside data (*len of them), or is NULL when the body has none or is not a
+    samordna.v1.Request. */
+uint64_t sam_broker_peek_on_behalf(const uint8_t *data, size_t size, uint32_t *timeout_ms,
+                                   const uint8_t **on_behalf, size_t *len);
+
 /*  Handles one message as if it had arrived on the socket (fuzzers, see fuzz/): frames[0]
     is the peer's routing id, the rest what the peer sent. The frames are copied; they carry
     no connection metadata, so with CURVE every such peer is untrusted. Replies go to the

@@ -173,6 +173,8 @@ unsigned gw_http_status(uint32_t code)
         return 503; /* the service is away or busy: try again (Retry-After) */
     case 501:
         return 400; /* a method or type the service does not own: the caller's mistake */
+    case SAM_UNAUTHORIZED:
+        return 503; /* the broker does not trust the gateway's own key: not the client's 401 */
     default:
         return code >= 200 && code < 600 ? code : 502;
     }
@@ -432,6 +434,7 @@ static enum MHD_Result s_headers_in(gw_t *gw, gw_conn_t *c)
                  req->path);
         return s_refuse(c, 404, "not-found", "No such route", detail);
     }
+    if (!gw_auth_caller(req)) return s_queue(c); /* 401, 403 or 400: answered and logged */
     const char *length = gw_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (length) {
         char *end = NULL;
@@ -604,12 +607,14 @@ gw_t *gw_new(const gw_config_t *config, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     if (s_parse_listen(config->listen, &ss, err, errlen) != 0) return NULL;
-    /* Callers are not authenticated (every one is the admin, as with an insecure broker):
-       the port must not be reachable from another host. */
-    if (!s_loopback(&ss)) {
+    /* Without bearer tokens callers are not authenticated (every one is the gateway's own
+       certificate, or the admin of an insecure broker): the port must not be reachable from
+       another host. */
+    if (!config->auth && !s_loopback(&ss)) {
         snprintf(err, errlen,
-                 "--listen '%s': the gateway does not authenticate its HTTP callers, so it "
-                 "listens on a loopback address only (127.0.0.1 or [::1])",
+                 "--listen '%s': without bearer tokens (--jwks, --auth-map, --issuer, "
+                 "--audience) the gateway does not authenticate its HTTP callers, so it listens "
+                 "on a loopback address only (127.0.0.1 or [::1])",
                  config->listen);
         return NULL;
     }

@@ -30,7 +30,9 @@
 #ifndef GATEWAY_H
 #define GATEWAY_H
 
+#include "sam_auth.h"
 #include "sam_client.h"
+#include "sam_config.h"
 #include "sam_metrics.h"
 
 #include <jansson.h>
@@ -62,13 +64,16 @@ typedef struct {
     int body_timeout_ms;      /* the body must be complete this long after the headers → 408 */
     int request_timeout_ms;   /* a service's answer waited for this long → 503 */
     sam_metrics_t *metrics;   /* may be NULL */
+    sam_auth_t *auth;         /* the token check (gw_auth.c); NULL with --insecure */
 } gw_config_t;
 
-/* Who asks. Filled by gw_auth.c (branch auth) from the bearer token; until then and with
-   --insecure: the admin, as an insecure broker makes every caller. */
+/* Who asks. Filled by gw_auth_caller from the bearer token when the headers are in: an
+   agency and role the gateway presents to the services (Request.on_behalf); agency "" with
+   role reader for a request that needs no token (the gateway's own certificate, presenting
+   nobody); with --insecure the admin, as an insecure broker makes every caller. */
 typedef struct {
-    char agency[65]; /* the caller's agency id; "" when insecure */
-    char role[16];   /* admin, publisher, reader or service */
+    char agency[65]; /* the caller's agency id; "" when insecure or not presented */
+    char role[16];   /* admin, publisher or reader */
     bool insecure;   /* no authentication at all (--insecure) */
 } gw_caller_t;
 
@@ -168,6 +173,27 @@ typedef void(gw_reply_fn)(gw_request_t *req, void *arg, const sam_result_t *res)
     returns. Returns 0, or -1 on out of memory (the handler answers 500). */
 int gw_call(gw_request_t *req, const char *service, const char *method, const uint8_t *body,
             size_t len, gw_reply_fn *done, void *arg);
+
+/* ---- tokens (gw_auth.c) -------------------------------------------------------------------- */
+
+/* The token options of gateway_main.c's table (sam_auth.h). */
+#define GW_AUTH_OPTIONS SAM_AUTH_OPTIONS
+
+/*  Builds cfg->auth from --jwks, --auth-map, --issuer, --audience and --token-leeway-s: all
+    four or none (then callers are not authenticated and gw_new allows a loopback --listen
+    only), and none with --insecure (which skips tokens). Returns 0, or -1 after printing why
+    (the program exits 2). The caller destroys cfg->auth (sam_auth_destroy). */
+int gw_auth_configure(sam_config_t *config, gw_config_t *cfg);
+
+/*  Sets req->caller from the request's Authorization header, on the HTTP thread once the
+    headers are in. Returns true to go on; false when it answered (401 or 400 with
+    WWW-Authenticate, 403 insufficient_scope), logged. Every /v1/ route but /v1/healthz and
+    /v1/openapi.json is checked; a GET or HEAD is a read, anything else a write. */
+bool gw_auth_caller(gw_request_t *req);
+
+/*  The caller a call presents to the broker (sam_client_send_as): out filled from `caller`
+    and returned, or NULL when there is none to present (insecure, or the gateway's own). */
+const sam_caller_as_t *gw_auth_as(const gw_caller_t *caller, sam_caller_as_t *out);
 
 /* ---- the service tables ------------------------------------------------------------------- */
 

@@ -201,7 +201,9 @@ int gw_type_find(gw_t *gw, const char *type, gw_type_t *out)
 
 static void s_send(gw_t *gw, gw_call_t *call, int64_t now)
 {
-    call->id = sam_client_send(gw->client, call->service, call->method, call->body, call->len);
+    sam_caller_as_t as;
+    call->id = sam_client_send_as(gw->client, call->service, call->method, call->body, call->len,
+                                  gw_auth_as(call->conn ? &call->conn->req.caller : NULL, &as));
     if (call->id == 0) {
         sam_result_t res = {.code = SAM_UNAVAILABLE};
         snprintf(res.message, sizeof res.message,

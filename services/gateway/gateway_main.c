@@ -17,10 +17,12 @@ static const sam_option_t s_options[] = {
     {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "a broker to send requests to (repeatable)",
      true},
     {"listen", "HOST:PORT", "127.0.0.1:8080",
-     "serve HTTP here: a loopback address (127.0.0.1 or [::1]; callers are not authenticated), "
-     "port 0 for any free one",
+     "serve HTTP here: a numeric IPv4 address or [IPv6], port 0 for any free one; without "
+     "bearer tokens (--jwks …) callers are not authenticated and it must be a loopback one",
      false},
-    {"insecure", NULL, NULL, "no CURVE to the broker (an --insecure broker: tests, local runs)",
+    {"insecure", NULL, NULL,
+     "no CURVE to the broker (an --insecure broker) and no bearer tokens: every caller is admin "
+     "(tests, local runs); loopback --listen only",
      false},
     {"cert", "FILE", NULL, "connect with CURVE as this secret certificate (samctl keys new)",
      false},
@@ -43,6 +45,7 @@ static const sam_option_t s_options[] = {
      "how long an answer of a service is waited for, then 503 with Retry-After", false},
     {"metrics", "HOST:PORT", NULL,
      "serve Prometheus metrics, /healthz and /readyz over HTTP here (e.g. 127.0.0.1:9104)", false},
+    GW_AUTH_OPTIONS,
     {NULL, NULL, NULL, NULL, false},
 };
 
@@ -101,6 +104,7 @@ int main(int argc, char **argv)
     cfg.header_timeout_ms = (int)sam_config_int(config, "header-timeout-ms", 0, 3600000, &ok);
     cfg.body_timeout_ms = (int)sam_config_int(config, "body-timeout-ms", 0, 3600000, &ok);
     cfg.request_timeout_ms = (int)sam_config_int(config, "request-timeout-ms", 10, 600000, &ok);
+    if (ok && gw_auth_configure(config, &cfg) != 0) ok = false;
     if (sam_config_npos(config) > 0) {
         fprintf(stderr, "samordna-gateway: unexpected argument '%s' (try --help)\n",
                 sam_config_pos(config, 0));
@@ -112,6 +116,7 @@ int main(int argc, char **argv)
     cfg.nservices = own_services ? sam_config_count(config, "service") : 4;
     const char **services = calloc(cfg.nservices, sizeof *services);
     if (!ok || !brokers || !services) {
+        sam_auth_destroy(&cfg.auth);
         free(brokers);
         free(services);
         sam_config_destroy(&config);
@@ -135,6 +140,7 @@ int main(int argc, char **argv)
         if (!http) {
             fprintf(stderr, "samordna-gateway: %s\n", metrics ? err : "out of memory");
             sam_metrics_destroy(&metrics);
+            sam_auth_destroy(&cfg.auth);
             free(brokers);
             free(services);
             sam_config_destroy(&config);
@@ -153,6 +159,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "samordna-gateway: %s\n", err);
     sam_http_destroy(&http);
     sam_metrics_destroy(&metrics);
+    sam_auth_destroy(&cfg.auth);
     free(brokers);
     free(services);
     sam_config_destroy(&config);

@@ -82,7 +82,8 @@ static const samctl_opt_t s_new_opts[] = {
     {"agency", 0, "AGENCY", SAMCTL_TEXT, 0,
      "the agency the key speaks for (its id; default for --role broker: broker)"},
     {"role", 0, "ROLE", SAMCTL_TEXT, SAMCTL_REQUIRED,
-     "admin, publisher, reader, service or broker"},
+     "admin, publisher, reader, service, gateway (an HTTP gateway that may present the "
+     "callers it verified) or broker"},
     {"service", 0, "NAME", SAMCTL_TEXT, SAMCTL_REPEAT,
      "a service the certificate may offer (role service only, at least one; repeat for more)"},
     {"out", 0, "DIR", SAMCTL_TEXT, 0, "where the two files go (default: here)"},
