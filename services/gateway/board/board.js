@@ -1,4 +1,4 @@
-// The web status board (gw_board.c): the page works without this script. With it, choosing
+// The web status board (gw_board_html.c): the page works without this script. With it, choosing
 // a day swaps the page's content in place instead of loading the whole page, keeps the focus
 // on the date field and the address in the history, and says what it shows in the live
 // status line. Any failure falls back to the ordinary form submission.

@@ -1,4 +1,4 @@
-# Writes the board's style sheet and script as C arrays (gw_board.h names them), so the
+# Writes the board's style sheet and script as C arrays (gw_board_html.h names them), so the
 # gateway serves them from its own binary. Run by board.cmake at build time:
 #   cmake -DCSS=board.css -DJS=board.js -DOUT=gw_board_assets.c -P embed.cmake
 set(text "/* Generated from services/gateway/board/ by embed.cmake; not edited. */\n")

@@ -4,7 +4,7 @@
     missing. With an argument, writes the full page there. Exits 0 when every check holds, 1 (with
    the failed check) otherwise.
 */
-#include "gw_board.h"
+#include "gw_board_html.h"
 #include "sam_testkit.h"
 
 #include "samordna/v1/grants.pb-c.h"

@@ -1,4 +1,4 @@
-/*  gw_board.h — the web status board at / of the gateway, as one HTML page.
+/*  gw_board_html.h — the web status board at / of the gateway, as one HTML page.
 
     The page is made of parts, each the reply of one query through the broker:
         GW_BOARD_GRID            status.board(as_of)                the municipality × milestone
@@ -14,10 +14,11 @@
     when the grid itself is missing (docs/gateway.md, "The web board").
 
     Everything from the store is HTML-escaped; the page loads its style and script from
-    /board.css and /board.js only, under the Content-Security-Policy GW_BOARD_CSP.
+    /board.css and /board.js only (served by ../gw_board.c), under the Content-Security-Policy
+   GW_BOARD_CSP.
 */
-#ifndef GW_BOARD_H
-#define GW_BOARD_H
+#ifndef GW_BOARD_HTML_H
+#define GW_BOARD_HTML_H
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
