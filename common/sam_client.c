@@ -51,6 +51,10 @@ sam_client_t *sam_client_new(const char *const *brokers, size_t n, const sam_cli
     zsock_set_maxmsgsize(self->sock, 256 << 20); /* the broker's largest --max-msg */
     zsock_set_sndhwm(self->sock, 100000);
     zsock_set_rcvhwm(self->sock, 100000);
+    if (opts && opts->fail_fast) {
+        zsock_set_immediate(self->sock, 1); /* before connecting: it applies to new pipes */
+        zsock_set_sndtimeo(self->sock, 0);
+    }
     if (opts && (opts->client_cert || opts->server_key)) {
         char server_key[SAM_KEY_Z85_LEN + 1];
         zcert_t *cert = NULL;
@@ -268,6 +272,11 @@ uint32_t sam_client_call(sam_client_t *self, const char *service, const char *me
         }
     }
     return result->code;
+}
+
+void *sam_client_handle(sam_client_t *self)
+{
+    return zsock_resolve(self->sock);
 }
 
 void sam_client_set_deadline(sam_client_t *self, int timeout_ms)

@@ -21,6 +21,9 @@ typedef struct {
     const char *client_cert; /* CURVE: path to this client's secret certificate */
     const char *server_key;  /* CURVE: the broker's public key (Z85) or a certificate file */
     size_t max_pending;      /* pipelining window for sam_client_send; 0 → 1000 */
+    bool fail_fast;          /* sam_client_send fails at once (returns 0) instead of queueing or
+                                blocking while no broker is connected or the send queue is full
+                                (ZMQ_IMMEDIATE, no send timeout): for a caller that must never wait */
 } sam_client_opts_t;
 
 /* The outcome of one call. sam_result_clear() frees body. */
@@ -65,6 +68,11 @@ uint64_t sam_client_send(sam_client_t *self, const char *service, const char *me
     one still queued after that rather than dispatch work nobody waits for. 0 (the default):
     the broker's own --request-timeout-ms. sam_client_call always sends its timeout_ms. */
 void sam_client_set_deadline(sam_client_t *self, int timeout_ms);
+
+/*  The client's ZeroMQ socket handle (a libzmq void *), to poll it beside other descriptors
+    (zmq_poll, ZMQ_POLLIN) in a loop that also waits on something else; then read with
+    sam_client_recv(self, 0, …). Borrowed; lives as long as the client. */
+void *sam_client_handle(sam_client_t *self);
 
 /*  Receives the next reply (any id) within timeout_ms. Returns 0 with *out filled, or -1 on
     timeout (out->code = SAM_TIMEOUT). */
