@@ -12,11 +12,12 @@ grid itself is missing.
 In headless Chromium (tests/tools/board_browser.js, playwright-core): what a person sees, the
 keyboard path to the date field and the grid after choosing a day, the page with JavaScript
 disabled, and 200 % zoom without sideways overflow. Screenshots are kept under the build's
-testdata/gateway_board/artifacts/.
+testdata/gateway_board-artifacts/.
 """
 import html.parser
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -88,6 +89,12 @@ def get(url):
         return e.code, e.headers, e.read().decode("utf-8")
 
 
+def _squeeze(text):
+    """Runs of ASCII white space as one space (no-break spaces are kept: the board writes
+    them on purpose)."""
+    return re.sub(r"[ \t\r\n]+", " ", text).strip()
+
+
 class Page(html.parser.HTMLParser):
     """The parts of the page the tests read: every table by id or class (rows of cell texts,
     each cell with its tag and class), headings, and the elements seen."""
@@ -126,10 +133,10 @@ class Page(html.parser.HTMLParser):
             self._row = None
         elif tag in ("td", "th"):
             if self._cell:
-                self._cell["text"] = " ".join(self._cell["text"].split())
+                self._cell["text"] = _squeeze(self._cell["text"])
             self._cell = None
         elif tag in ("h1", "h2", "h3") and self._heading is not None:
-            self.headings.append(" ".join(self._heading.split()))
+            self.headings.append(_squeeze(self._heading))
             self._heading = None
 
     def handle_data(self, data):
@@ -230,7 +237,8 @@ def test_meetings_barriers_grants_and_the_briefing():
     assert "Orientering til styringsgruppen" in page.headings
     assert "1.\u00a0desember 2019" in text, text[-3000:]
     # the style sheet and the script are served, under the same policy
-    for asset, kind in (("/board.css", "text/css"), ("/board.js", "text/javascript")):
+    for asset, kind in (("/board.css", "text/css"), ("/board.js", "text/javascript"),
+                        ("/board.svg", "image/svg+xml")):
         status, headers, body = get(s.url + asset)
         assert status == 200 and headers["Content-Type"].startswith(kind), (asset, headers)
         assert body.strip() and headers["Content-Security-Policy"], asset
@@ -254,7 +262,7 @@ def test_in_chromium_keyboard_no_javascript_and_zoom():
         raise AssertionError("node and Debian's chromium are needed (tools/deps.sh)")
     if not os.path.isdir(os.path.join(samtest.SRC, "tests", "node_modules", "playwright-core")):
         raise AssertionError("tests/node_modules lacks playwright-core: run tools/deps.sh")
-    out = os.path.join(samtest.TESTDATA, "gateway_board", "artifacts")
+    out = os.path.join(samtest.TESTDATA, "gateway_board-artifacts")  # kept after the test
     r = subprocess.run([node, os.path.join(TOOLS, "board_browser.js"), s.url, out],
                        capture_output=True, text=True, timeout=180 * samtest.SLOW,
                        env=dict(os.environ, CHROMIUM=chromium))

@@ -3,6 +3,7 @@
         GET /             the page for ?as_of=YYYY-MM-DD (default: today in the programme's zone)
         GET /board.css    its style sheet
         GET /board.js     its script (the page works without it)
+        GET /board.svg    its icon
 
     The page asks its seven parts (board/gw_board_html.h lists them) of four services at once
     with gw_call: they travel pipelined through the broker I/O thread, and the page is rendered
@@ -142,4 +143,11 @@ void gw_board_script(gw_request_t *req)
 {
     s_headers(req, "public, max-age=300");
     gw_respond(req, 200, "text/javascript; charset=utf-8", gw_board_js, gw_board_js_len);
+}
+
+/* GET /board.svg */
+void gw_board_icon(gw_request_t *req)
+{
+    s_headers(req, "public, max-age=300");
+    gw_respond(req, 200, "image/svg+xml", gw_board_svg, gw_board_svg_len);
 }

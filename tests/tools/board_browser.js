@@ -115,7 +115,7 @@ async function main() {
     seen.keyboard = await chooseDay(page, '10102019');
     await page.waitForFunction(() => {
       const h = document.querySelector('#h-tavle');
-      return h && h.innerText.includes('10. oktober 2019');
+      return h && h.innerText.includes('10.\u00a0oktober 2019');
     });
     seen.gridAfter = await readGrid(page);
     seen.urlAfter = page.url();

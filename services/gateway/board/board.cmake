@@ -4,8 +4,10 @@
 set(GW_BOARD_DIR ${CMAKE_CURRENT_LIST_DIR})
 add_custom_command(OUTPUT ${CMAKE_CURRENT_BINARY_DIR}/gw_board_assets.c
   COMMAND ${CMAKE_COMMAND} -DCSS=${GW_BOARD_DIR}/board.css -DJS=${GW_BOARD_DIR}/board.js
+          -DSVG=${GW_BOARD_DIR}/board.svg
           -DOUT=${CMAKE_CURRENT_BINARY_DIR}/gw_board_assets.c -P ${GW_BOARD_DIR}/embed.cmake
-  DEPENDS ${GW_BOARD_DIR}/board.css ${GW_BOARD_DIR}/board.js ${GW_BOARD_DIR}/embed.cmake
+  DEPENDS ${GW_BOARD_DIR}/board.css ${GW_BOARD_DIR}/board.js ${GW_BOARD_DIR}/board.svg
+          ${GW_BOARD_DIR}/embed.cmake
   VERBATIM)
 add_library(gw_board_html STATIC ${GW_BOARD_DIR}/gw_board_html.c
             ${CMAKE_CURRENT_BINARY_DIR}/gw_board_assets.c)

@@ -1,9 +1,9 @@
-# Writes the board's style sheet and script as C arrays (gw_board_html.h names them), so the
+# Writes the board's style sheet, script and icon as C arrays (gw_board_html.h names them), so the
 # gateway serves them from its own binary. Run by board.cmake at build time:
-#   cmake -DCSS=board.css -DJS=board.js -DOUT=gw_board_assets.c -P embed.cmake
+#   cmake -DCSS=board.css -DJS=board.js -DSVG=board.svg -DOUT=gw_board_assets.c -P embed.cmake
 set(text "/* Generated from services/gateway/board/ by embed.cmake; not edited. */\n")
 string(APPEND text "#include <stddef.h>\n")
-foreach(asset css js)
+foreach(asset css js svg)
   string(TOUPPER ${asset} var)
   file(READ ${${var}} hex HEX)
   string(LENGTH "${hex}" digits)

@@ -417,7 +417,8 @@ static void s_head(s_out_t *o, const char *title_day)
         s_raw(o, " per ");
         s_date_long(o, title_day);
     }
-    s_raw(o, "</title>\n<link rel=\"stylesheet\" href=\"/board.css\">\n"
+    s_raw(o, "</title>\n<link rel=\"icon\" type=\"image/svg+xml\" href=\"/board.svg\">\n"
+             "<link rel=\"stylesheet\" href=\"/board.css\">\n"
              "<script src=\"/board.js\" defer></script>\n</head>\n<body>\n"
              "<a class=\"skip\" href=\"#innhold\">Hopp til innholdet</a>\n");
 }
@@ -502,12 +503,9 @@ static void s_grid(s_out_t *o, const gw_board_view_t *v)
         s_raw(o, "</td><td>");
         if (*row->last_meeting_date) {
             s_date_short(o, row->last_meeting_date);
-            const char *kw = S_WORD(s_meeting_kinds, row->last_meeting_kind);
-            if (*row->last_meeting_title || kw || *row->last_meeting_kind) {
-                s_raw(o, " ");
-                s_word_or(o, *row->last_meeting_title ? row->last_meeting_title : kw,
-                          row->last_meeting_kind);
-            }
+            /* the kind only: titles are long, and the meetings below have them */
+            s_raw(o, " ");
+            s_word_or(o, S_WORD(s_meeting_kinds, row->last_meeting_kind), row->last_meeting_kind);
         } else {
             s_raw(o, "Ingen");
         }

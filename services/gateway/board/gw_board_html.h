@@ -14,8 +14,8 @@
     when the grid itself is missing (docs/gateway.md, "The web board").
 
     Everything from the store is HTML-escaped; the page loads its style and script from
-    /board.css and /board.js only (served by ../gw_board.c), under the Content-Security-Policy
-   GW_BOARD_CSP.
+    /board.css, /board.js and /board.svg only (served by ../gw_board.c), under the
+   Content-Security-Policy GW_BOARD_CSP.
 */
 #ifndef GW_BOARD_HTML_H
 #define GW_BOARD_HTML_H
@@ -81,10 +81,12 @@ char *gw_board_render(const gw_board_view_t *view, size_t *len, int *status);
     gw_board_render. */
 char *gw_board_render_refusal(const char *message, size_t *len);
 
-/* The compiled-in style sheet and script (services/gateway/board/). */
+/* The compiled-in style sheet, script and icon (services/gateway/board/). */
 extern const unsigned char gw_board_css[];
 extern const size_t gw_board_css_len;
 extern const unsigned char gw_board_js[];
 extern const size_t gw_board_js_len;
+extern const unsigned char gw_board_svg[];
+extern const size_t gw_board_svg_len;
 
 #endif
