@@ -7,8 +7,9 @@
          the gateway drains, has more connections than --max-connections, took longer than
          --header-timeout-ms for the headers, names no route (404/405) or announces a body over
          --max-body-bytes (413);
-      3. the body arrives in pieces, appended (413 as soon as it passes the limit; 408 when it
-         takes longer than --body-timeout-ms);
+      3. the body arrives in pieces, appended; a chunked body that grows past the limit is
+         dropped from there on and refused 413 when it ends (libmicrohttpd answers only after
+         the upload), one that takes longer than --body-timeout-ms refused 408;
       4. the handler runs on the whole request. When it answered, the answer is queued. When it
          made calls, the connection is suspended and only then are the calls handed to the
          I/O thread, so a reply can never race the suspension;
@@ -435,19 +436,21 @@ static enum MHD_Result s_headers_in(gw_t *gw, gw_conn_t *c)
 static enum MHD_Result s_body_in(gw_t *gw, gw_conn_t *c, const char *data, size_t *len)
 {
     const gw_config_t *cfg = &gw->config;
-    char detail[256];
     size_t n = *len;
     *len = 0;
+    if (c->too_big) return MHD_YES; /* dropped; refused when the upload ends */
     if (c->body_len + n > cfg->max_body) {
-        snprintf(detail, sizeof detail,
-                 "the body is over %zu bytes, the most accepted (--max-body-bytes)", cfg->max_body);
-        return s_refuse(c, 413, "too-large", "Body too large", detail);
+        /* A body without a Content-Length (chunked) that grows past the limit: libmicrohttpd
+           answers only once the upload ended, so the rest is read and dropped, never kept. */
+        c->too_big = true;
+        free(c->body);
+        c->body = NULL;
+        c->body_len = c->body_cap = 0;
+        return MHD_YES;
     }
     if (cfg->body_timeout_ms > 0 && gw_now() - c->headers_done > cfg->body_timeout_ms) {
-        snprintf(detail, sizeof detail,
-                 "the body took longer than %d ms to arrive (--body-timeout-ms)",
-                 cfg->body_timeout_ms);
-        return s_refuse(c, 408, "request-timeout", "Request too slow", detail);
+        c->too_slow = true;
+        return MHD_YES;
     }
     if (c->body_len + n + 1 > c->body_cap) {
         size_t cap = c->body_cap ? c->body_cap : 1024;
@@ -473,7 +476,7 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *conn, const ch
     gw_conn_t *c = *state;
     if (!c) return MHD_NO; /* out of memory at the request line */
     if (c->answered && !c->suspended && c->req.conn) {
-        /* refused before the body was read: take the rest and drop it */
+        /* refused when the headers came: the body is not read */
         *upload_len = 0;
         return MHD_YES;
     }
@@ -490,6 +493,19 @@ static enum MHD_Result s_access(void *cls, struct MHD_Connection *conn, const ch
         return s_queue(c);
     }
     if (c->handled) return MHD_YES;
+    char detail[160];
+    if (c->too_big) {
+        snprintf(detail, sizeof detail,
+                 "the body is over %zu bytes, the most accepted (--max-body-bytes)",
+                 gw->config.max_body);
+        return s_refuse(c, 413, "too-large", "Body too large", detail);
+    }
+    if (c->too_slow) {
+        snprintf(detail, sizeof detail,
+                 "the body took longer than %d ms to arrive (--body-timeout-ms)",
+                 gw->config.body_timeout_ms);
+        return s_refuse(c, 408, "request-timeout", "Request too slow", detail);
+    }
     c->handled = true;
     c->req.body = c->body;
     c->req.body_len = c->body_len;

@@ -32,6 +32,8 @@ typedef struct gw_conn_t {
     int64_t headers_done; /* monotonic ms when the headers were complete */
     uint8_t *body;        /* the body as read so far, NUL-terminated */
     size_t body_len, body_cap;
+    bool too_big;     /* the body grew past --max-body-bytes: dropped, refused 413 */
+    bool too_slow;    /* the body took longer than --body-timeout-ms: refused 408 */
     bool handled;     /* the handler ran */
     bool suspended;   /* waiting for its calls' replies */
     gw_call_t *calls; /* calls queued by the handler, sent once it returns (LIFO) */

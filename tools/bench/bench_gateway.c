@@ -1,0 +1,339 @@
+/*  bench_gateway.c — durable publishes over HTTP through samordna-gateway, beside the same
+    events through ZeroMQ in the same run.
+
+    One broker, the registry (--credit 1024) and the gateway are started on loopback. Then:
+      - ZeroMQ: person.registered events published by one sam_client with 64 in flight (the
+        concurrency of the HTTP runs), each acknowledged after its group commit; events/s and
+        the p50/p99 of one acknowledgement;
+      - HTTP single: Debian's `wrk`, 2 threads, 64 keep-alive connections, each request one
+        binary-mode event (ce-* headers, the Person packed by the Lua script, a unique id per
+        thread and request); every answer must be 201 (the script counts the others);
+      - HTTP batch: the same with application/cloudevents-batch+json of S_BATCH events each
+        (data_base64); events/s = requests/s × S_BATCH;
+      - GET /v1/healthz per second over the same 64 connections.
+    The Lua scripts are written into the work folder from the texts below, so the family needs
+    nothing but wrk on PATH. A figure is never asserted: the machine is shared.
+*/
+#include "bench.h"
+#include "sam_client.h"
+#include "sam_status.h"
+
+#include "samordna/v1/registry.pb-c.h"
+
+#include <arpa/inet.h>
+#include <czmq.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define S_CONNECTIONS 64
+#define S_BATCH 100
+
+/* Binary mode: one person.registered a request, its Person packed here (field 1 id, field 2
+   name, both short strings). */
+static const char s_single_lua[] =
+    "local counter = 1\n"
+    "local threads = {}\n"
+    "function setup(thread)\n"
+    "  thread:set('tid', counter)\n"
+    "  table.insert(threads, thread)\n"
+    "  counter = counter + 1\n"
+    "end\n"
+    "function init(args)\n"
+    "  n = 0\n"
+    "  bad = 0\n"
+    "  prefix = 'h' .. tid .. '-'\n"
+    "end\n"
+    "function request()\n"
+    "  n = n + 1\n"
+    "  local id = prefix .. n\n"
+    "  local name = 'Person ' .. n\n"
+    "  local body = string.char(10, #id) .. id .. string.char(18, #name) .. name\n"
+    "  return wrk.format('POST', '/v1/events', {\n"
+    "    ['ce-specversion'] = '1.0', ['ce-id'] = 'bench:' .. id, ['ce-source'] = 'fmov',\n"
+    "    ['ce-type'] = 'no.samordna.registry.person.registered',\n"
+    "    ['content-type'] = 'application/protobuf'}, body)\n"
+    "end\n"
+    "function response(status, headers, body)\n"
+    "  if status ~= 201 then\n"
+    "    bad = bad + 1\n"
+    "    if bad == 1 then io.stderr:write(status .. ' ' .. body .. '\\n') end\n"
+    "  end\n"
+    "end\n"
+    "function done(summary, latency, requests)\n"
+    "  local total = 0\n"
+    "  for _, t in ipairs(threads) do total = total + t:get('bad') end\n"
+    "  io.write(string.format('refused %d\\n', total))\n"
+    "end\n";
+
+/* Batch mode: S_BATCH events a request, each Person base64 in data_base64; an answer is 200
+   with every element's status 201 (counted by looking for any other status). */
+static const char s_batch_lua[] =
+    "local counter = 1\n"
+    "local threads = {}\n"
+    "local b64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'\n"
+    "local function enc(data)\n"
+    "  local out, len = {}, #data\n"
+    "  for i = 1, len, 3 do\n"
+    "    local a, b, c = data:byte(i, i + 2)\n"
+    "    local n = a * 65536 + (b or 0) * 256 + (c or 0)\n"
+    "    local c1, c2 = math.floor(n / 262144), math.floor(n / 4096) % 64\n"
+    "    local c3, c4 = math.floor(n / 64) % 64, n % 64\n"
+    "    out[#out + 1] = b64:sub(c1 + 1, c1 + 1) .. b64:sub(c2 + 1, c2 + 1) ..\n"
+    "      (b and b64:sub(c3 + 1, c3 + 1) or '=') .. (c and b64:sub(c4 + 1, c4 + 1) or '=')\n"
+    "  end\n"
+    "  return table.concat(out)\n"
+    "end\n"
+    "function setup(thread)\n"
+    "  thread:set('tid', counter)\n"
+    "  table.insert(threads, thread)\n"
+    "  counter = counter + 1\n"
+    "end\n"
+    "function init(args)\n"
+    "  n = 0\n"
+    "  bad = 0\n"
+    "  prefix = 'b' .. tid .. '-'\n"
+    "  size = tonumber(args[1])\n"
+    "end\n"
+    "function request()\n"
+    "  local parts = {}\n"
+    "  for i = 1, size do\n"
+    "    n = n + 1\n"
+    "    local id = prefix .. n\n"
+    "    local name = 'Person ' .. n\n"
+    "    local data = string.char(10, #id) .. id .. string.char(18, #name) .. name\n"
+    "    parts[i] = '{\"specversion\":\"1.0\",\"id\":\"bench:' .. id ..\n"
+    "      '\",\"source\":\"fmov\",\"type\":\"no.samordna.registry.person.registered\",' ..\n"
+    "      '\"datacontenttype\":\"application/protobuf\",\"data_base64\":\"' .. enc(data) .. "
+    "'\"}'\n"
+    "  end\n"
+    "  return wrk.format('POST', '/v1/events',\n"
+    "    {['content-type'] = 'application/cloudevents-batch+json'},\n"
+    "    '[' .. table.concat(parts, ',') .. ']')\n"
+    "end\n"
+    "function response(status, headers, body)\n"
+    "  if status ~= 200 or body:find('\"status\":[^2]') or body:find('\"status\":2[^0]') then\n"
+    "    bad = bad + 1\n"
+    "    if bad == 1 then io.stderr:write(status .. ' ' .. body:sub(1, 400) .. '\\n') end\n"
+    "  end\n"
+    "end\n"
+    "function done(summary, latency, requests)\n"
+    "  local total = 0\n"
+    "  for _, t in ipairs(threads) do total = total + t:get('bad') end\n"
+    "  io.write(string.format('refused %d\\n', total))\n"
+    "end\n";
+
+/* The status of GET path on 127.0.0.1:port, or -1 when nothing answers. */
+static int s_http_status(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) return -1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int status = -1;
+    char buf[256];
+    int n =
+        snprintf(buf, sizeof buf, "GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", path);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && write(fd, buf, (size_t)n) == n) {
+        ssize_t got = read(fd, buf, sizeof buf - 1);
+        if (got > 12) {
+            buf[got] = '\0';
+            status = atoi(buf + 9);
+        }
+    }
+    close(fd);
+    return status;
+}
+
+/* A wrk latency like "1.23ms", "850.00us" or "1.01s" in µs. */
+static double s_us(const char *text)
+{
+    char *end = NULL;
+    double v = strtod(text, &end);
+    if (!end) return -1;
+    if (strncmp(end, "us", 2) == 0) return v;
+    if (strncmp(end, "ms", 2) == 0) return v * 1000;
+    if (strncmp(end, "s", 1) == 0) return v * 1e6;
+    return -1;
+}
+
+typedef struct {
+    double rps, p50_us, p99_us;
+    long refused;
+} s_wrk_t;
+
+/* Runs wrk against url with the script (may be NULL) and its argument; parses its report. */
+static int s_wrk(bench_t *b, const char *script, const char *arg, const char *url, int secs,
+                 s_wrk_t *out)
+{
+    char cmd[2048];
+    char path[1024] = "";
+    if (script) snprintf(path, sizeof path, "%s/%s", b->work_dir, script);
+    snprintf(cmd, sizeof cmd, "wrk -t2 -c%d -d%ds --timeout 10s --latency %s%s %s %s %s 2>&1",
+             S_CONNECTIONS, secs, script ? "-s " : "", path, url, arg ? "--" : "", arg ? arg : "");
+    FILE *p = popen(cmd, "r");
+    if (!p) return -1;
+    memset(out, 0, sizeof *out);
+    out->refused = -1;
+    char line[512];
+    while (fgets(line, sizeof line, p)) {
+        char word[64];
+        if (sscanf(line, " Requests/sec: %lf", &out->rps) == 1) continue;
+        if (sscanf(line, " 50%% %63s", word) == 1) out->p50_us = s_us(word);
+        if (sscanf(line, " 99%% %63s", word) == 1) out->p99_us = s_us(word);
+        if (sscanf(line, "refused %ld", &out->refused) == 1) continue;
+        if (strstr(line, "Non-2xx") || strstr(line, "Socket errors") ||
+            (line[0] != ' ' && strncmp(line, "Running", 7) != 0 &&
+             strncmp(line, "Transfer", 8) != 0))
+            fprintf(stderr, "bench gateway: wrk: %s", line);
+    }
+    int rc = pclose(p);
+    if (rc != 0 || out->rps <= 0) {
+        fprintf(stderr, "bench gateway: wrk failed (is it installed? tools/deps.sh): %s\n", cmd);
+        return -1;
+    }
+    return 0;
+}
+
+static int s_write(bench_t *b, const char *name, const char *text)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", b->work_dir, name);
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    int ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+/* The ZeroMQ path: n events, `window` in flight, one client. */
+static int s_zmq(const char *broker, size_t n, size_t window, double *rate, double *p50,
+                 double *p99)
+{
+    const char *eps[] = {broker};
+    char err[256];
+    sam_client_opts_t opts = {.max_pending = window};
+    sam_client_t *c = sam_client_new(eps, 1, &opts, err, sizeof err);
+    if (!c) return -1;
+    int64_t *lat = calloc(n, sizeof *lat), *sent_at = calloc(n, sizeof *sent_at);
+    int rc = -1;
+    size_t next = 0, acked = 0, refused = 0;
+    uint64_t first = 0;
+    int64_t t0 = zclock_usecs();
+    while (lat && sent_at && acked < n) {
+        while (next < n && next - acked < window) {
+            char id[32], eid[48], name[32];
+            snprintf(id, sizeof id, "z-%zu", next);
+            snprintf(eid, sizeof eid, "bench:%s", id);
+            snprintf(name, sizeof name, "Person %zu", next);
+            Samordna__V1__Person person = SAMORDNA__V1__PERSON__INIT;
+            person.id = id;
+            person.name = name;
+            sent_at[next] = zclock_usecs();
+            uint64_t rid = bench_publish(c, "registry", "no.samordna.registry.person.registered",
+                                         eid, "fmov", NULL, &person.base);
+            if (!rid) goto done;
+            if (next++ == 0) first = rid;
+        }
+        sam_result_t res;
+        if (sam_client_recv(c, 10000, &res) != 0) goto done;
+        uint64_t idx = res.id - first;
+        if (res.id >= first && idx < next) {
+            lat[acked++] = zclock_usecs() - sent_at[idx];
+            if (res.code != SAM_OK && refused++ == 0)
+                fprintf(stderr, "bench gateway: zmq refused: %u %s\n", res.code, res.message);
+        }
+        sam_result_clear(&res);
+    }
+    *rate = (double)n / ((double)(zclock_usecs() - t0) / 1e6);
+    *p50 = bench_percentile(lat, n, 50);
+    *p99 = bench_percentile(lat, n, 99);
+    rc = refused ? -1 : 0;
+done:
+    free(lat);
+    free(sent_at);
+    sam_client_destroy(&c);
+    return rc;
+}
+
+int bench_gateway(bench_t *b)
+{
+    char ep[64], http_ep[64];
+    bench_endpoint(ep, sizeof ep);
+    bench_endpoint(http_ep, sizeof http_ep);
+    int port = atoi(strrchr(http_ep, ':') + 1);
+    char listen[32], url[64], health[64];
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/v1/events", port);
+    snprintf(health, sizeof health, "http://127.0.0.1:%d/v1/healthz", port);
+    const char *stores[] = {"registry/data.mdb", "registry/lock.mdb"};
+    for (size_t i = 0; i < sizeof stores / sizeof stores[0]; i++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s", b->work_dir, stores[i]);
+        zsys_file_delete(path);
+    }
+    if (s_write(b, "single.lua", s_single_lua) || s_write(b, "batch.lua", s_batch_lua)) {
+        fprintf(stderr, "bench gateway: cannot write the wrk scripts into %s\n", b->work_dir);
+        return 1;
+    }
+    bench_proc_t broker = {0}, reg = {0}, gw = {0};
+    int rc = 1;
+    if (bench_spawn(b, &broker, "broker.log", "samordna-broker", "--bind", ep, "--insecure",
+                    NULL) ||
+        bench_spawn(b, &reg, "registry.log", "samordna-registry", "--broker", ep, "--data-dir",
+                    b->work_dir, "--insecure", "--credit", "1024", NULL) ||
+        bench_spawn(b, &gw, "gateway.log", "samordna-gateway", "--broker", ep, "--insecure",
+                    "--listen", listen, "--service", "registry", "--log-level", "warn", NULL))
+        goto done;
+    if (bench_wait_service(ep, "registry", 10000) != 0) {
+        fprintf(stderr, "bench gateway: the registry did not answer\n");
+        goto done;
+    }
+    for (int i = 0; i < 100 && s_http_status(port, "/v1/healthz") != 200; i++)
+        zclock_sleep(100);
+    if (s_http_status(port, "/v1/healthz") != 200) {
+        fprintf(stderr, "bench gateway: the gateway did not become healthy\n");
+        goto done;
+    }
+    int secs = (int)(5 * b->scale);
+    if (secs < 2) secs = 2;
+    size_t n = (size_t)(50000 * b->scale);
+    if (n < 2000) n = 2000;
+    double zrate = 0, zp50 = 0, zp99 = 0;
+    if (s_zmq(ep, n, S_CONNECTIONS, &zrate, &zp50, &zp99) != 0) {
+        fprintf(stderr, "bench gateway: the ZeroMQ run failed\n");
+        goto done;
+    }
+    bench_figure("gateway.zmq.events_per_s", zrate, "events/s");
+    bench_figure("gateway.zmq.p50", zp50, "us");
+    bench_figure("gateway.zmq.p99", zp99, "us");
+
+    s_wrk_t single, batch, gets;
+    char size[16];
+    snprintf(size, sizeof size, "%d", S_BATCH);
+    if (s_wrk(b, "single.lua", NULL, url, secs, &single) != 0 ||
+        s_wrk(b, "batch.lua", size, url, secs, &batch) != 0 ||
+        s_wrk(b, NULL, NULL, health, secs, &gets) != 0)
+        goto done;
+    if (single.refused != 0 || batch.refused != 0) {
+        fprintf(stderr, "bench gateway: %ld single and %ld batch answers were not 201\n",
+                single.refused, batch.refused);
+        goto done;
+    }
+    bench_figure("gateway.http.events_per_s", single.rps, "events/s");
+    bench_figure("gateway.http.p50", single.p50_us, "us");
+    bench_figure("gateway.http.p99", single.p99_us, "us");
+    bench_figure("gateway.http.p50_vs_zmq", zp50 > 0 ? single.p50_us / zp50 : 0, "x");
+    bench_figure("gateway.http.batch.events_per_s", batch.rps * S_BATCH, "events/s");
+    bench_figure("gateway.http.batch.p50", batch.p50_us, "us");
+    bench_figure("gateway.http.batch.p99", batch.p99_us, "us");
+    bench_figure("gateway.http.get_healthz_per_s", gets.rps, "requests/s");
+    rc = 0;
+done:
+    bench_stop(&gw);
+    bench_stop(&reg);
+    bench_stop(&broker);
+    return rc;
+}
