@@ -679,11 +679,12 @@ static void s_barriers(s_out_t *o, const gw_board_view_t *v)
             continue;
         }
         s_fmt(o,
-              "<div class=\"rull\"><table class=\"barrierer\" aria-labelledby=\"nivaa-%zu\">\n"
+              "<div class=\"rull\" role=\"region\" aria-labelledby=\"nivaa-%zu\" tabindex=\"0\">"
+              "<table class=\"barrierer\" aria-labelledby=\"nivaa-%zu\">\n"
               "<thead><tr><th scope=\"col\">Barriere</th><th scope=\"col\">Hvor</th>"
               "<th scope=\"col\">Meldt av</th><th scope=\"col\">Gjelder</th>"
               "<th scope=\"col\">Siden</th></tr></thead>\n<tbody>\n",
-              l);
+              l, l);
         for (size_t i = 0; i < bl->n_barriers; i++) {
             const Samordna__V1__Barrier *b = bl->barriers[i];
             const char *since, *st = s_state_then(b, v->as_of, &since);
@@ -757,7 +758,8 @@ static void s_grants(s_out_t *o, const gw_board_view_t *v)
           "</figcaption>\n</figure>\n",
           v->as_of);
     s_fmt(o,
-          "<div class=\"rull\"><table class=\"tilskudd\" id=\"tilskudd\">\n<caption>Tilsagn og "
+          "<div class=\"rull\" role=\"region\" aria-labelledby=\"h-tilskudd\" tabindex=\"0\">"
+          "<table class=\"tilskudd\" id=\"tilskudd\">\n<caption>Tilsagn og "
           "utbetalt per mottaker, %.4s</caption>\n<thead><tr><th scope=\"col\">Mottaker</th>"
           "<th scope=\"col\" class=\"tall\">Tilsagn</th><th scope=\"col\" class=\"tall\">"
           "Utbetalt</th><th scope=\"col\" class=\"tall\">Antall tilsagn</th></tr></thead>\n"
