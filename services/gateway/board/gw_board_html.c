@@ -331,14 +331,15 @@ static const s_word_t s_levels[] = {
 
 static const s_word_t s_meeting_kinds[] = {
     {"anchoring", "Forankringsmøte"},
-    {"working", "Arbeidsmøte"},
-    {"workshop", "Workshop"},
-    {"briefing", "Orientering"},
-    {"implementation", "Gjennomføringsmøte"},
     {"startup", "Oppstartsmøte"},
+    {"working", "Arbeidsmøte"},
+    {"workshop", "Verksted"},
     {"gathering", "Samling"},
+    {"implementation", "Gjennomføringsmøte"},
+    {"briefing", "Orientering"},
+    {"internal", "Internt møte"},
+    {"steering", "Styringsgruppemøte"},
     {"clarification", "Avklaringsmøte"},
-    {"steering_group", "Styringsgruppemøte"},
     {"information", "Informasjonsmøte"},
 };
 

@@ -286,6 +286,14 @@ int main(int argc, char **argv)
     gw_board_view_clear(&v);
     CHECK(!v.reply[GW_BOARD_AGENCIES] && !v.missing[GW_BOARD_GRID]);
 
+    /* nothing at all: every part named, no crash */
+    gw_board_view_t none = {0};
+    memcpy(none.as_of, "2019-11-30", 11);
+    html = gw_board_render(&none, &len, &status);
+    CHECK(html && status == 503 && strstr(html, "Mangler orienteringen til styringsgruppen"));
+    CHECK(strstr(html, "Milepælstavla kan ikke vises nå") && strstr(html, "Møtene kan ikke vises"));
+    free(html);
+
     html = gw_board_render_refusal("as_of: '<x>' er ikke en dato", &len);
     CHECK(html && strstr(html, "&lt;x&gt;") && strstr(html, "lang=\"nb\""));
     free(html);
