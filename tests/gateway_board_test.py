@@ -283,6 +283,8 @@ def test_in_chromium_keyboard_no_javascript_and_zoom():
     assert k["skip"] == 1 and k["toDate"] == 1 and k["value"] == "2019-10-10", k
     assert all(r["reached"] == [] for r in seen["gridAfter"].values()), seen["gridAfter"]
     assert seen["urlAfter"].endswith("/?as_of=2019-10-10"), seen["urlAfter"]
+    assert seen["statusAfter"] == "Viser tavla per 10.\u00a0oktober 2019.", seen["statusAfter"]
+    assert seen["focusAfter"].startswith("<button"), seen["focusAfter"]
     # without JavaScript: the same grid, and the form works as a plain GET
     assert seen["gridNoJs"] == grid, seen["gridNoJs"]
     assert seen["keyboardNoJs"]["value"] == "2019-10-10"

@@ -118,6 +118,8 @@ async function main() {
       return h && h.innerText.includes('10.\u00a0oktober 2019');
     });
     seen.gridAfter = await readGrid(page);
+    seen.statusAfter = await page.$eval('p.status', (e) => e.innerText);
+    seen.focusAfter = await page.evaluate(() => document.activeElement.outerHTML.slice(0, 40));
     seen.urlAfter = page.url();
     seen.consoleErrors = errors;
     await ctx.close();

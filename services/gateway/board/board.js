@@ -17,6 +17,9 @@
     document.title = doc.title;
     const day = doc.querySelector('#as_of');
     if (day) form.elements.as_of.value = day.value;
+    const said = doc.querySelector('p.status');
+    const status = document.querySelector('p.status');
+    if (said && status) status.textContent = said.textContent;
     if (push) history.pushState({}, '', url);
   }
 

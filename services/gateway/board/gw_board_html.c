@@ -818,10 +818,10 @@ char *gw_board_render(const gw_board_view_t *v, size_t *len, int *status)
     s_head(&o, v->as_of);
     s_raw(&o, "<header>\n<h1>Statustavle for Velferdspiloten</h1>\n");
     s_form(&o, v->as_of);
-    s_raw(&o, "</header>\n<main id=\"innhold\" tabindex=\"-1\">\n"
-              "<p class=\"status\" role=\"status\" aria-live=\"polite\">Viser tavla per ");
+    /* outside <main>, so that board.js changes its text in place and it is announced */
+    s_raw(&o, "<p class=\"status\" role=\"status\" aria-live=\"polite\">Viser tavla per ");
     s_date_long(&o, v->as_of);
-    s_raw(&o, ".</p>\n");
+    s_raw(&o, ".</p>\n</header>\n<main id=\"innhold\" tabindex=\"-1\">\n");
     s_missing(&o, v);
     s_grid(&o, v);
     s_meetings(&o, v);
