@@ -253,6 +253,7 @@ def test_a_bad_day_is_refused():
     status, _, text = get(s.url + "/?as_of=%3Cb%3E")
     assert status == 400 and "&lt;b&gt;" in text and "<b>" not in text
     samtest.wait_for(lambda: "board.refused" in s.gateway.logtext(), 5, "the refusal's log line")
+    assert s.gateway.stop() == 0, s.gateway.logtext()[-2000:]
 
 
 def test_in_chromium_keyboard_no_javascript_and_zoom():
@@ -319,6 +320,8 @@ def test_a_service_down_shows_the_rest():
     assert "Mangler milepælstavla (statustjenesten)" in text
     assert "tavle" not in page.tables
     assert "Barrierene kan ikke vises nå." in text
+    # and the gateway stops cleanly (under the sanitizers: no leak of a page left behind)
+    assert s.gateway.stop() == 0, s.gateway.logtext()[-2000:]
 
 
 if __name__ == "__main__":
