@@ -7,10 +7,11 @@
 
     The page asks its seven parts (board/gw_board_html.h lists them) of four services at once
     with gw_call: they travel pipelined through the broker I/O thread, and the page is rendered
-    when the last reply or timeout is in. A part whose service did not answer is named on the
-    page and logged (board.part_missing); the rest is shown. The answer is 200 while the grid
-    is there, 503 with Retry-After when status.board itself is missing — the grid is what the
-    page is for, and a monitor or a reverse proxy should see that it is not served.
+    by the request's after_calls when the last reply or timeout is in. The page being gathered
+    is the request's `user`, freed with the request however it ends. A part whose service did not
+   answer is named on the page and logged (board.part_missing); the rest is shown. The answer is 200
+   while the grid is there, 503 with Retry-After when status.board itself is missing — the grid is
+   what the page is for, and a monitor or a reverse proxy should see that it is not served.
 
     Every answer carries GW_BOARD_CSP: the page runs no inline script or style, so a record
     that slipped past the escaping could still not run anything.
@@ -23,8 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* One page being gathered: its view and one call per part. Callbacks of one request never
-   run at the same time (gateway.h), so `pending` needs no lock. */
+/* One page being gathered: its view and one call per part; the request's `user`, freed
+   with it. */
 typedef struct s_page_t s_page_t;
 typedef struct {
     s_page_t *page;
@@ -34,8 +35,14 @@ typedef struct {
 struct s_page_t {
     gw_board_view_t view;
     s_call_t calls[GW_BOARD_PARTS];
-    int pending;
 };
+
+static void s_page_free(void *user)
+{
+    s_page_t *pg = user;
+    gw_board_view_clear(&pg->view);
+    free(pg);
+}
 
 /* The headers of every answer of the board. */
 static void s_headers(gw_request_t *req, const char *cache)
@@ -46,8 +53,11 @@ static void s_headers(gw_request_t *req, const char *cache)
     gw_add_header(req, "Cache-Control", cache);
 }
 
-static void s_answer(gw_request_t *req, s_page_t *pg)
+/* Every part is in (or timed out): the page. The request's after_calls, or called by the
+   handler when no call could be made. */
+static void s_render(gw_request_t *req)
 {
+    s_page_t *pg = req->user;
     for (int p = 0; p < GW_BOARD_PARTS; p++)
         if (!pg->view.reply[p])
             sam_warn("board.part_missing rid=%llu as_of=%s method=%s reason=%s",
@@ -65,20 +75,16 @@ static void s_answer(gw_request_t *req, s_page_t *pg)
         gw_respond(req, (unsigned)status, "text/html; charset=utf-8", html, len);
     }
     free(html);
-    gw_board_view_clear(&pg->view);
-    free(pg);
 }
 
-/* A part's reply (or timeout) is in: keep it, and answer after the last. */
+/* A part's reply (or timeout) is in: keep it. */
 static void s_part_done(gw_request_t *req, void *arg, const sam_result_t *res)
 {
     s_call_t *call = arg;
-    s_page_t *pg = call->page;
     if (res->code == 200)
-        gw_board_keep(&pg->view, call->part, res->body, res->body_len);
+        gw_board_keep(&call->page->view, call->part, res->body, res->body_len);
     else
-        gw_board_miss(&pg->view, call->part, "%u %s", res->code, res->message);
-    if (--pg->pending == 0) s_answer(req, pg);
+        gw_board_miss(&call->page->view, call->part, "%u %s", res->code, res->message);
 }
 
 /* The service a part's method belongs to: the method's first word. */
@@ -112,8 +118,9 @@ void gw_board_page(gw_request_t *req)
         return;
     }
     memcpy(pg->view.as_of, day, sizeof day);
-    /* the calls go out when this handler returns, so no callback can run before the count
-       is set below */
+    req->user = pg;
+    req->user_free = s_page_free;
+    int asked = 0;
     for (int p = 0; p < GW_BOARD_PARTS; p++) {
         gw_board_part_t part = (gw_board_part_t)p;
         const char *method = gw_board_method(part);
@@ -125,10 +132,13 @@ void gw_board_page(gw_request_t *req)
         if (!body || gw_call(req, service, method, body, len, s_part_done, &pg->calls[p]))
             gw_board_miss(&pg->view, part, "the gateway ran out of memory asking %s", method);
         else
-            pg->pending++;
+            asked++;
         free(body);
     }
-    if (!pg->pending) s_answer(req, pg);
+    if (asked)
+        req->after_calls = s_render;
+    else
+        s_render(req);
 }
 
 /* GET /board.css */
