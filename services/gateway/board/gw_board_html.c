@@ -1,5 +1,5 @@
-/*  gw_board_html.c — the web status board: one server-rendered page for the people who follow the
-    pilots (case workers, agency leaders, the pilot leader).
+/*  gw_board_html.c — the web status board: one server-rendered page for the people who
+    follow the pilots (case workers, agency leaders, the pilot leader).
 
     The page is readable without JavaScript: the grid, the timelines, the barriers, the grants
     and the briefing are plain HTML tables and lists, the bar chart and the timeline strip are
