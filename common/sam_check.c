@@ -47,6 +47,17 @@ static bool s_c1(const unsigned char *s, size_t len)
     return len == 2 && s[0] == 0xc2 && s[1] < 0xa0;
 }
 
+bool sam_check_is_utf8(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; i < len;) {
+        size_t l = s_utf8_len(s + i, len - i);
+        if (!l) return false;
+        i += l;
+    }
+    return true;
+}
+
 const char *sam_check_text_why(const char *str, size_t len)
 {
     const unsigned char *s = (const unsigned char *)str;

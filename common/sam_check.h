@@ -43,6 +43,11 @@
     return. Returns NULL when s passes, else the reason (a constant string). */
 const char *sam_check_text_why(const char *s, size_t len);
 
+/*  Only the UTF-8 part of the text rule: true when the len bytes of s are valid UTF-8
+    (shortest form, no surrogates, at most U+10FFFF). For mappings that must keep any text
+    but refuse bytes that are no text (sam_pbjson). */
+bool sam_check_is_utf8(const char *s, size_t len);
+
 /*  The text rule, and no tab, line feed or carriage return either: for names that stand on
     one line (ids, types, sources, subjects). NULL when s (NUL-terminated) passes. */
 const char *sam_check_line_why(const char *s);

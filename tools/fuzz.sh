@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes every decoder of samordna with libFuzzer (Debian's clang), under AddressSanitizer
 # and UndefinedBehaviorSanitizer: the broker's frame handling, each service's whole request
-# path (envelope, caller, queries, every event type's payload), the fixture importer and the
-# configuration parser.
+# path (envelope, caller, queries, every event type's payload), the fixture importer, the
+# configuration parser and the proto3 JSON mapping.
 #
 #   tools/fuzz.sh                 every target for SAMORDNA_FUZZ_SECONDS (default 20) each
 #   tools/fuzz.sh fuzz_broker     one target
@@ -27,7 +27,7 @@ area() { # the tests/ folder of a target's inputs
 }
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(fuzz_broker fuzz_config fuzz_import fuzz_check)
+  targets=(fuzz_broker fuzz_config fuzz_import fuzz_check fuzz_pbjson)
   for t in "$build"/bin/fuzz_service_*; do targets+=("$(basename "$t")"); done
 fi
 

@@ -33,6 +33,10 @@
 #include <string.h>
 #include <strings.h>
 
+/* libmicrohttpd's memory of one connection: the request line and headers must fit (larger
+   ones are refused 431), and it is cleared for every request, so it is kept small. */
+#define S_CONN_MEMORY 16384
+
 static const gw_route_t s_routes[] = {
 #define GW_ROUTE(method, path, prefix, handler, summary) {method, path, prefix, handler, summary},
 #include "gateway_routes.def"
@@ -523,9 +527,9 @@ static void s_completed(void *cls, struct MHD_Connection *conn, void **state,
     (void)cls;
     (void)conn;
     gw_conn_t *c = *state;
-    if (c && why != MHD_REQUEST_TERMINATED_COMPLETED_OK && c->req.conn)
+    if (c && why != MHD_REQUEST_TERMINATED_COMPLETED_OK)
         sam_info("gateway.dropped rid=%llu path=%s reason=%s", (unsigned long long)c->req.rid,
-                 sam_logv(c->req.path),
+                 c->req.path ? sam_logv(c->req.path) : "\"(headers not complete)\"",
                  why == MHD_REQUEST_TERMINATED_TIMEOUT_REACHED   ? "idle-timeout"
                  : why == MHD_REQUEST_TERMINATED_CLIENT_ABORT    ? "client-closed"
                  : why == MHD_REQUEST_TERMINATED_DAEMON_SHUTDOWN ? "shutdown"
@@ -632,7 +636,7 @@ gw_t *gw_new(const gw_config_t *config, char *err, size_t errlen)
         (unsigned)(config->max_connections + 64), MHD_OPTION_CONNECTION_TIMEOUT,
         config->idle_timeout_s, MHD_OPTION_THREAD_POOL_SIZE,
         config->threads > 1 ? config->threads : 0, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S_CONN_MEMORY, MHD_OPTION_END);
     if (!gw->daemon) {
         snprintf(err, errlen, "cannot serve HTTP on %s (is the port taken?)", config->listen);
         gw_destroy(&gw);

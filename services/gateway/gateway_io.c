@@ -302,6 +302,7 @@ void gw_io_submit(gw_t *gw, gw_conn_t *conn)
     conn->ncalls = 0;
     atomic_fetch_add(&gw->outstanding, conn->pending);
     pthread_mutex_lock(&gw->lock);
+    bool idle = gw->queue == NULL; /* else the thread was woken already and not yet taken it */
     if (gw->queue_tail)
         gw->queue_tail->next = first;
     else
@@ -309,7 +310,7 @@ void gw_io_submit(gw_t *gw, gw_conn_t *conn)
     gw->queue_tail = last;
     pthread_mutex_unlock(&gw->lock);
     uint64_t one = 1;
-    if (write(gw->wake, &one, sizeof one) < 0)
+    if (idle && write(gw->wake, &one, sizeof one) < 0)
         sam_warn("gateway.wake_failed errno=%d", errno); /* the thread wakes at its timeout */
 }
 

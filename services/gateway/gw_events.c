@@ -390,6 +390,19 @@ static int s_from_headers(gw_request_t *req, s_event_t *e, s_refusal_t *r)
 
 /* ---- structured mode (one JSON object) --------------------------------------------------- */
 
+/* prefix "/" name into out (cap bytes): a JSON pointer, made for every attribute of every
+   event of a batch, so without snprintf. */
+static void s_join(char *out, size_t cap, const char *prefix, const char *name)
+{
+    size_t p = strlen(prefix), n = strlen(name);
+    if (p + n + 2 > cap) n = cap > p + 2 ? cap - p - 2 : 0;
+    if (p + 2 > cap) p = 0;
+    memcpy(out, prefix, p);
+    out[p] = '/';
+    memcpy(out + p + 1, name, n);
+    out[p + 1 + n] = '\0';
+}
+
 static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_t *r)
 {
     char where[96], esc[200];
@@ -404,7 +417,7 @@ static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_
     const char *media = NULL;
     json_object_foreach(obj, key, value)
     {
-        snprintf(where, sizeof where, "%s/%s", prefix, key);
+        s_join(where, sizeof where, prefix, key);
         if (strcmp(key, "data") == 0) {
             data = value;
             continue;
@@ -479,12 +492,12 @@ static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_
         v->ce_string = (char *)media;
     }
     if (data && data_b64) {
-        snprintf(where, sizeof where, "%s/data_base64", prefix);
+        s_join(where, sizeof where, prefix, "data_base64");
         s_refuse(r, 400, "invalid-event", where, "an event has data or data_base64, not both");
         return -1;
     }
     if (data_b64) {
-        snprintf(where, sizeof where, "%s/data_base64", prefix);
+        s_join(where, sizeof where, prefix, "data_base64");
         const char *b64 = json_string_value(data_b64);
         size_t blen = b64 ? strlen(b64) : 0, len = 0;
         const char *end = NULL;
@@ -497,11 +510,11 @@ static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_
                      where);
             return -1;
         }
-        snprintf(where, sizeof where, "%s/datacontenttype", prefix);
+        s_join(where, sizeof where, prefix, "datacontenttype");
         return s_set_data(e, media ? mt : "application/protobuf", e->data, len, where, r);
     }
     if (data && !json_is_null(data)) {
-        snprintf(where, sizeof where, "%s/data", prefix);
+        s_join(where, sizeof where, prefix, "data");
         return s_set_data(e, media ? mt : "application/json", NULL, 0, where, r);
     }
     return 0;
@@ -509,32 +522,66 @@ static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_
 
 /* ---- publishing ---------------------------------------------------------------------------- */
 
-/* What one event's reply is, as JSON: a new event or a duplicate, or the problem. */
-static json_t *s_result(const s_ce_t *ce, const sam_result_t *res, unsigned *status)
+/* s as the inside of a JSON string into out (cap bytes): the line rule has refused control
+   characters already (sam_check_line_why), so only `"` and `\` need a backslash. */
+static void s_json_inside(char *out, size_t cap, const char *s)
 {
-    (void)ce;
+    size_t n = 0;
+    for (; s && *s && n + 3 < cap; s++) {
+        if (*s == '"' || *s == '\\') out[n++] = '\\';
+        out[n++] = *s;
+    }
+    out[n] = '\0';
+}
+
+/* A problem as text, with the event's id and (in a batch) nothing else added. */
+static char *s_problem_text(json_t *problem, const char *id)
+{
+    if (problem && id) json_object_set_new(problem, "id", json_string(id));
+    char *text = problem ? json_dumps(problem, JSON_COMPACT) : NULL;
+    json_decref(problem);
+    return text;
+}
+
+/*  What one event's reply is, as the text of a JSON object: {"seq", "duplicate"} for a new
+    event (*status 201) or a retry (200), else the problem the service's status maps to. In a
+    batch (id not NULL) the object also has "status" and "id". Caller frees; NULL when out of
+    memory. These are made by hand, not through jansson: a batch of thousands makes one each. */
+static char *s_result(const sam_result_t *res, const char *id, unsigned *status)
+{
     if (res->code == SAM_OK) {
         Samordna__V1__PublishReply *pr =
             samordna__v1__publish_reply__unpack(NULL, res->body_len, res->body);
         if (!pr) {
             *status = 502;
-            return gw_problem_json(502, "internal", "Bad reply", NULL,
-                                   "the service's reply does not decode as a PublishReply");
+            return s_problem_text(
+                gw_problem_json(502, "internal", "Bad reply", NULL,
+                                "the service's reply does not decode as a PublishReply"),
+                id);
         }
         *status = pr->duplicate ? 200 : 201;
-        json_t *ok = json_pack("{s:i, s:I, s:b}", "status", (int)*status, "seq",
-                               (json_int_t)pr->seq, "duplicate", pr->duplicate);
+        char esc[600], *text = malloc(sizeof esc + 96);
+        s_json_inside(esc, sizeof esc, id);
+        if (text && id)
+            snprintf(text, sizeof esc + 96,
+                     "{\"status\":%u,\"id\":\"%s\",\"seq\":%llu,"
+                     "\"duplicate\":%s}",
+                     *status, esc, (unsigned long long)pr->seq, pr->duplicate ? "true" : "false");
+        else if (text)
+            snprintf(text, sizeof esc + 96, "{\"seq\":%llu,\"duplicate\":%s}",
+                     (unsigned long long)pr->seq, pr->duplicate ? "true" : "false");
         samordna__v1__publish_reply__free_unpacked(pr, NULL);
-        return ok;
+        return text;
     }
     *status = gw_http_status(res->code);
     json_t *errors = NULL;
     gw_error_add_service(&errors, res->message);
-    return gw_problem_json(*status, gw_problem_type(*status),
-                           *status == 409   ? "Conflict"
-                           : *status == 503 ? "Service unavailable"
-                                            : "Event refused",
-                           errors, res->message);
+    return s_problem_text(gw_problem_json(*status, gw_problem_type(*status),
+                                          *status == 409   ? "Conflict"
+                                          : *status == 503 ? "Service unavailable"
+                                                           : "Event refused",
+                                          errors, res->message),
+                          id);
 }
 
 /* Where an event goes: fills service, or r (unknown type, or tables not known yet). */
@@ -576,24 +623,23 @@ static void s_single_done(gw_request_t *req, void *arg, const sam_result_t *res)
 {
     (void)arg;
     unsigned status = 0;
-    json_t *result = s_result(NULL, res, &status);
-    if (status >= 400) {
-        const char *detail = json_string_value(json_object_get(result, "detail"));
-        if (status >= 500)
-            sam_warn("gateway.refused rid=%llu path=/v1/events status=%u code=%u detail=%s",
-                     (unsigned long long)req->rid, status, res->code, sam_logv(detail));
-        else
-            sam_info("gateway.refused rid=%llu path=/v1/events status=%u code=%u detail=%s",
-                     (unsigned long long)req->rid, status, res->code, sam_logv(detail));
-        if (status == 503) gw_add_header(req, "Retry-After", "1");
-        char *text = json_dumps(result, JSON_COMPACT);
-        json_decref(result);
-        if (text) gw_respond(req, status, "application/problem+json", text, strlen(text));
-        free(text);
+    char *text = s_result(res, NULL, &status);
+    if (!text) {
+        gw_problem(req, 500, "internal", "Internal error", NULL, "out of memory");
         return;
     }
-    json_object_del(result, "status");
-    gw_respond_json(req, status, result);
+    if (status >= 400) {
+        if (status >= 500)
+            sam_warn("gateway.refused rid=%llu path=/v1/events status=%u code=%u detail=%s",
+                     (unsigned long long)req->rid, status, res->code, sam_logv(res->message));
+        else
+            sam_info("gateway.refused rid=%llu path=/v1/events status=%u code=%u detail=%s",
+                     (unsigned long long)req->rid, status, res->code, sam_logv(res->message));
+        if (status == 503) gw_add_header(req, "Retry-After", "1");
+    }
+    gw_respond(req, status, status >= 400 ? "application/problem+json" : "application/json", text,
+               strlen(text));
+    free(text);
 }
 
 static void s_publish_one(gw_request_t *req, s_event_t *e, const char *pointer)
@@ -613,27 +659,34 @@ static void s_publish_one(gw_request_t *req, s_event_t *e, const char *pointer)
 
 /* ---- batch mode ----------------------------------------------------------------------------- */
 
-/* A batch's results, in the order of its events; each slot null until its reply came. */
+/* A batch's results, in the order of its events: each slot the text of its result (NULL until
+   its reply came), and the ids of the events sent (the request's JSON is gone by then). */
 typedef struct {
-    json_t *results;
+    char **texts;
+    char **ids;
+    size_t n;
     size_t refused; /* results with a status of 400 or more */
+    bool failed;    /* out of memory: the batch answers 500 */
 } s_batch_t;
 
 static void s_batch_free(void *user)
 {
     s_batch_t *b = user;
     if (!b) return;
-    json_decref(b->results);
+    for (size_t i = 0; i < b->n; i++) {
+        free(b->texts[i]);
+        free(b->ids[i]);
+    }
+    free(b->texts);
+    free(b->ids);
     free(b);
 }
 
-static void s_batch_slot(s_batch_t *b, size_t i, json_t *result, const char *id, unsigned status)
+static void s_batch_slot(s_batch_t *b, size_t i, char *text, unsigned status)
 {
-    if (id) json_object_set_new(result, "id", json_string(id));
-    if (!json_object_get(result, "status"))
-        json_object_set_new(result, "status", json_integer(status));
+    if (!text) b->failed = true;
     if (status >= 400) b->refused++;
-    json_array_set_new(b->results, i, result);
+    b->texts[i] = text;
 }
 
 static void s_batch_done(gw_request_t *req, void *arg, const sam_result_t *res)
@@ -641,36 +694,53 @@ static void s_batch_done(gw_request_t *req, void *arg, const sam_result_t *res)
     s_batch_t *b = req->user;
     size_t i = (size_t)(uintptr_t)arg;
     unsigned status = 0;
-    json_t *result = s_result(NULL, res, &status);
-    /* the id of the event at i was kept in its slot by s_events_batch */
-    json_t *held = json_array_get(b->results, i);
-    const char *id = json_string_value(json_object_get(held, "id"));
-    char *idcopy = id ? strdup(id) : NULL;
-    s_batch_slot(b, i, result, idcopy, status);
-    free(idcopy);
+    s_batch_slot(b, i, s_result(res, b->ids[i] ? b->ids[i] : "", &status), status);
 }
 
+/* The answer: 200 and the JSON array of every event's result. */
 static void s_batch_answer(gw_request_t *req)
 {
     s_batch_t *b = req->user;
-    size_t n = json_array_size(b->results);
+    size_t len = 2;
+    for (size_t i = 0; i < b->n && !b->failed; i++)
+        len += (b->texts[i] ? strlen(b->texts[i]) : 0) + 1;
+    char *out = b->failed ? NULL : malloc(len + 1);
+    if (!out) {
+        gw_problem(req, 500, "internal", "Internal error", NULL, "out of memory");
+        return;
+    }
+    size_t at = 0;
+    out[at++] = '[';
+    for (size_t i = 0; i < b->n; i++) {
+        if (i) out[at++] = ',';
+        size_t l = strlen(b->texts[i]);
+        memcpy(out + at, b->texts[i], l);
+        at += l;
+    }
+    out[at++] = ']';
     if (b->refused)
-        sam_info("gateway.batch rid=%llu events=%zu refused=%zu", (unsigned long long)req->rid, n,
-                 b->refused);
-    gw_respond_json(req, 200, json_incref(b->results));
+        sam_info("gateway.batch rid=%llu events=%zu refused=%zu", (unsigned long long)req->rid,
+                 b->n, b->refused);
+    gw_respond(req, 200, "application/json", out, at);
+    free(out);
 }
 
 static void s_events_batch(gw_request_t *req, json_t *array)
 {
+    size_t n = json_array_size(array);
     s_batch_t *b = calloc(1, sizeof *b);
-    if (!b || !(b->results = json_array())) {
-        free(b);
+    if (b) {
+        b->texts = calloc(n ? n : 1, sizeof *b->texts);
+        b->ids = calloc(n ? n : 1, sizeof *b->ids);
+        b->n = n;
+    }
+    if (!b || !b->texts || !b->ids) {
+        s_batch_free(b);
         gw_problem(req, 500, "internal", "Internal error", NULL, "out of memory");
         return;
     }
     req->user = b;
     req->user_free = s_batch_free;
-    size_t n = json_array_size(array);
     size_t sent = 0;
     for (size_t i = 0; i < n; i++) {
         char prefix[32];
@@ -679,28 +749,29 @@ static void s_events_batch(gw_request_t *req, json_t *array)
         s_event_init(&e);
         s_refusal_t r = {0};
         gw_type_t t;
-        json_t *elem = json_array_get(array, i);
-        int ok = s_from_json(elem, prefix, &e, &r);
+        int ok = s_from_json(json_array_get(array, i), prefix, &e, &r);
         char pointer[48];
-        snprintf(pointer, sizeof pointer, "%s/type", prefix);
+        s_join(pointer, sizeof pointer, prefix, "type");
         if (ok == 0) ok = s_route(req, &e.ce, pointer, &t, &r);
         const char *id = e.ce.id && e.ce.id[0] ? e.ce.id : NULL;
-        if (ok != 0) {
-            json_array_append_new(b->results, json_null());
-            s_batch_slot(b, i, gw_problem_json(r.status, r.type, r.title, r.errors, r.detail), id,
-                         r.status);
-        } else {
+        json_t *problem = NULL;
+        if (ok != 0)
+            problem = gw_problem_json(r.status, r.type, r.title, r.errors, r.detail);
+        else {
             size_t len = 0;
             uint8_t *buf = s_pack(&e.ce, &len);
-            json_array_append_new(b->results, json_pack("{s:s?}", "id", id));
-            if (!buf || gw_call(req, t.service, "events.publish", buf, len, s_batch_done,
-                                (void *)(uintptr_t)i) != 0)
-                s_batch_slot(
-                    b, i, gw_problem_json(500, "internal", "Internal error", NULL, "out of memory"),
-                    id, 500);
-            else
+            if (buf && (b->ids[i] = strdup(id ? id : "")) &&
+                gw_call(req, t.service, "events.publish", buf, len, s_batch_done,
+                        (void *)(uintptr_t)i) == 0)
                 sent++;
+            else
+                problem = gw_problem_json(500, "internal", "Internal error", NULL, "out of memory");
             free(buf);
+        }
+        if (problem) {
+            if (!json_object_get(problem, "status"))
+                json_object_set_new(problem, "status", json_integer(r.status));
+            s_batch_slot(b, i, s_problem_text(problem, id), r.status ? r.status : 500);
         }
         s_event_clear(&e);
     }
