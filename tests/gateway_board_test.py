@@ -68,12 +68,14 @@ class Suite(samtest.Closing):
         self.gateway = samtest.Proc("gateway", [
             "samordna-gateway", "--broker", self.ep, "--listen", f"127.0.0.1:{self.port}",
             "--insecure", "--request-timeout-ms", "3000"])
-        samtest.wait_for(lambda: self._up(), 20, f"the board at {self.url}/")
+        # status learns the pilots from the registry's outbox: wait until it has all four
+        samtest.wait_for(lambda: self._up(), 20, f"the board at {self.url}/ with four pilots")
 
     def _up(self):
         try:
-            return get(self.url + "/?as_of=2019-11-30")[0] == 200
-        except (OSError, urllib.error.URLError):
+            status, _, text = get(self.url + "/?as_of=2019-11-30")
+            return status == 200 and len(Page(text).grid()) == 4
+        except (OSError, urllib.error.URLError, KeyError, ValueError):
             return False
 
     def close(self):
@@ -203,6 +205,12 @@ def test_the_grid_as_of_a_day_without_a_browser():
     assert sorted(early) == sorted(grid)
     assert all(reached(r) == [] and r["Fase"]["text"] == "Ikke startet" for r in early.values())
 
+    # no day asked: today in the programme's zone, by the clock the suite runs on
+    status, _, text = get(s.url + "/")
+    assert status == 200
+    assert f'name="as_of" required value="{samtest.today().isoformat()}"' in text, text[:1500]
+    assert reached(Page(text).grid()["Halden"]) == KINDS[:6]
+
 
 def test_meetings_barriers_grants_and_the_briefing():
     s = suite()
@@ -308,7 +316,8 @@ def test_a_service_down_shows_the_rest():
     page = Page(text)
     assert "Noe mangler på tavla" in page.headings
     assert "Mangler tilskuddsoversikten (tilskuddstjenesten)" in text
-    assert reached(page.grid()["Halden"]) == KINDS[:6]
+    grid = page.grid()
+    assert "Halden" in grid and reached(grid["Halden"]) == KINDS[:6], text
     assert "tilskudd" not in page.tables
     samtest.wait_for(lambda: "board.part_missing" in s.gateway.logtext(), 5, "a log line")
 
