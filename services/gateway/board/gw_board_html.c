@@ -468,7 +468,8 @@ static void s_grid(s_out_t *o, const gw_board_view_t *v)
         return;
     }
     s_raw(o, "<div class=\"rull\" role=\"region\" aria-labelledby=\"h-tavle\" tabindex=\"0\">\n"
-             "<table class=\"tavle\" id=\"tavle\">\n<thead>\n<tr><th scope=\"col\">Kommune</th>");
+             "<table class=\"tavle\" id=\"tavle\" aria-labelledby=\"h-tavle\">\n"
+             "<thead>\n<tr><th scope=\"col\">Kommune</th>");
     for (size_t k = 0; k < b->n_kinds; k++) {
         s_raw(o, "<th scope=\"col\">");
         s_text(o, *b->kinds[k]->label ? b->kinds[k]->label : b->kinds[k]->id);
