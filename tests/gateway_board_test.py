@@ -187,6 +187,7 @@ def test_the_grid_as_of_a_day_without_a_browser():
     assert headers["Content-Type"].startswith("text/html"), headers
     csp = headers["Content-Security-Policy"] or ""
     assert "default-src 'none'" in csp and "script-src 'self'" in csp, headers
+    assert headers.get_all("Cache-Control") == ["no-store"], headers  # a live board
     page = Page(text)
     assert page.lang == "nb"
     grid = page.grid()

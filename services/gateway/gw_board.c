@@ -45,13 +45,13 @@ static void s_page_free(void *user)
     free(pg);
 }
 
-/* The headers of every answer of the board. */
-static void s_headers(gw_request_t *req, const char *cache)
+/* The headers of every answer of the board (the gateway adds Cache-Control: no-store to
+   every answer, the board's own included). */
+static void s_headers(gw_request_t *req)
 {
     gw_add_header(req, "Content-Security-Policy", GW_BOARD_CSP);
     gw_add_header(req, "X-Content-Type-Options", "nosniff");
     gw_add_header(req, "Referrer-Policy", "no-referrer");
-    gw_add_header(req, "Cache-Control", cache);
 }
 
 /* Every part is in (or timed out): the page. The request's after_calls, or called by the
@@ -68,7 +68,7 @@ static void s_render(gw_request_t *req)
     size_t len = 0;
     int status = 500;
     char *html = gw_board_render(&pg->view, &len, &status);
-    s_headers(req, "no-cache");
+    s_headers(req);
     if (!html) {
         gw_respond(req, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
     } else {
@@ -105,7 +105,7 @@ void gw_board_page(gw_request_t *req)
         sam_warn("board.refused rid=%llu reason=%s", (unsigned long long)req->rid, sam_logv(err));
         size_t len = 0;
         char *html = gw_board_render_refusal(err, &len);
-        s_headers(req, "no-store");
+        s_headers(req);
         if (html)
             gw_respond(req, 400, "text/html; charset=utf-8", html, len);
         else
@@ -145,20 +145,20 @@ void gw_board_page(gw_request_t *req)
 /* GET /board.css */
 void gw_board_style(gw_request_t *req)
 {
-    s_headers(req, "public, max-age=300");
+    s_headers(req);
     gw_respond(req, 200, "text/css; charset=utf-8", gw_board_css, gw_board_css_len);
 }
 
 /* GET /board.js */
 void gw_board_script(gw_request_t *req)
 {
-    s_headers(req, "public, max-age=300");
+    s_headers(req);
     gw_respond(req, 200, "text/javascript; charset=utf-8", gw_board_js, gw_board_js_len);
 }
 
 /* GET /board.svg */
 void gw_board_icon(gw_request_t *req)
 {
-    s_headers(req, "public, max-age=300");
+    s_headers(req);
     gw_respond(req, 200, "image/svg+xml", gw_board_svg, gw_board_svg_len);
 }
