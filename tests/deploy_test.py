@@ -146,7 +146,7 @@ def test_configuration_reference_is_current():
               "Do not edit. -->\n")
     assert marker in doc, "docs/configuration.md lost its marker line"
     want = ""
-    for name in ["broker"] + SERVICES:
+    for name in ["broker"] + SERVICES + ["gateway"]:
         r = subprocess.run([os.path.join(samtest.BIN, "samordna-" + name), "--help",
                             "--help-format", "markdown"], capture_output=True, text=True,
                            timeout=30)

@@ -163,6 +163,39 @@ def test_sdk_structured_mode_and_a_reused_id():
         assert g.head() == 1
 
 
+def test_sdk_data_as_json():
+    """data as JSON, the proto3 JSON mapping of the type's payload: lowerCamelCase or .proto
+    names, enums by name; stored as the same protobuf the binary form gives."""
+    needs_node()
+    with Gateway("gw-json") as g:
+        data = {"id": "json-a", "name": "Etat json-a", "kind": "AGENCY_KIND_STATE_REGIONAL",
+                "former_names": ["Gammelt navn"]}
+        want = registry_pb2.Agency(id="json-a", name="Etat json-a", former_names=["Gammelt navn"],
+                                   kind=registry_pb2.AGENCY_KIND_STATE_REGIONAL)
+        r = g.sdk("structured", [{"id": "json-1", "source": "fmov", "type": AGENCY,
+                                  "data": data}])
+        assert r["status"] == 201, r
+        ev = g.stored(1)
+        assert registry_pb2.Agency.FromString(ev.binary_data) == want
+        assert ev.attributes["datacontenttype"].ce_string == "application/protobuf", ev
+        # binary mode: the body is the JSON, Content-Type application/json
+        data2 = {"id": "json-b", "name": "Etat json-b", "kind": 2}  # an enum by number too
+        r = g.sdk("binary", [{"id": "json-2", "source": "fmov", "type": AGENCY, "data": data2}])
+        assert r["status"] == 201, r
+        assert registry_pb2.Agency.FromString(g.stored(2).binary_data).id == "json-b"
+        # batch: JSON and protobuf data side by side, an unknown field refused by its pointer
+        r = g.sdk("batch", [
+            {"id": "json-3", "source": "fmov", "type": AGENCY, "data": dict(data, id="json-c")},
+            {"id": "json-4", "source": "fmov", "type": AGENCY, "data_hex": agency("json-d").hex()},
+            {"id": "json-5", "source": "fmov", "type": AGENCY, "data": {"id": "json-e", "nmae": "x"}},
+        ])
+        assert [x["status"] for x in r["body"]] == [201, 201, 400], r
+        assert r["body"][2]["type"] == PROBLEMS + "invalid-data", r
+        assert r["body"][2]["errors"][0]["pointer"] == "/2/data", r
+        assert "nmae" in r["body"][2]["detail"], r
+        assert g.head() == 4
+
+
 def test_sdk_batch_mode_answers_each_event():
     needs_node()
     with Gateway("gw-batch") as g:
@@ -206,6 +239,7 @@ def test_bad_input_is_refused_with_a_problem_and_nothing_stored():
         good = {"specversion": "1.0", "id": "bad-1", "source": "fmov", "type": AGENCY,
                 "data_base64": base64.b64encode(agency("bad")).decode()}
         ce_json = "application/cloudevents+json"
+        nob64 = {k: v for k, v in good.items() if k != "data_base64"}
         cases = [
             # (body, content type, extra headers, status, problem type, pointer or None)
             (b"{not json", ce_json, {}, 400, "malformed-json", "/"),
@@ -222,8 +256,20 @@ def test_bad_input_is_refused_with_a_problem_and_nothing_stored():
             (dict(good, time="30.11.2019"), ce_json, {}, 400, "invalid-event", "/time"),
             (dict(good, data_base64="###"), ce_json, {}, 400, "invalid-event", "/data_base64"),
             (dict(good, data={"id": "x"}), ce_json, {}, 400, "invalid-event", "/data_base64"),
-            ({k: v for k, v in dict(good, data={"id": "x"}).items() if k != "data_base64"},
-             ce_json, {}, 415, "unsupported-media-type", "/data"),
+            (dict(nob64, data={"id": "x", "nmae": "y"}), ce_json, {}, 400, "invalid-data",
+             "/data"),
+            (dict(nob64, data={"id": "x", "kind": "AGENCY_KIND_NONE"}), ce_json, {}, 400,
+             "invalid-data", "/data/kind"),
+            (dict(nob64, data={"id": "x", "formerNames": ["a", 5]}), ce_json, {}, 400,
+             "invalid-data", "/data/formerNames/1"),
+            (dict(nob64, data={"id": "x"}, datacontenttype="application/protobuf"), ce_json, {},
+             415, "unsupported-media-type", "/data"),
+            (b'{"id": "x", "name": 5}', "application/json",
+             {"ce-specversion": "1.0", "ce-id": "bad-5", "ce-source": "fmov", "ce-type": AGENCY},
+             400, "invalid-data", "/name"),
+            (b'{"id": "x",', "application/json",
+             {"ce-specversion": "1.0", "ce-id": "bad-6", "ce-source": "fmov", "ce-type": AGENCY},
+             400, "invalid-data", "/"),
             (dict(good, data_base64=base64.b64encode(b"\xff\xff\xff").decode()), ce_json, {},
              400, "invalid-event", None),  # the registry's own refusal: not an Agency
             (dict(good, id="bad\u0001id"), ce_json, {}, 400, "invalid-event", "/id"),

@@ -13,7 +13,8 @@ marker='<!-- Below this line: made by tools/config-doc.sh from the option tables
 grep -qxF "$marker" "$doc" || { echo "config-doc: $doc has no marker line" >&2; exit 1; }
 {
   sed "/^$(printf '%s' "$marker" | sed 's/[][\.*^$/]/\\&/g')\$/q" "$doc"
-  for p in samordna-broker samordna-registry samordna-status samordna-grants samordna-notify; do
+  for p in samordna-broker samordna-registry samordna-status samordna-grants samordna-notify \
+    samordna-gateway; do
     echo
     "$bin/$p" --help --help-format markdown
   done

@@ -21,6 +21,7 @@ packages=(
   libssl-dev          # the gateway: JWT signatures (RS256, ES256) checked against a JWKS
   chromium            # gateway_board_test.py: a real browser loads the web board
   wrk                 # samordna-bench gateway: HTTP load from a standard tool
+  curl                # tools/run.sh waits for the gateway; gateway_test.py runs the README curl examples
   poppler-utils       # the briefing's PDF read back as text (pdftotext)
   python3-icalendar   # the meetings calendar parsed by a real iCalendar parser
   "$@"

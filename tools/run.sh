@@ -8,8 +8,11 @@
 # for the pilot owner, fmov) and trusts the public halves in ./var/keys/trusted. samctl finds
 # its broker, certificate and the broker's key in ./var/samctl.cfg.
 #
+# samordna-gateway serves HTTP on 127.0.0.1:$SAMORDNA_HTTP_PORT (default 8080) in front of the
+# broker, connected with a certificate of its own (var/keys/gateway.cert_secret).
+#
 # Environment: SAMORDNA_DATA (store folder, default ./var), SAMORDNA_PORT (broker port,
-# default 5555), SAMORDNA_FIXTURE (the file to import, default the project's own sample of
+# default 5555), SAMORDNA_HTTP_PORT (the gateway's port, default 8080), SAMORDNA_FIXTURE (the file to import, default the project's own sample of
 # the Østfold pilot, deploy/examples/ostfold-2019.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +25,7 @@ bin=$PWD/$build/bin
 
 data=${SAMORDNA_DATA:-var}
 port=${SAMORDNA_PORT:-5555}
+http_port=${SAMORDNA_HTTP_PORT:-8080}
 fixture=${SAMORDNA_FIXTURE:-deploy/examples/ostfold-2019.json}
 endpoint="tcp://127.0.0.1:$port"
 mkdir -p "$data/log"
@@ -44,6 +48,8 @@ newkey() { # name agency role [service]
 newkey broker broker broker
 newkey admin fmov admin
 for svc in registry status grants notify; do newkey "$svc" fmov service "$svc"; done
+# the gateway publishes what its HTTP callers send; it answers on loopback only (docs/gateway.md)
+newkey gateway fmov admin
 cat >"$data/samctl.cfg" <<CFG
 broker = "$endpoint"
 cert = "$keys/admin.cert_secret"
@@ -80,6 +86,20 @@ for svc in "${services[@]}"; do
   "${ctl[@]}" ping "$svc"
 done
 
+gateway_url="http://127.0.0.1:$http_port"
+if [ -x "$bin/samordna-gateway" ]; then
+  "$bin/samordna-gateway" --broker "$endpoint" --listen "127.0.0.1:$http_port" \
+    --cert "$keys/gateway.cert_secret" --server-key "$keys/broker.cert" \
+    2>>"$data/log/gateway.log" &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -sf "$gateway_url/v1/healthz" >/dev/null 2>&1 && break
+    sleep 0.1
+  done
+  curl -sf "$gateway_url/v1/healthz" >/dev/null ||
+    { echo "samordna: the gateway does not answer on $gateway_url (see $data/log/gateway.log)" >&2; exit 1; }
+fi
+
 if [ ! -f "$fixture" ]; then
   echo "samordna: fixture $fixture not found (set SAMORDNA_FIXTURE)" >&2
   exit 1
@@ -90,6 +110,7 @@ cat <<TXT
 
 samordna runs on $endpoint with CURVE, its stores under $data/ (logs in $data/log/,
 certificates in $keys/, trusted public halves in $trusted/).
+The HTTP gateway answers on $gateway_url (POST /v1/events; README "Publishing over HTTP").
 Try:  $build/bin/samctl --config $data/samctl.cfg pilots
       $build/bin/samctl --config $data/samctl.cfg --help
       $build/bin/samctl keys new --agency nav-ost-viken --role publisher --out $keys

@@ -595,10 +595,12 @@ gw_t *gw_new(const gw_config_t *config, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
     if (s_parse_listen(config->listen, &ss, err, errlen) != 0) return NULL;
-    if (config->insecure && !s_loopback(&ss)) {
+    /* Callers are not authenticated (every one is the admin, as with an insecure broker):
+       the port must not be reachable from another host. */
+    if (!s_loopback(&ss)) {
         snprintf(err, errlen,
-                 "--insecure serves without authentication: --listen must be a loopback "
-                 "address (127.0.0.1 or [::1]), not '%s'",
+                 "--listen '%s': the gateway does not authenticate its HTTP callers, so it "
+                 "listens on a loopback address only (127.0.0.1 or [::1])",
                  config->listen);
         return NULL;
     }

@@ -25,6 +25,7 @@
         gw_board.c     GET / and the board's pages                                  board
         gateway.c      the HTTP server, the route table, answers, problem details, /v1/healthz
         gateway_io.c   the broker I/O thread, the service tables (types → services)
+        gw_messages.c  the compiled descriptors by full name (for JSON ↔ protobuf)
 */
 #ifndef GATEWAY_H
 #define GATEWAY_H
@@ -182,6 +183,11 @@ typedef struct {
     none of the described services does and every configured one has been described, -1 when
     some service has not answered service.describe yet (it may own it: answer 503). */
 int gw_type_find(gw_t *gw, const char *type, gw_type_t *out);
+
+/* The compiled descriptor of a message by its full name ("samordna.v1.Agency", as
+   service.describe names it), from the services' tables (gw_messages.c); NULL when this gateway
+   was built without it. */
+const ProtobufCMessageDescriptor *gw_message(const char *full_name);
 
 /* The process state (opaque outside gateway.c/gateway_io.c). Before gw_new the caller blocks
    SIGINT, SIGTERM and SIGHUP (gw_block_signals), so that every thread of the gateway inherits

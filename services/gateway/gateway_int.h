@@ -57,6 +57,7 @@ typedef struct {
     zhashx_t *types;   /* type → gw_type_t *; NULL until described */
     int64_t described; /* monotonic ms of the last answer, 0 never */
     int64_t next_ask;  /* monotonic ms when to ask again */
+    int64_t first_ask; /* monotonic ms of the first ask */
     bool asking;       /* a describe is in flight */
     bool failing;      /* the last describe failed (logged once) */
 } gw_service_t;

@@ -31,6 +31,7 @@
 
 #define S_REFRESH_MS 30000 /* a described service is asked again this often */
 #define S_RETRY_MS 1000    /* one that did not answer: again after this long */
+#define S_QUIET_MS 3000    /* a start's failures are logged only after this long */
 
 int64_t gw_now(void)
 {
@@ -113,11 +114,13 @@ static void s_describe_done(gw_request_t *req, void *arg, const sam_result_t *re
             : NULL;
     if (!d) {
         svc->next_ask = now + S_RETRY_MS;
-        if (!svc->failing)
+        /* the first seconds: the broker connection (its CURVE handshake) may not be up yet */
+        if (!svc->failing && (svc->types || now - svc->first_ask > S_QUIET_MS)) {
             sam_warn("gateway.describe_failed service=%s code=%u reason=%s", sam_logv(svc->name),
                      res->code,
                      sam_logv(res->code == SAM_OK ? "the reply does not decode" : res->message));
-        svc->failing = true;
+            svc->failing = true;
+        }
         return;
     }
     zhashx_t *types = zhashx_new();
@@ -149,6 +152,23 @@ static void s_describe_done(gw_request_t *req, void *arg, const sam_result_t *re
     zhashx_t *old = svc->types;
     svc->types = types;
     zhashx_destroy(&old);
+}
+
+/* /readyz: ready once every service's table is known (until then some types get 503). */
+static void s_readiness(gw_t *gw)
+{
+    if (!gw->config.metrics) return;
+    char why[256] = "";
+    for (size_t i = 0; i < gw->nservices; i++)
+        if (!gw->services[i].types)
+            snprintf(why + strlen(why), sizeof why - strlen(why), "%s%s", why[0] ? ", " : "",
+                     gw->services[i].name);
+    if (why[0]) {
+        char text[300];
+        snprintf(text, sizeof text, "no service.describe answer from %s", why);
+        sam_metrics_ready(gw->config.metrics, "services", false, text);
+    } else
+        sam_metrics_ready(gw->config.metrics, "services", true, NULL);
 }
 
 int gw_type_find(gw_t *gw, const char *type, gw_type_t *out)
@@ -212,6 +232,7 @@ static void s_ask_tables(gw_t *gw, int64_t now)
         call->arg = svc;
         atomic_fetch_add(&gw->outstanding, 1);
         svc->asking = 1; /* until s_describe_done, which says when to ask again */
+        if (!svc->first_ask) svc->first_ask = now;
         s_send(gw, call, now);
     }
 }
@@ -225,13 +246,16 @@ static void s_result(gw_t *gw, gw_call_t *call, const sam_result_t *res)
     pthread_mutex_lock(&gw->lock); /* the gateway's own calls change the tables */
     s_answered(gw, call, res);
     pthread_mutex_unlock(&gw->lock);
+    s_readiness(gw);
 }
 
 static void *s_thread(void *arg)
 {
     gw_t *gw = arg;
     void *sock = sam_client_handle(gw->client);
+    s_readiness(gw);
     for (;;) {
+        if (gw->config.metrics) sam_metrics_beat(gw->config.metrics);
         int64_t now = gw_now();
         s_ask_tables(gw, now);
         long timeout = S_RETRY_MS;

@@ -17,10 +17,10 @@ static const sam_option_t s_options[] = {
     {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "a broker to send requests to (repeatable)",
      true},
     {"listen", "HOST:PORT", "127.0.0.1:8080",
-     "serve HTTP here: a numeric IPv4 address or [IPv6], port 0 for any free one", false},
-    {"insecure", NULL, NULL,
-     "no CURVE to the broker and every caller is admin (tests, local runs); loopback --listen "
-     "only",
+     "serve HTTP here: a loopback address (127.0.0.1 or [::1]; callers are not authenticated), "
+     "port 0 for any free one",
+     false},
+    {"insecure", NULL, NULL, "no CURVE to the broker (an --insecure broker: tests, local runs)",
      false},
     {"cert", "FILE", NULL, "connect with CURVE as this secret certificate (samctl keys new)",
      false},

@@ -10,8 +10,11 @@
     them: time a Timestamp, dataschema a URI, the rest strings, an extension's number or
     boolean as itself) and one events.publish to the service whose table (service.describe)
     owns the type; a batch's events are all sent at once, pipelined, and answered together.
-    The data is the type's payload message: `application/protobuf` bytes (the body in binary
-    mode, `data_base64` in JSON).
+    The data is the type's payload message (the row's payload in service.describe, whose
+    compiled descriptor gw_messages.c finds): `application/protobuf` bytes (the body in binary
+    mode, `data_base64` in JSON), or JSON (a body of application/json in binary mode, `data`
+    in JSON) in the proto3 JSON mapping (common/sam_pbjson.h), packed here; the stored event's
+    datacontenttype then says application/protobuf, which is what its data is.
 
     Answers (docs/gateway.md): 201 {"seq", "duplicate": false, …} for a new event, 200 with the
     original seq and "duplicate": true for a retry, the service's refusal mapped to HTTP as a
@@ -22,6 +25,7 @@
 #include "gateway.h"
 #include "sam_check.h"
 #include "sam_log.h"
+#include "sam_pbjson.h"
 #include "sam_status.h"
 
 #include "cloudevents/v1/cloudevents.pb-c.h"
@@ -53,7 +57,14 @@ typedef struct {
     Google__Protobuf__Timestamp time;
     char *texts[S_MAX_ATTRS + 4]; /* decoded header values, freed with the event */
     size_t ntexts;
-    uint8_t *data; /* decoded data (base64), freed with the event */
+    uint8_t *data; /* decoded data (base64, or packed from JSON), freed with the event */
+    /* data as JSON, decoded once the type (and so its payload message) is known: */
+    const json_t *json_data; /* the "data" member (structured, batch), borrowed */
+    const char *json_text;   /* or the body (binary mode), borrowed */
+    size_t json_len;
+    bool json_pending;
+    char json_where[96];     /* the JSON pointer of the data ("/data", "/3/data", "" for a body) */
+    s_value_t *content_type; /* its datacontenttype attribute, rewritten once packed */
 } s_event_t;
 
 static void s_event_init(s_event_t *e)
@@ -292,12 +303,13 @@ static int s_set_data(s_event_t *e, const char *media, const uint8_t *data, size
                       const char *where, s_refusal_t *r)
 {
     char esc[200];
-    if (s_is_json(media)) {
-        s_refuse(r, 415, "unsupported-media-type", where,
-                 "%s: data as JSON is not accepted by this gateway yet; send the payload as "
-                 "application/protobuf (the body in binary mode, data_base64 in JSON)",
-                 where);
-        return -1;
+    if (s_is_json(media)) { /* decoded by s_json_data once the type is known */
+        if (data) {
+            e->json_text = (const char *)data;
+            e->json_len = len;
+        }
+        e->json_pending = true;
+        return 0;
     }
     if (!s_is_protobuf(media)) {
         s_refuse(r, 415, "unsupported-media-type", where,
@@ -385,7 +397,9 @@ static int s_from_headers(gw_request_t *req, s_event_t *e, s_refusal_t *r)
     }
     v->attr_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
     v->ce_string = s_keep(e, strdup(media));
-    return s_set_data(e, media, req->body, req->body_len, "Content-Type", r);
+    e->content_type = v;
+    return s_set_data(e, media, req->body ? req->body : (const uint8_t *)"", req->body_len,
+                      "Content-Type", r);
 }
 
 /* ---- structured mode (one JSON object) --------------------------------------------------- */
@@ -490,6 +504,7 @@ static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_
         v->attr_case =
             IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
         v->ce_string = (char *)media;
+        e->content_type = v;
     }
     if (data && data_b64) {
         s_join(where, sizeof where, prefix, "data_base64");
@@ -515,8 +530,99 @@ static int s_from_json(json_t *obj, const char *prefix, s_event_t *e, s_refusal_
     }
     if (data && !json_is_null(data)) {
         s_join(where, sizeof where, prefix, "data");
-        return s_set_data(e, media ? mt : "application/json", NULL, 0, where, r);
+        snprintf(e->json_where, sizeof e->json_where, "%s", where);
+        if (!s_is_json(media ? mt : "application/json")) {
+            s_refuse(r, 415, "unsupported-media-type", where,
+                     "%s: data given as JSON must have a JSON datacontenttype "
+                     "(application/json), not \"%s\"; protobuf data goes in data_base64",
+                     where, s_esc(mt, esc, sizeof esc));
+            return -1;
+        }
+        e->json_data = data;
+        e->json_pending = true;
+        if (!media) { /* the binding's default for JSON data */
+            s_value_t *v = s_attr(e, "datacontenttype");
+            if (!v) {
+                s_refuse(r, 400, "invalid-event", where, "an event has at most %d attributes",
+                         S_MAX_ATTRS);
+                return -1;
+            }
+            v->attr_case =
+                IO__CLOUDEVENTS__V1__CLOUD_EVENT__CLOUD_EVENT_ATTRIBUTE_VALUE__ATTR_CE_STRING;
+            e->content_type = v;
+        }
+        return 0;
     }
+    return 0;
+}
+
+/* ---- data as JSON ------------------------------------------------------------------------- */
+
+/* A field path of sam_pbjson ("funders[1].amountOre", "labels[\"x\"]") as a JSON pointer
+   under base ("/data/funders/1/amountOre"). */
+static void s_pointer(char *out, size_t cap, const char *base, const char *path)
+{
+    size_t n = (size_t)snprintf(out, cap, "%s", base);
+    if (n >= cap) n = cap - 1;
+    if (*path && n + 1 < cap) out[n++] = '/';
+    for (const char *p = path; *p && n + 3 < cap; p++) {
+        if (*p == '.' || (*p == '[' && p != path)) {
+            out[n++] = '/';
+            if (*p == '[' && p[1] == '"') p++;
+        } else if (*p == ']' || (*p == '"' && p[1] == ']') || *p == '[')
+            continue;
+        else if (*p == '~' || *p == '/') {
+            out[n++] = '~';
+            out[n++] = *p == '~' ? '0' : '1';
+        } else
+            out[n++] = *p;
+    }
+    out[n] = '\0';
+}
+
+/*  The event's JSON data as its type's payload: decoded by the proto3 JSON mapping
+    (common/sam_pbjson.h: lowerCamelCase or .proto names, enums by name, 64-bit integers as
+    strings, unknown fields refused), packed into binary_data, and datacontenttype made
+    application/protobuf (what the data now is). Returns 0, or -1 with r filled. */
+static int s_json_data(s_event_t *e, const gw_type_t *t, s_refusal_t *r)
+{
+    if (!e->json_pending) return 0;
+    char esc[200], pointer[400];
+    const char *where = e->json_where[0] ? e->json_where : "Content-Type";
+    const ProtobufCMessageDescriptor *d = gw_message(t->payload);
+    if (!d) {
+        s_refuse(r, 415, "unsupported-media-type", where,
+                 "%s: this gateway does not know %s's payload message \"%s\" (a newer "
+                 "service?): send the data as application/protobuf",
+                 where, s_esc(e->ce.type, esc, sizeof esc), t->payload);
+        return -1;
+    }
+    sam_pbjson_error_t err = {{0}, {0}};
+    ProtobufCMessage *m = e->json_data
+                              ? sam_pbjson_decode(d, e->json_data, 0, &err)
+                              : sam_pbjson_decode_text(d, e->json_text, e->json_len, 0, &err);
+    if (!m) {
+        s_pointer(pointer, sizeof pointer, e->json_data ? e->json_where : "", err.path);
+        if (!pointer[0]) snprintf(pointer, sizeof pointer, "%s", e->json_data ? "/data" : "/");
+        s_refuse(r, 400, "invalid-data", pointer,
+                 "%s: %s (the data is a %s in the proto3 "
+                 "JSON mapping)",
+                 pointer, err.reason, d->name);
+        return -1;
+    }
+    size_t len = protobuf_c_message_get_packed_size(m);
+    e->data = malloc(len ? len : 1);
+    if (e->data) protobuf_c_message_pack(m, e->data);
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (!e->data) {
+        s_refuse(r, 500, "internal", where, "out of memory");
+        return -1;
+    }
+    e->ce.data_case = IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA;
+    e->ce.binary_data.data = e->data;
+    e->ce.binary_data.len = len;
+    if (e->content_type) e->content_type->ce_string = "application/protobuf";
+    e->json_pending = false;
     return 0;
 }
 
@@ -646,7 +752,7 @@ static void s_publish_one(gw_request_t *req, s_event_t *e, const char *pointer)
 {
     s_refusal_t r = {0};
     gw_type_t t;
-    if (s_route(req, &e->ce, pointer, &t, &r) != 0) {
+    if (s_route(req, &e->ce, pointer, &t, &r) != 0 || s_json_data(e, &t, &r) != 0) {
         s_problem_from(req, &r);
         return;
     }
@@ -753,6 +859,7 @@ static void s_events_batch(gw_request_t *req, json_t *array)
         char pointer[48];
         s_join(pointer, sizeof pointer, prefix, "type");
         if (ok == 0) ok = s_route(req, &e.ce, pointer, &t, &r);
+        if (ok == 0) ok = s_json_data(&e, &t, &r);
         const char *id = e.ce.id && e.ce.id[0] ? e.ce.id : NULL;
         json_t *problem = NULL;
         if (ok != 0)

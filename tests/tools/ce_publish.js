@@ -5,7 +5,8 @@
 //
 // REQUEST: {"url": "http://127.0.0.1:PORT/v1/events", "mode": "binary"|"structured"|"batch",
 //           "events": [{"id", "source", "type", "subject"?, "datacontenttype"?,
-//                       "data_hex"?: packed protobuf payload as hex}]}
+//                       "data_hex"?: packed protobuf payload as hex,
+//                       "data"?: the payload as JSON (proto3 JSON mapping)}]}
 // binary and structured send the first event with HTTP.binary / HTTP.structured; batch sends
 // them all as application/cloudevents-batch+json, each serialised by the SDK (data_base64
 // for binary data). Prints {"status", "contentType", "retryAfter", "body"} on stdout (body
@@ -19,6 +20,9 @@ function makeEvent(e) {
   if (e.data_hex !== undefined) {
     attrs.datacontenttype = e.datacontenttype || "application/protobuf";
     attrs.data = new Uint8Array(Buffer.from(e.data_hex, "hex"));
+  } else if (e.data !== undefined) {
+    attrs.datacontenttype = e.datacontenttype || "application/json";
+    attrs.data = e.data;
   } else if (e.datacontenttype !== undefined) {
     attrs.datacontenttype = e.datacontenttype;
   }
