@@ -276,6 +276,23 @@ static void s_text(s_out_t *o, const char *s)
     }
 }
 
+/* A label inside a chart: at most `max` characters, the last a "…" when cut (the table or list
+   beside the chart has the whole name). */
+static void s_label(s_out_t *o, const char *s, size_t max)
+{
+    size_t chars = 0, i = 0;
+    for (; s[i]; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80 && chars++ == max - 1) break;
+    if (!s[i]) {
+        s_text(o, s);
+        return;
+    }
+    char *cut = strndup(s, i);
+    s_text(o, cut ? cut : "");
+    s_raw(o, "…");
+    free(cut);
+}
+
 /* ---- Norwegian words ------------------------------------------------------------------------ */
 
 static const char *const s_months[] = {"januar",    "februar", "mars",     "april",
@@ -550,16 +567,16 @@ static void s_strip(s_out_t *o, const gw_board_view_t *v, const Samordna__V1__Me
             first = s_days(ml->meetings[i]->date);
     if (last - first < 30) first = last - 30;
     size_t rows = (b ? b->n_rows : 0) + 1;
-    const int left = 160, width = 820, h = 28;
+    const int left = 120, width = 470, h = 26;
     s_fmt(o,
-          "<svg class=\"tidslinje\" viewBox=\"0 0 1000 %zu\" aria-hidden=\"true\" "
+          "<svg class=\"tidslinje\" viewBox=\"0 0 600 %zu\" aria-hidden=\"true\" "
           "focusable=\"false\">\n",
           rows * h + 24);
     for (size_t r = 0; r < rows; r++) {
         const char *pilot = b && r < b->n_rows ? b->rows[r]->pilot : NULL;
         long y = (long)r * h + 16;
         s_fmt(o, "<text x=\"0\" y=\"%ld\" class=\"navn\">", y + 5);
-        s_text(o, pilot ? s_pilot_name(v, pilot) : "Andre møter");
+        s_label(o, pilot ? s_pilot_name(v, pilot) : "Andre møter", 16);
         s_raw(o, "</text>");
         s_fmt(o, "<line x1=\"%d\" y1=\"%ld\" x2=\"%d\" y2=\"%ld\" class=\"akse\"/>", left, y,
               left + width, y);
@@ -736,9 +753,9 @@ static void s_grants(s_out_t *o, const gw_board_view_t *v)
     for (size_t i = 0; i < ov->n_groups; i++)
         if (ov->groups[i]->committed_ore > max) max = ov->groups[i]->committed_ore;
     /* the chart: a bar per recipient, its amount written beside it */
-    const int bar_x = 230, bar_w = 520, h = 34;
+    const int bar_x = 180, bar_w = 300, h = 30;
     s_fmt(o,
-          "<figure>\n<svg class=\"stolper\" viewBox=\"0 0 1000 %zu\" role=\"img\" "
+          "<figure>\n<svg class=\"stolper\" viewBox=\"0 0 600 %zu\" role=\"img\" "
           "aria-labelledby=\"stolper-tittel\">\n<title id=\"stolper-tittel\">Tilsagn per "
           "mottaker %.4s</title>\n",
           ov->n_groups * (size_t)h + 8, v->as_of);
@@ -748,7 +765,7 @@ static void s_grants(s_out_t *o, const gw_board_view_t *v)
         long w = g->committed_ore > 0 ? (long)((double)g->committed_ore / (double)max * bar_w) : 0;
         s_fmt(o, "<text x=\"%d\" y=\"%ld\" class=\"navn\" text-anchor=\"end\">", bar_x - 10,
               y + 19);
-        s_text(o, s_name(v, g->key));
+        s_label(o, s_name(v, g->key), 22);
         s_fmt(o, "</text><rect x=\"%d\" y=\"%ld\" width=\"%ld\" height=\"24\" class=\"stolpe\"/>",
               bar_x, y, w < 2 ? 2 : w);
         s_fmt(o, "<text x=\"%ld\" y=\"%ld\" class=\"belop\">", bar_x + (w < 2 ? 2 : w) + 8, y + 19);

@@ -158,10 +158,13 @@ static void s_fill(gw_board_view_t *v)
     Samordna__V1__AgencyList al = SAMORDNA__V1__AGENCY_LIST__INIT;
     al.n_items = 2, al.items = ags;
     s_keep(v, GW_BOARD_AGENCIES, &al.base);
-    Samordna__V1__Municipality mu = SAMORDNA__V1__MUNICIPALITY__INIT, *mus[1] = {&mu};
-    mu.id = "indre-ostfold", mu.name = "Indre Østfold";
+    Samordna__V1__Municipality mu[2], *mus[2] = {&mu[0], &mu[1]};
+    samordna__v1__municipality__init(&mu[0]);
+    samordna__v1__municipality__init(&mu[1]);
+    mu[0].id = "indre-ostfold", mu[0].name = "Indre Østfold";
+    mu[1].id = "sarpsborg", mu[1].name = "Sarpsborg kommune med et svært langt navn";
     Samordna__V1__MunicipalityList ml = SAMORDNA__V1__MUNICIPALITY_LIST__INIT;
-    ml.n_items = 1, ml.items = mus;
+    ml.n_items = 2, ml.items = mus;
     s_keep(v, GW_BOARD_MUNICIPALITIES, &ml.base);
 
     Samordna__V1__Briefing br = SAMORDNA__V1__BRIEFING__INIT;
@@ -233,6 +236,9 @@ int main(int argc, char **argv)
     CHECK(strstr(html, "500\xC2\xA0"
                        "000\xC2\xA0kr"));
     CHECK(strstr(html, "<svg class=\"stolper\""));
+    /* a long name is cut in the chart, whole in the table */
+    CHECK(strstr(html, ">Sarpsborg kommune med…</text>"));
+    CHECK(strstr(html, "<th scope=\"row\">Sarpsborg kommune med et svært langt navn</th>"));
     CHECK(!strstr(html, ">hiof<"));
 
     /* meetings and barriers: Norwegian words, escaped titles, the state as of the day */
