@@ -50,8 +50,11 @@ class Gateway(samtest.Closing):
 
     def close(self):
         self.client.close()
-        for p in [self.gw] + self.services + [self.broker]:
+        code = self.gw.stop()  # a clean exit (and, under the sanitizers, no leak)
+        for p in self.services + [self.broker]:
             p.stop()
+        assert code == 0, f"the gateway exited {code}:\n{self.gw.logtext()[-2000:]}"
+
 
     def request(self, method, path, body=b"", headers=None, timeout=10):
         """(status, headers dict with lower-case names, body bytes) over one connection."""
@@ -449,6 +452,24 @@ def test_readme_curl_examples():
         assert '"seq":' in joined, joined
         assert '"duplicate":false' in joined, joined
         assert g.head() >= 3, joined
+
+
+def test_metrics_and_readiness():
+    mport = samtest.free_port()
+    with Gateway("gw-metrics", "--metrics", f"127.0.0.1:{mport}") as g:
+        g.post(b"{bad", "application/cloudevents+json")
+        s, h, b = g.post({"specversion": "1.0", "id": "m-1", "source": "fmov", "type": AGENCY,
+                          "data": {"id": "m-agency", "name": "M", "kind": 2}},
+                         "application/cloudevents+json")
+        assert s == 201, b
+        import urllib.request
+        text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=10).read().decode()
+        assert 'samordna_gateway_requests_total{method="POST",route="/v1/events",code="201"} 1' \
+            in text, text
+        assert 'code="400"} 1' in text, text
+        assert 'samordna_gateway_calls_total{service="registry",code="200"}' in text, text
+        ready = urllib.request.urlopen(f"http://127.0.0.1:{mport}/readyz", timeout=10)
+        assert ready.status == 200 and b"services ok" in ready.read()
 
 
 def test_sigterm_drains():

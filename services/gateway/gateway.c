@@ -1,7 +1,7 @@
 /*  gateway.c — the HTTP side of samordna-gateway: the server, the route table, answers and
     problem details, and /v1/healthz. The broker side is gateway_io.c.
 
-    One request's life, on libmicrohttpd's polling thread:
+    One request's life, on the gateway's loop thread (gateway_io.c runs the daemon):
       1. the request line arrives (s_uri_log): its context is made, the clock starts;
       2. the headers are in (first s_access call): refused here, before any body is read, when
          the gateway drains, has more connections than --max-connections, took longer than
@@ -11,9 +11,9 @@
          dropped from there on and refused 413 when it ends (libmicrohttpd answers only after
          the upload), one that takes longer than --body-timeout-ms refused 408;
       4. the handler runs on the whole request. When it answered, the answer is queued. When it
-         made calls, the connection is suspended and only then are the calls handed to the
-         I/O thread, so a reply can never race the suspension;
-      5. the I/O thread runs each call's callback and resumes the connection after the last;
+         made calls, the connection is suspended and only then are the calls queued for
+         sending, so a reply can never race the suspension;
+      5. the loop runs each call's callback and resumes the connection after the last;
          libmicrohttpd calls s_access again and the answer is queued;
       6. s_completed frees the context.
 */
@@ -623,12 +623,12 @@ gw_t *gw_new(const gw_config_t *config, char *err, size_t errlen)
         gw->m_inflight = sam_metrics_gauge(config->metrics, "gateway_calls_in_flight",
                                            "requests to services waiting for their reply", NULL);
     }
-    if (gw_io_start(gw, err, errlen) != 0) {
-        gw_destroy(&gw);
-        return NULL;
-    }
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
-                     MHD_USE_ITC | (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    /* No thread of libmicrohttpd's own: the gateway's one loop (gateway_io.c) polls its epoll
+       descriptor beside the broker socket and runs it. */
+    /* MHD_USE_TURBO: read and write a socket before asking epoll whether it is ready,
+       saving a system call whenever it is (it is, under load). */
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC | MHD_USE_TURBO |
+                     (ss.ss_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     /* libmicrohttpd's own limit is a little above ours, so that the ones over ours are
        answered 503 instead of being cut off unanswered. */
     gw->daemon = MHD_start_daemon(
@@ -636,11 +636,14 @@ gw_t *gw_new(const gw_config_t *config, char *err, size_t errlen)
         MHD_OPTION_URI_LOG_CALLBACK, s_uri_log, gw, MHD_OPTION_NOTIFY_COMPLETED, s_completed, gw,
         MHD_OPTION_NOTIFY_CONNECTION, s_notify, gw, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)(config->max_connections + 64), MHD_OPTION_CONNECTION_TIMEOUT,
-        config->idle_timeout_s, MHD_OPTION_THREAD_POOL_SIZE,
-        config->threads > 1 ? config->threads : 0, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
+        config->idle_timeout_s, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)S_CONN_MEMORY, MHD_OPTION_END);
     if (!gw->daemon) {
         snprintf(err, errlen, "cannot serve HTTP on %s (is the port taken?)", config->listen);
+        gw_destroy(&gw);
+        return NULL;
+    }
+    if (gw_io_start(gw, err, errlen) != 0) {
         gw_destroy(&gw);
         return NULL;
     }
@@ -653,9 +656,9 @@ void gw_destroy(gw_t **gw_p)
 {
     if (!gw_p || !*gw_p) return;
     gw_t *gw = *gw_p;
+    gw_io_stop(gw); /* the loop first: it runs the daemon */
     if (gw->daemon) MHD_stop_daemon(gw->daemon);
     if (gw->quiesced != MHD_INVALID_SOCKET) close(gw->quiesced);
-    gw_io_stop(gw);
     pthread_mutex_destroy(&gw->lock);
     free(gw);
     *gw_p = NULL;
@@ -690,7 +693,7 @@ int gw_run(gw_t *gw, void (*reload)(void))
     /* Drain: no new connections; requests on open ones are refused 503 with Connection:
        close; every call in flight is answered or times out within --request-timeout-ms. */
     atomic_store(&gw->draining, true);
-    gw->quiesced = MHD_quiesce_daemon(gw->daemon);
+    gw_io_quiesce(gw); /* the loop stops accepting */
     size_t waiting = atomic_load(&gw->outstanding);
     sam_info("gateway.draining signal=%d calls=%zu connections=%u", sig, waiting,
              atomic_load(&gw->connections));

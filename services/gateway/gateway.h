@@ -1,20 +1,20 @@
 /*  gateway.h — samordna-gateway's inside: the process state, what a route handler sees, the
     route table and the one way to ask a service.
 
-    The gateway is HTTP/1.1 in front of the broker. libmicrohttpd accepts and parses on its
-    internal polling thread (epoll); a route handler runs there, on the whole request (headers
-    and body read), and either answers at once (gw_respond, gw_problem) or asks services
-    (gw_call, any number of calls). A request with calls is suspended
-    (MHD_suspend_connection) when its handler returns; only then are its calls handed to the
-    one broker I/O thread (gateway_io.c), which owns the ZeroMQ client, pipelines every request
-    of every connection (many in flight, matched by id), and runs each call's callback when its
-    reply comes, or when it times out (code SAM_TIMEOUT). After the last callback of a request
-    the connection is resumed and its answer sent. So no thread ever waits on a broker round
-    trip, and 64 keep-alive connections keep the services' batches full.
+    The gateway is HTTP/1.1 in front of the broker, served by one loop (gateway_io.c) that
+    polls libmicrohttpd's epoll descriptor and the broker socket together. libmicrohttpd
+    accepts and parses; a route handler runs on the whole request (headers and body read) and
+    either answers at once (gw_respond, gw_problem) or asks services (gw_call, any number of
+    calls). A request with calls is suspended (MHD_suspend_connection) when its handler
+    returns; its calls are then sent, pipelined with every other request's (many in flight,
+    matched by id), and each call's callback runs when its reply comes, or when it times out
+    (code SAM_TIMEOUT). After the last callback the connection is resumed and its answer
+    sent. So nothing ever waits on a broker round trip, and 64 keep-alive connections keep
+    the services' batches full, with no hand-over between threads on the way.
 
-    Threads: a handler runs on the HTTP thread; a call's callback on the I/O thread. Callbacks
-    of one request never run at the same time as each other or as its handler, so a request's
-    own fields need no lock.
+    Threads: handlers and callbacks run on that one loop thread, one at a time; the main
+    thread only waits for signals. A handler must not block (a slow one holds every
+    connection).
 
     Route families, one file each (a branch adds its file and its lines in gateway_routes.def,
     it does not edit another's file):
@@ -24,7 +24,7 @@
         gw_auth.c      bearer tokens → gw_caller_t (gw_auth_caller)                 auth
         gw_board.c     GET / and the board's pages                                  board
         gateway.c      the HTTP server, the route table, answers, problem details, /v1/healthz
-        gateway_io.c   the broker I/O thread, the service tables (types → services)
+        gateway_io.c   the loop: HTTP and broker I/O, the service tables (types → services)
         gw_messages.c  the compiled descriptors by full name (for JSON ↔ protobuf)
 */
 #ifndef GATEWAY_H
@@ -61,7 +61,6 @@ typedef struct {
     int header_timeout_ms;    /* headers must be complete this long after connecting → 408 */
     int body_timeout_ms;      /* the body must be complete this long after the headers → 408 */
     int request_timeout_ms;   /* a service's answer waited for this long → 503 */
-    unsigned threads;         /* HTTP threads (1: one epoll thread) */
     sam_metrics_t *metrics;   /* may be NULL */
 } gw_config_t;
 
@@ -94,7 +93,7 @@ struct gw_request_t {
        when the request ends. */
     void *user;
     void (*user_free)(void *user);
-    /* Run on the I/O thread after the last callback of the request's calls, before the
+    /* Run after the last callback of the request's calls, before the
        answer is sent (a batch answers there with every result); NULL: none. */
     gw_handler_fn *after_calls;
     struct gw_conn_t *inner; /* the server's own state of this request (gateway.c) */
@@ -127,7 +126,7 @@ typedef struct {
 /* ---- answers ---------------------------------------------------------------------------- */
 
 /* Answers with status, content type and body (copied). Once per request; a second answer is
-   ignored (and logged). Safe on the HTTP thread and in callbacks. */
+   ignored (and logged). In a handler or in a callback. */
 void gw_respond(gw_request_t *req, unsigned status, const char *content_type, const void *body,
                 size_t len);
 /* Answers with a JSON value (taken: the reference is stolen), as application/json. */
@@ -160,7 +159,7 @@ const char *gw_problem_type(unsigned http_status);
 
 /* ---- asking services --------------------------------------------------------------------- */
 
-/* A call's callback, on the I/O thread: `res` is the reply (res->code is SAM_TIMEOUT when none
+/* A call's callback, on the loop thread: `res` is the reply (res->code is SAM_TIMEOUT when none
    came within --request-timeout-ms or the broker could not be reached); borrowed, freed
    after the callback returns. */
 typedef void(gw_reply_fn)(gw_request_t *req, void *arg, const sam_result_t *res);

@@ -10,7 +10,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
-/* One call of a request: queued by gw_call, sent by the I/O thread, answered by its reply. */
+/* One call of a request: queued by gw_call, sent by the loop, answered by its reply. */
 typedef struct gw_call_t {
     struct gw_call_t *next, *prev; /* the queue, then the in-flight list (oldest first) */
     struct gw_conn_t *conn;        /* the request it belongs to; NULL for the gateway's own */
@@ -70,14 +70,15 @@ struct gw_t {
     atomic_uint connections; /* open HTTP connections */
     atomic_bool draining;    /* SIGTERM: new requests get 503 */
     atomic_uint_least64_t next_rid;
-    /* the I/O thread */
+    /* the loop (gateway_io.c) */
     sam_client_t *client;
     pthread_t io;
     bool io_started;
-    int wake;             /* eventfd: the HTTP thread has queued calls, or stop */
+    int wake;             /* eventfd: stop, or quiesce */
     pthread_mutex_t lock; /* guards queue, stop and the services' type tables */
     gw_call_t *queue, *queue_tail;
     bool stop;
+    bool quiesce;               /* gw_io_quiesce asked; the loop quiesces the daemon */
     zhashx_t *inflight;         /* request id → gw_call_t * */
     gw_call_t *oldest, *newest; /* in-flight calls by deadline (all share one timeout) */
     atomic_size_t outstanding;  /* calls queued or in flight */
@@ -90,9 +91,11 @@ struct gw_t {
 /* gateway_io.c */
 int gw_io_start(gw_t *gw, char *err, size_t errlen);
 void gw_io_stop(gw_t *gw);
-/* Hands a request's queued calls to the I/O thread (after the connection is suspended). */
+/* Asks the loop to stop accepting connections (MHD_quiesce_daemon, which must run there). */
+void gw_io_quiesce(gw_t *gw);
+/* Queues a request's calls for the loop to send (after the connection is suspended). */
 void gw_io_submit(gw_t *gw, gw_conn_t *conn);
-/* Called by the I/O thread after a request's last callback: resumes its connection. */
+/* Called by the loop after a request's last callback: resumes its connection. */
 void gw_conn_finish(gw_conn_t *conn);
 int64_t gw_now(void);
 

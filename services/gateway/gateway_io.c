@@ -1,19 +1,26 @@
-/*  gateway_io.c — the broker side of samordna-gateway: one thread owns the ZeroMQ client.
+/*  gateway_io.c — samordna-gateway's one loop: HTTP and the broker on one thread.
 
-    The HTTP thread hands over a suspended request's calls (gw_io_submit: onto a queue under
-    the one mutex, then a write to an eventfd). This thread polls the eventfd and the client's
-    socket together (zmq_poll); it sends every queued call at once, pipelined
-    (sam_client_send), keeps each in flight by its request id, and when a reply comes runs the
-    call's callback and, after a request's last one, resumes its connection. Every call shares
-    one timeout (--request-timeout-ms), so the in-flight list in sending order is also the
-    list by deadline: the oldest are looked at after every wake-up and answered SAM_TIMEOUT
-    once due. The client fails fast: with no broker connected, or its queue full, a send fails
-    at once and the call is answered SAM_UNAVAILABLE (503), never left to hang.
+    The loop polls (zmq_poll) the broker client's socket, libmicrohttpd's epoll descriptor
+    (the daemon has no thread of its own) and an eventfd that only says "stop" or
+    "quiesce". Each turn: MHD_run reads requests and runs their handlers, whose calls were
+    queued (gw_io_submit, after the request was suspended) and are now sent, pipelined
+    (sam_client_send); the replies that came are matched by request id to their calls, each
+    call's callback runs, and after a request's last one its connection is resumed; a second
+    MHD_run then writes those answers at once. Every call shares one timeout
+    (--request-timeout-ms), so the in-flight list in sending order is also the list by
+    deadline: the oldest are looked at every turn and answered SAM_TIMEOUT once due. The
+    client fails fast: with no broker connected, or its queue full, a send fails at once and
+    the call is answered SAM_UNAVAILABLE (503), never left to hang.
+
+    One thread instead of libmicrohttpd's polling thread and a broker thread beside it: the
+    hand-over between the two (a queue, two wake-ups a request) cost more than the work it
+    spread (`samordna-bench gateway`, README).
 
     The same thread keeps the service tables: it asks every configured service for
     service.describe at start, again every S_REFRESH_MS, and every S_RETRY_MS while one has
     not answered; each event row (kind EVENT) says which service owns a type, its payload
-    message and its limit. gw_type_find reads them under the mutex.
+    message and its limit. gw_type_find reads them under the mutex (handlers of another
+    thread may call it too).
 */
 #include "gateway_int.h"
 #include "sam_log.h"
@@ -91,7 +98,7 @@ static void s_answered(gw_t *gw, gw_call_t *call, const sam_result_t *res)
 
 void gw_conn_finish(gw_conn_t *conn)
 {
-    MHD_resume_connection(conn->req.conn); /* the last touch: the HTTP thread owns it again */
+    MHD_resume_connection(conn->req.conn); /* the last touch: libmicrohttpd has it again */
 }
 
 /* ---- the service tables ------------------------------------------------------------------ */
@@ -249,10 +256,26 @@ static void s_result(gw_t *gw, gw_call_t *call, const sam_result_t *res)
     s_readiness(gw);
 }
 
+/* Sends what the handlers queued (gw_io_submit) in this turn of the loop. */
+static void s_send_queued(gw_t *gw)
+{
+    pthread_mutex_lock(&gw->lock);
+    gw_call_t *queued = gw->queue;
+    gw->queue = gw->queue_tail = NULL;
+    pthread_mutex_unlock(&gw->lock);
+    int64_t now = gw_now();
+    for (gw_call_t *call = queued, *next; call; call = next) {
+        next = call->next;
+        s_send(gw, call, now);
+    }
+}
+
 static void *s_thread(void *arg)
 {
     gw_t *gw = arg;
     void *sock = sam_client_handle(gw->client);
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(gw->daemon, MHD_DAEMON_INFO_EPOLL_FD);
+    int http = info ? info->epoll_fd : -1;
     s_readiness(gw);
     for (;;) {
         if (gw->config.metrics) sam_metrics_beat(gw->config.metrics);
@@ -260,29 +283,34 @@ static void *s_thread(void *arg)
         s_ask_tables(gw, now);
         long timeout = S_RETRY_MS;
         if (gw->oldest) timeout = gw->oldest->deadline - now;
+        MHD_UNSIGNED_LONG_LONG mhd_ms;
+        if (MHD_get_timeout(gw->daemon, &mhd_ms) == MHD_YES && (long long)mhd_ms < timeout)
+            timeout = (long)mhd_ms;
         if (timeout < 0) timeout = 0;
-        zmq_pollitem_t items[] = {{sock, 0, ZMQ_POLLIN, 0}, {NULL, gw->wake, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 2, timeout) < 0 && zmq_errno() != EINTR) break;
-        now = gw_now();
-        if (items[1].revents & ZMQ_POLLIN) {
+        zmq_pollitem_t items[] = {
+            {sock, 0, ZMQ_POLLIN, 0}, {NULL, http, ZMQ_POLLIN, 0}, {NULL, gw->wake, ZMQ_POLLIN, 0}};
+        if (zmq_poll(items, 3, timeout) < 0 && zmq_errno() != EINTR) break;
+        if (items[2].revents & ZMQ_POLLIN) {
             uint64_t count;
             if (read(gw->wake, &count, sizeof count) < 0 && errno != EAGAIN) break;
         }
         pthread_mutex_lock(&gw->lock);
-        gw_call_t *queued = gw->queue;
-        gw->queue = gw->queue_tail = NULL;
-        bool stop = gw->stop;
+        bool stop = gw->stop, quiesce = gw->quiesce;
+        gw->quiesce = false;
         pthread_mutex_unlock(&gw->lock);
-        for (gw_call_t *call = queued, *next; call; call = next) {
-            next = call->next;
-            s_send(gw, call, now);
-        }
+        if (quiesce && gw->quiesced == MHD_INVALID_SOCKET)
+            gw->quiesced = MHD_quiesce_daemon(gw->daemon);
+        /* HTTP: read what came, run handlers (their calls queue), write answers */
+        MHD_run(gw->daemon);
+        s_send_queued(gw);
+        bool answered = false;
         sam_result_t res;
         while (sam_client_recv(gw->client, 0, &res) == 0) {
             gw_call_t *call = zhashx_lookup(gw->inflight, &res.id);
             if (call) {
                 s_unlink(gw, call);
                 s_result(gw, call, &res);
+                answered = true;
             }
             sam_result_clear(&res);
         }
@@ -295,6 +323,11 @@ static void *s_thread(void *arg)
                      "'%s' did not answer within %d ms (--request-timeout-ms)", call->service,
                      gw->config.request_timeout_ms);
             s_result(gw, call, &timeout_res);
+            answered = true;
+        }
+        if (answered) { /* the connections just resumed: their answers out now */
+            MHD_run(gw->daemon);
+            s_send_queued(gw);
         }
         if (gw->m_inflight) sam_metric_set(gw->m_inflight, NULL, (double)zhashx_size(gw->inflight));
         if (stop && !gw->oldest) break;
@@ -326,16 +359,23 @@ void gw_io_submit(gw_t *gw, gw_conn_t *conn)
     conn->ncalls = 0;
     atomic_fetch_add(&gw->outstanding, conn->pending);
     pthread_mutex_lock(&gw->lock);
-    bool idle = gw->queue == NULL; /* else the thread was woken already and not yet taken it */
     if (gw->queue_tail)
         gw->queue_tail->next = first;
     else
         gw->queue = first;
     gw->queue_tail = last;
     pthread_mutex_unlock(&gw->lock);
+    /* no wake-up: the loop sends the queue as soon as MHD_run, which called the handler,
+       returns */
+}
+
+void gw_io_quiesce(gw_t *gw)
+{
+    pthread_mutex_lock(&gw->lock);
+    gw->quiesce = true;
+    pthread_mutex_unlock(&gw->lock);
     uint64_t one = 1;
-    if (idle && write(gw->wake, &one, sizeof one) < 0)
-        sam_warn("gateway.wake_failed errno=%d", errno); /* the thread wakes at its timeout */
+    if (write(gw->wake, &one, sizeof one) < 0) sam_warn("gateway.wake_failed errno=%d", errno);
 }
 
 int gw_io_start(gw_t *gw, char *err, size_t errlen)

@@ -41,8 +41,6 @@ static const sam_option_t s_options[] = {
      "a request whose body takes longer than this after its headers is refused 408", false},
     {"request-timeout-ms", "MS", "5000",
      "how long an answer of a service is waited for, then 503 with Retry-After", false},
-    {"threads", "N", "1", "HTTP threads (each an epoll loop); 1 serves tens of thousands a second",
-     false},
     {"metrics", "HOST:PORT", NULL,
      "serve Prometheus metrics, /healthz and /readyz over HTTP here (e.g. 127.0.0.1:9104)", false},
     {NULL, NULL, NULL, NULL, false},
@@ -103,7 +101,6 @@ int main(int argc, char **argv)
     cfg.header_timeout_ms = (int)sam_config_int(config, "header-timeout-ms", 0, 3600000, &ok);
     cfg.body_timeout_ms = (int)sam_config_int(config, "body-timeout-ms", 0, 3600000, &ok);
     cfg.request_timeout_ms = (int)sam_config_int(config, "request-timeout-ms", 10, 600000, &ok);
-    cfg.threads = (unsigned)sam_config_int(config, "threads", 1, 64, &ok);
     if (sam_config_npos(config) > 0) {
         fprintf(stderr, "samordna-gateway: unexpected argument '%s' (try --help)\n",
                 sam_config_pos(config, 0));

@@ -11,6 +11,8 @@
       - HTTP batch: the same with application/cloudevents-batch+json of S_BATCH events each
         (data_base64); events/s = requests/s × S_BATCH;
       - GET /v1/healthz per second over the same 64 connections.
+    Beside each rate, the gateway's own CPU time per event (from /proc): on a shared machine
+    the rates follow the load, that figure much less.
     The Lua scripts are written into the work folder from the texts below, so the family needs
     nothing but wrk on PATH. A figure is never asserted: the machine is shared.
 */
@@ -162,8 +164,30 @@ static double s_us(const char *text)
 
 typedef struct {
     double rps, p50_us, p99_us;
+    long requests; /* answered in the run */
     long refused;
+    double gw_cpu_s; /* CPU seconds of the gateway during the run */
 } s_wrk_t;
+
+/* CPU seconds (user + system) a process has used so far, from /proc; 0 when unreadable. */
+static double s_cpu_s(int pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *p = strrchr(buf, ')'); /* after the command's name, which may hold spaces */
+    unsigned long utime = 0, stime = 0;
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        return 0;
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static int s_gw_pid; /* the gateway's process, for its CPU time */
 
 /* Runs wrk against url with the script (may be NULL) and its argument; parses its report. */
 static int s_wrk(bench_t *b, const char *script, const char *arg, const char *url, int secs,
@@ -174,6 +198,7 @@ static int s_wrk(bench_t *b, const char *script, const char *arg, const char *ur
     if (script) snprintf(path, sizeof path, "%s/%s", b->work_dir, script);
     snprintf(cmd, sizeof cmd, "wrk -t2 -c%d -d%ds --timeout 10s --latency %s%s %s %s %s 2>&1",
              S_CONNECTIONS, secs, script ? "-s " : "", path, url, arg ? "--" : "", arg ? arg : "");
+    double cpu0 = s_cpu_s(s_gw_pid);
     FILE *p = popen(cmd, "r");
     if (!p) return -1;
     memset(out, 0, sizeof *out);
@@ -182,6 +207,7 @@ static int s_wrk(bench_t *b, const char *script, const char *arg, const char *ur
     while (fgets(line, sizeof line, p)) {
         char word[64];
         if (sscanf(line, " Requests/sec: %lf", &out->rps) == 1) continue;
+        if (strstr(line, " requests in ") && sscanf(line, " %ld", &out->requests) == 1) continue;
         if (sscanf(line, " 50%% %63s", word) == 1) out->p50_us = s_us(word);
         if (sscanf(line, " 99%% %63s", word) == 1) out->p99_us = s_us(word);
         if (sscanf(line, "refused %ld", &out->refused) == 1) continue;
@@ -191,6 +217,7 @@ static int s_wrk(bench_t *b, const char *script, const char *arg, const char *ur
             fprintf(stderr, "bench gateway: wrk: %s", line);
     }
     int rc = pclose(p);
+    out->gw_cpu_s = s_cpu_s(s_gw_pid) - cpu0;
     if (rc != 0 || out->rps <= 0) {
         fprintf(stderr, "bench gateway: wrk failed (is it installed? tools/deps.sh): %s\n", cmd);
         return -1;
@@ -297,6 +324,7 @@ int bench_gateway(bench_t *b)
         fprintf(stderr, "bench gateway: the gateway did not become healthy\n");
         goto done;
     }
+    s_gw_pid = gw.pid;
     int secs = (int)(5 * b->scale);
     if (secs < 2) secs = 2;
     size_t n = (size_t)(50000 * b->scale);
@@ -330,6 +358,13 @@ int bench_gateway(bench_t *b)
     bench_figure("gateway.http.batch.p50", batch.p50_us, "us");
     bench_figure("gateway.http.batch.p99", batch.p99_us, "us");
     bench_figure("gateway.http.get_healthz_per_s", gets.rps, "requests/s");
+    /* What the gateway itself costs, whatever else the machine runs: its CPU time per event. */
+    if (single.requests > 0)
+        bench_figure("gateway.http.cpu_per_event", single.gw_cpu_s * 1e6 / (double)single.requests,
+                     "us");
+    if (batch.requests > 0)
+        bench_figure("gateway.http.batch.cpu_per_event",
+                     batch.gw_cpu_s * 1e6 / ((double)batch.requests * S_BATCH), "us");
     rc = 0;
 done:
     bench_stop(&gw);
