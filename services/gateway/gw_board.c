@@ -6,13 +6,13 @@
         GET /board.svg    its icon
 
     The page asks its seven parts (board/gw_board_html.h lists them) of four services at once
-    with gw_call: they travel pipelined through the broker I/O thread, and the page is rendered
-    by the request's after_calls when the last reply or timeout is in. The page being gathered
-    is the request's `user`, freed with the request however it ends. A part whose service did
-    not answer is named on the page and logged (board.part_missing); the rest is shown. The
-    answer is 200 while the grid is there, 503 with Retry-After when status.board itself is
-    missing: the grid is what the page is for, and a monitor or a reverse proxy should see
-    that it is not served.
+    with gw_call: they travel pipelined on the gateway's broker connection, and the page is
+    rendered by the request's after_calls when the last reply or timeout is in. The page
+    being gathered is the request's `user`, freed with the request however it ends. A part
+    whose service did not answer is named on the page and logged (board.part_missing); the
+    rest is shown. The answer is 200 while the grid is there, 503 with Retry-After when
+    status.board itself is missing: the grid is what the page is for, and a monitor or a
+    reverse proxy should see that it is not served.
 
     Every answer carries GW_BOARD_CSP: the page runs no inline script or style, so a record
     that slipped past the escaping could still not run anything.
