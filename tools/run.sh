@@ -111,6 +111,7 @@ cat <<TXT
 samordna runs on $endpoint with CURVE, its stores under $data/ (logs in $data/log/,
 certificates in $keys/, trusted public halves in $trusted/).
 The HTTP gateway answers on $gateway_url (POST /v1/events; README "Publishing over HTTP").
+The status board: open $gateway_url/ in a browser (docs/gateway.md, "The web board").
 Try:  $build/bin/samctl --config $data/samctl.cfg pilots
       $build/bin/samctl --config $data/samctl.cfg --help
       $build/bin/samctl keys new --agency nav-ost-viken --role publisher --out $keys
