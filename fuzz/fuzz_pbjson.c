@@ -24,6 +24,7 @@
 
 /* Every event type's payload, from the services' own tables. */
 #define Q(...)
+#define L(...) /* a long query (runs off the loop): read like Q */
 #define W(...)
 #define E(type, payload, ...) payload,
 static const ProtobufCMessageDescriptor *const s_payloads[] = {
@@ -33,6 +34,7 @@ static const ProtobufCMessageDescriptor *const s_payloads[] = {
 #include "../services/notify/notify.def"
 };
 #undef Q
+#undef L
 #undef W
 #undef E
 #define S_NPAYLOADS (sizeof s_payloads / sizeof s_payloads[0])

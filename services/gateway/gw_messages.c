@@ -17,6 +17,8 @@
 #include <string.h>
 
 #define Q(method, request, reply, ...) request, reply,
+#define L(method, request, reply, ...)                                                             \
+    request, reply, /* a long query (runs off the loop): read like Q */
 #define W(method, request, reply, ...) request, reply,
 #define E(type, payload, ...) payload,
 static const ProtobufCMessageDescriptor *const s_messages[] = {
@@ -26,6 +28,7 @@ static const ProtobufCMessageDescriptor *const s_messages[] = {
 #include "../notify/notify.def"
 };
 #undef Q
+#undef L
 #undef W
 #undef E
 

@@ -36,6 +36,8 @@ typedef struct {
 } s_event_t;
 
 #define Q(method, request, reply, roles, handler)
+#define L(method, request, reply, roles,                                                           \
+          handler) /* a long query (runs off the loop): read like Q */
 #define W(method, request, reply, roles, handler)
 #define E(type, payload, roles, limit, apply, prepare) {type, payload},
 static const s_event_t s_events[] = {
@@ -45,6 +47,7 @@ static const s_event_t s_events[] = {
 #include "../notify/notify.def"
 };
 #undef Q
+#undef L
 #undef W
 #undef E
 #define S_NEVENTS (sizeof s_events / sizeof s_events[0])

@@ -56,6 +56,8 @@
     }
 
 #define Q(method, request, reply, roles, handler) {GW_SERVICE, method, request, reply},
+#define L(method, request, reply, roles, handler)                                                  \
+    {GW_SERVICE, method, request, reply}, /* a long query (runs off the loop): read like Q */
 #define W(method, request, reply, roles, handler)
 #define E(type, payload, roles, limit, apply, prepare)
 const gw_read_query_t gw_read_queries[] = {
@@ -77,6 +79,7 @@ const gw_read_query_t gw_read_queries[] = {
 #undef GW_SERVICE
 };
 #undef Q
+#undef L
 #undef W
 #undef E
 const size_t gw_read_n_queries = sizeof gw_read_queries / sizeof gw_read_queries[0];
