@@ -93,6 +93,27 @@ static bool s_has_prefix(const MDB_val *key, const grants_key_t *prefix)
     return key->mv_size >= prefix->n && memcmp(key->mv_data, prefix->b, prefix->n) == 0;
 }
 
+/*  A query's id filter when the answer is empty: an id grants knows nothing of — no
+    reference of one of `kinds` in the projection of the registry ('a' agency, 'm'
+    municipality), or with kinds "s" no scheme — is refused 404 naming it, rather than
+    answered with an empty list that reads as "nothing there". -1 with the refusal, or 0. */
+static int s_known(grants_t *g, MDB_txn *txn, sam_reply_t *reply, const char *field,
+                   const char *kinds, const char *what, const char *id)
+{
+    if (!id[0]) return 0;
+    if (!grants_valid_id(id))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.80s' is not an id", field, id);
+    for (const char *k = kinds; *k; k++) {
+        if (*k != 's' && grants_ref_known(g, txn, *k, id)) return 0;
+        if (*k == 's') {
+            grants_key_t sk = {0};
+            grants_key_raw(&sk, id);
+            if (grants_has(g, txn, GRANTS_T_SCHEMES, &sk)) return 0;
+        }
+    }
+    return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown %s '%s'", field, what, id);
+}
+
 /* ---- schemes ------------------------------------------------------------------------------ */
 
 int grants_q_scheme_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
@@ -137,7 +158,11 @@ int grants_q_schemes_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *ca
     }
     mdb_cursor_close(cur);
     if (more && out.n_schemes) out.next_page_token = out.schemes[out.n_schemes - 1]->id;
-    rc = sam_reply_message(reply, &out.base);
+    if (out.n_schemes == 0 && !req->page_token[0] &&
+        s_known(g, txn, reply, "owner", "a", "agency", req->owner))
+        rc = -1;
+    else
+        rc = sam_reply_message(reply, &out.base);
     free(out.schemes);
     s_keep_free(&keep);
     return rc;
@@ -262,7 +287,13 @@ int grants_q_awards_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
         }
     }
     if (more && out.n_awards) out.next_page_token = out.awards[out.n_awards - 1]->id;
-    rc = sam_reply_message(reply, &out.base);
+    if (out.n_awards == 0 && !req->page_token[0] &&
+        (s_known(g, txn, reply, "recipient", "ma", "municipality or agency", req->recipient) ||
+         s_known(g, txn, reply, "scheme", "s", "scheme", req->scheme) ||
+         s_known(g, txn, reply, "funder", "a", "agency", req->funder)))
+        rc = -1;
+    else
+        rc = sam_reply_message(reply, &out.base);
     free(out.awards);
     s_keep_free(&keep);
     return rc;
@@ -331,7 +362,10 @@ int grants_q_instruments_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t
     s_keep_t keep = {0};
     s_collect_instruments(g, txn, req->municipality, req->year, &keep, &out.instruments,
                           &out.n_instruments, &out.needs, &out.n_needs);
-    int rc = sam_reply_message(reply, &out.base);
+    int rc = out.n_instruments == 0 && out.n_needs == 0 &&
+                     s_known(g, txn, reply, "municipality", "m", "municipality", req->municipality)
+                 ? -1
+                 : sam_reply_message(reply, &out.base);
     free(out.instruments);
     free(out.needs);
     s_keep_free(&keep);
@@ -464,7 +498,9 @@ int grants_q_overview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         if (!gr) break;
         gr->committed_ore += committed;
         gr->paid_ore += paid;
-        gr->awards++;
+        /* A joint award has an index entry per funder: it counts once in a group, by its
+           first funder's entry, unless the groups are the funders themselves. */
+        if ((!all && strcmp(group_by, "agency") == 0) || f == a->funders[0]) gr->awards++;
         out.committed_ore += committed;
         out.paid_ore += paid;
         if (all) continue;
@@ -518,7 +554,11 @@ int grants_q_overview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     out.n_groups = groups.n;
     out.lines = lp;
     out.n_lines = n_lines;
-    rc = sam_reply_message(reply, &out.base);
+    if (!all && groups.n == 0 && out.n_needs == 0 &&
+        s_known(g, txn, reply, "recipient", "ma", "municipality or agency", req->recipient))
+        rc = -1;
+    else
+        rc = sam_reply_message(reply, &out.base);
     free(gp);
     free(lp);
 done:

@@ -411,8 +411,22 @@ int status_ev_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
         sam_reply_error(reply, SAM_BAD_REQUEST, "participants: more than %d", PARTICIPANTS_MAX);
         goto done;
     }
-    for (size_t i = 0; i < m->n_participants; i++)
+    /* A participant is an agency, by its id, which must be the registry's, or anyone else by
+       name as written ("Kari Nordmann, NAV Halden"): a word of id shape is taken as an id. */
+    for (size_t i = 0; i < m->n_participants; i++) {
         if (s_text(reply, "participants", m->participants[i], 128, true)) goto done;
+        if (!status_id_ok(m->participants[i])) continue;
+        Samordna__V1__StatusFact *who =
+            status_fact_find(svc, txn, true, "agency", m->participants[i]);
+        if (!who) {
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "participants: unknown agency '%s' (an agency by its registry id, "
+                            "anyone else by name, e.g. \"Kari Nordmann, NAV Halden\")",
+                            m->participants[i]);
+            goto done;
+        }
+        FREE(who);
+    }
     const char *municipality = m->municipality;
     if (*m->pilot) {
         if (s_id(reply, "pilot", m->pilot)) goto done;

@@ -463,6 +463,24 @@ int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
 
 /* ---- meetings ---------------------------------------------------------------------------- */
 
+/*  An empty list filtered by an id the projection of the registry does not hold: the id is
+    unknown, which is a 404 naming it rather than an empty list. (A list with records in it
+    shows the id exists, so only an empty one is checked.) -1 with the refusal in reply, or 0. */
+static int s_filter_known(sam_service_t *svc, MDB_txn *txn, sam_reply_t *reply, const char *field,
+                          const char *kind, const char *id)
+{
+    char err[200];
+    if (!*id) return 0;
+    if (sam_check_id(field, id, false, err, sizeof err))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
+    Samordna__V1__StatusFact *f = status_fact_find(svc, txn, false, kind, id);
+    if (f) {
+        FREE(f);
+        return 0;
+    }
+    return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown %s '%s'", field, kind, id);
+}
+
 /* Remembers key k as the last of a page, for the next page's token. */
 static void s_last_key(status_key_t *last, const MDB_val *k)
 {
@@ -541,6 +559,10 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
+    if (!rc && l.n == 0 && !*req->page_token &&
+        (s_filter_known(svc, txn, reply, "pilot", "pilot", req->pilot) ||
+         s_filter_known(svc, txn, reply, "municipality", "municipality", req->municipality)))
+        rc = -1;
     if (!rc) {
         Samordna__V1__MeetingsReply r = SAMORDNA__V1__MEETINGS_REPLY__INIT;
         r.n_meetings = l.n;
@@ -628,6 +650,7 @@ int status_q_steps(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
+    if (!rc && l.n == 0 && s_filter_known(svc, txn, reply, "pilot", "pilot", req->pilot)) rc = -1;
     if (!rc) {
         Samordna__V1__PlanStepsReply r = SAMORDNA__V1__PLAN_STEPS_REPLY__INIT;
         r.n_steps = l.n;
@@ -698,6 +721,11 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
+    if (!rc && l.n == 0 && !*req->page_token &&
+        (s_filter_known(svc, txn, reply, "pilot", "pilot", req->pilot) ||
+         s_filter_known(svc, txn, reply, "municipality", "municipality", req->municipality) ||
+         s_filter_known(svc, txn, reply, "raised_by", "agency", req->raised_by)))
+        rc = -1;
     if (!rc) {
         Samordna__V1__BarriersReply r = SAMORDNA__V1__BARRIERS_REPLY__INIT;
         r.n_barriers = l.n;

@@ -234,6 +234,12 @@ int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
         if (!*v && s_ref_fields[i].actor) v = ev->ce->source;
         if (v && *v) s_ask(svc, s_ref_fields[i].kind, v);
     }
+    /* a meeting's participants: each written as an id is an agency's (status_ev_meeting) */
+    if (ev->msg->descriptor == &samordna__v1__meeting_logged__descriptor) {
+        const Samordna__V1__MeetingLogged *m = (const Samordna__V1__MeetingLogged *)ev->msg;
+        for (size_t i = 0; i < m->n_participants && i < 100; i++)
+            if (status_id_ok(m->participants[i])) s_ask(svc, "agency", m->participants[i]);
+    }
     return 0; /* apply decides: a reference still unknown there is refused with its field */
 }
 

@@ -65,11 +65,11 @@ static json_t *s_award_json(const ProtobufCMessage *rec)
                                                  "cancelled_ore", (json_int_t)f->cancelled_ore,
                                                  "repaid_ore", (json_int_t)f->repaid_ore));
     }
-    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:i,s:o}", "id", a->id, "scheme",
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:i,s:o}", "id", a->id, "scheme",
                      a->scheme, "recipient", a->recipient, "recipient_kind", a->recipient_kind,
                      "amount_ore", (json_int_t)a->amount_ore, "purpose", a->purpose, "pilot",
-                     a->pilot, "report_due", a->report_due, "status", s_status_name(a->status),
-                     "year", (int)a->year, "funders", funders);
+                     a->pilot, "report_due", a->report_due, "decided", a->decided, "status",
+                     s_status_name(a->status), "year", (int)a->year, "funders", funders);
 }
 
 static json_t *s_scheme_json(const ProtobufCMessage *rec)
@@ -79,6 +79,7 @@ static json_t *s_scheme_json(const ProtobufCMessage *rec)
                           "owner", s->owner, "year", (int)s->year, "chapter", s->chapter, "item",
                           s->item, "committed_ore", (json_int_t)s->committed_ore, "paid_ore",
                           (json_int_t)s->paid_ore);
+    json_object_set_new(j, "note", json_string(s->note));
     json_object_set_new(j, "frame_ore", s->has_frame ? json_integer(s->frame_ore) : json_null());
     return j;
 }
@@ -167,8 +168,8 @@ static int s_overview(samctl_t *ctl, const samctl_args_t *a)
                               : strcmp(o->group_by, "agency") == 0 ? in->agency
                                                                    : "";
             if (strcmp(key, g->key) != 0) continue;
-            printf("  %-10s %-20s %s\n", SAMCTL_PICK(s_instrument_kinds, in->kind, "?"), in->id,
-                   in->title);
+            printf("  %-10s %-20s %15s  %s\n", SAMCTL_PICK(s_instrument_kinds, in->kind, "?"),
+                   in->id, in->value_ore ? s_nok(in->value_ore, c, sizeof c) : "-", in->title);
         }
     }
     printf("%-28s %15s %15s\n", "TOTAL", s_nok(o->committed_ore, c, sizeof c),
@@ -245,6 +246,7 @@ static void s_scheme_text(const ProtobufCMessage *rec)
            sc->item[0] ? sc->item : "-",
            sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "none (unbounded)",
            s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
+    if (sc->note[0]) printf("  note: %s\n", sc->note);
 }
 
 static void s_award_row(const ProtobufCMessage *rec)
@@ -275,10 +277,16 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
         json_t *j = s_award_json(&aw->base), *pays = json_array();
         for (size_t i = 0; i < d->n_payments; i++) {
             const Samordna__V1__Payment *p = d->payments[i];
-            json_array_append_new(pays, json_pack("{s:s,s:s,s:I,s:s,s:b}", "id", p->id, "kind",
-                                                  SAMCTL_PICK(s_payment_kinds, p->kind, "?"),
-                                                  "amount_ore", (json_int_t)p->amount_ore, "date",
-                                                  p->date, "final", p->final));
+            json_t *split = json_array();
+            for (size_t k = 0; k < p->n_split; k++)
+                json_array_append_new(split,
+                                      json_pack("{s:s,s:I}", "agency", p->split[k]->agency,
+                                                "amount_ore", (json_int_t)p->split[k]->amount_ore));
+            json_array_append_new(
+                pays, json_pack("{s:s,s:s,s:I,s:s,s:b,s:s,s:o}", "id", p->id, "kind",
+                                SAMCTL_PICK(s_payment_kinds, p->kind, "?"), "amount_ore",
+                                (json_int_t)p->amount_ore, "date", p->date, "final", p->final,
+                                "note", p->note, "split", split));
         }
         json_object_set_new(j, "payments", pays);
         samctl_print_json(j);
@@ -287,6 +295,8 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
         printf("%s: NOK %s from %s to %s (%s), %s\n  purpose: %s\n", aw->id,
                s_nok(aw->amount_ore, m, sizeof m), aw->scheme, aw->recipient, aw->recipient_kind,
                s_status_name(aw->status), aw->purpose);
+        if (aw->pilot[0]) printf("  pilot %s\n", aw->pilot);
+        if (aw->decided[0]) printf("  decided %s\n", aw->decided);
         if (aw->report_due[0]) printf("  report due %s\n", aw->report_due);
         for (size_t i = 0; i < aw->n_funders; i++) {
             const Samordna__V1__FunderShare *f = aw->funders[i];
@@ -296,8 +306,9 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
         }
         for (size_t i = 0; i < d->n_payments; i++) {
             const Samordna__V1__Payment *p = d->payments[i];
-            printf("  %-12s %-16s %12s %s%s\n", SAMCTL_PICK(s_payment_kinds, p->kind, "?"), p->id,
-                   s_nok(p->amount_ore, m, sizeof m), p->date, p->final ? " final" : "");
+            printf("  %-12s %-16s %12s %s%s%s%s\n", SAMCTL_PICK(s_payment_kinds, p->kind, "?"),
+                   p->id, s_nok(p->amount_ore, m, sizeof m), p->date, p->final ? " final" : "",
+                   p->note[0] ? "  " : "", p->note);
         }
     }
     protobuf_c_message_free_unpacked(&d->base, NULL);
@@ -328,28 +339,37 @@ static int s_instruments(samctl_t *ctl, const samctl_args_t *a)
     if (!l) return 1;
     samctl_list_t list;
     char header[128];
-    snprintf(header, sizeof header, "%-16s %4s %-10s %-20s %s", "AGENCY", "YEAR", "KIND", "ID",
-             "TITLE");
+    snprintf(header, sizeof header, "%-16s %4s %-10s %-20s %12s  %s", "AGENCY", "YEAR", "KIND",
+             "ID", "VALUE (NOK)", "TITLE");
     samctl_list_begin(&list, ctl, "instruments or needs", header);
     for (size_t i = 0; i < l->n_instruments; i++) {
         const Samordna__V1__Instrument *x = l->instruments[i];
         const char *kind = SAMCTL_PICK(s_instrument_kinds, x->kind, "?");
-        if (samctl_list_row(&list, ctl->json
-                                       ? json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I}", "id", x->id,
-                                                   "agency", x->agency, "year", (int)x->year,
-                                                   "kind", kind, "title", x->title, "pilot",
-                                                   x->pilot, "value_ore", (json_int_t)x->value_ore)
-                                       : NULL))
-            printf("%-16s %4u %-10s %-20s %s\n", x->agency, x->year, kind, x->id, x->title);
+        if (samctl_list_row(
+                &list, ctl->json ? json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:I}", "id", x->id,
+                                             "agency", x->agency, "municipality", x->municipality,
+                                             "year", (int)x->year, "kind", kind, "title", x->title,
+                                             "description", x->description, "pilot", x->pilot,
+                                             "value_ore", (json_int_t)x->value_ore)
+                                 : NULL)) {
+            char v[48];
+            printf("%-16s %4u %-10s %-20s %12s  %s\n", x->agency, x->year, kind, x->id,
+                   x->value_ore ? s_nok(x->value_ore, v, sizeof v) : "-", x->title);
+            if (x->description[0]) printf("%*s%s\n", 70, "", x->description);
+        }
     }
     for (size_t i = 0; i < l->n_needs; i++) {
         const Samordna__V1__Need *n = l->needs[i];
-        if (samctl_list_row(&list, ctl->json
-                                       ? json_pack("{s:s,s:n,s:i,s:s,s:s,s:s}", "id", n->id,
-                                                   "agency", "year", (int)n->year, "kind", "need",
-                                                   "title", n->title, "description", n->description)
-                                       : NULL))
-            printf("%-16s %4u %-10s %-20s %s\n", "(missing)", n->year, "need", n->id, n->title);
+        if (samctl_list_row(&list,
+                            ctl->json ? json_pack("{s:s,s:n,s:s,s:i,s:s,s:s,s:s,s:s}", "id", n->id,
+                                                  "agency", "municipality", n->municipality, "year",
+                                                  (int)n->year, "kind", "need", "title", n->title,
+                                                  "description", n->description, "pilot", n->pilot)
+                                      : NULL)) {
+            printf("%-16s %4u %-10s %-20s %12s  %s\n", "(missing)", n->year, "need", n->id, "-",
+                   n->title);
+            if (n->description[0]) printf("%*s%s\n", 70, "", n->description);
+        }
     }
     samctl_list_end(&list, NULL);
     protobuf_c_message_free_unpacked(&l->base, NULL);

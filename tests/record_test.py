@@ -1,0 +1,199 @@
+"""samordna as the programme's system of record (issue 12), against the real broker and the four
+services with the Østfold fixture imported: an unknown id given to a query is an error naming
+it, not an empty table; every reference an event makes is checked (a meeting's participants);
+every field that is stored is shown (an award's decision date, an instrument's value); a joint
+award counts once in the overview.
+"""
+import json
+import os
+import subprocess
+
+import samtest
+from samordna.v1 import envelope_pb2
+
+SAMCTL = os.path.join(samtest.BIN, "samctl")
+FIXTURE = os.path.join(samtest.SRC, "deploy", "examples", "ostfold-2019.json")
+SERVICES = ("registry", "status", "grants", "notify")
+
+
+def samctl(ep, *args):
+    p = subprocess.run([SAMCTL, "--broker", ep, *args], capture_output=True, text=True,
+                       timeout=120)
+    return p.returncode, p.stdout, p.stderr
+
+
+class World:
+    """A broker, the four services on one data folder, the Østfold fixture imported."""
+
+    def __init__(self, name):
+        self.broker, self.ep = samtest.broker()
+        self.data = samtest.scratch(name)
+        self.procs = {s: samtest.service(s, self.ep, self.data) for s in SERVICES}
+        rc, out, err = samctl(self.ep, "import", FIXTURE)
+        assert rc == 0, out + err
+        self.c = samtest.Client(self.ep)
+
+    def run(self, *args):
+        return samctl(self.ep, *args)
+
+    def ok(self, *args):
+        rc, out, err = samctl(self.ep, *args)
+        assert rc == 0, (args, out, err)
+        return out
+
+    def json(self, *args):
+        return json.loads(self.ok("--json", *args))
+
+    def head(self, service):
+        rep, pr = self.c.call(service, "ping", b"", envelope_pb2.PingReply, timeout=30)
+        assert rep.status.code == 200, rep.status
+        return pr.last_seq
+
+    def heads(self):
+        return {s: self.head(s) for s in SERVICES}
+
+
+def test_an_unknown_id_given_to_a_query_is_an_error_naming_it():
+    w = World("record-unknown")
+    # (the command line with the unknown id, the field the refusal names)
+    for args, field in [
+            (["grants", "overview", "nosuch"], "recipient"),
+            (["grants", "instruments", "nosuch"], "municipality"),
+            (["grants", "awards", "--recipient", "nosuch"], "recipient"),
+            (["grants", "awards", "--scheme", "nosuch"], "scheme"),
+            (["grants", "awards", "--funder", "nosuch"], "funder"),
+            (["grants", "schemes", "--owner", "nosuch"], "owner"),
+            (["grants", "award", "nosuch"], "id"),
+            (["grants", "scheme", "nosuch"], "id"),
+            (["meetings", "--pilot", "nosuch"], "pilot"),
+            (["meetings", "--municipality", "nosuch"], "municipality"),
+            (["steps", "nosuch"], "pilot"),
+            (["barriers", "--pilot", "nosuch"], "pilot"),
+            (["barriers", "--municipality", "nosuch"], "municipality"),
+            (["barriers", "--raised-by", "nosuch"], "raised_by"),
+            (["board", "--pilot", "nosuch"], "pilot"),
+            (["milestone", "history", "nosuch"], "pilot"),
+            (["barrier", "show", "nosuch"], "id"),
+            (["pilots", "--agency", "nosuch"], "agency"),
+            (["pilots", "--municipality", "nosuch"], "municipality"),
+            (["pilots", "--programme", "nosuch"], "programme"),
+            (["people", "--agency", "nosuch"], "agency"),
+            (["reports", "--agency", "nosuch"], "agency"),
+            (["invitations", "--programme", "nosuch"], "programme"),
+            (["invitations", "--municipality", "nosuch"], "municipality"),
+            (["pilots", "show", "nosuch"], "id"),
+            (["agencies", "show", "nosuch"], "id"),
+    ]:
+        for fmt in ([], ["--json"]):
+            rc, out, err = w.run(*fmt, *args)
+            assert rc == 1 and out == "", (args, rc, out, err)
+            assert " 404 " in err and f"{field}: unknown " in err and "'nosuch'" in err, (args, err)
+    # a malformed one is a 400 naming the field, shown escaped
+    rc, out, err = w.run("barriers", "--raised-by", "Ikke En Id")
+    assert rc == 1 and " 400 " in err and "raised_by" in err, err
+
+    # the same queries with known ids answer, also when there is nothing to list
+    for args, expect in [
+            (["grants", "overview", "halden"], "ps19-halden"),
+            (["grants", "awards", "--funder", "fmov"], "ps19-halden"),
+            (["grants", "instruments", "halden"], "no instruments or needs"),
+            (["grants", "awards", "--funder", "politi-ost"], "no awards"),
+            (["grants", "schemes", "--owner", "hiof"], "no schemes"),
+            (["meetings", "--pilot", "halden"], "anchoring"),
+            (["steps", "halden"], "no steps"),
+            (["barriers", "--raised-by", "hiof"], "no barriers"),
+            (["pilots", "--agency", "politi-ost"], "no pilots"),
+            (["people", "--agency", "fmov"], "no people"),
+    ]:
+        out = w.ok(*args)
+        assert expect in out, (args, out)
+
+
+def test_a_meetings_participants_are_checked():
+    w = World("record-participants")
+    heads = w.heads()
+    rc, out, err = w.run("meeting", "log", "m-unknown", "--date", "2019-03-01", "--kind",
+                         "working", "--pilot", "halden", "--participant", "fmov",
+                         "--participant", "nav-ost-vikne")
+    assert rc == 1 and " 422 " in err, err
+    assert "participants: unknown agency 'nav-ost-vikne'" in err, err
+    assert w.heads() == heads, "a refused meeting stored something"
+    # agencies by id (checked) and anyone else by name, as written
+    w.ok("meeting", "log", "m-known", "--date", "2019-03-01", "--kind", "working", "--pilot",
+         "halden", "--participant", "fmov", "--participant", "Kari Nordmann, NAV Halden")
+    m = next(i for i in w.json("meetings", "--pilot", "halden")["items"] if i["id"] == "m-known")
+    assert m["participants"] == ["fmov", "Kari Nordmann, NAV Halden"], m
+
+
+def test_every_stored_field_is_shown():
+    w = World("record-fields")
+    w.ok("grants", "add-scheme", "rf-2019", "--name", "Felles", "--year", "2019", "--frame",
+         "1 000 000", "--note", "Frame from the allocation letter")
+    w.ok("grants", "add-award", "rf-halden", "--scheme", "rf-2019", "--recipient", "halden",
+         "--amount", "300 000", "--purpose", "Kartlegging", "--pilot", "halden",
+         "--decided", "2019-04-02", "--report-due", "2020-02-01",
+         "--funder", "fmov=200000", "--funder", "nav-ost-viken=100000")
+    w.ok("grants", "disburse", "rf-halden", "d1", "--amount", "150 000", "--date", "2019-05-01",
+         "--note", "first half")
+    w.ok("--source", "nav-ost-viken", "grants", "add-instrument", "rf-veileder", "--municipality",
+         "halden", "--year", "2019", "--kind", "position", "--title", "Veileder",
+         "--description", "En halv stilling i ett år", "--value", "350 000")
+    w.ok("--source", "halden", "grants", "add-need", "rf-bolig", "--year", "2019", "--title",
+         "Boliger", "--description", "Flere kommunale boliger")
+
+    text = w.ok("grants", "award", "rf-halden")
+    assert "decided 2019-04-02" in text and "pilot halden" in text, text
+    assert "report due 2020-02-01" in text and "first half" in text, text
+    award = w.json("grants", "award", "rf-halden")
+    assert award["decided"] == "2019-04-02" and award["pilot"] == "halden", award
+    pay = award["payments"][0]
+    assert pay["note"] == "first half", pay
+    assert {s["agency"]: s["amount_ore"] for s in pay["split"]} == {
+        "fmov": 10_000_000, "nav-ost-viken": 5_000_000}, pay
+    assert "Frame from the allocation letter" in w.ok("grants", "scheme", "rf-2019")
+    assert w.json("grants", "scheme", "rf-2019")["note"] == "Frame from the allocation letter"
+
+    text = w.ok("grants", "instruments", "halden")
+    assert "350 000" in text and "En halv stilling i ett år" in text, text
+    assert "Flere kommunale boliger" in text, text
+    items = {i["id"]: i for i in w.json("grants", "instruments", "halden")["items"]}
+    assert items["rf-veileder"]["value_ore"] == 35_000_000, items
+    assert items["rf-veileder"]["description"] == "En halv stilling i ett år", items
+    assert items["rf-bolig"]["description"] == "Flere kommunale boliger", items
+
+    # the overview: every instrument's value, the municipality's needs
+    text = w.ok("grants", "overview", "halden")
+    assert "rf-veileder" in text and "350 000" in text and "Boliger" in text, text
+    o = w.json("grants", "overview", "halden")
+    assert [i["value_ore"] for i in o["instruments"]] == [35_000_000], o
+    assert [n["id"] for n in o["needs"]] == ["rf-bolig"], o
+
+
+def test_a_joint_award_counts_once_per_award():
+    w = World("record-joint")
+    w.ok("grants", "add-scheme", "rj-2019", "--name", "Felles", "--year", "2019")
+
+    def counts():
+        """awards per group of halden's overview by pilot, and of the year's totals"""
+        by_pilot = {g["key"]: g["awards"]
+                    for g in w.json("grants", "overview", "halden", "--by", "pilot")["groups"]}
+        year = {g["key"]: g["awards"]
+                for g in w.json("grants", "overview", "--year", "2019")["groups"]}
+        return by_pilot.get("halden", 0), year.get("halden", 0)
+
+    before = counts()
+    w.ok("grants", "add-award", "rj-halden", "--scheme", "rj-2019", "--recipient", "halden",
+         "--amount", "300 000", "--pilot", "halden", "--purpose", "Felles",
+         "--funder", "fmov=200000", "--funder", "nav-ost-viken=100000")
+    assert counts() == (before[0] + 1, before[1] + 1), (before, counts())
+    o = w.json("grants", "overview", "halden", "--by", "scheme")
+    g = next(g for g in o["groups"] if g["key"] == "rj-2019")
+    assert g["awards"] == 1 and g["committed_ore"] == 30_000_000, o
+    # by agency each funder's group holds the award once, with its share
+    o = w.json("grants", "overview", "halden", "--by", "agency")
+    nav = next(g for g in o["groups"] if g["key"] == "nav-ost-viken")
+    assert nav["awards"] == 1 and nav["committed_ore"] == 10_000_000, o
+
+
+if __name__ == "__main__":
+    samtest.main()
