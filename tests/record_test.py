@@ -195,5 +195,112 @@ def test_a_joint_award_counts_once_per_award():
     assert nav["awards"] == 1 and nav["committed_ore"] == 10_000_000, o
 
 
+def ledger_ok(w):
+    r = w.json("grants", "ledger", "verify")
+    assert r["balanced"] and not r["problems"], r
+
+
+def balance(w, account):
+    items = w.json("grants", "ledger", "accounts", account)["items"]
+    return next((i["balance_ore"] for i in items if i["account"] == account), 0)
+
+
+def test_an_award_is_amended_with_its_postings_and_history():
+    w = World("record-amend")
+    w.ok("grants", "add-scheme", "ra-2019", "--name", "Ramme", "--year", "2019", "--frame",
+         "500 000")
+    w.ok("grants", "add-award", "ra-halden", "--scheme", "ra-2019", "--recipient", "halden",
+         "--amount", "200 000", "--purpose", "Kartlegging", "--report-due", "2020-01-15")
+    w.ok("grants", "disburse", "ra-halden", "d1", "--amount", "50 000", "--date", "2019-05-01")
+    heads = w.heads()
+
+    # refusals: each names what is wrong, stores nothing
+    for args, code, words in [
+            (["--amount", "800 000", "--reason", "typo"], "422", "exceeds the frame of scheme"),
+            (["--amount", "40 000", "--reason", "typo"], "422", "less than it has paid"),
+            (["--reason", "nothing"], "400", "nothing to amend"),
+            (["--report-due", "2020-02-30", "--reason", "x"], "400", "report_due"),
+    ]:
+        rc, out, err = w.run("grants", "amend", "ra-halden", *args)
+        assert rc == 1 and f" {code} " in err and words in err, (args, err)
+    rc, out, err = w.run("grants", "amend", "nosuch", "--amount", "1", "--reason", "x")
+    assert rc == 1 and " 404 " in err and "'nosuch'" in err, err
+    rc, out, err = w.run("grants", "amend", "ra-halden", "--amount", "300 000")
+    assert rc == 2 and "--reason" in err, err
+    assert w.heads() == heads, "a refused amendment stored something"
+
+    # up within the frame: more committed from the budget
+    w.ok("grants", "amend", "ra-halden", "--amount", "300 000", "--purpose", "Kartlegging og tiltak",
+         "--report-due", "2020-03-01", "--reason", "Vedtaksbrevet sa 300 000")
+    a = w.json("grants", "award", "ra-halden")
+    assert a["amount_ore"] == 30_000_000 and a["purpose"] == "Kartlegging og tiltak", a
+    assert a["report_due"] == "2020-03-01" and a["funders"][0]["amount_ore"] == 30_000_000, a
+    assert balance(w, "committed/ra-halden/fmov") == 25_000_000
+    assert balance(w, "budget/ra-2019") == 20_000_000
+    assert w.json("grants", "scheme", "ra-2019")["committed_ore"] == 30_000_000
+    due = [d["award"] for d in w.json("grants", "deadlines", "--before", "2020-12-31")["items"]]
+    assert due.count("ra-halden") == 1, due
+    d = w.json("grants", "deadlines", "--before", "2020-12-31")["items"]
+    assert next(x for x in d if x["award"] == "ra-halden")["report_due"] == "2020-03-01", d
+    # down again: the difference released to the budget
+    w.ok("grants", "amend", "ra-halden", "--amount", "150 000", "--reason", "Halvert i revidert")
+    assert balance(w, "committed/ra-halden/fmov") == 10_000_000
+    assert balance(w, "budget/ra-2019") == 35_000_000
+    ledger_ok(w)
+
+    # the history: granted, paid, amended twice, each with who, when and why
+    h = w.json("grants", "history", "ra-halden")["items"]
+    assert [e["type"].rsplit(".", 2)[-2] + "." + e["type"].rsplit(".", 1)[-1] for e in h] == [
+        "award.granted", "disbursement.made", "award.amended", "award.amended"], h
+    assert h[2]["data"]["reason"] == "Vedtaksbrevet sa 300 000" and h[2]["source"] == "fmov", h
+    assert h[3]["data"]["amount_ore"] == 15_000_000, h
+    assert all(e["recorded"] for e in h), h
+    text = w.ok("grants", "history", "ra-halden")
+    assert "why: Vedtaksbrevet sa 300 000" in text and "grants.award.amended" in text, text
+    rc, out, err = w.run("grants", "history", "nosuch")
+    assert rc == 1 and "'nosuch'" in err, err
+
+
+def test_a_joint_award_is_amended_share_by_share():
+    w = World("record-amend-joint")
+    w.ok("grants", "add-scheme", "rs-2019", "--name", "Felles", "--year", "2019")
+    w.ok("grants", "add-award", "rs-halden", "--scheme", "rs-2019", "--recipient", "halden",
+         "--amount", "300 000", "--purpose", "Felles", "--funder", "fmov=200000",
+         "--funder", "nav-ost-viken=100000")
+    rc, out, err = w.run("grants", "amend", "rs-halden", "--amount", "400 000", "--reason", "x")
+    assert rc == 1 and " 422 " in err and "each funder's new share" in err, err
+    rc, out, err = w.run("grants", "amend", "rs-halden", "--amount", "400 000", "--funder",
+                         "fmov=200000", "--funder", "nav-ost-viken=100000", "--reason", "x")
+    assert rc == 1 and " 422 " in err and "sum to" in err, err
+    # a new funder joins, one share changes
+    w.ok("grants", "amend", "rs-halden", "--amount", "450 000", "--funder", "fmov=200000",
+         "--funder", "nav-ost-viken=150000", "--funder", "imdi-ost=100000",
+         "--reason", "IMDi Øst er med")
+    a = w.json("grants", "award", "rs-halden")
+    assert {f["agency"]: f["amount_ore"] for f in a["funders"]} == {
+        "fmov": 20_000_000, "nav-ost-viken": 15_000_000, "imdi-ost": 10_000_000}, a
+    assert balance(w, "committed/rs-halden/imdi-ost") == 10_000_000
+    assert "rs-halden" in w.ok("grants", "awards", "--funder", "imdi-ost")
+    # a funder with nothing paid leaves
+    w.ok("grants", "amend", "rs-halden", "--amount", "350 000", "--funder", "fmov=200000",
+         "--funder", "nav-ost-viken=150000", "--reason", "IMDi Øst trakk seg")
+    assert balance(w, "committed/rs-halden/imdi-ost") == 0
+    rc, out, err = w.run("grants", "awards", "--funder", "imdi-ost")
+    assert rc == 0 and "rs-halden" not in out, out
+    o = w.json("grants", "overview", "halden", "--by", "agency")
+    assert "imdi-ost" not in [g["key"] for g in o["groups"]], o
+    ledger_ok(w)
+
+
+def test_a_payment_without_a_date_is_dated_the_day_it_is_stored():
+    w = World("record-today")
+    before = samtest.today().isoformat()
+    w.ok("grants", "disburse", "ps19-halden", "undated", "--amount", "10 000")
+    after = samtest.today().isoformat()
+    p = next(p for p in w.json("grants", "award", "ps19-halden")["payments"]
+             if p["id"] == "undated")
+    assert p["date"] in (before, after), (p, before, after)
+
+
 if __name__ == "__main__":
     samtest.main()

@@ -87,7 +87,7 @@ LISTS = {
     "agencies", "municipalities", "people", "programmes", "pilots", "invitations", "reports",
     "kinds", "milestone history", "meetings", "steps", "barriers", "grants schemes",
     "grants awards", "grants deadlines", "grants instruments", "grants ledger accounts",
-    "notify subscriptions", "notify log", "notify dead", "notify inbox", "notify cursors",
+    "grants history", "notify subscriptions", "notify log", "notify dead", "notify inbox", "notify cursors",
     "ping",
 }
 OBJECTS = {
@@ -100,7 +100,7 @@ WRITES = {
     "kinds define", "milestone reach", "milestone revert", "meeting log", "step add",
     "step update", "barrier register", "barrier move", "grants add-scheme", "grants add-award",
     "grants disburse", "grants repay", "grants cancel", "grants add-instrument",
-    "grants add-need", "notify subscribe", "notify unsubscribe",
+    "grants add-need", "grants amend", "notify subscribe", "notify unsubscribe",
 }
 GROUPS = {"help", "pilot", "milestone", "meeting", "step", "barrier", "grants", "grants ledger",
           "notify", "keys"}  # a subcommand must be named (help: prints help)
@@ -213,6 +213,8 @@ def test_one_json_shape_for_every_list():
         "grants deadlines": (["--before", "2030-01-01"], lambda i: isinstance(i, list)),
         "grants instruments": (["halden"], lambda i: i == []),
         "grants ledger accounts": (["budget/"], lambda i: len(i) == 1),
+        "grants history": (["ps19-halden"], lambda i: [e["type"] for e in i] == [
+            "no.samordna.grants.award.granted"]),
         "notify subscriptions": ([], lambda i: [x["id"] for x in i] == ["ops"]),
         "notify log": (["ops"], lambda i: i and all(a["outcome"] == "acked" for a in i)),
         "notify dead": ([], lambda i: i == []),

@@ -135,6 +135,10 @@ static size_t s_refs_of(const sam_event_t *ev, s_ref_t *refs, size_t cap)
         if (a->pilot[0]) s_add(refs, &n, cap, 'p', a->pilot);
         for (size_t i = 0; i < a->n_funders; i++)
             s_add(refs, &n, cap, 'a', a->funders[i]->agency);
+    } else if (strcmp(t, "no.samordna.grants.award.amended") == 0) {
+        const Samordna__V1__AwardAmendment *am = (const Samordna__V1__AwardAmendment *)ev->msg;
+        for (size_t i = 0; i < am->n_funders; i++)
+            s_add(refs, &n, cap, 'a', am->funders[i]->agency);
     } else if (strcmp(t, "no.samordna.grants.instrument.registered") == 0) {
         const Samordna__V1__Instrument *in = (const Samordna__V1__Instrument *)ev->msg;
         s_add(refs, &n, cap, 'a', in->agency);

@@ -391,17 +391,14 @@ static int s_add_scheme(samctl_t *ctl, const samctl_args_t *a)
 
 #define S_MAX_FUNDERS 24
 
-static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
+/* The --funder AGENCY=NOK options of a command, parsed into shares (their agencies kept in
+   agencies). Returns how many, or -2 after printing what was wrong (the exit code). */
+static int s_funders(const samctl_args_t *a, Samordna__V1__FunderShare *shares,
+                     Samordna__V1__FunderShare **sp, char (*agencies)[80])
 {
-    Samordna__V1__Award aw = SAMORDNA__V1__AWARD__INIT;
-    aw.amount_ore = samctl_amount(a, "amount");
-    samctl_fill(a, &aw.base);
-    aw.currency = "NOK";
     const char *given[S_MAX_FUNDERS];
     size_t n = samctl_opt_all(a, "funder", given, S_MAX_FUNDERS);
-    if (n > S_MAX_FUNDERS) return samctl_usage_error(a, "at most %d --funder", S_MAX_FUNDERS);
-    Samordna__V1__FunderShare shares[S_MAX_FUNDERS], *sp[S_MAX_FUNDERS];
-    char agencies[S_MAX_FUNDERS][80];
+    if (n > S_MAX_FUNDERS) return samctl_usage_error(a, "at most %d --funder", S_MAX_FUNDERS), -2;
     for (size_t i = 0; i < n; i++) {
         const char *eq = strchr(given[i], '=');
         samordna__v1__funder_share__init(&shares[i]);
@@ -412,11 +409,25 @@ static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
                                       "--funder: '%s'%s%s; write AGENCY=NOK, e.g. imdi-ost=500000 "
                                       "or \"imdi-ost=500 000\"",
                                       sam_check_escape(given[i], 40, shown, sizeof shown),
-                                      why[0] ? ": " : "", why);
+                                      why[0] ? ": " : "", why),
+                   -2;
         snprintf(agencies[i], sizeof agencies[i], "%.*s", (int)(eq - given[i]), given[i]);
         shares[i].agency = agencies[i];
         sp[i] = &shares[i];
     }
+    return (int)n;
+}
+
+static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__Award aw = SAMORDNA__V1__AWARD__INIT;
+    aw.amount_ore = samctl_amount(a, "amount");
+    samctl_fill(a, &aw.base);
+    aw.currency = "NOK";
+    Samordna__V1__FunderShare shares[S_MAX_FUNDERS], *sp[S_MAX_FUNDERS];
+    char agencies[S_MAX_FUNDERS][80];
+    int n = s_funders(a, shares, sp, agencies);
+    if (n < 0) return 2;
     if (n == 0) {
         /* One funder, the publishing agency, for the whole amount. */
         samordna__v1__funder_share__init(&shares[0]);
@@ -426,8 +437,23 @@ static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
         n = 1;
     }
     aw.funders = sp;
-    aw.n_funders = n;
+    aw.n_funders = (size_t)n;
     return samctl_write(ctl, a, &aw.base);
+}
+
+/* amend AWARD: the award's new values, each option one; the reason is required. */
+static int s_award_amend(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__AwardAmendment am = SAMORDNA__V1__AWARD_AMENDMENT__INIT;
+    am.amount_ore = samctl_amount(a, "amount");
+    samctl_fill(a, &am.base);
+    Samordna__V1__FunderShare shares[S_MAX_FUNDERS], *sp[S_MAX_FUNDERS];
+    char agencies[S_MAX_FUNDERS][80];
+    int n = s_funders(a, shares, sp, agencies);
+    if (n < 0) return 2;
+    am.funders = sp;
+    am.n_funders = (size_t)n;
+    return samctl_write(ctl, a, &am.base);
 }
 
 /* disburse, repay and cancel: one payment of a kind, the event type and id word by command. */
@@ -546,6 +572,16 @@ static const samctl_opt_t s_add_award_opts[] = {
     S_DATE("decided", "the day of the decision"),
     {NULL},
 };
+static const samctl_opt_t s_amend_opts[] = {
+    {"amount", 0, "NOK", SAMCTL_AMOUNT, 0, "the award's new amount (within the scheme's frame)"},
+    {"funder", 0, "AGENCY=NOK", SAMCTL_TEXT, SAMCTL_REPEAT,
+     "a funder's new share; a joint award names every funder (a single one follows --amount)"},
+    {"purpose", 0, "TEXT", SAMCTL_TEXT, 0, "what it is for"},
+    S_DATE("report-due", "when the recipient's report is due"),
+    S_DATE("decided", "the day of the decision"),
+    {"reason", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "why: kept with the correction"},
+    {NULL},
+};
 static const samctl_opt_t s_payment_opts[] = {
     {"amount", 0, "NOK", SAMCTL_AMOUNT, 0, "how much (cancel: without, the whole rest)"},
     {"final", 0, NULL, SAMCTL_TEXT, 0, "the last payment: the award is completed"},
@@ -629,6 +665,14 @@ static const samctl_cmd_t s_grants_subs[] = {
      .args = "ID",
      .about = "One award: the funders' shares and every payment.",
      .run = s_award_show},
+    {.name = "history",
+     .args = "ID",
+     .about = "Every event of an award, scheme, instrument or need: granted, paid, amended, …\n"
+              "Each with who published it, the day it was stored and what it said (a\n"
+              "correction's reason first), from the grants outbox; its payments are part of\n"
+              "an award's history.",
+     .run = samctl_history_run,
+     .query = &(const samctl_query_t){.service = "grants"}},
     {.name = "deadlines",
      .about = "Reports due in a period, of awards not cancelled (what reminders go out for).",
      .opts = s_deadlines_opts,
@@ -655,6 +699,16 @@ static const samctl_cmd_t s_grants_subs[] = {
      .opts = s_add_award_opts,
      .run = s_award_add,
      .writes = S_WRITES("award.granted", award, 1)},
+    {.name = "amend",
+     .args = "AWARD",
+     .about = "Corrects an open award: amount, shares, purpose, report deadline, decision date.\n"
+              "A correction is an event of its own, with who, when and --reason; the ledger posts\n"
+              "the difference (more committed from the scheme's budget, or less released to it),\n"
+              "and `grants history AWARD` shows it. Options not given keep their values.",
+     .opts = s_amend_opts,
+     .run = s_award_amend,
+     .writes = &(const samctl_write_t){"grants", "no.samordna.grants.award.amended",
+                                       &samordna__v1__award_amendment__descriptor, 1, NULL}},
     {.name = "disburse",
      .args = "AWARD ID",
      .about = "Pays out (part of) an award; ID names the payment.",
