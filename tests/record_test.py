@@ -302,5 +302,84 @@ def test_a_payment_without_a_date_is_dated_the_day_it_is_stored():
     assert p["date"] in (before, after), (p, before, after)
 
 
+def changed_fixture(w):
+    """The Østfold fixture with a new investment leader for Halden (Viken fylkeskommune's
+    predecessor ofk, as in 2020) and 50 000 more for Halden's award."""
+    with open(FIXTURE, encoding="utf-8") as f:
+        doc = json.load(f)
+    award = doc["awards"][0]
+    award["amount_nok"] += 50_000
+    award["funders"][0]["amount_nok"] += 50_000
+    doc["pilots"][0]["investment_leader"] = "ofk"
+    path = os.path.join(w.data, "changed.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False)
+    return path, doc
+
+
+def test_import_lists_the_differences_then_applies_them_then_finds_nothing_to_do():
+    w = World("record-import")
+    changed, doc = changed_fixture(w)
+    award, pilot = doc["awards"][0], doc["pilots"][0]
+    heads = w.heads()
+
+    # 1. the differences, each with its JSON path, the stored and the file value; nothing changes
+    rc, out, err = w.run("import", changed)
+    assert rc == 1, out + err
+    assert ('$.pilots[0].investment_leader (no.samordna.registry.pilot.registered halden): '
+            'stored "fmov", file "ofk"') in out, out
+    assert ("$.awards[0].amount_ore (no.samordna.grants.award.granted ps19-halden): "
+            "stored 20000000, file 25000000") in out, out
+    assert "--apply-changes" in err, err
+    rc, out, err = w.run("--json", "import", changed)
+    assert rc == 1, err
+    s = json.loads(out)
+    assert s["differ"] == 2 and s["corrected"] == 0 and s["new"] == 0, s
+    d = {(x["path"], x["field"]): (x["stored"], x["file"]) for x in s["differences"]}
+    assert d[("$.pilots[0]", "investment_leader")] == ("fmov", "ofk"), d
+    assert d[("$.awards[0]", "amount_ore")] == (20_000_000, 25_000_000), d
+    assert d[("$.awards[0]", "funders")] == ([{"agency": "fmov", "amount_ore": 20_000_000}],
+                                             [{"agency": "fmov", "amount_ore": 25_000_000}]), d
+    assert len(d) == 3, d
+    assert w.heads() == heads, "listing the differences changed something"
+    assert w.json("pilots", "show", "halden")["investment_leader"] == "fmov"
+
+    # 2. applied: one correction event per record, reported
+    rc, out, err = w.run("--json", "import", "--apply-changes", changed)
+    assert rc == 0, out + err
+    s = json.loads(out)
+    assert s["corrected"] == 2 and s["refused"] == 0, s
+    fixes = {(c["type"], c["key"]): c["correction"] for c in s["corrections"]}
+    assert fixes == {("no.samordna.registry.pilot.registered", "halden"):
+                     "no.samordna.registry.pilot.updated",
+                     ("no.samordna.grants.award.granted", "ps19-halden"):
+                     "no.samordna.grants.award.amended"}, fixes
+    assert w.json("pilots", "show", "halden")["investment_leader"] == "ofk"
+    a = w.json("grants", "award", "ps19-halden")
+    assert a["amount_ore"] == 25_000_000 and a["funders"][0]["amount_ore"] == 25_000_000, a
+    assert balance(w, "committed/ps19-halden/fmov") == 25_000_000
+    ledger_ok(w)
+    after = w.heads()
+    assert after["registry"] == heads["registry"] + 1 and after["grants"] == heads["grants"] + 1
+
+    # the history keeps the first version and names the correction's reason
+    h = w.json("grants", "history", "ps19-halden")["items"]
+    assert [e["type"] for e in h] == ["no.samordna.grants.award.granted",
+                                      "no.samordna.grants.award.amended"], h
+    assert h[0]["data"]["amount_ore"] == 20_000_000, h
+    assert "--apply-changes" in h[1]["data"]["reason"], h
+
+    # 3. again: nothing to do, nothing sent
+    for args in (["import", changed], ["import", "--apply-changes", changed]):
+        rc, out, err = w.run("--json", *args)
+        assert rc == 0, err
+        s = json.loads(out)
+        assert s["differ"] == s["corrected"] == s["refused"] == s["new"] == 0, s
+        assert s["already"] == s["events"], s
+    assert w.heads() == after
+    rc, out, err = w.run("import", "--dry-run", "--apply-changes", changed)
+    assert rc == 2 and "--dry-run" in err, err
+
+
 if __name__ == "__main__":
     samtest.main()
