@@ -4,6 +4,7 @@ it, not an empty table; every reference an event makes is checked (a meeting's p
 every field that is stored is shown (an award's decision date, an instrument's value); a joint
 award counts once in the overview.
 """
+import datetime
 import json
 import os
 import subprocess
@@ -379,6 +380,113 @@ def test_import_lists_the_differences_then_applies_them_then_finds_nothing_to_do
     assert w.heads() == after
     rc, out, err = w.run("import", "--dry-run", "--apply-changes", changed)
     assert rc == 2 and "--dry-run" in err, err
+
+
+def board_row(w, pilot, *as_of):
+    b = w.json("board", "--pilot", pilot, *as_of)
+    row = b["rows"][0]
+    return {c["kind"]: c["date"] for c in row["cells"] if c.get("date")}, row.get("phase", "")
+
+
+def test_a_milestone_is_corrected_and_a_future_day_needs_planned():
+    w = World("record-milestone")
+    today = samtest.today()
+    future = (today + datetime.timedelta(days=400)).isoformat()
+    heads = w.heads()
+    # a day still to come is refused unless planned
+    rc, out, err = w.run("milestone", "reach", "fredrikstad", "knowledge_base", "--date", future,
+                         "--evidence", "rapport")
+    assert rc == 1 and " 422 " in err and "still to come" in err and "planned" in err, err
+    assert w.heads() == heads
+    # a mistyped year, planned by mistake: the board of today does not show it as reached
+    w.ok("milestone", "reach", "fredrikstad", "knowledge_base", "--date", future, "--planned",
+         "--evidence", "rapport")
+    cells, _ = board_row(w, "fredrikstad")
+    assert "knowledge_base" not in cells, cells
+    # corrected to the right day: the board now and as it stood follow the correction
+    rc, out, err = w.run("milestone", "correct", "fredrikstad", "knowledge_base", "--date",
+                         "2019-10-01")
+    assert rc == 2 and "--reason" in err, err
+    w.ok("milestone", "correct", "fredrikstad", "knowledge_base", "--date", "2019-10-01",
+         "--reason", "feil årstall")
+    cells, phase = board_row(w, "fredrikstad")
+    assert cells["knowledge_base"] == "2019-10-01", cells
+    cells, _ = board_row(w, "fredrikstad", "--as-of", "2019-12-31")
+    assert cells["knowledge_base"] == "2019-10-01", cells
+    cells, _ = board_row(w, "fredrikstad", "--as-of", "2019-09-30")
+    assert "knowledge_base" not in cells, cells
+    # the evidence alone
+    w.ok("milestone", "correct", "fredrikstad", "knowledge_base", "--evidence",
+         "Kunnskapsgrunnlag 2019", "--reason", "riktig dokument")
+    # it can now be taken back after the right day (before, the future day barred it)
+    w.ok("milestone", "revert", "fredrikstad", "knowledge_base", "--date", "2019-11-01",
+         "--reason", "for tynt")
+    rc, out, err = w.run("milestone", "correct", "fredrikstad", "knowledge_base", "--date",
+                         "2019-10-02", "--reason", "x")
+    assert rc == 1 and " 409 " in err and "does not stand at" in err, err
+    # the history keeps every change, the corrected ones marked
+    h = w.json("milestone", "history", "fredrikstad")["items"]
+    kb = [c for c in h if c["kind"] == "knowledge_base"]
+    assert [c["date"] for c in kb] == ["2019-10-01", "2019-10-01", "2019-11-01", future], kb
+    assert [bool(c.get("superseded_by")) for c in kb] == [True, False, False, True], kb
+    assert kb[1]["evidence"] == "Kunnskapsgrunnlag 2019" and kb[1]["reason"] == "riktig dokument"
+    text = w.ok("milestone", "history", "fredrikstad")
+    assert "corrected" in text and "superseded" in text and "feil årstall" in text, text
+    # status.report names the corrections
+    r = w.json("report", "--from", "2019-01-01", "--to", "2019-12-31")
+    what = [(c["what"], c["subject"]) for c in r["changes"] if c["pilot"] == "fredrikstad"]
+    assert ("milestone.corrected", "knowledge_base") in what, what
+    assert any("feil årstall" in c["summary"] for c in r["changes"]), r
+
+
+def test_a_meeting_is_corrected_or_cancelled_and_a_barrier_reopened():
+    w = World("record-meeting")
+    w.ok("meeting", "log", "rm-1", "--kind", "working", "--date", "2019-05-02", "--pilot",
+         "halden", "--title", "Arbeidsmøte", "--participant", "fmov")
+    w.ok("meeting", "log", "rm-2", "--kind", "working", "--date", "2019-05-20", "--pilot",
+         "halden", "--title", "Avlyst møte")
+    rc, out, err = w.run("meeting", "correct", "rm-1", "--participant", "nav-ost-vikne",
+                         "--reason", "x")
+    assert rc == 1 and " 422 " in err and "nav-ost-vikne" in err, err
+    w.ok("meeting", "correct", "rm-1", "--date", "2019-05-03", "--participant", "fmov",
+         "--participant", "nav-ost-viken", "--reason", "feil dato i referatet")
+    m = w.json("meetings", "--pilot", "halden", "--from", "2019-05-01", "--to", "2019-05-31")
+    assert [(i["id"], i["date"]) for i in m["items"]] == [("rm-1", "2019-05-03"),
+                                                         ("rm-2", "2019-05-20")], m
+    assert m["items"][0]["participants"] == ["fmov", "nav-ost-viken"], m
+    rc, out, err = w.run("meeting", "cancel", "rm-2")
+    assert rc == 2 and "--reason" in err, err
+    w.ok("meeting", "cancel", "rm-2", "--reason", "ble ikke holdt")
+    m = w.json("meetings", "--pilot", "halden", "--from", "2019-05-01", "--to", "2019-05-31")
+    assert [i["id"] for i in m["items"]] == ["rm-1"], m
+    rc, out, err = w.run("meeting", "correct", "rm-2", "--title", "x", "--reason", "x")
+    assert rc == 1 and " 409 " in err and "cancelled" in err, err
+    h = w.json("meeting", "history", "rm-2")["items"]
+    assert [e["type"].rsplit(".", 1)[1] for e in h] == ["logged", "cancelled"], h
+    assert h[1]["data"]["reason"] == "ble ikke holdt"
+    r = w.json("report", "--from", "2019-05-01", "--to", "2019-05-31")
+    assert {"meeting.corrected", "meeting.cancelled"} <= {c["what"] for c in r["changes"]}, r
+
+    # a barrier closed by mistake, reopened in the state it was in
+    w.ok("barrier", "register", "rb-1", "--title", "Regel", "--concerns", "rule", "--pilot",
+         "halden", "--date", "2019-02-01")
+    w.ok("barrier", "move", "rb-1", "raised_regionally", "--date", "2019-03-01")
+    w.ok("barrier", "move", "rb-1", "withdrawn", "--date", "2019-04-01")
+    open_before = w.json("board", "--pilot", "halden")["rows"][0]["open_barriers"]
+    rc, out, err = w.run("barrier", "reopen", "rb-1", "--date", "2019-04-02")
+    assert rc == 2 and "--note" in err, err
+    w.ok("barrier", "reopen", "rb-1", "--date", "2019-04-02", "--note", "trukket ved en feil")
+    b = w.json("barrier", "show", "rb-1")
+    assert b["state"] == "raised_regionally", b
+    assert [x["state"] for x in b["history"]] == ["identified", "raised_regionally", "withdrawn",
+                                                  "raised_regionally"], b
+    assert "trukket ved en feil" in b["history"][-1]["note"], b
+    assert w.json("board", "--pilot", "halden")["rows"][0]["open_barriers"] == open_before + 1
+    rc, out, err = w.run("barrier", "reopen", "rb-1", "--date", "2019-04-03", "--note", "x")
+    assert rc == 1 and " 409 " in err and "open" in err, err
+    h = w.json("barrier", "history", "rb-1")["items"]
+    assert [e["type"].rsplit(".", 1)[1] for e in h] == ["registered", "moved", "moved",
+                                                        "reopened"], h
 
 
 if __name__ == "__main__":

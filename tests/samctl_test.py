@@ -87,7 +87,7 @@ LISTS = {
     "agencies", "municipalities", "people", "programmes", "pilots", "invitations", "reports",
     "kinds", "milestone history", "meetings", "steps", "barriers", "grants schemes",
     "grants awards", "grants deadlines", "grants instruments", "grants ledger accounts",
-    "grants history", "notify subscriptions", "notify log", "notify dead", "notify inbox", "notify cursors",
+    "grants history", "meeting history", "barrier history", "notify subscriptions", "notify log", "notify dead", "notify inbox", "notify cursors",
     "ping",
 }
 OBJECTS = {
@@ -100,7 +100,8 @@ WRITES = {
     "kinds define", "milestone reach", "milestone revert", "meeting log", "step add",
     "step update", "barrier register", "barrier move", "grants add-scheme", "grants add-award",
     "grants disburse", "grants repay", "grants cancel", "grants add-instrument",
-    "grants add-need", "grants amend", "notify subscribe", "notify unsubscribe",
+    "grants add-need", "grants amend", "milestone correct", "meeting correct", "meeting cancel",
+    "barrier reopen", "notify subscribe", "notify unsubscribe",
 }
 GROUPS = {"help", "pilot", "milestone", "meeting", "step", "barrier", "grants", "grants ledger",
           "notify", "keys"}  # a subcommand must be named (help: prints help)
@@ -193,7 +194,12 @@ def test_one_json_shape_for_every_list():
                          "--pilot", "halden", "--date", "2019-01-01")
     assert rc == 0, err
     # every list command (LISTS), with arguments where it takes some, and what it must hold
+    first_meeting = s.json("meetings", "--page-size", "1")["items"][0]["id"]
     lists = {
+        "meeting history": ([first_meeting], lambda i: [e["type"] for e in i] == [
+            "no.samordna.status.meeting.logged"]),
+        "barrier history": (["b-1"], lambda i: [e["type"] for e in i] == [
+            "no.samordna.status.barrier.registered"]),
         "agencies": ([], lambda i: len(i) == 8),
         "municipalities": ([], lambda i: len(i) == 6),
         "people": ([], lambda i: i == []),

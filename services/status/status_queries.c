@@ -159,7 +159,7 @@ static int s_fold_ms(const MDB_val *v, void *arg)
     Samordna__V1__MilestoneChange *c = (Samordna__V1__MilestoneChange *)s_fold_unpack(
         &samordna__v1__milestone_change__descriptor, v, f->alloc, f->arena);
     if (!c) return 0;
-    for (size_t i = 0; i < f->kinds->n; i++) {
+    for (size_t i = 0; i < f->kinds->n && !c->superseded_by; i++) {
         Samordna__V1__MilestoneKind *k = (Samordna__V1__MilestoneKind *)f->kinds->v[i];
         if (strcmp(k->id, c->kind) == 0) {
             snprintf(f->dates[i], 11, "%s", c->reached ? c->date : "");
@@ -260,8 +260,10 @@ static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Sta
         rc = status_get(svc, txn, "pilotstate", &k, &samordna__v1__pilot_state__descriptor, &got);
         if (rc == 0) {
             Samordna__V1__PilotState *st = (Samordna__V1__PilotState *)got;
+            char today[11]; /* a planned milestone shows once its day has come */
+            status_today(today);
             for (size_t i = 0; i < st->n_reached; i++)
-                for (size_t j = 0; j < kinds->n; j++)
+                for (size_t j = 0; j < kinds->n && strcmp(st->reached[i]->date, today) <= 0; j++)
                     if (strcmp(((Samordna__V1__MilestoneKind *)kinds->v[j])->id,
                                st->reached[i]->kind) == 0)
                         snprintf(dates[j], 11, "%s", st->reached[i]->date);
