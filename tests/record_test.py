@@ -489,5 +489,72 @@ def test_a_meeting_is_corrected_or_cancelled_and_a_barrier_reopened():
                                                         "reopened"], h
 
 
+def test_every_kind_of_registry_record_is_registered_and_changed_from_samctl():
+    w = World("record-registry")
+    # agencies: registered, renamed keeping the former name
+    rc, out, err = w.run("agencies", "register", "viken-fk", "--name", "Viken", "--kind", "county")
+    assert rc == 2 and "county_municipality" in err, err
+    w.ok("agencies", "register", "viken-fk", "--name", "Viken fylkeskommune", "--kind",
+         "county_municipality", "--role", "investment_team")
+    w.ok("agencies", "rename", "viken-fk", "--name", "Viken fylkeskommune (2020–2023)")
+    ag = w.json("agencies", "show", "viken-fk")
+    assert ag["name"] == "Viken fylkeskommune (2020–2023)", ag
+    assert ag["former_names"] == ["Viken fylkeskommune"] and ag["roles"] == ["investment_team"]
+    # the change of investment leader with the day it took effect; the one before is kept
+    w.ok("pilots", "update", "sarpsborg", "--leader", "viken-fk", "--leader-from", "2020-01-01")
+    p = w.json("pilots", "show", "sarpsborg")
+    assert p["investment_leader"] == "viken-fk" and p["investment_leader_from"] == "2020-01-01", p
+    assert p["former_leaders"] == [{"agency": "ofk", "until": "2020-01-01"}], p
+    assert "former investment leader  ofk" in w.ok("pilot", "show", "sarpsborg")
+    # the team, the contact person, the steering group and the aims
+    w.ok("people", "register", "p-0042", "--name", "Kari Nordmann", "--agency", "viken-fk",
+         "--email", "kari@example.org")
+    w.ok("pilots", "update", "sarpsborg", "--team", "nav-ost-viken", "--team", "imdi-ost",
+         "--contact", "p-0042", "--steering-group", "Kommunedirektørens ledergruppe",
+         "--aim", "Færre barn i lavinntektsfamilier")
+    p = w.json("pilots", "show", "sarpsborg")
+    assert p["investment_team"] == ["nav-ost-viken", "imdi-ost"] and p["contact_person"] == "p-0042"
+    assert p["aims"] == ["Færre barn i lavinntektsfamilier"], p
+    assert p["investment_leader"] == "viken-fk" and p["investment_leader_from"] == "2020-01-01", p
+    rc, out, err = w.run("pilots", "update", "sarpsborg", "--leader", "nobody")
+    assert rc == 1 and "nobody" in err, err
+    # status and grants follow the new leader
+    samtest.wait_for(lambda: w.json("board", "--pilot", "sarpsborg")["rows"][0][
+        "investment_leader"] == "viken-fk", 30 * samtest.SLOW, "status to follow the leader")
+    # people: a role, then erased on request
+    w.ok("people", "assign", "p-0042", "--role", "kontaktperson", "--pilot", "sarpsborg",
+         "--from", "2020-01-01")
+    w.ok("people", "erase", "p-0042", "--requested", "2021-03-01")
+    person = w.json("people", "show", "p-0042")
+    assert person.get("erased") and "name" not in person and "email" not in person, person
+    assert person["roles"][0]["role"] == "kontaktperson", person
+    h = w.json("people", "history", "p-0042")["items"]
+    assert [e["type"].rsplit(".", 2)[-2] for e in h] == ["person", "role", "person"], h
+    assert "Kari" not in json.dumps(h), h
+    # a municipality, a merger into it
+    w.ok("municipalities", "register", "ny-kommune", "--name", "Ny kommune", "--population",
+         "1000", "--number", "3099:2020-01-01")
+    rc, out, err = w.run("municipalities", "register", "x", "--name", "X", "--number", "12")
+    assert rc == 2 and "--number" in err, err
+    w.ok("municipalities", "merge", "ny-kommune", "--merged", "fredrikstad", "--from",
+         "2020-01-01")
+    assert "merged into ny-kommune" in w.ok("municipalities", "show", "fredrikstad")
+    # invitations and answers, reports
+    w.ok("invitations", "send", "velferdspiloten", "ny-kommune", "--sent", "2020-02-01")
+    w.ok("invitations", "answer", "velferdspiloten", "ny-kommune", "--answer", "yes",
+         "--channel", "written", "--answered", "2020-03-01")
+    inv = [i for i in w.json("invitations", "--municipality", "ny-kommune")["items"]]
+    assert inv[0]["answer"] == "yes" and inv[0]["channel"] == "written", inv
+    w.ok("reports", "publish", "hiof-2020-1", "--by", "hiof", "--title", "Sluttrapport",
+         "--published", "2020-12-01")
+    assert w.json("reports", "show", "hiof-2020-1")["title"] == "Sluttrapport"
+    # every change in its record's history, pilot events only for the pilot
+    h = w.json("pilots", "history", "sarpsborg")["items"]
+    assert [e["type"] for e in h] == ["no.samordna.registry.pilot.registered"] + [
+        "no.samordna.registry.pilot.updated"] * 2, h
+    h = w.json("agencies", "history", "viken-fk")["items"]
+    assert [e["type"].rsplit(".", 1)[1] for e in h] == ["registered", "renamed"], h
+
+
 if __name__ == "__main__":
     samtest.main()

@@ -87,7 +87,9 @@ LISTS = {
     "agencies", "municipalities", "people", "programmes", "pilots", "invitations", "reports",
     "kinds", "milestone history", "meetings", "steps", "barriers", "grants schemes",
     "grants awards", "grants deadlines", "grants instruments", "grants ledger accounts",
-    "grants history", "meeting history", "barrier history", "notify subscriptions", "notify log", "notify dead", "notify inbox", "notify cursors",
+    "grants history", "meeting history", "barrier history", "agencies history", "people history",
+    "programmes history", "reports history", "municipalities history", "pilots history",
+    "pilot history", "invitations history", "notify subscriptions", "notify log", "notify dead", "notify inbox", "notify cursors",
     "ping",
 }
 OBJECTS = {
@@ -101,7 +103,10 @@ WRITES = {
     "step update", "barrier register", "barrier move", "grants add-scheme", "grants add-award",
     "grants disburse", "grants repay", "grants cancel", "grants add-instrument",
     "grants add-need", "grants amend", "milestone correct", "meeting correct", "meeting cancel",
-    "barrier reopen", "notify subscribe", "notify unsubscribe",
+    "barrier reopen", "agencies register", "agencies rename", "people register", "people assign",
+    "people erase", "reports publish", "municipalities register", "municipalities merge",
+    "pilots register", "pilots update", "pilot register", "pilot update", "invitations send",
+    "invitations answer", "notify subscribe", "notify unsubscribe",
 }
 GROUPS = {"help", "pilot", "milestone", "meeting", "step", "barrier", "grants", "grants ledger",
           "notify", "keys"}  # a subcommand must be named (help: prints help)
@@ -195,14 +200,26 @@ def test_one_json_shape_for_every_list():
     assert rc == 0, err
     # every list command (LISTS), with arguments where it takes some, and what it must hold
     first_meeting = s.json("meetings", "--page-size", "1")["items"][0]["id"]
+    rc, out, err = s.run("people", "register", "p-1", "--name", "Kari Nordmann")
+    assert rc == 0, err
     lists = {
         "meeting history": ([first_meeting], lambda i: [e["type"] for e in i] == [
             "no.samordna.status.meeting.logged"]),
         "barrier history": (["b-1"], lambda i: [e["type"] for e in i] == [
             "no.samordna.status.barrier.registered"]),
+        "people history": (["p-1"], lambda i: [e["type"] for e in i] == [
+            "no.samordna.registry.person.registered"]),
+        **{f"{word} history": ([rid], lambda i, t=etype: i[0]["type"] ==
+                                "no.samordna.registry." + t) for word, rid, etype in [
+                ("agencies", "fmov", "agency.registered"),
+                ("programmes", "velferdspiloten", "programme.registered"),
+                ("reports", "hiof-2019-2", "report.published"),
+                ("municipalities", "sarpsborg", "municipality.registered"),
+                ("pilots", "halden", "pilot.registered"), ("pilot", "halden", "pilot.registered"),
+                ("invitations", "velferdspiloten/sarpsborg", "invitation.sent")]},
         "agencies": ([], lambda i: len(i) == 8),
         "municipalities": ([], lambda i: len(i) == 6),
-        "people": ([], lambda i: i == []),
+        "people": ([], lambda i: [p["id"] for p in i] == ["p-1"]),
         "programmes": ([], lambda i: [p["id"] for p in i] == ["velferdspiloten"]),
         "pilots": (["--municipality", "halden"], lambda i: [p["id"] for p in i] == ["halden"]),
         "invitations": (["--answer", "no"],

@@ -672,7 +672,7 @@ static const samctl_cmd_t s_grants_subs[] = {
               "correction's reason first), from the grants outbox; its payments are part of\n"
               "an award's history.",
      .run = samctl_history_run,
-     .query = &(const samctl_query_t){.service = "grants"}},
+     .query = &(const samctl_query_t){.service = "grants", .method = "no.samordna.grants."}},
     {.name = "deadlines",
      .about = "Reports due in a period, of awards not cancelled (what reminders go out for).",
      .opts = s_deadlines_opts,

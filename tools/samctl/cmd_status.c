@@ -475,7 +475,7 @@ static const samctl_cmd_t s_meeting_subs[] = {
      .args = "ID",
      .about = "Every event of a meeting: logged, corrected, cancelled (who, when, why).",
      .run = samctl_history_run,
-     .query = &(const samctl_query_t){.service = "status"}},
+     .query = &(const samctl_query_t){.service = "status", .method = EV("meeting.")}},
     {NULL},
 };
 const samctl_cmd_t samctl_meeting_cmd = {
@@ -607,7 +607,7 @@ static const samctl_cmd_t s_barrier_subs[] = {
      .args = "ID",
      .about = "Every event of a barrier: registered, moved, reopened (who, when, why).",
      .run = samctl_history_run,
-     .query = &(const samctl_query_t){.service = "status"}},
+     .query = &(const samctl_query_t){.service = "status", .method = EV("barrier.")}},
     {.name = "show",
      .args = "ID",
      .about = "One barrier and its history.",

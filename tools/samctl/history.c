@@ -4,11 +4,13 @@
     the reason of a correction) — a correction never overwrites, so the record's past stays
     readable here.
 
-    A command's history row is its .query (samctl.h) naming the service; the record's events
-    are those whose subject is ID or starts with "ID/" (a payment "AWARD/ID" belongs to its
-    award, a milestone "PILOT/KIND" to its pilot). The outbox is read from its start, a
-    thousand events a call: the registry, status and grants of one programme hold thousands of
-    events, not millions (docs/scaling.md).
+    A command's history row is its .query (samctl.h) naming the service, and in .method the
+    event types that make that kind of record (prefixes, space-separated, e.g.
+    "no.samordna.registry.pilot."; NULL: any of the service's), since a pilot and its
+    municipality may share an id; the record's events are those of such a type whose subject
+    is ID or starts with "ID/" (a payment "AWARD/ID" belongs to its award). The outbox is read from
+   its start, a thousand events a call: the registry, status and grants of one programme hold
+   thousands of events, not millions (docs/scaling.md).
 
     The payload of each type is decoded with the type's message from the services' own tables
     (the .def files, read here for their E rows only), so a new event type is shown without a
@@ -59,6 +61,18 @@ static bool s_concerns(const char *subject, const char *id)
 {
     size_t n = strlen(id);
     return subject && strncmp(subject, id, n) == 0 && (subject[n] == 0 || subject[n] == '/');
+}
+
+/* The type is one of the prefixes (space-separated), or prefixes is NULL. */
+static bool s_of_types(const char *type, const char *prefixes)
+{
+    if (!prefixes) return true;
+    for (const char *p = prefixes; *p;) {
+        size_t n = strcspn(p, " ");
+        if (n && strncmp(type, p, n) == 0) return true;
+        p += n + (p[n] == ' ');
+    }
+    return false;
 }
 
 /* One event as its JSON record: seq, recorded (ms and day), type, source, subject, data. */
@@ -138,7 +152,9 @@ int samctl_history_run(samctl_t *ctl, const samctl_args_t *a)
         for (size_t i = 0; i < r->n_events; i++) {
             const Samordna__V1__StoredEvent *se = r->events[i];
             req.after_seq = se->seq;
-            if (!se->event || !s_concerns(sam_event_attr(se->event, "subject"), id)) continue;
+            if (!se->event || !s_of_types(se->event->type, a->cmd->query->method) ||
+                !s_concerns(sam_event_attr(se->event, "subject"), id))
+                continue;
             json_t *j = s_event_json(se);
             if (ctl->json)
                 samctl_list_row(&list, j);
