@@ -556,5 +556,46 @@ def test_every_kind_of_registry_record_is_registered_and_changed_from_samctl():
     assert [e["type"].rsplit(".", 1)[1] for e in h] == ["registered", "renamed"], h
 
 
+def test_a_disbursement_is_corrected_by_a_reversing_entry():
+    w = World("record-reversal")
+    w.ok("grants", "add-scheme", "rr-2019", "--name", "Felles", "--year", "2019")
+    w.ok("grants", "add-award", "rr-halden", "--scheme", "rr-2019", "--recipient", "halden",
+         "--amount", "300 000", "--purpose", "Felles", "--funder", "fmov=200000",
+         "--funder", "nav-ost-viken=100000")
+    w.ok("grants", "disburse", "rr-halden", "d1", "--amount", "150 000", "--date", "2019-06-01")
+    heads = w.heads()
+    rc, out, err = w.run("grants", "correct-disbursement", "rr-halden", "k1", "--corrects", "d1",
+                         "--amount", "400 000", "--reason", "x")
+    assert rc == 1 and " 422 " in err and "not paid once 'd1' is taken back" in err, err
+    rc, out, err = w.run("grants", "correct-disbursement", "rr-halden", "k1", "--corrects",
+                         "nosuch", "--amount", "1", "--reason", "x")
+    assert rc == 1 and " 404 " in err and "'nosuch'" in err, err
+    assert w.heads() == heads
+    # 150 000 was a typo for 15 000 paid a day later
+    w.ok("grants", "correct-disbursement", "rr-halden", "k1", "--corrects", "d1", "--amount",
+         "15 000", "--date", "2019-06-02", "--reason", "feil beløp i utbetalingen")
+    a = w.json("grants", "award", "rr-halden")
+    pays = {p["id"]: p for p in a["payments"]}
+    assert pays["d1"]["corrected_by"] == "k1" and pays["d1"]["amount_ore"] == 15_000_000, pays
+    assert pays["k1"]["corrects"] == "d1" and pays["k1"]["amount_ore"] == 1_500_000, pays
+    assert pays["k1"]["date"] == "2019-06-02", pays
+    assert sum(f["paid_ore"] for f in a["funders"]) == 1_500_000, a
+    assert balance(w, "paid/rr-halden/fmov") + balance(w, "paid/rr-halden/nav-ost-viken") == \
+        1_500_000
+    assert w.json("grants", "scheme", "rr-2019")["paid_ore"] == 1_500_000
+    ledger_ok(w)
+    rc, out, err = w.run("grants", "correct-disbursement", "rr-halden", "k2", "--corrects", "d1",
+                         "--amount", "1", "--reason", "x")
+    assert rc == 1 and " 409 " in err and "corrected already by 'k1'" in err, err
+    text = w.ok("grants", "award", "rr-halden")
+    assert "(corrects d1)" in text and "taken back" in text, text
+    h = w.json("grants", "history", "rr-halden")["items"]
+    assert h[-1]["type"] == "no.samordna.grants.disbursement.corrected", h
+    assert h[-1]["data"]["reason"] == "feil beløp i utbetalingen", h
+    o = w.json("grants", "overview", "halden", "--by", "scheme")
+    g = next(g for g in o["groups"] if g["key"] == "rr-2019")
+    assert g["paid_ore"] == 1_500_000, o
+
+
 if __name__ == "__main__":
     samtest.main()

@@ -102,7 +102,7 @@ WRITES = {
     "kinds define", "milestone reach", "milestone revert", "meeting log", "step add",
     "step update", "barrier register", "barrier move", "grants add-scheme", "grants add-award",
     "grants disburse", "grants repay", "grants cancel", "grants add-instrument",
-    "grants add-need", "grants amend", "milestone correct", "meeting correct", "meeting cancel",
+    "grants add-need", "grants amend", "grants correct-disbursement", "milestone correct", "meeting correct", "meeting cancel",
     "barrier reopen", "agencies register", "agencies rename", "people register", "people assign",
     "people erase", "reports publish", "municipalities register", "municipalities merge",
     "pilots register", "pilots update", "pilot register", "pilot update", "invitations send",

@@ -602,6 +602,171 @@ static int s_check_local(grants_t *g, MDB_txn *txn, const char *what, const char
     return 0;
 }
 
+/* ---- no.samordna.grants.disbursement.corrected ------------------------------------------- */
+
+/*  PaymentCorrection: the disbursement `corrects` reversed and the right amount paid, in one
+    journal entry (paid/A/F → committed/A/F by the original's split, then committed → paid by
+    the new split over what each funder has unpaid). A final disbursement (which released the
+    rest of the award) and the payments of a cancelled award are not corrected this way. */
+int grants_apply_disbursement_corrected(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                        sam_reply_t *reply)
+{
+    grants_t *g = sam_service_ctx(svc);
+    const Samordna__V1__PaymentCorrection *pc = (const Samordna__V1__PaymentCorrection *)ev->msg;
+    Samordna__V1__Award *a = NULL;
+    Samordna__V1__Scheme *s = NULL;
+    Samordna__V1__Payment *orig = NULL;
+    Samordna__V1__FunderAmount split[GRANTS_MAX_FUNDERS], *splitp[GRANTS_MAX_FUNDERS];
+    int rc = -1;
+    char m1[64], m2[64];
+    if (s_check_id("correction.award", pc->award, reply) ||
+        s_check_id("correction.id", pc->id, reply) ||
+        s_check_id("correction.corrects", pc->corrects, reply) ||
+        s_check_date("correction.date", pc->date, reply) ||
+        s_check_amount("correction.amount_ore", pc->amount_ore, 0, reply) ||
+        s_check_text("correction.reason", pc->reason, GRANTS_MAX_TEXT, true, reply))
+        goto done;
+    a = grants_award_get(g, txn, pc->award);
+    if (!a) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "correction.award: unknown award '%s'", pc->award);
+        goto done;
+    }
+    s = grants_scheme_get(g, txn, a->scheme);
+    if (!s) {
+        sam_reply_error(reply, SAM_INTERNAL, "award '%s' names scheme '%s' which is missing", a->id,
+                        a->scheme);
+        goto done;
+    }
+    bool allowed = s_admin(ev) || strcmp(ev->ce->source, s->owner) == 0;
+    for (size_t i = 0; !allowed && i < a->n_funders; i++)
+        allowed = strcmp(ev->ce->source, a->funders[i]->agency) == 0;
+    if (!allowed) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "correction.award: '%s' is neither the owner of scheme '%s' nor a funder "
+                        "of award '%s'",
+                        ev->ce->source, s->id, a->id);
+        goto done;
+    }
+    grants_key_t ok = {0}, nk = {0};
+    grants_key_str(&ok, a->id);
+    grants_key_raw(&ok, pc->corrects);
+    grants_key_str(&nk, a->id);
+    grants_key_raw(&nk, pc->id);
+    ProtobufCMessage *got = NULL;
+    if (grants_get(g, txn, GRANTS_T_PAYMENTS, &ok, &samordna__v1__payment__descriptor, &got)) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "correction.corrects: award '%s' has no payment '%s'",
+                        a->id, pc->corrects);
+        goto done;
+    }
+    orig = (Samordna__V1__Payment *)got;
+    if (orig->kind != SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "correction.corrects: '%s' is a %s, not a disbursement (a repayment or "
+                        "cancellation is not corrected by a reversing entry)",
+                        orig->id, s_kind_name(orig->kind));
+        goto done;
+    }
+    if (orig->corrected_by[0]) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "correction.corrects: '%s' was corrected already by '%s'; correct that "
+                        "one",
+                        orig->id, orig->corrected_by);
+        goto done;
+    }
+    if (orig->final || a->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "correction.corrects: '%s' %s; it is not corrected by a reversing entry "
+                        "(repay or amend the award instead)",
+                        orig->id,
+                        orig->final ? "was final and released the rest of the award"
+                                    : "belongs to a cancelled award");
+        goto done;
+    }
+    if (grants_has(g, txn, GRANTS_T_PAYMENTS, &nk)) {
+        sam_reply_error(reply, SAM_CONFLICT, "correction.id: '%s' exists already on award '%s'",
+                        pc->id, a->id);
+        goto done;
+    }
+    size_t n = a->n_funders;
+    if (n == 0 || n > GRANTS_MAX_FUNDERS) {
+        sam_reply_error(reply, SAM_INTERNAL, "award '%s' has %zu funders", a->id, n);
+        goto done;
+    }
+    /* the reversal: each funder's part of the original back to committed */
+    char committed[GRANTS_ACCOUNT_LEN], paid[GRANTS_ACCOUNT_LEN];
+    grants_entry_t e = {0};
+    int64_t cap[GRANTS_MAX_FUNDERS], part[GRANTS_MAX_FUNDERS], room = 0, back = 0;
+    for (size_t i = 0; i < n; i++) {
+        Samordna__V1__FunderShare *f = a->funders[i];
+        int64_t was = 0;
+        for (size_t j = 0; j < orig->n_split; j++)
+            if (strcmp(orig->split[j]->agency, f->agency) == 0) was = orig->split[j]->amount_ore;
+        grants_account_committed(committed, a->id, f->agency);
+        grants_account_paid(paid, a->id, f->agency);
+        if (was) grants_entry_move(&e, committed, paid, was);
+        f->paid_ore -= was;
+        back += was;
+        cap[i] = s_unpaid(f);
+        room += cap[i];
+    }
+    if (pc->amount_ore > room) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE,
+                        "correction.amount_ore: %s is more than what is awarded on '%s' and not "
+                        "paid once '%s' is taken back (%s)",
+                        s_money(pc->amount_ore, m1, sizeof m1), a->id, orig->id,
+                        s_money(room, m2, sizeof m2));
+        goto done;
+    }
+    s_split(pc->amount_ore, cap, n, part);
+    for (size_t i = 0; i < n; i++) {
+        Samordna__V1__FunderShare *f = a->funders[i];
+        grants_account_committed(committed, a->id, f->agency);
+        grants_account_paid(paid, a->id, f->agency);
+        if (part[i]) grants_entry_move(&e, paid, committed, part[i]);
+        f->paid_ore += part[i];
+        if (f->paid_ore < f->repaid_ore) {
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "correction.amount_ore: %s would have been paid less than it was "
+                            "repaid on '%s'",
+                            f->agency, a->id);
+            goto done;
+        }
+        samordna__v1__funder_amount__init(&split[i]);
+        split[i].agency = f->agency;
+        split[i].amount_ore = part[i];
+        splitp[i] = &split[i];
+    }
+    int64_t unpaid_left = 0;
+    for (size_t i = 0; i < n; i++)
+        unpaid_left += s_unpaid(a->funders[i]);
+    a->status = unpaid_left == 0 ? SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_COMPLETED
+                                 : SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN;
+    s->paid_ore += pc->amount_ore - back;
+    Samordna__V1__Payment fix = SAMORDNA__V1__PAYMENT__INIT;
+    fix.id = pc->id;
+    fix.award = a->id;
+    fix.kind = SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT;
+    fix.amount_ore = pc->amount_ore;
+    fix.currency = "NOK";
+    fix.date = pc->date[0] ? pc->date : orig->date;
+    fix.note = pc->reason;
+    fix.split = splitp;
+    fix.n_split = n;
+    fix.corrects = orig->id;
+    Samordna__V1__Payment marked = *orig;
+    marked.corrected_by = pc->id;
+    rc = s_post(g, txn, ev, &e, reply);
+    if (!rc) rc = grants_put(g, txn, GRANTS_T_PAYMENTS, &nk, &fix.base);
+    if (!rc) rc = grants_put(g, txn, GRANTS_T_PAYMENTS, &ok, &marked.base);
+    if (!rc) rc = s_put_award(g, txn, a);
+    if (!rc) rc = s_put_scheme(g, txn, s);
+done:
+    if (orig) protobuf_c_message_free_unpacked(&orig->base, NULL);
+    if (a) protobuf_c_message_free_unpacked(&a->base, NULL);
+    if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
+    return rc;
+}
+
 /* ---- no.samordna.grants.award.amended ----------------------------------------------------- */
 
 /* The index entries of one funder of an award (by recipient, by year): put or deleted. */

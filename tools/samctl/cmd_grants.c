@@ -283,10 +283,11 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
                                       json_pack("{s:s,s:I}", "agency", p->split[k]->agency,
                                                 "amount_ore", (json_int_t)p->split[k]->amount_ore));
             json_array_append_new(
-                pays, json_pack("{s:s,s:s,s:I,s:s,s:b,s:s,s:o}", "id", p->id, "kind",
+                pays, json_pack("{s:s,s:s,s:I,s:s,s:b,s:s,s:o,s:s,s:s}", "id", p->id, "kind",
                                 SAMCTL_PICK(s_payment_kinds, p->kind, "?"), "amount_ore",
                                 (json_int_t)p->amount_ore, "date", p->date, "final", p->final,
-                                "note", p->note, "split", split));
+                                "note", p->note, "split", split, "corrects", p->corrects,
+                                "corrected_by", p->corrected_by));
         }
         json_object_set_new(j, "payments", pays);
         samctl_print_json(j);
@@ -306,9 +307,12 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
         }
         for (size_t i = 0; i < d->n_payments; i++) {
             const Samordna__V1__Payment *p = d->payments[i];
-            printf("  %-12s %-16s %12s %s%s%s%s\n", SAMCTL_PICK(s_payment_kinds, p->kind, "?"),
-                   p->id, s_nok(p->amount_ore, m, sizeof m), p->date, p->final ? " final" : "",
-                   p->note[0] ? "  " : "", p->note);
+            printf("  %-12s %-16s %12s %s%s%s%s%s%s%s%s\n",
+                   SAMCTL_PICK(s_payment_kinds, p->kind, "?"), p->id,
+                   s_nok(p->amount_ore, m, sizeof m), p->date, p->final ? " final" : "",
+                   p->note[0] ? "  " : "", p->note, p->corrects[0] ? " (corrects " : "",
+                   p->corrects, p->corrects[0] ? ")" : "",
+                   p->corrected_by[0] ? " (taken back by a correction)" : "");
         }
     }
     protobuf_c_message_free_unpacked(&d->base, NULL);
@@ -467,6 +471,15 @@ static int s_payment(samctl_t *ctl, const samctl_args_t *a)
     return samctl_write(ctl, a, &p.base);
 }
 
+/* correct-disbursement AWARD ID --corrects PAYMENT --amount NOK [--date] --reason */
+static int s_payment_correct(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__PaymentCorrection pc = SAMORDNA__V1__PAYMENT_CORRECTION__INIT;
+    pc.amount_ore = samctl_amount(a, "amount");
+    samctl_fill(a, &pc.base);
+    return samctl_write(ctl, a, &pc.base);
+}
+
 static int s_add_instrument(samctl_t *ctl, const samctl_args_t *a)
 {
     Samordna__V1__Instrument in = SAMORDNA__V1__INSTRUMENT__INIT;
@@ -587,6 +600,14 @@ static const samctl_opt_t s_payment_opts[] = {
     {"final", 0, NULL, SAMCTL_TEXT, 0, "the last payment: the award is completed"},
     S_DATE("date", "the day of the payment"),
     {"note", 0, "TEXT", SAMCTL_TEXT, 0, "anything more"},
+    {NULL},
+};
+static const samctl_opt_t s_correct_payment_opts[] = {
+    {"corrects", 0, "PAYMENT", SAMCTL_TEXT, SAMCTL_REQUIRED, "the disbursement paid wrong"},
+    {"amount", 0, "NOK", SAMCTL_AMOUNT, SAMCTL_REQUIRED,
+     "the right amount (0: nothing should have been paid)"},
+    S_DATE("date", "the right day (default: the original's)"),
+    {"reason", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "why: kept with the correction"},
     {NULL},
 };
 static const samctl_opt_t s_add_instrument_opts[] = {
@@ -715,6 +736,14 @@ static const samctl_cmd_t s_grants_subs[] = {
      .opts = s_payment_opts,
      .run = s_payment,
      .writes = S_WRITES("disbursement.made", payment, 2)},
+    {.name = "correct-disbursement",
+     .args = "AWARD ID",
+     .about = "Corrects a disbursement's amount or day by a reversing entry; ID names the\n"
+              "correction. The ledger takes the original back and pays the right amount in one\n"
+              "entry; the original stays in the award, marked corrected, and in its history.",
+     .opts = s_correct_payment_opts,
+     .run = s_payment_correct,
+     .writes = S_WRITES("disbursement.corrected", payment_correction, 2)},
     {.name = "repay",
      .args = "AWARD ID",
      .about = "Records money paid back on an award.",
