@@ -7,6 +7,7 @@ award counts once in the overview.
 import datetime
 import json
 import os
+import re
 import subprocess
 
 import samtest
@@ -595,6 +596,59 @@ def test_a_disbursement_is_corrected_by_a_reversing_entry():
     o = w.json("grants", "overview", "halden", "--by", "scheme")
     g = next(g for g in o["groups"] if g["key"] == "rr-2019")
     assert g["paid_ore"] == 1_500_000, o
+
+
+def grants_caught_up(w):
+    """Waits until grants' projection of the registry has read the registry's whole outbox
+    (its log names the cursor of every page it applies)."""
+    head = w.head("registry")
+
+    def cursor():
+        found = re.findall(r"refs\.applied added=\d+ cursor=(\d+)", w.procs["grants"].logtext())
+        return int(found[-1]) if found else 0
+    samtest.wait_for(lambda: cursor() >= head, 30 * samtest.SLOW, "grants to read the registry")
+
+
+def test_views_follow_mergers():
+    w = World("record-mergers")
+    # every number a municipality ever had finds it
+    for number, mid in (("3014", "indre-ostfold"), ("0104", "moss"), ("0136", "moss"),
+                        ("3002", "moss"), ("0101", "halden"), ("3001", "halden")):
+        o = w.json("municipalities", "--number", number)
+        assert o["id"] == mid, (number, o)
+    rc, out, err = w.run("municipalities", "--number", "0199")
+    assert rc == 1 and " 404 " in err and "0199" in err, err
+    grants_caught_up(w)
+    w.ok("grants", "add-scheme", "rg-2019", "--name", "Felles", "--year", "2019")
+    # an award to a municipality merged away is refused naming the successor
+    rc, out, err = w.run("grants", "add-award", "rg-mr-2020", "--scheme", "rg-2019",
+                         "--recipient", "moss-rygge", "--amount", "100 000", "--purpose", "x",
+                         "--decided", "2020-02-01")
+    assert rc == 1 and " 422 " in err and "merged into 'moss' on 2020-01-01" in err, err
+    assert "goes to 'moss'" in err, err
+    # before the merger it is the old municipality's
+    w.ok("grants", "add-award", "rg-mr-2019", "--scheme", "rg-2019", "--recipient",
+         "moss-rygge", "--amount", "100 000", "--purpose", "Kartlegging", "--decided",
+         "2019-06-01")
+    w.ok("grants", "add-award", "rg-moss-2020", "--scheme", "rg-2019", "--recipient", "moss",
+         "--amount", "50 000", "--purpose", "Videreføring")
+    # the successor's overview includes its predecessors' history
+    o = w.json("grants", "overview", "moss")
+    assert sorted((l["award"], l["recipient"]) for l in o["lines"]) == [
+        ("rg-moss-2020", "moss"), ("rg-mr-2019", "moss-rygge")], o
+    assert o["committed_ore"] == 15_000_000, o
+    assert "rg-mr-2019" in w.ok("grants", "overview", "moss")
+    # a merger recorded from samctl: the new municipality's overview holds the old awards
+    w.ok("municipalities", "register", "ny-sarpsborg", "--name", "Nye Sarpsborg", "--number",
+         "3103:2024-01-01")
+    w.ok("municipalities", "merge", "ny-sarpsborg", "--merged", "sarpsborg", "--from",
+         "2024-01-01")
+    grants_caught_up(w)
+    o = w.json("grants", "overview", "ny-sarpsborg")
+    assert [l["award"] for l in o["lines"]] == ["ps19-sarpsborg"], o
+    rc, out, err = w.run("grants", "add-award", "rg-sb", "--scheme", "rg-2019", "--recipient",
+                         "sarpsborg", "--amount", "1", "--purpose", "x", "--decided", "2024-02-01")
+    assert rc == 1 and "merged into 'ny-sarpsborg'" in err, err
 
 
 if __name__ == "__main__":

@@ -263,6 +263,21 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
                         a->recipient);
         goto done;
     }
+    /* A municipality merged away gets no award dated on or after the merger: its successor
+       does. The award's day is its decision, or the day it is stored. */
+    char into[80], merged_on[11], day[11];
+    if (a->decided[0])
+        snprintf(day, sizeof day, "%s", a->decided);
+    else
+        sam_clock_date_of(ev->now_ms, day);
+    if (strcmp(a->recipient_kind, "municipality") == 0 &&
+        grants_successor(g, txn, a->recipient, into, merged_on) && strcmp(day, merged_on) >= 0) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE,
+                        "award.recipient: '%s' was merged into '%s' on %s; an award of %s goes "
+                        "to '%s'",
+                        a->recipient, into, merged_on, day, into);
+        goto done;
+    }
     if (s_check_pilot(g, txn, "award.pilot", a->pilot, reply)) goto done;
     if (a->n_funders == 0 || a->n_funders > GRANTS_MAX_FUNDERS) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "award.funders: %zu funders, 1 to %d allowed",

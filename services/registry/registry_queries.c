@@ -73,7 +73,19 @@ S_GET_QUERY(people, people, person, "person")
 S_GET_QUERY(reports, reports, report, "report")
 #undef S_GET_QUERY
 
-/* The id of the municipality that held `number` (any period), or NULL. Returns a copy in out. */
+/* Whether m ever had `number`: one of its own, a constituent's (Moss 0104 in Moss/Rygge), or
+   the number it took at a merger (Indre Østfold 3014). */
+static bool s_had_number(const Samordna__V1__Municipality *m, const char *number)
+{
+    for (size_t j = 0; j < m->n_numbers; j++)
+        if (strcmp(m->numbers[j]->number, number) == 0) return true;
+    for (size_t j = 0; j < m->n_constituents; j++)
+        if (strcmp(m->constituents[j]->number, number) == 0) return true;
+    return m->successor && strcmp(m->successor->number, number) == 0;
+}
+
+/* The id of the municipality that held `number` (any period, its own numbers first), or NULL.
+   Returns a copy in out. */
 static bool s_find_number(registry_t *reg, MDB_txn *txn, const char *number, char *out, size_t len)
 {
     registry_page_t page;
@@ -86,11 +98,10 @@ static bool s_find_number(registry_t *reg, MDB_txn *txn, const char *number, cha
             return false;
         for (size_t i = 0; i < page.n && !found; i++) {
             Samordna__V1__Municipality *m = (Samordna__V1__Municipality *)page.items[i];
-            for (size_t j = 0; j < m->n_numbers && !found; j++)
-                if (strcmp(m->numbers[j]->number, number) == 0) {
-                    snprintf(out, len, "%s", m->id);
-                    found = true;
-                }
+            if (s_had_number(m, number)) {
+                snprintf(out, len, "%s", m->id);
+                found = true;
+            }
         }
         snprintf(token, sizeof token, "%s", page.next);
         after = token;

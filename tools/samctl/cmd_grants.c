@@ -108,11 +108,12 @@ static int s_overview(samctl_t *ctl, const samctl_args_t *a)
         for (size_t i = 0; i < o->n_lines; i++) {
             const Samordna__V1__OverviewLine *l = o->lines[i];
             json_array_append_new(
-                lines, json_pack("{s:s,s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:s,s:b}", "award", l->award,
-                                 "scheme", l->scheme, "pilot", l->pilot, "agency", l->agency,
-                                 "year", (int)l->year, "purpose", l->purpose, "committed_ore",
-                                 (json_int_t)l->committed_ore, "paid_ore", (json_int_t)l->paid_ore,
-                                 "status", s_status_name(l->status), "joint", l->joint));
+                lines, json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:s,s:b}", "award", l->award,
+                                 "recipient", l->recipient, "scheme", l->scheme, "pilot", l->pilot,
+                                 "agency", l->agency, "year", (int)l->year, "purpose", l->purpose,
+                                 "committed_ore", (json_int_t)l->committed_ore, "paid_ore",
+                                 (json_int_t)l->paid_ore, "status", s_status_name(l->status),
+                                 "joint", l->joint));
         }
         for (size_t i = 0; i < o->n_instruments; i++) {
             const Samordna__V1__Instrument *in = o->instruments[i];
@@ -157,10 +158,12 @@ static int s_overview(samctl_t *ctl, const samctl_args_t *a)
                               : strcmp(o->group_by, "pilot") == 0 ? l->pilot
                                                                   : l->agency;
             if (strcmp(key, g->key) != 0) continue;
-            printf("  award %-20s %15s %15s  %s%s%s\n", l->award,
+            bool before = strcmp(l->recipient, o->recipient) != 0; /* to a predecessor */
+            printf("  award %-20s %15s %15s  %s%s%s%s%s%s\n", l->award,
                    s_nok(l->committed_ore, c, sizeof c), s_nok(l->paid_ore, p, sizeof p), l->scheme,
                    l->joint ? " (joint)" : "",
-                   l->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN ? "" : " [closed]");
+                   l->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN ? "" : " [closed]",
+                   before ? " (to " : "", before ? l->recipient : "", before ? ")" : "");
         }
         for (size_t j = 0; j < o->n_instruments; j++) {
             const Samordna__V1__Instrument *in = o->instruments[j];
