@@ -706,7 +706,8 @@ int registry_apply_pilot_updated(sam_service_t *svc, MDB_txn *txn, const sam_eve
             sam_reply_error(reply, SAM_INTERNAL, "out of memory");
             goto done;
         }
-        memcpy(formers, old->former_leaders, old->n_former_leaders * sizeof *formers);
+        if (old->n_former_leaders)
+            memcpy(formers, old->former_leaders, old->n_former_leaders * sizeof *formers);
         prev.agency = old->investment_leader;
         prev.from = old->investment_leader_from;
         prev.until = p->investment_leader_from;
