@@ -649,6 +649,11 @@ def test_views_follow_mergers():
     rc, out, err = w.run("grants", "add-award", "rg-sb", "--scheme", "rg-2019", "--recipient",
                          "sarpsborg", "--amount", "1", "--purpose", "x", "--decided", "2024-02-01")
     assert rc == 1 and "merged into 'ny-sarpsborg'" in err, err
+    # the board shows the pilot of a municipality merged away under the one it became
+    samtest.wait_for(lambda: w.json("board", "--pilot", "sarpsborg")["rows"][0][
+        "municipality_name"] == "Nye Sarpsborg (was Sarpsborg)", 30 * samtest.SLOW,
+        "the board to follow the merger")
+    assert "Nye Sarpsborg" in w.ok("board")
 
 
 if __name__ == "__main__":

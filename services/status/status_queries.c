@@ -283,7 +283,16 @@ static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Sta
     row->investment_leader = strdup(p->investment_leader);
     Samordna__V1__StatusFact *mu =
         status_fact_find(svc, txn, false, "municipality", p->municipality);
-    row->municipality_name = strdup(mu && *mu->name ? mu->name : p->municipality);
+    /* a municipality merged away is shown as the one it became, its old name beside it */
+    Samordna__V1__StatusFact *succ =
+        mu && *mu->successor ? status_fact_find(svc, txn, false, "municipality", mu->successor)
+                             : NULL;
+    char merged[300];
+    if (succ)
+        snprintf(merged, sizeof merged, "%s (was %s)", *succ->name ? succ->name : succ->id,
+                 *mu->name ? mu->name : mu->id);
+    row->municipality_name = strdup(succ ? merged : mu && *mu->name ? mu->name : p->municipality);
+    if (succ) FREE(succ);
     if (mu) FREE(mu);
     row->n_cells = kinds->n;
     row->cells = calloc(kinds->n ? kinds->n : 1, sizeof *row->cells);
