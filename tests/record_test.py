@@ -656,5 +656,31 @@ def test_views_follow_mergers():
     assert "Nye Sarpsborg" in w.ok("board")
 
 
+def test_a_difference_no_correction_reaches_is_listed_and_never_taken_as_already():
+    w = World("record-import-kept")
+    with open(FIXTURE, encoding="utf-8") as f:
+        doc = json.load(f)
+    doc["agencies"][1]["kind"] = "other"          # nav-ost-viken: not changed by a rename
+    doc["agencies"][2]["name"] = "Viken fylkeskommune"  # ofk: renamed by the import
+    path = os.path.join(w.data, "kept.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(doc, f, ensure_ascii=False)
+    rc, out, err = w.run("import", path)
+    assert rc == 1, out + err
+    assert ('$.agencies[1].kind (no.samordna.registry.agency.registered nav-ost-viken): stored '
+            '"state_regional", file "other" (not corrected by import)') in out, out
+    assert "nav-ost-viken differs where no correction of the import reaches" in err, err
+    rc, out, err = w.run("--json", "import", "--apply-changes", path)
+    assert rc == 1, err
+    s = json.loads(out)
+    assert [c["key"] for c in s["corrections"]] == ["ofk"], s
+    assert {(d["key"], d["field"], d["correctable"]) for d in s["differences"]} == {
+        ("nav-ost-viken", "kind", False), ("ofk", "name", True)}, s
+    assert w.json("agencies", "show", "ofk")["former_names"][-1] == "Østfold fylkeskommune"
+    assert w.json("agencies", "show", "nav-ost-viken")["kind"] == "state_regional"
+    rc, out, err = w.run("import", path)
+    assert rc == 1 and "nav-ost-viken" in out and "ofk" not in out, out
+
+
 if __name__ == "__main__":
     samtest.main()

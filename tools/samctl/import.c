@@ -634,8 +634,9 @@ struct s_fix_t {
     const char *record; /* the reply's field holding the record; NULL: the reply is it */
     const ProtobufCMessageDescriptor *payload; /* the record's (and the event's) message */
     /* The fields compared, in order: "name", or for a list of messages "name:key,key"
-       (compared by those keys of each item). */
-    const char *fields;
+       (compared by those keys of each item); `fields` the correction changes, `kept` those
+       it cannot (a record differing there is listed and left refused). */
+    const char *fields, *kept;
     const char *correction; /* the correction's event type */
     s_correct_fn correct;
 };
@@ -714,16 +715,16 @@ static const s_fix_t s_fixes[] = {
      &samordna__v1__get_request__descriptor, &samordna__v1__pilot__descriptor, NULL,
      &samordna__v1__pilot__descriptor,
      "challenge investment_leader investment_team contact_person municipal_steering_group aims",
-     "no.samordna.registry.pilot.updated", s_correct_pilot},
+     "programme municipality", "no.samordna.registry.pilot.updated", s_correct_pilot},
     {"no.samordna.grants.award.granted", "grants", "grants.awards.get",
      &samordna__v1__grants_get_request__descriptor, &samordna__v1__award_detail__descriptor,
      "award", &samordna__v1__award__descriptor,
-     "amount_ore funders:agency,amount_ore purpose report_due decided",
+     "amount_ore funders:agency,amount_ore purpose report_due decided", "scheme recipient pilot",
      "no.samordna.grants.award.amended", s_correct_award},
     {"no.samordna.registry.agency.registered", "registry", "registry.agencies.get",
      &samordna__v1__get_request__descriptor, &samordna__v1__agency__descriptor, NULL,
-     &samordna__v1__agency__descriptor, "name", "no.samordna.registry.agency.renamed",
-     s_correct_agency},
+     &samordna__v1__agency__descriptor, "name", "kind roles unit",
+     "no.samordna.registry.agency.renamed", s_correct_agency},
 };
 
 static const s_fix_t *s_fix_of(const char *type)
@@ -757,13 +758,20 @@ static json_t *s_field(json_t *rec, const char *name, const char *keys)
 }
 
 /*  Compares the file's record with the stored one: each difference printed (text) or added
-    to imp->differences, with the record's path, and counted. Returns how many. */
+    to imp->differences, with the record's path, and counted; those in fix->kept, which no
+    correction of the import changes, also in *kept. Returns how many in all. */
 static size_t s_differences(import_t *imp, samctl_t *ctl, const s_item_t *it, const s_fix_t *fix,
-                            const ProtobufCMessage *in_file, const ProtobufCMessage *stored)
+                            const ProtobufCMessage *in_file, const ProtobufCMessage *stored,
+                            size_t *kept)
 {
     json_t *f = samctl_json_message(in_file), *st = samctl_json_message(stored);
     size_t n = 0;
-    for (const char *p = fix->fields; *p;) {
+    char all[512];
+    snprintf(all, sizeof all, "%s %s", fix->fields, fix->kept);
+    size_t n_fixed = strlen(fix->fields);
+    *kept = 0;
+    for (const char *p = all; *p;) {
+        bool fixed = (size_t)(p - all) < n_fixed;
         size_t wl = strcspn(p, " ");
         char word[128];
         snprintf(word, sizeof word, "%.*s", (int)wl, p);
@@ -773,17 +781,18 @@ static size_t s_differences(import_t *imp, samctl_t *ctl, const s_item_t *it, co
         json_t *a = s_field(st, word, keys), *b = s_field(f, word, keys);
         if (!json_equal(a, b)) {
             n++;
+            if (!fixed) ++*kept;
             char *sv = json_dumps(a, JSON_ENCODE_ANY | JSON_COMPACT | JSON_PRESERVE_ORDER);
             char *fv = json_dumps(b, JSON_ENCODE_ANY | JSON_COMPACT | JSON_PRESERVE_ORDER);
             const char *path = it->path ? it->path : "$";
             if (ctl->json)
                 json_array_append_new(imp->differences,
-                                      json_pack("{s:s,s:s,s:s,s:s,s:O,s:O}", "path", path, "type",
-                                                it->type, "key", it->key, "field", word, "stored",
-                                                a, "file", b));
+                                      json_pack("{s:s,s:s,s:s,s:s,s:O,s:O,s:b}", "path", path,
+                                                "type", it->type, "key", it->key, "field", word,
+                                                "stored", a, "file", b, "correctable", fixed));
             else
-                printf("%s.%s (%s %s): stored %s, file %s\n", path, word, it->type, it->key,
-                       sv ? sv : "?", fv ? fv : "?");
+                printf("%s.%s (%s %s): stored %s, file %s%s\n", path, word, it->type, it->key,
+                       sv ? sv : "?", fv ? fv : "?", fixed ? "" : " (not corrected by import)");
             free(sv);
             free(fv);
         }
@@ -830,6 +839,7 @@ static int s_reconcile(import_t *imp, samctl_t *ctl, const char *file, bool appl
                                                         fix->reply, &reply, true, &res)
                                        : SAM_INTERNAL;
         const ProtobufCMessage *stored = reply;
+        size_t kept = 0;
         if (reply && fix->record)
             stored = *(ProtobufCMessage **)((char *)reply +
                                             protobuf_c_message_descriptor_get_field_by_name(
@@ -840,8 +850,15 @@ static int s_reconcile(import_t *imp, samctl_t *ctl, const char *file, bool appl
                     it->type, it->key, fix->service, code,
                     res.message[0] ? res.message : sam_status_name(code));
             rc = -1;
-        } else if (s_differences(imp, ctl, it, fix, in_file, stored) == 0) {
+        } else if (s_differences(imp, ctl, it, fix, in_file, stored, &kept) == 0) {
             t->refused--, t->conflicts--, t->dup++; /* as the file says already */
+        } else if (kept) {
+            t->differ++;
+            fprintf(stderr,
+                    "samctl import: %s %s differs where no correction of the import reaches "
+                    "(marked on stdout); not changed: correct it with samctl, or fix the file\n",
+                    it->type, it->key);
+            if (apply) rc = -1;
         } else {
             t->differ++;
             if (!apply)
