@@ -549,6 +549,12 @@ def test_every_kind_of_registry_record_is_registered_and_changed_from_samctl():
     w.ok("reports", "publish", "hiof-2020-1", "--by", "hiof", "--title", "Sluttrapport",
          "--published", "2020-12-01")
     assert w.json("reports", "show", "hiof-2020-1")["title"] == "Sluttrapport"
+    w.ok("programmes", "register", "velferd-2", "--name", "Velferdspiloten 2", "--owner", "fmov",
+         "--leadership", "fmov", "--briefing-interval-months", "6", "--from", "2021-01-01",
+         "--to", "2023-12-31", "--theme", "Bolig", "--goal", "Samordning")
+    pg = w.json("programmes", "show", "velferd-2")
+    assert pg["period"] == {"from": "2021-01-01", "to": "2023-12-31"} and pg["themes"] == ["Bolig"]
+    assert pg["briefing_interval_months"] == 6, pg
     # every change in its record's history, pilot events only for the pilot
     h = w.json("pilots", "history", "sarpsborg")["items"]
     assert [e["type"] for e in h] == ["no.samordna.registry.pilot.registered"] + [

@@ -104,7 +104,7 @@ WRITES = {
     "grants disburse", "grants repay", "grants cancel", "grants add-instrument",
     "grants add-need", "grants amend", "grants correct-disbursement", "milestone correct", "meeting correct", "meeting cancel",
     "barrier reopen", "agencies register", "agencies rename", "people register", "people assign",
-    "people erase", "reports publish", "municipalities register", "municipalities merge",
+    "people erase", "reports publish", "programmes register", "municipalities register", "municipalities merge",
     "pilots register", "pilots update", "pilot register", "pilot update", "invitations send",
     "invitations answer", "notify subscribe", "notify unsubscribe",
 }

@@ -629,6 +629,20 @@ static const samctl_opt_t s_pilot_update_opts[] = {
     {"no-team", 0, NULL, SAMCTL_TEXT, 0, "the pilot has no investment team any more"},
     {NULL},
 };
+static const samctl_opt_t s_programme_register_opts[] = {
+    {"name", 0, "NAME", SAMCTL_TEXT, SAMCTL_REQUIRED, "its name"},
+    {"motto", 0, "TEXT", SAMCTL_TEXT, 0, "its motto"},
+    {"owner", 0, "AGENCY", SAMCTL_TEXT, SAMCTL_REQUIRED, "the pilot owner"},
+    {"leadership", 0, "AGENCY", SAMCTL_TEXT, SAMCTL_REQUIRED, "the pilot leadership"},
+    {"steering-group", 0, "TEXT", SAMCTL_TEXT, 0, "who the steering group is"},
+    {"briefing-interval-months", 0, "N", SAMCTL_COUNT, 0,
+     "the owner briefs the steering group this often (1 to 24 months)"},
+    {"from", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "the first day of its period"},
+    {"to", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "the last day of its period"},
+    {"theme", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REPEAT, "a theme (one each)"},
+    {"goal", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REPEAT, "a goal (one each)"},
+    {NULL},
+};
 static const samctl_opt_t s_report_publish_opts[] = {
     {"by", 0, "AGENCY", SAMCTL_TEXT, 0, "the agency that published it (default --source)"},
     {"title", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "its title"},
@@ -637,6 +651,27 @@ static const samctl_opt_t s_report_publish_opts[] = {
     {"url", 0, "URL", SAMCTL_TEXT, 0, "where it is"},
     {NULL},
 };
+
+/* programmes register ID --name --owner --leadership … [--from --to] [--theme …] [--goal …] */
+static int s_programme_register(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__Programme pr = SAMORDNA__V1__PROGRAMME__INIT;
+    samctl_fill(a, &pr.base);
+    Samordna__V1__Period period = SAMORDNA__V1__PERIOD__INIT;
+    if (samctl_opt(a, "from") || samctl_opt(a, "to")) {
+        period.from = (char *)samctl_str(a, "from");
+        period.to = (char *)samctl_str(a, "to");
+        pr.period = &period;
+    }
+    const char *themes[S_MANY], *goals[S_MANY];
+    size_t nt = s_many(a, "theme", themes), ng = s_many(a, "goal", goals);
+    if (nt > S_MANY || ng > S_MANY) return samctl_usage_error(a, "at most %d of each", S_MANY);
+    pr.themes = (char **)themes;
+    pr.n_themes = nt;
+    pr.goals = (char **)goals;
+    pr.n_goals = ng;
+    return samctl_write(ctl, a, &pr.base);
+}
 
 /* reports publish ID: by --source unless --by. */
 static int s_report_publish(samctl_t *ctl, const samctl_args_t *a)
@@ -876,6 +911,13 @@ static const samctl_cmd_t s_people_subs[] = {
 static const samctl_cmd_t s_programmes_subs[] = {
     S_SHOW_ROW(programmes, programme,
                "One programme: leadership, steering group, themes and goals."),
+    {.name = "register",
+     .args = "ID",
+     .about = "Registers a programme: owner, leadership, steering group, briefing interval,\n"
+              "period, themes and goals.",
+     .opts = s_programme_register_opts,
+     .run = s_programme_register,
+     .writes = S_WRITES("programme.registered", programme, 1, "programme.registered")},
     S_HISTORY("a programme", S_TYPE "programme."),
     {NULL},
 };
