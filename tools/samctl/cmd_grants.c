@@ -653,12 +653,11 @@ static const samctl_cmd_t s_ledger_subs[] = {
 static const samctl_cmd_t s_grants_subs[] = {
     {.name = "overview",
      .args = "[RECIPIENT]",
-     .about =
-         "What a recipient received, or every recipient's totals for a year.\n"
-         "RECIPIENT's awards and instruments grouped by agency, scheme or pilot, with those\n"
-         "of the municipalities merged into it; without RECIPIENT, every recipient's totals\n"
-         "for --year. An unknown RECIPIENT exits 1. --json: one object, amounts in øre;\n"
-         "--csv: the groups, amounts in NOK with a decimal comma.",
+     .about = "What a recipient received, or every recipient's totals for a year.\n"
+              "RECIPIENT's awards and instruments grouped by agency, scheme or pilot, with those\n"
+              "of the municipalities merged into it; without RECIPIENT, every recipient's totals\n"
+              "for --year. An unknown RECIPIENT exits 1. --json: one object, amounts in øre;\n"
+              "--csv: the groups, amounts in NOK with a decimal comma.",
      .opts = s_overview_opts,
      .run = s_overview},
     {.name = "ledger",
