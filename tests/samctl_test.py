@@ -87,7 +87,9 @@ LISTS = {
     "agencies", "municipalities", "people", "programmes", "pilots", "invitations", "reports",
     "kinds", "milestone history", "meetings", "steps", "barriers", "grants schemes",
     "grants awards", "grants deadlines", "grants instruments", "grants ledger accounts",
-    "notify subscriptions", "notify log", "notify dead", "notify inbox", "notify cursors",
+    "grants history", "meeting history", "barrier history", "agencies history", "people history",
+    "programmes history", "reports history", "municipalities history", "pilots history",
+    "pilot history", "invitations history", "notify subscriptions", "notify log", "notify dead", "notify inbox", "notify cursors",
     "notify briefings", "ping",
 }
 OBJECTS = {
@@ -100,7 +102,11 @@ WRITES = {
     "kinds define", "milestone reach", "milestone revert", "meeting log", "step add",
     "step update", "barrier register", "barrier move", "grants add-scheme", "grants add-award",
     "grants disburse", "grants repay", "grants cancel", "grants add-instrument",
-    "grants add-need", "notify subscribe", "notify unsubscribe", "notify briefing resend",
+    "grants add-need", "grants amend", "grants correct-disbursement", "milestone correct", "meeting correct", "meeting cancel",
+    "barrier reopen", "agencies register", "agencies rename", "people register", "people assign",
+    "people erase", "reports publish", "programmes register", "municipalities register", "municipalities merge",
+    "pilots register", "pilots update", "pilot register", "pilot update", "invitations send",
+    "invitations answer", "notify subscribe", "notify unsubscribe", "notify briefing resend",
 }
 GROUPS = {"help", "pilot", "milestone", "meeting", "step", "barrier", "grants", "grants ledger",
           "notify", "keys"}  # a subcommand must be named (help: prints help)
@@ -193,10 +199,27 @@ def test_one_json_shape_for_every_list():
                          "--pilot", "halden", "--date", "2019-01-01")
     assert rc == 0, err
     # every list command (LISTS), with arguments where it takes some, and what it must hold
+    first_meeting = s.json("meetings", "--page-size", "1")["items"][0]["id"]
+    rc, out, err = s.run("people", "register", "p-1", "--name", "Kari Nordmann")
+    assert rc == 0, err
     lists = {
+        "meeting history": ([first_meeting], lambda i: [e["type"] for e in i] == [
+            "no.samordna.status.meeting.logged"]),
+        "barrier history": (["b-1"], lambda i: [e["type"] for e in i] == [
+            "no.samordna.status.barrier.registered"]),
+        "people history": (["p-1"], lambda i: [e["type"] for e in i] == [
+            "no.samordna.registry.person.registered"]),
+        **{f"{word} history": ([rid], lambda i, t=etype: i[0]["type"] ==
+                                "no.samordna.registry." + t) for word, rid, etype in [
+                ("agencies", "fmov", "agency.registered"),
+                ("programmes", "velferdspiloten", "programme.registered"),
+                ("reports", "hiof-2019-2", "report.published"),
+                ("municipalities", "sarpsborg", "municipality.registered"),
+                ("pilots", "halden", "pilot.registered"), ("pilot", "halden", "pilot.registered"),
+                ("invitations", "velferdspiloten/sarpsborg", "invitation.sent")]},
         "agencies": ([], lambda i: len(i) == 8),
         "municipalities": ([], lambda i: len(i) == 6),
-        "people": ([], lambda i: i == []),
+        "people": ([], lambda i: [p["id"] for p in i] == ["p-1"]),
         "programmes": ([], lambda i: [p["id"] for p in i] == ["velferdspiloten"]),
         "pilots": (["--municipality", "halden"], lambda i: [p["id"] for p in i] == ["halden"]),
         "invitations": (["--answer", "no"],
@@ -213,6 +236,8 @@ def test_one_json_shape_for_every_list():
         "grants deadlines": (["--before", "2030-01-01"], lambda i: isinstance(i, list)),
         "grants instruments": (["halden"], lambda i: i == []),
         "grants ledger accounts": (["budget/"], lambda i: len(i) == 1),
+        "grants history": (["ps19-halden"], lambda i: [e["type"] for e in i] == [
+            "no.samordna.grants.award.granted"]),
         "notify subscriptions": ([], lambda i: [x["id"] for x in i] == ["ops"]),
         "notify log": (["ops"], lambda i: i and all(a["outcome"] == "acked" for a in i)),
         "notify dead": ([], lambda i: i == []),

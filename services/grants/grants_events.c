@@ -20,6 +20,7 @@
 #include "grants_handlers.h"
 #include "grants_ledger.h"
 #include "sam_check.h"
+#include "sam_clock.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -262,6 +263,21 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
                         a->recipient);
         goto done;
     }
+    /* A municipality merged away gets no award dated on or after the merger: its successor
+       does. The award's day is its decision, or the day it is stored. */
+    char into[80], merged_on[11], day[11];
+    if (a->decided[0])
+        snprintf(day, sizeof day, "%s", a->decided);
+    else
+        sam_clock_date_of(ev->now_ms, day);
+    if (strcmp(a->recipient_kind, "municipality") == 0 &&
+        grants_successor(g, txn, a->recipient, into, merged_on) && strcmp(day, merged_on) >= 0) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE,
+                        "award.recipient: '%s' was merged into '%s' on %s; an award of %s goes "
+                        "to '%s'",
+                        a->recipient, into, merged_on, day, into);
+        goto done;
+    }
     if (s_check_pilot(g, txn, "award.pilot", a->pilot, reply)) goto done;
     if (a->n_funders == 0 || a->n_funders > GRANTS_MAX_FUNDERS) {
         sam_reply_error(reply, SAM_BAD_REQUEST, "award.funders: %zu funders, 1 to %d allowed",
@@ -412,6 +428,13 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
         s_check_text("note", p->note, GRANTS_MAX_TEXT, false, reply) ||
         s_check_currency(p->currency, reply))
         goto done;
+    /* A payment without a date is dated the day it is stored, in the programme's zone (the
+       batch's clock, sam_clock.h): never left empty. */
+    char today[11];
+    if (!p->date[0]) {
+        sam_clock_date_of(ev->now_ms, today);
+        p->date = today;
+    }
     bool cancel_all =
         kind == SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_CANCELLATION && p->amount_ore == 0;
     if (p->amount_ore == 0 && !cancel_all) {
@@ -592,6 +615,418 @@ static int s_check_local(grants_t *g, MDB_txn *txn, const char *what, const char
         s_check_pilot(g, txn, f[6], pilot, reply))
         return -1;
     return 0;
+}
+
+/* ---- no.samordna.grants.disbursement.corrected ------------------------------------------- */
+
+/*  PaymentCorrection: the disbursement `corrects` reversed and the right amount paid, in one
+    journal entry (paid/A/F → committed/A/F by the original's split, then committed → paid by
+    the new split over what each funder has unpaid). A final disbursement (which released the
+    rest of the award) and the payments of a cancelled award are not corrected this way. */
+int grants_apply_disbursement_corrected(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                        sam_reply_t *reply)
+{
+    grants_t *g = sam_service_ctx(svc);
+    const Samordna__V1__PaymentCorrection *pc = (const Samordna__V1__PaymentCorrection *)ev->msg;
+    Samordna__V1__Award *a = NULL;
+    Samordna__V1__Scheme *s = NULL;
+    Samordna__V1__Payment *orig = NULL;
+    Samordna__V1__FunderAmount split[GRANTS_MAX_FUNDERS], *splitp[GRANTS_MAX_FUNDERS];
+    int rc = -1;
+    char m1[64], m2[64];
+    if (s_check_id("correction.award", pc->award, reply) ||
+        s_check_id("correction.id", pc->id, reply) ||
+        s_check_id("correction.corrects", pc->corrects, reply) ||
+        s_check_date("correction.date", pc->date, reply) ||
+        s_check_amount("correction.amount_ore", pc->amount_ore, 0, reply) ||
+        s_check_text("correction.reason", pc->reason, GRANTS_MAX_TEXT, true, reply))
+        goto done;
+    a = grants_award_get(g, txn, pc->award);
+    if (!a) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "correction.award: unknown award '%s'", pc->award);
+        goto done;
+    }
+    s = grants_scheme_get(g, txn, a->scheme);
+    if (!s) {
+        sam_reply_error(reply, SAM_INTERNAL, "award '%s' names scheme '%s' which is missing", a->id,
+                        a->scheme);
+        goto done;
+    }
+    bool allowed = s_admin(ev) || strcmp(ev->ce->source, s->owner) == 0;
+    for (size_t i = 0; !allowed && i < a->n_funders; i++)
+        allowed = strcmp(ev->ce->source, a->funders[i]->agency) == 0;
+    if (!allowed) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "correction.award: '%s' is neither the owner of scheme '%s' nor a funder "
+                        "of award '%s'",
+                        ev->ce->source, s->id, a->id);
+        goto done;
+    }
+    grants_key_t ok = {0}, nk = {0};
+    grants_key_str(&ok, a->id);
+    grants_key_raw(&ok, pc->corrects);
+    grants_key_str(&nk, a->id);
+    grants_key_raw(&nk, pc->id);
+    ProtobufCMessage *got = NULL;
+    if (grants_get(g, txn, GRANTS_T_PAYMENTS, &ok, &samordna__v1__payment__descriptor, &got)) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "correction.corrects: award '%s' has no payment '%s'",
+                        a->id, pc->corrects);
+        goto done;
+    }
+    orig = (Samordna__V1__Payment *)got;
+    if (orig->kind != SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "correction.corrects: '%s' is a %s, not a disbursement (a repayment or "
+                        "cancellation is not corrected by a reversing entry)",
+                        orig->id, s_kind_name(orig->kind));
+        goto done;
+    }
+    if (orig->corrected_by[0]) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "correction.corrects: '%s' was corrected already by '%s'; correct that "
+                        "one",
+                        orig->id, orig->corrected_by);
+        goto done;
+    }
+    if (orig->final || a->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "correction.corrects: '%s' %s; it is not corrected by a reversing entry "
+                        "(repay or amend the award instead)",
+                        orig->id,
+                        orig->final ? "was final and released the rest of the award"
+                                    : "belongs to a cancelled award");
+        goto done;
+    }
+    if (grants_has(g, txn, GRANTS_T_PAYMENTS, &nk)) {
+        sam_reply_error(reply, SAM_CONFLICT, "correction.id: '%s' exists already on award '%s'",
+                        pc->id, a->id);
+        goto done;
+    }
+    size_t n = a->n_funders;
+    if (n == 0 || n > GRANTS_MAX_FUNDERS) {
+        sam_reply_error(reply, SAM_INTERNAL, "award '%s' has %zu funders", a->id, n);
+        goto done;
+    }
+    /* the reversal: each funder's part of the original back to committed */
+    char committed[GRANTS_ACCOUNT_LEN], paid[GRANTS_ACCOUNT_LEN];
+    grants_entry_t e = {0};
+    int64_t cap[GRANTS_MAX_FUNDERS], part[GRANTS_MAX_FUNDERS], room = 0, back = 0;
+    for (size_t i = 0; i < n; i++) {
+        Samordna__V1__FunderShare *f = a->funders[i];
+        int64_t was = 0;
+        for (size_t j = 0; j < orig->n_split; j++)
+            if (strcmp(orig->split[j]->agency, f->agency) == 0) was = orig->split[j]->amount_ore;
+        grants_account_committed(committed, a->id, f->agency);
+        grants_account_paid(paid, a->id, f->agency);
+        if (was) grants_entry_move(&e, committed, paid, was);
+        f->paid_ore -= was;
+        back += was;
+        cap[i] = s_unpaid(f);
+        room += cap[i];
+    }
+    if (pc->amount_ore > room) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE,
+                        "correction.amount_ore: %s is more than what is awarded on '%s' and not "
+                        "paid once '%s' is taken back (%s)",
+                        s_money(pc->amount_ore, m1, sizeof m1), a->id, orig->id,
+                        s_money(room, m2, sizeof m2));
+        goto done;
+    }
+    s_split(pc->amount_ore, cap, n, part);
+    for (size_t i = 0; i < n; i++) {
+        Samordna__V1__FunderShare *f = a->funders[i];
+        grants_account_committed(committed, a->id, f->agency);
+        grants_account_paid(paid, a->id, f->agency);
+        if (part[i]) grants_entry_move(&e, paid, committed, part[i]);
+        f->paid_ore += part[i];
+        if (f->paid_ore < f->repaid_ore) {
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "correction.amount_ore: %s would have been paid less than it was "
+                            "repaid on '%s'",
+                            f->agency, a->id);
+            goto done;
+        }
+        samordna__v1__funder_amount__init(&split[i]);
+        split[i].agency = f->agency;
+        split[i].amount_ore = part[i];
+        splitp[i] = &split[i];
+    }
+    int64_t unpaid_left = 0;
+    for (size_t i = 0; i < n; i++)
+        unpaid_left += s_unpaid(a->funders[i]);
+    a->status = unpaid_left == 0 ? SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_COMPLETED
+                                 : SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN;
+    s->paid_ore += pc->amount_ore - back;
+    Samordna__V1__Payment fix = SAMORDNA__V1__PAYMENT__INIT;
+    fix.id = pc->id;
+    fix.award = a->id;
+    fix.kind = SAMORDNA__V1__PAYMENT_KIND__PAYMENT_KIND_DISBURSEMENT;
+    fix.amount_ore = pc->amount_ore;
+    fix.currency = "NOK";
+    fix.date = pc->date[0] ? pc->date : orig->date;
+    fix.note = pc->reason;
+    fix.split = splitp;
+    fix.n_split = n;
+    fix.corrects = orig->id;
+    Samordna__V1__Payment marked = *orig;
+    marked.corrected_by = pc->id;
+    rc = s_post(g, txn, ev, &e, reply);
+    if (!rc) rc = grants_put(g, txn, GRANTS_T_PAYMENTS, &nk, &fix.base);
+    if (!rc) rc = grants_put(g, txn, GRANTS_T_PAYMENTS, &ok, &marked.base);
+    if (!rc) rc = s_put_award(g, txn, a);
+    if (!rc) rc = s_put_scheme(g, txn, s);
+done:
+    if (orig) protobuf_c_message_free_unpacked(&orig->base, NULL);
+    if (a) protobuf_c_message_free_unpacked(&a->base, NULL);
+    if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
+    return rc;
+}
+
+/* ---- no.samordna.grants.award.amended ----------------------------------------------------- */
+
+/* The index entries of one funder of an award (by recipient, by year): put or deleted. */
+static int s_funder_index(grants_t *g, MDB_txn *txn, const Samordna__V1__Award *a,
+                          const char *funder, bool put)
+{
+    grants_key_t k1 = {0}, k2 = {0};
+    grants_key_str(&k1, a->recipient);
+    grants_key_be32(&k1, a->year);
+    grants_key_str(&k1, funder);
+    grants_key_raw(&k1, a->id);
+    grants_key_be32(&k2, a->year);
+    grants_key_str(&k2, a->recipient);
+    grants_key_str(&k2, funder);
+    grants_key_raw(&k2, a->id);
+    int rc = put ? grants_put_empty(g, txn, GRANTS_T_BY_RECIPIENT, &k1)
+                 : grants_del(g, txn, GRANTS_T_BY_RECIPIENT, &k1);
+    if (!rc)
+        rc = put ? grants_put_empty(g, txn, GRANTS_T_BY_YEAR, &k2)
+                 : grants_del(g, txn, GRANTS_T_BY_YEAR, &k2);
+    return rc;
+}
+
+static const Samordna__V1__FunderShare *s_share_of(const Samordna__V1__Award *a, const char *agency)
+{
+    for (size_t i = 0; i < a->n_funders; i++)
+        if (strcmp(a->funders[i]->agency, agency) == 0) return a->funders[i];
+    return NULL;
+}
+
+/*  AwardAmendment: the award takes the new amount, shares, purpose, report deadline or
+    decision date. Each funder's share moves by its difference: more is committed from the
+    scheme's budget (within the frame; a scheme without one draws it from its
+    appropriation), less is released to it — never below what the funder has paid and
+    cancelled. A funder left out leaves the award when nothing of its share was paid or
+    cancelled. One journal entry holds the postings. */
+int grants_apply_award_amended(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                               sam_reply_t *reply)
+{
+    grants_t *g = sam_service_ctx(svc);
+    const Samordna__V1__AwardAmendment *am = (const Samordna__V1__AwardAmendment *)ev->msg;
+    Samordna__V1__Award *a = NULL;
+    Samordna__V1__Scheme *s = NULL;
+    Samordna__V1__FunderShare shares[GRANTS_MAX_FUNDERS], *sharep[GRANTS_MAX_FUNDERS];
+    int rc = -1;
+    char m1[64], m2[64], field[64];
+    if (s_check_id("amendment.award", am->award, reply) ||
+        s_check_text("amendment.reason", am->reason, GRANTS_MAX_TEXT, true, reply) ||
+        s_check_text("amendment.purpose", am->purpose, GRANTS_MAX_TEXT, false, reply) ||
+        s_check_date("amendment.report_due", am->report_due, reply) ||
+        s_check_date("amendment.decided", am->decided, reply) ||
+        s_check_amount("amendment.amount_ore", am->amount_ore, 0, reply))
+        goto done;
+    if (!am->amount_ore && !am->n_funders && !am->purpose[0] && !am->report_due[0] &&
+        !am->decided[0]) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "amendment: nothing to amend; give amount_ore, funders, purpose, "
+                        "report_due or decided");
+        goto done;
+    }
+    if (am->n_funders > GRANTS_MAX_FUNDERS) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "amendment.funders: %zu funders, at most %d",
+                        am->n_funders, GRANTS_MAX_FUNDERS);
+        goto done;
+    }
+    a = grants_award_get(g, txn, am->award);
+    if (!a) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "amendment.award: unknown award '%s'", am->award);
+        goto done;
+    }
+    s = grants_scheme_get(g, txn, a->scheme);
+    if (!s) {
+        sam_reply_error(reply, SAM_INTERNAL, "award '%s' names scheme '%s' which is missing", a->id,
+                        a->scheme);
+        goto done;
+    }
+    if (!s_admin(ev) && strcmp(ev->ce->source, s->owner) != 0) {
+        sam_reply_error(reply, SAM_FORBIDDEN,
+                        "amendment.award: '%s' may not amend award '%s' of scheme '%s' owned by "
+                        "'%s'",
+                        ev->ce->source, a->id, s->id, s->owner);
+        goto done;
+    }
+    if (a->status != SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "amendment.award: award '%s' is %s; only an open "
+                        "award is amended",
+                        a->id,
+                        a->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_CANCELLED
+                            ? "cancelled"
+                            : "completed");
+        goto done;
+    }
+    int64_t amount = am->amount_ore ? am->amount_ore : a->amount_ore;
+    /* The new shares: as given, or one funder's following the amount, or as they are. */
+    size_t n = am->n_funders ? am->n_funders : a->n_funders;
+    if (n == 0 || n > GRANTS_MAX_FUNDERS) {
+        sam_reply_error(reply, SAM_INTERNAL, "award '%s' has %zu funders", a->id, n);
+        goto done;
+    }
+    if (!am->n_funders && a->n_funders > 1 && amount != a->amount_ore) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE,
+                        "amendment.funders: award '%s' is joint (%zu funders); a new amount needs "
+                        "each funder's new share",
+                        a->id, a->n_funders);
+        goto done;
+    }
+    int64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        const Samordna__V1__FunderShare *old;
+        if (am->n_funders) {
+            const Samordna__V1__FunderShare *given = am->funders[i];
+            snprintf(field, sizeof field, "amendment.funders[%zu].agency", i);
+            if (s_check_agency(g, txn, field, given->agency, reply)) goto done;
+            for (size_t j = 0; j < i; j++)
+                if (strcmp(am->funders[j]->agency, given->agency) == 0) {
+                    sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%s' is named twice", field,
+                                    given->agency);
+                    goto done;
+                }
+            snprintf(field, sizeof field, "amendment.funders[%zu].amount_ore", i);
+            if (s_check_amount(field, given->amount_ore, 1, reply)) goto done;
+            old = s_share_of(a, given->agency);
+            if (old)
+                shares[i] = *old;
+            else {
+                samordna__v1__funder_share__init(&shares[i]);
+                shares[i].agency = given->agency;
+            }
+            shares[i].amount_ore = given->amount_ore;
+        } else {
+            old = a->funders[i];
+            shares[i] = *old;
+            if (a->n_funders == 1) shares[i].amount_ore = amount;
+        }
+        const Samordna__V1__FunderShare *f = &shares[i];
+        int64_t used = f->paid_ore + f->cancelled_ore;
+        if (f->amount_ore < used) {
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "amendment.funders: %s's share of %s is less than it has paid and "
+                            "cancelled (%s)",
+                            f->agency, s_money(f->amount_ore, m1, sizeof m1),
+                            s_money(used, m2, sizeof m2));
+            goto done;
+        }
+        if (__builtin_add_overflow(sum, f->amount_ore, &sum)) {
+            sam_reply_error(reply, SAM_BAD_REQUEST, "amendment.funders: the shares overflow");
+            goto done;
+        }
+        sharep[i] = &shares[i];
+    }
+    if (sum != amount) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE,
+                        "amendment.funders: the shares sum to %s, the award is %s",
+                        s_money(sum, m1, sizeof m1), s_money(amount, m2, sizeof m2));
+        goto done;
+    }
+    /* A funder left out: only when nothing of its share has moved. */
+    for (size_t i = 0; i < a->n_funders; i++) {
+        const Samordna__V1__FunderShare *f = a->funders[i];
+        bool kept = false;
+        for (size_t j = 0; j < n && !kept; j++)
+            kept = strcmp(sharep[j]->agency, f->agency) == 0;
+        if (!kept && (f->paid_ore || f->cancelled_ore || f->repaid_ore)) {
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "amendment.funders: %s has paid or cancelled part of its share and "
+                            "stays a funder; name it with the share it keeps",
+                            f->agency);
+            goto done;
+        }
+    }
+    /* The postings: each funder's difference between budget and committed. */
+    char budget[GRANTS_ACCOUNT_LEN], approp[GRANTS_ACCOUNT_LEN], acc[GRANTS_ACCOUNT_LEN];
+    grants_account_budget(budget, s->id);
+    grants_account_appropriation(approp, s->id);
+    grants_entry_t e = {0};
+    int64_t net = amount - a->amount_ore, left = grants_balance(g, txn, budget);
+    if (net > left) {
+        if (s->has_frame) {
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "amendment.amount_ore: %s more exceeds the frame of scheme '%s': %s "
+                            "left",
+                            s_money(net, m1, sizeof m1), s->id, s_money(left, m2, sizeof m2));
+            goto done;
+        }
+        grants_entry_move(&e, budget, approp, net - left);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const Samordna__V1__FunderShare *old = s_share_of(a, sharep[i]->agency);
+        int64_t delta = sharep[i]->amount_ore - (old ? old->amount_ore : 0);
+        grants_account_committed(acc, a->id, sharep[i]->agency);
+        if (delta > 0) grants_entry_move(&e, acc, budget, delta);
+        if (delta < 0) grants_entry_move(&e, budget, acc, -delta);
+    }
+    for (size_t i = 0; i < a->n_funders; i++) {
+        const Samordna__V1__FunderShare *f = a->funders[i];
+        bool kept = false;
+        for (size_t j = 0; j < n && !kept; j++)
+            kept = strcmp(sharep[j]->agency, f->agency) == 0;
+        if (kept) continue;
+        grants_account_committed(acc, a->id, f->agency);
+        grants_entry_move(&e, budget, acc, f->amount_ore);
+        if ((rc = s_funder_index(g, txn, a, f->agency, false))) goto done;
+        rc = -1;
+    }
+    if (__builtin_add_overflow(s->committed_ore, net, &s->committed_ore)) {
+        sam_reply_error(reply, SAM_UNPROCESSABLE, "amendment.amount_ore: scheme total overflows");
+        goto done;
+    }
+    /* The record: old deadline entry out, the new values in, the new funders indexed. */
+    if (am->report_due[0] && (rc = s_drop_deadline(g, txn, a))) goto done;
+    Samordna__V1__FunderShare **old_funders = a->funders;
+    size_t old_n = a->n_funders;
+    char *old_purpose = a->purpose, *old_due = a->report_due, *old_decided = a->decided;
+    a->amount_ore = amount;
+    a->funders = sharep;
+    a->n_funders = n;
+    if (am->purpose[0]) a->purpose = am->purpose;
+    if (am->report_due[0]) a->report_due = am->report_due;
+    if (am->decided[0]) a->decided = am->decided;
+    rc = s_post(g, txn, ev, &e, reply);
+    for (size_t i = 0; !rc && i < n; i++) {
+        bool was = false;
+        for (size_t j = 0; j < old_n && !was; j++)
+            was = strcmp(old_funders[j]->agency, sharep[i]->agency) == 0;
+        if (!was) rc = s_funder_index(g, txn, a, sharep[i]->agency, true);
+    }
+    if (!rc && am->report_due[0]) {
+        grants_key_t k = {0};
+        grants_key_str(&k, a->report_due);
+        grants_key_raw(&k, a->id);
+        rc = grants_put_empty(g, txn, GRANTS_T_DEADLINES, &k);
+    }
+    if (!rc) rc = s_put_award(g, txn, a);
+    if (!rc) rc = s_put_scheme(g, txn, s);
+    /* The unpacked award frees what it allocated, not the borrowed values. */
+    a->funders = old_funders;
+    a->n_funders = old_n;
+    a->purpose = old_purpose;
+    a->report_due = old_due;
+    a->decided = old_decided;
+done:
+    if (a) protobuf_c_message_free_unpacked(&a->base, NULL);
+    if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
+    return rc;
 }
 
 /* ---- no.samordna.grants.instrument.registered --------------------------------------------- */

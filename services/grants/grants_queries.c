@@ -93,6 +93,27 @@ static bool s_has_prefix(const MDB_val *key, const grants_key_t *prefix)
     return key->mv_size >= prefix->n && memcmp(key->mv_data, prefix->b, prefix->n) == 0;
 }
 
+/*  A query's id filter when the answer is empty: an id grants knows nothing of — no
+    reference of one of `kinds` in the projection of the registry ('a' agency, 'm'
+    municipality), or with kinds "s" no scheme — is refused 404 naming it, rather than
+    answered with an empty list that reads as "nothing there". -1 with the refusal, or 0. */
+static int s_known(grants_t *g, MDB_txn *txn, sam_reply_t *reply, const char *field,
+                   const char *kinds, const char *what, const char *id)
+{
+    if (!id[0]) return 0;
+    if (!grants_valid_id(id))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s: '%.80s' is not an id", field, id);
+    for (const char *k = kinds; *k; k++) {
+        if (*k != 's' && grants_ref_known(g, txn, *k, id)) return 0;
+        if (*k == 's') {
+            grants_key_t sk = {0};
+            grants_key_raw(&sk, id);
+            if (grants_has(g, txn, GRANTS_T_SCHEMES, &sk)) return 0;
+        }
+    }
+    return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown %s '%s'", field, what, id);
+}
+
 /* ---- schemes ------------------------------------------------------------------------------ */
 
 int grants_q_scheme_get(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
@@ -137,7 +158,11 @@ int grants_q_schemes_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *ca
     }
     mdb_cursor_close(cur);
     if (more && out.n_schemes) out.next_page_token = out.schemes[out.n_schemes - 1]->id;
-    rc = sam_reply_message(reply, &out.base);
+    if (out.n_schemes == 0 && !req->page_token[0] &&
+        s_known(g, txn, reply, "owner", "a", "agency", req->owner))
+        rc = -1;
+    else
+        rc = sam_reply_message(reply, &out.base);
     free(out.schemes);
     s_keep_free(&keep);
     return rc;
@@ -262,7 +287,13 @@ int grants_q_awards_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t *cal
         }
     }
     if (more && out.n_awards) out.next_page_token = out.awards[out.n_awards - 1]->id;
-    rc = sam_reply_message(reply, &out.base);
+    if (out.n_awards == 0 && !req->page_token[0] &&
+        (s_known(g, txn, reply, "recipient", "ma", "municipality or agency", req->recipient) ||
+         s_known(g, txn, reply, "scheme", "s", "scheme", req->scheme) ||
+         s_known(g, txn, reply, "funder", "a", "agency", req->funder)))
+        rc = -1;
+    else
+        rc = sam_reply_message(reply, &out.base);
     free(out.awards);
     s_keep_free(&keep);
     return rc;
@@ -276,7 +307,7 @@ static void s_collect_instruments(grants_t *g, MDB_txn *txn, const char *municip
                                   uint32_t year, s_keep_t *keep, Samordna__V1__Instrument ***instr,
                                   size_t *n_instr, Samordna__V1__Need ***needs, size_t *n_needs)
 {
-    size_t icap = 0, ncap = 0;
+    size_t icap = *n_instr, ncap = *n_needs; /* called again for a predecessor: room for n */
     grants_key_t prefix = {0};
     grants_key_str(&prefix, municipality);
     if (year) grants_key_be32(&prefix, year);
@@ -331,7 +362,10 @@ int grants_q_instruments_list(sam_service_t *svc, MDB_txn *txn, const sam_call_t
     s_keep_t keep = {0};
     s_collect_instruments(g, txn, req->municipality, req->year, &keep, &out.instruments,
                           &out.n_instruments, &out.needs, &out.n_needs);
-    int rc = sam_reply_message(reply, &out.base);
+    int rc = out.n_instruments == 0 && out.n_needs == 0 &&
+                     s_known(g, txn, reply, "municipality", "m", "municipality", req->municipality)
+                 ? -1
+                 : sam_reply_message(reply, &out.base);
     free(out.instruments);
     free(out.needs);
     s_keep_free(&keep);
@@ -422,77 +456,87 @@ int grants_q_overview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     s_groups_t groups = {0};
     Samordna__V1__OverviewLine *lines = NULL;
     size_t n_lines = 0, lcap = 0;
-    grants_key_t prefix = {0};
-    if (all) {
-        grants_key_be32(&prefix, req->year);
-    } else {
-        grants_key_str(&prefix, req->recipient);
-        if (req->year) grants_key_be32(&prefix, req->year);
-    }
-    MDB_cursor *cur;
-    int mrc = mdb_cursor_open(txn, g->dbi[all ? GRANTS_T_BY_YEAR : GRANTS_T_BY_RECIPIENT], &cur);
-    if (mrc) {
-        rc = mrc;
-        goto done;
-    }
+    /* A recipient's overview includes what the municipalities merged into it received. */
+    char preds[GRANTS_MAX_PREDECESSORS][80];
+    size_t npred =
+        all ? 0 : grants_predecessors(g, txn, req->recipient, preds, GRANTS_MAX_PREDECESSORS);
     Samordna__V1__Award *last = NULL; /* a joint award's funders are usually adjacent */
-    MDB_val k = {prefix.n, prefix.b}, v;
-    for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); mrc == 0 && s_has_prefix(&k, &prefix);
-         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        char buf[512];
-        const char *recipient, *funder, *award_id;
-        uint32_t year;
-        if (!s_parse_index(&k, all, buf, sizeof buf, &recipient, &year, &funder, &award_id))
-            continue;
-        Samordna__V1__Award *a = last && strcmp(last->id, award_id) == 0 ? last : NULL;
-        if (!a) {
-            a = grants_award_get(g, txn, award_id);
-            if (!a || !s_keep(&keep, a)) continue;
-            last = a;
+    for (size_t r = 0; r <= npred; r++) {
+        const char *who = r == 0 ? req->recipient : preds[r - 1];
+        grants_key_t prefix = {0};
+        if (all) {
+            grants_key_be32(&prefix, req->year);
+        } else {
+            grants_key_str(&prefix, who);
+            if (req->year) grants_key_be32(&prefix, req->year);
         }
-        const Samordna__V1__FunderShare *f = NULL;
-        for (size_t i = 0; i < a->n_funders; i++)
-            if (strcmp(a->funders[i]->agency, funder) == 0) f = a->funders[i];
-        if (!f) continue;
-        int64_t committed = f->amount_ore - f->cancelled_ore - f->repaid_ore;
-        int64_t paid = f->paid_ore - f->repaid_ore;
-        const char *gkey = all                               ? a->recipient
-                           : strcmp(group_by, "agency") == 0 ? f->agency
-                           : strcmp(group_by, "scheme") == 0 ? a->scheme
-                                                             : a->pilot;
-        Samordna__V1__OverviewGroup *gr = s_group(&groups, gkey);
-        if (!gr) break;
-        gr->committed_ore += committed;
-        gr->paid_ore += paid;
-        gr->awards++;
-        out.committed_ore += committed;
-        out.paid_ore += paid;
-        if (all) continue;
-        if (n_lines == lcap) {
-            size_t nc = lcap ? lcap * 2 : 32;
-            Samordna__V1__OverviewLine *nl = realloc(lines, nc * sizeof *nl);
-            if (!nl) break;
-            lines = nl;
-            lcap = nc;
+        MDB_cursor *cur;
+        int mrc =
+            mdb_cursor_open(txn, g->dbi[all ? GRANTS_T_BY_YEAR : GRANTS_T_BY_RECIPIENT], &cur);
+        if (mrc) {
+            rc = mrc;
+            goto done;
         }
-        Samordna__V1__OverviewLine *l = &lines[n_lines++];
-        samordna__v1__overview_line__init(l);
-        l->award = a->id;
-        l->scheme = a->scheme;
-        l->pilot = a->pilot;
-        l->agency = f->agency;
-        l->recipient = a->recipient;
-        l->year = a->year;
-        l->purpose = a->purpose;
-        l->committed_ore = committed;
-        l->paid_ore = paid;
-        l->status = a->status;
-        l->joint = a->n_funders > 1;
+        MDB_val k = {prefix.n, prefix.b}, v;
+        for (mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             mrc == 0 && s_has_prefix(&k, &prefix); mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            char buf[512];
+            const char *recipient, *funder, *award_id;
+            uint32_t year;
+            if (!s_parse_index(&k, all, buf, sizeof buf, &recipient, &year, &funder, &award_id))
+                continue;
+            Samordna__V1__Award *a = last && strcmp(last->id, award_id) == 0 ? last : NULL;
+            if (!a) {
+                a = grants_award_get(g, txn, award_id);
+                if (!a || !s_keep(&keep, a)) continue;
+                last = a;
+            }
+            const Samordna__V1__FunderShare *f = NULL;
+            for (size_t i = 0; i < a->n_funders; i++)
+                if (strcmp(a->funders[i]->agency, funder) == 0) f = a->funders[i];
+            if (!f) continue;
+            int64_t committed = f->amount_ore - f->cancelled_ore - f->repaid_ore;
+            int64_t paid = f->paid_ore - f->repaid_ore;
+            const char *gkey = all                               ? a->recipient
+                               : strcmp(group_by, "agency") == 0 ? f->agency
+                               : strcmp(group_by, "scheme") == 0 ? a->scheme
+                                                                 : a->pilot;
+            Samordna__V1__OverviewGroup *gr = s_group(&groups, gkey);
+            if (!gr) break;
+            gr->committed_ore += committed;
+            gr->paid_ore += paid;
+            /* A joint award has an index entry per funder: it counts once in a group, by its
+               first funder's entry, unless the groups are the funders themselves. */
+            if ((!all && strcmp(group_by, "agency") == 0) || f == a->funders[0]) gr->awards++;
+            out.committed_ore += committed;
+            out.paid_ore += paid;
+            if (all) continue;
+            if (n_lines == lcap) {
+                size_t nc = lcap ? lcap * 2 : 32;
+                Samordna__V1__OverviewLine *nl = realloc(lines, nc * sizeof *nl);
+                if (!nl) break;
+                lines = nl;
+                lcap = nc;
+            }
+            Samordna__V1__OverviewLine *l = &lines[n_lines++];
+            samordna__v1__overview_line__init(l);
+            l->award = a->id;
+            l->scheme = a->scheme;
+            l->pilot = a->pilot;
+            l->agency = f->agency;
+            l->recipient = a->recipient;
+            l->year = a->year;
+            l->purpose = a->purpose;
+            l->committed_ore = committed;
+            l->paid_ore = paid;
+            l->status = a->status;
+            l->joint = a->n_funders > 1;
+        }
+        mdb_cursor_close(cur);
+        if (!all)
+            s_collect_instruments(g, txn, who, req->year, &keep, &out.instruments,
+                                  &out.n_instruments, &out.needs, &out.n_needs);
     }
-    mdb_cursor_close(cur);
-    if (!all)
-        s_collect_instruments(g, txn, req->recipient, req->year, &keep, &out.instruments,
-                              &out.n_instruments, &out.needs, &out.n_needs);
     for (size_t i = 0; i < out.n_instruments; i++) {
         const Samordna__V1__Instrument *in = out.instruments[i];
         const char *gkey = strcmp(group_by, "agency") == 0  ? in->agency
@@ -518,7 +562,11 @@ int grants_q_overview(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
     out.n_groups = groups.n;
     out.lines = lp;
     out.n_lines = n_lines;
-    rc = sam_reply_message(reply, &out.base);
+    if (!all && groups.n == 0 && out.n_needs == 0 &&
+        s_known(g, txn, reply, "recipient", "ma", "municipality or agency", req->recipient))
+        rc = -1;
+    else
+        rc = sam_reply_message(reply, &out.base);
     free(gp);
     free(lp);
 done:

@@ -43,10 +43,43 @@ static const struct {
     {"no.samordna.registry.pilot.registered", &samordna__v1__pilot__descriptor, 'p'},
 };
 
+/* A merger the registry recorded: municipality.merged, or a municipality registered with a
+   registered successor. 0 or an error code. */
+static int s_apply_merger(grants_t *g, MDB_txn *txn, const Io__Cloudevents__V1__CloudEvent *ce,
+                          size_t *added)
+{
+    size_t len;
+    const uint8_t *data = sam_event_data(ce, &len);
+    int rc = 0;
+    if (strcmp(ce->type, "no.samordna.registry.municipality.merged") == 0) {
+        Samordna__V1__MunicipalityMerger *m =
+            samordna__v1__municipality_merger__unpack(NULL, len, data ? data : (const uint8_t *)"");
+        for (size_t i = 0; m && rc == 0 && i < m->n_merged; i++)
+            if (grants_valid_id(m->merged[i]) && grants_valid_id(m->into)) {
+                rc = grants_merger_put(g, txn, m->merged[i], m->into, m->from);
+                (*added)++;
+            }
+        if (m) protobuf_c_message_free_unpacked(&m->base, NULL);
+    } else if (strcmp(ce->type, "no.samordna.registry.municipality.registered") == 0) {
+        Samordna__V1__Municipality *m =
+            samordna__v1__municipality__unpack(NULL, len, data ? data : (const uint8_t *)"");
+        const Samordna__V1__Successor *s = m ? m->successor : NULL;
+        if (s && grants_valid_id(m->id) && grants_valid_id(s->municipality) &&
+            strcmp(s->municipality, m->id) != 0) {
+            rc = grants_merger_put(g, txn, m->id, s->municipality, s->from);
+            (*added)++;
+        }
+        if (m) protobuf_c_message_free_unpacked(&m->base, NULL);
+    }
+    return rc;
+}
+
 /* Records the reference one registry event introduces, if any. 0 or an error code. */
 static int s_apply_event(grants_t *g, MDB_txn *txn, const Io__Cloudevents__V1__CloudEvent *ce,
                          size_t *added)
 {
+    int mrc = s_apply_merger(g, txn, ce, added);
+    if (mrc) return mrc;
     size_t i = 0, n = sizeof s_introducers / sizeof s_introducers[0];
     while (i < n && strcmp(ce->type, s_introducers[i].type) != 0)
         i++;
@@ -135,6 +168,10 @@ static size_t s_refs_of(const sam_event_t *ev, s_ref_t *refs, size_t cap)
         if (a->pilot[0]) s_add(refs, &n, cap, 'p', a->pilot);
         for (size_t i = 0; i < a->n_funders; i++)
             s_add(refs, &n, cap, 'a', a->funders[i]->agency);
+    } else if (strcmp(t, "no.samordna.grants.award.amended") == 0) {
+        const Samordna__V1__AwardAmendment *am = (const Samordna__V1__AwardAmendment *)ev->msg;
+        for (size_t i = 0; i < am->n_funders; i++)
+            s_add(refs, &n, cap, 'a', am->funders[i]->agency);
     } else if (strcmp(t, "no.samordna.grants.instrument.registered") == 0) {
         const Samordna__V1__Instrument *in = (const Samordna__V1__Instrument *)ev->msg;
         s_add(refs, &n, cap, 'a', in->agency);

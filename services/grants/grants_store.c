@@ -141,10 +141,70 @@ int grants_ref_put(grants_t *g, MDB_txn *txn, char kind, const char *id, const c
     grants_key_t k = {0};
     s_ref_key(&k, kind, id);
     Samordna__V1__RegistryRef ref = SAMORDNA__V1__REGISTRY_REF__INIT;
-    ref.kind = kind == 'a' ? "agency" : kind == 'm' ? "municipality" : "pilot";
+    ref.kind = kind == 'a'   ? "agency"
+               : kind == 'm' ? "municipality"
+               : kind == 'p' ? "pilot"
+               : kind == 's' ? "successor"
+                             : "predecessor";
     ref.id = (char *)id;
     ref.name = (char *)(name ? name : "");
     return grants_put(g, txn, GRANTS_T_REFS, &k, &ref.base);
+}
+
+int grants_merger_put(grants_t *g, MDB_txn *txn, const char *merged, const char *into,
+                      const char *from)
+{
+    char both[200];
+    snprintf(both, sizeof both, "%s %s", into, from);
+    int rc = grants_ref_put(g, txn, 's', merged, both);
+    snprintf(both, sizeof both, "%s/%s", into, merged);
+    return rc ? rc : grants_ref_put(g, txn, 'q', both, "");
+}
+
+bool grants_successor(grants_t *g, MDB_txn *txn, const char *id, char into[80], char from[11])
+{
+    grants_key_t k = {0};
+    s_ref_key(&k, 's', id);
+    ProtobufCMessage *m = NULL;
+    if (grants_get(g, txn, GRANTS_T_REFS, &k, &samordna__v1__registry_ref__descriptor, &m))
+        return false;
+    const char *name = ((Samordna__V1__RegistryRef *)m)->name, *sp = strchr(name, ' ');
+    bool ok = sp && (size_t)(sp - name) < 80;
+    if (ok) {
+        snprintf(into, 80, "%.*s", (int)(sp - name), name);
+        snprintf(from, 11, "%s", sp + 1);
+    }
+    protobuf_c_message_free_unpacked(m, NULL);
+    return ok;
+}
+
+size_t grants_predecessors(grants_t *g, MDB_txn *txn, const char *into, char (*out)[80], size_t cap)
+{
+    size_t n = 0;
+    /* breadth first over the 'q' refs: into's predecessors, then theirs */
+    for (size_t next = 0; next <= n && n < cap; next++) {
+        const char *of = next == 0 ? into : out[next - 1];
+        grants_key_t prefix = {0};
+        char p[100];
+        snprintf(p, sizeof p, "%s/", of);
+        s_ref_key(&prefix, 'q', p);
+        MDB_cursor *cur;
+        if (prefix.overflow || mdb_cursor_open(txn, g->dbi[GRANTS_T_REFS], &cur)) break;
+        MDB_val k = {prefix.n, prefix.b}, v;
+        for (int rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+             rc == 0 && k.mv_size > prefix.n && memcmp(k.mv_data, prefix.b, prefix.n) == 0 &&
+             n < cap;
+             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+            size_t l = k.mv_size - prefix.n;
+            if (l >= 80) continue;
+            memcpy(out[n], (const char *)k.mv_data + prefix.n, l);
+            out[n][l] = 0;
+            n++;
+        }
+        mdb_cursor_close(cur);
+        if (next == n) break;
+    }
+    return n;
 }
 
 /* Everyone's id and date rules (sam_check.h), under the names grants' callers know. */

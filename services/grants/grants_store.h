@@ -112,6 +112,17 @@ int64_t grants_balance(grants_t *g, MDB_txn *txn, const char *account);
 bool grants_ref_known(grants_t *g, MDB_txn *txn, char kind, const char *id);
 /* Records that the registry holds it. 0 or an error code. */
 int grants_ref_put(grants_t *g, MDB_txn *txn, char kind, const char *id, const char *name);
+/*  Mergers, from the registry's outbox: `merged` became part of `into` on `from`. Kept as two
+    refs: 's' merged → "into from" and 'q' "into/merged" (a successor's predecessors). */
+int grants_merger_put(grants_t *g, MDB_txn *txn, const char *merged, const char *into,
+                      const char *from);
+/* The successor of a municipality merged away, and the day: true, or false when it was not. */
+bool grants_successor(grants_t *g, MDB_txn *txn, const char *id, char into[80], char from[11]);
+#define GRANTS_MAX_PREDECESSORS 16 /* followed back from a municipality in one overview */
+/* The municipalities merged into `into` (and theirs, in turn), at most cap ids into out
+   (each 80 bytes); returns how many. */
+size_t grants_predecessors(grants_t *g, MDB_txn *txn, const char *into, char (*out)[80],
+                           size_t cap);
 
 /* Validators shared by apply and query code. */
 bool grants_valid_id(const char *s);   /* [a-z0-9-]{1,64} */

@@ -690,7 +690,35 @@ int registry_apply_pilot_updated(sam_service_t *svc, MDB_txn *txn, const sam_eve
         goto done;
     }
     if (s_check_pilot(reg, txn, reply, p)) goto done;
-    rc = s_put(txn, reg->store.pilots, p->id, &p->base);
+    if (p->investment_leader_from[0] && registry_check_date(reply, "pilot.investment_leader_from",
+                                                            p->investment_leader_from, false))
+        goto done;
+    /* The record: the leaders it had before are the registry's to keep, never the payload's;
+       a new leader puts the one before among them, with when. */
+    Samordna__V1__Pilot upd = *p;
+    Samordna__V1__FormerLeader prev = SAMORDNA__V1__FORMER_LEADER__INIT;
+    Samordna__V1__FormerLeader **formers = NULL;
+    upd.former_leaders = old->former_leaders;
+    upd.n_former_leaders = old->n_former_leaders;
+    if (strcmp(old->investment_leader, p->investment_leader) != 0) {
+        formers = calloc(old->n_former_leaders + 1, sizeof *formers);
+        if (!formers) {
+            sam_reply_error(reply, SAM_INTERNAL, "out of memory");
+            goto done;
+        }
+        if (old->n_former_leaders)
+            memcpy(formers, old->former_leaders, old->n_former_leaders * sizeof *formers);
+        prev.agency = old->investment_leader;
+        prev.from = old->investment_leader_from;
+        prev.until = p->investment_leader_from;
+        formers[old->n_former_leaders] = &prev;
+        upd.former_leaders = formers;
+        upd.n_former_leaders = old->n_former_leaders + 1;
+    } else if (!p->investment_leader_from[0]) {
+        upd.investment_leader_from = old->investment_leader_from; /* the same leader, as since */
+    }
+    rc = s_put(txn, reg->store.pilots, p->id, &upd.base);
+    free(formers);
 done:
     FREE_MSG(old);
     return rc;

@@ -73,7 +73,19 @@ S_GET_QUERY(people, people, person, "person")
 S_GET_QUERY(reports, reports, report, "report")
 #undef S_GET_QUERY
 
-/* The id of the municipality that held `number` (any period), or NULL. Returns a copy in out. */
+/* Whether m ever had `number`: one of its own, a constituent's (Moss 0104 in Moss/Rygge), or
+   the number it took at a merger (Indre Østfold 3014). */
+static bool s_had_number(const Samordna__V1__Municipality *m, const char *number)
+{
+    for (size_t j = 0; j < m->n_numbers; j++)
+        if (strcmp(m->numbers[j]->number, number) == 0) return true;
+    for (size_t j = 0; j < m->n_constituents; j++)
+        if (strcmp(m->constituents[j]->number, number) == 0) return true;
+    return m->successor && strcmp(m->successor->number, number) == 0;
+}
+
+/* The id of the municipality that held `number` (any period, its own numbers first), or NULL.
+   Returns a copy in out. */
 static bool s_find_number(registry_t *reg, MDB_txn *txn, const char *number, char *out, size_t len)
 {
     registry_page_t page;
@@ -86,11 +98,10 @@ static bool s_find_number(registry_t *reg, MDB_txn *txn, const char *number, cha
             return false;
         for (size_t i = 0; i < page.n && !found; i++) {
             Samordna__V1__Municipality *m = (Samordna__V1__Municipality *)page.items[i];
-            for (size_t j = 0; j < m->n_numbers && !found; j++)
-                if (strcmp(m->numbers[j]->number, number) == 0) {
-                    snprintf(out, len, "%s", m->id);
-                    found = true;
-                }
+            if (s_had_number(m, number)) {
+                snprintf(out, len, "%s", m->id);
+                found = true;
+            }
         }
         snprintf(token, sizeof token, "%s", page.next);
         after = token;
@@ -174,22 +185,27 @@ typedef struct {
 
 /* Checks the call's ListRequest against the filters the table takes. Returns the request
    (the runtime's) or NULL with the refusal in reply. */
-static const Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, sam_reply_t *reply,
+static const Samordna__V1__ListRequest *s_list_request(sam_service_t *svc, MDB_txn *txn,
+                                                       const sam_call_t *call, sam_reply_t *reply,
                                                        unsigned allowed, const char *table,
                                                        s_filter_t *f, size_t *page_size)
 {
+    const registry_store_t *st = &s_reg(svc)->store;
     const Samordna__V1__ListRequest *req = (const Samordna__V1__ListRequest *)call->msg;
+    /* An id filter names a record that must exist: an unknown one is a 404, not an empty
+       list (a misspelt id would otherwise read as "nothing there"). */
     struct {
         unsigned bit;
         const char *name;
         const char *value;
+        MDB_dbi dbi; /* the table the id must be in; 0: not an id */
     } given[] = {
-        {F_AGENCY, "agency", req->agency},
-        {F_MUNICIPALITY, "municipality", req->municipality},
-        {F_PROGRAMME, "programme", req->programme},
-        {F_KIND, "kind", req->kind},
-        {F_ROLE, "role", req->role},
-        {F_ANSWER, "answer", req->answer},
+        {F_AGENCY, "agency", req->agency, st->agencies},
+        {F_MUNICIPALITY, "municipality", req->municipality, st->municipalities},
+        {F_PROGRAMME, "programme", req->programme, st->programmes},
+        {F_KIND, "kind", req->kind, 0},
+        {F_ROLE, "role", req->role, 0},
+        {F_ANSWER, "answer", req->answer, 0},
     };
     *f = (s_filter_t){.req = req, .kind = 0, .role = 0, .answer = -1};
     for (size_t i = 0; i < sizeof given / sizeof given[0]; i++) {
@@ -201,6 +217,11 @@ static const Samordna__V1__ListRequest *s_list_request(const sam_call_t *call, s
         if ((given[i].bit & (F_AGENCY | F_MUNICIPALITY | F_PROGRAMME)) &&
             registry_check_id(reply, given[i].name, given[i].value, true))
             return NULL;
+        if (given[i].dbi && !registry_has(txn, given[i].dbi, given[i].value)) {
+            sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown %s '%s'", given[i].name,
+                            given[i].name, given[i].value);
+            return NULL;
+        }
     }
     if (req->kind[0] &&
         (f->kind = registry_enum_value(&samordna__v1__agency_kind__descriptor, req->kind)) < 0) {
@@ -304,7 +325,7 @@ static bool s_match_report(const ProtobufCMessage *rec, const void *arg)
         s_filter_t f;                                                                              \
         size_t page_size;                                                                          \
         const Samordna__V1__ListRequest *req =                                                     \
-            s_list_request(call, reply, (allowed), table, &f, &page_size);                         \
+            s_list_request(svc, txn, call, reply, (allowed), table, &f, &page_size);               \
         if (!req) return -1;                                                                       \
         registry_page_t page;                                                                      \
         int prc = registry_page(txn, s_reg(svc)->store.dbi_field, (rec_desc), req->page_token,     \

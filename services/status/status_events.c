@@ -198,6 +198,8 @@ typedef struct {
     bool found;
     bool reached;
     char date[11];
+    uint64_t seq;       /* the last change's */
+    char evidence[512]; /* and its evidence */
 } s_last_t;
 
 static int s_last_cb(const MDB_val *v, void *arg)
@@ -206,10 +208,13 @@ static int s_last_cb(const MDB_val *v, void *arg)
     Samordna__V1__MilestoneChange *c =
         samordna__v1__milestone_change__unpack(NULL, v->mv_size, v->mv_data);
     if (!c) return 0;
-    if (strcmp(c->kind, l->kind) == 0) {
+    /* a change a correction replaced is history, not the standing */
+    if (strcmp(c->kind, l->kind) == 0 && !c->superseded_by) {
         l->found = true;
         l->reached = c->reached;
+        l->seq = c->seq;
         snprintf(l->date, sizeof l->date, "%s", c->date);
+        snprintf(l->evidence, sizeof l->evidence, "%s", c->evidence);
     }
     FREE(c);
     return 0;
@@ -287,15 +292,29 @@ static int s_milestone_store(sam_service_t *svc, MDB_txn *txn, const sam_event_t
 
 /*  A milestone reached (text is the evidence, optional) or reverted (text is the reason,
     required): both are checked the same way and record one MilestoneChange. */
+/* A day still to come is refused unless the milestone is marked planned. -1 (reply set) or 0. */
+static int s_not_future(const sam_event_t *ev, const char *date, bool planned, bool may_plan,
+                        sam_reply_t *reply)
+{
+    char today[11];
+    s_today_of(ev, today);
+    if (planned || strcmp(date, today) <= 0) return 0;
+    return sam_reply_error(reply, SAM_UNPROCESSABLE, "date: %s is still to come (today is %s)%s",
+                           date, today,
+                           may_plan ? "; a milestone planned for that day is marked planned"
+                                    : "; a milestone is taken back on a day that has come");
+}
+
 static int s_milestone_event(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, char *pilot,
                              char *kind, char *date, const char *actor_given, bool reached,
-                             char *text, sam_reply_t *reply)
+                             bool planned, char *text, sam_reply_t *reply)
 {
     Samordna__V1__StatusFact *p = NULL;
     s_last_t last = {0};
     const char *actor = s_actor(ev, actor_given);
     int rc = -1;
     if (s_text(reply, reached ? "evidence" : "reason", text, TEXT_MAX, !reached)) goto done;
+    if (s_date(reply, "date", date) || s_not_future(ev, date, planned, reached, reply)) goto done;
     if ((rc = s_milestone_common(svc, txn, ev, pilot, kind, date, actor, &last, reply, &p)))
         goto done;
     rc = -1;
@@ -313,6 +332,7 @@ static int s_milestone_event(sam_service_t *svc, MDB_txn *txn, const sam_event_t
     c.kind = kind;
     c.date = date;
     c.reached = reached;
+    c.planned = planned;
     c.actor = (char *)actor;
     if (reached)
         c.evidence = text;
@@ -328,16 +348,97 @@ done:
 int status_ev_reached(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
     const Samordna__V1__MilestoneReached *m = (const Samordna__V1__MilestoneReached *)ev->msg;
-    return s_milestone_event(svc, txn, ev, m->pilot, m->kind, m->date, m->actor, true, m->evidence,
-                             reply);
+    return s_milestone_event(svc, txn, ev, m->pilot, m->kind, m->date, m->actor, true, m->planned,
+                             m->evidence, reply);
 }
 
 /* MilestoneReverted {pilot, kind, date, actor, reason} — the reason is required. */
 int status_ev_reverted(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, sam_reply_t *reply)
 {
     const Samordna__V1__MilestoneReverted *m = (const Samordna__V1__MilestoneReverted *)ev->msg;
-    return s_milestone_event(svc, txn, ev, m->pilot, m->kind, m->date, m->actor, false, m->reason,
-                             reply);
+    return s_milestone_event(svc, txn, ev, m->pilot, m->kind, m->date, m->actor, false, false,
+                             m->reason, reply);
+}
+
+/*  MilestoneCorrected {pilot, kind, date, evidence, reason, actor, planned}: the change the
+    pilot stands at for `kind` (reached) is replaced by a corrected one — its day may move
+    earlier or later — and marked superseded, so the board, its folds and the next change see
+    the correction while the pilot's history keeps both. */
+int status_ev_milestone_corrected(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                  sam_reply_t *reply)
+{
+    const Samordna__V1__MilestoneCorrected *m = (const Samordna__V1__MilestoneCorrected *)ev->msg;
+    Samordna__V1__StatusFact *p = NULL, *a = NULL;
+    Samordna__V1__MilestoneChange *old = NULL;
+    s_last_t last = {.kind = m->kind};
+    const char *actor = s_actor(ev, m->actor);
+    int rc = -1;
+    if (s_id(reply, "pilot", m->pilot) || s_token(reply, "kind", m->kind) ||
+        s_id(reply, "actor", actor) || s_text(reply, "reason", m->reason, TEXT_MAX, true) ||
+        s_text(reply, "evidence", m->evidence, TEXT_MAX, false))
+        goto done;
+    if (*m->date &&
+        (s_date(reply, "date", m->date) || s_not_future(ev, m->date, m->planned, true, reply)))
+        goto done;
+    if (!*m->date && !*m->evidence) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "date: nothing to correct; give date or evidence");
+        goto done;
+    }
+    if (!(p = status_fact_require(svc, txn, "pilot", m->pilot, "pilot", reply)) ||
+        !(a = status_fact_require(svc, txn, "agency", actor, "actor", reply)) ||
+        s_may_act_for(ev, p, NULL, reply))
+        goto done;
+    if ((rc = status_hist_each(svc, txn, "mshist", m->pilot, NULL, s_last_cb, &last))) goto done;
+    rc = -1;
+    if (!last.found || !last.reached) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "kind: pilot '%s' does not stand at '%s'; only a milestone reached is "
+                        "corrected (one taken back is reached again)",
+                        m->pilot, m->kind);
+        goto done;
+    }
+    /* the change corrected: marked superseded where it lies in the history */
+    status_key_t ok;
+    status_key_hist(&ok, m->pilot, last.date, last.seq);
+    ProtobufCMessage *got = NULL;
+    if ((rc = status_get(svc, txn, "mshist", &ok, &samordna__v1__milestone_change__descriptor,
+                         &got)))
+        goto done;
+    old = (Samordna__V1__MilestoneChange *)got;
+    old->superseded_by = ev->seq;
+    if ((rc = status_put(svc, txn, "mshist", &ok, &old->base))) goto done;
+    Samordna__V1__MilestoneChange c = SAMORDNA__V1__MILESTONE_CHANGE__INIT;
+    c.pilot = m->pilot;
+    c.kind = m->kind;
+    c.date = *m->date ? m->date : last.date;
+    c.reached = true;
+    c.planned = m->planned;
+    c.actor = (char *)actor;
+    c.evidence = *m->evidence ? m->evidence : last.evidence;
+    c.reason = m->reason;
+    c.corrects = last.seq;
+    c.seq = ev->seq;
+    status_key_t k;
+    status_key_hist(&k, c.pilot, c.date, ev->seq);
+    if ((rc = status_put(svc, txn, "mshist", &k, &c.base))) goto done;
+    if ((rc = s_state_update(svc, txn, c.pilot, c.kind, c.date, 0, reply))) goto done;
+    char summary[700];
+    snprintf(summary, sizeof summary, "%s: %s corrected to %s (was %s): %s", c.pilot, c.kind,
+             c.date, last.date, m->reason);
+    Samordna__V1__StatusChange ch = SAMORDNA__V1__STATUS_CHANGE__INIT;
+    ch.date = c.date;
+    ch.what = "milestone.corrected";
+    ch.pilot = c.pilot;
+    ch.municipality = p->municipality;
+    ch.subject = c.kind;
+    ch.summary = summary;
+    ch.by = (char *)actor;
+    rc = s_timeline(svc, txn, ev, 0, &ch);
+done:
+    if (old) FREE(old);
+    if (a) FREE(a);
+    if (p) FREE(p);
+    return rc;
 }
 
 /* ---- meetings ---------------------------------------------------------------------------- */
@@ -356,14 +457,13 @@ static void s_add_months(const char *date, int months, char out[16])
     snprintf(out, 16, "%04d-%02d-%02d", y % 10000, m, d);
 }
 
-static int s_meeting_put(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, uint16_t n,
-                         Samordna__V1__Meeting *mt, sam_reply_t *reply)
+/* A meeting's entries in the date index of each scope it is listed in (every meeting, its
+   pilot's, its municipality's, or the programme's): put, or deleted. 0 or a store error. */
+static int s_meeting_index(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Meeting *mt,
+                           bool put)
 {
+    int rc = 0;
     status_key_t k;
-    status_key_id(&k, mt->id);
-    if (sam_store_has(txn, sam_service_dbi(svc, "meetings"), k.b, k.len))
-        return sam_reply_error(reply, SAM_CONFLICT, "id: meeting '%s' exists already", mt->id);
-    int rc = status_put(svc, txn, "meetings", &k, &mt->base);
     char scope[80];
     MDB_val empty = {0, ""};
     const char *scopes[3] = {"*", NULL, NULL};
@@ -382,8 +482,22 @@ static int s_meeting_put(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev
         snprintf(scope, sizeof scope, "%s", scopes[i]);
         status_key_meetidx(&k, scope, mt->date, mt->id);
         MDB_val key = {k.len, k.b};
-        rc = mdb_put(txn, sam_service_dbi(svc, "meetidx"), &key, &empty, 0);
+        rc = put ? mdb_put(txn, sam_service_dbi(svc, "meetidx"), &key, &empty, 0)
+                 : mdb_del(txn, sam_service_dbi(svc, "meetidx"), &key, NULL);
+        if (rc == MDB_NOTFOUND) rc = 0;
     }
+    return rc;
+}
+
+static int s_meeting_put(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, uint16_t n,
+                         Samordna__V1__Meeting *mt, sam_reply_t *reply)
+{
+    status_key_t k;
+    status_key_id(&k, mt->id);
+    if (sam_store_has(txn, sam_service_dbi(svc, "meetings"), k.b, k.len))
+        return sam_reply_error(reply, SAM_CONFLICT, "id: meeting '%s' exists already", mt->id);
+    int rc = status_put(svc, txn, "meetings", &k, &mt->base);
+    if (!rc) rc = s_meeting_index(svc, txn, mt, true);
     if (rc) return rc;
     char summary[512];
     snprintf(summary, sizeof summary, "%s meeting%s%s", mt->kind, *mt->title ? ": " : "",
@@ -416,8 +530,22 @@ int status_ev_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev, s
         sam_reply_error(reply, SAM_BAD_REQUEST, "participants: more than %d", PARTICIPANTS_MAX);
         goto done;
     }
-    for (size_t i = 0; i < m->n_participants; i++)
+    /* A participant is an agency, by its id, which must be the registry's, or anyone else by
+       name as written ("Kari Nordmann, NAV Halden"): a word of id shape is taken as an id. */
+    for (size_t i = 0; i < m->n_participants; i++) {
         if (s_text(reply, "participants", m->participants[i], 128, true)) goto done;
+        if (!status_id_ok(m->participants[i])) continue;
+        Samordna__V1__StatusFact *who =
+            status_fact_find(svc, txn, true, "agency", m->participants[i]);
+        if (!who) {
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "participants: unknown agency '%s' (an agency by its registry id, "
+                            "anyone else by name, e.g. \"Kari Nordmann, NAV Halden\")",
+                            m->participants[i]);
+            goto done;
+        }
+        FREE(who);
+    }
     const char *municipality = m->municipality;
     if (*m->pilot) {
         if (s_id(reply, "pilot", m->pilot)) goto done;
@@ -637,6 +765,153 @@ done:
     return rc;
 }
 
+/* The stored meeting `id` into *out: 0, -1 (404 in reply) or a store error. */
+static int s_meeting_get(sam_service_t *svc, MDB_txn *txn, const char *id, sam_reply_t *reply,
+                         Samordna__V1__Meeting **out)
+{
+    status_key_t k;
+    status_key_id(&k, id);
+    ProtobufCMessage *got = NULL;
+    int g = status_get(svc, txn, "meetings", &k, &samordna__v1__meeting__descriptor, &got);
+    if (g == MDB_NOTFOUND)
+        return sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown meeting '%s'", id);
+    *out = (Samordna__V1__Meeting *)got;
+    return g;
+}
+
+/* Who may correct or cancel a meeting: whoever recorded it, the pilot's leadership, an admin. */
+static int s_may_change_meeting(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                const Samordna__V1__Meeting *mt, sam_reply_t *reply)
+{
+    if (status_caller_admin(ev->caller) || strcmp(mt->recorded_by, ev->ce->source) == 0) return 0;
+    Samordna__V1__StatusFact *p =
+        *mt->pilot ? status_fact_find(svc, txn, true, "pilot", mt->pilot) : NULL;
+    int rc = p ? s_may_act_for(ev, p, NULL, reply)
+               : sam_reply_error(reply, SAM_FORBIDDEN,
+                                 "id: meeting '%s' was recorded by '%s'; agency '%s' may not "
+                                 "change it",
+                                 mt->id, mt->recorded_by, ev->ce->source);
+    if (p) FREE(p);
+    return rc;
+}
+
+/* The timeline entry of a meeting's correction or cancellation. */
+static int s_meeting_change(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                            const Samordna__V1__Meeting *mt, const char *what, const char *how,
+                            const char *reason)
+{
+    char summary[700];
+    snprintf(summary, sizeof summary, "%s meeting%s%s %s: %s", mt->kind, *mt->title ? " " : "",
+             mt->title, how, reason);
+    Samordna__V1__StatusChange ch = SAMORDNA__V1__STATUS_CHANGE__INIT;
+    ch.date = mt->date;
+    ch.what = (char *)what;
+    ch.pilot = mt->pilot;
+    ch.municipality = mt->municipality;
+    ch.subject = mt->id;
+    ch.summary = summary;
+    ch.by = ev->ce->source;
+    return s_timeline(svc, txn, ev, 0, &ch);
+}
+
+/* MeetingCorrected {id, kind, date, title, participants, notes, reason}: the fields given
+   replace the meeting's, a new day moves it in the lists; the reason is required. */
+int status_ev_meeting_corrected(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                sam_reply_t *reply)
+{
+    const Samordna__V1__MeetingCorrected *m = (const Samordna__V1__MeetingCorrected *)ev->msg;
+    Samordna__V1__Meeting *mt = NULL;
+    int rc = -1;
+    if (s_id(reply, "id", m->id) || s_text(reply, "reason", m->reason, TEXT_MAX, true) ||
+        (*m->kind && s_token(reply, "kind", m->kind)) ||
+        (*m->date && s_date(reply, "date", m->date)) ||
+        s_text(reply, "title", m->title, TITLE_MAX, false) ||
+        s_text(reply, "notes", m->notes, TEXT_MAX, false))
+        goto done;
+    if (!*m->kind && !*m->date && !*m->title && !m->n_participants && !*m->notes) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "id: nothing to correct; give kind, date, title, participants or notes");
+        goto done;
+    }
+    if (m->n_participants > PARTICIPANTS_MAX) {
+        sam_reply_error(reply, SAM_BAD_REQUEST, "participants: more than %d", PARTICIPANTS_MAX);
+        goto done;
+    }
+    for (size_t i = 0; i < m->n_participants; i++) {
+        if (s_text(reply, "participants", m->participants[i], 128, true)) goto done;
+        if (!status_id_ok(m->participants[i])) continue;
+        Samordna__V1__StatusFact *who =
+            status_fact_find(svc, txn, true, "agency", m->participants[i]);
+        if (!who) {
+            sam_reply_error(reply, SAM_UNPROCESSABLE,
+                            "participants: unknown agency '%s' (an agency by its registry id, "
+                            "anyone else by name)",
+                            m->participants[i]);
+            goto done;
+        }
+        FREE(who);
+    }
+    if ((rc = s_meeting_get(svc, txn, m->id, reply, &mt))) goto done;
+    rc = -1;
+    if (mt->cancelled) {
+        sam_reply_error(reply, SAM_CONFLICT, "id: meeting '%s' was cancelled", m->id);
+        goto done;
+    }
+    if (s_may_change_meeting(svc, txn, ev, mt, reply)) goto done;
+    Samordna__V1__Meeting upd = *mt;
+    if (*m->kind) upd.kind = m->kind;
+    if (*m->date) upd.date = m->date;
+    if (*m->title) upd.title = m->title;
+    if (*m->notes) upd.notes = m->notes;
+    if (m->n_participants) {
+        upd.participants = m->participants;
+        upd.n_participants = m->n_participants;
+    }
+    status_key_t k;
+    status_key_id(&k, mt->id);
+    if ((rc = s_meeting_index(svc, txn, mt, false)) ||
+        (rc = s_meeting_index(svc, txn, &upd, true)) ||
+        (rc = status_put(svc, txn, "meetings", &k, &upd.base)))
+        goto done;
+    char how[64];
+    snprintf(how, sizeof how, "corrected%s%s", *m->date ? " (was on " : "",
+             *m->date ? mt->date : "");
+    if (*m->date) snprintf(how + strlen(how), sizeof how - strlen(how), ")");
+    rc = s_meeting_change(svc, txn, ev, &upd, "meeting.corrected", how, m->reason);
+done:
+    if (mt) FREE(mt);
+    return rc;
+}
+
+/* MeetingCancelled {id, reason}: the meeting stays, marked cancelled, out of the lists. */
+int status_ev_meeting_cancelled(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                                sam_reply_t *reply)
+{
+    const Samordna__V1__MeetingCancelled *m = (const Samordna__V1__MeetingCancelled *)ev->msg;
+    Samordna__V1__Meeting *mt = NULL;
+    int rc = -1;
+    if (s_id(reply, "id", m->id) || s_text(reply, "reason", m->reason, TEXT_MAX, true)) goto done;
+    if ((rc = s_meeting_get(svc, txn, m->id, reply, &mt))) goto done;
+    rc = -1;
+    if (mt->cancelled) {
+        sam_reply_error(reply, SAM_CONFLICT, "id: meeting '%s' was cancelled already", m->id);
+        goto done;
+    }
+    if (s_may_change_meeting(svc, txn, ev, mt, reply)) goto done;
+    Samordna__V1__Meeting upd = *mt;
+    upd.cancelled = true;
+    upd.cancel_reason = m->reason;
+    status_key_t k;
+    status_key_id(&k, mt->id);
+    if ((rc = s_meeting_index(svc, txn, mt, false)) ||
+        (rc = status_put(svc, txn, "meetings", &k, &upd.base)))
+        goto done;
+    rc = s_meeting_change(svc, txn, ev, &upd, "meeting.cancelled", "cancelled", m->reason);
+done:
+    if (mt) FREE(mt);
+    return rc;
+}
+
 /* ---- barriers ---------------------------------------------------------------------------- */
 
 static int s_barrier_hist(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
@@ -845,6 +1120,99 @@ int status_ev_barrier_moved(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
     }
     rc = s_barrier_hist(svc, txn, ev, &upd, &step, "barrier.moved",
                         status_barrier_open(m->state) ? 0 : -1, reply);
+done:
+    free(hist);
+    if (b) FREE(b);
+    if (p) FREE(p);
+    if (by_fact) FREE(by_fact);
+    return rc;
+}
+
+/*  BarrierMoved {id, state, date, by, note} as no.samordna.status.barrier.reopened: a barrier
+    closed by mistake (changed, rejected, withdrawn) opens again, in `state` (an open one;
+    default the state it was in before it closed). The note says why and is required; the
+    closing step stays in its history. */
+int status_ev_barrier_reopened(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                               sam_reply_t *reply)
+{
+    const Samordna__V1__BarrierMoved *m = (const Samordna__V1__BarrierMoved *)ev->msg;
+    Samordna__V1__Barrier *b = NULL;
+    Samordna__V1__StatusFact *by_fact = NULL, *p = NULL;
+    Samordna__V1__BarrierStep **hist = NULL;
+    int rc = -1;
+    const char *by = s_actor(ev, m->by);
+    if (s_id(reply, "id", m->id) || s_date(reply, "date", m->date) || s_id(reply, "by", by) ||
+        s_text(reply, "note", m->note, TEXT_MAX, true))
+        goto done;
+    status_key_t k;
+    status_key_id(&k, m->id);
+    ProtobufCMessage *got = NULL;
+    int g = status_get(svc, txn, "barriers", &k, &samordna__v1__barrier__descriptor, &got);
+    if (g == MDB_NOTFOUND) {
+        sam_reply_error(reply, SAM_NOT_FOUND, "id: unknown barrier '%s'", m->id);
+        goto done;
+    }
+    if (g) {
+        rc = g;
+        goto done;
+    }
+    b = (Samordna__V1__Barrier *)got;
+    if (status_barrier_open(b->state)) {
+        sam_reply_error(reply, SAM_CONFLICT,
+                        "id: barrier '%s' is open (%s); only a closed one "
+                        "is reopened",
+                        m->id, b->state);
+        goto done;
+    }
+    const char *state = m->state;
+    for (size_t i = b->n_history; !*state && i > 0; i--)
+        if (status_barrier_open(b->history[i - 1]->state)) state = b->history[i - 1]->state;
+    if (!*state) state = "identified";
+    if (status_barrier_rank(state) < 0 || !status_barrier_open(state)) {
+        sam_reply_error(reply, SAM_BAD_REQUEST,
+                        "state: '%.40s' is not an open state (identified, raised_regionally, "
+                        "raised_nationally)",
+                        state);
+        goto done;
+    }
+    const char *last = b->n_history ? b->history[b->n_history - 1]->date : "";
+    if (strcmp(m->date, last) < 0) {
+        sam_reply_error(reply, SAM_CONFLICT, "date: %s is before the barrier's last step (%s)",
+                        m->date, last);
+        goto done;
+    }
+    if (!(by_fact = status_fact_require(svc, txn, "agency", by, "by", reply))) goto done;
+    if (!status_caller_admin(ev->caller) && strcmp(b->raised_by, ev->caller->agency) != 0) {
+        bool leader = false;
+        if (*b->pilot && (p = status_fact_find(svc, txn, true, "pilot", b->pilot)))
+            leader = strcmp(p->investment_leader, ev->caller->agency) == 0;
+        if (!leader) {
+            sam_reply_error(reply, SAM_FORBIDDEN,
+                            "id: barrier '%s' was raised by '%s'; agency '%s' may not reopen it",
+                            m->id, b->raised_by, ev->caller->agency);
+            goto done;
+        }
+    }
+    char note[TEXT_MAX + 64];
+    snprintf(note, sizeof note, "reopened (was %s): %s", b->state, m->note);
+    Samordna__V1__BarrierStep step = SAMORDNA__V1__BARRIER_STEP__INIT;
+    step.state = (char *)state;
+    step.date = m->date;
+    step.by = (char *)by;
+    step.note = note;
+    hist = malloc((b->n_history + 1) * sizeof *hist);
+    if (!hist) {
+        sam_reply_error(reply, SAM_INTERNAL, "out of memory");
+        goto done;
+    }
+    memcpy(hist, b->history, b->n_history * sizeof *hist);
+    hist[b->n_history] = &step;
+    Samordna__V1__Barrier upd = *b;
+    upd.state = (char *)state;
+    upd.history = hist;
+    upd.n_history = b->n_history + 1;
+    if ((rc = status_put(svc, txn, "barriers", &k, &upd.base))) goto done;
+    rc = s_barrier_hist(svc, txn, ev, &upd, &step, "barrier.reopened", 1, reply);
 done:
     free(hist);
     if (b) FREE(b);

@@ -161,7 +161,7 @@ static int s_fold_ms(const MDB_val *v, void *arg)
     Samordna__V1__MilestoneChange *c = (Samordna__V1__MilestoneChange *)s_fold_unpack(
         &samordna__v1__milestone_change__descriptor, v, f->alloc, f->arena);
     if (!c) return 0;
-    for (size_t i = 0; i < f->kinds->n; i++) {
+    for (size_t i = 0; i < f->kinds->n && !c->superseded_by; i++) {
         Samordna__V1__MilestoneKind *k = (Samordna__V1__MilestoneKind *)f->kinds->v[i];
         if (strcmp(k->id, c->kind) == 0) {
             snprintf(f->dates[i], 11, "%s", c->reached ? c->date : "");
@@ -262,8 +262,10 @@ static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Sta
         rc = status_get(svc, txn, "pilotstate", &k, &samordna__v1__pilot_state__descriptor, &got);
         if (rc == 0) {
             Samordna__V1__PilotState *st = (Samordna__V1__PilotState *)got;
+            char today[11]; /* a planned milestone shows once its day has come */
+            status_today(today);
             for (size_t i = 0; i < st->n_reached; i++)
-                for (size_t j = 0; j < kinds->n; j++)
+                for (size_t j = 0; j < kinds->n && strcmp(st->reached[i]->date, today) <= 0; j++)
                     if (strcmp(((Samordna__V1__MilestoneKind *)kinds->v[j])->id,
                                st->reached[i]->kind) == 0)
                         snprintf(dates[j], 11, "%s", st->reached[i]->date);
@@ -283,7 +285,16 @@ static int s_board_row(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__Sta
     row->investment_leader = strdup(p->investment_leader);
     Samordna__V1__StatusFact *mu =
         status_fact_find(svc, txn, false, "municipality", p->municipality);
-    row->municipality_name = strdup(mu && *mu->name ? mu->name : p->municipality);
+    /* a municipality merged away is shown as the one it became, its old name beside it */
+    Samordna__V1__StatusFact *succ =
+        mu && *mu->successor ? status_fact_find(svc, txn, false, "municipality", mu->successor)
+                             : NULL;
+    char merged[300];
+    if (succ)
+        snprintf(merged, sizeof merged, "%s (was %s)", *succ->name ? succ->name : succ->id,
+                 *mu->name ? mu->name : mu->id);
+    row->municipality_name = strdup(succ ? merged : mu && *mu->name ? mu->name : p->municipality);
+    if (succ) FREE(succ);
     if (mu) FREE(mu);
     Samordna__V1__StatusFact *ag =
         status_fact_find(svc, txn, false, "agency", p->investment_leader);
@@ -470,6 +481,24 @@ int status_q_history(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, s
 
 /* ---- meetings ---------------------------------------------------------------------------- */
 
+/*  An empty list filtered by an id the projection of the registry does not hold: the id is
+    unknown, which is a 404 naming it rather than an empty list. (A list with records in it
+    shows the id exists, so only an empty one is checked.) -1 with the refusal in reply, or 0. */
+static int s_filter_known(sam_service_t *svc, MDB_txn *txn, sam_reply_t *reply, const char *field,
+                          const char *kind, const char *id)
+{
+    char err[200];
+    if (!*id) return 0;
+    if (sam_check_id(field, id, false, err, sizeof err))
+        return sam_reply_error(reply, SAM_BAD_REQUEST, "%s", err);
+    Samordna__V1__StatusFact *f = status_fact_find(svc, txn, false, kind, id);
+    if (f) {
+        FREE(f);
+        return 0;
+    }
+    return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown %s '%s'", field, kind, id);
+}
+
 /* Remembers key k as the last of a page, for the next page's token. */
 static void s_last_key(status_key_t *last, const MDB_val *k)
 {
@@ -548,6 +577,10 @@ int status_q_meetings(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
+    if (!rc && l.n == 0 && !*req->page_token &&
+        (s_filter_known(svc, txn, reply, "pilot", "pilot", req->pilot) ||
+         s_filter_known(svc, txn, reply, "municipality", "municipality", req->municipality)))
+        rc = -1;
     if (!rc) {
         Samordna__V1__MeetingsReply r = SAMORDNA__V1__MEETINGS_REPLY__INIT;
         r.n_meetings = l.n;
@@ -635,6 +668,7 @@ int status_q_steps(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
+    if (!rc && l.n == 0 && s_filter_known(svc, txn, reply, "pilot", "pilot", req->pilot)) rc = -1;
     if (!rc) {
         Samordna__V1__PlanStepsReply r = SAMORDNA__V1__PLAN_STEPS_REPLY__INIT;
         r.n_steps = l.n;
@@ -705,6 +739,11 @@ int status_q_barriers(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, 
         g = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (!rc) mdb_cursor_close(cur);
+    if (!rc && l.n == 0 && !*req->page_token &&
+        (s_filter_known(svc, txn, reply, "pilot", "pilot", req->pilot) ||
+         s_filter_known(svc, txn, reply, "municipality", "municipality", req->municipality) ||
+         s_filter_known(svc, txn, reply, "raised_by", "agency", req->raised_by)))
+        rc = -1;
     if (!rc) {
         Samordna__V1__BarriersReply r = SAMORDNA__V1__BARRIERS_REPLY__INIT;
         r.n_barriers = l.n;

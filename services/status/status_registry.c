@@ -234,10 +234,36 @@ int status_prepare_refs(sam_service_t *svc, const sam_event_t *ev, sam_reply_t *
         if (!*v && s_ref_fields[i].actor) v = ev->ce->source;
         if (v && *v) s_ask(svc, s_ref_fields[i].kind, v);
     }
+    /* a meeting's participants: each written as an id is an agency's (status_ev_meeting) */
+    if (ev->msg->descriptor == &samordna__v1__meeting_logged__descriptor) {
+        const Samordna__V1__MeetingLogged *m = (const Samordna__V1__MeetingLogged *)ev->msg;
+        for (size_t i = 0; i < m->n_participants && i < 100; i++)
+            if (status_id_ok(m->participants[i])) s_ask(svc, "agency", m->participants[i]);
+    }
     return 0; /* apply decides: a reference still unknown there is refused with its field */
 }
 
 /* ---- tick: follow the registry's outbox ---------------------------------------------------- */
+
+/* A municipality merged into `into` on `from`: its fact says so (the board names the
+   successor). A municipality the projection does not hold yet is skipped: it is registered
+   before it is merged, so its own registration, earlier in the outbox, made the fact. */
+static int s_successor_put(sam_service_t *svc, MDB_txn *txn, const char *id, const char *into,
+                           const char *from)
+{
+    status_key_t k;
+    status_key_fact(&k, "municipality", id);
+    ProtobufCMessage *got = NULL;
+    int rc = status_get(svc, txn, "registry", &k, &samordna__v1__status_fact__descriptor, &got);
+    if (rc == MDB_NOTFOUND) return 0;
+    if (rc) return rc;
+    Samordna__V1__StatusFact copy = *(Samordna__V1__StatusFact *)got;
+    copy.successor = (char *)into;
+    copy.successor_from = (char *)from;
+    rc = s_fact_put(svc, txn, &copy);
+    protobuf_c_message_free_unpacked(got, NULL);
+    return rc;
+}
 
 /* Applies one registry event to the projection. Returns 0 or an LMDB error. */
 static int s_project(sam_service_t *svc, MDB_txn *txn, const Io__Cloudevents__V1__CloudEvent *ce)
@@ -260,6 +286,31 @@ static int s_project(sam_service_t *svc, MDB_txn *txn, const Io__Cloudevents__V1
         if (a && status_id_ok(a->id))
             f = s_fact_new(strstr(t, ".agency.") ? "agency" : "municipality", a->id, a->name);
         if (a) FREE(a);
+        /* a municipality registered as merged into a registered successor */
+        Samordna__V1__RegistryMunicipalityView *mv =
+            f && strstr(t, ".municipality.")
+                ? samordna__v1__registry_municipality_view__unpack(NULL, len, data)
+                : NULL;
+        const Samordna__V1__RegistrySuccessorView *sv = mv ? mv->successor : NULL;
+        if (sv && status_id_ok(sv->municipality) && strcmp(sv->municipality, f->id) != 0) {
+            Samordna__V1__StatusFact copy = *f;
+            copy.successor = sv->municipality;
+            copy.successor_from = sv->from;
+            int rc = s_fact_put(svc, txn, &copy);
+            FREE(mv);
+            FREE(f);
+            return rc;
+        }
+        if (mv) FREE(mv);
+    } else if (strcmp(t, "no.samordna.registry.municipality.merged") == 0) {
+        Samordna__V1__RegistryMergerView *mg =
+            samordna__v1__registry_merger_view__unpack(NULL, len, data);
+        int rc = 0;
+        for (size_t i = 0; mg && rc == 0 && i < mg->n_merged; i++)
+            if (status_id_ok(mg->merged[i]) && status_id_ok(mg->into))
+                rc = s_successor_put(svc, txn, mg->merged[i], mg->into, mg->from);
+        if (mg) FREE(mg);
+        return rc;
     } else if (strcmp(t, "no.samordna.registry.agency.renamed") == 0) {
         Samordna__V1__RegistryRenameView *r =
             samordna__v1__registry_rename_view__unpack(NULL, len, data);

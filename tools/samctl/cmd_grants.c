@@ -65,11 +65,11 @@ static json_t *s_award_json(const ProtobufCMessage *rec)
                                                  "cancelled_ore", (json_int_t)f->cancelled_ore,
                                                  "repaid_ore", (json_int_t)f->repaid_ore));
     }
-    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:i,s:o}", "id", a->id, "scheme",
+    return json_pack("{s:s,s:s,s:s,s:s,s:I,s:s,s:s,s:s,s:s,s:s,s:i,s:o}", "id", a->id, "scheme",
                      a->scheme, "recipient", a->recipient, "recipient_kind", a->recipient_kind,
                      "amount_ore", (json_int_t)a->amount_ore, "purpose", a->purpose, "pilot",
-                     a->pilot, "report_due", a->report_due, "status", s_status_name(a->status),
-                     "year", (int)a->year, "funders", funders);
+                     a->pilot, "report_due", a->report_due, "decided", a->decided, "status",
+                     s_status_name(a->status), "year", (int)a->year, "funders", funders);
 }
 
 static json_t *s_scheme_json(const ProtobufCMessage *rec)
@@ -79,6 +79,7 @@ static json_t *s_scheme_json(const ProtobufCMessage *rec)
                           "owner", s->owner, "year", (int)s->year, "chapter", s->chapter, "item",
                           s->item, "committed_ore", (json_int_t)s->committed_ore, "paid_ore",
                           (json_int_t)s->paid_ore);
+    json_object_set_new(j, "note", json_string(s->note));
     json_object_set_new(j, "frame_ore", s->has_frame ? json_integer(s->frame_ore) : json_null());
     return j;
 }
@@ -107,11 +108,12 @@ static int s_overview(samctl_t *ctl, const samctl_args_t *a)
         for (size_t i = 0; i < o->n_lines; i++) {
             const Samordna__V1__OverviewLine *l = o->lines[i];
             json_array_append_new(
-                lines, json_pack("{s:s,s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:s,s:b}", "award", l->award,
-                                 "scheme", l->scheme, "pilot", l->pilot, "agency", l->agency,
-                                 "year", (int)l->year, "purpose", l->purpose, "committed_ore",
-                                 (json_int_t)l->committed_ore, "paid_ore", (json_int_t)l->paid_ore,
-                                 "status", s_status_name(l->status), "joint", l->joint));
+                lines, json_pack("{s:s,s:s,s:s,s:s,s:s,s:i,s:s,s:I,s:I,s:s,s:b}", "award", l->award,
+                                 "recipient", l->recipient, "scheme", l->scheme, "pilot", l->pilot,
+                                 "agency", l->agency, "year", (int)l->year, "purpose", l->purpose,
+                                 "committed_ore", (json_int_t)l->committed_ore, "paid_ore",
+                                 (json_int_t)l->paid_ore, "status", s_status_name(l->status),
+                                 "joint", l->joint));
         }
         for (size_t i = 0; i < o->n_instruments; i++) {
             const Samordna__V1__Instrument *in = o->instruments[i];
@@ -156,10 +158,12 @@ static int s_overview(samctl_t *ctl, const samctl_args_t *a)
                               : strcmp(o->group_by, "pilot") == 0 ? l->pilot
                                                                   : l->agency;
             if (strcmp(key, g->key) != 0) continue;
-            printf("  award %-20s %15s %15s  %s%s%s\n", l->award,
+            bool before = strcmp(l->recipient, o->recipient) != 0; /* to a predecessor */
+            printf("  award %-20s %15s %15s  %s%s%s%s%s%s\n", l->award,
                    s_nok(l->committed_ore, c, sizeof c), s_nok(l->paid_ore, p, sizeof p), l->scheme,
                    l->joint ? " (joint)" : "",
-                   l->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN ? "" : " [closed]");
+                   l->status == SAMORDNA__V1__AWARD_STATUS__AWARD_STATUS_OPEN ? "" : " [closed]",
+                   before ? " (to " : "", before ? l->recipient : "", before ? ")" : "");
         }
         for (size_t j = 0; j < o->n_instruments; j++) {
             const Samordna__V1__Instrument *in = o->instruments[j];
@@ -167,8 +171,8 @@ static int s_overview(samctl_t *ctl, const samctl_args_t *a)
                               : strcmp(o->group_by, "agency") == 0 ? in->agency
                                                                    : "";
             if (strcmp(key, g->key) != 0) continue;
-            printf("  %-10s %-20s %s\n", SAMCTL_PICK(s_instrument_kinds, in->kind, "?"), in->id,
-                   in->title);
+            printf("  %-10s %-20s %15s  %s\n", SAMCTL_PICK(s_instrument_kinds, in->kind, "?"),
+                   in->id, in->value_ore ? s_nok(in->value_ore, c, sizeof c) : "-", in->title);
         }
     }
     printf("%-28s %15s %15s\n", "TOTAL", s_nok(o->committed_ore, c, sizeof c),
@@ -245,6 +249,7 @@ static void s_scheme_text(const ProtobufCMessage *rec)
            sc->item[0] ? sc->item : "-",
            sc->has_frame ? s_nok(sc->frame_ore, f, sizeof f) : "none (unbounded)",
            s_nok(sc->committed_ore, c, sizeof c), s_nok(sc->paid_ore, p, sizeof p));
+    if (sc->note[0]) printf("  note: %s\n", sc->note);
 }
 
 static void s_award_row(const ProtobufCMessage *rec)
@@ -275,10 +280,17 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
         json_t *j = s_award_json(&aw->base), *pays = json_array();
         for (size_t i = 0; i < d->n_payments; i++) {
             const Samordna__V1__Payment *p = d->payments[i];
-            json_array_append_new(pays, json_pack("{s:s,s:s,s:I,s:s,s:b}", "id", p->id, "kind",
-                                                  SAMCTL_PICK(s_payment_kinds, p->kind, "?"),
-                                                  "amount_ore", (json_int_t)p->amount_ore, "date",
-                                                  p->date, "final", p->final));
+            json_t *split = json_array();
+            for (size_t k = 0; k < p->n_split; k++)
+                json_array_append_new(split,
+                                      json_pack("{s:s,s:I}", "agency", p->split[k]->agency,
+                                                "amount_ore", (json_int_t)p->split[k]->amount_ore));
+            json_array_append_new(
+                pays, json_pack("{s:s,s:s,s:I,s:s,s:b,s:s,s:o,s:s,s:s}", "id", p->id, "kind",
+                                SAMCTL_PICK(s_payment_kinds, p->kind, "?"), "amount_ore",
+                                (json_int_t)p->amount_ore, "date", p->date, "final", p->final,
+                                "note", p->note, "split", split, "corrects", p->corrects,
+                                "corrected_by", p->corrected_by));
         }
         json_object_set_new(j, "payments", pays);
         samctl_print_json(j);
@@ -287,6 +299,8 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
         printf("%s: NOK %s from %s to %s (%s), %s\n  purpose: %s\n", aw->id,
                s_nok(aw->amount_ore, m, sizeof m), aw->scheme, aw->recipient, aw->recipient_kind,
                s_status_name(aw->status), aw->purpose);
+        if (aw->pilot[0]) printf("  pilot %s\n", aw->pilot);
+        if (aw->decided[0]) printf("  decided %s\n", aw->decided);
         if (aw->report_due[0]) printf("  report due %s\n", aw->report_due);
         for (size_t i = 0; i < aw->n_funders; i++) {
             const Samordna__V1__FunderShare *f = aw->funders[i];
@@ -296,8 +310,12 @@ static int s_award_show(samctl_t *ctl, const samctl_args_t *a)
         }
         for (size_t i = 0; i < d->n_payments; i++) {
             const Samordna__V1__Payment *p = d->payments[i];
-            printf("  %-12s %-16s %12s %s%s\n", SAMCTL_PICK(s_payment_kinds, p->kind, "?"), p->id,
-                   s_nok(p->amount_ore, m, sizeof m), p->date, p->final ? " final" : "");
+            printf("  %-12s %-16s %12s %s%s%s%s%s%s%s%s\n",
+                   SAMCTL_PICK(s_payment_kinds, p->kind, "?"), p->id,
+                   s_nok(p->amount_ore, m, sizeof m), p->date, p->final ? " final" : "",
+                   p->note[0] ? "  " : "", p->note, p->corrects[0] ? " (corrects " : "",
+                   p->corrects, p->corrects[0] ? ")" : "",
+                   p->corrected_by[0] ? " (taken back by a correction)" : "");
         }
     }
     protobuf_c_message_free_unpacked(&d->base, NULL);
@@ -328,28 +346,37 @@ static int s_instruments(samctl_t *ctl, const samctl_args_t *a)
     if (!l) return 1;
     samctl_list_t list;
     char header[128];
-    snprintf(header, sizeof header, "%-16s %4s %-10s %-20s %s", "AGENCY", "YEAR", "KIND", "ID",
-             "TITLE");
+    snprintf(header, sizeof header, "%-16s %4s %-10s %-20s %12s  %s", "AGENCY", "YEAR", "KIND",
+             "ID", "VALUE (NOK)", "TITLE");
     samctl_list_begin(&list, ctl, "instruments or needs", header);
     for (size_t i = 0; i < l->n_instruments; i++) {
         const Samordna__V1__Instrument *x = l->instruments[i];
         const char *kind = SAMCTL_PICK(s_instrument_kinds, x->kind, "?");
-        if (samctl_list_row(&list, ctl->json
-                                       ? json_pack("{s:s,s:s,s:i,s:s,s:s,s:s,s:I}", "id", x->id,
-                                                   "agency", x->agency, "year", (int)x->year,
-                                                   "kind", kind, "title", x->title, "pilot",
-                                                   x->pilot, "value_ore", (json_int_t)x->value_ore)
-                                       : NULL))
-            printf("%-16s %4u %-10s %-20s %s\n", x->agency, x->year, kind, x->id, x->title);
+        if (samctl_list_row(
+                &list, ctl->json ? json_pack("{s:s,s:s,s:s,s:i,s:s,s:s,s:s,s:s,s:I}", "id", x->id,
+                                             "agency", x->agency, "municipality", x->municipality,
+                                             "year", (int)x->year, "kind", kind, "title", x->title,
+                                             "description", x->description, "pilot", x->pilot,
+                                             "value_ore", (json_int_t)x->value_ore)
+                                 : NULL)) {
+            char v[48];
+            printf("%-16s %4u %-10s %-20s %12s  %s\n", x->agency, x->year, kind, x->id,
+                   x->value_ore ? s_nok(x->value_ore, v, sizeof v) : "-", x->title);
+            if (x->description[0]) printf("%*s%s\n", 70, "", x->description);
+        }
     }
     for (size_t i = 0; i < l->n_needs; i++) {
         const Samordna__V1__Need *n = l->needs[i];
-        if (samctl_list_row(&list, ctl->json
-                                       ? json_pack("{s:s,s:n,s:i,s:s,s:s,s:s}", "id", n->id,
-                                                   "agency", "year", (int)n->year, "kind", "need",
-                                                   "title", n->title, "description", n->description)
-                                       : NULL))
-            printf("%-16s %4u %-10s %-20s %s\n", "(missing)", n->year, "need", n->id, n->title);
+        if (samctl_list_row(&list,
+                            ctl->json ? json_pack("{s:s,s:n,s:s,s:i,s:s,s:s,s:s,s:s}", "id", n->id,
+                                                  "agency", "municipality", n->municipality, "year",
+                                                  (int)n->year, "kind", "need", "title", n->title,
+                                                  "description", n->description, "pilot", n->pilot)
+                                      : NULL)) {
+            printf("%-16s %4u %-10s %-20s %12s  %s\n", "(missing)", n->year, "need", n->id, "-",
+                   n->title);
+            if (n->description[0]) printf("%*s%s\n", 70, "", n->description);
+        }
     }
     samctl_list_end(&list, NULL);
     protobuf_c_message_free_unpacked(&l->base, NULL);
@@ -371,17 +398,14 @@ static int s_add_scheme(samctl_t *ctl, const samctl_args_t *a)
 
 #define S_MAX_FUNDERS 24
 
-static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
+/* The --funder AGENCY=NOK options of a command, parsed into shares (their agencies kept in
+   agencies). Returns how many, or -2 after printing what was wrong (the exit code). */
+static int s_funders(const samctl_args_t *a, Samordna__V1__FunderShare *shares,
+                     Samordna__V1__FunderShare **sp, char (*agencies)[80])
 {
-    Samordna__V1__Award aw = SAMORDNA__V1__AWARD__INIT;
-    aw.amount_ore = samctl_amount(a, "amount");
-    samctl_fill(a, &aw.base);
-    aw.currency = "NOK";
     const char *given[S_MAX_FUNDERS];
     size_t n = samctl_opt_all(a, "funder", given, S_MAX_FUNDERS);
-    if (n > S_MAX_FUNDERS) return samctl_usage_error(a, "at most %d --funder", S_MAX_FUNDERS);
-    Samordna__V1__FunderShare shares[S_MAX_FUNDERS], *sp[S_MAX_FUNDERS];
-    char agencies[S_MAX_FUNDERS][80];
+    if (n > S_MAX_FUNDERS) return samctl_usage_error(a, "at most %d --funder", S_MAX_FUNDERS), -2;
     for (size_t i = 0; i < n; i++) {
         const char *eq = strchr(given[i], '=');
         samordna__v1__funder_share__init(&shares[i]);
@@ -392,11 +416,25 @@ static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
                                       "--funder: '%s'%s%s; write AGENCY=NOK, e.g. imdi-ost=500000 "
                                       "or \"imdi-ost=500 000\"",
                                       sam_check_escape(given[i], 40, shown, sizeof shown),
-                                      why[0] ? ": " : "", why);
+                                      why[0] ? ": " : "", why),
+                   -2;
         snprintf(agencies[i], sizeof agencies[i], "%.*s", (int)(eq - given[i]), given[i]);
         shares[i].agency = agencies[i];
         sp[i] = &shares[i];
     }
+    return (int)n;
+}
+
+static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__Award aw = SAMORDNA__V1__AWARD__INIT;
+    aw.amount_ore = samctl_amount(a, "amount");
+    samctl_fill(a, &aw.base);
+    aw.currency = "NOK";
+    Samordna__V1__FunderShare shares[S_MAX_FUNDERS], *sp[S_MAX_FUNDERS];
+    char agencies[S_MAX_FUNDERS][80];
+    int n = s_funders(a, shares, sp, agencies);
+    if (n < 0) return 2;
     if (n == 0) {
         /* One funder, the publishing agency, for the whole amount. */
         samordna__v1__funder_share__init(&shares[0]);
@@ -406,8 +444,23 @@ static int s_award_add(samctl_t *ctl, const samctl_args_t *a)
         n = 1;
     }
     aw.funders = sp;
-    aw.n_funders = n;
+    aw.n_funders = (size_t)n;
     return samctl_write(ctl, a, &aw.base);
+}
+
+/* amend AWARD: the award's new values, each option one; the reason is required. */
+static int s_award_amend(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__AwardAmendment am = SAMORDNA__V1__AWARD_AMENDMENT__INIT;
+    am.amount_ore = samctl_amount(a, "amount");
+    samctl_fill(a, &am.base);
+    Samordna__V1__FunderShare shares[S_MAX_FUNDERS], *sp[S_MAX_FUNDERS];
+    char agencies[S_MAX_FUNDERS][80];
+    int n = s_funders(a, shares, sp, agencies);
+    if (n < 0) return 2;
+    am.funders = sp;
+    am.n_funders = (size_t)n;
+    return samctl_write(ctl, a, &am.base);
 }
 
 /* disburse, repay and cancel: one payment of a kind, the event type and id word by command. */
@@ -419,6 +472,15 @@ static int s_payment(samctl_t *ctl, const samctl_args_t *a)
     samctl_fill(a, &p.base);
     p.currency = "NOK";
     return samctl_write(ctl, a, &p.base);
+}
+
+/* correct-disbursement AWARD ID --corrects PAYMENT --amount NOK [--date] --reason */
+static int s_payment_correct(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__PaymentCorrection pc = SAMORDNA__V1__PAYMENT_CORRECTION__INIT;
+    pc.amount_ore = samctl_amount(a, "amount");
+    samctl_fill(a, &pc.base);
+    return samctl_write(ctl, a, &pc.base);
 }
 
 static int s_add_instrument(samctl_t *ctl, const samctl_args_t *a)
@@ -526,11 +588,29 @@ static const samctl_opt_t s_add_award_opts[] = {
     S_DATE("decided", "the day of the decision"),
     {NULL},
 };
+static const samctl_opt_t s_amend_opts[] = {
+    {"amount", 0, "NOK", SAMCTL_AMOUNT, 0, "the award's new amount (within the scheme's frame)"},
+    {"funder", 0, "AGENCY=NOK", SAMCTL_TEXT, SAMCTL_REPEAT,
+     "a funder's new share; a joint award names every funder (a single one follows --amount)"},
+    {"purpose", 0, "TEXT", SAMCTL_TEXT, 0, "what it is for"},
+    S_DATE("report-due", "when the recipient's report is due"),
+    S_DATE("decided", "the day of the decision"),
+    {"reason", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "why: kept with the correction"},
+    {NULL},
+};
 static const samctl_opt_t s_payment_opts[] = {
     {"amount", 0, "NOK", SAMCTL_AMOUNT, 0, "how much (cancel: without, the whole rest)"},
     {"final", 0, NULL, SAMCTL_TEXT, 0, "the last payment: the award is completed"},
     S_DATE("date", "the day of the payment"),
     {"note", 0, "TEXT", SAMCTL_TEXT, 0, "anything more"},
+    {NULL},
+};
+static const samctl_opt_t s_correct_payment_opts[] = {
+    {"corrects", 0, "PAYMENT", SAMCTL_TEXT, SAMCTL_REQUIRED, "the disbursement paid wrong"},
+    {"amount", 0, "NOK", SAMCTL_AMOUNT, SAMCTL_REQUIRED,
+     "the right amount (0: nothing should have been paid)"},
+    S_DATE("date", "the right day (default: the original's)"),
+    {"reason", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "why: kept with the correction"},
     {NULL},
 };
 static const samctl_opt_t s_add_instrument_opts[] = {
@@ -573,11 +653,11 @@ static const samctl_cmd_t s_ledger_subs[] = {
 static const samctl_cmd_t s_grants_subs[] = {
     {.name = "overview",
      .args = "[RECIPIENT]",
-     .about =
-         "What a recipient received, or every recipient's totals for a year.\n"
-         "RECIPIENT's awards and instruments grouped by agency, scheme or pilot; without\n"
-         "RECIPIENT, every recipient's totals for --year. --json: one object, amounts in øre;\n"
-         "--csv: the groups, amounts in NOK with a decimal comma.",
+     .about = "What a recipient received, or every recipient's totals for a year.\n"
+              "RECIPIENT's awards and instruments grouped by agency, scheme or pilot, with those\n"
+              "of the municipalities merged into it; without RECIPIENT, every recipient's totals\n"
+              "for --year. An unknown RECIPIENT exits 1. --json: one object, amounts in øre;\n"
+              "--csv: the groups, amounts in NOK with a decimal comma.",
      .opts = s_overview_opts,
      .run = s_overview},
     {.name = "ledger",
@@ -609,6 +689,14 @@ static const samctl_cmd_t s_grants_subs[] = {
      .args = "ID",
      .about = "One award: the funders' shares and every payment.",
      .run = s_award_show},
+    {.name = "history",
+     .args = "ID",
+     .about = "Every event of an award, scheme, instrument or need: granted, paid, amended, …\n"
+              "Each with who published it, the day it was stored and what it said (a\n"
+              "correction's reason first), from the grants outbox; its payments are part of\n"
+              "an award's history.",
+     .run = samctl_history_run,
+     .query = &(const samctl_query_t){.service = "grants", .method = "no.samordna.grants."}},
     {.name = "deadlines",
      .about = "Reports due in a period, of awards not cancelled (what reminders go out for).",
      .opts = s_deadlines_opts,
@@ -635,12 +723,30 @@ static const samctl_cmd_t s_grants_subs[] = {
      .opts = s_add_award_opts,
      .run = s_award_add,
      .writes = S_WRITES("award.granted", award, 1)},
+    {.name = "amend",
+     .args = "AWARD",
+     .about = "Corrects an open award: amount, shares, purpose, report deadline, decision date.\n"
+              "A correction is an event of its own, with who, when and --reason; the ledger posts\n"
+              "the difference (more committed from the scheme's budget, or less released to it),\n"
+              "and `grants history AWARD` shows it. Options not given keep their values.",
+     .opts = s_amend_opts,
+     .run = s_award_amend,
+     .writes = &(const samctl_write_t){"grants", "no.samordna.grants.award.amended",
+                                       &samordna__v1__award_amendment__descriptor, 1, NULL}},
     {.name = "disburse",
      .args = "AWARD ID",
      .about = "Pays out (part of) an award; ID names the payment.",
      .opts = s_payment_opts,
      .run = s_payment,
      .writes = S_WRITES("disbursement.made", payment, 2)},
+    {.name = "correct-disbursement",
+     .args = "AWARD ID",
+     .about = "Corrects a disbursement's amount or day by a reversing entry; ID names the\n"
+              "correction. The ledger takes the original back and pays the right amount in one\n"
+              "entry; the original stays in the award, marked corrected, and in its history.",
+     .opts = s_correct_payment_opts,
+     .run = s_payment_correct,
+     .writes = S_WRITES("disbursement.corrected", payment_correction, 2)},
     {.name = "repay",
      .args = "AWARD ID",
      .about = "Records money paid back on an award.",

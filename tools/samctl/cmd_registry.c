@@ -10,6 +10,7 @@
 #include "samctl.h"
 
 #include "samordna/v1/registry.pb-c.h"
+#include "sam_check.h"
 
 #include <ctype.h>
 #include <stddef.h>
@@ -70,8 +71,8 @@ static const char s_agency_fields[] = "id? name? former_names? kind? roles unit?
     "id? name? motto? owner? leadership? steering_group? briefing_interval_months period? themes " \
     "goals"
 #define s_pilot_fields                                                                             \
-    "id? programme? municipality? challenge? investment_leader? investment_team contact_person? "  \
-    "municipal_steering_group? aims"
+    "id? programme? municipality? challenge? investment_leader? investment_leader_from? "          \
+    "former_leaders? investment_team contact_person? municipal_steering_group? aims"
 static const char s_invitation_fields[] =
     "programme? municipality? sent? answer? channel? answered? note?";
 static const char s_person_fields[] = "id? name? email? phone? agency? roles erased? erased_on?";
@@ -252,7 +253,12 @@ static void s_pilot_text(const ProtobufCMessage *rec)
     printf("pilot                     %s\nprogramme                 %s\n", p->id, p->programme);
     printf("municipality              %s\nchallenge                 %s\n", p->municipality,
            p->challenge);
-    printf("investment leader         %s\n", p->investment_leader);
+    printf("investment leader         %s%s%s\n", p->investment_leader,
+           p->investment_leader_from[0] ? " since " : "", p->investment_leader_from);
+    for (size_t i = 0; i < p->n_former_leaders; i++)
+        printf("former investment leader  %s (%s to %s)\n", p->former_leaders[i]->agency,
+               p->former_leaders[i]->from[0] ? p->former_leaders[i]->from : "?",
+               p->former_leaders[i]->until[0] ? p->former_leaders[i]->until : "?");
     if (p->n_investment_team)
         printf("investment team           %s\n",
                s_join(p->investment_team, p->n_investment_team, buf, sizeof buf));
@@ -338,6 +344,344 @@ static void s_report_text(const ProtobufCMessage *rec)
     if (r->url[0]) printf("url       %s\n", r->url);
 }
 
+/* ---- writes ------------------------------------------------------------------------------- */
+
+/* The value of an enum from its word ("county_governor"), or -1 after printing the words. */
+static int s_enum(const samctl_args_t *a, const char *opt, const ProtobufCEnumDescriptor *d,
+                  const char *word)
+{
+    char w[64], words[512] = "", shown[64];
+    for (unsigned i = 0; i < d->n_values; i++) {
+        if (d->values[i].value == 0) continue;
+        samctl_enum_word(d, d->values[i].value, w, sizeof w);
+        if (strcmp(w, word) == 0) return d->values[i].value;
+        size_t at = strlen(words);
+        snprintf(words + at, sizeof words - at, "%s%s", at ? ", " : "", w);
+    }
+    samctl_value_error(a, "--%s: '%s' is not one of %s", opt,
+                       sam_check_escape(word, 40, shown, sizeof shown), words);
+    return -1;
+}
+
+#define S_MANY 64 /* values of one repeated option */
+
+/* agencies register ID --name --kind [--role …] [--unit] */
+static int s_agency_register(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__Agency ag = SAMORDNA__V1__AGENCY__INIT;
+    samctl_fill(a, &ag.base);
+    int kind = s_enum(a, "kind", &samordna__v1__agency_kind__descriptor, samctl_str(a, "kind"));
+    if (kind < 0) return 2;
+    ag.kind = kind;
+    const char *words[S_MANY];
+    size_t n = samctl_opt_all(a, "role", words, S_MANY);
+    if (n > S_MANY) return samctl_usage_error(a, "at most %d --role", S_MANY);
+    Samordna__V1__AgencyRole roles[S_MANY];
+    for (size_t i = 0; i < n; i++) {
+        int r = s_enum(a, "role", &samordna__v1__agency_role__descriptor, words[i]);
+        if (r < 0) return 2;
+        roles[i] = r;
+    }
+    ag.roles = roles;
+    ag.n_roles = n;
+    return samctl_write(ctl, a, &ag.base);
+}
+
+/* "NUMBER", "NUMBER:FROM" or "NUMBER:FROM:UNTIL" (FROM may be empty) into n; 0 or -1. */
+static int s_number(const samctl_args_t *a, const char *v, Samordna__V1__MunicipalityNumber *n,
+                    char *buf, size_t len)
+{
+    snprintf(buf, len, "%s", v);
+    samordna__v1__municipality_number__init(n);
+    n->number = buf;
+    char *c1 = strchr(buf, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+    if (c1) *c1 = 0, n->from = c1 + 1;
+    if (c2) *c2 = 0, n->until = c2 + 1;
+    if (strlen(n->number) == 4 && strspn(n->number, "0123456789") == 4) return 0;
+    char shown[64];
+    samctl_value_error(a,
+                       "--number: '%s' is not NUMBER[:FROM[:UNTIL]], e.g. 3001:2020-01-01 or "
+                       "0101::2019-12-31 (four digits, then the days it was valid)",
+                       sam_check_escape(v, 40, shown, sizeof shown));
+    return -1;
+}
+
+/* municipalities register ID --name [--population N] [--number N[:FROM[:UNTIL]] …] */
+static int s_municipality_register(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__Municipality m = SAMORDNA__V1__MUNICIPALITY__INIT;
+    samctl_fill(a, &m.base);
+    m.population = samctl_u32(a, "population");
+    const char *given[S_MANY];
+    size_t n = samctl_opt_all(a, "number", given, S_MANY);
+    if (n > S_MANY) return samctl_usage_error(a, "at most %d --number", S_MANY);
+    Samordna__V1__MunicipalityNumber nums[S_MANY], *np[S_MANY];
+    char bufs[S_MANY][64];
+    for (size_t i = 0; i < n; i++) {
+        if (s_number(a, given[i], &nums[i], bufs[i], sizeof bufs[i])) return 2;
+        np[i] = &nums[i];
+    }
+    m.numbers = np;
+    m.n_numbers = n;
+    return samctl_write(ctl, a, &m.base);
+}
+
+/* municipalities merge INTO --merged A [--merged B …] --from DATE */
+static int s_municipality_merge(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__MunicipalityMerger mg = SAMORDNA__V1__MUNICIPALITY_MERGER__INIT;
+    samctl_fill(a, &mg.base);
+    const char *merged[S_MANY];
+    size_t n = samctl_opt_all(a, "merged", merged, S_MANY);
+    if (n > S_MANY) return samctl_usage_error(a, "at most %d --merged", S_MANY);
+    mg.merged = (char **)merged;
+    mg.n_merged = n;
+    return samctl_write(ctl, a, &mg.base);
+}
+
+/* people assign PERSON --role TEXT [--agency|--pilot|--programme ID] [--from] [--until] */
+static int s_person_assign(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__RoleHeld r = SAMORDNA__V1__ROLE_HELD__INIT;
+    samctl_fill(a, &r.base);
+    Samordna__V1__RoleAssignment ra = SAMORDNA__V1__ROLE_ASSIGNMENT__INIT;
+    samctl_fill(a, &ra.base);
+    ra.role = &r;
+    return samctl_write(ctl, a, &ra.base);
+}
+
+/* invitations answer PROGRAMME MUNICIPALITY --answer yes|no [--channel] [--answered] [--note] */
+static int s_invitation_answer(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__InvitationAnswer ans = SAMORDNA__V1__INVITATION_ANSWER__INIT;
+    samctl_fill(a, &ans.base);
+    int v = s_enum(a, "answer", &samordna__v1__answer__descriptor, samctl_str(a, "answer"));
+    if (v < 0) return 2;
+    ans.answer = v;
+    if (samctl_opt(a, "channel")) {
+        int c = s_enum(a, "channel", &samordna__v1__channel__descriptor, samctl_str(a, "channel"));
+        if (c < 0) return 2;
+        ans.channel = c;
+    }
+    return samctl_write(ctl, a, &ans.base);
+}
+
+/* The repeated text options of a pilot (--team, --aim) into a field, when given. */
+static size_t s_many(const samctl_args_t *a, const char *opt, const char **out)
+{
+    return samctl_opt_all(a, opt, out, S_MANY);
+}
+
+/* pilots register ID --programme --municipality --challenge --leader [--team …] [--aim …] … */
+static int s_pilot_register(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__Pilot p = SAMORDNA__V1__PILOT__INIT;
+    samctl_fill(a, &p.base);
+    p.investment_leader = (char *)samctl_str(a, "leader");
+    p.contact_person = (char *)samctl_str(a, "contact");
+    p.municipal_steering_group = (char *)samctl_str(a, "steering-group");
+    const char *team[S_MANY], *aims[S_MANY];
+    size_t nt = s_many(a, "team", team), na = s_many(a, "aim", aims);
+    if (nt > S_MANY || na > S_MANY) return samctl_usage_error(a, "at most %d of each", S_MANY);
+    p.investment_team = (char **)team;
+    p.n_investment_team = nt;
+    p.aims = (char **)aims;
+    p.n_aims = na;
+    return samctl_write(ctl, a, &p.base);
+}
+
+/*  pilots update ID: the pilot as the registry holds it, with what the options change —
+    a new --leader (with --leader-from, the day it took over), --team and --aim (each the
+    whole new list), --contact, --steering-group, --challenge — published as pilot.updated. */
+static int s_pilot_update(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__GetRequest req = SAMORDNA__V1__GET_REQUEST__INIT;
+    req.id = (char *)a->pos[0];
+    Samordna__V1__Pilot *p = (Samordna__V1__Pilot *)samctl_call(
+        ctl, "registry", "registry.pilots.get", &req.base, &samordna__v1__pilot__descriptor);
+    if (!p) return 1;
+    Samordna__V1__Pilot upd = *p;
+    const char *team[S_MANY], *aims[S_MANY];
+    size_t nt = s_many(a, "team", team), na = s_many(a, "aim", aims);
+    int rc = 2;
+    if (nt > S_MANY || na > S_MANY) {
+        samctl_usage_error(a, "at most %d of each", S_MANY);
+        goto done;
+    }
+    if (samctl_opt(a, "leader")) upd.investment_leader = (char *)samctl_str(a, "leader");
+    if (samctl_opt(a, "leader-from") && !samctl_opt(a, "leader")) {
+        samctl_usage_error(a, "--leader-from is the day a new --leader took over; give both");
+        goto done;
+    }
+    upd.investment_leader_from = (char *)samctl_str(a, "leader-from");
+    if (samctl_opt(a, "contact")) upd.contact_person = (char *)samctl_str(a, "contact");
+    if (samctl_opt(a, "steering-group"))
+        upd.municipal_steering_group = (char *)samctl_str(a, "steering-group");
+    if (samctl_opt(a, "challenge")) upd.challenge = (char *)samctl_str(a, "challenge");
+    if (nt) upd.investment_team = (char **)team, upd.n_investment_team = nt;
+    if (na) upd.aims = (char **)aims, upd.n_aims = na;
+    if (samctl_flag(a, "no-team")) upd.n_investment_team = 0;
+    upd.n_former_leaders = 0; /* the registry keeps those */
+    rc = samctl_write(ctl, a, &upd.base);
+done:
+    protobuf_c_message_free_unpacked(&p->base, NULL);
+    return rc;
+}
+
+/* An event of a registry write: the first N arguments its subject; `id` its event id's
+   word, deterministic for what creates a record (registering it twice stores it once),
+   NULL for a change (a fresh UUID: the same change twice is two changes). */
+#define S_WRITES(type, payload, n, id)                                                             \
+    (&(const samctl_write_t){"registry", "no.samordna.registry." type,                             \
+                             &samordna__v1__##payload##__descriptor, n, id})
+
+/* `history ID` of a registry record (history.c) */
+#define S_HISTORY(what, types)                                                                     \
+    {                                                                                              \
+        .name = "history", .args = "ID",                                                           \
+        .about = "Every event of " what ": who published it, when, what it said.",                 \
+        .run = samctl_history_run,                                                                 \
+        .query = &(const samctl_query_t){.service = "registry", .method = types},                  \
+    }
+#define S_TYPE "no.samordna.registry."
+
+static const samctl_opt_t s_agency_register_opts[] = {
+    {"name", 0, "NAME", SAMCTL_TEXT, SAMCTL_REQUIRED, "its name"},
+    {"kind", 0, "KIND", SAMCTL_TEXT, SAMCTL_REQUIRED,
+     "county_governor, state_regional, county_municipality, college, police, municipality, other"},
+    {"role", 0, "ROLE", SAMCTL_TEXT, SAMCTL_REPEAT,
+     "a role in the programme: pilot_owner, pilot_leadership, investment_team, steering_group, "
+     "researcher, evaluator"},
+    {"unit", 0, "TEXT", SAMCTL_TEXT, 0, "the department taking part, when not the whole agency"},
+    {NULL},
+};
+static const samctl_opt_t s_agency_rename_opts[] = {
+    {"name", 0, "NAME", SAMCTL_TEXT, SAMCTL_REQUIRED, "the new name; the old one is kept"},
+    {NULL},
+};
+static const samctl_opt_t s_municipality_register_opts[] = {
+    {"name", 0, "NAME", SAMCTL_TEXT, SAMCTL_REQUIRED, "its name"},
+    {"population", 0, "N", SAMCTL_COUNT, 0, "its population"},
+    {"number", 0, "NUMBER[:FROM[:UNTIL]]", SAMCTL_TEXT, SAMCTL_REPEAT,
+     "a municipality number and the days it was valid (3001:2020-01-01)"},
+    {"note", 0, "TEXT", SAMCTL_TEXT, 0, "anything more"},
+    {NULL},
+};
+static const samctl_opt_t s_merge_opts[] = {
+    {"merged", 0, "MUNICIPALITY", SAMCTL_TEXT, SAMCTL_REQUIRED | SAMCTL_REPEAT,
+     "a registered municipality merged into INTO (one each)"},
+    {"from", 0, "YYYY-MM-DD", SAMCTL_DATE, SAMCTL_REQUIRED, "the day the merger took effect"},
+    {NULL},
+};
+static const samctl_opt_t s_person_register_opts[] = {
+    {"name", 0, "NAME", SAMCTL_TEXT, SAMCTL_REQUIRED, "the person's name"},
+    {"email", 0, "ADDRESS", SAMCTL_TEXT, 0, "e-mail"},
+    {"phone", 0, "NUMBER", SAMCTL_TEXT, 0, "phone"},
+    {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "the agency the person works for"},
+    {NULL},
+};
+static const samctl_opt_t s_person_assign_opts[] = {
+    {"role", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "the role (\"contact person\", …)"},
+    {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "held in this agency, or"},
+    {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "in this pilot, or"},
+    {"programme", 0, "PROGRAMME", SAMCTL_TEXT, 0, "in this programme"},
+    {"from", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "held since"},
+    {"until", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "held until"},
+    {NULL},
+};
+static const samctl_opt_t s_person_erase_opts[] = {
+    {"requested", 0, "YYYY-MM-DD", SAMCTL_DATE, SAMCTL_REQUIRED,
+     "the day the person asked to be erased"},
+    {NULL},
+};
+static const samctl_opt_t s_invitation_send_opts[] = {
+    {"sent", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "the day it was sent"},
+    {"note", 0, "TEXT", SAMCTL_TEXT, 0, "anything more"},
+    {NULL},
+};
+static const samctl_opt_t s_invitation_answer_opts[] = {
+    {"answer", 0, "yes|no", SAMCTL_TEXT, SAMCTL_REQUIRED, "the municipality's answer"},
+    {"channel", 0, "written|oral", SAMCTL_TEXT, 0, "how it answered"},
+    {"answered", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "the day it answered"},
+    {"note", 0, "TEXT", SAMCTL_TEXT, 0, "anything more"},
+    {NULL},
+};
+#define S_PILOT_OPTS(required)                                                                     \
+    {"challenge", 0, "TEXT", SAMCTL_TEXT, required, "the tangle the municipality chose"},          \
+        {"leader", 0, "AGENCY", SAMCTL_TEXT, required, "the investment leader"},                   \
+        {"team",        0,                                                                         \
+         "AGENCY",      SAMCTL_TEXT,                                                               \
+         SAMCTL_REPEAT, "an agency of the investment team (one each; the whole team)"},            \
+        {"contact", 0, "PERSON", SAMCTL_TEXT, 0, "the contact person (a registered person's id)"}, \
+        {"steering-group", 0, "TEXT", SAMCTL_TEXT, 0, "the municipal steering group"},             \
+    {                                                                                              \
+        "aim", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REPEAT, "an aim (one each; all of them)"             \
+    }
+static const samctl_opt_t s_pilot_register_opts[] = {
+    {"programme", 0, "PROGRAMME", SAMCTL_TEXT, SAMCTL_REQUIRED, "the programme"},
+    {"municipality", 0, "MUNICIPALITY", SAMCTL_TEXT, SAMCTL_REQUIRED, "its municipality"},
+    S_PILOT_OPTS(SAMCTL_REQUIRED),
+    {NULL},
+};
+static const samctl_opt_t s_pilot_update_opts[] = {
+    S_PILOT_OPTS(0),
+    {"leader-from", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "the day the new --leader took over"},
+    {"no-team", 0, NULL, SAMCTL_TEXT, 0, "the pilot has no investment team any more"},
+    {NULL},
+};
+static const samctl_opt_t s_programme_register_opts[] = {
+    {"name", 0, "NAME", SAMCTL_TEXT, SAMCTL_REQUIRED, "its name"},
+    {"motto", 0, "TEXT", SAMCTL_TEXT, 0, "its motto"},
+    {"owner", 0, "AGENCY", SAMCTL_TEXT, SAMCTL_REQUIRED, "the pilot owner"},
+    {"leadership", 0, "AGENCY", SAMCTL_TEXT, SAMCTL_REQUIRED, "the pilot leadership"},
+    {"steering-group", 0, "TEXT", SAMCTL_TEXT, 0, "who the steering group is"},
+    {"briefing-interval-months", 0, "N", SAMCTL_COUNT, 0,
+     "the owner briefs the steering group this often (1 to 24 months)"},
+    {"from", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "the first day of its period"},
+    {"to", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "the last day of its period"},
+    {"theme", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REPEAT, "a theme (one each)"},
+    {"goal", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REPEAT, "a goal (one each)"},
+    {NULL},
+};
+static const samctl_opt_t s_report_publish_opts[] = {
+    {"by", 0, "AGENCY", SAMCTL_TEXT, 0, "the agency that published it (default --source)"},
+    {"title", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "its title"},
+    {"series", 0, "TEXT", SAMCTL_TEXT, 0, "the series (\"Oppdragsrapport 2019:2\")"},
+    {"published", 0, "YYYY-MM-DD", SAMCTL_DATE, 0, "the day it was published"},
+    {"url", 0, "URL", SAMCTL_TEXT, 0, "where it is"},
+    {NULL},
+};
+
+/* programmes register ID --name --owner --leadership … [--from --to] [--theme …] [--goal …] */
+static int s_programme_register(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__Programme pr = SAMORDNA__V1__PROGRAMME__INIT;
+    samctl_fill(a, &pr.base);
+    Samordna__V1__Period period = SAMORDNA__V1__PERIOD__INIT;
+    if (samctl_opt(a, "from") || samctl_opt(a, "to")) {
+        period.from = (char *)samctl_str(a, "from");
+        period.to = (char *)samctl_str(a, "to");
+        pr.period = &period;
+    }
+    const char *themes[S_MANY], *goals[S_MANY];
+    size_t nt = s_many(a, "theme", themes), ng = s_many(a, "goal", goals);
+    if (nt > S_MANY || ng > S_MANY) return samctl_usage_error(a, "at most %d of each", S_MANY);
+    pr.themes = (char **)themes;
+    pr.n_themes = nt;
+    pr.goals = (char **)goals;
+    pr.n_goals = ng;
+    return samctl_write(ctl, a, &pr.base);
+}
+
+/* reports publish ID: by --source unless --by. */
+static int s_report_publish(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__Report r = SAMORDNA__V1__REPORT__INIT;
+    r.by = (char *)ctl->source;
+    samctl_fill(a, &r.base);
+    return samctl_write(ctl, a, &r.base);
+}
+
 /* ---- the tables ---------------------------------------------------------------------------- */
 
 /* A list (samctl_list_query): every page of registry.<table>.list, filtered by the options
@@ -392,8 +736,7 @@ static const samctl_opt_t s_agencies_opts[] = {
         .run = samctl_query_run,                                                                   \
         .query = S_LISTS("registry." #word ".list", record##_list, #word, columns, titles,         \
                          s_##record##_fields, s_##record##_row),                                   \
-        .subs = S_SHOW(show, S_GET("registry." #word ".get", record, s_##record##_fields,          \
-                                   s_##record##_text)),                                            \
+        .subs = s_##word##_subs,                                                                   \
     };
 
 static const samctl_opt_t s_municipalities_opts[] = {
@@ -415,6 +758,20 @@ const samctl_cmd_t samctl_municipalities_cmd = {
          .args = "ID",
          .about = "One municipality; a merged one says into which, and when.",
          .run = s_municipality_show},
+        {.name = "register",
+         .args = "ID",
+         .about = "Registers a municipality with its numbers and when each was valid.",
+         .opts = s_municipality_register_opts,
+         .run = s_municipality_register,
+         .writes = S_WRITES("municipality.registered", municipality, 1, "municipality.registered")},
+        {.name = "merge",
+         .args = "INTO",
+         .about = "Merges registered municipalities into INTO (registered first, with its new\n"
+                  "number) from a day: each keeps its record and gains INTO as successor.",
+         .opts = s_merge_opts,
+         .run = s_municipality_merge,
+         .writes = S_WRITES("municipality.merged", municipality_merger, 1, "municipality.merged")},
+        S_HISTORY("a municipality", S_TYPE "municipality."),
         {NULL}}),
 };
 
@@ -435,6 +792,21 @@ static const samctl_cmd_t s_pilot_show_subs[] = {
      .about = "One pilot: municipality, challenge, investment leader and team, aims.",
      .run = samctl_query_run,
      .query = S_GET("registry.pilots.get", pilot, s_pilot_fields, s_pilot_text)},
+    {.name = "register",
+     .args = "ID",
+     .about = "Registers a pilot of a programme in a municipality.",
+     .opts = s_pilot_register_opts,
+     .run = s_pilot_register,
+     .writes = S_WRITES("pilot.registered", pilot, 1, "pilot.registered")},
+    {.name = "update",
+     .args = "ID",
+     .about = "Changes a pilot: a new investment leader from a day (the one before is kept,\n"
+              "with when), the team, the contact person, the steering group, the aims or the\n"
+              "challenge. What is not given stays.",
+     .opts = s_pilot_update_opts,
+     .run = s_pilot_update,
+     .writes = S_WRITES("pilot.updated", pilot, 1, NULL)},
+    S_HISTORY("a pilot", S_TYPE "pilot."),
     {NULL},
 };
 const samctl_cmd_t samctl_pilots_cmd = {
@@ -462,6 +834,21 @@ const samctl_cmd_t samctl_invitations_cmd = {
     .name = "invitations",
     .about = "Invitations to a programme and their answers: yes or no, written or oral, and when.",
     .opts = s_invitations_opts,
+    .subs = ((const samctl_cmd_t[]){
+        {.name = "send",
+         .args = "PROGRAMME MUNICIPALITY",
+         .about = "Records an invitation to take part in a programme.",
+         .opts = s_invitation_send_opts,
+         .run = samctl_write_run,
+         .writes = S_WRITES("invitation.sent", invitation, 2, "invitation.sent")},
+        {.name = "answer",
+         .args = "PROGRAMME MUNICIPALITY",
+         .about = "Records the municipality's answer: yes or no, written or oral.",
+         .opts = s_invitation_answer_opts,
+         .run = s_invitation_answer,
+         .writes = S_WRITES("invitation.answered", invitation_answer, 2, NULL)},
+        S_HISTORY("an invitation (PROGRAMME/MUNICIPALITY)", S_TYPE "invitation."),
+        {NULL}}),
     .run = samctl_query_run,
     .query =
         S_LISTS("registry.invitations.list", invitation_list, "invitations",
@@ -471,6 +858,78 @@ const samctl_cmd_t samctl_invitations_cmd = {
 
 static const samctl_opt_t s_reports_opts[] = {
     {"agency", 0, "AGENCY", SAMCTL_TEXT, 0, "only reports this agency published"},
+    {NULL},
+};
+
+#define S_SHOW_ROW(word, record, what)                                                             \
+    {                                                                                              \
+        .name = "show", .args = "ID", .about = what, .run = samctl_query_run,                      \
+        .query = S_GET("registry." #word ".get", record, s_##record##_fields, s_##record##_text)   \
+    }
+static const samctl_cmd_t s_agencies_subs[] = {
+    S_SHOW_ROW(agencies, agency, "One agency, with its former names and unit."),
+    {.name = "register",
+     .args = "ID",
+     .about = "Registers an agency: name, kind and its roles in the programme.",
+     .opts = s_agency_register_opts,
+     .run = s_agency_register,
+     .writes = S_WRITES("agency.registered", agency, 1, "agency.registered")},
+    {.name = "rename",
+     .args = "AGENCY",
+     .about = "Renames an agency; the name it had is kept among its former names.",
+     .opts = s_agency_rename_opts,
+     .run = samctl_write_run,
+     .writes = S_WRITES("agency.renamed", agency_rename, 1, NULL)},
+    S_HISTORY("an agency", S_TYPE "agency."),
+    {NULL},
+};
+static const samctl_cmd_t s_people_subs[] = {
+    S_SHOW_ROW(people, person, "One person: contact details and every role held, with when."),
+    {.name = "register",
+     .args = "ID",
+     .about = "Registers a person (an opaque id such as p-0042, never derived from the name).",
+     .opts = s_person_register_opts,
+     .run = samctl_write_run,
+     .writes = S_WRITES("person.registered", person, 1, "person.registered")},
+    {.name = "assign",
+     .args = "PERSON",
+     .about = "Records a role a person held: in an agency, a pilot or the programme, with when.",
+     .opts = s_person_assign_opts,
+     .run = s_person_assign,
+     .writes = S_WRITES("role.assigned", role_assignment, 1, NULL)},
+    {.name = "erase",
+     .args = "PERSON",
+     .about = "Erases a person on request: the name and contact details leave the registry and\n"
+              "the outbox; the fact that roles were held stays.",
+     .opts = s_person_erase_opts,
+     .run = samctl_write_run,
+     .writes = S_WRITES("person.erased", person_erasure, 1, "person.erased")},
+    S_HISTORY("a person", S_TYPE "person."
+                                 " " S_TYPE "role."),
+    {NULL},
+};
+static const samctl_cmd_t s_programmes_subs[] = {
+    S_SHOW_ROW(programmes, programme,
+               "One programme: leadership, steering group, themes and goals."),
+    {.name = "register",
+     .args = "ID",
+     .about = "Registers a programme: owner, leadership, steering group, briefing interval,\n"
+              "period, themes and goals.",
+     .opts = s_programme_register_opts,
+     .run = s_programme_register,
+     .writes = S_WRITES("programme.registered", programme, 1, "programme.registered")},
+    S_HISTORY("a programme", S_TYPE "programme."),
+    {NULL},
+};
+static const samctl_cmd_t s_reports_subs[] = {
+    S_SHOW_ROW(reports, report, "One report, with when it was published and where."),
+    {.name = "publish",
+     .args = "ID",
+     .about = "Records a report an agency published.",
+     .opts = s_report_publish_opts,
+     .run = s_report_publish,
+     .writes = S_WRITES("report.published", report, 1, "report.published")},
+    S_HISTORY("a report", S_TYPE "report."),
     {NULL},
 };
 

@@ -206,8 +206,12 @@ static int s_milestone_change(samctl_t *ctl, const samctl_args_t *a)
 static void s_change_row(const ProtobufCMessage *rec)
 {
     const Samordna__V1__MilestoneChange *c = (const Samordna__V1__MilestoneChange *)rec;
-    printf("%-10s  %-8s %-24s %-14s %s\n", c->date, c->reached ? "reached" : "reverted", c->kind,
-           c->actor, c->reached ? c->evidence : c->reason);
+    printf("%-10s  %-9s %-24s %-14s %s%s%s%s\n", c->date,
+           c->corrects  ? "corrected"
+           : c->reached ? "reached"
+                        : "reverted",
+           c->kind, c->actor, c->reached ? c->evidence : c->reason, c->corrects ? " — why: " : "",
+           c->corrects ? c->reason : "", c->superseded_by ? " (superseded by a correction)" : "");
 }
 
 /* ---- meetings ------------------------------------------------------------------------------ */
@@ -218,6 +222,19 @@ static int s_meeting_log(samctl_t *ctl, const samctl_args_t *a)
     size_t n = samctl_opt_all(a, "participant", participants, 64);
     if (n > 64) return samctl_usage_error(a, "at most 64 --participant");
     Samordna__V1__MeetingLogged m = SAMORDNA__V1__MEETING_LOGGED__INIT;
+    samctl_fill(a, &m.base);
+    m.n_participants = n;
+    m.participants = (char **)participants;
+    return samctl_write(ctl, a, &m.base);
+}
+
+/* meeting correct ID: the fields given, the whole list of participants when any is given. */
+static int s_meeting_correct(samctl_t *ctl, const samctl_args_t *a)
+{
+    const char *participants[64];
+    size_t n = samctl_opt_all(a, "participant", participants, 64);
+    if (n > 64) return samctl_usage_error(a, "at most 64 --participant");
+    Samordna__V1__MeetingCorrected m = SAMORDNA__V1__MEETING_CORRECTED__INIT;
     samctl_fill(a, &m.base);
     m.n_participants = n;
     m.participants = (char **)participants;
@@ -490,6 +507,15 @@ static const samctl_opt_t s_reach_opts[] = {
     S_EVENT_DATE("the day it was reached"),
     {"actor", 0, "AGENCY", SAMCTL_TEXT, 0, "who says so"},
     {"evidence", 0, "TEXT", SAMCTL_TEXT, 0, "what shows it (a document, a meeting)"},
+    {"planned", 0, NULL, SAMCTL_TEXT, 0, "a day still to come: the milestone is planned"},
+    {NULL},
+};
+static const samctl_opt_t s_correct_ms_opts[] = {
+    S_EVENT_DATE("the right day it was reached (default: kept)"),
+    {"evidence", 0, "TEXT", SAMCTL_TEXT, 0, "the right evidence (default: kept)"},
+    {"reason", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "why: kept with the correction"},
+    {"actor", 0, "AGENCY", SAMCTL_TEXT, 0, "who corrects it (default --source)"},
+    {"planned", 0, NULL, SAMCTL_TEXT, 0, "the right day is still to come"},
     {NULL},
 };
 static const samctl_opt_t s_revert_opts[] = {
@@ -511,6 +537,15 @@ static const samctl_cmd_t s_milestone_subs[] = {
      .opts = s_revert_opts,
      .run = s_milestone_change,
      .writes = S_WRITES("milestone.reverted", milestone_reverted, 2)},
+    {.name = "correct",
+     .args = "PILOT KIND",
+     .about = "Corrects the day or the evidence of a milestone PILOT reached, with --reason.\n"
+              "The change corrected stays in the history, marked superseded; the board, also\n"
+              "as it stood on a past day, follows the correction. A day still to come needs\n"
+              "--planned, as when reaching one.",
+     .opts = s_correct_ms_opts,
+     .run = s_milestone_change,
+     .writes = S_WRITES("milestone.corrected", milestone_corrected, 2)},
     {.name = "history",
      .args = "PILOT",
      .about = "Every milestone change of PILOT, in date order.",
@@ -533,12 +568,27 @@ static const samctl_opt_t s_log_opts[] = {
     {"pilot", 0, "PILOT", SAMCTL_TEXT, 0, "the pilot it was about"},
     {"municipality", 0, "MUNICIPALITY", SAMCTL_TEXT, 0, "or the municipality, without a pilot"},
     {"title", 0, "TEXT", SAMCTL_TEXT, 0, "its title"},
-    {"participant", 0, "WHO", SAMCTL_TEXT, SAMCTL_REPEAT, "an agency or person who took part"},
+    {"participant", 0, "WHO", SAMCTL_TEXT, SAMCTL_REPEAT,
+     "an agency by its id (checked), or anyone else by name, who took part"},
     {"notes", 0, "TEXT", SAMCTL_TEXT, 0, "the minutes, or a pointer to them"},
     {"monthly-until", 0, "YYYY-MM-DD", SAMCTL_TEXT, 0,
      "a series: the same meeting every month until that day, each on a working day (the next\n"
      "one of its month when the day is a weekend or a public holiday, else the one before)"},
     {"any-day", 0, NULL, SAMCTL_TEXT, 0, "a series keeps its day on weekends and holidays too"},
+    {NULL},
+};
+static const samctl_opt_t s_correct_meeting_opts[] = {
+    {"kind", 0, "KIND", SAMCTL_TEXT, 0, "the right kind"},
+    S_EVENT_DATE("the right day"),
+    {"title", 0, "TEXT", SAMCTL_TEXT, 0, "the right title"},
+    {"participant", 0, "WHO", SAMCTL_TEXT, SAMCTL_REPEAT,
+     "the whole list of who took part, one each (agency ids checked)"},
+    {"notes", 0, "TEXT", SAMCTL_TEXT, 0, "the right notes"},
+    {"reason", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "why: kept with the correction"},
+    {NULL},
+};
+static const samctl_opt_t s_cancel_meeting_opts[] = {
+    {"reason", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "why it did not take place"},
     {NULL},
 };
 static const samctl_cmd_t s_meeting_subs[] = {
@@ -548,6 +598,24 @@ static const samctl_cmd_t s_meeting_subs[] = {
      .opts = s_log_opts,
      .run = s_meeting_log,
      .writes = S_WRITES("meeting.logged", meeting_logged, 1)},
+    {.name = "correct",
+     .args = "ID",
+     .about = "Corrects a logged meeting's day, kind, title, participants or notes, with --reason.",
+     .opts = s_correct_meeting_opts,
+     .run = s_meeting_correct,
+     .writes = S_WRITES("meeting.corrected", meeting_corrected, 1)},
+    {.name = "cancel",
+     .args = "ID",
+     .about = "Cancels a logged meeting that did not take place: it stays, marked cancelled,\n"
+              "and leaves the lists and the board.",
+     .opts = s_cancel_meeting_opts,
+     .run = samctl_write_run,
+     .writes = S_WRITES("meeting.cancelled", meeting_cancelled, 1)},
+    {.name = "history",
+     .args = "ID",
+     .about = "Every event of a meeting: logged, corrected, cancelled (who, when, why).",
+     .run = samctl_history_run,
+     .query = &(const samctl_query_t){.service = "status", .method = EV("meeting.")}},
     {NULL},
 };
 const samctl_cmd_t samctl_meeting_cmd = {
@@ -651,6 +719,14 @@ static const samctl_opt_t s_move_opts[] = {
     {"note", 0, "TEXT", SAMCTL_TEXT, 0, "why, or what happened"},
     {NULL},
 };
+static const samctl_opt_t s_reopen_opts[] = {
+    S_EVENT_DATE("the day it was reopened"),
+    {"state", 0, "STATE", SAMCTL_TEXT, 0,
+     "the open state it returns to (default: the one before it closed)"},
+    {"by", 0, "AGENCY", SAMCTL_TEXT, 0, "who reopened it"},
+    {"note", 0, "TEXT", SAMCTL_TEXT, SAMCTL_REQUIRED, "why it was closed by mistake"},
+    {NULL},
+};
 static const samctl_cmd_t s_barrier_subs[] = {
     {.name = "register",
      .args = "ID",
@@ -664,6 +740,18 @@ static const samctl_cmd_t s_barrier_subs[] = {
      .opts = s_move_opts,
      .run = samctl_write_run,
      .writes = S_WRITES("barrier.moved", barrier_moved, 1)},
+    {.name = "reopen",
+     .args = "ID",
+     .about = "Reopens a barrier closed by mistake (changed, rejected, withdrawn), with --note.",
+     .opts = s_reopen_opts,
+     .run = samctl_write_run,
+     .writes = &(const samctl_write_t){"status", EV("barrier.reopened"),
+                                       &samordna__v1__barrier_moved__descriptor, 1, NULL}},
+    {.name = "history",
+     .args = "ID",
+     .about = "Every event of a barrier: registered, moved, reopened (who, when, why).",
+     .run = samctl_history_run,
+     .query = &(const samctl_query_t){.service = "status", .method = EV("barrier.")}},
     {.name = "show",
      .args = "ID",
      .about = "One barrier and its history.",

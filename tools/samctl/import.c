@@ -13,7 +13,9 @@
 #include "samctl.h"
 
 #include "samordna/v1/events.pb-c.h"
+#include "samordna/v1/grants.pb-c.h"
 #include "samordna/v1/registry.pb-c.h"
+#include "sam_service.h"
 
 #include <assert.h>
 #include <czmq.h>
@@ -36,7 +38,9 @@ typedef struct {
     const char *key;
     uint8_t *body; /* packed PublishRequest */
     size_t len;
-    bool barrier; /* wait for every earlier event before sending this one */
+    bool barrier;     /* wait for every earlier event before sending this one */
+    const char *path; /* the record's JSON path in the file ("$.awards[0]"), or NULL */
+    bool conflict;    /* refused 409: stored before with other content (s_reconcile) */
 } s_item_t;
 
 /* A required reference. */
@@ -54,6 +58,8 @@ typedef struct {
     const char *service, *type;
     size_t fresh, dup, refused, unanswered;
     size_t conflicts; /* of the refused: 409, the event's id stored with other content */
+    size_t differ;    /* of those: records that differ from the file (s_reconcile) */
+    size_t corrected; /* of those: turned into corrections (--apply-changes) */
 } s_tally_t;
 
 struct import_t {
@@ -68,6 +74,8 @@ struct import_t {
     s_kind_t kinds[16];
     size_t n_kinds;
     size_t errors;
+    const char *at;                    /* the record import_each() is at, for its events' items */
+    json_t *differences, *corrections; /* what s_reconcile found and did, for the summary */
 };
 
 /* ---- building the plan ---------------------------------------------------------------- */
@@ -144,6 +152,8 @@ int import_event(import_t *imp, const char *service, const char *type, const cha
     it->body = body;
     it->len = len;
     it->barrier = imp->barrier_next;
+    it->path = imp->at;
+    it->conflict = false;
     imp->barrier_next = false;
     return it->service && it->type && it->key ? 0 : -1;
 }
@@ -363,7 +373,12 @@ void import_each(import_t *imp, json_t *root, const char *name, import_item_fn f
 {
     json_t *arr = import_array(imp, root, "$", name, false), *o;
     size_t i;
-    json_array_foreach(arr, i, o) fn(imp, o, import_path(imp, "$.%s[%zu]", name, i), i, arg);
+    json_array_foreach(arr, i, o)
+    {
+        imp->at = import_path(imp, "$.%s[%zu]", name, i);
+        fn(imp, o, imp->at, i, arg);
+    }
+    imp->at = NULL;
 }
 
 int import_enum(import_t *imp, const ProtobufCEnumDescriptor *d, const char *word, const char *path)
@@ -440,6 +455,10 @@ static void s_check_refs(import_t *imp, samctl_t *ctl)
 }
 
 /* ---- publishing ------------------------------------------------------------------------- */
+
+/* How a record of a type stored with other content is compared and corrected (below). */
+typedef struct s_fix_t s_fix_t;
+static const s_fix_t *s_fix_of(const char *type);
 
 static s_tally_t *s_tally(s_tally_t *t, size_t *n, const s_item_t *it)
 {
@@ -569,9 +588,14 @@ static int s_publish(import_t *imp, samctl_t *ctl, s_tally_t *tally, size_t *n_t
                         tty ? "\n" : "", it->service);
             }
             t->refused++;
-            if (res.code == SAM_CONFLICT) t->conflicts++;
-            fprintf(stderr, "%ssamctl import: refused %s %s: %u %s: %s\n", tty ? "\n" : "",
-                    it->type, it->key, res.code, sam_status_name(res.code), res.message);
+            if (res.code == SAM_CONFLICT) {
+                t->conflicts++;
+                imp->items[it - imp->items].conflict = true;
+            }
+            /* a record that reconciles is reported with its differences (s_reconcile) */
+            if (res.code != SAM_CONFLICT || !s_fix_of(it->type))
+                fprintf(stderr, "%ssamctl import: refused %s %s: %u %s: %s\n", tty ? "\n" : "",
+                        it->type, it->key, res.code, sam_status_name(res.code), res.message);
         }
         sam_result_clear(&res);
         answered++;
@@ -587,16 +611,298 @@ out:
     return rc;
 }
 
-static void s_summary(samctl_t *ctl, const char *file, const s_tally_t *t, size_t n, bool sent)
+/* ---- reconciling: a record stored with other content ------------------------------------ */
+
+/*  A record the file holds and the store holds differently is refused 409 when imported (its
+    event id was taken by the first version). s_reconcile() then reads the record as it is
+    stored now — the first version and every correction since — and compares it with the
+    file, field by field, as each row below says. Without --apply-changes the differences are
+    listed and nothing changes; with it each record's differences become one correction
+    event of the record's owner, which keeps the first version in the history. A record the
+    file holds as it is stored now (corrected before) is "already" there. */
+
+/* The correction of one record: its payload published as `type`. 0, or 1 after printing. */
+typedef int (*s_correct_fn)(samctl_t *ctl, const s_fix_t *fix, const char *file,
+                            const ProtobufCMessage *in_file, const ProtobufCMessage *stored,
+                            uint64_t *seq);
+
+struct s_fix_t {
+    const char *type;    /* the import's event type, whose record is compared */
+    const char *service; /* the record's owner */
+    const char *get;     /* its query by id: request field 1 the id */
+    const ProtobufCMessageDescriptor *request, *reply;
+    const char *record; /* the reply's field holding the record; NULL: the reply is it */
+    const ProtobufCMessageDescriptor *payload; /* the record's (and the event's) message */
+    /* The fields compared, in order: "name", or for a list of messages "name:key,key"
+       (compared by those keys of each item); `fields` the correction changes, `kept` those
+       it cannot (a record differing there is listed and left refused). */
+    const char *fields, *kept;
+    const char *correction; /* the correction's event type */
+    s_correct_fn correct;
+};
+
+/* Publishes a correction without printing (the import prints its own report). */
+static int s_publish_quiet(samctl_t *ctl, const char *service, const char *type,
+                           const char *subject, const ProtobufCMessage *payload, uint64_t *seq)
 {
-    size_t fresh = 0, dup = 0, refused = 0, unanswered = 0, events = 0;
+    samctl_event_t ev;
+    if (samctl_event_init(&ev, NULL, ctl->source && ctl->source[0] ? ctl->source : "fmov", type,
+                          subject, payload) != 0) {
+        fprintf(stderr, "samctl import: out of memory\n");
+        return 1;
+    }
+    sam_result_t res = {0};
+    ProtobufCMessage *reply = NULL;
+    uint32_t code = samctl_request(ctl, service, SAMCTL_PUBLISH_METHOD, &ev.request.base,
+                                   &samordna__v1__publish_reply__descriptor, &reply, true, &res);
+    if (code == SAM_OK && reply)
+        *seq = ((Samordna__V1__PublishReply *)reply)->seq;
+    else
+        fprintf(stderr, "samctl import: correction %s %s refused: %u %s: %s\n", type, subject, code,
+                sam_status_name(code), res.message[0] ? res.message : "");
+    if (reply) protobuf_c_message_free_unpacked(reply, NULL);
+    sam_result_clear(&res);
+    samctl_event_clear(&ev);
+    return code == SAM_OK ? 0 : 1;
+}
+
+/* A pilot: the file's record replaces it (no.samordna.registry.pilot.updated). */
+static int s_correct_pilot(samctl_t *ctl, const s_fix_t *fix, const char *file,
+                           const ProtobufCMessage *in_file, const ProtobufCMessage *stored,
+                           uint64_t *seq)
+{
+    (void)file, (void)stored;
+    const Samordna__V1__Pilot *p = (const Samordna__V1__Pilot *)in_file;
+    return s_publish_quiet(ctl, fix->service, fix->correction, p->id, in_file, seq);
+}
+
+/* An award: amended to the file's amount, shares, purpose and dates. */
+static int s_correct_award(samctl_t *ctl, const s_fix_t *fix, const char *file,
+                           const ProtobufCMessage *in_file, const ProtobufCMessage *stored,
+                           uint64_t *seq)
+{
+    (void)stored;
+    const Samordna__V1__Award *a = (const Samordna__V1__Award *)in_file;
+    char reason[600];
+    snprintf(reason, sizeof reason, "samctl import --apply-changes %s", file);
+    Samordna__V1__AwardAmendment am = SAMORDNA__V1__AWARD_AMENDMENT__INIT;
+    am.award = a->id;
+    am.amount_ore = a->amount_ore;
+    am.funders = a->funders;
+    am.n_funders = a->n_funders;
+    am.purpose = a->purpose;
+    am.report_due = a->report_due;
+    am.decided = a->decided;
+    am.reason = reason;
+    return s_publish_quiet(ctl, fix->service, fix->correction, a->id, &am.base, seq);
+}
+
+/* An agency: renamed to the file's name, the stored one kept as a former name. */
+static int s_correct_agency(samctl_t *ctl, const s_fix_t *fix, const char *file,
+                            const ProtobufCMessage *in_file, const ProtobufCMessage *stored,
+                            uint64_t *seq)
+{
+    (void)file, (void)stored;
+    const Samordna__V1__Agency *a = (const Samordna__V1__Agency *)in_file;
+    Samordna__V1__AgencyRename r = SAMORDNA__V1__AGENCY_RENAME__INIT;
+    r.agency = a->id;
+    r.name = a->name;
+    return s_publish_quiet(ctl, fix->service, fix->correction, a->id, &r.base, seq);
+}
+
+static const s_fix_t s_fixes[] = {
+    {"no.samordna.registry.pilot.registered", "registry", "registry.pilots.get",
+     &samordna__v1__get_request__descriptor, &samordna__v1__pilot__descriptor, NULL,
+     &samordna__v1__pilot__descriptor,
+     "challenge investment_leader investment_team contact_person municipal_steering_group aims",
+     "programme municipality", "no.samordna.registry.pilot.updated", s_correct_pilot},
+    {"no.samordna.grants.award.granted", "grants", "grants.awards.get",
+     &samordna__v1__grants_get_request__descriptor, &samordna__v1__award_detail__descriptor,
+     "award", &samordna__v1__award__descriptor,
+     "amount_ore funders:agency,amount_ore purpose report_due decided", "scheme recipient pilot",
+     "no.samordna.grants.award.amended", s_correct_award},
+    {"no.samordna.registry.agency.registered", "registry", "registry.agencies.get",
+     &samordna__v1__get_request__descriptor, &samordna__v1__agency__descriptor, NULL,
+     &samordna__v1__agency__descriptor, "name", "kind roles unit",
+     "no.samordna.registry.agency.renamed", s_correct_agency},
+};
+
+static const s_fix_t *s_fix_of(const char *type)
+{
+    for (size_t k = 0; k < sizeof s_fixes / sizeof s_fixes[0]; k++)
+        if (strcmp(s_fixes[k].type, type) == 0) return &s_fixes[k];
+    return NULL;
+}
+
+/* One field of a record's JSON, a list of messages reduced to `keys` ("agency,amount_ore"). */
+static json_t *s_field(json_t *rec, const char *name, const char *keys)
+{
+    json_t *v = json_object_get(rec, name);
+    if (!keys || !json_is_array(v)) return json_incref(v ? v : json_null());
+    json_t *out = json_array(), *item;
+    size_t i;
+    json_array_foreach(v, i, item)
+    {
+        json_t *o = json_object();
+        for (const char *k = keys; *k;) {
+            size_t n = strcspn(k, ",");
+            char key[64];
+            snprintf(key, sizeof key, "%.*s", (int)n, k);
+            json_t *kv = json_object_get(item, key);
+            json_object_set(o, key, kv ? kv : json_null());
+            k += n + (k[n] == ',');
+        }
+        json_array_append_new(out, o);
+    }
+    return out;
+}
+
+/*  Compares the file's record with the stored one: each difference printed (text) or added
+    to imp->differences, with the record's path, and counted; those in fix->kept, which no
+    correction of the import changes, also in *kept. Returns how many in all. */
+static size_t s_differences(import_t *imp, samctl_t *ctl, const s_item_t *it, const s_fix_t *fix,
+                            const ProtobufCMessage *in_file, const ProtobufCMessage *stored,
+                            size_t *kept)
+{
+    json_t *f = samctl_json_message(in_file), *st = samctl_json_message(stored);
+    size_t n = 0;
+    char all[512];
+    snprintf(all, sizeof all, "%s %s", fix->fields, fix->kept);
+    size_t n_fixed = strlen(fix->fields);
+    *kept = 0;
+    for (const char *p = all; *p;) {
+        bool fixed = (size_t)(p - all) < n_fixed;
+        size_t wl = strcspn(p, " ");
+        char word[128];
+        snprintf(word, sizeof word, "%.*s", (int)wl, p);
+        p += wl + (p[wl] == ' ');
+        char *keys = strchr(word, ':');
+        if (keys) *keys++ = 0;
+        json_t *a = s_field(st, word, keys), *b = s_field(f, word, keys);
+        if (!json_equal(a, b)) {
+            n++;
+            if (!fixed) ++*kept;
+            char *sv = json_dumps(a, JSON_ENCODE_ANY | JSON_COMPACT | JSON_PRESERVE_ORDER);
+            char *fv = json_dumps(b, JSON_ENCODE_ANY | JSON_COMPACT | JSON_PRESERVE_ORDER);
+            const char *path = it->path ? it->path : "$";
+            if (ctl->json)
+                json_array_append_new(imp->differences,
+                                      json_pack("{s:s,s:s,s:s,s:s,s:O,s:O,s:b}", "path", path,
+                                                "type", it->type, "key", it->key, "field", word,
+                                                "stored", a, "file", b, "correctable", fixed));
+            else
+                printf("%s.%s (%s %s): stored %s, file %s%s\n", path, word, it->type, it->key,
+                       sv ? sv : "?", fv ? fv : "?", fixed ? "" : " (not corrected by import)");
+            free(sv);
+            free(fv);
+        }
+        json_decref(a);
+        json_decref(b);
+    }
+    json_decref(f);
+    json_decref(st);
+    return n;
+}
+
+/*  Every item refused 409: compared with the stored record where a row of s_fixes says how,
+    corrected with --apply-changes. The tallies move: a record the file holds as stored is
+    "already", one that differs stays refused (counted in differ) unless corrected. Returns
+    -1 when a record could not be read or a correction was refused, else 0. */
+static int s_reconcile(import_t *imp, samctl_t *ctl, const char *file, bool apply, s_tally_t *tally,
+                       size_t *n_tally)
+{
+    int rc = 0;
+    for (size_t i = 0; i < imp->n_items; i++) {
+        const s_item_t *it = &imp->items[i];
+        if (!it->conflict) continue;
+        const s_fix_t *fix = s_fix_of(it->type);
+        if (!fix) continue; /* refused as it is: its 409 named what differs */
+        s_tally_t *t = s_tally(tally, n_tally, it);
+        /* the file's record, from the event planned for it */
+        Samordna__V1__PublishRequest *pr =
+            samordna__v1__publish_request__unpack(NULL, it->len, it->body);
+        size_t len = 0;
+        const uint8_t *data = pr && pr->event ? sam_event_data(pr->event, &len) : NULL;
+        ProtobufCMessage *in_file =
+            data ? protobuf_c_message_unpack(fix->payload, NULL, len, data) : NULL;
+        if (pr) protobuf_c_message_free_unpacked(&pr->base, NULL);
+        /* the stored record */
+        ProtobufCMessage *req = calloc(1, fix->request->sizeof_message), *reply = NULL;
+        if (req) {
+            protobuf_c_message_init(fix->request, req);
+            *(const char **)((char *)req +
+                             protobuf_c_message_descriptor_get_field_by_name(fix->request, "id")
+                                 ->offset) = it->key;
+        }
+        sam_result_t res = {0};
+        uint32_t code = req && in_file ? samctl_request(ctl, fix->service, fix->get, req,
+                                                        fix->reply, &reply, true, &res)
+                                       : SAM_INTERNAL;
+        const ProtobufCMessage *stored = reply;
+        size_t kept = 0;
+        if (reply && fix->record)
+            stored = *(ProtobufCMessage **)((char *)reply +
+                                            protobuf_c_message_descriptor_get_field_by_name(
+                                                fix->reply, fix->record)
+                                                ->offset);
+        if (code != SAM_OK || !stored) {
+            fprintf(stderr, "samctl import: %s %s could not be read from %s to compare: %u %s\n",
+                    it->type, it->key, fix->service, code,
+                    res.message[0] ? res.message : sam_status_name(code));
+            rc = -1;
+        } else if (s_differences(imp, ctl, it, fix, in_file, stored, &kept) == 0) {
+            t->refused--, t->conflicts--, t->dup++; /* as the file says already */
+        } else if (kept) {
+            t->differ++;
+            fprintf(stderr,
+                    "samctl import: %s %s differs where no correction of the import reaches "
+                    "(marked on stdout); not changed: correct it with samctl, or fix the file\n",
+                    it->type, it->key);
+            if (apply) rc = -1;
+        } else {
+            t->differ++;
+            if (!apply)
+                fprintf(stderr,
+                        "samctl import: %s %s differs from what is stored (listed on stdout); "
+                        "not changed\n",
+                        it->type, it->key);
+            uint64_t seq = 0;
+            if (apply && fix->correct(ctl, fix, file, in_file, stored, &seq) == 0) {
+                t->refused--, t->conflicts--, t->corrected++;
+                if (ctl->json)
+                    json_array_append_new(imp->corrections,
+                                          json_pack("{s:s,s:s,s:s,s:s,s:I}", "type", it->type,
+                                                    "key", it->key, "correction", fix->correction,
+                                                    "service", fix->service, "seq",
+                                                    (json_int_t)seq));
+                else
+                    printf("corrected %s %s: %s, seq %llu\n", it->type, it->key, fix->correction,
+                           (unsigned long long)seq);
+            } else if (apply) {
+                rc = -1;
+            }
+        }
+        sam_result_clear(&res);
+        if (reply) protobuf_c_message_free_unpacked(reply, NULL);
+        if (in_file) protobuf_c_message_free_unpacked(in_file, NULL);
+        free(req);
+    }
+    return rc;
+}
+
+static void s_summary(samctl_t *ctl, import_t *imp, const char *file, const s_tally_t *t, size_t n,
+                      bool sent)
+{
+    size_t fresh = 0, dup = 0, refused = 0, unanswered = 0, events = 0, differ = 0, corrected = 0;
     for (size_t i = 0; i < n; i++) {
         fresh += t[i].fresh;
         dup += t[i].dup;
         refused += t[i].refused;
         unanswered += t[i].unanswered;
+        differ += t[i].differ;
+        corrected += t[i].corrected;
     }
-    events = fresh + dup + refused + unanswered;
+    events = fresh + dup + refused + unanswered + corrected;
     if (ctl->json) {
         json_t *root = json_object(), *types = json_array();
         json_object_set_new(root, "file", json_string(file));
@@ -606,6 +912,10 @@ static void s_summary(samctl_t *ctl, const char *file, const s_tally_t *t, size_
         json_object_set_new(root, "already", json_integer((json_int_t)dup));
         json_object_set_new(root, "refused", json_integer((json_int_t)refused));
         json_object_set_new(root, "unanswered", json_integer((json_int_t)unanswered));
+        json_object_set_new(root, "differ", json_integer((json_int_t)differ));
+        json_object_set_new(root, "corrected", json_integer((json_int_t)corrected));
+        json_object_set(root, "differences", imp->differences);
+        json_object_set(root, "corrections", imp->corrections);
         for (size_t i = 0; i < n; i++) {
             json_t *o = json_object();
             json_object_set_new(o, "service", json_string(t[i].service));
@@ -614,6 +924,7 @@ static void s_summary(samctl_t *ctl, const char *file, const s_tally_t *t, size_
             json_object_set_new(o, "already", json_integer((json_int_t)t[i].dup));
             json_object_set_new(o, "refused", json_integer((json_int_t)t[i].refused));
             json_object_set_new(o, "unanswered", json_integer((json_int_t)t[i].unanswered));
+            json_object_set_new(o, "corrected", json_integer((json_int_t)t[i].corrected));
             json_array_append_new(types, o);
         }
         json_object_set_new(root, "types", types);
@@ -627,11 +938,12 @@ static void s_summary(samctl_t *ctl, const char *file, const s_tally_t *t, size_
         printf("%s: checked, %zu events planned, nothing sent (--dry-run)\n", file, events);
         return;
     }
-    printf("%-10s %-46s %6s %8s %8s\n", "service", "type", "new", "already", "refused");
+    printf("%-10s %-46s %6s %8s %8s %9s\n", "service", "type", "new", "already", "refused",
+           "corrected");
     for (size_t i = 0; i < n; i++)
-        printf("%-10s %-46s %6zu %8zu %8zu%s\n", t[i].service, t[i].type, t[i].fresh, t[i].dup,
-               t[i].refused, t[i].unanswered ? "  (unanswered)" : "");
-    printf("%-10s %-46s %6zu %8zu %8zu\n", "total", "", fresh, dup, refused);
+        printf("%-10s %-46s %6zu %8zu %8zu %9zu%s\n", t[i].service, t[i].type, t[i].fresh, t[i].dup,
+               t[i].refused, t[i].corrected, t[i].unanswered ? "  (unanswered)" : "");
+    printf("%-10s %-46s %6zu %8zu %8zu %9zu\n", "total", "", fresh, dup, refused, corrected);
     if (unanswered)
         printf("%s: %zu events were not answered; run the import again to finish it\n", file,
                unanswered);
@@ -652,7 +964,9 @@ static const struct {
 static int s_import(samctl_t *ctl, const samctl_args_t *a)
 {
     const char *file = a->pos[0];
-    bool dry = samctl_flag(a, "dry-run");
+    bool dry = samctl_flag(a, "dry-run"), apply = samctl_flag(a, "apply-changes");
+    if (dry && apply)
+        return samctl_usage_error(a, "--dry-run sends nothing: not with --apply-changes");
 
     json_error_t jerr;
     json_t *root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
@@ -663,6 +977,8 @@ static int s_import(samctl_t *ctl, const samctl_args_t *a)
     import_t imp = {.source = ctl->source && ctl->source[0] ? ctl->source : "fmov"};
     imp.arena = zlist_new();
     imp.defined = zhashx_new();
+    imp.differences = json_array();
+    imp.corrections = json_array();
     int rc = 1;
     if (!json_is_object(root)) {
         import_error(&imp, "$", "must be an object");
@@ -694,22 +1010,26 @@ static int s_import(samctl_t *ctl, const samctl_args_t *a)
             s_tally(tally, &n_tally, &imp.items[i])->unanswered++;
     } else {
         prc = s_publish(&imp, ctl, tally, &n_tally);
+        if (prc == 0 && s_reconcile(&imp, ctl, file, apply, tally, &n_tally) != 0) prc = -1;
     }
-    s_summary(ctl, file, tally, n_tally, !dry);
+    s_summary(ctl, &imp, file, tally, n_tally, !dry);
     rc = prc != 0 ? 1 : 0;
-    size_t conflicts = 0;
+    size_t conflicts = 0, differ = 0;
     for (size_t i = 0; i < n_tally; i++) {
         if (tally[i].refused || (!dry && tally[i].unanswered)) rc = 1;
         conflicts += tally[i].conflicts;
+        differ += tally[i].differ - tally[i].corrected;
     }
     /* A record of the file stored before with other content is refused (409), never merged
-       or overwritten: say so once, beside the refusals that name each one. */
+       or overwritten: say so once, beside the refusals and differences that name each one. */
     if (conflicts)
         fprintf(stderr,
                 "samctl import: %zu record%s from what is stored under the same id; "
-                "nothing of %s was changed\n",
-                conflicts, conflicts == 1 ? " differs" : "s differ",
-                conflicts == 1 ? "it" : "them");
+                "nothing of %s was changed%s\n",
+                conflicts, conflicts == 1 ? " differs" : "s differ", conflicts == 1 ? "it" : "them",
+                differ && !apply ? " (samctl import --apply-changes FILE turns the differences "
+                                   "listed into corrections)"
+                                 : "");
     free(tally);
 done:
     free(imp.items);
@@ -719,11 +1039,16 @@ done:
         free(p);
     zlist_destroy(&imp.arena);
     json_decref(root);
+    json_decref(imp.differences);
+    json_decref(imp.corrections);
     return rc;
 }
 
 static const samctl_opt_t s_import_opts[] = {
     {"dry-run", 0, NULL, SAMCTL_TEXT, 0, "check the file, the references and plan; send nothing"},
+    {"apply-changes", 0, NULL, SAMCTL_TEXT, 0,
+     "turn each difference from a stored record into a correction event (pilots, awards, "
+     "agencies' names)"},
     {NULL},
 };
 
@@ -735,8 +1060,12 @@ const samctl_cmd_t samctl_import_cmd = {
         "into every service that owns a part of it. The whole file is checked first, references\n"
         "across it included, and nothing is sent when anything is wrong. Events are published\n"
         "in dependency order with deterministic ids, so importing again changes nothing. The\n"
-        "summary says per service and type how many were new, already there, or refused; a\n"
-        "record stored before with other content is refused (409) and named, never changed.",
+        "summary says per service and type how many were new, already there, or refused.\n"
+        "A record stored before with other content is refused (409) and never overwritten: its\n"
+        "differences are listed (JSON path, stored value, file value) and nothing changes;\n"
+        "with --apply-changes each record's differences become one correction event of its\n"
+        "owner (a pilot updated, an award amended, an agency renamed), reported, with the\n"
+        "first version kept in the history. Running it again then finds nothing to do.",
     .opts = s_import_opts,
     .run = s_import,
 };

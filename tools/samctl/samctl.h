@@ -192,6 +192,12 @@ int samctl_list_query(samctl_t *ctl, const samctl_query_t *q, ProtobufCMessage *
     row's request filled by samctl_fill(), run with samctl_list_query(). */
 int samctl_query_run(samctl_t *ctl, const samctl_args_t *a);
 
+/*  The handler of `… history ID`: every event of the .query row's service whose subject is
+    ID or starts with "ID/", oldest first, each with its seq, the day it was stored, who
+    published it, its type and what it said (a correction's reason first), from the
+    service's outbox (history.c). An ID no event concerns is an error (exit 1). */
+int samctl_history_run(samctl_t *ctl, const samctl_args_t *a);
+
 /*  words[value] for an enum value (a table indexed by value, NULL for a value without a
     word), or `other` when the value has none there. */
 const char *samctl_pick(const char *const *words, size_t n, int value, const char *other);
