@@ -39,6 +39,7 @@ static const struct {
 } s_types[] = {
 #define Q(...)
 #define W(...)
+#define L(...)
 #define E(type, payload, ...) {type, payload},
 #include "grants.def"
 #include "notify.def"
@@ -46,6 +47,7 @@ static const struct {
 #include "status.def"
 #undef Q
 #undef W
+#undef L
 #undef E
 };
 
