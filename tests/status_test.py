@@ -737,8 +737,24 @@ def test_samctl_board_and_commands():
         assert "Deltakere: fmov" in str(may["DESCRIPTION"])
         assert "Sak 1; sak 2, og sak 3" in str(may["DESCRIPTION"])
         assert str(events["h-1@samordna"]["DESCRIPTION"]).startswith("Type: working")
+        rc, out, err = samctl(env.ep, "meetings", "--pilot", "sarpsborg", "--ical")
+        assert rc == 0 and "BEGIN:VCALENDAR" in out and "VEVENT" not in out, out  # none yet
         rc, out, err = samctl(env.ep, "meetings", "--pilot", "nobody-has-this", "--ical")
-        assert rc == 0 and "BEGIN:VCALENDAR" in out and "VEVENT" not in out, out
+        assert rc == 1 and out == "" and "nobody-has-this" in err, (rc, out, err)
+        # corrections read as the rest of the report: Norwegian, names, the day corrected from
+        rc, out, err = samctl(env.ep, "milestone", "correct", "halden", "defined_challenge",
+                              "--date", "2018-09-20", "--reason", "feil dato i forankringsmøtet")
+        assert rc == 0, err
+        rc, out, err = samctl(env.ep, "meeting", "cancel", "h-1", "--reason", "avlyst pga. sykdom")
+        assert rc == 0, err
+        rc, out, err = samctl(env.ep, "report", "--from", "2018-01-01", "--to", "2019-12-31")
+        assert rc == 0, err
+        assert ("Halden: Definert utfordring rettet (var 19. september 2018): feil dato i "
+                "forankringsmøtet") in out, out
+        assert "Arbeidsmøte i Halden avlyst: avlyst pga. sykdom" in out, out
+        rc, out, err = samctl(env.ep, "--lang", "en", "report", "--from", "2018-01-01", "--to",
+                              "2019-12-31")
+        assert "Halden: Defined challenge corrected (was 19 September 2018)" in out, out
 
 def _caller(agency="", role="admin"):
     """The Caller the test's broker presents: an agency's, or (no agency) an insecure admin."""

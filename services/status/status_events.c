@@ -433,6 +433,9 @@ int status_ev_milestone_corrected(sam_service_t *svc, MDB_txn *txn, const sam_ev
     ch.subject = c.kind;
     ch.summary = summary;
     ch.by = (char *)actor;
+    ch.kind = c.kind;
+    ch.note = m->reason;
+    ch.state = last.date; /* the day it was corrected from */
     rc = s_timeline(svc, txn, ev, 0, &ch);
 done:
     if (old) FREE(old);
@@ -811,6 +814,9 @@ static int s_meeting_change(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
     ch.subject = mt->id;
     ch.summary = summary;
     ch.by = ev->ce->source;
+    ch.kind = mt->kind;
+    ch.title = mt->title;
+    ch.note = (char *)reason;
     return s_timeline(svc, txn, ev, 0, &ch);
 }
 

@@ -808,7 +808,24 @@ static void s_render(sam_service_t *svc, MDB_txn *txn, sam_lang_t lang,
     s_where(svc, txn, c, where, sizeof where);
     if (*c->note) snprintf(note, sizeof note, ": %s", c->note);
     const char *w = c->what;
-    if (!strncmp(w, "milestone.", 10) && *c->kind) {
+    if (!strcmp(w, "milestone.corrected") && *c->kind) {
+        char was[64];
+        s_label(svc, txn, lang, c->kind, label, sizeof label);
+        sam_words_date(lang, c->state, was, sizeof was);
+        snprintf(out, cap, en ? "%s: %s corrected (was %s)%s" : "%s: %s rettet (var %s)%s", where,
+                 label, was, note);
+    } else if ((!strcmp(w, "meeting.corrected") || !strcmp(w, "meeting.cancelled")) && *c->kind) {
+        sam_word_cap(lang, "meeting", c->kind, word, sizeof word);
+        bool cancelled = !strcmp(w, "meeting.cancelled");
+        snprintf(out, cap, "%s%s%s%s%s %s%s", word, *where ? (en ? " in " : " i ") : "", where,
+                 *c->title ? ": " : "", c->title,
+                 cancelled ? (en ? "cancelled" : "avlyst") : (en ? "corrected" : "rettet"), note);
+    } else if (!strcmp(w, "barrier.reopened") && *c->title) {
+        sam_word(lang, "barrier", c->state, word, sizeof word);
+        snprintf(out, cap,
+                 en ? "Barrier in %s “%s” reopened: %s%s" : "Hinder i %s «%s» gjenåpnet: %s%s",
+                 where, c->title, word, note);
+    } else if (!strncmp(w, "milestone.", 10) && *c->kind) {
         s_label(svc, txn, lang, c->kind, label, sizeof label);
         bool reached = !strcmp(w, "milestone.reached");
         snprintf(out, cap, "%s %s %s%s", where,

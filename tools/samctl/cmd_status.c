@@ -330,6 +330,13 @@ static int s_meetings_ical(samctl_t *ctl, const samctl_args_t *a)
     struct tm t;
     gmtime_r(&now, &t);
     strftime(stamp, sizeof stamp, "%Y%m%dT%H%M%SZ", &t);
+    /* the first page before anything is written: a refusal (an unknown pilot) prints no
+       calendar at all */
+    req.page_token = token;
+    Samordna__V1__MeetingsReply *r =
+        (Samordna__V1__MeetingsReply *)samctl_call(ctl, "status", "status.meetings.list", &req.base,
+                                                   &samordna__v1__meetings_reply__descriptor);
+    if (!r) return 1;
     fputs("BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//samordna//samctl meetings//NO\r\n"
           "CALSCALE:GREGORIAN\r\nMETHOD:PUBLISH\r\n",
           stdout);
@@ -342,17 +349,18 @@ static int s_meetings_ical(samctl_t *ctl, const samctl_args_t *a)
           "DTSTART:19961027T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\n"
           "END:VTIMEZONE\r\n",
           stdout);
-    do {
-        req.page_token = token;
-        Samordna__V1__MeetingsReply *r = (Samordna__V1__MeetingsReply *)samctl_call(
-            ctl, "status", "status.meetings.list", &req.base,
-            &samordna__v1__meetings_reply__descriptor);
-        if (!r) return 1; /* the calendar is cut short: the exit code and stderr say so */
+    for (;;) {
         for (size_t i = 0; i < r->n_meetings; i++)
             s_ical_event(r->meetings[i], stamp);
         snprintf(token, sizeof token, "%s", r->next_page_token);
         protobuf_c_message_free_unpacked(&r->base, NULL);
-    } while (token[0]);
+        if (!token[0]) break;
+        req.page_token = token;
+        r = (Samordna__V1__MeetingsReply *)samctl_call(ctl, "status", "status.meetings.list",
+                                                       &req.base,
+                                                       &samordna__v1__meetings_reply__descriptor);
+        if (!r) return 1; /* the calendar is cut short: the exit code and stderr say so */
+    }
     fputs("END:VCALENDAR\r\n", stdout);
     return 0;
 }
