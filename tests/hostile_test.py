@@ -189,7 +189,9 @@ def _events_dated(day):
     return {
         "status": ("date", samtest.event(
             "no.samordna.status.milestone.reached",
-            status_pb2.MilestoneReached(pilot="p1", kind="k1", date=day, actor="fmov"))),
+            # planned: a day still to come is a milestone planned, not reached
+            status_pb2.MilestoneReached(pilot="p1", kind="k1", date=day, actor="fmov",
+                                        planned=True))),
         "grants": ("award.decided", samtest.event(
             "no.samordna.grants.award.granted",
             grants_pb2.Award(id="a1", scheme="s1", recipient="halden", amount_ore=100,
