@@ -1,6 +1,14 @@
-/*  sam_client.h — the C client of samordna (libsamordna): 7/MDP client over a DEALER socket
-    to one or more brokers, samordna.v1.Request/Reply envelopes, synchronous calls and
-    pipelined ones (many requests in flight, matched by id).
+/*  sam_client.h — the C client of samordna (libsamordna): 7/MDP client to one or more
+    brokers, samordna.v1.Request/Reply envelopes, synchronous calls and pipelined ones (many
+    requests in flight, matched by id).
+
+    Several brokers: the client heartbeats each one (8/MMI "mmi.heartbeat", docs/protocol.md)
+    while a call, a send or a recv runs, and a broker whose connection is gone or whose
+    heartbeat stays unanswered for heartbeat_ms × liveness (default 100 ms × 5) is left:
+    new requests go to the others, and requests in flight to it are sent again, with their
+    id, to a live one — every pipelined request (samordna's methods are idempotent) and every
+    call marked idempotent; a call that is not is answered 503 at once. A broker that answers
+    again is used again. With one broker nothing of this runs.
 
     Retries: sam_client_call() resends on timeout only when the caller says the request is
     idempotent (every query, and every events.publish — the service answers a retry of
@@ -21,6 +29,9 @@ typedef struct {
     const char *client_cert; /* CURVE: path to this client's secret certificate */
     const char *server_key;  /* CURVE: the broker's public key (Z85) or a certificate file */
     size_t max_pending;      /* pipelining window for sam_client_send; 0 → 1000 */
+    int heartbeat_ms;        /* several brokers: heartbeat interval; 0 → 100 */
+    int liveness;            /* several brokers: unanswered intervals until a broker is left;
+                                0 → 5 */
 } sam_client_opts_t;
 
 /* The outcome of one call. sam_result_clear() frees body. */
@@ -57,7 +68,9 @@ uint32_t sam_client_call(sam_client_t *self, const char *service, const char *me
                          sam_result_t *result);
 
 /*  Pipelined: sends a request with a packed body and returns its id (never 0), or 0 when
-    the message could not be sent. */
+    the message could not be sent. With several brokers and none reachable it waits in the
+    client for one, up to its deadline (sam_client_set_deadline, else 5 s), then recv hands
+    out a 503 for it. */
 uint64_t sam_client_send(sam_client_t *self, const char *service, const char *method,
                          const uint8_t *body, size_t len);
 

@@ -69,6 +69,7 @@ typedef struct {
     bool csv;             /* --csv: lists and records as CSV (json is set too: CSV is made
                              from the JSON records) */
     int timeout_ms;       /* --timeout-ms for each call */
+    int heartbeat_ms;     /* --broker-heartbeat-ms: with several brokers */
     const char *source;   /* --source: agency id used as CloudEvent source (default fmov) */
 } samctl_t;
 
