@@ -79,15 +79,15 @@ def outbox_types(ep, service):
 class Suite:
     """Two brokers on fixed ports and the four services on both."""
 
-    def __init__(self, name):
+    def __init__(self, name, services=SERVICES):
         self.data = samtest.scratch(name)
         self.ports = [samtest.free_port(), samtest.free_port()]
         self.eps = [f"tcp://127.0.0.1:{p}" for p in self.ports]
         self.brokers = [self.start_broker(i) for i in range(2)]
         self.services = [
             samtest.service(s, self.eps[0], self.data, "--broker", self.eps[1], "--heartbeat-ms",
-                            SERVICE_HEARTBEAT_MS, "--liveness", "3") for s in SERVICES]
-        for s in SERVICES:
+                            SERVICE_HEARTBEAT_MS, "--liveness", "3") for s in services]
+        for s in services:
             samtest.wait_for(lambda: registered(self.eps[1], s), 10, f"{s} on the second broker")
 
     def start_broker(self, i):
@@ -235,6 +235,58 @@ def test_a_worker_whose_connection_is_gone_is_left_at_the_next_heartbeat():
     other.close()
     c.close()
     assert proc.stop() == 0
+
+
+def test_a_plain_mdp_client_of_two_brokers_as_docs_protocol_says():
+    """The recipe of docs/protocol.md for a plain 7/MDP client: one DEALER per broker with
+    ZMQ_IMMEDIATE, a request that gets no answer within its try sent again, with its id, to
+    the other broker. A broker killed in the middle costs no request."""
+    s = Suite("failover-plain", services=["registry"])
+    socks = []
+    for ep in s.eps:
+        sock = samtest.CTX.socket(samtest.zmq.DEALER)
+        sock.linger = 0
+        sock.setsockopt(samtest.zmq.IMMEDIATE, 1)
+        sock.connect(ep)
+        socks.append(sock)
+
+    def heartbeat(sock):  # mmi.heartbeat: "200" from a broker that is there
+        try:
+            sock.send_multipart([b"", MDPC, b"mmi.heartbeat", b""], samtest.zmq.NOBLOCK)
+        except samtest.zmq.Again:
+            return False  # not connected (yet)
+        return sock.poll(500) and sock.recv_multipart() == [b"", MDPC, b"mmi.heartbeat", b"200"]
+
+    for sock in socks:
+        samtest.wait_for(lambda: heartbeat(sock), 10, "a broker answering mmi.heartbeat")
+    answered, waited = 0, 0  # waited: tries that got no answer within their 500 ms
+    try:
+        for i in range(100):
+            if i == 30:
+                s.brokers[0].kill9()
+            req = envelope_pb2.Request(id=i + 1, method="ping").SerializeToString()
+            for attempt in range(4):
+                sock = socks[(i + attempt) % 2]
+                try:
+                    sock.send_multipart([b"", MDPC, b"registry", req], samtest.zmq.NOBLOCK)
+                except samtest.zmq.Again:
+                    continue  # no connection to that broker: the other one
+                if sock.poll(int(500 * samtest.SLOW)):
+                    frames = sock.recv_multipart()
+                    rep = envelope_pb2.Reply.FromString(frames[3])
+                    if rep.id == i + 1 and rep.status.code == 200:
+                        answered += 1
+                        break
+                waited += 1
+            else:
+                raise AssertionError(f"request {i + 1} unanswered by both brokers")
+    finally:
+        for sock in socks:
+            sock.close(0)
+    # a request sent in the instant of the kill waits one try; none waits longer
+    assert answered == 100 and waited <= 2, (answered, waited)
+    s.brokers[0] = s.start_broker(0)
+    s.close()
 
 
 if __name__ == "__main__":
