@@ -322,6 +322,10 @@ static void s_tick(sam_client_t *self, int64_t now)
     int64_t dead_after = (int64_t)self->heartbeat_ms * self->liveness;
     for (size_t li = 0; li < self->nlinks; li++) {
         s_link_t *l = &self->links[li];
+        /* An answer waiting unread (a caller that looks in seldom, as a follower does) is
+           an answer. */
+        if (l->ping_at && now - l->ping_at > dead_after && (zsock_events(l->sock) & ZMQ_POLLIN))
+            l->ping_at = 0;
         if (l->ping_at && now - l->ping_at > dead_after) /* heartbeaten on, to see it back */
             s_link_lost(self, li, now, "its heartbeat went unanswered");
         if (l->ping_at || now - l->heard_at < self->heartbeat_ms) continue;
