@@ -11,6 +11,7 @@ left by the broker at its next heartbeat, not at its liveness.
 """
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -187,6 +188,56 @@ def test_a_broker_killed_under_samctl_costs_no_request():
     # the reconnecting workers' traffic is greeted, not counted as malformed
     for ep in s.eps:
         assert mmi_workers(ep)["malformed"] == 0, mmi_workers(ep)
+    s.close()
+
+
+def test_a_hung_broker_is_left_by_its_heartbeats():
+    """A broker stopped with SIGSTOP keeps its connections open and answers nothing: the
+    client finds it by its heartbeats (5 × 100 ms unanswered) and sends what it held to the
+    other. A long import (one samctl process, pipelined) and short samctl calls go on."""
+    s = Suite("failover-hung", services=["registry"])
+    big = os.path.join(s.data, "agencies.json")
+    with open(big, "w") as f:
+        json.dump({"format": "samordna-fixture/1", "agencies": [
+            {"id": f"hung-{i}", "name": f"Etat {i}", "kind": "state_regional"}
+            for i in range(20000)]}, f)
+    calls = []
+    stop = threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            r, took = samctl(s.eps, "ping", "registry")
+            calls.append((r.returncode, took, r.stderr))
+
+    out = {}
+
+    def importer():
+        out["r"], out["took"] = samctl(s.eps, "import", big)
+
+    t_imp = threading.Thread(target=importer)
+    t_read = threading.Thread(target=reader)
+    t_imp.start()
+    time.sleep(0.5)  # the import under way
+    t_read.start()
+    s.brokers[0].p.send_signal(signal.SIGSTOP)
+    try:
+        time.sleep(6)  # longer than import's resend slice (5 s) and the bound on calls (4 s)
+    finally:
+        s.brokers[0].p.send_signal(signal.SIGCONT)
+    t_imp.join(120)
+    stop.set()
+    t_read.join(60)
+    r = out["r"]
+    assert r.returncode == 0 and "20000" in r.stdout + r.stderr, r.stdout + r.stderr
+    # the client sent what the hung broker held to the other at once, not after import's
+    # own resend slice (half the --timeout-ms)
+    assert "sending" not in r.stderr, r.stderr
+    ok = [c for c in calls if c[0] == 0]
+    assert ok and len(ok) == len(calls), [c for c in calls if c[0] != 0][:3]
+    slowest = max(c[1] for c in calls)
+    print(f"import of 20000 agencies {out['took']:.1f} s; {len(calls)} calls meanwhile, the "
+          f"slowest {slowest:.2f} s")
+    assert slowest < TIMEOUT_MS / 1000 * 0.4, slowest
     s.close()
 
 
