@@ -19,6 +19,7 @@
 */
 #include "sam_client.h"
 #include "sam_keys.h"
+#include "sam_log.h"
 #include "sam_mdp.h"
 #include "sam_status.h"
 
@@ -245,10 +246,14 @@ static uint64_t *s_flight_ids(sam_client_t *self, int li, size_t *n)
 static void s_link_lost(sam_client_t *self, size_t li, int64_t now, const char *why)
 {
     s_link_t *l = &self->links[li];
+    bool was_up = l->up;
     l->up = false;
     l->ping_at = 0;
     size_t n = 0;
     uint64_t *ids = s_flight_ids(self, (int)li, &n);
+    if (was_up || n) /* once per loss, not at every heartbeat of a broker still away */
+        sam_info("client.broker_lost endpoint=%s reason=%s in_flight=%zu", sam_logv(l->endpoint),
+                 sam_logv(why), n);
     for (size_t i = 0; i < n; i++) {
         s_flight_t *f = zhashx_lookup(self->flights, &ids[i]);
         if (!f || f->link != (int)li) continue; /* answered or moved meanwhile */
@@ -589,6 +594,7 @@ static int s_recv_several(sam_client_t *self, int timeout_ms, sam_result_t *out)
             s_link_t *l = &self->links[li];
             l->heard_at = now;
             l->ping_at = 0;
+            if (!l->up) sam_info("client.broker_back endpoint=%s", sam_logv(l->endpoint));
             l->up = true;
             if (rc == 0) continue;
             s_flight_t *f = zhashx_lookup(self->flights, &out->id);
