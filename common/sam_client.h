@@ -1,6 +1,14 @@
-/*  sam_client.h — the C client of samordna (libsamordna): 7/MDP client over a DEALER socket
-    to one or more brokers, samordna.v1.Request/Reply envelopes, synchronous calls and
-    pipelined ones (many requests in flight, matched by id).
+/*  sam_client.h — the C client of samordna (libsamordna): 7/MDP client to one or more
+    brokers, samordna.v1.Request/Reply envelopes, synchronous calls and pipelined ones (many
+    requests in flight, matched by id).
+
+    Several brokers: the client heartbeats each one (8/MMI "mmi.heartbeat", docs/protocol.md)
+    while a call, a send or a recv runs, and a broker whose connection is gone or whose
+    heartbeat stays unanswered for heartbeat_ms × liveness (default 100 ms × 5) is left:
+    new requests go to the others, and requests in flight to it are sent again, with their
+    id, to a live one — every pipelined request (samordna's methods are idempotent) and every
+    call marked idempotent; a call that is not is answered 503 at once. A broker that answers
+    again is used again. With one broker nothing of this runs.
 
     Retries: sam_client_call() resends on timeout only when the caller says the request is
     idempotent (every query, and every events.publish — the service answers a retry of
@@ -13,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <zmq.h>
 
 typedef struct sam_client_t sam_client_t;
 
@@ -21,9 +30,12 @@ typedef struct {
     const char *client_cert; /* CURVE: path to this client's secret certificate */
     const char *server_key;  /* CURVE: the broker's public key (Z85) or a certificate file */
     size_t max_pending;      /* pipelining window for sam_client_send; 0 → 1000 */
+    int heartbeat_ms;        /* several brokers: heartbeat interval; 0 → 100 */
+    int liveness;            /* several brokers: unanswered intervals until a broker is left;
+                                0 → 5 */
     bool fail_fast;          /* sam_client_send fails at once (returns 0) instead of queueing or
-                                blocking while no broker is connected or the send queue is full
-                                (ZMQ_IMMEDIATE, no send timeout): for a caller that must never wait */
+                                blocking while no broker takes it (no connection, a full queue):
+                                for a caller that must never wait */
 } sam_client_opts_t;
 
 /* The outcome of one call. sam_result_clear() frees body. */
@@ -62,7 +74,8 @@ uint32_t sam_client_call(sam_client_t *self, const char *service, const char *me
 /*  Who a gateway speaks for (Request.on_behalf, docs/security.md "The trust chain"): the
     agency and role it verified. The broker passes them to the service as the Caller (with
     via "gateway") only from a connection whose certificate has role gateway; from any other
-    it refuses the request 403. Borrowed for the call. */
+    it refuses the request 403. Borrowed for the call (a resend to another broker keeps a
+    copy). */
 typedef struct {
     const char *agency; /* an agency id */
     const char *role;   /* admin, publisher or reader */
@@ -76,7 +89,9 @@ uint32_t sam_client_call_as(sam_client_t *self, const char *service, const char 
                             const sam_caller_as_t *as, sam_result_t *result);
 
 /*  Pipelined: sends a request with a packed body and returns its id (never 0), or 0 when
-    the message could not be sent. */
+    the message could not be sent. With several brokers and none reachable it waits in the
+    client for one, up to its deadline (sam_client_set_deadline, else 5 s), then recv hands
+    out a 503 for it. */
 uint64_t sam_client_send(sam_client_t *self, const char *service, const char *method,
                          const uint8_t *body, size_t len);
 
@@ -84,15 +99,27 @@ uint64_t sam_client_send(sam_client_t *self, const char *service, const char *me
 uint64_t sam_client_send_as(sam_client_t *self, const char *service, const char *method,
                             const uint8_t *body, size_t len, const sam_caller_as_t *as);
 
+/*  The first broker's ZeroMQ socket (a libzmq void *). Borrowed; lives as long as the
+    client. A loop that polls the client beside other descriptors uses
+    sam_client_pollitems instead, which also covers several brokers. */
+void *sam_client_handle(sam_client_t *self);
+
+/*  The client's sockets to poll (ZMQ_POLLIN) beside other descriptors: one per broker and,
+    with several brokers, the watches of their connections. Fills at most cap items (their
+    socket and events; the caller may add its own after them) and returns how many. When any
+    is readable, read with sam_client_recv(self, 0, …) until it returns -1. With several
+    brokers, call sam_client_recv at least every sam_client_poll_ms(self) ms even when
+    nothing is readable: the heartbeats go out from there. */
+size_t sam_client_pollitems(sam_client_t *self, zmq_pollitem_t *items, size_t cap);
+
+/*  How often a polling loop must turn (see above): the heartbeat interval with several
+    brokers, -1 with one (no need). */
+int sam_client_poll_ms(const sam_client_t *self);
+
 /*  How long pipelined requests (sam_client_send) say their caller waits: the broker drops
     one still queued after that rather than dispatch work nobody waits for. 0 (the default):
     the broker's own --request-timeout-ms. sam_client_call always sends its timeout_ms. */
 void sam_client_set_deadline(sam_client_t *self, int timeout_ms);
-
-/*  The client's ZeroMQ socket handle (a libzmq void *), to poll it beside other descriptors
-    (zmq_poll, ZMQ_POLLIN) in a loop that also waits on something else; then read with
-    sam_client_recv(self, 0, …). Borrowed; lives as long as the client. */
-void *sam_client_handle(sam_client_t *self);
 
 /*  Receives the next reply (any id) within timeout_ms. Returns 0 with *out filled, or -1 on
     timeout (out->code = SAM_TIMEOUT). */

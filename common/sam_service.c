@@ -33,6 +33,8 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#define S_WATCH_MS 100 /* one broker: how often its connection watch is looked at at most */
+
 static const sam_option_t s_std_options[] = {
     {"broker", "ENDPOINT", "tcp://127.0.0.1:5555", "broker to serve through", true},
     {"data-dir", "DIR", "var", "folder of the stores; this service uses DIR/<service>", false},
@@ -327,26 +329,31 @@ static void s_loop(sam_service_t *svc)
         if (lease_in >= 0 && now + lease_in < due) due = now + lease_in;
         if (svc->waiters && now + 20 < due) due = now + 20; /* another instance may commit */
         if (svc->n_slow && now + 2 < due) due = now + 2;    /* a long query's answer, soon */
-        zmq_pollitem_t items[RT_MAX_BROKERS];
-        int map[RT_MAX_BROKERS], nitems = 0;
+        zmq_pollitem_t items[2 * RT_MAX_BROKERS];
+        int map[RT_MAX_BROKERS], nitems = 0, nwatch = 0;
         for (size_t i = 0; i < svc->nbrokers; i++)
             if (svc->brokers[i].sock) {
                 items[nitems] =
                     (zmq_pollitem_t){zsock_resolve(svc->brokers[i].sock), 0, ZMQ_POLLIN, 0};
                 map[nitems++] = (int)i;
             }
+        /* after the brokers: their watches, so that a broken connection wakes us */
+        for (int k = 0; k < nitems; k++)
+            if (svc->brokers[map[k]].watch)
+                items[nitems + nwatch++] =
+                    (zmq_pollitem_t){zsock_resolve(svc->brokers[map[k]].watch), 0, ZMQ_POLLIN, 0};
         long timeout = due > now ? (long)(due - now) : 0;
         bool more = true;
         int flags = ZMQ_DONTWAIT;
         if (nitems == 1) {
             /* One broker, the usual case: the first receive is libzmq's own blocking one,
                bounded by the timers. It sleeps on the socket's mailbox with fewer system
-               calls per wake-up than zmq_poll. */
-            int wait = (int)timeout;
+               calls per wake-up than zmq_poll. Its watch is looked at every 100 ms. */
+            int wait = timeout > S_WATCH_MS ? S_WATCH_MS : (int)timeout;
             zmq_setsockopt(items[0].socket, ZMQ_RCVTIMEO, &wait, sizeof wait);
             flags = 0;
         } else {
-            int rc = zmq_poll(items, nitems, timeout);
+            int rc = zmq_poll(items, nitems + nwatch, timeout);
             if (rc < 0 && errno != EINTR) break;
             more = rc > 0;
             now = zclock_mono();
@@ -434,7 +441,7 @@ static void s_destroy(sam_service_t *svc)
         rt_flush_replies(b);
         sam_batch_free(&b->out);
         if (b->sock) rt_broker_send(b, SAM_MDPW_DISCONNECT, NULL);
-        zsock_destroy(&b->sock);
+        rt_broker_close(b);
         free(b->endpoint);
     }
     sam_client_destroy(&svc->client);

@@ -47,6 +47,7 @@ typedef struct rt_slow_t rt_slow_t;
 typedef struct {
     char *endpoint;       /* owned copy */
     zsock_t *sock;        /* DEALER, NULL while waiting to reconnect */
+    zsock_t *watch;       /* PAIR receiving sock's ZMQ_EVENT_DISCONNECTED (a broker lost) */
     unsigned generation;  /* bumped on every reconnect; parked requests remember theirs */
     bool ext_credit;      /* the broker accepted our credit */
     bool ext_identity;    /* the broker sends a Caller frame with each request */
@@ -208,6 +209,14 @@ void rt_broker_send(rt_broker_t *b, int command, zmsg_t **tail_p);
 
 /* (Re)connects broker b and sends READY with our extensions; on failure schedules a retry. */
 void rt_broker_connect(sam_service_t *svc, rt_broker_t *b, int64_t now);
+
+/* Closes broker b's connection (its socket and its watch); b->sock is NULL after. */
+void rt_broker_close(rt_broker_t *b);
+
+/*  Whether broker b's connection broke (its watch saw ZMQ_EVENT_DISCONNECTED: the broker
+    stopped or was killed); then b is connected anew at once, so that READY is the first
+    thing a restarted broker hears from us. Cheap: one non-blocking receive. */
+bool rt_broker_watch(sam_service_t *svc, rt_broker_t *b, int64_t now);
 
 /* Heartbeats out, silent brokers reconnected with backoff. */
 void rt_heartbeat(sam_service_t *svc, int64_t now);

@@ -35,10 +35,56 @@ void rt_broker_send(rt_broker_t *b, int command, zmsg_t **tail_p)
     if (zmsg_send(&msg, b->sock) != 0) zmsg_destroy(&msg);
 }
 
+void rt_broker_close(rt_broker_t *b)
+{
+    zsock_destroy(&b->sock); /* stops its monitor too */
+    zsock_destroy(&b->watch);
+}
+
+/*  Watches b->sock's connection: libzmq's socket monitor publishes its DISCONNECTED events
+    on an inproc PAIR. Without a watch a broker restart is only noticed when our next
+    heartbeat is answered DISCONNECT, up to --heartbeat-ms later; with it, at once. */
+static void s_watch(rt_broker_t *b)
+{
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://sam-broker-watch-%p-%u", (void *)b, b->generation);
+    if (zmq_socket_monitor(zsock_resolve(b->sock), ep, ZMQ_EVENT_DISCONNECTED) != 0 ||
+        !(b->watch = zsock_new_pair(ep)))
+        sam_warn("broker.watch_failed endpoint=%s reason=%s hint=\"a restart of this broker is "
+                 "noticed at the next heartbeat\"",
+                 sam_logv(b->endpoint), sam_logv(zmq_strerror(zmq_errno())));
+}
+
+bool rt_broker_watch(sam_service_t *svc, rt_broker_t *b, int64_t now)
+{
+    if (!b->watch || !b->sock) return false;
+    bool lost = false;
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    void *h = zsock_resolve(b->watch);
+    while (zmq_msg_recv(&part, h, ZMQ_DONTWAIT) >= 0) {
+        /* frame 1: uint16 event, uint32 value; frame 2: the endpoint */
+        if (zmq_msg_more(&part) && zmq_msg_size(&part) >= 2) {
+            uint16_t event;
+            memcpy(&event, zmq_msg_data(&part), sizeof event);
+            lost |= event == ZMQ_EVENT_DISCONNECTED;
+        }
+        while (zmq_msg_more(&part) && zmq_msg_recv(&part, h, ZMQ_DONTWAIT) >= 0)
+            ;
+    }
+    zmq_msg_close(&part);
+    if (!lost) return false;
+    sam_warn("broker.lost endpoint=%s action=register reason=\"the connection broke (the broker "
+             "stopped or was killed)\"",
+             sam_logv(b->endpoint));
+    rt_broker_connect(svc, b, now);
+    return true;
+}
+
 void rt_broker_connect(sam_service_t *svc, rt_broker_t *b, int64_t now)
 {
     if (svc->harness) return; /* driven by a harness: no network */
-    zsock_destroy(&b->sock);
+    rt_broker_close(b);
     b->generation++;
     b->ext_credit = b->ext_identity = b->ext_batch = false;
     sam_batch_reset(&b->out);
@@ -54,16 +100,17 @@ void rt_broker_connect(sam_service_t *svc, rt_broker_t *b, int64_t now)
             snprintf(why, sizeof why, "cannot read %.250s", svc->cert);
             sam_error("broker.connect_failed endpoint=%s reason=%s", sam_logv(b->endpoint),
                       sam_logv(why));
-            zsock_destroy(&b->sock);
+            rt_broker_close(b);
         }
     }
     if (!b->sock || zsock_connect(b->sock, "%s", b->endpoint) != 0) {
         sam_error("broker.connect_failed endpoint=%s", sam_logv(b->endpoint));
-        zsock_destroy(&b->sock);
+        rt_broker_close(b);
         b->reconnect_at = now + b->backoff_ms;
         return;
     }
     zsock_set_linger(b->sock, 0);
+    s_watch(b);
     /* No frame from a broker may make us allocate without bound: a request is at most an
        event (or a query) plus the broker's framing. */
     zsock_set_maxmsgsize(b->sock, (int)(svc->max_event_bytes + (16 << 20)));
@@ -345,7 +392,7 @@ size_t rt_on_parts(sam_service_t *svc, int bi, zmq_msg_t *part, int n, bool too_
             sam_warn("broker.refused endpoint=%s retry_ms=%d hint=\"is this service's "
                      "certificate trusted with role service?\"",
                      sam_logv(b->endpoint), b->backoff_ms);
-            zsock_destroy(&b->sock);
+            rt_broker_close(b);
             b->generation++;
             b->reconnect_at = now + b->backoff_ms;
             b->backoff_ms = b->backoff_ms * 2 > 5000 ? 5000 : b->backoff_ms * 2;
@@ -435,10 +482,11 @@ void rt_heartbeat(sam_service_t *svc, int64_t now)
             if (now >= b->reconnect_at) rt_broker_connect(svc, b, now);
             continue;
         }
+        if (rt_broker_watch(svc, b, now)) continue;
         if (now - b->heard_at > (int64_t)svc->heartbeat_ms * svc->liveness) {
             sam_warn("broker.silent endpoint=%s after_ms=%" PRId64 " retry_ms=%d",
                      sam_logv(b->endpoint), now - b->heard_at, b->backoff_ms);
-            zsock_destroy(&b->sock);
+            rt_broker_close(b);
             b->generation++;
             b->reconnect_at = now + b->backoff_ms;
             b->backoff_ms = b->backoff_ms * 2 > 5000 ? 5000 : b->backoff_ms * 2;

@@ -1463,6 +1463,8 @@ static void s_mmi_request(sam_broker_t *self, s_msg_t *msg, bool delim, const ch
         s_service_t *service =
             s_part_name(&msg->part[at], wanted) ? zhashx_lookup(self->services, wanted) : NULL;
         answer = service && service->nworkers ? "200" : "404";
+    } else if (strcmp(name, "mmi.heartbeat") == 0) {
+        answer = "200"; /* a client's heartbeat (docs/protocol.md, "Clients of several brokers") */
     } else if (strcmp(name, "mmi.workers") == 0) {
         /* who runs where is for the operators: admins only when keys are checked */
         const sam_key_info_t *info = self->insecure ? NULL : s_peer_info(self, msg);

@@ -275,7 +275,11 @@ static void s_send_queued(gw_t *gw)
 static void *s_thread(void *arg)
 {
     gw_t *gw = arg;
-    void *sock = sam_client_handle(gw->client);
+    /* the broker client's sockets (one per broker, and their connection watches), then
+       libmicrohttpd's epoll descriptor and the wake-up */
+    zmq_pollitem_t items[2 * 16 + 2];
+    size_t nclient = sam_client_pollitems(gw->client, items, 2 * 16);
+    int client_ms = sam_client_poll_ms(gw->client); /* several brokers: heartbeats */
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(gw->daemon, MHD_DAEMON_INFO_EPOLL_FD);
     int http = info ? info->epoll_fd : -1;
     s_readiness(gw);
@@ -288,11 +292,12 @@ static void *s_thread(void *arg)
         MHD_UNSIGNED_LONG_LONG mhd_ms;
         if (MHD_get_timeout(gw->daemon, &mhd_ms) == MHD_YES && (long long)mhd_ms < timeout)
             timeout = (long)mhd_ms;
+        if (client_ms > 0 && timeout > client_ms) timeout = client_ms;
         if (timeout < 0) timeout = 0;
-        zmq_pollitem_t items[] = {
-            {sock, 0, ZMQ_POLLIN, 0}, {NULL, http, ZMQ_POLLIN, 0}, {NULL, gw->wake, ZMQ_POLLIN, 0}};
-        if (zmq_poll(items, 3, timeout) < 0 && zmq_errno() != EINTR) break;
-        if (items[2].revents & ZMQ_POLLIN) {
+        items[nclient] = (zmq_pollitem_t){NULL, http, ZMQ_POLLIN, 0};
+        items[nclient + 1] = (zmq_pollitem_t){NULL, gw->wake, ZMQ_POLLIN, 0};
+        if (zmq_poll(items, (int)nclient + 2, timeout) < 0 && zmq_errno() != EINTR) break;
+        if (items[nclient + 1].revents & ZMQ_POLLIN) {
             uint64_t count;
             if (read(gw->wake, &count, sizeof count) < 0 && errno != EAGAIN) break;
         }

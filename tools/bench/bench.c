@@ -175,7 +175,8 @@ void bench_figure(const char *name, double value, const char *unit)
 
 static void s_usage(void)
 {
-    printf("Usage: samordna-bench [--scale X] [--bin-dir DIR] [--work-dir DIR] FAMILY|all\n\n"
+    printf("Usage: samordna-bench [--scale X] [--rounds N] [--bin-dir DIR] [--work-dir DIR] "
+           "FAMILY|all\n\n"
            "Runs benchmarks on loopback and prints one line per figure.\n\nFamilies:\n");
     for (const s_family_t *f = s_families; f->name; f++)
         printf("  %-12s %s\n", f->name, f->summary);
@@ -191,6 +192,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--scale") == 0 && i + 1 < argc)
             b.scale = atof(argv[++i]);
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+            b.rounds = atoi(argv[++i]);
         else if (strcmp(argv[i], "--bin-dir") == 0 && i + 1 < argc)
             b.bin_dir = argv[++i];
         else if (strcmp(argv[i], "--work-dir") == 0 && i + 1 < argc)

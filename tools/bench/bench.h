@@ -23,6 +23,7 @@ typedef struct {
     const char *bin_dir;  /* folder of the samordna executables */
     const char *work_dir; /* scratch folder for stores and logs (created, emptied) */
     double scale;         /* --scale: multiplies iteration counts (default 1.0) */
+    int rounds;           /* --rounds: repetitions where a family repeats (0: its own) */
 } bench_t;
 
 typedef int (*bench_fn)(bench_t *b);

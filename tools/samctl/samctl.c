@@ -46,6 +46,10 @@ const sam_option_t samctl_global_options[] = {
      false},
     {"timeout-ms", "MS", "5000",
      "how long to wait for an answer, resends included; then samctl says so and exits 1", false},
+    {"broker-heartbeat-ms", "MS", "100",
+     "with several --broker: heartbeat each this often; one silent for 5 beats is left and "
+     "what was sent to it goes to another",
+     false},
     {"source", "AGENCY", "fmov", "agency id to publish events as", false},
     {"lang", "nb|en", "nb",
      "the language of what people read: the board, the report, the lists' texts (--json keeps "
@@ -82,7 +86,7 @@ sam_client_t *samctl_client(samctl_t *ctl)
 sam_client_t *samctl_client_of(samctl_t *ctl, const char *const *eps, size_t n)
 {
     char err[256] = "";
-    sam_client_opts_t opts = {0};
+    sam_client_opts_t opts = {.heartbeat_ms = ctl->heartbeat_ms};
     if (!sam_config_flag(ctl->config, "insecure")) {
         opts.client_cert = sam_config_get(ctl->config, "cert");
         opts.server_key = sam_config_get(ctl->config, "server-key");
@@ -982,6 +986,7 @@ int main(int argc, char **argv)
         /* CSV is made from the JSON records: every command builds those under --csv. */
         ctl.json = ctl.csv || sam_config_flag(ctl.config, "json");
         ctl.timeout_ms = (int)sam_config_int(ctl.config, "timeout-ms", 1, 3600000, &ok);
+        ctl.heartbeat_ms = (int)sam_config_int(ctl.config, "broker-heartbeat-ms", 10, 60000, &ok);
         ctl.source = sam_config_get(ctl.config, "source");
         const char *lang = sam_config_get(ctl.config, "lang");
         if (sam_lang_parse(lang, &ctl.lang)) {

@@ -70,6 +70,7 @@ typedef struct {
     bool csv;             /* --csv: lists and records as CSV (json is set too: CSV is made
                              from the JSON records) */
     int timeout_ms;       /* --timeout-ms for each call */
+    int heartbeat_ms;     /* --broker-heartbeat-ms: with several brokers */
     const char *source;   /* --source: agency id used as CloudEvent source (default fmov) */
     sam_lang_t lang;      /* --lang: the language of the text people read (nb by default) */
 } samctl_t;
