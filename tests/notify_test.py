@@ -29,6 +29,13 @@ _n = [0]
 
 
 def subscribe(c, sid, channel=INBOX, source="fmov", **fields):
+    """Publishes a subscription. A webhook here is of the legacy form unless asked otherwise
+    (data_base64, X-Samordna-Signature; what WebhookReceiver checks): the form of every
+    subscription made before formats and schemes, which must keep working.
+    tests/webhooks_test.py tests the form a new subscription gets by default."""
+    if channel == WEBHOOK:
+        fields.setdefault("format", notify_pb2.WEBHOOK_FORMAT_PROTOBUF)
+        fields.setdefault("signature", notify_pb2.WEBHOOK_SIGNATURE_LEGACY)
     _n[0] += 1
     sub = notify_pb2.Subscription(id=sid, channel=channel, **fields)
     ev = samtest.event("no.samordna.notify.subscription.created",
