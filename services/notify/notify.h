@@ -109,6 +109,7 @@ struct notify_t {
        and kept in the store); receivers verify with sign_pk */
     uint8_t sign_sk[64];
     uint8_t sign_pk[32];
+    zhashx_t *no_json; /* event types a JSON webhook got as data_base64 (logged once each) */
 };
 
 /* Wall clock, ms since the epoch. */
@@ -202,8 +203,10 @@ void notify_deliver_forget(notify_t *n, const char *sub_id);
 /* The body of one delivery: CloudEvents structured JSON (malloc'd, NUL-terminated). With
    json_data the payload is `data` in the proto3 JSON mapping of its event type's message
    (datacontenttype application/json); otherwise, or when the type is not one samordna knows
-   or the payload does not decode as it, `data_base64` (application/protobuf). */
-char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce, bool json_data);
+   or the payload does not decode as it, `data_base64` (application/protobuf); then
+   *why (may be NULL) is set to the reason when json_data was asked for and not given. */
+char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce, bool json_data,
+                        const char **why);
 
 /* notify_briefing.c — the half-yearly briefing and the reminders. */
 int notify_schedule_start(notify_t *n);

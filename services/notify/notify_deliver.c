@@ -166,8 +166,10 @@ static json_t *s_base64(const uint8_t *data, size_t len)
     return j;
 }
 
-char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce, bool json_data)
+char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce, bool json_data,
+                        const char **why_out)
 {
+    if (why_out) *why_out = NULL;
     json_t *o = json_object();
     if (!o) return NULL;
     json_object_set_new(o, "specversion",
@@ -196,9 +198,7 @@ char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce, bool json_dat
             json_object_set_new(o, "data", data);
             break;
         }
-        if (why)
-            sam_warn("deliver.json_unavailable type=%s id=%s reason=%s delivered=data_base64",
-                     sam_logv(ce->type), sam_logv(ce->id), sam_logv(why));
+        if (why_out) *why_out = why;
         size_t len = 0;
         const uint8_t *bytes = sam_event_data(ce, &len);
         json_object_set_new(o, "data_base64", s_base64(bytes, len));
@@ -466,9 +466,16 @@ static void s_start_delivery(notify_t *n, const Samordna__V1__Subscription *s,
     sodium_bin2hex(hex, sizeof hex, h, 16);
     snprintf(f->msg_id, sizeof f->msg_id, "%s_%s", s->id, hex);
     bool webhook = s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK;
-    f->body = notify_event_json(d->event,
-                                webhook && notify_sub_format(s) ==
-                                               SAMORDNA__V1__WEBHOOK_FORMAT__WEBHOOK_FORMAT_JSON);
+    const char *why = NULL;
+    f->body = notify_event_json(
+        d->event,
+        webhook && notify_sub_format(s) == SAMORDNA__V1__WEBHOOK_FORMAT__WEBHOOK_FORMAT_JSON, &why);
+    if (why && n->no_json && !zhashx_lookup(n->no_json, d->event->type)) {
+        zhashx_insert(n->no_json, d->event->type, (void *)1);
+        sam_warn("deliver.json_unavailable type=%s reason=%s delivered=data_base64 "
+                 "(logged once per type)",
+                 sam_logv(d->event->type), sam_logv(why));
+    }
     f->body_len = f->body ? strlen(f->body) : 0;
     int rc = f->body ? 0 : -1;
     if (!rc && s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK)
@@ -814,7 +821,8 @@ int notify_deliver_start(notify_t *n)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return -1;
     n->multi = curl_multi_init();
     n->flights = zhashx_new();
-    if (!n->multi || !n->flights) return -1;
+    n->no_json = zhashx_new();
+    if (!n->multi || !n->flights || !n->no_json) return -1;
     curl_multi_setopt(n->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n->max_in_flight);
     return 0;
 }
@@ -858,6 +866,7 @@ void notify_deliver_stop(notify_t *n)
         zlistx_destroy(&keys);
         zhashx_destroy(&n->flights);
     }
+    zhashx_destroy(&n->no_json);
     if (n->multi) curl_multi_cleanup(n->multi);
     n->multi = NULL;
     curl_global_cleanup();

@@ -38,7 +38,8 @@ static const sam_option_t s_options[] = {
     {"call-timeout-ms", "MS", "1000", "timeout of each call to status and grants", false},
     {"log-keep-days", "DAYS", "90", "how long the delivery log keeps each attempt", false},
     {"webhook-signing-key", "FILE", NULL,
-     "Ed25519 key of v1a webhook signatures: a file holding whsk_<base64>, mode 0600 "
+     "Ed25519 key of v1a webhook signatures: a file holding whsk_ and the key in base64, mode "
+     "0600 "
      "(default: made once, kept in the store)",
      false},
     {NULL, NULL, NULL, NULL, false},
