@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-
 static void s_clean_refusal(const sam_pbjson_error_t *err)
 {
     if (!*err->reason || sam_check_text_why(err->reason, strlen(err->reason)) ||
