@@ -1,6 +1,8 @@
 /*  sam_catalog.c — see sam_catalog.h. Each .def is read with only its E rows kept; their
     other columns (roles, limits, the handlers' names) are dropped unread, so nothing of a
-    service is linked here but its messages' descriptors. */
+    service is linked here but its messages' descriptors. Every other kind of row
+    (sam_service_rows.h: Q, W, and L for the queries run off the loop) expands to nothing:
+    a new kind of row must be named here too. */
 #include "sam_catalog.h"
 
 #include "samordna/v1/grants.pb-c.h"
@@ -12,6 +14,7 @@
 
 #define Q(...)
 #define W(...)
+#define L(...)
 static const sam_catalog_event_t s_events[] = {
 #define E(t, p, ...) {t, "registry", p},
 #include "../services/registry/registry.def"
@@ -31,6 +34,7 @@ static const sam_catalog_event_t s_events[] = {
 };
 #undef Q
 #undef W
+#undef L
 #define S_N (sizeof s_events / sizeof s_events[0])
 
 const sam_catalog_event_t *sam_catalog_event(const char *type)
