@@ -6,8 +6,10 @@
     (float, double, sint, sfixed, fixed, a message nested in itself) come from a message
     described by hand below, as protoc-c would describe it. Then what the JSON looks like,
     the spellings taken on input, and each refusal with its path and reason.
-    Prints nothing while the checks hold; see sam_testkit.h.
+    Prints nothing while the checks hold; see sam_testkit.h. With arguments it is the
+    mapping as a filter (s_filter), which tests/pbjson_test.py compares with protobuf's own.
 */
+#include "sam_catalog.h"
 #include "sam_pbjson.h"
 #include "sam_testkit.h"
 
@@ -572,8 +574,72 @@ static void s_refusal_test(void)
           0);
 }
 
-int main(void)
+/* ---- the mapping as a filter, for tests/pbjson_test.py ------------------------------------- */
+
+/* The payload message of the event type, or of the message named `name`, from the catalog. */
+static const ProtobufCMessageDescriptor *s_type(const char *name)
 {
+    size_t n;
+    const sam_catalog_event_t *ev = sam_catalog_events(&n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(ev[i].payload->name, name) == 0) return ev[i].payload;
+    return NULL;
+}
+
+/*  types              every payload message of the catalog, one full name a line
+    encode TYPE FLAGS  packed TYPE on stdin → its JSON on stdout (sam_pbjson_encode)
+    decode TYPE        JSON on stdin → TYPE packed on stdout; a refusal "path: reason" on
+                       stderr and exit 1 */
+static int s_filter(int argc, char **argv)
+{
+    if (strcmp(argv[1], "types") == 0) {
+        size_t n;
+        const sam_catalog_event_t *ev = sam_catalog_events(&n);
+        for (size_t i = 0; i < n; i++)
+            printf("%s\n", ev[i].payload->name);
+        return 0;
+    }
+    const ProtobufCMessageDescriptor *d = argc > 2 ? s_type(argv[2]) : NULL;
+    if (!d) {
+        fprintf(stderr, "usage: sam_pbjson_selftest [types | encode TYPE FLAGS | decode TYPE]\n");
+        return 2;
+    }
+    size_t cap = SAM_PBJSON_SIZE_MAX + 1, n = 0, got;
+    uint8_t *buf = malloc(cap);
+    while (buf && (got = fread(buf + n, 1, cap - n, stdin)) > 0)
+        n += got;
+    int rc = 1;
+    if (buf && strcmp(argv[1], "encode") == 0) {
+        ProtobufCMessage *m = protobuf_c_message_unpack(d, NULL, n, buf);
+        json_t *j = m ? sam_pbjson_encode(m, argc > 3 ? (unsigned)atoi(argv[3]) : 0) : NULL;
+        char *text = j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        if (text) printf("%s\n", text);
+        rc = text ? 0 : 1;
+        free(text);
+        json_decref(j);
+        protobuf_c_message_free_unpacked(m, NULL);
+    } else if (buf && strcmp(argv[1], "decode") == 0) {
+        sam_pbjson_error_t err;
+        ProtobufCMessage *m = sam_pbjson_decode_text(d, (const char *)buf, n, 0, &err);
+        if (m) {
+            size_t len = protobuf_c_message_get_packed_size(m);
+            uint8_t *out = malloc(len + 1);
+            protobuf_c_message_pack(m, out);
+            fwrite(out, 1, len, stdout);
+            free(out);
+            rc = 0;
+        } else {
+            fprintf(stderr, "%s: %s\n", err.path, err.reason);
+        }
+        protobuf_c_message_free_unpacked(m, NULL);
+    }
+    free(buf);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1) return s_filter(argc, argv);
     s_award_test();
     s_registry_test();
     s_envelope_test();

@@ -1,8 +1,8 @@
 /*  fuzz_pbjson — the proto3 JSON mapping (common/sam_pbjson.h) on any bytes.
 
-    The input is parsed as JSON once and decoded as the payload of every event type that a
-    service's table names (the .def files, read here with only their E rows kept), then as
-    that same text through sam_pbjson_decode_text. Beside not crashing or leaking, it checks
+    The input is parsed as JSON once and decoded as the payload of every event type samordna
+    knows (sam_catalog.h: the E rows of the services' tables), then as that same text through
+    sam_pbjson_decode_text. Beside not crashing or leaking, it checks
     what the mapping promises:
       - a refusal has a reason, and its path and reason are clean text (they are logged and
         answered to clients as they are);
@@ -11,33 +11,12 @@
         stored answers what was sent);
       - with unknown fields skipped nothing that was accepted without is refused.
 */
+#include "sam_catalog.h"
 #include "sam_check.h"
 #include "sam_pbjson.h"
 
-#include "samordna/v1/grants.pb-c.h"
-#include "samordna/v1/notify.pb-c.h"
-#include "samordna/v1/registry.pb-c.h"
-#include "samordna/v1/status.pb-c.h"
-
 #include <stdlib.h>
 #include <string.h>
-
-/* Every event type's payload, from the services' own tables. */
-#define Q(...)
-#define L(...) /* a long query (runs off the loop): read like Q */
-#define W(...)
-#define E(type, payload, ...) payload,
-static const ProtobufCMessageDescriptor *const s_payloads[] = {
-#include "../services/registry/registry.def"
-#include "../services/status/status.def"
-#include "../services/grants/grants.def"
-#include "../services/notify/notify.def"
-};
-#undef Q
-#undef L
-#undef W
-#undef E
-#define S_NPAYLOADS (sizeof s_payloads / sizeof s_payloads[0])
 
 static void s_clean_refusal(const sam_pbjson_error_t *err)
 {
@@ -75,7 +54,9 @@ static void s_stable(const ProtobufCMessage *m, unsigned flags)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     sam_pbjson_error_t err;
-    const ProtobufCMessageDescriptor *first = s_payloads[size ? data[0] % S_NPAYLOADS : 0];
+    size_t n_types;
+    const sam_catalog_event_t *types = sam_catalog_events(&n_types);
+    const ProtobufCMessageDescriptor *first = types[size ? data[0] % n_types : 0].payload;
     ProtobufCMessage *m = sam_pbjson_decode_text(first, (const char *)data, size, 0, &err);
     if (!m) s_clean_refusal(&err);
     protobuf_c_message_free_unpacked(m, NULL);
@@ -83,11 +64,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_t *in =
         json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, NULL);
     if (!in) return 0;
-    for (size_t i = 0; i < S_NPAYLOADS; i++) {
-        m = sam_pbjson_decode(s_payloads[i], in, 0, &err);
+    for (size_t i = 0; i < n_types; i++) {
+        m = sam_pbjson_decode(types[i].payload, in, 0, &err);
         if (!m) s_clean_refusal(&err);
         ProtobufCMessage *lax =
-            sam_pbjson_decode(s_payloads[i], in, SAM_PBJSON_IGNORE_UNKNOWN, &err);
+            sam_pbjson_decode(types[i].payload, in, SAM_PBJSON_IGNORE_UNKNOWN, &err);
         if (m && !lax) abort();
         if (!lax) s_clean_refusal(&err);
         if (m) {

@@ -1,12 +1,16 @@
 """Receivers for the notify tests, on loopback, with Python's standard library only.
 
-WebhookReceiver: an HTTP server that answers the handshake, checks every request's
-X-Samordna-Signature (HMAC-SHA256 over "<t>.<body>" with the subscription's secret), records
-what it accepted, and can be told to fail, answer 429 with Retry-After, or 410.
+WebhookReceiver: an HTTP server that answers the handshake, checks every request's signature
+with the subscription's secret — a whsec_ secret by Standard Webhooks v1 (webhook-id,
+webhook-timestamp, webhook-signature: v1,<base64 HMAC-SHA256 over "<id>.<timestamp>.<body>">),
+any other by the legacy X-Samordna-Signature (HMAC-SHA256 over "<t>.<body>") — records what
+it accepted, and can be told to fail, answer 429 with Retry-After, or 410.
+(tests/tools/webhook_receiver.js is the receiver built on the npm reference libraries.)
 
 SmtpRecorder: a small SMTP server (EHLO/HELO, MAIL, RCPT, DATA, RSET, NOOP, QUIT) that
 records every message it is given.
 """
+import base64
 import hashlib
 import hmac
 import json
@@ -35,6 +39,19 @@ def verify(secret, header, body, tolerance_s=300):
         return False
     want = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     return hmac.compare_digest(want, got)
+
+
+def verify_standard(secret, headers, body, tolerance_s=300):
+    """True when `headers` carry a Standard Webhooks v1 signature of `body` under the whsec_
+    `secret`, made recently."""
+    wid, ts = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
+    if not wid or not ts.isdigit() or abs(time.time() - int(ts)) > tolerance_s:
+        return False
+    key = base64.b64decode(secret[len("whsec_"):])
+    want = base64.b64encode(hmac.new(key, f"{wid}.{ts}.".encode() + body,
+                                     hashlib.sha256).digest()).decode()
+    return any(s.startswith("v1,") and hmac.compare_digest(s[3:], want)
+               for s in headers.get("webhook-signature", "").split(" "))
 
 
 class WebhookReceiver:
@@ -76,9 +93,10 @@ class WebhookReceiver:
                     recv.requests += 1
                     recv.raw.append((self.headers.get("X-Samordna-Signature", ""), body))
                     secret = recv.secret
-                if secret is None or not verify(secret,
-                                                self.headers.get("X-Samordna-Signature", ""),
-                                                body):
+                if secret is None or not (
+                        verify_standard(secret, self.headers, body)
+                        if secret.startswith("whsec_") else
+                        verify(secret, self.headers.get("X-Samordna-Signature", ""), body)):
                     with recv.lock:
                         recv.bad_signatures += 1
                     return self._answer(401, b"bad signature")

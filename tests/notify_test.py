@@ -31,6 +31,13 @@ _n = [0]
 
 
 def subscribe(c, sid, channel=INBOX, source="fmov", **fields):
+    """Publishes a subscription. A webhook here is of the legacy form unless asked otherwise
+    (data_base64, X-Samordna-Signature; what WebhookReceiver checks): the form of every
+    subscription made before formats and schemes, which must keep working.
+    tests/webhooks_test.py tests the form a new subscription gets by default."""
+    if channel == WEBHOOK:
+        fields.setdefault("format", notify_pb2.WEBHOOK_FORMAT_PROTOBUF)
+        fields.setdefault("signature", notify_pb2.WEBHOOK_SIGNATURE_LEGACY)
     _n[0] += 1
     sub = notify_pb2.Subscription(id=sid, channel=channel, **fields)
     ev = samtest.event("no.samordna.notify.subscription.created",
@@ -745,7 +752,8 @@ def test_only_the_owner_changes_or_reads_a_subscription():
     rep, sec = fb.call("notify.subscriptions.secret",
                        notify_pb2.SubscriptionSecretRequest(id="fmov-hook"), fmov,
                        notify_pb2.SubscriptionSecretReply)
-    assert rep.status.code == 200 and len(sec.secret) == 64
+    # a webhook made without naming a scheme is Standard Webhooks v1: a whsec_ secret
+    assert rep.status.code == 200 and sec.scheme == "v1" and sec.secret.startswith("whsec_")
     rep, _ = fb.call("notify.inbox.read", notify_pb2.InboxReadRequest(subscription="fmov-box"),
                      fmov)
     assert rep.status.code == 200

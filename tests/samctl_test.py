@@ -95,7 +95,8 @@ LISTS = {
 OBJECTS = {
     "agencies show", "municipalities show", "people show", "programmes show", "pilots show",
     "pilot show", "reports show", "board", "barrier show", "report", "grants overview",
-    "grants scheme", "grants award", "grants ledger verify", "notify secret", "notify replay",
+    "grants scheme", "grants award", "grants ledger verify", "notify secret", "notify public-key",
+    "notify replay",
     "notify briefing", "notify briefing show", "import", "keys new", "keys show", "describe", "backup", "restore", "status",
 }
 WRITES = {

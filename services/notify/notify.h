@@ -9,8 +9,11 @@
     Deliveries leave by three channels:
       inbox    the agency's system reads notify.inbox.read and acknowledges with
                notify.inbox.ack; what is not acknowledged is read again;
-      webhook  HTTP POST (CloudEvents structured JSON) signed with HMAC-SHA256, after the
-               endpoint has answered a handshake;
+      webhook  HTTP POST (CloudEvents structured JSON, the payload as JSON or as base64
+               protobuf) signed the Standard Webhooks way — HMAC-SHA256 with the
+               subscription's secret (v1) or Ed25519 with notify's key (v1a) — or, for
+               subscriptions made before, with X-Samordna-Signature; after the endpoint has
+               answered a handshake;
       e-mail   through the SMTP relay of --smtp-url.
     Webhooks and e-mail go through libcurl's multi interface, driven from the tick, so the
     service loop never blocks on a receiver. Each subscription has at most one delivery in
@@ -116,6 +119,11 @@ struct notify_t {
     int incomplete_checks; /* checks the briefing due was composed with a part missing */
     int64_t next_names_ms; /* next time the registry is asked for names, programme */
     size_t shards_seen;    /* leases held at the last delivery tick */
+    /* v1a: the Ed25519 key webhooks are signed with (--webhook-signing-key, or made once
+       and kept in the store); receivers verify with sign_pk */
+    uint8_t sign_sk[64];
+    uint8_t sign_pk[32];
+    zhashx_t *no_json; /* event types a JSON webhook got as data_base64 (logged once each) */
 };
 
 /* Wall clock, ms since the epoch. */
@@ -139,8 +147,22 @@ bool notify_caller_admin(const Samordna__V1__Caller *c);
 int notify_sub_load(notify_t *n, MDB_txn *txn, const char *field, const char *id,
                     const Samordna__V1__Caller *caller, const char *agency,
                     Samordna__V1__Subscription **out, sam_reply_t *reply);
-/* The webhook signing secret of a subscription, as 64 hex characters and a NUL. */
+/* The legacy (X-Samordna-Signature) signing secret of a subscription, as 64 hex characters
+   and a NUL. */
 void notify_sub_secret(notify_t *n, const Samordna__V1__Subscription *s, char out[65]);
+/* The Standard Webhooks v1 key of a subscription: 32 bytes, shown as "whsec_<base64>". */
+void notify_sub_whsec_key(notify_t *n, const Samordna__V1__Subscription *s, uint8_t out[32]);
+/* What a webhook subscription's stored format and signature mean: the values given, or for
+   a subscription stored before they existed (0) protobuf and legacy, as it was made. */
+Samordna__V1__WebhookFormat notify_sub_format(const Samordna__V1__Subscription *s);
+Samordna__V1__WebhookSignature notify_sub_scheme(const Samordna__V1__Subscription *s);
+/* "json"/"protobuf" and "v1"/"v1a"/"legacy"; "?" for anything else. */
+const char *notify_format_name(Samordna__V1__WebhookFormat f);
+const char *notify_scheme_name(Samordna__V1__WebhookSignature sig);
+/* notify's public key as "whpk_<base64>" into out (cap bytes; 64 hold it). Returns out. */
+const char *notify_public_key(const notify_t *n, char *out, size_t cap);
+int notify_q_webhook_key(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                         sam_reply_t *reply);
 
 /* notify_inbox.c — inbox, log, dead letters, cursors. */
 int notify_q_inbox_read(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
@@ -192,8 +214,13 @@ void notify_deliver_tick(notify_t *n);
 void notify_deliver_stop(notify_t *n);
 /* Forgets an in-flight transfer of a subscription that is being deleted. */
 void notify_deliver_forget(notify_t *n, const char *sub_id);
-/* The body of one delivery: CloudEvents structured JSON (malloc'd, NUL-terminated). */
-char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce);
+/* The body of one delivery: CloudEvents structured JSON (malloc'd, NUL-terminated). With
+   json_data the payload is `data` in the proto3 JSON mapping of its event type's message
+   (datacontenttype application/json); otherwise, or when the type is not one samordna knows
+   or the payload does not decode as it, `data_base64` (application/protobuf); then
+   *why (may be NULL) is set to the reason when json_data was asked for and not given. */
+char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce, bool json_data,
+                        const char **why);
 
 /* notify_share.c — sharing the work among instances on one store (leases, sam_lease.h). */
 #define NOTIFY_SHARDS 32                        /* delivery shards: leases notify.deliver.NN */

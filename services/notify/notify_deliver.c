@@ -10,11 +10,19 @@
     Webhook request (CloudEvents HTTP binding, structured mode):
         POST <url>
         Content-Type: application/cloudevents+json; charset=utf-8
-        X-Samordna-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
+        webhook-id: <subscription>_<32 hex of SHA-256(source NUL id)>
+        webhook-timestamp: <unix seconds>
+        webhook-signature: v1,<base64 HMAC-SHA256(key, "<id>.<timestamp>.<body>")>
+                        or v1a,<base64 Ed25519 signature of the same, notify's key>
         X-Samordna-Delivery: <subscription>/<qseq>
-        <the event as CloudEvents JSON; a protobuf payload as data_base64>
-    The receiver checks the signature with the secret of notify.subscriptions.secret and
-    drops duplicates by the event's (source, id): delivery is at least once.
+        <the event as CloudEvents JSON: data in the proto3 JSON mapping, or data_base64>
+    That is Standard Webhooks 1.0: the receiver verifies with its language's library, v1 with
+    the subscription's whsec_ secret (notify.subscriptions.secret), v1a with notify's whpk_
+    public key (notify.webhooks.key), and drops duplicates by webhook-id — the same for every
+    attempt at one event, a replayed dead letter's too: delivery is at least once.
+    A subscription stored before formats and schemes existed is delivered as it was: data as
+    data_base64, and instead of the webhook-* headers
+        X-Samordna-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>
 
     Before the first delivery the endpoint must answer a handshake: an event of type
     no.samordna.notify.webhook.handshake whose data is {"challenge": "<hex>"}, signed the
@@ -27,6 +35,8 @@
 */
 #include "notify.h"
 #include "sam_lease.h"
+#include "sam_catalog.h"
+#include "sam_pbjson.h"
 
 #include <jansson.h>
 #include <sodium.h>
@@ -45,6 +55,7 @@ struct notify_flight_t {
     uint64_t qseq;
     char event_id[128];
     char event_type[128];
+    char msg_id[NOTIFY_ID_MAX + 80]; /* webhook-id */
     char challenge[65];
     char *body; /* request body or mail message */
     size_t body_len, body_off;
@@ -129,8 +140,37 @@ static json_t *s_attr_json(const Io__Cloudevents__V1__CloudEvent__CloudEventAttr
     }
 }
 
-char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce)
+/* The payload of ce as the proto3 JSON of its type's message, or NULL (the reason in why). */
+static json_t *s_data_json(const Io__Cloudevents__V1__CloudEvent *ce, const char **why)
 {
+    const sam_catalog_event_t *t = sam_catalog_event(ce->type);
+    size_t len = 0;
+    const uint8_t *data = sam_event_data(ce, &len);
+    *why = !t ? "not an event type samordna knows" : !data ? "no payload" : NULL;
+    if (*why) return NULL;
+    ProtobufCMessage *m = protobuf_c_message_unpack(t->payload, NULL, len, data);
+    json_t *j = m ? sam_pbjson_encode(m, 0) : NULL;
+    protobuf_c_message_free_unpacked(m, NULL);
+    if (!j) *why = m ? "the payload has no JSON form" : "the payload does not decode as its type";
+    return j;
+}
+
+static json_t *s_base64(const uint8_t *data, size_t len)
+{
+    size_t cap = sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL);
+    char *b = malloc(cap);
+    if (!b) return NULL;
+    sodium_bin2base64(b, cap, data ? data : (const uint8_t *)"", len,
+                      sodium_base64_VARIANT_ORIGINAL);
+    json_t *j = json_string(b);
+    free(b);
+    return j;
+}
+
+char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce, bool json_data,
+                        const char **why_out)
+{
+    if (why_out) *why_out = NULL;
     json_t *o = json_object();
     if (!o) return NULL;
     json_object_set_new(o, "specversion",
@@ -150,15 +190,19 @@ char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce)
         if (v) json_object_set_new(o, name, v);
     }
     switch (ce->data_case) {
-    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA: {
-        size_t cap = sodium_base64_ENCODED_LEN(ce->binary_data.len, sodium_base64_VARIANT_ORIGINAL);
-        char *b = malloc(cap);
-        if (b) {
-            sodium_bin2base64(b, cap, ce->binary_data.data, ce->binary_data.len,
-                              sodium_base64_VARIANT_ORIGINAL);
-            json_object_set_new(o, "data_base64", json_string(b));
-            free(b);
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_BINARY_DATA:
+    case IO__CLOUDEVENTS__V1__CLOUD_EVENT__DATA_PROTO_DATA: {
+        const char *why = NULL;
+        json_t *data = json_data ? s_data_json(ce, &why) : NULL;
+        if (data) {
+            json_object_set_new(o, "datacontenttype", json_string("application/json"));
+            json_object_set_new(o, "data", data);
+            break;
         }
+        if (why_out) *why_out = why;
+        size_t len = 0;
+        const uint8_t *bytes = sam_event_data(ce, &len);
+        json_object_set_new(o, "data_base64", s_base64(bytes, len));
         if (!json_object_get(o, "datacontenttype"))
             json_object_set_new(o, "datacontenttype", json_string("application/protobuf"));
         break;
@@ -181,18 +225,16 @@ char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce)
 
 /* ---- starting transfers ------------------------------------------------------------------- */
 
-/* "t=<unix>,v1=<hex>" over "<t>.<body>". */
-static void s_sign(notify_t *n, const Samordna__V1__Subscription *s, const char *body, size_t len,
-                   char *out, size_t cap)
+/* The legacy header "X-Samordna-Signature: t=<unix>,v1=<hex>" over "<t>.<body>". */
+static void s_sign_legacy(notify_t *n, const Samordna__V1__Subscription *s, const char *body,
+                          size_t len, const char *t, char *out, size_t cap)
 {
     char secret[65];
     notify_sub_secret(n, s, secret);
-    char t[24];
-    int tl = snprintf(t, sizeof t, "%lld", (long long)time(NULL));
     crypto_auth_hmacsha256_state st;
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
     crypto_auth_hmacsha256_init(&st, (const uint8_t *)secret, 64);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *)t, (unsigned long long)tl);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)t, strlen(t));
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)body, len);
     crypto_auth_hmacsha256_final(&st, mac);
@@ -200,6 +242,44 @@ static void s_sign(notify_t *n, const Samordna__V1__Subscription *s, const char 
     sodium_bin2hex(hex, sizeof hex, mac, sizeof mac);
     snprintf(out, cap, "X-Samordna-Signature: t=%s,v1=%s", t, hex);
     sodium_memzero(secret, sizeof secret);
+}
+
+/* "webhook-signature: v1,<base64>" or "v1a,<base64>" over "<id>.<t>.<body>" (Standard
+   Webhooks 1.0). Returns 0, or -1 when out of memory. */
+static int s_sign_standard(notify_t *n, const Samordna__V1__Subscription *s, const char *id,
+                           const char *t, const char *body, size_t len, char *out, size_t cap)
+{
+    size_t il = strlen(id), tl = strlen(t), ml = il + tl + 2 + len;
+    uint8_t *msg = malloc(ml);
+    if (!msg) return -1;
+    memcpy(msg, id, il);
+    msg[il] = '.';
+    memcpy(msg + il + 1, t, tl);
+    msg[il + 1 + tl] = '.';
+    memcpy(msg + il + tl + 2, body, len);
+    uint8_t sig[crypto_sign_BYTES];
+    size_t sl;
+    const char *version;
+    if (notify_sub_scheme(s) == SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_V1A) {
+        crypto_sign_detached(sig, NULL, msg, ml, n->sign_sk);
+        sl = crypto_sign_BYTES;
+        version = "v1a";
+    } else {
+        uint8_t key[32];
+        notify_sub_whsec_key(n, s, key);
+        crypto_auth_hmacsha256_state st;
+        crypto_auth_hmacsha256_init(&st, key, sizeof key);
+        crypto_auth_hmacsha256_update(&st, msg, ml);
+        crypto_auth_hmacsha256_final(&st, sig);
+        sodium_memzero(key, sizeof key);
+        sl = crypto_auth_hmacsha256_BYTES;
+        version = "v1";
+    }
+    free(msg);
+    char b64[sodium_base64_ENCODED_LEN(crypto_sign_BYTES, sodium_base64_VARIANT_ORIGINAL)];
+    sodium_bin2base64(b64, sizeof b64, sig, sl, sodium_base64_VARIANT_ORIGINAL);
+    snprintf(out, cap, "webhook-signature: %s,%s", version, b64);
+    return 0;
 }
 
 static int s_start(notify_t *n, notify_flight_t *f, const char *url)
@@ -226,13 +306,24 @@ static int s_start(notify_t *n, notify_flight_t *f, const char *url)
 
 static int s_start_webhook(notify_t *n, const Samordna__V1__Subscription *s, notify_flight_t *f)
 {
-    char sig[160];
-    s_sign(n, s, f->body, f->body_len, sig, sizeof sig);
-    char dl[NOTIFY_ID_MAX + 48];
-    snprintf(dl, sizeof dl, "X-Samordna-Delivery: %s/%llu", s->id, (unsigned long long)f->qseq);
+    char t[24], line[200];
+    snprintf(t, sizeof t, "%lld", (long long)time(NULL));
     f->headers =
         curl_slist_append(f->headers, "Content-Type: application/cloudevents+json; charset=utf-8");
-    f->headers = curl_slist_append(f->headers, sig);
+    if (notify_sub_scheme(s) == SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_LEGACY) {
+        s_sign_legacy(n, s, f->body, f->body_len, t, line, sizeof line);
+        f->headers = curl_slist_append(f->headers, line);
+    } else {
+        if (s_sign_standard(n, s, f->msg_id, t, f->body, f->body_len, line, sizeof line)) return -1;
+        char id[sizeof f->msg_id + 16], ts[48];
+        snprintf(id, sizeof id, "webhook-id: %s", f->msg_id);
+        snprintf(ts, sizeof ts, "webhook-timestamp: %s", t);
+        f->headers = curl_slist_append(f->headers, id);
+        f->headers = curl_slist_append(f->headers, ts);
+        f->headers = curl_slist_append(f->headers, line);
+    }
+    char dl[NOTIFY_ID_MAX + 48];
+    snprintf(dl, sizeof dl, "X-Samordna-Delivery: %s/%llu", s->id, (unsigned long long)f->qseq);
     f->headers = curl_slist_append(f->headers, dl);
     f->headers = curl_slist_append(f->headers, "Expect:");
     if (!f->headers) return -1;
@@ -404,7 +495,27 @@ static void s_start_delivery(notify_t *n, const Samordna__V1__Subscription *s,
     f->qseq = d->qseq;
     snprintf(f->event_id, sizeof f->event_id, "%s", d->event->id);
     snprintf(f->event_type, sizeof f->event_type, "%s", d->event->type);
-    f->body = notify_event_json(d->event);
+    /* webhook-id: one per (subscription, event), whatever the attempt */
+    uint8_t h[crypto_hash_sha256_BYTES];
+    crypto_hash_sha256_state hs;
+    crypto_hash_sha256_init(&hs);
+    crypto_hash_sha256_update(&hs, (const uint8_t *)d->event->source, strlen(d->event->source) + 1);
+    crypto_hash_sha256_update(&hs, (const uint8_t *)d->event->id, strlen(d->event->id));
+    crypto_hash_sha256_final(&hs, h);
+    char hex[33];
+    sodium_bin2hex(hex, sizeof hex, h, 16);
+    snprintf(f->msg_id, sizeof f->msg_id, "%s_%s", s->id, hex);
+    bool webhook = s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK;
+    const char *why = NULL;
+    f->body = notify_event_json(
+        d->event,
+        webhook && notify_sub_format(s) == SAMORDNA__V1__WEBHOOK_FORMAT__WEBHOOK_FORMAT_JSON, &why);
+    if (why && n->no_json && !zhashx_lookup(n->no_json, d->event->type)) {
+        zhashx_insert(n->no_json, d->event->type, (void *)1);
+        sam_warn("deliver.json_unavailable type=%s reason=%s delivered=data_base64 "
+                 "(logged once per type)",
+                 sam_logv(d->event->type), sam_logv(why));
+    }
     f->body_len = f->body ? strlen(f->body) : 0;
     int rc = f->body ? 0 : -1;
     if (!rc && s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK)
@@ -434,6 +545,7 @@ static void s_start_handshake(notify_t *n, const Samordna__V1__Subscription *s)
     randombytes_buf(rnd, sizeof rnd);
     sodium_bin2hex(f->challenge, sizeof f->challenge, rnd, sizeof rnd);
     snprintf(f->event_id, sizeof f->event_id, "handshake-%s", f->challenge);
+    snprintf(f->msg_id, sizeof f->msg_id, "%s_%s", s->id, f->event_id);
     snprintf(f->event_type, sizeof f->event_type, "no.samordna.notify.webhook.handshake");
     json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:{s:s}}", "specversion", "1.0", "id",
                           f->event_id, "source", "notify", "type", f->event_type, "subject", s->id,
@@ -762,7 +874,8 @@ int notify_deliver_start(notify_t *n)
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) return -1;
     n->multi = curl_multi_init();
     n->flights = zhashx_new();
-    if (!n->multi || !n->flights) return -1;
+    n->no_json = zhashx_new();
+    if (!n->multi || !n->flights || !n->no_json) return -1;
     curl_multi_setopt(n->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)n->max_in_flight);
     return 0;
 }
@@ -830,6 +943,7 @@ void notify_deliver_stop(notify_t *n)
         zlistx_destroy(&keys);
         zhashx_destroy(&n->flights);
     }
+    zhashx_destroy(&n->no_json);
     if (n->multi) curl_multi_cleanup(n->multi);
     n->multi = NULL;
     curl_global_cleanup();

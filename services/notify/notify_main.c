@@ -8,8 +8,10 @@
 #include "notify.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The table: notify.def's rows (s_rows, SAM_SERVICE_ROWS). */
 #define SAM_SERVICE_DEF_FILE "notify.def"
@@ -39,6 +41,11 @@ static const sam_option_t s_options[] = {
      false},
     {"call-timeout-ms", "MS", "1000", "timeout of each call to status and grants", false},
     {"log-keep-days", "DAYS", "90", "how long the delivery log keeps each attempt", false},
+    {"webhook-signing-key", "FILE", NULL,
+     "Ed25519 key of v1a webhook signatures: a file holding whsk_ and the key in base64, mode "
+     "0600 "
+     "(default: made once, kept in the store)",
+     false},
     {NULL, NULL, NULL, NULL, false},
 };
 
@@ -172,6 +179,101 @@ static int s_master_key(notify_t *n)
     return rc;
 }
 
+/* The v1a key from a file: "whsk_<base64>" of the 32-byte seed or of libsodium's 64-byte
+   secret key (seed and public key), readable by its owner only. 0, or -1 with why set. */
+static int s_key_file(const char *file, uint8_t seed[32], char *why, size_t cap)
+{
+    struct stat st;
+    FILE *f = fopen(file, "r");
+    if (!f || fstat(fileno(f), &st) != 0) {
+        snprintf(why, cap, "cannot read %s", file);
+        if (f) fclose(f);
+        return -1;
+    }
+    char text[256];
+    size_t len = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[len] = 0;
+    while (len && strchr(" \t\r\n", text[len - 1]))
+        text[--len] = 0;
+    uint8_t key[64];
+    size_t n = 0;
+    if (st.st_mode & 077) {
+        snprintf(why, cap, "%s is readable by others than its owner (chmod 600 it)", file);
+        return -1;
+    }
+    if (strncmp(text, "whsk_", 5) != 0 ||
+        sodium_base642bin(key, sizeof key, text + 5, len - 5, NULL, &n, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        (n != 32 && n != 64)) {
+        snprintf(why, cap,
+                 "%s does not hold whsk_ and the base64 of a 32-byte Ed25519 seed (or a "
+                 "64-byte secret key)",
+                 file);
+        sodium_memzero(key, sizeof key);
+        return -1;
+    }
+    memcpy(seed, key, 32);
+    if (n == 64) { /* the public half must be the seed's */
+        uint8_t pk[32], sk[64];
+        crypto_sign_seed_keypair(pk, sk, seed);
+        bool same = sodium_memcmp(pk, key + 32, 32) == 0;
+        sodium_memzero(sk, sizeof sk);
+        if (!same) {
+            snprintf(why, cap, "%s: its public half is not the key's own", file);
+            sodium_memzero(key, sizeof key);
+            return -1;
+        }
+    }
+    sodium_memzero(key, sizeof key);
+    return 0;
+}
+
+/* The v1a signing key: --webhook-signing-key, or a seed made once and kept in the store. */
+static int s_signing_key(notify_t *n)
+{
+    const char *file = sam_config_get(sam_service_config(n->svc), "webhook-signing-key");
+    uint8_t seed[32];
+    char why[300];
+    if (file) {
+        if (s_key_file(file, seed, why, sizeof why)) {
+            sam_error("start.failed option=webhook-signing-key reason=%s", sam_logv(why));
+            return -1;
+        }
+    } else {
+        MDB_txn *w = NULL;
+        int rc = sam_store_begin(sam_service_store(n->svc), NULL, true, &w);
+        MDB_val k = {4, "sign"}, v;
+        if (!rc) rc = mdb_get(w, n->dbi.meta, &k, &v);
+        if (rc == 0 && v.mv_size == sizeof seed) {
+            memcpy(seed, v.mv_data, sizeof seed);
+            mdb_txn_abort(w);
+        } else if (rc == MDB_NOTFOUND) {
+            randombytes_buf(seed, sizeof seed);
+            v.mv_size = sizeof seed;
+            v.mv_data = seed;
+            rc = mdb_put(w, n->dbi.meta, &k, &v, 0);
+            rc = rc ? (mdb_txn_abort(w), rc) : mdb_txn_commit(w);
+        } else if (rc == 0) {
+            mdb_txn_abort(w);
+            rc = SAM_STORE_CORRUPT;
+        } else if (w) {
+            mdb_txn_abort(w);
+        }
+        if (rc) {
+            snprintf(why, sizeof why, "webhook signing key: %s", sam_store_strerror(rc));
+            sam_error("start.failed reason=%s", sam_logv(why));
+            return -1;
+        }
+    }
+    crypto_sign_seed_keypair(n->sign_pk, n->sign_sk, seed);
+    sodium_memzero(seed, sizeof seed);
+    char pk[64];
+    sam_info("webhook.signing_key public_key=%s from=%s", notify_public_key(n, pk, sizeof pk),
+             sam_logv(file ? file : "store"));
+    return 0;
+}
+
 static int s_start(sam_service_t *svc)
 {
     notify_t *n = sam_service_ctx(svc);
@@ -203,6 +305,7 @@ static int s_start(sam_service_t *svc)
         sam_error("start.failed reason=%s", sam_logv(why));
         return -1;
     }
+    if (s_signing_key(n)) return -1;
     if (notify_deliver_start(n)) {
         sam_error("start.failed reason=\"libcurl could not start\"");
         return -1;

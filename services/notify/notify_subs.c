@@ -9,7 +9,10 @@
 
     A webhook's signing secret is never in an event (the outbox is readable by followers):
     it is derived from the store's own random key, the subscription id and the seq of its
-    created event, and handed to the owner by notify.subscriptions.secret.
+    created event, and handed to the owner by notify.subscriptions.secret. A webhook signed
+    v1a has none: notify signs with its Ed25519 key, whose public half anyone may read
+    (notify.webhooks.key). A new webhook is json and v1 unless it asks otherwise; one stored
+    before formats and schemes existed keeps protobuf and the legacy signature.
 */
 #include "notify.h"
 #include "sam_check.h"
@@ -126,6 +129,87 @@ void notify_sub_secret(notify_t *n, const Samordna__V1__Subscription *s, char ou
     sodium_bin2hex(out, 65, mac, sizeof mac);
 }
 
+/* The v1 key: the legacy secret's derivation under another label, so the two never share
+   key material. */
+void notify_sub_whsec_key(notify_t *n, const Samordna__V1__Subscription *s, uint8_t out[32])
+{
+    char msg[128];
+    int len = snprintf(msg, sizeof msg, "webhook-whsec\n%s\n%llu", s->id,
+                       (unsigned long long)s->created_seq);
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, n->master_key, sizeof n->master_key);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)msg, (unsigned long long)len);
+    crypto_auth_hmacsha256_final(&st, out);
+}
+
+Samordna__V1__WebhookFormat notify_sub_format(const Samordna__V1__Subscription *s)
+{
+    return s->format ? s->format : SAMORDNA__V1__WEBHOOK_FORMAT__WEBHOOK_FORMAT_PROTOBUF;
+}
+
+Samordna__V1__WebhookSignature notify_sub_scheme(const Samordna__V1__Subscription *s)
+{
+    return s->signature ? s->signature : SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_LEGACY;
+}
+
+const char *notify_format_name(Samordna__V1__WebhookFormat f)
+{
+    switch (f) {
+    case SAMORDNA__V1__WEBHOOK_FORMAT__WEBHOOK_FORMAT_JSON:
+        return "json";
+    case SAMORDNA__V1__WEBHOOK_FORMAT__WEBHOOK_FORMAT_PROTOBUF:
+        return "protobuf";
+    default:
+        return "?";
+    }
+}
+
+const char *notify_scheme_name(Samordna__V1__WebhookSignature sig)
+{
+    switch (sig) {
+    case SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_V1:
+        return "v1";
+    case SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_V1A:
+        return "v1a";
+    case SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_LEGACY:
+        return "legacy";
+    default:
+        return "?";
+    }
+}
+
+const char *notify_public_key(const notify_t *n, char *out, size_t cap)
+{
+    char b64[sodium_base64_ENCODED_LEN(32, sodium_base64_VARIANT_ORIGINAL)];
+    sodium_bin2base64(b64, sizeof b64, n->sign_pk, sizeof n->sign_pk,
+                      sodium_base64_VARIANT_ORIGINAL);
+    snprintf(out, cap, "whpk_%s", b64);
+    return out;
+}
+
+/* A new webhook's format and scheme: json and v1 unless asked otherwise. Returns 0, or -1
+   with the refusal in reply. */
+static int s_webhook_form(Samordna__V1__Subscription *s, sam_reply_t *reply)
+{
+    if (s->channel != SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK) {
+        if (s->format || s->signature)
+            return sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.%s: only for a webhook",
+                                   s->format ? "format" : "signature");
+        return 0;
+    }
+    if (!s->format) s->format = SAMORDNA__V1__WEBHOOK_FORMAT__WEBHOOK_FORMAT_JSON;
+    if (!s->signature) s->signature = SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_V1;
+    if (!strcmp(notify_format_name(s->format), "?"))
+        return sam_reply_error(reply, SAM_BAD_REQUEST,
+                               "subscription.format: %d is not a format: json or protobuf",
+                               (int)s->format);
+    if (!strcmp(notify_scheme_name(s->signature), "?"))
+        return sam_reply_error(reply, SAM_BAD_REQUEST,
+                               "subscription.signature: %d is not a scheme: v1, v1a or legacy",
+                               (int)s->signature);
+    return 0;
+}
+
 /* ---- events ------------------------------------------------------------------------------ */
 
 /* no.samordna.notify.subscription.created  { subscription } */
@@ -185,6 +269,7 @@ int notify_apply_sub_created(sam_service_t *svc, MDB_txn *txn, const sam_event_t
         sam_reply_error(reply, SAM_BAD_REQUEST, "subscription.email: only for e-mail");
         goto done;
     }
+    if (s_webhook_form(s, reply)) goto done;
     if (strlen(s->type) + strlen(s->source) + strlen(s->subject) + strlen(s->id) > 500) {
         sam_reply_error(reply, SAM_BAD_REQUEST,
                         "subscription.subject: id, type, source and subject together are longer "
@@ -395,13 +480,37 @@ int notify_q_sub_secret(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call
         sam_reply_error(reply, SAM_UNPROCESSABLE, "id: subscription '%s' is not a webhook", s->id);
         goto done;
     }
-    char hex[65];
-    notify_sub_secret(n, s, hex);
     Samordna__V1__SubscriptionSecretReply out = SAMORDNA__V1__SUBSCRIPTION_SECRET_REPLY__INIT;
-    out.secret = hex;
+    Samordna__V1__WebhookSignature scheme = notify_sub_scheme(s);
+    out.scheme = (char *)notify_scheme_name(scheme);
+    char secret[80] = "", pk[64] = "";
+    if (scheme == SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_LEGACY) {
+        notify_sub_secret(n, s, secret);
+    } else if (scheme == SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_V1) {
+        uint8_t key[32];
+        notify_sub_whsec_key(n, s, key);
+        memcpy(secret, "whsec_", 6);
+        sodium_bin2base64(secret + 6, sizeof secret - 6, key, sizeof key,
+                          sodium_base64_VARIANT_ORIGINAL);
+        sodium_memzero(key, sizeof key);
+    } else {
+        notify_public_key(n, pk, sizeof pk); /* v1a: nothing secret to hand out */
+    }
+    out.secret = secret;
+    out.public_key = pk;
     rc = sam_reply_message(reply, &out.base);
-    sodium_memzero(hex, sizeof hex);
+    sodium_memzero(secret, sizeof secret);
 done:
     if (s) protobuf_c_message_free_unpacked(&s->base, NULL);
     return rc;
+}
+
+/* notify.webhooks.key  (no body) → WebhookKeyReply: the public key of v1a signatures. */
+int notify_q_webhook_key(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                         sam_reply_t *reply)
+{
+    char pk[64];
+    Samordna__V1__WebhookKeyReply out = SAMORDNA__V1__WEBHOOK_KEY_REPLY__INIT;
+    out.public_key = (char *)notify_public_key(s_ctx(svc), pk, sizeof pk);
+    return sam_reply_message(reply, &out.base);
 }

@@ -14,8 +14,9 @@
                                      receiver holds the handshakes off, and the deliveries
                                      are timed from the first handshake it accepts to the
                                      last delivery. The receiver verifies every signature
-                                     (HMAC-SHA256 over "<t>.<body>" with the subscription's
-                                     secret, docs/notify.md) and the run fails on any bad one
+                                     (Standard Webhooks v1: HMAC-SHA256 over "<id>.<t>.<body>"
+                                     with the subscription's whsec_ key, docs/notify.md) and
+                                     the run fails on any bad one
       notify-lag-p50-ms / -p99-ms    from publishing an event to a service to its webhook
                                      delivery, one event at a time (includes the service's
                                      commit and fsync)
@@ -61,10 +62,10 @@ typedef struct {
     int64_t *arrival_us; /* by event number, for ids "<prefix>-<n>" */
     int nsubs;           /* the subscriptions' secrets, by id */
     char sub[S_HOOKS][32];
-    char secret[S_HOOKS][65];
-    bool hold;           /* handshakes answered 503: subscriptions stay pending */
-    int64_t released_us; /* the first handshake accepted since the last reset */
-    int64_t last_us;     /* the last delivery accepted */
+    uint8_t key[S_HOOKS][32]; /* the subscriptions' whsec_ keys, decoded */
+    bool hold;                /* handshakes answered 503: subscriptions stay pending */
+    int64_t released_us;      /* the first handshake accepted since the last reset */
+    int64_t last_us;          /* the last delivery accepted */
     volatile int stop;
 } s_receiver_t;
 
@@ -123,41 +124,49 @@ static bool s_header(const char *head, const char *end, const char *name, char *
     return false;
 }
 
-/* 1 when the request carries X-Samordna-Signature: t=<unix>,v1=<hex HMAC-SHA256 over
-   "<t>.<body>"> made with the secret of the subscription X-Samordna-Delivery names, signed
-   within the last 300 s (docs/notify.md); 0 when it does not; -1 when the receiver has not
-   been told that subscription's secret yet (a handshake right after it was created). */
+/* 1 when the request carries a Standard Webhooks v1 signature — webhook-signature:
+   v1,<base64 HMAC-SHA256 over "<webhook-id>.<webhook-timestamp>.<body>"> — made with the
+   whsec_ key of the subscription X-Samordna-Delivery names, within the last 300 s
+   (docs/notify.md); 0 when it does not; -1 when the receiver has not been told that
+   subscription's key yet (a handshake right after it was created). */
 static int s_verify(s_receiver_t *r, const char *head, const char *end, const char *body, long len)
 {
-    char delivery[96], sig[160], secret[65] = "";
+    char delivery[96], id[160], ts[32], sig[200];
+    uint8_t key[32];
+    bool known = false;
     if (!s_header(head, end, "X-Samordna-Delivery", delivery, sizeof delivery) ||
-        !s_header(head, end, "X-Samordna-Signature", sig, sizeof sig))
+        !s_header(head, end, "webhook-id", id, sizeof id) ||
+        !s_header(head, end, "webhook-timestamp", ts, sizeof ts) ||
+        !s_header(head, end, "webhook-signature", sig, sizeof sig))
         return 0;
     char *slash = strchr(delivery, '/');
     if (slash) *slash = 0;
     pthread_mutex_lock(&r->lock);
     for (int i = 0; i < r->nsubs; i++)
-        if (strcmp(r->sub[i], delivery) == 0) memcpy(secret, r->secret[i], sizeof secret);
+        if (strcmp(r->sub[i], delivery) == 0) {
+            memcpy(key, r->key[i], sizeof key);
+            known = true;
+        }
     pthread_mutex_unlock(&r->lock);
-    if (!secret[0]) return -1;
-    long long t;
-    char got[65];
-    int used = 0;
-    if (strlen(secret) != 64 || sscanf(sig, "t=%lld,v1=%64[0-9a-f]%n", &t, got, &used) != 2 ||
-        sig[used] != 0 || strlen(got) != 64 || llabs((long long)time(NULL) - t) > 300)
+    if (!known) return -1;
+    uint8_t got[crypto_auth_hmacsha256_BYTES];
+    size_t got_len = 0;
+    if (!*ts || strspn(ts, "0123456789") != strlen(ts) ||
+        llabs((long long)time(NULL) - atoll(ts)) > 300 || strncmp(sig, "v1,", 3) != 0 ||
+        sodium_base642bin(got, sizeof got, sig + 3, strlen(sig + 3), NULL, &got_len, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) != 0 ||
+        got_len != sizeof got)
         return 0;
-    char ts[24];
-    int tl = snprintf(ts, sizeof ts, "%lld", t);
     crypto_auth_hmacsha256_state st;
     uint8_t mac[crypto_auth_hmacsha256_BYTES];
-    crypto_auth_hmacsha256_init(&st, (const uint8_t *)secret, 64);
-    crypto_auth_hmacsha256_update(&st, (const uint8_t *)ts, (unsigned long long)tl);
+    crypto_auth_hmacsha256_init(&st, key, sizeof key);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)id, strlen(id));
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
+    crypto_auth_hmacsha256_update(&st, (const uint8_t *)ts, strlen(ts));
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)".", 1);
     crypto_auth_hmacsha256_update(&st, (const uint8_t *)body, (unsigned long long)len);
     crypto_auth_hmacsha256_final(&st, mac);
-    char want[2 * sizeof mac + 1];
-    sodium_bin2hex(want, sizeof want, mac, sizeof mac);
-    return sodium_memcmp(want, got, 64) == 0 ? 1 : 0;
+    return sodium_memcmp(mac, got, sizeof mac) == 0 ? 1 : 0;
 }
 
 static void *s_conn_run(void *arg)
@@ -459,8 +468,9 @@ static uint8_t *s_make_hook(long i, size_t *len, void *arg)
     return bench_event("no.samordna.echo.recorded", id, "fmov", "webhook", NULL, len);
 }
 
-/* The secret of subscription `id` (notify.subscriptions.secret) into out[65]; 0 or -1. */
-static int s_secret(sam_client_t *c, const char *id, char *out)
+/* The v1 key of subscription `id` (notify.subscriptions.secret: whsec_<base64>) into out;
+   0 or -1. */
+static int s_secret(sam_client_t *c, const char *id, uint8_t out[32])
 {
     Samordna__V1__SubscriptionSecretRequest req = SAMORDNA__V1__SUBSCRIPTION_SECRET_REQUEST__INIT;
     req.id = (char *)id;
@@ -470,8 +480,13 @@ static int s_secret(sam_client_t *c, const char *id, char *out)
                     &samordna__v1__subscription_secret_reply__descriptor, (ProtobufCMessage **)&rep,
                     5000, true, &res);
     sam_result_clear(&res);
-    int rc = rep && strlen(rep->secret) == 64 ? 0 : -1;
-    if (rc == 0) memcpy(out, rep->secret, 65);
+    size_t n = 0;
+    int rc = rep && strncmp(rep->secret, "whsec_", 6) == 0 &&
+                     sodium_base642bin(out, 32, rep->secret + 6, strlen(rep->secret + 6), NULL, &n,
+                                       NULL, sodium_base64_VARIANT_ORIGINAL) == 0 &&
+                     n == 32
+                 ? 0
+                 : -1;
     if (rep) protobuf_c_message_free_unpacked(&rep->base, NULL);
     return rc;
 }
@@ -547,7 +562,8 @@ int bench_notify(bench_t *b)
     recv.hold = true;
     pthread_mutex_unlock(&recv.lock);
     for (int i = 0; i < S_HOOKS; i++) {
-        char id[32], eid[32], secret[65];
+        char id[32], eid[32];
+        uint8_t secret[32];
         snprintf(id, sizeof id, "hook%d", i);
         snprintf(eid, sizeof eid, "bench-hook-%d", i);
         Samordna__V1__Subscription s = SAMORDNA__V1__SUBSCRIPTION__INIT;
@@ -572,7 +588,7 @@ int bench_notify(bench_t *b)
         }
         pthread_mutex_lock(&recv.lock);
         snprintf(recv.sub[recv.nsubs], sizeof recv.sub[0], "%s", id);
-        memcpy(recv.secret[recv.nsubs++], secret, sizeof secret);
+        memcpy(recv.key[recv.nsubs++], secret, sizeof secret);
         pthread_mutex_unlock(&recv.lock);
     }
     long n_hook = (long)(2000 * b->scale);

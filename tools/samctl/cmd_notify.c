@@ -29,6 +29,9 @@ extern char **environ;
 /* The words of NotifyChannel and NotifySubState values, by value (SAMCTL_PICK). */
 static const char *const s_channels[] = {NULL, "inbox", "webhook", "email"};
 static const char *const s_states[] = {NULL, "pending", "active", "disabled"};
+/* WebhookFormat and WebhookSignature, by value; what a subscription stored with 0 means */
+static const char *const s_formats[] = {"protobuf", "json", "protobuf"};
+static const char *const s_schemes[] = {"legacy", "v1", "v1a", "legacy"};
 #define s_channel(c) SAMCTL_PICK(s_channels, c, "?")
 #define s_state(s) SAMCTL_PICK(s_states, s, "?")
 
@@ -49,12 +52,17 @@ static json_t *s_subscription_json(const ProtobufCMessage *rec)
     const Samordna__V1__SubscriptionInfo *in = (const Samordna__V1__SubscriptionInfo *)rec;
     const Samordna__V1__Subscription *s = in->subscription;
     const char *target = *s->url ? s->url : *s->email ? s->email : "";
-    return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", s->id,
-                     "agency", s->agency, "channel", s_channel(s->channel), "state",
-                     s_state(in->state ? in->state->state : 0), "reason",
-                     in->state ? in->state->reason : "", "type", s->type, "source", s->source,
-                     "subject", s->subject, "target", target, "queued", (json_int_t)in->queued,
-                     "dead", (json_int_t)in->dead);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:I}", "id", s->id,
+                          "agency", s->agency, "channel", s_channel(s->channel), "state",
+                          s_state(in->state ? in->state->state : 0), "reason",
+                          in->state ? in->state->reason : "", "type", s->type, "source", s->source,
+                          "subject", s->subject, "target", target, "queued", (json_int_t)in->queued,
+                          "dead", (json_int_t)in->dead);
+    if (j && s->channel == SAMORDNA__V1__NOTIFY_CHANNEL__NOTIFY_CHANNEL_WEBHOOK) {
+        json_object_set_new(j, "format", json_string(SAMCTL_PICK(s_formats, s->format, "?")));
+        json_object_set_new(j, "signature", json_string(SAMCTL_PICK(s_schemes, s->signature, "?")));
+    }
+    return j;
 }
 
 static void s_subscription_row(const ProtobufCMessage *rec)
@@ -135,6 +143,24 @@ static int s_subscribe(samctl_t *ctl, const samctl_args_t *a)
     }
     if (channels != 1)
         return samctl_usage_error(a, "name one channel: --inbox, --webhook URL or --email ADDRESS");
+    /* a webhook's format and signature scheme; notify's defaults (json, v1) when not given */
+    const char *format = samctl_str(a, "format"), *scheme = samctl_str(a, "signature");
+    if ((*format || *scheme) && !samctl_opt(a, "webhook"))
+        return samctl_usage_error(a, "--format and --signature are for --webhook");
+    if (!strcmp(format, "json"))
+        s.format = SAMORDNA__V1__WEBHOOK_FORMAT__WEBHOOK_FORMAT_JSON;
+    else if (!strcmp(format, "protobuf"))
+        s.format = SAMORDNA__V1__WEBHOOK_FORMAT__WEBHOOK_FORMAT_PROTOBUF;
+    else if (*format)
+        return samctl_usage_error(a, "--format: json or protobuf");
+    if (!strcmp(scheme, "v1"))
+        s.signature = SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_V1;
+    else if (!strcmp(scheme, "v1a"))
+        s.signature = SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_V1A;
+    else if (!strcmp(scheme, "legacy"))
+        s.signature = SAMORDNA__V1__WEBHOOK_SIGNATURE__WEBHOOK_SIGNATURE_LEGACY;
+    else if (*scheme)
+        return samctl_usage_error(a, "--signature: v1, v1a or legacy");
     const char *from_args[S_MAX_FROM];
     size_t nfrom = samctl_opt_all(a, "from-seq", from_args, S_MAX_FROM);
     if (nfrom > S_MAX_FROM) return samctl_usage_error(a, "at most %d --from-seq", S_MAX_FROM);
@@ -162,10 +188,32 @@ static int s_secret(samctl_t *ctl, const samctl_args_t *a)
             ctl, "notify", "notify.subscriptions.secret", &req.base,
             &samordna__v1__subscription_secret_reply__descriptor);
     if (!rep) return 1;
+    bool v1a = *rep->public_key && !*rep->secret;
     if (ctl->json)
-        samctl_print_json(json_pack("{s:s, s:s}", "id", req.id, "secret", rep->secret));
+        samctl_print_json(json_pack("{s:s, s:s, s:s, s:s}", "id", req.id, "scheme", rep->scheme,
+                                    "secret", rep->secret, "public_key", rep->public_key));
+    else if (v1a)
+        printf("%s\n", rep->public_key);
     else
         printf("%s\n", rep->secret);
+    if (v1a && !ctl->json)
+        fprintf(stderr,
+                "samctl notify secret: %s is signed with notify's key (v1a) and has no secret; "
+                "the line above is the public key that verifies it\n",
+                req.id);
+    FREE(rep);
+    return 0;
+}
+
+static int s_public_key(samctl_t *ctl, const samctl_args_t *a)
+{
+    Samordna__V1__WebhookKeyReply *rep = (Samordna__V1__WebhookKeyReply *)samctl_call(
+        ctl, "notify", "notify.webhooks.key", NULL, &samordna__v1__webhook_key_reply__descriptor);
+    if (!rep) return 1;
+    if (ctl->json)
+        samctl_print_json(json_pack("{s:s}", "public_key", rep->public_key));
+    else
+        printf("%s\n", rep->public_key);
     FREE(rep);
     return 0;
 }
@@ -536,6 +584,11 @@ static const samctl_opt_t s_subscriptions_opts[] = {
 static const samctl_opt_t s_subscribe_opts[] = {
     {"inbox", 0, NULL, SAMCTL_TEXT, 0, "deliver into an inbox read with `notify inbox`"},
     {"webhook", 0, "URL", SAMCTL_TEXT, 0, "or POST each event to URL, signed (notify secret)"},
+    {"format", 0, "json|protobuf", SAMCTL_TEXT, 0,
+     "webhook: data as JSON (the default) or as base64 protobuf"},
+    {"signature", 0, "v1|v1a|legacy", SAMCTL_TEXT, 0,
+     "webhook: Standard Webhooks v1 (HMAC, the default), v1a (Ed25519, notify public-key) "
+     "or the deprecated X-Samordna-Signature"},
     {"email", 0, "ADDRESS", SAMCTL_TEXT, 0, "or mail each event to ADDRESS"},
     {"type", 0, "TYPE", SAMCTL_TEXT, 0,
      "only events of this type, or a prefix ending in .* (no.samordna.grants.*)"},
@@ -630,8 +683,12 @@ static const samctl_cmd_t s_notify_subs[] = {
      .writes = S_WRITES("subscription.deleted", subscription_deleted)},
     {.name = "secret",
      .args = "ID",
-     .about = "The key a webhook receiver verifies the signature with.",
+     .about = "The key a webhook receiver verifies the signature with: whsec_… (v1), or\n"
+              "for v1a notify's public key whpk_… (there is no secret).",
      .run = s_secret},
+    {.name = "public-key",
+     .about = "notify's public key whpk_…, that verifies every v1a webhook signature.",
+     .run = s_public_key},
     {.name = "log",
      .args = "SUBSCRIPTION",
      .about = "Every delivery attempt: time, outcome, status, latency and error.",
