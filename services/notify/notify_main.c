@@ -235,7 +235,7 @@ static int s_signing_key(notify_t *n)
     const char *file = sam_config_get(sam_service_config(n->svc), "webhook-signing-key");
     uint8_t seed[32];
     char why[300];
-    if (file) {
+    if (file && *file) { /* "" as no option: the key kept in the store */
         if (s_key_file(file, seed, why, sizeof why)) {
             sam_error("start.failed option=webhook-signing-key reason=%s", sam_logv(why));
             return -1;
