@@ -52,7 +52,7 @@ static const struct {
                                  "kommunenavnene (registeret; id-er vises i stedet)"},
     [GW_BOARD_AGENCIES] = {"registry.agencies.list", &samordna__v1__agency_list__descriptor,
                            "aktørnavnene (registeret; id-er vises i stedet)"},
-    [GW_BOARD_BRIEFING] = {"notify.briefing.preview", &samordna__v1__briefing__descriptor,
+    [GW_BOARD_BRIEFING] = {"notify.briefings.list", &samordna__v1__briefing_list__descriptor,
                            "orienteringen til styringsgruppen (varslingstjenesten)"},
 };
 
@@ -123,8 +123,8 @@ uint8_t *gw_board_request(gw_board_part_t part, const char *as_of, size_t *len)
         return s_pack(&r.base, len);
     }
     case GW_BOARD_BRIEFING: {
-        Samordna__V1__BriefingPreviewRequest r = SAMORDNA__V1__BRIEFING_PREVIEW_REQUEST__INIT;
-        r.date = (char *)as_of;
+        Samordna__V1__BriefingListRequest r = SAMORDNA__V1__BRIEFING_LIST_REQUEST__INIT;
+        r.page_size = S_LIST_MAX;
         return s_pack(&r.base, len);
     }
     default:
@@ -273,6 +273,20 @@ static void s_text(s_out_t *o, const char *s)
             s_raw(o, "\xEF\xBF\xBD");
             p++;
         }
+    }
+}
+
+/* A value from outside as one path segment inside a quoted href: every byte but the
+   unreserved ones (A-Z a-z 0-9 - . _ ~) percent-encoded, so it can neither leave the segment
+   nor the attribute. */
+static void s_path(s_out_t *o, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~", *p))
+            s_put(o, (const char *)p, 1);
+        else
+            s_fmt(o, "%%%02X", *p);
     }
 }
 
@@ -801,16 +815,36 @@ static void s_grants(s_out_t *o, const gw_board_view_t *v)
     s_raw(o, "</td><td></td></tr></tfoot>\n</table></div>\n</section>\n");
 }
 
+const Samordna__V1__Briefing *gw_board_briefing(const gw_board_view_t *view)
+{
+    const Samordna__V1__BriefingList *bl =
+        (const Samordna__V1__BriefingList *)view->reply[GW_BOARD_BRIEFING];
+    for (size_t i = 0; bl && i < bl->n_items; i++) {
+        const Samordna__V1__Briefing *b = bl->items[i]->briefing;
+        if (b && sam_check_is_date(b->date) && strncmp(b->date, view->as_of, 10) <= 0) return b;
+    }
+    return NULL;
+}
+
+/* The latest briefing issued on or before the day, and a link to its own page. */
 static void s_briefing(s_out_t *o, const gw_board_view_t *v)
 {
-    const Samordna__V1__Briefing *b = (const Samordna__V1__Briefing *)v->reply[GW_BOARD_BRIEFING];
     s_raw(o, "<section aria-labelledby=\"h-orientering\">\n"
              "<h2 id=\"h-orientering\">Orientering til styringsgruppen</h2>\n");
-    if (!b) {
+    if (!v->reply[GW_BOARD_BRIEFING]) {
         s_raw(o, "<p>Orienteringen kan ikke vises nå.</p>\n</section>\n");
         return;
     }
-    s_raw(o, "<p>Orienteringen som forfaller ");
+    const Samordna__V1__Briefing *b = gw_board_briefing(v);
+    if (!b) {
+        s_raw(o, "<p>Ingen orientering er utstedt ennå per ");
+        s_date_long(o, v->as_of);
+        s_raw(o, ".</p>\n</section>\n");
+        return;
+    }
+    s_raw(o, "<p>Den siste orienteringen per ");
+    s_date_long(o, v->as_of);
+    s_raw(o, " ble utstedt ");
     s_date_long(o, b->date);
     if (*b->period_from) {
         s_raw(o, " (perioden ");
@@ -819,7 +853,9 @@ static void s_briefing(s_out_t *o, const gw_board_view_t *v)
         s_date_long(o, b->period_to);
         s_raw(o, ")");
     }
-    s_raw(o, ", slik den settes sammen nå.</p>\n");
+    s_raw(o, ".</p>\n<p><a class=\"orientering-lenke\" href=\"/briefing/");
+    s_path(o, b->id);
+    s_raw(o, "\">Les orienteringen som egen side</a></p>\n");
     for (size_t i = 0; i < b->n_notes; i++) {
         s_raw(o, "<p class=\"merknad\">");
         s_text(o, b->notes[i]);
