@@ -371,7 +371,14 @@ static int s_board(bench_t *b, int secs)
             fprintf(stderr, "bench gateway: %s did not answer\n", services[i]);
             goto done;
         }
-    if (access(S_FIXTURE, R_OK) != 0 || s_samctl(b, ep, "import", S_FIXTURE) != 0) {
+    if (access(S_FIXTURE, R_OK) != 0) {
+        fprintf(stderr,
+                "bench gateway: the board's data %s is not readable; run the bench from a build "
+                "of a source tree that has it\n",
+                S_FIXTURE);
+        goto done;
+    }
+    if (s_samctl(b, ep, "import", S_FIXTURE) != 0) {
         fprintf(stderr, "bench gateway: samctl import %s failed (%s/samctl.log)\n", S_FIXTURE, dir);
         goto done;
     }
