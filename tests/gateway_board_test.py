@@ -14,6 +14,7 @@ keyboard path to the date field and the grid after choosing a day, the page with
 disabled, and 200 % zoom without sideways overflow. Screenshots are kept under the build's
 testdata/gateway_board-artifacts/.
 """
+import datetime
 import html.parser
 import json
 import os
@@ -51,12 +52,13 @@ def samctl(ep, *args):
 class Suite(samtest.Closing):
     """The four services, the fixture and one barrier, and the gateway before them."""
 
-    def __init__(self, name):
+    def __init__(self, name, notify_args=()):
         self.data = samtest.scratch(name)
         self.broker, self.ep = samtest.broker()
         self.svc = {s: samtest.service(s, self.ep, self.data)
-                    for s in ("registry", "status", "grants", "notify")}
+                    for s in ("registry", "status", "grants")}
         samctl(self.ep, "import", FIXTURE)
+        self.svc["notify"] = samtest.service("notify", self.ep, self.data, *notify_args)
         samctl(self.ep, "barrier", "register", "b-brev", "--title", HOSTILE, "--concerns",
                "allocation_letter", "--pilot", "halden", "--raised-by", "fmov", "--date",
                "2019-09-02")
@@ -243,15 +245,60 @@ def test_meetings_barriers_grants_and_the_briefing():
     assert "Møter fram til 30.\u00a0november 2019" in page.headings
     assert "Forankringsmøte</strong>: Forankringsmøte / oppstartmøte Halden" in text
     assert "Felles for programmet" in page.headings and "Moss/Rygge" in page.headings
-    # the briefing the steering group gets next, composed by notify
+    # notify runs on today's clock: the programme's due dates are all before its store was
+    # opened, so none was issued, and the board says so instead of composing one per view
     assert "Orientering til styringsgruppen" in page.headings
-    assert "1.\u00a0desember 2019" in text, text[-3000:]
+    assert "Ingen orientering er utstedt ennå per 30.\u00a0november 2019." in text, text[-3000:]
+    assert 'href="/briefing/' not in text
     # the style sheet and the script are served, under the same policy
     for asset, kind in (("/board.css", "text/css"), ("/board.js", "text/javascript"),
                         ("/board.svg", "image/svg+xml")):
         status, headers, body = get(s.url + asset)
         assert status == 200 and headers["Content-Type"].startswith(kind), (asset, headers)
         assert body.strip() and headers["Content-Security-Policy"], asset
+
+
+# 27 February 2020, 09:00 in Oslo: a due date of the fixture's programme (its third briefing)
+DUE_MS = int(datetime.datetime(2020, 2, 27, 8, 0, tzinfo=datetime.timezone.utc).timestamp()
+             * 1000)
+
+
+def briefings(ep):
+    return json.loads(samctl(ep, "--json", "notify", "briefings"))["items"]
+
+
+def test_the_latest_briefing_issued_and_its_page():
+    """notify started on a due date issues that briefing: the board shows it from that day on
+    (not the day before) with a link to its page, GET /briefing/{id}."""
+    s = Suite("gateway_board_briefing", ("--follow", "registry,status,grants",
+                                         "--schedule-interval-ms", "300", "--call-timeout-ms",
+                                         str(int(5000 * samtest.SLOW)), "--now", str(DUE_MS)))
+    samtest.wait_for(lambda: briefings(s.ep), 20 * samtest.SLOW, "the briefing issued")
+    [b] = briefings(s.ep)
+    assert b["id"] == "briefing-2020-02-27", b
+
+    status, _, text = get(s.url + "/?as_of=2020-03-01")
+    assert status == 200, text[:500]
+    assert "ble utstedt 27.\u00a0februar 2020" in text, text[-3000:]
+    assert "perioden 27.\u00a0august 2019 – 26.\u00a0februar 2020" in text, text[-3000:]
+    assert 'href="/briefing/briefing-2020-02-27"' in text
+    assert "Velferdspiloten" in text[text.index('<pre class="orientering">'):]
+    status, _, text = get(s.url + "/?as_of=2020-02-26")  # the day before: not issued yet
+    assert "Ingen orientering er utstedt ennå per 26.\u00a0februar 2020." in text, text[-3000:]
+
+    status, headers, page = get(s.url + "/briefing/briefing-2020-02-27")
+    assert status == 200 and headers["Content-Type"].startswith("text/html"), (status, page[:300])
+    assert "script-src" not in headers["Content-Security-Policy"], headers
+    assert "default-src 'none'" in headers["Content-Security-Policy"], headers
+    assert "<html" in page and "27. februar 2020" in page.replace(NBSP, " "), page[:1000]
+    for path, shown in (("/briefing/briefing-2019-01-01", "briefing-2019-01-01"),
+                        ("/briefing/%3Cscript%3E", "&lt;script&gt;")):
+        status, headers, page = get(s.url + path)
+        assert status == 404 and headers["Content-Type"].startswith("text/html"), (path, status)
+        assert shown in page and "<script>" not in page, page
+        assert headers["Content-Security-Policy"], headers
+    samtest.wait_for(lambda: "board.briefing_refused" in s.gateway.logtext(), 5,
+                     "the refusal's log line")
 
 
 def test_a_bad_day_is_refused():

@@ -314,6 +314,25 @@ def _openapi_validates(s):
     assert r.returncode == 1 and "#/nothing" in r.stdout, (r.stdout, r.stderr)
 
 
+def _openapi_security(s):
+    """The gateway's tokens as the bearer scheme, required everywhere but the two routes that
+    answer without one (docs/gateway.md, "Tokens")."""
+    doc, _ = _openapi(s)
+    scheme = doc["components"]["securitySchemes"]["bearer"]
+    assert scheme["type"] == "http" and scheme["scheme"] == "bearer", scheme
+    assert scheme["bearerFormat"] == "JWT" and "samordna:write" in scheme["description"], scheme
+    assert doc["security"] == [{"bearer": []}], doc["security"]
+    open_routes = {"/v1/healthz", "/v1/openapi.json"}
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            needs = op.get("security", doc["security"])
+            if path in open_routes:
+                assert needs == [], (path, needs)
+            else:
+                assert needs == [{"bearer": []}], (method, path, needs)
+    assert "post" in doc["paths"]["/v1/events"] and "/v1/pilots" in doc["paths"]
+
+
 def _every_query(s):
     doc, _ = _openapi(s)
     c = samtest.Client(s.ep)
@@ -391,6 +410,7 @@ def test_refusals_are_problems():
 def test_the_openapi_document():
     s = Stack("gwr-openapi")
     _openapi_validates(s)
+    _openapi_security(s)
     _every_query(s)
     s.close()
 

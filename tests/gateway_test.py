@@ -355,6 +355,20 @@ def test_routes_and_methods():
         s, h, b = g.request("GET", "/v1/events")
         p = problem(s, h, b, 405, "method-not-allowed")
         assert h["allow"] == "POST", h
+        # an exact route wins over a prefix: /v1/events is the events route's, never the
+        # reads' /v1/ prefix; a known path with another method is 405 naming the methods
+        for method, path, allow in (("POST", "/v1/pilots", "GET, HEAD"),
+                                    ("DELETE", "/v1/healthz", "GET, HEAD"),
+                                    ("PUT", "/v1/events", "POST"),
+                                    ("POST", "/", "GET, HEAD"),
+                                    ("POST", "/briefing/briefing-2019-12-01", "GET, HEAD")):
+            s, h, b = g.request(method, path)
+            p = problem(s, h, b, 405, "method-not-allowed")
+            assert h["allow"] == allow, (method, path, h)
+            assert allow in p["detail"], p
+        s, h, b = g.request("POST", "/nothing")  # no route has the path: 404, not 405
+        problem(s, h, b, 404, "not-found")
+        assert g.gw.logtext().count("method-not-allowed") >= 6, g.gw.logtext()
         s, h, b = g.request("GET", "/nothing/here")
         problem(s, h, b, 404, "not-found")
         s, h, b = g.request("HEAD", "/v1/healthz")

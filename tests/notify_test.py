@@ -298,6 +298,10 @@ def test_inbox_keeps_what_is_not_acknowledged():
                           notify_pb2.LogReply)
         assert [e.attempt.outcome for e in log.entries] == ["acked"] * 10
         assert all(e.attempt.latency_us >= 0 for e in log.entries)
+        # the log of an unknown subscription is 404, not an empty log; a deleted one's stays
+        # readable by an admin (this insecure caller is one) until it is pruned
+        rep, _ = c.call("notify", "notify.log", notify_pb2.LogRequest(subscription="zz"))
+        assert rep.status.code == 404 and "unknown subscription 'zz'" in rep.status.message, rep
         # ack refusals
         rep, _ = c.call("notify", "notify.inbox.ack",
                         notify_pb2.InboxAckRequest(subscription="sys"))
@@ -307,6 +311,10 @@ def test_inbox_keeps_what_is_not_acknowledged():
         assert rep.status.code == 404
         rep, _ = c.call("notify", "notify.inbox.read", b"\xff\xff")
         assert rep.status.code == 400
+        assert unsubscribe(c, "sys").status.code == 200
+        rep, log = c.call("notify", "notify.log", notify_pb2.LogRequest(subscription="sys"),
+                          notify_pb2.LogReply)
+        assert rep.status.code == 200 and len(log.entries) == 10, rep.status
 
 
 def test_inbox_read_waits_as_a_long_poll():
@@ -745,9 +753,18 @@ def test_only_the_owner_changes_or_reads_a_subscription():
             ("notify.subscriptions.secret", notify_pb2.SubscriptionSecretRequest(id="fmov-hook")),
             ("notify.dead.replay", notify_pb2.DeadReplayRequest(all=True,
                                                                  subscription="fmov-box")),
-            ("notify.dead.replay", notify_pb2.DeadReplayRequest(all=True))]:
+            ("notify.dead.replay", notify_pb2.DeadReplayRequest(all=True)),
+            ("notify.log", notify_pb2.LogRequest(subscription="fmov-box"))]:
         rep, _ = fb.call(method, body, ofk)
         assert rep.status.code == 403, (method, rep.status)
+    # the delivery log is the owner's: another agency's is 403, an unknown one 404
+    rep, _ = fb.call("notify.log", notify_pb2.LogRequest(subscription="fmov-box"), hiof)
+    assert rep.status.code == 403 and "belongs to agency 'fmov'" in rep.status.message, rep.status
+    rep, _ = fb.call("notify.log", notify_pb2.LogRequest(subscription="nope"), fmov)
+    assert rep.status.code == 404, rep.status
+    rep, _ = fb.call("notify.log", notify_pb2.LogRequest(subscription="fmov-box"), fmov,
+                     notify_pb2.LogReply)
+    assert rep.status.code == 200, rep.status
     # the owner may
     rep, sec = fb.call("notify.subscriptions.secret",
                        notify_pb2.SubscriptionSecretRequest(id="fmov-hook"), fmov,
@@ -760,6 +777,9 @@ def test_only_the_owner_changes_or_reads_a_subscription():
     rep = publish_as("no.samordna.notify.subscription.deleted",
                      notify_pb2.SubscriptionDeleted(id="fmov-box"), fmov, "fmov")
     assert rep.status.code == 200, rep.status
+    # deleted: nobody but an admin can be shown to own its log any more
+    rep, _ = fb.call("notify.log", notify_pb2.LogRequest(subscription="fmov-box"), fmov)
+    assert rep.status.code == 404, rep.status
     # everyone may list, but only the owner sees where a webhook or e-mail goes
     rep, lst = fb.call("notify.subscriptions.list", notify_pb2.SubscriptionListRequest(), hiof,
                        notify_pb2.SubscriptionListReply)

@@ -317,14 +317,39 @@ static void *s_uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
     return c;
 }
 
+/*  The routes that own a path: those whose path is exactly it when there is any (an exact
+    route wins over every prefix: GET /v1/events is the events route's, not the reads' /v1/),
+    else those of the longest prefix the path starts with. */
+static bool s_owns(const gw_route_t *r, const char *path, bool exact, size_t prefix_len)
+{
+    if (exact) return !r->prefix && strcmp(path, r->path) == 0;
+    return r->prefix && strlen(r->path) == prefix_len && strncmp(path, r->path, prefix_len) == 0;
+}
+
+/* Whether an exact route has the path, else the length of the longest prefix route it starts
+   with (0 when none). */
+static bool s_owners(const char *path, size_t *prefix_len)
+{
+    *prefix_len = 0;
+    for (size_t i = 0; i < S_NROUTES; i++) {
+        const gw_route_t *r = &s_routes[i];
+        if (!r->prefix && strcmp(path, r->path) == 0) return true;
+        size_t n = strlen(r->path);
+        if (r->prefix && n > *prefix_len && strncmp(path, r->path, n) == 0) *prefix_len = n;
+    }
+    return false;
+}
+
+/*  The route of a request, or NULL: then *wrong_method tells a path that is known, whose
+    routes take other methods (405), from one no route has (404). HEAD is answered by GET. */
 static const gw_route_t *s_route(const char *method, const char *path, bool *wrong_method)
 {
+    size_t prefix_len;
+    bool exact = s_owners(path, &prefix_len);
     *wrong_method = false;
     for (size_t i = 0; i < S_NROUTES; i++) {
         const gw_route_t *r = &s_routes[i];
-        bool match =
-            r->prefix ? strncmp(path, r->path, strlen(r->path)) == 0 : strcmp(path, r->path) == 0;
-        if (!match) continue;
+        if (!s_owns(r, path, exact, prefix_len)) continue;
         if (strcmp(method, r->method) == 0 ||
             (strcmp(method, "HEAD") == 0 && strcmp(r->method, "GET") == 0))
             return r;
@@ -333,16 +358,18 @@ static const gw_route_t *s_route(const char *method, const char *path, bool *wro
     return NULL;
 }
 
-/* The methods a path answers, for a 405's Allow header. */
+/* The methods a known path answers, for a 405's Allow header ("GET, HEAD", "POST"). */
 static void s_allowed(const char *path, char *out, size_t len)
 {
+    size_t prefix_len;
+    bool exact = s_owners(path, &prefix_len);
     out[0] = '\0';
     for (size_t i = 0; i < S_NROUTES; i++) {
         const gw_route_t *r = &s_routes[i];
-        bool match =
-            r->prefix ? strncmp(path, r->path, strlen(r->path)) == 0 : strcmp(path, r->path) == 0;
-        if (match && !strstr(out, r->method))
-            snprintf(out + strlen(out), len - strlen(out), "%s%s", out[0] ? ", " : "", r->method);
+        if (!s_owns(r, path, exact, prefix_len) || strstr(out, r->method)) continue;
+        size_t at = strlen(out);
+        snprintf(out + at, len - at, "%s%s%s", at ? ", " : "", r->method,
+                 strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
     }
 }
 

@@ -1,6 +1,7 @@
 /*  gw_board.c — the gateway's routes of the web status board:
 
         GET /             the page for ?as_of=YYYY-MM-DD (default: today in the programme's zone)
+        GET /briefing/{id} an issued briefing (notify.briefings.get) as its own page
         GET /board.css    its style sheet
         GET /board.js     its script (the page works without it)
         GET /board.svg    its icon
@@ -20,7 +21,9 @@
 #include "gateway.h"
 #include "gw_board_html.h"
 
+#include "sam_check.h"
 #include "sam_log.h"
+#include "sam_status.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +143,88 @@ void gw_board_page(gw_request_t *req)
         req->after_calls = s_render;
     else
         s_render(req);
+}
+
+/* A short page of the board's saying why a briefing is not shown, with its status. */
+static void s_briefing_refused(gw_request_t *req, unsigned status, const char *message)
+{
+    size_t len = 0;
+    char *html = gw_board_render_refusal(message, &len);
+    s_headers(req);
+    if (html)
+        gw_respond(req, status, "text/html; charset=utf-8", html, len);
+    else
+        gw_respond(req, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
+    free(html);
+}
+
+static void s_briefing_done(gw_request_t *req, void *arg, const sam_result_t *res)
+{
+    (void)arg;
+    const char *id = req->path + strlen("/briefing/");
+    char msg[400];
+    if (res->code != SAM_OK) {
+        unsigned status = res->code == SAM_NOT_FOUND ? 404 : gw_http_status(res->code);
+        sam_warn("board.briefing_refused rid=%llu id=%s code=%u reason=%s",
+                 (unsigned long long)req->rid, sam_logv(id), res->code, sam_logv(res->message));
+        if (status == 404)
+            snprintf(msg, sizeof msg,
+                     "Orienteringen «%.64s» finnes ikke: tavla på / lenker til dem som er utstedt.",
+                     id);
+        else
+            snprintf(msg, sizeof msg,
+                     "Orienteringen kan ikke hentes nå (varslingstjenesten svarte %u %.200s). Prøv "
+                     "igjen om litt.",
+                     res->code, res->message);
+        if (status == 503 || status == 504) gw_add_header(req, "Retry-After", "5");
+        s_briefing_refused(req, status, msg);
+        return;
+    }
+    Samordna__V1__BriefingRecord *r =
+        samordna__v1__briefing_record__unpack(NULL, res->body_len, res->body);
+    if (!r || !r->briefing || !*r->briefing->html) {
+        sam_warn("board.briefing_refused rid=%llu id=%s reason=%s", (unsigned long long)req->rid,
+                 sam_logv(id), r ? "the record has no HTML page" : "not a BriefingRecord");
+        s_briefing_refused(req, 502,
+                           "Varslingstjenesten svarte med noe som ikke er en orientering.");
+    } else {
+        gw_add_header(req, "Content-Security-Policy", GW_BRIEFING_CSP);
+        gw_add_header(req, "X-Content-Type-Options", "nosniff");
+        gw_add_header(req, "Referrer-Policy", "no-referrer");
+        gw_respond(req, 200, "text/html; charset=utf-8", r->briefing->html,
+                   strlen(r->briefing->html));
+    }
+    if (r) samordna__v1__briefing_record__free_unpacked(r, NULL);
+}
+
+/* GET /briefing/{id}: the id is a briefing's ("briefing-2019-12-01"), one path segment. */
+void gw_board_briefing_page(gw_request_t *req)
+{
+    const char *id = req->path + strlen("/briefing/");
+    size_t n = strlen(id);
+    bool ok = n > 0 && n <= 64;
+    for (size_t i = 0; ok && i < n; i++)
+        ok = (id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '-';
+    if (!ok) {
+        char shown[100], msg[200];
+        sam_check_escape(id, 60, shown, sizeof shown);
+        sam_warn("board.briefing_refused rid=%llu id=%s reason=%s", (unsigned long long)req->rid,
+                 sam_logv(id), "not a briefing id");
+        snprintf(msg, sizeof msg,
+                 "«%s» er ikke id-en til en orientering (for eksempel briefing-2019-12-01).",
+                 shown);
+        s_briefing_refused(req, 404, msg);
+        return;
+    }
+    Samordna__V1__BriefingGetRequest g = SAMORDNA__V1__BRIEFING_GET_REQUEST__INIT;
+    g.id = (char *)id;
+    size_t len = samordna__v1__briefing_get_request__get_packed_size(&g);
+    uint8_t *body = malloc(len ? len : 1);
+    if (body) samordna__v1__briefing_get_request__pack(&g, body);
+    if (!body ||
+        gw_call(req, "notify", "notify.briefings.get", body, len, s_briefing_done, NULL) != 0)
+        gw_respond(req, 500, "text/plain; charset=utf-8", "out of memory\n", 14);
+    free(body);
 }
 
 /* GET /board.css */

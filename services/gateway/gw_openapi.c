@@ -312,24 +312,37 @@ static json_t *s_build(void)
         json_object_set_new(paths, path, json_pack("{s:o}", "get", s_get(schemas, q, NULL, path)));
     }
     json_object_set_new(paths, "/v1/events", json_pack("{s:o}", "post", s_post_events(schemas)));
+    /* the two routes that need no token (gw_auth.c): an empty security list each */
     json_object_set_new(paths, "/v1/openapi.json",
-                        json_pack("{s:{s:s, s:s, s:{s:{s:s, s:{s:{s:{s:s}}}}}}}", "get",
+                        json_pack("{s:{s:s, s:s, s:[], s:{s:{s:s, s:{s:{s:{s:s}}}}}}}", "get",
                                   "operationId", "get_v1_openapi", "summary", "this document",
-                                  "responses", "200", "description", "the OpenAPI 3.1 document",
-                                  "content", "application/json", "schema", "type", "object"));
+                                  "security", "responses", "200", "description",
+                                  "the OpenAPI 3.1 document", "content", "application/json",
+                                  "schema", "type", "object"));
     json_object_set_new(paths, "/v1/healthz",
-                        json_pack("{s:{s:s, s:s, s:{s:{s:s}, s:o}}}", "get", "operationId",
+                        json_pack("{s:{s:s, s:s, s:[], s:{s:{s:s}, s:o}}}", "get", "operationId",
                                   "get_v1_healthz", "summary",
                                   "200 while the gateway serves and knows every service's table",
-                                  "responses", "200", "description", "healthy", "503",
+                                  "security", "responses", "200", "description", "healthy", "503",
                                   s_ref("responses", "Problem")));
+    json_t *bearer = json_pack(
+        "{s:s, s:s, s:s, s:s}", "type", "http", "scheme", "bearer", "bearerFormat", "JWT",
+        "description",
+        "A Maskinporten-style OAuth2 access token: a JWT signed RS256 or ES256 by the issuer "
+        "the gateway trusts (--jwks, --issuer), for its audience (--audience), within exp and "
+        "nbf. Its consumer organisation maps to an agency and its scopes to a role (--auth-map): "
+        "a read needs samordna:read, samordna:write or samordna:admin, POST /v1/events "
+        "samordna:write or samordna:admin. A gateway started without the token options, or "
+        "with reads \"open\" for GET, does not ask for one (docs/gateway.md, \"Tokens\").");
     return json_pack(
-        "{s:s, s:{s:s, s:s, s:s}, s:o, s:{s:o, s:{s:{s:s, s:{s:{s:o}}}}, s:{s:{s:s, s:{s:s}}}}}",
+        "{s:s, s:{s:s, s:s, s:s}, s:o, s:[{s:[]}], s:{s:o, s:{s:o}, s:{s:{s:s, s:{s:{s:o}}}}, "
+        "s:{s:{s:s, s:{s:s}}}}}",
         "openapi", "3.1.0", "info", "title", "samordna gateway", "version", SAMORDNA_VERSION,
         "description",
         "Every query of every samordna service as JSON over GET, and publishing CloudEvents. "
         "Generated from the services' tables; docs/gateway.md explains it.",
-        "paths", paths, "components", "schemas", schemas, "responses", "Problem", "description",
+        "paths", paths, "security", "bearer", "components", "schemas", schemas, "securitySchemes",
+        "bearer", bearer, "responses", "Problem", "description",
         "a refusal or a failure, as RFC 9457 problem details", "content",
         "application/problem+json", "schema", s_ref("schemas", "Problem"), "headers", "Link",
         "description", "RFC 8288: <the next page>; rel=\"next\", on a page that has one", "schema",

@@ -514,41 +514,12 @@ static void s_read_done(gw_request_t *req, void *arg, const sam_result_t *res)
     gw_respond_json(req, 200, doc);
 }
 
-/*  The gateway's own table again, for the paths under /v1/ that other routes own: this
-    route is the prefix /v1/, so a GET of /v1/events comes here, and is answered 405 with
-    the methods that path takes, as the gateway answers any other wrong method. */
-static const struct {
-    const char *method, *path;
-    bool prefix;
-} s_table[] = {
-#define GW_ROUTE(method, path, prefix, handler, summary) {method, path, prefix},
-#include "gateway_routes.def"
-#undef GW_ROUTE
-};
-
-/* Answers 405 when another route owns exactly this path; returns whether it did. */
-static bool s_other_method(gw_request_t *req)
-{
-    char allow[64] = "";
-    for (size_t i = 0; i < sizeof s_table / sizeof s_table[0]; i++) {
-        if (s_table[i].prefix || strcmp(s_table[i].path, req->path) != 0) continue;
-        size_t at = strlen(allow);
-        snprintf(allow + at, sizeof allow - at, "%s%s", at ? ", " : "", s_table[i].method);
-    }
-    if (!allow[0]) return false;
-    gw_add_header(req, "Allow", allow);
-    gw_problem(req, 405, "method-not-allowed", "Method not allowed", NULL, "%s takes %s, not %s",
-               req->path, allow, req->method);
-    return true;
-}
-
 /* GET /v1/… (every path gw_read_routes[] or a service table has). */
 void gw_read_get(gw_request_t *req)
 {
     const gw_read_route_t *route;
     char seg[256], shown[300];
     const gw_read_query_t *q = s_route(req->path, &route, seg, sizeof seg);
-    if (!q && s_other_method(req)) return;
     if (!q) {
         gw_problem(req, 404, "not-found", "Not found", NULL,
                    "no route GET %s: GET /v1/openapi.json lists every one, and every query "

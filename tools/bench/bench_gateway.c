@@ -10,7 +10,11 @@
         thread and request); every answer must be 201 (the script counts the others);
       - HTTP batch: the same with application/cloudevents-batch+json of S_BATCH events each
         (data_base64); events/s = requests/s × S_BATCH;
-      - GET /v1/healthz per second over the same 64 connections.
+      - GET /v1/healthz per second over the same 64 connections;
+      - GETs of the web board per second: a suite of its own (broker, the four services,
+        the gateway) in board/ under the work folder, with the Østfold fixture imported by
+        samctl, and `GET /?as_of=2019-11-30` over 64 connections, every answer checked to be
+        200 (each one asks seven queries of four services and renders the page).
     Beside each rate, the gateway's own CPU time per event (from /proc): on a shared machine
     the rates follow the load, that figure much less.
     The Lua scripts are written into the work folder from the texts below, so the family needs
@@ -29,10 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define S_CONNECTIONS 64
 #define S_BATCH 100
+/* The board's data: the project's Østfold fixture, read from the source tree. */
+#define S_FIXTURE SAMORDNA_SOURCE_DIR "/deploy/examples/ostfold-2019.json"
 
 /* Binary mode: one person.registered a request, its Person packed here (field 1 id, field 2
    name, both short strings). */
@@ -118,6 +125,27 @@ static const char s_batch_lua[] =
     "end\n"
     "function response(status, headers, body)\n"
     "  if status ~= 200 or body:find('\"status\":[^2]') or body:find('\"status\":2[^0]') then\n"
+    "    bad = bad + 1\n"
+    "    if bad == 1 then io.stderr:write(status .. ' ' .. body:sub(1, 400) .. '\\n') end\n"
+    "  end\n"
+    "end\n"
+    "function done(summary, latency, requests)\n"
+    "  local total = 0\n"
+    "  for _, t in ipairs(threads) do total = total + t:get('bad') end\n"
+    "  io.write(string.format('refused %d\\n', total))\n"
+    "end\n";
+
+/* A GET of the board whose answers must be 200 (counted like the others). */
+static const char s_get_lua[] =
+    "local threads = {}\n"
+    "function setup(thread)\n"
+    "  table.insert(threads, thread)\n"
+    "end\n"
+    "function init(args)\n"
+    "  bad = 0\n"
+    "end\n"
+    "function response(status, headers, body)\n"
+    "  if status ~= 200 then\n"
     "    bad = bad + 1\n"
     "    if bad == 1 then io.stderr:write(status .. ' ' .. body:sub(1, 400) .. '\\n') end\n"
     "  end\n"
@@ -285,6 +313,106 @@ done:
     return rc;
 }
 
+/* Runs bin_dir/samctl --broker broker a1 a2 and waits, its output into board/samctl.log: its
+   exit code, or -1. */
+static int s_samctl(bench_t *b, const char *broker, const char *a1, const char *a2)
+{
+    char path[1024], log[1024];
+    snprintf(path, sizeof path, "%s/samctl", b->bin_dir);
+    snprintf(log, sizeof log, "%s/board/samctl.log", b->work_dir);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        if (!freopen(log, "a", stdout) || !freopen(log, "a", stderr)) _exit(126);
+        execl(path, path, "--broker", broker, a1, a2, (char *)NULL);
+        _exit(127);
+    }
+    int st = 0;
+    if (waitpid(pid, &st, 0) != pid) return -1;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/*  GETs of the board per second, in a suite of its own under work_dir/board/: the fixture
+    imported, the board of 2019-11-30 asked over S_CONNECTIONS connections for `secs`. */
+static int s_board(bench_t *b, int secs)
+{
+    char ep[64], http_ep[64], dir[1024], listen[32], url[96];
+    bench_endpoint(ep, sizeof ep);
+    bench_endpoint(http_ep, sizeof http_ep);
+    int port = atoi(strrchr(http_ep, ':') + 1);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/?as_of=2019-11-30", port);
+    snprintf(dir, sizeof dir, "%s/board", b->work_dir);
+    if (zsys_dir_create("%s", dir) != 0) {
+        fprintf(stderr, "bench gateway: cannot create %s\n", dir);
+        return -1;
+    }
+    const char *services[] = {"registry", "status", "grants", "notify"};
+    for (size_t i = 0; i < 4; i++)
+        for (const char *f = "data.mdb"; f; f = strcmp(f, "data.mdb") == 0 ? "lock.mdb" : NULL) {
+            char path[1200];
+            snprintf(path, sizeof path, "%s/%s/%s", dir, services[i], f);
+            zsys_file_delete(path);
+        }
+    bench_proc_t broker = {0}, svc[4] = {{0}}, gw = {0};
+    int rc = -1;
+    if (bench_spawn(b, &broker, "board/broker.log", "samordna-broker", "--bind", ep, "--insecure",
+                    NULL))
+        goto done;
+    for (size_t i = 0; i < 4; i++) {
+        char prog[64];
+        snprintf(prog, sizeof prog, "samordna-%s", services[i]);
+        if (bench_spawn(b, &svc[i], "board/services.log", prog, "--broker", ep, "--data-dir", dir,
+                        "--insecure", "--log-level", "warn", NULL))
+            goto done;
+    }
+    for (size_t i = 0; i < 4; i++)
+        if (bench_wait_service(ep, services[i], 10000) != 0) {
+            fprintf(stderr, "bench gateway: %s did not answer\n", services[i]);
+            goto done;
+        }
+    if (access(S_FIXTURE, R_OK) != 0) {
+        fprintf(stderr,
+                "bench gateway: the board's data %s is not readable; run the bench from a build "
+                "of a source tree that has it\n",
+                S_FIXTURE);
+        goto done;
+    }
+    if (s_samctl(b, ep, "import", S_FIXTURE) != 0) {
+        fprintf(stderr, "bench gateway: samctl import %s failed (%s/samctl.log)\n", S_FIXTURE, dir);
+        goto done;
+    }
+    if (bench_spawn(b, &gw, "board/gateway.log", "samordna-gateway", "--broker", ep, "--insecure",
+                    "--listen", listen, "--log-level", "warn", NULL))
+        goto done;
+    s_gw_pid = gw.pid;
+    /* the page is 200 once the gateway knows the services and status has the grid */
+    for (int i = 0; i < 200 && s_http_status(port, "/?as_of=2019-11-30") != 200; i++)
+        zclock_sleep(100);
+    s_wrk_t gets;
+    if (s_http_status(port, "/?as_of=2019-11-30") != 200) {
+        fprintf(stderr, "bench gateway: the board did not answer 200 (%s/gateway.log)\n", dir);
+    } else if (s_wrk(b, "get.lua", NULL, url, secs, &gets) == 0) {
+        if (gets.refused != 0)
+            fprintf(stderr, "bench gateway: %ld GETs of the board were not 200\n", gets.refused);
+        else {
+            bench_figure("gateway.http.get_board_per_s", gets.rps, "requests/s");
+            bench_figure("gateway.http.get_board.p50", gets.p50_us, "us");
+            bench_figure("gateway.http.get_board.p99", gets.p99_us, "us");
+            if (gets.requests > 0)
+                bench_figure("gateway.http.get_board.cpu_per_get",
+                             gets.gw_cpu_s * 1e6 / (double)gets.requests, "us");
+            rc = 0;
+        }
+    }
+done:
+    bench_stop(&gw);
+    for (size_t i = 0; i < 4; i++)
+        bench_stop(&svc[3 - i]);
+    bench_stop(&broker);
+    return rc;
+}
+
 int bench_gateway(bench_t *b)
 {
     char ep[64], http_ep[64];
@@ -301,7 +429,8 @@ int bench_gateway(bench_t *b)
         snprintf(path, sizeof path, "%s/%s", b->work_dir, stores[i]);
         zsys_file_delete(path);
     }
-    if (s_write(b, "single.lua", s_single_lua) || s_write(b, "batch.lua", s_batch_lua)) {
+    if (s_write(b, "single.lua", s_single_lua) || s_write(b, "batch.lua", s_batch_lua) ||
+        s_write(b, "get.lua", s_get_lua)) {
         fprintf(stderr, "bench gateway: cannot write the wrk scripts into %s\n", b->work_dir);
         return 1;
     }
@@ -370,5 +499,6 @@ done:
     bench_stop(&gw);
     bench_stop(&reg);
     bench_stop(&broker);
+    if (rc == 0 && s_board(b, secs) != 0) rc = 1;
     return rc;
 }

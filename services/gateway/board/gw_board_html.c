@@ -12,12 +12,14 @@
     known: names come from the board's rows and from the registry's lists.
 
     Norwegian words for the enum-like values (barrier states, meeting kinds, what a barrier
-    concerns) are in the tables below; a value without a word is shown as it is, escaped.
+    concerns), dates and kroner come from common/sam_words, as in every other output people
+    read; a value without a word is shown as it is, escaped.
 */
 #include "gw_board_html.h"
 
 #include "sam_check.h"
 #include "sam_clock.h"
+#include "sam_words.h"
 
 #include "samordna/v1/grants.pb-c.h"
 #include "samordna/v1/notify.pb-c.h"
@@ -52,7 +54,7 @@ static const struct {
                                  "kommunenavnene (registeret; id-er vises i stedet)"},
     [GW_BOARD_AGENCIES] = {"registry.agencies.list", &samordna__v1__agency_list__descriptor,
                            "aktørnavnene (registeret; id-er vises i stedet)"},
-    [GW_BOARD_BRIEFING] = {"notify.briefing.preview", &samordna__v1__briefing__descriptor,
+    [GW_BOARD_BRIEFING] = {"notify.briefings.list", &samordna__v1__briefing_list__descriptor,
                            "orienteringen til styringsgruppen (varslingstjenesten)"},
 };
 
@@ -123,8 +125,8 @@ uint8_t *gw_board_request(gw_board_part_t part, const char *as_of, size_t *len)
         return s_pack(&r.base, len);
     }
     case GW_BOARD_BRIEFING: {
-        Samordna__V1__BriefingPreviewRequest r = SAMORDNA__V1__BRIEFING_PREVIEW_REQUEST__INIT;
-        r.date = (char *)as_of;
+        Samordna__V1__BriefingListRequest r = SAMORDNA__V1__BRIEFING_LIST_REQUEST__INIT;
+        r.page_size = S_LIST_MAX;
         return s_pack(&r.base, len);
     }
     default:
@@ -276,6 +278,20 @@ static void s_text(s_out_t *o, const char *s)
     }
 }
 
+/* A value from outside as one path segment inside a quoted href: every byte but the
+   unreserved ones (A-Z a-z 0-9 - . _ ~) percent-encoded, so it can neither leave the segment
+   nor the attribute. */
+static void s_path(s_out_t *o, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
+            strchr("-._~", *p))
+            s_put(o, (const char *)p, 1);
+        else
+            s_fmt(o, "%%%02X", *p);
+    }
+}
+
 /* A label inside a chart: at most `max` characters, the last a "…" when cut (the table or list
    beside the chart has the whole name). */
 static void s_label(s_out_t *o, const char *s, size_t max)
@@ -293,20 +309,24 @@ static void s_label(s_out_t *o, const char *s, size_t max)
     free(cut);
 }
 
-/* ---- Norwegian words ------------------------------------------------------------------------ */
+/* ---- Norwegian words (common/sam_words) ------------------------------------------------------ */
 
-static const char *const s_months[] = {"januar",    "februar", "mars",     "april",
-                                       "mai",       "juni",    "juli",     "august",
-                                       "september", "oktober", "november", "desember"};
-
-/* "2019-11-30" as "30. november 2019"; anything else as it is. */
+/* "2019-11-30" as "30. november 2019", the day and its month held together by a no-break
+   space; anything else as it is. */
 static void s_date_long(s_out_t *o, const char *d)
 {
     if (!sam_check_is_date(d)) {
         s_text(o, d);
         return;
     }
-    s_fmt(o, "%d.%s%s %.4s", atoi(d + 8), S_NBSP, s_months[atoi(d + 5) - 1], d);
+    char buf[64];
+    sam_words_date(SAM_LANG_NB, d, buf, sizeof buf);
+    size_t n = strcspn(buf, " ");
+    s_put(o, buf, n);
+    if (buf[n]) {
+        s_raw(o, S_NBSP);
+        s_text(o, buf + n + 1);
+    }
 }
 
 /* "2019-11-30" as "30.11.2019" in a <time>. */
@@ -319,63 +339,32 @@ static void s_date_short(s_out_t *o, const char *d)
     s_fmt(o, "<time datetime=\"%.10s\">%.2s.%.2s.%.4s</time>", d, d + 8, d + 5, d);
 }
 
-/* Whole kroner the Norwegian way with no-break spaces: "1 500 000 kr". */
+/* Kroner the Norwegian way: "1 500 000 kr", no-break spaces. */
 static void s_kr(s_out_t *o, int64_t ore)
 {
-    char num[40];
-    sam_check_format_ore(ore, num, sizeof num);
-    for (const char *p = num; *p; p++) {
-        if (*p == ' ')
-            s_raw(o, S_NBSP);
-        else
-            s_put(o, p, 1);
-    }
-    s_raw(o, S_NBSP "kr");
+    char buf[64];
+    s_raw(o, sam_words_nok(SAM_LANG_NB, ore, buf, sizeof buf));
 }
 
-typedef struct {
-    const char *key, *word;
-} s_word_t;
-
-static const s_word_t s_levels[] = {
-    {"identified", "Identifisert"},
-    {"raised_regionally", "Løftet regionalt"},
-    {"raised_nationally", "Løftet nasjonalt"},
-    {"changed", "Endret"},
-    {"rejected", "Avvist"},
-    {"withdrawn", "Trukket tilbake"},
-};
-
-static const s_word_t s_meeting_kinds[] = {
-    {"anchoring", "Forankringsmøte"},
-    {"startup", "Oppstartsmøte"},
-    {"working", "Arbeidsmøte"},
-    {"workshop", "Verksted"},
-    {"gathering", "Samling"},
-    {"implementation", "Gjennomføringsmøte"},
-    {"briefing", "Orientering"},
-    {"internal", "Internt møte"},
-    {"steering", "Styringsgruppemøte"},
-    {"clarification", "Avklaringsmøte"},
-    {"information", "Informasjonsmøte"},
-};
-
-static const s_word_t s_concerns[] = {
-    {"rule", "Regelverk"}, {"practice", "Praksis"}, {"allocation_letter", "Tildelingsbrev"}};
-
-static const char *s_word(const s_word_t *t, size_t n, const char *key)
+/* A value of a vocabulary group ("meeting", "barrier", "concerns") as its Norwegian word with
+   a capital, as at the start of a cell; a value without a word as it is, escaped. */
+static void s_word(s_out_t *o, const char *group, const char *value)
 {
-    for (size_t i = 0; i < n; i++)
-        if (key && strcmp(t[i].key, key) == 0) return t[i].word;
-    return NULL;
+    char buf[128];
+    s_text(o, sam_word_cap(SAM_LANG_NB, group, value, buf, sizeof buf));
 }
 
-#define S_WORD(table, key) s_word(table, sizeof table / sizeof table[0], key)
+/* The barrier states in the order of escalation, each a group of the page; a state not
+   among them is shown under "Annen tilstand". */
+static const char *const s_levels[] = {"identified", "raised_regionally", "raised_nationally",
+                                       "changed",    "rejected",          "withdrawn"};
+#define S_NLEVELS (sizeof s_levels / sizeof s_levels[0])
 
-/* A word from a table, or the value itself, escaped. */
-static void s_word_or(s_out_t *o, const char *word, const char *value)
+static bool s_known_level(const char *state)
 {
-    s_text(o, word ? word : value);
+    for (size_t l = 0; l < S_NLEVELS; l++)
+        if (strcmp(state, s_levels[l]) == 0) return true;
+    return false;
 }
 
 /* ---- names ---------------------------------------------------------------------------------- */
@@ -524,7 +513,7 @@ static void s_grid(s_out_t *o, const gw_board_view_t *v)
             s_date_short(o, row->last_meeting_date);
             /* the kind only: titles are long, and the meetings below have them */
             s_raw(o, " ");
-            s_word_or(o, S_WORD(s_meeting_kinds, row->last_meeting_kind), row->last_meeting_kind);
+            s_word(o, "meeting", row->last_meeting_kind);
         } else {
             s_raw(o, "Ingen");
         }
@@ -536,11 +525,10 @@ static void s_grid(s_out_t *o, const gw_board_view_t *v)
 /* One meeting as a list item. */
 static void s_meeting(s_out_t *o, const Samordna__V1__Meeting *m)
 {
-    const char *kw = S_WORD(s_meeting_kinds, m->kind);
     s_raw(o, "<li>");
     s_date_short(o, m->date);
     s_raw(o, " <strong>");
-    s_word_or(o, kw, m->kind);
+    s_word(o, "meeting", m->kind);
     s_raw(o, "</strong>");
     if (*m->title) {
         s_raw(o, ": ");
@@ -680,18 +668,21 @@ static void s_barriers(s_out_t *o, const gw_board_view_t *v)
         s_raw(o, "<p>Barrierene kan ikke vises nå.</p>\n</section>\n");
         return;
     }
-    size_t nl = sizeof s_levels / sizeof s_levels[0];
+    size_t nl = S_NLEVELS;
     /* the known levels in their order, then one group of every state without a word */
     for (size_t l = 0; l <= nl; l++) {
         size_t n = 0;
         for (size_t i = 0; i < bl->n_barriers; i++) {
             const char *since, *st = s_state_then(bl->barriers[i], v->as_of, &since);
             if (!st) continue;
-            n += l < nl ? strcmp(st, s_levels[l].key) == 0 : !S_WORD(s_levels, st);
+            n += l < nl ? strcmp(st, s_levels[l]) == 0 : !s_known_level(st);
         }
         if (l == nl && !n) break;
         s_fmt(o, "<h3 id=\"nivaa-%zu\">", l);
-        s_raw(o, l < nl ? s_levels[l].word : "Annen tilstand");
+        if (l < nl)
+            s_word(o, "barrier", s_levels[l]);
+        else
+            s_raw(o, "Annen tilstand");
         s_fmt(o, " <span class=\"antall\">(%zu)</span></h3>\n", n);
         if (!n) {
             s_raw(o, "<p>Ingen.</p>\n");
@@ -707,8 +698,7 @@ static void s_barriers(s_out_t *o, const gw_board_view_t *v)
         for (size_t i = 0; i < bl->n_barriers; i++) {
             const Samordna__V1__Barrier *b = bl->barriers[i];
             const char *since, *st = s_state_then(b, v->as_of, &since);
-            if (!st || (l < nl ? strcmp(st, s_levels[l].key) != 0 : S_WORD(s_levels, st) != NULL))
-                continue;
+            if (!st || (l < nl ? strcmp(st, s_levels[l]) != 0 : s_known_level(st))) continue;
             s_raw(o, "<tr><th scope=\"row\">");
             s_text(o, *b->title ? b->title : b->id);
             if (l == nl) {
@@ -721,7 +711,7 @@ static void s_barriers(s_out_t *o, const gw_board_view_t *v)
             s_raw(o, "</td><td>");
             s_text(o, s_name(v, b->raised_by));
             s_raw(o, "</td><td>");
-            s_word_or(o, S_WORD(s_concerns, b->concerns), b->concerns);
+            s_word(o, "concerns", b->concerns);
             if (*b->reference) {
                 s_raw(o, ": ");
                 s_text(o, b->reference);
@@ -801,16 +791,36 @@ static void s_grants(s_out_t *o, const gw_board_view_t *v)
     s_raw(o, "</td><td></td></tr></tfoot>\n</table></div>\n</section>\n");
 }
 
+const Samordna__V1__Briefing *gw_board_briefing(const gw_board_view_t *view)
+{
+    const Samordna__V1__BriefingList *bl =
+        (const Samordna__V1__BriefingList *)view->reply[GW_BOARD_BRIEFING];
+    for (size_t i = 0; bl && i < bl->n_items; i++) {
+        const Samordna__V1__Briefing *b = bl->items[i]->briefing;
+        if (b && sam_check_is_date(b->date) && strncmp(b->date, view->as_of, 10) <= 0) return b;
+    }
+    return NULL;
+}
+
+/* The latest briefing issued on or before the day, and a link to its own page. */
 static void s_briefing(s_out_t *o, const gw_board_view_t *v)
 {
-    const Samordna__V1__Briefing *b = (const Samordna__V1__Briefing *)v->reply[GW_BOARD_BRIEFING];
     s_raw(o, "<section aria-labelledby=\"h-orientering\">\n"
              "<h2 id=\"h-orientering\">Orientering til styringsgruppen</h2>\n");
-    if (!b) {
+    if (!v->reply[GW_BOARD_BRIEFING]) {
         s_raw(o, "<p>Orienteringen kan ikke vises nå.</p>\n</section>\n");
         return;
     }
-    s_raw(o, "<p>Orienteringen som forfaller ");
+    const Samordna__V1__Briefing *b = gw_board_briefing(v);
+    if (!b) {
+        s_raw(o, "<p>Ingen orientering er utstedt ennå per ");
+        s_date_long(o, v->as_of);
+        s_raw(o, ".</p>\n</section>\n");
+        return;
+    }
+    s_raw(o, "<p>Den siste orienteringen per ");
+    s_date_long(o, v->as_of);
+    s_raw(o, " ble utstedt ");
     s_date_long(o, b->date);
     if (*b->period_from) {
         s_raw(o, " (perioden ");
@@ -819,7 +829,9 @@ static void s_briefing(s_out_t *o, const gw_board_view_t *v)
         s_date_long(o, b->period_to);
         s_raw(o, ")");
     }
-    s_raw(o, ", slik den settes sammen nå.</p>\n");
+    s_raw(o, ".</p>\n<p><a class=\"orientering-lenke\" href=\"/briefing/");
+    s_path(o, b->id);
+    s_raw(o, "\">Les orienteringen som egen side</a></p>\n");
     for (size_t i = 0; i < b->n_notes; i++) {
         s_raw(o, "<p class=\"merknad\">");
         s_text(o, b->notes[i]);

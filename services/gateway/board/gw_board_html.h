@@ -7,8 +7,8 @@
         GW_BOARD_GRANTS          grants.overview(year of as_of)     committed and paid per recipient
         GW_BOARD_MUNICIPALITIES  registry.municipalities.list       names instead of ids
         GW_BOARD_AGENCIES        registry.agencies.list             names instead of ids
-        GW_BOARD_BRIEFING        notify.briefing.preview(as_of)     the steering group's briefing
-    The caller (the route in gw_board.c, or a test) asks every part, keeps each reply (or the
+        GW_BOARD_BRIEFING        notify.briefings.list              the briefings issued, newest
+   first The caller (the route in gw_board.c, or a test) asks every part, keeps each reply (or the
     reason it has none) in a gw_board_view_t and renders the page once every part is settled.
     A part that is missing is named on the page, the others are shown; the page is 503 only
     when the grid itself is missing (docs/gateway.md, "The web board").
@@ -19,6 +19,8 @@
 */
 #ifndef GW_BOARD_HTML_H
 #define GW_BOARD_HTML_H
+
+#include "samordna/v1/notify.pb-c.h"
 
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
@@ -40,6 +42,12 @@ typedef enum {
 #define GW_BOARD_CSP                                                                               \
     "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "                    \
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+
+/* The header of GET /briefing/{id}: notify's page of an issued briefing has its style inline
+   (it is an e-mail's HTML part too) and no script, and may run none. */
+#define GW_BRIEFING_CSP                                                                            \
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'none'; "    \
+    "base-uri 'none'; frame-ancestors 'none'"
 
 /* What one page shows: the day, and for each part its reply or why there is none. */
 typedef struct {
@@ -71,6 +79,11 @@ void gw_board_miss(gw_board_view_t *view, gw_board_part_t part, const char *fmt,
 
 /*  Frees the replies and reasons a view holds and clears them; the day stays. */
 void gw_board_view_clear(gw_board_view_t *view);
+
+/*  The briefing the page shows: the latest issued on or before the day (the first of the
+    newest-first list whose date is <= as_of), or NULL when there is none yet or the part is
+    missing. Borrowed from the view. */
+const Samordna__V1__Briefing *gw_board_briefing(const gw_board_view_t *view);
 
 /*  The page as HTML (UTF-8). Returns a NUL-terminated buffer the caller frees, its length in
     *len and the HTTP status in *status (200, or 503 when the grid is missing), or NULL when

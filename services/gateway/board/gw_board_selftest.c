@@ -167,11 +167,22 @@ static void s_fill(gw_board_view_t *v)
     ml.n_items = 2, ml.items = mus;
     s_keep(v, GW_BOARD_MUNICIPALITIES, &ml.base);
 
-    Samordna__V1__Briefing br = SAMORDNA__V1__BRIEFING__INIT;
-    br.id = "briefing-2019-12-01", br.date = "2019-12-01";
-    br.period_from = "2019-06-01", br.period_to = "2019-12-01";
-    br.text = "Velferdspiloten – status\n\nHalden nådde Operativ";
-    s_keep(v, GW_BOARD_BRIEFING, &br.base);
+    /* the briefings issued, newest first: one after the day, one before it */
+    Samordna__V1__Briefing br[2];
+    Samordna__V1__BriefingRecord brec[2], *brecs[2] = {&brec[0], &brec[1]};
+    for (int i = 0; i < 2; i++) {
+        samordna__v1__briefing__init(&br[i]);
+        samordna__v1__briefing_record__init(&brec[i]);
+        brec[i].briefing = &br[i];
+    }
+    br[0].id = "briefing-2019-12-01", br[0].date = "2019-12-01";
+    br[0].text = "Senere orientering";
+    br[1].id = "briefing-2019-06-01\"<x>", br[1].date = "2019-06-01";
+    br[1].period_from = "2018-12-01", br[1].period_to = "2019-05-31";
+    br[1].text = "Velferdspiloten – status\n\nHalden nådde Operativ";
+    Samordna__V1__BriefingList bl = SAMORDNA__V1__BRIEFING_LIST__INIT;
+    bl.n_items = 2, bl.items = brecs;
+    s_keep(v, GW_BOARD_BRIEFING, &bl.base);
 }
 
 int main(int argc, char **argv)
@@ -256,7 +267,10 @@ int main(int argc, char **argv)
     CHECK(!strstr(html, "Senere barriere"));
     CHECK(strstr(html, "Fylkesmannen i Oslo og Viken\xEF\xBF\xBD")); /* \xff replaced */
     CHECK(!strstr(html, "\xff"));
-    CHECK(strstr(html, "Halden nådde Operativ"));
+    /* the briefing: the latest issued on or before the day, linked with its id encoded */
+    CHECK(strstr(html, "Halden nådde Operativ") && !strstr(html, "Senere orientering"));
+    CHECK(strstr(html, "ble utstedt 1.\xC2\xA0juni 2019"));
+    CHECK(strstr(html, "href=\"/briefing/briefing-2019-06-01%22%3Cx%3E\""));
     CHECK(!strstr(html, "Noe mangler"));
     if (argc > 1) { /* the page to look at: gw_board_selftest OUT.html */
         FILE *f = fopen(argv[1], "w");
@@ -264,6 +278,17 @@ int main(int argc, char **argv)
         if (f) fclose(f);
     }
     free(html);
+
+    /* a day before every briefing: none yet, said plainly */
+    memcpy(v.as_of, "2019-05-31", 11);
+    CHECK(!gw_board_briefing(&v));
+    html = gw_board_render(&v, &len, &status);
+    CHECK(html && strstr(html, "Ingen orientering er utstedt ennå per 31.\xC2\xA0mai 2019."));
+    CHECK(!strstr(html, "href=\"/briefing/"));
+    free(html);
+    memcpy(v.as_of, "2019-12-01", 11); /* the day of one: that one */
+    CHECK(gw_board_briefing(&v) && !strcmp(gw_board_briefing(&v)->id, "briefing-2019-12-01"));
+    memcpy(v.as_of, "2019-11-30", 11);
 
     /* a part missing: named, the rest shown, still 200 */
     gw_board_miss(&v, GW_BOARD_GRANTS, "503 no worker for <grants>");
@@ -288,7 +313,7 @@ int main(int argc, char **argv)
     const uint8_t junk[] = {0xff, 0xff, 0xff};
     CHECK(gw_board_keep(&v, GW_BOARD_BRIEFING, junk, sizeof junk) == -1);
     CHECK(!v.reply[GW_BOARD_BRIEFING] &&
-          strstr(v.missing[GW_BOARD_BRIEFING], "samordna.v1.Briefing"));
+          strstr(v.missing[GW_BOARD_BRIEFING], "samordna.v1.BriefingList"));
     gw_board_view_clear(&v);
     CHECK(!v.reply[GW_BOARD_AGENCIES] && !v.missing[GW_BOARD_GRID]);
 
