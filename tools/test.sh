@@ -10,6 +10,10 @@
 #   SAMORDNA_NO_ASAN=1 tools/test.sh   skip the sanitizer pass (quicker local runs)
 #   SAMORDNA_NO_FUZZ=1 tools/test.sh   skip the bounded fuzzing pass (tools/fuzz.sh, 20 s a
 #                                       target; SAMORDNA_FUZZ_SECONDS changes it)
+#   SAMORDNA_NO_CHAOS=1 tools/test.sh  skip the chaos pass: tools/chaos for 60 s (two brokers,
+#                                       two instances of every service, SIGKILLs every 1-3 s;
+#                                       SAMORDNA_CHAOS_SECONDS changes it) on the RelWithDebInfo
+#                                       build, then the same on the sanitizer build
 #
 # Rounds: the same passes several times in a row, optionally with CPU hogs beside them, to
 # find tests that depend on timing. Every argument that is not one of these goes to CTest
@@ -91,6 +95,14 @@ if [ -z "$rounds$hogs" ] && [ $ctest_only = 0 ]; then
     asan_env
     run_suite build/asan -DCMAKE_BUILD_TYPE=Debug -DSAMORDNA_SANITIZE=ON
   fi
+  if [ "${SAMORDNA_NO_CHAOS:-0}" != 1 ] && [ ${#CTEST_ARGS[@]} -eq 0 ]; then
+    echo "== chaos for ${SAMORDNA_CHAOS_SECONDS:-60} s (tools/chaos: kills, then nothing lost)"
+    tools/chaos --seconds "${SAMORDNA_CHAOS_SECONDS:-60}" --build build/test
+    if [ "${SAMORDNA_NO_ASAN:-0}" != 1 ]; then
+      echo "== chaos on the sanitizer build"
+      tools/chaos --seconds "${SAMORDNA_CHAOS_SECONDS:-60}" --build build/asan
+    fi
+  fi
   if [ "${SAMORDNA_NO_FUZZ:-0}" != 1 ] && [ ${#CTEST_ARGS[@]} -eq 0 ]; then
     echo "== fuzz every decoder for ${SAMORDNA_FUZZ_SECONDS:-20} s each (libFuzzer)"
     tools/fuzz.sh
@@ -103,6 +115,7 @@ rounds=${rounds:-1} hogs=${hogs:-0}
 passes=(test)
 if [ $ctest_only = 0 ]; then
   [ "${SAMORDNA_NO_ASAN:-0}" != 1 ] && passes+=(asan)
+  [ "${SAMORDNA_NO_CHAOS:-0}" != 1 ] && [ ${#CTEST_ARGS[@]} -eq 0 ] && passes+=(chaos)
   [ "${SAMORDNA_NO_FUZZ:-0}" != 1 ] && [ ${#CTEST_ARGS[@]} -eq 0 ] && passes+=(fuzz)
 fi
 [ "$hogs" -gt 0 ] && tools/deps.sh stress-ng
@@ -193,6 +206,8 @@ for ((r = 1; r <= rounds; r++)); do
         "${CTEST_ARGS[@]}" || rc=$? ;;
       asan) run_pass "$log" env "${ASAN_ENV[@]}" ctest --test-dir build/asan --output-on-failure \
         --timeout 600 "${CTEST_ARGS[@]}" || rc=$? ;;
+      chaos) run_pass "$log" tools/chaos --seconds "${SAMORDNA_CHAOS_SECONDS:-60}" \
+        --build build/test || rc=$? ;;
       fuzz) run_pass "$log" tools/fuzz.sh || rc=$? ;;
     esac
     if [ $rc -ne 0 ]; then
