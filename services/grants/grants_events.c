@@ -395,6 +395,30 @@ static const char *s_kind_name(Samordna__V1__PaymentKind kind)
     }
 }
 
+/*  The award a payment (or its correction) is on, and its scheme: 0 with *a and *s set (the
+    caller frees them), or -1 with the refusal in reply — 404 an unknown award, 403 a
+    publisher who neither owns the scheme nor funds the award. `field` names the award's
+    field in the refusal. */
+static int s_award_to_pay(grants_t *g, MDB_txn *txn, const sam_event_t *ev, const char *field,
+                          const char *award, Samordna__V1__Award **a, Samordna__V1__Scheme **s,
+                          sam_reply_t *reply)
+{
+    if (!(*a = grants_award_get(g, txn, award)))
+        return sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown award '%s'", field, award);
+    if (!(*s = grants_scheme_get(g, txn, (*a)->scheme)))
+        return sam_reply_error(reply, SAM_INTERNAL, "award '%s' names scheme '%s' which is missing",
+                               (*a)->id, (*a)->scheme);
+    bool allowed = s_admin(ev) || strcmp(ev->ce->source, (*s)->owner) == 0;
+    for (size_t i = 0; !allowed && i < (*a)->n_funders; i++)
+        allowed = strcmp(ev->ce->source, (*a)->funders[i]->agency) == 0;
+    if (!allowed)
+        return sam_reply_error(reply, SAM_FORBIDDEN,
+                               "%s: '%s' is neither the owner of scheme '%s' nor a funder of "
+                               "award '%s'",
+                               field, ev->ce->source, (*s)->id, (*a)->id);
+    return 0;
+}
+
 /*  A cancelled award has no report due any more: its entry leaves the deadlines index, so
     grants.deadlines (and notify's reminders) stop naming it. A completed award keeps its
     deadline: the money was paid and is reported on. */
@@ -446,27 +470,7 @@ static int s_apply_payment(sam_service_t *svc, MDB_txn *txn, const sam_event_t *
         sam_reply_error(reply, SAM_BAD_REQUEST, "final: only a disbursement can be final");
         goto done;
     }
-    a = grants_award_get(g, txn, p->award);
-    if (!a) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "%s: unknown award '%s'", f_award, p->award);
-        goto done;
-    }
-    s = grants_scheme_get(g, txn, a->scheme);
-    if (!s) {
-        sam_reply_error(reply, SAM_INTERNAL, "award '%s' names scheme '%s' which is missing", a->id,
-                        a->scheme);
-        goto done;
-    }
-    bool allowed = s_admin(ev) || strcmp(ev->ce->source, s->owner) == 0;
-    for (size_t i = 0; !allowed && i < a->n_funders; i++)
-        allowed = strcmp(ev->ce->source, a->funders[i]->agency) == 0;
-    if (!allowed) {
-        sam_reply_error(reply, SAM_FORBIDDEN,
-                        "%s: '%s' is neither the owner of scheme '%s' nor a funder of award "
-                        "'%s'",
-                        f_award, ev->ce->source, s->id, a->id);
-        goto done;
-    }
+    if (s_award_to_pay(g, txn, ev, f_award, p->award, &a, &s, reply)) goto done;
     grants_key_t pk = {0};
     grants_key_str(&pk, a->id);
     grants_key_raw(&pk, p->id);
@@ -641,27 +645,7 @@ int grants_apply_disbursement_corrected(sam_service_t *svc, MDB_txn *txn, const 
         s_check_amount("correction.amount_ore", pc->amount_ore, 0, reply) ||
         s_check_text("correction.reason", pc->reason, GRANTS_MAX_TEXT, true, reply))
         goto done;
-    a = grants_award_get(g, txn, pc->award);
-    if (!a) {
-        sam_reply_error(reply, SAM_NOT_FOUND, "correction.award: unknown award '%s'", pc->award);
-        goto done;
-    }
-    s = grants_scheme_get(g, txn, a->scheme);
-    if (!s) {
-        sam_reply_error(reply, SAM_INTERNAL, "award '%s' names scheme '%s' which is missing", a->id,
-                        a->scheme);
-        goto done;
-    }
-    bool allowed = s_admin(ev) || strcmp(ev->ce->source, s->owner) == 0;
-    for (size_t i = 0; !allowed && i < a->n_funders; i++)
-        allowed = strcmp(ev->ce->source, a->funders[i]->agency) == 0;
-    if (!allowed) {
-        sam_reply_error(reply, SAM_FORBIDDEN,
-                        "correction.award: '%s' is neither the owner of scheme '%s' nor a funder "
-                        "of award '%s'",
-                        ev->ce->source, s->id, a->id);
-        goto done;
-    }
+    if (s_award_to_pay(g, txn, ev, "correction.award", pc->award, &a, &s, reply)) goto done;
     grants_key_t ok = {0}, nk = {0};
     grants_key_str(&ok, a->id);
     grants_key_raw(&ok, pc->corrects);

@@ -1044,6 +1044,30 @@ done:
     return rc;
 }
 
+/*  What every next step of a barrier must pass: not dated before its last step, `by` an
+    agency the registry knows, and the publisher the agency that raised it or the pilot's
+    investment leader (or an admin). 0, or -1 with the refusal in reply; *by_fact and *p
+    (the pilot, when it was looked up) are the caller's to free. `verb` says what the step
+    does, for the refusal ("move", "reopen"). */
+static int s_barrier_step_ok(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
+                             const Samordna__V1__Barrier *b, const char *date, const char *by,
+                             const char *verb, Samordna__V1__StatusFact **by_fact,
+                             Samordna__V1__StatusFact **p, sam_reply_t *reply)
+{
+    const char *last = b->n_history ? b->history[b->n_history - 1]->date : "";
+    if (strcmp(date, last) < 0)
+        return sam_reply_error(reply, SAM_CONFLICT,
+                               "date: %s is before the barrier's last step (%s)", date, last);
+    if (!(*by_fact = status_fact_require(svc, txn, "agency", by, "by", reply))) return -1;
+    if (status_caller_admin(ev->caller) || strcmp(b->raised_by, ev->caller->agency) == 0) return 0;
+    if (*b->pilot && (*p = status_fact_find(svc, txn, true, "pilot", b->pilot)) &&
+        strcmp((*p)->investment_leader, ev->caller->agency) == 0)
+        return 0;
+    return sam_reply_error(reply, SAM_FORBIDDEN,
+                           "id: barrier '%s' was raised by '%s'; agency '%s' may not %s it", b->id,
+                           b->raised_by, ev->caller->agency, verb);
+}
+
 /* BarrierMoved {id, state, date, by, note} */
 int status_ev_barrier_moved(sam_service_t *svc, MDB_txn *txn, const sam_event_t *ev,
                             sam_reply_t *reply)
@@ -1085,24 +1109,7 @@ int status_ev_barrier_moved(sam_service_t *svc, MDB_txn *txn, const sam_event_t 
                         from == 3 ? " (it is closed)" : " (a barrier only moves forward)");
         goto done;
     }
-    const char *last = b->n_history ? b->history[b->n_history - 1]->date : "";
-    if (strcmp(m->date, last) < 0) {
-        sam_reply_error(reply, SAM_CONFLICT, "date: %s is before the barrier's last step (%s)",
-                        m->date, last);
-        goto done;
-    }
-    if (!(by_fact = status_fact_require(svc, txn, "agency", by, "by", reply))) goto done;
-    if (!status_caller_admin(ev->caller) && strcmp(b->raised_by, ev->caller->agency) != 0) {
-        bool leader = false;
-        if (*b->pilot && (p = status_fact_find(svc, txn, true, "pilot", b->pilot)))
-            leader = strcmp(p->investment_leader, ev->caller->agency) == 0;
-        if (!leader) {
-            sam_reply_error(reply, SAM_FORBIDDEN,
-                            "id: barrier '%s' was raised by '%s'; agency '%s' may not move it",
-                            m->id, b->raised_by, ev->caller->agency);
-            goto done;
-        }
-    }
+    if (s_barrier_step_ok(svc, txn, ev, b, m->date, by, "move", &by_fact, &p, reply)) goto done;
     Samordna__V1__BarrierStep step = SAMORDNA__V1__BARRIER_STEP__INIT;
     step.state = m->state;
     step.date = m->date;
@@ -1181,24 +1188,7 @@ int status_ev_barrier_reopened(sam_service_t *svc, MDB_txn *txn, const sam_event
                         state);
         goto done;
     }
-    const char *last = b->n_history ? b->history[b->n_history - 1]->date : "";
-    if (strcmp(m->date, last) < 0) {
-        sam_reply_error(reply, SAM_CONFLICT, "date: %s is before the barrier's last step (%s)",
-                        m->date, last);
-        goto done;
-    }
-    if (!(by_fact = status_fact_require(svc, txn, "agency", by, "by", reply))) goto done;
-    if (!status_caller_admin(ev->caller) && strcmp(b->raised_by, ev->caller->agency) != 0) {
-        bool leader = false;
-        if (*b->pilot && (p = status_fact_find(svc, txn, true, "pilot", b->pilot)))
-            leader = strcmp(p->investment_leader, ev->caller->agency) == 0;
-        if (!leader) {
-            sam_reply_error(reply, SAM_FORBIDDEN,
-                            "id: barrier '%s' was raised by '%s'; agency '%s' may not reopen it",
-                            m->id, b->raised_by, ev->caller->agency);
-            goto done;
-        }
-    }
+    if (s_barrier_step_ok(svc, txn, ev, b, m->date, by, "reopen", &by_fact, &p, reply)) goto done;
     char note[TEXT_MAX + 64];
     snprintf(note, sizeof note, "reopened (was %s): %s", b->state, m->note);
     Samordna__V1__BarrierStep step = SAMORDNA__V1__BARRIER_STEP__INIT;
