@@ -425,8 +425,12 @@ sam_client_t *sam_client_new(const char *const *brokers, size_t n, const sam_cli
             return NULL;
         }
         if (n > 1) {
-            char ep[80];
-            snprintf(ep, sizeof ep, "inproc://sam-client-watch-%p-%zu", (void *)self, i);
+            /* a name never used before in this process: libzmq unbinds a closed monitor's
+               endpoint later, and a new client may have the same address as one destroyed */
+            static _Atomic unsigned long generation;
+            char ep[96];
+            snprintf(ep, sizeof ep, "inproc://sam-client-watch-%p-%zu-%lu", (void *)self, i,
+                     ++generation);
             if (zmq_socket_monitor(zsock_resolve(l->sock), ep, ZMQ_EVENT_DISCONNECTED) != 0 ||
                 !(l->watch = zsock_new_pair(ep))) {
                 snprintf(err, errlen, "cannot watch the connection to '%s': %s", brokers[i],

@@ -389,8 +389,12 @@ def test_tokens_at_the_gateway():
                 for e in stored] == [
             ("nav-1", "nav-ost-viken", "publisher", "gateway", s.certs["gateway"].public_key),
             ("fmov-1", "fmov", "admin", "gateway", s.certs["gateway"].public_key)], stored
-        # healthz needs no token
+        # healthz and the board's style sheet need no token; the board itself and a briefing's
+        # page carry the pilot's data: reads, refused without a token like /v1/board
         assert http_get(port, "/v1/healthz")[0] == 200
+        assert http_get(port, "/board.css")[0] == 200
+        for path in ("/", "/?as_of=2019-11-30", "/briefing/briefing-2020-02-27", "/v1/board"):
+            assert http_get(port, path)[0] == 401, path
         assert gw.stop() == 0
 
 

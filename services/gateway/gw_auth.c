@@ -69,11 +69,14 @@ int gw_auth_configure(sam_config_t *config, gw_config_t *cfg)
     return 0;
 }
 
-/* Routes that answer without credentials: they carry no pilot data. */
+/* Routes that answer without credentials: they carry no pilot data. The web board (`/`)
+   and a briefing's page (`/briefing/…`) carry it and are reads like /v1's: a token, or
+   `reads: "open"`. */
 static bool s_open_route(const char *path)
 {
-    return strncmp(path, "/v1/", 4) != 0 || strcmp(path, "/v1/healthz") == 0 ||
-           strcmp(path, "/v1/openapi.json") == 0;
+    return strcmp(path, "/v1/healthz") == 0 || strcmp(path, "/v1/openapi.json") == 0 ||
+           strcmp(path, "/board.css") == 0 || strcmp(path, "/board.js") == 0 ||
+           strcmp(path, "/board.svg") == 0;
 }
 
 /* The WWW-Authenticate challenge of a refusal (RFC 6750 §3). The description and scopes are

@@ -13,8 +13,8 @@
                "briefings" table;
       held     while no subscription takes no.samordna.notify.briefing.issued, it waits
                (logged once: schedule.held) — it is not lost and not sent to nobody — and is
-               composed again at each check, so that what is recorded late for its period
-               (an import after the due day) is in it when it goes out;
+               composed again when a subscription comes, so that what is recorded late for
+               its period (an import after the due day) is in it when it goes out;
       sent     as soon as a subscription takes it, its deliveries are queued, once, in the
                transaction that keeps it as sent: from then on it stays as it was.
                notify.briefings.list and .get show each one;
@@ -386,10 +386,20 @@ static void s_check_briefing(notify_t *n, s_date_t today)
     bool sent = (r && strcmp(r->state, "sent") == 0) ||
                 (!r && sam_store_has(txn, n->dbi.sent, id, strlen(id)));
     mdb_txn_abort(txn);
+    /* held: composed again only once a subscription would take it (a trial queueing, undone)
+       — not at every check of the months nobody subscribes */
+    int takers = 1;
+    if (r && !sent && r->briefing &&
+        !sam_store_begin(sam_service_store(n->svc), NULL, true, &txn)) {
+        takers = s_enqueue(n, txn, id, "no.samordna.notify.briefing.issued", "steering-group",
+                           &r->briefing->base);
+        mdb_txn_abort(txn);
+    }
     if (r) protobuf_c_message_free_unpacked(&r->base, NULL);
-    if (sent) return;
-    /* composed at each check until it is sent, from the facts of its period as of its last
-       day: what is recorded late for the period (an import after the due day) is in it */
+    if (sent || takers == 0) return;
+    /* composed when it is due, and again when it goes out, from the facts of its period as of
+       its last day: what is recorded late for the period (an import after the due day) is in
+       what is sent */
     Samordna__V1__Briefing *b = notify_compose(n, id, ds, fs, ts, n->briefing_lang);
     if (!b) return;
     if (b->n_notes && n->incomplete_checks < S_INCOMPLETE_CHECKS) {
