@@ -27,7 +27,7 @@ area() { # the tests/ folder of a target's inputs
 }
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
-  targets=(fuzz_broker fuzz_config fuzz_import fuzz_check fuzz_pbjson)
+  targets=(fuzz_broker fuzz_config fuzz_import fuzz_check fuzz_pbjson fuzz_jwt)
   for t in "$build"/bin/fuzz_service_*; do targets+=("$(basename "$t")"); done
 fi
 
