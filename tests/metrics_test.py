@@ -297,6 +297,9 @@ def test_not_ready_without_a_broker():
     try:
         samtest.wait_for(lambda: _answers(port), 10, "the registry's metrics port")
         assert get(port, "/healthz")[0] == 200
+        # the port listens before the store is open: its check joins a moment later
+        samtest.wait_for(lambda: "store ok" in get(port, "/readyz")[1], 10 * samtest.SLOW,
+                         "the store's readiness check")
         status, body = get(port, "/readyz")
         assert status == 503 and "broker failing" in body and "store ok" in body, (status, body)
     finally:
