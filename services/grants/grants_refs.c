@@ -109,7 +109,7 @@ static int s_apply_page(void *arg, MDB_txn *txn, Samordna__V1__StoredEvent *cons
         rc = s_apply_event(arg, txn, events[i]->event, &added);
     if (rc)
         sam_error("refs.failed reason=%s", sam_logv(sam_store_strerror(rc)));
-    else if (added)
+    else /* every page, also one of events grants keeps nothing of: the cursor it reached */
         sam_info("refs.applied added=%zu cursor=%" PRIu64, added, events[n - 1]->seq);
     return rc;
 }
