@@ -686,6 +686,234 @@ def test_the_hosts_and_a_service_across_them():
         log(f"ok: h1 killed and started again, {len(acked)} events kept")
 
 
+def _replication_built():
+    """Whether the services of this build know --replica (docs/scaling.md, "Across hosts")."""
+    r = subprocess.run([os.path.join(samtest.BIN, "samordna-registry"), "--help"],
+                       capture_output=True, text=True, timeout=10)
+    return "--replica" in r.stdout + r.stderr
+
+
+def instance(svc, host):
+    return f"{svc}-{host}"
+
+
+def replica(ctl, svc, host):
+    """The ReplicaState of svc's instance on host (ping through the broker, routed to that
+    instance by Request.instance), or None when it does not answer."""
+    p = ping(ctl, svc, instance=instance(svc, host), timeout=1)
+    return p.replica if p is not None and p.HasField("replica") else None
+
+
+def primaries(ctl, hosts):
+    """{service: the host of its primary} for the services whose primary answers."""
+    out = {}
+    for svc in SERVICES:
+        for h in hosts:
+            r = replica(ctl, svc, h)
+            if r is not None and r.role == "primary":
+                out[svc] = h
+    return out
+
+
+class Supervised:
+    """The service instances of one host, watched as a supervisor would: an instance that
+    exits 3 (its store diverged from the new primary's and was moved aside: it starts again
+    empty and catches up) is started once more; any other exit fails the test."""
+
+    def __init__(self, host):
+        self.host = host
+        self.restarted = []  # the instances started again after exit 3
+
+    def check(self):
+        for svc in SERVICES:
+            p = self.host.current(svc)
+            if p.alive():
+                continue
+            rc = p.p.returncode
+            assert rc == 3 and svc not in self.restarted, \
+                f"{p.name} exited {rc}:\n" + "\n".join(p.logtext().splitlines()[-20:])
+            log(f"{p.name} exited 3 (its tail diverged: store moved aside); started again")
+            self.restarted.append(svc)
+            args, ours = self.host.members[svc]
+            HostProc(self.host, svc, args, ours)
+
+
+def _caught_up(ctl, svc, standby, primary):
+    """The standby on `standby` has every record the primary on `primary` has (the load
+    stopped or not: the primary's head as it was a moment before)."""
+    p = ping(ctl, svc, instance=instance(svc, primary), timeout=1)
+    r = replica(ctl, svc, standby)
+    if p is None or r is None or r.role != "standby":
+        return False
+    s = ping(ctl, svc, instance=instance(svc, standby), timeout=1)
+    return s is not None and s.last_seq >= p.last_seq
+
+
+def test_hosts_killed_under_load():
+    if not _replication_built():
+        raise samtest.Skip("this build's services have no --replica (replication across "
+                           "hosts is not built yet)")
+    with Cluster("multihost") as c:
+        extra = ["--replica", "elect", "--etcd", ",".join(c.etcd_urls), "--etcd-ttl-ms", "2000",
+                 "--sync-standby"]
+        ctl = Publisher(c.eps, c.keys)  # the main thread's: pings, reads, setup
+        pub = Publisher(c.eps, c.keys)  # the load's thread's
+        hook = WebhookReceiver(host=c.hosts["h3"].addr)
+        hook.server.handle_error = lambda *a: None  # notify killed mid-delivery: not our error
+        try:
+            # h1 first, so that its instances win the first elections: the primaries' host
+            for h in ("h1", "h2"):
+                host = c.hosts[h]
+                for svc in SERVICES:
+                    host.start(svc, c.service_args(svc, host, *extra))
+                want = "primary" if h == "h1" else "standby"
+                for svc in SERVICES:
+                    samtest.wait_for(lambda svc=svc: (replica(ctl, svc, h) or
+                                                      envelope_pb2.ReplicaState()).role == want,
+                                     30, f"{instance(svc, h)} {want}")
+            assert primaries(ctl, ["h1", "h2"]) == {svc: "h1" for svc in SERVICES}
+            log("every service: primary on h1, standby on h2")
+            _setup(c, ctl, hook)
+            load = Load(pub, RATE)
+            load.start()
+            kills, resumes = [], []
+            try:
+                samtest.wait_for(lambda: load.total() > RATE, 30, "the load going")
+                for round_ in range(2):
+                    where = primaries(ctl, ["h1", "h2"])
+                    assert len(where) == len(SERVICES) and len(set(where.values())) == 1, \
+                        f"the primaries before kill {round_ + 1}: {where}"
+                    victim = c.hosts[where["registry"]]
+                    other = c.hosts["h2" if victim.name == "h1" else "h1"]
+                    acked_before = load.total()
+                    t_kill = time.monotonic()
+                    n = victim.kill()
+                    kills.append((victim.name, n))
+                    log(f"kill {round_ + 1}: every process of {victim.name} ({n}), the "
+                        f"primaries' host, killed with {acked_before} events acknowledged")
+                    resume = _resume_times(pub, t_kill)
+                    resumes.append(resume)
+                    log(f"kill {round_ + 1}: first acknowledgement after it, by service: " +
+                        ", ".join(f"{svc} {t:.2f} s" for svc, t in resume.items()))
+                    assert max(resume.values()) < RESUME_BOUND_S * samtest.SLOW, resume
+                    where = primaries(ctl, [other.name])
+                    assert where == {svc: other.name for svc in SERVICES}, \
+                        f"after kill {round_ + 1}: primaries {where}"
+                    time.sleep(2)  # a while with the victim down, under load
+                    victim.restart()
+                    sup = Supervised(victim)
+                    for svc in SERVICES:
+                        samtest.wait_for(
+                            lambda svc=svc: sup.check() or _caught_up(ctl, svc, victim.name,
+                                                                      other.name),
+                            60, f"{instance(svc, victim.name)} back as a standby, caught up")
+                    log(f"{victim.name} started again: every instance a standby, caught up" +
+                        (f" ({', '.join(sup.restarted)} started once more after exit 3)"
+                         if sup.restarted else ""))
+            finally:
+                left = load.finish()
+            assert not left, f"{left} requests never answered"
+            assert not load.refused, f"refused: {load.refused[:5]}"
+            _check_outboxes(c, ctl, load)
+            hooked = _check_webhook(hook, load)
+            report = ctl.call("grants", "grants.ledger.verify")
+            assert report is not None and report.status.code == 200, report and report.status
+            ledger = grants_pb2.LedgerReport.FromString(report.body)
+            assert ledger.balanced, list(ledger.problems)[:3]
+            print(f"kills              {len(kills)}: " +
+                  ", ".join(f"{h} ({n} processes)" for h, n in kills))
+            print(f"events             {load.n} published, {load.total()} acknowledged (" +
+                  ", ".join(f"{s} {len(load.acked[s])}" for s in STREAMED) + f"); "
+                  f"{pub.resent} sent again")
+            for k, (r, (h, _)) in enumerate(zip(resumes, kills)):
+                print(f"resume after kill {k + 1} ({h}): {max(r.values()):.2f} s (" +
+                      ", ".join(f"{s} {t:.2f} s" for s, t in r.items()) +
+                      f"); bound {RESUME_BOUND_S * samtest.SLOW:.0f} s")
+            print(f"webhook            {len(set(hooked))} registry events delivered, "
+                  f"{len(hooked) - len(set(hooked))} duplicates")
+            print(f"ledger             balanced, {ledger.entries} entries")
+        finally:
+            hook.close()
+            pub.close()
+            ctl.close()
+
+
+RATE = 40  # events/s of the load: two cores run three hosts' etcd, brokers and services
+
+
+def _resume_times(pub, t_kill):
+    """Seconds from the kill to the first acknowledgement, by streamed service, of a request
+    first sent after it (one sent before may have been answered by the dead primary)."""
+    def firsts():
+        out = {}
+        for when, svc, first in list(pub.acks):
+            if first >= t_kill and svc not in out:
+                out[svc] = when - t_kill
+        return out
+    samtest.wait_for(lambda: len(firsts()) == len(STREAMED), RESUME_BOUND_S,
+                     "an acknowledgement of every streamed service after the kill")
+    return firsts()
+
+
+def _setup(c, ctl, hook):
+    """The fixture (grants schemes need their owner agency), the webhook subscription."""
+    r = c.samctl("import", FIXTURE)
+    assert r.returncode == 0, r.stderr
+    sub = notify_pb2.Subscription(id="mh-hook", channel=notify_pb2.NOTIFY_CHANNEL_WEBHOOK,
+                                  type="no.samordna.registry.*", url=hook.url)
+    body = publish_body("no.samordna.notify.subscription.created",
+                        notify_pb2.SubscriptionCreated(subscription=sub), "mh-setup-hook")
+    rep = ctl.call("notify", "events.publish", body)
+    assert rep is not None and rep.status.code == 200, rep and rep.status
+    rep = ctl.call("notify", "notify.subscriptions.secret",
+                   notify_pb2.SubscriptionSecretRequest(id="mh-hook"))
+    assert rep is not None and rep.status.code == 200, rep and rep.status
+    hook.secret = notify_pb2.SubscriptionSecretReply.FromString(rep.body).secret
+
+
+def _check_outboxes(c, ctl, load):
+    """Every acknowledged event in its owner's outbox exactly once; the primary's outbox and
+    the standby's the same, byte for byte (the standby given a while to catch up)."""
+    where = primaries(ctl, ["h1", "h2"])
+    for svc in SERVICES:
+        prim = where[svc]
+        stand = "h2" if prim == "h1" else "h1"
+        samtest.wait_for(lambda: _caught_up(ctl, svc, stand, prim), 60,
+                         f"{instance(svc, stand)} caught up")
+        a = outbox(ctl, svc, instance(svc, prim))
+        b = outbox(ctl, svc, instance(svc, stand))
+        if a != b:
+            first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+            raise AssertionError(f"{svc}: the outboxes of {prim} ({len(a)} records) and {stand} "
+                                 f"({len(b)}) differ, first at record {first}")
+        if svc not in STREAMED:
+            continue
+        ids = [events_pb2.StoredEvent.FromString(x).event.id for x in a]
+        ours = [i for i in ids if i.startswith("mh-")]
+        dup = len(ours) - len(set(ours))
+        lost = load.acked[svc] - set(ours)
+        assert not dup and not lost, f"{svc}: {len(lost)} acknowledged events lost " \
+                                     f"(e.g. {sorted(lost)[:3]}), {dup} stored twice"
+        log(f"{svc}: {len(a)} records, the same on {prim} and {stand}; every one of "
+            f"{len(load.acked[svc])} acknowledged events there once")
+
+
+def _check_webhook(hook, load):
+    """Every acknowledged registry event delivered to the webhook (duplicates apart),
+    waiting as long as deliveries keep coming."""
+    want = load.acked["registry"]
+    end, seen = time.monotonic() + 60 * samtest.SLOW, 0
+    while not want <= set(hook.ids()) and time.monotonic() < end:
+        time.sleep(0.2)
+        if len(hook.ids()) > seen:
+            seen, end = len(hook.ids()), time.monotonic() + 60 * samtest.SLOW
+    hooked = [i for i in hook.ids() if i.startswith("mh-")]
+    missing = want - set(hooked)
+    assert not missing, f"{len(missing)} of {len(want)} registry events never reached the " \
+                        f"webhook, e.g. {sorted(missing)[:3]}"
+    return hooked
+
+
 def _etcd_quorum(*urls):
     try:
         return all(etcd_put_get(u, f"/{PREFIX}-probe", u) for u in urls)
