@@ -235,6 +235,14 @@ def _clean_env():
     return env
 
 
+def _die_with_test():
+    """In a child before exec: SIGKILL when the test process dies (a CTest timeout kills it
+    with no chance to clean up), so that no etcd or service outlives it in a namespace.
+    `ip netns exec` keeps it across its exec of the program."""
+    PR_SET_PDEATHSIG = 1
+    LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class HostProc(samtest.Proc):
     """A process of one host: `ip netns exec NS program …`, logged as samtest.Proc does, and
     in samtest.PROCS so the harness kills whatever a failed test left running. `ours` is a
@@ -250,7 +258,8 @@ class HostProc(samtest.Proc):
         self.logpath = os.path.join(host.dir, "logs", f"{name}-{samtest.Proc.count}.log")
         os.makedirs(os.path.dirname(self.logpath), exist_ok=True)
         self.log = open(self.logpath, "ab")
-        self.p = subprocess.Popen(self.args, stdout=self.log, stderr=self.log, env=_clean_env())
+        self.p = subprocess.Popen(self.args, stdout=self.log, stderr=self.log, env=_clean_env(),
+                                  preexec_fn=_die_with_test)
         samtest.PROCS.append(self)
         host.procs.append(self)
 
@@ -820,6 +829,12 @@ def test_hosts_killed_under_load():
             assert report is not None and report.status.code == 200, report and report.status
             ledger = grants_pb2.LedgerReport.FromString(report.body)
             assert ledger.balanced, list(ledger.problems)[:3]
+            # no instance or broker ended by itself, and every one stops cleanly
+            for h in ("h1", "h2"):
+                for name in ["broker", *SERVICES]:
+                    p = c.hosts[h].current(name)
+                    assert p.alive(), f"{p.name} exited {p.p.returncode} by itself"
+                    assert p.stop() == 0, f"{p.name} did not stop cleanly"
             print(f"kills              {len(kills)}: " +
                   ", ".join(f"{h} ({n} processes)" for h, n in kills))
             print(f"events             {load.n} published, {load.total()} acknowledged (" +
