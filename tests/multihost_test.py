@@ -4,7 +4,8 @@ namespace (the "switch"). What a host runs sees the others only through that bri
 
     h1 10.231.X.1   etcd member, broker, an instance of every service
     h2 10.231.X.2   etcd member, broker, an instance of every service
-    h3 10.231.X.3   etcd member, the publisher and the webhook receiver (this test process)
+    h3 10.231.X.3   etcd member, an instance of every service; the publisher and the webhook
+                    receiver (this test process)
     sw              the bridge; h1, h2 and h3 each have a veth pair to it
 
 X comes from the test's pid, and so do the namespaces' names (sammh<pid>h1, …): two runs never
@@ -26,16 +27,18 @@ test_the_hosts_and_a_service_across_them: the harness alone — the cluster, the
 registry on h1 answering the publisher on h3 through both brokers, h1 killed whole and started
 again with its store intact, etcd keeping its quorum meanwhile.
 
-test_hosts_killed_under_load: every service with an instance on h1 and one on h2, started
-`--replica elect --etcd … --sync-standby` (docs/scaling.md, "Across hosts"), the publisher
-publishing a known stream into registry, status and grants through both brokers, a webhook
-subscription taking every registry event. h1 (the primaries' host, as ping says) is killed
-whole under the load, the time until the publisher's next acknowledgement printed and bounded;
-h1 started again (its instances come back as standbys and catch up; an old primary whose
-tail diverged moves its store aside and exits 3, and is started once more, as a supervisor
-would); then h2 killed the same way. At the end every acknowledged event is in its owner's
-outbox exactly once, the primary's and the standby's outboxes byte for byte the same, every
-registry event delivered to the webhook, and the grants ledger verifies.
+test_hosts_killed_under_load: every service with an instance on each host, started
+`--replica elect --etcd … --sync-standby` (docs/scaling.md, "Across hosts"): a primary and two
+standbys, so that with one host down a primary still has a standby to confirm its writes. The
+publisher publishes a known stream into registry, status and grants through both brokers, a
+webhook subscription takes every registry event. h1 (the primaries' host, as ping says) is
+killed whole under the load, the time until the publisher's next acknowledgement printed and
+bounded; h1 started again (its instances come back as standbys and catch up; an old primary
+whose tail diverged moves its store aside and exits 3, and is started once more, as a
+supervisor would); the primaries handed to h2 (samctl promote), and h2 killed the same way.
+At the end every acknowledged event is in its owner's outbox exactly once, the outboxes of all
+three instances byte for byte the same, every registry event delivered to the webhook, the
+grants ledger verifies, and every process stops cleanly.
 """
 import ctypes
 import json
@@ -748,17 +751,38 @@ class Supervised:
 
 
 def _caught_up(ctl, svc, standby, primary):
-    """The standby on `standby` has every record the primary on `primary` has (the load
-    stopped or not: the primary's head as it was a moment before)."""
+    """svc's instance on `standby` is a standby with every record its primary on `primary`
+    had a moment before (its outbox head then)."""
     p = ping(ctl, svc, instance=instance(svc, primary), timeout=1)
-    r = replica(ctl, svc, standby)
-    if p is None or r is None or r.role != "standby":
-        return False
     s = ping(ctl, svc, instance=instance(svc, standby), timeout=1)
-    return s is not None and s.last_seq >= p.last_seq
+    return p is not None and s is not None and s.HasField("replica") and \
+        s.replica.role == "standby" and s.last_seq >= p.last_seq
+
+
+def _all_primaries_on(ctl, host):
+    return primaries(ctl, HOSTS) == {svc: host for svc in SERVICES}
+
+
+def _promote(c, ctl, host):
+    """Hands every service's primary to its instance on `host` (samctl promote), unless it is
+    there already; waits until ping says so."""
+    for svc, h in sorted(primaries(ctl, HOSTS).items()):
+        if h != host:
+            r = c.samctl("promote", svc, "--instance", instance(svc, host), "--wait-ms",
+                         str(int(20000 * samtest.SLOW)))
+            assert r.returncode == 0, f"samctl promote {svc} to {host}: {r.stderr}"
+    samtest.wait_for(lambda: _all_primaries_on(ctl, host), 30, f"every primary on {host}")
+
+
+VICTIMS = ["h1", "h2"]  # the hosts killed, in turn; h3 is the test's own
 
 
 def test_hosts_killed_under_load():
+    """Every service has an instance on each host: a primary and two standbys, so that with
+    any one host down a primary in synchronous mode still has a standby to confirm its
+    writes (with none it answers 503 until one is back). The primaries are on h1 for the
+    first kill and handed to h2 (samctl promote) for the second: each kill is of the
+    primaries' host."""
     if not _replication_built():
         raise samtest.Skip("this build's services have no --replica (replication across "
                            "hosts is not built yet)")
@@ -770,8 +794,8 @@ def test_hosts_killed_under_load():
         hook = WebhookReceiver(host=c.hosts["h3"].addr)
         hook.server.handle_error = lambda *a: None  # notify killed mid-delivery: not our error
         try:
-            # h1 first, so that its instances win the first elections: the primaries' host
-            for h in ("h1", "h2"):
+            # h1 first, so that its instances win the first elections
+            for h in HOSTS:
                 host = c.hosts[h]
                 for svc in SERVICES:
                     host.start(svc, c.service_args(svc, host, *extra))
@@ -780,58 +804,63 @@ def test_hosts_killed_under_load():
                     samtest.wait_for(lambda svc=svc: (replica(ctl, svc, h) or
                                                       envelope_pb2.ReplicaState()).role == want,
                                      30, f"{instance(svc, h)} {want}")
-            assert primaries(ctl, ["h1", "h2"]) == {svc: "h1" for svc in SERVICES}
-            log("every service: primary on h1, standby on h2")
+            assert _all_primaries_on(ctl, "h1"), primaries(ctl, HOSTS)
+            log("every service: the primary on h1, standbys on h2 and h3")
             _setup(c, ctl, hook)
             load = Load(pub, RATE)
             load.start()
             kills, resumes = [], []
             try:
                 samtest.wait_for(lambda: load.total() > RATE, 30, "the load going")
-                for round_ in range(2):
-                    where = primaries(ctl, ["h1", "h2"])
-                    assert len(where) == len(SERVICES) and len(set(where.values())) == 1, \
-                        f"the primaries before kill {round_ + 1}: {where}"
-                    victim = c.hosts[where["registry"]]
-                    other = c.hosts["h2" if victim.name == "h1" else "h1"]
+                for round_, name in enumerate(VICTIMS):
+                    victim = c.hosts[name]
+                    if round_:
+                        _promote(c, ctl, name)
+                        log(f"every primary handed to {name} (samctl promote) under the load")
+                    assert _all_primaries_on(ctl, name), primaries(ctl, HOSTS)
                     acked_before = load.total()
                     t_kill = time.monotonic()
                     n = victim.kill()
-                    kills.append((victim.name, n))
-                    log(f"kill {round_ + 1}: every process of {victim.name} ({n}), the "
-                        f"primaries' host, killed with {acked_before} events acknowledged")
+                    kills.append((name, n))
+                    log(f"kill {round_ + 1}: every process of {name} ({n}), the primaries' "
+                        f"host, killed with {acked_before} events acknowledged")
                     resume = _resume_times(pub, t_kill)
                     resumes.append(resume)
-                    log(f"kill {round_ + 1}: first acknowledgement after it, by service: " +
+                    log(f"kill {round_ + 1}: the first acknowledgement after it: " +
                         ", ".join(f"{svc} {t:.2f} s" for svc, t in resume.items()))
                     assert max(resume.values()) < RESUME_BOUND_S * samtest.SLOW, resume
-                    where = primaries(ctl, [other.name])
-                    assert where == {svc: other.name for svc in SERVICES}, \
-                        f"after kill {round_ + 1}: primaries {where}"
-                    time.sleep(2)  # a while with the victim down, under load
+                    alive = [h for h in HOSTS if h != name]
+                    samtest.wait_for(lambda: len(primaries(ctl, alive)) == len(SERVICES), 30,
+                                     f"a primary of every service on {' or '.join(alive)}")
+                    log(f"kill {round_ + 1}: primaries now " + ", ".join(
+                        f"{svc} {h}" for svc, h in sorted(primaries(ctl, alive).items())))
+                    time.sleep(2)  # a while with the victim down, under the load
                     victim.restart()
                     sup = Supervised(victim)
+                    samtest.wait_for(lambda: etcd_healthy(c.etcd_urls[HOSTS.index(name)]), 30,
+                                     f"{name}'s etcd member back")
+                    where = primaries(ctl, alive)
                     for svc in SERVICES:
                         samtest.wait_for(
-                            lambda svc=svc: sup.check() or _caught_up(ctl, svc, victim.name,
-                                                                      other.name),
-                            60, f"{instance(svc, victim.name)} back as a standby, caught up")
-                    log(f"{victim.name} started again: every instance a standby, caught up" +
+                            lambda svc=svc: sup.check() or _caught_up(ctl, svc, name,
+                                                                      where[svc]),
+                            60, f"{instance(svc, name)} back as a standby, caught up")
+                    log(f"{name} started again: every instance a standby, caught up" +
                         (f" ({', '.join(sup.restarted)} started once more after exit 3)"
                          if sup.restarted else ""))
             finally:
                 left = load.finish()
             assert not left, f"{left} requests never answered"
             assert not load.refused, f"refused: {load.refused[:5]}"
-            _check_outboxes(c, ctl, load)
+            _check_outboxes(ctl, load)
             hooked = _check_webhook(hook, load)
             report = ctl.call("grants", "grants.ledger.verify")
             assert report is not None and report.status.code == 200, report and report.status
             ledger = grants_pb2.LedgerReport.FromString(report.body)
             assert ledger.balanced, list(ledger.problems)[:3]
             # no instance or broker ended by itself, and every one stops cleanly
-            for h in ("h1", "h2"):
-                for name in ["broker", *SERVICES]:
+            for h in HOSTS:
+                for name in [*SERVICES, *(["broker"] if h != "h3" else [])]:
                     p = c.hosts[h].current(name)
                     assert p.alive(), f"{p.name} exited {p.p.returncode} by itself"
                     assert p.stop() == 0, f"{p.name} did not stop cleanly"
@@ -886,21 +915,24 @@ def _setup(c, ctl, hook):
     hook.secret = notify_pb2.SubscriptionSecretReply.FromString(rep.body).secret
 
 
-def _check_outboxes(c, ctl, load):
+def _check_outboxes(ctl, load):
     """Every acknowledged event in its owner's outbox exactly once; the primary's outbox and
-    the standby's the same, byte for byte (the standby given a while to catch up)."""
-    where = primaries(ctl, ["h1", "h2"])
+    each standby's the same, byte for byte (the standbys given a while to catch up)."""
+    where = primaries(ctl, HOSTS)
     for svc in SERVICES:
         prim = where[svc]
-        stand = "h2" if prim == "h1" else "h1"
-        samtest.wait_for(lambda: _caught_up(ctl, svc, stand, prim), 60,
-                         f"{instance(svc, stand)} caught up")
         a = outbox(ctl, svc, instance(svc, prim))
-        b = outbox(ctl, svc, instance(svc, stand))
-        if a != b:
-            first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
-            raise AssertionError(f"{svc}: the outboxes of {prim} ({len(a)} records) and {stand} "
-                                 f"({len(b)}) differ, first at record {first}")
+        for stand in HOSTS:
+            if stand == prim:
+                continue
+            samtest.wait_for(lambda: _caught_up(ctl, svc, stand, prim), 60,
+                             f"{instance(svc, stand)} caught up")
+            b = outbox(ctl, svc, instance(svc, stand))
+            if a != b:
+                first = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y),
+                             min(len(a), len(b)))
+                raise AssertionError(f"{svc}: the outboxes of {prim} ({len(a)} records) and "
+                                     f"{stand} ({len(b)}) differ, first at record {first}")
         if svc not in STREAMED:
             continue
         ids = [events_pb2.StoredEvent.FromString(x).event.id for x in a]
@@ -909,8 +941,8 @@ def _check_outboxes(c, ctl, load):
         lost = load.acked[svc] - set(ours)
         assert not dup and not lost, f"{svc}: {len(lost)} acknowledged events lost " \
                                      f"(e.g. {sorted(lost)[:3]}), {dup} stored twice"
-        log(f"{svc}: {len(a)} records, the same on {prim} and {stand}; every one of "
-            f"{len(load.acked[svc])} acknowledged events there once")
+        log(f"{svc}: {len(a)} records, byte for byte the same on all three hosts; every one "
+            f"of {len(load.acked[svc])} acknowledged events there once")
 
 
 def _check_webhook(hook, load):
