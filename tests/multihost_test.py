@@ -670,6 +670,10 @@ def test_the_hosts_and_a_service_across_them():
                     assert p is not None and p.instance == "registry-h1", p
                 finally:
                     only.close()
+            # the broker's routing by Request.instance, which the scenario reads each
+            # instance's outbox by
+            p = ping(pub, "registry", instance="registry-h1", timeout=5)
+            assert p is not None and p.instance == "registry-h1", p
             acked = []
             for i in range(30):
                 svc, eid, body = event_of(i * 3)  # registry's events of the stream
