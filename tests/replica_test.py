@@ -126,6 +126,12 @@ def test_standby_follows_and_serves_reads():
     # the standby tells how far it is, and whose
     st = ping(ep, "reg-b").replica
     assert st.primary_head == 300 and st.state == "caught-up", st
+    # samctl reaches one instance, or the primary, when asked to
+    for inst in ("reg-a", "reg-b"):
+        r = samctl(ep, "--instance", inst, "--json", "ping", "registry", "-n", "3")
+        assert r.returncode == 0 and r.stdout.count(f'"instance":"{inst}"') == 3, r.stdout + r.stderr
+    r = samctl(ep, "--primary", "--json", "ping", "registry", "-n", "3")
+    assert r.stdout.count('"instance":"reg-a"') == 3, r.stdout + r.stderr
     # samctl status shows both parts
     r = samctl(ep, "status")
     assert "reg-b" in r.stdout and "standby" in r.stdout and "primary" in r.stdout, r.stdout

@@ -382,7 +382,7 @@ static Samordna__V1__PingReply *s_ping_instance(samctl_t *ctl, const char *servi
     uint32_t code =
         samctl_request(ctl, service, "ping", NULL, &samordna__v1__ping_reply__descriptor,
                        (ProtobufCMessage **)&pr, true, res);
-    sam_client_set_route(c, false, NULL);
+    samctl_route_default(ctl, c);
     return code == 200 ? pr : NULL;
 }
 
@@ -461,7 +461,7 @@ static int s_status(samctl_t *ctl, const samctl_args_t *a)
         uint32_t code =
             samctl_request(ctl, name, "ping", NULL, &samordna__v1__ping_reply__descriptor,
                            (ProtobufCMessage **)&pr, true, &res);
-        if (c) sam_client_set_route(c, false, NULL);
+        if (c) samctl_route_default(ctl, c);
         json_t *replicas = code == 200 ? s_replicas(ctl, brokers, name) : NULL;
         if (replicas) json_object_set_new(s, "replicas", replicas);
         if (code != 200) {
@@ -592,7 +592,7 @@ static int s_promote(samctl_t *ctl, const samctl_args_t *a)
         fprintf(stderr, "samctl promote: %s %s: %u %s: %s\n", service, instance, code,
                 sam_status_name(code), res.message);
         sam_result_clear(&res);
-        sam_client_set_route(c, false, NULL);
+        samctl_route_default(ctl, c);
         return 1;
     }
     sam_result_clear(&res);
