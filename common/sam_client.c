@@ -77,7 +77,15 @@ struct sam_client_t {
     int64_t tick_at;       /* when heartbeats are next looked at */
     int64_t sweep_at;      /* when flights are next looked at for age */
     bool fail_fast;        /* sends never wait: no connection or a full queue fails them */
+    bool primary;          /* every request routed to the primary (sam_client_set_route) */
+    char instance[96];     /* every request routed to this instance ("" none) */
 };
+
+void sam_client_set_route(sam_client_t *self, bool primary, const char *instance)
+{
+    self->primary = primary;
+    snprintf(self->instance, sizeof self->instance, "%s", instance ? instance : "");
+}
 
 void sam_result_clear(sam_result_t *r)
 {
@@ -225,6 +233,8 @@ static int s_send(sam_client_t *self, size_t li, const char *service, uint64_t i
     }
     req.id = id;
     req.timeout_ms = timeout_ms > 0 ? (uint32_t)timeout_ms : 0; /* the broker's deadline */
+    req.primary = self->primary;
+    req.instance = self->instance;
     req.method = (char *)method;
     req.body.data = (uint8_t *)body;
     req.body.len = len;
