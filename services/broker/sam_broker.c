@@ -1250,6 +1250,29 @@ static bool s_drop_expired(sam_broker_t *self, s_service_t *service, s_ring_t *r
     return true;
 }
 
+/*  Drops every request of a ring whose caller has stopped waiting, in one pass that keeps
+    the others in order. For the rings whose requests may wait long and not in deadline
+    order: held writes (no primary) and requests for one instance. */
+static void s_ring_expire(sam_broker_t *self, s_service_t *service, s_ring_t *ring)
+{
+    size_t kept = 0, len = ring->len;
+    for (size_t i = 0; i < len; i++) {
+        s_request_t *request = s_ring_at(ring, i);
+        if (self->now >= request->deadline) {
+            s_refuse(self, request, service->name, SAM_TIMEOUT,
+                     "the caller's deadline of %" PRId64 " ms passed while the request was queued",
+                     request->deadline - request->enqueued);
+            self->expired++;
+            service->expired_now++;
+            service->expired++;
+        } else if (kept++ != i) {
+            s_request_t *to = s_ring_at(ring, kept - 1);
+            s_request_move(to, request);
+        }
+    }
+    ring->len = kept;
+}
+
 /*  The queued request to hand out next and the worker to take it: of the requests that a
     worker with spare credit may take now, the one that arrived first. Each ring is in
     arrival order, so only its head can be the oldest — except `targeted`, which is walked
@@ -1922,17 +1945,16 @@ static void s_expire_queues(sam_broker_t *self)
     zlist_t *idle = NULL;
     for (s_service_t *service = zhashx_first(self->services); service;
          service = zhashx_next(self->services)) {
-        /* a service without workers answers "no worker" below, after its own wait; the
-           requests for one instance are few and not in deadline order: each is checked */
+        /* a service without workers answers "no worker" below, after its own wait; held
+           writes and requests for one instance are each checked (s_ring_expire) */
         s_ring_t *rings[] = {&service->queue, &service->writes, &service->targeted};
         while (service->nworkers && service->queue.len &&
                s_drop_expired(self, service, &service->queue, 0))
             ;
-        while (service->nworkers && service->writes.len &&
-               s_drop_expired(self, service, &service->writes, 0))
-            ;
-        for (size_t i = 0; service->nworkers && i < service->targeted.len;)
-            if (!s_drop_expired(self, service, &service->targeted, i)) i++;
+        if (service->nworkers && service->writes.len)
+            s_ring_expire(self, service, &service->writes);
+        if (service->nworkers && service->targeted.len)
+            s_ring_expire(self, service, &service->targeted);
         if (service->expired_now) /* one line per service and tick */
             sam_warn("request.dropped service=%s count=%" PRIu64
                      " reason=\"the caller's deadline passed while it was queued\"",
