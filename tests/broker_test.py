@@ -829,6 +829,17 @@ def test_instance_routing():
     (w, r), = take(ws + [d, sb], 1)
     assert w is ws[2] and r.id == rid
     assert c.recv().id == rid
+    # such requests are for operators: 64 may wait per service, more are refused at once
+    for _ in range(64):
+        send_routed(c, "inst", "ping", instance="ghost", timeout_ms=20000)
+    rid = send_routed(c, "inst", "ping", instance="ghost", timeout_ms=20000)
+    rep = expect_error(c, rid, 429)
+    assert "single instances" in rep.status.message, rep.status.message
+    assert 'request.refused service="inst"' in proc.logtext()
+    assert service_json(c, "inst")["queued"] == 64
+    rid = send_routed(c, "inst", "ping")  # and the rest goes on
+    take(ws, 1)
+    assert c.recv().id == rid
     stop_all(proc, *ws, d, sb, c)
 
 

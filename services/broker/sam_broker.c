@@ -1073,7 +1073,7 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
             at = &(*at)->pending;
     }
     if (--service->nworkers == 0) service->orphaned_at = self->now;
-    if (s_worker_writes(worker) && --service->nprimaries == 0 && service->epoch)
+    if (s_worker_writes(worker) && --service->nprimaries == 0 && service->epoch && !self->stopping)
         sam_info("service.primary_lost service=%s epoch=%" PRIu64 " instance=%s reason=\"its "
                  "last primary of this epoch left; writes wait until one of this epoch or a "
                  "later one registers\"",
@@ -1862,6 +1862,10 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
     }
     if (ring == &service->targeted && ring->len >= S_TARGETED_MAX) {
         service->busy++;
+        if (s_fold(self, "request.refused", sam_logv(name), "too many for single instances"))
+            sam_warn("request.refused service=%s reason=\"requests for single instances "
+                     "(Request.instance) waiting\" queued=%zu",
+                     sam_logv(name), ring->len);
         s_refuse(self, &request, name, SAM_BUSY,
                  "%d requests for single instances of service '%s' are waiting already",
                  S_TARGETED_MAX, name);
