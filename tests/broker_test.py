@@ -755,10 +755,14 @@ def test_a_held_write_waits_for_the_next_primary():
     short = send_routed(c, "store", "events.publish", timeout_ms=300)
     rep = expect_error(c, short, 504, timeout=5)
     assert "deadline" in rep.status.message, rep.status.message
-    # The standby is promoted: it registers again with a new epoch, and takes them all.
+    # The standby is promoted: it registers again, on the same socket (DISCONNECT, then
+    # READY: a second READY alone is a protocol error), with a new epoch and without
+    # `standby`, and takes them all.
     sb.disconnect()
-    p3 = accepted(ep, "store", "x-samordna/1 credit=8 instance=p3 epoch=3",
-                  "x-samordna/1 credit=8 epoch=3")
+    sb.extension = "x-samordna/1 credit=8 instance=p3 epoch=3"
+    sb.ready()
+    assert sb.recv() == (HEARTBEAT, [b"x-samordna/1 credit=8 epoch=3"])
+    p3 = sb
     got = take([old, p3], 5)
     assert all(w is p3 for w, _ in got), describe(got)
     assert [r.id for _, r in got] == [first] + held, ([r.id for _, r in got], first, held)
@@ -767,7 +771,7 @@ def test_a_held_write_waits_for_the_next_primary():
     assert all(r.status.code == 200 for r in reps.values()), reps
     assert re.search(r'service.epoch service="store" epoch=3 previous=2 instance="p3"',
                      proc.logtext())
-    stop_all(proc, old, sb, p3, c)
+    stop_all(proc, old, p3, c)
 
 
 def test_a_lost_primary_s_writes_go_only_to_a_primary():
