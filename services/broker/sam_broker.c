@@ -5,7 +5,9 @@
     them apart. The broker owns no data; it keeps three kinds of state, all in this file:
 
     - services (a hash by name): the workers that offer a service, a FIFO list of those
-      with spare credit (least recently used first), and a ring of queued requests;
+      with spare credit (least recently used first), rings of queued requests (for any
+      worker, writes for the primary, requests for one instance), and the epoch of its
+      primary (see "Primaries and standbys" below);
     - workers (a hash by the hex of their routing id): the service they offer, their
       credit, and one slot per request in flight (the client's address, whether it used an
       empty delimiter, and the request id) so a lost worker's clients get an answer;
@@ -14,6 +16,9 @@
     A request is never decoded on the way through. The broker only peeks at field 1 of the
     body (the Request id) with a few varint reads, so that an error it invents later can
     carry the id the client is waiting for; a REPLY is matched to its slot the same way.
+    The same walk finds what routing needs: the caller's deadline, whether the request is
+    a write (its method is events.publish, or it asks for the primary) and the instance it
+    names (sam_broker_peek).
     The error paths (413, 429, 503) are rare and may unpack with protobuf-c.
 
     Credit is samordna's negotiated extension to 7/MDP (see sam_mdp.h): a worker may declare
