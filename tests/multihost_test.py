@@ -54,8 +54,8 @@ import urllib.request
 import samtest
 from samtest import MDPC, zmq
 from notify_receivers import WebhookReceiver
-from samordna.v1 import (envelope_pb2, events_pb2, grants_pb2, notify_pb2,  # noqa: E402
-                         registry_pb2, status_pb2)
+from samordna.v1 import (envelope_pb2, events_pb2, grants_pb2, notify_pb2, registry_pb2,
+                         status_pb2)
 
 PREFIX = "sammh"  # every namespace of this test is named sammh<pid><host>
 HOSTS = ["h1", "h2", "h3"]
@@ -81,7 +81,7 @@ def log(*words):
 
 
 T0 = time.monotonic()
-IP = shutil.which("ip") or "/sbin/ip"
+IP = shutil.which("ip")
 ETCD = shutil.which("etcd")
 LIBC = ctypes.CDLL(None, use_errno=True)
 
@@ -153,7 +153,7 @@ class Network(samtest.Closing):
     def __init__(self):
         if os.geteuid() != 0:
             raise samtest.Skip("network namespaces need root (CI runs this test as root)")
-        if not os.path.exists(IP):
+        if not IP:
             raise samtest.Skip("no ip command (Debian package iproute2)")
         remove_leftovers()
         tag = f"{PREFIX}{os.getpid()}"
@@ -242,8 +242,7 @@ def _port_open(addr, port):
 
 
 def _clean_env():
-    env = {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
-    return env
+    return {k: v for k, v in os.environ.items() if k not in PROXY_VARS}
 
 
 def _die_with_test():
@@ -406,7 +405,7 @@ class Cluster(samtest.Closing):
         host.start("broker", ["samordna-broker", "--bind", f"tcp://{host.addr}:{BROKER_PORT}",
                               "--curve-dir", self.keys.trusted, "--cert",
                               self.keys.broker["secret"]])
-        samtest.wait_for(lambda: _port_open(host.addr, BROKER_PORT), 10 * 1,
+        samtest.wait_for(lambda: _port_open(host.addr, BROKER_PORT), 10,
                          f"the broker on {host.name}")
 
     def service_args(self, svc, host, *extra):
