@@ -755,7 +755,12 @@ class Supervised:
             rc = p.p.returncode
             assert rc == 3 and svc not in self.restarted, \
                 f"{p.name} exited {rc}:\n" + "\n".join(p.logtext().splitlines()[-20:])
-            log(f"{p.name} exited 3 (its tail diverged: store moved aside); started again")
+            # the store moved aside whole, where the log says: nothing deleted
+            moved = re.search(r'replica\.diverged .*moved_to="?([^" ]+)', p.logtext())
+            assert moved and os.path.isdir(moved.group(1)), \
+                f"{p.name} exited 3 without a store moved aside:\n{p.logtext()[-2000:]}"
+            log(f"{p.name} exited 3 (its tail diverged: store moved aside to "
+                f"{os.path.basename(moved.group(1))}); started again")
             self.restarted.append(svc)
             args, ours = self.host.members[svc]
             HostProc(self.host, svc, args, ours)
@@ -820,7 +825,7 @@ def test_hosts_killed_under_load():
             _setup(c, ctl, hook)
             load = Load(pub, RATE)
             load.start()
-            kills, resumes = [], []
+            kills, resumes, diverged = [], [], []
             try:
                 samtest.wait_for(lambda: load.total() > RATE, 30, "the load going")
                 for round_, name in enumerate(VICTIMS):
@@ -856,6 +861,7 @@ def test_hosts_killed_under_load():
                             lambda svc=svc: sup.check() or _caught_up(ctl, svc, name,
                                                                       where[svc]),
                             60, f"{instance(svc, name)} back as a standby, caught up")
+                    diverged += [f"{name}-{svc}" for svc in sup.restarted]
                     log(f"{name} started again: every instance a standby, caught up" +
                         (f" ({', '.join(sup.restarted)} started once more after exit 3)"
                          if sup.restarted else ""))
@@ -888,6 +894,8 @@ def test_hosts_killed_under_load():
                 print(f"resume after kill {k + 1} ({h}): {max(r.values()):.2f} s (" +
                       ", ".join(f"{s} {t:.2f} s" for s, t in r.items()) +
                       f"); bound {RESUME_BOUND_S * samtest.SLOW:.0f} s")
+            print(f"diverged           {len(diverged)} old primaries moved their store aside "
+                  f"and were started again" + (f" ({', '.join(diverged)})" if diverged else ""))
             print(f"webhook            {len(set(hooked))} registry events delivered, "
                   f"{len(hooked) - len(set(hooked))} duplicates")
             print(f"ledger             balanced, {ledger.entries} entries")
