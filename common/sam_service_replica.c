@@ -465,6 +465,7 @@ int rt_replica_open(sam_service_t *svc)
         return -1;
     }
     const char *etcd = sam_config_get(svc->config, "etcd");
+    if (etcd && !*etcd) etcd = NULL; /* a configuration file's etcd = "" */
     if ((rp->mode == S_MODE_ELECT) != (etcd != NULL)) {
         sam_error("options.invalid option=etcd reason=\"--replica elect needs --etcd, and "
                   "--etcd is only for --replica elect\"");
