@@ -99,6 +99,8 @@ struct sam_elect_t {
     sam_elect_state_t state;
     int64_t write_until; /* monotonic ms; 0: may not write */
     uint64_t position;
+    unsigned leaderships; /* how often this elector became the leader (the selftest's) */
+    int64_t paused_until; /* the selftest's: no rounds before this monotonic ms */
     char want_handover[SAM_ELECT_NAME_MAX + 1]; /* asked by the caller, not yet written */
 
     /* the thread's own */
@@ -258,6 +260,7 @@ static void s_set_role(sam_elect_t *self, sam_elect_role_t role, const char *lea
     self->state.epoch = epoch;
     snprintf(self->state.leader, sizeof self->state.leader, "%s", leader ? leader : "");
     if (role != SAM_ELECT_LEADER) self->write_until = 0;
+    if (role == SAM_ELECT_LEADER && was.role != SAM_ELECT_LEADER) self->leaderships++;
     pthread_mutex_unlock(&self->mu);
 
     if (was.role == SAM_ELECT_LEADER && role != SAM_ELECT_LEADER)
@@ -707,11 +710,13 @@ static void *s_run(void *arg)
     pthread_mutex_lock(&self->mu);
     while (!self->stop) {
         self->again = false;
-        pthread_mutex_unlock(&self->mu);
-        int64_t started = zclock_mono();
-        s_round(self);
-        pthread_mutex_lock(&self->mu);
-        int64_t next = started + self->round_ms;
+        int64_t started = zclock_mono(), next = self->paused_until;
+        if (started >= next) {
+            pthread_mutex_unlock(&self->mu);
+            s_round(self);
+            pthread_mutex_lock(&self->mu);
+            next = started + self->round_ms;
+        }
         while (!self->stop && !self->again && zclock_mono() < next) {
             int64_t wait = next - zclock_mono();
             struct timespec ts;
@@ -1099,6 +1104,22 @@ static void s_abandon(sam_elect_t **self_p)
     sam_elect_destroy(self_p);
 }
 
+/* A stalled process, as far as etcd can tell: no rounds for ms (its lease runs on). */
+static void s_pause(sam_elect_t *self, int ms)
+{
+    pthread_mutex_lock(&self->mu);
+    self->paused_until = zclock_mono() + ms;
+    pthread_mutex_unlock(&self->mu);
+}
+
+static unsigned s_leaderships(sam_elect_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    unsigned n = self->leaderships;
+    pthread_mutex_unlock(&self->mu);
+    return n;
+}
+
 static void s_options_test(const char *url)
 {
     sam_elect_opts_t o = {.endpoints = url, .service = "svc", .instance = "a", .ttl_ms = 1000};
@@ -1122,6 +1143,23 @@ static void s_options_test(const char *url)
     sam_elect_destroy(&e);
     CHECK(e == NULL);
     sam_elect_destroy(&e);
+}
+
+/* Started together with no leader: the higher position wins, also when the lower one
+   started first (a newcomer waits two rounds for the others' positions). */
+static void s_cold_test(const s_etcd_t *etcd)
+{
+    s_group_t g = {.n = 2, .epochs_rose = true};
+    g.e[0] = s_elector(etcd->url, "cold", "c-low", 0);
+    if (g.e[0]) sam_elect_set_position(g.e[0], 3);
+    zclock_sleep(50);
+    g.e[1] = s_elector(etcd->url, "cold", "c-high", 0);
+    if (g.e[1]) sam_elect_set_position(g.e[1], 7);
+    CHECK(s_wait_leader(&g, 3000) == 1);
+    CHECK(g.e[0] && s_leaderships(g.e[0]) == 0);
+    CHECK(g.overlap == 0);
+    for (int i = 0; i < g.n; i++)
+        sam_elect_destroy(&g.e[i]);
 }
 
 /* Two electors: one leader; the leader destroyed, then crashed: another leads in time. */
@@ -1196,10 +1234,14 @@ static void s_three_test(s_etcd_t *etcd)
     sam_elect_set_position(g.e[low], 3);
     s_watch_for(&g, 3 * round); /* every position published */
 
-    /* the lower one does not win over the higher */
+    /* the lower one does not win over the higher — even when the higher is slow to notice
+       (stalled for half a ttl: its member key stands, and the lower must wait for it) */
+    unsigned low_led = s_leaderships(g.e[low]);
+    s_pause(g.e[high], ttl / 2);
     sam_elect_destroy(&g.e[l]);
     int now_l = s_wait_leader(&g, 3000);
     CHECK(now_l == high);
+    CHECK(s_leaderships(g.e[low]) == low_led);
     if (now_l != high) goto done;
     sam_elect_state_t st;
     sam_elect_state(g.e[low], &st);
@@ -1211,6 +1253,7 @@ static void s_three_test(s_etcd_t *etcd)
     g.e[l] = s_elector(etcd->url, "three", names[l], 1500);
     sam_elect_set_position(g.e[l], 1);
     CHECK(s_wait_leader(&g, 3000) == high);
+    unsigned high_led = s_leaderships(g.e[high]), l_led = s_leaderships(g.e[l]);
     CHECK(sam_elect_handover(g.e[low], names[low]) == 0);
     int64_t until = zclock_mono() + (int64_t)(2000 * s_scale());
     while (zclock_mono() < until && sam_elect_may_write(g.e[high], zclock_mono()))
@@ -1228,6 +1271,8 @@ static void s_three_test(s_etcd_t *etcd)
     sam_elect_state(g.e[low], &st);
     CHECK(st.epoch > epoch && st.handover[0] == 0);
     epoch = st.epoch;
+    /* only the target campaigned: the old leader did not lead again, nor did the third */
+    CHECK(s_leaderships(g.e[high]) == high_led && s_leaderships(g.e[l]) == l_led);
     s_watch_for(&g, 2 * round);
     sam_elect_state(g.e[high], &st);
     CHECK(st.role == SAM_ELECT_FOLLOWER && st.handover[0] == 0);
@@ -1268,7 +1313,10 @@ static void s_three_test(s_etcd_t *etcd)
     CHECK(s_etcd_start(etcd));
     CHECK(s_wait_leader(&g, 6000) >= 0);
     for (int i = 0; i < 3; i++) {
-        sam_elect_state(g.e[i], &st);
+        until = zclock_mono() + (int64_t)(2000 * s_scale());
+        do
+            sam_elect_state(g.e[i], &st);
+        while (!st.reachable && zclock_mono() < until && (zclock_sleep(10), true));
         CHECK(st.reachable);
     }
 done:
@@ -1301,6 +1349,7 @@ int sam_elect_selftest(const char *scratch)
     CHECK(up);
     if (up) {
         s_options_test(etcd.url);
+        s_cold_test(&etcd);
         s_two_test(&etcd, closed_url);
         s_three_test(&etcd);
     }
