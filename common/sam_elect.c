@@ -106,7 +106,6 @@ struct sam_elect_t {
     /* the thread's own */
     CURL *curl;
     int current; /* the endpoint tried first */
-    char reply[4096];
     char *body;
     size_t body_len;
     bool body_too_long;
@@ -363,12 +362,12 @@ static int s_lease(sam_elect_t *self, int64_t *sent)
 
 /* A put of key = value under our lease: 0; -1 when etcd did not answer; -2 when it refused
    (logged; "requested lease not found" ends the lease). */
-static int s_put(sam_elect_t *self, const char *key, const char *value)
+static int s_put(sam_elect_t *self, const char *key, const char *value, int64_t lease)
 {
     json_t *req = json_object();
     json_object_set_new(req, "key", s_key(key));
     json_object_set_new(req, "value", s_key(value));
-    s_put_int(req, "lease", self->lease);
+    s_put_int(req, "lease", lease);
     json_t *reply;
     long status = 0;
     s_http_rc_t rc = s_post(self, "/v3/kv/put", req, &reply, &status, NULL);
@@ -377,10 +376,30 @@ static int s_put(sam_elect_t *self, const char *key, const char *value)
         json_t *err = json_object_get(reply, "error");
         sam_warn("elect.put-refused service=%s status=%ld reason=%s", self->service, status,
                  sam_logv(json_is_string(err) ? json_string_value(err) : "?"));
-        if (status == 404) s_lease_gone(self, status);
+        if (status == 404 && lease == self->lease && lease) s_lease_gone(self, status);
     }
     json_decref(reply);
     return ok;
+}
+
+/*  The handover key naming `to`, under a lease of its own that is never kept alive: the
+    leader's wait and a round more. So a handover that cannot happen (its target lags and
+    there is no leader to give it up) ends by itself. 0, -1 unreachable, -2 refused. */
+static int s_put_handover(sam_elect_t *self, const char *to)
+{
+    json_t *req = json_object(), *reply;
+    json_object_set_new(req, "TTL", json_integer((self->handover_ms + 999) / 1000 + self->ttl_s));
+    long status = 0;
+    s_http_rc_t rc = s_post(self, "/v3/lease/grant", req, &reply, &status, NULL);
+    int64_t lease = rc == S_OK ? s_int(json_object_get(reply, "ID")) : 0;
+    json_decref(reply);
+    if (rc == S_UNREACHABLE) return -1;
+    if (!lease) {
+        sam_warn("elect.grant-refused service=%s status=%ld reason=\"no lease for the handover\"",
+                 self->service, status);
+        return -2;
+    }
+    return s_put(self, self->handover_key, to, lease);
 }
 
 /* Step 2: the caller's handover request becomes the handover key. */
@@ -395,7 +414,7 @@ static void s_write_handover(sam_elect_t *self)
     if (strcmp(to, self->instance) == 0 && self_leads) {
         sam_info("elect.handover service=%s to=%s reason=\"already the leader\"", self->service,
                  sam_logv(to));
-    } else if (s_put(self, self->handover_key, to) != 0)
+    } else if (s_put_handover(self, to) != 0)
         return; /* asked again next round */
     else
         sam_info("elect.handover service=%s to=%s asked_by=%s", self->service, sam_logv(to),
@@ -415,7 +434,7 @@ static int s_write_member(sam_elect_t *self, int64_t now)
     char value[128];
     snprintf(value, sizeof value, "{\"position\":%llu,\"role\":\"%s\"}",
              (unsigned long long)position, role == SAM_ELECT_LEADER ? "leader" : "follower");
-    int rc = s_put(self, self->member_key, value);
+    int rc = s_put(self, self->member_key, value, self->lease);
     if (rc == 0 && !self->member_since) self->member_since = now;
     return rc;
 }
@@ -745,12 +764,14 @@ static sam_elect_t *s_refuse(const char *reason)
     return NULL;
 }
 
-sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts)
+/*  An elector's state and HTTP handle, no thread yet; NULL (logged) when an option is
+    unusable. A member needs its instance name; one who only asks for a handover does not. */
+static sam_elect_t *s_make(const sam_elect_opts_t *opts, bool member)
 {
     if (!opts) return s_refuse("no options");
     const char *prefix = opts->prefix ? opts->prefix : "/samordna";
     if (!s_valid_name(opts->service)) return s_refuse("the service is not a name [A-Za-z0-9._-]");
-    if (!s_valid_name(opts->instance))
+    if ((member || opts->instance) && !s_valid_name(opts->instance))
         return s_refuse("the instance is not a name [A-Za-z0-9._-] of at most 95 bytes");
     if (!s_valid_prefix(prefix))
         return s_refuse("--etcd-prefix must start with / and hold no control character");
@@ -770,8 +791,10 @@ sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts)
     char *list = strdup(opts->endpoints), *save = NULL;
     for (char *tok = list ? strtok_r(list, ",", &save) : NULL; tok && !reason;
          tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++; /* "a, b" */
         size_t len = strlen(tok);
-        while (len && tok[len - 1] == '/')
+        while (len && (tok[len - 1] == '/' || tok[len - 1] == ' '))
             tok[--len] = 0; /* "http://h:2379/" and "http://h:2379" are one */
         if (self->nendpoints == S_ENDPOINTS_MAX)
             reason = "--etcd names more than 16 endpoints";
@@ -785,7 +808,7 @@ sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts)
     free(list);
     if (!reason && self->nendpoints == 0) reason = "--etcd names no endpoint";
     snprintf(self->service, sizeof self->service, "%s", opts->service);
-    snprintf(self->instance, sizeof self->instance, "%s", opts->instance);
+    snprintf(self->instance, sizeof self->instance, "%s", opts->instance ? opts->instance : "");
     snprintf(self->leader_key, S_KEY_MAX, "%s/%s/leader", prefix, opts->service);
     snprintf(self->members_prefix, S_KEY_MAX, "%s/%s/members/", prefix, opts->service);
     snprintf(self->members_end, S_KEY_MAX, "%s/%s/members0", prefix, opts->service); /* '/'+1 */
@@ -816,15 +839,23 @@ sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts)
         curl_easy_setopt(self->curl, CURLOPT_CONNECTTIMEOUT_MS, timeout);
         curl_easy_setopt(self->curl, CURLOPT_WRITEFUNCTION, s_on_body);
         curl_easy_setopt(self->curl, CURLOPT_WRITEDATA, self);
-        if (pthread_create(&self->thread, NULL, s_run, self) != 0)
-            reason = "the elector's thread could not start";
-        else
-            self->started = true;
     }
     if (reason) {
         sam_elect_destroy(&self);
         return s_refuse(reason);
     }
+    return self;
+}
+
+sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts)
+{
+    sam_elect_t *self = s_make(opts, true);
+    if (!self) return NULL;
+    if (pthread_create(&self->thread, NULL, s_run, self) != 0) {
+        sam_elect_destroy(&self);
+        return s_refuse("the elector's thread could not start");
+    }
+    self->started = true;
     sam_info("elect.start service=%s instance=%s ttl_ms=%d endpoints=%d", self->service,
              self->instance, self->ttl_ms, self->nendpoints);
     return self;
@@ -878,6 +909,31 @@ void sam_elect_set_position(sam_elect_t *self, uint64_t seq)
     pthread_mutex_lock(&self->mu);
     self->position = seq;
     pthread_mutex_unlock(&self->mu);
+}
+
+int sam_elect_ask_handover(const sam_elect_opts_t *opts, const char *instance, char *err,
+                           size_t errcap)
+{
+    snprintf(err, errcap, "%s", "");
+    if (!s_valid_name(instance)) {
+        snprintf(err, errcap, "--instance must be an instance name [A-Za-z0-9._-]");
+        return -1;
+    }
+    sam_elect_t *self = s_make(opts, false);
+    if (!self) {
+        snprintf(err, errcap, "unusable --etcd, --etcd-prefix or service (see the log)");
+        return -1;
+    }
+    int rc = s_put_handover(self, instance);
+    if (rc == -1)
+        snprintf(err, errcap, "etcd did not answer at %s", self->last_endpoint);
+    else if (rc == -2)
+        snprintf(err, errcap, "etcd refused the handover key (see the log)");
+    else
+        sam_info("elect.handover service=%s to=%s asked_by=\"(not a member)\"", self->service,
+                 sam_logv(instance));
+    sam_elect_destroy(&self);
+    return rc == 0 ? 0 : -1;
 }
 
 int sam_elect_handover(sam_elect_t *self, const char *instance)
@@ -1075,6 +1131,15 @@ static int s_wait_leader(s_group_t *g, int64_t timeout_ms)
     return -1;
 }
 
+/* Waits until elector `who` is the one leader: true, or false after timeout_ms. */
+static bool s_wait_for(s_group_t *g, int who, int64_t timeout_ms)
+{
+    int64_t until = zclock_mono() + (int64_t)(timeout_ms * s_scale());
+    while (zclock_mono() < until)
+        if (s_wait_leader(g, 20) == who) return true;
+    return false;
+}
+
 /* Watches for ms. */
 static void s_watch_for(s_group_t *g, int64_t ms)
 {
@@ -1220,7 +1285,7 @@ done:
 
 /* Three electors: the highest position wins; a handover waits for its target; a handover
    that cannot complete is given up; etcd killed and back. */
-static void s_three_test(s_etcd_t *etcd)
+static void s_three_test(s_etcd_t *etcd, const char *closed)
 {
     const int ttl = 1000, round = ttl / 4;
     s_group_t g = {.n = 3, .epochs_rose = true};
@@ -1293,17 +1358,33 @@ static void s_three_test(s_etcd_t *etcd)
     sam_elect_state(g.e[low], &st);
     CHECK(st.epoch == epoch && st.handover[0] == 0);
 
+    /* asked by a process that is no member (samctl promote): to the other one at 10 */
+    sam_elect_opts_t ask = {.endpoints = etcd->url, .prefix = "/selftest", .service = "three"};
+    char err[200];
+    CHECK(sam_elect_ask_handover(&ask, names[high], err, sizeof err) == 0 && !err[0]);
+    CHECK(s_wait_for(&g, high, 3000));
+    sam_elect_state(g.e[high], &st);
+    CHECK(st.epoch > epoch);
+    CHECK(sam_elect_ask_handover(&ask, "no/such", err, sizeof err) == -1 &&
+          strstr(err, "--instance"));
+    ask.endpoints = closed;
+    CHECK(sam_elect_ask_handover(&ask, names[low], err, sizeof err) == -1 &&
+          strstr(err, "did not answer"));
+    ask.service = "";
+    CHECK(sam_elect_ask_handover(&ask, names[low], err, sizeof err) == -1 && err[0]);
+    int lead = high;
+
     /* etcd killed: the leader's may_write is false before ttl has passed since its last
        keepalive (which was sent before the kill); no one else may write meanwhile */
     int64_t killed = zclock_mono();
     s_etcd_kill(etcd);
-    CHECK(!sam_elect_may_write(g.e[low], killed + ttl));
+    CHECK(!sam_elect_may_write(g.e[lead], killed + ttl));
     int late = 0; /* polls at killed + ttl or later that found it allowed to write */
     until = killed + 3 * ttl;
     while (zclock_mono() < until) {
         s_watch(&g);
         int64_t at = zclock_mono();
-        if (at >= killed + ttl && sam_elect_may_write(g.e[low], at)) late++;
+        if (at >= killed + ttl && sam_elect_may_write(g.e[lead], at)) late++;
         zclock_sleep(5);
     }
     CHECK(late == 0);
@@ -1354,7 +1435,7 @@ int sam_elect_selftest(const char *scratch)
         s_options_test(etcd.url);
         s_cold_test(&etcd);
         s_two_test(&etcd, closed_url);
-        s_three_test(&etcd);
+        s_three_test(&etcd, closed_url);
     }
     s_etcd_kill(&etcd);
     curl_global_cleanup();
