@@ -5,7 +5,8 @@
       1. the lease: keepalive (or grant when there is none). The time the request was SENT
          is the round's `sent`: etcd extends the lease from when it answers, which is later,
          so sent + ttl is a lower bound of the lease's end in etcd's view;
-      2. the caller's handover request, if one waits: the handover key, under our lease;
+      2. the caller's handover request, if one waits: the handover key, under a short
+         lease of its own (s_put_handover);
       3. our member key (position, role), under our lease;
       4. one read-only txn that ranges the leader key, the members/ prefix and the handover
          key: one consistent snapshot of the election (one revision);
@@ -29,12 +30,13 @@
     as if from a stranger: a name that breaks the rule counts as "someone else".
 */
 #include "sam_elect.h"
+#include "sam_http.h"
 #include "sam_log.h"
+#include "sam_metrics.h"
 #include "sam_testkit.h"
 
 #include <czmq.h>
 #include <curl/curl.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -46,7 +48,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -197,11 +198,13 @@ static size_t s_on_body(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-/*  POSTs `req` (consumed) to path on the endpoints in turn, from the current one. S_OK with
-    the answer's JSON in *reply (the caller frees) and its HTTP status in *status; or
-    S_UNREACHABLE when no endpoint gave an HTTP answer; S_REFUSED when one answered with
-    something that is not JSON (logged). *sent is the monotonic time the request that got
-    the answer was sent. */
+/*  POSTs `req` (consumed) to path on the endpoints in turn, from the current one, until one
+    serves it: answers a JSON object with a status below 500. An endpoint that does not —
+    no connection, a timeout, a 5xx (a member cut off from its cluster's quorum), something
+    that is not etcd's JSON — is passed over for the next. S_OK with the answer in *reply
+    (the caller frees) and its HTTP status in *status; S_UNREACHABLE when no endpoint served
+    (the reasons are debug lines); S_REFUSED when the request could not be written. *sent is
+    the monotonic time the request that was served was sent. */
 static s_http_rc_t s_post(sam_elect_t *self, const char *path, json_t *req, json_t **reply,
                           long *status, int64_t *sent)
 {
@@ -221,26 +224,24 @@ static s_http_rc_t s_post(sam_elect_t *self, const char *path, json_t *req, json
         curl_easy_setopt(self->curl, CURLOPT_POSTFIELDS, text);
         if (sent) *sent = zclock_mono();
         CURLcode cc = curl_easy_perform(self->curl);
-        if (cc != CURLE_OK && !self->body_too_long) {
+        if (cc != CURLE_OK) {
             sam_debug("elect.http endpoint=%s path=%s error=%s", sam_logv(self->endpoint[at]), path,
-                      sam_logv(curl_easy_strerror(cc)));
+                      sam_logv(self->body_too_long ? "answer too long" : curl_easy_strerror(cc)));
+            continue;
+        }
+        curl_easy_getinfo(self->curl, CURLINFO_RESPONSE_CODE, status);
+        json_error_t jerr;
+        *reply = json_loadb(self->body ? self->body : "", self->body_len, 0, &jerr);
+        if (*status >= 500 || !json_is_object(*reply)) {
+            sam_debug("elect.http endpoint=%s path=%s status=%ld error=%s",
+                      sam_logv(self->endpoint[at]), path, *status,
+                      *status >= 500 ? "\"server error\"" : "\"not etcd's JSON\"");
+            json_decref(*reply);
+            *reply = NULL;
             continue;
         }
         self->current = at;
-        curl_easy_getinfo(self->curl, CURLINFO_RESPONSE_CODE, status);
-        json_error_t jerr;
-        *reply = self->body_too_long
-                     ? NULL
-                     : json_loadb(self->body ? self->body : "", self->body_len, 0, &jerr);
-        if (!*reply || !json_is_object(*reply)) {
-            sam_warn("elect.bad-answer endpoint=%s path=%s status=%ld reason=%s",
-                     sam_logv(self->endpoint[at]), path, *status,
-                     self->body_too_long ? "\"too long\"" : "\"not a JSON object\"");
-            json_decref(*reply);
-            *reply = NULL;
-            rc = S_REFUSED;
-        } else
-            rc = S_OK;
+        rc = S_OK;
         break;
     }
     free(text);
@@ -661,9 +662,7 @@ static void s_decide(sam_elect_t *self, const s_view_t *view, int64_t sent, int6
         int64_t ttl = self->granted_ms < self->ttl_ms ? self->granted_ms : self->ttl_ms;
         s_set_role(self, SAM_ELECT_LEADER, self->instance, epoch, NULL);
         pthread_mutex_lock(&self->mu);
-        self->write_until = handover_live && strcmp(view->handover, self->instance) != 0
-                                ? 0
-                                : sent + ttl - self->ttl_ms / 4;
+        self->write_until = sent + ttl - self->ttl_ms / 4; /* its lease, kept alive at `sent` */
         pthread_mutex_unlock(&self->mu);
         if (view->has_handover && strcmp(view->handover, self->instance) == 0) {
             s_guarded(self, self->handover_key, "MOD", view->handover_mod, NULL, NULL);
@@ -1233,8 +1232,14 @@ static void s_cold_test(const s_etcd_t *etcd)
 static void s_two_test(const s_etcd_t *etcd, const char *closed)
 {
     const int ttl = 1000, round = ttl / 4;
-    char both[256];
-    snprintf(both, sizeof both, "%s,%s", closed, etcd->url); /* the first never answers */
+    /* a1 knows an endpoint that refuses connections and one that answers, but is no etcd
+       (the runtime's own HTTP port: 404 in text), before the real one */
+    char err[256], both[256];
+    sam_metrics_t *metrics = sam_metrics_new("selftest_");
+    sam_http_t *http = sam_http_new("127.0.0.1:0", metrics, err, sizeof err);
+    CHECK(http != NULL);
+    snprintf(both, sizeof both, "%s,http://127.0.0.1:%u,%s", closed,
+             http ? (unsigned)sam_http_port(http) : 1u, etcd->url);
     s_group_t g = {.n = 3, .epochs_rose = true};
     g.e[0] = s_elector(etcd->url, "two", "a0", 0);
     g.e[1] = s_elector(both, "two", "a1", 0);
@@ -1281,6 +1286,8 @@ done:
     CHECK(g.overlap == 0 && g.epochs_rose);
     for (int i = 0; i < g.n; i++)
         sam_elect_destroy(&g.e[i]);
+    sam_http_destroy(&http);
+    sam_metrics_destroy(&metrics);
 }
 
 /* Three electors: the highest position wins; a handover waits for its target; a handover
