@@ -984,18 +984,22 @@ static bool s_etcd_program(char *out, size_t cap)
     return found;
 }
 
-static int s_free_port(void)
+/* n free loopback ports, all held at once while they are chosen, so they differ. */
+static void s_free_ports(int *port, int n)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
+    int fd[8];
+    for (int i = 0; i < n && i < 8; i++) {
+        fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        port[i] = -1;
+        if (fd[i] >= 0 && bind(fd[i], (struct sockaddr *)&a, sizeof a) == 0 &&
+            getsockname(fd[i], (struct sockaddr *)&a, &len) == 0)
+            port[i] = ntohs(a.sin_port);
+    }
+    for (int i = 0; i < n && i < 8; i++)
+        if (fd[i] >= 0) close(fd[i]);
 }
 
 static double s_scale(void)
@@ -1430,11 +1434,12 @@ int sam_elect_selftest(const char *scratch)
     if (old) zdir_remove(old, true);
     zdir_destroy(&old);
     zsys_dir_create("%s", etcd.dir);
-    int client = s_free_port(), peer = s_free_port(), closed = s_free_port();
-    snprintf(etcd.url, sizeof etcd.url, "http://127.0.0.1:%d", client);
-    snprintf(etcd.peer, sizeof etcd.peer, "http://127.0.0.1:%d", peer);
+    int port[3]; /* etcd's clients, its peers, and one where nothing listens */
+    s_free_ports(port, 3);
+    snprintf(etcd.url, sizeof etcd.url, "http://127.0.0.1:%d", port[0]);
+    snprintf(etcd.peer, sizeof etcd.peer, "http://127.0.0.1:%d", port[1]);
     char closed_url[64];
-    snprintf(closed_url, sizeof closed_url, "http://127.0.0.1:%d", closed);
+    snprintf(closed_url, sizeof closed_url, "http://127.0.0.1:%d", port[2]);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     bool up = s_etcd_start(&etcd);
     CHECK(up);
