@@ -33,8 +33,17 @@
     leader key, guarded by its create_revision). The target campaigns; no one else does
     while the key names a live member; the new leader deletes the key.
 
+    etcd: the endpoints are tried in turn; one that does not answer, answers 5xx or answers
+    something that is not etcd's JSON is passed over. When none serves, the state says
+    reachable false and a follower keeps the leader it knew; the leader's may_write runs out
+    as above, and its role turns candidate once its lease's TTL has passed. A lease that
+    outlives an etcd restart (etcd extends restored leases) keeps its leader in office with
+    its epoch. An instance restarted under the same name follows its former self's leader
+    key until that lease expires (a ttl), then campaigns.
+
     Threads: all HTTP is done by the elector's own thread, never the caller's; the calls
-    below only read or set a snapshot under a mutex and never block on the network. Log
+    below (but sam_elect_ask_handover, for samctl) only read or set a snapshot under a mutex
+    and never block on the network. Log
     lines (sam_log.h): elect.leader, elect.follower, elect.lost, elect.unreachable (once,
     then elect.reachable), elect.handover.
 
