@@ -5,7 +5,8 @@
       1. the lease: keepalive (or grant when there is none). The time the request was SENT
          is the round's `sent`: etcd extends the lease from when it answers, which is later,
          so sent + ttl is a lower bound of the lease's end in etcd's view;
-      2. the caller's handover request, if one waits: the handover key, under our lease;
+      2. the caller's handover request, if one waits: the handover key, under a short
+         lease of its own (s_put_handover);
       3. our member key (position, role), under our lease;
       4. one read-only txn that ranges the leader key, the members/ prefix and the handover
          key: one consistent snapshot of the election (one revision);
@@ -29,12 +30,13 @@
     as if from a stranger: a name that breaks the rule counts as "someone else".
 */
 #include "sam_elect.h"
+#include "sam_http.h"
 #include "sam_log.h"
+#include "sam_metrics.h"
 #include "sam_testkit.h"
 
 #include <czmq.h>
 #include <curl/curl.h>
-#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
@@ -46,7 +48,6 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -99,12 +100,13 @@ struct sam_elect_t {
     sam_elect_state_t state;
     int64_t write_until; /* monotonic ms; 0: may not write */
     uint64_t position;
+    unsigned leaderships; /* how often this elector became the leader (the selftest's) */
+    int64_t paused_until; /* the selftest's: no rounds before this monotonic ms */
     char want_handover[SAM_ELECT_NAME_MAX + 1]; /* asked by the caller, not yet written */
 
     /* the thread's own */
     CURL *curl;
     int current; /* the endpoint tried first */
-    char reply[4096];
     char *body;
     size_t body_len;
     bool body_too_long;
@@ -196,11 +198,13 @@ static size_t s_on_body(char *data, size_t size, size_t n, void *arg)
     return len;
 }
 
-/*  POSTs `req` (consumed) to path on the endpoints in turn, from the current one. S_OK with
-    the answer's JSON in *reply (the caller frees) and its HTTP status in *status; or
-    S_UNREACHABLE when no endpoint gave an HTTP answer; S_REFUSED when one answered with
-    something that is not JSON (logged). *sent is the monotonic time the request that got
-    the answer was sent. */
+/*  POSTs `req` (consumed) to path on the endpoints in turn, from the current one, until one
+    serves it: answers a JSON object with a status below 500. An endpoint that does not —
+    no connection, a timeout, a 5xx (a member cut off from its cluster's quorum), something
+    that is not etcd's JSON — is passed over for the next. S_OK with the answer in *reply
+    (the caller frees) and its HTTP status in *status; S_UNREACHABLE when no endpoint served
+    (the reasons are debug lines); S_REFUSED when the request could not be written. *sent is
+    the monotonic time the request that was served was sent. */
 static s_http_rc_t s_post(sam_elect_t *self, const char *path, json_t *req, json_t **reply,
                           long *status, int64_t *sent)
 {
@@ -220,26 +224,24 @@ static s_http_rc_t s_post(sam_elect_t *self, const char *path, json_t *req, json
         curl_easy_setopt(self->curl, CURLOPT_POSTFIELDS, text);
         if (sent) *sent = zclock_mono();
         CURLcode cc = curl_easy_perform(self->curl);
-        if (cc != CURLE_OK && !self->body_too_long) {
+        if (cc != CURLE_OK) {
             sam_debug("elect.http endpoint=%s path=%s error=%s", sam_logv(self->endpoint[at]), path,
-                      sam_logv(curl_easy_strerror(cc)));
+                      sam_logv(self->body_too_long ? "answer too long" : curl_easy_strerror(cc)));
+            continue;
+        }
+        curl_easy_getinfo(self->curl, CURLINFO_RESPONSE_CODE, status);
+        json_error_t jerr;
+        *reply = json_loadb(self->body ? self->body : "", self->body_len, 0, &jerr);
+        if (*status >= 500 || !json_is_object(*reply)) {
+            sam_debug("elect.http endpoint=%s path=%s status=%ld error=%s",
+                      sam_logv(self->endpoint[at]), path, *status,
+                      *status >= 500 ? "\"server error\"" : "\"not etcd's JSON\"");
+            json_decref(*reply);
+            *reply = NULL;
             continue;
         }
         self->current = at;
-        curl_easy_getinfo(self->curl, CURLINFO_RESPONSE_CODE, status);
-        json_error_t jerr;
-        *reply = self->body_too_long
-                     ? NULL
-                     : json_loadb(self->body ? self->body : "", self->body_len, 0, &jerr);
-        if (!*reply || !json_is_object(*reply)) {
-            sam_warn("elect.bad-answer endpoint=%s path=%s status=%ld reason=%s",
-                     sam_logv(self->endpoint[at]), path, *status,
-                     self->body_too_long ? "\"too long\"" : "\"not a JSON object\"");
-            json_decref(*reply);
-            *reply = NULL;
-            rc = S_REFUSED;
-        } else
-            rc = S_OK;
+        rc = S_OK;
         break;
     }
     free(text);
@@ -258,6 +260,7 @@ static void s_set_role(sam_elect_t *self, sam_elect_role_t role, const char *lea
     self->state.epoch = epoch;
     snprintf(self->state.leader, sizeof self->state.leader, "%s", leader ? leader : "");
     if (role != SAM_ELECT_LEADER) self->write_until = 0;
+    if (role == SAM_ELECT_LEADER && was.role != SAM_ELECT_LEADER) self->leaderships++;
     pthread_mutex_unlock(&self->mu);
 
     if (was.role == SAM_ELECT_LEADER && role != SAM_ELECT_LEADER)
@@ -360,12 +363,12 @@ static int s_lease(sam_elect_t *self, int64_t *sent)
 
 /* A put of key = value under our lease: 0; -1 when etcd did not answer; -2 when it refused
    (logged; "requested lease not found" ends the lease). */
-static int s_put(sam_elect_t *self, const char *key, const char *value)
+static int s_put(sam_elect_t *self, const char *key, const char *value, int64_t lease)
 {
     json_t *req = json_object();
     json_object_set_new(req, "key", s_key(key));
     json_object_set_new(req, "value", s_key(value));
-    s_put_int(req, "lease", self->lease);
+    s_put_int(req, "lease", lease);
     json_t *reply;
     long status = 0;
     s_http_rc_t rc = s_post(self, "/v3/kv/put", req, &reply, &status, NULL);
@@ -374,10 +377,30 @@ static int s_put(sam_elect_t *self, const char *key, const char *value)
         json_t *err = json_object_get(reply, "error");
         sam_warn("elect.put-refused service=%s status=%ld reason=%s", self->service, status,
                  sam_logv(json_is_string(err) ? json_string_value(err) : "?"));
-        if (status == 404) s_lease_gone(self, status);
+        if (status == 404 && lease == self->lease && lease) s_lease_gone(self, status);
     }
     json_decref(reply);
     return ok;
+}
+
+/*  The handover key naming `to`, under a lease of its own that is never kept alive: the
+    leader's wait and a round more. So a handover that cannot happen (its target lags and
+    there is no leader to give it up) ends by itself. 0, -1 unreachable, -2 refused. */
+static int s_put_handover(sam_elect_t *self, const char *to)
+{
+    json_t *req = json_object(), *reply;
+    json_object_set_new(req, "TTL", json_integer((self->handover_ms + 999) / 1000 + self->ttl_s));
+    long status = 0;
+    s_http_rc_t rc = s_post(self, "/v3/lease/grant", req, &reply, &status, NULL);
+    int64_t lease = rc == S_OK ? s_int(json_object_get(reply, "ID")) : 0;
+    json_decref(reply);
+    if (rc == S_UNREACHABLE) return -1;
+    if (!lease) {
+        sam_warn("elect.grant-refused service=%s status=%ld reason=\"no lease for the handover\"",
+                 self->service, status);
+        return -2;
+    }
+    return s_put(self, self->handover_key, to, lease);
 }
 
 /* Step 2: the caller's handover request becomes the handover key. */
@@ -392,7 +415,7 @@ static void s_write_handover(sam_elect_t *self)
     if (strcmp(to, self->instance) == 0 && self_leads) {
         sam_info("elect.handover service=%s to=%s reason=\"already the leader\"", self->service,
                  sam_logv(to));
-    } else if (s_put(self, self->handover_key, to) != 0)
+    } else if (s_put_handover(self, to) != 0)
         return; /* asked again next round */
     else
         sam_info("elect.handover service=%s to=%s asked_by=%s", self->service, sam_logv(to),
@@ -412,7 +435,7 @@ static int s_write_member(sam_elect_t *self, int64_t now)
     char value[128];
     snprintf(value, sizeof value, "{\"position\":%llu,\"role\":\"%s\"}",
              (unsigned long long)position, role == SAM_ELECT_LEADER ? "leader" : "follower");
-    int rc = s_put(self, self->member_key, value);
+    int rc = s_put(self, self->member_key, value, self->lease);
     if (rc == 0 && !self->member_since) self->member_since = now;
     return rc;
 }
@@ -639,9 +662,7 @@ static void s_decide(sam_elect_t *self, const s_view_t *view, int64_t sent, int6
         int64_t ttl = self->granted_ms < self->ttl_ms ? self->granted_ms : self->ttl_ms;
         s_set_role(self, SAM_ELECT_LEADER, self->instance, epoch, NULL);
         pthread_mutex_lock(&self->mu);
-        self->write_until = handover_live && strcmp(view->handover, self->instance) != 0
-                                ? 0
-                                : sent + ttl - self->ttl_ms / 4;
+        self->write_until = sent + ttl - self->ttl_ms / 4; /* its lease, kept alive at `sent` */
         pthread_mutex_unlock(&self->mu);
         if (view->has_handover && strcmp(view->handover, self->instance) == 0) {
             s_guarded(self, self->handover_key, "MOD", view->handover_mod, NULL, NULL);
@@ -707,11 +728,13 @@ static void *s_run(void *arg)
     pthread_mutex_lock(&self->mu);
     while (!self->stop) {
         self->again = false;
-        pthread_mutex_unlock(&self->mu);
-        int64_t started = zclock_mono();
-        s_round(self);
-        pthread_mutex_lock(&self->mu);
-        int64_t next = started + self->round_ms;
+        int64_t started = zclock_mono(), next = self->paused_until;
+        if (started >= next) {
+            pthread_mutex_unlock(&self->mu);
+            s_round(self);
+            pthread_mutex_lock(&self->mu);
+            next = started + self->round_ms;
+        }
         while (!self->stop && !self->again && zclock_mono() < next) {
             int64_t wait = next - zclock_mono();
             struct timespec ts;
@@ -740,12 +763,14 @@ static sam_elect_t *s_refuse(const char *reason)
     return NULL;
 }
 
-sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts)
+/*  An elector's state and HTTP handle, no thread yet; NULL (logged) when an option is
+    unusable. A member needs its instance name; one who only asks for a handover does not. */
+static sam_elect_t *s_make(const sam_elect_opts_t *opts, bool member)
 {
     if (!opts) return s_refuse("no options");
     const char *prefix = opts->prefix ? opts->prefix : "/samordna";
     if (!s_valid_name(opts->service)) return s_refuse("the service is not a name [A-Za-z0-9._-]");
-    if (!s_valid_name(opts->instance))
+    if ((member || opts->instance) && !s_valid_name(opts->instance))
         return s_refuse("the instance is not a name [A-Za-z0-9._-] of at most 95 bytes");
     if (!s_valid_prefix(prefix))
         return s_refuse("--etcd-prefix must start with / and hold no control character");
@@ -765,8 +790,10 @@ sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts)
     char *list = strdup(opts->endpoints), *save = NULL;
     for (char *tok = list ? strtok_r(list, ",", &save) : NULL; tok && !reason;
          tok = strtok_r(NULL, ",", &save)) {
+        while (*tok == ' ')
+            tok++; /* "a, b" */
         size_t len = strlen(tok);
-        while (len && tok[len - 1] == '/')
+        while (len && (tok[len - 1] == '/' || tok[len - 1] == ' '))
             tok[--len] = 0; /* "http://h:2379/" and "http://h:2379" are one */
         if (self->nendpoints == S_ENDPOINTS_MAX)
             reason = "--etcd names more than 16 endpoints";
@@ -780,7 +807,7 @@ sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts)
     free(list);
     if (!reason && self->nendpoints == 0) reason = "--etcd names no endpoint";
     snprintf(self->service, sizeof self->service, "%s", opts->service);
-    snprintf(self->instance, sizeof self->instance, "%s", opts->instance);
+    snprintf(self->instance, sizeof self->instance, "%s", opts->instance ? opts->instance : "");
     snprintf(self->leader_key, S_KEY_MAX, "%s/%s/leader", prefix, opts->service);
     snprintf(self->members_prefix, S_KEY_MAX, "%s/%s/members/", prefix, opts->service);
     snprintf(self->members_end, S_KEY_MAX, "%s/%s/members0", prefix, opts->service); /* '/'+1 */
@@ -811,15 +838,23 @@ sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts)
         curl_easy_setopt(self->curl, CURLOPT_CONNECTTIMEOUT_MS, timeout);
         curl_easy_setopt(self->curl, CURLOPT_WRITEFUNCTION, s_on_body);
         curl_easy_setopt(self->curl, CURLOPT_WRITEDATA, self);
-        if (pthread_create(&self->thread, NULL, s_run, self) != 0)
-            reason = "the elector's thread could not start";
-        else
-            self->started = true;
     }
     if (reason) {
         sam_elect_destroy(&self);
         return s_refuse(reason);
     }
+    return self;
+}
+
+sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts)
+{
+    sam_elect_t *self = s_make(opts, true);
+    if (!self) return NULL;
+    if (pthread_create(&self->thread, NULL, s_run, self) != 0) {
+        sam_elect_destroy(&self);
+        return s_refuse("the elector's thread could not start");
+    }
+    self->started = true;
     sam_info("elect.start service=%s instance=%s ttl_ms=%d endpoints=%d", self->service,
              self->instance, self->ttl_ms, self->nendpoints);
     return self;
@@ -875,6 +910,31 @@ void sam_elect_set_position(sam_elect_t *self, uint64_t seq)
     pthread_mutex_unlock(&self->mu);
 }
 
+int sam_elect_ask_handover(const sam_elect_opts_t *opts, const char *instance, char *err,
+                           size_t errcap)
+{
+    snprintf(err, errcap, "%s", "");
+    if (!s_valid_name(instance)) {
+        snprintf(err, errcap, "--instance must be an instance name [A-Za-z0-9._-]");
+        return -1;
+    }
+    sam_elect_t *self = s_make(opts, false);
+    if (!self) {
+        snprintf(err, errcap, "unusable --etcd, --etcd-prefix or service (see the log)");
+        return -1;
+    }
+    int rc = s_put_handover(self, instance);
+    if (rc == -1)
+        snprintf(err, errcap, "etcd did not answer at %s", self->last_endpoint);
+    else if (rc == -2)
+        snprintf(err, errcap, "etcd refused the handover key (see the log)");
+    else
+        sam_info("elect.handover service=%s to=%s asked_by=\"(not a member)\"", self->service,
+                 sam_logv(instance));
+    sam_elect_destroy(&self);
+    return rc == 0 ? 0 : -1;
+}
+
 int sam_elect_handover(sam_elect_t *self, const char *instance)
 {
     if (!s_valid_name(instance)) {
@@ -911,7 +971,9 @@ static bool s_etcd_program(char *out, size_t cap)
         return access(out, X_OK) == 0;
     }
     const char *path = getenv("PATH");
-    char *copy = strdup(path && *path ? path : "/usr/bin:/bin"), *save = NULL;
+    char dirs[4096];
+    snprintf(dirs, sizeof dirs, "%s:/usr/bin:/usr/sbin", path ? path : ""); /* Debian's too */
+    char *copy = strdup(dirs), *save = NULL;
     bool found = false;
     for (char *dir = copy ? strtok_r(copy, ":", &save) : NULL; dir && !found;
          dir = strtok_r(NULL, ":", &save)) {
@@ -922,18 +984,22 @@ static bool s_etcd_program(char *out, size_t cap)
     return found;
 }
 
-static int s_free_port(void)
+/* n free loopback ports, all held at once while they are chosen, so they differ. */
+static void s_free_ports(int *port, int n)
 {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0) close(fd);
-    return port;
+    int fd[8];
+    for (int i = 0; i < n && i < 8; i++) {
+        fd[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET};
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t len = sizeof a;
+        port[i] = -1;
+        if (fd[i] >= 0 && bind(fd[i], (struct sockaddr *)&a, sizeof a) == 0 &&
+            getsockname(fd[i], (struct sockaddr *)&a, &len) == 0)
+            port[i] = ntohs(a.sin_port);
+    }
+    for (int i = 0; i < n && i < 8; i++)
+        if (fd[i] >= 0) close(fd[i]);
 }
 
 static double s_scale(void)
@@ -1068,6 +1134,15 @@ static int s_wait_leader(s_group_t *g, int64_t timeout_ms)
     return -1;
 }
 
+/* Waits until elector `who` is the one leader: true, or false after timeout_ms. */
+static bool s_wait_for(s_group_t *g, int who, int64_t timeout_ms)
+{
+    int64_t until = zclock_mono() + (int64_t)(timeout_ms * s_scale());
+    while (zclock_mono() < until)
+        if (s_wait_leader(g, 20) == who) return true;
+    return false;
+}
+
 /* Watches for ms. */
 static void s_watch_for(s_group_t *g, int64_t ms)
 {
@@ -1099,6 +1174,22 @@ static void s_abandon(sam_elect_t **self_p)
     sam_elect_destroy(self_p);
 }
 
+/* A stalled process, as far as etcd can tell: no rounds for ms (its lease runs on). */
+static void s_pause(sam_elect_t *self, int ms)
+{
+    pthread_mutex_lock(&self->mu);
+    self->paused_until = zclock_mono() + ms;
+    pthread_mutex_unlock(&self->mu);
+}
+
+static unsigned s_leaderships(sam_elect_t *self)
+{
+    pthread_mutex_lock(&self->mu);
+    unsigned n = self->leaderships;
+    pthread_mutex_unlock(&self->mu);
+    return n;
+}
+
 static void s_options_test(const char *url)
 {
     sam_elect_opts_t o = {.endpoints = url, .service = "svc", .instance = "a", .ttl_ms = 1000};
@@ -1124,12 +1215,35 @@ static void s_options_test(const char *url)
     sam_elect_destroy(&e);
 }
 
+/* Started together with no leader: the higher position wins, also when the lower one
+   started first (a newcomer waits two rounds for the others' positions). */
+static void s_cold_test(const s_etcd_t *etcd)
+{
+    s_group_t g = {.n = 2, .epochs_rose = true};
+    g.e[0] = s_elector(etcd->url, "cold", "c-low", 0);
+    if (g.e[0]) sam_elect_set_position(g.e[0], 3);
+    zclock_sleep(50);
+    g.e[1] = s_elector(etcd->url, "cold", "c-high", 0);
+    if (g.e[1]) sam_elect_set_position(g.e[1], 7);
+    CHECK(s_wait_leader(&g, 3000) == 1);
+    CHECK(g.e[0] && s_leaderships(g.e[0]) == 0);
+    CHECK(g.overlap == 0);
+    for (int i = 0; i < g.n; i++)
+        sam_elect_destroy(&g.e[i]);
+}
+
 /* Two electors: one leader; the leader destroyed, then crashed: another leads in time. */
 static void s_two_test(const s_etcd_t *etcd, const char *closed)
 {
     const int ttl = 1000, round = ttl / 4;
-    char both[256];
-    snprintf(both, sizeof both, "%s,%s", closed, etcd->url); /* the first never answers */
+    /* a1 knows an endpoint that refuses connections and one that answers, but is no etcd
+       (the runtime's own HTTP port: 404 in text), before the real one */
+    char err[256], both[256];
+    sam_metrics_t *metrics = sam_metrics_new("selftest_");
+    sam_http_t *http = sam_http_new("127.0.0.1:0", metrics, err, sizeof err);
+    CHECK(http != NULL);
+    snprintf(both, sizeof both, "%s,http://127.0.0.1:%u,%s", closed,
+             http ? (unsigned)sam_http_port(http) : 1u, etcd->url);
     s_group_t g = {.n = 3, .epochs_rose = true};
     g.e[0] = s_elector(etcd->url, "two", "a0", 0);
     g.e[1] = s_elector(both, "two", "a1", 0);
@@ -1176,11 +1290,13 @@ done:
     CHECK(g.overlap == 0 && g.epochs_rose);
     for (int i = 0; i < g.n; i++)
         sam_elect_destroy(&g.e[i]);
+    sam_http_destroy(&http);
+    sam_metrics_destroy(&metrics);
 }
 
 /* Three electors: the highest position wins; a handover waits for its target; a handover
    that cannot complete is given up; etcd killed and back. */
-static void s_three_test(s_etcd_t *etcd)
+static void s_three_test(s_etcd_t *etcd, const char *closed)
 {
     const int ttl = 1000, round = ttl / 4;
     s_group_t g = {.n = 3, .epochs_rose = true};
@@ -1196,10 +1312,14 @@ static void s_three_test(s_etcd_t *etcd)
     sam_elect_set_position(g.e[low], 3);
     s_watch_for(&g, 3 * round); /* every position published */
 
-    /* the lower one does not win over the higher */
+    /* the lower one does not win over the higher — even when the higher is slow to notice
+       (stalled for half a ttl: its member key stands, and the lower must wait for it) */
+    unsigned low_led = s_leaderships(g.e[low]);
+    s_pause(g.e[high], ttl / 2);
     sam_elect_destroy(&g.e[l]);
     int now_l = s_wait_leader(&g, 3000);
     CHECK(now_l == high);
+    CHECK(s_leaderships(g.e[low]) == low_led);
     if (now_l != high) goto done;
     sam_elect_state_t st;
     sam_elect_state(g.e[low], &st);
@@ -1211,6 +1331,7 @@ static void s_three_test(s_etcd_t *etcd)
     g.e[l] = s_elector(etcd->url, "three", names[l], 1500);
     sam_elect_set_position(g.e[l], 1);
     CHECK(s_wait_leader(&g, 3000) == high);
+    unsigned high_led = s_leaderships(g.e[high]), l_led = s_leaderships(g.e[l]);
     CHECK(sam_elect_handover(g.e[low], names[low]) == 0);
     int64_t until = zclock_mono() + (int64_t)(2000 * s_scale());
     while (zclock_mono() < until && sam_elect_may_write(g.e[high], zclock_mono()))
@@ -1228,6 +1349,8 @@ static void s_three_test(s_etcd_t *etcd)
     sam_elect_state(g.e[low], &st);
     CHECK(st.epoch > epoch && st.handover[0] == 0);
     epoch = st.epoch;
+    /* only the target campaigned: the old leader did not lead again, nor did the third */
+    CHECK(s_leaderships(g.e[high]) == high_led && s_leaderships(g.e[l]) == l_led);
     s_watch_for(&g, 2 * round);
     sam_elect_state(g.e[high], &st);
     CHECK(st.role == SAM_ELECT_FOLLOWER && st.handover[0] == 0);
@@ -1246,19 +1369,36 @@ static void s_three_test(s_etcd_t *etcd)
     sam_elect_state(g.e[low], &st);
     CHECK(st.epoch == epoch && st.handover[0] == 0);
 
+    /* asked by a process that is no member (samctl promote): to the other one at 10 */
+    sam_elect_opts_t ask = {.endpoints = etcd->url, .prefix = "/selftest", .service = "three"};
+    char err[200];
+    CHECK(sam_elect_ask_handover(&ask, names[high], err, sizeof err) == 0 && !err[0]);
+    CHECK(s_wait_for(&g, high, 3000));
+    sam_elect_state(g.e[high], &st);
+    CHECK(st.epoch > epoch);
+    CHECK(sam_elect_ask_handover(&ask, "no/such", err, sizeof err) == -1 &&
+          strstr(err, "--instance"));
+    ask.endpoints = closed;
+    CHECK(sam_elect_ask_handover(&ask, names[low], err, sizeof err) == -1 &&
+          strstr(err, "did not answer"));
+    ask.service = "";
+    CHECK(sam_elect_ask_handover(&ask, names[low], err, sizeof err) == -1 && err[0]);
+    int lead = high;
+
     /* etcd killed: the leader's may_write is false before ttl has passed since its last
        keepalive (which was sent before the kill); no one else may write meanwhile */
     int64_t killed = zclock_mono();
     s_etcd_kill(etcd);
-    CHECK(!sam_elect_may_write(g.e[low], killed + ttl));
-    int64_t stopped = 0;
+    CHECK(!sam_elect_may_write(g.e[lead], killed + ttl));
+    int late = 0; /* polls at killed + ttl or later that found it allowed to write */
     until = killed + 3 * ttl;
     while (zclock_mono() < until) {
         s_watch(&g);
-        if (!stopped && !sam_elect_may_write(g.e[low], zclock_mono())) stopped = zclock_mono();
+        int64_t at = zclock_mono();
+        if (at >= killed + ttl && sam_elect_may_write(g.e[lead], at)) late++;
         zclock_sleep(5);
     }
-    CHECK(stopped > 0 && stopped <= killed + ttl);
+    CHECK(late == 0);
     for (int i = 0; i < 3; i++) {
         sam_elect_state(g.e[i], &st);
         CHECK(!st.reachable && !sam_elect_may_write(g.e[i], zclock_mono()));
@@ -1268,7 +1408,10 @@ static void s_three_test(s_etcd_t *etcd)
     CHECK(s_etcd_start(etcd));
     CHECK(s_wait_leader(&g, 6000) >= 0);
     for (int i = 0; i < 3; i++) {
-        sam_elect_state(g.e[i], &st);
+        until = zclock_mono() + (int64_t)(2000 * s_scale());
+        do
+            sam_elect_state(g.e[i], &st);
+        while (!st.reachable && zclock_mono() < until && (zclock_sleep(10), true));
         CHECK(st.reachable);
     }
 done:
@@ -1291,18 +1434,20 @@ int sam_elect_selftest(const char *scratch)
     if (old) zdir_remove(old, true);
     zdir_destroy(&old);
     zsys_dir_create("%s", etcd.dir);
-    int client = s_free_port(), peer = s_free_port(), closed = s_free_port();
-    snprintf(etcd.url, sizeof etcd.url, "http://127.0.0.1:%d", client);
-    snprintf(etcd.peer, sizeof etcd.peer, "http://127.0.0.1:%d", peer);
+    int port[3]; /* etcd's clients, its peers, and one where nothing listens */
+    s_free_ports(port, 3);
+    snprintf(etcd.url, sizeof etcd.url, "http://127.0.0.1:%d", port[0]);
+    snprintf(etcd.peer, sizeof etcd.peer, "http://127.0.0.1:%d", port[1]);
     char closed_url[64];
-    snprintf(closed_url, sizeof closed_url, "http://127.0.0.1:%d", closed);
+    snprintf(closed_url, sizeof closed_url, "http://127.0.0.1:%d", port[2]);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     bool up = s_etcd_start(&etcd);
     CHECK(up);
     if (up) {
         s_options_test(etcd.url);
+        s_cold_test(&etcd);
         s_two_test(&etcd, closed_url);
-        s_three_test(&etcd);
+        s_three_test(&etcd, closed_url);
     }
     s_etcd_kill(&etcd);
     curl_global_cleanup();

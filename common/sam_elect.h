@@ -8,7 +8,8 @@
       <prefix>/<service>/members/<inst>    {"position":N,"role":"leader|follower"} under
                                            the instance's own lease: who is alive, how far
       <prefix>/<service>/handover          the instance asked to take over (samctl promote),
-                                           under the asking instance's lease
+                                           under a lease of its own, never kept alive: it
+                                           goes by itself after handover_ms and a ttl
     Each instance holds one lease (TTL = ttl_ms rounded up to whole seconds) and keeps it
     alive every ttl_ms / 4 ("a round"). In a round it puts its member key, reads the leader
     key, and when there is none it campaigns — a txn "create_revision(leader) == 0 → put
@@ -32,8 +33,17 @@
     leader key, guarded by its create_revision). The target campaigns; no one else does
     while the key names a live member; the new leader deletes the key.
 
+    etcd: the endpoints are tried in turn; one that does not answer, answers 5xx or answers
+    something that is not etcd's JSON is passed over. When none serves, the state says
+    reachable false and a follower keeps the leader it knew; the leader's may_write runs out
+    as above, and its role turns candidate once its lease's TTL has passed. A lease that
+    outlives an etcd restart (etcd extends restored leases) keeps its leader in office with
+    its epoch. An instance restarted under the same name follows its former self's leader
+    key until that lease expires (a ttl), then campaigns.
+
     Threads: all HTTP is done by the elector's own thread, never the caller's; the calls
-    below only read or set a snapshot under a mutex and never block on the network. Log
+    below (but sam_elect_ask_handover, for samctl) only read or set a snapshot under a mutex
+    and never block on the network. Log
     lines (sam_log.h): elect.leader, elect.follower, elect.lost, elect.unreachable (once,
     then elect.reachable), elect.handover.
 
@@ -43,6 +53,7 @@
 #define SAM_ELECT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define SAM_ELECT_TTL_MS 2000       /* default --etcd-ttl-ms */
@@ -85,9 +96,10 @@ typedef struct {
     unreachable etcd is a state (reachable false), not an error. */
 sam_elect_t *sam_elect_new(const sam_elect_opts_t *opts);
 
-/*  Stops the thread (waits for its request in flight, at most about ttl_ms / 4) and revokes
-    the lease, so a leader resigns at once and the member key goes; accepts NULL; nulls
-    *self_p. */
+/*  Stops the thread and revokes the lease, so a leader resigns at once and the member key
+    goes; accepts NULL; nulls *self_p. Waits for the round in flight: milliseconds, or, when
+    etcd hangs, a request timeout (ttl_ms / 4, at least 200 ms) per endpoint, and the same
+    again for the revoke. */
 void sam_elect_destroy(sam_elect_t **self_p);
 
 /*  A snapshot of the election as of the last round, into *out. */
@@ -107,6 +119,14 @@ void sam_elect_set_position(sam_elect_t *self, uint64_t seq);
     key in its next round, which starts at once. Returns 0, or -1 when the name is unusable.
     Whether and when the handover happens shows in the state (handover, then leader). */
 int sam_elect_handover(sam_elect_t *self, const char *instance);
+
+/*  The same, from a process that is no member of the election (samctl promote): writes the
+    handover key at once, with a thread-less connection to opts' etcd (opts->instance and
+    ttl_ms may be NULL and 0; handover_ms as the members'). Blocks for at most a request
+    timeout per endpoint. Returns 0, or -1 with the reason in err (errcap bytes, NUL-ended)
+    when the instance name or an option is unusable, or etcd did not answer or refused. */
+int sam_elect_ask_handover(const sam_elect_opts_t *opts, const char *instance, char *err,
+                           size_t errcap);
 
 /*  The selftest against a real etcd it starts on free loopback ports, with its data under
     `scratch`. Returns 0 when every check held, -1 when some failed, 1 (after saying why)
