@@ -75,6 +75,8 @@ typedef struct {
     uint64_t syncs;        /* answers taken in */
     int64_t sent_after_ms; /* the latest briefing or reminder learnt: asked from there on */
     bool failing;          /* the last question got no answer (logged once) */
+    bool keys;             /* the primary's signing keys are this store's now */
+    bool keys_refused;     /* the primary gave none (logged once) */
 } notify_standby_t;
 
 struct notify_t {

@@ -24,7 +24,12 @@
       - notify's own messages (a briefing's deliveries, resent): the event ids still waiting;
       - each subscription's delivery state (a webhook's answered handshake, a disabled one);
       - the briefings and reminders issued (table "sent"), with the briefings' records: they
-        are issued by the schedule, not by events, and must not be issued twice.
+        are issued by the schedule, not by events, and must not be issued twice;
+      - once, the keys webhooks are signed with (the secret every subscription's whsec_ is
+        derived from, the Ed25519 seed of v1a): each store makes its own at its first start,
+        and a promoted standby must sign as the primary did. Only to a caller of role
+        service; a --webhook-signing-key given to the standby is kept (a warning when it is
+        not the primary's).
     The standby drops from its own queue and inboxes what the primary has done, and keeps the
     rest. Promoted, it delivers what it kept: what the primary had not done as of the last
     answer, so at most about a second of deliveries is made twice, each with the webhook-id
@@ -40,6 +45,7 @@
 */
 #include "notify.h"
 
+#include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -294,6 +300,14 @@ int notify_q_replica_positions(sam_service_t *svc, MDB_txn *txn, const sam_call_
         if (!rc && crc != MDB_NOTFOUND) rc = crc;
     }
     if (!rc) rc = s_sent(n, txn, req->sent_after_ms, &sent, &briefings);
+    /* the keys only to notify's own kind: a caller of role service, not through a gateway */
+    const Samordna__V1__Caller *c = call->caller;
+    if (req->keys && (c->insecure || (strcmp(c->role, "service") == 0 && !*c->via))) {
+        out.secret_key.data = n->master_key;
+        out.secret_key.len = sizeof n->master_key;
+        out.signing_seed.data = n->sign_sk; /* libsodium's secret key begins with the seed */
+        out.signing_seed.len = 32;
+    }
     if (!rc) {
         out.subscriptions = (Samordna__V1__SubscriptionPosition **)subs.at;
         out.n_subscriptions = subs.n;
@@ -405,6 +419,16 @@ static void s_apply(notify_t *n, const Samordna__V1__ReplicaPositionsReply *rr)
         rc = mdb_put(w, n->dbi.sent, &k, &v, 0);
         marks++;
     }
+    bool keys = !rc && !n->standby.keys && rr->secret_key.len == sizeof n->master_key &&
+                rr->signing_seed.len == 32;
+    const char *key_file = sam_config_get(sam_service_config(n->svc), "webhook-signing-key");
+    bool own_seed = key_file && *key_file; /* the operator gave it: that one is kept */
+    if (keys) {
+        MDB_val k = {3, "key"}, v = {rr->secret_key.len, rr->secret_key.data};
+        rc = mdb_put(w, n->dbi.meta, &k, &v, 0);
+        MDB_val sk = {4, "sign"}, sv = {32, rr->signing_seed.data};
+        if (!rc && !own_seed) rc = mdb_put(w, n->dbi.meta, &sk, &sv, 0);
+    }
     for (size_t i = 0; !rc && i < rr->n_briefings; i++) {
         const Samordna__V1__BriefingRecord *r = rr->briefings[i];
         if (r->briefing && r->briefing->id && notify_valid_id(r->briefing->id))
@@ -418,6 +442,30 @@ static void s_apply(notify_t *n, const Samordna__V1__ReplicaPositionsReply *rr)
     if (rc) {
         sam_error("notify.standby_sync_failed error=%s", sam_logv(sam_store_strerror(rc)));
         return;
+    }
+    if (keys) {
+        memcpy(n->master_key, rr->secret_key.data, sizeof n->master_key);
+        uint8_t pk[32], sk[64];
+        crypto_sign_seed_keypair(pk, sk, rr->signing_seed.data);
+        if (!own_seed) {
+            memcpy(n->sign_pk, pk, sizeof pk);
+            memcpy(n->sign_sk, sk, sizeof sk);
+        } else if (sodium_memcmp(pk, n->sign_pk, sizeof pk) != 0) {
+            sam_warn("notify.standby_key_differs option=webhook-signing-key reason=%s",
+                     sam_logv("the primary signs v1a webhooks with another key: once promoted, "
+                              "receivers that know the primary's whpk_ refuse this one's"));
+        }
+        sodium_memzero(sk, sizeof sk);
+        n->standby.keys = true;
+        char pub[64];
+        sam_info("notify.standby_keys from=primary public_key=%s",
+                 notify_public_key(n, pub, sizeof pub));
+    } else if (!n->standby.keys && !n->standby.keys_refused && !rr->secret_key.len) {
+        n->standby.keys_refused = true;
+        sam_warn("notify.standby_keys_refused reason=%s",
+                 sam_logv("the primary gave no signing keys (this instance's certificate is not "
+                          "of role service): promoted, it would sign webhooks with keys of its "
+                          "own"));
     }
     n->standby.synced_ms = notify_now_ms();
     n->standby.syncs++;
@@ -448,6 +496,7 @@ static void s_sync(notify_t *n)
     if (!sb->req && mono >= sb->next_mono) {
         Samordna__V1__ReplicaPositionsRequest rq = SAMORDNA__V1__REPLICA_POSITIONS_REQUEST__INIT;
         rq.sent_after_ms = sb->sent_after_ms;
+        rq.keys = !sb->keys && !sb->keys_refused;
         uint8_t buf[32];
         size_t len = samordna__v1__replica_positions_request__pack(&rq, buf);
         sb->req = sam_client_send(sb->client, "notify", "notify.replica.positions", buf, len);
