@@ -77,6 +77,7 @@ typedef struct {
     bool failing;          /* the last question got no answer (logged once) */
     bool keys;             /* the primary's signing keys are this store's now */
     bool keys_refused;     /* the primary gave none (logged once) */
+    char own_key[41];      /* Z85 public key of our --cert ("" without CURVE) */
 } notify_standby_t;
 
 struct notify_t {
@@ -259,6 +260,8 @@ bool notify_sub_check(notify_t *n, MDB_txn *txn, const char *sub_id);
 /* Every tick, first: logs a change of part (notify.standby / notify.primary); on a standby,
    asks the primary for its positions every second and takes its answer in. */
 void notify_replica_tick(notify_t *n);
+/* In the start hook: before the first tick; learns our certificate's public key. */
+void notify_replica_start(notify_t *n);
 void notify_replica_stop(notify_t *n);
 /* notify.replica.positions: the primary's answer; 503 on a standby. */
 int notify_q_replica_positions(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,

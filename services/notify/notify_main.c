@@ -298,7 +298,7 @@ static int s_start(sam_service_t *svc)
     n->dbi.starts = sam_service_dbi(svc, "starts");
     n->dbi.briefings = sam_service_dbi(svc, "briefings");
     n->replay_scan = true;
-    n->standby.part = -1;
+    notify_replica_start(n);
     int rc = s_master_key(n);
     if (rc) {
         char why[200];

@@ -28,8 +28,8 @@
       - once, the keys webhooks are signed with (the secret every subscription's whsec_ is
         derived from, the Ed25519 seed of v1a): each store makes its own at its first start,
         and a promoted standby must sign as the primary did. Only to a caller of role
-        service; a --webhook-signing-key given to the standby is kept (a warning when it is
-        not the primary's).
+        service with the primary's own certificate (--cert); a --webhook-signing-key given
+        to the standby is kept (a warning when it is not the primary's).
     The standby drops from its own queue and inboxes what the primary has done, and keeps the
     rest. Promoted, it delivers what it kept: what the primary had not done as of the last
     answer, so at most about a second of deliveries is made twice, each with the webhook-id
@@ -46,6 +46,7 @@
 #include "notify.h"
 
 #include <sodium.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -300,9 +301,12 @@ int notify_q_replica_positions(sam_service_t *svc, MDB_txn *txn, const sam_call_
         if (!rc && crc != MDB_NOTFOUND) rc = crc;
     }
     if (!rc) rc = s_sent(n, txn, req->sent_after_ms, &sent, &briefings);
-    /* the keys only to notify's own kind: a caller of role service, not through a gateway */
+    /* the keys only to notify itself: a caller of role service, not through a gateway, with
+       our own certificate (the one both hosts' notify run with) */
     const Samordna__V1__Caller *c = call->caller;
-    if (req->keys && (c->insecure || (strcmp(c->role, "service") == 0 && !*c->via))) {
+    bool ours = c->insecure || (strcmp(c->role, "service") == 0 && !*c->via &&
+                                *n->standby.own_key && strcmp(c->key, n->standby.own_key) == 0);
+    if (req->keys && ours) {
         out.secret_key.data = n->master_key;
         out.secret_key.len = sizeof n->master_key;
         out.signing_seed.data = n->sign_sk; /* libsodium's secret key begins with the seed */
@@ -463,9 +467,9 @@ static void s_apply(notify_t *n, const Samordna__V1__ReplicaPositionsReply *rr)
     } else if (!n->standby.keys && !n->standby.keys_refused && !rr->secret_key.len) {
         n->standby.keys_refused = true;
         sam_warn("notify.standby_keys_refused reason=%s",
-                 sam_logv("the primary gave no signing keys (this instance's certificate is not "
-                          "of role service): promoted, it would sign webhooks with keys of its "
-                          "own"));
+                 sam_logv("the primary gave no signing keys (they go only to an instance "
+                          "with the primary's own certificate): promoted, this one would sign "
+                          "webhooks with keys of its own"));
     }
     n->standby.synced_ms = notify_now_ms();
     n->standby.syncs++;
@@ -572,4 +576,13 @@ void notify_replica_tick(notify_t *n)
 void notify_replica_stop(notify_t *n)
 {
     sam_client_destroy(&n->standby.client);
+}
+
+void notify_replica_start(notify_t *n)
+{
+    n->standby.part = -1;
+    const char *cert = sam_config_get(sam_service_config(n->svc), "cert");
+    zcert_t *zc = cert && *cert ? zcert_load(cert) : NULL;
+    if (zc) snprintf(n->standby.own_key, sizeof n->standby.own_key, "%s", zcert_public_txt(zc));
+    zcert_destroy(&zc);
 }
