@@ -9,6 +9,7 @@ own, through one broker, following the real registry (docs/notify.md, "Across ho
 - kill -9 of the primary in the middle of a stream, `samctl promote` of the standby: every
   event is delivered, signed as before, repeats only of about the last second (counted and
   bounded, far below what the queue held), no second handshake, the briefing not again;
+- an inbox read and acknowledged on the primary is not read again from the promoted standby;
 - a standby refuses what is the primary's: the positions, inbox reads and acknowledgements.
 """
 import os
@@ -102,6 +103,24 @@ def briefings(ep, instance):
     return [(b.briefing.id, b.state) for b in lst.items]
 
 
+def inbox_drain(ep, instance, sid, count):
+    """Reads `count` deliveries from an inbox of one instance, acknowledging each page."""
+    ids, end = [], time.time() + 60 * SLOW
+    while len(ids) < count and time.time() < end:
+        rep, page = call(ep, instance, "notify.inbox.read",
+                         notify_pb2.InboxReadRequest(subscription=sid, max=500),
+                         notify_pb2.InboxReadReply)
+        assert rep.status.code == 200, rep.status
+        if not page.items:
+            time.sleep(0.05)
+            continue
+        ids += [x.event.id for x in page.items]
+        rep, _ = call(ep, instance, "notify.inbox.ack",
+                      notify_pb2.InboxAckRequest(subscription=sid, upto=page.items[-1].qseq))
+        assert rep.status.code == 200, rep.status
+    return ids
+
+
 def publish_all(c, events):
     for ev in events:
         rep, _ = samtest.publish(c, "registry", ev, timeout=10.0 * SLOW)
@@ -132,6 +151,7 @@ def test_standby_delivers_nothing_and_promotion_repeats_little():
     try:
         subscribe(c, "hook", channel=WEBHOOK, url=hook.url, type=AGENCY)
         subscribe(c, "brief", channel=WEBHOOK, url=brief.url, type=BRIEFING)
+        subscribe(c, "box", channel=INBOX, type=AGENCY)
         for recv, sid in ((hook, "hook"), (brief, "brief")):
             rep, sec = call(ep, "notify-a", "notify.subscriptions.secret",
                             notify_pb2.SubscriptionSecretRequest(id=sid),
@@ -151,8 +171,13 @@ def test_standby_delivers_nothing_and_promotion_repeats_little():
         first = 1000
         publish_all(c, (agency_event(i) for i in range(first)))
         samtest.wait_for(lambda: len(set(hook.ids())) >= first, 60 * SLOW, "the first 1000")
+        # the agency's system reads its inbox from the primary and acknowledges all of it
+        read = inbox_drain(ep, "notify-a", "box", first)
+        assert read == [f"agency-{i}" for i in range(first)], read[:5]
         samtest.wait_for(lambda: sub_info(ep, "notify-b", "hook").queued == 0, 20 * SLOW,
                          "the standby to drop what the primary delivered")
+        samtest.wait_for(lambda: sub_info(ep, "notify-b", "box").queued == 0, 20 * SLOW,
+                         "the standby to drop what the primary's inbox reader acknowledged")
         assert sub_info(ep, "notify-b", "hook").state.state == notify_pb2.NOTIFY_SUB_STATE_ACTIVE
         assert len(hook.ids()) == first, "each event once: the standby delivered nothing"
         assert hook.handshakes == 1 and brief.handshakes == 1, "no handshake from the standby"
@@ -210,6 +235,9 @@ def test_standby_delivers_nothing_and_promotion_repeats_little():
         assert set(ids) == want
         assert hook.bad_signatures == bad_before, "the promoted standby signs as the primary did"
         assert hook.handshakes == 1, "the promoted standby knew the webhook was answered"
+        # the inbox on the promoted standby: the stream, nothing of what was acknowledged
+        read = inbox_drain(ep, "notify-b", "box", stream)
+        assert read == [f"agency-{first + k}" for k in range(stream)], read[:5]
         # the schedule is not issued twice: many checks after the promotion, one briefing
         time.sleep(3.0 * SLOW)
         assert events_of(brief, BRIEFING) == [bid], events_of(brief, BRIEFING)
