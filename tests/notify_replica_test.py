@@ -10,7 +10,9 @@ own, through one broker, following the real registry (docs/notify.md, "Across ho
   event is delivered, signed as before, repeats only of about the last second (counted and
   bounded, far below what the queue held), no second handshake, the briefing not again;
 - an inbox read and acknowledged on the primary is not read again from the promoted standby;
-- a standby refuses what is the primary's: the positions, inbox reads and acknowledgements.
+- a standby refuses what is the primary's: the positions, inbox reads and acknowledgements;
+- with CURVE, the signing keys pass only to a standby with the primary's own certificate:
+  not to another service's certificate, not to an admin, not to a standby of another one.
 """
 import os
 import subprocess
@@ -48,9 +50,10 @@ def start_notify(ep, data, instance, *extra):
                                    "--insecure", "--instance", instance, *notify_args(), *extra])
 
 
-def call(ep, instance, method, body=b"", reply_type=None, timeout=5.0):
-    """A notify request routed to one instance (Request.instance)."""
-    with Client(ep) as c:
+def call(ep, instance, method, body=b"", reply_type=None, timeout=5.0, client=None):
+    """A notify request routed to one instance (Request.instance); `client` makes the
+    connection (a CURVE one), else an insecure one to ep."""
+    with (client() if client else Client(ep)) as c:
         req = envelope_pb2.Request(id=7, method=method, instance=instance,
                                    body=body if isinstance(body, bytes)
                                    else body.SerializeToString())
@@ -248,6 +251,48 @@ def test_standby_delivers_nothing_and_promotion_repeats_little():
         c.close()
         hook.close()
         brief.close()
+
+
+def test_keys_only_to_notify_itself():
+    from security_test import Cert, Suite
+    s = Suite("notify-replica-curve")
+    stranger = s.trust(Cert(s.keys, "fmov", "service", name="notify-stranger",
+                            services=("notify",)))
+    other = s.trust(Cert(s.keys, "fmov", "service", name="status-svc", services=("status",)))
+
+    def start(name, cert, *extra):
+        return samtest.Proc(name, ["samordna-notify", "--broker", s.ep, "--data-dir",
+                                   os.path.join(s.dir, name), "--instance", name, "--cert",
+                                   cert.secret, "--server-key", s.broker_cert.public,
+                                   "--follow", "registry", "--reminder-days", "0", *extra])
+
+    def curve(who):
+        return lambda: s.client(who)
+
+    def public_key(instance):
+        rep, k = call(s.ep, instance, "notify.webhooks.key", reply_type=notify_pb2.WebhookKeyReply,
+                      client=curve("admin"))
+        assert rep.status.code == 200, rep.status
+        return k.public_key
+
+    a = start("notify-a", s.certs["service"])
+    samtest.wait_for(lambda: Suite._pings(s.client("admin"), "notify"), 10 * SLOW,
+                     "notify through CURVE")
+    b = start("notify-b", s.certs["service"], "--replica", "standby")
+    c = start("notify-c", stranger, "--replica", "standby")
+    samtest.wait_for(lambda: "notify.standby_keys " in b.logtext(), 20 * SLOW,
+                     "the standby with notify's certificate to take the keys")
+    samtest.wait_for(lambda: "notify.standby_keys_refused" in c.logtext(), 20 * SLOW,
+                     "the standby with another certificate to be refused them")
+    assert public_key("notify-b") == public_key("notify-a") != public_key("notify-c")
+    ask = notify_pb2.ReplicaPositionsRequest(keys=True)
+    for who in ("admin", other):
+        rep, pos = call(s.ep, "notify-a", "notify.replica.positions", ask,
+                        notify_pb2.ReplicaPositionsReply, client=curve(who))
+        assert rep.status.code == 200 and not pos.secret_key and not pos.signing_seed, who
+    rep, _ = call(s.ep, "notify-a", "notify.replica.positions", ask, client=curve("reader"))
+    assert rep.status.code == 403, rep.status  # a reader: not the row's roles
+    assert a.alive() and b.alive() and c.alive()
 
 
 if __name__ == "__main__":
