@@ -246,7 +246,7 @@ def test_standby_delivers_nothing_and_promotion_repeats_little():
         assert events_of(brief, BRIEFING) == [bid], events_of(brief, BRIEFING)
         text = b.logtext()
         assert "notify.primary deliveries_resumed_from=" in text, text[-2000:]
-        assert b.alive()
+        assert b.stop() == 0, "a clean shutdown (the sanitizer build checks for leaks there)"
     finally:
         c.close()
         hook.close()
@@ -292,7 +292,8 @@ def test_keys_only_to_notify_itself():
         assert rep.status.code == 200 and not pos.secret_key and not pos.signing_seed, who
     rep, _ = call(s.ep, "notify-a", "notify.replica.positions", ask, client=curve("reader"))
     assert rep.status.code == 403, rep.status  # a reader: not the row's roles
-    assert a.alive() and b.alive() and c.alive()
+    for p in (c, b, a):
+        assert p.stop() == 0, p.name
 
 
 if __name__ == "__main__":

@@ -52,9 +52,12 @@
 
 #define S_SYNC_MS 1000       /* how often a standby asks */
 #define S_SYNC_LOST_MS 10000 /* an answer not come in this long is given up */
-#define S_WALK_SUB 4096      /* queue and inbox rows looked at per subscription and answer */
-#define S_WALK_ALL 200000    /* … and per answer */
-#define S_OWN "notify"       /* the service of notify's own messages in Delivery.service */
+/* The answer is made on the primary's loop, each second for each standby: the rows it looks
+   at are bounded. Past a bound a subscription is answered incomplete, and the standby keeps
+   what the answer does not name — a long backlog costs repeats at a promotion, never a loss. */
+#define S_WALK_SUB 1024  /* queue and inbox rows looked at per subscription and answer */
+#define S_WALK_ALL 20000 /* … and per answer */
+#define S_OWN "notify"   /* the service of notify's own messages in Delivery.service */
 
 /* ---- the primary's answer ------------------------------------------------------------------ */
 
