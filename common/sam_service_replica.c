@@ -82,6 +82,9 @@ struct rt_replica_t {
     size_t nheld;
     bool diverged;
     bool reregister; /* the brokers must be told our new part (READY again) */
+    /* --metrics: the part, the epoch, a standby's lag, a primary's confirmed position */
+    sam_metric_t *m_primary, *m_epoch, *m_lag, *m_confirmed;
+    int64_t metrics_due;
 };
 
 static const char *s_mode_name(s_mode_t m)
@@ -319,7 +322,10 @@ static int s_apply_page(void *arg, MDB_txn *txn, Samordna__V1__StoredEvent *cons
         last = se->seq;
         epoch = se->epoch;
     }
-    if (rc == 0) s_set_state(rp, "%s", last >= rp->primary_head ? "caught-up" : "following");
+    if (rc == 0) {
+        s_set_state(rp, "%s", last >= rp->primary_head ? "caught-up" : "following");
+        if (epoch > rp->epoch) rp->epoch = epoch; /* a standby's: of its last record */
+    }
     return rc;
 }
 
@@ -386,6 +392,50 @@ static void s_become_standby(sam_service_t *svc, const char *why)
     s_follow_start(svc);
 }
 
+/* ---- metrics ------------------------------------------------------------------------------ */
+
+static void s_metrics_declare(sam_service_t *svc)
+{
+    rt_replica_t *rp = svc->replica;
+    sam_metrics_t *m = svc->metrics;
+    if (!m) return;
+    rp->m_primary = sam_metrics_gauge(m, "replica_primary",
+                                      "1 while this instance is the primary and may write, 0 "
+                                      "while a standby (docs/scaling.md, \"Across hosts\").",
+                                      "service");
+    rp->m_epoch = sam_metrics_gauge(m, "replica_epoch",
+                                    "The epoch this instance writes under (a primary) or of its "
+                                    "last record (a standby).",
+                                    "service");
+    rp->m_lag = sam_metrics_gauge(
+        m, "replica_lag_events",
+        "A standby: the primary's outbox head as last learnt minus its own (0 on a primary).",
+        "service");
+    rp->m_confirmed = sam_metrics_gauge(
+        m, "replica_confirmed_seq",
+        "A primary: the highest sequence number a standby has confirmed committing.", "service");
+}
+
+static void s_metrics_update(sam_service_t *svc, int64_t now)
+{
+    rt_replica_t *rp = svc->replica;
+    if (!svc->metrics || now < rp->metrics_due) return;
+    rp->metrics_due = now + 500;
+    const char *const label[] = {svc->def->name};
+    uint64_t head = 0;
+    MDB_txn *txn;
+    if (sam_store_begin(svc->store, NULL, false, &txn) == 0) {
+        head = sam_service_last_seq(svc, txn);
+        mdb_txn_abort(txn);
+    }
+    bool writer = rt_replica_writer(svc, now);
+    sam_metric_set(rp->m_primary, label, writer ? 1 : 0);
+    sam_metric_set(rp->m_epoch, label, (double)rp->epoch);
+    sam_metric_set(rp->m_lag, label,
+                   !writer && rp->primary_head > head ? (double)(rp->primary_head - head) : 0);
+    sam_metric_set(rp->m_confirmed, label, (double)rp->confirmed);
+}
+
 /* ---- the runtime's calls --------------------------------------------------------------------- */
 
 int rt_replica_open(sam_service_t *svc)
@@ -415,6 +465,7 @@ int rt_replica_open(sam_service_t *svc)
         return -1;
     }
     const char *etcd = sam_config_get(svc->config, "etcd");
+    if (etcd && !*etcd) etcd = NULL; /* a configuration file's etcd = "" */
     if ((rp->mode == S_MODE_ELECT) != (etcd != NULL)) {
         sam_error("options.invalid option=etcd reason=\"--replica elect needs --etcd, and "
                   "--etcd is only for --replica elect\"");
@@ -452,6 +503,7 @@ int rt_replica_open(sam_service_t *svc)
         sam_elect_set_position(rp->elect, last);
         s_set_state(rp, "candidate");
     }
+    s_metrics_declare(svc);
     sam_info("replica.mode mode=%s epoch=%" PRIu64 " head=%" PRIu64 " sync=%s",
              s_mode_name(rp->mode), rp->epoch, last, rp->sync ? "yes" : "no");
     return 0;
@@ -589,6 +641,7 @@ void rt_replica_tick(sam_service_t *svc, int64_t now)
     }
     if (rp->follow && !rp->writer) sam_follow_tick(rp->follow);
     if (rp->held) s_serve_held(svc, now, false);
+    s_metrics_update(svc, now);
     if (rp->reregister && !rp->diverged) {
         rp->reregister = false;
         /* What was parked here was asked of our old part: answered now with what it has,

@@ -20,6 +20,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.request
 
 import samtest
 from samtest import Client
@@ -111,11 +112,20 @@ def test_standby_follows_and_serves_reads():
     _, ep = samtest.broker()
     start("primary", ep, f"{root}/a", "reg-a")
     samtest.wait_service(ep, "registry")
-    start("standby", ep, f"{root}/b", "reg-b", "--replica", "standby")
+    mport = samtest.free_port()
+    start("standby", ep, f"{root}/b", "reg-b", "--replica", "standby", "--metrics",
+          f"127.0.0.1:{mport}")
     assert wait_role(ep, "reg-b", "standby").replica.mode == "standby"
     with Client(ep) as c:
         publish_all(c, [agency_event(i) for i in range(300)])
     wait_head(ep, "reg-b", 300)
+
+    def metrics_say(*lines):
+        text = urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5).read()
+        return all(line in text.decode().splitlines() for line in lines)
+    samtest.wait_for(lambda: metrics_say('samordna_replica_primary{service="registry"} 0',
+                                         'samordna_replica_lag_events{service="registry"} 0'),
+                     10, "the standby's metrics to show it caught up")
     a, b = outbox_bytes(ep, "reg-a"), outbox_bytes(ep, "reg-b")
     assert len(a) == 300 and a == b, "the standby's outbox is the primary's, byte for byte"
     # reads are answered by the standby from its own tables
@@ -126,6 +136,12 @@ def test_standby_follows_and_serves_reads():
     # the standby tells how far it is, and whose
     st = ping(ep, "reg-b").replica
     assert st.primary_head == 300 and st.state == "caught-up", st
+    # samctl reaches one instance, or the primary, when asked to
+    for inst in ("reg-a", "reg-b"):
+        r = samctl(ep, "--instance", inst, "--json", "ping", "registry", "-n", "3")
+        assert r.returncode == 0 and r.stdout.count(f'"instance":"{inst}"') == 3, r.stdout + r.stderr
+    r = samctl(ep, "--primary", "--json", "ping", "registry", "-n", "3")
+    assert r.stdout.count('"instance":"reg-a"') == 3, r.stdout + r.stderr
     # samctl status shows both parts
     r = samctl(ep, "status")
     assert "reg-b" in r.stdout and "standby" in r.stdout and "primary" in r.stdout, r.stdout

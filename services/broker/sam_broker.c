@@ -5,7 +5,9 @@
     them apart. The broker owns no data; it keeps three kinds of state, all in this file:
 
     - services (a hash by name): the workers that offer a service, a FIFO list of those
-      with spare credit (least recently used first), and a ring of queued requests;
+      with spare credit (least recently used first), rings of queued requests (for any
+      worker, writes for the primary, requests for one instance), and the epoch of its
+      primary (see "Primaries and standbys" below);
     - workers (a hash by the hex of their routing id): the service they offer, their
       credit, and one slot per request in flight (the client's address, whether it used an
       empty delimiter, and the request id) so a lost worker's clients get an answer;
@@ -14,6 +16,9 @@
     A request is never decoded on the way through. The broker only peeks at field 1 of the
     body (the Request id) with a few varint reads, so that an error it invents later can
     carry the id the client is waiting for; a REPLY is matched to its slot the same way.
+    The same walk finds what routing needs: the caller's deadline, whether the request is
+    a write (its method is events.publish, or it asks for the primary) and the instance it
+    names (sam_broker_peek).
     The error paths (413, 429, 503) are rare and may unpack with protobuf-c.
 
     Credit is samordna's negotiated extension to 7/MDP (see sam_mdp.h): a worker may declare
@@ -1073,7 +1078,7 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
             at = &(*at)->pending;
     }
     if (--service->nworkers == 0) service->orphaned_at = self->now;
-    if (s_worker_writes(worker) && --service->nprimaries == 0 && service->epoch)
+    if (s_worker_writes(worker) && --service->nprimaries == 0 && service->epoch && !self->stopping)
         sam_info("service.primary_lost service=%s epoch=%" PRIu64 " instance=%s reason=\"its "
                  "last primary of this epoch left; writes wait until one of this epoch or a "
                  "later one registers\"",
@@ -1248,6 +1253,29 @@ static bool s_drop_expired(sam_broker_t *self, s_service_t *service, s_ring_t *r
     service->expired_now++;
     service->expired++;
     return true;
+}
+
+/*  Drops every request of a ring whose caller has stopped waiting, in one pass that keeps
+    the others in order. For the rings whose requests may wait long and not in deadline
+    order: held writes (no primary) and requests for one instance. */
+static void s_ring_expire(sam_broker_t *self, s_service_t *service, s_ring_t *ring)
+{
+    size_t kept = 0, len = ring->len;
+    for (size_t i = 0; i < len; i++) {
+        s_request_t *request = s_ring_at(ring, i);
+        if (self->now >= request->deadline) {
+            s_refuse(self, request, service->name, SAM_TIMEOUT,
+                     "the caller's deadline of %" PRId64 " ms passed while the request was queued",
+                     request->deadline - request->enqueued);
+            self->expired++;
+            service->expired_now++;
+            service->expired++;
+        } else if (kept++ != i) {
+            s_request_t *to = s_ring_at(ring, kept - 1);
+            s_request_move(to, request);
+        }
+    }
+    ring->len = kept;
 }
 
 /*  The queued request to hand out next and the worker to take it: of the requests that a
@@ -1839,6 +1867,10 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
     }
     if (ring == &service->targeted && ring->len >= S_TARGETED_MAX) {
         service->busy++;
+        if (s_fold(self, "request.refused", sam_logv(name), "too many for single instances"))
+            sam_warn("request.refused service=%s reason=\"requests for single instances "
+                     "(Request.instance) waiting\" queued=%zu",
+                     sam_logv(name), ring->len);
         s_refuse(self, &request, name, SAM_BUSY,
                  "%d requests for single instances of service '%s' are waiting already",
                  S_TARGETED_MAX, name);
@@ -1922,17 +1954,16 @@ static void s_expire_queues(sam_broker_t *self)
     zlist_t *idle = NULL;
     for (s_service_t *service = zhashx_first(self->services); service;
          service = zhashx_next(self->services)) {
-        /* a service without workers answers "no worker" below, after its own wait; the
-           requests for one instance are few and not in deadline order: each is checked */
+        /* a service without workers answers "no worker" below, after its own wait; held
+           writes and requests for one instance are each checked (s_ring_expire) */
         s_ring_t *rings[] = {&service->queue, &service->writes, &service->targeted};
         while (service->nworkers && service->queue.len &&
                s_drop_expired(self, service, &service->queue, 0))
             ;
-        while (service->nworkers && service->writes.len &&
-               s_drop_expired(self, service, &service->writes, 0))
-            ;
-        for (size_t i = 0; service->nworkers && i < service->targeted.len;)
-            if (!s_drop_expired(self, service, &service->targeted, i)) i++;
+        if (service->nworkers && service->writes.len)
+            s_ring_expire(self, service, &service->writes);
+        if (service->nworkers && service->targeted.len)
+            s_ring_expire(self, service, &service->targeted);
         if (service->expired_now) /* one line per service and tick */
             sam_warn("request.dropped service=%s count=%" PRIu64
                      " reason=\"the caller's deadline passed while it was queued\"",

@@ -382,7 +382,7 @@ static Samordna__V1__PingReply *s_ping_instance(samctl_t *ctl, const char *servi
     uint32_t code =
         samctl_request(ctl, service, "ping", NULL, &samordna__v1__ping_reply__descriptor,
                        (ProtobufCMessage **)&pr, true, res);
-    sam_client_set_route(c, false, NULL);
+    samctl_route_default(ctl, c);
     return code == 200 ? pr : NULL;
 }
 
@@ -461,7 +461,7 @@ static int s_status(samctl_t *ctl, const samctl_args_t *a)
         uint32_t code =
             samctl_request(ctl, name, "ping", NULL, &samordna__v1__ping_reply__descriptor,
                            (ProtobufCMessage **)&pr, true, &res);
-        if (c) sam_client_set_route(c, false, NULL);
+        if (c) samctl_route_default(ctl, c);
         json_t *replicas = code == 200 ? s_replicas(ctl, brokers, name) : NULL;
         if (replicas) json_object_set_new(s, "replicas", replicas);
         if (code != 200) {
@@ -578,11 +578,12 @@ const samctl_cmd_t samctl_status_cmd = {
 /* promote SERVICE --instance NAME: that standby becomes the primary. */
 static int s_promote(samctl_t *ctl, const samctl_args_t *a)
 {
-    const char *service = a->pos[0], *instance = samctl_opt(a, "instance");
+    /* --instance is the global option (every request to that instance): here, the standby */
+    const char *service = a->pos[0], *instance = sam_config_get(ctl->config, "instance");
+    if (!instance) return samctl_usage_error(a, "--instance NAME: the standby to promote");
     uint32_t wait_ms = samctl_opt(a, "wait-ms") ? samctl_u32(a, "wait-ms") : 15000;
-    sam_client_t *c = samctl_client(ctl);
+    sam_client_t *c = samctl_client(ctl); /* routed to the instance (samctl_route_default) */
     if (!c) return 1;
-    sam_client_set_route(c, false, instance);
     sam_result_t res;
     Samordna__V1__ReplicaState *rs = NULL;
     uint32_t code = samctl_request(ctl, service, "replica.promote", NULL,
@@ -592,7 +593,6 @@ static int s_promote(samctl_t *ctl, const samctl_args_t *a)
         fprintf(stderr, "samctl promote: %s %s: %u %s: %s\n", service, instance, code,
                 sam_status_name(code), res.message);
         sam_result_clear(&res);
-        sam_client_set_route(c, false, NULL);
         return 1;
     }
     sam_result_clear(&res);
@@ -640,7 +640,6 @@ static int s_promote(samctl_t *ctl, const samctl_args_t *a)
 }
 
 static const samctl_opt_t s_promote_opts[] = {
-    {"instance", 0, "NAME", SAMCTL_TEXT, SAMCTL_REQUIRED, "the standby to make the primary"},
     {"wait-ms", 0, "MS", SAMCTL_COUNT, 0,
      "how long to wait for an etcd handover to finish (default 15000)"},
     {NULL},
@@ -649,11 +648,12 @@ static const samctl_opt_t s_promote_opts[] = {
 const samctl_cmd_t samctl_promote_cmd = {
     .name = "promote",
     .args = "SERVICE",
-    .about = "Makes the standby --instance NAME the primary of SERVICE (docs/scaling.md,\n"
-             "\"Promotion\"). A --replica standby instance is promoted at once, with a new\n"
-             "epoch: stop the old primary first if it still runs (the brokers send it no writes\n"
-             "anyway). A --replica elect instance asks etcd for a handover: the primary stops\n"
-             "writing, waits until NAME has caught up and gives way. Admins only.",
+    .about = "Makes the standby named by the global --instance NAME the primary of SERVICE\n"
+             "(docs/scaling.md, \"Promotion\"). A --replica standby instance is promoted at\n"
+             "once, with a new epoch: stop the old primary first if it still runs (the brokers\n"
+             "send it no writes anyway). A --replica elect instance asks etcd for a handover:\n"
+             "the primary stops writing, waits until NAME has caught up and gives way. Admins\n"
+             "only.",
     .opts = s_promote_opts,
     .run = s_promote,
 };
