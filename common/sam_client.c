@@ -60,6 +60,8 @@ typedef struct {
     uint8_t *body;
     size_t len;
     sam_caller_as_t as; /* on behalf of (agency, role into the allocation); NULL fields: none */
+    bool primary;       /* its route when it was sent (sam_client_set_route), for a resend */
+    char instance[96];
 } s_flight_t;
 
 struct sam_client_t {
@@ -77,7 +79,15 @@ struct sam_client_t {
     int64_t tick_at;       /* when heartbeats are next looked at */
     int64_t sweep_at;      /* when flights are next looked at for age */
     bool fail_fast;        /* sends never wait: no connection or a full queue fails them */
+    bool primary;          /* every request routed to the primary (sam_client_set_route) */
+    char instance[96];     /* every request routed to this instance ("" none) */
 };
+
+void sam_client_set_route(sam_client_t *self, bool primary, const char *instance)
+{
+    self->primary = primary;
+    snprintf(self->instance, sizeof self->instance, "%s", instance ? instance : "");
+}
 
 void sam_result_clear(sam_result_t *r)
 {
@@ -135,6 +145,8 @@ static s_flight_t *s_flight_new(sam_client_t *self, uint64_t id, const char *ser
                       .expires = now + (timeout_ms > 0 ? timeout_ms : S_UNSENT_MS),
                       .born = now,
                       .len = len};
+    f->primary = self->primary;
+    snprintf(f->instance, sizeof f->instance, "%s", self->instance);
     f->service = (char *)(f + 1);
     f->method = f->service + ls;
     f->body = (uint8_t *)f->method + lm;
@@ -214,7 +226,7 @@ static zsock_t *s_socket(const sam_client_opts_t *opts, char *err, size_t errlen
     fail. */
 static int s_send(sam_client_t *self, size_t li, const char *service, uint64_t id,
                   const char *method, const uint8_t *body, size_t len, int timeout_ms, int flags,
-                  const sam_caller_as_t *as)
+                  const sam_caller_as_t *as, bool primary, const char *instance)
 {
     Samordna__V1__Request req = SAMORDNA__V1__REQUEST__INIT;
     Samordna__V1__OnBehalf behalf = SAMORDNA__V1__ON_BEHALF__INIT;
@@ -225,6 +237,8 @@ static int s_send(sam_client_t *self, size_t li, const char *service, uint64_t i
     }
     req.id = id;
     req.timeout_ms = timeout_ms > 0 ? (uint32_t)timeout_ms : 0; /* the broker's deadline */
+    req.primary = primary;
+    req.instance = (char *)instance;
     req.method = (char *)method;
     req.body.data = (uint8_t *)body;
     req.body.len = len;
@@ -298,7 +312,7 @@ static void s_dispatch(sam_client_t *self, s_flight_t *f, int64_t now)
             s_link_t *l = &self->links[li];
             if (l->up != (pass == 0)) continue;
             if (s_send(self, li, f->service, f->id, f->method, f->body, f->len, f->timeout_ms,
-                       ZMQ_DONTWAIT, &f->as) == 0) {
+                       ZMQ_DONTWAIT, &f->as, f->primary, f->instance) == 0) {
                 f->link = (int)li;
                 self->unsent--;
                 self->next_link = (li + 1) % self->nlinks;
@@ -521,7 +535,10 @@ uint64_t sam_client_send_as(sam_client_t *self, const char *service, const char 
                        0
                    ? id
                    : 0;
-    return s_send(self, 0, service, id, method, body, len, self->deadline_ms, 0, as) == 0 ? id : 0;
+    return s_send(self, 0, service, id, method, body, len, self->deadline_ms, 0, as, self->primary,
+                  self->instance) == 0
+               ? id
+               : 0;
 }
 
 char *sam_client_mmi(sam_client_t *self, const char *name, const char *body, int timeout_ms)
@@ -720,7 +737,8 @@ uint32_t sam_client_call_as(sam_client_t *self, const char *service, const char 
             /* A DEALER blocks on send while it has no connection (a broker that is down, or
                one that refused our handshake): never longer than the call may take. */
             zsock_set_sndtimeo(self->links[0].sock, timeout_ms);
-            sent = s_send(self, 0, service, id, method, body, len, timeout_ms, 0, as);
+            sent = s_send(self, 0, service, id, method, body, len, timeout_ms, 0, as, self->primary,
+                          self->instance);
             zsock_set_sndtimeo(self->links[0].sock, -1);
         }
         if (sent != 0) {

@@ -121,6 +121,13 @@ int sam_client_poll_ms(const sam_client_t *self);
     the broker's own --request-timeout-ms. sam_client_call always sends its timeout_ms. */
 void sam_client_set_deadline(sam_client_t *self, int timeout_ms);
 
+/*  Where the broker sends this client's requests from now on (Request.primary, .instance;
+    docs/protocol.md, "Primaries and standbys"): `primary` only to the service's primary of
+    the highest epoch (a standby following its primary), `instance` (NULL or "": any) only
+    to the instance of that name (samctl promote, samctl --instance). Copied; it holds for
+    the requests sent after the call, their resends to another broker included. */
+void sam_client_set_route(sam_client_t *self, bool primary, const char *instance);
+
 /*  Receives the next reply (any id) within timeout_ms. Returns 0 with *out filled, or -1 on
     timeout (out->code = SAM_TIMEOUT). */
 int sam_client_recv(sam_client_t *self, int timeout_ms, sam_result_t *out);

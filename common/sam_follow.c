@@ -162,7 +162,9 @@ void sam_follow_send(sam_follow_t *self, sam_client_t *client)
     rq.after_seq = self->cursor;
     rq.max = SAM_FOLLOW_READ_MAX;
     rq.wait_ms = (uint32_t)self->def.wait_ms;
-    uint8_t buf[64];
+    if (self->def.replica) rq.replica = (char *)self->def.replica;
+    uint8_t buf[512];
+    if (samordna__v1__read_request__get_packed_size(&rq) > sizeof buf) return;
     size_t len = samordna__v1__read_request__pack(&rq, buf);
     self->req = sam_client_send(client, self->service, "events.read", buf, len);
     self->sent_ms = now;
@@ -224,6 +226,11 @@ bool sam_follow_take(sam_follow_t *self, const sam_result_t *res)
         return true;
     }
     sam_follow_learn_head(self, rr->last_seq);
+    if (self->def.check && self->def.check(self->def.arg, rr) != 0) {
+        self->next_ms = now + SAM_FOLLOW_RETRY_MS;
+        samordna__v1__read_reply__free_unpacked(rr, NULL);
+        return true;
+    }
     int rc = s_apply(self, rr);
     if (rc) {
         sam_error("follow.store service=%s error=%s", sam_logv(self->service),
@@ -254,6 +261,7 @@ void sam_follow_tick(sam_follow_t *self)
             self->next_ms = now + SAM_FOLLOW_RETRY_MS;
             return;
         }
+        if (self->def.replica) sam_client_set_route(self->own, true, NULL);
     }
     sam_result_t res;
     while (self->req && sam_client_recv(self->own, 0, &res) == 0) {

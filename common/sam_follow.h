@@ -115,6 +115,13 @@ typedef struct {
     const char *cursor_key;
     sam_follow_cursor_get_fn cursor_get;
     sam_follow_cursor_put_fn cursor_put;
+    /* A standby following its own primary (sam_service_replica.c): its instance name, sent
+       as ReadRequest.replica, and every poll routed to the primary (sam_client_set_route);
+       NULL for every other follower. */
+    const char *replica;
+    /* Looks at each answer before its events are applied (NULL: none): non-zero refuses the
+       page (nothing applied, the back-off, then asked again); the callback logs why. */
+    int (*check)(void *arg, const Samordna__V1__ReadReply *rr);
 } sam_follow_def_t;
 
 /*  A follower of def->service (def borrowed as said above). Returns NULL when out of memory

@@ -15,6 +15,10 @@
     With "batch" accepted, REQUEST and REPLY carry one samordna.v1.Batch frame of one or
     more items instead (sam_batch.h):
         "" "MDPW01" 0x02 Batch      "" "MDPW01" 0x03 Batch
+    A worker also names itself ("instance=NAME version=V") and its part across hosts
+    ("epoch=N", and "standby" for a standby): the broker sends writes only to a non-standby
+    worker of the service's highest epoch (docs/protocol.md, "Primaries and standbys"). A
+    worker whose part changes sends DISCONNECT, then READY anew.
 */
 #ifndef SAM_MDP_H
 #define SAM_MDP_H

@@ -60,6 +60,21 @@ static const sam_option_t s_std_options[] = {
      false},
     {"metrics", "HOST:PORT", NULL,
      "serve Prometheus metrics, /healthz and /readyz over HTTP here (e.g. 127.0.0.1:9101)", false},
+    {"replica", "MODE", "primary",
+     "primary (writes; the default), standby (follows the primary's outbox into its own store "
+     "and answers reads until samctl promote) or elect (etcd decides which instance is the "
+     "primary: --etcd); docs/scaling.md, \"Across hosts\"",
+     false},
+    {"etcd", "URLS", NULL,
+     "etcd endpoints for --replica elect, comma-separated (http://10.0.0.1:2379,…)", false},
+    {"etcd-prefix", "PATH", "/samordna", "where in etcd the elections are kept", false},
+    {"etcd-ttl-ms", "MS", "2000",
+     "the primary's etcd lease: how long a lost primary keeps its place, and the takeover time",
+     false},
+    {"sync-standby", NULL, NULL,
+     "synchronous mode: answer a write only once a standby has committed it", false},
+    {"sync-timeout-ms", "MS", "2000",
+     "synchronous mode: how long a write waits for a standby before it is answered 503", false},
 };
 
 /*  The harness (fuzzers): set once before sam_service_main(), read by it. The one piece of
@@ -166,6 +181,11 @@ sam_store_t *sam_service_store(sam_service_t *svc)
 sam_lease_t *sam_service_lease(sam_service_t *svc)
 {
     return svc->lease;
+}
+
+bool sam_service_is_primary(sam_service_t *svc)
+{
+    return rt_replica_writer(svc, zclock_mono());
 }
 
 sam_config_t *sam_service_config(sam_service_t *svc)
@@ -329,6 +349,7 @@ static void s_loop(sam_service_t *svc)
         if (lease_in >= 0 && now + lease_in < due) due = now + lease_in;
         if (svc->waiters && now + 20 < due) due = now + 20; /* another instance may commit */
         if (svc->n_slow && now + 2 < due) due = now + 2;    /* a long query's answer, soon */
+        if (rt_replica_busy(svc) && now + 20 < due) due = now + 20; /* following, an election */
         zmq_pollitem_t items[2 * RT_MAX_BROKERS];
         int map[RT_MAX_BROKERS], nitems = 0, nwatch = 0;
         for (size_t i = 0; i < svc->nbrokers; i++)
@@ -379,6 +400,7 @@ static void s_loop(sam_service_t *svc)
         }
         if (n) s_handle_batch(svc, batch, n, now);
         rt_serve_waiters(svc, now);
+        rt_replica_tick(svc, now);
         rt_heartbeat(svc, now);
         sam_lease_renew(svc->lease, false); /* when due; logs its own failures */
         if (svc->def->tick && now >= svc->tick_due) {
@@ -444,6 +466,7 @@ static void s_destroy(sam_service_t *svc)
         rt_broker_close(b);
         free(b->endpoint);
     }
+    rt_replica_close(svc); /* when the loop did not run (it is closed there otherwise) */
     sam_client_destroy(&svc->client);
     sam_lease_destroy(&svc->lease);
     rt_slow_wait_all(svc);        /* a long query left running reads the store until it ends */
@@ -664,6 +687,7 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         }
     }
     up = up && (!def->start || def->start(svc) == 0);
+    up = up && (svc->harness || rt_replica_open(svc) == 0);
     if (up && svc->harness) {
         svc->brokers[0].generation = 1;
         svc->brokers[0].ext_identity = true;
@@ -681,13 +705,14 @@ int sam_service_main(const sam_service_def_t *def, void *ctx, int argc, char **a
         sd_notify(0, "STOPPING=1");
         s_drain(svc);
         sam_metrics_ready(svc->metrics, "stopping", false, "the service is stopping");
+        rc = rt_replica_exit_code(svc);
+        rt_replica_close(svc); /* held replies answered; a leader resigns */
         if (def->stop) def->stop(svc);
         sam_lease_release_all(svc->lease); /* the others take over at their next renewal */
         sam_info("service.stopped requests=%" PRIu64 " applied=%" PRIu64 " refused=%" PRIu64
                  " duplicates=%" PRIu64 " batches=%" PRIu64 " malformed=%" PRIu64,
                  svc->n_requests, svc->n_applied, svc->n_refused, svc->n_duplicates, svc->n_batches,
                  svc->n_bad);
-        rc = 0;
     }
     s_destroy(svc);
     return rc;

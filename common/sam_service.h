@@ -308,6 +308,13 @@ MDB_dbi sam_service_dbi(sam_service_t *svc, const char *table);
 void sam_service_follower(sam_service_t *svc, const char *followed, uint64_t cursor, uint64_t head,
                           bool down);
 
+/*  Whether this instance is the primary of its service and may write now (docs/scaling.md,
+    "Across hosts"): always true with --replica primary (the default); false on a standby,
+    on a candidate of an election, and on a primary whose etcd lease is running out or that
+    is handing over. Work that must be done once across hosts — notify's deliveries and
+    schedules — runs only while it is true. Cheap: read it on every tick. */
+bool sam_service_is_primary(sam_service_t *svc);
+
 /*  The process's metrics registry (--metrics), for a service's own families (declare them
     in its start hook); NULL without --metrics, which every sam_metric_* call accepts. */
 sam_metrics_t *sam_service_metrics(sam_service_t *svc);

@@ -16,6 +16,8 @@
       sam_service_slow.c    long queries (L rows) in worker threads, off the loop
       sam_service_outbox.c  the outbox read side: events.read, and the one way every long
                             poll (events.read and a query's wait_ms) is parked and answered
+      sam_service_replica.c primaries and standbys across hosts: following the primary,
+                            epochs, synchronous mode, promotion (by hand or by etcd)
 
     Names: what one of these files offers the others starts with `rt_` (types `rt_*_t`),
     never `sam_`, so a reader tells the runtime's inside from the contract at a glance;
@@ -42,6 +44,7 @@
 #define RT_MAX_SLOW 4        /* long queries running at once per instance; the rest wait */
 
 typedef struct rt_slow_t rt_slow_t;
+typedef struct rt_replica_t rt_replica_t;
 
 /* One broker connection. */
 typedef struct {
@@ -93,6 +96,7 @@ struct sam_request_t {
     /* events.read: where it reads from and how many */
     uint64_t after_seq;
     uint32_t max;
+    bool replica; /* asked by a standby: the reply carries the epochs */
     /* a parked long poll (rt_park): when its wait is over, how it answers again, the list */
     int64_t deadline;
     rt_again_fn again;
@@ -153,7 +157,8 @@ struct sam_service_t {
         bool down;
     } followers[8];
     size_t nfollowers;
-    size_t brokers_up; /* brokers that answered since their connection, last told */
+    size_t brokers_up;     /* brokers that answered since their connection, last told */
+    rt_replica_t *replica; /* primary or standby across hosts (sam_service_replica.c), owned */
 };
 
 /*  The runtime's metrics (sam_service.c): declares its families when --metrics is given.
@@ -248,6 +253,10 @@ void rt_request_destroy(rt_request_t **r_p);
     transaction, one sync, then every reply sent. The requests stay the caller's. */
 void rt_write_batch(sam_service_t *svc, rt_request_t **pubs, size_t n);
 
+/*  A standby applies one record of its primary (sam_service_replica.c): see the definition. */
+int rt_replay_one(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__StoredEvent *se, char *why,
+                  size_t cap);
+
 /* ---- sam_service_backup.c: store.backup -------------------------------------------------- */
 
 /* Waits for r's copy in progress and frees it (r is being freed unanswered). */
@@ -275,5 +284,35 @@ void rt_park(sam_service_t *svc, rt_request_t *r, uint32_t wait_ms, int64_t now,
 
 /* Answers the parked long polls that have news or whose wait is over. */
 void rt_serve_waiters(sam_service_t *svc, int64_t now);
+
+/* ---- sam_service_replica.c: primaries and standbys ------------------------------------------ */
+
+/* Reads --replica and its options after the store is open; starts a standby's follower or
+   the election. 0, or -1 (logged) when an option is unusable. */
+int rt_replica_open(sam_service_t *svc);
+/* The loop's turn: the election, the follower, held replies, a re-registration. */
+void rt_replica_tick(sam_service_t *svc, int64_t now);
+/* Whether the loop must turn soon (a follower, held replies, an election). */
+bool rt_replica_busy(sam_service_t *svc);
+void rt_replica_close(sam_service_t *svc);
+/* 3 when the store diverged and was moved aside (the process's exit code), else 0. */
+int rt_replica_exit_code(sam_service_t *svc);
+/* Whether this instance may write at monotonic time now. */
+bool rt_replica_writer(sam_service_t *svc, int64_t now);
+/* The epoch stamped on this instance's writes. */
+uint64_t rt_replica_epoch(sam_service_t *svc);
+/* READY's tokens for our part (" epoch=N standby"), or "". */
+void rt_replica_ext(sam_service_t *svc, char *out, size_t cap);
+/* A standby's events.read: it has committed everything up to after_seq. */
+void rt_replica_confirm(sam_service_t *svc, const char *replica, uint64_t after_seq, uint64_t head);
+/* Synchronous mode: keeps r's reply until a standby has r->seq; true when it took r. */
+bool rt_replica_hold(sam_service_t *svc, rt_request_t *r, int64_t now);
+/* Packs ReadReply fields 3 and 4 (the epochs, our epoch) into out; returns the length. */
+size_t rt_replica_epochs_pack(sam_service_t *svc, MDB_txn *txn, uint8_t *out, size_t cap);
+/* ping's ReplicaState (strings borrowed from the runtime). */
+void rt_replica_fill(sam_service_t *svc, Samordna__V1__ReplicaState *rs);
+
+/* sam_service_wire.c: tells every broker our part again (DISCONNECT, then READY anew). */
+void rt_brokers_reregister(sam_service_t *svc, int64_t now);
 
 #endif

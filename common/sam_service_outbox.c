@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define S_READ_MAX_BYTES (512 * 1024) /* an events.read reply stays well under the broker cap */
+#define S_MAX_EPOCH_BYTES 2048        /* the epochs a standby's poll is answered with */
 
 uint64_t sam_service_last_seq(sam_service_t *svc, MDB_txn *txn)
 {
@@ -83,6 +84,16 @@ static size_t s_read_reply(sam_service_t *svc, MDB_txn *txn, rt_request_t *r)
     }
     buf[len++] = 0x10;
     len += s_varint(buf + len, last);
+    if (r->replica) { /* a standby's poll: the epochs, for its divergence check */
+        uint8_t tail[S_MAX_EPOCH_BYTES];
+        size_t tl = rt_replica_epochs_pack(svc, txn, tail, sizeof tail);
+        uint8_t *nb = tl ? realloc(buf, len + tl) : buf;
+        if (nb) {
+            buf = nb;
+            memcpy(buf + len, tail, tl);
+            len += tl;
+        }
+    }
     free(r->reply.body);
     r->reply.body = buf;
     r->reply.body_len = len;
@@ -134,6 +145,10 @@ int rt_builtin_read(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64_t 
     const Samordna__V1__ReadRequest *rr = (const Samordna__V1__ReadRequest *)r->msg;
     r->after_seq = rr->after_seq;
     r->max = rr->max == 0 ? 100 : rr->max > 1000 ? 1000 : rr->max;
+    if (rr->replica && rr->replica[0]) { /* a standby: it has committed up to after_seq */
+        r->replica = true;
+        rt_replica_confirm(svc, rr->replica, rr->after_seq, sam_service_last_seq(svc, rtxn));
+    }
     size_t n = s_read_reply(svc, rtxn, r);
     if (n > 0 || rr->wait_ms == 0 || r->reply.code != SAM_OK) return 0;
     rt_park(svc, r, rr->wait_ms, now, s_read_again);

@@ -290,6 +290,11 @@ int rt_builtin_ping(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64_t 
     }
     pr.n_followers = svc->nfollowers;
     pr.followers = fp;
+    Samordna__V1__ReplicaState rs = SAMORDNA__V1__REPLICA_STATE__INIT;
+    if (svc->replica) {
+        rt_replica_fill(svc, &rs);
+        pr.replica = &rs;
+    }
     sam_reply_message(&r->reply, &pr.base);
     return 0;
 }

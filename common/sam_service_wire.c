@@ -129,14 +129,27 @@ void rt_broker_connect(sam_service_t *svc, rt_broker_t *b, int64_t now)
                       : '-';
     }
     inst[i] = 0;
-    zmsg_addstrf(ready, "%s credit=%d identity batch instance=%s version=%s", SAM_MDP_EXT_PREFIX,
-                 svc->credit, inst, SAMORDNA_VERSION);
+    char part[96];
+    rt_replica_ext(svc, part, sizeof part);
+    zmsg_addstrf(ready, "%s credit=%d identity batch instance=%s version=%s%s", SAM_MDP_EXT_PREFIX,
+                 svc->credit, inst, SAMORDNA_VERSION, part);
     rt_broker_send(b, SAM_MDPW_READY, &ready);
     b->heard_at = now;
     b->connected_at = now;
     b->answered = false;
     b->hb_due = now + svc->heartbeat_ms;
     sam_info("broker.connected endpoint=%s credit=%d", sam_logv(b->endpoint), svc->credit);
+}
+
+void rt_brokers_reregister(sam_service_t *svc, int64_t now)
+{
+    for (size_t i = 0; i < svc->nbrokers; i++) {
+        rt_broker_t *b = &svc->brokers[i];
+        if (!b->sock) continue; /* READY goes out with the next connection anyway */
+        rt_flush_replies(b);
+        rt_broker_send(b, SAM_MDPW_DISCONNECT, NULL); /* what it holds for us goes elsewhere */
+        rt_broker_connect(svc, b, now);
+    }
 }
 
 /* Whether the space-separated `text` has the token `token` (or, with a '=', one that starts

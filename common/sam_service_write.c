@@ -287,6 +287,7 @@ static s_event_outcome_t s_apply_one(sam_service_t *svc, MDB_txn *txn, rt_reques
     stored.event = (Io__Cloudevents__V1__CloudEvent *)ce;
     stored.caller = (Samordna__V1__Caller *)r->ev.caller;
     stored.recorded_ms = r->ev.now_ms;
+    stored.epoch = rt_replica_epoch(svc);
     uint8_t seqkey[8];
     sam_be64_put(seqkey, r->ev.seq);
     Samordna__V1__DedupRecord rec = SAMORDNA__V1__DEDUP_RECORD__INIT;
@@ -342,6 +343,21 @@ static s_pass_t s_write_pass(sam_service_t *svc, rt_request_t **pubs, size_t n, 
     pass straight, a second one nested when the first met a refusal: see the top). */
 void rt_write_batch(sam_service_t *svc, rt_request_t **pubs, size_t n)
 {
+    /* A standby, or a primary whose lease runs out: nothing is written here. The broker
+       sends writes to the primary, so this is the moment of a change of primary. */
+    if (!rt_replica_writer(svc, zclock_mono())) {
+        for (size_t i = 0; i < n; i++) {
+            rt_request_t *r = pubs[i];
+            if (!r->done)
+                sam_reply_error(&r->reply, SAM_UNAVAILABLE,
+                                "this %s instance is not the primary now (a standby, or a primary "
+                                "whose lease runs out); nothing stored: send it again, the broker "
+                                "routes it to the primary",
+                                svc->def->name);
+            rt_send_reply(svc, r);
+        }
+        return;
+    }
     /* Cross-service checks happen before the transaction: nothing slow holds the writer. */
     for (size_t i = 0; i < n; i++) {
         rt_request_t *r = pubs[i];
@@ -380,6 +396,11 @@ void rt_write_batch(sam_service_t *svc, rt_request_t **pubs, size_t n)
             else
                 svc->n_applied++;
             sam_reply_message(&r->reply, &pr.base);
+            /* synchronous mode: answered once a standby has it (sam_service_replica.c) */
+            if (rt_replica_hold(svc, r, zclock_mono())) {
+                pubs[i] = NULL;
+                continue;
+            }
         }
         rt_send_reply(svc, r);
     }
@@ -396,4 +417,76 @@ int rt_builtin_publish(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64
     s_publish_check(svc, r, svc->batch_ms);
     svc->pubs[svc->npubs++] = r;
     return 1;
+}
+
+/*  A standby applies one record of its primary's outbox (sam_service_replica.c) in txn: the
+    event type's apply as the primary ran it — the record's sequence number, caller and
+    wall-clock time — then the record byte for byte and its (source, id) record. Returns 0,
+    a store error, or 0 with `why` set when the record cannot be applied here (an unknown
+    type, a payload or apply refusal, a (source, id) already stored): the page is then
+    aborted and asked again. */
+int rt_replay_one(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__StoredEvent *se, char *why,
+                  size_t cap)
+{
+    const Io__Cloudevents__V1__CloudEvent *ce = se->event;
+    const sam_row_t *row = ce ? rt_find(svc->events, svc->n_events, ce->type) : NULL;
+    if (!row) {
+        snprintf(why, cap, "seq %" PRIu64 ": event type '%s' is unknown to this build", se->seq,
+                 ce ? ce->type : "(none)");
+        return 0;
+    }
+    uint8_t key[520];
+    size_t klen = s_dedup_key(ce, key, sizeof key);
+    MDB_val dk = {klen, key}, dv;
+    int rc = klen ? mdb_get(txn, svc->dedup, &dk, &dv) : MDB_NOTFOUND;
+    if (rc == 0) {
+        snprintf(why, cap, "seq %" PRIu64 ": its (source, id) is stored here already", se->seq);
+        return 0;
+    }
+    if (rc != MDB_NOTFOUND) return rc;
+    sam_event_t ev = {.ce = ce, .caller = se->caller, .seq = se->seq, .now_ms = se->recorded_ms};
+    size_t len = 0;
+    const uint8_t *data = s_event_data(ce, &len);
+    ProtobufCMessage *payload = NULL;
+    sam_reply_t reply = {0};
+    if (!row->request) {
+        ev.data = data;
+        ev.data_len = len;
+    } else if (!data || rt_decode(row->request, data, len, "data", &payload, &reply) != 0) {
+        snprintf(why, cap, "seq %" PRIu64 ": its data does not decode as %s", se->seq,
+                 row->request->name);
+        free(reply.body);
+        return 0;
+    }
+    ev.msg = payload;
+    MDB_txn *work;
+    if ((rc = sam_store_begin(svc->store, txn, true, &work))) goto done;
+    int arc = row->apply(svc, work, &ev, &reply);
+    if (arc != 0) {
+        mdb_txn_abort(work);
+        if (arc == -1)
+            snprintf(why, cap, "seq %" PRIu64 " (%s) refused here: %u %s", se->seq, ce->type,
+                     reply.code, reply.message);
+        else
+            rc = arc;
+        goto done;
+    }
+    uint8_t seqkey[8];
+    sam_be64_put(seqkey, se->seq);
+    uint8_t digest[crypto_hash_sha256_BYTES];
+    s_content_digest(ce, digest);
+    Samordna__V1__DedupRecord rec = SAMORDNA__V1__DEDUP_RECORD__INIT;
+    rec.seq = se->seq;
+    rec.digest.data = digest;
+    rec.digest.len = sizeof digest;
+    if ((rc = sam_store_put_msg(work, svc->outbox, seqkey, 8, &se->base, MDB_APPEND)) ||
+        (rc = sam_store_put_msg(work, svc->dedup, key, klen, &rec.base, 0))) {
+        mdb_txn_abort(work);
+        goto done;
+    }
+    rc = mdb_txn_commit(work);
+done:
+    if (payload) protobuf_c_message_free_unpacked(payload, NULL);
+    free(reply.body);
+    return rc;
 }

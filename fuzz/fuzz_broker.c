@@ -4,7 +4,7 @@
     that many frames (fuzz_input.h); the first frame of each is the peer's routing id.
     Messages of one input go to one broker in order, so READY, requests and replies can
     meet; a fresh broker every 256 inputs keeps its tables from growing without end. The
-    READY extension parser, the id peek and the Batch reader get the raw input too.
+    READY extension parser, the routing peek and the Batch reader get the raw input too.
 */
 #include "fuzz_input.h"
 #include "sam_batch.h"
@@ -53,7 +53,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     sam_broker_ext_t ext;
     sam_broker_parse_extension(data, size, &ext);
-    sam_broker_peek_id(data, size);
+    sam_broker_peek_t peek;
+    sam_broker_peek(data, size, &peek);
+    if (peek.instance && (peek.instance < data || peek.instance_len == 0 ||
+                          peek.instance_len > size - (size_t)(peek.instance - data)))
+        abort(); /* the instance must lie inside the body */
+    if (peek.on_behalf && peek.on_behalf_len > size - (size_t)(peek.on_behalf - data)) abort();
     sam_batch_reader_t reader;
     sam_delivery_t item;
     sam_batch_reader_init(&reader, data, size);

@@ -219,7 +219,8 @@ def test_rows_without_a_message_type_take_bytes():
         assert rows["no.samordna.echo.recorded"] == (
             "event", "", "", ["admin", "publisher", "service"], True), rows
         assert set(rows) == {"echo", "no.samordna.echo.recorded", "ping", "events.publish",
-                             "events.read", "service.describe", "store.backup"}, sorted(rows)
+                             "events.read", "service.describe", "store.backup",
+                             "replica.promote"}, sorted(rows)
         rep, _ = c.call("echo", "echo", b"\xff\xff\xff not protobuf")
         assert rep.status.code == 200 and rep.body == b"\xff\xff\xff not protobuf", rep
         rep, _ = c.call("echo", "no.such.method", b"")

@@ -1,11 +1,13 @@
 """broker_test — samordna-broker on the wire: 7/MDP for clients and workers, 8/MMI, the
-samordna extension (credit, Caller frame, Batch frames), heartbeats, limits, broken input,
+samordna extension (credit, Caller frame, Batch frames), primaries and standbys (epochs,
+writes to the primary, instance routing), heartbeats, limits, broken input,
 shutdown.
 
 Every test talks to a real broker process over raw pyzmq sockets and ends by stopping it
 with SIGTERM and checking exit code 0, so a crash, a hang or (under the sanitizers) a leak
 anywhere in the test fails it.
 """
+import json
 import os
 import re
 import signal
@@ -602,6 +604,281 @@ def test_worker_without_batch_gets_plain_frames():
     assert "reply.unknown_client" in proc.logtext()
     c.close()
     stop_clean(proc)
+
+
+# ---- primaries and standbys ---------------------------------------------------------------
+
+def send_routed(client, service, method, primary=False, instance="", timeout_ms=0):
+    """A Request with the routing fields set (Request.primary, Request.instance)."""
+    rid = client.next_id
+    client.next_id += 1
+    req = envelope_pb2.Request(id=rid, method=method, primary=primary, instance=instance,
+                               timeout_ms=timeout_ms)
+    client.sock.send_multipart([b"", MDPC, service.encode(), req.SerializeToString()])
+    return rid
+
+
+def take(workers, n, timeout=5.0):
+    """Answers the next n requests that reach any of `workers`; returns the (worker, Request)
+    of each, in the order they came."""
+    poller = zmq.Poller()
+    for w in workers:
+        poller.register(w.sock, zmq.POLLIN)
+    got = []
+    end = time.time() + timeout * samtest.SLOW
+    while len(got) < n:
+        assert time.time() < end, f"{len(got)} of {n} requests arrived: {describe(got)}"
+        for sock, _ in poller.poll(50):
+            w = next(x for x in workers if x.sock is sock)
+            frames = sock.recv_multipart()
+            if frames[2] == REQUEST:
+                got.append((w, echo_reply(w, frames[3], frames[5:])))
+    return got
+
+
+def describe(got):
+    return [(w.extension.split("instance=")[1].split()[0], r.method) for w, r in got]
+
+
+def collect_replies(client, n):
+    reps = [client.recv() for _ in range(n)]
+    return {r.id: r for r in reps}
+
+
+def workers_json(client):
+    return json.loads(client.mmi("mmi.workers", b"")[3])
+
+
+def service_json(client, name):
+    return next(s for s in workers_json(client)["services"] if s["name"] == name)
+
+
+def test_writes_go_to_the_primary_of_the_highest_epoch():
+    """A primary of epoch 1 and a standby: writes (events.publish, Request.primary) reach the
+    primary only, reads both. A primary of epoch 2 registers: writes go to it alone; the one
+    of epoch 1 gets reads only, also when it registers again (fencing)."""
+    proc, ep = samtest.broker("--liveness", "50")
+    p1 = accepted(ep, "store", "x-samordna/1 credit=8 instance=p1 epoch=1",
+                  "x-samordna/1 credit=8 epoch=1")
+    sb = accepted(ep, "store", "x-samordna/1 credit=8 instance=s1 epoch=1 standby",
+                  "x-samordna/1 credit=8 epoch=1 standby")
+    c = Client(ep)
+    ids = [send_routed(c, "store", "events.list") for _ in range(8)]
+    got = take([p1, sb], len(ids))
+    assert {id(w) for w, _ in got} == {id(p1), id(sb)}, describe(got)  # reads: either
+    assert sorted(collect_replies(c, len(ids))) == ids
+    # Mixed: the primary is kept busy by the writes, so the standby takes most reads.
+    ids = []
+    for i in range(12):
+        ids.append(send_routed(c, "store", "events.publish"))
+        ids.append(send_routed(c, "store", "registry.agencies.put", primary=True))
+        ids.append(send_routed(c, "store", "events.list"))
+    got = take([p1, sb], len(ids))
+    writes = [(w, r) for w, r in got if r.method != "events.list"]
+    reads = [(w, r) for w, r in got if r.method == "events.list"]
+    assert len(writes) == 24 and all(w is p1 for w, _ in writes), describe(writes)
+    assert len(reads) == 12 and any(w is sb for w, _ in reads), describe(reads)
+    reps = collect_replies(c, len(ids))
+    assert sorted(reps) == ids and all(r.status.code == 200 for r in reps.values())
+    log = proc.logtext()
+    assert re.search(r'worker.ready .*instance="p1".* epoch=1 role=primary', log), log
+    assert re.search(r'worker.ready .*instance="s1".* epoch=1 role=standby', log), log
+    assert re.search(r'service.epoch service="store" epoch=1 previous=0 instance="p1"', log)
+    svc = service_json(c, "store")
+    assert svc["epoch"] == 1 and svc["primaries"] == 1, svc
+    roles = {w["instance"]: (w["epoch"], w["role"], w["writes"]) for w in svc["workers"]}
+    assert roles == {"p1": (1, "primary", True), "s1": (1, "standby", False)}, roles
+
+    # A primary of a higher epoch: every write is its own from now on.
+    p2 = accepted(ep, "store", "x-samordna/1 credit=8 instance=p2 epoch=2",
+                  "x-samordna/1 credit=8 epoch=2")
+    samtest.wait_for(lambda: 'service.epoch service="store" epoch=2 previous=1 instance="p2" '
+                     'fenced=1' in proc.logtext(), 5, "the epoch's rise logged")
+    ids = []
+    for i in range(12):
+        ids.append(send_routed(c, "store", "events.publish"))
+        ids.append(send_routed(c, "store", "events.list"))
+    got = take([p1, sb, p2], len(ids))
+    writes = [(w, r) for w, r in got if r.method == "events.publish"]
+    reads = [(w, r) for w, r in got if r.method == "events.list"]
+    assert len(writes) == 12 and all(w is p2 for w, _ in writes), describe(writes)
+    assert any(w is p1 for w, _ in reads), describe(reads)  # the fenced one still reads
+    assert sorted(collect_replies(c, len(ids))) == ids
+    roles = {w["instance"]: w["writes"] for w in service_json(c, "store")["workers"]}
+    assert roles == {"p1": False, "s1": False, "p2": True}, roles
+
+    # The old primary comes back with its old epoch: fenced, it still serves reads.
+    p1.disconnect()
+    p1.connect()
+    assert p1.recv() == (HEARTBEAT, [b"x-samordna/1 credit=8 epoch=1"])
+    samtest.wait_for(lambda: 'worker.fenced' in proc.logtext(), 5, "the fenced worker logged")
+    assert re.search(r'worker.fenced .*instance="p1" epoch=1 service_epoch=2', proc.logtext())
+    ids = [send_routed(c, "store", "events.publish") for _ in range(6)]
+    got = take([p1, sb, p2], len(ids))
+    assert all(w is p2 for w, _ in got), describe(got)
+    assert sorted(collect_replies(c, len(ids))) == ids
+    stop_all(proc, p1, sb, p2, c)
+
+
+def test_a_held_write_waits_for_the_next_primary():
+    """The primary is lost: its write in flight and the writes that come next wait — not for
+    the standby, not for the fenced old primary — while reads are served; a primary of
+    epoch 3 takes them in the order they came. A held write's deadline still holds (504)."""
+    proc, ep = samtest.broker("--liveness", "50", "--request-timeout-ms", "20000")
+    old = accepted(ep, "store", "x-samordna/1 credit=4 instance=old epoch=1",
+                   "x-samordna/1 credit=4 epoch=1")
+    sb = accepted(ep, "store", "x-samordna/1 credit=4 instance=sb epoch=2 standby",
+                  "x-samordna/1 credit=4 epoch=2 standby")
+    p2 = accepted(ep, "store", "x-samordna/1 credit=4 instance=p2 epoch=2",
+                  "x-samordna/1 credit=4 epoch=2")
+    c = Client(ep)
+    first = send_routed(c, "store", "events.publish", timeout_ms=20000)
+    _, frames = p2.recv_request()  # in flight, never answered: p2 is lost with it
+    p2.disconnect()
+    samtest.wait_for(lambda: 'service.primary_lost service="store" epoch=2' in proc.logtext(),
+                     5, "the lost primary logged")
+    held = [send_routed(c, "store", "events.publish", timeout_ms=20000) for _ in range(3)]
+    held.append(send_routed(c, "store", "x.put", primary=True, timeout_ms=20000))
+    # reads are not held back behind them
+    reads = [send_routed(c, "store", "events.list") for _ in range(4)]
+    got = take([old, sb], len(reads))
+    assert all(r.method == "events.list" for _, r in got), describe(got)
+    assert sorted(collect_replies(c, len(reads))) == reads
+    assert old.quiet(0.3) and sb.quiet(0.1), "a write went to the old primary or the standby"
+    samtest.wait_for(lambda: 'request.held service="store" epoch=2' in proc.logtext(), 5,
+                     "the held write logged")
+    log = proc.logtext()
+    assert logged(log, "request.held") >= 1 and log.count("request.held service=") == 1, log
+    svc = service_json(c, "store")
+    assert svc["writes_queued"] == 5 and svc["primaries"] == 0 and svc["epoch"] == 2, svc
+    # A held write whose caller stops waiting: 504, as any queued request.
+    short = send_routed(c, "store", "events.publish", timeout_ms=300)
+    rep = expect_error(c, short, 504, timeout=5)
+    assert "deadline" in rep.status.message, rep.status.message
+    # The standby is promoted: it registers again, on the same socket (DISCONNECT, then
+    # READY: a second READY alone is a protocol error), with a new epoch and without
+    # `standby`, and takes them all.
+    sb.disconnect()
+    sb.extension = "x-samordna/1 credit=8 instance=p3 epoch=3"
+    sb.ready()
+    assert sb.recv() == (HEARTBEAT, [b"x-samordna/1 credit=8 epoch=3"])
+    p3 = sb
+    got = take([old, p3], 5)
+    assert all(w is p3 for w, _ in got), describe(got)
+    assert [r.id for _, r in got] == [first] + held, ([r.id for _, r in got], first, held)
+    reps = collect_replies(c, 5)
+    assert sorted(reps) == sorted([first] + held), reps
+    assert all(r.status.code == 200 for r in reps.values()), reps
+    assert re.search(r'service.epoch service="store" epoch=3 previous=2 instance="p3"',
+                     proc.logtext())
+    stop_all(proc, old, p3, c)
+
+
+def test_a_lost_primary_s_writes_go_only_to_a_primary():
+    """A redispatched write obeys the rules too: a lost primary's writes in flight go to the
+    other primary of its epoch, never to the standby, while its reads may go anywhere."""
+    proc, ep = samtest.broker("--liveness", "50")
+    a = accepted(ep, "store", "x-samordna/1 credit=4 instance=a epoch=5",
+                 "x-samordna/1 credit=4 epoch=5")
+    c = Client(ep)
+    ids = [send_routed(c, "store", "events.publish") for _ in range(3)]
+    ids.append(send_routed(c, "store", "events.list"))
+    for _ in ids:
+        a.recv_request()
+    sb = accepted(ep, "store", "x-samordna/1 credit=8 instance=sb standby epoch=5",
+                  "x-samordna/1 credit=8 epoch=5 standby")
+    b = accepted(ep, "store", "x-samordna/1 credit=1 instance=b epoch=5",
+                 "x-samordna/1 credit=1 epoch=5")
+    a.disconnect()
+    got = take([sb, b], len(ids))
+    assert [r.method for w, r in got if w is sb] in ([], ["events.list"]), describe(got)
+    assert sum(1 for w, r in got if w is b and r.method == "events.publish") == 3, describe(got)
+    reps = collect_replies(c, len(ids))
+    assert sorted(reps) == ids and all(r.status.code == 200 for r in reps.values()), reps
+    stop_all(proc, a, sb, b, c)
+
+
+def test_instance_routing():
+    """Request.instance reaches that worker only, waits for it when it is busy or not there
+    (without holding back other requests) and joins the write rule when both are set."""
+    proc, ep = samtest.broker("--liveness", "50", "--request-timeout-ms", "20000")
+    ws = [accepted(ep, "inst", f"x-samordna/1 credit=4 instance={n}", "x-samordna/1 credit=4")
+          for n in ("a", "b", "c")]
+    c = Client(ep)
+    ids = [send_routed(c, "inst", "ping", instance="b") for _ in range(10)]
+    got = take(ws, len(ids))
+    assert all(w is ws[1] for w, _ in got), describe(got)
+    assert sorted(collect_replies(c, len(ids))) == ids
+    # an instance that is not there: the request waits, others go on
+    later = send_routed(c, "inst", "ping", instance="d", timeout_ms=20000)
+    ids = [send_routed(c, "inst", "ping") for _ in range(6)]
+    got = take(ws, len(ids))
+    assert sorted(r.id for _, r in got) == ids
+    assert sorted(collect_replies(c, len(ids))) == ids
+    d = accepted(ep, "inst", "x-samordna/1 credit=4 instance=d", "x-samordna/1 credit=4")
+    (w, r), = take(ws + [d], 1)
+    assert w is d and r.id == later
+    assert c.recv().id == later
+    # a prefix of a name is another name
+    rid = send_routed(c, "inst", "ping", instance="dd", timeout_ms=300)
+    expect_error(c, rid, 504)
+    assert all(w.quiet(0.1) for w in ws + [d])
+    # a write that names a standby is a write: it waits for a primary it never finds there
+    sb = accepted(ep, "inst", "x-samordna/1 credit=4 instance=sb standby",
+                  "x-samordna/1 credit=4 standby")
+    rid = send_routed(c, "inst", "events.publish", instance="sb", timeout_ms=300)
+    expect_error(c, rid, 504)
+    assert sb.quiet(0.1)
+    rid = send_routed(c, "inst", "events.publish", instance="c")
+    (w, r), = take(ws + [d, sb], 1)
+    assert w is ws[2] and r.id == rid
+    assert c.recv().id == rid
+    # such requests are for operators: 64 may wait per service, more are refused at once
+    for _ in range(64):
+        send_routed(c, "inst", "ping", instance="ghost", timeout_ms=20000)
+    rid = send_routed(c, "inst", "ping", instance="ghost", timeout_ms=20000)
+    rep = expect_error(c, rid, 429)
+    assert "single instances" in rep.status.message, rep.status.message
+    assert 'request.refused service="inst"' in proc.logtext()
+    assert service_json(c, "inst")["queued"] == 64
+    rid = send_routed(c, "inst", "ping")  # and the rest goes on
+    take(ws, 1)
+    assert c.recv().id == rid
+    stop_all(proc, *ws, d, sb, c)
+
+
+def test_without_epochs_writes_go_anywhere():
+    """Workers that say neither epoch nor standby (plain 7/MDP ones too) all take writes, as
+    before; so do workers whose epoch token is broken (ignored, epoch 0), and the broker
+    answers them without it."""
+    proc, ep = samtest.broker("--liveness", "50")
+    plain = Worker(ep, "free")
+    ext = accepted(ep, "free", "x-samordna/1 credit=2 instance=e", "x-samordna/1 credit=2")
+    broken = [accepted(ep, "free", f"x-samordna/1 credit=2 instance=x{i} epoch={bad}",
+                       "x-samordna/1 credit=2")
+              for i, bad in enumerate(["abc", "-1", "99999999999999999999999", "", "0x10",
+                                       "1e3", "+4"])]
+    c = Client(ep)
+    samtest.wait_for(lambda: len(service_json(c, "free")["workers"]) == 9, 5, "all nine")
+    ws = [plain, ext] + broken
+    ids = [send_routed(c, "free", "events.publish") for _ in range(36)]
+    got = take(ws, len(ids))
+    assert {id(w) for w, _ in got} == {id(w) for w in ws}, describe([g for g in got
+                                                                     if g[0] is not plain])
+    assert sorted(collect_replies(c, len(ids))) == ids
+    svc = service_json(c, "free")
+    assert svc["epoch"] == 0 and svc["primaries"] == 9, svc
+    assert all(w["epoch"] == 0 and w["role"] == "primary" and w["writes"]
+               for w in svc["workers"]), svc
+    assert proc.alive()
+    # a huge epoch that fits in 64 bits is an epoch
+    top = accepted(ep, "free", "x-samordna/1 credit=2 instance=top epoch=18446744073709551615",
+                   "x-samordna/1 credit=2 epoch=18446744073709551615")
+    ids = [send_routed(c, "free", "events.publish") for _ in range(4)]
+    got = take(ws + [top], len(ids))
+    assert all(w is top for w, _ in got), describe(got)
+    assert sorted(collect_replies(c, len(ids))) == ids
+    stop_all(proc, *ws, top, c)
 
 
 # ---- heartbeats and lost workers -----------------------------------------------------------

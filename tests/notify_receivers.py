@@ -55,7 +55,7 @@ def verify_standard(secret, headers, body, tolerance_s=300):
 
 
 class WebhookReceiver:
-    def __init__(self, secret=None, port=0):
+    def __init__(self, secret=None, port=0, host="127.0.0.1"):
         self.secret = secret
         self.closed = False
         self.lock = threading.Lock()
@@ -120,10 +120,11 @@ class WebhookReceiver:
                 return self._answer(code)
 
         ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        # host: loopback, or an address of a test's network namespace (multihost_test.py)
+        self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.url = f"http://{host}:{self.port}/hook"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

@@ -98,6 +98,7 @@ OBJECTS = {
     "grants scheme", "grants award", "grants ledger verify", "notify secret", "notify public-key",
     "notify replay",
     "notify briefing", "notify briefing show", "import", "keys new", "keys show", "describe", "backup", "restore", "status",
+    "promote",
 }
 WRITES = {
     "kinds define", "milestone reach", "milestone revert", "meeting log", "step add",

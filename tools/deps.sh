@@ -25,6 +25,8 @@ packages=(
   curl                # tools/run.sh waits for the gateway; gateway_test.py runs the README curl examples
   poppler-utils       # the briefing's PDF read back as text (pdftotext)
   python3-icalendar   # the meetings calendar parsed by a real iCalendar parser
+  etcd-server         # sam_elect_selftest, multihost_test.py: leadership across hosts, a real etcd
+  iproute2            # multihost_test.py: the hosts are network namespaces (ip netns, veth, bridge)
   "$@"
 )
 

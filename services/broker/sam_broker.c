@@ -5,7 +5,9 @@
     them apart. The broker owns no data; it keeps three kinds of state, all in this file:
 
     - services (a hash by name): the workers that offer a service, a FIFO list of those
-      with spare credit (least recently used first), and a ring of queued requests;
+      with spare credit (least recently used first), rings of queued requests (for any
+      worker, writes for the primary, requests for one instance), and the epoch of its
+      primary (see "Primaries and standbys" below);
     - workers (a hash by the hex of their routing id): the service they offer, their
       credit, and one slot per request in flight (the client's address, whether it used an
       empty delimiter, and the request id) so a lost worker's clients get an answer;
@@ -14,6 +16,9 @@
     A request is never decoded on the way through. The broker only peeks at field 1 of the
     body (the Request id) with a few varint reads, so that an error it invents later can
     carry the id the client is waiting for; a REPLY is matched to its slot the same way.
+    The same walk finds what routing needs: the caller's deadline, whether the request is
+    a write (its method is events.publish, or it asks for the primary) and the instance it
+    names (sam_broker_peek).
     The error paths (413, 429, 503) are rare and may unpack with protobuf-c.
 
     Credit is samordna's negotiated extension to 7/MDP (see sam_mdp.h): a worker may declare
@@ -96,6 +101,11 @@
 #define S_TRIES_MAX 3            /* workers one request may be lost with before a 503 */
 #define S_FOLD_MS 10000          /* repeated warnings of one peer: one line per interval */
 #define S_FOLD_MAX 4096          /* peers folded apart; beyond, they share one count */
+#define S_TARGETED_MAX 64        /* queued requests for one instance, per service: more get 429 */
+
+/* Which workers may take a request (s_request_t.route). */
+#define S_ROUTE_WRITE 1    /* only a primary of the service's epoch (events.publish, primary) */
+#define S_ROUTE_INSTANCE 2 /* only the worker whose instance= is Request.instance */
 
 typedef struct s_worker_t s_worker_t;
 typedef struct s_service_t s_service_t;
@@ -110,7 +120,17 @@ typedef struct {
     uint8_t tries;     /* how many workers it was handed to */
     int64_t enqueued;  /* when it arrived (monotonic ms) */
     int64_t deadline;  /* when its caller stops waiting (monotonic ms): dropped if still queued */
+    uint64_t seq;      /* its place in the order requests reached its service */
+    uint8_t route;     /* S_ROUTE_* bits; 0: any worker */
+    uint16_t inst_len; /* S_ROUTE_INSTANCE: the instance name's bytes, */
+    uint32_t inst_off; /* found this far into the first body frame */
 } s_request_t;
+
+/* A FIFO of requests, as a ring that grows. */
+typedef struct {
+    s_request_t *items; /* owned; the ones outside head..head+len are not initialised */
+    size_t cap, head, len;
+} s_ring_t;
 
 /* One request in flight to a worker. */
 typedef struct {
@@ -135,8 +155,12 @@ struct s_service_t {
     char *name;                        /* owned; the same string is the key in services */
     size_t nworkers;                   /* workers that offer this service */
     s_worker_t *free_head, *free_tail; /* workers with spare credit, least recently used first */
-    s_request_t *queue;                /* ring of queued requests, owned */
-    size_t qcap, qhead, qlen;
+    s_ring_t queue;                    /* queued requests any worker may take */
+    s_ring_t writes;                   /* queued writes: for a primary of `epoch` only */
+    s_ring_t targeted;     /* queued requests for one instance (at most S_TARGETED_MAX) */
+    uint64_t seq;          /* requests numbered as they arrive: the order across the three rings */
+    uint64_t epoch;        /* the highest epoch a primary registered with: writes go to it alone */
+    size_t nprimaries;     /* registered workers that take writes: not standby, of that epoch */
     int64_t orphaned_at;   /* when the service last had no worker (monotonic ms) */
     int64_t busy_logged;   /* when a full queue was last logged (monotonic ms) */
     uint64_t busy_refused; /* requests refused with 429 since then */
@@ -168,6 +192,8 @@ struct s_worker_t {
     bool listed;                      /* is in that list */
     char instance[64];                /* its instance name, from READY ("" when not said) */
     char version[32];                 /* its program's version, from READY */
+    uint64_t epoch;                   /* its leadership epoch, from READY (0 when not said) */
+    bool standby;                     /* said `standby` in READY: never given a write */
     char agency[64];                  /* the agency of its certificate ("" when insecure) */
     int64_t since;                    /* when it registered (wall clock ms) */
 };
@@ -245,14 +271,25 @@ uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *tim
 uint64_t sam_broker_peek_on_behalf(const uint8_t *data, size_t size, uint32_t *timeout_ms,
                                    const uint8_t **on_behalf, size_t *len)
 {
+    sam_broker_peek_t peek;
+    uint64_t id = sam_broker_peek(data, size, &peek);
+    *timeout_ms = peek.timeout_ms;
+    *on_behalf = peek.on_behalf;
+    *len = peek.on_behalf_len;
+    return id;
+}
+
+#define S_PUBLISH "events.publish" /* the method that is a write wherever it is sent */
+
+uint64_t sam_broker_peek(const uint8_t *data, size_t size, sam_broker_peek_t *out)
+{
     uint64_t id = 0, key = 0, v = 0, wait = 0;
     size_t i = 0;
     bool request = true; /* only the fields of a samordna.v1.Request, each in its wire type */
-    const uint8_t *behalf = NULL;
-    size_t behalf_len = 0;
-    *timeout_ms = 0;
-    *on_behalf = NULL;
-    *len = 0;
+    bool publish = false, primary = false;
+    const uint8_t *behalf = NULL, *instance = NULL;
+    size_t behalf_len = 0, instance_len = 0;
+    *out = (sam_broker_peek_t){0};
     while (i < size) {
         if (!sam_batch_varint(data, size, &i, &key) || (key >> 3) == 0) return 0;
         uint64_t field = key >> 3;
@@ -263,17 +300,24 @@ uint64_t sam_broker_peek_on_behalf(const uint8_t *data, size_t size, uint32_t *t
                 id = v;
             else if (field == 4)
                 wait = v;
+            else if (field == 6)
+                primary = v != 0; /* proto3: the last occurrence wins */
             else
                 request = false;
             break;
         case 2:
             if (!sam_batch_varint(data, size, &i, &v) || v > size - i || field == 1) return 0;
+            if (field == 2) publish = v == strlen(S_PUBLISH) && memcmp(data + i, S_PUBLISH, v) == 0;
             if (field == 5) {
                 behalf = data + i;
                 behalf_len = (size_t)v;
             }
+            if (field == 7) {
+                instance = v ? data + i : NULL;
+                instance_len = (size_t)v;
+            }
             i += (size_t)v;
-            if (field != 2 && field != 3 && field != 5) request = false;
+            if (field != 2 && field != 3 && field != 5 && field != 7) request = false;
             break;
         case 1: /* fixed 64 bits */
         case 5: /* fixed 32 bits */ {
@@ -287,12 +331,17 @@ uint64_t sam_broker_peek_on_behalf(const uint8_t *data, size_t size, uint32_t *t
             return 0;
         }
     }
-    /* a deadline is read from a body that is a samordna.v1.Request and nothing else, so a
-       plain 7/MDP client's own bytes are never taken for one */
+    out->id = id;
+    /* a deadline, a presented caller and a route are read from a body that is a
+       samordna.v1.Request and nothing else, so a plain 7/MDP client's own bytes are never
+       taken for one */
     if (request && id) {
-        *timeout_ms = wait > UINT32_MAX ? UINT32_MAX : (uint32_t)wait;
-        *on_behalf = behalf;
-        *len = behalf_len;
+        out->timeout_ms = wait > UINT32_MAX ? UINT32_MAX : (uint32_t)wait;
+        out->on_behalf = behalf;
+        out->on_behalf_len = behalf_len;
+        out->write = publish || primary;
+        out->instance = instance;
+        out->instance_len = instance ? instance_len : 0;
     }
     return id;
 }
@@ -333,6 +382,17 @@ bool sam_broker_parse_extension(const uint8_t *data, size_t size, sam_broker_ext
             s_ext_word(token + 9, ext->instance, sizeof ext->instance);
         } else if (strncmp(token, "version=", 8) == 0) {
             s_ext_word(token + 8, ext->version, sizeof ext->version);
+        } else if (strncmp(token, "epoch=", 6) == 0) {
+            /* digits only: strtoull would take "-1" as 2^64-1 and " 7" as 7 */
+            const char *digits = token + 6;
+            size_t n = strlen(digits);
+            if (n == 0 || strspn(digits, "0123456789") != n) continue;
+            errno = 0;
+            unsigned long long epoch = strtoull(digits, NULL, 10);
+            if (errno == ERANGE) continue; /* over 64 bits: keep the default */
+            ext->epoch = (uint64_t)epoch;
+        } else if (strcmp(token, "standby") == 0) {
+            ext->standby = true;
         }
     }
     return true;
@@ -559,6 +619,10 @@ static void s_request_scalars(s_request_t *dst, const s_request_t *src)
     dst->tries = src->tries;
     dst->enqueued = src->enqueued;
     dst->deadline = src->deadline;
+    dst->seq = src->seq;
+    dst->route = src->route;
+    dst->inst_len = src->inst_len;
+    dst->inst_off = src->inst_off;
 }
 
 /* Moves a request (its frames and body array) from `src` to the uninitialised `dst`. */
@@ -766,12 +830,79 @@ static void s_refuse(sam_broker_t *self, s_request_t *request, const char *servi
 
 /* ---- services -------------------------------------------------------------------------- */
 
+/* The i-th oldest request of a ring (i < len). */
+static s_request_t *s_ring_at(s_ring_t *ring, size_t i)
+{
+    return &ring->items[(ring->head + i) % ring->cap];
+}
+
+/* Doubles a ring's room, leaving `front` free slots before its first request. */
+static int s_ring_grow(s_ring_t *ring, size_t front)
+{
+    size_t cap = ring->cap ? ring->cap * 2 : 16;
+    s_request_t *items = malloc(cap * sizeof *items);
+    if (!items) return -1;
+    for (size_t i = 0; i < ring->len; i++)
+        s_request_move(&items[i + front], s_ring_at(ring, i));
+    free(ring->items);
+    ring->items = items;
+    ring->cap = cap;
+    ring->head = front;
+    return 0;
+}
+
+/* Moves a request to the tail of a ring; the caller checked queue_max. */
+static int s_ring_push(s_ring_t *ring, s_request_t *request)
+{
+    if (ring->len == ring->cap && s_ring_grow(ring, 0) != 0) return -1;
+    s_request_move(&ring->items[(ring->head + ring->len) % ring->cap], request);
+    ring->len++;
+    return 0;
+}
+
+/* Puts a request back at the head of a ring (a lost worker's): it is served next. */
+static int s_ring_push_front(s_ring_t *ring, s_request_t *request)
+{
+    if (ring->len == ring->cap && s_ring_grow(ring, 1) != 0) return -1;
+    ring->head = (ring->head + ring->cap - 1) % ring->cap;
+    s_request_move(&ring->items[ring->head], request);
+    ring->len++;
+    return 0;
+}
+
+/* Forgets the i-th request of a ring (closing what is left of it); the later ones move up. */
+static void s_ring_remove(s_ring_t *ring, size_t i)
+{
+    s_request_close(s_ring_at(ring, i));
+    if (i == 0) {
+        ring->head = (ring->head + 1) % ring->cap;
+    } else {
+        for (size_t j = i; j + 1 < ring->len; j++)
+            s_request_move(s_ring_at(ring, j), s_ring_at(ring, j + 1));
+    }
+    ring->len--;
+}
+
+static void s_ring_free(s_ring_t *ring)
+{
+    for (size_t i = 0; i < ring->len; i++)
+        s_request_close(s_ring_at(ring, i));
+    free(ring->items);
+    *ring = (s_ring_t){0};
+}
+
+/* Requests waiting in all of a service's rings. */
+static size_t s_queued(const s_service_t *service)
+{
+    return service->queue.len + service->writes.len + service->targeted.len;
+}
+
 static void s_service_destroy(void **item)
 {
     s_service_t *service = *item;
-    for (size_t i = 0; i < service->qlen; i++)
-        s_request_close(&service->queue[(service->qhead + i) % service->qcap]);
-    free(service->queue);
+    s_ring_free(&service->queue);
+    s_ring_free(&service->writes);
+    s_ring_free(&service->targeted);
     free(service->name);
     free(service);
     *item = NULL;
@@ -790,58 +921,6 @@ static s_service_t *s_service_require(sam_broker_t *self, const char *name)
     service->orphaned_at = self->now;
     zhashx_insert(self->services, name, service);
     return service;
-}
-
-/* Moves a request to the tail of the service's queue; the caller checked queue_max. */
-static int s_queue_push(s_service_t *service, s_request_t *request)
-{
-    if (service->qlen == service->qcap) {
-        size_t cap = service->qcap ? service->qcap * 2 : 16;
-        s_request_t *queue = malloc(cap * sizeof *queue);
-        if (!queue) return -1;
-        for (size_t i = 0; i < service->qlen; i++)
-            s_request_move(&queue[i], &service->queue[(service->qhead + i) % service->qcap]);
-        free(service->queue);
-        service->queue = queue;
-        service->qcap = cap;
-        service->qhead = 0;
-    }
-    s_request_move(&service->queue[(service->qhead + service->qlen) % service->qcap], request);
-    service->qlen++;
-    return 0;
-}
-
-/* Puts a request back at the head of the queue (a lost worker's): it is served next. */
-static int s_queue_push_front(s_service_t *service, s_request_t *request)
-{
-    if (service->qlen == service->qcap) { /* grow first: s_queue_push knows how */
-        size_t cap = service->qcap ? service->qcap * 2 : 16;
-        s_request_t *queue = malloc(cap * sizeof *queue);
-        if (!queue) return -1;
-        for (size_t i = 0; i < service->qlen; i++)
-            s_request_move(&queue[i + 1], &service->queue[(service->qhead + i) % service->qcap]);
-        free(service->queue);
-        service->queue = queue;
-        service->qcap = cap;
-        service->qhead = 1;
-    }
-    service->qhead = (service->qhead + service->qcap - 1) % service->qcap;
-    s_request_move(&service->queue[service->qhead], request);
-    service->qlen++;
-    return 0;
-}
-
-/* The oldest queued request, still in the queue; s_queue_drop forgets it once handled. */
-static s_request_t *s_queue_head(s_service_t *service)
-{
-    return &service->queue[service->qhead];
-}
-
-static void s_queue_drop(s_service_t *service)
-{
-    s_request_close(&service->queue[service->qhead]);
-    service->qhead = (service->qhead + 1) % service->qcap;
-    service->qlen--;
 }
 
 /* The service's list of workers with spare credit: an intrusive FIFO. */
@@ -870,6 +949,60 @@ static void s_free_unlink(s_service_t *service, s_worker_t *worker)
         service->free_tail = worker->prev;
     worker->prev = worker->next = NULL;
     worker->listed = false;
+}
+
+/*  Primaries and standbys (docs/protocol.md). A worker may say in READY which leadership
+    epoch it serves and that it is a standby. Writes (events.publish, or Request.primary) go
+    only to a primary of the service's epoch: the highest epoch a primary has registered
+    with since the broker learnt of the service. The epoch never goes down while the service
+    is known here, so an old primary that comes back with its old epoch (it has not yet
+    noticed it lost its lease) gets reads but no write again: fencing, beside the store's own
+    lease check. When the last primary of that epoch is lost, writes wait (to their deadline)
+    for the next one — a promoted standby registers again with a higher epoch. The service,
+    and with it its epoch, is forgotten only once it has neither workers nor queued requests.
+    A request that names an instance (Request.instance) goes to that worker only; both rules
+    hold for a write that names one. Workers that say no epoch are all of epoch 0 and take
+    writes, so a service without epochs and standbys routes as if none of this existed. */
+
+/* Whether `worker` may take `request`. */
+static bool s_worker_takes(const s_service_t *service, const s_worker_t *worker,
+                           s_request_t *request)
+{
+    if ((request->route & S_ROUTE_WRITE) && (worker->standby || worker->epoch != service->epoch))
+        return false;
+    if (request->route & S_ROUTE_INSTANCE) {
+        const uint8_t *name =
+            (const uint8_t *)zmq_msg_data(s_request_body(request, 0)) + request->inst_off;
+        size_t n = strlen(worker->instance);
+        if (n != request->inst_len || memcmp(name, worker->instance, n) != 0) return false;
+    }
+    return true;
+}
+
+/*  The least recently used worker with spare credit that may take `request`, or NULL. The
+    head of the list in the common case (any worker, or a write with only primaries
+    registered); a walk of the few workers with credit otherwise. */
+static s_worker_t *s_free_for(s_service_t *service, s_request_t *request)
+{
+    if (request->route == 0) return service->free_head;
+    if ((request->route & S_ROUTE_WRITE) && service->nprimaries == 0) return NULL;
+    for (s_worker_t *worker = service->free_head; worker; worker = worker->next)
+        if (s_worker_takes(service, worker, request)) return worker;
+    return NULL;
+}
+
+/* The ring a request waits in. */
+static s_ring_t *s_ring_for(s_service_t *service, const s_request_t *request)
+{
+    return request->route & S_ROUTE_INSTANCE ? &service->targeted
+           : request->route & S_ROUTE_WRITE  ? &service->writes
+                                             : &service->queue;
+}
+
+/* Whether `worker` takes writes now: not a standby, and of the service's epoch. */
+static bool s_worker_writes(const s_worker_t *worker)
+{
+    return !worker->standby && worker->epoch == worker->service->epoch;
 }
 
 /* ---- workers --------------------------------------------------------------------------- */
@@ -921,7 +1054,7 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
         slot->busy = false;
         worker->inflight--;
         if (!self->stopping && slot->req.tries < S_TRIES_MAX && self->now < slot->req.deadline &&
-            s_queue_push_front(service, &slot->req) == 0) {
+            s_ring_push_front(s_ring_for(service, &slot->req), &slot->req) == 0) {
             again++;
             continue;
         }
@@ -945,6 +1078,12 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
             at = &(*at)->pending;
     }
     if (--service->nworkers == 0) service->orphaned_at = self->now;
+    if (s_worker_writes(worker) && --service->nprimaries == 0 && service->epoch && !self->stopping)
+        sam_info("service.primary_lost service=%s epoch=%" PRIu64 " instance=%s reason=\"its "
+                 "last primary of this epoch left; writes wait until one of this epoch or a "
+                 "later one registers\"",
+                 sam_logv(service->name), service->epoch,
+                 sam_logv(*worker->instance ? worker->instance : "-"));
     self->purged++;
     sam_info("worker.removed worker=%s service=%s reason=%s", worker->key, sam_logv(service->name),
              sam_logv(reason));
@@ -1099,21 +1238,91 @@ static int s_worker_send_request(sam_broker_t *self, s_worker_t *worker, s_reque
     return 0;
 }
 
-/*  Drops the request at the head of the queue when its caller has stopped waiting (its
+/*  Drops the request at the head of a ring when its caller has stopped waiting (its
     deadline passed while it was queued): no worker spends time on it. Answered 504 all the
     same, for a caller that still listens. Returns true when it dropped one. */
-static bool s_drop_expired(sam_broker_t *self, s_service_t *service)
+static bool s_drop_expired(sam_broker_t *self, s_service_t *service, s_ring_t *ring, size_t i)
 {
-    s_request_t *head = s_queue_head(service);
-    if (self->now < head->deadline) return false;
-    s_refuse(self, head, service->name, SAM_TIMEOUT,
+    s_request_t *request = s_ring_at(ring, i);
+    if (self->now < request->deadline) return false;
+    s_refuse(self, request, service->name, SAM_TIMEOUT,
              "the caller's deadline of %" PRId64 " ms passed while the request was queued",
-             head->deadline - head->enqueued);
-    s_queue_drop(service);
+             request->deadline - request->enqueued);
+    s_ring_remove(ring, i);
     self->expired++;
     service->expired_now++;
     service->expired++;
     return true;
+}
+
+/*  Drops every request of a ring whose caller has stopped waiting, in one pass that keeps
+    the others in order. For the rings whose requests may wait long and not in deadline
+    order: held writes (no primary) and requests for one instance. */
+static void s_ring_expire(sam_broker_t *self, s_service_t *service, s_ring_t *ring)
+{
+    size_t kept = 0, len = ring->len;
+    for (size_t i = 0; i < len; i++) {
+        s_request_t *request = s_ring_at(ring, i);
+        if (self->now >= request->deadline) {
+            s_refuse(self, request, service->name, SAM_TIMEOUT,
+                     "the caller's deadline of %" PRId64 " ms passed while the request was queued",
+                     request->deadline - request->enqueued);
+            self->expired++;
+            service->expired_now++;
+            service->expired++;
+        } else if (kept++ != i) {
+            s_request_t *to = s_ring_at(ring, kept - 1);
+            s_request_move(to, request);
+        }
+    }
+    ring->len = kept;
+}
+
+/*  The queued request to hand out next and the worker to take it: of the requests that a
+    worker with spare credit may take now, the one that arrived first. Each ring is in
+    arrival order, so only its head can be the oldest — except `targeted`, which is walked
+    (S_TARGETED_MAX bounds it: naming an instance is for operators, samctl promote and the
+    like). False when no queued request can be served now.
+
+    Why three rings and not one queue: a write or a request for one instance at the head of
+    a single queue, with no worker that may take it, would hold back every read behind it
+    (a service without a primary must still answer reads), and skipping ahead in one queue
+    costs a walk over everything held at every dispatch. Kept apart, a held write costs a
+    comparison of sequence numbers; reads and writes still leave in the order they came
+    whenever both can go, and in the common case (no epochs, no standbys) every request's
+    worker is the head of the free list, as before. */
+static bool s_next(s_service_t *service, s_ring_t **ring, size_t *at, s_worker_t **worker)
+{
+    *ring = NULL;
+    uint64_t oldest = UINT64_MAX;
+    if (service->queue.len && service->free_head) {
+        *ring = &service->queue;
+        *at = 0;
+        *worker = service->free_head;
+        oldest = s_ring_at(&service->queue, 0)->seq;
+    }
+    if (service->writes.len) {
+        s_request_t *head = s_ring_at(&service->writes, 0);
+        s_worker_t *primary = head->seq < oldest ? s_free_for(service, head) : NULL;
+        if (primary) {
+            *ring = &service->writes;
+            *at = 0;
+            *worker = primary;
+            oldest = head->seq;
+        }
+    }
+    for (size_t i = 0; i < service->targeted.len; i++) {
+        s_request_t *request = s_ring_at(&service->targeted, i);
+        if (request->seq > oldest) break;
+        s_worker_t *target = s_free_for(service, request);
+        if (target) {
+            *ring = &service->targeted;
+            *at = i;
+            *worker = target;
+            break;
+        }
+    }
+    return *ring != NULL;
 }
 
 /* Hands queued requests to workers with spare credit, oldest request first. */
@@ -1121,20 +1330,49 @@ static void s_service_dispatch(sam_broker_t *self, s_service_t *service)
 {
     bool outer = !self->dispatching;
     self->dispatching = true;
-    while (service->qlen && service->free_head) {
-        if (s_drop_expired(self, service)) continue;
-        s_worker_t *worker = service->free_head;
-        if (s_worker_send_request(self, worker, s_queue_head(service)) == 0)
-            s_queue_drop(service);
+    s_ring_t *ring;
+    size_t at;
+    s_worker_t *worker;
+    while (service->free_head) {
+        if (service->queue.len && s_drop_expired(self, service, &service->queue, 0)) continue;
+        if (service->writes.len && s_drop_expired(self, service, &service->writes, 0)) continue;
+        if (!s_next(service, &ring, &at, &worker)) break;
+        if (s_worker_send_request(self, worker, s_ring_at(ring, at)) == 0)
+            s_ring_remove(ring, at);
         else
             s_worker_delete(self, worker, false, "cannot send to the worker");
     }
     if (outer) self->dispatching = false;
 }
 
+/*  A worker that just registered takes its part in its service: a primary of a higher
+    epoch than the service's raises it (and every primary of the lower one stops getting
+    writes), one of the same epoch is one more primary, one of a lower epoch is fenced. */
+static void s_worker_role(s_service_t *service, s_worker_t *worker)
+{
+    if (worker->standby) return;
+    if (worker->epoch > service->epoch) {
+        sam_info("service.epoch service=%s epoch=%" PRIu64 " previous=%" PRIu64 " instance=%s "
+                 "fenced=%zu",
+                 sam_logv(service->name), worker->epoch, service->epoch,
+                 sam_logv(*worker->instance ? worker->instance : "-"), service->nprimaries);
+        service->epoch = worker->epoch;
+        service->nprimaries = 0;
+    }
+    if (worker->epoch == service->epoch)
+        service->nprimaries++;
+    else
+        sam_warn("worker.fenced worker=%s service=%s instance=%s epoch=%" PRIu64
+                 " service_epoch=%" PRIu64 " reason=\"a primary of a later epoch has "
+                 "registered; it gets no writes\"",
+                 worker->key, sam_logv(service->name),
+                 sam_logv(*worker->instance ? worker->instance : "-"), worker->epoch,
+                 service->epoch);
+}
+
 /*  READY: [worker] "" "MDPW01" 0x01 service [extension]
     A samordna extension frame is answered at once with
-        [worker] "" "MDPW01" 0x04 "x-samordna/1 credit=N[ identity]"
+        [worker] "" "MDPW01" 0x04 "x-samordna/1 credit=N[ identity][ batch][ epoch=N][ standby]"
     listing what was accepted, before any request goes to the worker. */
 static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char *key)
 {
@@ -1205,6 +1443,8 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
     worker->batch = ext.batch;
     memcpy(worker->instance, ext.instance, sizeof worker->instance);
     memcpy(worker->version, ext.version, sizeof worker->version);
+    worker->epoch = ext.epoch;
+    worker->standby = ext.standby;
     worker->since = zclock_time();
     if (info) s_ext_word(info->agency, worker->agency, sizeof worker->agency);
     if (info) snprintf(worker->pubkey, sizeof worker->pubkey, "%s", s_peer_key(&msg->part[1]));
@@ -1215,14 +1455,18 @@ static void s_worker_ready(sam_broker_t *self, s_msg_t *msg, int at, const char 
     service->nworkers++;
     s_free_append(service, worker);
     sam_info("worker.ready worker=%s service=%s instance=%s version=%s credit=%u identity=%s "
-             "batch=%s",
+             "batch=%s epoch=%" PRIu64 " role=%s",
              key, sam_logv(name), sam_logv(*ext.instance ? ext.instance : "-"),
              sam_logv(*ext.version ? ext.version : "-"), ext.credit, ext.identity ? "yes" : "no",
-             ext.batch ? "yes" : "no");
+             ext.batch ? "yes" : "no", ext.epoch, ext.standby ? "standby" : "primary");
+    s_worker_role(service, worker);
     if (extended) {
-        char accepted[64];
-        snprintf(accepted, sizeof accepted, "%s credit=%u%s%s", SAM_MDP_EXT_PREFIX, ext.credit,
-                 ext.identity ? " identity" : "", ext.batch ? " batch" : "");
+        char accepted[128];
+        char epoch[32] = "";
+        if (ext.epoch) snprintf(epoch, sizeof epoch, " epoch=%" PRIu64, ext.epoch);
+        snprintf(accepted, sizeof accepted, "%s credit=%u%s%s%s%s", SAM_MDP_EXT_PREFIX, ext.credit,
+                 ext.identity ? " identity" : "", ext.batch ? " batch" : "", epoch,
+                 ext.standby ? " standby" : "");
         s_command(self, worker->addr, worker->addr_size, SAM_MDPW_HEARTBEAT, accepted);
     }
     s_service_dispatch(self, service);
@@ -1427,20 +1671,26 @@ static char *s_workers_json(sam_broker_t *self)
     size_t queued = 0;
     json_t *services = json_array();
     for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services)) {
-        queued += s->qlen;
+        queued += s_queued(s);
         json_t *workers = json_array();
         for (s_worker_t *w = zhashx_first(self->workers); w; w = zhashx_next(self->workers))
             if (w->service == s)
                 json_array_append_new(
-                    workers, json_pack("{s:s, s:s, s:s, s:I, s:I, s:I}", "instance", w->instance,
-                                       "version", w->version, "agency", w->agency, "credit",
-                                       (json_int_t)w->credit, "inflight", (json_int_t)w->inflight,
-                                       "since_ms", (json_int_t)w->since));
+                    workers,
+                    json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:I, s:s, s:b}", "instance",
+                              w->instance, "version", w->version, "agency", w->agency, "credit",
+                              (json_int_t)w->credit, "inflight", (json_int_t)w->inflight,
+                              "since_ms", (json_int_t)w->since, "epoch", (json_int_t)w->epoch,
+                              "role", w->standby ? "standby" : "primary", "writes",
+                              s_worker_writes(w)));
         json_array_append_new(
-            services, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:o}", "name", s->name, "queued",
-                                (json_int_t)s->qlen, "requests", (json_int_t)s->requests, "replies",
-                                (json_int_t)s->replies, "expired", (json_int_t)s->expired, "busy",
-                                (json_int_t)s->busy, "workers", workers));
+            services,
+            json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "name", s->name,
+                      "queued", (json_int_t)s_queued(s), "writes_queued", (json_int_t)s->writes.len,
+                      "requests", (json_int_t)s->requests, "replies", (json_int_t)s->replies,
+                      "expired", (json_int_t)s->expired, "busy", (json_int_t)s->busy, "epoch",
+                      (json_int_t)s->epoch, "primaries", (json_int_t)s->nprimaries, "workers",
+                      workers));
     }
     json_t *j = json_pack(
         "{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "version", SAMORDNA_VERSION,
@@ -1554,19 +1804,24 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
     }
     self->requests++;
 
-    uint32_t wait_ms = 0;
-    const uint8_t *behalf = NULL;
-    size_t behalf_len = 0;
-    sam_broker_peek_on_behalf(zmq_msg_data(&msg->part[at + 1]), zmq_msg_size(&msg->part[at + 1]),
-                              &wait_ms, &behalf, &behalf_len);
-    if (behalf && !self->insecure &&
-        s_presents_badly(self, msg, delim, name, at + 1, info, behalf, behalf_len))
+    sam_broker_peek_t peek;
+    zmq_msg_t *first = &msg->part[at + 1];
+    sam_broker_peek(zmq_msg_data(first), zmq_msg_size(first), &peek);
+    if (peek.on_behalf && !self->insecure &&
+        s_presents_badly(self, msg, delim, name, at + 1, info, peek.on_behalf, peek.on_behalf_len))
         return;
-    if (wait_ms > S_DEADLINE_MAX_MS) wait_ms = S_DEADLINE_MAX_MS;
+    uint32_t wait_ms = peek.timeout_ms > S_DEADLINE_MAX_MS ? S_DEADLINE_MAX_MS : peek.timeout_ms;
     s_request_t request = {
         .delim = delim,
         .enqueued = self->now,
-        .deadline = self->now + (wait_ms ? (int64_t)wait_ms : (int64_t)self->request_timeout_ms)};
+        .deadline = self->now + (wait_ms ? (int64_t)wait_ms : (int64_t)self->request_timeout_ms),
+        .route =
+            (uint8_t)((peek.write ? S_ROUTE_WRITE : 0) | (peek.instance ? S_ROUTE_INSTANCE : 0))};
+    if (peek.instance) { /* an offset, not a pointer: a small frame's bytes move with it */
+        request.inst_off = (uint32_t)(peek.instance - (const uint8_t *)zmq_msg_data(first));
+        request.inst_len =
+            (uint16_t)(peek.instance_len > UINT16_MAX ? UINT16_MAX : peek.instance_len);
+    }
     zmq_msg_init(&request.client);
     zmq_msg_move(&request.client, addr);
     zmq_msg_init(&request.body);
@@ -1600,27 +1855,55 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
         return;
     }
     service->requests++;
-    while (service->qlen == 0 && service->free_head) {
-        s_worker_t *worker = service->free_head;
+    request.seq = ++service->seq;
+    /* at once when nothing queued in its ring comes first (queued targeted requests are for
+       workers without credit, else they would have gone) and a worker may take it */
+    s_ring_t *ring = s_ring_for(service, &request);
+    s_worker_t *worker;
+    while ((ring->len == 0 || ring == &service->targeted) &&
+           (worker = s_free_for(service, &request))) {
         if (s_worker_send_request(self, worker, &request) == 0) return;
         s_worker_delete(self, worker, false, "cannot send to the worker");
     }
-    if (service->qlen >= self->queue_max) {
+    if (ring == &service->targeted && ring->len >= S_TARGETED_MAX) {
+        service->busy++;
+        if (s_fold(self, "request.refused", sam_logv(name), "too many for single instances"))
+            sam_warn("request.refused service=%s reason=\"requests for single instances "
+                     "(Request.instance) waiting\" queued=%zu",
+                     sam_logv(name), ring->len);
+        s_refuse(self, &request, name, SAM_BUSY,
+                 "%d requests for single instances of service '%s' are waiting already",
+                 S_TARGETED_MAX, name);
+        return;
+    }
+    size_t queued = s_queued(service);
+    if (queued >= self->queue_max) {
         /* At most one line a second per service: a full queue means a flood. */
         service->busy_refused++;
         service->busy++;
         if (self->now >= service->busy_logged + 1000) {
             sam_warn("request.refused service=%s reason=\"queue full\" queued=%zu "
                      "refused=%" PRIu64,
-                     sam_logv(name), service->qlen, service->busy_refused);
+                     sam_logv(name), queued, service->busy_refused);
             service->busy_logged = self->now;
             service->busy_refused = 0;
         }
         s_refuse(self, &request, name, SAM_BUSY,
-                 "the queue for service '%s' is full (%zu requests waiting)", name, service->qlen);
+                 "the queue for service '%s' is full (%zu requests waiting)", name, queued);
         return;
     }
-    if (s_queue_push(service, &request) != 0)
+    if ((request.route & S_ROUTE_WRITE) && service->nworkers && service->nprimaries == 0) {
+        /* workers, but none that takes writes: one line per interval and service */
+        char reason[96];
+        snprintf(reason, sizeof reason, "no primary of epoch %" PRIu64 " is registered",
+                 service->epoch);
+        if (s_fold(self, "request.held", sam_logv(name), reason))
+            sam_warn("request.held service=%s epoch=%" PRIu64 " workers=%zu queued=%zu "
+                     "reason=%s",
+                     sam_logv(name), service->epoch, service->nworkers, service->writes.len + 1,
+                     sam_logv(reason));
+    }
+    if (s_ring_push(ring, &request) != 0)
         s_refuse(self, &request, name, SAM_INTERNAL, "broker out of memory");
 }
 
@@ -1655,7 +1938,7 @@ static void s_log_stats(sam_broker_t *self, const char *event)
 {
     size_t queued = 0;
     for (s_service_t *s = zhashx_first(self->services); s; s = zhashx_next(self->services))
-        queued += s->qlen;
+        queued += s_queued(s);
     sam_info("%s requests=%" PRIu64 " replies=%" PRIu64 " errors=%" PRIu64 " malformed=%" PRIu64
              " untrusted=%" PRIu64 " expired=%" PRIu64 " redispatched=%" PRIu64
              " workers=%zu services=%zu queued=%zu lost_workers=%" PRIu64,
@@ -1671,9 +1954,16 @@ static void s_expire_queues(sam_broker_t *self)
     zlist_t *idle = NULL;
     for (s_service_t *service = zhashx_first(self->services); service;
          service = zhashx_next(self->services)) {
-        /* a service without workers answers "no worker" below, after its own wait */
-        while (service->nworkers && service->qlen && s_drop_expired(self, service))
+        /* a service without workers answers "no worker" below, after its own wait; held
+           writes and requests for one instance are each checked (s_ring_expire) */
+        s_ring_t *rings[] = {&service->queue, &service->writes, &service->targeted};
+        while (service->nworkers && service->queue.len &&
+               s_drop_expired(self, service, &service->queue, 0))
             ;
+        if (service->nworkers && service->writes.len)
+            s_ring_expire(self, service, &service->writes);
+        if (service->nworkers && service->targeted.len)
+            s_ring_expire(self, service, &service->targeted);
         if (service->expired_now) /* one line per service and tick */
             sam_warn("request.dropped service=%s count=%" PRIu64
                      " reason=\"the caller's deadline passed while it was queued\"",
@@ -1681,21 +1971,22 @@ static void s_expire_queues(sam_broker_t *self)
         service->expired_now = 0;
         if (service->nworkers) continue;
         size_t expired = 0;
-        while (service->qlen) {
-            s_request_t *head = s_queue_head(service);
-            int64_t since =
-                head->enqueued > service->orphaned_at ? head->enqueued : service->orphaned_at;
-            if (self->now < since + self->request_timeout_ms) break;
-            s_refuse(self, head, service->name, SAM_UNAVAILABLE,
-                     "no worker for service '%s' within %d ms", service->name,
-                     self->request_timeout_ms);
-            s_queue_drop(service);
-            expired++;
-        }
+        for (size_t r = 0; r < sizeof rings / sizeof rings[0]; r++)
+            while (rings[r]->len) {
+                s_request_t *head = s_ring_at(rings[r], 0);
+                int64_t since =
+                    head->enqueued > service->orphaned_at ? head->enqueued : service->orphaned_at;
+                if (self->now < since + self->request_timeout_ms) break;
+                s_refuse(self, head, service->name, SAM_UNAVAILABLE,
+                         "no worker for service '%s' within %d ms", service->name,
+                         self->request_timeout_ms);
+                s_ring_remove(rings[r], 0);
+                expired++;
+            }
         if (expired) /* one line per service and tick, not one per request */
             sam_warn("request.expired service=%s count=%zu timeout_ms=%d", sam_logv(service->name),
                      expired, self->request_timeout_ms);
-        if (service->qlen == 0) {
+        if (s_queued(service) == 0) {
             if (!idle) idle = zlist_new();
             if (idle) zlist_append(idle, service->name);
         }
@@ -1793,7 +2084,7 @@ static void s_publish_metrics(sam_broker_t *self)
         sam_metric_set(self->m_replies, label, (double)s->replies);
         sam_metric_set(self->m_expired, label, (double)s->expired);
         sam_metric_set(self->m_busy, label, (double)s->busy);
-        sam_metric_set(self->m_queue, label, (double)s->qlen);
+        sam_metric_set(self->m_queue, label, (double)s_queued(s));
         sam_metric_set(self->m_workers, label, (double)s->nworkers);
     }
     sam_metric_set(self->m_errors, NULL, (double)self->errors);
@@ -2025,12 +2316,15 @@ void sam_broker_destroy(sam_broker_t **self_p)
         while ((worker = zhashx_first(self->workers)))
             s_worker_delete(self, worker, true, "the broker is shutting down");
         for (s_service_t *service = zhashx_first(self->services); service;
-             service = zhashx_next(self->services))
-            while (service->qlen) {
-                s_refuse(self, s_queue_head(service), service->name, SAM_UNAVAILABLE,
-                         "the broker is shutting down");
-                s_queue_drop(service);
-            }
+             service = zhashx_next(self->services)) {
+            s_ring_t *rings[] = {&service->queue, &service->writes, &service->targeted};
+            for (size_t r = 0; r < sizeof rings / sizeof rings[0]; r++)
+                while (rings[r]->len) {
+                    s_refuse(self, s_ring_at(rings[r], 0), service->name, SAM_UNAVAILABLE,
+                             "the broker is shutting down");
+                    s_ring_remove(rings[r], 0);
+                }
+        }
         s_fold_flush(self, true);
         s_log_stats(self, "broker.stopped");
     }
@@ -2178,6 +2472,29 @@ int sam_broker_selftest(bool verbose)
     S_CHECK(S_EXT("x-samordna/1 instance=a\"b version=") && ext.instance[0] == 0 &&
             ext.version[0] == 0);
     S_CHECK(!S_EXT("x-other/2 credit=5"));
+    /* primaries and standbys: epoch=N (decimal digits, 64 bits) and standby */
+    S_CHECK(S_EXT("x-samordna/1 credit=8 epoch=42 standby") && ext.epoch == 42 && ext.standby &&
+            ext.credit == 8);
+    S_CHECK(S_EXT("x-samordna/1 epoch=18446744073709551615") && ext.epoch == UINT64_MAX &&
+            !ext.standby);
+    S_CHECK(S_EXT("x-samordna/1") && ext.epoch == 0 && !ext.standby);
+    static const char *const bad_epochs[] = {
+        "x-samordna/1 epoch=abc",
+        "x-samordna/1 epoch=-1",
+        "x-samordna/1 epoch=+7",
+        "x-samordna/1 epoch=",
+        "x-samordna/1 epoch=7x",
+        "x-samordna/1 epoch=0x10",
+        "x-samordna/1 epoch=18446744073709551616", /* 2^64 */
+        "x-samordna/1 epoch=99999999999999999999999999999999",
+        "x-samordna/1 epoch=1.5",
+    };
+    for (size_t i = 0; i < sizeof bad_epochs / sizeof bad_epochs[0]; i++)
+        S_CHECK(S_EXT(bad_epochs[i]) && ext.epoch == 0);
+    S_CHECK(S_EXT("x-samordna/1 epoch=abc epoch=9") && ext.epoch == 9); /* the last good one */
+    S_CHECK(S_EXT("x-samordna/1 standbys stand-by Standby") && !ext.standby);
+    S_CHECK(S_EXT("x-samordna/1 epoch=007 instance=db-2") && ext.epoch == 7 &&
+            strcmp(ext.instance, "db-2") == 0);
 #undef S_EXT
     S_CHECK(!sam_broker_parse_extension((const uint8_t *)"x-samordna/1\0", 13, &ext));
 
@@ -2222,12 +2539,58 @@ int sam_broker_selftest(bool verbose)
     S_CHECK(back && strcmp(back->agency, "nav-ost-viken") == 0 &&
             strcmp(back->role, "publisher") == 0);
     if (back) samordna__v1__on_behalf__free_unpacked(back, NULL);
-    const uint8_t behalf_not_request[] = {0x08, 0x07, 0x2a, 0x00, 0x30, 0x01}; /* + field 6 */
+    const uint8_t behalf_not_request[] = {0x08, 0x07, 0x2a, 0x00, 0x40, 0x01}; /* + field 8 */
     S_CHECK(sam_broker_peek_on_behalf(behalf_not_request, sizeof behalf_not_request, &wait, &behalf,
                                       &behalf_len) == 7 &&
             behalf == NULL);
     const uint8_t wrong_type[] = {0x0a, 0x01, 0x00}; /* field 1 as bytes */
     S_CHECK(sam_broker_peek_id(wrong_type, sizeof wrong_type) == 0);
+
+    /* Routing: events.publish and Request.primary are writes, Request.instance names one */
+    sam_broker_peek_t peek;
+    Samordna__V1__Request route = SAMORDNA__V1__REQUEST__INIT;
+    route.id = 5;
+    route.method = "events.list";
+    n = samordna__v1__request__pack(&route, packed);
+    S_CHECK(sam_broker_peek(packed, n, &peek) == 5 && !peek.write && !peek.instance);
+    route.method = "events.publish";
+    n = samordna__v1__request__pack(&route, packed);
+    S_CHECK(sam_broker_peek(packed, n, &peek) == 5 && peek.write && !peek.instance);
+    route.method = "events.publish.x"; /* the method exactly, not a prefix */
+    n = samordna__v1__request__pack(&route, packed);
+    S_CHECK(sam_broker_peek(packed, n, &peek) == 5 && !peek.write);
+    route.method = "events.publis";
+    n = samordna__v1__request__pack(&route, packed);
+    S_CHECK(sam_broker_peek(packed, n, &peek) == 5 && !peek.write);
+    route.method = "registry.agencies.put";
+    route.primary = true;
+    route.instance = "vm-12";
+    route.timeout_ms = 300;
+    n = samordna__v1__request__pack(&route, packed);
+    S_CHECK(sam_broker_peek(packed, n, &peek) == 5 && peek.write && peek.timeout_ms == 300 &&
+            peek.instance_len == 5 && peek.instance && memcmp(peek.instance, "vm-12", 5) == 0);
+    route.primary = false;
+    route.instance = "";
+    n = samordna__v1__request__pack(&route, packed);
+    S_CHECK(sam_broker_peek(packed, n, &peek) == 5 && !peek.write && !peek.instance);
+    /* not a Request: never a route, even with the fields of one */
+    const uint8_t
+        publish_not_request[] = {0x08, 0x07, 0x12, 0x0e, 'e', 'v', 'e', 'n', 't',  's',
+                                 '.',  'p',  'u',  'b',  'l', 'i', 's', 'h', 0x30, 0x01,
+                                 0x3a, 0x01, 'a',  0x45, 0,   0,   0,   0}; /* + field 8 fixed32 */
+    S_CHECK(sam_broker_peek(publish_not_request, sizeof publish_not_request, &peek) == 7 &&
+            !peek.write && !peek.instance && peek.timeout_ms == 0);
+    const uint8_t primary_no_id[] = {0x30, 0x01, 0x3a, 0x01, 'a'}; /* id 0: not a Request */
+    S_CHECK(sam_broker_peek(primary_no_id, sizeof primary_no_id, &peek) == 0 && !peek.write &&
+            !peek.instance);
+    const uint8_t primary_as_bytes[] = {0x08, 0x07, 0x32, 0x01, 0x01}; /* field 6 as bytes */
+    S_CHECK(sam_broker_peek(primary_as_bytes, sizeof primary_as_bytes, &peek) == 7 && !peek.write);
+    const uint8_t primary_last_wins[] = {0x08, 0x07, 0x30, 0x01, 0x30, 0x00};
+    S_CHECK(sam_broker_peek(primary_last_wins, sizeof primary_last_wins, &peek) == 7 &&
+            !peek.write);
+    const uint8_t instance_past_end[] = {0x08, 0x07, 0x3a, 0x09, 'a'}; /* longer than the body */
+    S_CHECK(sam_broker_peek(instance_past_end, sizeof instance_past_end, &peek) == 0 &&
+            !peek.instance);
 
     /* A broker refuses to start with neither CURVE nor --insecure, and --insecure off
        loopback. */

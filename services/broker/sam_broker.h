@@ -68,13 +68,16 @@ typedef struct {
     bool batch;        /* requests and replies as one Batch frame */
     char instance[64]; /* instance=NAME: how the worker calls itself ("" when not said) */
     char version[32];  /* version=V: the program's version ("" when not said) */
+    uint64_t epoch;    /* epoch=N: the leadership epoch it serves (0 when not said) */
+    bool standby;      /* standby: it follows a primary; it takes no writes */
 } sam_broker_ext_t;
 
 /*  Parses a READY extension frame ("x-samordna/1 credit=N identity batch instance=NAME
-    version=V", tokens in any order, unknown ones ignored; a name or version of other
-    characters than letters, digits and . _ - : + is ignored too). Returns false when the frame is
-   not a samordna extension; else fills *ext (credit clamped to 1..SAM_MDP_MAX_CREDIT, 1 when
-   absent). */
+    version=V epoch=N standby", tokens in any order, unknown ones ignored; a name or version
+    of other characters than letters, digits and . _ - : + is ignored too, and so is an epoch
+    that is not decimal digits only or does not fit in 64 bits). Returns false when the frame
+    is not a samordna extension; else fills *ext (credit clamped to 1..SAM_MDP_MAX_CREDIT, 1
+    when absent; epoch 0 when absent or ignored). */
 bool sam_broker_parse_extension(const uint8_t *data, size_t size, sam_broker_ext_t *ext);
 
 /*  Field 1 (a varint) of a packed protobuf message, found by walking its top-level fields
@@ -91,6 +94,24 @@ uint64_t sam_broker_peek_request(const uint8_t *data, size_t size, uint32_t *tim
     samordna.v1.Request. */
 uint64_t sam_broker_peek_on_behalf(const uint8_t *data, size_t size, uint32_t *timeout_ms,
                                    const uint8_t **on_behalf, size_t *len);
+
+/*  What the broker reads of a request body for routing, without decoding it. All of it is
+    zero (pointers NULL) unless the body is a samordna.v1.Request and nothing else, with a
+    non-zero id: a plain 7/MDP client's own bytes are never taken for one. The pointers
+    point into the body and live as long as it. */
+typedef struct {
+    uint64_t id;              /* field 1 (set even when the rest is not read: see above) */
+    uint32_t timeout_ms;      /* field 4: how long the caller waits, 0 when absent */
+    const uint8_t *on_behalf; /* field 5: the packed OnBehalf, or NULL */
+    size_t on_behalf_len;     /* its bytes */
+    bool write;               /* method (field 2) "events.publish", or primary (field 6) */
+    const uint8_t *instance;  /* field 7: the one instance to route to, or NULL */
+    size_t instance_len;      /* its bytes (never 0 when instance is set) */
+} sam_broker_peek_t;
+
+/*  Fills *out from a packed request body (see sam_broker_peek_t); returns out->id, 0 when
+    the bytes are not a well-formed protobuf message. */
+uint64_t sam_broker_peek(const uint8_t *data, size_t size, sam_broker_peek_t *out);
 
 /*  Handles one message as if it had arrived on the socket (fuzzers, see fuzz/): frames[0]
     is the peer's routing id, the rest what the peer sent. The frames are copied; they carry

@@ -202,6 +202,9 @@ int gw_type_find(gw_t *gw, const char *type, gw_type_t *out)
 static void s_send(gw_t *gw, gw_call_t *call, int64_t now)
 {
     sam_caller_as_t as;
+    /* Reads may be answered by a standby (docs/scaling.md, "Across hosts"), but an inbox is
+       read where it is acknowledged: on notify's primary (docs/notify.md, "Across hosts"). */
+    sam_client_set_route(gw->client, strcmp(call->method, "notify.inbox.read") == 0, NULL);
     call->id = sam_client_send_as(gw->client, call->service, call->method, call->body, call->len,
                                   gw_auth_as(call->conn ? &call->conn->req.caller : NULL, &as));
     if (call->id == 0) {

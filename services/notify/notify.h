@@ -64,6 +64,22 @@ typedef struct {
 
 typedef struct notify_flight_t notify_flight_t;
 
+/* What a standby knows of its primary's deliveries (notify_replica.c). */
+typedef struct {
+    int part;             /* 1 primary, 0 standby, -1 before the first tick */
+    sam_client_t *client; /* owned; routed to the primary */
+    uint64_t req;         /* notify.replica.positions in flight, 0 when none */
+    int64_t req_mono;
+    int64_t next_mono;     /* when the next question is due */
+    int64_t synced_ms;     /* when the last answer was taken in (0: never) */
+    uint64_t syncs;        /* answers taken in */
+    int64_t sent_after_ms; /* the latest briefing or reminder learnt: asked from there on */
+    bool failing;          /* the last question got no answer (logged once) */
+    bool keys;             /* the primary's signing keys are this store's now */
+    bool keys_refused;     /* the primary gave none (logged once) */
+    char own_key[41];      /* Z85 public key of our --cert ("" without CURVE) */
+} notify_standby_t;
+
 struct notify_t {
     sam_service_t *svc;
     /* --metrics: every attempt's outcome per subscription (delivered, retry, dead, throttled,
@@ -124,6 +140,7 @@ struct notify_t {
     uint8_t sign_sk[64];
     uint8_t sign_pk[32];
     zhashx_t *no_json; /* event types a JSON webhook got as data_base64 (logged once each) */
+    notify_standby_t standby;
 };
 
 /* Wall clock, ms since the epoch. */
@@ -222,7 +239,9 @@ void notify_deliver_forget(notify_t *n, const char *sub_id);
 char *notify_event_json(const Io__Cloudevents__V1__CloudEvent *ce, bool json_data,
                         const char **why);
 
-/* notify_share.c — sharing the work among instances on one store (leases, sam_lease.h). */
+/* notify_share.c — sharing the work among instances on one store (leases, sam_lease.h).
+   None of it is this instance's while it is not the primary (sam_service_is_primary): the
+   leases are the store's, and a standby's store is its own. */
 #define NOTIFY_SHARDS 32                        /* delivery shards: leases notify.deliver.NN */
 #define NOTIFY_SCHEDULE_LEASE "notify.schedule" /* the briefing and the reminders */
 /* Wants every shard and the schedule's lease; -1 when the pool is full. */
@@ -235,6 +254,18 @@ bool notify_sub_mine(notify_t *n, const char *sub_id);
 bool notify_sub_held(notify_t *n, const char *sub_id);
 /* Whether txn shows its shard held here: the condition of committing an outcome. */
 bool notify_sub_check(notify_t *n, MDB_txn *txn, const char *sub_id);
+
+/* notify_replica.c — across hosts: a standby delivers nothing and drops from its queue what
+   its primary has done (docs/notify.md, "Across hosts"). */
+/* Every tick, first: logs a change of part (notify.standby / notify.primary); on a standby,
+   asks the primary for its positions every second and takes its answer in. */
+void notify_replica_tick(notify_t *n);
+/* In the start hook: before the first tick; learns our certificate's public key. */
+void notify_replica_start(notify_t *n);
+void notify_replica_stop(notify_t *n);
+/* notify.replica.positions: the primary's answer; 503 on a standby. */
+int notify_q_replica_positions(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
+                               sam_reply_t *reply);
 
 /* notify_briefing.c — the half-yearly briefing and the reminders. */
 int notify_schedule_start(notify_t *n);

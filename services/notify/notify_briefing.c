@@ -35,7 +35,8 @@
 
     With several instances on one store only the holder of the lease "notify.schedule"
     composes and issues (notify_share.c), and the transaction that issues checks the lease
-    too.
+    too. Across hosts only the primary does (sam_service_is_primary); a standby learns what
+    it issued (notify_replica.c).
 
     Dates are calendar dates in the programme's time zone (--time-zone, Europe/Oslo).
 */
@@ -273,7 +274,8 @@ static bool s_issue(notify_t *n, const char *id, const char *type, const char *s
         mdb_txn_abort(w);
         return false;
     }
-    if (!sam_lease_check(sam_service_lease(n->svc), w, NOTIFY_SCHEDULE_LEASE)) {
+    if (!sam_service_is_primary(n->svc) ||
+        !sam_lease_check(sam_service_lease(n->svc), w, NOTIFY_SCHEDULE_LEASE)) {
         mdb_txn_abort(w); /* the schedule moved to another instance, which issues it */
         sam_warn("schedule.not_holder id=%s", sam_logv(id));
         return false;
@@ -327,7 +329,8 @@ static int s_issue_briefing(notify_t *n, Samordna__V1__Briefing *b)
         mdb_txn_abort(w);
         return 0;
     }
-    if (!sam_lease_check(sam_service_lease(n->svc), w, NOTIFY_SCHEDULE_LEASE)) {
+    if (!sam_service_is_primary(n->svc) ||
+        !sam_lease_check(sam_service_lease(n->svc), w, NOTIFY_SCHEDULE_LEASE)) {
         mdb_txn_abort(w); /* the schedule moved to another instance, which issues it */
         sam_warn("schedule.not_holder id=%s", sam_logv(b->id));
         return -1;
@@ -525,6 +528,7 @@ void notify_schedule_tick(notify_t *n)
 {
     int64_t now = notify_now_ms();
     if (now < n->next_schedule_ms) return;
+    if (!sam_service_is_primary(n->svc)) return; /* the primary issues; a standby learns it */
     if (!sam_lease_mine(sam_service_lease(n->svc), NOTIFY_SCHEDULE_LEASE)) return; /* another's */
     n->next_schedule_ms = now + n->schedule_interval_ms;
     if (now >= n->next_names_ms) {

@@ -892,12 +892,13 @@ static void s_leases_follow(notify_t *n)
         n->next_handshake_scan_ms = 0;
     }
     if (!zhashx_size(n->flights)) return;
+    bool primary = sam_service_is_primary(n->svc);
     zlistx_t *keys = zhashx_keys(n->flights);
     for (char *k = keys ? zlistx_first(keys) : NULL; k; k = zlistx_next(keys))
         if (!notify_sub_held(n, k)) {
-            sam_warn("deliver.abandoned subscription=%s reason=\"its shard moved to another "
-                     "instance\"",
-                     sam_logv(k));
+            sam_warn("deliver.abandoned subscription=%s reason=%s", sam_logv(k),
+                     sam_logv(primary ? "its shard moved to another instance"
+                                      : "this instance is no longer the primary"));
             notify_deliver_forget(n, k);
         }
     zlistx_destroy(&keys);
@@ -908,6 +909,7 @@ void notify_deliver_tick(notify_t *n)
     /* A few rounds, each waiting at most 1 ms for the receivers: a loopback answer is taken
        in this tick rather than the next, and the service loop is never held for long. */
     s_leases_follow(n);
+    if (!sam_service_is_primary(n->svc)) return; /* a standby delivers nothing (above: abandoned) */
     int64_t until = zclock_mono() + 3;
     do {
         int running = 0, fds = 0;

@@ -21,6 +21,19 @@ static notify_t *s_ctx(sam_service_t *svc)
     return sam_service_ctx(svc);
 }
 
+/* An inbox read and its acknowledgement name queue numbers, which are one store's own, and
+   a replay queues in it: a standby (notify_replica.c) refuses them. -1 with the reply set,
+   or 0 on the primary. */
+static int s_primary_only(sam_service_t *svc, sam_reply_t *reply)
+{
+    if (sam_service_is_primary(svc)) return 0;
+    sam_warn("notify.standby_refused reason=\"inbox and dead letters are the primary's\"");
+    return sam_reply_error(reply, SAM_UNAVAILABLE,
+                           "this notify instance is a standby: inbox reads, acknowledgements "
+                           "and dead-letter replays are the primary's (send it again, routed "
+                           "to the primary)");
+}
+
 /* Ends the write transaction w of a query that writes: commits it when src is 0 (relaxed:
    without waiting for the sync, see notify_commit_relaxed), else aborts it. Returns src or
    the commit's error. */
@@ -37,6 +50,7 @@ static int s_end_write(notify_t *n, MDB_txn *w, int src, bool relaxed)
 int notify_q_inbox_read(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                         sam_reply_t *reply)
 {
+    if (s_primary_only(svc, reply)) return -1;
     notify_t *n = s_ctx(svc);
     const Samordna__V1__InboxReadRequest *req = (const Samordna__V1__InboxReadRequest *)call->msg;
     int rc = -1;
@@ -131,6 +145,7 @@ static int s_ack_one(notify_t *n, MDB_txn *w, MDB_cursor *cur, const MDB_val *v,
 /* notify.inbox.ack  InboxAckRequest → InboxAckReply */
 int notify_q_inbox_ack(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call, sam_reply_t *reply)
 {
+    if (s_primary_only(svc, reply)) return -1;
     notify_t *n = s_ctx(svc);
     const Samordna__V1__InboxAckRequest *req = (const Samordna__V1__InboxAckRequest *)call->msg;
     int rc = -1;
@@ -363,6 +378,7 @@ static int s_replay_one(notify_t *n, MDB_txn *w, MDB_cursor *cur, const MDB_val 
 int notify_q_dead_replay(sam_service_t *svc, MDB_txn *txn, const sam_call_t *call,
                          sam_reply_t *reply)
 {
+    if (s_primary_only(svc, reply)) return -1;
     notify_t *n = s_ctx(svc);
     const Samordna__V1__DeadReplayRequest *req = (const Samordna__V1__DeadReplayRequest *)call->msg;
     int rc = -1;

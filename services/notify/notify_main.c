@@ -298,6 +298,7 @@ static int s_start(sam_service_t *svc)
     n->dbi.starts = sam_service_dbi(svc, "starts");
     n->dbi.briefings = sam_service_dbi(svc, "briefings");
     n->replay_scan = true;
+    notify_replica_start(n);
     int rc = s_master_key(n);
     if (rc) {
         char why[200];
@@ -341,6 +342,7 @@ static void s_prune(notify_t *n)
 static void s_tick(sam_service_t *svc)
 {
     notify_t *n = sam_service_ctx(svc);
+    notify_replica_tick(n); /* first: the deliveries and the schedule ask the same */
     notify_follow_tick(n);
     notify_deliver_tick(n);
     notify_schedule_tick(n);
@@ -353,6 +355,7 @@ static void s_stop(sam_service_t *svc)
     notify_deliver_stop(n);
     notify_follow_stop(n);
     notify_schedule_stop(n);
+    notify_replica_stop(n);
 }
 
 static int s_migrate(sam_service_t *svc, MDB_txn *txn, uint32_t from)

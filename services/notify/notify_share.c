@@ -17,6 +17,8 @@
       - a transfer under a shard this instance no longer holds is abandoned at once;
       - a shard given up to a newcomer is drained first: no new transfer, and released only
         when its transfers have ended and been recorded.
+    Across hosts, none of this is a standby's (notify_replica.c): it holds the leases of its
+    own store, so each of the three functions below also asks sam_service_is_primary().
     What remains is the at-least-once edge every webhook has: a receiver that got the request
     of a holder that died (or lost its lease) before committing "delivered" gets the same
     delivery again from the next holder, with the same event id and X-Samordna-Delivery —
@@ -68,6 +70,7 @@ int notify_share_start(notify_t *n)
 
 bool notify_sub_mine(notify_t *n, const char *sub_id)
 {
+    if (!sam_service_is_primary(n->svc)) return false; /* a standby's leases are its store's */
     char name[32];
     s_shard_name(notify_shard_of(sub_id), name);
     return sam_lease_mine(sam_service_lease(n->svc), name);
@@ -75,6 +78,7 @@ bool notify_sub_mine(notify_t *n, const char *sub_id)
 
 bool notify_sub_held(notify_t *n, const char *sub_id)
 {
+    if (!sam_service_is_primary(n->svc)) return false;
     char name[32];
     s_shard_name(notify_shard_of(sub_id), name);
     return sam_lease_holds(sam_service_lease(n->svc), name);
@@ -82,6 +86,7 @@ bool notify_sub_held(notify_t *n, const char *sub_id)
 
 bool notify_sub_check(notify_t *n, MDB_txn *txn, const char *sub_id)
 {
+    if (!sam_service_is_primary(n->svc)) return false; /* no longer the primary: it resends */
     char name[32];
     s_shard_name(notify_shard_of(sub_id), name);
     return sam_lease_check(sam_service_lease(n->svc), txn, name);

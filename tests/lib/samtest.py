@@ -155,9 +155,10 @@ class Proc:
 
     count = 0
 
-    def __init__(self, name, args, logdir=None, env=None):
+    def __init__(self, name, args, logdir=None, env=None, clock=True):
+        """clock=False: a program not of ours (etcd), which takes no --now."""
         self.name = name
-        self.args = [os.path.join(BIN, args[0])] + list(args[1:]) + now_args()
+        self.args = [os.path.join(BIN, args[0])] + list(args[1:]) + (now_args() if clock else [])
         Proc.count += 1
         self.logpath = os.path.join(logdir or TESTDATA, f"{name}-{os.getpid()}-{Proc.count}.log")
         os.makedirs(os.path.dirname(self.logpath), exist_ok=True)

@@ -265,8 +265,17 @@ static void s_dead_row(const ProtobufCMessage *rec)
            d->event ? d->event->type : "", d->attempts, d->last_error);
 }
 
+/* Inboxes and dead letters live on notify's primary (docs/notify.md, "Across hosts"): this
+   command's requests go there, whichever instances serve reads. */
+static void s_to_primary(samctl_t *ctl)
+{
+    sam_client_t *c = samctl_client(ctl);
+    if (c) sam_client_set_route(c, true, sam_config_get(ctl->config, "instance"));
+}
+
 static int s_replay(samctl_t *ctl, const samctl_args_t *a)
 {
+    s_to_primary(ctl);
     Samordna__V1__DeadReplayRequest req = SAMORDNA__V1__DEAD_REPLAY_REQUEST__INIT;
     samctl_fill(a, &req.base);
     req.id = (char *)(a->npos ? a->pos[0] : "");
@@ -306,6 +315,7 @@ static char *s_event_text(const Io__Cloudevents__V1__CloudEvent *ev)
 
 static int s_inbox(samctl_t *ctl, const samctl_args_t *a)
 {
+    s_to_primary(ctl);
     Samordna__V1__InboxReadRequest req = SAMORDNA__V1__INBOX_READ_REQUEST__INIT;
     samctl_fill(a, &req.base);
     /* A read that waits on purpose is not sent again half-way through its wait. */

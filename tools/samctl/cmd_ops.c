@@ -18,6 +18,13 @@
           DATA/<service>/data.mdb. A store in use (an LMDB lock held by a live process) is
           refused; a store that is there is kept beside as DATA/<service>.before-restore-<ms>.
 
+      promote SERVICE --instance NAME [--wait-ms MS]
+          makes the standby NAME the primary of SERVICE (docs/scaling.md, "Promotion"):
+          replica.promote sent to that instance alone. A standby of --replica standby becomes
+          the primary at once, with an epoch above every one it knows; one of --replica elect
+          asks etcd for a handover, and the command waits (--wait-ms, default 15000) until
+          NAME reports itself the primary. Exit 1 when it does not.
+
     Manifest (samordna-backup/1):
       {"format":"samordna-backup/1","taken_ms":…,"services":[{"service":"registry",
        "instance":…,"version":…,"schema":1,"outbox_head":77,"bytes":…,"duration_ms":…,
@@ -364,6 +371,68 @@ static size_t s_service_view(json_t *brokers, const char *service, char *out, si
     return n;
 }
 
+/* One instance's ping, sent to it alone; NULL (res says why) when it did not answer. */
+static Samordna__V1__PingReply *s_ping_instance(samctl_t *ctl, const char *service,
+                                                const char *instance, sam_result_t *res)
+{
+    sam_client_t *c = samctl_client(ctl);
+    if (!c) return NULL;
+    sam_client_set_route(c, false, instance);
+    Samordna__V1__PingReply *pr = NULL;
+    uint32_t code =
+        samctl_request(ctl, service, "ping", NULL, &samordna__v1__ping_reply__descriptor,
+                       (ProtobufCMessage **)&pr, true, res);
+    samctl_route_default(ctl, c);
+    return code == 200 ? pr : NULL;
+}
+
+/*  The part each instance of `service` plays (ReplicaState), from a ping sent to each one the
+    brokers know: [{"instance","role","epoch","last_seq","state"}, …]. Only for a service
+    with a standby or an election: an array of one primary says nothing new. */
+static json_t *s_replicas(samctl_t *ctl, json_t *brokers, const char *service)
+{
+    json_t *out = json_array(), *seen = json_object(), *b, *svc, *w;
+    size_t i, j, k;
+    bool replicated = false;
+    json_array_foreach(brokers, i, b)
+    {
+        json_array_foreach(json_object_get(b, "services"), j, svc)
+        {
+            if (strcmp(json_string_value(json_object_get(svc, "name")) ?: "", service) != 0)
+                continue;
+            json_array_foreach(json_object_get(svc, "workers"), k, w)
+            {
+                const char *inst = json_string_value(json_object_get(w, "instance")) ?: "";
+                if (!*inst || json_object_get(seen, inst)) continue;
+                json_object_set_new(seen, inst, json_true());
+                sam_result_t res;
+                Samordna__V1__PingReply *pr = s_ping_instance(ctl, service, inst, &res);
+                json_t *o = json_object();
+                json_object_set_new(o, "instance", json_string(inst));
+                if (!pr) {
+                    json_object_set_new(o, "error", json_string(res.message));
+                } else {
+                    const Samordna__V1__ReplicaState *rs = pr->replica;
+                    if (rs && strcmp(rs->mode, "primary") != 0) replicated = true;
+                    json_object_set_new(o, "role", json_string(rs ? rs->role : "primary"));
+                    json_object_set_new(o, "epoch", json_integer((json_int_t)(rs ? rs->epoch : 0)));
+                    json_object_set_new(o, "last_seq", json_integer((json_int_t)pr->last_seq));
+                    json_object_set_new(o, "state", json_string(rs ? rs->state : ""));
+                    protobuf_c_message_free_unpacked(&pr->base, NULL);
+                }
+                sam_result_clear(&res);
+                json_array_append_new(out, o);
+            }
+        }
+    }
+    json_decref(seen);
+    if (!replicated) {
+        json_decref(out);
+        return NULL;
+    }
+    return out;
+}
+
 static int s_status(samctl_t *ctl, const samctl_args_t *a)
 {
     (void)a;
@@ -387,9 +456,14 @@ static int s_status(samctl_t *ctl, const samctl_args_t *a)
         json_object_set_new(s, "queued", json_integer((json_int_t)queued));
         sam_result_t res;
         Samordna__V1__PingReply *pr = NULL;
+        sam_client_t *c = samctl_client(ctl);
+        if (c) sam_client_set_route(c, true, NULL); /* the outbox head is the primary's */
         uint32_t code =
             samctl_request(ctl, name, "ping", NULL, &samordna__v1__ping_reply__descriptor,
                            (ProtobufCMessage **)&pr, true, &res);
+        if (c) samctl_route_default(ctl, c);
+        json_t *replicas = code == 200 ? s_replicas(ctl, brokers, name) : NULL;
+        if (replicas) json_object_set_new(s, "replicas", replicas);
         if (code != 200) {
             rc = 1;
             json_object_set_new(s, "error", json_string(res.message));
@@ -471,6 +545,21 @@ static int s_status(samctl_t *ctl, const samctl_args_t *a)
             printf(", dead letters %lld",
                    (long long)json_integer_value(json_object_get(s, "dead_letters")));
         printf("\n");
+        json_t *r;
+        json_array_foreach(json_object_get(s, "replicas"), k, r)
+        {
+            const char *inst = json_string_value(json_object_get(r, "instance"));
+            if (json_object_get(r, "error")) {
+                printf("    %-26s not answering: %s\n", inst,
+                       json_string_value(json_object_get(r, "error")));
+                continue;
+            }
+            printf("    %-26s %-9s epoch %-8lld outbox head %-10lld %s\n", inst,
+                   json_string_value(json_object_get(r, "role")),
+                   (long long)json_integer_value(json_object_get(r, "epoch")),
+                   (long long)json_integer_value(json_object_get(r, "last_seq")),
+                   json_string_value(json_object_get(r, "state")));
+        }
     }
     json_decref(brokers);
     json_decref(services);
@@ -484,4 +573,87 @@ const samctl_cmd_t samctl_status_cmd = {
              "notify's dead letters. Exit 1 when a broker or a service does not answer. Admins\n"
              "only with CURVE (the brokers' mmi.workers).",
     .run = s_status,
+};
+
+/* promote SERVICE --instance NAME: that standby becomes the primary. */
+static int s_promote(samctl_t *ctl, const samctl_args_t *a)
+{
+    /* --instance is the global option (every request to that instance): here, the standby */
+    const char *service = a->pos[0], *instance = sam_config_get(ctl->config, "instance");
+    if (!instance) return samctl_usage_error(a, "--instance NAME: the standby to promote");
+    uint32_t wait_ms = samctl_opt(a, "wait-ms") ? samctl_u32(a, "wait-ms") : 15000;
+    sam_client_t *c = samctl_client(ctl); /* routed to the instance (samctl_route_default) */
+    if (!c) return 1;
+    sam_result_t res;
+    Samordna__V1__ReplicaState *rs = NULL;
+    uint32_t code = samctl_request(ctl, service, "replica.promote", NULL,
+                                   &samordna__v1__replica_state__descriptor,
+                                   (ProtobufCMessage **)&rs, true, &res);
+    if (code != 200) {
+        fprintf(stderr, "samctl promote: %s %s: %u %s: %s\n", service, instance, code,
+                sam_status_name(code), res.message);
+        sam_result_clear(&res);
+        return 1;
+    }
+    sam_result_clear(&res);
+    /* elect mode: the old primary hands over in its own time; wait until NAME says primary */
+    bool ok = strcmp(rs->role, "primary") == 0;
+    uint64_t epoch = rs->epoch;
+    char state[200];
+    snprintf(state, sizeof state, "%s", rs->state);
+    int64_t until = zclock_mono() + wait_ms;
+    while (!ok && zclock_mono() < until) {
+        zclock_sleep(200);
+        Samordna__V1__PingReply *pr = s_ping_instance(ctl, service, instance, &res);
+        sam_result_clear(&res);
+        if (pr && pr->replica) {
+            ok = strcmp(pr->replica->role, "primary") == 0;
+            epoch = pr->replica->epoch;
+            snprintf(state, sizeof state, "%s", pr->replica->state);
+        }
+        if (pr) protobuf_c_message_free_unpacked(&pr->base, NULL);
+    }
+    if (ok) { /* the state as it is now, for --json */
+        Samordna__V1__PingReply *pr = s_ping_instance(ctl, service, instance, &res);
+        sam_result_clear(&res);
+        if (pr && pr->replica) {
+            protobuf_c_message_free_unpacked(&rs->base, NULL);
+            rs = pr->replica;
+            pr->replica = NULL;
+        }
+        if (pr) protobuf_c_message_free_unpacked(&pr->base, NULL);
+    }
+    if (ctl->json) {
+        json_t *j = samctl_json_message(&rs->base);
+        json_object_set_new(j, "service", json_string(service));
+        json_object_set_new(j, "instance", json_string(instance));
+        json_object_set_new(j, "promoted", json_boolean(ok));
+        samctl_print_json(j);
+    } else if (ok) {
+        printf("%s: %s is the primary, epoch %llu\n", service, instance, (unsigned long long)epoch);
+    }
+    if (!ok)
+        fprintf(stderr, "samctl promote: %s %s is not the primary after %u ms (%s)\n", service,
+                instance, wait_ms, state);
+    protobuf_c_message_free_unpacked(&rs->base, NULL);
+    return ok ? 0 : 1;
+}
+
+static const samctl_opt_t s_promote_opts[] = {
+    {"wait-ms", 0, "MS", SAMCTL_COUNT, 0,
+     "how long to wait for an etcd handover to finish (default 15000)"},
+    {NULL},
+};
+
+const samctl_cmd_t samctl_promote_cmd = {
+    .name = "promote",
+    .args = "SERVICE",
+    .about = "Makes the standby named by the global --instance NAME the primary of SERVICE\n"
+             "(docs/scaling.md, \"Promotion\"). A --replica standby instance is promoted at\n"
+             "once, with a new epoch: stop the old primary first if it still runs (the brokers\n"
+             "send it no writes anyway). A --replica elect instance asks etcd for a handover:\n"
+             "the primary stops writing, waits until NAME has caught up and gives way. Admins\n"
+             "only.",
+    .opts = s_promote_opts,
+    .run = s_promote,
 };

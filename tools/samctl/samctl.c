@@ -51,6 +51,11 @@ const sam_option_t samctl_global_options[] = {
      "what was sent to it goes to another",
      false},
     {"source", "AGENCY", "fmov", "agency id to publish events as", false},
+    {"primary", NULL, NULL,
+     "send every request to the service's primary only: reads that must see the latest "
+     "writes, where standbys serve too (docs/scaling.md, \"Across hosts\")",
+     false},
+    {"instance", "NAME", NULL, "send every request to this instance of the service only", false},
     {"lang", "nb|en", "nb",
      "the language of what people read: the board, the report, the lists' texts (--json keeps "
      "the ids)",
@@ -83,6 +88,12 @@ sam_client_t *samctl_client(samctl_t *ctl)
     return ctl->client;
 }
 
+void samctl_route_default(samctl_t *ctl, sam_client_t *client)
+{
+    sam_client_set_route(client, sam_config_flag(ctl->config, "primary"),
+                         sam_config_get(ctl->config, "instance"));
+}
+
 sam_client_t *samctl_client_of(samctl_t *ctl, const char *const *eps, size_t n)
 {
     char err[256] = "";
@@ -101,6 +112,7 @@ sam_client_t *samctl_client_of(samctl_t *ctl, const char *const *eps, size_t n)
             return NULL;
         }
     sam_client_t *client = sam_client_new(eps, n, &opts, err, sizeof err);
+    if (client) samctl_route_default(ctl, client);
     if (!client)
         fprintf(stderr, "samctl: cannot connect: %s\n", err);
     else

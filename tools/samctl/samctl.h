@@ -87,6 +87,9 @@ sam_client_t *samctl_client(samctl_t *ctl);
    options' keys; the caller destroys it. NULL (message printed) when it cannot connect. */
 sam_client_t *samctl_client_of(samctl_t *ctl, const char *const *eps, size_t n);
 
+/* Sets client's routing back to what the global --primary and --instance say. */
+void samctl_route_default(samctl_t *ctl, sam_client_t *client);
+
 /*  Calls service.method with req within --timeout-ms, all attempts included: with `resend`
     (reads and publishes, which are idempotent) the request is sent again, with the same id,
     when half of it has passed without an answer. Returns the status; on 200 with reply_desc,
