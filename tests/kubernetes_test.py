@@ -14,7 +14,8 @@ service a volume for its store, the keys are mounted where the configuration loo
 and each kustomization.yaml lists every manifest of its folder. The overlay's own rules:
 replicas, required anti-affinity across nodes, the election's variables, an etcd of an odd
 number (three) of members that every SAMORDNA_ETCD endpoint names, and an etcd command line
-that Debian's etcd accepts.
+that Debian's etcd accepts and runs: three etcd processes given the manifest's flags (the
+pods' names and ports mapped to loopback ones) form one cluster.
 
 The overlay is rendered here (its resources, then its strategic-merge patches: maps merged,
 null deletes, the lists Kubernetes merges by key merged by that key), so that no kustomize is
@@ -23,6 +24,7 @@ checks that rendering against theirs. Needs node and the npm packages of tests/p
 which tools/deps.sh installs before any test runs (npm ci): no network here. Skipped (never
 passed) only without node.
 """
+import base64
 import copy
 import glob
 import json
@@ -30,6 +32,8 @@ import os
 import re
 import shutil
 import subprocess
+import urllib.error
+import urllib.request
 
 import samtest
 
@@ -528,7 +532,7 @@ def test_etcd_is_an_odd_cluster_of_three_on_three_nodes():
     assert f["--initial-cluster"] == want, f"--initial-cluster {f['--initial-cluster']}, not {want}"
     assert f["--listen-client-urls"] == f"http://0.0.0.0:{client}", f
     assert f["--listen-peer-urls"] == f"http://0.0.0.0:{peer}", f
-    # the data directory is a folder on the volume (etcd wants 0700, the fsGroup's root
+    # the data directory is a folder on the volume (etcd wants it 0700, the fsGroup's root
     # is not), and the store is compacted (else it fills etcd's quota and refuses writes)
     data = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "data")
     assert os.path.dirname(f["--data-dir"]) == data, f"--data-dir {f['--data-dir']} on {data}"
@@ -565,6 +569,88 @@ def test_etcd_accepts_the_command_line():
     assert c["command"][0] == "etcd", c["command"]
     unknown = sorted(set(flags(c)) - known)
     assert unknown == [], f"etcd knows no {unknown}"
+
+
+def _http(url, body=None):
+    """(status, JSON reply) of a GET, or of a POST of body (JSON), to url."""
+    data = None if body is None else json.dumps(body).encode()
+    try:
+        with urllib.request.urlopen(url, data=data, timeout=2 * samtest.SLOW) as r:
+            return r.status, json.loads(r.read() or b"null")
+    except urllib.error.HTTPError as e:
+        return e.code, None
+    except (OSError, ValueError):
+        return None, None
+
+
+def test_etcd_members_form_a_quorum_with_the_manifests_command_line():
+    # the manifest's own command line, run: three Debian etcd processes on loopback, each
+    # given exactly the manifest's flags, with only the pods' names and ports mapped to this
+    # host's, and each data directory on a group-writable folder as the fsGroup leaves a
+    # volume. They must form one cluster: /health on the metrics port says so on every
+    # member, and a key put through one member's v3 JSON gateway is read on another's.
+    if not shutil.which("etcd"):
+        raise AssertionError("etcd is not installed: tools/deps.sh installs etcd-server")
+    objs = objects(REPLICATED)
+    sts = of_kind("StatefulSet", objs)["etcd"]
+    c = container(sts)
+    members = sorted(etcd_members(objs))
+    client, peer = etcd_members(objs)[members[0]]
+    metrics = int(re.fullmatch(r"http://0\.0\.0\.0:(\d+)", flags(c)["--listen-metrics-urls"])
+                  .group(1))
+    role = {client: "client", peer: "peer", metrics: "metrics"}
+    ports = [{r: samtest.free_port() for r in role.values()} for _ in members]
+    mount = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "data")
+    root = samtest.scratch("kubernetes-etcd")
+    pod_names = [m.split(".")[0] for m in members]
+
+    def local(value, i):
+        value = value.replace("$(POD_NAME)", pod_names[i])
+
+        def url(m):
+            host, port = m.group(1), int(m.group(2))
+            j = i if host == "0.0.0.0" else members.index(host)  # a name no member has: fails
+            return f"http://127.0.0.1:{ports[j][role[port]]}"
+        value = re.sub(r"http://([a-z0-9.-]+):(\d+)", url, value)
+        if value == mount or value.startswith(mount + "/"):
+            value = os.path.join(root, pod_names[i]) + value[len(mount):]
+        return value
+
+    def arg(a, i):
+        flag, value = a.split("=", 1)
+        mapped = f"{flag}={local(value, i)}"
+        # never the host's own etcd folder: every path of the pod maps into the scratch one
+        assert mount not in mapped, f"{a} would run on this host's {mount}"
+        return mapped
+
+    procs = []
+    try:
+        for i, name in enumerate(pod_names):
+            volume = os.path.join(root, name)
+            os.makedirs(volume)
+            os.chmod(volume, 0o2770)  # what the fsGroup makes of a volume's root
+            args = [arg(a, i) for a in c["command"][1:]]
+            procs.append(samtest.Proc(f"etcd-{i}", [shutil.which("etcd"), *args], clock=False))
+        for i, proc in enumerate(procs):
+            health = f"http://127.0.0.1:{ports[i]['metrics']}/health"
+            samtest.wait_for(lambda: not proc.alive() or _http(health) == (200, {"health": "true"}),
+                             30, f"{pod_names[i]}'s /health in a quorum")
+            assert proc.alive(), f"{pod_names[i]} exited:\n{proc.logtext()[-2000:]}"
+        key = base64.b64encode(b"/samordna/kubernetes_test").decode()
+        value = base64.b64encode(b"one cluster").decode()
+        status, _ = _http(f"http://127.0.0.1:{ports[0]['client']}/v3/kv/put",
+                          {"key": key, "value": value})
+        assert status == 200, f"put through {pod_names[0]}: {status}"
+        status, reply = _http(f"http://127.0.0.1:{ports[-1]['client']}/v3/kv/range", {"key": key})
+        assert status == 200 and [kv["value"] for kv in reply.get("kvs", [])] == [value], \
+            f"range through {pod_names[-1]}: {status} {reply}"
+        for i in range(len(procs)):  # etcd made its data folder, private, on the volume
+            data = local(flags(c)["--data-dir"], i)
+            assert os.path.isdir(os.path.join(data, "member")), f"{data}: no member folder"
+            assert os.stat(data).st_mode & 0o777 == 0o700, f"{data} is not 0700"
+    finally:
+        for proc in procs:
+            proc.stop()
 
 
 def test_only_samordna_reaches_etcd():
