@@ -496,6 +496,9 @@ def test_replicated_services_are_elected_across_nodes():
         # either node would stop every write, so at least three
         assert sts["spec"]["replicas"] >= 3, f"{name}: {sts['spec']['replicas']} replicas"
         assert required_anti_affinity(sts), f"{name}: no required anti-affinity across nodes"
+        # pods start in order: -0, which holds the store when a base deployment moves to the
+        # overlay, is elected alone before an empty -1 exists (docs/operations.md)
+        assert sts["spec"].get("podManagementPolicy", "OrderedReady") == "OrderedReady", name
         endpoints = have.get("SAMORDNA_ETCD", "").split(",")
         named = set()
         for url in endpoints:
