@@ -86,10 +86,12 @@ struct sam_elect_t {
     char instance[SAM_ELECT_NAME_MAX + 1];
     char leader_key[S_KEY_MAX], members_prefix[S_KEY_MAX], members_end[S_KEY_MAX];
     char member_key[S_KEY_MAX], handover_key[S_KEY_MAX];
-    int ttl_ms;      /* as asked */
-    int ttl_s;       /* as asked of etcd: ttl_ms rounded up */
-    int round_ms;    /* ttl_ms / 4 */
-    int handover_ms; /* the leader's wait for a handover's target */
+    int ttl_ms;             /* as asked */
+    int ttl_s;              /* as asked of etcd: ttl_ms rounded up */
+    int round_ms;           /* ttl_ms / 4 */
+    int handover_ms;        /* the leader's wait for a handover's target */
+    int min_members;        /* live members needed for a campaign (sam_elect_opts_t) */
+    int64_t waiting_logged; /* when too few members were last logged */
     pthread_t thread;
     bool started;
 
@@ -574,6 +576,16 @@ static bool s_may_campaign(sam_elect_t *self, const s_view_t *view, int64_t now)
     if (view->has_handover && strcmp(view->handover, self->instance) != 0 &&
         s_member(view, view->handover))
         return false; /* a handover to a live member: only it campaigns */
+    size_t live = view->nmembers + (s_member(view, self->instance) ? 0 : 1);
+    if (self->min_members > 1 && live < (size_t)self->min_members) {
+        if (!self->waiting_logged || now - self->waiting_logged >= 10000) {
+            sam_info("elect.waiting service=%s live=%zu needed=%d reason=\"too few members to "
+                     "compare positions: one holding every acknowledged write may be down\"",
+                     self->service, live, self->min_members);
+            self->waiting_logged = now;
+        }
+        return false;
+    }
     pthread_mutex_lock(&self->mu);
     uint64_t mine = self->position;
     pthread_mutex_unlock(&self->mu);
@@ -818,6 +830,7 @@ static sam_elect_t *s_make(const sam_elect_opts_t *opts, bool member)
     self->ttl_s = (ttl + 999) / 1000;
     self->round_ms = ttl / 4;
     self->handover_ms = opts->handover_ms > 0 ? opts->handover_ms : SAM_ELECT_HANDOVER_MS;
+    self->min_members = opts->min_members;
     self->state.reachable = false;
     if (!reason) {
         curl_global_init(CURL_GLOBAL_DEFAULT); /* counted: once per elector, undone in destroy */

@@ -86,6 +86,11 @@ typedef struct {
     int ttl_ms;            /* the lease's TTL, 1000..600000 (0: SAM_ELECT_TTL_MS); etcd counts
                               whole seconds: rounded up */
     int handover_ms; /* the leader's wait for a handover's target (0: SAM_ELECT_HANDOVER_MS) */
+    /* Campaign only while at least this many members are live, this one included (0 or 1:
+       alone too). With N instances in synchronous mode, N - 1 (a majority of 3: 2) makes
+       sure that after a restart of them all a member holding every acknowledged write is
+       among those compared, whichever starts first. */
+    int min_members;
 } sam_elect_opts_t;
 
 /*  An elector for opts->service as opts->instance; starts its thread, which grants a lease

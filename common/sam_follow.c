@@ -281,8 +281,11 @@ uint32_t sam_follow_ask(sam_follow_t *self, const char *method, const ProtobufCM
     sam_client_t *c = self->def.svc ? sam_service_client(self->def.svc) : NULL;
     if (!c || zclock_mono() < self->ask_blocked_ms) return SAM_UNAVAILABLE;
     sam_result_t res = {0};
+    /* An ask is a query, so idempotent: one in flight to a broker that is lost is sent again
+       to another rather than answered 503. An idempotent call may take two attempts of its
+       timeout each: half of SAM_FOLLOW_ASK_MS apiece keeps the whole ask within it. */
     uint32_t code = sam_client_call(c, self->service, method, req, reply_desc, reply_out,
-                                    SAM_FOLLOW_ASK_MS, false, &res);
+                                    SAM_FOLLOW_ASK_MS / 2, true, &res);
     if (code == SAM_TIMEOUT || code == SAM_UNAVAILABLE || code == SAM_BUSY) {
         self->ask_blocked_ms = zclock_mono() + SAM_FOLLOW_ASK_BLOCK_MS;
         sam_warn("follow.ask_failed service=%s method=%s code=%u reason=%s blocked_ms=%d",

@@ -71,6 +71,11 @@ static const sam_option_t s_std_options[] = {
     {"etcd-ttl-ms", "MS", "2000",
      "the primary's etcd lease: how long a lost primary keeps its place, and the takeover time",
      false},
+    {"etcd-min-members", "N", "1",
+     "campaign only while this many instances of the service are live in etcd (this one "
+     "included): with 3 in synchronous mode, 2, so that a restart of all of them elects one "
+     "that has every acknowledged write",
+     false},
     {"sync-standby", NULL, NULL,
      "synchronous mode: answer a write only once a standby has committed it", false},
     {"sync-timeout-ms", "MS", "2000",

@@ -526,8 +526,10 @@ int rt_replica_open(sam_service_t *svc)
     rp->sync = sam_config_flag(svc->config, "sync-standby");
     rp->sync_timeout_ms = (int)sam_config_int(svc->config, "sync-timeout-ms", 10, 600000, &ok);
     int ttl_ms = (int)sam_config_int(svc->config, "etcd-ttl-ms", 1000, 60000, &ok);
+    int min_members = (int)sam_config_int(svc->config, "etcd-min-members", 1, 64, &ok);
     if (!ok) {
-        sam_error("options.invalid option=sync-timeout-ms|etcd-ttl-ms reason=\"out of range\"");
+        sam_error("options.invalid option=sync-timeout-ms|etcd-ttl-ms|etcd-min-members "
+                  "reason=\"out of range\"");
         return -1;
     }
     const char *etcd = sam_config_get(svc->config, "etcd");
@@ -561,7 +563,8 @@ int rt_replica_open(sam_service_t *svc)
                                .prefix = sam_config_get(svc->config, "etcd-prefix"),
                                .service = svc->def->name,
                                .instance = svc->instance,
-                               .ttl_ms = ttl_ms};
+                               .ttl_ms = ttl_ms,
+                               .min_members = min_members};
         rp->elect = sam_elect_new(&eo);
         if (!rp->elect) {
             sam_error("options.invalid option=etcd value=%s reason=\"unusable\"", sam_logv(etcd));

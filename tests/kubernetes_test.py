@@ -488,6 +488,11 @@ def test_replicated_services_are_elected_across_nodes():
         assert have.get("SAMORDNA_REPLICA") == "elect", f"{name}: SAMORDNA_REPLICA"
         assert have.get("SAMORDNA_SYNC_STANDBY") in ("true", "1", "yes"), \
             f"{name}: SAMORDNA_SYNC_STANDBY={have.get('SAMORDNA_SYNC_STANDBY')}"
+        # a restart of every pod elects one only with a majority live, which holds every
+        # acknowledged write (synchronous: the primary and at least one standby had it)
+        replicas = sts["spec"]["replicas"]
+        assert int(have.get("SAMORDNA_ETCD_MIN_MEMBERS", "1")) == replicas // 2 + 1, \
+            f"{name}: SAMORDNA_ETCD_MIN_MEMBERS={have.get('SAMORDNA_ETCD_MIN_MEMBERS')}"
         # the pod's own name: unique per instance and the same after a restart, which the
         # election needs (a restarted instance follows its former self's leader key)
         assert e.get("SAMORDNA_INSTANCE", {}).get("valueFrom") == \

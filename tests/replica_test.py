@@ -363,5 +363,24 @@ def test_elect_with_etcd():
     assert ping(ep, "reg-a").last_seq == 70 and ping(ep, "reg-a").replica.role == "primary"
 
 
+def test_elect_waits_for_enough_members():
+    """--etcd-min-members 2: one instance alone does not elect itself (it may lack what the
+    others were acknowledged for); with a second one live, one of them leads."""
+    root = samtest.scratch("replica-quorum")
+    _, url = _etcd(root)
+    _, ep = samtest.broker()
+    elect = ["--replica", "elect", "--etcd", url, "--etcd-ttl-ms", "1000",
+             "--etcd-min-members", "2"]
+    a = start("quorum-a", ep, f"{root}/a", "reg-a", *elect)
+    samtest.wait_for(lambda: "elect.waiting" in a.logtext(), 20, "reg-a to wait for members")
+    time.sleep(2)
+    assert ping(ep, "reg-a").replica.role != "primary"
+    start("quorum-b", ep, f"{root}/b", "reg-b", *elect)
+    def one_leads():
+        roles = [ping(ep, i) for i in ("reg-a", "reg-b")]
+        return all(roles) and sorted(r.replica.role for r in roles) == ["primary", "standby"]
+    samtest.wait_for(one_leads, 30, "one of the two to lead")
+
+
 if __name__ == "__main__":
     samtest.main()
