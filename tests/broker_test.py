@@ -774,6 +774,29 @@ def test_a_held_write_waits_for_the_next_primary():
     stop_all(proc, old, p3, c)
 
 
+def test_the_epoch_outlives_an_idle_service():
+    """A service whose every worker left is forgotten by the broker, but not its epoch: an
+    old primary of a lower epoch that registers next gets no write."""
+    proc, ep = samtest.broker("--liveness", "50", "--request-timeout-ms", "20000")
+    p2 = accepted(ep, "store", "x-samordna/1 credit=4 instance=p2 epoch=2",
+                  "x-samordna/1 credit=4 epoch=2")
+    p2.disconnect()
+    c = Client(ep)
+    samtest.wait_for(lambda: not any(s["name"] == "store" for s in workers_json(c)["services"]),
+                     10, "the idle service to be forgotten")
+    old = accepted(ep, "store", "x-samordna/1 credit=4 instance=old epoch=1",
+                   "x-samordna/1 credit=4 epoch=1")
+    assert service_json(c, "store")["epoch"] == 2
+    w = send_routed(c, "store", "events.publish", timeout_ms=20000)
+    assert old.quiet(0.5), "a write went to the old primary of epoch 1"
+    p3 = accepted(ep, "store", "x-samordna/1 credit=4 instance=p3 epoch=3",
+                  "x-samordna/1 credit=4 epoch=3")
+    got = take([old, p3], 1)
+    assert got[0][0] is p3 and got[0][1].id == w, describe(got)
+    assert c.recv().id == w
+    stop_all(proc, old, p3, c)
+
+
 def test_a_lost_primary_s_writes_go_only_to_a_primary():
     """A redispatched write obeys the rules too: a lost primary's writes in flight go to the
     other primary of its epoch, never to the standby, while its reads may go anywhere."""

@@ -202,7 +202,10 @@ struct sam_broker_t {
     zsock_t *router;    /* the one socket, clients and workers */
     void *handle;       /* its libzmq handle, for zmq_poll */
     zhashx_t *services; /* name -> s_service_t, owned */
-    zhashx_t *workers;  /* hex routing id -> s_worker_t, owned */
+    /* name -> uint64_t: the epoch a service had when it was forgotten (no workers, nothing
+       queued), given back when it comes again — the fence outlives an idle moment */
+    zhashx_t *epochs;
+    zhashx_t *workers; /* hex routing id -> s_worker_t, owned */
     int heartbeat_ms;
     int liveness;
     int request_timeout_ms;
@@ -908,6 +911,12 @@ static void s_service_destroy(void **item)
     *item = NULL;
 }
 
+static void s_epoch_free(void **item)
+{
+    free(*item);
+    *item = NULL;
+}
+
 /* The service named `name`, created on first use; NULL when out of memory. */
 static s_service_t *s_service_require(sam_broker_t *self, const char *name)
 {
@@ -919,6 +928,8 @@ static s_service_t *s_service_require(sam_broker_t *self, const char *name)
         return NULL;
     }
     service->orphaned_at = self->now;
+    const uint64_t *kept = self->epochs ? zhashx_lookup(self->epochs, name) : NULL;
+    if (kept) service->epoch = *kept;
     zhashx_insert(self->services, name, service);
     return service;
 }
@@ -1992,8 +2003,15 @@ static void s_expire_queues(sam_broker_t *self)
         }
     }
     if (!idle) return;
-    for (char *name = zlist_first(idle); name; name = zlist_next(idle))
+    for (char *name = zlist_first(idle); name; name = zlist_next(idle)) {
+        s_service_t *gone = zhashx_lookup(self->services, name);
+        uint64_t *keep = gone && gone->epoch && self->epochs ? malloc(sizeof *keep) : NULL;
+        if (keep) {
+            *keep = gone->epoch;
+            zhashx_update(self->epochs, name, keep);
+        }
         zhashx_delete(self->services, name); /* frees the name only after the delete */
+    }
     zlist_destroy(&idle);
 }
 
@@ -2241,6 +2259,8 @@ sam_broker_t *sam_broker_new(const sam_broker_config_t *config)
     self->metrics = config->metrics;
     s_declare_metrics(self);
     self->services = zhashx_new();
+    self->epochs = zhashx_new();
+    if (self->epochs) zhashx_set_destructor(self->epochs, s_epoch_free);
     self->workers = zhashx_new();
     Samordna__V1__Caller caller = SAMORDNA__V1__CALLER__INIT;
     caller.insecure = true;
@@ -2331,6 +2351,7 @@ void sam_broker_destroy(sam_broker_t **self_p)
     zhashx_destroy(&self->folds);
     zhashx_destroy(&self->workers);
     zhashx_destroy(&self->services);
+    zhashx_destroy(&self->epochs);
     zsock_destroy(&self->router);
     zactor_destroy(&self->auth);
     sam_keyring_destroy(&self->keyring);
