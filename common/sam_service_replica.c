@@ -59,7 +59,7 @@
 #define S_MAX_EPOCHS 64 /* epochs sent to a standby: the newest, enough to place any record */
 #define S_EXIT_DIVERGED 3
 #define S_BY_HAND_KEY "replica:promoted-by-hand" /* meta: the epoch a standby began as primary */
-#define S_ALIVE_MS 5000 /* a primary that answered a standby's poll this recently is running */
+#define S_ALIVE_MS 500 /* how long promote's ping waits for a primary that may still run */
 
 typedef enum { S_MODE_PRIMARY, S_MODE_STANDBY, S_MODE_ELECT } s_mode_t;
 
@@ -86,7 +86,6 @@ struct rt_replica_t {
     bool stuck;            /* diverged, and the store could not be moved aside */
     int exit_code;         /* why the loop was stopped from here (0: it was not) */
     uint64_t cursor_epoch; /* our last record's epoch, sent with each poll */
-    int64_t heard_primary; /* when the primary last answered our poll (monotonic ms) */
     bool reregister;       /* the brokers must be told our new part (READY again) */
     /* --metrics: the part, the epoch, a standby's lag, a primary's confirmed position */
     sam_metric_t *m_primary, *m_epoch, *m_lag, *m_confirmed;
@@ -292,7 +291,6 @@ static int s_check(void *arg, const Samordna__V1__ReadReply *rr)
                     rr->epoch, known);
         return -1;
     }
-    rp->heard_primary = zclock_mono();
     rp->primary_head = rr->last_seq;
     rp->primary_epoch = rr->epoch;
     /* Our last record is in the primary's history unless an epoch after its own began at or
@@ -774,6 +772,28 @@ void rt_replica_fill(sam_service_t *svc, Samordna__V1__ReplicaState *rs)
     rs->state = rp->state;
 }
 
+/*  Whether a primary of our service answers a ping within S_ALIVE_MS (its instance name into
+    `who`): promote's check that the old primary was stopped. A killed one does not answer
+    (the broker may not know yet, but the ping goes unanswered); one too busy to answer in
+    time is taken for stopped, and the brokers fence it by its lower epoch anyway. */
+static bool s_primary_answers(sam_service_t *svc, char *who, size_t cap)
+{
+    sam_client_t *c = sam_service_client(svc);
+    if (!c) return false;
+    sam_client_set_route(c, true, NULL);
+    sam_result_t res = {0};
+    Samordna__V1__PingReply *pr = NULL;
+    uint32_t code =
+        sam_client_call(c, svc->def->name, "ping", NULL, &samordna__v1__ping_reply__descriptor,
+                        (ProtobufCMessage **)&pr, S_ALIVE_MS, false, &res);
+    sam_client_set_route(c, false, NULL);
+    sam_result_clear(&res);
+    bool up = code == SAM_OK && pr && strcmp(pr->instance, svc->instance) != 0;
+    if (up) snprintf(who, cap, "%s", pr->instance);
+    if (pr) protobuf_c_message_free_unpacked(&pr->base, NULL);
+    return up;
+}
+
 /* replica.promote: this standby becomes the primary (samctl promote). */
 int rt_builtin_promote(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64_t now)
 {
@@ -796,14 +816,13 @@ int rt_builtin_promote(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64
         return sam_reply_message(&r->reply, &rs.base);
     }
     const Samordna__V1__PromoteRequest *pq = (const Samordna__V1__PromoteRequest *)r->msg;
-    int64_t ago = zclock_mono() - rp->heard_primary;
-    if (rp->heard_primary && ago < S_ALIVE_MS && !(pq && pq->force))
+    char alive[96];
+    if (!(pq && pq->force) && s_primary_answers(svc, alive, sizeof alive))
         return sam_reply_error(&r->reply, SAM_CONFLICT,
-                               "the primary answered this standby %.1f s ago: it is running. Stop "
-                               "it first (the brokers would send it no more writes, but it would "
-                               "go on answering reads from a store that no longer grows), or "
-                               "promote with --force",
-                               (double)ago / 1000.0);
+                               "the primary (%s) still answers: stop it first (the brokers would "
+                               "send it no more writes, but it would go on answering reads from "
+                               "a store that no longer grows), or promote with --force",
+                               alive);
     uint64_t last = 0, epoch = 0, known = 0;
     int rc = s_last_record(svc, rtxn, &last, &epoch);
     if (!rc) rc = s_epochs_each(svc, rtxn, s_max_epoch, &known);
