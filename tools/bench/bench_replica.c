@@ -53,12 +53,12 @@ static const char *s_mode_name[] = {"primary", "async", "sync"};
 
 /* The figures of one phase. */
 typedef struct {
-    double rate;          /* pipelined events/s */
-    double p50, p99;      /* one publish at a time, ms */
-    double lag50, lag99;  /* acknowledgement → the standby has it, ms */
-    double catchup;       /* the burst's last acknowledgement → the standby has it all, ms */
-    double promoted;      /* kill -9 → replica.promote answered, ms (async only) */
-    double first_write;   /* kill -9 → the first write acknowledged again, ms */
+    double rate;         /* pipelined events/s */
+    double p50, p99;     /* one publish at a time, ms */
+    double lag50, lag99; /* acknowledgement → the standby has it, ms */
+    double catchup;      /* the burst's last acknowledgement → the standby has it all, ms */
+    double promoted;     /* kill -9 → replica.promote answered, ms (async only) */
+    double first_write;  /* kill -9 → the first write acknowledged again, ms */
 } s_figures_t;
 
 /* One phase's processes and clients. */
@@ -67,10 +67,10 @@ typedef struct {
     char ep[64];
     s_mode_t mode;
     bench_proc_t broker, primary, standby;
-    sam_client_t *pub;     /* the writer: no route (the broker picks the primary) */
-    sam_client_t *to_b;    /* routed to reg-b alone */
-    uint64_t stored;       /* events stored in this phase so far (the outbox head) */
-    size_t next_id;        /* the next event's number (unique ids in the phase) */
+    sam_client_t *pub;  /* the writer: no route (the broker picks the primary) */
+    sam_client_t *to_b; /* routed to reg-b alone */
+    uint64_t stored;    /* events stored in this phase so far (the outbox head) */
+    size_t next_id;     /* the next event's number (unique ids in the phase) */
 } s_phase_t;
 
 static sam_client_t *s_client(const char *ep, const char *instance)
@@ -118,19 +118,18 @@ static uint64_t s_publish_one(s_phase_t *ph, int timeout_ms)
             continue;
         }
         Samordna__V1__PublishReply *pr =
-            res.code == SAM_OK
-                ? samordna__v1__publish_reply__unpack(NULL, res.body_len, res.body)
-                : NULL;
+            res.code == SAM_OK ? samordna__v1__publish_reply__unpack(NULL, res.body_len, res.body)
+                               : NULL;
         if (pr) seq = pr->seq;
         if (!pr)
-            fprintf(stderr, "bench replica (%s): a publish answered %u %s\n",
-                    s_mode_name[ph->mode], res.code, res.message);
+            fprintf(stderr, "bench replica (%s): a publish answered %u %s\n", s_mode_name[ph->mode],
+                    res.code, res.message);
         if (pr) protobuf_c_message_free_unpacked(&pr->base, NULL);
         sam_result_clear(&res);
         break;
     }
-    if (seq) ph->stored = seq > ph->stored ? seq : ph->stored;
-    else if (zclock_mono() >= until)
+    if (seq > ph->stored) ph->stored = seq;
+    if (!seq && zclock_mono() >= until)
         fprintf(stderr, "bench replica (%s): a publish unanswered in %d ms\n",
                 s_mode_name[ph->mode], timeout_ms);
     return seq;
@@ -172,16 +171,16 @@ static int s_wait_role(s_phase_t *ph, const char *role, int timeout_ms)
         Samordna__V1__PingReply *pr = NULL;
         sam_result_t res = {0};
         bool is = sam_client_call(ph->to_b, "registry", "ping", NULL,
-                                  &samordna__v1__ping_reply__descriptor,
-                                  (ProtobufCMessage **)&pr, 500, false, &res) == SAM_OK &&
+                                  &samordna__v1__ping_reply__descriptor, (ProtobufCMessage **)&pr,
+                                  500, false, &res) == SAM_OK &&
                   pr && pr->replica && strcmp(pr->replica->role, role) == 0;
         if (pr) protobuf_c_message_free_unpacked(&pr->base, NULL);
         sam_result_clear(&res);
         if (is) return 0;
         zclock_sleep(20);
     }
-    fprintf(stderr, "bench replica (%s): reg-b did not report itself %s\n",
-            s_mode_name[ph->mode], role);
+    fprintf(stderr, "bench replica (%s): reg-b did not report itself %s\n", s_mode_name[ph->mode],
+            role);
     return -1;
 }
 
@@ -210,8 +209,8 @@ static int s_burst(s_phase_t *ph, size_t n, double *rate, int64_t *last_ack)
         }
         acked++;
         if (res.code != SAM_OK && refused++ == 0)
-            fprintf(stderr, "bench replica (%s): refused: %u %s\n", s_mode_name[ph->mode],
-                    res.code, res.message);
+            fprintf(stderr, "bench replica (%s): refused: %u %s\n", s_mode_name[ph->mode], res.code,
+                    res.message);
         sam_result_clear(&res);
     }
     *last_ack = zclock_usecs();
@@ -238,8 +237,11 @@ static int s_calls(s_phase_t *ph, size_t m, bool lag, double *p50, double *p99)
         uint64_t seq = s_publish_one(ph, 10000);
         if (!seq) goto done;
         int64_t acked = zclock_usecs();
-        if (lag && s_standby_has(ph, seq, 10000) != 0) goto done;
-        lat[i] = (lag ? zclock_usecs() : acked) - (lag ? acked : t0);
+        lat[i] = acked - t0;
+        if (lag) {
+            if (s_standby_has(ph, seq, 10000) != 0) goto done;
+            lat[i] = zclock_usecs() - acked;
+        }
     }
     *p50 = bench_percentile(lat, m, 50) / 1000.0;
     *p99 = bench_percentile(lat, m, 99) / 1000.0;
@@ -305,24 +307,22 @@ static int s_phase(s_phase_t *ph, size_t n, size_t m, s_figures_t *f)
     char blog[64];
     snprintf(blog, sizeof blog, "%s-broker.log", mode);
     bench_endpoint(ph->ep, sizeof ph->ep);
-    if (bench_spawn(b, &ph->broker, blog, "samordna-broker", "--bind", ph->ep, "--insecure",
-                    NULL))
+    if (bench_spawn(b, &ph->broker, blog, "samordna-broker", "--bind", ph->ep, "--insecure", NULL))
         return -1;
-    if (bench_spawn(b, &ph->primary, log[0], "samordna-registry", "--broker", ph->ep,
-                    "--data-dir", dir[0], "--insecure", "--instance", "reg-a", "--credit", "1024",
-                    ph->mode == S_SYNC ? "--sync-standby" : NULL, NULL))
+    if (bench_spawn(b, &ph->primary, log[0], "samordna-registry", "--broker", ph->ep, "--data-dir",
+                    dir[0], "--insecure", "--instance", "reg-a", "--credit", "1024",
+                    ph->mode == S_SYNC ? "--sync-standby" : NULL, NULL)) /* NULL: no more */
         return -1;
     if (bench_wait_service(ph->ep, "registry", 10000) != 0) {
         fprintf(stderr, "bench replica (%s): the registry did not answer\n", mode);
         return -1;
     }
     if (ph->mode != S_PRIMARY &&
-        bench_spawn(b, &ph->standby, log[1], "samordna-registry", "--broker", ph->ep,
-                    "--data-dir", dir[1], "--insecure", "--instance", "reg-b", "--credit", "1024",
-                    "--replica", "standby", NULL))
+        bench_spawn(b, &ph->standby, log[1], "samordna-registry", "--broker", ph->ep, "--data-dir",
+                    dir[1], "--insecure", "--instance", "reg-b", "--credit", "1024", "--replica",
+                    "standby", NULL))
         return -1;
-    if (!(ph->pub = s_client(ph->ep, NULL)) || !(ph->to_b = s_client(ph->ep, "reg-b")))
-        return -1;
+    if (!(ph->pub = s_client(ph->ep, NULL)) || !(ph->to_b = s_client(ph->ep, "reg-b"))) return -1;
     if (ph->mode != S_PRIMARY && s_wait_role(ph, "standby", 10000) != 0) return -1;
     /* One write before the figures: in synchronous mode it waits for the standby's first
        poll, which the first figures would otherwise include. */
