@@ -163,6 +163,7 @@ void sam_follow_send(sam_follow_t *self, sam_client_t *client)
     rq.max = SAM_FOLLOW_READ_MAX;
     rq.wait_ms = (uint32_t)self->def.wait_ms;
     if (self->def.replica) rq.replica = (char *)self->def.replica;
+    if (self->def.replica_epoch) rq.after_epoch = *self->def.replica_epoch;
     uint8_t buf[512];
     if (samordna__v1__read_request__get_packed_size(&rq) > sizeof buf) return;
     size_t len = samordna__v1__read_request__pack(&rq, buf);

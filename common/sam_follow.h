@@ -119,6 +119,9 @@ typedef struct {
        as ReadRequest.replica, and every poll routed to the primary (sam_client_set_route);
        NULL for every other follower. */
     const char *replica;
+    /* With replica: the epoch of the consumer's record at the cursor, read as each poll is
+       built (after cursor_get), sent as ReadRequest.after_epoch. */
+    const uint64_t *replica_epoch;
     /* Looks at each answer before its events are applied (NULL: none): non-zero refuses the
        page (nothing applied, the back-off, then asked again); the callback logs why. */
     int (*check)(void *arg, const Samordna__V1__ReadReply *rr);

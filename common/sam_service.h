@@ -143,6 +143,13 @@ typedef struct {
     const Samordna__V1__Caller *caller;
     uint64_t seq;   /* the sequence number it will be stored under (apply only) */
     int64_t now_ms; /* wall clock of the batch, ms since the epoch */
+    /* A standby applying its primary's record (docs/scaling.md, "Across hosts"): the primary
+       accepted it. A check against another service's facts as this instance's projection
+       holds them may refuse it only while the projection LACKS a fact (the page is asked
+       again once it has caught up); a check that a later fact turns from "accept" into
+       "refuse" — a municipality merged since — must not refuse on a replay, or the standby
+       would stall for good on what its primary rightly took. */
+    bool replay;
 } sam_event_t;
 
 /* Validates the event against the current state and applies it to the service's tables in

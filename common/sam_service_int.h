@@ -303,8 +303,10 @@ bool rt_replica_writer(sam_service_t *svc, int64_t now);
 uint64_t rt_replica_epoch(sam_service_t *svc);
 /* READY's tokens for our part (" epoch=N standby"), or "". */
 void rt_replica_ext(sam_service_t *svc, char *out, size_t cap);
-/* A standby's events.read: it has committed everything up to after_seq. */
-void rt_replica_confirm(sam_service_t *svc, const char *replica, uint64_t after_seq, uint64_t head);
+/* A standby's events.read: it has committed everything up to after_seq, its record there of
+   after_epoch (confirming ours only when our record at after_seq is of that epoch too). */
+void rt_replica_confirm(sam_service_t *svc, MDB_txn *txn, const char *replica, uint64_t after_seq,
+                        uint64_t after_epoch);
 /* Synchronous mode: keeps r's reply until a standby has r->seq; true when it took r. */
 bool rt_replica_hold(sam_service_t *svc, rt_request_t *r, int64_t now);
 /* Packs ReadReply fields 3 and 4 (the epochs, our epoch) into out; returns the length. */

@@ -58,6 +58,8 @@
 #define S_EPOCH_KEY_LEN (sizeof S_EPOCH_PREFIX - 1 + 8)
 #define S_MAX_EPOCHS 64 /* epochs sent to a standby: the newest, enough to place any record */
 #define S_EXIT_DIVERGED 3
+#define S_BY_HAND_KEY "replica:promoted-by-hand" /* meta: the epoch a standby began as primary */
+#define S_ALIVE_MS 5000 /* a primary that answered a standby's poll this recently is running */
 
 typedef enum { S_MODE_PRIMARY, S_MODE_STANDBY, S_MODE_ELECT } s_mode_t;
 
@@ -81,7 +83,11 @@ struct rt_replica_t {
     rt_request_t *held, **held_tail; /* replies waiting for a standby, oldest first */
     size_t nheld;
     bool diverged;
-    bool reregister; /* the brokers must be told our new part (READY again) */
+    bool stuck;            /* diverged, and the store could not be moved aside */
+    int exit_code;         /* why the loop was stopped from here (0: it was not) */
+    uint64_t cursor_epoch; /* our last record's epoch, sent with each poll */
+    int64_t heard_primary; /* when the primary last answered our poll (monotonic ms) */
+    bool reregister;       /* the brokers must be told our new part (READY again) */
     /* --metrics: the part, the epoch, a standby's lag, a primary's confirmed position */
     sam_metric_t *m_primary, *m_epoch, *m_lag, *m_confirmed;
     int64_t metrics_due;
@@ -221,7 +227,9 @@ static void s_set_state(rt_replica_t *rp, const char *fmt, ...)
 }
 
 /*  Moves the store aside (nothing deleted) and stops the process with exit code 3: its
-    supervisor starts it again on an empty store, which follows the primary from the start. */
+    supervisor starts it again on an empty store, which follows the primary from the start.
+    When the store cannot be moved (a mount point, permissions), the process stays up as a
+    standby that applies nothing, and says so: a restart would find the same store. */
 static void s_diverged(sam_service_t *svc, uint64_t last, uint64_t epoch, uint64_t new_epoch,
                        uint64_t began)
 {
@@ -230,14 +238,27 @@ static void s_diverged(sam_service_t *svc, uint64_t last, uint64_t epoch, uint64
     snprintf(dir, sizeof dir, "%s/%s", sam_config_get(svc->config, "data-dir"), svc->def->name);
     snprintf(aside, sizeof aside, "%s.diverged-%" PRIu64 "-%" PRIu64 "-%lld", dir, epoch, last,
              (long long)time(NULL));
+    if (rename(dir, aside) != 0) {
+        sam_error("replica.diverged last_seq=%" PRIu64 " epoch=%" PRIu64 " primary_epoch=%" PRIu64
+                  " began=%" PRIu64 " action=stalled reason=%s hint=\"this store holds records "
+                  "the primary's history does not, and could not be moved aside to %s: move "
+                  "%s away by hand (keep it: its last records are nowhere else) and start the "
+                  "service again\"",
+                  last, epoch, new_epoch, began, sam_logv(strerror(errno)), sam_logv(aside),
+                  sam_logv(dir));
+        s_set_state(rp,
+                    "diverged: records after seq %" PRIu64
+                    " are not the primary's; the store could not be moved aside",
+                    began - 1);
+        rp->stuck = true;
+        return;
+    }
     sam_error("replica.diverged last_seq=%" PRIu64 " epoch=%" PRIu64 " primary_epoch=%" PRIu64
               " began=%" PRIu64 " moved_to=%s action=exit hint=\"this store holds records the "
               "primary's history does not (written by a primary that lost its place before a "
               "standby had them): it is kept aside, and the service, started again, follows "
               "the primary from an empty store\"",
               last, epoch, new_epoch, began, sam_logv(aside));
-    if (rename(dir, aside) != 0)
-        sam_error("replica.move_failed dir=%s reason=%s", sam_logv(dir), sam_logv(strerror(errno)));
     s_set_state(rp, "diverged: records after seq %" PRIu64 " are not the primary's", began - 1);
     rp->diverged = true;
     zsys_interrupted = 1; /* the loop ends; sam_service_main returns 3 */
@@ -248,13 +269,30 @@ static int s_check(void *arg, const Samordna__V1__ReadReply *rr)
 {
     sam_service_t *svc = arg;
     rt_replica_t *rp = svc->replica;
-    if (!rp || rp->writer) return -1; /* promoted meanwhile: nothing more to take */
+    if (!rp || rp->writer || rp->stuck || rp->diverged) return -1;
     MDB_txn *txn;
     if (sam_store_begin(svc->store, NULL, false, &txn) != 0) return -1;
     uint64_t last, epoch;
     int rc = s_last_record(svc, txn, &last, &epoch);
     mdb_txn_abort(txn);
     if (rc) return -1;
+    /* An answer from an instance of an older epoch than ours is not our primary's: a broker
+       that has not seen the new primary yet, an old primary left running. Judged by it, a
+       sound store would look diverged. */
+    uint64_t known = epoch > rp->epoch ? epoch : rp->epoch;
+    if (rr->epoch < known) {
+        int64_t now = zclock_mono();
+        if (now - rp->stalled_logged >= 10000) {
+            sam_warn("replica.stale_primary epoch=%" PRIu64 " ours=%" PRIu64 " hint=\"an instance "
+                     "of an older epoch answered as the primary; waiting for the current one\"",
+                     rr->epoch, known);
+            rp->stalled_logged = now;
+        }
+        s_set_state(rp, "waiting: an instance of epoch %" PRIu64 " answered, ours is %" PRIu64,
+                    rr->epoch, known);
+        return -1;
+    }
+    rp->heard_primary = zclock_mono();
     rp->primary_head = rr->last_seq;
     rp->primary_epoch = rr->epoch;
     /* Our last record is in the primary's history unless an epoch after its own began at or
@@ -273,11 +311,14 @@ static int s_check(void *arg, const Samordna__V1__ReadReply *rr)
     return 0;
 }
 
-/* The replica follower's cursor is the outbox itself. */
+/* The replica follower's cursor is the outbox itself; its last record's epoch goes with the
+   poll (ReadRequest.after_epoch), so the primary can tell our position is its history. */
 static uint64_t s_cursor_get(void *arg, MDB_txn *txn)
 {
     sam_service_t *svc = arg;
-    return sam_service_last_seq(svc, txn);
+    uint64_t seq = 0, epoch = 0;
+    if (s_last_record(svc, txn, &seq, &epoch) == 0) svc->replica->cursor_epoch = epoch;
+    return seq;
 }
 
 static int s_cursor_put(void *arg, MDB_txn *txn, uint64_t seq)
@@ -342,6 +383,7 @@ static void s_follow_start(sam_service_t *svc)
                            .cursor_get = s_cursor_get,
                            .cursor_put = s_cursor_put,
                            .replica = svc->instance,
+                           .replica_epoch = &rp->cursor_epoch,
                            .check = s_check};
     rp->follow = sam_follow_new(&fd);
     if (!rp->follow)
@@ -364,6 +406,12 @@ static int s_become_primary(sam_service_t *svc, uint64_t epoch, const char *how)
     if (rc == 0) {
         head = sam_service_last_seq(svc, txn);
         rc = s_epoch_put(svc, txn, epoch, head + 1);
+        if (rc == 0 && rp->mode == S_MODE_STANDBY) { /* remembered, for a restart's warning */
+            uint8_t val[8];
+            sam_be64_put(val, epoch);
+            MDB_val k = {sizeof S_BY_HAND_KEY - 1, (void *)S_BY_HAND_KEY}, v = {8, val};
+            rc = mdb_put(txn, sam_store_dbi(svc->store, "meta"), &k, &v, 0);
+        }
         rc = rc ? (mdb_txn_abort(txn), rc) : mdb_txn_commit(txn);
     }
     if (rc) {
@@ -436,6 +484,24 @@ static void s_metrics_update(sam_service_t *svc, int64_t now)
     sam_metric_set(rp->m_confirmed, label, (double)rp->confirmed);
 }
 
+/*  A standby whose store began the newest epoch it knows as the primary (promoted by hand,
+    then started again with its old --replica standby): it stays a standby, as told — two
+    primaries are worse than none — but says so, since writes now wait for a primary. */
+static void s_warn_was_primary(sam_service_t *svc, uint64_t newest)
+{
+    MDB_txn *txn;
+    if (sam_store_begin(svc->store, NULL, false, &txn) != 0) return;
+    MDB_val k = {sizeof S_BY_HAND_KEY - 1, (void *)S_BY_HAND_KEY}, v;
+    if (mdb_get(txn, sam_store_dbi(svc->store, "meta"), &k, &v) == 0 && v.mv_size == 8 &&
+        sam_be64_get(v.mv_data) == newest)
+        sam_warn("replica.was_primary epoch=%" PRIu64 " hint=\"this store became the primary "
+                 "by hand (samctl promote) and starts now as a standby, as --replica standby "
+                 "says: start it with --replica primary to go on as the primary, or promote it "
+                 "again; until then writes wait for a primary\"",
+                 newest);
+    mdb_txn_abort(txn);
+}
+
 /* ---- the runtime's calls --------------------------------------------------------------------- */
 
 int rt_replica_open(sam_service_t *svc)
@@ -488,6 +554,7 @@ int rt_replica_open(sam_service_t *svc)
         rp->writer = true;
         s_set_state(rp, "writing");
     } else if (rp->mode == S_MODE_STANDBY) {
+        s_warn_was_primary(svc, rp->epoch);
         s_follow_start(svc);
     } else {
         sam_elect_opts_t eo = {.endpoints = etcd,
@@ -511,7 +578,8 @@ int rt_replica_open(sam_service_t *svc)
 
 int rt_replica_exit_code(sam_service_t *svc)
 {
-    return svc->replica && svc->replica->diverged ? S_EXIT_DIVERGED : 0;
+    if (!svc->replica) return 0;
+    return svc->replica->diverged ? S_EXIT_DIVERGED : svc->replica->exit_code;
 }
 
 bool rt_replica_writer(sam_service_t *svc, int64_t now)
@@ -546,14 +614,25 @@ void rt_replica_ext(sam_service_t *svc, char *out, size_t cap)
     snprintf(out, cap, " epoch=%" PRIu64 "%s", rp->epoch, rp->writer ? "" : " standby");
 }
 
-void rt_replica_confirm(sam_service_t *svc, const char *replica, uint64_t after_seq, uint64_t head)
+void rt_replica_confirm(sam_service_t *svc, MDB_txn *txn, const char *replica, uint64_t after_seq,
+                        uint64_t after_epoch)
 {
     rt_replica_t *rp = svc->replica;
-    if (!rp || !rp->writer || after_seq > head) return; /* a position past ours is not ours */
-    if (after_seq > rp->confirmed) {
-        rp->confirmed = after_seq;
-        snprintf(rp->confirmed_by, sizeof rp->confirmed_by, "%s", replica);
-    }
+    if (!rp || !rp->writer || after_seq <= rp->confirmed) return;
+    /* A standby's position confirms our records only if its record there is ours: the same
+       epoch at the same seq (a store that diverged — an old primary back as a standby —
+       holds other records under those numbers, and confirms nothing). */
+    uint8_t key[8];
+    sam_be64_put(key, after_seq);
+    Samordna__V1__StoredEvent *se = NULL;
+    if (sam_store_get_msg(txn, svc->outbox, key, 8, &samordna__v1__stored_event__descriptor,
+                          (ProtobufCMessage **)&se) != 0)
+        return; /* past our head, or unreadable: not a position of ours */
+    bool ours = se->epoch == after_epoch;
+    samordna__v1__stored_event__free_unpacked(se, NULL);
+    if (!ours) return;
+    rp->confirmed = after_seq;
+    snprintf(rp->confirmed_by, sizeof rp->confirmed_by, "%s", replica);
 }
 
 bool rt_replica_hold(sam_service_t *svc, rt_request_t *r, int64_t now)
@@ -595,36 +674,43 @@ static void s_serve_held(sam_service_t *svc, int64_t now, bool all)
     rp->held_tail = link;
 }
 
-/* The elect mode's turn: act on what the election says. */
+/*  The elect mode's turn: act on what the election says. This instance writes exactly while
+    it leads a term it accepted and etcd's lease allows it (sam_elect_may_write); the moment
+    that ends — the lease runs out, a handover begins, another instance leads — it registers
+    as a standby, so the brokers hold the writes for the next primary rather than send them
+    here to be refused. */
 static void s_elect_turn(sam_service_t *svc, int64_t now)
 {
     rt_replica_t *rp = svc->replica;
     sam_elect_state_t st;
     sam_elect_state(rp->elect, &st);
     snprintf(rp->primary, sizeof rp->primary, "%s", st.leader);
-    if (st.role == SAM_ELECT_LEADER && st.epoch && st.epoch != rp->elect_epoch) {
-        rp->elect_epoch = st.epoch;
+    bool lead = st.role == SAM_ELECT_LEADER && st.epoch;
+    if (lead && st.epoch != rp->elect_epoch) {
         if (st.epoch <= rp->epoch) {
             /* a term no newer than what the store holds: etcd's revisions only grow, so this
                is a store from another cluster, or etcd restored from an old backup */
             sam_error("replica.epoch_behind elect_epoch=%" PRIu64 " store_epoch=%" PRIu64
-                      " hint=\"etcd's revisions are older than this store's records: writing "
-                      "under them would break the fencing; check --etcd\"",
+                      " action=exit hint=\"etcd's revisions are older than this store's "
+                      "records: writing under them would break the fencing; check --etcd and "
+                      "--etcd-prefix\"",
                       st.epoch, rp->epoch);
-        } else if (s_become_primary(svc, st.epoch, "elected") != 0) {
-            rp->elect_epoch = 0;
+            rp->exit_code = 1;
+            zsys_interrupted = 1; /* the lease is revoked as the process stops: another leads */
+            return;
         }
-    } else if (st.role != SAM_ELECT_LEADER && rp->writer) {
-        rp->elect_epoch = 0;
-        s_become_standby(svc, st.role == SAM_ELECT_FOLLOWER ? "another instance leads"
-                                                            : "the etcd lease was lost");
-    } else if (st.role != SAM_ELECT_LEADER && !rp->follow) {
+        rp->elect_epoch = st.epoch;
+    }
+    bool can = lead && st.epoch == rp->elect_epoch && sam_elect_may_write(rp->elect, now);
+    if (can && !rp->writer) {
+        if (s_become_primary(svc, st.epoch, "elected") != 0) rp->elect_epoch = 0;
+    } else if (!can && rp->writer) {
+        s_become_standby(svc, lead ? "the lease runs out, or a handover is under way"
+                              : st.role == SAM_ELECT_FOLLOWER ? "another instance leads"
+                                                              : "the etcd lease was lost");
+    } else if (!rp->writer && !rp->follow) {
         s_follow_start(svc);
     }
-    if (rp->writer && !sam_elect_may_write(rp->elect, now) && strcmp(rp->state, "writing") == 0)
-        s_set_state(rp, "fenced: the lease runs out or a handover is under way");
-    else if (rp->writer && sam_elect_may_write(rp->elect, now))
-        s_set_state(rp, "writing");
 }
 
 void rt_replica_tick(sam_service_t *svc, int64_t now)
@@ -706,6 +792,15 @@ int rt_builtin_promote(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64
         rt_replica_fill(svc, &rs);
         return sam_reply_message(&r->reply, &rs.base);
     }
+    const Samordna__V1__PromoteRequest *pq = (const Samordna__V1__PromoteRequest *)r->msg;
+    int64_t ago = zclock_mono() - rp->heard_primary;
+    if (rp->heard_primary && ago < S_ALIVE_MS && !(pq && pq->force))
+        return sam_reply_error(&r->reply, SAM_CONFLICT,
+                               "the primary answered this standby %.1f s ago: it is running. Stop "
+                               "it first (the brokers would send it no more writes, but it would "
+                               "go on answering reads from a store that no longer grows), or "
+                               "promote with --force",
+                               (double)ago / 1000.0);
     uint64_t last = 0, epoch = 0, known = 0;
     int rc = s_last_record(svc, rtxn, &last, &epoch);
     if (!rc) rc = s_epochs_each(svc, rtxn, s_max_epoch, &known);

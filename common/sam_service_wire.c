@@ -148,6 +148,8 @@ void rt_brokers_reregister(sam_service_t *svc, int64_t now)
         if (!b->sock) continue; /* READY goes out with the next connection anyway */
         rt_flush_replies(b);
         rt_broker_send(b, SAM_MDPW_DISCONNECT, NULL); /* what it holds for us goes elsewhere */
+        /* closed with a moment's linger, so the replies and the DISCONNECT still go out */
+        zsock_set_linger(b->sock, 200);
         rt_broker_connect(svc, b, now);
     }
 }

@@ -234,6 +234,9 @@ typedef enum {
     /* a store error (begin, put, a child's or the batch's commit): nothing committed; the
        caller answers every undecided event 500 with the error */
     S_PASS_FAILED,
+    /* this instance stopped being the primary before the commit: nothing committed; every
+       undecided event is answered 503, to be sent again (to the primary) */
+    S_PASS_FENCED,
 } s_pass_t;
 
 /*  Applies one checked event inside the batch transaction `txn`, directly or (nested) in a
@@ -330,6 +333,12 @@ static s_pass_t s_write_pass(sam_service_t *svc, rt_request_t **pubs, size_t n, 
         else if (ev == S_EVENT_FAILED)
             pass = S_PASS_FAILED; /* a store error: the batch fails whole */
     }
+    /* The fence again, at the last moment: prepare hooks and the pass took time, and a
+       primary whose lease ran out meanwhile must not commit (sam_service_replica.c). */
+    if (pass == S_PASS_COMMITTED && !rt_replica_writer(svc, zclock_mono())) {
+        mdb_txn_abort(txn);
+        return S_PASS_FENCED;
+    }
     if (pass == S_PASS_COMMITTED)
         return (*store_rc = mdb_txn_commit(txn)) ? S_PASS_FAILED : S_PASS_COMMITTED;
     mdb_txn_abort(txn);
@@ -380,9 +389,25 @@ void rt_write_batch(sam_service_t *svc, rt_request_t **pubs, size_t n)
             if (pubs[i]->seq > head) head = pubs[i]->seq;
         rt_metric_head(svc, head);
     }
+    /* Committed, but the fence closed during the commit (a slow fsync, a lease that ran out):
+       another primary may be elected without these records, so they are not acknowledged. */
+    bool fenced_after = pass == S_PASS_COMMITTED && !rt_replica_writer(svc, zclock_mono());
     for (size_t i = 0; i < n; i++) {
         rt_request_t *r = pubs[i];
-        if (pass == S_PASS_FAILED && !r->done) {
+        if (pass == S_PASS_FENCED && !r->done) {
+            sam_reply_error(&r->reply, SAM_UNAVAILABLE,
+                            "this %s instance stopped being the primary before the commit; "
+                            "nothing stored: send it again, the broker routes it to the primary",
+                            svc->def->name);
+        } else if (fenced_after && !r->done && r->reply.code != SAM_OK && r->reply.code != 0) {
+            svc->n_refused++; /* refused in apply: its refusal stands */
+        } else if (fenced_after && !r->done) {
+            sam_reply_error(&r->reply, SAM_UNAVAILABLE,
+                            "stored as seq %" PRIu64 " by a %s primary whose lease ran out during "
+                            "the commit: it may not survive a change of primary; send it again "
+                            "(the same id) to the primary",
+                            r->seq, svc->def->name);
+        } else if (pass == S_PASS_FAILED && !r->done) {
             sam_reply_error(&r->reply, SAM_INTERNAL, "store write failed, nothing stored: %s",
                             sam_store_strerror(rc));
         } else if (!r->done && r->reply.code != SAM_OK && r->reply.code != 0) {

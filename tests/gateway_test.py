@@ -486,6 +486,21 @@ def test_a_service_or_broker_down_is_503_never_a_hang():
         assert g.gw.stop() == 0
 
 
+def test_no_broker_is_503_at_once():
+    """With every broker gone the gateway answers 503 at once (its client fails fast, also on
+    an --insecure loopback run), not after its request timeout."""
+    with Gateway("gw-nobroker", "--request-timeout-ms", "30000") as g:
+        g.broker.kill9()
+        ev = {"specversion": "1.0", "id": "nobroker-1", "source": "fmov", "type": AGENCY,
+              "data_base64": base64.b64encode(agency("nobroker")).decode()}
+        time.sleep(0.5)  # the gateway's client sees the connection go
+        t0 = time.time()
+        s, h, b = g.post(ev, "application/cloudevents+json")
+        problem(s, h, b, 503, "service-unavailable")
+        took = time.time() - t0
+        assert took < 15, f"answered after {took:.1f} s: the request timeout, not at once"
+
+
 def test_readme_curl_examples():
     """The README's "Publishing over HTTP" examples, run as they are written (against this
     gateway's port instead of 8080)."""

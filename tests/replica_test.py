@@ -172,7 +172,11 @@ def test_promote_by_hand():
     with Client(ep) as c:
         publish_all(c, [agency_event(i) for i in range(50)])
     wait_head(ep, "reg-b", 50)
+    # the primary still answers the standby: promoting by hand is refused without --force
+    r = samctl(ep, "promote", "registry", "--instance", "reg-b")
+    assert r.returncode == 1 and "it is running" in r.stderr and "--force" in r.stderr, r.stderr
     a.kill9()
+    time.sleep(5.5)  # the standby last heard the primary more than S_ALIVE_MS (5 s) ago
     r = samctl(ep, "promote", "registry", "--instance", "reg-b")
     assert r.returncode == 0, r.stderr
     assert "reg-b is the primary, epoch 1" in r.stdout, r.stdout
@@ -193,6 +197,19 @@ def test_promote_by_hand():
     # an unknown instance: the request waits for a worker of that name, then a clear error
     r = samctl(ep, "--timeout-ms", "1500", "promote", "registry", "--instance", "nobody")
     assert r.returncode == 1 and "nobody" in r.stderr, r.stderr
+    # restarted with its old --replica standby, the promoted store says it was the primary
+    procs = [p for p in samtest.PROCS if p.name == "standby"]
+    assert procs[0].stop() == 0
+    again = start("standby-again", ep, f"{root}/b", "reg-b", "--replica", "standby")
+    samtest.wait_for(lambda: "replica.was_primary epoch=1" in again.logtext(), 10,
+                     "the restarted store to say it was the primary")
+    assert again.stop() == 0
+    start("primary-again", ep, f"{root}/b", "reg-b", "--replica", "primary")
+    wait_role(ep, "reg-b", "primary")
+    with Client(ep) as c:
+        publish_all(c, [agency_event(i) for i in range(80, 85)])
+    assert ping(ep, "reg-b").replica.epoch == 1
+    wait_head(ep, "reg-a", 85)
 
 
 def test_diverged_store_moved_aside():
@@ -251,6 +268,43 @@ def test_synchronous_mode():
         rep, pr = samtest.publish(c, "registry", ev, timeout=10 * samtest.SLOW)
         assert rep.status.code == 200 and pr.duplicate and pr.seq == 101, rep.status.message
     assert ping(ep, "reg-b").last_seq >= 101
+
+
+def test_synchronous_diverged_standby_confirms_nothing():
+    """An old primary back as a standby claims a position its own records fill, not the new
+    primary's: it must not confirm the new primary's held writes."""
+    root = samtest.scratch("replica-sync-diverged")
+    _, ep = samtest.broker()
+    sync = ["--sync-standby", "--sync-timeout-ms", "1500"]
+    a = start("primary", ep, f"{root}/a", "reg-a", *sync)
+    samtest.wait_service(ep, "registry")
+    b = start("standby", ep, f"{root}/b", "reg-b", "--replica", "standby", *sync)
+    wait_role(ep, "reg-b", "standby")
+    with Client(ep) as c:
+        publish_all(c, [agency_event(i) for i in range(3)])
+        assert b.stop() == 0
+        for i in range(3, 6):  # stored on A only, never confirmed
+            rep, _ = samtest.publish(c, "registry", agency_event(i), timeout=10 * samtest.SLOW)
+            assert rep.status.code == 503, rep.status.message
+        a.kill9()
+        start("standby-b", ep, f"{root}/b", "reg-b", "--replica", "standby", *sync)
+        wait_role(ep, "reg-b", "standby")
+        assert samctl(ep, "promote", "registry", "--instance", "reg-b").returncode == 0
+        later = [agency_event(i, eid=f"later-{i}") for i in range(200, 204)]
+        for ev in later:  # seq 4..7 on B, held: no standby
+            rep, _ = samtest.publish(c, "registry", ev, timeout=10 * samtest.SLOW)
+            assert rep.status.code == 503, rep.status.message
+        # A's store ends at seq 6 of epoch 0; B's seq 6 is of epoch 1: A confirms nothing
+        old = start("old-primary", ep, f"{root}/a", "reg-a", "--replica", "standby")
+        old.p.wait(timeout=30 * samtest.SLOW)
+        assert old.p.returncode == 3, old.p.returncode
+        assert ping(ep, "reg-b").replica.confirmed < 4, ping(ep, "reg-b").replica
+        start("old-primary-again", ep, f"{root}/a", "reg-a", "--replica", "standby")
+        wait_head(ep, "reg-a", 7)
+        for ev in later:  # now on a standby too: the retries are answered
+            rep, pr = samtest.publish(c, "registry", ev, timeout=10 * samtest.SLOW)
+            assert rep.status.code == 200 and pr.duplicate, rep.status.message
+    assert ping(ep, "reg-b").replica.confirmed == 7
 
 
 def _etcd(root):

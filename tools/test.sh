@@ -11,7 +11,8 @@
 #   SAMORDNA_NO_FUZZ=1 tools/test.sh   skip the bounded fuzzing pass (tools/fuzz.sh, 20 s a
 #                                       target; SAMORDNA_FUZZ_SECONDS changes it)
 #   SAMORDNA_NO_CHAOS=1 tools/test.sh  skip the chaos pass: tools/chaos for 60 s (two brokers,
-#                                       two instances of every service, SIGKILLs every 1-3 s;
+#                                       two instances of every service, two gateways, SIGKILLs
+#                                       every 1-3 s;
 #                                       SAMORDNA_CHAOS_SECONDS changes it) on the RelWithDebInfo
 #                                       build, then the same on the sanitizer build
 #

@@ -391,10 +391,14 @@ void gw_io_quiesce(gw_t *gw)
 int gw_io_start(gw_t *gw, char *err, size_t errlen)
 {
     const gw_config_t *cfg = &gw->config;
-    sam_client_opts_t opts = {
-        .client_cert = cfg->cert, .server_key = cfg->server_key, .fail_fast = true};
-    gw->client = sam_client_new((const char *const *)cfg->brokers, cfg->nbrokers,
-                                cfg->insecure ? NULL : &opts, err, errlen);
+    /* fail_fast in either mode: with no broker connected, 503 at once (docs/gateway.md) */
+    sam_client_opts_t opts = {.fail_fast = true};
+    if (!cfg->insecure) {
+        opts.client_cert = cfg->cert;
+        opts.server_key = cfg->server_key;
+    }
+    gw->client =
+        sam_client_new((const char *const *)cfg->brokers, cfg->nbrokers, &opts, err, errlen);
     if (!gw->client) return -1;
     sam_client_set_deadline(gw->client, cfg->request_timeout_ms);
     gw->inflight = zhashx_new();

@@ -270,7 +270,9 @@ int grants_apply_award_granted(sam_service_t *svc, MDB_txn *txn, const sam_event
         snprintf(day, sizeof day, "%s", a->decided);
     else
         sam_clock_date_of(ev->now_ms, day);
-    if (strcmp(a->recipient_kind, "municipality") == 0 &&
+    /* (Not on a standby's replay: its projection may know of a merger its primary's did not
+       yet; sam_event_t.replay.) */
+    if (!ev->replay && strcmp(a->recipient_kind, "municipality") == 0 &&
         grants_successor(g, txn, a->recipient, into, merged_on) && strcmp(day, merged_on) >= 0) {
         sam_reply_error(reply, SAM_UNPROCESSABLE,
                         "award.recipient: '%s' was merged into '%s' on %s; an award of %s goes "

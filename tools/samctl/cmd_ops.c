@@ -586,7 +586,9 @@ static int s_promote(samctl_t *ctl, const samctl_args_t *a)
     if (!c) return 1;
     sam_result_t res;
     Samordna__V1__ReplicaState *rs = NULL;
-    uint32_t code = samctl_request(ctl, service, "replica.promote", NULL,
+    Samordna__V1__PromoteRequest pq = SAMORDNA__V1__PROMOTE_REQUEST__INIT;
+    pq.force = samctl_flag(a, "force");
+    uint32_t code = samctl_request(ctl, service, "replica.promote", &pq.base,
                                    &samordna__v1__replica_state__descriptor,
                                    (ProtobufCMessage **)&rs, true, &res);
     if (code != 200) {
@@ -640,6 +642,9 @@ static int s_promote(samctl_t *ctl, const samctl_args_t *a)
 }
 
 static const samctl_opt_t s_promote_opts[] = {
+    {"force", 0, NULL, SAMCTL_TEXT, 0,
+     "promote by hand although the primary still answers the standby (it keeps answering "
+     "reads: stop it)"},
     {"wait-ms", 0, "MS", SAMCTL_COUNT, 0,
      "how long to wait for an etcd handover to finish (default 15000)"},
     {NULL},
