@@ -18,14 +18,13 @@
       0.25 ms on loopback) is part of every figure;
     - catch-up: from the last acknowledgement of the pipelined burst to the standby having
       its last event.
-    Every figure of phases 2 and 3 is printed beside phase 1's as a ratio.
+    Every figure of phases 2 and 3 that phase 1 has too is printed beside it as a ratio.
 
     At the end of phase 2, a promotion by hand: the primary is killed with SIGKILL, then
     replica.promote with force (samctl promote --force: without it a standby that heard its
     primary moments ago refuses) is sent to the standby (Request.instance), then one event
-    is published:
-    the time from the kill to the promotion answered and to that write acknowledged. One
-    sample a run.
+    is published: the time from the kill to the promotion answered and to that write
+    acknowledged. One sample a run.
 */
 #include "bench.h"
 #include "sam_client.h"
