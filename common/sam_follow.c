@@ -252,6 +252,11 @@ bool sam_follow_take(sam_follow_t *self, const sam_result_t *res)
     return true;
 }
 
+size_t sam_follow_pollitems(sam_follow_t *self, zmq_pollitem_t *items, size_t cap)
+{
+    return self->own ? sam_client_pollitems(self->own, items, cap) : 0;
+}
+
 void sam_follow_tick(sam_follow_t *self)
 {
     int64_t now = zclock_mono();

@@ -141,6 +141,12 @@ void sam_follow_destroy(sam_follow_t **self_p);
     follower's connection (status, grants). */
 void sam_follow_tick(sam_follow_t *self);
 
+/*  The sockets of the follower's own client (sam_follow_tick's), to poll beside the loop's
+    others (ZMQ_POLLIN): when one is readable, sam_follow_tick takes the answer at once
+    instead of at the loop's next turn. Fills at most cap items; returns how many (0 before
+    the client exists). */
+size_t sam_follow_pollitems(sam_follow_t *self, zmq_pollitem_t *items, size_t cap);
+
 /*  For a consumer that reads a shared client itself (notify, whose one receive loop hands
     each answer to whoever sent it): sends the next poll over `client` when one is due. */
 void sam_follow_send(sam_follow_t *self, sam_client_t *client);

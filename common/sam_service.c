@@ -355,8 +355,8 @@ static void s_loop(sam_service_t *svc)
         if (svc->waiters && now + 20 < due) due = now + 20; /* another instance may commit */
         if (svc->n_slow && now + 2 < due) due = now + 2;    /* a long query's answer, soon */
         if (rt_replica_busy(svc) && now + 20 < due) due = now + 20; /* following, an election */
-        zmq_pollitem_t items[2 * RT_MAX_BROKERS];
-        int map[RT_MAX_BROKERS], nitems = 0, nwatch = 0;
+        zmq_pollitem_t items[2 * RT_MAX_BROKERS + 2 * RT_MAX_BROKERS];
+        int map[RT_MAX_BROKERS], nitems = 0, nwatch = 0, nextra = 0;
         for (size_t i = 0; i < svc->nbrokers; i++)
             if (svc->brokers[i].sock) {
                 items[nitems] =
@@ -368,10 +368,14 @@ static void s_loop(sam_service_t *svc)
             if (svc->brokers[map[k]].watch)
                 items[nitems + nwatch++] =
                     (zmq_pollitem_t){zsock_resolve(svc->brokers[map[k]].watch), 0, ZMQ_POLLIN, 0};
+        /* after those: a standby's follower, whose pages are taken as soon as they come */
+        nextra =
+            (int)rt_replica_pollitems(svc, items + nitems + nwatch,
+                                      sizeof items / sizeof items[0] - (size_t)(nitems + nwatch));
         long timeout = due > now ? (long)(due - now) : 0;
         bool more = true;
         int flags = ZMQ_DONTWAIT;
-        if (nitems == 1) {
+        if (nitems == 1 && nextra == 0) {
             /* One broker, the usual case: the first receive is libzmq's own blocking one,
                bounded by the timers. It sleeps on the socket's mailbox with fewer system
                calls per wake-up than zmq_poll. Its watch is looked at every 100 ms. */
@@ -379,7 +383,7 @@ static void s_loop(sam_service_t *svc)
             zmq_setsockopt(items[0].socket, ZMQ_RCVTIMEO, &wait, sizeof wait);
             flags = 0;
         } else {
-            int rc = zmq_poll(items, nitems + nwatch, timeout);
+            int rc = zmq_poll(items, nitems + nwatch + nextra, timeout);
             if (rc < 0 && errno != EINTR) break;
             more = rc > 0;
             now = zclock_mono();

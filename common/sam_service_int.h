@@ -292,6 +292,9 @@ void rt_serve_waiters(sam_service_t *svc, int64_t now);
 int rt_replica_open(sam_service_t *svc);
 /* The loop's turn: the election, the follower, held replies, a re-registration. */
 void rt_replica_tick(sam_service_t *svc, int64_t now);
+/* A standby's follower sockets, polled with the brokers' so that each page of the primary is
+   taken the moment it arrives (the standby's lag, and a synchronous write's wait). */
+size_t rt_replica_pollitems(sam_service_t *svc, zmq_pollitem_t *items, size_t cap);
 /* Whether the loop must turn soon (a follower, held replies, an election). */
 bool rt_replica_busy(sam_service_t *svc);
 void rt_replica_close(sam_service_t *svc);

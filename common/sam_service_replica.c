@@ -85,6 +85,7 @@ struct rt_replica_t {
     bool diverged;
     bool stuck;            /* diverged, and the store could not be moved aside */
     int exit_code;         /* why the loop was stopped from here (0: it was not) */
+    int64_t credit_logged; /* when held replies last filled the credit (logged) */
     uint64_t cursor_epoch; /* our last record's epoch, sent with each poll */
     bool reregister;       /* the brokers must be told our new part (READY again) */
     /* --metrics: the part, the epoch, a standby's lag, a primary's confirmed position */
@@ -646,6 +647,15 @@ bool rt_replica_hold(sam_service_t *svc, rt_request_t *r, int64_t now)
     *rp->held_tail = r;
     rp->held_tail = &r->next;
     rp->nheld++;
+    /* Held replies keep their credit with the broker, and the standby's confirming poll
+       needs one too: at the credit, it waits behind them until they time out. */
+    if (rp->nheld + 1 >= (size_t)svc->credit && now - rp->credit_logged >= 10000) {
+        sam_warn("replica.sync_credit held=%zu credit=%d hint=\"every credit slot holds a write "
+                 "waiting for a standby, so the standby's poll that would confirm them waits in "
+                 "the broker: keep fewer writes in flight than --credit, or raise it\"",
+                 rp->nheld, svc->credit);
+        rp->credit_logged = now;
+    }
     return true;
 }
 
@@ -737,6 +747,12 @@ void rt_replica_tick(sam_service_t *svc, int64_t now)
         rt_serve_waiters(svc, now + RT_MAX_WAIT_MS + 1);
         rt_brokers_reregister(svc, now);
     }
+}
+
+size_t rt_replica_pollitems(sam_service_t *svc, zmq_pollitem_t *items, size_t cap)
+{
+    rt_replica_t *rp = svc->replica;
+    return rp && rp->follow && !rp->writer ? sam_follow_pollitems(rp->follow, items, cap) : 0;
 }
 
 bool rt_replica_busy(sam_service_t *svc)
