@@ -6,6 +6,7 @@
 #include "cloudevents/v1/cloudevents.pb-c.h"
 #include "samordna/v1/envelope.pb-c.h"
 #include "samordna/v1/events.pb-c.h"
+#include "samordna/v1/registry.pb-c.h"
 
 #include <arpa/inet.h>
 #include <czmq.h>
@@ -102,6 +103,19 @@ int bench_wait_service(const char *broker, const char *service, int timeout_ms)
     }
     sam_client_destroy(&c);
     return rc;
+}
+
+uint8_t *bench_person_event(const char *prefix, size_t i, size_t *len)
+{
+    char id[32], eid[96], name[48];
+    snprintf(id, sizeof id, "p-%08zu", i);
+    snprintf(eid, sizeof eid, "%s:%s", prefix, id);
+    snprintf(name, sizeof name, "Person %zu", i);
+    Samordna__V1__Person p = SAMORDNA__V1__PERSON__INIT;
+    p.id = id;
+    p.name = name;
+    p.agency = "";
+    return bench_event("no.samordna.registry.person.registered", eid, "fmov", NULL, &p.base, len);
 }
 
 uint8_t *bench_event(const char *type, const char *id, const char *source, const char *subject,

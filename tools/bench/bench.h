@@ -56,6 +56,10 @@ int bench_raw_relay_process(const char *front, const char *back);
 uint8_t *bench_event(const char *type, const char *id, const char *source, const char *subject,
                      const ProtobufCMessage *payload, size_t *len);
 
+/* The packed events.publish body of a registry person.registered, person "p-<i>" (eight
+   digits), event id "<prefix>:p-<i>": unique per i. NULL when out of memory. */
+uint8_t *bench_person_event(const char *prefix, size_t i, size_t *len);
+
 /* Sends bench_event(type, id, source, subject, payload) to `service` through `c` without
    waiting for its reply: the request id, or 0 when it could not be built or sent. */
 uint64_t bench_publish(sam_client_t *c, const char *service, const char *type, const char *id,

@@ -25,15 +25,7 @@
 /* One packed events.publish body: a person.registered with a unique id. */
 static uint8_t *s_event(size_t i, size_t *len)
 {
-    char id[32], eid[64], name[48];
-    snprintf(id, sizeof id, "p-%08zu", i);
-    snprintf(eid, sizeof eid, "bench:%s", id);
-    snprintf(name, sizeof name, "Person %zu", i);
-    Samordna__V1__Person p = SAMORDNA__V1__PERSON__INIT;
-    p.id = id;
-    p.name = name;
-    p.agency = "";
-    return bench_event("no.samordna.registry.person.registered", eid, "fmov", NULL, &p.base, len);
+    return bench_person_event("bench", i, len);
 }
 
 /* Publishes n events pipelined; fills lat_us[i]. Returns 0 or -1. */

@@ -88,16 +88,7 @@ static sam_client_t *s_client(const char *ep, const char *instance)
 /* One packed events.publish body: a person.registered with the phase's next unique id. */
 static uint8_t *s_event(s_phase_t *ph, size_t *len)
 {
-    char id[32], eid[64], name[48];
-    size_t i = ph->next_id++;
-    snprintf(id, sizeof id, "p-%08zu", i);
-    snprintf(eid, sizeof eid, "replica:%s", id);
-    snprintf(name, sizeof name, "Person %zu", i);
-    Samordna__V1__Person p = SAMORDNA__V1__PERSON__INIT;
-    p.id = id;
-    p.name = name;
-    p.agency = "";
-    return bench_event("no.samordna.registry.person.registered", eid, "fmov", NULL, &p.base, len);
+    return bench_person_event("replica", ph->next_id++, len);
 }
 
 /* Publishes one event and waits for its acknowledgement; its seq, or 0 (said why). */

@@ -337,34 +337,46 @@ static json_t *s_broker(samctl_t *ctl, const char *ep)
     return b;
 }
 
+/*  The entries the brokers' answers have for `service`, one per broker that knows it, into
+    out (borrowed from brokers); how many. */
+static size_t s_service_entries(json_t *brokers, const char *service, json_t **out, size_t cap)
+{
+    size_t n = 0, i, j;
+    json_t *b, *svc;
+    json_array_foreach(brokers, i, b)
+    {
+        json_array_foreach(json_object_get(b, "services"), j, svc)
+        {
+            if (n < cap &&
+                strcmp(json_string_value(json_object_get(svc, "name")) ?: "", service) == 0)
+                out[n++] = svc;
+        }
+    }
+    return n;
+}
+
 /* What the brokers' answers say of one service: its instances, "vm-1 0.1.0, vm-2 0.1.0", each
    once (an instance serves through every broker), into out; their number; and into *queued
    its requests waiting, summed over the brokers. */
 static size_t s_service_view(json_t *brokers, const char *service, char *out, size_t cap,
                              long long *queued)
 {
-    size_t n = 0, at = 0, i, j, k;
-    json_t *b, *svc, *w, *seen = json_object();
+    json_t *entries[16], *w, *seen = json_object();
+    size_t n = 0, at = 0, k, ne = s_service_entries(brokers, service, entries, 16);
     out[0] = 0;
     *queued = 0;
-    json_array_foreach(brokers, i, b)
-    {
-        json_array_foreach(json_object_get(b, "services"), j, svc)
+    for (size_t e = 0; e < ne; e++) {
+        *queued += (long long)json_integer_value(json_object_get(entries[e], "queued"));
+        json_array_foreach(json_object_get(entries[e], "workers"), k, w)
         {
-            if (strcmp(json_string_value(json_object_get(svc, "name")) ?: "", service) != 0)
-                continue;
-            *queued += (long long)json_integer_value(json_object_get(svc, "queued"));
-            json_array_foreach(json_object_get(svc, "workers"), k, w)
-            {
-                const char *inst = json_string_value(json_object_get(w, "instance")) ?: "";
-                const char *ver = json_string_value(json_object_get(w, "version")) ?: "";
-                if (*inst && json_object_get(seen, inst)) continue; /* through another broker */
-                if (*inst) json_object_set_new(seen, inst, json_true());
-                if (at < cap)
-                    at += (size_t)snprintf(out + at, cap - at, "%s%s %s", n ? ", " : "",
-                                           *inst ? inst : "?", *ver ? ver : "?");
-                n++;
-            }
+            const char *inst = json_string_value(json_object_get(w, "instance")) ?: "";
+            const char *ver = json_string_value(json_object_get(w, "version")) ?: "";
+            if (*inst && json_object_get(seen, inst)) continue; /* through another broker */
+            if (*inst) json_object_set_new(seen, inst, json_true());
+            if (at < cap)
+                at += (size_t)snprintf(out + at, cap - at, "%s%s %s", n ? ", " : "",
+                                       *inst ? inst : "?", *ver ? ver : "?");
+            n++;
         }
     }
     json_decref(seen);
@@ -391,38 +403,32 @@ static Samordna__V1__PingReply *s_ping_instance(samctl_t *ctl, const char *servi
     with a standby or an election: an array of one primary says nothing new. */
 static json_t *s_replicas(samctl_t *ctl, json_t *brokers, const char *service)
 {
-    json_t *out = json_array(), *seen = json_object(), *b, *svc, *w;
-    size_t i, j, k;
+    json_t *out = json_array(), *seen = json_object(), *entries[16], *w;
+    size_t k, ne = s_service_entries(brokers, service, entries, 16);
     bool replicated = false;
-    json_array_foreach(brokers, i, b)
-    {
-        json_array_foreach(json_object_get(b, "services"), j, svc)
+    for (size_t e = 0; e < ne; e++) {
+        json_array_foreach(json_object_get(entries[e], "workers"), k, w)
         {
-            if (strcmp(json_string_value(json_object_get(svc, "name")) ?: "", service) != 0)
-                continue;
-            json_array_foreach(json_object_get(svc, "workers"), k, w)
-            {
-                const char *inst = json_string_value(json_object_get(w, "instance")) ?: "";
-                if (!*inst || json_object_get(seen, inst)) continue;
-                json_object_set_new(seen, inst, json_true());
-                sam_result_t res;
-                Samordna__V1__PingReply *pr = s_ping_instance(ctl, service, inst, &res);
-                json_t *o = json_object();
-                json_object_set_new(o, "instance", json_string(inst));
-                if (!pr) {
-                    json_object_set_new(o, "error", json_string(res.message));
-                } else {
-                    const Samordna__V1__ReplicaState *rs = pr->replica;
-                    if (rs && strcmp(rs->mode, "primary") != 0) replicated = true;
-                    json_object_set_new(o, "role", json_string(rs ? rs->role : "primary"));
-                    json_object_set_new(o, "epoch", json_integer((json_int_t)(rs ? rs->epoch : 0)));
-                    json_object_set_new(o, "last_seq", json_integer((json_int_t)pr->last_seq));
-                    json_object_set_new(o, "state", json_string(rs ? rs->state : ""));
-                    protobuf_c_message_free_unpacked(&pr->base, NULL);
-                }
-                sam_result_clear(&res);
-                json_array_append_new(out, o);
+            const char *inst = json_string_value(json_object_get(w, "instance")) ?: "";
+            if (!*inst || json_object_get(seen, inst)) continue;
+            json_object_set_new(seen, inst, json_true());
+            sam_result_t res;
+            Samordna__V1__PingReply *pr = s_ping_instance(ctl, service, inst, &res);
+            json_t *o = json_object();
+            json_object_set_new(o, "instance", json_string(inst));
+            if (!pr) {
+                json_object_set_new(o, "error", json_string(res.message));
+            } else {
+                const Samordna__V1__ReplicaState *rs = pr->replica;
+                if (rs && strcmp(rs->mode, "primary") != 0) replicated = true;
+                json_object_set_new(o, "role", json_string(rs ? rs->role : "primary"));
+                json_object_set_new(o, "epoch", json_integer((json_int_t)(rs ? rs->epoch : 0)));
+                json_object_set_new(o, "last_seq", json_integer((json_int_t)pr->last_seq));
+                json_object_set_new(o, "state", json_string(rs ? rs->state : ""));
+                protobuf_c_message_free_unpacked(&pr->base, NULL);
             }
+            sam_result_clear(&res);
+            json_array_append_new(out, o);
         }
     }
     json_decref(seen);
