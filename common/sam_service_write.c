@@ -469,7 +469,8 @@ int rt_replay_one(sam_service_t *svc, MDB_txn *txn, const Samordna__V1__StoredEv
         return 0;
     }
     if (rc != MDB_NOTFOUND) return rc;
-    sam_event_t ev = {.ce = ce, .caller = se->caller, .seq = se->seq, .now_ms = se->recorded_ms};
+    sam_event_t ev = {
+        .ce = ce, .caller = se->caller, .seq = se->seq, .now_ms = se->recorded_ms, .replay = true};
     size_t len = 0;
     const uint8_t *data = s_event_data(ce, &len);
     ProtobufCMessage *payload = NULL;

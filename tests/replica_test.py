@@ -13,7 +13,9 @@ puts them on different network hosts).
   confirms it in time (stored all the same: the retry is a duplicate, answered once the
   standby is back);
 - --replica elect with a real etcd: one primary, a kill -9 of it makes the standby the
-  primary within the lease, and `samctl promote` hands over back.
+  primary within the lease, and `samctl promote` hands over back; --etcd-min-members;
+- a standby replays what its primary accepted, also when its own projection of the registry
+  already has a merger that would refuse it now.
 """
 import os
 import shutil
@@ -55,6 +57,20 @@ def call_instance(ep, instance, method, body=b"", reply_type=None, timeout=5.0):
         return rep, out
     finally:
         c.close()
+
+
+def ping_service(ep, service, instance, timeout=2.0):
+    """ping of `service`, routed to `instance` when given; None without an answer."""
+    c = Client(ep)
+    try:
+        req = envelope_pb2.Request(id=9, method="ping", instance=instance or "")
+        c.sock.send_multipart([b"", samtest.MDPC, service.encode(), req.SerializeToString()])
+        rep = c.recv(timeout)
+    except AssertionError:
+        return None
+    finally:
+        c.close()
+    return envelope_pb2.PingReply.FromString(rep.body) if rep.status.code == 200 else None
 
 
 def ping(ep, instance, timeout=2.0):
@@ -380,6 +396,56 @@ def test_elect_waits_for_enough_members():
         roles = [ping(ep, i) for i in ("reg-a", "reg-b")]
         return all(roles) and sorted(r.replica.role for r in roles) == ["primary", "standby"]
     samtest.wait_for(one_leads, 30, "one of the two to lead")
+
+
+def test_a_replay_is_not_refused_by_a_merger_the_primary_had_not_seen():
+    """grants accepts an award to a municipality that the registry merges away only later,
+    dated after the merger. A standby whose own registry projection already has the merger
+    when it replays the award must apply it as its primary did, not stall on it for good."""
+    root = samtest.scratch("replica-merger")
+    _, ep = samtest.broker()
+    fixture = os.path.join(samtest.SRC, "deploy", "examples", "ostfold-2019.json")
+    for name in ("registry", "status", "notify"):
+        samtest.service(name, ep, f"{root}/shared")
+    grants_a = samtest.Proc("grants-a", ["samordna-grants", "--broker", ep, "--data-dir",
+                                         f"{root}/a", "--insecure", "--instance", "g-a"])
+    samtest.wait_service(ep, "grants")
+    r = samctl(ep, "import", fixture)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    def ok(*args):
+        r = samctl(ep, *args)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+    ok("municipalities", "register", "gml", "--name", "Gamle", "--number", "3190:2019-01-01")
+    ok("municipalities", "register", "ny", "--name", "Nye", "--number", "3191:2024-01-01")
+    samtest.wait_for(lambda: samctl(ep, "grants", "add-scheme", "rs-1", "--name", "S",
+                                    "--year", "2024").returncode == 0, 30, "grants to know fmov")
+    samtest.wait_for(lambda: samctl(ep, "grants", "add-award", "ra-1", "--scheme", "rs-1",
+                                    "--recipient", "gml", "--amount", "100 000", "--purpose", "x",
+                                    "--decided", "2024-02-01").returncode == 0,
+                     30, "grants to take the award (it knows gml, not yet a merger)")
+    ok("municipalities", "merge", "ny", "--merged", "gml", "--from", "2024-01-01")
+    head = ping_service(ep, "grants", "g-a").last_seq
+    assert grants_a.stop() == 0
+    # the standby first reads the registry, merger included, while its primary is away
+    start_b = samtest.Proc("grants-b", ["samordna-grants", "--broker", ep, "--data-dir",
+                                        f"{root}/b", "--insecure", "--instance", "g-b",
+                                        "--replica", "standby"])
+    reg_head = ping_service(ep, "registry", None).last_seq
+
+    def projected():
+        pr = ping_service(ep, "grants", "g-b")
+        return pr is not None and any(f.service == "registry" and f.cursor >= reg_head
+                                      for f in pr.followers)
+    samtest.wait_for(projected, 30, "the standby's registry projection to have the merger")
+    samtest.Proc("grants-a-again", ["samordna-grants", "--broker", ep, "--data-dir", f"{root}/a",
+                                    "--insecure", "--instance", "g-a"])
+
+    def caught_up():
+        pr = ping_service(ep, "grants", "g-b")
+        return pr is not None and pr.last_seq >= head
+    samtest.wait_for(caught_up, 30, "the standby to apply the award (not stall on the merger)")
+    assert "replica.stalled" not in start_b.logtext()
 
 
 if __name__ == "__main__":
