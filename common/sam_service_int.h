@@ -308,8 +308,7 @@ uint64_t rt_replica_epoch(sam_service_t *svc);
 void rt_replica_ext(sam_service_t *svc, char *out, size_t cap);
 /* A standby's events.read: it has committed everything up to after_seq, its record there of
    after_epoch (confirming ours only when our record at after_seq is of that epoch too). */
-void rt_replica_confirm(sam_service_t *svc, MDB_txn *txn, const char *replica, uint64_t after_seq,
-                        uint64_t after_epoch);
+void rt_replica_confirm(sam_service_t *svc, MDB_txn *txn, uint64_t after_seq, uint64_t after_epoch);
 /* Synchronous mode: keeps r's reply until a standby has r->seq; true when it took r. */
 bool rt_replica_hold(sam_service_t *svc, rt_request_t *r, int64_t now);
 /* Packs ReadReply fields 3 and 4 (the epochs, our epoch) into out; returns the length. */

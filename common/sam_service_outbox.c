@@ -147,7 +147,7 @@ int rt_builtin_read(sam_service_t *svc, rt_request_t *r, MDB_txn *rtxn, int64_t 
     r->max = rr->max == 0 ? 100 : rr->max > 1000 ? 1000 : rr->max;
     if (rr->replica && rr->replica[0]) { /* a standby: it has committed up to after_seq */
         r->replica = true;
-        rt_replica_confirm(svc, rtxn, rr->replica, rr->after_seq, rr->after_epoch);
+        rt_replica_confirm(svc, rtxn, rr->after_seq, rr->after_epoch);
     }
     size_t n = s_read_reply(svc, rtxn, r);
     if (n > 0 || rr->wait_ms == 0 || r->reply.code != SAM_OK) return 0;

@@ -78,8 +78,7 @@ struct rt_replica_t {
     /* synchronous mode */
     bool sync;
     int sync_timeout_ms;
-    uint64_t confirmed; /* the highest seq a standby has committed */
-    char confirmed_by[96];
+    uint64_t confirmed;              /* the highest seq a standby has committed */
     rt_request_t *held, **held_tail; /* replies waiting for a standby, oldest first */
     size_t nheld;
     bool diverged;
@@ -597,11 +596,6 @@ uint64_t rt_replica_epoch(sam_service_t *svc)
     return svc->replica ? svc->replica->epoch : 0;
 }
 
-bool rt_replica_is_standby(sam_service_t *svc)
-{
-    return svc->replica && !svc->replica->writer;
-}
-
 void rt_replica_ext(sam_service_t *svc, char *out, size_t cap)
 {
     rt_replica_t *rp = svc->replica;
@@ -616,8 +610,7 @@ void rt_replica_ext(sam_service_t *svc, char *out, size_t cap)
     snprintf(out, cap, " epoch=%" PRIu64 "%s", rp->epoch, rp->writer ? "" : " standby");
 }
 
-void rt_replica_confirm(sam_service_t *svc, MDB_txn *txn, const char *replica, uint64_t after_seq,
-                        uint64_t after_epoch)
+void rt_replica_confirm(sam_service_t *svc, MDB_txn *txn, uint64_t after_seq, uint64_t after_epoch)
 {
     rt_replica_t *rp = svc->replica;
     if (!rp || !rp->writer || after_seq <= rp->confirmed) return;
@@ -634,7 +627,6 @@ void rt_replica_confirm(sam_service_t *svc, MDB_txn *txn, const char *replica, u
     samordna__v1__stored_event__free_unpacked(se, NULL);
     if (!ours) return;
     rp->confirmed = after_seq;
-    snprintf(rp->confirmed_by, sizeof rp->confirmed_by, "%s", replica);
 }
 
 bool rt_replica_hold(sam_service_t *svc, rt_request_t *r, int64_t now)
