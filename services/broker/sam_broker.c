@@ -99,6 +99,7 @@
 #define S_DEADLINE_MAX_MS 600000 /* the longest deadline a caller may ask for */
 #define S_TRIM_MS 10000          /* how often freed memory goes back to the system */
 #define S_TRIES_MAX 3            /* workers one request may be lost with before a 503 */
+#define S_LOST_GRACE_MS 250      /* how long replies of a worker found gone are still taken */
 #define S_FOLD_MS 10000          /* repeated warnings of one peer: one line per interval */
 #define S_FOLD_MAX 4096          /* peers folded apart; beyond, they share one count */
 #define S_TARGETED_MAX 64        /* queued requests for one instance, per service: more get 429 */
@@ -196,6 +197,8 @@ struct s_worker_t {
     bool standby;                     /* said `standby` in READY: never given a write */
     char agency[64];                  /* the agency of its certificate ("" when insecure) */
     int64_t since;                    /* when it registered (wall clock ms) */
+    bool lost;                        /* a send found it gone: replies taken, nothing sent */
+    int64_t lost_at;                  /* when (monotonic ms) */
 };
 
 struct sam_broker_t {
@@ -234,6 +237,7 @@ struct sam_broker_t {
     uint64_t errors;           /* error replies the broker made itself */
     uint64_t malformed;        /* messages dropped as malformed */
     uint64_t purged;           /* workers purged or lost */
+    size_t nlost;              /* workers found gone whose replies are still being read */
     char gone_peer[S_HEX_MAX]; /* the last peer a send found gone, so a burst logs once */
     uint64_t gone_repeats;     /* further sends to it that failed, not logged one by one */
     s_msg_t in;                /* the message being handled, reused */
@@ -937,6 +941,7 @@ static s_service_t *s_service_require(sam_broker_t *self, const char *name)
 /* The service's list of workers with spare credit: an intrusive FIFO. */
 static void s_free_append(s_service_t *service, s_worker_t *worker)
 {
+    if (worker->lost) return; /* is given nothing more */
     worker->prev = service->free_tail;
     worker->next = NULL;
     if (service->free_tail)
@@ -1096,10 +1101,42 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
                  sam_logv(service->name), service->epoch,
                  sam_logv(*worker->instance ? worker->instance : "-"));
     self->purged++;
+    if (worker->lost) self->nlost--;
     sam_info("worker.removed worker=%s service=%s reason=%s", worker->key, sam_logv(service->name),
              sam_logv(reason));
     zhashx_delete(self->workers, worker->key);
     if (again && !self->dispatching) s_service_dispatch(self, service);
+}
+
+/*  A send to a worker found its connection gone. What it sent before it went may still be
+    unread here: a worker that drains (SIGTERM) answers what it was given, says DISCONNECT and
+    closes, and a send to it can fail before those replies are read. So it is given nothing
+    more, but it is removed (and its requests still in flight handed on) only once everything
+    that came in has been read, or S_LOST_GRACE_MS later on a broker that never runs dry: a
+    reply it sent reaches its client, and is not lost to a second worker that answers the
+    request again (a long poll parked anew, a write answered as a duplicate). */
+static void s_worker_lose(sam_broker_t *self, s_worker_t *worker)
+{
+    if (worker->lost) return;
+    worker->lost = true;
+    worker->lost_at = self->now;
+    self->nlost++;
+    s_free_unlink(worker->service, worker);
+}
+
+/*  Removes the workers found gone whose time is up: all of them when `drained` (nothing more
+    to read came in), else those lost S_LOST_GRACE_MS ago. */
+static void s_lost_sweep(sam_broker_t *self, bool drained)
+{
+    while (self->nlost) {
+        s_worker_t *found = NULL;
+        for (s_worker_t *worker = zhashx_first(self->workers); worker && !found;
+             worker = zhashx_next(self->workers))
+            if (worker->lost && (drained || self->now - worker->lost_at >= S_LOST_GRACE_MS))
+                found = worker;
+        if (!found) return;
+        s_worker_delete(self, found, false, "cannot send to the worker");
+    }
 }
 
 /*  Doubles a worker's slots, up to its credit: a worker that declares a large credit but
@@ -1148,8 +1185,7 @@ static void s_batch_flush(sam_broker_t *self)
         s_worker_t *worker = self->gathered;
         self->gathered = worker->pending;
         worker->gathered = false;
-        if (s_batch_send(self, worker) != 0)
-            s_worker_delete(self, worker, false, "cannot send to the worker");
+        if (s_batch_send(self, worker) != 0) s_worker_lose(self, worker);
     }
 }
 
@@ -1351,7 +1387,7 @@ static void s_service_dispatch(sam_broker_t *self, s_service_t *service)
         if (s_worker_send_request(self, worker, s_ring_at(ring, at)) == 0)
             s_ring_remove(ring, at);
         else
-            s_worker_delete(self, worker, false, "cannot send to the worker");
+            s_worker_lose(self, worker);
     }
     if (outer) self->dispatching = false;
 }
@@ -1874,7 +1910,7 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
     while ((ring->len == 0 || ring == &service->targeted) &&
            (worker = s_free_for(service, &request))) {
         if (s_worker_send_request(self, worker, &request) == 0) return;
-        s_worker_delete(self, worker, false, "cannot send to the worker");
+        s_worker_lose(self, worker);
     }
     if (ring == &service->targeted && ring->len >= S_TARGETED_MAX) {
         service->busy++;
@@ -2021,20 +2057,19 @@ static void s_heartbeat(sam_broker_t *self)
     zlist_t *expired = NULL;
     for (s_worker_t *worker = zhashx_first(self->workers); worker;
          worker = zhashx_next(self->workers)) {
-        if (worker->expiry < self->now ||
-            (s_command(self, worker->addr, worker->addr_size, SAM_MDPW_HEARTBEAT, NULL) != 0 &&
-             self->send_errno == EHOSTUNREACH)) {
-            /* silent past its liveness, or its connection is gone (a heartbeat that cannot be
-               sent): either way its requests should not wait for it */
+        if (worker->expiry < self->now) { /* silent past its liveness */
             if (!expired) expired = zlist_new();
             if (expired) zlist_append(expired, worker);
+        } else if (!worker->lost &&
+                   s_command(self, worker->addr, worker->addr_size, SAM_MDPW_HEARTBEAT, NULL) !=
+                       0 &&
+                   self->send_errno == EHOSTUNREACH) {
+            s_worker_lose(self, worker); /* its connection is gone: removed once read dry */
         }
     }
     if (!expired) return;
     for (s_worker_t *worker = zlist_first(expired); worker; worker = zlist_next(expired))
-        s_worker_delete(self, worker, false,
-                        worker->expiry < self->now ? "silent past its heartbeat liveness"
-                                                   : "its connection is gone");
+        s_worker_delete(self, worker, false, "silent past its heartbeat liveness");
     zlist_destroy(&expired);
 }
 
@@ -2369,6 +2404,43 @@ static void s_on_hup(int sig)
     s_hup = 1;
 }
 
+/*  One turn of the loop: waits up to the next timer for a message, handles what came in (up
+    to S_DRAIN_MAX messages), runs the timers that are due and sends the gathered batches.
+    Returns 0, or -1 when the socket failed (logged). */
+static int s_pass(sam_broker_t *self)
+{
+    self->now = zclock_mono();
+    /* The wait for the first message is libzmq's own blocking receive, bounded by the next
+       timer: it sleeps on the socket's mailbox with fewer system calls per wake-up than
+       zmq_poll, which is most of a lone request's cost in the broker. No wait while a worker
+       found gone waits to be read dry. */
+    int wait = self->next_tick > self->now && !self->nlost ? (int)(self->next_tick - self->now) : 0;
+    zmq_setsockopt(self->handle, ZMQ_RCVTIMEO, &wait, sizeof wait);
+    int rc = s_msg_recv(self, &self->in, wait ? 0 : ZMQ_DONTWAIT);
+    if (rc == -1 && zmq_errno() != EAGAIN && zmq_errno() != EINTR) {
+        char why[200];
+        snprintf(why, sizeof why, "receive: %s", zmq_strerror(zmq_errno()));
+        sam_error("broker.failed reason=%s", sam_logv(why));
+        return -1;
+    }
+    self->now = zclock_mono();
+    bool drained = rc != 0; /* read dry: nothing more had come in */
+    for (int i = 0; rc == 0 && i < S_DRAIN_MAX; i++) {
+        if (i > 0 && s_msg_recv(self, &self->in, ZMQ_DONTWAIT) != 0) {
+            drained = true;
+            break;
+        }
+        s_watch_keys(self); /* before every message: one read, nothing found, almost always */
+        s_on_message(self, &self->in);
+        s_msg_close(&self->in);
+        if ((i & 127) == 127) self->now = zclock_mono();
+    }
+    if (self->nlost) s_lost_sweep(self, drained);
+    if (self->now >= self->next_tick) s_tick(self);
+    s_batch_flush(self);
+    return 0;
+}
+
 int sam_broker_run(sam_broker_t *self, void (*on_reload)(void))
 {
     struct sigaction sa = {0};
@@ -2389,29 +2461,7 @@ int sam_broker_run(sam_broker_t *self, void (*on_reload)(void))
             sam_info("broker.reloaded trusted_keys=%zu log_level=%d",
                      sam_keyring_size(self->keyring), (int)sam_log_threshold);
         }
-        self->now = zclock_mono();
-        /* The wait for the first message is libzmq's own blocking receive, bounded by the
-           next timer: it sleeps on the socket's mailbox with fewer system calls per wake-up
-           than zmq_poll, which is most of a lone request's cost in the broker. */
-        int wait = self->next_tick > self->now ? (int)(self->next_tick - self->now) : 0;
-        zmq_setsockopt(self->handle, ZMQ_RCVTIMEO, &wait, sizeof wait);
-        int rc = s_msg_recv(self, &self->in, wait ? 0 : ZMQ_DONTWAIT);
-        if (rc == -1 && zmq_errno() != EAGAIN && zmq_errno() != EINTR) {
-            char why[200];
-            snprintf(why, sizeof why, "receive: %s", zmq_strerror(zmq_errno()));
-            sam_error("broker.failed reason=%s", sam_logv(why));
-            return -1;
-        }
-        self->now = zclock_mono();
-        for (int i = 0; rc == 0 && i < S_DRAIN_MAX; i++) {
-            if (i > 0 && s_msg_recv(self, &self->in, ZMQ_DONTWAIT) != 0) break;
-            s_watch_keys(self); /* before every message: one read, nothing found, almost always */
-            s_on_message(self, &self->in);
-            s_msg_close(&self->in);
-            if ((i & 127) == 127) self->now = zclock_mono();
-        }
-        if (self->now >= self->next_tick) s_tick(self);
-        s_batch_flush(self);
+        if (s_pass(self) != 0) return -1;
     }
     sd_notify(0, "STOPPING=1");
     sam_metrics_ready(self->metrics, "router", false, "stopping");
@@ -2440,6 +2490,8 @@ void sam_broker_feed(sam_broker_t *self, const uint8_t *const *frames, const siz
     self->now = zclock_mono();
     if (msg->count) s_on_message(self, msg);
     s_msg_close(msg);
+    /* what is fed may go on: a worker found gone is removed only past its grace */
+    if (self->nlost) s_lost_sweep(self, false);
     if (self->now >= self->next_tick) s_tick(self);
     s_batch_flush(self);
 }
@@ -2633,6 +2685,52 @@ int sam_broker_selftest(bool verbose)
     sam_broker_destroy(&broker);
     S_CHECK(broker == NULL);
     sam_broker_destroy(&broker); /* accepts NULL */
+
+    /*  A worker that answers and leaves at once, as one that drains does: a send to it fails
+        (here a heartbeat) before its reply is read, and the reply still reaches its client,
+        nothing handed on to be answered twice. */
+    const char *lost_ep[] = {"inproc://sam-broker-selftest-lost"};
+    config.binds = lost_ep;
+    broker = sam_broker_new(&config);
+    S_CHECK(broker != NULL);
+    zsock_t *w = zsock_new(ZMQ_DEALER), *c = zsock_new(ZMQ_DEALER);
+    zsock_set_identity(w, "W1");
+    zsock_set_identity(c, "C1");
+    zsock_set_rcvtimeo(w, 2000);
+    zsock_set_rcvtimeo(c, 2000);
+    S_CHECK(broker && zsock_connect(w, "%s", lost_ep[0]) == 0 &&
+            zsock_connect(c, "%s", lost_ep[0]) == 0);
+    const uint8_t ready = SAM_MDPW_READY, reply = SAM_MDPW_REPLY;
+    zsock_send(w, "ssbs", "", SAM_MDPW, &ready, (size_t)1, "selftest");
+    s_worker_t *lost = NULL;
+    for (int i = 0; broker && i < 100 && !(lost = zhashx_lookup(broker->workers, "5731")); i++)
+        s_pass(broker);
+    S_CHECK(lost != NULL);
+    request.id = 7;
+    request.on_behalf = NULL;
+    n = samordna__v1__request__pack(&request, packed);
+    zsock_send(c, "sssb", "", SAM_MDPC, "selftest", packed, n);
+    for (int i = 0; lost && i < 100 && lost->inflight == 0; i++)
+        s_pass(broker);
+    zmsg_t *got = zmsg_recv(w); /* "" MDPW01 0x02 client "" body */
+    S_CHECK(got && zmsg_size(got) == 6);
+    zsock_send(w, "ssbssb", "", SAM_MDPW, &reply, (size_t)1, "C1", "", packed, n);
+    zmsg_destroy(&got);
+    zsock_destroy(&w);
+    for (int i = 0; lost && i < 400 && !lost->lost; i++) {
+        s_heartbeat(broker);
+        zclock_sleep(5);
+    }
+    S_CHECK(lost && lost->lost && lost->inflight == 1);
+    for (int i = 0; broker && i < 10 && zhashx_size(broker->workers); i++)
+        s_pass(broker);
+    got = zmsg_recv(c); /* "" MDPC01 service body */
+    S_CHECK(got && zmsg_size(got) == 4);
+    zmsg_destroy(&got);
+    S_CHECK(broker && zhashx_size(broker->workers) == 0 && broker->redispatched == 0 &&
+            broker->replies == 1 && broker->nlost == 0);
+    zsock_destroy(&c);
+    sam_broker_destroy(&broker);
 
     /* CURVE: refused without a readable folder or a secret certificate; starts with both.
        The scratch folder is relative: tests run in the build tree. */
