@@ -199,6 +199,7 @@ struct s_worker_t {
     int64_t since;                    /* when it registered (wall clock ms) */
     bool lost;                        /* a send found it gone: replies taken, nothing sent */
     int64_t lost_at;                  /* when (monotonic ms) */
+    const char *lost_why;             /* how it was found gone (a literal) */
 };
 
 struct sam_broker_t {
@@ -1115,10 +1116,11 @@ static void s_worker_delete(sam_broker_t *self, s_worker_t *worker, bool disconn
     that came in has been read, or S_LOST_GRACE_MS later on a broker that never runs dry: a
     reply it sent reaches its client, and is not lost to a second worker that answers the
     request again (a long poll parked anew, a write answered as a duplicate). */
-static void s_worker_lose(sam_broker_t *self, s_worker_t *worker)
+static void s_worker_lose(sam_broker_t *self, s_worker_t *worker, const char *why)
 {
     if (worker->lost) return;
     worker->lost = true;
+    worker->lost_why = why;
     worker->lost_at = self->now;
     self->nlost++;
     s_free_unlink(worker->service, worker);
@@ -1135,7 +1137,7 @@ static void s_lost_sweep(sam_broker_t *self, bool drained)
             if (worker->lost && (drained || self->now - worker->lost_at >= S_LOST_GRACE_MS))
                 found = worker;
         if (!found) return;
-        s_worker_delete(self, found, false, "cannot send to the worker");
+        s_worker_delete(self, found, false, found->lost_why);
     }
 }
 
@@ -1185,7 +1187,8 @@ static void s_batch_flush(sam_broker_t *self)
         s_worker_t *worker = self->gathered;
         self->gathered = worker->pending;
         worker->gathered = false;
-        if (s_batch_send(self, worker) != 0) s_worker_lose(self, worker);
+        if (s_batch_send(self, worker) != 0)
+            s_worker_lose(self, worker, "cannot send to the worker");
     }
 }
 
@@ -1387,7 +1390,7 @@ static void s_service_dispatch(sam_broker_t *self, s_service_t *service)
         if (s_worker_send_request(self, worker, s_ring_at(ring, at)) == 0)
             s_ring_remove(ring, at);
         else
-            s_worker_lose(self, worker);
+            s_worker_lose(self, worker, "cannot send to the worker");
     }
     if (outer) self->dispatching = false;
 }
@@ -1910,7 +1913,7 @@ static void s_client_request(sam_broker_t *self, s_msg_t *msg, bool delim, int a
     while ((ring->len == 0 || ring == &service->targeted) &&
            (worker = s_free_for(service, &request))) {
         if (s_worker_send_request(self, worker, &request) == 0) return;
-        s_worker_lose(self, worker);
+        s_worker_lose(self, worker, "cannot send to the worker");
     }
     if (ring == &service->targeted && ring->len >= S_TARGETED_MAX) {
         service->busy++;
@@ -2064,7 +2067,7 @@ static void s_heartbeat(sam_broker_t *self)
                    s_command(self, worker->addr, worker->addr_size, SAM_MDPW_HEARTBEAT, NULL) !=
                        0 &&
                    self->send_errno == EHOSTUNREACH) {
-            s_worker_lose(self, worker); /* its connection is gone: removed once read dry */
+            s_worker_lose(self, worker, "its connection is gone"); /* removed once read dry */
         }
     }
     if (!expired) return;
