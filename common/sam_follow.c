@@ -33,6 +33,7 @@ struct sam_follow_t {
     sam_lease_t *lease;     /* the service's leases (borrowed), NULL: no sharing */
     char lease_name[80];    /* "follow.<service>" */
     bool leased;            /* held the lease at the last poll (logged when it changes) */
+    char from[96];          /* a replica's polls go to this instance ("": the primary) */
 };
 
 int sam_follow_config(sam_config_t *cfg, const char *role, const char **service, int *wait_ms)
@@ -267,7 +268,7 @@ void sam_follow_tick(sam_follow_t *self)
             self->next_ms = now + SAM_FOLLOW_RETRY_MS;
             return;
         }
-        if (self->def.replica) sam_client_set_route(self->own, true, NULL);
+        if (self->def.replica) sam_client_set_route(self->own, !*self->from, self->from);
     }
     sam_result_t res;
     while (self->req && sam_client_recv(self->own, 0, &res) == 0) {
@@ -317,6 +318,18 @@ uint64_t sam_follow_head(const sam_follow_t *self, int64_t *mono_ms)
 {
     if (mono_ms) *mono_ms = self->head_ms;
     return self->head;
+}
+
+void sam_follow_from(sam_follow_t *self, const char *instance)
+{
+    const char *want = instance ? instance : "";
+    if (!self->def.replica || strcmp(self->from, want) == 0) return;
+    snprintf(self->from, sizeof self->from, "%s", want);
+    if (self->own) sam_client_set_route(self->own, !*self->from, self->from);
+    /* the poll in flight went the old way (and may wait there for no one): its answer, if
+       one comes, is a stale one; the next goes at once */
+    self->req = 0;
+    self->next_ms = 0;
 }
 
 void sam_follow_learn_head(sam_follow_t *self, uint64_t head)

@@ -168,6 +168,13 @@ const char *sam_follow_service(const sam_follow_t *self);
 /* The last cursor this follower committed or read (0 before the first poll). */
 uint64_t sam_follow_cursor(const sam_follow_t *self);
 
+/*  Where a replica follower's polls go (def.replica set; nothing otherwise): to `instance`
+    by name (Request.instance), or with NULL or "" to the service's primary of the highest
+    epoch (Request.primary), the default. A standby taking over in a handover reads the
+    tail of the leader it takes over from, which no longer registers as a primary. A change
+    drops the poll in flight and sends the next at once. */
+void sam_follow_from(sam_follow_t *self, const char *instance);
+
 /*  The highest outbox head (ReadReply.last_seq) the follower has learnt, and into *mono_ms
     (may be NULL) the monotonic time it last learnt one, 0 when never. sam_follow_learn_head
     records a head learnt another way (a one-off events.read of the consumer's own). */

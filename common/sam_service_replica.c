@@ -70,6 +70,7 @@ struct rt_replica_t {
     sam_follow_t *follow; /* following the primary, while a standby */
     sam_elect_t *elect;   /* --replica elect */
     uint64_t elect_epoch; /* the leadership the loop last acted on (0: none) */
+    bool leads;           /* holds that leadership in etcd, writing or not (a handover) */
     /* what a standby last learnt of its primary */
     uint64_t primary_head, primary_epoch;
     char primary[96];
@@ -200,7 +201,9 @@ size_t rt_replica_epochs_pack(sam_service_t *svc, MDB_txn *txn, uint8_t *out, si
     rr.n_epochs = l.n;
     rr.epochs = ptrs;
     rt_replica_t *rp = svc->replica;
-    rr.epoch = rp && rp->writer ? rp->epoch : 0;
+    /* the epoch of a primary, and of a leader that stopped writing for a handover: its
+       records are its term's, and the standby taking over reads them from it */
+    rr.epoch = rp && (rp->writer || rp->leads) ? rp->epoch : 0;
     /* fields 3 and 4 only: what s_read_reply appends to the events it wrote itself */
     size_t need = samordna__v1__read_reply__get_packed_size(&rr);
     if (need > cap) return 0;
@@ -704,6 +707,7 @@ static void s_elect_turn(sam_service_t *svc, int64_t now)
         }
         rp->elect_epoch = st.epoch;
     }
+    rp->leads = lead && st.epoch == rp->elect_epoch && rp->epoch == st.epoch;
     bool can = lead && st.epoch == rp->elect_epoch && sam_elect_may_write(rp->elect, now);
     if (can && !rp->writer) {
         if (s_become_primary(svc, st.epoch, "elected") != 0) rp->elect_epoch = 0;
@@ -714,6 +718,12 @@ static void s_elect_turn(sam_service_t *svc, int64_t now)
     } else if (!rp->writer && !rp->follow) {
         s_follow_start(svc);
     }
+    /* A handover to this instance: the leader stops writing and registers as a standby, so
+       its last records (a write whose commit overlapped the handover's start among them)
+       are read from it by name until this instance has them all and the leader resigns. */
+    bool taking_over = !lead && *st.handover && strcmp(st.handover, svc->instance) == 0 &&
+                       *st.leader && strcmp(st.leader, svc->instance) != 0;
+    if (rp->follow) sam_follow_from(rp->follow, taking_over ? st.leader : NULL);
 }
 
 void rt_replica_tick(sam_service_t *svc, int64_t now)

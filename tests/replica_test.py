@@ -17,8 +17,11 @@ puts them on different network hosts).
 - a standby replays what its primary accepted, also when its own projection of the registry
   already has a merger that would refuse it now.
 """
+import base64
+import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -377,6 +380,52 @@ def test_elect_with_etcd():
     with Client(ep) as c:
         publish_all(c, [agency_event(i) for i in range(60, 70)])
     assert ping(ep, "reg-a").last_seq == 70 and ping(ep, "reg-a").replica.role == "primary"
+
+
+def test_handover_to_a_standby_that_lags():
+    """samctl promote under etcd to a standby that is behind when the handover starts (as one
+    is when a write's commit overlapped the start): the leader stops writing and registers as
+    a standby, and the target reads the leader's last records from it by name, so the
+    handover completes with every acknowledged write. Before, the target's reads went only to
+    "the primary", of which there was none: the leader waited out its 10 s and gave up."""
+    root = samtest.scratch("replica-handover-lag")
+    _, url = _etcd(root)
+    _, ep = samtest.broker()
+    elect = ["--replica", "elect", "--etcd", url, "--etcd-ttl-ms", "4000"]
+    a = start("lag-a", ep, f"{root}/a", "reg-a", *elect)
+    wait_role(ep, "reg-a", "primary")
+    b = start("lag-b", ep, f"{root}/b", "reg-b", *elect)
+    wait_role(ep, "reg-b", "standby")
+    n = 1200  # more than two of the follower's pages (SAM_FOLLOW_READ_MAX 500)
+    with Client(ep) as c:
+        publish_all(c, [agency_event(i) for i in range(20)])
+        wait_head(ep, "reg-b", 20)
+        b.p.send_signal(signal.SIGSTOP)  # b falls behind; its lease (4 s) outlives this
+        try:
+            ids = {c.send("registry", "events.publish",
+                          events_pb2.PublishRequest(event=agency_event(i))) for i in range(20, n)}
+            while ids:
+                rep = c.recv(timeout=15)
+                assert rep.status.code == 200, rep.status.message
+                ids.discard(rep.id)
+            # the handover key, as samctl promote has the target write it
+            key = base64.b64encode(b"/samordna/registry/handover").decode()
+            put = json.dumps({"key": key, "value": base64.b64encode(b"reg-b").decode()})
+            urllib.request.urlopen(urllib.request.Request(f"{url}/v3/kv/put", put.encode()),
+                                   timeout=5).read()
+            samtest.wait_for(lambda: "waiting=true" in a.logtext(), 10,
+                             "reg-a to start the handover")
+        finally:
+            b.p.send_signal(signal.SIGCONT)
+    # within the leader's wait for its target (10 s), well past the moment it started
+    wait_role(ep, "reg-b", "primary", timeout=9)
+    assert "elect.handover-timeout" not in a.logtext(), a.logtext()[-2000:]
+    wait_role(ep, "reg-a", "standby")
+    assert ping(ep, "reg-b").last_seq == n
+    with Client(ep) as c:
+        publish_all(c, [agency_event(i) for i in range(n, n + 5)])
+    wait_head(ep, "reg-a", n + 5)
+    assert outbox_bytes(ep, "reg-a") == outbox_bytes(ep, "reg-b")
 
 
 def test_elect_waits_for_enough_members():
