@@ -707,7 +707,7 @@ static void s_elect_turn(sam_service_t *svc, int64_t now)
         }
         rp->elect_epoch = st.epoch;
     }
-    rp->leads = lead && st.epoch == rp->elect_epoch && rp->epoch == st.epoch;
+    rp->leads = lead && rp->epoch == st.epoch; /* a term accepted above, and written under */
     bool can = lead && st.epoch == rp->elect_epoch && sam_elect_may_write(rp->elect, now);
     if (can && !rp->writer) {
         if (s_become_primary(svc, st.epoch, "elected") != 0) rp->elect_epoch = 0;
@@ -721,8 +721,8 @@ static void s_elect_turn(sam_service_t *svc, int64_t now)
     /* A handover to this instance: the leader stops writing and registers as a standby, so
        its last records (a write whose commit overlapped the handover's start among them)
        are read from it by name until this instance has them all and the leader resigns. */
-    bool taking_over = !lead && *st.handover && strcmp(st.handover, svc->instance) == 0 &&
-                       *st.leader && strcmp(st.leader, svc->instance) != 0;
+    bool taking_over = strcmp(st.handover, svc->instance) == 0 && *st.leader &&
+                       strcmp(st.leader, svc->instance) != 0;
     if (rp->follow) sam_follow_from(rp->follow, taking_over ? st.leader : NULL);
 }
 
